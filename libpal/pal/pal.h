@@ -1,0 +1,25 @@
+/* SPDX-License-Identifier: MIT */
+/**
+ * libpal: process spawning and fd plumbing for Linux, in plain C (libc only).
+ *
+ * Error model: functions return 0 (or a non-negative value) on success and a
+ * negative errno on failure; constructors return NULL and set errno. Out
+ * parameters are named `ret_*`, come last and are not written on failure.
+ *
+ * Fd ownership is in the names: `_take` moves ownership of an fd into the
+ * callee (only on success); everything else borrows or duplicates with
+ * F_DUPFD_CLOEXEC. Every fd libpal creates is close-on-exec.
+ *
+ * Threads: an object may be used from one thread at a time; distinct objects
+ * are independent. Functions that take only fds are thread-safe.
+ */
+#pragma once
+
+#define __PAL_H_INSIDE__
+
+#include <pal/pal-macros.h>
+#include <pal/pal-fd.h>
+#include <pal/pal-memfd.h>
+#include <pal/pal-spawn.h>
+
+#undef __PAL_H_INSIDE__
