@@ -1,0 +1,753 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The decoder: one pass over the bytes, building protobuf-c structures with
+ * the system allocator, so protobuf_c_message_free_unpacked() can free them.
+ *
+ * Resources: the message's resources are the entries [cursor, end) of the
+ * list. A wire type 7 field takes the entry at the cursor; a wire type 6
+ * nested message with count n gets the next n entries as its own range and
+ * must consume exactly them.
+ *
+ * Every failure returns at once; the caller frees the partially built
+ * message, which is always consistent (new values are attached to their
+ * parent before they are filled), and releases whatever the list still holds.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "meshpayload-private.h"
+#include "wire-private.h"
+
+#define PATH_MAX_NAMES 16
+
+typedef struct {
+	MeshPayloadResources *res;
+	size_t cursor;
+	MeshPayloadLimits limits;
+	MeshPayloadError *err;
+	const ProtobufCMessageDescriptor *top;
+	const char *path[PATH_MAX_NAMES];
+	unsigned depth; /* nesting of the message being decoded; top is 0 */
+	unsigned path_len;
+} Decoder;
+
+static int decode_fields(Decoder *d, ProtobufCMessage *m, WireReader *r, size_t res_end,
+			 bool fresh);
+
+static int fail(Decoder *d, MeshPayloadErrorCode code, int errnum, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static int fail(Decoder *d, MeshPayloadErrorCode code, int errnum, const char *fmt, ...)
+{
+	char path[160], what[96];
+	size_t k;
+	va_list ap;
+
+	if (!d->err)
+		return errnum;
+	k = (size_t)snprintf(path, sizeof(path), "%s", d->top->name);
+	for (unsigned i = 0; i < d->path_len && i < PATH_MAX_NAMES && k < sizeof(path); i++)
+		k += (size_t)snprintf(path + k, sizeof(path) - k, ".%s", d->path[i]);
+	if (d->path_len > PATH_MAX_NAMES && k < sizeof(path))
+		snprintf(path + k, sizeof(path) - k, "...");
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	return mesh_payload_set_error(d->err, code, errnum, "decoding %s: %s", path, what);
+}
+
+static int fail_nomem(Decoder *d)
+{
+	return fail(d, MESH_PAYLOAD_ERROR_NO_MEMORY, -ENOMEM, "out of memory");
+}
+
+static int fail_truncated(Decoder *d)
+{
+	return fail(d, MESH_PAYLOAD_ERROR_TRUNCATED, -EBADMSG, "input truncated");
+}
+
+static int read_varint(Decoder *d, WireReader *r, uint64_t *v)
+{
+	int k = wire_read_varint(r, v);
+	if (k == 0)
+		return fail_truncated(d);
+	if (k < 0)
+		return fail(d, MESH_PAYLOAD_ERROR_BAD_VARINT, -EBADMSG, "bad varint");
+	return 0;
+}
+
+/* Reads a length prefix and returns the bytes it covers. */
+static int read_len(Decoder *d, WireReader *r, WireReader *ret_sub)
+{
+	uint64_t len;
+	int k = read_varint(d, r, &len);
+	if (k < 0)
+		return k;
+	if (len > wire_remaining(r))
+		return fail_truncated(d);
+	ret_sub->p = r->p;
+	ret_sub->end = r->p + len;
+	r->p += len;
+	return 0;
+}
+
+/* Strict UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF. */
+static bool utf8_valid(const uint8_t *s, size_t n)
+{
+	size_t i = 0;
+
+	while (i < n) {
+		uint8_t c = s[i];
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		size_t len;
+		uint32_t cp, min;
+		if ((c & 0xe0) == 0xc0) {
+			len = 2, cp = c & 0x1f, min = 0x80;
+		} else if ((c & 0xf0) == 0xe0) {
+			len = 3, cp = c & 0x0f, min = 0x800;
+		} else if ((c & 0xf8) == 0xf0) {
+			len = 4, cp = c & 0x07, min = 0x10000;
+		} else {
+			return false;
+		}
+		if (n - i < len)
+			return false;
+		for (size_t j = 1; j < len; j++) {
+			if ((s[i + j] & 0xc0) != 0x80)
+				return false;
+			cp = cp << 6 | (s[i + j] & 0x3f);
+		}
+		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+			return false;
+		i += len;
+	}
+	return true;
+}
+
+static size_t element_size(ProtobufCType t)
+{
+	switch (t) {
+	case PROTOBUF_C_TYPE_INT64:
+	case PROTOBUF_C_TYPE_SINT64:
+	case PROTOBUF_C_TYPE_UINT64:
+	case PROTOBUF_C_TYPE_SFIXED64:
+	case PROTOBUF_C_TYPE_FIXED64:
+	case PROTOBUF_C_TYPE_DOUBLE:
+		return 8;
+	case PROTOBUF_C_TYPE_BOOL:
+		return sizeof(protobuf_c_boolean);
+	case PROTOBUF_C_TYPE_STRING:
+	case PROTOBUF_C_TYPE_MESSAGE:
+		return sizeof(void *);
+	case PROTOBUF_C_TYPE_BYTES:
+		return sizeof(ProtobufCBinaryData);
+	default:
+		return 4;
+	}
+}
+
+static unsigned expected_wire_type(ProtobufCType t)
+{
+	switch (t) {
+	case PROTOBUF_C_TYPE_SFIXED32:
+	case PROTOBUF_C_TYPE_FIXED32:
+	case PROTOBUF_C_TYPE_FLOAT:
+		return WIRE_FIXED32;
+	case PROTOBUF_C_TYPE_SFIXED64:
+	case PROTOBUF_C_TYPE_FIXED64:
+	case PROTOBUF_C_TYPE_DOUBLE:
+		return WIRE_FIXED64;
+	case PROTOBUF_C_TYPE_STRING:
+	case PROTOBUF_C_TYPE_BYTES:
+	case PROTOBUF_C_TYPE_MESSAGE:
+		return WIRE_LEN;
+	default:
+		return WIRE_VARINT;
+	}
+}
+
+/* Stores a varint-encoded value into a member of type @t. */
+static void store_varint(ProtobufCType t, void *dst, uint64_t v)
+{
+	switch (t) {
+	case PROTOBUF_C_TYPE_INT32:
+	case PROTOBUF_C_TYPE_ENUM:
+		*(int32_t *)dst = (int32_t)v;
+		break;
+	case PROTOBUF_C_TYPE_SINT32:
+		*(int32_t *)dst = wire_unzigzag32((uint32_t)v);
+		break;
+	case PROTOBUF_C_TYPE_UINT32:
+		*(uint32_t *)dst = (uint32_t)v;
+		break;
+	case PROTOBUF_C_TYPE_SINT64:
+		*(int64_t *)dst = wire_unzigzag64(v);
+		break;
+	case PROTOBUF_C_TYPE_BOOL:
+		*(protobuf_c_boolean *)dst = v != 0;
+		break;
+	default:
+		*(uint64_t *)dst = v;
+		break;
+	}
+}
+
+/* Capacity of a repeated array holding @n elements (arrays grow by doubling). */
+static size_t repeated_capacity(size_t n)
+{
+	size_t cap = 4;
+	if (n == 0)
+		return 0;
+	while (cap < n)
+		cap *= 2;
+	return cap;
+}
+
+/*
+ * Makes room for @k more elements in a repeated member and returns the first
+ * new slot, zeroed; the count is not changed. NULL when out of memory.
+ */
+static void *repeated_reserve(const ProtobufCFieldDescriptor *f, ProtobufCMessage *m, size_t k)
+{
+	size_t *n = (size_t *)((char *)m + f->quantifier_offset);
+	void **array = (void **)((char *)m + f->offset);
+	size_t stride = element_size(f->type);
+	size_t cap = repeated_capacity(*n);
+
+	if (k > SIZE_MAX / 2 - *n)
+		return NULL;
+	if (*n + k > cap) {
+		size_t new_cap = repeated_capacity(*n + k);
+		if (new_cap > SIZE_MAX / stride)
+			return NULL;
+		void *grown = realloc(*array, new_cap * stride);
+		if (!grown)
+			return NULL;
+		*array = grown;
+	}
+	void *slot = (char *)*array + *n * stride;
+	memset(slot, 0, k * stride);
+	return slot;
+}
+
+/* Frees a message-typed value, releasing it if it is a resource. */
+static void free_submessage(const ProtobufCFieldDescriptor *f, ProtobufCMessage *sub)
+{
+	if (!sub)
+		return;
+	if (field_is_fd(f)) {
+		MeshPayload__Fd *fd = (MeshPayload__Fd *)sub;
+		if (fd->fd >= 0)
+			close(fd->fd);
+	} else if (field_is_port(f)) {
+		MeshPayload__Port *port = (MeshPayload__Port *)sub;
+		mesh_payload_object_release((MeshPayloadObject *)(uintptr_t)port->handle);
+	} else {
+		mesh_payload_message_release_resources(sub);
+	}
+	protobuf_c_message_free_unpacked(sub, NULL);
+}
+
+/* Frees the current value of a singular member (not repeated). */
+static void clear_singular(const ProtobufCFieldDescriptor *f, ProtobufCMessage *m)
+{
+	void *member = (char *)m + f->offset;
+
+	switch (f->type) {
+	case PROTOBUF_C_TYPE_MESSAGE:
+		free_submessage(f, *(ProtobufCMessage **)member);
+		*(ProtobufCMessage **)member = NULL;
+		break;
+	case PROTOBUF_C_TYPE_STRING: {
+		char *s = *(char **)member;
+		if (s && s != f->default_value && s != protobuf_c_empty_string)
+			free(s);
+		*(char **)member = NULL;
+		break;
+	}
+	case PROTOBUF_C_TYPE_BYTES: {
+		ProtobufCBinaryData *b = member;
+		const ProtobufCBinaryData *def = f->default_value;
+		if (b->data && (!def || b->data != def->data))
+			free(b->data);
+		b->data = NULL;
+		b->len = 0;
+		break;
+	}
+	default:
+		break;
+	}
+}
+
+/*
+ * Returns where a singular or oneof value of @f is stored, after making @f
+ * the selected member of its oneof (freeing the previously selected one).
+ */
+static void *singular_slot(const ProtobufCFieldDescriptor *f, ProtobufCMessage *m)
+{
+	void *member = (char *)m + f->offset;
+	void *quant = (char *)m + f->quantifier_offset;
+
+	if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
+		uint32_t *oneof_case = quant;
+		if (*oneof_case != f->id) {
+			if (*oneof_case != 0) {
+				const ProtobufCFieldDescriptor *old =
+					protobuf_c_message_descriptor_get_field(m->descriptor,
+										*oneof_case);
+				if (old)
+					clear_singular(old, m);
+			}
+			memset(member, 0, element_size(f->type));
+			*oneof_case = f->id;
+		}
+	} else if (f->label == PROTOBUF_C_LABEL_OPTIONAL && f->type != PROTOBUF_C_TYPE_MESSAGE &&
+		   f->type != PROTOBUF_C_TYPE_STRING) {
+		*(protobuf_c_boolean *)quant = 1;
+	}
+	return member;
+}
+
+/* Slot for the next value of @f: appended for repeated fields. */
+static void *value_slot(Decoder *d, const ProtobufCFieldDescriptor *f, ProtobufCMessage *m,
+			int *ret_err)
+{
+	if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+		void *slot = repeated_reserve(f, m, 1);
+		if (!slot) {
+			*ret_err = fail_nomem(d);
+			return NULL;
+		}
+		(*(size_t *)((char *)m + f->quantifier_offset))++;
+		return slot;
+	}
+	return singular_slot(f, m);
+}
+
+static int decode_resource(Decoder *d, const ProtobufCFieldDescriptor *f, ProtobufCMessage *m,
+			   unsigned wire_type, size_t res_end)
+{
+	bool is_fd = field_is_fd(f);
+	MeshPayloadResourceKind kind = is_fd ? MESH_PAYLOAD_RESOURCE_FD : MESH_PAYLOAD_RESOURCE_PORT;
+	const ProtobufCMessageDescriptor *desc = f->descriptor;
+	int r = 0;
+
+	if (wire_type != WIRE_RESOURCE)
+		return fail(d, MESH_PAYLOAD_ERROR_WRONG_WIRE_TYPE, -EBADMSG,
+			    "wire type %u for a resource field", wire_type);
+	if (d->cursor >= res_end)
+		return fail(d, MESH_PAYLOAD_ERROR_MISSING_RESOURCE, -EBADMSG, "missing resource");
+	MeshPayloadResource *entry = &d->res->items[d->cursor];
+	if (entry->kind != kind)
+		return fail(d, MESH_PAYLOAD_ERROR_WRONG_RESOURCE_KIND, -EBADMSG,
+			    "expected %s resource", is_fd ? "an fd" : "a port");
+
+	ProtobufCMessage *sub = malloc(desc->sizeof_message);
+	if (!sub)
+		return fail_nomem(d);
+	protobuf_c_message_init(desc, sub);
+
+	ProtobufCMessage **slot;
+	if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+		slot = value_slot(d, f, m, &r);
+	} else {
+		slot = singular_slot(f, m);
+		clear_singular(f, m); /* a repeated occurrence replaces the old one */
+	}
+	if (!slot) {
+		free(sub);
+		return r;
+	}
+	*slot = sub;
+	if (is_fd)
+		((MeshPayload__Fd *)sub)->fd = entry->fd;
+	else
+		((MeshPayload__Port *)sub)->handle = (uint64_t)(uintptr_t)entry->object;
+	entry->kind = MESH_PAYLOAD_RESOURCE_NONE;
+	d->cursor++;
+	return 0;
+}
+
+static int decode_message_field(Decoder *d, const ProtobufCFieldDescriptor *f,
+				ProtobufCMessage *m, unsigned wire_type, WireReader *r)
+{
+	const ProtobufCMessageDescriptor *desc = f->descriptor;
+	uint64_t n_res = 0;
+	WireReader body;
+	int k;
+
+	if (wire_type == WIRE_MESH_MESSAGE) {
+		k = read_varint(d, r, &n_res);
+		if (k < 0)
+			return k;
+	} else if (wire_type != WIRE_LEN) {
+		return fail(d, MESH_PAYLOAD_ERROR_WRONG_WIRE_TYPE, -EBADMSG,
+			    "wire type %u for a message field", wire_type);
+	}
+	k = read_len(d, r, &body);
+	if (k < 0)
+		return k;
+	if (n_res > d->res->len - d->cursor)
+		return fail(d, MESH_PAYLOAD_ERROR_INVALID_RESOURCE_RANGE, -EBADMSG,
+			    "nested message claims %llu resources", (unsigned long long)n_res);
+	if (d->depth + 1 > d->limits.max_depth)
+		return fail(d, MESH_PAYLOAD_ERROR_TOO_DEEP, -E2BIG, "nesting deeper than %u",
+			    d->limits.max_depth);
+
+	ProtobufCMessage **slot;
+	bool fresh = true;
+	if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+		slot = value_slot(d, f, m, &k);
+		if (!slot)
+			return k;
+	} else {
+		slot = singular_slot(f, m);
+		fresh = *slot == NULL;
+	}
+	if (fresh) {
+		ProtobufCMessage *sub = malloc(desc->sizeof_message);
+		if (!sub)
+			return fail_nomem(d);
+		protobuf_c_message_init(desc, sub);
+		*slot = sub;
+	}
+	d->depth++;
+	k = decode_fields(d, *slot, &body, d->cursor + n_res, fresh);
+	d->depth--;
+	return k;
+}
+
+static int decode_packed(Decoder *d, const ProtobufCFieldDescriptor *f, ProtobufCMessage *m,
+			 WireReader *r)
+{
+	WireReader body;
+	size_t count = 0;
+	int k = read_len(d, r, &body);
+	if (k < 0)
+		return k;
+
+	unsigned wt = expected_wire_type(f->type);
+	size_t len = wire_remaining(&body);
+	if (wt == WIRE_FIXED32 || wt == WIRE_FIXED64) {
+		size_t width = wt == WIRE_FIXED32 ? 4 : 8;
+		if (len % width)
+			return fail(d, MESH_PAYLOAD_ERROR_BAD_PACKED_LENGTH, -EBADMSG,
+				    "packed length %zu is not a multiple of %zu", len, width);
+		count = len / width;
+	} else {
+		for (const uint8_t *p = body.p; p < body.end; p++)
+			count += !(*p & 0x80);
+		if (len && (body.end[-1] & 0x80))
+			return fail_truncated(d);
+	}
+	if (count == 0)
+		return 0;
+
+	uint8_t *dst = repeated_reserve(f, m, count);
+	if (!dst)
+		return fail_nomem(d);
+	size_t stride = element_size(f->type);
+	for (size_t i = 0; i < count; i++, dst += stride) {
+		if (wt == WIRE_FIXED32) {
+			*(uint32_t *)dst = wire_get_le32(body.p);
+			body.p += 4;
+		} else if (wt == WIRE_FIXED64) {
+			*(uint64_t *)dst = wire_get_le64(body.p);
+			body.p += 8;
+		} else {
+			uint64_t v;
+			k = read_varint(d, &body, &v);
+			if (k < 0)
+				return k; /* the reserved slots are not counted: nothing leaks */
+			store_varint(f->type, dst, v);
+		}
+	}
+	*(size_t *)((char *)m + f->quantifier_offset) += count;
+	return 0;
+}
+
+static int decode_scalar(Decoder *d, const ProtobufCFieldDescriptor *f, ProtobufCMessage *m,
+			 unsigned wire_type, WireReader *r)
+{
+	unsigned expected = expected_wire_type(f->type);
+	int k = 0;
+
+	if (wire_type == WIRE_LEN && expected != WIRE_LEN && f->label == PROTOBUF_C_LABEL_REPEATED)
+		return decode_packed(d, f, m, r);
+	if (wire_type != expected)
+		return fail(d, MESH_PAYLOAD_ERROR_WRONG_WIRE_TYPE, -EBADMSG,
+			    "wire type %u, expected %u", wire_type, expected);
+
+	/* Read the value fully before touching the message. */
+	uint64_t v = 0;
+	WireReader body = {0};
+	void *copy = NULL;
+	switch (expected) {
+	case WIRE_VARINT:
+		k = read_varint(d, r, &v);
+		break;
+	case WIRE_FIXED32:
+		if (wire_remaining(r) < 4)
+			return fail_truncated(d);
+		v = wire_get_le32(r->p);
+		r->p += 4;
+		break;
+	case WIRE_FIXED64:
+		if (wire_remaining(r) < 8)
+			return fail_truncated(d);
+		v = wire_get_le64(r->p);
+		r->p += 8;
+		break;
+	default: {
+		k = read_len(d, r, &body);
+		if (k < 0)
+			return k;
+		size_t len = wire_remaining(&body);
+		if (f->type == PROTOBUF_C_TYPE_STRING) {
+			if (!utf8_valid(body.p, len))
+				return fail(d, MESH_PAYLOAD_ERROR_INVALID_UTF8, -EBADMSG,
+					    "invalid UTF-8");
+			copy = malloc(len + 1);
+			if (!copy)
+				return fail_nomem(d);
+			memcpy(copy, body.p, len);
+			((char *)copy)[len] = '\0';
+		} else if (len) {
+			copy = malloc(len);
+			if (!copy)
+				return fail_nomem(d);
+			memcpy(copy, body.p, len);
+		}
+		break;
+	}
+	}
+	if (k < 0)
+		return k;
+
+	void *slot;
+	if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+		slot = value_slot(d, f, m, &k);
+		if (!slot) {
+			free(copy);
+			return k;
+		}
+	} else {
+		slot = singular_slot(f, m);
+		clear_singular(f, m);
+	}
+	switch (expected) {
+	case WIRE_VARINT:
+		store_varint(f->type, slot, v);
+		break;
+	case WIRE_FIXED32:
+		*(uint32_t *)slot = (uint32_t)v;
+		break;
+	case WIRE_FIXED64:
+		*(uint64_t *)slot = v;
+		break;
+	default:
+		if (f->type == PROTOBUF_C_TYPE_STRING) {
+			*(char **)slot = copy;
+		} else {
+			ProtobufCBinaryData *b = slot;
+			b->data = copy;
+			b->len = wire_remaining(&body);
+		}
+		break;
+	}
+	return 0;
+}
+
+/* Skips an unknown field, releasing the resources it carries. */
+static int skip_field(Decoder *d, unsigned wire_type, WireReader *r, size_t res_end)
+{
+	uint64_t v, n_res;
+	WireReader body;
+	int k = 0;
+
+	switch (wire_type) {
+	case WIRE_VARINT:
+		return read_varint(d, r, &v);
+	case WIRE_FIXED64:
+	case WIRE_FIXED32: {
+		size_t width = wire_type == WIRE_FIXED32 ? 4 : 8;
+		if (wire_remaining(r) < width)
+			return fail_truncated(d);
+		r->p += width;
+		return 0;
+	}
+	case WIRE_LEN:
+		return read_len(d, r, &body);
+	case WIRE_MESH_MESSAGE:
+		k = read_varint(d, r, &n_res);
+		if (k < 0)
+			return k;
+		k = read_len(d, r, &body);
+		if (k < 0)
+			return k;
+		if (n_res > res_end - d->cursor)
+			return fail(d, MESH_PAYLOAD_ERROR_INVALID_RESOURCE_RANGE, -EBADMSG,
+				    "unknown field claims %llu resources",
+				    (unsigned long long)n_res);
+		for (size_t i = 0; i < n_res; i++)
+			mesh_payload_resource_release(&d->res->items[d->cursor++]);
+		return 0;
+	case WIRE_RESOURCE:
+		if (d->cursor >= res_end)
+			return fail(d, MESH_PAYLOAD_ERROR_MISSING_RESOURCE, -EBADMSG,
+				    "missing resource");
+		mesh_payload_resource_release(&d->res->items[d->cursor++]);
+		return 0;
+	default:
+		return fail(d, MESH_PAYLOAD_ERROR_UNKNOWN_WIRE_TYPE, -EBADMSG,
+			    "unknown wire type %u", wire_type);
+	}
+}
+
+static int check_required(Decoder *d, const ProtobufCMessageDescriptor *desc,
+			  const uint64_t *seen)
+{
+	for (unsigned i = 0; i < desc->n_fields; i++) {
+		const ProtobufCFieldDescriptor *f = &desc->fields[i];
+		if (f->label == PROTOBUF_C_LABEL_REQUIRED && !(seen[i / 64] & (1ull << (i % 64))))
+			return fail(d, MESH_PAYLOAD_ERROR_MISSING_REQUIRED_FIELD, -EBADMSG,
+				    "missing required field %s", f->name);
+	}
+	return 0;
+}
+
+/*
+ * Decodes the fields in @r into @m (fresh from init, or an existing message
+ * being merged into). Resources come from [cursor, res_end).
+ */
+static int decode_fields(Decoder *d, ProtobufCMessage *m, WireReader *r, size_t res_end,
+			 bool fresh)
+{
+	const ProtobufCMessageDescriptor *desc = m->descriptor;
+	uint64_t seen_small[4] = {0}, *seen = seen_small;
+	unsigned last = 0;
+	int k = 0;
+
+	if (fresh && desc->n_fields > 64 * 4) {
+		seen = calloc((desc->n_fields + 63) / 64, sizeof(uint64_t));
+		if (!seen)
+			return fail_nomem(d);
+	}
+
+	while (r->p < r->end) {
+		uint64_t key;
+		k = read_varint(d, r, &key);
+		if (k < 0)
+			break;
+		uint64_t number = key >> 3;
+		unsigned wire_type = key & 7;
+		if (number == 0 || number > WIRE_MAX_FIELD_NUMBER) {
+			k = fail(d, MESH_PAYLOAD_ERROR_BAD_FIELD_NUMBER, -EBADMSG,
+				 "bad field number %llu", (unsigned long long)number);
+			break;
+		}
+
+		/* Fields usually arrive in order: try the next one first. */
+		const ProtobufCFieldDescriptor *f = NULL;
+		if (last < desc->n_fields && desc->fields[last].id == number)
+			f = &desc->fields[last];
+		else
+			f = protobuf_c_message_descriptor_get_field(desc, (unsigned)number);
+		if (!f) {
+			k = skip_field(d, wire_type, r, res_end);
+			if (k < 0)
+				break;
+			continue;
+		}
+		unsigned index = (unsigned)(f - desc->fields);
+		last = index + 1;
+		if (fresh)
+			seen[index / 64] |= 1ull << (index % 64);
+
+		if (d->path_len < PATH_MAX_NAMES)
+			d->path[d->path_len] = f->name;
+		d->path_len++;
+		if (field_is_resource(f))
+			k = decode_resource(d, f, m, wire_type, res_end);
+		else if (f->type == PROTOBUF_C_TYPE_MESSAGE)
+			k = decode_message_field(d, f, m, wire_type, r);
+		else
+			k = decode_scalar(d, f, m, wire_type, r);
+		if (k < 0)
+			break; /* keep the path for the caller's error message */
+		d->path_len--;
+	}
+
+	if (k >= 0 && d->cursor != res_end)
+		k = fail(d, MESH_PAYLOAD_ERROR_EXTRA_RESOURCES, -EBADMSG,
+			 "%zu resources not consumed", res_end - d->cursor);
+	if (k >= 0 && fresh)
+		k = check_required(d, desc, seen);
+	if (seen != seen_small)
+		free(seen);
+	return k < 0 ? k : 0;
+}
+
+int mesh_payload_decode(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t size,
+			MeshPayloadResources *res, const MeshPayloadLimits *limits,
+			ProtobufCMessage **ret_msg, MeshPayloadError *ret_error)
+{
+	MeshPayloadResources empty = {0};
+	Decoder d = {
+		.res = res ? res : &empty,
+		.err = ret_error,
+		.top = desc,
+		.limits = {
+			.max_size = limits && limits->max_size ? limits->max_size
+							       : MESH_PAYLOAD_DEFAULT_MAX_SIZE,
+			.max_depth = limits && limits->max_depth ? limits->max_depth
+								 : MESH_PAYLOAD_DEFAULT_MAX_DEPTH,
+			.max_resources = limits && limits->max_resources
+						 ? limits->max_resources
+						 : MESH_PAYLOAD_DEFAULT_MAX_RESOURCES,
+		},
+	};
+	ProtobufCMessage *m = NULL;
+	int k;
+
+	if (ret_error) {
+		ret_error->code = MESH_PAYLOAD_ERROR_NONE;
+		ret_error->message[0] = '\0';
+	}
+	if (!desc || desc->magic != PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC || (!data && size) ||
+	    !ret_msg || mesh_payload_is_resource_type(desc)) {
+		k = -EINVAL;
+		goto out;
+	}
+	if (size > d.limits.max_size) {
+		k = fail(&d, MESH_PAYLOAD_ERROR_TOO_LARGE, -E2BIG, "%zu bytes, limit %zu", size,
+			 d.limits.max_size);
+		goto out;
+	}
+	if (d.res->len > d.limits.max_resources) {
+		k = fail(&d, MESH_PAYLOAD_ERROR_TOO_MANY_RESOURCES, -E2BIG,
+			 "%zu resources, limit %u", d.res->len, d.limits.max_resources);
+		goto out;
+	}
+	m = malloc(desc->sizeof_message);
+	if (!m) {
+		k = fail_nomem(&d);
+		goto out;
+	}
+	protobuf_c_message_init(desc, m);
+
+	WireReader r = {.p = data, .end = data + size};
+	k = decode_fields(&d, m, &r, d.res->len, true);
+out:
+	if (k < 0)
+		mesh_payload_message_free(m);
+	else
+		*ret_msg = m;
+	mesh_payload_resources_clear(res);
+	return k;
+}

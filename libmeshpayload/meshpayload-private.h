@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <meshpayload/meshpayload.h>
+
+typedef struct {
+	MeshPayloadResourceKind kind;
+	union {
+		int fd;
+		MeshPayloadObject *object;
+	};
+} MeshPayloadResource;
+
+struct MeshPayloadResources {
+	MeshPayloadResource *items;
+	size_t len;
+	size_t cap;
+};
+
+/* Makes room for @extra more entries; 0 or -ENOMEM. */
+int mesh_payload_resources_reserve(MeshPayloadResources *res, size_t extra);
+
+/* Releases one entry's resource and marks it NONE. */
+void mesh_payload_resource_release(MeshPayloadResource *r);
+
+/* Whether a field's message type is mesh_payload.Fd / mesh_payload.Port. */
+static inline bool field_is_fd(const ProtobufCFieldDescriptor *f)
+{
+	return f->type == PROTOBUF_C_TYPE_MESSAGE && f->descriptor == &mesh_payload__fd__descriptor;
+}
+
+static inline bool field_is_port(const ProtobufCFieldDescriptor *f)
+{
+	return f->type == PROTOBUF_C_TYPE_MESSAGE &&
+	       f->descriptor == &mesh_payload__port__descriptor;
+}
+
+static inline bool field_is_resource(const ProtobufCFieldDescriptor *f)
+{
+	return field_is_fd(f) || field_is_port(f);
+}
+
+/* Formats into @err (when non-NULL) and returns @errnum. */
+int mesh_payload_set_error(MeshPayloadError *err, MeshPayloadErrorCode code, int errnum,
+			   const char *fmt, ...) __attribute__((format(printf, 4, 5)));

@@ -1,0 +1,156 @@
+/* SPDX-License-Identifier: MIT */
+/**
+ * Resources: the out-of-band list a message's fds and ports travel in.
+ *
+ * Ports are opaque here. The layer above makes its port type start with a
+ * MeshPayloadObject header whose class says how to release it; this library
+ * only moves such pointers and releases the ones nobody took.
+ *
+ * Ownership: a MeshPayloadResources owns every entry in it; `_take` calls
+ * move ownership in (only on success), `_steal` calls move it out.
+ * Threads: not locked; one thread at a time.
+ */
+#pragma once
+
+#if !defined(__MESHPAYLOAD_H_INSIDE__) && !defined(MESHPAYLOAD_COMPILATION)
+#error "Only <meshpayload/meshpayload.h> can be included directly."
+#endif
+
+#include <stddef.h>
+
+MESH_PAYLOAD_BEGIN_DECLS
+
+typedef struct MeshPayloadObject MeshPayloadObject;
+
+/**
+ * MeshPayloadObjectClass:
+ * @version: %MESH_PAYLOAD_OBJECT_CLASS_VERSION
+ * @name: a type name for error messages
+ * @release: drops the reference the holder owns (for a port: closes it)
+ */
+typedef struct {
+	unsigned version;
+	const char *name;
+	void (*release)(MeshPayloadObject *object);
+} MeshPayloadObjectClass;
+
+#define MESH_PAYLOAD_OBJECT_CLASS_VERSION 0
+
+/**
+ * MeshPayloadObject:
+ * @klass: the object's class
+ *
+ * The first member of every object carried as a port resource.
+ */
+struct MeshPayloadObject {
+	const MeshPayloadObjectClass *klass;
+};
+
+/**
+ * mesh_payload_object_release:
+ * @object: (nullable) (transfer full): an object
+ *
+ * Calls the class's release function.
+ */
+MESH_PAYLOAD_API void mesh_payload_object_release(MeshPayloadObject *object);
+
+/**
+ * MeshPayloadResourceKind:
+ * @MESH_PAYLOAD_RESOURCE_NONE: an entry whose resource was stolen
+ * @MESH_PAYLOAD_RESOURCE_FD: a file descriptor
+ * @MESH_PAYLOAD_RESOURCE_PORT: a MeshPayloadObject
+ */
+typedef enum {
+	MESH_PAYLOAD_RESOURCE_NONE,
+	MESH_PAYLOAD_RESOURCE_FD,
+	MESH_PAYLOAD_RESOURCE_PORT,
+} MeshPayloadResourceKind;
+
+/**
+ * MeshPayloadResources:
+ *
+ * An ordered list of owned resources.
+ */
+typedef struct MeshPayloadResources MeshPayloadResources;
+
+/** mesh_payload_resources_new: Returns: (transfer full): an empty list, or NULL (ENOMEM). */
+MESH_PAYLOAD_API MeshPayloadResources *mesh_payload_resources_new(void);
+
+/**
+ * mesh_payload_resources_free:
+ * @res: (nullable): a list
+ *
+ * Releases every entry (fds closed, objects released) and frees @res.
+ *
+ * Returns: NULL.
+ */
+MESH_PAYLOAD_API MeshPayloadResources *mesh_payload_resources_free(MeshPayloadResources *res);
+MESH_PAYLOAD_DEFINE_CLEANUP_FUNC(MeshPayloadResources, mesh_payload_resources_free)
+
+/** mesh_payload_resources_clear: releases every entry; the list becomes empty. */
+MESH_PAYLOAD_API void mesh_payload_resources_clear(MeshPayloadResources *res);
+
+/** mesh_payload_resources_len: Returns: the number of entries, stolen ones included. */
+MESH_PAYLOAD_API size_t mesh_payload_resources_len(const MeshPayloadResources *res);
+
+/**
+ * mesh_payload_resources_append_fd_take:
+ * @res: a list
+ * @fd: an fd >= 0; ownership moves to @res on success
+ *
+ * Returns: the new entry's index, or a negative errno.
+ */
+MESH_PAYLOAD_API int mesh_payload_resources_append_fd_take(MeshPayloadResources *res, int fd);
+
+/**
+ * mesh_payload_resources_append_fd:
+ * @res: a list
+ * @fd: an fd, borrowed: a close-on-exec duplicate is appended
+ *
+ * Returns: the new entry's index, or a negative errno.
+ */
+MESH_PAYLOAD_API int mesh_payload_resources_append_fd(MeshPayloadResources *res, int fd);
+
+/**
+ * mesh_payload_resources_append_port_take:
+ * @res: a list
+ * @object: (transfer full): an object; ownership moves to @res on success
+ *
+ * Returns: the new entry's index, or a negative errno.
+ */
+MESH_PAYLOAD_API int mesh_payload_resources_append_port_take(MeshPayloadResources *res,
+							     MeshPayloadObject *object);
+
+/** mesh_payload_resources_get_kind: Returns: the kind of entry @index, NONE if out of range. */
+MESH_PAYLOAD_API MeshPayloadResourceKind
+mesh_payload_resources_get_kind(const MeshPayloadResources *res, size_t index);
+
+/**
+ * mesh_payload_resources_peek_fd:
+ * Returns: (transfer none): the fd of entry @index, or -EINVAL if it is not an fd.
+ */
+MESH_PAYLOAD_API int mesh_payload_resources_peek_fd(const MeshPayloadResources *res, size_t index);
+
+/**
+ * mesh_payload_resources_peek_port:
+ * Returns: (transfer none): the object of entry @index, or NULL if it is not a port.
+ */
+MESH_PAYLOAD_API MeshPayloadObject *
+mesh_payload_resources_peek_port(const MeshPayloadResources *res, size_t index);
+
+/**
+ * mesh_payload_resources_steal_fd:
+ * Returns: (transfer full): the fd of entry @index (the entry becomes NONE),
+ * or -EINVAL if it is not an fd.
+ */
+MESH_PAYLOAD_API int mesh_payload_resources_steal_fd(MeshPayloadResources *res, size_t index);
+
+/**
+ * mesh_payload_resources_steal_port:
+ * Returns: (transfer full): the object of entry @index (the entry becomes
+ * NONE), or NULL if it is not a port.
+ */
+MESH_PAYLOAD_API MeshPayloadObject *mesh_payload_resources_steal_port(MeshPayloadResources *res,
+								       size_t index);
+
+MESH_PAYLOAD_END_DECLS

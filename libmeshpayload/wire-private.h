@@ -1,0 +1,128 @@
+/* SPDX-License-Identifier: MIT */
+/* Protobuf wire primitives shared by the encoder and the decoder. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+enum {
+	WIRE_VARINT = 0,
+	WIRE_FIXED64 = 1,
+	WIRE_LEN = 2,
+	WIRE_FIXED32 = 5,
+	WIRE_MESH_MESSAGE = 6, /* resource count, length, bytes */
+	WIRE_RESOURCE = 7,     /* no payload: the next resource */
+};
+
+#define WIRE_MAX_FIELD_NUMBER ((1u << 29) - 1)
+
+static inline size_t wire_varint_size(uint64_t v)
+{
+	size_t n = 1;
+	while (v >= 0x80) {
+		v >>= 7;
+		n++;
+	}
+	return n;
+}
+
+static inline size_t wire_put_varint(uint8_t *out, uint64_t v)
+{
+	size_t n = 0;
+	while (v >= 0x80) {
+		out[n++] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	out[n++] = (uint8_t)v;
+	return n;
+}
+
+static inline size_t wire_key_size(uint32_t field)
+{
+	return wire_varint_size((uint64_t)field << 3);
+}
+
+static inline size_t wire_put_key(uint8_t *out, uint32_t field, unsigned wire_type)
+{
+	return wire_put_varint(out, ((uint64_t)field << 3) | wire_type);
+}
+
+static inline uint32_t wire_zigzag32(int32_t v)
+{
+	return ((uint32_t)v << 1) ^ (uint32_t)(v >> 31);
+}
+
+static inline uint64_t wire_zigzag64(int64_t v)
+{
+	return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+}
+
+static inline int32_t wire_unzigzag32(uint32_t v)
+{
+	return (int32_t)((v >> 1) ^ (~(v & 1) + 1));
+}
+
+static inline int64_t wire_unzigzag64(uint64_t v)
+{
+	return (int64_t)((v >> 1) ^ (~(v & 1) + 1));
+}
+
+static inline void wire_put_le32(uint8_t *out, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		out[i] = (uint8_t)(v >> (8 * i));
+}
+
+static inline void wire_put_le64(uint8_t *out, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		out[i] = (uint8_t)(v >> (8 * i));
+}
+
+static inline uint32_t wire_get_le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static inline uint64_t wire_get_le64(const uint8_t *p)
+{
+	return (uint64_t)wire_get_le32(p) | (uint64_t)wire_get_le32(p + 4) << 32;
+}
+
+/* A bounded reader over a byte range. */
+typedef struct {
+	const uint8_t *p;
+	const uint8_t *end;
+} WireReader;
+
+/*
+ * Reads a varint. Returns 1 on success, 0 at a truncated varint, -1 for one
+ * that is over 10 bytes or overflows 64 bits.
+ */
+static inline int wire_read_varint(WireReader *r, uint64_t *ret)
+{
+	uint64_t v = 0;
+	unsigned shift = 0;
+
+	for (size_t i = 0; i < 10; i++) {
+		if (r->p == r->end)
+			return 0;
+		uint8_t b = *r->p++;
+		if (i == 9 && b > 1)
+			return -1;
+		v |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80)) {
+			*ret = v;
+			return 1;
+		}
+		shift += 7;
+	}
+	return -1;
+}
+
+static inline size_t wire_remaining(const WireReader *r)
+{
+	return (size_t)(r->end - r->p);
+}
