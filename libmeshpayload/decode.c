@@ -652,6 +652,12 @@ static int decode_fields(Decoder *d, ProtobufCMessage *m, WireReader *r, size_t 
 			break;
 		}
 
+		if (wire_type == 3 || wire_type == 4) {
+			k = fail(d, MESH_PAYLOAD_ERROR_UNKNOWN_WIRE_TYPE, -EBADMSG,
+				 "unknown wire type %u", wire_type);
+			break;
+		}
+
 		/* Fields usually arrive in order: try the next one first. */
 		const ProtobufCFieldDescriptor *f = NULL;
 		if (last < desc->n_fields && desc->fields[last].id == number)

@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: MIT */
+/* Helpers shared by the libmeshpayload tests. */
+#pragma once
+
+#include <check.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <meshpayload/meshpayload.h>
+
+#include "test-messages.pb-c.h"
+
+/* A port stand-in: counts how often it was released. */
+typedef struct {
+	MeshPayloadObject base;
+	int id;
+	int released;
+} TestObject;
+
+static void test_object_release(MeshPayloadObject *object)
+{
+	((TestObject *)object)->released++;
+}
+
+static const MeshPayloadObjectClass test_object_class = {
+	.version = MESH_PAYLOAD_OBJECT_CLASS_VERSION,
+	.name = "TestObject",
+	.release = test_object_release,
+};
+
+static inline void test_object_init(TestObject *o, int id)
+{
+	o->base.klass = &test_object_class;
+	o->id = id;
+	o->released = 0;
+}
+
+static inline bool fd_is_open(int fd)
+{
+	return fcntl(fd, F_GETFD) >= 0;
+}
+
+/* Number of open fds of this process. */
+static inline int count_open_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+	struct dirent *e;
+
+	ck_assert_ptr_nonnull(d);
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n - 1; /* the directory's own fd */
+}
+
+/* A fresh close-on-exec fd to /dev/null. */
+static inline int open_null(void)
+{
+	int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	ck_assert_int_ge(fd, 0);
+	return fd;
+}
+
+static inline void assert_bytes(const uint8_t *got, size_t got_len, const char *hex)
+{
+	uint8_t want[256];
+	size_t n = 0;
+
+	for (const char *p = hex; *p;) {
+		if (*p == ' ') {
+			p++;
+			continue;
+		}
+		unsigned v;
+		ck_assert_int_eq(sscanf(p, "%2x", &v), 1);
+		want[n++] = (uint8_t)v;
+		p += 2;
+	}
+	char got_hex[3 * 256 + 1] = "";
+	for (size_t i = 0; i < got_len && i < 256; i++)
+		sprintf(got_hex + 3 * i, "%02x ", got[i]);
+	ck_assert_msg(got_len == n, "got %s, expected %s", got_hex, hex);
+	ck_assert_msg(memcmp(got, want, n) == 0, "got %s, expected %s", got_hex, hex);
+}

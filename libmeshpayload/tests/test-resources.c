@@ -1,0 +1,121 @@
+/* SPDX-License-Identifier: MIT */
+/* The MeshPayloadResources list: ownership in, out and on release. */
+#include <sys/stat.h>
+
+#include "payload-test.h"
+
+START_TEST(test_append_take_steal)
+{
+	int fds_before = count_open_fds();
+	MeshPayloadResources *res = mesh_payload_resources_new();
+	TestObject obj;
+	test_object_init(&obj, 1);
+
+	int fd = open_null();
+	ck_assert_int_eq(mesh_payload_resources_append_fd_take(res, fd), 0);
+	ck_assert_int_eq(mesh_payload_resources_append_port_take(res, &obj.base), 1);
+	ck_assert_int_eq(mesh_payload_resources_append_fd_take(res, -1), -EBADF);
+	ck_assert_int_eq(mesh_payload_resources_append_port_take(res, NULL), -EINVAL);
+
+	/* append_fd duplicates: another number, the same file, close-on-exec. */
+	int other = open_null();
+	int idx = mesh_payload_resources_append_fd(res, other);
+	ck_assert_int_eq(idx, 2);
+	int dup = mesh_payload_resources_peek_fd(res, 2);
+	ck_assert_int_ne(dup, other);
+	struct stat a, b;
+	ck_assert_int_eq(fstat(dup, &a), 0);
+	ck_assert_int_eq(fstat(other, &b), 0);
+	ck_assert(a.st_ino == b.st_ino && a.st_dev == b.st_dev);
+	ck_assert_int_eq(fcntl(dup, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
+	close(other);
+
+	ck_assert_uint_eq(mesh_payload_resources_len(res), 3);
+	ck_assert_int_eq(mesh_payload_resources_get_kind(res, 0), MESH_PAYLOAD_RESOURCE_FD);
+	ck_assert_int_eq(mesh_payload_resources_get_kind(res, 1), MESH_PAYLOAD_RESOURCE_PORT);
+	ck_assert_int_eq(mesh_payload_resources_get_kind(res, 9), MESH_PAYLOAD_RESOURCE_NONE);
+	ck_assert_int_eq(mesh_payload_resources_peek_fd(res, 1), -EINVAL);
+	ck_assert_ptr_null(mesh_payload_resources_peek_port(res, 0));
+
+	/* Stealing moves ownership out; the slot becomes NONE. */
+	ck_assert_int_eq(mesh_payload_resources_steal_fd(res, 0), fd);
+	ck_assert_int_eq(mesh_payload_resources_get_kind(res, 0), MESH_PAYLOAD_RESOURCE_NONE);
+	ck_assert_int_eq(mesh_payload_resources_steal_fd(res, 0), -EINVAL);
+	ck_assert_ptr_eq(mesh_payload_resources_steal_port(res, 1), &obj.base);
+	ck_assert_ptr_null(mesh_payload_resources_steal_port(res, 1));
+
+	/* Freeing releases only what is still owned. */
+	mesh_payload_resources_free(res);
+	ck_assert(fd_is_open(fd));
+	ck_assert(!fd_is_open(dup));
+	ck_assert_int_eq(obj.released, 0);
+	close(fd);
+	ck_assert_int_eq(count_open_fds(), fds_before);
+	ck_assert_ptr_null(mesh_payload_resources_free(NULL));
+}
+END_TEST
+
+START_TEST(test_clear_releases_everything)
+{
+	int fds_before = count_open_fds();
+	MeshPayloadResources *res = mesh_payload_resources_new();
+	TestObject objs[40];
+
+	for (int i = 0; i < 40; i++) {
+		test_object_init(&objs[i], i);
+		ck_assert_int_ge(mesh_payload_resources_append_fd_take(res, open_null()), 0);
+		ck_assert_int_ge(mesh_payload_resources_append_port_take(res, &objs[i].base), 0);
+	}
+	ck_assert_uint_eq(mesh_payload_resources_len(res), 80);
+	mesh_payload_resources_clear(res);
+	ck_assert_uint_eq(mesh_payload_resources_len(res), 0);
+	for (int i = 0; i < 40; i++)
+		ck_assert_int_eq(objs[i].released, 1);
+	ck_assert_int_eq(count_open_fds(), fds_before);
+	mesh_payload_resources_free(res);
+}
+END_TEST
+
+START_TEST(test_fd_and_port_messages)
+{
+	int fd = open_null();
+	MeshPayload__Fd *m = mesh_payload_fd_new_take(fd);
+	ck_assert_ptr_nonnull(m);
+	ck_assert_int_eq(m->fd, fd);
+	ck_assert_int_eq(mesh_payload_fd_steal(m), fd);
+	ck_assert_int_eq(m->fd, -1);
+	ck_assert_int_eq(mesh_payload_fd_steal(NULL), -1);
+	free(m);
+	close(fd);
+	errno = 0;
+	ck_assert_ptr_null(mesh_payload_fd_new_take(-1));
+	ck_assert_int_eq(errno, EBADF);
+
+	TestObject obj;
+	test_object_init(&obj, 1);
+	MeshPayload__Port *p = mesh_payload_port_new_take(&obj.base);
+	ck_assert_ptr_eq(mesh_payload_port_steal(p), &obj.base);
+	ck_assert_ptr_null(mesh_payload_port_steal(p));
+	free(p);
+	ck_assert(mesh_payload_is_resource_type(&mesh_payload__fd__descriptor));
+	ck_assert(mesh_payload_is_resource_type(&mesh_payload__port__descriptor));
+	ck_assert(!mesh_payload_is_resource_type(&meshtest__tree__descriptor));
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("libmeshpayload-resources");
+	TCase *tc = tcase_create("resources");
+
+	tcase_add_test(tc, test_append_take_steal);
+	tcase_add_test(tc, test_clear_releases_everything);
+	tcase_add_test(tc, test_fd_and_port_messages);
+	suite_add_tcase(s, tc);
+
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_ENV);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
