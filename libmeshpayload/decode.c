@@ -747,7 +747,8 @@ int mesh_payload_decode(const ProtobufCMessageDescriptor *desc, const uint8_t *d
 	}
 	protobuf_c_message_init(desc, m);
 
-	WireReader r = {.p = data, .end = data + size};
+	static const uint8_t nothing[1];
+	WireReader r = {.p = size ? data : nothing, .end = size ? data + size : nothing};
 	k = decode_fields(&d, m, &r, d.res->len, true);
 out:
 	if (k < 0)

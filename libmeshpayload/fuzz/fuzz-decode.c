@@ -43,7 +43,6 @@ static const MeshPayloadObjectClass fuzz_object_class = {
 };
 
 static int null_fd = -1;
-static int lowest_free_fd = -1;
 
 static void check(bool ok, const char *what)
 {
@@ -118,8 +117,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (null_fd < 0) {
 		null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 		check(null_fd >= 0, "cannot open /dev/null");
-		lowest_free_fd = probe_lowest_free_fd();
 	}
+	int lowest_free_fd = probe_lowest_free_fd();
 	if (size < 1)
 		return 0;
 
