@@ -87,7 +87,7 @@ END_TEST
 
 START_TEST(test_pass_sealed_memfd)
 {
-	char buf[8];
+	char buf[8] = "fd";
 	struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
 	PalFdArray *array = pal_fd_array_new();
 	size_t got = 0;
