@@ -1025,7 +1025,10 @@ PAL_API int pal_spawn_run(PalSpawn *spawn, PalChild **ret_child)
 		goto out;
 	}
 
-	/* End-of-file: the exec succeeded and closed the write end. */
+	/*
+	 * End-of-file: the exec succeeded and closed the write end (or a
+	 * signal killed the child first; its wait status will say so).
+	 */
 	do {
 		n = read(pipe_fds[0], &st, sizeof(st));
 	} while (n < 0 && errno == EINTR);
