@@ -129,48 +129,6 @@ static bool utf8_valid(const uint8_t *s, size_t n)
 	return true;
 }
 
-static size_t element_size(ProtobufCType t)
-{
-	switch (t) {
-	case PROTOBUF_C_TYPE_INT64:
-	case PROTOBUF_C_TYPE_SINT64:
-	case PROTOBUF_C_TYPE_UINT64:
-	case PROTOBUF_C_TYPE_SFIXED64:
-	case PROTOBUF_C_TYPE_FIXED64:
-	case PROTOBUF_C_TYPE_DOUBLE:
-		return 8;
-	case PROTOBUF_C_TYPE_BOOL:
-		return sizeof(protobuf_c_boolean);
-	case PROTOBUF_C_TYPE_STRING:
-	case PROTOBUF_C_TYPE_MESSAGE:
-		return sizeof(void *);
-	case PROTOBUF_C_TYPE_BYTES:
-		return sizeof(ProtobufCBinaryData);
-	default:
-		return 4;
-	}
-}
-
-static unsigned expected_wire_type(ProtobufCType t)
-{
-	switch (t) {
-	case PROTOBUF_C_TYPE_SFIXED32:
-	case PROTOBUF_C_TYPE_FIXED32:
-	case PROTOBUF_C_TYPE_FLOAT:
-		return WIRE_FIXED32;
-	case PROTOBUF_C_TYPE_SFIXED64:
-	case PROTOBUF_C_TYPE_FIXED64:
-	case PROTOBUF_C_TYPE_DOUBLE:
-		return WIRE_FIXED64;
-	case PROTOBUF_C_TYPE_STRING:
-	case PROTOBUF_C_TYPE_BYTES:
-	case PROTOBUF_C_TYPE_MESSAGE:
-		return WIRE_LEN;
-	default:
-		return WIRE_VARINT;
-	}
-}
-
 /* Stores a varint-encoded value into a member of type @t. */
 static void store_varint(ProtobufCType t, void *dst, uint64_t v)
 {
@@ -216,7 +174,7 @@ static void *repeated_reserve(const ProtobufCFieldDescriptor *f, ProtobufCMessag
 {
 	size_t *n = (size_t *)((char *)m + f->quantifier_offset);
 	void **array = (void **)((char *)m + f->offset);
-	size_t stride = element_size(f->type);
+	size_t stride = wire_element_size(f->type);
 	size_t cap = repeated_capacity(*n);
 
 	if (k > SIZE_MAX / 2 - *n)
@@ -303,7 +261,7 @@ static void *singular_slot(const ProtobufCFieldDescriptor *f, ProtobufCMessage *
 				if (old)
 					clear_singular(old, m);
 			}
-			memset(member, 0, element_size(f->type));
+			memset(member, 0, wire_element_size(f->type));
 			*oneof_case = f->id;
 		}
 	} else if (f->label == PROTOBUF_C_LABEL_OPTIONAL && f->type != PROTOBUF_C_TYPE_MESSAGE &&
@@ -431,7 +389,7 @@ static int decode_packed(Decoder *d, const ProtobufCFieldDescriptor *f, Protobuf
 	if (k < 0)
 		return k;
 
-	unsigned wt = expected_wire_type(f->type);
+	unsigned wt = wire_type_of(f->type);
 	size_t len = wire_remaining(&body);
 	if (wt == WIRE_FIXED32 || wt == WIRE_FIXED64) {
 		size_t width = wt == WIRE_FIXED32 ? 4 : 8;
@@ -451,7 +409,7 @@ static int decode_packed(Decoder *d, const ProtobufCFieldDescriptor *f, Protobuf
 	uint8_t *dst = repeated_reserve(f, m, count);
 	if (!dst)
 		return fail_nomem(d);
-	size_t stride = element_size(f->type);
+	size_t stride = wire_element_size(f->type);
 	for (size_t i = 0; i < count; i++, dst += stride) {
 		if (wt == WIRE_FIXED32) {
 			*(uint32_t *)dst = wire_get_le32(body.p);
@@ -474,7 +432,7 @@ static int decode_packed(Decoder *d, const ProtobufCFieldDescriptor *f, Protobuf
 static int decode_scalar(Decoder *d, const ProtobufCFieldDescriptor *f, ProtobufCMessage *m,
 			 unsigned wire_type, WireReader *r)
 {
-	unsigned expected = expected_wire_type(f->type);
+	unsigned expected = wire_type_of(f->type);
 	int k = 0;
 
 	if (wire_type == WIRE_LEN && expected != WIRE_LEN && f->label == PROTOBUF_C_LABEL_REPEATED)

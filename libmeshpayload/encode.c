@@ -36,26 +36,6 @@ static bool type_is_varint(ProtobufCType t)
 	}
 }
 
-static unsigned scalar_wire_type(ProtobufCType t)
-{
-	switch (t) {
-	case PROTOBUF_C_TYPE_SFIXED32:
-	case PROTOBUF_C_TYPE_FIXED32:
-	case PROTOBUF_C_TYPE_FLOAT:
-		return WIRE_FIXED32;
-	case PROTOBUF_C_TYPE_SFIXED64:
-	case PROTOBUF_C_TYPE_FIXED64:
-	case PROTOBUF_C_TYPE_DOUBLE:
-		return WIRE_FIXED64;
-	case PROTOBUF_C_TYPE_STRING:
-	case PROTOBUF_C_TYPE_BYTES:
-	case PROTOBUF_C_TYPE_MESSAGE:
-		return WIRE_LEN;
-	default:
-		return WIRE_VARINT;
-	}
-}
-
 /* The 64-bit varint value of a varint-typed element. */
 static uint64_t varint_value(ProtobufCType t, const void *v)
 {
@@ -76,32 +56,10 @@ static uint64_t varint_value(ProtobufCType t, const void *v)
 	}
 }
 
-static size_t element_stride(ProtobufCType t)
-{
-	switch (t) {
-	case PROTOBUF_C_TYPE_INT64:
-	case PROTOBUF_C_TYPE_SINT64:
-	case PROTOBUF_C_TYPE_UINT64:
-	case PROTOBUF_C_TYPE_SFIXED64:
-	case PROTOBUF_C_TYPE_FIXED64:
-	case PROTOBUF_C_TYPE_DOUBLE:
-		return 8;
-	case PROTOBUF_C_TYPE_BOOL:
-		return sizeof(protobuf_c_boolean);
-	case PROTOBUF_C_TYPE_STRING:
-	case PROTOBUF_C_TYPE_MESSAGE:
-		return sizeof(void *);
-	case PROTOBUF_C_TYPE_BYTES:
-		return sizeof(ProtobufCBinaryData);
-	default:
-		return 4;
-	}
-}
-
 /* Size of a non-message value without its key. */
 static size_t scalar_size(ProtobufCType t, const void *v)
 {
-	switch (scalar_wire_type(t)) {
+	switch (wire_type_of(t)) {
 	case WIRE_FIXED32:
 		return 4;
 	case WIRE_FIXED64:
@@ -122,7 +80,7 @@ static size_t scalar_size(ProtobufCType t, const void *v)
 
 static size_t scalar_write(ProtobufCType t, const void *v, uint8_t *out)
 {
-	switch (scalar_wire_type(t)) {
+	switch (wire_type_of(t)) {
 	case WIRE_FIXED32:
 		wire_put_le32(out, *(const uint32_t *)v);
 		return 4;
@@ -167,7 +125,7 @@ static bool value_is_zeroish(const ProtobufCFieldDescriptor *f, const void *v)
 	case PROTOBUF_C_TYPE_BOOL:
 		return *(const protobuf_c_boolean *)v == 0;
 	default:
-		if (element_stride(f->type) == 8)
+		if (wire_element_size(f->type) == 8)
 			return *(const uint64_t *)v == 0;
 		return *(const uint32_t *)v == 0;
 	}
@@ -274,7 +232,7 @@ static size_t message_value_write(Encoder *e, const ProtobufCFieldDescriptor *f,
 
 static size_t packed_payload_size(const ProtobufCFieldDescriptor *f, const void *array, size_t n)
 {
-	size_t stride = element_stride(f->type);
+	size_t stride = wire_element_size(f->type);
 	size_t len = 0;
 
 	if (!type_is_varint(f->type))
@@ -291,7 +249,7 @@ static size_t field_size(Encoder *e, const ProtobufCFieldDescriptor *f, const Pr
 	if (f->label == PROTOBUF_C_LABEL_REPEATED) {
 		size_t n = *(const size_t *)((const char *)m + f->quantifier_offset);
 		const void *array = *(const void *const *)member;
-		size_t stride = element_stride(f->type);
+		size_t stride = wire_element_size(f->type);
 		size_t size = 0;
 
 		if (n == 0)
@@ -324,7 +282,7 @@ static size_t field_write(Encoder *e, const ProtobufCFieldDescriptor *f, Protobu
 	if (f->label == PROTOBUF_C_LABEL_REPEATED) {
 		size_t n = *(const size_t *)((const char *)m + f->quantifier_offset);
 		void *array = *(void *const *)member;
-		size_t stride = element_stride(f->type);
+		size_t stride = wire_element_size(f->type);
 		size_t k = 0;
 
 		if (n == 0)
@@ -341,7 +299,7 @@ static size_t field_write(Encoder *e, const ProtobufCFieldDescriptor *f, Protobu
 			if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
 				k += message_value_write(e, f, *(ProtobufCMessage **)v, out + k);
 			} else {
-				k += wire_put_key(out + k, f->id, scalar_wire_type(f->type));
+				k += wire_put_key(out + k, f->id, wire_type_of(f->type));
 				k += scalar_write(f->type, v, out + k);
 			}
 		}
@@ -351,7 +309,7 @@ static size_t field_write(Encoder *e, const ProtobufCFieldDescriptor *f, Protobu
 		return 0;
 	if (f->type == PROTOBUF_C_TYPE_MESSAGE)
 		return message_value_write(e, f, *(ProtobufCMessage **)member, out);
-	size_t k = wire_put_key(out, f->id, scalar_wire_type(f->type));
+	size_t k = wire_put_key(out, f->id, wire_type_of(f->type));
 	return k + scalar_write(f->type, member, out + k);
 }
 

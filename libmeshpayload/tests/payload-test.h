@@ -67,9 +67,9 @@ static inline int open_null(void)
 	return fd;
 }
 
-static inline void assert_bytes(const uint8_t *got, size_t got_len, const char *hex)
+/* Parses "0a 02 68 69" into @out (at most 256 bytes); returns the length. */
+static inline size_t parse_hex(const char *hex, uint8_t *out)
 {
-	uint8_t want[256];
 	size_t n = 0;
 
 	for (const char *p = hex; *p;) {
@@ -79,10 +79,19 @@ static inline void assert_bytes(const uint8_t *got, size_t got_len, const char *
 		}
 		unsigned v;
 		ck_assert_int_eq(sscanf(p, "%2x", &v), 1);
-		want[n++] = (uint8_t)v;
+		ck_assert_uint_lt(n, 256);
+		out[n++] = (uint8_t)v;
 		p += 2;
 	}
+	return n;
+}
+
+static inline void assert_bytes(const uint8_t *got, size_t got_len, const char *hex)
+{
+	uint8_t want[256];
+	size_t n = parse_hex(hex, want);
 	char got_hex[3 * 256 + 1] = "";
+
 	for (size_t i = 0; i < got_len && i < 256; i++)
 		sprintf(got_hex + 3 * i, "%02x ", got[i]);
 	ck_assert_msg(got_len == n, "got %s, expected %s", got_hex, hex);

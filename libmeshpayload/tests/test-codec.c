@@ -412,22 +412,6 @@ typedef struct {
 	MeshPayloadErrorCode code;
 } BadCase;
 
-static size_t parse_hex(const char *hex, uint8_t *out)
-{
-	size_t n = 0;
-	for (const char *p = hex; *p;) {
-		if (*p == ' ') {
-			p++;
-			continue;
-		}
-		unsigned v;
-		ck_assert_int_eq(sscanf(p, "%2x", &v), 1);
-		out[n++] = (uint8_t)v;
-		p += 2;
-	}
-	return n;
-}
-
 static const BadCase bad_cases[] = {
 	{"truncated varint", &meshtest__u32__descriptor, "08 80", 0, 0,
 	 MESH_PAYLOAD_ERROR_TRUNCATED},
