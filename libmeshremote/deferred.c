@@ -1,0 +1,230 @@
+/* SPDX-License-Identifier: MIT */
+/* Deferred effects, events, peer addresses, ids and the error domain. */
+#include <sys/random.h>
+
+#include "remote-private.h"
+
+G_DEFINE_QUARK(mesh-error-quark, mesh_error)
+
+void mesh_uuid_generate(MeshUuid *ret)
+{
+	size_t got = 0;
+
+	while (got < sizeof(ret->bytes)) {
+		ssize_t k = getrandom(ret->bytes + got, sizeof(ret->bytes) - got, 0);
+		if (k < 0) {
+			if (errno == EINTR)
+				continue;
+			g_error("getrandom failed: %s", g_strerror(errno));
+		}
+		got += (size_t)k;
+	}
+}
+
+gboolean mesh_uuid_is_zero(const MeshUuid *id)
+{
+	for (size_t i = 0; i < sizeof(id->bytes); i++)
+		if (id->bytes[i])
+			return FALSE;
+	return TRUE;
+}
+
+const char *mesh_uuid_to_string(const MeshUuid *id, char buf[33])
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t i = 0, k = 0;
+
+	while (i < 16 && id->bytes[i] == 0)
+		i++;
+	if (i == 16) {
+		buf[0] = '0';
+		buf[1] = '\0';
+		return buf;
+	}
+	if (id->bytes[i] < 0x10) {
+		buf[k++] = hex[id->bytes[i] & 0xf];
+		i++;
+	}
+	for (; i < 16; i++) {
+		buf[k++] = hex[id->bytes[i] >> 4];
+		buf[k++] = hex[id->bytes[i] & 0xf];
+	}
+	buf[k] = '\0';
+	return buf;
+}
+
+GError *mesh_error_node_failure(const MeshNodeId *node, const char *reason)
+{
+	char id[33];
+
+	if (!node || mesh_uuid_is_zero(node))
+		return g_error_new(MESH_ERROR, MESH_ERROR_NODE_FAILURE, "local mesh failure: %s",
+				   reason);
+	return g_error_new(MESH_ERROR, MESH_ERROR_NODE_FAILURE,
+			   "communication with node %s failed: %s", mesh_uuid_to_string(node, id),
+			   reason);
+}
+
+Event *event_new(MeshEventType type, guint8 flags, guint64 seq)
+{
+	Event *ev = g_new0(Event, 1);
+	ev->type = type;
+	ev->flags = flags;
+	ev->seq = seq;
+	return ev;
+}
+
+void event_free(Event *ev)
+{
+	if (!ev)
+		return;
+	mesh_message_free(ev->message);
+	peer_addr_clear(&ev->new_peer);
+	g_free(ev->reason);
+	g_free(ev);
+}
+
+void peer_addr_copy(PeerAddr *dst, const PeerAddr *src)
+{
+	dst->local = src->local ? port_ref(src->local) : NULL;
+	dst->remote = src->remote ? remote_node_ref_internal(src->remote) : NULL;
+	dst->id = src->id;
+}
+
+void peer_addr_clear(PeerAddr *addr)
+{
+	MeshPort *local = addr->local;
+	MeshRemoteNode *remote = addr->remote;
+
+	addr->local = NULL;
+	addr->remote = NULL;
+	if (local)
+		port_unref(local);
+	if (remote)
+		remote_node_unref_internal(remote);
+}
+
+gboolean peer_addr_is_set(const PeerAddr *addr)
+{
+	return addr->local || addr->remote;
+}
+
+void deferred_init(Deferred *d)
+{
+	memset(d, 0, sizeof(*d));
+}
+
+void deferred_event(Deferred *d, const PeerAddr *to, Event *ev, MeshNode *from)
+{
+	Outgoing o = {.event = ev, .from = from ? mesh_node_ref(from) : NULL};
+
+	if (!d->outgoing)
+		d->outgoing = g_array_new(FALSE, FALSE, sizeof(Outgoing));
+	peer_addr_copy(&o.to, to);
+	g_array_append_val(d->outgoing, o);
+}
+
+void deferred_release_message(Deferred *d, MeshMessage *msg)
+{
+	if (!msg)
+		return;
+	if (!d->messages)
+		d->messages = g_ptr_array_new();
+	g_ptr_array_add(d->messages, msg);
+}
+
+void deferred_unref_port(Deferred *d, MeshPort *port)
+{
+	if (!port)
+		return;
+	if (!d->ports)
+		d->ports = g_ptr_array_new();
+	g_ptr_array_add(d->ports, port);
+}
+
+static void unref_remote_cb(void *data)
+{
+	remote_node_unref_internal(data);
+}
+
+void deferred_unref_remote(Deferred *d, MeshRemoteNode *remote)
+{
+	if (remote)
+		deferred_call(d, unref_remote_cb, remote);
+}
+
+void peer_addr_defer_clear(PeerAddr *addr, Deferred *d)
+{
+	deferred_unref_port(d, addr->local);
+	deferred_unref_remote(d, addr->remote);
+	addr->local = NULL;
+	addr->remote = NULL;
+}
+
+void event_discard(Event *ev, Deferred *d)
+{
+	if (!ev)
+		return;
+	deferred_release_message(d, ev->message);
+	ev->message = NULL;
+	peer_addr_defer_clear(&ev->new_peer, d);
+	g_free(ev->reason);
+	g_free(ev);
+}
+
+void deferred_call(Deferred *d, void (*func)(void *), void *data)
+{
+	DeferredCall c = {func, data};
+
+	if (!d->calls)
+		d->calls = g_array_new(FALSE, FALSE, sizeof(DeferredCall));
+	g_array_append_val(d->calls, c);
+}
+
+void deferred_run(Deferred *d)
+{
+	/* Events first, in the order they were made. */
+	if (d->outgoing) {
+		GArray *out = d->outgoing;
+		d->outgoing = NULL;
+		for (guint i = 0; i < out->len; i++) {
+			Outgoing *o = &g_array_index(out, Outgoing, i);
+			if (o->to.local)
+				port_deliver(o->to.local, o->event);
+			else if (o->to.remote)
+				remote_node_send_event(o->to.remote, o->from, &o->to.id, o->event);
+			else
+				event_free(o->event);
+			peer_addr_clear(&o->to);
+			if (o->from)
+				mesh_node_unref(o->from);
+		}
+		g_array_free(out, TRUE);
+	}
+	if (d->calls) {
+		GArray *calls = d->calls;
+		d->calls = NULL;
+		for (guint i = 0; i < calls->len; i++) {
+			DeferredCall *c = &g_array_index(calls, DeferredCall, i);
+			c->func(c->data);
+		}
+		g_array_free(calls, TRUE);
+	}
+	if (d->messages) {
+		GPtrArray *msgs = d->messages;
+		d->messages = NULL;
+		for (guint i = 0; i < msgs->len; i++)
+			mesh_message_free(msgs->pdata[i]);
+		g_ptr_array_free(msgs, TRUE);
+	}
+	if (d->ports) {
+		GPtrArray *ports = d->ports;
+		d->ports = NULL;
+		for (guint i = 0; i < ports->len; i++)
+			port_unref(ports->pdata[i]);
+		g_ptr_array_free(ports, TRUE);
+	}
+	/* Running the above may have deferred more (nested deliveries run their own). */
+	if (d->outgoing || d->calls || d->messages || d->ports)
+		deferred_run(d);
+}

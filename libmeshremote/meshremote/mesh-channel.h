@@ -1,0 +1,247 @@
+/* SPDX-License-Identifier: MIT */
+/**
+ * Channels: what applications use to talk over ports.
+ *
+ * - mpsc: MeshSender (cloneable, thread-safe) -> MeshReceiver. FIFO per
+ *   sender, no order across senders. Unbounded: sending never blocks or
+ *   fails; a message to a receiver that is gone is dropped (its fds and
+ *   ports released).
+ * - oneshot: one value, either end movable before or after the send.
+ * - rpc: a request carrying a oneshot for the reply; failable rpc replies
+ *   carry an error as a chain of strings.
+ *
+ * Typed channels carry messages of one protobuf-c type (@desc); untyped ones
+ * (desc NULL) carry MeshMessage (bytes + resources). In process, a message is
+ * passed as the object itself; it is encoded only when it crosses to another
+ * node. Every endpoint can travel inside a message as a port
+ * (`*_into_port()`, `*_from_port()`), and keeps working at the other end.
+ *
+ * Receive results: a message; MESH_ERROR_CLOSED when every sender is gone
+ * and everything was received; MESH_ERROR_NODE_FAILURE when the last sender
+ * failed (its node died); MESH_ERROR_CORRUPTION for a message that does not
+ * decode; MESH_ERROR_EMPTY (try) or MESH_ERROR_TIMED_OUT (blocking).
+ *
+ * Threads: senders may be used from any thread concurrently. A receiver is
+ * used from one thread at a time; its callback runs on the GMainContext given
+ * to mesh_receiver_set_callback(), never under a library lock.
+ */
+#pragma once
+
+#if !defined(__MESHREMOTE_H_INSIDE__) && !defined(MESHREMOTE_COMPILATION)
+#error "Only <meshremote/meshremote.h> can be included directly."
+#endif
+
+#include <glib.h>
+#include <meshpayload/meshpayload.h>
+
+G_BEGIN_DECLS
+
+typedef struct MeshSender MeshSender;
+typedef struct MeshReceiver MeshReceiver;
+
+/**
+ * mesh_channel_new:
+ * @desc: (nullable): the message type, NULL for untyped (MeshMessage)
+ * @ret_sender: (out) (transfer full): the first sender
+ * @ret_receiver: (out) (transfer full): the receiver
+ */
+MESH_REMOTE_API void mesh_channel_new(const ProtobufCMessageDescriptor *desc,
+				      MeshSender **ret_sender, MeshReceiver **ret_receiver);
+
+/** mesh_sender_clone: Returns: (transfer full): another sender into the same receiver. */
+MESH_REMOTE_API MeshSender *mesh_sender_clone(MeshSender *sender);
+
+/** mesh_sender_free: drops this sender; the receiver is closed once all are gone. NULL-safe. */
+MESH_REMOTE_API void mesh_sender_free(MeshSender *sender);
+
+/**
+ * mesh_sender_send:
+ * @sender: a typed sender
+ * @msg: (transfer full): a heap message of the channel's type
+ */
+MESH_REMOTE_API void mesh_sender_send(MeshSender *sender, ProtobufCMessage *msg);
+
+/**
+ * mesh_sender_send_message:
+ * @sender: a sender (untyped, or typed: the bytes must decode as its type)
+ * @msg: (transfer full): the message
+ */
+MESH_REMOTE_API void mesh_sender_send_message(MeshSender *sender, MeshMessage *msg);
+
+/** mesh_sender_is_closed: Returns: whether the receiver is known to be gone. */
+MESH_REMOTE_API gboolean mesh_sender_is_closed(MeshSender *sender);
+
+/**
+ * mesh_sender_into_port:
+ * @sender: (transfer full): a sender
+ *
+ * Returns: (transfer full): a port to send inside a message; the other side
+ * makes a sender of it with mesh_sender_from_port().
+ */
+MESH_REMOTE_API MeshPort *mesh_sender_into_port(MeshSender *sender);
+
+/** mesh_sender_from_port: Returns: (transfer full): a sender; @port is taken. */
+MESH_REMOTE_API MeshSender *mesh_sender_from_port(MeshPort *port,
+						  const ProtobufCMessageDescriptor *desc);
+
+/**
+ * mesh_receiver_recv:
+ * @receiver: a typed receiver
+ * @timeout_us: microseconds to wait: 0 does not wait, -1 waits forever
+ * @ret_msg: (out) (transfer full): the message (mesh_payload_message_free())
+ * @error: why nothing was received
+ *
+ * Returns: TRUE with a message, FALSE with @error set.
+ */
+MESH_REMOTE_API gboolean mesh_receiver_recv(MeshReceiver *receiver, gint64 timeout_us,
+					    ProtobufCMessage **ret_msg, GError **error);
+
+/** mesh_receiver_recv_message: as mesh_receiver_recv(), for untyped receivers. */
+MESH_REMOTE_API gboolean mesh_receiver_recv_message(MeshReceiver *receiver, gint64 timeout_us,
+						    MeshMessage **ret_msg, GError **error);
+
+/**
+ * MeshReceiverFunc:
+ * @receiver: the receiver
+ * @user_data: the callback's data
+ *
+ * Called on the chosen GMainContext when something can be received (a
+ * message, the close, or an error); receive with a timeout of 0 until
+ * MESH_ERROR_EMPTY.
+ */
+typedef void (*MeshReceiverFunc)(MeshReceiver *receiver, gpointer user_data);
+
+/**
+ * mesh_receiver_set_callback:
+ * @receiver: a receiver
+ * @context: (nullable): where the callback runs, NULL for the global default
+ * @func: (nullable): the callback; NULL removes it
+ * @user_data: passed to @func
+ * @notify: (nullable): frees @user_data when the callback is replaced or the
+ *     receiver freed
+ */
+MESH_REMOTE_API void mesh_receiver_set_callback(MeshReceiver *receiver, GMainContext *context,
+						MeshReceiverFunc func, gpointer user_data,
+						GDestroyNotify notify);
+
+/**
+ * mesh_receiver_get_fd:
+ * @receiver: a receiver
+ *
+ * Returns: (transfer none): an fd that polls readable while something can be
+ * received, for event loops other than GLib's.
+ */
+MESH_REMOTE_API int mesh_receiver_get_fd(MeshReceiver *receiver);
+
+/** mesh_receiver_free: drops the receiver; senders see it closed. NULL-safe. */
+MESH_REMOTE_API void mesh_receiver_free(MeshReceiver *receiver);
+
+/** mesh_receiver_into_port: Returns: (transfer full): a port standing for the receiver (taken). */
+MESH_REMOTE_API MeshPort *mesh_receiver_into_port(MeshReceiver *receiver);
+
+/** mesh_receiver_from_port: Returns: (transfer full): a receiver; @port is taken. */
+MESH_REMOTE_API MeshReceiver *mesh_receiver_from_port(MeshPort *port,
+						      const ProtobufCMessageDescriptor *desc);
+
+/* Oneshot. */
+
+typedef struct MeshOneshotSender MeshOneshotSender;
+typedef struct MeshOneshotReceiver MeshOneshotReceiver;
+
+/** mesh_oneshot_new: a one-value channel; @desc NULL for untyped. */
+MESH_REMOTE_API void mesh_oneshot_new(const ProtobufCMessageDescriptor *desc,
+				      MeshOneshotSender **ret_sender,
+				      MeshOneshotReceiver **ret_receiver);
+
+/** mesh_oneshot_send: sends the value and consumes the sender (@msg taken). */
+MESH_REMOTE_API void mesh_oneshot_send(MeshOneshotSender *sender, ProtobufCMessage *msg);
+
+/** mesh_oneshot_send_message: untyped mesh_oneshot_send(). */
+MESH_REMOTE_API void mesh_oneshot_send_message(MeshOneshotSender *sender, MeshMessage *msg);
+
+/** mesh_oneshot_sender_free: drops the sender unsent; the receiver gets MESH_ERROR_CLOSED. */
+MESH_REMOTE_API void mesh_oneshot_sender_free(MeshOneshotSender *sender);
+
+/**
+ * mesh_oneshot_recv:
+ * @receiver: a receiver, consumed only when a value or a final error was
+ *     returned (not on MESH_ERROR_EMPTY / MESH_ERROR_TIMED_OUT)
+ * @timeout_us: 0 does not wait, -1 waits forever
+ * @ret_msg: (out) (transfer full): the value
+ * @error: MESH_ERROR_CLOSED (sender dropped), MESH_ERROR_NODE_FAILURE,
+ *     MESH_ERROR_CORRUPTION (undecodable, or a second message), EMPTY, TIMED_OUT
+ *
+ * Returns: TRUE with a value.
+ */
+MESH_REMOTE_API gboolean mesh_oneshot_recv(MeshOneshotReceiver *receiver, gint64 timeout_us,
+					   ProtobufCMessage **ret_msg, GError **error);
+
+/** mesh_oneshot_recv_message: untyped mesh_oneshot_recv(). */
+MESH_REMOTE_API gboolean mesh_oneshot_recv_message(MeshOneshotReceiver *receiver,
+						   gint64 timeout_us, MeshMessage **ret_msg,
+						   GError **error);
+
+/** mesh_oneshot_receiver_free: NULL-safe. */
+MESH_REMOTE_API void mesh_oneshot_receiver_free(MeshOneshotReceiver *receiver);
+
+MESH_REMOTE_API MeshPort *mesh_oneshot_sender_into_port(MeshOneshotSender *sender);
+MESH_REMOTE_API MeshOneshotSender *mesh_oneshot_sender_from_port(
+	MeshPort *port, const ProtobufCMessageDescriptor *desc);
+MESH_REMOTE_API MeshPort *mesh_oneshot_receiver_into_port(MeshOneshotReceiver *receiver);
+MESH_REMOTE_API MeshOneshotReceiver *mesh_oneshot_receiver_from_port(
+	MeshPort *port, const ProtobufCMessageDescriptor *desc);
+
+/* RPC: a request message whose wire form is {1: input, 2: reply oneshot port}. */
+
+typedef struct MeshRpc MeshRpc;
+
+/**
+ * mesh_rpc_call:
+ * @sender: an rpc sender (created with mesh_channel_new(NULL, ...))
+ * @input: (transfer full): the request
+ * @reply_desc: the reply's type
+ * @timeout_us: -1 to wait forever
+ * @ret_reply: (out) (transfer full): the reply
+ * @error: MESH_ERROR_CLOSED if the server dropped the request,
+ *     MESH_ERROR_NODE_FAILURE if its node failed, MESH_ERROR_REMOTE with the
+ *     server's error chain (joined by ": ") for a failed failable call
+ *
+ * Returns: TRUE with a reply.
+ */
+MESH_REMOTE_API gboolean mesh_rpc_call(MeshSender *sender, ProtobufCMessage *input,
+				       const ProtobufCMessageDescriptor *reply_desc,
+				       gint64 timeout_us, ProtobufCMessage **ret_reply,
+				       GError **error);
+
+/**
+ * mesh_receiver_recv_rpc:
+ * @receiver: an untyped receiver of rpc requests
+ * @input_desc: the request's type
+ * @timeout_us: as for mesh_receiver_recv()
+ * @ret_rpc: (out) (transfer full): the request; answer it with
+ *     mesh_rpc_complete() or mesh_rpc_fail(), or free it (the caller then
+ *     gets MESH_ERROR_CLOSED)
+ * @error: as for mesh_receiver_recv()
+ */
+MESH_REMOTE_API gboolean mesh_receiver_recv_rpc(MeshReceiver *receiver,
+						const ProtobufCMessageDescriptor *input_desc,
+						gint64 timeout_us, MeshRpc **ret_rpc,
+						GError **error);
+
+/** mesh_rpc_get_input: Returns: (transfer none): the request. */
+MESH_REMOTE_API ProtobufCMessage *mesh_rpc_get_input(MeshRpc *rpc);
+
+/** mesh_rpc_complete: replies with @reply (taken) and frees @rpc. */
+MESH_REMOTE_API void mesh_rpc_complete(MeshRpc *rpc, ProtobufCMessage *reply);
+
+/**
+ * mesh_rpc_fail:
+ * @rpc: (transfer full): a request
+ * @error: the error; its message, split at ": ", becomes the remote error chain
+ */
+MESH_REMOTE_API void mesh_rpc_fail(MeshRpc *rpc, const GError *error);
+
+/** mesh_rpc_free: drops the request unanswered. NULL-safe. */
+MESH_REMOTE_API void mesh_rpc_free(MeshRpc *rpc);
+
+G_END_DECLS

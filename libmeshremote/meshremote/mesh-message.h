@@ -1,0 +1,96 @@
+/* SPDX-License-Identifier: MIT */
+/**
+ * MeshMessage: bytes plus an ordered list of resources (fds and ports), or a
+ * typed protobuf-c message that is encoded only if it must cross to another
+ * node. In-process delivery passes the object itself.
+ *
+ * Ownership: every `_take` moves ownership in; a message owns its resources
+ * and releases them when freed (fds closed, ports closed).
+ * Threads: a message is used by one thread at a time.
+ */
+#pragma once
+
+#if !defined(__MESHREMOTE_H_INSIDE__) && !defined(MESHREMOTE_COMPILATION)
+#error "Only <meshremote/meshremote.h> can be included directly."
+#endif
+
+#include <glib.h>
+#include <meshpayload/meshpayload.h>
+
+G_BEGIN_DECLS
+
+typedef struct MeshMessage MeshMessage;
+typedef struct MeshPort MeshPort;
+
+/**
+ * mesh_message_new:
+ * @data: (nullable): bytes, copied
+ * @size: their number
+ *
+ * Returns: (transfer full): an untyped message without resources.
+ */
+MESH_REMOTE_API MeshMessage *mesh_message_new(const void *data, size_t size);
+
+/**
+ * mesh_message_new_typed_take:
+ * @msg: (transfer full): a heap message (freed with mesh_payload_message_free())
+ *
+ * Returns: (transfer full): a message holding @msg; it is encoded only if it
+ * crosses to another node or is received as another type.
+ */
+MESH_REMOTE_API MeshMessage *mesh_message_new_typed_take(ProtobufCMessage *msg);
+
+/** mesh_message_free: releases the message and its resources. NULL-safe. */
+MESH_REMOTE_API void mesh_message_free(MeshMessage *msg);
+
+/**
+ * mesh_message_add_fd:
+ * @msg: an untyped message
+ * @fd: an fd, duplicated (F_DUPFD_CLOEXEC)
+ *
+ * Returns: the resource index, or a negative errno.
+ */
+MESH_REMOTE_API int mesh_message_add_fd(MeshMessage *msg, int fd);
+
+/** mesh_message_add_fd_take: like mesh_message_add_fd() but takes @fd (on success). */
+MESH_REMOTE_API int mesh_message_add_fd_take(MeshMessage *msg, int fd);
+
+/** mesh_message_add_port_take: appends a port (taken on success). Returns: the index or a negative errno. */
+MESH_REMOTE_API int mesh_message_add_port_take(MeshMessage *msg, MeshPort *port);
+
+/**
+ * mesh_message_get_data:
+ * @msg: a message
+ * @ret_size: (out): the number of bytes
+ *
+ * The message's bytes; a typed message is encoded first (its resources move
+ * to the message's resource list).
+ *
+ * Returns: (transfer none): the bytes, valid while @msg lives.
+ */
+MESH_REMOTE_API const uint8_t *mesh_message_get_data(MeshMessage *msg, size_t *ret_size);
+
+/** mesh_message_get_n_resources: Returns: the resources of an untyped message (after get_data for typed ones). */
+MESH_REMOTE_API guint mesh_message_get_n_resources(MeshMessage *msg);
+
+/** mesh_message_steal_fd: Returns: (transfer full): the fd at @index, or -EINVAL. */
+MESH_REMOTE_API int mesh_message_steal_fd(MeshMessage *msg, guint index);
+
+/** mesh_message_steal_port: Returns: (transfer full) (nullable): the port at @index. */
+MESH_REMOTE_API MeshPort *mesh_message_steal_port(MeshMessage *msg, guint index);
+
+/**
+ * mesh_message_into_typed:
+ * @msg: (transfer full): a message
+ * @desc: the wanted type
+ * @error: MESH_ERROR_CORRUPTION when it does not decode
+ *
+ * Returns: (transfer full): the typed message (the original object when it
+ * was sent as @desc in process, otherwise decoded), to free with
+ * mesh_payload_message_free(); NULL on error.
+ */
+MESH_REMOTE_API ProtobufCMessage *mesh_message_into_typed(MeshMessage *msg,
+							 const ProtobufCMessageDescriptor *desc,
+							 GError **error);
+
+G_END_DECLS

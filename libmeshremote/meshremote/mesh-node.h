@@ -1,0 +1,205 @@
+/* SPDX-License-Identifier: MIT */
+/**
+ * Nodes, ids, errors, and the interface a transport implements.
+ *
+ * A MeshNode is this process's membership in a mesh: it owns the table of
+ * ports other nodes can address and one MeshRemoteNode per node it talks to.
+ * A transport (the Unix node, or an in-memory one in tests) only carries
+ * encoded events: the node hands it bytes and fds through a MeshEventSink,
+ * and the transport feeds what arrives to mesh_node_receive_event().
+ */
+#pragma once
+
+#if !defined(__MESHREMOTE_H_INSIDE__) && !defined(MESHREMOTE_COMPILATION)
+#error "Only <meshremote/meshremote.h> can be included directly."
+#endif
+
+#include <glib.h>
+#include <stdint.h>
+
+G_BEGIN_DECLS
+
+#define MESH_REMOTE_API __attribute__((visibility("default")))
+
+/**
+ * MeshUuid:
+ * @bytes: 16 bytes from the OS random source
+ *
+ * Node and port ids. Ports are capabilities: an id is unguessable.
+ */
+typedef struct {
+	uint8_t bytes[16];
+} MeshUuid;
+
+typedef MeshUuid MeshNodeId;
+typedef MeshUuid MeshPortId;
+
+/** mesh_uuid_generate: fills @ret from getrandom(2). */
+MESH_REMOTE_API void mesh_uuid_generate(MeshUuid *ret);
+
+/** mesh_uuid_is_zero: Returns: whether all 16 bytes are zero. */
+MESH_REMOTE_API gboolean mesh_uuid_is_zero(const MeshUuid *id);
+
+/**
+ * mesh_uuid_to_string:
+ * @id: an id
+ * @buf: (out caller-allocates): 33 bytes
+ *
+ * Lowercase hex of the 16 bytes read as a big-endian number, leading zeros
+ * dropped (upstream's display form).
+ *
+ * Returns: (transfer none): @buf.
+ */
+MESH_REMOTE_API const char *mesh_uuid_to_string(const MeshUuid *id, char buf[33]);
+
+/**
+ * MeshError:
+ * @MESH_ERROR_CLOSED: the other end closed (no more messages)
+ * @MESH_ERROR_NODE_FAILURE: a node on the path failed; the message names it
+ * @MESH_ERROR_CORRUPTION: a message could not be decoded, or broke the protocol
+ * @MESH_ERROR_EMPTY: nothing to receive yet (try_recv)
+ * @MESH_ERROR_TIMED_OUT: a blocking receive timed out
+ * @MESH_ERROR_REMOTE: a failable RPC's server returned an error
+ * @MESH_ERROR_SHUTTING_DOWN: the local node is shutting down
+ *
+ * Error codes of domain MESH_ERROR. This enum may be extended.
+ */
+typedef enum {
+	MESH_ERROR_CLOSED,
+	MESH_ERROR_NODE_FAILURE,
+	MESH_ERROR_CORRUPTION,
+	MESH_ERROR_EMPTY,
+	MESH_ERROR_TIMED_OUT,
+	MESH_ERROR_REMOTE,
+	MESH_ERROR_SHUTTING_DOWN,
+} MeshError;
+
+#define MESH_ERROR (mesh_error_quark())
+MESH_REMOTE_API GQuark mesh_error_quark(void);
+
+typedef struct MeshNode MeshNode;
+typedef struct MeshRemoteNode MeshRemoteNode;
+
+/**
+ * mesh_node_new:
+ *
+ * Returns: (transfer full): a node with a fresh random id.
+ */
+MESH_REMOTE_API MeshNode *mesh_node_new(void);
+
+MESH_REMOTE_API MeshNode *mesh_node_ref(MeshNode *node);
+
+/**
+ * mesh_node_unref:
+ * @node: (nullable) (transfer full): a node
+ *
+ * When the last reference goes, every port still associated with the node
+ * and every remote node fail with MESH_ERROR_SHUTTING_DOWN.
+ */
+MESH_REMOTE_API void mesh_node_unref(MeshNode *node);
+
+/** mesh_node_get_id: Returns: (transfer none): the node's id. */
+MESH_REMOTE_API const MeshNodeId *mesh_node_get_id(MeshNode *node);
+
+/**
+ * mesh_node_count_ports:
+ * @node: a node
+ *
+ * Returns: the number of ports in the node's table (addressable from other
+ * nodes). Zero once every cross-node port is closed and every move done.
+ */
+MESH_REMOTE_API guint mesh_node_count_ports(MeshNode *node);
+
+/**
+ * MeshEventSink:
+ * @version: 0
+ * @send: transmits one event: @size bytes and @n_fds fds (borrowed: the
+ *     transport duplicates what it keeps). Called from any thread, never
+ *     with a library lock held; must not block.
+ * @destroy: (nullable): releases @user_data when the remote node is done
+ *
+ * What a transport gives a node for each connection.
+ */
+typedef struct {
+	unsigned version;
+	void (*send)(void *user_data, const uint8_t *data, size_t size, const int *fds,
+		     size_t n_fds);
+	void (*destroy)(void *user_data);
+} MeshEventSink;
+
+/**
+ * MeshConnectorFunc:
+ * @node: the local node
+ * @remote: (transfer full): a handle for the node that must be reached
+ * @user_data: the connector's data
+ *
+ * Called (without locks held) when a port refers to a node this node has no
+ * connection to. The connector arranges a connection and calls
+ * mesh_remote_node_connect(), or fails the handle. Events for the node are
+ * queued meanwhile.
+ */
+typedef void (*MeshConnectorFunc)(MeshNode *node, MeshRemoteNode *remote, void *user_data);
+
+/** mesh_node_set_connector: installs the connector (NULL removes it). */
+MESH_REMOTE_API void mesh_node_set_connector(MeshNode *node, MeshConnectorFunc func,
+					     void *user_data);
+
+/**
+ * mesh_node_add_remote:
+ * @node: a node
+ * @id: the remote node's id
+ *
+ * Returns: (transfer full): a handle; events to the node are queued until
+ * mesh_remote_node_connect(). Dropping the last handle disconnects the node.
+ */
+MESH_REMOTE_API MeshRemoteNode *mesh_node_add_remote(MeshNode *node, const MeshNodeId *id);
+
+/**
+ * mesh_remote_node_connect:
+ * @remote: a handle
+ * @sink: how to send events to it (copied)
+ * @user_data: passed to @sink
+ *
+ * Flushes queued events in order.
+ *
+ * Returns: FALSE if the node was already connected or failed (then
+ * @sink's destroy is called at once).
+ */
+MESH_REMOTE_API gboolean mesh_remote_node_connect(MeshRemoteNode *remote, const MeshEventSink *sink,
+						  void *user_data);
+
+/**
+ * mesh_remote_node_fail:
+ * @remote: a handle
+ * @reason: why, e.g. "connection lost"
+ *
+ * Fails the node: every port whose peer or move target is on it fails with
+ * MESH_ERROR_NODE_FAILURE naming the node and @reason.
+ */
+MESH_REMOTE_API void mesh_remote_node_fail(MeshRemoteNode *remote, const char *reason);
+
+MESH_REMOTE_API MeshRemoteNode *mesh_remote_node_ref(MeshRemoteNode *remote);
+
+/** mesh_remote_node_unref: dropping the last handle fails the node ("remote node dropped"). */
+MESH_REMOTE_API void mesh_remote_node_unref(MeshRemoteNode *remote);
+
+/** mesh_remote_node_get_id: Returns: (transfer none): the remote node's id. */
+MESH_REMOTE_API const MeshNodeId *mesh_remote_node_get_id(MeshRemoteNode *remote);
+
+/**
+ * mesh_node_receive_event:
+ * @node: a node
+ * @from: the node the event came from
+ * @data: the event's bytes
+ * @size: their number
+ * @fds: (transfer full): the fds that came with it; every one is consumed
+ * @n_fds: their number
+ *
+ * Feeds one event from a transport. A malformed event is logged and dropped
+ * (its fds closed); it never fails the connection or the process.
+ */
+MESH_REMOTE_API void mesh_node_receive_event(MeshNode *node, const MeshNodeId *from,
+					     const uint8_t *data, size_t size, int *fds,
+					     size_t n_fds);
+
+G_END_DECLS

@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: MIT */
+/**
+ * MeshPort: one end of a bidirectional, unbounded, ordered message pipe.
+ *
+ * Applications use ports through channels (mesh-channel.h); this header
+ * covers what is done with a port as a value: creating pairs, carrying them
+ * inside messages (mesh_message_add_port_take(), or a `mesh_payload.Port`
+ * field whose handle is the MeshPort), bridging and closing.
+ *
+ * A MeshPort begins with a MeshPayloadObject, so libmeshpayload carries it as
+ * a port resource; releasing that resource closes the port.
+ */
+#pragma once
+
+#if !defined(__MESHREMOTE_H_INSIDE__) && !defined(MESHREMOTE_COMPILATION)
+#error "Only <meshremote/meshremote.h> can be included directly."
+#endif
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+/**
+ * mesh_port_new_pair:
+ * @ret_a: (out) (transfer full): one end
+ * @ret_b: (out) (transfer full): the other
+ */
+MESH_REMOTE_API void mesh_port_new_pair(MeshPort **ret_a, MeshPort **ret_b);
+
+/**
+ * mesh_port_close:
+ * @port: (nullable) (transfer full): a port
+ *
+ * Closes this end: the peer receives every earlier message, then "closed".
+ */
+MESH_REMOTE_API void mesh_port_close(MeshPort *port);
+
+/**
+ * mesh_port_bridge:
+ * @a: (transfer full): a port
+ * @b: (transfer full): another port
+ *
+ * Joins @a's peer and @b's peer directly; messages queued at @a and @b are
+ * forwarded first, in order. Bridging a port with its own peer fails both.
+ */
+MESH_REMOTE_API void mesh_port_bridge(MeshPort *a, MeshPort *b);
+
+/**
+ * mesh_port_as_object:
+ * @port: a port
+ *
+ * Returns: (transfer none): the port as a payload object, for
+ * mesh_payload_port_new_take() (which then owns the port).
+ */
+MESH_REMOTE_API MeshPayloadObject *mesh_port_as_object(MeshPort *port);
+
+/**
+ * mesh_port_from_object:
+ * @object: (transfer full): an object from a decoded `mesh_payload.Port` field
+ *
+ * Returns: (transfer full) (nullable): the port, or NULL (and @object is
+ * released) if it is not a MeshPort.
+ */
+MESH_REMOTE_API MeshPort *mesh_port_from_object(MeshPayloadObject *object);
+
+G_END_DECLS

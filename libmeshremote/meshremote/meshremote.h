@@ -1,0 +1,24 @@
+/* SPDX-License-Identifier: MIT */
+/**
+ * libmeshremote: ports, nodes and channels.
+ *
+ * A port is one end of a bidirectional, unbounded, ordered message pipe.
+ * Ports live in nodes (one per process and mesh); a port can be sent inside
+ * a message to another node and keeps working there, with FIFO order and
+ * exactly-once delivery preserved across any number of moves. Channels
+ * (mpsc, oneshot, rpc) are what applications use; they are built on ports.
+ *
+ * Errors: GError (domain MESH_ERROR). Threads: every object may be used from
+ * any thread unless its header says otherwise; no callback ever runs while a
+ * library lock is held.
+ */
+#pragma once
+
+#define __MESHREMOTE_H_INSIDE__
+
+#include <meshremote/mesh-node.h>
+#include <meshremote/mesh-message.h>
+#include <meshremote/mesh-port.h>
+#include <meshremote/mesh-channel.h>
+
+#undef __MESHREMOTE_H_INSIDE__

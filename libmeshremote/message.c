@@ -1,0 +1,231 @@
+/* SPDX-License-Identifier: MIT */
+/* MeshMessage: typed (unencoded) or bytes + resources, and channel framing. */
+#include <stdlib.h>
+
+#include "remote-private.h"
+
+MeshMessage *message_new_bytes_take(uint8_t *data, size_t size, MeshPayloadResources *res,
+				    MeshWrap wrap)
+{
+	MeshMessage *msg = g_new0(MeshMessage, 1);
+	msg->data = data;
+	msg->size = size;
+	msg->res = res;
+	msg->wrap = wrap;
+	return msg;
+}
+
+MeshMessage *mesh_message_new(const void *data, size_t size)
+{
+	return message_new_bytes_take(size ? g_memdup2(data, size) : NULL, size, NULL,
+				      MESH_WRAP_NONE);
+}
+
+MeshMessage *mesh_message_new_typed_take(ProtobufCMessage *typed)
+{
+	g_return_val_if_fail(typed != NULL, NULL);
+	MeshMessage *msg = g_new0(MeshMessage, 1);
+	msg->typed = typed;
+	return msg;
+}
+
+void mesh_message_free(MeshMessage *msg)
+{
+	if (!msg)
+		return;
+	mesh_payload_message_free(msg->typed);
+	g_free(msg->data);
+	mesh_payload_resources_free(msg->res);
+	g_free(msg);
+}
+
+static MeshPayloadResources *message_res(MeshMessage *msg)
+{
+	if (!msg->res)
+		msg->res = mesh_payload_resources_new();
+	return msg->res;
+}
+
+int message_ensure_bytes(MeshMessage *msg, GError **error)
+{
+	MeshPayloadError err;
+	uint8_t *data;
+	size_t size;
+
+	if (!msg->typed)
+		return 0;
+	int r = mesh_payload_encode_alloc(msg->typed, &data, &size, message_res(msg), &err);
+	if (r < 0) {
+		g_set_error(error, MESH_ERROR, MESH_ERROR_CORRUPTION, "%s", err.message);
+		return r;
+	}
+	mesh_payload_message_free(msg->typed); /* its resources moved out */
+	msg->typed = NULL;
+	g_free(msg->data);
+	msg->data = data;
+	msg->size = size;
+	return 0;
+}
+
+int mesh_message_add_fd_take(MeshMessage *msg, int fd)
+{
+	g_return_val_if_fail(msg && !msg->typed, -EINVAL);
+	return mesh_payload_resources_append_fd_take(message_res(msg), fd);
+}
+
+int mesh_message_add_fd(MeshMessage *msg, int fd)
+{
+	g_return_val_if_fail(msg && !msg->typed, -EINVAL);
+	return mesh_payload_resources_append_fd(message_res(msg), fd);
+}
+
+int mesh_message_add_port_take(MeshMessage *msg, MeshPort *port)
+{
+	g_return_val_if_fail(msg && !msg->typed && port, -EINVAL);
+	return mesh_payload_resources_append_port_take(message_res(msg), &port->object);
+}
+
+const uint8_t *mesh_message_get_data(MeshMessage *msg, size_t *ret_size)
+{
+	if (message_ensure_bytes(msg, NULL) < 0) {
+		*ret_size = 0;
+		return NULL;
+	}
+	*ret_size = msg->size;
+	return msg->data;
+}
+
+guint mesh_message_get_n_resources(MeshMessage *msg)
+{
+	return msg->res ? (guint)mesh_payload_resources_len(msg->res) : 0;
+}
+
+int mesh_message_steal_fd(MeshMessage *msg, guint index)
+{
+	return msg->res ? mesh_payload_resources_steal_fd(msg->res, index) : -EINVAL;
+}
+
+MeshPort *mesh_message_steal_port(MeshMessage *msg, guint index)
+{
+	if (!msg->res)
+		return NULL;
+	return mesh_port_from_object(mesh_payload_resources_steal_port(msg->res, index));
+}
+
+ProtobufCMessage *mesh_message_into_typed(MeshMessage *msg, const ProtobufCMessageDescriptor *desc,
+					  GError **error)
+{
+	ProtobufCMessage *typed = NULL;
+	MeshPayloadError err;
+
+	if (msg->typed && msg->typed->descriptor == desc) {
+		typed = msg->typed;
+		msg->typed = NULL;
+		mesh_message_free(msg);
+		return typed;
+	}
+	if (message_ensure_bytes(msg, error) < 0) {
+		mesh_message_free(msg);
+		return NULL;
+	}
+	if (mesh_payload_decode(desc, msg->data, msg->size, msg->res, NULL, &typed, &err) < 0) {
+		g_set_error(error, MESH_ERROR, MESH_ERROR_CORRUPTION, "%s", err.message);
+		typed = NULL;
+	}
+	mesh_message_free(msg);
+	return typed;
+}
+
+static size_t put_varint(uint8_t *out, uint64_t v)
+{
+	size_t n = 0;
+	while (v >= 0x80) {
+		out[n++] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	out[n++] = (uint8_t)v;
+	return n;
+}
+
+int message_wire_framing(MeshMessage *msg, uint8_t head[24], size_t *ret_head_len,
+			 GError **error)
+{
+	int r = message_ensure_bytes(msg, error);
+	size_t k = 0;
+
+	if (r < 0)
+		return r;
+	switch (msg->wrap) {
+	case MESH_WRAP_FIELD1: {
+		size_t n = mesh_message_get_n_resources(msg);
+		if (n == 0) {
+			head[k++] = 0x0a;
+		} else {
+			head[k++] = 0x0e;
+			k += put_varint(head + k, n);
+		}
+		k += put_varint(head + k, msg->size);
+		break;
+	}
+	case MESH_WRAP_PORT:
+		head[k++] = 0x17;
+		break;
+	default:
+		break;
+	}
+	*ret_head_len = k;
+	return 0;
+}
+
+static gboolean read_varint(const uint8_t **p, const uint8_t *end, uint64_t *ret)
+{
+	uint64_t v = 0;
+	for (unsigned shift = 0; shift < 64 && *p < end; shift += 7) {
+		uint8_t b = *(*p)++;
+		v |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80)) {
+			*ret = v;
+			return TRUE;
+		}
+	}
+	return FALSE;
+}
+
+int message_unwrap_channel(MeshMessage *msg, GError **error)
+{
+	const uint8_t *p = msg->data, *end = msg->data + msg->size;
+	size_t n_res = mesh_message_get_n_resources(msg);
+	uint64_t count = 0, len;
+
+	if (msg->wrap != MESH_WRAP_WIRE)
+		return 0;
+	if (msg->size == 0 && n_res == 0) {
+		msg->wrap = MESH_WRAP_FIELD1; /* field 1 omitted: an empty value */
+		return 0;
+	}
+	uint8_t key = msg->size ? *p++ : 0;
+	switch (key) {
+	case 0x0e:
+		if (!read_varint(&p, end, &count))
+			break;
+		/* fall through */
+	case 0x0a:
+		if (count != n_res || !read_varint(&p, end, &len) || len != (uint64_t)(end - p))
+			break;
+		memmove(msg->data, p, len);
+		msg->size = len;
+		msg->wrap = MESH_WRAP_FIELD1;
+		return 0;
+	case 0x17:
+		if (p != end || n_res != 1 ||
+		    mesh_payload_resources_get_kind(msg->res, 0) != MESH_PAYLOAD_RESOURCE_PORT)
+			break;
+		msg->size = 0;
+		msg->wrap = MESH_WRAP_PORT;
+		return 0;
+	default:
+		break;
+	}
+	g_set_error(error, MESH_ERROR, MESH_ERROR_CORRUPTION, "malformed channel payload");
+	return -EBADMSG;
+}

@@ -1,0 +1,579 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Nodes and remote nodes: the port table, the connector, event encoding for
+ * other nodes (ports inside messages start moving here) and decoding of
+ * events that arrive (ports inside messages are created here).
+ */
+#include <unistd.h>
+
+#include "remote-private.h"
+
+typedef struct {
+	uint8_t *data;
+	size_t size;
+	int *fds;
+	size_t n_fds;
+} Packet;
+
+static void packet_free(Packet *pk)
+{
+	for (size_t i = 0; i < pk->n_fds; i++)
+		close(pk->fds[i]);
+	g_free(pk->fds);
+	g_free(pk->data);
+	g_free(pk);
+}
+
+static guint uuid_hash(gconstpointer key)
+{
+	const MeshUuid *id = key;
+	guint h;
+	memcpy(&h, id->bytes, sizeof(h)); /* ids are random */
+	return h;
+}
+
+static gboolean uuid_equal(gconstpointer a, gconstpointer b)
+{
+	return memcmp(a, b, sizeof(MeshUuid)) == 0;
+}
+
+MeshNode *mesh_node_new(void)
+{
+	MeshNode *node = g_new0(MeshNode, 1);
+
+	node->ref = 1;
+	mesh_uuid_generate(&node->id);
+	g_mutex_init(&node->lock);
+	node->ports = g_hash_table_new(uuid_hash, uuid_equal);
+	node->remotes = g_hash_table_new(uuid_hash, uuid_equal);
+	return node;
+}
+
+MeshNode *mesh_node_ref(MeshNode *node)
+{
+	g_atomic_int_inc(&node->ref);
+	return node;
+}
+
+static void node_fail_remote(MeshRemoteNode *remote, const char *reason);
+
+void mesh_node_unref(MeshNode *node)
+{
+	if (!node || !g_atomic_int_dec_and_test(&node->ref))
+		return;
+
+	g_mutex_lock(&node->lock);
+	node->shutting_down = TRUE;
+	GList *remotes = g_hash_table_get_values(node->remotes);
+	GList *ports = g_hash_table_get_values(node->ports);
+	g_hash_table_steal_all(node->remotes);
+	g_hash_table_steal_all(node->ports);
+	g_mutex_unlock(&node->lock);
+
+	for (GList *l = remotes; l; l = l->next) {
+		MeshRemoteNode *remote = l->data;
+		g_mutex_lock(&remote->lock);
+		remote->node = NULL;
+		g_mutex_unlock(&remote->lock);
+		node_fail_remote(remote, "mesh is shutting down");
+		remote_node_unref_internal(remote);
+	}
+	for (GList *l = ports; l; l = l->next) {
+		MeshPort *p = l->data;
+		Deferred d;
+		deferred_init(&d);
+		g_mutex_lock(&p->lock);
+		p->node = NULL;
+		port_fail_locked(p, NULL, "mesh is shutting down", &d);
+		g_mutex_unlock(&p->lock);
+		deferred_run(&d);
+		port_unref(p);
+	}
+	g_list_free(remotes);
+	g_list_free(ports);
+	g_hash_table_destroy(node->remotes);
+	g_hash_table_destroy(node->ports);
+	g_mutex_clear(&node->lock);
+	g_free(node);
+}
+
+const MeshNodeId *mesh_node_get_id(MeshNode *node)
+{
+	return &node->id;
+}
+
+guint mesh_node_count_ports(MeshNode *node)
+{
+	g_mutex_lock(&node->lock);
+	guint n = g_hash_table_size(node->ports);
+	g_mutex_unlock(&node->lock);
+	return n;
+}
+
+void mesh_node_set_connector(MeshNode *node, MeshConnectorFunc func, void *user_data)
+{
+	g_mutex_lock(&node->lock);
+	node->connector = func;
+	node->connector_data = user_data;
+	g_mutex_unlock(&node->lock);
+}
+
+/* Looks up a port of the node's table. Returns: (transfer full) (nullable). */
+static MeshPort *node_lookup_port(MeshNode *node, const MeshPortId *id)
+{
+	g_mutex_lock(&node->lock);
+	MeshPort *p = g_hash_table_lookup(node->ports, id);
+	if (p)
+		port_ref(p);
+	g_mutex_unlock(&node->lock);
+	return p;
+}
+
+MeshRemoteNode *remote_node_ref_internal(MeshRemoteNode *remote)
+{
+	g_atomic_int_inc(&remote->ref);
+	return remote;
+}
+
+void remote_node_unref_internal(MeshRemoteNode *remote)
+{
+	if (!remote || !g_atomic_int_dec_and_test(&remote->ref))
+		return;
+	Packet *pk;
+	while ((pk = g_queue_pop_head(&remote->queued)))
+		packet_free(pk);
+	if (remote->sink.destroy)
+		remote->sink.destroy(remote->sink_data);
+	g_free(remote->failure);
+	g_mutex_clear(&remote->lock);
+	g_free(remote);
+}
+
+MeshNode *remote_node_get_local(MeshRemoteNode *remote)
+{
+	g_mutex_lock(&remote->lock);
+	MeshNode *node = remote->node ? mesh_node_ref(remote->node) : NULL;
+	g_mutex_unlock(&remote->lock);
+	return node;
+}
+
+gboolean remote_node_is_failed(MeshRemoteNode *remote)
+{
+	g_mutex_lock(&remote->lock);
+	gboolean failed = remote->state == REMOTE_FAILED;
+	g_mutex_unlock(&remote->lock);
+	return failed;
+}
+
+/* Returns: (transfer full): the remote node @id, created (and the connector
+ * called) if it is new. */
+static MeshRemoteNode *node_get_remote_full(MeshNode *node, const MeshNodeId *id,
+					    gboolean as_handle)
+{
+	MeshConnectorFunc connector = NULL;
+	void *connector_data = NULL;
+	MeshRemoteNode *handle_for_connector = NULL;
+
+	g_mutex_lock(&node->lock);
+	MeshRemoteNode *remote = g_hash_table_lookup(node->remotes, id);
+	if (!remote) {
+		remote = g_new0(MeshRemoteNode, 1);
+		remote->ref = 1; /* the table's */
+		g_mutex_init(&remote->lock);
+		remote->node = node;
+		remote->id = *id;
+		remote->state = REMOTE_QUEUING;
+		g_queue_init(&remote->queued);
+		g_hash_table_insert(node->remotes, &remote->id, remote);
+		if (node->connector && !as_handle) {
+			connector = node->connector;
+			connector_data = node->connector_data;
+			handle_for_connector = remote_node_ref_internal(remote);
+			g_atomic_int_inc(&handle_for_connector->handles);
+		}
+	}
+	remote_node_ref_internal(remote);
+	if (as_handle)
+		g_atomic_int_inc(&remote->handles);
+	g_mutex_unlock(&node->lock);
+
+	if (connector)
+		connector(node, handle_for_connector, connector_data);
+	return remote;
+}
+
+MeshRemoteNode *node_get_remote(MeshNode *node, const MeshNodeId *id)
+{
+	return node_get_remote_full(node, id, FALSE);
+}
+
+MeshRemoteNode *mesh_node_add_remote(MeshNode *node, const MeshNodeId *id)
+{
+	return node_get_remote_full(node, id, TRUE);
+}
+
+const MeshNodeId *mesh_remote_node_get_id(MeshRemoteNode *remote)
+{
+	return &remote->id;
+}
+
+MeshRemoteNode *mesh_remote_node_ref(MeshRemoteNode *remote)
+{
+	g_atomic_int_inc(&remote->handles);
+	return remote_node_ref_internal(remote);
+}
+
+void mesh_remote_node_unref(MeshRemoteNode *remote)
+{
+	if (!remote)
+		return;
+	if (g_atomic_int_dec_and_test(&remote->handles))
+		node_fail_remote(remote, "remote node dropped");
+	remote_node_unref_internal(remote);
+}
+
+static void transmit(MeshRemoteNode *remote, const MeshEventSink *sink, void *data, Packet *pk)
+{
+	sink->send(data, pk->data, pk->size, pk->fds, pk->n_fds);
+	packet_free(pk); /* the sink duplicated what it keeps */
+}
+
+gboolean mesh_remote_node_connect(MeshRemoteNode *remote, const MeshEventSink *sink,
+				  void *user_data)
+{
+	g_mutex_lock(&remote->lock);
+	if (remote->state != REMOTE_QUEUING) {
+		g_mutex_unlock(&remote->lock);
+		if (sink->destroy)
+			sink->destroy(user_data);
+		return FALSE;
+	}
+	remote->sink = *sink;
+	remote->sink_data = user_data;
+	/* Flush in order; packets sent meanwhile may overtake (seq absorbs it). */
+	GQueue queued = remote->queued;
+	g_queue_init(&remote->queued);
+	remote->state = REMOTE_ACTIVE;
+	g_mutex_unlock(&remote->lock);
+
+	Packet *pk;
+	while ((pk = g_queue_pop_head(&queued)))
+		transmit(remote, sink, user_data, pk);
+	return TRUE;
+}
+
+static void node_fail_remote(MeshRemoteNode *remote, const char *reason)
+{
+	GQueue queued;
+
+	g_mutex_lock(&remote->lock);
+	if (remote->state == REMOTE_FAILED) {
+		g_mutex_unlock(&remote->lock);
+		return;
+	}
+	remote->state = REMOTE_FAILED;
+	remote->failure = g_strdup(reason);
+	queued = remote->queued;
+	g_queue_init(&remote->queued);
+	MeshNode *node = remote->node ? mesh_node_ref(remote->node) : NULL;
+	g_mutex_unlock(&remote->lock);
+
+	Packet *pk;
+	while ((pk = g_queue_pop_head(&queued)))
+		packet_free(pk);
+	if (!node)
+		return;
+
+	/* Fail every port whose peer or target is on that node. */
+	g_mutex_lock(&node->lock);
+	GList *ports = g_hash_table_get_values(node->ports);
+	for (GList *l = ports; l; l = l->next)
+		port_ref(l->data);
+	g_mutex_unlock(&node->lock);
+	for (GList *l = ports; l; l = l->next) {
+		MeshPort *p = l->data;
+		Deferred d;
+		deferred_init(&d);
+		g_mutex_lock(&p->lock);
+		if (p->peer.remote == remote || p->target.remote == remote)
+			port_fail_locked(p, &remote->id, reason, &d);
+		g_mutex_unlock(&p->lock);
+		deferred_run(&d);
+		port_unref(p);
+	}
+	g_list_free(ports);
+	mesh_node_unref(node);
+}
+
+void mesh_remote_node_fail(MeshRemoteNode *remote, const char *reason)
+{
+	node_fail_remote(remote, reason);
+}
+
+/* Names a local port as the peer in an outgoing event: it must be addressable. */
+static MeshNodeId name_local_port(MeshPort *p, MeshNode *from)
+{
+	MeshNodeId id;
+
+	g_mutex_lock(&p->lock);
+	if (!p->node && from)
+		port_associate_locked(p, from);
+	id = p->node ? p->node->id : (from ? from->id : (MeshNodeId){{0}});
+	g_mutex_unlock(&p->lock);
+	return id;
+}
+
+void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPortId *dest,
+			    Event *ev)
+{
+	MeshEventHeader h = {.port_id = *dest, .type = ev->type, .flags = ev->flags, .seq = ev->seq};
+	uint8_t head[24], extra[MESH_CHANGE_PEER_DATA_SIZE];
+	size_t head_len = 0, extra_len = 0;
+	MeshMessage *msg = ev->message;
+	Packet *pk = g_new0(Packet, 1);
+
+	if (!from) {
+		g_warning("mesh: event for a remote node from a port without a node dropped");
+		goto drop;
+	}
+	if (msg) {
+		GError *error = NULL;
+		if (message_wire_framing(msg, head, &head_len, &error) < 0) {
+			g_warning("mesh: message dropped: %s", error->message);
+			g_error_free(error);
+			goto drop;
+		}
+		h.resource_count = mesh_message_get_n_resources(msg);
+		h.message_size = (uint32_t)(head_len + msg->size);
+	} else if (ev->type == MESH_EVENT_CHANGE_PEER) {
+		MeshChangePeerData cp = {.seq_delta = ev->seq_delta};
+		if (ev->new_peer.local) {
+			cp.node = name_local_port(ev->new_peer.local, from);
+			cp.port = ev->new_peer.local->id;
+		} else {
+			cp.node = ev->new_peer.remote->id;
+			cp.port = ev->new_peer.id;
+		}
+		mesh_event_write_change_peer(extra, &cp);
+		extra_len = MESH_CHANGE_PEER_DATA_SIZE;
+		h.message_size = (uint32_t)extra_len;
+	} else if (ev->type == MESH_EVENT_FAIL_PORT) {
+		MeshNodeId culprit = mesh_uuid_is_zero(&ev->culprit) ? from->id : ev->culprit;
+		mesh_event_write_fail_port(extra, &culprit);
+		extra_len = MESH_FAIL_PORT_DATA_SIZE;
+		h.message_size = (uint32_t)extra_len;
+	}
+
+	pk->size = MESH_EVENT_HEADER_SIZE + (size_t)h.resource_count * MESH_RESOURCE_DATA_SIZE +
+		   h.message_size;
+	pk->data = g_malloc(pk->size);
+	mesh_event_write_header(pk->data, &h);
+	uint8_t *rec = pk->data + MESH_EVENT_HEADER_SIZE;
+	if (msg) {
+		pk->fds = g_new(int, h.resource_count ? h.resource_count : 1);
+		for (guint i = 0; i < h.resource_count; i++, rec += MESH_RESOURCE_DATA_SIZE) {
+			MeshResourceData rd = {0};
+			if (mesh_payload_resources_get_kind(msg->res, i) == MESH_PAYLOAD_RESOURCE_FD) {
+				/* Ours to keep until sent: steal it from the message. */
+				pk->fds[pk->n_fds++] = mesh_payload_resources_steal_fd(msg->res, i);
+			} else {
+				MeshPort *x = mesh_port_from_object(
+					mesh_payload_resources_steal_port(msg->res, i));
+				if (x) {
+					port_encode_for_move(x, from, remote, &rd);
+					port_unref(x); /* it lives on as a proxy in the table */
+				}
+			}
+			mesh_event_write_resource(rec, &rd);
+		}
+		memcpy(rec, head, head_len);
+		if (msg->size)
+			memcpy(rec + head_len, msg->data, msg->size);
+	} else if (extra_len) {
+		memcpy(rec, extra, extra_len);
+	}
+
+	g_mutex_lock(&remote->lock);
+	switch (remote->state) {
+	case REMOTE_QUEUING:
+		g_queue_push_tail(&remote->queued, pk);
+		pk = NULL;
+		g_mutex_unlock(&remote->lock);
+		break;
+	case REMOTE_ACTIVE: {
+		MeshEventSink sink = remote->sink;
+		void *data = remote->sink_data;
+		remote_node_ref_internal(remote);
+		g_mutex_unlock(&remote->lock);
+		transmit(remote, &sink, data, pk);
+		pk = NULL;
+		remote_node_unref_internal(remote);
+		break;
+	}
+	default:
+		g_mutex_unlock(&remote->lock);
+		break;
+	}
+drop:
+	if (pk)
+		packet_free(pk);
+	event_free(ev);
+}
+
+/* Creates the port a ResourceData describes, and acknowledges it to its old node. */
+static MeshPort *materialize_port(MeshNode *node, const MeshResourceData *rd, Deferred *d)
+{
+	MeshPort *z = port_new(&rd->id);
+	const char *failure = NULL;
+	MeshNodeId culprit = rd->peer_node;
+	MeshRemoteNode *old = NULL;
+
+	z->next_local_seq = rd->next_local_seq;
+	if (mesh_uuid_is_zero(&rd->peer_port)) {
+		failure = "the port was failed when it was sent";
+	} else if (uuid_equal(&rd->peer_node, &node->id)) {
+		z->peer.local = node_lookup_port(node, &rd->peer_port);
+		if (!z->peer.local) {
+			failure = "unknown local port";
+			culprit = node->id;
+		}
+	} else {
+		z->peer.remote = node_get_remote(node, &rd->peer_node);
+		z->peer.id = rd->peer_port;
+		if (remote_node_is_failed(z->peer.remote))
+			failure = "the peer's node failed";
+	}
+	if (!failure && !uuid_equal(&rd->old_node, &node->id)) {
+		old = node_get_remote(node, &rd->old_node);
+		if (remote_node_is_failed(old)) {
+			failure = "the sending node failed";
+			culprit = rd->old_node;
+		}
+	}
+
+	g_mutex_lock(&z->lock);
+	if (!failure && !port_associate_locked(z, node)) {
+		failure = "duplicate port id";
+		culprit = rd->old_node;
+	}
+	if (failure) {
+		/* Not yet peered from the peer's view: fail quietly, tell no one. */
+		peer_addr_defer_clear(&z->peer, d);
+		z->state = PORT_FAILED;
+		z->culprit = culprit;
+		z->error = mesh_error_node_failure(&culprit, failure);
+	}
+	g_mutex_unlock(&z->lock);
+
+	if (!failure) {
+		PeerAddr to = {.remote = old, .id = rd->old_port};
+		if (old)
+			deferred_event(d, &to, event_new(MESH_EVENT_ACK_PORT, 0, 0), node);
+		else {
+			/* Sent by this very node: acknowledge locally. */
+			MeshPort *x = node_lookup_port(node, &rd->old_port);
+			if (x) {
+				PeerAddr local = {.local = x};
+				deferred_event(d, &local, event_new(MESH_EVENT_ACK_PORT, 0, 0), node);
+				port_unref(x);
+			}
+		}
+	}
+	if (old)
+		remote_node_unref_internal(old);
+	return z;
+}
+
+void mesh_node_receive_event(MeshNode *node, const MeshNodeId *from, const uint8_t *data,
+			     size_t size, int *fds, size_t n_fds)
+{
+	MeshEventView view;
+	Deferred d;
+	size_t next_fd = 0;
+	Event *ev = NULL;
+	char id[33];
+
+	deferred_init(&d);
+	if (mesh_event_parse(data, size, &view) < 0) {
+		g_warning("mesh: malformed event of %zu bytes from node %s dropped", size,
+			  mesh_uuid_to_string(from, id));
+		goto out;
+	}
+	const MeshEventHeader *h = &view.header;
+	ev = event_new(h->type, h->flags, h->seq);
+
+	switch (h->type) {
+	case MESH_EVENT_MESSAGE:
+		if (h->flags & MESH_EVENT_FLAG_MESSAGE) {
+			MeshPayloadResources *res = mesh_payload_resources_new();
+			for (guint i = 0; i < h->resource_count; i++) {
+				MeshResourceData rd;
+				mesh_event_read_resource(&view, i, &rd);
+				if (mesh_uuid_is_zero(&rd.id)) {
+					if (next_fd >= n_fds) {
+						g_warning("mesh: event names more fds than it carries");
+						mesh_payload_resources_free(res);
+						goto bad;
+					}
+					mesh_payload_resources_append_fd_take(res, fds[next_fd]);
+					fds[next_fd++] = -1;
+				} else {
+					MeshPort *z = materialize_port(node, &rd, &d);
+					mesh_payload_resources_append_port_take(res, &z->object);
+				}
+			}
+			ev->message = message_new_bytes_take(
+				h->message_size ? g_memdup2(view.payload, h->message_size) : NULL,
+				h->message_size, res, MESH_WRAP_WIRE);
+		}
+		break;
+	case MESH_EVENT_CHANGE_PEER: {
+		MeshChangePeerData cp;
+		mesh_event_read_change_peer(&view, &cp);
+		ev->seq_delta = cp.seq_delta;
+		if (uuid_equal(&cp.node, &node->id)) {
+			ev->new_peer.local = node_lookup_port(node, &cp.port);
+			if (!ev->new_peer.local) {
+				/* The port it names is gone: the destination fails. */
+				event_free(ev);
+				ev = event_new(MESH_EVENT_FAIL_PORT, 0, 0);
+				ev->culprit = node->id;
+				ev->reason = g_strdup("CHANGE_PEER names an unknown local port");
+			}
+		} else {
+			ev->new_peer.remote = node_get_remote(node, &cp.node);
+			ev->new_peer.id = cp.port;
+		}
+		break;
+	}
+	case MESH_EVENT_FAIL_PORT:
+		mesh_event_read_fail_port(&view, &ev->culprit);
+		break;
+	default:
+		break;
+	}
+
+	if (next_fd < n_fds)
+		g_warning("mesh: %zu fds more than the event uses closed", n_fds - next_fd);
+
+	MeshPort *dest = node_lookup_port(node, &h->port_id);
+	if (!dest) {
+		g_debug("mesh: event for unknown port %s dropped",
+			mesh_uuid_to_string(&h->port_id, id));
+		goto bad;
+	}
+	deferred_run(&d); /* acknowledge the ports that arrived first */
+	port_deliver(dest, ev);
+	port_unref(dest);
+	ev = NULL;
+	goto out;
+
+bad:
+	event_discard(ev, &d);
+	ev = NULL;
+out:
+	for (size_t i = 0; i < n_fds; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	deferred_run(&d);
+}

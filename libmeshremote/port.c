@@ -1,0 +1,615 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The port state machine (upstream mesh_node local_node.rs, sections 1.3 to
+ * 1.10 of the reference): sequencing and the reorder heap, close handshake,
+ * moves (SENDING -> PROXYING -> DONE), CHANGE_PEER, bridging and failure.
+ */
+#include "remote-private.h"
+
+static void port_object_release(MeshPayloadObject *object)
+{
+	mesh_port_close((MeshPort *)object);
+}
+
+static const MeshPayloadObjectClass mesh_port_class = {
+	.version = MESH_PAYLOAD_OBJECT_CLASS_VERSION,
+	.name = "MeshPort",
+	.release = port_object_release,
+};
+
+MeshPort *port_new(const MeshPortId *id)
+{
+	MeshPort *p = g_new0(MeshPort, 1);
+
+	p->object.klass = &mesh_port_class;
+	p->ref = 1;
+	g_mutex_init(&p->lock);
+	if (id)
+		p->id = *id;
+	else
+		mesh_uuid_generate(&p->id);
+	p->state = PORT_PEERED;
+	p->next_local_seq = 1;
+	p->next_peer_seq = 1;
+	p->heap = g_ptr_array_new();
+	g_queue_init(&p->queue);
+	return p;
+}
+
+MeshPort *port_ref(MeshPort *p)
+{
+	g_atomic_int_inc(&p->ref);
+	return p;
+}
+
+void port_unref(MeshPort *p)
+{
+	if (!p || !g_atomic_int_dec_and_test(&p->ref))
+		return;
+	for (guint i = 0; i < p->heap->len; i++)
+		event_free(p->heap->pdata[i]);
+	g_ptr_array_free(p->heap, TRUE);
+	MeshMessage *msg;
+	while ((msg = g_queue_pop_head(&p->queue)))
+		mesh_message_free(msg);
+	peer_addr_clear(&p->peer);
+	peer_addr_clear(&p->target);
+	g_clear_error(&p->error);
+	g_mutex_clear(&p->lock);
+	g_free(p);
+}
+
+MeshPayloadObject *mesh_port_as_object(MeshPort *port)
+{
+	return &port->object;
+}
+
+MeshPort *mesh_port_from_object(MeshPayloadObject *object)
+{
+	if (!object)
+		return NULL;
+	if (object->klass != &mesh_port_class) {
+		mesh_payload_object_release(object);
+		return NULL;
+	}
+	return (MeshPort *)object;
+}
+
+void mesh_port_new_pair(MeshPort **ret_a, MeshPort **ret_b)
+{
+	MeshPort *a = port_new(NULL), *b = port_new(NULL);
+
+	a->peer.local = port_ref(b);
+	b->peer.local = port_ref(a);
+	*ret_a = a;
+	*ret_b = b;
+}
+
+/* The reorder heap: a binary min-heap of events on seq. */
+static void heap_push(GPtrArray *h, Event *ev)
+{
+	g_ptr_array_add(h, ev);
+	for (guint i = h->len - 1; i > 0;) {
+		guint parent = (i - 1) / 2;
+		Event *a = h->pdata[parent], *b = h->pdata[i];
+		if (a->seq <= b->seq)
+			break;
+		h->pdata[parent] = b;
+		h->pdata[i] = a;
+		i = parent;
+	}
+}
+
+static Event *heap_pop(GPtrArray *h)
+{
+	Event *top = h->pdata[0];
+	Event *last = g_ptr_array_steal_index_fast(h, h->len - 1);
+
+	if (h->len == 0)
+		return top;
+	h->pdata[0] = last;
+	for (guint i = 0;;) {
+		guint l = 2 * i + 1, r = l + 1, m = i;
+		if (l < h->len && ((Event *)h->pdata[l])->seq < ((Event *)h->pdata[m])->seq)
+			m = l;
+		if (r < h->len && ((Event *)h->pdata[r])->seq < ((Event *)h->pdata[m])->seq)
+			m = r;
+		if (m == i)
+			break;
+		gpointer t = h->pdata[i];
+		h->pdata[i] = h->pdata[m];
+		h->pdata[m] = t;
+		i = m;
+	}
+	return top;
+}
+
+static void heap_discard_all(MeshPort *p, Deferred *d)
+{
+	for (guint i = 0; i < p->heap->len; i++)
+		event_discard(p->heap->pdata[i], d);
+	g_ptr_array_set_size(p->heap, 0);
+}
+
+static void node_unref_cb(void *data)
+{
+	mesh_node_unref(data);
+}
+
+gboolean port_associate_locked(MeshPort *p, MeshNode *node)
+{
+	gboolean ok = TRUE;
+
+	if (p->node)
+		return p->node == node;
+	g_mutex_lock(&node->lock);
+	if (node->shutting_down || g_hash_table_contains(node->ports, &p->id))
+		ok = FALSE;
+	else
+		g_hash_table_insert(node->ports, &p->id, port_ref(p));
+	g_mutex_unlock(&node->lock);
+	if (ok)
+		p->node = node;
+	return ok;
+}
+
+void port_disassociate_locked(MeshPort *p, Deferred *d)
+{
+	MeshNode *node = p->node;
+	gboolean removed = FALSE;
+
+	if (!node)
+		return;
+	p->node = NULL;
+	g_mutex_lock(&node->lock);
+	if (g_hash_table_lookup(node->ports, &p->id) == p)
+		removed = g_hash_table_steal(node->ports, &p->id);
+	g_mutex_unlock(&node->lock);
+	if (removed)
+		deferred_unref_port(d, p);
+}
+
+static void handler_message(MeshPort *p, MeshMessage *msg, Deferred *d)
+{
+	if (p->local_closed)
+		deferred_release_message(d, msg); /* nobody will read it */
+	else if (p->handler)
+		p->handler->message(p, p->handler_data, msg, d);
+	else
+		g_queue_push_tail(&p->queue, msg);
+}
+
+void port_fail_locked(MeshPort *p, const MeshNodeId *culprit, const char *reason, Deferred *d)
+{
+	PortState prev = p->state;
+	MeshNodeId blamed = {{0}};
+
+	if (prev == PORT_DONE || prev == PORT_FAILED)
+		return;
+	if (culprit)
+		blamed = *culprit;
+	p->state = PORT_FAILED;
+	p->culprit = blamed;
+	p->error = mesh_error_node_failure(&blamed, reason);
+	g_debug("port failed: %s", p->error->message);
+	if (p->handler && !p->local_closed)
+		p->handler->fail(p, p->handler_data, p->error, d);
+
+	/* Tell both sides; a port that gets FAIL_PORT fails and echoes it. */
+	if (peer_addr_is_set(&p->peer)) {
+		Event *ev = event_new(MESH_EVENT_FAIL_PORT, 0, 0);
+		ev->culprit = blamed;
+		ev->reason = g_strdup(reason);
+		deferred_event(d, &p->peer, ev, p->node);
+	}
+	if ((prev == PORT_SENDING || prev == PORT_PROXYING) && peer_addr_is_set(&p->target)) {
+		Event *ev = event_new(MESH_EVENT_FAIL_PORT, 0, 0);
+		ev->culprit = blamed;
+		ev->reason = g_strdup(reason);
+		deferred_event(d, &p->target, ev, p->node);
+	}
+	heap_discard_all(p, d);
+	port_disassociate_locked(p, d);
+	peer_addr_defer_clear(&p->peer, d);
+	peer_addr_defer_clear(&p->target, d);
+}
+
+static void port_protocol_error(MeshPort *p, const char *what, Deferred *d)
+{
+	g_warning("mesh port protocol error: %s", what);
+	port_fail_locked(p, p->node ? &p->node->id : NULL, what, d);
+}
+
+/* Becomes DONE: the close handshake or a proxy's move finished. */
+static void port_done_locked(MeshPort *p, Deferred *d)
+{
+	p->state = PORT_DONE;
+	port_disassociate_locked(p, d);
+	peer_addr_defer_clear(&p->peer, d);
+	peer_addr_defer_clear(&p->target, d);
+	if (p->heap->len) {
+		g_debug("mesh port: %u events after the end dropped", p->heap->len);
+		heap_discard_all(p, d);
+	}
+}
+
+static void process_peered(MeshPort *p, Event *ev, Deferred *d)
+{
+	switch (ev->type) {
+	case MESH_EVENT_MESSAGE:
+		if (ev->message) {
+			handler_message(p, ev->message, d);
+			ev->message = NULL;
+		}
+		if (ev->flags & MESH_EVENT_FLAG_CLOSE) {
+			if (p->handler && !p->local_closed)
+				p->handler->close(p, p->handler_data, d);
+			if (!p->local_closed) {
+				/* Two-way close: answer so the peer can finish too. */
+				Event *reply = event_new(MESH_EVENT_MESSAGE, MESH_EVENT_FLAG_CLOSE,
+							 p->next_local_seq++);
+				deferred_event(d, &p->peer, reply, p->node);
+			}
+			port_done_locked(p, d);
+		}
+		break;
+	case MESH_EVENT_CHANGE_PEER: {
+		if (ev->new_peer.remote && remote_node_is_failed(ev->new_peer.remote)) {
+			port_fail_locked(p, &ev->new_peer.remote->id, "the new peer's node failed",
+					 d);
+			break;
+		}
+		PeerAddr old = p->peer;
+		p->peer = ev->new_peer;
+		memset(&ev->new_peer, 0, sizeof(ev->new_peer));
+		if (p->peer.remote && !p->node) {
+			/* The new peer is remote: it must be able to address us. */
+			MeshNode *local = remote_node_get_local(p->peer.remote);
+			if (local) {
+				port_associate_locked(p, local);
+				deferred_call(d, node_unref_cb, local);
+			}
+		}
+		Event *ack = event_new(MESH_EVENT_ACK_CHANGE_PEER, 0, p->next_local_seq);
+		deferred_event(d, &old, ack, p->node);
+		peer_addr_defer_clear(&old, d);
+		p->next_local_seq -= ev->seq_delta;
+		break;
+	}
+	default:
+		port_protocol_error(p, "ACKNOWLEDGE_CHANGE_PEER while peered", d);
+		break;
+	}
+	event_discard(ev, d);
+}
+
+static void process_proxying(MeshPort *p, Event *ev, Deferred *d)
+{
+	if (ev->type == MESH_EVENT_ACK_CHANGE_PEER) {
+		event_discard(ev, d);
+		port_done_locked(p, d);
+		return;
+	}
+	if (ev->type == MESH_EVENT_CHANGE_PEER) {
+		/* Our peer moved too: follow it, and pass the news on. */
+		PeerAddr old = p->peer;
+		peer_addr_copy(&p->peer, &ev->new_peer);
+		peer_addr_defer_clear(&old, d);
+	}
+	ev->seq = p->forward_seq++;
+	deferred_event(d, &p->target, ev, p->node);
+}
+
+static void process_heap(MeshPort *p, Deferred *d)
+{
+	while (p->heap->len && ((Event *)p->heap->pdata[0])->seq == p->next_peer_seq) {
+		Event *ev = heap_pop(p->heap);
+		p->next_peer_seq++;
+		if (p->state == PORT_PEERED)
+			process_peered(p, ev, d);
+		else if (p->state == PORT_PROXYING)
+			process_proxying(p, ev, d);
+		else
+			event_discard(ev, d);
+		if (p->state != PORT_PEERED && p->state != PORT_PROXYING) {
+			heap_discard_all(p, d);
+			break;
+		}
+	}
+}
+
+/* ACKNOWLEDGE_PORT: the port exists at its new place; start proxying. */
+static void start_proxy(MeshPort *p, Deferred *d)
+{
+	MeshMessage *msg;
+
+	p->state = PORT_PROXYING;
+	p->forward_seq = 1;
+	while ((msg = g_queue_pop_head(&p->queue))) {
+		Event *ev = event_new(MESH_EVENT_MESSAGE, MESH_EVENT_FLAG_MESSAGE, p->forward_seq++);
+		ev->message = msg;
+		deferred_event(d, &p->target, ev, p->node);
+	}
+	process_heap(p, d);
+	if (p->state != PORT_PROXYING)
+		return;
+	Event *cp = event_new(MESH_EVENT_CHANGE_PEER, 0, p->change_peer_seq);
+	peer_addr_copy(&cp->new_peer, &p->target);
+	cp->seq_delta = p->next_peer_seq - p->forward_seq;
+	deferred_event(d, &p->peer, cp, p->node);
+}
+
+void port_receive_locked(MeshPort *p, Event *ev, Deferred *d)
+{
+	if (p->state == PORT_DONE || p->state == PORT_FAILED) {
+		event_discard(ev, d);
+		return;
+	}
+	switch (ev->type) {
+	case MESH_EVENT_FAIL_PORT:
+		port_fail_locked(p, &ev->culprit, ev->reason ? ev->reason : "the peer port failed", d);
+		event_discard(ev, d);
+		return;
+	case MESH_EVENT_ACK_PORT:
+		if (p->state == PORT_SENDING)
+			start_proxy(p, d);
+		else
+			port_protocol_error(p, "ACKNOWLEDGE_PORT for a port that is not being sent",
+					    d);
+		event_discard(ev, d);
+		return;
+	default:
+		break;
+	}
+	if (ev->seq < p->next_peer_seq) {
+		event_discard(ev, d);
+		port_protocol_error(p, "duplicate sequence number", d);
+		return;
+	}
+	heap_push(p->heap, ev);
+	if (p->state != PORT_SENDING)
+		process_heap(p, d);
+}
+
+void port_deliver(MeshPort *p, Event *ev)
+{
+	Deferred d;
+
+	deferred_init(&d);
+	g_mutex_lock(&p->lock);
+	port_receive_locked(p, ev, &d);
+	g_mutex_unlock(&p->lock);
+	deferred_run(&d);
+}
+
+gboolean port_send(MeshPort *p, MeshMessage *msg, gboolean close)
+{
+	Deferred d;
+	gboolean sent = FALSE;
+
+	deferred_init(&d);
+	g_mutex_lock(&p->lock);
+	if (p->state == PORT_PEERED && !p->local_closed) {
+		guint8 flags = (msg ? MESH_EVENT_FLAG_MESSAGE : 0) | (close ? MESH_EVENT_FLAG_CLOSE : 0);
+		Event *ev = event_new(MESH_EVENT_MESSAGE, flags, p->next_local_seq++);
+		ev->message = msg;
+		msg = NULL;
+		if (close)
+			p->local_closed = TRUE;
+		deferred_event(&d, &p->peer, ev, p->node);
+		sent = TRUE;
+	}
+	g_mutex_unlock(&p->lock);
+	deferred_release_message(&d, msg); /* a closed or failed port drops it */
+	deferred_run(&d);
+	return sent;
+}
+
+gboolean port_send_bytes(MeshPort *p, const char *text)
+{
+	return port_send(p, mesh_message_new(text, strlen(text)), FALSE);
+}
+
+void mesh_port_close(MeshPort *p)
+{
+	Deferred d;
+	MeshMessage *msg;
+
+	if (!p)
+		return;
+	deferred_init(&d);
+	g_mutex_lock(&p->lock);
+	if (!p->local_closed) {
+		p->local_closed = TRUE;
+		p->handler = NULL;
+		while ((msg = g_queue_pop_head(&p->queue)))
+			deferred_release_message(&d, msg);
+		if (p->state == PORT_PEERED) {
+			Event *ev = event_new(MESH_EVENT_MESSAGE, MESH_EVENT_FLAG_CLOSE,
+					      p->next_local_seq++);
+			deferred_event(&d, &p->peer, ev, p->node);
+		}
+	}
+	g_mutex_unlock(&p->lock);
+	deferred_run(&d);
+	port_unref(p);
+}
+
+void port_set_handler(MeshPort *p, const PortHandler *handler, void *data)
+{
+	Deferred d;
+	MeshMessage *msg;
+
+	deferred_init(&d);
+	g_mutex_lock(&p->lock);
+	p->handler = handler;
+	p->handler_data = data;
+	if (handler && !p->local_closed) {
+		while ((msg = g_queue_pop_head(&p->queue)))
+			handler->message(p, data, msg, &d);
+		if (p->state == PORT_DONE)
+			handler->close(p, data, &d);
+		else if (p->state == PORT_FAILED)
+			handler->fail(p, data, p->error, &d);
+	}
+	g_mutex_unlock(&p->lock);
+	deferred_run(&d);
+}
+
+PortState port_get_state(MeshPort *p)
+{
+	g_mutex_lock(&p->lock);
+	PortState s = p->state;
+	g_mutex_unlock(&p->lock);
+	return s;
+}
+
+PortRecv port_try_recv(MeshPort *p, MeshMessage **ret_msg, GError **error)
+{
+	PortRecv r;
+
+	g_mutex_lock(&p->lock);
+	*ret_msg = g_queue_pop_head(&p->queue);
+	if (*ret_msg) {
+		r = PORT_RECV_MESSAGE;
+	} else if (p->state == PORT_DONE) {
+		r = PORT_RECV_CLOSED;
+	} else if (p->state == PORT_FAILED) {
+		r = PORT_RECV_FAILED;
+		if (error)
+			*error = g_error_copy(p->error);
+	} else {
+		r = PORT_RECV_EMPTY;
+	}
+	g_mutex_unlock(&p->lock);
+	return r;
+}
+
+void port_encode_for_move(MeshPort *x, MeshNode *from, MeshRemoteNode *remote,
+			  MeshResourceData *rd)
+{
+	Deferred d;
+	MeshPort *local_peer = NULL;
+
+	deferred_init(&d);
+	memset(rd, 0, sizeof(*rd));
+	mesh_uuid_generate(&rd->id);
+	rd->old_node = from->id;
+
+	g_mutex_lock(&x->lock);
+	rd->old_port = x->id;
+	if (x->state == PORT_DONE) {
+		/*
+		 * The peer already closed: re-peer with a fresh local port that
+		 * closes at once, so the close reaches the port's new home.
+		 */
+		MeshPort *s = port_new(NULL);
+		s->peer.local = port_ref(x);
+		s->local_closed = TRUE;
+		x->peer.local = port_ref(s);
+		x->state = PORT_PEERED;
+		x->next_local_seq = 1;
+		x->next_peer_seq = 1;
+		Event *ev = event_new(MESH_EVENT_MESSAGE, MESH_EVENT_FLAG_CLOSE, s->next_local_seq++);
+		deferred_event(&d, &s->peer, ev, NULL);
+		deferred_unref_port(&d, s);
+	}
+	if (x->state == PORT_PEERED && port_associate_locked(x, from)) {
+		rd->next_local_seq = x->next_local_seq + 1;
+		x->change_peer_seq = x->next_local_seq++;
+		x->state = PORT_SENDING;
+		x->target.remote = remote_node_ref_internal(remote);
+		x->target.id = rd->id;
+		if (x->peer.local) {
+			local_peer = port_ref(x->peer.local);
+			rd->peer_port = local_peer->id;
+		} else {
+			rd->peer_node = x->peer.remote->id;
+			rd->peer_port = x->peer.id;
+		}
+	} else {
+		/* Failed (or unsendable): it arrives failed, blaming the culprit. */
+		if (x->state != PORT_FAILED)
+			port_fail_locked(x, &from->id, "the port could not be sent", &d);
+		rd->peer_node = x->culprit;
+	}
+	g_mutex_unlock(&x->lock);
+
+	if (local_peer) {
+		/* The peer must be addressable; it names its own node. */
+		g_mutex_lock(&local_peer->lock);
+		if (!local_peer->node)
+			port_associate_locked(local_peer, from);
+		rd->peer_node = local_peer->node ? local_peer->node->id : from->id;
+		g_mutex_unlock(&local_peer->lock);
+		port_unref(local_peer);
+	}
+	deferred_run(&d);
+}
+
+void mesh_port_bridge(MeshPort *a, MeshPort *b)
+{
+	Deferred d;
+	MeshPort *first = a < b ? a : b, *second = a < b ? b : a;
+
+	deferred_init(&d);
+	g_mutex_lock(&first->lock);
+	g_mutex_lock(&second->lock);
+
+	if (a->peer.local == b || b->peer.local == a) {
+		port_fail_locked(a, NULL, "circular bridge", &d);
+		port_fail_locked(b, NULL, "circular bridge", &d);
+	} else if (a->state == PORT_FAILED || b->state == PORT_FAILED) {
+		MeshPort *failed = a->state == PORT_FAILED ? a : b;
+		MeshPort *other = failed == a ? b : a;
+		port_fail_locked(other, &failed->culprit,
+				 failed->error ? failed->error->message : "bridged to a failed port",
+				 &d);
+	} else if (a->state == PORT_PEERED && b->state == PORT_PEERED) {
+		guint64 na = a->next_local_seq++, nb = b->next_local_seq++;
+		PeerAddr pa, pb;
+		peer_addr_copy(&pa, &a->peer);
+		peer_addr_copy(&pb, &b->peer);
+		MeshPort *ports[2] = {a, b};
+		PeerAddr *targets[2] = {&pb, &pa};
+		guint64 change_seq[2] = {na, nb}, first_forward[2] = {nb + 1, na + 1};
+		for (int i = 0; i < 2; i++) {
+			MeshPort *p = ports[i];
+			MeshMessage *msg;
+			p->state = PORT_PROXYING;
+			p->target = *targets[i];
+			p->forward_seq = first_forward[i];
+			while ((msg = g_queue_pop_head(&p->queue))) {
+				Event *ev = event_new(MESH_EVENT_MESSAGE, MESH_EVENT_FLAG_MESSAGE,
+						      p->forward_seq++);
+				ev->message = msg;
+				deferred_event(&d, &p->target, ev, p->node);
+			}
+			process_heap(p, &d);
+			if (p->state != PORT_PROXYING)
+				continue;
+			Event *cp = event_new(MESH_EVENT_CHANGE_PEER, 0, change_seq[i]);
+			peer_addr_copy(&cp->new_peer, &p->target);
+			cp->seq_delta = p->next_peer_seq - p->forward_seq;
+			deferred_event(&d, &p->peer, cp, p->node);
+		}
+	} else {
+		/* One side's peer already closed (DONE): close the other side. */
+		MeshPort *open = a->state == PORT_PEERED ? a : (b->state == PORT_PEERED ? b : NULL);
+		if (open) {
+			Event *ev = event_new(MESH_EVENT_MESSAGE, MESH_EVENT_FLAG_CLOSE,
+					      open->next_local_seq++);
+			open->local_closed = TRUE;
+			deferred_event(&d, &open->peer, ev, open->node);
+		}
+	}
+	a->local_closed = TRUE;
+	b->local_closed = TRUE;
+	a->handler = NULL;
+	b->handler = NULL;
+	g_mutex_unlock(&second->lock);
+	g_mutex_unlock(&first->lock);
+	deferred_run(&d);
+	port_unref(a);
+	port_unref(b);
+}

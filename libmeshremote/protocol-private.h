@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The node-to-node event wire format (upstream mesh_node protocol.rs):
+ * a 40-byte header, resource_count 96-byte resource records, then the
+ * payload. All integers little-endian, ids as 16 raw bytes.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "meshremote/mesh-node.h"
+
+#define MESH_EVENT_HEADER_SIZE 40
+#define MESH_RESOURCE_DATA_SIZE 96
+#define MESH_CHANGE_PEER_DATA_SIZE 48
+#define MESH_FAIL_PORT_DATA_SIZE 16
+
+/* Bounds on what an event from a peer may claim. */
+#define MESH_EVENT_MAX_RESOURCES 4096u
+#define MESH_EVENT_MAX_MESSAGE_SIZE (256u << 20)
+
+typedef enum {
+	MESH_EVENT_MESSAGE = 1,
+	MESH_EVENT_CHANGE_PEER = 3,
+	MESH_EVENT_ACK_CHANGE_PEER = 4,
+	MESH_EVENT_ACK_PORT = 5,
+	MESH_EVENT_FAIL_PORT = 6,
+} MeshEventType;
+
+#define MESH_EVENT_FLAG_MESSAGE 0x1
+#define MESH_EVENT_FLAG_CLOSE 0x2
+
+typedef struct {
+	MeshPortId port_id;
+	uint8_t type;
+	uint8_t flags;
+	uint64_t seq;
+	uint32_t resource_count;
+	uint32_t message_size;
+} MeshEventHeader;
+
+typedef struct {
+	MeshPortId id; /* zero: an fd, the next one of the packet's fds */
+	uint64_t next_local_seq;
+	MeshNodeId old_node;
+	MeshPortId old_port;
+	MeshNodeId peer_node;
+	MeshPortId peer_port; /* zero: the port arrives failed, peer_node blamed */
+} MeshResourceData;
+
+typedef struct {
+	MeshNodeId node;
+	MeshPortId port;
+	uint64_t seq_delta;
+} MeshChangePeerData;
+
+/* A parsed event pointing into the caller's buffer. */
+typedef struct {
+	MeshEventHeader header;
+	const uint8_t *resources; /* header.resource_count records */
+	const uint8_t *payload;   /* header.message_size bytes */
+} MeshEventView;
+
+/*
+ * Parses and bounds-checks an event: sizes must add up exactly, the type
+ * must be known, flags must fit the type, CHANGE_PEER and FAIL_PORT payloads
+ * must have their fixed size, and only MESSAGE may carry resources.
+ * Returns 0 or -EBADMSG.
+ */
+int mesh_event_parse(const uint8_t *data, size_t size, MeshEventView *ret);
+
+void mesh_event_read_resource(const MeshEventView *view, size_t index, MeshResourceData *ret);
+void mesh_event_read_change_peer(const MeshEventView *view, MeshChangePeerData *ret);
+void mesh_event_read_fail_port(const MeshEventView *view, MeshNodeId *ret);
+
+/* Writers: @out must have room for the fixed sizes above. */
+void mesh_event_write_header(uint8_t *out, const MeshEventHeader *header);
+void mesh_event_write_resource(uint8_t *out, const MeshResourceData *resource);
+void mesh_event_write_change_peer(uint8_t *out, const MeshChangePeerData *data);
+void mesh_event_write_fail_port(uint8_t *out, const MeshNodeId *node);

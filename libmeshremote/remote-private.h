@@ -1,0 +1,219 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libmeshremote internals: ports, nodes, events.
+ *
+ * Locking: one mutex per port, per node and per remote node. Order: a port,
+ * then its node, then a remote node. Two ports are never locked at once
+ * except by bridge (address order). Every effect on another object (an event
+ * for another port, a message to release, a wakeup) is collected in a
+ * Deferred while locked and carried out after unlocking, so handlers and
+ * callbacks never run under a lock they do not own.
+ */
+#pragma once
+
+#include <meshpayload/meshpayload.h>
+
+#define MESHREMOTE_COMPILATION 1
+#include "meshremote/meshremote.h"
+#include "protocol-private.h"
+
+typedef enum {
+	PORT_PEERED,
+	PORT_SENDING,
+	PORT_PROXYING,
+	PORT_DONE,
+	PORT_FAILED,
+} PortState;
+
+/* Where a port's events go: a local port, or a port on a remote node. */
+typedef struct {
+	MeshPort *local;        /* strong reference */
+	MeshRemoteNode *remote; /* strong reference */
+	MeshPortId id;          /* the port on @remote */
+} PeerAddr;
+
+typedef struct {
+	MeshEventType type;
+	guint8 flags;
+	guint64 seq;
+	MeshMessage *message; /* MESSAGE with MESH_EVENT_FLAG_MESSAGE */
+	PeerAddr new_peer;    /* CHANGE_PEER */
+	guint64 seq_delta;    /* CHANGE_PEER */
+	MeshNodeId culprit;   /* FAIL_PORT: the node that caused it (zero: local) */
+	char *reason;         /* FAIL_PORT: readable cause, local delivery only */
+} Event;
+
+/* Channel framing of a message on the wire (upstream ChannelPayload). */
+typedef enum {
+	MESH_WRAP_NONE,   /* raw bytes */
+	MESH_WRAP_FIELD1, /* the payload is field 1 (mpsc data, oneshot value) */
+	MESH_WRAP_PORT,   /* field 2: a new sender port (resource 0) */
+	MESH_WRAP_WIRE,   /* as received from another node: framing still in the bytes */
+} MeshWrap;
+
+struct MeshMessage {
+	ProtobufCMessage *typed; /* typed form, or NULL */
+	uint8_t *data;           /* bytes form */
+	size_t size;
+	MeshPayloadResources *res;
+	MeshWrap wrap;
+};
+
+typedef struct Deferred Deferred;
+
+/*
+ * Receive-side hooks of a port, called with the port locked. They must not
+ * block or take other port locks; effects on others go through @d.
+ */
+typedef struct {
+	void (*message)(MeshPort *port, void *data, MeshMessage *msg, Deferred *d);
+	void (*close)(MeshPort *port, void *data, Deferred *d);
+	void (*fail)(MeshPort *port, void *data, const GError *error, Deferred *d);
+} PortHandler;
+
+struct MeshPort {
+	MeshPayloadObject object; /* first: carried as a payload resource */
+	gint ref;
+	GMutex lock;
+	MeshPortId id;
+	PortState state;
+	PeerAddr peer;
+	PeerAddr target; /* SENDING, PROXYING */
+	guint64 next_local_seq;
+	guint64 next_peer_seq;
+	guint64 change_peer_seq; /* SENDING: the seq reserved for CHANGE_PEER */
+	guint64 forward_seq;     /* PROXYING: next seq toward the target */
+	GPtrArray *heap;         /* Event *, a min-heap on seq */
+	GQueue queue;            /* MeshMessage * received while no handler is set */
+	const PortHandler *handler;
+	void *handler_data;
+	gboolean local_closed;
+	MeshNode *node; /* weak: the node whose table holds this port, or NULL */
+	MeshNodeId culprit; /* FAILED: the node blamed */
+	GError *error;  /* FAILED */
+};
+
+struct Deferred {
+	GArray *outgoing; /* Outgoing */
+	GPtrArray *messages;
+	GPtrArray *ports;
+	GArray *calls; /* DeferredCall */
+};
+
+typedef struct {
+	PeerAddr to;
+	Event *event;
+	MeshNode *from; /* strong, may be NULL */
+} Outgoing;
+
+typedef struct {
+	void (*func)(void *data);
+	void *data;
+} DeferredCall;
+
+struct MeshNode {
+	gint ref;
+	MeshNodeId id;
+	GMutex lock;
+	GHashTable *ports;   /* MeshPortId * -> MeshPort * (strong) */
+	GHashTable *remotes; /* MeshNodeId * -> MeshRemoteNode * (strong) */
+	MeshConnectorFunc connector;
+	void *connector_data;
+	gboolean shutting_down;
+};
+
+typedef enum {
+	REMOTE_QUEUING,
+	REMOTE_ACTIVE,
+	REMOTE_FAILED,
+} RemoteState;
+
+struct MeshRemoteNode {
+	gint ref;     /* all references */
+	gint handles; /* references held through the public API */
+	GMutex lock;
+	MeshNode *node; /* weak: cleared when the node goes */
+	MeshNodeId id;
+	RemoteState state;
+	GQueue queued; /* Packet * while QUEUING */
+	MeshEventSink sink;
+	void *sink_data;
+	char *failure;
+};
+
+/* deferred.c */
+void deferred_init(Deferred *d);
+void deferred_event(Deferred *d, const PeerAddr *to, Event *ev, MeshNode *from);
+void deferred_release_message(Deferred *d, MeshMessage *msg);
+void deferred_unref_port(Deferred *d, MeshPort *port);
+void deferred_unref_remote(Deferred *d, MeshRemoteNode *remote);
+/* Drops the references of @addr after unlocking. */
+void peer_addr_defer_clear(PeerAddr *addr, Deferred *d);
+/* Frees @ev after unlocking (its message and peer are released then). */
+void event_discard(Event *ev, Deferred *d);
+void deferred_call(Deferred *d, void (*func)(void *), void *data);
+/* Carries everything out (no lock may be held) and clears @d. */
+void deferred_run(Deferred *d);
+
+/* events */
+Event *event_new(MeshEventType type, guint8 flags, guint64 seq);
+void event_free(Event *ev); /* releases the message */
+void peer_addr_copy(PeerAddr *dst, const PeerAddr *src);
+void peer_addr_clear(PeerAddr *addr);
+gboolean peer_addr_is_set(const PeerAddr *addr);
+
+/* port.c */
+MeshPort *port_new(const MeshPortId *id);
+MeshPort *port_ref(MeshPort *port);
+void port_unref(MeshPort *port);
+/* Delivers @ev (taken) to @port: locks, processes, unlocks, runs deferred. */
+void port_deliver(MeshPort *port, Event *ev);
+void port_receive_locked(MeshPort *port, Event *ev, Deferred *d);
+void port_fail_locked(MeshPort *port, const MeshNodeId *culprit, const char *reason,
+		      Deferred *d);
+/* Sends a message (taken) to the peer; FALSE if the port cannot send (dropped). */
+gboolean port_send(MeshPort *port, MeshMessage *msg, gboolean close);
+void port_set_handler(MeshPort *port, const PortHandler *handler, void *data);
+/* Enters @port in @node's table; FALSE if its id is taken there. */
+gboolean port_associate_locked(MeshPort *port, MeshNode *node);
+void port_disassociate_locked(MeshPort *port, Deferred *d);
+/* Moves @port (taken) to @remote: fills @rd and leaves the port proxying. */
+void port_encode_for_move(MeshPort *port, MeshNode *from, MeshRemoteNode *remote,
+			  MeshResourceData *rd);
+PortState port_get_state(MeshPort *port);
+
+/* Internal raw-port receive (tests and channels): pops the port's queue. */
+typedef enum {
+	PORT_RECV_MESSAGE,
+	PORT_RECV_EMPTY,
+	PORT_RECV_CLOSED,
+	PORT_RECV_FAILED,
+} PortRecv;
+PortRecv port_try_recv(MeshPort *port, MeshMessage **ret_msg, GError **error);
+/* Raw send of bytes (tests). */
+gboolean port_send_bytes(MeshPort *port, const char *text);
+
+/* node.c */
+MeshRemoteNode *node_get_remote(MeshNode *node, const MeshNodeId *id);
+void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPortId *dest,
+			    Event *ev);
+gboolean remote_node_is_failed(MeshRemoteNode *remote);
+MeshRemoteNode *remote_node_ref_internal(MeshRemoteNode *remote);
+/* Returns: (transfer full) (nullable): the local node @remote belongs to. */
+MeshNode *remote_node_get_local(MeshRemoteNode *remote);
+void remote_node_unref_internal(MeshRemoteNode *remote);
+GError *mesh_error_node_failure(const MeshNodeId *node, const char *reason);
+
+/* message.c */
+MeshMessage *message_new_bytes_take(uint8_t *data, size_t size, MeshPayloadResources *res,
+				    MeshWrap wrap);
+/* Encodes a typed message into bytes form (resources move to msg->res). */
+int message_ensure_bytes(MeshMessage *msg, GError **error);
+/*
+ * The wire payload of @msg is @head (the channel framing, up to 24 bytes)
+ * followed by msg->data. Encodes a typed message first.
+ */
+int message_wire_framing(MeshMessage *msg, uint8_t head[24], size_t *ret_head_len,
+			 GError **error);
+/* Parses channel framing of a WIRE message in place into FIELD1 or PORT. */
+int message_unwrap_channel(MeshMessage *msg, GError **error);
