@@ -577,3 +577,29 @@ out:
 			close(fds[i]);
 	deferred_run(&d);
 }
+
+MeshPort *mesh_node_add_port(MeshNode *node, const MeshPortId *id, const MeshNodeId *peer_node,
+			     const MeshPortId *peer_port)
+{
+	MeshPort *p = port_new(id);
+	gboolean ok;
+
+	p->peer.remote = node_get_remote(node, peer_node);
+	p->peer.id = *peer_port;
+	g_mutex_lock(&p->lock);
+	ok = port_associate_locked(p, node);
+	if (ok && remote_node_is_failed(p->peer.remote)) {
+		Deferred d;
+		deferred_init(&d);
+		port_fail_locked(p, peer_node, "the peer's node failed", &d);
+		g_mutex_unlock(&p->lock);
+		deferred_run(&d);
+	} else {
+		g_mutex_unlock(&p->lock);
+	}
+	if (!ok) {
+		port_unref(p);
+		return NULL;
+	}
+	return p;
+}

@@ -318,22 +318,31 @@ static void process_heap(MeshPort *p, Deferred *d)
 	}
 }
 
-/* ACKNOWLEDGE_PORT: the port exists at its new place; start proxying. */
-static void start_proxy(MeshPort *p, Deferred *d)
+/*
+ * Starts proxying toward p->target: forwards the messages nobody read, then
+ * the in-order events buffered meanwhile, as they are (a buffered CHANGE_PEER
+ * is passed on, not applied: the new home applies it), numbering from
+ * @first_seq; then tells the peer where the port went, with the seq reserved
+ * for it (@change_seq) and the delta that maps its numbering to the target's.
+ */
+static void start_proxy(MeshPort *p, guint64 first_seq, guint64 change_seq, Deferred *d)
 {
 	MeshMessage *msg;
 
 	p->state = PORT_PROXYING;
-	p->forward_seq = 1;
+	p->forward_seq = first_seq;
 	while ((msg = g_queue_pop_head(&p->queue))) {
 		Event *ev = event_new(MESH_EVENT_MESSAGE, MESH_EVENT_FLAG_MESSAGE, p->forward_seq++);
 		ev->message = msg;
 		deferred_event(d, &p->target, ev, p->node);
 	}
-	process_heap(p, d);
-	if (p->state != PORT_PROXYING)
-		return;
-	Event *cp = event_new(MESH_EVENT_CHANGE_PEER, 0, p->change_peer_seq);
+	while (p->heap->len && ((Event *)p->heap->pdata[0])->seq == p->next_peer_seq) {
+		Event *ev = heap_pop(p->heap);
+		p->next_peer_seq++;
+		ev->seq = p->forward_seq++;
+		deferred_event(d, &p->target, ev, p->node);
+	}
+	Event *cp = event_new(MESH_EVENT_CHANGE_PEER, 0, change_seq);
 	peer_addr_copy(&cp->new_peer, &p->target);
 	cp->seq_delta = p->next_peer_seq - p->forward_seq;
 	deferred_event(d, &p->peer, cp, p->node);
@@ -352,7 +361,7 @@ void port_receive_locked(MeshPort *p, Event *ev, Deferred *d)
 		return;
 	case MESH_EVENT_ACK_PORT:
 		if (p->state == PORT_SENDING)
-			start_proxy(p, d);
+			start_proxy(p, 1, p->change_peer_seq, d);
 		else
 			port_protocol_error(p, "ACKNOWLEDGE_PORT for a port that is not being sent",
 					    d);
@@ -570,29 +579,10 @@ void mesh_port_bridge(MeshPort *a, MeshPort *b)
 		PeerAddr pa, pb;
 		peer_addr_copy(&pa, &a->peer);
 		peer_addr_copy(&pb, &b->peer);
-		MeshPort *ports[2] = {a, b};
-		PeerAddr *targets[2] = {&pb, &pa};
-		guint64 change_seq[2] = {na, nb}, first_forward[2] = {nb + 1, na + 1};
-		for (int i = 0; i < 2; i++) {
-			MeshPort *p = ports[i];
-			MeshMessage *msg;
-			p->state = PORT_PROXYING;
-			p->target = *targets[i];
-			p->forward_seq = first_forward[i];
-			while ((msg = g_queue_pop_head(&p->queue))) {
-				Event *ev = event_new(MESH_EVENT_MESSAGE, MESH_EVENT_FLAG_MESSAGE,
-						      p->forward_seq++);
-				ev->message = msg;
-				deferred_event(&d, &p->target, ev, p->node);
-			}
-			process_heap(p, &d);
-			if (p->state != PORT_PROXYING)
-				continue;
-			Event *cp = event_new(MESH_EVENT_CHANGE_PEER, 0, change_seq[i]);
-			peer_addr_copy(&cp->new_peer, &p->target);
-			cp->seq_delta = p->next_peer_seq - p->forward_seq;
-			deferred_event(&d, &p->peer, cp, p->node);
-		}
+		a->target = pb;
+		b->target = pa;
+		start_proxy(a, nb + 1, na, &d);
+		start_proxy(b, na + 1, nb, &d);
 	} else {
 		/* One side's peer already closed (DONE): close the other side. */
 		MeshPort *open = a->state == PORT_PEERED ? a : (b->state == PORT_PEERED ? b : NULL);
@@ -612,4 +602,15 @@ void mesh_port_bridge(MeshPort *a, MeshPort *b)
 	deferred_run(&d);
 	port_unref(a);
 	port_unref(b);
+}
+
+void port_fail(MeshPort *p, const char *reason)
+{
+	Deferred d;
+
+	deferred_init(&d);
+	g_mutex_lock(&p->lock);
+	port_fail_locked(p, p->node ? &p->node->id : NULL, reason, &d);
+	g_mutex_unlock(&p->lock);
+	deferred_run(&d);
 }

@@ -181,6 +181,8 @@ void port_disassociate_locked(MeshPort *port, Deferred *d);
 void port_encode_for_move(MeshPort *port, MeshNode *from, MeshRemoteNode *remote,
 			  MeshResourceData *rd);
 PortState port_get_state(MeshPort *port);
+/* Fails @port explicitly (tests, protocol errors found by channels). */
+void port_fail(MeshPort *port, const char *reason);
 
 /* Internal raw-port receive (tests and channels): pops the port's queue. */
 typedef enum {

@@ -79,6 +79,7 @@ MESH_REMOTE_API GQuark mesh_error_quark(void);
 
 typedef struct MeshNode MeshNode;
 typedef struct MeshRemoteNode MeshRemoteNode;
+typedef struct MeshPort MeshPort;
 
 /**
  * mesh_node_new:
@@ -185,6 +186,23 @@ MESH_REMOTE_API void mesh_remote_node_unref(MeshRemoteNode *remote);
 
 /** mesh_remote_node_get_id: Returns: (transfer none): the remote node's id. */
 MESH_REMOTE_API const MeshNodeId *mesh_remote_node_get_id(MeshRemoteNode *remote);
+
+/**
+ * mesh_node_add_port:
+ * @node: a node
+ * @id: the new port's id
+ * @peer_node: the node of its peer (not @node)
+ * @peer_port: the peer's id there
+ *
+ * Creates a port already peered with a port on another node: how two nodes
+ * bootstrap their first channel (invitations). If @peer_node has failed, the
+ * port is created failed.
+ *
+ * Returns: (transfer full): the port, or NULL if @id is taken in @node.
+ */
+MESH_REMOTE_API MeshPort *mesh_node_add_port(MeshNode *node, const MeshPortId *id,
+					     const MeshNodeId *peer_node,
+					     const MeshPortId *peer_port);
 
 /**
  * mesh_node_receive_event:

@@ -1,0 +1,635 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Ports across several nodes joined by the in-memory transport (real event
+ * encoding): upstream's mesh_node catalog (7.1) plus reordering, concurrent
+ * moves and hostile events.
+ */
+#include <stdio.h>
+#include <sys/stat.h>
+
+#include "test-net.h"
+
+static guint32 test_seed; /* 0: in order; otherwise reorder with this seed */
+
+static void expect_text(MeshPort *p, const char *text)
+{
+	MeshMessage *msg = NULL;
+	GError *error = NULL;
+	PortRecv r = port_try_recv(p, &msg, &error);
+	ck_assert_msg(r == PORT_RECV_MESSAGE, "expected \"%s\", got state %d (%s)", text, r,
+		      error ? error->message : "");
+	size_t size;
+	const uint8_t *data = mesh_message_get_data(msg, &size);
+	ck_assert_msg(size == strlen(text) && memcmp(data, text, size) == 0,
+		      "expected \"%s\", got \"%.*s\"", text, (int)size, (const char *)data);
+	mesh_message_free(msg);
+}
+
+static void expect_state(MeshPort *p, PortRecv want)
+{
+	MeshMessage *msg = NULL;
+	GError *error = NULL;
+	PortRecv r = port_try_recv(p, &msg, &error);
+	ck_assert_msg(r == want, "state %d, expected %d", r, want);
+	if (want == PORT_RECV_FAILED)
+		ck_assert(g_error_matches(error, MESH_ERROR, MESH_ERROR_NODE_FAILURE));
+	g_clear_error(&error);
+	mesh_message_free(msg);
+}
+
+static void send_port(MeshPort *via, MeshPort *x)
+{
+	MeshMessage *msg = mesh_message_new(NULL, 0);
+	ck_assert_int_eq(mesh_message_add_port_take(msg, x), 0);
+	ck_assert(port_send(via, msg, FALSE));
+}
+
+static MeshPort *recv_port(MeshPort *p)
+{
+	MeshMessage *msg = NULL;
+	ck_assert_int_eq(port_try_recv(p, &msg, NULL), PORT_RECV_MESSAGE);
+	ck_assert_uint_eq(mesh_message_get_n_resources(msg), 1);
+	MeshPort *x = mesh_message_steal_port(msg, 0);
+	ck_assert_ptr_nonnull(x);
+	mesh_message_free(msg);
+	return x;
+}
+
+static void assert_tables_empty(TestNet *net)
+{
+	for (guint i = 0; i < net->n; i++)
+		ck_assert_msg(mesh_node_count_ports(net->nodes[i]) == 0, "node %u has %u ports", i,
+			      mesh_node_count_ports(net->nodes[i]));
+}
+
+START_TEST(test_local)
+{
+	MeshPort *a, *b;
+	mesh_port_new_pair(&a, &b);
+	ck_assert(port_send_bytes(a, "abc"));
+	expect_text(b, "abc");
+	expect_state(b, PORT_RECV_EMPTY);
+	mesh_port_close(a);
+	expect_state(b, PORT_RECV_CLOSED);
+	mesh_port_close(b);
+}
+END_TEST
+
+START_TEST(test_local_close)
+{
+	MeshPort *a, *b;
+	mesh_port_new_pair(&a, &b);
+	port_send_bytes(a, "abc");
+	mesh_port_close(a);
+	expect_text(b, "abc");
+	expect_state(b, PORT_RECV_CLOSED);
+	mesh_port_close(b);
+}
+END_TEST
+
+START_TEST(test_remote)
+{
+	TestNet *net = test_net_new(2, test_seed);
+	MeshPort *p1, *p2;
+	test_net_port_pair(net, 0, 1, &p1, &p2);
+
+	port_send_bytes(p1, "abc");
+	port_send_bytes(p2, "xyz");
+	test_net_pump(net);
+	expect_text(p2, "abc");
+	expect_text(p1, "xyz");
+	mesh_port_close(p1);
+	mesh_port_close(p2);
+	test_net_pump(net);
+	assert_tables_empty(net);
+	test_net_free(net);
+}
+END_TEST
+
+START_TEST(test_remote_close)
+{
+	TestNet *net = test_net_new(2, test_seed);
+	MeshPort *p1, *p2;
+	test_net_port_pair(net, 0, 1, &p1, &p2);
+
+	port_send_bytes(p1, "abc");
+	mesh_port_close(p1);
+	test_net_pump(net);
+	expect_text(p2, "abc");
+	expect_state(p2, PORT_RECV_CLOSED);
+	mesh_port_close(p2);
+	test_net_pump(net);
+	assert_tables_empty(net);
+	test_net_free(net);
+}
+END_TEST
+
+START_TEST(test_send_port)
+{
+	TestNet *net = test_net_new(2, test_seed);
+	MeshPort *p1, *p2, *x, *y;
+	test_net_port_pair(net, 0, 1, &p1, &p2);
+	mesh_port_new_pair(&x, &y);
+
+	port_send_bytes(y, "abc"); /* queued at x before it moves */
+	send_port(p1, x);
+	port_send_bytes(y, "def"); /* while x is in flight */
+	test_net_pump(net);
+	MeshPort *z = recv_port(p2);
+	port_send_bytes(y, "ghi"); /* after the move */
+	port_send_bytes(z, "back");
+	test_net_pump(net);
+	expect_text(z, "abc");
+	expect_text(z, "def");
+	expect_text(z, "ghi");
+	expect_text(y, "back");
+
+	mesh_port_close(z);
+	mesh_port_close(y);
+	mesh_port_close(p1);
+	mesh_port_close(p2);
+	test_net_pump(net);
+	assert_tables_empty(net);
+	test_net_free(net);
+}
+END_TEST
+
+START_TEST(test_send_port_with_three_nodes)
+{
+	TestNet *net = test_net_new(3, test_seed);
+	MeshPort *p01, *p10, *p02, *p20, *x, *y0;
+	test_net_port_pair(net, 0, 1, &p01, &p10);
+	test_net_port_pair(net, 0, 2, &p02, &p20);
+
+	/* x on node 0, its peer y on node 2. */
+	mesh_port_new_pair(&x, &y0);
+	send_port(p02, y0);
+	test_net_pump(net);
+	MeshPort *y = recv_port(p20);
+
+	port_send_bytes(y, "abc");
+	send_port(p01, x); /* move x to node 1 */
+	port_send_bytes(y, "def");
+	test_net_pump(net);
+	MeshPort *z = recv_port(p10);
+	port_send_bytes(y, "ghi");
+	port_send_bytes(z, "to y");
+	test_net_pump(net);
+	expect_text(z, "abc");
+	expect_text(z, "def");
+	expect_text(z, "ghi");
+	expect_text(y, "to y");
+
+	mesh_port_close(z);
+	mesh_port_close(y);
+	test_net_pump(net);
+	expect_state(p10, PORT_RECV_EMPTY);
+	mesh_port_close(p01);
+	mesh_port_close(p10);
+	mesh_port_close(p02);
+	mesh_port_close(p20);
+	test_net_pump(net);
+	assert_tables_empty(net);
+	test_net_free(net);
+}
+END_TEST
+
+START_TEST(test_concurrent_moves)
+{
+	/* Both ends move at once, to different nodes, with traffic both ways. */
+	TestNet *net = test_net_new(3, test_seed);
+	MeshPort *p01, *p10, *p02, *p20, *x, *y;
+	test_net_port_pair(net, 0, 1, &p01, &p10);
+	test_net_port_pair(net, 0, 2, &p02, &p20);
+	mesh_port_new_pair(&x, &y);
+
+	port_send_bytes(x, "x1");
+	port_send_bytes(y, "y1");
+	send_port(p01, x);
+	send_port(p02, y);
+	test_net_pump(net);
+	MeshPort *x1 = recv_port(p10), *y2 = recv_port(p20);
+	port_send_bytes(x1, "x2");
+	port_send_bytes(y2, "y2");
+	test_net_pump(net);
+	expect_text(y2, "x1");
+	expect_text(y2, "x2");
+	expect_text(x1, "y1");
+	expect_text(x1, "y2");
+
+	mesh_port_close(x1);
+	test_net_pump(net);
+	expect_state(y2, PORT_RECV_CLOSED);
+	mesh_port_close(y2);
+	mesh_port_close(p01);
+	mesh_port_close(p10);
+	mesh_port_close(p02);
+	mesh_port_close(p20);
+	test_net_pump(net);
+	assert_tables_empty(net);
+	test_net_free(net);
+}
+END_TEST
+
+START_TEST(test_move_back_and_forth)
+{
+	/* A port travels 0 -> 1 -> 2 -> 0 while its peer keeps sending. */
+	TestNet *net = test_net_new(3, test_seed);
+	MeshPort *p[3][3] = {{0}};
+	for (guint i = 0; i < 3; i++)
+		for (guint j = i + 1; j < 3; j++)
+			test_net_port_pair(net, i, j, &p[i][j], &p[j][i]);
+	MeshPort *x, *y;
+	mesh_port_new_pair(&x, &y);
+
+	static const guint hops[][2] = {{0, 1}, {1, 2}, {2, 0}};
+	char text[16];
+	int sent = 0;
+	for (guint h = 0; h < 3; h++) {
+		snprintf(text, sizeof(text), "m%d", sent++);
+		port_send_bytes(y, text);
+		send_port(p[hops[h][0]][hops[h][1]], x);
+		snprintf(text, sizeof(text), "m%d", sent++);
+		port_send_bytes(y, text);
+		test_net_pump(net);
+		x = recv_port(p[hops[h][1]][hops[h][0]]);
+	}
+	for (int i = 0; i < sent; i++) {
+		snprintf(text, sizeof(text), "m%d", i);
+		expect_text(x, text);
+	}
+	mesh_port_close(x);
+	mesh_port_close(y);
+	for (guint i = 0; i < 3; i++)
+		for (guint j = 0; j < 3; j++)
+			mesh_port_close(p[i][j]);
+	test_net_pump(net);
+	assert_tables_empty(net);
+	test_net_free(net);
+}
+END_TEST
+
+START_TEST(test_send_closed_port)
+{
+	TestNet *net = test_net_new(2, test_seed);
+	MeshPort *p1, *p2, *x, *y;
+	test_net_port_pair(net, 0, 1, &p1, &p2);
+	mesh_port_new_pair(&x, &y);
+	mesh_port_close(y);
+	send_port(p1, x);
+	test_net_pump(net);
+	MeshPort *z = recv_port(p2);
+	test_net_pump(net);
+	expect_state(z, PORT_RECV_CLOSED);
+	mesh_port_close(z);
+	mesh_port_close(p1);
+	mesh_port_close(p2);
+	test_net_pump(net);
+	assert_tables_empty(net);
+	test_net_free(net);
+}
+END_TEST
+
+START_TEST(test_node_fail)
+{
+	TestNet *net = test_net_new(2, test_seed);
+	MeshPort *p1, *p2;
+	test_net_port_pair(net, 0, 1, &p1, &p2);
+	test_net_pump(net);
+
+	mesh_remote_node_unref(net->handles[1][0]);
+	net->handles[1][0] = NULL;
+	MeshMessage *msg = NULL;
+	GError *error = NULL;
+	ck_assert_int_eq(port_try_recv(p2, &msg, &error), PORT_RECV_FAILED);
+	char id[33];
+	mesh_uuid_to_string(mesh_node_get_id(net->nodes[0]), id);
+	ck_assert_msg(strstr(error->message, id) != NULL, "error does not name the node: %s",
+		      error->message);
+	ck_assert_msg(strstr(error->message, "remote node dropped") != NULL, "%s", error->message);
+	g_error_free(error);
+	ck_assert_uint_eq(mesh_node_count_ports(net->nodes[1]), 0);
+	mesh_port_close(p1);
+	mesh_port_close(p2);
+	test_net_free(net);
+}
+END_TEST
+
+START_TEST(test_send_failed_port)
+{
+	TestNet *net = test_net_new(3, test_seed);
+	MeshPort *p01, *p10, *p12, *p21;
+	test_net_port_pair(net, 0, 1, &p01, &p10);
+	test_net_port_pair(net, 1, 2, &p12, &p21);
+	test_net_pump(net);
+	test_net_disconnect(net, 0, 1); /* p10 fails */
+	expect_state(p10, PORT_RECV_FAILED);
+	send_port(p12, p10);
+	test_net_pump(net);
+	MeshPort *z = recv_port(p21);
+	expect_state(z, PORT_RECV_FAILED);
+	mesh_port_close(z);
+	mesh_port_close(p01);
+	mesh_port_close(p12);
+	mesh_port_close(p21);
+	test_net_pump(net);
+	test_net_free(net);
+}
+END_TEST
+
+START_TEST(test_fail_sent_port_to_failed_node)
+{
+	TestNet *net = test_net_new(2, test_seed);
+	MeshPort *p1, *p2, *x, *y;
+	test_net_port_pair(net, 0, 1, &p1, &p2);
+	mesh_port_new_pair(&x, &y);
+	send_port(p1, x); /* x now waits for node 1's acknowledgement */
+	test_net_discard_node(net, 1);
+	test_net_disconnect(net, 0, 1);
+	expect_state(y, PORT_RECV_FAILED);
+	mesh_port_close(y);
+	mesh_port_close(p1);
+	mesh_port_close(p2);
+	test_net_pump(net);
+	assert_tables_empty(net);
+	test_net_free(net);
+}
+END_TEST
+
+START_TEST(test_bridge_local)
+{
+	MeshPort *p1, *p2, *p3, *p4;
+	mesh_port_new_pair(&p1, &p2);
+	mesh_port_new_pair(&p3, &p4);
+	port_send_bytes(p1, "abc"); /* queued at p2 */
+	port_send_bytes(p4, "xyz"); /* queued at p3 */
+	mesh_port_bridge(p2, p3);
+	port_send_bytes(p1, "def");
+	port_send_bytes(p1, "ghi");
+	mesh_port_close(p1);
+	expect_text(p4, "abc");
+	expect_text(p4, "def");
+	expect_text(p4, "ghi");
+	expect_state(p4, PORT_RECV_CLOSED);
+	mesh_port_close(p4);
+}
+END_TEST
+
+START_TEST(test_bridge_local_reverse)
+{
+	MeshPort *p1, *p2, *p3, *p4;
+	mesh_port_new_pair(&p1, &p2);
+	mesh_port_new_pair(&p3, &p4);
+	port_send_bytes(p4, "xyz");
+	mesh_port_bridge(p2, p3);
+	port_send_bytes(p4, "uvw");
+	expect_text(p1, "xyz");
+	expect_text(p1, "uvw");
+	mesh_port_close(p4);
+	expect_state(p1, PORT_RECV_CLOSED);
+	mesh_port_close(p1);
+}
+END_TEST
+
+START_TEST(test_bridge_remote)
+{
+	/* p1 on node 0 -- p2, p3 on node 1 -- p4 on node 2; bridge p2 with p3. */
+	TestNet *net = test_net_new(3, test_seed);
+	MeshPort *p1, *p2, *p3, *p4;
+	test_net_port_pair(net, 0, 1, &p1, &p2);
+	test_net_port_pair(net, 1, 2, &p3, &p4);
+	port_send_bytes(p1, "abc");
+	port_send_bytes(p4, "xyz");
+	test_net_pump(net);
+	mesh_port_bridge(p2, p3);
+	port_send_bytes(p1, "def");
+	port_send_bytes(p4, "uvw");
+	test_net_pump(net);
+	port_send_bytes(p1, "ghi");
+	mesh_port_close(p1);
+	test_net_pump(net);
+	expect_text(p4, "abc");
+	expect_text(p4, "def");
+	expect_text(p4, "ghi");
+	expect_state(p4, PORT_RECV_CLOSED);
+	mesh_port_close(p4);
+	test_net_pump(net);
+	assert_tables_empty(net);
+	test_net_free(net);
+}
+END_TEST
+
+START_TEST(test_bridge_self)
+{
+	MeshPort *a, *b, *c, *d;
+	mesh_port_new_pair(&a, &b);
+	port_ref(a);
+	port_ref(b);
+	mesh_port_bridge(a, b);
+	ck_assert_int_eq(port_get_state(a), PORT_FAILED);
+	ck_assert_int_eq(port_get_state(b), PORT_FAILED);
+	port_unref(a);
+	port_unref(b);
+
+	/* Bridging with a failed port fails the other side's peer. */
+	mesh_port_new_pair(&a, &b);
+	mesh_port_new_pair(&c, &d);
+	port_fail(a, "test");
+	mesh_port_bridge(a, c);
+	expect_state(d, PORT_RECV_FAILED);
+	mesh_port_close(b);
+	mesh_port_close(d);
+}
+END_TEST
+
+START_TEST(test_close_drop_port_with_queued_ports)
+{
+	MeshPort *a, *b, *x, *y;
+	mesh_port_new_pair(&a, &b);
+	mesh_port_new_pair(&x, &y);
+	send_port(a, x);
+	mesh_port_close(b); /* x sits unread in b's queue */
+	expect_state(y, PORT_RECV_CLOSED);
+	mesh_port_close(y);
+	mesh_port_close(a);
+}
+END_TEST
+
+START_TEST(test_close_send_port_to_dropped_port)
+{
+	MeshPort *a, *b, *x, *y;
+	mesh_port_new_pair(&a, &b);
+	mesh_port_new_pair(&x, &y);
+	mesh_port_close(b);
+	MeshMessage *msg = mesh_message_new(NULL, 0);
+	mesh_message_add_port_take(msg, x);
+	port_send(a, msg, FALSE);
+	expect_state(y, PORT_RECV_CLOSED);
+	mesh_port_close(y);
+	mesh_port_close(a);
+}
+END_TEST
+
+START_TEST(test_fail_port)
+{
+	TestNet *net = test_net_new(2, test_seed);
+	MeshPort *p1, *p2;
+	test_net_port_pair(net, 0, 1, &p1, &p2);
+	port_fail(p1, "explicit failure");
+	test_net_pump(net);
+	expect_state(p2, PORT_RECV_FAILED);
+	mesh_port_close(p1);
+	mesh_port_close(p2);
+	test_net_pump(net);
+	assert_tables_empty(net);
+	test_net_free(net);
+}
+END_TEST
+
+START_TEST(test_fd_across_nodes)
+{
+	TestNet *net = test_net_new(2, test_seed);
+	MeshPort *p1, *p2;
+	test_net_port_pair(net, 0, 1, &p1, &p2);
+	int pipefd[2];
+	ck_assert_int_eq(pipe2(pipefd, O_CLOEXEC), 0);
+	MeshMessage *msg = mesh_message_new("fd", 2);
+	ck_assert_int_ge(mesh_message_add_fd_take(msg, pipefd[1]), 0);
+	port_send(p1, msg, FALSE);
+	test_net_pump(net);
+	ck_assert_int_eq(fcntl(pipefd[1], F_GETFD), -1); /* moved out, closed here */
+
+	msg = NULL;
+	ck_assert_int_eq(port_try_recv(p2, &msg, NULL), PORT_RECV_MESSAGE);
+	int w = mesh_message_steal_fd(msg, 0);
+	ck_assert_int_ge(w, 0);
+	ck_assert_int_eq(write(w, "x", 1), 1);
+	char c;
+	ck_assert_int_eq(read(pipefd[0], &c, 1), 1);
+	ck_assert_int_eq(c, 'x');
+	close(w);
+	close(pipefd[0]);
+	mesh_message_free(msg);
+	mesh_port_close(p1);
+	mesh_port_close(p2);
+	test_net_free(net);
+}
+END_TEST
+
+START_TEST(test_hostile_events)
+{
+	TestNet *net = test_net_new(2, 0);
+	MeshPort *p1, *p2;
+	test_net_port_pair(net, 0, 1, &p1, &p2);
+	MeshNode *node = net->nodes[1];
+	const MeshNodeId *from = mesh_node_get_id(net->nodes[0]);
+	uint8_t buf[256] = {0};
+	int fds[2];
+
+	/* Garbage, truncations, a bad type, fds without resources, an unknown port. */
+	for (size_t size = 0; size < sizeof(buf); size += 7) {
+		for (int i = 0; i < 2; i++)
+			fds[i] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		memset(buf, (int)size, sizeof(buf));
+		mesh_node_receive_event(node, from, buf, size, fds, 2);
+		ck_assert_int_eq(fcntl(fds[0], F_GETFD), -1);
+		ck_assert_int_eq(fcntl(fds[1], F_GETFD), -1);
+	}
+	/* A message naming an fd it does not carry. */
+	MeshEventHeader h = {.type = MESH_EVENT_MESSAGE, .flags = MESH_EVENT_FLAG_MESSAGE,
+			     .seq = 1, .resource_count = 1};
+	h.port_id = p2->id;
+	mesh_event_write_header(buf, &h);
+	MeshResourceData rd = {0};
+	mesh_event_write_resource(buf + MESH_EVENT_HEADER_SIZE, &rd);
+	mesh_node_receive_event(node, from, buf, MESH_EVENT_HEADER_SIZE + MESH_RESOURCE_DATA_SIZE,
+				NULL, 0);
+	/* A duplicate sequence number fails only that port. */
+	port_send_bytes(p1, "one");
+	test_net_pump(net);
+	expect_text(p2, "one");
+	h.resource_count = 0;
+	h.flags = MESH_EVENT_FLAG_MESSAGE;
+	h.seq = 1;
+	mesh_event_write_header(buf, &h);
+	mesh_node_receive_event(node, from, buf, MESH_EVENT_HEADER_SIZE, NULL, 0);
+	expect_state(p2, PORT_RECV_FAILED);
+	mesh_port_close(p1);
+	mesh_port_close(p2);
+	test_net_free(net);
+}
+END_TEST
+
+START_TEST(test_uuid)
+{
+	MeshUuid a, b;
+	char s[33];
+	mesh_uuid_generate(&a);
+	mesh_uuid_generate(&b);
+	ck_assert(memcmp(&a, &b, sizeof(a)) != 0);
+	ck_assert(!mesh_uuid_is_zero(&a));
+	MeshUuid z = {{0}};
+	ck_assert_str_eq(mesh_uuid_to_string(&z, s), "0");
+	z.bytes[15] = 0x1f;
+	z.bytes[14] = 0x02;
+	ck_assert_str_eq(mesh_uuid_to_string(&z, s), "21f");
+}
+END_TEST
+
+static void add_moving_tests(TCase *tc)
+{
+	tcase_add_test(tc, test_remote);
+	tcase_add_test(tc, test_remote_close);
+	tcase_add_test(tc, test_send_port);
+	tcase_add_test(tc, test_send_port_with_three_nodes);
+	tcase_add_test(tc, test_concurrent_moves);
+	tcase_add_test(tc, test_move_back_and_forth);
+	tcase_add_test(tc, test_send_closed_port);
+	tcase_add_test(tc, test_bridge_remote);
+	tcase_add_test(tc, test_fail_port);
+	tcase_add_test(tc, test_fd_across_nodes);
+}
+
+static void reorder_setup(void)
+{
+	test_seed = (guint32)g_random_int() | 1;
+}
+
+static void in_order_setup(void)
+{
+	test_seed = 0;
+}
+
+int main(void)
+{
+	Suite *s = suite_create("libmeshremote-port");
+	TCase *tc = tcase_create("port");
+	tcase_add_checked_fixture(tc, in_order_setup, NULL);
+	tcase_add_test(tc, test_uuid);
+	tcase_add_test(tc, test_local);
+	tcase_add_test(tc, test_local_close);
+	add_moving_tests(tc);
+	tcase_add_test(tc, test_node_fail);
+	tcase_add_test(tc, test_send_failed_port);
+	tcase_add_test(tc, test_fail_sent_port_to_failed_node);
+	tcase_add_test(tc, test_bridge_local);
+	tcase_add_test(tc, test_bridge_local_reverse);
+	tcase_add_test(tc, test_bridge_self);
+	tcase_add_test(tc, test_close_drop_port_with_queued_ports);
+	tcase_add_test(tc, test_close_send_port_to_dropped_port);
+	tcase_add_test(tc, test_hostile_events);
+	suite_add_tcase(s, tc);
+
+	/* The same scenarios with the transport delivering in random order. */
+	TCase *reorder = tcase_create("reorder");
+	tcase_add_checked_fixture(reorder, reorder_setup, NULL);
+	for (int i = 0; i < 20; i++)
+		add_moving_tests(reorder);
+	suite_add_tcase(s, reorder);
+
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_ENV);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}
