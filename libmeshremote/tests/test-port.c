@@ -576,6 +576,133 @@ START_TEST(test_uuid)
 }
 END_TEST
 
+
+typedef struct {
+	MeshPort *port;
+	int id;
+	int count;
+} SenderThread;
+
+static gpointer sender_thread(gpointer data)
+{
+	SenderThread *t = data;
+	char text[32];
+	for (int k = 0; k < t->count; k++) {
+		snprintf(text, sizeof(text), "%d:%d", t->id, k);
+		port_send_bytes(t->port, text);
+	}
+	return NULL;
+}
+
+START_TEST(test_concurrent_senders_across_nodes)
+{
+	/* Four threads send on one port while the main thread moves packets. */
+	enum { THREADS = 4, PER_THREAD = 5000 };
+	TestNet *net = test_net_new(2, test_seed);
+	MeshPort *p1, *p2;
+	test_net_port_pair(net, 0, 1, &p1, &p2);
+	SenderThread t[THREADS];
+	GThread *threads[THREADS];
+	for (int i = 0; i < THREADS; i++) {
+		t[i] = (SenderThread){p1, i, PER_THREAD};
+		threads[i] = g_thread_new("sender", sender_thread, &t[i]);
+	}
+	int next[THREADS] = {0}, received = 0;
+	while (received < THREADS * PER_THREAD) {
+		test_net_step(net);
+		MeshMessage *msg;
+		while (port_try_recv(p2, &msg, NULL) == PORT_RECV_MESSAGE) {
+			size_t size;
+			const uint8_t *data = mesh_message_get_data(msg, &size);
+			int id, k;
+			char text[32];
+			memcpy(text, data, size);
+			text[size] = '\0';
+			ck_assert_int_eq(sscanf(text, "%d:%d", &id, &k), 2);
+			ck_assert_int_eq(k, next[id]); /* FIFO per sender */
+			next[id]++;
+			received++;
+			mesh_message_free(msg);
+		}
+	}
+	for (int i = 0; i < THREADS; i++)
+		g_thread_join(threads[i]);
+	expect_state(p2, PORT_RECV_EMPTY);
+	mesh_port_close(p1);
+	mesh_port_close(p2);
+	test_net_pump(net);
+	assert_tables_empty(net);
+	test_net_free(net);
+}
+END_TEST
+
+/* Connects node @i to node @j on demand, as a leader's introduction would. */
+static void connect_on_demand(MeshNode *node, MeshRemoteNode *remote, void *user_data)
+{
+	TestNet *net = user_data;
+	guint from = 0, to = 0;
+	for (guint k = 0; k < net->n; k++) {
+		if (net->nodes[k] == node)
+			from = k;
+		if (memcmp(mesh_node_get_id(net->nodes[k]), mesh_remote_node_get_id(remote),
+			   sizeof(MeshNodeId)) == 0)
+			to = k;
+	}
+	net->links[from][to] = (TestLink){net, from, to};
+	ck_assert(mesh_remote_node_connect(remote, &test_link_sink, &net->links[from][to]));
+	ck_assert_ptr_null(net->handles[from][to]);
+	net->handles[from][to] = remote;
+}
+
+START_TEST(test_connector)
+{
+	/* Nodes 1 and 2 know only node 0; a port whose peer is on node 2 lands on node 1. */
+	TestNet *net = g_new0(TestNet, 1);
+	net->n = 3;
+	g_mutex_init(&net->lock);
+	net->packets = g_ptr_array_new();
+	if (test_seed)
+		net->rand = g_rand_new_with_seed(test_seed);
+	for (guint i = 0; i < 3; i++) {
+		net->nodes[i] = mesh_node_new();
+		mesh_node_set_connector(net->nodes[i], connect_on_demand, net);
+	}
+	for (guint j = 1; j < 3; j++) {
+		guint pairs[2][2] = {{0, j}, {j, 0}};
+		for (int k = 0; k < 2; k++) {
+			guint a = pairs[k][0], b = pairs[k][1];
+			net->links[a][b] = (TestLink){net, a, b};
+			net->handles[a][b] =
+				mesh_node_add_remote(net->nodes[a], mesh_node_get_id(net->nodes[b]));
+			mesh_remote_node_connect(net->handles[a][b], &test_link_sink,
+						 &net->links[a][b]);
+		}
+	}
+	MeshPort *p01, *p10, *p02, *p20, *x, *y;
+	test_net_port_pair(net, 0, 1, &p01, &p10);
+	test_net_port_pair(net, 0, 2, &p02, &p20);
+	mesh_port_new_pair(&x, &y);
+	send_port(p01, x);
+	send_port(p02, y);
+	test_net_pump(net);
+	MeshPort *x1 = recv_port(p10), *y2 = recv_port(p20);
+	port_send_bytes(x1, "direct");
+	test_net_pump(net);
+	expect_text(y2, "direct");
+	ck_assert_ptr_nonnull(net->handles[1][2]); /* the connector ran */
+
+	mesh_port_close(x1);
+	mesh_port_close(y2);
+	mesh_port_close(p01);
+	mesh_port_close(p10);
+	mesh_port_close(p02);
+	mesh_port_close(p20);
+	test_net_pump(net);
+	assert_tables_empty(net);
+	test_net_free(net);
+}
+END_TEST
+
 static void add_moving_tests(TCase *tc)
 {
 	tcase_add_test(tc, test_remote);
@@ -588,6 +715,7 @@ static void add_moving_tests(TCase *tc)
 	tcase_add_test(tc, test_bridge_remote);
 	tcase_add_test(tc, test_fail_port);
 	tcase_add_test(tc, test_fd_across_nodes);
+	tcase_add_test(tc, test_connector);
 }
 
 static void reorder_setup(void)
@@ -618,6 +746,7 @@ int main(void)
 	tcase_add_test(tc, test_close_drop_port_with_queued_ports);
 	tcase_add_test(tc, test_close_send_port_to_dropped_port);
 	tcase_add_test(tc, test_hostile_events);
+	tcase_add_test(tc, test_concurrent_senders_across_nodes);
 	suite_add_tcase(s, tc);
 
 	/* The same scenarios with the transport delivering in random order. */
