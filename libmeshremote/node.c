@@ -39,10 +39,18 @@ static gboolean uuid_equal(gconstpointer a, gconstpointer b)
 
 MeshNode *mesh_node_new(void)
 {
+	MeshNodeId id;
+
+	mesh_uuid_generate(&id);
+	return mesh_node_new_with_id(&id);
+}
+
+MeshNode *mesh_node_new_with_id(const MeshNodeId *id)
+{
 	MeshNode *node = g_new0(MeshNode, 1);
 
 	node->ref = 1;
-	mesh_uuid_generate(&node->id);
+	node->id = *id;
 	g_mutex_init(&node->lock);
 	node->ports = g_hash_table_new(uuid_hash, uuid_equal);
 	node->remotes = g_hash_table_new(uuid_hash, uuid_equal);
@@ -276,7 +284,15 @@ static void node_fail_remote(MeshRemoteNode *remote, const char *reason)
 	queued = remote->queued;
 	g_queue_init(&remote->queued);
 	MeshNode *node = remote->node ? mesh_node_ref(remote->node) : NULL;
+	/* Release the transport now: nothing more is sent to a failed node. */
+	MeshEventSink sink = remote->sink;
+	void *sink_data = remote->sink_data;
+	memset(&remote->sink, 0, sizeof(remote->sink));
+	remote->sink_data = NULL;
 	g_mutex_unlock(&remote->lock);
+
+	if (sink.destroy)
+		sink.destroy(sink_data);
 
 	Packet *pk;
 	while ((pk = g_queue_pop_head(&queued)))

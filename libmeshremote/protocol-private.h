@@ -71,6 +71,13 @@ typedef struct {
  */
 int mesh_event_parse(const uint8_t *data, size_t size, MeshEventView *ret);
 
+/*
+ * The exact size of the event at @data from its header, or 0 if @size is too
+ * short for a header or the header's counts exceed the bounds. Large events
+ * arrive in page-rounded memfds; the rest is padding.
+ */
+size_t mesh_event_size(const uint8_t *data, size_t size);
+
 void mesh_event_read_resource(const MeshEventView *view, size_t index, MeshResourceData *ret);
 void mesh_event_read_change_peer(const MeshEventView *view, MeshChangePeerData *ret);
 void mesh_event_read_fail_port(const MeshEventView *view, MeshNodeId *ret);

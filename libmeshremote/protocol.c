@@ -76,6 +76,16 @@ int mesh_event_parse(const uint8_t *data, size_t size, MeshEventView *ret)
 	return 0;
 }
 
+size_t mesh_event_size(const uint8_t *data, size_t size)
+{
+	if (size < MESH_EVENT_HEADER_SIZE)
+		return 0;
+	uint32_t count = get_le32(data + 32), message_size = get_le32(data + 36);
+	if (count > MESH_EVENT_MAX_RESOURCES || message_size > MESH_EVENT_MAX_MESSAGE_SIZE)
+		return 0;
+	return MESH_EVENT_HEADER_SIZE + (size_t)count * MESH_RESOURCE_DATA_SIZE + message_size;
+}
+
 void mesh_event_read_resource(const MeshEventView *view, size_t index, MeshResourceData *ret)
 {
 	const uint8_t *p = view->resources + index * MESH_RESOURCE_DATA_SIZE;

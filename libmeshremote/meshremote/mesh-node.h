@@ -61,6 +61,8 @@ MESH_REMOTE_API const char *mesh_uuid_to_string(const MeshUuid *id, char buf[33]
  * @MESH_ERROR_TIMED_OUT: a blocking receive timed out
  * @MESH_ERROR_REMOTE: a failable RPC's server returned an error
  * @MESH_ERROR_SHUTTING_DOWN: the local node is shutting down
+ * @MESH_ERROR_INVALID_ARGUMENT: a bad argument (e.g. not a SOCK_SEQPACKET socket)
+ * @MESH_ERROR_DUPLICATE: the node is already connected
  *
  * Error codes of domain MESH_ERROR. This enum may be extended.
  */
@@ -72,6 +74,8 @@ typedef enum {
 	MESH_ERROR_TIMED_OUT,
 	MESH_ERROR_REMOTE,
 	MESH_ERROR_SHUTTING_DOWN,
+	MESH_ERROR_INVALID_ARGUMENT,
+	MESH_ERROR_DUPLICATE,
 } MeshError;
 
 #define MESH_ERROR (mesh_error_quark())
@@ -87,6 +91,14 @@ typedef struct MeshPort MeshPort;
  * Returns: (transfer full): a node with a fresh random id.
  */
 MESH_REMOTE_API MeshNode *mesh_node_new(void);
+
+/**
+ * mesh_node_new_with_id:
+ * @id: the id another node assigned to this one (an invitation's)
+ *
+ * Returns: (transfer full): a node with the given id.
+ */
+MESH_REMOTE_API MeshNode *mesh_node_new_with_id(const MeshNodeId *id);
 
 MESH_REMOTE_API MeshNode *mesh_node_ref(MeshNode *node);
 

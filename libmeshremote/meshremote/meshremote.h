@@ -20,5 +20,6 @@
 #include <meshremote/mesh-message.h>
 #include <meshremote/mesh-port.h>
 #include <meshremote/mesh-channel.h>
+#include <meshremote/mesh-unix-node.h>
 
 #undef __MESHREMOTE_H_INSIDE__

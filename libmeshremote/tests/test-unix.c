@@ -1,0 +1,486 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The Unix transport across real processes: a parent node and child
+ * processes (unix-test-child) joined by SOCK_SEQPACKET socketpairs.
+ */
+#include <check.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <pal/pal.h>
+
+#include "unix-test.h"
+
+typedef struct {
+	MeshNode *node;
+	MeshUnixNode *unode;
+} Parent;
+
+typedef struct {
+	PalChild *process;
+	MeshNodeId id;
+	MeshPort *port;
+	TestRecv *recv;
+} Child;
+
+static Parent parent;
+
+static void parent_setup(void)
+{
+	parent.node = mesh_node_new();
+	parent.unode = mesh_unix_node_new(parent.node, NULL);
+}
+
+static void parent_teardown(void)
+{
+	mesh_unix_node_shutdown(parent.unode, 5 * G_USEC_PER_SEC);
+	mesh_unix_node_free(parent.unode);
+	mesh_node_unref(parent.node);
+}
+
+static Child *spawn_child(const char *scenario, const char *arg)
+{
+	Child *c = g_new0(Child, 1);
+	MeshPortId my_port, child_port;
+	char ids[4][33];
+	int sv[2];
+
+	mesh_uuid_generate(&c->id);
+	mesh_uuid_generate(&my_port);
+	mesh_uuid_generate(&child_port);
+	ck_assert_int_eq(pal_socketpair(SOCK_SEQPACKET, sv), 0);
+	ck_assert(mesh_unix_node_connect_take(parent.unode, &c->id, sv[0], NULL));
+	c->port = mesh_node_add_port(parent.node, &my_port, &c->id, &child_port);
+	ck_assert_ptr_nonnull(c->port);
+	c->recv = test_recv_new(c->port);
+
+	uuid_to_hex(&c->id, ids[0]);
+	uuid_to_hex(mesh_node_get_id(parent.node), ids[1]);
+	uuid_to_hex(&child_port, ids[2]);
+	uuid_to_hex(&my_port, ids[3]);
+	PalSpawn *spawn = pal_spawn_new(UNIX_TEST_CHILD);
+	const char *args[] = {ids[0], ids[1], ids[2], ids[3], scenario, arg, NULL};
+	pal_spawn_add_args(spawn, args);
+	pal_spawn_dup_fd(spawn, sv[1], 3);
+	pal_spawn_set_parent_death_signal(spawn, SIGKILL);
+	ck_assert_int_eq(pal_spawn_run(spawn, &c->process), 0);
+	pal_spawn_free(spawn);
+	close(sv[1]);
+	return c;
+}
+
+/* Waits for the child's exit (bounded) and frees everything. */
+static int child_finish(Child *c)
+{
+	int status = -1;
+	for (int i = 0; i < 2000; i++) {
+		if (pal_child_try_wait(c->process, &status) == 0)
+			break;
+		g_usleep(5000);
+	}
+	if (pal_child_try_wait(c->process, &status) != 0) {
+		pal_child_kill(c->process, SIGKILL);
+		pal_child_wait(c->process, &status);
+		ck_abort_msg("child did not exit");
+	}
+	test_recv_free(c->recv);
+	mesh_port_close(c->port);
+	pal_child_free(c->process);
+	g_free(c);
+	return status;
+}
+
+static MeshMessage *expect_message(TestRecv *r)
+{
+	MeshMessage *msg = test_recv_wait(r, 20000);
+	ck_assert_msg(test_recv_is_message(msg), "no message (%p)", msg);
+	return msg;
+}
+
+static void expect_bytes(TestRecv *r, const void *data, size_t size)
+{
+	MeshMessage *msg = expect_message(r);
+	size_t got;
+	const uint8_t *bytes = mesh_message_get_data(msg, &got);
+	ck_assert_uint_eq(got, size);
+	ck_assert(size == 0 || memcmp(bytes, data, size) == 0);
+	mesh_message_free(msg);
+}
+
+static int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)))
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n - 1;
+}
+
+START_TEST(test_echo)
+{
+	Child *c = spawn_child("echo", NULL);
+	port_send_bytes(c->port, "hello");
+	expect_bytes(c->recv, "hello", 5);
+	mesh_port_close(c->port);
+	c->port = NULL;
+	ck_assert_int_eq(child_finish(c), 0);
+}
+END_TEST
+
+START_TEST(test_message_sizes)
+{
+	/* Every size across the large-event threshold, one by one. */
+	Child *c = spawn_child("echo", NULL);
+	enum { HEADER = MESH_EVENT_HEADER_SIZE + 8 };
+	size_t threshold = MESH_UNIX_MAX_PACKET_SIZE - HEADER;
+	uint8_t *buf = g_malloc(threshold + 4096);
+	for (size_t i = 0; i < threshold + 4096; i++)
+		buf[i] = (uint8_t)(i * 7 + 1);
+	for (size_t size = 0; size <= threshold + 4096; size += (size < threshold - 64 ? 61 : 1)) {
+		port_send(c->port, mesh_message_new(buf, size), FALSE);
+		expect_bytes(c->recv, buf, size);
+	}
+	g_free(buf);
+	mesh_port_close(c->port);
+	c->port = NULL;
+	ck_assert_int_eq(child_finish(c), 0);
+}
+END_TEST
+
+START_TEST(test_huge_message)
+{
+	size_t size = 16u << 20;
+	Child *c = spawn_child("echo", NULL);
+	uint8_t *buf = g_malloc(size);
+	for (size_t i = 0; i < size; i++)
+		buf[i] = (uint8_t)(i ^ (i >> 11));
+	port_send(c->port, mesh_message_new(buf, size), FALSE);
+	expect_bytes(c->recv, buf, size);
+	g_free(buf);
+	mesh_port_close(c->port);
+	c->port = NULL;
+	ck_assert_int_eq(child_finish(c), 0);
+}
+END_TEST
+
+START_TEST(test_fds_and_no_leak)
+{
+	Child *c = spawn_child("echo", NULL);
+	port_send_bytes(c->port, "warm up");
+	expect_bytes(c->recv, "warm up", 7);
+	int before = count_fds();
+
+	int pipefd[2];
+	ck_assert_int_eq(pipe2(pipefd, O_CLOEXEC), 0);
+	MeshMessage *msg = mesh_message_new("fd", 2);
+	mesh_message_add_fd(msg, pipefd[1]);
+	mesh_message_add_fd(msg, pipefd[0]);
+	port_send(c->port, msg, FALSE);
+	msg = expect_message(c->recv);
+	ck_assert_uint_eq(mesh_message_get_n_resources(msg), 2);
+	int w = mesh_message_steal_fd(msg, 0);
+	struct stat a, b;
+	ck_assert_int_eq(fstat(w, &a), 0);
+	ck_assert_int_eq(fstat(pipefd[1], &b), 0);
+	ck_assert(a.st_ino == b.st_ino && a.st_dev == b.st_dev);
+	ck_assert_int_eq(write(w, "z", 1), 1);
+	char ch;
+	ck_assert_int_eq(read(pipefd[0], &ch, 1), 1);
+	ck_assert_int_eq(ch, 'z');
+	close(w);
+	mesh_message_free(msg);
+	close(pipefd[0]);
+	close(pipefd[1]);
+	ck_assert_int_eq(count_fds(), before);
+
+	mesh_port_close(c->port);
+	c->port = NULL;
+	ck_assert_int_eq(child_finish(c), 0);
+}
+END_TEST
+
+START_TEST(test_port_to_child)
+{
+	/* A port moves to the child with messages in flight; order holds both ways. */
+	Child *c = spawn_child("peer", NULL);
+	MeshPort *x, *y;
+	mesh_port_new_pair(&x, &y);
+	TestRecv *ry = test_recv_new(y);
+	port_send_bytes(y, "before 1");
+	port_send_bytes(y, "before 2");
+	MeshMessage *msg = mesh_message_new(NULL, 0);
+	mesh_message_add_port_take(msg, x);
+	port_send(c->port, msg, FALSE);
+	port_send_bytes(y, "after");
+	expect_bytes(ry, "hello from child", 16);
+	expect_bytes(ry, "before 1", 8);
+	expect_bytes(ry, "before 2", 8);
+	expect_bytes(ry, "after", 5);
+	for (int i = 0; i < 100; i++) {
+		char text[16];
+		snprintf(text, sizeof(text), "n%d", i);
+		port_send_bytes(y, text);
+	}
+	for (int i = 0; i < 100; i++) {
+		char text[16];
+		snprintf(text, sizeof(text), "n%d", i);
+		expect_bytes(ry, text, strlen(text));
+	}
+	test_recv_free(ry);
+	mesh_port_close(y);
+	mesh_port_close(c->port);
+	c->port = NULL;
+	ck_assert_int_eq(child_finish(c), 0);
+	ck_assert_uint_eq(mesh_node_count_ports(parent.node), 0);
+}
+END_TEST
+
+START_TEST(test_shutdown_delivers)
+{
+	Child *c = spawn_child("count", "1000");
+	char text[16];
+	for (int i = 0; i < 1000; i++) {
+		snprintf(text, sizeof(text), "%d", i);
+		expect_bytes(c->recv, text, strlen(text));
+	}
+	MeshMessage *end = test_recv_wait(c->recv, 20000);
+	ck_assert(test_recv_is_end(end, RECV_END_CLOSED));
+	ck_assert_int_eq(child_finish(c), 0);
+}
+END_TEST
+
+START_TEST(test_100k_messages)
+{
+	enum { N = 100000 };
+	Child *c = spawn_child("count", "100000");
+	char text[16];
+	for (int i = 0; i < N; i++) {
+		snprintf(text, sizeof(text), "%d", i);
+		expect_bytes(c->recv, text, strlen(text));
+	}
+	MeshMessage *end = test_recv_wait(c->recv, 20000);
+	ck_assert(test_recv_is_end(end, RECV_END_CLOSED));
+	ck_assert_int_eq(child_finish(c), 0);
+}
+END_TEST
+
+START_TEST(test_child_killed)
+{
+	Child *c = spawn_child("echo", NULL);
+	Child *other = spawn_child("echo", NULL);
+	port_send_bytes(c->port, "ping");
+	expect_bytes(c->recv, "ping", 4);
+	ck_assert_int_eq(pal_child_kill(c->process, SIGKILL), 0);
+	MeshMessage *end = test_recv_wait(c->recv, 10000);
+	ck_assert_msg(test_recv_is_end(end, RECV_END_FAILED), "the port did not fail");
+	MeshMessage *msg = NULL;
+	GError *error = NULL;
+	ck_assert_int_eq(port_try_recv(c->port, &msg, &error), PORT_RECV_FAILED);
+	char id[33];
+	mesh_uuid_to_string(&c->id, id);
+	ck_assert_msg(strstr(error->message, id) != NULL, "%s", error->message);
+	g_error_free(error);
+	int status = child_finish(c);
+	ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+
+	/* The other child goes on. */
+	port_send_bytes(other->port, "still here");
+	expect_bytes(other->recv, "still here", 10);
+	mesh_port_close(other->port);
+	other->port = NULL;
+	ck_assert_int_eq(child_finish(other), 0);
+}
+END_TEST
+
+/* A raw peer: the test writes packets by hand on the other end. */
+static void hostile_case(gboolean (*attack)(int sock, const MeshPortId *port))
+{
+	Child *good = spawn_child("echo", NULL);
+	int before = count_fds();
+	int sv[2];
+	MeshNodeId evil;
+	MeshPortId mine, theirs;
+	mesh_uuid_generate(&evil);
+	mesh_uuid_generate(&mine);
+	mesh_uuid_generate(&theirs);
+	ck_assert_int_eq(pal_socketpair(SOCK_SEQPACKET, sv), 0);
+	ck_assert(mesh_unix_node_connect_take(parent.unode, &evil, sv[0], NULL));
+	MeshPort *p = mesh_node_add_port(parent.node, &mine, &evil, &theirs);
+	TestRecv *r = test_recv_new(p);
+
+	gboolean delivers = attack(sv[1], &mine);
+	if (delivers)
+		expect_bytes(r, "abc", 3);
+	MeshMessage *end = test_recv_wait(r, 10000);
+	ck_assert_msg(test_recv_is_end(end, RECV_END_FAILED), "the connection was not ended");
+	close(sv[1]);
+	test_recv_free(r);
+	mesh_port_close(p);
+
+	port_send_bytes(good->port, "ok");
+	expect_bytes(good->recv, "ok", 2);
+	mesh_port_close(good->port);
+	good->port = NULL;
+	ck_assert_int_eq(child_finish(good), 0);
+	/* Give the I/O thread a moment to drop the dead connection. */
+	for (int i = 0; i < 200 && count_fds() > before - 1; i++)
+		g_usleep(5000);
+	ck_assert_int_le(count_fds(), before - 1); /* the good child's socket is gone too */
+}
+
+static gboolean attack_garbage(int sock, const MeshPortId *port)
+{
+	uint8_t junk[100];
+	memset(junk, 0xee, sizeof(junk));
+	ck_assert_int_eq(send(sock, junk, sizeof(junk), 0), sizeof(junk));
+	return FALSE;
+}
+
+static gboolean attack_short_packet(int sock, const MeshPortId *port)
+{
+	ck_assert_int_eq(send(sock, "\x01\x00", 2, 0), 2);
+	return FALSE;
+}
+
+static void send_large_event_fd(int sock, int memfd)
+{
+	uint8_t header[8] = {3};
+	struct iovec iov = {header, sizeof(header)};
+	ck_assert_int_eq(pal_send_with_fds(sock, &iov, 1, &memfd, 1, 0), 8);
+	close(memfd);
+}
+
+static gboolean attack_unsealed_memfd(int sock, const MeshPortId *port)
+{
+	int memfd = pal_memfd_create("evil", 4096);
+	send_large_event_fd(sock, memfd);
+	return FALSE;
+}
+
+static gboolean attack_empty_memfd(int sock, const MeshPortId *port)
+{
+	int memfd = pal_memfd_create("evil", 0);
+	ck_assert_int_eq(pal_memfd_seal(memfd), 0);
+	send_large_event_fd(sock, memfd);
+	return FALSE;
+}
+
+static gboolean attack_65_fds(int sock, const MeshPortId *port)
+{
+	int fds[65];
+	for (int i = 0; i < 65; i++)
+		fds[i] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	uint8_t header[8] = {1};
+	struct iovec iov = {header, sizeof(header)};
+	ck_assert_int_eq(pal_send_with_fds(sock, &iov, 1, fds, 65, 0), 8);
+	for (int i = 0; i < 65; i++)
+		close(fds[i]);
+	return FALSE;
+}
+
+static gboolean attack_unknown_port_then_garbage(int sock, const MeshPortId *port)
+{
+	/* A valid event for a port that does not exist is only dropped... */
+	uint8_t pkt[8 + MESH_EVENT_HEADER_SIZE + 3] = {1};
+	MeshEventHeader h = {.type = MESH_EVENT_MESSAGE, .flags = MESH_EVENT_FLAG_MESSAGE,
+			     .seq = 1, .message_size = 3};
+	mesh_uuid_generate(&h.port_id);
+	mesh_event_write_header(pkt + 8, &h);
+	memcpy(pkt + 8 + MESH_EVENT_HEADER_SIZE, "abc", 3);
+	ck_assert_int_eq(send(sock, pkt, sizeof(pkt), 0), sizeof(pkt));
+	/* ...and one for our port is delivered; then an unknown packet type ends it. */
+	h.port_id = *port;
+	mesh_event_write_header(pkt + 8, &h);
+	ck_assert_int_eq(send(sock, pkt, sizeof(pkt), 0), sizeof(pkt));
+	ck_assert_int_eq(send(sock, "\x09\0\0\0\0\0\0\0", 8, 0), 8);
+	return TRUE;
+}
+
+START_TEST(test_hostile_garbage)
+{
+	hostile_case(attack_garbage);
+}
+END_TEST
+
+START_TEST(test_hostile_short)
+{
+	hostile_case(attack_short_packet);
+}
+END_TEST
+
+START_TEST(test_hostile_unsealed_memfd)
+{
+	hostile_case(attack_unsealed_memfd);
+}
+END_TEST
+
+START_TEST(test_hostile_empty_memfd)
+{
+	hostile_case(attack_empty_memfd);
+}
+END_TEST
+
+START_TEST(test_hostile_65_fds)
+{
+	hostile_case(attack_65_fds);
+}
+END_TEST
+
+START_TEST(test_hostile_unknown_port)
+{
+	hostile_case(attack_unknown_port_then_garbage);
+}
+END_TEST
+
+START_TEST(test_not_seqpacket)
+{
+	int sv[2];
+	MeshNodeId id;
+	GError *error = NULL;
+	mesh_uuid_generate(&id);
+	ck_assert_int_eq(pal_socketpair(SOCK_STREAM, sv), 0);
+	ck_assert(!mesh_unix_node_connect_take(parent.unode, &id, sv[0], &error));
+	ck_assert(g_error_matches(error, MESH_ERROR, MESH_ERROR_INVALID_ARGUMENT));
+	g_error_free(error);
+	ck_assert_int_eq(fcntl(sv[0], F_GETFD), -1);
+	close(sv[1]);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("libmeshremote-unix");
+	TCase *tc = tcase_create("unix");
+	tcase_set_timeout(tc, 120);
+	tcase_add_checked_fixture(tc, parent_setup, parent_teardown);
+	tcase_add_test(tc, test_echo);
+	tcase_add_test(tc, test_message_sizes);
+	tcase_add_test(tc, test_huge_message);
+	tcase_add_test(tc, test_fds_and_no_leak);
+	tcase_add_test(tc, test_port_to_child);
+	tcase_add_test(tc, test_shutdown_delivers);
+	tcase_add_test(tc, test_100k_messages);
+	tcase_add_test(tc, test_child_killed);
+	tcase_add_test(tc, test_hostile_garbage);
+	tcase_add_test(tc, test_hostile_short);
+	tcase_add_test(tc, test_hostile_unsealed_memfd);
+	tcase_add_test(tc, test_hostile_empty_memfd);
+	tcase_add_test(tc, test_hostile_65_fds);
+	tcase_add_test(tc, test_hostile_unknown_port);
+	tcase_add_test(tc, test_not_seqpacket);
+	suite_add_tcase(s, tc);
+
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_ENV);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}

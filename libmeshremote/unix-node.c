@@ -1,0 +1,668 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The Unix transport (upstream mesh_remote unix_node, reference section 2):
+ * one SOCK_SEQPACKET socket per pair of nodes, 8-byte packet headers, large
+ * events in sealed memfds, a send fast path on the caller's thread and a
+ * queue drained by the I/O context, and the half-close lifecycle.
+ */
+#include <fcntl.h>
+#include <glib-unix.h>
+#include <pal/pal.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "remote-private.h"
+
+#define PACKET_HEADER_SIZE 8
+#define PACKET_EVENT 1
+#define PACKET_LARGE_EVENT 3
+#define MAX_SMALL_EVENT_SIZE (MESH_UNIX_MAX_PACKET_SIZE - PACKET_HEADER_SIZE)
+/* Packets handled per dispatch before other sources get a turn. */
+#define RECV_BATCH 64
+
+typedef struct {
+	uint8_t header[PACKET_HEADER_SIZE];
+	uint8_t *body; /* owned; NULL for a large event */
+	size_t body_size;
+	int fds[MESH_UNIX_MAX_FDS_PER_PACKET]; /* owned */
+	size_t n_fds;
+} OutPacket;
+
+typedef struct UnixConn UnixConn;
+
+struct MeshUnixNode {
+	MeshNode *node;
+	GMainContext *context;
+	GMainLoop *loop;
+	GThread *thread;
+	GMutex lock;
+	GCond cond;
+	GPtrArray *conns; /* UnixConn * (strong) */
+};
+
+struct UnixConn {
+	gint ref;
+	MeshUnixNode *owner; /* weak: the owner cuts every connection before it goes */
+	MeshRemoteNode *remote;
+	MeshNodeId peer;
+	int fd;
+	GMutex lock; /* the send side and the fd's life */
+	GQueue pending;
+	gboolean write_wanted; /* the I/O context watches for POLLOUT */
+	gboolean send_closed;  /* no more sends: flush, then SHUT_WR */
+	gboolean write_shut;
+	gboolean ended;
+	GSource *source;
+	gpointer fd_tag;
+};
+
+static UnixConn *conn_ref(UnixConn *c)
+{
+	g_atomic_int_inc(&c->ref);
+	return c;
+}
+
+static gpointer conn_copy(gconstpointer c, gpointer unused)
+{
+	return conn_ref((UnixConn *)c);
+}
+
+static void out_packet_free(OutPacket *pk)
+{
+	for (size_t i = 0; i < pk->n_fds; i++)
+		close(pk->fds[i]);
+	g_free(pk->body);
+	g_free(pk);
+}
+
+static void conn_unref(UnixConn *c)
+{
+	if (!c || !g_atomic_int_dec_and_test(&c->ref))
+		return;
+	OutPacket *pk;
+	while ((pk = g_queue_pop_head(&c->pending)))
+		out_packet_free(pk);
+	if (c->fd >= 0)
+		close(c->fd);
+	g_mutex_clear(&c->lock);
+	g_free(c);
+}
+
+/* One sendmsg of @pk; 0, -EAGAIN or another negative errno. */
+static int packet_send(int fd, const uint8_t *header, const uint8_t *body, size_t body_size,
+		       const int *fds, size_t n_fds)
+{
+	struct iovec iov[2] = {{(void *)header, PACKET_HEADER_SIZE}, {(void *)body, body_size}};
+	ssize_t r = pal_send_with_fds(fd, iov, body_size ? 2 : 1, fds, n_fds, MSG_DONTWAIT);
+	if (r < 0)
+		return (int)r;
+	return (size_t)r == PACKET_HEADER_SIZE + body_size ? 0 : -EMSGSIZE;
+}
+
+static gboolean conn_end_cb(gpointer data);
+
+typedef struct {
+	UnixConn *conn;
+	char *reason; /* NULL: clean end of stream */
+} EndRequest;
+
+/* Ends @c on its I/O context (from any thread). */
+static void conn_end_async(UnixConn *c, const char *reason)
+{
+	EndRequest *req = g_new0(EndRequest, 1);
+	req->conn = conn_ref(c);
+	req->reason = g_strdup(reason);
+	g_main_context_invoke(c->owner->context, conn_end_cb, req);
+}
+
+/* Sends what is queued; then, once closed for sending, half-closes. Locked. */
+static void conn_flush_locked(UnixConn *c)
+{
+	OutPacket *pk;
+
+	while ((pk = g_queue_peek_head(&c->pending))) {
+		int r = packet_send(c->fd, pk->header, pk->body, pk->body_size, pk->fds, pk->n_fds);
+		if (r == -EAGAIN)
+			return;
+		g_queue_pop_head(&c->pending);
+		out_packet_free(pk);
+		if (r < 0) {
+			conn_end_async(c, g_strerror(-r));
+			return;
+		}
+	}
+	if (c->send_closed && !c->write_shut) {
+		shutdown(c->fd, SHUT_WR);
+		c->write_shut = TRUE;
+	}
+}
+
+static void conn_update_interest_locked(UnixConn *c)
+{
+	GIOCondition want = G_IO_IN | G_IO_HUP | G_IO_ERR;
+	if (c->pending.length)
+		want |= G_IO_OUT;
+	if (c->source && c->fd_tag)
+		g_source_modify_unix_fd(c->source, c->fd_tag, want);
+	c->write_wanted = c->pending.length > 0;
+}
+
+static gboolean conn_want_write_cb(gpointer data)
+{
+	UnixConn *c = data;
+
+	g_mutex_lock(&c->lock);
+	if (!c->ended) {
+		conn_flush_locked(c);
+		conn_update_interest_locked(c);
+	}
+	g_mutex_unlock(&c->lock);
+	conn_unref(c);
+	return G_SOURCE_REMOVE;
+}
+
+static void schedule_write(UnixConn *c)
+{
+	g_main_context_invoke(c->owner->context, conn_want_write_cb, conn_ref(c));
+}
+
+/* MeshEventSink.send: on the caller's thread. */
+static void sink_send(void *user_data, const uint8_t *data, size_t size, const int *fds,
+		      size_t n_fds)
+{
+	UnixConn *c = user_data;
+	OutPacket local = {{0}};
+	int memfd = -1;
+
+	if (size > MAX_SMALL_EVENT_SIZE) {
+		/* Out of line: a sealed memfd holds the event. */
+		size_t mapped = (size + 4095) & ~(size_t)4095;
+		memfd = pal_memfd_create("mesh", mapped);
+		if (memfd < 0) {
+			g_warning("mesh: cannot create a memfd for a %zu-byte event: %s", size,
+				  g_strerror(-memfd));
+			conn_end_async(c, "cannot send a large event");
+			return;
+		}
+		for (size_t off = 0; off < size;) {
+			ssize_t k = pwrite(memfd, data + off, size - off, (off_t)off);
+			if (k <= 0) {
+				close(memfd);
+				conn_end_async(c, "cannot write a large event");
+				return;
+			}
+			off += (size_t)k;
+		}
+		int r = pal_memfd_seal(memfd);
+		if (r < 0) {
+			close(memfd);
+			conn_end_async(c, "cannot seal a large event");
+			return;
+		}
+		local.header[0] = PACKET_LARGE_EVENT;
+	} else {
+		local.header[0] = PACKET_EVENT;
+	}
+	size_t total_fds = n_fds + (memfd >= 0);
+	if (total_fds > MESH_UNIX_MAX_FDS_PER_PACKET) {
+		g_warning("mesh: an event with %zu fds exceeds %d per packet", n_fds,
+			  MESH_UNIX_MAX_FDS_PER_PACKET);
+		if (memfd >= 0)
+			close(memfd);
+		conn_end_async(c, "too many fds in one event");
+		return;
+	}
+	int all_fds[MESH_UNIX_MAX_FDS_PER_PACKET];
+	size_t k = 0;
+	if (memfd >= 0)
+		all_fds[k++] = memfd;
+	for (size_t i = 0; i < n_fds; i++)
+		all_fds[k++] = fds[i];
+	const uint8_t *body = memfd >= 0 ? NULL : data;
+	size_t body_size = memfd >= 0 ? 0 : size;
+
+	g_mutex_lock(&c->lock);
+	if (c->ended || c->send_closed) {
+		g_mutex_unlock(&c->lock);
+		if (memfd >= 0)
+			close(memfd);
+		return;
+	}
+	int r = -EAGAIN;
+	if (c->pending.length == 0)
+		r = packet_send(c->fd, local.header, body, body_size, all_fds, total_fds);
+	if (r == -EAGAIN) {
+		/* Queue a copy; the I/O context sends it when the socket drains. */
+		OutPacket *pk = g_new0(OutPacket, 1);
+		memcpy(pk->header, local.header, PACKET_HEADER_SIZE);
+		pk->body = body_size ? g_memdup2(body, body_size) : NULL;
+		pk->body_size = body_size;
+		for (size_t i = 0; i < total_fds; i++) {
+			pk->fds[i] = (memfd >= 0 && i == 0) ? memfd
+							    : fcntl(all_fds[i], F_DUPFD_CLOEXEC, 3);
+			if (pk->fds[i] < 0) {
+				pk->n_fds = i;
+				out_packet_free(pk);
+				g_mutex_unlock(&c->lock);
+				conn_end_async(c, "cannot duplicate an fd");
+				return;
+			}
+			pk->n_fds = i + 1;
+		}
+		memfd = -1; /* now the packet's */
+		g_queue_push_tail(&c->pending, pk);
+		gboolean schedule = !c->write_wanted;
+		c->write_wanted = TRUE;
+		g_mutex_unlock(&c->lock);
+		if (schedule)
+			schedule_write(c);
+	} else {
+		g_mutex_unlock(&c->lock);
+		if (r < 0)
+			conn_end_async(c, g_strerror(-r));
+	}
+	if (memfd >= 0)
+		close(memfd);
+}
+
+/* MeshEventSink.destroy: the remote node is gone; stop sending, half-close. */
+static void sink_destroy(void *user_data)
+{
+	UnixConn *c = user_data;
+
+	g_mutex_lock(&c->lock);
+	c->send_closed = TRUE;
+	g_mutex_unlock(&c->lock);
+	schedule_write(c);
+	conn_unref(c);
+}
+
+static const MeshEventSink unix_sink = {
+	.version = 0,
+	.send = sink_send,
+	.destroy = sink_destroy,
+};
+
+/* Handles one received packet. Returns NULL or why the connection must end. */
+static const char *conn_handle_packet(UnixConn *c, const uint8_t *buf, size_t size,
+				      PalFdArray *fds)
+{
+	size_t n_fds = pal_fd_array_len(fds);
+	int *owned = (int *)pal_fd_array_peek_data(fds);
+
+	if (size < PACKET_HEADER_SIZE)
+		return "packet without a header";
+	switch (buf[0]) {
+	case PACKET_EVENT: {
+		int moved[MESH_UNIX_MAX_FDS_PER_PACKET];
+		for (size_t i = 0; i < n_fds; i++)
+			moved[i] = pal_fd_array_steal(fds, i);
+		mesh_node_receive_event(c->owner->node, &c->peer, buf + PACKET_HEADER_SIZE,
+					size - PACKET_HEADER_SIZE, moved, n_fds);
+		return NULL;
+	}
+	case PACKET_LARGE_EVENT: {
+		size_t mem_size;
+		void *map;
+		if (size != PACKET_HEADER_SIZE || n_fds < 1)
+			return "large event without its memfd";
+		int r = pal_memfd_verify_seals(owned[0], &mem_size);
+		if (r < 0)
+			return "large event in a memfd that is not sealed";
+		if (mem_size == 0 || mem_size > MESH_EVENT_MAX_MESSAGE_SIZE + (1u << 20))
+			return "large event of a bad size";
+		map = mmap(NULL, mem_size, PROT_READ, MAP_PRIVATE, owned[0], 0);
+		if (map == MAP_FAILED)
+			return "cannot map a large event";
+		size_t event_size = mesh_event_size(map, mem_size);
+		if (event_size == 0 || event_size > mem_size) {
+			munmap(map, mem_size);
+			return "large event with a bad header";
+		}
+		int moved[MESH_UNIX_MAX_FDS_PER_PACKET];
+		for (size_t i = 1; i < n_fds; i++)
+			moved[i - 1] = pal_fd_array_steal(fds, i);
+		mesh_node_receive_event(c->owner->node, &c->peer, map, event_size, moved,
+					n_fds - 1);
+		munmap(map, mem_size);
+		return NULL;
+	}
+	default:
+		return "unknown packet type";
+	}
+}
+
+static void conn_end(UnixConn *c, const char *reason)
+{
+	MeshUnixNode *owner = c->owner;
+
+	g_mutex_lock(&c->lock);
+	if (c->ended) {
+		g_mutex_unlock(&c->lock);
+		return;
+	}
+	c->ended = TRUE;
+	if (!c->write_shut) {
+		shutdown(c->fd, SHUT_WR);
+		c->write_shut = TRUE;
+	}
+	GSource *source = c->source;
+	c->source = NULL;
+	c->fd_tag = NULL;
+	g_mutex_unlock(&c->lock);
+
+	if (source) {
+		g_source_destroy(source);
+		g_source_unref(source);
+	}
+	if (reason)
+		g_message("mesh: connection to node %s ended: %s",
+			  mesh_uuid_to_string(&c->peer, (char[33]){0}), reason);
+	mesh_remote_node_fail(c->remote, reason ? reason : "remote node disconnected");
+	mesh_remote_node_unref(c->remote);
+	c->remote = NULL;
+
+	g_mutex_lock(&owner->lock);
+	g_ptr_array_remove(owner->conns, c);
+	g_cond_broadcast(&owner->cond);
+	g_mutex_unlock(&owner->lock);
+	conn_unref(c); /* the owner's list */
+}
+
+static gboolean conn_end_cb(gpointer data)
+{
+	EndRequest *req = data;
+	conn_end(req->conn, req->reason);
+	conn_unref(req->conn);
+	g_free(req->reason);
+	g_free(req);
+	return G_SOURCE_REMOVE;
+}
+
+static gboolean conn_dispatch(gint fd, GIOCondition cond, gpointer data)
+{
+	UnixConn *c = data;
+
+	if (cond & G_IO_OUT) {
+		g_mutex_lock(&c->lock);
+		conn_flush_locked(c);
+		conn_update_interest_locked(c);
+		g_mutex_unlock(&c->lock);
+	}
+	if (!(cond & (G_IO_IN | G_IO_HUP | G_IO_ERR)))
+		return G_SOURCE_CONTINUE;
+
+	uint8_t *buf = g_malloc(MESH_UNIX_MAX_PACKET_SIZE);
+	PalFdArray *fds = pal_fd_array_new();
+	const char *reason = NULL;
+	gboolean end = FALSE;
+	conn_ref(c);
+	for (int i = 0; i < RECV_BATCH && !end; i++) {
+		struct iovec iov = {buf, MESH_UNIX_MAX_PACKET_SIZE};
+		ssize_t r = pal_recv_with_fds(c->fd, &iov, 1, fds, MESH_UNIX_MAX_FDS_PER_PACKET,
+					      MSG_DONTWAIT);
+		if (r == -EAGAIN)
+			break;
+		if (r == 0) {
+			end = TRUE; /* the peer's end of stream: a clean end */
+		} else if (r < 0) {
+			end = TRUE;
+			reason = r == -EPROTO ? "too many fds or truncated control data"
+			       : r == -EMSGSIZE ? "packet too large"
+						 : g_strerror((int)-r);
+		} else {
+			reason = conn_handle_packet(c, buf, (size_t)r, fds);
+			end = reason != NULL;
+		}
+		pal_fd_array_clear(fds);
+	}
+	pal_fd_array_free(fds);
+	g_free(buf);
+	if (end)
+		conn_end(c, reason);
+	conn_unref(c);
+	return end ? G_SOURCE_REMOVE : G_SOURCE_CONTINUE;
+}
+
+typedef struct {
+	GSource base;
+	UnixConn *conn;
+	gpointer tag;
+} ConnSource;
+
+static gboolean conn_source_dispatch(GSource *source, GSourceFunc callback, gpointer data)
+{
+	ConnSource *cs = (ConnSource *)source;
+	return conn_dispatch(cs->conn->fd, g_source_query_unix_fd(source, cs->tag), cs->conn);
+}
+
+static void conn_source_finalize(GSource *source)
+{
+	conn_unref(((ConnSource *)source)->conn);
+}
+
+static GSourceFuncs conn_source_funcs = {
+	.dispatch = conn_source_dispatch,
+	.finalize = conn_source_finalize,
+};
+
+static gboolean attach_cb(gpointer data)
+{
+	UnixConn *c = data;
+
+	g_mutex_lock(&c->lock);
+	if (!c->ended) {
+		ConnSource *cs = (ConnSource *)g_source_new(&conn_source_funcs, sizeof(ConnSource));
+		cs->conn = conn_ref(c);
+		cs->tag = g_source_add_unix_fd(&cs->base, c->fd, G_IO_IN | G_IO_HUP | G_IO_ERR);
+		c->source = &cs->base;
+		c->fd_tag = cs->tag;
+		g_source_attach(c->source, c->owner->context);
+		conn_flush_locked(c);
+		conn_update_interest_locked(c);
+	}
+	g_mutex_unlock(&c->lock);
+	conn_unref(c);
+	return G_SOURCE_REMOVE;
+}
+
+static gboolean quit_cb(gpointer data)
+{
+	g_main_loop_quit(data);
+	return G_SOURCE_REMOVE;
+}
+
+static gpointer io_thread(gpointer data)
+{
+	MeshUnixNode *u = data;
+	g_main_context_push_thread_default(u->context);
+	g_main_loop_run(u->loop);
+	g_main_context_pop_thread_default(u->context);
+	return NULL;
+}
+
+MeshUnixNode *mesh_unix_node_new(MeshNode *node, GMainContext *context)
+{
+	MeshUnixNode *u = g_new0(MeshUnixNode, 1);
+
+	u->node = mesh_node_ref(node);
+	g_mutex_init(&u->lock);
+	g_cond_init(&u->cond);
+	u->conns = g_ptr_array_new();
+	if (context) {
+		u->context = g_main_context_ref(context);
+	} else {
+		u->context = g_main_context_new();
+		u->loop = g_main_loop_new(u->context, FALSE);
+		u->thread = g_thread_new("mesh-io", io_thread, u);
+	}
+	return u;
+}
+
+MeshNode *mesh_unix_node_get_node(MeshUnixNode *u)
+{
+	return u->node;
+}
+
+gboolean mesh_unix_node_connect_take(MeshUnixNode *u, const MeshNodeId *peer, int fd,
+				     GError **error)
+{
+	int type = 0;
+	socklen_t len = sizeof(type);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_SEQPACKET) {
+		close(fd);
+		g_set_error(error, MESH_ERROR, MESH_ERROR_INVALID_ARGUMENT,
+			    "not a SOCK_SEQPACKET socket");
+		return FALSE;
+	}
+	pal_fd_set_cloexec(fd, TRUE);
+	pal_fd_set_nonblock(fd, TRUE);
+
+	UnixConn *c = g_new0(UnixConn, 1);
+	c->ref = 1; /* the owner's list */
+	c->owner = u;
+	c->peer = *peer;
+	c->fd = fd;
+	g_mutex_init(&c->lock);
+	g_queue_init(&c->pending);
+	c->remote = mesh_node_add_remote(u->node, peer);
+
+	g_mutex_lock(&u->lock);
+	g_ptr_array_add(u->conns, c);
+	g_mutex_unlock(&u->lock);
+
+	if (!mesh_remote_node_connect(c->remote, &unix_sink, conn_ref(c))) {
+		/* The sink's destroy already dropped its reference. */
+		g_mutex_lock(&c->lock);
+		c->ended = TRUE;
+		g_mutex_unlock(&c->lock);
+		mesh_remote_node_unref(c->remote);
+		c->remote = NULL;
+		g_mutex_lock(&u->lock);
+		g_ptr_array_remove(u->conns, c);
+		g_mutex_unlock(&u->lock);
+		conn_unref(c);
+		g_set_error(error, MESH_ERROR, MESH_ERROR_DUPLICATE,
+			    "duplicate connection to the node (or it failed)");
+		return FALSE;
+	}
+	g_main_context_invoke(u->context, attach_cb, conn_ref(c));
+	return TRUE;
+}
+
+/* Waits on @u->cond, or iterates a caller's context. FALSE at the deadline. */
+static gboolean wait_step(MeshUnixNode *u, gint64 deadline)
+{
+	if (u->thread) {
+		if (deadline < 0) {
+			g_cond_wait(&u->cond, &u->lock);
+			return TRUE;
+		}
+		return g_cond_wait_until(&u->cond, &u->lock, deadline);
+	}
+	g_mutex_unlock(&u->lock);
+	g_main_context_iteration(u->context, FALSE);
+	g_usleep(200);
+	g_mutex_lock(&u->lock);
+	return deadline < 0 || g_get_monotonic_time() < deadline;
+}
+
+static guint count_moving_ports(MeshNode *node)
+{
+	guint n = 0;
+	g_mutex_lock(&node->lock);
+	GHashTableIter it;
+	gpointer value;
+	g_hash_table_iter_init(&it, node->ports);
+	while (g_hash_table_iter_next(&it, NULL, &value)) {
+		PortState s = ((MeshPort *)value)->state; /* racy read: polled */
+		n += s == PORT_SENDING || s == PORT_PROXYING;
+	}
+	g_mutex_unlock(&node->lock);
+	return n;
+}
+
+gboolean mesh_unix_node_shutdown(MeshUnixNode *u, gint64 timeout_us)
+{
+	gint64 deadline = timeout_us < 0 ? -1 : g_get_monotonic_time() + timeout_us;
+	gboolean clean = TRUE;
+
+	/* 1. Let moves finish, so no port is lost in flight. */
+	while (count_moving_ports(u->node) > 0) {
+		if (deadline >= 0 && g_get_monotonic_time() >= deadline) {
+			clean = FALSE;
+			break;
+		}
+		if (!u->thread)
+			g_main_context_iteration(u->context, FALSE);
+		g_usleep(500);
+	}
+
+	/* 2. Flush and half-close every connection. */
+	g_mutex_lock(&u->lock);
+	GPtrArray *conns = g_ptr_array_copy(u->conns, conn_copy, NULL);
+	g_mutex_unlock(&u->lock);
+	for (guint i = 0; i < conns->len; i++) {
+		UnixConn *c = conns->pdata[i];
+		g_mutex_lock(&c->lock);
+		c->send_closed = TRUE;
+		g_mutex_unlock(&c->lock);
+		schedule_write(c);
+	}
+
+	/* 3. Wait for every peer's end of stream. */
+	g_mutex_lock(&u->lock);
+	while (u->conns->len > 0) {
+		if (!wait_step(u, deadline)) {
+			clean = FALSE;
+			break;
+		}
+	}
+	g_mutex_unlock(&u->lock);
+
+	/* 4. Cut what is left. */
+	for (guint i = 0; i < conns->len; i++) {
+		UnixConn *c = conns->pdata[i];
+		conn_end_async(c, clean ? NULL : "shutdown timed out");
+		conn_unref(c);
+	}
+	g_ptr_array_free(conns, TRUE);
+	g_mutex_lock(&u->lock);
+	while (u->conns->len > 0)
+		wait_step(u, -1);
+	g_mutex_unlock(&u->lock);
+	return clean;
+}
+
+void mesh_unix_node_free(MeshUnixNode *u)
+{
+	if (!u)
+		return;
+	g_mutex_lock(&u->lock);
+	GPtrArray *conns = g_ptr_array_copy(u->conns, conn_copy, NULL);
+	g_mutex_unlock(&u->lock);
+	for (guint i = 0; i < conns->len; i++) {
+		conn_end_async(conns->pdata[i], "the transport was freed");
+		conn_unref(conns->pdata[i]);
+	}
+	g_ptr_array_free(conns, TRUE);
+	g_mutex_lock(&u->lock);
+	while (u->conns->len > 0)
+		wait_step(u, -1);
+	g_mutex_unlock(&u->lock);
+
+	if (u->thread) {
+		/* Through the context: a quit before the loop runs would be lost. */
+		g_main_context_invoke(u->context, quit_cb, u->loop);
+		g_thread_join(u->thread);
+		g_main_loop_unref(u->loop);
+	}
+	g_main_context_unref(u->context);
+	g_ptr_array_free(u->conns, TRUE);
+	g_cond_clear(&u->cond);
+	g_mutex_clear(&u->lock);
+	mesh_node_unref(u->node);
+	g_free(u);
+}
