@@ -75,6 +75,15 @@ static Child *spawn_child(const char *scenario, const char *arg)
 	return c;
 }
 
+/* Closes the parent's end of the child's bootstrap port. */
+static void child_close_port(Child *c)
+{
+	test_recv_free(c->recv);
+	c->recv = NULL;
+	mesh_port_close(c->port);
+	c->port = NULL;
+}
+
 /* Waits for the child's exit (bounded) and frees everything. */
 static int child_finish(Child *c)
 {
@@ -89,8 +98,8 @@ static int child_finish(Child *c)
 		pal_child_wait(c->process, &status);
 		ck_abort_msg("child did not exit");
 	}
-	test_recv_free(c->recv);
-	mesh_port_close(c->port);
+	if (c->port)
+		child_close_port(c);
 	pal_child_free(c->process);
 	g_free(c);
 	return status;
@@ -129,8 +138,7 @@ START_TEST(test_echo)
 	Child *c = spawn_child("echo", NULL);
 	port_send_bytes(c->port, "hello");
 	expect_bytes(c->recv, "hello", 5);
-	mesh_port_close(c->port);
-	c->port = NULL;
+	child_close_port(c);
 	ck_assert_int_eq(child_finish(c), 0);
 }
 END_TEST
@@ -149,8 +157,7 @@ START_TEST(test_message_sizes)
 		expect_bytes(c->recv, buf, size);
 	}
 	g_free(buf);
-	mesh_port_close(c->port);
-	c->port = NULL;
+	child_close_port(c);
 	ck_assert_int_eq(child_finish(c), 0);
 }
 END_TEST
@@ -165,8 +172,7 @@ START_TEST(test_huge_message)
 	port_send(c->port, mesh_message_new(buf, size), FALSE);
 	expect_bytes(c->recv, buf, size);
 	g_free(buf);
-	mesh_port_close(c->port);
-	c->port = NULL;
+	child_close_port(c);
 	ck_assert_int_eq(child_finish(c), 0);
 }
 END_TEST
@@ -201,8 +207,7 @@ START_TEST(test_fds_and_no_leak)
 	close(pipefd[1]);
 	ck_assert_int_eq(count_fds(), before);
 
-	mesh_port_close(c->port);
-	c->port = NULL;
+	child_close_port(c);
 	ck_assert_int_eq(child_finish(c), 0);
 }
 END_TEST
@@ -236,8 +241,7 @@ START_TEST(test_port_to_child)
 	}
 	test_recv_free(ry);
 	mesh_port_close(y);
-	mesh_port_close(c->port);
-	c->port = NULL;
+	child_close_port(c);
 	ck_assert_int_eq(child_finish(c), 0);
 	ck_assert_uint_eq(mesh_node_count_ports(parent.node), 0);
 }
@@ -294,8 +298,7 @@ START_TEST(test_child_killed)
 	/* The other child goes on. */
 	port_send_bytes(other->port, "still here");
 	expect_bytes(other->recv, "still here", 10);
-	mesh_port_close(other->port);
-	other->port = NULL;
+	child_close_port(other);
 	ck_assert_int_eq(child_finish(other), 0);
 }
 END_TEST
@@ -327,8 +330,7 @@ static void hostile_case(gboolean (*attack)(int sock, const MeshPortId *port))
 
 	port_send_bytes(good->port, "ok");
 	expect_bytes(good->recv, "ok", 2);
-	mesh_port_close(good->port);
-	good->port = NULL;
+	child_close_port(good);
 	ck_assert_int_eq(child_finish(good), 0);
 	/* Give the I/O thread a moment to drop the dead connection. */
 	for (int i = 0; i < 200 && count_fds() > before - 1; i++)
