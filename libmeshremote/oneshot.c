@@ -1,0 +1,311 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Oneshot channels on ports (upstream mesh_channel_core oneshot.rs,
+ * reference 4.2): the value is one message (field 1 of the wire payload)
+ * sent with the close flag in the same event.
+ *
+ * The receiver sets a handler on its port that keeps the first value (or
+ * the end) under the receiver's own lock, taken under the port lock.
+ */
+#include "channel-private.h"
+
+struct MeshOneshotSender {
+	MeshPort *port;
+	const ProtobufCMessageDescriptor *desc;
+};
+
+typedef enum {
+	ONESHOT_WAITING,
+	ONESHOT_VALUE,
+	ONESHOT_CLOSED,
+	ONESHOT_FAILED,
+	ONESHOT_CORRUPT,
+} OneshotState;
+
+struct MeshOneshotReceiver {
+	GMutex lock;
+	GCond cond;
+	MeshPort *port;
+	const ProtobufCMessageDescriptor *desc;
+	/* Under lock: */
+	OneshotState state;
+	MeshMessage *value;
+	GError *error; /* FAILED, CORRUPT */
+	guint n_waiters;
+};
+
+/* Sender. */
+
+void mesh_oneshot_send_message(MeshOneshotSender *sender, MeshMessage *msg)
+{
+	g_return_if_fail(sender && msg);
+	msg->wrap = MESH_WRAP_FIELD1;
+	port_send(sender->port, msg, TRUE); /* value and close in one event */
+	mesh_port_close(sender->port);      /* already closed: drops the reference */
+	g_free(sender);
+}
+
+void mesh_oneshot_send(MeshOneshotSender *sender, ProtobufCMessage *msg)
+{
+	g_return_if_fail(sender && msg);
+	mesh_oneshot_send_message(sender, mesh_message_new_typed_take(msg));
+}
+
+void mesh_oneshot_sender_free(MeshOneshotSender *sender)
+{
+	if (!sender)
+		return;
+	mesh_port_close(sender->port);
+	g_free(sender);
+}
+
+MeshPort *mesh_oneshot_sender_into_port(MeshOneshotSender *sender)
+{
+	g_return_val_if_fail(sender, NULL);
+	MeshPort *port = sender->port;
+	g_free(sender);
+	return port;
+}
+
+MeshOneshotSender *mesh_oneshot_sender_from_port(MeshPort *port,
+						 const ProtobufCMessageDescriptor *desc)
+{
+	g_return_val_if_fail(port, NULL);
+	MeshOneshotSender *s = g_new(MeshOneshotSender, 1);
+	s->port = port;
+	s->desc = desc;
+	return s;
+}
+
+/* Receiver: handler hooks, called with the port locked. */
+
+static void oneshot_wake_locked(MeshOneshotReceiver *r)
+{
+	if (r->n_waiters)
+		g_cond_broadcast(&r->cond);
+}
+
+static void oneshot_on_message(MeshPort *port, void *data, MeshMessage *msg, Deferred *d)
+{
+	MeshOneshotReceiver *r = data;
+	GError *error = NULL;
+
+	if (channel_unwrap(msg, &error) == 0 && msg->wrap == MESH_WRAP_PORT) {
+		deferred_release_message(d, msg);
+		msg = NULL;
+		error = g_error_new(MESH_ERROR, MESH_ERROR_CORRUPTION,
+				    "unexpected port message on a oneshot");
+	}
+	g_mutex_lock(&r->lock);
+	if (r->state == ONESHOT_WAITING && !error) {
+		r->value = msg;
+		r->state = ONESHOT_VALUE;
+		oneshot_wake_locked(r);
+	} else if (r->state == ONESHOT_WAITING || r->state == ONESHOT_VALUE) {
+		/* A second message, or a malformed one: the value is discarded. */
+		if (!error)
+			error = g_error_new(MESH_ERROR, MESH_ERROR_CORRUPTION,
+					    "unexpected oneshot message");
+		deferred_release_message(d, r->value);
+		deferred_release_message(d, msg);
+		r->value = NULL;
+		msg = NULL;
+		r->state = ONESHOT_CORRUPT;
+		r->error = error;
+		error = NULL;
+		oneshot_wake_locked(r);
+		channel_fail_port_later(d, port, r->error->message);
+	} else {
+		deferred_release_message(d, msg);
+		msg = NULL;
+	}
+	g_mutex_unlock(&r->lock);
+	if (error)
+		g_error_free(error);
+}
+
+static void oneshot_on_close(MeshPort *port, void *data, Deferred *d)
+{
+	MeshOneshotReceiver *r = data;
+
+	g_mutex_lock(&r->lock);
+	if (r->state == ONESHOT_WAITING) {
+		r->state = ONESHOT_CLOSED;
+		oneshot_wake_locked(r);
+	}
+	g_mutex_unlock(&r->lock);
+}
+
+static void oneshot_on_fail(MeshPort *port, void *data, const GError *error, Deferred *d)
+{
+	MeshOneshotReceiver *r = data;
+
+	g_mutex_lock(&r->lock);
+	if (r->state == ONESHOT_WAITING) {
+		/* Failure may overtake nothing here: a value already kept stays. */
+		r->state = ONESHOT_FAILED;
+		r->error = g_error_copy(error);
+		oneshot_wake_locked(r);
+	}
+	g_mutex_unlock(&r->lock);
+}
+
+static const PortHandler oneshot_handler = {
+	.message = oneshot_on_message,
+	.close = oneshot_on_close,
+	.fail = oneshot_on_fail,
+};
+
+MeshOneshotReceiver *mesh_oneshot_receiver_from_port(MeshPort *port,
+						     const ProtobufCMessageDescriptor *desc)
+{
+	g_return_val_if_fail(port, NULL);
+	MeshOneshotReceiver *r = g_new0(MeshOneshotReceiver, 1);
+
+	g_mutex_init(&r->lock);
+	g_cond_init(&r->cond);
+	r->port = port;
+	r->desc = desc;
+	r->state = ONESHOT_WAITING;
+	port_set_handler(port, &oneshot_handler, r);
+	return r;
+}
+
+void mesh_oneshot_new(const ProtobufCMessageDescriptor *desc, MeshOneshotSender **ret_sender,
+		      MeshOneshotReceiver **ret_receiver)
+{
+	MeshPort *a, *b;
+
+	g_return_if_fail(ret_sender && ret_receiver);
+	mesh_port_new_pair(&a, &b);
+	*ret_sender = mesh_oneshot_sender_from_port(a, desc);
+	*ret_receiver = mesh_oneshot_receiver_from_port(b, desc);
+}
+
+/* Frees the receiver state; the port was already closed or handed out. */
+static void oneshot_receiver_destroy(MeshOneshotReceiver *r)
+{
+	mesh_message_free(r->value);
+	g_clear_error(&r->error);
+	g_cond_clear(&r->cond);
+	g_mutex_clear(&r->lock);
+	g_free(r);
+}
+
+void mesh_oneshot_receiver_free(MeshOneshotReceiver *receiver)
+{
+	if (!receiver)
+		return;
+	/* Clears the handler under the port lock: no hook runs after this. */
+	mesh_port_close(receiver->port);
+	oneshot_receiver_destroy(receiver);
+}
+
+MeshPort *mesh_oneshot_receiver_into_port(MeshOneshotReceiver *r)
+{
+	MeshPort *port, *a, *b;
+
+	g_return_val_if_fail(r, NULL);
+	port_set_handler(r->port, NULL, NULL); /* no hook runs after this */
+	port = r->port;
+	switch (r->state) {
+	case ONESHOT_VALUE:
+		/* The value left the port already: resend it on a new one. */
+		mesh_port_new_pair(&a, &b);
+		r->value->wrap = MESH_WRAP_FIELD1;
+		port_send(a, r->value, TRUE);
+		r->value = NULL;
+		mesh_port_close(a);
+		mesh_port_close(port);
+		port = b;
+		break;
+	case ONESHOT_CORRUPT:
+		/* Stands for the failure; the old port is failed (or about to be). */
+		mesh_port_new_pair(&a, &b);
+		port_fail(a, r->error->message);
+		mesh_port_close(a);
+		mesh_port_close(port);
+		port = b;
+		break;
+	default:
+		/* Waiting, closed or failed: the port itself carries that. */
+		break;
+	}
+	oneshot_receiver_destroy(r);
+	return port;
+}
+
+/* Waits for the outcome; TRUE with the value (@r consumed) or FALSE with @error. */
+static gboolean oneshot_wait(MeshOneshotReceiver *r, gint64 timeout_us, MeshMessage **ret,
+			     GError **error)
+{
+	gint64 deadline = timeout_us > 0 ? channel_deadline(timeout_us) : -1;
+	gboolean expired = FALSE;
+
+	g_mutex_lock(&r->lock);
+	while (r->state == ONESHOT_WAITING) {
+		if (timeout_us == 0 || expired) {
+			g_mutex_unlock(&r->lock);
+			if (timeout_us == 0)
+				g_set_error(error, MESH_ERROR, MESH_ERROR_EMPTY, "no value yet");
+			else
+				g_set_error(error, MESH_ERROR, MESH_ERROR_TIMED_OUT,
+					    "no value within the timeout");
+			return FALSE;
+		}
+		r->n_waiters++;
+		if (!channel_cond_wait(&r->cond, &r->lock, deadline))
+			expired = TRUE;
+		r->n_waiters--;
+	}
+	OneshotState state = r->state;
+	MeshMessage *value = r->value;
+	GError *err = r->error;
+	r->value = NULL;
+	r->error = NULL;
+	g_mutex_unlock(&r->lock);
+
+	mesh_oneshot_receiver_free(r);
+	switch (state) {
+	case ONESHOT_VALUE:
+		*ret = value;
+		return TRUE;
+	case ONESHOT_CLOSED:
+		g_set_error(error, MESH_ERROR, MESH_ERROR_CLOSED,
+			    "the oneshot sender was dropped without sending");
+		return FALSE;
+	default:
+		g_propagate_error(error, err);
+		return FALSE;
+	}
+}
+
+gboolean mesh_oneshot_recv(MeshOneshotReceiver *receiver, gint64 timeout_us,
+			   ProtobufCMessage **ret_msg, GError **error)
+{
+	MeshMessage *msg;
+
+	g_return_val_if_fail(receiver && receiver->desc && ret_msg, FALSE);
+	const ProtobufCMessageDescriptor *desc = receiver->desc;
+	if (!oneshot_wait(receiver, timeout_us, &msg, error))
+		return FALSE;
+	*ret_msg = mesh_message_into_typed(msg, desc, error);
+	return *ret_msg != NULL;
+}
+
+gboolean mesh_oneshot_recv_message(MeshOneshotReceiver *receiver, gint64 timeout_us,
+				   MeshMessage **ret_msg, GError **error)
+{
+	MeshMessage *msg;
+
+	g_return_val_if_fail(receiver && ret_msg, FALSE);
+	if (!oneshot_wait(receiver, timeout_us, &msg, error))
+		return FALSE;
+	if (message_ensure_bytes(msg, error) < 0) {
+		mesh_message_free(msg);
+		return FALSE;
+	}
+	msg->wrap = MESH_WRAP_NONE;
+	*ret_msg = msg;
+	return TRUE;
+}
