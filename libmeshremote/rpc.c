@@ -1,0 +1,428 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * RPC on channels (upstream mesh_channel rpc.rs, reference 4.3 and 3.9).
+ *
+ * A request is an mpsc message whose payload (field 1 of the channel
+ * framing) is upstream's Rpc<I, R>: {1: I, 2: OneshotSender port}. The reply
+ * travels on that oneshot as upstream's FailableRpc result,
+ * Result<R, RemoteError> = oneof {1: R, 2: RemoteError}, where RemoteError
+ * = {1: {1: repeated string}} (the error's message, then each cause).
+ *
+ * The bytes are composed and parsed here by hand around messages encoded by
+ * libmeshpayload, so the input and the reply may carry resources (wire type
+ * 6). See doc/libmeshremote-channels.md for the exact bytes.
+ */
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "channel-private.h"
+
+struct MeshRpc {
+	ProtobufCMessage *input;
+	MeshOneshotSender *reply;
+};
+
+/* Wire helpers. */
+
+enum {
+	WT_VARINT = 0,
+	WT_FIXED64 = 1,
+	WT_LEN = 2,
+	WT_FIXED32 = 5,
+	WT_MESH = 6,
+	WT_RESOURCE = 7,
+};
+
+static size_t put_varint(uint8_t *out, uint64_t v)
+{
+	size_t n = 0;
+
+	while (v >= 0x80) {
+		out[n++] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	out[n++] = (uint8_t)v;
+	return n;
+}
+
+static gboolean get_varint(const uint8_t **p, const uint8_t *end, uint64_t *ret)
+{
+	uint64_t v = 0;
+
+	for (unsigned shift = 0; shift < 64 && *p < end; shift += 7) {
+		uint8_t b = *(*p)++;
+		v |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80)) {
+			*ret = v;
+			return TRUE;
+		}
+	}
+	return FALSE;
+}
+
+/* Appends a message field: key, [resource count,] length, then @data. */
+static void put_message_field(GByteArray *out, guint field, const uint8_t *data, size_t size,
+			      size_t n_res)
+{
+	uint8_t head[32];
+	size_t k = 0;
+
+	k += put_varint(head + k, ((uint64_t)field << 3) | (n_res ? WT_MESH : WT_LEN));
+	if (n_res)
+		k += put_varint(head + k, n_res);
+	k += put_varint(head + k, size);
+	g_byte_array_append(out, head, (guint)k);
+	if (size)
+		g_byte_array_append(out, data, (guint)size);
+}
+
+/* One field of a message being parsed, with its share of the resources. */
+typedef struct {
+	const uint8_t *p, *end;
+	size_t next_res, n_res;
+} Reader;
+
+typedef struct {
+	guint32 number;
+	guint type;
+	const uint8_t *data; /* WT_LEN, WT_MESH */
+	size_t size;
+	size_t res_first, res_count; /* WT_MESH, WT_RESOURCE */
+} Field;
+
+/* Returns 1 with a field, 0 at the end, -1 for malformed input. */
+static int reader_next(Reader *rd, Field *f)
+{
+	uint64_t key, v, count = 0;
+
+	if (rd->p == rd->end)
+		return 0;
+	memset(f, 0, sizeof(*f));
+	if (!get_varint(&rd->p, rd->end, &key) || (key >> 3) == 0 || (key >> 3) > 0x1fffffff)
+		return -1;
+	f->number = (guint32)(key >> 3);
+	f->type = key & 7;
+	switch (f->type) {
+	case WT_VARINT:
+		return get_varint(&rd->p, rd->end, &v) ? 1 : -1;
+	case WT_FIXED64:
+	case WT_FIXED32: {
+		size_t n = f->type == WT_FIXED64 ? 8 : 4;
+		if ((size_t)(rd->end - rd->p) < n)
+			return -1;
+		rd->p += n;
+		return 1;
+	}
+	case WT_MESH:
+		if (!get_varint(&rd->p, rd->end, &count) || count > rd->n_res - rd->next_res)
+			return -1;
+		/* fall through */
+	case WT_LEN:
+		if (!get_varint(&rd->p, rd->end, &v) || v > (uint64_t)(rd->end - rd->p))
+			return -1;
+		f->data = rd->p;
+		f->size = (size_t)v;
+		rd->p += v;
+		f->res_first = rd->next_res;
+		f->res_count = (size_t)count;
+		rd->next_res += (size_t)count;
+		return 1;
+	case WT_RESOURCE:
+		if (rd->next_res >= rd->n_res)
+			return -1;
+		f->res_first = rd->next_res++;
+		f->res_count = 1;
+		return 1;
+	default:
+		return -1;
+	}
+}
+
+/* Moves entries [first, first + count) of @src into a new list; NULL if one is missing. */
+static MeshPayloadResources *resources_take_range(MeshPayloadResources *src, size_t first,
+						  size_t count)
+{
+	MeshPayloadResources *res = mesh_payload_resources_new();
+
+	if (!res)
+		return NULL;
+	for (size_t i = first; i < first + count; i++) {
+		int r = -EINVAL;
+		switch (src ? mesh_payload_resources_get_kind(src, i) : MESH_PAYLOAD_RESOURCE_NONE) {
+		case MESH_PAYLOAD_RESOURCE_FD: {
+			int fd = mesh_payload_resources_steal_fd(src, i);
+			r = mesh_payload_resources_append_fd_take(res, fd);
+			if (r < 0)
+				close(fd);
+			break;
+		}
+		case MESH_PAYLOAD_RESOURCE_PORT: {
+			MeshPayloadObject *o = mesh_payload_resources_steal_port(src, i);
+			r = mesh_payload_resources_append_port_take(res, o);
+			if (r < 0)
+				mesh_payload_object_release(o);
+			break;
+		}
+		default:
+			break;
+		}
+		if (r < 0) {
+			mesh_payload_resources_free(res);
+			return NULL;
+		}
+	}
+	return res;
+}
+
+/* Decodes @desc from a field's bytes and resources (taken from @src). */
+static ProtobufCMessage *decode_field(const ProtobufCMessageDescriptor *desc, const Field *f,
+				      MeshPayloadResources *src, GError **error)
+{
+	MeshPayloadError perr;
+	ProtobufCMessage *msg = NULL;
+	MeshPayloadResources *res = resources_take_range(src, f->res_first, f->res_count);
+
+	if (!res) {
+		g_set_error(error, MESH_ERROR, MESH_ERROR_CORRUPTION, "missing resource");
+		return NULL;
+	}
+	if (mesh_payload_decode(desc, f->data, f->size, res, NULL, &msg, &perr) < 0) {
+		g_set_error(error, MESH_ERROR, MESH_ERROR_CORRUPTION, "%s", perr.message);
+		msg = NULL;
+	}
+	mesh_payload_resources_free(res);
+	return msg;
+}
+
+/* Encodes @msg (taken) as field @field of @out, its resources into @res. */
+static gboolean encode_field(GByteArray *out, guint field, ProtobufCMessage *msg,
+			     MeshPayloadResources *res, gboolean always, GError **error)
+{
+	MeshPayloadError perr;
+	uint8_t *data = NULL;
+	size_t size = 0;
+	size_t before = mesh_payload_resources_len(res);
+
+	if (mesh_payload_encode_alloc(msg, &data, &size, res, &perr) < 0) {
+		g_set_error(error, MESH_ERROR, MESH_ERROR_CORRUPTION, "%s", perr.message);
+		mesh_payload_message_free(msg);
+		return FALSE;
+	}
+	mesh_payload_message_free(msg); /* its resources moved to @res */
+	size_t n_res = mesh_payload_resources_len(res) - before;
+	/* An empty nested message is omitted, except where a value must be written. */
+	if (always || size || n_res)
+		put_message_field(out, field, data, size, n_res);
+	free(data);
+	return TRUE;
+}
+
+static MeshMessage *message_from_bytes(GByteArray *bytes, MeshPayloadResources *res)
+{
+	size_t size = bytes->len;
+	uint8_t *data = NULL;
+
+	if (size)
+		data = g_byte_array_free(bytes, FALSE);
+	else
+		g_byte_array_free(bytes, TRUE);
+	return message_new_bytes_take(data, size, res, MESH_WRAP_NONE);
+}
+
+/* RemoteError = {1: {1: repeated string}}, parsed into "a: b: c". */
+static char *remote_error_parse(const uint8_t *data, size_t size)
+{
+	Reader outer = {data, data + size, 0, 0};
+	GString *chain = g_string_new(NULL);
+	gboolean any = FALSE;
+	Field f, g;
+	int r;
+
+	while ((r = reader_next(&outer, &f)) > 0) {
+		if (f.number != 1 || f.type != WT_LEN)
+			continue;
+		Reader inner = {f.data, f.data + f.size, 0, 0};
+		while (reader_next(&inner, &g) > 0) {
+			if (g.number != 1 || g.type != WT_LEN)
+				continue;
+			if (any)
+				g_string_append(chain, ": ");
+			g_string_append_len(chain, (const char *)g.data, (gssize)g.size);
+			any = TRUE;
+		}
+	}
+	if (!any)
+		g_string_assign(chain, "no error information");
+	return g_string_free(chain, FALSE);
+}
+
+/* Client. */
+
+gboolean mesh_rpc_call(MeshSender *sender, ProtobufCMessage *input,
+		       const ProtobufCMessageDescriptor *reply_desc, gint64 timeout_us,
+		       ProtobufCMessage **ret_reply, GError **error)
+{
+	MeshOneshotSender *os;
+	MeshOneshotReceiver *orx;
+	MeshMessage *reply;
+	GError *err = NULL;
+
+	g_return_val_if_fail(sender && input && reply_desc && ret_reply, FALSE);
+
+	/* {1: input, 2: reply port} */
+	GByteArray *bytes = g_byte_array_new();
+	MeshPayloadResources *res = mesh_payload_resources_new();
+	if (!encode_field(bytes, 1, input, res, FALSE, error)) {
+		g_byte_array_free(bytes, TRUE);
+		mesh_payload_resources_free(res);
+		return FALSE;
+	}
+	mesh_oneshot_new(NULL, &os, &orx);
+	uint8_t key = (2 << 3) | WT_RESOURCE;
+	g_byte_array_append(bytes, &key, 1);
+	mesh_payload_resources_append_port_take(res,
+						mesh_port_as_object(mesh_oneshot_sender_into_port(os)));
+	mesh_sender_send_message(sender, message_from_bytes(bytes, res));
+
+	if (!mesh_oneshot_recv_message(orx, timeout_us, &reply, &err)) {
+		if (g_error_matches(err, MESH_ERROR, MESH_ERROR_EMPTY) ||
+		    g_error_matches(err, MESH_ERROR, MESH_ERROR_TIMED_OUT))
+			mesh_oneshot_receiver_free(orx); /* not consumed; a late reply is dropped */
+		g_propagate_error(error, err);
+		return FALSE;
+	}
+
+	/* Result<R, RemoteError>: the last variant present wins. */
+	size_t size;
+	const uint8_t *data = mesh_message_get_data(reply, &size);
+	Reader rd = {data, data + size, 0, mesh_message_get_n_resources(reply)};
+	Field f, variant = {0};
+	int r;
+	while ((r = reader_next(&rd, &f)) > 0)
+		if ((f.number == 1 && (f.type == WT_LEN || f.type == WT_MESH)) ||
+		    (f.number == 2 && f.type == WT_LEN))
+			variant = f;
+	gboolean ok = FALSE;
+	if (r < 0) {
+		g_set_error(error, MESH_ERROR, MESH_ERROR_CORRUPTION, "malformed rpc reply");
+	} else if (variant.number == 1) {
+		*ret_reply = decode_field(reply_desc, &variant, reply->res, error);
+		ok = *ret_reply != NULL;
+	} else if (variant.number == 2) {
+		char *chain = remote_error_parse(variant.data, variant.size);
+		g_set_error(error, MESH_ERROR, MESH_ERROR_REMOTE, "%s", chain);
+		g_free(chain);
+	} else {
+		g_set_error(error, MESH_ERROR, MESH_ERROR_CORRUPTION,
+			    "rpc reply without a result (missing enum variant)");
+	}
+	mesh_message_free(reply);
+	return ok;
+}
+
+/* Server. */
+
+gboolean mesh_receiver_recv_rpc(MeshReceiver *receiver, const ProtobufCMessageDescriptor *input_desc,
+				gint64 timeout_us, MeshRpc **ret_rpc, GError **error)
+{
+	MeshMessage *msg;
+
+	g_return_val_if_fail(receiver && input_desc && ret_rpc, FALSE);
+	if (!mesh_receiver_recv_message(receiver, timeout_us, &msg, error))
+		return FALSE;
+
+	size_t size;
+	const uint8_t *data = mesh_message_get_data(msg, &size);
+	Reader rd = {data, data + size, 0, mesh_message_get_n_resources(msg)};
+	Field f, in = {.number = 1, .type = WT_LEN};
+	gboolean have_port = FALSE;
+	size_t port_index = 0;
+	int r;
+	while ((r = reader_next(&rd, &f)) > 0) {
+		if (f.number == 1 && (f.type == WT_LEN || f.type == WT_MESH)) {
+			in = f;
+		} else if (f.number == 2 && f.type == WT_RESOURCE) {
+			have_port = TRUE;
+			port_index = f.res_first;
+		}
+	}
+	MeshPort *port = r == 0 && have_port ? mesh_message_steal_port(msg, (guint)port_index) : NULL;
+	if (!port) {
+		g_set_error(error, MESH_ERROR, MESH_ERROR_CORRUPTION,
+			    r < 0 ? "malformed rpc request" : "rpc request without a reply port");
+		mesh_message_free(msg);
+		return FALSE;
+	}
+	ProtobufCMessage *input = decode_field(input_desc, &in, msg->res, error);
+	mesh_message_free(msg);
+	if (!input) {
+		mesh_port_close(port); /* the caller sees MESH_ERROR_CLOSED */
+		return FALSE;
+	}
+	MeshRpc *rpc = g_new(MeshRpc, 1);
+	rpc->input = input;
+	rpc->reply = mesh_oneshot_sender_from_port(port, NULL);
+	*ret_rpc = rpc;
+	return TRUE;
+}
+
+ProtobufCMessage *mesh_rpc_get_input(MeshRpc *rpc)
+{
+	g_return_val_if_fail(rpc, NULL);
+	return rpc->input;
+}
+
+static void rpc_reply(MeshRpc *rpc, GByteArray *bytes, MeshPayloadResources *res)
+{
+	mesh_oneshot_send_message(rpc->reply, message_from_bytes(bytes, res));
+	rpc->reply = NULL;
+	mesh_rpc_free(rpc);
+}
+
+void mesh_rpc_complete(MeshRpc *rpc, ProtobufCMessage *reply)
+{
+	GError *error = NULL;
+
+	g_return_if_fail(rpc && reply);
+	/* Ok(R): field 1, written even when empty. */
+	GByteArray *bytes = g_byte_array_new();
+	MeshPayloadResources *res = mesh_payload_resources_new();
+	if (!encode_field(bytes, 1, reply, res, TRUE, &error)) {
+		g_byte_array_free(bytes, TRUE);
+		mesh_payload_resources_free(res);
+		g_prefix_error(&error, "the reply could not be encoded: ");
+		g_warning("%s", error->message);
+		mesh_rpc_fail(rpc, error);
+		g_error_free(error);
+		return;
+	}
+	rpc_reply(rpc, bytes, res);
+}
+
+void mesh_rpc_fail(MeshRpc *rpc, const GError *error)
+{
+	g_return_if_fail(rpc);
+	/* Err(RemoteError): {2: {1: {1: repeated string}}} */
+	char **chain = g_strsplit(error ? error->message : "", ": ", -1);
+	GByteArray *list = g_byte_array_new();
+	for (char **s = chain; *s; s++)
+		put_message_field(list, 1, (const uint8_t *)*s, strlen(*s), 0);
+	g_strfreev(chain);
+	GByteArray *remote = g_byte_array_new();
+	if (list->len)
+		put_message_field(remote, 1, list->data, list->len, 0);
+	GByteArray *bytes = g_byte_array_new();
+	put_message_field(bytes, 2, remote->data, remote->len, 0);
+	g_byte_array_free(list, TRUE);
+	g_byte_array_free(remote, TRUE);
+	rpc_reply(rpc, bytes, NULL);
+}
+
+void mesh_rpc_free(MeshRpc *rpc)
+{
+	if (!rpc)
+		return;
+	mesh_payload_message_free(rpc->input);
+	mesh_oneshot_sender_free(rpc->reply);
+	g_free(rpc);
+}
