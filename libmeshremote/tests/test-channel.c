@@ -808,6 +808,45 @@ START_TEST(test_callbacks)
 }
 END_TEST
 
+/* Each message on its own clone, made and dropped concurrently (as a leader request). */
+static gpointer clone_sender_thread(gpointer data)
+{
+	SenderThread *t = data;
+
+	for (guint i = 0; i < t->count; i++) {
+		MeshSender *c = mesh_sender_clone(t->sender);
+		mesh_sender_send(c, &text_new("c", i, t->index)->base);
+		mesh_sender_free(c);
+	}
+	return NULL;
+}
+
+START_TEST(test_callbacks_clone_per_message)
+{
+	MeshSender *s;
+	MeshReceiver *r;
+	SenderThread t[N_THREADS];
+	GThread *threads[N_THREADS];
+	LoopThread lt;
+	CallbackState st = {.lt = &lt};
+
+	loop_thread_start(&lt);
+	mesh_channel_new(&chantest__text__descriptor, &s, &r);
+	mesh_receiver_set_callback(r, lt.context, count_cb, &st, NULL);
+	for (guint i = 0; i < N_THREADS; i++) {
+		t[i] = (SenderThread){s, i, 2000};
+		threads[i] = g_thread_new("cloner", clone_sender_thread, &t[i]);
+	}
+	for (guint i = 0; i < N_THREADS; i++)
+		g_thread_join(threads[i]);
+	mesh_sender_free(s);
+	loop_thread_join(&lt);
+	ck_assert(st.closed);
+	ck_assert_uint_eq(st.received, N_THREADS * 2000);
+	mesh_receiver_free(r);
+}
+END_TEST
+
 static void relock_cb(MeshReceiver *r, gpointer data)
 {
 	CallbackState *st = data;
@@ -1596,6 +1635,60 @@ START_TEST(test_net_rpc_and_oneshot)
 }
 END_TEST
 
+typedef struct {
+	TestNet *net;
+	gint stop;
+} Pumper;
+
+static gpointer pump_thread(gpointer data)
+{
+	Pumper *pm = data;
+
+	while (!g_atomic_int_get(&pm->stop))
+		if (!test_net_step(pm->net))
+			g_usleep(50);
+	return NULL;
+}
+
+START_TEST(test_net_clone_per_message)
+{
+	TestNet *net = test_net_new(2, 0);
+	MeshPort *p0, *p1;
+	SenderThread t[N_THREADS];
+	GThread *threads[N_THREADS];
+	LoopThread lt;
+	CallbackState st = {.lt = &lt};
+	Pumper pm = {net, 0};
+
+	/* Senders on node 1 clone, send and drop concurrently; two threads deliver. */
+	test_net_port_pair(net, 0, 1, &p0, &p1);
+	MeshSender *s = mesh_sender_from_port(p1, &chantest__text__descriptor);
+	MeshReceiver *r = mesh_receiver_from_port(p0, &chantest__text__descriptor);
+	loop_thread_start(&lt);
+	mesh_receiver_set_callback(r, lt.context, count_cb, &st, NULL);
+	GThread *pumpers[2] = {g_thread_new("pump", pump_thread, &pm),
+			       g_thread_new("pump", pump_thread, &pm)};
+	for (guint i = 0; i < N_THREADS; i++) {
+		t[i] = (SenderThread){s, i, 300};
+		threads[i] = g_thread_new("cloner", clone_sender_thread, &t[i]);
+	}
+	for (guint i = 0; i < N_THREADS; i++)
+		g_thread_join(threads[i]);
+	mesh_sender_free(s);
+	loop_thread_join(&lt);
+	g_atomic_int_set(&pm.stop, 1);
+	g_thread_join(pumpers[0]);
+	g_thread_join(pumpers[1]);
+	ck_assert(st.closed);
+	ck_assert_uint_eq(st.received, N_THREADS * 300);
+	mesh_receiver_free(r);
+	test_net_pump(net);
+	for (guint i = 0; i < net->n; i++)
+		ck_assert_uint_eq(mesh_node_count_ports(net->nodes[i]), 0);
+	test_net_free(net);
+}
+END_TEST
+
 START_TEST(test_net_node_failure)
 {
 	TestNet *net = test_net_new(2, 0);
@@ -1674,6 +1767,7 @@ int main(void)
 	tcase_set_timeout(threads, 120);
 	tcase_add_test(threads, test_threads);
 	tcase_add_test(threads, test_callbacks);
+	tcase_add_test(threads, test_callbacks_clone_per_message);
 	tcase_add_test(threads, test_callback_not_locked);
 	tcase_add_test(threads, test_callback_replace);
 	suite_add_tcase(s, threads);
@@ -1700,6 +1794,7 @@ int main(void)
 	tcase_add_test(net, test_net_receiver_moved);
 	tcase_add_test(net, test_net_rpc_and_oneshot);
 	tcase_add_test(net, test_net_node_failure);
+	tcase_add_test(net, test_net_clone_per_message);
 	suite_add_tcase(s, net);
 
 	SRunner *sr = srunner_create(s);
