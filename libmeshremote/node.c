@@ -24,7 +24,7 @@ static void packet_free(Packet *pk)
 	g_free(pk);
 }
 
-static guint uuid_hash(gconstpointer key)
+guint mesh_uuid_hash(gconstpointer key)
 {
 	const MeshUuid *id = key;
 	guint h;
@@ -32,7 +32,7 @@ static guint uuid_hash(gconstpointer key)
 	return h;
 }
 
-static gboolean uuid_equal(gconstpointer a, gconstpointer b)
+gboolean mesh_uuid_equal(gconstpointer a, gconstpointer b)
 {
 	return memcmp(a, b, sizeof(MeshUuid)) == 0;
 }
@@ -52,8 +52,8 @@ MeshNode *mesh_node_new_with_id(const MeshNodeId *id)
 	node->ref = 1;
 	node->id = *id;
 	g_mutex_init(&node->lock);
-	node->ports = g_hash_table_new(uuid_hash, uuid_equal);
-	node->remotes = g_hash_table_new(uuid_hash, uuid_equal);
+	node->ports = g_hash_table_new(mesh_uuid_hash, mesh_uuid_equal);
+	node->remotes = g_hash_table_new(mesh_uuid_hash, mesh_uuid_equal);
 	return node;
 }
 
@@ -349,7 +349,7 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 	Packet *pk = g_new0(Packet, 1);
 
 	if (!from) {
-		g_warning("mesh: event for a remote node from a port without a node dropped");
+		g_warning("mesh: event (type %d seq %llu) for a remote node from a port without a node dropped", ev->type, (unsigned long long)ev->seq);
 		goto drop;
 	}
 	if (msg) {
@@ -447,7 +447,7 @@ static MeshPort *materialize_port(MeshNode *node, const MeshResourceData *rd, De
 	z->next_local_seq = rd->next_local_seq;
 	if (mesh_uuid_is_zero(&rd->peer_port)) {
 		failure = "the port was failed when it was sent";
-	} else if (uuid_equal(&rd->peer_node, &node->id)) {
+	} else if (mesh_uuid_equal(&rd->peer_node, &node->id)) {
 		z->peer.local = node_lookup_port(node, &rd->peer_port);
 		if (!z->peer.local) {
 			failure = "unknown local port";
@@ -459,7 +459,7 @@ static MeshPort *materialize_port(MeshNode *node, const MeshResourceData *rd, De
 		if (remote_node_is_failed(z->peer.remote))
 			failure = "the peer's node failed";
 	}
-	if (!failure && !uuid_equal(&rd->old_node, &node->id)) {
+	if (!failure && !mesh_uuid_equal(&rd->old_node, &node->id)) {
 		old = node_get_remote(node, &rd->old_node);
 		if (remote_node_is_failed(old)) {
 			failure = "the sending node failed";
@@ -547,7 +547,7 @@ void mesh_node_receive_event(MeshNode *node, const MeshNodeId *from, const uint8
 		MeshChangePeerData cp;
 		mesh_event_read_change_peer(&view, &cp);
 		ev->seq_delta = cp.seq_delta;
-		if (uuid_equal(&cp.node, &node->id)) {
+		if (mesh_uuid_equal(&cp.node, &node->id)) {
 			ev->new_peer.local = node_lookup_port(node, &cp.port);
 			if (!ev->new_peer.local) {
 				/* The port it names is gone: the destination fails. */

@@ -196,6 +196,8 @@ PortRecv port_try_recv(MeshPort *port, MeshMessage **ret_msg, GError **error);
 gboolean port_send_bytes(MeshPort *port, const char *text);
 
 /* node.c */
+guint mesh_uuid_hash(gconstpointer key);
+gboolean mesh_uuid_equal(gconstpointer a, gconstpointer b);
 MeshRemoteNode *node_get_remote(MeshNode *node, const MeshNodeId *id);
 void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPortId *dest,
 			    Event *ev);

@@ -12,7 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "remote-private.h"
+#include "unix-private.h"
 
 #define PACKET_HEADER_SIZE 8
 #define PACKET_EVENT 1
@@ -30,16 +30,6 @@ typedef struct {
 } OutPacket;
 
 typedef struct UnixConn UnixConn;
-
-struct MeshUnixNode {
-	MeshNode *node;
-	GMainContext *context;
-	GMainLoop *loop;
-	GThread *thread;
-	GMutex lock;
-	GCond cond;
-	GPtrArray *conns; /* UnixConn * (strong) */
-};
 
 struct UnixConn {
 	gint ref;
@@ -484,9 +474,18 @@ static gpointer io_thread(gpointer data)
 
 MeshUnixNode *mesh_unix_node_new(MeshNode *node, GMainContext *context)
 {
+	MeshUnixNode *u = unix_node_new_follower(node, context);
+	unix_leader_start(u);
+	return u;
+}
+
+MeshUnixNode *unix_node_new_follower(MeshNode *node, GMainContext *context)
+{
 	MeshUnixNode *u = g_new0(MeshUnixNode, 1);
 
 	u->node = mesh_node_ref(node);
+	u->pending = g_hash_table_new(mesh_uuid_hash, mesh_uuid_equal);
+	unix_connector_install(u);
 	g_mutex_init(&u->lock);
 	g_cond_init(&u->cond);
 	u->conns = g_ptr_array_new();
@@ -569,6 +568,54 @@ static gboolean wait_step(MeshUnixNode *u, gint64 deadline)
 	return deadline < 0 || g_get_monotonic_time() < deadline;
 }
 
+typedef struct {
+	MeshUnixNode *u;
+	GMutex lock;
+	GCond cond;
+	gboolean done;
+} SyncStop;
+
+static gboolean leader_stop_cb(gpointer data)
+{
+	SyncStop *s = data;
+	unix_leader_stop(s->u);
+	g_mutex_lock(&s->lock);
+	s->done = TRUE;
+	g_cond_signal(&s->cond);
+	g_mutex_unlock(&s->lock);
+	return G_SOURCE_REMOVE;
+}
+
+/*
+ * Stops leading and following on the I/O context, so that no channel
+ * callback of the leader runs while its state is freed.
+ */
+static void leader_stop_sync(MeshUnixNode *u)
+{
+	if (!u->thread || g_thread_self() == u->thread) {
+		unix_leader_stop(u);
+		return;
+	}
+	SyncStop s = {.u = u};
+	g_mutex_init(&s.lock);
+	g_cond_init(&s.cond);
+	g_main_context_invoke(u->context, leader_stop_cb, &s);
+	g_mutex_lock(&s.lock);
+	while (!s.done)
+		g_cond_wait(&s.cond, &s.lock);
+	g_mutex_unlock(&s.lock);
+	g_mutex_clear(&s.lock);
+	g_cond_clear(&s.cond);
+}
+
+static guint count_pending_introductions(MeshUnixNode *u)
+{
+	g_mutex_lock(&u->lock);
+	guint n = g_hash_table_size(u->pending);
+	g_mutex_unlock(&u->lock);
+	return n;
+}
+
 static guint count_moving_ports(MeshNode *node)
 {
 	guint n = 0;
@@ -589,8 +636,11 @@ gboolean mesh_unix_node_shutdown(MeshUnixNode *u, gint64 timeout_us)
 	gint64 deadline = timeout_us < 0 ? -1 : g_get_monotonic_time() + timeout_us;
 	gboolean clean = TRUE;
 
-	/* 1. Let moves finish, so no port is lost in flight. */
-	while (count_moving_ports(u->node) > 0) {
+	/*
+	 * 1. Let moves and introductions finish, so nothing is lost in flight
+	 * or waiting for a socket; then stop leading and following.
+	 */
+	while (count_moving_ports(u->node) > 0 || count_pending_introductions(u) > 0) {
 		if (deadline >= 0 && g_get_monotonic_time() >= deadline) {
 			clean = FALSE;
 			break;
@@ -599,6 +649,8 @@ gboolean mesh_unix_node_shutdown(MeshUnixNode *u, gint64 timeout_us)
 			g_main_context_iteration(u->context, FALSE);
 		g_usleep(500);
 	}
+
+	leader_stop_sync(u);
 
 	/* 2. Flush and half-close every connection. */
 	g_mutex_lock(&u->lock);
@@ -640,6 +692,7 @@ void mesh_unix_node_free(MeshUnixNode *u)
 {
 	if (!u)
 		return;
+	leader_stop_sync(u);
 	g_mutex_lock(&u->lock);
 	GPtrArray *conns = g_ptr_array_copy(u->conns, conn_copy, NULL);
 	g_mutex_unlock(&u->lock);
@@ -661,6 +714,7 @@ void mesh_unix_node_free(MeshUnixNode *u)
 	}
 	g_main_context_unref(u->context);
 	g_ptr_array_free(u->conns, TRUE);
+	g_hash_table_destroy(u->pending);
 	g_cond_clear(&u->cond);
 	g_mutex_clear(&u->lock);
 	mesh_node_unref(u->node);

@@ -63,6 +63,88 @@ MESH_REMOTE_API gboolean mesh_unix_node_connect_take(MeshUnixNode *unode, const 
 						     int fd, GError **error);
 
 /**
+ * MeshInvitation:
+ *
+ * What a process needs to join a mesh: its node id and first port id, the
+ * inviting leader's node and port ids, and a socket connected to the leader.
+ * It owns the socket.
+ */
+typedef struct MeshInvitation MeshInvitation;
+
+/**
+ * mesh_invitation_new_take:
+ * @fd: (transfer full): the socket
+ *
+ * Rebuilds an invitation that travelled by other means (an environment
+ * variable and an inherited fd).
+ *
+ * Returns: (transfer full): the invitation.
+ */
+MESH_REMOTE_API MeshInvitation *mesh_invitation_new_take(const MeshNodeId *local_node,
+							 const MeshPortId *local_port,
+							 const MeshNodeId *remote_node,
+							 const MeshPortId *remote_port, int fd);
+
+/** mesh_invitation_get_address: the four ids (each out parameter optional). */
+MESH_REMOTE_API void mesh_invitation_get_address(const MeshInvitation *inv,
+						 MeshNodeId *ret_local_node,
+						 MeshPortId *ret_local_port,
+						 MeshNodeId *ret_remote_node,
+						 MeshPortId *ret_remote_port);
+
+/** mesh_invitation_get_fd: Returns: (transfer none): the socket, -1 once stolen. */
+MESH_REMOTE_API int mesh_invitation_get_fd(const MeshInvitation *inv);
+
+/** mesh_invitation_steal_fd: Returns: (transfer full): the socket; the invitation keeps -1. */
+MESH_REMOTE_API int mesh_invitation_steal_fd(MeshInvitation *inv);
+
+/**
+ * mesh_invitation_free:
+ * @inv: (nullable): an invitation
+ *
+ * Closes its socket: an invitation dropped unused makes the leader see the
+ * invited node fail, so the invited port's peer gets an error.
+ */
+MESH_REMOTE_API void mesh_invitation_free(MeshInvitation *inv);
+
+/**
+ * mesh_unix_node_invite:
+ * @unode: a transport
+ * @port: (transfer full): the port the joiner will get the peer of
+ * @timeout_us: how long a follower waits for its leader's answer (-1: forever)
+ * @ret_invitation: (out) (transfer full): the invitation
+ * @error: why not
+ *
+ * Invites a new process into the mesh. The leader makes the socketpair and
+ * the new node's id; a follower asks its leader over the mesh. Must not be
+ * called on the I/O context's thread of a follower.
+ *
+ * Returns: TRUE with an invitation.
+ */
+MESH_REMOTE_API gboolean mesh_unix_node_invite(MeshUnixNode *unode, MeshPort *port,
+					       gint64 timeout_us,
+					       MeshInvitation **ret_invitation, GError **error);
+
+/**
+ * mesh_unix_node_join:
+ * @invitation: (transfer full): an invitation
+ * @context: (nullable): as for mesh_unix_node_new()
+ * @timeout_us: how long to wait for the leader's initial message (-1: forever)
+ * @ret_port: (out) (transfer full): the joined port, peered with the port
+ *     that was invited
+ * @error: why not
+ *
+ * Joins a mesh: makes a node with the invitation's id that follows the
+ * inviting leader (which then introduces it to any node it must reach).
+ *
+ * Returns: (transfer full): the transport (its node via
+ * mesh_unix_node_get_node()), or NULL.
+ */
+MESH_REMOTE_API MeshUnixNode *mesh_unix_node_join(MeshInvitation *invitation,
+						  GMainContext *context, gint64 timeout_us,
+						  MeshPort **ret_port, GError **error);
+
+/**
  * mesh_unix_node_shutdown:
  * @unode: a transport
  * @timeout_us: how long to wait for peers, -1 for no limit

@@ -44,6 +44,36 @@ static void parent_teardown(void)
 	mesh_node_unref(parent.node);
 }
 
+/* A child that joins the parent's mesh with an invitation (fd 3). */
+static Child *spawn_joiner(const char *scenario, const char *arg)
+{
+	Child *c = g_new0(Child, 1);
+	MeshPort *theirs;
+	MeshInvitation *inv = NULL;
+	MeshNodeId ln, rn;
+	MeshPortId lp, rp;
+	char ids[4][33];
+
+	mesh_port_new_pair(&c->port, &theirs);
+	c->recv = test_recv_new(c->port);
+	ck_assert(mesh_unix_node_invite(parent.unode, theirs, -1, &inv, NULL));
+	mesh_invitation_get_address(inv, &ln, &lp, &rn, &rp);
+	c->id = ln;
+	uuid_to_hex(&ln, ids[0]);
+	uuid_to_hex(&rn, ids[1]);
+	uuid_to_hex(&lp, ids[2]);
+	uuid_to_hex(&rp, ids[3]);
+	PalSpawn *spawn = pal_spawn_new(UNIX_TEST_CHILD);
+	const char *args[] = {"join", ids[0], ids[1], ids[2], ids[3], scenario, arg, NULL};
+	pal_spawn_add_args(spawn, args);
+	pal_spawn_dup_fd(spawn, mesh_invitation_get_fd(inv), 3);
+	pal_spawn_set_parent_death_signal(spawn, SIGKILL);
+	ck_assert_int_eq(pal_spawn_run(spawn, &c->process), 0);
+	pal_spawn_free(spawn);
+	mesh_invitation_free(inv);
+	return c;
+}
+
 static Child *spawn_child(const char *scenario, const char *arg)
 {
 	Child *c = g_new0(Child, 1);
@@ -55,8 +85,10 @@ static Child *spawn_child(const char *scenario, const char *arg)
 	mesh_uuid_generate(&my_port);
 	mesh_uuid_generate(&child_port);
 	ck_assert_int_eq(pal_socketpair(SOCK_SEQPACKET, sv), 0);
-	ck_assert(mesh_unix_node_connect_take(parent.unode, &c->id, sv[0], NULL));
+	MeshRemoteNode *h = mesh_node_add_remote(parent.node, &c->id);
 	c->port = mesh_node_add_port(parent.node, &my_port, &c->id, &child_port);
+	ck_assert(mesh_unix_node_connect_take(parent.unode, &c->id, sv[0], NULL));
+	mesh_remote_node_unref(h);
 	ck_assert_ptr_nonnull(c->port);
 	c->recv = test_recv_new(c->port);
 
@@ -457,6 +489,52 @@ START_TEST(test_not_seqpacket)
 }
 END_TEST
 
+START_TEST(test_join_echo)
+{
+	Child *c = spawn_joiner("echo", NULL);
+	port_send_bytes(c->port, "joined");
+	expect_bytes(c->recv, "joined", 6);
+	child_close_port(c);
+	ck_assert_int_eq(child_finish(c), 0);
+}
+END_TEST
+
+START_TEST(test_port_from_child_to_child)
+{
+	/*
+	 * Child A makes a port pair and sends one end to the parent while it
+	 * keeps sending on the other; the parent passes that end to child B.
+	 * B must see every message in order; A and B then talk directly (the
+	 * leader, this process, introduces them) and B's "done" reaches A.
+	 */
+	Child *a = spawn_joiner("origin", "2000");
+	Child *b = spawn_joiner("sink", "2000");
+	MeshMessage *msg = expect_message(a->recv);
+	ck_assert_uint_eq(mesh_message_get_n_resources(msg), 1);
+	MeshMessage *fwd = mesh_message_new(NULL, 0);
+	mesh_message_add_port_take(fwd, mesh_message_steal_port(msg, 0));
+	mesh_message_free(msg);
+	port_send(b->port, fwd, FALSE);
+	ck_assert_int_eq(child_finish(b), 0);
+	ck_assert_int_eq(child_finish(a), 0);
+}
+END_TEST
+
+START_TEST(test_dropped_invitation)
+{
+	MeshPort *x, *y;
+	MeshInvitation *inv = NULL;
+	mesh_port_new_pair(&x, &y);
+	TestRecv *r = test_recv_new(y);
+	ck_assert(mesh_unix_node_invite(parent.unode, x, -1, &inv, NULL));
+	mesh_invitation_free(inv);
+	MeshMessage *end = test_recv_wait(r, 10000);
+	ck_assert_msg(test_recv_is_end(end, RECV_END_FAILED), "the invited port's peer did not fail");
+	test_recv_free(r);
+	mesh_port_close(y);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("libmeshremote-unix");
@@ -478,6 +556,9 @@ int main(void)
 	tcase_add_test(tc, test_hostile_65_fds);
 	tcase_add_test(tc, test_hostile_unknown_port);
 	tcase_add_test(tc, test_not_seqpacket);
+	tcase_add_test(tc, test_join_echo);
+	tcase_add_test(tc, test_port_from_child_to_child);
+	tcase_add_test(tc, test_dropped_invitation);
 	suite_add_tcase(s, tc);
 
 	SRunner *sr = srunner_create(s);

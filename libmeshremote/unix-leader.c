@@ -1,0 +1,653 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The leader and its followers (upstream unix_node.rs, reference 2.6):
+ * invitations, joining, and introductions of nodes with no direct socket.
+ *
+ * Every node follows a leader through two channels: LeaderRequest up,
+ * FollowerRequest down. The node made with mesh_unix_node_new() leads (and
+ * follows itself); a node made by joining follows the inviter's leader.
+ */
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <pal/pal.h>
+
+#include "unix-private.h"
+
+typedef struct {
+	MeshUnixNode *owner;
+	MeshNodeId id;
+	MeshReceiver *requests;   /* LeaderRequest from the follower */
+	MeshSender *to_follower;  /* FollowerRequest */
+} Follower;
+
+struct Leader {
+	GMutex lock;
+	GHashTable *followers;  /* MeshNodeId * -> Follower * */
+	GHashTable *introduced; /* "a:b" (a < b): pairs already given a socket */
+};
+
+struct MeshInvitation {
+	MeshNodeId local_node;
+	MeshPortId local_port;
+	MeshNodeId remote_node;
+	MeshPortId remote_port;
+	int fd;
+};
+
+/* Protocol helpers. */
+
+static MeshUnix__Uuid *uuid_msg_new(const MeshUuid *id)
+{
+	MeshUnix__Uuid *u = malloc(sizeof(*u));
+	mesh_unix__uuid__init(u);
+	u->value.data = malloc(16);
+	memcpy(u->value.data, id->bytes, 16);
+	u->value.len = 16;
+	return u;
+}
+
+MeshUnix__NodeId *unix_node_id_new(const MeshUuid *id)
+{
+	MeshUnix__NodeId *n = malloc(sizeof(*n));
+	mesh_unix__node_id__init(n);
+	n->id = uuid_msg_new(id);
+	return n;
+}
+
+MeshUnix__PortId *unix_port_id_new(const MeshUuid *id)
+{
+	MeshUnix__PortId *p = malloc(sizeof(*p));
+	mesh_unix__port_id__init(p);
+	p->id = uuid_msg_new(id);
+	return p;
+}
+
+gboolean unix_uuid_read(const MeshUnix__Uuid *u, MeshUuid *ret)
+{
+	if (!u || u->value.len != 16)
+		return FALSE;
+	memcpy(ret->bytes, u->value.data, 16);
+	return TRUE;
+}
+
+static gboolean node_id_read(const MeshUnix__NodeId *n, MeshUuid *ret)
+{
+	return n && unix_uuid_read(n->id, ret);
+}
+
+static gboolean port_id_read(const MeshUnix__PortId *p, MeshUuid *ret)
+{
+	return p && unix_uuid_read(p->id, ret);
+}
+
+static MeshUnix__Address *address_new(const MeshNodeId *node, const MeshPortId *port)
+{
+	MeshUnix__Address *a = malloc(sizeof(*a));
+	mesh_unix__address__init(a);
+	a->node = unix_node_id_new(node);
+	a->port = unix_port_id_new(port);
+	return a;
+}
+
+static MeshPayload__Port *port_field(MeshPort *port)
+{
+	return mesh_payload_port_new_take(mesh_port_as_object(port));
+}
+
+static MeshPort *take_port_field(MeshPayload__Port *field)
+{
+	return field ? mesh_port_from_object(mesh_payload_port_steal(field)) : NULL;
+}
+
+static char *id_string(const MeshUuid *id)
+{
+	char buf[33];
+	return g_strdup(mesh_uuid_to_string(id, buf));
+}
+
+/* Invitations. */
+
+MeshInvitation *mesh_invitation_new_take(const MeshNodeId *local_node,
+					 const MeshPortId *local_port,
+					 const MeshNodeId *remote_node,
+					 const MeshPortId *remote_port, int fd)
+{
+	MeshInvitation *inv = g_new0(MeshInvitation, 1);
+	inv->local_node = *local_node;
+	inv->local_port = *local_port;
+	inv->remote_node = *remote_node;
+	inv->remote_port = *remote_port;
+	inv->fd = fd;
+	return inv;
+}
+
+void mesh_invitation_free(MeshInvitation *inv)
+{
+	if (!inv)
+		return;
+	if (inv->fd >= 0)
+		close(inv->fd);
+	g_free(inv);
+}
+
+int mesh_invitation_get_fd(const MeshInvitation *inv)
+{
+	return inv->fd;
+}
+
+int mesh_invitation_steal_fd(MeshInvitation *inv)
+{
+	int fd = inv->fd;
+	inv->fd = -1;
+	return fd;
+}
+
+void mesh_invitation_get_address(const MeshInvitation *inv, MeshNodeId *ret_local_node,
+				 MeshPortId *ret_local_port, MeshNodeId *ret_remote_node,
+				 MeshPortId *ret_remote_port)
+{
+	if (ret_local_node)
+		*ret_local_node = inv->local_node;
+	if (ret_local_port)
+		*ret_local_port = inv->local_port;
+	if (ret_remote_node)
+		*ret_remote_node = inv->remote_node;
+	if (ret_remote_port)
+		*ret_remote_port = inv->remote_port;
+}
+
+ProtobufCMessage *mesh_invitation_to_message(MeshInvitation *inv)
+{
+	MeshUnix__Invitation *m = malloc(sizeof(*m));
+	mesh_unix__invitation__init(m);
+	m->address = malloc(sizeof(*m->address));
+	mesh_unix__invitation_address__init(m->address);
+	m->address->local_addr = address_new(&inv->local_node, &inv->local_port);
+	m->address->remote_addr = address_new(&inv->remote_node, &inv->remote_port);
+	if (inv->fd >= 0)
+		m->fd = mesh_payload_fd_new_take(mesh_invitation_steal_fd(inv));
+	mesh_invitation_free(inv);
+	return &m->base;
+}
+
+MeshInvitation *mesh_invitation_from_message(ProtobufCMessage *msg, GError **error)
+{
+	MeshUnix__Invitation *m = (MeshUnix__Invitation *)msg;
+	MeshInvitation *inv = NULL;
+	MeshNodeId ln, rn;
+	MeshPortId lp, rp;
+
+	if (msg->descriptor != &mesh_unix__invitation__descriptor || !m->address ||
+	    !m->address->local_addr || !m->address->remote_addr || !m->fd ||
+	    !node_id_read(m->address->local_addr->node, &ln) ||
+	    !port_id_read(m->address->local_addr->port, &lp) ||
+	    !node_id_read(m->address->remote_addr->node, &rn) ||
+	    !port_id_read(m->address->remote_addr->port, &rp)) {
+		g_set_error(error, MESH_ERROR, MESH_ERROR_CORRUPTION, "malformed invitation");
+	} else {
+		inv = mesh_invitation_new_take(&ln, &lp, &rn, &rp, mesh_payload_fd_steal(m->fd));
+	}
+	mesh_payload_message_free(msg);
+	return inv;
+}
+
+/* The follower side. */
+
+static void follower_handle(MeshUnixNode *u, MeshUnix__FollowerRequest *req)
+{
+	MeshNodeId id;
+	MeshUnix__FollowerConnect *c = req->connect;
+
+	if (req->request_case != MESH_UNIX__FOLLOWER_REQUEST__REQUEST_CONNECT ||
+	    !node_id_read(c->node, &id)) {
+		g_warning("mesh: malformed request from the leader ignored");
+		return;
+	}
+	g_mutex_lock(&u->lock);
+	MeshRemoteNode *pending = NULL;
+	g_hash_table_steal_extended(u->pending, &id, NULL, (gpointer *)&pending);
+	g_mutex_unlock(&u->lock);
+
+	int fd = c->fd ? mesh_payload_fd_steal(c->fd) : -1;
+	if (fd >= 0) {
+		GError *error = NULL;
+		if (!mesh_unix_node_connect_take(u, &id, fd, &error)) {
+			g_debug("mesh: introduction: %s", error->message);
+			g_error_free(error);
+		}
+	} else if (pending) {
+		char *s = id_string(&id);
+		g_warning("mesh: the leader knows no node %s", s);
+		g_free(s);
+		mesh_remote_node_fail(pending, "the leader does not know this node");
+	}
+	mesh_remote_node_unref(pending);
+}
+
+static void from_leader_cb(MeshReceiver *r, gpointer data)
+{
+	MeshUnixNode *u = data;
+	ProtobufCMessage *msg;
+	GError *error = NULL;
+
+	while (mesh_receiver_recv(r, 0, &msg, &error)) {
+		follower_handle(u, (MeshUnix__FollowerRequest *)msg);
+		mesh_payload_message_free(msg);
+	}
+	if (!g_error_matches(error, MESH_ERROR, MESH_ERROR_EMPTY)) {
+		/* The leader is gone: nobody will answer the pending requests. */
+		g_debug("mesh: the leader channel ended: %s", error->message);
+		mesh_receiver_set_callback(r, NULL, NULL, NULL, NULL);
+		g_mutex_lock(&u->lock);
+		GHashTable *pending = u->pending;
+		u->pending = g_hash_table_new(mesh_uuid_hash, mesh_uuid_equal);
+		g_mutex_unlock(&u->lock);
+		GHashTableIter it;
+		gpointer value;
+		g_hash_table_iter_init(&it, pending);
+		while (g_hash_table_iter_next(&it, NULL, &value)) {
+			mesh_remote_node_fail(value, "the leader is gone");
+			mesh_remote_node_unref(value);
+		}
+		g_hash_table_destroy(pending);
+	}
+	g_clear_error(&error);
+}
+
+static void send_leader_request(MeshUnixNode *u, MeshUnix__LeaderRequest *req)
+{
+	g_mutex_lock(&u->lock);
+	MeshSender *s = u->to_leader ? mesh_sender_clone(u->to_leader) : NULL;
+	g_mutex_unlock(&u->lock);
+	if (s) {
+		mesh_sender_send(s, &req->base);
+		mesh_sender_free(s);
+	} else {
+		mesh_payload_message_free(&req->base);
+	}
+}
+
+static MeshUnix__LeaderRequest *leader_connect_new(const MeshNodeId *id)
+{
+	MeshUnix__LeaderRequest *req = malloc(sizeof(*req));
+	mesh_unix__leader_request__init(req);
+	req->request_case = MESH_UNIX__LEADER_REQUEST__REQUEST_CONNECT;
+	req->connect = malloc(sizeof(*req->connect));
+	mesh_unix__leader_connect__init(req->connect);
+	req->connect->node = unix_node_id_new(id);
+	return req;
+}
+
+/*
+ * The node's connector: ask the leader for a socket to a node we do not
+ * know. It is installed before the node can receive anything; requests made
+ * before the node follows a leader are sent when it starts following.
+ */
+static void connector_cb(MeshNode *node, MeshRemoteNode *remote, void *data)
+{
+	MeshUnixNode *u = data;
+	const MeshNodeId *id = mesh_remote_node_get_id(remote);
+
+	g_mutex_lock(&u->lock);
+	gboolean known = g_hash_table_contains(u->pending, id);
+	gboolean stopped = u->leader_stopped;
+	gboolean up = u->to_leader != NULL;
+	if (!known && !stopped)
+		g_hash_table_insert(u->pending, (gpointer)id, remote);
+	g_mutex_unlock(&u->lock);
+	if (known || stopped) {
+		if (stopped)
+			mesh_remote_node_fail(remote, "mesh is shutting down");
+		mesh_remote_node_unref(remote);
+		return;
+	}
+	if (up)
+		send_leader_request(u, leader_connect_new(id));
+}
+
+void unix_connector_install(MeshUnixNode *u)
+{
+	mesh_node_set_connector(u->node, connector_cb, u);
+}
+
+void unix_follower_start(MeshUnixNode *u, MeshSender *to_leader, MeshReceiver *from_leader)
+{
+	g_mutex_lock(&u->lock);
+	u->to_leader = to_leader;
+	u->from_leader = from_leader;
+	/* Ask for what was needed before we followed anyone. */
+	GPtrArray *early = g_ptr_array_new_with_free_func(g_free);
+	GHashTableIter it;
+	gpointer key;
+	g_hash_table_iter_init(&it, u->pending);
+	while (g_hash_table_iter_next(&it, &key, NULL))
+		g_ptr_array_add(early, g_memdup2(key, sizeof(MeshNodeId)));
+	g_mutex_unlock(&u->lock);
+	for (guint i = 0; i < early->len; i++)
+		send_leader_request(u, leader_connect_new(early->pdata[i]));
+	g_ptr_array_free(early, TRUE);
+	mesh_receiver_set_callback(from_leader, u->context, from_leader_cb, u, NULL);
+}
+
+/* The leader side. */
+
+static void follower_free(Follower *f)
+{
+	mesh_receiver_set_callback(f->requests, NULL, NULL, NULL, NULL);
+	mesh_receiver_free(f->requests);
+	mesh_sender_free(f->to_follower);
+	g_free(f);
+}
+
+static MeshUnix__FollowerRequest *follower_connect_new(const MeshNodeId *node, int fd)
+{
+	MeshUnix__FollowerRequest *req = malloc(sizeof(*req));
+	mesh_unix__follower_request__init(req);
+	req->request_case = MESH_UNIX__FOLLOWER_REQUEST__REQUEST_CONNECT;
+	req->connect = malloc(sizeof(*req->connect));
+	mesh_unix__follower_connect__init(req->connect);
+	req->connect->node = unix_node_id_new(node);
+	if (fd >= 0)
+		req->connect->fd = mesh_payload_fd_new_take(fd);
+	return req;
+}
+
+static char *pair_key(const MeshNodeId *a, const MeshNodeId *b)
+{
+	char x[33], y[33];
+	if (memcmp(a, b, sizeof(*a)) > 0) {
+		const MeshNodeId *t = a;
+		a = b;
+		b = t;
+	}
+	return g_strdup_printf("%s:%s", mesh_uuid_to_string(a, x), mesh_uuid_to_string(b, y));
+}
+
+/*
+ * Follower @from asks for a socket to @target. Runs on the I/O context, as
+ * every leader callback does, so sends on the followers' channels are
+ * serialized. Both sides of a pair often ask at once: each pair gets one
+ * socketpair, the first time; later requests are answered by that one.
+ */
+static void leader_connect(Leader *l, Follower *from, const MeshNodeId *target)
+{
+	g_mutex_lock(&l->lock);
+	Follower *to = g_hash_table_lookup(l->followers, target);
+	char *key = pair_key(&from->id, target);
+	gboolean done = to && g_hash_table_contains(l->introduced, key);
+	if (to && !done)
+		g_hash_table_add(l->introduced, key);
+	else
+		g_free(key);
+	g_mutex_unlock(&l->lock);
+	if (done || to == from)
+		return;
+
+	int sv[2] = {-1, -1};
+	if (to && pal_socketpair(SOCK_SEQPACKET, sv) < 0) {
+		g_warning("mesh: cannot make a socketpair for an introduction");
+		to = NULL;
+	}
+	if (to)
+		mesh_sender_send(to->to_follower, &follower_connect_new(&from->id, sv[0])->base);
+	mesh_sender_send(from->to_follower, &follower_connect_new(target, sv[1])->base);
+}
+
+static gboolean leader_invite(MeshUnixNode *u, MeshPort *user_port, MeshInvitation **ret,
+			      GError **error);
+
+static void leader_handle(Follower *f, MeshUnix__LeaderRequest *req)
+{
+	MeshUnixNode *u = f->owner;
+	MeshNodeId target;
+
+	switch (req->request_case) {
+	case MESH_UNIX__LEADER_REQUEST__REQUEST_CONNECT:
+		if (node_id_read(req->connect->node, &target))
+			leader_connect(u->leader, f, &target);
+		break;
+	case MESH_UNIX__LEADER_REQUEST__REQUEST_INVITE: {
+		MeshPort *port = take_port_field(req->invite->port);
+		MeshPort *reply_port = take_port_field(req->invite->reply);
+		MeshInvitation *inv = NULL;
+		if (port && reply_port && leader_invite(u, port, &inv, NULL)) {
+			port = NULL;
+			MeshSender *reply =
+				mesh_sender_from_port(reply_port, &mesh_unix__invitation__descriptor);
+			reply_port = NULL;
+			mesh_sender_send(reply, mesh_invitation_to_message(inv));
+			mesh_sender_free(reply);
+		}
+		mesh_port_close(port);
+		mesh_port_close(reply_port);
+		break;
+	}
+	default:
+		g_warning("mesh: malformed leader request ignored");
+		break;
+	}
+}
+
+static void leader_requests_cb(MeshReceiver *r, gpointer data)
+{
+	Follower *f = data;
+	ProtobufCMessage *msg;
+	GError *error = NULL;
+
+	while (mesh_receiver_recv(r, 0, &msg, &error)) {
+		leader_handle(f, (MeshUnix__LeaderRequest *)msg);
+		mesh_payload_message_free(msg);
+	}
+	if (!g_error_matches(error, MESH_ERROR, MESH_ERROR_EMPTY)) {
+		/* The follower is gone. */
+		Leader *l = f->owner->leader;
+		g_mutex_lock(&l->lock);
+		gboolean ours = g_hash_table_lookup(l->followers, &f->id) == f;
+		if (ours)
+			g_hash_table_steal(l->followers, &f->id);
+		g_mutex_unlock(&l->lock);
+		if (ours)
+			follower_free(f);
+	}
+	g_clear_error(&error);
+}
+
+static void leader_add_follower(MeshUnixNode *u, const MeshNodeId *id, MeshReceiver *requests,
+				MeshSender *to_follower)
+{
+	Follower *f = g_new0(Follower, 1);
+	f->owner = u;
+	f->id = *id;
+	f->requests = requests;
+	f->to_follower = to_follower;
+	g_mutex_lock(&u->leader->lock);
+	Follower *old = g_hash_table_lookup(u->leader->followers, id);
+	g_hash_table_replace(u->leader->followers, &f->id, f);
+	g_mutex_unlock(&u->leader->lock);
+	if (old)
+		follower_free(old);
+	mesh_receiver_set_callback(requests, u->context, leader_requests_cb, f, NULL);
+}
+
+void unix_leader_start(MeshUnixNode *u)
+{
+	MeshSender *ls, *fs;
+	MeshReceiver *lr, *fr;
+
+	u->leader = g_new0(Leader, 1);
+	g_mutex_init(&u->leader->lock);
+	u->leader->followers = g_hash_table_new(mesh_uuid_hash, mesh_uuid_equal);
+	u->leader->introduced = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+	mesh_channel_new(&mesh_unix__leader_request__descriptor, &ls, &lr);
+	mesh_channel_new(&mesh_unix__follower_request__descriptor, &fs, &fr);
+	leader_add_follower(u, mesh_node_get_id(u->node), lr, fs);
+	unix_follower_start(u, ls, fr);
+}
+
+void unix_leader_stop(MeshUnixNode *u)
+{
+	mesh_node_set_connector(u->node, NULL, NULL);
+	g_mutex_lock(&u->lock);
+	u->leader_stopped = TRUE;
+	MeshSender *to_leader = u->to_leader;
+	MeshReceiver *from_leader = u->from_leader;
+	u->to_leader = NULL;
+	u->from_leader = NULL;
+	GHashTable *pending = u->pending;
+	u->pending = g_hash_table_new(mesh_uuid_hash, mesh_uuid_equal);
+	g_mutex_unlock(&u->lock);
+
+	if (from_leader) {
+		mesh_receiver_set_callback(from_leader, NULL, NULL, NULL, NULL);
+		mesh_receiver_free(from_leader);
+	}
+	mesh_sender_free(to_leader);
+	GHashTableIter it;
+	gpointer value;
+	g_hash_table_iter_init(&it, pending);
+	while (g_hash_table_iter_next(&it, NULL, &value)) {
+		mesh_remote_node_fail(value, "mesh is shutting down");
+		mesh_remote_node_unref(value);
+	}
+	g_hash_table_destroy(pending);
+
+	if (u->leader) {
+		g_mutex_lock(&u->leader->lock);
+		GList *followers = g_hash_table_get_values(u->leader->followers);
+		g_hash_table_steal_all(u->leader->followers);
+		g_mutex_unlock(&u->leader->lock);
+		g_list_free_full(followers, (GDestroyNotify)follower_free);
+		g_hash_table_destroy(u->leader->followers);
+		g_hash_table_destroy(u->leader->introduced);
+		g_mutex_clear(&u->leader->lock);
+		g_free(u->leader);
+		u->leader = NULL;
+	}
+}
+
+static gboolean leader_invite(MeshUnixNode *u, MeshPort *user_port, MeshInvitation **ret,
+			      GError **error)
+{
+	MeshNodeId joiner;
+	MeshPortId joiner_port, our_port;
+	int sv[2];
+
+	if (pal_socketpair(SOCK_SEQPACKET, sv) < 0) {
+		g_set_error(error, MESH_ERROR, MESH_ERROR_INVALID_ARGUMENT,
+			    "cannot create a socketpair: %s", g_strerror(errno));
+		mesh_port_close(user_port);
+		return FALSE;
+	}
+	mesh_uuid_generate(&joiner);
+	mesh_uuid_generate(&joiner_port);
+	mesh_uuid_generate(&our_port);
+	if (!mesh_unix_node_connect_take(u, &joiner, sv[0], error)) {
+		close(sv[1]);
+		mesh_port_close(user_port);
+		return FALSE;
+	}
+
+	MeshSender *ls, *fs;
+	MeshReceiver *lr, *fr;
+	mesh_channel_new(&mesh_unix__leader_request__descriptor, &ls, &lr);
+	mesh_channel_new(&mesh_unix__follower_request__descriptor, &fs, &fr);
+
+	/* The initial message waits in the socket until the joiner reads it. */
+	MeshPort *q = mesh_node_add_port(u->node, &our_port, &joiner, &joiner_port);
+	MeshOneshotSender *init =
+		mesh_oneshot_sender_from_port(q, &mesh_unix__initial_message__descriptor);
+	MeshUnix__InitialMessage *im = malloc(sizeof(*im));
+	mesh_unix__initial_message__init(im);
+	im->leader_send = port_field(mesh_sender_into_port(ls));
+	im->follower_recv = port_field(mesh_receiver_into_port(fr));
+	im->user_port = port_field(user_port);
+	mesh_oneshot_send(init, &im->base);
+
+	leader_add_follower(u, &joiner, lr, fs);
+	*ret = mesh_invitation_new_take(&joiner, &joiner_port, mesh_node_get_id(u->node),
+					&our_port, sv[1]);
+	return TRUE;
+}
+
+gboolean mesh_unix_node_invite(MeshUnixNode *u, MeshPort *port, gint64 timeout_us,
+			       MeshInvitation **ret_invitation, GError **error)
+{
+	if (u->leader)
+		return leader_invite(u, port, ret_invitation, error);
+
+	/* Ask the leader, over the mesh. */
+	MeshSender *rs;
+	MeshReceiver *rr;
+	mesh_channel_new(&mesh_unix__invitation__descriptor, &rs, &rr);
+	MeshUnix__LeaderRequest *req = malloc(sizeof(*req));
+	mesh_unix__leader_request__init(req);
+	req->request_case = MESH_UNIX__LEADER_REQUEST__REQUEST_INVITE;
+	req->invite = malloc(sizeof(*req->invite));
+	mesh_unix__leader_invite__init(req->invite);
+	req->invite->port = port_field(port);
+	req->invite->reply = port_field(mesh_sender_into_port(rs));
+	send_leader_request(u, req);
+
+	ProtobufCMessage *msg = NULL;
+	gboolean ok = mesh_receiver_recv(rr, timeout_us, &msg, error);
+	mesh_receiver_free(rr);
+	if (!ok)
+		return FALSE;
+	*ret_invitation = mesh_invitation_from_message(msg, error);
+	return *ret_invitation != NULL;
+}
+
+MeshUnixNode *mesh_unix_node_join(MeshInvitation *inv, GMainContext *context, gint64 timeout_us,
+				  MeshPort **ret_port, GError **error)
+{
+	MeshNode *node = mesh_node_new_with_id(&inv->local_node);
+	MeshUnixNode *u = unix_node_new_follower(node, context);
+	mesh_node_unref(node);
+
+	/*
+	 * The leader as a known remote node (no connector call), then the port
+	 * (the leader's initial message may arrive at once), then the socket.
+	 */
+	MeshRemoteNode *leader = mesh_node_add_remote(u->node, &inv->remote_node);
+	MeshPort *p = mesh_node_add_port(u->node, &inv->local_port, &inv->remote_node,
+					 &inv->remote_port);
+	gboolean connected = mesh_unix_node_connect_take(u, &inv->remote_node,
+							 mesh_invitation_steal_fd(inv), error);
+	mesh_remote_node_unref(leader);
+	mesh_invitation_free(inv);
+	if (!connected) {
+		mesh_port_close(p);
+		mesh_unix_node_free(u);
+		return NULL;
+	}
+	MeshOneshotReceiver *init =
+		mesh_oneshot_receiver_from_port(p, &mesh_unix__initial_message__descriptor);
+	ProtobufCMessage *msg = NULL;
+	if (!mesh_oneshot_recv(init, timeout_us, &msg, error)) {
+		if (error && *error)
+			g_prefix_error(error, "joining the mesh: ");
+		mesh_oneshot_receiver_free(init);
+		mesh_unix_node_free(u);
+		return NULL;
+	}
+	MeshUnix__InitialMessage *im = (MeshUnix__InitialMessage *)msg;
+	MeshPort *ls = take_port_field(im->leader_send);
+	MeshPort *fr = take_port_field(im->follower_recv);
+	MeshPort *user = take_port_field(im->user_port);
+	mesh_payload_message_free(msg);
+	if (!ls || !fr || !user) {
+		mesh_port_close(ls);
+		mesh_port_close(fr);
+		mesh_port_close(user);
+		g_set_error(error, MESH_ERROR, MESH_ERROR_CORRUPTION,
+			    "joining the mesh: malformed initial message");
+		mesh_unix_node_free(u);
+		return NULL;
+	}
+	unix_follower_start(u, mesh_sender_from_port(ls, &mesh_unix__leader_request__descriptor),
+			    mesh_receiver_from_port(fr, &mesh_unix__follower_request__descriptor));
+	*ret_port = user;
+	return u;
+}

@@ -1,0 +1,43 @@
+/* SPDX-License-Identifier: MIT */
+/* Internals shared by the Unix transport (unix-node.c) and its leader (unix-leader.c). */
+#pragma once
+
+#include "remote-private.h"
+#include "unix-protocol.pb-c.h"
+
+typedef struct Leader Leader;
+
+struct MeshUnixNode {
+	MeshNode *node;
+	GMainContext *context;
+	GMainLoop *loop;
+	GThread *thread;
+	GMutex lock;
+	GCond cond;
+	GPtrArray *conns; /* UnixConn * (strong) */
+
+	/* Every node is a follower of a leader (the leader too, of itself). */
+	MeshSender *to_leader;     /* LeaderRequest; NULL once shut down */
+	MeshReceiver *from_leader; /* FollowerRequest */
+	GHashTable *pending;       /* MeshNodeId * -> MeshRemoteNode * awaiting a socket */
+	gboolean leader_stopped;   /* shut down: no more introductions */
+	Leader *leader;            /* non-NULL on the leader */
+};
+
+/* unix-node.c: a transport that does not lead (it will follow a leader). */
+MeshUnixNode *unix_node_new_follower(MeshNode *node, GMainContext *context);
+
+/* unix-leader.c */
+ProtobufCMessage *mesh_invitation_to_message(MeshInvitation *inv);
+MeshInvitation *mesh_invitation_from_message(ProtobufCMessage *msg, GError **error);
+void unix_leader_start(MeshUnixNode *u);
+/* Installs the node's connector; call before the node can receive anything. */
+void unix_connector_install(MeshUnixNode *u);
+/* Starts following: takes the two channel ends from an InitialMessage. */
+void unix_follower_start(MeshUnixNode *u, MeshSender *to_leader, MeshReceiver *from_leader);
+void unix_leader_stop(MeshUnixNode *u);
+
+/* Heap NodeId / PortId messages for the protocol (system allocator). */
+MeshUnix__NodeId *unix_node_id_new(const MeshUuid *id);
+MeshUnix__PortId *unix_port_id_new(const MeshUuid *id);
+gboolean unix_uuid_read(const MeshUnix__Uuid *u, MeshUuid *ret);
