@@ -569,20 +569,45 @@ static gboolean wait_step(MeshUnixNode *u, gint64 deadline)
 }
 
 typedef struct {
-	MeshUnixNode *u;
+	GSourceFunc func;
+	gpointer data;
 	GMutex lock;
 	GCond cond;
 	gboolean done;
-} SyncStop;
+} SyncCall;
 
-static gboolean leader_stop_cb(gpointer data)
+static gboolean sync_call_cb(gpointer data)
 {
-	SyncStop *s = data;
-	unix_leader_stop(s->u);
+	SyncCall *s = data;
+	s->func(s->data);
 	g_mutex_lock(&s->lock);
 	s->done = TRUE;
 	g_cond_signal(&s->cond);
 	g_mutex_unlock(&s->lock);
+	return G_SOURCE_REMOVE;
+}
+
+void unix_run_sync(MeshUnixNode *u, GSourceFunc func, gpointer data)
+{
+	if (!u->thread || g_thread_self() == u->thread) {
+		func(data);
+		return;
+	}
+	SyncCall s = {.func = func, .data = data};
+	g_mutex_init(&s.lock);
+	g_cond_init(&s.cond);
+	g_main_context_invoke(u->context, sync_call_cb, &s);
+	g_mutex_lock(&s.lock);
+	while (!s.done)
+		g_cond_wait(&s.cond, &s.lock);
+	g_mutex_unlock(&s.lock);
+	g_mutex_clear(&s.lock);
+	g_cond_clear(&s.cond);
+}
+
+static gboolean leader_stop_cb(gpointer data)
+{
+	unix_leader_stop(data);
 	return G_SOURCE_REMOVE;
 }
 
@@ -592,20 +617,7 @@ static gboolean leader_stop_cb(gpointer data)
  */
 static void leader_stop_sync(MeshUnixNode *u)
 {
-	if (!u->thread || g_thread_self() == u->thread) {
-		unix_leader_stop(u);
-		return;
-	}
-	SyncStop s = {.u = u};
-	g_mutex_init(&s.lock);
-	g_cond_init(&s.cond);
-	g_main_context_invoke(u->context, leader_stop_cb, &s);
-	g_mutex_lock(&s.lock);
-	while (!s.done)
-		g_cond_wait(&s.cond, &s.lock);
-	g_mutex_unlock(&s.lock);
-	g_mutex_clear(&s.lock);
-	g_cond_clear(&s.cond);
+	unix_run_sync(u, leader_stop_cb, u);
 }
 
 static guint count_pending_introductions(MeshUnixNode *u)

@@ -24,6 +24,9 @@ struct MeshUnixNode {
 	Leader *leader;            /* non-NULL on the leader */
 };
 
+/* Runs @func(@data) on the I/O context and waits for it (or at once, there). */
+void unix_run_sync(MeshUnixNode *u, GSourceFunc func, gpointer data);
+
 /* unix-node.c: a transport that does not lead (it will follow a leader). */
 MeshUnixNode *unix_node_new_follower(MeshNode *node, GMainContext *context);
 

@@ -145,6 +145,67 @@ MESH_REMOTE_API MeshUnixNode *mesh_unix_node_join(MeshInvitation *invitation,
 						  MeshPort **ret_port, GError **error);
 
 /**
+ * MeshUnixListener:
+ *
+ * A listening socket that lets unrelated processes join the mesh.
+ */
+typedef struct MeshUnixListener MeshUnixListener;
+
+/**
+ * MeshUnixListenerFunc:
+ * @port: (transfer full): a port peered with the joining client's port
+ * @user_data: the listener's data
+ *
+ * Called on the node's I/O context for each client that connected.
+ */
+typedef void (*MeshUnixListenerFunc)(MeshPort *port, gpointer user_data);
+
+/**
+ * mesh_unix_node_listen:
+ * @unode: the leader's transport
+ * @path: where to bind a SOCK_STREAM socket (it must not exist)
+ * @func: called for each client
+ * @user_data: passed to @func
+ * @notify: (nullable): frees @user_data with the listener
+ * @error: why not
+ *
+ * Each client that connects gets an invitation (one frame: data_len u32,
+ * fd_count u32, the encoded invitation, its socket attached) and the stream
+ * is closed; the server never reads from a client nor waits for one.
+ *
+ * Returns: (transfer full): the listener, or NULL.
+ */
+MESH_REMOTE_API MeshUnixListener *mesh_unix_node_listen(MeshUnixNode *unode, const char *path,
+							MeshUnixListenerFunc func,
+							gpointer user_data,
+							GDestroyNotify notify, GError **error);
+
+/**
+ * mesh_unix_listener_free:
+ * @listener: (nullable): a listener
+ *
+ * Stops accepting and removes the socket file. No callback runs once this
+ * returns.
+ */
+MESH_REMOTE_API void mesh_unix_listener_free(MeshUnixListener *listener);
+
+/**
+ * mesh_unix_node_join_by_path:
+ * @path: a listener's socket path
+ * @context: (nullable): as for mesh_unix_node_new()
+ * @timeout_us: bound on reading the invitation and on joining (-1: none)
+ * @ret_port: (out) (transfer full): the joined port
+ * @error: why not: the frame is bounded (4 KiB of data, 4 fds; more, an fd
+ *     count that does not match, or an early end of stream is an error)
+ *
+ * Returns: (transfer full): the transport, or NULL.
+ */
+MESH_REMOTE_API MeshUnixNode *mesh_unix_node_join_by_path(const char *path,
+							  GMainContext *context,
+							  gint64 timeout_us, MeshPort **ret_port,
+							  GError **error);
+
+/**
  * mesh_unix_node_shutdown:
  * @unode: a transport
  * @timeout_us: how long to wait for peers, -1 for no limit

@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -535,6 +536,158 @@ START_TEST(test_dropped_invitation)
 }
 END_TEST
 
+static void on_client(MeshPort *port, gpointer data)
+{
+	g_async_queue_push(data, port);
+}
+
+static Child *spawn_by_path(const char *path)
+{
+	Child *c = g_new0(Child, 1);
+	PalSpawn *spawn = pal_spawn_new(UNIX_TEST_CHILD);
+	const char *args[] = {"bypath", path, "echo", NULL};
+	pal_spawn_add_args(spawn, args);
+	pal_spawn_set_parent_death_signal(spawn, SIGKILL);
+	ck_assert_int_eq(pal_spawn_run(spawn, &c->process), 0);
+	pal_spawn_free(spawn);
+	return c;
+}
+
+START_TEST(test_listener)
+{
+	char *dir = g_dir_make_tmp("mesh-test-XXXXXX", NULL);
+	char *path = g_build_filename(dir, "mesh.sock", NULL);
+	GAsyncQueue *clients = g_async_queue_new();
+	GError *error = NULL;
+	MeshUnixListener *l = mesh_unix_node_listen(parent.unode, path, on_client,
+						    g_async_queue_ref(clients),
+						    (GDestroyNotify)g_async_queue_unref, &error);
+	ck_assert_msg(l != NULL, "%s", error ? error->message : "");
+
+	/* A client that connects and never reads does not hold anyone up. */
+	int slow = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un addr = {.sun_family = AF_UNIX};
+	g_strlcpy(addr.sun_path, path, sizeof(addr.sun_path));
+	ck_assert_int_eq(connect(slow, (struct sockaddr *)&addr, sizeof(addr)), 0);
+
+	Child *a = spawn_by_path(path);
+	Child *b = spawn_by_path(path);
+	for (int i = 0; i < 3; i++) {
+		MeshPort *p = g_async_queue_timeout_pop(clients, 20 * G_USEC_PER_SEC);
+		ck_assert_ptr_nonnull(p);
+		if (i == 0) {
+			mesh_port_close(p); /* the slow client's port */
+			continue;
+		}
+		TestRecv *r = test_recv_new(p);
+		port_send_bytes(p, "by path");
+		expect_bytes(r, "by path", 7);
+		test_recv_free(r);
+		mesh_port_close(p);
+	}
+	ck_assert_int_eq(child_finish(a), 0);
+	ck_assert_int_eq(child_finish(b), 0);
+	close(slow);
+	mesh_unix_listener_free(l);
+	ck_assert(!g_file_test(path, G_FILE_TEST_EXISTS));
+	g_async_queue_unref(clients);
+	rmdir(dir);
+	g_free(path);
+	g_free(dir);
+}
+END_TEST
+
+/* A fake listener that sends one malformed frame. */
+typedef struct {
+	int server;
+	uint32_t data_len, fd_count;
+	int fds_sent;
+	size_t bytes_sent; /* of the frame, then close */
+} BadFrame;
+
+static gpointer bad_listener(gpointer data)
+{
+	BadFrame *f = data;
+	int client = accept4(f->server, NULL, NULL, SOCK_CLOEXEC);
+	uint8_t frame[8 + 64] = {0};
+	for (int i = 0; i < 4; i++) {
+		frame[i] = (uint8_t)(f->data_len >> (8 * i));
+		frame[4 + i] = (uint8_t)(f->fd_count >> (8 * i));
+	}
+	int fds[8];
+	for (int i = 0; i < f->fds_sent; i++)
+		fds[i] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	struct iovec iov = {frame, f->bytes_sent};
+	pal_send_with_fds(client, &iov, 1, fds, (size_t)f->fds_sent, 0);
+	for (int i = 0; i < f->fds_sent; i++)
+		close(fds[i]);
+	close(client);
+	return NULL;
+}
+
+static void join_error_case(uint32_t data_len, uint32_t fd_count, int fds_sent,
+			    size_t bytes_sent, const char *what, gboolean check_fds)
+{
+	char *dir = g_dir_make_tmp("mesh-test-XXXXXX", NULL);
+	char *path = g_build_filename(dir, "bad.sock", NULL);
+	BadFrame f = {.data_len = data_len, .fd_count = fd_count, .fds_sent = fds_sent,
+		      .bytes_sent = bytes_sent};
+	struct sockaddr_un addr = {.sun_family = AF_UNIX};
+	g_strlcpy(addr.sun_path, path, sizeof(addr.sun_path));
+	f.server = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_eq(bind(f.server, (struct sockaddr *)&addr, sizeof(addr)), 0);
+	ck_assert_int_eq(listen(f.server, 4), 0);
+	GThread *t = g_thread_new("bad-listener", bad_listener, &f);
+
+	int before = count_fds();
+	MeshPort *port = NULL;
+	GError *error = NULL;
+	MeshUnixNode *u = mesh_unix_node_join_by_path(path, NULL, 5 * G_USEC_PER_SEC, &port, &error);
+	ck_assert_ptr_null(u);
+	ck_assert_msg(error && strstr(error->message, what), "expected \"%s\", got \"%s\"", what,
+		      error ? error->message : "no error");
+	g_error_free(error);
+	g_thread_join(t);
+	/* Every fd that came was closed. */
+	if (check_fds)
+		ck_assert_msg(count_fds() == before, "%s: %d fds, %d before", what, count_fds(),
+			      before);
+	close(f.server);
+	unlink(path);
+	rmdir(dir);
+	g_free(path);
+	g_free(dir);
+}
+
+static void expect_join_error(uint32_t data_len, uint32_t fd_count, int fds_sent,
+			      size_t bytes_sent, const char *what)
+{
+	join_error_case(data_len, fd_count, fds_sent, bytes_sent, what, TRUE);
+}
+
+static void expect_join_error_unchecked(uint32_t data_len, uint32_t fd_count, int fds_sent,
+					size_t bytes_sent, const char *what)
+{
+	join_error_case(data_len, fd_count, fds_sent, bytes_sent, what, FALSE);
+}
+
+START_TEST(test_listener_limits)
+{
+	/* A first round lets GLib and libc make their lazy fds (measured: one). */
+	int warm = count_fds();
+	expect_join_error_unchecked(5000, 1, 0, 8, "too large");
+	ck_assert_int_le(count_fds(), warm + 1);
+
+	expect_join_error(5000, 1, 0, 8, "too large");
+	expect_join_error(10, 5, 0, 8, "too many");
+	expect_join_error(10, 2, 1, 18, "announces 2 fds but 1 came");
+	expect_join_error(10, 0, 0, 4, "closed the connection early");
+	expect_join_error(10, 1, 0, 12, "closed the connection early");
+	expect_join_error(10, 4, 6, 18, "too many fds");
+	expect_join_error(3, 0, 0, 11, "cannot decode the invitation");
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("libmeshremote-unix");
@@ -559,6 +712,8 @@ int main(void)
 	tcase_add_test(tc, test_join_echo);
 	tcase_add_test(tc, test_port_from_child_to_child);
 	tcase_add_test(tc, test_dropped_invitation);
+	tcase_add_test(tc, test_listener);
+	tcase_add_test(tc, test_listener_limits);
 	suite_add_tcase(s, tc);
 
 	SRunner *sr = srunner_create(s);

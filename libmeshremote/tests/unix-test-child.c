@@ -13,6 +13,7 @@
  *             on it in order, answer "done"
  * Or: unix-test-child join NODE PORT LEADER LEADER_PORT SCENARIO [N]: join
  * the mesh with the invitation whose socket is fd 3.
+ * Or: unix-test-child bypath PATH SCENARIO [N]: join through a listener.
  */
 #include <unistd.h>
 
@@ -103,7 +104,21 @@ int main(int argc, char **argv)
 	MeshPort *port;
 	GError *error = NULL;
 	gboolean joined = argc > 1 && strcmp(argv[1], "join") == 0;
+	gboolean bypath = argc > 3 && strcmp(argv[1], "bypath") == 0;
+	const char *scenario, *scenario_arg;
 
+	if (bypath) {
+		unode = mesh_unix_node_join_by_path(argv[2], NULL, 20 * G_USEC_PER_SEC, &port,
+						    &error);
+		if (!unode) {
+			fprintf(stderr, "child: %s\n", error->message);
+			return 1;
+		}
+		node = mesh_node_ref(mesh_unix_node_get_node(unode));
+		scenario = argv[3];
+		scenario_arg = argc > 4 ? argv[4] : NULL;
+		goto run;
+	}
 	if (joined) {
 		argv++;
 		argc--;
@@ -133,19 +148,22 @@ int main(int argc, char **argv)
 		}
 		mesh_remote_node_unref(h);
 	}
+	scenario = argv[5];
+	scenario_arg = argc > 6 ? argv[6] : NULL;
+run:;
 	TestRecv *r = test_recv_new(port);
 	int status = 0;
 
-	if (strcmp(argv[5], "echo") == 0) {
+	if (strcmp(scenario, "echo") == 0) {
 		status = run_echo(r, port);
-	} else if (strcmp(argv[5], "count") == 0 && argc > 6) {
-		int n = atoi(argv[6]);
+	} else if (strcmp(scenario, "count") == 0 && scenario_arg) {
+		int n = atoi(scenario_arg);
 		char text[32];
 		for (int i = 0; i < n; i++) {
 			snprintf(text, sizeof(text), "%d", i);
 			port_send_bytes(port, text);
 		}
-	} else if (strcmp(argv[5], "peer") == 0) {
+	} else if (strcmp(scenario, "peer") == 0) {
 		MeshMessage *msg = test_recv_wait(r, 60000);
 		if (!test_recv_is_message(msg))
 			return 3;
@@ -158,12 +176,12 @@ int main(int argc, char **argv)
 		status = run_echo(ro, other);
 		test_recv_free(ro);
 		mesh_port_close(other);
-	} else if (strcmp(argv[5], "origin") == 0 && argc > 6) {
-		status = run_origin(r, port, atoi(argv[6]));
-	} else if (strcmp(argv[5], "sink") == 0 && argc > 6) {
-		status = run_sink(r, atoi(argv[6]));
+	} else if (strcmp(scenario, "origin") == 0 && scenario_arg) {
+		status = run_origin(r, port, atoi(scenario_arg));
+	} else if (strcmp(scenario, "sink") == 0 && scenario_arg) {
+		status = run_sink(r, atoi(scenario_arg));
 	} else {
-		fprintf(stderr, "child: unknown scenario %s\n", argv[5]);
+		fprintf(stderr, "child: unknown scenario %s\n", scenario);
 		return 64;
 	}
 	test_recv_free(r);
