@@ -241,7 +241,8 @@ static void process_peered(MeshPort *p, Event *ev, Deferred *d)
 			handler_message(p, ev->message, d);
 			ev->message = NULL;
 		}
-		if (ev->flags & MESH_EVENT_FLAG_CLOSE) {
+		/* A handler may have failed the port; then the close is moot. */
+		if ((ev->flags & MESH_EVENT_FLAG_CLOSE) && p->state == PORT_PEERED) {
 			if (p->handler && !p->local_closed)
 				p->handler->close(p, p->handler_data, d);
 			if (!p->local_closed) {

@@ -185,7 +185,7 @@ START_TEST(test_message_sizes)
 	uint8_t *buf = g_malloc(threshold + 4096);
 	for (size_t i = 0; i < threshold + 4096; i++)
 		buf[i] = (uint8_t)(i * 7 + 1);
-	for (size_t size = 0; size <= threshold + 4096; size += (size < threshold - 64 ? 61 : 1)) {
+	for (size_t size = 0; size <= threshold + 4096; size++) {
 		port_send(c->port, mesh_message_new(buf, size), FALSE);
 		expect_bytes(c->recv, buf, size);
 	}
@@ -431,6 +431,10 @@ static gboolean attack_unknown_port_then_garbage(int sock, const MeshPortId *por
 	mesh_event_write_header(pkt + 8, &h);
 	memcpy(pkt + 8 + MESH_EVENT_HEADER_SIZE, "abc", 3);
 	ck_assert_int_eq(send(sock, pkt, sizeof(pkt), 0), sizeof(pkt));
+	/* ...so is a truncated event for our port (the connection stays)... */
+	h.port_id = *port;
+	mesh_event_write_header(pkt + 8, &h);
+	ck_assert_int_eq(send(sock, pkt, sizeof(pkt) - 2, 0), sizeof(pkt) - 2);
 	/* ...and one for our port is delivered; then an unknown packet type ends it. */
 	h.port_id = *port;
 	mesh_event_write_header(pkt + 8, &h);
@@ -553,6 +557,37 @@ static Child *spawn_by_path(const char *path)
 	return c;
 }
 
+static gpointer run_loop(gpointer data)
+{
+	g_main_loop_run(data);
+	return NULL;
+}
+
+START_TEST(test_caller_context)
+{
+	/* The transport's I/O on a context the caller runs (here in its own thread). */
+	GMainContext *ctx = g_main_context_new();
+	GMainLoop *loop = g_main_loop_new(ctx, FALSE);
+	GThread *t = g_thread_new("caller-loop", run_loop, loop);
+	MeshUnixNode *saved = parent.unode;
+	parent.unode = mesh_unix_node_new(parent.node, ctx);
+
+	Child *c = spawn_child("echo", NULL);
+	port_send_bytes(c->port, "on your context");
+	expect_bytes(c->recv, "on your context", 15);
+	child_close_port(c);
+	ck_assert_int_eq(child_finish(c), 0);
+	ck_assert(mesh_unix_node_shutdown(parent.unode, 5 * G_USEC_PER_SEC));
+	mesh_unix_node_free(parent.unode);
+	parent.unode = saved;
+
+	g_main_loop_quit(loop);
+	g_thread_join(t);
+	g_main_loop_unref(loop);
+	g_main_context_unref(ctx);
+}
+END_TEST
+
 START_TEST(test_listener)
 {
 	char *dir = g_dir_make_tmp("mesh-test-XXXXXX", NULL);
@@ -570,13 +605,18 @@ START_TEST(test_listener)
 	g_strlcpy(addr.sun_path, path, sizeof(addr.sun_path));
 	ck_assert_int_eq(connect(slow, (struct sockaddr *)&addr, sizeof(addr)), 0);
 
+	/* Neither does one that writes junk: the server never reads. */
+	int junk = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_eq(connect(junk, (struct sockaddr *)&addr, sizeof(addr)), 0);
+	ck_assert_int_eq(send(junk, "junk junk junk", 14, MSG_NOSIGNAL), 14);
+
 	Child *a = spawn_by_path(path);
 	Child *b = spawn_by_path(path);
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < 4; i++) {
 		MeshPort *p = g_async_queue_timeout_pop(clients, 20 * G_USEC_PER_SEC);
 		ck_assert_ptr_nonnull(p);
-		if (i == 0) {
-			mesh_port_close(p); /* the slow client's port */
+		if (i < 2) {
+			mesh_port_close(p); /* the slow and the junk client's ports */
 			continue;
 		}
 		TestRecv *r = test_recv_new(p);
@@ -588,6 +628,7 @@ START_TEST(test_listener)
 	ck_assert_int_eq(child_finish(a), 0);
 	ck_assert_int_eq(child_finish(b), 0);
 	close(slow);
+	close(junk);
 	mesh_unix_listener_free(l);
 	ck_assert(!g_file_test(path, G_FILE_TEST_EXISTS));
 	g_async_queue_unref(clients);
@@ -713,6 +754,7 @@ int main(void)
 	tcase_add_test(tc, test_port_from_child_to_child);
 	tcase_add_test(tc, test_dropped_invitation);
 	tcase_add_test(tc, test_listener);
+	tcase_add_test(tc, test_caller_context);
 	tcase_add_test(tc, test_listener_limits);
 	suite_add_tcase(s, tc);
 
