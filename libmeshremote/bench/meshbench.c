@@ -1,0 +1,1071 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * meshbench: libmeshremote measured the way bench/peers measures the kernel
+ * primitives and the peer libraries (same metric names, units, statistics,
+ * BENCH_* knobs and filter rule), so that its TSV lines join the peers' run
+ * through BENCH_LIB_CMD.
+ *
+ *   meshbench [FILTER...]          measure; TSV on stdout, progress on stderr
+ *   meshbench --check [FILTER...]  every measurement with tiny counts, every
+ *                                  byte and fd of every reply checked; exits
+ *                                  non-zero on any mismatch (a test)
+ *   meshbench --child MODE ...     the peer process (internal)
+ *
+ * Method (as bench/peers/common.c): every cross-process measurement starts a
+ * fresh child: the parent invites it into its mesh (mesh_unix_node_invite),
+ * spawns /proc/self/exe with the invitation's socket on fd 3 and the four ids
+ * in argv, and the child joins (mesh_unix_node_join). Both sides use an
+ * own-thread MeshUnixNode. Parent -> child is an untyped mpsc channel made
+ * of the invitation's port; child -> parent is a second untyped channel
+ * whose sender the parent moves to the child in the first message. The
+ * parent drives the protocol and does all timing with CLOCK_MONOTONIC.
+ * Calibration doubles as warm-up: the batch size n grows until a batch takes
+ * >= 20 ms, then is set so that a batch takes about BENCH_REP_MS; BENCH_REPS
+ * batches are timed (no new one after BENCH_MAX_MS once 3 ran) and the median
+ * of the per-batch values is reported. Every reply is checked (size, a
+ * sequence number at both ends of the payload, fds by inode; with --check
+ * every byte). Receives block (with a generous timeout that aborts), nothing
+ * spins. Children are reaped and their exit status checked. A watchdog
+ * (alarm) ends a measurement that takes more than 4 x BENCH_MAX_MS + 20 s;
+ * the children die with the parent (parent-death signal).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <glib.h>
+#include <meshremote/meshremote.h>
+#include <pal/pal.h>
+
+#define KIB ((size_t)1024)
+#define MIB ((size_t)1024 * 1024)
+#define SYSTEM "mesh"
+/* A receive that takes this long means something is broken. */
+#define RECV_TIMEOUT_US (60 * G_USEC_PER_SEC)
+#define CHILD_JOIN_TIMEOUT_US (20 * G_USEC_PER_SEC)
+#define SHUTDOWN_TIMEOUT_US (5 * G_USEC_PER_SEC)
+
+/* ------------------------------------------------------------ helpers */
+
+static gboolean opt_check;
+
+__attribute__((noreturn, format(printf, 1, 2))) static void die(const char *fmt, ...)
+{
+	va_list ap;
+
+	fflush(stdout);
+	fprintf(stderr, "meshbench[%d]: ", (int)getpid());
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	_exit(1);
+}
+
+#define CHECK(cond)                                                                       \
+	do {                                                                              \
+		if (!(cond))                                                              \
+			die("%s:%d: %s failed (errno: %s)", __FILE__, __LINE__, #cond,    \
+			    g_strerror(errno));                                           \
+	} while (0)
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void id_to_hex(const MeshUuid *id, char out[33])
+{
+	static const char hex[] = "0123456789abcdef";
+
+	for (int i = 0; i < 16; i++) {
+		out[2 * i] = hex[id->bytes[i] >> 4];
+		out[2 * i + 1] = hex[id->bytes[i] & 15];
+	}
+	out[32] = '\0';
+}
+
+static int hex_digit(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+static gboolean id_from_hex(const char *s, MeshUuid *id)
+{
+	if (strlen(s) != 32)
+		return FALSE;
+	for (int i = 0; i < 16; i++) {
+		int hi = hex_digit(s[2 * i]), lo = hex_digit(s[2 * i + 1]);
+
+		if (hi < 0 || lo < 0)
+			return FALSE;
+		id->bytes[i] = (uint8_t)(hi << 4 | lo);
+	}
+	return TRUE;
+}
+
+/*
+ * Payloads: the sequence number in the first and the last 8 bytes; with
+ * --check every other byte is a pattern of the sequence number and its
+ * position, and every byte is verified.
+ */
+static uint8_t pattern_byte(uint64_t seq, size_t j)
+{
+	return (uint8_t)(seq * 131u + j * 7u + (j >> 8) * 3u + 1u);
+}
+
+static void payload_fill(uint8_t *buf, size_t size, uint64_t seq)
+{
+	if (opt_check)
+		for (size_t j = 0; j < size; j++)
+			buf[j] = pattern_byte(seq, j);
+	if (size >= sizeof(seq))
+		memcpy(buf, &seq, sizeof(seq));
+	if (size >= 2 * sizeof(seq))
+		memcpy(buf + size - sizeof(seq), &seq, sizeof(seq));
+}
+
+/* Returns NULL when @data is the payload @seq of @want bytes, else what is wrong. */
+static const char *payload_verify(const uint8_t *data, size_t size, size_t want, uint64_t seq)
+{
+	uint64_t v;
+
+	if (size != want)
+		return "wrong size";
+	if (size >= sizeof(v)) {
+		memcpy(&v, data, sizeof(v));
+		if (v != seq)
+			return "wrong sequence number at the start";
+	}
+	if (size >= 2 * sizeof(v)) {
+		memcpy(&v, data + size - sizeof(v), sizeof(v));
+		if (v != seq)
+			return "wrong sequence number at the end";
+	}
+	if (opt_check)
+		for (size_t j = sizeof(v); j + sizeof(v) < size; j++)
+			if (data[j] != pattern_byte(seq, j))
+				return "wrong byte in the payload";
+	return NULL;
+}
+
+static MeshMessage *message_new_u64(uint64_t a, uint64_t b)
+{
+	uint64_t v[2] = {a, b};
+
+	return mesh_message_new(v, sizeof(v));
+}
+
+static gboolean message_get_u64(MeshMessage *msg, uint64_t *a, uint64_t *b)
+{
+	size_t size;
+	const uint8_t *data = mesh_message_get_data(msg, &size);
+	uint64_t v[2];
+
+	if (size != sizeof(v))
+		return FALSE;
+	memcpy(v, data, sizeof(v));
+	*a = v[0];
+	*b = v[1];
+	return TRUE;
+}
+
+/*
+ * Blocking receive. Returns NULL only when the channel is closed and
+ * @closed_ok; any other failure ends the process.
+ */
+static MeshMessage *recv_or_die(MeshReceiver *rx, const char *what, gboolean closed_ok)
+{
+	MeshMessage *msg = NULL;
+	GError *error = NULL;
+
+	if (mesh_receiver_recv_message(rx, RECV_TIMEOUT_US, &msg, &error))
+		return msg;
+	if (closed_ok && g_error_matches(error, MESH_ERROR, MESH_ERROR_CLOSED)) {
+		g_error_free(error);
+		return NULL;
+	}
+	die("%s: receive failed: %s", what, error->message);
+}
+
+/* ------------------------------------------------ measurement harness */
+
+#define MAX_REPS 99
+#define MAX_FILTERS 16
+
+static int opt_reps = 9;
+static double opt_rep_s = 0.1, opt_max_s = 3.0;
+static const char *filters[MAX_FILTERS];
+static int nfilters;
+static char watchdog_what[160];
+static GString *summary;
+static int n_checked;
+
+static int env_int(const char *name, int dflt)
+{
+	const char *v = getenv(name);
+	char *end;
+	long x;
+
+	if (!v || !*v)
+		return dflt;
+	x = strtol(v, &end, 10);
+	if (*end || x <= 0 || x > 1000000)
+		die("bad value for %s: '%s'", name, v);
+	return (int)x;
+}
+
+static const char *pin_mode(void)
+{
+	const char *mode = getenv("BENCH_PIN");
+
+	return mode && *mode ? mode : "none";
+}
+
+/* BENCH_PIN=none|same|split; role 0 = the driving process, 1 = the child. */
+static void bench_pin(int role)
+{
+	const char *mode = pin_mode();
+	cpu_set_t set;
+
+	if (strcmp(mode, "none") == 0)
+		return;
+	CPU_ZERO(&set);
+	if (strcmp(mode, "same") == 0)
+		CPU_SET(0, &set);
+	else if (strcmp(mode, "split") == 0)
+		CPU_SET(role ? 1 : 0, &set);
+	else
+		die("BENCH_PIN must be none, same or split (got '%s')", mode);
+	CHECK(sched_setaffinity(0, sizeof(set), &set) == 0);
+}
+
+static void on_alarm(int sig)
+{
+	static const char msg[] = "meshbench: watchdog expired in ";
+
+	(void)sig;
+	(void)!write(2, msg, sizeof(msg) - 1);
+	(void)!write(2, watchdog_what, strlen(watchdog_what));
+	(void)!write(2, "\n", 1);
+	_exit(3);
+}
+
+static void watchdog(unsigned seconds, const char *what)
+{
+	snprintf(watchdog_what, sizeof(watchdog_what), "%s", what);
+	alarm(seconds);
+}
+
+static void bench_init(int argc, char **argv)
+{
+	struct sigaction sa = {.sa_handler = on_alarm};
+
+	opt_reps = env_int("BENCH_REPS", opt_reps);
+	if (opt_reps > MAX_REPS)
+		opt_reps = MAX_REPS;
+	opt_rep_s = env_int("BENCH_REP_MS", 100) / 1000.0;
+	opt_max_s = env_int("BENCH_MAX_MS", 3000) / 1000.0;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--check") == 0)
+			opt_check = TRUE;
+		else if (argv[i][0] == '-' && argv[i][1] == '-')
+			die("unknown option %s (usage: meshbench [--check] [FILTER...])", argv[i]);
+		else if (nfilters < MAX_FILTERS)
+			filters[nfilters++] = argv[i];
+	}
+	sigemptyset(&sa.sa_mask);
+	CHECK(sigaction(SIGALRM, &sa, NULL) == 0);
+	signal(SIGPIPE, SIG_IGN);
+	bench_pin(0);
+	summary = g_string_new(NULL);
+}
+
+static gboolean bench_wanted(const char *metric, const char *system)
+{
+	char key[256];
+
+	if (nfilters == 0)
+		return TRUE;
+	snprintf(key, sizeof(key), "%s/%s", metric, system);
+	for (int i = 0; i < nfilters; i++)
+		if (strstr(key, filters[i]))
+			return TRUE;
+	return FALSE;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+static double median(double *v, size_t n)
+{
+	CHECK(n > 0);
+	qsort(v, n, sizeof(*v), cmp_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* 4 significant digits below 1000, whole numbers above, never an exponent. */
+static void fmt_value(char *out, size_t cap, double v)
+{
+	if (v >= 1000)
+		snprintf(out, cap, "%.0f", v);
+	else
+		snprintf(out, cap, "%.4g", v);
+}
+
+static void bench_emit(const char *metric, const char *system, double value, const char *unit,
+		       const char *notes)
+{
+	char val[64];
+
+	fmt_value(val, sizeof(val), value);
+	printf("%s\t%s\t%s\t%s\t%s; BENCH_PIN=%s\n", metric, system, val, unit, notes, pin_mode());
+	fflush(stdout);
+	g_string_append_printf(summary, "  %-26s %-12s %12s %s\n", metric, system, val, unit);
+}
+
+enum bench_kind {
+	BENCH_TIME_PER_OP, /* value = scale * seconds / n */
+	BENCH_RATE,        /* value = scale * n / seconds */
+};
+
+/* Performs n operations and returns the elapsed seconds. */
+typedef double (*bench_rep_fn)(void *ctx, long n);
+
+typedef struct {
+	const char *metric, *system, *unit, *notes;
+	enum bench_kind kind;
+	double scale;
+	bench_rep_fn rep;
+	void *ctx;
+	long max_n;
+} Bench;
+
+static double rep_value(const Bench *b, double secs, long n)
+{
+	if (secs <= 0)
+		secs = 1e-9;
+	return b->kind == BENCH_TIME_PER_OP ? b->scale * secs / (double)n
+					    : b->scale * (double)n / secs;
+}
+
+static void bench_run(const Bench *b)
+{
+	double vals[MAX_REPS], t0 = now_s(), t, med;
+	char what[160], lo[32], hi[32], notes[768];
+	long n = 1, max_n = b->max_n > 0 ? b->max_n : 10000000;
+	int r;
+
+	snprintf(what, sizeof(what), "%s/%s", b->metric, b->system);
+	if (opt_check) {
+		/* Tiny batches; what is measured is that every reply was right. */
+		static const long counts[] = {1, 2, 17};
+
+		watchdog(120, what);
+		for (size_t i = 0; i < G_N_ELEMENTS(counts); i++)
+			b->rep(b->ctx, counts[i] < max_n ? counts[i] : max_n);
+		watchdog(0, "");
+		fprintf(stderr, "meshbench: check %-40s ok\n", what);
+		n_checked++;
+		return;
+	}
+	fprintf(stderr, "meshbench: %s ...\n", what);
+	watchdog((unsigned)(opt_max_s * 4) + 20, what);
+
+	/* Calibration doubles as warm-up: grow n until a batch takes 20 ms. */
+	t = b->rep(b->ctx, n);
+	while (t < 0.02 && n < max_n) {
+		double f = t > 0 ? 0.03 / t : 100;
+
+		f = f < 2 ? 2 : f > 100 ? 100 : f;
+		n = (long)((double)n * f);
+		n = n > max_n ? max_n : n;
+		t = b->rep(b->ctx, n);
+	}
+	n = (long)((double)n * opt_rep_s / (t > 0 ? t : 1e-9));
+	n = n < 1 ? 1 : n > max_n ? max_n : n;
+
+	for (r = 0; r < opt_reps; r++) {
+		if (r >= 3 && now_s() - t0 > opt_max_s)
+			break;
+		vals[r] = rep_value(b, b->rep(b->ctx, n), n);
+	}
+	med = median(vals, (size_t)r);
+	fmt_value(lo, sizeof(lo), vals[0]);
+	fmt_value(hi, sizeof(hi), vals[r - 1]);
+	snprintf(notes, sizeof(notes), "median of %d reps x %ld (range %s-%s); %s", r, n, lo, hi,
+		 b->notes);
+	bench_emit(b->metric, b->system, med, b->unit, notes);
+	watchdog(0, "");
+}
+
+/* ------------------------------------------------ the peer process */
+
+/*
+ * Child modes:
+ *   echo      send every message back as it came (bytes and fds)
+ *   stream    a header {n, 0}, then n messages of the size in argv, each
+ *             checked; answers {n, number of bad messages}
+ *   portmove  every message carries a port: make a sender of it, send the
+ *             message's bytes back on it once, drop it
+ * Each ends when the parent drops its sender.
+ */
+
+static MeshUnixNode *the_unode; /* the parent's */
+
+/*
+ * Fault injection, to test that --check notices: MESHBENCH_FAULT=byte makes
+ * the child corrupt one payload byte of the third message it handles (the
+ * middle byte of an echo or a port-move reply, or of the stream message it
+ * checks); MESHBENCH_FAULT=fd makes it drop the fd of the third echo.
+ */
+static const char *child_fault;
+static unsigned child_handled;
+
+static gboolean fault_now(const char *kind)
+{
+	return child_fault && strcmp(child_fault, kind) == 0 && child_handled == 3;
+}
+
+/* Returns @msg, or (under MESHBENCH_FAULT) a corrupted replacement of it. */
+static MeshMessage *child_maybe_corrupt(MeshMessage *msg)
+{
+	child_handled++;
+	if (fault_now("byte")) {
+		size_t size;
+		const uint8_t *data = mesh_message_get_data(msg, &size);
+		uint8_t *copy = g_memdup2(data, size);
+		copy[size / 2] ^= 0x40;
+		MeshMessage *bad = mesh_message_new(copy, size);
+		g_free(copy);
+		for (guint i = 0; i < mesh_message_get_n_resources(msg); i++) {
+			int fd = mesh_message_steal_fd(msg, i);
+			CHECK(fd >= 0 && mesh_message_add_fd_take(bad, fd) >= 0);
+		}
+		mesh_message_free(msg);
+		return bad;
+	}
+	if (fault_now("fd") && mesh_message_get_n_resources(msg) == 1) {
+		size_t size;
+		const uint8_t *data = mesh_message_get_data(msg, &size);
+		MeshMessage *bad = mesh_message_new(data, size);
+		mesh_message_free(msg);
+		return bad;
+	}
+	return msg;
+}
+
+typedef struct {
+	PalChild *process;
+	MeshSender *tx;   /* to the child (the invitation's port) */
+	MeshReceiver *rx; /* from the child */
+	const char *mode;
+} Peer;
+
+static int child_echo(MeshReceiver *rx, MeshSender *tx)
+{
+	MeshMessage *msg;
+
+	while ((msg = recv_or_die(rx, "child echo", TRUE)))
+		mesh_sender_send_message(tx, child_fault ? child_maybe_corrupt(msg) : msg);
+	return 0;
+}
+
+static int child_stream(MeshReceiver *rx, MeshSender *tx, size_t size)
+{
+	MeshMessage *msg;
+	int status = 0;
+
+	while ((msg = recv_or_die(rx, "child stream header", TRUE))) {
+		uint64_t n, zero, bad = 0;
+
+		if (!message_get_u64(msg, &n, &zero) || zero != 0)
+			die("child stream: bad header");
+		mesh_message_free(msg);
+		for (uint64_t i = 0; i < n; i++) {
+			size_t got;
+			const uint8_t *data;
+			const char *why;
+
+			msg = recv_or_die(rx, "child stream", FALSE);
+			if (child_fault)
+				msg = child_maybe_corrupt(msg);
+			data = mesh_message_get_data(msg, &got);
+			why = payload_verify(data, got, size, i);
+			if (why || mesh_message_get_n_resources(msg) != 0) {
+				if (bad == 0)
+					fprintf(stderr, "meshbench child: message %llu of %llu: %s\n",
+						(unsigned long long)i, (unsigned long long)n,
+						why ? why : "unexpected resources");
+				bad++;
+				status = 2;
+			}
+			mesh_message_free(msg);
+		}
+		mesh_sender_send_message(tx, message_new_u64(n, bad));
+	}
+	return status;
+}
+
+static int child_portmove(MeshReceiver *rx)
+{
+	MeshMessage *msg;
+
+	while ((msg = recv_or_die(rx, "child portmove", TRUE))) {
+		size_t size;
+		const uint8_t *data = mesh_message_get_data(msg, &size);
+		MeshPort *port;
+
+		if (mesh_message_get_n_resources(msg) != 1 ||
+		    !(port = mesh_message_steal_port(msg, 0)))
+			die("child portmove: the message carries no port");
+		MeshSender *reply = mesh_sender_from_port(port, NULL);
+		MeshMessage *answer = mesh_message_new(data, size);
+		mesh_sender_send_message(reply,
+					 child_fault ? child_maybe_corrupt(answer) : answer);
+		mesh_sender_free(reply);
+		mesh_message_free(msg);
+	}
+	return 0;
+}
+
+/* meshbench --child MODE SIZE CHECK NODE LEADER PORT LEADER_PORT */
+static int child_main(int argc, char **argv)
+{
+	MeshNodeId me, leader;
+	MeshPortId my_port, leader_port;
+	MeshPort *port = NULL;
+	GError *error = NULL;
+
+	if (argc != 9 || !id_from_hex(argv[5], &me) || !id_from_hex(argv[6], &leader) ||
+	    !id_from_hex(argv[7], &my_port) || !id_from_hex(argv[8], &leader_port))
+		die("usage: meshbench --child MODE SIZE CHECK NODE LEADER PORT LEADER_PORT");
+	const char *mode = argv[2];
+	size_t size = strtoull(argv[3], NULL, 10);
+	opt_check = strcmp(argv[4], "1") == 0;
+	child_fault = getenv("MESHBENCH_FAULT");
+	if (child_fault && !*child_fault)
+		child_fault = NULL;
+	bench_pin(1);
+
+	MeshInvitation *inv = mesh_invitation_new_take(&me, &my_port, &leader, &leader_port, 3);
+	MeshUnixNode *unode = mesh_unix_node_join(inv, NULL, CHILD_JOIN_TIMEOUT_US, &port, &error);
+	if (!unode)
+		die("child: join failed: %s", error->message);
+	MeshNode *node = mesh_node_ref(mesh_unix_node_get_node(unode));
+	MeshReceiver *rx = mesh_receiver_from_port(port, NULL);
+
+	/* The first message carries the sender of the channel back. */
+	MeshMessage *setup = recv_or_die(rx, "child setup", FALSE);
+	MeshPort *back;
+	if (mesh_message_get_n_resources(setup) != 1 || !(back = mesh_message_steal_port(setup, 0)))
+		die("child: the setup message carries no port");
+	mesh_message_free(setup);
+	MeshSender *tx = mesh_sender_from_port(back, NULL);
+	mesh_sender_send_message(tx, mesh_message_new("ready", 5));
+
+	int status;
+	if (strcmp(mode, "echo") == 0)
+		status = child_echo(rx, tx);
+	else if (strcmp(mode, "stream") == 0)
+		status = child_stream(rx, tx, size);
+	else if (strcmp(mode, "portmove") == 0)
+		status = child_portmove(rx);
+	else
+		die("child: unknown mode %s", mode);
+
+	mesh_sender_free(tx);
+	mesh_receiver_free(rx);
+	if (!mesh_unix_node_shutdown(unode, SHUTDOWN_TIMEOUT_US))
+		fprintf(stderr, "meshbench child: shutdown was not clean\n");
+	mesh_unix_node_free(unode);
+	mesh_node_unref(node);
+	return status;
+}
+
+/* Invites a child into the parent's mesh and waits until it is ready. */
+static void peer_start(Peer *p, const char *mode, size_t size)
+{
+	MeshPort *mine, *theirs;
+	MeshInvitation *inv = NULL;
+	MeshNodeId ln, rn;
+	MeshPortId lp, rp;
+	GError *error = NULL;
+	char ids[4][33], size_s[32];
+	int r;
+
+	memset(p, 0, sizeof(*p));
+	p->mode = mode;
+	mesh_port_new_pair(&mine, &theirs);
+	if (!mesh_unix_node_invite(the_unode, theirs, -1, &inv, &error))
+		die("invite: %s", error->message);
+	mesh_invitation_get_address(inv, &ln, &lp, &rn, &rp);
+	id_to_hex(&ln, ids[0]);
+	id_to_hex(&rn, ids[1]);
+	id_to_hex(&lp, ids[2]);
+	id_to_hex(&rp, ids[3]);
+	snprintf(size_s, sizeof(size_s), "%zu", size);
+
+	PalSpawn *spawn = pal_spawn_new("/proc/self/exe");
+	CHECK(spawn != NULL);
+	const char *args[] = {"--child", mode,   size_s, opt_check ? "1" : "0",
+			      ids[0],    ids[1], ids[2], ids[3],
+			      NULL};
+	CHECK(pal_spawn_set_arg0(spawn, "meshbench") == 0);
+	CHECK(pal_spawn_add_args(spawn, args) == 0);
+	CHECK(pal_spawn_dup_fd(spawn, mesh_invitation_get_fd(inv), 3) == 0);
+	CHECK(pal_spawn_set_stdin(spawn, PAL_STDIO_NULL, -1) == 0);
+	CHECK(pal_spawn_set_stdout(spawn, PAL_STDIO_NULL, -1) == 0);
+	CHECK(pal_spawn_set_parent_death_signal(spawn, SIGKILL) == 0);
+	r = pal_spawn_run(spawn, &p->process);
+	if (r < 0)
+		die("spawn (%s): %s", pal_spawn_get_failed_step(spawn) ?: "?", g_strerror(-r));
+	pal_spawn_free(spawn);
+	mesh_invitation_free(inv); /* the child has its copy of the socket */
+
+	p->tx = mesh_sender_from_port(mine, NULL);
+	MeshSender *back;
+	mesh_channel_new(NULL, &back, &p->rx);
+	MeshMessage *setup = mesh_message_new("setup", 5);
+	CHECK(mesh_message_add_port_take(setup, mesh_sender_into_port(back)) >= 0);
+	mesh_sender_send_message(p->tx, setup);
+
+	MeshMessage *ready = recv_or_die(p->rx, "waiting for the child", FALSE);
+	size_t got;
+	const uint8_t *data = mesh_message_get_data(ready, &got);
+	if (got != 5 || memcmp(data, "ready", 5) != 0)
+		die("the child's first message is not \"ready\"");
+	mesh_message_free(ready);
+}
+
+/* Drops the parent's sender; the child answers by closing its own, exits 0. */
+static void peer_stop(Peer *p)
+{
+	int status;
+
+	mesh_sender_free(p->tx);
+	MeshMessage *extra = recv_or_die(p->rx, "waiting for the child to close", TRUE);
+	if (extra)
+		die("%s child: a message after the end", p->mode);
+	mesh_receiver_free(p->rx);
+	CHECK(pal_child_wait(p->process, &status) == 0);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		die("%s child failed (status 0x%x)", p->mode, status);
+	pal_child_free(p->process);
+}
+
+/* ------------------------------------------------ round trips */
+
+typedef struct {
+	Peer peer;
+	size_t size;
+	uint8_t *buf;
+	int fd;           /* rtt_fd_pass: the memfd sent every time */
+	struct stat fd_st; /* ... and its identity */
+} RttCtx;
+
+static double rtt_rep(void *p, long n)
+{
+	RttCtx *x = p;
+	double t0 = now_s();
+
+	for (uint64_t i = 0; i < (uint64_t)n; i++) {
+		payload_fill(x->buf, x->size, i);
+		mesh_sender_send_message(x->peer.tx, mesh_message_new(x->buf, x->size));
+		MeshMessage *reply = recv_or_die(x->peer.rx, "rtt", FALSE);
+		size_t got;
+		const uint8_t *data = mesh_message_get_data(reply, &got);
+		const char *why = payload_verify(data, got, x->size, i);
+		if (why)
+			die("rtt: reply %llu: %s", (unsigned long long)i, why);
+		if (mesh_message_get_n_resources(reply) != 0)
+			die("rtt: reply %llu carries resources", (unsigned long long)i);
+		mesh_message_free(reply);
+	}
+	return now_s() - t0;
+}
+
+static void bench_rtt(const char *metric, size_t size)
+{
+	RttCtx x = {.size = size, .fd = -1};
+	char notes[512];
+
+	if (!bench_wanted(metric, SYSTEM))
+		return;
+	x.buf = g_malloc0(size);
+	peer_start(&x.peer, "echo", size);
+	snprintf(notes, sizeof(notes),
+		 "untyped mpsc channel each way (parent->child: the invitation's port; "
+		 "child->parent: a sender moved to the child), mesh_message_new per request, "
+		 "child re-sends the received message; blocking recv; own-thread MeshUnixNode "
+		 "both sides%s",
+		 size > MESH_UNIX_MAX_PACKET_SIZE - 8
+			 ? "; events over 16376 B go out of line (a new sealed memfd per event)"
+			 : "");
+	bench_run(&(Bench){.metric = metric,
+			   .system = SYSTEM,
+			   .unit = "us",
+			   .kind = BENCH_TIME_PER_OP,
+			   .scale = 1e6,
+			   .rep = rtt_rep,
+			   .ctx = &x,
+			   .max_n = 1000000,
+			   .notes = notes});
+	peer_stop(&x.peer);
+	g_free(x.buf);
+}
+
+static double fdpass_rep(void *p, long n)
+{
+	RttCtx *x = p;
+	double t0 = now_s();
+
+	for (uint64_t i = 0; i < (uint64_t)n; i++) {
+		payload_fill(x->buf, x->size, i);
+		MeshMessage *msg = mesh_message_new(x->buf, x->size);
+		CHECK(mesh_message_add_fd(msg, x->fd) == 0);
+		mesh_sender_send_message(x->peer.tx, msg);
+		MeshMessage *reply = recv_or_die(x->peer.rx, "rtt_fd_pass", FALSE);
+		size_t got;
+		const uint8_t *data = mesh_message_get_data(reply, &got);
+		const char *why = payload_verify(data, got, x->size, i);
+		if (why)
+			die("rtt_fd_pass: reply %llu: %s", (unsigned long long)i, why);
+		if (mesh_message_get_n_resources(reply) != 1)
+			die("rtt_fd_pass: reply %llu carries %u resources, not one fd",
+			    (unsigned long long)i, mesh_message_get_n_resources(reply));
+		int fd = mesh_message_steal_fd(reply, 0);
+		struct stat st;
+		if (fd < 0)
+			die("rtt_fd_pass: reply %llu: no fd (%d)", (unsigned long long)i, fd);
+		CHECK(fstat(fd, &st) == 0);
+		if (st.st_ino != x->fd_st.st_ino || st.st_dev != x->fd_st.st_dev)
+			die("rtt_fd_pass: reply %llu: the fd is not the memfd sent",
+			    (unsigned long long)i);
+		if (fd == x->fd)
+			die("rtt_fd_pass: the received fd is the sender's own");
+		close(fd);
+		mesh_message_free(reply);
+	}
+	return now_s() - t0;
+}
+
+static void bench_fdpass(void)
+{
+	RttCtx x = {.size = 64};
+
+	if (!bench_wanted("rtt_fd_pass", SYSTEM))
+		return;
+	x.buf = g_malloc0(x.size);
+	x.fd = memfd_create("meshbench", MFD_CLOEXEC);
+	CHECK(x.fd >= 0);
+	CHECK(fstat(x.fd, &x.fd_st) == 0);
+	peer_start(&x.peer, "echo", x.size);
+	bench_run(&(Bench){.metric = "rtt_fd_pass",
+			   .system = SYSTEM,
+			   .unit = "us",
+			   .kind = BENCH_TIME_PER_OP,
+			   .scale = 1e6,
+			   .rep = fdpass_rep,
+			   .ctx = &x,
+			   .max_n = 1000000,
+			   .notes = "64B + 1 fd each way: parent adds its memfd (mesh_message_add_fd, "
+				    "a dup), child re-sends the message with the fd it got, parent "
+				    "checks the inode and closes it; untyped channels"});
+	peer_stop(&x.peer);
+	close(x.fd);
+	g_free(x.buf);
+}
+
+/* ------------------------------------------------ streams */
+
+static double stream_rep(void *p, long n)
+{
+	RttCtx *x = p;
+	uint64_t got_n, bad;
+	double t0 = now_s();
+
+	mesh_sender_send_message(x->peer.tx, message_new_u64((uint64_t)n, 0));
+	for (uint64_t i = 0; i < (uint64_t)n; i++) {
+		payload_fill(x->buf, x->size, i);
+		mesh_sender_send_message(x->peer.tx, mesh_message_new(x->buf, x->size));
+	}
+	MeshMessage *ack = recv_or_die(x->peer.rx, "stream acknowledgement", FALSE);
+	double t = now_s() - t0;
+	if (!message_get_u64(ack, &got_n, &bad) || got_n != (uint64_t)n)
+		die("stream: bad end acknowledgement");
+	if (bad)
+		die("stream: the child got %llu bad messages of %ld", (unsigned long long)bad, n);
+	mesh_message_free(ack);
+	return t;
+}
+
+static void bench_stream(const char *metric, size_t size)
+{
+	RttCtx x = {.size = size, .fd = -1};
+	gboolean bulk = size >= MIB;
+
+	if (!bench_wanted(metric, SYSTEM))
+		return;
+	x.buf = g_malloc0(size);
+	peer_start(&x.peer, "stream", size);
+	bench_run(&(Bench){
+		.metric = metric,
+		.system = SYSTEM,
+		.unit = bulk ? "GB/s" : "msgs/s",
+		.kind = BENCH_RATE,
+		.scale = bulk ? (double)size / 1e9 : 1.0,
+		.rep = stream_rep,
+		.ctx = &x,
+		/* The sender never blocks: a batch is queued whole (memfds for
+		 * 1 MiB), so bound it. */
+		.max_n = bulk ? 1024 : 10000000,
+		.notes = bulk ? "one mesh_sender_send_message (mesh_message_new copy) per message; "
+				"each event out of line in a new sealed memfd; child checks each "
+				"message in its buffer; end ack"
+			      : "one mesh_sender_send_message (mesh_message_new) per message, child "
+				"receives and checks each; end ack"});
+	peer_stop(&x.peer);
+	g_free(x.buf);
+}
+
+/* ------------------------------------------------ port moves */
+
+static double portmove_rep(void *p, long n)
+{
+	RttCtx *x = p;
+	double t0 = now_s();
+
+	for (uint64_t i = 0; i < (uint64_t)n; i++) {
+		MeshPort *a, *b;
+		MeshReceiver *rx;
+
+		mesh_port_new_pair(&a, &b);
+		rx = mesh_receiver_from_port(a, NULL);
+		payload_fill(x->buf, x->size, i);
+		MeshMessage *msg = mesh_message_new(x->buf, x->size);
+		CHECK(mesh_message_add_port_take(msg, b) == 0);
+		mesh_sender_send_message(x->peer.tx, msg);
+		MeshMessage *reply = recv_or_die(rx, "port move first reply", FALSE);
+		size_t got;
+		const uint8_t *data = mesh_message_get_data(reply, &got);
+		const char *why = payload_verify(data, got, x->size, i);
+		if (why)
+			die("port move: reply %llu: %s", (unsigned long long)i, why);
+		mesh_message_free(reply);
+		mesh_receiver_free(rx);
+	}
+	return now_s() - t0;
+}
+
+static void bench_portmove(void)
+{
+	RttCtx x = {.size = 64, .fd = -1};
+
+	if (!bench_wanted("port_move_first_reply_us", SYSTEM))
+		return;
+	x.buf = g_malloc0(x.size);
+	peer_start(&x.peer, "portmove", x.size);
+	bench_run(&(Bench){.metric = "port_move_first_reply_us",
+			   .system = SYSTEM,
+			   .unit = "us",
+			   .kind = BENCH_TIME_PER_OP,
+			   .scale = 1e6,
+			   .rep = portmove_rep,
+			   .ctx = &x,
+			   .max_n = 1000000,
+			   .notes = "per op: mesh_port_new_pair, receiver on one end, the other "
+				    "sent in a 64B message to the child, which makes a sender of "
+				    "it and sends the 64B back on it at once; time until that "
+				    "reply; receiver freed (not waiting for the close)"});
+	peer_stop(&x.peer);
+	g_free(x.buf);
+}
+
+/* ------------------------------------------------ in process */
+
+typedef struct {
+	MeshSender *tx1, *tx2;
+	MeshReceiver *rx1, *rx2;
+	GAsyncQueue *q1, *q2;
+	GThread *thread;
+	uint8_t buf[64];
+} InprocCtx;
+
+static gpointer inproc_mesh_echo(gpointer data)
+{
+	InprocCtx *x = data;
+	MeshMessage *msg;
+
+	while ((msg = recv_or_die(x->rx1, "inproc echo", TRUE)))
+		mesh_sender_send_message(x->tx2, msg);
+	mesh_sender_free(x->tx2);
+	return NULL;
+}
+
+static double inproc_mesh_rep(void *p, long n)
+{
+	InprocCtx *x = p;
+	double t0 = now_s();
+
+	for (uint64_t i = 0; i < (uint64_t)n; i++) {
+		payload_fill(x->buf, sizeof(x->buf), i);
+		mesh_sender_send_message(x->tx1, mesh_message_new(x->buf, sizeof(x->buf)));
+		MeshMessage *reply = recv_or_die(x->rx2, "inproc rtt", FALSE);
+		size_t got;
+		const uint8_t *data = mesh_message_get_data(reply, &got);
+		const char *why = payload_verify(data, got, sizeof(x->buf), i);
+		if (why)
+			die("inproc rtt: reply %llu: %s", (unsigned long long)i, why);
+		mesh_message_free(reply);
+	}
+	return now_s() - t0;
+}
+
+static void bench_inproc_mesh(void)
+{
+	InprocCtx x = {0};
+
+	if (!bench_wanted("inproc_rtt", SYSTEM))
+		return;
+	mesh_channel_new(NULL, &x.tx1, &x.rx1);
+	mesh_channel_new(NULL, &x.tx2, &x.rx2);
+	x.thread = g_thread_new("meshbench-echo", inproc_mesh_echo, &x);
+	bench_run(&(Bench){.metric = "inproc_rtt",
+			   .system = SYSTEM,
+			   .unit = "us",
+			   .kind = BENCH_TIME_PER_OP,
+			   .scale = 1e6,
+			   .rep = inproc_mesh_rep,
+			   .ctx = &x,
+			   .max_n = 10000000,
+			   .notes = "two threads, two in-process untyped channels; a 64B "
+				    "MeshMessage made per round trip, echoed as the same object; "
+				    "blocking recv"});
+	mesh_sender_free(x.tx1);
+	if (recv_or_die(x.rx2, "inproc end", TRUE))
+		die("inproc: a message after the end");
+	g_thread_join(x.thread);
+	mesh_receiver_free(x.rx1);
+	mesh_receiver_free(x.rx2);
+}
+
+static gpointer inproc_queue_echo(gpointer data)
+{
+	InprocCtx *x = data;
+
+	for (;;) {
+		gpointer item = g_async_queue_timeout_pop(x->q1, RECV_TIMEOUT_US);
+		if (!item)
+			die("gasyncqueue echo: timed out");
+		if (item == (gpointer)x) /* the end */
+			break;
+		g_async_queue_push(x->q2, item);
+	}
+	return NULL;
+}
+
+static double inproc_queue_rep(void *p, long n)
+{
+	InprocCtx *x = p;
+	double t0 = now_s();
+
+	for (uint64_t i = 0; i < (uint64_t)n; i++) {
+		payload_fill(x->buf, sizeof(x->buf), i);
+		g_async_queue_push(x->q1, g_memdup2(x->buf, sizeof(x->buf)));
+		uint8_t *reply = g_async_queue_timeout_pop(x->q2, RECV_TIMEOUT_US);
+		if (!reply)
+			die("gasyncqueue rtt: timed out");
+		const char *why = payload_verify(reply, sizeof(x->buf), sizeof(x->buf), i);
+		if (why)
+			die("gasyncqueue rtt: reply %llu: %s", (unsigned long long)i, why);
+		g_free(reply);
+	}
+	return now_s() - t0;
+}
+
+static void bench_inproc_queue(void)
+{
+	InprocCtx x = {0};
+
+	if (!bench_wanted("inproc_rtt", "gasyncqueue"))
+		return;
+	x.q1 = g_async_queue_new();
+	x.q2 = g_async_queue_new();
+	x.thread = g_thread_new("meshbench-echo", inproc_queue_echo, &x);
+	bench_run(&(Bench){.metric = "inproc_rtt",
+			   .system = "gasyncqueue",
+			   .unit = "us",
+			   .kind = BENCH_TIME_PER_OP,
+			   .scale = 1e6,
+			   .rep = inproc_queue_rep,
+			   .ctx = &x,
+			   .max_n = 10000000,
+			   .notes = "two threads, two GAsyncQueues; a 64B g_malloc buffer made per "
+				    "round trip, echoed as the same pointer; blocking pop"});
+	g_async_queue_push(x.q1, &x);
+	g_thread_join(x.thread);
+	g_async_queue_unref(x.q1);
+	g_async_queue_unref(x.q2);
+}
+
+/* ------------------------------------------------ main */
+
+int main(int argc, char **argv)
+{
+	if (argc > 1 && strcmp(argv[1], "--child") == 0)
+		return child_main(argc, argv);
+
+	bench_init(argc, argv);
+	MeshNode *node = mesh_node_new();
+	the_unode = mesh_unix_node_new(node, NULL);
+
+	bench_rtt("rtt_64B", 64);
+	bench_rtt("rtt_4KiB", 4 * KIB);
+	bench_rtt("rtt_64KiB", 64 * KIB);
+	bench_stream("stream_64B_msgs_per_s", 64);
+	bench_stream("stream_1MiB_GB_per_s", MIB);
+	bench_fdpass();
+	/* The reference first: the run script's ratios are against the first row. */
+	bench_inproc_queue();
+	bench_inproc_mesh();
+	bench_portmove();
+
+	if (!mesh_unix_node_shutdown(the_unode, SHUTDOWN_TIMEOUT_US))
+		fprintf(stderr, "meshbench: shutdown was not clean\n");
+	mesh_unix_node_free(the_unode);
+	mesh_node_unref(node);
+
+	if (opt_check) {
+		fprintf(stderr, "meshbench: --check: %d measurements, every reply correct\n",
+			n_checked);
+		if (n_checked == 0)
+			die("--check: no measurement matched the filters");
+	} else {
+		fprintf(stderr, "\n== meshbench (BENCH_PIN=%s) ==\n%s", pin_mode(), summary->str);
+	}
+	g_string_free(summary, TRUE);
+	return 0;
+}
