@@ -28,6 +28,7 @@ struct MeshUnixListener {
 	char *path;
 	GSource *source;
 	MeshUnixListenerFunc func;
+	uid_t allowed_uid; /* (uid_t)-1: anyone */
 	gpointer user_data;
 	GDestroyNotify notify;
 };
@@ -81,6 +82,17 @@ static gboolean listener_accept_cb(gint fd, GIOCondition cond, gpointer data)
 			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
 				g_warning("mesh: accept on %s: %s", l->path, g_strerror(errno));
 			break;
+		}
+		if (l->allowed_uid != (uid_t)-1) {
+			struct ucred cred;
+			socklen_t len = sizeof(cred);
+			if (getsockopt(client, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 ||
+			    cred.uid != l->allowed_uid) {
+				g_message("mesh: a client of %s with another uid was refused",
+					  l->path);
+				close(client);
+				continue;
+			}
 		}
 		MeshPort *ours, *theirs;
 		MeshInvitation *inv = NULL;
@@ -140,6 +152,7 @@ MeshUnixListener *mesh_unix_node_listen(MeshUnixNode *u, const char *path,
 	l->func = func;
 	l->user_data = user_data;
 	l->notify = notify;
+	l->allowed_uid = (uid_t)-1;
 	l->source = g_unix_fd_source_new(fd, G_IO_IN);
 	g_source_set_callback(l->source, G_SOURCE_FUNC(listener_accept_cb), l, NULL);
 	g_main_context_invoke(u->context, listener_attach_cb, l);
@@ -284,4 +297,9 @@ MeshUnixNode *mesh_unix_node_join_by_path(const char *path, GMainContext *contex
 	g_free(data);
 	pal_fd_array_free(fds);
 	return u;
+}
+
+void mesh_unix_listener_set_allowed_uid(MeshUnixListener *l, uid_t uid)
+{
+	l->allowed_uid = uid;
 }

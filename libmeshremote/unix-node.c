@@ -346,10 +346,15 @@ static void conn_end(UnixConn *c, const char *reason)
 		g_source_destroy(source);
 		g_source_unref(source);
 	}
+	const char *why = reason ? reason : "remote node disconnected";
+	char *who = owner->describe ? owner->describe(&c->peer, owner->describe_data) : NULL;
+	char *full = who ? g_strdup_printf("%s: %s", who, why) : g_strdup(why);
 	if (reason)
 		g_message("mesh: connection to node %s ended: %s",
-			  mesh_uuid_to_string(&c->peer, (char[33]){0}), reason);
-	mesh_remote_node_fail(c->remote, reason ? reason : "remote node disconnected");
+			  mesh_uuid_to_string(&c->peer, (char[33]){0}), full);
+	mesh_remote_node_fail(c->remote, full);
+	g_free(full);
+	g_free(who);
 	mesh_remote_node_unref(c->remote);
 	c->remote = NULL;
 
@@ -589,8 +594,10 @@ static gboolean sync_call_cb(gpointer data)
 
 void unix_run_sync(MeshUnixNode *u, GSourceFunc func, gpointer data)
 {
-	if (!u->thread || g_thread_self() == u->thread) {
+	/* Here if this thread runs the context, or nobody does right now. */
+	if (g_main_context_acquire(u->context)) {
 		func(data);
+		g_main_context_release(u->context);
 		return;
 	}
 	SyncCall s = {.func = func, .data = data};
@@ -731,4 +738,13 @@ void mesh_unix_node_free(MeshUnixNode *u)
 	g_mutex_clear(&u->lock);
 	mesh_node_unref(u->node);
 	g_free(u);
+}
+
+void mesh_unix_node_set_peer_describer(MeshUnixNode *u, MeshPeerDescribeFunc func,
+				       gpointer user_data)
+{
+	g_mutex_lock(&u->lock);
+	u->describe = func;
+	u->describe_data = user_data;
+	g_mutex_unlock(&u->lock);
 }

@@ -22,6 +22,8 @@ struct MeshUnixNode {
 	GHashTable *pending;       /* MeshNodeId * -> MeshRemoteNode * awaiting a socket */
 	gboolean leader_stopped;   /* shut down: no more introductions */
 	Leader *leader;            /* non-NULL on the leader */
+	MeshPeerDescribeFunc describe;
+	gpointer describe_data;
 };
 
 /* Runs @func(@data) on the I/O context and waits for it (or at once, there). */

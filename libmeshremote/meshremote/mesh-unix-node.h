@@ -22,6 +22,7 @@
 #endif
 
 #include <glib.h>
+#include <sys/types.h>
 
 G_BEGIN_DECLS
 
@@ -181,6 +182,14 @@ MESH_REMOTE_API MeshUnixListener *mesh_unix_node_listen(MeshUnixNode *unode, con
 							GDestroyNotify notify, GError **error);
 
 /**
+ * mesh_unix_listener_set_allowed_uid:
+ * @listener: a listener
+ * @uid: the only user id whose clients are accepted (checked with
+ *     SO_PEERCRED); (uid_t)-1 accepts anyone (the default)
+ */
+MESH_REMOTE_API void mesh_unix_listener_set_allowed_uid(MeshUnixListener *listener, uid_t uid);
+
+/**
  * mesh_unix_listener_free:
  * @listener: (nullable): a listener
  *
@@ -204,6 +213,28 @@ MESH_REMOTE_API MeshUnixNode *mesh_unix_node_join_by_path(const char *path,
 							  GMainContext *context,
 							  gint64 timeout_us, MeshPort **ret_port,
 							  GError **error);
+
+/**
+ * MeshPeerDescribeFunc:
+ * @peer: a node whose connection ended
+ * @user_data: the describer's data
+ *
+ * Returns: (transfer full) (nullable): words naming @peer for error messages,
+ * e.g. "host worker-1 (pid 4242) killed by signal 9".
+ */
+typedef char *(*MeshPeerDescribeFunc)(const MeshNodeId *peer, gpointer user_data);
+
+/**
+ * mesh_unix_node_set_peer_describer:
+ * @unode: a transport
+ * @func: (nullable): called on the I/O context when a connection ends
+ * @user_data: passed to @func
+ *
+ * Lets the layer above name the culprit in the errors that ports get.
+ */
+MESH_REMOTE_API void mesh_unix_node_set_peer_describer(MeshUnixNode *unode,
+						       MeshPeerDescribeFunc func,
+						       gpointer user_data);
 
 /**
  * mesh_unix_node_shutdown:

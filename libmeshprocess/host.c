@@ -1,0 +1,193 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The host side (upstream try_run_mesh_host, reference 5.3): join with the
+ * invitation from the environment and fd 3, receive the initial message, run
+ * the host's work while serving the parent's inspect and crash requests, and
+ * exit when the work is done or the parent goes away.
+ */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include "process-private.h"
+
+typedef struct {
+	MeshUnixNode *unode;
+	char *name;
+	MeshReceiver *requests;
+} HostState;
+
+static void host_exit(HostState *s, int status)
+{
+	/* Deliver what was sent, then go. */
+	mesh_unix_node_shutdown(s->unode, 5 * G_USEC_PER_SEC);
+	_exit(status);
+}
+
+static gpointer run_loop(gpointer data)
+{
+	g_main_loop_run(data);
+	return NULL;
+}
+
+static gpointer exit_thread(gpointer data)
+{
+	host_exit(data, 0);
+	return NULL;
+}
+
+static char *inspect_self(HostState *s)
+{
+	GString *out = g_string_new("{\"pid\":");
+	guint64 rss;
+	guint threads;
+	char id[33];
+	process_self_stats(&rss, &threads);
+	g_string_append_printf(out, "%d,\"name\":", (int)getpid());
+	process_json_string(out, s->name);
+	g_string_append_printf(out, ",\"node\":\"%s\",\"rss_kib\":%" G_GUINT64_FORMAT
+				    ",\"threads\":%u}",
+			       mesh_uuid_to_string(mesh_node_get_id(mesh_unix_node_get_node(s->unode)), id),
+			       rss, threads);
+	return g_string_free(out, FALSE);
+}
+
+static void requests_cb(MeshReceiver *r, gpointer data)
+{
+	HostState *s = data;
+	ProtobufCMessage *msg;
+	GError *error = NULL;
+
+	while (mesh_receiver_recv(r, 0, &msg, &error)) {
+		MeshProcess__HostRequest *req = (MeshProcess__HostRequest *)msg;
+		if (req->request_case == MESH_PROCESS__HOST_REQUEST__REQUEST_CRASH) {
+			g_printerr("host %s: crash requested by the parent\n", s->name);
+			abort();
+		}
+		if (req->request_case == MESH_PROCESS__HOST_REQUEST__REQUEST_INSPECT) {
+			MeshPort *p = process_take_port_field(req->inspect->reply);
+			if (p) {
+				MeshOneshotSender *reply = mesh_oneshot_sender_from_port(
+					p, &mesh_process__inspect_reply__descriptor);
+				MeshProcess__InspectReply *ir = malloc(sizeof(*ir));
+				mesh_process__inspect_reply__init(ir);
+				char *json = inspect_self(s);
+				ir->json = strdup(json);
+				g_free(json);
+				mesh_oneshot_send(reply, &ir->base);
+			}
+		}
+		mesh_payload_message_free(msg);
+	}
+	if (!g_error_matches(error, MESH_ERROR, MESH_ERROR_EMPTY)) {
+		/* The parent closed our request channel or went away: stop. */
+		mesh_receiver_set_callback(r, NULL, NULL, NULL, NULL);
+		g_thread_unref(g_thread_new("mesh-host-exit", exit_thread, s));
+	}
+	g_clear_error(&error);
+}
+
+static gboolean decode_env(const char *b64, MeshProcess__EnvInvitation **ret, GError **error)
+{
+	gsize size = 0;
+	guchar *bytes = g_base64_decode(b64, &size);
+	ProtobufCMessage *msg = NULL;
+	MeshPayloadError perr;
+
+	if (!bytes || size == 0) {
+		g_free(bytes);
+		g_set_error(error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_INVITATION,
+			    "failed to base64 decode invitation");
+		return FALSE;
+	}
+	int r = mesh_payload_decode(&mesh_process__env_invitation__descriptor, bytes, size, NULL,
+				    NULL, &msg, &perr);
+	g_free(bytes);
+	if (r < 0) {
+		g_set_error(error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_INVITATION,
+			    "failed to protobuf decode invitation: %s", perr.message);
+		return FALSE;
+	}
+	*ret = (MeshProcess__EnvInvitation *)msg;
+	return TRUE;
+}
+
+gboolean mesh_try_run_host(const char *base_name, MeshHostFunc func, gpointer user_data,
+			   GError **error)
+{
+	const char *value = getenv(MESH_WORKER_INVITATION);
+	MeshProcess__EnvInvitation *env = NULL;
+	MeshNodeId ln, rn;
+	MeshPortId lp, rp;
+
+	if (!value)
+		return TRUE;
+	char *copy = g_strdup(value);
+	unsetenv(MESH_WORKER_INVITATION); /* not for our own children */
+	gboolean ok = decode_env(copy, &env, error);
+	g_free(copy);
+	if (!ok)
+		return FALSE;
+	if (!env->address || !process_address_read(env->address->local_addr, &ln, &lp) ||
+	    !process_address_read(env->address->remote_addr, &rn, &rp) || env->socket_fd < 0) {
+		mesh_payload_message_free(&env->base);
+		g_set_error(error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_INVITATION,
+			    "invitation without addresses");
+		return FALSE;
+	}
+	int fd = env->socket_fd;
+	fcntl(fd, F_SETFD, FD_CLOEXEC);
+
+	HostState *s = g_new0(HostState, 1);
+	s->name = g_strdup(env->node_name && *env->node_name ? env->node_name : "host");
+	mesh_payload_message_free(&env->base);
+
+	char comm[16];
+	snprintf(comm, sizeof(comm), "%s-%s", base_name, s->name);
+	prctl(PR_SET_NAME, comm, 0, 0, 0);
+
+	MeshPort *port = NULL;
+	MeshInvitation *inv = mesh_invitation_new_take(&ln, &lp, &rn, &rp, fd);
+	s->unode = mesh_unix_node_join(inv, NULL, 30 * G_USEC_PER_SEC, &port, error);
+	if (!s->unode) {
+		g_prefix_error(error, "joining the mesh: ");
+		return FALSE;
+	}
+
+	/* The bootstrap channel: our request channel, then the initial message. */
+	MeshReceiver *boot = mesh_receiver_from_port(port, NULL);
+	MeshMessage *first = NULL, *initial = NULL;
+	if (!mesh_receiver_recv_message(boot, 30 * G_USEC_PER_SEC, &first, error) ||
+	    !mesh_receiver_recv_message(boot, 30 * G_USEC_PER_SEC, &initial, error)) {
+		mesh_message_free(first);
+		mesh_receiver_free(boot);
+		g_prefix_error(error, "failed to receive initial message: ");
+		return FALSE;
+	}
+	mesh_receiver_free(boot);
+	MeshProcess__HostHello *hello = (MeshProcess__HostHello *)process_message_into(
+		first, &mesh_process__host_hello__descriptor, error);
+	MeshPort *req_port = hello ? process_take_port_field(hello->requests) : NULL;
+	if (hello)
+		mesh_payload_message_free(&hello->base);
+	if (!req_port) {
+		mesh_message_free(initial);
+		if (error && !*error)
+			g_set_error(error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_INVITATION,
+				    "malformed initial message");
+		return FALSE;
+	}
+	s->requests = mesh_receiver_from_port(req_port, &mesh_process__host_request__descriptor);
+
+	/* Serve requests on a context of our own while the work runs here. */
+	GMainContext *ctx = g_main_context_new();
+	mesh_receiver_set_callback(s->requests, ctx, requests_cb, s, NULL);
+	g_thread_unref(g_thread_new("mesh-host-requests", run_loop, g_main_loop_new(ctx, FALSE)));
+
+	if (!func(initial, user_data, error))
+		return FALSE;
+	host_exit(s, 0);
+	return TRUE; /* not reached */
+}

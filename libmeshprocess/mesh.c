@@ -1,0 +1,830 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The coordinator (upstream mesh_process, reference 5.1-5.5): launching
+ * hosts, watching them, crash, inspect, listen/connect and shutdown.
+ *
+ * Everything the coordinator owns is touched on its context (its own thread
+ * by default) or under mesh->lock; public calls from other threads hand work
+ * to the context and wait.
+ */
+#include <fcntl.h>
+#include <glib-unix.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "process-private.h"
+
+struct MeshProcessConfig {
+	char *name;
+	char *program;
+	GPtrArray *args;
+	gboolean skip_worker_arg;
+	GPtrArray *env; /* key, value, key, value ... */
+	char *stderr_path;
+	MeshSandboxApplyFunc sandbox_apply;
+	gpointer sandbox_data;
+};
+
+typedef struct {
+	Mesh *mesh;
+	char *name;
+	GPid pid;
+	MeshNodeId node_id;
+	PalChild *child;
+	MeshSender *requests; /* HostRequest; NULL once shutting down */
+	GSource *watch;
+} Host;
+
+typedef struct {
+	char *path;
+	MeshUnixListener *listener;
+	MeshSender *sender; /* into the receiver handed to the caller */
+} Listening;
+
+struct Mesh {
+	char *name;
+	MeshNode *node;
+	MeshUnixNode *unode;
+	GMainContext *context;
+	GMainLoop *loop;
+	GThread *thread;
+	GMutex lock;
+	GCond cond;
+	GHashTable *hosts;     /* GPid -> Host * */
+	GHashTable *listening; /* path -> Listening * */
+	char *argv0;
+	gboolean shut_down;
+};
+
+/* Configuration. */
+
+MeshProcessConfig *mesh_process_config_new(const char *name)
+{
+	MeshProcessConfig *c = g_new0(MeshProcessConfig, 1);
+	c->name = g_strdup(name);
+	c->args = g_ptr_array_new_with_free_func(g_free);
+	c->env = g_ptr_array_new_with_free_func(g_free);
+	return c;
+}
+
+void mesh_process_config_free(MeshProcessConfig *c)
+{
+	if (!c)
+		return;
+	g_free(c->name);
+	g_free(c->program);
+	g_ptr_array_free(c->args, TRUE);
+	g_ptr_array_free(c->env, TRUE);
+	g_free(c->stderr_path);
+	g_free(c);
+}
+
+void mesh_process_config_set_program(MeshProcessConfig *c, const char *path)
+{
+	g_free(c->program);
+	c->program = g_strdup(path);
+}
+
+void mesh_process_config_add_arg(MeshProcessConfig *c, const char *arg)
+{
+	g_ptr_array_add(c->args, g_strdup(arg));
+}
+
+void mesh_process_config_set_skip_worker_arg(MeshProcessConfig *c, gboolean skip)
+{
+	c->skip_worker_arg = skip;
+}
+
+void mesh_process_config_set_env(MeshProcessConfig *c, const char *key, const char *value)
+{
+	g_ptr_array_add(c->env, g_strdup(key));
+	g_ptr_array_add(c->env, g_strdup(value));
+}
+
+void mesh_process_config_set_stderr_path(MeshProcessConfig *c, const char *path)
+{
+	g_free(c->stderr_path);
+	c->stderr_path = g_strdup(path);
+}
+
+void mesh_process_config_set_sandbox(MeshProcessConfig *c, MeshSandboxApplyFunc apply,
+				     gpointer user_data)
+{
+	c->sandbox_apply = apply;
+	c->sandbox_data = user_data;
+}
+
+/* Running things on the coordinator's context. */
+
+typedef struct {
+	GSourceFunc func;
+	gpointer data;
+	GMutex lock;
+	GCond cond;
+	gboolean done;
+} Sync;
+
+static gboolean sync_cb(gpointer data)
+{
+	Sync *s = data;
+	s->func(s->data);
+	g_mutex_lock(&s->lock);
+	s->done = TRUE;
+	g_cond_signal(&s->cond);
+	g_mutex_unlock(&s->lock);
+	return G_SOURCE_REMOVE;
+}
+
+static void run_sync(Mesh *m, GSourceFunc func, gpointer data)
+{
+	if (!m->thread || g_thread_self() == m->thread) {
+		func(data);
+		return;
+	}
+	Sync s = {.func = func, .data = data};
+	g_mutex_init(&s.lock);
+	g_cond_init(&s.cond);
+	g_main_context_invoke(m->context, sync_cb, &s);
+	g_mutex_lock(&s.lock);
+	while (!s.done)
+		g_cond_wait(&s.cond, &s.lock);
+	g_mutex_unlock(&s.lock);
+	g_mutex_clear(&s.lock);
+	g_cond_clear(&s.cond);
+}
+
+static gpointer coordinator_thread(gpointer data)
+{
+	Mesh *m = data;
+	g_main_context_push_thread_default(m->context);
+	g_main_loop_run(m->loop);
+	g_main_context_pop_thread_default(m->context);
+	return NULL;
+}
+
+static char *read_argv0(void)
+{
+	char *cmdline = NULL;
+	gsize len = 0;
+	if (g_file_get_contents("/proc/self/cmdline", &cmdline, &len, NULL) && len > 0) {
+		char *argv0 = g_strdup(cmdline);
+		g_free(cmdline);
+		return argv0;
+	}
+	g_free(cmdline);
+	return g_strdup("mesh-host");
+}
+
+static void host_free(Host *h)
+{
+	if (h->watch) {
+		g_source_destroy(h->watch);
+		g_source_unref(h->watch);
+	}
+	mesh_sender_free(h->requests);
+	pal_child_free(h->child);
+	g_free(h->name);
+	g_free(h);
+}
+
+static char *describe_status(int status);
+
+/*
+ * Names a host whose connection ended, with how it ended when that is
+ * already known (the kernel closes the sockets just before the process
+ * becomes a zombie, so give it a moment).
+ */
+static char *describe_peer(const MeshNodeId *peer, gpointer data)
+{
+	Mesh *m = data;
+	char *name = NULL, *how = NULL;
+	GPid pid = 0;
+	int pidfd = -1;
+
+	g_mutex_lock(&m->lock);
+	GHashTableIter it;
+	gpointer value;
+	g_hash_table_iter_init(&it, m->hosts);
+	while (g_hash_table_iter_next(&it, NULL, &value)) {
+		Host *h = value;
+		if (memcmp(&h->node_id, peer, sizeof(*peer)) == 0) {
+			name = g_strdup(h->name);
+			pid = h->pid;
+			pidfd = fcntl(pal_child_get_pidfd(h->child), F_DUPFD_CLOEXEC, 3);
+			break;
+		}
+	}
+	g_mutex_unlock(&m->lock);
+	if (!name)
+		return NULL;
+	if (pidfd >= 0) {
+		struct pollfd pfd = {.fd = pidfd, .events = POLLIN};
+		siginfo_t info = {0};
+		if (poll(&pfd, 1, 100) == 1 &&
+		    waitid(P_PIDFD, (id_t)pidfd, &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+		    info.si_pid != 0) {
+			int status = info.si_code == CLD_EXITED ? W_EXITCODE(info.si_status, 0)
+								 : info.si_status;
+			how = describe_status(status);
+		}
+		close(pidfd);
+	}
+	char *out = how ? g_strdup_printf("host %s (pid %d) %s", name, (int)pid, how)
+			: g_strdup_printf("host %s (pid %d)", name, (int)pid);
+	g_free(how);
+	g_free(name);
+	return out;
+}
+
+Mesh *mesh_new(const char *name, GMainContext *context, GError **error)
+{
+	Mesh *m = g_new0(Mesh, 1);
+
+	m->name = g_strdup(name);
+	m->argv0 = read_argv0();
+	g_mutex_init(&m->lock);
+	g_cond_init(&m->cond);
+	m->hosts = g_hash_table_new_full(NULL, NULL, NULL, (GDestroyNotify)host_free);
+	m->listening = g_hash_table_new(g_str_hash, g_str_equal);
+	if (context) {
+		m->context = g_main_context_ref(context);
+	} else {
+		m->context = g_main_context_new();
+		m->loop = g_main_loop_new(m->context, FALSE);
+		m->thread = g_thread_new("mesh-coordinator", coordinator_thread, m);
+	}
+	m->node = mesh_node_new();
+	m->unode = mesh_unix_node_new(m->node, m->context);
+	mesh_unix_node_set_peer_describer(m->unode, describe_peer, m);
+	return m;
+}
+
+MeshNode *mesh_get_node(Mesh *m)
+{
+	return m->node;
+}
+
+guint mesh_get_host_count(Mesh *m)
+{
+	g_mutex_lock(&m->lock);
+	guint n = g_hash_table_size(m->hosts);
+	g_mutex_unlock(&m->lock);
+	return n;
+}
+
+/* Child exits. */
+
+static char *describe_status(int status)
+{
+	if (WIFEXITED(status))
+		return g_strdup_printf("exited with status %d", WEXITSTATUS(status));
+	if (WIFSIGNALED(status))
+		return g_strdup_printf("killed by signal %d (%s)", WTERMSIG(status),
+				       g_strsignal(WTERMSIG(status)));
+	return g_strdup_printf("ended with wait status %#x", status);
+}
+
+static gboolean host_exited_cb(gint fd, GIOCondition cond, gpointer data)
+{
+	Host *h = data;
+	Mesh *m = h->mesh;
+	int status = 0;
+
+	if (pal_child_try_wait(h->child, &status) != 0)
+		return G_SOURCE_CONTINUE;
+	char *what = describe_status(status);
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		g_message("mesh %s: host %s (pid %d) exited successfully", m->name, h->name,
+			  (int)h->pid);
+	else
+		g_warning("mesh %s: host %s (pid %d) abnormal exit: %s", m->name, h->name,
+			  (int)h->pid, what);
+	g_free(what);
+
+	g_source_unref(h->watch);
+	h->watch = NULL;
+	g_mutex_lock(&m->lock);
+	g_hash_table_remove(m->hosts, GINT_TO_POINTER(h->pid));
+	g_cond_broadcast(&m->cond);
+	g_mutex_unlock(&m->lock);
+	return G_SOURCE_REMOVE;
+}
+
+/* Launching. */
+
+static char *encode_env_invitation(const char *node_name, MeshInvitation *inv)
+{
+	MeshNodeId ln, rn;
+	MeshPortId lp, rp;
+	mesh_invitation_get_address(inv, &ln, &lp, &rn, &rp);
+
+	MeshProcess__InvitationAddress addr = MESH_PROCESS__INVITATION_ADDRESS__INIT;
+	addr.local_addr = process_address_new(&ln, &lp);
+	addr.remote_addr = process_address_new(&rn, &rp);
+	MeshProcess__EnvInvitation env = MESH_PROCESS__ENV_INVITATION__INIT;
+	env.node_name = (char *)node_name;
+	env.address = &addr;
+	env.socket_fd = 3;
+
+	size_t size = protobuf_c_message_get_packed_size(&env.base);
+	uint8_t *buf = g_malloc(size);
+	protobuf_c_message_pack(&env.base, buf);
+	char *b64 = g_base64_encode(buf, size);
+	g_free(buf);
+	protobuf_c_message_free_unpacked(&addr.local_addr->base, NULL);
+	protobuf_c_message_free_unpacked(&addr.remote_addr->base, NULL);
+	return b64;
+}
+
+typedef struct {
+	Mesh *mesh;
+	const MeshProcessConfig *config;
+	MeshInvitation *inv;
+	MeshSender *requests;
+	GError *error;
+	GPid pid;
+} Launch;
+
+static gboolean launch_cb(gpointer data)
+{
+	Launch *l = data;
+	Mesh *m = l->mesh;
+	const MeshProcessConfig *c = l->config;
+	PalSpawn *spawn = pal_spawn_new(c->program ? c->program : "/proc/self/exe");
+	PalChild *child = NULL;
+	int stderr_fd = -1, r;
+
+	pal_spawn_set_arg0(spawn, c->program ? c->program : m->argv0);
+	for (guint i = 0; i < c->args->len; i++)
+		pal_spawn_add_arg(spawn, c->args->pdata[i]);
+	if (!c->skip_worker_arg)
+		pal_spawn_add_arg(spawn, c->name);
+	char *env = encode_env_invitation(c->name, l->inv);
+	pal_spawn_env_set(spawn, MESH_WORKER_INVITATION, env);
+	g_free(env);
+	for (guint i = 0; i + 1 < c->env->len; i += 2)
+		pal_spawn_env_set(spawn, c->env->pdata[i], c->env->pdata[i + 1]);
+	pal_spawn_set_stdin(spawn, PAL_STDIO_NULL, -1);
+	pal_spawn_set_stdout(spawn, PAL_STDIO_NULL, -1);
+	if (c->stderr_path) {
+		stderr_fd = open(c->stderr_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+		if (stderr_fd < 0) {
+			g_set_error(&l->error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_SPAWN,
+				    "cannot open %s: %s", c->stderr_path, g_strerror(errno));
+			goto out;
+		}
+		pal_spawn_set_stderr(spawn, PAL_STDIO_FD, stderr_fd);
+	}
+	pal_spawn_dup_fd(spawn, mesh_invitation_get_fd(l->inv), 3);
+	pal_spawn_set_parent_death_signal(spawn, SIGKILL);
+	if (c->sandbox_apply && !c->sandbox_apply(spawn, c->sandbox_data, &l->error))
+		goto out;
+
+	r = pal_spawn_run(spawn, &child);
+	if (r < 0) {
+		const char *step = pal_spawn_get_failed_step(spawn);
+		g_set_error(&l->error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_SPAWN,
+			    "cannot start host %s (%s): %s%s%s", c->name,
+			    c->program ? c->program : "this program", step ? step : "",
+			    step ? ": " : "", g_strerror(-r));
+		goto out;
+	}
+
+	Host *h = g_new0(Host, 1);
+	h->mesh = m;
+	h->name = g_strdup(c->name);
+	h->pid = pal_child_get_pid(child);
+	h->child = child;
+	h->requests = l->requests;
+	l->requests = NULL;
+	mesh_invitation_get_address(l->inv, &h->node_id, NULL, NULL, NULL);
+	int pidfd = pal_child_get_pidfd(child);
+	if (pidfd >= 0) {
+		h->watch = g_unix_fd_source_new(pidfd, G_IO_IN);
+		g_source_set_callback(h->watch, G_SOURCE_FUNC(host_exited_cb), h, NULL);
+		g_source_attach(h->watch, m->context);
+	}
+	g_mutex_lock(&m->lock);
+	g_hash_table_insert(m->hosts, GINT_TO_POINTER(h->pid), h);
+	g_mutex_unlock(&m->lock);
+	l->pid = h->pid;
+	g_message("mesh %s: launched host %s (pid %d)", m->name, h->name, (int)h->pid);
+out:
+	if (stderr_fd >= 0)
+		close(stderr_fd);
+	pal_spawn_free(spawn);
+	return G_SOURCE_REMOVE;
+}
+
+GPid mesh_launch_host(Mesh *m, const MeshProcessConfig *config, MeshMessage *initial,
+		      GError **error)
+{
+	MeshSender *requests, *boot;
+	MeshReceiver *requests_recv, *boot_recv;
+	MeshInvitation *inv = NULL;
+
+	mesh_channel_new(&mesh_process__host_request__descriptor, &requests, &requests_recv);
+	mesh_channel_new(NULL, &boot, &boot_recv);
+	if (!mesh_unix_node_invite(m->unode, mesh_receiver_into_port(boot_recv), 0, &inv, error)) {
+		mesh_sender_free(boot);
+		mesh_sender_free(requests);
+		mesh_receiver_free(requests_recv);
+		mesh_message_free(initial);
+		return 0;
+	}
+	MeshProcess__HostHello *hello = malloc(sizeof(*hello));
+	mesh_process__host_hello__init(hello);
+	hello->requests = process_port_field(mesh_receiver_into_port(requests_recv));
+	hello->name = strdup(config->name);
+	mesh_sender_send_message(boot, process_message_take(&hello->base));
+	mesh_sender_send_message(boot, initial);
+	mesh_sender_free(boot);
+
+	/* Spawn from the coordinator's thread: the parent-death signal follows it. */
+	Launch l = {.mesh = m, .config = config, .inv = inv, .requests = requests};
+	run_sync(m, launch_cb, &l);
+	mesh_invitation_free(inv); /* the child has its copy of the socket */
+	mesh_sender_free(l.requests);
+	if (l.error) {
+		g_propagate_error(error, l.error);
+		return 0;
+	}
+	return l.pid;
+}
+
+/* Requests to hosts. */
+
+static MeshSender *host_requests(Mesh *m, GPid pid)
+{
+	g_mutex_lock(&m->lock);
+	Host *h = g_hash_table_lookup(m->hosts, GINT_TO_POINTER(pid));
+	MeshSender *s = h && h->requests ? mesh_sender_clone(h->requests) : NULL;
+	g_mutex_unlock(&m->lock);
+	return s;
+}
+
+gboolean mesh_crash(Mesh *m, GPid pid, GError **error)
+{
+	if (pid == getpid()) {
+		g_printerr("mesh %s: crash requested for this process\n", m->name);
+		abort();
+	}
+	MeshSender *s = host_requests(m, pid);
+	if (!s) {
+		g_set_error(error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_NO_SUCH_HOST,
+			    "no host with pid %d", (int)pid);
+		return FALSE;
+	}
+	MeshProcess__HostRequest *req = malloc(sizeof(*req));
+	mesh_process__host_request__init(req);
+	req->request_case = MESH_PROCESS__HOST_REQUEST__REQUEST_CRASH;
+	req->crash = malloc(sizeof(*req->crash));
+	mesh_process__host_crash__init(req->crash);
+	mesh_sender_send(s, &req->base);
+	mesh_sender_free(s);
+	return TRUE;
+}
+
+char *mesh_inspect(Mesh *m, gint64 timeout_us)
+{
+	GString *out = g_string_new("{\"mesh\":");
+	char id[33];
+	guint64 rss;
+	guint threads;
+
+	process_json_string(out, m->name);
+	process_self_stats(&rss, &threads);
+	g_string_append_printf(out, ",\"parent\":{\"pid\":%d,\"node\":\"%s\",\"rss_kib\":%" G_GUINT64_FORMAT
+				    ",\"threads\":%u},\"hosts\":[",
+			       (int)getpid(), mesh_uuid_to_string(mesh_node_get_id(m->node), id), rss,
+			       threads);
+
+	/* Ask every host at once, then collect. */
+	g_mutex_lock(&m->lock);
+	GList *hosts = g_hash_table_get_values(m->hosts);
+	GPtrArray *entries = g_ptr_array_new();
+	for (GList *l = hosts; l; l = l->next) {
+		Host *h = l->data;
+		g_ptr_array_add(entries, GINT_TO_POINTER(h->pid));
+		g_ptr_array_add(entries, g_strdup(h->name));
+		g_ptr_array_add(entries, g_memdup2(&h->node_id, sizeof(h->node_id)));
+	}
+	g_mutex_unlock(&m->lock);
+	g_list_free(hosts);
+
+	guint n = entries->len / 3;
+	MeshOneshotReceiver **replies = g_new0(MeshOneshotReceiver *, n ? n : 1);
+	for (guint i = 0; i < n; i++) {
+		MeshSender *s = host_requests(m, GPOINTER_TO_INT(entries->pdata[3 * i]));
+		if (!s)
+			continue;
+		MeshOneshotSender *os;
+		mesh_oneshot_new(&mesh_process__inspect_reply__descriptor, &os, &replies[i]);
+		MeshProcess__HostRequest *req = malloc(sizeof(*req));
+		mesh_process__host_request__init(req);
+		req->request_case = MESH_PROCESS__HOST_REQUEST__REQUEST_INSPECT;
+		req->inspect = malloc(sizeof(*req->inspect));
+		mesh_process__host_inspect__init(req->inspect);
+		req->inspect->reply = process_port_field(mesh_oneshot_sender_into_port(os));
+		mesh_sender_send(s, &req->base);
+		mesh_sender_free(s);
+	}
+	gint64 deadline = g_get_monotonic_time() + timeout_us;
+	for (guint i = 0; i < n; i++) {
+		if (i)
+			g_string_append_c(out, ',');
+		g_string_append_printf(out, "{\"pid\":%d,\"name\":",
+				       GPOINTER_TO_INT(entries->pdata[3 * i]));
+		process_json_string(out, entries->pdata[3 * i + 1]);
+		g_string_append_printf(out, ",\"node\":\"%s\",\"report\":",
+				       mesh_uuid_to_string(entries->pdata[3 * i + 2], id));
+		ProtobufCMessage *reply = NULL;
+		GError *error = NULL;
+		gint64 left = MAX(deadline - g_get_monotonic_time(), 0);
+		if (replies[i] && mesh_oneshot_recv(replies[i], left, &reply, &error)) {
+			g_string_append(out, ((MeshProcess__InspectReply *)reply)->json);
+			mesh_payload_message_free(reply);
+			replies[i] = NULL;
+		} else {
+			g_string_append(out, "{\"error\":");
+			process_json_string(out, error ? error->message : "no request channel");
+			g_string_append_c(out, '}');
+		}
+		g_clear_error(&error);
+		mesh_oneshot_receiver_free(replies[i]);
+		g_string_append_c(out, '}');
+		g_free(entries->pdata[3 * i + 1]);
+		g_free(entries->pdata[3 * i + 2]);
+	}
+	g_string_append(out, "]}");
+	g_free(replies);
+	g_ptr_array_free(entries, TRUE);
+	return g_string_free(out, FALSE);
+}
+
+/* Listening. */
+
+static void on_client(MeshPort *port, gpointer data)
+{
+	Listening *l = data;
+	/* The client's port now feeds the listener's receiver. */
+	MeshSender *s = mesh_sender_clone(l->sender);
+	mesh_port_bridge(port, mesh_sender_into_port(s));
+}
+
+static gboolean check_private_dir(const char *path, GError **error)
+{
+	char *dir = g_path_get_dirname(path);
+	struct stat st;
+	gboolean ok = FALSE;
+
+	if (stat(dir, &st) < 0) {
+		g_set_error(error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_FAILED, "%s: %s", dir,
+			    g_strerror(errno));
+	} else if (st.st_uid != geteuid() || (st.st_mode & 022)) {
+		g_set_error(error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_INSECURE,
+			    "refusing to listen in %s: other users can write to it", dir);
+	} else {
+		ok = TRUE;
+	}
+	g_free(dir);
+	return ok;
+}
+
+typedef struct {
+	Mesh *mesh;
+	const char *path;
+	gboolean allow_other_users;
+	MeshReceiver *receiver;
+	GError *error;
+} ListenReq;
+
+static gboolean listen_cb(gpointer data)
+{
+	ListenReq *r = data;
+	Mesh *m = r->mesh;
+	struct stat st;
+
+	if (!check_private_dir(r->path, &r->error))
+		return G_SOURCE_REMOVE;
+	if (lstat(r->path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			g_set_error(&r->error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_FAILED,
+				    "%s exists and is not a socket", r->path);
+			return G_SOURCE_REMOVE;
+		}
+		unlink(r->path); /* a stale socket */
+	}
+	Listening *l = g_new0(Listening, 1);
+	l->path = g_strdup(r->path);
+	mesh_channel_new(NULL, &l->sender, &r->receiver);
+	l->listener = mesh_unix_node_listen(m->unode, r->path, on_client, l, NULL, &r->error);
+	if (!l->listener) {
+		mesh_sender_free(l->sender);
+		mesh_receiver_free(r->receiver);
+		r->receiver = NULL;
+		g_free(l->path);
+		g_free(l);
+		return G_SOURCE_REMOVE;
+	}
+	chmod(r->path, 0600);
+	if (!r->allow_other_users)
+		mesh_unix_listener_set_allowed_uid(l->listener, geteuid());
+	g_mutex_lock(&m->lock);
+	g_hash_table_insert(m->listening, l->path, l);
+	g_mutex_unlock(&m->lock);
+	return G_SOURCE_REMOVE;
+}
+
+gboolean mesh_listen(Mesh *m, const char *path, gboolean allow_other_users,
+		     MeshReceiver **ret_receiver, GError **error)
+{
+	ListenReq r = {.mesh = m, .path = path, .allow_other_users = allow_other_users};
+	run_sync(m, listen_cb, &r);
+	if (r.error) {
+		g_propagate_error(error, r.error);
+		return FALSE;
+	}
+	*ret_receiver = r.receiver;
+	return TRUE;
+}
+
+static void listening_free(Listening *l)
+{
+	mesh_unix_listener_free(l->listener);
+	mesh_sender_free(l->sender);
+	g_free(l->path);
+	g_free(l);
+}
+
+void mesh_unlisten(Mesh *m, const char *path)
+{
+	g_mutex_lock(&m->lock);
+	Listening *l = g_hash_table_lookup(m->listening, path);
+	if (l)
+		g_hash_table_remove(m->listening, path);
+	g_mutex_unlock(&m->lock);
+	if (l)
+		listening_free(l);
+}
+
+/* Connecting, for a process outside the mesh. */
+
+struct MeshConnection {
+	MeshUnixNode *unode;
+};
+
+MeshConnection *mesh_connect(const char *path, gint64 timeout_us, MeshSender **ret_sender,
+			     GError **error)
+{
+	MeshPort *port = NULL;
+	MeshUnixNode *u = mesh_unix_node_join_by_path(path, NULL, timeout_us, &port, error);
+	if (!u)
+		return NULL;
+	MeshConnection *c = g_new0(MeshConnection, 1);
+	c->unode = u;
+	*ret_sender = mesh_sender_from_port(port, NULL);
+	return c;
+}
+
+gboolean mesh_connection_shutdown(MeshConnection *c, gint64 timeout_us)
+{
+	if (!c)
+		return TRUE;
+	MeshNode *node = mesh_node_ref(mesh_unix_node_get_node(c->unode));
+	gboolean clean = mesh_unix_node_shutdown(c->unode, timeout_us);
+	mesh_unix_node_free(c->unode);
+	mesh_node_unref(node);
+	g_free(c);
+	return clean;
+}
+
+/* Shutdown. */
+
+static gboolean close_requests_cb(gpointer data)
+{
+	Mesh *m = data;
+	g_mutex_lock(&m->lock);
+	GList *hosts = g_hash_table_get_values(m->hosts);
+	for (GList *l = hosts; l; l = l->next) {
+		Host *h = l->data;
+		MeshSender *s = h->requests;
+		h->requests = NULL;
+		mesh_sender_free(s); /* the host sees its request channel close and exits */
+	}
+	g_mutex_unlock(&m->lock);
+	g_list_free(hosts);
+	return G_SOURCE_REMOVE;
+}
+
+static gboolean wait_hosts(Mesh *m, gint64 deadline)
+{
+	gboolean all = TRUE;
+	g_mutex_lock(&m->lock);
+	while (g_hash_table_size(m->hosts) > 0) {
+		if (m->thread) {
+			if (deadline < 0) {
+				g_cond_wait(&m->cond, &m->lock);
+			} else if (!g_cond_wait_until(&m->cond, &m->lock, deadline)) {
+				all = g_hash_table_size(m->hosts) == 0;
+				break;
+			}
+		} else {
+			g_mutex_unlock(&m->lock);
+			g_main_context_iteration(m->context, FALSE);
+			g_usleep(1000);
+			g_mutex_lock(&m->lock);
+			if (deadline >= 0 && g_get_monotonic_time() >= deadline) {
+				all = g_hash_table_size(m->hosts) == 0;
+				break;
+			}
+		}
+	}
+	g_mutex_unlock(&m->lock);
+	return all;
+}
+
+static gboolean kill_hosts_cb(gpointer data)
+{
+	Mesh *m = data;
+	g_mutex_lock(&m->lock);
+	GList *hosts = g_hash_table_get_values(m->hosts);
+	for (GList *l = hosts; l; l = l->next) {
+		Host *h = l->data;
+		g_warning("mesh %s: killing host %s (pid %d) at the shutdown deadline", m->name,
+			  h->name, (int)h->pid);
+		pal_child_kill(h->child, SIGKILL);
+	}
+	g_mutex_unlock(&m->lock);
+	g_list_free(hosts);
+	return G_SOURCE_REMOVE;
+}
+
+gboolean mesh_shutdown(Mesh *m, gint64 deadline_us, GError **error)
+{
+	gint64 deadline = deadline_us < 0 ? -1 : g_get_monotonic_time() + deadline_us;
+	gboolean clean;
+
+	if (m->shut_down)
+		return TRUE;
+	m->shut_down = TRUE;
+	run_sync(m, close_requests_cb, m);
+	clean = wait_hosts(m, deadline);
+	if (!clean) {
+		run_sync(m, kill_hosts_cb, m);
+		wait_hosts(m, g_get_monotonic_time() + 10 * G_USEC_PER_SEC);
+		g_set_error(error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_TIMED_OUT,
+			    "hosts still running at the shutdown deadline were killed");
+	}
+	g_mutex_lock(&m->lock);
+	GList *listening = g_hash_table_get_values(m->listening);
+	g_hash_table_remove_all(m->listening);
+	g_mutex_unlock(&m->lock);
+	g_list_free_full(listening, (GDestroyNotify)listening_free);
+	mesh_unix_node_shutdown(m->unode, 2 * G_USEC_PER_SEC);
+	return clean;
+}
+
+static gboolean quit_cb(gpointer data)
+{
+	g_main_loop_quit(data);
+	return G_SOURCE_REMOVE;
+}
+
+static gboolean drop_hosts_cb(gpointer data)
+{
+	Mesh *m = data;
+	g_mutex_lock(&m->lock);
+	g_hash_table_remove_all(m->hosts);
+	g_mutex_unlock(&m->lock);
+	return G_SOURCE_REMOVE;
+}
+
+void mesh_free(Mesh *m)
+{
+	if (!m)
+		return;
+	if (!m->shut_down)
+		mesh_shutdown(m, 0, NULL);
+	run_sync(m, drop_hosts_cb, m);
+	mesh_unix_node_free(m->unode);
+	mesh_node_unref(m->node);
+	if (m->thread) {
+		g_main_context_invoke(m->context, quit_cb, m->loop);
+		g_thread_join(m->thread);
+		g_main_loop_unref(m->loop);
+	}
+	g_main_context_unref(m->context);
+	g_hash_table_destroy(m->hosts);
+	g_hash_table_destroy(m->listening);
+	g_mutex_clear(&m->lock);
+	g_cond_clear(&m->cond);
+	g_free(m->argv0);
+	g_free(m->name);
+	g_free(m);
+}

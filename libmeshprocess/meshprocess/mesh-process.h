@@ -1,0 +1,250 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#if !defined(__MESHPROCESS_H_INSIDE__) && !defined(MESHPROCESS_COMPILATION)
+#error "Only <meshprocess/meshprocess.h> can be included directly."
+#endif
+
+#include <glib.h>
+#include <meshremote/meshremote.h>
+#include <pal/pal.h>
+
+G_BEGIN_DECLS
+
+#define MESH_PROCESS_API __attribute__((visibility("default")))
+
+/**
+ * MeshProcessError:
+ * @MESH_PROCESS_ERROR_FAILED: a generic failure (the message says what)
+ * @MESH_PROCESS_ERROR_SPAWN: the host process could not be started
+ * @MESH_PROCESS_ERROR_NO_SUCH_HOST: no host with that pid
+ * @MESH_PROCESS_ERROR_INVITATION: the invitation in the environment is corrupt
+ * @MESH_PROCESS_ERROR_INSECURE: a listener path or peer failed a security check
+ * @MESH_PROCESS_ERROR_TIMED_OUT: a deadline passed
+ *
+ * This enum may be extended.
+ */
+typedef enum {
+	MESH_PROCESS_ERROR_FAILED,
+	MESH_PROCESS_ERROR_SPAWN,
+	MESH_PROCESS_ERROR_NO_SUCH_HOST,
+	MESH_PROCESS_ERROR_INVITATION,
+	MESH_PROCESS_ERROR_INSECURE,
+	MESH_PROCESS_ERROR_TIMED_OUT,
+} MeshProcessError;
+
+#define MESH_PROCESS_ERROR (mesh_process_error_quark())
+MESH_PROCESS_API GQuark mesh_process_error_quark(void);
+
+/** MESH_WORKER_INVITATION: the environment variable a host's invitation travels in. */
+#define MESH_WORKER_INVITATION "MESH_WORKER_INVITATION"
+
+/* Process configuration. */
+
+typedef struct MeshProcessConfig MeshProcessConfig;
+
+/**
+ * MeshSandboxApplyFunc:
+ * @spawn: the builder of the host's process, before it starts
+ * @user_data: the profile's data
+ * @error: why the profile cannot be applied
+ *
+ * A sandbox profile's apply step: runs in the parent, just before spawning,
+ * and may set uid/gid, add child-side hooks (seccomp, landlock, namespaces),
+ * or switch vfork off. The child may finish its sandbox itself later (the
+ * "finalize" step is the host program's own code).
+ *
+ * Returns: FALSE with @error set to refuse the launch.
+ */
+typedef gboolean (*MeshSandboxApplyFunc)(PalSpawn *spawn, gpointer user_data, GError **error);
+
+/** mesh_process_config_new: Returns: (transfer full): a config for a host named @name. */
+MESH_PROCESS_API MeshProcessConfig *mesh_process_config_new(const char *name);
+/** mesh_process_config_free: NULL-safe. */
+MESH_PROCESS_API void mesh_process_config_free(MeshProcessConfig *config);
+/** mesh_process_config_set_program: the executable (default: this program, with the parent's argv[0]). */
+MESH_PROCESS_API void mesh_process_config_set_program(MeshProcessConfig *config, const char *path);
+/** mesh_process_config_add_arg: an extra argument, before the node name. */
+MESH_PROCESS_API void mesh_process_config_add_arg(MeshProcessConfig *config, const char *arg);
+/** mesh_process_config_set_skip_worker_arg: do not append the node name as the last argument. */
+MESH_PROCESS_API void mesh_process_config_set_skip_worker_arg(MeshProcessConfig *config,
+							       gboolean skip);
+/** mesh_process_config_set_env: an extra environment variable. */
+MESH_PROCESS_API void mesh_process_config_set_env(MeshProcessConfig *config, const char *key,
+						   const char *value);
+/** mesh_process_config_set_stderr_path: the host's stderr goes to this file (appended), not ours. */
+MESH_PROCESS_API void mesh_process_config_set_stderr_path(MeshProcessConfig *config,
+							   const char *path);
+/** mesh_process_config_set_sandbox: a sandbox profile's apply step and its data. */
+MESH_PROCESS_API void mesh_process_config_set_sandbox(MeshProcessConfig *config,
+						       MeshSandboxApplyFunc apply,
+						       gpointer user_data);
+
+/* The mesh. */
+
+typedef struct Mesh Mesh;
+
+/**
+ * mesh_new:
+ * @name: the mesh's name (for logs and inspect)
+ * @context: (nullable): where the coordinator runs; NULL starts its own thread
+ * @error: why not
+ *
+ * Returns: (transfer full): a mesh whose node is the leader, or NULL.
+ */
+MESH_PROCESS_API Mesh *mesh_new(const char *name, GMainContext *context, GError **error);
+
+/** mesh_get_node: Returns: (transfer none): the parent's node. */
+MESH_PROCESS_API MeshNode *mesh_get_node(Mesh *mesh);
+
+/**
+ * mesh_launch_host:
+ * @mesh: a mesh
+ * @config: the process configuration (copied)
+ * @initial: (transfer full): the first message the host gets; it may carry
+ *     ports (channel ends) and fds
+ * @error: why not
+ *
+ * Starts a host process. The invitation travels in the environment variable
+ * MESH_WORKER_INVITATION (never in argv) with the socket on fd 3; stdin and
+ * stdout are /dev/null; the host gets a parent-death signal (SIGKILL) so it
+ * never outlives this process. Returns without waiting for the host to join.
+ *
+ * Returns: the host's pid, or 0 with @error set.
+ */
+MESH_PROCESS_API GPid mesh_launch_host(Mesh *mesh, const MeshProcessConfig *config,
+				       MeshMessage *initial, GError **error);
+
+/**
+ * mesh_crash:
+ * @mesh: a mesh
+ * @pid: a host's pid, or this process's own pid (which aborts this process)
+ * @error: MESH_PROCESS_ERROR_NO_SUCH_HOST
+ *
+ * Asks the host to crash (it aborts); ports that depend on it then fail with
+ * an error naming it.
+ *
+ * Returns: TRUE if the request was sent.
+ */
+MESH_PROCESS_API gboolean mesh_crash(Mesh *mesh, GPid pid, GError **error);
+
+/**
+ * mesh_inspect:
+ * @mesh: a mesh
+ * @timeout_us: how long to wait for the hosts' own reports
+ *
+ * Returns: (transfer full): the tree as JSON: the mesh name, this process,
+ * and each host by pid (name, node id, state, what the host reports of
+ * itself).
+ */
+MESH_PROCESS_API char *mesh_inspect(Mesh *mesh, gint64 timeout_us);
+
+/**
+ * mesh_get_host_count: Returns: hosts still running.
+ */
+MESH_PROCESS_API guint mesh_get_host_count(Mesh *mesh);
+
+/**
+ * mesh_shutdown:
+ * @mesh: a mesh
+ * @deadline_us: how long to wait for the hosts to exit, -1 forever; after it,
+ *     the remaining hosts are killed
+ * @error: MESH_PROCESS_ERROR_TIMED_OUT if hosts had to be killed
+ *
+ * Closes every host's request channel (each host then shuts its node down
+ * and exits), waits for every host, and shuts the parent's node down.
+ *
+ * Returns: TRUE if every host exited by itself in time.
+ */
+MESH_PROCESS_API gboolean mesh_shutdown(Mesh *mesh, gint64 deadline_us, GError **error);
+
+/** mesh_free: shuts down (killing hosts at once) if needed and frees. NULL-safe. */
+MESH_PROCESS_API void mesh_free(Mesh *mesh);
+
+/* Listening and connecting. */
+
+/**
+ * mesh_listen:
+ * @mesh: a mesh
+ * @path: the socket path; its directory must not be writable by other users
+ *     and a stale socket there is replaced (any other file is an error)
+ * @allow_other_users: accept clients of another uid (checked with SO_PEERCRED)
+ * @ret_receiver: (out) (transfer full): an untyped receiver of every message
+ *     every client sends (FIFO per client)
+ * @error: why not
+ *
+ * The socket is created owner-only (0600). Freeing the receiver does not
+ * stop listening: mesh_unlisten() does.
+ *
+ * Returns: TRUE if listening.
+ */
+MESH_PROCESS_API gboolean mesh_listen(Mesh *mesh, const char *path, gboolean allow_other_users,
+				      MeshReceiver **ret_receiver, GError **error);
+
+/** mesh_unlisten: stops accepting on @path and removes the socket file. */
+MESH_PROCESS_API void mesh_unlisten(Mesh *mesh, const char *path);
+
+typedef struct MeshConnection MeshConnection;
+
+/**
+ * mesh_connect:
+ * @path: a listening mesh's socket path
+ * @timeout_us: bound on joining (-1: none)
+ * @ret_sender: (out) (transfer full): an untyped sender into the listener
+ * @error: why not
+ *
+ * For a process outside the mesh.
+ *
+ * Returns: (transfer full): the connection (it keeps the client's node
+ * alive), or NULL.
+ */
+MESH_PROCESS_API MeshConnection *mesh_connect(const char *path, gint64 timeout_us,
+					      MeshSender **ret_sender, GError **error);
+
+/**
+ * mesh_connection_shutdown:
+ * @conn: (transfer full): a connection
+ * @timeout_us: how long to wait for delivery
+ *
+ * Delivers everything sent before, then disconnects and frees @conn.
+ *
+ * Returns: TRUE if it ended cleanly in time.
+ */
+MESH_PROCESS_API gboolean mesh_connection_shutdown(MeshConnection *conn, gint64 timeout_us);
+
+/* The host side. */
+
+/**
+ * MeshHostFunc:
+ * @initial: (transfer full): the initial message from mesh_launch_host()
+ * @user_data: the data given to mesh_try_run_host()
+ * @error: why the host failed
+ *
+ * The host's work. Runs on the main thread while the node serves the parent's
+ * inspect and crash requests.
+ *
+ * Returns: TRUE when done (the process then exits 0), FALSE with @error set.
+ */
+typedef gboolean (*MeshHostFunc)(MeshMessage *initial, gpointer user_data, GError **error);
+
+/**
+ * mesh_try_run_host:
+ * @base_name: the process name prefix: the process is renamed
+ *     "@base_name-<node name>" (as much as fits in 15 characters)
+ * @func: the host's work
+ * @user_data: passed to @func
+ * @error: a corrupt invitation, a failed join, or @func's error
+ *
+ * Call first thing in main(). Without MESH_WORKER_INVITATION in the
+ * environment it returns TRUE at once: this is not a host. Otherwise it
+ * removes the variable, takes fd 3 (making it close-on-exec), joins the mesh,
+ * receives the initial message and runs @func; when @func returns TRUE or the
+ * parent goes away, it shuts the node down and exits the process with 0. It
+ * returns only on error (FALSE).
+ *
+ * Returns: TRUE if not a host; FALSE with @error set.
+ */
+MESH_PROCESS_API gboolean mesh_try_run_host(const char *base_name, MeshHostFunc func,
+					    gpointer user_data, GError **error);
+
+G_END_DECLS

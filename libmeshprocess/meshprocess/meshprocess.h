@@ -1,0 +1,22 @@
+/* SPDX-License-Identifier: MIT */
+/**
+ * libmeshprocess: a mesh of processes, coordinated from one parent.
+ *
+ * The parent makes a Mesh, launches hosts (child processes that join the
+ * mesh through an invitation and get an initial message), talks to them over
+ * channels carried in that message, and can crash, inspect and shut them down.
+ * Unrelated processes join through a listening socket (mesh_listen() and
+ * mesh_connect()). A host program calls mesh_try_run_host() first thing in
+ * main().
+ *
+ * Errors: GError, domain MESH_PROCESS_ERROR (and MESH_ERROR from
+ * libmeshremote). Threads: every function may be called from any thread;
+ * the coordinator runs on its own thread unless a GMainContext is given.
+ */
+#pragma once
+
+#define __MESHPROCESS_H_INSIDE__
+
+#include <meshprocess/mesh-process.h>
+
+#undef __MESHPROCESS_H_INSIDE__
