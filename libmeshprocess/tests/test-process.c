@@ -1,0 +1,603 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libmeshprocess across real processes. This program is also the host: a
+ * launched host re-executes it, and mesh_try_run_host() at the top of main()
+ * runs the scenario named by the initial message's bytes. Ports in the
+ * initial message: 0 the work receiver, 1 the results sender (if any).
+ */
+#include <check.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <meshprocess/meshprocess.h>
+
+/* Host side. */
+
+static void send_text(MeshSender *s, const char *text)
+{
+	mesh_sender_send_message(s, mesh_message_new(text, strlen(text)));
+}
+
+static char *message_text(MeshMessage *msg)
+{
+	size_t size;
+	const uint8_t *data = mesh_message_get_data(msg, &size);
+	return g_strndup((const char *)data, size);
+}
+
+static gboolean host_main(MeshMessage *initial, gpointer data, GError **error)
+{
+	char *scenario = message_text(initial);
+	MeshReceiver *work = NULL;
+	MeshSender *results = NULL;
+	guint n = mesh_message_get_n_resources(initial);
+
+	if (n >= 1)
+		work = mesh_receiver_from_port(mesh_message_steal_port(initial, 0), NULL);
+	if (n >= 2)
+		results = mesh_sender_from_port(mesh_message_steal_port(initial, 1), NULL);
+
+	if (strcmp(scenario, "echo") == 0) {
+		MeshMessage *msg;
+		while (mesh_receiver_recv_message(work, -1, &msg, NULL))
+			mesh_sender_send_message(results, msg);
+	} else if (strcmp(scenario, "report") == 0) {
+		/* What this process looks like from the inside. */
+		char comm[32] = "";
+		prctl(PR_GET_NAME, comm, 0, 0, 0);
+		char *cmdline = NULL;
+		gsize len = 0;
+		g_file_get_contents("/proc/self/cmdline", &cmdline, &len, NULL);
+		for (gsize i = 0; i + 1 < len; i++)
+			if (cmdline[i] == '\0')
+				cmdline[i] = ' ';
+		int fds = 0;
+		DIR *d = opendir("/proc/self/fd");
+		struct dirent *e;
+		while ((e = readdir(d)))
+			fds += e->d_name[0] != '.';
+		closedir(d);
+		char *text = g_strdup_printf(
+			"comm=%s|cmdline=%s|var=%s|sandbox=%s|invitation=%s|fd3=%s", comm, cmdline,
+			g_getenv("MESH_TEST_VAR") ?: "", g_getenv("MESH_TEST_SANDBOX") ?: "",
+			g_getenv(MESH_WORKER_INVITATION) ? "present" : "absent",
+			fcntl(3, F_GETFD) >= 0 ? ((fcntl(3, F_GETFD) & FD_CLOEXEC) ? "cloexec" : "open")
+					       : "closed");
+		send_text(results, text);
+		g_free(text);
+		g_free(cmdline);
+		fprintf(stderr, "report from the host's stderr\n");
+		fflush(stderr);
+	} else if (strcmp(scenario, "fd") == 0) {
+		/* The initial message's fd (resource 2): write into it. */
+		int fd = mesh_message_steal_fd(initial, 2);
+		if (fd < 0 || write(fd, "via fd", 6) != 6)
+			send_text(results, "no fd");
+		else
+			send_text(results, "wrote");
+		close(fd);
+	} else if (strcmp(scenario, "peer") == 0) {
+		/* Resource 0 is a raw port to another host: greet it, report its greeting. */
+		MeshReceiver *peer_in = work;
+		MeshSender *peer_out = mesh_sender_from_port(mesh_message_steal_port(initial, 2), NULL);
+		char *hello = g_strdup_printf("hello from %d", (int)getpid());
+		send_text(peer_out, hello);
+		g_free(hello);
+		MeshMessage *msg;
+		if (mesh_receiver_recv_message(peer_in, 20 * G_USEC_PER_SEC, &msg, NULL)) {
+			mesh_sender_send_message(results, msg);
+		} else {
+			send_text(results, "no greeting");
+		}
+		mesh_sender_free(peer_out);
+		work = NULL;
+		mesh_receiver_free(peer_in);
+	} else if (strcmp(scenario, "wait") == 0) {
+		send_text(results, "waiting");
+		for (;;)
+			pause(); /* until the parent closes us down or crashes us */
+	} else if (strcmp(scenario, "fail") == 0) {
+		g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_FAILED, "the host failed on purpose");
+		mesh_receiver_free(work);
+		mesh_sender_free(results);
+		mesh_message_free(initial);
+		g_free(scenario);
+		return FALSE;
+	}
+	mesh_receiver_free(work);
+	mesh_sender_free(results);
+	mesh_message_free(initial);
+	g_free(scenario);
+	return TRUE;
+}
+
+/* Parent side. */
+
+typedef struct {
+	MeshSender *work;      /* to the host */
+	MeshReceiver *results; /* from the host */
+	GPid pid;
+} Host;
+
+static Mesh *mesh;
+
+static void setup(void)
+{
+	GError *error = NULL;
+	mesh = mesh_new("test", NULL, &error);
+	ck_assert_msg(mesh != NULL, "%s", error ? error->message : "");
+}
+
+static void teardown(void)
+{
+	mesh_free(mesh);
+	mesh = NULL;
+}
+
+static Host launch(const char *scenario, MeshProcessConfig *config, MeshMessage *extra_port_msg)
+{
+	Host h = {0};
+	MeshSender *ws, *rs;
+	MeshReceiver *wr, *rr;
+	GError *error = NULL;
+
+	mesh_channel_new(NULL, &ws, &wr);
+	mesh_channel_new(NULL, &rs, &rr);
+	MeshMessage *initial = mesh_message_new(scenario, strlen(scenario));
+	mesh_message_add_port_take(initial, mesh_receiver_into_port(wr));
+	mesh_message_add_port_take(initial, mesh_sender_into_port(rs));
+	if (extra_port_msg) {
+		/* Move the extra message's resources along (one port or fd). */
+		MeshPort *p = mesh_message_steal_port(extra_port_msg, 0);
+		if (p)
+			mesh_message_add_port_take(initial, p);
+		else
+			mesh_message_add_fd_take(initial, mesh_message_steal_fd(extra_port_msg, 0));
+		mesh_message_free(extra_port_msg);
+	}
+	MeshProcessConfig *c = config ? config : mesh_process_config_new(scenario);
+	h.pid = mesh_launch_host(mesh, c, initial, &error);
+	ck_assert_msg(h.pid > 0, "%s", error ? error->message : "");
+	if (!config)
+		mesh_process_config_free(c);
+	h.work = ws;
+	h.results = rr;
+	return h;
+}
+
+static char *recv_text(MeshReceiver *r)
+{
+	MeshMessage *msg = NULL;
+	GError *error = NULL;
+	ck_assert_msg(mesh_receiver_recv_message(r, 20 * G_USEC_PER_SEC, &msg, &error),
+		      "no message: %s", error ? error->message : "");
+	char *text = message_text(msg);
+	mesh_message_free(msg);
+	return text;
+}
+
+static void host_close(Host *h)
+{
+	mesh_sender_free(h->work);
+	mesh_receiver_free(h->results);
+}
+
+static void wait_hosts_gone(void)
+{
+	for (int i = 0; i < 2000 && mesh_get_host_count(mesh) > 0; i++)
+		g_usleep(5000);
+	ck_assert_uint_eq(mesh_get_host_count(mesh), 0);
+}
+
+START_TEST(test_launch_and_echo)
+{
+	Host h = launch("echo", NULL, NULL);
+	send_text(h.work, "one");
+	send_text(h.work, "two");
+	send_text(h.work, "three");
+	char *t;
+	ck_assert_str_eq((t = recv_text(h.results)), "one");
+	g_free(t);
+	ck_assert_str_eq((t = recv_text(h.results)), "two");
+	g_free(t);
+	ck_assert_str_eq((t = recv_text(h.results)), "three");
+	g_free(t);
+	host_close(&h); /* the host's work channel closes: its function returns, it exits 0 */
+	wait_hosts_gone();
+}
+END_TEST
+
+static gboolean sandbox_apply(PalSpawn *spawn, gpointer data, GError **error)
+{
+	pal_spawn_env_set(spawn, "MESH_TEST_SANDBOX", data);
+	return TRUE;
+}
+
+START_TEST(test_config_options)
+{
+	char *dir = g_dir_make_tmp("mesh-proc-XXXXXX", NULL);
+	char *err_path = g_build_filename(dir, "stderr.log", NULL);
+	MeshProcessConfig *c = mesh_process_config_new("reporter");
+	mesh_process_config_set_program(c, "/proc/self/exe");
+	mesh_process_config_add_arg(c, "--extra");
+	mesh_process_config_set_env(c, "MESH_TEST_VAR", "hello env");
+	mesh_process_config_set_stderr_path(c, err_path);
+	mesh_process_config_set_sandbox(c, sandbox_apply, "applied");
+	Host h = launch("report", c, NULL);
+	char *t = recv_text(h.results);
+	ck_assert_msg(strstr(t, "comm=ptest-reporter"), "%s", t);
+	ck_assert_msg(strstr(t, "cmdline=/proc/self/exe --extra reporter|"), "%s", t);
+	ck_assert_msg(strstr(t, "var=hello env|"), "%s", t);
+	ck_assert_msg(strstr(t, "sandbox=applied|"), "%s", t);
+	ck_assert_msg(strstr(t, "invitation=absent"), "%s", t);
+	ck_assert_msg(strstr(t, "fd3=cloexec"), "%s", t);
+	g_free(t);
+	host_close(&h);
+	wait_hosts_gone();
+	char *log = NULL;
+	ck_assert(g_file_get_contents(err_path, &log, NULL, NULL));
+	ck_assert_msg(strstr(log, "report from the host's stderr"), "%s", log);
+	g_free(log);
+
+	/* Without the worker argument. */
+	mesh_process_config_set_skip_worker_arg(c, TRUE);
+	h = launch("report", c, NULL);
+	t = recv_text(h.results);
+	ck_assert_msg(strstr(t, "cmdline=/proc/self/exe --extra|"), "%s", t);
+	g_free(t);
+	host_close(&h);
+	wait_hosts_gone();
+	mesh_process_config_free(c);
+	unlink(err_path);
+	rmdir(dir);
+	g_free(err_path);
+	g_free(dir);
+}
+END_TEST
+
+START_TEST(test_initial_message_with_fd)
+{
+	int pipefd[2];
+	ck_assert_int_eq(pipe2(pipefd, O_CLOEXEC), 0);
+	MeshMessage *extra = mesh_message_new(NULL, 0);
+	mesh_message_add_fd_take(extra, pipefd[1]);
+	Host h = launch("fd", NULL, extra);
+	char *t = recv_text(h.results);
+	ck_assert_str_eq(t, "wrote");
+	g_free(t);
+	char buf[8] = "";
+	ck_assert_int_eq(read(pipefd[0], buf, 6), 6);
+	ck_assert_str_eq(buf, "via fd");
+	close(pipefd[0]);
+	host_close(&h);
+	wait_hosts_gone();
+}
+END_TEST
+
+START_TEST(test_host_to_host)
+{
+	/* Two channels, one end of each to either host: they talk directly. */
+	MeshSender *a_to_b, *b_to_a;
+	MeshReceiver *b_in, *a_in;
+	mesh_channel_new(NULL, &a_to_b, &b_in);
+	mesh_channel_new(NULL, &b_to_a, &a_in);
+	/* Host A: work = a_in, extra = a_to_b; host B: work = b_in, extra = b_to_a. */
+	Host a = {0}, b = {0};
+	GError *error = NULL;
+	MeshSender *rs_a, *rs_b;
+	mesh_channel_new(NULL, &rs_a, &a.results);
+	mesh_channel_new(NULL, &rs_b, &b.results);
+	MeshMessage *ia = mesh_message_new("peer", 4);
+	mesh_message_add_port_take(ia, mesh_receiver_into_port(a_in));
+	mesh_message_add_port_take(ia, mesh_sender_into_port(rs_a));
+	mesh_message_add_port_take(ia, mesh_sender_into_port(a_to_b));
+	MeshMessage *ib = mesh_message_new("peer", 4);
+	mesh_message_add_port_take(ib, mesh_receiver_into_port(b_in));
+	mesh_message_add_port_take(ib, mesh_sender_into_port(rs_b));
+	mesh_message_add_port_take(ib, mesh_sender_into_port(b_to_a));
+	MeshProcessConfig *ca = mesh_process_config_new("peer-a");
+	MeshProcessConfig *cb = mesh_process_config_new("peer-b");
+	a.pid = mesh_launch_host(mesh, ca, ia, &error);
+	b.pid = mesh_launch_host(mesh, cb, ib, &error);
+	ck_assert(a.pid > 0 && b.pid > 0);
+	char *ta = recv_text(a.results), *tb = recv_text(b.results);
+	char *want_a = g_strdup_printf("hello from %d", (int)b.pid);
+	char *want_b = g_strdup_printf("hello from %d", (int)a.pid);
+	ck_assert_str_eq(ta, want_a);
+	ck_assert_str_eq(tb, want_b);
+	g_free(ta);
+	g_free(tb);
+	g_free(want_a);
+	g_free(want_b);
+	mesh_receiver_free(a.results);
+	mesh_receiver_free(b.results);
+	mesh_process_config_free(ca);
+	mesh_process_config_free(cb);
+	wait_hosts_gone();
+}
+END_TEST
+
+START_TEST(test_crash_names_the_host)
+{
+	Host h = launch("wait", NULL, NULL);
+	Host other = launch("echo", NULL, NULL);
+	char *t = recv_text(h.results);
+	ck_assert_str_eq(t, "waiting");
+	g_free(t);
+	ck_assert(mesh_crash(mesh, h.pid, NULL));
+	MeshMessage *msg = NULL;
+	GError *error = NULL;
+	ck_assert(!mesh_receiver_recv_message(h.results, 20 * G_USEC_PER_SEC, &msg, &error));
+	ck_assert_msg(g_error_matches(error, MESH_ERROR, MESH_ERROR_NODE_FAILURE), "%s",
+		      error->message);
+	char *pid = g_strdup_printf("pid %d", (int)h.pid);
+	ck_assert_msg(strstr(error->message, "host wait") && strstr(error->message, pid),
+		      "error does not name the host: %s", error->message);
+	ck_assert_msg(strstr(error->message, "signal 6"), "no exit status: %s", error->message);
+	g_free(pid);
+	g_error_free(error);
+	host_close(&h);
+
+	/* The others go on. */
+	send_text(other.work, "still");
+	t = recv_text(other.results);
+	ck_assert_str_eq(t, "still");
+	g_free(t);
+	host_close(&other);
+	wait_hosts_gone();
+
+	GError *no = NULL;
+	ck_assert(!mesh_crash(mesh, 1, &no));
+	ck_assert(g_error_matches(no, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_NO_SUCH_HOST));
+	g_error_free(no);
+}
+END_TEST
+
+START_TEST(test_inspect)
+{
+	Host a = launch("wait", NULL, NULL);
+	Host b = launch("wait", NULL, NULL);
+	g_free(recv_text(a.results));
+	g_free(recv_text(b.results));
+	char *json = mesh_inspect(mesh, 10 * G_USEC_PER_SEC);
+	char *pa = g_strdup_printf("\"pid\":%d,\"name\":\"wait\"", (int)a.pid);
+	char *pb = g_strdup_printf("\"pid\":%d,\"name\":\"wait\"", (int)b.pid);
+	ck_assert_msg(strstr(json, "\"mesh\":\"test\""), "%s", json);
+	ck_assert_msg(strstr(json, pa) && strstr(json, pb), "%s", json);
+	/* Each host's own report (its rss) came back. */
+	ck_assert_msg(strstr(json, "\"report\":{\"pid\":"), "%s", json);
+	ck_assert_msg(!strstr(json, "\"error\""), "%s", json);
+	g_free(pa);
+	g_free(pb);
+	g_free(json);
+	/* Shutdown with running hosts: they exit by themselves. */
+	GError *error = NULL;
+	ck_assert_msg(mesh_shutdown(mesh, 20 * G_USEC_PER_SEC, &error), "%s",
+		      error ? error->message : "");
+	ck_assert_uint_eq(mesh_get_host_count(mesh), 0);
+	host_close(&a);
+	host_close(&b);
+}
+END_TEST
+
+START_TEST(test_shutdown_deadline_kills)
+{
+	Host h = launch("wait", NULL, NULL);
+	g_free(recv_text(h.results));
+	GError *error = NULL;
+	gint64 start = g_get_monotonic_time();
+	mesh_shutdown(mesh, 0, &error);
+	ck_assert_uint_eq(mesh_get_host_count(mesh), 0);
+	ck_assert(g_get_monotonic_time() - start < 15 * G_USEC_PER_SEC);
+	g_clear_error(&error);
+	ck_assert_int_eq(kill(h.pid, 0), -1);
+	host_close(&h);
+}
+END_TEST
+
+START_TEST(test_parent_killed_children_exit)
+{
+	/* An intermediate parent launches a host, then is killed with SIGKILL. */
+	int p[2];
+	ck_assert_int_eq(pipe(p), 0);
+	pid_t mid = fork();
+	if (mid == 0) {
+		close(p[0]);
+		Mesh *m = mesh_new("mid", NULL, NULL);
+		MeshSender *ws, *rs;
+		MeshReceiver *wr, *rr;
+		mesh_channel_new(NULL, &ws, &wr);
+		mesh_channel_new(NULL, &rs, &rr);
+		MeshMessage *initial = mesh_message_new("wait", 4);
+		mesh_message_add_port_take(initial, mesh_receiver_into_port(wr));
+		mesh_message_add_port_take(initial, mesh_sender_into_port(rs));
+		MeshProcessConfig *c = mesh_process_config_new("orphan");
+		GPid pid = mesh_launch_host(m, c, initial, NULL);
+		MeshMessage *msg;
+		mesh_receiver_recv_message(rr, 20 * G_USEC_PER_SEC, &msg, NULL);
+		if (write(p[1], &pid, sizeof(pid)) != sizeof(pid))
+			_exit(1);
+		for (;;)
+			pause();
+	}
+	close(p[1]);
+	GPid host = 0;
+	ck_assert_int_eq(read(p[0], &host, sizeof(host)), sizeof(host));
+	close(p[0]);
+	ck_assert_int_gt(host, 0);
+	kill(mid, SIGKILL);
+	waitpid(mid, NULL, 0);
+	/* The host had the parent-death signal: it is gone soon (it was reparented). */
+	gboolean gone = FALSE;
+	for (int i = 0; i < 1000 && !gone; i++) {
+		char path[64];
+		snprintf(path, sizeof(path), "/proc/%d/stat", (int)host);
+		char *stat = NULL;
+		gone = !g_file_get_contents(path, &stat, NULL, NULL) || strstr(stat, ") Z ");
+		g_free(stat);
+		if (!gone)
+			g_usleep(10000);
+	}
+	ck_assert_msg(gone, "host %d outlived its parent", (int)host);
+}
+END_TEST
+
+START_TEST(test_not_a_host)
+{
+	GError *error = NULL;
+	g_unsetenv(MESH_WORKER_INVITATION);
+	ck_assert(mesh_try_run_host("x", host_main, NULL, &error));
+	ck_assert_ptr_null(error);
+}
+END_TEST
+
+START_TEST(test_corrupt_invitation)
+{
+	GError *error = NULL;
+	g_setenv(MESH_WORKER_INVITATION, "not base64 at all!!", TRUE);
+	ck_assert(!mesh_try_run_host("x", host_main, NULL, &error));
+	ck_assert(g_error_matches(error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_INVITATION));
+	ck_assert_ptr_null(g_getenv(MESH_WORKER_INVITATION)); /* removed after reading */
+	g_clear_error(&error);
+	g_setenv(MESH_WORKER_INVITATION, "AAEC/w==", TRUE); /* base64, not a message */
+	ck_assert(!mesh_try_run_host("x", host_main, NULL, &error));
+	ck_assert_msg(g_error_matches(error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_INVITATION),
+		      "%s", error->message);
+	g_clear_error(&error);
+}
+END_TEST
+
+START_TEST(test_host_function_error)
+{
+	/* A host whose function fails exits non-zero (this program exits 3). */
+	Host h = launch("fail", NULL, NULL);
+	MeshMessage *msg;
+	GError *error = NULL;
+	ck_assert(!mesh_receiver_recv_message(h.results, 20 * G_USEC_PER_SEC, &msg, &error));
+	g_clear_error(&error);
+	host_close(&h);
+	wait_hosts_gone();
+}
+END_TEST
+
+/* An external process: connects to a listener and sends three messages. */
+static int run_client(const char *path)
+{
+	MeshSender *s = NULL;
+	GError *error = NULL;
+	MeshConnection *c = mesh_connect(path, 10 * G_USEC_PER_SEC, &s, &error);
+	if (!c) {
+		fprintf(stderr, "client: %s\n", error->message);
+		return 1;
+	}
+	send_text(s, "c1");
+	send_text(s, "c2");
+	send_text(s, "c3");
+	mesh_sender_free(s);
+	return mesh_connection_shutdown(c, 10 * G_USEC_PER_SEC) ? 0 : 2;
+}
+
+static char *self_path;
+
+START_TEST(test_listen_connect)
+{
+	char *dir = g_dir_make_tmp("mesh-listen-XXXXXX", NULL);
+	char *path = g_build_filename(dir, "mesh.sock", NULL);
+	GError *error = NULL;
+
+	/* A stale socket file is replaced. */
+	int stale = socket(AF_UNIX, SOCK_STREAM, 0);
+	struct sockaddr_un addr = {.sun_family = AF_UNIX};
+	g_strlcpy(addr.sun_path, path, sizeof(addr.sun_path));
+	ck_assert_int_eq(bind(stale, (struct sockaddr *)&addr, sizeof(addr)), 0);
+	close(stale);
+
+	MeshReceiver *r = NULL;
+	ck_assert_msg(mesh_listen(mesh, path, FALSE, &r, &error), "%s",
+		      error ? error->message : "");
+	struct stat st;
+	ck_assert_int_eq(stat(path, &st), 0);
+	ck_assert_int_eq(st.st_mode & 0777, 0600);
+
+	char *argv[] = {self_path, "--client", path, NULL};
+	GPid client;
+	ck_assert(g_spawn_async(NULL, argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD, NULL, NULL, &client,
+				NULL));
+	char *t;
+	ck_assert_str_eq((t = recv_text(r)), "c1");
+	g_free(t);
+	ck_assert_str_eq((t = recv_text(r)), "c2");
+	g_free(t);
+	ck_assert_str_eq((t = recv_text(r)), "c3");
+	g_free(t);
+	int status;
+	waitpid(client, &status, 0);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	mesh_receiver_free(r);
+	mesh_unlisten(mesh, path);
+	ck_assert(!g_file_test(path, G_FILE_TEST_EXISTS));
+
+	/* Any other file at the path is an error. */
+	ck_assert(g_file_set_contents(path, "x", 1, NULL));
+	ck_assert(!mesh_listen(mesh, path, FALSE, &r, &error));
+	g_clear_error(&error);
+	unlink(path);
+
+	/* A directory other users can write to is refused. */
+	chmod(dir, 0777);
+	ck_assert(!mesh_listen(mesh, path, FALSE, &r, &error));
+	ck_assert(g_error_matches(error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_INSECURE));
+	g_clear_error(&error);
+	rmdir(dir);
+	g_free(path);
+	g_free(dir);
+}
+END_TEST
+
+int main(int argc, char **argv)
+{
+	GError *error = NULL;
+
+	if (!mesh_try_run_host("ptest", host_main, NULL, &error)) {
+		fprintf(stderr, "host: %s\n", error->message);
+		return 3;
+	}
+	if (argc == 3 && strcmp(argv[1], "--client") == 0)
+		return run_client(argv[2]);
+	self_path = argv[0];
+
+	Suite *s = suite_create("libmeshprocess");
+	TCase *tc = tcase_create("process");
+	tcase_set_timeout(tc, 120);
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_launch_and_echo);
+	tcase_add_test(tc, test_config_options);
+	tcase_add_test(tc, test_initial_message_with_fd);
+	tcase_add_test(tc, test_host_to_host);
+	tcase_add_test(tc, test_crash_names_the_host);
+	tcase_add_test(tc, test_inspect);
+	tcase_add_test(tc, test_shutdown_deadline_kills);
+	tcase_add_test(tc, test_parent_killed_children_exit);
+	tcase_add_test(tc, test_host_function_error);
+	tcase_add_test(tc, test_listen_connect);
+	suite_add_tcase(s, tc);
+	TCase *tc2 = tcase_create("host-side");
+	tcase_add_test(tc2, test_not_a_host);
+	tcase_add_test(tc2, test_corrupt_invitation);
+	suite_add_tcase(s, tc2);
+
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_ENV);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}
