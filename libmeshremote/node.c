@@ -240,6 +240,23 @@ void mesh_remote_node_unref(MeshRemoteNode *remote)
 	remote_node_unref_internal(remote);
 }
 
+/* A send outside the lock ended; the last one releases a failed node's sink. */
+static void remote_send_done(MeshRemoteNode *remote)
+{
+	MeshEventSink sink = {0};
+	void *data = NULL;
+
+	g_mutex_lock(&remote->lock);
+	if (--remote->sending == 0 && remote->release_pending) {
+		remote->release_pending = FALSE;
+		sink = remote->released_sink;
+		data = remote->released_data;
+	}
+	g_mutex_unlock(&remote->lock);
+	if (sink.destroy)
+		sink.destroy(data);
+}
+
 static void transmit(MeshRemoteNode *remote, const MeshEventSink *sink, void *data, Packet *pk)
 {
 	sink->send(data, pk->data, pk->size, pk->fds, pk->n_fds);
@@ -262,11 +279,13 @@ gboolean mesh_remote_node_connect(MeshRemoteNode *remote, const MeshEventSink *s
 	GQueue queued = remote->queued;
 	g_queue_init(&remote->queued);
 	remote->state = REMOTE_ACTIVE;
+	remote->sending++;
 	g_mutex_unlock(&remote->lock);
 
 	Packet *pk;
 	while ((pk = g_queue_pop_head(&queued)))
 		transmit(remote, sink, user_data, pk);
+	remote_send_done(remote);
 	return TRUE;
 }
 
@@ -284,11 +303,20 @@ static void node_fail_remote(MeshRemoteNode *remote, const char *reason)
 	queued = remote->queued;
 	g_queue_init(&remote->queued);
 	MeshNode *node = remote->node ? mesh_node_ref(remote->node) : NULL;
-	/* Release the transport now: nothing more is sent to a failed node. */
+	/*
+	 * Release the transport now: nothing more is sent to a failed node.
+	 * A send still running outside the lock releases it when it ends.
+	 */
 	MeshEventSink sink = remote->sink;
 	void *sink_data = remote->sink_data;
 	memset(&remote->sink, 0, sizeof(remote->sink));
 	remote->sink_data = NULL;
+	if (remote->sending > 0) {
+		remote->release_pending = TRUE;
+		remote->released_sink = sink;
+		remote->released_data = sink_data;
+		sink.destroy = NULL;
+	}
 	g_mutex_unlock(&remote->lock);
 
 	if (sink.destroy)
@@ -420,9 +448,11 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 		MeshEventSink sink = remote->sink;
 		void *data = remote->sink_data;
 		remote_node_ref_internal(remote);
+		remote->sending++;
 		g_mutex_unlock(&remote->lock);
 		transmit(remote, &sink, data, pk);
 		pk = NULL;
+		remote_send_done(remote);
 		remote_node_unref_internal(remote);
 		break;
 	}

@@ -139,6 +139,11 @@ struct MeshRemoteNode {
 	MeshEventSink sink;
 	void *sink_data;
 	char *failure;
+	/* Sends running outside the lock; the sink is released after the last. */
+	int sending;
+	gboolean release_pending;
+	MeshEventSink released_sink;
+	void *released_data;
 };
 
 /* deferred.c */
