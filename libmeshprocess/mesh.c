@@ -299,10 +299,10 @@ static gboolean host_exited_cb(gint fd, GIOCondition cond, gpointer data)
 		return G_SOURCE_CONTINUE;
 	char *what = describe_status(status);
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
-		g_message("mesh %s: host %s (pid %d) exited successfully", m->name, h->name,
+		g_info("mesh %s: host %s (pid %d) exited successfully", m->name, h->name,
 			  (int)h->pid);
 	else
-		g_warning("mesh %s: host %s (pid %d) abnormal exit: %s", m->name, h->name,
+		g_message("mesh %s: host %s (pid %d) abnormal exit: %s", m->name, h->name,
 			  (int)h->pid, what);
 	g_free(what);
 
@@ -413,7 +413,7 @@ static gboolean launch_cb(gpointer data)
 	g_hash_table_insert(m->hosts, GINT_TO_POINTER(h->pid), h);
 	g_mutex_unlock(&m->lock);
 	l->pid = h->pid;
-	g_message("mesh %s: launched host %s (pid %d)", m->name, h->name, (int)h->pid);
+	g_info("mesh %s: launched host %s (pid %d)", m->name, h->name, (int)h->pid);
 out:
 	if (stderr_fd >= 0)
 		close(stderr_fd);
