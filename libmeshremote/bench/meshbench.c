@@ -25,7 +25,8 @@
  * of the per-batch values is reported. Every reply is checked (size, a
  * sequence number at both ends of the payload, fds by inode; with --check
  * every byte). Receives block (with a generous timeout that aborts), nothing
- * spins. Children are reaped and their exit status checked. A watchdog
+ * spins. Children are reaped and their exit status checked, and the parent's
+ * node must have no port left once a child is done. A watchdog
  * (alarm) ends a measurement that takes more than 4 x BENCH_MAX_MS + 20 s;
  * the children die with the parent (parent-death signal).
  */
@@ -433,7 +434,8 @@ static void bench_run(const Bench *b)
  * Each ends when the parent drops its sender.
  */
 
-static MeshUnixNode *the_unode; /* the parent's */
+static MeshNode *the_node;      /* the parent's */
+static MeshUnixNode *the_unode; /* its transport */
 
 /*
  * Fault injection, to test that --check notices: MESHBENCH_FAULT=byte makes
@@ -660,6 +662,24 @@ static void peer_start(Peer *p, const char *mode, size_t size)
 	mesh_message_free(ready);
 }
 
+/*
+ * Every port of a finished measurement is closed, so the node's port table
+ * must empty (closes travel asynchronously: wait a little). A leak fails
+ * --check and is reported otherwise.
+ */
+static void expect_no_ports(const char *what)
+{
+	guint n = 0;
+
+	for (int i = 0; i < 500 && (n = mesh_node_count_ports(the_node)) != 0; i++)
+		g_usleep(10000);
+	if (n == 0)
+		return;
+	if (opt_check)
+		die("%s: %u ports left in the parent's node after the child exited", what, n);
+	fprintf(stderr, "meshbench: warning: %s: %u ports left in the parent's node\n", what, n);
+}
+
 /* Drops the parent's sender; the child answers by closing its own, exits 0. */
 static void peer_stop(Peer *p)
 {
@@ -674,6 +694,7 @@ static void peer_stop(Peer *p)
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
 		die("%s child failed (status 0x%x)", p->mode, status);
 	pal_child_free(p->process);
+	expect_no_ports(p->mode);
 }
 
 /* ------------------------------------------------ round trips */
@@ -1031,6 +1052,64 @@ static void bench_inproc_queue(void)
 	g_async_queue_unref(x.q2);
 }
 
+/* ------------------------------------------------ spawn to ready */
+
+/*
+ * As bench/peers' spawn_to_ready_ms: the clock runs from before the
+ * invitation (socketpair, ids) and the spawn until the parent has the
+ * child's first message. The library's own joining path, so that includes
+ * the child's join and the sender it needs to answer: the parent's first
+ * message moves it to the child. Each spawn timed on its own: 3 warm-up
+ * spawns, then up to BENCH_SPAWNS (at least 10) within BENCH_MAX_MS; the
+ * median is reported, p10 and p90 in the notes. Stopping and reaping the
+ * child are not timed.
+ */
+static void bench_spawn(void)
+{
+	int max = env_int("BENCH_SPAWNS", 100), n = 0;
+	double *v, t0, med;
+	char notes[512];
+	Peer peer;
+
+	if (!bench_wanted("spawn_to_ready_ms", SYSTEM))
+		return;
+	if (max < 10)
+		max = 10;
+	if (opt_check) {
+		for (int i = 0; i < 2; i++) {
+			peer_start(&peer, "echo", 64);
+			peer_stop(&peer);
+		}
+		fprintf(stderr, "meshbench: check %-40s ok\n", "spawn_to_ready_ms/" SYSTEM);
+		n_checked++;
+		return;
+	}
+	fprintf(stderr, "meshbench: spawn_to_ready_ms/%s ...\n", SYSTEM);
+	watchdog((unsigned)(opt_max_s * 4) + 20, "spawn_to_ready_ms/" SYSTEM);
+	v = g_new(double, max);
+	for (int i = 0; i < 3; i++) { /* warm-up: page cache, dynamic loader */
+		peer_start(&peer, "echo", 64);
+		peer_stop(&peer);
+	}
+	t0 = now_s();
+	while (n < max && (n < 10 || now_s() - t0 < opt_max_s)) {
+		double t = now_s();
+		peer_start(&peer, "echo", 64);
+		v[n++] = now_s() - t;
+		peer_stop(&peer);
+	}
+	med = median(v, (size_t)n);
+	snprintf(notes, sizeof(notes),
+		 "median of %d spawns (p10 %.3f, p90 %.3f ms); mesh_unix_node_invite + pal_spawn "
+		 "of this program (links libmeshremote, GLib) with the socket on fd 3, child "
+		 "mesh_unix_node_join (own I/O thread), parent's first message moves a sender "
+		 "to it, clock stops at the child's first message on it",
+		 n, v[n / 10] * 1e3, v[n - 1 - n / 10] * 1e3);
+	bench_emit("spawn_to_ready_ms", SYSTEM, med * 1e3, "ms", notes);
+	watchdog(0, "");
+	g_free(v);
+}
+
 /* ------------------------------------------------ main */
 
 int main(int argc, char **argv)
@@ -1039,8 +1118,8 @@ int main(int argc, char **argv)
 		return child_main(argc, argv);
 
 	bench_init(argc, argv);
-	MeshNode *node = mesh_node_new();
-	the_unode = mesh_unix_node_new(node, NULL);
+	the_node = mesh_node_new();
+	the_unode = mesh_unix_node_new(the_node, NULL);
 
 	bench_rtt("rtt_64B", 64);
 	bench_rtt("rtt_4KiB", 4 * KIB);
@@ -1052,11 +1131,12 @@ int main(int argc, char **argv)
 	bench_inproc_queue();
 	bench_inproc_mesh();
 	bench_portmove();
+	bench_spawn();
 
 	if (!mesh_unix_node_shutdown(the_unode, SHUTDOWN_TIMEOUT_US))
 		fprintf(stderr, "meshbench: shutdown was not clean\n");
 	mesh_unix_node_free(the_unode);
-	mesh_node_unref(node);
+	mesh_node_unref(the_node);
 
 	if (opt_check) {
 		fprintf(stderr, "meshbench: --check: %d measurements, every reply correct\n",
