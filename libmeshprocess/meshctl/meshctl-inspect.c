@@ -171,7 +171,7 @@ static gboolean parse_client(int argc, char **argv, const char *summary, gboolea
 		{"timeout", 't', 0, G_OPTION_ARG_DOUBLE, &o->timeout,
 		 "Give up after this many seconds (default 5)", "SECONDS"},
 		{"verbose", 'v', 0, G_OPTION_ARG_NONE, &meshctl_verbose, "Show library messages", NULL},
-		{G_OPTION_REMAINING, 0, 0, G_OPTION_ARG_FILENAME_ARRAY, &o->rest, NULL, "SOCKET"},
+		{G_OPTION_REMAINING, 0, 0, G_OPTION_ARG_FILENAME_ARRAY, &o->rest, NULL, NULL},
 		{NULL},
 	};
 	if (!json_option)
