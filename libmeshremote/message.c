@@ -193,7 +193,7 @@ static gboolean read_varint(const uint8_t **p, const uint8_t *end, uint64_t *ret
 
 int message_unwrap_channel(MeshMessage *msg, GError **error)
 {
-	const uint8_t *p = msg->data, *end = msg->data + msg->size;
+	const uint8_t *p = msg->data, *end = msg->data ? msg->data + msg->size : NULL;
 	size_t n_res = mesh_message_get_n_resources(msg);
 	uint64_t count = 0, len;
 
