@@ -91,8 +91,9 @@ const uint8_t *mesh_message_get_data(MeshMessage *msg, size_t *ret_size)
 		*ret_size = 0;
 		return NULL;
 	}
+	static const uint8_t empty[1];
 	*ret_size = msg->size;
-	return msg->data;
+	return msg->data ? msg->data : empty; /* never NULL: callers do pointer arithmetic */
 }
 
 guint mesh_message_get_n_resources(MeshMessage *msg)
