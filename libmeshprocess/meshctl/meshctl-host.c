@@ -182,6 +182,13 @@ static void introduce(Worker *w, Meshctl__Introduce *intro)
 	}
 }
 
+static gboolean quit_later(gpointer data)
+{
+	Worker *w = data;
+	g_main_loop_quit(w->loop);
+	return G_SOURCE_REMOVE;
+}
+
 static void commands_cb(MeshReceiver *receiver, gpointer data)
 {
 	Worker *w = data;
@@ -198,18 +205,27 @@ static void commands_cb(MeshReceiver *receiver, gpointer data)
 	}
 	if (g_error_matches(error, MESH_ERROR, MESH_ERROR_EMPTY)) {
 		g_error_free(error);
-	} else if (g_error_matches(error, MESH_ERROR, MESH_ERROR_CLOSED) ||
-		   g_error_matches(error, MESH_ERROR, MESH_ERROR_NODE_FAILURE) ||
+	} else if (g_error_matches(error, MESH_ERROR, MESH_ERROR_CLOSED)) {
+		/* The parent is done with us. */
+		g_error_free(error);
+		mesh_receiver_set_callback(receiver, NULL, NULL, NULL, NULL);
+		g_main_loop_quit(w->loop);
+	} else if (g_error_matches(error, MESH_ERROR, MESH_ERROR_NODE_FAILURE) ||
 		   g_error_matches(error, MESH_ERROR, MESH_ERROR_SHUTTING_DOWN)) {
 		/*
-		 * The parent is done with us, or gone (when mesh_shutdown()
-		 * ends this host, the parent's connection may end before
-		 * libmeshprocess exits the process).
+		 * The parent's node is gone or going: mesh_shutdown() closed
+		 * our request channel and libmeshprocess is shutting this
+		 * node down, or the parent died. libmeshprocess exits the
+		 * process then; returning as well would run a second node
+		 * shutdown beside its own. Quit only if that did not happen.
 		 */
 		g_debug("%s: commands: %s", w->name, error->message);
 		g_error_free(error);
 		mesh_receiver_set_callback(receiver, NULL, NULL, NULL, NULL);
-		g_main_loop_quit(w->loop);
+		GSource *later = g_timeout_source_new_seconds(10);
+		g_source_set_callback(later, quit_later, w, NULL);
+		g_source_attach(later, g_main_loop_get_context(w->loop));
+		g_source_unref(later);
 	} else {
 		mesh_receiver_set_callback(receiver, NULL, NULL, NULL, NULL);
 		g_prefix_error(&error, "%s: commands: ", w->name);
