@@ -21,6 +21,12 @@ typedef struct {
 
 static void host_exit(HostState *s, int status)
 {
+	static gint exiting;
+
+	/* Once: the work may end while the parent closes us down. */
+	if (!g_atomic_int_compare_and_exchange(&exiting, 0, 1))
+		for (;;)
+			pause();
 	/* Deliver what was sent, then go. */
 	mesh_unix_node_shutdown(s->unode, 5 * G_USEC_PER_SEC);
 	_exit(status);

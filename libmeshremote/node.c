@@ -86,12 +86,21 @@ void mesh_node_unref(MeshNode *node)
 		node_fail_remote(remote, "mesh is shutting down");
 		remote_node_unref_internal(remote);
 	}
+	/*
+	 * Forget the node in every port first: failing one port delivers to
+	 * others, and nothing may take a new reference on this dying node.
+	 */
+	for (GList *l = ports; l; l = l->next) {
+		MeshPort *p = l->data;
+		g_mutex_lock(&p->lock);
+		p->node = NULL;
+		g_mutex_unlock(&p->lock);
+	}
 	for (GList *l = ports; l; l = l->next) {
 		MeshPort *p = l->data;
 		Deferred d;
 		deferred_init(&d);
 		g_mutex_lock(&p->lock);
-		p->node = NULL;
 		port_fail_locked(p, NULL, "mesh is shutting down", &d);
 		g_mutex_unlock(&p->lock);
 		deferred_run(&d);
@@ -375,9 +384,15 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 	size_t head_len = 0, extra_len = 0;
 	MeshMessage *msg = ev->message;
 	Packet *pk = g_new0(Packet, 1);
+	GPtrArray *moved = NULL; /* ports moved into this packet */
 
 	if (!from) {
-		g_warning("mesh: event (type %d seq %llu) for a remote node from a port without a node dropped", ev->type, (unsigned long long)ev->seq);
+		g_debug("mesh: event (type %d) for a remote node from a port without a node dropped",
+			ev->type);
+		goto drop;
+	}
+	if (remote_node_is_failed(remote)) {
+		/* Dropped: the ports and fds it carries are released (closed) here. */
 		goto drop;
 	}
 	if (msg) {
@@ -425,7 +440,10 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 					mesh_payload_resources_steal_port(msg->res, i));
 				if (x) {
 					port_encode_for_move(x, from, remote, &rd);
-					port_unref(x); /* it lives on as a proxy in the table */
+					if (!moved)
+						moved = g_ptr_array_new_with_free_func(
+							(GDestroyNotify)port_unref);
+					g_ptr_array_add(moved, x); /* lives on as a proxy */
 				}
 			}
 			mesh_event_write_resource(rec, &rd);
@@ -458,9 +476,14 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 	}
 	default:
 		g_mutex_unlock(&remote->lock);
+		/* The node failed meanwhile: ports moved into the packet fail now. */
+		for (guint i = 0; moved && i < moved->len; i++)
+			port_fail(moved->pdata[i], "the node the port was sent to failed");
 		break;
 	}
 drop:
+	if (moved)
+		g_ptr_array_free(moved, TRUE);
 	if (pk)
 		packet_free(pk);
 	event_free(ev);

@@ -202,10 +202,15 @@ static gboolean read_frame(int sock, uint8_t **ret_data, size_t *ret_size, PalFd
 			goto fail;
 		}
 		if (r < 0) {
-			g_set_error(error, MESH_ERROR, MESH_ERROR_CORRUPTION,
-				    r == -EPROTO ? "the listener sent too many fds"
-						 : "cannot read the invitation: %s",
-				    g_strerror((int)-r));
+			if (r == -EAGAIN || r == -EWOULDBLOCK)
+				g_set_error(error, MESH_ERROR, MESH_ERROR_TIMED_OUT,
+					    "timed out waiting for the invitation");
+			else if (r == -EPROTO)
+				g_set_error(error, MESH_ERROR, MESH_ERROR_CORRUPTION,
+					    "the listener sent too many fds");
+			else
+				g_set_error(error, MESH_ERROR, MESH_ERROR_CORRUPTION,
+					    "cannot read the invitation: %s", g_strerror((int)-r));
 			goto fail;
 		}
 		if (pal_fd_array_len(fds) > FRAME_MAX_FDS) {

@@ -586,11 +586,13 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_crash_names_the_host);
 	tcase_add_test(tc, test_inspect);
 	tcase_add_test(tc, test_shutdown_deadline_kills);
-	tcase_add_test(tc, test_parent_killed_children_exit);
 	tcase_add_test(tc, test_host_function_error);
 	tcase_add_test(tc, test_listen_connect);
 	suite_add_tcase(s, tc);
 	TCase *tc2 = tcase_create("host-side");
+	tcase_set_timeout(tc2, 120);
+	/* Forks: run it where no mesh (and no thread) exists yet. */
+	tcase_add_test(tc2, test_parent_killed_children_exit);
 	tcase_add_test(tc2, test_not_a_host);
 	tcase_add_test(tc2, test_corrupt_invitation);
 	suite_add_tcase(s, tc2);

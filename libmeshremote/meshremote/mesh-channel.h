@@ -202,8 +202,10 @@ typedef struct MeshRpc MeshRpc;
  * @reply_desc: the reply's type
  * @timeout_us: -1 to wait forever
  * @ret_reply: (out) (transfer full): the reply
- * @error: MESH_ERROR_CLOSED if the server dropped the request,
- *     MESH_ERROR_NODE_FAILURE if its node failed, MESH_ERROR_REMOTE with the
+ * @error: MESH_ERROR_CLOSED if the server dropped the request (or the
+ *     channel's receiver was already gone when the call was made),
+ *     MESH_ERROR_NODE_FAILURE if its node failed while the call was waiting,
+ *     MESH_ERROR_REMOTE with the
  *     server's error chain (joined by ": ") for a failed failable call
  *
  * Returns: TRUE with a reply.
