@@ -323,11 +323,26 @@ static void wakeup_context(void *data)
 	g_main_context_unref(context);
 }
 
-/* Called when the receiver becomes ready (the queue stops being empty, or the end). */
+static MeshReceiver *receiver_ref(MeshReceiver *r);
+static void receiver_unref(MeshReceiver *r);
+
+static void broadcast_cb(void *data)
+{
+	MeshReceiver *r = data;
+	g_cond_broadcast(&r->cond);
+	receiver_unref(r);
+}
+
+/*
+ * Called when the receiver becomes ready (the queue stops being empty, or
+ * the end). Waiters are woken after the locks are released, so that they do
+ * not wake only to block on the receiver's mutex; the state they wait for
+ * changed under it, so no wakeup is lost.
+ */
 static void receiver_wake_locked(MeshReceiver *r, Deferred *d)
 {
 	if (r->n_waiters)
-		g_cond_broadcast(&r->cond);
+		deferred_call(d, broadcast_cb, receiver_ref(r));
 	if (r->efd >= 0 && !r->efd_set) {
 		uint64_t one = 1;
 		if (write(r->efd, &one, sizeof(one)) != sizeof(one))

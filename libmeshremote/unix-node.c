@@ -184,7 +184,14 @@ static void sink_send(void *user_data, const uint8_t *data, size_t size, const i
 			}
 			off += (size_t)k;
 		}
-		int r = pal_memfd_seal(memfd);
+		/*
+		 * F_SEAL_WRITE fails with EBUSY while the kernel still holds page
+		 * references from the write (it waits a while, then gives up):
+		 * try again before giving up on the connection.
+		 */
+		int r;
+		for (int attempt = 0; (r = pal_memfd_seal(memfd)) == -EBUSY && attempt < 20; attempt++)
+			g_usleep(1000);
 		if (r < 0) {
 			close(memfd);
 			conn_end_async(c, "cannot seal a large event");
@@ -453,6 +460,8 @@ static gboolean attach_cb(gpointer data)
 		cs->tag = g_source_add_unix_fd(&cs->base, c->fd, G_IO_IN | G_IO_HUP | G_IO_ERR);
 		c->source = &cs->base;
 		c->fd_tag = cs->tag;
+		/* Not blocked around each dispatch: saves two wakeups per packet. */
+		g_source_set_can_recurse(c->source, TRUE);
 		g_source_attach(c->source, c->owner->context);
 		conn_flush_locked(c);
 		conn_update_interest_locked(c);
