@@ -142,6 +142,10 @@ static gboolean sync_cb(gpointer data)
 
 static void run_sync(Mesh *m, GSourceFunc func, gpointer data)
 {
+	/*
+	 * On the coordinator's own thread when it has one; with a caller's
+	 * context, on the calling thread (state is shared under m->lock).
+	 */
 	if (!m->thread || g_thread_self() == m->thread) {
 		func(data);
 		return;

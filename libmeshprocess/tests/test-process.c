@@ -451,6 +451,38 @@ START_TEST(test_parent_killed_children_exit)
 }
 END_TEST
 
+static gpointer run_loop(gpointer data)
+{
+	g_main_loop_run(data);
+	return NULL;
+}
+
+START_TEST(test_caller_context)
+{
+	/* The coordinator on a context the caller runs (in its own thread here). */
+	GMainContext *ctx = g_main_context_new();
+	GMainLoop *loop = g_main_loop_new(ctx, FALSE);
+	GThread *t = g_thread_new("caller-loop", run_loop, loop);
+	GError *error = NULL;
+	mesh = mesh_new("caller", ctx, &error);
+	ck_assert_ptr_nonnull(mesh);
+	Host h = launch("echo", NULL, NULL);
+	send_text(h.work, "on a caller's context");
+	char *text = recv_text(h.results);
+	ck_assert_str_eq(text, "on a caller's context");
+	g_free(text);
+	host_close(&h);
+	ck_assert_msg(mesh_shutdown(mesh, 20 * G_USEC_PER_SEC, &error), "%s",
+		      error ? error->message : "");
+	mesh_free(mesh);
+	mesh = NULL;
+	g_main_loop_quit(loop);
+	g_thread_join(t);
+	g_main_loop_unref(loop);
+	g_main_context_unref(ctx);
+}
+END_TEST
+
 START_TEST(test_not_a_host)
 {
 	GError *error = NULL;
@@ -594,6 +626,7 @@ int main(int argc, char **argv)
 	/* Forks: run it where no mesh (and no thread) exists yet. */
 	tcase_add_test(tc2, test_parent_killed_children_exit);
 	tcase_add_test(tc2, test_not_a_host);
+	tcase_add_test(tc2, test_caller_context);
 	tcase_add_test(tc2, test_corrupt_invitation);
 	suite_add_tcase(s, tc2);
 
