@@ -18,5 +18,6 @@
 #define __MESHPROCESS_H_INSIDE__
 
 #include <meshprocess/mesh-process.h>
+#include <meshprocess/mesh-worker.h>
 
 #undef __MESHPROCESS_H_INSIDE__
