@@ -385,9 +385,8 @@ void mesh_worker_host_free(MeshWorkerHost *host)
 	g_free(host);
 }
 
-MeshWorkerHandle *mesh_worker_host_launch(MeshWorkerHost *host, const char *name,
-					  MeshMessage *parameters, gint64 timeout_us,
-					  GError **error)
+MeshWorkerHandle *mesh_worker_host_start(MeshWorkerHost *host, const char *name,
+					 MeshMessage *parameters)
 {
 	g_return_val_if_fail(host && name, NULL);
 
@@ -420,7 +419,15 @@ MeshWorkerHandle *mesh_worker_host_launch(MeshWorkerHost *host, const char *name
 	handle->name = g_strdup(name);
 	handle->rpc = rpc_tx;
 	handle->events = events_rx;
+	return handle;
+}
 
+MeshWorkerHandle *mesh_worker_host_launch(MeshWorkerHost *host, const char *name,
+					  MeshMessage *parameters, gint64 timeout_us,
+					  GError **error)
+{
+	g_return_val_if_fail(host && name, NULL);
+	MeshWorkerHandle *handle = mesh_worker_host_start(host, name, parameters);
 	MeshWorkerEvent ev;
 	char *message = NULL;
 	if (!mesh_worker_handle_next_event(handle, timeout_us, &ev, &message, error)) {

@@ -197,6 +197,22 @@ MESH_PROCESS_API MeshWorkerHost *mesh_worker_host_new(MeshPort **ret_runner_port
 MESH_PROCESS_API MeshWorkerHost *mesh_worker_host_clone(MeshWorkerHost *host);
 
 /**
+ * mesh_worker_host_start:
+ * @host: a worker host
+ * @name: the registered name of the worker
+ * @parameters: (nullable) (transfer full): as for mesh_worker_host_launch()
+ *
+ * Upstream's WorkerHost::start_worker(): sends the launch request and
+ * returns at once; the worker's first event (STARTED, or FAILED for an
+ * unknown name) comes from mesh_worker_handle_next_event(). Never blocks.
+ *
+ * Returns: (transfer full): the worker's handle.
+ */
+MESH_PROCESS_API MeshWorkerHandle *mesh_worker_host_start(MeshWorkerHost *host,
+							  const char *name,
+							  MeshMessage *parameters);
+
+/**
  * mesh_worker_host_launch:
  * @host: a worker host
  * @name: the registered name of the worker

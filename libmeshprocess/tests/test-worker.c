@@ -351,6 +351,17 @@ START_TEST(test_local_runner)
 	mesh_worker_handle_stop(h); /* harmless now */
 	mesh_worker_handle_free(h);
 
+	/* Start without waiting: every event comes from the handle. */
+	h = mesh_worker_host_start(host, "no-such-worker", NULL);
+	assert_event(h, MESH_WORKER_EVENT_FAILED, "unsupported worker no-such-worker");
+	assert_event(h, MESH_WORKER_EVENT_END, NULL);
+	mesh_worker_handle_free(h);
+	h = mesh_worker_host_start(host, "quick", mesh_message_new("x", 1));
+	assert_event(h, MESH_WORKER_EVENT_STARTED, NULL);
+	assert_event(h, MESH_WORKER_EVENT_STOPPED, NULL);
+	assert_event(h, MESH_WORKER_EVENT_END, NULL);
+	mesh_worker_handle_free(h);
+
 	/* A worker polling its fd; a clone of the host launches it. */
 	MeshWorkerHost *clone = mesh_worker_host_clone(host);
 	h = launch_ok(clone, "poll", NULL);
