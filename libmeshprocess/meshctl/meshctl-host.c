@@ -345,6 +345,8 @@ gboolean meshctl_host_main(MeshMessage *initial, gpointer user_data, GError **er
 	gboolean ok;
 	if (g_strcmp0(setup->role, "worker") == 0) {
 		ok = run_worker(&w, setup, error);
+	} else if (setup->role && g_str_has_prefix(setup->role, "bench-")) {
+		ok = meshctl_bench_host(setup, error);
 	} else {
 		g_set_error(error, MESHCTL_ERROR, 0, "unknown host role \"%s\"",
 			    setup->role ? setup->role : "");

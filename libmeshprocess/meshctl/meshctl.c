@@ -32,6 +32,8 @@ static const Command commands[] = {
 	 meshctl_serve},
 	{"inspect", "SOCKET", "print the tree of the mesh serving on SOCKET", meshctl_inspect},
 	{"stop", "SOCKET", "ask the mesh serving on SOCKET to shut down", meshctl_stop},
+	{"bench", "[FILTER…]", "measure mesh beside the IPC peer baselines (TSV on stdout)",
+	 meshctl_bench},
 };
 
 void meshctl_print_error(const char *what, const GError *error)

@@ -28,6 +28,11 @@ gboolean meshctl_host_main(MeshMessage *initial, gpointer user_data, GError **er
 int meshctl_demo(int argc, char **argv);
 int meshctl_serve(int argc, char **argv);
 
+/* meshctl-bench.c */
+int meshctl_bench(int argc, char **argv);
+/* A host whose Setup role starts with "bench-". */
+gboolean meshctl_bench_host(Meshctl__Setup *setup, GError **error);
+
 /* meshctl-inspect.c */
 int meshctl_inspect(int argc, char **argv);
 int meshctl_stop(int argc, char **argv);
