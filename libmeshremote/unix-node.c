@@ -481,6 +481,11 @@ static gpointer io_thread(gpointer data)
 {
 	MeshUnixNode *u = data;
 	g_main_context_push_thread_default(u->context);
+	/* Owned from now on: unix_run_sync() from other threads must invoke. */
+	g_mutex_lock(&u->lock);
+	u->io_started = TRUE;
+	g_cond_broadcast(&u->cond);
+	g_mutex_unlock(&u->lock);
 	g_main_loop_run(u->loop);
 	g_main_context_pop_thread_default(u->context);
 	return NULL;
@@ -509,6 +514,10 @@ MeshUnixNode *unix_node_new_follower(MeshNode *node, GMainContext *context)
 		u->context = g_main_context_new();
 		u->loop = g_main_loop_new(u->context, FALSE);
 		u->thread = g_thread_new("mesh-io", io_thread, u);
+		g_mutex_lock(&u->lock);
+		while (!u->io_started)
+			g_cond_wait(&u->cond, &u->lock);
+		g_mutex_unlock(&u->lock);
 	}
 	return u;
 }

@@ -15,6 +15,7 @@ struct MeshUnixNode {
 	GMutex lock;
 	GCond cond;
 	GPtrArray *conns; /* UnixConn * (strong) */
+	gboolean io_started; /* the own I/O thread holds its context */
 
 	/* Every node is a follower of a leader (the leader too, of itself). */
 	MeshSender *to_leader;     /* LeaderRequest; NULL once shut down */
