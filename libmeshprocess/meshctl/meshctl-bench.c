@@ -559,7 +559,7 @@ static gboolean bench_scale(GError **error)
 		if (ok) {
 			double med = median(v, reps);
 			char *notes = g_strdup_printf(
-				"median of %d reps x 1 (range %.3g-%.3g); %ld hosts launched, each "
+				"median of %d reps x 1 (range %.3g-%.3g); %ld host(s) launched, each "
 				"sends one message to every other host through senders passed in "
 				"its roster; until all %ld reported every message received; "
 				"parent VmRSS %ld KiB (VmHWM %ld KiB)",
