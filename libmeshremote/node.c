@@ -268,7 +268,8 @@ static void remote_send_done(MeshRemoteNode *remote)
 
 static void transmit(MeshRemoteNode *remote, const MeshEventSink *sink, void *data, Packet *pk)
 {
-	sink->send(data, pk->data, pk->size, pk->fds, pk->n_fds);
+	struct iovec iov = {pk->data, pk->size};
+	sink->send(data, &iov, 1, pk->fds, pk->n_fds);
 	packet_free(pk); /* the sink duplicated what it keeps */
 }
 
@@ -385,6 +386,7 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 	MeshMessage *msg = ev->message;
 	Packet *pk = g_new0(Packet, 1);
 	GPtrArray *moved = NULL; /* ports moved into this packet */
+	uint8_t *meta = NULL;
 
 	if (!from) {
 		g_debug("mesh: event (type %d) for a remote node from a port without a node dropped",
@@ -423,11 +425,16 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 		h.message_size = (uint32_t)extra_len;
 	}
 
-	pk->size = MESH_EVENT_HEADER_SIZE + (size_t)h.resource_count * MESH_RESOURCE_DATA_SIZE +
-		   h.message_size;
-	pk->data = g_malloc(pk->size);
-	mesh_event_write_header(pk->data, &h);
-	uint8_t *rec = pk->data + MESH_EVENT_HEADER_SIZE;
+	/*
+	 * The event goes out as up to three pieces, never copied here: the
+	 * header and resource records (and a fixed payload), the channel
+	 * framing, and the message's own bytes.
+	 */
+	size_t meta_size = MESH_EVENT_HEADER_SIZE +
+			   (size_t)h.resource_count * MESH_RESOURCE_DATA_SIZE + extra_len;
+	meta = g_malloc(meta_size);
+	mesh_event_write_header(meta, &h);
+	uint8_t *rec = meta + MESH_EVENT_HEADER_SIZE;
 	if (msg) {
 		pk->fds = g_new(int, h.resource_count ? h.resource_count : 1);
 		for (guint i = 0; i < h.resource_count; i++, rec += MESH_RESOURCE_DATA_SIZE) {
@@ -448,28 +455,44 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 			}
 			mesh_event_write_resource(rec, &rd);
 		}
-		memcpy(rec, head, head_len);
-		if (msg->size)
-			memcpy(rec + head_len, msg->data, msg->size);
 	} else if (extra_len) {
 		memcpy(rec, extra, extra_len);
+	}
+	struct iovec iov[3] = {{meta, meta_size}, {head, head_len}, {NULL, 0}};
+	size_t n_iov = 1;
+	if (head_len)
+		n_iov = 2;
+	if (msg && msg->size) {
+		iov[n_iov].iov_base = msg->data;
+		iov[n_iov].iov_len = msg->size;
+		n_iov++;
 	}
 
 	g_mutex_lock(&remote->lock);
 	switch (remote->state) {
-	case REMOTE_QUEUING:
+	case REMOTE_QUEUING: {
+		/* Kept until the node connects: one owned copy. */
+		size_t total = 0;
+		for (size_t i = 0; i < n_iov; i++)
+			total += iov[i].iov_len;
+		pk->data = g_malloc(total ? total : 1);
+		pk->size = 0;
+		for (size_t i = 0; i < n_iov; i++) {
+			memcpy(pk->data + pk->size, iov[i].iov_base, iov[i].iov_len);
+			pk->size += iov[i].iov_len;
+		}
 		g_queue_push_tail(&remote->queued, pk);
 		pk = NULL;
 		g_mutex_unlock(&remote->lock);
 		break;
+	}
 	case REMOTE_ACTIVE: {
 		MeshEventSink sink = remote->sink;
 		void *data = remote->sink_data;
 		remote_node_ref_internal(remote);
 		remote->sending++;
 		g_mutex_unlock(&remote->lock);
-		transmit(remote, &sink, data, pk);
-		pk = NULL;
+		sink.send(data, iov, n_iov, pk->fds, pk->n_fds);
 		remote_send_done(remote);
 		remote_node_unref_internal(remote);
 		break;
@@ -482,6 +505,7 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 		break;
 	}
 drop:
+	g_free(meta);
 	if (moved)
 		g_ptr_array_free(moved, TRUE);
 	if (pk)

@@ -157,49 +157,85 @@ static void schedule_write(UnixConn *c)
 	g_main_context_invoke(c->owner->context, conn_want_write_cb, conn_ref(c));
 }
 
-/* MeshEventSink.send: on the caller's thread. */
-static void sink_send(void *user_data, const uint8_t *data, size_t size, const int *fds,
+#define SINK_MAX_IOV 4
+
+/* One sendmsg of the packet header and the body pieces. */
+static int packet_sendv(int fd, const uint8_t *header, const struct iovec *body, size_t n_body,
+			const int *fds, size_t n_fds)
+{
+	struct iovec iov[1 + SINK_MAX_IOV] = {{(void *)header, PACKET_HEADER_SIZE}};
+	size_t total = PACKET_HEADER_SIZE;
+	for (size_t i = 0; i < n_body; i++) {
+		iov[1 + i] = body[i];
+		total += body[i].iov_len;
+	}
+	ssize_t r = pal_send_with_fds(fd, iov, 1 + n_body, fds, n_fds, MSG_DONTWAIT);
+	if (r < 0)
+		return (int)r;
+	return (size_t)r == total ? 0 : -EMSGSIZE;
+}
+
+/* Writes the pieces into a new sealed memfd (a large event). Returns the fd or -errno. */
+static int large_event_memfd(const struct iovec *iov, size_t n_iov, size_t size)
+{
+	size_t mapped = (size + 4095) & ~(size_t)4095;
+	int memfd = pal_memfd_create("mesh", mapped);
+	if (memfd < 0)
+		return memfd;
+	off_t off = 0;
+	for (size_t i = 0; i < n_iov; i++) {
+		const uint8_t *p = iov[i].iov_base;
+		for (size_t done = 0; done < iov[i].iov_len;) {
+			ssize_t k = pwrite(memfd, p + done, iov[i].iov_len - done, off);
+			if (k <= 0) {
+				close(memfd);
+				return k < 0 ? -errno : -EIO;
+			}
+			done += (size_t)k;
+			off += k;
+		}
+	}
+	/*
+	 * F_SEAL_WRITE fails with EBUSY while the kernel still holds page
+	 * references from the write (it waits a while, then gives up): try
+	 * again before giving up on the connection.
+	 */
+	int r;
+	for (int attempt = 0; (r = pal_memfd_seal(memfd)) == -EBUSY && attempt < 20; attempt++)
+		g_usleep(1000);
+	if (r < 0) {
+		close(memfd);
+		return r;
+	}
+	return memfd;
+}
+
+/* MeshEventSink.send: on the caller's thread; the event is the concatenation of @iov. */
+static void sink_send(void *user_data, const struct iovec *iov, size_t n_iov, const int *fds,
 		      size_t n_fds)
 {
 	UnixConn *c = user_data;
-	OutPacket local = {{0}};
+	uint8_t header[PACKET_HEADER_SIZE] = {PACKET_EVENT};
 	int memfd = -1;
+	size_t size = 0;
 
+	if (n_iov > SINK_MAX_IOV) {
+		conn_end_async(c, "an event in too many pieces");
+		return;
+	}
+	for (size_t i = 0; i < n_iov; i++)
+		size += iov[i].iov_len;
 	if (size > MAX_SMALL_EVENT_SIZE) {
-		/* Out of line: a sealed memfd holds the event. */
-		size_t mapped = (size + 4095) & ~(size_t)4095;
-		memfd = pal_memfd_create("mesh", mapped);
+		/* Out of line: a sealed memfd holds the event; the packet has no body. */
+		memfd = large_event_memfd(iov, n_iov, size);
 		if (memfd < 0) {
-			g_warning("mesh: cannot create a memfd for a %zu-byte event: %s", size,
+			g_warning("mesh: cannot send a %zu-byte event in a memfd: %s", size,
 				  g_strerror(-memfd));
 			conn_end_async(c, "cannot send a large event");
 			return;
 		}
-		for (size_t off = 0; off < size;) {
-			ssize_t k = pwrite(memfd, data + off, size - off, (off_t)off);
-			if (k <= 0) {
-				close(memfd);
-				conn_end_async(c, "cannot write a large event");
-				return;
-			}
-			off += (size_t)k;
-		}
-		/*
-		 * F_SEAL_WRITE fails with EBUSY while the kernel still holds page
-		 * references from the write (it waits a while, then gives up):
-		 * try again before giving up on the connection.
-		 */
-		int r;
-		for (int attempt = 0; (r = pal_memfd_seal(memfd)) == -EBUSY && attempt < 20; attempt++)
-			g_usleep(1000);
-		if (r < 0) {
-			close(memfd);
-			conn_end_async(c, "cannot seal a large event");
-			return;
-		}
-		local.header[0] = PACKET_LARGE_EVENT;
-	} else {
-		local.header[0] = PACKET_EVENT;
+		header[0] = PACKET_LARGE_EVENT;
+		n_iov = 0;
 	}
 	size_t total_fds = n_fds + (memfd >= 0);
 	if (total_fds > MESH_UNIX_MAX_FDS_PER_PACKET) {
@@ -216,8 +252,6 @@ static void sink_send(void *user_data, const uint8_t *data, size_t size, const i
 		all_fds[k++] = memfd;
 	for (size_t i = 0; i < n_fds; i++)
 		all_fds[k++] = fds[i];
-	const uint8_t *body = memfd >= 0 ? NULL : data;
-	size_t body_size = memfd >= 0 ? 0 : size;
 
 	g_mutex_lock(&c->lock);
 	if (c->ended || c->send_closed) {
@@ -228,12 +262,17 @@ static void sink_send(void *user_data, const uint8_t *data, size_t size, const i
 	}
 	int r = -EAGAIN;
 	if (c->pending.length == 0)
-		r = packet_send(c->fd, local.header, body, body_size, all_fds, total_fds);
+		r = packet_sendv(c->fd, header, iov, n_iov, all_fds, total_fds);
 	if (r == -EAGAIN) {
 		/* Queue a copy; the I/O context sends it when the socket drains. */
 		OutPacket *pk = g_new0(OutPacket, 1);
-		memcpy(pk->header, local.header, PACKET_HEADER_SIZE);
-		pk->body = body_size ? g_memdup2(body, body_size) : NULL;
+		memcpy(pk->header, header, PACKET_HEADER_SIZE);
+		size_t body_size = memfd >= 0 ? 0 : size;
+		pk->body = body_size ? g_malloc(body_size) : NULL;
+		for (size_t i = 0, off = 0; i < n_iov; i++) {
+			memcpy(pk->body + off, iov[i].iov_base, iov[i].iov_len);
+			off += iov[i].iov_len;
+		}
 		pk->body_size = body_size;
 		for (size_t i = 0; i < total_fds; i++) {
 			pk->fds[i] = (memfd >= 0 && i == 0) ? memfd

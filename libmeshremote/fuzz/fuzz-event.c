@@ -24,7 +24,7 @@ static void ignore_log(const gchar *domain, GLogLevelFlags level, const gchar *m
 {
 }
 
-static void sink_send(void *user_data, const uint8_t *data, size_t size, const int *fds,
+static void sink_send(void *user_data, const struct iovec *iov, size_t n_iov, const int *fds,
 		      size_t n_fds)
 {
 	/* Replies to node A go nowhere. */

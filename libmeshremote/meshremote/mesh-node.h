@@ -16,6 +16,7 @@
 
 #include <glib.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 G_BEGIN_DECLS
 
@@ -126,16 +127,17 @@ MESH_REMOTE_API guint mesh_node_count_ports(MeshNode *node);
 /**
  * MeshEventSink:
  * @version: 0
- * @send: transmits one event: @size bytes and @n_fds fds (borrowed: the
- *     transport duplicates what it keeps). Called from any thread, never
- *     with a library lock held; must not block.
+ * @send: transmits one event: the concatenation of the @n_iov buffers of
+ *     @iov (at most 4) and @n_fds fds (all borrowed: the transport copies
+ *     or duplicates what it keeps). Called from any thread, never with a
+ *     library lock held; must not block.
  * @destroy: (nullable): releases @user_data when the remote node is done
  *
  * What a transport gives a node for each connection.
  */
 typedef struct {
 	unsigned version;
-	void (*send)(void *user_data, const uint8_t *data, size_t size, const int *fds,
+	void (*send)(void *user_data, const struct iovec *iov, size_t n_iov, const int *fds,
 		     size_t n_fds);
 	void (*destroy)(void *user_data);
 } MeshEventSink;

@@ -42,16 +42,21 @@ struct TestNet {
 	guint64 delivered;
 };
 
-static void test_link_send(void *user_data, const uint8_t *data, size_t size, const int *fds,
-			   size_t n_fds)
+static void test_link_send(void *user_data, const struct iovec *iov, size_t n_iov,
+			   const int *fds, size_t n_fds)
 {
 	TestLink *link = user_data;
 	TestPacket *pk = g_new0(TestPacket, 1);
 
 	pk->from = link->from;
 	pk->to = link->to;
-	pk->data = g_memdup2(data, size);
-	pk->size = size;
+	for (size_t i = 0; i < n_iov; i++)
+		pk->size += iov[i].iov_len;
+	pk->data = g_malloc(pk->size ? pk->size : 1);
+	for (size_t i = 0, off = 0; i < n_iov; i++) {
+		memcpy(pk->data + off, iov[i].iov_base, iov[i].iov_len);
+		off += iov[i].iov_len;
+	}
 	pk->fds = g_new(int, n_fds ? n_fds : 1);
 	for (size_t i = 0; i < n_fds; i++) {
 		pk->fds[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
