@@ -29,12 +29,24 @@ MeshMessage *mesh_message_new_typed_take(ProtobufCMessage *typed)
 	return msg;
 }
 
+/* Releases the bytes: freed, or given back to the memory they live in. */
+static void message_data_release(MeshMessage *msg)
+{
+	if (msg->data_free)
+		msg->data_free(msg->data_owner);
+	else
+		g_free(msg->data);
+	msg->data = NULL;
+	msg->data_free = NULL;
+	msg->data_owner = NULL;
+}
+
 void mesh_message_free(MeshMessage *msg)
 {
 	if (!msg)
 		return;
 	mesh_payload_message_free(msg->typed);
-	g_free(msg->data);
+	message_data_release(msg);
 	mesh_payload_resources_free(msg->res);
 	g_free(msg);
 }
@@ -61,7 +73,7 @@ int message_ensure_bytes(MeshMessage *msg, GError **error)
 	}
 	mesh_payload_message_free(msg->typed); /* its resources moved out */
 	msg->typed = NULL;
-	g_free(msg->data);
+	message_data_release(msg);
 	msg->data = data;
 	msg->size = size;
 	return 0;
@@ -213,7 +225,10 @@ int message_unwrap_channel(MeshMessage *msg, GError **error)
 	case 0x0a:
 		if (count != n_res || !read_varint(&p, end, &len) || len != (uint64_t)(end - p))
 			break;
-		memmove(msg->data, p, len);
+		if (msg->data_free)
+			msg->data = (uint8_t *)p; /* read-only memory: look past the framing */
+		else
+			memmove(msg->data, p, len);
 		msg->size = len;
 		msg->wrap = MESH_WRAP_FIELD1;
 		return 0;

@@ -580,6 +580,13 @@ static MeshPort *materialize_port(MeshNode *node, const MeshResourceData *rd, De
 void mesh_node_receive_event(MeshNode *node, const MeshNodeId *from, const uint8_t *data,
 			     size_t size, int *fds, size_t n_fds)
 {
+	mesh_node_receive_event_full(node, from, data, size, fds, n_fds, NULL, NULL);
+}
+
+void mesh_node_receive_event_full(MeshNode *node, const MeshNodeId *from, const uint8_t *data,
+				  size_t size, int *fds, size_t n_fds, GDestroyNotify data_free,
+				  gpointer data_owner)
+{
 	MeshEventView view;
 	Deferred d;
 	size_t next_fd = 0;
@@ -615,9 +622,20 @@ void mesh_node_receive_event(MeshNode *node, const MeshNodeId *from, const uint8
 					mesh_payload_resources_append_port_take(res, &z->object);
 				}
 			}
-			ev->message = message_new_bytes_take(
-				h->message_size ? g_memdup2(view.payload, h->message_size) : NULL,
-				h->message_size, res, MESH_WRAP_WIRE);
+			if (data_free && h->message_size) {
+				/* The payload stays where it is (a mapping); the message owns it. */
+				ev->message = message_new_bytes_take((uint8_t *)view.payload,
+								     h->message_size, res,
+								     MESH_WRAP_WIRE);
+				ev->message->data_free = data_free;
+				ev->message->data_owner = data_owner;
+				data_free = NULL;
+			} else {
+				ev->message = message_new_bytes_take(
+					h->message_size ? g_memdup2(view.payload, h->message_size)
+							: NULL,
+					h->message_size, res, MESH_WRAP_WIRE);
+			}
 		}
 		break;
 	case MESH_EVENT_CHANGE_PEER: {
@@ -669,6 +687,8 @@ out:
 		if (fds[i] >= 0)
 			close(fds[i]);
 	deferred_run(&d);
+	if (data_free) /* not handed to a message */
+		data_free(data_owner);
 }
 
 MeshPort *mesh_node_add_port(MeshNode *node, const MeshPortId *id, const MeshNodeId *peer_node,

@@ -53,7 +53,9 @@ typedef enum {
 
 struct MeshMessage {
 	ProtobufCMessage *typed; /* typed form, or NULL */
-	uint8_t *data;           /* bytes form */
+	uint8_t *data;           /* bytes form; g_free'd unless data_free is set */
+	GDestroyNotify data_free; /* set: data points into data_owner (a mapping), read-only */
+	gpointer data_owner;
 	size_t size;
 	MeshPayloadResources *res;
 	MeshWrap wrap;

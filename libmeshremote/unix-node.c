@@ -320,6 +320,18 @@ static const MeshEventSink unix_sink = {
 	.destroy = sink_destroy,
 };
 
+typedef struct {
+	void *addr;
+	size_t size;
+} Mapping;
+
+static void mapping_free(gpointer data)
+{
+	Mapping *m = data;
+	munmap(m->addr, m->size);
+	g_free(m);
+}
+
 /* Handles one received packet. Returns NULL or why the connection must end. */
 static const char *conn_handle_packet(UnixConn *c, const uint8_t *buf, size_t size,
 				      PalFdArray *fds)
@@ -359,9 +371,12 @@ static const char *conn_handle_packet(UnixConn *c, const uint8_t *buf, size_t si
 		int moved[MESH_UNIX_MAX_FDS_PER_PACKET];
 		for (size_t i = 1; i < n_fds; i++)
 			moved[i - 1] = pal_fd_array_steal(fds, i);
-		mesh_node_receive_event(c->owner->node, &c->peer, map, event_size, moved,
-					n_fds - 1);
-		munmap(map, mem_size);
+		/* The message keeps the mapping instead of a copy of it. */
+		Mapping *m = g_new(Mapping, 1);
+		m->addr = map;
+		m->size = mem_size;
+		mesh_node_receive_event_full(c->owner->node, &c->peer, map, event_size, moved,
+					     n_fds - 1, mapping_free, m);
 		return NULL;
 	}
 	default:

@@ -234,4 +234,20 @@ MESH_REMOTE_API void mesh_node_receive_event(MeshNode *node, const MeshNodeId *f
 					     const uint8_t *data, size_t size, int *fds,
 					     size_t n_fds);
 
+/**
+ * mesh_node_receive_event_full:
+ * @data_free: (nullable): when set, the node takes @data's memory over
+ *     instead of copying the payload out of it: it keeps pointing into it
+ *     (read-only) and calls @data_free(@data_owner) once, when done with it
+ *     (at once if it keeps nothing). The transport must not release it.
+ * @data_owner: passed to @data_free
+ *
+ * mesh_node_receive_event() for transports that received the event in
+ * memory they can hand over (a large event's mapping).
+ */
+MESH_REMOTE_API void mesh_node_receive_event_full(MeshNode *node, const MeshNodeId *from,
+						  const uint8_t *data, size_t size, int *fds,
+						  size_t n_fds, GDestroyNotify data_free,
+						  gpointer data_owner);
+
 G_END_DECLS
