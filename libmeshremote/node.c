@@ -605,7 +605,9 @@ void mesh_node_receive_event_full(MeshNode *node, const MeshNodeId *from, const 
 	switch (h->type) {
 	case MESH_EVENT_MESSAGE:
 		if (h->flags & MESH_EVENT_FLAG_MESSAGE) {
-			MeshPayloadResources *res = mesh_payload_resources_new();
+			/* Most messages carry no resources: no list for them. */
+			MeshPayloadResources *res =
+				h->resource_count ? mesh_payload_resources_new() : NULL;
 			for (guint i = 0; i < h->resource_count; i++) {
 				MeshResourceData rd;
 				mesh_event_read_resource(&view, i, &rd);
