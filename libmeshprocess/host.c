@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "process-private.h"
@@ -54,9 +55,29 @@ static char *inspect_self(HostState *s)
 	g_string_append_printf(out, "%d,\"name\":", (int)getpid());
 	process_json_string(out, s->name);
 	g_string_append_printf(out, ",\"node\":\"%s\",\"rss_kib\":%" G_GUINT64_FORMAT
-				    ",\"threads\":%u}",
+				    ",\"threads\":%u,\"rlimits\":{",
 			       mesh_uuid_to_string(mesh_node_get_id(mesh_unix_node_get_node(s->unode)), id),
 			       rss, threads);
+	static const struct {
+		const char *name;
+		int resource;
+	} limits[] = {{"nofile", RLIMIT_NOFILE}, {"as", RLIMIT_AS},     {"core", RLIMIT_CORE},
+		      {"nproc", RLIMIT_NPROC},   {"stack", RLIMIT_STACK}, {"memlock", RLIMIT_MEMLOCK}};
+	for (size_t i = 0; i < G_N_ELEMENTS(limits); i++) {
+		struct rlimit rl;
+		if (getrlimit(limits[i].resource, &rl) < 0)
+			continue;
+		g_string_append_printf(out, "%s\"%s\":[", i ? "," : "", limits[i].name);
+		if (rl.rlim_cur == RLIM_INFINITY)
+			g_string_append(out, "null,");
+		else
+			g_string_append_printf(out, "%llu,", (unsigned long long)rl.rlim_cur);
+		if (rl.rlim_max == RLIM_INFINITY)
+			g_string_append(out, "null]");
+		else
+			g_string_append_printf(out, "%llu]", (unsigned long long)rl.rlim_max);
+	}
+	g_string_append(out, "}}");
 	return g_string_free(out, FALSE);
 }
 

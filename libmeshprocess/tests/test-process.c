@@ -375,6 +375,7 @@ START_TEST(test_inspect)
 	ck_assert_msg(strstr(json, pa) && strstr(json, pb), "%s", json);
 	/* Each host's own report (its rss) came back. */
 	ck_assert_msg(strstr(json, "\"report\":{\"pid\":"), "%s", json);
+	ck_assert_msg(strstr(json, "\"rlimits\":{\"nofile\":["), "%s", json);
 	ck_assert_msg(!strstr(json, "\"error\""), "%s", json);
 	g_free(pa);
 	g_free(pb);
