@@ -33,6 +33,15 @@ static void host_exit(HostState *s, int status)
 	_exit(status);
 }
 
+/* For the failure paths before the host runs: nothing else refers to @s yet. */
+static void host_state_free(HostState *s)
+{
+	if (s->unode)
+		mesh_unix_node_free(s->unode);
+	g_free(s->name);
+	g_free(s);
+}
+
 static gpointer run_loop(gpointer data)
 {
 	g_main_loop_run(data);
@@ -180,6 +189,7 @@ gboolean mesh_try_run_host(const char *base_name, MeshHostFunc func, gpointer us
 	s->unode = mesh_unix_node_join(inv, NULL, 30 * G_USEC_PER_SEC, &port, error);
 	if (!s->unode) {
 		g_prefix_error(error, "joining the mesh: ");
+		host_state_free(s);
 		return FALSE;
 	}
 
@@ -191,6 +201,7 @@ gboolean mesh_try_run_host(const char *base_name, MeshHostFunc func, gpointer us
 		mesh_message_free(first);
 		mesh_receiver_free(boot);
 		g_prefix_error(error, "failed to receive initial message: ");
+		host_state_free(s);
 		return FALSE;
 	}
 	mesh_receiver_free(boot);
@@ -204,6 +215,7 @@ gboolean mesh_try_run_host(const char *base_name, MeshHostFunc func, gpointer us
 		if (error && !*error)
 			g_set_error(error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_INVITATION,
 				    "malformed initial message");
+		host_state_free(s);
 		return FALSE;
 	}
 	s->requests = mesh_receiver_from_port(req_port, &mesh_process__host_request__descriptor);

@@ -710,15 +710,19 @@ static guint count_pending_introductions(MeshUnixNode *u)
 static guint count_moving_ports(MeshNode *node)
 {
 	guint n = 0;
+
+	/* References under the node's lock, states under each port's (lock order). */
 	g_mutex_lock(&node->lock);
-	GHashTableIter it;
-	gpointer value;
-	g_hash_table_iter_init(&it, node->ports);
-	while (g_hash_table_iter_next(&it, NULL, &value)) {
-		PortState s = ((MeshPort *)value)->state; /* racy read: polled */
-		n += s == PORT_SENDING || s == PORT_PROXYING;
-	}
+	GList *ports = g_hash_table_get_values(node->ports);
+	for (GList *l = ports; l; l = l->next)
+		port_ref(l->data);
 	g_mutex_unlock(&node->lock);
+	for (GList *l = ports; l; l = l->next) {
+		PortState s = port_get_state(l->data);
+		n += s == PORT_SENDING || s == PORT_PROXYING;
+		port_unref(l->data);
+	}
+	g_list_free(ports);
 	return n;
 }
 
