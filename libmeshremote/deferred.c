@@ -111,17 +111,26 @@ gboolean peer_addr_is_set(const PeerAddr *addr)
 
 void deferred_init(Deferred *d)
 {
-	memset(d, 0, sizeof(*d));
+	d->n_out = 0;
+	d->out_more = NULL;
+	d->n_calls = 0;
+	d->calls_more = NULL;
+	d->messages = NULL;
+	d->ports = NULL;
 }
 
 void deferred_event(Deferred *d, const PeerAddr *to, Event *ev, MeshNode *from)
 {
 	Outgoing o = {.event = ev, .from = from ? mesh_node_ref(from) : NULL};
 
-	if (!d->outgoing)
-		d->outgoing = g_array_new(FALSE, FALSE, sizeof(Outgoing));
 	peer_addr_copy(&o.to, to);
-	g_array_append_val(d->outgoing, o);
+	if (d->n_out < DEFERRED_INLINE) {
+		d->out[d->n_out++] = o;
+		return;
+	}
+	if (!d->out_more)
+		d->out_more = g_array_new(FALSE, FALSE, sizeof(Outgoing));
+	g_array_append_val(d->out_more, o);
 }
 
 void deferred_release_message(Deferred *d, MeshMessage *msg)
@@ -176,39 +185,58 @@ void deferred_call(Deferred *d, void (*func)(void *), void *data)
 {
 	DeferredCall c = {func, data};
 
-	if (!d->calls)
-		d->calls = g_array_new(FALSE, FALSE, sizeof(DeferredCall));
-	g_array_append_val(d->calls, c);
+	if (d->n_calls < DEFERRED_INLINE) {
+		d->call[d->n_calls++] = c;
+		return;
+	}
+	if (!d->calls_more)
+		d->calls_more = g_array_new(FALSE, FALSE, sizeof(DeferredCall));
+	g_array_append_val(d->calls_more, c);
+}
+
+static void outgoing_run(Outgoing *o)
+{
+	if (o->to.local)
+		port_deliver(o->to.local, o->event);
+	else if (o->to.remote)
+		remote_node_send_event(o->to.remote, o->from, &o->to.id, o->event);
+	else
+		event_free(o->event);
+	peer_addr_clear(&o->to);
+	if (o->from)
+		mesh_node_unref(o->from);
 }
 
 void deferred_run(Deferred *d)
 {
-	/* Events first, in the order they were made. */
-	if (d->outgoing) {
-		GArray *out = d->outgoing;
-		d->outgoing = NULL;
-		for (guint i = 0; i < out->len; i++) {
-			Outgoing *o = &g_array_index(out, Outgoing, i);
-			if (o->to.local)
-				port_deliver(o->to.local, o->event);
-			else if (o->to.remote)
-				remote_node_send_event(o->to.remote, o->from, &o->to.id, o->event);
-			else
-				event_free(o->event);
-			peer_addr_clear(&o->to);
-			if (o->from)
-				mesh_node_unref(o->from);
-		}
-		g_array_free(out, TRUE);
+	/* Events first, in the order they were made; take them out of @d first. */
+	if (d->n_out) {
+		Outgoing out[DEFERRED_INLINE];
+		guint n = d->n_out;
+		GArray *more = d->out_more;
+		memcpy(out, d->out, n * sizeof(Outgoing));
+		d->n_out = 0;
+		d->out_more = NULL;
+		for (guint i = 0; i < n; i++)
+			outgoing_run(&out[i]);
+		for (guint i = 0; more && i < more->len; i++)
+			outgoing_run(&g_array_index(more, Outgoing, i));
+		if (more)
+			g_array_free(more, TRUE);
 	}
-	if (d->calls) {
-		GArray *calls = d->calls;
-		d->calls = NULL;
-		for (guint i = 0; i < calls->len; i++) {
-			DeferredCall *c = &g_array_index(calls, DeferredCall, i);
-			c->func(c->data);
-		}
-		g_array_free(calls, TRUE);
+	if (d->n_calls) {
+		DeferredCall calls[DEFERRED_INLINE];
+		guint n = d->n_calls;
+		GArray *more = d->calls_more;
+		memcpy(calls, d->call, n * sizeof(DeferredCall));
+		d->n_calls = 0;
+		d->calls_more = NULL;
+		for (guint i = 0; i < n; i++)
+			calls[i].func(calls[i].data);
+		for (guint i = 0; more && i < more->len; i++)
+			g_array_index(more, DeferredCall, i).func(g_array_index(more, DeferredCall, i).data);
+		if (more)
+			g_array_free(more, TRUE);
 	}
 	if (d->messages) {
 		GPtrArray *msgs = d->messages;
@@ -225,6 +253,6 @@ void deferred_run(Deferred *d)
 		g_ptr_array_free(ports, TRUE);
 	}
 	/* Running the above may have deferred more (nested deliveries run their own). */
-	if (d->outgoing || d->calls || d->messages || d->ports)
+	if (d->n_out || d->n_calls || d->messages || d->ports)
 		deferred_run(d);
 }

@@ -95,13 +95,6 @@ struct MeshPort {
 	GError *error;  /* FAILED */
 };
 
-struct Deferred {
-	GArray *outgoing; /* Outgoing */
-	GPtrArray *messages;
-	GPtrArray *ports;
-	GArray *calls; /* DeferredCall */
-};
-
 typedef struct {
 	PeerAddr to;
 	Event *event;
@@ -112,6 +105,23 @@ typedef struct {
 	void (*func)(void *data);
 	void *data;
 } DeferredCall;
+
+/*
+ * A message's send or delivery usually defers one event and a wakeup or two:
+ * those fit in place, so the hot path allocates nothing here.
+ */
+#define DEFERRED_INLINE 4
+
+struct Deferred {
+	Outgoing out[DEFERRED_INLINE];
+	guint n_out;
+	GArray *out_more; /* Outgoing, after the first DEFERRED_INLINE */
+	DeferredCall call[DEFERRED_INLINE];
+	guint n_calls;
+	GArray *calls_more; /* DeferredCall */
+	GPtrArray *messages;
+	GPtrArray *ports;
+};
 
 struct MeshNode {
 	gint ref;
