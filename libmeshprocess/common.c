@@ -55,27 +55,6 @@ gboolean process_address_read(const MeshProcess__Address *a, MeshNodeId *ret_nod
 	       uuid_read(a->port->id, ret_port);
 }
 
-MeshMessage *process_message_take(ProtobufCMessage *msg)
-{
-	return mesh_message_new_typed_take(msg);
-}
-
-ProtobufCMessage *process_message_into(MeshMessage *msg, const ProtobufCMessageDescriptor *desc,
-				       GError **error)
-{
-	return mesh_message_into_typed(msg, desc, error);
-}
-
-MeshPayload__Port *process_port_field(MeshPort *port)
-{
-	return mesh_payload_port_new_take(mesh_port_as_object(port));
-}
-
-MeshPort *process_take_port_field(MeshPayload__Port *field)
-{
-	return field ? mesh_port_from_object(mesh_payload_port_steal(field)) : NULL;
-}
-
 void process_json_string(GString *out, const char *s)
 {
 	g_string_append_c(out, '"');

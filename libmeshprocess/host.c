@@ -103,7 +103,7 @@ static void requests_cb(MeshReceiver *r, gpointer data)
 			abort();
 		}
 		if (req->request_case == MESH_PROCESS__HOST_REQUEST__REQUEST_INSPECT) {
-			MeshPort *p = process_take_port_field(req->inspect->reply);
+			MeshPort *p = mesh_port_take_from_field(req->inspect->reply);
 			if (p) {
 				MeshOneshotSender *reply = mesh_oneshot_sender_from_port(
 					p, &mesh_process__inspect_reply__descriptor);
@@ -205,9 +205,9 @@ gboolean mesh_try_run_host(const char *base_name, MeshHostFunc func, gpointer us
 		return FALSE;
 	}
 	mesh_receiver_free(boot);
-	MeshProcess__HostHello *hello = (MeshProcess__HostHello *)process_message_into(
+	MeshProcess__HostHello *hello = (MeshProcess__HostHello *)mesh_message_into_typed(
 		first, &mesh_process__host_hello__descriptor, error);
-	MeshPort *req_port = hello ? process_take_port_field(hello->requests) : NULL;
+	MeshPort *req_port = hello ? mesh_port_take_from_field(hello->requests) : NULL;
 	if (hello)
 		mesh_payload_message_free(&hello->base);
 	if (!req_port) {

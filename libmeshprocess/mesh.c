@@ -443,9 +443,9 @@ GPid mesh_launch_host(Mesh *m, const MeshProcessConfig *config, MeshMessage *ini
 	}
 	MeshProcess__HostHello *hello = malloc(sizeof(*hello));
 	mesh_process__host_hello__init(hello);
-	hello->requests = process_port_field(mesh_receiver_into_port(requests_recv));
+	hello->requests = mesh_port_into_field(mesh_receiver_into_port(requests_recv));
 	hello->name = strdup(config->name);
-	mesh_sender_send_message(boot, process_message_take(&hello->base));
+	mesh_sender_send_message(boot, mesh_message_new_typed_take(&hello->base));
 	mesh_sender_send_message(boot, initial);
 	mesh_sender_free(boot);
 
@@ -534,7 +534,7 @@ char *mesh_inspect(Mesh *m, gint64 timeout_us)
 		req->request_case = MESH_PROCESS__HOST_REQUEST__REQUEST_INSPECT;
 		req->inspect = malloc(sizeof(*req->inspect));
 		mesh_process__host_inspect__init(req->inspect);
-		req->inspect->reply = process_port_field(mesh_oneshot_sender_into_port(os));
+		req->inspect->reply = mesh_port_into_field(mesh_oneshot_sender_into_port(os));
 		mesh_sender_send(s, &req->base);
 		mesh_sender_free(s);
 	}

@@ -261,18 +261,18 @@ static void start_worker(MeshWorkerRegistry *reg, MeshWorker__WorkerHostLaunchRe
 	MeshWorker__WorkerLaunchRequest *r = req->request;
 	GError *error = NULL;
 
-	MeshPort *events_port = r ? process_take_port_field(r->events) : NULL;
+	MeshPort *events_port = r ? mesh_port_take_from_field(r->events) : NULL;
 	if (!events_port) {
 		g_debug("worker runner: a launch request for %s without an event channel, dropped",
 			req->name);
 		return;
 	}
 	MeshSender *events = mesh_sender_from_port(events_port, &mesh_worker__worker_event__descriptor);
-	MeshPort *rpc_port = process_take_port_field(r->rpc);
+	MeshPort *rpc_port = mesh_port_take_from_field(r->rpc);
 	MeshPort *params_port = NULL;
 	MeshWorker__WorkerLaunchType *lt = r->launch_type;
 	if (lt && lt->type_case == MESH_WORKER__WORKER_LAUNCH_TYPE__TYPE_NEW_WORKER)
-		params_port = process_take_port_field(lt->new_worker->parameters);
+		params_port = mesh_port_take_from_field(lt->new_worker->parameters);
 
 	WorkerEntry *entry = registry_lookup(reg, req->name, &error);
 	if (entry && (!lt || lt->type_case != MESH_WORKER__WORKER_LAUNCH_TYPE__TYPE_NEW_WORKER))
@@ -404,14 +404,14 @@ MeshWorkerHandle *mesh_worker_host_start(MeshWorkerHost *host, const char *name,
 	req->name = strdup(name);
 	req->request = malloc(sizeof(*req->request));
 	mesh_worker__worker_launch_request__init(req->request);
-	req->request->rpc = process_port_field(mesh_receiver_into_port(rpc_rx));
-	req->request->events = process_port_field(mesh_sender_into_port(events_tx));
+	req->request->rpc = mesh_port_into_field(mesh_receiver_into_port(rpc_rx));
+	req->request->events = mesh_port_into_field(mesh_sender_into_port(events_tx));
 	MeshWorker__WorkerLaunchType *lt = malloc(sizeof(*lt));
 	mesh_worker__worker_launch_type__init(lt);
 	lt->type_case = MESH_WORKER__WORKER_LAUNCH_TYPE__TYPE_NEW_WORKER;
 	lt->new_worker = malloc(sizeof(*lt->new_worker));
 	mesh_worker__worker_launch_new__init(lt->new_worker);
-	lt->new_worker->parameters = process_port_field(mesh_oneshot_receiver_into_port(params_rx));
+	lt->new_worker->parameters = mesh_port_into_field(mesh_oneshot_receiver_into_port(params_rx));
 	req->request->launch_type = lt;
 	mesh_sender_send(host->launch, &req->base);
 

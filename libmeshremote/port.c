@@ -75,6 +75,16 @@ MeshPort *mesh_port_from_object(MeshPayloadObject *object)
 	return (MeshPort *)object;
 }
 
+MeshPayload__Port *mesh_port_into_field(MeshPort *port)
+{
+	return mesh_payload_port_new_take(&port->object);
+}
+
+MeshPort *mesh_port_take_from_field(MeshPayload__Port *field)
+{
+	return field ? mesh_port_from_object(mesh_payload_port_steal(field)) : NULL;
+}
+
 void mesh_port_new_pair(MeshPort **ret_a, MeshPort **ret_b)
 {
 	MeshPort *a = port_new(NULL), *b = port_new(NULL);

@@ -91,16 +91,6 @@ static MeshUnix__Address *address_new(const MeshNodeId *node, const MeshPortId *
 	return a;
 }
 
-static MeshPayload__Port *port_field(MeshPort *port)
-{
-	return mesh_payload_port_new_take(mesh_port_as_object(port));
-}
-
-static MeshPort *take_port_field(MeshPayload__Port *field)
-{
-	return field ? mesh_port_from_object(mesh_payload_port_steal(field)) : NULL;
-}
-
 static char *id_string(const MeshUuid *id)
 {
 	char buf[33];
@@ -409,8 +399,8 @@ static void leader_handle(Follower *f, MeshUnix__LeaderRequest *req)
 			leader_connect(u->leader, f, &target);
 		break;
 	case MESH_UNIX__LEADER_REQUEST__REQUEST_INVITE: {
-		MeshPort *port = take_port_field(req->invite->port);
-		MeshPort *reply_port = take_port_field(req->invite->reply);
+		MeshPort *port = mesh_port_take_from_field(req->invite->port);
+		MeshPort *reply_port = mesh_port_take_from_field(req->invite->reply);
 		MeshInvitation *inv = NULL;
 		if (port && reply_port && leader_invite(u, port, &inv, NULL)) {
 			port = NULL;
@@ -560,9 +550,9 @@ static gboolean leader_invite(MeshUnixNode *u, MeshPort *user_port, MeshInvitati
 		mesh_oneshot_sender_from_port(q, &mesh_unix__initial_message__descriptor);
 	MeshUnix__InitialMessage *im = malloc(sizeof(*im));
 	mesh_unix__initial_message__init(im);
-	im->leader_send = port_field(mesh_sender_into_port(ls));
-	im->follower_recv = port_field(mesh_receiver_into_port(fr));
-	im->user_port = port_field(user_port);
+	im->leader_send = mesh_port_into_field(mesh_sender_into_port(ls));
+	im->follower_recv = mesh_port_into_field(mesh_receiver_into_port(fr));
+	im->user_port = mesh_port_into_field(user_port);
 	mesh_oneshot_send(init, &im->base);
 
 	leader_add_follower(u, &joiner, lr, fs);
@@ -586,8 +576,8 @@ gboolean mesh_unix_node_invite(MeshUnixNode *u, MeshPort *port, gint64 timeout_u
 	req->request_case = MESH_UNIX__LEADER_REQUEST__REQUEST_INVITE;
 	req->invite = malloc(sizeof(*req->invite));
 	mesh_unix__leader_invite__init(req->invite);
-	req->invite->port = port_field(port);
-	req->invite->reply = port_field(mesh_sender_into_port(rs));
+	req->invite->port = mesh_port_into_field(port);
+	req->invite->reply = mesh_port_into_field(mesh_sender_into_port(rs));
 	send_leader_request(u, req);
 
 	ProtobufCMessage *msg = NULL;
@@ -633,9 +623,9 @@ MeshUnixNode *mesh_unix_node_join(MeshInvitation *inv, GMainContext *context, gi
 		return NULL;
 	}
 	MeshUnix__InitialMessage *im = (MeshUnix__InitialMessage *)msg;
-	MeshPort *ls = take_port_field(im->leader_send);
-	MeshPort *fr = take_port_field(im->follower_recv);
-	MeshPort *user = take_port_field(im->user_port);
+	MeshPort *ls = mesh_port_take_from_field(im->leader_send);
+	MeshPort *fr = mesh_port_take_from_field(im->follower_recv);
+	MeshPort *user = mesh_port_take_from_field(im->user_port);
 	mesh_payload_message_free(msg);
 	if (!ls || !fr || !user) {
 		mesh_port_close(ls);

@@ -167,16 +167,6 @@ static long proc_status_kib(GPid pid, const char *field)
 	return v;
 }
 
-static MeshPayload__Port *port_field(MeshPort *port)
-{
-	return mesh_payload_port_new_take(mesh_port_as_object(port));
-}
-
-static MeshPort *take_port(MeshPayload__Port *field)
-{
-	return field ? mesh_port_from_object(mesh_payload_port_steal(field)) : NULL;
-}
-
 static MeshMessage *bench_msg(guint32 tag, guint32 from, guint32 count, guint32 n)
 {
 	BenchMsg m = {tag, from, count, n};
@@ -287,8 +277,8 @@ static gboolean host_scale(const char *name, MeshReceiver *inbox, MeshSender *re
 gboolean meshctl_bench_host(Meshctl__Setup *setup, GError **error)
 {
 	const char *name = setup->name ? setup->name : "bench";
-	MeshPort *commands = take_port(setup->commands);
-	MeshPort *reports_port = take_port(setup->reports);
+	MeshPort *commands = mesh_port_take_from_field(setup->commands);
+	MeshPort *reports_port = mesh_port_take_from_field(setup->reports);
 	if (!commands || !reports_port) {
 		mesh_port_close(commands);
 		mesh_port_close(reports_port);
@@ -346,8 +336,8 @@ static gboolean bench_launch(Bench *b, const char *role, guint n, GError **error
 		char *name = g_strdup_printf("%s-%u-of-%u",
 					     strcmp(role, "bench-idle") == 0 ? "idle" : "scale", i, n);
 		setup->name = strdup(name);
-		setup->commands = port_field(mesh_receiver_into_port(inbox));
-		setup->reports = port_field(mesh_sender_into_port(mesh_sender_clone(reports)));
+		setup->commands = mesh_port_into_field(mesh_receiver_into_port(inbox));
+		setup->reports = mesh_port_into_field(mesh_sender_into_port(mesh_sender_clone(reports)));
 		MeshProcessConfig *config = mesh_process_config_new(name);
 		if (meshctl_verbose)
 			mesh_process_config_set_env(config, "MESHCTL_VERBOSE", "1");

@@ -117,11 +117,6 @@ static const char *error_code_name(const GError *e)
 
 /* Messages. */
 
-static MeshPayload__Port *port_field(MeshPort *port)
-{
-	return mesh_payload_port_new_take(mesh_port_as_object(port));
-}
-
 static Meshctl__Command *command_new(void)
 {
 	Meshctl__Command *c = malloc(sizeof(*c));
@@ -148,7 +143,7 @@ static void send_introduce(DemoHost *h, const char *peer, gboolean initiator, Me
 	meshctl__introduce__init(c->introduce);
 	c->introduce->peer = strdup(peer);
 	c->introduce->initiator = initiator;
-	c->introduce->port = port_field(port);
+	c->introduce->port = mesh_port_into_field(port);
 	mesh_sender_send(h->commands, &c->base);
 }
 
@@ -246,9 +241,9 @@ static gboolean launch_hosts(Demo *d, guint n, GError **error)
 		meshctl__setup__init(setup);
 		setup->role = strdup("worker");
 		setup->name = strdup(h->name);
-		setup->commands = port_field(mesh_receiver_into_port(commands));
-		setup->reports = port_field(mesh_sender_into_port(mesh_sender_clone(reports)));
-		setup->rpc = port_field(mesh_receiver_into_port(rpc));
+		setup->commands = mesh_port_into_field(mesh_receiver_into_port(commands));
+		setup->reports = mesh_port_into_field(mesh_sender_into_port(mesh_sender_clone(reports)));
+		setup->rpc = mesh_port_into_field(mesh_receiver_into_port(rpc));
 
 		MeshProcessConfig *config = mesh_process_config_new(h->name);
 		if (meshctl_verbose)

@@ -31,16 +31,6 @@ typedef struct {
 	GError *error;
 } Worker;
 
-static MeshPort *take_port(MeshPayload__Port *field)
-{
-	return field ? mesh_port_from_object(mesh_payload_port_steal(field)) : NULL;
-}
-
-static MeshPayload__Port *port_field(MeshPort *port)
-{
-	return mesh_payload_port_new_take(mesh_port_as_object(port));
-}
-
 static void worker_fail(Worker *w, GError *error)
 {
 	if (!w->error)
@@ -129,7 +119,7 @@ static void peer_cb(MeshReceiver *receiver, gpointer data)
 		g_error_free(error);
 	} else {
 		Meshctl__Greeting *g = (Meshctl__Greeting *)msg;
-		MeshPort *reply = take_port(g->reply);
+		MeshPort *reply = mesh_port_take_from_field(g->reply);
 		if (reply) {
 			MeshOneshotSender *os =
 				mesh_oneshot_sender_from_port(reply, &meshctl__greeting__descriptor);
@@ -145,7 +135,7 @@ static void peer_cb(MeshReceiver *receiver, gpointer data)
 
 static void introduce(Worker *w, Meshctl__Introduce *intro)
 {
-	MeshPort *port = take_port(intro->port);
+	MeshPort *port = mesh_port_take_from_field(intro->port);
 	if (!port) {
 		report_peer(w, intro->peer, 0, "introduction without a port");
 		return;
@@ -165,7 +155,7 @@ static void introduce(Worker *w, Meshctl__Introduce *intro)
 	MeshOneshotReceiver *answer;
 	mesh_oneshot_new(&meshctl__greeting__descriptor, &os, &answer);
 	Meshctl__Greeting *g = greeting_new(w, intro->peer);
-	g->reply = port_field(mesh_oneshot_sender_into_port(os));
+	g->reply = mesh_port_into_field(mesh_oneshot_sender_into_port(os));
 	mesh_sender_send(to_peer, &g->base);
 	mesh_sender_free(to_peer);
 
@@ -296,9 +286,9 @@ static void rpc_cb(MeshReceiver *receiver, gpointer data)
 
 static gboolean run_worker(Worker *w, Meshctl__Setup *setup, GError **error)
 {
-	MeshPort *commands = take_port(setup->commands);
-	MeshPort *reports = take_port(setup->reports);
-	MeshPort *rpc = take_port(setup->rpc);
+	MeshPort *commands = mesh_port_take_from_field(setup->commands);
+	MeshPort *reports = mesh_port_take_from_field(setup->reports);
+	MeshPort *rpc = mesh_port_take_from_field(setup->rpc);
 
 	if (!commands || !reports || !rpc) {
 		mesh_port_close(commands);

@@ -63,4 +63,22 @@ MESH_REMOTE_API MeshPayloadObject *mesh_port_as_object(MeshPort *port);
  */
 MESH_REMOTE_API MeshPort *mesh_port_from_object(MeshPayloadObject *object);
 
+/**
+ * mesh_port_into_field:
+ * @port: (transfer full): a port
+ *
+ * Returns: (transfer full): a heap `mesh_payload.Port` field holding @port,
+ * to put in a typed message (which then owns the port).
+ */
+MESH_REMOTE_API MeshPayload__Port *mesh_port_into_field(MeshPort *port);
+
+/**
+ * mesh_port_take_from_field:
+ * @field: (nullable): a `mesh_payload.Port` field of a received message
+ *
+ * Returns: (transfer full) (nullable): the port the field held (the field is
+ * left empty), or NULL if it held none or no MeshPort.
+ */
+MESH_REMOTE_API MeshPort *mesh_port_take_from_field(MeshPayload__Port *field);
+
 G_END_DECLS
