@@ -220,6 +220,52 @@ static void close_received_fds(const struct msghdr *msg)
 	}
 }
 
+/*
+ * Checks what one received message carried and moves its fds to @fds:
+ * returns @n, or a negative errno with every received fd closed.
+ */
+static ssize_t take_received_fds(const struct msghdr *msg, ssize_t n, PalFdArray *fds,
+				 size_t max_fds)
+{
+	struct cmsghdr *cmsg;
+	size_t n_fds = 0;
+	bool unexpected = false;
+	int r;
+
+	for (cmsg = CMSG_FIRSTHDR(msg); cmsg; cmsg = CMSG_NXTHDR((struct msghdr *)msg, cmsg)) {
+		if (cmsg->cmsg_level == SOL_SOCKET && cmsg->cmsg_type == SCM_RIGHTS)
+			n_fds += cmsg_n_fds(msg, cmsg);
+		else
+			unexpected = true;
+	}
+
+	if ((msg->msg_flags & MSG_CTRUNC) || unexpected || n_fds > max_fds ||
+	    (n_fds > 0 && !fds)) {
+		close_received_fds(msg);
+		return -EPROTO;
+	}
+	if (msg->msg_flags & MSG_TRUNC) {
+		close_received_fds(msg);
+		return -EMSGSIZE;
+	}
+	if (n_fds == 0)
+		return n;
+
+	/* Reserve first, so that the array changes only on success. */
+	r = fd_array_reserve(fds, n_fds);
+	if (r < 0) {
+		close_received_fds(msg);
+		return r;
+	}
+	for (cmsg = CMSG_FIRSTHDR(msg); cmsg; cmsg = CMSG_NXTHDR((struct msghdr *)msg, cmsg)) {
+		size_t count = cmsg_n_fds(msg, cmsg);
+
+		memcpy(fds->fds + fds->len, CMSG_DATA(cmsg), count * sizeof(int));
+		fds->len += count;
+	}
+	return n;
+}
+
 ssize_t pal_recv_with_fds_control(int sock, struct iovec *iov, size_t n_iov,
 				  PalFdArray *fds, size_t max_fds, int flags,
 				  size_t control_len)
@@ -230,11 +276,7 @@ ssize_t pal_recv_with_fds_control(int sock, struct iovec *iov, size_t n_iov,
 		.msg_iovlen = n_iov,
 		.msg_control = control.buf,
 	};
-	struct cmsghdr *cmsg;
-	size_t n_fds = 0;
-	bool unexpected = false;
 	ssize_t n;
-	int r;
 
 	if (max_fds > PAL_FDS_MAX || (n_iov > 0 && !iov) || control_len > sizeof(control.buf))
 		return -EINVAL;
@@ -245,39 +287,53 @@ ssize_t pal_recv_with_fds_control(int sock, struct iovec *iov, size_t n_iov,
 	} while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return -errno;
+	return take_received_fds(&msg, n, fds, max_fds);
+}
 
-	for (cmsg = CMSG_FIRSTHDR(&msg); cmsg; cmsg = CMSG_NXTHDR(&msg, cmsg)) {
-		if (cmsg->cmsg_level == SOL_SOCKET && cmsg->cmsg_type == SCM_RIGHTS)
-			n_fds += cmsg_n_fds(&msg, cmsg);
-		else
-			unexpected = true;
-	}
+PAL_API ssize_t pal_recv_many_with_fds(int sock, PalRecvPacket *packets, size_t n_packets,
+				       size_t max_fds, int flags)
+{
+	struct mmsghdr mm[PAL_RECV_MANY_MAX];
+	/* Room for @max_fds exactly: more is MSG_CTRUNC, not silently accepted. */
+	size_t control_len = CMSG_SPACE(max_fds * sizeof(int));
+	size_t stride = CMSG_ALIGN(control_len);
+	union {
+		struct cmsghdr align;
+		char buf[8192];
+	} local;
+	char *control = local.buf;
+	int n;
 
-	if ((msg.msg_flags & MSG_CTRUNC) || unexpected || n_fds > max_fds ||
-	    (n_fds > 0 && !fds)) {
-		close_received_fds(&msg);
-		return -EPROTO;
+	if (!packets || n_packets == 0 || n_packets > PAL_RECV_MANY_MAX || max_fds > PAL_FDS_MAX)
+		return -EINVAL;
+	for (size_t i = 0; i < n_packets; i++)
+		if (packets[i].n_iov > 0 && !packets[i].iov)
+			return -EINVAL;
+	if (stride * n_packets > sizeof(local.buf)) {
+		control = malloc(stride * n_packets);
+		if (!control)
+			return -ENOMEM;
 	}
-	if (msg.msg_flags & MSG_TRUNC) {
-		close_received_fds(&msg);
-		return -EMSGSIZE;
+	for (size_t i = 0; i < n_packets; i++) {
+		mm[i] = (struct mmsghdr){
+			.msg_hdr = {
+				.msg_iov = packets[i].iov,
+				.msg_iovlen = packets[i].n_iov,
+				.msg_control = control + i * stride,
+				.msg_controllen = control_len,
+			},
+		};
 	}
-	if (n_fds == 0)
-		return n;
-
-	/* Reserve first, so that the array changes only on success. */
-	r = fd_array_reserve(fds, n_fds);
-	if (r < 0) {
-		close_received_fds(&msg);
-		return r;
-	}
-	for (cmsg = CMSG_FIRSTHDR(&msg); cmsg; cmsg = CMSG_NXTHDR(&msg, cmsg)) {
-		size_t count = cmsg_n_fds(&msg, cmsg);
-
-		memcpy(fds->fds + fds->len, CMSG_DATA(cmsg), count * sizeof(int));
-		fds->len += count;
-	}
-	return n;
+	do {
+		n = recvmmsg(sock, mm, n_packets, flags | MSG_CMSG_CLOEXEC, NULL);
+	} while (n < 0 && errno == EINTR);
+	int e = errno;
+	for (int i = 0; i < n; i++)
+		packets[i].result =
+			take_received_fds(&mm[i].msg_hdr, mm[i].msg_len, packets[i].fds, max_fds);
+	if (control != local.buf)
+		free(control);
+	return n < 0 ? -e : n;
 }
 
 PAL_API ssize_t pal_recv_with_fds(int sock, struct iovec *iov, size_t n_iov,

@@ -156,6 +156,47 @@ PAL_API ssize_t pal_send_with_fds(int sock, const struct iovec *iov, size_t n_io
 PAL_API ssize_t pal_recv_with_fds(int sock, struct iovec *iov, size_t n_iov,
 				  PalFdArray *fds, size_t max_fds, int flags);
 
+/** PAL_RECV_MANY_MAX: the most packets one pal_recv_many_with_fds() call takes. */
+#define PAL_RECV_MANY_MAX 64
+
+/**
+ * PalRecvPacket:
+ * @iov: buffers for this packet's data
+ * @n_iov: entries in @iov
+ * @fds: (nullable): array this packet's fds are appended to (as for
+ *     pal_recv_with_fds())
+ * @result: set by the call: the packet's size (0 at end of stream), or
+ *     -EPROTO / -EMSGSIZE / -ENOMEM for this packet alone (its fds closed)
+ *
+ * One packet of a pal_recv_many_with_fds() call.
+ */
+typedef struct {
+	struct iovec *iov;
+	size_t n_iov;
+	PalFdArray *fds;
+	ssize_t result;
+} PalRecvPacket;
+
+/**
+ * pal_recv_many_with_fds:
+ * @sock: a connected datagram or seqpacket socket
+ * @packets: (array length=n_packets): where the packets go
+ * @n_packets: entries in @packets, 1 to %PAL_RECV_MANY_MAX
+ * @max_fds: the most fds accepted per packet, at most %PAL_FDS_MAX
+ * @flags: extra recvmmsg() flags such as MSG_DONTWAIT; MSG_CMSG_CLOEXEC is
+ *     always added
+ *
+ * One recvmmsg() call: the batch form of pal_recv_with_fds(), with the same
+ * checks per packet. Fewer packets than asked mean none more were queued
+ * (with MSG_DONTWAIT), which saves the call that would fail with EAGAIN.
+ * EINTR is retried.
+ *
+ * Returns: the number of packets filled in (each with its @result), or a
+ * negative errno (-EAGAIN when nothing was queued).
+ */
+PAL_API ssize_t pal_recv_many_with_fds(int sock, PalRecvPacket *packets, size_t n_packets,
+				       size_t max_fds, int flags);
+
 /**
  * pal_fd_set_cloexec:
  * @fd: an fd
