@@ -51,7 +51,9 @@ struct MeshReceiver {
 	GError *failure;    /* the last sender failed with nothing queued */
 	gboolean gone;      /* freed or converted: accepts nothing more */
 	gboolean terminal_reported;
-	guint n_waiters;
+	guint n_waiters;  /* threads in a GCond wait */
+	guint io_waiters; /* threads running the transport's I/O (io_hook) */
+	NodeIoHook *io_hook; /* strong, looked up on the first blocking wait */
 	int efd;
 	gboolean efd_set;
 	GSource *source;
@@ -226,6 +228,7 @@ static void receiver_unref(MeshReceiver *r)
 		close(r->efd);
 	if (r->context)
 		g_main_context_unref(r->context);
+	io_hook_unref(r->io_hook);
 	g_rec_mutex_clear(&r->attach_lock);
 	g_cond_clear(&r->cond);
 	g_mutex_clear(&r->lock);
@@ -339,10 +342,19 @@ static void broadcast_cb(void *data)
  * not wake only to block on the receiver's mutex; the state they wait for
  * changed under it, so no wakeup is lost.
  */
+static void io_wakeup_cb(void *data)
+{
+	NodeIoHook *hook = data;
+	hook->wakeup(hook);
+	io_hook_unref(hook);
+}
+
 static void receiver_wake_locked(MeshReceiver *r, Deferred *d)
 {
 	if (r->n_waiters)
 		deferred_call(d, broadcast_cb, receiver_ref(r));
+	if (r->io_waiters)
+		deferred_call(d, io_wakeup_cb, io_hook_ref(r->io_hook));
 	if (r->efd >= 0 && !r->efd_set) {
 		uint64_t one = 1;
 		if (write(r->efd, &one, sizeof(one)) != sizeof(one))
@@ -536,6 +548,32 @@ static void receiver_prune(MeshReceiver *r)
 }
 
 /*
+ * The I/O hook of the node that the receiver's first open sender port is on,
+ * if that port's peer is remote. Called without r->lock.
+ */
+static NodeIoHook *receiver_find_io_hook(MeshReceiver *r)
+{
+	NodeIoHook *hook = NULL;
+	MeshPort *port = NULL;
+
+	/* attach_lock keeps entry->port; r->lock the entry array (lock order). */
+	g_rec_mutex_lock(&r->attach_lock);
+	g_mutex_lock(&r->lock);
+	for (guint i = 0; i < r->entries->len && !port; i++) {
+		SenderEntry *e = r->entries->pdata[i];
+		if (e->open && e->port)
+			port = port_ref(e->port);
+	}
+	g_mutex_unlock(&r->lock);
+	g_rec_mutex_unlock(&r->attach_lock);
+	if (port) {
+		hook = port_get_io_hook(port);
+		port_unref(port);
+	}
+	return hook;
+}
+
+/*
  * Takes the next item. FALSE with @error for nothing (EMPTY, TIMED_OUT,
  * CLOSED, NODE_FAILURE) or a corruption marker.
  */
@@ -543,6 +581,7 @@ static gboolean receiver_pop(MeshReceiver *r, gint64 timeout_us, Item *ret, GErr
 {
 	gint64 deadline = timeout_us > 0 ? channel_deadline(timeout_us) : -1;
 	gboolean expired = FALSE;
+	gboolean hook_looked_up = FALSE, io_refused = FALSE;
 
 	g_mutex_lock(&r->lock);
 	for (;;) {
@@ -581,12 +620,40 @@ static gboolean receiver_pop(MeshReceiver *r, gint64 timeout_us, Item *ret, GErr
 					    "no message within the timeout");
 			return FALSE;
 		}
+		if (!r->io_hook && !hook_looked_up) {
+			hook_looked_up = TRUE;
+			g_mutex_unlock(&r->lock);
+			NodeIoHook *hook = receiver_find_io_hook(r);
+			g_mutex_lock(&r->lock);
+			if (hook && !r->io_hook)
+				r->io_hook = hook;
+			else
+				io_hook_unref(hook);
+			continue; /* the state may have changed meanwhile */
+		}
+		if (r->io_hook && !io_refused) {
+			/* Run the transport's I/O here rather than wait for its thread. */
+			NodeIoHook *hook = io_hook_ref(r->io_hook);
+			r->io_waiters++;
+			g_mutex_unlock(&r->lock);
+			gboolean ran = hook->run_once(hook, deadline);
+			g_mutex_lock(&r->lock);
+			r->io_waiters--;
+			io_hook_unref(hook);
+			if (!ran)
+				io_refused = TRUE; /* wait on the GCond, after a new look */
+			else if (deadline >= 0 && g_get_monotonic_time() >= deadline)
+				expired = TRUE;
+			continue;
+		}
 		r->n_waiters++;
 		if (!channel_cond_wait(&r->cond, &r->lock, deadline))
 			expired = TRUE;
 		r->n_waiters--;
+		io_refused = FALSE;
 	}
 }
+
 
 /* A message from @e did not decode: fail its port and drop what else it sent. */
 static void receiver_cut_off(MeshReceiver *r, SenderEntry *e, const char *reason)

@@ -110,8 +110,30 @@ void mesh_node_unref(MeshNode *node)
 	g_list_free(ports);
 	g_hash_table_destroy(node->remotes);
 	g_hash_table_destroy(node->ports);
+	io_hook_unref(node->io_hook);
 	g_mutex_clear(&node->lock);
 	g_free(node);
+}
+
+NodeIoHook *io_hook_ref(NodeIoHook *hook)
+{
+	g_atomic_int_inc(&hook->ref);
+	return hook;
+}
+
+void io_hook_unref(NodeIoHook *hook)
+{
+	if (hook && g_atomic_int_dec_and_test(&hook->ref))
+		hook->finalize(hook);
+}
+
+void node_set_io_hook(MeshNode *node, NodeIoHook *hook)
+{
+	g_mutex_lock(&node->lock);
+	NodeIoHook *old = node->io_hook;
+	node->io_hook = hook ? io_hook_ref(hook) : NULL;
+	g_mutex_unlock(&node->lock);
+	io_hook_unref(old);
 }
 
 const MeshNodeId *mesh_node_get_id(MeshNode *node)

@@ -163,6 +163,21 @@ gboolean port_associate_locked(MeshPort *p, MeshNode *node)
 	return ok;
 }
 
+NodeIoHook *port_get_io_hook(MeshPort *p)
+{
+	NodeIoHook *hook = NULL;
+
+	g_mutex_lock(&p->lock);
+	if (p->node && p->peer.remote) {
+		g_mutex_lock(&p->node->lock);
+		if (p->node->io_hook)
+			hook = io_hook_ref(p->node->io_hook);
+		g_mutex_unlock(&p->node->lock);
+	}
+	g_mutex_unlock(&p->lock);
+	return hook;
+}
+
 void port_disassociate_locked(MeshPort *p, Deferred *d)
 {
 	MeshNode *node = p->node;

@@ -123,6 +123,35 @@ struct Deferred {
 	GPtrArray *ports;
 };
 
+/*
+ * A transport that can run its I/O on a thread that blocks in a receive
+ * (unix-node.c, own-thread mode), so that a message reaches that thread
+ * without a hop through the I/O thread.
+ */
+typedef struct NodeIoHook NodeIoHook;
+struct NodeIoHook {
+	gint ref;
+	/*
+	 * Polls and dispatches the transport's I/O once on the calling thread:
+	 * returns after something was handled, a wakeup, or @deadline
+	 * (monotonic us, -1 none). Returns FALSE at once, having done nothing,
+	 * if this thread cannot do that now (another thread polls); then the
+	 * caller waits as usual, and the transport makes sure that some
+	 * thread polls meanwhile. No lock may be held.
+	 */
+	gboolean (*run_once)(NodeIoHook *hook, gint64 deadline);
+	/* Makes a run_once() in progress on another thread return (any thread). */
+	void (*wakeup)(NodeIoHook *hook);
+	void (*finalize)(NodeIoHook *hook);
+};
+
+NodeIoHook *io_hook_ref(NodeIoHook *hook);
+void io_hook_unref(NodeIoHook *hook);
+/* Sets (a reference to) @hook, or NULL, as @node's I/O hook. */
+void node_set_io_hook(MeshNode *node, NodeIoHook *hook);
+/* Returns: (transfer full) (nullable): the hook of @port's node, if its peer is remote. */
+NodeIoHook *port_get_io_hook(MeshPort *port);
+
 struct MeshNode {
 	gint ref;
 	MeshNodeId id;
@@ -132,6 +161,7 @@ struct MeshNode {
 	MeshConnectorFunc connector;
 	void *connector_data;
 	gboolean shutting_down;
+	NodeIoHook *io_hook; /* strong, may be NULL */
 };
 
 typedef enum {

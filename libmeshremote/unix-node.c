@@ -18,8 +18,9 @@
 #define PACKET_EVENT 1
 #define PACKET_LARGE_EVENT 3
 #define MAX_SMALL_EVENT_SIZE (MESH_UNIX_MAX_PACKET_SIZE - PACKET_HEADER_SIZE)
-/* Packets handled per dispatch before other sources get a turn. */
-#define RECV_BATCH 64
+/* Packets per recvmmsg(), and recvmmsg() calls per dispatch before other sources run. */
+#define RX_BATCH 16
+#define RX_ROUNDS 4
 
 typedef struct {
 	uint8_t header[PACKET_HEADER_SIZE];
@@ -154,6 +155,8 @@ static gboolean conn_want_write_cb(gpointer data)
 
 static void schedule_write(UnixConn *c)
 {
+	/* The context may be lent to a receiver that is away: POLLOUT needs a poller. */
+	unix_io_reclaim(c->owner->io);
 	g_main_context_invoke(c->owner->context, conn_want_write_cb, conn_ref(c));
 }
 
@@ -436,6 +439,69 @@ static gboolean conn_end_cb(gpointer data)
 	return G_SOURCE_REMOVE;
 }
 
+/*
+ * Receive buffers: one set per transport, used by whoever dispatches its
+ * context (one thread at a time); a nested dispatch gets its own.
+ */
+struct UnixRx {
+	gboolean busy;
+	uint8_t *bufs; /* RX_BATCH packets */
+	PalFdArray *fds[RX_BATCH];
+};
+
+static UnixRx *rx_new(void)
+{
+	UnixRx *rx = g_new0(UnixRx, 1);
+	/* Large and mostly untouched: pages are used as packets arrive. */
+	rx->bufs = g_malloc((gsize)RX_BATCH * MESH_UNIX_MAX_PACKET_SIZE);
+	for (int i = 0; i < RX_BATCH; i++)
+		rx->fds[i] = pal_fd_array_new();
+	return rx;
+}
+
+void unix_rx_free(UnixRx *rx)
+{
+	if (!rx)
+		return;
+	for (int i = 0; i < RX_BATCH; i++)
+		pal_fd_array_free(rx->fds[i]);
+	g_free(rx->bufs);
+	g_free(rx);
+}
+
+static UnixRx *rx_acquire(MeshUnixNode *u)
+{
+	g_mutex_lock(&u->lock);
+	UnixRx *rx = u->rx;
+	if (rx && !rx->busy)
+		rx->busy = TRUE;
+	else
+		rx = NULL;
+	g_mutex_unlock(&u->lock);
+	return rx ? rx : rx_new();
+}
+
+static void rx_release(MeshUnixNode *u, UnixRx *rx)
+{
+	g_mutex_lock(&u->lock);
+	if (rx == u->rx) {
+		rx->busy = FALSE;
+		rx = NULL;
+	} else if (!u->rx) {
+		u->rx = rx; /* the first one stays */
+		rx = NULL;
+	}
+	g_mutex_unlock(&u->lock);
+	unix_rx_free(rx);
+}
+
+static const char *recv_error_reason(ssize_t r)
+{
+	return r == -EPROTO     ? "too many fds or truncated control data"
+	       : r == -EMSGSIZE ? "packet too large"
+				: g_strerror((int)-r);
+}
+
 static gboolean conn_dispatch(gint fd, GIOCondition cond, gpointer data)
 {
 	UnixConn *c = data;
@@ -449,32 +515,47 @@ static gboolean conn_dispatch(gint fd, GIOCondition cond, gpointer data)
 	if (!(cond & (G_IO_IN | G_IO_HUP | G_IO_ERR)))
 		return G_SOURCE_CONTINUE;
 
-	uint8_t *buf = g_malloc(MESH_UNIX_MAX_PACKET_SIZE);
-	PalFdArray *fds = pal_fd_array_new();
+	UnixRx *rx = rx_acquire(c->owner);
 	const char *reason = NULL;
 	gboolean end = FALSE;
 	conn_ref(c);
-	for (int i = 0; i < RECV_BATCH && !end; i++) {
-		struct iovec iov = {buf, MESH_UNIX_MAX_PACKET_SIZE};
-		ssize_t r = pal_recv_with_fds(c->fd, &iov, 1, fds, MESH_UNIX_MAX_FDS_PER_PACKET,
-					      MSG_DONTWAIT);
-		if (r == -EAGAIN)
-			break;
-		if (r == 0) {
-			end = TRUE; /* the peer's end of stream: a clean end */
-		} else if (r < 0) {
-			end = TRUE;
-			reason = r == -EPROTO ? "too many fds or truncated control data"
-			       : r == -EMSGSIZE ? "packet too large"
-						 : g_strerror((int)-r);
-		} else {
-			reason = conn_handle_packet(c, buf, (size_t)r, fds);
-			end = reason != NULL;
+	for (int round = 0; round < RX_ROUNDS && !end; round++) {
+		struct iovec iov[RX_BATCH];
+		PalRecvPacket pk[RX_BATCH];
+		for (int i = 0; i < RX_BATCH; i++) {
+			iov[i] = (struct iovec){rx->bufs + (gsize)i * MESH_UNIX_MAX_PACKET_SIZE,
+						MESH_UNIX_MAX_PACKET_SIZE};
+			pk[i] = (PalRecvPacket){&iov[i], 1, rx->fds[i], 0};
 		}
-		pal_fd_array_clear(fds);
+		/* Fewer packets than asked: the socket is drained, no EAGAIN call. */
+		ssize_t n = pal_recv_many_with_fds(c->fd, pk, RX_BATCH,
+						   MESH_UNIX_MAX_FDS_PER_PACKET, MSG_DONTWAIT);
+		if (n == -EAGAIN)
+			break;
+		if (n < 0) {
+			end = TRUE;
+			reason = recv_error_reason(n);
+			break;
+		}
+		for (ssize_t i = 0; i < n; i++) {
+			ssize_t r = pk[i].result;
+			if (end) {
+				/* Ending: what follows is dropped (its fds closed). */
+			} else if (r == 0) {
+				end = TRUE; /* the peer's end of stream: a clean end */
+			} else if (r < 0) {
+				end = TRUE;
+				reason = recv_error_reason(r);
+			} else {
+				reason = conn_handle_packet(c, iov[i].iov_base, (size_t)r, rx->fds[i]);
+				end = reason != NULL;
+			}
+			pal_fd_array_clear(rx->fds[i]);
+		}
+		if (n < RX_BATCH)
+			break;
 	}
-	pal_fd_array_free(fds);
-	g_free(buf);
+	rx_release(c->owner, rx);
 	if (end)
 		conn_end(c, reason);
 	conn_unref(c);
@@ -525,26 +606,6 @@ static gboolean attach_cb(gpointer data)
 	return G_SOURCE_REMOVE;
 }
 
-static gboolean quit_cb(gpointer data)
-{
-	g_main_loop_quit(data);
-	return G_SOURCE_REMOVE;
-}
-
-static gpointer io_thread(gpointer data)
-{
-	MeshUnixNode *u = data;
-	g_main_context_push_thread_default(u->context);
-	/* Owned from now on: unix_run_sync() from other threads must invoke. */
-	g_mutex_lock(&u->lock);
-	u->io_started = TRUE;
-	g_cond_broadcast(&u->cond);
-	g_mutex_unlock(&u->lock);
-	g_main_loop_run(u->loop);
-	g_main_context_pop_thread_default(u->context);
-	return NULL;
-}
-
 MeshUnixNode *mesh_unix_node_new(MeshNode *node, GMainContext *context)
 {
 	MeshUnixNode *u = unix_node_new_follower(node, context);
@@ -566,12 +627,8 @@ MeshUnixNode *unix_node_new_follower(MeshNode *node, GMainContext *context)
 		u->context = g_main_context_ref(context);
 	} else {
 		u->context = g_main_context_new();
-		u->loop = g_main_loop_new(u->context, FALSE);
-		u->thread = g_thread_new("mesh-io", io_thread, u);
-		g_mutex_lock(&u->lock);
-		while (!u->io_started)
-			g_cond_wait(&u->cond, &u->lock);
-		g_mutex_unlock(&u->lock);
+		u->io = unix_io_start(u->context);
+		node_set_io_hook(node, unix_io_get_hook(u->io));
 	}
 	return u;
 }
@@ -631,7 +688,7 @@ gboolean mesh_unix_node_connect_take(MeshUnixNode *u, const MeshNodeId *peer, in
 /* Waits on @u->cond, or iterates a caller's context. FALSE at the deadline. */
 static gboolean wait_step(MeshUnixNode *u, gint64 deadline)
 {
-	if (u->thread) {
+	if (u->io) {
 		if (deadline < 0) {
 			g_cond_wait(&u->cond, &u->lock);
 			return TRUE;
@@ -740,7 +797,7 @@ gboolean mesh_unix_node_shutdown(MeshUnixNode *u, gint64 timeout_us)
 			clean = FALSE;
 			break;
 		}
-		if (!u->thread)
+		if (!u->io)
 			g_main_context_iteration(u->context, FALSE);
 		g_usleep(500);
 	}
@@ -787,6 +844,11 @@ void mesh_unix_node_free(MeshUnixNode *u)
 {
 	if (!u)
 		return;
+	if (u->io) {
+		/* From here on, the I/O thread alone runs the context. */
+		node_set_io_hook(u->node, NULL);
+		unix_io_disable_lending(u->io);
+	}
 	leader_stop_sync(u);
 	g_mutex_lock(&u->lock);
 	GPtrArray *conns = g_ptr_array_copy(u->conns, conn_copy, NULL);
@@ -801,14 +863,11 @@ void mesh_unix_node_free(MeshUnixNode *u)
 		wait_step(u, -1);
 	g_mutex_unlock(&u->lock);
 
-	if (u->thread) {
-		/* Through the context: a quit before the loop runs would be lost. */
-		g_main_context_invoke(u->context, quit_cb, u->loop);
-		g_thread_join(u->thread);
-		g_main_loop_unref(u->loop);
-	}
+	if (u->io)
+		unix_io_stop(u->io);
 	g_main_context_unref(u->context);
 	g_ptr_array_free(u->conns, TRUE);
+	unix_rx_free(u->rx);
 	g_hash_table_destroy(u->pending);
 	g_cond_clear(&u->cond);
 	g_mutex_clear(&u->lock);

@@ -6,16 +6,17 @@
 #include "unix-protocol.pb-c.h"
 
 typedef struct Leader Leader;
+typedef struct UnixIo UnixIo;
+typedef struct UnixRx UnixRx;
 
 struct MeshUnixNode {
 	MeshNode *node;
 	GMainContext *context;
-	GMainLoop *loop;
-	GThread *thread;
+	UnixIo *io; /* own-thread mode: the I/O thread; NULL on a caller's context */
 	GMutex lock;
 	GCond cond;
 	GPtrArray *conns; /* UnixConn * (strong) */
-	gboolean io_started; /* the own I/O thread holds its context */
+	UnixRx *rx;       /* receive buffers, made by the first dispatch */
 
 	/* Every node is a follower of a leader (the leader too, of itself). */
 	MeshSender *to_leader;     /* LeaderRequest; NULL once shut down */
@@ -27,8 +28,21 @@ struct MeshUnixNode {
 	gpointer describe_data;
 };
 
+/* unix-io.c: the own I/O thread, which lends its context to blocked receivers. */
+UnixIo *unix_io_start(GMainContext *context);
+/* Returns: (transfer none): the hook to set on the node. */
+NodeIoHook *unix_io_get_hook(UnixIo *io);
+/* If the context is lent and nobody polls it, has the I/O thread take it back now. */
+void unix_io_reclaim(UnixIo *io);
+/* Ends lending; returns once the I/O thread owns its context again. */
+void unix_io_disable_lending(UnixIo *io);
+/* Ends the thread and drops the transport's reference. */
+void unix_io_stop(UnixIo *io);
+
 /* Runs @func(@data) on the I/O context and waits for it (or at once, there). */
 void unix_run_sync(MeshUnixNode *u, GSourceFunc func, gpointer data);
+
+void unix_rx_free(UnixRx *rx);
 
 /* unix-node.c: a transport that does not lead (it will follow a leader). */
 MeshUnixNode *unix_node_new_follower(MeshNode *node, GMainContext *context);

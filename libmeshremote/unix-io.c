@@ -1,0 +1,288 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The own I/O thread of a MeshUnixNode, and lending its context to a thread
+ * that blocks in a receive.
+ *
+ * Without lending, a message crosses two threads in the receiving process:
+ * the I/O thread wakes, reads and delivers it, then wakes the receiver. A
+ * thread that blocks in mesh_receiver_recv() instead borrows the I/O
+ * context and polls the sockets itself (NodeIoHook.run_once), so that the
+ * message wakes the thread that wants it; the I/O thread steps aside.
+ *
+ * The context is handed over lazily, because handing it back at every
+ * return would cost the wakeup that lending saves: a borrower returns it
+ * by leaving it unowned, and the I/O thread takes it back when no borrower
+ * has polled for LEND_IDLE_US, when a thread needs it to poll now (a
+ * receiver that cannot borrow, a queued send: unix_io_reclaim()), or when
+ * the transport stops. Meanwhile anything that arrives waits for the next
+ * borrower or the reclaim, so a consumer on a callback may see up to
+ * LEND_IDLE_US more latency right after a blocking receive. One thread
+ * polls at a time; a second waiter waits as before, after a reclaim.
+ *
+ * Locks: io->lock, then the context's own lock (inside GLib). No port or
+ * channel lock is held while a borrower polls.
+ */
+#include <errno.h>
+
+#include "unix-private.h"
+
+/* How long the I/O thread leaves its context to a borrower that is away. */
+#define LEND_IDLE_US 1000
+
+struct UnixIo {
+	NodeIoHook base; /* first */
+	GMainContext *context;
+	GThread *thread;
+	GMutex lock;
+	GCond cond; /* state changes: the I/O thread and would-be borrowers wait */
+	/* Atomic (a borrower's fast path takes no lock); changed under lock: */
+	gint lent;         /* the I/O thread does not own the context */
+	gint stopping;     /* disabled or quit */
+	gint reclaim;      /* the I/O thread must poll again as soon as it can */
+	GThread *poller;   /* the borrower polling now, set by compare-and-swap */
+	gint64 last_return; /* when a borrower last returned the context (__atomic) */
+	/* Under lock: */
+	gboolean started;
+	gboolean quit;
+	gboolean disabled;    /* no more lending: the transport goes */
+	gboolean lend_wanted; /* a blocked receiver asked the I/O thread to lend */
+	/* The poller's: */
+	GPollFD *fds;
+	gint n_fds;
+};
+
+/* One prepare/query/poll/check/dispatch of the owned context, with a deadline. */
+static void io_iterate(UnixIo *io, gint64 deadline)
+{
+	gint max_priority, timeout, n;
+
+	g_main_context_prepare(io->context, &max_priority);
+	while ((n = g_main_context_query(io->context, max_priority, &timeout, io->fds,
+					 io->n_fds)) > io->n_fds) {
+		io->n_fds = n;
+		io->fds = g_renew(GPollFD, io->fds, n);
+	}
+	if (deadline >= 0) {
+		gint64 left = deadline - g_get_monotonic_time();
+		gint ms = left <= 0 ? 0 : (gint)MIN((left + 999) / 1000, G_MAXINT);
+		if (timeout < 0 || ms < timeout)
+			timeout = ms;
+	}
+	GPollFunc poll_func = g_main_context_get_poll_func(io->context);
+	if (poll_func(io->fds, n, timeout) < 0 && errno != EINTR)
+		g_warning("mesh: poll: %s", g_strerror(errno));
+	g_main_context_check(io->context, max_priority, io->fds, n);
+	g_main_context_dispatch(io->context);
+}
+
+static void io_signal(UnixIo *io)
+{
+	g_mutex_lock(&io->lock);
+	g_cond_broadcast(&io->cond);
+	g_mutex_unlock(&io->lock);
+}
+
+/* The fast path: the context is lent and nobody polls it. */
+static gboolean io_try_borrow(UnixIo *io, gint64 deadline)
+{
+	if (!g_atomic_int_get(&io->lent) || g_atomic_int_get(&io->stopping) ||
+	    !g_atomic_pointer_compare_and_exchange(&io->poller, NULL, g_thread_self()))
+		return FALSE;
+	/* The I/O thread may have taken it back between the two reads. */
+	if (!g_atomic_int_get(&io->lent) || !g_main_context_acquire(io->context)) {
+		g_atomic_pointer_set(&io->poller, NULL);
+		io_signal(io);
+		return FALSE;
+	}
+	io_iterate(io, deadline);
+	__atomic_store_n(&io->last_return, g_get_monotonic_time(), __ATOMIC_SEQ_CST);
+	g_main_context_release(io->context);
+	g_atomic_pointer_set(&io->poller, NULL);
+	if (g_atomic_int_get(&io->reclaim) || g_atomic_int_get(&io->stopping))
+		io_signal(io);
+	return TRUE;
+}
+
+static gboolean io_run_once(NodeIoHook *hook, gint64 deadline)
+{
+	UnixIo *io = (UnixIo *)hook;
+
+	/* A wait inside a dispatch of this context: no recursion. */
+	if (g_main_context_is_owner(io->context))
+		return FALSE;
+	if (io_try_borrow(io, deadline))
+		return TRUE;
+
+	g_mutex_lock(&io->lock);
+	if (io->quit || io->disabled) {
+		g_mutex_unlock(&io->lock);
+		return FALSE;
+	}
+	if (g_atomic_int_get(&io->lent)) {
+		/*
+		 * Another thread polls, or a function invoked on the context runs:
+		 * the caller waits on its GCond, so the I/O thread must poll again.
+		 */
+		g_atomic_int_set(&io->reclaim, TRUE);
+		g_cond_broadcast(&io->cond);
+		g_mutex_unlock(&io->lock);
+		return FALSE;
+	}
+	/*
+	 * Ask the I/O thread to lend, and wait until it does; then let the
+	 * caller look at its queue again (the I/O thread may have delivered
+	 * meanwhile, and that wakeup went to no poll).
+	 */
+	if (!io->lend_wanted) {
+		io->lend_wanted = TRUE;
+		g_main_context_wakeup(io->context);
+	}
+	while (!g_atomic_int_get(&io->lent) && !io->quit && !io->disabled) {
+		if (deadline < 0)
+			g_cond_wait(&io->cond, &io->lock);
+		else if (!g_cond_wait_until(&io->cond, &io->lock, deadline))
+			break;
+	}
+	g_mutex_unlock(&io->lock);
+	return TRUE;
+}
+
+static void io_wakeup(NodeIoHook *hook)
+{
+	UnixIo *io = (UnixIo *)hook;
+
+	/* The poller delivering to itself returns from its iteration anyway. */
+	if (g_atomic_pointer_get(&io->poller) != g_thread_self())
+		g_main_context_wakeup(io->context);
+}
+
+static void io_finalize(NodeIoHook *hook)
+{
+	UnixIo *io = (UnixIo *)hook;
+
+	g_main_context_unref(io->context);
+	g_free(io->fds);
+	g_cond_clear(&io->cond);
+	g_mutex_clear(&io->lock);
+	g_free(io);
+}
+
+/* Lends the context until it is to be taken back; returns owning it, or FALSE at quit. Locked. */
+static gboolean io_lend_locked(UnixIo *io)
+{
+	__atomic_store_n(&io->last_return, g_get_monotonic_time(), __ATOMIC_SEQ_CST);
+	g_main_context_release(io->context);
+	g_atomic_int_set(&io->lent, TRUE);
+	g_cond_broadcast(&io->cond);
+	for (;;) {
+		if (io->quit)
+			return FALSE;
+		gint64 now = g_get_monotonic_time();
+		gint64 last = __atomic_load_n(&io->last_return, __ATOMIC_SEQ_CST);
+		gboolean polled = g_atomic_pointer_get(&io->poller) != NULL;
+		if (!polled &&
+		    (g_atomic_int_get(&io->reclaim) || io->disabled || now - last >= LEND_IDLE_US)) {
+			if (g_main_context_acquire(io->context))
+				break;
+			/* A borrower about to poll, or an invoked function: look again soon. */
+			g_cond_wait_until(&io->cond, &io->lock, now + 50);
+			continue;
+		}
+		/* No signal on a borrower's return (that is the hot path): look at times. */
+		g_cond_wait_until(&io->cond, &io->lock, (polled ? now : last) + LEND_IDLE_US);
+	}
+	g_atomic_int_set(&io->lent, FALSE);
+	g_atomic_int_set(&io->reclaim, FALSE);
+	io->lend_wanted = FALSE;
+	g_cond_broadcast(&io->cond);
+	return TRUE;
+}
+
+static gpointer io_thread(gpointer data)
+{
+	UnixIo *io = data;
+	gboolean owned;
+
+	/* Not made the thread default: that would acquire it a second time. */
+	owned = g_main_context_acquire(io->context);
+	g_assert(owned);
+	g_mutex_lock(&io->lock);
+	io->started = TRUE;
+	g_cond_broadcast(&io->cond);
+	while (!io->quit) {
+		if (io->lend_wanted && !io->disabled) {
+			owned = io_lend_locked(io);
+			continue;
+		}
+		g_mutex_unlock(&io->lock);
+		g_main_context_iteration(io->context, TRUE);
+		g_mutex_lock(&io->lock);
+	}
+	g_mutex_unlock(&io->lock);
+	if (owned)
+		g_main_context_release(io->context);
+	return NULL;
+}
+
+UnixIo *unix_io_start(GMainContext *context)
+{
+	UnixIo *io = g_new0(UnixIo, 1);
+
+	io->base.ref = 1;
+	io->base.run_once = io_run_once;
+	io->base.wakeup = io_wakeup;
+	io->base.finalize = io_finalize;
+	io->context = g_main_context_ref(context);
+	g_mutex_init(&io->lock);
+	g_cond_init(&io->cond);
+	io->thread = g_thread_new("mesh-io", io_thread, io);
+	/* Owned from now on: unix_run_sync() from other threads must invoke. */
+	g_mutex_lock(&io->lock);
+	while (!io->started)
+		g_cond_wait(&io->cond, &io->lock);
+	g_mutex_unlock(&io->lock);
+	return io;
+}
+
+NodeIoHook *unix_io_get_hook(UnixIo *io)
+{
+	return &io->base;
+}
+
+void unix_io_reclaim(UnixIo *io)
+{
+	if (!io || !g_atomic_int_get(&io->lent))
+		return;
+	g_mutex_lock(&io->lock);
+	/* With a poller too: it may be past its poll; it signals on return. */
+	if (g_atomic_int_get(&io->lent)) {
+		g_atomic_int_set(&io->reclaim, TRUE);
+		g_cond_broadcast(&io->cond);
+	}
+	g_mutex_unlock(&io->lock);
+}
+
+void unix_io_disable_lending(UnixIo *io)
+{
+	g_mutex_lock(&io->lock);
+	io->disabled = TRUE;
+	g_atomic_int_set(&io->stopping, TRUE);
+	g_cond_broadcast(&io->cond);
+	g_main_context_wakeup(io->context);
+	while (g_atomic_pointer_get(&io->poller) || g_atomic_int_get(&io->lent))
+		g_cond_wait(&io->cond, &io->lock);
+	g_mutex_unlock(&io->lock);
+}
+
+void unix_io_stop(UnixIo *io)
+{
+	g_mutex_lock(&io->lock);
+	io->quit = TRUE;
+	g_atomic_int_set(&io->stopping, TRUE);
+	g_cond_broadcast(&io->cond);
+	g_mutex_unlock(&io->lock);
+	g_main_context_wakeup(io->context);
+	g_thread_join(io->thread);
+	io->thread = NULL;
+	io_hook_unref(&io->base);
+}
