@@ -506,6 +506,406 @@ START_TEST(test_dontwait)
 }
 END_TEST
 
+/* pal_recv_many_with_fds(): several packets per call. */
+
+/* Room for one packet of a batch, and what arrived for it. */
+typedef struct {
+	char buf[4096];
+	struct iovec iov;
+	PalFdArray *fds;
+} ManySlot;
+
+static void many_slots_init(ManySlot *slots, PalRecvPacket *packets, size_t n, size_t buf_len)
+{
+	ck_assert_uint_le(buf_len, sizeof(slots[0].buf));
+	for (size_t i = 0; i < n; i++) {
+		memset(slots[i].buf, 0, sizeof(slots[i].buf));
+		slots[i].iov = (struct iovec){ .iov_base = slots[i].buf, .iov_len = buf_len };
+		slots[i].fds = pal_fd_array_new();
+		ck_assert_ptr_nonnull(slots[i].fds);
+		packets[i] = (PalRecvPacket){
+			.iov = &slots[i].iov,
+			.n_iov = 1,
+			.fds = slots[i].fds,
+			.result = 12345, /* must be overwritten */
+		};
+	}
+}
+
+static void many_slots_clear(ManySlot *slots, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		slots[i].fds = pal_fd_array_free(slots[i].fds);
+}
+
+/* A payload of @len bytes that tells packet @tag apart from the others. */
+static void fill_payload(char *buf, size_t len, int tag)
+{
+	for (size_t i = 0; i < len; i++)
+		buf[i] = (char)(tag * 31 + i * 7 + 1);
+}
+
+static void send_packet(int sock, size_t len, int tag, const int *fds, size_t n_fds)
+{
+	char data[4096];
+	struct iovec iov = { .iov_base = data, .iov_len = len };
+
+	ck_assert_uint_le(len, sizeof(data));
+	fill_payload(data, len, tag);
+	ck_assert_int_eq(pal_send_with_fds(sock, &iov, 1, fds, n_fds, 0), (ssize_t)len);
+}
+
+/* Packet @slot holds the payload of @tag and exactly the files @files, in order. */
+static void assert_packet(const ManySlot *slot, const PalRecvPacket *packet, size_t len, int tag,
+			  const int *files, size_t n_files)
+{
+	char expect[4096];
+
+	ck_assert_int_eq(packet->result, (ssize_t)len);
+	fill_payload(expect, len, tag);
+	ck_assert_mem_eq(slot->buf, expect, len);
+	ck_assert_uint_eq(pal_fd_array_len(slot->fds), n_files);
+	for (size_t i = 0; i < n_files; i++) {
+		int fd = pal_fd_array_get(slot->fds, i);
+
+		ck_assert_int_ge(fd, 0);
+		ck_assert_int_ne(fd, files[i]);
+		assert_same_file(fd, files[i]);
+		ck_assert(is_cloexec(fd));
+	}
+}
+
+START_TEST(test_recv_many_batch)
+{
+	/* Sizes and fd counts per packet; every fd a file of its own. */
+	static const size_t sizes[] = { 1, 100, 4000, 17, 2048 };
+	static const size_t counts[] = { 0, 3, 1, 64, 0 };
+	enum { N = sizeof(sizes) / sizeof(sizes[0]) };
+	char before[8192], after[8192];
+	ManySlot slots[N + 2];
+	PalRecvPacket packets[N + 2];
+	int files[N][64], sv[2], keep;
+
+	ck_assert_int_eq(pal_socketpair(SOCK_SEQPACKET, sv), 0);
+	fd_snapshot(before, sizeof(before));
+	for (size_t p = 0; p < N; p++) {
+		for (size_t i = 0; i < counts[p]; i++)
+			files[p][i] = new_file();
+		send_packet(sv[0], sizes[p], (int)p, files[p], counts[p]);
+	}
+
+	many_slots_init(slots, packets, N + 2, sizeof(slots[0].buf));
+	/* An array that already holds an fd: the packet's fds are appended. */
+	keep = new_file();
+	ck_assert_int_eq(pal_fd_array_append_take(slots[1].fds, keep), 0);
+
+	ck_assert_int_eq(pal_recv_many_with_fds(sv[1], packets, N + 2, 64, MSG_DONTWAIT), N);
+	for (size_t p = 0; p < N; p++) {
+		if (p == 1) {
+			/* the first entry stays, the three new ones follow */
+			ck_assert_int_eq(packets[p].result, (ssize_t)sizes[p]);
+			ck_assert_uint_eq(pal_fd_array_len(slots[p].fds), 4);
+			ck_assert_int_eq(pal_fd_array_get(slots[p].fds, 0), keep);
+			for (size_t i = 0; i < counts[p]; i++) {
+				int fd = pal_fd_array_get(slots[p].fds, i + 1);
+
+				assert_same_file(fd, files[p][i]);
+				ck_assert(is_cloexec(fd));
+			}
+			continue;
+		}
+		assert_packet(&slots[p], &packets[p], sizes[p], (int)p, files[p], counts[p]);
+	}
+	/* The slots beyond the count are untouched. */
+	for (size_t p = N; p < N + 2; p++) {
+		ck_assert_int_eq(packets[p].result, 12345);
+		ck_assert_uint_eq(pal_fd_array_len(slots[p].fds), 0);
+	}
+	/* Nothing is left queued. */
+	ck_assert_int_eq(pal_recv_many_with_fds(sv[1], packets, 1, 64, MSG_DONTWAIT), -EAGAIN);
+
+	many_slots_clear(slots, N + 2);
+	for (size_t p = 0; p < N; p++)
+		close_all(files[p], counts[p]);
+	fd_snapshot(after, sizeof(after));
+	ck_assert_str_eq(before, after);
+	close_all(sv, 2);
+}
+END_TEST
+
+/*
+ * The most packets per call, each with an fd, and room for PAL_FDS_MAX fds
+ * per packet: more control room than fits on the stack of the call.
+ */
+START_TEST(test_recv_many_max_batch)
+{
+	enum { N = PAL_RECV_MANY_MAX };
+	char before[8192], after[8192];
+	ManySlot *slots = calloc(N, sizeof(*slots));
+	PalRecvPacket packets[N];
+	int files[N], sv[2];
+
+	ck_assert_ptr_nonnull(slots);
+	ck_assert_int_eq(pal_socketpair(SOCK_SEQPACKET, sv), 0);
+	fd_snapshot(before, sizeof(before));
+	for (size_t p = 0; p < N; p++) {
+		files[p] = new_file();
+		send_packet(sv[0], 10 + p, (int)p, &files[p], 1);
+	}
+	many_slots_init(slots, packets, N, 200);
+	ck_assert_int_eq(pal_recv_many_with_fds(sv[1], packets, N, PAL_FDS_MAX, MSG_DONTWAIT), N);
+	for (size_t p = 0; p < N; p++)
+		assert_packet(&slots[p], &packets[p], 10 + p, (int)p, &files[p], 1);
+
+	many_slots_clear(slots, N);
+	free(slots);
+	close_all(files, N);
+	fd_snapshot(after, sizeof(after));
+	ck_assert_str_eq(before, after);
+	close_all(sv, 2);
+}
+END_TEST
+
+START_TEST(test_recv_many_fewer_queued)
+{
+	ManySlot slots[8];
+	PalRecvPacket packets[8];
+	int sv[2];
+
+	ck_assert_int_eq(pal_socketpair(SOCK_SEQPACKET, sv), 0);
+	many_slots_init(slots, packets, 8, 64);
+
+	/* nothing queued */
+	ck_assert_int_eq(pal_recv_many_with_fds(sv[1], packets, 8, 4, MSG_DONTWAIT), -EAGAIN);
+	ck_assert_int_eq(packets[0].result, 12345);
+
+	/* two queued, eight asked */
+	send_packet(sv[0], 5, 0, NULL, 0);
+	send_packet(sv[0], 6, 1, NULL, 0);
+	ck_assert_int_eq(pal_recv_many_with_fds(sv[1], packets, 8, 4, MSG_DONTWAIT), 2);
+	assert_packet(&slots[0], &packets[0], 5, 0, NULL, 0);
+	assert_packet(&slots[1], &packets[1], 6, 1, NULL, 0);
+	ck_assert_int_eq(packets[2].result, 12345);
+	ck_assert_int_eq(pal_recv_many_with_fds(sv[1], packets, 8, 4, MSG_DONTWAIT), -EAGAIN);
+
+	/* a blocking socket: MSG_WAITFORONE returns what is there */
+	send_packet(sv[0], 7, 2, NULL, 0);
+	send_packet(sv[0], 8, 3, NULL, 0);
+	send_packet(sv[0], 9, 4, NULL, 0);
+	ck_assert_int_eq(pal_recv_many_with_fds(sv[1], packets, 8, 4, MSG_WAITFORONE), 3);
+	for (int p = 0; p < 3; p++)
+		assert_packet(&slots[p], &packets[p], 7 + p, 2 + p, NULL, 0);
+
+	/* one packet at a time, as many times as there are packets */
+	send_packet(sv[0], 11, 5, NULL, 0);
+	send_packet(sv[0], 12, 6, NULL, 0);
+	ck_assert_int_eq(pal_recv_many_with_fds(sv[1], packets, 1, 4, MSG_DONTWAIT), 1);
+	assert_packet(&slots[0], &packets[0], 11, 5, NULL, 0);
+	ck_assert_int_eq(pal_recv_many_with_fds(sv[1], packets, 1, 4, MSG_DONTWAIT), 1);
+	assert_packet(&slots[0], &packets[0], 12, 6, NULL, 0);
+	ck_assert_int_eq(pal_recv_many_with_fds(sv[1], packets, 1, 4, MSG_DONTWAIT), -EAGAIN);
+
+	many_slots_clear(slots, 8);
+	close_all(sv, 2);
+}
+END_TEST
+
+/*
+ * A packet in the middle carries more fds than max_fds: it alone fails with
+ * -EPROTO and its fds are closed; the packets around it keep theirs.
+ * Three ways: more fds than max_fds that still fit the control room
+ * (alignment leaves room for one more), so many that the kernel truncates
+ * the control data (MSG_CTRUNC), and fds for a packet without an array.
+ */
+START_TEST(test_recv_many_too_many_fds)
+{
+	enum { N = 7, MAX = 3 };
+	static const size_t counts[N] = { 2, 4, 3, 10, 1, 2, 0 };
+	char before[8192], after[8192];
+	ManySlot slots[N];
+	PalRecvPacket packets[N];
+	int files[N][10], sv[2], keep;
+
+	ck_assert_int_eq(pal_socketpair(SOCK_SEQPACKET, sv), 0);
+	fd_snapshot(before, sizeof(before));
+	for (size_t p = 0; p < N; p++) {
+		for (size_t i = 0; i < counts[p]; i++)
+			files[p][i] = new_file();
+		send_packet(sv[0], 20 + p, (int)p, files[p], counts[p]);
+	}
+	many_slots_init(slots, packets, N, sizeof(slots[0].buf));
+	/* packet 3's array holds an fd already: it must stay, alone */
+	keep = new_file();
+	ck_assert_int_eq(pal_fd_array_append_take(slots[3].fds, keep), 0);
+	/* packet 5 has no array */
+	slots[5].fds = pal_fd_array_free(slots[5].fds);
+	packets[5].fds = NULL;
+
+	ck_assert_int_eq(pal_recv_many_with_fds(sv[1], packets, N, MAX, MSG_DONTWAIT), N);
+	assert_packet(&slots[0], &packets[0], 20, 0, files[0], 2);
+	ck_assert_int_eq(packets[1].result, -EPROTO); /* 4 > 3, no MSG_CTRUNC */
+	ck_assert_uint_eq(pal_fd_array_len(slots[1].fds), 0);
+	assert_packet(&slots[2], &packets[2], 22, 2, files[2], 3); /* exactly max_fds */
+	ck_assert_int_eq(packets[3].result, -EPROTO); /* MSG_CTRUNC */
+	ck_assert_uint_eq(pal_fd_array_len(slots[3].fds), 1);
+	ck_assert_int_eq(pal_fd_array_get(slots[3].fds, 0), keep);
+	assert_packet(&slots[4], &packets[4], 24, 4, files[4], 1);
+	ck_assert_int_eq(packets[5].result, -EPROTO); /* fds but no array */
+	assert_packet(&slots[6], &packets[6], 26, 6, NULL, 0);
+
+	/* Only the accepted fds are open: the rejected ones were all closed. */
+	many_slots_clear(slots, N);
+	for (size_t p = 0; p < N; p++)
+		close_all(files[p], counts[p]);
+	fd_snapshot(after, sizeof(after));
+	ck_assert_str_eq(before, after);
+	close_all(sv, 2);
+}
+END_TEST
+
+/* A control message other than SCM_RIGHTS fails each packet alone. */
+START_TEST(test_recv_many_foreign_cmsg)
+{
+	char before[8192], after[8192];
+	ManySlot slots[3];
+	PalRecvPacket packets[3];
+	int files[2], sv[2], one = 1;
+
+	ck_assert_int_eq(pal_socketpair(SOCK_SEQPACKET, sv), 0);
+	ck_assert_int_eq(setsockopt(sv[1], SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)), 0);
+	fd_snapshot(before, sizeof(before));
+	files[0] = new_file();
+	files[1] = new_file();
+	send_packet(sv[0], 3, 0, files, 2);
+	send_packet(sv[0], 4, 1, NULL, 0);
+	many_slots_init(slots, packets, 3, 64);
+
+	ck_assert_int_eq(pal_recv_many_with_fds(sv[1], packets, 3, PAL_FDS_MAX, MSG_DONTWAIT), 2);
+	ck_assert_int_eq(packets[0].result, -EPROTO);
+	ck_assert_int_eq(packets[1].result, -EPROTO);
+	ck_assert_uint_eq(pal_fd_array_len(slots[0].fds), 0);
+
+	many_slots_clear(slots, 3);
+	close_all(files, 2);
+	fd_snapshot(after, sizeof(after));
+	ck_assert_str_eq(before, after);
+	close_all(sv, 2);
+}
+END_TEST
+
+START_TEST(test_recv_many_msg_trunc)
+{
+	char before[8192], after[8192];
+	ManySlot slots[4];
+	PalRecvPacket packets[4];
+	int files[4], sv[2];
+
+	ck_assert_int_eq(pal_socketpair(SOCK_SEQPACKET, sv), 0);
+	fd_snapshot(before, sizeof(before));
+	for (int i = 0; i < 4; i++)
+		files[i] = new_file();
+	send_packet(sv[0], 50, 0, &files[0], 1);
+	send_packet(sv[0], 51, 1, &files[1], 2); /* too big, with fds */
+	send_packet(sv[0], 52, 2, NULL, 0);      /* too big, without */
+	send_packet(sv[0], 50, 3, &files[3], 1);
+	many_slots_init(slots, packets, 4, 50);
+
+	ck_assert_int_eq(pal_recv_many_with_fds(sv[1], packets, 4, 4, MSG_DONTWAIT), 4);
+	assert_packet(&slots[0], &packets[0], 50, 0, &files[0], 1);
+	ck_assert_int_eq(packets[1].result, -EMSGSIZE);
+	ck_assert_uint_eq(pal_fd_array_len(slots[1].fds), 0);
+	ck_assert_int_eq(packets[2].result, -EMSGSIZE);
+	assert_packet(&slots[3], &packets[3], 50, 3, &files[3], 1);
+
+	many_slots_clear(slots, 4);
+	close_all(files, 4);
+	fd_snapshot(after, sizeof(after));
+	ck_assert_str_eq(before, after);
+	close_all(sv, 2);
+}
+END_TEST
+
+START_TEST(test_recv_many_eof)
+{
+	ManySlot slots[4];
+	PalRecvPacket packets[4];
+	int file, sv[2];
+	ssize_t n;
+
+	ck_assert_int_eq(pal_socketpair(SOCK_SEQPACKET, sv), 0);
+	file = new_file();
+	send_packet(sv[0], 30, 0, &file, 1);
+	send_packet(sv[0], 31, 1, NULL, 0);
+	sv[0] = pal_close_fd(sv[0]);
+	many_slots_init(slots, packets, 4, 64);
+
+	/* The two packets, then the end of stream as packets of size 0. */
+	n = pal_recv_many_with_fds(sv[1], packets, 4, 4, MSG_DONTWAIT);
+	ck_assert_int_ge(n, 3);
+	assert_packet(&slots[0], &packets[0], 30, 0, &file, 1);
+	assert_packet(&slots[1], &packets[1], 31, 1, NULL, 0);
+	for (ssize_t p = 2; p < n; p++) {
+		ck_assert_int_eq(packets[p].result, 0);
+		ck_assert_uint_eq(pal_fd_array_len(slots[p].fds), 0);
+	}
+
+	/* and again: the end of stream stays */
+	n = pal_recv_many_with_fds(sv[1], packets, 2, 4, MSG_DONTWAIT);
+	ck_assert_int_ge(n, 1);
+	ck_assert_int_eq(packets[0].result, 0);
+
+	/* blocking: the end does not block either */
+	n = pal_recv_many_with_fds(sv[1], packets, 1, 4, 0);
+	ck_assert_int_eq(n, 1);
+	ck_assert_int_eq(packets[0].result, 0);
+
+	many_slots_clear(slots, 4);
+	pal_close_fd(file);
+	close_all(sv, 2);
+}
+END_TEST
+
+START_TEST(test_recv_many_invalid)
+{
+	ManySlot slots[3];
+	PalRecvPacket packets[PAL_RECV_MANY_MAX + 1] = { 0 };
+	int sv[2];
+
+	ck_assert_int_eq(pal_socketpair(SOCK_SEQPACKET, sv), 0);
+	many_slots_init(slots, packets, 3, 64);
+	send_packet(sv[0], 9, 0, NULL, 0);
+
+	ck_assert_int_eq(pal_recv_many_with_fds(sv[1], packets, 0, 4, MSG_DONTWAIT), -EINVAL);
+	ck_assert_int_eq(pal_recv_many_with_fds(sv[1], packets, PAL_RECV_MANY_MAX + 1, 4,
+						MSG_DONTWAIT),
+			 -EINVAL);
+	ck_assert_int_eq(pal_recv_many_with_fds(sv[1], NULL, 1, 4, MSG_DONTWAIT), -EINVAL);
+	ck_assert_int_eq(pal_recv_many_with_fds(sv[1], packets, 3, PAL_FDS_MAX + 1, MSG_DONTWAIT),
+			 -EINVAL);
+	/* a NULL iov with entries, in a later packet */
+	packets[2].iov = NULL;
+	ck_assert_int_eq(pal_recv_many_with_fds(sv[1], packets, 3, 4, MSG_DONTWAIT), -EINVAL);
+	/* a bad socket */
+	packets[2].iov = &slots[2].iov;
+	ck_assert_int_eq(pal_recv_many_with_fds(-1, packets, 3, 4, MSG_DONTWAIT), -EBADF);
+
+	/* none of that consumed the packet or touched the results */
+	ck_assert_int_eq(packets[0].result, 12345);
+	ck_assert_int_eq(pal_recv_many_with_fds(sv[1], packets, 3, 4, MSG_DONTWAIT), 1);
+	assert_packet(&slots[0], &packets[0], 9, 0, NULL, 0);
+
+	/* a NULL iov without entries is fine: the data is discarded */
+	send_packet(sv[0], 9, 1, NULL, 0);
+	packets[0].iov = NULL;
+	packets[0].n_iov = 0;
+	ck_assert_int_eq(pal_recv_many_with_fds(sv[1], packets, 1, 4, MSG_DONTWAIT), 1);
+	ck_assert_int_eq(packets[0].result, -EMSGSIZE);
+
+	many_slots_clear(slots, 3);
+	close_all(sv, 2);
+}
+END_TEST
+
 static Suite *fd_suite(void)
 {
 	Suite *s = suite_create("pal-fd");
@@ -533,6 +933,17 @@ static Suite *fd_suite(void)
 	tcase_add_test(tc, test_recv_msg_trunc);
 	tcase_add_test(tc, test_eof_and_epipe);
 	tcase_add_test(tc, test_dontwait);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("recv-many");
+	tcase_add_test(tc, test_recv_many_batch);
+	tcase_add_test(tc, test_recv_many_max_batch);
+	tcase_add_test(tc, test_recv_many_fewer_queued);
+	tcase_add_test(tc, test_recv_many_too_many_fds);
+	tcase_add_test(tc, test_recv_many_foreign_cmsg);
+	tcase_add_test(tc, test_recv_many_msg_trunc);
+	tcase_add_test(tc, test_recv_many_eof);
+	tcase_add_test(tc, test_recv_many_invalid);
 	suite_add_tcase(s, tc);
 
 	return s;
