@@ -5,10 +5,12 @@
  * events in sealed memfds, a send fast path on the caller's thread and a
  * queue drained by the I/O context, and the half-close lifecycle.
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <glib-unix.h>
 #include <pal/pal.h>
 #include <sys/mman.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -17,6 +19,14 @@
 #define PACKET_HEADER_SIZE 8
 #define PACKET_EVENT 1
 #define PACKET_LARGE_EVENT 3
+/*
+ * Beyond upstream: several events in one packet, sent only to a peer that
+ * announced it reads them (see batch_hello). Body: per event, a u32 LE
+ * size, a u16 LE fd count, two zero bytes, then the event; the packet's
+ * fds are the events' fds in order.
+ */
+#define PACKET_BATCH 0x80
+#define BATCH_ENTRY_HEADER 8
 #define MAX_SMALL_EVENT_SIZE (MESH_UNIX_MAX_PACKET_SIZE - PACKET_HEADER_SIZE)
 /* Packets per recvmmsg(), and recvmmsg() calls per dispatch before other sources run. */
 #define RX_BATCH 16
@@ -26,6 +36,7 @@ typedef struct {
 	uint8_t header[PACKET_HEADER_SIZE];
 	uint8_t *body; /* owned; NULL for a large event */
 	size_t body_size;
+	size_t body_cap; /* > body_size once the packet collects a batch */
 	int fds[MESH_UNIX_MAX_FDS_PER_PACKET]; /* owned */
 	size_t n_fds;
 } OutPacket;
@@ -44,6 +55,7 @@ struct UnixConn {
 	gboolean send_closed;  /* no more sends: flush, then SHUT_WR */
 	gboolean write_shut;
 	gboolean ended;
+	gboolean peer_batches; /* the peer said it reads PACKET_BATCH */
 	GSource *source;
 	gpointer fd_tag;
 };
@@ -213,6 +225,104 @@ static int large_event_memfd(const struct iovec *iov, size_t n_iov, size_t size)
 	return memfd;
 }
 
+/*
+ * The batch hello: an EVENT packet whose event is a MESSAGE to a port id
+ * that no node has, so that upstream drops it as an event for an unknown
+ * port; a C node reads it as "I read PACKET_BATCH". Each side sends it
+ * first on every connection, unless MESH_UNIX_BATCH=0 (the upstream wire).
+ */
+static const uint8_t batch_hello_port[16] = "mesh-c:batch:v1";
+static const uint8_t batch_hello_payload[4] = "BAT1";
+#define BATCH_HELLO_SIZE (PACKET_HEADER_SIZE + MESH_EVENT_HEADER_SIZE + sizeof(batch_hello_payload))
+
+gboolean unix_batching_enabled(void)
+{
+	static gint enabled = -1;
+	if (g_atomic_int_get(&enabled) < 0) {
+		const char *v = g_getenv("MESH_UNIX_BATCH");
+		g_atomic_int_set(&enabled, !(v && g_strcmp0(v, "0") == 0));
+	}
+	return g_atomic_int_get(&enabled);
+}
+
+static void batch_hello_build(uint8_t out[BATCH_HELLO_SIZE])
+{
+	MeshEventHeader h = {
+		.type = MESH_EVENT_MESSAGE,
+		.flags = MESH_EVENT_FLAG_MESSAGE,
+		.message_size = sizeof(batch_hello_payload),
+	};
+	memcpy(&h.port_id, batch_hello_port, sizeof(h.port_id));
+	memset(out, 0, PACKET_HEADER_SIZE);
+	out[0] = PACKET_EVENT;
+	mesh_event_write_header(out + PACKET_HEADER_SIZE, &h);
+	memcpy(out + PACKET_HEADER_SIZE + MESH_EVENT_HEADER_SIZE, batch_hello_payload,
+	       sizeof(batch_hello_payload));
+}
+
+static gboolean is_batch_hello(const uint8_t *buf, size_t size)
+{
+	uint8_t hello[BATCH_HELLO_SIZE];
+	if (size != BATCH_HELLO_SIZE)
+		return FALSE;
+	batch_hello_build(hello);
+	return memcmp(buf, hello, BATCH_HELLO_SIZE) == 0;
+}
+
+static void put_entry_header(uint8_t *p, size_t event_size, size_t n_fds)
+{
+	uint32_t size = GUINT32_TO_LE((uint32_t)event_size);
+	uint16_t nf = GUINT16_TO_LE((uint16_t)n_fds);
+	memcpy(p, &size, 4);
+	memcpy(p + 4, &nf, 2);
+	p[6] = p[7] = 0;
+}
+
+/*
+ * Appends an event to the queued packet @pk, making a batch of it: only a
+ * small, unsent EVENT or BATCH packet with room. Locked.
+ */
+static gboolean out_packet_append(OutPacket *pk, const struct iovec *iov, size_t n_iov,
+				  size_t size, const int *fds, size_t n_fds)
+{
+	if (pk->header[0] != PACKET_EVENT && pk->header[0] != PACKET_BATCH)
+		return FALSE;
+	size_t need = BATCH_ENTRY_HEADER + size;
+	size_t have = pk->body_size + (pk->header[0] == PACKET_EVENT ? BATCH_ENTRY_HEADER : 0);
+	if (have + need > MAX_SMALL_EVENT_SIZE || pk->n_fds + n_fds > MESH_UNIX_MAX_FDS_PER_PACKET)
+		return FALSE;
+	int dups[MESH_UNIX_MAX_FDS_PER_PACKET];
+	for (size_t i = 0; i < n_fds; i++) {
+		dups[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
+		if (dups[i] < 0) {
+			while (i-- > 0)
+				close(dups[i]);
+			return FALSE;
+		}
+	}
+	if (pk->header[0] == PACKET_EVENT) {
+		/* The queued event becomes the batch's first entry. */
+		uint8_t *body = g_malloc(MAX_SMALL_EVENT_SIZE);
+		put_entry_header(body, pk->body_size, pk->n_fds);
+		if (pk->body_size)
+			memcpy(body + BATCH_ENTRY_HEADER, pk->body, pk->body_size);
+		g_free(pk->body);
+		pk->body = body;
+		pk->body_size += BATCH_ENTRY_HEADER;
+		pk->body_cap = MAX_SMALL_EVENT_SIZE;
+		pk->header[0] = PACKET_BATCH;
+	}
+	put_entry_header(pk->body + pk->body_size, size, n_fds);
+	pk->body_size += BATCH_ENTRY_HEADER;
+	for (size_t i = 0; i < n_iov; i++) {
+		memcpy(pk->body + pk->body_size, iov[i].iov_base, iov[i].iov_len);
+		pk->body_size += iov[i].iov_len;
+	}
+	for (size_t i = 0; i < n_fds; i++)
+		pk->fds[pk->n_fds++] = dups[i];
+	return TRUE;
+}
+
 /* MeshEventSink.send: on the caller's thread; the event is the concatenation of @iov. */
 static void sink_send(void *user_data, const struct iovec *iov, size_t n_iov, const int *fds,
 		      size_t n_fds)
@@ -266,7 +376,11 @@ static void sink_send(void *user_data, const struct iovec *iov, size_t n_iov, co
 	int r = -EAGAIN;
 	if (c->pending.length == 0)
 		r = packet_sendv(c->fd, header, iov, n_iov, all_fds, total_fds);
-	if (r == -EAGAIN) {
+	if (r == -EAGAIN && memfd < 0 && c->peer_batches && c->pending.length > 0 &&
+	    out_packet_append(g_queue_peek_tail(&c->pending), iov, n_iov, size, fds, n_fds)) {
+		/* Under load: one packet carries many events (the flush is scheduled). */
+		g_mutex_unlock(&c->lock);
+	} else if (r == -EAGAIN) {
 		/* Queue a copy; the I/O context sends it when the socket drains. */
 		OutPacket *pk = g_new0(OutPacket, 1);
 		memcpy(pk->header, header, PACKET_HEADER_SIZE);
@@ -335,6 +449,58 @@ static void mapping_free(gpointer data)
 	g_free(m);
 }
 
+/* A PACKET_BATCH body: checked whole first, then each event delivered in order. */
+static const char *conn_handle_batch(UnixConn *c, const uint8_t *body, size_t size,
+				     PalFdArray *fds)
+{
+	size_t n_fds = pal_fd_array_len(fds);
+	size_t off = 0, fds_used = 0, n_events = 0;
+
+	if (!unix_batching_enabled())
+		return "unknown packet type";
+	while (off < size) {
+		uint32_t len;
+		uint16_t nf;
+		if (size - off < BATCH_ENTRY_HEADER)
+			return "batch entry without its header";
+		memcpy(&len, body + off, 4);
+		memcpy(&nf, body + off + 4, 2);
+		len = GUINT32_FROM_LE(len);
+		nf = GUINT16_FROM_LE(nf);
+		if (body[off + 6] || body[off + 7])
+			return "batch entry with reserved bits set";
+		off += BATCH_ENTRY_HEADER;
+		if (len == 0 || len > size - off)
+			return "batch entry of a bad size";
+		if (nf > n_fds - fds_used)
+			return "batch entry with missing fds";
+		off += len;
+		fds_used += nf;
+		n_events++;
+	}
+	if (n_events == 0 || fds_used != n_fds)
+		return "batch with fds left over, or empty";
+
+	off = 0;
+	fds_used = 0;
+	while (off < size) {
+		uint32_t len;
+		uint16_t nf;
+		memcpy(&len, body + off, 4);
+		memcpy(&nf, body + off + 4, 2);
+		len = GUINT32_FROM_LE(len);
+		nf = GUINT16_FROM_LE(nf);
+		off += BATCH_ENTRY_HEADER;
+		int moved[MESH_UNIX_MAX_FDS_PER_PACKET];
+		for (size_t i = 0; i < nf; i++)
+			moved[i] = pal_fd_array_steal(fds, fds_used + i);
+		mesh_node_receive_event(c->owner->node, &c->peer, body + off, len, moved, nf);
+		off += len;
+		fds_used += nf;
+	}
+	return NULL;
+}
+
 /* Handles one received packet. Returns NULL or why the connection must end. */
 static const char *conn_handle_packet(UnixConn *c, const uint8_t *buf, size_t size,
 				      PalFdArray *fds)
@@ -345,7 +511,16 @@ static const char *conn_handle_packet(UnixConn *c, const uint8_t *buf, size_t si
 	if (size < PACKET_HEADER_SIZE)
 		return "packet without a header";
 	switch (buf[0]) {
-	case PACKET_EVENT: {
+	case PACKET_EVENT:
+		if (n_fds == 0 && is_batch_hello(buf, size)) {
+			if (unix_batching_enabled()) {
+				g_mutex_lock(&c->lock);
+				c->peer_batches = TRUE;
+				g_mutex_unlock(&c->lock);
+			}
+			return NULL;
+		}
+		{
 		int moved[MESH_UNIX_MAX_FDS_PER_PACKET];
 		for (size_t i = 0; i < n_fds; i++)
 			moved[i] = pal_fd_array_steal(fds, i);
@@ -353,6 +528,8 @@ static const char *conn_handle_packet(UnixConn *c, const uint8_t *buf, size_t si
 					size - PACKET_HEADER_SIZE, moved, n_fds);
 		return NULL;
 	}
+	case PACKET_BATCH:
+		return conn_handle_batch(c, buf + PACKET_HEADER_SIZE, size - PACKET_HEADER_SIZE, fds);
 	case PACKET_LARGE_EVENT: {
 		size_t mem_size;
 		void *map;
@@ -666,6 +843,13 @@ gboolean mesh_unix_node_connect_take(MeshUnixNode *u, const MeshNodeId *peer, in
 	g_ptr_array_add(u->conns, c);
 	g_mutex_unlock(&u->lock);
 
+	if (unix_batching_enabled()) {
+		/* First on the socket, before any event: the peer may batch to us. */
+		uint8_t hello[BATCH_HELLO_SIZE];
+		batch_hello_build(hello);
+		if (send(fd, hello, sizeof(hello), MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+			g_debug("mesh: batch hello not sent: %s", g_strerror(errno));
+	}
 	if (!mesh_remote_node_connect(c->remote, &unix_sink, conn_ref(c))) {
 		/* The sink's destroy already dropped its reference. */
 		g_mutex_lock(&c->lock);

@@ -43,6 +43,8 @@ void unix_io_stop(UnixIo *io);
 void unix_run_sync(MeshUnixNode *u, GSourceFunc func, gpointer data);
 
 void unix_rx_free(UnixRx *rx);
+/* FALSE when MESH_UNIX_BATCH=0: no batch hello, no PACKET_BATCH either way. */
+gboolean unix_batching_enabled(void);
 
 /* unix-node.c: a transport that does not lead (it will follow a leader). */
 MeshUnixNode *unix_node_new_follower(MeshNode *node, GMainContext *context);
