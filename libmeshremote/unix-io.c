@@ -129,20 +129,20 @@ static gboolean io_run_once(NodeIoHook *hook, gint64 deadline)
 		return FALSE;
 	}
 	/*
-	 * Ask the I/O thread to lend, and wait until it does; then let the
+	 * Ask the I/O thread to lend, and wait for a change; then let the
 	 * caller look at its queue again (the I/O thread may have delivered
-	 * meanwhile, and that wakeup went to no poll).
+	 * meanwhile, and that wakeup went to no poll) and come back. One wait
+	 * only: the I/O thread may lend and take back before this thread runs,
+	 * which clears lend_wanted, and then the request must be made again.
 	 */
 	if (!io->lend_wanted) {
 		io->lend_wanted = TRUE;
 		g_main_context_wakeup(io->context);
 	}
-	while (!g_atomic_int_get(&io->lent) && !io->quit && !io->disabled) {
-		if (deadline < 0)
-			g_cond_wait(&io->cond, &io->lock);
-		else if (!g_cond_wait_until(&io->cond, &io->lock, deadline))
-			break;
-	}
+	if (deadline < 0)
+		g_cond_wait(&io->cond, &io->lock);
+	else
+		g_cond_wait_until(&io->cond, &io->lock, deadline);
 	g_mutex_unlock(&io->lock);
 	return TRUE;
 }
