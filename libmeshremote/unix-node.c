@@ -27,6 +27,13 @@
  */
 #define PACKET_BATCH 0x80
 #define BATCH_ENTRY_HEADER 8
+/*
+ * A one-way stream: after this many events sent with no packet back from
+ * the peer, sends to a peer that reads batches queue for the I/O context,
+ * which sends what gathered meanwhile as batches (one wakeup per batch, not
+ * one sendmsg per event). A request/response pattern never gets there.
+ */
+#define STREAM_STREAK 16
 #define MAX_SMALL_EVENT_SIZE (MESH_UNIX_MAX_PACKET_SIZE - PACKET_HEADER_SIZE)
 /* Packets per recvmmsg(), and recvmmsg() calls per dispatch before other sources run. */
 #define RX_BATCH 16
@@ -56,6 +63,7 @@ struct UnixConn {
 	gboolean write_shut;
 	gboolean ended;
 	gboolean peer_batches; /* the peer said it reads PACKET_BATCH */
+	gint streak; /* atomic: events sent since a packet last came from the peer */
 	GSource *source;
 	gpointer fd_tag;
 };
@@ -374,7 +382,9 @@ static void sink_send(void *user_data, const struct iovec *iov, size_t n_iov, co
 		return;
 	}
 	int r = -EAGAIN;
-	if (c->pending.length == 0)
+	gboolean streaming = c->peer_batches && memfd < 0 &&
+			     g_atomic_int_add(&c->streak, 1) >= STREAM_STREAK;
+	if (c->pending.length == 0 && !streaming)
 		r = packet_sendv(c->fd, header, iov, n_iov, all_fds, total_fds);
 	if (r == -EAGAIN && memfd < 0 && c->peer_batches && c->pending.length > 0 &&
 	    out_packet_append(g_queue_peek_tail(&c->pending), iov, n_iov, size, fds, n_fds)) {
@@ -714,6 +724,8 @@ static gboolean conn_dispatch(gint fd, GIOCondition cond, gpointer data)
 			reason = recv_error_reason(n);
 			break;
 		}
+		if (n > 0)
+			g_atomic_int_set(&c->streak, 0);
 		for (ssize_t i = 0; i < n; i++) {
 			ssize_t r = pk[i].result;
 			if (end) {
