@@ -636,13 +636,14 @@ static gboolean receiver_pop(MeshReceiver *r, gint64 timeout_us, Item *ret, GErr
 			NodeIoHook *hook = io_hook_ref(r->io_hook);
 			r->io_waiters++;
 			g_mutex_unlock(&r->lock);
-			gboolean ran = hook->run_once(hook, deadline);
+			gboolean at_deadline;
+			gboolean ran = hook->run_once(hook, deadline, &at_deadline);
 			g_mutex_lock(&r->lock);
 			r->io_waiters--;
 			io_hook_unref(hook);
 			if (!ran)
 				io_refused = TRUE; /* wait on the GCond, after a new look */
-			else if (deadline >= 0 && g_get_monotonic_time() >= deadline)
+			else if (at_deadline)
 				expired = TRUE;
 			continue;
 		}

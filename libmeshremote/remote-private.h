@@ -137,9 +137,10 @@ struct NodeIoHook {
 	 * (monotonic us, -1 none). Returns FALSE at once, having done nothing,
 	 * if this thread cannot do that now (another thread polls); then the
 	 * caller waits as usual, and the transport makes sure that some
-	 * thread polls meanwhile. No lock may be held.
+	 * thread polls meanwhile. @ret_expired: set TRUE when it returned at
+	 * @deadline. No lock may be held.
 	 */
-	gboolean (*run_once)(NodeIoHook *hook, gint64 deadline);
+	gboolean (*run_once)(NodeIoHook *hook, gint64 deadline, gboolean *ret_expired);
 	/* Makes a run_once() in progress on another thread return (any thread). */
 	void (*wakeup)(NodeIoHook *hook);
 	void (*finalize)(NodeIoHook *hook);

@@ -40,7 +40,7 @@ struct UnixIo {
 	gint stopping;     /* disabled or quit */
 	gint reclaim;      /* the I/O thread must poll again as soon as it can */
 	GThread *poller;   /* the borrower polling now, set by compare-and-swap */
-	gint64 last_return; /* when a borrower last returned the context (__atomic) */
+	gint returns;      /* counts borrowers' returns (the I/O thread watches it change) */
 	/* Under lock: */
 	gboolean started;
 	gboolean quit;
@@ -51,10 +51,14 @@ struct UnixIo {
 	gint n_fds;
 };
 
-/* One prepare/query/poll/check/dispatch of the owned context, with a deadline. */
-static void io_iterate(UnixIo *io, gint64 deadline)
+/*
+ * One prepare/query/poll/check/dispatch of the owned context, with a
+ * deadline. TRUE if the poll ended at @deadline.
+ */
+static gboolean io_iterate(UnixIo *io, gint64 deadline)
 {
 	gint max_priority, timeout, n;
+	gboolean ours = FALSE;
 
 	g_main_context_prepare(io->context, &max_priority);
 	while ((n = g_main_context_query(io->context, max_priority, &timeout, io->fds,
@@ -62,17 +66,23 @@ static void io_iterate(UnixIo *io, gint64 deadline)
 		io->n_fds = n;
 		io->fds = g_renew(GPollFD, io->fds, n);
 	}
+	gboolean past = FALSE;
 	if (deadline >= 0) {
 		gint64 left = deadline - g_get_monotonic_time();
+		past = left <= 0;
 		gint ms = left <= 0 ? 0 : (gint)MIN((left + 999) / 1000, G_MAXINT);
-		if (timeout < 0 || ms < timeout)
+		if (timeout < 0 || ms <= timeout) {
 			timeout = ms;
+			ours = TRUE;
+		}
 	}
 	GPollFunc poll_func = g_main_context_get_poll_func(io->context);
-	if (poll_func(io->fds, n, timeout) < 0 && errno != EINTR)
+	int r = poll_func(io->fds, n, timeout);
+	if (r < 0 && errno != EINTR)
 		g_warning("mesh: poll: %s", g_strerror(errno));
 	g_main_context_check(io->context, max_priority, io->fds, n);
 	g_main_context_dispatch(io->context);
+	return past || (r == 0 && ours);
 }
 
 static void io_signal(UnixIo *io)
@@ -83,7 +93,7 @@ static void io_signal(UnixIo *io)
 }
 
 /* The fast path: the context is lent and nobody polls it. */
-static gboolean io_try_borrow(UnixIo *io, gint64 deadline)
+static gboolean io_try_borrow(UnixIo *io, gint64 deadline, gboolean *ret_expired)
 {
 	if (!g_atomic_int_get(&io->lent) || g_atomic_int_get(&io->stopping) ||
 	    !g_atomic_pointer_compare_and_exchange(&io->poller, NULL, g_thread_self()))
@@ -94,8 +104,8 @@ static gboolean io_try_borrow(UnixIo *io, gint64 deadline)
 		io_signal(io);
 		return FALSE;
 	}
-	io_iterate(io, deadline);
-	__atomic_store_n(&io->last_return, g_get_monotonic_time(), __ATOMIC_SEQ_CST);
+	*ret_expired = io_iterate(io, deadline);
+	g_atomic_int_inc(&io->returns);
 	g_main_context_release(io->context);
 	g_atomic_pointer_set(&io->poller, NULL);
 	if (g_atomic_int_get(&io->reclaim) || g_atomic_int_get(&io->stopping))
@@ -103,14 +113,15 @@ static gboolean io_try_borrow(UnixIo *io, gint64 deadline)
 	return TRUE;
 }
 
-static gboolean io_run_once(NodeIoHook *hook, gint64 deadline)
+static gboolean io_run_once(NodeIoHook *hook, gint64 deadline, gboolean *ret_expired)
 {
 	UnixIo *io = (UnixIo *)hook;
 
+	*ret_expired = FALSE;
 	/* A wait inside a dispatch of this context: no recursion. */
 	if (g_main_context_is_owner(io->context))
 		return FALSE;
-	if (io_try_borrow(io, deadline))
+	if (io_try_borrow(io, deadline, ret_expired))
 		return TRUE;
 
 	g_mutex_lock(&io->lock);
@@ -141,8 +152,8 @@ static gboolean io_run_once(NodeIoHook *hook, gint64 deadline)
 	}
 	if (deadline < 0)
 		g_cond_wait(&io->cond, &io->lock);
-	else
-		g_cond_wait_until(&io->cond, &io->lock, deadline);
+	else if (!g_cond_wait_until(&io->cond, &io->lock, deadline))
+		*ret_expired = TRUE;
 	g_mutex_unlock(&io->lock);
 	return TRUE;
 }
@@ -167,10 +178,17 @@ static void io_finalize(NodeIoHook *hook)
 	g_free(io);
 }
 
-/* Lends the context until it is to be taken back; returns owning it, or FALSE at quit. Locked. */
+/*
+ * Lends the context until it is to be taken back; returns owning it, or
+ * FALSE at quit. Locked. Borrowers only count their returns (no clock, no
+ * signal on the hot path): the context is idle when a whole LEND_IDLE_US
+ * passed with no return and no poller.
+ */
 static gboolean io_lend_locked(UnixIo *io)
 {
-	__atomic_store_n(&io->last_return, g_get_monotonic_time(), __ATOMIC_SEQ_CST);
+	gint seen = g_atomic_int_get(&io->returns);
+	gint64 since = g_get_monotonic_time();
+
 	g_main_context_release(io->context);
 	g_atomic_int_set(&io->lent, TRUE);
 	g_cond_broadcast(&io->cond);
@@ -178,18 +196,21 @@ static gboolean io_lend_locked(UnixIo *io)
 		if (io->quit)
 			return FALSE;
 		gint64 now = g_get_monotonic_time();
-		gint64 last = __atomic_load_n(&io->last_return, __ATOMIC_SEQ_CST);
+		gint returns = g_atomic_int_get(&io->returns);
 		gboolean polled = g_atomic_pointer_get(&io->poller) != NULL;
-		if (!polled &&
-		    (g_atomic_int_get(&io->reclaim) || io->disabled || now - last >= LEND_IDLE_US)) {
+		if (returns != seen || polled) {
+			seen = returns;
+			since = now;
+		}
+		if (!polled && (g_atomic_int_get(&io->reclaim) || io->disabled ||
+				now - since >= LEND_IDLE_US)) {
 			if (g_main_context_acquire(io->context))
 				break;
 			/* A borrower about to poll, or an invoked function: look again soon. */
 			g_cond_wait_until(&io->cond, &io->lock, now + 50);
 			continue;
 		}
-		/* No signal on a borrower's return (that is the hot path): look at times. */
-		g_cond_wait_until(&io->cond, &io->lock, (polled ? now : last) + LEND_IDLE_US);
+		g_cond_wait_until(&io->cond, &io->lock, since + LEND_IDLE_US);
 	}
 	g_atomic_int_set(&io->lent, FALSE);
 	g_atomic_int_set(&io->reclaim, FALSE);

@@ -634,6 +634,8 @@ struct UnixRx {
 	gboolean busy;
 	uint8_t *bufs; /* RX_BATCH packets */
 	PalFdArray *fds[RX_BATCH];
+	struct iovec iov[RX_BATCH];
+	PalRecvPacket pk[RX_BATCH];
 };
 
 static UnixRx *rx_new(void)
@@ -641,8 +643,12 @@ static UnixRx *rx_new(void)
 	UnixRx *rx = g_new0(UnixRx, 1);
 	/* Large and mostly untouched: pages are used as packets arrive. */
 	rx->bufs = g_malloc((gsize)RX_BATCH * MESH_UNIX_MAX_PACKET_SIZE);
-	for (int i = 0; i < RX_BATCH; i++)
+	for (int i = 0; i < RX_BATCH; i++) {
 		rx->fds[i] = pal_fd_array_new();
+		rx->iov[i] = (struct iovec){rx->bufs + (gsize)i * MESH_UNIX_MAX_PACKET_SIZE,
+					    MESH_UNIX_MAX_PACKET_SIZE};
+		rx->pk[i] = (PalRecvPacket){&rx->iov[i], 1, rx->fds[i], 0};
+	}
 	return rx;
 }
 
@@ -707,13 +713,7 @@ static gboolean conn_dispatch(gint fd, GIOCondition cond, gpointer data)
 	gboolean end = FALSE;
 	conn_ref(c);
 	for (int round = 0; round < RX_ROUNDS && !end; round++) {
-		struct iovec iov[RX_BATCH];
-		PalRecvPacket pk[RX_BATCH];
-		for (int i = 0; i < RX_BATCH; i++) {
-			iov[i] = (struct iovec){rx->bufs + (gsize)i * MESH_UNIX_MAX_PACKET_SIZE,
-						MESH_UNIX_MAX_PACKET_SIZE};
-			pk[i] = (PalRecvPacket){&iov[i], 1, rx->fds[i], 0};
-		}
+		PalRecvPacket *pk = rx->pk;
 		/* Fewer packets than asked: the socket is drained, no EAGAIN call. */
 		ssize_t n = pal_recv_many_with_fds(c->fd, pk, RX_BATCH,
 						   MESH_UNIX_MAX_FDS_PER_PACKET, MSG_DONTWAIT);
@@ -736,7 +736,7 @@ static gboolean conn_dispatch(gint fd, GIOCondition cond, gpointer data)
 				end = TRUE;
 				reason = recv_error_reason(r);
 			} else {
-				reason = conn_handle_packet(c, iov[i].iov_base, (size_t)r, rx->fds[i]);
+				reason = conn_handle_packet(c, rx->iov[i].iov_base, (size_t)r, rx->fds[i]);
 				end = reason != NULL;
 			}
 			pal_fd_array_clear(rx->fds[i]);
