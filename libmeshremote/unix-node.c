@@ -28,6 +28,18 @@
 #define PACKET_BATCH 0x80
 #define BATCH_ENTRY_HEADER 8
 /*
+ * Beyond upstream too (unix-pool.c): a large event in a reused buffer of
+ * the sender's pool, and the receiver's word that the buffer is free.
+ * POOL_EVENT body: u32 LE buffer id, u32 LE flags (POOL_NEW: the first fd
+ * is the buffer's memfd), u64 LE event size; the other fds are the
+ * event's. POOL_RELEASE body: u32 LE buffer id, 4 zero bytes.
+ */
+#define PACKET_POOL_EVENT 0x81
+#define PACKET_POOL_RELEASE 0x82
+#define POOL_EVENT_BODY 16
+#define POOL_RELEASE_BODY 8
+#define POOL_NEW 0x1
+/*
  * A one-way stream: after this many events sent with no packet back from
  * the peer, sends to a peer that reads batches queue for the I/O context,
  * which sends what gathered meanwhile as batches (one wakeup per batch, not
@@ -63,6 +75,9 @@ struct UnixConn {
 	gboolean write_shut;
 	gboolean ended;
 	gboolean peer_batches; /* the peer said it reads PACKET_BATCH */
+	gboolean peer_pools;   /* ... and PACKET_POOL_EVENT */
+	UnixTxPool *tx_pool;   /* under lock, made on first use */
+	UnixRxPool *rx_pool;   /* the receive path's (one dispatcher at a time) */
 	gint streak; /* atomic: events sent since a packet last came from the peer */
 	GSource *source;
 	gpointer fd_tag;
@@ -96,6 +111,8 @@ static void conn_unref(UnixConn *c)
 		out_packet_free(pk);
 	if (c->fd >= 0)
 		close(c->fd);
+	unix_tx_pool_free(c->tx_pool);
+	unix_rx_pool_free(c->rx_pool);
 	g_mutex_clear(&c->lock);
 	g_free(c);
 }
@@ -180,6 +197,37 @@ static void schedule_write(UnixConn *c)
 	g_main_context_invoke(c->owner->context, conn_want_write_cb, conn_ref(c));
 }
 
+/* Sends a small packet without fds from the transport itself (any thread, unlocked). */
+static void conn_send_control(UnixConn *c, uint8_t type, const uint8_t *body, size_t size)
+{
+	uint8_t header[PACKET_HEADER_SIZE] = {type};
+
+	g_mutex_lock(&c->lock);
+	if (c->ended || c->send_closed) {
+		g_mutex_unlock(&c->lock);
+		return;
+	}
+	int r = -EAGAIN;
+	if (c->pending.length == 0)
+		r = packet_send(c->fd, header, body, size, NULL, 0);
+	if (r == -EAGAIN) {
+		OutPacket *pk = g_new0(OutPacket, 1);
+		memcpy(pk->header, header, PACKET_HEADER_SIZE);
+		pk->body = g_memdup2(body, size);
+		pk->body_size = size;
+		g_queue_push_tail(&c->pending, pk);
+		gboolean schedule = !c->write_wanted;
+		c->write_wanted = TRUE;
+		g_mutex_unlock(&c->lock);
+		if (schedule)
+			schedule_write(c);
+		return;
+	}
+	g_mutex_unlock(&c->lock);
+	if (r < 0)
+		conn_end_async(c, g_strerror(-r));
+}
+
 #define SINK_MAX_IOV 4
 
 /* One sendmsg of the packet header and the body pieces. */
@@ -234,47 +282,67 @@ static int large_event_memfd(const struct iovec *iov, size_t n_iov, size_t size)
 }
 
 /*
- * The batch hello: an EVENT packet whose event is a MESSAGE to a port id
- * that no node has, so that upstream drops it as an event for an unknown
- * port; a C node reads it as "I read PACKET_BATCH". Each side sends it
- * first on every connection, unless MESH_UNIX_BATCH=0 (the upstream wire).
+ * The hello: an EVENT packet whose event is a MESSAGE to a port id that no
+ * node has, so that upstream drops it as an event for an unknown port; a C
+ * node reads its payload ("MC", then u16 LE flags) as what the peer reads
+ * beyond upstream. Each side sends it first on every connection, unless
+ * both MESH_UNIX_BATCH=0 and MESH_UNIX_POOL=0 (the upstream wire).
  */
-static const uint8_t batch_hello_port[16] = "mesh-c:batch:v1";
-static const uint8_t batch_hello_payload[4] = "BAT1";
-#define BATCH_HELLO_SIZE (PACKET_HEADER_SIZE + MESH_EVENT_HEADER_SIZE + sizeof(batch_hello_payload))
+#define HELLO_BATCH 0x1
+#define HELLO_POOL 0x2
+static const uint8_t hello_port[16] = "mesh-c:hello:v1";
+#define HELLO_PAYLOAD 4
+#define HELLO_SIZE (PACKET_HEADER_SIZE + MESH_EVENT_HEADER_SIZE + HELLO_PAYLOAD)
+
+static gboolean env_switch(const char *name, gint *cache)
+{
+	if (g_atomic_int_get(cache) < 0) {
+		const char *v = g_getenv(name);
+		g_atomic_int_set(cache, !(v && g_strcmp0(v, "0") == 0));
+	}
+	return g_atomic_int_get(cache);
+}
 
 gboolean unix_batching_enabled(void)
 {
 	static gint enabled = -1;
-	if (g_atomic_int_get(&enabled) < 0) {
-		const char *v = g_getenv("MESH_UNIX_BATCH");
-		g_atomic_int_set(&enabled, !(v && g_strcmp0(v, "0") == 0));
-	}
-	return g_atomic_int_get(&enabled);
+	return env_switch("MESH_UNIX_BATCH", &enabled);
 }
 
-static void batch_hello_build(uint8_t out[BATCH_HELLO_SIZE])
+gboolean unix_pooling_enabled(void)
+{
+	static gint enabled = -1;
+	return env_switch("MESH_UNIX_POOL", &enabled);
+}
+
+static void hello_build(uint8_t out[HELLO_SIZE], guint16 flags)
 {
 	MeshEventHeader h = {
 		.type = MESH_EVENT_MESSAGE,
 		.flags = MESH_EVENT_FLAG_MESSAGE,
-		.message_size = sizeof(batch_hello_payload),
+		.message_size = HELLO_PAYLOAD,
 	};
-	memcpy(&h.port_id, batch_hello_port, sizeof(h.port_id));
+	memcpy(&h.port_id, hello_port, sizeof(h.port_id));
 	memset(out, 0, PACKET_HEADER_SIZE);
 	out[0] = PACKET_EVENT;
 	mesh_event_write_header(out + PACKET_HEADER_SIZE, &h);
-	memcpy(out + PACKET_HEADER_SIZE + MESH_EVENT_HEADER_SIZE, batch_hello_payload,
-	       sizeof(batch_hello_payload));
+	uint8_t *payload = out + PACKET_HEADER_SIZE + MESH_EVENT_HEADER_SIZE;
+	payload[0] = 'M';
+	payload[1] = 'C';
+	payload[2] = flags & 0xff;
+	payload[3] = flags >> 8;
 }
 
-static gboolean is_batch_hello(const uint8_t *buf, size_t size)
+/* The peer's hello flags, or -1 if the packet is no hello. */
+static int hello_parse(const uint8_t *buf, size_t size)
 {
-	uint8_t hello[BATCH_HELLO_SIZE];
-	if (size != BATCH_HELLO_SIZE)
-		return FALSE;
-	batch_hello_build(hello);
-	return memcmp(buf, hello, BATCH_HELLO_SIZE) == 0;
+	uint8_t hello[HELLO_SIZE];
+	if (size != HELLO_SIZE)
+		return -1;
+	hello_build(hello, 0);
+	if (memcmp(buf, hello, HELLO_SIZE - 2) != 0)
+		return -1;
+	return buf[HELLO_SIZE - 2] | buf[HELLO_SIZE - 1] << 8;
 }
 
 static void put_entry_header(uint8_t *p, size_t event_size, size_t n_fds)
@@ -346,6 +414,39 @@ static void sink_send(void *user_data, const struct iovec *iov, size_t n_iov, co
 	}
 	for (size_t i = 0; i < n_iov; i++)
 		size += iov[i].iov_len;
+	uint8_t pool_body[POOL_EVENT_BODY];
+	struct iovec pool_iov = {pool_body, sizeof(pool_body)};
+	int lead_fd = -1; /* borrowed: a pool buffer's memfd, sent with its first use */
+	UnixPoolBuf *buf = NULL;
+	if (size > MAX_SMALL_EVENT_SIZE && c->peer_pools) {
+		g_mutex_lock(&c->lock);
+		if (!c->tx_pool)
+			c->tx_pool = unix_tx_pool_new();
+		buf = unix_tx_pool_take(c->tx_pool, size);
+		gboolean announce = buf && !buf->announced;
+		if (buf)
+			buf->announced = TRUE;
+		g_mutex_unlock(&c->lock);
+		if (buf) {
+			/* Busy until the peer releases it: written outside the lock. */
+			for (size_t i = 0, off = 0; i < n_iov; i++) {
+				memcpy(buf->map + off, iov[i].iov_base, iov[i].iov_len);
+				off += iov[i].iov_len;
+			}
+			guint32 id = GUINT32_TO_LE(buf->id);
+			guint32 flags = GUINT32_TO_LE(announce ? POOL_NEW : 0);
+			guint64 le_size = GUINT64_TO_LE((guint64)size);
+			memcpy(pool_body, &id, 4);
+			memcpy(pool_body + 4, &flags, 4);
+			memcpy(pool_body + 8, &le_size, 8);
+			if (announce)
+				lead_fd = buf->fd;
+			header[0] = PACKET_POOL_EVENT;
+			iov = &pool_iov;
+			n_iov = 1;
+			size = sizeof(pool_body);
+		}
+	}
 	if (size > MAX_SMALL_EVENT_SIZE) {
 		/* Out of line: a sealed memfd holds the event; the packet has no body. */
 		memfd = large_event_memfd(iov, n_iov, size);
@@ -358,7 +459,8 @@ static void sink_send(void *user_data, const struct iovec *iov, size_t n_iov, co
 		header[0] = PACKET_LARGE_EVENT;
 		n_iov = 0;
 	}
-	size_t total_fds = n_fds + (memfd >= 0);
+	int lead = memfd >= 0 ? memfd : lead_fd;
+	size_t total_fds = n_fds + (lead >= 0);
 	if (total_fds > MESH_UNIX_MAX_FDS_PER_PACKET) {
 		g_warning("mesh: an event with %zu fds exceeds %d per packet", n_fds,
 			  MESH_UNIX_MAX_FDS_PER_PACKET);
@@ -369,8 +471,8 @@ static void sink_send(void *user_data, const struct iovec *iov, size_t n_iov, co
 	}
 	int all_fds[MESH_UNIX_MAX_FDS_PER_PACKET];
 	size_t k = 0;
-	if (memfd >= 0)
-		all_fds[k++] = memfd;
+	if (lead >= 0)
+		all_fds[k++] = lead;
 	for (size_t i = 0; i < n_fds; i++)
 		all_fds[k++] = fds[i];
 
@@ -382,11 +484,12 @@ static void sink_send(void *user_data, const struct iovec *iov, size_t n_iov, co
 		return;
 	}
 	int r = -EAGAIN;
-	gboolean streaming = c->peer_batches && memfd < 0 &&
+	gboolean small = header[0] == PACKET_EVENT;
+	gboolean streaming = c->peer_batches && small &&
 			     g_atomic_int_add(&c->streak, 1) >= STREAM_STREAK;
 	if (c->pending.length == 0 && !streaming)
 		r = packet_sendv(c->fd, header, iov, n_iov, all_fds, total_fds);
-	if (r == -EAGAIN && memfd < 0 && c->peer_batches && c->pending.length > 0 &&
+	if (r == -EAGAIN && small && c->peer_batches && c->pending.length > 0 &&
 	    out_packet_append(g_queue_peek_tail(&c->pending), iov, n_iov, size, fds, n_fds)) {
 		/* Under load: one packet carries many events (the flush is scheduled). */
 		g_mutex_unlock(&c->lock);
@@ -511,6 +614,61 @@ static const char *conn_handle_batch(UnixConn *c, const uint8_t *body, size_t si
 	return NULL;
 }
 
+static void conn_send_control(UnixConn *c, uint8_t type, const uint8_t *body, size_t size);
+
+/* A PACKET_POOL_EVENT: copy the event out, release the buffer, deliver. */
+static const char *conn_handle_pool_event(UnixConn *c, const uint8_t *body, size_t size,
+					  PalFdArray *fds)
+{
+	size_t n_fds = pal_fd_array_len(fds);
+	guint32 id, flags;
+	guint64 event_size;
+	const char *reason = NULL;
+
+	if (!unix_pooling_enabled())
+		return "unknown packet type";
+	if (size != POOL_EVENT_BODY)
+		return "pool event of a bad size";
+	memcpy(&id, body, 4);
+	memcpy(&flags, body + 4, 4);
+	memcpy(&event_size, body + 8, 8);
+	id = GUINT32_FROM_LE(id);
+	flags = GUINT32_FROM_LE(flags);
+	event_size = GUINT64_FROM_LE(event_size);
+	if (flags & ~(guint32)POOL_NEW)
+		return "pool event with unknown flags";
+	if (event_size > UNIX_POOL_MAX_EVENT)
+		return "pooled event too large";
+	if (!c->rx_pool)
+		c->rx_pool = unix_rx_pool_new();
+	size_t first = 0;
+	if (flags & POOL_NEW) {
+		if (n_fds < 1)
+			return "new pool buffer without its memfd";
+		reason = unix_rx_pool_add(c->rx_pool, id, pal_fd_array_peek_data(fds)[0]);
+		if (reason)
+			return reason;
+		first = 1;
+	}
+	void (*copy_free)(void *);
+	void *event_owner;
+	const uint8_t *event = unix_rx_pool_copy(c->rx_pool, id, (size_t)event_size, &copy_free,
+						 &event_owner, &reason);
+	if (!event)
+		return reason;
+	guint8 release[POOL_RELEASE_BODY] = {0};
+	guint32 le = GUINT32_TO_LE(id);
+	memcpy(release, &le, 4);
+	conn_send_control(c, PACKET_POOL_RELEASE, release, sizeof(release));
+
+	int moved[MESH_UNIX_MAX_FDS_PER_PACKET];
+	for (size_t i = first; i < n_fds; i++)
+		moved[i - first] = pal_fd_array_steal(fds, i);
+	mesh_node_receive_event_full(c->owner->node, &c->peer, event, (size_t)event_size, moved,
+				     n_fds - first, copy_free, event_owner);
+	return NULL;
+}
+
 /* Handles one received packet. Returns NULL or why the connection must end. */
 static const char *conn_handle_packet(UnixConn *c, const uint8_t *buf, size_t size,
 				      PalFdArray *fds)
@@ -521,15 +679,16 @@ static const char *conn_handle_packet(UnixConn *c, const uint8_t *buf, size_t si
 	if (size < PACKET_HEADER_SIZE)
 		return "packet without a header";
 	switch (buf[0]) {
-	case PACKET_EVENT:
-		if (n_fds == 0 && is_batch_hello(buf, size)) {
-			if (unix_batching_enabled()) {
-				g_mutex_lock(&c->lock);
-				c->peer_batches = TRUE;
-				g_mutex_unlock(&c->lock);
-			}
+	case PACKET_EVENT: {
+		int hello = n_fds == 0 ? hello_parse(buf, size) : -1;
+		if (hello >= 0) {
+			g_mutex_lock(&c->lock);
+			c->peer_batches = unix_batching_enabled() && (hello & HELLO_BATCH);
+			c->peer_pools = unix_pooling_enabled() && (hello & HELLO_POOL);
+			g_mutex_unlock(&c->lock);
 			return NULL;
 		}
+	}
 		{
 		int moved[MESH_UNIX_MAX_FDS_PER_PACKET];
 		for (size_t i = 0; i < n_fds; i++)
@@ -540,6 +699,21 @@ static const char *conn_handle_packet(UnixConn *c, const uint8_t *buf, size_t si
 	}
 	case PACKET_BATCH:
 		return conn_handle_batch(c, buf + PACKET_HEADER_SIZE, size - PACKET_HEADER_SIZE, fds);
+	case PACKET_POOL_EVENT:
+		return conn_handle_pool_event(c, buf + PACKET_HEADER_SIZE,
+					      size - PACKET_HEADER_SIZE, fds);
+	case PACKET_POOL_RELEASE: {
+		guint32 id;
+		if (!unix_pooling_enabled())
+			return "unknown packet type";
+		if (size != PACKET_HEADER_SIZE + POOL_RELEASE_BODY || n_fds)
+			return "pool release of a bad size";
+		memcpy(&id, buf + PACKET_HEADER_SIZE, 4);
+		g_mutex_lock(&c->lock);
+		gboolean ok = unix_tx_pool_release(c->tx_pool, GUINT32_FROM_LE(id));
+		g_mutex_unlock(&c->lock);
+		return ok ? NULL : "release of a pool buffer not in use";
+	}
 	case PACKET_LARGE_EVENT: {
 		size_t mem_size;
 		void *map;
@@ -855,10 +1029,12 @@ gboolean mesh_unix_node_connect_take(MeshUnixNode *u, const MeshNodeId *peer, in
 	g_ptr_array_add(u->conns, c);
 	g_mutex_unlock(&u->lock);
 
-	if (unix_batching_enabled()) {
-		/* First on the socket, before any event: the peer may batch to us. */
-		uint8_t hello[BATCH_HELLO_SIZE];
-		batch_hello_build(hello);
+	guint16 hello_flags = (unix_batching_enabled() ? HELLO_BATCH : 0) |
+			      (unix_pooling_enabled() ? HELLO_POOL : 0);
+	if (hello_flags) {
+		/* First on the socket, before any event: what the peer may send us. */
+		uint8_t hello[HELLO_SIZE];
+		hello_build(hello, hello_flags);
 		if (send(fd, hello, sizeof(hello), MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
 			g_debug("mesh: batch hello not sent: %s", g_strerror(errno));
 	}

@@ -45,6 +45,37 @@ void unix_run_sync(MeshUnixNode *u, GSourceFunc func, gpointer data);
 void unix_rx_free(UnixRx *rx);
 /* FALSE when MESH_UNIX_BATCH=0: no batch hello, no PACKET_BATCH either way. */
 gboolean unix_batching_enabled(void);
+/* FALSE when MESH_UNIX_POOL=0: large events always go in a new sealed memfd. */
+gboolean unix_pooling_enabled(void);
+
+/* unix-pool.c: reused memory for large events (sender and receiver sides). */
+#define UNIX_POOL_MAX_EVENT ((size_t)16 << 20)
+typedef struct UnixTxPool UnixTxPool;
+typedef struct UnixRxPool UnixRxPool;
+typedef struct {
+	guint32 id;
+	int fd;
+	uint8_t *map;
+	size_t size;
+	gboolean busy;      /* written, not yet released by the peer */
+	gboolean announced; /* the peer has (or is being sent) its memfd */
+} UnixPoolBuf;
+UnixTxPool *unix_tx_pool_new(void);
+void unix_tx_pool_free(UnixTxPool *p);
+/* A free buffer of at least @size, now busy; NULL if the pool may not give one. */
+UnixPoolBuf *unix_tx_pool_take(UnixTxPool *p, size_t size);
+/* FALSE if @id names no busy buffer (a peer's protocol error). */
+gboolean unix_tx_pool_release(UnixTxPool *p, guint32 id);
+UnixRxPool *unix_rx_pool_new(void);
+void unix_rx_pool_free(UnixRxPool *p);
+/* Maps the peer's buffer @id from @memfd (borrowed). NULL, or why not. */
+const char *unix_rx_pool_add(UnixRxPool *p, guint32 id, int memfd);
+/*
+ * Returns: a copy of the event in buffer @id, to be released with
+ * @ret_free(@ret_owner) (any thread, any time); or NULL with why.
+ */
+const uint8_t *unix_rx_pool_copy(UnixRxPool *p, guint32 id, size_t size,
+				 void (**ret_free)(void *), void **ret_owner, const char **ret_reason);
 
 /* unix-node.c: a transport that does not lead (it will follow a leader). */
 MeshUnixNode *unix_node_new_follower(MeshNode *node, GMainContext *context);
