@@ -7,7 +7,10 @@
  * Input: a sequence of packets, each [control: 1 byte][size: 2 bytes LE]
  * [size bytes]. Control bits 0-1: how many /dev/null fds ride along; bit 2:
  * send the bytes in a sealed memfd as the first fd (a large event; bit 3
- * leaves it unsealed) with only the header as data. The node has a port with
+ * leaves it unsealed) with only the header as data; bit 4: the first 24
+ * bytes are the packet and the rest goes into a memfd sealed against
+ * resizing only, sent as the first fd (a pool buffer, see unix-pool.c).
+ * The node has a port with
  * a fixed id (0x11 x16) peered with port 0x21.. on the fuzzed peer node
  * (0xaa x16), so events can reach it. Checks: no crash, no leak, no fd left.
  */
@@ -42,6 +45,19 @@ static void send_packet(int sock, uint8_t control, const uint8_t *bytes, size_t 
 	int fds[4], n = 0;
 	uint8_t header[8] = {3};
 
+	if ((control & 0x10) && !(control & 4)) {
+		size_t head = len < 24 ? len : 24;
+		int memfd = pal_memfd_create("fuzz-pool", len > head ? len - head : 1);
+		if (memfd < 0)
+			return;
+		if (len > head && write(memfd, bytes + head, len - head) != (ssize_t)(len - head)) {
+			close(memfd);
+			return;
+		}
+		fcntl(memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW);
+		fds[n++] = memfd;
+		len = head;
+	}
 	if (control & 4) {
 		int memfd = pal_memfd_create("fuzz", len);
 		if (memfd < 0)
