@@ -579,7 +579,7 @@ static NodeIoHook *receiver_find_io_hook(MeshReceiver *r)
  */
 static gboolean receiver_pop(MeshReceiver *r, gint64 timeout_us, Item *ret, GError **error)
 {
-	gint64 deadline = timeout_us > 0 ? channel_deadline(timeout_us) : -1;
+	gint64 deadline = -1; /* computed when a wait begins: no clock read when ready */
 	gboolean expired = FALSE;
 	gboolean hook_looked_up = FALSE, io_refused = FALSE;
 
@@ -620,6 +620,8 @@ static gboolean receiver_pop(MeshReceiver *r, gint64 timeout_us, Item *ret, GErr
 					    "no message within the timeout");
 			return FALSE;
 		}
+		if (timeout_us > 0 && deadline < 0)
+			deadline = channel_deadline(timeout_us);
 		if (!r->io_hook && !hook_looked_up) {
 			hook_looked_up = TRUE;
 			g_mutex_unlock(&r->lock);

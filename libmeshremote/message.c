@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* MeshMessage: typed (unencoded) or bytes + resources, and channel framing. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "remote-private.h"
 
@@ -15,10 +16,30 @@ MeshMessage *message_new_bytes_take(uint8_t *data, size_t size, MeshPayloadResou
 	return msg;
 }
 
+static void inline_data_keep(gpointer owner)
+{
+	/* The bytes live in the message's own block, freed with it. */
+}
+
+MeshMessage *message_new_bytes_copy(const void *data, size_t size, MeshPayloadResources *res,
+				    MeshWrap wrap)
+{
+	/* One block for the message and its bytes (read-only, like a mapping). */
+	MeshMessage *msg = g_malloc0(sizeof(MeshMessage) + size);
+	if (size) {
+		msg->data = (uint8_t *)(msg + 1);
+		memcpy(msg->data, data, size);
+		msg->data_free = inline_data_keep;
+	}
+	msg->size = size;
+	msg->res = res;
+	msg->wrap = wrap;
+	return msg;
+}
+
 MeshMessage *mesh_message_new(const void *data, size_t size)
 {
-	return message_new_bytes_take(size ? g_memdup2(data, size) : NULL, size, NULL,
-				      MESH_WRAP_NONE);
+	return message_new_bytes_copy(data, size, NULL, MESH_WRAP_NONE);
 }
 
 MeshMessage *mesh_message_new_typed_take(ProtobufCMessage *typed)

@@ -655,10 +655,8 @@ void mesh_node_receive_event_full(MeshNode *node, const MeshNodeId *from, const 
 				ev->message->data_owner = data_owner;
 				data_free = NULL;
 			} else {
-				ev->message = message_new_bytes_take(
-					h->message_size ? g_memdup2(view.payload, h->message_size)
-							: NULL,
-					h->message_size, res, MESH_WRAP_WIRE);
+				ev->message = message_new_bytes_copy(view.payload, h->message_size,
+								     res, MESH_WRAP_WIRE);
 			}
 		}
 		break;

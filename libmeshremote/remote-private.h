@@ -259,6 +259,9 @@ GError *mesh_error_node_failure(const MeshNodeId *node, const char *reason);
 /* message.c */
 MeshMessage *message_new_bytes_take(uint8_t *data, size_t size, MeshPayloadResources *res,
 				    MeshWrap wrap);
+/* A copy of @data in the message's own allocation (read-only, as data_free is set). */
+MeshMessage *message_new_bytes_copy(const void *data, size_t size, MeshPayloadResources *res,
+				    MeshWrap wrap);
 /* Encodes a typed message into bytes form (resources move to msg->res). */
 int message_ensure_bytes(MeshMessage *msg, GError **error);
 /*

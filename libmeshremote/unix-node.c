@@ -74,6 +74,7 @@ struct UnixConn {
 	gboolean send_closed;  /* no more sends: flush, then SHUT_WR */
 	gboolean write_shut;
 	gboolean ended;
+	gboolean flushing; /* a thread sends queued packets (outside the lock) */
 	gboolean peer_batches; /* the peer said it reads PACKET_BATCH */
 	gboolean peer_pools;   /* ... and PACKET_POOL_EVENT */
 	UnixTxPool *tx_pool;   /* under lock, made on first use */
@@ -144,23 +145,36 @@ static void conn_end_async(UnixConn *c, const char *reason)
 	g_main_context_invoke(c->owner->context, conn_end_cb, req);
 }
 
-/* Sends what is queued; then, once closed for sending, half-closes. Locked. */
+/*
+ * Sends what is queued; then, once closed for sending, half-closes. Locked;
+ * the lock is let go around each sendmsg(), so that senders keep queueing
+ * (and batching) meanwhile; while c->flushing, they do not send directly,
+ * which would overtake the packet in flight.
+ */
 static void conn_flush_locked(UnixConn *c)
 {
 	OutPacket *pk;
 
-	while ((pk = g_queue_peek_head(&c->pending))) {
+	if (c->flushing)
+		return; /* the thread that flushes looks at the queue again before it stops */
+	c->flushing = TRUE;
+	while (!c->ended && (pk = g_queue_pop_head(&c->pending))) {
+		g_mutex_unlock(&c->lock);
 		int r = packet_send(c->fd, pk->header, pk->body, pk->body_size, pk->fds, pk->n_fds);
-		if (r == -EAGAIN)
-			return;
-		g_queue_pop_head(&c->pending);
-		out_packet_free(pk);
+		if (r != -EAGAIN)
+			out_packet_free(pk);
+		g_mutex_lock(&c->lock);
+		if (r == -EAGAIN) {
+			g_queue_push_head(&c->pending, pk);
+			break;
+		}
 		if (r < 0) {
 			conn_end_async(c, g_strerror(-r));
-			return;
+			break;
 		}
 	}
-	if (c->send_closed && !c->write_shut) {
+	c->flushing = FALSE;
+	if (c->pending.length == 0 && c->send_closed && !c->write_shut) {
 		shutdown(c->fd, SHUT_WR);
 		c->write_shut = TRUE;
 	}
@@ -208,7 +222,7 @@ static void conn_send_control(UnixConn *c, uint8_t type, const uint8_t *body, si
 		return;
 	}
 	int r = -EAGAIN;
-	if (c->pending.length == 0)
+	if (c->pending.length == 0 && !c->flushing)
 		r = packet_send(c->fd, header, body, size, NULL, 0);
 	if (r == -EAGAIN) {
 		OutPacket *pk = g_new0(OutPacket, 1);
@@ -487,7 +501,7 @@ static void sink_send(void *user_data, const struct iovec *iov, size_t n_iov, co
 	gboolean small = header[0] == PACKET_EVENT;
 	gboolean streaming = c->peer_batches && small &&
 			     g_atomic_int_add(&c->streak, 1) >= STREAM_STREAK;
-	if (c->pending.length == 0 && !streaming)
+	if (c->pending.length == 0 && !c->flushing && !streaming)
 		r = packet_sendv(c->fd, header, iov, n_iov, all_fds, total_fds);
 	if (r == -EAGAIN && small && c->peer_batches && c->pending.length > 0 &&
 	    out_packet_append(g_queue_peek_tail(&c->pending), iov, n_iov, size, fds, n_fds)) {
