@@ -1,0 +1,1304 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The Unix transport's extensions between C nodes (doc/libmeshremote-unix.md,
+ * "Extensions between C nodes"): the hello, batches and pooled large events.
+ *
+ * A node with its own I/O thread gets one connection whose other end the
+ * test plays by hand (the "fake node"), reading and writing raw packets, so
+ * that every byte and fd on the wire is checked, and so that the node can
+ * be sent what no C node would send. The wire constants are written out
+ * here from the doc, not taken from the library, on purpose.
+ *
+ * Run as "test-unix-ext --switches-child" with MESH_UNIX_BATCH=0 and
+ * MESH_UNIX_POOL=0 in its environment, the binary runs instead the checks
+ * of a process with both extensions off (the switches are read once per
+ * process, hence a process of its own); test_switches starts it so.
+ */
+#include <check.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/sockios.h>
+#include <poll.h>
+#include <stdio.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <pal/pal.h>
+
+#include "remote-private.h"
+
+/* Packets: an 8-byte header (the type, then 7 zero bytes) and a body. */
+#define PACKET_HEADER 8
+#define PACKET_EVENT 1
+#define PACKET_LARGE_EVENT 3
+#define PACKET_BATCH 0x80
+#define PACKET_POOL_EVENT 0x81
+#define PACKET_POOL_RELEASE 0x82
+/* A batch entry: u32 LE event size, u16 LE fd count, 2 zero bytes. */
+#define BATCH_ENTRY_HEADER 8
+/* POOL_EVENT body: u32 LE id, u32 LE flags, u64 LE event size. */
+#define POOL_EVENT_BODY 16
+#define POOL_NEW 0x1
+#define POOL_RELEASE_BODY 8
+/* The hello's payload: 'M', 'C', u16 LE flags. */
+#define HELLO_BATCH 0x1
+#define HELLO_POOL 0x2
+#define HELLO_SIZE (PACKET_HEADER + MESH_EVENT_HEADER_SIZE + 4)
+static const uint8_t hello_port[16] = "mesh-c:hello:v1";
+/* Events sent at once before a one-way stream goes through the queue. */
+#define STREAM_STREAK 16
+/* Buffers in the sender's pool, and in the receiver's at most. */
+#define TX_POOL_BUFS 8
+#define RX_POOL_BUFS 16
+/* A large event: over a packet, so it goes out of line. */
+#define LARGE_PAYLOAD (100u << 10)
+/*
+ * The numbered messages of the streams: "m<seq>", padded with dots to
+ * FLOOD_MESSAGE bytes in the floods (so that 2000 of them are far more
+ * than FLOOD_SNDBUF, the node's send buffer there), unpadded otherwise.
+ */
+#define FLOOD_MESSAGE 200
+#define FLOOD_SNDBUF (64 << 10)
+/* The send buffer in the streak test: room for all its events, even unread. */
+#define STREAK_SNDBUF (200 << 10)
+
+#define SWITCHES_CHILD_ARG "--switches-child"
+#define SWITCHES_CHILD_TESTS 4
+
+/* Waits for what must come: generous, and more so under valgrind. */
+static guint wait_ms(void)
+{
+	return g_getenv("MESH_TEST_VALGRIND") ? 60000 : 10000;
+}
+
+static guint32 get_le32(const uint8_t *p)
+{
+	guint32 v;
+	memcpy(&v, p, 4);
+	return GUINT32_FROM_LE(v);
+}
+
+static guint64 get_le64(const uint8_t *p)
+{
+	guint64 v;
+	memcpy(&v, p, 8);
+	return GUINT64_FROM_LE(v);
+}
+
+static void append_le16(GByteArray *b, guint16 v)
+{
+	v = GUINT16_TO_LE(v);
+	g_byte_array_append(b, (const guint8 *)&v, 2);
+}
+
+static void append_le32(GByteArray *b, guint32 v)
+{
+	v = GUINT32_TO_LE(v);
+	g_byte_array_append(b, (const guint8 *)&v, 4);
+}
+
+static void append_le64(GByteArray *b, guint64 v)
+{
+	v = GUINT64_TO_LE(v);
+	g_byte_array_append(b, (const guint8 *)&v, 8);
+}
+
+static int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)))
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n - 1;
+}
+
+static void fill_pattern(uint8_t *buf, size_t size, guint salt)
+{
+	for (size_t i = 0; i < size; i++)
+		buf[i] = (uint8_t)(i * 131 + salt * 7 + (i >> 9));
+}
+
+/* A MESSAGE event for @port: the header, @n_fds fd records (zero ids), the payload. */
+static GByteArray *event_build(const MeshPortId *port, guint64 seq, const void *payload,
+			       size_t size, guint n_fds)
+{
+	GByteArray *ev = g_byte_array_new();
+	MeshEventHeader h = {
+		.port_id = *port,
+		.type = MESH_EVENT_MESSAGE,
+		.flags = MESH_EVENT_FLAG_MESSAGE,
+		.seq = seq,
+		.resource_count = n_fds,
+		.message_size = (uint32_t)size,
+	};
+	g_byte_array_set_size(ev, MESH_EVENT_HEADER_SIZE + n_fds * MESH_RESOURCE_DATA_SIZE);
+	mesh_event_write_header(ev->data, &h);
+	for (guint i = 0; i < n_fds; i++) {
+		MeshResourceData rd = {0};
+		mesh_event_write_resource(
+			ev->data + MESH_EVENT_HEADER_SIZE + i * MESH_RESOURCE_DATA_SIZE, &rd);
+	}
+	g_byte_array_append(ev, payload, (guint)size);
+	return ev;
+}
+
+static void batch_entry_append(GByteArray *body, guint32 size, guint16 n_fds, guint8 reserved,
+			       const GByteArray *ev)
+{
+	append_le32(body, size);
+	append_le16(body, n_fds);
+	guint8 zero[2] = {reserved, 0};
+	g_byte_array_append(body, zero, 2);
+	if (ev)
+		g_byte_array_append(body, ev->data, ev->len);
+}
+
+/* The hello as the doc spells it, with @flags. */
+static void hello_build(uint8_t out[HELLO_SIZE], guint16 flags)
+{
+	MeshEventHeader h = {
+		.type = MESH_EVENT_MESSAGE,
+		.flags = MESH_EVENT_FLAG_MESSAGE,
+		.message_size = 4,
+	};
+	memcpy(h.port_id.bytes, hello_port, 16);
+	memset(out, 0, PACKET_HEADER);
+	out[0] = PACKET_EVENT;
+	mesh_event_write_header(out + PACKET_HEADER, &h);
+	uint8_t *p = out + PACKET_HEADER + MESH_EVENT_HEADER_SIZE;
+	p[0] = 'M';
+	p[1] = 'C';
+	p[2] = flags & 0xff;
+	p[3] = flags >> 8;
+}
+
+/*
+ * What arrives on the node's port: a raw-port handler feeds a queue, and a
+ * failure keeps its error's text (the reason the connection ended).
+ */
+typedef struct {
+	MeshMessage *msg; /* NULL: not a message */
+	char *failure;    /* the port failed with this error */
+	gboolean closed;
+} InboxItem;
+
+typedef struct {
+	GAsyncQueue *queue; /* InboxItem * */
+	MeshPort *port;
+} Inbox;
+
+static void inbox_item_free(InboxItem *item)
+{
+	if (item->msg)
+		mesh_message_free(item->msg);
+	g_free(item->failure);
+	g_free(item);
+}
+
+static void inbox_message(MeshPort *port, void *data, MeshMessage *msg, Deferred *d)
+{
+	InboxItem *item = g_new0(InboxItem, 1);
+	item->msg = msg;
+	g_async_queue_push(((Inbox *)data)->queue, item);
+}
+
+static void inbox_close(MeshPort *port, void *data, Deferred *d)
+{
+	InboxItem *item = g_new0(InboxItem, 1);
+	item->closed = TRUE;
+	g_async_queue_push(((Inbox *)data)->queue, item);
+}
+
+static void inbox_fail(MeshPort *port, void *data, const GError *error, Deferred *d)
+{
+	InboxItem *item = g_new0(InboxItem, 1);
+	item->failure = g_strdup(error->message);
+	g_async_queue_push(((Inbox *)data)->queue, item);
+}
+
+static const PortHandler inbox_handler = {
+	.message = inbox_message,
+	.close = inbox_close,
+	.fail = inbox_fail,
+};
+
+static Inbox *inbox_new(MeshPort *port)
+{
+	Inbox *in = g_new0(Inbox, 1);
+	in->queue = g_async_queue_new();
+	in->port = port;
+	port_set_handler(port, &inbox_handler, in);
+	return in;
+}
+
+static void inbox_free(Inbox *in)
+{
+	InboxItem *item;
+
+	port_set_handler(in->port, NULL, NULL);
+	while ((item = g_async_queue_try_pop(in->queue)))
+		inbox_item_free(item);
+	g_async_queue_unref(in->queue);
+	g_free(in);
+}
+
+/* A node, its port and one connection whose other end the test holds. */
+typedef struct {
+	MeshNode *node;
+	MeshUnixNode *unode;
+	MeshNodeId peer;   /* the fake node */
+	MeshPortId mine;   /* the node's port */
+	MeshPortId theirs; /* its peer, on the fake node */
+	MeshPort *port;
+	Inbox *inbox;
+	int sock;         /* the fake node's end */
+	guint64 next_seq; /* of the next message the fake node sends to the port */
+} Rig;
+
+/* @sndbuf: if not 0, the SO_SNDBUF of the node's end (how soon it fills). */
+static Rig *rig_new_full(int sndbuf)
+{
+	Rig *r = g_new0(Rig, 1);
+	int sv[2];
+
+	r->node = mesh_node_new();
+	r->unode = mesh_unix_node_new(r->node, NULL);
+	mesh_uuid_generate(&r->peer);
+	mesh_uuid_generate(&r->mine);
+	mesh_uuid_generate(&r->theirs);
+	MeshRemoteNode *h = mesh_node_add_remote(r->node, &r->peer);
+	r->port = mesh_node_add_port(r->node, &r->mine, &r->peer, &r->theirs);
+	ck_assert_ptr_nonnull(r->port);
+	r->inbox = inbox_new(r->port);
+	ck_assert_int_eq(pal_socketpair(SOCK_SEQPACKET, sv), 0);
+	if (sndbuf)
+		ck_assert_int_eq(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)),
+				 0);
+	ck_assert(mesh_unix_node_connect_take(r->unode, &r->peer, sv[0], NULL));
+	mesh_remote_node_unref(h);
+	r->sock = sv[1];
+	r->next_seq = 1;
+	return r;
+}
+
+static Rig *rig_new(void)
+{
+	return rig_new_full(0);
+}
+
+static void rig_free(Rig *r)
+{
+	inbox_free(r->inbox);
+	mesh_port_close(r->port);
+	/* The fake node's end of stream: the node ends the connection too. */
+	shutdown(r->sock, SHUT_WR);
+	mesh_unix_node_shutdown(r->unode, 5 * G_USEC_PER_SEC);
+	mesh_unix_node_free(r->unode);
+	mesh_node_unref(r->node);
+	close(r->sock);
+	g_free(r);
+}
+
+/* The fds a rig leaves behind once freed: none, which the first one settles. */
+static void warm_up(void)
+{
+	static gboolean done;
+	if (!done) {
+		rig_free(rig_new());
+		done = TRUE;
+	}
+}
+
+static void wait_fds_back_to(int before)
+{
+	for (int i = 0; i < 400 && count_fds() != before; i++)
+		g_usleep(5000);
+	ck_assert_int_eq(count_fds(), before);
+}
+
+static InboxItem *inbox_wait(Rig *r)
+{
+	InboxItem *item = g_async_queue_timeout_pop(r->inbox->queue, (guint64)wait_ms() * 1000);
+	ck_assert_msg(item != NULL, "nothing arrived on the node's port");
+	return item;
+}
+
+/* Returns: (transfer full): the next thing on the port, which must be a message. */
+static MeshMessage *expect_message(Rig *r)
+{
+	InboxItem *item = inbox_wait(r);
+	ck_assert_msg(item->msg != NULL, "a message expected, got %s",
+		      item->failure ? item->failure : "closed");
+	MeshMessage *msg = item->msg;
+	item->msg = NULL;
+	inbox_item_free(item);
+	return msg;
+}
+
+static void check_payload(MeshMessage *msg, const void *data, size_t size)
+{
+	size_t got;
+	const uint8_t *bytes = mesh_message_get_data(msg, &got);
+	ck_assert_uint_eq(got, size);
+	ck_assert(size == 0 || memcmp(bytes, data, size) == 0);
+}
+
+static void expect_payload(Rig *r, const void *data, size_t size)
+{
+	MeshMessage *msg = expect_message(r);
+	check_payload(msg, data, size);
+	ck_assert_uint_eq(mesh_message_get_n_resources(msg), 0);
+	mesh_message_free(msg);
+}
+
+/* The next thing on the port is its failure, with @reason in the error's text. */
+static void expect_failure(Rig *r, const char *reason)
+{
+	InboxItem *item = inbox_wait(r);
+	ck_assert_msg(item->failure != NULL, "the connection did not end (%s arrived first)",
+		      item->msg ? "a message" : "closed");
+	ck_assert_msg(strstr(item->failure, reason) != NULL, "ended with \"%s\", not \"%s\"",
+		      item->failure, reason);
+	inbox_item_free(item);
+}
+
+/* One packet from the fake node: @type, @body, @fds (borrowed). */
+static void peer_send(Rig *r, guint8 type, const void *body, size_t size, const int *fds,
+		      size_t n_fds)
+{
+	uint8_t header[PACKET_HEADER] = {type};
+	struct iovec iov[2] = {{header, PACKET_HEADER}, {(void *)body, size}};
+	ssize_t sent = pal_send_with_fds(r->sock, iov, size ? 2 : 1, fds, n_fds, 0);
+	ck_assert_int_eq(sent, (ssize_t)(PACKET_HEADER + size));
+}
+
+static void peer_send_hello(Rig *r, guint16 flags)
+{
+	uint8_t hello[HELLO_SIZE];
+	hello_build(hello, flags);
+	ck_assert_int_eq(send(r->sock, hello, sizeof(hello), MSG_NOSIGNAL), sizeof(hello));
+}
+
+/* A message from the fake node; once it arrives, every earlier packet was handled. */
+static void rig_sync(Rig *r)
+{
+	GByteArray *ev = event_build(&r->mine, r->next_seq++, "sync", 4, 0);
+	peer_send(r, PACKET_EVENT, ev->data, ev->len, NULL, 0);
+	g_byte_array_unref(ev);
+	expect_payload(r, "sync", 4);
+}
+
+/* A packet from the node. */
+typedef struct {
+	uint8_t *data; /* the whole packet */
+	size_t size;
+	guint8 type;
+	const uint8_t *body;
+	size_t body_size;
+	PalFdArray *fds;
+} Packet;
+
+/* No checks here (the reader thread uses it): 1 a packet, 0 nothing in time, -1 the end. */
+static int packet_recv(int sock, Packet *pk, guint timeout_ms)
+{
+	struct pollfd pfd = {sock, POLLIN, 0};
+	int n;
+
+	memset(pk, 0, sizeof(*pk));
+	do
+		n = poll(&pfd, 1, (int)timeout_ms);
+	while (n < 0 && errno == EINTR);
+	if (n == 0)
+		return 0;
+	pk->data = g_malloc(MESH_UNIX_MAX_PACKET_SIZE);
+	pk->fds = pal_fd_array_new();
+	struct iovec iov = {pk->data, MESH_UNIX_MAX_PACKET_SIZE};
+	ssize_t r = pal_recv_with_fds(sock, &iov, 1, pk->fds, MESH_UNIX_MAX_FDS_PER_PACKET,
+				      MSG_DONTWAIT);
+	if (r <= 0)
+		return -1;
+	pk->size = (size_t)r;
+	pk->type = pk->data[0];
+	pk->body = pk->data + PACKET_HEADER;
+	pk->body_size = pk->size >= PACKET_HEADER ? pk->size - PACKET_HEADER : 0;
+	return 1;
+}
+
+static void packet_clear(Packet *pk)
+{
+	g_free(pk->data);
+	pal_fd_array_free(pk->fds);
+	memset(pk, 0, sizeof(*pk));
+}
+
+static void packet_check_header(const Packet *pk)
+{
+	static const uint8_t zero[PACKET_HEADER - 1];
+	ck_assert_uint_ge(pk->size, PACKET_HEADER);
+	ck_assert_msg(memcmp(pk->data + 1, zero, sizeof(zero)) == 0, "header bytes not zero");
+}
+
+static void peer_recv(Rig *r, Packet *pk)
+{
+	int got = packet_recv(r->sock, pk, wait_ms());
+	ck_assert_msg(got == 1, got ? "the node ended the connection" : "no packet from the node");
+	packet_check_header(pk);
+}
+
+static void expect_hello(Rig *r, guint16 flags)
+{
+	uint8_t want[HELLO_SIZE];
+	Packet pk;
+
+	hello_build(want, flags);
+	peer_recv(r, &pk);
+	ck_assert_uint_eq(pk.size, HELLO_SIZE);
+	ck_assert_uint_eq(pal_fd_array_len(pk.fds), 0);
+	ck_assert_msg(memcmp(pk.data, want, HELLO_SIZE) == 0, "not the hello (flags %u)", flags);
+	packet_clear(&pk);
+}
+
+/* A MESSAGE event from the node's port: its header checked and returned. */
+static MeshEventView check_message_event(Rig *r, const uint8_t *ev, size_t size)
+{
+	MeshEventView view;
+	ck_assert_int_eq(mesh_event_parse(ev, size, &view), 0);
+	ck_assert(memcmp(view.header.port_id.bytes, r->theirs.bytes, 16) == 0);
+	ck_assert_int_eq(view.header.type, MESH_EVENT_MESSAGE);
+	ck_assert_int_eq(view.header.flags, MESH_EVENT_FLAG_MESSAGE);
+	return view;
+}
+
+/* "m<seq>", then dots up to @size bytes if that is more; returns the length. */
+static size_t numbered_text(char out[FLOOD_MESSAGE], guint64 seq, size_t size)
+{
+	size_t len = (size_t)snprintf(out, FLOOD_MESSAGE, "m%" G_GUINT64_FORMAT, seq);
+	g_assert(size <= FLOOD_MESSAGE);
+	if (size > len) {
+		memset(out + len, '.', size - len);
+		len = size;
+	}
+	return len;
+}
+
+/* A numbered message without resources (what node_send_numbered sends): its seq. */
+static guint64 check_numbered_event(Rig *r, const uint8_t *ev, size_t size)
+{
+	MeshEventView view = check_message_event(r, ev, size);
+	char want[FLOOD_MESSAGE];
+	size_t len = numbered_text(want, view.header.seq, view.header.message_size);
+	ck_assert_uint_eq(view.header.resource_count, 0);
+	ck_assert_uint_eq(view.header.message_size, len);
+	ck_assert(memcmp(view.payload, want, len) == 0);
+	return view.header.seq;
+}
+
+/* Messages @first..@last from the node's port, of @size bytes (0: as short as can be). */
+static void node_send_numbered(Rig *r, guint first, guint last, size_t size)
+{
+	for (guint i = first; i <= last; i++) {
+		char text[FLOOD_MESSAGE];
+		size_t len = numbered_text(text, i, size);
+		ck_assert(port_send(r->port, mesh_message_new(text, len), FALSE));
+	}
+}
+
+/* The numbered events of an EVENT or BATCH packet, appended to @seqs; how many. */
+static guint collect_numbered(Rig *r, const Packet *pk, GArray *seqs)
+{
+	guint n = 0;
+
+	packet_check_header(pk);
+	ck_assert_uint_eq(pal_fd_array_len(pk->fds), 0);
+	if (pk->type == PACKET_EVENT) {
+		guint64 seq = check_numbered_event(r, pk->body, pk->body_size);
+		g_array_append_val(seqs, seq);
+		return 1;
+	}
+	ck_assert_msg(pk->type == PACKET_BATCH, "packet of type %u", pk->type);
+	for (size_t off = 0; off < pk->body_size; n++) {
+		ck_assert_uint_ge(pk->body_size - off, BATCH_ENTRY_HEADER);
+		guint32 len = get_le32(pk->body + off);
+		guint16 nf = (guint16)(pk->body[off + 4] | pk->body[off + 5] << 8);
+		ck_assert_uint_eq(nf, 0);
+		ck_assert(pk->body[off + 6] == 0 && pk->body[off + 7] == 0);
+		off += BATCH_ENTRY_HEADER;
+		ck_assert(len > 0 && len <= pk->body_size - off);
+		guint64 seq = check_numbered_event(r, pk->body + off, len);
+		g_array_append_val(seqs, seq);
+		off += len;
+	}
+	ck_assert_uint_ge(n, 1);
+	return n;
+}
+
+/* @seqs holds 1..@n each exactly once, and in ascending order. */
+static void check_seqs(GArray *seqs, guint n)
+{
+	guint8 *seen = g_malloc0(n + 1);
+	ck_assert_uint_eq(seqs->len, n);
+	for (guint i = 0; i < seqs->len; i++) {
+		guint64 s = g_array_index(seqs, guint64, i);
+		ck_assert_msg(s >= 1 && s <= n, "seq %" G_GUINT64_FORMAT " out of range", s);
+		ck_assert_msg(!seen[s], "seq %" G_GUINT64_FORMAT " twice", s);
+		seen[s] = 1;
+	}
+	g_free(seen);
+	for (guint i = 0; i < seqs->len; i++)
+		ck_assert_msg(g_array_index(seqs, guint64, i) == i + 1,
+			      "seq %" G_GUINT64_FORMAT " at position %u (the wire reordered)",
+			      g_array_index(seqs, guint64, i), i + 1);
+}
+
+/*
+ * The node's port sends messages 1..@n while the fake node does not read
+ * for a while (the socket fills: make its send buffer small enough), then
+ * the fake node reads it all: every event must arrive once, in order.
+ * Returns how many BATCH packets there were.
+ */
+static guint flood(Rig *r, guint n)
+{
+	GArray *seqs = g_array_new(FALSE, FALSE, sizeof(guint64));
+	guint batches = 0;
+	int queued = 0;
+
+	node_send_numbered(r, 1, n, FLOOD_MESSAGE);
+	g_usleep(50 * 1000);
+	/* Less than the events alone: the node holds the rest back. */
+	ck_assert_int_eq(ioctl(r->sock, SIOCINQ, &queued), 0);
+	ck_assert_msg((size_t)queued < n * (size_t)(MESH_EVENT_HEADER_SIZE + FLOOD_MESSAGE),
+		      "the socket never filled (%d bytes waiting)", queued);
+	while (seqs->len < n) {
+		Packet pk;
+		peer_recv(r, &pk);
+		collect_numbered(r, &pk, seqs);
+		batches += pk.type == PACKET_BATCH;
+		packet_clear(&pk);
+	}
+	check_seqs(seqs, n);
+	g_array_unref(seqs);
+	return batches;
+}
+
+START_TEST(test_hello_first)
+{
+	Rig *r = rig_new();
+	/* Sent before the hello is read: it must still come second. */
+	node_send_numbered(r, 1, 1, 0);
+	expect_hello(r, HELLO_BATCH | HELLO_POOL);
+
+	Packet pk;
+	peer_recv(r, &pk);
+	ck_assert_int_eq(pk.type, PACKET_EVENT);
+	ck_assert_uint_eq(check_numbered_event(r, pk.body, pk.body_size), 1);
+	packet_clear(&pk);
+	rig_free(r);
+}
+END_TEST
+
+START_TEST(test_batch_receive)
+{
+	warm_up();
+	int before = count_fds();
+	Rig *r = rig_new();
+	expect_hello(r, HELLO_BATCH | HELLO_POOL);
+	peer_send_hello(r, HELLO_BATCH | HELLO_POOL);
+
+	int pipefd[2];
+	ck_assert_int_eq(pipe2(pipefd, O_CLOEXEC), 0);
+	static const char *texts[] = {"one", "two", "three"};
+	GByteArray *body = g_byte_array_new();
+	for (guint i = 0; i < 3; i++) {
+		guint n_fds = i == 1;
+		GByteArray *ev = event_build(&r->mine, r->next_seq++, texts[i], strlen(texts[i]),
+					     n_fds);
+		batch_entry_append(body, ev->len, (guint16)n_fds, 0, ev);
+		g_byte_array_unref(ev);
+	}
+	peer_send(r, PACKET_BATCH, body->data, body->len, &pipefd[1], 1);
+	g_byte_array_unref(body);
+
+	expect_payload(r, "one", 3);
+	MeshMessage *msg = expect_message(r);
+	check_payload(msg, "two", 3);
+	ck_assert_uint_eq(mesh_message_get_n_resources(msg), 1);
+	int fd = mesh_message_steal_fd(msg, 0);
+	struct stat a, b;
+	ck_assert_int_eq(fstat(fd, &a), 0);
+	ck_assert_int_eq(fstat(pipefd[1], &b), 0);
+	ck_assert(a.st_ino == b.st_ino && a.st_dev == b.st_dev);
+	close(fd);
+	mesh_message_free(msg);
+	expect_payload(r, "three", 5);
+
+	close(pipefd[0]);
+	close(pipefd[1]);
+	rig_free(r);
+	wait_fds_back_to(before);
+}
+END_TEST
+
+/* Each a batch that must end the connection before any of its events is delivered. */
+typedef enum {
+	BAD_BATCH_TRUNCATED_HEADER,
+	BAD_BATCH_SIZE_ZERO,
+	BAD_BATCH_SIZE_PAST_END,
+	BAD_BATCH_RESERVED,
+	BAD_BATCH_MISSING_FDS,
+	BAD_BATCH_FDS_LEFT_OVER,
+	BAD_BATCH_EMPTY,
+} BadBatch;
+
+static const char *const bad_batch_reasons[] = {
+	[BAD_BATCH_TRUNCATED_HEADER] = "without its header",
+	[BAD_BATCH_SIZE_ZERO] = "bad size",
+	[BAD_BATCH_SIZE_PAST_END] = "bad size",
+	[BAD_BATCH_RESERVED] = "reserved",
+	[BAD_BATCH_MISSING_FDS] = "missing fds",
+	[BAD_BATCH_FDS_LEFT_OVER] = "left over",
+	[BAD_BATCH_EMPTY] = "empty",
+};
+
+/* Each case breaks one rule only, so that no other check can mask a missing one. */
+static void send_bad_batch(Rig *r, BadBatch how)
+{
+	static const guint8 half_header[5] = {5, 0, 0, 0, 0};
+	size_t n_fds = 1;
+
+	if (how == BAD_BATCH_EMPTY) {
+		/* No fd either: only the emptiness is wrong. */
+		peer_send(r, PACKET_BATCH, NULL, 0, NULL, 0);
+		return;
+	}
+	GByteArray *body = g_byte_array_new();
+	int fds[2] = {
+		open("/dev/null", O_RDONLY | O_CLOEXEC),
+		open("/dev/null", O_RDONLY | O_CLOEXEC),
+	};
+	/* First a good entry with the packet's fd: it must not be delivered. */
+	GByteArray *first = event_build(&r->mine, r->next_seq++, "never", 5, 1);
+	batch_entry_append(body, first->len, 1, 0, first);
+	g_byte_array_unref(first);
+	/* Then the bad one (for MISSING_FDS, it names an fd the packet no longer has). */
+	GByteArray *next = event_build(&r->mine, r->next_seq++, "nope", 4,
+				       how == BAD_BATCH_MISSING_FDS);
+	switch (how) {
+	case BAD_BATCH_TRUNCATED_HEADER:
+		g_byte_array_append(body, half_header, sizeof(half_header));
+		break;
+	case BAD_BATCH_SIZE_ZERO:
+		batch_entry_append(body, 0, 0, 0, NULL);
+		break;
+	case BAD_BATCH_SIZE_PAST_END:
+		batch_entry_append(body, next->len + 1, 0, 0, next);
+		break;
+	case BAD_BATCH_RESERVED:
+		batch_entry_append(body, next->len, 0, 1, next);
+		break;
+	case BAD_BATCH_MISSING_FDS:
+		batch_entry_append(body, next->len, 1, 0, next);
+		break;
+	case BAD_BATCH_FDS_LEFT_OVER:
+		n_fds = 2;
+		break;
+	case BAD_BATCH_EMPTY:
+		g_assert_not_reached();
+	}
+	peer_send(r, PACKET_BATCH, body->data, body->len, fds, n_fds);
+	g_byte_array_unref(next);
+	g_byte_array_unref(body);
+	close(fds[0]);
+	close(fds[1]);
+}
+
+START_TEST(test_batch_hostile)
+{
+	BadBatch how = (BadBatch)_i;
+
+	warm_up();
+	int before = count_fds();
+	Rig *r = rig_new();
+	expect_hello(r, HELLO_BATCH | HELLO_POOL);
+	peer_send_hello(r, HELLO_BATCH | HELLO_POOL);
+	rig_sync(r);
+	send_bad_batch(r, how);
+	expect_failure(r, bad_batch_reasons[how]);
+	rig_free(r);
+	wait_fds_back_to(before);
+}
+END_TEST
+
+START_TEST(test_batch_send)
+{
+	Rig *r = rig_new_full(FLOOD_SNDBUF);
+	expect_hello(r, HELLO_BATCH | HELLO_POOL);
+	peer_send_hello(r, HELLO_BATCH);
+	rig_sync(r);
+	guint batches = flood(r, 2000);
+	ck_assert_msg(batches >= 1, "2000 events under load and no batch");
+	rig_free(r);
+}
+END_TEST
+
+START_TEST(test_batch_send_not_announced)
+{
+	/* An upstream peer (no hello), then a C peer that reads pool events only. */
+	for (int variant = 0; variant < 2; variant++) {
+		Rig *r = rig_new_full(FLOOD_SNDBUF);
+		expect_hello(r, HELLO_BATCH | HELLO_POOL);
+		if (variant == 1) {
+			peer_send_hello(r, HELLO_POOL);
+			rig_sync(r);
+		}
+		ck_assert_uint_eq(flood(r, 2000), 0);
+		rig_free(r);
+	}
+}
+END_TEST
+
+/* The fake node reading on a thread of its own (no Check calls there). */
+typedef struct {
+	int sock;
+	guint want; /* events */
+	gint64 deadline;
+	GPtrArray *packets; /* Packet * in arrival order */
+} Reader;
+
+/* Events in an EVENT or BATCH packet, counted leniently: the main thread checks. */
+static guint packet_count_events(const Packet *pk)
+{
+	guint n = 0;
+
+	if (pk->type == PACKET_EVENT)
+		return 1;
+	if (pk->type != PACKET_BATCH)
+		return 0;
+	for (size_t off = 0; pk->body_size - off >= BATCH_ENTRY_HEADER; n++) {
+		guint32 len = get_le32(pk->body + off);
+		off += BATCH_ENTRY_HEADER;
+		if (len == 0 || len > pk->body_size - off)
+			break;
+		off += len;
+	}
+	return n;
+}
+
+static gpointer reader_run(gpointer data)
+{
+	Reader *rd = data;
+	guint events = 0;
+
+	while (events < rd->want && g_get_monotonic_time() < rd->deadline) {
+		Packet *pk = g_new(Packet, 1);
+		int got = packet_recv(rd->sock, pk, 100);
+		if (got <= 0) {
+			packet_clear(pk);
+			g_free(pk);
+			if (got < 0)
+				break;
+			continue;
+		}
+		g_ptr_array_add(rd->packets, pk);
+		events += packet_count_events(pk);
+	}
+	return NULL;
+}
+
+static void packet_free(gpointer data)
+{
+	packet_clear(data);
+	g_free(data);
+}
+
+START_TEST(test_streak)
+{
+	enum { N = 200 };
+	Rig *r = rig_new_full(STREAK_SNDBUF);
+	expect_hello(r, HELLO_BATCH | HELLO_POOL);
+	peer_send_hello(r, HELLO_BATCH);
+	/* The last packet from the fake node: the streak counts from here. */
+	rig_sync(r);
+
+	Reader rd = {
+		.sock = r->sock,
+		.want = N,
+		.deadline = g_get_monotonic_time() + (gint64)wait_ms() * 1000,
+		.packets = g_ptr_array_new_with_free_func(packet_free),
+	};
+	GThread *reader = g_thread_new("fake-node-reader", reader_run, &rd);
+	/* Short: even unread, they would not fill the socket (only the streak batches). */
+	node_send_numbered(r, 1, N, 0);
+	g_thread_join(reader);
+
+	GArray *seqs = g_array_new(FALSE, FALSE, sizeof(guint64));
+	guint batches = 0;
+	for (guint i = 0; i < rd.packets->len; i++) {
+		const Packet *pk = rd.packets->pdata[i];
+		collect_numbered(r, pk, seqs);
+		batches += pk->type == PACKET_BATCH;
+		/* The socket has room: the first events of the streak go one by one. */
+		if (i < STREAM_STREAK)
+			ck_assert_msg(pk->type == PACKET_EVENT, "packet %u is a batch", i + 1);
+	}
+	check_seqs(seqs, N);
+	ck_assert_msg(batches >= 1, "a one-way stream of %d events and no batch", N);
+	g_array_unref(seqs);
+	g_ptr_array_unref(rd.packets);
+	rig_free(r);
+}
+END_TEST
+
+/* A read-only mapping of the fake node's view of one of the node's pool buffers. */
+typedef struct {
+	guint32 id;
+	const uint8_t *map;
+	size_t size;
+} PeerBuf;
+
+static void check_event_bytes(const uint8_t *got, const GByteArray *want)
+{
+	ck_assert_msg(memcmp(got, want->data, want->len) == 0, "the event's bytes differ");
+}
+
+START_TEST(test_pool_send)
+{
+	enum { N = TX_POOL_BUFS + 4 };
+	uint8_t *payload = g_malloc(LARGE_PAYLOAD);
+	PeerBuf bufs[TX_POOL_BUFS] = {{0}};
+	Rig *r = rig_new();
+
+	expect_hello(r, HELLO_BATCH | HELLO_POOL);
+	peer_send_hello(r, HELLO_POOL);
+	rig_sync(r);
+	for (guint i = 1; i <= N; i++) {
+		fill_pattern(payload, LARGE_PAYLOAD, i);
+		ck_assert(port_send(r->port, mesh_message_new(payload, LARGE_PAYLOAD), FALSE));
+	}
+
+	for (guint i = 1; i <= N; i++) {
+		Packet pk;
+		fill_pattern(payload, LARGE_PAYLOAD, i);
+		GByteArray *want = event_build(&r->theirs, i, payload, LARGE_PAYLOAD, 0);
+		peer_recv(r, &pk);
+		ck_assert_uint_eq(pal_fd_array_len(pk.fds), 1);
+		int memfd = pal_fd_array_get(pk.fds, 0);
+		struct stat st;
+		ck_assert_int_eq(fstat(memfd, &st), 0);
+		ck_assert_uint_ge((size_t)st.st_size, want->len);
+		if (i <= TX_POOL_BUFS) {
+			/* A new buffer of the pool, with its memfd. */
+			ck_assert_int_eq(pk.type, PACKET_POOL_EVENT);
+			ck_assert_uint_eq(pk.body_size, POOL_EVENT_BODY);
+			guint32 id = get_le32(pk.body);
+			ck_assert_uint_eq(get_le32(pk.body + 4), POOL_NEW);
+			ck_assert_uint_eq(get_le64(pk.body + 8), want->len);
+			for (guint k = 0; k < i - 1; k++)
+				ck_assert_uint_ne(bufs[k].id, id);
+			int seals = fcntl(memfd, F_GET_SEALS);
+			ck_assert_int_ge(seals, 0);
+			ck_assert_int_eq(seals & (F_SEAL_SHRINK | F_SEAL_GROW),
+					 F_SEAL_SHRINK | F_SEAL_GROW);
+			void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, memfd, 0);
+			ck_assert(map != MAP_FAILED);
+			bufs[i - 1] = (PeerBuf){id, map, (size_t)st.st_size};
+			check_event_bytes(map, want);
+		} else {
+			/* The pool is exhausted (nothing released): a sealed memfd, as upstream. */
+			ck_assert_int_eq(pk.type, PACKET_LARGE_EVENT);
+			ck_assert_uint_eq(pk.body_size, 0);
+			size_t size;
+			ck_assert_int_eq(pal_memfd_verify_seals(memfd, &size), 0);
+			void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, memfd, 0);
+			ck_assert(map != MAP_FAILED);
+			check_event_bytes(map, want);
+			munmap(map, size);
+		}
+		g_byte_array_unref(want);
+		packet_clear(&pk);
+	}
+
+	/* One buffer released: the next large event reuses it, without its memfd. */
+	PeerBuf *freed = &bufs[2];
+	GByteArray *release = g_byte_array_new();
+	append_le32(release, freed->id);
+	append_le32(release, 0);
+	peer_send(r, PACKET_POOL_RELEASE, release->data, release->len, NULL, 0);
+	g_byte_array_unref(release);
+	rig_sync(r);
+	fill_pattern(payload, LARGE_PAYLOAD, N + 1);
+	ck_assert(port_send(r->port, mesh_message_new(payload, LARGE_PAYLOAD), FALSE));
+	GByteArray *want = event_build(&r->theirs, N + 1, payload, LARGE_PAYLOAD, 0);
+	Packet pk;
+	peer_recv(r, &pk);
+	ck_assert_int_eq(pk.type, PACKET_POOL_EVENT);
+	ck_assert_uint_eq(pal_fd_array_len(pk.fds), 0);
+	ck_assert_uint_eq(pk.body_size, POOL_EVENT_BODY);
+	ck_assert_uint_eq(get_le32(pk.body), freed->id);
+	ck_assert_uint_eq(get_le32(pk.body + 4), 0);
+	ck_assert_uint_eq(get_le64(pk.body + 8), want->len);
+	check_event_bytes(freed->map, want);
+	packet_clear(&pk);
+	g_byte_array_unref(want);
+
+	for (guint k = 0; k < TX_POOL_BUFS; k++)
+		munmap((void *)bufs[k].map, bufs[k].size);
+	g_free(payload);
+	rig_free(r);
+}
+END_TEST
+
+/* A memfd of @size sealed as a pool buffer is (against resizing), holding @ev. */
+static int pool_memfd_new(size_t size, const GByteArray *ev, gboolean seal)
+{
+	int memfd = pal_memfd_create("fake-pool", size);
+	ck_assert_int_ge(memfd, 0);
+	if (ev)
+		ck_assert_int_eq(pwrite(memfd, ev->data, ev->len, 0), (ssize_t)ev->len);
+	if (seal)
+		ck_assert_int_eq(fcntl(memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW), 0);
+	return memfd;
+}
+
+static void peer_send_pool_event(Rig *r, guint32 id, guint32 flags, guint64 size,
+				 const int *fds, size_t n_fds)
+{
+	GByteArray *body = g_byte_array_new();
+	append_le32(body, id);
+	append_le32(body, flags);
+	append_le64(body, size);
+	peer_send(r, PACKET_POOL_EVENT, body->data, body->len, fds, n_fds);
+	g_byte_array_unref(body);
+}
+
+static void expect_release(Rig *r, guint32 id)
+{
+	Packet pk;
+	peer_recv(r, &pk);
+	ck_assert_int_eq(pk.type, PACKET_POOL_RELEASE);
+	ck_assert_uint_eq(pal_fd_array_len(pk.fds), 0);
+	ck_assert_uint_eq(pk.body_size, POOL_RELEASE_BODY);
+	ck_assert_uint_eq(get_le32(pk.body), id);
+	ck_assert_uint_eq(get_le32(pk.body + 4), 0);
+	packet_clear(&pk);
+}
+
+START_TEST(test_pool_receive)
+{
+	enum { SIZE = 20000, BUF = 64 << 10 };
+	uint8_t *a = g_malloc(SIZE), *b = g_malloc(SIZE);
+	Rig *r = rig_new();
+
+	expect_hello(r, HELLO_BATCH | HELLO_POOL);
+	peer_send_hello(r, HELLO_POOL);
+	fill_pattern(a, SIZE, 1);
+	fill_pattern(b, SIZE, 2);
+
+	GByteArray *ev = event_build(&r->mine, r->next_seq++, a, SIZE, 0);
+	int memfd = pool_memfd_new(BUF, ev, TRUE);
+	peer_send_pool_event(r, 5, POOL_NEW, ev->len, &memfd, 1);
+	g_byte_array_unref(ev);
+	MeshMessage *first = expect_message(r);
+	check_payload(first, a, SIZE);
+	expect_release(r, 5);
+
+	/* The buffer written again: the first message is a copy and keeps its bytes. */
+	ev = event_build(&r->mine, r->next_seq++, b, SIZE, 0);
+	ck_assert_int_eq(pwrite(memfd, ev->data, ev->len, 0), (ssize_t)ev->len);
+	peer_send_pool_event(r, 5, 0, ev->len, NULL, 0);
+	g_byte_array_unref(ev);
+	expect_payload(r, b, SIZE);
+	expect_release(r, 5);
+	check_payload(first, a, SIZE);
+	mesh_message_free(first);
+
+	close(memfd);
+	g_free(a);
+	g_free(b);
+	rig_free(r);
+}
+END_TEST
+
+/* Each a pool packet that must end the connection; the reason the node gives. */
+typedef enum {
+	BAD_POOL_UNSEALED,
+	BAD_POOL_DEV_NULL,
+	BAD_POOL_NO_FD,
+	BAD_POOL_PAST_BUFFER,
+	BAD_POOL_SIZE_ZERO,
+	BAD_POOL_UNKNOWN_ID,
+	BAD_POOL_RELEASE_UNKNOWN,
+	BAD_POOL_TOO_MANY,
+	BAD_POOL_UNKNOWN_FLAG,
+} BadPool;
+
+static const char *const bad_pool_reasons[] = {
+	[BAD_POOL_UNSEALED] = "sealed against shrinking",
+	[BAD_POOL_DEV_NULL] = "sealed against shrinking",
+	[BAD_POOL_NO_FD] = "without its memfd",
+	[BAD_POOL_PAST_BUFFER] = "bad size",
+	[BAD_POOL_SIZE_ZERO] = "bad size",
+	[BAD_POOL_UNKNOWN_ID] = "unknown pool buffer",
+	[BAD_POOL_RELEASE_UNKNOWN] = "not in use",
+	[BAD_POOL_TOO_MANY] = "too many pool buffers",
+	[BAD_POOL_UNKNOWN_FLAG] = "unknown flags",
+};
+
+static void send_bad_pool(Rig *r, BadPool how)
+{
+	enum { BUF = 4096 };
+	int fd = -1;
+
+	if (how == BAD_POOL_TOO_MANY) {
+		/* As many buffers as a peer may have mapped, each delivering its event... */
+		for (guint32 id = 1; id <= RX_POOL_BUFS; id++) {
+			GByteArray *good = event_build(&r->mine, r->next_seq++, "ok", 2, 0);
+			fd = pool_memfd_new(BUF, good, TRUE);
+			peer_send_pool_event(r, id, POOL_NEW, good->len, &fd, 1);
+			close(fd);
+			g_byte_array_unref(good);
+		}
+		for (guint32 id = 1; id <= RX_POOL_BUFS; id++) {
+			expect_payload(r, "ok", 2);
+			expect_release(r, id);
+		}
+	}
+	GByteArray *ev = event_build(&r->mine, r->next_seq++, "pooled", 6, 0);
+	fd = -1;
+	switch (how) {
+	case BAD_POOL_UNSEALED:
+		fd = pool_memfd_new(BUF, ev, FALSE);
+		peer_send_pool_event(r, 1, POOL_NEW, ev->len, &fd, 1);
+		break;
+	case BAD_POOL_DEV_NULL:
+		fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		peer_send_pool_event(r, 1, POOL_NEW, ev->len, &fd, 1);
+		break;
+	case BAD_POOL_NO_FD:
+		peer_send_pool_event(r, 1, POOL_NEW, ev->len, NULL, 0);
+		break;
+	case BAD_POOL_PAST_BUFFER:
+		fd = pool_memfd_new(BUF, ev, TRUE);
+		peer_send_pool_event(r, 1, POOL_NEW, 2 * BUF, &fd, 1);
+		break;
+	case BAD_POOL_SIZE_ZERO:
+		fd = pool_memfd_new(BUF, ev, TRUE);
+		peer_send_pool_event(r, 1, POOL_NEW, 0, &fd, 1);
+		break;
+	case BAD_POOL_UNKNOWN_ID:
+		peer_send_pool_event(r, 9, 0, ev->len, NULL, 0);
+		break;
+	case BAD_POOL_RELEASE_UNKNOWN: {
+		static const guint8 release[POOL_RELEASE_BODY] = {3};
+		peer_send(r, PACKET_POOL_RELEASE, release, sizeof(release), NULL, 0);
+		break;
+	}
+	case BAD_POOL_TOO_MANY:
+		/* ...then one more. */
+		fd = pool_memfd_new(BUF, ev, TRUE);
+		peer_send_pool_event(r, RX_POOL_BUFS + 1, POOL_NEW, ev->len, &fd, 1);
+		break;
+	case BAD_POOL_UNKNOWN_FLAG:
+		fd = pool_memfd_new(BUF, ev, TRUE);
+		peer_send_pool_event(r, 1, POOL_NEW | 0x4, ev->len, &fd, 1);
+		break;
+	}
+	if (fd >= 0)
+		close(fd);
+	g_byte_array_unref(ev);
+}
+
+START_TEST(test_pool_hostile)
+{
+	BadPool how = (BadPool)_i;
+
+	warm_up();
+	int before = count_fds();
+	Rig *r = rig_new();
+	expect_hello(r, HELLO_BATCH | HELLO_POOL);
+	peer_send_hello(r, HELLO_BATCH | HELLO_POOL);
+	rig_sync(r);
+	send_bad_pool(r, how);
+	expect_failure(r, bad_pool_reasons[how]);
+	rig_free(r);
+	wait_fds_back_to(before);
+}
+END_TEST
+
+/*
+ * The switches (run in a process started with MESH_UNIX_BATCH=0 and
+ * MESH_UNIX_POOL=0): the upstream wire, whatever the peer announces.
+ */
+START_TEST(test_off_no_hello)
+{
+	Rig *r = rig_new();
+	node_send_numbered(r, 1, 1, 0);
+	Packet pk;
+	peer_recv(r, &pk);
+	/* The first packet is the message: no hello before it. */
+	ck_assert_int_eq(pk.type, PACKET_EVENT);
+	ck_assert_uint_eq(check_numbered_event(r, pk.body, pk.body_size), 1);
+	packet_clear(&pk);
+	rig_free(r);
+}
+END_TEST
+
+START_TEST(test_off_upstream_sends)
+{
+	Rig *r = rig_new_full(FLOOD_SNDBUF);
+	peer_send_hello(r, HELLO_BATCH | HELLO_POOL);
+	rig_sync(r);
+	ck_assert_uint_eq(flood(r, 2000), 0);
+
+	uint8_t *payload = g_malloc(LARGE_PAYLOAD);
+	fill_pattern(payload, LARGE_PAYLOAD, 1);
+	ck_assert(port_send(r->port, mesh_message_new(payload, LARGE_PAYLOAD), FALSE));
+	GByteArray *want = event_build(&r->theirs, 2001, payload, LARGE_PAYLOAD, 0);
+	Packet pk;
+	peer_recv(r, &pk);
+	ck_assert_int_eq(pk.type, PACKET_LARGE_EVENT);
+	ck_assert_uint_eq(pal_fd_array_len(pk.fds), 1);
+	size_t size;
+	int memfd = pal_fd_array_get(pk.fds, 0);
+	ck_assert_int_eq(pal_memfd_verify_seals(memfd, &size), 0);
+	void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, memfd, 0);
+	ck_assert(map != MAP_FAILED);
+	check_event_bytes(map, want);
+	munmap(map, size);
+	packet_clear(&pk);
+	g_byte_array_unref(want);
+	g_free(payload);
+	rig_free(r);
+}
+END_TEST
+
+START_TEST(test_off_batch_unknown)
+{
+	Rig *r = rig_new();
+	peer_send_hello(r, HELLO_BATCH | HELLO_POOL);
+	rig_sync(r);
+	GByteArray *ev = event_build(&r->mine, r->next_seq++, "never", 5, 0);
+	GByteArray *body = g_byte_array_new();
+	batch_entry_append(body, ev->len, 0, 0, ev);
+	peer_send(r, PACKET_BATCH, body->data, body->len, NULL, 0);
+	expect_failure(r, "unknown packet type");
+	g_byte_array_unref(body);
+	g_byte_array_unref(ev);
+	rig_free(r);
+}
+END_TEST
+
+START_TEST(test_off_pool_unknown)
+{
+	/* A pool event, then a pool release: each an unknown type here. */
+	for (int variant = 0; variant < 2; variant++) {
+		Rig *r = rig_new();
+		peer_send_hello(r, HELLO_BATCH | HELLO_POOL);
+		rig_sync(r);
+		if (variant == 0) {
+			GByteArray *ev = event_build(&r->mine, r->next_seq++, "never", 5, 0);
+			int memfd = pool_memfd_new(4096, ev, TRUE);
+			peer_send_pool_event(r, 1, POOL_NEW, ev->len, &memfd, 1);
+			close(memfd);
+			g_byte_array_unref(ev);
+		} else {
+			static const guint8 release[POOL_RELEASE_BODY] = {1};
+			peer_send(r, PACKET_POOL_RELEASE, release, sizeof(release), NULL, 0);
+		}
+		expect_failure(r, "unknown packet type");
+		rig_free(r);
+	}
+}
+END_TEST
+
+static int switches_child_main(void)
+{
+	if (g_strcmp0(g_getenv("MESH_UNIX_BATCH"), "0") != 0 ||
+	    g_strcmp0(g_getenv("MESH_UNIX_POOL"), "0") != 0) {
+		fprintf(stderr, "switches child: MESH_UNIX_BATCH=0 MESH_UNIX_POOL=0 expected\n");
+		return 2;
+	}
+	Suite *s = suite_create("libmeshremote-unix-ext-off");
+	TCase *tc = tcase_create("off");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_off_no_hello);
+	tcase_add_test(tc, test_off_upstream_sends);
+	tcase_add_test(tc, test_off_batch_unknown);
+	tcase_add_test(tc, test_off_pool_unknown);
+	suite_add_tcase(s, tc);
+
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_ENV);
+	int run = srunner_ntests_run(sr), failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	/* What the parent looks for: proof that these checks ran, and how. */
+	printf("switches child: %d of %d passed\n", run - failed, run);
+	return failed || run != SWITCHES_CHILD_TESTS ? 1 : 0;
+}
+
+START_TEST(test_switches)
+{
+	/* Under valgrind /proc/self/exe is valgrind; its readlink() gives the client. */
+	char *self = g_file_read_link("/proc/self/exe", NULL);
+	ck_assert_ptr_nonnull(self);
+	char *argv[] = {self, SWITCHES_CHILD_ARG, NULL};
+	char **env = g_get_environ();
+	env = g_environ_setenv(env, "MESH_UNIX_BATCH", "0", TRUE);
+	env = g_environ_setenv(env, "MESH_UNIX_POOL", "0", TRUE);
+	/* A filter for the parent's tests would leave the child nothing to run. */
+	static const char *const filters[] = {"CK_RUN_SUITE", "CK_RUN_CASE", "CK_INCLUDE_TAGS",
+					      "CK_EXCLUDE_TAGS"};
+	for (guint i = 0; i < G_N_ELEMENTS(filters); i++)
+		env = g_environ_unsetenv(env, filters[i]);
+
+	char *out = NULL;
+	int status = 0;
+	GError *error = NULL;
+	gboolean spawned = g_spawn_sync(NULL, argv, env, G_SPAWN_DEFAULT, NULL, NULL, &out,
+					NULL, &status, &error);
+	ck_assert_msg(spawned, "cannot run %s: %s", self, error ? error->message : "?");
+	fputs(out, stdout);
+	fflush(stdout);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "the switches child failed (status %d)", status);
+	char want[64];
+	snprintf(want, sizeof(want), "switches child: %d of %d passed", SWITCHES_CHILD_TESTS,
+		 SWITCHES_CHILD_TESTS);
+	ck_assert_msg(strstr(out, want) != NULL, "the switches child did not run its checks");
+	g_free(out);
+	g_strfreev(env);
+	g_free(self);
+}
+END_TEST
+
+int main(int argc, char **argv)
+{
+	if (argc == 2 && strcmp(argv[1], SWITCHES_CHILD_ARG) == 0)
+		return switches_child_main();
+
+	Suite *s = suite_create("libmeshremote-unix-ext");
+	TCase *tc = tcase_create("ext");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_hello_first);
+	tcase_add_test(tc, test_batch_receive);
+	tcase_add_loop_test(tc, test_batch_hostile, 0, BAD_BATCH_EMPTY + 1);
+	tcase_add_test(tc, test_batch_send);
+	tcase_add_test(tc, test_batch_send_not_announced);
+	tcase_add_test(tc, test_streak);
+	tcase_add_test(tc, test_pool_send);
+	tcase_add_test(tc, test_pool_receive);
+	tcase_add_loop_test(tc, test_pool_hostile, 0, BAD_POOL_UNKNOWN_FLAG + 1);
+	tcase_add_test(tc, test_switches);
+	suite_add_tcase(s, tc);
+
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_ENV);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}
