@@ -206,9 +206,24 @@ static gboolean conn_want_write_cb(gpointer data)
 
 static void schedule_write(UnixConn *c)
 {
-	/* The context may be lent to a receiver that is away: POLLOUT needs a poller. */
-	unix_io_reclaim(c->owner->io);
-	g_main_context_invoke(c->owner->context, conn_want_write_cb, conn_ref(c));
+	MeshUnixNode *u = c->owner;
+
+	if (!u->io) {
+		g_main_context_invoke(u->context, conn_want_write_cb, conn_ref(c));
+		return;
+	}
+	/*
+	 * Own I/O thread: always through a source, never run here at once
+	 * (g_main_context_invoke() would, on a context nobody holds), so that
+	 * sends gather into batches while the I/O context flushes; a context
+	 * lent to a receiver that is away is taken back for it.
+	 */
+	unix_io_reclaim(u->io);
+	GSource *source = g_idle_source_new();
+	g_source_set_priority(source, G_PRIORITY_DEFAULT);
+	g_source_set_callback(source, conn_want_write_cb, conn_ref(c), NULL);
+	g_source_attach(source, u->context);
+	g_source_unref(source);
 }
 
 /* Sends a small packet without fds from the transport itself (any thread, unlocked). */
