@@ -198,17 +198,26 @@ UnixPoolBuf *unix_tx_pool_take(UnixTxPool *p, size_t size)
 		size_t want = TX_POOL_MIN_BUF;
 		while (want < size)
 			want <<= 1;
-		/* Room for a new buffer, if need be by dropping a free one too small. */
+		/*
+		 * Room for a new buffer, if need be by dropping a free one too
+		 * small. The new one takes the dropped one's id, so that the
+		 * receiver replaces its mapping rather than keeping both: the ids
+		 * in use never exceed TX_POOL_MAX_BUFS.
+		 */
 		if (p->bufs->len >= TX_POOL_MAX_BUFS || p->bytes + want > TX_POOL_MAX_BYTES) {
 			if (!spare || p->bytes - spare->size + want > TX_POOL_MAX_BYTES)
 				return NULL;
+			fit = pool_buf_new(spare->id, want);
+			if (!fit)
+				return NULL;
 			p->bytes -= spare->size;
 			g_ptr_array_remove_fast(p->bufs, spare);
+		} else {
+			fit = pool_buf_new(p->next_id, want);
+			if (!fit)
+				return NULL;
+			p->next_id++;
 		}
-		fit = pool_buf_new(p->next_id, want);
-		if (!fit)
-			return NULL;
-		p->next_id = p->next_id == G_MAXUINT32 ? 1 : p->next_id + 1;
 		p->bytes += want;
 		g_ptr_array_add(p->bufs, fit);
 	}

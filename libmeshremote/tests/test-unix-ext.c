@@ -953,6 +953,111 @@ START_TEST(test_pool_send)
 }
 END_TEST
 
+/*
+ * Growing sizes with the pool full: each new buffer replaces a free one
+ * that is too small and takes its id (the receiver replaces its mapping),
+ * so the ids in use stay within the pool's size; new ids every time would
+ * walk a C receiver past its limit of 16 buffers and end the connection.
+ */
+START_TEST(test_pool_ids_bounded)
+{
+	Rig *r = rig_new();
+	GHashTable *ids = g_hash_table_new(g_direct_hash, g_direct_equal);
+
+	expect_hello(r, HELLO_BATCH | HELLO_POOL);
+	peer_send_hello(r, HELLO_POOL);
+	rig_sync(r);
+	/* 64 KiB to 8 MiB classes: 8 events each, every one a new buffer. */
+	for (guint k = 0; k < 8; k++) {
+		size_t size = ((size_t)40 << 10) << k;
+		uint8_t *payload = g_malloc(size);
+		for (guint i = 0; i < TX_POOL_BUFS; i++) {
+			fill_pattern(payload, size, k * 16 + i);
+			ck_assert(port_send(r->port, mesh_message_new(payload, size), FALSE));
+		}
+		guint32 got[TX_POOL_BUFS];
+		for (guint i = 0; i < TX_POOL_BUFS; i++) {
+			Packet pk;
+			peer_recv(r, &pk);
+			ck_assert_int_eq(pk.type, PACKET_POOL_EVENT);
+			ck_assert_uint_eq(get_le32(pk.body + 4), POOL_NEW);
+			got[i] = get_le32(pk.body);
+			g_hash_table_add(ids, GUINT_TO_POINTER(got[i]));
+			packet_clear(&pk);
+		}
+		/* All released: the next, larger ones find only buffers too small. */
+		for (guint i = 0; i < TX_POOL_BUFS; i++) {
+			uint8_t rel[POOL_RELEASE_BODY] = {0};
+			memcpy(rel, &(guint32){GUINT32_TO_LE(got[i])}, 4);
+			peer_send(r, PACKET_POOL_RELEASE, rel, sizeof(rel), NULL, 0);
+		}
+		rig_sync(r);
+		g_free(payload);
+	}
+	ck_assert_uint_le(g_hash_table_size(ids), TX_POOL_BUFS);
+	g_hash_table_destroy(ids);
+	rig_free(r);
+}
+END_TEST
+
+/*
+ * Two real nodes: large events of ever new sizes. Each new size makes the
+ * sender replace a free buffer that is too small; the receiver must
+ * replace its mapping (same id) rather than pile up buffers until its limit
+ * ends the connection.
+ */
+START_TEST(test_pool_sizes_cycle)
+{
+	MeshNode *a = mesh_node_new(), *b = mesh_node_new();
+	MeshUnixNode *ua = mesh_unix_node_new(a, NULL), *ub = mesh_unix_node_new(b, NULL);
+	MeshPortId pa, pb;
+	int sv[2];
+
+	mesh_uuid_generate(&pa);
+	mesh_uuid_generate(&pb);
+	/* Known before the ports need them: no introduction through a leader. */
+	MeshRemoteNode *ha = mesh_node_add_remote(a, mesh_node_get_id(b));
+	MeshRemoteNode *hb = mesh_node_add_remote(b, mesh_node_get_id(a));
+	MeshPort *port_a = mesh_node_add_port(a, &pa, mesh_node_get_id(b), &pb);
+	MeshPort *port_b = mesh_node_add_port(b, &pb, mesh_node_get_id(a), &pa);
+	ck_assert_ptr_nonnull(port_a);
+	ck_assert_ptr_nonnull(port_b);
+	Inbox *in = inbox_new(port_b);
+	ck_assert_int_eq(pal_socketpair(SOCK_SEQPACKET, sv), 0);
+	ck_assert(mesh_unix_node_connect_take(ua, mesh_node_get_id(b), sv[0], NULL));
+	ck_assert(mesh_unix_node_connect_take(ub, mesh_node_get_id(a), sv[1], NULL));
+	mesh_remote_node_unref(ha);
+	mesh_remote_node_unref(hb);
+
+	/* 20 KiB to 10 MiB, three times over: 30 events, > 2 x RX_POOL_BUFS sizes. */
+	guint sent = 0;
+	for (guint round = 0; round < 3; round++) {
+		for (guint k = 0; k < 10; k++) {
+			size_t size = ((size_t)20 << 10) << k;
+			uint8_t *payload = g_malloc(size);
+			fill_pattern(payload, size, ++sent);
+			ck_assert(port_send(port_a, mesh_message_new(payload, size), FALSE));
+			InboxItem *item = g_async_queue_timeout_pop(in->queue,
+								    (guint64)wait_ms() * 1000);
+			ck_assert_msg(item != NULL, "event %u (%zu bytes) did not arrive", sent, size);
+			ck_assert_msg(item->msg != NULL, "event %u: the port failed: %s", sent,
+				      item->failure ? item->failure : "closed");
+			check_payload(item->msg, payload, size);
+			inbox_item_free(item);
+			g_free(payload);
+		}
+	}
+
+	inbox_free(in);
+	mesh_port_close(port_a);
+	mesh_port_close(port_b);
+	mesh_unix_node_free(ua);
+	mesh_unix_node_free(ub);
+	mesh_node_unref(a);
+	mesh_node_unref(b);
+}
+END_TEST
+
 /* A memfd of @size sealed as a pool buffer is (against resizing), holding @ev. */
 static int pool_memfd_new(size_t size, const GByteArray *ev, gboolean seal)
 {
@@ -1291,6 +1396,8 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_batch_send_not_announced);
 	tcase_add_test(tc, test_streak);
 	tcase_add_test(tc, test_pool_send);
+	tcase_add_test(tc, test_pool_sizes_cycle);
+	tcase_add_test(tc, test_pool_ids_bounded);
 	tcase_add_test(tc, test_pool_receive);
 	tcase_add_loop_test(tc, test_pool_hostile, 0, BAD_POOL_UNKNOWN_FLAG + 1);
 	tcase_add_test(tc, test_switches);
