@@ -8,9 +8,11 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -40,7 +42,9 @@ static void parent_setup(void)
 
 static void parent_teardown(void)
 {
-	mesh_unix_node_shutdown(parent.unode, 5 * G_USEC_PER_SEC);
+	/* A test may have freed the transport already. */
+	if (parent.unode)
+		mesh_unix_node_shutdown(parent.unode, 5 * G_USEC_PER_SEC);
 	mesh_unix_node_free(parent.unode);
 	mesh_node_unref(parent.node);
 }
@@ -729,6 +733,843 @@ START_TEST(test_listener_limits)
 }
 END_TEST
 
+/*
+ * Channels across the process boundary, received with blocking receives:
+ * the node runs its own I/O thread, so a blocked receiver borrows the I/O
+ * context and polls the sockets itself (unix-io.c). The child ("chan")
+ * answers commands; see run_chan() in unix-test-child.c.
+ */
+
+/* The parent's ends of a "chan" child's channels. */
+typedef struct {
+	Child *child;
+	MeshSender *commands;
+	MeshReceiver *replies; /* "p N" */
+	MeshReceiver *side;    /* "c K" */
+	MeshReceiver *other;   /* "q N" */
+} ChanChild;
+
+/*
+ * Spawns a "chan" child (joined with an invitation if @join) and hands it
+ * its channel ends. With @ret_reply_clone, a clone of the replies sender
+ * stays here: the replies receiver then has a remote and a local sender.
+ */
+static ChanChild *chan_child_new(gboolean join, MeshSender **ret_reply_clone)
+{
+	ChanChild *cc = g_new0(ChanChild, 1);
+	MeshReceiver *commands;
+	MeshSender *replies, *side, *other;
+	MeshMessage *msg;
+
+	cc->child = join ? spawn_joiner("chan", NULL) : spawn_child("chan", NULL);
+	mesh_channel_new(NULL, &cc->commands, &commands);
+	mesh_channel_new(NULL, &replies, &cc->replies);
+	mesh_channel_new(NULL, &side, &cc->side);
+	mesh_channel_new(NULL, &other, &cc->other);
+	if (ret_reply_clone)
+		*ret_reply_clone = mesh_sender_clone(replies);
+
+	msg = mesh_message_new(NULL, 0);
+	ck_assert_int_eq(mesh_message_add_port_take(msg, mesh_receiver_into_port(commands)),
+			 UNIX_TEST_CHAN_COMMANDS);
+	ck_assert_int_eq(mesh_message_add_port_take(msg, mesh_sender_into_port(replies)),
+			 UNIX_TEST_CHAN_REPLIES);
+	ck_assert_int_eq(mesh_message_add_port_take(msg, mesh_sender_into_port(side)),
+			 UNIX_TEST_CHAN_SIDE);
+	ck_assert_int_eq(mesh_message_add_port_take(msg, mesh_sender_into_port(other)),
+			 UNIX_TEST_CHAN_OTHER);
+	port_send(cc->child->port, msg, FALSE);
+	return cc;
+}
+
+static void chan_command(ChanChild *cc, const char *word, guint n)
+{
+	char *text = g_strdup_printf("%s %u", word, n);
+
+	mesh_sender_send_message(cc->commands, mesh_message_new(text, strlen(text)));
+	g_free(text);
+}
+
+/*
+ * Receives one message as text, truncated to @size - 1 bytes. The messages
+ * of these tests come within milliseconds, far before the multi-second
+ * timeouts, so one returned only once the timeout ran out means that the
+ * receiver slept through its arrival: that is an error here, not a success.
+ */
+static gboolean chan_recv_text(MeshReceiver *r, gint64 timeout_us, char *text, size_t size,
+			       GError **error)
+{
+	gint64 start = g_get_monotonic_time();
+	MeshMessage *msg;
+	const uint8_t *data;
+	size_t len;
+
+	if (!mesh_receiver_recv_message(r, timeout_us, &msg, error))
+		return FALSE;
+	if (timeout_us > 0 && g_get_monotonic_time() - start >= timeout_us) {
+		mesh_message_free(msg);
+		g_set_error(error, MESH_ERROR, MESH_ERROR_TIMED_OUT,
+			    "a message came only when the %" G_GINT64_FORMAT
+			    " us timeout ran out: the receiver slept through it",
+			    timeout_us);
+		return FALSE;
+	}
+	data = mesh_message_get_data(msg, &len);
+	len = MIN(len, size - 1);
+	memcpy(text, data, len);
+	text[len] = '\0';
+	mesh_message_free(msg);
+	return TRUE;
+}
+
+/* The next message on @r must be "@word @n", within 20 s. */
+static void expect_text(MeshReceiver *r, const char *word, guint n)
+{
+	char text[64], want[64];
+	GError *error = NULL;
+
+	g_snprintf(want, sizeof(want), "%s %u", word, n);
+	ck_assert_msg(chan_recv_text(r, 20 * G_USEC_PER_SEC, text, sizeof(text), &error),
+		      "waiting for \"%s\": %s", want, error->message);
+	ck_assert_str_eq(text, want);
+}
+
+/* A receive on @r must fail with @code within @timeout_us. */
+static void expect_recv_error(MeshReceiver *r, gint64 timeout_us, int code)
+{
+	MeshMessage *msg = NULL;
+	GError *error = NULL;
+
+	ck_assert(!mesh_receiver_recv_message(r, timeout_us, &msg, &error));
+	ck_assert_ptr_null(msg);
+	ck_assert_msg(g_error_matches(error, MESH_ERROR, code), "expected error %d, got %s", code,
+		      error->message);
+	g_error_free(error);
+}
+
+/*
+ * Drops the commands sender: the child sees its commands end, drops its
+ * senders and exits; every receiver here sees the close.
+ */
+static void chan_child_finish(ChanChild *cc)
+{
+	mesh_sender_free(cc->commands);
+	expect_recv_error(cc->replies, 20 * G_USEC_PER_SEC, MESH_ERROR_CLOSED);
+	expect_recv_error(cc->other, 20 * G_USEC_PER_SEC, MESH_ERROR_CLOSED);
+	if (cc->side)
+		expect_recv_error(cc->side, 20 * G_USEC_PER_SEC, MESH_ERROR_CLOSED);
+	mesh_receiver_free(cc->replies);
+	mesh_receiver_free(cc->side);
+	mesh_receiver_free(cc->other);
+	ck_assert_int_eq(child_finish(cc->child), 0);
+	g_free(cc);
+}
+
+/* Frees what is left here of a child that did not end by itself. */
+static int chan_child_abandon(ChanChild *cc)
+{
+	int status;
+
+	mesh_sender_free(cc->commands);
+	mesh_receiver_free(cc->replies);
+	mesh_receiver_free(cc->side);
+	mesh_receiver_free(cc->other);
+	status = child_finish(cc->child);
+	g_free(cc);
+	return status;
+}
+
+/* Counts the deliveries to a raw port, and those on one thread. */
+typedef struct {
+	GThread *thread;
+	gint total;
+	gint on_thread;
+} ThreadProbe;
+
+static void probe_message(MeshPort *port, void *data, MeshMessage *msg, Deferred *d)
+{
+	ThreadProbe *probe = data;
+
+	if (g_thread_self() == probe->thread)
+		g_atomic_int_inc(&probe->on_thread);
+	g_atomic_int_inc(&probe->total);
+	deferred_release_message(d, msg);
+}
+
+static void probe_end(MeshPort *port, void *data, Deferred *d)
+{
+}
+
+static void probe_fail(MeshPort *port, void *data, const GError *error, Deferred *d)
+{
+}
+
+static const PortHandler probe_handler = {
+	.message = probe_message,
+	.close = probe_end,
+	.fail = probe_fail,
+};
+
+START_TEST(test_chan_ping_pong)
+{
+	/* Blocking receives on both sides; every reply in order. */
+	enum { N = 20000, PROBES = 200 };
+	ChanChild *cc = chan_child_new(FALSE, NULL);
+	ThreadProbe probe = {.thread = g_thread_self()};
+
+	for (guint i = 0; i < N; i++) {
+		chan_command(cc, "p", i);
+		expect_text(cc->replies, "p", i);
+	}
+
+	/*
+	 * The point of lending: while this thread waits in a receive, it reads
+	 * the socket itself. A raw message that the child sends just before
+	 * each reply is then delivered on this thread, not the I/O thread's.
+	 */
+	port_set_handler(cc->child->port, &probe_handler, &probe);
+	for (guint i = 0; i < PROBES; i++) {
+		chan_command(cc, "r", i);
+		expect_text(cc->replies, "p", i);
+	}
+	port_set_handler(cc->child->port, &test_recv_handler, cc->child->recv);
+	ck_assert_int_eq(g_atomic_int_get(&probe.total), PROBES);
+	ck_assert_msg(g_atomic_int_get(&probe.on_thread) > 0,
+		      "no message was read by the thread blocked in the receive");
+
+	/* Nothing more came. */
+	expect_recv_error(cc->replies, 0, MESH_ERROR_EMPTY);
+	expect_recv_error(cc->side, 0, MESH_ERROR_EMPTY);
+	chan_child_finish(cc);
+}
+END_TEST
+
+/* A callback consumer on a thread of its own, checking the order of "c K". */
+typedef struct {
+	GMutex lock;
+	GCond cond;
+	guint received;
+	gboolean closed;
+	char *failure;
+	GMainContext *context;
+	GMainLoop *loop;
+	GThread *thread;
+} SideConsumer;
+
+static void side_cb(MeshReceiver *r, gpointer data)
+{
+	SideConsumer *sc = data;
+	char text[64], want[64];
+	GError *error = NULL;
+
+	g_mutex_lock(&sc->lock);
+	while (chan_recv_text(r, 0, text, sizeof(text), &error)) {
+		g_snprintf(want, sizeof(want), "c %u", sc->received);
+		if (strcmp(text, want) != 0 && !sc->failure)
+			sc->failure = g_strdup_printf("got \"%s\", wanted \"%s\"", text, want);
+		sc->received++;
+	}
+	if (g_error_matches(error, MESH_ERROR, MESH_ERROR_CLOSED))
+		sc->closed = TRUE;
+	else if (!g_error_matches(error, MESH_ERROR, MESH_ERROR_EMPTY) && !sc->failure)
+		sc->failure = g_strdup(error->message);
+	g_error_free(error);
+	g_cond_broadcast(&sc->cond);
+	g_mutex_unlock(&sc->lock);
+}
+
+static void side_consumer_start(SideConsumer *sc, MeshReceiver *r)
+{
+	g_mutex_init(&sc->lock);
+	g_cond_init(&sc->cond);
+	sc->context = g_main_context_new();
+	sc->loop = g_main_loop_new(sc->context, FALSE);
+	mesh_receiver_set_callback(r, sc->context, side_cb, sc, NULL);
+	sc->thread = g_thread_new("side-consumer", run_loop, sc->loop);
+}
+
+/* Waits (at most @timeout_us) until @n messages came, or the close with @closed. */
+static gboolean side_consumer_wait(SideConsumer *sc, guint n, gboolean closed, gint64 timeout_us)
+{
+	gint64 deadline = g_get_monotonic_time() + timeout_us;
+	gboolean done;
+
+	g_mutex_lock(&sc->lock);
+	while (!(done = sc->received >= n && (!closed || sc->closed)) && !sc->failure)
+		if (!g_cond_wait_until(&sc->cond, &sc->lock, deadline))
+			break;
+	done = sc->received >= n && (!closed || sc->closed);
+	ck_assert_msg(!sc->failure, "side consumer: %s", sc->failure);
+	g_mutex_unlock(&sc->lock);
+	return done;
+}
+
+static void side_consumer_stop(SideConsumer *sc, MeshReceiver *r)
+{
+	g_main_loop_quit(sc->loop);
+	g_thread_join(sc->thread);
+	mesh_receiver_set_callback(r, NULL, NULL, NULL, NULL);
+	g_main_loop_unref(sc->loop);
+	g_main_context_unref(sc->context);
+	g_free(sc->failure);
+	g_cond_clear(&sc->cond);
+	g_mutex_clear(&sc->lock);
+}
+
+START_TEST(test_chan_callback_consumer)
+{
+	/*
+	 * While this thread does blocking receives on one channel, a callback
+	 * on another thread's context consumes a second channel of the same
+	 * connection; then this thread goes away and the second channel must
+	 * still be served (the I/O thread takes its context back).
+	 */
+	enum { PINGS = 5000, ROUNDS = 3, BURST = 1000, AFTER = 200 };
+	ChanChild *cc = chan_child_new(TRUE, NULL);
+	SideConsumer sc = {0};
+	guint expected = 0;
+
+	side_consumer_start(&sc, cc->side);
+	for (guint i = 0; i < PINGS; i++) {
+		chan_command(cc, "pc", i);
+		expect_text(cc->replies, "p", i);
+	}
+	expected += PINGS;
+	ck_assert_msg(side_consumer_wait(&sc, expected, FALSE, 5 * G_USEC_PER_SEC),
+		      "%u of %u side messages", sc.received, expected);
+
+	for (guint round = 0; round < ROUNDS; round++) {
+		/* The last receive just returned: the context is lent, unused. */
+		chan_command(cc, "burst", BURST);
+		expected += BURST;
+		g_usleep(50000); /* away: no receive, no send */
+		ck_assert_msg(side_consumer_wait(&sc, expected, FALSE, 5 * G_USEC_PER_SEC),
+			      "round %u: %u of %u side messages", round, sc.received, expected);
+
+		/* And blocking receives work again after the I/O thread took over. */
+		for (guint i = 0; i < AFTER; i++) {
+			chan_command(cc, "pc", i);
+			expect_text(cc->replies, "p", i);
+		}
+		expected += AFTER;
+	}
+	ck_assert_msg(side_consumer_wait(&sc, expected, FALSE, 5 * G_USEC_PER_SEC),
+		      "%u of %u side messages", sc.received, expected);
+
+	/* The end reaches the callback too. */
+	mesh_sender_free(cc->commands);
+	cc->commands = NULL;
+	expect_recv_error(cc->replies, 20 * G_USEC_PER_SEC, MESH_ERROR_CLOSED);
+	ck_assert_msg(side_consumer_wait(&sc, expected, TRUE, 5 * G_USEC_PER_SEC),
+		      "the side channel's close did not reach the callback");
+	ck_assert_uint_eq(sc.received, expected);
+	side_consumer_stop(&sc, cc->side);
+	expect_recv_error(cc->other, 20 * G_USEC_PER_SEC, MESH_ERROR_CLOSED);
+	mesh_receiver_free(cc->replies);
+	mesh_receiver_free(cc->side);
+	mesh_receiver_free(cc->other);
+	ck_assert_int_eq(child_finish(cc->child), 0);
+	g_free(cc);
+}
+END_TEST
+
+/* A thread that receives "@word 0" .. on @r, sending its own pings too. */
+typedef struct {
+	ChanChild *cc;
+	MeshReceiver *r;
+	const char *word;
+	guint n_burst; /* first: replies to a "both" sent before */
+	guint n_pings; /* then: ping-pongs of its own */
+	gint64 timeout_us;
+	char *failure;
+	int error_code; /* of a failed receive (MESH_ERROR), or -1 */
+	GThread *thread;
+} Waiter;
+
+static gpointer waiter_thread(gpointer data)
+{
+	Waiter *w = data;
+	char text[64], want[64];
+	GError *error = NULL;
+
+	for (guint i = 0; i < w->n_burst + w->n_pings; i++) {
+		guint n = i < w->n_burst ? i : i - w->n_burst;
+
+		if (i >= w->n_burst)
+			chan_command(w->cc, w->word, n);
+		g_snprintf(want, sizeof(want), "%s %u", w->word, n);
+		if (!chan_recv_text(w->r, w->timeout_us, text, sizeof(text), &error)) {
+			w->error_code = error->domain == MESH_ERROR ? error->code : -1;
+			w->failure = g_strdup_printf("waiting for \"%s\": %s", want, error->message);
+			g_error_free(error);
+			break;
+		}
+		if (strcmp(text, want) != 0) {
+			w->failure = g_strdup_printf("got \"%s\", wanted \"%s\"", text, want);
+			break;
+		}
+	}
+	return NULL;
+}
+
+static void waiter_start(Waiter *w, const char *name)
+{
+	w->thread = g_thread_new(name, waiter_thread, w);
+}
+
+static void waiter_join(Waiter *w)
+{
+	g_thread_join(w->thread);
+	ck_assert_msg(!w->failure, "%s: %s", w->word, w->failure);
+}
+
+START_TEST(test_chan_two_waiters)
+{
+	/*
+	 * Two threads blocked in receives on two channels fed by the same
+	 * child over the same connection: one of them polls, the other waits
+	 * for what the poller or the I/O thread delivers.
+	 */
+	enum { BURST = 3000, PINGS = 3000 };
+	ChanChild *cc = chan_child_new(FALSE, NULL);
+	Waiter p = {.cc = cc, .r = cc->replies, .word = "p", .n_burst = BURST, .n_pings = PINGS,
+		    .timeout_us = 20 * G_USEC_PER_SEC};
+	Waiter q = p;
+
+	q.r = cc->other;
+	q.word = "q";
+	/* Interleaved: "p 0", "q 0", "p 1", ... then each thread's own pings. */
+	chan_command(cc, "both", BURST);
+	waiter_start(&p, "waiter-p");
+	waiter_start(&q, "waiter-q");
+	waiter_join(&p);
+	waiter_join(&q);
+
+	/* Once more, with the threads already waiting when the burst comes. */
+	p.n_burst = q.n_burst = BURST;
+	p.n_pings = q.n_pings = 0;
+	waiter_start(&p, "waiter-p");
+	waiter_start(&q, "waiter-q");
+	g_usleep(10000);
+	chan_command(cc, "both", BURST);
+	waiter_join(&p);
+	waiter_join(&q);
+
+	expect_recv_error(cc->replies, 0, MESH_ERROR_EMPTY);
+	expect_recv_error(cc->other, 0, MESH_ERROR_EMPTY);
+	chan_child_finish(cc);
+}
+END_TEST
+
+/* Sends "l 0" .. on a local sender; with @acks, each after the last was received. */
+typedef struct {
+	MeshSender *sender;
+	guint n;
+	GAsyncQueue *acks; /* nullable */
+	char *failure;
+	GThread *thread;
+} LocalSender;
+
+static gpointer local_sender_thread(gpointer data)
+{
+	LocalSender *ls = data;
+	char text[32];
+
+	for (guint i = 0; i < ls->n; i++) {
+		/* Often let the receiver get into its poll first. */
+		if (ls->acks && i % 2)
+			g_usleep(300);
+		g_snprintf(text, sizeof(text), "l %u", i);
+		mesh_sender_send_message(ls->sender, mesh_message_new(text, strlen(text)));
+		if (ls->acks && !g_async_queue_timeout_pop(ls->acks, 20 * G_USEC_PER_SEC)) {
+			ls->failure = g_strdup_printf("\"%s\" was not received", text);
+			break;
+		}
+	}
+	return NULL;
+}
+
+START_TEST(test_chan_local_and_remote_sender)
+{
+	/*
+	 * A receiver with a sender in the child and a local one used by another
+	 * thread: while the receiving thread polls the sockets (the child says
+	 * nothing), a local send must wake it. Each local message is sent only
+	 * after the previous one was received, so a missed wakeup shows as a
+	 * receive that times out.
+	 */
+	enum { LOCKSTEP = 500, MIXED = 2000 };
+	MeshSender *local;
+	ChanChild *cc = chan_child_new(FALSE, &local);
+	LocalSender ls = {.sender = local, .n = LOCKSTEP, .acks = g_async_queue_new()};
+	char text[64], want[64];
+	GError *error = NULL;
+	guint next_p = 0, next_l = 0;
+
+	/* The remote sender works, and the receiver now polls when it waits. */
+	chan_command(cc, "p", 0);
+	expect_text(cc->replies, "p", 0);
+
+	ls.thread = g_thread_new("local-sender", local_sender_thread, &ls);
+	for (guint i = 0; i < LOCKSTEP; i++) {
+		g_snprintf(want, sizeof(want), "l %u", i);
+		ck_assert_msg(chan_recv_text(cc->replies, 5 * G_USEC_PER_SEC, text, sizeof(text),
+					     &error),
+			      "waiting for \"%s\": %s", want, error->message);
+		ck_assert_str_eq(text, want);
+		g_async_queue_push(ls.acks, GINT_TO_POINTER(1));
+	}
+	g_thread_join(ls.thread);
+	ck_assert_msg(!ls.failure, "%s", ls.failure);
+
+	/* Both at once: each sender's messages in its own order. */
+	ls.n = MIXED;
+	g_async_queue_unref(ls.acks);
+	ls.acks = NULL;
+	chan_command(cc, "pn", MIXED);
+	ls.thread = g_thread_new("local-sender", local_sender_thread, &ls);
+	while (next_p < MIXED || next_l < MIXED) {
+		guint n;
+		ck_assert_msg(chan_recv_text(cc->replies, 20 * G_USEC_PER_SEC, text, sizeof(text),
+					     &error),
+			      "after p %u and l %u: %s", next_p, next_l, error->message);
+		ck_assert_msg(sscanf(text + 1, " %u", &n) == 1, "\"%s\"", text);
+		if (text[0] == 'p') {
+			ck_assert_uint_eq(n, next_p);
+			next_p++;
+		} else {
+			ck_assert_int_eq(text[0], 'l');
+			ck_assert_uint_eq(n, next_l);
+			next_l++;
+		}
+	}
+	g_thread_join(ls.thread);
+
+	/* The local sender alone keeps the receiver open after the child's goes. */
+	mesh_sender_free(cc->commands);
+	cc->commands = NULL;
+	expect_recv_error(cc->other, 20 * G_USEC_PER_SEC, MESH_ERROR_CLOSED);
+	expect_recv_error(cc->replies, 100000, MESH_ERROR_TIMED_OUT);
+	mesh_sender_send_message(local, mesh_message_new("l end", 5));
+	ck_assert(chan_recv_text(cc->replies, 5 * G_USEC_PER_SEC, text, sizeof(text), NULL));
+	ck_assert_str_eq(text, "l end");
+	mesh_sender_free(local);
+	expect_recv_error(cc->replies, 5 * G_USEC_PER_SEC, MESH_ERROR_CLOSED);
+	ck_assert_int_eq(chan_child_abandon(cc), 0);
+}
+END_TEST
+
+START_TEST(test_chan_recv_timeout)
+{
+	/* Timed receives on a channel whose sender is remote and says nothing. */
+	ChanChild *cc = chan_child_new(FALSE, NULL);
+	gint64 start, elapsed;
+	char text[64];
+
+	/* Before anything came over the channel. */
+	start = g_get_monotonic_time();
+	expect_recv_error(cc->replies, 100000, MESH_ERROR_TIMED_OUT);
+	elapsed = g_get_monotonic_time() - start;
+	ck_assert_int_ge(elapsed, 100000);
+	ck_assert_int_lt(elapsed, 10 * G_USEC_PER_SEC);
+
+	chan_command(cc, "p", 0);
+	expect_text(cc->replies, "p", 0);
+
+	/* After: the thread now polls the sockets while it waits. */
+	for (int i = 0; i < 20; i++)
+		expect_recv_error(cc->replies, 1000, MESH_ERROR_TIMED_OUT);
+	expect_recv_error(cc->replies, 0, MESH_ERROR_EMPTY);
+	start = g_get_monotonic_time();
+	expect_recv_error(cc->replies, 200000, MESH_ERROR_TIMED_OUT);
+	elapsed = g_get_monotonic_time() - start;
+	ck_assert_int_ge(elapsed, 200000);
+	ck_assert_int_lt(elapsed, 10 * G_USEC_PER_SEC);
+
+	/* Traffic for another receiver does not end the wait early nor late. */
+	chan_command(cc, "burst", 1000);
+	start = g_get_monotonic_time();
+	expect_recv_error(cc->replies, 100000, MESH_ERROR_TIMED_OUT);
+	elapsed = g_get_monotonic_time() - start;
+	ck_assert_int_ge(elapsed, 100000);
+	ck_assert_int_lt(elapsed, 10 * G_USEC_PER_SEC);
+	for (guint i = 0; i < 1000; i++)
+		expect_text(cc->side, "c", i);
+
+	/* A message still comes after all those timeouts. */
+	chan_command(cc, "p", 1);
+	ck_assert(chan_recv_text(cc->replies, 20 * G_USEC_PER_SEC, text, sizeof(text), NULL));
+	ck_assert_str_eq(text, "p 1");
+	chan_child_finish(cc);
+}
+END_TEST
+
+/* Sends "sleep", then @n "k I" and "kdone @n" (and a "p @ping" if not 0). */
+static void send_counted(ChanChild *cc, guint sleep_ms, guint n, guint ping)
+{
+	chan_command(cc, "sleep", sleep_ms);
+	for (guint i = 0; i < n; i++)
+		chan_command(cc, "k", i);
+	chan_command(cc, "kdone", n);
+	if (ping)
+		chan_command(cc, "p", ping);
+}
+
+typedef struct {
+	ChanChild *cc;
+	guint n;
+	GThread *thread;
+} Flooder;
+
+static gpointer flooder_thread(gpointer data)
+{
+	Flooder *f = data;
+
+	send_counted(f->cc, 100, f->n, 7);
+	return NULL;
+}
+
+START_TEST(test_chan_queued_send_flushes)
+{
+	/*
+	 * Sends pile up while the child sleeps and the socket fills: they wait
+	 * in the connection's queue, which only a thread polling the I/O
+	 * context drains. First while this thread, the last borrower, is away
+	 * (the I/O thread must take its context back), then while it waits in
+	 * a receive and another thread sends.
+	 */
+	enum { N = 20000 };
+	ChanChild *cc = chan_child_new(FALSE, NULL);
+	SideConsumer sc = {0};
+	Flooder f = {.cc = cc, .n = N};
+
+	side_consumer_start(&sc, cc->side);
+	chan_command(cc, "p", 0);
+	expect_text(cc->replies, "p", 0);
+
+	/* Away: waiting on the consumer only. */
+	send_counted(cc, 100, N, 0);
+	ck_assert_msg(side_consumer_wait(&sc, 1, FALSE, 20 * G_USEC_PER_SEC),
+		      "the child did not get every queued message");
+
+	/* Waiting in a receive while another thread sends. */
+	f.thread = g_thread_new("flooder", flooder_thread, &f);
+	expect_text(cc->replies, "p", 7);
+	g_thread_join(f.thread);
+	ck_assert_msg(side_consumer_wait(&sc, 2, FALSE, 20 * G_USEC_PER_SEC),
+		      "the child did not get every queued message");
+
+	mesh_sender_free(cc->commands);
+	cc->commands = NULL;
+	ck_assert(side_consumer_wait(&sc, 2, TRUE, 20 * G_USEC_PER_SEC));
+	side_consumer_stop(&sc, cc->side);
+	expect_recv_error(cc->replies, 20 * G_USEC_PER_SEC, MESH_ERROR_CLOSED);
+	ck_assert_int_eq(chan_child_abandon(cc), 0);
+}
+END_TEST
+
+/* A thread that keeps a CPU busy until told to stop. */
+typedef struct {
+	gint stop;
+	GThread *thread;
+} Burner;
+
+static gpointer burner_thread(gpointer data)
+{
+	Burner *b = data;
+	volatile guint64 spins = 0;
+
+	while (!g_atomic_int_get(&b->stop))
+		spins++;
+	return NULL;
+}
+
+typedef struct {
+	ChanChild *cc;
+	guint n;
+	char *failure;
+} SlowWaiter;
+
+static gpointer slow_waiter_thread(gpointer data)
+{
+	SlowWaiter *w = data;
+	char text[64], want[64];
+	GError *error = NULL;
+
+	/* The lowest priority: this thread runs late after each wakeup. */
+	setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19);
+	for (guint i = 0; i < w->n && !w->failure; i++) {
+		/* Long enough for the I/O thread to take its context back. */
+		g_usleep(3000);
+		chan_command(w->cc, "p", i);
+		g_snprintf(want, sizeof(want), "p %u", i);
+		if (!chan_recv_text(w->cc->replies, 5 * G_USEC_PER_SEC, text, sizeof(text), &error)) {
+			w->failure = g_strdup_printf("waiting for \"%s\": %s", want, error->message);
+			g_clear_error(&error);
+		} else if (strcmp(text, want) != 0) {
+			w->failure = g_strdup_printf("got \"%s\", wanted \"%s\"", text, want);
+		}
+	}
+	return NULL;
+}
+
+START_TEST(test_chan_slow_waiter)
+{
+	/*
+	 * A receiver that asks the I/O thread to lend and is slow to run
+	 * afterwards (lowest priority, every CPU busy): the I/O thread may lend
+	 * and take its context back (1 ms unused) before the receiver looks.
+	 * The receiver must then ask again, not wait for a lend that nobody
+	 * asked for (it slept until its timeout; fixed in 0bf2188, which this
+	 * caught in most runs without the fix).
+	 */
+	enum { N = 100, MAX_BURNERS = 4 };
+	ChanChild *cc = chan_child_new(FALSE, NULL);
+	SlowWaiter w = {.cc = cc, .n = N};
+	Burner burners[MAX_BURNERS] = {{0}};
+	guint n_burners = MIN(g_get_num_processors(), MAX_BURNERS);
+	GThread *t;
+
+	chan_command(cc, "p", 0);
+	expect_text(cc->replies, "p", 0);
+	for (guint i = 0; i < n_burners; i++)
+		burners[i].thread = g_thread_new("burner", burner_thread, &burners[i]);
+	t = g_thread_new("slow-waiter", slow_waiter_thread, &w);
+	g_thread_join(t);
+	for (guint i = 0; i < n_burners; i++) {
+		g_atomic_int_set(&burners[i].stop, TRUE);
+		g_thread_join(burners[i].thread);
+	}
+	ck_assert_msg(!w.failure, "%s", w.failure);
+	chan_child_finish(cc);
+}
+END_TEST
+
+typedef struct {
+	PalChild *process;
+	gint64 delay_us;
+	int result;
+} Killer;
+
+static gpointer killer_thread(gpointer data)
+{
+	Killer *k = data;
+
+	g_usleep(k->delay_us);
+	k->result = pal_child_kill(k->process, SIGKILL);
+	return NULL;
+}
+
+START_TEST(test_chan_child_killed)
+{
+	/* The child dies while two threads wait in receives on its channels. */
+	ChanChild *cc = chan_child_new(FALSE, NULL);
+	Waiter q = {.cc = cc, .r = cc->other, .word = "q", .n_burst = 1,
+		    .timeout_us = 20 * G_USEC_PER_SEC};
+	Killer k = {.process = cc->child->process, .delay_us = 50000};
+	GError *error = NULL;
+	MeshMessage *msg = NULL;
+	char id[33];
+	GThread *killer;
+	int status;
+
+	chan_command(cc, "p", 0);
+	expect_text(cc->replies, "p", 0);
+	waiter_start(&q, "waiter-q");
+	killer = g_thread_new("killer", killer_thread, &k);
+
+	ck_assert(!mesh_receiver_recv_message(cc->replies, 20 * G_USEC_PER_SEC, &msg, &error));
+	ck_assert_msg(g_error_matches(error, MESH_ERROR, MESH_ERROR_NODE_FAILURE), "%s",
+		      error->message);
+	mesh_uuid_to_string(&cc->child->id, id);
+	ck_assert_msg(strstr(error->message, id) != NULL, "%s", error->message);
+	g_clear_error(&error);
+	g_thread_join(killer);
+	ck_assert_int_eq(k.result, 0);
+
+	/* The other waiter got the failure too, not a message nor a timeout. */
+	g_thread_join(q.thread);
+	ck_assert_ptr_nonnull(q.failure);
+	ck_assert_msg(q.error_code == MESH_ERROR_NODE_FAILURE, "%s", q.failure);
+	ck_assert_msg(strstr(q.failure, id) != NULL, "%s", q.failure);
+	g_free(q.failure);
+
+	/* The failure stays. */
+	expect_recv_error(cc->replies, 0, MESH_ERROR_NODE_FAILURE);
+	expect_recv_error(cc->side, 5 * G_USEC_PER_SEC, MESH_ERROR_NODE_FAILURE);
+	status = chan_child_abandon(cc);
+	ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+}
+END_TEST
+
+typedef struct {
+	MeshReceiver *r;
+	gint64 timeout_us;
+	gboolean got;
+	GError *error;
+	GThread *thread;
+} TimedWaiter;
+
+static gpointer timed_waiter_thread(gpointer data)
+{
+	TimedWaiter *w = data;
+	MeshMessage *msg = NULL;
+
+	w->got = mesh_receiver_recv_message(w->r, w->timeout_us, &msg, &w->error);
+	mesh_message_free(msg);
+	return NULL;
+}
+
+START_TEST(test_chan_free_node_while_blocked)
+{
+	/*
+	 * The transport is freed while another thread waits in a timed
+	 * receive on a channel it carries: the receive returns (the sender's
+	 * node is cut off, or the time is up), nothing crashes or hangs, and
+	 * nothing of the transport stays behind (fds here, memory under ASan).
+	 * At different moments: right away, while the thread polls, later.
+	 */
+	static const gint64 delays_us[] = {0, 1000, 5000, 30000};
+
+	for (guint i = 0; i < G_N_ELEMENTS(delays_us); i++) {
+		int fds_before = count_fds();
+		ChanChild *cc = chan_child_new(FALSE, NULL);
+		TimedWaiter w = {.r = cc->replies, .timeout_us = 3 * G_USEC_PER_SEC};
+		int status;
+
+		chan_command(cc, "p", 0);
+		expect_text(cc->replies, "p", 0);
+		w.thread = g_thread_new("timed-waiter", timed_waiter_thread, &w);
+		g_usleep(delays_us[i]);
+		mesh_unix_node_free(parent.unode);
+		parent.unode = NULL;
+		g_thread_join(w.thread);
+		ck_assert(!w.got);
+		ck_assert_msg(g_error_matches(w.error, MESH_ERROR, MESH_ERROR_NODE_FAILURE) ||
+				      g_error_matches(w.error, MESH_ERROR, MESH_ERROR_TIMED_OUT),
+			      "delay %" G_GINT64_FORMAT ": %s", delays_us[i], w.error->message);
+		g_error_free(w.error);
+		/* Once the transport is gone, the receive fails at once. */
+		expect_recv_error(cc->replies, 5 * G_USEC_PER_SEC, MESH_ERROR_NODE_FAILURE);
+
+		/* The child saw its parent go: its receive failed (20), no crash. */
+		status = chan_child_abandon(cc);
+		ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 20, "child status %d",
+			      status);
+		mesh_node_unref(parent.node);
+		parent_setup();
+		/*
+		 * The freed transport closed its sockets. The first round lets
+		 * GLib make its lazy fds (measured: one), so it is not counted.
+		 */
+		if (i > 0)
+			ck_assert_msg(count_fds() == fds_before,
+				      "delay %" G_GINT64_FORMAT ": %d fds, %d before", delays_us[i],
+				      count_fds(), fds_before);
+	}
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("libmeshremote-unix");
@@ -756,6 +1597,21 @@ int main(void)
 	tcase_add_test(tc, test_listener);
 	tcase_add_test(tc, test_caller_context);
 	tcase_add_test(tc, test_listener_limits);
+	suite_add_tcase(s, tc);
+
+	/* Channels with blocking receives: the I/O thread lends its context. */
+	tc = tcase_create("lending");
+	tcase_set_timeout(tc, 60);
+	tcase_add_checked_fixture(tc, parent_setup, parent_teardown);
+	tcase_add_test(tc, test_chan_ping_pong);
+	tcase_add_test(tc, test_chan_callback_consumer);
+	tcase_add_test(tc, test_chan_two_waiters);
+	tcase_add_test(tc, test_chan_slow_waiter);
+	tcase_add_test(tc, test_chan_local_and_remote_sender);
+	tcase_add_test(tc, test_chan_recv_timeout);
+	tcase_add_test(tc, test_chan_queued_send_flushes);
+	tcase_add_test(tc, test_chan_child_killed);
+	tcase_add_test(tc, test_chan_free_node_while_blocked);
 	suite_add_tcase(s, tc);
 
 	SRunner *sr = srunner_create(s);

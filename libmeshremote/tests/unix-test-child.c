@@ -11,6 +11,10 @@
  *             messages on the other, wait for "done" on it
  *   sink N    the first message carries a port: receive N numbered messages
  *             on it in order, answer "done"
+ *   chan      the first message carries four channel ends (UNIX_TEST_CHAN_*):
+ *             a receiver of commands, read with blocking receives, and three
+ *             senders; see run_chan() for the commands. Ends when every
+ *             sender of the commands is gone.
  * Or: unix-test-child join NODE PORT LEADER LEADER_PORT SCENARIO [N]: join
  * the mesh with the invitation whose socket is fd 3.
  * Or: unix-test-child bypath PATH SCENARIO [N]: join through a listener.
@@ -92,6 +96,122 @@ static int run_sink(TestRecv *r, int n)
 	port_send_bytes(p, "done");
 	test_recv_free(rp);
 	mesh_port_close(p);
+	return status;
+}
+
+/*
+ * One command's text: a word and a number. Commands, received on the
+ * command channel with blocking receives (the node lends its I/O):
+ *   p N      reply "p N" on the first sender
+ *   q N      reply "q N" on the third sender
+ *   pc N     reply "p N", then "c K" on the second sender (K counts up)
+ *   r N      send "raw N" on the bootstrap port, then reply "p N"
+ *   burst N  send N side messages "c K" on the second sender
+ *   pn N     send "p 0" .. "p N-1" on the first sender
+ *   both N   send "p I" on the first and "q I" on the third, I from 0 to N-1
+ *   sleep N  sleep N ms without reading
+ *   k N      count: N must be the number of "k" commands since the last "kdone"
+ *   kdone N  N "k" came in order: send "c K" on the second sender, else "bad"
+ */
+static int run_chan(TestRecv *r, MeshPort *bootstrap)
+{
+	MeshMessage *msg = test_recv_wait(r, 60000);
+	MeshReceiver *commands;
+	MeshSender *senders[3];
+	GError *error = NULL;
+	char word[16], text[48];
+	unsigned n, side = 0, counted = 0;
+	gboolean count_ok = TRUE;
+	int status = 0;
+
+	if (!test_recv_is_message(msg))
+		return 3;
+	if (mesh_message_get_n_resources(msg) != UNIX_TEST_CHAN_PORTS) {
+		mesh_message_free(msg);
+		return 4;
+	}
+	commands = mesh_receiver_from_port(mesh_message_steal_port(msg, UNIX_TEST_CHAN_COMMANDS),
+					   NULL);
+	for (int i = 0; i < 3; i++)
+		senders[i] = mesh_sender_from_port(
+			mesh_message_steal_port(msg, UNIX_TEST_CHAN_REPLIES + i), NULL);
+	mesh_message_free(msg);
+
+	for (;;) {
+		size_t size;
+		const uint8_t *data;
+
+		if (!mesh_receiver_recv_message(commands, -1, &msg, &error)) {
+			if (!g_error_matches(error, MESH_ERROR, MESH_ERROR_CLOSED)) {
+				fprintf(stderr, "child: commands: %s\n", error->message);
+				status = 20;
+			}
+			g_clear_error(&error);
+			break;
+		}
+		data = mesh_message_get_data(msg, &size);
+		size = MIN(size, sizeof(text) - 1);
+		memcpy(text, data, size);
+		text[size] = '\0';
+		mesh_message_free(msg);
+		if (sscanf(text, "%15s %u", word, &n) != 2) {
+			fprintf(stderr, "child: bad command \"%s\"\n", text);
+			status = 21;
+			break;
+		}
+		if (strcmp(word, "p") == 0 || strcmp(word, "q") == 0) {
+			MeshSender *to = senders[word[0] == 'p' ? 0 : 2];
+			mesh_sender_send_message(to, mesh_message_new(text, strlen(text)));
+		} else if (strcmp(word, "pc") == 0) {
+			g_snprintf(text, sizeof(text), "p %u", n);
+			mesh_sender_send_message(senders[0], mesh_message_new(text, strlen(text)));
+			g_snprintf(text, sizeof(text), "c %u", side++);
+			mesh_sender_send_message(senders[1], mesh_message_new(text, strlen(text)));
+		} else if (strcmp(word, "r") == 0) {
+			g_snprintf(text, sizeof(text), "raw %u", n);
+			port_send_bytes(bootstrap, text);
+			g_snprintf(text, sizeof(text), "p %u", n);
+			mesh_sender_send_message(senders[0], mesh_message_new(text, strlen(text)));
+		} else if (strcmp(word, "burst") == 0) {
+			for (unsigned i = 0; i < n; i++) {
+				g_snprintf(text, sizeof(text), "c %u", side++);
+				mesh_sender_send_message(senders[1],
+							 mesh_message_new(text, strlen(text)));
+			}
+		} else if (strcmp(word, "pn") == 0 || strcmp(word, "both") == 0) {
+			gboolean both = word[0] == 'b';
+			for (unsigned i = 0; i < n; i++) {
+				g_snprintf(text, sizeof(text), "p %u", i);
+				mesh_sender_send_message(senders[0],
+							 mesh_message_new(text, strlen(text)));
+				if (!both)
+					continue;
+				g_snprintf(text, sizeof(text), "q %u", i);
+				mesh_sender_send_message(senders[2],
+							 mesh_message_new(text, strlen(text)));
+			}
+		} else if (strcmp(word, "sleep") == 0) {
+			g_usleep(n * 1000);
+		} else if (strcmp(word, "k") == 0) {
+			count_ok = count_ok && n == counted;
+			counted++;
+		} else if (strcmp(word, "kdone") == 0) {
+			if (count_ok && n == counted)
+				g_snprintf(text, sizeof(text), "c %u", side++);
+			else
+				g_snprintf(text, sizeof(text), "bad %u of %u", counted, n);
+			mesh_sender_send_message(senders[1], mesh_message_new(text, strlen(text)));
+			counted = 0;
+			count_ok = TRUE;
+		} else {
+			fprintf(stderr, "child: unknown command \"%s\"\n", text);
+			status = 22;
+			break;
+		}
+	}
+	for (int i = 0; i < 3; i++)
+		mesh_sender_free(senders[i]);
+	mesh_receiver_free(commands);
 	return status;
 }
 
@@ -180,6 +300,8 @@ run:;
 		status = run_origin(r, port, atoi(scenario_arg));
 	} else if (strcmp(scenario, "sink") == 0 && scenario_arg) {
 		status = run_sink(r, atoi(scenario_arg));
+	} else if (strcmp(scenario, "chan") == 0) {
+		status = run_chan(r, port);
 	} else {
 		fprintf(stderr, "child: unknown scenario %s\n", scenario);
 		return 64;

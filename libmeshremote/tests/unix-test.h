@@ -7,6 +7,18 @@
 
 #include "remote-private.h"
 
+/*
+ * The "chan" scenario: the ports of the first message, in this order. The
+ * child receives commands on the first and sends on the three others.
+ */
+enum {
+	UNIX_TEST_CHAN_COMMANDS, /* a receiver */
+	UNIX_TEST_CHAN_REPLIES,  /* a sender: "p" replies */
+	UNIX_TEST_CHAN_SIDE,     /* a sender: "c" side messages */
+	UNIX_TEST_CHAN_OTHER,    /* a sender: "q" replies */
+	UNIX_TEST_CHAN_PORTS,
+};
+
 /* A blocking receive on a raw port, for tests: a handler feeds a queue. */
 typedef struct {
 	GAsyncQueue *queue; /* MeshMessage *, or a RecvEnd sentinel */
