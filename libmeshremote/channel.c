@@ -53,6 +53,7 @@ struct MeshReceiver {
 	gboolean terminal_reported;
 	guint n_waiters;  /* threads in a GCond wait */
 	guint io_waiters; /* threads running the transport's I/O (io_hook) */
+	GThread *io_waiter; /* the one among them that came last */
 	NodeIoHook *io_hook; /* strong, looked up on the first blocking wait */
 	int efd;
 	gboolean efd_set;
@@ -353,7 +354,14 @@ static void receiver_wake_locked(MeshReceiver *r, Deferred *d)
 {
 	if (r->n_waiters)
 		deferred_call(d, broadcast_cb, receiver_ref(r));
-	if (r->io_waiters)
+	/*
+	 * A thread that waits by running the I/O looks at the queue again when
+	 * its iteration returns: only a thread delivering to itself (the hot
+	 * path) may skip the wakeup. Any other (even one delivering while it
+	 * polls for another receiver) must wake the context, or the waiter
+	 * could start to poll after the message was queued.
+	 */
+	if (r->io_waiters && !(r->io_waiters == 1 && r->io_waiter == g_thread_self()))
 		deferred_call(d, io_wakeup_cb, io_hook_ref(r->io_hook));
 	if (r->efd >= 0 && !r->efd_set) {
 		uint64_t one = 1;
@@ -637,6 +645,7 @@ static gboolean receiver_pop(MeshReceiver *r, gint64 timeout_us, Item *ret, GErr
 			/* Run the transport's I/O here rather than wait for its thread. */
 			NodeIoHook *hook = io_hook_ref(r->io_hook);
 			r->io_waiters++;
+			r->io_waiter = g_thread_self();
 			g_mutex_unlock(&r->lock);
 			gboolean at_deadline;
 			gboolean ran = hook->run_once(hook, deadline, &at_deadline);

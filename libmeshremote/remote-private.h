@@ -141,7 +141,10 @@ struct NodeIoHook {
 	 * @deadline. No lock may be held.
 	 */
 	gboolean (*run_once)(NodeIoHook *hook, gint64 deadline, gboolean *ret_expired);
-	/* Makes a run_once() in progress on another thread return (any thread). */
+	/*
+	 * Makes a run_once() in progress return, or the next one return at
+	 * once (any thread).
+	 */
 	void (*wakeup)(NodeIoHook *hook);
 	void (*finalize)(NodeIoHook *hook);
 };

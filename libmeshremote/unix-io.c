@@ -162,9 +162,8 @@ static void io_wakeup(NodeIoHook *hook)
 {
 	UnixIo *io = (UnixIo *)hook;
 
-	/* The poller delivering to itself returns from its iteration anyway. */
-	if (g_atomic_pointer_get(&io->poller) != g_thread_self())
-		g_main_context_wakeup(io->context);
+	/* Also with nobody polling: the wakeup stays pending for the next poll. */
+	g_main_context_wakeup(io->context);
 }
 
 static void io_finalize(NodeIoHook *hook)

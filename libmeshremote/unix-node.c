@@ -49,7 +49,7 @@
 #define MAX_SMALL_EVENT_SIZE (MESH_UNIX_MAX_PACKET_SIZE - PACKET_HEADER_SIZE)
 /* Packets per recvmmsg(), and recvmmsg() calls per dispatch before other sources run. */
 #define RX_BATCH 16
-#define RX_ROUNDS 4
+#define RX_ROUNDS 1
 
 typedef struct {
 	uint8_t header[PACKET_HEADER_SIZE];
@@ -190,7 +190,7 @@ static void conn_update_interest_locked(UnixConn *c)
 	c->write_wanted = c->pending.length > 0;
 }
 
-static gboolean conn_want_write_cb(gpointer data)
+static gboolean conn_write_source_cb(gpointer data)
 {
 	UnixConn *c = data;
 
@@ -200,7 +200,6 @@ static gboolean conn_want_write_cb(gpointer data)
 		conn_update_interest_locked(c);
 	}
 	g_mutex_unlock(&c->lock);
-	conn_unref(c);
 	return G_SOURCE_REMOVE;
 }
 
@@ -209,7 +208,8 @@ static void schedule_write(UnixConn *c)
 	MeshUnixNode *u = c->owner;
 
 	if (!u->io) {
-		g_main_context_invoke(u->context, conn_want_write_cb, conn_ref(c));
+		g_main_context_invoke_full(u->context, G_PRIORITY_DEFAULT, conn_write_source_cb,
+					   conn_ref(c), (GDestroyNotify)conn_unref);
 		return;
 	}
 	/*
@@ -221,7 +221,9 @@ static void schedule_write(UnixConn *c)
 	unix_io_reclaim(u->io);
 	GSource *source = g_idle_source_new();
 	g_source_set_priority(source, G_PRIORITY_DEFAULT);
-	g_source_set_callback(source, conn_want_write_cb, conn_ref(c), NULL);
+	/* The reference goes with the source, run or not (a transport freed first). */
+	g_source_set_callback(source, conn_write_source_cb, conn_ref(c),
+			      (GDestroyNotify)conn_unref);
 	g_source_attach(source, u->context);
 	g_source_unref(source);
 }
@@ -1264,8 +1266,12 @@ void mesh_unix_node_free(MeshUnixNode *u)
 		wait_step(u, -1);
 	g_mutex_unlock(&u->lock);
 
-	if (u->io)
+	if (u->io) {
 		unix_io_stop(u->io);
+		/* What the thread left scheduled (flushes of ended connections) runs now. */
+		while (g_main_context_iteration(u->context, FALSE))
+			;
+	}
 	g_main_context_unref(u->context);
 	g_ptr_array_free(u->conns, TRUE);
 	unix_rx_free(u->rx);
