@@ -743,7 +743,8 @@ static void bench_rtt(const char *metric, size_t size)
 		 "child re-sends the received message; blocking recv; own-thread MeshUnixNode "
 		 "both sides%s",
 		 size > MESH_UNIX_MAX_PACKET_SIZE - 8
-			 ? "; events over 16376 B go out of line (a new sealed memfd per event)"
+			 ? "; events over 16376 B go out of line (in a reused pool buffer between "
+			   "C nodes; a new sealed memfd per event with MESH_UNIX_POOL=0)"
 			 : "");
 	bench_run(&(Bench){.metric = metric,
 			   .system = SYSTEM,
@@ -864,10 +865,12 @@ static void bench_stream(const char *metric, size_t size)
 		 * 1 MiB), so bound it. */
 		.max_n = bulk ? 1024 : 10000000,
 		.notes = bulk ? "one mesh_sender_send_message (mesh_message_new copy) per message; "
-				"each event out of line in a new sealed memfd; child checks each "
-				"message in its buffer; end ack"
-			      : "one mesh_sender_send_message (mesh_message_new) per message, child "
-				"receives and checks each; end ack"});
+				"each event out of line (a reused pool buffer between C nodes, or a "
+				"sealed memfd when none is free); child checks each message in its "
+				"buffer; end ack"
+			      : "one mesh_sender_send_message (mesh_message_new) per message (batched "
+				"between C nodes after 16 in a row), child receives and checks each; "
+				"end ack"});
 	peer_stop(&x.peer);
 	g_free(x.buf);
 }
