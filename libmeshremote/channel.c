@@ -556,8 +556,8 @@ static void receiver_prune(MeshReceiver *r)
 }
 
 /*
- * The I/O hook of the node that the receiver's first open sender port is on,
- * if that port's peer is remote. Called without r->lock.
+ * The I/O hook of the node that the receiver's first open sender port is on.
+ * Called without r->lock.
  */
 static NodeIoHook *receiver_find_io_hook(MeshReceiver *r)
 {

@@ -32,6 +32,9 @@ struct MeshOneshotReceiver {
 	MeshMessage *value;
 	GError *error; /* FAILED, CORRUPT */
 	guint n_waiters;
+	guint io_waiters;    /* threads running the transport's I/O while they wait */
+	GThread *io_waiter;  /* the last of them */
+	NodeIoHook *io_hook; /* borrowed from the waiters while io_waiters > 0 */
 };
 
 /* Sender. */
@@ -83,6 +86,9 @@ static void oneshot_wake_locked(MeshOneshotReceiver *r)
 {
 	if (r->n_waiters)
 		g_cond_broadcast(&r->cond);
+	/* As for mpsc receivers: only a thread delivering to itself skips it. */
+	if (r->io_waiters && !(r->io_waiters == 1 && r->io_waiter == g_thread_self()))
+		r->io_hook->wakeup(r->io_hook);
 }
 
 static void oneshot_on_message(MeshPort *port, void *data, MeshMessage *msg, Deferred *d)
@@ -240,12 +246,14 @@ static gboolean oneshot_wait(MeshOneshotReceiver *r, gint64 timeout_us, MeshMess
 			     GError **error)
 {
 	gint64 deadline = timeout_us > 0 ? channel_deadline(timeout_us) : -1;
-	gboolean expired = FALSE;
+	gboolean expired = FALSE, looked_up = FALSE, io_refused = FALSE;
+	NodeIoHook *hook = NULL;
 
 	g_mutex_lock(&r->lock);
 	while (r->state == ONESHOT_WAITING) {
 		if (timeout_us == 0 || expired) {
 			g_mutex_unlock(&r->lock);
+			io_hook_unref(hook);
 			if (timeout_us == 0)
 				g_set_error(error, MESH_ERROR, MESH_ERROR_EMPTY, "no value yet");
 			else
@@ -253,10 +261,35 @@ static gboolean oneshot_wait(MeshOneshotReceiver *r, gint64 timeout_us, MeshMess
 					    "no value within the timeout");
 			return FALSE;
 		}
+		if (!looked_up) {
+			/* The port's lock comes before ours: look without it. */
+			looked_up = TRUE;
+			g_mutex_unlock(&r->lock);
+			hook = port_get_io_hook(r->port);
+			g_mutex_lock(&r->lock);
+			continue;
+		}
+		if (hook && !io_refused) {
+			/* Run the transport's I/O here (see receiver_pop() in channel.c). */
+			gboolean at_deadline;
+			r->io_waiters++;
+			r->io_waiter = g_thread_self();
+			r->io_hook = hook;
+			g_mutex_unlock(&r->lock);
+			gboolean ran = hook->run_once(hook, deadline, &at_deadline);
+			g_mutex_lock(&r->lock);
+			r->io_waiters--;
+			if (!ran)
+				io_refused = TRUE;
+			else if (at_deadline)
+				expired = TRUE;
+			continue;
+		}
 		r->n_waiters++;
 		if (!channel_cond_wait(&r->cond, &r->lock, deadline))
 			expired = TRUE;
 		r->n_waiters--;
+		io_refused = FALSE;
 	}
 	OneshotState state = r->state;
 	MeshMessage *value = r->value;
@@ -264,6 +297,7 @@ static gboolean oneshot_wait(MeshOneshotReceiver *r, gint64 timeout_us, MeshMess
 	r->value = NULL;
 	r->error = NULL;
 	g_mutex_unlock(&r->lock);
+	io_hook_unref(hook);
 
 	mesh_oneshot_receiver_free(r);
 	switch (state) {

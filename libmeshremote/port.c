@@ -168,7 +168,13 @@ NodeIoHook *port_get_io_hook(MeshPort *p)
 	NodeIoHook *hook = NULL;
 
 	g_mutex_lock(&p->lock);
-	if (p->node && p->peer.remote) {
+	/*
+	 * Any port in a node's table, whatever its peer: a peer that is local
+	 * now may be moving (a port just sent away has its peer changed only
+	 * when the move completes), and the events that complete it come
+	 * through the transport, which someone must be polling.
+	 */
+	if (p->node) {
 		g_mutex_lock(&p->node->lock);
 		if (p->node->io_hook)
 			hook = io_hook_ref(p->node->io_hook);

@@ -153,7 +153,7 @@ NodeIoHook *io_hook_ref(NodeIoHook *hook);
 void io_hook_unref(NodeIoHook *hook);
 /* Sets (a reference to) @hook, or NULL, as @node's I/O hook. */
 void node_set_io_hook(MeshNode *node, NodeIoHook *hook);
-/* Returns: (transfer full) (nullable): the hook of @port's node, if its peer is remote. */
+/* Returns: (transfer full) (nullable): the hook of the node whose table holds @port. */
 NodeIoHook *port_get_io_hook(MeshPort *port);
 
 struct MeshNode {

@@ -944,6 +944,45 @@ START_TEST(test_chan_ping_pong)
 }
 END_TEST
 
+/*
+ * Oneshot replies across the process boundary, waited for with blocking
+ * receives right after a channel receive (the I/O context is then lent and
+ * nobody else polls): the oneshot's wait must run the I/O, or the reply
+ * would sit in the socket until the I/O thread takes its context back.
+ */
+START_TEST(test_chan_oneshot_replies)
+{
+	enum { N = 2000 };
+	ChanChild *cc = chan_child_new(FALSE, NULL);
+	GError *error = NULL;
+
+	for (guint i = 0; i < N; i++) {
+		MeshOneshotSender *os;
+		MeshOneshotReceiver *orx;
+		MeshMessage *value = NULL;
+		char want[32];
+
+		/* A channel round trip first: it leaves the context lent. */
+		chan_command(cc, "p", i);
+		expect_text(cc->replies, "p", i);
+
+		mesh_oneshot_new(NULL, &os, &orx);
+		g_snprintf(want, sizeof(want), "o %u", i);
+		MeshMessage *cmd = mesh_message_new(want, strlen(want));
+		mesh_message_add_port_take(cmd, mesh_oneshot_sender_into_port(os));
+		mesh_sender_send_message(cc->commands, cmd);
+		ck_assert_msg(mesh_oneshot_recv_message(orx, 10 * G_USEC_PER_SEC, &value, &error),
+			      "oneshot %u: %s", i, error ? error->message : "?");
+		size_t size;
+		const uint8_t *data = mesh_message_get_data(value, &size);
+		ck_assert_uint_eq(size, strlen(want));
+		ck_assert(memcmp(data, want, size) == 0);
+		mesh_message_free(value);
+	}
+	chan_child_finish(cc);
+}
+END_TEST
+
 /* A callback consumer on a thread of its own, checking the order of "c K". */
 typedef struct {
 	GMutex lock;
@@ -1604,6 +1643,7 @@ int main(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_checked_fixture(tc, parent_setup, parent_teardown);
 	tcase_add_test(tc, test_chan_ping_pong);
+	tcase_add_test(tc, test_chan_oneshot_replies);
 	tcase_add_test(tc, test_chan_callback_consumer);
 	tcase_add_test(tc, test_chan_two_waiters);
 	tcase_add_test(tc, test_chan_slow_waiter);

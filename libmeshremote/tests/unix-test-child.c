@@ -112,6 +112,7 @@ static int run_sink(TestRecv *r, int n)
  *   sleep N  sleep N ms without reading
  *   k N      count: N must be the number of "k" commands since the last "kdone"
  *   kdone N  N "k" came in order: send "c K" on the second sender, else "bad"
+ *   o N      the command carries a oneshot sender: send "o N" on it
  */
 static int run_chan(TestRecv *r, MeshPort *bootstrap)
 {
@@ -153,6 +154,9 @@ static int run_chan(TestRecv *r, MeshPort *bootstrap)
 		size = MIN(size, sizeof(text) - 1);
 		memcpy(text, data, size);
 		text[size] = '\0';
+		MeshPort *attached = mesh_message_get_n_resources(msg) == 1
+					     ? mesh_message_steal_port(msg, 0)
+					     : NULL;
 		mesh_message_free(msg);
 		if (sscanf(text, "%15s %u", word, &n) != 2) {
 			fprintf(stderr, "child: bad command \"%s\"\n", text);
@@ -190,6 +194,10 @@ static int run_chan(TestRecv *r, MeshPort *bootstrap)
 				mesh_sender_send_message(senders[2],
 							 mesh_message_new(text, strlen(text)));
 			}
+		} else if (strcmp(word, "o") == 0 && attached) {
+			MeshOneshotSender *os = mesh_oneshot_sender_from_port(attached, NULL);
+			attached = NULL;
+			mesh_oneshot_send_message(os, mesh_message_new(text, strlen(text)));
 		} else if (strcmp(word, "sleep") == 0) {
 			g_usleep(n * 1000);
 		} else if (strcmp(word, "k") == 0) {
@@ -205,9 +213,12 @@ static int run_chan(TestRecv *r, MeshPort *bootstrap)
 			count_ok = TRUE;
 		} else {
 			fprintf(stderr, "child: unknown command \"%s\"\n", text);
+			mesh_port_close(attached);
 			status = 22;
 			break;
 		}
+		if (attached)
+			mesh_port_close(attached);
 	}
 	for (int i = 0; i < 3; i++)
 		mesh_sender_free(senders[i]);
