@@ -228,6 +228,17 @@ static void schedule_write(UnixConn *c)
 	g_source_unref(source);
 }
 
+/* Queues @pk (taken) and unlocks; schedules a flush unless one is due. Locked. */
+static void conn_enqueue_unlock(UnixConn *c, OutPacket *pk)
+{
+	g_queue_push_tail(&c->pending, pk);
+	gboolean schedule = !c->write_wanted;
+	c->write_wanted = TRUE;
+	g_mutex_unlock(&c->lock);
+	if (schedule)
+		schedule_write(c);
+}
+
 /* Sends a small packet without fds from the transport itself (any thread, unlocked). */
 static void conn_send_control(UnixConn *c, uint8_t type, const uint8_t *body, size_t size)
 {
@@ -246,12 +257,7 @@ static void conn_send_control(UnixConn *c, uint8_t type, const uint8_t *body, si
 		memcpy(pk->header, header, PACKET_HEADER_SIZE);
 		pk->body = g_memdup2(body, size);
 		pk->body_size = size;
-		g_queue_push_tail(&c->pending, pk);
-		gboolean schedule = !c->write_wanted;
-		c->write_wanted = TRUE;
-		g_mutex_unlock(&c->lock);
-		if (schedule)
-			schedule_write(c);
+		conn_enqueue_unlock(c, pk);
 		return;
 	}
 	g_mutex_unlock(&c->lock);
@@ -548,12 +554,7 @@ static void sink_send(void *user_data, const struct iovec *iov, size_t n_iov, co
 			pk->n_fds = i + 1;
 		}
 		memfd = -1; /* now the packet's */
-		g_queue_push_tail(&c->pending, pk);
-		gboolean schedule = !c->write_wanted;
-		c->write_wanted = TRUE;
-		g_mutex_unlock(&c->lock);
-		if (schedule)
-			schedule_write(c);
+		conn_enqueue_unlock(c, pk);
 	} else {
 		g_mutex_unlock(&c->lock);
 		if (r < 0)

@@ -30,6 +30,7 @@
 #include <pal/pal.h>
 
 #include "remote-private.h"
+#include "unix-test.h"
 
 /* Packets: an 8-byte header (the type, then 7 zero bytes) and a body. */
 #define PACKET_HEADER 8
@@ -105,17 +106,6 @@ static void append_le64(GByteArray *b, guint64 v)
 {
 	v = GUINT64_TO_LE(v);
 	g_byte_array_append(b, (const guint8 *)&v, 8);
-}
-
-static int count_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	int n = 0;
-	struct dirent *e;
-	while ((e = readdir(d)))
-		n += e->d_name[0] != '.';
-	closedir(d);
-	return n - 1;
 }
 
 static void fill_pattern(uint8_t *buf, size_t size, guint salt)

@@ -159,17 +159,6 @@ static void expect_bytes(TestRecv *r, const void *data, size_t size)
 	mesh_message_free(msg);
 }
 
-static int count_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	int n = 0;
-	struct dirent *e;
-	while ((e = readdir(d)))
-		n += e->d_name[0] != '.';
-	closedir(d);
-	return n - 1;
-}
-
 START_TEST(test_echo)
 {
 	Child *c = spawn_child("echo", NULL);

@@ -2,6 +2,7 @@
 /* Helpers shared by the Unix transport tests and their child program. */
 #pragma once
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -103,4 +104,16 @@ static inline gboolean uuid_from_hex(const char *hex, MeshUuid *id)
 		id->bytes[i] = (uint8_t)v;
 	}
 	return TRUE;
+}
+
+/* The fds this process has open now (not counting the one that lists them). */
+static inline int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)))
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n - 1;
 }
