@@ -361,8 +361,11 @@ static void receiver_wake_locked(MeshReceiver *r, Deferred *d)
 	 * polls for another receiver) must wake the context, or the waiter
 	 * could start to poll after the message was queued.
 	 */
-	if (r->io_waiters && !(r->io_waiters == 1 && r->io_waiter == g_thread_self()))
+	gboolean own = r->io_waiters == 1 && r->io_waiter == g_thread_self();
+	if (r->io_waiters && !own)
 		deferred_call(d, io_wakeup_cb, io_hook_ref(r->io_hook));
+	if (!own)
+		io_note_foreign_delivery();
 	if (r->efd >= 0 && !r->efd_set) {
 		uint64_t one = 1;
 		if (write(r->efd, &one, sizeof(one)) != sizeof(one))

@@ -87,8 +87,11 @@ static void oneshot_wake_locked(MeshOneshotReceiver *r)
 	if (r->n_waiters)
 		g_cond_broadcast(&r->cond);
 	/* As for mpsc receivers: only a thread delivering to itself skips it. */
-	if (r->io_waiters && !(r->io_waiters == 1 && r->io_waiter == g_thread_self()))
+	gboolean own = r->io_waiters == 1 && r->io_waiter == g_thread_self();
+	if (r->io_waiters && !own)
 		r->io_hook->wakeup(r->io_hook);
+	if (!own)
+		io_note_foreign_delivery();
 }
 
 static void oneshot_on_message(MeshPort *port, void *data, MeshMessage *msg, Deferred *d)

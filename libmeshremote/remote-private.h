@@ -149,6 +149,14 @@ struct NodeIoHook {
 	void (*finalize)(NodeIoHook *hook);
 };
 
+/*
+ * Called when a receiver is woken for a thread other than the caller: if
+ * the caller is borrowing a transport's I/O, that transport's I/O thread
+ * takes its context back as soon as the borrower returns (others consume
+ * its traffic too). Implemented by unix-io.c; cheap when not borrowing.
+ */
+void io_note_foreign_delivery(void);
+
 NodeIoHook *io_hook_ref(NodeIoHook *hook);
 void io_hook_unref(NodeIoHook *hook);
 /* Sets (a reference to) @hook, or NULL, as @node's I/O hook. */

@@ -51,6 +51,17 @@ struct UnixIo {
 	gint n_fds;
 };
 
+/* The transport this thread borrows the I/O of right now, if any. */
+static __thread UnixIo *tls_borrowed;
+/* Set by io_note_foreign_delivery() while borrowing. */
+static __thread gboolean tls_foreign;
+
+void io_note_foreign_delivery(void)
+{
+	if (tls_borrowed)
+		tls_foreign = TRUE;
+}
+
 /*
  * One prepare/query/poll/check/dispatch of the owned context, with a
  * deadline. TRUE if the poll ended at @deadline.
@@ -104,10 +115,21 @@ static gboolean io_try_borrow(UnixIo *io, gint64 deadline, gboolean *ret_expired
 		io_signal(io);
 		return FALSE;
 	}
+	tls_borrowed = io;
+	tls_foreign = FALSE;
 	*ret_expired = io_iterate(io, deadline);
+	tls_borrowed = NULL;
 	g_atomic_int_inc(&io->returns);
 	g_main_context_release(io->context);
 	g_atomic_pointer_set(&io->poller, NULL);
+	if (tls_foreign) {
+		/*
+		 * It delivered to others (a callback consumer, another thread):
+		 * they must not wait for this thread to come back, so the I/O
+		 * thread polls again now rather than after LEND_IDLE_US.
+		 */
+		g_atomic_int_set(&io->reclaim, TRUE);
+	}
 	if (g_atomic_int_get(&io->reclaim) || g_atomic_int_get(&io->stopping))
 		io_signal(io);
 	return TRUE;
