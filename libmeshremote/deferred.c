@@ -2,6 +2,8 @@
 /* Deferred effects, events, peer addresses, ids and the error domain. */
 #include <sys/random.h>
 
+#include <string.h>
+
 #include "remote-private.h"
 
 G_DEFINE_QUARK(mesh-error-quark, mesh_error)
@@ -65,9 +67,57 @@ GError *mesh_error_node_failure(const MeshNodeId *node, const char *reason)
 			   reason);
 }
 
+/*
+ * Small blocks (events, small messages) from a per-thread cache: a stream
+ * makes and frees one of each per 64-byte message, mostly on one thread.
+ */
+#define SMALL_CACHE_MAX 256
+
+typedef struct {
+	guint n;
+	void *blocks[SMALL_CACHE_MAX];
+} SmallCache;
+
+static void small_cache_free(gpointer data)
+{
+	SmallCache *c = data;
+	for (guint i = 0; i < c->n; i++)
+		g_free(c->blocks[i]);
+	g_free(c);
+}
+
+static GPrivate small_cache_key = G_PRIVATE_INIT(small_cache_free);
+
+static SmallCache *small_cache(void)
+{
+	SmallCache *c = g_private_get(&small_cache_key);
+	if (!c) {
+		c = g_new0(SmallCache, 1);
+		g_private_set(&small_cache_key, c);
+	}
+	return c;
+}
+
+void *small_block_alloc(void)
+{
+	SmallCache *c = small_cache();
+	return c->n ? c->blocks[--c->n] : g_malloc(SMALL_BLOCK_SIZE);
+}
+
+void small_block_free(void *block)
+{
+	SmallCache *c = small_cache();
+	if (c->n < SMALL_CACHE_MAX)
+		c->blocks[c->n++] = block;
+	else
+		g_free(block);
+}
+
+G_STATIC_ASSERT(sizeof(Event) <= SMALL_BLOCK_SIZE);
+
 Event *event_new(MeshEventType type, guint8 flags, guint64 seq)
 {
-	Event *ev = g_new0(Event, 1);
+	Event *ev = memset(small_block_alloc(), 0, sizeof(Event));
 	ev->type = type;
 	ev->flags = flags;
 	ev->seq = seq;
@@ -81,7 +131,7 @@ void event_free(Event *ev)
 	mesh_message_free(ev->message);
 	peer_addr_clear(&ev->new_peer);
 	g_free(ev->reason);
-	g_free(ev);
+	small_block_free(ev);
 }
 
 void peer_addr_copy(PeerAddr *dst, const PeerAddr *src)
@@ -178,7 +228,7 @@ void event_discard(Event *ev, Deferred *d)
 	ev->message = NULL;
 	peer_addr_defer_clear(&ev->new_peer, d);
 	g_free(ev->reason);
-	g_free(ev);
+	small_block_free(ev);
 }
 
 void deferred_call(Deferred *d, void (*func)(void *), void *data)

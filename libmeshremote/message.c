@@ -25,7 +25,10 @@ MeshMessage *message_new_bytes_copy(const void *data, size_t size, MeshPayloadRe
 				    MeshWrap wrap)
 {
 	/* One block for the message and its bytes (read-only, like a mapping). */
-	MeshMessage *msg = g_malloc0(sizeof(MeshMessage) + size);
+	gboolean small = sizeof(MeshMessage) + size <= SMALL_BLOCK_SIZE;
+	MeshMessage *msg = small ? small_block_alloc() : g_malloc(sizeof(MeshMessage) + size);
+	memset(msg, 0, sizeof(MeshMessage));
+	msg->small_block = small;
 	if (size) {
 		msg->data = (uint8_t *)(msg + 1);
 		memcpy(msg->data, data, size);
@@ -69,7 +72,10 @@ void mesh_message_free(MeshMessage *msg)
 	mesh_payload_message_free(msg->typed);
 	message_data_release(msg);
 	mesh_payload_resources_free(msg->res);
-	g_free(msg);
+	if (msg->small_block)
+		small_block_free(msg);
+	else
+		g_free(msg);
 }
 
 static MeshPayloadResources *message_res(MeshMessage *msg)

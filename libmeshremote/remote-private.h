@@ -59,6 +59,7 @@ struct MeshMessage {
 	size_t size;
 	MeshPayloadResources *res;
 	MeshWrap wrap;
+	gboolean small_block; /* allocated with small_block_alloc() */
 };
 
 typedef struct Deferred Deferred;
@@ -201,6 +202,10 @@ struct MeshRemoteNode {
 };
 
 /* deferred.c */
+/* A per-thread cache of SMALL_BLOCK_SIZE blocks (any thread frees into its own). */
+#define SMALL_BLOCK_SIZE 256
+void *small_block_alloc(void);
+void small_block_free(void *block);
 void deferred_init(Deferred *d);
 void deferred_event(Deferred *d, const PeerAddr *to, Event *ev, MeshNode *from);
 void deferred_release_message(Deferred *d, MeshMessage *msg);
