@@ -55,7 +55,6 @@ typedef struct {
 	uint8_t header[PACKET_HEADER_SIZE];
 	uint8_t *body; /* owned; NULL for a large event */
 	size_t body_size;
-	size_t body_cap; /* > body_size once the packet collects a batch */
 	int fds[MESH_UNIX_MAX_FDS_PER_PACKET]; /* owned */
 	size_t n_fds;
 } OutPacket;
@@ -283,6 +282,17 @@ static int packet_sendv(int fd, const uint8_t *header, const struct iovec *body,
 	return (size_t)r == total ? 0 : -EMSGSIZE;
 }
 
+/* Copies the pieces of @iov to @dst, one after the other; returns the bytes copied. */
+static size_t iov_gather(uint8_t *dst, const struct iovec *iov, size_t n_iov)
+{
+	size_t off = 0;
+	for (size_t i = 0; i < n_iov; i++) {
+		memcpy(dst + off, iov[i].iov_base, iov[i].iov_len);
+		off += iov[i].iov_len;
+	}
+	return off;
+}
+
 /* Writes the pieces into a new sealed memfd (a large event). Returns the fd or -errno. */
 static int large_event_memfd(const struct iovec *iov, size_t n_iov, size_t size)
 {
@@ -422,15 +432,11 @@ static gboolean out_packet_append(OutPacket *pk, const struct iovec *iov, size_t
 		g_free(pk->body);
 		pk->body = body;
 		pk->body_size += BATCH_ENTRY_HEADER;
-		pk->body_cap = MAX_SMALL_EVENT_SIZE;
 		pk->header[0] = PACKET_BATCH;
 	}
 	put_entry_header(pk->body + pk->body_size, size, n_fds);
 	pk->body_size += BATCH_ENTRY_HEADER;
-	for (size_t i = 0; i < n_iov; i++) {
-		memcpy(pk->body + pk->body_size, iov[i].iov_base, iov[i].iov_len);
-		pk->body_size += iov[i].iov_len;
-	}
+	pk->body_size += iov_gather(pk->body + pk->body_size, iov, n_iov);
 	for (size_t i = 0; i < n_fds; i++)
 		pk->fds[pk->n_fds++] = dups[i];
 	return TRUE;
@@ -451,6 +457,13 @@ static void sink_send(void *user_data, const struct iovec *iov, size_t n_iov, co
 	}
 	for (size_t i = 0; i < n_iov; i++)
 		size += iov[i].iov_len;
+	/* Out of line, the buffer's or the memfd's fd rides first: count it before any work. */
+	if (n_fds + (size > MAX_SMALL_EVENT_SIZE) > MESH_UNIX_MAX_FDS_PER_PACKET) {
+		g_warning("mesh: an event with %zu fds exceeds %d per packet", n_fds,
+			  MESH_UNIX_MAX_FDS_PER_PACKET);
+		conn_end_async(c, "too many fds in one event");
+		return;
+	}
 	uint8_t pool_body[POOL_EVENT_BODY];
 	struct iovec pool_iov = {pool_body, sizeof(pool_body)};
 	int lead_fd = -1; /* borrowed: a pool buffer's memfd, sent with its first use */
@@ -466,10 +479,7 @@ static void sink_send(void *user_data, const struct iovec *iov, size_t n_iov, co
 		g_mutex_unlock(&c->lock);
 		if (buf) {
 			/* Busy until the peer releases it: written outside the lock. */
-			for (size_t i = 0, off = 0; i < n_iov; i++) {
-				memcpy(buf->map + off, iov[i].iov_base, iov[i].iov_len);
-				off += iov[i].iov_len;
-			}
+			iov_gather(buf->map, iov, n_iov);
 			guint32 id = GUINT32_TO_LE(buf->id);
 			guint32 flags = GUINT32_TO_LE(announce ? POOL_NEW : 0);
 			guint64 le_size = GUINT64_TO_LE((guint64)size);
@@ -498,14 +508,6 @@ static void sink_send(void *user_data, const struct iovec *iov, size_t n_iov, co
 	}
 	int lead = memfd >= 0 ? memfd : lead_fd;
 	size_t total_fds = n_fds + (lead >= 0);
-	if (total_fds > MESH_UNIX_MAX_FDS_PER_PACKET) {
-		g_warning("mesh: an event with %zu fds exceeds %d per packet", n_fds,
-			  MESH_UNIX_MAX_FDS_PER_PACKET);
-		if (memfd >= 0)
-			close(memfd);
-		conn_end_async(c, "too many fds in one event");
-		return;
-	}
 	int all_fds[MESH_UNIX_MAX_FDS_PER_PACKET];
 	size_t k = 0;
 	if (lead >= 0)
@@ -536,10 +538,8 @@ static void sink_send(void *user_data, const struct iovec *iov, size_t n_iov, co
 		memcpy(pk->header, header, PACKET_HEADER_SIZE);
 		size_t body_size = memfd >= 0 ? 0 : size;
 		pk->body = body_size ? g_malloc(body_size) : NULL;
-		for (size_t i = 0, off = 0; i < n_iov; i++) {
-			memcpy(pk->body + off, iov[i].iov_base, iov[i].iov_len);
-			off += iov[i].iov_len;
-		}
+		if (body_size)
+			iov_gather(pk->body, iov, n_iov);
 		pk->body_size = body_size;
 		for (size_t i = 0; i < total_fds; i++) {
 			pk->fds[i] = (memfd >= 0 && i == 0) ? memfd
@@ -868,30 +868,29 @@ void unix_rx_free(UnixRx *rx)
 	g_free(rx);
 }
 
+/*
+ * Only the thread that holds the context dispatches, and ownership passes
+ * between threads through GLib's context lock: u->rx needs no lock of its
+ * own. busy covers a dispatch nested in another on the same thread.
+ */
 static UnixRx *rx_acquire(MeshUnixNode *u)
 {
-	g_mutex_lock(&u->lock);
 	UnixRx *rx = u->rx;
-	if (rx && !rx->busy)
+	if (rx && !rx->busy) {
 		rx->busy = TRUE;
-	else
-		rx = NULL;
-	g_mutex_unlock(&u->lock);
-	return rx ? rx : rx_new();
+		return rx;
+	}
+	return rx_new();
 }
 
 static void rx_release(MeshUnixNode *u, UnixRx *rx)
 {
-	g_mutex_lock(&u->lock);
-	if (rx == u->rx) {
+	if (rx == u->rx)
 		rx->busy = FALSE;
-		rx = NULL;
-	} else if (!u->rx) {
+	else if (!u->rx)
 		u->rx = rx; /* the first one stays */
-		rx = NULL;
-	}
-	g_mutex_unlock(&u->lock);
-	unix_rx_free(rx);
+	else
+		unix_rx_free(rx);
 }
 
 static const char *recv_error_reason(ssize_t r)

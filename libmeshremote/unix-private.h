@@ -16,7 +16,7 @@ struct MeshUnixNode {
 	GMutex lock;
 	GCond cond;
 	GPtrArray *conns; /* UnixConn * (strong) */
-	UnixRx *rx;       /* receive buffers, made by the first dispatch */
+	UnixRx *rx;       /* receive buffers, made by the first dispatch; the context owner's */
 
 	/* Every node is a follower of a leader (the leader too, of itself). */
 	MeshSender *to_leader;     /* LeaderRequest; NULL once shut down */
