@@ -19,3 +19,33 @@ gboolean channel_cond_wait(GCond *cond, GMutex *lock, gint64 deadline);
 
 /* The deadline for a timeout in us (-1 forever, 0 none). */
 gint64 channel_deadline(gint64 timeout_us);
+
+/*
+ * The threads of one receiver (mpsc or oneshot) that wait by running the
+ * transport's I/O (NodeIoHook, unix-io.c) instead of sleeping on a GCond.
+ * Under the receiver's lock.
+ */
+typedef struct {
+	guint n;          /* threads inside io_waiters_run() */
+	GThread *last;    /* the last of them to come */
+	NodeIoHook *hook; /* the hook they run, while n > 0 (borrowed) */
+} IoWaiters;
+
+/*
+ * The receiver became ready (called under its lock). Returns a reference
+ * to the hook to wake once the locks are released, or NULL: nobody waits
+ * by running the I/O, or only the calling thread, which looks at its queue
+ * again when its iteration returns (the hot path: a borrower delivering to
+ * itself). Any other waiter must be woken, or it could start to poll after
+ * the message was queued. Also tells the transport when the caller
+ * delivered to someone else (io_note_foreign_delivery()).
+ */
+NodeIoHook *io_waiters_wake_locked(IoWaiters *w);
+
+/*
+ * One step of a wait, @lock held (released around it): runs @hook's I/O
+ * once on this thread. FALSE if @hook refused (another thread polls): wait
+ * on the GCond instead. Sets *@expired when it returned at @deadline.
+ */
+gboolean io_waiters_run(IoWaiters *w, GMutex *lock, NodeIoHook *hook, gint64 deadline,
+			gboolean *expired);

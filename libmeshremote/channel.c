@@ -52,8 +52,7 @@ struct MeshReceiver {
 	gboolean gone;      /* freed or converted: accepts nothing more */
 	gboolean terminal_reported;
 	guint n_waiters;  /* threads in a GCond wait */
-	guint io_waiters; /* threads running the transport's I/O (io_hook) */
-	GThread *io_waiter; /* the one among them that came last */
+	IoWaiters io;        /* threads running the transport's I/O (io_hook) */
 	NodeIoHook *io_hook; /* strong, looked up on the first blocking wait */
 	int efd;
 	gboolean efd_set;
@@ -114,6 +113,32 @@ gint64 channel_deadline(gint64 timeout_us)
 	if (timeout_us < 0)
 		return -1;
 	return g_get_monotonic_time() + timeout_us;
+}
+
+NodeIoHook *io_waiters_wake_locked(IoWaiters *w)
+{
+	gboolean own = w->n == 1 && w->last == g_thread_self();
+
+	if (!own)
+		io_note_foreign_delivery();
+	return w->n && !own ? io_hook_ref(w->hook) : NULL;
+}
+
+gboolean io_waiters_run(IoWaiters *w, GMutex *lock, NodeIoHook *hook, gint64 deadline,
+			gboolean *expired)
+{
+	gboolean at_deadline;
+
+	w->n++;
+	w->last = g_thread_self();
+	w->hook = hook;
+	g_mutex_unlock(lock);
+	gboolean ran = hook->run_once(hook, deadline, &at_deadline);
+	g_mutex_lock(lock);
+	w->n--;
+	if (ran && at_deadline)
+		*expired = TRUE;
+	return ran;
 }
 
 gboolean channel_cond_wait(GCond *cond, GMutex *lock, gint64 deadline)
@@ -354,18 +379,9 @@ static void receiver_wake_locked(MeshReceiver *r, Deferred *d)
 {
 	if (r->n_waiters)
 		deferred_call(d, broadcast_cb, receiver_ref(r));
-	/*
-	 * A thread that waits by running the I/O looks at the queue again when
-	 * its iteration returns: only a thread delivering to itself (the hot
-	 * path) may skip the wakeup. Any other (even one delivering while it
-	 * polls for another receiver) must wake the context, or the waiter
-	 * could start to poll after the message was queued.
-	 */
-	gboolean own = r->io_waiters == 1 && r->io_waiter == g_thread_self();
-	if (r->io_waiters && !own)
-		deferred_call(d, io_wakeup_cb, io_hook_ref(r->io_hook));
-	if (!own)
-		io_note_foreign_delivery();
+	NodeIoHook *hook = io_waiters_wake_locked(&r->io);
+	if (hook)
+		deferred_call(d, io_wakeup_cb, hook);
 	if (r->efd >= 0 && !r->efd_set) {
 		uint64_t one = 1;
 		if (write(r->efd, &one, sizeof(one)) != sizeof(one))
@@ -646,19 +662,8 @@ static gboolean receiver_pop(MeshReceiver *r, gint64 timeout_us, Item *ret, GErr
 		}
 		if (r->io_hook && !io_refused) {
 			/* Run the transport's I/O here rather than wait for its thread. */
-			NodeIoHook *hook = io_hook_ref(r->io_hook);
-			r->io_waiters++;
-			r->io_waiter = g_thread_self();
-			g_mutex_unlock(&r->lock);
-			gboolean at_deadline;
-			gboolean ran = hook->run_once(hook, deadline, &at_deadline);
-			g_mutex_lock(&r->lock);
-			r->io_waiters--;
-			io_hook_unref(hook);
-			if (!ran)
+			if (!io_waiters_run(&r->io, &r->lock, r->io_hook, deadline, &expired))
 				io_refused = TRUE; /* wait on the GCond, after a new look */
-			else if (at_deadline)
-				expired = TRUE;
 			continue;
 		}
 		r->n_waiters++;

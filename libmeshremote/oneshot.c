@@ -32,9 +32,7 @@ struct MeshOneshotReceiver {
 	MeshMessage *value;
 	GError *error; /* FAILED, CORRUPT */
 	guint n_waiters;
-	guint io_waiters;    /* threads running the transport's I/O while they wait */
-	GThread *io_waiter;  /* the last of them */
-	NodeIoHook *io_hook; /* borrowed from the waiters while io_waiters > 0 */
+	IoWaiters io; /* threads running the transport's I/O while they wait */
 };
 
 /* Sender. */
@@ -86,12 +84,11 @@ static void oneshot_wake_locked(MeshOneshotReceiver *r)
 {
 	if (r->n_waiters)
 		g_cond_broadcast(&r->cond);
-	/* As for mpsc receivers: only a thread delivering to itself skips it. */
-	gboolean own = r->io_waiters == 1 && r->io_waiter == g_thread_self();
-	if (r->io_waiters && !own)
-		r->io_hook->wakeup(r->io_hook);
-	if (!own)
-		io_note_foreign_delivery();
+	NodeIoHook *hook = io_waiters_wake_locked(&r->io);
+	if (hook) {
+		hook->wakeup(hook); /* only an eventfd write: fine under the locks */
+		io_hook_unref(hook); /* not the last: the waiter holds one */
+	}
 }
 
 static void oneshot_on_message(MeshPort *port, void *data, MeshMessage *msg, Deferred *d)
@@ -274,18 +271,8 @@ static gboolean oneshot_wait(MeshOneshotReceiver *r, gint64 timeout_us, MeshMess
 		}
 		if (hook && !io_refused) {
 			/* Run the transport's I/O here (see receiver_pop() in channel.c). */
-			gboolean at_deadline;
-			r->io_waiters++;
-			r->io_waiter = g_thread_self();
-			r->io_hook = hook;
-			g_mutex_unlock(&r->lock);
-			gboolean ran = hook->run_once(hook, deadline, &at_deadline);
-			g_mutex_lock(&r->lock);
-			r->io_waiters--;
-			if (!ran)
+			if (!io_waiters_run(&r->io, &r->lock, hook, deadline, &expired))
 				io_refused = TRUE;
-			else if (at_deadline)
-				expired = TRUE;
 			continue;
 		}
 		r->n_waiters++;
