@@ -332,7 +332,8 @@ static int decode_resource(Decoder *d, const ProtobufCFieldDescriptor *f, Protob
 }
 
 static int decode_message_field(Decoder *d, const ProtobufCFieldDescriptor *f,
-				ProtobufCMessage *m, unsigned wire_type, WireReader *r)
+				ProtobufCMessage *m, unsigned wire_type, WireReader *r,
+				size_t res_end)
 {
 	const ProtobufCMessageDescriptor *desc = f->descriptor;
 	uint64_t n_res = 0;
@@ -350,7 +351,8 @@ static int decode_message_field(Decoder *d, const ProtobufCFieldDescriptor *f,
 	k = read_len(d, r, &body);
 	if (k < 0)
 		return k;
-	if (n_res > d->res->len - d->cursor)
+	/* Within the parent's range, not the whole list: d->cursor <= res_end holds. */
+	if (n_res > res_end - d->cursor)
 		return fail(d, MESH_PAYLOAD_ERROR_INVALID_RESOURCE_RANGE, -EBADMSG,
 			    "nested message claims %llu resources", (unsigned long long)n_res);
 	if (d->depth + 1 > d->limits.max_depth)
@@ -639,7 +641,7 @@ static int decode_fields(Decoder *d, ProtobufCMessage *m, WireReader *r, size_t 
 		if (field_is_resource(f))
 			k = decode_resource(d, f, m, wire_type, res_end);
 		else if (f->type == PROTOBUF_C_TYPE_MESSAGE)
-			k = decode_message_field(d, f, m, wire_type, r);
+			k = decode_message_field(d, f, m, wire_type, r, res_end);
 		else
 			k = decode_scalar(d, f, m, wire_type, r);
 		if (k < 0)
