@@ -332,11 +332,31 @@ static void process_proxying(MeshPort *p, Event *ev, Deferred *d)
 	deferred_event(d, &p->target, ev, p->node);
 }
 
+/*
+ * Takes the next event in order from the heap, or NULL. An event whose seq
+ * was already taken (the peer sent it twice, the second while the gap
+ * before it was open) would block the heap for good: a protocol error.
+ */
+static Event *heap_take_next(MeshPort *p, Deferred *d)
+{
+	if (!p->heap->len)
+		return NULL;
+	Event *top = p->heap->pdata[0];
+	if (top->seq < p->next_peer_seq) {
+		port_protocol_error(p, "duplicate sequence number", d);
+		return NULL;
+	}
+	if (top->seq != p->next_peer_seq)
+		return NULL;
+	p->next_peer_seq++;
+	return heap_pop(p->heap);
+}
+
 static void process_heap(MeshPort *p, Deferred *d)
 {
-	while (p->heap->len && ((Event *)p->heap->pdata[0])->seq == p->next_peer_seq) {
-		Event *ev = heap_pop(p->heap);
-		p->next_peer_seq++;
+	Event *ev;
+
+	while ((ev = heap_take_next(p, d))) {
 		if (p->state == PORT_PEERED)
 			process_peered(p, ev, d);
 		else if (p->state == PORT_PROXYING)
@@ -368,9 +388,8 @@ static void start_proxy(MeshPort *p, guint64 first_seq, guint64 change_seq, Defe
 		ev->message = msg;
 		deferred_event(d, &p->target, ev, p->node);
 	}
-	while (p->heap->len && ((Event *)p->heap->pdata[0])->seq == p->next_peer_seq) {
-		Event *ev = heap_pop(p->heap);
-		p->next_peer_seq++;
+	Event *ev;
+	while ((ev = heap_take_next(p, d))) {
 		ev->seq = p->forward_seq++;
 		deferred_event(d, &p->target, ev, p->node);
 	}

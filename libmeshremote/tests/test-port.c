@@ -556,6 +556,27 @@ START_TEST(test_hostile_events)
 	expect_state(p2, PORT_RECV_FAILED);
 	mesh_port_close(p1);
 	mesh_port_close(p2);
+
+	/*
+	 * A duplicate that arrives while the gap before it is open (3, 3, then
+	 * 2): once 2 fills the gap, the second 3 is behind the sequence; it must
+	 * fail the port, not sit on top of the reorder heap and block it.
+	 */
+	test_net_port_pair(net, 0, 1, &p1, &p2);
+	port_send_bytes(p1, "one");
+	test_net_pump(net);
+	expect_text(p2, "one");
+	h.port_id = p2->id;
+	for (int i = 0; i < 3; i++) {
+		h.seq = i < 2 ? 3 : 2;
+		mesh_event_write_header(buf, &h);
+		mesh_node_receive_event(node, from, buf, MESH_EVENT_HEADER_SIZE, NULL, 0);
+	}
+	expect_state(p2, PORT_RECV_MESSAGE); /* 2 */
+	expect_state(p2, PORT_RECV_MESSAGE); /* the first 3 */
+	expect_state(p2, PORT_RECV_FAILED);
+	mesh_port_close(p1);
+	mesh_port_close(p2);
 	test_net_free(net);
 }
 END_TEST
