@@ -15,12 +15,17 @@ typedef struct {
 	size_t n_fds;
 } Packet;
 
-static void packet_free(Packet *pk)
+static void packet_clear(Packet *pk)
 {
 	for (size_t i = 0; i < pk->n_fds; i++)
 		close(pk->fds[i]);
 	g_free(pk->fds);
 	g_free(pk->data);
+}
+
+static void packet_free(Packet *pk)
+{
+	packet_clear(pk);
 	g_free(pk);
 }
 
@@ -183,7 +188,6 @@ void remote_node_unref_internal(MeshRemoteNode *remote)
 		packet_free(pk);
 	if (remote->sink.destroy)
 		remote->sink.destroy(remote->sink_data);
-	g_free(remote->failure);
 	g_mutex_clear(&remote->lock);
 	g_free(remote);
 }
@@ -288,7 +292,7 @@ static void remote_send_done(MeshRemoteNode *remote)
 		sink.destroy(data);
 }
 
-static void transmit(MeshRemoteNode *remote, const MeshEventSink *sink, void *data, Packet *pk)
+static void transmit(const MeshEventSink *sink, void *data, Packet *pk)
 {
 	struct iovec iov = {pk->data, pk->size};
 	sink->send(data, &iov, 1, pk->fds, pk->n_fds);
@@ -316,7 +320,7 @@ gboolean mesh_remote_node_connect(MeshRemoteNode *remote, const MeshEventSink *s
 
 	Packet *pk;
 	while ((pk = g_queue_pop_head(&queued)))
-		transmit(remote, sink, user_data, pk);
+		transmit(sink, user_data, pk);
 	remote_send_done(remote);
 	return TRUE;
 }
@@ -331,7 +335,6 @@ static void node_fail_remote(MeshRemoteNode *remote, const char *reason)
 		return;
 	}
 	remote->state = REMOTE_FAILED;
-	remote->failure = g_strdup(reason);
 	queued = remote->queued;
 	g_queue_init(&remote->queued);
 	MeshNode *node = remote->node ? mesh_node_ref(remote->node) : NULL;
@@ -406,9 +409,10 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 	uint8_t head[24], extra[MESH_CHANGE_PEER_DATA_SIZE];
 	size_t head_len = 0, extra_len = 0;
 	MeshMessage *msg = ev->message;
-	Packet *pk = g_new0(Packet, 1);
+	/* On the stack: a packet goes to the heap only to wait for a connection. */
+	Packet local = {0}, *pk = &local;
 	GPtrArray *moved = NULL; /* ports moved into this packet */
-	uint8_t *meta = NULL;
+	uint8_t meta_buf[512], *meta = NULL;
 
 	if (!from) {
 		g_debug("mesh: event (type %d) for a remote node from a port without a node dropped",
@@ -454,11 +458,11 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 	 */
 	size_t meta_size = MESH_EVENT_HEADER_SIZE +
 			   (size_t)h.resource_count * MESH_RESOURCE_DATA_SIZE + extra_len;
-	meta = g_malloc(meta_size);
+	meta = meta_size <= sizeof(meta_buf) ? meta_buf : g_malloc(meta_size);
 	mesh_event_write_header(meta, &h);
 	uint8_t *rec = meta + MESH_EVENT_HEADER_SIZE;
 	if (msg) {
-		pk->fds = g_new(int, h.resource_count ? h.resource_count : 1);
+		pk->fds = h.resource_count ? g_new(int, h.resource_count) : NULL;
 		for (guint i = 0; i < h.resource_count; i++, rec += MESH_RESOURCE_DATA_SIZE) {
 			MeshResourceData rd = {0};
 			if (mesh_payload_resources_get_kind(msg->res, i) == MESH_PAYLOAD_RESOURCE_FD) {
@@ -503,7 +507,7 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 			memcpy(pk->data + pk->size, iov[i].iov_base, iov[i].iov_len);
 			pk->size += iov[i].iov_len;
 		}
-		g_queue_push_tail(&remote->queued, pk);
+		g_queue_push_tail(&remote->queued, g_memdup2(pk, sizeof(*pk)));
 		pk = NULL;
 		g_mutex_unlock(&remote->lock);
 		break;
@@ -527,11 +531,12 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 		break;
 	}
 drop:
-	g_free(meta);
+	if (meta != meta_buf)
+		g_free(meta);
 	if (moved)
 		g_ptr_array_free(moved, TRUE);
 	if (pk)
-		packet_free(pk);
+		packet_clear(pk);
 	event_free(ev);
 }
 

@@ -245,7 +245,7 @@ MeshPort *mesh_oneshot_receiver_into_port(MeshOneshotReceiver *r)
 static gboolean oneshot_wait(MeshOneshotReceiver *r, gint64 timeout_us, MeshMessage **ret,
 			     GError **error)
 {
-	gint64 deadline = timeout_us > 0 ? channel_deadline(timeout_us) : -1;
+	gint64 deadline = -1; /* computed when a wait begins: no clock read when ready */
 	gboolean expired = FALSE, looked_up = FALSE, io_refused = FALSE;
 	NodeIoHook *hook = NULL;
 
@@ -261,6 +261,8 @@ static gboolean oneshot_wait(MeshOneshotReceiver *r, gint64 timeout_us, MeshMess
 					    "no value within the timeout");
 			return FALSE;
 		}
+		if (timeout_us > 0 && deadline < 0)
+			deadline = channel_deadline(timeout_us);
 		if (!looked_up) {
 			/* The port's lock comes before ours: look without it. */
 			looked_up = TRUE;

@@ -193,7 +193,6 @@ struct MeshRemoteNode {
 	GQueue queued; /* Packet * while QUEUING */
 	MeshEventSink sink;
 	void *sink_data;
-	char *failure;
 	/* Sends running outside the lock; the sink is released after the last. */
 	int sending;
 	gboolean release_pending;
