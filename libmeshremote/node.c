@@ -477,6 +477,15 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 						moved = g_ptr_array_new_with_free_func(
 							(GDestroyNotify)port_unref);
 					g_ptr_array_add(moved, x); /* lives on as a proxy */
+				} else {
+					/*
+					 * An empty slot (its resource was stolen, or was
+					 * no port): an all-zero record would read as
+					 * "the next fd". It goes as a port that arrives
+					 * failed, so that every record keeps its place.
+					 */
+					mesh_uuid_generate(&rd.id);
+					rd.peer_node = from->id;
 				}
 			}
 			mesh_event_write_resource(rec, &rd);

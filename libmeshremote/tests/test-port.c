@@ -486,6 +486,51 @@ START_TEST(test_fail_port)
 }
 END_TEST
 
+/*
+ * A relayed message whose first resource (a port) was stolen: the empty
+ * slot must not be read as an fd on the other node, so the fd behind it
+ * still arrives, in its own slot, with the first slot a failed port.
+ */
+START_TEST(test_empty_slot_across_nodes)
+{
+	TestNet *net = test_net_new(2, test_seed);
+	MeshPort *p1, *p2, *a, *b;
+	test_net_port_pair(net, 0, 1, &p1, &p2);
+	mesh_port_new_pair(&a, &b);
+	int pipefd[2];
+	ck_assert_int_eq(pipe2(pipefd, O_CLOEXEC), 0);
+	MeshMessage *msg = mesh_message_new("relay", 5);
+	ck_assert_int_eq(mesh_message_add_port_take(msg, a), 0);
+	ck_assert_int_eq(mesh_message_add_fd_take(msg, pipefd[1]), 1);
+	MeshPort *stolen = mesh_message_steal_port(msg, 0);
+	ck_assert_ptr_eq(stolen, a);
+	port_send(p1, msg, FALSE);
+	test_net_pump(net);
+
+	msg = NULL;
+	ck_assert_int_eq(port_try_recv(p2, &msg, NULL), PORT_RECV_MESSAGE);
+	ck_assert_uint_eq(mesh_message_get_n_resources(msg), 2);
+	MeshPort *gone = mesh_message_steal_port(msg, 0);
+	ck_assert_ptr_nonnull(gone);
+	expect_state(gone, PORT_RECV_FAILED);
+	int w = mesh_message_steal_fd(msg, 1);
+	ck_assert_int_ge(w, 0);
+	ck_assert_int_eq(write(w, "x", 1), 1);
+	char c;
+	ck_assert_int_eq(read(pipefd[0], &c, 1), 1);
+	close(w);
+	close(pipefd[0]);
+	mesh_message_free(msg);
+	mesh_port_close(gone);
+	mesh_port_close(stolen);
+	mesh_port_close(b);
+	mesh_port_close(p1);
+	mesh_port_close(p2);
+	test_net_pump(net);
+	test_net_free(net);
+}
+END_TEST
+
 START_TEST(test_fd_across_nodes)
 {
 	TestNet *net = test_net_new(2, test_seed);
@@ -736,6 +781,7 @@ static void add_moving_tests(TCase *tc)
 	tcase_add_test(tc, test_bridge_remote);
 	tcase_add_test(tc, test_fail_port);
 	tcase_add_test(tc, test_fd_across_nodes);
+	tcase_add_test(tc, test_empty_slot_across_nodes);
 	tcase_add_test(tc, test_connector);
 }
 
