@@ -430,9 +430,32 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 			g_error_free(error);
 			goto drop;
 		}
-		h.resource_count = mesh_message_get_n_resources(msg);
-		h.message_size = (uint32_t)(head_len + msg->size);
-	} else if (ev->type == MESH_EVENT_CHANGE_PEER) {
+		size_t n_res = mesh_message_get_n_resources(msg);
+		if (n_res > MESH_EVENT_MAX_RESOURCES ||
+		    head_len + msg->size > MESH_EVENT_MAX_MESSAGE_SIZE) {
+			/*
+			 * The receiver would reject it: its seq would never come
+			 * and the ports it moves would hang. The peer port fails
+			 * in its place (same seq); the resources are released.
+			 */
+			g_warning("mesh: a message of %zu bytes with %zu resources is over the "
+				  "limits of a node (%u, %u): the port fails instead",
+				  head_len + msg->size, n_res, MESH_EVENT_MAX_MESSAGE_SIZE,
+				  MESH_EVENT_MAX_RESOURCES);
+			mesh_message_free(msg);
+			ev->message = msg = NULL;
+			ev->type = MESH_EVENT_FAIL_PORT;
+			ev->flags = 0;
+			ev->culprit = from->id;
+			h.type = ev->type;
+			h.flags = 0;
+			head_len = 0;
+		} else {
+			h.resource_count = (uint32_t)n_res;
+			h.message_size = (uint32_t)(head_len + msg->size);
+		}
+	}
+	if (!msg && ev->type == MESH_EVENT_CHANGE_PEER) {
 		MeshChangePeerData cp = {.seq_delta = ev->seq_delta};
 		if (ev->new_peer.local) {
 			cp.node = name_local_port(ev->new_peer.local, from);

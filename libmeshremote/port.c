@@ -426,6 +426,15 @@ void port_receive_locked(MeshPort *p, Event *ev, Deferred *d)
 		port_protocol_error(p, "duplicate sequence number", d);
 		return;
 	}
+	/*
+	 * Out of order only within a window: a peer could otherwise park any
+	 * number of events (with their fds) behind a gap it never fills.
+	 */
+	if (ev->seq - p->next_peer_seq > PORT_REORDER_WINDOW) {
+		event_discard(ev, d);
+		port_protocol_error(p, "sequence number too far ahead", d);
+		return;
+	}
 	heap_push(p->heap, ev);
 	if (p->state != PORT_SENDING)
 		process_heap(p, d);

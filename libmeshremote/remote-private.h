@@ -226,6 +226,11 @@ void peer_addr_clear(PeerAddr *addr);
 gboolean peer_addr_is_set(const PeerAddr *addr);
 
 /* port.c */
+/*
+ * How far ahead of the next expected one an event's seq may be (events
+ * waiting for a gap): more is a protocol error that fails the port.
+ */
+#define PORT_REORDER_WINDOW (1u << 20)
 MeshPort *port_new(const MeshPortId *id);
 MeshPort *port_ref(MeshPort *port);
 void port_unref(MeshPort *port);

@@ -487,6 +487,40 @@ START_TEST(test_fail_port)
 END_TEST
 
 /*
+ * A message over the receiving node's limits (4097 resources) is refused
+ * by the sender: the ports it carried are closed, so their peers see the
+ * end instead of waiting on a move that the receiver would never accept,
+ * and the receiving port fails instead of waiting for its seq forever.
+ */
+START_TEST(test_over_limits_across_nodes)
+{
+	enum { N = MESH_EVENT_MAX_RESOURCES + 1 };
+	TestNet *net = test_net_new(2, 0);
+	MeshPort *p1, *p2;
+	MeshPort **kept = g_new(MeshPort *, N);
+	test_net_port_pair(net, 0, 1, &p1, &p2);
+	MeshMessage *msg = mesh_message_new("big", 3);
+	for (guint i = 0; i < N; i++) {
+		MeshPort *x;
+		mesh_port_new_pair(&x, &kept[i]);
+		ck_assert_int_eq(mesh_message_add_port_take(msg, x), (int)i);
+	}
+	port_send(p1, msg, FALSE);
+	test_net_pump(net);
+	/* Lost on the way: the receiving port fails (it cannot wait for that seq). */
+	expect_state(p2, PORT_RECV_FAILED);
+	for (guint i = 0; i < N; i++) {
+		expect_state(kept[i], PORT_RECV_CLOSED);
+		mesh_port_close(kept[i]);
+	}
+	g_free(kept);
+	mesh_port_close(p1);
+	mesh_port_close(p2);
+	test_net_free(net);
+}
+END_TEST
+
+/*
  * A relayed message whose first resource (a port) was stolen: the empty
  * slot must not be read as an fd on the other node, so the fd behind it
  * still arrives, in its own slot, with the first slot a failed port.
@@ -619,6 +653,16 @@ START_TEST(test_hostile_events)
 	}
 	expect_state(p2, PORT_RECV_MESSAGE); /* 2 */
 	expect_state(p2, PORT_RECV_MESSAGE); /* the first 3 */
+	expect_state(p2, PORT_RECV_FAILED);
+	mesh_port_close(p1);
+	mesh_port_close(p2);
+
+	/* An event far beyond the reorder window fails the port at once. */
+	test_net_port_pair(net, 0, 1, &p1, &p2);
+	h.port_id = p2->id;
+	h.seq = 2 + (guint64)PORT_REORDER_WINDOW + 1;
+	mesh_event_write_header(buf, &h);
+	mesh_node_receive_event(node, from, buf, MESH_EVENT_HEADER_SIZE, NULL, 0);
 	expect_state(p2, PORT_RECV_FAILED);
 	mesh_port_close(p1);
 	mesh_port_close(p2);
@@ -813,6 +857,7 @@ int main(void)
 	tcase_add_test(tc, test_close_drop_port_with_queued_ports);
 	tcase_add_test(tc, test_close_send_port_to_dropped_port);
 	tcase_add_test(tc, test_hostile_events);
+	tcase_add_test(tc, test_over_limits_across_nodes);
 	tcase_add_test(tc, test_concurrent_senders_across_nodes);
 	suite_add_tcase(s, tc);
 
