@@ -363,22 +363,12 @@ int mesh_payload_get_encoded_size(const ProtobufCMessage *msg, size_t *ret_size,
 	return encoded_size(msg, mesh_payload_count_resources(msg), ret_size, ret_error);
 }
 
-int mesh_payload_encode(ProtobufCMessage *msg, uint8_t *out, size_t size,
+/* The write pass, for a message of @n resources and @size bytes (both known). */
+static int encode_sized(ProtobufCMessage *msg, size_t n, uint8_t *out, size_t size,
 			MeshPayloadResources *res, MeshPayloadError *ret_error)
 {
-	size_t n, expected;
 	int r;
 
-	if (!msg || !res || (size && !out))
-		return -EINVAL;
-	n = mesh_payload_count_resources(msg);
-	r = encoded_size(msg, n, &expected, ret_error);
-	if (r < 0)
-		return r;
-	if (expected != size)
-		return mesh_payload_set_error(ret_error, MESH_PAYLOAD_ERROR_BUFFER_SIZE, -EINVAL,
-					      "encoding %s: buffer of %zu bytes, need %zu",
-					      msg->descriptor->name, size, expected);
 	if (n == 0) {
 		protobuf_c_message_pack(msg, out);
 		return 0;
@@ -395,16 +385,37 @@ int mesh_payload_encode(ProtobufCMessage *msg, uint8_t *out, size_t size,
 	return 0;
 }
 
+int mesh_payload_encode(ProtobufCMessage *msg, uint8_t *out, size_t size,
+			MeshPayloadResources *res, MeshPayloadError *ret_error)
+{
+	size_t n, expected;
+	int r;
+
+	if (!msg || !res || (size && !out))
+		return -EINVAL;
+	n = mesh_payload_count_resources(msg);
+	r = encoded_size(msg, n, &expected, ret_error);
+	if (r < 0)
+		return r;
+	if (expected != size)
+		return mesh_payload_set_error(ret_error, MESH_PAYLOAD_ERROR_BUFFER_SIZE, -EINVAL,
+					      "encoding %s: buffer of %zu bytes, need %zu",
+					      msg->descriptor->name, size, expected);
+	return encode_sized(msg, n, out, size, res, ret_error);
+}
+
 int mesh_payload_encode_alloc(ProtobufCMessage *msg, uint8_t **ret_data, size_t *ret_size,
 			      MeshPayloadResources *res, MeshPayloadError *ret_error)
 {
-	size_t size;
+	size_t size, n;
 	uint8_t *data = NULL;
 	int r;
 
-	if (!ret_data || !ret_size)
+	if (!msg || !res || !ret_data || !ret_size)
 		return -EINVAL;
-	r = mesh_payload_get_encoded_size(msg, &size, ret_error);
+	/* Counted and sized once: mesh_payload_encode() would do both again. */
+	n = mesh_payload_count_resources(msg);
+	r = encoded_size(msg, n, &size, ret_error);
 	if (r < 0)
 		return r;
 	if (size > 0) {
@@ -414,7 +425,7 @@ int mesh_payload_encode_alloc(ProtobufCMessage *msg, uint8_t **ret_data, size_t 
 						      -ENOMEM, "encoding %s: out of memory",
 						      msg->descriptor->name);
 	}
-	r = mesh_payload_encode(msg, data, size, res, ret_error);
+	r = encode_sized(msg, n, data, size, res, ret_error);
 	if (r < 0) {
 		free(data);
 		return r;

@@ -1080,7 +1080,8 @@ PAL_API int pal_child_get_pidfd(const PalChild *child)
 	return child ? child->pidfd : -1;
 }
 
-PAL_API int pal_child_wait(PalChild *child, int *ret_status)
+/* waitpid() with @options (0 or WNOHANG) unless reaped already; -EAGAIN: still running. */
+static int child_waitpid(PalChild *child, int options, int *ret_status)
 {
 	if (!child)
 		return -EINVAL;
@@ -1090,29 +1091,7 @@ PAL_API int pal_child_wait(PalChild *child, int *ret_status)
 		pid_t p;
 
 		do {
-			p = waitpid(child->pid, &status, 0);
-		} while (p < 0 && errno == EINTR);
-		if (p < 0)
-			return -errno;
-		child_set_reaped(child, status);
-	}
-
-	if (ret_status)
-		*ret_status = child->status;
-	return 0;
-}
-
-PAL_API int pal_child_try_wait(PalChild *child, int *ret_status)
-{
-	if (!child)
-		return -EINVAL;
-
-	if (!child->reaped) {
-		int status;
-		pid_t p;
-
-		do {
-			p = waitpid(child->pid, &status, WNOHANG);
+			p = waitpid(child->pid, &status, options);
 		} while (p < 0 && errno == EINTR);
 		if (p < 0)
 			return -errno;
@@ -1124,6 +1103,16 @@ PAL_API int pal_child_try_wait(PalChild *child, int *ret_status)
 	if (ret_status)
 		*ret_status = child->status;
 	return 0;
+}
+
+PAL_API int pal_child_wait(PalChild *child, int *ret_status)
+{
+	return child_waitpid(child, 0, ret_status);
+}
+
+PAL_API int pal_child_try_wait(PalChild *child, int *ret_status)
+{
+	return child_waitpid(child, WNOHANG, ret_status);
 }
 
 /* Set once pidfd_send_signal() turned out to be missing. */
