@@ -211,7 +211,7 @@ gboolean remote_node_is_failed(MeshRemoteNode *remote)
 /* Returns: (transfer full): the remote node @id, created (and the connector
  * called) if it is new. */
 static MeshRemoteNode *node_get_remote_full(MeshNode *node, const MeshNodeId *id,
-					    gboolean as_handle)
+					    gboolean as_handle, gboolean bounded)
 {
 	MeshConnectorFunc connector = NULL;
 	void *connector_data = NULL;
@@ -219,6 +219,10 @@ static MeshRemoteNode *node_get_remote_full(MeshNode *node, const MeshNodeId *id
 
 	g_mutex_lock(&node->lock);
 	MeshRemoteNode *remote = g_hash_table_lookup(node->remotes, id);
+	if (!remote && bounded && g_hash_table_size(node->remotes) >= MESH_NODE_MAX_REMOTES) {
+		g_mutex_unlock(&node->lock);
+		return NULL;
+	}
 	if (!remote) {
 		remote = g_new0(MeshRemoteNode, 1);
 		remote->ref = 1; /* the table's */
@@ -247,12 +251,18 @@ static MeshRemoteNode *node_get_remote_full(MeshNode *node, const MeshNodeId *id
 
 MeshRemoteNode *node_get_remote(MeshNode *node, const MeshNodeId *id)
 {
-	return node_get_remote_full(node, id, FALSE);
+	return node_get_remote_full(node, id, FALSE, FALSE);
+}
+
+/* node_get_remote() for a node id a peer named: NULL past MESH_NODE_MAX_REMOTES. */
+static MeshRemoteNode *node_get_remote_named(MeshNode *node, const MeshNodeId *id)
+{
+	return node_get_remote_full(node, id, FALSE, TRUE);
 }
 
 MeshRemoteNode *mesh_node_add_remote(MeshNode *node, const MeshNodeId *id)
 {
-	return node_get_remote_full(node, id, TRUE);
+	return node_get_remote_full(node, id, TRUE, FALSE);
 }
 
 const MeshNodeId *mesh_remote_node_get_id(MeshRemoteNode *remote)
@@ -590,14 +600,18 @@ static MeshPort *materialize_port(MeshNode *node, const MeshResourceData *rd, De
 			culprit = node->id;
 		}
 	} else {
-		z->peer.remote = node_get_remote(node, &rd->peer_node);
+		z->peer.remote = node_get_remote_named(node, &rd->peer_node);
 		z->peer.id = rd->peer_port;
-		if (remote_node_is_failed(z->peer.remote))
+		if (!z->peer.remote)
+			failure = "too many nodes named by peers";
+		else if (remote_node_is_failed(z->peer.remote))
 			failure = "the peer's node failed";
 	}
 	if (!failure && !mesh_uuid_equal(&rd->old_node, &node->id)) {
-		old = node_get_remote(node, &rd->old_node);
-		if (remote_node_is_failed(old)) {
+		old = node_get_remote_named(node, &rd->old_node);
+		if (!old) {
+			failure = "too many nodes named by peers";
+		} else if (remote_node_is_failed(old)) {
 			failure = "the sending node failed";
 			culprit = rd->old_node;
 		}
@@ -711,8 +725,14 @@ void mesh_node_receive_event_full(MeshNode *node, const MeshNodeId *from, const 
 				ev->reason = g_strdup("CHANGE_PEER names an unknown local port");
 			}
 		} else {
-			ev->new_peer.remote = node_get_remote(node, &cp.node);
+			ev->new_peer.remote = node_get_remote_named(node, &cp.node);
 			ev->new_peer.id = cp.port;
+			if (!ev->new_peer.remote) {
+				event_free(ev);
+				ev = event_new(MESH_EVENT_FAIL_PORT, 0, 0);
+				ev->culprit = *from;
+				ev->reason = g_strdup("CHANGE_PEER names one node too many");
+			}
 		}
 		break;
 	}

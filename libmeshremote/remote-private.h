@@ -264,6 +264,8 @@ PortRecv port_try_recv(MeshPort *port, MeshMessage **ret_msg, GError **error);
 gboolean port_send_bytes(MeshPort *port, const char *text);
 
 /* node.c */
+/* Remote nodes a node creates because a peer named them (its table's bound). */
+#define MESH_NODE_MAX_REMOTES 4096
 guint mesh_uuid_hash(gconstpointer key);
 gboolean mesh_uuid_equal(gconstpointer a, gconstpointer b);
 MeshRemoteNode *node_get_remote(MeshNode *node, const MeshNodeId *id);

@@ -487,6 +487,69 @@ START_TEST(test_fail_port)
 END_TEST
 
 /*
+ * A peer that names ever new nodes (in the records of moved ports) makes
+ * the node create a remote node for each: bounded by MESH_NODE_MAX_REMOTES;
+ * past it, such ports arrive failed.
+ */
+START_TEST(test_named_nodes_bounded)
+{
+	enum { PER_EVENT = 3000, EVENTS = 2 };
+	TestNet *net = test_net_new(2, 0);
+	MeshPort *p1, *p2;
+	test_net_port_pair(net, 0, 1, &p1, &p2);
+	MeshNode *node = net->nodes[1];
+	const MeshNodeId *from = mesh_node_get_id(net->nodes[0]);
+	size_t size = MESH_EVENT_HEADER_SIZE + (size_t)PER_EVENT * MESH_RESOURCE_DATA_SIZE;
+	uint8_t *buf = g_malloc0(size);
+	guint failed = 0;
+
+	for (guint e = 0; e < EVENTS; e++) {
+		MeshEventHeader h = {.type = MESH_EVENT_MESSAGE, .flags = MESH_EVENT_FLAG_MESSAGE,
+				     .seq = e + 1, .resource_count = PER_EVENT};
+		h.port_id = p2->id;
+		mesh_event_write_header(buf, &h);
+		for (guint i = 0; i < PER_EVENT; i++) {
+			MeshResourceData rd = {.old_node = *from};
+			mesh_uuid_generate(&rd.id);
+			mesh_uuid_generate(&rd.old_port);
+			mesh_uuid_generate(&rd.peer_node);
+			mesh_uuid_generate(&rd.peer_port);
+			mesh_event_write_resource(buf + MESH_EVENT_HEADER_SIZE +
+							  (size_t)i * MESH_RESOURCE_DATA_SIZE,
+						  &rd);
+		}
+		mesh_node_receive_event(node, from, buf, size, NULL, 0);
+		test_net_pump(net);
+		MeshMessage *msg = NULL;
+		ck_assert_int_eq(port_try_recv(p2, &msg, NULL), PORT_RECV_MESSAGE);
+		ck_assert_uint_eq(mesh_message_get_n_resources(msg), PER_EVENT);
+		for (guint i = 0; i < PER_EVENT; i++) {
+			MeshPort *x = mesh_message_steal_port(msg, i);
+			MeshMessage *none = NULL;
+			GError *error = NULL;
+			if (port_try_recv(x, &none, &error) == PORT_RECV_FAILED &&
+			    strstr(error->message, "too many nodes"))
+				failed++;
+			g_clear_error(&error);
+			mesh_message_free(none);
+			mesh_port_close(x);
+		}
+		mesh_message_free(msg);
+	}
+	g_mutex_lock(&node->lock);
+	guint n_remotes = g_hash_table_size(node->remotes);
+	g_mutex_unlock(&node->lock);
+	ck_assert_uint_le(n_remotes, MESH_NODE_MAX_REMOTES);
+	ck_assert_uint_gt(failed, 0);
+	g_free(buf);
+	mesh_port_close(p1);
+	mesh_port_close(p2);
+	test_net_pump(net);
+	test_net_free(net);
+}
+END_TEST
+
+/*
  * A message over the receiving node's limits (4097 resources) is refused
  * by the sender: the ports it carried are closed, so their peers see the
  * end instead of waiting on a move that the receiver would never accept,
@@ -857,6 +920,7 @@ int main(void)
 	tcase_add_test(tc, test_close_drop_port_with_queued_ports);
 	tcase_add_test(tc, test_close_send_port_to_dropped_port);
 	tcase_add_test(tc, test_hostile_events);
+	tcase_add_test(tc, test_named_nodes_bounded);
 	tcase_add_test(tc, test_over_limits_across_nodes);
 	tcase_add_test(tc, test_concurrent_senders_across_nodes);
 	suite_add_tcase(s, tc);
