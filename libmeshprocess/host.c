@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "process-private.h"
@@ -173,8 +174,21 @@ gboolean mesh_try_run_host(const char *base_name, MeshHostFunc func, gpointer us
 			    "invitation without addresses");
 		return FALSE;
 	}
-	int fd = env->socket_fd;
-	fcntl(fd, F_SETFD, FD_CLOEXEC);
+	/*
+	 * Before we make any fd: if the socket is missing, the first fd we made
+	 * would take its number and be taken for it.
+	 */
+	int fd = env->socket_fd, type = 0;
+	socklen_t len = sizeof(type);
+	gboolean is_open = fcntl(fd, F_SETFD, FD_CLOEXEC) == 0;
+	if (!is_open || getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 ||
+	    type != SOCK_SEQPACKET) {
+		g_set_error(error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_INVITATION,
+			    "fd %d, the socket to the parent, is %s", fd,
+			    is_open ? "not a SOCK_SEQPACKET socket" : "not open");
+		mesh_payload_message_free(&env->base);
+		return FALSE;
+	}
 
 	HostState *s = g_new0(HostState, 1);
 	s->name = g_strdup(env->node_name && *env->node_name ? env->node_name : "host");
@@ -188,8 +202,7 @@ gboolean mesh_try_run_host(const char *base_name, MeshHostFunc func, gpointer us
 	MeshInvitation *inv = mesh_invitation_new_take(&ln, &lp, &rn, &rp, fd);
 	s->unode = mesh_unix_node_join(inv, NULL, 30 * G_USEC_PER_SEC, &port, error);
 	if (!s->unode) {
-		g_prefix_error(error, "joining the mesh: ");
-		host_state_free(s);
+		host_state_free(s); /* the error says "joining the mesh" */
 		return FALSE;
 	}
 

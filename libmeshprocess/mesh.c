@@ -555,6 +555,9 @@ char *mesh_inspect(Mesh *m, gint64 timeout_us)
 			mesh_payload_message_free(reply);
 			replies[i] = NULL;
 		} else {
+			/* A final error consumed the receiver; a timeout did not. */
+			if (error && !g_error_matches(error, MESH_ERROR, MESH_ERROR_TIMED_OUT))
+				replies[i] = NULL;
 			g_string_append(out, "{\"error\":");
 			process_json_string(out, error ? error->message : "no request channel");
 			g_string_append_c(out, '}');

@@ -7,6 +7,7 @@
  * FollowerRequest down. The node made with mesh_unix_node_new() leads (and
  * follows itself); a node made by joining follows the inviter's leader.
  */
+#include <fcntl.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -589,9 +590,40 @@ gboolean mesh_unix_node_invite(MeshUnixNode *u, MeshPort *port, gint64 timeout_u
 	return *ret_invitation != NULL;
 }
 
+/* FALSE with why if @fd is not an open SOCK_SEQPACKET socket. */
+static gboolean check_seqpacket(int fd, GError **error)
+{
+	int type = 0;
+	socklen_t len = sizeof(type);
+
+	if (fd < 0 || getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0) {
+		g_set_error(error, MESH_ERROR, MESH_ERROR_INVALID_ARGUMENT,
+			    "the invitation's fd %d is not a SOCK_SEQPACKET socket: %s", fd,
+			    g_strerror(fd < 0 ? EBADF : errno));
+		return FALSE;
+	}
+	if (type != SOCK_SEQPACKET) {
+		g_set_error(error, MESH_ERROR, MESH_ERROR_INVALID_ARGUMENT,
+			    "the invitation's fd %d is not a SOCK_SEQPACKET socket", fd);
+		return FALSE;
+	}
+	return TRUE;
+}
+
 MeshUnixNode *mesh_unix_node_join(MeshInvitation *inv, GMainContext *context, gint64 timeout_us,
 				  MeshPort **ret_port, GError **error)
 {
+	/*
+	 * Before making any fd: a missing socket (an inherited fd 3 that was
+	 * closed) must not be mistaken for the first fd we make ourselves.
+	 */
+	if (!check_seqpacket(inv->fd, error)) {
+		g_prefix_error(error, "joining the mesh: ");
+		if (fcntl(inv->fd, F_GETFD) < 0)
+			inv->fd = -1; /* not ours to close: it is not open */
+		mesh_invitation_free(inv);
+		return NULL;
+	}
 	MeshNode *node = mesh_node_new_with_id(&inv->local_node);
 	MeshUnixNode *u = unix_node_new_follower(node, context);
 	mesh_node_unref(node);
@@ -608,6 +640,7 @@ MeshUnixNode *mesh_unix_node_join(MeshInvitation *inv, GMainContext *context, gi
 	mesh_remote_node_unref(leader);
 	mesh_invitation_free(inv);
 	if (!connected) {
+		g_prefix_error(error, "joining the mesh: ");
 		mesh_port_close(p);
 		mesh_unix_node_free(u);
 		return NULL;
@@ -615,10 +648,13 @@ MeshUnixNode *mesh_unix_node_join(MeshInvitation *inv, GMainContext *context, gi
 	MeshOneshotReceiver *init =
 		mesh_oneshot_receiver_from_port(p, &mesh_unix__initial_message__descriptor);
 	ProtobufCMessage *msg = NULL;
-	if (!mesh_oneshot_recv(init, timeout_us, &msg, error)) {
-		if (error && *error)
-			g_prefix_error(error, "joining the mesh: ");
-		mesh_oneshot_receiver_free(init);
+	GError *err = NULL;
+	if (!mesh_oneshot_recv(init, timeout_us, &msg, &err)) {
+		/* A final error consumed the receiver; a timeout did not. */
+		if (g_error_matches(err, MESH_ERROR, MESH_ERROR_TIMED_OUT) ||
+		    g_error_matches(err, MESH_ERROR, MESH_ERROR_EMPTY))
+			mesh_oneshot_receiver_free(init);
+		g_propagate_prefixed_error(error, err, "joining the mesh: ");
 		mesh_unix_node_free(u);
 		return NULL;
 	}

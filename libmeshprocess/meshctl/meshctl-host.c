@@ -167,8 +167,9 @@ static void introduce(Worker *w, Meshctl__Introduce *intro)
 		mesh_payload_message_free(msg);
 	} else {
 		report_peer(w, intro->peer, 0, error->message);
+		if (g_error_matches(error, MESH_ERROR, MESH_ERROR_TIMED_OUT))
+			mesh_oneshot_receiver_free(answer); /* consumed on a final error only */
 		g_error_free(error);
-		mesh_oneshot_receiver_free(answer); /* not consumed on TIMED_OUT */
 	}
 }
 

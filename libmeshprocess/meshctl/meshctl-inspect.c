@@ -128,12 +128,13 @@ static char *request(const char *path, const char *what, gint64 timeout_us, GErr
 		text = g_strndup((const char *)data, size);
 		mesh_message_free(reply);
 	} else {
-		if (g_error_matches(*error, MESH_ERROR, MESH_ERROR_TIMED_OUT))
+		if (g_error_matches(*error, MESH_ERROR, MESH_ERROR_TIMED_OUT)) {
 			g_prefix_error(error, "no answer from %s within %.3g s: ", path,
 				       (double)timeout_us / G_USEC_PER_SEC);
-		else
+			mesh_oneshot_receiver_free(answer); /* consumed on a final error only */
+		} else {
 			g_prefix_error(error, "no answer from %s: ", path);
-		mesh_oneshot_receiver_free(answer); /* not consumed on a timeout */
+		}
 	}
 	mesh_connection_shutdown(conn, G_USEC_PER_SEC);
 	return text;

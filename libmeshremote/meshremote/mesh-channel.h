@@ -164,8 +164,10 @@ MESH_REMOTE_API void mesh_oneshot_sender_free(MeshOneshotSender *sender);
 
 /**
  * mesh_oneshot_recv:
- * @receiver: a receiver, consumed only when a value or a final error was
- *     returned (not on MESH_ERROR_EMPTY / MESH_ERROR_TIMED_OUT)
+ * @receiver: a receiver, consumed when a value or a final error was
+ *     returned; not on MESH_ERROR_EMPTY / MESH_ERROR_TIMED_OUT, after which
+ *     the caller still owns it (and frees it if it does not try again).
+ *     A caller that may stop waiting must pass @error to tell which.
  * @timeout_us: 0 does not wait, -1 waits forever
  * @ret_msg: (out) (transfer full): the value
  * @error: MESH_ERROR_CLOSED (sender dropped), MESH_ERROR_NODE_FAILURE,

@@ -137,6 +137,12 @@ MESH_REMOTE_API gboolean mesh_unix_node_invite(MeshUnixNode *unode, MeshPort *po
  *
  * Joins a mesh: makes a node with the invitation's id that follows the
  * inviting leader (which then introduces it to any node it must reach).
+ * The invitation's socket is checked first, before the node makes any fd
+ * of its own: if it is not an open SOCK_SEQPACKET socket (an inherited fd
+ * that was closed), the join fails at once with MESH_ERROR_INVALID_ARGUMENT
+ * (an fd that is not open is left alone). If the leader's end closes before
+ * its initial message came, the join fails with that error. Every error
+ * message starts with "joining the mesh: ".
  *
  * Returns: (transfer full): the transport (its node via
  * mesh_unix_node_get_node()), or NULL.

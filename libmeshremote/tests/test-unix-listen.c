@@ -1,0 +1,330 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Joining and listening under faults, across real processes: a joiner whose
+ * leader goes away before the initial message, a joiner without its socket,
+ * a listener flooded with clients that never take their invitation. This
+ * program is also the child: main() runs the mode named by argv[1].
+ */
+#include <check.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <pal/pal.h>
+
+#include "unix-private.h"
+#include "unix-test.h"
+
+#define WAIT_S 20
+
+/* Child modes. */
+
+/* joinfd: join with an invitation whose socket is fd 3 (ids made up). */
+static int mode_joinfd(void)
+{
+	MeshNodeId me, leader;
+	MeshPortId p, lp;
+	mesh_uuid_generate(&me);
+	mesh_uuid_generate(&leader);
+	mesh_uuid_generate(&p);
+	mesh_uuid_generate(&lp);
+	MeshInvitation *inv = mesh_invitation_new_take(&me, &p, &leader, &lp, 3);
+	MeshPort *port = NULL;
+	GError *error = NULL;
+	MeshUnixNode *u = mesh_unix_node_join(inv, NULL, 10 * G_USEC_PER_SEC, &port, &error);
+	if (!u) {
+		fprintf(stderr, "child: %s\n", error->message);
+		g_error_free(error);
+		return 1;
+	}
+	mesh_port_close(port);
+	mesh_unix_node_free(u);
+	return 0;
+}
+
+/*
+ * bypath PATH: join through a listener; exit 0 once the server's "welcome"
+ * came, 1 on a join error, 2 without the welcome.
+ */
+static int mode_bypath(const char *path)
+{
+	MeshPort *port = NULL;
+	GError *error = NULL;
+	MeshUnixNode *u = mesh_unix_node_join_by_path(path, NULL, 10 * G_USEC_PER_SEC, &port,
+						      &error);
+	if (!u) {
+		fprintf(stderr, "child: %s\n", error->message);
+		g_error_free(error);
+		return 1;
+	}
+	TestRecv *r = test_recv_new(port);
+	MeshMessage *msg = test_recv_wait(r, 10000);
+	int status = 2;
+	if (test_recv_is_message(msg)) {
+		size_t size;
+		const uint8_t *data = mesh_message_get_data(msg, &size);
+		status = size == 7 && memcmp(data, "welcome", 7) == 0 ? 0 : 2;
+		mesh_message_free(msg);
+	}
+	test_recv_free(r);
+	mesh_port_close(port);
+	mesh_unix_node_shutdown(u, G_USEC_PER_SEC);
+	mesh_unix_node_free(u);
+	return status;
+}
+
+static void welcome_client(MeshPort *port, gpointer data)
+{
+	port_send_bytes(port, "welcome");
+	mesh_port_close(port);
+}
+
+/*
+ * server PATH NOFILE TIMEOUT_MS MAX_PENDING: a leader listening on PATH with
+ * RLIMIT_NOFILE lowered; says "ready" on stdout, serves until stdin closes.
+ */
+static int mode_server(char **argv)
+{
+	struct rlimit rl = {(rlim_t)atoi(argv[3]), (rlim_t)atoi(argv[3])};
+	if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return 10;
+	MeshNode *node = mesh_node_new();
+	MeshUnixNode *u = mesh_unix_node_new(node, NULL);
+	GError *error = NULL;
+	MeshUnixListener *l = mesh_unix_node_listen(u, argv[2], welcome_client, NULL, NULL, &error);
+	if (!l) {
+		fprintf(stderr, "server: %s\n", error->message);
+		return 11;
+	}
+//	printf("ready\n");
+	fflush(stdout);
+	char c;
+	while (read(0, &c, 1) > 0)
+		;
+	mesh_unix_listener_free(l);
+	mesh_unix_node_free(u);
+	mesh_node_unref(node);
+	return 0;
+}
+
+/* Parent side. */
+
+static char *self_exe;
+
+typedef struct {
+	pid_t pid;
+	int err;  /* the child's stderr, read end */
+	int in;   /* its stdin, write end (or -1) */
+	int out;  /* its stdout, read end (or -1) */
+} Proc;
+
+/* Starts this program in mode @args; @fd3 becomes its fd 3 (-1: fd 3 closed). */
+static Proc proc_start(const char *const *args, int fd3, gboolean pipes)
+{
+	int err[2], in[2] = {-1, -1}, out[2] = {-1, -1};
+	ck_assert_int_eq(pipe2(err, O_CLOEXEC), 0);
+	if (pipes) {
+		ck_assert_int_eq(pipe2(in, O_CLOEXEC), 0);
+		ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
+	}
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		dup2(err[1], 2);
+		if (pipes) {
+			dup2(in[0], 0);
+			dup2(out[1], 1);
+		}
+		if (fd3 >= 0)
+			dup2(fd3, 3); /* not close-on-exec */
+		else
+			close(3);
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		char *argv[8] = {self_exe};
+		for (int i = 0; args[i] && i < 6; i++)
+			argv[i + 1] = (char *)args[i];
+		execv(self_exe, argv);
+		_exit(127);
+	}
+	close(err[1]);
+	if (pipes) {
+		close(in[0]);
+		close(out[1]);
+	}
+	return (Proc){pid, err[0], in[1], out[0]};
+}
+
+/* Waits (bounded) for the child's exit; returns its status, its stderr in @ret_err. */
+static int proc_finish(Proc *p, char **ret_err)
+{
+	int status = -1;
+	for (int i = 0; i < WAIT_S * 100; i++) {
+		if (waitpid(p->pid, &status, WNOHANG) == p->pid)
+			break;
+		g_usleep(10000);
+		status = -1;
+	}
+	if (status == -1) {
+		kill(p->pid, SIGKILL);
+		waitpid(p->pid, NULL, 0);
+	}
+	GString *s = g_string_new(NULL);
+	char buf[512];
+	ssize_t n;
+	pal_fd_set_nonblock(p->err, TRUE);
+	while ((n = read(p->err, buf, sizeof(buf))) > 0)
+		g_string_append_len(s, buf, n);
+	close(p->err);
+	if (p->in >= 0)
+		close(p->in);
+	if (p->out >= 0)
+		close(p->out);
+	if (ret_err)
+		*ret_err = g_string_free(s, FALSE);
+	else
+		g_string_free(s, TRUE);
+	return status;
+}
+
+/* Item: the leader's end closes before the initial message; the joiner fails cleanly. */
+START_TEST(test_join_leader_closes_early)
+{
+	for (int round = 0; round < 5; round++) {
+		int sv[2];
+		ck_assert_int_eq(pal_socketpair(SOCK_SEQPACKET, sv), 0);
+		const char *args[] = {"joinfd", NULL};
+		Proc p = proc_start(args, sv[1], FALSE);
+		close(sv[1]);
+		if (round % 2)
+			g_usleep(20000); /* sometimes after the joiner waits */
+		close(sv[0]);
+		char *err = NULL;
+		int status = proc_finish(&p, &err);
+		ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 1,
+			      "round %d: status %#x, stderr: %s", round, status, err);
+		ck_assert_msg(strstr(err, "joining the mesh"), "stderr: %s", err);
+		g_free(err);
+	}
+}
+END_TEST
+
+/* A fake listener: hands out an invitation whose leader end is already closed. */
+static gpointer dead_leader_listener(gpointer data)
+{
+	int server = GPOINTER_TO_INT(data);
+	int client = accept4(server, NULL, NULL, SOCK_CLOEXEC);
+	int sv[2];
+	ck_assert_int_eq(pal_socketpair(SOCK_SEQPACKET, sv), 0);
+	close(sv[0]); /* the leader dies mid-handshake */
+	MeshNodeId a, b;
+	MeshPortId pa, pb;
+	mesh_uuid_generate(&a);
+	mesh_uuid_generate(&b);
+	mesh_uuid_generate(&pa);
+	mesh_uuid_generate(&pb);
+	ProtobufCMessage *msg =
+		mesh_invitation_to_message(mesh_invitation_new_take(&a, &pa, &b, &pb, sv[1]));
+	MeshPayloadResources *res = mesh_payload_resources_new();
+	uint8_t *data_ = NULL;
+	size_t size = 0;
+	ck_assert_int_eq(mesh_payload_encode_alloc(msg, &data_, &size, res, NULL), 0);
+	uint8_t header[8] = {0};
+	for (int i = 0; i < 4; i++) {
+		header[i] = (uint8_t)(size >> (8 * i));
+		header[4 + i] = (uint8_t)(mesh_payload_resources_len(res) >> (8 * i));
+	}
+	int fd = mesh_payload_resources_peek_fd(res, 0);
+	struct iovec iov[2] = {{header, 8}, {data_, size}};
+	pal_send_with_fds(client, iov, 2, &fd, 1, 0);
+	g_free(data_);
+	mesh_payload_resources_free(res);
+	mesh_payload_message_free(msg);
+	close(client);
+	return NULL;
+}
+
+/* mesh_connect()'s path: a server that dies mid-handshake is a clear error, not a crash. */
+START_TEST(test_join_by_path_leader_dead)
+{
+	char *dir = g_dir_make_tmp("mesh-listen-XXXXXX", NULL);
+	char *path = g_build_filename(dir, "dead.sock", NULL);
+	for (int round = 0; round < 3; round++) {
+		struct sockaddr_un addr = {.sun_family = AF_UNIX};
+		g_strlcpy(addr.sun_path, path, sizeof(addr.sun_path));
+		int server = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		ck_assert_int_eq(bind(server, (struct sockaddr *)&addr, sizeof(addr)), 0);
+		ck_assert_int_eq(listen(server, 4), 0);
+		GThread *t = g_thread_new("dead-leader", dead_leader_listener,
+					  GINT_TO_POINTER(server));
+		const char *args[] = {"bypath", path, NULL};
+		Proc p = proc_start(args, -1, FALSE);
+		char *err = NULL;
+		int status = proc_finish(&p, &err);
+		g_thread_join(t);
+		close(server);
+		unlink(path);
+		ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 1,
+			      "status %#x, stderr: %s", status, err);
+		ck_assert_msg(strstr(err, "joining the mesh"), "stderr: %s", err);
+		g_free(err);
+	}
+	rmdir(dir);
+	g_free(path);
+	g_free(dir);
+}
+END_TEST
+
+/* A joiner started without its socket on fd 3 fails at once, saying so. */
+START_TEST(test_join_without_fd3)
+{
+	/* fd 3 closed, then fd 3 something else than a SOCK_SEQPACKET socket. */
+	int pipefd[2];
+	ck_assert_int_eq(pipe2(pipefd, O_CLOEXEC), 0);
+	for (int round = 0; round < 2; round++) {
+		const char *args[] = {"joinfd", NULL};
+		Proc p = proc_start(args, round ? pipefd[0] : -1, FALSE);
+		char *err = NULL;
+		int status = proc_finish(&p, &err);
+		ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 1,
+			      "round %d: status %#x, stderr: %s", round, status, err);
+		ck_assert_msg(strstr(err, "SOCK_SEQPACKET"), "stderr: %s", err);
+		g_free(err);
+	}
+	close(pipefd[0]);
+	close(pipefd[1]);
+}
+END_TEST
+
+int main(int argc, char **argv)
+{
+	if (argc >= 2 && strcmp(argv[1], "joinfd") == 0)
+		return mode_joinfd();
+	if (argc >= 3 && strcmp(argv[1], "bypath") == 0)
+		return mode_bypath(argv[2]);
+	if (argc >= 6 && strcmp(argv[1], "server") == 0)
+		return mode_server(argv);
+	self_exe = g_file_read_link("/proc/self/exe", NULL);
+
+	Suite *s = suite_create("libmeshremote-unix-listen");
+	TCase *tc = tcase_create("join");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_join_leader_closes_early);
+	tcase_add_test(tc, test_join_by_path_leader_dead);
+	tcase_add_test(tc, test_join_without_fd3);
+	suite_add_tcase(s, tc);
+
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_ENV);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	g_free(self_exe);
+	return failed ? 1 : 0;
+}
