@@ -3,14 +3,23 @@
  * Listening on a socket path and joining by path (upstream unix_listener.rs,
  * reference 2.7). The server accepts a SOCK_STREAM connection, invites a new
  * port, writes one frame {data_len u32, fd_count u32} + the encoded
- * Invitation with its socket attached, and closes the stream. It never reads
- * from a client and never blocks on one. The client reads one bounded frame
- * (4 KiB, 4 fds) and joins.
+ * Invitation with its socket attached, and hands the port to the listener's
+ * function. It never reads a client's data and never blocks on one. The
+ * client reads one bounded frame (4 KiB, 4 fds), closes the stream and
+ * joins.
+ *
+ * Until the client closes its stream, the handshake is pending: the server
+ * holds the stream and the connection made for the invited node. Pending
+ * handshakes are bounded in number (the oldest is dropped for a new one)
+ * and in time; one dropped or timed out has its stream closed and its
+ * invited node's connection cut, so its port fails. A client that never
+ * takes its invitation cannot pin the server's fds.
  */
 #include <fcntl.h>
 #include <glib-unix.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -21,16 +30,40 @@
 #define FRAME_HEADER_SIZE 8
 #define FRAME_MAX_DATA 4096
 #define FRAME_MAX_FDS 4
+#define DEFAULT_HANDSHAKE_TIMEOUT_US (5 * G_USEC_PER_SEC)
+#define DEFAULT_MAX_PENDING 64
+#define LOG_INTERVAL_US G_USEC_PER_SEC
+
+typedef struct Handshake Handshake;
 
 struct MeshUnixListener {
 	MeshUnixNode *owner;
 	int fd;
 	char *path;
+	dev_t dev; /* the socket file this listener made, */
+	ino_t ino; /* the only one it may unlink */
 	GSource *source;
 	MeshUnixListenerFunc func;
 	uid_t allowed_uid; /* (uid_t)-1: anyone */
 	gpointer user_data;
 	GDestroyNotify notify;
+
+	/* On the I/O context only. */
+	GQueue pending;      /* Handshake *, oldest first */
+	gint64 timeout_us;   /* -1: none */
+	guint max_pending;
+	int reserve_fd;      /* given up to shed a client when out of fds */
+	gint64 last_log;     /* rate-limited reports of dropped clients */
+	guint dropped;
+};
+
+struct Handshake {
+	MeshUnixListener *l;
+	int client;
+	MeshNodeId joiner;
+	GSource *watch;
+	GSource *timer;
+	GList link; /* in l->pending */
 };
 
 static void put_le32(uint8_t *p, uint32_t v)
@@ -72,6 +105,98 @@ static gboolean send_invitation(int client, MeshInvitation *inv)
 	return ok;
 }
 
+/* Counts a dropped client; says so at most once a second. */
+static void report_dropped(MeshUnixListener *l, const char *why)
+{
+	gint64 now = g_get_monotonic_time();
+	l->dropped++;
+	if (l->last_log && now - l->last_log < LOG_INTERVAL_US)
+		return;
+	g_message("mesh: %s: %u client(s) dropped (last: %s)", l->path, l->dropped, why);
+	l->dropped = 0;
+	l->last_log = now;
+}
+
+/*
+ * Ends a handshake. @why NULL: the client closed its stream, it is done.
+ * Otherwise it failed, and its invited node's connection is cut if @cut.
+ */
+static void handshake_end_full(Handshake *h, const char *why, gboolean cut)
+{
+	MeshUnixListener *l = h->l;
+
+	g_queue_unlink(&l->pending, &h->link);
+	g_source_destroy(h->watch);
+	g_source_unref(h->watch);
+	if (h->timer) {
+		g_source_destroy(h->timer);
+		g_source_unref(h->timer);
+	}
+	close(h->client);
+	if (why && cut) {
+		/* Its invitation may still sit unread in the client's socket: void it. */
+		unix_node_cut(l->owner, &h->joiner, why);
+		report_dropped(l, why);
+	}
+	g_free(h);
+}
+
+static void handshake_end(Handshake *h, const char *why)
+{
+	handshake_end_full(h, why, TRUE);
+}
+
+static gboolean handshake_client_cb(gint fd, GIOCondition cond, gpointer data)
+{
+	Handshake *h = data;
+	char byte;
+
+	ssize_t r = recv(fd, &byte, 1, MSG_DONTWAIT);
+	if (r < 0 && (errno == EAGAIN || errno == EINTR))
+		return G_SOURCE_CONTINUE;
+	/* A client sends nothing: data is a protocol error; an error is its end. */
+	handshake_end(h, r > 0 ? "the client wrote to the listener" : NULL);
+	return G_SOURCE_REMOVE;
+}
+
+static gboolean handshake_timeout_cb(gpointer data)
+{
+	Handshake *h = data;
+	handshake_end(h, "the client did not take its invitation in time");
+	return G_SOURCE_REMOVE;
+}
+
+static void handshake_start(MeshUnixListener *l, int client, const MeshNodeId *joiner)
+{
+	Handshake *h = g_new0(Handshake, 1);
+	h->l = l;
+	h->client = client;
+	h->joiner = *joiner;
+	h->link.data = h;
+	h->watch = g_unix_fd_source_new(client, G_IO_IN | G_IO_HUP | G_IO_ERR);
+	g_source_set_callback(h->watch, G_SOURCE_FUNC(handshake_client_cb), h, NULL);
+	g_source_attach(h->watch, l->owner->context);
+	if (l->timeout_us >= 0) {
+		h->timer = g_timeout_source_new((guint)MIN(l->timeout_us / 1000, G_MAXUINT));
+		g_source_set_callback(h->timer, handshake_timeout_cb, h, NULL);
+		g_source_attach(h->timer, l->owner->context);
+	}
+	g_queue_push_tail_link(&l->pending, &h->link);
+}
+
+/* Out of fds with nothing pending to drop: take the client and close it at once. */
+static void shed_one(MeshUnixListener *l)
+{
+	if (l->reserve_fd >= 0) {
+		close(l->reserve_fd);
+		int client = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
+		if (client >= 0)
+			close(client);
+		l->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	}
+	report_dropped(l, "out of fds");
+}
+
 static gboolean listener_accept_cb(gint fd, GIOCondition cond, gpointer data)
 {
 	MeshUnixListener *l = data;
@@ -79,6 +204,14 @@ static gboolean listener_accept_cb(gint fd, GIOCondition cond, gpointer data)
 	for (int i = 0; i < 16; i++) {
 		int client = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 		if (client < 0) {
+			if (errno == EMFILE || errno == ENFILE) {
+				if (l->pending.head)
+					handshake_end(l->pending.head->data,
+						      "out of fds: the oldest pending client dropped");
+				else
+					shed_one(l);
+				continue;
+			}
 			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
 				g_warning("mesh: accept on %s: %s", l->path, g_strerror(errno));
 			break;
@@ -88,27 +221,41 @@ static gboolean listener_accept_cb(gint fd, GIOCondition cond, gpointer data)
 			socklen_t len = sizeof(cred);
 			if (getsockopt(client, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 ||
 			    cred.uid != l->allowed_uid) {
-				g_message("mesh: a client of %s with another uid was refused",
-					  l->path);
+				report_dropped(l, "a client with another uid was refused");
 				close(client);
 				continue;
 			}
 		}
+		/* Room for this one: the oldest pending handshake goes. */
+		while (l->max_pending && l->pending.length >= l->max_pending)
+			handshake_end(l->pending.head->data,
+				      "too many pending clients: the oldest dropped");
 		MeshPort *ours, *theirs;
 		MeshInvitation *inv = NULL;
+		MeshNodeId joiner;
 		GError *error = NULL;
 		mesh_port_new_pair(&ours, &theirs);
 		if (!mesh_unix_node_invite(l->owner, theirs, 0, &inv, &error)) {
-			g_warning("mesh: cannot invite a client of %s: %s", l->path, error->message);
+			/* Likely out of fds: the oldest pending client makes room for the next. */
+			report_dropped(l, error->message);
 			g_error_free(error);
 			mesh_port_close(ours);
-		} else if (!send_invitation(client, inv)) {
-			g_message("mesh: a client of %s could not take its invitation", l->path);
-			mesh_port_close(ours);
-		} else {
-			l->func(ours, l->user_data);
+			close(client);
+			if (l->pending.head)
+				handshake_end(l->pending.head->data,
+					      "out of fds: the oldest pending client dropped");
+			continue;
 		}
-		close(client);
+		mesh_invitation_get_address(inv, &joiner, NULL, NULL, NULL);
+		if (!send_invitation(client, inv)) {
+			unix_node_cut(l->owner, &joiner, "the client could not take its invitation");
+			report_dropped(l, "the client could not take its invitation");
+			mesh_port_close(ours);
+			close(client);
+			continue;
+		}
+		handshake_start(l, client, &joiner);
+		l->func(ours, l->user_data);
 	}
 	return G_SOURCE_CONTINUE;
 }
@@ -125,7 +272,9 @@ MeshUnixListener *mesh_unix_node_listen(MeshUnixNode *u, const char *path,
 					GDestroyNotify notify, GError **error)
 {
 	struct sockaddr_un addr = {.sun_family = AF_UNIX};
+	struct stat st;
 
+	g_return_val_if_fail(u && path && func, NULL);
 	if (!u->leader) {
 		g_set_error(error, MESH_ERROR, MESH_ERROR_INVALID_ARGUMENT,
 			    "only the leader node can listen");
@@ -138,9 +287,12 @@ MeshUnixListener *mesh_unix_node_listen(MeshUnixNode *u, const char *path,
 	}
 	strcpy(addr.sun_path, path);
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 || listen(fd, 128) < 0) {
-		g_set_error(error, MESH_ERROR, MESH_ERROR_INVALID_ARGUMENT, "cannot listen on %s: %s",
-			    path, g_strerror(errno));
+	if (fd < 0 || bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
+	    lstat(path, &st) < 0 || listen(fd, 128) < 0) {
+		int e = errno;
+		g_set_error(error, MESH_ERROR,
+			    e == EADDRINUSE ? MESH_ERROR_ADDRESS_IN_USE : MESH_ERROR_INVALID_ARGUMENT,
+			    "cannot listen on %s: %s", path, g_strerror(e));
 		if (fd >= 0)
 			close(fd);
 		return NULL;
@@ -149,10 +301,16 @@ MeshUnixListener *mesh_unix_node_listen(MeshUnixNode *u, const char *path,
 	l->owner = u;
 	l->fd = fd;
 	l->path = g_strdup(path);
+	l->dev = st.st_dev;
+	l->ino = st.st_ino;
 	l->func = func;
 	l->user_data = user_data;
 	l->notify = notify;
 	l->allowed_uid = (uid_t)-1;
+	g_queue_init(&l->pending);
+	l->timeout_us = DEFAULT_HANDSHAKE_TIMEOUT_US;
+	l->max_pending = DEFAULT_MAX_PENDING;
+	l->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	l->source = g_unix_fd_source_new(fd, G_IO_IN);
 	g_source_set_callback(l->source, G_SOURCE_FUNC(listener_accept_cb), l, NULL);
 	g_main_context_invoke(u->context, listener_attach_cb, l);
@@ -161,23 +319,56 @@ MeshUnixListener *mesh_unix_node_listen(MeshUnixNode *u, const char *path,
 
 static gboolean listener_detach_cb(gpointer data)
 {
-	g_source_destroy(((MeshUnixListener *)data)->source);
+	MeshUnixListener *l = data;
+	g_source_destroy(l->source);
+	/* Their streams only: the node outlives us, and they may have joined. */
+	while (l->pending.head)
+		handshake_end_full(l->pending.head->data, "the listener was freed", FALSE);
 	return G_SOURCE_REMOVE;
 }
 
 void mesh_unix_listener_free(MeshUnixListener *l)
 {
+	struct stat st;
+
 	if (!l)
 		return;
 	/* On the I/O context: no callback can be running once this returns. */
 	unix_run_sync(l->owner, listener_detach_cb, l);
 	g_source_unref(l->source);
 	close(l->fd);
-	unlink(l->path);
+	if (l->reserve_fd >= 0)
+		close(l->reserve_fd);
+	/* Only our own socket file: another server may have taken the path since. */
+	if (lstat(l->path, &st) == 0 && st.st_dev == l->dev && st.st_ino == l->ino)
+		unlink(l->path);
 	if (l->notify)
 		l->notify(l->user_data);
 	g_free(l->path);
 	g_free(l);
+}
+
+typedef struct {
+	MeshUnixListener *l;
+	gint64 timeout_us;
+	guint max_pending;
+} LimitsReq;
+
+static gboolean set_limits_cb(gpointer data)
+{
+	LimitsReq *r = data;
+	r->l->timeout_us = r->timeout_us;
+	r->l->max_pending = r->max_pending;
+	/* Already pending: the new number applies at the next client. */
+	return G_SOURCE_REMOVE;
+}
+
+void mesh_unix_listener_set_handshake_limits(MeshUnixListener *l, gint64 timeout_us,
+					     guint max_pending)
+{
+	g_return_if_fail(l && max_pending > 0);
+	LimitsReq r = {l, timeout_us < 0 ? -1 : timeout_us, max_pending};
+	unix_run_sync(l->owner, set_limits_cb, &r);
 }
 
 /* Reads one frame: its data and exactly fd_count fds. */
@@ -304,7 +495,21 @@ MeshUnixNode *mesh_unix_node_join_by_path(const char *path, GMainContext *contex
 	return u;
 }
 
+typedef struct {
+	MeshUnixListener *l;
+	uid_t uid;
+} UidReq;
+
+static gboolean set_uid_cb(gpointer data)
+{
+	UidReq *r = data;
+	r->l->allowed_uid = r->uid;
+	return G_SOURCE_REMOVE;
+}
+
 void mesh_unix_listener_set_allowed_uid(MeshUnixListener *l, uid_t uid)
 {
-	l->allowed_uid = uid;
+	g_return_if_fail(l);
+	UidReq r = {l, uid};
+	unix_run_sync(l->owner, set_uid_cb, &r); /* read by the accept callback */
 }

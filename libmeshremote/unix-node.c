@@ -1290,3 +1290,20 @@ void mesh_unix_node_set_peer_describer(MeshUnixNode *u, MeshPeerDescribeFunc fun
 	u->describe_data = user_data;
 	g_mutex_unlock(&u->lock);
 }
+
+void unix_node_cut(MeshUnixNode *u, const MeshNodeId *peer, const char *reason)
+{
+	UnixConn *found = NULL;
+
+	g_mutex_lock(&u->lock);
+	for (guint i = 0; i < u->conns->len && !found; i++) {
+		UnixConn *c = u->conns->pdata[i];
+		if (mesh_uuid_equal(&c->peer, peer))
+			found = conn_ref(c);
+	}
+	g_mutex_unlock(&u->lock);
+	if (found) {
+		conn_end_async(found, reason);
+		conn_unref(found);
+	}
+}

@@ -79,6 +79,8 @@ const uint8_t *unix_rx_pool_copy(UnixRxPool *p, guint32 id, size_t size,
 
 /* unix-node.c: a transport that does not lead (it will follow a leader). */
 MeshUnixNode *unix_node_new_follower(MeshNode *node, GMainContext *context);
+/* Ends the connection to @peer, if any (from any thread; no lock held). */
+void unix_node_cut(MeshUnixNode *u, const MeshNodeId *peer, const char *reason);
 
 /* unix-leader.c */
 ProtobufCMessage *mesh_invitation_to_message(MeshInvitation *inv);

@@ -109,6 +109,7 @@ static const char *error_code_name(const GError *e)
 		"MESH_ERROR_CLOSED",	    "MESH_ERROR_NODE_FAILURE", "MESH_ERROR_CORRUPTION",
 		"MESH_ERROR_EMPTY",	    "MESH_ERROR_TIMED_OUT",    "MESH_ERROR_REMOTE",
 		"MESH_ERROR_SHUTTING_DOWN", "MESH_ERROR_INVALID_ARGUMENT", "MESH_ERROR_DUPLICATE",
+		"MESH_ERROR_ADDRESS_IN_USE",
 	};
 	if (e->domain == MESH_ERROR && e->code >= 0 && (gsize)e->code < G_N_ELEMENTS(names))
 		return names[e->code];

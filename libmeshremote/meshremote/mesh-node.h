@@ -64,6 +64,8 @@ MESH_REMOTE_API const char *mesh_uuid_to_string(const MeshUuid *id, char buf[33]
  * @MESH_ERROR_SHUTTING_DOWN: the local node is shutting down
  * @MESH_ERROR_INVALID_ARGUMENT: a bad argument (e.g. not a SOCK_SEQPACKET socket)
  * @MESH_ERROR_DUPLICATE: the node is already connected
+ * @MESH_ERROR_ADDRESS_IN_USE: a listener's socket path is taken (a server
+ *     listens there, or another file is in the way)
  *
  * Error codes of domain MESH_ERROR. This enum may be extended.
  */
@@ -77,6 +79,7 @@ typedef enum {
 	MESH_ERROR_SHUTTING_DOWN,
 	MESH_ERROR_INVALID_ARGUMENT,
 	MESH_ERROR_DUPLICATE,
+	MESH_ERROR_ADDRESS_IN_USE,
 } MeshError;
 
 #define MESH_ERROR (mesh_error_quark())

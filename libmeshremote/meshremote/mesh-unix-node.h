@@ -170,15 +170,21 @@ typedef void (*MeshUnixListenerFunc)(MeshPort *port, gpointer user_data);
 /**
  * mesh_unix_node_listen:
  * @unode: the leader's transport
- * @path: where to bind a SOCK_STREAM socket (it must not exist)
+ * @path: where to bind a SOCK_STREAM socket (it must not exist: replacing a
+ *     stale socket file is the caller's business)
  * @func: called for each client
  * @user_data: passed to @func
  * @notify: (nullable): frees @user_data with the listener
- * @error: why not
+ * @error: MESH_ERROR_ADDRESS_IN_USE if @path exists, else why not
  *
  * Each client that connects gets an invitation (one frame: data_len u32,
- * fd_count u32, the encoded invitation, its socket attached) and the stream
- * is closed; the server never reads from a client nor waits for one.
+ * fd_count u32, the encoded invitation, its socket attached) and @func gets
+ * the port at once; the server never reads a client's data nor blocks on
+ * one. The client must close its stream once it read the frame: until
+ * then its handshake is pending. Pending handshakes are bounded (see
+ * mesh_unix_listener_set_handshake_limits()); one dropped or timed out is
+ * closed and its invited node's connection cut, so the port given to @func
+ * fails. Drops are logged, at most once a second.
  *
  * Returns: (transfer full): the listener, or NULL.
  */
@@ -196,11 +202,30 @@ MESH_REMOTE_API MeshUnixListener *mesh_unix_node_listen(MeshUnixNode *unode, con
 MESH_REMOTE_API void mesh_unix_listener_set_allowed_uid(MeshUnixListener *listener, uid_t uid);
 
 /**
+ * mesh_unix_listener_set_handshake_limits:
+ * @listener: a listener
+ * @timeout_us: how long a client may keep its stream open after its
+ *     invitation was sent (-1: no limit); default 5 s
+ * @max_pending: how many handshakes may be pending at once (at least 1);
+ *     default 64. A client beyond it makes the oldest pending one go.
+ *
+ * Also, when accept() runs out of fds, the oldest pending handshake goes,
+ * or with none pending the client is closed at once. New limits apply to
+ * clients that come after.
+ */
+MESH_REMOTE_API void mesh_unix_listener_set_handshake_limits(MeshUnixListener *listener,
+							     gint64 timeout_us,
+							     guint max_pending);
+
+/**
  * mesh_unix_listener_free:
  * @listener: (nullable): a listener
  *
- * Stops accepting and removes the socket file. No callback runs once this
- * returns.
+ * Stops accepting, closes the streams of pending handshakes (their joiners
+ * keep their connections: the node outlives the listener) and removes the
+ * socket file if it is still the one this listener made (same device and
+ * inode: a server that took the path over keeps its socket). No callback
+ * runs once this returns.
  */
 MESH_REMOTE_API void mesh_unix_listener_free(MeshUnixListener *listener);
 

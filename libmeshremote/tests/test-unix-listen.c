@@ -104,7 +104,9 @@ static int mode_server(char **argv)
 		fprintf(stderr, "server: %s\n", error->message);
 		return 11;
 	}
-//	printf("ready\n");
+	mesh_unix_listener_set_handshake_limits(l, (gint64)atoi(argv[4]) * 1000,
+						(guint)atoi(argv[5]));
+	printf("ready\n");
 	fflush(stdout);
 	char c;
 	while (read(0, &c, 1) > 0)
@@ -112,6 +114,46 @@ static int mode_server(char **argv)
 	mesh_unix_listener_free(l);
 	mesh_unix_node_free(u);
 	mesh_node_unref(node);
+	return 0;
+}
+
+/*
+ * idle PATH N: connects N clients that never read; says "connected=K" on
+ * stdout, then on a line from stdin waits (bounded) until the server hung
+ * up on each, and says "hup=H".
+ */
+static int mode_idle(const char *path, int n)
+{
+	struct sockaddr_un addr = {.sun_family = AF_UNIX};
+	g_strlcpy(addr.sun_path, path, sizeof(addr.sun_path));
+	struct pollfd *pfd = g_new0(struct pollfd, n);
+	int k = 0;
+	for (int i = 0; i < n; i++) {
+		int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		struct timeval tv = {2, 0}; /* bounds a connect to a full backlog */
+		setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+		if (connect(s, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+			close(s);
+			continue;
+		}
+		pfd[k++] = (struct pollfd){.fd = s, .events = POLLRDHUP};
+	}
+	printf("connected=%d\n", k);
+	fflush(stdout);
+	char c;
+	if (read(0, &c, 1) != 1)
+		return 1;
+	int hup = 0;
+	gint64 deadline = g_get_monotonic_time() + 15 * G_USEC_PER_SEC;
+	while (hup < k && g_get_monotonic_time() < deadline) {
+		hup = 0;
+		for (int i = 0; i < k; i++)
+			hup += (pfd[i].revents & (POLLHUP | POLLRDHUP)) != 0;
+		if (hup < k)
+			poll(pfd, (nfds_t)k, 100);
+	}
+	printf("hup=%d\n", hup);
+	fflush(stdout);
 	return 0;
 }
 
@@ -303,6 +345,95 @@ START_TEST(test_join_without_fd3)
 }
 END_TEST
 
+/* A line from the child's stdout (bounded). */
+static char *proc_read_line(Proc *p)
+{
+	GString *s = g_string_new(NULL);
+	char c;
+	struct pollfd pfd = {p->out, POLLIN, 0};
+	while (poll(&pfd, 1, WAIT_S * 1000) == 1 && read(p->out, &c, 1) == 1 && c != '\n')
+		g_string_append_c(s, c);
+	return g_string_free(s, FALSE);
+}
+
+static int count_fds_of(pid_t pid)
+{
+	char *path = g_strdup_printf("/proc/%d/fd", (int)pid);
+	DIR *d = opendir(path);
+	int n = 0;
+	struct dirent *e;
+	while (d && (e = readdir(d)))
+		n += e->d_name[0] != '.';
+	if (d)
+		closedir(d);
+	g_free(path);
+	return n;
+}
+
+/*
+ * Clients that connect and never take their invitation cannot exhaust a
+ * server: with 128 fds, 300 idle clients, a well-behaved one still joins,
+ * and the idle ones are closed (dropped or timed out), their fds given back.
+ */
+START_TEST(test_idle_clients_do_not_pin)
+{
+	char *dir = g_dir_make_tmp("mesh-listen-XXXXXX", NULL);
+	char *path = g_build_filename(dir, "idle.sock", NULL);
+	const char *sargs[] = {"server", path, "128", "1000", "16", NULL};
+	Proc server = proc_start(sargs, -1, TRUE);
+	char *line = proc_read_line(&server);
+	ck_assert_str_eq(line, "ready");
+	g_free(line);
+	int baseline = count_fds_of(server.pid);
+
+	const char *iargs[] = {"idle", path, "300", NULL};
+	Proc idle = proc_start(iargs, -1, TRUE);
+	line = proc_read_line(&idle);
+	ck_assert_msg(g_str_has_prefix(line, "connected="), "%s", line);
+	int connected = atoi(line + 10);
+	g_free(line);
+	ck_assert_int_gt(connected, 200);
+
+	/* While they idle, a good client joins. */
+	for (int round = 0; round < 3; round++) {
+		const char *gargs[] = {"bypath", path, NULL};
+		Proc good = proc_start(gargs, -1, FALSE);
+		char *err = NULL;
+		int status = proc_finish(&good, &err);
+		ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+			      "round %d: status %#x, stderr: %s", round, status, err);
+		g_free(err);
+	}
+
+	/* Every idle client is hung up on, and the server's fds come back. */
+	ck_assert_int_eq(write(idle.in, "x", 1), 1);
+	line = proc_read_line(&idle);
+	ck_assert_msg(g_str_has_prefix(line, "hup="), "%s", line);
+	ck_assert_int_eq(atoi(line + 4), connected);
+	g_free(line);
+	ck_assert_int_eq(proc_finish(&idle, NULL), 0);
+	int fds = 0;
+	for (int i = 0; i < WAIT_S * 100; i++) {
+		if ((fds = count_fds_of(server.pid)) <= baseline)
+			break;
+		g_usleep(10000);
+	}
+	ck_assert_int_le(fds, baseline);
+
+	close(server.in);
+	server.in = -1;
+	char *err = NULL;
+	int status = proc_finish(&server, &err);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x: %s", status,
+		      err);
+	ck_assert_msg(strstr(err, "dropped"), "%s", err); /* and said so */
+	g_free(err);
+	rmdir(dir);
+	g_free(path);
+	g_free(dir);
+}
+END_TEST
+
 int main(int argc, char **argv)
 {
 	if (argc >= 2 && strcmp(argv[1], "joinfd") == 0)
@@ -311,6 +442,8 @@ int main(int argc, char **argv)
 		return mode_bypath(argv[2]);
 	if (argc >= 6 && strcmp(argv[1], "server") == 0)
 		return mode_server(argv);
+	if (argc >= 4 && strcmp(argv[1], "idle") == 0)
+		return mode_idle(argv[2], atoi(argv[3]));
 	self_exe = g_file_read_link("/proc/self/exe", NULL);
 
 	Suite *s = suite_create("libmeshremote-unix-listen");
@@ -320,6 +453,10 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_join_by_path_leader_dead);
 	tcase_add_test(tc, test_join_without_fd3);
 	suite_add_tcase(s, tc);
+	TCase *tc2 = tcase_create("listen");
+	tcase_set_timeout(tc2, 120);
+	tcase_add_test(tc2, test_idle_clients_do_not_pin);
+	suite_add_tcase(s, tc2);
 
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_ENV);
