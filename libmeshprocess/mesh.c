@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -593,14 +594,74 @@ static gboolean check_private_dir(const char *path, GError **error)
 	if (stat(dir, &st) < 0) {
 		g_set_error(error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_FAILED, "%s: %s", dir,
 			    g_strerror(errno));
-	} else if (st.st_uid != geteuid() || (st.st_mode & 022)) {
+	} else if (st.st_uid != geteuid()) {
 		g_set_error(error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_INSECURE,
-			    "refusing to listen in %s: other users can write to it", dir);
+			    "refusing to listen in %s: it belongs to uid %u, not to us (uid %u)", dir,
+			    (unsigned)st.st_uid, (unsigned)geteuid());
+	} else if (st.st_mode & 022) {
+		g_set_error(error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_INSECURE,
+			    "refusing to listen in %s: other users can write to it (mode %04o)", dir,
+			    (unsigned)(st.st_mode & 07777));
 	} else {
 		ok = TRUE;
 	}
 	g_free(dir);
 	return ok;
+}
+
+/*
+ * A socket file at @path: removed if stale (nobody listens: connect is
+ * refused), an "address in use" error if a server listens there. The probe
+ * is a client that connects and leaves at once.
+ */
+static gboolean remove_stale_socket(const char *path, GError **error)
+{
+	struct sockaddr_un addr = {.sun_family = AF_UNIX};
+	struct stat st, again;
+
+	if (lstat(path, &st) < 0) {
+		if (errno == ENOENT)
+			return TRUE;
+		g_set_error(error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_FAILED, "%s: %s", path,
+			    g_strerror(errno));
+		return FALSE;
+	}
+	if (!S_ISSOCK(st.st_mode)) {
+		g_set_error(error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_FAILED,
+			    "%s exists and is not a socket", path);
+		return FALSE;
+	}
+	if (strlen(path) >= sizeof(addr.sun_path))
+		return TRUE; /* the listen call says why */
+	strcpy(addr.sun_path, path);
+	int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (probe < 0) {
+		g_set_error(error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_FAILED, "socket: %s",
+			    g_strerror(errno));
+		return FALSE;
+	}
+	int r = connect(probe, (struct sockaddr *)&addr, sizeof(addr)) < 0 ? errno : 0;
+	close(probe);
+	if (r == ENOENT)
+		return TRUE; /* gone meanwhile */
+	if (r == 0 || r == EAGAIN || r == EINPROGRESS) {
+		g_set_error(error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_ADDRESS_IN_USE,
+			    "cannot listen on %s: a server listens there", path);
+		return FALSE;
+	}
+	if (r != ECONNREFUSED) {
+		g_set_error(error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_FAILED,
+			    "cannot tell whether a server listens on %s: %s", path, g_strerror(r));
+		return FALSE;
+	}
+	/* Stale: remove it, unless another server replaced it meanwhile. */
+	if (lstat(path, &again) == 0 && (again.st_dev != st.st_dev || again.st_ino != st.st_ino)) {
+		g_set_error(error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_ADDRESS_IN_USE,
+			    "cannot listen on %s: another socket took its place", path);
+		return FALSE;
+	}
+	unlink(path);
+	return TRUE;
 }
 
 typedef struct {
@@ -615,23 +676,27 @@ static gboolean listen_cb(gpointer data)
 {
 	ListenReq *r = data;
 	Mesh *m = r->mesh;
-	struct stat st;
 
-	if (!check_private_dir(r->path, &r->error))
+	g_mutex_lock(&m->lock);
+	gboolean again = g_hash_table_contains(m->listening, r->path);
+	g_mutex_unlock(&m->lock);
+	if (again) {
+		g_set_error(&r->error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_ADDRESS_IN_USE,
+			    "this mesh already listens on %s", r->path);
 		return G_SOURCE_REMOVE;
-	if (lstat(r->path, &st) == 0) {
-		if (!S_ISSOCK(st.st_mode)) {
-			g_set_error(&r->error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_FAILED,
-				    "%s exists and is not a socket", r->path);
-			return G_SOURCE_REMOVE;
-		}
-		unlink(r->path); /* a stale socket */
 	}
+	if (!check_private_dir(r->path, &r->error) || !remove_stale_socket(r->path, &r->error))
+		return G_SOURCE_REMOVE;
 	Listening *l = g_new0(Listening, 1);
 	l->path = g_strdup(r->path);
 	mesh_channel_new(NULL, &l->sender, &r->receiver);
 	l->listener = mesh_unix_node_listen(m->unode, r->path, on_client, l, NULL, &r->error);
 	if (!l->listener) {
+		if (g_error_matches(r->error, MESH_ERROR, MESH_ERROR_ADDRESS_IN_USE)) {
+			/* Another server bound the path since we looked. */
+			r->error->domain = MESH_PROCESS_ERROR;
+			r->error->code = MESH_PROCESS_ERROR_ADDRESS_IN_USE;
+		}
 		mesh_sender_free(l->sender);
 		mesh_receiver_free(r->receiver);
 		r->receiver = NULL;
@@ -639,7 +704,11 @@ static gboolean listen_cb(gpointer data)
 		g_free(l);
 		return G_SOURCE_REMOVE;
 	}
-	chmod(r->path, 0600);
+	/*
+	 * Connecting takes write permission on the socket file. Our private
+	 * directory keeps others from replacing it before this chmod.
+	 */
+	chmod(r->path, r->allow_other_users ? 0666 : 0600);
 	if (!r->allow_other_users)
 		mesh_unix_listener_set_allowed_uid(l->listener, geteuid());
 	g_mutex_lock(&m->lock);

@@ -21,6 +21,8 @@ G_BEGIN_DECLS
  * @MESH_PROCESS_ERROR_INVITATION: the invitation in the environment is corrupt
  * @MESH_PROCESS_ERROR_INSECURE: a listener path or peer failed a security check
  * @MESH_PROCESS_ERROR_TIMED_OUT: a deadline passed
+ * @MESH_PROCESS_ERROR_ADDRESS_IN_USE: a server (maybe this mesh) listens on
+ *     the path already
  *
  * This enum may be extended.
  */
@@ -31,6 +33,7 @@ typedef enum {
 	MESH_PROCESS_ERROR_INVITATION,
 	MESH_PROCESS_ERROR_INSECURE,
 	MESH_PROCESS_ERROR_TIMED_OUT,
+	MESH_PROCESS_ERROR_ADDRESS_IN_USE,
 } MeshProcessError;
 
 #define MESH_PROCESS_ERROR (mesh_process_error_quark())
@@ -166,22 +169,33 @@ MESH_PROCESS_API void mesh_free(Mesh *mesh);
 /**
  * mesh_listen:
  * @mesh: a mesh
- * @path: the socket path; its directory must not be writable by other users
- *     and a stale socket there is replaced (any other file is an error)
- * @allow_other_users: accept clients of another uid (checked with SO_PEERCRED)
+ * @path: the socket path; its directory must belong to us and not be
+ *     writable by other users (MESH_PROCESS_ERROR_INSECURE, the message
+ *     says which). A stale socket there (connecting is refused) is
+ *     replaced; a live one is MESH_PROCESS_ERROR_ADDRESS_IN_USE, and so is
+ *     a path this mesh listens on already; any other file is an error.
+ * @allow_other_users: FALSE: the socket is owner-only (0600) and a client of
+ *     another uid is refused (SO_PEERCRED); TRUE: the socket is 0666 and
+ *     any uid is accepted (others also need search permission on the
+ *     directory, the caller's business)
  * @ret_receiver: (out) (transfer full): an untyped receiver of every message
  *     every client sends (FIFO per client)
  * @error: why not
  *
- * The socket is created owner-only (0600). Freeing the receiver does not
- * stop listening: mesh_unlisten() does.
+ * Freeing the receiver does not stop listening: mesh_unlisten() does.
+ * Checking for a live server connects to it once, as a client that leaves
+ * at once.
  *
  * Returns: TRUE if listening.
  */
 MESH_PROCESS_API gboolean mesh_listen(Mesh *mesh, const char *path, gboolean allow_other_users,
 				      MeshReceiver **ret_receiver, GError **error);
 
-/** mesh_unlisten: stops accepting on @path and removes the socket file. */
+/**
+ * mesh_unlisten: stops accepting on @path and removes the socket file, if it
+ * is still the one this mesh made (a server that took the path over keeps
+ * its socket).
+ */
 MESH_PROCESS_API void mesh_unlisten(Mesh *mesh, const char *path);
 
 typedef struct MeshConnection MeshConnection;

@@ -33,6 +33,72 @@ static gboolean host_main(MeshMessage *initial, gpointer data, GError **error)
 	return TRUE;
 }
 
+/* client PATH: connects, sends "hello from uid N"; 0 if delivered, 1 if refused. */
+static int mode_client(const char *path)
+{
+	MeshSender *s = NULL;
+	GError *error = NULL;
+	MeshConnection *c = mesh_connect(path, 10 * G_USEC_PER_SEC, &s, &error);
+	if (!c) {
+		fprintf(stderr, "client: %s\n", error->message);
+		g_error_free(error);
+		return 1;
+	}
+	char *text = g_strdup_printf("hello from uid %u", (unsigned)getuid());
+	mesh_sender_send_message(s, mesh_message_new(text, strlen(text)));
+	g_free(text);
+	mesh_sender_free(s);
+	return mesh_connection_shutdown(c, 10 * G_USEC_PER_SEC) ? 0 : 2;
+}
+
+/*
+ * serve PATH: listens on PATH; says "ready" or "error CODE MESSAGE" on
+ * stdout, then "got TEXT" for each message, until stdin closes; then
+ * stops listening and says "done".
+ */
+static gpointer serve_stdin_watch(gpointer data)
+{
+	char c;
+	while (read(0, &c, 1) > 0)
+		;
+	g_atomic_int_set((gint *)data, 1);
+	return NULL;
+}
+
+static int mode_serve(const char *path)
+{
+	GError *error = NULL;
+	Mesh *mesh = mesh_new("server", NULL, &error);
+	MeshReceiver *r = NULL;
+	if (!mesh_listen(mesh, path, FALSE, &r, &error)) {
+		printf("error %d %s\n", error->code, error->message);
+		fflush(stdout);
+		mesh_free(mesh);
+		return 0;
+	}
+	printf("ready\n");
+	fflush(stdout);
+	gint stop = 0;
+	GThread *t = g_thread_new("stdin", serve_stdin_watch, &stop);
+	while (!g_atomic_int_get(&stop)) {
+		MeshMessage *msg = NULL;
+		if (mesh_receiver_recv_message(r, 50000, &msg, NULL)) {
+			size_t size;
+			const uint8_t *data = mesh_message_get_data(msg, &size);
+			printf("got %.*s\n", (int)size, (const char *)data);
+			fflush(stdout);
+			mesh_message_free(msg);
+		}
+	}
+	g_thread_join(t);
+	mesh_receiver_free(r);
+	mesh_unlisten(mesh, path);
+	mesh_free(mesh);
+	printf("done\n");
+	fflush(stdout);
+	return 0;
+}
+
 /* A child of this program in @mode; its stdin and stdout are pipes, stderr captured. */
 typedef struct {
 	pid_t pid;
@@ -82,7 +148,8 @@ static char *proc_read_line(Proc *p)
 static int proc_finish(Proc *p, char **ret_err)
 {
 	int status = -1;
-	close(p->in);
+	if (p->in >= 0)
+		close(p->in);
 	for (int i = 0; i < WAIT_S * 100; i++) {
 		if (waitpid(p->pid, &status, WNOHANG) == p->pid)
 			break;
@@ -137,6 +204,201 @@ START_TEST(test_host_without_fd3)
 }
 END_TEST
 
+static char *make_dir(void)
+{
+	char *dir = g_dir_make_tmp("mesh-listen-XXXXXX", NULL);
+	ck_assert_ptr_nonnull(dir);
+	return dir;
+}
+
+static void remove_dir(char *dir)
+{
+	GDir *d = g_dir_open(dir, 0, NULL);
+	const char *name;
+	while (d && (name = g_dir_read_name(d))) {
+		char *p = g_build_filename(dir, name, NULL);
+		unlink(p);
+		g_free(p);
+	}
+	if (d)
+		g_dir_close(d);
+	rmdir(dir);
+	g_free(dir);
+}
+
+/* A live server's socket is not replaced; a dead one's is. */
+START_TEST(test_listen_live_not_replaced)
+{
+	char *dir = make_dir();
+	char *path = g_build_filename(dir, "s.sock", NULL);
+	const char *sargs[] = {"serve", path, NULL};
+
+	Proc a = proc_start(sargs, (uid_t)-1);
+	char *line = proc_read_line(&a);
+	ck_assert_str_eq(line, "ready");
+	g_free(line);
+	for (int round = 0; round < 3; round++) {
+		Proc b = proc_start(sargs, (uid_t)-1);
+		line = proc_read_line(&b);
+		char *expect = g_strdup_printf("error %d ", MESH_PROCESS_ERROR_ADDRESS_IN_USE);
+		ck_assert_msg(g_str_has_prefix(line, expect) && strstr(line, "a server listens there"),
+			      "%s", line);
+		g_free(expect);
+		g_free(line);
+		ck_assert_int_eq(proc_finish(&b, NULL), 0);
+	}
+	/* A still has its socket: a client reaches it. */
+	const char *cargs[] = {"client", path, NULL};
+	Proc c = proc_start(cargs, (uid_t)-1);
+	ck_assert_int_eq(proc_finish(&c, NULL), 0);
+	line = proc_read_line(&a);
+	ck_assert_msg(g_str_has_prefix(line, "got hello from uid"), "%s", line);
+	g_free(line);
+
+	/* A dies: its socket is stale, and the next server replaces it. */
+	kill(a.pid, SIGKILL);
+	proc_finish(&a, NULL);
+	ck_assert(g_file_test(path, G_FILE_TEST_EXISTS));
+	Proc d = proc_start(sargs, (uid_t)-1);
+	line = proc_read_line(&d);
+	ck_assert_str_eq(line, "ready");
+	g_free(line);
+
+	/* Someone replaces D's socket file: D's unlisten leaves the new one alone. */
+	unlink(path);
+	int other = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un addr = {.sun_family = AF_UNIX};
+	g_strlcpy(addr.sun_path, path, sizeof(addr.sun_path));
+	ck_assert_int_eq(bind(other, (struct sockaddr *)&addr, sizeof(addr)), 0);
+	ck_assert_int_eq(listen(other, 4), 0);
+	close(d.in);
+	d.in = -1;
+	line = proc_read_line(&d);
+	ck_assert_str_eq(line, "done");
+	g_free(line);
+	ck_assert_int_eq(proc_finish(&d, NULL), 0);
+	ck_assert_msg(g_file_test(path, G_FILE_TEST_EXISTS), "the old server removed our socket");
+	close(other);
+	g_free(path);
+	remove_dir(dir);
+}
+END_TEST
+
+/* Listening twice on one path in one mesh is an error; the first listener goes on. */
+START_TEST(test_listen_twice)
+{
+	GError *error = NULL;
+	Mesh *mesh = mesh_new("twice", NULL, &error);
+	char *dir = make_dir();
+	char *path = g_build_filename(dir, "s.sock", NULL);
+	MeshReceiver *r1 = NULL, *r2 = NULL;
+	ck_assert_msg(mesh_listen(mesh, path, FALSE, &r1, &error), "%s",
+		      error ? error->message : "");
+	ck_assert(!mesh_listen(mesh, path, FALSE, &r2, &error));
+	ck_assert_msg(g_error_matches(error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_ADDRESS_IN_USE),
+		      "%s", error->message);
+	ck_assert_ptr_null(r2);
+	g_clear_error(&error);
+	const char *cargs[] = {"client", path, NULL};
+	Proc c = proc_start(cargs, (uid_t)-1);
+	ck_assert_int_eq(proc_finish(&c, NULL), 0);
+	MeshMessage *msg = NULL;
+	ck_assert(mesh_receiver_recv_message(r1, WAIT_S * G_USEC_PER_SEC, &msg, NULL));
+	mesh_message_free(msg);
+	mesh_receiver_free(r1);
+	mesh_unlisten(mesh, path);
+	ck_assert(!g_file_test(path, G_FILE_TEST_EXISTS));
+	/* And again, after unlisten. */
+	ck_assert(mesh_listen(mesh, path, FALSE, &r1, &error));
+	mesh_receiver_free(r1);
+	mesh_free(mesh);
+	ck_assert(!g_file_test(path, G_FILE_TEST_EXISTS));
+	g_free(path);
+	remove_dir(dir);
+}
+END_TEST
+
+/* allow_other_users: a client of another uid gets in when allowed, not otherwise. */
+START_TEST(test_listen_other_users)
+{
+	if (geteuid() != 0)
+		return; /* needs root to run a client as another user */
+	GError *error = NULL;
+	Mesh *mesh = mesh_new("others", NULL, &error);
+	char *dir = make_dir();
+	ck_assert_int_eq(chmod(dir, 0711), 0); /* others may reach the socket, not list */
+	char *open_path = g_build_filename(dir, "open.sock", NULL);
+	char *closed_path = g_build_filename(dir, "closed.sock", NULL);
+	MeshReceiver *ro = NULL, *rc = NULL;
+	ck_assert_msg(mesh_listen(mesh, open_path, TRUE, &ro, &error), "%s",
+		      error ? error->message : "");
+	ck_assert(mesh_listen(mesh, closed_path, FALSE, &rc, &error));
+
+	const char *oargs[] = {"client", open_path, NULL};
+	Proc c = proc_start(oargs, 65534);
+	char *err = NULL;
+	int status = proc_finish(&c, &err);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x: %s", status, err);
+	g_free(err);
+	MeshMessage *msg = NULL;
+	ck_assert(mesh_receiver_recv_message(ro, WAIT_S * G_USEC_PER_SEC, &msg, NULL));
+	size_t size;
+	const uint8_t *data = mesh_message_get_data(msg, &size);
+	ck_assert_int_eq(size, strlen("hello from uid 65534"));
+	ck_assert(memcmp(data, "hello from uid 65534", size) == 0);
+	mesh_message_free(msg);
+
+	const char *cargs[] = {"client", closed_path, NULL};
+	c = proc_start(cargs, 65534);
+	status = proc_finish(&c, &err);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 1, "status %#x: %s", status, err);
+	ck_assert_msg(strstr(err, "Permission denied"), "%s", err);
+	g_free(err);
+
+	/* The same uid still gets into the closed one. */
+	c = proc_start(cargs, (uid_t)-1);
+	ck_assert_int_eq(proc_finish(&c, NULL), 0);
+
+	mesh_receiver_free(ro);
+	mesh_receiver_free(rc);
+	mesh_free(mesh);
+	g_free(open_path);
+	g_free(closed_path);
+	remove_dir(dir);
+}
+END_TEST
+
+/* A directory refused says why: another owner, or writable by others. */
+START_TEST(test_listen_dir_messages)
+{
+	GError *error = NULL;
+	Mesh *mesh = mesh_new("dirs", NULL, &error);
+	char *dir = make_dir();
+	char *path = g_build_filename(dir, "s.sock", NULL);
+	MeshReceiver *r = NULL;
+
+	ck_assert_int_eq(chmod(dir, 0770), 0);
+	ck_assert(!mesh_listen(mesh, path, FALSE, &r, &error));
+	ck_assert(g_error_matches(error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_INSECURE));
+	ck_assert_msg(strstr(error->message, "other users can write to it (mode 0770)"), "%s",
+		      error->message);
+	g_clear_error(&error);
+	ck_assert_int_eq(chmod(dir, 0700), 0);
+	if (geteuid() == 0) {
+		ck_assert_int_eq(chown(dir, 65534, 65534), 0);
+		ck_assert(!mesh_listen(mesh, path, FALSE, &r, &error));
+		ck_assert(g_error_matches(error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_INSECURE));
+		ck_assert_msg(strstr(error->message, "belongs to uid 65534, not to us (uid 0)"), "%s",
+			      error->message);
+		ck_assert(!strstr(error->message, "write"));
+		g_clear_error(&error);
+	}
+	mesh_free(mesh);
+	g_free(path);
+	remove_dir(dir);
+}
+END_TEST
+
 static gpointer kill_later(gpointer data)
 {
 	g_usleep(300000);
@@ -177,6 +439,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "host: %s\n", error->message);
 		return 3;
 	}
+	if (argc >= 3 && strcmp(argv[1], "client") == 0)
+		return mode_client(argv[2]);
+	if (argc >= 3 && strcmp(argv[1], "serve") == 0)
+		return mode_serve(argv[2]);
 	self_exe = g_file_read_link("/proc/self/exe", NULL);
 
 	Suite *s = suite_create("libmeshprocess-listen");
@@ -185,6 +451,13 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_host_without_fd3);
 	tcase_add_test(tc, test_inspect_host_killed);
 	suite_add_tcase(s, tc);
+	TCase *tc2 = tcase_create("listen");
+	tcase_set_timeout(tc2, 120);
+	tcase_add_test(tc2, test_listen_live_not_replaced);
+	tcase_add_test(tc2, test_listen_twice);
+	tcase_add_test(tc2, test_listen_other_users);
+	tcase_add_test(tc2, test_listen_dir_messages);
+	suite_add_tcase(s, tc2);
 
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_ENV);
