@@ -141,8 +141,10 @@ static int mode_idle(const char *path, int n)
 	printf("connected=%d\n", k);
 	fflush(stdout);
 	char c;
-	if (read(0, &c, 1) != 1)
+	if (read(0, &c, 1) != 1) {
+		g_free(pfd);
 		return 1;
+	}
 	int hup = 0;
 	gint64 deadline = g_get_monotonic_time() + 15 * G_USEC_PER_SEC;
 	while (hup < k && g_get_monotonic_time() < deadline) {
@@ -154,6 +156,9 @@ static int mode_idle(const char *path, int n)
 	}
 	printf("hup=%d\n", hup);
 	fflush(stdout);
+	for (int i = 0; i < k; i++)
+		close(pfd[i].fd);
+	g_free(pfd);
 	return 0;
 }
 
