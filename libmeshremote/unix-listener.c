@@ -105,14 +105,14 @@ static gboolean send_invitation(int client, MeshInvitation *inv)
 	return ok;
 }
 
-/* Counts a dropped client; says so at most once a second. */
+/* Counts a dropped client (a peer fault); says so at most once a second, at debug level. */
 static void report_dropped(MeshUnixListener *l, const char *why)
 {
 	gint64 now = g_get_monotonic_time();
 	l->dropped++;
 	if (l->last_log && now - l->last_log < LOG_INTERVAL_US)
 		return;
-	g_message("mesh: %s: %u client(s) dropped (last: %s)", l->path, l->dropped, why);
+	g_debug("mesh: %s: %u client(s) dropped (last: %s)", l->path, l->dropped, why);
 	l->dropped = 0;
 	l->last_log = now;
 }

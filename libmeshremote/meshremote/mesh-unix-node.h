@@ -184,7 +184,7 @@ typedef void (*MeshUnixListenerFunc)(MeshPort *port, gpointer user_data);
  * then its handshake is pending. Pending handshakes are bounded (see
  * mesh_unix_listener_set_handshake_limits()); one dropped or timed out is
  * closed and its invited node's connection cut, so the port given to @func
- * fails. Drops are logged, at most once a second.
+ * fails. Drops are logged (debug), at most once a second.
  *
  * Returns: (transfer full): the listener, or NULL.
  */
