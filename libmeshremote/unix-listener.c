@@ -205,11 +205,14 @@ static gboolean listener_accept_cb(gint fd, GIOCondition cond, gpointer data)
 		int client = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 		if (client < 0) {
 			if (errno == EMFILE || errno == ENFILE) {
-				if (l->pending.head)
+				if (l->pending.head) {
 					handshake_end(l->pending.head->data,
 						      "out of fds: the oldest pending client dropped");
-				else
+				} else {
 					shed_one(l);
+					if (l->reserve_fd < 0)
+						break; /* no fd to shed with: later */
+				}
 				continue;
 			}
 			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
