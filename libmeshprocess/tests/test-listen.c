@@ -399,6 +399,43 @@ START_TEST(test_listen_dir_messages)
 }
 END_TEST
 
+/* meshctl inspect against a server that drops the request's answer: an error, no crash. */
+START_TEST(test_meshctl_inspect_answer_dropped)
+{
+	const char *build = g_getenv("MESH_TEST_BUILDDIR");
+	char *meshctl = g_build_filename(build ? build : ".", "libmeshprocess", "meshctl", "meshctl",
+					 NULL);
+	if (!g_file_test(meshctl, G_FILE_TEST_IS_EXECUTABLE)) {
+		g_free(meshctl);
+		return; /* not built here */
+	}
+	char *dir = make_dir();
+	char *path = g_build_filename(dir, "s.sock", NULL);
+	const char *sargs[] = {"serve", path, NULL};
+	Proc server = proc_start(sargs, (uid_t)-1);
+	char *line = proc_read_line(&server);
+	ck_assert_str_eq(line, "ready");
+	g_free(line);
+
+	char *out = NULL, *err = NULL;
+	int status = -1;
+	char *argv[] = {meshctl, "inspect", "--timeout", "10", path, NULL};
+	ck_assert(g_spawn_sync(NULL, argv, NULL, G_SPAWN_DEFAULT, NULL, NULL, &out, &err, &status,
+			       NULL));
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 1, "status %#x: %s", status, err);
+	ck_assert_msg(strstr(err, "no answer from"), "%s", err);
+	g_free(out);
+	g_free(err);
+	line = proc_read_line(&server);
+	ck_assert_str_eq(line, "got inspect"); /* the server had it, and dropped its answer */
+	g_free(line);
+	ck_assert_int_eq(proc_finish(&server, NULL), 0);
+	g_free(path);
+	remove_dir(dir);
+	g_free(meshctl);
+}
+END_TEST
+
 static gpointer kill_later(gpointer data)
 {
 	g_usleep(300000);
@@ -457,6 +494,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc2, test_listen_twice);
 	tcase_add_test(tc2, test_listen_other_users);
 	tcase_add_test(tc2, test_listen_dir_messages);
+	tcase_add_test(tc2, test_meshctl_inspect_answer_dropped);
 	suite_add_tcase(s, tc2);
 
 	SRunner *sr = srunner_create(s);
