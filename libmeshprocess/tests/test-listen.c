@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -51,8 +52,40 @@ static int mode_client(const char *path)
 	return mesh_connection_shutdown(c, 10 * G_USEC_PER_SEC) ? 0 : 2;
 }
 
+/* idle PATH N: N clients that connect and never read; "connected=K", then waits for stdin to close. */
+static int mode_idle(const char *path, int n)
+{
+	struct sockaddr_un addr = {.sun_family = AF_UNIX};
+	g_strlcpy(addr.sun_path, path, sizeof(addr.sun_path));
+	int *fds = g_new(int, n);
+	int k = 0;
+	for (int i = 0; i < n; i++) {
+		int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		struct timeval tv = {2, 0}; /* bounds a connect to a full backlog */
+		setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+		if (connect(s, (struct sockaddr *)&addr, sizeof(addr)) < 0)
+			close(s);
+		else
+			fds[k++] = s;
+	}
+	printf("connected=%d\n", k);
+	fflush(stdout);
+	char c;
+	while (read(0, &c, 1) > 0)
+		;
+	for (int i = 0; i < k; i++)
+		close(fds[i]);
+	g_free(fds);
+	return 0;
+}
+
+static void quiet_log(const gchar *domain, GLogLevelFlags level, const gchar *message,
+		      gpointer data)
+{
+}
+
 /*
- * serve PATH: listens on PATH; says "ready" or "error CODE MESSAGE" on
+ * serve PATH [NOFILE]: listens on PATH (with RLIMIT_NOFILE lowered); says "ready" or "error CODE MESSAGE" on
  * stdout, then "got TEXT" for each message, until stdin closes; then
  * stops listening and says "done".
  */
@@ -65,9 +98,15 @@ static gpointer serve_stdin_watch(gpointer data)
 	return NULL;
 }
 
-static int mode_serve(const char *path)
+static int mode_serve(const char *path, const char *nofile)
 {
 	GError *error = NULL;
+	if (nofile) {
+		struct rlimit rl = {(rlim_t)atoi(nofile), (rlim_t)atoi(nofile)};
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			return 10;
+		g_log_set_default_handler(quiet_log, NULL); /* one line per cut client otherwise */
+	}
 	Mesh *mesh = mesh_new("server", NULL, &error);
 	MeshReceiver *r = NULL;
 	if (!mesh_listen(mesh, path, FALSE, &r, &error)) {
@@ -399,6 +438,40 @@ START_TEST(test_listen_dir_messages)
 }
 END_TEST
 
+/* mesh_listen() with 256 fds: 400 idle clients, and good clients still get in. */
+START_TEST(test_listen_idle_clients)
+{
+	char *dir = make_dir();
+	char *path = g_build_filename(dir, "s.sock", NULL);
+	const char *sargs[] = {"serve", path, "256", NULL};
+	Proc server = proc_start(sargs, (uid_t)-1);
+	char *line = proc_read_line(&server);
+	ck_assert_str_eq(line, "ready");
+	g_free(line);
+	const char *iargs[] = {"idle", path, "400", NULL};
+	Proc idle = proc_start(iargs, (uid_t)-1);
+	line = proc_read_line(&idle);
+	ck_assert_msg(g_str_has_prefix(line, "connected=") && atoi(line + 10) > 300, "%s", line);
+	g_free(line);
+	for (int round = 0; round < 3; round++) {
+		const char *cargs[] = {"client", path, NULL};
+		Proc c = proc_start(cargs, (uid_t)-1);
+		char *err = NULL;
+		int status = proc_finish(&c, &err);
+		ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x: %s",
+			      status, err);
+		g_free(err);
+		line = proc_read_line(&server);
+		ck_assert_msg(g_str_has_prefix(line, "got hello from uid"), "%s", line);
+		g_free(line);
+	}
+	ck_assert_int_eq(proc_finish(&idle, NULL), 0);
+	ck_assert_int_eq(proc_finish(&server, NULL), 0);
+	g_free(path);
+	remove_dir(dir);
+}
+END_TEST
+
 /* meshctl inspect against a server that drops the request's answer: an error, no crash. */
 START_TEST(test_meshctl_inspect_answer_dropped)
 {
@@ -479,7 +552,9 @@ int main(int argc, char **argv)
 	if (argc >= 3 && strcmp(argv[1], "client") == 0)
 		return mode_client(argv[2]);
 	if (argc >= 3 && strcmp(argv[1], "serve") == 0)
-		return mode_serve(argv[2]);
+		return mode_serve(argv[2], argc >= 4 ? argv[3] : NULL);
+	if (argc >= 4 && strcmp(argv[1], "idle") == 0)
+		return mode_idle(argv[2], atoi(argv[3]));
 	self_exe = g_file_read_link("/proc/self/exe", NULL);
 
 	Suite *s = suite_create("libmeshprocess-listen");
@@ -495,6 +570,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc2, test_listen_other_users);
 	tcase_add_test(tc2, test_listen_dir_messages);
 	tcase_add_test(tc2, test_meshctl_inspect_answer_dropped);
+	tcase_add_test(tc2, test_listen_idle_clients);
 	suite_add_tcase(s, tc2);
 
 	SRunner *sr = srunner_create(s);
