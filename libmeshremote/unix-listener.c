@@ -49,11 +49,11 @@ struct MeshUnixListener {
 	GDestroyNotify notify;
 
 	/* On the I/O context only. */
-	GQueue pending;      /* Handshake *, oldest first */
-	gint64 timeout_us;   /* -1: none */
+	GQueue pending;    /* Handshake *, oldest first */
+	gint64 timeout_us; /* -1: none */
 	guint max_pending;
-	int reserve_fd;      /* given up to shed a client when out of fds */
-	gint64 last_log;     /* rate-limited reports of dropped clients */
+	int reserve_fd;  /* given up to shed a client when out of fds */
+	gint64 last_log; /* rate-limited reports of dropped clients */
 	guint dropped;
 };
 

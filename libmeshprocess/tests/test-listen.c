@@ -52,7 +52,7 @@ static int mode_client(const char *path)
 	return mesh_connection_shutdown(c, 10 * G_USEC_PER_SEC) ? 0 : 2;
 }
 
-/* idle PATH N: N clients that connect and never read; "connected=K", then waits for stdin to close. */
+/* idle PATH N: N clients that never read; says "connected=K", then waits for stdin to close. */
 static int mode_idle(const char *path, int n)
 {
 	struct sockaddr_un addr = {.sun_family = AF_UNIX};
@@ -85,9 +85,9 @@ static void quiet_log(const gchar *domain, GLogLevelFlags level, const gchar *me
 }
 
 /*
- * serve PATH [NOFILE]: listens on PATH (with RLIMIT_NOFILE lowered); says "ready" or "error CODE MESSAGE" on
- * stdout, then "got TEXT" for each message, until stdin closes; then
- * stops listening and says "done".
+ * serve PATH [NOFILE]: listens on PATH (with RLIMIT_NOFILE lowered); says
+ * "ready" or "error CODE MESSAGE" on stdout, then "got TEXT" for each
+ * message, until stdin closes; then stops listening and says "done".
  */
 static gpointer serve_stdin_watch(gpointer data)
 {

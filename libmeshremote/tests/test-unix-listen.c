@@ -180,9 +180,9 @@ static char *self_exe;
 
 typedef struct {
 	pid_t pid;
-	int err;  /* the child's stderr, read end */
-	int in;   /* its stdin, write end (or -1) */
-	int out;  /* its stdout, read end (or -1) */
+	int err; /* the child's stderr, read end */
+	int in;  /* its stdin, write end (or -1) */
+	int out; /* its stdout, read end (or -1) */
 } Proc;
 
 /* Starts this program in mode @args; @fd3 becomes its fd 3 (-1: fd 3 closed). */
