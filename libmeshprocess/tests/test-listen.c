@@ -509,6 +509,34 @@ START_TEST(test_meshctl_inspect_answer_dropped)
 }
 END_TEST
 
+/* Waits until every thread of @pid is stopped (SIGSTOP stops the threads one by one). */
+static void wait_stopped(GPid pid)
+{
+	for (int tries = 0; tries < 10000; tries++) {
+		char *dir_path = g_strdup_printf("/proc/%d/task", pid);
+		GDir *dir = g_dir_open(dir_path, 0, NULL);
+		gboolean all = dir != NULL;
+		const char *name;
+		while (dir && (name = g_dir_read_name(dir))) {
+			char *stat_path = g_strdup_printf("%s/%s/stat", dir_path, name);
+			char *stat = NULL;
+			if (g_file_get_contents(stat_path, &stat, NULL, NULL)) {
+				const char *paren = strrchr(stat, ')');
+				all = all && paren && paren[1] == ' ' && paren[2] == 'T';
+			}
+			g_free(stat);
+			g_free(stat_path);
+		}
+		if (dir)
+			g_dir_close(dir);
+		g_free(dir_path);
+		if (all)
+			return;
+		g_usleep(1000);
+	}
+	ck_abort_msg("host %d did not stop", pid);
+}
+
 static gpointer kill_later(gpointer data)
 {
 	g_usleep(300000);
@@ -530,6 +558,7 @@ START_TEST(test_inspect_host_killed)
 	ck_assert_msg(strstr(json, "rss_kib"), "%s", json);
 	g_free(json);
 	kill(pid, SIGSTOP); /* it cannot answer the next one */
+	wait_stopped(pid);
 	GThread *t = g_thread_new("killer", kill_later, GINT_TO_POINTER(pid));
 	json = mesh_inspect(mesh, 10 * G_USEC_PER_SEC);
 	g_thread_join(t);
