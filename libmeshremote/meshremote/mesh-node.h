@@ -125,6 +125,21 @@ MESH_REMOTE_API const MeshNodeId *mesh_node_get_id(MeshNode *node);
 MESH_REMOTE_API guint mesh_node_count_ports(MeshNode *node);
 
 /**
+ * mesh_node_count_remotes:
+ * @node: a node
+ *
+ * A node keeps a remote node while something refers to it: a port whose
+ * peer or move target is on it, an event on its way, a transport's handle
+ * (a connection), a connection being arranged. A remote node nothing refers
+ * to any more is forgotten, failed or not (the ids of the last 1024 failed
+ * ones are remembered, so that a port naming one still arrives failed).
+ * Any thread.
+ *
+ * Returns: the number of remote nodes in the node's table.
+ */
+MESH_REMOTE_API guint mesh_node_count_remotes(MeshNode *node);
+
+/**
  * MeshEventSink:
  * @version: 0
  * @send: transmits one event: the concatenation of the @n_iov buffers of
