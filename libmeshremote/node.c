@@ -710,6 +710,7 @@ static MeshPort *materialize_port(MeshNode *node, const MeshResourceData *rd, De
 	const char *failure = NULL;
 	MeshNodeId culprit = rd->peer_node;
 	MeshRemoteNode *old = NULL;
+	gboolean refused = FALSE; /* for MESH_NODE_MAX_REMOTES */
 
 	z->next_local_seq = rd->next_local_seq;
 	if (mesh_uuid_is_zero(&rd->peer_port)) {
@@ -723,15 +724,20 @@ static MeshPort *materialize_port(MeshNode *node, const MeshResourceData *rd, De
 	} else {
 		z->peer.remote = node_get_remote_named(node, &rd->peer_node);
 		z->peer.id = rd->peer_port;
-		if (!z->peer.remote)
+		if (!z->peer.remote) {
 			failure = TOO_MANY_REMOTES;
-		else if (remote_node_is_failed(z->peer.remote))
+			culprit = node->id;
+			refused = TRUE;
+		} else if (remote_node_is_failed(z->peer.remote))
 			failure = "the peer's node failed";
 	}
-	if (!failure && !mesh_uuid_equal(&rd->old_node, &node->id)) {
+	if ((!failure || refused) && !mesh_uuid_equal(&rd->old_node, &node->id)) {
 		old = node_get_remote_named(node, &rd->old_node);
 		if (!old) {
 			failure = TOO_MANY_REMOTES;
+			culprit = node->id;
+		} else if (refused) {
+			/* Known: it hears why below. */
 		} else if (remote_node_is_failed(old)) {
 			failure = "the sending node failed";
 			culprit = rd->old_node;
@@ -752,18 +758,34 @@ static MeshPort *materialize_port(MeshNode *node, const MeshResourceData *rd, De
 	}
 	g_mutex_unlock(&z->lock);
 
-	if (!failure) {
+	/*
+	 * Acknowledged to the port's old home, which then proxies to it. A
+	 * port refused for the remote-node bound is failed there instead,
+	 * naming this node: its peer learns at once rather than waiting.
+	 */
+	if (!failure || refused) {
+		Event *ev;
+		if (!failure) {
+			ev = event_new(MESH_EVENT_ACK_PORT, 0, 0);
+		} else {
+			ev = event_new(MESH_EVENT_FAIL_PORT, 0, 0);
+			ev->culprit = node->id;
+			ev->reason = g_strdup(failure); /* told only on this node */
+		}
 		PeerAddr to = {.remote = old, .id = rd->old_port};
-		if (old)
-			deferred_event(d, &to, event_new(MESH_EVENT_ACK_PORT, 0, 0), node);
-		else {
-			/* Sent by this very node: acknowledge locally. */
+		if (old) {
+			deferred_event(d, &to, ev, node);
+		} else if (mesh_uuid_equal(&rd->old_node, &node->id)) {
+			/* Sent by this very node: tell it locally. */
 			MeshPort *x = node_lookup_port(node, &rd->old_port);
-			if (x) {
-				PeerAddr local = {.local = x};
-				deferred_event(d, &local, event_new(MESH_EVENT_ACK_PORT, 0, 0), node);
-				port_unref(x);
-			}
+			PeerAddr local = {.local = x};
+			if (x)
+				deferred_event(d, &local, ev, node);
+			else
+				event_discard(ev, d);
+			port_unref(x);
+		} else {
+			event_discard(ev, d);
 		}
 	}
 	if (old)

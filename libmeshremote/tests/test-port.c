@@ -652,6 +652,81 @@ static void discard_send(void *user_data, const struct iovec *iov, size_t n_iov,
 static const MeshEventSink discard_sink = {.version = 0, .send = discard_send};
 
 /*
+ * A port moved to a node whose table is full arrives failed, and its old
+ * home hears it (FAIL_PORT naming the refusing node, not a silent drop), so
+ * that the port's peer fails at once instead of waiting for the move.
+ */
+START_TEST(test_refused_port_fails_its_sender)
+{
+	TestNet *net = test_net_new(2, 0);
+	MeshPort *p1, *p2, *q1, *q2;
+	test_net_port_pair(net, 0, 1, &p1, &p2);
+	test_net_port_pair(net, 0, 1, &q1, &q2);
+	MeshNode *node = net->nodes[1];
+	GPtrArray *held = g_ptr_array_new();
+	mesh_node_set_connector(node, hold_connector, held);
+	guint refused;
+	gint warnings = 0;
+	guint handler = g_log_set_handler("MeshRemote", G_LOG_LEVEL_WARNING, count_cap_warnings,
+					  &warnings);
+
+	/* Node 1 is full. */
+	GPtrArray *live = receive_ports_naming_nodes(
+		net, q2, 1, MESH_NODE_MAX_REMOTES - mesh_node_count_remotes(node), NULL, &refused,
+		NULL);
+	ck_assert_uint_eq(refused, 0);
+	ck_assert_uint_eq(mesh_node_count_remotes(node), MESH_NODE_MAX_REMOTES);
+
+	/* On node 0, a port peered with a port on a node z that node 1 does not know. */
+	MeshNodeId z;
+	MeshPortId a_id, z_port;
+	mesh_uuid_generate(&z);
+	mesh_uuid_generate(&a_id);
+	mesh_uuid_generate(&z_port);
+	gint sent_to_z = 0;
+	MeshRemoteNode *hz = mesh_node_add_remote(net->nodes[0], &z);
+	ck_assert(mesh_remote_node_connect(hz, &discard_sink, &sent_to_z));
+	MeshPort *a = mesh_node_add_port(net->nodes[0], &a_id, &z, &z_port);
+	MeshPort *watch = port_ref(a);
+	send_port(p1, a);
+	test_net_pump(net);
+
+	MeshPort *x = recv_port(p2);
+	MeshMessage *none = NULL;
+	GError *error = NULL;
+	ck_assert_int_eq(port_try_recv(x, &none, &error), PORT_RECV_FAILED);
+	ck_assert_msg(strstr(error->message, "too many remote nodes"), "%s", error->message);
+	g_clear_error(&error);
+	/* The old home failed it, naming node 1, and told z. */
+	ck_assert_int_eq(port_get_state(watch), PORT_FAILED);
+	ck_assert_int_eq(port_try_recv(watch, &none, &error), PORT_RECV_FAILED);
+	char id1[33];
+	mesh_uuid_to_string(mesh_node_get_id(node), id1);
+	ck_assert_msg(strstr(error->message, id1), "%s", error->message);
+	g_clear_error(&error);
+	ck_assert_int_gt(g_atomic_int_get(&sent_to_z), 0);
+	ck_assert_int_eq(g_atomic_int_get(&warnings), 1);
+	g_log_remove_handler("MeshRemote", handler);
+
+	port_unref(watch);
+	mesh_port_close(x);
+	mesh_remote_node_unref(hz);
+	fail_held(held);
+	close_ports(net, live);
+	mesh_node_set_connector(node, NULL, NULL);
+	g_ptr_array_free(held, TRUE);
+	mesh_port_close(p1);
+	mesh_port_close(p2);
+	mesh_port_close(q1);
+	mesh_port_close(q2);
+	test_net_pump(net);
+	assert_tables_empty(net);
+	test_net_free(net);
+}
+END_TEST
+
+
+/*
  * Remote nodes connected, used by ports, failed and dropped in every order:
  * the table returns to its size before, each round.
  */
@@ -1147,6 +1222,7 @@ int main(void)
 	tcase_add_test(tc, test_hostile_events);
 	tcase_add_test(tc, test_named_nodes_bounded);
 	tcase_add_test(tc, test_remotes_forgotten);
+	tcase_add_test(tc, test_refused_port_fails_its_sender);
 	tcase_add_test(tc, test_failed_node_remembered);
 	tcase_add_test(tc, test_over_limits_across_nodes);
 	tcase_add_test(tc, test_concurrent_senders_across_nodes);
