@@ -385,6 +385,36 @@ static void leader_connect(Leader *l, Follower *from, const MeshNodeId *target)
 	mesh_sender_send(from->to_follower, &follower_connect_new(target, sv[1])->base);
 }
 
+/*
+ * Called with @l locked when follower @id left: its pairs go too, so the
+ * table holds pairs of live followers only (a later request naming @id is
+ * answered "unknown").
+ */
+static void leader_forget_pairs_locked(Leader *l, const MeshNodeId *id)
+{
+	char s[33];
+	size_t len = strlen(mesh_uuid_to_string(id, s));
+	GHashTableIter it;
+	gpointer key;
+
+	g_hash_table_iter_init(&it, l->introduced);
+	while (g_hash_table_iter_next(&it, &key, NULL)) {
+		const char *k = key, *colon = strchr(k, ':');
+		if (((size_t)(colon - k) == len && memcmp(k, s, len) == 0) || strcmp(colon + 1, s) == 0)
+			g_hash_table_iter_remove(&it);
+	}
+}
+
+guint unix_leader_count_pairs(MeshUnixNode *u)
+{
+	if (!u->leader)
+		return 0;
+	g_mutex_lock(&u->leader->lock);
+	guint n = g_hash_table_size(u->leader->introduced);
+	g_mutex_unlock(&u->leader->lock);
+	return n;
+}
+
 static gboolean leader_invite(MeshUnixNode *u, MeshPort *user_port, MeshInvitation **ret,
 			      GError **error);
 
@@ -435,8 +465,10 @@ static void leader_requests_cb(MeshReceiver *r, gpointer data)
 		Leader *l = f->owner->leader;
 		g_mutex_lock(&l->lock);
 		gboolean ours = g_hash_table_lookup(l->followers, &f->id) == f;
-		if (ours)
+		if (ours) {
 			g_hash_table_steal(l->followers, &f->id);
+			leader_forget_pairs_locked(l, &f->id);
+		}
 		g_mutex_unlock(&l->lock);
 		if (ours)
 			follower_free(f);

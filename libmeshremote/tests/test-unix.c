@@ -20,6 +20,9 @@
 
 #include "unix-test.h"
 
+/* unix-private.h (which needs the generated protocol header): the leader's pairs. */
+guint unix_leader_count_pairs(MeshUnixNode *u);
+
 typedef struct {
 	MeshNode *node;
 	MeshUnixNode *unode;
@@ -505,6 +508,7 @@ START_TEST(test_port_from_child_to_child)
 	 * B must see every message in order; A and B then talk directly (the
 	 * leader, this process, introduces them) and B's "done" reaches A.
 	 */
+	guint remotes_before = mesh_node_count_remotes(parent.node);
 	Child *a = spawn_joiner("origin", "2000");
 	Child *b = spawn_joiner("sink", "2000");
 	MeshMessage *msg = expect_message(a->recv);
@@ -515,6 +519,14 @@ START_TEST(test_port_from_child_to_child)
 	port_send(b->port, fwd, FALSE);
 	ck_assert_int_eq(child_finish(b), 0);
 	ck_assert_int_eq(child_finish(a), 0);
+
+	/* Both gone: the leader forgets their pair, the node forgets them. */
+	for (int i = 0; i < 1000 && (unix_leader_count_pairs(parent.unode) > 0 ||
+				     mesh_node_count_remotes(parent.node) > remotes_before);
+	     i++)
+		g_usleep(10000);
+	ck_assert_uint_eq(unix_leader_count_pairs(parent.unode), 0);
+	ck_assert_uint_eq(mesh_node_count_remotes(parent.node), remotes_before);
 }
 END_TEST
 
