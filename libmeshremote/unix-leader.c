@@ -209,9 +209,10 @@ static void follower_handle(MeshUnixNode *u, MeshUnix__FollowerRequest *req)
 		}
 	} else if (pending) {
 		char *s = id_string(&id);
-		g_warning("mesh: the leader knows no node %s", s);
+		g_debug("mesh: the leader gives no connection to node %s", s);
 		g_free(s);
-		mesh_remote_node_fail(pending, "the leader does not know this node");
+		mesh_remote_node_fail(pending,
+				      "the leader gives no connection to it (unknown, gone or failed)");
 	}
 	mesh_remote_node_unref(pending);
 }
@@ -372,8 +373,18 @@ static void leader_connect(Leader *l, Follower *from, const MeshNodeId *target)
 	else
 		g_free(key);
 	g_mutex_unlock(&l->lock);
-	if (done || to == from)
+	if (to == from)
 		return;
+	if (done) {
+		/*
+		 * The pair has its socket. A node that asks again lost it (its
+		 * end failed, and it forgot that): no second one, the answer
+		 * fails its request. When both asked at once, the one asking
+		 * second got its socket first, in order, and this is moot.
+		 */
+		mesh_sender_send(from->to_follower, &follower_connect_new(target, -1)->base);
+		return;
+	}
 
 	int sv[2] = {-1, -1};
 	if (to && pal_socketpair(SOCK_SEQPACKET, sv) < 0) {
