@@ -295,7 +295,7 @@ void remote_node_unref_internal(MeshRemoteNode *remote)
 MeshNode *remote_node_get_local(MeshRemoteNode *remote)
 {
 	g_mutex_lock(&remote->lock);
-	MeshNode *node = remote->node ? mesh_node_ref(remote->node) : NULL;
+	MeshNode *node = remote->node ? node_try_ref(remote->node) : NULL;
 	g_mutex_unlock(&remote->lock);
 	return node;
 }
@@ -464,7 +464,7 @@ static void node_fail_remote(MeshRemoteNode *remote, const char *reason)
 	remote->state = REMOTE_FAILED;
 	queued = remote->queued;
 	g_queue_init(&remote->queued);
-	MeshNode *node = remote->node ? mesh_node_ref(remote->node) : NULL;
+	MeshNode *node = remote->node ? node_try_ref(remote->node) : NULL;
 	/*
 	 * Release the transport now: nothing more is sent to a failed node.
 	 * A send still running outside the lock releases it when it ends.
