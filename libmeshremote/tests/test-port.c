@@ -786,6 +786,76 @@ START_TEST(test_remotes_forgotten)
 }
 END_TEST
 
+typedef struct {
+	MeshNode *node;
+	MeshNodeId *ids;
+	guint n_ids;
+	guint32 seed;
+	gint *sent;
+} Churn;
+
+static gpointer churn_thread(gpointer data)
+{
+	Churn *c = data;
+	GRand *rand = g_rand_new_with_seed(c->seed);
+
+	for (guint i = 0; i < 20000; i++) {
+		const MeshNodeId *id = &c->ids[g_rand_int_range(rand, 0, (gint32)c->n_ids)];
+		MeshPortId port_id, peer_id;
+		mesh_uuid_generate(&port_id);
+		mesh_uuid_generate(&peer_id);
+		MeshRemoteNode *h = mesh_node_add_remote(c->node, id);
+		mesh_remote_node_connect(h, &discard_sink, c->sent); /* FALSE if another did */
+		MeshPort *p = mesh_node_add_port(c->node, &port_id, id, &peer_id);
+		if (g_rand_int_range(rand, 0, 100) == 0)
+			mesh_remote_node_fail(h, "test");
+		port_send_bytes(p, "x");
+		if (g_rand_boolean(rand)) {
+			mesh_port_close(p);
+			mesh_remote_node_unref(h);
+		} else {
+			mesh_remote_node_unref(h);
+			mesh_port_close(p);
+		}
+	}
+	g_rand_free(rand);
+	return NULL;
+}
+
+/*
+ * Four threads make, use, fail and drop remote nodes of a few ids at once
+ * (the same remote node is found, forgotten and made again concurrently):
+ * no crash (ASan), and the table returns to its size before.
+ */
+START_TEST(test_remotes_concurrent)
+{
+	enum { THREADS = 4, IDS = 64 };
+	MeshNode *node = mesh_node_new();
+	MeshNodeId ids[IDS];
+	gint sent = 0;
+	Churn churn[THREADS];
+	GThread *threads[THREADS];
+
+	for (guint i = 0; i < IDS; i++)
+		mesh_uuid_generate(&ids[i]);
+	for (guint t = 0; t < THREADS; t++) {
+		churn[t] = (Churn){node, ids, IDS, 1000 + t, &sent};
+		threads[t] = g_thread_new("churn", churn_thread, &churn[t]);
+	}
+	for (guint t = 0; t < THREADS; t++)
+		g_thread_join(threads[t]);
+	/* A port closed while its node was alive waits for its peer's close: fail them all. */
+	for (guint i = 0; i < IDS; i++) {
+		MeshRemoteNode *h = mesh_node_add_remote(node, &ids[i]);
+		mesh_remote_node_fail(h, "test");
+		mesh_remote_node_unref(h);
+	}
+	ck_assert_uint_eq(mesh_node_count_ports(node), 0);
+	ck_assert_uint_eq(mesh_node_count_remotes(node), 0);
+	mesh_node_unref(node);
+}
+END_TEST
+
 /*
  * A failed node is forgotten once nothing refers to it, but its id is
  * remembered (the last MESH_NODE_FAILED_MEMORY): a port that names it later
@@ -1222,6 +1292,7 @@ int main(void)
 	tcase_add_test(tc, test_hostile_events);
 	tcase_add_test(tc, test_named_nodes_bounded);
 	tcase_add_test(tc, test_remotes_forgotten);
+	tcase_add_test(tc, test_remotes_concurrent);
 	tcase_add_test(tc, test_refused_port_fails_its_sender);
 	tcase_add_test(tc, test_failed_node_remembered);
 	tcase_add_test(tc, test_over_limits_across_nodes);
