@@ -201,10 +201,10 @@ typedef enum {
 } RemoteState;
 
 struct MeshRemoteNode {
-	gint ref;     /* all references */
+	gint ref;     /* all references, the table's included */
 	gint handles; /* references held through the public API */
 	GMutex lock;
-	MeshNode *node; /* weak: cleared when the node goes */
+	MeshNode *node; /* weak: set while in its table (cleared when it leaves or the node goes) */
 	MeshNodeId id;
 	RemoteState state;
 	GQueue queued; /* Packet * while QUEUING */
