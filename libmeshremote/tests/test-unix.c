@@ -606,10 +606,8 @@ START_TEST(test_failed_pair_not_reintroduced)
 	mesh_port_close(tb);
 	mesh_unix_node_shutdown(ua, 5 * G_USEC_PER_SEC);
 	mesh_unix_node_shutdown(ub, 5 * G_USEC_PER_SEC);
-	mesh_unix_node_free(ua);
+	mesh_unix_node_free(ua); /* and its node, made by the join */
 	mesh_unix_node_free(ub);
-	mesh_node_unref(a);
-	mesh_node_unref(b);
 }
 END_TEST
 
