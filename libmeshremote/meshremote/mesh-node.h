@@ -180,7 +180,11 @@ MESH_REMOTE_API void mesh_node_set_connector(MeshNode *node, MeshConnectorFunc f
  * @id: the remote node's id
  *
  * Returns: (transfer full): a handle; events to the node are queued until
- * mesh_remote_node_connect(). Dropping the last handle disconnects the node.
+ * mesh_remote_node_connect(). Dropping the last handle disconnects the node
+ * (it fails); the node forgets it once nothing else refers to it either.
+ * For the id of a node that failed and was forgotten recently (see
+ * mesh_node_count_remotes()), the handle is of a failed node:
+ * mesh_remote_node_connect() returns FALSE.
  */
 MESH_REMOTE_API MeshRemoteNode *mesh_node_add_remote(MeshNode *node, const MeshNodeId *id);
 
