@@ -64,10 +64,11 @@ static char *inspect_self(HostState *s)
 	process_self_stats(&rss, &threads);
 	g_string_append_printf(out, "%d,\"name\":", (int)getpid());
 	process_json_string(out, s->name);
+	MeshNode *node = mesh_unix_node_get_node(s->unode);
 	g_string_append_printf(out, ",\"node\":\"%s\",\"rss_kib\":%" G_GUINT64_FORMAT
-				    ",\"threads\":%u,\"rlimits\":{",
-			       mesh_uuid_to_string(mesh_node_get_id(mesh_unix_node_get_node(s->unode)), id),
-			       rss, threads);
+				    ",\"threads\":%u,\"remote_nodes\":%u,\"rlimits\":{",
+			       mesh_uuid_to_string(mesh_node_get_id(node), id), rss, threads,
+			       mesh_node_count_remotes(node));
 	static const struct {
 		const char *name;
 		int resource;

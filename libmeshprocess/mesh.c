@@ -505,9 +505,9 @@ char *mesh_inspect(Mesh *m, gint64 timeout_us)
 	process_json_string(out, m->name);
 	process_self_stats(&rss, &threads);
 	g_string_append_printf(out, ",\"parent\":{\"pid\":%d,\"node\":\"%s\",\"rss_kib\":%" G_GUINT64_FORMAT
-				    ",\"threads\":%u},\"hosts\":[",
+				    ",\"threads\":%u,\"remote_nodes\":%u},\"hosts\":[",
 			       (int)getpid(), mesh_uuid_to_string(mesh_node_get_id(m->node), id), rss,
-			       threads);
+			       threads, mesh_node_count_remotes(m->node));
 
 	/* Ask every host at once, then collect. */
 	g_mutex_lock(&m->lock);

@@ -115,6 +115,9 @@ void mesh_node_unref(MeshNode *node)
 	g_list_free(ports);
 	g_hash_table_destroy(node->remotes);
 	g_hash_table_destroy(node->ports);
+	if (node->failed)
+		g_hash_table_destroy(node->failed);
+	g_free(node->failed_ring);
 	io_hook_unref(node->io_hook);
 	g_mutex_clear(&node->lock);
 	g_free(node);
@@ -154,6 +157,16 @@ guint mesh_node_count_ports(MeshNode *node)
 	return n;
 }
 
+guint mesh_node_count_remotes(MeshNode *node)
+{
+	g_return_val_if_fail(node != NULL, 0);
+
+	g_mutex_lock(&node->lock);
+	guint n = g_hash_table_size(node->remotes);
+	g_mutex_unlock(&node->lock);
+	return n;
+}
+
 void mesh_node_set_connector(MeshNode *node, MeshConnectorFunc func, void *user_data)
 {
 	g_mutex_lock(&node->lock);
@@ -179,10 +192,73 @@ MeshRemoteNode *remote_node_ref_internal(MeshRemoteNode *remote)
 	return remote;
 }
 
-void remote_node_unref_internal(MeshRemoteNode *remote)
+/* A reference to @node unless it is already going (its count reached zero). */
+static MeshNode *node_try_ref(MeshNode *node)
 {
-	if (!remote || !g_atomic_int_dec_and_test(&remote->ref))
+	gint old;
+
+	do {
+		old = g_atomic_int_get(&node->ref);
+		if (old == 0)
+			return NULL;
+	} while (!g_atomic_int_compare_and_exchange(&node->ref, old, old + 1));
+	return node;
+}
+
+/* Called with @node locked: remembers that the remote node @id failed. */
+static void node_remember_failed_locked(MeshNode *node, const MeshNodeId *id)
+{
+	if (!node->failed) {
+		node->failed_ring = g_new0(MeshNodeId, MESH_NODE_FAILED_MEMORY);
+		node->failed = g_hash_table_new(mesh_uuid_hash, mesh_uuid_equal);
+	}
+	if (g_hash_table_contains(node->failed, id))
 		return;
+	MeshNodeId *slot = &node->failed_ring[node->failed_next];
+	/* Full: the slot to write holds the oldest id (slots fill in order). */
+	if (g_hash_table_size(node->failed) == MESH_NODE_FAILED_MEMORY)
+		g_hash_table_remove(node->failed, slot);
+	*slot = *id;
+	g_hash_table_add(node->failed, slot);
+	node->failed_next = (node->failed_next + 1) % MESH_NODE_FAILED_MEMORY;
+}
+
+/*
+ * The caller holds one of the two references of @remote: if the other is
+ * its node's table, takes the remote node out of the table (remembering it
+ * if it failed) and returns TRUE: both references are then the caller's.
+ * Nothing else can reach the remote node then: new references come from
+ * the table, under the node's lock, or from one that is held.
+ */
+static gboolean remote_node_forget(MeshRemoteNode *remote)
+{
+	g_mutex_lock(&remote->lock);
+	/* Set only while in the table: the node outlives it (it clears this first). */
+	MeshNode *node = remote->node ? node_try_ref(remote->node) : NULL;
+	g_mutex_unlock(&remote->lock);
+	if (!node)
+		return FALSE;
+
+	gboolean forgotten = FALSE;
+	g_mutex_lock(&node->lock);
+	if (!node->shutting_down && g_hash_table_lookup(node->remotes, &remote->id) == remote &&
+	    g_atomic_int_get(&remote->ref) == 2) {
+		g_hash_table_remove(node->remotes, &remote->id);
+		g_mutex_lock(&remote->lock);
+		remote->node = NULL;
+		gboolean failed = remote->state == REMOTE_FAILED;
+		g_mutex_unlock(&remote->lock);
+		if (failed)
+			node_remember_failed_locked(node, &remote->id);
+		forgotten = TRUE;
+	}
+	g_mutex_unlock(&node->lock);
+	mesh_node_unref(node);
+	return forgotten;
+}
+
+static void remote_node_free(MeshRemoteNode *remote)
+{
 	Packet *pk;
 	while ((pk = g_queue_pop_head(&remote->queued)))
 		packet_free(pk);
@@ -192,10 +268,34 @@ void remote_node_unref_internal(MeshRemoteNode *remote)
 	g_free(remote);
 }
 
+/*
+ * Dropping the last reference but the table's forgets the remote node: a
+ * node keeps only the remote nodes that a port (peer or move target), an
+ * event, a transport's handle or a connector refers to.
+ */
+void remote_node_unref_internal(MeshRemoteNode *remote)
+{
+	if (!remote)
+		return;
+	for (;;) {
+		gint old = g_atomic_int_get(&remote->ref);
+		if (old == 2 && remote_node_forget(remote)) {
+			g_atomic_int_set(&remote->ref, 0);
+			remote_node_free(remote);
+			return;
+		}
+		if (g_atomic_int_compare_and_exchange(&remote->ref, old, old - 1)) {
+			if (old == 1)
+				remote_node_free(remote);
+			return;
+		}
+	}
+}
+
 MeshNode *remote_node_get_local(MeshRemoteNode *remote)
 {
 	g_mutex_lock(&remote->lock);
-	MeshNode *node = remote->node ? mesh_node_ref(remote->node) : NULL;
+	MeshNode *node = remote->node ? node_try_ref(remote->node) : NULL;
 	g_mutex_unlock(&remote->lock);
 	return node;
 }
@@ -220,7 +320,21 @@ static MeshRemoteNode *node_get_remote_full(MeshNode *node, const MeshNodeId *id
 	g_mutex_lock(&node->lock);
 	MeshRemoteNode *remote = g_hash_table_lookup(node->remotes, id);
 	if (!remote && bounded && g_hash_table_size(node->remotes) >= MESH_NODE_MAX_REMOTES) {
+		/* Logged, but not for each: a peer may name many at once. */
+		gint64 now = g_get_monotonic_time();
+		guint refused = ++node->cap_refused;
+		gboolean warn = node->cap_warned_at == 0 ||
+				now - node->cap_warned_at >= MESH_NODE_CAP_WARN_INTERVAL;
+		if (warn) {
+			node->cap_warned_at = now;
+			node->cap_refused = 0;
+		}
 		g_mutex_unlock(&node->lock);
+		if (warn)
+			g_warning("mesh: node %s holds %u live remote nodes, the most it takes: "
+				  "%u port%s naming another node refused",
+				  mesh_uuid_to_string(&node->id, (char[33]){0}),
+				  MESH_NODE_MAX_REMOTES, refused, refused == 1 ? "" : "s");
 		return NULL;
 	}
 	if (!remote) {
@@ -232,7 +346,10 @@ static MeshRemoteNode *node_get_remote_full(MeshNode *node, const MeshNodeId *id
 		remote->state = REMOTE_QUEUING;
 		g_queue_init(&remote->queued);
 		g_hash_table_insert(node->remotes, &remote->id, remote);
-		if (node->connector && !as_handle) {
+		if (node->failed && g_hash_table_contains(node->failed, id)) {
+			/* Failed before it was forgotten: it stays failed, nobody connects. */
+			remote->state = REMOTE_FAILED;
+		} else if (node->connector && !as_handle) {
 			connector = node->connector;
 			connector_data = node->connector_data;
 			handle_for_connector = remote_node_ref_internal(remote);
@@ -347,7 +464,7 @@ static void node_fail_remote(MeshRemoteNode *remote, const char *reason)
 	remote->state = REMOTE_FAILED;
 	queued = remote->queued;
 	g_queue_init(&remote->queued);
-	MeshNode *node = remote->node ? mesh_node_ref(remote->node) : NULL;
+	MeshNode *node = remote->node ? node_try_ref(remote->node) : NULL;
 	/*
 	 * Release the transport now: nothing more is sent to a failed node.
 	 * A send still running outside the lock releases it when it ends.
@@ -582,6 +699,10 @@ drop:
 	event_free(ev);
 }
 
+#define TOO_MANY_REMOTES \
+	"this node holds too many remote nodes (" G_STRINGIFY(MESH_NODE_MAX_REMOTES) \
+	" live) to take a port that names one more"
+
 /* Creates the port a ResourceData describes, and acknowledges it to its old node. */
 static MeshPort *materialize_port(MeshNode *node, const MeshResourceData *rd, Deferred *d)
 {
@@ -589,6 +710,7 @@ static MeshPort *materialize_port(MeshNode *node, const MeshResourceData *rd, De
 	const char *failure = NULL;
 	MeshNodeId culprit = rd->peer_node;
 	MeshRemoteNode *old = NULL;
+	gboolean refused = FALSE; /* for MESH_NODE_MAX_REMOTES */
 
 	z->next_local_seq = rd->next_local_seq;
 	if (mesh_uuid_is_zero(&rd->peer_port)) {
@@ -602,15 +724,20 @@ static MeshPort *materialize_port(MeshNode *node, const MeshResourceData *rd, De
 	} else {
 		z->peer.remote = node_get_remote_named(node, &rd->peer_node);
 		z->peer.id = rd->peer_port;
-		if (!z->peer.remote)
-			failure = "too many nodes named by peers";
-		else if (remote_node_is_failed(z->peer.remote))
+		if (!z->peer.remote) {
+			failure = TOO_MANY_REMOTES;
+			culprit = node->id;
+			refused = TRUE;
+		} else if (remote_node_is_failed(z->peer.remote))
 			failure = "the peer's node failed";
 	}
-	if (!failure && !mesh_uuid_equal(&rd->old_node, &node->id)) {
+	if ((!failure || refused) && !mesh_uuid_equal(&rd->old_node, &node->id)) {
 		old = node_get_remote_named(node, &rd->old_node);
 		if (!old) {
-			failure = "too many nodes named by peers";
+			failure = TOO_MANY_REMOTES;
+			culprit = node->id;
+		} else if (refused) {
+			/* Known: it hears why below. */
 		} else if (remote_node_is_failed(old)) {
 			failure = "the sending node failed";
 			culprit = rd->old_node;
@@ -631,18 +758,34 @@ static MeshPort *materialize_port(MeshNode *node, const MeshResourceData *rd, De
 	}
 	g_mutex_unlock(&z->lock);
 
-	if (!failure) {
+	/*
+	 * Acknowledged to the port's old home, which then proxies to it. A
+	 * port refused for the remote-node bound is failed there instead,
+	 * naming this node: its peer learns at once rather than waiting.
+	 */
+	if (!failure || refused) {
+		Event *ev;
+		if (!failure) {
+			ev = event_new(MESH_EVENT_ACK_PORT, 0, 0);
+		} else {
+			ev = event_new(MESH_EVENT_FAIL_PORT, 0, 0);
+			ev->culprit = node->id;
+			ev->reason = g_strdup(failure); /* told only on this node */
+		}
 		PeerAddr to = {.remote = old, .id = rd->old_port};
-		if (old)
-			deferred_event(d, &to, event_new(MESH_EVENT_ACK_PORT, 0, 0), node);
-		else {
-			/* Sent by this very node: acknowledge locally. */
+		if (old) {
+			deferred_event(d, &to, ev, node);
+		} else if (mesh_uuid_equal(&rd->old_node, &node->id)) {
+			/* Sent by this very node: tell it locally. */
 			MeshPort *x = node_lookup_port(node, &rd->old_port);
-			if (x) {
-				PeerAddr local = {.local = x};
-				deferred_event(d, &local, event_new(MESH_EVENT_ACK_PORT, 0, 0), node);
-				port_unref(x);
-			}
+			PeerAddr local = {.local = x};
+			if (x)
+				deferred_event(d, &local, ev, node);
+			else
+				event_discard(ev, d);
+			port_unref(x);
+		} else {
+			event_discard(ev, d);
 		}
 	}
 	if (old)

@@ -170,7 +170,24 @@ struct MeshNode {
 	MeshNodeId id;
 	GMutex lock;
 	GHashTable *ports;   /* MeshPortId * -> MeshPort * (strong) */
-	GHashTable *remotes; /* MeshNodeId * -> MeshRemoteNode * (strong) */
+	/*
+	 * MeshNodeId * -> MeshRemoteNode * (strong). A remote node leaves the
+	 * table when the table's is its last reference but one, and that one
+	 * is dropped (remote_node_unref_internal()): only nodes something
+	 * refers to stay.
+	 */
+	GHashTable *remotes;
+	/*
+	 * Ids of failed remote nodes that left the table, oldest first: a ring
+	 * of MESH_NODE_FAILED_MEMORY, and a set of pointers into it. Made on
+	 * first use. A remote node made again for one of them is made failed.
+	 */
+	MeshNodeId *failed_ring;
+	guint failed_next; /* the ring slot written next */
+	GHashTable *failed;
+	/* The remote-node cap: refusals since the last warning, and its time. */
+	guint cap_refused;
+	gint64 cap_warned_at;
 	MeshConnectorFunc connector;
 	void *connector_data;
 	gboolean shutting_down;
@@ -184,10 +201,10 @@ typedef enum {
 } RemoteState;
 
 struct MeshRemoteNode {
-	gint ref;     /* all references */
+	gint ref;     /* all references, the table's included */
 	gint handles; /* references held through the public API */
 	GMutex lock;
-	MeshNode *node; /* weak: cleared when the node goes */
+	MeshNode *node; /* weak: set while in its table (cleared when it leaves or the node goes) */
 	MeshNodeId id;
 	RemoteState state;
 	GQueue queued; /* Packet * while QUEUING */
@@ -264,8 +281,16 @@ PortRecv port_try_recv(MeshPort *port, MeshMessage **ret_msg, GError **error);
 gboolean port_send_bytes(MeshPort *port, const char *text);
 
 /* node.c */
-/* Remote nodes a node creates because a peer named them (its table's bound). */
+/*
+ * Remote nodes a node creates because a peer named them: the table's bound
+ * (a node only keeps the remote nodes something refers to, so it bounds the
+ * live ones).
+ */
 #define MESH_NODE_MAX_REMOTES 4096
+/* Failed remote nodes a node remembers after it forgot them (see MeshNode.failed). */
+#define MESH_NODE_FAILED_MEMORY 1024
+/* The shortest interval between two warnings that the remote-node cap refused one. */
+#define MESH_NODE_CAP_WARN_INTERVAL (10 * G_USEC_PER_SEC)
 guint mesh_uuid_hash(gconstpointer key);
 gboolean mesh_uuid_equal(gconstpointer a, gconstpointer b);
 MeshRemoteNode *node_get_remote(MeshNode *node, const MeshNodeId *id);

@@ -210,9 +210,10 @@ static void follower_handle(MeshUnixNode *u, MeshUnix__FollowerRequest *req)
 		}
 	} else if (pending) {
 		char *s = id_string(&id);
-		g_warning("mesh: the leader knows no node %s", s);
+		g_debug("mesh: the leader gives no connection to node %s", s);
 		g_free(s);
-		mesh_remote_node_fail(pending, "the leader does not know this node");
+		mesh_remote_node_fail(pending,
+				      "the leader gives no connection to it (unknown, gone or failed)");
 	}
 	mesh_remote_node_unref(pending);
 }
@@ -373,8 +374,18 @@ static void leader_connect(Leader *l, Follower *from, const MeshNodeId *target)
 	else
 		g_free(key);
 	g_mutex_unlock(&l->lock);
-	if (done || to == from)
+	if (to == from)
 		return;
+	if (done) {
+		/*
+		 * The pair has its socket. A node that asks again lost it (its
+		 * end failed, and it forgot that): no second one, the answer
+		 * fails its request. When both asked at once, the one asking
+		 * second got its socket first, in order, and this is moot.
+		 */
+		mesh_sender_send(from->to_follower, &follower_connect_new(target, -1)->base);
+		return;
+	}
 
 	int sv[2] = {-1, -1};
 	if (to && pal_socketpair(SOCK_SEQPACKET, sv) < 0) {
@@ -384,6 +395,36 @@ static void leader_connect(Leader *l, Follower *from, const MeshNodeId *target)
 	if (to)
 		mesh_sender_send(to->to_follower, &follower_connect_new(&from->id, sv[0])->base);
 	mesh_sender_send(from->to_follower, &follower_connect_new(target, sv[1])->base);
+}
+
+/*
+ * Called with @l locked when follower @id left: its pairs go too, so the
+ * table holds pairs of live followers only (a later request naming @id is
+ * answered "unknown").
+ */
+static void leader_forget_pairs_locked(Leader *l, const MeshNodeId *id)
+{
+	char s[33];
+	size_t len = strlen(mesh_uuid_to_string(id, s));
+	GHashTableIter it;
+	gpointer key;
+
+	g_hash_table_iter_init(&it, l->introduced);
+	while (g_hash_table_iter_next(&it, &key, NULL)) {
+		const char *k = key, *colon = strchr(k, ':');
+		if (((size_t)(colon - k) == len && memcmp(k, s, len) == 0) || strcmp(colon + 1, s) == 0)
+			g_hash_table_iter_remove(&it);
+	}
+}
+
+guint unix_leader_count_pairs(MeshUnixNode *u)
+{
+	if (!u->leader)
+		return 0;
+	g_mutex_lock(&u->leader->lock);
+	guint n = g_hash_table_size(u->leader->introduced);
+	g_mutex_unlock(&u->leader->lock);
+	return n;
 }
 
 static gboolean leader_invite(MeshUnixNode *u, MeshPort *user_port, MeshInvitation **ret,
@@ -436,8 +477,10 @@ static void leader_requests_cb(MeshReceiver *r, gpointer data)
 		Leader *l = f->owner->leader;
 		g_mutex_lock(&l->lock);
 		gboolean ours = g_hash_table_lookup(l->followers, &f->id) == f;
-		if (ours)
+		if (ours) {
 			g_hash_table_steal(l->followers, &f->id);
+			leader_forget_pairs_locked(l, &f->id);
+		}
 		g_mutex_unlock(&l->lock);
 		if (ours)
 			follower_free(f);

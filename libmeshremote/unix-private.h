@@ -91,6 +91,8 @@ void unix_connector_install(MeshUnixNode *u);
 /* Starts following: takes the two channel ends from an InitialMessage. */
 void unix_follower_start(MeshUnixNode *u, MeshSender *to_leader, MeshReceiver *from_leader);
 void unix_leader_stop(MeshUnixNode *u);
+/* The pairs of followers the leader introduced (tests): only live ones are kept. */
+guint unix_leader_count_pairs(MeshUnixNode *u);
 
 /* Heap NodeId / PortId messages for the protocol (system allocator). */
 MeshUnix__NodeId *unix_node_id_new(const MeshUuid *id);

@@ -101,6 +101,16 @@ static gboolean host_main(MeshMessage *initial, gpointer data, GError **error)
 		mesh_sender_free(peer_out);
 		work = NULL;
 		mesh_receiver_free(peer_in);
+	} else if (strcmp(scenario, "answer") == 0) {
+		/* Each message carries a oneshot sender (resource 0): answer "ok" on it. */
+		MeshMessage *msg;
+		while (mesh_receiver_recv_message(work, -1, &msg, NULL)) {
+			MeshPort *p = mesh_message_steal_port(msg, 0);
+			if (p)
+				mesh_oneshot_send_message(mesh_oneshot_sender_from_port(p, NULL),
+							  mesh_message_new("ok", 2));
+			mesh_message_free(msg);
+		}
 	} else if (strcmp(scenario, "wait") == 0) {
 		send_text(results, "waiting");
 		for (;;)
@@ -539,7 +549,190 @@ static int run_client(const char *path)
 	return mesh_connection_shutdown(c, 10 * G_USEC_PER_SEC) ? 0 : 2;
 }
 
+/*
+ * An external process: @n clients one after the other, each connecting to
+ * the listener, asking (a oneshot sender in the message) and waiting for
+ * the answer, then shutting down. Stops at the third failure.
+ */
+static int run_clients(const char *path, int n)
+{
+	int failures = 0;
+
+	for (int i = 0; i < n && failures < 3; i++) {
+		MeshSender *s = NULL;
+		GError *error = NULL;
+		MeshConnection *c = mesh_connect(path, 10 * G_USEC_PER_SEC, &s, &error);
+		if (!c) {
+			fprintf(stderr, "client %d: connect: %s\n", i, error->message);
+			g_clear_error(&error);
+			failures++;
+			continue;
+		}
+		MeshOneshotSender *os;
+		MeshOneshotReceiver *or;
+		mesh_oneshot_new(NULL, &os, &or);
+		MeshMessage *req = mesh_message_new("q", 1);
+		mesh_message_add_port_take(req, mesh_oneshot_sender_into_port(os));
+		mesh_sender_send_message(s, req);
+		MeshMessage *reply = NULL;
+		if (!mesh_oneshot_recv_message(or, 10 * G_USEC_PER_SEC, &reply, &error)) {
+			fprintf(stderr, "client %d: no answer: %s\n", i, error->message);
+			if (g_error_matches(error, MESH_ERROR, MESH_ERROR_TIMED_OUT))
+				mesh_oneshot_receiver_free(or);
+			g_clear_error(&error);
+			failures++;
+		}
+		mesh_message_free(reply);
+		mesh_sender_free(s);
+		if (!mesh_connection_shutdown(c, 10 * G_USEC_PER_SEC)) {
+			fprintf(stderr, "client %d: shutdown timed out\n", i);
+			failures++;
+		}
+	}
+	return failures ? 1 : 0;
+}
+
 static char *self_path;
+
+/* A number in mesh_inspect()'s JSON: the @nth "@name" (0: the parent's, 1: the first host's). */
+static guint64 inspect_number(const char *name, guint nth)
+{
+	char *json = mesh_inspect(mesh, 20 * G_USEC_PER_SEC);
+	char *field = g_strdup_printf("\"%s\":", name);
+	const char *at = json;
+	for (guint i = 0; i <= nth; i++) {
+		at = strstr(at, field);
+		ck_assert_msg(at != NULL, "no %s #%u in %s", field, nth, json);
+		at += strlen(field);
+	}
+	guint64 n = g_ascii_strtoull(at, NULL, 10);
+	g_free(field);
+	g_free(json);
+	return n;
+}
+
+static guint inspect_remote_nodes(guint nth)
+{
+	return (guint)inspect_number("remote_nodes", nth);
+}
+
+static guint64 self_rss_kib(void)
+{
+	char *status = NULL;
+	guint64 kib = 0;
+	if (g_file_get_contents("/proc/self/status", &status, NULL, NULL)) {
+		const char *at = strstr(status, "VmRSS:");
+		if (at)
+			kib = g_ascii_strtoull(at + 6, NULL, 10);
+	}
+	g_free(status);
+	return kib;
+}
+
+/* Passes every message from @data's receiver on to its sender, until it ends. */
+typedef struct {
+	MeshReceiver *from;
+	MeshSender *to;
+} Forward;
+
+static gpointer forward_thread(gpointer data)
+{
+	Forward *f = data;
+	MeshMessage *msg;
+	while (mesh_receiver_recv_message(f->from, 60 * G_USEC_PER_SEC, &msg, NULL))
+		mesh_sender_send_message(f->to, msg);
+	return NULL;
+}
+
+/*
+ * A listener served 5000 short-lived clients (more than the 4096 remote
+ * nodes a node takes): a host answers each, through a port the client
+ * sends, so both the parent and the host meet every client's node. Every
+ * client gets its answer, and neither table keeps the clients that left.
+ */
+START_TEST(test_listener_many_clients)
+{
+	enum { CLIENTS = 5000 };
+	char *dir = g_dir_make_tmp("mesh-listen-XXXXXX", NULL);
+	char *path = g_build_filename(dir, "mesh.sock", NULL);
+	GError *error = NULL;
+	Host h = launch("answer", NULL, NULL);
+	MeshReceiver *r = NULL;
+	ck_assert_msg(mesh_listen(mesh, path, FALSE, &r, &error), "%s",
+		      error ? error->message : "");
+	Forward f = {r, h.work};
+	GThread *forward = g_thread_new("forward", forward_thread, &f);
+	guint parent_before = inspect_remote_nodes(0);
+	guint host_before = inspect_remote_nodes(1);
+	guint64 rss_before = self_rss_kib();
+	guint64 host_rss_before = inspect_number("rss_kib", 1);
+
+	char *n = g_strdup_printf("%d", CLIENTS);
+	char *argv[] = {self_path, "--clients", path, n, NULL};
+	GPid client;
+	ck_assert(g_spawn_async(NULL, argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD, NULL, NULL, &client,
+				NULL));
+	int status;
+	waitpid(client, &status, 0);
+	g_free(n);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "a client failed (status %d)", status);
+
+	/* The last client's connections may still be ending. */
+	guint parent_after = inspect_remote_nodes(0);
+	guint host_after = inspect_remote_nodes(1);
+	for (int i = 0; i < 200 && (parent_after > parent_before + 2 || host_after > host_before + 2);
+	     i++) {
+		g_usleep(10000);
+		parent_after = inspect_remote_nodes(0);
+		host_after = inspect_remote_nodes(1);
+	}
+	/* RSS is measured and reported, not asserted. */
+	printf("test_listener_many_clients: %d clients: remote nodes: parent %u -> %u, host %u -> "
+	       "%u; RSS: parent %" G_GUINT64_FORMAT " -> %" G_GUINT64_FORMAT
+	       " KiB, host %" G_GUINT64_FORMAT " -> %" G_GUINT64_FORMAT " KiB\n",
+	       CLIENTS, parent_before, parent_after, host_before, host_after, rss_before,
+	       self_rss_kib(), host_rss_before, inspect_number("rss_kib", 1));
+	ck_assert_uint_le(parent_after, parent_before + 2);
+	ck_assert_uint_le(host_after, host_before + 2);
+
+	mesh_unlisten(mesh, path);
+	g_thread_join(forward);
+	mesh_receiver_free(r);
+	host_close(&h);
+	wait_hosts_gone();
+	rmdir(dir);
+	g_free(path);
+	g_free(dir);
+}
+END_TEST
+
+/* Hosts launched and gone one after the other leave the parent's table as it was. */
+START_TEST(test_hosts_come_and_go)
+{
+	enum { WARM_UP = 20, HOSTS = 300 };
+	guint before = inspect_remote_nodes(0);
+	guint64 rss_before = 0;
+
+	for (int i = 0; i < WARM_UP + HOSTS; i++) {
+		if (i == WARM_UP)
+			rss_before = self_rss_kib();
+		Host h = launch("echo", NULL, NULL);
+		send_text(h.work, "ping");
+		char *t = recv_text(h.results);
+		ck_assert_str_eq(t, "ping");
+		g_free(t);
+		host_close(&h);
+		wait_hosts_gone();
+	}
+	guint after = inspect_remote_nodes(0);
+	/* RSS is measured and reported, not asserted. */
+	printf("test_hosts_come_and_go: %d hosts after %d: parent remote nodes %u -> %u, RSS %" G_GUINT64_FORMAT
+	       " -> %" G_GUINT64_FORMAT " KiB\n",
+	       HOSTS, WARM_UP, before, after, rss_before, self_rss_kib());
+	ck_assert_uint_eq(after, before);
+}
+END_TEST
 
 START_TEST(test_listen_connect)
 {
@@ -606,6 +799,8 @@ int main(int argc, char **argv)
 	}
 	if (argc == 3 && strcmp(argv[1], "--client") == 0)
 		return run_client(argv[2]);
+	if (argc == 4 && strcmp(argv[1], "--clients") == 0)
+		return run_clients(argv[2], atoi(argv[3]));
 	self_path = argv[0];
 
 	Suite *s = suite_create("libmeshprocess");
@@ -621,6 +816,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_shutdown_deadline_kills);
 	tcase_add_test(tc, test_host_function_error);
 	tcase_add_test(tc, test_listen_connect);
+	tcase_add_test(tc, test_hosts_come_and_go);
 	suite_add_tcase(s, tc);
 	TCase *tc2 = tcase_create("host-side");
 	tcase_set_timeout(tc2, 120);
@@ -630,6 +826,11 @@ int main(int argc, char **argv)
 	tcase_add_test(tc2, test_caller_context);
 	tcase_add_test(tc2, test_corrupt_invitation);
 	suite_add_tcase(s, tc2);
+	TCase *many = tcase_create("many");
+	tcase_set_timeout(many, 600);
+	tcase_add_checked_fixture(many, setup, teardown);
+	tcase_add_test(many, test_listener_many_clients);
+	suite_add_tcase(s, many);
 
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_ENV);

@@ -128,6 +128,21 @@ MESH_REMOTE_API const MeshNodeId *mesh_node_get_id(MeshNode *node);
 MESH_REMOTE_API guint mesh_node_count_ports(MeshNode *node);
 
 /**
+ * mesh_node_count_remotes:
+ * @node: a node
+ *
+ * A node keeps a remote node while something refers to it: a port whose
+ * peer or move target is on it, an event on its way, a transport's handle
+ * (a connection), a connection being arranged. A remote node nothing refers
+ * to any more is forgotten, failed or not (the ids of the last 1024 failed
+ * ones are remembered, so that a port naming one still arrives failed).
+ * Any thread.
+ *
+ * Returns: the number of remote nodes in the node's table.
+ */
+MESH_REMOTE_API guint mesh_node_count_remotes(MeshNode *node);
+
+/**
  * MeshEventSink:
  * @version: 0
  * @send: transmits one event: the concatenation of the @n_iov buffers of
@@ -168,7 +183,11 @@ MESH_REMOTE_API void mesh_node_set_connector(MeshNode *node, MeshConnectorFunc f
  * @id: the remote node's id
  *
  * Returns: (transfer full): a handle; events to the node are queued until
- * mesh_remote_node_connect(). Dropping the last handle disconnects the node.
+ * mesh_remote_node_connect(). Dropping the last handle disconnects the node
+ * (it fails); the node forgets it once nothing else refers to it either.
+ * For the id of a node that failed and was forgotten recently (see
+ * mesh_node_count_remotes()), the handle is of a failed node:
+ * mesh_remote_node_connect() returns FALSE.
  */
 MESH_REMOTE_API MeshRemoteNode *mesh_node_add_remote(MeshNode *node, const MeshNodeId *id);
 

@@ -55,11 +55,19 @@ static MeshPort *recv_port(MeshPort *p)
 	return x;
 }
 
+/* No port left in any table, and no remote node but the connected ones. */
 static void assert_tables_empty(TestNet *net)
 {
-	for (guint i = 0; i < net->n; i++)
+	for (guint i = 0; i < net->n; i++) {
 		ck_assert_msg(mesh_node_count_ports(net->nodes[i]) == 0, "node %u has %u ports", i,
 			      mesh_node_count_ports(net->nodes[i]));
+		guint connected = 0;
+		for (guint j = 0; j < net->n; j++)
+			connected += net->handles[i][j] != NULL;
+		ck_assert_msg(mesh_node_count_remotes(net->nodes[i]) == connected,
+			      "node %u has %u remote nodes, %u connected", i,
+			      mesh_node_count_remotes(net->nodes[i]), connected);
+	}
 }
 
 START_TEST(test_local)
@@ -486,65 +494,427 @@ START_TEST(test_fail_port)
 }
 END_TEST
 
+/* Counts the warnings that the remote-node cap refused a node. */
+static void count_cap_warnings(const gchar *domain, GLogLevelFlags level, const gchar *message,
+			       gpointer data)
+{
+	if (strstr(message, "live remote nodes"))
+		g_atomic_int_inc((gint *)data);
+	else
+		g_log_default_handler(domain, level, message, NULL);
+}
+
+/*
+ * Node 0 sends node 1 one event of @n moved ports, each naming a new node
+ * as its peer's (@peer_node: that one instead). Returns: the message's
+ * ports (the caller closes them); @ret_refused: how many arrived failed
+ * because the node held too many remote nodes.
+ */
+static GPtrArray *receive_ports_naming_nodes(TestNet *net, MeshPort *to, guint64 seq, guint n,
+					     const MeshNodeId *peer_node, guint *ret_refused,
+					     guint *ret_failed)
+{
+	const MeshNodeId *from = mesh_node_get_id(net->nodes[0]);
+	size_t size = MESH_EVENT_HEADER_SIZE + (size_t)n * MESH_RESOURCE_DATA_SIZE;
+	uint8_t *buf = g_malloc0(size);
+	MeshEventHeader h = {.type = MESH_EVENT_MESSAGE, .flags = MESH_EVENT_FLAG_MESSAGE,
+			     .seq = seq, .resource_count = n};
+	h.port_id = to->id;
+	mesh_event_write_header(buf, &h);
+	for (guint i = 0; i < n; i++) {
+		MeshResourceData rd = {.old_node = *from};
+		mesh_uuid_generate(&rd.id);
+		mesh_uuid_generate(&rd.old_port);
+		if (peer_node)
+			rd.peer_node = *peer_node;
+		else
+			mesh_uuid_generate(&rd.peer_node);
+		mesh_uuid_generate(&rd.peer_port);
+		mesh_event_write_resource(buf + MESH_EVENT_HEADER_SIZE +
+						  (size_t)i * MESH_RESOURCE_DATA_SIZE,
+					  &rd);
+	}
+	mesh_node_receive_event(net->nodes[1], from, buf, size, NULL, 0);
+	g_free(buf);
+	test_net_pump(net);
+
+	MeshMessage *msg = NULL;
+	ck_assert_int_eq(port_try_recv(to, &msg, NULL), PORT_RECV_MESSAGE);
+	ck_assert_uint_eq(mesh_message_get_n_resources(msg), n);
+	GPtrArray *ports = g_ptr_array_new();
+	*ret_refused = 0;
+	if (ret_failed)
+		*ret_failed = 0;
+	for (guint i = 0; i < n; i++) {
+		MeshPort *x = mesh_message_steal_port(msg, i);
+		MeshMessage *none = NULL;
+		GError *error = NULL;
+		if (port_try_recv(x, &none, &error) == PORT_RECV_FAILED) {
+			if (strstr(error->message, "too many remote nodes"))
+				(*ret_refused)++;
+			else if (ret_failed)
+				(*ret_failed)++;
+		}
+		g_clear_error(&error);
+		mesh_message_free(none);
+		g_ptr_array_add(ports, x);
+	}
+	mesh_message_free(msg);
+	return ports;
+}
+
+/* A connector that holds every request, as a transport waiting for an answer. */
+static void hold_connector(MeshNode *node, MeshRemoteNode *remote, void *data)
+{
+	g_ptr_array_add(data, remote);
+}
+
+/* The answer to every request held: the node is unknown. */
+static void fail_held(GPtrArray *held)
+{
+	for (guint i = 0; i < held->len; i++) {
+		mesh_remote_node_fail(held->pdata[i], "unknown node");
+		mesh_remote_node_unref(held->pdata[i]);
+	}
+	g_ptr_array_set_size(held, 0);
+}
+
+static void close_ports(TestNet *net, GPtrArray *ports)
+{
+	for (guint i = 0; i < ports->len; i++)
+		mesh_port_close(ports->pdata[i]);
+	g_ptr_array_free(ports, TRUE);
+	test_net_pump(net);
+}
+
 /*
  * A peer that names ever new nodes (in the records of moved ports) makes
- * the node create a remote node for each: bounded by MESH_NODE_MAX_REMOTES;
- * past it, such ports arrive failed.
+ * the node create a remote node for each. The node keeps one only while
+ * something refers to it, so MESH_NODE_MAX_REMOTES bounds the live ones:
+ * past it, such ports arrive failed (and a warning says so, not once per
+ * port); once they are closed, the node takes as many again.
  */
 START_TEST(test_named_nodes_bounded)
 {
-	enum { PER_EVENT = 3000, EVENTS = 2 };
+	enum { PER_EVENT = 3000 };
 	TestNet *net = test_net_new(2, 0);
 	MeshPort *p1, *p2;
 	test_net_port_pair(net, 0, 1, &p1, &p2);
 	MeshNode *node = net->nodes[1];
-	const MeshNodeId *from = mesh_node_get_id(net->nodes[0]);
-	size_t size = MESH_EVENT_HEADER_SIZE + (size_t)PER_EVENT * MESH_RESOURCE_DATA_SIZE;
-	uint8_t *buf = g_malloc0(size);
-	guint failed = 0;
+	GPtrArray *held = g_ptr_array_new();
+	mesh_node_set_connector(node, hold_connector, held);
+	guint baseline = mesh_node_count_remotes(node);
+	gint warnings = 0;
+	guint handler = g_log_set_handler("MeshRemote", G_LOG_LEVEL_WARNING, count_cap_warnings,
+					  &warnings);
+	guint refused;
 
-	for (guint e = 0; e < EVENTS; e++) {
-		MeshEventHeader h = {.type = MESH_EVENT_MESSAGE, .flags = MESH_EVENT_FLAG_MESSAGE,
-				     .seq = e + 1, .resource_count = PER_EVENT};
-		h.port_id = p2->id;
-		mesh_event_write_header(buf, &h);
-		for (guint i = 0; i < PER_EVENT; i++) {
-			MeshResourceData rd = {.old_node = *from};
-			mesh_uuid_generate(&rd.id);
-			mesh_uuid_generate(&rd.old_port);
-			mesh_uuid_generate(&rd.peer_node);
-			mesh_uuid_generate(&rd.peer_port);
-			mesh_event_write_resource(buf + MESH_EVENT_HEADER_SIZE +
-							  (size_t)i * MESH_RESOURCE_DATA_SIZE,
-						  &rd);
-		}
-		mesh_node_receive_event(node, from, buf, size, NULL, 0);
-		test_net_pump(net);
-		MeshMessage *msg = NULL;
-		ck_assert_int_eq(port_try_recv(p2, &msg, NULL), PORT_RECV_MESSAGE);
-		ck_assert_uint_eq(mesh_message_get_n_resources(msg), PER_EVENT);
-		for (guint i = 0; i < PER_EVENT; i++) {
-			MeshPort *x = mesh_message_steal_port(msg, i);
-			MeshMessage *none = NULL;
-			GError *error = NULL;
-			if (port_try_recv(x, &none, &error) == PORT_RECV_FAILED &&
-			    strstr(error->message, "too many nodes"))
-				failed++;
-			g_clear_error(&error);
-			mesh_message_free(none);
-			mesh_port_close(x);
-		}
-		mesh_message_free(msg);
+	/* 6000 live at once: the ports past the cap arrive failed. */
+	GPtrArray *first = receive_ports_naming_nodes(net, p2, 1, PER_EVENT, NULL, &refused, NULL);
+	ck_assert_uint_eq(refused, 0);
+	ck_assert_uint_eq(mesh_node_count_remotes(node), baseline + PER_EVENT);
+	GPtrArray *second = receive_ports_naming_nodes(net, p2, 2, PER_EVENT, NULL, &refused, NULL);
+	ck_assert_uint_eq(mesh_node_count_remotes(node), MESH_NODE_MAX_REMOTES);
+	ck_assert_uint_eq(refused, 2 * PER_EVENT - (MESH_NODE_MAX_REMOTES - baseline));
+	ck_assert_int_eq(g_atomic_int_get(&warnings), 1);
+
+	/* Their nodes fail; closed, the ports no longer hold them. */
+	fail_held(held);
+	close_ports(net, first);
+	close_ports(net, second);
+	ck_assert_uint_eq(mesh_node_count_remotes(node), baseline);
+	for (guint64 seq = 3; seq < 6; seq++) {
+		GPtrArray *more =
+			receive_ports_naming_nodes(net, p2, seq, PER_EVENT, NULL, &refused, NULL);
+		ck_assert_uint_eq(refused, 0);
+		fail_held(held);
+		close_ports(net, more);
+		ck_assert_uint_eq(mesh_node_count_remotes(node), baseline);
 	}
-	g_mutex_lock(&node->lock);
-	guint n_remotes = g_hash_table_size(node->remotes);
-	g_mutex_unlock(&node->lock);
-	ck_assert_uint_le(n_remotes, MESH_NODE_MAX_REMOTES);
-	ck_assert_uint_gt(failed, 0);
-	g_free(buf);
+	g_log_remove_handler("MeshRemote", handler);
+	mesh_node_set_connector(node, NULL, NULL);
+	g_ptr_array_free(held, TRUE);
+
 	mesh_port_close(p1);
 	mesh_port_close(p2);
 	test_net_pump(net);
+	assert_tables_empty(net);
+	test_net_free(net);
+}
+END_TEST
+
+static void discard_send(void *user_data, const struct iovec *iov, size_t n_iov, const int *fds,
+			 size_t n_fds)
+{
+	g_atomic_int_inc((gint *)user_data);
+}
+
+static const MeshEventSink discard_sink = {.version = 0, .send = discard_send};
+
+/*
+ * A port moved to a node whose table is full arrives failed, and its old
+ * home hears it (FAIL_PORT naming the refusing node, not a silent drop), so
+ * that the port's peer fails at once instead of waiting for the move.
+ */
+START_TEST(test_refused_port_fails_its_sender)
+{
+	TestNet *net = test_net_new(2, 0);
+	MeshPort *p1, *p2, *q1, *q2;
+	test_net_port_pair(net, 0, 1, &p1, &p2);
+	test_net_port_pair(net, 0, 1, &q1, &q2);
+	MeshNode *node = net->nodes[1];
+	GPtrArray *held = g_ptr_array_new();
+	mesh_node_set_connector(node, hold_connector, held);
+	guint refused;
+	gint warnings = 0;
+	guint handler = g_log_set_handler("MeshRemote", G_LOG_LEVEL_WARNING, count_cap_warnings,
+					  &warnings);
+
+	/* Node 1 is full. */
+	GPtrArray *live = receive_ports_naming_nodes(
+		net, q2, 1, MESH_NODE_MAX_REMOTES - mesh_node_count_remotes(node), NULL, &refused,
+		NULL);
+	ck_assert_uint_eq(refused, 0);
+	ck_assert_uint_eq(mesh_node_count_remotes(node), MESH_NODE_MAX_REMOTES);
+
+	/* On node 0, a port peered with a port on a node z that node 1 does not know. */
+	MeshNodeId z;
+	MeshPortId a_id, z_port;
+	mesh_uuid_generate(&z);
+	mesh_uuid_generate(&a_id);
+	mesh_uuid_generate(&z_port);
+	gint sent_to_z = 0;
+	MeshRemoteNode *hz = mesh_node_add_remote(net->nodes[0], &z);
+	ck_assert(mesh_remote_node_connect(hz, &discard_sink, &sent_to_z));
+	MeshPort *a = mesh_node_add_port(net->nodes[0], &a_id, &z, &z_port);
+	MeshPort *watch = port_ref(a);
+	send_port(p1, a);
+	test_net_pump(net);
+
+	MeshPort *x = recv_port(p2);
+	MeshMessage *none = NULL;
+	GError *error = NULL;
+	ck_assert_int_eq(port_try_recv(x, &none, &error), PORT_RECV_FAILED);
+	ck_assert_msg(strstr(error->message, "too many remote nodes"), "%s", error->message);
+	g_clear_error(&error);
+	/* The old home failed it, naming node 1, and told z. */
+	ck_assert_int_eq(port_get_state(watch), PORT_FAILED);
+	ck_assert_int_eq(port_try_recv(watch, &none, &error), PORT_RECV_FAILED);
+	char id1[33];
+	mesh_uuid_to_string(mesh_node_get_id(node), id1);
+	ck_assert_msg(strstr(error->message, id1), "%s", error->message);
+	g_clear_error(&error);
+	ck_assert_int_gt(g_atomic_int_get(&sent_to_z), 0);
+	ck_assert_int_eq(g_atomic_int_get(&warnings), 1);
+	g_log_remove_handler("MeshRemote", handler);
+
+	port_unref(watch);
+	mesh_port_close(x);
+	mesh_remote_node_unref(hz);
+	fail_held(held);
+	close_ports(net, live);
+	mesh_node_set_connector(node, NULL, NULL);
+	g_ptr_array_free(held, TRUE);
+	mesh_port_close(p1);
+	mesh_port_close(p2);
+	mesh_port_close(q1);
+	mesh_port_close(q2);
+	test_net_pump(net);
+	assert_tables_empty(net);
+	test_net_free(net);
+}
+END_TEST
+
+
+/*
+ * Remote nodes connected, used by ports, failed and dropped in every order:
+ * the table returns to its size before, each round.
+ */
+START_TEST(test_remotes_forgotten)
+{
+	enum { ROUNDS = 3, PER_ROUND = 3000 };
+	TestNet *net = test_net_new(2, 0);
+	MeshNode *node = net->nodes[1];
+	guint baseline = mesh_node_count_remotes(node);
+	gint sent = 0;
+
+	for (guint round = 0; round < ROUNDS; round++) {
+		for (guint i = 0; i < PER_ROUND; i++) {
+			MeshNodeId id;
+			MeshPortId port_id, peer_id;
+			mesh_uuid_generate(&id);
+			mesh_uuid_generate(&port_id);
+			mesh_uuid_generate(&peer_id);
+			MeshRemoteNode *h = mesh_node_add_remote(node, &id);
+			ck_assert(mesh_remote_node_connect(h, &discard_sink, &sent));
+			MeshPort *p = mesh_node_add_port(node, &port_id, &id, &peer_id);
+			ck_assert_ptr_nonnull(p);
+			port_send_bytes(p, "x");
+			switch (i % 4) {
+			case 0: /* the transport fails it, then lets go */
+				mesh_remote_node_fail(h, "test");
+				expect_state(p, PORT_RECV_FAILED);
+				mesh_remote_node_unref(h);
+				mesh_port_close(p);
+				break;
+			case 1: /* the transport lets go first */
+				mesh_remote_node_unref(h);
+				expect_state(p, PORT_RECV_FAILED);
+				mesh_port_close(p);
+				break;
+			case 2: /* the port is closed first (its close waits for the peer) */
+				mesh_port_close(p);
+				mesh_remote_node_unref(h);
+				break;
+			default: { /* a handle of the API outlives the transport's */
+				MeshRemoteNode *extra = mesh_remote_node_ref(h);
+				mesh_remote_node_fail(h, "test");
+				mesh_remote_node_unref(h);
+				mesh_port_close(p);
+				ck_assert_uint_eq(mesh_node_count_remotes(node), baseline + 1);
+				mesh_remote_node_unref(extra);
+				break;
+			}
+			}
+		}
+		ck_assert_uint_eq(mesh_node_count_remotes(node), baseline);
+		ck_assert_uint_eq(mesh_node_count_ports(node), 0);
+	}
+	ck_assert_int_gt(g_atomic_int_get(&sent), 0);
+	assert_tables_empty(net);
+	test_net_free(net);
+}
+END_TEST
+
+typedef struct {
+	MeshNode *node;
+	MeshNodeId *ids;
+	guint n_ids;
+	guint32 seed;
+	gint *sent;
+} Churn;
+
+static gpointer churn_thread(gpointer data)
+{
+	Churn *c = data;
+	GRand *rand = g_rand_new_with_seed(c->seed);
+
+	for (guint i = 0; i < 20000; i++) {
+		const MeshNodeId *id = &c->ids[g_rand_int_range(rand, 0, (gint32)c->n_ids)];
+		MeshPortId port_id, peer_id;
+		mesh_uuid_generate(&port_id);
+		mesh_uuid_generate(&peer_id);
+		MeshRemoteNode *h = mesh_node_add_remote(c->node, id);
+		mesh_remote_node_connect(h, &discard_sink, c->sent); /* FALSE if another did */
+		MeshPort *p = mesh_node_add_port(c->node, &port_id, id, &peer_id);
+		if (g_rand_int_range(rand, 0, 100) == 0)
+			mesh_remote_node_fail(h, "test");
+		port_send_bytes(p, "x");
+		if (g_rand_boolean(rand)) {
+			mesh_port_close(p);
+			mesh_remote_node_unref(h);
+		} else {
+			mesh_remote_node_unref(h);
+			mesh_port_close(p);
+		}
+	}
+	g_rand_free(rand);
+	return NULL;
+}
+
+/*
+ * Four threads make, use, fail and drop remote nodes of a few ids at once
+ * (the same remote node is found, forgotten and made again concurrently):
+ * no crash (ASan), and the table returns to its size before.
+ */
+START_TEST(test_remotes_concurrent)
+{
+	enum { THREADS = 4, IDS = 64 };
+	MeshNode *node = mesh_node_new();
+	MeshNodeId ids[IDS];
+	gint sent = 0;
+	Churn churn[THREADS];
+	GThread *threads[THREADS];
+
+	for (guint i = 0; i < IDS; i++)
+		mesh_uuid_generate(&ids[i]);
+	for (guint t = 0; t < THREADS; t++) {
+		churn[t] = (Churn){node, ids, IDS, 1000 + t, &sent};
+		threads[t] = g_thread_new("churn", churn_thread, &churn[t]);
+	}
+	for (guint t = 0; t < THREADS; t++)
+		g_thread_join(threads[t]);
+	/* A port closed while its node was alive waits for its peer's close: fail them all. */
+	for (guint i = 0; i < IDS; i++) {
+		MeshRemoteNode *h = mesh_node_add_remote(node, &ids[i]);
+		mesh_remote_node_fail(h, "test");
+		mesh_remote_node_unref(h);
+	}
+	ck_assert_uint_eq(mesh_node_count_ports(node), 0);
+	ck_assert_uint_eq(mesh_node_count_remotes(node), 0);
+	mesh_node_unref(node);
+}
+END_TEST
+
+/*
+ * A failed node is forgotten once nothing refers to it, but its id is
+ * remembered (the last MESH_NODE_FAILED_MEMORY): a port that names it later
+ * still arrives failed, and it cannot connect again.
+ */
+START_TEST(test_failed_node_remembered)
+{
+	TestNet *net = test_net_new(2, 0);
+	MeshPort *p1, *p2;
+	test_net_port_pair(net, 0, 1, &p1, &p2);
+	MeshNode *node = net->nodes[1];
+	guint baseline = mesh_node_count_remotes(node);
+	MeshNodeId x;
+	MeshPortId port_id, peer_id;
+	mesh_uuid_generate(&x);
+
+	/* x is connected, a port peers with it, x fails. */
+	gint sent = 0;
+	MeshRemoteNode *h = mesh_node_add_remote(node, &x);
+	ck_assert(mesh_remote_node_connect(h, &discard_sink, &sent));
+	mesh_uuid_generate(&port_id);
+	mesh_uuid_generate(&peer_id);
+	MeshPort *p = mesh_node_add_port(node, &port_id, &x, &peer_id);
+	mesh_remote_node_unref(h);
+	expect_state(p, PORT_RECV_FAILED);
+	mesh_port_close(p);
+	ck_assert_uint_eq(mesh_node_count_remotes(node), baseline);
+
+	/* A port made for it, or moved in naming it, is failed. */
+	mesh_uuid_generate(&port_id);
+	p = mesh_node_add_port(node, &port_id, &x, &peer_id);
+	expect_state(p, PORT_RECV_FAILED);
+	mesh_port_close(p);
+	guint refused, failed;
+	GPtrArray *ports = receive_ports_naming_nodes(net, p2, 1, 10, &x, &refused, &failed);
+	ck_assert_uint_eq(failed, 10);
+	close_ports(net, ports);
+	h = mesh_node_add_remote(node, &x);
+	ck_assert(!mesh_remote_node_connect(h, &discard_sink, NULL));
+	mesh_remote_node_unref(h);
+	ck_assert_uint_eq(mesh_node_count_remotes(node), baseline);
+
+	/* The memory is bounded: after as many other failures, x is new again. */
+	for (guint i = 0; i < MESH_NODE_FAILED_MEMORY; i++) {
+		MeshNodeId y;
+		mesh_uuid_generate(&y);
+		MeshRemoteNode *hy = mesh_node_add_remote(node, &y);
+		mesh_remote_node_fail(hy, "test");
+		mesh_remote_node_unref(hy);
+	}
+	ck_assert_uint_eq(mesh_node_count_remotes(node), baseline);
+	h = mesh_node_add_remote(node, &x);
+	ck_assert(mesh_remote_node_connect(h, &discard_sink, &sent));
+	mesh_remote_node_unref(h);
+
+	mesh_port_close(p1);
+	mesh_port_close(p2);
+	test_net_pump(net);
+	assert_tables_empty(net);
 	test_net_free(net);
 }
 END_TEST
@@ -921,6 +1291,10 @@ int main(void)
 	tcase_add_test(tc, test_close_send_port_to_dropped_port);
 	tcase_add_test(tc, test_hostile_events);
 	tcase_add_test(tc, test_named_nodes_bounded);
+	tcase_add_test(tc, test_remotes_forgotten);
+	tcase_add_test(tc, test_remotes_concurrent);
+	tcase_add_test(tc, test_refused_port_fails_its_sender);
+	tcase_add_test(tc, test_failed_node_remembered);
 	tcase_add_test(tc, test_over_limits_across_nodes);
 	tcase_add_test(tc, test_concurrent_senders_across_nodes);
 	suite_add_tcase(s, tc);

@@ -20,6 +20,9 @@
 
 #include "unix-test.h"
 
+/* unix-private.h (which needs the generated protocol header): the leader's pairs. */
+guint unix_leader_count_pairs(MeshUnixNode *u);
+
 typedef struct {
 	MeshNode *node;
 	MeshUnixNode *unode;
@@ -505,6 +508,7 @@ START_TEST(test_port_from_child_to_child)
 	 * B must see every message in order; A and B then talk directly (the
 	 * leader, this process, introduces them) and B's "done" reaches A.
 	 */
+	guint remotes_before = mesh_node_count_remotes(parent.node);
 	Child *a = spawn_joiner("origin", "2000");
 	Child *b = spawn_joiner("sink", "2000");
 	MeshMessage *msg = expect_message(a->recv);
@@ -515,6 +519,95 @@ START_TEST(test_port_from_child_to_child)
 	port_send(b->port, fwd, FALSE);
 	ck_assert_int_eq(child_finish(b), 0);
 	ck_assert_int_eq(child_finish(a), 0);
+
+	/* Both gone: the leader forgets their pair, the node forgets them. */
+	for (int i = 0; i < 1000 && (unix_leader_count_pairs(parent.unode) > 0 ||
+				     mesh_node_count_remotes(parent.node) > remotes_before);
+	     i++)
+		g_usleep(10000);
+	ck_assert_uint_eq(unix_leader_count_pairs(parent.unode), 0);
+	ck_assert_uint_eq(mesh_node_count_remotes(parent.node), remotes_before);
+}
+END_TEST
+
+/* A follower of the parent's mesh in this process. */
+static MeshUnixNode *join_here(MeshPort **ret_theirs)
+{
+	MeshPort *mine;
+	MeshInvitation *inv = NULL;
+	GError *error = NULL;
+	mesh_port_new_pair(&mine, ret_theirs);
+	ck_assert(mesh_unix_node_invite(parent.unode, mine, -1, &inv, &error));
+	MeshPort *port = NULL;
+	MeshUnixNode *u = mesh_unix_node_join(inv, NULL, 10 * G_USEC_PER_SEC, &port, &error);
+	ck_assert_msg(u != NULL, "%s", error ? error->message : "");
+	mesh_port_close(port);
+	return u;
+}
+
+/* Waits (bounded) until a port made on @node, peered with a port on @peer, fails. */
+static void expect_peer_port_fails(MeshNode *node, const MeshNodeId *peer)
+{
+	MeshPortId id, peer_port;
+	mesh_uuid_generate(&id);
+	mesh_uuid_generate(&peer_port);
+	MeshPort *p = mesh_node_add_port(node, &id, peer, &peer_port);
+	TestRecv *r = test_recv_new(p);
+	MeshMessage *end = test_recv_wait(r, 10000);
+	ck_assert_msg(test_recv_is_end(end, RECV_END_FAILED), "the port did not fail");
+	test_recv_free(r);
+	mesh_port_close(p);
+}
+
+/*
+ * Two followers A and B were introduced and their connection failed (both
+ * alive). A remembers B failed, but only so many failed nodes: once B is
+ * forgotten, a port on A naming B asks the leader again, which must answer
+ * (no new connection for a pair it introduced) rather than leave A waiting.
+ */
+START_TEST(test_failed_pair_not_reintroduced)
+{
+	MeshPort *ta, *tb;
+	MeshUnixNode *ua = join_here(&ta), *ub = join_here(&tb);
+	MeshNode *a = mesh_unix_node_get_node(ua), *b = mesh_unix_node_get_node(ub);
+	const MeshNodeId *b_id = mesh_node_get_id(b);
+
+	/* A port on A peered with one on B: A asks, the leader introduces them. */
+	MeshPortId id, peer_port;
+	mesh_uuid_generate(&id);
+	mesh_uuid_generate(&peer_port);
+	MeshPort *p = mesh_node_add_port(a, &id, b_id, &peer_port);
+	for (int i = 0; i < 1000 && mesh_node_count_remotes(b) < 2; i++)
+		g_usleep(10000);
+	ck_assert_uint_eq(mesh_node_count_remotes(b), 2); /* the leader and A */
+
+	/* Their connection fails; A remembers B failed. */
+	MeshRemoteNode *rb = node_get_remote(a, b_id);
+	mesh_remote_node_fail(rb, "test");
+	remote_node_unref_internal(rb);
+	mesh_port_close(p);
+	expect_peer_port_fails(a, b_id);
+	/* The connection ends (both sides), then nothing on A refers to B. */
+	for (int i = 0; i < 1000 && mesh_node_count_remotes(a) > 1; i++)
+		g_usleep(10000);
+	ck_assert_uint_eq(mesh_node_count_remotes(a), 1); /* the leader */
+
+	/* A forgets B after as many other failures: the leader is asked again. */
+	for (guint i = 0; i < MESH_NODE_FAILED_MEMORY; i++) {
+		MeshNodeId other;
+		mesh_uuid_generate(&other);
+		MeshRemoteNode *h = mesh_node_add_remote(a, &other);
+		mesh_remote_node_fail(h, "test");
+		mesh_remote_node_unref(h);
+	}
+	expect_peer_port_fails(a, b_id);
+
+	mesh_port_close(ta);
+	mesh_port_close(tb);
+	mesh_unix_node_shutdown(ua, 5 * G_USEC_PER_SEC);
+	mesh_unix_node_shutdown(ub, 5 * G_USEC_PER_SEC);
+	mesh_unix_node_free(ua); /* and its node, made by the join */
+	mesh_unix_node_free(ub);
 }
 END_TEST
 
@@ -1631,6 +1724,7 @@ int main(void)
 	tcase_add_test(tc, test_not_seqpacket);
 	tcase_add_test(tc, test_join_echo);
 	tcase_add_test(tc, test_port_from_child_to_child);
+	tcase_add_test(tc, test_failed_pair_not_reintroduced);
 	tcase_add_test(tc, test_dropped_invitation);
 	tcase_add_test(tc, test_listener);
 	tcase_add_test(tc, test_caller_context);
