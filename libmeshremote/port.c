@@ -554,6 +554,44 @@ PortRecv port_try_recv(MeshPort *p, MeshMessage **ret_msg, GError **error)
 	return r;
 }
 
+/*
+ * A port whose peer already closed (DONE) that is sent or bridged is first
+ * re-peered with a fresh local port that closes at once (upstream
+ * repeer_if_done): the messages it holds and then the close travel on to
+ * its new home, in order, as any port's would.
+ */
+static void port_repeer_if_done_locked(MeshPort *x, Deferred *d)
+{
+	if (x->state != PORT_DONE)
+		return;
+	MeshPort *s = port_new(NULL);
+	s->peer.local = port_ref(x);
+	s->local_closed = TRUE;
+	x->peer.local = port_ref(s);
+	x->state = PORT_PEERED;
+	x->next_local_seq = 1;
+	x->next_peer_seq = 1;
+	Event *ev = event_new(MESH_EVENT_MESSAGE, MESH_EVENT_FLAG_CLOSE, s->next_local_seq++);
+	deferred_event(d, &s->peer, ev, NULL);
+	deferred_unref_port(d, s);
+}
+
+/*
+ * A proxy toward a remote port must have a node: events leave from it, and
+ * the acknowledgement comes back to it. A port of a purely local pair takes
+ * the node of @to's remote node.
+ */
+static void port_associate_for_locked(MeshPort *p, const PeerAddr *to, Deferred *d)
+{
+	if (p->node || !to->remote)
+		return;
+	MeshNode *local = remote_node_get_local(to->remote);
+	if (local) {
+		port_associate_locked(p, local);
+		deferred_call(d, node_unref_cb, local);
+	}
+}
+
 void port_encode_for_move(MeshPort *x, MeshNode *from, MeshRemoteNode *remote,
 			  MeshResourceData *rd)
 {
@@ -567,22 +605,7 @@ void port_encode_for_move(MeshPort *x, MeshNode *from, MeshRemoteNode *remote,
 
 	g_mutex_lock(&x->lock);
 	rd->old_port = x->id;
-	if (x->state == PORT_DONE) {
-		/*
-		 * The peer already closed: re-peer with a fresh local port that
-		 * closes at once, so the close reaches the port's new home.
-		 */
-		MeshPort *s = port_new(NULL);
-		s->peer.local = port_ref(x);
-		s->local_closed = TRUE;
-		x->peer.local = port_ref(s);
-		x->state = PORT_PEERED;
-		x->next_local_seq = 1;
-		x->next_peer_seq = 1;
-		Event *ev = event_new(MESH_EVENT_MESSAGE, MESH_EVENT_FLAG_CLOSE, s->next_local_seq++);
-		deferred_event(&d, &s->peer, ev, NULL);
-		deferred_unref_port(&d, s);
-	}
+	port_repeer_if_done_locked(x, &d);
 	if (x->state == PORT_PEERED && port_associate_locked(x, from)) {
 		rd->next_local_seq = x->next_local_seq + 1;
 		x->change_peer_seq = x->next_local_seq++;
@@ -634,23 +657,28 @@ void mesh_port_bridge(MeshPort *a, MeshPort *b)
 		port_fail_locked(other, &failed->culprit,
 				 failed->error ? failed->error->message : "bridged to a failed port",
 				 &d);
-	} else if (a->state == PORT_PEERED && b->state == PORT_PEERED) {
-		guint64 na = a->next_local_seq++, nb = b->next_local_seq++;
-		PeerAddr pa, pb;
-		peer_addr_copy(&pa, &a->peer);
-		peer_addr_copy(&pb, &b->peer);
-		a->target = pb;
-		b->target = pa;
-		start_proxy(a, nb + 1, na, &d);
-		start_proxy(b, na + 1, nb, &d);
 	} else {
-		/* One side's peer already closed (DONE): close the other side. */
-		MeshPort *open = a->state == PORT_PEERED ? a : (b->state == PORT_PEERED ? b : NULL);
-		if (open) {
-			Event *ev = event_new(MESH_EVENT_MESSAGE, MESH_EVENT_FLAG_CLOSE,
-					      open->next_local_seq++);
-			open->local_closed = TRUE;
-			deferred_event(&d, &open->peer, ev, open->node);
+		/*
+		 * A side whose peer already closed still holds what it sent:
+		 * re-peered first, it forwards that, then the close.
+		 */
+		port_repeer_if_done_locked(a, &d);
+		port_repeer_if_done_locked(b, &d);
+		if (a->state == PORT_PEERED && b->state == PORT_PEERED) {
+			guint64 na = a->next_local_seq++, nb = b->next_local_seq++;
+			PeerAddr pa, pb;
+			peer_addr_copy(&pa, &a->peer);
+			peer_addr_copy(&pb, &b->peer);
+			a->target = pb;
+			b->target = pa;
+			port_associate_for_locked(a, &a->target, &d);
+			port_associate_for_locked(b, &b->target, &d);
+			start_proxy(a, nb + 1, na, &d);
+			start_proxy(b, na + 1, nb, &d);
+		} else {
+			/* Not bridgeable (a port already on the move): both fail. */
+			port_fail_locked(a, NULL, "bridged a port that is being sent", &d);
+			port_fail_locked(b, NULL, "bridged a port that is being sent", &d);
 		}
 	}
 	a->local_closed = TRUE;

@@ -419,6 +419,94 @@ START_TEST(test_bridge_remote)
 }
 END_TEST
 
+/*
+ * Bridging a port whose peer already closed (DONE, messages still queued):
+ * the other side's peer gets those messages, in order, then "closed"
+ * (upstream repeer_if_done). @done_first: the DONE port is the first
+ * argument of mesh_port_bridge().
+ */
+static void bridge_done_local(gboolean done_first)
+{
+	MeshPort *p1, *p2, *p3, *p4;
+	mesh_port_new_pair(&p1, &p2);
+	mesh_port_new_pair(&p3, &p4);
+	port_send_bytes(p1, "abc");
+	port_send_bytes(p1, "def");
+	mesh_port_close(p1); /* p2: DONE, "abc" "def" queued */
+	ck_assert_int_eq(port_get_state(p2), PORT_DONE);
+	port_send_bytes(p4, "xyz"); /* queued at p3: nobody left to read it */
+	if (done_first)
+		mesh_port_bridge(p2, p3);
+	else
+		mesh_port_bridge(p3, p2);
+	expect_text(p4, "abc");
+	expect_text(p4, "def");
+	expect_state(p4, PORT_RECV_CLOSED);
+	mesh_port_close(p4);
+}
+
+START_TEST(test_bridge_done_local)
+{
+	bridge_done_local(TRUE);
+	bridge_done_local(FALSE);
+
+	/* Both peers closed: nothing to deliver, nothing left over. */
+	MeshPort *p1, *p2, *p3, *p4;
+	mesh_port_new_pair(&p1, &p2);
+	mesh_port_new_pair(&p3, &p4);
+	port_send_bytes(p1, "abc");
+	port_send_bytes(p4, "xyz");
+	mesh_port_close(p1);
+	mesh_port_close(p4);
+	mesh_port_bridge(p2, p3);
+}
+END_TEST
+
+START_TEST(test_bridge_done_remote)
+{
+	/* p1 on node 0 -- p2, p3 on node 1 -- p4 on node 2; p1 closed early. */
+	for (int dir = 0; dir < 2; dir++) {
+		TestNet *net = test_net_new(3, test_seed);
+		MeshPort *p1, *p2, *p3, *p4;
+		test_net_port_pair(net, 0, 1, &p1, &p2);
+		test_net_port_pair(net, 1, 2, &p3, &p4);
+		port_send_bytes(p1, "abc");
+		port_send_bytes(p1, "def");
+		mesh_port_close(p1);
+		port_send_bytes(p4, "xyz");
+		test_net_pump(net);
+		ck_assert_int_eq(port_get_state(p2), PORT_DONE);
+		if (dir == 0)
+			mesh_port_bridge(p2, p3);
+		else
+			mesh_port_bridge(p3, p2);
+		test_net_pump(net);
+		expect_text(p4, "abc");
+		expect_text(p4, "def");
+		expect_state(p4, PORT_RECV_CLOSED);
+		mesh_port_close(p4);
+		test_net_pump(net);
+		assert_tables_empty(net);
+		test_net_free(net);
+	}
+	/* A local pair whose peer closed, bridged with a port peered remotely. */
+	TestNet *net = test_net_new(2, test_seed);
+	MeshPort *p1, *p2, *p3, *p4;
+	mesh_port_new_pair(&p1, &p2);
+	test_net_port_pair(net, 0, 1, &p3, &p4);
+	port_send_bytes(p1, "abc");
+	mesh_port_close(p1);
+	mesh_port_bridge(p2, p3);
+	test_net_pump(net);
+	expect_text(p4, "abc");
+	expect_state(p4, PORT_RECV_CLOSED);
+	mesh_port_close(p4);
+	test_net_pump(net);
+	assert_tables_empty(net);
+	test_net_free(net);
+}
+END_TEST
+
 START_TEST(test_bridge_self)
 {
 	MeshPort *a, *b, *c, *d;
@@ -886,6 +974,7 @@ static void add_moving_tests(TCase *tc)
 	tcase_add_test(tc, test_move_back_and_forth);
 	tcase_add_test(tc, test_send_closed_port);
 	tcase_add_test(tc, test_bridge_remote);
+	tcase_add_test(tc, test_bridge_done_remote);
 	tcase_add_test(tc, test_fail_port);
 	tcase_add_test(tc, test_fd_across_nodes);
 	tcase_add_test(tc, test_empty_slot_across_nodes);
@@ -916,6 +1005,7 @@ int main(void)
 	tcase_add_test(tc, test_fail_sent_port_to_failed_node);
 	tcase_add_test(tc, test_bridge_local);
 	tcase_add_test(tc, test_bridge_local_reverse);
+	tcase_add_test(tc, test_bridge_done_local);
 	tcase_add_test(tc, test_bridge_self);
 	tcase_add_test(tc, test_close_drop_port_with_queued_ports);
 	tcase_add_test(tc, test_close_send_port_to_dropped_port);
