@@ -996,3 +996,19 @@ MeshPort *mesh_receiver_into_port(MeshReceiver *receiver)
 	receiver_unref(receiver);
 	return b;
 }
+
+void mesh_sender_bridge(MeshSender *sender, MeshReceiver *receiver)
+{
+	g_return_if_fail(sender && receiver);
+	/*
+	 * The receiver's port holds its queue and its senders, and reads as
+	 * closed once they are gone: bridged, all of it goes on in order.
+	 */
+	mesh_port_bridge(mesh_sender_into_port(sender), mesh_receiver_into_port(receiver));
+}
+
+void mesh_receiver_bridge(MeshReceiver *receiver, MeshSender *sender)
+{
+	g_return_if_fail(sender && receiver);
+	mesh_sender_bridge(sender, receiver);
+}

@@ -136,12 +136,43 @@ MESH_REMOTE_API int mesh_receiver_get_fd(MeshReceiver *receiver);
 /** mesh_receiver_free: drops the receiver; senders see it closed. NULL-safe. */
 MESH_REMOTE_API void mesh_receiver_free(MeshReceiver *receiver);
 
-/** mesh_receiver_into_port: Returns: (transfer full): a port standing for the receiver (taken). */
+/**
+ * mesh_receiver_into_port:
+ * @receiver: (transfer full): a receiver
+ *
+ * Returns: (transfer full): a port standing for the receiver. It holds
+ * every message the receiver held, in order, and every sender (local ones
+ * keep sending into it); once they are all gone it reads "closed". Make a
+ * receiver of it with mesh_receiver_from_port(), send it, or bridge it.
+ */
 MESH_REMOTE_API MeshPort *mesh_receiver_into_port(MeshReceiver *receiver);
 
 /** mesh_receiver_from_port: Returns: (transfer full): a receiver; @port is taken. */
 MESH_REMOTE_API MeshReceiver *mesh_receiver_from_port(MeshPort *port,
 						      const ProtobufCMessageDescriptor *desc);
+
+/**
+ * mesh_sender_bridge:
+ * @sender: (transfer full): a sender of one channel
+ * @receiver: (transfer full): the receiver of another channel of the same type
+ *
+ * Joins the two channels (upstream Sender::bridge): what @receiver holds,
+ * and everything its senders send from now on, goes to @sender's receiver;
+ * each sender's messages stay in order. @receiver's senders keep working
+ * (wherever they are); @sender's receiver sees "closed" once they are all
+ * gone. The same as mesh_port_bridge(mesh_sender_into_port(@sender),
+ * mesh_receiver_into_port(@receiver)). Any thread.
+ */
+MESH_REMOTE_API void mesh_sender_bridge(MeshSender *sender, MeshReceiver *receiver);
+
+/**
+ * mesh_receiver_bridge:
+ * @receiver: (transfer full): the receiver of one channel
+ * @sender: (transfer full): a sender of another channel of the same type
+ *
+ * Upstream Receiver::bridge: mesh_sender_bridge(@sender, @receiver).
+ */
+MESH_REMOTE_API void mesh_receiver_bridge(MeshReceiver *receiver, MeshSender *sender);
 
 /* Oneshot. */
 

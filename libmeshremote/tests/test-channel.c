@@ -438,6 +438,133 @@ START_TEST(test_send_after_receiver_dropped)
 }
 END_TEST
 
+static Chantest__Number *number_new(gint v)
+{
+	Chantest__Number *n = malloc(sizeof(*n));
+	chantest__number__init(n);
+	n->v = v;
+	return n;
+}
+
+static void expect_number(MeshReceiver *r, gint v)
+{
+	ProtobufCMessage *m = NULL;
+	GError *error = NULL;
+	ck_assert_msg(mesh_receiver_recv(r, WAIT_US, &m, &error), "expected %d: %s", v,
+		      error ? error->message : "");
+	ck_assert_int_eq(((Chantest__Number *)m)->v, v);
+	mesh_payload_message_free(m);
+}
+
+/*
+ * Upstream's Sender::bridge doc example: what the inner receiver holds and
+ * what its senders send from then on reach the outer receiver.
+ */
+START_TEST(test_sender_bridge)
+{
+	MeshSender *outer_send, *inner_send;
+	MeshReceiver *outer_recv, *inner_recv;
+
+	mesh_channel_new(&chantest__number__descriptor, &outer_send, &outer_recv);
+	mesh_channel_new(&chantest__number__descriptor, &inner_send, &inner_recv);
+	mesh_sender_send(outer_send, &number_new(2)->base);
+	mesh_sender_send(inner_send, &number_new(1)->base);
+	mesh_sender_bridge(outer_send, inner_recv);
+	/* Per sender in order; across senders (here 2 came first) no order. */
+	expect_number(outer_recv, 2);
+	expect_number(outer_recv, 1);
+	/* The inner sender lives on, now feeding the outer receiver. */
+	mesh_sender_send(inner_send, &number_new(3)->base);
+	expect_number(outer_recv, 3);
+	expect_error(outer_recv, 0, MESH_ERROR_EMPTY);
+	mesh_sender_free(inner_send);
+	expect_error(outer_recv, 0, MESH_ERROR_CLOSED);
+	mesh_receiver_free(outer_recv);
+}
+END_TEST
+
+/*
+ * The pattern bridge(sender_into_port(s), receiver_into_port(r)) with
+ * messages queued at r from several senders, live senders, and one that
+ * already left: nothing is lost, every sender keeps going. Also through
+ * mesh_receiver_bridge(), and with the outer receiver on another node.
+ */
+static void bridge_queued(int how, TestNet *net)
+{
+	MeshSender *outer_send, *inner_send, *inner2, *gone;
+	MeshReceiver *outer_recv, *inner_recv;
+
+	if (net) {
+		MeshPort *p0, *p1;
+		test_net_port_pair(net, 0, 1, &p0, &p1);
+		outer_send = mesh_sender_from_port(p1, &chantest__text__descriptor);
+		outer_recv = mesh_receiver_from_port(p0, &chantest__text__descriptor);
+	} else {
+		mesh_channel_new(&chantest__text__descriptor, &outer_send, &outer_recv);
+	}
+	mesh_channel_new(&chantest__text__descriptor, &inner_send, &inner_recv);
+	inner2 = mesh_sender_clone(inner_send);
+	gone = mesh_sender_clone(inner_send);
+	send_text(inner_send, "a1");
+	send_text(inner2, "b1");
+	send_text(gone, "c1");
+	mesh_sender_free(gone);
+	send_text(inner_send, "a2");
+	if (how == 0)
+		mesh_port_bridge(mesh_sender_into_port(outer_send), mesh_receiver_into_port(inner_recv));
+	else if (how == 1)
+		mesh_sender_bridge(outer_send, inner_recv);
+	else
+		mesh_receiver_bridge(inner_recv, outer_send);
+	send_text(inner2, "b2");
+	send_text(inner_send, "a3");
+	if (net)
+		test_net_pump(net);
+	expect_text(outer_recv, "a1");
+	expect_text(outer_recv, "b1");
+	expect_text(outer_recv, "c1");
+	expect_text(outer_recv, "a2");
+	/* Then b2 and a3, in either order. */
+	GHashTable *rest = g_hash_table_new(g_str_hash, g_str_equal);
+	for (int i = 0; i < 2; i++) {
+		ProtobufCMessage *m = NULL;
+		GError *error = NULL;
+		ck_assert_msg(mesh_receiver_recv(outer_recv, WAIT_US, &m, &error), "%s",
+			      error ? error->message : "");
+		g_hash_table_add(rest, g_strdup(((Chantest__Text *)m)->text));
+		mesh_payload_message_free(m);
+	}
+	ck_assert(g_hash_table_contains(rest, "b2") && g_hash_table_contains(rest, "a3"));
+	g_hash_table_foreach(rest, (GHFunc)(void (*)(void))g_free, NULL);
+	g_hash_table_destroy(rest);
+	expect_error(outer_recv, 0, MESH_ERROR_EMPTY);
+	mesh_sender_free(inner_send);
+	send_text(inner2, "b3");
+	if (net)
+		test_net_pump(net);
+	expect_text(outer_recv, "b3");
+	mesh_sender_free(inner2);
+	if (net)
+		test_net_pump(net);
+	expect_error(outer_recv, 0, MESH_ERROR_CLOSED);
+	mesh_receiver_free(outer_recv);
+	if (net)
+		test_net_pump(net);
+}
+
+START_TEST(test_bridge_queued)
+{
+	for (int how = 0; how < 3; how++) {
+		bridge_queued(how, NULL);
+		TestNet *net = test_net_new(2, 0);
+		bridge_queued(how, net);
+		for (guint i = 0; i < net->n; i++)
+			ck_assert_uint_eq(mesh_node_count_ports(net->nodes[i]), 0);
+		test_net_free(net);
+	}
+}
+END_TEST
+
 START_TEST(test_message_corruption)
 {
 	MeshSender *s;
@@ -1756,6 +1883,8 @@ int main(void)
 	tcase_add_test(mpsc, test_send_receiver_in_message);
 	tcase_add_test(mpsc, test_send_fd);
 	tcase_add_test(mpsc, test_send_after_receiver_dropped);
+	tcase_add_test(mpsc, test_sender_bridge);
+	tcase_add_test(mpsc, test_bridge_queued);
 	tcase_add_test(mpsc, test_message_corruption);
 	tcase_add_test(mpsc, test_malformed_framing);
 	tcase_add_test(mpsc, test_sender_failure);
