@@ -19,7 +19,11 @@
  * Receive results: a message; MESH_ERROR_CLOSED when every sender is gone
  * and everything was received; MESH_ERROR_NODE_FAILURE when the last sender
  * failed (its node died); MESH_ERROR_CORRUPTION for a message that does not
- * decode; MESH_ERROR_EMPTY (try) or MESH_ERROR_TIMED_OUT (blocking).
+ * decode from the last sender; MESH_ERROR_EMPTY (try) or
+ * MESH_ERROR_TIMED_OUT (blocking). A message that does not decode cuts its
+ * sender off (its port fails); while other senders remain or messages are
+ * queued, it is dropped (logged at debug level, counted by
+ * mesh_receiver_get_n_dropped()) and the receive goes on, as upstream.
  *
  * Threads: senders may be used from any thread concurrently. A receiver is
  * used from one thread at a time; its callback runs on the GMainContext given
@@ -99,6 +103,17 @@ MESH_REMOTE_API gboolean mesh_receiver_recv(MeshReceiver *receiver, gint64 timeo
 /** mesh_receiver_recv_message: as mesh_receiver_recv(), for untyped receivers. */
 MESH_REMOTE_API gboolean mesh_receiver_recv_message(MeshReceiver *receiver, gint64 timeout_us,
 						    MeshMessage **ret_msg, GError **error);
+
+/**
+ * mesh_receiver_get_n_dropped:
+ * @receiver: a receiver
+ *
+ * Returns: how many messages the receiver dropped as corrupt: messages that
+ * did not decode (each cut its sender off), what such a sender had queued or
+ * sent after it, and malformed requests skipped by mesh_receiver_recv_rpc().
+ * Any thread.
+ */
+MESH_REMOTE_API guint64 mesh_receiver_get_n_dropped(MeshReceiver *receiver);
 
 /**
  * MeshReceiverFunc:
@@ -255,6 +270,10 @@ MESH_REMOTE_API gboolean mesh_rpc_call(MeshSender *sender, ProtobufCMessage *inp
  *     mesh_rpc_complete() or mesh_rpc_fail(), or free it (the caller then
  *     gets MESH_ERROR_CLOSED)
  * @error: as for mesh_receiver_recv()
+ *
+ * A malformed request (or an input that does not decode as @input_desc) is
+ * dropped, counted by mesh_receiver_get_n_dropped(), and the receive goes
+ * on; its caller, if it gave a reply port, gets MESH_ERROR_CLOSED.
  */
 MESH_REMOTE_API gboolean mesh_receiver_recv_rpc(MeshReceiver *receiver,
 						const ProtobufCMessageDescriptor *input_desc,

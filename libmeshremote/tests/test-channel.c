@@ -565,6 +565,42 @@ START_TEST(test_bridge_queued)
 }
 END_TEST
 
+/* One corrupt sender does not end a receive loop while others are alive. */
+START_TEST(test_corrupt_sender_loop)
+{
+	MeshSender *s1, *s2, *bad;
+	MeshReceiver *r;
+	ProtobufCMessage *m = NULL;
+	GError *error = NULL;
+
+	mesh_channel_new(&chantest__number__descriptor, &s1, &r);
+	s2 = mesh_sender_clone(s1);
+	bad = mesh_sender_from_port(mesh_sender_into_port(mesh_sender_clone(s1)),
+				    &chantest__text__descriptor);
+	mesh_sender_send(s1, &number_new(1)->base);
+	send_text(bad, "not a number");
+	mesh_sender_send(s2, &number_new(2)->base);
+	send_text(bad, "after");
+	mesh_sender_send(s1, &number_new(3)->base);
+	mesh_sender_free(s1);
+	mesh_sender_free(s2);
+	gint sum = 0, n = 0;
+	while (mesh_receiver_recv(r, WAIT_US, &m, &error)) {
+		sum += ((Chantest__Number *)m)->v;
+		n++;
+		mesh_payload_message_free(m);
+	}
+	ck_assert_msg(g_error_matches(error, MESH_ERROR, MESH_ERROR_CLOSED), "%s", error->message);
+	g_clear_error(&error);
+	ck_assert_int_eq(n, 3);
+	ck_assert_int_eq(sum, 6);
+	ck_assert_uint_eq(mesh_receiver_get_n_dropped(r), 2);
+	ck_assert(mesh_sender_is_closed(bad));
+	mesh_sender_free(bad);
+	mesh_receiver_free(r);
+}
+END_TEST
+
 START_TEST(test_message_corruption)
 {
 	MeshSender *s;
@@ -605,14 +641,14 @@ START_TEST(test_message_corruption)
 	ck_assert(mesh_receiver_recv(r, 0, &m, NULL));
 	ck_assert_int_eq(((Chantest__Number *)m)->v, -3);
 	mesh_payload_message_free(m);
-	ck_assert(!mesh_receiver_recv(r, 0, &m, &error));
-	ck_assert(g_error_matches(error, MESH_ERROR, MESH_ERROR_CORRUPTION));
-	g_clear_error(&error);
-	ck_assert(mesh_sender_is_closed(s));
-	ck_assert(!mesh_sender_is_closed(good));
+	/* Another sender remains: the corrupt message is dropped, not reported. */
 	ck_assert(mesh_receiver_recv(r, 0, &m, NULL));
 	ck_assert_int_eq(((Chantest__Number *)m)->v, 7);
 	mesh_payload_message_free(m);
+	ck_assert(mesh_sender_is_closed(s));
+	ck_assert(!mesh_sender_is_closed(good));
+	/* The corrupt one and the one its sender sent after it. */
+	ck_assert_uint_eq(mesh_receiver_get_n_dropped(r), 2);
 	expect_error(r, 0, MESH_ERROR_EMPTY);
 	mesh_sender_free(s);
 	mesh_sender_free(good);
@@ -1407,14 +1443,21 @@ START_TEST(test_rpc_bytes)
 		mesh_message_free(m);
 	}
 
-	/* Malformed requests. */
+	/* Malformed requests are dropped: the server's loop goes on. */
 	mesh_sender_send_message(s, mesh_message_new("\x0a\x02\x08\x01", 4)); /* no port */
-	ck_assert(!mesh_receiver_recv_rpc(r, &chantest__add__descriptor, 0, &rpc, &error));
-	ck_assert(g_error_matches(error, MESH_ERROR, MESH_ERROR_CORRUPTION));
-	g_clear_error(&error);
 	mesh_sender_send_message(s, mesh_message_new("\x0a\x09\x08", 3)); /* truncated */
+	MeshPort *a, *b;
+	mesh_port_new_pair(&a, &b);
+	MeshMessage *req = mesh_message_new("\x0a\x02\x08\x05\x17", 5);
+	ck_assert_int_eq(mesh_message_add_port_take(req, a), 0);
+	mesh_sender_send_message(s, req);
+	ck_assert(mesh_receiver_recv_rpc(r, &chantest__add__descriptor, 0, &rpc, &error));
+	ck_assert_uint_eq(((Chantest__Add *)mesh_rpc_get_input(rpc))->a, 5);
+	ck_assert_uint_eq(mesh_receiver_get_n_dropped(r), 2);
+	mesh_rpc_free(rpc);
+	mesh_port_close(b);
 	ck_assert(!mesh_receiver_recv_rpc(r, &chantest__add__descriptor, 0, &rpc, &error));
-	ck_assert(g_error_matches(error, MESH_ERROR, MESH_ERROR_CORRUPTION));
+	ck_assert(g_error_matches(error, MESH_ERROR, MESH_ERROR_EMPTY));
 	g_clear_error(&error);
 
 	mesh_sender_free(s);
@@ -1552,6 +1595,41 @@ START_TEST(test_net_fd_and_corruption)
 	ck_assert_int_eq(port_get_state(p1), PORT_FAILED);
 	mesh_port_close(p1);
 	mesh_receiver_free(r);
+
+	/*
+	 * One corrupt sender among several, from another node: a receive
+	 * loop gets every good message and ends "closed".
+	 */
+	test_net_port_pair(net, 0, 1, &p0, &p1);
+	r = mesh_receiver_from_port(p0, &chantest__text__descriptor);
+	s = mesh_sender_from_port(p1, &chantest__text__descriptor);
+	MeshSender *s2 = mesh_sender_clone(s);
+	MeshPort *bad = mesh_sender_into_port(mesh_sender_clone(s));
+	MeshSender *s3 = mesh_sender_clone(s);
+	test_net_pump(net);
+	send_text(s, "a");
+	ck_assert(port_send_bytes(bad, "\x12\x00")); /* malformed framing */
+	send_text(s2, "b");
+	ck_assert(port_send_bytes(bad, "\x0a\x02\x0a\x00")); /* valid, after it */
+	send_text(s3, "c");
+	test_net_pump(net);
+	mesh_sender_free(s);
+	mesh_sender_free(s2);
+	mesh_sender_free(s3);
+	test_net_pump(net);
+	guint n = 0;
+	while (mesh_receiver_recv(r, 0, &m, &error)) {
+		n++;
+		mesh_payload_message_free(m);
+	}
+	ck_assert_msg(g_error_matches(error, MESH_ERROR, MESH_ERROR_CLOSED), "%s", error->message);
+	g_clear_error(&error);
+	ck_assert_uint_eq(n, 3);
+	ck_assert_uint_ge(mesh_receiver_get_n_dropped(r), 1);
+	ck_assert_int_eq(port_get_state(bad), PORT_FAILED);
+	mesh_port_close(bad);
+	mesh_receiver_free(r);
+	test_net_pump(net);
 	test_net_free(net);
 }
 END_TEST
@@ -1886,6 +1964,7 @@ int main(void)
 	tcase_add_test(mpsc, test_sender_bridge);
 	tcase_add_test(mpsc, test_bridge_queued);
 	tcase_add_test(mpsc, test_message_corruption);
+	tcase_add_test(mpsc, test_corrupt_sender_loop);
 	tcase_add_test(mpsc, test_malformed_framing);
 	tcase_add_test(mpsc, test_sender_failure);
 	tcase_add_test(mpsc, test_timeouts);
