@@ -413,7 +413,13 @@ static void entry_mark_closed_locked(MeshReceiver *r, SenderEntry *e, const GErr
 	r->n_open--;
 	if (error && !e->corrupted) {
 		e->failed = TRUE;
-		if (r->n_open == 0 && r->len == 0 && !r->failure)
+		/*
+		 * The last sender failed: that is the channel's end, reported
+		 * after what is queued (upstream reports "closed" when messages
+		 * are queued: a stream cut short by a dead process would look
+		 * finished). While others remain, it is only logged.
+		 */
+		if (r->n_open == 0 && !r->failure)
 			r->failure = g_error_copy(error);
 		else
 			g_debug("channel sender failed, ignored (others remain): %s",

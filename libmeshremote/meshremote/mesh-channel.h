@@ -17,8 +17,9 @@
  * (`*_into_port()`, `*_from_port()`), and keeps working at the other end.
  *
  * Receive results: a message; MESH_ERROR_CLOSED when every sender is gone
- * and everything was received; MESH_ERROR_NODE_FAILURE when the last sender
- * failed (its node died); MESH_ERROR_CORRUPTION for a message that does not
+ * and everything was received (the last sender closed its end);
+ * MESH_ERROR_NODE_FAILURE, after what was queued, when the last sender
+ * failed (its node died or went away); MESH_ERROR_CORRUPTION for a message that does not
  * decode from the last sender; MESH_ERROR_EMPTY (try) or
  * MESH_ERROR_TIMED_OUT (blocking). A message that does not decode cuts its
  * sender off (its port fails); while other senders remain or messages are

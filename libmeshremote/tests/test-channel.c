@@ -713,14 +713,17 @@ START_TEST(test_sender_failure)
 	expect_error(r, 0, MESH_ERROR_CLOSED);
 	mesh_receiver_free(r);
 
-	/* Messages are queued when it fails: they arrive, then CLOSED. */
+	/*
+	 * Messages are queued when the last sender fails: they arrive, then
+	 * the failure (upstream says CLOSED: a cut stream would look finished).
+	 */
 	mesh_channel_new(&chantest__text__descriptor, &s, &r);
 	send_text(s, "queued");
 	p = mesh_sender_into_port(s);
 	port_fail(p, "boom");
 	mesh_port_close(p);
 	expect_text(r, "queued");
-	expect_error(r, 0, MESH_ERROR_CLOSED);
+	expect_error(r, 0, MESH_ERROR_NODE_FAILURE);
 	mesh_receiver_free(r);
 }
 END_TEST
@@ -1928,8 +1931,9 @@ START_TEST(test_net_node_failure)
 	g_clear_error(&error);
 	ck_assert(mesh_sender_is_closed(s));
 
+	/* ... and then the failure: the stream was cut short, not finished. */
 	expect_text(r2, "queued");
-	expect_error(r2, 0, MESH_ERROR_CLOSED);
+	expect_error(r2, 0, MESH_ERROR_NODE_FAILURE);
 
 	ck_assert(!mesh_oneshot_recv_message(orx, 0, &m, &error));
 	ck_assert(g_error_matches(error, MESH_ERROR, MESH_ERROR_NODE_FAILURE));
