@@ -54,6 +54,7 @@ void port_unref(MeshPort *p)
 		mesh_message_free(msg);
 	peer_addr_clear(&p->peer);
 	peer_addr_clear(&p->target);
+	remote_node_unref_internal(p->move_from);
 	g_clear_error(&p->error);
 	g_mutex_clear(&p->lock);
 	g_free(p);
@@ -210,6 +211,21 @@ static void handler_message(MeshPort *p, MeshMessage *msg, Deferred *d)
 		g_queue_push_tail(&p->queue, msg);
 }
 
+/* The move that brought the port here is complete: its old node no longer matters. */
+static void port_end_move_locked(MeshPort *p, Deferred *d)
+{
+	if (p->move_from) {
+		deferred_unref_remote(d, p->move_from);
+		p->move_from = NULL;
+	}
+}
+
+static void port_check_move_locked(MeshPort *p, Deferred *d)
+{
+	if (p->move_from && p->move_done_seq && p->next_peer_seq >= p->move_done_seq)
+		port_end_move_locked(p, d);
+}
+
 void port_fail_locked(MeshPort *p, const MeshNodeId *culprit, const char *reason, Deferred *d)
 {
 	PortState prev = p->state;
@@ -240,6 +256,7 @@ void port_fail_locked(MeshPort *p, const MeshNodeId *culprit, const char *reason
 		deferred_event(d, &p->target, ev, p->node);
 	}
 	heap_discard_all(p, d);
+	port_end_move_locked(p, d);
 	port_disassociate_locked(p, d);
 	peer_addr_defer_clear(&p->peer, d);
 	peer_addr_defer_clear(&p->target, d);
@@ -255,6 +272,7 @@ static void port_protocol_error(MeshPort *p, const char *what, Deferred *d)
 static void port_done_locked(MeshPort *p, Deferred *d)
 {
 	p->state = PORT_DONE;
+	port_end_move_locked(p, d);
 	port_disassociate_locked(p, d);
 	peer_addr_defer_clear(&p->peer, d);
 	peer_addr_defer_clear(&p->target, d);
@@ -318,6 +336,13 @@ static void process_peered(MeshPort *p, Event *ev, Deferred *d)
 static void process_proxying(MeshPort *p, Event *ev, Deferred *d)
 {
 	if (ev->type == MESH_EVENT_ACK_CHANGE_PEER) {
+		/*
+		 * Everything from the peer came through: tell the new home, if
+		 * it reads it, from which seq on it no longer depends on us.
+		 */
+		if (p->target.remote && remote_node_has_ext_moves(p->target.remote))
+			deferred_event(d, &p->target, event_new(MESH_EVENT_PROXY_DONE, 0, p->forward_seq),
+				       p->node);
 		event_discard(ev, d);
 		port_done_locked(p, d);
 		return;
@@ -417,6 +442,15 @@ void port_receive_locked(MeshPort *p, Event *ev, Deferred *d)
 			port_protocol_error(p, "ACKNOWLEDGE_PORT for a port that is not being sent",
 					    d);
 		event_discard(ev, d);
+		port_check_move_locked(p, d);
+		return;
+	case MESH_EVENT_PROXY_DONE:
+		/* Only ports moved in from the sender's node wait for it. */
+		if (p->move_from && ev->seq) {
+			p->move_done_seq = ev->seq;
+			port_check_move_locked(p, d);
+		}
+		event_discard(ev, d);
 		return;
 	default:
 		break;
@@ -438,6 +472,7 @@ void port_receive_locked(MeshPort *p, Event *ev, Deferred *d)
 	heap_push(p->heap, ev);
 	if (p->state != PORT_SENDING)
 		process_heap(p, d);
+	port_check_move_locked(p, d);
 }
 
 void port_deliver(MeshPort *p, Event *ev)

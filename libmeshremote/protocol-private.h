@@ -27,6 +27,13 @@ typedef enum {
 	MESH_EVENT_ACK_CHANGE_PEER = 4,
 	MESH_EVENT_ACK_PORT = 5,
 	MESH_EVENT_FAIL_PORT = 6,
+	/*
+	 * A C extension, sent only to nodes that announced they read it (the
+	 * Unix transport's hello): a finished move proxy tells the port's new
+	 * home that every event below seq came through it (seq in the header,
+	 * no payload, out of band). See port.c.
+	 */
+	MESH_EVENT_PROXY_DONE = 0x40,
 } MeshEventType;
 
 #define MESH_EVENT_FLAG_MESSAGE 0x1

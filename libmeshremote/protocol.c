@@ -63,6 +63,7 @@ int mesh_event_parse(const uint8_t *data, size_t size, MeshEventView *ret)
 		break;
 	case MESH_EVENT_ACK_CHANGE_PEER:
 	case MESH_EVENT_ACK_PORT:
+	case MESH_EVENT_PROXY_DONE:
 		if (h.flags || h.resource_count || h.message_size)
 			return -EBADMSG;
 		break;
