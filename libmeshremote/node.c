@@ -764,6 +764,9 @@ void mesh_node_receive_event_full(MeshNode *node, const MeshNodeId *from, const 
 	case MESH_EVENT_FAIL_PORT:
 		mesh_event_read_fail_port(&view, &ev->culprit);
 		break;
+	case MESH_EVENT_PROXY_DONE:
+		ev->culprit = *from; /* the port heeds it only from the node it moved from */
+		break;
 	default:
 		break;
 	}

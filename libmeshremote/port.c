@@ -445,8 +445,8 @@ void port_receive_locked(MeshPort *p, Event *ev, Deferred *d)
 		port_check_move_locked(p, d);
 		return;
 	case MESH_EVENT_PROXY_DONE:
-		/* Only ports moved in from the sender's node wait for it. */
-		if (p->move_from && ev->seq) {
+		/* Only a port moved in from the sender's node waits for it. */
+		if (p->move_from && ev->seq && mesh_uuid_equal(&ev->culprit, &p->move_from->id)) {
 			p->move_done_seq = ev->seq;
 			port_check_move_locked(p, d);
 		}

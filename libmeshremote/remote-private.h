@@ -39,7 +39,8 @@ typedef struct {
 	MeshMessage *message; /* MESSAGE with MESH_EVENT_FLAG_MESSAGE */
 	PeerAddr new_peer;    /* CHANGE_PEER */
 	guint64 seq_delta;    /* CHANGE_PEER */
-	MeshNodeId culprit;   /* FAIL_PORT: the node that caused it (zero: local) */
+	MeshNodeId culprit;   /* FAIL_PORT: the node that caused it (zero: local);
+			       * PROXY_DONE: the node it came from */
 	char *reason;         /* FAIL_PORT: readable cause, local delivery only */
 } Event;
 
