@@ -218,6 +218,7 @@ static void port_end_move_locked(MeshPort *p, Deferred *d)
 		deferred_unref_remote(d, p->move_from);
 		p->move_from = NULL;
 	}
+	p->move_done_seq = 0;
 }
 
 static void port_check_move_locked(MeshPort *p, Deferred *d)
@@ -312,6 +313,20 @@ static void process_peered(MeshPort *p, Event *ev, Deferred *d)
 		PeerAddr old = p->peer;
 		p->peer = ev->new_peer;
 		memset(&ev->new_peer, 0, sizeof(ev->new_peer));
+		if ((ev->flags & MESH_EVENT_FLAG_FORWARDS) && old.remote && !p->move_from &&
+		    old.remote != p->peer.remote) {
+			/*
+			 * A bridge on the old peer's node: until its other proxy
+			 * has forwarded what the new peer sent before (its
+			 * PROXY_DONE, maybe already here), we depend on that node.
+			 */
+			p->move_from = remote_node_ref_internal(old.remote);
+			if (remote_node_is_failed(old.remote)) {
+				port_fail_locked(p, &old.remote->id, "the bridging node failed", d);
+				peer_addr_defer_clear(&old, d);
+				break;
+			}
+		}
 		if (p->peer.remote && !p->node) {
 			/* The new peer is remote: it must be able to address us. */
 			MeshNode *local = remote_node_get_local(p->peer.remote);
@@ -402,7 +417,8 @@ static void process_heap(MeshPort *p, Deferred *d)
  * @first_seq; then tells the peer where the port went, with the seq reserved
  * for it (@change_seq) and the delta that maps its numbering to the target's.
  */
-static void start_proxy(MeshPort *p, guint64 first_seq, guint64 change_seq, Deferred *d)
+static void start_proxy(MeshPort *p, guint64 first_seq, guint64 change_seq, gboolean bridge,
+			Deferred *d)
 {
 	MeshMessage *msg;
 
@@ -418,7 +434,14 @@ static void start_proxy(MeshPort *p, guint64 first_seq, guint64 change_seq, Defe
 		ev->seq = p->forward_seq++;
 		deferred_event(d, &p->target, ev, p->node);
 	}
-	Event *cp = event_new(MESH_EVENT_CHANGE_PEER, 0, change_seq);
+	/*
+	 * A bridge: the new peer's messages reach our peer through the other
+	 * bridged port, here; a peer that reads PROXY_DONE waits for it.
+	 */
+	guint8 flags = bridge && p->peer.remote && remote_node_has_ext_moves(p->peer.remote)
+			       ? MESH_EVENT_FLAG_FORWARDS
+			       : 0;
+	Event *cp = event_new(MESH_EVENT_CHANGE_PEER, flags, change_seq);
 	peer_addr_copy(&cp->new_peer, &p->target);
 	cp->seq_delta = p->next_peer_seq - p->forward_seq;
 	deferred_event(d, &p->peer, cp, p->node);
@@ -437,7 +460,7 @@ void port_receive_locked(MeshPort *p, Event *ev, Deferred *d)
 		return;
 	case MESH_EVENT_ACK_PORT:
 		if (p->state == PORT_SENDING)
-			start_proxy(p, 1, p->change_peer_seq, d);
+			start_proxy(p, 1, p->change_peer_seq, FALSE, d);
 		else
 			port_protocol_error(p, "ACKNOWLEDGE_PORT for a port that is not being sent",
 					    d);
@@ -445,10 +468,17 @@ void port_receive_locked(MeshPort *p, Event *ev, Deferred *d)
 		port_check_move_locked(p, d);
 		return;
 	case MESH_EVENT_PROXY_DONE:
-		/* Only a port moved in from the sender's node waits for it. */
-		if (p->move_from && ev->seq && mesh_uuid_equal(&ev->culprit, &p->move_from->id)) {
+		/*
+		 * Only a port moved in from the sender's node waits for it; a
+		 * bridge's may come before its CHANGE_PEER: kept for it.
+		 */
+		if (!ev->seq) {
+		} else if (p->move_from && mesh_uuid_equal(&ev->culprit, &p->move_from->id)) {
 			p->move_done_seq = ev->seq;
 			port_check_move_locked(p, d);
+		} else if (!p->move_from && p->peer.remote &&
+			   mesh_uuid_equal(&ev->culprit, &p->peer.remote->id)) {
+			p->move_done_seq = ev->seq;
 		}
 		event_discard(ev, d);
 		return;
@@ -708,8 +738,8 @@ void mesh_port_bridge(MeshPort *a, MeshPort *b)
 			b->target = pa;
 			port_associate_for_locked(a, &a->target, &d);
 			port_associate_for_locked(b, &b->target, &d);
-			start_proxy(a, nb + 1, na, &d);
-			start_proxy(b, na + 1, nb, &d);
+			start_proxy(a, nb + 1, na, TRUE, &d);
+			start_proxy(b, na + 1, nb, TRUE, &d);
 		} else {
 			/* Not bridgeable (a port already on the move): both fail. */
 			port_fail_locked(a, NULL, "bridged a port that is being sent", &d);

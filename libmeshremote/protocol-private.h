@@ -38,6 +38,12 @@ typedef enum {
 
 #define MESH_EVENT_FLAG_MESSAGE 0x1
 #define MESH_EVENT_FLAG_CLOSE 0x2
+/*
+ * CHANGE_PEER from a bridge, a C extension (to nodes that read PROXY_DONE
+ * only): what the new peer sends still comes through a proxy on the
+ * sending node until that proxy's PROXY_DONE.
+ */
+#define MESH_EVENT_FLAG_FORWARDS 0x4
 
 typedef struct {
 	MeshPortId port_id;

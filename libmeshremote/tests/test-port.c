@@ -617,6 +617,71 @@ START_TEST(test_move_mover_crashes)
 }
 END_TEST
 
+/*
+ * Node 1 bridges p2 (peer p1 on node 0) with p3 (peer p4 on node 2), with
+ * messages queued and in flight both ways, and crashes after @steps
+ * packets. p1 and p4 both work (each gets all the other sent, in order)
+ * or both fail. FALSE once the bridge completed within @steps.
+ */
+static gboolean bridge_then_crash(guint steps, guint32 seed)
+{
+	TestNet *net = test_net_new_full(3, seed, FALSE);
+	MeshPort *p1, *p2, *p3, *p4;
+	gboolean more = TRUE;
+
+	test_net_port_pair(net, 0, 1, &p1, &p2);
+	test_net_port_pair(net, 1, 2, &p3, &p4);
+	port_send_bytes(p1, "a1");
+	port_send_bytes(p4, "b1");
+	test_net_pump(net);
+	port_send_bytes(p1, "a2"); /* in flight to p2 */
+	port_send_bytes(p4, "b2");
+	mesh_port_bridge(p2, p3);
+	for (guint i = 0; i < steps; i++) {
+		if (!test_net_step(net)) {
+			more = FALSE;
+			break;
+		}
+	}
+	test_net_crash_node(net, 1);
+	test_net_pump(net);
+	port_send_bytes(p1, "a3");
+	port_send_bytes(p4, "b3");
+	test_net_pump(net);
+
+	GString *at1 = g_string_new(NULL), *at4 = g_string_new(NULL);
+	PortRecv r1 = drain_texts(p1, at1), r4 = drain_texts(p4, at4);
+	if (r1 == PORT_RECV_FAILED || r4 == PORT_RECV_FAILED)
+		ck_assert_msg(r1 == PORT_RECV_FAILED && r4 == PORT_RECV_FAILED,
+			      "bridge, crash after %u steps (seed %u): one side failed, the other "
+			      "waits: p1 state %d got \"%s\", p4 state %d got \"%s\"",
+			      steps, seed, r1, at1->str, r4, at4->str);
+	else
+		ck_assert_msg(strcmp(at4->str, "a1,a2,a3") == 0 && strcmp(at1->str, "b1,b2,b3") == 0,
+			      "bridge, crash after %u steps (seed %u): p4 got \"%s\", p1 got \"%s\"",
+			      steps, seed, at4->str, at1->str);
+	g_string_free(at1, TRUE);
+	g_string_free(at4, TRUE);
+	mesh_port_close(p1);
+	mesh_port_close(p4);
+	test_net_pump(net);
+	ck_assert_uint_eq(mesh_node_count_ports(net->nodes[0]), 0);
+	ck_assert_uint_eq(mesh_node_count_ports(net->nodes[2]), 0);
+	test_net_free(net);
+	return more;
+}
+
+/* The bridging node dies mid-bridge: the far ends both fail or both work. */
+START_TEST(test_bridge_node_crashes)
+{
+	for (guint steps = 0; bridge_then_crash(steps, 0); steps++)
+		;
+	for (guint32 seed = 1; seed < 40; seed++)
+		for (guint steps = 0; bridge_then_crash(steps, seed); steps++)
+			;
+}
+END_TEST
+
 START_TEST(test_bridge_self)
 {
 	MeshPort *a, *b, *c, *d;
@@ -1124,6 +1189,7 @@ int main(void)
 	tcase_add_test(tc, test_over_limits_across_nodes);
 	tcase_add_test(tc, test_concurrent_senders_across_nodes);
 	tcase_add_test(tc, test_move_mover_crashes);
+	tcase_add_test(tc, test_bridge_node_crashes);
 	suite_add_tcase(s, tc);
 
 	/* The same scenarios with the transport delivering in random order. */
