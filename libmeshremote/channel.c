@@ -48,7 +48,7 @@ struct MeshReceiver {
 	GPtrArray *entries; /* SenderEntry *, strong */
 	guint n_open;       /* entries whose port may still deliver */
 	guint n_prunable;   /* closed entries to drop on the next receive */
-	GError *failure;    /* the last sender failed with nothing queued */
+	GError *failure;    /* the last sender failed: the end, once the queue is read */
 	gboolean gone;      /* freed or converted: accepts nothing more */
 	gboolean terminal_reported;
 	guint64 n_dropped; /* messages dropped as corrupt (mesh_receiver_get_n_dropped()) */
@@ -756,8 +756,8 @@ void receiver_drop_message(MeshReceiver *r, const char *what, const GError *erro
 }
 
 /*
- * A message from a sender did not decode and the sender was cut off
- * (@error, taken). Upstream: while other senders remain or messages are
+ * A message from a sender did not decode (@error) and the sender was cut
+ * off. Upstream: while other senders remain or messages are
  * queued, it is logged and dropped, and the receive goes on (TRUE); from
  * the last sender it is the receiver's end, reported once (FALSE).
  */

@@ -472,11 +472,10 @@ void port_receive_locked(MeshPort *p, Event *ev, Deferred *d)
 		 * Only a port moved in from the sender's node waits for it; a
 		 * bridge's may come before its CHANGE_PEER: kept for it.
 		 */
-		if (!ev->seq) {
-		} else if (p->move_from && mesh_uuid_equal(&ev->culprit, &p->move_from->id)) {
+		if (ev->seq && p->move_from && mesh_uuid_equal(&ev->culprit, &p->move_from->id)) {
 			p->move_done_seq = ev->seq;
 			port_check_move_locked(p, d);
-		} else if (!p->move_from && p->peer.remote &&
+		} else if (ev->seq && !p->move_from && p->peer.remote &&
 			   mesh_uuid_equal(&ev->culprit, &p->peer.remote->id)) {
 			p->move_done_seq = ev->seq;
 		}
