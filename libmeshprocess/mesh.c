@@ -60,6 +60,15 @@ struct Mesh {
 	GHashTable *listening; /* path -> Listening * */
 	char *argv0;
 	gboolean shut_down;
+	/*
+	 * The last hosts that exited, for describe_peer(): a connection can
+	 * end after its host was reaped (then its ports must still name it).
+	 */
+	struct {
+		MeshNodeId node_id;
+		char *text;
+	} gone[16];
+	guint gone_next;
 };
 
 /* Configuration. */
@@ -224,6 +233,13 @@ static char *describe_peer(const MeshNodeId *peer, gpointer data)
 			break;
 		}
 	}
+	for (guint i = 0; !name && i < G_N_ELEMENTS(m->gone); i++) {
+		if (m->gone[i].text && memcmp(&m->gone[i].node_id, peer, sizeof(*peer)) == 0) {
+			char *text = g_strdup(m->gone[i].text);
+			g_mutex_unlock(&m->lock);
+			return text;
+		}
+	}
 	g_mutex_unlock(&m->lock);
 	if (!name)
 		return NULL;
@@ -303,6 +319,7 @@ static gboolean host_exited_cb(gint fd, GIOCondition cond, gpointer data)
 	if (pal_child_try_wait(h->child, &status) != 0)
 		return G_SOURCE_CONTINUE;
 	char *what = describe_status(status);
+	char *text = g_strdup_printf("host %s (pid %d) %s", h->name, (int)h->pid, what);
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
 		g_info("mesh %s: host %s (pid %d) exited successfully", m->name, h->name,
 			  (int)h->pid);
@@ -313,10 +330,19 @@ static gboolean host_exited_cb(gint fd, GIOCondition cond, gpointer data)
 
 	g_source_unref(h->watch);
 	h->watch = NULL;
+	/*
+	 * Freed after unlocking: closing its request channel may end the
+	 * connection, whose describer (describe_peer) takes m->lock.
+	 */
 	g_mutex_lock(&m->lock);
-	g_hash_table_remove(m->hosts, GINT_TO_POINTER(h->pid));
+	g_hash_table_steal(m->hosts, GINT_TO_POINTER(h->pid));
+	guint slot = m->gone_next++ % G_N_ELEMENTS(m->gone);
+	g_free(m->gone[slot].text);
+	m->gone[slot].node_id = h->node_id;
+	m->gone[slot].text = text;
 	g_cond_broadcast(&m->cond);
 	g_mutex_unlock(&m->lock);
+	host_free(h);
 	return G_SOURCE_REMOVE;
 }
 
@@ -876,8 +902,10 @@ static gboolean drop_hosts_cb(gpointer data)
 {
 	Mesh *m = data;
 	g_mutex_lock(&m->lock);
-	g_hash_table_remove_all(m->hosts);
+	GList *hosts = g_hash_table_get_values(m->hosts);
+	g_hash_table_steal_all(m->hosts);
 	g_mutex_unlock(&m->lock);
+	g_list_free_full(hosts, (GDestroyNotify)host_free); /* unlocked, as in host_exited_cb */
 	return G_SOURCE_REMOVE;
 }
 
@@ -898,6 +926,8 @@ void mesh_free(Mesh *m)
 	g_main_context_unref(m->context);
 	g_hash_table_destroy(m->hosts);
 	g_hash_table_destroy(m->listening);
+	for (guint i = 0; i < G_N_ELEMENTS(m->gone); i++)
+		g_free(m->gone[i].text);
 	g_mutex_clear(&m->lock);
 	g_cond_clear(&m->cond);
 	g_free(m->argv0);

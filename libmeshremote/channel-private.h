@@ -49,3 +49,9 @@ NodeIoHook *io_waiters_wake_locked(IoWaiters *w);
  */
 gboolean io_waiters_run(IoWaiters *w, GMutex *lock, NodeIoHook *hook, gint64 deadline,
 			gboolean *expired);
+
+/*
+ * Counts a message dropped by @r as corrupt (mesh_receiver_get_n_dropped())
+ * and logs it (debug, rate-limited).
+ */
+void receiver_drop_message(MeshReceiver *r, const char *what, const GError *error);

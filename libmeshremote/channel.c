@@ -48,9 +48,10 @@ struct MeshReceiver {
 	GPtrArray *entries; /* SenderEntry *, strong */
 	guint n_open;       /* entries whose port may still deliver */
 	guint n_prunable;   /* closed entries to drop on the next receive */
-	GError *failure;    /* the last sender failed with nothing queued */
+	GError *failure;    /* the last sender failed: the end, once the queue is read */
 	gboolean gone;      /* freed or converted: accepts nothing more */
 	gboolean terminal_reported;
+	guint64 n_dropped; /* messages dropped as corrupt (mesh_receiver_get_n_dropped()) */
 	guint n_waiters;  /* threads in a GCond wait */
 	IoWaiters io;        /* threads running the transport's I/O (io_hook) */
 	NodeIoHook *io_hook; /* strong, looked up on the first blocking wait */
@@ -412,7 +413,13 @@ static void entry_mark_closed_locked(MeshReceiver *r, SenderEntry *e, const GErr
 	r->n_open--;
 	if (error && !e->corrupted) {
 		e->failed = TRUE;
-		if (r->n_open == 0 && r->len == 0 && !r->failure)
+		/*
+		 * The last sender failed: that is the channel's end, reported
+		 * after what is queued (upstream reports "closed" when messages
+		 * are queued: a stream cut short by a dead process would look
+		 * finished). While others remain, it is only logged.
+		 */
+		if (r->n_open == 0 && !r->failure)
 			r->failure = g_error_copy(error);
 		else
 			g_debug("channel sender failed, ignored (others remain): %s",
@@ -471,6 +478,8 @@ static void entry_on_message(MeshPort *port, void *data, MeshMessage *msg, Defer
 
 	g_mutex_lock(&r->lock);
 	if (r->gone || e->corrupted) {
+		if (e->corrupted)
+			r->n_dropped++;
 		g_mutex_unlock(&r->lock);
 		deferred_release_message(d, msg);
 		return;
@@ -694,6 +703,7 @@ static void receiver_cut_off(MeshReceiver *r, SenderEntry *e, const char *reason
 			else
 				queue_push(r, *it);
 		}
+		r->n_dropped += dropped->len;
 		entry_mark_closed_locked(r, e, NULL, &d);
 		receiver_update_fd_locked(r);
 	}
@@ -710,49 +720,139 @@ static void receiver_cut_off(MeshReceiver *r, SenderEntry *e, const char *reason
 	deferred_run(&d);
 }
 
+/*
+ * Peer faults are logged at debug level, at most once a second (with the
+ * count of those not logged): a hostile sender cannot flood the log.
+ */
+static void log_dropped(const char *what, const GError *error)
+{
+	static gint64 last_us;
+	static guint suppressed;
+	static GMutex lock;
+	gint64 now = g_get_monotonic_time();
+	guint n = 0;
+	gboolean log = FALSE;
+
+	g_mutex_lock(&lock);
+	if (now - last_us >= G_USEC_PER_SEC) {
+		log = TRUE;
+		n = suppressed;
+		suppressed = 0;
+		last_us = now;
+	} else {
+		suppressed++;
+	}
+	g_mutex_unlock(&lock);
+	if (log)
+		g_debug("channel: %s dropped (%u more not logged): %s", what, n, error->message);
+}
+
+void receiver_drop_message(MeshReceiver *r, const char *what, const GError *error)
+{
+	g_mutex_lock(&r->lock);
+	r->n_dropped++;
+	g_mutex_unlock(&r->lock);
+	log_dropped(what, error);
+}
+
+/*
+ * A message from a sender did not decode (@error) and the sender was cut
+ * off. Upstream: while other senders remain or messages are
+ * queued, it is logged and dropped, and the receive goes on (TRUE); from
+ * the last sender it is the receiver's end, reported once (FALSE).
+ */
+static gboolean receiver_skip_corrupt(MeshReceiver *r, GError *error)
+{
+	g_mutex_lock(&r->lock);
+	gboolean others = r->n_open > 0 || r->len > 0;
+	if (others)
+		r->n_dropped++;
+	g_mutex_unlock(&r->lock);
+	if (others)
+		log_dropped("a message that does not decode (its sender is cut off)", error);
+	return others;
+}
+
+/* What is left of a timeout that began at @start_us. */
+static gint64 timeout_left(gint64 timeout_us, gint64 start_us)
+{
+	if (timeout_us <= 0)
+		return timeout_us;
+	gint64 left = timeout_us - (g_get_monotonic_time() - start_us);
+	return left > 0 ? left : 1; /* still a wait: TIMED_OUT, not EMPTY */
+}
+
+/*
+ * Takes the next message, in bytes form if @typed_desc is NULL, else
+ * decoded as @typed_desc: corrupt ones are skipped while other senders
+ * remain.
+ */
+static gboolean receiver_recv_next(MeshReceiver *r, gint64 timeout_us,
+				   const ProtobufCMessageDescriptor *typed_desc,
+				   ProtobufCMessage **ret_typed, MeshMessage **ret_msg, GError **error)
+{
+	gint64 start_us = timeout_us > 0 ? g_get_monotonic_time() : 0;
+	Item it;
+
+	for (;;) {
+		GError *err = NULL;
+		if (!receiver_pop(r, timeout_left(timeout_us, start_us), &it, &err)) {
+			/* A corruption marker: its sender was cut off when it came. */
+			if (g_error_matches(err, MESH_ERROR, MESH_ERROR_CORRUPTION) &&
+			    receiver_skip_corrupt(r, err)) {
+				g_error_free(err);
+				continue;
+			}
+			g_propagate_error(error, err);
+			return FALSE;
+		}
+		if (typed_desc) {
+			ProtobufCMessage *typed = mesh_message_into_typed(it.msg, typed_desc, &err);
+			if (typed) {
+				entry_unref(it.from);
+				*ret_typed = typed;
+				return TRUE;
+			}
+		} else if (message_ensure_bytes(it.msg, &err) == 0) {
+			entry_unref(it.from);
+			it.msg->wrap = MESH_WRAP_NONE;
+			*ret_msg = it.msg;
+			return TRUE;
+		} else {
+			mesh_message_free(it.msg);
+		}
+		receiver_cut_off(r, it.from, "corrupt channel message");
+		entry_unref(it.from);
+		if (receiver_skip_corrupt(r, err)) {
+			g_error_free(err);
+			continue;
+		}
+		g_propagate_error(error, err);
+		return FALSE;
+	}
+}
+
 gboolean mesh_receiver_recv(MeshReceiver *receiver, gint64 timeout_us, ProtobufCMessage **ret_msg,
 			    GError **error)
 {
-	Item it;
-	GError *err = NULL;
-
 	g_return_val_if_fail(receiver && receiver->desc && ret_msg, FALSE);
-	if (!receiver_pop(receiver, timeout_us, &it, error))
-		return FALSE;
-	ProtobufCMessage *typed = mesh_message_into_typed(it.msg, receiver->desc, &err);
-	if (!typed) {
-		g_warning("channel message does not decode as %s: %s",
-			  receiver->desc->name, err->message);
-		receiver_cut_off(receiver, it.from, "corrupt channel message");
-		g_propagate_error(error, err);
-		entry_unref(it.from);
-		return FALSE;
-	}
-	entry_unref(it.from);
-	*ret_msg = typed;
-	return TRUE;
+	return receiver_recv_next(receiver, timeout_us, receiver->desc, ret_msg, NULL, error);
 }
 
 gboolean mesh_receiver_recv_message(MeshReceiver *receiver, gint64 timeout_us,
 				    MeshMessage **ret_msg, GError **error)
 {
-	Item it;
-	GError *err = NULL;
-
 	g_return_val_if_fail(receiver && ret_msg, FALSE);
-	if (!receiver_pop(receiver, timeout_us, &it, error))
-		return FALSE;
-	if (message_ensure_bytes(it.msg, &err) < 0) {
-		mesh_message_free(it.msg);
-		receiver_cut_off(receiver, it.from, "corrupt channel message");
-		g_propagate_error(error, err);
-		entry_unref(it.from);
-		return FALSE;
-	}
-	entry_unref(it.from);
-	it.msg->wrap = MESH_WRAP_NONE;
-	*ret_msg = it.msg;
-	return TRUE;
+	return receiver_recv_next(receiver, timeout_us, NULL, NULL, ret_msg, error);
+}
+
+guint64 mesh_receiver_get_n_dropped(MeshReceiver *receiver)
+{
+	g_return_val_if_fail(receiver, 0);
+	g_mutex_lock(&receiver->lock);
+	guint64 n = receiver->n_dropped;
+	g_mutex_unlock(&receiver->lock);
+	return n;
 }
 
 /* Callbacks: a GSource ready while the receiver is. */
@@ -995,4 +1095,20 @@ MeshPort *mesh_receiver_into_port(MeshReceiver *receiver)
 	mesh_port_close(a);
 	receiver_unref(receiver);
 	return b;
+}
+
+void mesh_sender_bridge(MeshSender *sender, MeshReceiver *receiver)
+{
+	g_return_if_fail(sender && receiver);
+	/*
+	 * The receiver's port holds its queue and its senders, and reads as
+	 * closed once they are gone: bridged, all of it goes on in order.
+	 */
+	mesh_port_bridge(mesh_sender_into_port(sender), mesh_receiver_into_port(receiver));
+}
+
+void mesh_receiver_bridge(MeshReceiver *receiver, MeshSender *sender)
+{
+	g_return_if_fail(sender && receiver);
+	mesh_sender_bridge(sender, receiver);
 }

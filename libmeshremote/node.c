@@ -308,6 +308,16 @@ gboolean remote_node_is_failed(MeshRemoteNode *remote)
 	return failed;
 }
 
+void remote_node_set_ext_moves(MeshRemoteNode *remote, gboolean on)
+{
+	g_atomic_int_set(&remote->ext_moves, on);
+}
+
+gboolean remote_node_has_ext_moves(MeshRemoteNode *remote)
+{
+	return g_atomic_int_get(&remote->ext_moves);
+}
+
 /* Returns: (transfer full): the remote node @id, created (and the connector
  * called) if it is new. */
 static MeshRemoteNode *node_get_remote_full(MeshNode *node, const MeshNodeId *id,
@@ -502,6 +512,9 @@ static void node_fail_remote(MeshRemoteNode *remote, const char *reason)
 		deferred_init(&d);
 		g_mutex_lock(&p->lock);
 		if (p->peer.remote == remote || p->target.remote == remote)
+			port_fail_locked(p, &remote->id, reason, &d);
+		else if (p->move_from == remote)
+			/* Its move from there had not completed: events may be lost. */
 			port_fail_locked(p, &remote->id, reason, &d);
 		g_mutex_unlock(&p->lock);
 		deferred_run(&d);
@@ -755,6 +768,18 @@ static MeshPort *materialize_port(MeshNode *node, const MeshResourceData *rd, De
 		z->state = PORT_FAILED;
 		z->culprit = culprit;
 		z->error = mesh_error_node_failure(&culprit, failure);
+	} else if (old && old != z->peer.remote && remote_node_has_ext_moves(old)) {
+		/*
+		 * Until the proxy on the old node has passed on everything (its
+		 * PROXY_DONE), a failure of that node would leave this port
+		 * waiting forever for what the proxy held, and its peer failed
+		 * without a word to us: the port depends on that node too.
+		 * Checked after entering the table, against a failure meanwhile.
+		 */
+		z->move_from = remote_node_ref_internal(old);
+		if (remote_node_is_failed(old))
+			port_fail_locked(z, &rd->old_node, "the sending node failed during the move",
+					 d);
 	}
 	g_mutex_unlock(&z->lock);
 
@@ -881,6 +906,9 @@ void mesh_node_receive_event_full(MeshNode *node, const MeshNodeId *from, const 
 	}
 	case MESH_EVENT_FAIL_PORT:
 		mesh_event_read_fail_port(&view, &ev->culprit);
+		break;
+	case MESH_EVENT_PROXY_DONE:
+		ev->culprit = *from; /* the port heeds it only from the node it moved from */
 		break;
 	default:
 		break;

@@ -54,6 +54,7 @@ void port_unref(MeshPort *p)
 		mesh_message_free(msg);
 	peer_addr_clear(&p->peer);
 	peer_addr_clear(&p->target);
+	remote_node_unref_internal(p->move_from);
 	g_clear_error(&p->error);
 	g_mutex_clear(&p->lock);
 	g_free(p);
@@ -210,6 +211,22 @@ static void handler_message(MeshPort *p, MeshMessage *msg, Deferred *d)
 		g_queue_push_tail(&p->queue, msg);
 }
 
+/* The move that brought the port here is complete: its old node no longer matters. */
+static void port_end_move_locked(MeshPort *p, Deferred *d)
+{
+	if (p->move_from) {
+		deferred_unref_remote(d, p->move_from);
+		p->move_from = NULL;
+	}
+	p->move_done_seq = 0;
+}
+
+static void port_check_move_locked(MeshPort *p, Deferred *d)
+{
+	if (p->move_from && p->move_done_seq && p->next_peer_seq >= p->move_done_seq)
+		port_end_move_locked(p, d);
+}
+
 void port_fail_locked(MeshPort *p, const MeshNodeId *culprit, const char *reason, Deferred *d)
 {
 	PortState prev = p->state;
@@ -240,6 +257,7 @@ void port_fail_locked(MeshPort *p, const MeshNodeId *culprit, const char *reason
 		deferred_event(d, &p->target, ev, p->node);
 	}
 	heap_discard_all(p, d);
+	port_end_move_locked(p, d);
 	port_disassociate_locked(p, d);
 	peer_addr_defer_clear(&p->peer, d);
 	peer_addr_defer_clear(&p->target, d);
@@ -255,6 +273,7 @@ static void port_protocol_error(MeshPort *p, const char *what, Deferred *d)
 static void port_done_locked(MeshPort *p, Deferred *d)
 {
 	p->state = PORT_DONE;
+	port_end_move_locked(p, d);
 	port_disassociate_locked(p, d);
 	peer_addr_defer_clear(&p->peer, d);
 	peer_addr_defer_clear(&p->target, d);
@@ -294,6 +313,20 @@ static void process_peered(MeshPort *p, Event *ev, Deferred *d)
 		PeerAddr old = p->peer;
 		p->peer = ev->new_peer;
 		memset(&ev->new_peer, 0, sizeof(ev->new_peer));
+		if ((ev->flags & MESH_EVENT_FLAG_FORWARDS) && old.remote && !p->move_from &&
+		    old.remote != p->peer.remote) {
+			/*
+			 * A bridge on the old peer's node: until its other proxy
+			 * has forwarded what the new peer sent before (its
+			 * PROXY_DONE, maybe already here), we depend on that node.
+			 */
+			p->move_from = remote_node_ref_internal(old.remote);
+			if (remote_node_is_failed(old.remote)) {
+				port_fail_locked(p, &old.remote->id, "the bridging node failed", d);
+				peer_addr_defer_clear(&old, d);
+				break;
+			}
+		}
 		if (p->peer.remote && !p->node) {
 			/* The new peer is remote: it must be able to address us. */
 			MeshNode *local = remote_node_get_local(p->peer.remote);
@@ -318,6 +351,13 @@ static void process_peered(MeshPort *p, Event *ev, Deferred *d)
 static void process_proxying(MeshPort *p, Event *ev, Deferred *d)
 {
 	if (ev->type == MESH_EVENT_ACK_CHANGE_PEER) {
+		/*
+		 * Everything from the peer came through: tell the new home, if
+		 * it reads it, from which seq on it no longer depends on us.
+		 */
+		if (p->target.remote && remote_node_has_ext_moves(p->target.remote))
+			deferred_event(d, &p->target, event_new(MESH_EVENT_PROXY_DONE, 0, p->forward_seq),
+				       p->node);
 		event_discard(ev, d);
 		port_done_locked(p, d);
 		return;
@@ -377,7 +417,8 @@ static void process_heap(MeshPort *p, Deferred *d)
  * @first_seq; then tells the peer where the port went, with the seq reserved
  * for it (@change_seq) and the delta that maps its numbering to the target's.
  */
-static void start_proxy(MeshPort *p, guint64 first_seq, guint64 change_seq, Deferred *d)
+static void start_proxy(MeshPort *p, guint64 first_seq, guint64 change_seq, gboolean bridge,
+			Deferred *d)
 {
 	MeshMessage *msg;
 
@@ -393,7 +434,14 @@ static void start_proxy(MeshPort *p, guint64 first_seq, guint64 change_seq, Defe
 		ev->seq = p->forward_seq++;
 		deferred_event(d, &p->target, ev, p->node);
 	}
-	Event *cp = event_new(MESH_EVENT_CHANGE_PEER, 0, change_seq);
+	/*
+	 * A bridge: the new peer's messages reach our peer through the other
+	 * bridged port, here; a peer that reads PROXY_DONE waits for it.
+	 */
+	guint8 flags = bridge && p->peer.remote && remote_node_has_ext_moves(p->peer.remote)
+			       ? MESH_EVENT_FLAG_FORWARDS
+			       : 0;
+	Event *cp = event_new(MESH_EVENT_CHANGE_PEER, flags, change_seq);
 	peer_addr_copy(&cp->new_peer, &p->target);
 	cp->seq_delta = p->next_peer_seq - p->forward_seq;
 	deferred_event(d, &p->peer, cp, p->node);
@@ -412,10 +460,25 @@ void port_receive_locked(MeshPort *p, Event *ev, Deferred *d)
 		return;
 	case MESH_EVENT_ACK_PORT:
 		if (p->state == PORT_SENDING)
-			start_proxy(p, 1, p->change_peer_seq, d);
+			start_proxy(p, 1, p->change_peer_seq, FALSE, d);
 		else
 			port_protocol_error(p, "ACKNOWLEDGE_PORT for a port that is not being sent",
 					    d);
+		event_discard(ev, d);
+		port_check_move_locked(p, d);
+		return;
+	case MESH_EVENT_PROXY_DONE:
+		/*
+		 * Only a port moved in from the sender's node waits for it; a
+		 * bridge's may come before its CHANGE_PEER: kept for it.
+		 */
+		if (ev->seq && p->move_from && mesh_uuid_equal(&ev->culprit, &p->move_from->id)) {
+			p->move_done_seq = ev->seq;
+			port_check_move_locked(p, d);
+		} else if (ev->seq && !p->move_from && p->peer.remote &&
+			   mesh_uuid_equal(&ev->culprit, &p->peer.remote->id)) {
+			p->move_done_seq = ev->seq;
+		}
 		event_discard(ev, d);
 		return;
 	default:
@@ -438,6 +501,7 @@ void port_receive_locked(MeshPort *p, Event *ev, Deferred *d)
 	heap_push(p->heap, ev);
 	if (p->state != PORT_SENDING)
 		process_heap(p, d);
+	port_check_move_locked(p, d);
 }
 
 void port_deliver(MeshPort *p, Event *ev)
@@ -554,6 +618,44 @@ PortRecv port_try_recv(MeshPort *p, MeshMessage **ret_msg, GError **error)
 	return r;
 }
 
+/*
+ * A port whose peer already closed (DONE) that is sent or bridged is first
+ * re-peered with a fresh local port that closes at once (upstream
+ * repeer_if_done): the messages it holds and then the close travel on to
+ * its new home, in order, as any port's would.
+ */
+static void port_repeer_if_done_locked(MeshPort *x, Deferred *d)
+{
+	if (x->state != PORT_DONE)
+		return;
+	MeshPort *s = port_new(NULL);
+	s->peer.local = port_ref(x);
+	s->local_closed = TRUE;
+	x->peer.local = port_ref(s);
+	x->state = PORT_PEERED;
+	x->next_local_seq = 1;
+	x->next_peer_seq = 1;
+	Event *ev = event_new(MESH_EVENT_MESSAGE, MESH_EVENT_FLAG_CLOSE, s->next_local_seq++);
+	deferred_event(d, &s->peer, ev, NULL);
+	deferred_unref_port(d, s);
+}
+
+/*
+ * A proxy toward a remote port must have a node: events leave from it, and
+ * the acknowledgement comes back to it. A port of a purely local pair takes
+ * the node of @to's remote node.
+ */
+static void port_associate_for_locked(MeshPort *p, const PeerAddr *to, Deferred *d)
+{
+	if (p->node || !to->remote)
+		return;
+	MeshNode *local = remote_node_get_local(to->remote);
+	if (local) {
+		port_associate_locked(p, local);
+		deferred_call(d, node_unref_cb, local);
+	}
+}
+
 void port_encode_for_move(MeshPort *x, MeshNode *from, MeshRemoteNode *remote,
 			  MeshResourceData *rd)
 {
@@ -567,22 +669,7 @@ void port_encode_for_move(MeshPort *x, MeshNode *from, MeshRemoteNode *remote,
 
 	g_mutex_lock(&x->lock);
 	rd->old_port = x->id;
-	if (x->state == PORT_DONE) {
-		/*
-		 * The peer already closed: re-peer with a fresh local port that
-		 * closes at once, so the close reaches the port's new home.
-		 */
-		MeshPort *s = port_new(NULL);
-		s->peer.local = port_ref(x);
-		s->local_closed = TRUE;
-		x->peer.local = port_ref(s);
-		x->state = PORT_PEERED;
-		x->next_local_seq = 1;
-		x->next_peer_seq = 1;
-		Event *ev = event_new(MESH_EVENT_MESSAGE, MESH_EVENT_FLAG_CLOSE, s->next_local_seq++);
-		deferred_event(&d, &s->peer, ev, NULL);
-		deferred_unref_port(&d, s);
-	}
+	port_repeer_if_done_locked(x, &d);
 	if (x->state == PORT_PEERED && port_associate_locked(x, from)) {
 		rd->next_local_seq = x->next_local_seq + 1;
 		x->change_peer_seq = x->next_local_seq++;
@@ -634,23 +721,28 @@ void mesh_port_bridge(MeshPort *a, MeshPort *b)
 		port_fail_locked(other, &failed->culprit,
 				 failed->error ? failed->error->message : "bridged to a failed port",
 				 &d);
-	} else if (a->state == PORT_PEERED && b->state == PORT_PEERED) {
-		guint64 na = a->next_local_seq++, nb = b->next_local_seq++;
-		PeerAddr pa, pb;
-		peer_addr_copy(&pa, &a->peer);
-		peer_addr_copy(&pb, &b->peer);
-		a->target = pb;
-		b->target = pa;
-		start_proxy(a, nb + 1, na, &d);
-		start_proxy(b, na + 1, nb, &d);
 	} else {
-		/* One side's peer already closed (DONE): close the other side. */
-		MeshPort *open = a->state == PORT_PEERED ? a : (b->state == PORT_PEERED ? b : NULL);
-		if (open) {
-			Event *ev = event_new(MESH_EVENT_MESSAGE, MESH_EVENT_FLAG_CLOSE,
-					      open->next_local_seq++);
-			open->local_closed = TRUE;
-			deferred_event(&d, &open->peer, ev, open->node);
+		/*
+		 * A side whose peer already closed still holds what it sent:
+		 * re-peered first, it forwards that, then the close.
+		 */
+		port_repeer_if_done_locked(a, &d);
+		port_repeer_if_done_locked(b, &d);
+		if (a->state == PORT_PEERED && b->state == PORT_PEERED) {
+			guint64 na = a->next_local_seq++, nb = b->next_local_seq++;
+			PeerAddr pa, pb;
+			peer_addr_copy(&pa, &a->peer);
+			peer_addr_copy(&pb, &b->peer);
+			a->target = pb;
+			b->target = pa;
+			port_associate_for_locked(a, &a->target, &d);
+			port_associate_for_locked(b, &b->target, &d);
+			start_proxy(a, nb + 1, na, TRUE, &d);
+			start_proxy(b, na + 1, nb, TRUE, &d);
+		} else {
+			/* Not bridgeable (a port already on the move): both fail. */
+			port_fail_locked(a, NULL, "bridged a port that is being sent", &d);
+			port_fail_locked(b, NULL, "bridged a port that is being sent", &d);
 		}
 	}
 	a->local_closed = TRUE;

@@ -27,10 +27,23 @@ typedef enum {
 	MESH_EVENT_ACK_CHANGE_PEER = 4,
 	MESH_EVENT_ACK_PORT = 5,
 	MESH_EVENT_FAIL_PORT = 6,
+	/*
+	 * A C extension, sent only to nodes that announced they read it (the
+	 * Unix transport's hello): a finished move proxy tells the port's new
+	 * home that every event below seq came through it (seq in the header,
+	 * no payload, out of band). See port.c.
+	 */
+	MESH_EVENT_PROXY_DONE = 0x40,
 } MeshEventType;
 
 #define MESH_EVENT_FLAG_MESSAGE 0x1
 #define MESH_EVENT_FLAG_CLOSE 0x2
+/*
+ * CHANGE_PEER from a bridge, a C extension (to nodes that read PROXY_DONE
+ * only): what the new peer sends still comes through a proxy on the
+ * sending node until that proxy's PROXY_DONE.
+ */
+#define MESH_EVENT_FLAG_FORWARDS 0x4
 
 typedef struct {
 	MeshPortId port_id;

@@ -54,7 +54,8 @@ int mesh_event_parse(const uint8_t *data, size_t size, MeshEventView *ret)
 			return -EBADMSG;
 		break;
 	case MESH_EVENT_CHANGE_PEER:
-		if (h.flags || h.resource_count || h.message_size != MESH_CHANGE_PEER_DATA_SIZE)
+		if ((h.flags & ~MESH_EVENT_FLAG_FORWARDS) || h.resource_count ||
+		    h.message_size != MESH_CHANGE_PEER_DATA_SIZE)
 			return -EBADMSG;
 		break;
 	case MESH_EVENT_FAIL_PORT:
@@ -63,6 +64,7 @@ int mesh_event_parse(const uint8_t *data, size_t size, MeshEventView *ret)
 		break;
 	case MESH_EVENT_ACK_CHANGE_PEER:
 	case MESH_EVENT_ACK_PORT:
+	case MESH_EVENT_PROXY_DONE:
 		if (h.flags || h.resource_count || h.message_size)
 			return -EBADMSG;
 		break;

@@ -39,7 +39,8 @@ typedef struct {
 	MeshMessage *message; /* MESSAGE with MESH_EVENT_FLAG_MESSAGE */
 	PeerAddr new_peer;    /* CHANGE_PEER */
 	guint64 seq_delta;    /* CHANGE_PEER */
-	MeshNodeId culprit;   /* FAIL_PORT: the node that caused it (zero: local) */
+	MeshNodeId culprit;   /* FAIL_PORT: the node that caused it (zero: local);
+			       * PROXY_DONE: the node it came from */
 	char *reason;         /* FAIL_PORT: readable cause, local delivery only */
 } Event;
 
@@ -94,6 +95,13 @@ struct MeshPort {
 	MeshNode *node; /* weak: the node whose table holds this port, or NULL */
 	MeshNodeId culprit; /* FAILED: the node blamed */
 	GError *error;  /* FAILED */
+	/*
+	 * A port moved in from a C node (MESH_EVENT_PROXY_DONE) depends on
+	 * that node until its proxy there has forwarded everything: until
+	 * then the node's failure fails the port (strong, or NULL).
+	 */
+	MeshRemoteNode *move_from;
+	guint64 move_done_seq; /* from PROXY_DONE: done once next_peer_seq reaches it (0: unknown) */
 };
 
 typedef struct {
@@ -215,6 +223,8 @@ struct MeshRemoteNode {
 	gboolean release_pending;
 	MeshEventSink released_sink;
 	void *released_data;
+	/* The node reads and sends MESH_EVENT_PROXY_DONE (the transport says so). */
+	gint ext_moves;
 };
 
 /* deferred.c */
@@ -297,6 +307,14 @@ MeshRemoteNode *node_get_remote(MeshNode *node, const MeshNodeId *id);
 void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPortId *dest,
 			    Event *ev);
 gboolean remote_node_is_failed(MeshRemoteNode *remote);
+/*
+ * Called by a transport that learnt that the node is a C node which reads
+ * and sends MESH_EVENT_PROXY_DONE (an extension upstream does not know):
+ * then a port moved in from that node fails if the node dies before the
+ * move completed (see port.c).
+ */
+void remote_node_set_ext_moves(MeshRemoteNode *remote, gboolean on);
+gboolean remote_node_has_ext_moves(MeshRemoteNode *remote);
 MeshRemoteNode *remote_node_ref_internal(MeshRemoteNode *remote);
 /* Returns: (transfer full) (nullable): the local node @remote belongs to. */
 MeshNode *remote_node_get_local(MeshRemoteNode *remote);

@@ -322,15 +322,13 @@ gboolean mesh_rpc_call(MeshSender *sender, ProtobufCMessage *input,
 
 /* Server. */
 
-gboolean mesh_receiver_recv_rpc(MeshReceiver *receiver, const ProtobufCMessageDescriptor *input_desc,
-				gint64 timeout_us, MeshRpc **ret_rpc, GError **error)
+/*
+ * Parses a request: TRUE with the input and the reply port, FALSE with
+ * @error (MESH_ERROR_CORRUPTION). Takes @msg.
+ */
+static gboolean rpc_parse_request(MeshMessage *msg, const ProtobufCMessageDescriptor *input_desc,
+				  ProtobufCMessage **ret_input, MeshPort **ret_port, GError **error)
 {
-	MeshMessage *msg;
-
-	g_return_val_if_fail(receiver && input_desc && ret_rpc, FALSE);
-	if (!mesh_receiver_recv_message(receiver, timeout_us, &msg, error))
-		return FALSE;
-
 	size_t size;
 	const uint8_t *data = mesh_message_get_data(msg, &size);
 	Reader rd = {data, data + size, 0, mesh_message_get_n_resources(msg)};
@@ -358,6 +356,35 @@ gboolean mesh_receiver_recv_rpc(MeshReceiver *receiver, const ProtobufCMessageDe
 	if (!input) {
 		mesh_port_close(port); /* the caller sees MESH_ERROR_CLOSED */
 		return FALSE;
+	}
+	*ret_input = input;
+	*ret_port = port;
+	return TRUE;
+}
+
+gboolean mesh_receiver_recv_rpc(MeshReceiver *receiver, const ProtobufCMessageDescriptor *input_desc,
+				gint64 timeout_us, MeshRpc **ret_rpc, GError **error)
+{
+	gint64 start_us = timeout_us > 0 ? g_get_monotonic_time() : 0;
+	MeshMessage *msg;
+	ProtobufCMessage *input;
+	MeshPort *port;
+
+	g_return_val_if_fail(receiver && input_desc && ret_rpc, FALSE);
+	for (;;) {
+		gint64 left = timeout_us;
+		if (timeout_us > 0) {
+			left = timeout_us - (g_get_monotonic_time() - start_us);
+			left = left > 0 ? left : 1;
+		}
+		if (!mesh_receiver_recv_message(receiver, left, &msg, error))
+			return FALSE;
+		GError *err = NULL;
+		if (rpc_parse_request(msg, input_desc, &input, &port, &err))
+			break;
+		/* One bad request does not end the server's loop (upstream drops it). */
+		receiver_drop_message(receiver, "a malformed rpc request", err);
+		g_error_free(err);
 	}
 	MeshRpc *rpc = g_new(MeshRpc, 1);
 	rpc->input = input;

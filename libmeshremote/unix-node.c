@@ -333,10 +333,13 @@ static int large_event_memfd(const struct iovec *iov, size_t n_iov, size_t size)
  * node has, so that upstream drops it as an event for an unknown port; a C
  * node reads its payload ("MC", then u16 LE flags) as what the peer reads
  * beyond upstream. Each side sends it first on every connection, unless
- * both MESH_UNIX_BATCH=0 and MESH_UNIX_POOL=0 (the upstream wire).
+ * MESH_UNIX_BATCH=0, MESH_UNIX_POOL=0 and MESH_UNIX_EXT_MOVES=0 (the
+ * upstream wire). HELLO_MOVES: the node reads and sends
+ * MESH_EVENT_PROXY_DONE (port.c: a port moved in fails with the mover).
  */
 #define HELLO_BATCH 0x1
 #define HELLO_POOL 0x2
+#define HELLO_MOVES 0x4
 static const uint8_t hello_port[16] = "mesh-c:hello:v1";
 #define HELLO_PAYLOAD 4
 #define HELLO_SIZE (PACKET_HEADER_SIZE + MESH_EVENT_HEADER_SIZE + HELLO_PAYLOAD)
@@ -360,6 +363,12 @@ gboolean unix_pooling_enabled(void)
 {
 	static gint enabled = -1;
 	return env_switch("MESH_UNIX_POOL", &enabled);
+}
+
+gboolean unix_ext_moves_enabled(void)
+{
+	static gint enabled = -1;
+	return env_switch("MESH_UNIX_EXT_MOVES", &enabled);
 }
 
 static void hello_build(uint8_t out[HELLO_SIZE], guint16 flags)
@@ -717,6 +726,10 @@ static const char *conn_handle_packet(UnixConn *c, const uint8_t *buf, size_t si
 			g_mutex_lock(&c->lock);
 			c->peer_batches = unix_batching_enabled() && (hello & HELLO_BATCH);
 			c->peer_pools = unix_pooling_enabled() && (hello & HELLO_POOL);
+			/* Before any event of the peer: the hello comes first. */
+			if (!c->ended && c->remote)
+				remote_node_set_ext_moves(c->remote, unix_ext_moves_enabled() &&
+									  (hello & HELLO_MOVES));
 			g_mutex_unlock(&c->lock);
 			return NULL;
 		}
@@ -1061,7 +1074,8 @@ gboolean mesh_unix_node_connect_take(MeshUnixNode *u, const MeshNodeId *peer, in
 	g_mutex_unlock(&u->lock);
 
 	guint16 hello_flags = (unix_batching_enabled() ? HELLO_BATCH : 0) |
-			      (unix_pooling_enabled() ? HELLO_POOL : 0);
+			      (unix_pooling_enabled() ? HELLO_POOL : 0) |
+			      (unix_ext_moves_enabled() ? HELLO_MOVES : 0);
 	if (hello_flags) {
 		/* First on the socket, before any event: what the peer may send us. */
 		uint8_t hello[HELLO_SIZE];

@@ -115,6 +115,18 @@ static gboolean host_main(MeshMessage *initial, gpointer data, GError **error)
 		send_text(results, "waiting");
 		for (;;)
 			pause(); /* until the parent closes us down or crashes us */
+	} else if (strcmp(scenario, "flood") == 0) {
+		/* Streams until the process goes: the sender is never closed. */
+		for (guint64 i = 0;; i++) {
+			char text[32];
+			snprintf(text, sizeof(text), "%" G_GUINT64_FORMAT, i);
+			send_text(results, text);
+		}
+	} else if (strcmp(scenario, "exit") == 0) {
+		/* Streams a while, then exits with the sender still open. */
+		for (guint i = 0; i < 20000; i++)
+			send_text(results, "x");
+		exit(0);
 	} else if (strcmp(scenario, "fail") == 0) {
 		g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_FAILED, "the host failed on purpose");
 		mesh_receiver_free(work);
@@ -397,6 +409,57 @@ START_TEST(test_inspect)
 	ck_assert_uint_eq(mesh_get_host_count(mesh), 0);
 	host_close(&a);
 	host_close(&b);
+}
+END_TEST
+
+/*
+ * Drains @r: returns how many messages came before the end, which must be
+ * a failure naming host @name, not a clean "closed" (the host's sender was
+ * never closed).
+ */
+static guint drain_expect_failure(MeshReceiver *r, const char *name)
+{
+	MeshMessage *msg = NULL;
+	GError *error = NULL;
+	guint n = 0;
+
+	while (mesh_receiver_recv_message(r, 20 * G_USEC_PER_SEC, &msg, &error)) {
+		mesh_message_free(msg);
+		n++;
+	}
+	ck_assert_msg(g_error_matches(error, MESH_ERROR, MESH_ERROR_NODE_FAILURE),
+		      "host %s: after %u messages: %s", name, n, error->message);
+	char *host = g_strdup_printf("host %s", name);
+	ck_assert_msg(strstr(error->message, host), "the error does not name the host: %s",
+		      error->message);
+	g_free(host);
+	g_error_free(error);
+	return n;
+}
+
+/* A host that goes away mid-stream is a failure, never a sender that finished. */
+START_TEST(test_host_gone_mid_stream)
+{
+	for (int i = 0; i < 5; i++) {
+		/* The parent shuts the mesh down while the host streams. */
+		Host h = launch("flood", NULL, NULL);
+		for (int k = 0; k < 1000; k++)
+			g_free(recv_text(h.results));
+		GError *error = NULL;
+		mesh_shutdown(mesh, 20 * G_USEC_PER_SEC, &error);
+		g_clear_error(&error);
+		drain_expect_failure(h.results, "flood");
+		host_close(&h);
+		mesh_free(mesh);
+		setup();
+
+		/* The host calls exit() with its sender open. */
+		h = launch("exit", NULL, NULL);
+		guint n = drain_expect_failure(h.results, "exit");
+		ck_assert_uint_le(n, 20000);
+		host_close(&h);
+		wait_hosts_gone();
+	}
 }
 END_TEST
 
@@ -814,6 +877,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_crash_names_the_host);
 	tcase_add_test(tc, test_inspect);
 	tcase_add_test(tc, test_shutdown_deadline_kills);
+	tcase_add_test(tc, test_host_gone_mid_stream);
 	tcase_add_test(tc, test_host_function_error);
 	tcase_add_test(tc, test_listen_connect);
 	tcase_add_test(tc, test_hosts_come_and_go);

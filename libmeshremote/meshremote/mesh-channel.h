@@ -17,9 +17,14 @@
  * (`*_into_port()`, `*_from_port()`), and keeps working at the other end.
  *
  * Receive results: a message; MESH_ERROR_CLOSED when every sender is gone
- * and everything was received; MESH_ERROR_NODE_FAILURE when the last sender
- * failed (its node died); MESH_ERROR_CORRUPTION for a message that does not
- * decode; MESH_ERROR_EMPTY (try) or MESH_ERROR_TIMED_OUT (blocking).
+ * and everything was received (the last sender closed its end);
+ * MESH_ERROR_NODE_FAILURE, after what was queued, when the last sender
+ * failed (its node died or went away); MESH_ERROR_CORRUPTION for a message that does not
+ * decode from the last sender; MESH_ERROR_EMPTY (try) or
+ * MESH_ERROR_TIMED_OUT (blocking). A message that does not decode cuts its
+ * sender off (its port fails); while other senders remain or messages are
+ * queued, it is dropped (logged at debug level, counted by
+ * mesh_receiver_get_n_dropped()) and the receive goes on, as upstream.
  *
  * Threads: senders may be used from any thread concurrently. A receiver is
  * used from one thread at a time; its callback runs on the GMainContext given
@@ -101,6 +106,17 @@ MESH_REMOTE_API gboolean mesh_receiver_recv_message(MeshReceiver *receiver, gint
 						    MeshMessage **ret_msg, GError **error);
 
 /**
+ * mesh_receiver_get_n_dropped:
+ * @receiver: a receiver
+ *
+ * Returns: how many messages the receiver dropped as corrupt: messages that
+ * did not decode (each cut its sender off), what such a sender had queued or
+ * sent after it, and malformed requests skipped by mesh_receiver_recv_rpc().
+ * Any thread.
+ */
+MESH_REMOTE_API guint64 mesh_receiver_get_n_dropped(MeshReceiver *receiver);
+
+/**
  * MeshReceiverFunc:
  * @receiver: the receiver
  * @user_data: the callback's data
@@ -136,12 +152,43 @@ MESH_REMOTE_API int mesh_receiver_get_fd(MeshReceiver *receiver);
 /** mesh_receiver_free: drops the receiver; senders see it closed. NULL-safe. */
 MESH_REMOTE_API void mesh_receiver_free(MeshReceiver *receiver);
 
-/** mesh_receiver_into_port: Returns: (transfer full): a port standing for the receiver (taken). */
+/**
+ * mesh_receiver_into_port:
+ * @receiver: (transfer full): a receiver
+ *
+ * Returns: (transfer full): a port standing for the receiver. It holds
+ * every message the receiver held, in order, and every sender (local ones
+ * keep sending into it); once they are all gone it reads "closed". Make a
+ * receiver of it with mesh_receiver_from_port(), send it, or bridge it.
+ */
 MESH_REMOTE_API MeshPort *mesh_receiver_into_port(MeshReceiver *receiver);
 
 /** mesh_receiver_from_port: Returns: (transfer full): a receiver; @port is taken. */
 MESH_REMOTE_API MeshReceiver *mesh_receiver_from_port(MeshPort *port,
 						      const ProtobufCMessageDescriptor *desc);
+
+/**
+ * mesh_sender_bridge:
+ * @sender: (transfer full): a sender of one channel
+ * @receiver: (transfer full): the receiver of another channel of the same type
+ *
+ * Joins the two channels (upstream Sender::bridge): what @receiver holds,
+ * and everything its senders send from now on, goes to @sender's receiver;
+ * each sender's messages stay in order. @receiver's senders keep working
+ * (wherever they are); @sender's receiver sees "closed" once they are all
+ * gone. The same as mesh_port_bridge(mesh_sender_into_port(@sender),
+ * mesh_receiver_into_port(@receiver)). Any thread.
+ */
+MESH_REMOTE_API void mesh_sender_bridge(MeshSender *sender, MeshReceiver *receiver);
+
+/**
+ * mesh_receiver_bridge:
+ * @receiver: (transfer full): the receiver of one channel
+ * @sender: (transfer full): a sender of another channel of the same type
+ *
+ * Upstream Receiver::bridge: mesh_sender_bridge(@sender, @receiver).
+ */
+MESH_REMOTE_API void mesh_receiver_bridge(MeshReceiver *receiver, MeshSender *sender);
 
 /* Oneshot. */
 
@@ -226,6 +273,10 @@ MESH_REMOTE_API gboolean mesh_rpc_call(MeshSender *sender, ProtobufCMessage *inp
  *     mesh_rpc_complete() or mesh_rpc_fail(), or free it (the caller then
  *     gets MESH_ERROR_CLOSED)
  * @error: as for mesh_receiver_recv()
+ *
+ * A malformed request (or an input that does not decode as @input_desc) is
+ * dropped, counted by mesh_receiver_get_n_dropped(), and the receive goes
+ * on; its caller, if it gave a reply port, gets MESH_ERROR_CLOSED.
  */
 MESH_REMOTE_API gboolean mesh_receiver_recv_rpc(MeshReceiver *receiver,
 						const ProtobufCMessageDescriptor *input_desc,

@@ -41,7 +41,10 @@ MESH_REMOTE_API void mesh_port_close(MeshPort *port);
  * @b: (transfer full): another port
  *
  * Joins @a's peer and @b's peer directly; messages queued at @a and @b are
- * forwarded first, in order. Bridging a port with its own peer fails both.
+ * forwarded first, in order. If @a's peer already closed, @b's peer gets
+ * what was queued at @a, then "closed" (and the other way round).
+ * Bridging a port with its own peer fails both; bridging with a failed
+ * port fails the other side's peer.
  */
 MESH_REMOTE_API void mesh_port_bridge(MeshPort *a, MeshPort *b);
 

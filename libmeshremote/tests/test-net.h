@@ -40,6 +40,7 @@ struct TestNet {
 	GPtrArray *packets;
 	GRand *rand; /* non-NULL: deliver in random order */
 	guint64 delivered;
+	gboolean upstream; /* the nodes speak no C extension */
 };
 
 static void test_link_send(void *user_data, const struct iovec *iov, size_t n_iov,
@@ -83,10 +84,11 @@ static void test_packet_free(TestPacket *pk)
 	g_free(pk);
 }
 
-static inline TestNet *test_net_new(guint n, guint32 seed)
+static inline TestNet *test_net_new_full(guint n, guint32 seed, gboolean upstream)
 {
 	TestNet *net = g_new0(TestNet, 1);
 
+	net->upstream = upstream;
 	ck_assert_uint_le(n, TEST_NET_MAX);
 	net->n = n;
 	g_mutex_init(&net->lock);
@@ -104,9 +106,16 @@ static inline TestNet *test_net_new(guint n, guint32 seed)
 				mesh_node_add_remote(net->nodes[i], mesh_node_get_id(net->nodes[j]));
 			ck_assert(mesh_remote_node_connect(net->handles[i][j], &test_link_sink,
 							   &net->links[i][j]));
+			/* C nodes, as the Unix transport's hello says (unless told otherwise). */
+			remote_node_set_ext_moves(net->handles[i][j], !net->upstream);
 		}
 	}
 	return net;
+}
+
+static inline TestNet *test_net_new(guint n, guint32 seed)
+{
+	return test_net_new_full(n, seed, FALSE);
 }
 
 /* Delivers one pending packet (random when reordering). FALSE when none. */
@@ -145,6 +154,9 @@ static inline void test_net_disconnect(TestNet *net, guint i, guint j)
 	net->handles[j][i] = NULL;
 }
 
+/* Node @k crashes: its packets are thrown away and its connections lost. */
+static inline void test_net_crash_node(TestNet *net, guint k);
+
 /* Packets to or from node @k are thrown away (k "crashed"). */
 static inline void test_net_discard_node(TestNet *net, guint k)
 {
@@ -159,6 +171,15 @@ static inline void test_net_discard_node(TestNet *net, guint k)
 		}
 	}
 	g_mutex_unlock(&net->lock);
+}
+
+static inline void test_net_crash_node(TestNet *net, guint k)
+{
+	test_net_discard_node(net, k);
+	for (guint j = 0; j < net->n; j++)
+		if (j != k && net->handles[k][j])
+			test_net_disconnect(net, k, j);
+	test_net_discard_node(net, k);
 }
 
 static inline void test_net_free(TestNet *net)

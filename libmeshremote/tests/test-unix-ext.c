@@ -9,9 +9,9 @@
  * be sent what no C node would send. The wire constants are written out
  * here from the doc, not taken from the library, on purpose.
  *
- * Run as "test-unix-ext --switches-child" with MESH_UNIX_BATCH=0 and
- * MESH_UNIX_POOL=0 in its environment, the binary runs instead the checks
- * of a process with both extensions off (the switches are read once per
+ * Run as "test-unix-ext --switches-child" with MESH_UNIX_BATCH=0,
+ * MESH_UNIX_POOL=0 and MESH_UNIX_EXT_MOVES=0 in its environment, the binary
+ * runs instead the checks of a process with every extension off (the switches are read once per
  * process, hence a process of its own); test_switches starts it so.
  */
 #include <check.h>
@@ -48,6 +48,7 @@
 /* The hello's payload: 'M', 'C', u16 LE flags. */
 #define HELLO_BATCH 0x1
 #define HELLO_POOL 0x2
+#define HELLO_MOVES 0x4 /* reads and sends PROXY_DONE */
 #define HELLO_SIZE (PACKET_HEADER + MESH_EVENT_HEADER_SIZE + 4)
 static const uint8_t hello_port[16] = "mesh-c:hello:v1";
 /* Events sent at once before a one-way stream goes through the queue. */
@@ -581,7 +582,7 @@ START_TEST(test_hello_first)
 	Rig *r = rig_new();
 	/* Sent before the hello is read: it must still come second. */
 	node_send_numbered(r, 1, 1, 0);
-	expect_hello(r, HELLO_BATCH | HELLO_POOL);
+	expect_hello(r, HELLO_BATCH | HELLO_POOL | HELLO_MOVES);
 
 	Packet pk;
 	peer_recv(r, &pk);
@@ -597,7 +598,7 @@ START_TEST(test_batch_receive)
 	warm_up();
 	int before = count_fds();
 	Rig *r = rig_new();
-	expect_hello(r, HELLO_BATCH | HELLO_POOL);
+	expect_hello(r, HELLO_BATCH | HELLO_POOL | HELLO_MOVES);
 	peer_send_hello(r, HELLO_BATCH | HELLO_POOL);
 
 	int pipefd[2];
@@ -714,7 +715,7 @@ START_TEST(test_batch_hostile)
 	warm_up();
 	int before = count_fds();
 	Rig *r = rig_new();
-	expect_hello(r, HELLO_BATCH | HELLO_POOL);
+	expect_hello(r, HELLO_BATCH | HELLO_POOL | HELLO_MOVES);
 	peer_send_hello(r, HELLO_BATCH | HELLO_POOL);
 	rig_sync(r);
 	send_bad_batch(r, how);
@@ -727,7 +728,7 @@ END_TEST
 START_TEST(test_batch_send)
 {
 	Rig *r = rig_new_full(FLOOD_SNDBUF);
-	expect_hello(r, HELLO_BATCH | HELLO_POOL);
+	expect_hello(r, HELLO_BATCH | HELLO_POOL | HELLO_MOVES);
 	peer_send_hello(r, HELLO_BATCH);
 	rig_sync(r);
 	guint batches = flood(r, 2000);
@@ -741,7 +742,7 @@ START_TEST(test_batch_send_not_announced)
 	/* An upstream peer (no hello), then a C peer that reads pool events only. */
 	for (int variant = 0; variant < 2; variant++) {
 		Rig *r = rig_new_full(FLOOD_SNDBUF);
-		expect_hello(r, HELLO_BATCH | HELLO_POOL);
+		expect_hello(r, HELLO_BATCH | HELLO_POOL | HELLO_MOVES);
 		if (variant == 1) {
 			peer_send_hello(r, HELLO_POOL);
 			rig_sync(r);
@@ -810,7 +811,7 @@ START_TEST(test_streak)
 {
 	enum { N = 200 };
 	Rig *r = rig_new_full(STREAK_SNDBUF);
-	expect_hello(r, HELLO_BATCH | HELLO_POOL);
+	expect_hello(r, HELLO_BATCH | HELLO_POOL | HELLO_MOVES);
 	peer_send_hello(r, HELLO_BATCH);
 	/* The last packet from the fake node: the streak counts from here. */
 	rig_sync(r);
@@ -863,7 +864,7 @@ START_TEST(test_pool_send)
 	PeerBuf bufs[TX_POOL_BUFS] = {{0}};
 	Rig *r = rig_new();
 
-	expect_hello(r, HELLO_BATCH | HELLO_POOL);
+	expect_hello(r, HELLO_BATCH | HELLO_POOL | HELLO_MOVES);
 	peer_send_hello(r, HELLO_POOL);
 	rig_sync(r);
 	for (guint i = 1; i <= N; i++) {
@@ -954,7 +955,7 @@ START_TEST(test_pool_ids_bounded)
 	Rig *r = rig_new();
 	GHashTable *ids = g_hash_table_new(g_direct_hash, g_direct_equal);
 
-	expect_hello(r, HELLO_BATCH | HELLO_POOL);
+	expect_hello(r, HELLO_BATCH | HELLO_POOL | HELLO_MOVES);
 	peer_send_hello(r, HELLO_POOL);
 	rig_sync(r);
 	/* 64 KiB to 8 MiB classes: 8 events each, every one a new buffer. */
@@ -1089,7 +1090,7 @@ START_TEST(test_pool_receive)
 	uint8_t *a = g_malloc(SIZE), *b = g_malloc(SIZE);
 	Rig *r = rig_new();
 
-	expect_hello(r, HELLO_BATCH | HELLO_POOL);
+	expect_hello(r, HELLO_BATCH | HELLO_POOL | HELLO_MOVES);
 	peer_send_hello(r, HELLO_POOL);
 	fill_pattern(a, SIZE, 1);
 	fill_pattern(b, SIZE, 2);
@@ -1215,7 +1216,7 @@ START_TEST(test_pool_hostile)
 	warm_up();
 	int before = count_fds();
 	Rig *r = rig_new();
-	expect_hello(r, HELLO_BATCH | HELLO_POOL);
+	expect_hello(r, HELLO_BATCH | HELLO_POOL | HELLO_MOVES);
 	peer_send_hello(r, HELLO_BATCH | HELLO_POOL);
 	rig_sync(r);
 	send_bad_pool(r, how);
@@ -1226,8 +1227,9 @@ START_TEST(test_pool_hostile)
 END_TEST
 
 /*
- * The switches (run in a process started with MESH_UNIX_BATCH=0 and
- * MESH_UNIX_POOL=0): the upstream wire, whatever the peer announces.
+ * The switches (run in a process started with MESH_UNIX_BATCH=0,
+ * MESH_UNIX_POOL=0 and MESH_UNIX_EXT_MOVES=0): the upstream wire, whatever
+ * the peer announces.
  */
 START_TEST(test_off_no_hello)
 {
@@ -1314,8 +1316,10 @@ END_TEST
 static int switches_child_main(void)
 {
 	if (g_strcmp0(g_getenv("MESH_UNIX_BATCH"), "0") != 0 ||
-	    g_strcmp0(g_getenv("MESH_UNIX_POOL"), "0") != 0) {
-		fprintf(stderr, "switches child: MESH_UNIX_BATCH=0 MESH_UNIX_POOL=0 expected\n");
+	    g_strcmp0(g_getenv("MESH_UNIX_POOL"), "0") != 0 ||
+	    g_strcmp0(g_getenv("MESH_UNIX_EXT_MOVES"), "0") != 0) {
+		fprintf(stderr, "switches child: MESH_UNIX_BATCH=0 MESH_UNIX_POOL=0 "
+				"MESH_UNIX_EXT_MOVES=0 expected\n");
 		return 2;
 	}
 	Suite *s = suite_create("libmeshremote-unix-ext-off");
@@ -1345,6 +1349,7 @@ START_TEST(test_switches)
 	char **env = g_get_environ();
 	env = g_environ_setenv(env, "MESH_UNIX_BATCH", "0", TRUE);
 	env = g_environ_setenv(env, "MESH_UNIX_POOL", "0", TRUE);
+	env = g_environ_setenv(env, "MESH_UNIX_EXT_MOVES", "0", TRUE);
 	/* A filter for the parent's tests would leave the child nothing to run. */
 	static const char *const filters[] = {"CK_RUN_SUITE", "CK_RUN_CASE", "CK_INCLUDE_TAGS",
 					      "CK_EXCLUDE_TAGS"};

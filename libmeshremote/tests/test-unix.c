@@ -612,6 +612,63 @@ START_TEST(test_failed_pair_not_reintroduced)
 }
 END_TEST
 
+/*
+ * A host killed while it moves a port to a third host (0 to ~5 ms after
+ * the move was asked of it): the new owner must see every message and the
+ * close, or fail; never wait forever (issue: 14 of 18 runs hung).
+ */
+START_TEST(test_mover_killed)
+{
+	guint n_failed = 0, n_closed = 0;
+
+	for (guint i = 0; i < 20; i++) {
+		Child *a = spawn_joiner("mover", NULL);
+		Child *b = spawn_joiner("owner", NULL);
+		MeshPort *y, *x, *c1, *c2;
+		mesh_port_new_pair(&y, &x);
+		mesh_port_new_pair(&c1, &c2);
+		port_send_bytes(y, "m1"); /* queued at x: moves with it */
+		MeshMessage *msg = mesh_message_new(NULL, 0);
+		mesh_message_add_port_take(msg, c2);
+		port_send(b->port, msg, FALSE);
+		/* Both have joined: the kill lands in the move, not in the start. */
+		expect_bytes(a->recv, "ready", 5);
+		expect_bytes(b->recv, "ready", 5);
+		msg = mesh_message_new(NULL, 0);
+		mesh_message_add_port_take(msg, x);
+		mesh_message_add_port_take(msg, c1);
+		port_send(a->port, msg, FALSE);
+		/* After the mover sent the port: 0 to 1.1 ms into the move. */
+		expect_bytes(a->recv, "sent", 4);
+		guint delay_us = i * 60;
+		gint64 until = g_get_monotonic_time() + delay_us;
+		while (g_get_monotonic_time() < until)
+			; /* a busy wait: finer than a sleep */
+		pal_child_kill(a->process, SIGKILL);
+		port_send_bytes(y, "m2");
+		mesh_port_close(y);
+
+		MeshMessage *report = test_recv_wait(b->recv, 30000);
+		ck_assert_msg(test_recv_is_message(report), "run %u: the owner did not report", i);
+		size_t size;
+		const char *text = (const char *)mesh_message_get_data(report, &size);
+		char *r = g_strndup(text, size);
+		ck_assert_msg(strcmp(r, "timeout") != 0,
+			      "run %u (kill after %u us): the new owner waits forever", i, delay_us);
+		ck_assert_msg(strcmp(r, "failed") == 0 || strcmp(r, "noport") == 0 ||
+				      strcmp(r, "closed m1,m2") == 0,
+			      "run %u: %s", i, r);
+		n_failed += strcmp(r, "failed") == 0;
+		n_closed += strcmp(r, "closed m1,m2") == 0;
+		g_free(r);
+		mesh_message_free(report);
+		ck_assert_int_eq(child_finish(b), 0);
+		child_finish(a);
+	}
+	g_message("mover killed: %u owners failed, %u completed", n_failed, n_closed);
+}
+END_TEST
+
 START_TEST(test_dropped_invitation)
 {
 	MeshPort *x, *y;
@@ -1729,6 +1786,7 @@ int main(void)
 	tcase_add_test(tc, test_port_from_child_to_child);
 	tcase_add_test(tc, test_failed_pair_not_reintroduced);
 	tcase_add_test(tc, test_dropped_invitation);
+	tcase_add_test(tc, test_mover_killed);
 	tcase_add_test(tc, test_listener);
 	tcase_add_test(tc, test_caller_context);
 	tcase_add_test(tc, test_listener_limits);

@@ -11,6 +11,13 @@
  *             messages on the other, wait for "done" on it
  *   sink N    the first message carries a port: receive N numbered messages
  *             on it in order, answer "done"
+ *   mover     says "ready"; the first message carries two ports: after a
+ *             message on the second, send the first inside a message on it
+ *             (a move to a third node), say "sent", and wait to be killed
+ *   owner     says "ready"; the first message carries a port: send "hi" on
+ *             it; a message on it carries port Z: say "hello" on Z, gather what comes until its end, and
+ *             report on the bootstrap port: "closed A,B,..", "failed",
+ *             "noport" (no Z came, its carrier failed) or "timeout"
  *   chan      the first message carries four channel ends (UNIX_TEST_CHAN_*):
  *             a receiver of commands, read with blocking receives, and three
  *             senders; see run_chan() for the commands. Ends when every
@@ -97,6 +104,78 @@ static int run_sink(TestRecv *r, int n)
 	test_recv_free(rp);
 	mesh_port_close(p);
 	return status;
+}
+
+static int run_mover(TestRecv *r, MeshPort *bootstrap)
+{
+	port_send_bytes(bootstrap, "ready");
+	MeshMessage *msg = test_recv_wait(r, 60000);
+	if (!test_recv_is_message(msg) || mesh_message_get_n_resources(msg) != 2)
+		return 3;
+	MeshPort *x = mesh_message_steal_port(msg, 0);
+	MeshPort *carrier = mesh_message_steal_port(msg, 1);
+	mesh_message_free(msg);
+	/* The owner's "hi": the connection to its node is up. */
+	TestRecv *rc = test_recv_new(carrier);
+	msg = test_recv_wait(rc, 60000);
+	if (!test_recv_is_message(msg))
+		return 4;
+	mesh_message_free(msg);
+	MeshMessage *move = mesh_message_new(NULL, 0);
+	mesh_message_add_port_take(move, x);
+	port_send(carrier, move, FALSE);
+	port_send_bytes(bootstrap, "sent");
+	for (;;)
+		pause(); /* the parent kills us, at some point of the move */
+	return 0;
+}
+
+static int run_owner(TestRecv *r, MeshPort *bootstrap)
+{
+	port_send_bytes(bootstrap, "ready");
+	MeshPort *carrier = wait_port(r);
+	const char *report = NULL;
+	GString *got = g_string_new("closed ");
+	if (!carrier)
+		return 3;
+	TestRecv *rc = test_recv_new(carrier);
+	port_send_bytes(carrier, "hi");
+	MeshPort *z = wait_port(rc);
+	if (!z) {
+		report = "noport";
+	} else {
+		TestRecv *rz = test_recv_new(z);
+		port_send_bytes(z, "hello");
+		/* Bounded: a port that waits forever is what the test looks for. */
+		for (;;) {
+			MeshMessage *msg = test_recv_wait(rz, 5000);
+			if (!msg) {
+				report = "timeout";
+				break;
+			}
+			if (test_recv_is_end(msg, RECV_END_FAILED)) {
+				report = "failed";
+				break;
+			}
+			if (test_recv_is_end(msg, RECV_END_CLOSED)) {
+				report = got->str;
+				break;
+			}
+			size_t size;
+			const uint8_t *data = mesh_message_get_data(msg, &size);
+			if (got->str[got->len - 1] != ' ')
+				g_string_append_c(got, ',');
+			g_string_append_len(got, (const char *)data, (gssize)size);
+			mesh_message_free(msg);
+		}
+		test_recv_free(rz);
+		mesh_port_close(z);
+	}
+	port_send_bytes(bootstrap, report);
+	g_string_free(got, TRUE);
+	test_recv_free(rc);
+	mesh_port_close(carrier);
+	return 0;
 }
 
 /*
@@ -313,6 +392,10 @@ run:;
 		status = run_sink(r, atoi(scenario_arg));
 	} else if (strcmp(scenario, "chan") == 0) {
 		status = run_chan(r, port);
+	} else if (strcmp(scenario, "mover") == 0) {
+		status = run_mover(r, port);
+	} else if (strcmp(scenario, "owner") == 0) {
+		status = run_owner(r, port);
 	} else {
 		fprintf(stderr, "child: unknown scenario %s\n", scenario);
 		return 64;
