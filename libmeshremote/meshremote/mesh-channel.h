@@ -24,6 +24,15 @@
  * Threads: senders may be used from any thread concurrently. A receiver is
  * used from one thread at a time; its callback runs on the GMainContext given
  * to mesh_receiver_set_callback(), never under a library lock.
+ *
+ * Blocking receives (mesh_receiver_recv(), mesh_oneshot_recv(),
+ * mesh_rpc_call()) may be made on any thread. When the transport runs on a
+ * caller's GMainContext (mesh_unix_node_new() with a context), a blocking
+ * receive made where nobody else runs that context (on its thread, also
+ * inside one of its dispatches, or while no thread runs it) iterates the
+ * context until the receive completes or times out: other sources of that
+ * context may then run inside the call, as in a nested main loop. Made on
+ * another thread while a thread runs the context, it waits for that thread.
  */
 #pragma once
 
