@@ -228,7 +228,8 @@ static gpointer run_loop(gpointer data)
 /*
  * Hosts launched from short-lived threads outlive them (the parent-death
  * signal follows the thread that spawned the host): on a context another
- * thread runs, and on the default context that this thread iterates.
+ * thread runs, on the default context that this thread iterates, and with
+ * the mesh's own thread (@ctx NULL).
  */
 static void check_launch_from_exiting_thread(GMainContext *ctx)
 {
@@ -268,6 +269,7 @@ START_TEST(test_host_outlives_launching_thread)
 	g_main_context_unref(ctx);
 
 	check_launch_from_exiting_thread(g_main_context_default());
+	check_launch_from_exiting_thread(NULL);
 }
 END_TEST
 
