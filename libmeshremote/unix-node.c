@@ -1266,16 +1266,17 @@ void mesh_unix_node_free(MeshUnixNode *u)
 {
 	if (!u)
 		return;
-	/* From here on, no receive runs the transport's I/O. */
-	node_set_io_hook(u->node, NULL);
+	if (u->io) {
+		/* From here on, the I/O thread alone runs the context. */
+		node_set_io_hook(u->node, NULL);
+		unix_io_disable_lending(u->io);
+	}
 	if (u->context_hook) {
+		/* ... and no receive iterates the caller's context for us. */
+		node_set_io_hook(u->node, NULL);
 		context_io_hook_unregister(u->context_hook);
 		io_hook_unref(u->context_hook);
 		u->context_hook = NULL;
-	}
-	if (u->io) {
-		/* ... and the I/O thread alone runs the context. */
-		unix_io_disable_lending(u->io);
 	}
 	leader_stop_sync(u);
 	g_mutex_lock(&u->lock);
