@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -789,10 +790,29 @@ static GSourceFuncs deadline_funcs = {
 };
 
 /*
+ * Acquires a caller's @context if this thread may iterate it for a blocking
+ * wait: it runs it already (a call inside its dispatch), or the context is
+ * this thread's (its pushed thread default, or the global default context
+ * on the main thread) and nobody runs it now. Another thread must not take
+ * it: the thread that is about to run it would wait in
+ * g_main_context_acquire() for as long as our iteration blocks.
+ */
+static gboolean context_acquire_if_ours(GMainContext *context)
+{
+	if (g_main_context_is_owner(context))
+		return g_main_context_acquire(context);
+	GMainContext *own = g_main_context_get_thread_default();
+	gboolean ours = own ? own == context
+			    : context == g_main_context_default() &&
+				      syscall(SYS_gettid) == (long)getpid();
+	return ours && g_main_context_acquire(context);
+}
+
+/*
  * Waits until every host is gone (host_exited_cb runs on the context) or
- * @deadline. On a caller's context that this thread can acquire (it runs
- * it, also inside a dispatch, or nobody does), iterate it here: nobody else
- * would. Otherwise its owner, or the coordinator's thread, does.
+ * @deadline. On a caller's context that this thread runs, or that is this
+ * thread's and nobody runs now, iterate it here: nobody else would.
+ * Otherwise its owner, or the coordinator's thread, does.
  */
 static gboolean wait_hosts(Mesh *m, gint64 deadline)
 {
@@ -801,7 +821,7 @@ static gboolean wait_hosts(Mesh *m, gint64 deadline)
 
 	g_mutex_lock(&m->lock);
 	while (g_hash_table_size(m->hosts) > 0 && !expired) {
-		if (!m->thread && g_main_context_acquire(m->context)) {
+		if (!m->thread && context_acquire_if_ours(m->context)) {
 			g_mutex_unlock(&m->lock);
 			if (deadline >= 0 && !timer) {
 				timer = g_source_new(&deadline_funcs, sizeof(GSource));

@@ -2,19 +2,41 @@
 /*
  * Blocking on a caller's GMainContext (GSubprocess's pattern, DESIGN.md
  * section 3): a transport that runs on a context the caller gives has no
- * thread of its own, so a thread that blocks in a receive makes progress by
- * iterating that context itself, when it can acquire it (it runs the
- * context already, for example inside one of its dispatches, or nobody
- * does). When another thread owns the context, that thread runs the I/O and
- * the receive waits on its GCond as with any other delivery.
+ * thread of its own, so a thread that blocks in a receive on the context's
+ * own thread makes progress by iterating that context itself: when it runs
+ * the context already (inside one of its dispatches, say), or when the
+ * context is this thread's and nobody runs it now (see
+ * context_acquire_if_ours()). Any other thread waits on its GCond for the
+ * thread that runs the context, as with any other delivery.
  *
  * A message for the waiter is dispatched by its own iteration; one that
  * another thread delivers (a local send) wakes the context
  * (NodeIoHook.wakeup), which ends the iteration's poll.
  */
 #include <errno.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "remote-private.h"
+
+gboolean context_acquire_if_ours(GMainContext *context)
+{
+	if (g_main_context_is_owner(context))
+		return g_main_context_acquire(context); /* recursive: succeeds */
+	/*
+	 * Not running it: only the context's own thread may take it, the one
+	 * that pushed it as its thread default, or for the global default
+	 * context the main thread (GLib's convention). Another thread that took
+	 * it while nobody ran it would block its real owner, which waits in
+	 * g_main_context_acquire() (g_main_loop_run()) for as long as the
+	 * iteration's poll lasts, with nothing to wake it.
+	 */
+	GMainContext *own = g_main_context_get_thread_default();
+	gboolean ours = own ? own == context
+			    : context == g_main_context_default() &&
+				      syscall(SYS_gettid) == (long)getpid();
+	return ours && g_main_context_acquire(context);
+}
 
 /* GPollFDs on the stack per iteration; a nested iteration has its own. */
 #define CONTEXT_POLL_FDS 16
@@ -70,8 +92,7 @@ static gboolean context_run_once(NodeIoHook *hook, gint64 deadline, gboolean *re
 	ContextIo *c = (ContextIo *)hook;
 
 	*ret_expired = FALSE;
-	/* Succeeds on the thread that runs it, also inside its dispatch (recursive). */
-	if (!g_main_context_acquire(c->context))
+	if (!context_acquire_if_ours(c->context))
 		return FALSE;
 	*ret_expired = context_iterate_until(c->context, deadline);
 	g_main_context_release(c->context);
@@ -127,10 +148,10 @@ NodeIoHook *context_io_hook_for_thread(void)
 		if (g_main_context_is_owner(c->context))
 			found = c;
 	}
-	/* Then one that nobody runs right now: nobody else would. */
+	/* Then this thread's own one, which nobody runs right now. */
 	for (guint i = 0; registry && i < registry->len && !found; i++) {
 		ContextIo *c = registry->pdata[i];
-		if (g_main_context_acquire(c->context)) {
+		if (context_acquire_if_ours(c->context)) {
 			g_main_context_release(c->context);
 			found = c;
 		}

@@ -163,6 +163,14 @@ void io_note_foreign_delivery(void);
 
 /* context-io.c */
 /*
+ * Acquires @context if this thread may iterate it for a blocking wait: it
+ * runs it already (a wait inside its dispatch), or the context is this
+ * thread's (its pushed thread default, or the global default context on
+ * the main thread) and nobody runs it now. FALSE: the thread that runs it
+ * does the I/O.
+ */
+gboolean context_acquire_if_ours(GMainContext *context);
+/*
  * One blocking iteration of @context (acquired by the caller): returns after
  * something was dispatched, a wakeup, or @deadline (monotonic us, -1 none).
  * TRUE if it ended at @deadline. Fine inside a dispatch of @context.
@@ -170,7 +178,7 @@ void io_note_foreign_delivery(void);
 gboolean context_iterate_until(GMainContext *context, gint64 deadline);
 /*
  * Returns: (transfer full): the I/O hook of a transport on the caller's
- * @context: run_once iterates @context when this thread can acquire it
+ * @context: run_once iterates @context when context_acquire_if_ours()
  * (FALSE otherwise: its owner runs the I/O), wakeup wakes it.
  */
 NodeIoHook *context_io_hook_new(GMainContext *context);
@@ -181,9 +189,10 @@ void context_io_hook_unregister(NodeIoHook *hook);
  * sender is still queued on its way out, say): the events it waits for need
  * some transport's I/O, which cannot be told from the port. Returns
  * (transfer full) (nullable): the hook of a transport on a caller's context
- * that this thread runs (a wait inside its dispatch), else of one that
- * nobody runs now; NULL if there is none (own-thread transports poll
- * anyway, and a context run by another thread is run there).
+ * that this thread runs (a wait inside its dispatch), else of one that is
+ * this thread's and that nobody runs now (context_acquire_if_ours()); NULL
+ * if there is none (own-thread transports poll anyway, and a context run by
+ * another thread is run there).
  */
 NodeIoHook *context_io_hook_for_thread(void);
 

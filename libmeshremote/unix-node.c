@@ -1093,15 +1093,16 @@ gboolean mesh_unix_node_connect_take(MeshUnixNode *u, const MeshNodeId *peer, in
 
 /*
  * One step of a wait for a change that u->cond announces (u->lock held,
- * released meanwhile). On a caller's context that this thread can acquire
- * (it runs it, or nobody does), nobody else would make the change happen:
- * iterate the context once, blocking until something is dispatched, a
- * wakeup or @deadline. Otherwise the context's owner (or the I/O thread)
- * does, and signals u->cond. FALSE at the deadline.
+ * released meanwhile). On a caller's context that this thread runs, or that
+ * is this thread's and nobody runs now (context_acquire_if_ours()), nobody
+ * else would make the change happen: iterate the context once, blocking
+ * until something is dispatched, a wakeup or @deadline. Otherwise the
+ * context's owner (or the I/O thread) does, and signals u->cond. FALSE at
+ * the deadline.
  */
 static gboolean wait_step(MeshUnixNode *u, gint64 deadline)
 {
-	if (!u->io && g_main_context_acquire(u->context)) {
+	if (!u->io && context_acquire_if_ours(u->context)) {
 		g_mutex_unlock(&u->lock);
 		gboolean expired = context_iterate_until(u->context, deadline);
 		g_main_context_release(u->context);
@@ -1212,7 +1213,7 @@ gboolean mesh_unix_node_shutdown(MeshUnixNode *u, gint64 timeout_us)
 			break;
 		}
 		/* Each ends when a port leaves the table, or an answer comes. */
-		if (!u->io && g_main_context_acquire(u->context)) {
+		if (!u->io && context_acquire_if_ours(u->context)) {
 			/* Nobody else runs the caller's context: run it here. */
 			if (node_watch_generation(u->node) == gen)
 				context_iterate_until(u->context, deadline);

@@ -156,6 +156,7 @@ typedef struct {
 	Mesh *mesh;
 	Host *host;
 	GMainLoop *loop;
+	GThread *thread; /* the one that runs the loop */
 	gboolean done;
 } Dispatch;
 
@@ -202,6 +203,88 @@ START_TEST(test_blocking_calls_on_default_context)
 	host_close(&h);
 	ck_assert_msg(mesh_shutdown(mesh, WAIT_US, &error), "%s", error ? error->message : "");
 	ck_assert_uint_eq(mesh_get_host_count(mesh), 0);
+	mesh_free(mesh);
+}
+END_TEST
+
+typedef struct {
+	Host *host;
+	GMainLoop *loop;
+	gboolean got;
+	char *error;
+} Waiter;
+
+static gboolean quit_cb(gpointer data)
+{
+	g_main_loop_quit(data);
+	return G_SOURCE_REMOVE;
+}
+
+/* Waits on another thread for what the main loop's callback causes. */
+static gpointer waiter_thread(gpointer data)
+{
+	Waiter *w = data;
+	MeshMessage *msg = NULL;
+	GError *error = NULL;
+
+	if (mesh_receiver_recv_message(w->host->results, WAIT_US, &msg, &error)) {
+		char *text = message_text(msg);
+		w->got = strcmp(text, "done 5") == 0;
+		if (!w->got)
+			w->error = g_strdup_printf("got \"%s\"", text);
+		g_free(text);
+		mesh_message_free(msg);
+	} else {
+		w->error = g_strdup(error->message);
+		g_error_free(error);
+	}
+	/* The main loop runs until here: it does the I/O of this receive. */
+	g_idle_add(quit_cb, w->loop);
+	return NULL;
+}
+
+static gboolean rpc_cb(gpointer data)
+{
+	Dispatch *d = data;
+
+	/* The waiting thread did not take the context and run this. */
+	ck_assert_ptr_eq(g_thread_self(), d->thread);
+	assert_rpc(d->host, 2, 3, WAIT_US);
+	d->done = TRUE;
+	return G_SOURCE_REMOVE;
+}
+
+/*
+ * A thread that blocks on a channel while the main thread does not run the
+ * default context yet must not take the context from the main thread: it
+ * waits for the main loop, whose callback makes the host send.
+ */
+START_TEST(test_other_thread_waits_for_the_loop)
+{
+	GMainContext *ctx = g_main_context_default();
+	GError *error = NULL;
+	Mesh *mesh = mesh_new("default", ctx, &error);
+
+	ck_assert_msg(mesh, "%s", error ? error->message : "");
+	Host h = launch(mesh, "serve");
+	for (int i = 0; i < 3; i++) {
+		Dispatch d = {.mesh = mesh,
+			      .host = &h,
+			      .loop = g_main_loop_new(ctx, FALSE),
+			      .thread = g_thread_self()};
+		Waiter w = {.host = &h, .loop = d.loop};
+		GThread *t = g_thread_new("waiter", waiter_thread, &w);
+		/* Let it start waiting first (a wait that took the context would hold it). */
+		g_usleep(100 * 1000);
+		g_idle_add(rpc_cb, &d);
+		g_main_loop_run(d.loop);
+		g_main_loop_unref(d.loop);
+		g_thread_join(t);
+		ck_assert(d.done);
+		ck_assert_msg(w.got, "the waiting thread: %s", w.error);
+	}
+	host_close(&h);
+	ck_assert_msg(mesh_shutdown(mesh, WAIT_US, &error), "%s", error ? error->message : "");
 	mesh_free(mesh);
 }
 END_TEST
@@ -287,6 +370,7 @@ int main(int argc, char **argv)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_blocking_calls_on_default_context);
 	tcase_add_test(tc, test_host_outlives_launching_thread);
+	tcase_add_test(tc, test_other_thread_waits_for_the_loop);
 	suite_add_tcase(s, tc);
 
 	SRunner *sr = srunner_create(s);
