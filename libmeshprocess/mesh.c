@@ -60,6 +60,7 @@ struct Mesh {
 	 */
 	GThread *spawner;
 	GAsyncQueue *spawn_jobs; /* Sync * */
+	long creator; /* the thread that made the mesh (its tid) */
 	GMutex lock;
 	GCond cond;
 	GHashTable *hosts;     /* GPid -> Host * */
@@ -299,6 +300,7 @@ Mesh *mesh_new(const char *name, GMainContext *context, GError **error)
 	Mesh *m = g_new0(Mesh, 1);
 
 	m->name = g_strdup(name);
+	m->creator = syscall(SYS_gettid);
 	m->argv0 = read_argv0();
 	g_mutex_init(&m->lock);
 	g_cond_init(&m->cond);
@@ -790,22 +792,24 @@ static GSourceFuncs deadline_funcs = {
 };
 
 /*
- * Acquires a caller's @context if this thread may iterate it for a blocking
- * wait: it runs it already (a call inside its dispatch), or the context is
- * this thread's (its pushed thread default, or the global default context
- * on the main thread) and nobody runs it now. Another thread must not take
- * it: the thread that is about to run it would wait in
+ * Acquires the caller's context of @m if this thread may iterate it for a
+ * blocking wait: it runs it already (a call inside its dispatch), or nobody
+ * runs it now and it is this thread's: the thread that made the mesh, the
+ * one that pushed it as its thread default, or the main thread for the
+ * global default context (as libmeshremote's context-io.c decides). Another
+ * thread must not take it: the thread that is about to run it would wait in
  * g_main_context_acquire() for as long as our iteration blocks.
  */
-static gboolean context_acquire_if_ours(GMainContext *context)
+static gboolean context_acquire_if_ours(Mesh *m)
 {
-	if (g_main_context_is_owner(context))
-		return g_main_context_acquire(context);
+	if (g_main_context_is_owner(m->context))
+		return g_main_context_acquire(m->context);
+	long self = syscall(SYS_gettid);
 	GMainContext *own = g_main_context_get_thread_default();
-	gboolean ours = own ? own == context
-			    : context == g_main_context_default() &&
-				      syscall(SYS_gettid) == (long)getpid();
-	return ours && g_main_context_acquire(context);
+	gboolean ours = self == m->creator ||
+			(own ? own == m->context
+			     : m->context == g_main_context_default() && self == (long)getpid());
+	return ours && g_main_context_acquire(m->context);
 }
 
 /*
@@ -821,7 +825,7 @@ static gboolean wait_hosts(Mesh *m, gint64 deadline)
 
 	g_mutex_lock(&m->lock);
 	while (g_hash_table_size(m->hosts) > 0 && !expired) {
-		if (!m->thread && context_acquire_if_ours(m->context)) {
+		if (!m->thread && context_acquire_if_ours(m)) {
 			g_mutex_unlock(&m->lock);
 			if (deadline >= 0 && !timer) {
 				timer = g_source_new(&deadline_funcs, sizeof(GSource));

@@ -6,7 +6,7 @@
  * own thread makes progress by iterating that context itself: when it runs
  * the context already (inside one of its dispatches, say), or when the
  * context is this thread's and nobody runs it now (see
- * context_acquire_if_ours()). Any other thread waits on its GCond for the
+ * context_io_acquire_if_ours()). Any other thread waits on its GCond for the
  * thread that runs the context, as with any other delivery.
  *
  * A message for the waiter is dispatched by its own iteration; one that
@@ -19,23 +19,42 @@
 
 #include "remote-private.h"
 
-gboolean context_acquire_if_ours(GMainContext *context)
+typedef struct {
+	NodeIoHook base; /* first */
+	GMainContext *context;
+	long creator; /* the thread that made the transport (its tid) */
+} ContextIo;
+
+/*
+ * Acquires @c's context if this thread may iterate it for a blocking wait.
+ * It runs it already: a wait inside its dispatch (acquiring is recursive).
+ * Or nobody runs it and it is this thread's: the thread that made the
+ * transport on it, the one that pushed it as its thread default, or for the
+ * global default context the main thread (GLib's convention). Another
+ * thread that took it while nobody ran it would block its real owner, which
+ * waits in g_main_context_acquire() (g_main_loop_run()) for as long as the
+ * iteration's poll lasts, with nothing to wake it.
+ */
+static gboolean context_io_acquire_if_ours(ContextIo *c)
 {
-	if (g_main_context_is_owner(context))
-		return g_main_context_acquire(context); /* recursive: succeeds */
-	/*
-	 * Not running it: only the context's own thread may take it, the one
-	 * that pushed it as its thread default, or for the global default
-	 * context the main thread (GLib's convention). Another thread that took
-	 * it while nobody ran it would block its real owner, which waits in
-	 * g_main_context_acquire() (g_main_loop_run()) for as long as the
-	 * iteration's poll lasts, with nothing to wake it.
-	 */
+	if (g_main_context_is_owner(c->context))
+		return g_main_context_acquire(c->context);
+	long self = syscall(SYS_gettid);
 	GMainContext *own = g_main_context_get_thread_default();
-	gboolean ours = own ? own == context
-			    : context == g_main_context_default() &&
-				      syscall(SYS_gettid) == (long)getpid();
-	return ours && g_main_context_acquire(context);
+	gboolean ours = self == c->creator ||
+			(own ? own == c->context
+			     : c->context == g_main_context_default() && self == (long)getpid());
+	return ours && g_main_context_acquire(c->context);
+}
+
+gboolean context_io_acquire(NodeIoHook *hook)
+{
+	return context_io_acquire_if_ours((ContextIo *)hook);
+}
+
+GMainContext *context_io_get_context(NodeIoHook *hook)
+{
+	return ((ContextIo *)hook)->context;
 }
 
 /* GPollFDs on the stack per iteration; a nested iteration has its own. */
@@ -74,11 +93,6 @@ gboolean context_iterate_until(GMainContext *context, gint64 deadline)
 	return past || (r == 0 && ours);
 }
 
-typedef struct {
-	NodeIoHook base; /* first */
-	GMainContext *context;
-} ContextIo;
-
 /*
  * The hooks of the live transports on callers' contexts, for a wait on a
  * port that no node's table holds yet (context_io_hook_for_thread()). Each
@@ -92,7 +106,7 @@ static gboolean context_run_once(NodeIoHook *hook, gint64 deadline, gboolean *re
 	ContextIo *c = (ContextIo *)hook;
 
 	*ret_expired = FALSE;
-	if (!context_acquire_if_ours(c->context))
+	if (!context_io_acquire_if_ours(c))
 		return FALSE;
 	*ret_expired = context_iterate_until(c->context, deadline);
 	g_main_context_release(c->context);
@@ -121,6 +135,7 @@ NodeIoHook *context_io_hook_new(GMainContext *context)
 	c->base.wakeup = context_wakeup;
 	c->base.finalize = context_finalize;
 	c->context = g_main_context_ref(context);
+	c->creator = syscall(SYS_gettid);
 	g_mutex_lock(&registry_lock);
 	if (!registry)
 		registry = g_ptr_array_new();
@@ -151,7 +166,7 @@ NodeIoHook *context_io_hook_for_thread(void)
 	/* Then this thread's own one, which nobody runs right now. */
 	for (guint i = 0; registry && i < registry->len && !found; i++) {
 		ContextIo *c = registry->pdata[i];
-		if (context_acquire_if_ours(c->context)) {
+		if (context_io_acquire_if_ours(c)) {
 			g_main_context_release(c->context);
 			found = c;
 		}

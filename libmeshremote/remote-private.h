@@ -163,14 +163,6 @@ void io_note_foreign_delivery(void);
 
 /* context-io.c */
 /*
- * Acquires @context if this thread may iterate it for a blocking wait: it
- * runs it already (a wait inside its dispatch), or the context is this
- * thread's (its pushed thread default, or the global default context on
- * the main thread) and nobody runs it now. FALSE: the thread that runs it
- * does the I/O.
- */
-gboolean context_acquire_if_ours(GMainContext *context);
-/*
  * One blocking iteration of @context (acquired by the caller): returns after
  * something was dispatched, a wakeup, or @deadline (monotonic us, -1 none).
  * TRUE if it ended at @deadline. Fine inside a dispatch of @context.
@@ -178,10 +170,21 @@ gboolean context_acquire_if_ours(GMainContext *context);
 gboolean context_iterate_until(GMainContext *context, gint64 deadline);
 /*
  * Returns: (transfer full): the I/O hook of a transport on the caller's
- * @context: run_once iterates @context when context_acquire_if_ours()
- * (FALSE otherwise: its owner runs the I/O), wakeup wakes it.
+ * @context, made on the thread that makes the transport: run_once iterates
+ * @context when context_io_acquire() (FALSE otherwise: its owner runs the
+ * I/O), wakeup wakes it.
  */
 NodeIoHook *context_io_hook_new(GMainContext *context);
+/*
+ * Acquires the context of @hook (a context_io_hook_new() one) if this thread
+ * may iterate it for a blocking wait: it runs it already (a wait inside its
+ * dispatch), or nobody runs it and it is this thread's: the thread that made
+ * the hook, the one that pushed it as its thread default, or the main
+ * thread for the global default context. FALSE: the thread that runs it
+ * does the I/O.
+ */
+gboolean context_io_acquire(NodeIoHook *hook);
+GMainContext *context_io_get_context(NodeIoHook *hook);
 /* The transport using @hook goes: context_io_hook_for_thread() forgets it. */
 void context_io_hook_unregister(NodeIoHook *hook);
 /*
@@ -190,7 +193,7 @@ void context_io_hook_unregister(NodeIoHook *hook);
  * some transport's I/O, which cannot be told from the port. Returns
  * (transfer full) (nullable): the hook of a transport on a caller's context
  * that this thread runs (a wait inside its dispatch), else of one that is
- * this thread's and that nobody runs now (context_acquire_if_ours()); NULL
+ * this thread's and that nobody runs now (context_io_acquire()); NULL
  * if there is none (own-thread transports poll anyway, and a context run by
  * another thread is run there).
  */

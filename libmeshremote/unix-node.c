@@ -1094,7 +1094,7 @@ gboolean mesh_unix_node_connect_take(MeshUnixNode *u, const MeshNodeId *peer, in
 /*
  * One step of a wait for a change that u->cond announces (u->lock held,
  * released meanwhile). On a caller's context that this thread runs, or that
- * is this thread's and nobody runs now (context_acquire_if_ours()), nobody
+ * is this thread's and nobody runs now (context_io_acquire()), nobody
  * else would make the change happen: iterate the context once, blocking
  * until something is dispatched, a wakeup or @deadline. Otherwise the
  * context's owner (or the I/O thread) does, and signals u->cond. FALSE at
@@ -1102,7 +1102,7 @@ gboolean mesh_unix_node_connect_take(MeshUnixNode *u, const MeshNodeId *peer, in
  */
 static gboolean wait_step(MeshUnixNode *u, gint64 deadline)
 {
-	if (!u->io && context_acquire_if_ours(u->context)) {
+	if (u->context_hook && context_io_acquire(u->context_hook)) {
 		g_mutex_unlock(&u->lock);
 		gboolean expired = context_iterate_until(u->context, deadline);
 		g_main_context_release(u->context);
@@ -1213,7 +1213,7 @@ gboolean mesh_unix_node_shutdown(MeshUnixNode *u, gint64 timeout_us)
 			break;
 		}
 		/* Each ends when a port leaves the table, or an answer comes. */
-		if (!u->io && context_acquire_if_ours(u->context)) {
+		if (u->context_hook && context_io_acquire(u->context_hook)) {
 			/* Nobody else runs the caller's context: run it here. */
 			if (node_watch_generation(u->node) == gen)
 				context_iterate_until(u->context, deadline);
@@ -1273,11 +1273,9 @@ void mesh_unix_node_free(MeshUnixNode *u)
 		unix_io_disable_lending(u->io);
 	}
 	if (u->context_hook) {
-		/* ... and no receive iterates the caller's context for us. */
+		/* ... and no receive iterates the caller's context for us (our waits still do). */
 		node_set_io_hook(u->node, NULL);
 		context_io_hook_unregister(u->context_hook);
-		io_hook_unref(u->context_hook);
-		u->context_hook = NULL;
 	}
 	leader_stop_sync(u);
 	g_mutex_lock(&u->lock);
@@ -1299,6 +1297,7 @@ void mesh_unix_node_free(MeshUnixNode *u)
 		while (g_main_context_iteration(u->context, FALSE))
 			;
 	}
+	io_hook_unref(u->context_hook);
 	g_main_context_unref(u->context);
 	g_ptr_array_free(u->conns, TRUE);
 	unix_rx_free(u->rx);

@@ -15,14 +15,15 @@
  *
  * Threads: every function may be called from any thread. On a caller's
  * context, a blocking call (a receive, an rpc call, a oneshot wait,
- * mesh_unix_node_shutdown(), mesh_unix_node_free()) made on the context's
- * own thread iterates the context itself until it completes: on the thread
- * that runs it (also inside one of its dispatches), or, while nobody runs
- * it, on the thread it belongs to (the thread that pushed it as its thread
- * default; for the global default context, the main thread). Other sources
- * of that context may then be dispatched inside the call, as in a nested
- * main loop. Made on any other thread, the call waits for the thread that
- * runs the context to do the I/O (it never takes the context from it).
+ * mesh_unix_node_shutdown(), mesh_unix_node_free()) made on the context's own
+ * thread iterates the context itself until it completes: on the thread that
+ * runs it (also inside one of its dispatches), or, while nobody runs it, on
+ * the thread it belongs to (the thread that made the transport or pushed the
+ * context as its thread default; for the global default context, the main
+ * thread). Other sources of that context may then be dispatched inside the
+ * call, as in a nested main loop. Made on any other thread, the call waits
+ * for the thread that runs the context to do the I/O (it never takes the
+ * context from it).
  */
 #pragma once
 
