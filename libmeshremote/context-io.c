@@ -100,6 +100,7 @@ gboolean context_iterate_until(GMainContext *context, gint64 deadline)
  */
 static GMutex registry_lock;
 static GPtrArray *registry;
+static gint n_registered; /* atomic: the common case (none) takes no lock */
 
 static gboolean context_run_once(NodeIoHook *hook, gint64 deadline, gboolean *ret_expired)
 {
@@ -140,6 +141,7 @@ NodeIoHook *context_io_hook_new(GMainContext *context)
 	if (!registry)
 		registry = g_ptr_array_new();
 	g_ptr_array_add(registry, c);
+	g_atomic_int_inc(&n_registered);
 	g_mutex_unlock(&registry_lock);
 	return &c->base;
 }
@@ -147,8 +149,8 @@ NodeIoHook *context_io_hook_new(GMainContext *context)
 void context_io_hook_unregister(NodeIoHook *hook)
 {
 	g_mutex_lock(&registry_lock);
-	if (registry)
-		g_ptr_array_remove(registry, hook);
+	if (registry && g_ptr_array_remove(registry, hook))
+		g_atomic_int_dec_and_test(&n_registered);
 	g_mutex_unlock(&registry_lock);
 }
 
@@ -156,6 +158,8 @@ NodeIoHook *context_io_hook_for_thread(void)
 {
 	ContextIo *found = NULL;
 
+	if (!g_atomic_int_get(&n_registered))
+		return NULL;
 	g_mutex_lock(&registry_lock);
 	/* The context this thread runs (a wait inside its dispatch) first. */
 	for (guint i = 0; registry && i < registry->len && !found; i++) {
