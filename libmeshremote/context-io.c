@@ -52,11 +52,6 @@ gboolean context_io_acquire(NodeIoHook *hook)
 	return context_io_acquire_if_ours((ContextIo *)hook);
 }
 
-GMainContext *context_io_get_context(NodeIoHook *hook)
-{
-	return ((ContextIo *)hook)->context;
-}
-
 /* GPollFDs on the stack per iteration; a nested iteration has its own. */
 #define CONTEXT_POLL_FDS 16
 
@@ -150,7 +145,7 @@ void context_io_hook_unregister(NodeIoHook *hook)
 {
 	g_mutex_lock(&registry_lock);
 	if (registry && g_ptr_array_remove(registry, hook))
-		g_atomic_int_dec_and_test(&n_registered);
+		g_atomic_int_add(&n_registered, -1);
 	g_mutex_unlock(&registry_lock);
 }
 

@@ -184,7 +184,6 @@ NodeIoHook *context_io_hook_new(GMainContext *context);
  * does the I/O.
  */
 gboolean context_io_acquire(NodeIoHook *hook);
-GMainContext *context_io_get_context(NodeIoHook *hook);
 /* The transport using @hook goes: context_io_hook_for_thread() forgets it. */
 void context_io_hook_unregister(NodeIoHook *hook);
 /*
