@@ -60,8 +60,9 @@ typedef enum {
 /**
  * PalSpawnStage:
  * @PAL_SPAWN_STAGE_BEFORE_CREDENTIALS: after fd setup, before setresgid/uid
- *     (landlock, namespaces)
- * @PAL_SPAWN_STAGE_BEFORE_EXEC: last thing before exec (seccomp)
+ *     (landlock, namespaces; credential changes of your own)
+ * @PAL_SPAWN_STAGE_BEFORE_EXEC: last thing before exec (seccomp), after the
+ *     parent-death signal is armed (see pal_spawn_set_parent_death_signal())
  */
 typedef enum {
 	PAL_SPAWN_STAGE_BEFORE_CREDENTIALS,
@@ -176,10 +177,13 @@ PAL_API int pal_spawn_set_setsid(PalSpawn *spawn, bool setsid);
  *
  * The child arms it after setresuid() (the kernel clears it on a credential
  * change), and again after the %PAL_SPAWN_STAGE_BEFORE_EXEC hooks if one of
- * them changed credentials and so cleared it (unless that hook also filtered
- * prctl()). If the parent is already gone when the child arms it, the child
- * fails the spawn at "parent_death_signal" with -ESRCH (and does not exec).
- * A set-user-ID or set-group-ID program also clears it when exec'd.
+ * them changed credentials and so cleared it: it reads it back with
+ * prctl(PR_GET_PDEATHSIG) when that stage has hooks, so a seccomp filter
+ * installed there must allow prctl() or fail it with an errno (then the
+ * signal stays as it was), not kill. If the parent is already gone when the
+ * child arms it, the child fails the spawn at "parent_death_signal" with
+ * -ESRCH (and does not exec). A set-user-ID or set-group-ID program also
+ * clears it when exec'd.
  *
  * Returns: 0 or -EINVAL.
  */
