@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -54,6 +55,13 @@ struct Mesh {
 	GMainContext *context;
 	GMainLoop *loop;
 	GThread *thread;
+	/*
+	 * On a caller's context, hosts are spawned on this thread, made by the
+	 * first launch (the parent-death signal follows the spawning thread).
+	 */
+	GThread *spawner;
+	GAsyncQueue *spawn_jobs; /* Sync * */
+	long creator; /* the thread that made the mesh (its tid) */
 	GMutex lock;
 	GCond cond;
 	GHashTable *hosts;     /* GPid -> Host * */
@@ -172,6 +180,48 @@ static void run_sync(Mesh *m, GSourceFunc func, gpointer data)
 	g_cond_clear(&s.cond);
 }
 
+/* Ends the spawner thread. */
+static char spawner_quit;
+
+static gpointer spawner_thread(gpointer data)
+{
+	GAsyncQueue *jobs = data;
+	gpointer job;
+
+	while ((job = g_async_queue_pop(jobs)) != &spawner_quit)
+		sync_cb(job);
+	return NULL;
+}
+
+/*
+ * Runs @func(@data) on a thread that lives as long as @m and waits for it:
+ * the coordinator's thread, or on a caller's context the spawner thread.
+ */
+static void run_on_long_lived_thread(Mesh *m, GSourceFunc func, gpointer data)
+{
+	if (m->thread) {
+		run_sync(m, func, data);
+		return;
+	}
+	g_mutex_lock(&m->lock);
+	if (!m->spawner) {
+		m->spawn_jobs = g_async_queue_new();
+		m->spawner = g_thread_new("mesh-spawner", spawner_thread, m->spawn_jobs);
+	}
+	g_mutex_unlock(&m->lock);
+
+	Sync s = {.func = func, .data = data};
+	g_mutex_init(&s.lock);
+	g_cond_init(&s.cond);
+	g_async_queue_push(m->spawn_jobs, &s);
+	g_mutex_lock(&s.lock);
+	while (!s.done)
+		g_cond_wait(&s.cond, &s.lock);
+	g_mutex_unlock(&s.lock);
+	g_mutex_clear(&s.lock);
+	g_cond_clear(&s.cond);
+}
+
 static gpointer coordinator_thread(gpointer data)
 {
 	Mesh *m = data;
@@ -267,6 +317,7 @@ Mesh *mesh_new(const char *name, GMainContext *context, GError **error)
 	Mesh *m = g_new0(Mesh, 1);
 
 	m->name = g_strdup(name);
+	m->creator = syscall(SYS_gettid);
 	m->argv0 = read_argv0();
 	g_mutex_init(&m->lock);
 	g_cond_init(&m->cond);
@@ -476,9 +527,12 @@ GPid mesh_launch_host(Mesh *m, const MeshProcessConfig *config, MeshMessage *ini
 	mesh_sender_send_message(boot, initial);
 	mesh_sender_free(boot);
 
-	/* Spawn from the coordinator's thread: the parent-death signal follows it. */
+	/*
+	 * Spawn from a thread that lives as long as the mesh, never from the
+	 * caller's: the parent-death signal follows the spawning thread.
+	 */
 	Launch l = {.mesh = m, .config = config, .inv = inv, .requests = requests};
-	run_sync(m, launch_cb, &l);
+	run_on_long_lived_thread(m, launch_cb, &l);
 	mesh_invitation_free(inv); /* the child has its copy of the socket */
 	mesh_sender_free(l.requests);
 	if (l.error) {
@@ -824,30 +878,74 @@ static gboolean close_requests_cb(gpointer data)
 	return G_SOURCE_REMOVE;
 }
 
+/* Ends a blocking iteration at a deadline (its ready time); fires once. */
+static gboolean deadline_dispatch(GSource *source, GSourceFunc callback, gpointer data)
+{
+	g_source_set_ready_time(source, -1);
+	return G_SOURCE_CONTINUE;
+}
+
+static GSourceFuncs deadline_funcs = {
+	.dispatch = deadline_dispatch,
+};
+
+/*
+ * Acquires the caller's context of @m if this thread may iterate it for a
+ * blocking wait: it runs it already (a call inside its dispatch), or nobody
+ * runs it now and it is this thread's: the thread that made the mesh, the
+ * one that pushed it as its thread default, or the main thread for the
+ * global default context (as libmeshremote's context-io.c decides). Another
+ * thread must not take it: the thread that is about to run it would wait in
+ * g_main_context_acquire() for as long as our iteration blocks.
+ */
+static gboolean context_acquire_if_ours(Mesh *m)
+{
+	if (g_main_context_is_owner(m->context))
+		return g_main_context_acquire(m->context);
+	long self = syscall(SYS_gettid);
+	GMainContext *own = g_main_context_get_thread_default();
+	gboolean ours = self == m->creator ||
+			(own ? own == m->context
+			     : m->context == g_main_context_default() && self == (long)getpid());
+	return ours && g_main_context_acquire(m->context);
+}
+
+/*
+ * Waits until every host is gone (host_exited_cb runs on the context) or
+ * @deadline. On a caller's context that this thread runs, or that is this
+ * thread's and nobody runs now, iterate it here: nobody else would.
+ * Otherwise its owner, or the coordinator's thread, does.
+ */
 static gboolean wait_hosts(Mesh *m, gint64 deadline)
 {
-	gboolean all = TRUE;
+	GSource *timer = NULL;
+	gboolean expired = FALSE;
+
 	g_mutex_lock(&m->lock);
-	while (g_hash_table_size(m->hosts) > 0) {
-		if (m->thread) {
-			if (deadline < 0) {
-				g_cond_wait(&m->cond, &m->lock);
-			} else if (!g_cond_wait_until(&m->cond, &m->lock, deadline)) {
-				all = g_hash_table_size(m->hosts) == 0;
-				break;
-			}
-		} else {
+	while (g_hash_table_size(m->hosts) > 0 && !expired) {
+		if (!m->thread && context_acquire_if_ours(m)) {
 			g_mutex_unlock(&m->lock);
-			g_main_context_iteration(m->context, FALSE);
-			g_usleep(1000);
-			g_mutex_lock(&m->lock);
-			if (deadline >= 0 && g_get_monotonic_time() >= deadline) {
-				all = g_hash_table_size(m->hosts) == 0;
-				break;
+			if (deadline >= 0 && !timer) {
+				timer = g_source_new(&deadline_funcs, sizeof(GSource));
+				g_source_set_ready_time(timer, deadline);
+				g_source_attach(timer, m->context);
 			}
+			g_main_context_iteration(m->context, TRUE);
+			g_main_context_release(m->context);
+			g_mutex_lock(&m->lock);
+			expired = deadline >= 0 && g_get_monotonic_time() >= deadline;
+		} else if (deadline < 0) {
+			g_cond_wait(&m->cond, &m->lock);
+		} else {
+			expired = !g_cond_wait_until(&m->cond, &m->lock, deadline);
 		}
 	}
+	gboolean all = g_hash_table_size(m->hosts) == 0;
 	g_mutex_unlock(&m->lock);
+	if (timer) {
+		g_source_destroy(timer);
+		g_source_unref(timer);
+	}
 	return all;
 }
 
@@ -922,6 +1020,12 @@ void mesh_free(Mesh *m)
 		g_main_context_invoke(m->context, quit_cb, m->loop);
 		g_thread_join(m->thread);
 		g_main_loop_unref(m->loop);
+	}
+	/* Last: hosts still running when it ends get their parent-death signal. */
+	if (m->spawner) {
+		g_async_queue_push(m->spawn_jobs, &spawner_quit);
+		g_thread_join(m->spawner);
+		g_async_queue_unref(m->spawn_jobs);
 	}
 	g_main_context_unref(m->context);
 	g_hash_table_destroy(m->hosts);

@@ -605,6 +605,8 @@ static NodeIoHook *receiver_find_io_hook(MeshReceiver *r)
 	if (port) {
 		hook = port_get_io_hook(port);
 		port_unref(port);
+	} else {
+		hook = context_io_hook_for_thread();
 	}
 	return hook;
 }

@@ -57,6 +57,7 @@ MeshNode *mesh_node_new_with_id(const MeshNodeId *id)
 	node->ref = 1;
 	node->id = *id;
 	g_mutex_init(&node->lock);
+	g_cond_init(&node->watch_cond);
 	node->ports = g_hash_table_new(mesh_uuid_hash, mesh_uuid_equal);
 	node->remotes = g_hash_table_new(mesh_uuid_hash, mesh_uuid_equal);
 	return node;
@@ -119,6 +120,7 @@ void mesh_node_unref(MeshNode *node)
 		g_hash_table_destroy(node->failed);
 	g_free(node->failed_ring);
 	io_hook_unref(node->io_hook);
+	g_cond_clear(&node->watch_cond);
 	g_mutex_clear(&node->lock);
 	g_free(node);
 }
@@ -142,6 +144,62 @@ void node_set_io_hook(MeshNode *node, NodeIoHook *hook)
 	node->io_hook = hook ? io_hook_ref(hook) : NULL;
 	g_mutex_unlock(&node->lock);
 	io_hook_unref(old);
+}
+
+guint node_watch_begin(MeshNode *node)
+{
+	g_mutex_lock(&node->lock);
+	node->watchers++;
+	guint gen = node->watch_gen;
+	g_mutex_unlock(&node->lock);
+	return gen;
+}
+
+guint node_watch_generation(MeshNode *node)
+{
+	g_mutex_lock(&node->lock);
+	guint gen = node->watch_gen;
+	g_mutex_unlock(&node->lock);
+	return gen;
+}
+
+gboolean node_watch_wait(MeshNode *node, guint gen, gint64 deadline)
+{
+	gboolean in_time = TRUE;
+
+	g_mutex_lock(&node->lock);
+	while (node->watch_gen == gen && in_time) {
+		if (deadline < 0)
+			g_cond_wait(&node->watch_cond, &node->lock);
+		else
+			in_time = g_cond_wait_until(&node->watch_cond, &node->lock, deadline);
+	}
+	g_mutex_unlock(&node->lock);
+	return in_time;
+}
+
+void node_watch_end(MeshNode *node)
+{
+	g_mutex_lock(&node->lock);
+	node->watchers--;
+	g_mutex_unlock(&node->lock);
+}
+
+void node_watch_notify_locked(MeshNode *node)
+{
+	if (!node->watchers)
+		return;
+	node->watch_gen++;
+	g_cond_broadcast(&node->watch_cond);
+	if (node->io_hook)
+		node->io_hook->wakeup(node->io_hook); /* a context wakeup: fine under locks */
+}
+
+void node_watch_notify(MeshNode *node)
+{
+	g_mutex_lock(&node->lock);
+	node_watch_notify_locked(node);
+	g_mutex_unlock(&node->lock);
 }
 
 const MeshNodeId *mesh_node_get_id(MeshNode *node)

@@ -182,7 +182,7 @@ NodeIoHook *port_get_io_hook(MeshPort *p)
 		g_mutex_unlock(&p->node->lock);
 	}
 	g_mutex_unlock(&p->lock);
-	return hook;
+	return hook ? hook : context_io_hook_for_thread();
 }
 
 void port_disassociate_locked(MeshPort *p, Deferred *d)
@@ -196,6 +196,8 @@ void port_disassociate_locked(MeshPort *p, Deferred *d)
 	g_mutex_lock(&node->lock);
 	if (g_hash_table_lookup(node->ports, &p->id) == p)
 		removed = g_hash_table_steal(node->ports, &p->id);
+	/* A move ends with the port leaving the table (done or failed). */
+	node_watch_notify_locked(node);
 	g_mutex_unlock(&node->lock);
 	if (removed)
 		deferred_unref_port(d, p);

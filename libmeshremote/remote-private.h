@@ -133,9 +133,12 @@ struct Deferred {
 };
 
 /*
- * A transport that can run its I/O on a thread that blocks in a receive
- * (unix-node.c, own-thread mode), so that a message reaches that thread
- * without a hop through the I/O thread.
+ * A transport that can run its I/O on a thread that blocks in a receive:
+ * in own-thread mode (unix-io.c) so that a message reaches that thread
+ * without a hop through the I/O thread; on a caller's context
+ * (context-io.c) so that a receive made where nobody else runs the context
+ * (on its thread, inside its dispatch) makes progress instead of waiting
+ * for nothing.
  */
 typedef struct NodeIoHook NodeIoHook;
 struct NodeIoHook {
@@ -166,12 +169,67 @@ struct NodeIoHook {
  */
 void io_note_foreign_delivery(void);
 
+/* context-io.c */
+/*
+ * One blocking iteration of @context (acquired by the caller): returns after
+ * something was dispatched, a wakeup, or @deadline (monotonic us, -1 none).
+ * TRUE if it ended at @deadline. Fine inside a dispatch of @context.
+ */
+gboolean context_iterate_until(GMainContext *context, gint64 deadline);
+/*
+ * Returns: (transfer full): the I/O hook of a transport on the caller's
+ * @context, made on the thread that makes the transport: run_once iterates
+ * @context when context_io_acquire() (FALSE otherwise: its owner runs the
+ * I/O), wakeup wakes it.
+ */
+NodeIoHook *context_io_hook_new(GMainContext *context);
+/*
+ * Acquires the context of @hook (a context_io_hook_new() one) if this thread
+ * may iterate it for a blocking wait: it runs it already (a wait inside its
+ * dispatch), or nobody runs it and it is this thread's: the thread that made
+ * the hook, the one that pushed it as its thread default, or the main
+ * thread for the global default context. FALSE: the thread that runs it
+ * does the I/O.
+ */
+gboolean context_io_acquire(NodeIoHook *hook);
+/* The transport using @hook goes: context_io_hook_for_thread() forgets it. */
+void context_io_hook_unregister(NodeIoHook *hook);
+/*
+ * For a wait on a port that no node's table holds yet (a oneshot whose
+ * sender is still queued on its way out, say): the events it waits for need
+ * some transport's I/O, which cannot be told from the port. Returns
+ * (transfer full) (nullable): the hook of a transport on a caller's context
+ * that this thread runs (a wait inside its dispatch), else of one that is
+ * this thread's and that nobody runs now (context_io_acquire()); NULL
+ * if there is none (own-thread transports poll anyway, and a context run by
+ * another thread is run there).
+ */
+NodeIoHook *context_io_hook_for_thread(void);
+
 NodeIoHook *io_hook_ref(NodeIoHook *hook);
 void io_hook_unref(NodeIoHook *hook);
 /* Sets (a reference to) @hook, or NULL, as @node's I/O hook. */
 void node_set_io_hook(MeshNode *node, NodeIoHook *hook);
 /* Returns: (transfer full) (nullable): the hook of the node whose table holds @port. */
 NodeIoHook *port_get_io_hook(MeshPort *port);
+
+/*
+ * Waiting for a change of what a node holds (a port leaving its table, a
+ * transport's pending introduction answered), without polling: a watcher
+ * takes the generation, looks, and waits for the generation to move.
+ * node_watch_begin() returns the generation and counts the watcher in
+ * (notifications cost nothing while nobody watches); node_watch_end() ends
+ * it. node_watch_wait() waits on the node's GCond until the generation is
+ * not @gen, or @deadline: FALSE then. A notification also wakes the node's
+ * I/O hook, for a watcher that iterates a caller's context instead.
+ */
+guint node_watch_begin(MeshNode *node);
+guint node_watch_generation(MeshNode *node);
+gboolean node_watch_wait(MeshNode *node, guint gen, gint64 deadline);
+void node_watch_end(MeshNode *node);
+/* Something a watcher may wait for changed (@node locked, or not: _locked). */
+void node_watch_notify(MeshNode *node);
+void node_watch_notify_locked(MeshNode *node);
 
 struct MeshNode {
 	gint ref;
@@ -200,6 +258,10 @@ struct MeshNode {
 	void *connector_data;
 	gboolean shutting_down;
 	NodeIoHook *io_hook; /* strong, may be NULL */
+	/* Waits for the table to change (node_watch_*), under lock: */
+	guint watchers;
+	guint watch_gen; /* counts changes while watched */
+	GCond watch_cond;
 };
 
 typedef enum {

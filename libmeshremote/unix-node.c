@@ -1031,7 +1031,10 @@ MeshUnixNode *unix_node_new_follower(MeshNode *node, GMainContext *context)
 	g_cond_init(&u->cond);
 	u->conns = g_ptr_array_new();
 	if (context) {
+		/* A thread that blocks in a receive where the context runs iterates it. */
+		u->context_hook = context_io_hook_new(context);
 		u->context = g_main_context_ref(context);
+		node_set_io_hook(node, u->context_hook);
 	} else {
 		u->context = g_main_context_new();
 		u->io = unix_io_start(u->context);
@@ -1102,21 +1105,29 @@ gboolean mesh_unix_node_connect_take(MeshUnixNode *u, const MeshNodeId *peer, in
 	return TRUE;
 }
 
-/* Waits on @u->cond, or iterates a caller's context. FALSE at the deadline. */
+/*
+ * One step of a wait for a change that u->cond announces (u->lock held,
+ * released meanwhile). On a caller's context that this thread runs, or that
+ * is this thread's and nobody runs now (context_io_acquire()), nobody
+ * else would make the change happen: iterate the context once, blocking
+ * until something is dispatched, a wakeup or @deadline. Otherwise the
+ * context's owner (or the I/O thread) does, and signals u->cond. FALSE at
+ * the deadline.
+ */
 static gboolean wait_step(MeshUnixNode *u, gint64 deadline)
 {
-	if (u->io) {
-		if (deadline < 0) {
-			g_cond_wait(&u->cond, &u->lock);
-			return TRUE;
-		}
-		return g_cond_wait_until(&u->cond, &u->lock, deadline);
+	if (u->context_hook && context_io_acquire(u->context_hook)) {
+		g_mutex_unlock(&u->lock);
+		gboolean expired = context_iterate_until(u->context, deadline);
+		g_main_context_release(u->context);
+		g_mutex_lock(&u->lock);
+		return !expired;
 	}
-	g_mutex_unlock(&u->lock);
-	g_main_context_iteration(u->context, FALSE);
-	g_usleep(200);
-	g_mutex_lock(&u->lock);
-	return deadline < 0 || g_get_monotonic_time() < deadline;
+	if (deadline < 0) {
+		g_cond_wait(&u->cond, &u->lock);
+		return TRUE;
+	}
+	return g_cond_wait_until(&u->cond, &u->lock, deadline);
 }
 
 typedef struct {
@@ -1209,15 +1220,24 @@ gboolean mesh_unix_node_shutdown(MeshUnixNode *u, gint64 timeout_us)
 	 * 1. Let moves and introductions finish, so nothing is lost in flight
 	 * or waiting for a socket; then stop leading and following.
 	 */
+	guint gen = node_watch_begin(u->node);
 	while (count_moving_ports(u->node) > 0 || count_pending_introductions(u) > 0) {
 		if (deadline >= 0 && g_get_monotonic_time() >= deadline) {
 			clean = FALSE;
 			break;
 		}
-		if (!u->io)
-			g_main_context_iteration(u->context, FALSE);
-		g_usleep(500);
+		/* Each ends when a port leaves the table, or an answer comes. */
+		if (u->context_hook && context_io_acquire(u->context_hook)) {
+			/* Nobody else runs the caller's context: run it here. */
+			if (node_watch_generation(u->node) == gen)
+				context_iterate_until(u->context, deadline);
+			g_main_context_release(u->context);
+		} else {
+			node_watch_wait(u->node, gen, deadline);
+		}
+		gen = node_watch_generation(u->node);
 	}
+	node_watch_end(u->node);
 
 	leader_stop_sync(u);
 
@@ -1236,7 +1256,7 @@ gboolean mesh_unix_node_shutdown(MeshUnixNode *u, gint64 timeout_us)
 	/* 3. Wait for every peer's end of stream. */
 	g_mutex_lock(&u->lock);
 	while (u->conns->len > 0) {
-		if (!wait_step(u, deadline)) {
+		if (!wait_step(u, deadline) && u->conns->len > 0) {
 			clean = FALSE;
 			break;
 		}
@@ -1266,6 +1286,11 @@ void mesh_unix_node_free(MeshUnixNode *u)
 		node_set_io_hook(u->node, NULL);
 		unix_io_disable_lending(u->io);
 	}
+	if (u->context_hook) {
+		/* ... and no receive iterates the caller's context for us (our waits still do). */
+		node_set_io_hook(u->node, NULL);
+		context_io_hook_unregister(u->context_hook);
+	}
 	leader_stop_sync(u);
 	g_mutex_lock(&u->lock);
 	GPtrArray *conns = g_ptr_array_copy(u->conns, conn_copy, NULL);
@@ -1286,6 +1311,7 @@ void mesh_unix_node_free(MeshUnixNode *u)
 		while (g_main_context_iteration(u->context, FALSE))
 			;
 	}
+	io_hook_unref(u->context_hook);
 	g_main_context_unref(u->context);
 	g_ptr_array_free(u->conns, TRUE);
 	unix_rx_free(u->rx);

@@ -13,6 +13,7 @@ struct MeshUnixNode {
 	MeshNode *node;
 	GMainContext *context;
 	UnixIo *io; /* own-thread mode: the I/O thread; NULL on a caller's context */
+	NodeIoHook *context_hook; /* on a caller's context: iterates it for blocked receives */
 	GMutex lock;
 	GCond cond;
 	GPtrArray *conns; /* UnixConn * (strong) */

@@ -67,13 +67,13 @@ extern char **environ;
 enum spawn_step {
 	STEP_SIGNALS,
 	STEP_SETSID,
-	STEP_PDEATHSIG,
 	STEP_DUP_FD,
 	STEP_CLOSE_FDS,
 	STEP_HOOK,
 	STEP_SETGROUPS,
 	STEP_SETRESGID,
 	STEP_SETRESUID,
+	STEP_PDEATHSIG,
 	STEP_EXEC,
 	_STEP_MAX,
 };
@@ -675,6 +675,27 @@ CHILD_CODE static void child_run_hooks(const struct spawn_ctx *ctx, PalSpawnStag
 	}
 }
 
+CHILD_CODE static bool child_has_hooks(const struct spawn_ctx *ctx, PalSpawnStage stage)
+{
+	for (size_t i = 0; i < ctx->n_hooks; i++)
+		if (ctx->hooks[i].stage == stage)
+			return true;
+	return false;
+}
+
+/*
+ * Arms the parent-death signal, then checks that the parent is still the
+ * one that spawned us: if it died before the signal was armed, nobody will
+ * send it, so the spawn fails here instead.
+ */
+CHILD_CODE static void child_arm_pdeathsig(const struct spawn_ctx *ctx, int status_fd)
+{
+	if (syscall(SYS_prctl, PR_SET_PDEATHSIG, (unsigned long)ctx->pdeathsig, 0UL, 0UL, 0UL) < 0)
+		child_fail(status_fd, STEP_PDEATHSIG, errno);
+	if (syscall(SYS_getppid) != ctx->parent_pid)
+		child_fail(status_fd, STEP_PDEATHSIG, ESRCH);
+}
+
 CHILD_CODE static int spawn_child_main(void *data)
 {
 	struct spawn_ctx *ctx = data;
@@ -687,14 +708,6 @@ CHILD_CODE static int spawn_child_main(void *data)
 
 	if (ctx->setsid && syscall(SYS_setsid) < 0)
 		child_fail(status_fd, STEP_SETSID, errno);
-
-	if (ctx->pdeathsig > 0) {
-		if (syscall(SYS_prctl, PR_SET_PDEATHSIG, (unsigned long)ctx->pdeathsig, 0UL, 0UL, 0UL) < 0)
-			child_fail(status_fd, STEP_PDEATHSIG, errno);
-		/* The parent died before the signal was armed. */
-		if (syscall(SYS_getppid) != ctx->parent_pid)
-			child_fail(status_fd, STEP_PDEATHSIG, ESRCH);
-	}
 
 	r = child_remap_fds(ctx, &status_fd);
 	if (r < 0)
@@ -720,7 +733,24 @@ CHILD_CODE static int spawn_child_main(void *data)
 	if (ctx->has_uid && syscall(PAL_SYS_setresuid, ctx->uid, ctx->uid, ctx->uid) < 0)
 		child_fail(status_fd, STEP_SETRESUID, errno);
 
+	/* After the last credential change: the kernel clears it on one. */
+	if (ctx->pdeathsig > 0)
+		child_arm_pdeathsig(ctx, status_fd);
+
 	child_run_hooks(ctx, PAL_SPAWN_STAGE_BEFORE_EXEC, status_fd);
+
+	/*
+	 * A hook of this stage may have changed credentials too. Read the
+	 * signal back and arm it again if that cleared it. A hook that also
+	 * filtered prctl() leaves it as it is: unchanged unless cleared.
+	 */
+	if (ctx->pdeathsig > 0 && child_has_hooks(ctx, PAL_SPAWN_STAGE_BEFORE_EXEC)) {
+		int sig = 0;
+
+		if (syscall(SYS_prctl, PR_GET_PDEATHSIG, (unsigned long)&sig, 0UL, 0UL, 0UL) == 0 &&
+		    sig != ctx->pdeathsig)
+			child_arm_pdeathsig(ctx, status_fd);
+	}
 
 	if (ctx->search_path)
 		execvpe(ctx->program, ctx->argv, ctx->envp);

@@ -93,6 +93,21 @@ typedef struct Mesh Mesh;
  * @context: (nullable): where the coordinator runs; NULL starts its own thread
  * @error: why not
  *
+ * Every function of the mesh may be called from any thread. With a @context,
+ * the caller runs it (a GMainLoop, for example); the blocking calls
+ * (mesh_inspect(), mesh_shutdown(), mesh_free(), and the receives and rpc
+ * calls on channels to hosts) made on @context's own thread (the one that
+ * runs it, also inside one of its dispatches; or, while nobody runs it, the
+ * one it belongs to: the thread that made the mesh, the one that pushed it as
+ * its thread default, the main thread for the global default context) iterate
+ * @context themselves until they complete, so other sources of @context may
+ * be dispatched inside them, as in a nested main loop; made on another
+ * thread, they wait for the thread that runs @context (they never take it
+ * from that thread). Hosts are spawned from a thread that lives as long as
+ * the mesh (the coordinator's, or with a @context a spawner thread made by
+ * the first launch), never from the calling thread: the parent-death signal
+ * follows the spawning thread.
+ *
  * Returns: (transfer full): a mesh whose node is the leader, or NULL.
  */
 MESH_PROCESS_API Mesh *mesh_new(const char *name, GMainContext *context, GError **error);
@@ -111,7 +126,9 @@ MESH_PROCESS_API MeshNode *mesh_get_node(Mesh *mesh);
  * Starts a host process. The invitation travels in the environment variable
  * MESH_WORKER_INVITATION (never in argv) with the socket on fd 3; stdin and
  * stdout are /dev/null; the host gets a parent-death signal (SIGKILL) so it
- * never outlives this process. Returns without waiting for the host to join.
+ * never outlives this process. It is spawned (and the config's sandbox apply
+ * step runs) on a thread that lives as long as the mesh, so the calling
+ * thread may exit afterwards. Returns without waiting for the host to join.
  *
  * Returns: the host's pid, or 0 with @error set.
  */

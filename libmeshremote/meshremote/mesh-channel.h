@@ -29,6 +29,17 @@
  * Threads: senders may be used from any thread concurrently. A receiver is
  * used from one thread at a time; its callback runs on the GMainContext given
  * to mesh_receiver_set_callback(), never under a library lock.
+ *
+ * Blocking receives (mesh_receiver_recv(), mesh_oneshot_recv(),
+ * mesh_rpc_call()) may be made on any thread. When the transport runs on a
+ * caller's GMainContext (mesh_unix_node_new() with a context), a blocking
+ * receive made on the context's own thread (the one that runs it, also inside
+ * one of its dispatches; or, while nobody runs it, the one it belongs to: the
+ * thread that made the transport, the one that pushed it as its thread
+ * default, the main thread for the global default context) iterates the
+ * context until the receive completes or times out: other sources of that
+ * context may then run inside the call, as in a nested main loop. Made on
+ * another thread, it waits for the thread that runs the context.
  */
 #pragma once
 

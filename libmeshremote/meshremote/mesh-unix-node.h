@@ -13,7 +13,17 @@
  * thread with a non-blocking sendmsg, falling back to the I/O context's
  * queue when the socket is full; sequence numbers absorb the reordering.
  *
- * Threads: every function may be called from any thread.
+ * Threads: every function may be called from any thread. On a caller's
+ * context, a blocking call (a receive, an rpc call, a oneshot wait,
+ * mesh_unix_node_shutdown(), mesh_unix_node_free()) made on the context's own
+ * thread iterates the context itself until it completes: on the thread that
+ * runs it (also inside one of its dispatches), or, while nobody runs it, on
+ * the thread it belongs to (the thread that made the transport or pushed the
+ * context as its thread default; for the global default context, the main
+ * thread). Other sources of that context may then be dispatched inside the
+ * call, as in a nested main loop. Made on any other thread, the call waits
+ * for the thread that runs the context to do the I/O (it never takes the
+ * context from it).
  */
 #pragma once
 
@@ -37,7 +47,8 @@ typedef struct MeshUnixNode MeshUnixNode;
  * mesh_unix_node_new:
  * @node: (transfer none): the node this transport serves (referenced)
  * @context: (nullable): the context to do I/O on; NULL starts a thread with
- *     its own context
+ *     its own context. A given context must be run by the caller (see the
+ *     threads paragraph above for blocking calls made where it runs).
  *
  * Returns: (transfer full): the transport.
  */
@@ -273,7 +284,9 @@ MESH_REMOTE_API void mesh_unix_node_set_peer_describer(MeshUnixNode *unode,
  * @timeout_us: how long to wait for peers, -1 for no limit
  *
  * Graceful shutdown: waits (within @timeout_us) until no port is being
- * moved, then flushes every connection and half-closes it (shutdown(SHUT_WR)),
+ * moved and no introduction is pending (each wait ends on its event: a port
+ * leaving the node's table, an answer of the leader), then flushes every
+ * connection and half-closes it (shutdown(SHUT_WR)),
  * so everything sent before reaches the peer, and waits for each peer's end
  * of stream. Connections left after the timeout are cut.
  *

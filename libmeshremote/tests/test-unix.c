@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <glib-unix.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -1125,6 +1126,105 @@ START_TEST(test_chan_oneshot_replies)
 }
 END_TEST
 
+/*
+ * The transport on the default context, which only this thread runs (when
+ * it runs it at all): blocking channel and oneshot receives made here must
+ * iterate it, outside any dispatch and inside one, or nothing arrives.
+ */
+static void parent_setup_default_context(void)
+{
+	parent.node = mesh_node_new();
+	parent.unode = mesh_unix_node_new(parent.node, g_main_context_default());
+}
+
+/* A channel round trip, then a oneshot one, with blocking receives. */
+static void chan_round_trips(ChanChild *cc, guint first, guint n)
+{
+	GError *error = NULL;
+
+	for (guint i = first; i < first + n; i++) {
+		MeshOneshotSender *os;
+		MeshOneshotReceiver *orx;
+		MeshMessage *value = NULL;
+		char want[32];
+
+		chan_command(cc, "p", i);
+		expect_text(cc->replies, "p", i);
+
+		mesh_oneshot_new(NULL, &os, &orx);
+		g_snprintf(want, sizeof(want), "o %u", i);
+		MeshMessage *cmd = mesh_message_new(want, strlen(want));
+		mesh_message_add_port_take(cmd, mesh_oneshot_sender_into_port(os));
+		mesh_sender_send_message(cc->commands, cmd);
+		ck_assert_msg(mesh_oneshot_recv_message(orx, 20 * G_USEC_PER_SEC, &value, &error),
+			      "oneshot %u: %s", i, error ? error->message : "?");
+		size_t size;
+		const uint8_t *data = mesh_message_get_data(value, &size);
+		ck_assert_uint_eq(size, strlen(want));
+		ck_assert(memcmp(data, want, size) == 0);
+		mesh_message_free(value);
+	}
+}
+
+typedef struct {
+	ChanChild *cc;
+	GMainLoop *loop;
+	guint round;
+} InDispatch;
+
+static gboolean round_trips_cb(gpointer data)
+{
+	InDispatch *d = data;
+
+	chan_round_trips(d->cc, 1000 + 100 * d->round, 100);
+	if (++d->round < 5)
+		return G_SOURCE_CONTINUE;
+	g_main_loop_quit(d->loop);
+	return G_SOURCE_REMOVE;
+}
+
+static gboolean child_exited_cb(gint fd, GIOCondition cond, gpointer data)
+{
+	*(gboolean *)data = TRUE;
+	return G_SOURCE_REMOVE;
+}
+
+/*
+ * chan_child_finish(), running the default context meanwhile: the child's
+ * shutdown waits for this side's end of stream, which only an iteration of
+ * the context sends.
+ */
+static void chan_child_finish_on_context(ChanChild *cc)
+{
+	gboolean exited = FALSE;
+
+	mesh_sender_free(cc->commands);
+	cc->commands = NULL;
+	expect_recv_error(cc->replies, 20 * G_USEC_PER_SEC, MESH_ERROR_CLOSED);
+	expect_recv_error(cc->other, 20 * G_USEC_PER_SEC, MESH_ERROR_CLOSED);
+	expect_recv_error(cc->side, 20 * G_USEC_PER_SEC, MESH_ERROR_CLOSED);
+	ck_assert_int_ge(pal_child_get_pidfd(cc->child->process), 0);
+	g_unix_fd_add(pal_child_get_pidfd(cc->child->process), G_IO_IN, child_exited_cb, &exited);
+	while (!exited)
+		g_main_context_iteration(NULL, TRUE); /* bounded by the test's timeout */
+	ck_assert_int_eq(chan_child_abandon(cc), 0);
+}
+
+/* _i: 0 a child on a socketpair, 1 one joined through an invitation. */
+START_TEST(test_chan_blocking_on_own_context)
+{
+	ChanChild *cc = chan_child_new(_i == 1, NULL);
+	InDispatch d = {.cc = cc, .loop = g_main_loop_new(NULL, FALSE)};
+
+	chan_round_trips(cc, 0, 100);
+	g_idle_add(round_trips_cb, &d);
+	g_main_loop_run(d.loop);
+	g_main_loop_unref(d.loop);
+	ck_assert_uint_eq(d.round, 5);
+	chan_child_finish_on_context(cc);
+}
+END_TEST
+
 /* A callback consumer on a thread of its own, checking the order of "c K". */
 typedef struct {
 	GMutex lock;
@@ -1806,6 +1906,13 @@ int main(void)
 	tcase_add_test(tc, test_chan_queued_send_flushes);
 	tcase_add_test(tc, test_chan_child_killed);
 	tcase_add_test(tc, test_chan_free_node_while_blocked);
+	suite_add_tcase(s, tc);
+
+	/* Blocking receives where the caller's context is run by nobody else. */
+	tc = tcase_create("caller-context");
+	tcase_set_timeout(tc, 60);
+	tcase_add_checked_fixture(tc, parent_setup_default_context, parent_teardown);
+	tcase_add_loop_test(tc, test_chan_blocking_on_own_context, 0, 2);
 	suite_add_tcase(s, tc);
 
 	SRunner *sr = srunner_create(s);

@@ -7,10 +7,11 @@
  * CLONE_VM | CLONE_VFORK, like posix_spawn; fork-like when
  * pal_spawn_set_vfork() turns that off). The child does only
  * async-signal-safe work, in this order: reset signal dispositions and mask,
- * setsid, parent-death signal, fd remapping (stdio included), close every
- * other fd, hooks of %PAL_SPAWN_STAGE_BEFORE_CREDENTIALS, setgroups/setresgid,
- * setresuid, hooks of %PAL_SPAWN_STAGE_BEFORE_EXEC, execve (execvpe when the
- * program has no slash). If any step fails, the child reports the errno and
+ * setsid, fd remapping (stdio included), close every other fd, hooks of
+ * %PAL_SPAWN_STAGE_BEFORE_CREDENTIALS, setgroups/setresgid, setresuid,
+ * parent-death signal, hooks of %PAL_SPAWN_STAGE_BEFORE_EXEC (then the
+ * parent-death signal again if one of them cleared it), execve (execvpe when
+ * the program has no slash). If any step fails, the child reports the errno and
  * the step through a close-on-exec status pipe and exits with 127; the parent
  * reaps it and pal_spawn_run() returns that errno.
  *
@@ -21,7 +22,10 @@
  * pal_spawn_set_close_other_fds() says otherwise.
  *
  * Parent-death signal: Linux sends it when the *thread* that spawned the
- * child exits, not only the process. Spawn from a long-lived thread.
+ * child exits, not only the process. Spawn from a long-lived thread. The
+ * kernel clears it when the child's credentials change, so the child arms it
+ * after the last credential change, and checks then that its parent is still
+ * the process that spawned it.
  *
  * Threads: a PalSpawn or PalChild is used from one thread at a time.
  * pal_spawn_run() blocks every signal in the calling thread while the child
@@ -56,8 +60,9 @@ typedef enum {
 /**
  * PalSpawnStage:
  * @PAL_SPAWN_STAGE_BEFORE_CREDENTIALS: after fd setup, before setresgid/uid
- *     (landlock, namespaces)
- * @PAL_SPAWN_STAGE_BEFORE_EXEC: last thing before exec (seccomp)
+ *     (landlock, namespaces; credential changes of your own)
+ * @PAL_SPAWN_STAGE_BEFORE_EXEC: last thing before exec (seccomp), after the
+ *     parent-death signal is armed (see pal_spawn_set_parent_death_signal())
  */
 typedef enum {
 	PAL_SPAWN_STAGE_BEFORE_CREDENTIALS,
@@ -170,8 +175,15 @@ PAL_API int pal_spawn_set_setsid(PalSpawn *spawn, bool setsid);
  * @spawn: a builder
  * @signal: the signal the child gets when the spawning thread dies, 0 for none
  *
- * If the parent is already gone when the child sets this up, the child
- * fails the spawn with -ESRCH.
+ * The child arms it after setresuid() (the kernel clears it on a credential
+ * change), and again after the %PAL_SPAWN_STAGE_BEFORE_EXEC hooks if one of
+ * them changed credentials and so cleared it: it reads it back with
+ * prctl(PR_GET_PDEATHSIG) when that stage has hooks, so a seccomp filter
+ * installed there must allow prctl() or fail it with an errno (then the
+ * signal stays as it was), not kill. If the parent is already gone when the
+ * child arms it, the child fails the spawn at "parent_death_signal" with
+ * -ESRCH (and does not exec). A set-user-ID or set-group-ID program also
+ * clears it when exec'd.
  *
  * Returns: 0 or -EINVAL.
  */

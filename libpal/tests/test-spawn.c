@@ -1078,16 +1078,57 @@ static pid_t wait_child_bounded(pid_t pid, int *status)
 	return waitpid(pid, status, WNOHANG);
 }
 
+/* Drops to 65534 with raw syscalls, as a sandbox hook could. */
+static int hook_drop_credentials(void *user_data)
+{
+	(void)user_data;
+	if (syscall(SYS_setresgid, 65534, 65534, 65534) < 0 ||
+	    syscall(SYS_setresuid, 65534, 65534, 65534) < 0)
+		return -errno;
+	return 0;
+}
+
+/* Kills the spawning process and waits until the child is reparented. */
+static int hook_kill_parent(void *user_data)
+{
+	const struct timespec step = { .tv_sec = 0, .tv_nsec = 1000 * 1000 };
+	pid_t parent = (pid_t)syscall(SYS_getppid);
+
+	(void)user_data;
+	syscall(SYS_kill, parent, SIGKILL);
+	for (int i = 0; i < PROMPT_MS && syscall(SYS_getppid) == parent; i++)
+		nanosleep(&step, NULL);
+	return 0;
+}
+
+/* How test_pdeathsig_orphan's grandchild is spawned. */
+enum orphan_variant {
+	ORPHAN_PLAIN,
+	ORPHAN_CREDENTIALS,      /* pal_spawn_set_uid/gid */
+	ORPHAN_HOOK_CREDENTIALS, /* a BEFORE_EXEC hook changes them */
+	ORPHAN_HOOK_CREDENTIALS_EARLY, /* a BEFORE_CREDENTIALS hook does */
+	ORPHAN_PARENT_GONE,      /* the parent dies before the signal is armed */
+	_ORPHAN_MAX,
+};
+
 /*
  * An intermediate process spawns a blocked child with PDEATHSIG = SIGKILL,
  * reports its pid and exits without waiting. This process is a subreaper,
- * so the orphan becomes its child: it must die of SIGKILL.
+ * so the orphan becomes its child: it must die of SIGKILL, also when its
+ * credentials changed on the way (the kernel clears the signal then), and
+ * it must not run at all if its parent died before the signal was armed.
+ * _i: the mode in bit 0, the variant above it.
  */
 START_TEST(test_pdeathsig_orphan)
 {
+	enum orphan_variant variant = (enum orphan_variant)(_i / 2);
 	int report[2], hold[2], status = 0;
 	sigset_t chld, old_mask;
 	pid_t mid, orphan = 0, r;
+
+	if (variant >= ORPHAN_CREDENTIALS && variant <= ORPHAN_HOOK_CREDENTIALS_EARLY &&
+	    geteuid() != 0)
+		return; /* needs root to change credentials */
 
 	sigemptyset(&chld);
 	sigaddset(&chld, SIGCHLD);
@@ -1106,10 +1147,31 @@ START_TEST(test_pdeathsig_orphan)
 
 		close(report[0]);
 		close(hold[1]);
-		pal_spawn_set_vfork(spawn, VFORK_MODE);
+		pal_spawn_set_vfork(spawn, (_i % 2) == 0);
 		pal_spawn_add_arg(spawn, "read-stdin");
 		pal_spawn_set_stdin(spawn, PAL_STDIO_FD, hold[0]);
 		pal_spawn_set_parent_death_signal(spawn, SIGKILL);
+		switch (variant) {
+		case ORPHAN_CREDENTIALS:
+			pal_spawn_set_uid(spawn, 65534);
+			pal_spawn_set_gid(spawn, 65534);
+			break;
+		case ORPHAN_HOOK_CREDENTIALS:
+			pal_spawn_add_hook(spawn, PAL_SPAWN_STAGE_BEFORE_EXEC, hook_drop_credentials,
+					   NULL);
+			break;
+		case ORPHAN_HOOK_CREDENTIALS_EARLY:
+			pal_spawn_add_hook(spawn, PAL_SPAWN_STAGE_BEFORE_CREDENTIALS,
+					   hook_drop_credentials, NULL);
+			break;
+		case ORPHAN_PARENT_GONE:
+			/* this process dies in the hook: report the pid first */
+			pal_spawn_add_hook(spawn, PAL_SPAWN_STAGE_BEFORE_CREDENTIALS, hook_kill_parent,
+					   NULL);
+			break;
+		default:
+			break;
+		}
 		if (pal_spawn_run(spawn, &child) == 0)
 			pid = pal_child_get_pid(child);
 		if (write(report[1], &pid, sizeof(pid)) != sizeof(pid))
@@ -1121,6 +1183,27 @@ START_TEST(test_pdeathsig_orphan)
 
 	close(report[1]);
 	close(hold[0]);
+	if (variant == ORPHAN_PARENT_GONE) {
+		/* nothing reported: the hook killed the reporter */
+		ck_assert_int_eq(read(report[0], &orphan, sizeof(orphan)), 0);
+		close(report[0]);
+		ck_assert_int_eq(waitpid(mid, &status, 0), mid);
+		ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+		/* the orphan is the only other child: it failed instead of running */
+		r = wait_child_bounded(-1, &status);
+		/* an orphan that ran reads stdin to its end: this ends it */
+		close(hold[1]);
+		if (r == 0)
+			r = wait_child_bounded(-1, &status);
+		prctl(PR_SET_CHILD_SUBREAPER, 0UL, 0UL, 0UL, 0UL);
+		pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+		ck_assert_int_gt(r, 0);
+		ck_assert_msg((WIFEXITED(status) && WEXITSTATUS(status) == 127) ||
+			      (WIFSIGNALED(status) && WTERMSIG(status) == SIGPIPE),
+			      "orphan status 0x%x", status);
+		return;
+	}
+
 	ck_assert_int_eq(read(report[0], &orphan, sizeof(orphan)), sizeof(orphan));
 	close(report[0]);
 	ck_assert_int_gt(orphan, 0);
@@ -1492,7 +1575,7 @@ static Suite *spawn_suite(void)
 	tcase_add_loop_test(tc, test_signals_reset, 0, 2);
 	tcase_add_loop_test(tc, test_setsid, 0, 2);
 	tcase_add_loop_test(tc, test_pdeathsig_value, 0, 2);
-	tcase_add_loop_test(tc, test_pdeathsig_orphan, 0, 2);
+	tcase_add_loop_test(tc, test_pdeathsig_orphan, 0, 2 * _ORPHAN_MAX);
 	tcase_add_loop_test(tc, test_credentials, 0, 2);
 	suite_add_tcase(s, tc);
 

@@ -1,0 +1,381 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A mesh on a caller's GMainContext, across real processes: blocking calls
+ * made on the context's own thread (also inside its dispatch) complete, and
+ * a host outlives the thread that launched it. This program is also the
+ * host (mesh_try_run_host() at the top of main()); the initial message's
+ * bytes name the scenario, its ports are 0 the requests receiver and 1 the
+ * results sender.
+ */
+#include <check.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <meshprocess/meshprocess.h>
+
+#include "test-channel.pb-c.h"
+
+/* Bound of every blocking call; the test timeout is far above it. */
+#define WAIT_US (20 * G_USEC_PER_SEC)
+
+/* Host side. */
+
+static void send_text(MeshSender *s, const char *text)
+{
+	mesh_sender_send_message(s, mesh_message_new(text, strlen(text)));
+}
+
+static char *message_text(MeshMessage *msg)
+{
+	size_t size;
+	const uint8_t *data = mesh_message_get_data(msg, &size);
+	return g_strndup((const char *)data, size);
+}
+
+static ProtobufCMessage *sum_new(guint32 v)
+{
+	Chantest__Sum *m = malloc(sizeof(*m));
+	chantest__sum__init(m);
+	m->v = v;
+	return &m->base;
+}
+
+static gboolean host_main(MeshMessage *initial, gpointer data, GError **error)
+{
+	char *scenario = message_text(initial);
+	MeshReceiver *requests = mesh_receiver_from_port(mesh_message_steal_port(initial, 0), NULL);
+	MeshSender *results = mesh_sender_from_port(mesh_message_steal_port(initial, 1), NULL);
+
+	if (strcmp(scenario, "serve") == 0) {
+		/* Answers Add rpcs; after each, sends "done N" on the results. */
+		MeshRpc *rpc;
+		while (mesh_receiver_recv_rpc(requests, &chantest__add__descriptor, -1, &rpc, NULL)) {
+			Chantest__Add *add = (Chantest__Add *)mesh_rpc_get_input(rpc);
+			guint32 v = add->a + add->b;
+			mesh_rpc_complete(rpc, sum_new(v));
+			char *text = g_strdup_printf("done %u", v);
+			send_text(results, text);
+			g_free(text);
+		}
+	} else if (strcmp(scenario, "echo") == 0) {
+		MeshMessage *msg;
+		while (mesh_receiver_recv_message(requests, -1, &msg, NULL))
+			mesh_sender_send_message(results, msg);
+	}
+	mesh_receiver_free(requests);
+	mesh_sender_free(results);
+	mesh_message_free(initial);
+	g_free(scenario);
+	return TRUE;
+}
+
+/* Parent side. */
+
+typedef struct {
+	MeshSender *requests;
+	MeshReceiver *results;
+	GPid pid;
+} Host;
+
+static Host launch(Mesh *mesh, const char *scenario)
+{
+	MeshSender *qs, *rs;
+	MeshReceiver *qr, *rr;
+	GError *error = NULL;
+	Host h = {0};
+
+	mesh_channel_new(NULL, &qs, &qr);
+	mesh_channel_new(NULL, &rs, &rr);
+	MeshMessage *initial = mesh_message_new(scenario, strlen(scenario));
+	mesh_message_add_port_take(initial, mesh_receiver_into_port(qr));
+	mesh_message_add_port_take(initial, mesh_sender_into_port(rs));
+	MeshProcessConfig *c = mesh_process_config_new(scenario);
+	h.pid = mesh_launch_host(mesh, c, initial, &error);
+	ck_assert_msg(h.pid > 0, "%s", error ? error->message : "");
+	mesh_process_config_free(c);
+	h.requests = qs;
+	h.results = rr;
+	return h;
+}
+
+static void host_close(Host *h)
+{
+	mesh_sender_free(h->requests);
+	mesh_receiver_free(h->results);
+}
+
+static ProtobufCMessage *add_new(guint32 a, guint32 b)
+{
+	Chantest__Add *m = malloc(sizeof(*m));
+	chantest__add__init(m);
+	m->a = a;
+	m->b = b;
+	return &m->base;
+}
+
+static void assert_text(MeshReceiver *r, gint64 timeout_us, const char *expected)
+{
+	MeshMessage *msg = NULL;
+	GError *error = NULL;
+
+	ck_assert_msg(mesh_receiver_recv_message(r, timeout_us, &msg, &error), "no message: %s",
+		      error ? error->message : "");
+	char *text = message_text(msg);
+	ck_assert_str_eq(text, expected);
+	g_free(text);
+	mesh_message_free(msg);
+}
+
+static void assert_rpc(Host *h, guint32 a, guint32 b, gint64 timeout_us)
+{
+	ProtobufCMessage *reply = NULL;
+	GError *error = NULL;
+
+	ck_assert_msg(mesh_rpc_call(h->requests, add_new(a, b), &chantest__sum__descriptor,
+				    timeout_us, &reply, &error),
+		      "rpc: %s", error ? error->message : "");
+	ck_assert_uint_eq(((Chantest__Sum *)reply)->v, a + b);
+	protobuf_c_message_free_unpacked(reply, NULL);
+}
+
+static void assert_inspect(Mesh *mesh, Host *h)
+{
+	char *json = mesh_inspect(mesh, WAIT_US);
+	char *pid = g_strdup_printf("\"pid\":%d,\"name\":\"serve\"", (int)h->pid);
+
+	ck_assert_msg(strstr(json, pid), "%s", json);
+	ck_assert_msg(strstr(json, "\"report\":{\"pid\":"), "%s", json);
+	ck_assert_msg(!strstr(json, "\"error\""), "%s", json);
+	g_free(pid);
+	g_free(json);
+}
+
+typedef struct {
+	Mesh *mesh;
+	Host *host;
+	GMainLoop *loop;
+	GThread *thread; /* the one that runs the loop */
+	gboolean done;
+} Dispatch;
+
+/* The blocking calls from inside a dispatch of the mesh's own context. */
+static gboolean blocking_calls_cb(gpointer data)
+{
+	Dispatch *d = data;
+
+	assert_rpc(d->host, 20, 22, WAIT_US);
+	assert_text(d->host->results, -1, "done 42");
+	assert_inspect(d->mesh, d->host);
+	d->done = TRUE;
+	g_main_loop_quit(d->loop);
+	return G_SOURCE_REMOVE;
+}
+
+/*
+ * The mesh on the default context, which only this thread runs (when it
+ * runs it at all): an rpc call, a channel receive and an inspect, first
+ * outside any dispatch, then from an idle callback of a GMainLoop on that
+ * context; then a shutdown there.
+ */
+START_TEST(test_blocking_calls_on_default_context)
+{
+	GMainContext *ctx = g_main_context_default();
+	GError *error = NULL;
+	Mesh *mesh = mesh_new("default", ctx, &error);
+
+	ck_assert_msg(mesh, "%s", error ? error->message : "");
+	Host h = launch(mesh, "serve");
+
+	assert_rpc(&h, 1, 2, WAIT_US);
+	assert_text(h.results, WAIT_US, "done 3");
+	assert_inspect(mesh, &h);
+
+	for (int i = 0; i < 3; i++) {
+		Dispatch d = {.mesh = mesh, .host = &h, .loop = g_main_loop_new(ctx, FALSE)};
+		g_idle_add(blocking_calls_cb, &d);
+		g_main_loop_run(d.loop);
+		g_main_loop_unref(d.loop);
+		ck_assert(d.done);
+	}
+
+	host_close(&h);
+	ck_assert_msg(mesh_shutdown(mesh, WAIT_US, &error), "%s", error ? error->message : "");
+	ck_assert_uint_eq(mesh_get_host_count(mesh), 0);
+	mesh_free(mesh);
+}
+END_TEST
+
+typedef struct {
+	Host *host;
+	GMainLoop *loop;
+	gboolean got;
+	char *error;
+} Waiter;
+
+static gboolean quit_cb(gpointer data)
+{
+	g_main_loop_quit(data);
+	return G_SOURCE_REMOVE;
+}
+
+/* Waits on another thread for what the main loop's callback causes. */
+static gpointer waiter_thread(gpointer data)
+{
+	Waiter *w = data;
+	MeshMessage *msg = NULL;
+	GError *error = NULL;
+
+	if (mesh_receiver_recv_message(w->host->results, WAIT_US, &msg, &error)) {
+		char *text = message_text(msg);
+		w->got = strcmp(text, "done 5") == 0;
+		if (!w->got)
+			w->error = g_strdup_printf("got \"%s\"", text);
+		g_free(text);
+		mesh_message_free(msg);
+	} else {
+		w->error = g_strdup(error->message);
+		g_error_free(error);
+	}
+	/* The main loop runs until here: it does the I/O of this receive. */
+	g_idle_add(quit_cb, w->loop);
+	return NULL;
+}
+
+static gboolean rpc_cb(gpointer data)
+{
+	Dispatch *d = data;
+
+	/* The waiting thread did not take the context and run this. */
+	ck_assert_ptr_eq(g_thread_self(), d->thread);
+	assert_rpc(d->host, 2, 3, WAIT_US);
+	d->done = TRUE;
+	return G_SOURCE_REMOVE;
+}
+
+/*
+ * A thread that blocks on a channel while the main thread does not run the
+ * default context yet must not take the context from the main thread: it
+ * waits for the main loop, whose callback makes the host send.
+ */
+START_TEST(test_other_thread_waits_for_the_loop)
+{
+	GMainContext *ctx = g_main_context_default();
+	GError *error = NULL;
+	Mesh *mesh = mesh_new("default", ctx, &error);
+
+	ck_assert_msg(mesh, "%s", error ? error->message : "");
+	Host h = launch(mesh, "serve");
+	for (int i = 0; i < 3; i++) {
+		Dispatch d = {.mesh = mesh,
+			      .host = &h,
+			      .loop = g_main_loop_new(ctx, FALSE),
+			      .thread = g_thread_self()};
+		Waiter w = {.host = &h, .loop = d.loop};
+		GThread *t = g_thread_new("waiter", waiter_thread, &w);
+		/* Let it start waiting first (a wait that took the context would hold it). */
+		g_usleep(100 * 1000);
+		g_idle_add(rpc_cb, &d);
+		g_main_loop_run(d.loop);
+		g_main_loop_unref(d.loop);
+		g_thread_join(t);
+		ck_assert(d.done);
+		ck_assert_msg(w.got, "the waiting thread: %s", w.error);
+	}
+	host_close(&h);
+	ck_assert_msg(mesh_shutdown(mesh, WAIT_US, &error), "%s", error ? error->message : "");
+	mesh_free(mesh);
+}
+END_TEST
+
+typedef struct {
+	Mesh *mesh;
+	Host host;
+} LaunchJob;
+
+static gpointer launch_thread(gpointer data)
+{
+	LaunchJob *job = data;
+
+	job->host = launch(job->mesh, "echo");
+	return NULL;
+}
+
+static gpointer run_loop(gpointer data)
+{
+	g_main_loop_run(data);
+	return NULL;
+}
+
+/*
+ * Hosts launched from short-lived threads outlive them (the parent-death
+ * signal follows the thread that spawned the host): on a context another
+ * thread runs, on the default context that this thread iterates, and with
+ * the mesh's own thread (@ctx NULL).
+ */
+static void check_launch_from_exiting_thread(GMainContext *ctx)
+{
+	GError *error = NULL;
+	Mesh *mesh = mesh_new("launcher", ctx, &error);
+	LaunchJob jobs[3];
+
+	ck_assert_msg(mesh, "%s", error ? error->message : "");
+	for (int i = 0; i < 3; i++) {
+		jobs[i].mesh = mesh;
+		g_thread_join(g_thread_new("short-lived", launch_thread, &jobs[i]));
+	}
+	for (int i = 0; i < 3; i++) {
+		char *text = g_strdup_printf("still here %d", i);
+		send_text(jobs[i].host.requests, text);
+		assert_text(jobs[i].host.results, WAIT_US, text);
+		ck_assert_int_eq(kill(jobs[i].host.pid, 0), 0);
+		g_free(text);
+	}
+	ck_assert_uint_eq(mesh_get_host_count(mesh), 3);
+	for (int i = 0; i < 3; i++)
+		host_close(&jobs[i].host);
+	ck_assert_msg(mesh_shutdown(mesh, WAIT_US, &error), "%s", error ? error->message : "");
+	mesh_free(mesh);
+}
+
+START_TEST(test_host_outlives_launching_thread)
+{
+	GMainContext *ctx = g_main_context_new();
+	GMainLoop *loop = g_main_loop_new(ctx, FALSE);
+	GThread *t = g_thread_new("caller-loop", run_loop, loop);
+
+	check_launch_from_exiting_thread(ctx);
+	g_main_loop_quit(loop);
+	g_thread_join(t);
+	g_main_loop_unref(loop);
+	g_main_context_unref(ctx);
+
+	check_launch_from_exiting_thread(g_main_context_default());
+	check_launch_from_exiting_thread(NULL);
+}
+END_TEST
+
+int main(int argc, char **argv)
+{
+	GError *error = NULL;
+
+	if (!mesh_try_run_host("ctxtest", host_main, NULL, &error)) {
+		fprintf(stderr, "host: %s\n", error->message);
+		return 3;
+	}
+
+	Suite *s = suite_create("libmeshprocess-context");
+	TCase *tc = tcase_create("caller-context");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_blocking_calls_on_default_context);
+	tcase_add_test(tc, test_host_outlives_launching_thread);
+	tcase_add_test(tc, test_other_thread_waits_for_the_loop);
+	suite_add_tcase(s, tc);
+
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_ENV);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}

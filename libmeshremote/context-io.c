@@ -1,0 +1,177 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Blocking on a caller's GMainContext (GSubprocess's pattern, DESIGN.md
+ * section 3): a transport that runs on a context the caller gives has no
+ * thread of its own, so a thread that blocks in a receive on the context's
+ * own thread makes progress by iterating that context itself: when it runs
+ * the context already (inside one of its dispatches, say), or when the
+ * context is this thread's and nobody runs it now (see
+ * context_io_acquire_if_ours()). Any other thread waits on its GCond for the
+ * thread that runs the context, as with any other delivery.
+ *
+ * A message for the waiter is dispatched by its own iteration; one that
+ * another thread delivers (a local send) wakes the context
+ * (NodeIoHook.wakeup), which ends the iteration's poll.
+ */
+#include <errno.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "remote-private.h"
+
+typedef struct {
+	NodeIoHook base; /* first */
+	GMainContext *context;
+	long creator; /* the thread that made the transport (its tid) */
+} ContextIo;
+
+/*
+ * Acquires @c's context if this thread may iterate it for a blocking wait.
+ * It runs it already: a wait inside its dispatch (acquiring is recursive).
+ * Or nobody runs it and it is this thread's: the thread that made the
+ * transport on it, the one that pushed it as its thread default, or for the
+ * global default context the main thread (GLib's convention). Another
+ * thread that took it while nobody ran it would block its real owner, which
+ * waits in g_main_context_acquire() (g_main_loop_run()) for as long as the
+ * iteration's poll lasts, with nothing to wake it.
+ */
+static gboolean context_io_acquire_if_ours(ContextIo *c)
+{
+	if (g_main_context_is_owner(c->context))
+		return g_main_context_acquire(c->context);
+	long self = syscall(SYS_gettid);
+	GMainContext *own = g_main_context_get_thread_default();
+	gboolean ours = self == c->creator ||
+			(own ? own == c->context
+			     : c->context == g_main_context_default() && self == (long)getpid());
+	return ours && g_main_context_acquire(c->context);
+}
+
+gboolean context_io_acquire(NodeIoHook *hook)
+{
+	return context_io_acquire_if_ours((ContextIo *)hook);
+}
+
+/* GPollFDs on the stack per iteration; a nested iteration has its own. */
+#define CONTEXT_POLL_FDS 16
+
+gboolean context_iterate_until(GMainContext *context, gint64 deadline)
+{
+	GPollFD stack_fds[CONTEXT_POLL_FDS];
+	GPollFD *fds = stack_fds;
+	gint n_fds = CONTEXT_POLL_FDS, max_priority, timeout, n;
+	gboolean ours = FALSE, past = FALSE;
+
+	g_main_context_prepare(context, &max_priority);
+	while ((n = g_main_context_query(context, max_priority, &timeout, fds, n_fds)) > n_fds) {
+		n_fds = n;
+		fds = fds == stack_fds ? g_new(GPollFD, n) : g_renew(GPollFD, fds, n);
+	}
+	if (deadline >= 0) {
+		gint64 left = deadline - g_get_monotonic_time();
+		gint ms = left <= 0 ? 0 : (gint)MIN((left + 999) / 1000, G_MAXINT);
+
+		past = left <= 0;
+		if (timeout < 0 || ms <= timeout) {
+			timeout = ms;
+			ours = TRUE;
+		}
+	}
+	GPollFunc poll_func = g_main_context_get_poll_func(context);
+	int r = poll_func(fds, n, timeout);
+	if (r < 0 && errno != EINTR)
+		g_warning("mesh: poll: %s", g_strerror(errno));
+	g_main_context_check(context, max_priority, fds, n);
+	g_main_context_dispatch(context);
+	if (fds != stack_fds)
+		g_free(fds);
+	return past || (r == 0 && ours);
+}
+
+/*
+ * The hooks of the live transports on callers' contexts, for a wait on a
+ * port that no node's table holds yet (context_io_hook_for_thread()). Each
+ * holds no reference: the transport unregisters it before dropping its own.
+ */
+static GMutex registry_lock;
+static GPtrArray *registry;
+static gint n_registered; /* atomic: the common case (none) takes no lock */
+
+static gboolean context_run_once(NodeIoHook *hook, gint64 deadline, gboolean *ret_expired)
+{
+	ContextIo *c = (ContextIo *)hook;
+
+	*ret_expired = FALSE;
+	if (!context_io_acquire_if_ours(c))
+		return FALSE;
+	*ret_expired = context_iterate_until(c->context, deadline);
+	g_main_context_release(c->context);
+	return TRUE;
+}
+
+static void context_wakeup(NodeIoHook *hook)
+{
+	g_main_context_wakeup(((ContextIo *)hook)->context);
+}
+
+static void context_finalize(NodeIoHook *hook)
+{
+	ContextIo *c = (ContextIo *)hook;
+
+	g_main_context_unref(c->context);
+	g_free(c);
+}
+
+NodeIoHook *context_io_hook_new(GMainContext *context)
+{
+	ContextIo *c = g_new0(ContextIo, 1);
+
+	c->base.ref = 1;
+	c->base.run_once = context_run_once;
+	c->base.wakeup = context_wakeup;
+	c->base.finalize = context_finalize;
+	c->context = g_main_context_ref(context);
+	c->creator = syscall(SYS_gettid);
+	g_mutex_lock(&registry_lock);
+	if (!registry)
+		registry = g_ptr_array_new();
+	g_ptr_array_add(registry, c);
+	g_atomic_int_inc(&n_registered);
+	g_mutex_unlock(&registry_lock);
+	return &c->base;
+}
+
+void context_io_hook_unregister(NodeIoHook *hook)
+{
+	g_mutex_lock(&registry_lock);
+	if (registry && g_ptr_array_remove(registry, hook))
+		g_atomic_int_add(&n_registered, -1);
+	g_mutex_unlock(&registry_lock);
+}
+
+NodeIoHook *context_io_hook_for_thread(void)
+{
+	ContextIo *found = NULL;
+
+	if (!g_atomic_int_get(&n_registered))
+		return NULL;
+	g_mutex_lock(&registry_lock);
+	/* The context this thread runs (a wait inside its dispatch) first. */
+	for (guint i = 0; registry && i < registry->len && !found; i++) {
+		ContextIo *c = registry->pdata[i];
+		if (g_main_context_is_owner(c->context))
+			found = c;
+	}
+	/* Then this thread's own one, which nobody runs right now. */
+	for (guint i = 0; registry && i < registry->len && !found; i++) {
+		ContextIo *c = registry->pdata[i];
+		if (context_io_acquire_if_ours(c)) {
+			g_main_context_release(c->context);
+			found = c;
+		}
+	}
+	if (found)
+		io_hook_ref(&found->base);
+	g_mutex_unlock(&registry_lock);
+	return found ? &found->base : NULL;
+}
