@@ -18,6 +18,7 @@
 
 #include <pal/pal.h>
 
+#include "unix-private.h"
 #include "unix-test.h"
 
 typedef struct {
@@ -1608,6 +1609,146 @@ START_TEST(test_chan_free_node_while_blocked)
 }
 END_TEST
 
+/*
+ * A peer dies while messages are queued to it: the sending thread comes
+ * back, every later send is refused, and the port fails naming the node.
+ * The flood gets the socket full and the queue long (the I/O context
+ * flushes it), with a large event every 1000 (a pool buffer or a memfd).
+ */
+typedef struct {
+	MeshPort *port;
+	PalChild *child;
+	guint n, kill_at;
+	guint sent;     /* sends the port took */
+	int kill_result;
+	gboolean done;
+	GMutex lock;
+	GCond cond;
+} Flood;
+
+static gpointer flood_thread(gpointer data)
+{
+	Flood *f = data;
+	char text[32];
+	enum { BIG = 20000 };
+	uint8_t *big = g_malloc0(BIG);
+
+	for (guint i = 0; i < f->n; i++) {
+		if (i == f->kill_at)
+			f->kill_result = pal_child_kill(f->child, SIGKILL);
+		MeshMessage *msg;
+		if (i % 1000 == 999) {
+			msg = mesh_message_new(big, BIG);
+		} else {
+			snprintf(text, sizeof(text), "%u", i);
+			msg = mesh_message_new(text, strlen(text));
+		}
+		if (!port_send(f->port, msg, FALSE))
+			break;
+		f->sent++;
+	}
+	g_free(big);
+	g_mutex_lock(&f->lock);
+	f->done = TRUE;
+	g_cond_signal(&f->cond);
+	g_mutex_unlock(&f->lock);
+	return NULL;
+}
+
+/* One child flooded and killed halfway; TRUE if the sending thread came back in time. */
+static void flood_and_kill_once(guint round)
+{
+	enum { N = 100000 };
+	Child *c = spawn_child("drain", NULL);
+	Flood f = {.port = c->port, .child = c->process, .n = N, .kill_at = N / 2,
+		   .kill_result = -1};
+	g_mutex_init(&f.lock);
+	g_cond_init(&f.cond);
+
+	/* The child is up and reading before the flood. */
+	port_send_bytes(c->port, "warm up");
+	GThread *t = g_thread_new("flood", flood_thread, &f);
+	gint64 deadline = g_get_monotonic_time() + 30 * G_USEC_PER_SEC;
+	g_mutex_lock(&f.lock);
+	while (!f.done && g_cond_wait_until(&f.cond, &f.lock, deadline))
+		;
+	gboolean done = f.done;
+	g_mutex_unlock(&f.lock);
+	/* Stuck (the old deadlock): fail here; the stuck thread goes with the test's process. */
+	ck_assert_msg(done, "round %u: the sending thread did not come back (%u sent)", round,
+		      f.sent);
+	g_thread_join(t);
+	ck_assert_int_eq(f.kill_result, 0);
+	ck_assert_uint_ge(f.sent, N / 2);
+
+	/* The port failed, naming the node; no message came (the child sends none). */
+	MeshMessage *end = test_recv_wait(c->recv, 20000);
+	ck_assert_msg(test_recv_is_end(end, RECV_END_FAILED), "round %u: the port did not fail",
+		      round);
+	MeshMessage *msg = NULL;
+	GError *error = NULL;
+	ck_assert_int_eq(port_try_recv(c->port, &msg, &error), PORT_RECV_FAILED);
+	char id[33];
+	mesh_uuid_to_string(&c->id, id);
+	ck_assert_msg(strstr(error->message, id) != NULL, "%s", error->message);
+	g_error_free(error);
+	ck_assert(!port_send_bytes(c->port, "after"));
+	int status = child_finish(c);
+	ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	g_mutex_clear(&f.lock);
+	g_cond_clear(&f.cond);
+}
+
+static void flood_and_kill(void)
+{
+	for (guint round = 0; round < 5; round++)
+		flood_and_kill_once(round);
+	/* The transport still works: another child echoes. */
+	Child *other = spawn_child("echo", NULL);
+	port_send_bytes(other->port, "still here");
+	expect_bytes(other->recv, "still here", 10);
+	child_close_port(other);
+	ck_assert_int_eq(child_finish(other), 0);
+}
+
+START_TEST(test_flood_child_killed)
+{
+	flood_and_kill();
+}
+END_TEST
+
+START_TEST(test_flood_child_killed_upstream_wire)
+{
+	/* No batches, no pool: every event its own packet (the child inherits it). */
+	g_setenv("MESH_UNIX_BATCH", "0", TRUE);
+	g_setenv("MESH_UNIX_POOL", "0", TRUE);
+	ck_assert_msg(!unix_batching_enabled() && !unix_pooling_enabled(),
+		      "the switches were read before this test (run it in its own process)");
+	flood_and_kill();
+}
+END_TEST
+
+START_TEST(test_flood_child_killed_caller_context)
+{
+	/* The transport on a caller's context (as libmeshprocess runs it). */
+	GMainContext *ctx = g_main_context_new();
+	GMainLoop *loop = g_main_loop_new(ctx, FALSE);
+	GThread *t = g_thread_new("caller-loop", run_loop, loop);
+	MeshUnixNode *saved = parent.unode;
+	parent.unode = mesh_unix_node_new(parent.node, ctx);
+
+	flood_and_kill();
+	ck_assert(mesh_unix_node_shutdown(parent.unode, 5 * G_USEC_PER_SEC));
+	mesh_unix_node_free(parent.unode);
+	parent.unode = saved;
+
+	g_main_loop_quit(loop);
+	g_thread_join(t);
+	g_main_loop_unref(loop);
+	g_main_context_unref(ctx);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("libmeshremote-unix");
@@ -1651,6 +1792,15 @@ int main(void)
 	tcase_add_test(tc, test_chan_queued_send_flushes);
 	tcase_add_test(tc, test_chan_child_killed);
 	tcase_add_test(tc, test_chan_free_node_while_blocked);
+	suite_add_tcase(s, tc);
+
+	/* Faults: peers that die under load, bad messages. */
+	tc = tcase_create("faults");
+	tcase_set_timeout(tc, 240);
+	tcase_add_checked_fixture(tc, parent_setup, parent_teardown);
+	tcase_add_test(tc, test_flood_child_killed);
+	tcase_add_test(tc, test_flood_child_killed_upstream_wire);
+	tcase_add_test(tc, test_flood_child_killed_caller_context);
 	suite_add_tcase(s, tc);
 
 	SRunner *sr = srunner_create(s);

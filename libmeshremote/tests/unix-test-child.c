@@ -11,6 +11,7 @@
  *             messages on the other, wait for "done" on it
  *   sink N    the first message carries a port: receive N numbered messages
  *             on it in order, answer "done"
+ *   drain     receive and drop every message until closed or failed
  *   chan      the first message carries four channel ends (UNIX_TEST_CHAN_*):
  *             a receiver of commands, read with blocking receives, and three
  *             senders; see run_chan() for the commands. Ends when every
@@ -311,6 +312,13 @@ run:;
 		status = run_origin(r, port, atoi(scenario_arg));
 	} else if (strcmp(scenario, "sink") == 0 && scenario_arg) {
 		status = run_sink(r, atoi(scenario_arg));
+	} else if (strcmp(scenario, "drain") == 0) {
+		for (;;) {
+			MeshMessage *msg = test_recv_wait(r, 60000);
+			if (!test_recv_is_message(msg))
+				break;
+			mesh_message_free(msg);
+		}
 	} else if (strcmp(scenario, "chan") == 0) {
 		status = run_chan(r, port);
 	} else {
