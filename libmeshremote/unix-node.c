@@ -76,7 +76,7 @@ struct UnixConn {
 	gboolean broken;   /* a send failed: nothing more goes out, conn_end is on its way */
 	gboolean flushing; /* a thread sends queued packets (outside the lock) */
 	gboolean peer_batches; /* the peer said it reads PACKET_BATCH */
-	gboolean peer_pools;   /* ... and PACKET_POOL_EVENT */
+	gint peer_pools;       /* atomic (read unlocked by senders): ... and PACKET_POOL_EVENT */
 	UnixTxPool *tx_pool;   /* under lock, made on first use */
 	UnixRxPool *rx_pool;   /* the receive path's (one dispatcher at a time) */
 	gint streak; /* atomic: events sent since a packet last came from the peer */
@@ -503,7 +503,7 @@ static void sink_send(void *user_data, const struct iovec *iov, size_t n_iov, co
 	struct iovec pool_iov = {pool_body, sizeof(pool_body)};
 	int lead_fd = -1; /* borrowed: a pool buffer's memfd, sent with its first use */
 	UnixPoolBuf *buf = NULL;
-	if (size > MAX_SMALL_EVENT_SIZE && c->peer_pools) {
+	if (size > MAX_SMALL_EVENT_SIZE && g_atomic_int_get(&c->peer_pools)) {
 		g_mutex_lock(&c->lock);
 		if (!c->tx_pool)
 			c->tx_pool = unix_tx_pool_new();
@@ -751,7 +751,8 @@ static const char *conn_handle_packet(UnixConn *c, const uint8_t *buf, size_t si
 		if (hello >= 0) {
 			g_mutex_lock(&c->lock);
 			c->peer_batches = unix_batching_enabled() && (hello & HELLO_BATCH);
-			c->peer_pools = unix_pooling_enabled() && (hello & HELLO_POOL);
+			g_atomic_int_set(&c->peer_pools,
+					 unix_pooling_enabled() && (hello & HELLO_POOL));
 			g_mutex_unlock(&c->lock);
 			return NULL;
 		}
