@@ -165,6 +165,16 @@ void node_set_io_hook(MeshNode *node, NodeIoHook *hook);
 /* Returns: (transfer full) (nullable): the hook of the node whose table holds @port. */
 NodeIoHook *port_get_io_hook(MeshPort *port);
 
+/*
+ * The most fds the node's transport can carry with one event of
+ * @event_size bytes (the Unix transport: 64 per packet, one fewer when the
+ * event goes out of line in a memfd). A message with more, or with an fd
+ * that is not open, fails its port at the sender instead.
+ */
+typedef gsize (*NodeMaxFdsFunc)(gsize event_size);
+/* Sets the node's fd limit (a transport, before it connects anything). */
+void node_set_max_fds(MeshNode *node, NodeMaxFdsFunc func);
+
 struct MeshNode {
 	gint ref;
 	MeshNodeId id;
@@ -175,6 +185,7 @@ struct MeshNode {
 	void *connector_data;
 	gboolean shutting_down;
 	NodeIoHook *io_hook; /* strong, may be NULL */
+	NodeMaxFdsFunc max_fds; /* atomic pointer, may be NULL: no limit */
 };
 
 typedef enum {

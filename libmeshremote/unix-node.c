@@ -492,7 +492,11 @@ static void sink_send(void *user_data, const struct iovec *iov, size_t n_iov, co
 	}
 	for (size_t i = 0; i < n_iov; i++)
 		size += iov[i].iov_len;
-	/* Out of line, the buffer's or the memfd's fd rides first: count it before any work. */
+	/*
+	 * Out of line, the buffer's or the memfd's fd rides first: count it
+	 * before any work. The node refuses such a message before it gets here
+	 * (unix_max_fds()); this is the last line.
+	 */
 	if (n_fds + (size > MAX_SMALL_EVENT_SIZE) > MESH_UNIX_MAX_FDS_PER_PACKET) {
 		g_warning("mesh: an event with %zu fds exceeds %d per packet", n_fds,
 			  MESH_UNIX_MAX_FDS_PER_PACKET);
@@ -1049,11 +1053,19 @@ MeshUnixNode *mesh_unix_node_new(MeshNode *node, GMainContext *context)
 	return u;
 }
 
+/* NodeMaxFdsFunc: an event out of line carries its memfd (or pool buffer) first. */
+static gsize unix_max_fds(gsize event_size)
+{
+	return MESH_UNIX_MAX_FDS_PER_PACKET - (event_size > MAX_SMALL_EVENT_SIZE);
+}
+
 MeshUnixNode *unix_node_new_follower(MeshNode *node, GMainContext *context)
 {
 	MeshUnixNode *u = g_new0(MeshUnixNode, 1);
 
 	u->node = mesh_node_ref(node);
+	/* Checked by the node at the sender: only that port fails, not the connection. */
+	node_set_max_fds(node, unix_max_fds);
 	u->pending = g_hash_table_new(mesh_uuid_hash, mesh_uuid_equal);
 	unix_connector_install(u);
 	g_mutex_init(&u->lock);

@@ -1749,6 +1749,114 @@ START_TEST(test_flood_child_killed_caller_context)
 }
 END_TEST
 
+/* A message with @n_fds fds (of /dev/null) and @size bytes. */
+static MeshMessage *message_with_fds(guint n_fds, size_t size)
+{
+	uint8_t *data = g_malloc0(size ? size : 1);
+	MeshMessage *msg = mesh_message_new(data, size);
+	g_free(data);
+	for (guint i = 0; i < n_fds; i++) {
+		int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		ck_assert_int_ge(fd, 0);
+		ck_assert_int_eq(mesh_message_add_fd_take(msg, fd), (int)i);
+	}
+	return msg;
+}
+
+typedef enum { TOO_MANY_FDS, TOO_MANY_WITH_MEMFD, FD_CLOSED_AFTER_ADD } BadMessage;
+
+/*
+ * A message the transport cannot carry, on one port of a connection: that
+ * port fails (at the child, naming the parent), the other port on the same
+ * connection goes on, and no fd stays behind here.
+ */
+static void bad_message_case(BadMessage kind)
+{
+	Child *c = spawn_child("peerfail", NULL);
+	MeshPort *x, *y;
+	mesh_port_new_pair(&x, &y);
+	TestRecv *ry = test_recv_new(y);
+	MeshMessage *msg = mesh_message_new(NULL, 0);
+	mesh_message_add_port_take(msg, x);
+	port_send(c->port, msg, FALSE);
+	expect_bytes(ry, "hello from child", 16);
+
+	/* At the limit, both ways: 64 fds with a small message. */
+	port_send(y, message_with_fds(MESH_UNIX_MAX_FDS_PER_PACKET, 10), FALSE);
+	msg = expect_message(ry);
+	ck_assert_uint_eq(mesh_message_get_n_resources(msg), MESH_UNIX_MAX_FDS_PER_PACKET);
+	mesh_message_free(msg);
+
+	int before = count_fds();
+	switch (kind) {
+	case TOO_MANY_FDS:
+		msg = message_with_fds(MESH_UNIX_MAX_FDS_PER_PACKET + 1, 10);
+		break;
+	case TOO_MANY_WITH_MEMFD:
+		/* Out of line, the event's memfd (or pool buffer) is the 65th. */
+		msg = message_with_fds(MESH_UNIX_MAX_FDS_PER_PACKET, 100000);
+		break;
+	case FD_CLOSED_AFTER_ADD: {
+		int pipefd[2];
+		ck_assert_int_eq(pipe2(pipefd, O_CLOEXEC), 0);
+		msg = mesh_message_new("x", 1);
+		ck_assert_int_eq(mesh_message_add_fd_take(msg, pipefd[0]), 0);
+		close(pipefd[0]); /* behind the message's back */
+		close(pipefd[1]);
+		break;
+	}
+	}
+	ck_assert(port_send(c->port, msg, FALSE));
+	ck_assert_int_eq(count_fds(), before);
+
+	/* The other port on the same connection goes on. */
+	port_send_bytes(y, "still here");
+	expect_bytes(ry, "still here", 10);
+	test_recv_free(ry);
+	mesh_port_close(y);
+	/* The child saw its bootstrap port fail (status 9 if not), and nothing else. */
+	child_close_port(c);
+	ck_assert_int_eq(child_finish(c), 0);
+}
+
+START_TEST(test_too_many_fds_fails_the_port)
+{
+	bad_message_case(TOO_MANY_FDS);
+}
+END_TEST
+
+START_TEST(test_too_many_fds_with_memfd_fails_the_port)
+{
+	bad_message_case(TOO_MANY_WITH_MEMFD);
+}
+END_TEST
+
+START_TEST(test_closed_fd_fails_the_port)
+{
+	bad_message_case(FD_CLOSED_AFTER_ADD);
+}
+END_TEST
+
+START_TEST(test_add_closed_fd)
+{
+	/* A closed fd is refused when it is added, and nothing is added. */
+	int pipefd[2];
+	ck_assert_int_eq(pipe2(pipefd, O_CLOEXEC), 0);
+	close(pipefd[0]);
+	close(pipefd[1]);
+	MeshMessage *msg = mesh_message_new("x", 1);
+	ck_assert_int_eq(mesh_message_add_fd_take(msg, pipefd[0]), -EBADF);
+	ck_assert_int_eq(mesh_message_add_fd(msg, pipefd[1]), -EBADF);
+	ck_assert_int_eq(mesh_message_add_fd_take(msg, -1), -EBADF);
+	ck_assert_uint_eq(mesh_message_get_n_resources(msg), 0);
+	/* An open one still goes in. */
+	int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	ck_assert_int_eq(mesh_message_add_fd_take(msg, fd), 0);
+	mesh_message_free(msg);
+	ck_assert_int_eq(fcntl(fd, F_GETFD), -1); /* the message closed it */
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("libmeshremote-unix");
@@ -1801,6 +1909,10 @@ int main(void)
 	tcase_add_test(tc, test_flood_child_killed);
 	tcase_add_test(tc, test_flood_child_killed_upstream_wire);
 	tcase_add_test(tc, test_flood_child_killed_caller_context);
+	tcase_add_test(tc, test_too_many_fds_fails_the_port);
+	tcase_add_test(tc, test_too_many_fds_with_memfd_fails_the_port);
+	tcase_add_test(tc, test_closed_fd_fails_the_port);
+	tcase_add_test(tc, test_add_closed_fd);
 	suite_add_tcase(s, tc);
 
 	SRunner *sr = srunner_create(s);
