@@ -1749,6 +1749,101 @@ START_TEST(test_flood_child_killed_caller_context)
 }
 END_TEST
 
+typedef struct {
+	ChanChild *cc;
+	guint n, kill_at;
+	int kill_result;
+	gboolean flood_done, recv_done;
+	gboolean got;  /* the receive returned a message */
+	GError *error; /* why it did not */
+	GMutex lock;
+	GCond cond;
+} ChanFlood;
+
+static void chan_flood_signal(ChanFlood *f, gboolean *done)
+{
+	g_mutex_lock(&f->lock);
+	*done = TRUE;
+	g_cond_signal(&f->cond);
+	g_mutex_unlock(&f->lock);
+}
+
+static gpointer chan_flood_thread(gpointer data)
+{
+	ChanFlood *f = data;
+
+	for (guint i = 0; i < f->n; i++) {
+		if (i == f->kill_at)
+			f->kill_result = pal_child_kill(f->cc->child->process, SIGKILL);
+		chan_command(f->cc, "k", i);
+	}
+	chan_flood_signal(f, &f->flood_done);
+	return NULL;
+}
+
+/* Waits in a receive, so borrows the I/O context and runs the flushes itself. */
+static gpointer chan_flood_receiver_thread(gpointer data)
+{
+	ChanFlood *f = data;
+	MeshMessage *msg = NULL;
+
+	f->got = mesh_receiver_recv_message(f->cc->replies, 30 * G_USEC_PER_SEC, &msg, &f->error);
+	mesh_message_free(msg);
+	chan_flood_signal(f, &f->recv_done);
+	return NULL;
+}
+
+START_TEST(test_flood_child_killed_while_borrowed)
+{
+	/*
+	 * A thread waits in a receive (it borrows the I/O context) while
+	 * another floods a child that stopped reading (the socket is full, the
+	 * queue long) and kills it halfway. Both threads come back: the
+	 * receive with the node's failure.
+	 */
+	enum { N = 100000 };
+
+	for (guint round = 0; round < 5; round++) {
+		ChanChild *cc = chan_child_new(FALSE, NULL);
+		ChanFlood f = {.cc = cc, .n = N, .kill_at = N / 2, .kill_result = -1};
+		char id[33];
+
+		g_mutex_init(&f.lock);
+		g_cond_init(&f.cond);
+		chan_command(cc, "p", 0);
+		expect_text(cc->replies, "p", 0);
+		chan_command(cc, "sleep", 20000);
+		GThread *rt = g_thread_new("chan-receiver", chan_flood_receiver_thread, &f);
+		GThread *ft = g_thread_new("chan-flood", chan_flood_thread, &f);
+		gint64 deadline = g_get_monotonic_time() + 40 * G_USEC_PER_SEC;
+		g_mutex_lock(&f.lock);
+		while (!(f.flood_done && f.recv_done) &&
+		       g_cond_wait_until(&f.cond, &f.lock, deadline))
+			;
+		gboolean flood_done = f.flood_done, recv_done = f.recv_done;
+		g_mutex_unlock(&f.lock);
+		/* Stuck (the old deadlock): fail here; the threads go with the test's process. */
+		ck_assert_msg(flood_done && recv_done,
+			      "round %u: stuck: the sending thread %s, the receiving thread %s", round,
+			      flood_done ? "came back" : "did not come back",
+			      recv_done ? "came back" : "did not come back");
+		g_thread_join(ft);
+		g_thread_join(rt);
+		ck_assert_int_eq(f.kill_result, 0);
+		ck_assert(!f.got);
+		ck_assert_msg(g_error_matches(f.error, MESH_ERROR, MESH_ERROR_NODE_FAILURE),
+			      "round %u: %s", round, f.error->message);
+		mesh_uuid_to_string(&cc->child->id, id);
+		ck_assert_msg(strstr(f.error->message, id) != NULL, "%s", f.error->message);
+		g_clear_error(&f.error);
+		g_mutex_clear(&f.lock);
+		g_cond_clear(&f.cond);
+		int status = chan_child_abandon(cc);
+		ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	}
+}
+END_TEST
+
 /* A message with @n_fds fds (of /dev/null) and @size bytes. */
 static MeshMessage *message_with_fds(guint n_fds, size_t size)
 {
@@ -1909,6 +2004,7 @@ int main(void)
 	tcase_add_test(tc, test_flood_child_killed);
 	tcase_add_test(tc, test_flood_child_killed_upstream_wire);
 	tcase_add_test(tc, test_flood_child_killed_caller_context);
+	tcase_add_test(tc, test_flood_child_killed_while_borrowed);
 	tcase_add_test(tc, test_too_many_fds_fails_the_port);
 	tcase_add_test(tc, test_too_many_fds_with_memfd_fails_the_port);
 	tcase_add_test(tc, test_closed_fd_fails_the_port);
