@@ -226,11 +226,13 @@ static void conn_flush_locked(UnixConn *c)
 static void conn_update_interest_locked(UnixConn *c)
 {
 	GIOCondition want = G_IO_IN | G_IO_HUP | G_IO_ERR;
-	if (c->pending.length)
+	/* Broken: what is queued is never sent (no wakeups for it until the end). */
+	gboolean out = c->pending.length > 0 && !c->broken;
+	if (out)
 		want |= G_IO_OUT;
 	if (c->source && c->fd_tag)
 		g_source_modify_unix_fd(c->source, c->fd_tag, want);
-	c->write_wanted = c->pending.length > 0;
+	c->write_wanted = out;
 }
 
 static gboolean conn_write_source_cb(gpointer data)
