@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* MeshMessage: typed (unencoded) or bytes + resources, and channel framing. */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -109,12 +111,18 @@ int message_ensure_bytes(MeshMessage *msg, GError **error)
 int mesh_message_add_fd_take(MeshMessage *msg, int fd)
 {
 	g_return_val_if_fail(msg && !msg->typed, -EINVAL);
+	/* Not open: refused now, not when a transport cannot send it. */
+	if (fd < 0 || fcntl(fd, F_GETFD) < 0)
+		return -EBADF;
 	return mesh_payload_resources_append_fd_take(message_res(msg), fd);
 }
 
 int mesh_message_add_fd(MeshMessage *msg, int fd)
 {
 	g_return_val_if_fail(msg && !msg->typed, -EINVAL);
+	if (fd < 0)
+		return -EBADF;
+	/* The duplicate fails with EBADF on an fd that is not open. */
 	return mesh_payload_resources_append_fd(message_res(msg), fd);
 }
 

@@ -4,6 +4,7 @@
  * other nodes (ports inside messages start moving here) and decoding of
  * events that arrive (ports inside messages are created here).
  */
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "remote-private.h"
@@ -200,6 +201,11 @@ void node_watch_notify(MeshNode *node)
 	g_mutex_lock(&node->lock);
 	node_watch_notify_locked(node);
 	g_mutex_unlock(&node->lock);
+}
+
+void node_set_max_fds(MeshNode *node, NodeMaxFdsFunc func)
+{
+	g_atomic_pointer_set(&node->max_fds, func);
 }
 
 const MeshNodeId *mesh_node_get_id(MeshNode *node)
@@ -600,6 +606,49 @@ static MeshNodeId name_local_port(MeshPort *p, MeshNode *from)
 	return id;
 }
 
+/*
+ * Whether @msg (@size bytes on the wire with its framing) can go to
+ * another node; if not, says why. Over the receiver's limits, its seq would
+ * never come and the ports it moves would hang; an fd that is not open, or
+ * more fds than the transport carries in one event, would end the whole
+ * connection. Cheap without resources (the send fast path).
+ */
+static gboolean message_fits(MeshNode *from, MeshMessage *msg, size_t size)
+{
+	size_t n_res = mesh_message_get_n_resources(msg);
+
+	if (n_res > MESH_EVENT_MAX_RESOURCES || size > MESH_EVENT_MAX_MESSAGE_SIZE) {
+		g_warning("mesh: a message of %zu bytes with %zu resources is over the "
+			  "limits of a node (%u, %u): the port fails instead",
+			  size, n_res, MESH_EVENT_MAX_MESSAGE_SIZE, MESH_EVENT_MAX_RESOURCES);
+		return FALSE;
+	}
+	size_t n_fds = 0;
+	for (size_t i = 0; i < n_res; i++) {
+		int fd = mesh_payload_resources_peek_fd(msg->res, i);
+		if (fd == -EINVAL)
+			continue; /* a port, or an empty slot */
+		if (fd < 0 || fcntl(fd, F_GETFD) < 0) {
+			g_warning("mesh: a message with an fd that is not open (resource %zu, fd %d): "
+				  "the port fails instead", i, fd);
+			return FALSE;
+		}
+		n_fds++;
+	}
+	NodeMaxFdsFunc max_fds = n_fds ? g_atomic_pointer_get(&from->max_fds) : NULL;
+	if (max_fds) {
+		gsize event_size = MESH_EVENT_HEADER_SIZE + n_res * MESH_RESOURCE_DATA_SIZE + size;
+		gsize max = max_fds(event_size);
+		if (n_fds > max) {
+			g_warning("mesh: a message of %zu bytes with %zu fds is over the %zu fds the "
+				  "transport carries in such an event: the port fails instead",
+				  size, n_fds, (size_t)max);
+			return FALSE;
+		}
+	}
+	return TRUE;
+}
+
 void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPortId *dest,
 			    Event *ev)
 {
@@ -629,17 +678,11 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 			goto drop;
 		}
 		size_t n_res = mesh_message_get_n_resources(msg);
-		if (n_res > MESH_EVENT_MAX_RESOURCES ||
-		    head_len + msg->size > MESH_EVENT_MAX_MESSAGE_SIZE) {
+		if (!message_fits(from, msg, head_len + msg->size)) {
 			/*
-			 * The receiver would reject it: its seq would never come
-			 * and the ports it moves would hang. The peer port fails
-			 * in its place (same seq); the resources are released.
+			 * The peer port fails in its place (same seq), and only
+			 * it: the resources are released.
 			 */
-			g_warning("mesh: a message of %zu bytes with %zu resources is over the "
-				  "limits of a node (%u, %u): the port fails instead",
-				  head_len + msg->size, n_res, MESH_EVENT_MAX_MESSAGE_SIZE,
-				  MESH_EVENT_MAX_RESOURCES);
 			mesh_message_free(msg);
 			ev->message = msg = NULL;
 			ev->type = MESH_EVENT_FAIL_PORT;

@@ -231,6 +231,16 @@ void node_watch_end(MeshNode *node);
 void node_watch_notify(MeshNode *node);
 void node_watch_notify_locked(MeshNode *node);
 
+/*
+ * The most fds the node's transport can carry with one event of
+ * @event_size bytes (the Unix transport: 64 per packet, one fewer when the
+ * event goes out of line in a memfd). A message with more, or with an fd
+ * that is not open, fails its port at the sender instead.
+ */
+typedef gsize (*NodeMaxFdsFunc)(gsize event_size);
+/* Sets the node's fd limit (a transport, before it connects anything). */
+void node_set_max_fds(MeshNode *node, NodeMaxFdsFunc func);
+
 struct MeshNode {
 	gint ref;
 	MeshNodeId id;
@@ -262,6 +272,7 @@ struct MeshNode {
 	guint watchers;
 	guint watch_gen; /* counts changes while watched */
 	GCond watch_cond;
+	NodeMaxFdsFunc max_fds; /* atomic pointer, may be NULL: no limit */
 };
 
 typedef enum {

@@ -73,9 +73,10 @@ struct UnixConn {
 	gboolean send_closed;  /* no more sends: flush, then SHUT_WR */
 	gboolean write_shut;
 	gboolean ended;
+	gboolean broken;   /* a send failed: nothing more goes out, conn_end is on its way */
 	gboolean flushing; /* a thread sends queued packets (outside the lock) */
 	gboolean peer_batches; /* the peer said it reads PACKET_BATCH */
-	gboolean peer_pools;   /* ... and PACKET_POOL_EVENT */
+	gint peer_pools;       /* atomic (read unlocked by senders): ... and PACKET_POOL_EVENT */
 	UnixTxPool *tx_pool;   /* under lock, made on first use */
 	UnixRxPool *rx_pool;   /* the receive path's (one dispatcher at a time) */
 	gint streak; /* atomic: events sent since a packet last came from the peer */
@@ -135,20 +136,63 @@ typedef struct {
 	char *reason; /* NULL: clean end of stream */
 } EndRequest;
 
-/* Ends @c on its I/O context (from any thread). */
+static void end_request_free(gpointer data)
+{
+	EndRequest *req = data;
+	conn_unref(req->conn);
+	g_free(req->reason);
+	g_free(req);
+}
+
+/*
+ * Runs @func(@data) on @c's I/O context soon, never at once on this thread
+ * (g_main_context_invoke() would, on a context this thread owns or nobody
+ * holds); a context lent to a receiver that is away is taken back for it.
+ * Takes only the context's lock (and the I/O thread's): callable with
+ * c->lock held, from any thread.
+ */
+static void conn_schedule(UnixConn *c, GSourceFunc func, gpointer data, GDestroyNotify destroy)
+{
+	MeshUnixNode *u = c->owner;
+
+	unix_io_reclaim(u->io);
+	GSource *source = g_idle_source_new();
+	g_source_set_priority(source, G_PRIORITY_DEFAULT);
+	/* @data goes with the source, run or not (a context freed first). */
+	g_source_set_callback(source, func, data, destroy);
+	g_source_attach(source, u->context);
+	g_source_unref(source);
+}
+
+/*
+ * Ends @c on its I/O context, from any thread, with c->lock held or not:
+ * ending fails the remote node, which runs port handlers and callbacks, so
+ * it never runs where the caller may hold a lock (a send, a flush, a
+ * dispatch in progress) but from a source of its own.
+ */
 static void conn_end_async(UnixConn *c, const char *reason)
 {
 	EndRequest *req = g_new0(EndRequest, 1);
 	req->conn = conn_ref(c);
 	req->reason = g_strdup(reason);
-	g_main_context_invoke(c->owner->context, conn_end_cb, req);
+	conn_schedule(c, conn_end_cb, req, end_request_free);
+}
+
+/* A send failed (locked): nothing more is sent or queued; the connection ends soon. */
+static void conn_break_locked(UnixConn *c, const char *reason)
+{
+	if (c->broken || c->ended)
+		return;
+	c->broken = TRUE;
+	conn_end_async(c, reason);
 }
 
 /*
  * Sends what is queued; then, once closed for sending, half-closes. Locked;
  * the lock is let go around each sendmsg(), so that senders keep queueing
  * (and batching) meanwhile; while c->flushing, they do not send directly,
- * which would overtake the packet in flight.
+ * which would overtake the packet in flight. A failed send breaks the
+ * connection, which ends later on its own source (conn_break_locked()).
  */
 static void conn_flush_locked(UnixConn *c)
 {
@@ -157,7 +201,7 @@ static void conn_flush_locked(UnixConn *c)
 	if (c->flushing)
 		return; /* the thread that flushes looks at the queue again before it stops */
 	c->flushing = TRUE;
-	while (!c->ended && (pk = g_queue_pop_head(&c->pending))) {
+	while (!c->ended && !c->broken && (pk = g_queue_pop_head(&c->pending))) {
 		g_mutex_unlock(&c->lock);
 		int r = packet_send(c->fd, pk->header, pk->body, pk->body_size, pk->fds, pk->n_fds);
 		if (r != -EAGAIN)
@@ -168,12 +212,12 @@ static void conn_flush_locked(UnixConn *c)
 			break;
 		}
 		if (r < 0) {
-			conn_end_async(c, g_strerror(-r));
+			conn_break_locked(c, g_strerror(-r));
 			break;
 		}
 	}
 	c->flushing = FALSE;
-	if (c->pending.length == 0 && c->send_closed && !c->write_shut) {
+	if (c->pending.length == 0 && c->send_closed && !c->write_shut && !c->broken) {
 		shutdown(c->fd, SHUT_WR);
 		c->write_shut = TRUE;
 	}
@@ -182,11 +226,13 @@ static void conn_flush_locked(UnixConn *c)
 static void conn_update_interest_locked(UnixConn *c)
 {
 	GIOCondition want = G_IO_IN | G_IO_HUP | G_IO_ERR;
-	if (c->pending.length)
+	/* Broken: what is queued is never sent (no wakeups for it until the end). */
+	gboolean out = c->pending.length > 0 && !c->broken;
+	if (out)
 		want |= G_IO_OUT;
 	if (c->source && c->fd_tag)
 		g_source_modify_unix_fd(c->source, c->fd_tag, want);
-	c->write_wanted = c->pending.length > 0;
+	c->write_wanted = out;
 }
 
 static gboolean conn_write_source_cb(gpointer data)
@@ -212,19 +258,10 @@ static void schedule_write(UnixConn *c)
 		return;
 	}
 	/*
-	 * Own I/O thread: always through a source, never run here at once
-	 * (g_main_context_invoke() would, on a context nobody holds), so that
-	 * sends gather into batches while the I/O context flushes; a context
-	 * lent to a receiver that is away is taken back for it.
+	 * Own I/O thread: always through a source, never run here at once, so
+	 * that sends gather into batches while the I/O context flushes.
 	 */
-	unix_io_reclaim(u->io);
-	GSource *source = g_idle_source_new();
-	g_source_set_priority(source, G_PRIORITY_DEFAULT);
-	/* The reference goes with the source, run or not (a transport freed first). */
-	g_source_set_callback(source, conn_write_source_cb, conn_ref(c),
-			      (GDestroyNotify)conn_unref);
-	g_source_attach(source, u->context);
-	g_source_unref(source);
+	conn_schedule(c, conn_write_source_cb, conn_ref(c), (GDestroyNotify)conn_unref);
 }
 
 /* Queues @pk (taken) and unlocks; schedules a flush unless one is due. Locked. */
@@ -244,7 +281,7 @@ static void conn_send_control(UnixConn *c, uint8_t type, const uint8_t *body, si
 	uint8_t header[PACKET_HEADER_SIZE] = {type};
 
 	g_mutex_lock(&c->lock);
-	if (c->ended || c->send_closed) {
+	if (c->ended || c->broken || c->send_closed) {
 		g_mutex_unlock(&c->lock);
 		return;
 	}
@@ -259,9 +296,9 @@ static void conn_send_control(UnixConn *c, uint8_t type, const uint8_t *body, si
 		conn_enqueue_unlock(c, pk);
 		return;
 	}
-	g_mutex_unlock(&c->lock);
 	if (r < 0)
-		conn_end_async(c, g_strerror(-r));
+		conn_break_locked(c, g_strerror(-r));
+	g_mutex_unlock(&c->lock);
 }
 
 #define SINK_MAX_IOV 4
@@ -466,7 +503,11 @@ static void sink_send(void *user_data, const struct iovec *iov, size_t n_iov, co
 	}
 	for (size_t i = 0; i < n_iov; i++)
 		size += iov[i].iov_len;
-	/* Out of line, the buffer's or the memfd's fd rides first: count it before any work. */
+	/*
+	 * Out of line, the buffer's or the memfd's fd rides first: count it
+	 * before any work. The node refuses such a message before it gets here
+	 * (unix_max_fds()); this is the last line.
+	 */
 	if (n_fds + (size > MAX_SMALL_EVENT_SIZE) > MESH_UNIX_MAX_FDS_PER_PACKET) {
 		g_warning("mesh: an event with %zu fds exceeds %d per packet", n_fds,
 			  MESH_UNIX_MAX_FDS_PER_PACKET);
@@ -477,7 +518,7 @@ static void sink_send(void *user_data, const struct iovec *iov, size_t n_iov, co
 	struct iovec pool_iov = {pool_body, sizeof(pool_body)};
 	int lead_fd = -1; /* borrowed: a pool buffer's memfd, sent with its first use */
 	UnixPoolBuf *buf = NULL;
-	if (size > MAX_SMALL_EVENT_SIZE && c->peer_pools) {
+	if (size > MAX_SMALL_EVENT_SIZE && g_atomic_int_get(&c->peer_pools)) {
 		g_mutex_lock(&c->lock);
 		if (!c->tx_pool)
 			c->tx_pool = unix_tx_pool_new();
@@ -525,7 +566,7 @@ static void sink_send(void *user_data, const struct iovec *iov, size_t n_iov, co
 		all_fds[k++] = fds[i];
 
 	g_mutex_lock(&c->lock);
-	if (c->ended || c->send_closed) {
+	if (c->ended || c->broken || c->send_closed) {
 		g_mutex_unlock(&c->lock);
 		if (memfd >= 0)
 			close(memfd);
@@ -556,8 +597,8 @@ static void sink_send(void *user_data, const struct iovec *iov, size_t n_iov, co
 			if (pk->fds[i] < 0) {
 				pk->n_fds = i;
 				out_packet_free(pk);
+				conn_break_locked(c, "cannot duplicate an fd");
 				g_mutex_unlock(&c->lock);
-				conn_end_async(c, "cannot duplicate an fd");
 				return;
 			}
 			pk->n_fds = i + 1;
@@ -565,9 +606,9 @@ static void sink_send(void *user_data, const struct iovec *iov, size_t n_iov, co
 		memfd = -1; /* now the packet's */
 		conn_enqueue_unlock(c, pk);
 	} else {
-		g_mutex_unlock(&c->lock);
 		if (r < 0)
-			conn_end_async(c, g_strerror(-r));
+			conn_break_locked(c, g_strerror(-r));
+		g_mutex_unlock(&c->lock);
 	}
 	if (memfd >= 0)
 		close(memfd);
@@ -725,7 +766,8 @@ static const char *conn_handle_packet(UnixConn *c, const uint8_t *buf, size_t si
 		if (hello >= 0) {
 			g_mutex_lock(&c->lock);
 			c->peer_batches = unix_batching_enabled() && (hello & HELLO_BATCH);
-			c->peer_pools = unix_pooling_enabled() && (hello & HELLO_POOL);
+			g_atomic_int_set(&c->peer_pools,
+					 unix_pooling_enabled() && (hello & HELLO_POOL));
 			/* Before any event of the peer: the hello comes first. */
 			if (!c->ended && c->remote)
 				remote_node_set_ext_moves(c->remote, unix_ext_moves_enabled() &&
@@ -793,6 +835,11 @@ static const char *conn_handle_packet(UnixConn *c, const uint8_t *buf, size_t si
 	}
 }
 
+/*
+ * Ends @c: fails its remote node (ports, handlers, callbacks). Only on the
+ * I/O context with no lock held: from its own source (conn_end_async()) or
+ * at the end of the connection's dispatch, never inside a send or a flush.
+ */
 static void conn_end(UnixConn *c, const char *reason)
 {
 	MeshUnixNode *owner = c->owner;
@@ -817,7 +864,11 @@ static void conn_end(UnixConn *c, const char *reason)
 		g_source_unref(source);
 	}
 	const char *why = reason ? reason : "remote node disconnected";
-	char *who = owner->describe ? owner->describe(&c->peer, owner->describe_data) : NULL;
+	g_mutex_lock(&owner->lock);
+	MeshPeerDescribeFunc describe = owner->describe;
+	gpointer describe_data = owner->describe_data;
+	g_mutex_unlock(&owner->lock);
+	char *who = describe ? describe(&c->peer, describe_data) : NULL;
 	char *full = who ? g_strdup_printf("%s: %s", who, why) : g_strdup(why);
 	if (reason)
 		g_message("mesh: connection to node %s ended: %s",
@@ -839,9 +890,6 @@ static gboolean conn_end_cb(gpointer data)
 {
 	EndRequest *req = data;
 	conn_end(req->conn, req->reason);
-	conn_unref(req->conn);
-	g_free(req->reason);
-	g_free(req);
 	return G_SOURCE_REMOVE;
 }
 
@@ -1020,11 +1068,19 @@ MeshUnixNode *mesh_unix_node_new(MeshNode *node, GMainContext *context)
 	return u;
 }
 
+/* NodeMaxFdsFunc: an event out of line carries its memfd (or pool buffer) first. */
+static gsize unix_max_fds(gsize event_size)
+{
+	return MESH_UNIX_MAX_FDS_PER_PACKET - (event_size > MAX_SMALL_EVENT_SIZE);
+}
+
 MeshUnixNode *unix_node_new_follower(MeshNode *node, GMainContext *context)
 {
 	MeshUnixNode *u = g_new0(MeshUnixNode, 1);
 
 	u->node = mesh_node_ref(node);
+	/* Checked by the node at the sender: only that port fails, not the connection. */
+	node_set_max_fds(node, unix_max_fds);
 	u->pending = g_hash_table_new(mesh_uuid_hash, mesh_uuid_equal);
 	unix_connector_install(u);
 	g_mutex_init(&u->lock);

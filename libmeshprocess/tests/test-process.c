@@ -22,6 +22,9 @@
 
 /* Host side. */
 
+/* Messages a flood sends (the "flood-to" host, test_flood_host_killed). */
+#define FLOOD_N 100000u
+
 static void send_text(MeshSender *s, const char *text)
 {
 	mesh_sender_send_message(s, mesh_message_new(text, strlen(text)));
@@ -111,6 +114,35 @@ static gboolean host_main(MeshMessage *initial, gpointer data, GError **error)
 							  mesh_message_new("ok", 2));
 			mesh_message_free(msg);
 		}
+	} else if (strcmp(scenario, "drain") == 0) {
+		/* Read and drop the work until it ends (or this host is killed). */
+		send_text(results, "draining");
+		MeshMessage *msg;
+		while (mesh_receiver_recv_message(work, -1, &msg, NULL))
+			mesh_message_free(msg);
+	} else if (strcmp(scenario, "flood-to") == 0) {
+		/*
+		 * Resource 2 sends to another host: FLOOD_N messages to it, "half"
+		 * on the results halfway, "flooded I" once the sends stop (all
+		 * sent, or the receiver is known gone); then wait for the work to end.
+		 */
+		MeshSender *to = mesh_sender_from_port(mesh_message_steal_port(initial, 2), NULL);
+		char text[32];
+		guint i;
+		for (i = 0; i < FLOOD_N; i++) {
+			if (i == FLOOD_N / 2)
+				send_text(results, "half");
+			if (i % 256 == 0 && mesh_sender_is_closed(to))
+				break;
+			snprintf(text, sizeof(text), "%u", i);
+			send_text(to, text);
+		}
+		snprintf(text, sizeof(text), "flooded %u", i);
+		send_text(results, text);
+		mesh_sender_free(to);
+		MeshMessage *msg;
+		while (mesh_receiver_recv_message(work, -1, &msg, NULL))
+			mesh_message_free(msg);
 	} else if (strcmp(scenario, "wait") == 0) {
 		send_text(results, "waiting");
 		for (;;)
@@ -852,6 +884,156 @@ START_TEST(test_listen_connect)
 }
 END_TEST
 
+/*
+ * A host dies while messages are queued to it (SIGKILL halfway through a
+ * flood), from the parent and from another host: the sending loops come
+ * back, the ports fail naming the host, the flooding host still answers
+ * an inspect, a launch does not hang, and shutdown is clean.
+ */
+typedef struct {
+	MeshSender *to;
+	GPid victim;
+	guint sent;
+	gboolean done;
+	GMutex lock;
+	GCond cond;
+} ParentFlood;
+
+static gpointer parent_flood_thread(gpointer data)
+{
+	ParentFlood *f = data;
+	char text[32];
+
+	for (guint i = 0; i < FLOOD_N; i++) {
+		if (i == FLOOD_N / 2)
+			kill(f->victim, SIGKILL);
+		if (i % 256 == 0 && mesh_sender_is_closed(f->to))
+			break;
+		snprintf(text, sizeof(text), "%u", i);
+		send_text(f->to, text);
+		f->sent++;
+	}
+	g_mutex_lock(&f->lock);
+	f->done = TRUE;
+	g_cond_signal(&f->cond);
+	g_mutex_unlock(&f->lock);
+	return NULL;
+}
+
+/* The host's results fail naming it (it was killed). */
+static void expect_host_failed(MeshReceiver *results, const char *name, GPid pid)
+{
+	MeshMessage *msg = NULL;
+	GError *error = NULL;
+	ck_assert(!mesh_receiver_recv_message(results, 20 * G_USEC_PER_SEC, &msg, &error));
+	ck_assert_msg(g_error_matches(error, MESH_ERROR, MESH_ERROR_NODE_FAILURE), "%s",
+		      error->message);
+	char *who = g_strdup_printf("host %s", name);
+	char *pid_text = g_strdup_printf("pid %d", (int)pid);
+	ck_assert_msg(strstr(error->message, who) && strstr(error->message, pid_text),
+		      "error does not name the host: %s", error->message);
+	g_free(who);
+	g_free(pid_text);
+	g_error_free(error);
+}
+
+START_TEST(test_flood_host_killed)
+{
+	for (guint round = 0; round < 5; round++) {
+		/* The parent floods a host and kills it halfway. */
+		Host b = launch("drain", NULL, NULL);
+		char *t = recv_text(b.results);
+		ck_assert_str_eq(t, "draining");
+		g_free(t);
+		ParentFlood f = {.to = b.work, .victim = b.pid};
+		g_mutex_init(&f.lock);
+		g_cond_init(&f.cond);
+		GThread *thread = g_thread_new("flood", parent_flood_thread, &f);
+		gint64 deadline = g_get_monotonic_time() + 30 * G_USEC_PER_SEC;
+		g_mutex_lock(&f.lock);
+		while (!f.done && g_cond_wait_until(&f.cond, &f.lock, deadline))
+			;
+		gboolean done = f.done;
+		g_mutex_unlock(&f.lock);
+		ck_assert_msg(done, "round %u: the parent's sending thread did not come back (%u sent)",
+			      round, f.sent);
+		g_thread_join(thread);
+		g_mutex_clear(&f.lock);
+		g_cond_clear(&f.cond);
+		expect_host_failed(b.results, "drain", b.pid);
+		host_close(&b);
+
+		/* Host A floods host C, which is killed halfway. */
+		MeshSender *a_to_c, *rs_a, *rs_c, *ws_a;
+		MeshReceiver *c_in, *a_results, *c_results, *wr_a;
+		GError *error = NULL;
+		mesh_channel_new(NULL, &a_to_c, &c_in);
+		mesh_channel_new(NULL, &rs_a, &a_results);
+		mesh_channel_new(NULL, &rs_c, &c_results);
+		mesh_channel_new(NULL, &ws_a, &wr_a);
+		MeshMessage *ic = mesh_message_new("drain", 5);
+		mesh_message_add_port_take(ic, mesh_receiver_into_port(c_in));
+		mesh_message_add_port_take(ic, mesh_sender_into_port(rs_c));
+		MeshMessage *ia = mesh_message_new("flood-to", 8);
+		mesh_message_add_port_take(ia, mesh_receiver_into_port(wr_a));
+		mesh_message_add_port_take(ia, mesh_sender_into_port(rs_a));
+		mesh_message_add_port_take(ia, mesh_sender_into_port(a_to_c));
+		MeshProcessConfig *cc = mesh_process_config_new("drain");
+		MeshProcessConfig *ca = mesh_process_config_new("flood-to");
+		GPid c_pid = mesh_launch_host(mesh, cc, ic, &error);
+		ck_assert_msg(c_pid > 0, "%s", error ? error->message : "");
+		t = recv_text(c_results);
+		ck_assert_str_eq(t, "draining");
+		g_free(t);
+		GPid a_pid = mesh_launch_host(mesh, ca, ia, &error);
+		ck_assert_msg(a_pid > 0, "%s", error ? error->message : "");
+		mesh_process_config_free(ca);
+		mesh_process_config_free(cc);
+		t = recv_text(a_results);
+		ck_assert_str_eq(t, "half");
+		g_free(t);
+		ck_assert_int_eq(kill(c_pid, SIGKILL), 0);
+		/* recv_text() waits 20 s: the old deadlock never sent it. */
+		t = recv_text(a_results);
+		ck_assert_msg(g_str_has_prefix(t, "flooded "), "%s", t);
+		g_free(t);
+		expect_host_failed(c_results, "drain", c_pid);
+		mesh_receiver_free(c_results);
+
+		/*
+		 * A still answers: its report is in the inspect (once C's exit is
+		 * seen: only A is asked).
+		 */
+		for (int i = 0; i < 2000 && mesh_get_host_count(mesh) > 1; i++)
+			g_usleep(5000);
+		ck_assert_uint_eq(mesh_get_host_count(mesh), 1);
+		char *json = mesh_inspect(mesh, 10 * G_USEC_PER_SEC);
+		char *entry = g_strdup_printf("{\"pid\":%d,\"name\":\"flood-to\"", (int)a_pid);
+		const char *e = strstr(json, entry);
+		ck_assert_msg(e, "%s", json);
+		const char *report = strstr(e, "\"report\":");
+		ck_assert_msg(report && g_str_has_prefix(report, "\"report\":{\"pid\":"), "%s", json);
+		g_free(entry);
+		g_free(json);
+		mesh_sender_free(ws_a);
+		mesh_receiver_free(a_results);
+		wait_hosts_gone();
+	}
+
+	/* A launch after all that: no hang, and the host works. */
+	Host h = launch("echo", NULL, NULL);
+	send_text(h.work, "after");
+	char *t = recv_text(h.results);
+	ck_assert_str_eq(t, "after");
+	g_free(t);
+	host_close(&h);
+	GError *error = NULL;
+	ck_assert_msg(mesh_shutdown(mesh, 20 * G_USEC_PER_SEC, &error), "%s",
+		      error ? error->message : "");
+	ck_assert_uint_eq(mesh_get_host_count(mesh), 0);
+}
+END_TEST
+
 int main(int argc, char **argv)
 {
 	GError *error = NULL;
@@ -881,6 +1063,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_host_function_error);
 	tcase_add_test(tc, test_listen_connect);
 	tcase_add_test(tc, test_hosts_come_and_go);
+	tcase_add_test(tc, test_flood_host_killed);
 	suite_add_tcase(s, tc);
 	TCase *tc2 = tcase_create("host-side");
 	tcase_set_timeout(tc2, 120);

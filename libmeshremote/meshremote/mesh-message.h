@@ -48,11 +48,24 @@ MESH_REMOTE_API void mesh_message_free(MeshMessage *msg);
  * @msg: an untyped message
  * @fd: an fd, duplicated (F_DUPFD_CLOEXEC)
  *
- * Returns: the resource index, or a negative errno.
+ * Returns: the resource index, or a negative errno: -EBADF if @fd is not
+ * an open fd (nothing is added).
  */
 MESH_REMOTE_API int mesh_message_add_fd(MeshMessage *msg, int fd);
 
-/** mesh_message_add_fd_take: like mesh_message_add_fd() but takes @fd (on success). */
+/**
+ * mesh_message_add_fd_take:
+ * @msg: an untyped message
+ * @fd: an open fd, taken on success
+ *
+ * Like mesh_message_add_fd() but takes @fd instead of a duplicate. An fd
+ * that is not open (fcntl(F_GETFD) fails: closed, or never opened) is
+ * refused with -EBADF and nothing is added or taken. (An fd closed behind
+ * the message's back later is caught when the message is sent to another
+ * node: the receiving port fails in its place.)
+ *
+ * Returns: the resource index, or a negative errno.
+ */
 MESH_REMOTE_API int mesh_message_add_fd_take(MeshMessage *msg, int fd);
 
 /** mesh_message_add_port_take: appends a port (taken on success). Returns: the index or a negative errno. */

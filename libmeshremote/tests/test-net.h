@@ -39,7 +39,7 @@ struct TestNet {
 	GMutex lock;
 	GPtrArray *packets;
 	GRand *rand; /* non-NULL: deliver in random order */
-	guint64 delivered;
+	guint64 delivered; /* under lock */
 	gboolean upstream; /* the nodes speak no C extension */
 };
 
@@ -128,13 +128,13 @@ static inline gboolean test_net_step(TestNet *net)
 	}
 	guint index = net->rand ? g_rand_int_range(net->rand, 0, (gint32)net->packets->len) : 0;
 	TestPacket *pk = g_ptr_array_steal_index(net->packets, index);
+	net->delivered++; /* under the lock: two threads may step */
 	g_mutex_unlock(&net->lock);
 
 	mesh_node_receive_event(net->nodes[pk->to], mesh_node_get_id(net->nodes[pk->from]),
 				pk->data, pk->size, pk->fds, pk->n_fds);
 	pk->n_fds = 0; /* consumed */
 	test_packet_free(pk);
-	net->delivered++;
 	return TRUE;
 }
 

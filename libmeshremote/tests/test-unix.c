@@ -20,6 +20,7 @@
 
 #include <pal/pal.h>
 
+#include "unix-private.h"
 #include "unix-test.h"
 
 /* unix-private.h (which needs the generated protocol header): the leader's pairs. */
@@ -1861,6 +1862,349 @@ START_TEST(test_chan_free_node_while_blocked)
 }
 END_TEST
 
+/*
+ * A peer dies while messages are queued to it: the sending thread comes
+ * back, every later send is refused, and the port fails naming the node.
+ * The flood gets the socket full and the queue long (the I/O context
+ * flushes it), with a large event every 1000 (a pool buffer or a memfd).
+ */
+typedef struct {
+	MeshPort *port;
+	PalChild *child;
+	guint n, kill_at;
+	guint sent;     /* sends the port took */
+	int kill_result;
+	gboolean done;
+	GMutex lock;
+	GCond cond;
+} Flood;
+
+static gpointer flood_thread(gpointer data)
+{
+	Flood *f = data;
+	char text[32];
+	enum { BIG = 20000 };
+	uint8_t *big = g_malloc0(BIG);
+
+	for (guint i = 0; i < f->n; i++) {
+		if (i == f->kill_at)
+			f->kill_result = pal_child_kill(f->child, SIGKILL);
+		MeshMessage *msg;
+		if (i % 1000 == 999) {
+			msg = mesh_message_new(big, BIG);
+		} else {
+			snprintf(text, sizeof(text), "%u", i);
+			msg = mesh_message_new(text, strlen(text));
+		}
+		if (!port_send(f->port, msg, FALSE))
+			break;
+		f->sent++;
+	}
+	g_free(big);
+	g_mutex_lock(&f->lock);
+	f->done = TRUE;
+	g_cond_signal(&f->cond);
+	g_mutex_unlock(&f->lock);
+	return NULL;
+}
+
+/* One child flooded and killed halfway; TRUE if the sending thread came back in time. */
+static void flood_and_kill_once(guint round)
+{
+	enum { N = 100000 };
+	Child *c = spawn_child("drain", NULL);
+	Flood f = {.port = c->port, .child = c->process, .n = N, .kill_at = N / 2,
+		   .kill_result = -1};
+	g_mutex_init(&f.lock);
+	g_cond_init(&f.cond);
+
+	/* The child is up and reading before the flood. */
+	port_send_bytes(c->port, "warm up");
+	GThread *t = g_thread_new("flood", flood_thread, &f);
+	gint64 deadline = g_get_monotonic_time() + 30 * G_USEC_PER_SEC;
+	g_mutex_lock(&f.lock);
+	while (!f.done && g_cond_wait_until(&f.cond, &f.lock, deadline))
+		;
+	gboolean done = f.done;
+	g_mutex_unlock(&f.lock);
+	/* Stuck (the old deadlock): fail here; the stuck thread goes with the test's process. */
+	ck_assert_msg(done, "round %u: the sending thread did not come back (%u sent)", round,
+		      f.sent);
+	g_thread_join(t);
+	ck_assert_int_eq(f.kill_result, 0);
+	ck_assert_uint_ge(f.sent, N / 2);
+
+	/* The port failed, naming the node; no message came (the child sends none). */
+	MeshMessage *end = test_recv_wait(c->recv, 20000);
+	ck_assert_msg(test_recv_is_end(end, RECV_END_FAILED), "round %u: the port did not fail",
+		      round);
+	MeshMessage *msg = NULL;
+	GError *error = NULL;
+	ck_assert_int_eq(port_try_recv(c->port, &msg, &error), PORT_RECV_FAILED);
+	char id[33];
+	mesh_uuid_to_string(&c->id, id);
+	ck_assert_msg(strstr(error->message, id) != NULL, "%s", error->message);
+	g_error_free(error);
+	ck_assert(!port_send_bytes(c->port, "after"));
+	int status = child_finish(c);
+	ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	g_mutex_clear(&f.lock);
+	g_cond_clear(&f.cond);
+}
+
+static void flood_and_kill(void)
+{
+	for (guint round = 0; round < 5; round++)
+		flood_and_kill_once(round);
+	/* The transport still works: another child echoes. */
+	Child *other = spawn_child("echo", NULL);
+	port_send_bytes(other->port, "still here");
+	expect_bytes(other->recv, "still here", 10);
+	child_close_port(other);
+	ck_assert_int_eq(child_finish(other), 0);
+}
+
+START_TEST(test_flood_child_killed)
+{
+	flood_and_kill();
+}
+END_TEST
+
+START_TEST(test_flood_child_killed_upstream_wire)
+{
+	/* No batches, no pool: every event its own packet (the child inherits it). */
+	g_setenv("MESH_UNIX_BATCH", "0", TRUE);
+	g_setenv("MESH_UNIX_POOL", "0", TRUE);
+	ck_assert_msg(!unix_batching_enabled() && !unix_pooling_enabled(),
+		      "the switches were read before this test (run it in its own process)");
+	flood_and_kill();
+}
+END_TEST
+
+START_TEST(test_flood_child_killed_caller_context)
+{
+	/* The transport on a caller's context (as libmeshprocess runs it). */
+	GMainContext *ctx = g_main_context_new();
+	GMainLoop *loop = g_main_loop_new(ctx, FALSE);
+	GThread *t = g_thread_new("caller-loop", run_loop, loop);
+	MeshUnixNode *saved = parent.unode;
+	parent.unode = mesh_unix_node_new(parent.node, ctx);
+
+	flood_and_kill();
+	ck_assert(mesh_unix_node_shutdown(parent.unode, 5 * G_USEC_PER_SEC));
+	mesh_unix_node_free(parent.unode);
+	parent.unode = saved;
+
+	g_main_loop_quit(loop);
+	g_thread_join(t);
+	g_main_loop_unref(loop);
+	g_main_context_unref(ctx);
+}
+END_TEST
+
+typedef struct {
+	ChanChild *cc;
+	guint n, kill_at;
+	int kill_result;
+	gboolean flood_done, recv_done;
+	gboolean got;  /* the receive returned a message */
+	GError *error; /* why it did not */
+	GMutex lock;
+	GCond cond;
+} ChanFlood;
+
+static void chan_flood_signal(ChanFlood *f, gboolean *done)
+{
+	g_mutex_lock(&f->lock);
+	*done = TRUE;
+	g_cond_signal(&f->cond);
+	g_mutex_unlock(&f->lock);
+}
+
+static gpointer chan_flood_thread(gpointer data)
+{
+	ChanFlood *f = data;
+
+	for (guint i = 0; i < f->n; i++) {
+		if (i == f->kill_at)
+			f->kill_result = pal_child_kill(f->cc->child->process, SIGKILL);
+		chan_command(f->cc, "k", i);
+	}
+	chan_flood_signal(f, &f->flood_done);
+	return NULL;
+}
+
+/* Waits in a receive, so borrows the I/O context and runs the flushes itself. */
+static gpointer chan_flood_receiver_thread(gpointer data)
+{
+	ChanFlood *f = data;
+	MeshMessage *msg = NULL;
+
+	f->got = mesh_receiver_recv_message(f->cc->replies, 30 * G_USEC_PER_SEC, &msg, &f->error);
+	mesh_message_free(msg);
+	chan_flood_signal(f, &f->recv_done);
+	return NULL;
+}
+
+START_TEST(test_flood_child_killed_while_borrowed)
+{
+	/*
+	 * A thread waits in a receive (it borrows the I/O context) while
+	 * another floods a child that stopped reading (the socket is full, the
+	 * queue long) and kills it halfway. Both threads come back: the
+	 * receive with the node's failure.
+	 */
+	enum { N = 100000 };
+
+	for (guint round = 0; round < 5; round++) {
+		ChanChild *cc = chan_child_new(FALSE, NULL);
+		ChanFlood f = {.cc = cc, .n = N, .kill_at = N / 2, .kill_result = -1};
+		char id[33];
+
+		g_mutex_init(&f.lock);
+		g_cond_init(&f.cond);
+		chan_command(cc, "p", 0);
+		expect_text(cc->replies, "p", 0);
+		chan_command(cc, "sleep", 20000);
+		GThread *rt = g_thread_new("chan-receiver", chan_flood_receiver_thread, &f);
+		GThread *ft = g_thread_new("chan-flood", chan_flood_thread, &f);
+		gint64 deadline = g_get_monotonic_time() + 40 * G_USEC_PER_SEC;
+		g_mutex_lock(&f.lock);
+		while (!(f.flood_done && f.recv_done) &&
+		       g_cond_wait_until(&f.cond, &f.lock, deadline))
+			;
+		gboolean flood_done = f.flood_done, recv_done = f.recv_done;
+		g_mutex_unlock(&f.lock);
+		/* Stuck (the old deadlock): fail here; the threads go with the test's process. */
+		ck_assert_msg(flood_done && recv_done,
+			      "round %u: stuck: the sending thread %s, the receiving thread %s", round,
+			      flood_done ? "came back" : "did not come back",
+			      recv_done ? "came back" : "did not come back");
+		g_thread_join(ft);
+		g_thread_join(rt);
+		ck_assert_int_eq(f.kill_result, 0);
+		ck_assert(!f.got);
+		ck_assert_msg(g_error_matches(f.error, MESH_ERROR, MESH_ERROR_NODE_FAILURE),
+			      "round %u: %s", round, f.error->message);
+		mesh_uuid_to_string(&cc->child->id, id);
+		ck_assert_msg(strstr(f.error->message, id) != NULL, "%s", f.error->message);
+		g_clear_error(&f.error);
+		g_mutex_clear(&f.lock);
+		g_cond_clear(&f.cond);
+		int status = chan_child_abandon(cc);
+		ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	}
+}
+END_TEST
+
+/* A message with @n_fds fds (of /dev/null) and @size bytes. */
+static MeshMessage *message_with_fds(guint n_fds, size_t size)
+{
+	uint8_t *data = g_malloc0(size ? size : 1);
+	MeshMessage *msg = mesh_message_new(data, size);
+	g_free(data);
+	for (guint i = 0; i < n_fds; i++) {
+		int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		ck_assert_int_ge(fd, 0);
+		ck_assert_int_eq(mesh_message_add_fd_take(msg, fd), (int)i);
+	}
+	return msg;
+}
+
+typedef enum { TOO_MANY_FDS, TOO_MANY_WITH_MEMFD, FD_CLOSED_AFTER_ADD } BadMessage;
+
+/*
+ * A message the transport cannot carry, on one port of a connection: that
+ * port fails (at the child, naming the parent), the other port on the same
+ * connection goes on, and no fd stays behind here.
+ */
+static void bad_message_case(BadMessage kind)
+{
+	Child *c = spawn_child("peerfail", NULL);
+	MeshPort *x, *y;
+	mesh_port_new_pair(&x, &y);
+	TestRecv *ry = test_recv_new(y);
+	MeshMessage *msg = mesh_message_new(NULL, 0);
+	mesh_message_add_port_take(msg, x);
+	port_send(c->port, msg, FALSE);
+	expect_bytes(ry, "hello from child", 16);
+
+	/* At the limit, both ways: 64 fds with a small message. */
+	port_send(y, message_with_fds(MESH_UNIX_MAX_FDS_PER_PACKET, 10), FALSE);
+	msg = expect_message(ry);
+	ck_assert_uint_eq(mesh_message_get_n_resources(msg), MESH_UNIX_MAX_FDS_PER_PACKET);
+	mesh_message_free(msg);
+
+	int before = count_fds();
+	switch (kind) {
+	case TOO_MANY_FDS:
+		msg = message_with_fds(MESH_UNIX_MAX_FDS_PER_PACKET + 1, 10);
+		break;
+	case TOO_MANY_WITH_MEMFD:
+		/* Out of line, the event's memfd (or pool buffer) is the 65th. */
+		msg = message_with_fds(MESH_UNIX_MAX_FDS_PER_PACKET, 100000);
+		break;
+	case FD_CLOSED_AFTER_ADD: {
+		int pipefd[2];
+		ck_assert_int_eq(pipe2(pipefd, O_CLOEXEC), 0);
+		msg = mesh_message_new("x", 1);
+		ck_assert_int_eq(mesh_message_add_fd_take(msg, pipefd[0]), 0);
+		close(pipefd[0]); /* behind the message's back */
+		close(pipefd[1]);
+		break;
+	}
+	}
+	ck_assert(port_send(c->port, msg, FALSE));
+	ck_assert_int_eq(count_fds(), before);
+
+	/* The other port on the same connection goes on. */
+	port_send_bytes(y, "still here");
+	expect_bytes(ry, "still here", 10);
+	test_recv_free(ry);
+	mesh_port_close(y);
+	/* The child saw its bootstrap port fail (status 9 if not), and nothing else. */
+	child_close_port(c);
+	ck_assert_int_eq(child_finish(c), 0);
+}
+
+START_TEST(test_too_many_fds_fails_the_port)
+{
+	bad_message_case(TOO_MANY_FDS);
+}
+END_TEST
+
+START_TEST(test_too_many_fds_with_memfd_fails_the_port)
+{
+	bad_message_case(TOO_MANY_WITH_MEMFD);
+}
+END_TEST
+
+START_TEST(test_closed_fd_fails_the_port)
+{
+	bad_message_case(FD_CLOSED_AFTER_ADD);
+}
+END_TEST
+
+START_TEST(test_add_closed_fd)
+{
+	/* A closed fd is refused when it is added, and nothing is added. */
+	int pipefd[2];
+	ck_assert_int_eq(pipe2(pipefd, O_CLOEXEC), 0);
+	close(pipefd[0]);
+	close(pipefd[1]);
+	MeshMessage *msg = mesh_message_new("x", 1);
+	ck_assert_int_eq(mesh_message_add_fd_take(msg, pipefd[0]), -EBADF);
+	ck_assert_int_eq(mesh_message_add_fd(msg, pipefd[1]), -EBADF);
+	ck_assert_int_eq(mesh_message_add_fd_take(msg, -1), -EBADF);
+	ck_assert_uint_eq(mesh_message_get_n_resources(msg), 0);
+	/* An open one still goes in. */
+	int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	ck_assert_int_eq(mesh_message_add_fd_take(msg, fd), 0);
+	mesh_message_free(msg);
+	ck_assert_int_eq(fcntl(fd, F_GETFD), -1); /* the message closed it */
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("libmeshremote-unix");
@@ -1913,6 +2257,19 @@ int main(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_checked_fixture(tc, parent_setup_default_context, parent_teardown);
 	tcase_add_loop_test(tc, test_chan_blocking_on_own_context, 0, 2);
+
+	/* Faults: peers that die under load, bad messages. */
+	tc = tcase_create("faults");
+	tcase_set_timeout(tc, 240);
+	tcase_add_checked_fixture(tc, parent_setup, parent_teardown);
+	tcase_add_test(tc, test_flood_child_killed);
+	tcase_add_test(tc, test_flood_child_killed_upstream_wire);
+	tcase_add_test(tc, test_flood_child_killed_caller_context);
+	tcase_add_test(tc, test_flood_child_killed_while_borrowed);
+	tcase_add_test(tc, test_too_many_fds_fails_the_port);
+	tcase_add_test(tc, test_too_many_fds_with_memfd_fails_the_port);
+	tcase_add_test(tc, test_closed_fd_fails_the_port);
+	tcase_add_test(tc, test_add_closed_fd);
 	suite_add_tcase(s, tc);
 
 	SRunner *sr = srunner_create(s);

@@ -7,6 +7,8 @@
  *   count N   send N numbered messages, close, shut down gracefully
  *   peer      the first message carries a port: send "hello from child" on
  *             it, then echo on it until closed
+ *   peerfail  as peer; then the bootstrap port must have failed (status 9 if
+ *             not): the parent failed it with a message it could not send
  *   origin N  make a port pair, send one end to the parent, send N numbered
  *             messages on the other, wait for "done" on it
  *   sink N    the first message carries a port: receive N numbered messages
@@ -18,6 +20,7 @@
  *             it; a message on it carries port Z: say "hello" on Z, gather what comes until its end, and
  *             report on the bootstrap port: "closed A,B,..", "failed",
  *             "noport" (no Z came, its carrier failed) or "timeout"
+ *   drain     receive and drop every message until closed or failed
  *   chan      the first message carries four channel ends (UNIX_TEST_CHAN_*):
  *             a receiver of commands, read with blocking receives, and three
  *             senders; see run_chan() for the commands. Ends when every
@@ -373,7 +376,7 @@ run:;
 			snprintf(text, sizeof(text), "%d", i);
 			port_send_bytes(port, text);
 		}
-	} else if (strcmp(scenario, "peer") == 0) {
+	} else if (strcmp(scenario, "peer") == 0 || strcmp(scenario, "peerfail") == 0) {
 		MeshMessage *msg = test_recv_wait(r, 60000);
 		if (!test_recv_is_message(msg))
 			return 3;
@@ -386,10 +389,25 @@ run:;
 		status = run_echo(ro, other);
 		test_recv_free(ro);
 		mesh_port_close(other);
+		if (status == 0 && strcmp(scenario, "peerfail") == 0) {
+			/* Nothing else came on the bootstrap port: only its failure. */
+			msg = test_recv_wait(r, 20000);
+			if (!test_recv_is_end(msg, RECV_END_FAILED))
+				status = 9;
+			if (test_recv_is_message(msg))
+				mesh_message_free(msg);
+		}
 	} else if (strcmp(scenario, "origin") == 0 && scenario_arg) {
 		status = run_origin(r, port, atoi(scenario_arg));
 	} else if (strcmp(scenario, "sink") == 0 && scenario_arg) {
 		status = run_sink(r, atoi(scenario_arg));
+	} else if (strcmp(scenario, "drain") == 0) {
+		for (;;) {
+			MeshMessage *msg = test_recv_wait(r, 60000);
+			if (!test_recv_is_message(msg))
+				break;
+			mesh_message_free(msg);
+		}
 	} else if (strcmp(scenario, "chan") == 0) {
 		status = run_chan(r, port);
 	} else if (strcmp(scenario, "mover") == 0) {
