@@ -2257,6 +2257,7 @@ int main(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_checked_fixture(tc, parent_setup_default_context, parent_teardown);
 	tcase_add_loop_test(tc, test_chan_blocking_on_own_context, 0, 2);
+	suite_add_tcase(s, tc);
 
 	/* Faults: peers that die under load, bad messages. */
 	tc = tcase_create("faults");
