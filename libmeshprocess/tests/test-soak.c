@@ -1,0 +1,981 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Soak test (suite `slow`, doc/testing.md): rounds of faults across real
+ * processes for MESH_SOAK_SECONDS (default 150). Each round
+ *
+ *   launch   launches echo hosts, SIGKILLs some and lets the others exit;
+ *   mesh     a short-lived second Mesh: a host killed, mesh_shutdown(), free;
+ *   clients  listener clients that finish, drop without shutdown, hang until
+ *            killed or close a raw socket at once, and one in-process client;
+ *   flood    floods a host from this process and SIGKILLs it mid-flood;
+ *   h2h      a host floods another host, which is SIGKILLed mid-flood;
+ *   move     moves a sender through a chain of three hosts, once untouched
+ *            and once with the middle host SIGKILLed around the move.
+ *
+ * Checks: every operation ends (a watchdog aborts with the operation's name
+ * and every thread's stack, through gdb when it is installed, after
+ * MESH_SOAK_STALL seconds, default 30); each scenario's outcome (see fail());
+ * and, after the warm-up rounds, a flat fd count, thread count and heap
+ * (mallinfo2().uordblks). Prints one line per round and a summary; exits 1 on
+ * any failure.
+ *
+ * Environment: MESH_SOAK_SECONDS, MESH_SOAK_STALL, MESH_SOAK_SEED,
+ * MESH_SOAK_SCENARIOS (comma-separated subset of the names above),
+ * MESH_SOAK_WARMUP (rounds, default 3), MESH_SOAK_HEAP_TOLERANCE (bytes,
+ * default 262144), MESH_SOAK_GDB=0 (no stacks on a stall).
+ *
+ * This program is also the host (mesh_try_run_host() at the top of main())
+ * and the listener client (--client PATH MODE TAG).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <malloc.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <meshprocess/meshprocess.h>
+
+#define FLOOD_COUNT 100000
+#define FLOOD_SIZE 64
+#define H2H_COUNT 200000
+#define MOVE_COUNT 1000
+#define LAUNCH_HOSTS 4
+#define FD_TOLERANCE 4
+#define THREAD_TOLERANCE 2
+#define RECV_TIMEOUT (20 * G_USEC_PER_SEC)
+
+/* ---- shared helpers ---------------------------------------------------- */
+
+static void send_text(MeshSender *s, const char *text)
+{
+	mesh_sender_send_message(s, mesh_message_new(text, strlen(text)));
+}
+
+static char *message_text(MeshMessage *msg)
+{
+	size_t size;
+	const uint8_t *data = mesh_message_get_data(msg, &size);
+	return g_strndup((const char *)data, size);
+}
+
+/* ---- host side ---------------------------------------------------------- */
+
+/*
+ * Scenarios (the initial message's text); ports: 0 the work receiver, 1 the
+ * results sender, 2 (flood, relay) a sender to the next hop.
+ *   echo        work -> results until work closes
+ *   sink        counts work until it ends
+ *   flood:N     sends N messages to port 2, then "done" on results
+ *   relay       a work message carrying a port goes on to port 2; the last
+ *               hop (no port 2) sends MOVE_COUNT numbered messages into it
+ */
+static gboolean host_main(MeshMessage *initial, gpointer data, GError **error)
+{
+	char *scenario = message_text(initial);
+	guint n = mesh_message_get_n_resources(initial);
+	MeshReceiver *work = NULL;
+	MeshSender *results = NULL, *next = NULL;
+	MeshMessage *msg;
+
+	if (n >= 1)
+		work = mesh_receiver_from_port(mesh_message_steal_port(initial, 0), NULL);
+	if (n >= 2)
+		results = mesh_sender_from_port(mesh_message_steal_port(initial, 1), NULL);
+	if (n >= 3)
+		next = mesh_sender_from_port(mesh_message_steal_port(initial, 2), NULL);
+	mesh_message_free(initial);
+
+	if (strcmp(scenario, "echo") == 0) {
+		while (mesh_receiver_recv_message(work, -1, &msg, NULL))
+			mesh_sender_send_message(results, msg);
+	} else if (strcmp(scenario, "sink") == 0) {
+		send_text(results, "ready");
+		while (mesh_receiver_recv_message(work, -1, &msg, NULL))
+			mesh_message_free(msg);
+	} else if (g_str_has_prefix(scenario, "flood:")) {
+		guint count = (guint)g_ascii_strtoull(scenario + 6, NULL, 10);
+		uint8_t buf[FLOOD_SIZE] = {0};
+		send_text(results, "started");
+		for (guint i = 0; i < count; i++)
+			mesh_sender_send_message(next, mesh_message_new(buf, sizeof(buf)));
+		send_text(results, "done");
+		while (mesh_receiver_recv_message(work, -1, &msg, NULL))
+			mesh_message_free(msg);
+	} else if (strcmp(scenario, "relay") == 0) {
+		while (mesh_receiver_recv_message(work, -1, &msg, NULL)) {
+			if (next) {
+				mesh_sender_send_message(next, msg);
+				continue;
+			}
+			MeshSender *out = mesh_sender_from_port(mesh_message_steal_port(msg, 0), NULL);
+			mesh_message_free(msg);
+			for (guint32 i = 0; i < MOVE_COUNT; i++)
+				mesh_sender_send_message(out, mesh_message_new(&i, sizeof(i)));
+			mesh_sender_free(out);
+			send_text(results, "sent");
+		}
+	}
+	mesh_sender_free(next);
+	mesh_receiver_free(work);
+	mesh_sender_free(results);
+	g_free(scenario);
+	return TRUE;
+}
+
+/* ---- client side ---------------------------------------------------------- */
+
+/*
+ * Modes: "send" sends three messages and shuts down cleanly; "drop" sends
+ * one and exits without shutting down; "hang" sends one and waits to be
+ * killed; "raw" connects a plain socket and closes it at once.
+ */
+static int run_client(const char *path, const char *mode, const char *tag)
+{
+	if (strcmp(mode, "raw") == 0) {
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		struct sockaddr_un addr = {.sun_family = AF_UNIX};
+		g_strlcpy(addr.sun_path, path, sizeof(addr.sun_path));
+		int r = connect(fd, (struct sockaddr *)&addr, sizeof(addr));
+		close(fd);
+		return r == 0 ? 0 : 4;
+	}
+
+	MeshSender *s = NULL;
+	GError *error = NULL;
+	MeshConnection *c = mesh_connect(path, 10 * G_USEC_PER_SEC, &s, &error);
+	if (!c) {
+		fprintf(stderr, "soak client %s %s: %s\n", mode, tag, error->message);
+		return 1;
+	}
+	if (strcmp(mode, "send") == 0) {
+		for (int k = 0; k < 3; k++) {
+			char *text = g_strdup_printf("%s:%d", tag, k);
+			send_text(s, text);
+			g_free(text);
+		}
+		mesh_sender_free(s);
+		return mesh_connection_shutdown(c, 10 * G_USEC_PER_SEC) ? 0 : 2;
+	}
+	send_text(s, tag);
+	if (strcmp(mode, "hang") == 0)
+		for (;;)
+			pause();
+	_exit(0); /* "drop": no shutdown, no free */
+}
+
+/* ---- parent: bookkeeping ---------------------------------------------- */
+
+static char *self_exe;
+static gint64 stall_us;
+static gboolean use_gdb;
+static guint round_no;
+
+/* Failures by kind: the count and the first message. */
+typedef struct {
+	guint count;
+	char *first;
+} Failure;
+static GHashTable *failures;
+static guint n_failures;
+
+static void G_GNUC_PRINTF(2, 3) fail(const char *kind, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	char *text = g_strdup_vprintf(fmt, ap);
+	va_end(ap);
+
+	Failure *f = g_hash_table_lookup(failures, kind);
+	if (!f) {
+		f = g_new0(Failure, 1);
+		f->first = g_strdup_printf("round %u: %s", round_no, text);
+		g_hash_table_insert(failures, (gpointer)kind, f);
+	}
+	if (f->count++ < 3)
+		fprintf(stderr, "soak: FAIL [%s] round %u: %s\n", kind, round_no, text);
+	n_failures++;
+	g_free(text);
+}
+
+/* The watchdog: one operation at a time is timed. */
+static GMutex wd_lock;
+static GCond wd_cond;
+static const char *wd_op;
+static gint64 wd_start;
+static gboolean wd_quit;
+
+static void op_begin(const char *name)
+{
+	g_mutex_lock(&wd_lock);
+	wd_op = name;
+	wd_start = g_get_monotonic_time();
+	g_mutex_unlock(&wd_lock);
+}
+
+static void op_end(void)
+{
+	g_mutex_lock(&wd_lock);
+	wd_op = NULL;
+	g_mutex_unlock(&wd_lock);
+}
+
+/* Every thread's stack of process @pid, through gdb, to stderr. */
+static void dump_stacks(int pid)
+{
+	char *spid = g_strdup_printf("%d", pid);
+	char *argv[] = {"gdb", "-p", spid, "-batch", "-nx", "-ex", "thread apply all bt", NULL};
+	char *out = NULL;
+	fprintf(stderr, "soak: stacks of process %d:\n", pid);
+	if (g_spawn_sync(NULL, argv, NULL, G_SPAWN_SEARCH_PATH | G_SPAWN_STDERR_TO_DEV_NULL, NULL,
+			 NULL, &out, NULL, NULL, NULL))
+		fprintf(stderr, "%s\n", out);
+	else
+		fprintf(stderr, "soak: (no gdb: no stacks)\n");
+	g_free(out);
+	g_free(spid);
+}
+
+/* This process's stacks, then its children's (hosts and clients). */
+static void dump_all_stacks(void)
+{
+	dump_stacks(getpid());
+	GDir *dir = g_dir_open("/proc/self/task", 0, NULL);
+	const char *tid;
+	while (dir && (tid = g_dir_read_name(dir))) {
+		char *path = g_strdup_printf("/proc/self/task/%s/children", tid);
+		char *children = NULL;
+		if (g_file_get_contents(path, &children, NULL, NULL)) {
+			char **pids = g_strsplit(g_strstrip(children), " ", -1);
+			for (char **p = pids; *p; p++)
+				if (**p)
+					dump_stacks(atoi(*p));
+			g_strfreev(pids);
+		}
+		g_free(children);
+		g_free(path);
+	}
+	if (dir)
+		g_dir_close(dir);
+}
+
+static char self_pid[16];
+static volatile sig_atomic_t stacks_dumped;
+
+/* A crash: this process's stacks through gdb (fork and exec only), then die. */
+static void crash_handler(int sig)
+{
+	static const char msg[] = "soak: fatal signal, stacks follow\n";
+	if (write(2, msg, sizeof(msg) - 1) < 0) {
+	}
+	if (use_gdb && !stacks_dumped) {
+		pid_t p = fork();
+		if (p == 0) {
+			dup2(2, 1);
+			execlp("gdb", "gdb", "-p", self_pid, "-batch", "-nx", "-ex",
+			       "thread apply all bt", (char *)NULL);
+			_exit(127);
+		}
+		if (p > 0)
+			waitpid(p, NULL, 0);
+	}
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+static gpointer watchdog(gpointer data)
+{
+	g_mutex_lock(&wd_lock);
+	while (!wd_quit) {
+		gint64 now = g_get_monotonic_time();
+		if (wd_op && now - wd_start > stall_us) {
+			fprintf(stderr,
+				"soak: STALL: round %u: operation \"%s\" has not finished after %" G_GINT64_FORMAT " s\n",
+				round_no, wd_op, (now - wd_start) / G_USEC_PER_SEC);
+			if (use_gdb)
+				dump_all_stacks();
+			stacks_dumped = 1;
+			fflush(stderr);
+			abort();
+		}
+		g_cond_wait_until(&wd_cond, &wd_lock, now + G_USEC_PER_SEC);
+	}
+	g_mutex_unlock(&wd_lock);
+	return NULL;
+}
+
+static guint count_dir(const char *path)
+{
+	guint n = 0;
+	DIR *d = opendir(path);
+	struct dirent *e;
+
+	if (!d)
+		return 0;
+	while ((e = readdir(d)))
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+/* ---- parent: hosts ------------------------------------------------------ */
+
+typedef struct {
+	MeshSender *work;      /* to the host */
+	MeshReceiver *results; /* from the host */
+	GPid pid;
+} Host;
+
+static guint n_launched, n_killed;
+
+/* Launches @scenario; @next (taken, nullable) becomes the host's port 2. */
+static gboolean launch(Mesh *mesh, const char *scenario, MeshPort *next, Host *h)
+{
+	MeshSender *ws, *rs;
+	MeshReceiver *wr, *rr;
+	GError *error = NULL;
+
+	mesh_channel_new(NULL, &ws, &wr);
+	mesh_channel_new(NULL, &rs, &rr);
+	MeshMessage *initial = mesh_message_new(scenario, strlen(scenario));
+	mesh_message_add_port_take(initial, mesh_receiver_into_port(wr));
+	mesh_message_add_port_take(initial, mesh_sender_into_port(rs));
+	if (next)
+		mesh_message_add_port_take(initial, next);
+	MeshProcessConfig *c = mesh_process_config_new(scenario);
+	h->pid = mesh_launch_host(mesh, c, initial, &error);
+	mesh_process_config_free(c);
+	h->work = ws;
+	h->results = rr;
+	if (h->pid <= 0) {
+		fail("launch", "mesh_launch_host(%s): %s", scenario, error->message);
+		g_error_free(error);
+		return FALSE;
+	}
+	n_launched++;
+	return TRUE;
+}
+
+static void host_kill(Host *h)
+{
+	if (h->pid > 0 && kill(h->pid, SIGKILL) == 0)
+		n_killed++;
+}
+
+static void host_close(Host *h)
+{
+	mesh_sender_free(h->work);
+	mesh_receiver_free(h->results);
+	h->work = NULL;
+	h->results = NULL;
+}
+
+/* Receives one text from @r; NULL with @error set. */
+static char *recv_text(MeshReceiver *r, gint64 timeout_us, GError **error)
+{
+	MeshMessage *msg = NULL;
+	if (!mesh_receiver_recv_message(r, timeout_us, &msg, error))
+		return NULL;
+	char *text = message_text(msg);
+	mesh_message_free(msg);
+	return text;
+}
+
+/* Expects @want from @h's results. */
+static gboolean expect_text(const char *kind, Host *h, const char *want)
+{
+	GError *error = NULL;
+	char *t = recv_text(h->results, RECV_TIMEOUT, &error);
+	gboolean ok = t && strcmp(t, want) == 0;
+	if (!ok)
+		fail(kind, "host %d: wanted \"%s\", got %s%s%s", (int)h->pid, want, t ? "\"" : "",
+		     t ? t : error->message, t ? "\"" : "");
+	g_free(t);
+	g_clear_error(&error);
+	return ok;
+}
+
+/* A killed host's results receiver must fail (naming the host), not close. */
+static void expect_failed(const char *kind, Host *h)
+{
+	GError *error = NULL;
+	MeshMessage *msg;
+
+	while (mesh_receiver_recv_message(h->results, RECV_TIMEOUT, &msg, &error))
+		mesh_message_free(msg);
+	if (g_error_matches(error, MESH_ERROR, MESH_ERROR_TIMED_OUT))
+		fail(kind, "killed host %d: its receiver still waits after %d s", (int)h->pid,
+		     (int)(RECV_TIMEOUT / G_USEC_PER_SEC));
+	else if (!g_error_matches(error, MESH_ERROR, MESH_ERROR_NODE_FAILURE))
+		fail(kind, "killed host %d: its receiver ended with \"%s\", not a node failure",
+		     (int)h->pid, error->message);
+	g_clear_error(&error);
+}
+
+/* Waits (polling: test code) until @mesh has @want hosts left. */
+static void wait_host_count(const char *kind, Mesh *mesh, guint want)
+{
+	gint64 end = g_get_monotonic_time() + RECV_TIMEOUT;
+	while (mesh_get_host_count(mesh) > want && g_get_monotonic_time() < end)
+		g_usleep(2000);
+	if (mesh_get_host_count(mesh) > want)
+		fail(kind, "%u hosts still running, %u expected", mesh_get_host_count(mesh), want);
+}
+
+/* ---- parent: scenarios ---------------------------------------------------- */
+
+static void scenario_launch(Mesh *mesh)
+{
+	Host h[LAUNCH_HOSTS] = {{0}};
+
+	op_begin("launch: launch and echo");
+	for (int i = 0; i < LAUNCH_HOSTS; i++)
+		launch(mesh, "echo", NULL, &h[i]);
+	for (int i = 0; i < LAUNCH_HOSTS; i++) {
+		if (h[i].pid <= 0)
+			continue;
+		send_text(h[i].work, "ping");
+		expect_text("launch", &h[i], "ping");
+	}
+	op_end();
+
+	/* The first half is killed, the others see their work close. */
+	op_begin("launch: kill and close");
+	for (int i = 0; i < LAUNCH_HOSTS; i++) {
+		if (h[i].pid <= 0)
+			continue;
+		if (i < LAUNCH_HOSTS / 2) {
+			host_kill(&h[i]);
+			expect_failed("launch-kill", &h[i]);
+		} else {
+			mesh_sender_free(h[i].work);
+			h[i].work = NULL;
+		}
+	}
+	for (int i = 0; i < LAUNCH_HOSTS; i++)
+		host_close(&h[i]);
+	wait_host_count("launch", mesh, 0);
+	op_end();
+}
+
+static void scenario_mesh(void)
+{
+	GError *error = NULL;
+	Host h[2] = {{0}};
+
+	op_begin("mesh: new and launch");
+	Mesh *m = mesh_new("soak-short", NULL, &error);
+	if (!m) {
+		fail("mesh", "mesh_new: %s", error->message);
+		g_error_free(error);
+		op_end();
+		return;
+	}
+	for (int i = 0; i < 2; i++) {
+		if (launch(m, "echo", NULL, &h[i])) {
+			send_text(h[i].work, "ping");
+			expect_text("mesh", &h[i], "ping");
+		}
+	}
+	host_kill(&h[0]);
+	op_end();
+
+	op_begin("mesh: shutdown with a killed host");
+	mesh_shutdown(m, 10 * G_USEC_PER_SEC, &error);
+	g_clear_error(&error);
+	if (mesh_get_host_count(m) != 0)
+		fail("mesh", "mesh_shutdown() returned with %u hosts", mesh_get_host_count(m));
+	op_end();
+
+	op_begin("mesh: free");
+	for (int i = 0; i < 2; i++)
+		host_close(&h[i]);
+	mesh_free(m);
+	op_end();
+}
+
+/* Returns the client's pid, or 0 if it could not be started. */
+static pid_t spawn_client(const char *path, const char *mode, const char *tag)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		execl(self_exe, self_exe, "--client", path, mode, tag, (char *)NULL);
+		_exit(127);
+	}
+	if (pid < 0) {
+		fail("clients", "fork: %s", g_strerror(errno));
+		return 0;
+	}
+	return pid;
+}
+
+static void kill_client(pid_t pid)
+{
+	if (pid > 0)
+		kill(pid, SIGKILL);
+}
+
+static void reap_client(pid_t pid, gboolean must_succeed, const char *mode)
+{
+	int status = 0;
+	if (pid <= 0)
+		return;
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (must_succeed && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+		fail("clients", "a \"%s\" client ended with status 0x%x", mode, status);
+}
+
+static void scenario_clients(Mesh *mesh, const char *path, MeshReceiver *listener)
+{
+	GHashTable *want = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+	char *tag;
+
+	op_begin("clients: spawn");
+	pid_t send1, send2, drop, hang, raw;
+	char *hang_tag = g_strdup_printf("hang-%u", round_no);
+	for (int i = 0; i < 2; i++)
+		for (int k = 0; k < 3; k++)
+			g_hash_table_add(want, g_strdup_printf("send-%u-%d:%d", round_no, i, k));
+	g_hash_table_add(want, g_strdup(hang_tag));
+	tag = g_strdup_printf("send-%u-0", round_no);
+	send1 = spawn_client(path, "send", tag);
+	g_free(tag);
+	tag = g_strdup_printf("send-%u-1", round_no);
+	send2 = spawn_client(path, "send", tag);
+	g_free(tag);
+	tag = g_strdup_printf("drop-%u", round_no);
+	drop = spawn_client(path, "drop", tag);
+	g_free(tag);
+	hang = spawn_client(path, "hang", hang_tag);
+	raw = spawn_client(path, "raw", "raw");
+	op_end();
+
+	/* This process as a client too. */
+	op_begin("clients: in-process mesh_connect");
+	MeshSender *s = NULL;
+	GError *error = NULL;
+	MeshConnection *c = mesh_connect(path, 10 * G_USEC_PER_SEC, &s, &error);
+	if (c) {
+		tag = g_strdup_printf("self-%u", round_no);
+		send_text(s, tag);
+		g_hash_table_add(want, tag);
+		mesh_sender_free(s);
+		if (!mesh_connection_shutdown(c, 10 * G_USEC_PER_SEC))
+			fail("clients", "mesh_connection_shutdown() of the in-process client failed");
+	} else {
+		fail("clients", "in-process mesh_connect: %s", error->message);
+		g_clear_error(&error);
+	}
+	op_end();
+
+	op_begin("clients: receive");
+	while (g_hash_table_size(want) > 0) {
+		char *t = recv_text(listener, RECV_TIMEOUT, &error);
+		if (!t) {
+			fail("clients", "%u messages missing (%s)", g_hash_table_size(want),
+			     error->message);
+			g_clear_error(&error);
+			break;
+		}
+		if (strcmp(t, hang_tag) == 0)
+			kill_client(hang);
+		g_hash_table_remove(want, t);
+		g_free(t);
+	}
+	kill_client(hang);
+	op_end();
+
+	op_begin("clients: reap");
+	reap_client(send1, TRUE, "send");
+	reap_client(send2, TRUE, "send");
+	reap_client(drop, TRUE, "drop");
+	reap_client(hang, FALSE, "hang");
+	reap_client(raw, TRUE, "raw");
+	op_end();
+	g_free(hang_tag);
+	g_hash_table_unref(want);
+}
+
+typedef struct {
+	MeshSender *sender;
+	GPid victim;
+} Flood;
+
+static gpointer flood_thread(gpointer data)
+{
+	Flood *f = data;
+	uint8_t buf[FLOOD_SIZE] = {0};
+
+	for (guint i = 0; i < FLOOD_COUNT; i++) {
+		if (i == FLOOD_COUNT / 2)
+			kill(f->victim, SIGKILL);
+		mesh_sender_send_message(f->sender, mesh_message_new(buf, sizeof(buf)));
+	}
+	return NULL;
+}
+
+static void scenario_flood(Mesh *mesh)
+{
+	Host h = {0};
+
+	op_begin("flood: launch a sink");
+	if (!launch(mesh, "sink", NULL, &h) || !expect_text("flood", &h, "ready")) {
+		host_kill(&h);
+		host_close(&h);
+		wait_host_count("flood", mesh, 0);
+		op_end();
+		return;
+	}
+	op_end();
+
+	op_begin("flood: send 100k messages, SIGKILL the receiver halfway");
+	Flood f = {h.work, h.pid};
+	GThread *t = g_thread_new("soak-flood", flood_thread, &f);
+	g_thread_join(t);
+	n_killed++;
+	op_end();
+
+	op_begin("flood: after the kill");
+	expect_failed("flood", &h);
+	host_close(&h);
+	wait_host_count("flood", mesh, 0);
+	op_end();
+}
+
+static void scenario_h2h(Mesh *mesh)
+{
+	Host sink = {0}, flooder = {0};
+
+	op_begin("h2h: launch a sink and a flooder");
+	if (!launch(mesh, "sink", NULL, &sink) || !expect_text("h2h", &sink, "ready")) {
+		host_kill(&sink);
+		host_close(&sink);
+		wait_host_count("h2h", mesh, 0);
+		op_end();
+		return;
+	}
+	/* The flooder gets a sender into the sink's work receiver. */
+	char *scenario = g_strdup_printf("flood:%d", H2H_COUNT);
+	gboolean ok = launch(mesh, scenario, mesh_sender_into_port(mesh_sender_clone(sink.work)),
+			     &flooder);
+	g_free(scenario);
+	ok = ok && expect_text("h2h", &flooder, "started");
+	op_end();
+
+	if (ok) {
+		op_begin("h2h: SIGKILL the sink mid-flood");
+		g_usleep(g_random_int_range(0, 20000));
+		host_kill(&sink);
+		op_end();
+
+		op_begin("h2h: inspect while the flooder's peer is dead");
+		g_free(mesh_inspect(mesh, 5 * G_USEC_PER_SEC));
+		op_end();
+
+		op_begin("h2h: the flooder finishes");
+		expect_text("h2h", &flooder, "done");
+		op_end();
+	}
+
+	op_begin("h2h: teardown");
+	host_kill(&sink);
+	expect_failed("h2h", &sink);
+	host_close(&sink);
+	/* The flooder exits when its work closes. */
+	mesh_sender_free(flooder.work);
+	flooder.work = NULL;
+	gint64 end = g_get_monotonic_time() + RECV_TIMEOUT;
+	while (mesh_get_host_count(mesh) > 0 && g_get_monotonic_time() < end)
+		g_usleep(2000);
+	if (mesh_get_host_count(mesh) > 0) {
+		fail("h2h", "the flooder %d did not exit after its work closed", (int)flooder.pid);
+		host_kill(&flooder);
+	}
+	host_close(&flooder);
+	wait_host_count("h2h", mesh, 0);
+	op_end();
+}
+
+/*
+ * A sender moves parent -> A -> B -> C; C sends MOVE_COUNT numbered messages
+ * into it. With @kill_relay, B is SIGKILLed 0-4 ms after the move starts:
+ * the stream must then be complete or end in a node failure, never hang and
+ * never end "closed" early.
+ */
+static void scenario_move(Mesh *mesh, gboolean kill_relay)
+{
+	const char *kind = kill_relay ? "move-kill" : "move";
+	Host a = {0}, b = {0}, c = {0};
+	MeshSender *ds;
+	MeshReceiver *dr;
+
+	op_begin(kill_relay ? "move-kill: launch the chain" : "move: launch the chain");
+	gboolean ok = launch(mesh, "relay", NULL, &c);
+	ok = ok && launch(mesh, "relay", mesh_sender_into_port(mesh_sender_clone(c.work)), &b);
+	ok = ok && launch(mesh, "relay", mesh_sender_into_port(mesh_sender_clone(b.work)), &a);
+	op_end();
+
+	if (ok) {
+		op_begin(kill_relay ? "move-kill: stream through the chain"
+				    : "move: stream through the chain");
+		mesh_channel_new(NULL, &ds, &dr);
+		MeshMessage *msg = mesh_message_new("move", 4);
+		mesh_message_add_port_take(msg, mesh_sender_into_port(ds));
+		mesh_sender_send_message(a.work, msg);
+		if (kill_relay) {
+			g_usleep(g_random_int_range(0, 4000));
+			host_kill(&b);
+		}
+		guint32 got = 0;
+		GError *error = NULL;
+		while (mesh_receiver_recv_message(dr, RECV_TIMEOUT, &msg, &error)) {
+			size_t size;
+			const guint32 *v = (const guint32 *)mesh_message_get_data(msg, &size);
+			if (size != sizeof(*v) || *v != got) {
+				fail(kind, "message %u out of order (got %u)", got,
+				     size == sizeof(*v) ? *v : G_MAXUINT32);
+				mesh_message_free(msg);
+				break;
+			}
+			got++;
+			mesh_message_free(msg);
+		}
+		if (g_error_matches(error, MESH_ERROR, MESH_ERROR_TIMED_OUT))
+			fail(kind, "the receiver waits forever after %u of %u messages", got,
+			     MOVE_COUNT);
+		else if (g_error_matches(error, MESH_ERROR, MESH_ERROR_CLOSED) && got != MOVE_COUNT)
+			fail(kind, "\"closed\" after %u of %u messages", got, MOVE_COUNT);
+		else if (error && !g_error_matches(error, MESH_ERROR, MESH_ERROR_CLOSED) &&
+			 !(kill_relay && g_error_matches(error, MESH_ERROR, MESH_ERROR_NODE_FAILURE)))
+			fail(kind, "the stream ended after %u messages with \"%s\"", got,
+			     error->message);
+		g_clear_error(&error);
+		mesh_receiver_free(dr);
+		op_end();
+	}
+
+	op_begin(kill_relay ? "move-kill: teardown" : "move: teardown");
+	if (kill_relay)
+		host_kill(&b);
+	host_close(&a);
+	host_close(&b);
+	host_close(&c);
+	gint64 end = g_get_monotonic_time() + RECV_TIMEOUT;
+	while (mesh_get_host_count(mesh) > 0 && g_get_monotonic_time() < end)
+		g_usleep(2000);
+	if (mesh_get_host_count(mesh) > 0) {
+		fail(kind, "%u relay hosts did not exit after their work closed",
+		     mesh_get_host_count(mesh));
+		host_kill(&a);
+		host_kill(&c);
+	}
+	wait_host_count(kind, mesh, 0);
+	op_end();
+}
+
+/* ---- parent: main loop -------------------------------------------------- */
+
+typedef struct {
+	guint fds;
+	guint threads;
+	gsize heap;
+} Sample;
+
+static gint64 env_int(const char *name, gint64 def)
+{
+	const char *v = g_getenv(name);
+	return v && *v ? g_ascii_strtoll(v, NULL, 10) : def;
+}
+
+static gboolean enabled(char **only, const char *name)
+{
+	return !only || g_strv_contains((const char *const *)only, name);
+}
+
+static int compare_size(gconstpointer a, gconstpointer b)
+{
+	gsize x = *(const gsize *)a, y = *(const gsize *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* The median heap over samples [from, to). */
+static gsize median_heap(GArray *samples, guint from, guint to)
+{
+	guint n = to - from;
+	gsize *v = g_new(gsize, n);
+	for (guint i = 0; i < n; i++)
+		v[i] = g_array_index(samples, Sample, from + i).heap;
+	qsort(v, n, sizeof(*v), compare_size);
+	gsize m = v[n / 2];
+	g_free(v);
+	return m;
+}
+
+int main(int argc, char **argv)
+{
+	GError *error = NULL;
+
+	if (!mesh_try_run_host("soak", host_main, NULL, &error)) {
+		fprintf(stderr, "soak host: %s\n", error->message);
+		return 3;
+	}
+	if (argc == 5 && strcmp(argv[1], "--client") == 0)
+		return run_client(argv[2], argv[3], argv[4]);
+
+	gint64 seconds = env_int("MESH_SOAK_SECONDS", 150);
+	stall_us = env_int("MESH_SOAK_STALL", 30) * G_USEC_PER_SEC;
+	guint warmup = (guint)env_int("MESH_SOAK_WARMUP", 3);
+	gsize heap_tolerance = (gsize)env_int("MESH_SOAK_HEAP_TOLERANCE", 256 * 1024);
+	guint32 seed = (guint32)env_int("MESH_SOAK_SEED", (gint64)(g_get_real_time() & 0x7fffffff));
+	use_gdb = env_int("MESH_SOAK_GDB", 1) != 0;
+	const char *only_env = g_getenv("MESH_SOAK_SCENARIOS");
+	char **only = only_env && *only_env ? g_strsplit(only_env, ",", -1) : NULL;
+	g_random_set_seed(seed);
+	self_exe = g_file_read_link("/proc/self/exe", NULL);
+	failures = g_hash_table_new(g_str_hash, g_str_equal);
+	/* gdb may attach to this process from its own child. */
+	prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0);
+	snprintf(self_pid, sizeof(self_pid), "%d", (int)getpid());
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGSEGV, crash_handler);
+	signal(SIGBUS, crash_handler);
+	signal(SIGABRT, crash_handler);
+
+	printf("soak: %" G_GINT64_FORMAT " s, seed %u, stall limit %" G_GINT64_FORMAT
+	       " s, warm-up %u rounds, heap tolerance %zu bytes, scenarios %s\n",
+	       seconds, seed, stall_us / G_USEC_PER_SEC, warmup, heap_tolerance,
+	       only_env && *only_env ? only_env : "all");
+	fflush(stdout);
+
+	GThread *wd = g_thread_new("soak-watchdog", watchdog, NULL);
+
+	op_begin("setup: mesh_new and mesh_listen");
+	Mesh *mesh = mesh_new("soak", NULL, &error);
+	g_assert_no_error(error);
+	char *dir = g_dir_make_tmp("mesh-soak-XXXXXX", NULL);
+	char *path = g_build_filename(dir, "mesh.sock", NULL);
+	MeshReceiver *listener = NULL;
+	if (enabled(only, "clients") && !mesh_listen(mesh, path, FALSE, &listener, &error))
+		g_error("mesh_listen: %s", error->message);
+	op_end();
+
+	GArray *samples = g_array_new(FALSE, TRUE, sizeof(Sample));
+	gint64 start = g_get_monotonic_time();
+	gint64 end = start + seconds * G_USEC_PER_SEC;
+	guint first_bad_fd = 0, first_bad_thread = 0;
+	gint64 next_print = 0;
+
+	for (round_no = 1; round_no == 1 || g_get_monotonic_time() < end; round_no++) {
+		if (enabled(only, "launch"))
+			scenario_launch(mesh);
+		if (enabled(only, "mesh"))
+			scenario_mesh();
+		if (enabled(only, "clients"))
+			scenario_clients(mesh, path, listener);
+		if (enabled(only, "flood"))
+			scenario_flood(mesh);
+		if (enabled(only, "h2h"))
+			scenario_h2h(mesh);
+		if (enabled(only, "move")) {
+			scenario_move(mesh, FALSE);
+			scenario_move(mesh, TRUE);
+		}
+
+		Sample s = {
+			.fds = count_dir("/proc/self/fd"),
+			.threads = count_dir("/proc/self/task"),
+			.heap = mallinfo2().uordblks,
+		};
+		g_array_append_val(samples, s);
+		const Sample *base = round_no > warmup
+					     ? &g_array_index(samples, Sample, warmup - (warmup > 0))
+					     : NULL;
+		if (base && s.fds > base->fds + FD_TOLERANCE && !first_bad_fd) {
+			first_bad_fd = round_no;
+			fail("fds", "%u fds open, %u after the warm-up", s.fds, base->fds);
+		}
+		if (base && s.threads > base->threads + THREAD_TOLERANCE && !first_bad_thread) {
+			first_bad_thread = round_no;
+			fail("threads", "%u threads, %u after the warm-up", s.threads,
+			     base->threads);
+		}
+		/* The warm-up, then one line every 10 s. */
+		gint64 now = g_get_monotonic_time();
+		if (round_no <= warmup + 1 || now >= next_print) {
+			printf("soak: round %u at %.1f s: %u fds, %u threads, heap %zu KiB, %u hosts launched, %u killed, %u failures\n",
+			       round_no, (now - start) / 1e6, s.fds, s.threads, s.heap / 1024,
+			       n_launched, n_killed, n_failures);
+			fflush(stdout);
+			next_print = now + 10 * G_USEC_PER_SEC;
+		}
+	}
+	guint rounds = round_no - 1;
+
+	/*
+	 * The heap: the median of the three rounds after the warm-up against
+	 * the median of the last three. A leak of a few hundred bytes per host
+	 * or per connection adds up to more than the tolerance over a default
+	 * run; allocator noise (thread caches, GLib's own caches) stays below.
+	 */
+	gssize heap_growth = 0;
+	if (rounds >= warmup + 6) {
+		gsize first = median_heap(samples, warmup, warmup + 3);
+		gsize last = median_heap(samples, rounds - 3, rounds);
+		heap_growth = (gssize)last - (gssize)first;
+		if (heap_growth > (gssize)heap_tolerance)
+			fail("heap",
+			     "the heap grew by %zd bytes (%zd per round) from round %u to round %u",
+			     heap_growth, heap_growth / (gssize)(rounds - warmup - 3), warmup + 2,
+			     rounds - 1);
+	} else {
+		printf("soak: only %u rounds: too few to judge the heap (needs %u)\n", rounds,
+		       warmup + 6);
+	}
+
+	op_begin("teardown: mesh_free");
+	mesh_receiver_free(listener);
+	if (listener)
+		mesh_unlisten(mesh, path);
+	mesh_free(mesh);
+	op_end();
+
+	g_mutex_lock(&wd_lock);
+	wd_quit = TRUE;
+	g_cond_signal(&wd_cond);
+	g_mutex_unlock(&wd_lock);
+	g_thread_join(wd);
+
+	const Sample *first = &g_array_index(samples, Sample, 0);
+	const Sample *last = &g_array_index(samples, Sample, rounds - 1);
+	printf("soak: %u rounds in %.1f s, %u hosts launched, %u killed\n", rounds,
+	       (g_get_monotonic_time() - start) / 1e6, n_launched, n_killed);
+	printf("soak: fds %u -> %u, threads %u -> %u, heap %zu -> %zu KiB (growth after warm-up %zd bytes)\n",
+	       first->fds, last->fds, first->threads, last->threads, first->heap / 1024,
+	       last->heap / 1024, heap_growth);
+	GHashTableIter it;
+	gpointer k, v;
+	g_hash_table_iter_init(&it, failures);
+	while (g_hash_table_iter_next(&it, &k, &v)) {
+		Failure *f = v;
+		printf("soak: FAILED [%s] %u times; first: %s\n", (const char *)k, f->count,
+		       f->first);
+	}
+	printf("soak: %s\n", n_failures ? "FAILED" : "passed");
+
+	rmdir(dir);
+	g_free(dir);
+	g_free(path);
+	g_strfreev(only);
+	g_array_unref(samples);
+	g_free(self_exe);
+	return n_failures ? 1 : 0;
+}
