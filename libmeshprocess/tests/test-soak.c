@@ -9,8 +9,9 @@
  *            killed or close a raw socket at once, and one in-process client;
  *   flood    floods a host from this process and SIGKILLs it mid-flood;
  *   h2h      a host floods another host, which is SIGKILLed mid-flood;
- *   move     moves a sender through a chain of three hosts, once untouched
- *            and once with the middle host SIGKILLed around the move.
+ *   move     moves a sender and a receiver through a chain of three hosts,
+ *            each once untouched and once with the middle host SIGKILLed
+ *            just after it moved the port on.
  *
  * Checks: every operation ends (a watchdog aborts with the operation's name
  * and every thread's stack, through gdb when it is installed, after
@@ -74,9 +75,52 @@ static char *message_text(MeshMessage *msg)
  *   echo        work -> results until work closes
  *   sink        counts work until it ends
  *   flood:N     sends N messages to port 2, then "done" on results
- *   relay       a work message carrying a port goes on to port 2; the last
- *               hop (no port 2) sends MOVE_COUNT numbered messages into it
+ *   relay       a work message carrying a port: "port" on results, then
+ *               the message goes on to port 2; the last hop (no port 2)
+ *               sends MOVE_COUNT numbered messages into the port ("send")
+ *               or receives from it and reports what it got ("recv")
  */
+/* The last relay with a moved sender: MOVE_COUNT numbered messages. */
+static void relay_send(MeshPort *port)
+{
+	MeshSender *out = mesh_sender_from_port(port, NULL);
+	for (guint32 i = 0; i < MOVE_COUNT; i++)
+		mesh_sender_send_message(out, mesh_message_new(&i, sizeof(i)));
+	mesh_sender_free(out);
+}
+
+/*
+ * The last relay with a moved receiver: receives until the end and reports
+ * "N closed", "N failed", "N timeout" or "N out of order" on @results.
+ */
+static void relay_recv(MeshPort *port, MeshSender *results)
+{
+	MeshReceiver *in = mesh_receiver_from_port(port, NULL);
+	MeshMessage *msg;
+	GError *error = NULL;
+	guint32 got = 0;
+	const char *end = NULL;
+
+	while (!end && mesh_receiver_recv_message(in, 20 * G_USEC_PER_SEC, &msg, &error)) {
+		size_t size;
+		const guint32 *v = (const guint32 *)mesh_message_get_data(msg, &size);
+		if (size != sizeof(*v) || *v != got)
+			end = "out of order";
+		else
+			got++;
+		mesh_message_free(msg);
+	}
+	if (!end)
+		end = g_error_matches(error, MESH_ERROR, MESH_ERROR_CLOSED)	   ? "closed"
+		      : g_error_matches(error, MESH_ERROR, MESH_ERROR_TIMED_OUT) ? "timeout"
+										     : "failed";
+	char *text = g_strdup_printf("%u %s", got, end);
+	send_text(results, text);
+	g_free(text);
+	g_clear_error(&error);
+	mesh_receiver_free(in);
+}
+
 static gboolean host_main(MeshMessage *initial, gpointer data, GError **error)
 {
 	char *scenario = message_text(initial);
@@ -111,16 +155,19 @@ static gboolean host_main(MeshMessage *initial, gpointer data, GError **error)
 			mesh_message_free(msg);
 	} else if (strcmp(scenario, "relay") == 0) {
 		while (mesh_receiver_recv_message(work, -1, &msg, NULL)) {
+			send_text(results, "port");
 			if (next) {
 				mesh_sender_send_message(next, msg);
 				continue;
 			}
-			MeshSender *out = mesh_sender_from_port(mesh_message_steal_port(msg, 0), NULL);
+			char *what = message_text(msg);
+			MeshPort *port = mesh_message_steal_port(msg, 0);
 			mesh_message_free(msg);
-			for (guint32 i = 0; i < MOVE_COUNT; i++)
-				mesh_sender_send_message(out, mesh_message_new(&i, sizeof(i)));
-			mesh_sender_free(out);
-			send_text(results, "sent");
+			if (strcmp(what, "send") == 0)
+				relay_send(port);
+			else
+				relay_recv(port, results);
+			g_free(what);
 		}
 	}
 	mesh_sender_free(next);
@@ -705,65 +752,118 @@ static void scenario_h2h(Mesh *mesh)
 	op_end();
 }
 
-/*
- * A sender moves parent -> A -> B -> C; C sends MOVE_COUNT numbered messages
- * into it. With @kill_relay, B is SIGKILLed 0-4 ms after the move starts:
- * the stream must then be complete or end in a node failure, never hang and
- * never end "closed" early.
- */
-static void scenario_move(Mesh *mesh, gboolean kill_relay)
+/* Whether relay @h reported holding the moved port (within @timeout_us). */
+static gboolean relay_had_port(Host *h, gint64 timeout_us)
 {
-	const char *kind = kill_relay ? "move-kill" : "move";
+	char *t = recv_text(h->results, timeout_us, NULL);
+	gboolean had = t && strcmp(t, "port") == 0;
+	g_free(t);
+	return had;
+}
+
+/*
+ * A port moves parent -> A -> B -> C. With @move_receiver it is the receiver
+ * of a channel the parent then sends MOVE_COUNT numbered messages into, and C
+ * reports what it received; otherwise it is a sender C sends the messages
+ * into, and the parent receives them. With @kill_relay, B is SIGKILLed 0-4 ms
+ * after it moved the port on (it reports "port" just before): the stream
+ * must then be complete or end in a node failure, never hang and never end
+ * "closed" early.
+ */
+static void scenario_move(Mesh *mesh, gboolean move_receiver, gboolean kill_relay)
+{
+	const char *kind = move_receiver ? (kill_relay ? "move-recv-kill" : "move-recv")
+					 : (kill_relay ? "move-kill" : "move");
 	Host a = {0}, b = {0}, c = {0};
 	MeshSender *ds;
 	MeshReceiver *dr;
+	GError *error = NULL;
 
-	op_begin(kill_relay ? "move-kill: launch the chain" : "move: launch the chain");
+	op_begin(kind);
 	gboolean ok = launch(mesh, "relay", NULL, &c);
 	ok = ok && launch(mesh, "relay", mesh_sender_into_port(mesh_sender_clone(c.work)), &b);
 	ok = ok && launch(mesh, "relay", mesh_sender_into_port(mesh_sender_clone(b.work)), &a);
-	op_end();
 
 	if (ok) {
-		op_begin(kill_relay ? "move-kill: stream through the chain"
-				    : "move: stream through the chain");
 		mesh_channel_new(NULL, &ds, &dr);
-		MeshMessage *msg = mesh_message_new("move", 4);
-		mesh_message_add_port_take(msg, mesh_sender_into_port(ds));
-		mesh_sender_send_message(a.work, msg);
+		MeshMessage *msg = mesh_message_new(move_receiver ? "recv" : "send", 4);
+		if (move_receiver) {
+			mesh_message_add_port_take(msg, mesh_receiver_into_port(dr));
+			dr = NULL;
+			mesh_sender_send_message(a.work, msg);
+			for (guint32 i = 0; i < MOVE_COUNT; i++)
+				mesh_sender_send_message(ds, mesh_message_new(&i, sizeof(i)));
+			mesh_sender_free(ds);
+		} else {
+			mesh_message_add_port_take(msg, mesh_sender_into_port(ds));
+			mesh_sender_send_message(a.work, msg);
+		}
 		if (kill_relay) {
+			if (!relay_had_port(&b, RECV_TIMEOUT))
+				fail(kind, "the middle relay never got the port");
 			g_usleep(g_random_int_range(0, 4000));
 			host_kill(&b);
 		}
+
 		guint32 got = 0;
-		GError *error = NULL;
-		while (mesh_receiver_recv_message(dr, RECV_TIMEOUT, &msg, &error)) {
-			size_t size;
-			const guint32 *v = (const guint32 *)mesh_message_get_data(msg, &size);
-			if (size != sizeof(*v) || *v != got) {
-				fail(kind, "message %u out of order (got %u)", got,
-				     size == sizeof(*v) ? *v : G_MAXUINT32);
-				mesh_message_free(msg);
-				break;
+		if (move_receiver) {
+			/* C's "port", then its report (it gives up after 20 s). */
+			char *t = NULL;
+			if (relay_had_port(&c, RECV_TIMEOUT))
+				t = recv_text(c.results, RECV_TIMEOUT + 5 * G_USEC_PER_SEC, &error);
+			else
+				fail(kind, "the port never reached the last relay");
+			if (t) {
+				char *end = NULL;
+				got = (guint32)g_ascii_strtoull(t, &end, 10);
+				end = end && *end == ' ' ? end + 1 : "?";
+				if (strcmp(end, "timeout") == 0)
+					fail(kind, "the receiver waits forever after %u of %u messages",
+					     got, MOVE_COUNT);
+				else if (strcmp(end, "closed") == 0 && got != MOVE_COUNT)
+					fail(kind, "\"closed\" after %u of %u messages", got,
+					     MOVE_COUNT);
+				else if (strcmp(end, "failed") == 0 && !kill_relay)
+					fail(kind, "the stream failed after %u messages", got);
+				else if (strcmp(end, "out of order") == 0)
+					fail(kind, "message %u out of order", got);
+			} else if (error) {
+				fail(kind, "no report from the last relay: %s", error->message);
 			}
-			got++;
-			mesh_message_free(msg);
+			g_clear_error(&error);
+			g_free(t);
+		} else {
+			while (mesh_receiver_recv_message(dr, RECV_TIMEOUT, &msg, &error)) {
+				size_t size;
+				const guint32 *v = (const guint32 *)mesh_message_get_data(msg, &size);
+				gboolean in_order = size == sizeof(*v) && *v == got;
+				mesh_message_free(msg);
+				if (!in_order) {
+					fail(kind, "message %u out of order", got);
+					break;
+				}
+				got++;
+			}
+			if (g_error_matches(error, MESH_ERROR, MESH_ERROR_TIMED_OUT))
+				fail(kind, "the receiver waits forever after %u of %u messages", got,
+				     MOVE_COUNT);
+			else if (g_error_matches(error, MESH_ERROR, MESH_ERROR_CLOSED) &&
+				 got != MOVE_COUNT)
+				fail(kind, "\"closed\" after %u of %u messages", got, MOVE_COUNT);
+			else if (error && !g_error_matches(error, MESH_ERROR, MESH_ERROR_CLOSED) &&
+				 !(kill_relay &&
+				   g_error_matches(error, MESH_ERROR, MESH_ERROR_NODE_FAILURE)))
+				fail(kind, "the stream ended after %u messages with \"%s\"", got,
+				     error->message);
+			g_clear_error(&error);
+			mesh_receiver_free(dr);
 		}
-		if (g_error_matches(error, MESH_ERROR, MESH_ERROR_TIMED_OUT))
-			fail(kind, "the receiver waits forever after %u of %u messages", got,
-			     MOVE_COUNT);
-		else if (g_error_matches(error, MESH_ERROR, MESH_ERROR_CLOSED) && got != MOVE_COUNT)
-			fail(kind, "\"closed\" after %u of %u messages", got, MOVE_COUNT);
-		else if (error && !g_error_matches(error, MESH_ERROR, MESH_ERROR_CLOSED) &&
-			 !(kill_relay && g_error_matches(error, MESH_ERROR, MESH_ERROR_NODE_FAILURE)))
-			fail(kind, "the stream ended after %u messages with \"%s\"", got,
-			     error->message);
-		g_clear_error(&error);
-		mesh_receiver_free(dr);
-		op_end();
 	}
 
-	op_begin(kill_relay ? "move-kill: teardown" : "move: teardown");
+	op_end();
+
+	/* Teardown: A exits when its work closes, then B, then C. */
+	op_begin("move: teardown");
 	if (kill_relay)
 		host_kill(&b);
 	host_close(&a);
@@ -886,8 +986,10 @@ int main(int argc, char **argv)
 		if (enabled(only, "h2h"))
 			scenario_h2h(mesh);
 		if (enabled(only, "move")) {
-			scenario_move(mesh, FALSE);
-			scenario_move(mesh, TRUE);
+			scenario_move(mesh, FALSE, FALSE);
+			scenario_move(mesh, FALSE, TRUE);
+			scenario_move(mesh, TRUE, FALSE);
+			scenario_move(mesh, TRUE, TRUE);
 		}
 
 		Sample s = {
