@@ -17,8 +17,8 @@
  * and every thread's stack, through gdb when it is installed, after
  * MESH_SOAK_STALL seconds, default 30); each scenario's outcome (see fail());
  * and, after the warm-up rounds, a flat fd count, thread count and heap
- * (mallinfo2().uordblks). Prints one line per round and a summary; exits 1 on
- * any failure.
+ * (mallinfo2().uordblks). Prints a line per warm-up round, then one every
+ * 10 s, and a summary; exits 1 on any failure.
  *
  * Environment: MESH_SOAK_SECONDS, MESH_SOAK_STALL, MESH_SOAK_SEED,
  * MESH_SOAK_SCENARIOS (comma-separated subset of the names above),
@@ -901,23 +901,11 @@ static gboolean enabled(char **only, const char *name)
 	return !only || g_strv_contains((const char *const *)only, name);
 }
 
-static int compare_size(gconstpointer a, gconstpointer b)
+/* The median of three. */
+static gsize median3(const gsize v[3])
 {
-	gsize x = *(const gsize *)a, y = *(const gsize *)b;
-	return x < y ? -1 : x > y;
-}
-
-/* The median heap over samples [from, to). */
-static gsize median_heap(GArray *samples, guint from, guint to)
-{
-	guint n = to - from;
-	gsize *v = g_new(gsize, n);
-	for (guint i = 0; i < n; i++)
-		v[i] = g_array_index(samples, Sample, from + i).heap;
-	qsort(v, n, sizeof(*v), compare_size);
-	gsize m = v[n / 2];
-	g_free(v);
-	return m;
+	gsize lo = MIN(v[0], v[1]), hi = MAX(v[0], v[1]);
+	return v[2] < lo ? lo : v[2] > hi ? hi : v[2];
 }
 
 int main(int argc, char **argv)
@@ -968,7 +956,13 @@ int main(int argc, char **argv)
 		g_error("mesh_listen: %s", error->message);
 	op_end();
 
-	GArray *samples = g_array_new(FALSE, TRUE, sizeof(Sample));
+	/*
+	 * What is kept of the rounds: not an array per round, which would grow
+	 * the heap it measures.
+	 */
+	Sample first = {0}, base = {0}, last = {0};
+	gsize early_heap[3], late_heap[3];
+	guint n_early = 0;
 	gint64 start = g_get_monotonic_time();
 	gint64 end = start + seconds * G_USEC_PER_SEC;
 	guint first_bad_fd = 0, first_bad_thread = 0;
@@ -997,18 +991,23 @@ int main(int argc, char **argv)
 			.threads = count_dir("/proc/self/task"),
 			.heap = mallinfo2().uordblks,
 		};
-		g_array_append_val(samples, s);
-		const Sample *base = round_no > warmup
-					     ? &g_array_index(samples, Sample, warmup - (warmup > 0))
-					     : NULL;
-		if (base && s.fds > base->fds + FD_TOLERANCE && !first_bad_fd) {
+		if (round_no == 1)
+			first = s;
+		if (round_no == MAX(warmup, 1))
+			base = s;
+		if (round_no > warmup && n_early < 3)
+			early_heap[n_early++] = s.heap;
+		late_heap[round_no % 3] = s.heap;
+		last = s;
+		if (round_no > warmup && s.fds > base.fds + FD_TOLERANCE && !first_bad_fd) {
 			first_bad_fd = round_no;
-			fail("fds", "%u fds open, %u after the warm-up", s.fds, base->fds);
+			fail("fds", "%u fds open, %u after the warm-up", s.fds, base.fds);
 		}
-		if (base && s.threads > base->threads + THREAD_TOLERANCE && !first_bad_thread) {
+		if (round_no > warmup && s.threads > base.threads + THREAD_TOLERANCE &&
+		    !first_bad_thread) {
 			first_bad_thread = round_no;
 			fail("threads", "%u threads, %u after the warm-up", s.threads,
-			     base->threads);
+			     base.threads);
 		}
 		/* The warm-up, then one line every 10 s. */
 		gint64 now = g_get_monotonic_time();
@@ -1030,9 +1029,7 @@ int main(int argc, char **argv)
 	 */
 	gssize heap_growth = 0;
 	if (rounds >= warmup + 6) {
-		gsize first = median_heap(samples, warmup, warmup + 3);
-		gsize last = median_heap(samples, rounds - 3, rounds);
-		heap_growth = (gssize)last - (gssize)first;
+		heap_growth = (gssize)median3(late_heap) - (gssize)median3(early_heap);
 		if (heap_growth > (gssize)heap_tolerance)
 			fail("heap",
 			     "the heap grew by %zd bytes (%zd per round) from round %u to round %u",
@@ -1056,13 +1053,11 @@ int main(int argc, char **argv)
 	g_mutex_unlock(&wd_lock);
 	g_thread_join(wd);
 
-	const Sample *first = &g_array_index(samples, Sample, 0);
-	const Sample *last = &g_array_index(samples, Sample, rounds - 1);
 	printf("soak: %u rounds in %.1f s, %u hosts launched, %u killed\n", rounds,
 	       (g_get_monotonic_time() - start) / 1e6, n_launched, n_killed);
 	printf("soak: fds %u -> %u, threads %u -> %u, heap %zu -> %zu KiB (growth after warm-up %zd bytes)\n",
-	       first->fds, last->fds, first->threads, last->threads, first->heap / 1024,
-	       last->heap / 1024, heap_growth);
+	       first.fds, last.fds, first.threads, last.threads, first.heap / 1024,
+	       last.heap / 1024, heap_growth);
 	GHashTableIter it;
 	gpointer k, v;
 	g_hash_table_iter_init(&it, failures);
@@ -1077,7 +1072,6 @@ int main(int argc, char **argv)
 	g_free(dir);
 	g_free(path);
 	g_strfreev(only);
-	g_array_unref(samples);
 	g_free(self_exe);
 	return n_failures ? 1 : 0;
 }
