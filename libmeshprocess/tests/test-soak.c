@@ -320,9 +320,9 @@ static volatile sig_atomic_t stacks_dumped;
 static void crash_handler(int sig)
 {
 	static const char msg[] = "soak: fatal signal, stacks follow\n";
-	if (write(2, msg, sizeof(msg) - 1) < 0) {
-	}
 	if (use_gdb && !stacks_dumped) {
+		if (write(2, msg, sizeof(msg) - 1) < 0) {
+		}
 		pid_t p = fork();
 		if (p == 0) {
 			dup2(2, 1);
