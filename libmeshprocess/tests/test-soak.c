@@ -1040,6 +1040,13 @@ int main(int argc, char **argv)
 		       warmup + 6);
 	}
 
+	/* What the mesh holds at the end (its tables, its hosts). */
+	op_begin("teardown: mesh_inspect");
+	char *json = mesh_inspect(mesh, 5 * G_USEC_PER_SEC);
+	printf("soak: inspect at the end: %s\n", json);
+	g_free(json);
+	op_end();
+
 	op_begin("teardown: mesh_free");
 	mesh_receiver_free(listener);
 	if (listener)
