@@ -59,6 +59,23 @@
  */
 #define CHILD_CODE __attribute__((no_sanitize("address", "undefined")))
 
+/*
+ * ThreadSanitizer cannot follow a child that shares the parent's memory: the
+ * child would run on the suspended parent thread's runtime state (its shadow
+ * stack, its clocks) and race with the parent's other threads on it. A build
+ * with -fsanitize=thread therefore starts every child fork-like.
+ */
+#if defined(__SANITIZE_THREAD__)
+#define PAL_SPAWN_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define PAL_SPAWN_TSAN 1
+#endif
+#endif
+#ifndef PAL_SPAWN_TSAN
+#define PAL_SPAWN_TSAN 0
+#endif
+
 /* Least stack the child gets; execvpe() needs up to PATH_MAX + NAME_MAX. */
 #define SPAWN_STACK_MIN (64 * 1024)
 
@@ -950,11 +967,12 @@ static pid_t do_clone(struct spawn_ctx *ctx, void *stack_top, int flags, int *pi
 /*
  * clone()s the child. CLONE_PIDFD is dropped when refused with EINVAL
  * (old kernels, seccomp filters) and the pidfd opened afterwards; CLONE_VM |
- * CLONE_VFORK is dropped when refused, falling back to a fork-like child.
+ * CLONE_VFORK is dropped when refused, falling back to a fork-like child,
+ * and never asked for under ThreadSanitizer.
  */
 static pid_t spawn_clone(struct spawn_ctx *ctx, void *stack_top, bool vfork, int *ret_pidfd)
 {
-	int flags = SIGCHLD | (vfork ? CLONE_VM | CLONE_VFORK : 0);
+	int flags = SIGCHLD | (vfork && !PAL_SPAWN_TSAN ? CLONE_VM | CLONE_VFORK : 0);
 	int pidfd = -1;
 	pid_t pid;
 

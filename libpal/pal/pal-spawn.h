@@ -195,7 +195,12 @@ PAL_API int pal_spawn_set_uid(PalSpawn *spawn, uid_t uid);
 /** pal_spawn_set_gid: setgroups({gid}) (when privileged) and setresgid() in the child. Returns: 0. */
 PAL_API int pal_spawn_set_gid(PalSpawn *spawn, gid_t gid);
 
-/** pal_spawn_set_vfork: default true (CLONE_VM | CLONE_VFORK). Returns: 0. */
+/**
+ * pal_spawn_set_vfork: default true (CLONE_VM | CLONE_VFORK). A build of
+ * libpal with ThreadSanitizer ignores it and always starts the child
+ * fork-like: the sanitizer cannot follow a child that shares its memory.
+ * Returns: 0.
+ */
 PAL_API int pal_spawn_set_vfork(PalSpawn *spawn, bool vfork);
 
 /**
