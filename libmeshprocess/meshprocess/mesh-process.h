@@ -222,7 +222,13 @@ typedef struct MeshConnection MeshConnection;
  * @path: a listening mesh's socket path
  * @timeout_us: bound on joining (-1: none)
  * @ret_sender: (out) (transfer full): an untyped sender into the listener
- * @error: why not
+ * @error: why not, in domain MESH_ERROR: MESH_ERROR_UNAVAILABLE when
+ *     nothing listens on @path yet (no socket file, or nobody accepts behind
+ *     it: retry later); MESH_ERROR_PERMISSION_DENIED when the server refused
+ *     this client (its uid is not allowed, or the socket file's mode keeps it
+ *     out); MESH_ERROR_INVALID_ARGUMENT for a path too long for a socket
+ *     address (or another connect error); MESH_ERROR_TIMED_OUT,
+ *     MESH_ERROR_CORRUPTION for a server that breaks the handshake
  *
  * For a process outside the mesh.
  *

@@ -66,6 +66,10 @@ MESH_REMOTE_API const char *mesh_uuid_to_string(const MeshUuid *id, char buf[33]
  * @MESH_ERROR_DUPLICATE: the node is already connected
  * @MESH_ERROR_ADDRESS_IN_USE: a listener's socket path is taken (a server
  *     listens there, or another file is in the way)
+ * @MESH_ERROR_UNAVAILABLE: nothing listens on a socket path (yet): no such
+ *     file, or nobody accepts behind it (ECONNREFUSED); worth retrying
+ * @MESH_ERROR_PERMISSION_DENIED: the listener refused this client (its uid
+ *     is not allowed, or it may not connect to the socket file)
  *
  * Error codes of domain MESH_ERROR. This enum may be extended.
  */
@@ -80,6 +84,8 @@ typedef enum {
 	MESH_ERROR_INVALID_ARGUMENT,
 	MESH_ERROR_DUPLICATE,
 	MESH_ERROR_ADDRESS_IN_USE,
+	MESH_ERROR_UNAVAILABLE,
+	MESH_ERROR_PERMISSION_DENIED,
 } MeshError;
 
 #define MESH_ERROR (mesh_error_quark())

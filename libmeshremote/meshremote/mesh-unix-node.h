@@ -246,8 +246,14 @@ MESH_REMOTE_API void mesh_unix_listener_free(MeshUnixListener *listener);
  * @context: (nullable): as for mesh_unix_node_new()
  * @timeout_us: bound on reading the invitation and on joining (-1: none)
  * @ret_port: (out) (transfer full): the joined port
- * @error: why not: the frame is bounded (4 KiB of data, 4 fds; more, an fd
- *     count that does not match, or an early end of stream is an error)
+ * @error: why not: MESH_ERROR_UNAVAILABLE if nothing listens on @path (yet:
+ *     ENOENT, ECONNREFUSED); MESH_ERROR_PERMISSION_DENIED if the listener
+ *     refused this client (a refusal frame: its uid is not allowed) or the
+ *     socket file may not be connected to (EACCES); MESH_ERROR_INVALID_ARGUMENT
+ *     for a path too long (or another connect error); MESH_ERROR_TIMED_OUT;
+ *     MESH_ERROR_CORRUPTION when the frame breaks its bounds (4 KiB of data,
+ *     4 fds; more, an fd count that does not match, or an early end of
+ *     stream)
  *
  * Returns: (transfer full): the transport, or NULL.
  */

@@ -270,6 +270,7 @@ START_TEST(test_join_leader_closes_early)
 		ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 1,
 			      "round %d: status %#x, stderr: %s", round, status, err);
 		ck_assert_msg(strstr(err, "joining the mesh"), "stderr: %s", err);
+		ck_assert_msg(!strstr(err, "joining the mesh: joining the mesh"), "stderr: %s", err);
 		g_free(err);
 	}
 }
@@ -333,6 +334,7 @@ START_TEST(test_join_by_path_leader_dead)
 		ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 1,
 			      "status %#x, stderr: %s", status, err);
 		ck_assert_msg(strstr(err, "joining the mesh"), "stderr: %s", err);
+		ck_assert_msg(!strstr(err, "joining the mesh: joining the mesh"), "stderr: %s", err);
 		g_free(err);
 	}
 	rmdir(dir);
