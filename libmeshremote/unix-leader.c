@@ -680,6 +680,8 @@ MeshUnixNode *mesh_unix_node_join(MeshInvitation *inv, GMainContext *context, gi
 	MeshRemoteNode *leader = mesh_node_add_remote(u->node, &inv->remote_node);
 	MeshPort *p = mesh_node_add_port(u->node, &inv->local_port, &inv->remote_node,
 					 &inv->remote_port);
+	u->joined = TRUE;
+	u->leader_node = inv->remote_node;
 	gboolean connected = mesh_unix_node_connect_take(u, &inv->remote_node,
 							 mesh_invitation_steal_fd(inv), error);
 	mesh_remote_node_unref(leader);

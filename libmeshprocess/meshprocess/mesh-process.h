@@ -245,7 +245,11 @@ MESH_PROCESS_API MeshConnection *mesh_connect(const char *path, gint64 timeout_u
  *
  * Delivers everything sent before, then disconnects and frees @conn.
  *
- * Returns: TRUE if it ended cleanly in time.
+ * Returns: TRUE if the server confirmed in time: the connection was still up
+ * when the call began, and after our flush and end of stream came the
+ * server's end of stream (see mesh_unix_node_shutdown()). FALSE if the
+ * server went away before (killed, or shut down first), the connection was
+ * reset, or @timeout_us passed.
  */
 MESH_PROCESS_API gboolean mesh_connection_shutdown(MeshConnection *conn, gint64 timeout_us);
 

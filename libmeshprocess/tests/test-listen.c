@@ -53,6 +53,31 @@ static int mode_client(const char *path)
 	return mesh_connection_shutdown(c, 10 * G_USEC_PER_SEC) ? 0 : 2;
 }
 
+/*
+ * client-wait PATH: connects, sends a hello, says "sent", waits for stdin to
+ * close, then shuts the connection down: 0 if clean, 2 if not.
+ */
+static int mode_client_wait(const char *path)
+{
+	MeshSender *s = NULL;
+	GError *error = NULL;
+	MeshConnection *c = mesh_connect(path, 10 * G_USEC_PER_SEC, &s, &error);
+	if (!c) {
+		fprintf(stderr, "client: %s\n", error->message);
+		g_error_free(error);
+		return 1;
+	}
+	mesh_sender_send_message(s, mesh_message_new("hello", 5));
+	printf("sent\n");
+	fflush(stdout);
+	char ch;
+	while (read(0, &ch, 1) > 0)
+		;
+	mesh_sender_send_message(s, mesh_message_new("bye", 3));
+	mesh_sender_free(s);
+	return mesh_connection_shutdown(c, 5 * G_USEC_PER_SEC) ? 0 : 2;
+}
+
 /* idle PATH N: N clients that never read; says "connected=K", then waits for stdin to close. */
 static int mode_idle(const char *path, int n)
 {
@@ -498,6 +523,66 @@ START_TEST(test_connect_refused_uid)
 }
 END_TEST
 
+/*
+ * A connection whose server was SIGKILLed does not shut down "cleanly":
+ * clean means the server confirmed the end (its end of stream after ours).
+ */
+START_TEST(test_connection_shutdown_server_killed)
+{
+	char *dir = make_dir();
+	char *path = g_build_filename(dir, "s.sock", NULL);
+	for (int round = 0; round < 4; round++) {
+		const char *sargs[] = {"serve", path, NULL};
+		Proc srv = proc_start(sargs, (uid_t)-1);
+		char *line = proc_read_line(&srv);
+		ck_assert_str_eq(line, "ready");
+		g_free(line);
+		const char *cargs[] = {"client-wait", path, NULL};
+		Proc c = proc_start(cargs, (uid_t)-1);
+		line = proc_read_line(&c);
+		ck_assert_str_eq(line, "sent");
+		g_free(line);
+		line = proc_read_line(&srv);
+		ck_assert_str_eq(line, "got hello");
+		g_free(line);
+		kill(srv.pid, SIGKILL);
+		proc_finish(&srv, NULL);
+		if (round % 2)
+			g_usleep(100000); /* the client may see the end before its shutdown, or not */
+		char *err = NULL;
+		int status = proc_finish(&c, &err);
+		ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 2, "round %d: status %#x: %s",
+			      round, status, err);
+		g_free(err);
+		unlink(path);
+	}
+	/* A live server confirms. */
+	const char *sargs[] = {"serve", path, NULL};
+	Proc srv = proc_start(sargs, (uid_t)-1);
+	char *line = proc_read_line(&srv);
+	ck_assert_str_eq(line, "ready");
+	g_free(line);
+	const char *cargs[] = {"client-wait", path, NULL};
+	Proc c = proc_start(cargs, (uid_t)-1);
+	line = proc_read_line(&c);
+	ck_assert_str_eq(line, "sent");
+	g_free(line);
+	char *err = NULL;
+	int status = proc_finish(&c, &err);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x: %s", status, err);
+	g_free(err);
+	line = proc_read_line(&srv);
+	ck_assert_str_eq(line, "got hello");
+	g_free(line);
+	line = proc_read_line(&srv);
+	ck_assert_str_eq(line, "got bye");
+	g_free(line);
+	ck_assert_int_eq(proc_finish(&srv, NULL), 0);
+	g_free(path);
+	remove_dir(dir);
+}
+END_TEST
+
 /* A directory refused says why: another owner, or writable by others. */
 START_TEST(test_listen_dir_messages)
 {
@@ -671,6 +756,8 @@ int main(int argc, char **argv)
 	}
 	if (argc >= 3 && strcmp(argv[1], "client") == 0)
 		return mode_client(argv[2]);
+	if (argc >= 3 && strcmp(argv[1], "client-wait") == 0)
+		return mode_client_wait(argv[2]);
 	if (argc >= 3 && strcmp(argv[1], "serve") == 0)
 		return mode_serve(argv[2], argc >= 4 ? argv[3] : NULL);
 	if (argc >= 4 && strcmp(argv[1], "idle") == 0)
@@ -690,6 +777,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc2, test_listen_other_users);
 	tcase_add_test(tc2, test_connect_errors);
 	tcase_add_test(tc2, test_connect_refused_uid);
+	tcase_add_test(tc2, test_connection_shutdown_server_killed);
 	tcase_add_test(tc2, test_listen_dir_messages);
 	tcase_add_test(tc2, test_meshctl_inspect_answer_dropped);
 	tcase_add_test(tc2, test_listen_idle_clients);

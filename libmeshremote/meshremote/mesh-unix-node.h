@@ -296,7 +296,15 @@ MESH_REMOTE_API void mesh_unix_node_set_peer_describer(MeshUnixNode *unode,
  * so everything sent before reaches the peer, and waits for each peer's end
  * of stream. Connections left after the timeout are cut.
  *
- * Returns: TRUE if every connection ended cleanly in time.
+ * Returns: TRUE if every peer confirmed in time: each connection open when
+ * the call began completed the half-close handshake, our flush and end of
+ * stream first, then the peer's end of stream (the peer read everything and
+ * ended its side). FALSE after a timeout, when a connection ended otherwise
+ * (reset, a failed send, a peer that ended or died before our end of
+ * stream), or when a joined node's (a follower's) connection to its leader
+ * was gone already. A peer killed after it read everything but before it
+ * ended its side looks the same as one that ended it: only an answer from
+ * the application above can confirm more.
  */
 MESH_REMOTE_API gboolean mesh_unix_node_shutdown(MeshUnixNode *unode, gint64 timeout_us);
 
