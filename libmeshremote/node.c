@@ -600,6 +600,39 @@ static MeshNodeId name_local_port(MeshPort *p, MeshNode *from)
 	return id;
 }
 
+/*
+ * The port of @from whose peer (or, proxying, target) is @dest on @remote
+ * fails with @error: it sent what cannot go. Rare (a message over the
+ * limits): a walk of the table is fine.
+ */
+static void fail_sending_port(MeshNode *from, MeshRemoteNode *remote, const MeshPortId *dest,
+			      const GError *error)
+{
+	MeshPort *found = NULL;
+
+	/* References under the node's lock, states under each port's (lock order). */
+	g_mutex_lock(&from->lock);
+	GList *ports = g_hash_table_get_values(from->ports);
+	for (GList *l = ports; l; l = l->next)
+		port_ref(l->data);
+	g_mutex_unlock(&from->lock);
+	for (GList *l = ports; l; l = l->next) {
+		MeshPort *p = l->data;
+		g_mutex_lock(&p->lock);
+		gboolean match = (p->peer.remote == remote && mesh_uuid_equal(&p->peer.id, dest)) ||
+				 (p->target.remote == remote && mesh_uuid_equal(&p->target.id, dest));
+		g_mutex_unlock(&p->lock);
+		if (match && !found)
+			found = port_ref(p);
+		port_unref(p);
+	}
+	g_list_free(ports);
+	if (found) {
+		port_fail_error(found, NULL, error, error->message);
+		port_unref(found);
+	}
+}
+
 void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPortId *dest,
 			    Event *ev)
 {
@@ -636,11 +669,22 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 			 * and the ports it moves would hang. The peer port fails
 			 * in its place (same seq); the resources are released.
 			 */
-			g_warning("mesh: a message of %zu bytes with %zu resources is over the "
-				  "limits of a node (%u, %u): the port fails instead",
-				  head_len + msg->size, n_res, MESH_EVENT_MAX_MESSAGE_SIZE,
-				  MESH_EVENT_MAX_RESOURCES);
-			mesh_message_free(msg);
+			GError *too_large = g_error_new(
+				MESH_ERROR, MESH_ERROR_MESSAGE_TOO_LARGE,
+				"%s: a message of %zu bytes with %zu resources is over a node's "
+				"limits (%u bytes, %u resources): it was not sent",
+				n_res > MESH_EVENT_MAX_RESOURCES ? "too many resources"
+								 : "message too large",
+				head_len + msg->size, n_res, MESH_EVENT_MAX_MESSAGE_SIZE,
+				MESH_EVENT_MAX_RESOURCES);
+			g_debug("mesh: %s", too_large->message);
+			/* The ports it carried fail, and so does the port that sent it. */
+			Deferred d;
+			deferred_init(&d);
+			port_fail_message_ports(msg, NULL, too_large, &d);
+			deferred_run(&d);
+			fail_sending_port(from, remote, dest, too_large);
+			g_error_free(too_large);
 			ev->message = msg = NULL;
 			ev->type = MESH_EVENT_FAIL_PORT;
 			ev->flags = 0;
@@ -964,6 +1008,7 @@ void mesh_node_receive_event_full(MeshNode *node, const MeshNodeId *from, const 
 	}
 	case MESH_EVENT_FAIL_PORT:
 		mesh_event_read_fail_port(&view, &ev->culprit);
+		ev->culprit_is_sender = mesh_uuid_equal(&ev->culprit, from);
 		break;
 	case MESH_EVENT_PROXY_DONE:
 		ev->culprit = *from; /* the port heeds it only from the node it moved from */

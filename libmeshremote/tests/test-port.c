@@ -1184,9 +1184,11 @@ END_TEST
 
 /*
  * A message over the receiving node's limits (4097 resources) is refused
- * by the sender: the ports it carried are closed, so their peers see the
- * end instead of waiting on a move that the receiver would never accept,
- * and the receiving port fails instead of waiting for its seq forever.
+ * by the sender: the port that sent it fails saying so ("too many
+ * resources"), the ports it carried fail the same way, so their peers hear
+ * why instead of waiting on a move that the receiver would never accept,
+ * and the receiving port fails instead of waiting for its seq forever,
+ * naming the node that failed it, not as if that node had failed.
  */
 START_TEST(test_over_limits_across_nodes)
 {
@@ -1204,9 +1206,27 @@ START_TEST(test_over_limits_across_nodes)
 	port_send(p1, msg, FALSE);
 	test_net_pump(net);
 	/* Lost on the way: the receiving port fails (it cannot wait for that seq). */
-	expect_state(p2, PORT_RECV_FAILED);
+	MeshMessage *none = NULL;
+	GError *error = NULL;
+	char id0[33];
+	mesh_uuid_to_string(mesh_node_get_id(net->nodes[0]), id0);
+	ck_assert_int_eq(port_try_recv(p2, &none, &error), PORT_RECV_FAILED);
+	ck_assert_msg(g_error_matches(error, MESH_ERROR, MESH_ERROR_NODE_FAILURE), "%s",
+		      error->message);
+	char *expect = g_strdup_printf("node %s failed the peer port", id0);
+	ck_assert_msg(strstr(error->message, expect), "%s", error->message);
+	g_free(expect);
+	g_clear_error(&error);
+	/* The sender hears it too. */
+	ck_assert_int_eq(port_try_recv(p1, &none, &error), PORT_RECV_FAILED);
+	ck_assert_msg(g_error_matches(error, MESH_ERROR, MESH_ERROR_MESSAGE_TOO_LARGE) &&
+			      strstr(error->message, "too many resources"),
+		      "%s", error->message);
+	g_clear_error(&error);
 	for (guint i = 0; i < N; i++) {
-		expect_state(kept[i], PORT_RECV_CLOSED);
+		ck_assert_int_eq(port_try_recv(kept[i], &none, &error), PORT_RECV_FAILED);
+		ck_assert_msg(strstr(error->message, "too many resources"), "%s", error->message);
+		g_clear_error(&error);
 		mesh_port_close(kept[i]);
 	}
 	g_free(kept);
