@@ -399,6 +399,18 @@ static gboolean host_exited_cb(gint fd, GIOCondition cond, gpointer data)
 
 /* Launching. */
 
+/* TRUE, with @error set, once mesh_shutdown() began: no more hosts or listeners. */
+static gboolean is_shut_down(Mesh *m, GError **error)
+{
+	g_mutex_lock(&m->lock);
+	gboolean down = m->shut_down;
+	g_mutex_unlock(&m->lock);
+	if (down)
+		g_set_error(error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_SHUT_DOWN,
+			    "mesh %s: the mesh is shut down", m->name);
+	return down;
+}
+
 static char *encode_env_invitation(const char *node_name, MeshInvitation *inv)
 {
 	MeshNodeId ln, rn;
@@ -510,6 +522,10 @@ GPid mesh_launch_host(Mesh *m, const MeshProcessConfig *config, MeshMessage *ini
 	MeshReceiver *requests_recv, *boot_recv;
 	MeshInvitation *inv = NULL;
 
+	if (is_shut_down(m, error)) {
+		mesh_message_free(initial);
+		return 0;
+	}
 	mesh_channel_new(&mesh_process__host_request__descriptor, &requests, &requests_recv);
 	mesh_channel_new(NULL, &boot, &boot_recv);
 	if (!mesh_unix_node_invite(m->unode, mesh_receiver_into_port(boot_recv), 0, &inv, error)) {
@@ -801,6 +817,8 @@ gboolean mesh_listen(Mesh *m, const char *path, gboolean allow_other_users,
 		     MeshReceiver **ret_receiver, GError **error)
 {
 	ListenReq r = {.mesh = m, .path = path, .allow_other_users = allow_other_users};
+	if (is_shut_down(m, error))
+		return FALSE;
 	run_sync(m, listen_cb, &r);
 	if (r.error) {
 		g_propagate_error(error, r.error);
@@ -970,9 +988,12 @@ gboolean mesh_shutdown(Mesh *m, gint64 deadline_us, GError **error)
 	gint64 deadline = deadline_us < 0 ? -1 : g_get_monotonic_time() + deadline_us;
 	gboolean clean;
 
-	if (m->shut_down)
-		return TRUE;
+	g_mutex_lock(&m->lock);
+	gboolean again = m->shut_down;
 	m->shut_down = TRUE;
+	g_mutex_unlock(&m->lock);
+	if (again)
+		return TRUE;
 	run_sync(m, close_requests_cb, m);
 	clean = wait_hosts(m, deadline);
 	if (!clean) {
@@ -1011,8 +1032,7 @@ void mesh_free(Mesh *m)
 {
 	if (!m)
 		return;
-	if (!m->shut_down)
-		mesh_shutdown(m, 0, NULL);
+	mesh_shutdown(m, 0, NULL); /* at once, unless it was shut down already */
 	run_sync(m, drop_hosts_cb, m);
 	mesh_unix_node_free(m->unode);
 	mesh_node_unref(m->node);

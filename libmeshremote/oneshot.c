@@ -311,7 +311,14 @@ gboolean mesh_oneshot_recv(MeshOneshotReceiver *receiver, gint64 timeout_us,
 {
 	MeshMessage *msg;
 
-	g_return_val_if_fail(receiver && receiver->desc && ret_msg, FALSE);
+	g_return_val_if_fail(receiver && ret_msg, FALSE);
+	if (!receiver->desc) {
+		/* The receiver stays the caller's, as after EMPTY or TIMED_OUT. */
+		g_set_error(error, MESH_ERROR, MESH_ERROR_INVALID_ARGUMENT,
+			    "mesh_oneshot_recv() on an untyped oneshot receiver: use "
+			    "mesh_oneshot_recv_message()");
+		return FALSE;
+	}
 	const ProtobufCMessageDescriptor *desc = receiver->desc;
 	if (!oneshot_wait(receiver, timeout_us, &msg, error))
 		return FALSE;

@@ -495,7 +495,8 @@ MeshUnixNode *mesh_unix_node_join_by_path(const char *path, GMainContext *contex
 		if (e == ENOENT || e == ECONNREFUSED)
 			/* Not up (yet): no socket file, or nobody accepts behind it. */
 			g_set_error(error, MESH_ERROR, MESH_ERROR_UNAVAILABLE,
-				    "nothing listens on %s (yet): %s", path, g_strerror(e));
+				    "cannot connect to %s: nothing listens there yet (%s)", path,
+				    g_strerror(e));
 		else if (e == EACCES || e == EPERM)
 			g_set_error(error, MESH_ERROR, MESH_ERROR_PERMISSION_DENIED,
 				    "the listener on %s refused this client: %s", path,

@@ -23,6 +23,8 @@ G_BEGIN_DECLS
  * @MESH_PROCESS_ERROR_TIMED_OUT: a deadline passed
  * @MESH_PROCESS_ERROR_ADDRESS_IN_USE: a server (maybe this mesh) listens on
  *     the path already
+ * @MESH_PROCESS_ERROR_SHUT_DOWN: the mesh is shut down (mesh_shutdown() was
+ *     called): no more launches or listeners
  *
  * This enum may be extended.
  */
@@ -34,6 +36,7 @@ typedef enum {
 	MESH_PROCESS_ERROR_INSECURE,
 	MESH_PROCESS_ERROR_TIMED_OUT,
 	MESH_PROCESS_ERROR_ADDRESS_IN_USE,
+	MESH_PROCESS_ERROR_SHUT_DOWN,
 } MeshProcessError;
 
 #define MESH_PROCESS_ERROR (mesh_process_error_quark())
@@ -121,7 +124,8 @@ MESH_PROCESS_API MeshNode *mesh_get_node(Mesh *mesh);
  * @config: the process configuration (copied)
  * @initial: (transfer full): the first message the host gets; it may carry
  *     ports (channel ends) and fds
- * @error: why not
+ * @error: why not: MESH_PROCESS_ERROR_SHUT_DOWN after mesh_shutdown() (then
+ *     @initial is freed, as on every failure), MESH_PROCESS_ERROR_SPAWN, ...
  *
  * Starts a host process. The invitation travels in the environment variable
  * MESH_WORKER_INVITATION (never in argv) with the socket on fd 3; stdin and
@@ -197,7 +201,7 @@ MESH_PROCESS_API void mesh_free(Mesh *mesh);
  *     directory, the caller's business)
  * @ret_receiver: (out) (transfer full): an untyped receiver of every message
  *     every client sends (FIFO per client)
- * @error: why not
+ * @error: why not (MESH_PROCESS_ERROR_SHUT_DOWN after mesh_shutdown())
  *
  * Freeing the receiver does not stop listening: mesh_unlisten() does.
  * Checking for a live server connects to it once, as a client that leaves

@@ -105,7 +105,8 @@ MESH_REMOTE_API MeshSender *mesh_sender_from_port(MeshPort *port,
  * @receiver: a typed receiver
  * @timeout_us: microseconds to wait: 0 does not wait, -1 waits forever
  * @ret_msg: (out) (transfer full): the message (mesh_payload_message_free())
- * @error: why nothing was received
+ * @error: why nothing was received; MESH_ERROR_INVALID_ARGUMENT on an untyped
+ *     receiver (use mesh_receiver_recv_message())
  *
  * Returns: TRUE with a message, FALSE with @error set.
  */
@@ -223,13 +224,16 @@ MESH_REMOTE_API void mesh_oneshot_sender_free(MeshOneshotSender *sender);
 /**
  * mesh_oneshot_recv:
  * @receiver: a receiver, consumed when a value or a final error was
- *     returned; not on MESH_ERROR_EMPTY / MESH_ERROR_TIMED_OUT, after which
- *     the caller still owns it (and frees it if it does not try again).
+ *     returned; not on MESH_ERROR_EMPTY / MESH_ERROR_TIMED_OUT /
+ *     MESH_ERROR_INVALID_ARGUMENT, after which the caller still owns it (and
+ *     frees it if it does not try again).
  *     A caller that may stop waiting must pass @error to tell which.
  * @timeout_us: 0 does not wait, -1 waits forever
  * @ret_msg: (out) (transfer full): the value
  * @error: MESH_ERROR_CLOSED (sender dropped), MESH_ERROR_NODE_FAILURE,
- *     MESH_ERROR_CORRUPTION (undecodable, or a second message), EMPTY, TIMED_OUT
+ *     MESH_ERROR_CORRUPTION (undecodable, or a second message), EMPTY, TIMED_OUT,
+ *     MESH_ERROR_INVALID_ARGUMENT on an untyped receiver (use
+ *     mesh_oneshot_recv_message())
  *
  * Returns: TRUE with a value.
  */

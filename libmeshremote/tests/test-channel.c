@@ -189,6 +189,24 @@ START_TEST(test_untyped)
 	ck_assert_uint_eq(((Chantest__Add *)t)->b, 6);
 	mesh_payload_message_free(t);
 
+	/* A typed receive on an untyped receiver (or oneshot) says why it fails. */
+	GError *error = NULL;
+	ck_assert(!mesh_receiver_recv(r, 0, &t, &error));
+	ck_assert_msg(g_error_matches(error, MESH_ERROR, MESH_ERROR_INVALID_ARGUMENT) &&
+			      strstr(error->message, "untyped"),
+		      "%s", error ? error->message : "no error set");
+	g_clear_error(&error);
+	MeshOneshotSender *os;
+	MeshOneshotReceiver *orx;
+	mesh_oneshot_new(NULL, &os, &orx);
+	ck_assert(!mesh_oneshot_recv(orx, 0, &t, &error));
+	ck_assert_msg(g_error_matches(error, MESH_ERROR, MESH_ERROR_INVALID_ARGUMENT) &&
+			      strstr(error->message, "untyped"),
+		      "%s", error ? error->message : "no error set");
+	g_clear_error(&error);
+	mesh_oneshot_sender_free(os);
+	mesh_oneshot_receiver_free(orx); /* not consumed by that error */
+
 	mesh_sender_free(s);
 	mesh_sender_free(s2);
 	expect_error(r, 0, MESH_ERROR_CLOSED);
