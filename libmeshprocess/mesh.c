@@ -593,6 +593,7 @@ gboolean mesh_crash(Mesh *m, GPid pid, GError **error)
 
 char *mesh_inspect(Mesh *m, gint64 timeout_us)
 {
+	g_return_val_if_fail(m && timeout_us >= -1, NULL);
 	GString *out = g_string_new("{\"mesh\":");
 	char id[33];
 	guint64 rss;
@@ -635,7 +636,7 @@ char *mesh_inspect(Mesh *m, gint64 timeout_us)
 		mesh_sender_send(s, &req->base);
 		mesh_sender_free(s);
 	}
-	gint64 deadline = g_get_monotonic_time() + timeout_us;
+	gint64 deadline = timeout_us < 0 ? -1 : g_get_monotonic_time() + timeout_us;
 	for (guint i = 0; i < n; i++) {
 		if (i)
 			g_string_append_c(out, ',');
@@ -646,7 +647,7 @@ char *mesh_inspect(Mesh *m, gint64 timeout_us)
 				       mesh_uuid_to_string(entries->pdata[3 * i + 2], id));
 		ProtobufCMessage *reply = NULL;
 		GError *error = NULL;
-		gint64 left = MAX(deadline - g_get_monotonic_time(), 0);
+		gint64 left = deadline < 0 ? -1 : MAX(deadline - g_get_monotonic_time(), 0);
 		if (replies[i] && mesh_oneshot_recv(replies[i], left, &reply, &error)) {
 			g_string_append(out, ((MeshProcess__InspectReply *)reply)->json);
 			mesh_payload_message_free(reply);
@@ -868,6 +869,7 @@ MeshConnection *mesh_connect(const char *path, gint64 timeout_us, MeshSender **r
 
 gboolean mesh_connection_shutdown(MeshConnection *c, gint64 timeout_us)
 {
+	g_return_val_if_fail(timeout_us >= -1, FALSE);
 	if (!c)
 		return TRUE;
 	MeshNode *node = mesh_node_ref(mesh_unix_node_get_node(c->unode));
@@ -987,6 +989,9 @@ gboolean mesh_shutdown(Mesh *m, gint64 deadline_us, GError **error)
 {
 	gint64 deadline = deadline_us < 0 ? -1 : g_get_monotonic_time() + deadline_us;
 	gboolean clean;
+
+	if (!timeout_check(deadline_us, G_STRFUNC, error))
+		return FALSE; /* nothing done */
 
 	g_mutex_lock(&m->lock);
 	gboolean again = m->shut_down;

@@ -610,6 +610,10 @@ static gboolean leader_invite(MeshUnixNode *u, MeshPort *user_port, MeshInvitati
 gboolean mesh_unix_node_invite(MeshUnixNode *u, MeshPort *port, gint64 timeout_us,
 			       MeshInvitation **ret_invitation, GError **error)
 {
+	if (!timeout_check(timeout_us, G_STRFUNC, error)) {
+		mesh_port_close(port); /* taken in all cases */
+		return FALSE;
+	}
 	if (u->leader)
 		return leader_invite(u, port, ret_invitation, error);
 
@@ -658,6 +662,10 @@ static gboolean check_seqpacket(int fd, GError **error)
 MeshUnixNode *mesh_unix_node_join(MeshInvitation *inv, GMainContext *context, gint64 timeout_us,
 				  MeshPort **ret_port, GError **error)
 {
+	if (!timeout_check(timeout_us, G_STRFUNC, error)) {
+		mesh_invitation_free(inv); /* taken in all cases */
+		return NULL;
+	}
 	/*
 	 * Before making any fd: a missing socket (an inherited fd 3 that was
 	 * closed) must not be mistaken for the first fd we make ourselves.

@@ -384,8 +384,8 @@ static gboolean set_limits_cb(gpointer data)
 void mesh_unix_listener_set_handshake_limits(MeshUnixListener *l, gint64 timeout_us,
 					     guint max_pending)
 {
-	g_return_if_fail(l && max_pending > 0);
-	LimitsReq r = {l, timeout_us < 0 ? -1 : timeout_us, max_pending};
+	g_return_if_fail(l && max_pending > 0 && timeout_us >= -1);
+	LimitsReq r = {l, timeout_us, max_pending};
 	unix_run_sync(l->owner, set_limits_cb, &r);
 }
 
@@ -483,6 +483,8 @@ MeshUnixNode *mesh_unix_node_join_by_path(const char *path, GMainContext *contex
 	struct sockaddr_un addr = {.sun_family = AF_UNIX};
 	MeshUnixNode *u = NULL;
 
+	if (!timeout_check(timeout_us, G_STRFUNC, error))
+		return NULL;
 	if (strlen(path) >= sizeof(addr.sun_path)) {
 		g_set_error(error, MESH_ERROR, MESH_ERROR_INVALID_ARGUMENT,
 			    "socket path too long: %s", path);

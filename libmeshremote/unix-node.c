@@ -1230,6 +1230,7 @@ static gboolean peer_gone_first_locked(UnixConn *c)
 
 gboolean mesh_unix_node_shutdown(MeshUnixNode *u, gint64 timeout_us)
 {
+	g_return_val_if_fail(u && timeout_us >= -1, FALSE);
 	gint64 deadline = timeout_us < 0 ? -1 : g_get_monotonic_time() + timeout_us;
 	gboolean clean = TRUE, in_time = TRUE;
 

@@ -155,7 +155,8 @@ MESH_PROCESS_API gboolean mesh_crash(Mesh *mesh, GPid pid, GError **error);
 /**
  * mesh_inspect:
  * @mesh: a mesh
- * @timeout_us: how long to wait for the hosts' own reports
+ * @timeout_us: how long to wait for the hosts' own reports, -1 forever
+ *     (another negative value is a programmer error: a critical, and NULL)
  *
  * Returns: (transfer full): the tree as JSON: the mesh name, this process,
  * and each host by pid (name, node id, state, what the host reports of
@@ -173,7 +174,9 @@ MESH_PROCESS_API guint mesh_get_host_count(Mesh *mesh);
  * @mesh: a mesh
  * @deadline_us: how long to wait for the hosts to exit, -1 forever; after it,
  *     the remaining hosts are killed
- * @error: MESH_PROCESS_ERROR_TIMED_OUT if hosts had to be killed
+ * @error: MESH_PROCESS_ERROR_TIMED_OUT if hosts had to be killed;
+ *     MESH_ERROR_INVALID_ARGUMENT for a negative @deadline_us other than -1
+ *     (nothing is done)
  *
  * Closes every host's request channel (each host then shuts its node down
  * and exits), waits for every host, and shuts the parent's node down.
@@ -224,7 +227,8 @@ typedef struct MeshConnection MeshConnection;
 /**
  * mesh_connect:
  * @path: a listening mesh's socket path
- * @timeout_us: bound on joining (-1: none)
+ * @timeout_us: bound on joining (-1: none; another negative value:
+ *     MESH_ERROR_INVALID_ARGUMENT)
  * @ret_sender: (out) (transfer full): an untyped sender into the listener
  * @error: why not, in domain MESH_ERROR: MESH_ERROR_UNAVAILABLE when
  *     nothing listens on @path yet (no socket file, or nobody accepts behind
@@ -245,7 +249,8 @@ MESH_PROCESS_API MeshConnection *mesh_connect(const char *path, gint64 timeout_u
 /**
  * mesh_connection_shutdown:
  * @conn: (transfer full): a connection
- * @timeout_us: how long to wait for delivery
+ * @timeout_us: how long to wait for delivery, -1 forever (another negative
+ *     value is a programmer error: a critical, FALSE, and @conn is left alone)
  *
  * Delivers everything sent before, then disconnects and frees @conn.
  *

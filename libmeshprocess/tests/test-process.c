@@ -665,6 +665,58 @@ START_TEST(test_message_over_limits_to_host)
 }
 END_TEST
 
+static void count_criticals(const gchar *domain, GLogLevelFlags level, const gchar *message,
+			    gpointer data)
+{
+	g_atomic_int_inc((gint *)data);
+}
+
+/*
+ * Only -1 means "no limit": another negative timeout fails at once, with
+ * MESH_ERROR_INVALID_ARGUMENT where the call takes a GError, else with a
+ * critical (g_return_val_if_fail()) and the failure value; nothing waits.
+ */
+START_TEST(test_negative_timeouts)
+{
+	GError *error = NULL;
+	gint criticals = 0;
+	alarm(20);
+	guint h1 = g_log_set_handler("MeshProcess", G_LOG_LEVEL_CRITICAL, count_criticals,
+				     &criticals);
+	guint h2 = g_log_set_handler("MeshRemote", G_LOG_LEVEL_CRITICAL, count_criticals,
+				     &criticals);
+
+	ck_assert(!mesh_shutdown(mesh, -5, &error));
+	ck_assert_msg(g_error_matches(error, MESH_ERROR, MESH_ERROR_INVALID_ARGUMENT), "%s",
+		      error->message);
+	g_clear_error(&error);
+	ck_assert_ptr_null(mesh_inspect(mesh, -5));
+	ck_assert_int_eq(g_atomic_int_get(&criticals), 1);
+	MeshSender *s = NULL;
+	ck_assert_ptr_null(mesh_connect("/nonexistent/s.sock", -5, &s, &error));
+	ck_assert_msg(g_error_matches(error, MESH_ERROR, MESH_ERROR_INVALID_ARGUMENT), "%s",
+		      error->message);
+	g_clear_error(&error);
+	ck_assert(!mesh_connection_shutdown(NULL, -5));
+	ck_assert_int_eq(g_atomic_int_get(&criticals), 2);
+
+	/* The mesh was not shut down: it still launches, and -1 waits. */
+	Host h = launch("echo", NULL, NULL);
+	send_text(h.work, "one");
+	char *t = recv_text(h.results);
+	ck_assert_str_eq(t, "one");
+	g_free(t);
+	char *json = mesh_inspect(mesh, -1);
+	ck_assert_msg(strstr(json, "\"echo\""), "%s", json);
+	g_free(json);
+	host_close(&h);
+	wait_hosts_gone();
+	g_log_remove_handler("MeshProcess", h1);
+	g_log_remove_handler("MeshRemote", h2);
+	alarm(0);
+}
+END_TEST
+
 /* A launch after mesh_shutdown() says the mesh is shut down. */
 START_TEST(test_launch_after_shutdown)
 {
@@ -1042,6 +1094,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_host_dies_before_joining);
 	tcase_add_test(tc, test_launch_after_shutdown);
 	tcase_add_test(tc, test_message_over_limits_to_host);
+	tcase_add_test(tc, test_negative_timeouts);
 	suite_add_tcase(s, tc);
 	TCase *tc2 = tcase_create("host-side");
 	tcase_set_timeout(tc2, 120);
