@@ -651,7 +651,17 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 		goto drop;
 	}
 	if (remote_node_is_failed(remote)) {
-		/* Dropped: the ports and fds it carries are released (closed) here. */
+		/* Dropped: its fds are closed, the ports it carries fail. */
+		if (msg) {
+			GError *e = mesh_error_node_failure(
+				&remote->id, "the node the message was sent to failed");
+			Deferred d;
+			deferred_init(&d);
+			port_fail_message_ports(msg, &remote->id, e, &d);
+			deferred_run(&d);
+			g_error_free(e);
+			ev->message = msg = NULL;
+		}
 		goto drop;
 	}
 	if (msg) {

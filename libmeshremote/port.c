@@ -620,8 +620,12 @@ gboolean port_send(MeshPort *p, MeshMessage *msg, gboolean close)
 		deferred_event(&d, &p->peer, ev, p->node);
 		sent = TRUE;
 	}
+	if (msg && p->state == PORT_FAILED)
+		/* Dropped: the ports it carries fail for the same cause, not close. */
+		port_fail_message_ports(msg, &p->culprit, p->error, &d);
+	else
+		deferred_release_message(&d, msg); /* a closed port drops it */
 	g_mutex_unlock(&p->lock);
-	deferred_release_message(&d, msg); /* a closed or failed port drops it */
 	deferred_run(&d);
 	return sent;
 }
