@@ -771,7 +771,8 @@ static char *env_invitation(int socket_fd)
 	b[0] = 0x12, b[1] = (guint8)ia->len; /* address */
 	g_byte_array_append(env, b, 2);
 	g_byte_array_append(env, ia->data, ia->len);
-	guint32 zz = (guint32)((socket_fd << 1) ^ (socket_fd >> 31)); /* sint32 */
+	/* sint32: zigzag */
+	guint32 zz = socket_fd < 0 ? ((guint32)(-(socket_fd + 1)) << 1) | 1 : (guint32)socket_fd << 1;
 	b[0] = 0x18;
 	g_byte_array_append(env, b, 1);
 	do {
