@@ -169,10 +169,17 @@ gboolean mesh_try_run_host(const char *base_name, MeshHostFunc func, gpointer us
 	if (!ok)
 		return FALSE;
 	if (!env->address || !process_address_read(env->address->local_addr, &ln, &lp) ||
-	    !process_address_read(env->address->remote_addr, &rn, &rp) || env->socket_fd < 0) {
+	    !process_address_read(env->address->remote_addr, &rn, &rp)) {
 		mesh_payload_message_free(&env->base);
 		g_set_error(error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_INVITATION,
 			    "invitation without addresses");
+		return FALSE;
+	}
+	if (env->socket_fd < 0) {
+		g_set_error(error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_INVITATION,
+			    "invitation with socket fd %d: no socket to the parent",
+			    (int)env->socket_fd);
+		mesh_payload_message_free(&env->base);
 		return FALSE;
 	}
 	/*

@@ -399,6 +399,18 @@ static gboolean host_exited_cb(gint fd, GIOCondition cond, gpointer data)
 
 /* Launching. */
 
+/* TRUE, with @error set, once mesh_shutdown() began: no more hosts or listeners. */
+static gboolean is_shut_down(Mesh *m, GError **error)
+{
+	g_mutex_lock(&m->lock);
+	gboolean down = m->shut_down;
+	g_mutex_unlock(&m->lock);
+	if (down)
+		g_set_error(error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_SHUT_DOWN,
+			    "mesh %s: the mesh is shut down", m->name);
+	return down;
+}
+
 static char *encode_env_invitation(const char *node_name, MeshInvitation *inv)
 {
 	MeshNodeId ln, rn;
@@ -510,6 +522,10 @@ GPid mesh_launch_host(Mesh *m, const MeshProcessConfig *config, MeshMessage *ini
 	MeshReceiver *requests_recv, *boot_recv;
 	MeshInvitation *inv = NULL;
 
+	if (is_shut_down(m, error)) {
+		mesh_message_free(initial);
+		return 0;
+	}
 	mesh_channel_new(&mesh_process__host_request__descriptor, &requests, &requests_recv);
 	mesh_channel_new(NULL, &boot, &boot_recv);
 	if (!mesh_unix_node_invite(m->unode, mesh_receiver_into_port(boot_recv), 0, &inv, error)) {
@@ -577,6 +593,7 @@ gboolean mesh_crash(Mesh *m, GPid pid, GError **error)
 
 char *mesh_inspect(Mesh *m, gint64 timeout_us)
 {
+	g_return_val_if_fail(m && timeout_us >= -1, NULL);
 	GString *out = g_string_new("{\"mesh\":");
 	char id[33];
 	guint64 rss;
@@ -619,7 +636,7 @@ char *mesh_inspect(Mesh *m, gint64 timeout_us)
 		mesh_sender_send(s, &req->base);
 		mesh_sender_free(s);
 	}
-	gint64 deadline = g_get_monotonic_time() + timeout_us;
+	gint64 deadline = timeout_us < 0 ? -1 : g_get_monotonic_time() + timeout_us;
 	for (guint i = 0; i < n; i++) {
 		if (i)
 			g_string_append_c(out, ',');
@@ -630,7 +647,7 @@ char *mesh_inspect(Mesh *m, gint64 timeout_us)
 				       mesh_uuid_to_string(entries->pdata[3 * i + 2], id));
 		ProtobufCMessage *reply = NULL;
 		GError *error = NULL;
-		gint64 left = MAX(deadline - g_get_monotonic_time(), 0);
+		gint64 left = deadline < 0 ? -1 : MAX(deadline - g_get_monotonic_time(), 0);
 		if (replies[i] && mesh_oneshot_recv(replies[i], left, &reply, &error)) {
 			g_string_append(out, ((MeshProcess__InspectReply *)reply)->json);
 			mesh_payload_message_free(reply);
@@ -801,6 +818,8 @@ gboolean mesh_listen(Mesh *m, const char *path, gboolean allow_other_users,
 		     MeshReceiver **ret_receiver, GError **error)
 {
 	ListenReq r = {.mesh = m, .path = path, .allow_other_users = allow_other_users};
+	if (is_shut_down(m, error))
+		return FALSE;
 	run_sync(m, listen_cb, &r);
 	if (r.error) {
 		g_propagate_error(error, r.error);
@@ -850,6 +869,7 @@ MeshConnection *mesh_connect(const char *path, gint64 timeout_us, MeshSender **r
 
 gboolean mesh_connection_shutdown(MeshConnection *c, gint64 timeout_us)
 {
+	g_return_val_if_fail(timeout_us >= -1, FALSE);
 	if (!c)
 		return TRUE;
 	MeshNode *node = mesh_node_ref(mesh_unix_node_get_node(c->unode));
@@ -970,9 +990,15 @@ gboolean mesh_shutdown(Mesh *m, gint64 deadline_us, GError **error)
 	gint64 deadline = deadline_us < 0 ? -1 : g_get_monotonic_time() + deadline_us;
 	gboolean clean;
 
-	if (m->shut_down)
-		return TRUE;
+	if (!timeout_check(deadline_us, G_STRFUNC, error))
+		return FALSE; /* nothing done */
+
+	g_mutex_lock(&m->lock);
+	gboolean again = m->shut_down;
 	m->shut_down = TRUE;
+	g_mutex_unlock(&m->lock);
+	if (again)
+		return TRUE;
 	run_sync(m, close_requests_cb, m);
 	clean = wait_hosts(m, deadline);
 	if (!clean) {
@@ -1011,8 +1037,7 @@ void mesh_free(Mesh *m)
 {
 	if (!m)
 		return;
-	if (!m->shut_down)
-		mesh_shutdown(m, 0, NULL);
+	mesh_shutdown(m, 0, NULL); /* at once, unless it was shut down already */
 	run_sync(m, drop_hosts_cb, m);
 	mesh_unix_node_free(m->unode);
 	mesh_node_unref(m->node);

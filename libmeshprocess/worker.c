@@ -142,6 +142,7 @@ gboolean mesh_worker_context_wait_stop(MeshWorkerContext *ctx, gint64 timeout_us
 	gint64 deadline = timeout_us < 0 ? -1 : g_get_monotonic_time() + timeout_us;
 
 	g_return_val_if_fail(ctx, TRUE);
+	g_return_val_if_fail(timeout_us >= -1, FALSE);
 	while (!ctx->stop) {
 		gint64 wait = deadline < 0 ? -1 : MAX(deadline - g_get_monotonic_time(), 0);
 		ProtobufCMessage *msg = NULL;
@@ -427,6 +428,10 @@ MeshWorkerHandle *mesh_worker_host_launch(MeshWorkerHost *host, const char *name
 					  GError **error)
 {
 	g_return_val_if_fail(host && name, NULL);
+	if (!timeout_check(timeout_us, G_STRFUNC, error)) {
+		mesh_message_free(parameters); /* taken in all cases */
+		return NULL;
+	}
 	MeshWorkerHandle *handle = mesh_worker_host_start(host, name, parameters);
 	MeshWorkerEvent ev;
 	char *message = NULL;
@@ -481,6 +486,8 @@ gboolean mesh_worker_handle_next_event(MeshWorkerHandle *handle, gint64 timeout_
 	g_return_val_if_fail(handle && ret_event, FALSE);
 	if (ret_error_message)
 		*ret_error_message = NULL;
+	if (!timeout_check(timeout_us, G_STRFUNC, error))
+		return FALSE;
 	while (!handle->ended) {
 		gint64 wait = deadline < 0 ? -1 : MAX(deadline - g_get_monotonic_time(), 0);
 		ProtobufCMessage *msg = NULL;
@@ -534,6 +541,8 @@ gboolean mesh_worker_handle_join(MeshWorkerHandle *handle, gint64 timeout_us, GE
 	gint64 deadline = timeout_us < 0 ? -1 : g_get_monotonic_time() + timeout_us;
 
 	g_return_val_if_fail(handle, FALSE);
+	if (!timeout_check(timeout_us, G_STRFUNC, error))
+		return FALSE;
 	for (;;) {
 		gint64 wait = deadline < 0 ? -1 : MAX(deadline - g_get_monotonic_time(), 0);
 		MeshWorkerEvent ev;

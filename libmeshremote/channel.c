@@ -837,7 +837,15 @@ static gboolean receiver_recv_next(MeshReceiver *r, gint64 timeout_us,
 gboolean mesh_receiver_recv(MeshReceiver *receiver, gint64 timeout_us, ProtobufCMessage **ret_msg,
 			    GError **error)
 {
-	g_return_val_if_fail(receiver && receiver->desc && ret_msg, FALSE);
+	g_return_val_if_fail(receiver && ret_msg, FALSE);
+	if (!timeout_check(timeout_us, G_STRFUNC, error))
+		return FALSE;
+	if (!receiver->desc) {
+		g_set_error(error, MESH_ERROR, MESH_ERROR_INVALID_ARGUMENT,
+			    "mesh_receiver_recv() on an untyped receiver: use "
+			    "mesh_receiver_recv_message()");
+		return FALSE;
+	}
 	return receiver_recv_next(receiver, timeout_us, receiver->desc, ret_msg, NULL, error);
 }
 
@@ -845,6 +853,8 @@ gboolean mesh_receiver_recv_message(MeshReceiver *receiver, gint64 timeout_us,
 				    MeshMessage **ret_msg, GError **error)
 {
 	g_return_val_if_fail(receiver && ret_msg, FALSE);
+	if (!timeout_check(timeout_us, G_STRFUNC, error))
+		return FALSE;
 	return receiver_recv_next(receiver, timeout_us, NULL, NULL, ret_msg, error);
 }
 

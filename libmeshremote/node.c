@@ -608,45 +608,80 @@ static MeshNodeId name_local_port(MeshPort *p, MeshNode *from)
 
 /*
  * Whether @msg (@size bytes on the wire with its framing) can go to
- * another node; if not, says why. Over the receiver's limits, its seq would
+ * another node: NULL, or why not. Over the receiver's limits, its seq would
  * never come and the ports it moves would hang; an fd that is not open, or
  * more fds than the transport carries in one event, would end the whole
  * connection. Cheap without resources (the send fast path).
  */
-static gboolean message_fits(MeshNode *from, MeshMessage *msg, size_t size)
+static GError *message_fits(MeshNode *from, MeshMessage *msg, size_t size)
 {
 	size_t n_res = mesh_message_get_n_resources(msg);
 
-	if (n_res > MESH_EVENT_MAX_RESOURCES || size > MESH_EVENT_MAX_MESSAGE_SIZE) {
-		g_warning("mesh: a message of %zu bytes with %zu resources is over the "
-			  "limits of a node (%u, %u): the port fails instead",
-			  size, n_res, MESH_EVENT_MAX_MESSAGE_SIZE, MESH_EVENT_MAX_RESOURCES);
-		return FALSE;
-	}
+	if (n_res > MESH_EVENT_MAX_RESOURCES || size > MESH_EVENT_MAX_MESSAGE_SIZE)
+		return g_error_new(MESH_ERROR, MESH_ERROR_MESSAGE_TOO_LARGE,
+				   "%s: a message of %zu bytes with %zu resources is over a "
+				   "node's limits (%u bytes, %u resources): it was not sent",
+				   n_res > MESH_EVENT_MAX_RESOURCES ? "too many resources"
+								    : "message too large",
+				   size, n_res, MESH_EVENT_MAX_MESSAGE_SIZE,
+				   MESH_EVENT_MAX_RESOURCES);
 	size_t n_fds = 0;
 	for (size_t i = 0; i < n_res; i++) {
 		int fd = mesh_payload_resources_peek_fd(msg->res, i);
 		if (fd == -EINVAL)
 			continue; /* a port, or an empty slot */
-		if (fd < 0 || fcntl(fd, F_GETFD) < 0) {
-			g_warning("mesh: a message with an fd that is not open (resource %zu, fd %d): "
-				  "the port fails instead", i, fd);
-			return FALSE;
-		}
+		if (fd < 0 || fcntl(fd, F_GETFD) < 0)
+			return g_error_new(MESH_ERROR, MESH_ERROR_INVALID_ARGUMENT,
+					   "a message with an fd that is not open (resource %zu, "
+					   "fd %d): it was not sent",
+					   i, fd);
 		n_fds++;
 	}
 	NodeMaxFdsFunc max_fds = n_fds ? g_atomic_pointer_get(&from->max_fds) : NULL;
 	if (max_fds) {
 		gsize event_size = MESH_EVENT_HEADER_SIZE + n_res * MESH_RESOURCE_DATA_SIZE + size;
 		gsize max = max_fds(event_size);
-		if (n_fds > max) {
-			g_warning("mesh: a message of %zu bytes with %zu fds is over the %zu fds the "
-				  "transport carries in such an event: the port fails instead",
-				  size, n_fds, (size_t)max);
-			return FALSE;
-		}
+		if (n_fds > max)
+			return g_error_new(MESH_ERROR, MESH_ERROR_MESSAGE_TOO_LARGE,
+					   "too many fds: a message of %zu bytes with %zu fds is "
+					   "over the %zu fds the transport carries in such an "
+					   "event: it was not sent",
+					   size, n_fds, (size_t)max);
 	}
-	return TRUE;
+	return NULL;
+}
+
+/*
+ * The port of @from whose peer (or, proxying, target) is @dest on @remote
+ * fails with @error: it sent what cannot go. Rare (a message over the
+ * limits): a walk of the table is fine.
+ */
+static void fail_sending_port(MeshNode *from, MeshRemoteNode *remote, const MeshPortId *dest,
+			      const GError *error)
+{
+	MeshPort *found = NULL;
+
+	/* References under the node's lock, states under each port's (lock order). */
+	g_mutex_lock(&from->lock);
+	GList *ports = g_hash_table_get_values(from->ports);
+	for (GList *l = ports; l; l = l->next)
+		port_ref(l->data);
+	g_mutex_unlock(&from->lock);
+	for (GList *l = ports; l; l = l->next) {
+		MeshPort *p = l->data;
+		g_mutex_lock(&p->lock);
+		gboolean match = (p->peer.remote == remote && mesh_uuid_equal(&p->peer.id, dest)) ||
+				 (p->target.remote == remote && mesh_uuid_equal(&p->target.id, dest));
+		g_mutex_unlock(&p->lock);
+		if (match && !found)
+			found = port_ref(p);
+		port_unref(p);
+	}
+	g_list_free(ports);
+	if (found) {
+		port_fail_error(found, NULL, error, error->message);
+		port_unref(found);
+	}
 }
 
 void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPortId *dest,
@@ -667,7 +702,17 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 		goto drop;
 	}
 	if (remote_node_is_failed(remote)) {
-		/* Dropped: the ports and fds it carries are released (closed) here. */
+		/* Dropped: its fds are closed, the ports it carries fail. */
+		if (msg) {
+			GError *e = mesh_error_node_failure(
+				&remote->id, "the node the message was sent to failed");
+			Deferred d;
+			deferred_init(&d);
+			port_fail_message_ports(msg, &remote->id, e, &d);
+			deferred_run(&d);
+			g_error_free(e);
+			ev->message = msg = NULL;
+		}
 		goto drop;
 	}
 	if (msg) {
@@ -678,12 +723,20 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 			goto drop;
 		}
 		size_t n_res = mesh_message_get_n_resources(msg);
-		if (!message_fits(from, msg, head_len + msg->size)) {
+		GError *too_large = message_fits(from, msg, head_len + msg->size);
+		if (too_large) {
 			/*
 			 * The peer port fails in its place (same seq), and only
 			 * it: the resources are released.
 			 */
-			mesh_message_free(msg);
+			g_debug("mesh: %s", too_large->message);
+			/* The ports it carried fail, and so does the port that sent it. */
+			Deferred d;
+			deferred_init(&d);
+			port_fail_message_ports(msg, NULL, too_large, &d);
+			deferred_run(&d);
+			fail_sending_port(from, remote, dest, too_large);
+			g_error_free(too_large);
 			ev->message = msg = NULL;
 			ev->type = MESH_EVENT_FAIL_PORT;
 			ev->flags = 0;
@@ -1007,6 +1060,7 @@ void mesh_node_receive_event_full(MeshNode *node, const MeshNodeId *from, const 
 	}
 	case MESH_EVENT_FAIL_PORT:
 		mesh_event_read_fail_port(&view, &ev->culprit);
+		ev->culprit_is_sender = mesh_uuid_equal(&ev->culprit, from);
 		break;
 	case MESH_EVENT_PROXY_DONE:
 		ev->culprit = *from; /* the port heeds it only from the node it moved from */

@@ -311,7 +311,16 @@ gboolean mesh_oneshot_recv(MeshOneshotReceiver *receiver, gint64 timeout_us,
 {
 	MeshMessage *msg;
 
-	g_return_val_if_fail(receiver && receiver->desc && ret_msg, FALSE);
+	g_return_val_if_fail(receiver && ret_msg, FALSE);
+	if (!timeout_check(timeout_us, G_STRFUNC, error))
+		return FALSE; /* not consumed, as after TIMED_OUT */
+	if (!receiver->desc) {
+		/* The receiver stays the caller's, as after EMPTY or TIMED_OUT. */
+		g_set_error(error, MESH_ERROR, MESH_ERROR_INVALID_ARGUMENT,
+			    "mesh_oneshot_recv() on an untyped oneshot receiver: use "
+			    "mesh_oneshot_recv_message()");
+		return FALSE;
+	}
 	const ProtobufCMessageDescriptor *desc = receiver->desc;
 	if (!oneshot_wait(receiver, timeout_us, &msg, error))
 		return FALSE;
@@ -325,6 +334,8 @@ gboolean mesh_oneshot_recv_message(MeshOneshotReceiver *receiver, gint64 timeout
 	MeshMessage *msg;
 
 	g_return_val_if_fail(receiver && ret_msg, FALSE);
+	if (!timeout_check(timeout_us, G_STRFUNC, error))
+		return FALSE; /* not consumed, as after TIMED_OUT */
 	if (!oneshot_wait(receiver, timeout_us, &msg, error))
 		return FALSE;
 	if (message_ensure_bytes(msg, error) < 0) {

@@ -229,18 +229,84 @@ static void port_check_move_locked(MeshPort *p, Deferred *d)
 		port_end_move_locked(p, d);
 }
 
+typedef struct {
+	MeshPort *port;
+	MeshNodeId culprit;
+	GError *error;
+	char *reason;
+} FailPortCall;
+
+static void fail_port_call_run(void *data)
+{
+	FailPortCall *c = data;
+	port_fail_error(c->port, &c->culprit, c->error, c->reason);
+	mesh_port_close(c->port); /* the message's reference */
+	g_error_free(c->error);
+	g_free(c->reason);
+	g_free(c);
+}
+
+void port_fail_message_ports(MeshMessage *msg, const MeshNodeId *culprit, const GError *error,
+			     Deferred *d)
+{
+	if (!msg)
+		return;
+	guint n = mesh_message_get_n_resources(msg);
+	for (guint i = 0; i < n; i++) {
+		if (!msg->res ||
+		    mesh_payload_resources_get_kind(msg->res, i) != MESH_PAYLOAD_RESOURCE_PORT)
+			continue;
+		MeshPort *x = mesh_message_steal_port(msg, i);
+		if (!x)
+			continue;
+		FailPortCall *c = g_new0(FailPortCall, 1);
+		c->port = x;
+		if (culprit)
+			c->culprit = *culprit;
+		c->error = g_error_copy(error);
+		c->reason = g_strdup(error->message);
+		deferred_call(d, fail_port_call_run, c);
+	}
+	deferred_release_message(d, msg);
+}
+
+/* Drops the events waiting in the heap of a port that failed: their ports fail too. */
+static void heap_fail_all(MeshPort *p, Deferred *d)
+{
+	for (guint i = 0; i < p->heap->len; i++) {
+		Event *ev = p->heap->pdata[i];
+		port_fail_message_ports(ev->message, &p->culprit, p->error, d);
+		ev->message = NULL;
+		event_discard(ev, d);
+	}
+	g_ptr_array_set_size(p->heap, 0);
+}
+
 void port_fail_locked(MeshPort *p, const MeshNodeId *culprit, const char *reason, Deferred *d)
+{
+	if (p->state == PORT_DONE || p->state == PORT_FAILED)
+		return;
+	MeshNodeId blamed = {{0}};
+	if (culprit)
+		blamed = *culprit;
+	port_fail_error_locked(p, culprit, mesh_error_node_failure(&blamed, reason), reason, d);
+}
+
+void port_fail_error_locked(MeshPort *p, const MeshNodeId *culprit, GError *error,
+			    const char *reason, Deferred *d)
 {
 	PortState prev = p->state;
 	MeshNodeId blamed = {{0}};
 
-	if (prev == PORT_DONE || prev == PORT_FAILED)
+	if (prev == PORT_DONE || prev == PORT_FAILED) {
+		g_error_free(error);
 		return;
+	}
 	if (culprit)
 		blamed = *culprit;
 	p->state = PORT_FAILED;
 	p->culprit = blamed;
-	p->error = mesh_error_node_failure(&blamed, reason);
+	p->error = error;
 	g_debug("port failed: %s", p->error->message);
 	if (p->handler && !p->local_closed)
 		p->handler->fail(p, p->handler_data, p->error, d);
@@ -258,7 +324,7 @@ void port_fail_locked(MeshPort *p, const MeshNodeId *culprit, const char *reason
 		ev->reason = g_strdup(reason);
 		deferred_event(d, &p->target, ev, p->node);
 	}
-	heap_discard_all(p, d);
+	heap_fail_all(p, d);
 	port_end_move_locked(p, d);
 	port_disassociate_locked(p, d);
 	peer_addr_defer_clear(&p->peer, d);
@@ -451,13 +517,33 @@ static void start_proxy(MeshPort *p, guint64 first_seq, guint64 change_seq, gboo
 
 void port_receive_locked(MeshPort *p, Event *ev, Deferred *d)
 {
-	if (p->state == PORT_DONE || p->state == PORT_FAILED) {
+	if (p->state == PORT_FAILED) {
+		/* Never delivered: the ports it carries fail for the same cause. */
+		port_fail_message_ports(ev->message, &p->culprit, p->error, d);
+		ev->message = NULL;
+		event_discard(ev, d);
+		return;
+	}
+	if (p->state == PORT_DONE) {
 		event_discard(ev, d);
 		return;
 	}
 	switch (ev->type) {
 	case MESH_EVENT_FAIL_PORT:
-		port_fail_locked(p, &ev->culprit, ev->reason ? ev->reason : "the peer port failed", d);
+		if (ev->culprit_is_sender) {
+			/* Not a node failure: that node, still up, failed the port. */
+			char id[33];
+			const char *why = ev->reason ? ev->reason
+						     : "a message over a node's limits, or a "
+						       "fault on that node";
+			GError *e = g_error_new(MESH_ERROR, MESH_ERROR_NODE_FAILURE,
+						"node %s failed the peer port (%s)",
+						mesh_uuid_to_string(&ev->culprit, id), why);
+			port_fail_error_locked(p, &ev->culprit, e, why, d);
+		} else {
+			port_fail_locked(p, &ev->culprit,
+					 ev->reason ? ev->reason : "the peer port failed", d);
+		}
 		event_discard(ev, d);
 		return;
 	case MESH_EVENT_ACK_PORT:
@@ -534,8 +620,12 @@ gboolean port_send(MeshPort *p, MeshMessage *msg, gboolean close)
 		deferred_event(&d, &p->peer, ev, p->node);
 		sent = TRUE;
 	}
+	if (msg && p->state == PORT_FAILED)
+		/* Dropped: the ports it carries fail for the same cause, not close. */
+		port_fail_message_ports(msg, &p->culprit, p->error, &d);
+	else
+		deferred_release_message(&d, msg); /* a closed port drops it */
 	g_mutex_unlock(&p->lock);
-	deferred_release_message(&d, msg); /* a closed or failed port drops it */
 	deferred_run(&d);
 	return sent;
 }
@@ -756,6 +846,18 @@ void mesh_port_bridge(MeshPort *a, MeshPort *b)
 	deferred_run(&d);
 	port_unref(a);
 	port_unref(b);
+}
+
+void port_fail_error(MeshPort *p, const MeshNodeId *culprit, const GError *error,
+		     const char *reason)
+{
+	Deferred d;
+
+	deferred_init(&d);
+	g_mutex_lock(&p->lock);
+	port_fail_error_locked(p, culprit, g_error_copy(error), reason, &d);
+	g_mutex_unlock(&p->lock);
+	deferred_run(&d);
 }
 
 void port_fail(MeshPort *p, const char *reason)

@@ -35,6 +35,8 @@ typedef struct {
 typedef struct {
 	MeshEventType type;
 	guint8 flags;
+	/* FAIL_PORT from another node that blames itself: it failed the port, it did not fail */
+	guint8 culprit_is_sender;
 	guint64 seq;
 	MeshMessage *message; /* MESSAGE with MESH_EVENT_FLAG_MESSAGE */
 	PeerAddr new_peer;    /* CHANGE_PEER */
@@ -43,6 +45,24 @@ typedef struct {
 			       * PROXY_DONE: the node it came from */
 	char *reason;         /* FAIL_PORT: readable cause, local delivery only */
 } Event;
+
+/*
+ * A timeout argument, in microseconds: -1 waits without limit, 0 does not
+ * wait, more waits that long. Any other negative value is the caller's
+ * mistake: a public call that takes a GError fails at once with
+ * MESH_ERROR_INVALID_ARGUMENT (this returns FALSE, @error set); one without
+ * a GError checks it with g_return_val_if_fail() (a critical, and the call
+ * returns its failure value at once). No call waits forever for it.
+ */
+static inline gboolean timeout_check(gint64 timeout_us, const char *func, GError **error)
+{
+	if (G_LIKELY(timeout_us >= -1))
+		return TRUE;
+	g_set_error(error, MESH_ERROR, MESH_ERROR_INVALID_ARGUMENT,
+		    "%s: a timeout of %" G_GINT64_FORMAT " us: -1 (no limit) or >= 0 expected",
+		    func, timeout_us);
+	return FALSE;
+}
 
 /* Channel framing of a message on the wire (upstream ChannelPayload). */
 typedef enum {
@@ -339,6 +359,22 @@ void port_deliver(MeshPort *port, Event *ev);
 void port_receive_locked(MeshPort *port, Event *ev, Deferred *d);
 void port_fail_locked(MeshPort *port, const MeshNodeId *culprit, const char *reason,
 		      Deferred *d);
+/*
+ * Fails @port with @error (taken) instead of a node failure built from
+ * @culprit and @reason; @reason goes with the FAIL_PORT its peer gets.
+ */
+void port_fail_error_locked(MeshPort *port, const MeshNodeId *culprit, GError *error,
+			    const char *reason, Deferred *d);
+/* From any thread, no lock held: as port_fail_error_locked(). */
+void port_fail_error(MeshPort *port, const MeshNodeId *culprit, const GError *error,
+		     const char *reason);
+/*
+ * A message that will never be delivered (its port failed, or it is over
+ * the limits) is released; the ports it carries fail with @error (copied)
+ * after @d runs, so that their peers hear why rather than a bare close.
+ */
+void port_fail_message_ports(MeshMessage *msg, const MeshNodeId *culprit, const GError *error,
+			     Deferred *d);
 /* Sends a message (taken) to the peer; FALSE if the port cannot send (dropped). */
 gboolean port_send(MeshPort *port, MeshMessage *msg, gboolean close);
 void port_set_handler(MeshPort *port, const PortHandler *handler, void *data);

@@ -268,6 +268,10 @@ gboolean mesh_rpc_call(MeshSender *sender, ProtobufCMessage *input,
 	GError *err = NULL;
 
 	g_return_val_if_fail(sender && input && reply_desc && ret_reply, FALSE);
+	if (!timeout_check(timeout_us, G_STRFUNC, error)) {
+		mesh_payload_message_free(input); /* taken in all cases; nothing is sent */
+		return FALSE;
+	}
 
 	/* {1: input, 2: reply port} */
 	GByteArray *bytes = g_byte_array_new();
@@ -371,6 +375,8 @@ gboolean mesh_receiver_recv_rpc(MeshReceiver *receiver, const ProtobufCMessageDe
 	MeshPort *port;
 
 	g_return_val_if_fail(receiver && input_desc && ret_rpc, FALSE);
+	if (!timeout_check(timeout_us, G_STRFUNC, error))
+		return FALSE;
 	for (;;) {
 		gint64 left = timeout_us;
 		if (timeout_us > 0) {

@@ -610,6 +610,10 @@ static gboolean leader_invite(MeshUnixNode *u, MeshPort *user_port, MeshInvitati
 gboolean mesh_unix_node_invite(MeshUnixNode *u, MeshPort *port, gint64 timeout_us,
 			       MeshInvitation **ret_invitation, GError **error)
 {
+	if (!timeout_check(timeout_us, G_STRFUNC, error)) {
+		mesh_port_close(port); /* taken in all cases */
+		return FALSE;
+	}
 	if (u->leader)
 		return leader_invite(u, port, ret_invitation, error);
 
@@ -658,6 +662,10 @@ static gboolean check_seqpacket(int fd, GError **error)
 MeshUnixNode *mesh_unix_node_join(MeshInvitation *inv, GMainContext *context, gint64 timeout_us,
 				  MeshPort **ret_port, GError **error)
 {
+	if (!timeout_check(timeout_us, G_STRFUNC, error)) {
+		mesh_invitation_free(inv); /* taken in all cases */
+		return NULL;
+	}
 	/*
 	 * Before making any fd: a missing socket (an inherited fd 3 that was
 	 * closed) must not be mistaken for the first fd we make ourselves.
@@ -680,6 +688,8 @@ MeshUnixNode *mesh_unix_node_join(MeshInvitation *inv, GMainContext *context, gi
 	MeshRemoteNode *leader = mesh_node_add_remote(u->node, &inv->remote_node);
 	MeshPort *p = mesh_node_add_port(u->node, &inv->local_port, &inv->remote_node,
 					 &inv->remote_port);
+	u->joined = TRUE;
+	u->leader_node = inv->remote_node;
 	gboolean connected = mesh_unix_node_connect_take(u, &inv->remote_node,
 							 mesh_invitation_steal_fd(inv), error);
 	mesh_remote_node_unref(leader);

@@ -6,7 +6,8 @@
  * Invitation with its socket attached, and hands the port to the listener's
  * function. It never reads a client's data and never blocks on one. The
  * client reads one bounded frame (4 KiB, 4 fds), closes the stream and
- * joins.
+ * joins. A client the server refuses (its uid) gets a refusal frame
+ * instead: fd_count FRAME_REFUSED, and data_len bytes of text saying why.
  *
  * Until the client closes its stream, the handshake is pending: the server
  * holds the stream and the connection made for the invited node. Pending
@@ -30,6 +31,8 @@
 #define FRAME_HEADER_SIZE 8
 #define FRAME_MAX_DATA 4096
 #define FRAME_MAX_FDS 4
+/* fd_count of a refusal frame: its data is the reason, text, no fds. */
+#define FRAME_REFUSED 0xffffffffu
 #define DEFAULT_HANDSHAKE_TIMEOUT_US (5 * G_USEC_PER_SEC)
 #define DEFAULT_MAX_PENDING 64
 #define LOG_INTERVAL_US G_USEC_PER_SEC
@@ -103,6 +106,18 @@ static gboolean send_invitation(int client, MeshInvitation *inv)
 	mesh_payload_resources_free(res);
 	mesh_payload_message_free(msg);
 	return ok;
+}
+
+/* Tells a refused client why, without blocking (a fresh stream has room), and closes it. */
+static void send_refusal(int client, const char *why)
+{
+	uint8_t header[FRAME_HEADER_SIZE];
+	size_t len = MIN(strlen(why), FRAME_MAX_DATA);
+	put_le32(header, (uint32_t)len);
+	put_le32(header + 4, FRAME_REFUSED);
+	struct iovec iov[2] = {{header, sizeof(header)}, {(void *)why, len}};
+	(void)pal_send_with_fds(client, iov, 2, NULL, 0, MSG_DONTWAIT);
+	close(client);
 }
 
 /* Counts a dropped client (a peer fault); says so at most once a second, at debug level. */
@@ -225,7 +240,7 @@ static gboolean listener_accept_cb(gint fd, GIOCondition cond, gpointer data)
 			if (getsockopt(client, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 ||
 			    cred.uid != l->allowed_uid) {
 				report_dropped(l, "a client with another uid was refused");
-				close(client);
+				send_refusal(client, "its uid is not allowed");
 				continue;
 			}
 		}
@@ -369,8 +384,8 @@ static gboolean set_limits_cb(gpointer data)
 void mesh_unix_listener_set_handshake_limits(MeshUnixListener *l, gint64 timeout_us,
 					     guint max_pending)
 {
-	g_return_if_fail(l && max_pending > 0);
-	LimitsReq r = {l, timeout_us < 0 ? -1 : timeout_us, max_pending};
+	g_return_if_fail(l && max_pending > 0 && timeout_us >= -1);
+	LimitsReq r = {l, timeout_us, max_pending};
 	unix_run_sync(l->owner, set_limits_cb, &r);
 }
 
@@ -381,6 +396,7 @@ static gboolean read_frame(int sock, uint8_t **ret_data, size_t *ret_size, PalFd
 	uint8_t header[FRAME_HEADER_SIZE];
 	size_t got = 0, need = FRAME_HEADER_SIZE, data_len = 0, fd_count = 0;
 	uint8_t *data = NULL;
+	gboolean refused = FALSE;
 
 	while (got < need) {
 		struct iovec iov;
@@ -390,6 +406,9 @@ static gboolean read_frame(int sock, uint8_t **ret_data, size_t *ret_size, PalFd
 			iov = (struct iovec){data + (got - FRAME_HEADER_SIZE), need - got};
 		}
 		ssize_t r = pal_recv_with_fds(sock, &iov, 1, fds, FRAME_MAX_FDS, 0);
+		if (r == 0 && refused) {
+			break; /* its reason is cut short: say what came */
+		}
 		if (r == 0) {
 			g_set_error(error, MESH_ERROR, MESH_ERROR_CORRUPTION,
 				    "the listener closed the connection early");
@@ -416,6 +435,10 @@ static gboolean read_frame(int sock, uint8_t **ret_data, size_t *ret_size, PalFd
 		if (got == FRAME_HEADER_SIZE && need == FRAME_HEADER_SIZE) {
 			data_len = get_le32(header);
 			fd_count = get_le32(header + 4);
+			if (fd_count == FRAME_REFUSED && data_len <= FRAME_MAX_DATA) {
+				refused = TRUE;
+				fd_count = 0;
+			}
 			if (data_len > FRAME_MAX_DATA) {
 				g_set_error(error, MESH_ERROR, MESH_ERROR_CORRUPTION,
 					    "invitation of %zu bytes is too large", data_len);
@@ -429,6 +452,15 @@ static gboolean read_frame(int sock, uint8_t **ret_data, size_t *ret_size, PalFd
 			need += data_len;
 			data = g_malloc(data_len ? data_len : 1);
 		}
+	}
+	if (refused) {
+		size_t len = got > FRAME_HEADER_SIZE ? got - FRAME_HEADER_SIZE : 0;
+		char *why = g_utf8_make_valid((const char *)(data ? data : (uint8_t *)""),
+					      (gssize)len);
+		g_set_error(error, MESH_ERROR, MESH_ERROR_PERMISSION_DENIED,
+			    "the listener refused this client: %s", why);
+		g_free(why);
+		goto fail;
 	}
 	if (pal_fd_array_len(fds) != fd_count) {
 		g_set_error(error, MESH_ERROR, MESH_ERROR_CORRUPTION,
@@ -451,6 +483,8 @@ MeshUnixNode *mesh_unix_node_join_by_path(const char *path, GMainContext *contex
 	struct sockaddr_un addr = {.sun_family = AF_UNIX};
 	MeshUnixNode *u = NULL;
 
+	if (!timeout_check(timeout_us, G_STRFUNC, error))
+		return NULL;
 	if (strlen(path) >= sizeof(addr.sun_path)) {
 		g_set_error(error, MESH_ERROR, MESH_ERROR_INVALID_ARGUMENT,
 			    "socket path too long: %s", path);
@@ -459,8 +493,19 @@ MeshUnixNode *mesh_unix_node_join_by_path(const char *path, GMainContext *contex
 	strcpy(addr.sun_path, path);
 	int sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (sock < 0 || connect(sock, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
-		g_set_error(error, MESH_ERROR, MESH_ERROR_INVALID_ARGUMENT,
-			    "cannot connect to %s: %s", path, g_strerror(errno));
+		int e = errno;
+		if (e == ENOENT || e == ECONNREFUSED)
+			/* Not up (yet): no socket file, or nobody accepts behind it. */
+			g_set_error(error, MESH_ERROR, MESH_ERROR_UNAVAILABLE,
+				    "cannot connect to %s: nothing listens there yet (%s)", path,
+				    g_strerror(e));
+		else if (e == EACCES || e == EPERM)
+			g_set_error(error, MESH_ERROR, MESH_ERROR_PERMISSION_DENIED,
+				    "the listener on %s refused this client: %s", path,
+				    g_strerror(e));
+		else
+			g_set_error(error, MESH_ERROR, MESH_ERROR_INVALID_ARGUMENT,
+				    "cannot connect to %s: %s", path, g_strerror(e));
 		if (sock >= 0)
 			close(sock);
 		return NULL;

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <glib-unix.h>
 #include <pal/pal.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -74,6 +75,7 @@ struct UnixConn {
 	gboolean write_shut;
 	gboolean ended;
 	gboolean broken;   /* a send failed: nothing more goes out, conn_end is on its way */
+	gboolean confirmed; /* it ended with the peer's end of stream after ours */
 	gboolean flushing; /* a thread sends queued packets (outside the lock) */
 	gboolean peer_batches; /* the peer said it reads PACKET_BATCH */
 	gint peer_pools;       /* atomic (read unlocked by senders): ... and PACKET_POOL_EVENT */
@@ -850,6 +852,7 @@ static void conn_end(UnixConn *c, const char *reason)
 		return;
 	}
 	c->ended = TRUE;
+	c->confirmed = reason == NULL && c->write_shut;
 	if (!c->write_shut) {
 		shutdown(c->fd, SHUT_WR);
 		c->write_shut = TRUE;
@@ -1267,10 +1270,25 @@ static guint count_moving_ports(MeshNode *node)
 	return n;
 }
 
+/*
+ * Whether the peer of @c ended its side, or went away, before we half-closed
+ * (its end of stream then confirms nothing). Locked.
+ */
+static gboolean peer_gone_first_locked(UnixConn *c)
+{
+	struct pollfd pfd = {.fd = c->fd, .events = POLLIN | POLLRDHUP};
+	if (c->ended)
+		return TRUE;
+	if (c->write_shut)
+		return FALSE;
+	return poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
 gboolean mesh_unix_node_shutdown(MeshUnixNode *u, gint64 timeout_us)
 {
+	g_return_val_if_fail(u && timeout_us >= -1, FALSE);
 	gint64 deadline = timeout_us < 0 ? -1 : g_get_monotonic_time() + timeout_us;
-	gboolean clean = TRUE;
+	gboolean clean = TRUE, in_time = TRUE;
 
 	/*
 	 * 1. Let moves and introductions finish, so nothing is lost in flight
@@ -1279,7 +1297,7 @@ gboolean mesh_unix_node_shutdown(MeshUnixNode *u, gint64 timeout_us)
 	guint gen = node_watch_begin(u->node);
 	while (count_moving_ports(u->node) > 0 || count_pending_introductions(u) > 0) {
 		if (deadline >= 0 && g_get_monotonic_time() >= deadline) {
-			clean = FALSE;
+			clean = in_time = FALSE;
 			break;
 		}
 		/* Each ends when a port leaves the table, or an answer comes. */
@@ -1297,32 +1315,47 @@ gboolean mesh_unix_node_shutdown(MeshUnixNode *u, gint64 timeout_us)
 
 	leader_stop_sync(u);
 
-	/* 2. Flush and half-close every connection. */
+	/*
+	 * 2. Flush and half-close every connection. Clean means each peer
+	 * confirms: its end of stream comes after ours. A follower whose
+	 * connection to its leader is gone already (the leader died or left)
+	 * cannot have that confirmation.
+	 */
 	g_mutex_lock(&u->lock);
 	GPtrArray *conns = g_ptr_array_copy(u->conns, conn_copy, NULL);
 	g_mutex_unlock(&u->lock);
+	gboolean leader_up = !u->joined;
 	for (guint i = 0; i < conns->len; i++) {
 		UnixConn *c = conns->pdata[i];
+		leader_up = leader_up || mesh_uuid_equal(&c->peer, &u->leader_node);
 		g_mutex_lock(&c->lock);
+		if (peer_gone_first_locked(c))
+			clean = FALSE;
 		c->send_closed = TRUE;
 		g_mutex_unlock(&c->lock);
 		schedule_write(c);
 	}
+	if (!leader_up)
+		clean = FALSE;
 
 	/* 3. Wait for every peer's end of stream. */
 	g_mutex_lock(&u->lock);
 	while (u->conns->len > 0) {
 		if (!wait_step(u, deadline) && u->conns->len > 0) {
-			clean = FALSE;
+			clean = in_time = FALSE;
 			break;
 		}
 	}
 	g_mutex_unlock(&u->lock);
 
-	/* 4. Cut what is left. */
+	/* 4. Cut what is left; an end that was not the peer's confirmation is not clean. */
 	for (guint i = 0; i < conns->len; i++) {
 		UnixConn *c = conns->pdata[i];
-		conn_end_async(c, clean ? NULL : "shutdown timed out");
+		conn_end_async(c, in_time ? NULL : "shutdown timed out");
+		g_mutex_lock(&c->lock);
+		if (c->ended && !c->confirmed)
+			clean = FALSE;
+		g_mutex_unlock(&c->lock);
 		conn_unref(c);
 	}
 	g_ptr_array_free(conns, TRUE);

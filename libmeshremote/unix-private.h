@@ -25,6 +25,8 @@ struct MeshUnixNode {
 	GHashTable *pending;       /* MeshNodeId * -> MeshRemoteNode * awaiting a socket */
 	gboolean leader_stopped;   /* shut down: no more introductions */
 	Leader *leader;            /* non-NULL on the leader */
+	gboolean joined;           /* made by mesh_unix_node_join(): it follows leader_node */
+	MeshNodeId leader_node;
 	MeshPeerDescribeFunc describe;
 	gpointer describe_data;
 };

@@ -23,6 +23,8 @@ G_BEGIN_DECLS
  * @MESH_PROCESS_ERROR_TIMED_OUT: a deadline passed
  * @MESH_PROCESS_ERROR_ADDRESS_IN_USE: a server (maybe this mesh) listens on
  *     the path already
+ * @MESH_PROCESS_ERROR_SHUT_DOWN: the mesh is shut down (mesh_shutdown() was
+ *     called): no more launches or listeners
  *
  * This enum may be extended.
  */
@@ -34,6 +36,7 @@ typedef enum {
 	MESH_PROCESS_ERROR_INSECURE,
 	MESH_PROCESS_ERROR_TIMED_OUT,
 	MESH_PROCESS_ERROR_ADDRESS_IN_USE,
+	MESH_PROCESS_ERROR_SHUT_DOWN,
 } MeshProcessError;
 
 #define MESH_PROCESS_ERROR (mesh_process_error_quark())
@@ -121,7 +124,8 @@ MESH_PROCESS_API MeshNode *mesh_get_node(Mesh *mesh);
  * @config: the process configuration (copied)
  * @initial: (transfer full): the first message the host gets; it may carry
  *     ports (channel ends) and fds
- * @error: why not
+ * @error: why not: MESH_PROCESS_ERROR_SHUT_DOWN after mesh_shutdown() (then
+ *     @initial is freed, as on every failure), MESH_PROCESS_ERROR_SPAWN, ...
  *
  * Starts a host process. The invitation travels in the environment variable
  * MESH_WORKER_INVITATION (never in argv) with the socket on fd 3; stdin and
@@ -151,7 +155,8 @@ MESH_PROCESS_API gboolean mesh_crash(Mesh *mesh, GPid pid, GError **error);
 /**
  * mesh_inspect:
  * @mesh: a mesh
- * @timeout_us: how long to wait for the hosts' own reports
+ * @timeout_us: how long to wait for the hosts' own reports, -1 forever
+ *     (another negative value is a programmer error: a critical, and NULL)
  *
  * Returns: (transfer full): the tree as JSON: the mesh name, this process,
  * and each host by pid (name, node id, state, what the host reports of
@@ -169,7 +174,9 @@ MESH_PROCESS_API guint mesh_get_host_count(Mesh *mesh);
  * @mesh: a mesh
  * @deadline_us: how long to wait for the hosts to exit, -1 forever; after it,
  *     the remaining hosts are killed
- * @error: MESH_PROCESS_ERROR_TIMED_OUT if hosts had to be killed
+ * @error: MESH_PROCESS_ERROR_TIMED_OUT if hosts had to be killed;
+ *     MESH_ERROR_INVALID_ARGUMENT for a negative @deadline_us other than -1
+ *     (nothing is done)
  *
  * Closes every host's request channel (each host then shuts its node down
  * and exits), waits for every host, and shuts the parent's node down.
@@ -197,7 +204,7 @@ MESH_PROCESS_API void mesh_free(Mesh *mesh);
  *     directory, the caller's business)
  * @ret_receiver: (out) (transfer full): an untyped receiver of every message
  *     every client sends (FIFO per client)
- * @error: why not
+ * @error: why not (MESH_PROCESS_ERROR_SHUT_DOWN after mesh_shutdown())
  *
  * Freeing the receiver does not stop listening: mesh_unlisten() does.
  * Checking for a live server connects to it once, as a client that leaves
@@ -220,9 +227,16 @@ typedef struct MeshConnection MeshConnection;
 /**
  * mesh_connect:
  * @path: a listening mesh's socket path
- * @timeout_us: bound on joining (-1: none)
+ * @timeout_us: bound on joining (-1: none; another negative value:
+ *     MESH_ERROR_INVALID_ARGUMENT)
  * @ret_sender: (out) (transfer full): an untyped sender into the listener
- * @error: why not
+ * @error: why not, in domain MESH_ERROR: MESH_ERROR_UNAVAILABLE when
+ *     nothing listens on @path yet (no socket file, or nobody accepts behind
+ *     it: retry later); MESH_ERROR_PERMISSION_DENIED when the server refused
+ *     this client (its uid is not allowed, or the socket file's mode keeps it
+ *     out); MESH_ERROR_INVALID_ARGUMENT for a path too long for a socket
+ *     address (or another connect error); MESH_ERROR_TIMED_OUT,
+ *     MESH_ERROR_CORRUPTION for a server that breaks the handshake
  *
  * For a process outside the mesh.
  *
@@ -235,11 +249,16 @@ MESH_PROCESS_API MeshConnection *mesh_connect(const char *path, gint64 timeout_u
 /**
  * mesh_connection_shutdown:
  * @conn: (transfer full): a connection
- * @timeout_us: how long to wait for delivery
+ * @timeout_us: how long to wait for delivery, -1 forever (another negative
+ *     value is a programmer error: a critical, FALSE, and @conn is left alone)
  *
  * Delivers everything sent before, then disconnects and frees @conn.
  *
- * Returns: TRUE if it ended cleanly in time.
+ * Returns: TRUE if the server confirmed in time: the connection was still up
+ * when the call began, and after our flush and end of stream came the
+ * server's end of stream (see mesh_unix_node_shutdown()). FALSE if the
+ * server went away before (killed, or shut down first), the connection was
+ * reset, or @timeout_us passed.
  */
 MESH_PROCESS_API gboolean mesh_connection_shutdown(MeshConnection *conn, gint64 timeout_us);
 

@@ -128,6 +128,7 @@ MESH_PROCESS_API void mesh_worker_registry_free(MeshWorkerRegistry *reg);
  * mesh_worker_context_wait_stop:
  * @ctx: the worker's context
  * @timeout_us: microseconds to wait: 0 does not wait, -1 waits forever
+ *     (another negative value is a programmer error: a critical, FALSE)
  *
  * Waits until a stop is requested: mesh_worker_handle_stop() was called, or
  * the rpc channel closed (every handle of this worker was freed) or failed
@@ -219,6 +220,7 @@ MESH_PROCESS_API MeshWorkerHandle *mesh_worker_host_start(MeshWorkerHost *host,
  * @parameters: (nullable) (transfer full): the worker's parameters, any
  *     untyped or typed message with fds and ports; NULL for none
  * @timeout_us: how long to wait for the worker's first event, -1 forever
+ *     (another negative value: MESH_ERROR_INVALID_ARGUMENT, @parameters freed)
  * @error: MESH_PROCESS_ERROR_FAILED with the worker's (or the runner's)
  *     failure, for instance "unsupported worker NAME"; MESH_ERROR_TIMED_OUT;
  *     MESH_PROCESS_ERROR_FAILED "... dropped ..." if the runner is gone
@@ -263,7 +265,8 @@ MESH_PROCESS_API void mesh_worker_handle_stop(MeshWorkerHandle *handle);
 /**
  * mesh_worker_handle_next_event:
  * @handle: a worker's handle
- * @timeout_us: 0 does not wait, -1 waits forever
+ * @timeout_us: 0 does not wait, -1 waits forever (another negative value:
+ *     MESH_ERROR_INVALID_ARGUMENT)
  * @ret_event: (out): the event
  * @ret_error_message: (out) (optional) (transfer full): for FAILED, what
  *     failed (the worker's error chain joined by ": ", or the channel's
@@ -285,7 +288,8 @@ MESH_PROCESS_API gboolean mesh_worker_handle_next_event(MeshWorkerHandle *handle
 /**
  * mesh_worker_handle_join:
  * @handle: a worker's handle
- * @timeout_us: bound on the whole wait, -1 forever
+ * @timeout_us: bound on the whole wait, -1 forever (another negative value:
+ *     MESH_ERROR_INVALID_ARGUMENT)
  * @error: MESH_PROCESS_ERROR_FAILED with the worker's failure, or "worker
  *     NAME disconnected" if the stream ended without STOPPED;
  *     MESH_ERROR_TIMED_OUT

@@ -41,7 +41,8 @@ static int mode_client(const char *path)
 	GError *error = NULL;
 	MeshConnection *c = mesh_connect(path, 10 * G_USEC_PER_SEC, &s, &error);
 	if (!c) {
-		fprintf(stderr, "client: %s\n", error->message);
+		fprintf(stderr, "client: %s %d: %s\n", g_quark_to_string(error->domain), error->code,
+			error->message);
 		g_error_free(error);
 		return 1;
 	}
@@ -50,6 +51,31 @@ static int mode_client(const char *path)
 	g_free(text);
 	mesh_sender_free(s);
 	return mesh_connection_shutdown(c, 10 * G_USEC_PER_SEC) ? 0 : 2;
+}
+
+/*
+ * client-wait PATH: connects, sends a hello, says "sent", waits for stdin to
+ * close, then shuts the connection down: 0 if clean, 2 if not.
+ */
+static int mode_client_wait(const char *path)
+{
+	MeshSender *s = NULL;
+	GError *error = NULL;
+	MeshConnection *c = mesh_connect(path, 10 * G_USEC_PER_SEC, &s, &error);
+	if (!c) {
+		fprintf(stderr, "client: %s\n", error->message);
+		g_error_free(error);
+		return 1;
+	}
+	mesh_sender_send_message(s, mesh_message_new("hello", 5));
+	printf("sent\n");
+	fflush(stdout);
+	char ch;
+	while (read(0, &ch, 1) > 0)
+		;
+	mesh_sender_send_message(s, mesh_message_new("bye", 3));
+	mesh_sender_free(s);
+	return mesh_connection_shutdown(c, 5 * G_USEC_PER_SEC) ? 0 : 2;
 }
 
 /* idle PATH N: N clients that never read; says "connected=K", then waits for stdin to close. */
@@ -392,6 +418,10 @@ START_TEST(test_listen_other_users)
 	status = proc_finish(&c, &err);
 	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 1, "status %#x: %s", status, err);
 	ck_assert_msg(strstr(err, "Permission denied"), "%s", err);
+	char *code = g_strdup_printf("mesh-error-quark %d: the listener on %s refused this client",
+				     MESH_ERROR_PERMISSION_DENIED, closed_path);
+	ck_assert_msg(strstr(err, code), "%s", err);
+	g_free(code);
 	g_free(err);
 
 	/* The same uid still gets into the closed one. */
@@ -403,6 +433,152 @@ START_TEST(test_listen_other_users)
 	mesh_free(mesh);
 	g_free(open_path);
 	g_free(closed_path);
+	remove_dir(dir);
+}
+END_TEST
+
+/*
+ * Connect errors tell "not up yet, retry" (no socket file, nobody accepts
+ * behind it) from a bad path.
+ */
+START_TEST(test_connect_errors)
+{
+	char *dir = make_dir();
+	char *missing = g_build_filename(dir, "missing.sock", NULL);
+	char *stale = g_build_filename(dir, "stale.sock", NULL);
+	MeshSender *s = NULL;
+	GError *error = NULL;
+
+	ck_assert_ptr_null(mesh_connect(missing, G_USEC_PER_SEC, &s, &error));
+	ck_assert_msg(g_error_matches(error, MESH_ERROR, MESH_ERROR_UNAVAILABLE), "%d %s",
+		      error->code, error->message);
+	ck_assert_msg(strstr(error->message, missing), "%s", error->message);
+	g_clear_error(&error);
+
+	/* A socket file nobody accepts on (a server that died). */
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un addr = {.sun_family = AF_UNIX};
+	g_strlcpy(addr.sun_path, stale, sizeof(addr.sun_path));
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
+	close(fd);
+	ck_assert_ptr_null(mesh_connect(stale, G_USEC_PER_SEC, &s, &error));
+	ck_assert_msg(g_error_matches(error, MESH_ERROR, MESH_ERROR_UNAVAILABLE), "%d %s",
+		      error->code, error->message);
+	g_clear_error(&error);
+
+	char *long_path = g_strdup_printf("%s/%0200d.sock", dir, 0);
+	ck_assert_ptr_null(mesh_connect(long_path, G_USEC_PER_SEC, &s, &error));
+	ck_assert_msg(g_error_matches(error, MESH_ERROR, MESH_ERROR_INVALID_ARGUMENT), "%d %s",
+		      error->code, error->message);
+	ck_assert_msg(strstr(error->message, "too long"), "%s", error->message);
+	g_clear_error(&error);
+	ck_assert_ptr_null(s);
+
+	g_free(long_path);
+	g_free(missing);
+	g_free(stale);
+	remove_dir(dir);
+}
+END_TEST
+
+/*
+ * A client whose uid the server does not allow (root gets past the socket
+ * file's mode, not past the server's SO_PEERCRED check) is told it was
+ * refused, not that the stream ended early.
+ */
+START_TEST(test_connect_refused_uid)
+{
+	if (geteuid() != 0)
+		return; /* needs root to run the server as another user */
+	char *dir = make_dir();
+	ck_assert_int_eq(chown(dir, 65534, 65534), 0);
+	char *path = g_build_filename(dir, "s.sock", NULL);
+	const char *sargs[] = {"serve", path, NULL};
+	Proc srv = proc_start(sargs, 65534);
+	char *line = proc_read_line(&srv);
+	ck_assert_str_eq(line, "ready");
+	g_free(line);
+	for (int round = 0; round < 3; round++) {
+		const char *cargs[] = {"client", path, NULL};
+		Proc c = proc_start(cargs, (uid_t)-1);
+		char *err = NULL;
+		int status = proc_finish(&c, &err);
+		ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 1, "status %#x: %s",
+			      status, err);
+		char *expect = g_strdup_printf("mesh-error-quark %d: the listener refused this "
+					       "client: its uid is not allowed",
+					       MESH_ERROR_PERMISSION_DENIED);
+		ck_assert_msg(strstr(err, expect), "%s", err);
+		g_free(expect);
+		g_free(err);
+	}
+	close(srv.in);
+	srv.in = -1;
+	line = proc_read_line(&srv);
+	ck_assert_str_eq(line, "done");
+	g_free(line);
+	ck_assert_int_eq(proc_finish(&srv, NULL), 0);
+	g_free(path);
+	remove_dir(dir);
+}
+END_TEST
+
+/*
+ * A connection whose server was SIGKILLed does not shut down "cleanly":
+ * clean means the server confirmed the end (its end of stream after ours).
+ */
+START_TEST(test_connection_shutdown_server_killed)
+{
+	char *dir = make_dir();
+	char *path = g_build_filename(dir, "s.sock", NULL);
+	for (int round = 0; round < 4; round++) {
+		const char *sargs[] = {"serve", path, NULL};
+		Proc srv = proc_start(sargs, (uid_t)-1);
+		char *line = proc_read_line(&srv);
+		ck_assert_str_eq(line, "ready");
+		g_free(line);
+		const char *cargs[] = {"client-wait", path, NULL};
+		Proc c = proc_start(cargs, (uid_t)-1);
+		line = proc_read_line(&c);
+		ck_assert_str_eq(line, "sent");
+		g_free(line);
+		line = proc_read_line(&srv);
+		ck_assert_str_eq(line, "got hello");
+		g_free(line);
+		kill(srv.pid, SIGKILL);
+		proc_finish(&srv, NULL);
+		if (round % 2)
+			g_usleep(100000); /* the client may see the end before its shutdown, or not */
+		char *err = NULL;
+		int status = proc_finish(&c, &err);
+		ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 2, "round %d: status %#x: %s",
+			      round, status, err);
+		g_free(err);
+		unlink(path);
+	}
+	/* A live server confirms. */
+	const char *sargs[] = {"serve", path, NULL};
+	Proc srv = proc_start(sargs, (uid_t)-1);
+	char *line = proc_read_line(&srv);
+	ck_assert_str_eq(line, "ready");
+	g_free(line);
+	const char *cargs[] = {"client-wait", path, NULL};
+	Proc c = proc_start(cargs, (uid_t)-1);
+	line = proc_read_line(&c);
+	ck_assert_str_eq(line, "sent");
+	g_free(line);
+	char *err = NULL;
+	int status = proc_finish(&c, &err);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x: %s", status, err);
+	g_free(err);
+	line = proc_read_line(&srv);
+	ck_assert_str_eq(line, "got hello");
+	g_free(line);
+	line = proc_read_line(&srv);
+	ck_assert_str_eq(line, "got bye");
+	g_free(line);
+	ck_assert_int_eq(proc_finish(&srv, NULL), 0);
+	g_free(path);
 	remove_dir(dir);
 }
 END_TEST
@@ -580,6 +756,8 @@ int main(int argc, char **argv)
 	}
 	if (argc >= 3 && strcmp(argv[1], "client") == 0)
 		return mode_client(argv[2]);
+	if (argc >= 3 && strcmp(argv[1], "client-wait") == 0)
+		return mode_client_wait(argv[2]);
 	if (argc >= 3 && strcmp(argv[1], "serve") == 0)
 		return mode_serve(argv[2], argc >= 4 ? argv[3] : NULL);
 	if (argc >= 4 && strcmp(argv[1], "idle") == 0)
@@ -597,6 +775,9 @@ int main(int argc, char **argv)
 	tcase_add_test(tc2, test_listen_live_not_replaced);
 	tcase_add_test(tc2, test_listen_twice);
 	tcase_add_test(tc2, test_listen_other_users);
+	tcase_add_test(tc2, test_connect_errors);
+	tcase_add_test(tc2, test_connect_refused_uid);
+	tcase_add_test(tc2, test_connection_shutdown_server_killed);
 	tcase_add_test(tc2, test_listen_dir_messages);
 	tcase_add_test(tc2, test_meshctl_inspect_answer_dropped);
 	tcase_add_test(tc2, test_listen_idle_clients);

@@ -143,6 +143,16 @@ static gboolean host_main(MeshMessage *initial, gpointer data, GError **error)
 		MeshMessage *msg;
 		while (mesh_receiver_recv_message(work, -1, &msg, NULL))
 			mesh_message_free(msg);
+	} else if (strcmp(scenario, "why") == 0) {
+		/* Receives until an error, and reports it. */
+		MeshMessage *msg;
+		GError *err = NULL;
+		while (mesh_receiver_recv_message(work, -1, &msg, &err))
+			mesh_message_free(msg);
+		char *text = g_strdup_printf("%d %s", err->code, err->message);
+		send_text(results, text);
+		g_free(text);
+		g_error_free(err);
 	} else if (strcmp(scenario, "wait") == 0) {
 		send_text(results, "waiting");
 		for (;;)
@@ -627,6 +637,205 @@ START_TEST(test_host_function_error)
 }
 END_TEST
 
+/*
+ * A host that dies before it joins: the channels it was given end with an
+ * error naming it, its pid and how it ended, not a bare "closed".
+ */
+START_TEST(test_host_dies_before_joining)
+{
+	for (int round = 0; round < 3; round++) {
+		MeshProcessConfig *c = mesh_process_config_new("early");
+		mesh_process_config_set_env(c, "MESH_TEST_EXIT_BEFORE_JOIN", "7");
+		Host h = launch("echo", c, NULL);
+		mesh_process_config_free(c);
+		MeshMessage *msg = NULL;
+		GError *error = NULL;
+		ck_assert(!mesh_receiver_recv_message(h.results, 20 * G_USEC_PER_SEC, &msg, &error));
+		char *expect = g_strdup_printf("host early (pid %d) exited with status 7", (int)h.pid);
+		ck_assert_msg(g_error_matches(error, MESH_ERROR, MESH_ERROR_NODE_FAILURE) &&
+				      strstr(error->message, expect),
+			      "round %d: %s", round, error->message);
+		g_free(expect);
+		g_error_free(error);
+		host_close(&h);
+		wait_hosts_gone();
+	}
+}
+END_TEST
+
+/*
+ * A message over a node's limits (5000 ports) sent to a host: the sender's
+ * port fails saying so, and the host's receiver hears that the parent's
+ * node failed the port, not that the parent's (healthy) node failed.
+ */
+START_TEST(test_message_over_limits_to_host)
+{
+	Host h = launch("why", NULL, NULL);
+	MeshMessage *big = mesh_message_new("big", 3);
+	MeshPort **kept = g_new(MeshPort *, 5000);
+	for (guint i = 0; i < 5000; i++) {
+		MeshPort *x;
+		mesh_port_new_pair(&x, &kept[i]);
+		mesh_message_add_port_take(big, x);
+	}
+	mesh_sender_send_message(h.work, big);
+	char *text = recv_text(h.results);
+	char id[33];
+	mesh_uuid_to_string(mesh_node_get_id(mesh_get_node(mesh)), id);
+	char *expect = g_strdup_printf("%d node %s failed the peer port (a message over a "
+				       "node's limits",
+				       MESH_ERROR_NODE_FAILURE, id);
+	ck_assert_msg(g_str_has_prefix(text, expect), "%s", text);
+	g_free(expect);
+	g_free(text);
+	ck_assert(mesh_sender_is_closed(h.work));
+	for (guint i = 0; i < 5000; i++)
+		mesh_port_close(kept[i]);
+	g_free(kept);
+	host_close(&h);
+	wait_hosts_gone();
+}
+END_TEST
+
+static void count_criticals(const gchar *domain, GLogLevelFlags level, const gchar *message,
+			    gpointer data)
+{
+	g_atomic_int_inc((gint *)data);
+}
+
+/*
+ * Only -1 means "no limit": another negative timeout fails at once, with
+ * MESH_ERROR_INVALID_ARGUMENT where the call takes a GError, else with a
+ * critical (g_return_val_if_fail()) and the failure value; nothing waits.
+ */
+START_TEST(test_negative_timeouts)
+{
+	GError *error = NULL;
+	gint criticals = 0;
+	alarm(20);
+	guint h1 = g_log_set_handler("MeshProcess", G_LOG_LEVEL_CRITICAL, count_criticals,
+				     &criticals);
+	guint h2 = g_log_set_handler("MeshRemote", G_LOG_LEVEL_CRITICAL, count_criticals,
+				     &criticals);
+
+	ck_assert(!mesh_shutdown(mesh, -5, &error));
+	ck_assert_msg(g_error_matches(error, MESH_ERROR, MESH_ERROR_INVALID_ARGUMENT), "%s",
+		      error->message);
+	g_clear_error(&error);
+	ck_assert_ptr_null(mesh_inspect(mesh, -5));
+	ck_assert_int_eq(g_atomic_int_get(&criticals), 1);
+	MeshSender *s = NULL;
+	ck_assert_ptr_null(mesh_connect("/nonexistent/s.sock", -5, &s, &error));
+	ck_assert_msg(g_error_matches(error, MESH_ERROR, MESH_ERROR_INVALID_ARGUMENT), "%s",
+		      error->message);
+	g_clear_error(&error);
+	ck_assert(!mesh_connection_shutdown(NULL, -5));
+	ck_assert_int_eq(g_atomic_int_get(&criticals), 2);
+
+	/* The mesh was not shut down: it still launches, and -1 waits. */
+	Host h = launch("echo", NULL, NULL);
+	send_text(h.work, "one");
+	char *t = recv_text(h.results);
+	ck_assert_str_eq(t, "one");
+	g_free(t);
+	char *json = mesh_inspect(mesh, -1);
+	ck_assert_msg(strstr(json, "\"echo\""), "%s", json);
+	g_free(json);
+	host_close(&h);
+	wait_hosts_gone();
+	g_log_remove_handler("MeshProcess", h1);
+	g_log_remove_handler("MeshRemote", h2);
+	alarm(0);
+}
+END_TEST
+
+/* A launch after mesh_shutdown() says the mesh is shut down. */
+START_TEST(test_launch_after_shutdown)
+{
+	GError *error = NULL;
+	ck_assert(mesh_shutdown(mesh, 5 * G_USEC_PER_SEC, &error));
+	MeshProcessConfig *c = mesh_process_config_new("late");
+	GPid pid = mesh_launch_host(mesh, c, mesh_message_new("echo", 4), &error);
+	mesh_process_config_free(c);
+	ck_assert_int_eq(pid, 0);
+	ck_assert_msg(g_error_matches(error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_SHUT_DOWN),
+		      "%d %s", error->code, error->message);
+	ck_assert_msg(strstr(error->message, "the mesh is shut down"), "%s", error->message);
+	g_clear_error(&error);
+	MeshReceiver *r = NULL;
+	ck_assert(!mesh_listen(mesh, "/nonexistent/s.sock", FALSE, &r, &error));
+	ck_assert_msg(g_error_matches(error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_SHUT_DOWN),
+		      "%d %s", error->code, error->message);
+	g_clear_error(&error);
+}
+END_TEST
+
+/* An EnvInvitation, hand-encoded: both addresses well formed, socket_fd as given. */
+static char *env_invitation(int socket_fd)
+{
+	GByteArray *uuid = g_byte_array_new(), *id = g_byte_array_new(),
+		   *addr = g_byte_array_new(), *ia = g_byte_array_new(),
+		   *env = g_byte_array_new();
+	guint8 b[2];
+	b[0] = 0x0a, b[1] = 16; /* Uuid.value */
+	g_byte_array_append(uuid, b, 2);
+	for (int i = 0; i < 16; i++) {
+		guint8 v = (guint8)(i + 1);
+		g_byte_array_append(uuid, &v, 1);
+	}
+	b[0] = 0x0a, b[1] = (guint8)uuid->len; /* NodeId.id / PortId.id */
+	g_byte_array_append(id, b, 2);
+	g_byte_array_append(id, uuid->data, uuid->len);
+	b[0] = 0x0a, b[1] = (guint8)id->len; /* Address.node */
+	g_byte_array_append(addr, b, 2);
+	g_byte_array_append(addr, id->data, id->len);
+	b[0] = 0x12; /* Address.port */
+	g_byte_array_append(addr, b, 2);
+	g_byte_array_append(addr, id->data, id->len);
+	for (int k = 0; k < 2; k++) { /* InvitationAddress.local_addr, remote_addr */
+		b[0] = k ? 0x12 : 0x0a, b[1] = (guint8)addr->len;
+		g_byte_array_append(ia, b, 2);
+		g_byte_array_append(ia, addr->data, addr->len);
+	}
+	b[0] = 0x0a, b[1] = 1; /* node_name "h" */
+	g_byte_array_append(env, b, 2);
+	g_byte_array_append(env, (const guint8 *)"h", 1);
+	b[0] = 0x12, b[1] = (guint8)ia->len; /* address */
+	g_byte_array_append(env, b, 2);
+	g_byte_array_append(env, ia->data, ia->len);
+	/* sint32: zigzag */
+	guint32 zz = socket_fd < 0 ? ((guint32)(-(socket_fd + 1)) << 1) | 1 : (guint32)socket_fd << 1;
+	b[0] = 0x18;
+	g_byte_array_append(env, b, 1);
+	do {
+		guint8 v = (guint8)((zz & 0x7f) | (zz > 0x7f ? 0x80 : 0));
+		g_byte_array_append(env, &v, 1);
+		zz >>= 7;
+	} while (zz);
+	char *b64 = g_base64_encode(env->data, env->len);
+	g_byte_array_free(uuid, TRUE);
+	g_byte_array_free(id, TRUE);
+	g_byte_array_free(addr, TRUE);
+	g_byte_array_free(ia, TRUE);
+	g_byte_array_free(env, TRUE);
+	return b64;
+}
+
+/* An invitation with socket_fd -1 says so, not "without addresses". */
+START_TEST(test_invitation_without_socket)
+{
+	GError *error = NULL;
+	char *b64 = env_invitation(-1);
+	g_setenv(MESH_WORKER_INVITATION, b64, TRUE);
+	g_free(b64);
+	ck_assert(!mesh_try_run_host("x", host_main, NULL, &error));
+	ck_assert(g_error_matches(error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_INVITATION));
+	ck_assert_msg(strstr(error->message, "socket fd -1") && !strstr(error->message, "addresses"),
+		      "%s", error->message);
+	g_clear_error(&error);
+}
+END_TEST
+
 /* An external process: connects to a listener and sends three messages. */
 static int run_client(const char *path)
 {
@@ -1038,6 +1247,8 @@ int main(int argc, char **argv)
 {
 	GError *error = NULL;
 
+	if (g_getenv("MESH_TEST_EXIT_BEFORE_JOIN"))
+		_exit(atoi(g_getenv("MESH_TEST_EXIT_BEFORE_JOIN")));
 	if (!mesh_try_run_host("ptest", host_main, NULL, &error)) {
 		fprintf(stderr, "host: %s\n", error->message);
 		return 3;
@@ -1064,6 +1275,10 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_listen_connect);
 	tcase_add_test(tc, test_hosts_come_and_go);
 	tcase_add_test(tc, test_flood_host_killed);
+	tcase_add_test(tc, test_host_dies_before_joining);
+	tcase_add_test(tc, test_launch_after_shutdown);
+	tcase_add_test(tc, test_message_over_limits_to_host);
+	tcase_add_test(tc, test_negative_timeouts);
 	suite_add_tcase(s, tc);
 	TCase *tc2 = tcase_create("host-side");
 	tcase_set_timeout(tc2, 120);
@@ -1072,6 +1287,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc2, test_not_a_host);
 	tcase_add_test(tc2, test_caller_context);
 	tcase_add_test(tc2, test_corrupt_invitation);
+	tcase_add_test(tc2, test_invitation_without_socket);
 	suite_add_tcase(s, tc2);
 	TCase *many = tcase_create("many");
 	tcase_set_timeout(many, 600);

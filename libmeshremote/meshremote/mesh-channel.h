@@ -103,9 +103,11 @@ MESH_REMOTE_API MeshSender *mesh_sender_from_port(MeshPort *port,
 /**
  * mesh_receiver_recv:
  * @receiver: a typed receiver
- * @timeout_us: microseconds to wait: 0 does not wait, -1 waits forever
+ * @timeout_us: microseconds to wait: 0 does not wait, -1 waits forever; any
+ *     other negative value fails at once with MESH_ERROR_INVALID_ARGUMENT
  * @ret_msg: (out) (transfer full): the message (mesh_payload_message_free())
- * @error: why nothing was received
+ * @error: why nothing was received; MESH_ERROR_INVALID_ARGUMENT on an untyped
+ *     receiver (use mesh_receiver_recv_message())
  *
  * Returns: TRUE with a message, FALSE with @error set.
  */
@@ -223,13 +225,17 @@ MESH_REMOTE_API void mesh_oneshot_sender_free(MeshOneshotSender *sender);
 /**
  * mesh_oneshot_recv:
  * @receiver: a receiver, consumed when a value or a final error was
- *     returned; not on MESH_ERROR_EMPTY / MESH_ERROR_TIMED_OUT, after which
- *     the caller still owns it (and frees it if it does not try again).
+ *     returned; not on MESH_ERROR_EMPTY / MESH_ERROR_TIMED_OUT /
+ *     MESH_ERROR_INVALID_ARGUMENT, after which the caller still owns it (and
+ *     frees it if it does not try again).
  *     A caller that may stop waiting must pass @error to tell which.
- * @timeout_us: 0 does not wait, -1 waits forever
+ * @timeout_us: 0 does not wait, -1 waits forever; any other negative value
+ *     fails at once with MESH_ERROR_INVALID_ARGUMENT
  * @ret_msg: (out) (transfer full): the value
  * @error: MESH_ERROR_CLOSED (sender dropped), MESH_ERROR_NODE_FAILURE,
- *     MESH_ERROR_CORRUPTION (undecodable, or a second message), EMPTY, TIMED_OUT
+ *     MESH_ERROR_CORRUPTION (undecodable, or a second message), EMPTY, TIMED_OUT,
+ *     MESH_ERROR_INVALID_ARGUMENT on an untyped receiver (use
+ *     mesh_oneshot_recv_message())
  *
  * Returns: TRUE with a value.
  */
@@ -260,7 +266,8 @@ typedef struct MeshRpc MeshRpc;
  * @sender: an rpc sender (created with mesh_channel_new(NULL, ...))
  * @input: (transfer full): the request
  * @reply_desc: the reply's type
- * @timeout_us: -1 to wait forever
+ * @timeout_us: as for mesh_receiver_recv(); a bad one fails before anything
+ *     is sent (@input is freed)
  * @ret_reply: (out) (transfer full): the reply
  * @error: MESH_ERROR_CLOSED if the server dropped the request (or the
  *     channel's receiver was already gone when the call was made),

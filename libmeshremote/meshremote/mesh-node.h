@@ -56,7 +56,9 @@ MESH_REMOTE_API const char *mesh_uuid_to_string(const MeshUuid *id, char buf[33]
 /**
  * MeshError:
  * @MESH_ERROR_CLOSED: the other end closed (no more messages)
- * @MESH_ERROR_NODE_FAILURE: a node on the path failed; the message names it
+ * @MESH_ERROR_NODE_FAILURE: a node on the path failed, or a node on the path
+ *     (still up) failed the port, for example for a message over a node's
+ *     limits ("node X failed the peer port (...)"); the message names it
  * @MESH_ERROR_CORRUPTION: a message could not be decoded, or broke the protocol
  * @MESH_ERROR_EMPTY: nothing to receive yet (try_recv)
  * @MESH_ERROR_TIMED_OUT: a blocking receive timed out
@@ -66,6 +68,14 @@ MESH_REMOTE_API const char *mesh_uuid_to_string(const MeshUuid *id, char buf[33]
  * @MESH_ERROR_DUPLICATE: the node is already connected
  * @MESH_ERROR_ADDRESS_IN_USE: a listener's socket path is taken (a server
  *     listens there, or another file is in the way)
+ * @MESH_ERROR_UNAVAILABLE: nothing listens on a socket path (yet): no such
+ *     file, or nobody accepts behind it (ECONNREFUSED); worth retrying
+ * @MESH_ERROR_PERMISSION_DENIED: the listener refused this client (its uid
+ *     is not allowed, or it may not connect to the socket file)
+ * @MESH_ERROR_MESSAGE_TOO_LARGE: a message over a node's limits (256 MiB of
+ *     data with its framing, 4096 resources) was not sent to another node:
+ *     the port that sent it fails with this (the message says which limit),
+ *     and so do the ports it carried
  *
  * Error codes of domain MESH_ERROR. This enum may be extended.
  */
@@ -80,6 +90,9 @@ typedef enum {
 	MESH_ERROR_INVALID_ARGUMENT,
 	MESH_ERROR_DUPLICATE,
 	MESH_ERROR_ADDRESS_IN_USE,
+	MESH_ERROR_UNAVAILABLE,
+	MESH_ERROR_PERMISSION_DENIED,
+	MESH_ERROR_MESSAGE_TOO_LARGE,
 } MeshError;
 
 #define MESH_ERROR (mesh_error_quark())

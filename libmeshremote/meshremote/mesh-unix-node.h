@@ -123,7 +123,8 @@ MESH_REMOTE_API void mesh_invitation_free(MeshInvitation *inv);
  * mesh_unix_node_invite:
  * @unode: a transport
  * @port: (transfer full): the port the joiner will get the peer of
- * @timeout_us: how long a follower waits for its leader's answer (-1: forever)
+ * @timeout_us: how long a follower waits for its leader's answer (-1: forever;
+ *     another negative value: MESH_ERROR_INVALID_ARGUMENT, @port is closed)
  * @ret_invitation: (out) (transfer full): the invitation
  * @error: why not
  *
@@ -141,7 +142,8 @@ MESH_REMOTE_API gboolean mesh_unix_node_invite(MeshUnixNode *unode, MeshPort *po
  * mesh_unix_node_join:
  * @invitation: (transfer full): an invitation
  * @context: (nullable): as for mesh_unix_node_new()
- * @timeout_us: how long to wait for the leader's initial message (-1: forever)
+ * @timeout_us: how long to wait for the leader's initial message (-1: forever;
+ *     another negative value: MESH_ERROR_INVALID_ARGUMENT)
  * @ret_port: (out) (transfer full): the joined port, peered with the port
  *     that was invited
  * @error: why not
@@ -216,7 +218,8 @@ MESH_REMOTE_API void mesh_unix_listener_set_allowed_uid(MeshUnixListener *listen
  * mesh_unix_listener_set_handshake_limits:
  * @listener: a listener
  * @timeout_us: how long a client may keep its stream open after its
- *     invitation was sent (-1: no limit); default 5 s
+ *     invitation was sent (-1: no limit; another negative value is a
+ *     programmer error: a critical, nothing changes); default 5 s
  * @max_pending: how many handshakes may be pending at once (at least 1);
  *     default 64. A client beyond it makes the oldest pending one go.
  *
@@ -244,10 +247,17 @@ MESH_REMOTE_API void mesh_unix_listener_free(MeshUnixListener *listener);
  * mesh_unix_node_join_by_path:
  * @path: a listener's socket path
  * @context: (nullable): as for mesh_unix_node_new()
- * @timeout_us: bound on reading the invitation and on joining (-1: none)
+ * @timeout_us: bound on reading the invitation and on joining (-1: none;
+ *     another negative value: MESH_ERROR_INVALID_ARGUMENT)
  * @ret_port: (out) (transfer full): the joined port
- * @error: why not: the frame is bounded (4 KiB of data, 4 fds; more, an fd
- *     count that does not match, or an early end of stream is an error)
+ * @error: why not: MESH_ERROR_UNAVAILABLE if nothing listens on @path (yet:
+ *     ENOENT, ECONNREFUSED); MESH_ERROR_PERMISSION_DENIED if the listener
+ *     refused this client (a refusal frame: its uid is not allowed) or the
+ *     socket file may not be connected to (EACCES); MESH_ERROR_INVALID_ARGUMENT
+ *     for a path too long (or another connect error); MESH_ERROR_TIMED_OUT;
+ *     MESH_ERROR_CORRUPTION when the frame breaks its bounds (4 KiB of data,
+ *     4 fds; more, an fd count that does not match, or an early end of
+ *     stream)
  *
  * Returns: (transfer full): the transport, or NULL.
  */
@@ -281,7 +291,8 @@ MESH_REMOTE_API void mesh_unix_node_set_peer_describer(MeshUnixNode *unode,
 /**
  * mesh_unix_node_shutdown:
  * @unode: a transport
- * @timeout_us: how long to wait for peers, -1 for no limit
+ * @timeout_us: how long to wait for peers, -1 for no limit (another negative
+ *     value is a programmer error: a critical, and FALSE at once)
  *
  * Graceful shutdown: waits (within @timeout_us) until no port is being
  * moved and no introduction is pending (each wait ends on its event: a port
@@ -290,7 +301,15 @@ MESH_REMOTE_API void mesh_unix_node_set_peer_describer(MeshUnixNode *unode,
  * so everything sent before reaches the peer, and waits for each peer's end
  * of stream. Connections left after the timeout are cut.
  *
- * Returns: TRUE if every connection ended cleanly in time.
+ * Returns: TRUE if every peer confirmed in time: each connection open when
+ * the call began completed the half-close handshake, our flush and end of
+ * stream first, then the peer's end of stream (the peer read everything and
+ * ended its side). FALSE after a timeout, when a connection ended otherwise
+ * (reset, a failed send, a peer that ended or died before our end of
+ * stream), or when a joined node's (a follower's) connection to its leader
+ * was gone already. A peer killed after it read everything but before it
+ * ended its side looks the same as one that ended it: only an answer from
+ * the application above can confirm more.
  */
 MESH_REMOTE_API gboolean mesh_unix_node_shutdown(MeshUnixNode *unode, gint64 timeout_us);
 

@@ -189,11 +189,99 @@ START_TEST(test_untyped)
 	ck_assert_uint_eq(((Chantest__Add *)t)->b, 6);
 	mesh_payload_message_free(t);
 
+	/* A typed receive on an untyped receiver (or oneshot) says why it fails. */
+	GError *error = NULL;
+	ck_assert(!mesh_receiver_recv(r, 0, &t, &error));
+	ck_assert_msg(g_error_matches(error, MESH_ERROR, MESH_ERROR_INVALID_ARGUMENT) &&
+			      strstr(error->message, "untyped"),
+		      "%s", error ? error->message : "no error set");
+	g_clear_error(&error);
+	MeshOneshotSender *os;
+	MeshOneshotReceiver *orx;
+	mesh_oneshot_new(NULL, &os, &orx);
+	ck_assert(!mesh_oneshot_recv(orx, 0, &t, &error));
+	ck_assert_msg(g_error_matches(error, MESH_ERROR, MESH_ERROR_INVALID_ARGUMENT) &&
+			      strstr(error->message, "untyped"),
+		      "%s", error ? error->message : "no error set");
+	g_clear_error(&error);
+	mesh_oneshot_sender_free(os);
+	mesh_oneshot_receiver_free(orx); /* not consumed by that error */
+
 	mesh_sender_free(s);
 	mesh_sender_free(s2);
 	expect_error(r, 0, MESH_ERROR_CLOSED);
 	mesh_receiver_free(r);
 	mesh_receiver_free(r2);
+}
+END_TEST
+
+/*
+ * Only -1 means "forever": another negative timeout is an argument error at
+ * once (it used to block forever), on every receive and rpc call.
+ */
+START_TEST(test_negative_timeout)
+{
+	MeshSender *s, *su;
+	MeshReceiver *r, *ru;
+	MeshOneshotSender *os, *osu;
+	MeshOneshotReceiver *orx, *orxu;
+	ProtobufCMessage *t = NULL;
+	MeshMessage *m = NULL;
+	MeshRpc *rpc = NULL;
+	GError *error = NULL;
+
+	alarm(20); /* the old code blocked forever */
+	mesh_channel_new(&chantest__add__descriptor, &s, &r);
+	mesh_channel_new(NULL, &su, &ru);
+	mesh_oneshot_new(&chantest__add__descriptor, &os, &orx);
+	for (gint64 bad = -2; bad >= -1000; bad *= 10) {
+		ck_assert(!mesh_receiver_recv(r, bad, &t, &error));
+		ck_assert(g_error_matches(error, MESH_ERROR, MESH_ERROR_INVALID_ARGUMENT));
+		ck_assert_msg(strstr(error->message, "-1 (no limit) or >= 0"), "%s", error->message);
+		g_clear_error(&error);
+		ck_assert(!mesh_receiver_recv_message(ru, bad, &m, &error));
+		ck_assert(g_error_matches(error, MESH_ERROR, MESH_ERROR_INVALID_ARGUMENT));
+		g_clear_error(&error);
+		ck_assert(!mesh_oneshot_recv(orx, bad, &t, &error)); /* not consumed */
+		ck_assert(g_error_matches(error, MESH_ERROR, MESH_ERROR_INVALID_ARGUMENT));
+		g_clear_error(&error);
+		ck_assert(!mesh_receiver_recv_rpc(ru, &chantest__add__descriptor, bad, &rpc, &error));
+		ck_assert(g_error_matches(error, MESH_ERROR, MESH_ERROR_INVALID_ARGUMENT));
+		g_clear_error(&error);
+	}
+	mesh_oneshot_new(NULL, &osu, &orxu);
+	ck_assert(!mesh_oneshot_recv_message(orxu, -5, &m, &error));
+	ck_assert(g_error_matches(error, MESH_ERROR, MESH_ERROR_INVALID_ARGUMENT));
+	g_clear_error(&error);
+
+	/* An rpc call: nothing is sent, the input is freed. */
+	MeshSender *rs;
+	MeshReceiver *rr;
+	mesh_channel_new(NULL, &rs, &rr);
+	ck_assert(!mesh_rpc_call(rs, &add_new(3, 4)->base, &chantest__sum__descriptor, -5, &t,
+				 &error));
+	ck_assert(g_error_matches(error, MESH_ERROR, MESH_ERROR_INVALID_ARGUMENT));
+	g_clear_error(&error);
+	ck_assert(!mesh_receiver_recv_message(rr, 0, &m, &error));
+	ck_assert(g_error_matches(error, MESH_ERROR, MESH_ERROR_EMPTY));
+	g_clear_error(&error);
+
+	/* -1 still waits: here for a message that is there. */
+	mesh_sender_send(s, &add_new(1, 2)->base);
+	ck_assert(mesh_receiver_recv(r, -1, &t, &error));
+	mesh_payload_message_free(t);
+	alarm(0);
+
+	mesh_sender_free(rs);
+	mesh_receiver_free(rr);
+	mesh_oneshot_sender_free(os);
+	mesh_oneshot_sender_free(osu);
+	mesh_oneshot_receiver_free(orxu);
+	mesh_oneshot_receiver_free(orx);
+	mesh_sender_free(s);
+	mesh_sender_free(su);
+	mesh_receiver_free(r);
+	mesh_receiver_free(ru);
 }
 END_TEST
 
@@ -1956,6 +2044,7 @@ int main(void)
 	tcase_add_test(mpsc, test_basic);
 	tcase_add_test(mpsc, test_in_process_no_encoding);
 	tcase_add_test(mpsc, test_untyped);
+	tcase_add_test(mpsc, test_negative_timeout);
 	tcase_add_test(mpsc, test_clone);
 	tcase_add_test(mpsc, test_convert_sender_port);
 	tcase_add_test(mpsc, test_convert_receiver_port);

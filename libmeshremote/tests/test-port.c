@@ -757,6 +757,35 @@ START_TEST(test_fail_port)
 }
 END_TEST
 
+/*
+ * A message sent on a failed port is dropped; the ports it carries fail
+ * with the same cause (their peers hear why), they do not just close.
+ */
+START_TEST(test_send_on_failed_port_fails_carried_ports)
+{
+	TestNet *net = test_net_new(2, test_seed);
+	MeshPort *p1, *p2, *a, *b;
+	test_net_port_pair(net, 0, 1, &p1, &p2);
+	port_fail(p1, "explicit failure");
+	test_net_pump(net);
+	mesh_port_new_pair(&a, &b);
+	MeshMessage *msg = mesh_message_new("x", 1);
+	ck_assert_int_eq(mesh_message_add_port_take(msg, a), 0);
+	ck_assert(!port_send(p1, msg, FALSE));
+	test_net_pump(net);
+	MeshMessage *none = NULL;
+	GError *error = NULL;
+	ck_assert_int_eq(port_try_recv(b, &none, &error), PORT_RECV_FAILED);
+	ck_assert_msg(strstr(error->message, "explicit failure"), "%s", error->message);
+	g_clear_error(&error);
+	mesh_port_close(b);
+	mesh_port_close(p1);
+	mesh_port_close(p2);
+	test_net_pump(net);
+	test_net_free(net);
+}
+END_TEST
+
 /* Counts the warnings that the remote-node cap refused a node. */
 static void count_cap_warnings(const gchar *domain, GLogLevelFlags level, const gchar *message,
 			       gpointer data)
@@ -1184,9 +1213,11 @@ END_TEST
 
 /*
  * A message over the receiving node's limits (4097 resources) is refused
- * by the sender: the ports it carried are closed, so their peers see the
- * end instead of waiting on a move that the receiver would never accept,
- * and the receiving port fails instead of waiting for its seq forever.
+ * by the sender: the port that sent it fails saying so ("too many
+ * resources"), the ports it carried fail the same way, so their peers hear
+ * why instead of waiting on a move that the receiver would never accept,
+ * and the receiving port fails instead of waiting for its seq forever,
+ * naming the node that failed it, not as if that node had failed.
  */
 START_TEST(test_over_limits_across_nodes)
 {
@@ -1204,9 +1235,27 @@ START_TEST(test_over_limits_across_nodes)
 	port_send(p1, msg, FALSE);
 	test_net_pump(net);
 	/* Lost on the way: the receiving port fails (it cannot wait for that seq). */
-	expect_state(p2, PORT_RECV_FAILED);
+	MeshMessage *none = NULL;
+	GError *error = NULL;
+	char id0[33];
+	mesh_uuid_to_string(mesh_node_get_id(net->nodes[0]), id0);
+	ck_assert_int_eq(port_try_recv(p2, &none, &error), PORT_RECV_FAILED);
+	ck_assert_msg(g_error_matches(error, MESH_ERROR, MESH_ERROR_NODE_FAILURE), "%s",
+		      error->message);
+	char *expect = g_strdup_printf("node %s failed the peer port", id0);
+	ck_assert_msg(strstr(error->message, expect), "%s", error->message);
+	g_free(expect);
+	g_clear_error(&error);
+	/* The sender hears it too. */
+	ck_assert_int_eq(port_try_recv(p1, &none, &error), PORT_RECV_FAILED);
+	ck_assert_msg(g_error_matches(error, MESH_ERROR, MESH_ERROR_MESSAGE_TOO_LARGE) &&
+			      strstr(error->message, "too many resources"),
+		      "%s", error->message);
+	g_clear_error(&error);
 	for (guint i = 0; i < N; i++) {
-		expect_state(kept[i], PORT_RECV_CLOSED);
+		ck_assert_int_eq(port_try_recv(kept[i], &none, &error), PORT_RECV_FAILED);
+		ck_assert_msg(strstr(error->message, "too many resources"), "%s", error->message);
+		g_clear_error(&error);
 		mesh_port_close(kept[i]);
 	}
 	g_free(kept);
@@ -1559,6 +1608,7 @@ int main(void)
 	tcase_add_test(tc, test_remotes_forgotten);
 	tcase_add_test(tc, test_remotes_concurrent);
 	tcase_add_test(tc, test_refused_port_fails_its_sender);
+	tcase_add_test(tc, test_send_on_failed_port_fails_carried_ports);
 	tcase_add_test(tc, test_failed_node_remembered);
 	tcase_add_test(tc, test_over_limits_across_nodes);
 	tcase_add_test(tc, test_concurrent_senders_across_nodes);

@@ -99,8 +99,9 @@ static void welcome_client(MeshPort *port, gpointer data)
 }
 
 /*
- * server PATH NOFILE TIMEOUT_MS MAX_PENDING: a leader listening on PATH with
- * RLIMIT_NOFILE lowered; says "ready" on stdout, serves until stdin closes.
+ * server PATH NOFILE TIMEOUT_MS MAX_PENDING [refuse]: a leader listening on
+ * PATH with RLIMIT_NOFILE lowered (refusing every uid with "refuse"); says
+ * "ready" on stdout, serves until stdin closes.
  */
 static int mode_server(char **argv)
 {
@@ -118,6 +119,8 @@ static int mode_server(char **argv)
 	}
 	mesh_unix_listener_set_handshake_limits(l, (gint64)atoi(argv[4]) * 1000,
 						(guint)atoi(argv[5]));
+	if (argv[6] && strcmp(argv[6], "refuse") == 0)
+		mesh_unix_listener_set_allowed_uid(l, geteuid() + 1); /* everyone here is refused */
 	printf("ready\n");
 	fflush(stdout);
 	char c;
@@ -270,6 +273,7 @@ START_TEST(test_join_leader_closes_early)
 		ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 1,
 			      "round %d: status %#x, stderr: %s", round, status, err);
 		ck_assert_msg(strstr(err, "joining the mesh"), "stderr: %s", err);
+		ck_assert_msg(!strstr(err, "joining the mesh: joining the mesh"), "stderr: %s", err);
 		g_free(err);
 	}
 }
@@ -333,6 +337,7 @@ START_TEST(test_join_by_path_leader_dead)
 		ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 1,
 			      "status %#x, stderr: %s", status, err);
 		ck_assert_msg(strstr(err, "joining the mesh"), "stderr: %s", err);
+		ck_assert_msg(!strstr(err, "joining the mesh: joining the mesh"), "stderr: %s", err);
 		g_free(err);
 	}
 	rmdir(dir);
@@ -451,6 +456,39 @@ START_TEST(test_idle_clients_do_not_pin)
 }
 END_TEST
 
+/*
+ * A client whose uid the listener does not allow gets a refusal frame and
+ * says it was refused, not that the stream ended early.
+ */
+START_TEST(test_join_refused_uid)
+{
+	char *dir = g_dir_make_tmp("mesh-listen-XXXXXX", NULL);
+	char *path = g_build_filename(dir, "refuse.sock", NULL);
+	const char *sargs[] = {"server", path, "256", "1000", "16", "refuse", NULL};
+	Proc server = proc_start(sargs, -1, TRUE);
+	char *line = proc_read_line(&server);
+	ck_assert_str_eq(line, "ready");
+	g_free(line);
+	for (int round = 0; round < 3; round++) {
+		const char *args[] = {"bypath", path, NULL};
+		Proc p = proc_start(args, -1, FALSE);
+		char *err = NULL;
+		int status = proc_finish(&p, &err);
+		ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 1,
+			      "round %d: status %#x, stderr: %s", round, status, err);
+		ck_assert_msg(strstr(err, "the listener refused this client: its uid is not allowed"),
+			      "stderr: %s", err);
+		g_free(err);
+	}
+	close(server.in);
+	server.in = -1;
+	ck_assert_int_eq(proc_finish(&server, NULL), 0);
+	rmdir(dir);
+	g_free(path);
+	g_free(dir);
+}
+END_TEST
+
 int main(int argc, char **argv)
 {
 	if (argc >= 2 && strcmp(argv[1], "joinfd") == 0)
@@ -473,6 +511,7 @@ int main(int argc, char **argv)
 	TCase *tc2 = tcase_create("listen");
 	tcase_set_timeout(tc2, 120);
 	tcase_add_test(tc2, test_idle_clients_do_not_pin);
+	tcase_add_test(tc2, test_join_refused_uid);
 	suite_add_tcase(s, tc2);
 
 	SRunner *sr = srunner_create(s);
