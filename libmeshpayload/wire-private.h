@@ -29,6 +29,9 @@ enum {
 
 #define WIRE_MAX_FIELD_NUMBER ((1u << 29) - 1)
 
+/* A key that fits in one byte (field numbers 1 to 15), for fixed framing. */
+#define WIRE_KEY1(number, wire_type) ((uint8_t)((number) << 3 | (wire_type)))
+
 static inline size_t wire_varint_size(uint64_t v)
 {
 	size_t n = 1;
