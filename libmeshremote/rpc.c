@@ -219,6 +219,12 @@ gboolean mesh_rpc_call(MeshSender *sender, ProtobufCMessage *input,
 		return FALSE;
 	}
 
+	return rpc_parse_reply(reply, reply_desc, ret_reply, error);
+}
+
+gboolean rpc_parse_reply(MeshMessage *reply, const ProtobufCMessageDescriptor *reply_desc,
+			 ProtobufCMessage **ret_reply, GError **error)
+{
 	/* Result<R, RemoteError>: the last variant present wins. */
 	size_t size;
 	const uint8_t *data = mesh_message_get_data(reply, &size);
@@ -250,11 +256,7 @@ gboolean mesh_rpc_call(MeshSender *sender, ProtobufCMessage *input,
 
 /* Server. */
 
-/*
- * Parses a request: TRUE with the input and the reply port, FALSE with
- * @error (MESH_ERROR_CORRUPTION). Takes @msg.
- */
-static gboolean rpc_parse_request(MeshMessage *msg, const ProtobufCMessageDescriptor *input_desc,
+gboolean rpc_parse_request(MeshMessage *msg, const ProtobufCMessageDescriptor *input_desc,
 				  ProtobufCMessage **ret_input, MeshPort **ret_port, GError **error)
 {
 	size_t size;
