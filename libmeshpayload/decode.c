@@ -68,29 +68,39 @@ static int fail_truncated(Decoder *d)
 	return fail(d, MESH_PAYLOAD_ERROR_TRUNCATED, -EBADMSG, "input truncated");
 }
 
+/* Fails with what the wire reader found; @number and @wire_type are the key's. */
+static int fail_wire(Decoder *d, WireStatus s, uint64_t number, unsigned wire_type)
+{
+	switch (s) {
+	case WIRE_ERROR_TRUNCATED:
+		return fail_truncated(d);
+	case WIRE_ERROR_BAD_VARINT:
+		return fail(d, MESH_PAYLOAD_ERROR_BAD_VARINT, -EBADMSG, "bad varint");
+	case WIRE_ERROR_BAD_FIELD_NUMBER:
+		return fail(d, MESH_PAYLOAD_ERROR_BAD_FIELD_NUMBER, -EBADMSG,
+			    "bad field number %llu", (unsigned long long)number);
+	default:
+		return fail(d, MESH_PAYLOAD_ERROR_UNKNOWN_WIRE_TYPE, -EBADMSG,
+			    "unknown wire type %u", wire_type);
+	}
+}
+
 static int read_varint(Decoder *d, WireReader *r, uint64_t *v)
 {
 	int k = wire_read_varint(r, v);
-	if (k == 0)
-		return fail_truncated(d);
-	if (k < 0)
-		return fail(d, MESH_PAYLOAD_ERROR_BAD_VARINT, -EBADMSG, "bad varint");
-	return 0;
+	return k > 0 ? 0 : fail_wire(d, wire_status_of_varint(k), 0, 0);
 }
 
-/* Reads a length prefix and returns the bytes it covers. */
-static int read_len(Decoder *d, WireReader *r, WireReader *ret_sub)
+/* Reads the payload of a field whose key said @wire_type. */
+static int read_payload(Decoder *d, WireReader *r, unsigned wire_type, WireField *f)
 {
-	uint64_t len;
-	int k = read_varint(d, r, &len);
-	if (k < 0)
-		return k;
-	if (len > wire_remaining(r))
-		return fail_truncated(d);
-	ret_sub->p = r->p;
-	ret_sub->end = r->p + len;
-	r->p += len;
-	return 0;
+	WireStatus s = wire_read_payload(r, wire_type, f);
+	return s == WIRE_OK ? 0 : fail_wire(d, s, 0, wire_type);
+}
+
+static WireReader field_body(const WireField *f)
+{
+	return (WireReader){.p = f->data, .end = f->data + f->size};
 }
 
 /* Strict UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF. */
@@ -336,21 +346,17 @@ static int decode_message_field(Decoder *d, const ProtobufCFieldDescriptor *f,
 				size_t res_end)
 {
 	const ProtobufCMessageDescriptor *desc = f->descriptor;
-	uint64_t n_res = 0;
-	WireReader body;
+	WireField field;
 	int k;
 
-	if (wire_type == WIRE_MESH_MESSAGE) {
-		k = read_varint(d, r, &n_res);
-		if (k < 0)
-			return k;
-	} else if (wire_type != WIRE_LEN) {
+	if (wire_type != WIRE_MESH_MESSAGE && wire_type != WIRE_LEN)
 		return fail(d, MESH_PAYLOAD_ERROR_WRONG_WIRE_TYPE, -EBADMSG,
 			    "wire type %u for a message field", wire_type);
-	}
-	k = read_len(d, r, &body);
+	k = read_payload(d, r, wire_type, &field);
 	if (k < 0)
 		return k;
+	uint64_t n_res = field.n_res;
+	WireReader body = field_body(&field);
 	/* Within the parent's range, not the whole list: d->cursor <= res_end holds. */
 	if (n_res > res_end - d->cursor)
 		return fail(d, MESH_PAYLOAD_ERROR_INVALID_RESOURCE_RANGE, -EBADMSG,
@@ -385,11 +391,12 @@ static int decode_message_field(Decoder *d, const ProtobufCFieldDescriptor *f,
 static int decode_packed(Decoder *d, const ProtobufCFieldDescriptor *f, ProtobufCMessage *m,
 			 WireReader *r)
 {
-	WireReader body;
+	WireField field;
 	size_t count = 0;
-	int k = read_len(d, r, &body);
+	int k = read_payload(d, r, WIRE_LEN, &field);
 	if (k < 0)
 		return k;
+	WireReader body = field_body(&field);
 
 	unsigned wt = wire_type_of(f->type);
 	size_t len = wire_remaining(&body);
@@ -420,7 +427,7 @@ static int decode_packed(Decoder *d, const ProtobufCFieldDescriptor *f, Protobuf
 			*(uint64_t *)dst = wire_get_le64(body.p);
 			body.p += 8;
 		} else {
-			uint64_t v;
+			uint64_t v = 0;
 			k = read_varint(d, &body, &v);
 			if (k < 0)
 				return k; /* the reserved slots are not counted: nothing leaks */
@@ -444,50 +451,29 @@ static int decode_scalar(Decoder *d, const ProtobufCFieldDescriptor *f, Protobuf
 			    "wire type %u, expected %u", wire_type, expected);
 
 	/* Read the value fully before touching the message. */
-	uint64_t v = 0;
-	WireReader body = {0};
+	WireField field;
 	void *copy = NULL;
-	switch (expected) {
-	case WIRE_VARINT:
-		k = read_varint(d, r, &v);
-		break;
-	case WIRE_FIXED32:
-		if (wire_remaining(r) < 4)
-			return fail_truncated(d);
-		v = wire_get_le32(r->p);
-		r->p += 4;
-		break;
-	case WIRE_FIXED64:
-		if (wire_remaining(r) < 8)
-			return fail_truncated(d);
-		v = wire_get_le64(r->p);
-		r->p += 8;
-		break;
-	default: {
-		k = read_len(d, r, &body);
-		if (k < 0)
-			return k;
-		size_t len = wire_remaining(&body);
+	k = read_payload(d, r, expected, &field);
+	if (k < 0)
+		return k;
+	if (expected == WIRE_LEN) {
+		size_t len = field.size;
 		if (f->type == PROTOBUF_C_TYPE_STRING) {
-			if (!utf8_valid(body.p, len))
+			if (!utf8_valid(field.data, len))
 				return fail(d, MESH_PAYLOAD_ERROR_INVALID_UTF8, -EBADMSG,
 					    "invalid UTF-8");
 			copy = malloc(len + 1);
 			if (!copy)
 				return fail_nomem(d);
-			memcpy(copy, body.p, len);
+			memcpy(copy, field.data, len);
 			((char *)copy)[len] = '\0';
 		} else if (len) {
 			copy = malloc(len);
 			if (!copy)
 				return fail_nomem(d);
-			memcpy(copy, body.p, len);
+			memcpy(copy, field.data, len);
 		}
-		break;
 	}
-	}
-	if (k < 0)
-		return k;
 
 	void *slot;
 	if (f->label == PROTOBUF_C_LABEL_REPEATED) {
@@ -502,13 +488,13 @@ static int decode_scalar(Decoder *d, const ProtobufCFieldDescriptor *f, Protobuf
 	}
 	switch (expected) {
 	case WIRE_VARINT:
-		store_varint(f->type, slot, v);
+		store_varint(f->type, slot, field.value);
 		break;
 	case WIRE_FIXED32:
-		*(uint32_t *)slot = (uint32_t)v;
+		*(uint32_t *)slot = (uint32_t)field.value;
 		break;
 	case WIRE_FIXED64:
-		*(uint64_t *)slot = v;
+		*(uint64_t *)slot = field.value;
 		break;
 	default:
 		if (f->type == PROTOBUF_C_TYPE_STRING) {
@@ -516,7 +502,7 @@ static int decode_scalar(Decoder *d, const ProtobufCFieldDescriptor *f, Protobuf
 		} else {
 			ProtobufCBinaryData *b = slot;
 			b->data = copy;
-			b->len = wire_remaining(&body);
+			b->len = field.size;
 		}
 		break;
 	}
@@ -526,47 +512,20 @@ static int decode_scalar(Decoder *d, const ProtobufCFieldDescriptor *f, Protobuf
 /* Skips an unknown field, releasing the resources it carries. */
 static int skip_field(Decoder *d, unsigned wire_type, WireReader *r, size_t res_end)
 {
-	uint64_t v, n_res;
-	WireReader body;
-	int k = 0;
+	WireField field;
+	int k = read_payload(d, r, wire_type, &field);
 
-	switch (wire_type) {
-	case WIRE_VARINT:
-		return read_varint(d, r, &v);
-	case WIRE_FIXED64:
-	case WIRE_FIXED32: {
-		size_t width = wire_type == WIRE_FIXED32 ? 4 : 8;
-		if (wire_remaining(r) < width)
-			return fail_truncated(d);
-		r->p += width;
-		return 0;
-	}
-	case WIRE_LEN:
-		return read_len(d, r, &body);
-	case WIRE_MESH_MESSAGE:
-		k = read_varint(d, r, &n_res);
-		if (k < 0)
-			return k;
-		k = read_len(d, r, &body);
-		if (k < 0)
-			return k;
-		if (n_res > res_end - d->cursor)
-			return fail(d, MESH_PAYLOAD_ERROR_INVALID_RESOURCE_RANGE, -EBADMSG,
-				    "unknown field claims %llu resources",
-				    (unsigned long long)n_res);
-		for (size_t i = 0; i < n_res; i++)
-			mesh_payload_resource_release(&d->res->items[d->cursor++]);
-		return 0;
-	case WIRE_RESOURCE:
-		if (d->cursor >= res_end)
-			return fail(d, MESH_PAYLOAD_ERROR_MISSING_RESOURCE, -EBADMSG,
-				    "missing resource");
+	if (k < 0)
+		return k;
+	if (wire_type == WIRE_RESOURCE && d->cursor >= res_end)
+		return fail(d, MESH_PAYLOAD_ERROR_MISSING_RESOURCE, -EBADMSG, "missing resource");
+	if (wire_type == WIRE_MESH_MESSAGE && field.n_res > res_end - d->cursor)
+		return fail(d, MESH_PAYLOAD_ERROR_INVALID_RESOURCE_RANGE, -EBADMSG,
+			    "unknown field claims %llu resources",
+			    (unsigned long long)field.n_res);
+	for (size_t i = 0; i < field.n_res; i++)
 		mesh_payload_resource_release(&d->res->items[d->cursor++]);
-		return 0;
-	default:
-		return fail(d, MESH_PAYLOAD_ERROR_UNKNOWN_WIRE_TYPE, -EBADMSG,
-			    "unknown wire type %u", wire_type);
-	}
+	return 0;
 }
 
 static int check_required(Decoder *d, const ProtobufCMessageDescriptor *desc,
@@ -600,21 +559,11 @@ static int decode_fields(Decoder *d, ProtobufCMessage *m, WireReader *r, size_t 
 	}
 
 	while (r->p < r->end) {
-		uint64_t key;
-		k = read_varint(d, r, &key);
-		if (k < 0)
-			break;
-		uint64_t number = key >> 3;
-		unsigned wire_type = key & 7;
-		if (number == 0 || number > WIRE_MAX_FIELD_NUMBER) {
-			k = fail(d, MESH_PAYLOAD_ERROR_BAD_FIELD_NUMBER, -EBADMSG,
-				 "bad field number %llu", (unsigned long long)number);
-			break;
-		}
-
-		if (wire_type == 3 || wire_type == 4) {
-			k = fail(d, MESH_PAYLOAD_ERROR_UNKNOWN_WIRE_TYPE, -EBADMSG,
-				 "unknown wire type %u", wire_type);
+		uint64_t number = 0;
+		unsigned wire_type = 0;
+		WireStatus s = wire_read_key(r, &number, &wire_type);
+		if (s != WIRE_OK) {
+			k = fail_wire(d, s, number, wire_type);
 			break;
 		}
 

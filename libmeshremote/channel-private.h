@@ -55,3 +55,15 @@ gboolean io_waiters_run(IoWaiters *w, GMutex *lock, NodeIoHook *hook, gint64 dea
  * and logs it (debug, rate-limited).
  */
 void receiver_drop_message(MeshReceiver *r, const char *what, const GError *error);
+
+/*
+ * The rpc envelope's parsers (rpc.c), each taking @msg / @reply. A request:
+ * TRUE with the input and the reply port, FALSE with @error
+ * (MESH_ERROR_CORRUPTION). A reply (Result<R, RemoteError>): TRUE with the
+ * decoded R, FALSE with MESH_ERROR_REMOTE (the remote error's chain) or
+ * MESH_ERROR_CORRUPTION.
+ */
+gboolean rpc_parse_request(MeshMessage *msg, const ProtobufCMessageDescriptor *input_desc,
+			   ProtobufCMessage **ret_input, MeshPort **ret_port, GError **error);
+gboolean rpc_parse_reply(MeshMessage *reply, const ProtobufCMessageDescriptor *reply_desc,
+			 ProtobufCMessage **ret_reply, GError **error);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "remote-private.h"
+#include "wire-private.h"
 
 MeshMessage *message_new_bytes_take(uint8_t *data, size_t size, MeshPayloadResources *res,
 				    MeshWrap wrap)
@@ -184,17 +185,6 @@ ProtobufCMessage *mesh_message_into_typed(MeshMessage *msg, const ProtobufCMessa
 	return typed;
 }
 
-static size_t put_varint(uint8_t *out, uint64_t v)
-{
-	size_t n = 0;
-	while (v >= 0x80) {
-		out[n++] = (uint8_t)(v | 0x80);
-		v >>= 7;
-	}
-	out[n++] = (uint8_t)v;
-	return n;
-}
-
 int message_wire_framing(MeshMessage *msg, uint8_t head[24], size_t *ret_head_len,
 			 GError **error)
 {
@@ -207,16 +197,16 @@ int message_wire_framing(MeshMessage *msg, uint8_t head[24], size_t *ret_head_le
 	case MESH_WRAP_FIELD1: {
 		size_t n = mesh_message_get_n_resources(msg);
 		if (n == 0) {
-			head[k++] = 0x0a;
+			head[k++] = WIRE_KEY1(1, WIRE_LEN);
 		} else {
-			head[k++] = 0x0e;
-			k += put_varint(head + k, n);
+			head[k++] = WIRE_KEY1(1, WIRE_MESH_MESSAGE);
+			k += wire_put_varint(head + k, n);
 		}
-		k += put_varint(head + k, msg->size);
+		k += wire_put_varint(head + k, msg->size);
 		break;
 	}
 	case MESH_WRAP_PORT:
-		head[k++] = 0x17;
+		head[k++] = WIRE_KEY1(2, WIRE_RESOURCE);
 		break;
 	default:
 		break;
@@ -225,25 +215,16 @@ int message_wire_framing(MeshMessage *msg, uint8_t head[24], size_t *ret_head_le
 	return 0;
 }
 
-static gboolean read_varint(const uint8_t **p, const uint8_t *end, uint64_t *ret)
-{
-	uint64_t v = 0;
-	for (unsigned shift = 0; shift < 64 && *p < end; shift += 7) {
-		uint8_t b = *(*p)++;
-		v |= (uint64_t)(b & 0x7f) << shift;
-		if (!(b & 0x80)) {
-			*ret = v;
-			return TRUE;
-		}
-	}
-	return FALSE;
-}
-
+/*
+ * The framing is exact: one of the three keys (in one byte), then for field
+ * 1 its resource count (which must be the message's) and a length that
+ * covers the rest of the bytes; for field 2 nothing else.
+ */
 int message_unwrap_channel(MeshMessage *msg, GError **error)
 {
-	const uint8_t *p = msg->data, *end = msg->data ? msg->data + msg->size : NULL;
 	size_t n_res = mesh_message_get_n_resources(msg);
-	uint64_t count = 0, len;
+	WireReader r = {msg->data, msg->data ? msg->data + msg->size : NULL};
+	WireField f;
 
 	if (msg->wrap != MESH_WRAP_WIRE)
 		return 0;
@@ -251,24 +232,22 @@ int message_unwrap_channel(MeshMessage *msg, GError **error)
 		msg->wrap = MESH_WRAP_FIELD1; /* field 1 omitted: an empty value */
 		return 0;
 	}
-	uint8_t key = msg->size ? *p++ : 0;
+	uint8_t key = msg->size ? *r.p++ : 0;
 	switch (key) {
-	case 0x0e:
-		if (!read_varint(&p, end, &count))
-			break;
-		/* fall through */
-	case 0x0a:
-		if (count != n_res || !read_varint(&p, end, &len) || len != (uint64_t)(end - p))
+	case WIRE_KEY1(1, WIRE_LEN):
+	case WIRE_KEY1(1, WIRE_MESH_MESSAGE):
+		if (wire_read_payload(&r, key & 7, &f) != WIRE_OK || f.n_res != n_res ||
+		    r.p != r.end)
 			break;
 		if (msg->data_free)
-			msg->data = (uint8_t *)p; /* read-only memory: look past the framing */
+			msg->data = (uint8_t *)f.data; /* read-only memory: look past the framing */
 		else
-			memmove(msg->data, p, len);
-		msg->size = len;
+			memmove(msg->data, f.data, f.size);
+		msg->size = f.size;
 		msg->wrap = MESH_WRAP_FIELD1;
 		return 0;
-	case 0x17:
-		if (p != end || n_res != 1 ||
+	case WIRE_KEY1(2, WIRE_RESOURCE):
+		if (r.p != r.end || n_res != 1 ||
 		    mesh_payload_resources_get_kind(msg->res, 0) != MESH_PAYLOAD_RESOURCE_PORT)
 			break;
 		msg->size = 0;

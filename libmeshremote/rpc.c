@@ -16,49 +16,14 @@
 #include <unistd.h>
 
 #include "channel-private.h"
+#include "wire-private.h"
 
 struct MeshRpc {
 	ProtobufCMessage *input;
 	MeshOneshotSender *reply;
 };
 
-/* Wire helpers. */
-
-enum {
-	WT_VARINT = 0,
-	WT_FIXED64 = 1,
-	WT_LEN = 2,
-	WT_FIXED32 = 5,
-	WT_MESH = 6,
-	WT_RESOURCE = 7,
-};
-
-static size_t put_varint(uint8_t *out, uint64_t v)
-{
-	size_t n = 0;
-
-	while (v >= 0x80) {
-		out[n++] = (uint8_t)(v | 0x80);
-		v >>= 7;
-	}
-	out[n++] = (uint8_t)v;
-	return n;
-}
-
-static gboolean get_varint(const uint8_t **p, const uint8_t *end, uint64_t *ret)
-{
-	uint64_t v = 0;
-
-	for (unsigned shift = 0; shift < 64 && *p < end; shift += 7) {
-		uint8_t b = *(*p)++;
-		v |= (uint64_t)(b & 0x7f) << shift;
-		if (!(b & 0x80)) {
-			*ret = v;
-			return TRUE;
-		}
-	}
-	return FALSE;
-}
+/* Wire helpers: libmeshpayload's reader (wire-private.h), plus the resources. */
 
 /* Appends a message field: key, [resource count,] length, then @data. */
 static void put_message_field(GByteArray *out, guint field, const uint8_t *data, size_t size,
@@ -67,75 +32,37 @@ static void put_message_field(GByteArray *out, guint field, const uint8_t *data,
 	uint8_t head[32];
 	size_t k = 0;
 
-	k += put_varint(head + k, ((uint64_t)field << 3) | (n_res ? WT_MESH : WT_LEN));
+	k += wire_put_key(head + k, field, n_res ? WIRE_MESH_MESSAGE : WIRE_LEN);
 	if (n_res)
-		k += put_varint(head + k, n_res);
-	k += put_varint(head + k, size);
+		k += wire_put_varint(head + k, n_res);
+	k += wire_put_varint(head + k, size);
 	g_byte_array_append(out, head, (guint)k);
 	if (size)
 		g_byte_array_append(out, data, (guint)size);
 }
 
-/* One field of a message being parsed, with its share of the resources. */
+/* The fields of a message being parsed; each takes its share of the resources. */
 typedef struct {
-	const uint8_t *p, *end;
+	WireReader r;
 	size_t next_res, n_res;
 } Reader;
 
 typedef struct {
-	guint32 number;
-	guint type;
-	const uint8_t *data; /* WT_LEN, WT_MESH */
-	size_t size;
-	size_t res_first, res_count; /* WT_MESH, WT_RESOURCE */
+	WireField wire;
+	size_t res_first; /* the first of wire.n_res resources */
 } Field;
 
 /* Returns 1 with a field, 0 at the end, -1 for malformed input. */
 static int reader_next(Reader *rd, Field *f)
 {
-	uint64_t key, v, count = 0;
-
-	if (rd->p == rd->end)
+	if (rd->r.p == rd->r.end)
 		return 0;
-	memset(f, 0, sizeof(*f));
-	if (!get_varint(&rd->p, rd->end, &key) || (key >> 3) == 0 || (key >> 3) > 0x1fffffff)
+	if (wire_read_field(&rd->r, &f->wire) != WIRE_OK ||
+	    f->wire.n_res > rd->n_res - rd->next_res)
 		return -1;
-	f->number = (guint32)(key >> 3);
-	f->type = key & 7;
-	switch (f->type) {
-	case WT_VARINT:
-		return get_varint(&rd->p, rd->end, &v) ? 1 : -1;
-	case WT_FIXED64:
-	case WT_FIXED32: {
-		size_t n = f->type == WT_FIXED64 ? 8 : 4;
-		if ((size_t)(rd->end - rd->p) < n)
-			return -1;
-		rd->p += n;
-		return 1;
-	}
-	case WT_MESH:
-		if (!get_varint(&rd->p, rd->end, &count) || count > rd->n_res - rd->next_res)
-			return -1;
-		/* fall through */
-	case WT_LEN:
-		if (!get_varint(&rd->p, rd->end, &v) || v > (uint64_t)(rd->end - rd->p))
-			return -1;
-		f->data = rd->p;
-		f->size = (size_t)v;
-		rd->p += v;
-		f->res_first = rd->next_res;
-		f->res_count = (size_t)count;
-		rd->next_res += (size_t)count;
-		return 1;
-	case WT_RESOURCE:
-		if (rd->next_res >= rd->n_res)
-			return -1;
-		f->res_first = rd->next_res++;
-		f->res_count = 1;
-		return 1;
-	default:
-		return -1;
-	}
+	f->res_first = rd->next_res;
+	rd->next_res += (size_t)f->wire.n_res;
+	return 1;
 }
 
 /* Moves entries [first, first + count) of @src into a new list; NULL if one is missing. */
@@ -180,13 +107,13 @@ static ProtobufCMessage *decode_field(const ProtobufCMessageDescriptor *desc, co
 {
 	MeshPayloadError perr;
 	ProtobufCMessage *msg = NULL;
-	MeshPayloadResources *res = resources_take_range(src, f->res_first, f->res_count);
+	MeshPayloadResources *res = resources_take_range(src, f->res_first, (size_t)f->wire.n_res);
 
 	if (!res) {
 		g_set_error(error, MESH_ERROR, MESH_ERROR_CORRUPTION, "missing resource");
 		return NULL;
 	}
-	if (mesh_payload_decode(desc, f->data, f->size, res, NULL, &msg, &perr) < 0) {
+	if (mesh_payload_decode(desc, f->wire.data, f->wire.size, res, NULL, &msg, &perr) < 0) {
 		g_set_error(error, MESH_ERROR, MESH_ERROR_CORRUPTION, "%s", perr.message);
 		msg = NULL;
 	}
@@ -232,22 +159,22 @@ static MeshMessage *message_from_bytes(GByteArray *bytes, MeshPayloadResources *
 /* RemoteError = {1: {1: repeated string}}, parsed into "a: b: c". */
 static char *remote_error_parse(const uint8_t *data, size_t size)
 {
-	Reader outer = {data, data + size, 0, 0};
+	Reader outer = {{data, data + size}, 0, 0};
 	GString *chain = g_string_new(NULL);
 	gboolean any = FALSE;
 	Field f, g;
 	int r;
 
 	while ((r = reader_next(&outer, &f)) > 0) {
-		if (f.number != 1 || f.type != WT_LEN)
+		if (f.wire.number != 1 || f.wire.wire_type != WIRE_LEN)
 			continue;
-		Reader inner = {f.data, f.data + f.size, 0, 0};
+		Reader inner = {{f.wire.data, f.wire.data + f.wire.size}, 0, 0};
 		while (reader_next(&inner, &g) > 0) {
-			if (g.number != 1 || g.type != WT_LEN)
+			if (g.wire.number != 1 || g.wire.wire_type != WIRE_LEN)
 				continue;
 			if (any)
 				g_string_append(chain, ": ");
-			g_string_append_len(chain, (const char *)g.data, (gssize)g.size);
+			g_string_append_len(chain, (const char *)g.wire.data, (gssize)g.wire.size);
 			any = TRUE;
 		}
 	}
@@ -282,7 +209,7 @@ gboolean mesh_rpc_call(MeshSender *sender, ProtobufCMessage *input,
 		return FALSE;
 	}
 	mesh_oneshot_new(NULL, &os, &orx);
-	uint8_t key = (2 << 3) | WT_RESOURCE;
+	uint8_t key = WIRE_KEY1(2, WIRE_RESOURCE);
 	g_byte_array_append(bytes, &key, 1);
 	mesh_payload_resources_append_port_take(res,
 						mesh_port_as_object(mesh_oneshot_sender_into_port(os)));
@@ -296,24 +223,31 @@ gboolean mesh_rpc_call(MeshSender *sender, ProtobufCMessage *input,
 		return FALSE;
 	}
 
+	return rpc_parse_reply(reply, reply_desc, ret_reply, error);
+}
+
+gboolean rpc_parse_reply(MeshMessage *reply, const ProtobufCMessageDescriptor *reply_desc,
+			 ProtobufCMessage **ret_reply, GError **error)
+{
 	/* Result<R, RemoteError>: the last variant present wins. */
 	size_t size;
 	const uint8_t *data = mesh_message_get_data(reply, &size);
-	Reader rd = {data, data + size, 0, mesh_message_get_n_resources(reply)};
+	Reader rd = {{data, data + size}, 0, mesh_message_get_n_resources(reply)};
 	Field f, variant = {0};
 	int r;
 	while ((r = reader_next(&rd, &f)) > 0)
-		if ((f.number == 1 && (f.type == WT_LEN || f.type == WT_MESH)) ||
-		    (f.number == 2 && f.type == WT_LEN))
+		if ((f.wire.number == 1 &&
+		     (f.wire.wire_type == WIRE_LEN || f.wire.wire_type == WIRE_MESH_MESSAGE)) ||
+		    (f.wire.number == 2 && f.wire.wire_type == WIRE_LEN))
 			variant = f;
 	gboolean ok = FALSE;
 	if (r < 0) {
 		g_set_error(error, MESH_ERROR, MESH_ERROR_CORRUPTION, "malformed rpc reply");
-	} else if (variant.number == 1) {
+	} else if (variant.wire.number == 1) {
 		*ret_reply = decode_field(reply_desc, &variant, reply->res, error);
 		ok = *ret_reply != NULL;
-	} else if (variant.number == 2) {
-		char *chain = remote_error_parse(variant.data, variant.size);
+	} else if (variant.wire.number == 2) {
+		char *chain = remote_error_parse(variant.wire.data, variant.wire.size);
 		g_set_error(error, MESH_ERROR, MESH_ERROR_REMOTE, "%s", chain);
 		g_free(chain);
 	} else {
@@ -326,24 +260,21 @@ gboolean mesh_rpc_call(MeshSender *sender, ProtobufCMessage *input,
 
 /* Server. */
 
-/*
- * Parses a request: TRUE with the input and the reply port, FALSE with
- * @error (MESH_ERROR_CORRUPTION). Takes @msg.
- */
-static gboolean rpc_parse_request(MeshMessage *msg, const ProtobufCMessageDescriptor *input_desc,
+gboolean rpc_parse_request(MeshMessage *msg, const ProtobufCMessageDescriptor *input_desc,
 				  ProtobufCMessage **ret_input, MeshPort **ret_port, GError **error)
 {
 	size_t size;
 	const uint8_t *data = mesh_message_get_data(msg, &size);
-	Reader rd = {data, data + size, 0, mesh_message_get_n_resources(msg)};
-	Field f, in = {.number = 1, .type = WT_LEN};
+	Reader rd = {{data, data + size}, 0, mesh_message_get_n_resources(msg)};
+	Field f, in = {.wire = {.number = 1, .wire_type = WIRE_LEN}};
 	gboolean have_port = FALSE;
 	size_t port_index = 0;
 	int r;
 	while ((r = reader_next(&rd, &f)) > 0) {
-		if (f.number == 1 && (f.type == WT_LEN || f.type == WT_MESH)) {
+		if (f.wire.number == 1 &&
+		    (f.wire.wire_type == WIRE_LEN || f.wire.wire_type == WIRE_MESH_MESSAGE)) {
 			in = f;
-		} else if (f.number == 2 && f.type == WT_RESOURCE) {
+		} else if (f.wire.number == 2 && f.wire.wire_type == WIRE_RESOURCE) {
 			have_port = TRUE;
 			port_index = f.res_first;
 		}

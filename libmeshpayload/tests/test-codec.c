@@ -155,6 +155,66 @@ START_TEST(test_zigzag_and_varint)
 }
 END_TEST
 
+/* The shared field reader (wire-private.h), as libmeshremote uses it. */
+static WireStatus read_one(const char *bytes, size_t n, WireField *f, size_t *consumed)
+{
+	WireReader r = {(const uint8_t *)bytes, (const uint8_t *)bytes + n};
+	WireStatus s = wire_read_field(&r, f);
+	*consumed = (size_t)(r.p - (const uint8_t *)bytes);
+	return s;
+}
+
+START_TEST(test_field_reader)
+{
+	WireField f;
+	size_t used;
+
+	ck_assert_int_eq(read_one("\x08\x96\x01", 3, &f, &used), WIRE_OK);
+	ck_assert_uint_eq(f.number, 1);
+	ck_assert_uint_eq(f.wire_type, WIRE_VARINT);
+	ck_assert_uint_eq(f.value, 150);
+	ck_assert_uint_eq(f.n_res, 0);
+	ck_assert_uint_eq(used, 3);
+	ck_assert_int_eq(read_one("\x0d\x01\x02\x03\x04", 5, &f, &used), WIRE_OK);
+	ck_assert_uint_eq(f.value, 0x04030201);
+	ck_assert_int_eq(read_one("\x09\x01\x00\x00\x00\x00\x00\x00\x80", 9, &f, &used), WIRE_OK);
+	ck_assert_uint_eq(f.value, 0x8000000000000001ull);
+	ck_assert_int_eq(read_one("\x12\x02hi!", 5, &f, &used), WIRE_OK);
+	ck_assert_uint_eq(f.number, 2);
+	ck_assert_uint_eq(f.size, 2);
+	ck_assert_int_eq(memcmp(f.data, "hi", 2), 0);
+	ck_assert_uint_eq(used, 4);
+	/* Wire type 6: resource count, length, bytes; 7: one resource. */
+	ck_assert_int_eq(read_one("\x0e\x03\x01\x17", 4, &f, &used), WIRE_OK);
+	ck_assert_uint_eq(f.wire_type, WIRE_MESH_MESSAGE);
+	ck_assert_uint_eq(f.n_res, 3);
+	ck_assert_uint_eq(f.size, 1);
+	ck_assert_int_eq(read_one("\x17", 1, &f, &used), WIRE_OK);
+	ck_assert_uint_eq(f.number, 2);
+	ck_assert_uint_eq(f.wire_type, WIRE_RESOURCE);
+	ck_assert_uint_eq(f.n_res, 1);
+
+	/* Each failure, with what the decoder reports for it. */
+	ck_assert_int_eq(read_one("\x08\x80", 2, &f, &used), WIRE_ERROR_TRUNCATED);
+	ck_assert_int_eq(read_one("\x0d\x01\x02\x03", 4, &f, &used), WIRE_ERROR_TRUNCATED);
+	ck_assert_int_eq(read_one("\x12\x03hi", 4, &f, &used), WIRE_ERROR_TRUNCATED);
+	ck_assert_int_eq(read_one("\x0e\x01", 2, &f, &used), WIRE_ERROR_TRUNCATED);
+	ck_assert_int_eq(read_one("\x08\xff\xff\xff\xff\xff\xff\xff\xff\xff\x02", 11, &f, &used),
+			 WIRE_ERROR_BAD_VARINT);
+	ck_assert_int_eq(read_one("\x12\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", 12, &f,
+				  &used),
+			 WIRE_ERROR_BAD_VARINT);
+	ck_assert_int_eq(read_one("\x02\x00", 2, &f, &used), WIRE_ERROR_BAD_FIELD_NUMBER);
+	ck_assert_int_eq(read_one("\x80\x80\x80\x80\x10", 5, &f, &used),
+			 WIRE_ERROR_BAD_FIELD_NUMBER); /* 2^29 */
+	ck_assert_int_eq(read_one("\xf8\xff\xff\xff\x0f\x00", 6, &f, &used), WIRE_OK); /* 2^29-1 */
+	ck_assert_uint_eq(f.number, WIRE_MAX_FIELD_NUMBER);
+	ck_assert_int_eq(read_one("\x0b", 1, &f, &used), WIRE_ERROR_UNKNOWN_WIRE_TYPE);
+	ck_assert_int_eq(read_one("\x0c", 1, &f, &used), WIRE_ERROR_UNKNOWN_WIRE_TYPE);
+	ck_assert_uint_eq(f.wire_type, 4);
+}
+END_TEST
+
 START_TEST(test_resource_vector)
 {
 	int fds[5];
@@ -896,6 +956,7 @@ int main(void)
 
 	tcase_add_test(tc, test_upstream_vectors);
 	tcase_add_test(tc, test_zigzag_and_varint);
+	tcase_add_test(tc, test_field_reader);
 	tcase_add_test(tc, test_resource_vector);
 	tcase_add_test(tc, test_roundtrip_everything);
 	tcase_add_loop_test(tc, test_decode_errors, 0, sizeof(bad_cases) / sizeof(bad_cases[0]));

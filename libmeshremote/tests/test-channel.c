@@ -768,6 +768,17 @@ START_TEST(test_malformed_framing)
 	mesh_port_close(a);
 	expect_error(r, 0, MESH_ERROR_CLOSED);
 	mesh_receiver_free(r);
+
+	/*
+	 * A length varint over 64 bits (10th byte above 1) is malformed, as
+	 * everywhere else on the wire, even when its low bits would fit.
+	 */
+	mesh_port_new_pair(&a, &b);
+	r = mesh_receiver_from_port(b, &chantest__text__descriptor);
+	ck_assert(port_send_bytes(a, "\x0a\x84\x80\x80\x80\x80\x80\x80\x80\x80\x02\x0a\x02hi"));
+	expect_error(r, 0, MESH_ERROR_CORRUPTION);
+	mesh_port_close(a);
+	mesh_receiver_free(r);
 }
 END_TEST
 
@@ -1538,13 +1549,25 @@ START_TEST(test_rpc_bytes)
 	mesh_sender_send_message(s, mesh_message_new("\x0a\x02\x08\x01", 4)); /* no port */
 	mesh_sender_send_message(s, mesh_message_new("\x0a\x09\x08", 3)); /* truncated */
 	MeshPort *a, *b;
+	/* An unknown field whose varint is over 64 bits: the reader's one rule. */
 	mesh_port_new_pair(&a, &b);
-	MeshMessage *req = mesh_message_new("\x0a\x02\x08\x05\x17", 5);
+	MeshMessage *req = mesh_message_new("\x0a\x02\x08\x01"
+					    "\x18\xff\xff\xff\xff\xff\xff\xff\xff\xff\x02\x17",
+					    16);
+	ck_assert_int_eq(mesh_message_add_port_take(req, a), 0);
+	mesh_sender_send_message(s, req);
+	MeshOneshotReceiver *dropped = mesh_oneshot_receiver_from_port(b, NULL);
+	mesh_port_new_pair(&a, &b);
+	req = mesh_message_new("\x0a\x02\x08\x05\x17", 5);
 	ck_assert_int_eq(mesh_message_add_port_take(req, a), 0);
 	mesh_sender_send_message(s, req);
 	ck_assert(mesh_receiver_recv_rpc(r, &chantest__add__descriptor, 0, &rpc, &error));
 	ck_assert_uint_eq(((Chantest__Add *)mesh_rpc_get_input(rpc))->a, 5);
-	ck_assert_uint_eq(mesh_receiver_get_n_dropped(r), 2);
+	ck_assert_uint_eq(mesh_receiver_get_n_dropped(r), 3);
+	/* The dropped request's reply port was closed: its caller is not left waiting. */
+	ck_assert(!mesh_oneshot_recv_message(dropped, 0, &m, &error)); /* consumes @dropped */
+	ck_assert(g_error_matches(error, MESH_ERROR, MESH_ERROR_CLOSED));
+	g_clear_error(&error);
 	mesh_rpc_free(rpc);
 	mesh_port_close(b);
 	ck_assert(!mesh_receiver_recv_rpc(r, &chantest__add__descriptor, 0, &rpc, &error));
