@@ -11,9 +11,10 @@
  * (order: port, then receiver). It never blocks: it queues, signals the
  * GCond (only when someone waits), writes the eventfd (nonblocking, only when
  * it was clear) and defers everything else (attaching a new sender port,
- * waking a GMainContext) to after the port lock is released. attach_lock
- * (taken before any port lock) orders attaching new sender ports against
- * detaching them all when the receiver is freed or converted to a port.
+ * dropping the sender ports that ended, waking a GMainContext) to after the
+ * port lock is released. attach_lock (taken before any port lock) orders
+ * attaching new sender ports against dropping them and detaching them all
+ * when the receiver is freed or converted to a port.
  */
 #include <errno.h>
 #include <sys/eventfd.h>
@@ -47,7 +48,7 @@ struct MeshReceiver {
 	guint head, len, cap;
 	GPtrArray *entries; /* SenderEntry *, strong */
 	guint n_open;       /* entries whose port may still deliver */
-	guint n_prunable;   /* closed entries to drop on the next receive */
+	gboolean prune_due; /* an entry ended: receiver_prune() is on its way */
 	GError *failure;    /* the last sender failed: the end, once the queue is read */
 	gboolean gone;      /* freed or converted: accepts nothing more */
 	gboolean terminal_reported;
@@ -67,7 +68,7 @@ struct SenderEntry {
 	MeshPort *port;     /* owned; changed only on the receiver's thread or under attach_lock */
 	/* Under recv->lock: */
 	gboolean open;
-	gboolean failed;
+	gboolean failed; /* the last open one, failed: kept, it is the channel's end */
 	gboolean corrupted;
 	/* Under recv->attach_lock: */
 	gboolean attached;
@@ -404,6 +405,15 @@ static void receiver_update_fd_locked(MeshReceiver *r)
 	}
 }
 
+static void receiver_prune(MeshReceiver *r);
+
+static void prune_cb(void *data)
+{
+	MeshReceiver *r = data;
+	receiver_prune(r);
+	receiver_unref(r);
+}
+
 static void entry_mark_closed_locked(MeshReceiver *r, SenderEntry *e, const GError *error,
 				     Deferred *d)
 {
@@ -411,21 +421,29 @@ static void entry_mark_closed_locked(MeshReceiver *r, SenderEntry *e, const GErr
 		return;
 	e->open = FALSE;
 	r->n_open--;
-	if (error && !e->corrupted) {
-		e->failed = TRUE;
+	if (error && !e->corrupted && r->n_open == 0 && !r->failure) {
 		/*
 		 * The last sender failed: that is the channel's end, reported
 		 * after what is queued (upstream reports "closed" when messages
 		 * are queued: a stream cut short by a dead process would look
-		 * finished). While others remain, it is only logged.
+		 * finished). Its entry is kept: converted to a port, the
+		 * receiver hands on the failure.
 		 */
-		if (r->n_open == 0 && !r->failure)
-			r->failure = g_error_copy(error);
-		else
+		e->failed = TRUE;
+		r->failure = g_error_copy(error);
+	} else {
+		if (error && !e->corrupted)
 			g_debug("channel sender failed, ignored (others remain): %s",
 				error->message);
-	} else {
-		r->n_prunable++;
+		/*
+		 * Let go of it now, not at the next receive: senders that an
+		 * outside client makes and drops (a listener's) must not pile
+		 * up while nobody receives. After the port lock is released.
+		 */
+		if (!r->prune_due) {
+			r->prune_due = TRUE;
+			deferred_call(d, prune_cb, receiver_ref(r));
+		}
 	}
 	if (receiver_terminal_locked(r))
 		receiver_wake_locked(r, d);
@@ -538,10 +556,13 @@ MeshReceiver *mesh_receiver_from_port(MeshPort *port, const ProtobufCMessageDesc
 
 	g_ptr_array_add(r->entries, e);
 	r->n_open = 1;
+	/* A port that already ended may have its entry pruned in there: held. */
+	entry_ref(e);
 	g_rec_mutex_lock(&r->attach_lock);
-	port_set_handler(port, &entry_handler, e);
 	e->attached = TRUE;
+	port_set_handler(port, &entry_handler, e);
 	g_rec_mutex_unlock(&r->attach_lock);
+	entry_unref(e);
 	return r;
 }
 
@@ -556,7 +577,10 @@ void mesh_channel_new(const ProtobufCMessageDescriptor *desc, MeshSender **ret_s
 	*ret_receiver = mesh_receiver_from_port(b, desc);
 }
 
-/* Drops closed entries (on the receiver's thread). */
+/*
+ * Drops the entries that ended (but the failed last one). On the thread that
+ * saw them end, without a port lock (a deferred call), or the receiver's.
+ */
 static void receiver_prune(MeshReceiver *r)
 {
 	GPtrArray *dead = NULL;
@@ -573,7 +597,7 @@ static void receiver_prune(MeshReceiver *r)
 			i++;
 		}
 	}
-	r->n_prunable = 0;
+	r->prune_due = FALSE;
 	g_mutex_unlock(&r->lock);
 	g_rec_mutex_unlock(&r->attach_lock);
 	if (!dead)
@@ -623,12 +647,6 @@ static gboolean receiver_pop(MeshReceiver *r, gint64 timeout_us, Item *ret, GErr
 
 	g_mutex_lock(&r->lock);
 	for (;;) {
-		if (r->n_prunable) {
-			g_mutex_unlock(&r->lock);
-			receiver_prune(r);
-			g_mutex_lock(&r->lock);
-			continue;
-		}
 		if (r->len) {
 			*ret = queue_pop(r);
 			receiver_update_fd_locked(r);
@@ -863,6 +881,15 @@ guint64 mesh_receiver_get_n_dropped(MeshReceiver *receiver)
 	g_return_val_if_fail(receiver, 0);
 	g_mutex_lock(&receiver->lock);
 	guint64 n = receiver->n_dropped;
+	g_mutex_unlock(&receiver->lock);
+	return n;
+}
+
+guint mesh_receiver_count_senders(MeshReceiver *receiver)
+{
+	g_return_val_if_fail(receiver, 0);
+	g_mutex_lock(&receiver->lock);
+	guint n = receiver->entries->len;
 	g_mutex_unlock(&receiver->lock);
 	return n;
 }

@@ -105,6 +105,79 @@ static int mode_idle(const char *path, int n)
 	return 0;
 }
 
+/*
+ * One short-lived client of @path in @mode (in a child of mode_clients):
+ * "send" sends and shuts down cleanly; "silent" shuts down without
+ * sending; "drop" sends and exits without shutting down; "killed" sends
+ * and SIGKILLs itself a moment later; "raw" connects a plain socket and
+ * closes it without reading its invitation.
+ */
+static int one_client(const char *path, guint mode, guint i)
+{
+	if (mode == 4) {
+		struct sockaddr_un addr = {.sun_family = AF_UNIX};
+		g_strlcpy(addr.sun_path, path, sizeof(addr.sun_path));
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		int r = connect(fd, (struct sockaddr *)&addr, sizeof(addr));
+		close(fd);
+		return r == 0 ? 0 : 4;
+	}
+	MeshSender *s = NULL;
+	GError *error = NULL;
+	MeshConnection *c = mesh_connect(path, 10 * G_USEC_PER_SEC, &s, &error);
+	if (!c) {
+		fprintf(stderr, "client %u: %s\n", i, error->message);
+		return 1;
+	}
+	if (mode != 1) {
+		char *text = g_strdup_printf("client %u", i);
+		mesh_sender_send_message(s, mesh_message_new(text, strlen(text)));
+		g_free(text);
+	}
+	if (mode == 2)
+		_exit(0);
+	if (mode == 3) {
+		g_usleep(g_random_int_range(0, 20000));
+		raise(SIGKILL);
+	}
+	mesh_sender_free(s);
+	return mesh_connection_shutdown(c, 10 * G_USEC_PER_SEC) ? 0 : 2;
+}
+
+/*
+ * clients PATH N: N short-lived clients, CLIENTS_AT_ONCE at a time, in turn
+ * "send", "silent", "drop", "killed" and "raw" (one_client()). Forks each
+ * from this process, which has no threads. Says "done FAILED" at the end.
+ */
+#define CLIENTS_AT_ONCE 8
+static int mode_clients(const char *path, int n)
+{
+	int running = 0, failed = 0;
+	for (int i = 0; i < n || running > 0;) {
+		if (i < n && running < CLIENTS_AT_ONCE) {
+			pid_t pid = fork();
+			if (pid == 0)
+				_exit(one_client(path, (guint)i % 5, (guint)i));
+			if (pid < 0)
+				return 10;
+			running++;
+			i++;
+			continue;
+		}
+		int status;
+		pid_t pid = wait(&status);
+		if (pid < 0)
+			return 11;
+		running--;
+		gboolean killed = WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
+		if (!killed && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+			failed++;
+	}
+	printf("done %d\n", failed);
+	fflush(stdout);
+	return 0;
+}
+
 static void quiet_log(const gchar *domain, GLogLevelFlags level, const gchar *message,
 		      gpointer data)
 {
@@ -221,7 +294,7 @@ static int proc_finish(Proc *p, char **ret_err)
 		g_usleep(10000);
 		status = -1;
 	}
-	if (status == -1) {
+	if (status == -1 && p->pid > 0) {
 		kill(p->pid, SIGKILL);
 		waitpid(p->pid, NULL, 0);
 	}
@@ -648,6 +721,88 @@ START_TEST(test_listen_idle_clients)
 }
 END_TEST
 
+/*
+ * Thousands of listener clients come and go, some cleanly, some dropped
+ * or killed, some closing a raw socket: the listener lets go of each
+ * (the sender entry of its bridge in the listener's receiver, the bridge's
+ * ports, its remote node) whether or not it was received from. A failed
+ * client's sender entry used to be kept for good.
+ */
+START_TEST(test_listen_clients_come_and_go)
+{
+	char *dir = make_dir();
+	char *path = g_build_filename(dir, "s.sock", NULL);
+	GError *error = NULL;
+	Mesh *mesh = mesh_new("server", NULL, &error);
+	ck_assert_ptr_nonnull(mesh);
+	MeshReceiver *r = NULL;
+	ck_assert_msg(mesh_listen(mesh, path, FALSE, &r, &error), "%s",
+		      error ? error->message : "");
+	MeshNode *node = mesh_get_node(mesh);
+	guint senders0 = mesh_receiver_count_senders(r);
+	guint ports0 = mesh_node_count_ports(node);
+	guint remotes0 = mesh_node_count_remotes(node);
+
+	const int n = 2500;
+	char *sn = g_strdup_printf("%d", n);
+	const char *args[] = {"clients", path, sn, NULL};
+	Proc p = proc_start(args, (uid_t)-1);
+	g_free(sn);
+	/* Receives while they come and go (a deadline bounds it: 300 s). */
+	guint received = 0;
+	int status = -1;
+	gint64 deadline = g_get_monotonic_time() + 300 * G_USEC_PER_SEC;
+	while (g_get_monotonic_time() < deadline) {
+		MeshMessage *msg = NULL;
+		if (mesh_receiver_recv_message(r, 20000, &msg, NULL)) {
+			mesh_message_free(msg);
+			received++;
+		} else if (waitpid(p.pid, &status, WNOHANG) == p.pid) {
+			break;
+		}
+	}
+	if (status == -1) {
+		kill(p.pid, SIGKILL);
+		waitpid(p.pid, NULL, 0);
+	}
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "clients: status %#x",
+		      status);
+	char *line = proc_read_line(&p);
+	ck_assert_str_eq(line, "done 0");
+	g_free(line);
+	/* At least every "send" client's message came. */
+	ck_assert_uint_ge(received, n / 5);
+	printf("%d clients came and went, %u messages received\n", n, received);
+
+	/* Each client's end comes through its connection: wait for it (bounded). */
+	guint senders = 0, ports = 0, remotes = 0;
+	for (int i = 0; i < WAIT_S * 100; i++) {
+		MeshMessage *msg = NULL;
+		while (mesh_receiver_recv_message(r, 0, &msg, NULL))
+			mesh_message_free(msg);
+		senders = mesh_receiver_count_senders(r);
+		ports = mesh_node_count_ports(node);
+		remotes = mesh_node_count_remotes(node);
+		if (senders == senders0 && ports == ports0 && remotes == remotes0)
+			break;
+		g_usleep(10000);
+	}
+	ck_assert_msg(senders == senders0 && ports == ports0 && remotes == remotes0,
+		      "after %d clients: %u sender entries (%u before), %u ports (%u), "
+		      "%u remote nodes (%u)",
+		      n, senders, senders0, ports, ports0, remotes, remotes0);
+
+	mesh_receiver_free(r);
+	mesh_unlisten(mesh, path);
+	mesh_free(mesh);
+	close(p.in);
+	close(p.out);
+	close(p.err);
+	g_free(path);
+	remove_dir(dir);
+}
+END_TEST
+
 /* meshctl inspect against a server that drops the request's answer: an error, no crash. */
 START_TEST(test_meshctl_inspect_answer_dropped)
 {
@@ -760,6 +915,8 @@ int main(int argc, char **argv)
 		return mode_client_wait(argv[2]);
 	if (argc >= 3 && strcmp(argv[1], "serve") == 0)
 		return mode_serve(argv[2], argc >= 4 ? argv[3] : NULL);
+	if (argc >= 4 && strcmp(argv[1], "clients") == 0)
+		return mode_clients(argv[2], atoi(argv[3]));
 	if (argc >= 4 && strcmp(argv[1], "idle") == 0)
 		return mode_idle(argv[2], atoi(argv[3]));
 	self_exe = g_file_read_link("/proc/self/exe", NULL);
@@ -782,6 +939,10 @@ int main(int argc, char **argv)
 	tcase_add_test(tc2, test_meshctl_inspect_answer_dropped);
 	tcase_add_test(tc2, test_listen_idle_clients);
 	suite_add_tcase(s, tc2);
+	TCase *tc3 = tcase_create("clients");
+	tcase_set_timeout(tc3, 360);
+	tcase_add_test(tc3, test_listen_clients_come_and_go);
+	suite_add_tcase(s, tc3);
 
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_ENV);

@@ -130,6 +130,21 @@ MESH_REMOTE_API gboolean mesh_receiver_recv_message(MeshReceiver *receiver, gint
 MESH_REMOTE_API guint64 mesh_receiver_get_n_dropped(MeshReceiver *receiver);
 
 /**
+ * mesh_receiver_count_senders:
+ * @receiver: a receiver
+ *
+ * Returns: how many sender ports the receiver holds: one per sender (or
+ * clone) that may still send, plus, once every sender has gone, the last
+ * one if it failed (it carries the failure). A sender that closes or fails
+ * while others remain is let go as soon as its end is seen (on the thread
+ * that saw it), whether or not anyone receives; a message it queued keeps
+ * what it needs until it is received. For tests and diagnostics: a
+ * receiver that many short-lived senders (for instance listener clients)
+ * came and went through returns to its count of live senders. Any thread.
+ */
+MESH_REMOTE_API guint mesh_receiver_count_senders(MeshReceiver *receiver);
+
+/**
  * MeshReceiverFunc:
  * @receiver: the receiver
  * @user_data: the callback's data

@@ -827,6 +827,72 @@ START_TEST(test_sender_failure)
 }
 END_TEST
 
+/*
+ * Senders that come and go, as listener clients do: every one that closes
+ * or fails is let go, received from or not (a failed one used to be kept
+ * for good, a closed one until the next receive).
+ */
+START_TEST(test_senders_come_and_go)
+{
+	MeshSender *s, *c;
+	MeshReceiver *r;
+	guint queued = 0;
+
+	mesh_channel_new(&chantest__text__descriptor, &s, &r);
+	ck_assert_uint_eq(mesh_receiver_count_senders(r), 1);
+	for (guint i = 0; i < 2000; i++) {
+		c = mesh_sender_clone(s);
+		if (i % 2) {
+			send_text(c, "bye");
+			queued++;
+		}
+		switch (i % 4) {
+		case 0:
+		case 1:
+			mesh_sender_free(c); /* closes */
+			break;
+		default: {
+			MeshPort *p = mesh_sender_into_port(c);
+			port_fail(p, "gone");
+			mesh_port_close(p);
+			break;
+		}
+		}
+		ck_assert_uint_eq(mesh_receiver_count_senders(r), 1);
+	}
+	for (guint i = 0; i < queued; i++)
+		expect_text(r, "bye");
+	expect_error(r, 0, MESH_ERROR_EMPTY);
+	ck_assert_uint_eq(mesh_receiver_count_senders(r), 1);
+
+	/* The last one failed: it is kept, and its failure is the end. */
+	c = mesh_sender_clone(s);
+	mesh_sender_free(s);
+	MeshPort *p = mesh_sender_into_port(c);
+	port_fail(p, "boom");
+	mesh_port_close(p);
+	ck_assert_uint_eq(mesh_receiver_count_senders(r), 1);
+	expect_error(r, 0, MESH_ERROR_NODE_FAILURE);
+	mesh_receiver_free(r);
+
+	/* A receiver whose one port is already closed or failed. */
+	MeshPort *a, *b;
+	mesh_port_new_pair(&a, &b);
+	mesh_port_close(a);
+	r = mesh_receiver_from_port(b, &chantest__text__descriptor);
+	ck_assert_uint_eq(mesh_receiver_count_senders(r), 0);
+	expect_error(r, 0, MESH_ERROR_CLOSED);
+	mesh_receiver_free(r);
+	mesh_port_new_pair(&a, &b);
+	port_fail(a, "boom");
+	mesh_port_close(a);
+	r = mesh_receiver_from_port(b, &chantest__text__descriptor);
+	ck_assert_uint_eq(mesh_receiver_count_senders(r), 1);
+	expect_error(r, 0, MESH_ERROR_NODE_FAILURE);
+	mesh_receiver_free(r);
+}
+END_TEST
+
 START_TEST(test_timeouts)
 {
 	MeshSender *s;
@@ -2083,6 +2149,7 @@ int main(void)
 	tcase_add_test(mpsc, test_corrupt_sender_loop);
 	tcase_add_test(mpsc, test_malformed_framing);
 	tcase_add_test(mpsc, test_sender_failure);
+	tcase_add_test(mpsc, test_senders_come_and_go);
 	tcase_add_test(mpsc, test_timeouts);
 	tcase_add_test(mpsc, test_poll_fd);
 	suite_add_tcase(s, mpsc);
