@@ -82,6 +82,8 @@ static int read_varint(Decoder *d, WireReader *r, uint64_t *v)
 static int read_len(Decoder *d, WireReader *r, WireReader *ret_sub)
 {
 	uint64_t len;
+	/* Empty on failure too (the compiler cannot see that fail() is negative). */
+	*ret_sub = (WireReader){r->p, r->p};
 	int k = read_varint(d, r, &len);
 	if (k < 0)
 		return k;

@@ -248,7 +248,7 @@ int message_unwrap_channel(MeshMessage *msg, GError **error)
 	case 0x0e:
 		if (!read_varint(&p, end, &count))
 			break;
-		/* fall through */
+		G_GNUC_FALLTHROUGH;
 	case 0x0a:
 		if (count != n_res || !read_varint(&p, end, &len) || len != (uint64_t)(end - p))
 			break;

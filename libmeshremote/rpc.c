@@ -116,7 +116,7 @@ static int reader_next(Reader *rd, Field *f)
 	case WT_MESH:
 		if (!get_varint(&rd->p, rd->end, &count) || count > rd->n_res - rd->next_res)
 			return -1;
-		/* fall through */
+		G_GNUC_FALLTHROUGH;
 	case WT_LEN:
 		if (!get_varint(&rd->p, rd->end, &v) || v > (uint64_t)(rd->end - rd->p))
 			return -1;

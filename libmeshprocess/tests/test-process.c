@@ -6,7 +6,6 @@
  * initial message: 0 the work receiver, 1 the results sender (if any).
  */
 #include <check.h>
-#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -60,12 +59,6 @@ static gboolean host_main(MeshMessage *initial, gpointer data, GError **error)
 		for (gsize i = 0; i + 1 < len; i++)
 			if (cmdline[i] == '\0')
 				cmdline[i] = ' ';
-		int fds = 0;
-		DIR *d = opendir("/proc/self/fd");
-		struct dirent *e;
-		while ((e = readdir(d)))
-			fds += e->d_name[0] != '.';
-		closedir(d);
 		char *text = g_strdup_printf(
 			"comm=%s|cmdline=%s|var=%s|sandbox=%s|invitation=%s|fd3=%s", comm, cmdline,
 			g_getenv("MESH_TEST_VAR") ?: "", g_getenv("MESH_TEST_SANDBOX") ?: "",
