@@ -524,6 +524,26 @@ static gpointer run_loop(gpointer data)
 	return NULL;
 }
 
+static gboolean quit_loop_cb(gpointer data)
+{
+	g_main_loop_quit(data);
+	return G_SOURCE_REMOVE;
+}
+
+/*
+ * Stops run_loop()'s loop from inside its run: a g_main_loop_quit() from here
+ * before the thread has entered g_main_loop_run() would be lost, and the
+ * join would wait forever.
+ */
+static void stop_loop(GMainLoop *loop, GThread *t)
+{
+	GSource *source = g_idle_source_new();
+	g_source_set_callback(source, quit_loop_cb, loop, NULL);
+	g_source_attach(source, g_main_loop_get_context(loop));
+	g_source_unref(source);
+	g_thread_join(t);
+}
+
 START_TEST(test_caller_context)
 {
 	/* The coordinator on a context the caller runs (in its own thread here). */
@@ -543,8 +563,7 @@ START_TEST(test_caller_context)
 		      error ? error->message : "");
 	mesh_free(mesh);
 	mesh = NULL;
-	g_main_loop_quit(loop);
-	g_thread_join(t);
+	stop_loop(loop, t);
 	g_main_loop_unref(loop);
 	g_main_context_unref(ctx);
 }
