@@ -21,7 +21,7 @@ typedef struct {
 	MeshReceiver *requests;
 } HostState;
 
-static void host_exit(HostState *s, int status)
+static _Noreturn void host_exit(HostState *s, int status)
 {
 	static gint exiting;
 

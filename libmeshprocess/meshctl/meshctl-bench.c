@@ -570,26 +570,39 @@ static gboolean bench_scale(GError **error)
 
 /* ------------------------------------------------------------ meshbench */
 
+/*
+ * The meshbench this meshctl goes with: MESHCTL_MESHBENCH if set, else
+ * relative to this executable, where `meson install` puts it (libexecdir/mesh,
+ * MESHCTL_MESHBENCH_INSTALLED), where the build tree has it, or next to it.
+ * Never by a build-tree path or PATH: an installed meshctl runs its own
+ * helper, wherever the installed tree is and whether or not the build tree
+ * still exists.
+ */
 static char *find_meshbench(void)
 {
 	const char *env = getenv("MESHCTL_MESHBENCH");
 	if (env && *env)
 		return g_strdup(env);
 	char *self = g_file_read_link("/proc/self/exe", NULL);
-	if (self) {
-		char *dir = g_path_get_dirname(self);
-		char *path = g_build_filename(dir, "meshbench", NULL);
-		g_free(dir);
-		g_free(self);
+	if (!self)
+		return NULL;
+	static const char *const candidates[] = {
+		MESHCTL_MESHBENCH_INSTALLED,
+		MESHCTL_MESHBENCH_BUILD,
+		"meshbench",
+	};
+	char *dir = g_path_get_dirname(self);
+	char *found = NULL;
+	for (gsize i = 0; i < G_N_ELEMENTS(candidates) && !found; i++) {
+		char *path = g_canonicalize_filename(candidates[i], dir);
 		if (g_file_test(path, G_FILE_TEST_IS_EXECUTABLE))
-			return path;
-		g_free(path);
+			found = path;
+		else
+			g_free(path);
 	}
-#ifdef MESHCTL_MESHBENCH_PATH
-	if (g_file_test(MESHCTL_MESHBENCH_PATH, G_FILE_TEST_IS_EXECUTABLE))
-		return g_strdup(MESHCTL_MESHBENCH_PATH);
-#endif
-	return g_find_program_in_path("meshbench");
+	g_free(dir);
+	g_free(self);
+	return found;
 }
 
 static gboolean run_meshbench(GError **error)
@@ -602,8 +615,9 @@ static gboolean run_meshbench(GError **error)
 	char *path = find_meshbench();
 	if (!path) {
 		g_set_error(error, MESHCTL_ERROR, 0,
-			    "meshbench not found (next to meshctl, at the build path, or in PATH; "
-			    "or set MESHCTL_MESHBENCH)");
+			    "meshbench not found (relative to meshctl: %s, %s or next to it; "
+			    "or set MESHCTL_MESHBENCH)",
+			    MESHCTL_MESHBENCH_INSTALLED, MESHCTL_MESHBENCH_BUILD);
 		return FALSE;
 	}
 	GPtrArray *args = g_ptr_array_new();

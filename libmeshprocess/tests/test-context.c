@@ -308,6 +308,26 @@ static gpointer run_loop(gpointer data)
 	return NULL;
 }
 
+static gboolean quit_loop_cb(gpointer data)
+{
+	g_main_loop_quit(data);
+	return G_SOURCE_REMOVE;
+}
+
+/*
+ * Stops run_loop()'s loop from inside its run: a g_main_loop_quit() from here
+ * before the thread has entered g_main_loop_run() would be lost, and the
+ * join would wait forever.
+ */
+static void stop_loop(GMainLoop *loop, GThread *t)
+{
+	GSource *source = g_idle_source_new();
+	g_source_set_callback(source, quit_loop_cb, loop, NULL);
+	g_source_attach(source, g_main_loop_get_context(loop));
+	g_source_unref(source);
+	g_thread_join(t);
+}
+
 /*
  * Hosts launched from short-lived threads outlive them (the parent-death
  * signal follows the thread that spawned the host): on a context another
@@ -346,8 +366,7 @@ START_TEST(test_host_outlives_launching_thread)
 	GThread *t = g_thread_new("caller-loop", run_loop, loop);
 
 	check_launch_from_exiting_thread(ctx);
-	g_main_loop_quit(loop);
-	g_thread_join(t);
+	stop_loop(loop, t);
 	g_main_loop_unref(loop);
 	g_main_context_unref(ctx);
 

@@ -6,7 +6,6 @@
  * initial message: 0 the work receiver, 1 the results sender (if any).
  */
 #include <check.h>
-#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -63,12 +62,6 @@ static gboolean host_main(MeshMessage *initial, gpointer data, GError **error)
 		for (gsize i = 0; i + 1 < len; i++)
 			if (cmdline[i] == '\0')
 				cmdline[i] = ' ';
-		int fds = 0;
-		DIR *d = opendir("/proc/self/fd");
-		struct dirent *e;
-		while ((e = readdir(d)))
-			fds += e->d_name[0] != '.';
-		closedir(d);
 		char *text = g_strdup_printf(
 			"comm=%s|cmdline=%s|var=%s|sandbox=%s|invitation=%s|fd3=%s", comm, cmdline,
 			g_getenv("MESH_TEST_VAR") ?: "", g_getenv("MESH_TEST_SANDBOX") ?: "",
@@ -573,6 +566,26 @@ static gpointer run_loop(gpointer data)
 	return NULL;
 }
 
+static gboolean quit_loop_cb(gpointer data)
+{
+	g_main_loop_quit(data);
+	return G_SOURCE_REMOVE;
+}
+
+/*
+ * Stops run_loop()'s loop from inside its run: a g_main_loop_quit() from here
+ * before the thread has entered g_main_loop_run() would be lost, and the
+ * join would wait forever.
+ */
+static void stop_loop(GMainLoop *loop, GThread *t)
+{
+	GSource *source = g_idle_source_new();
+	g_source_set_callback(source, quit_loop_cb, loop, NULL);
+	g_source_attach(source, g_main_loop_get_context(loop));
+	g_source_unref(source);
+	g_thread_join(t);
+}
+
 START_TEST(test_caller_context)
 {
 	/* The coordinator on a context the caller runs (in its own thread here). */
@@ -592,8 +605,7 @@ START_TEST(test_caller_context)
 		      error ? error->message : "");
 	mesh_free(mesh);
 	mesh = NULL;
-	g_main_loop_quit(loop);
-	g_thread_join(t);
+	stop_loop(loop, t);
 	g_main_loop_unref(loop);
 	g_main_context_unref(ctx);
 }

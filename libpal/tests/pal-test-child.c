@@ -35,7 +35,7 @@ extern char **environ;
 
 static FILE *out;
 
-static void die(const char *what)
+static _Noreturn void die(const char *what)
 {
 	fprintf(stderr, "pal-test-child: %s: %s\n", what, strerror(errno));
 	exit(120);

@@ -122,8 +122,12 @@ static char *read_all(int fd)
 	return buf;
 }
 
-/* A builder for the helper with the given commands (NULL-terminated). */
-static PalSpawn *helper_new(bool vfork, ...)
+/*
+ * A builder for the helper with the given commands (NULL-terminated).
+ * @vfork is an int: va_start() after a parameter that undergoes default
+ * argument promotion (bool) is undefined behaviour.
+ */
+static PalSpawn *helper_new(int vfork, ...)
 {
 	PalSpawn *spawn = pal_spawn_new(PAL_TEST_CHILD);
 	const char *arg;

@@ -19,3 +19,13 @@ cd "$work/project"
 meson setup "$work/build" >"$work/setup.log" 2>&1 || { cat "$work/setup.log"; exit 1; }
 meson compile -C "$work/build" >"$work/compile.log" 2>&1 || { cat "$work/compile.log"; exit 1; }
 "$work/build/consumer"
+
+# mesh as a subproject builds its libraries only: no test, bench, demo or
+# tool program.
+meson introspect --targets "$work/build" >"$work/targets.json"
+exes=$(python3 -c '
+import json, sys
+targets = json.load(open(sys.argv[1]))
+print(" ".join(sorted(t["name"] for t in targets if t["type"] == "executable")))
+' "$work/targets.json")
+[ "$exes" = consumer ] || { echo "FAIL: the mesh subproject builds programs: $exes"; exit 1; }

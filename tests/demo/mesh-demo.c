@@ -26,7 +26,7 @@
 #define CHILD_FD 3
 #define MAX_PACKET 4096
 
-static void die(const char *what, int err)
+static _Noreturn void die(const char *what, int err)
 {
 	fprintf(stderr, "mesh-demo: %s: %s\n", what, strerror(err < 0 ? -err : err));
 	exit(1);
