@@ -667,7 +667,12 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 		goto drop;
 	}
 	if (remote_node_is_failed(remote)) {
-		/* Dropped: the ports and fds it carries are released (closed) here. */
+		/*
+		 * Dropped: the fds it carries are closed, and the ports fail
+		 * (they would otherwise close: a clean end to their peers).
+		 */
+		message_free_failing(ev->message, &remote->id, "the node the port was sent to failed");
+		ev->message = msg = NULL;
 		goto drop;
 	}
 	if (msg) {
@@ -800,7 +805,8 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 		g_mutex_unlock(&remote->lock);
 		/* The node failed meanwhile: ports moved into the packet fail now. */
 		for (guint i = 0; moved && i < moved->len; i++)
-			port_fail(moved->pdata[i], "the node the port was sent to failed");
+			port_fail_culprit(moved->pdata[i], &remote->id,
+					  "the node the port was sent to failed");
 		break;
 	}
 drop:

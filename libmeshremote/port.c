@@ -6,9 +6,69 @@
  */
 #include "remote-private.h"
 
+/*
+ * Set while a message lost to a failure is freed (message_free_failing()):
+ * the ports it carries fail, naming the culprit, rather than close. A
+ * port released from it then frees its own queue the same way (failed).
+ */
+typedef struct {
+	MeshNodeId culprit;
+	const char *reason;
+} LostTo;
+
+static __thread const LostTo *lost_to;
+
 static void port_object_release(MeshPayloadObject *object)
 {
-	mesh_port_close((MeshPort *)object);
+	MeshPort *p = (MeshPort *)object;
+	const LostTo *lost = lost_to;
+
+	if (lost) {
+		lost_to = NULL; /* only the ports the message carries itself */
+		port_fail_culprit(p, &lost->culprit, lost->reason);
+		mesh_port_close(p);
+		lost_to = lost;
+	} else {
+		mesh_port_close(p);
+	}
+}
+
+void message_free_failing(MeshMessage *msg, const MeshNodeId *culprit, const char *reason)
+{
+	if (!msg)
+		return;
+	LostTo lost = {.reason = reason};
+	const LostTo *saved = lost_to;
+
+	if (culprit)
+		lost.culprit = *culprit;
+	lost_to = &lost;
+	mesh_message_free(msg);
+	lost_to = saved;
+}
+
+typedef struct {
+	MeshMessage *msg;
+	MeshNodeId culprit;
+} LostMessage;
+
+static void lost_message_free(void *data)
+{
+	LostMessage *l = data;
+
+	message_free_failing(l->msg, &l->culprit, LOST_WITH_FAILED_PORT);
+	g_free(l);
+}
+
+/* Frees @msg, lost because its port failed (blaming @culprit), after unlocking. */
+static void deferred_lose_message(Deferred *d, MeshMessage *msg, const MeshNodeId *culprit)
+{
+	if (!msg)
+		return;
+	LostMessage *l = g_new(LostMessage, 1);
+	l->msg = msg;
+	l->culprit = *culprit;
+	deferred_call(d, lost_message_free, l);
 }
 
 static const MeshPayloadObjectClass mesh_port_class = {
@@ -50,8 +110,13 @@ void port_unref(MeshPort *p)
 		event_free(p->heap->pdata[i]);
 	g_ptr_array_free(p->heap, TRUE);
 	MeshMessage *msg;
-	while ((msg = g_queue_pop_head(&p->queue)))
-		mesh_message_free(msg);
+	while ((msg = g_queue_pop_head(&p->queue))) {
+		/* Nobody read them: lost with the port if it failed. */
+		if (p->state == PORT_FAILED)
+			message_free_failing(msg, &p->culprit, LOST_WITH_FAILED_PORT);
+		else
+			mesh_message_free(msg);
+	}
 	peer_addr_clear(&p->peer);
 	peer_addr_clear(&p->target);
 	remote_node_unref_internal(p->move_from);
@@ -137,8 +202,15 @@ static Event *heap_pop(GPtrArray *h)
 
 static void heap_discard_all(MeshPort *p, Deferred *d)
 {
-	for (guint i = 0; i < p->heap->len; i++)
-		event_discard(p->heap->pdata[i], d);
+	for (guint i = 0; i < p->heap->len; i++) {
+		Event *ev = p->heap->pdata[i];
+		if (p->state == PORT_FAILED) {
+			/* Lost to the failure: the ports they carry fail too. */
+			deferred_lose_message(d, ev->message, &p->culprit);
+			ev->message = NULL;
+		}
+		event_discard(ev, d);
+	}
 	g_ptr_array_set_size(p->heap, 0);
 }
 
@@ -452,6 +524,10 @@ static void start_proxy(MeshPort *p, guint64 first_seq, guint64 change_seq, gboo
 void port_receive_locked(MeshPort *p, Event *ev, Deferred *d)
 {
 	if (p->state == PORT_DONE || p->state == PORT_FAILED) {
+		if (p->state == PORT_FAILED) {
+			deferred_lose_message(d, ev->message, &p->culprit);
+			ev->message = NULL;
+		}
 		event_discard(ev, d);
 		return;
 	}
@@ -533,9 +609,13 @@ gboolean port_send(MeshPort *p, MeshMessage *msg, gboolean close)
 			p->local_closed = TRUE;
 		deferred_event(&d, &p->peer, ev, p->node);
 		sent = TRUE;
+	} else if (p->state == PORT_FAILED) {
+		/* Lost to the failure: the ports it carries fail, never look closed. */
+		deferred_lose_message(&d, msg, &p->culprit);
+		msg = NULL;
 	}
 	g_mutex_unlock(&p->lock);
-	deferred_release_message(&d, msg); /* a closed or failed port drops it */
+	deferred_release_message(&d, msg); /* a closed port drops it */
 	deferred_run(&d);
 	return sent;
 }
@@ -557,8 +637,12 @@ void mesh_port_close(MeshPort *p)
 	if (!p->local_closed) {
 		p->local_closed = TRUE;
 		p->handler = NULL;
-		while ((msg = g_queue_pop_head(&p->queue)))
-			deferred_release_message(&d, msg);
+		while ((msg = g_queue_pop_head(&p->queue))) {
+			if (p->state == PORT_FAILED)
+				deferred_lose_message(&d, msg, &p->culprit);
+			else
+				deferred_release_message(&d, msg);
+		}
 		if (p->state == PORT_PEERED) {
 			Event *ev = event_new(MESH_EVENT_MESSAGE, MESH_EVENT_FLAG_CLOSE,
 					      p->next_local_seq++);
@@ -765,6 +849,17 @@ void port_fail(MeshPort *p, const char *reason)
 	deferred_init(&d);
 	g_mutex_lock(&p->lock);
 	port_fail_locked(p, p->node ? &p->node->id : NULL, reason, &d);
+	g_mutex_unlock(&p->lock);
+	deferred_run(&d);
+}
+
+void port_fail_culprit(MeshPort *p, const MeshNodeId *culprit, const char *reason)
+{
+	Deferred d;
+
+	deferred_init(&d);
+	g_mutex_lock(&p->lock);
+	port_fail_locked(p, culprit, reason, &d);
 	g_mutex_unlock(&p->lock);
 	deferred_run(&d);
 }

@@ -351,6 +351,15 @@ void port_encode_for_move(MeshPort *port, MeshNode *from, MeshRemoteNode *remote
 PortState port_get_state(MeshPort *port);
 /* Fails @port explicitly (tests, protocol errors found by channels). */
 void port_fail(MeshPort *port, const char *reason);
+/* port_fail() blaming @culprit (NULL or zero: a local failure). */
+void port_fail_culprit(MeshPort *port, const MeshNodeId *culprit, const char *reason);
+/*
+ * Frees a message lost to a failure (its port failed, or the node it was
+ * going to): the ports it carries fail, blaming @culprit, instead of
+ * closing; their peers must not take the loss for a clean close.
+ */
+void message_free_failing(MeshMessage *msg, const MeshNodeId *culprit, const char *reason);
+#define LOST_WITH_FAILED_PORT "a message carrying the port was lost with a failed port"
 
 /* Internal raw-port receive (tests and channels): pops the port's queue. */
 typedef enum {
