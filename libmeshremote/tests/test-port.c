@@ -842,6 +842,8 @@ START_TEST(test_ports_lost_with_failure)
 		test_net_pump(net);
 		expect_state(r, PORT_RECV_FAILED);
 		mesh_port_close(r);
+		mesh_port_close(a);
+		mesh_port_close(b);
 		test_net_pump(net);
 		test_net_free(net);
 	}
