@@ -853,7 +853,8 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 		g_mutex_unlock(&remote->lock);
 		/* The node failed meanwhile: ports moved into the packet fail now. */
 		for (guint i = 0; moved && i < moved->len; i++)
-			port_fail(moved->pdata[i], "the node the port was sent to failed");
+			port_fail_culprit(moved->pdata[i], &remote->id,
+					  "the node the port was sent to failed");
 		break;
 	}
 drop:

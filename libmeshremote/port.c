@@ -6,9 +6,57 @@
  */
 #include "remote-private.h"
 
+/*
+ * Set while a message lost to a failure is freed (message_free_failing()):
+ * the ports it carries fail, naming the culprit, rather than close. A
+ * port released from it then frees its own queue the same way (failed).
+ */
+typedef struct {
+	MeshNodeId culprit;
+	const char *reason;
+	const GError *error; /* or NULL: a node failure with @reason */
+} LostTo;
+
+static __thread const LostTo *lost_to;
+
 static void port_object_release(MeshPayloadObject *object)
 {
-	mesh_port_close((MeshPort *)object);
+	MeshPort *p = (MeshPort *)object;
+	const LostTo *lost = lost_to;
+
+	if (lost) {
+		lost_to = NULL; /* only the ports the message carries itself */
+		if (lost->error)
+			port_fail_error(p, &lost->culprit, lost->error, lost->error->message);
+		else
+			port_fail_culprit(p, &lost->culprit, lost->reason);
+		mesh_port_close(p);
+		lost_to = lost;
+	} else {
+		mesh_port_close(p);
+	}
+}
+
+/*
+ * Frees a message lost to a failure (its port failed, or the node it was
+ * going to): the ports it carries, also inside a typed message, fail with
+ * @error (copied by each), or else with a node failure blaming @culprit
+ * and saying @reason, instead of closing: their peers must not take the
+ * loss for a clean close.
+ */
+static void message_free_failing(MeshMessage *msg, const MeshNodeId *culprit,
+				       const GError *error, const char *reason)
+{
+	if (!msg)
+		return;
+	LostTo lost = {.reason = reason, .error = error};
+	const LostTo *saved = lost_to;
+
+	if (culprit)
+		lost.culprit = *culprit;
+	lost_to = &lost;
+	mesh_message_free(msg);
+	lost_to = saved;
 }
 
 static const MeshPayloadObjectClass mesh_port_class = {
@@ -50,8 +98,13 @@ void port_unref(MeshPort *p)
 		event_free(p->heap->pdata[i]);
 	g_ptr_array_free(p->heap, TRUE);
 	MeshMessage *msg;
-	while ((msg = g_queue_pop_head(&p->queue)))
-		mesh_message_free(msg);
+	while ((msg = g_queue_pop_head(&p->queue))) {
+		/* Nobody read them: lost with the port if it failed. */
+		if (p->state == PORT_FAILED)
+			message_free_failing(msg, &p->culprit, p->error, LOST_WITH_FAILED_PORT);
+		else
+			mesh_message_free(msg);
+	}
 	peer_addr_clear(&p->peer);
 	peer_addr_clear(&p->target);
 	remote_node_unref_internal(p->move_from);
@@ -135,10 +188,18 @@ static Event *heap_pop(GPtrArray *h)
 	return top;
 }
 
+/* Drops the events waiting in the heap; on a failed port their ports fail too. */
 static void heap_discard_all(MeshPort *p, Deferred *d)
 {
-	for (guint i = 0; i < p->heap->len; i++)
-		event_discard(p->heap->pdata[i], d);
+	for (guint i = 0; i < p->heap->len; i++) {
+		Event *ev = p->heap->pdata[i];
+		if (p->state == PORT_FAILED) {
+			/* Lost to the failure: the ports they carry fail too. */
+			port_fail_message_ports(ev->message, &p->culprit, p->error, d);
+			ev->message = NULL;
+		}
+		event_discard(ev, d);
+	}
 	g_ptr_array_set_size(p->heap, 0);
 }
 
@@ -230,19 +291,16 @@ static void port_check_move_locked(MeshPort *p, Deferred *d)
 }
 
 typedef struct {
-	MeshPort *port;
+	MeshMessage *msg;
 	MeshNodeId culprit;
 	GError *error;
-	char *reason;
-} FailPortCall;
+} FailMessageCall;
 
-static void fail_port_call_run(void *data)
+static void fail_message_call_run(void *data)
 {
-	FailPortCall *c = data;
-	port_fail_error(c->port, &c->culprit, c->error, c->reason);
-	mesh_port_close(c->port); /* the message's reference */
+	FailMessageCall *c = data;
+	message_free_failing(c->msg, &c->culprit, c->error, NULL);
 	g_error_free(c->error);
-	g_free(c->reason);
 	g_free(c);
 }
 
@@ -251,35 +309,12 @@ void port_fail_message_ports(MeshMessage *msg, const MeshNodeId *culprit, const 
 {
 	if (!msg)
 		return;
-	guint n = mesh_message_get_n_resources(msg);
-	for (guint i = 0; i < n; i++) {
-		if (!msg->res ||
-		    mesh_payload_resources_get_kind(msg->res, i) != MESH_PAYLOAD_RESOURCE_PORT)
-			continue;
-		MeshPort *x = mesh_message_steal_port(msg, i);
-		if (!x)
-			continue;
-		FailPortCall *c = g_new0(FailPortCall, 1);
-		c->port = x;
-		if (culprit)
-			c->culprit = *culprit;
-		c->error = g_error_copy(error);
-		c->reason = g_strdup(error->message);
-		deferred_call(d, fail_port_call_run, c);
-	}
-	deferred_release_message(d, msg);
-}
-
-/* Drops the events waiting in the heap of a port that failed: their ports fail too. */
-static void heap_fail_all(MeshPort *p, Deferred *d)
-{
-	for (guint i = 0; i < p->heap->len; i++) {
-		Event *ev = p->heap->pdata[i];
-		port_fail_message_ports(ev->message, &p->culprit, p->error, d);
-		ev->message = NULL;
-		event_discard(ev, d);
-	}
-	g_ptr_array_set_size(p->heap, 0);
+	FailMessageCall *c = g_new0(FailMessageCall, 1);
+	c->msg = msg;
+	if (culprit)
+		c->culprit = *culprit;
+	c->error = g_error_copy(error);
+	deferred_call(d, fail_message_call_run, c);
 }
 
 void port_fail_locked(MeshPort *p, const MeshNodeId *culprit, const char *reason, Deferred *d)
@@ -324,7 +359,7 @@ void port_fail_error_locked(MeshPort *p, const MeshNodeId *culprit, GError *erro
 		ev->reason = g_strdup(reason);
 		deferred_event(d, &p->target, ev, p->node);
 	}
-	heap_fail_all(p, d);
+	heap_discard_all(p, d);
 	port_end_move_locked(p, d);
 	port_disassociate_locked(p, d);
 	peer_addr_defer_clear(&p->peer, d);
@@ -619,12 +654,12 @@ gboolean port_send(MeshPort *p, MeshMessage *msg, gboolean close)
 			p->local_closed = TRUE;
 		deferred_event(&d, &p->peer, ev, p->node);
 		sent = TRUE;
-	}
-	if (msg && p->state == PORT_FAILED)
-		/* Dropped: the ports it carries fail for the same cause, not close. */
+	} else if (p->state == PORT_FAILED) {
+		/* Lost to the failure: the ports it carries fail, never look closed. */
 		port_fail_message_ports(msg, &p->culprit, p->error, &d);
-	else
-		deferred_release_message(&d, msg); /* a closed port drops it */
+		msg = NULL;
+	}
+	deferred_release_message(&d, msg); /* a closed port drops it */
 	g_mutex_unlock(&p->lock);
 	deferred_run(&d);
 	return sent;
@@ -647,8 +682,12 @@ void mesh_port_close(MeshPort *p)
 	if (!p->local_closed) {
 		p->local_closed = TRUE;
 		p->handler = NULL;
-		while ((msg = g_queue_pop_head(&p->queue)))
-			deferred_release_message(&d, msg);
+		while ((msg = g_queue_pop_head(&p->queue))) {
+			if (p->state == PORT_FAILED)
+				port_fail_message_ports(msg, &p->culprit, p->error, &d);
+			else
+				deferred_release_message(&d, msg);
+		}
 		if (p->state == PORT_PEERED) {
 			Event *ev = event_new(MESH_EVENT_MESSAGE, MESH_EVENT_FLAG_CLOSE,
 					      p->next_local_seq++);
@@ -867,6 +906,17 @@ void port_fail(MeshPort *p, const char *reason)
 	deferred_init(&d);
 	g_mutex_lock(&p->lock);
 	port_fail_locked(p, p->node ? &p->node->id : NULL, reason, &d);
+	g_mutex_unlock(&p->lock);
+	deferred_run(&d);
+}
+
+void port_fail_culprit(MeshPort *p, const MeshNodeId *culprit, const char *reason)
+{
+	Deferred d;
+
+	deferred_init(&d);
+	g_mutex_lock(&p->lock);
+	port_fail_locked(p, culprit, reason, &d);
 	g_mutex_unlock(&p->lock);
 	deferred_run(&d);
 }

@@ -387,6 +387,9 @@ void port_encode_for_move(MeshPort *port, MeshNode *from, MeshRemoteNode *remote
 PortState port_get_state(MeshPort *port);
 /* Fails @port explicitly (tests, protocol errors found by channels). */
 void port_fail(MeshPort *port, const char *reason);
+/* port_fail() blaming @culprit (NULL or zero: a local failure). */
+void port_fail_culprit(MeshPort *port, const MeshNodeId *culprit, const char *reason);
+#define LOST_WITH_FAILED_PORT "a message carrying the port was lost with a failed port"
 
 /* Internal raw-port receive (tests and channels): pops the port's queue. */
 typedef enum {

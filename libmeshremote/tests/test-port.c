@@ -741,6 +741,115 @@ START_TEST(test_close_send_port_to_dropped_port)
 }
 END_TEST
 
+/* Delivers the first pending packet from node @from to node @to; FALSE if none. */
+static gboolean deliver_one(TestNet *net, guint from, guint to)
+{
+	TestPacket *pk = NULL;
+
+	g_mutex_lock(&net->lock);
+	for (guint i = 0; i < net->packets->len && !pk; i++) {
+		TestPacket *p = net->packets->pdata[i];
+		if (p->from == from && p->to == to)
+			pk = g_ptr_array_steal_index(net->packets, i);
+	}
+	g_mutex_unlock(&net->lock);
+	if (!pk)
+		return FALSE;
+	mesh_node_receive_event(net->nodes[to], mesh_node_get_id(net->nodes[from]), pk->data,
+				pk->size, pk->fds, pk->n_fds);
+	pk->n_fds = 0;
+	test_packet_free(pk);
+	return TRUE;
+}
+
+/*
+ * A message lost because a node failed fails the ports it carries: their
+ * peers see the failure, never a clean "closed" (soak: a host killed while
+ * the port it moved on was on its way ended the stream "closed").
+ */
+START_TEST(test_ports_lost_with_failure)
+{
+	/* Sent on a port that failed: the port it carries fails. */
+	TestNet *net = test_net_new(2, 0);
+	MeshPort *a, *b, *r, *z;
+	test_net_port_pair(net, 0, 1, &a, &b);
+	test_net_crash_node(net, 1);
+	mesh_port_new_pair(&r, &z);
+	MeshMessage *msg = mesh_message_new(NULL, 0);
+	ck_assert_int_eq(mesh_message_add_port_take(msg, z), 0);
+	ck_assert(!port_send(a, msg, FALSE));
+	expect_state(r, PORT_RECV_FAILED);
+	mesh_port_close(r);
+	mesh_port_close(a);
+	mesh_port_close(b);
+	test_net_free(net);
+
+	/*
+	 * A port with a queued message carrying another port, moved to a
+	 * node that failed (the event is dropped): both fail, the port's
+	 * peer and the carried port's peer alike.
+	 */
+	net = test_net_new(2, 0);
+	MeshPort *x, *xp;
+	test_net_crash_node(net, 1);
+	mesh_port_new_pair(&r, &z);
+	mesh_port_new_pair(&x, &xp);
+	send_port(xp, z); /* queued at x */
+	MeshRemoteNode *dead = node_get_remote(net->nodes[0], mesh_node_get_id(net->nodes[1]));
+	ck_assert(remote_node_is_failed(dead));
+	Event *ev = event_new(MESH_EVENT_MESSAGE, MESH_EVENT_FLAG_MESSAGE, 1);
+	ev->message = mesh_message_new(NULL, 0);
+	ck_assert_int_eq(mesh_message_add_port_take(ev->message, x), 0);
+	MeshPortId dest;
+	mesh_uuid_generate(&dest);
+	remote_node_send_event(dead, net->nodes[0], &dest, ev);
+	remote_node_unref_internal(dead);
+	expect_state(xp, PORT_RECV_FAILED);
+	expect_state(r, PORT_RECV_FAILED);
+	mesh_port_close(r);
+	mesh_port_close(xp);
+	test_net_free(net);
+
+	/*
+	 * A message carrying a moved port waits in its port's reorder heap
+	 * when the sending node dies, after the moved port's peer already
+	 * applied the move: the moved port fails, whichever the new node
+	 * fails first (hash order: repeated with fresh ids).
+	 */
+	for (int round = 0; round < 32; round++) {
+		net = test_net_new(3, 0);
+		test_net_port_pair(net, 0, 2, &z, &r); /* z moves 0 -> 1, r on 2 */
+		test_net_port_pair(net, 0, 1, &a, &b);
+		port_send_bytes(a, "m1"); /* never arrives: a gap at b */
+		send_port(a, z);
+		/* The second packet 0 -> 1 (z's record) only. */
+		g_mutex_lock(&net->lock);
+		TestPacket *first = NULL;
+		for (guint i = 0; i < net->packets->len; i++) {
+			TestPacket *p = net->packets->pdata[i];
+			if (p->from == 0 && p->to == 1) {
+				first = g_ptr_array_steal_index(net->packets, i);
+				break;
+			}
+		}
+		g_mutex_unlock(&net->lock);
+		ck_assert(first);
+		ck_assert(deliver_one(net, 0, 1)); /* the record: ACK_PORT to 0 */
+		ck_assert(deliver_one(net, 1, 0)); /* z proxies: CHANGE_PEER to r */
+		ck_assert(deliver_one(net, 0, 2)); /* r follows to node 1 */
+		test_packet_free(first);
+		test_net_crash_node(net, 0);
+		test_net_pump(net);
+		expect_state(r, PORT_RECV_FAILED);
+		mesh_port_close(r);
+		mesh_port_close(a);
+		mesh_port_close(b);
+		test_net_pump(net);
+		test_net_free(net);
+	}
+}
+END_TEST
+
 START_TEST(test_fail_port)
 {
 	TestNet *net = test_net_new(2, test_seed);
@@ -1614,6 +1723,7 @@ int main(void)
 	tcase_add_test(tc, test_concurrent_senders_across_nodes);
 	tcase_add_test(tc, test_move_mover_crashes);
 	tcase_add_test(tc, test_bridge_node_crashes);
+	tcase_add_test(tc, test_ports_lost_with_failure);
 	suite_add_tcase(s, tc);
 
 	/* The same scenarios with the transport delivering in random order. */
