@@ -1040,13 +1040,11 @@ void mesh_node_receive_event_full(MeshNode *node, const MeshNodeId *from, const 
 		ev->seq_delta = cp.seq_delta;
 		if (mesh_uuid_equal(&cp.node, &node->id)) {
 			ev->new_peer.local = node_lookup_port(node, &cp.port);
-			if (!ev->new_peer.local) {
-				/* The port it names is gone: the destination fails. */
-				event_free(ev);
-				ev = event_new(MESH_EVENT_FAIL_PORT, 0, 0);
-				ev->culprit = node->id;
-				ev->reason = g_strdup("CHANGE_PEER names an unknown local port");
-			}
+			/*
+			 * The port it names is gone: it ended before its peer
+			 * heard of it (port.c: tolerated only after a close).
+			 */
+			ev->new_peer_ended = !ev->new_peer.local;
 		} else {
 			ev->new_peer.remote = node_get_remote_named(node, &cp.node);
 			ev->new_peer.id = cp.port;

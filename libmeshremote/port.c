@@ -408,6 +408,19 @@ static void process_peered(MeshPort *p, Event *ev, Deferred *d)
 		}
 		break;
 	case MESH_EVENT_CHANGE_PEER: {
+		if (ev->new_peer_ended) {
+			/*
+			 * Our peer moved to a port of this node that already
+			 * answered our close (port_receive_locked() lets nothing
+			 * else here): acknowledged, with no peer left; its answer
+			 * follows in order and ends this port.
+			 */
+			Event *ack = event_new(MESH_EVENT_ACK_CHANGE_PEER, 0, p->next_local_seq);
+			deferred_event(d, &p->peer, ack, p->node);
+			peer_addr_defer_clear(&p->peer, d);
+			p->next_local_seq -= ev->seq_delta;
+			break;
+		}
 		if (ev->new_peer.remote && remote_node_is_failed(ev->new_peer.remote)) {
 			port_fail_locked(p, &ev->new_peer.remote->id, "the new peer's node failed",
 					 d);
@@ -606,6 +619,20 @@ void port_receive_locked(MeshPort *p, Event *ev, Deferred *d)
 		return;
 	default:
 		break;
+	}
+	if (ev->type == MESH_EVENT_CHANGE_PEER && ev->new_peer_ended &&
+	    (p->state != PORT_PEERED || !p->local_closed)) {
+		/*
+		 * A port that ended before its peer heard of it sent that peer
+		 * its last word: the answer to a close (only a closed port can
+		 * take it: the answer ends it), or a failure (already here).
+		 * Otherwise nothing would end this port, and a moving one
+		 * could not pass the name on: it fails.
+		 */
+		event_discard(ev, d);
+		port_fail_locked(p, p->node ? &p->node->id : NULL,
+				 "CHANGE_PEER names an unknown local port", d);
+		return;
 	}
 	if (ev->seq < p->next_peer_seq) {
 		event_discard(ev, d);

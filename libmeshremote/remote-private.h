@@ -37,6 +37,11 @@ typedef struct {
 	guint8 flags;
 	/* FAIL_PORT from another node that blames itself: it failed the port, it did not fail */
 	guint8 culprit_is_sender;
+	/*
+	 * CHANGE_PEER naming a port of this node that already ended (new_peer
+	 * unset): it answered a close of ours first, or it failed (see port.c).
+	 */
+	guint8 new_peer_ended;
 	guint64 seq;
 	MeshMessage *message; /* MESSAGE with MESH_EVENT_FLAG_MESSAGE */
 	PeerAddr new_peer;    /* CHANGE_PEER */

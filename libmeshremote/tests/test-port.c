@@ -277,6 +277,43 @@ START_TEST(test_move_back_and_forth)
 }
 END_TEST
 
+START_TEST(test_move_back_peer_closed_meanwhile)
+{
+	/*
+	 * x moves 0 -> 1 -> 0 while its peer y, on 0, closes: the close
+	 * reaches x on 1 while it is sent, and x's proxy forwards it to x's
+	 * new home on 0 before it tells y where x went. x's new home answers
+	 * the close (DONE) before y reads the CHANGE_PEER naming it: y must
+	 * still end closed, not failed ("names an unknown local port").
+	 */
+	TestNet *net = test_net_new(2, 0);
+	MeshPort *p01, *p10, *x, *y;
+	test_net_port_pair(net, 0, 1, &p01, &p10);
+	mesh_port_new_pair(&x, &y);
+	port_ref(y);
+	port_send_bytes(y, "m0");
+	send_port(p01, x);
+	test_net_pump(net);
+	x = recv_port(p10);
+	send_port(p10, x); /* back to 0: sent, not yet acknowledged */
+	port_send_bytes(y, "m1");
+	mesh_port_close(y); /* y is still referenced: its state is checked */
+	test_net_pump(net);
+	ck_assert_int_eq(port_get_state(y), PORT_DONE);
+	port_unref(y);
+	x = recv_port(p01);
+	expect_text(x, "m0");
+	expect_text(x, "m1");
+	expect_state(x, PORT_RECV_CLOSED);
+	mesh_port_close(x);
+	mesh_port_close(p01);
+	mesh_port_close(p10);
+	test_net_pump(net);
+	assert_tables_empty(net);
+	test_net_free(net);
+}
+END_TEST
+
 START_TEST(test_send_closed_port)
 {
 	TestNet *net = test_net_new(2, test_seed);
@@ -1707,6 +1744,7 @@ int main(void)
 	tcase_add_test(tc, test_send_failed_port);
 	tcase_add_test(tc, test_fail_sent_port_to_failed_node);
 	tcase_add_test(tc, test_bridge_local);
+	tcase_add_test(tc, test_move_back_peer_closed_meanwhile);
 	tcase_add_test(tc, test_bridge_local_reverse);
 	tcase_add_test(tc, test_bridge_done_local);
 	tcase_add_test(tc, test_bridge_self);
