@@ -30,19 +30,6 @@ static void packet_free(Packet *pk)
 	g_free(pk);
 }
 
-guint mesh_uuid_hash(gconstpointer key)
-{
-	const MeshUuid *id = key;
-	guint h;
-	memcpy(&h, id->bytes, sizeof(h)); /* ids are random */
-	return h;
-}
-
-gboolean mesh_uuid_equal(gconstpointer a, gconstpointer b)
-{
-	return memcmp(a, b, sizeof(MeshUuid)) == 0;
-}
-
 MeshNode *mesh_node_new(void)
 {
 	MeshNodeId id;
