@@ -160,6 +160,8 @@ gboolean mesh_try_run_host(const char *base_name, MeshHostFunc func, gpointer us
 	MeshNodeId ln, rn;
 	MeshPortId lp, rp;
 
+	g_return_val_if_fail(base_name && func, FALSE);
+	g_return_val_if_fail(error == NULL || *error == NULL, FALSE);
 	if (!value)
 		return TRUE;
 	char *copy = g_strdup(value);

@@ -66,7 +66,8 @@ static WorkerEntry *registry_lookup(MeshWorkerRegistry *reg, const char *name, G
 
 gboolean mesh_worker_registry_check(MeshWorkerRegistry *reg, const char *name, GError **error)
 {
-	g_return_val_if_fail(reg, FALSE);
+	g_return_val_if_fail(reg && name, FALSE);
+	g_return_val_if_fail(error == NULL || *error == NULL, FALSE);
 	return registry_lookup(reg, name, error) != NULL;
 }
 
@@ -317,7 +318,12 @@ gboolean mesh_worker_host_run(MeshPort *port, MeshWorkerRegistry *reg, GError **
 {
 	GError *local = NULL;
 
-	g_return_val_if_fail(port && reg, FALSE);
+	if (!reg || (error && *error)) {
+		mesh_port_close(port); /* taken in all cases */
+		g_return_val_if_fail(reg, FALSE);
+		g_return_val_if_fail(error == NULL || *error == NULL, FALSE);
+	}
+	g_return_val_if_fail(port, FALSE);
 	MeshReceiver *launch =
 		mesh_receiver_from_port(port, &mesh_worker__worker_host_launch_request__descriptor);
 	GPtrArray *runs = g_ptr_array_new();
@@ -389,7 +395,10 @@ void mesh_worker_host_free(MeshWorkerHost *host)
 MeshWorkerHandle *mesh_worker_host_start(MeshWorkerHost *host, const char *name,
 					 MeshMessage *parameters)
 {
-	g_return_val_if_fail(host && name, NULL);
+	if (!host || !name) {
+		mesh_message_free(parameters); /* taken in all cases */
+		g_return_val_if_fail(host && name, NULL);
+	}
 
 	MeshSender *rpc_tx, *events_tx;
 	MeshReceiver *rpc_rx, *events_rx;
@@ -427,7 +436,11 @@ MeshWorkerHandle *mesh_worker_host_launch(MeshWorkerHost *host, const char *name
 					  MeshMessage *parameters, gint64 timeout_us,
 					  GError **error)
 {
-	g_return_val_if_fail(host && name, NULL);
+	if (!host || !name || (error && *error)) {
+		mesh_message_free(parameters); /* taken in all cases */
+		g_return_val_if_fail(host && name, NULL);
+		g_return_val_if_fail(error == NULL || *error == NULL, NULL);
+	}
 	if (!timeout_check(timeout_us, G_STRFUNC, error)) {
 		mesh_message_free(parameters); /* taken in all cases */
 		return NULL;
@@ -484,6 +497,7 @@ gboolean mesh_worker_handle_next_event(MeshWorkerHandle *handle, gint64 timeout_
 	gint64 deadline = timeout_us < 0 ? -1 : g_get_monotonic_time() + timeout_us;
 
 	g_return_val_if_fail(handle && ret_event, FALSE);
+	g_return_val_if_fail(error == NULL || *error == NULL, FALSE);
 	if (ret_error_message)
 		*ret_error_message = NULL;
 	if (!timeout_check(timeout_us, G_STRFUNC, error))
@@ -541,6 +555,7 @@ gboolean mesh_worker_handle_join(MeshWorkerHandle *handle, gint64 timeout_us, GE
 	gint64 deadline = timeout_us < 0 ? -1 : g_get_monotonic_time() + timeout_us;
 
 	g_return_val_if_fail(handle, FALSE);
+	g_return_val_if_fail(error == NULL || *error == NULL, FALSE);
 	if (!timeout_check(timeout_us, G_STRFUNC, error))
 		return FALSE;
 	for (;;) {

@@ -179,7 +179,11 @@ static MeshSender *sender_new(MeshPort *port, const ProtobufCMessageDescriptor *
 
 void mesh_sender_send(MeshSender *sender, ProtobufCMessage *msg)
 {
-	g_return_if_fail(sender && msg);
+	if (!sender) {
+		mesh_payload_message_free(msg); /* taken, as always */
+		g_return_if_fail(sender);
+	}
+	g_return_if_fail(msg);
 	MeshMessage *m = mesh_message_new_typed_take(msg);
 
 	m->wrap = MESH_WRAP_FIELD1;
@@ -188,7 +192,11 @@ void mesh_sender_send(MeshSender *sender, ProtobufCMessage *msg)
 
 void mesh_sender_send_message(MeshSender *sender, MeshMessage *msg)
 {
-	g_return_if_fail(sender && msg);
+	if (!sender) {
+		mesh_message_free(msg); /* taken, as always */
+		g_return_if_fail(sender);
+	}
+	g_return_if_fail(msg);
 	msg->wrap = MESH_WRAP_FIELD1;
 	port_send(sender->port, msg, FALSE);
 }
@@ -870,6 +878,7 @@ gboolean mesh_receiver_recv(MeshReceiver *receiver, gint64 timeout_us, ProtobufC
 			    GError **error)
 {
 	g_return_val_if_fail(receiver && ret_msg, FALSE);
+	g_return_val_if_fail(error == NULL || *error == NULL, FALSE);
 	if (!timeout_check(timeout_us, G_STRFUNC, error))
 		return FALSE;
 	if (!receiver->desc) {
@@ -885,6 +894,7 @@ gboolean mesh_receiver_recv_message(MeshReceiver *receiver, gint64 timeout_us,
 				    MeshMessage **ret_msg, GError **error)
 {
 	g_return_val_if_fail(receiver && ret_msg, FALSE);
+	g_return_val_if_fail(error == NULL || *error == NULL, FALSE);
 	if (!timeout_check(timeout_us, G_STRFUNC, error))
 		return FALSE;
 	return receiver_recv_next(receiver, timeout_us, NULL, NULL, ret_msg, error);
@@ -1152,7 +1162,12 @@ MeshPort *mesh_receiver_into_port(MeshReceiver *receiver)
 
 void mesh_sender_bridge(MeshSender *sender, MeshReceiver *receiver)
 {
-	g_return_if_fail(sender && receiver);
+	if (!sender || !receiver) {
+		/* Both are taken, as always: the one given is dropped. */
+		mesh_sender_free(sender);
+		mesh_receiver_free(receiver);
+		g_return_if_fail(sender && receiver);
+	}
 	/*
 	 * The receiver's port holds its queue and its senders, and reads as
 	 * closed once they are gone: bridged, all of it goes on in order.
@@ -1162,6 +1177,11 @@ void mesh_sender_bridge(MeshSender *sender, MeshReceiver *receiver)
 
 void mesh_receiver_bridge(MeshReceiver *receiver, MeshSender *sender)
 {
-	g_return_if_fail(sender && receiver);
+	if (!sender || !receiver) {
+		/* Both are taken, as always: the one given is dropped. */
+		mesh_sender_free(sender);
+		mesh_receiver_free(receiver);
+		g_return_if_fail(sender && receiver);
+	}
 	mesh_sender_bridge(sender, receiver);
 }

@@ -194,7 +194,12 @@ gboolean mesh_rpc_call(MeshSender *sender, ProtobufCMessage *input,
 	MeshMessage *reply;
 	GError *err = NULL;
 
-	g_return_val_if_fail(sender && input && reply_desc && ret_reply, FALSE);
+	if (!sender || !reply_desc || !ret_reply || (error && *error)) {
+		mesh_payload_message_free(input); /* taken in all cases; nothing is sent */
+		g_return_val_if_fail(sender && reply_desc && ret_reply, FALSE);
+		g_return_val_if_fail(error == NULL || *error == NULL, FALSE);
+	}
+	g_return_val_if_fail(input, FALSE);
 	if (!timeout_check(timeout_us, G_STRFUNC, error)) {
 		mesh_payload_message_free(input); /* taken in all cases; nothing is sent */
 		return FALSE;
@@ -306,6 +311,7 @@ gboolean mesh_receiver_recv_rpc(MeshReceiver *receiver, const ProtobufCMessageDe
 	MeshPort *port;
 
 	g_return_val_if_fail(receiver && input_desc && ret_rpc, FALSE);
+	g_return_val_if_fail(error == NULL || *error == NULL, FALSE);
 	if (!timeout_check(timeout_us, G_STRFUNC, error))
 		return FALSE;
 	for (;;) {
@@ -347,7 +353,12 @@ void mesh_rpc_complete(MeshRpc *rpc, ProtobufCMessage *reply)
 {
 	GError *error = NULL;
 
-	g_return_if_fail(rpc && reply);
+	if (!rpc || !reply) {
+		/* Both are taken, as always: a request without a reply is dropped. */
+		mesh_rpc_free(rpc);
+		mesh_payload_message_free(reply);
+		g_return_if_fail(rpc && reply);
+	}
 	/* Ok(R): field 1, written even when empty. */
 	GByteArray *bytes = g_byte_array_new();
 	MeshPayloadResources *res = mesh_payload_resources_new();

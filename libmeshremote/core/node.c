@@ -40,6 +40,7 @@ MeshNode *mesh_node_new(void)
 
 MeshNode *mesh_node_new_with_id(const MeshNodeId *id)
 {
+	g_return_val_if_fail(id, NULL);
 	MeshNode *node = g_new0(MeshNode, 1);
 
 	node->ref = 1;
@@ -53,6 +54,7 @@ MeshNode *mesh_node_new_with_id(const MeshNodeId *id)
 
 MeshNode *mesh_node_ref(MeshNode *node)
 {
+	g_return_val_if_fail(node, NULL);
 	g_atomic_int_inc(&node->ref);
 	return node;
 }
@@ -286,11 +288,13 @@ void mesh_node_set_connector_caps(MeshNode *node, const MeshTransportCaps *caps)
 
 const MeshNodeId *mesh_node_get_id(MeshNode *node)
 {
+	g_return_val_if_fail(node, NULL);
 	return &node->id;
 }
 
 guint mesh_node_count_ports(MeshNode *node)
 {
+	g_return_val_if_fail(node, 0);
 	g_mutex_lock(&node->lock);
 	guint n = g_hash_table_size(node->ports);
 	g_mutex_unlock(&node->lock);
@@ -309,6 +313,7 @@ guint mesh_node_count_remotes(MeshNode *node)
 
 void mesh_node_set_connector(MeshNode *node, MeshConnectorFunc func, void *user_data)
 {
+	g_return_if_fail(node);
 	g_mutex_lock(&node->lock);
 	node->connector = func;
 	node->connector_data = user_data;
@@ -530,16 +535,19 @@ static MeshRemoteNode *node_get_remote_named(MeshNode *node, const MeshNodeId *i
 
 MeshRemoteNode *mesh_node_add_remote(MeshNode *node, const MeshNodeId *id)
 {
+	g_return_val_if_fail(node && id, NULL);
 	return node_get_remote_full(node, id, TRUE, FALSE);
 }
 
 const MeshNodeId *mesh_remote_node_get_id(MeshRemoteNode *remote)
 {
+	g_return_val_if_fail(remote, NULL);
 	return &remote->id;
 }
 
 MeshRemoteNode *mesh_remote_node_ref(MeshRemoteNode *remote)
 {
+	g_return_val_if_fail(remote, NULL);
 	g_atomic_int_inc(&remote->handles);
 	return remote_node_ref_internal(remote);
 }
@@ -580,8 +588,11 @@ static void transmit(const MeshEventSink *sink, void *data, Packet *pk)
 gboolean mesh_remote_node_connect(MeshRemoteNode *remote, const MeshEventSink *sink,
 				  void *user_data)
 {
-	g_return_val_if_fail(remote != NULL && sink != NULL && sink->send != NULL, FALSE);
-
+	if (!remote || !sink || !sink->send) {
+		if (sink && sink->destroy) /* as on any failure */
+			sink->destroy(user_data);
+		g_return_val_if_fail(remote && sink && sink->send, FALSE);
+	}
 	g_mutex_lock(&remote->lock);
 	if (remote->state != REMOTE_QUEUING) {
 		g_mutex_unlock(&remote->lock);
@@ -672,6 +683,7 @@ static void node_fail_remote(MeshRemoteNode *remote, const char *reason)
 
 void mesh_remote_node_fail(MeshRemoteNode *remote, const char *reason)
 {
+	g_return_if_fail(remote && reason);
 	node_fail_remote(remote, reason);
 }
 
@@ -1084,6 +1096,17 @@ void mesh_node_receive_event_full(MeshNode *node, const MeshNodeId *from, const 
 	Event *ev = NULL;
 	char id[33];
 
+	if (!node || !from || (!data && size > 0) || (!fds && n_fds > 0)) {
+		/* Consumed, as always: the fds closed, the memory given back. */
+		for (size_t i = 0; fds && i < n_fds; i++)
+			if (fds[i] >= 0)
+				close(fds[i]);
+		if (data_free)
+			data_free(data_owner);
+		g_return_if_fail(node && from);
+		g_return_if_fail(data || size == 0);
+		g_return_if_fail(fds || n_fds == 0);
+	}
 	deferred_init(&d);
 	if (mesh_event_parse(data, size, &view) < 0) {
 		g_warning("mesh: malformed event of %zu bytes from node %s dropped", size,
@@ -1193,9 +1216,10 @@ out:
 MeshPort *mesh_node_add_port(MeshNode *node, const MeshPortId *id, const MeshNodeId *peer_node,
 			     const MeshPortId *peer_port)
 {
-	MeshPort *p = port_new(id);
 	gboolean ok;
 
+	g_return_val_if_fail(node && id && peer_node && peer_port, NULL);
+	MeshPort *p = port_new(id);
 	p->peer.remote = node_get_remote(node, peer_node);
 	p->peer.id = *peer_port;
 	g_mutex_lock(&p->lock);

@@ -115,6 +115,7 @@ void port_unref(MeshPort *p)
 
 MeshPayloadObject *mesh_port_as_object(MeshPort *port)
 {
+	g_return_val_if_fail(port, NULL);
 	return &port->object;
 }
 
@@ -131,6 +132,7 @@ MeshPort *mesh_port_from_object(MeshPayloadObject *object)
 
 MeshPayload__Port *mesh_port_into_field(MeshPort *port)
 {
+	g_return_val_if_fail(port, NULL);
 	return mesh_payload_port_new_take(&port->object);
 }
 
@@ -141,6 +143,7 @@ MeshPort *mesh_port_take_from_field(MeshPayload__Port *field)
 
 void mesh_port_new_pair(MeshPort **ret_a, MeshPort **ret_b)
 {
+	g_return_if_fail(ret_a && ret_b);
 	MeshPort *a = port_new(NULL), *b = port_new(NULL);
 
 	a->peer.local = port_ref(b);
@@ -864,8 +867,14 @@ void port_encode_for_move(MeshPort *x, MeshNode *from, MeshRemoteNode *remote,
 void mesh_port_bridge(MeshPort *a, MeshPort *b)
 {
 	Deferred d;
-	MeshPort *first = a < b ? a : b, *second = a < b ? b : a;
 
+	if (!a || !b) {
+		/* Both are taken, as always: the one given is closed. */
+		mesh_port_close(a);
+		mesh_port_close(b);
+		g_return_if_fail(a && b);
+	}
+	MeshPort *first = a < b ? a : b, *second = a < b ? b : a;
 	deferred_init(&d);
 	g_mutex_lock(&first->lock);
 	g_mutex_lock(&second->lock);

@@ -73,14 +73,16 @@ MESH_REMOTE_API void mesh_sender_free(MeshSender *sender);
 /**
  * mesh_sender_send:
  * @sender: a typed sender
- * @msg: (transfer full): a heap message of the channel's type
+ * @msg: (transfer full): a heap message of the channel's type, taken in all
+ *     cases (freed if @sender is NULL)
  */
 MESH_REMOTE_API void mesh_sender_send(MeshSender *sender, ProtobufCMessage *msg);
 
 /**
  * mesh_sender_send_message:
  * @sender: a sender (untyped, or typed: the bytes must decode as its type)
- * @msg: (transfer full): the message
+ * @msg: (transfer full): the message, taken in all cases (freed if @sender is
+ *     NULL)
  */
 MESH_REMOTE_API void mesh_sender_send_message(MeshSender *sender, MeshMessage *msg);
 
@@ -205,7 +207,8 @@ MESH_REMOTE_API MeshReceiver *mesh_receiver_from_port(MeshPort *port,
  * each sender's messages stay in order. @receiver's senders keep working
  * (wherever they are); @sender's receiver sees "closed" once they are all
  * gone. The same as mesh_port_bridge(mesh_sender_into_port(@sender),
- * mesh_receiver_into_port(@receiver)). Any thread.
+ * mesh_receiver_into_port(@receiver)). Any thread. Both are taken in all
+ * cases: if one is NULL, the other is freed.
  */
 MESH_REMOTE_API void mesh_sender_bridge(MeshSender *sender, MeshReceiver *receiver);
 
@@ -214,7 +217,8 @@ MESH_REMOTE_API void mesh_sender_bridge(MeshSender *sender, MeshReceiver *receiv
  * @receiver: (transfer full): the receiver of one channel
  * @sender: (transfer full): a sender of another channel of the same type
  *
- * Upstream Receiver::bridge: mesh_sender_bridge(@sender, @receiver).
+ * Upstream Receiver::bridge: mesh_sender_bridge(@sender, @receiver) (both
+ * taken in all cases).
  */
 MESH_REMOTE_API void mesh_receiver_bridge(MeshReceiver *receiver, MeshSender *sender);
 
@@ -228,10 +232,14 @@ MESH_REMOTE_API void mesh_oneshot_new(const ProtobufCMessageDescriptor *desc,
 				      MeshOneshotSender **ret_sender,
 				      MeshOneshotReceiver **ret_receiver);
 
-/** mesh_oneshot_send: sends the value and consumes the sender (@msg taken). */
+/**
+ * mesh_oneshot_send: sends the value and consumes the sender (@msg taken).
+ * Both are taken in all cases: if one is NULL, the other is freed (a sender
+ * freed unsent: its receiver gets MESH_ERROR_CLOSED).
+ */
 MESH_REMOTE_API void mesh_oneshot_send(MeshOneshotSender *sender, ProtobufCMessage *msg);
 
-/** mesh_oneshot_send_message: untyped mesh_oneshot_send(). */
+/** mesh_oneshot_send_message: untyped mesh_oneshot_send() (both taken in all cases). */
 MESH_REMOTE_API void mesh_oneshot_send_message(MeshOneshotSender *sender, MeshMessage *msg);
 
 /** mesh_oneshot_sender_free: drops the sender unsent; the receiver gets MESH_ERROR_CLOSED. */
@@ -242,7 +250,8 @@ MESH_REMOTE_API void mesh_oneshot_sender_free(MeshOneshotSender *sender);
  * @receiver: a receiver, consumed when a value or a final error was
  *     returned; not on MESH_ERROR_EMPTY / MESH_ERROR_TIMED_OUT /
  *     MESH_ERROR_INVALID_ARGUMENT, after which the caller still owns it (and
- *     frees it if it does not try again).
+ *     frees it if it does not try again); nor on a bad argument (a NULL
+ *     @ret_msg, an error already set).
  *     A caller that may stop waiting must pass @error to tell which.
  * @timeout_us: 0 does not wait, -1 waits forever; any other negative value
  *     fails at once with MESH_ERROR_INVALID_ARGUMENT
@@ -279,7 +288,8 @@ typedef struct MeshRpc MeshRpc;
 /**
  * mesh_rpc_call:
  * @sender: an rpc sender (created with mesh_channel_new(NULL, ...))
- * @input: (transfer full): the request
+ * @input: (transfer full): the request, taken in all cases (freed on any
+ *     failure, a bad argument included)
  * @reply_desc: the reply's type
  * @timeout_us: as for mesh_receiver_recv(); a bad one fails before anything
  *     is sent (@input is freed)
@@ -319,13 +329,18 @@ MESH_REMOTE_API gboolean mesh_receiver_recv_rpc(MeshReceiver *receiver,
 /** mesh_rpc_get_input: Returns: (transfer none): the request. */
 MESH_REMOTE_API ProtobufCMessage *mesh_rpc_get_input(MeshRpc *rpc);
 
-/** mesh_rpc_complete: replies with @reply (taken) and frees @rpc. */
+/**
+ * mesh_rpc_complete: replies with @reply (taken) and frees @rpc. Both are
+ * taken in all cases: if one is NULL, the other is freed (a request freed
+ * unanswered: its caller gets MESH_ERROR_CLOSED).
+ */
 MESH_REMOTE_API void mesh_rpc_complete(MeshRpc *rpc, ProtobufCMessage *reply);
 
 /**
  * mesh_rpc_fail:
  * @rpc: (transfer full): a request
- * @error: the error; its message, split at ": ", becomes the remote error chain
+ * @error: (nullable): the error; its message, split at ": ", becomes the
+ *     remote error chain (NULL: an empty chain)
  */
 MESH_REMOTE_API void mesh_rpc_fail(MeshRpc *rpc, const GError *error);
 

@@ -24,7 +24,7 @@ typedef struct MeshPort MeshPort;
 
 /**
  * mesh_message_new:
- * @data: (nullable): bytes, copied
+ * @data: (nullable): bytes, copied; NULL only with @size 0
  * @size: their number
  *
  * Returns: (transfer full): an untyped message without resources.
@@ -94,7 +94,8 @@ MESH_REMOTE_API MeshPort *mesh_message_steal_port(MeshMessage *msg, guint index)
 
 /**
  * mesh_message_into_typed:
- * @msg: (transfer full): a message
+ * @msg: (transfer full): a message, taken in all cases (freed on any
+ *     failure, a bad argument included)
  * @desc: the wanted type
  * @error: MESH_ERROR_CORRUPTION when it does not decode
  *

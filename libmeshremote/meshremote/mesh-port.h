@@ -44,7 +44,8 @@ MESH_REMOTE_API void mesh_port_close(MeshPort *port);
  * forwarded first, in order. If @a's peer already closed, @b's peer gets
  * what was queued at @a, then "closed" (and the other way round).
  * Bridging a port with its own peer fails both; bridging with a failed
- * port fails the other side's peer.
+ * port fails the other side's peer. Both are taken in all cases: if one is
+ * NULL, the other is closed.
  */
 MESH_REMOTE_API void mesh_port_bridge(MeshPort *a, MeshPort *b);
 
@@ -59,10 +60,11 @@ MESH_REMOTE_API MeshPayloadObject *mesh_port_as_object(MeshPort *port);
 
 /**
  * mesh_port_from_object:
- * @object: (transfer full): an object from a decoded `mesh_payload.Port` field
+ * @object: (nullable) (transfer full): an object from a decoded
+ *     `mesh_payload.Port` field
  *
  * Returns: (transfer full) (nullable): the port, or NULL (and @object is
- * released) if it is not a MeshPort.
+ * released) if it is not a MeshPort; NULL for a NULL @object.
  */
 MESH_REMOTE_API MeshPort *mesh_port_from_object(MeshPayloadObject *object);
 

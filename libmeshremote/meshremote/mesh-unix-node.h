@@ -85,7 +85,8 @@ typedef struct MeshInvitation MeshInvitation;
 
 /**
  * mesh_invitation_new_take:
- * @fd: (transfer full): the socket
+ * @fd: (transfer full): the socket, taken in all cases (closed if an id is
+ *     NULL)
  *
  * Rebuilds an invitation that travelled by other means (an environment
  * variable and an inherited fd).
@@ -122,7 +123,8 @@ MESH_REMOTE_API void mesh_invitation_free(MeshInvitation *inv);
 /**
  * mesh_unix_node_invite:
  * @unode: a transport
- * @port: (transfer full): the port the joiner will get the peer of
+ * @port: (transfer full): the port the joiner will get the peer of, taken in
+ *     all cases (closed on any failure, a bad argument included)
  * @timeout_us: how long a follower waits for its leader's answer (-1: forever;
  *     another negative value: MESH_ERROR_INVALID_ARGUMENT, @port is closed)
  * @ret_invitation: (out) (transfer full): the invitation
@@ -140,7 +142,8 @@ MESH_REMOTE_API gboolean mesh_unix_node_invite(MeshUnixNode *unode, MeshPort *po
 
 /**
  * mesh_unix_node_join:
- * @invitation: (transfer full): an invitation
+ * @invitation: (transfer full): an invitation, taken in all cases (freed on
+ *     any failure, a bad argument included)
  * @context: (nullable): as for mesh_unix_node_new()
  * @timeout_us: how long to wait for the leader's initial message (-1: forever;
  *     another negative value: MESH_ERROR_INVALID_ARGUMENT)

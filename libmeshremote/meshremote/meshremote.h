@@ -11,6 +11,13 @@
  * Errors: GError (domain MESH_ERROR). Threads: every object may be used from
  * any thread unless its header says otherwise; no callback ever runs while a
  * library lock is held.
+ *
+ * Arguments: a pointer argument may be NULL only where its function's comment
+ * says so (nullable); `_free` and `_unref` functions take NULL. A bad argument
+ * (a NULL elsewhere, an error already set in a `GError **`) is a programming
+ * error, checked with g_return_val_if_fail(): a critical, and the function's
+ * failure value. What a function takes (transfer full) it releases then too,
+ * as on any failure, unless its comment says otherwise.
  */
 #pragma once
 

@@ -105,6 +105,12 @@ MeshInvitation *mesh_invitation_new_take(const MeshNodeId *local_node,
 					 const MeshNodeId *remote_node,
 					 const MeshPortId *remote_port, int fd)
 {
+	if (!local_node || !local_port || !remote_node || !remote_port) {
+		if (fd >= 0)
+			close(fd); /* taken in all cases */
+		g_return_val_if_fail(local_node && local_port && remote_node && remote_port,
+				     NULL);
+	}
 	MeshInvitation *inv = g_new0(MeshInvitation, 1);
 	inv->local_node = *local_node;
 	inv->local_port = *local_port;
@@ -125,11 +131,13 @@ void mesh_invitation_free(MeshInvitation *inv)
 
 int mesh_invitation_get_fd(const MeshInvitation *inv)
 {
+	g_return_val_if_fail(inv, -1);
 	return inv->fd;
 }
 
 int mesh_invitation_steal_fd(MeshInvitation *inv)
 {
+	g_return_val_if_fail(inv, -1);
 	int fd = inv->fd;
 	inv->fd = -1;
 	return fd;
@@ -139,6 +147,7 @@ void mesh_invitation_get_address(const MeshInvitation *inv, MeshNodeId *ret_loca
 				 MeshPortId *ret_local_port, MeshNodeId *ret_remote_node,
 				 MeshPortId *ret_remote_port)
 {
+	g_return_if_fail(inv);
 	if (ret_local_node)
 		*ret_local_node = inv->local_node;
 	if (ret_local_port)
@@ -621,6 +630,12 @@ static gboolean leader_invite(MeshUnixNode *u, MeshPort *user_port, MeshInvitati
 gboolean mesh_unix_node_invite(MeshUnixNode *u, MeshPort *port, gint64 timeout_us,
 			       MeshInvitation **ret_invitation, GError **error)
 {
+	if (!u || !ret_invitation || (error && *error)) {
+		mesh_port_close(port); /* taken in all cases */
+		g_return_val_if_fail(u && ret_invitation, FALSE);
+		g_return_val_if_fail(error == NULL || *error == NULL, FALSE);
+	}
+	g_return_val_if_fail(port, FALSE);
 	if (!timeout_check(timeout_us, G_STRFUNC, error)) {
 		mesh_port_close(port); /* taken in all cases */
 		return FALSE;
@@ -673,6 +688,12 @@ static gboolean check_seqpacket(int fd, GError **error)
 MeshUnixNode *mesh_unix_node_join(MeshInvitation *inv, GMainContext *context, gint64 timeout_us,
 				  MeshPort **ret_port, GError **error)
 {
+	if (!ret_port || (error && *error)) {
+		mesh_invitation_free(inv); /* taken in all cases */
+		g_return_val_if_fail(ret_port, NULL);
+		g_return_val_if_fail(error == NULL || *error == NULL, NULL);
+	}
+	g_return_val_if_fail(inv, NULL);
 	if (!timeout_check(timeout_us, G_STRFUNC, error)) {
 		mesh_invitation_free(inv); /* taken in all cases */
 		return NULL;

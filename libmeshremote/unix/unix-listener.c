@@ -293,6 +293,7 @@ MeshUnixListener *mesh_unix_node_listen(MeshUnixNode *u, const char *path,
 	struct stat st;
 
 	g_return_val_if_fail(u && path && func, NULL);
+	g_return_val_if_fail(error == NULL || *error == NULL, NULL);
 	if (!u->leader) {
 		g_set_error(error, MESH_ERROR, MESH_ERROR_INVALID_ARGUMENT,
 			    "only the leader node can listen");
@@ -483,6 +484,8 @@ MeshUnixNode *mesh_unix_node_join_by_path(const char *path, GMainContext *contex
 	struct sockaddr_un addr = {.sun_family = AF_UNIX};
 	MeshUnixNode *u = NULL;
 
+	g_return_val_if_fail(path && ret_port, NULL);
+	g_return_val_if_fail(error == NULL || *error == NULL, NULL);
 	if (!timeout_check(timeout_us, G_STRFUNC, error))
 		return NULL;
 	if (strlen(path) >= sizeof(addr.sun_path)) {

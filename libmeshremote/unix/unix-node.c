@@ -1108,6 +1108,7 @@ MeshUnixNode *unix_node_new(MeshNode *node, GMainContext *context)
 
 MeshNode *mesh_unix_node_get_node(MeshUnixNode *u)
 {
+	g_return_val_if_fail(u, NULL);
 	return u->node;
 }
 
@@ -1117,6 +1118,12 @@ gboolean mesh_unix_node_connect_take(MeshUnixNode *u, const MeshNodeId *peer, in
 	int type = 0;
 	socklen_t len = sizeof(type);
 
+	if (!u || !peer || (error && *error)) {
+		if (fd >= 0)
+			close(fd); /* taken in all cases */
+		g_return_val_if_fail(u && peer, FALSE);
+		g_return_val_if_fail(error == NULL || *error == NULL, FALSE);
+	}
 	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_SEQPACKET) {
 		close(fd);
 		g_set_error(error, MESH_ERROR, MESH_ERROR_INVALID_ARGUMENT,
@@ -1394,6 +1401,7 @@ void mesh_unix_node_free(MeshUnixNode *u)
 void mesh_unix_node_set_peer_describer(MeshUnixNode *u, MeshPeerDescribeFunc func,
 				       gpointer user_data)
 {
+	g_return_if_fail(u);
 	g_mutex_lock(&u->lock);
 	u->describe = func;
 	u->describe_data = user_data;
