@@ -332,8 +332,8 @@ static size_t iov_gather(uint8_t *dst, const struct iovec *iov, size_t n_iov)
 	return off;
 }
 
-/* Writes the pieces into a new sealed memfd (a large event). Returns the fd or -errno. */
-static int large_event_memfd(const struct iovec *iov, size_t n_iov, size_t size)
+/* Writes the pieces into a new memfd. Returns the fd or -errno. */
+static int large_event_write(const struct iovec *iov, size_t n_iov, size_t size)
 {
 	size_t mapped = (size + 4095) & ~(size_t)4095;
 	int memfd = pal_memfd_create("mesh", mapped);
@@ -352,19 +352,37 @@ static int large_event_memfd(const struct iovec *iov, size_t n_iov, size_t size)
 			off += k;
 		}
 	}
-	/*
-	 * F_SEAL_WRITE fails with EBUSY while the kernel still holds page
-	 * references from the write (it waits a while, then gives up): try
-	 * again before giving up on the connection.
-	 */
-	int r;
-	for (int attempt = 0; (r = pal_memfd_seal(memfd)) == -EBUSY && attempt < 20; attempt++)
-		g_usleep(1000);
-	if (r < 0) {
-		close(memfd);
-		return r;
-	}
 	return memfd;
+}
+
+/*
+ * Writes the pieces into a new sealed memfd (a large event). Returns the fd
+ * or -errno.
+ *
+ * F_SEAL_WRITE fails with EBUSY while the file has a writable shared
+ * mapping, or while a page has a reference beyond the page cache's and the
+ * mappings' (a pin by direct or asynchronous I/O, a page in a CPU's batch
+ * for the LRU, one isolated for compaction or reclaim). The memfd is never
+ * mapped or pinned here: it is written with pwrite(), so the only such
+ * references are the kernel's own, passing ones, and the kernel waits for
+ * those itself (it drains every CPU's batch, then checks again for about
+ * 150 ms). Should a page stay referenced past that, no timer here would know
+ * when it is let go: the event goes once more into a fresh memfd, whose
+ * pages are new, and a second refusal ends the connection.
+ */
+static int large_event_memfd(const struct iovec *iov, size_t n_iov, size_t size)
+{
+	int r = -EBUSY;
+	for (int attempt = 0; attempt < 2 && r == -EBUSY; attempt++) {
+		int memfd = large_event_write(iov, n_iov, size);
+		if (memfd < 0)
+			return memfd;
+		r = pal_memfd_seal(memfd);
+		if (r == 0)
+			return memfd;
+		close(memfd);
+	}
+	return r;
 }
 
 /*
