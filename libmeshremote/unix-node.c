@@ -1232,6 +1232,8 @@ void unix_run_sync(MeshUnixNode *u, GSourceFunc func, gpointer data)
 	if (g_main_context_acquire(u->context)) {
 		func(data);
 		g_main_context_release(u->context);
+		/* The I/O thread may wait to take its lent context back. */
+		unix_io_released(u->io);
 		return;
 	}
 	SyncCall s = {.func = func, .data = data};
