@@ -371,11 +371,15 @@ static gboolean host_exited_cb(gint fd, GIOCondition cond, gpointer data)
 		return G_SOURCE_CONTINUE;
 	char *what = describe_status(status);
 	char *text = g_strdup_printf("host %s (pid %d) %s", h->name, (int)h->pid, what);
+	char pid[16];
+	g_snprintf(pid, sizeof(pid), "%d", (int)h->pid);
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
-		g_info("mesh %s: host %s (pid %d) exited successfully", m->name, h->name,
+		debug_log(LOG_FIELDS("MESH_MESH", m->name, "MESH_HOST", h->name, "MESH_PID", pid),
+			  "mesh %s: host %s (pid %d) exited successfully", m->name, h->name,
 			  (int)h->pid);
 	else
-		g_message("mesh %s: host %s (pid %d) abnormal exit: %s", m->name, h->name,
+		debug_log(LOG_FIELDS("MESH_MESH", m->name, "MESH_HOST", h->name, "MESH_PID", pid),
+			  "mesh %s: host %s (pid %d) abnormal exit: %s", m->name, h->name,
 			  (int)h->pid, what);
 	g_free(what);
 
@@ -507,7 +511,10 @@ static gboolean launch_cb(gpointer data)
 	g_hash_table_insert(m->hosts, GINT_TO_POINTER(h->pid), h);
 	g_mutex_unlock(&m->lock);
 	l->pid = h->pid;
-	g_info("mesh %s: launched host %s (pid %d)", m->name, h->name, (int)h->pid);
+	char pid[16];
+	g_snprintf(pid, sizeof(pid), "%d", (int)h->pid);
+	debug_log(LOG_FIELDS("MESH_MESH", m->name, "MESH_HOST", h->name, "MESH_PID", pid),
+		  "mesh %s: launched host %s (pid %d)", m->name, h->name, (int)h->pid);
 out:
 	if (stderr_fd >= 0)
 		close(stderr_fd);
@@ -976,7 +983,10 @@ static gboolean kill_hosts_cb(gpointer data)
 	GList *hosts = g_hash_table_get_values(m->hosts);
 	for (GList *l = hosts; l; l = l->next) {
 		Host *h = l->data;
-		g_warning("mesh %s: killing host %s (pid %d) at the shutdown deadline", m->name,
+		char pid[16];
+		g_snprintf(pid, sizeof(pid), "%d", (int)h->pid);
+		debug_log(LOG_FIELDS("MESH_MESH", m->name, "MESH_HOST", h->name, "MESH_PID", pid),
+			  "mesh %s: killing host %s (pid %d) at the shutdown deadline", m->name,
 			  h->name, (int)h->pid);
 		pal_child_kill(h->child, SIGKILL);
 	}

@@ -3,6 +3,8 @@
 
 #include <meshprocess/meshprocess.h>
 
+#include "log-private.h" /* libmeshremote's, built here under this domain */
+
 #include "process.pb-c.h"
 
 MeshProcess__NodeId *process_node_id_new(const MeshUuid *id);

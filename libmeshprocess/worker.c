@@ -154,12 +154,14 @@ gboolean mesh_worker_context_wait_stop(MeshWorkerContext *ctx, gint64 timeout_us
 				return FALSE;
 			}
 			if (g_error_matches(error, MESH_ERROR, MESH_ERROR_CORRUPTION)) {
-				g_debug("worker %s: a corrupt rpc: %s", ctx->name, error->message);
+				debug_log(LOG_FIELDS("MESH_WORKER", ctx->name),
+					  "worker %s: a corrupt rpc: %s", ctx->name, error->message);
 				g_error_free(error);
 				continue;
 			}
 			/* Closed (every handle freed) or failed (the parent is gone). */
-			g_debug("worker %s: rpc channel ended: %s", ctx->name, error->message);
+			debug_log(LOG_FIELDS("MESH_WORKER", ctx->name),
+				  "worker %s: rpc channel ended: %s", ctx->name, error->message);
 			g_error_free(error);
 			ctx->stop = TRUE;
 			break;
@@ -168,7 +170,8 @@ gboolean mesh_worker_context_wait_stop(MeshWorkerContext *ctx, gint64 timeout_us
 		if (rpc->rpc_case == MESH_WORKER__WORKER_RPC__RPC_STOP)
 			ctx->stop = TRUE;
 		else
-			g_debug("worker %s: ignoring an unsupported rpc", ctx->name);
+			debug_log(LOG_FIELDS("MESH_WORKER", ctx->name),
+				  "worker %s: ignoring an unsupported rpc", ctx->name);
 		mesh_payload_message_free(msg);
 	}
 	return TRUE;
@@ -264,8 +267,9 @@ static void start_worker(MeshWorkerRegistry *reg, MeshWorker__WorkerHostLaunchRe
 
 	MeshPort *events_port = r ? mesh_port_take_from_field(r->events) : NULL;
 	if (!events_port) {
-		g_debug("worker runner: a launch request for %s without an event channel, dropped",
-			req->name);
+		debug_log(LOG_FIELDS("MESH_WORKER", req->name),
+			  "worker runner: a launch request for %s without an event channel, dropped",
+			  req->name);
 		return;
 	}
 	MeshSender *events = mesh_sender_from_port(events_port, &mesh_worker__worker_event__descriptor);
@@ -305,7 +309,7 @@ static void start_worker(MeshWorkerRegistry *reg, MeshWorker__WorkerHostLaunchRe
 		w->events = NULL;
 		worker_run_free(w);
 	}
-	g_debug("worker runner: %s", error->message);
+	debug_log(NULL, "worker runner: %s", error->message);
 	send_event(events, MESH_WORKER__WORKER_EVENT__EVENT_FAILED, error->message);
 	g_error_free(error);
 	mesh_sender_free(events);
@@ -325,7 +329,8 @@ gboolean mesh_worker_host_run(MeshPort *port, MeshWorkerRegistry *reg, GError **
 		ProtobufCMessage *msg = NULL;
 		if (!mesh_receiver_recv(launch, -1, &msg, &local)) {
 			if (g_error_matches(local, MESH_ERROR, MESH_ERROR_CORRUPTION)) {
-				g_debug("worker runner: a corrupt launch request: %s", local->message);
+				debug_log(NULL, "worker runner: a corrupt launch request: %s",
+					  local->message);
 				g_clear_error(&local);
 				continue;
 			}

@@ -15,6 +15,7 @@
 
 #define MESHREMOTE_COMPILATION 1
 #include "meshremote/meshremote.h"
+#include "log-private.h"
 #include "protocol-private.h"
 
 typedef enum {

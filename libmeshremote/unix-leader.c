@@ -92,12 +92,6 @@ static MeshUnix__Address *address_new(const MeshNodeId *node, const MeshPortId *
 	return a;
 }
 
-static char *id_string(const MeshUuid *id)
-{
-	char buf[33];
-	return g_strdup(mesh_uuid_to_string(id, buf));
-}
-
 /* Invitations. */
 
 MeshInvitation *mesh_invitation_new_take(const MeshNodeId *local_node,
@@ -193,7 +187,8 @@ static void follower_handle(MeshUnixNode *u, MeshUnix__FollowerRequest *req)
 
 	if (req->request_case != MESH_UNIX__FOLLOWER_REQUEST__REQUEST_CONNECT ||
 	    !node_id_read(c->node, &id)) {
-		g_warning("mesh: malformed request from the leader ignored");
+		debug_log(LOG_FIELDS("MESH_NODE", LOG_ID(&u->node->id)),
+			  "mesh: malformed request from the leader ignored");
 		return;
 	}
 	g_mutex_lock(&u->lock);
@@ -206,13 +201,13 @@ static void follower_handle(MeshUnixNode *u, MeshUnix__FollowerRequest *req)
 	if (fd >= 0) {
 		GError *error = NULL;
 		if (!mesh_unix_node_connect_take(u, &id, fd, &error)) {
-			g_debug("mesh: introduction: %s", error->message);
+			debug_log(LOG_FIELDS("MESH_NODE", LOG_ID(&u->node->id), "MESH_PEER", LOG_ID(&id)),
+				  "mesh: introduction: %s", error->message);
 			g_error_free(error);
 		}
 	} else if (pending) {
-		char *s = id_string(&id);
-		g_debug("mesh: the leader gives no connection to node %s", s);
-		g_free(s);
+		debug_log(LOG_FIELDS("MESH_NODE", LOG_ID(&u->node->id), "MESH_PEER", LOG_ID(&id)),
+			  "mesh: the leader gives no connection to node %s", LOG_ID(&id));
 		mesh_remote_node_fail(pending,
 				      "the leader gives no connection to it (unknown, gone or failed)");
 	}
@@ -231,7 +226,8 @@ static void from_leader_cb(MeshReceiver *r, gpointer data)
 	}
 	if (!g_error_matches(error, MESH_ERROR, MESH_ERROR_EMPTY)) {
 		/* The leader is gone: nobody will answer the pending requests. */
-		g_debug("mesh: the leader channel ended: %s", error->message);
+		debug_log(LOG_FIELDS("MESH_NODE", LOG_ID(&u->node->id)),
+			  "mesh: the leader channel ended: %s", error->message);
 		mesh_receiver_set_callback(r, NULL, NULL, NULL, NULL);
 		g_mutex_lock(&u->lock);
 		GHashTable *pending = u->pending;
@@ -391,7 +387,8 @@ static void leader_connect(Leader *l, Follower *from, const MeshNodeId *target)
 
 	int sv[2] = {-1, -1};
 	if (to && pal_socketpair(SOCK_SEQPACKET, sv) < 0) {
-		g_warning("mesh: cannot make a socketpair for an introduction");
+		debug_log(LOG_FIELDS("MESH_PEER", LOG_ID(&from->id)),
+			  "mesh: cannot make a socketpair for an introduction: %s", g_strerror(errno));
 		to = NULL;
 	}
 	if (to)
@@ -459,7 +456,7 @@ static void leader_handle(Follower *f, MeshUnix__LeaderRequest *req)
 		break;
 	}
 	default:
-		g_warning("mesh: malformed leader request ignored");
+		debug_log(LOG_FIELDS("MESH_PEER", LOG_ID(&f->id)), "mesh: malformed leader request ignored");
 		break;
 	}
 }

@@ -568,7 +568,9 @@ static void sink_send(void *user_data, const struct iovec *iov, size_t n_iov, co
 		/* Out of line: a sealed memfd holds the event; the packet has no body. */
 		memfd = large_event_memfd(iov, n_iov, size);
 		if (memfd < 0) {
-			g_warning("mesh: cannot send a %zu-byte event in a memfd: %s", size,
+			debug_log(LOG_FIELDS("MESH_NODE", LOG_ID(&c->owner->node->id), "MESH_PEER",
+					     LOG_ID(&c->peer)),
+				  "mesh: cannot send a %zu-byte event in a memfd: %s", size,
 				  g_strerror(-memfd));
 			conn_end_async(c, "cannot send a large event");
 			return;
@@ -892,8 +894,9 @@ static void conn_end(UnixConn *c, const char *reason)
 	char *who = describe ? describe(&c->peer, describe_data) : NULL;
 	char *full = who ? g_strdup_printf("%s: %s", who, why) : g_strdup(why);
 	if (reason)
-		g_message("mesh: connection to node %s ended: %s",
-			  mesh_uuid_to_string(&c->peer, (char[33]){0}), full);
+		debug_log(LOG_FIELDS("MESH_NODE", LOG_ID(&owner->node->id), "MESH_PEER",
+				     LOG_ID(&c->peer)),
+			  "mesh: connection to node %s ended: %s", LOG_ID(&c->peer), full);
 	mesh_remote_node_fail(c->remote, full);
 	g_free(full);
 	g_free(who);
@@ -1161,7 +1164,8 @@ gboolean mesh_unix_node_connect_take(MeshUnixNode *u, const MeshNodeId *peer, in
 		uint8_t hello[HELLO_SIZE];
 		hello_build(hello, hello_flags);
 		if (send(fd, hello, sizeof(hello), MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
-			g_debug("mesh: batch hello not sent: %s", g_strerror(errno));
+			debug_log(LOG_FIELDS("MESH_PEER", LOG_ID(&c->peer)),
+				  "mesh: batch hello not sent: %s", g_strerror(errno));
 	}
 	if (!mesh_remote_node_connect(c->remote, &unix_sink, conn_ref(c))) {
 		/* The sink's destroy already dropped its reference. */
