@@ -542,10 +542,10 @@ GPid mesh_launch_host(Mesh *m, const MeshProcessConfig *config, MeshMessage *ini
 		mesh_message_free(initial);
 		return 0;
 	}
-	MeshProcess__HostHello *hello = malloc(sizeof(*hello));
+	MeshProcess__HostHello *hello = g_malloc(sizeof(*hello));
 	mesh_process__host_hello__init(hello);
 	hello->requests = mesh_port_into_field(mesh_receiver_into_port(requests_recv));
-	hello->name = strdup(config->name);
+	hello->name = g_strdup(config->name);
 	mesh_sender_send_message(boot, mesh_message_new_typed_take(&hello->base));
 	mesh_sender_send_message(boot, initial);
 	mesh_sender_free(boot);
@@ -588,10 +588,10 @@ gboolean mesh_crash(Mesh *m, GPid pid, GError **error)
 			    "no host with pid %d", (int)pid);
 		return FALSE;
 	}
-	MeshProcess__HostRequest *req = malloc(sizeof(*req));
+	MeshProcess__HostRequest *req = g_malloc(sizeof(*req));
 	mesh_process__host_request__init(req);
 	req->request_case = MESH_PROCESS__HOST_REQUEST__REQUEST_CRASH;
-	req->crash = malloc(sizeof(*req->crash));
+	req->crash = g_malloc(sizeof(*req->crash));
 	mesh_process__host_crash__init(req->crash);
 	mesh_sender_send(s, &req->base);
 	mesh_sender_free(s);
@@ -634,10 +634,10 @@ char *mesh_inspect(Mesh *m, gint64 timeout_us)
 			continue;
 		MeshOneshotSender *os;
 		mesh_oneshot_new(&mesh_process__inspect_reply__descriptor, &os, &replies[i]);
-		MeshProcess__HostRequest *req = malloc(sizeof(*req));
+		MeshProcess__HostRequest *req = g_malloc(sizeof(*req));
 		mesh_process__host_request__init(req);
 		req->request_case = MESH_PROCESS__HOST_REQUEST__REQUEST_INSPECT;
-		req->inspect = malloc(sizeof(*req->inspect));
+		req->inspect = g_malloc(sizeof(*req->inspect));
 		mesh_process__host_inspect__init(req->inspect);
 		req->inspect->reply = mesh_port_into_field(mesh_oneshot_sender_into_port(os));
 		mesh_sender_send(s, &req->base);

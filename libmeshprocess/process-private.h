@@ -5,6 +5,12 @@
 
 #include "log-private.h" /* libmeshremote's, built here under this domain */
 
+/*
+ * Protobuf-c messages are built with g_malloc() and g_strdup() and freed by
+ * protobuf-c with free(): libmeshremote/remote-private.h says why that is
+ * sound.
+ */
+
 #include "process.pb-c.h"
 
 MeshProcess__NodeId *process_node_id_new(const MeshUuid *id);

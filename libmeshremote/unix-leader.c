@@ -41,9 +41,9 @@ struct MeshInvitation {
 
 static MeshUnix__Uuid *uuid_msg_new(const MeshUuid *id)
 {
-	MeshUnix__Uuid *u = malloc(sizeof(*u));
+	MeshUnix__Uuid *u = g_malloc(sizeof(*u));
 	mesh_unix__uuid__init(u);
-	u->value.data = malloc(16);
+	u->value.data = g_malloc(16);
 	memcpy(u->value.data, id->bytes, 16);
 	u->value.len = 16;
 	return u;
@@ -51,7 +51,7 @@ static MeshUnix__Uuid *uuid_msg_new(const MeshUuid *id)
 
 MeshUnix__NodeId *unix_node_id_new(const MeshUuid *id)
 {
-	MeshUnix__NodeId *n = malloc(sizeof(*n));
+	MeshUnix__NodeId *n = g_malloc(sizeof(*n));
 	mesh_unix__node_id__init(n);
 	n->id = uuid_msg_new(id);
 	return n;
@@ -59,7 +59,7 @@ MeshUnix__NodeId *unix_node_id_new(const MeshUuid *id)
 
 MeshUnix__PortId *unix_port_id_new(const MeshUuid *id)
 {
-	MeshUnix__PortId *p = malloc(sizeof(*p));
+	MeshUnix__PortId *p = g_malloc(sizeof(*p));
 	mesh_unix__port_id__init(p);
 	p->id = uuid_msg_new(id);
 	return p;
@@ -85,7 +85,7 @@ static gboolean port_id_read(const MeshUnix__PortId *p, MeshUuid *ret)
 
 static MeshUnix__Address *address_new(const MeshNodeId *node, const MeshPortId *port)
 {
-	MeshUnix__Address *a = malloc(sizeof(*a));
+	MeshUnix__Address *a = g_malloc(sizeof(*a));
 	mesh_unix__address__init(a);
 	a->node = unix_node_id_new(node);
 	a->port = unix_port_id_new(port);
@@ -145,9 +145,9 @@ void mesh_invitation_get_address(const MeshInvitation *inv, MeshNodeId *ret_loca
 
 ProtobufCMessage *mesh_invitation_to_message(MeshInvitation *inv)
 {
-	MeshUnix__Invitation *m = malloc(sizeof(*m));
+	MeshUnix__Invitation *m = g_malloc(sizeof(*m));
 	mesh_unix__invitation__init(m);
-	m->address = malloc(sizeof(*m->address));
+	m->address = g_malloc(sizeof(*m->address));
 	mesh_unix__invitation_address__init(m->address);
 	m->address->local_addr = address_new(&inv->local_node, &inv->local_port);
 	m->address->remote_addr = address_new(&inv->remote_node, &inv->remote_port);
@@ -261,10 +261,10 @@ static void send_leader_request(MeshUnixNode *u, MeshUnix__LeaderRequest *req)
 
 static MeshUnix__LeaderRequest *leader_connect_new(const MeshNodeId *id)
 {
-	MeshUnix__LeaderRequest *req = malloc(sizeof(*req));
+	MeshUnix__LeaderRequest *req = g_malloc(sizeof(*req));
 	mesh_unix__leader_request__init(req);
 	req->request_case = MESH_UNIX__LEADER_REQUEST__REQUEST_CONNECT;
-	req->connect = malloc(sizeof(*req->connect));
+	req->connect = g_malloc(sizeof(*req->connect));
 	mesh_unix__leader_connect__init(req->connect);
 	req->connect->node = unix_node_id_new(id);
 	return req;
@@ -333,10 +333,10 @@ static void follower_free(Follower *f)
 
 static MeshUnix__FollowerRequest *follower_connect_new(const MeshNodeId *node, int fd)
 {
-	MeshUnix__FollowerRequest *req = malloc(sizeof(*req));
+	MeshUnix__FollowerRequest *req = g_malloc(sizeof(*req));
 	mesh_unix__follower_request__init(req);
 	req->request_case = MESH_UNIX__FOLLOWER_REQUEST__REQUEST_CONNECT;
-	req->connect = malloc(sizeof(*req->connect));
+	req->connect = g_malloc(sizeof(*req->connect));
 	mesh_unix__follower_connect__init(req->connect);
 	req->connect->node = unix_node_id_new(node);
 	if (fd >= 0)
@@ -591,7 +591,7 @@ static gboolean leader_invite(MeshUnixNode *u, MeshPort *user_port, MeshInvitati
 	MeshPort *q = mesh_node_add_port(u->node, &our_port, &joiner, &joiner_port);
 	MeshOneshotSender *init =
 		mesh_oneshot_sender_from_port(q, &mesh_unix__initial_message__descriptor);
-	MeshUnix__InitialMessage *im = malloc(sizeof(*im));
+	MeshUnix__InitialMessage *im = g_malloc(sizeof(*im));
 	mesh_unix__initial_message__init(im);
 	im->leader_send = mesh_port_into_field(mesh_sender_into_port(ls));
 	im->follower_recv = mesh_port_into_field(mesh_receiver_into_port(fr));
@@ -618,10 +618,10 @@ gboolean mesh_unix_node_invite(MeshUnixNode *u, MeshPort *port, gint64 timeout_u
 	MeshSender *rs;
 	MeshReceiver *rr;
 	mesh_channel_new(&mesh_unix__invitation__descriptor, &rs, &rr);
-	MeshUnix__LeaderRequest *req = malloc(sizeof(*req));
+	MeshUnix__LeaderRequest *req = g_malloc(sizeof(*req));
 	mesh_unix__leader_request__init(req);
 	req->request_case = MESH_UNIX__LEADER_REQUEST__REQUEST_INVITE;
-	req->invite = malloc(sizeof(*req->invite));
+	req->invite = g_malloc(sizeof(*req->invite));
 	mesh_unix__leader_invite__init(req->invite);
 	req->invite->port = mesh_port_into_field(port);
 	req->invite->reply = mesh_port_into_field(mesh_sender_into_port(rs));
