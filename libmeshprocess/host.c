@@ -109,10 +109,10 @@ static void requests_cb(MeshReceiver *r, gpointer data)
 			if (p) {
 				MeshOneshotSender *reply = mesh_oneshot_sender_from_port(
 					p, &mesh_process__inspect_reply__descriptor);
-				MeshProcess__InspectReply *ir = malloc(sizeof(*ir));
+				MeshProcess__InspectReply *ir = g_malloc(sizeof(*ir));
 				mesh_process__inspect_reply__init(ir);
 				char *json = inspect_self(s);
-				ir->json = strdup(json);
+				ir->json = g_strdup(json);
 				g_free(json);
 				mesh_oneshot_send(reply, &ir->base);
 			}

@@ -487,9 +487,9 @@ static MeshRemoteNode *node_get_remote_full(MeshNode *node, const MeshNodeId *id
 		}
 		g_mutex_unlock(&node->lock);
 		if (warn)
-			g_warning("mesh: node %s holds %u live remote nodes, the most it takes: "
-				  "%u port%s naming another node refused",
-				  mesh_uuid_to_string(&node->id, (char[33]){0}),
+			debug_log(LOG_FIELDS("MESH_NODE", LOG_ID(&node->id)),
+				  "mesh: node %s holds %u live remote nodes, the most it takes: "
+				  "%u port%s naming another node refused", LOG_ID(&node->id),
 				  MESH_NODE_MAX_REMOTES, refused, refused == 1 ? "" : "s");
 		return NULL;
 	}
@@ -804,8 +804,9 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 	uint8_t meta_buf[512], *meta = NULL;
 
 	if (!from) {
-		g_debug("mesh: event (type %d) for a remote node from a port without a node dropped",
-			ev->type);
+		debug_log(LOG_FIELDS("MESH_PEER", LOG_ID(&remote->id)),
+			  "mesh: event (type %d) for a remote node from a port without a node dropped",
+			  ev->type);
 		goto drop;
 	}
 	if (remote_node_is_failed(remote)) {
@@ -825,7 +826,8 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 	if (msg) {
 		GError *error = NULL;
 		if (message_wire_framing(msg, head, &head_len, &error) < 0) {
-			g_warning("mesh: message dropped: %s", error->message);
+			debug_log(LOG_FIELDS("MESH_PEER", LOG_ID(&remote->id)),
+				  "mesh: message dropped: %s", error->message);
 			g_error_free(error);
 			goto drop;
 		}
@@ -836,7 +838,8 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 			 * The peer port fails in its place (same seq), and only
 			 * it: the resources are released.
 			 */
-			g_debug("mesh: %s", too_large->message);
+			debug_log(LOG_FIELDS("MESH_PEER", LOG_ID(&remote->id)), "mesh: %s",
+				  too_large->message);
 			/* The ports it carried fail, and so does the port that sent it. */
 			Deferred d;
 			deferred_init(&d);
@@ -1109,7 +1112,8 @@ void mesh_node_receive_event_full(MeshNode *node, const MeshNodeId *from, const 
 	}
 	deferred_init(&d);
 	if (mesh_event_parse(data, size, &view) < 0) {
-		g_warning("mesh: malformed event of %zu bytes from node %s dropped", size,
+		debug_log(LOG_FIELDS("MESH_NODE", LOG_ID(&node->id), "MESH_PEER", LOG_ID(from)),
+			  "mesh: malformed event of %zu bytes from node %s dropped", size,
 			  mesh_uuid_to_string(from, id));
 		goto out;
 	}
@@ -1127,7 +1131,8 @@ void mesh_node_receive_event_full(MeshNode *node, const MeshNodeId *from, const 
 				mesh_event_read_resource(&view, i, &rd);
 				if (mesh_uuid_is_zero(&rd.id)) {
 					if (next_fd >= n_fds) {
-						g_warning("mesh: event names more fds than it carries");
+						debug_log(LOG_FIELDS("MESH_PEER", LOG_ID(from)),
+							  "mesh: event names more fds than it carries");
 						mesh_payload_resources_free(res);
 						goto bad;
 					}
@@ -1187,12 +1192,14 @@ void mesh_node_receive_event_full(MeshNode *node, const MeshNodeId *from, const 
 	}
 
 	if (next_fd < n_fds)
-		g_warning("mesh: %zu fds more than the event uses closed", n_fds - next_fd);
+		debug_log(LOG_FIELDS("MESH_PEER", LOG_ID(from)),
+			  "mesh: %zu fds more than the event uses closed", n_fds - next_fd);
 
 	MeshPort *dest = node_lookup_port(node, &h->port_id);
 	if (!dest) {
-		g_debug("mesh: event for unknown port %s dropped",
-			mesh_uuid_to_string(&h->port_id, id));
+		debug_log(LOG_FIELDS("MESH_PEER", LOG_ID(from), "MESH_PORT", LOG_ID(&h->port_id)),
+			  "mesh: event for unknown port %s dropped",
+			  mesh_uuid_to_string(&h->port_id, id));
 		goto bad;
 	}
 	deferred_run(&d); /* acknowledge the ports that arrived first */

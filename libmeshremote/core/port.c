@@ -345,7 +345,9 @@ void port_fail_error_locked(MeshPort *p, const MeshNodeId *culprit, GError *erro
 	p->state = PORT_FAILED;
 	p->culprit = blamed;
 	p->error = error;
-	g_debug("port failed: %s", p->error->message);
+	debug_log(LOG_FIELDS("MESH_NODE", p->node ? LOG_ID(&p->node->id) : NULL, "MESH_PORT",
+			     LOG_ID(&p->id)),
+		  "port failed: %s", p->error->message);
 	if (p->handler && !p->local_closed)
 		p->handler->fail(p, p->handler_data, p->error, d);
 
@@ -371,7 +373,9 @@ void port_fail_error_locked(MeshPort *p, const MeshNodeId *culprit, GError *erro
 
 static void port_protocol_error(MeshPort *p, const char *what, Deferred *d)
 {
-	g_warning("mesh port protocol error: %s", what);
+	debug_log(LOG_FIELDS("MESH_NODE", p->node ? LOG_ID(&p->node->id) : NULL, "MESH_PORT",
+			     LOG_ID(&p->id)),
+		  "mesh port protocol error: %s", what);
 	port_fail_locked(p, p->node ? &p->node->id : NULL, what, d);
 }
 
@@ -384,7 +388,8 @@ static void port_done_locked(MeshPort *p, Deferred *d)
 	peer_addr_defer_clear(&p->peer, d);
 	peer_addr_defer_clear(&p->target, d);
 	if (p->heap->len) {
-		g_debug("mesh port: %u events after the end dropped", p->heap->len);
+		debug_log(LOG_FIELDS("MESH_PORT", LOG_ID(&p->id)),
+			  "mesh port: %u events after the end dropped", p->heap->len);
 		heap_discard_all(p, d);
 	}
 }

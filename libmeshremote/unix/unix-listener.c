@@ -127,7 +127,7 @@ static void report_dropped(MeshUnixListener *l, const char *why)
 	l->dropped++;
 	if (l->last_log && now - l->last_log < LOG_INTERVAL_US)
 		return;
-	g_debug("mesh: %s: %u client(s) dropped (last: %s)", l->path, l->dropped, why);
+	debug_log(NULL, "mesh: %s: %u client(s) dropped (last: %s)", l->path, l->dropped, why);
 	l->dropped = 0;
 	l->last_log = now;
 }
@@ -231,7 +231,8 @@ static gboolean listener_accept_cb(gint fd, GIOCondition cond, gpointer data)
 				continue;
 			}
 			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-				g_warning("mesh: accept on %s: %s", l->path, g_strerror(errno));
+				debug_log(NULL, "mesh: accept on %s: %s", l->path,
+					  g_strerror(errno));
 			break;
 		}
 		if (l->allowed_uid != (uid_t)-1) {
