@@ -12,6 +12,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
@@ -650,6 +652,11 @@ static gboolean prepare_fd(int fd, gboolean *ret_is_socket, GError **error)
 		g_set_error(error, MESH_ERROR, MESH_ERROR_INVALID_ARGUMENT,
 			    "fd %d is not a stream socket", fd);
 		return FALSE;
+	}
+	if (*ret_is_socket) {
+		/* Events go whole; Nagle would only hold small ones back (ignored off TCP). */
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	}
 	pal_fd_set_cloexec(fd, TRUE);
 	pal_fd_set_nonblock(fd, TRUE);
