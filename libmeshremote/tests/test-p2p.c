@@ -210,7 +210,8 @@ static int child_echo(int in, int out)
 			P2ptest__Cmd *back = cmd_new("echo", NULL);
 			back->data.len = c->data.len;
 			back->data.data = malloc(c->data.len ? c->data.len : 1);
-			memcpy(back->data.data, c->data.data, c->data.len);
+			if (c->data.len)
+				memcpy(back->data.data, c->data.data, c->data.len);
 			mesh_sender_send(reply, &back->base);
 		} else if (strcmp(c->text, "drop") == 0 && reply) {
 			mesh_port_close(mesh_port_take_from_field(c->port));
