@@ -22,13 +22,13 @@ gint64 channel_deadline(gint64 timeout_us);
 
 /*
  * The threads of one receiver (mpsc or oneshot) that wait by running the
- * transport's I/O (NodeIoHook, unix-io.c) instead of sleeping on a GCond.
+ * transport's I/O (its MeshIoHook) instead of sleeping on a GCond.
  * Under the receiver's lock.
  */
 typedef struct {
 	guint n;          /* threads inside io_waiters_run() */
 	GThread *last;    /* the last of them to come */
-	NodeIoHook *hook; /* the hook they run, while n > 0 (borrowed) */
+	MeshIoHook *hook; /* the hook they run, while n > 0 (borrowed) */
 } IoWaiters;
 
 /*
@@ -40,14 +40,14 @@ typedef struct {
  * the message was queued. Also tells the transport when the caller
  * delivered to someone else (io_note_foreign_delivery()).
  */
-NodeIoHook *io_waiters_wake_locked(IoWaiters *w);
+MeshIoHook *io_waiters_wake_locked(IoWaiters *w);
 
 /*
  * One step of a wait, @lock held (released around it): runs @hook's I/O
  * once on this thread. FALSE if @hook refused (another thread polls): wait
  * on the GCond instead. Sets *@expired when it returned at @deadline.
  */
-gboolean io_waiters_run(IoWaiters *w, GMutex *lock, NodeIoHook *hook, gint64 deadline,
+gboolean io_waiters_run(IoWaiters *w, GMutex *lock, MeshIoHook *hook, gint64 deadline,
 			gboolean *expired);
 
 /*

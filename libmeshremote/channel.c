@@ -55,7 +55,7 @@ struct MeshReceiver {
 	guint64 n_dropped; /* messages dropped as corrupt (mesh_receiver_get_n_dropped()) */
 	guint n_waiters;  /* threads in a GCond wait */
 	IoWaiters io;        /* threads running the transport's I/O (io_hook) */
-	NodeIoHook *io_hook; /* strong, looked up on the first blocking wait */
+	MeshIoHook *io_hook; /* strong, looked up on the first blocking wait */
 	int efd;
 	gboolean efd_set;
 	GSource *source;
@@ -117,16 +117,27 @@ gint64 channel_deadline(gint64 timeout_us)
 	return g_get_monotonic_time() + timeout_us;
 }
 
-NodeIoHook *io_waiters_wake_locked(IoWaiters *w)
+/* The hook whose run_once() this thread is inside (io_waiters_run()). */
+static __thread MeshIoHook *tls_running_hook;
+
+void io_note_foreign_delivery(void)
+{
+	MeshIoHook *hook = tls_running_hook;
+
+	if (hook && hook->funcs.foreign_delivery)
+		hook->funcs.foreign_delivery(hook->user_data);
+}
+
+MeshIoHook *io_waiters_wake_locked(IoWaiters *w)
 {
 	gboolean own = w->n == 1 && w->last == g_thread_self();
 
 	if (!own)
 		io_note_foreign_delivery();
-	return w->n && !own ? io_hook_ref(w->hook) : NULL;
+	return w->n && !own ? mesh_io_hook_ref(w->hook) : NULL;
 }
 
-gboolean io_waiters_run(IoWaiters *w, GMutex *lock, NodeIoHook *hook, gint64 deadline,
+gboolean io_waiters_run(IoWaiters *w, GMutex *lock, MeshIoHook *hook, gint64 deadline,
 			gboolean *expired)
 {
 	gboolean at_deadline;
@@ -135,7 +146,10 @@ gboolean io_waiters_run(IoWaiters *w, GMutex *lock, NodeIoHook *hook, gint64 dea
 	w->last = g_thread_self();
 	w->hook = hook;
 	g_mutex_unlock(lock);
-	gboolean ran = hook->run_once(hook, deadline, &at_deadline);
+	MeshIoHook *outer = tls_running_hook;
+	tls_running_hook = hook;
+	gboolean ran = hook->funcs.run_once(hook->user_data, deadline, &at_deadline);
+	tls_running_hook = outer;
 	g_mutex_lock(lock);
 	w->n--;
 	if (ran && at_deadline)
@@ -256,7 +270,7 @@ static void receiver_unref(MeshReceiver *r)
 		close(r->efd);
 	if (r->context)
 		g_main_context_unref(r->context);
-	io_hook_unref(r->io_hook);
+	mesh_io_hook_unref(r->io_hook);
 	g_rec_mutex_clear(&r->attach_lock);
 	g_cond_clear(&r->cond);
 	g_mutex_clear(&r->lock);
@@ -372,16 +386,16 @@ static void broadcast_cb(void *data)
  */
 static void io_wakeup_cb(void *data)
 {
-	NodeIoHook *hook = data;
-	hook->wakeup(hook);
-	io_hook_unref(hook);
+	MeshIoHook *hook = data;
+	hook->funcs.wakeup(hook->user_data);
+	mesh_io_hook_unref(hook);
 }
 
 static void receiver_wake_locked(MeshReceiver *r, Deferred *d)
 {
 	if (r->n_waiters)
 		deferred_call(d, broadcast_cb, receiver_ref(r));
-	NodeIoHook *hook = io_waiters_wake_locked(&r->io);
+	MeshIoHook *hook = io_waiters_wake_locked(&r->io);
 	if (hook)
 		deferred_call(d, io_wakeup_cb, hook);
 	if (r->efd >= 0 && !r->efd_set) {
@@ -611,9 +625,9 @@ static void receiver_prune(MeshReceiver *r)
  * The I/O hook of the node that the receiver's first open sender port is on.
  * Called without r->lock.
  */
-static NodeIoHook *receiver_find_io_hook(MeshReceiver *r)
+static MeshIoHook *receiver_find_io_hook(MeshReceiver *r)
 {
-	NodeIoHook *hook = NULL;
+	MeshIoHook *hook = NULL;
 	MeshPort *port = NULL;
 
 	/* attach_lock keeps entry->port; r->lock the entry array (lock order). */
@@ -681,12 +695,12 @@ static gboolean receiver_pop(MeshReceiver *r, gint64 timeout_us, Item *ret, GErr
 		if (!r->io_hook && !hook_looked_up) {
 			hook_looked_up = TRUE;
 			g_mutex_unlock(&r->lock);
-			NodeIoHook *hook = receiver_find_io_hook(r);
+			MeshIoHook *hook = receiver_find_io_hook(r);
 			g_mutex_lock(&r->lock);
 			if (hook && !r->io_hook)
 				r->io_hook = hook;
 			else
-				io_hook_unref(hook);
+				mesh_io_hook_unref(hook);
 			continue; /* the state may have changed meanwhile */
 		}
 		if (r->io_hook && !io_refused) {

@@ -11,7 +11,7 @@
  *
  * A message for the waiter is dispatched by its own iteration; one that
  * another thread delivers (a local send) wakes the context
- * (NodeIoHook.wakeup), which ends the iteration's poll.
+ * (MeshIoHook.wakeup), which ends the iteration's poll.
  */
 #include <errno.h>
 #include <sys/syscall.h>
@@ -20,7 +20,7 @@
 #include "remote-private.h"
 
 typedef struct {
-	NodeIoHook base; /* first */
+	MeshIoHook *hook; /* weak: the hook owns this */
 	GMainContext *context;
 	long creator; /* the thread that made the transport (its tid) */
 } ContextIo;
@@ -47,16 +47,42 @@ static gboolean context_io_acquire_if_ours(ContextIo *c)
 	return ours && g_main_context_acquire(c->context);
 }
 
-gboolean context_io_acquire(NodeIoHook *hook)
+static gboolean context_run_once(void *data, gint64 deadline, gboolean *ret_expired);
+
+/* The ContextIo of a mesh_io_hook_new_for_context() hook, else NULL. */
+static ContextIo *context_io_of(MeshIoHook *hook)
 {
-	return context_io_acquire_if_ours((ContextIo *)hook);
+	return hook && hook->funcs.run_once == context_run_once ? hook->user_data : NULL;
+}
+
+gboolean mesh_io_hook_acquire_context(MeshIoHook *hook)
+{
+	ContextIo *c = context_io_of(hook);
+
+	g_return_val_if_fail(c != NULL, FALSE);
+	return context_io_acquire_if_ours(c);
+}
+
+/* A reference to @hook unless its count already reached zero. */
+static gboolean hook_try_ref(MeshIoHook *hook)
+{
+	gint ref = g_atomic_int_get(&hook->ref);
+
+	while (ref > 0) {
+		if (g_atomic_int_compare_and_exchange(&hook->ref, ref, ref + 1))
+			return TRUE;
+		ref = g_atomic_int_get(&hook->ref);
+	}
+	return FALSE;
 }
 
 /* GPollFDs on the stack per iteration; a nested iteration has its own. */
 #define CONTEXT_POLL_FDS 16
 
-gboolean context_iterate_until(GMainContext *context, gint64 deadline)
+gboolean mesh_main_context_iterate_until(GMainContext *context, gint64 deadline)
 {
+	g_return_val_if_fail(context != NULL, FALSE);
+
 	GPollFD stack_fds[CONTEXT_POLL_FDS];
 	GPollFD *fds = stack_fds;
 	gint n_fds = CONTEXT_POLL_FDS, max_priority, timeout, n;
@@ -97,39 +123,55 @@ static GMutex registry_lock;
 static GPtrArray *registry;
 static gint n_registered; /* atomic: the common case (none) takes no lock */
 
-static gboolean context_run_once(NodeIoHook *hook, gint64 deadline, gboolean *ret_expired)
+static gboolean context_run_once(void *data, gint64 deadline, gboolean *ret_expired)
 {
-	ContextIo *c = (ContextIo *)hook;
+	ContextIo *c = data;
 
 	*ret_expired = FALSE;
 	if (!context_io_acquire_if_ours(c))
 		return FALSE;
-	*ret_expired = context_iterate_until(c->context, deadline);
+	*ret_expired = mesh_main_context_iterate_until(c->context, deadline);
 	g_main_context_release(c->context);
 	return TRUE;
 }
 
-static void context_wakeup(NodeIoHook *hook)
+static void context_wakeup(void *data)
 {
-	g_main_context_wakeup(((ContextIo *)hook)->context);
+	g_main_context_wakeup(((ContextIo *)data)->context);
 }
 
-static void context_finalize(NodeIoHook *hook)
-{
-	ContextIo *c = (ContextIo *)hook;
+static void context_io_unregister(ContextIo *c);
 
+static void context_finalize(void *data)
+{
+	ContextIo *c = data;
+
+	context_io_unregister(c); /* if the transport did not */
 	g_main_context_unref(c->context);
 	g_free(c);
 }
 
-NodeIoHook *context_io_hook_new(GMainContext *context)
+static void context_io_unregister(ContextIo *c)
 {
+	g_mutex_lock(&registry_lock);
+	if (registry && g_ptr_array_remove(registry, c))
+		g_atomic_int_add(&n_registered, -1);
+	g_mutex_unlock(&registry_lock);
+}
+
+static const MeshIoHookFuncs context_funcs = {
+	.version = 0,
+	.run_once = context_run_once,
+	.wakeup = context_wakeup,
+	.destroy = context_finalize,
+};
+
+MeshIoHook *mesh_io_hook_new_for_context(GMainContext *context)
+{
+	g_return_val_if_fail(context != NULL, NULL);
 	ContextIo *c = g_new0(ContextIo, 1);
 
-	c->base.ref = 1;
-	c->base.run_once = context_run_once;
-	c->base.wakeup = context_wakeup;
-	c->base.finalize = context_finalize;
+	c->hook = mesh_io_hook_new(&context_funcs, c);
 	c->context = g_main_context_ref(context);
 	c->creator = syscall(SYS_gettid);
 	g_mutex_lock(&registry_lock);
@@ -138,18 +180,18 @@ NodeIoHook *context_io_hook_new(GMainContext *context)
 	g_ptr_array_add(registry, c);
 	g_atomic_int_inc(&n_registered);
 	g_mutex_unlock(&registry_lock);
-	return &c->base;
+	return c->hook;
 }
 
-void context_io_hook_unregister(NodeIoHook *hook)
+void mesh_io_hook_detach(MeshIoHook *hook)
 {
-	g_mutex_lock(&registry_lock);
-	if (registry && g_ptr_array_remove(registry, hook))
-		g_atomic_int_add(&n_registered, -1);
-	g_mutex_unlock(&registry_lock);
+	ContextIo *c = context_io_of(hook);
+
+	if (c)
+		context_io_unregister(c);
 }
 
-NodeIoHook *context_io_hook_for_thread(void)
+MeshIoHook *context_io_hook_for_thread(void)
 {
 	ContextIo *found = NULL;
 
@@ -170,8 +212,8 @@ NodeIoHook *context_io_hook_for_thread(void)
 			found = c;
 		}
 	}
-	if (found)
-		io_hook_ref(&found->base);
+	/* A hook going away (its last reference dropped) unregisters: skip it. */
+	MeshIoHook *hook = found && hook_try_ref(found->hook) ? found->hook : NULL;
 	g_mutex_unlock(&registry_lock);
-	return found ? &found->base : NULL;
+	return hook;
 }

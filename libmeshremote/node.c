@@ -70,6 +70,9 @@ MeshNode *mesh_node_ref(MeshNode *node)
 	return node;
 }
 
+/* The capabilities of a version 0 sink, or one without caps: no limit. */
+static const MeshTransportCaps unlimited_caps = {0};
+
 static void node_fail_remote(MeshRemoteNode *remote, const char *reason);
 
 void mesh_node_unref(MeshNode *node)
@@ -120,31 +123,48 @@ void mesh_node_unref(MeshNode *node)
 	if (node->failed)
 		g_hash_table_destroy(node->failed);
 	g_free(node->failed_ring);
-	io_hook_unref(node->io_hook);
+	mesh_io_hook_unref(node->io_hook);
 	g_cond_clear(&node->watch_cond);
 	g_mutex_clear(&node->lock);
 	g_free(node);
 }
 
-NodeIoHook *io_hook_ref(NodeIoHook *hook)
+MeshIoHook *mesh_io_hook_new(const MeshIoHookFuncs *funcs, void *user_data)
 {
+	g_return_val_if_fail(funcs && funcs->run_once && funcs->wakeup, NULL);
+
+	MeshIoHook *hook = g_new0(MeshIoHook, 1);
+	hook->ref = 1;
+	hook->funcs = *funcs; /* version 0: all of it */
+	hook->user_data = user_data;
+	return hook;
+}
+
+MeshIoHook *mesh_io_hook_ref(MeshIoHook *hook)
+{
+	g_return_val_if_fail(hook != NULL, NULL);
 	g_atomic_int_inc(&hook->ref);
 	return hook;
 }
 
-void io_hook_unref(NodeIoHook *hook)
+void mesh_io_hook_unref(MeshIoHook *hook)
 {
-	if (hook && g_atomic_int_dec_and_test(&hook->ref))
-		hook->finalize(hook);
+	if (!hook || !g_atomic_int_dec_and_test(&hook->ref))
+		return;
+	if (hook->funcs.destroy)
+		hook->funcs.destroy(hook->user_data);
+	g_free(hook);
 }
 
-void node_set_io_hook(MeshNode *node, NodeIoHook *hook)
+void mesh_node_set_io_hook(MeshNode *node, MeshIoHook *hook)
 {
+	g_return_if_fail(node != NULL);
+
 	g_mutex_lock(&node->lock);
-	NodeIoHook *old = node->io_hook;
-	node->io_hook = hook ? io_hook_ref(hook) : NULL;
+	MeshIoHook *old = node->io_hook;
+	node->io_hook = hook ? mesh_io_hook_ref(hook) : NULL;
 	g_mutex_unlock(&node->lock);
-	io_hook_unref(old);
+	mesh_io_hook_unref(old);
 }
 
 guint node_watch_begin(MeshNode *node)
@@ -193,7 +213,7 @@ void node_watch_notify_locked(MeshNode *node)
 	node->watch_gen++;
 	g_cond_broadcast(&node->watch_cond);
 	if (node->io_hook)
-		node->io_hook->wakeup(node->io_hook); /* a context wakeup: fine under locks */
+		node->io_hook->funcs.wakeup(node->io_hook->user_data); /* fine under locks */
 }
 
 void node_watch_notify(MeshNode *node)
@@ -203,9 +223,69 @@ void node_watch_notify(MeshNode *node)
 	g_mutex_unlock(&node->lock);
 }
 
-void node_set_max_fds(MeshNode *node, NodeMaxFdsFunc func)
+/* Ports of @node on their way to another node (sending or proxying). */
+static guint count_moving_ports(MeshNode *node, guint *ret_total)
 {
-	g_atomic_pointer_set(&node->max_fds, func);
+	guint n = 0;
+
+	/* References under the node's lock, states under each port's (lock order). */
+	g_mutex_lock(&node->lock);
+	GList *ports = g_hash_table_get_values(node->ports);
+	*ret_total = g_hash_table_size(node->ports);
+	for (GList *l = ports; l; l = l->next)
+		port_ref(l->data);
+	g_mutex_unlock(&node->lock);
+	for (GList *l = ports; l; l = l->next) {
+		PortState s = port_get_state(l->data);
+		n += s == PORT_SENDING || s == PORT_PROXYING;
+		port_unref(l->data);
+	}
+	g_list_free(ports);
+	return n;
+}
+
+gboolean mesh_node_wait_idle(MeshNode *node, guint max_ports, gint64 timeout_us)
+{
+	g_return_val_if_fail(node != NULL, FALSE);
+	g_return_val_if_fail(timeout_us >= -1, FALSE);
+	gint64 deadline = timeout_us < 0 ? -1 : g_get_monotonic_time() + timeout_us;
+	gboolean idle = FALSE;
+
+	guint gen = node_watch_begin(node);
+	for (;;) {
+		guint total;
+		if (count_moving_ports(node, &total) == 0 && total <= max_ports) {
+			idle = TRUE;
+			break;
+		}
+		if (deadline >= 0 && g_get_monotonic_time() >= deadline)
+			break;
+		/* Each change of the table moves the generation (and wakes the hook). */
+		g_mutex_lock(&node->lock);
+		MeshIoHook *hook = node->io_hook ? mesh_io_hook_ref(node->io_hook) : NULL;
+		g_mutex_unlock(&node->lock);
+		gboolean ran = FALSE, expired = FALSE;
+		if (hook && node_watch_generation(node) == gen)
+			ran = hook->funcs.run_once(hook->user_data, deadline, &expired);
+		mesh_io_hook_unref(hook);
+		if (!ran)
+			node_watch_wait(node, gen, deadline);
+		gen = node_watch_generation(node);
+	}
+	node_watch_end(node);
+	return idle;
+}
+
+gsize mesh_event_get_size(const guint8 *data, gsize size)
+{
+	g_return_val_if_fail(data != NULL || size == 0, 0);
+	return mesh_event_size(data, size);
+}
+
+void mesh_node_set_connector_caps(MeshNode *node, const MeshTransportCaps *caps)
+{
+	g_return_if_fail(node != NULL);
+	g_atomic_pointer_set(&node->connector_caps, caps);
 }
 
 const MeshNodeId *mesh_node_get_id(MeshNode *node)
@@ -373,14 +453,15 @@ gboolean remote_node_is_failed(MeshRemoteNode *remote)
 	return failed;
 }
 
-void remote_node_set_ext_moves(MeshRemoteNode *remote, gboolean on)
+void mesh_remote_node_set_features(MeshRemoteNode *remote, MeshRemoteFeatures features)
 {
-	g_atomic_int_set(&remote->ext_moves, on);
+	g_return_if_fail(remote != NULL);
+	g_atomic_int_set(&remote->features, (gint)features);
 }
 
 gboolean remote_node_has_ext_moves(MeshRemoteNode *remote)
 {
-	return g_atomic_int_get(&remote->ext_moves);
+	return (g_atomic_int_get(&remote->features) & MESH_REMOTE_FEATURE_PROXY_DONE) != 0;
 }
 
 /* Returns: (transfer full): the remote node @id, created (and the connector
@@ -504,6 +585,8 @@ static void transmit(const MeshEventSink *sink, void *data, Packet *pk)
 gboolean mesh_remote_node_connect(MeshRemoteNode *remote, const MeshEventSink *sink,
 				  void *user_data)
 {
+	g_return_val_if_fail(remote != NULL && sink != NULL && sink->send != NULL, FALSE);
+
 	g_mutex_lock(&remote->lock);
 	if (remote->state != REMOTE_QUEUING) {
 		g_mutex_unlock(&remote->lock);
@@ -511,7 +594,14 @@ gboolean mesh_remote_node_connect(MeshRemoteNode *remote, const MeshEventSink *s
 			sink->destroy(user_data);
 		return FALSE;
 	}
-	remote->sink = *sink;
+	remote->sink = (MeshEventSink){
+		.version = sink->version,
+		.send = sink->send,
+		.destroy = sink->destroy,
+		.caps = sink->version >= 1 ? sink->caps : NULL,
+	};
+	g_atomic_pointer_set(&remote->caps,
+			     remote->sink.caps ? remote->sink.caps : &unlimited_caps);
 	remote->sink_data = user_data;
 	/* Flush in order; packets sent meanwhile may overtake (seq absorbs it). */
 	GQueue queued = remote->queued;
@@ -615,7 +705,8 @@ static MeshNodeId name_local_port(MeshPort *p, MeshNode *from)
  * more fds than the transport carries in one event, would end the whole
  * connection. Cheap without resources (the send fast path).
  */
-static GError *message_fits(MeshNode *from, MeshMessage *msg, size_t size)
+static GError *message_fits(MeshNode *from, MeshRemoteNode *remote, MeshMessage *msg,
+			    size_t size)
 {
 	size_t n_res = mesh_message_get_n_resources(msg);
 
@@ -639,17 +730,34 @@ static GError *message_fits(MeshNode *from, MeshMessage *msg, size_t size)
 					   i, fd);
 		n_fds++;
 	}
-	NodeMaxFdsFunc max_fds = n_fds ? g_atomic_pointer_get(&from->max_fds) : NULL;
-	if (max_fds) {
-		gsize event_size = MESH_EVENT_HEADER_SIZE + n_res * MESH_RESOURCE_DATA_SIZE + size;
-		gsize max = max_fds(event_size);
-		if (n_fds > max)
-			return g_error_new(MESH_ERROR, MESH_ERROR_MESSAGE_TOO_LARGE,
-					   "too many fds: a message of %zu bytes with %zu fds is "
-					   "over the %zu fds the transport carries in such an "
-					   "event: it was not sent",
-					   size, n_fds, (size_t)max);
-	}
+
+	/* What the connection carries: its sink's, or the connector's while queued. */
+	const MeshTransportCaps *caps = g_atomic_pointer_get(&remote->caps);
+	if (!caps)
+		caps = g_atomic_pointer_get(&from->connector_caps);
+	if (!caps || caps == &unlimited_caps)
+		return NULL;
+	gsize event_size = MESH_EVENT_HEADER_SIZE + n_res * MESH_RESOURCE_DATA_SIZE + size;
+	if (caps->max_event_size && event_size > caps->max_event_size)
+		return g_error_new(MESH_ERROR, MESH_ERROR_MESSAGE_TOO_LARGE,
+				   "message too large for the transport: an event of %zu bytes "
+				   "is over the %zu it carries: it was not sent",
+				   (size_t)event_size, (size_t)caps->max_event_size);
+	if (!n_fds)
+		return NULL;
+	if (!caps->max_handles)
+		return g_error_new(MESH_ERROR, MESH_ERROR_INVALID_ARGUMENT,
+				   "a message with %zu fds toward a node whose transport "
+				   "carries no fds (such as a point-to-point link): it was "
+				   "not sent",
+				   n_fds);
+	gsize max = caps->max_handles(event_size);
+	if (n_fds > max)
+		return g_error_new(MESH_ERROR, MESH_ERROR_MESSAGE_TOO_LARGE,
+				   "too many fds: a message of %zu bytes with %zu fds is "
+				   "over the %zu fds the transport carries in such an "
+				   "event: it was not sent",
+				   size, n_fds, (size_t)max);
 	return NULL;
 }
 
@@ -725,7 +833,7 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 			goto drop;
 		}
 		size_t n_res = mesh_message_get_n_resources(msg);
-		GError *too_large = message_fits(from, msg, head_len + msg->size);
+		GError *too_large = message_fits(from, remote, msg, head_len + msg->size);
 		if (too_large) {
 			/*
 			 * The peer port fails in its place (same seq), and only

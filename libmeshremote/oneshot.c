@@ -84,10 +84,10 @@ static void oneshot_wake_locked(MeshOneshotReceiver *r)
 {
 	if (r->n_waiters)
 		g_cond_broadcast(&r->cond);
-	NodeIoHook *hook = io_waiters_wake_locked(&r->io);
+	MeshIoHook *hook = io_waiters_wake_locked(&r->io);
 	if (hook) {
-		hook->wakeup(hook); /* only an eventfd write: fine under the locks */
-		io_hook_unref(hook); /* not the last: the waiter holds one */
+		hook->funcs.wakeup(hook->user_data); /* only an eventfd write: fine under the locks */
+		mesh_io_hook_unref(hook); /* not the last: the waiter holds one */
 	}
 }
 
@@ -247,13 +247,13 @@ static gboolean oneshot_wait(MeshOneshotReceiver *r, gint64 timeout_us, MeshMess
 {
 	gint64 deadline = -1; /* computed when a wait begins: no clock read when ready */
 	gboolean expired = FALSE, looked_up = FALSE, io_refused = FALSE;
-	NodeIoHook *hook = NULL;
+	MeshIoHook *hook = NULL;
 
 	g_mutex_lock(&r->lock);
 	while (r->state == ONESHOT_WAITING) {
 		if (timeout_us == 0 || expired) {
 			g_mutex_unlock(&r->lock);
-			io_hook_unref(hook);
+			mesh_io_hook_unref(hook);
 			if (timeout_us == 0)
 				g_set_error(error, MESH_ERROR, MESH_ERROR_EMPTY, "no value yet");
 			else
@@ -289,7 +289,7 @@ static gboolean oneshot_wait(MeshOneshotReceiver *r, gint64 timeout_us, MeshMess
 	r->value = NULL;
 	r->error = NULL;
 	g_mutex_unlock(&r->lock);
-	io_hook_unref(hook);
+	mesh_io_hook_unref(hook);
 
 	mesh_oneshot_receiver_free(r);
 	switch (state) {

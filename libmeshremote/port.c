@@ -225,9 +225,9 @@ gboolean port_associate_locked(MeshPort *p, MeshNode *node)
 	return ok;
 }
 
-NodeIoHook *port_get_io_hook(MeshPort *p)
+MeshIoHook *port_get_io_hook(MeshPort *p)
 {
-	NodeIoHook *hook = NULL;
+	MeshIoHook *hook = NULL;
 
 	g_mutex_lock(&p->lock);
 	/*
@@ -239,7 +239,7 @@ NodeIoHook *port_get_io_hook(MeshPort *p)
 	if (p->node) {
 		g_mutex_lock(&p->node->lock);
 		if (p->node->io_hook)
-			hook = io_hook_ref(p->node->io_hook);
+			hook = mesh_io_hook_ref(p->node->io_hook);
 		g_mutex_unlock(&p->node->lock);
 	}
 	g_mutex_unlock(&p->lock);

@@ -28,8 +28,8 @@ typedef enum {
 	MESH_EVENT_ACK_PORT = 5,
 	MESH_EVENT_FAIL_PORT = 6,
 	/*
-	 * A C extension, sent only to nodes that announced they read it (the
-	 * Unix transport's hello): a finished move proxy tells the port's new
+	 * A C extension, sent only to nodes whose transport says they read it
+	 * (MESH_REMOTE_FEATURE_PROXY_DONE): a finished move proxy tells the port's new
 	 * home that every event below seq came through it (seq in the header,
 	 * no payload, out of band). See port.c.
 	 */

@@ -16,6 +16,7 @@
 #define MESHREMOTE_COMPILATION 1
 #include "meshremote/meshremote.h"
 #include "protocol-private.h"
+#include "timeout-private.h"
 
 typedef enum {
 	PORT_PEERED,
@@ -50,24 +51,6 @@ typedef struct {
 			       * PROXY_DONE: the node it came from */
 	char *reason;         /* FAIL_PORT: readable cause, local delivery only */
 } Event;
-
-/*
- * A timeout argument, in microseconds: -1 waits without limit, 0 does not
- * wait, more waits that long. Any other negative value is the caller's
- * mistake: a public call that takes a GError fails at once with
- * MESH_ERROR_INVALID_ARGUMENT (this returns FALSE, @error set); one without
- * a GError checks it with g_return_val_if_fail() (a critical, and the call
- * returns its failure value at once). No call waits forever for it.
- */
-static inline gboolean timeout_check(gint64 timeout_us, const char *func, GError **error)
-{
-	if (G_LIKELY(timeout_us >= -1))
-		return TRUE;
-	g_set_error(error, MESH_ERROR, MESH_ERROR_INVALID_ARGUMENT,
-		    "%s: a timeout of %" G_GINT64_FORMAT " us: -1 (no limit) or >= 0 expected",
-		    func, timeout_us);
-	return FALSE;
-}
 
 /* Channel framing of a message on the wire (upstream ChannelPayload). */
 typedef enum {
@@ -158,85 +141,37 @@ struct Deferred {
 };
 
 /*
- * A transport that can run its I/O on a thread that blocks in a receive:
- * in own-thread mode (unix-io.c) so that a message reaches that thread
- * without a hop through the I/O thread; on a caller's context
- * (context-io.c) so that a receive made where nobody else runs the context
- * (on its thread, inside its dispatch) makes progress instead of waiting
- * for nothing.
+ * An I/O hook (mesh-transport.h): a transport's I/O that a thread blocked in
+ * a receive can run. The functions as given, with their data.
  */
-typedef struct NodeIoHook NodeIoHook;
-struct NodeIoHook {
+struct MeshIoHook {
 	gint ref;
-	/*
-	 * Polls and dispatches the transport's I/O once on the calling thread:
-	 * returns after something was handled, a wakeup, or @deadline
-	 * (monotonic us, -1 none). Returns FALSE at once, having done nothing,
-	 * if this thread cannot do that now (another thread polls); then the
-	 * caller waits as usual, and the transport makes sure that some
-	 * thread polls meanwhile. @ret_expired: set TRUE when it returned at
-	 * @deadline. No lock may be held.
-	 */
-	gboolean (*run_once)(NodeIoHook *hook, gint64 deadline, gboolean *ret_expired);
-	/*
-	 * Makes a run_once() in progress return, or the next one return at
-	 * once (any thread).
-	 */
-	void (*wakeup)(NodeIoHook *hook);
-	void (*finalize)(NodeIoHook *hook);
+	MeshIoHookFuncs funcs;
+	void *user_data;
 };
 
 /*
  * Called when a receiver is woken for a thread other than the caller: if
- * the caller is borrowing a transport's I/O, that transport's I/O thread
- * takes its context back as soon as the borrower returns (others consume
- * its traffic too). Implemented by unix-io.c; cheap when not borrowing.
+ * the caller is inside a hook's run_once() (io_waiters_run()), that hook's
+ * foreign_delivery is told. Cheap otherwise.
  */
 void io_note_foreign_delivery(void);
 
 /* context-io.c */
-/*
- * One blocking iteration of @context (acquired by the caller): returns after
- * something was dispatched, a wakeup, or @deadline (monotonic us, -1 none).
- * TRUE if it ended at @deadline. Fine inside a dispatch of @context.
- */
-gboolean context_iterate_until(GMainContext *context, gint64 deadline);
-/*
- * Returns: (transfer full): the I/O hook of a transport on the caller's
- * @context, made on the thread that makes the transport: run_once iterates
- * @context when context_io_acquire() (FALSE otherwise: its owner runs the
- * I/O), wakeup wakes it.
- */
-NodeIoHook *context_io_hook_new(GMainContext *context);
-/*
- * Acquires the context of @hook (a context_io_hook_new() one) if this thread
- * may iterate it for a blocking wait: it runs it already (a wait inside its
- * dispatch), or nobody runs it and it is this thread's: the thread that made
- * the hook, the one that pushed it as its thread default, or the main
- * thread for the global default context. FALSE: the thread that runs it
- * does the I/O.
- */
-gboolean context_io_acquire(NodeIoHook *hook);
-/* The transport using @hook goes: context_io_hook_for_thread() forgets it. */
-void context_io_hook_unregister(NodeIoHook *hook);
 /*
  * For a wait on a port that no node's table holds yet (a oneshot whose
  * sender is still queued on its way out, say): the events it waits for need
  * some transport's I/O, which cannot be told from the port. Returns
  * (transfer full) (nullable): the hook of a transport on a caller's context
  * that this thread runs (a wait inside its dispatch), else of one that is
- * this thread's and that nobody runs now (context_io_acquire()); NULL
+ * this thread's and that nobody runs now (mesh_io_hook_acquire_context()); NULL
  * if there is none (own-thread transports poll anyway, and a context run by
  * another thread is run there).
  */
-NodeIoHook *context_io_hook_for_thread(void);
+MeshIoHook *context_io_hook_for_thread(void);
 
-NodeIoHook *io_hook_ref(NodeIoHook *hook);
-void io_hook_unref(NodeIoHook *hook);
-/* Sets (a reference to) @hook, or NULL, as @node's I/O hook. */
-void node_set_io_hook(MeshNode *node, NodeIoHook *hook);
 /* Returns: (transfer full) (nullable): the hook of the node whose table holds @port. */
-NodeIoHook *port_get_io_hook(MeshPort *port);
+MeshIoHook *port_get_io_hook(MeshPort *port);
 
 /*
  * Waiting for a change of what a node holds (a port leaving its table, a
@@ -255,16 +190,6 @@ void node_watch_end(MeshNode *node);
 /* Something a watcher may wait for changed (@node locked, or not: _locked). */
 void node_watch_notify(MeshNode *node);
 void node_watch_notify_locked(MeshNode *node);
-
-/*
- * The most fds the node's transport can carry with one event of
- * @event_size bytes (the Unix transport: 64 per packet, one fewer when the
- * event goes out of line in a memfd). A message with more, or with an fd
- * that is not open, fails its port at the sender instead.
- */
-typedef gsize (*NodeMaxFdsFunc)(gsize event_size);
-/* Sets the node's fd limit (a transport, before it connects anything). */
-void node_set_max_fds(MeshNode *node, NodeMaxFdsFunc func);
 
 struct MeshNode {
 	gint ref;
@@ -292,12 +217,12 @@ struct MeshNode {
 	MeshConnectorFunc connector;
 	void *connector_data;
 	gboolean shutting_down;
-	NodeIoHook *io_hook; /* strong, may be NULL */
+	MeshIoHook *io_hook; /* strong, may be NULL */
 	/* Waits for the table to change (node_watch_*), under lock: */
 	guint watchers;
 	guint watch_gen; /* counts changes while watched */
 	GCond watch_cond;
-	NodeMaxFdsFunc max_fds; /* atomic pointer, may be NULL: no limit */
+	const MeshTransportCaps *connector_caps; /* atomic pointer, may be NULL: no limit */
 };
 
 typedef enum {
@@ -317,13 +242,15 @@ struct MeshRemoteNode {
 	GQueue queued; /* Packet * while QUEUING */
 	MeshEventSink sink;
 	void *sink_data;
+	/* Atomic: what the connection carries, set once it is connected. */
+	const MeshTransportCaps *caps;
 	/* Sends running outside the lock; the sink is released after the last. */
 	int sending;
 	gboolean release_pending;
 	MeshEventSink released_sink;
 	void *released_data;
-	/* The node reads and sends MESH_EVENT_PROXY_DONE (the transport says so). */
-	gint ext_moves;
+	/* MeshRemoteFeatures (atomic): what the transport says the node reads. */
+	gint features;
 };
 
 /* deferred.c */
@@ -419,19 +346,16 @@ gboolean port_send_bytes(MeshPort *port, const char *text);
 #define MESH_NODE_FAILED_MEMORY 1024
 /* The shortest interval between two warnings that the remote-node cap refused one. */
 #define MESH_NODE_CAP_WARN_INTERVAL (10 * G_USEC_PER_SEC)
-guint mesh_uuid_hash(gconstpointer key);
-gboolean mesh_uuid_equal(gconstpointer a, gconstpointer b);
 MeshRemoteNode *node_get_remote(MeshNode *node, const MeshNodeId *id);
 void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPortId *dest,
 			    Event *ev);
 gboolean remote_node_is_failed(MeshRemoteNode *remote);
 /*
- * Called by a transport that learnt that the node is a C node which reads
- * and sends MESH_EVENT_PROXY_DONE (an extension upstream does not know):
+ * Whether the transport said the node reads and sends MESH_EVENT_PROXY_DONE
+ * (MESH_REMOTE_FEATURE_PROXY_DONE, an extension upstream does not know):
  * then a port moved in from that node fails if the node dies before the
  * move completed (see port.c).
  */
-void remote_node_set_ext_moves(MeshRemoteNode *remote, gboolean on);
 gboolean remote_node_has_ext_moves(MeshRemoteNode *remote);
 MeshRemoteNode *remote_node_ref_internal(MeshRemoteNode *remote);
 /* Returns: (transfer full) (nullable): the local node @remote belongs to. */

@@ -6,7 +6,7 @@
  * Without lending, a message crosses two threads in the receiving process:
  * the I/O thread wakes, reads and delivers it, then wakes the receiver. A
  * thread that blocks in mesh_receiver_recv() instead borrows the I/O
- * context and polls the sockets itself (NodeIoHook.run_once), so that the
+ * context and polls the sockets itself (MeshIoHook run_once), so that the
  * message wakes the thread that wants it; the I/O thread steps aside.
  *
  * The context is handed over lazily, because handing it back at every
@@ -30,7 +30,7 @@
 #define LEND_IDLE_US 1000
 
 struct UnixIo {
-	NodeIoHook base; /* first */
+	MeshIoHook *hook; /* owns this: the last reference frees it */
 	GMainContext *context;
 	GThread *thread;
 	GMutex lock;
@@ -53,12 +53,13 @@ struct UnixIo {
 
 /* The transport this thread borrows the I/O of right now, if any. */
 static __thread UnixIo *tls_borrowed;
-/* Set by io_note_foreign_delivery() while borrowing. */
+/* Set by io_foreign_delivery() while borrowing. */
 static __thread gboolean tls_foreign;
 
-void io_note_foreign_delivery(void)
+/* MeshIoHookFuncs.foreign_delivery: on a borrower, inside its run_once. */
+static void io_foreign_delivery(void *data)
 {
-	if (tls_borrowed)
+	if (tls_borrowed == data)
 		tls_foreign = TRUE;
 }
 
@@ -135,9 +136,9 @@ static gboolean io_try_borrow(UnixIo *io, gint64 deadline, gboolean *ret_expired
 	return TRUE;
 }
 
-static gboolean io_run_once(NodeIoHook *hook, gint64 deadline, gboolean *ret_expired)
+static gboolean io_run_once(void *data, gint64 deadline, gboolean *ret_expired)
 {
-	UnixIo *io = (UnixIo *)hook;
+	UnixIo *io = data;
 
 	*ret_expired = FALSE;
 	/* A wait inside a dispatch of this context: no recursion. */
@@ -180,17 +181,27 @@ static gboolean io_run_once(NodeIoHook *hook, gint64 deadline, gboolean *ret_exp
 	return TRUE;
 }
 
-static void io_wakeup(NodeIoHook *hook)
+static void io_wakeup(void *data)
 {
-	UnixIo *io = (UnixIo *)hook;
+	UnixIo *io = data;
 
 	/* Also with nobody polling: the wakeup stays pending for the next poll. */
 	g_main_context_wakeup(io->context);
 }
 
-static void io_finalize(NodeIoHook *hook)
+static void io_finalize(void *data);
+
+static const MeshIoHookFuncs io_funcs = {
+	.version = 0,
+	.run_once = io_run_once,
+	.wakeup = io_wakeup,
+	.foreign_delivery = io_foreign_delivery,
+	.destroy = io_finalize,
+};
+
+static void io_finalize(void *data)
 {
-	UnixIo *io = (UnixIo *)hook;
+	UnixIo *io = data;
 
 	g_main_context_unref(io->context);
 	g_free(io->fds);
@@ -270,10 +281,7 @@ UnixIo *unix_io_start(GMainContext *context)
 {
 	UnixIo *io = g_new0(UnixIo, 1);
 
-	io->base.ref = 1;
-	io->base.run_once = io_run_once;
-	io->base.wakeup = io_wakeup;
-	io->base.finalize = io_finalize;
+	io->hook = mesh_io_hook_new(&io_funcs, io);
 	io->context = g_main_context_ref(context);
 	g_mutex_init(&io->lock);
 	g_cond_init(&io->cond);
@@ -286,9 +294,9 @@ UnixIo *unix_io_start(GMainContext *context)
 	return io;
 }
 
-NodeIoHook *unix_io_get_hook(UnixIo *io)
+MeshIoHook *unix_io_get_hook(UnixIo *io)
 {
-	return &io->base;
+	return io->hook;
 }
 
 void unix_io_reclaim(UnixIo *io)
@@ -326,5 +334,5 @@ void unix_io_stop(UnixIo *io)
 	g_main_context_wakeup(io->context);
 	g_thread_join(io->thread);
 	io->thread = NULL;
-	io_hook_unref(&io->base);
+	mesh_io_hook_unref(io->hook);
 }

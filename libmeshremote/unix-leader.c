@@ -199,8 +199,8 @@ static void follower_handle(MeshUnixNode *u, MeshUnix__FollowerRequest *req)
 	g_mutex_lock(&u->lock);
 	MeshRemoteNode *pending = NULL;
 	g_hash_table_steal_extended(u->pending, &id, NULL, (gpointer *)&pending);
+	g_cond_broadcast(&u->cond); /* a shutdown waits for introductions */
 	g_mutex_unlock(&u->lock);
-	node_watch_notify(u->node); /* a shutdown waits for introductions */
 
 	int fd = c->fd ? mesh_payload_fd_steal(c->fd) : -1;
 	if (fd >= 0) {
@@ -236,8 +236,8 @@ static void from_leader_cb(MeshReceiver *r, gpointer data)
 		g_mutex_lock(&u->lock);
 		GHashTable *pending = u->pending;
 		u->pending = g_hash_table_new(mesh_uuid_hash, mesh_uuid_equal);
+		g_cond_broadcast(&u->cond);
 		g_mutex_unlock(&u->lock);
-		node_watch_notify(u->node);
 		GHashTableIter it;
 		gpointer value;
 		g_hash_table_iter_init(&it, pending);

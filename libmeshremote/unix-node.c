@@ -381,7 +381,8 @@ static int large_event_memfd(const struct iovec *iov, size_t n_iov, size_t size)
 #define HELLO_MOVES 0x4
 static const uint8_t hello_port[16] = "mesh-c:hello:v1";
 #define HELLO_PAYLOAD 4
-#define HELLO_SIZE (PACKET_HEADER_SIZE + MESH_EVENT_HEADER_SIZE + HELLO_PAYLOAD)
+#define HELLO_EVENT_HEADER 40 /* upstream's event header (protocol.rs) */
+#define HELLO_SIZE (PACKET_HEADER_SIZE + HELLO_EVENT_HEADER + HELLO_PAYLOAD)
 
 static gboolean env_switch(const char *name, gint *cache)
 {
@@ -412,16 +413,19 @@ gboolean unix_ext_moves_enabled(void)
 
 static void hello_build(uint8_t out[HELLO_SIZE], guint16 flags)
 {
-	MeshEventHeader h = {
-		.type = MESH_EVENT_MESSAGE,
-		.flags = MESH_EVENT_FLAG_MESSAGE,
-		.message_size = HELLO_PAYLOAD,
-	};
-	memcpy(&h.port_id, hello_port, sizeof(h.port_id));
-	memset(out, 0, PACKET_HEADER_SIZE);
+	/*
+	 * The event header: port id[16], type, flags, 6 zero bytes, seq (u64),
+	 * resource count (u32), message size (u32), little-endian: a MESSAGE
+	 * (type 1, flag MESSAGE 0x1) of HELLO_PAYLOAD bytes, seq 0.
+	 */
+	uint8_t *h = out + PACKET_HEADER_SIZE;
+	memset(out, 0, HELLO_SIZE);
 	out[0] = PACKET_EVENT;
-	mesh_event_write_header(out + PACKET_HEADER_SIZE, &h);
-	uint8_t *payload = out + PACKET_HEADER_SIZE + MESH_EVENT_HEADER_SIZE;
+	memcpy(h, hello_port, sizeof(hello_port));
+	h[16] = 1;
+	h[17] = 0x1;
+	h[36] = HELLO_PAYLOAD;
+	uint8_t *payload = h + HELLO_EVENT_HEADER;
 	payload[0] = 'M';
 	payload[1] = 'C';
 	payload[2] = flags & 0xff;
@@ -628,10 +632,23 @@ static void sink_destroy(void *user_data)
 	conn_unref(c);
 }
 
-static const MeshEventSink unix_sink = {
+/* MeshTransportCaps.max_handles: an event out of line carries its memfd (or pool buffer) first. */
+static gsize unix_max_fds(gsize event_size)
+{
+	return MESH_UNIX_MAX_FDS_PER_PACKET - (event_size > MAX_SMALL_EVENT_SIZE);
+}
+
+/* Checked by the node at the sender: only that port fails, not the connection. */
+static const MeshTransportCaps unix_caps = {
 	.version = 0,
+	.max_handles = unix_max_fds,
+};
+
+static const MeshEventSink unix_sink = {
+	.version = MESH_EVENT_SINK_VERSION,
 	.send = sink_send,
 	.destroy = sink_destroy,
+	.caps = &unix_caps,
 };
 
 typedef struct {
@@ -772,8 +789,10 @@ static const char *conn_handle_packet(UnixConn *c, const uint8_t *buf, size_t si
 					 unix_pooling_enabled() && (hello & HELLO_POOL));
 			/* Before any event of the peer: the hello comes first. */
 			if (!c->ended && c->remote)
-				remote_node_set_ext_moves(c->remote, unix_ext_moves_enabled() &&
-									  (hello & HELLO_MOVES));
+				mesh_remote_node_set_features(
+					c->remote, unix_ext_moves_enabled() && (hello & HELLO_MOVES)
+							   ? MESH_REMOTE_FEATURE_PROXY_DONE
+							   : 0);
 			g_mutex_unlock(&c->lock);
 			return NULL;
 		}
@@ -811,12 +830,12 @@ static const char *conn_handle_packet(UnixConn *c, const uint8_t *buf, size_t si
 		int r = pal_memfd_verify_seals(owned[0], &mem_size);
 		if (r < 0)
 			return "large event in a memfd that is not sealed";
-		if (mem_size == 0 || mem_size > MESH_EVENT_MAX_MESSAGE_SIZE + (1u << 20))
+		if (mem_size == 0 || mem_size > MESH_EVENT_MAX_SIZE + (1u << 20))
 			return "large event of a bad size";
 		map = mmap(NULL, mem_size, PROT_READ, MAP_PRIVATE, owned[0], 0);
 		if (map == MAP_FAILED)
 			return "cannot map a large event";
-		size_t event_size = mesh_event_size(map, mem_size);
+		size_t event_size = mesh_event_get_size(map, mem_size);
 		if (event_size == 0 || event_size > mem_size) {
 			munmap(map, mem_size);
 			return "large event with a bad header";
@@ -1071,19 +1090,12 @@ MeshUnixNode *mesh_unix_node_new(MeshNode *node, GMainContext *context)
 	return u;
 }
 
-/* NodeMaxFdsFunc: an event out of line carries its memfd (or pool buffer) first. */
-static gsize unix_max_fds(gsize event_size)
-{
-	return MESH_UNIX_MAX_FDS_PER_PACKET - (event_size > MAX_SMALL_EVENT_SIZE);
-}
-
 MeshUnixNode *unix_node_new_follower(MeshNode *node, GMainContext *context)
 {
 	MeshUnixNode *u = g_new0(MeshUnixNode, 1);
 
 	u->node = mesh_node_ref(node);
-	/* Checked by the node at the sender: only that port fails, not the connection. */
-	node_set_max_fds(node, unix_max_fds);
+	mesh_node_set_connector_caps(node, &unix_caps);
 	u->pending = g_hash_table_new(mesh_uuid_hash, mesh_uuid_equal);
 	unix_connector_install(u);
 	g_mutex_init(&u->lock);
@@ -1091,13 +1103,13 @@ MeshUnixNode *unix_node_new_follower(MeshNode *node, GMainContext *context)
 	u->conns = g_ptr_array_new();
 	if (context) {
 		/* A thread that blocks in a receive where the context runs iterates it. */
-		u->context_hook = context_io_hook_new(context);
+		u->context_hook = mesh_io_hook_new_for_context(context);
 		u->context = g_main_context_ref(context);
-		node_set_io_hook(node, u->context_hook);
+		mesh_node_set_io_hook(node, u->context_hook);
 	} else {
 		u->context = g_main_context_new();
 		u->io = unix_io_start(u->context);
-		node_set_io_hook(node, unix_io_get_hook(u->io));
+		mesh_node_set_io_hook(node, unix_io_get_hook(u->io));
 	}
 	return u;
 }
@@ -1167,7 +1179,7 @@ gboolean mesh_unix_node_connect_take(MeshUnixNode *u, const MeshNodeId *peer, in
 /*
  * One step of a wait for a change that u->cond announces (u->lock held,
  * released meanwhile). On a caller's context that this thread runs, or that
- * is this thread's and nobody runs now (context_io_acquire()), nobody
+ * is this thread's and nobody runs now (mesh_io_hook_acquire_context()), nobody
  * else would make the change happen: iterate the context once, blocking
  * until something is dispatched, a wakeup or @deadline. Otherwise the
  * context's owner (or the I/O thread) does, and signals u->cond. FALSE at
@@ -1175,9 +1187,9 @@ gboolean mesh_unix_node_connect_take(MeshUnixNode *u, const MeshNodeId *peer, in
  */
 static gboolean wait_step(MeshUnixNode *u, gint64 deadline)
 {
-	if (u->context_hook && context_io_acquire(u->context_hook)) {
+	if (u->context_hook && mesh_io_hook_acquire_context(u->context_hook)) {
 		g_mutex_unlock(&u->lock);
-		gboolean expired = context_iterate_until(u->context, deadline);
+		gboolean expired = mesh_main_context_iterate_until(u->context, deadline);
 		g_main_context_release(u->context);
 		g_mutex_lock(&u->lock);
 		return !expired;
@@ -1243,33 +1255,6 @@ static void leader_stop_sync(MeshUnixNode *u)
 	unix_run_sync(u, leader_stop_cb, u);
 }
 
-static guint count_pending_introductions(MeshUnixNode *u)
-{
-	g_mutex_lock(&u->lock);
-	guint n = g_hash_table_size(u->pending);
-	g_mutex_unlock(&u->lock);
-	return n;
-}
-
-static guint count_moving_ports(MeshNode *node)
-{
-	guint n = 0;
-
-	/* References under the node's lock, states under each port's (lock order). */
-	g_mutex_lock(&node->lock);
-	GList *ports = g_hash_table_get_values(node->ports);
-	for (GList *l = ports; l; l = l->next)
-		port_ref(l->data);
-	g_mutex_unlock(&node->lock);
-	for (GList *l = ports; l; l = l->next) {
-		PortState s = port_get_state(l->data);
-		n += s == PORT_SENDING || s == PORT_PROXYING;
-		port_unref(l->data);
-	}
-	g_list_free(ports);
-	return n;
-}
-
 /*
  * Whether the peer of @c ended its side, or went away, before we half-closed
  * (its end of stream then confirms nothing). Locked.
@@ -1294,24 +1279,24 @@ gboolean mesh_unix_node_shutdown(MeshUnixNode *u, gint64 timeout_us)
 	 * 1. Let moves and introductions finish, so nothing is lost in flight
 	 * or waiting for a socket; then stop leading and following.
 	 */
-	guint gen = node_watch_begin(u->node);
-	while (count_moving_ports(u->node) > 0 || count_pending_introductions(u) > 0) {
-		if (deadline >= 0 && g_get_monotonic_time() >= deadline) {
+	for (;;) {
+		/* Each wait ends when a port leaves the table, or an answer comes. */
+		gint64 left = deadline < 0 ? -1 : MAX(deadline - g_get_monotonic_time(), 0);
+		if (!mesh_node_wait_idle(u->node, G_MAXUINT, left)) {
 			clean = in_time = FALSE;
 			break;
 		}
-		/* Each ends when a port leaves the table, or an answer comes. */
-		if (u->context_hook && context_io_acquire(u->context_hook)) {
-			/* Nobody else runs the caller's context: run it here. */
-			if (node_watch_generation(u->node) == gen)
-				context_iterate_until(u->context, deadline);
-			g_main_context_release(u->context);
-		} else {
-			node_watch_wait(u->node, gen, deadline);
+		g_mutex_lock(&u->lock);
+		gboolean introducing = g_hash_table_size(u->pending) > 0;
+		gboolean waited = introducing && wait_step(u, deadline);
+		g_mutex_unlock(&u->lock);
+		if (!introducing)
+			break;
+		if (!waited) {
+			clean = in_time = FALSE;
+			break;
 		}
-		gen = node_watch_generation(u->node);
 	}
-	node_watch_end(u->node);
 
 	leader_stop_sync(u);
 
@@ -1372,13 +1357,13 @@ void mesh_unix_node_free(MeshUnixNode *u)
 		return;
 	if (u->io) {
 		/* From here on, the I/O thread alone runs the context. */
-		node_set_io_hook(u->node, NULL);
+		mesh_node_set_io_hook(u->node, NULL);
 		unix_io_disable_lending(u->io);
 	}
 	if (u->context_hook) {
 		/* ... and no receive iterates the caller's context for us (our waits still do). */
-		node_set_io_hook(u->node, NULL);
-		context_io_hook_unregister(u->context_hook);
+		mesh_node_set_io_hook(u->node, NULL);
+		mesh_io_hook_detach(u->context_hook);
 	}
 	leader_stop_sync(u);
 	g_mutex_lock(&u->lock);
@@ -1400,7 +1385,7 @@ void mesh_unix_node_free(MeshUnixNode *u)
 		while (g_main_context_iteration(u->context, FALSE))
 			;
 	}
-	io_hook_unref(u->context_hook);
+	mesh_io_hook_unref(u->context_hook);
 	g_main_context_unref(u->context);
 	g_ptr_array_free(u->conns, TRUE);
 	unix_rx_free(u->rx);

@@ -2,7 +2,8 @@
 /* Internals shared by the Unix transport (unix-node.c) and its leader (unix-leader.c). */
 #pragma once
 
-#include "remote-private.h"
+#include "meshremote/meshremote.h"
+#include "timeout-private.h"
 #include "unix-protocol.pb-c.h"
 
 typedef struct Leader Leader;
@@ -13,7 +14,7 @@ struct MeshUnixNode {
 	MeshNode *node;
 	GMainContext *context;
 	UnixIo *io; /* own-thread mode: the I/O thread; NULL on a caller's context */
-	NodeIoHook *context_hook; /* on a caller's context: iterates it for blocked receives */
+	MeshIoHook *context_hook; /* on a caller's context: iterates it for blocked receives */
 	GMutex lock;
 	GCond cond;
 	GPtrArray *conns; /* UnixConn * (strong) */
@@ -34,7 +35,7 @@ struct MeshUnixNode {
 /* unix-io.c: the own I/O thread, which lends its context to blocked receivers. */
 UnixIo *unix_io_start(GMainContext *context);
 /* Returns: (transfer none): the hook to set on the node. */
-NodeIoHook *unix_io_get_hook(UnixIo *io);
+MeshIoHook *unix_io_get_hook(UnixIo *io);
 /* If the context is lent and nobody polls it, has the I/O thread take it back now. */
 void unix_io_reclaim(UnixIo *io);
 /* Ends lending; returns once the I/O thread owns its context again. */

@@ -1,12 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /**
- * Nodes, ids, errors, and the interface a transport implements.
+ * Nodes, ids and errors.
  *
  * A MeshNode is this process's membership in a mesh: it owns the table of
  * ports other nodes can address and one MeshRemoteNode per node it talks to.
- * A transport (the Unix node, or an in-memory one in tests) only carries
- * encoded events: the node hands it bytes and fds through a MeshEventSink,
- * and the transport feeds what arrives to mesh_node_receive_event().
+ * Transports (the Unix node, the point-to-point link, or one of your own)
+ * carry its encoded events: see <meshremote/mesh-transport.h>.
  */
 #pragma once
 
@@ -52,6 +51,17 @@ MESH_REMOTE_API gboolean mesh_uuid_is_zero(const MeshUuid *id);
  * Returns: (transfer none): @buf.
  */
 MESH_REMOTE_API const char *mesh_uuid_to_string(const MeshUuid *id, char buf[33]);
+
+/**
+ * mesh_uuid_hash:
+ * @key: a MeshUuid
+ *
+ * For GHashTable keyed by ids: g_hash_table_new(mesh_uuid_hash, mesh_uuid_equal).
+ */
+MESH_REMOTE_API guint mesh_uuid_hash(gconstpointer key);
+
+/** mesh_uuid_equal: Returns: whether the MeshUuids @a and @b are the same id. */
+MESH_REMOTE_API gboolean mesh_uuid_equal(gconstpointer a, gconstpointer b);
 
 /**
  * MeshError:
@@ -154,135 +164,5 @@ MESH_REMOTE_API guint mesh_node_count_ports(MeshNode *node);
  * Returns: the number of remote nodes in the node's table.
  */
 MESH_REMOTE_API guint mesh_node_count_remotes(MeshNode *node);
-
-/**
- * MeshEventSink:
- * @version: 0
- * @send: transmits one event: the concatenation of the @n_iov buffers of
- *     @iov (at most 4) and @n_fds fds (all borrowed: the transport copies
- *     or duplicates what it keeps). Called from any thread, never with a
- *     library lock held; must not block.
- * @destroy: (nullable): releases @user_data when the remote node is done
- *
- * What a transport gives a node for each connection.
- */
-typedef struct {
-	unsigned version;
-	void (*send)(void *user_data, const struct iovec *iov, size_t n_iov, const int *fds,
-		     size_t n_fds);
-	void (*destroy)(void *user_data);
-} MeshEventSink;
-
-/**
- * MeshConnectorFunc:
- * @node: the local node
- * @remote: (transfer full): a handle for the node that must be reached
- * @user_data: the connector's data
- *
- * Called (without locks held) when a port refers to a node this node has no
- * connection to. The connector arranges a connection and calls
- * mesh_remote_node_connect(), or fails the handle. Events for the node are
- * queued meanwhile.
- */
-typedef void (*MeshConnectorFunc)(MeshNode *node, MeshRemoteNode *remote, void *user_data);
-
-/** mesh_node_set_connector: installs the connector (NULL removes it). */
-MESH_REMOTE_API void mesh_node_set_connector(MeshNode *node, MeshConnectorFunc func,
-					     void *user_data);
-
-/**
- * mesh_node_add_remote:
- * @node: a node
- * @id: the remote node's id
- *
- * Returns: (transfer full): a handle; events to the node are queued until
- * mesh_remote_node_connect(). Dropping the last handle disconnects the node
- * (it fails); the node forgets it once nothing else refers to it either.
- * For the id of a node that failed and was forgotten recently (see
- * mesh_node_count_remotes()), the handle is of a failed node:
- * mesh_remote_node_connect() returns FALSE.
- */
-MESH_REMOTE_API MeshRemoteNode *mesh_node_add_remote(MeshNode *node, const MeshNodeId *id);
-
-/**
- * mesh_remote_node_connect:
- * @remote: a handle
- * @sink: how to send events to it (copied)
- * @user_data: passed to @sink
- *
- * Flushes queued events in order.
- *
- * Returns: FALSE if the node was already connected or failed (then
- * @sink's destroy is called at once).
- */
-MESH_REMOTE_API gboolean mesh_remote_node_connect(MeshRemoteNode *remote, const MeshEventSink *sink,
-						  void *user_data);
-
-/**
- * mesh_remote_node_fail:
- * @remote: a handle
- * @reason: why, e.g. "connection lost"
- *
- * Fails the node: every port whose peer or move target is on it fails with
- * MESH_ERROR_NODE_FAILURE naming the node and @reason.
- */
-MESH_REMOTE_API void mesh_remote_node_fail(MeshRemoteNode *remote, const char *reason);
-
-MESH_REMOTE_API MeshRemoteNode *mesh_remote_node_ref(MeshRemoteNode *remote);
-
-/** mesh_remote_node_unref: dropping the last handle fails the node ("remote node dropped"). */
-MESH_REMOTE_API void mesh_remote_node_unref(MeshRemoteNode *remote);
-
-/** mesh_remote_node_get_id: Returns: (transfer none): the remote node's id. */
-MESH_REMOTE_API const MeshNodeId *mesh_remote_node_get_id(MeshRemoteNode *remote);
-
-/**
- * mesh_node_add_port:
- * @node: a node
- * @id: the new port's id
- * @peer_node: the node of its peer (not @node)
- * @peer_port: the peer's id there
- *
- * Creates a port already peered with a port on another node: how two nodes
- * bootstrap their first channel (invitations). If @peer_node has failed, the
- * port is created failed.
- *
- * Returns: (transfer full): the port, or NULL if @id is taken in @node.
- */
-MESH_REMOTE_API MeshPort *mesh_node_add_port(MeshNode *node, const MeshPortId *id,
-					     const MeshNodeId *peer_node,
-					     const MeshPortId *peer_port);
-
-/**
- * mesh_node_receive_event:
- * @node: a node
- * @from: the node the event came from
- * @data: the event's bytes
- * @size: their number
- * @fds: (transfer full): the fds that came with it; every one is consumed
- * @n_fds: their number
- *
- * Feeds one event from a transport. A malformed event is logged and dropped
- * (its fds closed); it never fails the connection or the process.
- */
-MESH_REMOTE_API void mesh_node_receive_event(MeshNode *node, const MeshNodeId *from,
-					     const uint8_t *data, size_t size, int *fds,
-					     size_t n_fds);
-
-/**
- * mesh_node_receive_event_full:
- * @data_free: (nullable): when set, the node takes @data's memory over
- *     instead of copying the payload out of it: it keeps pointing into it
- *     (read-only) and calls @data_free(@data_owner) once, when done with it
- *     (at once if it keeps nothing). The transport must not release it.
- * @data_owner: passed to @data_free
- *
- * mesh_node_receive_event() for transports that received the event in
- * memory they can hand over (a large event's mapping).
- */
-MESH_REMOTE_API void mesh_node_receive_event_full(MeshNode *node, const MeshNodeId *from,
-						  const uint8_t *data, size_t size, int *fds,
-						  size_t n_fds, GDestroyNotify data_free,
-						  gpointer data_owner);
 
 G_END_DECLS

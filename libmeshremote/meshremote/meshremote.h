@@ -17,6 +17,7 @@
 #define __MESHREMOTE_H_INSIDE__
 
 #include <meshremote/mesh-node.h>
+#include <meshremote/mesh-transport.h>
 #include <meshremote/mesh-message.h>
 #include <meshremote/mesh-port.h>
 #include <meshremote/mesh-channel.h>

@@ -107,7 +107,8 @@ static inline TestNet *test_net_new_full(guint n, guint32 seed, gboolean upstrea
 			ck_assert(mesh_remote_node_connect(net->handles[i][j], &test_link_sink,
 							   &net->links[i][j]));
 			/* C nodes, as the Unix transport's hello says (unless told otherwise). */
-			remote_node_set_ext_moves(net->handles[i][j], !net->upstream);
+			mesh_remote_node_set_features(net->handles[i][j],
+						      net->upstream ? 0 : MESH_REMOTE_FEATURE_PROXY_DONE);
 		}
 	}
 	return net;
