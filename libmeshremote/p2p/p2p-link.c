@@ -42,17 +42,25 @@ typedef struct {
 	MeshP2pLink *link; /* strong */
 } LinkSource;
 
+/* What a link carries: no OS handles; events up to the core's largest. */
+static const MeshTransportCaps link_caps = {
+	.version = 0,
+	.max_handles = NULL,
+	.max_event_size = 0,
+};
+
 struct MeshP2pLink {
 	gint ref;
 	GMutex lock;
 	GCond cond; /* the queue went down, the write side closed, the link ended */
 	MeshNode *node;
+	gboolean own_node; /* made by the link: its connector and I/O hook are ours */
 	int in_fd, out_fd;
 	gboolean out_is_socket;
 	GMainContext *context;
 	GThread *thread; /* own I/O thread, or NULL (a caller's context) */
 	gint quit;
-	NodeIoHook *context_hook; /* a caller's context */
+	MeshIoHook *context_hook; /* a caller's context */
 	gboolean hook_installed;  /* as the node's I/O hook */
 	GSource *source;
 	gpointer in_tag, out_tag; /* the same when in_fd == out_fd */
@@ -168,12 +176,9 @@ static void link_end_full(MeshP2pLink *l, GError *error, const char *why)
 		mesh_remote_node_fail(remote, reason);
 		mesh_remote_node_unref(remote);
 	}
-	if (user_port) {
-		port_fail_culprit(user_port, NULL, reason);
-		mesh_port_close(user_port);
-	}
+	/* No peer to name yet: the port's peer sees it closed; the link says why. */
+	mesh_port_close(user_port);
 	g_free(reason);
-	node_watch_notify(l->node);
 	report_ended(l);
 	/* The source sees the end, removes itself and closes the fds. */
 	g_main_context_wakeup(l->context);
@@ -202,7 +207,12 @@ static void link_fail(MeshP2pLink *l, GError *cause)
 		link_end(l, cause);
 		return;
 	}
-	link_end_full(l, mesh_error_node_failure(&peer, cause->message), cause->message);
+	char id[33];
+	link_end_full(l,
+		      g_error_new(MESH_ERROR, MESH_ERROR_NODE_FAILURE,
+				  "communication with node %s failed: %s",
+				  mesh_uuid_to_string(&peer, id), cause->message),
+		      cause->message);
 	g_error_free(cause);
 }
 
@@ -279,14 +289,14 @@ static gboolean flush_locked(MeshP2pLink *l, GError **error)
 
 /*
  * One step of a wait on l->cond (locked; released meanwhile): on a
- * caller's context that this thread may run (context_io_acquire()),
+ * caller's context that this thread may run (mesh_io_hook_acquire_context()),
  * nobody else would make progress: iterate it once. FALSE at @deadline.
  */
 static gboolean wait_step_locked(MeshP2pLink *l, gint64 deadline)
 {
-	if (l->context_hook && context_io_acquire(l->context_hook)) {
+	if (l->context_hook && mesh_io_hook_acquire_context(l->context_hook)) {
 		g_mutex_unlock(&l->lock);
-		gboolean expired = context_iterate_until(l->context, deadline);
+		gboolean expired = mesh_main_context_iterate_until(l->context, deadline);
 		g_main_context_release(l->context);
 		g_mutex_lock(&l->lock);
 		return !expired;
@@ -307,21 +317,18 @@ static gboolean on_io_thread(MeshP2pLink *l)
 }
 
 /* MeshEventSink.send: any thread, never with a library lock held. */
-static void link_sink_send(void *data, const struct iovec *iov, size_t n_iov, const int *fds,
-			   size_t n_fds)
+static void link_sink_send(void *data, const struct iovec *iov, size_t n_iov,
+			   const MeshOsHandle *handles, size_t n_handles)
 {
 	MeshP2pLink *l = data;
 	GError *error = NULL;
 	size_t size = 0;
 
-	if (n_fds > 0) {
-		/*
-		 * TODO-caps: the core's transport capabilities fail the port
-		 * that sent it; until then it is dropped (the fds are borrowed).
-		 */
-		g_debug("mesh: p2p: an event with %zu fds dropped: a point-to-point link "
-			"carries no fds",
-			n_fds);
+	if (n_handles > 0) {
+		/* Never: link_caps fails such a message's port at the sender. */
+		g_debug("mesh: p2p: an event with %zu OS handles dropped: a point-to-point "
+			"link carries none",
+			n_handles);
 		return;
 	}
 	for (size_t i = 0; i < n_iov; i++)
@@ -413,9 +420,10 @@ static void link_sink_destroy(void *data)
 }
 
 static const MeshEventSink link_sink = {
-	.version = 0,
+	.version = MESH_EVENT_SINK_VERSION,
 	.send = link_sink_send,
 	.destroy = link_sink_destroy,
+	.caps = &link_caps,
 };
 
 /* The node's connector: a point-to-point mesh has exactly two nodes. */
@@ -428,7 +436,7 @@ static void no_extra_connections(MeshNode *node, MeshRemoteNode *remote, void *d
 /* The peer's hello: connect the remote node, join the ports. I/O context, no lock. */
 static void handle_hello(MeshP2pLink *l, const P2pItem *it)
 {
-	if (mesh_uuid_equal(&it->node, &l->node->id) || mesh_uuid_is_zero(&it->node)) {
+	if (mesh_uuid_equal(&it->node, mesh_node_get_id(l->node)) || mesh_uuid_is_zero(&it->node)) {
 		link_fail(l, g_error_new(MESH_ERROR, MESH_ERROR_CORRUPTION,
 					 "the peer's hello names %s node id",
 					 mesh_uuid_is_zero(&it->node) ? "a zero" : "our own"));
@@ -447,7 +455,6 @@ static void handle_hello(MeshP2pLink *l, const P2pItem *it)
 	MeshRemoteNode *remote = mesh_node_add_remote(l->node, &it->node);
 	if (!mesh_remote_node_connect(remote, &link_sink, link_ref(l))) {
 		mesh_remote_node_unref(remote);
-		port_fail_culprit(user_port, &it->node, "duplicate connection to the node");
 		mesh_port_close(user_port);
 		link_fail(l, g_error_new(MESH_ERROR, MESH_ERROR_DUPLICATE,
 					 "the node already has a connection to the peer (or it "
@@ -465,7 +472,7 @@ static void handle_hello(MeshP2pLink *l, const P2pItem *it)
 
 	MeshPort *init = mesh_node_add_port(l->node, &l->local_port, &it->node, &it->port);
 	if (!init) {
-		port_fail_culprit(user_port, NULL, "the initial port's id is taken");
+		/* A random id taken: only if the node is given and very unlucky. */
 		mesh_port_close(user_port);
 		return;
 	}
@@ -676,10 +683,7 @@ MeshP2pLink *mesh_p2p_link_new_take(MeshNode *node, int in_fd, int out_fd, MeshP
 			close(in_fd);
 		if (out_fd >= 0 && out_fd != in_fd)
 			close(out_fd);
-		if (port) {
-			port_fail_culprit(port, NULL, "the point-to-point link could not start");
-			mesh_port_close(port);
-		}
+		mesh_port_close(port);
 		return NULL;
 	}
 	if (out_fd == in_fd)
@@ -690,6 +694,7 @@ MeshP2pLink *mesh_p2p_link_new_take(MeshNode *node, int in_fd, int out_fd, MeshP
 	g_mutex_init(&l->lock);
 	g_cond_init(&l->cond);
 	l->node = node ? mesh_node_ref(node) : mesh_node_new();
+	l->own_node = node == NULL;
 	l->in_fd = in_fd;
 	l->out_fd = out_fd;
 	l->out_is_socket = out_sock;
@@ -701,27 +706,24 @@ MeshP2pLink *mesh_p2p_link_new_take(MeshNode *node, int in_fd, int out_fd, MeshP
 	p2p_reader_init(&l->reader);
 	mesh_uuid_generate(&l->local_port);
 
-	g_mutex_lock(&l->node->lock);
-	if (!l->node->connector) {
-		l->node->connector = no_extra_connections;
-		l->node->connector_data = NULL;
+	if (l->own_node) {
+		mesh_node_set_connector(l->node, no_extra_connections, NULL);
+		mesh_node_set_connector_caps(l->node, &link_caps);
 	}
-	gboolean has_hook = l->node->io_hook != NULL;
-	g_mutex_unlock(&l->node->lock);
 
 	/* Our hello goes first, whenever the stream takes it. */
 	OutChunk *hello = g_malloc(sizeof(OutChunk) + P2P_HELLO_SIZE);
 	hello->len = P2P_HELLO_SIZE;
 	hello->off = 0;
-	p2p_hello_build(hello->data, &l->node->id, &l->local_port);
+	p2p_hello_build(hello->data, mesh_node_get_id(l->node), &l->local_port);
 	g_queue_push_tail(&l->out, hello);
 	l->queued = P2P_HELLO_SIZE;
 
 	l->context = context ? g_main_context_ref(context) : g_main_context_new();
 	if (context) {
-		l->context_hook = context_io_hook_new(context);
-		if (!has_hook) {
-			node_set_io_hook(l->node, l->context_hook);
+		l->context_hook = mesh_io_hook_new_for_context(context);
+		if (l->own_node) {
+			mesh_node_set_io_hook(l->node, l->context_hook);
 			l->hook_installed = TRUE;
 		}
 	}
@@ -792,65 +794,26 @@ void mesh_p2p_link_set_send_limit(MeshP2pLink *l, gsize max_queued, gint64 timeo
 	g_mutex_unlock(&l->lock);
 }
 
-/* Ports of the node on their way to the peer (a move not yet acknowledged). */
-static guint count_moving_ports(MeshP2pLink *l, MeshRemoteNode *remote)
-{
-	guint n = 0;
-
-	g_mutex_lock(&l->node->lock);
-	GList *ports = g_hash_table_get_values(l->node->ports);
-	for (GList *it = ports; it; it = it->next)
-		port_ref(it->data);
-	g_mutex_unlock(&l->node->lock);
-	for (GList *it = ports; it; it = it->next) {
-		MeshPort *p = it->data;
-		g_mutex_lock(&p->lock);
-		n += (p->state == PORT_SENDING || p->state == PORT_PROXYING) &&
-		     (p->target.remote == remote || p->peer.remote == remote);
-		g_mutex_unlock(&p->lock);
-		port_unref(p);
-	}
-	g_list_free(ports);
-	return n;
-}
-
 gboolean mesh_p2p_link_shutdown(MeshP2pLink *l, gint64 timeout_us)
 {
 	g_return_val_if_fail(l != NULL && timeout_us >= -1, FALSE);
 	gint64 deadline = timeout_us < 0 ? -1 : g_get_monotonic_time() + timeout_us;
 	gboolean in_time = TRUE;
 
-	/* 1. Moves across finish (they need the peer's acknowledgements). */
+	/*
+	 * 1. Moves finish (those across need the peer's acknowledgements; on
+	 * a node given to the link, every move of the node is waited for).
+	 */
 	g_mutex_lock(&l->lock);
-	MeshRemoteNode *remote = l->remote ? mesh_remote_node_ref(l->remote) : NULL;
+	gboolean up = l->remote != NULL;
 	g_mutex_unlock(&l->lock);
-	guint gen = node_watch_begin(l->node);
-	while (remote && count_moving_ports(l, remote) > 0) {
-		g_mutex_lock(&l->lock);
-		gboolean ended = link_ended_locked(l);
-		g_mutex_unlock(&l->lock);
-		if (ended)
-			break;
-		if (deadline >= 0 && g_get_monotonic_time() >= deadline) {
-			in_time = FALSE;
-			break;
-		}
-		if (l->context_hook && context_io_acquire(l->context_hook)) {
-			if (node_watch_generation(l->node) == gen)
-				context_iterate_until(l->context, deadline);
-			g_main_context_release(l->context);
-		} else {
-			node_watch_wait(l->node, gen, deadline);
-		}
-		gen = node_watch_generation(l->node);
-	}
-	node_watch_end(l->node);
-	if (remote)
-		mesh_remote_node_unref(remote);
+	if (up && !mesh_node_wait_idle(l->node, G_MAXUINT,
+				       deadline < 0 ? -1 : MAX(deadline - g_get_monotonic_time(), 0)))
+		in_time = FALSE;
 
 	/* 2. What still depends on the peer fails; nothing more is sent. */
 	g_mutex_lock(&l->lock);
-	remote = g_steal_pointer(&l->remote);
+	MeshRemoteNode *remote = g_steal_pointer(&l->remote);
 	l->out_closing = TRUE;
 	g_mutex_unlock(&l->lock);
 	if (remote) {
@@ -881,10 +844,10 @@ void mesh_p2p_link_free(MeshP2pLink *l)
 	link_end(l, g_error_new(MESH_ERROR, MESH_ERROR_SHUTTING_DOWN,
 				"the point-to-point link was freed"));
 	if (l->hook_installed)
-		node_set_io_hook(l->node, NULL);
+		mesh_node_set_io_hook(l->node, NULL);
 	if (l->context_hook) {
-		context_io_hook_unregister(l->context_hook);
-		io_hook_unref(l->context_hook);
+		mesh_io_hook_detach(l->context_hook);
+		mesh_io_hook_unref(l->context_hook);
 		l->context_hook = NULL;
 	}
 	if (l->thread) {

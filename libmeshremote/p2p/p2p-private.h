@@ -10,7 +10,11 @@
  */
 #pragma once
 
-#include "remote-private.h"
+#include <stdint.h>
+
+/* The public headers only: the transport interface (mesh-transport.h). */
+#define MESHREMOTE_COMPILATION 1
+#include "meshremote/meshremote.h"
 
 #define P2P_MAGIC "mesh"
 #define P2P_HELLO_SIZE 36
@@ -19,10 +23,7 @@
  * The longest frame a peer may announce: the core's largest event (a
  * header, the most resources, the largest message). More fails the link.
  */
-#define P2P_MAX_FRAME                                                                              \
-	((guint64)MESH_EVENT_HEADER_SIZE +                                                         \
-	 (guint64)MESH_EVENT_MAX_RESOURCES * MESH_RESOURCE_DATA_SIZE +                             \
-	 (guint64)MESH_EVENT_MAX_MESSAGE_SIZE)
+#define P2P_MAX_FRAME ((guint64)MESH_EVENT_MAX_SIZE)
 
 /* The read buffer; a frame that does not fit gets a buffer of its own. */
 #define P2P_READ_CHUNK (64u * 1024)

@@ -357,11 +357,9 @@ START_TEST(test_point_to_point_os_resource_dropped)
 END_TEST
 
 /*
- * TODO-caps: our deviation from upstream: a message with an fd sent
- * toward the link fails its port at once, so the receiver across sees the
- * error without any shutdown. Needs the core's transport capabilities
- * (MeshEventSink version 1, "carries no OS handles"); not registered in
- * the suite until then (see main()).
+ * Our deviation from upstream: a message with an fd sent toward the link
+ * fails its port at once (the sink's capabilities: no OS handles), so the
+ * receiver across sees the error without any shutdown.
  */
 START_TEST(test_fd_message_fails_port)
 {
@@ -375,6 +373,7 @@ START_TEST(test_fd_message_fails_port)
 	mesh_payload_message_free(&c->base);
 	/* The commands' port fails at the sender: the child's receive fails (status 3). */
 	mesh_sender_send(e.cmds, &cmd_with_fd()->base);
+	ck_assert(mesh_sender_is_closed(e.cmds));
 	ck_assert_int_eq(child_wait(e.pid), 3);
 	mesh_receiver_free(rx);
 	echo_finish(&e, -1);
@@ -595,9 +594,9 @@ START_TEST(test_bad_magic)
 	ck_assert_int_eq(hand_wait_end(&h, &error), MESH_P2P_LINK_FAILED);
 	ck_assert_msg(strstr(error->message, "invalid address header"), "%s", error->message);
 	g_error_free(error);
-	/* The local port fails too: the channel's receiver hears it. */
+	/* No peer to name: the local port closes; the link says why. */
 	error = recv_error(h.rx);
-	ck_assert_int_eq(error->code, MESH_ERROR_NODE_FAILURE);
+	ck_assert_int_eq(error->code, MESH_ERROR_CLOSED);
 	g_error_free(error);
 	hand_finish(&h);
 }
@@ -791,9 +790,7 @@ int main(int argc, char **argv)
 	tcase_add_loop_test(tp, test_echo_across, 0, LINK_N_KINDS);
 	tcase_add_loop_test(tp, test_peer_killed, 0, LINK_N_KINDS);
 	tcase_add_loop_test(tp, test_slow_reader, 0, LINK_N_KINDS);
-	/* TODO-caps: enable once the core fails a port whose fds the transport cannot carry. */
-	if (0)
-		tcase_add_loop_test(tp, test_fd_message_fails_port, 0, LINK_N_KINDS);
+	tcase_add_loop_test(tp, test_fd_message_fails_port, 0, LINK_N_KINDS);
 	suite_add_tcase(s, tp);
 
 	TCase *th = tcase_create("stream");
