@@ -12,7 +12,9 @@
  *
  * A link joins one local port to the peer's initial port. Ports sent across
  * work as in any mesh; a port whose peer would be on a third node fails
- * ("no extra connections allowed in point-to-point mesh"). See
+ * ("no extra connections allowed in point-to-point mesh"); a message that
+ * carries fds fails the port that sends it, at once (unlike upstream, which
+ * loses it). Built on <meshremote/mesh-transport.h> alone. See
  * doc/libmeshremote-p2p.md for the memory bounds and the send policy.
  */
 #pragma once
@@ -77,15 +79,18 @@ typedef enum {
  * open file description: on a stream shared with other processes (a host's
  * stdin and stdout under ssh) they see it too.
  *
- * When @node is given and has no connector yet, the link installs one that
- * fails every attempt to reach another node; a node that also has a Unix
- * mesh keeps its connector. When @context is given and @node has no I/O
- * hook, a thread that blocks in a receive on @context's own thread runs
- * the link's I/O itself (as mesh_unix_node_new() describes).
+ * A node the link makes gets a connector that fails every attempt to reach
+ * another node, and, with @context, the link's I/O hook: a thread that
+ * blocks in a receive on @context's own thread runs the link's I/O itself
+ * (as mesh_unix_node_new() describes). A given @node keeps its connector
+ * and I/O hook (a Unix mesh's, say).
+ *
+ * If the link ends before the peer's hello, @port is closed (there is no
+ * peer to name yet): mesh_p2p_link_get_state() says why.
  *
  * Returns: (transfer full) (nullable): the link, or NULL with @error set
- * (a bad fd: MESH_ERROR_INVALID_ARGUMENT); the fds and @port are taken
- * either way (the port fails).
+ * (a bad fd, a datagram socket: MESH_ERROR_INVALID_ARGUMENT); the fds and
+ * @port are taken either way (the port is closed).
  */
 MESH_REMOTE_API MeshP2pLink *mesh_p2p_link_new_take(MeshNode *node, int in_fd, int out_fd,
 						    MeshPort *port, GMainContext *context,
