@@ -308,11 +308,13 @@ static gboolean wait_step_locked(MeshP2pLink *l, gint64 deadline)
 	return g_cond_wait_until(&l->cond, &l->lock, deadline);
 }
 
-/* Whether this thread runs the link's I/O (its sends must never wait). */
+/*
+ * Whether this thread runs the link's I/O now (its sends must never wait):
+ * it owns the context (the I/O thread while it iterates, a dispatch on a
+ * caller's context, a wait that iterates it).
+ */
 static gboolean on_io_thread(MeshP2pLink *l)
 {
-	if (l->thread)
-		return g_thread_self() == l->thread;
 	return g_main_context_is_owner(l->context);
 }
 
@@ -840,7 +842,7 @@ void mesh_p2p_link_free(MeshP2pLink *l)
 {
 	if (!l)
 		return;
-	g_return_if_fail(!on_io_thread(l) || !l->thread);
+	g_return_if_fail(!l->thread || g_thread_self() != l->thread);
 	link_end(l, g_error_new(MESH_ERROR, MESH_ERROR_SHUTTING_DOWN,
 				"the point-to-point link was freed"));
 	if (l->hook_installed)
