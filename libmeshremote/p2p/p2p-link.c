@@ -145,8 +145,8 @@ static void report_ended(MeshP2pLink *l);
 
 /*
  * Ends the link (once): @error (taken) NULL is a clean end. Fails the
- * remote node, and so every port that depended on the peer, with @reason
- * (NULL: @error's message); fails the local port when the hello never
+ * remote node, and so every port that depended on the peer, with @why
+ * (NULL: @error's message); closes the local port when the hello never
  * came. No lock held.
  */
 static void link_end_full(MeshP2pLink *l, GError *error, const char *why)
@@ -165,9 +165,8 @@ static void link_end_full(MeshP2pLink *l, GError *error, const char *why)
 	l->queued = 0;
 	MeshRemoteNode *remote = g_steal_pointer(&l->remote);
 	MeshPort *user_port = g_steal_pointer(&l->user_port);
-	char *reason = g_strdup(why			 ? why
-				: error ? error->message
-					: "the point-to-point link ended (end of stream)");
+	const char *what = error ? error->message : "the point-to-point link ended (end of stream)";
+	char *reason = g_strdup(why ? why : what);
 	g_cond_broadcast(&l->cond);
 	g_mutex_unlock(&l->lock);
 
