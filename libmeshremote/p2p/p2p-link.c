@@ -528,6 +528,9 @@ static gboolean link_read(MeshP2pLink *l)
 			if (ended)
 				return FALSE;
 		}
+		/* Less than asked: the stream was drained; no read just for EAGAIN. */
+		if ((size_t)n < space)
+			break;
 	}
 	return TRUE;
 }
