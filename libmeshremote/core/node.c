@@ -409,6 +409,7 @@ static void remote_node_free(MeshRemoteNode *remote)
 		packet_free(pk);
 	if (remote->sink.destroy)
 		remote->sink.destroy(remote->sink_data);
+	g_free(remote->fail_reason);
 	g_mutex_clear(&remote->lock);
 	g_free(remote);
 }
@@ -633,6 +634,7 @@ static void node_fail_remote(MeshRemoteNode *remote, const char *reason)
 		return;
 	}
 	remote->state = REMOTE_FAILED;
+	remote->fail_reason = g_strdup(reason);
 	queued = remote->queued;
 	g_queue_init(&remote->queued);
 	MeshNode *node = remote->node ? node_try_ref(remote->node) : NULL;
@@ -1006,8 +1008,11 @@ static MeshPort *materialize_port(MeshNode *node, const MeshResourceData *rd, De
 			failure = TOO_MANY_REMOTES;
 			culprit = node->id;
 			refused = TRUE;
-		} else if (remote_node_is_failed(z->peer.remote))
-			failure = "the peer's node failed";
+		} else if (remote_node_is_failed(z->peer.remote)) {
+			/* Why, when a connector refused it ("no extra connections"). */
+			failure = z->peer.remote->fail_reason ? z->peer.remote->fail_reason
+							      : "the peer's node failed";
+		}
 	}
 	if ((!failure || refused) && !mesh_uuid_equal(&rd->old_node, &node->id)) {
 		old = node_get_remote_named(node, &rd->old_node);

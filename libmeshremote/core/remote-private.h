@@ -247,6 +247,7 @@ struct MeshRemoteNode {
 	MeshNode *node; /* weak: set while in its table (cleared when it leaves or the node goes) */
 	MeshNodeId id;
 	RemoteState state;
+	char *fail_reason; /* FAILED: the reason it failed with (immutable once set) */
 	GQueue queued; /* Packet * while QUEUING */
 	MeshEventSink sink;
 	void *sink_data;

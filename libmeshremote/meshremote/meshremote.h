@@ -29,5 +29,6 @@
 #include <meshremote/mesh-port.h>
 #include <meshremote/mesh-channel.h>
 #include <meshremote/mesh-unix-node.h>
+#include <meshremote/mesh-p2p.h>
 
 #undef __MESHREMOTE_H_INSIDE__
