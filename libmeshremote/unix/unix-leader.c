@@ -158,7 +158,7 @@ void mesh_invitation_get_address(const MeshInvitation *inv, MeshNodeId *ret_loca
 		*ret_remote_port = inv->remote_port;
 }
 
-ProtobufCMessage *mesh_invitation_to_message(MeshInvitation *inv)
+ProtobufCMessage *unix_invitation_to_message(MeshInvitation *inv)
 {
 	MeshUnix__Invitation *m = malloc(sizeof(*m));
 	mesh_unix__invitation__init(m);
@@ -172,7 +172,7 @@ ProtobufCMessage *mesh_invitation_to_message(MeshInvitation *inv)
 	return &m->base;
 }
 
-MeshInvitation *mesh_invitation_from_message(ProtobufCMessage *msg, GError **error)
+MeshInvitation *unix_invitation_from_message(ProtobufCMessage *msg, GError **error)
 {
 	MeshUnix__Invitation *m = (MeshUnix__Invitation *)msg;
 	MeshInvitation *inv = NULL;
@@ -461,7 +461,7 @@ static void leader_handle(Follower *f, MeshUnix__LeaderRequest *req)
 			MeshSender *reply =
 				mesh_sender_from_port(reply_port, &mesh_unix__invitation__descriptor);
 			reply_port = NULL;
-			mesh_sender_send(reply, mesh_invitation_to_message(inv));
+			mesh_sender_send(reply, unix_invitation_to_message(inv));
 			mesh_sender_free(reply);
 		}
 		mesh_port_close(port);
@@ -661,7 +661,7 @@ gboolean mesh_unix_node_invite(MeshUnixNode *u, MeshPort *port, gint64 timeout_u
 	mesh_receiver_free(rr);
 	if (!ok)
 		return FALSE;
-	*ret_invitation = mesh_invitation_from_message(msg, error);
+	*ret_invitation = unix_invitation_from_message(msg, error);
 	return *ret_invitation != NULL;
 }
 
