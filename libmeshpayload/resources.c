@@ -18,7 +18,7 @@ MeshPayloadResources *mesh_payload_resources_new(void)
 	return calloc(1, sizeof(MeshPayloadResources));
 }
 
-void mesh_payload_resource_release(MeshPayloadResource *r)
+void resource_release(MeshPayloadResource *r)
 {
 	switch (r->kind) {
 	case MESH_PAYLOAD_RESOURCE_FD:
@@ -39,7 +39,7 @@ void mesh_payload_resources_clear(MeshPayloadResources *res)
 		return;
 	int saved = errno;
 	for (size_t i = 0; i < res->len; i++)
-		mesh_payload_resource_release(&res->items[i]);
+		resource_release(&res->items[i]);
 	res->len = 0;
 	errno = saved;
 }
@@ -59,7 +59,7 @@ size_t mesh_payload_resources_len(const MeshPayloadResources *res)
 	return res ? res->len : 0;
 }
 
-int mesh_payload_resources_reserve(MeshPayloadResources *res, size_t extra)
+int resources_reserve(MeshPayloadResources *res, size_t extra)
 {
 	if (extra <= res->cap - res->len)
 		return 0;
@@ -80,7 +80,7 @@ int mesh_payload_resources_append_fd_take(MeshPayloadResources *res, int fd)
 {
 	if (fd < 0)
 		return -EBADF;
-	int r = mesh_payload_resources_reserve(res, 1);
+	int r = resources_reserve(res, 1);
 	if (r < 0)
 		return r;
 	res->items[res->len] = (MeshPayloadResource){.kind = MESH_PAYLOAD_RESOURCE_FD, .fd = fd};
@@ -104,7 +104,7 @@ int mesh_payload_resources_append_port_take(MeshPayloadResources *res, MeshPaylo
 {
 	if (!object)
 		return -EINVAL;
-	int r = mesh_payload_resources_reserve(res, 1);
+	int r = resources_reserve(res, 1);
 	if (r < 0)
 		return r;
 	res->items[res->len] =
@@ -150,8 +150,8 @@ MeshPayloadObject *mesh_payload_resources_steal_port(MeshPayloadResources *res, 
 	return object;
 }
 
-int mesh_payload_set_error(MeshPayloadError *err, MeshPayloadErrorCode code, int errnum,
-			   const char *fmt, ...)
+int payload_set_error(MeshPayloadError *err, MeshPayloadErrorCode code, int errnum,
+		      const char *fmt, ...)
 {
 	if (err) {
 		va_list ap;

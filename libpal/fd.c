@@ -266,9 +266,9 @@ static ssize_t take_received_fds(const struct msghdr *msg, ssize_t n, PalFdArray
 	return n;
 }
 
-ssize_t pal_recv_with_fds_control(int sock, struct iovec *iov, size_t n_iov,
-				  PalFdArray *fds, size_t max_fds, int flags,
-				  size_t control_len)
+ssize_t recv_with_fds_control(int sock, struct iovec *iov, size_t n_iov,
+			      PalFdArray *fds, size_t max_fds, int flags,
+			      size_t control_len)
 {
 	PalFdControl control;
 	struct msghdr msg = {
@@ -339,7 +339,7 @@ PAL_API ssize_t pal_recv_many_with_fds(int sock, PalRecvPacket *packets, size_t 
 PAL_API ssize_t pal_recv_with_fds(int sock, struct iovec *iov, size_t n_iov,
 				  PalFdArray *fds, size_t max_fds, int flags)
 {
-	return pal_recv_with_fds_control(sock, iov, n_iov, fds, max_fds, flags, 0);
+	return recv_with_fds_control(sock, iov, n_iov, fds, max_fds, flags, 0);
 }
 
 PAL_API int pal_fd_set_cloexec(int fd, bool cloexec)

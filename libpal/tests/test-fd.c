@@ -2,7 +2,7 @@
 /*
  * Tests of pal-fd.h: the fd array, SCM_RIGHTS send/receive over real
  * socketpairs, and the flag helpers. Linked with fd.c's object, so that the
- * internal pal_recv_with_fds_control() can force a real MSG_CTRUNC.
+ * internal recv_with_fds_control() can force a real MSG_CTRUNC.
  */
 #include <check.h>
 #include <errno.h>
@@ -345,7 +345,7 @@ static void assert_recv_rejects(int sock, size_t buf_len, size_t max_fds, bool w
 	}
 	fd_snapshot(before, sizeof(before));
 
-	ck_assert_int_eq(pal_recv_with_fds_control(sock, &iov, 1, array, max_fds, 0, control_len),
+	ck_assert_int_eq(recv_with_fds_control(sock, &iov, 1, array, max_fds, 0, control_len),
 			 expect);
 
 	fd_snapshot(after, sizeof(after));
