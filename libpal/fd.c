@@ -94,16 +94,18 @@ PAL_API int pal_fd_array_append_take(PalFdArray *array, int fd)
 {
 	int r;
 
-	if (!array)
-		return -EINVAL;
 	if (fd < 0)
-		return -EBADF;
-	if (array->len >= INT_MAX)
-		return -ENOSPC;
-
-	r = fd_array_reserve(array, 1);
-	if (r < 0)
+		return array ? -EBADF : -EINVAL;
+	if (!array)
+		r = -EINVAL;
+	else if (array->len >= INT_MAX)
+		r = -ENOSPC;
+	else
+		r = fd_array_reserve(array, 1);
+	if (r < 0) {
+		close(fd); /* consumed, also on failure */
 		return r;
+	}
 
 	array->fds[array->len] = fd;
 	return (int)array->len++;

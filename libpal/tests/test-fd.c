@@ -126,6 +126,21 @@ START_TEST(test_array_append_get_steal)
 }
 END_TEST
 
+/* A `_take` consumes its fd also when it fails: the caller never closes it. */
+START_TEST(test_array_append_take_consumes_on_failure)
+{
+	int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pal_fd_array_append_take(NULL, fd), -EINVAL);
+	errno = 0;
+	ck_assert_int_eq(fcntl(fd, F_GETFD), -1);
+	ck_assert_int_eq(errno, EBADF);
+	/* Nothing to consume: a negative fd is refused as before. */
+	ck_assert_int_eq(pal_fd_array_append_take(NULL, -1), -EINVAL);
+}
+END_TEST
+
 START_TEST(test_array_grows)
 {
 	PalFdArray *array = pal_fd_array_new();
@@ -913,6 +928,7 @@ static Suite *fd_suite(void)
 
 	tc = tcase_create("array");
 	tcase_add_test(tc, test_array_append_get_steal);
+	tcase_add_test(tc, test_array_append_take_consumes_on_failure);
 	tcase_add_test(tc, test_array_grows);
 	suite_add_tcase(s, tc);
 
