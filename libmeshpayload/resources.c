@@ -80,9 +80,11 @@ int mesh_payload_resources_append_fd_take(MeshPayloadResources *res, int fd)
 {
 	if (fd < 0)
 		return -EBADF;
-	int r = resources_reserve(res, 1);
-	if (r < 0)
+	int r = res ? resources_reserve(res, 1) : -EINVAL;
+	if (r < 0) {
+		close(fd); /* consumed, also on failure */
 		return r;
+	}
 	res->items[res->len] = (MeshPayloadResource){.kind = MESH_PAYLOAD_RESOURCE_FD, .fd = fd};
 	return (int)res->len++;
 }
@@ -94,19 +96,18 @@ int mesh_payload_resources_append_fd(MeshPayloadResources *res, int fd)
 	int dup = fcntl(fd, F_DUPFD_CLOEXEC, 3);
 	if (dup < 0)
 		return -errno;
-	int r = mesh_payload_resources_append_fd_take(res, dup);
-	if (r < 0)
-		close(dup);
-	return r;
+	return mesh_payload_resources_append_fd_take(res, dup);
 }
 
 int mesh_payload_resources_append_port_take(MeshPayloadResources *res, MeshPayloadObject *object)
 {
 	if (!object)
 		return -EINVAL;
-	int r = resources_reserve(res, 1);
-	if (r < 0)
+	int r = res ? resources_reserve(res, 1) : -EINVAL;
+	if (r < 0) {
+		mesh_payload_object_release(object); /* consumed, also on failure */
 		return r;
+	}
 	res->items[res->len] =
 		(MeshPayloadResource){.kind = MESH_PAYLOAD_RESOURCE_PORT, .object = object};
 	return (int)res->len++;
