@@ -136,7 +136,7 @@ MeshPayload__Port *mesh_port_into_field(MeshPort *port)
 	return mesh_payload_port_new_take(&port->object);
 }
 
-MeshPort *mesh_port_take_from_field(MeshPayload__Port *field)
+MeshPort *mesh_port_steal_from_field(MeshPayload__Port *field)
 {
 	return field ? mesh_port_from_object(mesh_payload_port_steal(field)) : NULL;
 }

@@ -78,12 +78,15 @@ MESH_REMOTE_API MeshPort *mesh_port_from_object(MeshPayloadObject *object);
 MESH_REMOTE_API MeshPayload__Port *mesh_port_into_field(MeshPort *port);
 
 /**
- * mesh_port_take_from_field:
+ * mesh_port_steal_from_field:
  * @field: (nullable): a `mesh_payload.Port` field of a received message
+ *
+ * Moves the port out of @field to the caller (a `_steal`, like
+ * mesh_payload_port_steal()).
  *
  * Returns: (transfer full) (nullable): the port the field held (the field is
  * left empty), or NULL if it held none or no MeshPort.
  */
-MESH_REMOTE_API MeshPort *mesh_port_take_from_field(MeshPayload__Port *field);
+MESH_REMOTE_API MeshPort *mesh_port_steal_from_field(MeshPayload__Port *field);
 
 G_END_DECLS

@@ -453,8 +453,8 @@ static void leader_handle(Follower *f, MeshUnix__LeaderRequest *req)
 			leader_connect(u->leader, f, &target);
 		break;
 	case MESH_UNIX__LEADER_REQUEST__REQUEST_INVITE: {
-		MeshPort *port = mesh_port_take_from_field(req->invite->port);
-		MeshPort *reply_port = mesh_port_take_from_field(req->invite->reply);
+		MeshPort *port = mesh_port_steal_from_field(req->invite->port);
+		MeshPort *reply_port = mesh_port_steal_from_field(req->invite->reply);
 		MeshInvitation *inv = NULL;
 		if (port && reply_port && leader_invite(u, port, &inv, NULL)) {
 			port = NULL;
@@ -747,9 +747,9 @@ MeshUnixNode *mesh_unix_node_join(MeshInvitation *inv, GMainContext *context, gi
 		return NULL;
 	}
 	MeshUnix__InitialMessage *im = (MeshUnix__InitialMessage *)msg;
-	MeshPort *ls = mesh_port_take_from_field(im->leader_send);
-	MeshPort *fr = mesh_port_take_from_field(im->follower_recv);
-	MeshPort *user = mesh_port_take_from_field(im->user_port);
+	MeshPort *ls = mesh_port_steal_from_field(im->leader_send);
+	MeshPort *fr = mesh_port_steal_from_field(im->follower_recv);
+	MeshPort *user = mesh_port_steal_from_field(im->user_port);
 	mesh_payload_message_free(msg);
 	if (!ls || !fr || !user) {
 		mesh_port_close(ls);
