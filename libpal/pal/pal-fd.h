@@ -67,7 +67,7 @@ PAL_API int pal_fd_array_append(PalFdArray *array, int fd);
  * @array: an array
  * @fd: an fd
  *
- * Consumes @fd, also on failure (then it is closed).
+ * Consumes @fd, also on failure. (It is then closed.)
  *
  * Returns: the index of the new entry, or a negative errno. -EBADF for a
  * negative fd.
