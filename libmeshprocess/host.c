@@ -105,7 +105,7 @@ static void requests_cb(MeshReceiver *r, gpointer data)
 			abort();
 		}
 		if (req->request_case == MESH_PROCESS__HOST_REQUEST__REQUEST_INSPECT) {
-			MeshPort *p = mesh_port_take_from_field(req->inspect->reply);
+			MeshPort *p = mesh_port_steal_from_field(req->inspect->reply);
 			if (p) {
 				MeshOneshotSender *reply = mesh_oneshot_sender_from_port(
 					p, &mesh_process__inspect_reply__descriptor);
@@ -230,7 +230,7 @@ gboolean mesh_try_run_host(const char *base_name, MeshHostFunc func, gpointer us
 	mesh_receiver_free(boot);
 	MeshProcess__HostHello *hello = (MeshProcess__HostHello *)mesh_message_into_typed(
 		first, &mesh_process__host_hello__descriptor, error);
-	MeshPort *req_port = hello ? mesh_port_take_from_field(hello->requests) : NULL;
+	MeshPort *req_port = hello ? mesh_port_steal_from_field(hello->requests) : NULL;
 	if (hello)
 		mesh_payload_message_free(&hello->base);
 	if (!req_port) {

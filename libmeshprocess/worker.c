@@ -266,7 +266,7 @@ static void start_worker(MeshWorkerRegistry *reg, MeshWorker__WorkerHostLaunchRe
 	MeshWorker__WorkerLaunchRequest *r = req->request;
 	GError *error = NULL;
 
-	MeshPort *events_port = r ? mesh_port_take_from_field(r->events) : NULL;
+	MeshPort *events_port = r ? mesh_port_steal_from_field(r->events) : NULL;
 	if (!events_port) {
 		debug_log(LOG_FIELDS("MESH_WORKER", req->name),
 			  "worker runner: a launch request for %s without an event channel, dropped",
@@ -274,11 +274,11 @@ static void start_worker(MeshWorkerRegistry *reg, MeshWorker__WorkerHostLaunchRe
 		return;
 	}
 	MeshSender *events = mesh_sender_from_port(events_port, &mesh_worker__worker_event__descriptor);
-	MeshPort *rpc_port = mesh_port_take_from_field(r->rpc);
+	MeshPort *rpc_port = mesh_port_steal_from_field(r->rpc);
 	MeshPort *params_port = NULL;
 	MeshWorker__WorkerLaunchType *lt = r->launch_type;
 	if (lt && lt->type_case == MESH_WORKER__WORKER_LAUNCH_TYPE__TYPE_NEW_WORKER)
-		params_port = mesh_port_take_from_field(lt->new_worker->parameters);
+		params_port = mesh_port_steal_from_field(lt->new_worker->parameters);
 
 	WorkerEntry *entry = registry_lookup(reg, req->name, &error);
 	if (entry && (!lt || lt->type_case != MESH_WORKER__WORKER_LAUNCH_TYPE__TYPE_NEW_WORKER))

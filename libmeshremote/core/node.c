@@ -277,7 +277,7 @@ gboolean mesh_node_wait_idle(MeshNode *node, guint max_ports, gint64 timeout_us)
 gsize mesh_event_get_size(const guint8 *data, gsize size)
 {
 	g_return_val_if_fail(data != NULL || size == 0, 0);
-	return mesh_event_size(data, size);
+	return protocol_event_size(data, size);
 }
 
 void mesh_node_set_connector_caps(MeshNode *node, const MeshTransportCaps *caps)
@@ -814,7 +814,7 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 	if (remote_node_is_failed(remote)) {
 		/* Dropped: its fds are closed, the ports it carries fail. */
 		if (msg) {
-			GError *e = mesh_error_node_failure(
+			GError *e = error_node_failure(
 				&remote->id, "the node the message was sent to failed");
 			Deferred d;
 			deferred_init(&d);
@@ -870,12 +870,12 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 			cp.node = ev->new_peer.remote->id;
 			cp.port = ev->new_peer.id;
 		}
-		mesh_event_write_change_peer(extra, &cp);
+		protocol_event_write_change_peer(extra, &cp);
 		extra_len = MESH_CHANGE_PEER_DATA_SIZE;
 		h.message_size = (uint32_t)extra_len;
 	} else if (ev->type == MESH_EVENT_FAIL_PORT) {
 		MeshNodeId culprit = mesh_uuid_is_zero(&ev->culprit) ? from->id : ev->culprit;
-		mesh_event_write_fail_port(extra, &culprit);
+		protocol_event_write_fail_port(extra, &culprit);
 		extra_len = MESH_FAIL_PORT_DATA_SIZE;
 		h.message_size = (uint32_t)extra_len;
 	}
@@ -888,7 +888,7 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 	size_t meta_size = MESH_EVENT_HEADER_SIZE +
 			   (size_t)h.resource_count * MESH_RESOURCE_DATA_SIZE + extra_len;
 	meta = meta_size <= sizeof(meta_buf) ? meta_buf : g_malloc(meta_size);
-	mesh_event_write_header(meta, &h);
+	protocol_event_write_header(meta, &h);
 	uint8_t *rec = meta + MESH_EVENT_HEADER_SIZE;
 	if (msg) {
 		pk->fds = h.resource_count ? g_new(int, h.resource_count) : NULL;
@@ -917,7 +917,7 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 					rd.peer_node = from->id;
 				}
 			}
-			mesh_event_write_resource(rec, &rd);
+			protocol_event_write_resource(rec, &rd);
 		}
 	} else if (extra_len) {
 		memcpy(rec, extra, extra_len);
@@ -1037,7 +1037,7 @@ static MeshPort *materialize_port(MeshNode *node, const MeshResourceData *rd, De
 		peer_addr_defer_clear(&z->peer, d);
 		z->state = PORT_FAILED;
 		z->culprit = culprit;
-		z->error = mesh_error_node_failure(&culprit, failure);
+		z->error = error_node_failure(&culprit, failure);
 	} else if (old && old != z->peer.remote && remote_node_has_ext_moves(old)) {
 		/*
 		 * Until the proxy on the old node has passed on everything (its
@@ -1116,7 +1116,7 @@ void mesh_node_receive_event_full(MeshNode *node, const MeshNodeId *from, const 
 		g_return_if_fail(fds || n_fds == 0);
 	}
 	deferred_init(&d);
-	if (mesh_event_parse(data, size, &view) < 0) {
+	if (protocol_event_parse(data, size, &view) < 0) {
 		debug_log(LOG_FIELDS("MESH_NODE", LOG_ID(&node->id), "MESH_PEER", LOG_ID(from)),
 			  "mesh: malformed event of %zu bytes from node %s dropped", size,
 			  mesh_uuid_to_string(from, id));
@@ -1133,7 +1133,7 @@ void mesh_node_receive_event_full(MeshNode *node, const MeshNodeId *from, const 
 				h->resource_count ? mesh_payload_resources_new() : NULL;
 			for (guint i = 0; i < h->resource_count; i++) {
 				MeshResourceData rd;
-				mesh_event_read_resource(&view, i, &rd);
+				protocol_event_read_resource(&view, i, &rd);
 				if (mesh_uuid_is_zero(&rd.id)) {
 					if (next_fd >= n_fds) {
 						debug_log(LOG_FIELDS("MESH_PEER", LOG_ID(from)),
@@ -1164,7 +1164,7 @@ void mesh_node_receive_event_full(MeshNode *node, const MeshNodeId *from, const 
 		break;
 	case MESH_EVENT_CHANGE_PEER: {
 		MeshChangePeerData cp;
-		mesh_event_read_change_peer(&view, &cp);
+		protocol_event_read_change_peer(&view, &cp);
 		ev->seq_delta = cp.seq_delta;
 		if (mesh_uuid_equal(&cp.node, &node->id)) {
 			ev->new_peer.local = node_lookup_port(node, &cp.port);
@@ -1186,7 +1186,7 @@ void mesh_node_receive_event_full(MeshNode *node, const MeshNodeId *from, const 
 		break;
 	}
 	case MESH_EVENT_FAIL_PORT:
-		mesh_event_read_fail_port(&view, &ev->culprit);
+		protocol_event_read_fail_port(&view, &ev->culprit);
 		ev->culprit_is_sender = mesh_uuid_equal(&ev->culprit, from);
 		break;
 	case MESH_EVENT_PROXY_DONE:

@@ -370,7 +370,7 @@ MeshRemoteNode *remote_node_ref_internal(MeshRemoteNode *remote);
 /* Returns: (transfer full) (nullable): the local node @remote belongs to. */
 MeshNode *remote_node_get_local(MeshRemoteNode *remote);
 void remote_node_unref_internal(MeshRemoteNode *remote);
-GError *mesh_error_node_failure(const MeshNodeId *node, const char *reason);
+GError *error_node_failure(const MeshNodeId *node, const char *reason);
 
 /* message.c */
 MeshMessage *message_new_bytes_take(uint8_t *data, size_t size, MeshPayloadResources *res,

@@ -88,9 +88,11 @@ typedef enum {
  * If the link ends before the peer's hello, @port is closed (there is no
  * peer to name yet): mesh_p2p_link_get_state() says why.
  *
+ * Consumes @in_fd, also on failure. Consumes @out_fd, also on failure.
+ * Consumes @port, also on failure (the port is closed then).
+ *
  * Returns: (transfer full) (nullable): the link, or NULL with @error set
- * (a bad fd, a datagram socket: MESH_ERROR_INVALID_ARGUMENT); the fds and
- * @port are taken either way (the port is closed).
+ * (a bad fd, a datagram socket: MESH_ERROR_INVALID_ARGUMENT).
  */
 MESH_REMOTE_API MeshP2pLink *mesh_p2p_link_new_take(MeshNode *node, int in_fd, int out_fd,
 						    MeshPort *port, GMainContext *context,

@@ -644,7 +644,7 @@ ARGS_CASE(port_as_object_null) { ARGS_EXPECT(!mesh_port_as_object(NULL)); }
 /* Allowed: what a field that holds no port gives. */
 ARGS_CASE(port_from_object_null) { ARGS_EXPECT(!mesh_port_from_object(NULL)); }
 ARGS_CASE(port_into_field_null) { ARGS_EXPECT(!mesh_port_into_field(NULL)); }
-ARGS_CASE(port_take_from_field_null) { ARGS_EXPECT(!mesh_port_take_from_field(NULL)); }
+ARGS_CASE(port_steal_from_field_null) { ARGS_EXPECT(!mesh_port_steal_from_field(NULL)); }
 
 /* The Unix node. */
 
@@ -946,7 +946,7 @@ static const ArgsCase cases[] = {
 	ARGS_ENTRY(port_as_object_null),
 	ARGS_ENTRY_QUIET(port_from_object_null),
 	ARGS_ENTRY(port_into_field_null),
-	ARGS_ENTRY_QUIET(port_take_from_field_null),
+	ARGS_ENTRY_QUIET(port_steal_from_field_null),
 	ARGS_ENTRY(unix_node_new_null),
 	ARGS_ENTRY(unix_node_get_node_null),
 	ARGS_ENTRY(unix_node_connect_take_null_unode),

@@ -203,7 +203,7 @@ static int child_echo(int in, int out)
 		P2ptest__Cmd *c = (P2ptest__Cmd *)m;
 		if (strcmp(c->text, "reply") == 0) {
 			mesh_sender_free(reply);
-			reply = mesh_sender_from_port(mesh_port_take_from_field(c->port),
+			reply = mesh_sender_from_port(mesh_port_steal_from_field(c->port),
 						      &p2ptest__cmd__descriptor);
 			send_cmd(reply, "ready", NULL);
 		} else if (strcmp(c->text, "echo") == 0 && reply) {
@@ -214,7 +214,7 @@ static int child_echo(int in, int out)
 				memcpy(back->data.data, c->data.data, c->data.len);
 			mesh_sender_send(reply, &back->base);
 		} else if (strcmp(c->text, "drop") == 0 && reply) {
-			mesh_port_close(mesh_port_take_from_field(c->port));
+			mesh_port_close(mesh_port_steal_from_field(c->port));
 			send_cmd(reply, "dropped", NULL);
 		}
 		mesh_payload_message_free(m);
@@ -701,7 +701,7 @@ START_TEST(test_third_node)
 	mesh_channel_new(&p2ptest__cmd__descriptor, &b_to_a, &a_in);
 	send_cmd(a_to_b, "here is a way back", mesh_sender_into_port(b_to_a));
 	P2ptest__Cmd *c = recv_cmd(b_in);
-	MeshSender *b_back = mesh_sender_from_port(mesh_port_take_from_field(c->port),
+	MeshSender *b_back = mesh_sender_from_port(mesh_port_steal_from_field(c->port),
 						   &p2ptest__cmd__descriptor);
 	mesh_payload_message_free(&c->base);
 
@@ -711,12 +711,12 @@ START_TEST(test_third_node)
 	mesh_channel_new(&p2ptest__cmd__descriptor, &keep_tx, &travel_rx);
 	send_cmd(b_back, "to forward", mesh_receiver_into_port(travel_rx));
 	c = recv_cmd(a_in);
-	MeshPort *travel = mesh_port_take_from_field(c->port);
+	MeshPort *travel = mesh_port_steal_from_field(c->port);
 	mesh_payload_message_free(&c->base);
 	ck_assert_ptr_nonnull(travel);
 	send_cmd(a_to_c, "forwarded", travel);
 	c = recv_cmd(c_in);
-	MeshReceiver *arrived = mesh_receiver_from_port(mesh_port_take_from_field(c->port),
+	MeshReceiver *arrived = mesh_receiver_from_port(mesh_port_steal_from_field(c->port),
 							&p2ptest__cmd__descriptor);
 	mesh_payload_message_free(&c->base);
 	error = recv_error(arrived);
@@ -790,13 +790,13 @@ START_TEST(test_with_unix_mesh)
 	send_cmd(p_to_u, "from P", mesh_receiver_into_port(travel));
 	c = recv_cmd(u_in);
 	ck_assert_str_eq(c->text, "from P");
-	MeshPort *fwd = mesh_port_take_from_field(c->port);
+	MeshPort *fwd = mesh_port_steal_from_field(c->port);
 	mesh_payload_message_free(&c->base);
 
 	/* U forwards P's receiver to J: its peer is on P, which J cannot reach. */
 	send_cmd(u_to_j, "forwarded", fwd);
 	c = recv_cmd(j_in);
-	MeshReceiver *arrived = mesh_receiver_from_port(mesh_port_take_from_field(c->port),
+	MeshReceiver *arrived = mesh_receiver_from_port(mesh_port_steal_from_field(c->port),
 							&p2ptest__cmd__descriptor);
 	mesh_payload_message_free(&c->base);
 	error = recv_error(arrived);

@@ -949,7 +949,7 @@ static GPtrArray *receive_ports_naming_nodes(TestNet *net, MeshPort *to, guint64
 	MeshEventHeader h = {.type = MESH_EVENT_MESSAGE, .flags = MESH_EVENT_FLAG_MESSAGE,
 			     .seq = seq, .resource_count = n};
 	h.port_id = to->id;
-	mesh_event_write_header(buf, &h);
+	protocol_event_write_header(buf, &h);
 	for (guint i = 0; i < n; i++) {
 		MeshResourceData rd = {.old_node = *from};
 		mesh_uuid_generate(&rd.id);
@@ -959,9 +959,9 @@ static GPtrArray *receive_ports_naming_nodes(TestNet *net, MeshPort *to, guint64
 		else
 			mesh_uuid_generate(&rd.peer_node);
 		mesh_uuid_generate(&rd.peer_port);
-		mesh_event_write_resource(buf + MESH_EVENT_HEADER_SIZE +
-						  (size_t)i * MESH_RESOURCE_DATA_SIZE,
-					  &rd);
+		protocol_event_write_resource(buf + MESH_EVENT_HEADER_SIZE +
+						      (size_t)i * MESH_RESOURCE_DATA_SIZE,
+					      &rd);
 	}
 	mesh_node_receive_event(net->nodes[1], from, buf, size, NULL, 0);
 	g_free(buf);
@@ -1496,9 +1496,9 @@ START_TEST(test_hostile_events)
 	MeshEventHeader h = {.type = MESH_EVENT_MESSAGE, .flags = MESH_EVENT_FLAG_MESSAGE,
 			     .seq = 1, .resource_count = 1};
 	h.port_id = p2->id;
-	mesh_event_write_header(buf, &h);
+	protocol_event_write_header(buf, &h);
 	MeshResourceData rd = {0};
-	mesh_event_write_resource(buf + MESH_EVENT_HEADER_SIZE, &rd);
+	protocol_event_write_resource(buf + MESH_EVENT_HEADER_SIZE, &rd);
 	mesh_node_receive_event(node, from, buf, MESH_EVENT_HEADER_SIZE + MESH_RESOURCE_DATA_SIZE,
 				NULL, 0);
 	/* A duplicate sequence number fails only that port. */
@@ -1508,7 +1508,7 @@ START_TEST(test_hostile_events)
 	h.resource_count = 0;
 	h.flags = MESH_EVENT_FLAG_MESSAGE;
 	h.seq = 1;
-	mesh_event_write_header(buf, &h);
+	protocol_event_write_header(buf, &h);
 	mesh_node_receive_event(node, from, buf, MESH_EVENT_HEADER_SIZE, NULL, 0);
 	expect_state(p2, PORT_RECV_FAILED);
 	mesh_port_close(p1);
@@ -1526,7 +1526,7 @@ START_TEST(test_hostile_events)
 	h.port_id = p2->id;
 	for (int i = 0; i < 3; i++) {
 		h.seq = i < 2 ? 3 : 2;
-		mesh_event_write_header(buf, &h);
+		protocol_event_write_header(buf, &h);
 		mesh_node_receive_event(node, from, buf, MESH_EVENT_HEADER_SIZE, NULL, 0);
 	}
 	expect_state(p2, PORT_RECV_MESSAGE); /* 2 */
@@ -1539,7 +1539,7 @@ START_TEST(test_hostile_events)
 	test_net_port_pair(net, 0, 1, &p1, &p2);
 	h.port_id = p2->id;
 	h.seq = 2 + (guint64)PORT_REORDER_WINDOW + 1;
-	mesh_event_write_header(buf, &h);
+	protocol_event_write_header(buf, &h);
 	mesh_node_receive_event(node, from, buf, MESH_EVENT_HEADER_SIZE, NULL, 0);
 	expect_state(p2, PORT_RECV_FAILED);
 	mesh_port_close(p1);

@@ -298,7 +298,7 @@ static gpointer dead_leader_listener(gpointer data)
 	mesh_uuid_generate(&pa);
 	mesh_uuid_generate(&pb);
 	ProtobufCMessage *msg =
-		mesh_invitation_to_message(mesh_invitation_new_take(&a, &pa, &b, &pb, sv[1]));
+		unix_invitation_to_message(mesh_invitation_new_take(&a, &pa, &b, &pb, sv[1]));
 	MeshPayloadResources *res = mesh_payload_resources_new();
 	uint8_t *data_ = NULL;
 	size_t size = 0;

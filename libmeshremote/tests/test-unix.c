@@ -441,16 +441,16 @@ static gboolean attack_unknown_port_then_garbage(int sock, const MeshPortId *por
 	MeshEventHeader h = {.type = MESH_EVENT_MESSAGE, .flags = MESH_EVENT_FLAG_MESSAGE,
 			     .seq = 1, .message_size = 3};
 	mesh_uuid_generate(&h.port_id);
-	mesh_event_write_header(pkt + 8, &h);
+	protocol_event_write_header(pkt + 8, &h);
 	memcpy(pkt + 8 + MESH_EVENT_HEADER_SIZE, "abc", 3);
 	ck_assert_int_eq(send(sock, pkt, sizeof(pkt), 0), sizeof(pkt));
 	/* ...so is a truncated event for our port (the connection stays)... */
 	h.port_id = *port;
-	mesh_event_write_header(pkt + 8, &h);
+	protocol_event_write_header(pkt + 8, &h);
 	ck_assert_int_eq(send(sock, pkt, sizeof(pkt) - 2, 0), sizeof(pkt) - 2);
 	/* ...and one for our port is delivered; then an unknown packet type ends it. */
 	h.port_id = *port;
-	mesh_event_write_header(pkt + 8, &h);
+	protocol_event_write_header(pkt + 8, &h);
 	ck_assert_int_eq(send(sock, pkt, sizeof(pkt), 0), sizeof(pkt));
 	ck_assert_int_eq(send(sock, "\x09\0\0\0\0\0\0\0", 8, 0), 8);
 	return TRUE;
@@ -509,7 +509,7 @@ START_TEST(test_hostile_flood_not_logged_each)
 	uint8_t pkt[8 + MESH_EVENT_HEADER_SIZE + 3] = {1};
 	MeshEventHeader h = {.port_id = mine, .type = MESH_EVENT_MESSAGE,
 			     .flags = MESH_EVENT_FLAG_MESSAGE, .seq = 1, .message_size = 3};
-	mesh_event_write_header(pkt + 8, &h);
+	protocol_event_write_header(pkt + 8, &h);
 	memcpy(pkt + 8 + MESH_EVENT_HEADER_SIZE, "abc", 3);
 	gint64 start = g_get_monotonic_time();
 	/* Truncated events: each is dropped, the connection stays. */

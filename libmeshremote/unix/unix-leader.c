@@ -152,7 +152,7 @@ void mesh_invitation_get_address(const MeshInvitation *inv, MeshNodeId *ret_loca
 		*ret_remote_port = inv->remote_port;
 }
 
-ProtobufCMessage *mesh_invitation_to_message(MeshInvitation *inv)
+ProtobufCMessage *unix_invitation_to_message(MeshInvitation *inv)
 {
 	MeshUnix__Invitation *m = g_malloc(sizeof(*m));
 	mesh_unix__invitation__init(m);
@@ -166,7 +166,7 @@ ProtobufCMessage *mesh_invitation_to_message(MeshInvitation *inv)
 	return &m->base;
 }
 
-MeshInvitation *mesh_invitation_from_message(ProtobufCMessage *msg, GError **error)
+MeshInvitation *unix_invitation_from_message(ProtobufCMessage *msg, GError **error)
 {
 	MeshUnix__Invitation *m = (MeshUnix__Invitation *)msg;
 	MeshInvitation *inv = NULL;
@@ -450,15 +450,15 @@ static void leader_handle(Follower *f, MeshUnix__LeaderRequest *req)
 			leader_connect(u->leader, f, &target);
 		break;
 	case MESH_UNIX__LEADER_REQUEST__REQUEST_INVITE: {
-		MeshPort *port = mesh_port_take_from_field(req->invite->port);
-		MeshPort *reply_port = mesh_port_take_from_field(req->invite->reply);
+		MeshPort *port = mesh_port_steal_from_field(req->invite->port);
+		MeshPort *reply_port = mesh_port_steal_from_field(req->invite->reply);
 		MeshInvitation *inv = NULL;
 		if (port && reply_port && leader_invite(u, port, &inv, NULL)) {
 			port = NULL;
 			MeshSender *reply =
 				mesh_sender_from_port(reply_port, &mesh_unix__invitation__descriptor);
 			reply_port = NULL;
-			mesh_sender_send(reply, mesh_invitation_to_message(inv));
+			mesh_sender_send(reply, unix_invitation_to_message(inv));
 			mesh_sender_free(reply);
 		}
 		mesh_port_close(port);
@@ -658,7 +658,7 @@ gboolean mesh_unix_node_invite(MeshUnixNode *u, MeshPort *port, gint64 timeout_u
 	mesh_receiver_free(rr);
 	if (!ok)
 		return FALSE;
-	*ret_invitation = mesh_invitation_from_message(msg, error);
+	*ret_invitation = unix_invitation_from_message(msg, error);
 	return *ret_invitation != NULL;
 }
 
@@ -744,9 +744,9 @@ MeshUnixNode *mesh_unix_node_join(MeshInvitation *inv, GMainContext *context, gi
 		return NULL;
 	}
 	MeshUnix__InitialMessage *im = (MeshUnix__InitialMessage *)msg;
-	MeshPort *ls = mesh_port_take_from_field(im->leader_send);
-	MeshPort *fr = mesh_port_take_from_field(im->follower_recv);
-	MeshPort *user = mesh_port_take_from_field(im->user_port);
+	MeshPort *ls = mesh_port_steal_from_field(im->leader_send);
+	MeshPort *fr = mesh_port_steal_from_field(im->follower_recv);
+	MeshPort *user = mesh_port_steal_from_field(im->user_port);
 	mesh_payload_message_free(msg);
 	if (!ls || !fr || !user) {
 		mesh_port_close(ls);
