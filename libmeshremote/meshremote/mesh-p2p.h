@@ -89,7 +89,7 @@ typedef enum {
  * peer to name yet): mesh_p2p_link_get_state() says why.
  *
  * Consumes @in_fd, also on failure. Consumes @out_fd, also on failure.
- * Consumes @port, also on failure (the port is closed then).
+ * Consumes @port, also on failure. (A port taken on failure is closed.)
  *
  * Returns: (transfer full) (nullable): the link, or NULL with @error set
  * (a bad fd, a datagram socket: MESH_ERROR_INVALID_ARGUMENT).
