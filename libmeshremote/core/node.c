@@ -752,7 +752,7 @@ static GError *message_fits(MeshNode *from, MeshRemoteNode *remote, MeshMessage 
 	if (!caps->max_handles)
 		return g_error_new(MESH_ERROR, MESH_ERROR_INVALID_ARGUMENT,
 				   "a message with %zu fds toward a node whose transport "
-				   "carries no fds (such as a point-to-point link): it was "
+				   "carries no fds: it was "
 				   "not sent",
 				   n_fds);
 	gsize max = caps->max_handles(event_size);
