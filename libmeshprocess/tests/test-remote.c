@@ -410,13 +410,15 @@ typedef struct {
 } Sshd;
 
 static Sshd sshd;
+/* meshctl, for its demo with a host over ssh (--ssh MESHCTL). */
+static const char *meshctl_path;
 
 static void run_or_fail(const char *const *argv)
 {
 	char *out = NULL, *err = NULL;
 	int status = 0;
 	GError *error = NULL;
-	gboolean ok = g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_DEFAULT, NULL, NULL, &out,
+	gboolean ok = g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, &out,
 				   &err, &status, &error);
 	ck_assert_msg(ok && g_spawn_check_wait_status(status, NULL), "%s failed: %s%s", argv[0],
 		      error ? error->message : "", err ? err : "");
@@ -600,6 +602,29 @@ START_TEST(test_ssh)
 	ck_assert_uint_eq(mesh_get_host_count(mesh), 0);
 	host_close(&h);
 	teardown();
+
+	/* meshctl's demo, with worker-3 over ssh. */
+	if (meshctl_path) {
+		GString *command = g_string_new(NULL);
+		for (guint i = 0; remote_command[i]; i++) {
+			char *q = g_shell_quote(remote_command[i]);
+			g_string_append_printf(command, "%s%s", i ? " " : "", q);
+			g_free(q);
+		}
+		const char *const argv[] = {meshctl_path, "demo", "--remote", command->str, NULL};
+		char *out = NULL;
+		int status = 0;
+		ck_assert(g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_STDERR_TO_DEV_NULL, NULL,
+				       NULL, &out, NULL, &status, NULL));
+		fprintf(stderr, "%s", out);
+		ck_assert_msg(g_spawn_check_wait_status(status, NULL), "meshctl demo failed");
+		ck_assert_msg(strstr(out, "worker-3 (pid ") && strstr(out, ", through \"ssh "),
+			      "%s", out);
+		ck_assert_msg(strstr(out, "rpc: add(2, 3) = 5 on worker-3\n"), "%s", out);
+		ck_assert_msg(strstr(out, "\ndemo: ok\n"), "%s", out);
+		g_free(out);
+		g_string_free(command, TRUE);
+	}
 	sshd_stop();
 }
 END_TEST
@@ -645,8 +670,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "host: %s\n", error->message);
 		return 3;
 	}
-	if (argc == 2 && strcmp(argv[1], "--ssh") == 0)
+	if (argc >= 2 && strcmp(argv[1], "--ssh") == 0) {
+		meshctl_path = argc >= 3 ? argv[2] : NULL;
 		return run_ssh_suite();
+	}
 
 	/* ssh's part: a shell that runs the words it is given as one command line. */
 	static const char *const local[] = {"sh", "-c", "exec sh -c \"exec $*\"", "sh", NULL};
