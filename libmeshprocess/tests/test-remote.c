@@ -150,6 +150,16 @@ static Host launch_with(const char *name, const char *scenario, MeshPort *work_p
 	MeshProcessConfig *c = mesh_process_config_new(name);
 	if (remote_command)
 		mesh_process_config_set_remote_command(c, (const char *const *)remote_command);
+	/*
+	 * ssh passes no environment: what the sanitizer setups need goes in
+	 * the command line (the instrumented GLib of the tsan setup, the
+	 * suppressions).
+	 */
+	static const char *const forward[] = {"LD_LIBRARY_PATH", "ASAN_OPTIONS", "UBSAN_OPTIONS",
+					      "LSAN_OPTIONS", "TSAN_OPTIONS"};
+	for (gsize i = 0; i < G_N_ELEMENTS(forward); i++)
+		if (g_getenv(forward[i]))
+			mesh_process_config_set_env(c, forward[i], g_getenv(forward[i]));
 	h.pid = mesh_launch_host(mesh, c, initial, &error);
 	mesh_process_config_free(c);
 	ck_assert_msg(h.pid > 0, "launch %s: %s", name, error ? error->message : "");
