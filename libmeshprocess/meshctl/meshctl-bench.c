@@ -6,7 +6,7 @@
  * (a line is measured if "metric/system" contains any FILTER) and BENCH_*
  * knobs; a readable summary goes to stderr.
  *
- *  1. Runs meshbench (libmeshremote/bench) for the channel-level metrics it
+ *  1. Runs meshbench (tests/bench) for the channel-level metrics it
  *     has, passing the filters and the environment through.
  *  2. Measures the host-level metrics itself:
  *     host_rss_kib/mesh     VmRSS of an idle launched host after it reported
@@ -51,7 +51,7 @@ typedef struct {
 	guint32 n;      /* hosts in the mesh */
 } BenchMsg;
 
-/* The metric/system keys meshbench prints (libmeshremote/bench/meshbench.c). */
+/* The metric/system keys meshbench prints (tests/bench/meshbench.c). */
 static const char *const meshbench_keys[] = {
 	"rtt_64B/mesh", "rtt_4KiB/mesh", "rtt_64KiB/mesh", "stream_64B_msgs_per_s/mesh",
 	"stream_1MiB_GB_per_s/mesh", "rtt_fd_pass/mesh", "inproc_rtt/gasyncqueue",

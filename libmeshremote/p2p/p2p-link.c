@@ -149,8 +149,8 @@ static void report_ended(MeshP2pLink *l);
 
 /*
  * Ends the link (once): @error (taken) NULL is a clean end. Fails the
- * remote node, and so every port that depended on the peer, with @reason
- * (NULL: @error's message); fails the local port when the hello never
+ * remote node, and so every port that depended on the peer, with @why
+ * (NULL: @error's message); closes the local port when the hello never
  * came. No lock held.
  */
 static void link_end_full(MeshP2pLink *l, GError *error, const char *why)
@@ -169,9 +169,8 @@ static void link_end_full(MeshP2pLink *l, GError *error, const char *why)
 	l->queued = 0;
 	MeshRemoteNode *remote = g_steal_pointer(&l->remote);
 	MeshPort *user_port = g_steal_pointer(&l->user_port);
-	char *reason = g_strdup(why			 ? why
-				: error ? error->message
-					: "the point-to-point link ended (end of stream)");
+	const char *what = error ? error->message : "the point-to-point link ended (end of stream)";
+	char *reason = g_strdup(why ? why : what);
 	MeshP2pPeerDescribeFunc describe = remote ? l->describe_func : NULL;
 	gpointer describe_data = l->describe_data;
 	MeshNodeId peer = l->peer;
@@ -544,6 +543,9 @@ static gboolean link_read(MeshP2pLink *l)
 			if (ended)
 				return FALSE;
 		}
+		/* Less than asked: the stream was drained; no read just for EAGAIN. */
+		if ((size_t)n < space)
+			break;
 	}
 	return TRUE;
 }

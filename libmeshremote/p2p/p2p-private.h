@@ -1,12 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * p2p/: the point-to-point transport (upstream point_to_point.rs), a
- * two-node mesh over any connected byte stream.
- *   p2p-reader.c  the stream parser: the 36-byte hello, then u64-LE-length
- *                 framed events, with the bounds on what a peer may claim
- *                 (also the fuzz target's entry point)
- *   p2p-link.c    MeshP2pLink: the hello exchange, the event sink, the
- *                 bounded send queue, the I/O source and thread, shutdown
+ * The point-to-point transport's internals (p2p/README.md): the stream
+ * parser of p2p-reader.c, for p2p-link.c, its tests and its fuzz target.
  */
 #pragma once
 

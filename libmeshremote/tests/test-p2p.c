@@ -743,6 +743,81 @@ START_TEST(test_third_node)
 }
 END_TEST
 
+/*
+ * One node with a Unix mesh and a point-to-point link at once: U leads a
+ * Unix mesh with J and is linked to P. Channels work on both; a receiver
+ * from P that U forwards to J needs J to reach P, which only U can: it
+ * fails on J instead of hanging (the leader cannot introduce P).
+ */
+START_TEST(test_with_unix_mesh)
+{
+	GError *error = NULL;
+	MeshNode *u = mesh_node_new();
+	MeshUnixNode *unode = mesh_unix_node_new(u, NULL);
+
+	/* J joins U's Unix mesh (in this process). */
+	MeshPort *u_port, *j_invited, *j_port = NULL;
+	MeshInvitation *inv = NULL;
+	mesh_port_new_pair(&u_port, &j_invited);
+	ck_assert(mesh_unix_node_invite(unode, j_invited, -1, &inv, &error));
+	MeshUnixNode *jnode = mesh_unix_node_join(inv, NULL, WAIT_US, &j_port, &error);
+	ck_assert_msg(jnode != NULL, "%s", error ? error->message : "?");
+	MeshSender *u_to_j = mesh_sender_from_port(u_port, &p2ptest__cmd__descriptor);
+	MeshReceiver *j_in = mesh_receiver_from_port(j_port, &p2ptest__cmd__descriptor);
+
+	/* P is linked to U's node. */
+	int sv[2];
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	MeshSender *p_to_u, *u_in_tx;
+	MeshReceiver *p_in_rx, *u_in;
+	mesh_channel_new(&p2ptest__cmd__descriptor, &p_to_u, &p_in_rx);
+	mesh_channel_new(&p2ptest__cmd__descriptor, &u_in_tx, &u_in);
+	MeshP2pLink *u_link = mesh_p2p_link_new_take(u, sv[0], sv[0], mesh_sender_into_port(u_in_tx),
+						     NULL, &error);
+	MeshP2pLink *p_link = mesh_p2p_link_new_take(NULL, sv[1], sv[1],
+						     mesh_receiver_into_port(p_in_rx), NULL, &error);
+	ck_assert(u_link && p_link);
+
+	/* Both work. */
+	send_cmd(u_to_j, "to J", NULL);
+	P2ptest__Cmd *c = recv_cmd(j_in);
+	ck_assert_str_eq(c->text, "to J");
+	mesh_payload_message_free(&c->base);
+	MeshSender *keep;
+	MeshReceiver *travel;
+	mesh_channel_new(&p2ptest__cmd__descriptor, &keep, &travel);
+	send_cmd(p_to_u, "from P", mesh_receiver_into_port(travel));
+	c = recv_cmd(u_in);
+	ck_assert_str_eq(c->text, "from P");
+	MeshPort *fwd = mesh_port_take_from_field(c->port);
+	mesh_payload_message_free(&c->base);
+
+	/* U forwards P's receiver to J: its peer is on P, which J cannot reach. */
+	send_cmd(u_to_j, "forwarded", fwd);
+	c = recv_cmd(j_in);
+	MeshReceiver *arrived = mesh_receiver_from_port(mesh_port_take_from_field(c->port),
+							&p2ptest__cmd__descriptor);
+	mesh_payload_message_free(&c->base);
+	error = recv_error(arrived);
+	ck_assert_int_eq(error->code, MESH_ERROR_NODE_FAILURE);
+	ck_assert_msg(strstr(error->message, "the leader gives no connection"), "%s", error->message);
+	g_error_free(error);
+	ck_assert_int_eq(mesh_p2p_link_get_state(u_link, NULL), MESH_P2P_LINK_OPEN);
+
+	mesh_receiver_free(arrived);
+	mesh_sender_free(keep);
+	mesh_sender_free(p_to_u);
+	mesh_receiver_free(u_in);
+	mesh_sender_free(u_to_j);
+	mesh_receiver_free(j_in);
+	mesh_p2p_link_free(p_link);
+	mesh_p2p_link_free(u_link);
+	mesh_unix_node_free(jnode);
+	mesh_unix_node_free(unode);
+	mesh_node_unref(u);
+}
+END_TEST
+
 /* Bad arguments: the fds and the port are taken, the port fails. */
 START_TEST(test_bad_fd)
 {
@@ -800,6 +875,7 @@ int main(int argc, char **argv)
 	tcase_add_test(th, test_truncated);
 	tcase_add_test(th, test_garbage_event);
 	tcase_add_test(th, test_third_node);
+	tcase_add_test(th, test_with_unix_mesh);
 	tcase_add_test(th, test_bad_fd);
 	suite_add_tcase(s, th);
 

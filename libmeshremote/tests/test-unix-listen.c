@@ -20,7 +20,7 @@
 
 #include <pal/pal.h>
 
-#include "unix-private.h"
+#include "unix-leader-private.h"
 #include "unix-test.h"
 
 #define WAIT_S 20

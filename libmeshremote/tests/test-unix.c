@@ -20,10 +20,10 @@
 
 #include <pal/pal.h>
 
-#include "unix-private.h"
+#include "unix-leader-private.h"
 #include "unix-test.h"
 
-/* unix-private.h (which needs the generated protocol header): the leader's pairs. */
+/* unix-leader-private.h (which needs the generated protocol header): the leader's pairs. */
 guint unix_leader_count_pairs(MeshUnixNode *u);
 
 typedef struct {

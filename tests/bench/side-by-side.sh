@@ -1,17 +1,17 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
 # mesh side by side with the shared IPC peer baselines (bench/peers), as
-# libmeshremote/bench/README.md describes: latencies pinned to one CPU
+# tests/bench/README.md describes: latencies pinned to one CPU
 # (BENCH_PIN=same), throughputs and host-level figures unpinned, each in one
 # run of bench/peers/run with `meshctl bench` as BENCH_LIB_CMD. Saves both
 # TSVs and rewrites the table of doc/performance.md between
 # <!-- table:begin --> and <!-- table:end -->.
 #
-# Usage: libmeshremote/bench/side-by-side.sh [PEERS_DIR]
+# Usage: tests/bench/side-by-side.sh [PEERS_DIR]
 #   PEERS_DIR  (or $PEERS) the shared bench/peers folder;
 #              default ../shared/bench/peers relative to the repository root
 #   $MESHCTL   meshctl to run (default build/libmeshprocess/meshctl/meshctl)
-#   $OUT       where the TSVs go (default libmeshremote/bench/results)
+#   $OUT       where the TSVs go (default tests/bench/results)
 #   $DOC       the page to update (default doc/performance.md); DOC=- skips it
 # Other BENCH_* variables (BENCH_REPS, BENCH_MAX_MS, ...) pass through.
 set -eu
@@ -20,7 +20,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 peers=${1:-${PEERS:-$root/../shared/bench/peers}}
 peers=$(cd "$peers" && pwd)
 meshctl=${MESHCTL:-$root/build/libmeshprocess/meshctl/meshctl}
-out=${OUT:-$root/libmeshremote/bench/results}
+out=${OUT:-$root/tests/bench/results}
 doc=${DOC:-$root/doc/performance.md}
 
 [ -x "$peers/run" ] || { echo "side-by-side: no $peers/run" >&2; exit 1; }
@@ -155,14 +155,24 @@ for n in sorted({int(s[5:]) for (mm, s) in T if mm == 'scale_hosts_ms' and s.sta
     rows.append('| scale_hosts_ms, %d hosts all-to-all | %s | | | %s per host | | (no target; parent VmRSS %s KiB) |' % (
         n, g(v), g(v / n), prss.group(1) if prss else '?'))
 
+# The point-to-point link (doc/libmeshremote-p2p.md) beside raw TCP loopback.
+for m, d, unit in (('rtt_64B', L, ' (us)'), ('stream_1MiB_GB_per_s', T, '')):
+    raw = d.get((m, 'raw-tcp-loopback'))
+    for sysname, label in (('mesh-p2p-socketpair', 'p2p socketpair'), ('mesh-p2p-tcp', 'p2p TCP')):
+        v = d.get((m, sysname))
+        if v is not None:
+            row('%s, %s%s' % (m, label, unit), v, 'TCP loopback', raw, 'Unix node',
+                d.get((m, 'mesh')), ratio(v, raw), ratio(v, d.get((m, 'mesh'))),
+                '(no target)')
+
 today = datetime.date.today().isoformat()
 table = '\n'.join([
-    '<!-- table:begin (written by libmeshremote/bench/side-by-side.sh; do not edit by hand) -->',
+    '<!-- table:begin (written by tests/bench/side-by-side.sh; do not edit by hand) -->',
     '## Table (%s, commit %s, one run each)' % (today, commit),
     '',
     'Latencies (`us`, `spawn_to_ready_ms`, `inproc_rtt`, port move): `BENCH_PIN=same`;',
     'throughputs, `host_rss_kib` and `scale_hosts_ms`: unpinned. Raw TSVs:',
-    '`libmeshremote/bench/results/lat.tsv` and `thr.tsv`.',
+    '`tests/bench/results/lat.tsv` and `thr.tsv`.',
     '',
     '| metric | mesh | raw limit | best peer | mesh / raw | mesh / best peer | target (DESIGN 6) |',
     '|---|---|---|---|---|---|---|',

@@ -14,7 +14,7 @@
 
 #include <pal/pal.h>
 
-#include "unix-private.h"
+#include "unix-leader-private.h"
 
 typedef struct {
 	MeshUnixNode *owner;
@@ -303,6 +303,7 @@ static void connector_cb(MeshNode *node, MeshRemoteNode *remote, void *data)
 
 void unix_connector_install(MeshUnixNode *u)
 {
+	u->stop_roles = unix_leader_stop;
 	mesh_node_set_connector(u->node, connector_cb, u);
 }
 
@@ -507,6 +508,16 @@ static void leader_add_follower(MeshUnixNode *u, const MeshNodeId *id, MeshRecei
 	mesh_receiver_set_callback(requests, u->context, leader_requests_cb, f, NULL);
 }
 
+MeshUnixNode *mesh_unix_node_new(MeshNode *node, GMainContext *context)
+{
+	g_return_val_if_fail(node != NULL, NULL);
+	MeshUnixNode *u = unix_node_new(node, context);
+
+	unix_connector_install(u);
+	unix_leader_start(u);
+	return u;
+}
+
 void unix_leader_start(MeshUnixNode *u)
 {
 	MeshSender *ls, *fs;
@@ -678,7 +689,8 @@ MeshUnixNode *mesh_unix_node_join(MeshInvitation *inv, GMainContext *context, gi
 		return NULL;
 	}
 	MeshNode *node = mesh_node_new_with_id(&inv->local_node);
-	MeshUnixNode *u = unix_node_new_follower(node, context);
+	MeshUnixNode *u = unix_node_new(node, context);
+	unix_connector_install(u);
 	mesh_node_unref(node);
 
 	/*

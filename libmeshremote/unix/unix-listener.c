@@ -26,7 +26,7 @@
 
 #include <pal/pal.h>
 
-#include "unix-private.h"
+#include "unix-leader-private.h"
 
 #define FRAME_HEADER_SIZE 8
 #define FRAME_MAX_DATA 4096

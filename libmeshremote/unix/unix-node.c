@@ -15,7 +15,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "unix-private.h"
+#include "unix-node-private.h"
 
 #define PACKET_HEADER_SIZE 8
 #define PACKET_EVENT 1
@@ -1083,21 +1083,13 @@ static gboolean attach_cb(gpointer data)
 	return G_SOURCE_REMOVE;
 }
 
-MeshUnixNode *mesh_unix_node_new(MeshNode *node, GMainContext *context)
-{
-	MeshUnixNode *u = unix_node_new_follower(node, context);
-	unix_leader_start(u);
-	return u;
-}
-
-MeshUnixNode *unix_node_new_follower(MeshNode *node, GMainContext *context)
+MeshUnixNode *unix_node_new(MeshNode *node, GMainContext *context)
 {
 	MeshUnixNode *u = g_new0(MeshUnixNode, 1);
 
 	u->node = mesh_node_ref(node);
 	mesh_node_set_connector_caps(node, &unix_caps);
 	u->pending = g_hash_table_new(mesh_uuid_hash, mesh_uuid_equal);
-	unix_connector_install(u);
 	g_mutex_init(&u->lock);
 	g_cond_init(&u->cond);
 	u->conns = g_ptr_array_new();
@@ -1240,9 +1232,11 @@ void unix_run_sync(MeshUnixNode *u, GSourceFunc func, gpointer data)
 	g_cond_clear(&s.cond);
 }
 
-static gboolean leader_stop_cb(gpointer data)
+static gboolean stop_roles_cb(gpointer data)
 {
-	unix_leader_stop(data);
+	MeshUnixNode *u = data;
+
+	u->stop_roles(u);
 	return G_SOURCE_REMOVE;
 }
 
@@ -1252,7 +1246,8 @@ static gboolean leader_stop_cb(gpointer data)
  */
 static void leader_stop_sync(MeshUnixNode *u)
 {
-	unix_run_sync(u, leader_stop_cb, u);
+	if (u->stop_roles)
+		unix_run_sync(u, stop_roles_cb, u);
 }
 
 /*

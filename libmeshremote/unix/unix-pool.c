@@ -25,7 +25,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "unix-private.h"
+#include "unix-node-private.h"
 
 /* Sender: buffers per connection, bytes in all, and the largest pooled event. */
 #define TX_POOL_MAX_BUFS 8

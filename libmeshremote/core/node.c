@@ -30,19 +30,6 @@ static void packet_free(Packet *pk)
 	g_free(pk);
 }
 
-guint mesh_uuid_hash(gconstpointer key)
-{
-	const MeshUuid *id = key;
-	guint h;
-	memcpy(&h, id->bytes, sizeof(h)); /* ids are random */
-	return h;
-}
-
-gboolean mesh_uuid_equal(gconstpointer a, gconstpointer b)
-{
-	return memcmp(a, b, sizeof(MeshUuid)) == 0;
-}
-
 MeshNode *mesh_node_new(void)
 {
 	MeshNodeId id;
@@ -223,24 +210,33 @@ void node_watch_notify(MeshNode *node)
 	g_mutex_unlock(&node->lock);
 }
 
+/*
+ * The ports of @node's table, each referenced (g_list_free_full(ports,
+ * (GDestroyNotify)port_unref) when done): references are taken under the
+ * node's lock, and a port's state is then read under its own (lock order).
+ */
+static GList *node_ref_ports(MeshNode *node)
+{
+	g_mutex_lock(&node->lock);
+	GList *ports = g_hash_table_get_values(node->ports);
+	for (GList *l = ports; l; l = l->next)
+		port_ref(l->data);
+	g_mutex_unlock(&node->lock);
+	return ports;
+}
+
 /* Ports of @node on their way to another node (sending or proxying). */
 static guint count_moving_ports(MeshNode *node, guint *ret_total)
 {
 	guint n = 0;
+	GList *ports = node_ref_ports(node);
 
-	/* References under the node's lock, states under each port's (lock order). */
-	g_mutex_lock(&node->lock);
-	GList *ports = g_hash_table_get_values(node->ports);
-	*ret_total = g_hash_table_size(node->ports);
-	for (GList *l = ports; l; l = l->next)
-		port_ref(l->data);
-	g_mutex_unlock(&node->lock);
+	*ret_total = g_list_length(ports);
 	for (GList *l = ports; l; l = l->next) {
 		PortState s = port_get_state(l->data);
 		n += s == PORT_SENDING || s == PORT_PROXYING;
-		port_unref(l->data);
 	}
-	g_list_free(ports);
+	g_list_free_full(ports, (GDestroyNotify)port_unref);
 	return n;
 }
 
@@ -657,11 +653,7 @@ static void node_fail_remote(MeshRemoteNode *remote, const char *reason)
 		return;
 
 	/* Fail every port whose peer or target is on that node. */
-	g_mutex_lock(&node->lock);
-	GList *ports = g_hash_table_get_values(node->ports);
-	for (GList *l = ports; l; l = l->next)
-		port_ref(l->data);
-	g_mutex_unlock(&node->lock);
+	GList *ports = node_ref_ports(node);
 	for (GList *l = ports; l; l = l->next) {
 		MeshPort *p = l->data;
 		Deferred d;
@@ -770,13 +762,8 @@ static void fail_sending_port(MeshNode *from, MeshRemoteNode *remote, const Mesh
 			      const GError *error)
 {
 	MeshPort *found = NULL;
+	GList *ports = node_ref_ports(from);
 
-	/* References under the node's lock, states under each port's (lock order). */
-	g_mutex_lock(&from->lock);
-	GList *ports = g_hash_table_get_values(from->ports);
-	for (GList *l = ports; l; l = l->next)
-		port_ref(l->data);
-	g_mutex_unlock(&from->lock);
 	for (GList *l = ports; l; l = l->next) {
 		MeshPort *p = l->data;
 		g_mutex_lock(&p->lock);

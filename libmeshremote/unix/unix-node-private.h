@@ -1,5 +1,10 @@
 /* SPDX-License-Identifier: MIT */
-/* Internals shared by the Unix transport (unix-node.c) and its leader (unix-leader.c). */
+/*
+ * The Unix transport's lower layer (unix-node.c, unix-io.c, unix-pool.c):
+ * connections, packets, the I/O thread and pools. It knows nothing of the
+ * leader protocol above it (unix-leader-private.h), which plugs in through
+ * MeshUnixNode.stop_roles.
+ */
 #pragma once
 
 #include "meshremote/meshremote.h"
@@ -30,6 +35,11 @@ struct MeshUnixNode {
 	MeshNodeId leader_node;
 	MeshPeerDescribeFunc describe;
 	gpointer describe_data;
+	/*
+	 * Set by the layer above (unix-leader.c): stops leading and following,
+	 * run on the I/O context by shutdown and free before the connections go.
+	 */
+	void (*stop_roles)(MeshUnixNode *u);
 };
 
 /* unix-io.c: the own I/O thread, which lends its context to blocked receivers. */
@@ -83,22 +93,13 @@ const char *unix_rx_pool_add(UnixRxPool *p, guint32 id, int memfd);
 const uint8_t *unix_rx_pool_copy(UnixRxPool *p, guint32 id, size_t size,
 				 void (**ret_free)(void *), void **ret_owner, const char **ret_reason);
 
-/* unix-node.c: a transport that does not lead (it will follow a leader). */
-MeshUnixNode *unix_node_new_follower(MeshNode *node, GMainContext *context);
+/*
+ * unix-node.c: the transport without a role; the leader layer makes it lead
+ * or follow (mesh_unix_node_new(), mesh_unix_node_join()).
+ */
+MeshUnixNode *unix_node_new(MeshNode *node, GMainContext *context);
 /* Ends the connection to @peer, if any (from any thread; no lock held). */
 void unix_node_cut(MeshUnixNode *u, const MeshNodeId *peer, const char *reason);
-
-/* unix-leader.c */
-ProtobufCMessage *mesh_invitation_to_message(MeshInvitation *inv);
-MeshInvitation *mesh_invitation_from_message(ProtobufCMessage *msg, GError **error);
-void unix_leader_start(MeshUnixNode *u);
-/* Installs the node's connector; call before the node can receive anything. */
-void unix_connector_install(MeshUnixNode *u);
-/* Starts following: takes the two channel ends from an InitialMessage. */
-void unix_follower_start(MeshUnixNode *u, MeshSender *to_leader, MeshReceiver *from_leader);
-void unix_leader_stop(MeshUnixNode *u);
-/* The pairs of followers the leader introduced (tests): only live ones are kept. */
-guint unix_leader_count_pairs(MeshUnixNode *u);
 
 /* Heap NodeId / PortId messages for the protocol (system allocator). */
 MeshUnix__NodeId *unix_node_id_new(const MeshUuid *id);

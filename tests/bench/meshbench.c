@@ -567,6 +567,35 @@ static int child_portmove(MeshReceiver *rx)
 }
 
 /* meshbench --child MODE SIZE CHECK NODE LEADER PORT LEADER_PORT */
+/*
+ * The child's side of a measurement, whatever the transport: the first
+ * message on @rx (taken) carries the sender of the channel back; then
+ * @mode runs. Returns its status.
+ */
+static int child_run(MeshReceiver *rx, const char *mode, size_t size)
+{
+	MeshMessage *setup = recv_or_die(rx, "child setup", FALSE);
+	MeshPort *back;
+	if (mesh_message_get_n_resources(setup) != 1 || !(back = mesh_message_steal_port(setup, 0)))
+		die("child: the setup message carries no port");
+	mesh_message_free(setup);
+	MeshSender *tx = mesh_sender_from_port(back, NULL);
+	mesh_sender_send_message(tx, mesh_message_new("ready", 5));
+
+	int status;
+	if (strcmp(mode, "echo") == 0)
+		status = child_echo(rx, tx);
+	else if (strcmp(mode, "stream") == 0)
+		status = child_stream(rx, tx, size);
+	else if (strcmp(mode, "portmove") == 0)
+		status = child_portmove(rx);
+	else
+		die("child: unknown mode %s", mode);
+	mesh_sender_free(tx);
+	mesh_receiver_free(rx);
+	return status;
+}
+
 /* The child of a p2p measurement: the link's stream is fd 3. */
 static int child_main_p2p(int argc, char **argv)
 {
@@ -586,23 +615,7 @@ static int child_main_p2p(int argc, char **argv)
 						   &error);
 	if (!link)
 		die("child: p2p link: %s", error->message);
-	MeshMessage *setup = recv_or_die(rx, "child setup", FALSE);
-	MeshPort *back;
-	if (mesh_message_get_n_resources(setup) != 1 || !(back = mesh_message_steal_port(setup, 0)))
-		die("child: the setup message carries no port");
-	mesh_message_free(setup);
-	MeshSender *tx = mesh_sender_from_port(back, NULL);
-	mesh_sender_send_message(tx, mesh_message_new("ready", 5));
-
-	int status;
-	if (strcmp(mode, "echo") == 0)
-		status = child_echo(rx, tx);
-	else if (strcmp(mode, "stream") == 0)
-		status = child_stream(rx, tx, size);
-	else
-		die("child: unknown p2p mode %s", mode);
-	mesh_sender_free(tx);
-	mesh_receiver_free(rx);
+	int status = child_run(rx, mode, size);
 	if (!mesh_p2p_link_shutdown(link, SHUTDOWN_TIMEOUT_US))
 		fprintf(stderr, "meshbench child: p2p shutdown was not clean\n");
 	mesh_p2p_link_free(link);
@@ -632,34 +645,46 @@ static int child_main(int argc, char **argv)
 	if (!unode)
 		die("child: join failed: %s", error->message);
 	MeshNode *node = mesh_node_ref(mesh_unix_node_get_node(unode));
-	MeshReceiver *rx = mesh_receiver_from_port(port, NULL);
-
-	/* The first message carries the sender of the channel back. */
-	MeshMessage *setup = recv_or_die(rx, "child setup", FALSE);
-	MeshPort *back;
-	if (mesh_message_get_n_resources(setup) != 1 || !(back = mesh_message_steal_port(setup, 0)))
-		die("child: the setup message carries no port");
-	mesh_message_free(setup);
-	MeshSender *tx = mesh_sender_from_port(back, NULL);
-	mesh_sender_send_message(tx, mesh_message_new("ready", 5));
-
-	int status;
-	if (strcmp(mode, "echo") == 0)
-		status = child_echo(rx, tx);
-	else if (strcmp(mode, "stream") == 0)
-		status = child_stream(rx, tx, size);
-	else if (strcmp(mode, "portmove") == 0)
-		status = child_portmove(rx);
-	else
-		die("child: unknown mode %s", mode);
-
-	mesh_sender_free(tx);
-	mesh_receiver_free(rx);
+	int status = child_run(mesh_receiver_from_port(port, NULL), mode, size);
 	if (!mesh_unix_node_shutdown(unode, SHUTDOWN_TIMEOUT_US))
 		fprintf(stderr, "meshbench child: shutdown was not clean\n");
 	mesh_unix_node_free(unode);
 	mesh_node_unref(node);
 	return status;
+}
+
+/* Starts /proc/self/exe with @args and @fd as its fd 3. */
+static void peer_spawn(Peer *p, const char **args, int fd)
+{
+	PalSpawn *spawn = pal_spawn_new("/proc/self/exe");
+	CHECK(spawn != NULL);
+	CHECK(pal_spawn_set_arg0(spawn, "meshbench") == 0);
+	CHECK(pal_spawn_add_args(spawn, args) == 0);
+	CHECK(pal_spawn_dup_fd(spawn, fd, 3) == 0);
+	CHECK(pal_spawn_set_stdin(spawn, PAL_STDIO_NULL, -1) == 0);
+	CHECK(pal_spawn_set_stdout(spawn, PAL_STDIO_NULL, -1) == 0);
+	CHECK(pal_spawn_set_parent_death_signal(spawn, SIGKILL) == 0);
+	int r = pal_spawn_run(spawn, &p->process);
+	if (r < 0)
+		die("spawn (%s): %s", pal_spawn_get_failed_step(spawn) ?: "?", g_strerror(-r));
+	pal_spawn_free(spawn);
+}
+
+/* Moves the sender of the channel back to the child (p->tx is set); waits for "ready". */
+static void peer_handshake(Peer *p)
+{
+	MeshSender *back;
+	mesh_channel_new(NULL, &back, &p->rx);
+	MeshMessage *setup = mesh_message_new("setup", 5);
+	CHECK(mesh_message_add_port_take(setup, mesh_sender_into_port(back)) >= 0);
+	mesh_sender_send_message(p->tx, setup);
+
+	MeshMessage *ready = recv_or_die(p->rx, "waiting for the child", FALSE);
+	size_t got;
+	const uint8_t *data = mesh_message_get_data(ready, &got);
+	if (got != 5 || memcmp(data, "ready", 5) != 0)
+		die("the child's first message is not \"ready\"");
+	mesh_message_free(ready);
 }
 
 /* A connected TCP loopback pair (127.0.0.1, an ephemeral port). */
@@ -685,7 +710,7 @@ static void peer_start_p2p(Peer *p, const char *mode, size_t size)
 {
 	GError *error = NULL;
 	char size_s[32];
-	int ours, theirs, r;
+	int ours, theirs;
 
 	memset(p, 0, sizeof(*p));
 	p->mode = mode;
@@ -698,19 +723,8 @@ static void peer_start_p2p(Peer *p, const char *mode, size_t size)
 		theirs = sv[1];
 	}
 	snprintf(size_s, sizeof(size_s), "%zu", size);
-	PalSpawn *spawn = pal_spawn_new("/proc/self/exe");
-	CHECK(spawn != NULL);
 	const char *args[] = {"--child-p2p", mode, size_s, opt_check ? "1" : "0", NULL};
-	CHECK(pal_spawn_set_arg0(spawn, "meshbench") == 0);
-	CHECK(pal_spawn_add_args(spawn, args) == 0);
-	CHECK(pal_spawn_dup_fd(spawn, theirs, 3) == 0);
-	CHECK(pal_spawn_set_stdin(spawn, PAL_STDIO_NULL, -1) == 0);
-	CHECK(pal_spawn_set_stdout(spawn, PAL_STDIO_NULL, -1) == 0);
-	CHECK(pal_spawn_set_parent_death_signal(spawn, SIGKILL) == 0);
-	r = pal_spawn_run(spawn, &p->process);
-	if (r < 0)
-		die("spawn (%s): %s", pal_spawn_get_failed_step(spawn) ?: "?", g_strerror(-r));
-	pal_spawn_free(spawn);
+	peer_spawn(p, args, theirs);
 	close(theirs);
 
 	MeshReceiver *first;
@@ -719,17 +733,7 @@ static void peer_start_p2p(Peer *p, const char *mode, size_t size)
 					 &error);
 	if (!p->link)
 		die("p2p link: %s", error->message);
-	MeshSender *back;
-	mesh_channel_new(NULL, &back, &p->rx);
-	MeshMessage *setup = mesh_message_new("setup", 5);
-	CHECK(mesh_message_add_port_take(setup, mesh_sender_into_port(back)) >= 0);
-	mesh_sender_send_message(p->tx, setup);
-	MeshMessage *ready = recv_or_die(p->rx, "waiting for the p2p child", FALSE);
-	size_t got;
-	const uint8_t *data = mesh_message_get_data(ready, &got);
-	if (got != 5 || memcmp(data, "ready", 5) != 0)
-		die("the child's first message is not \"ready\"");
-	mesh_message_free(ready);
+	peer_handshake(p);
 }
 
 /* Invites a child into the parent's mesh and waits until it is ready. */
@@ -745,7 +749,6 @@ static void peer_start(Peer *p, const char *mode, size_t size)
 	MeshPortId lp, rp;
 	GError *error = NULL;
 	char ids[4][33], size_s[32];
-	int r;
 
 	memset(p, 0, sizeof(*p));
 	p->mode = mode;
@@ -759,36 +762,14 @@ static void peer_start(Peer *p, const char *mode, size_t size)
 	id_to_hex(&rp, ids[3]);
 	snprintf(size_s, sizeof(size_s), "%zu", size);
 
-	PalSpawn *spawn = pal_spawn_new("/proc/self/exe");
-	CHECK(spawn != NULL);
 	const char *args[] = {"--child", mode,   size_s, opt_check ? "1" : "0",
 			      ids[0],    ids[1], ids[2], ids[3],
 			      NULL};
-	CHECK(pal_spawn_set_arg0(spawn, "meshbench") == 0);
-	CHECK(pal_spawn_add_args(spawn, args) == 0);
-	CHECK(pal_spawn_dup_fd(spawn, mesh_invitation_get_fd(inv), 3) == 0);
-	CHECK(pal_spawn_set_stdin(spawn, PAL_STDIO_NULL, -1) == 0);
-	CHECK(pal_spawn_set_stdout(spawn, PAL_STDIO_NULL, -1) == 0);
-	CHECK(pal_spawn_set_parent_death_signal(spawn, SIGKILL) == 0);
-	r = pal_spawn_run(spawn, &p->process);
-	if (r < 0)
-		die("spawn (%s): %s", pal_spawn_get_failed_step(spawn) ?: "?", g_strerror(-r));
-	pal_spawn_free(spawn);
+	peer_spawn(p, args, mesh_invitation_get_fd(inv));
 	mesh_invitation_free(inv); /* the child has its copy of the socket */
 
 	p->tx = mesh_sender_from_port(mine, NULL);
-	MeshSender *back;
-	mesh_channel_new(NULL, &back, &p->rx);
-	MeshMessage *setup = mesh_message_new("setup", 5);
-	CHECK(mesh_message_add_port_take(setup, mesh_sender_into_port(back)) >= 0);
-	mesh_sender_send_message(p->tx, setup);
-
-	MeshMessage *ready = recv_or_die(p->rx, "waiting for the child", FALSE);
-	size_t got;
-	const uint8_t *data = mesh_message_get_data(ready, &got);
-	if (got != 5 || memcmp(data, "ready", 5) != 0)
-		die("the child's first message is not \"ready\"");
-	mesh_message_free(ready);
+	peer_handshake(p);
 }
 
 /*

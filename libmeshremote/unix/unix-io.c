@@ -24,7 +24,7 @@
  */
 #include <errno.h>
 
-#include "unix-private.h"
+#include "unix-node-private.h"
 
 /* How long the I/O thread leaves its context to a borrower that is away. */
 #define LEND_IDLE_US 1000

@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: MIT */
+/* Node and port ids: random 16-byte uuids, their text form and hashing. */
+#include <errno.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "remote-private.h"
+
+void mesh_uuid_generate(MeshUuid *ret)
+{
+	size_t got = 0;
+
+	while (got < sizeof(ret->bytes)) {
+		ssize_t k = getrandom(ret->bytes + got, sizeof(ret->bytes) - got, 0);
+		if (k < 0) {
+			if (errno == EINTR)
+				continue;
+			g_error("getrandom failed: %s", g_strerror(errno));
+		}
+		got += (size_t)k;
+	}
+}
+
+gboolean mesh_uuid_is_zero(const MeshUuid *id)
+{
+	for (size_t i = 0; i < sizeof(id->bytes); i++)
+		if (id->bytes[i])
+			return FALSE;
+	return TRUE;
+}
+
+const char *mesh_uuid_to_string(const MeshUuid *id, char buf[33])
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t i = 0, k = 0;
+
+	while (i < 16 && id->bytes[i] == 0)
+		i++;
+	if (i == 16) {
+		buf[0] = '0';
+		buf[1] = '\0';
+		return buf;
+	}
+	if (id->bytes[i] < 0x10) {
+		buf[k++] = hex[id->bytes[i] & 0xf];
+		i++;
+	}
+	for (; i < 16; i++) {
+		buf[k++] = hex[id->bytes[i] >> 4];
+		buf[k++] = hex[id->bytes[i] & 0xf];
+	}
+	buf[k] = '\0';
+	return buf;
+}
+
+guint mesh_uuid_hash(gconstpointer key)
+{
+	const MeshUuid *id = key;
+	guint h;
+	memcpy(&h, id->bytes, sizeof(h)); /* ids are random */
+	return h;
+}
+
+gboolean mesh_uuid_equal(gconstpointer a, gconstpointer b)
+{
+	return memcmp(a, b, sizeof(MeshUuid)) == 0;
+}
