@@ -279,6 +279,20 @@ static void host_free(Host *h)
 
 static char *describe_status(int status);
 
+/* The host whose link is @link, or (@link NULL) whose node is @peer. Under m->lock. */
+static Host *find_host_locked(Mesh *m, const MeshNodeId *peer, MeshP2pLink *link)
+{
+	GHashTableIter it;
+	gpointer value;
+	g_hash_table_iter_init(&it, m->hosts);
+	while (g_hash_table_iter_next(&it, NULL, &value)) {
+		Host *h = value;
+		if (link ? h->link == link : memcmp(&h->node_id, peer, sizeof(*peer)) == 0)
+			return h;
+	}
+	return NULL;
+}
+
 /*
  * Names a host whose connection ended, with how it ended when that is
  * already known (the kernel closes the sockets just before the process
@@ -292,17 +306,11 @@ static char *describe_peer(const MeshNodeId *peer, gpointer data)
 	int pidfd = -1;
 
 	g_mutex_lock(&m->lock);
-	GHashTableIter it;
-	gpointer value;
-	g_hash_table_iter_init(&it, m->hosts);
-	while (g_hash_table_iter_next(&it, NULL, &value)) {
-		Host *h = value;
-		if (memcmp(&h->node_id, peer, sizeof(*peer)) == 0) {
-			name = g_strdup(h->name);
-			pid = h->pid;
-			pidfd = fcntl(pal_child_get_pidfd(h->child), F_DUPFD_CLOEXEC, 3);
-			break;
-		}
+	Host *h = find_host_locked(m, peer, NULL);
+	if (h) {
+		name = g_strdup(h->name);
+		pid = h->pid;
+		pidfd = fcntl(pal_child_get_pidfd(h->child), F_DUPFD_CLOEXEC, 3);
 	}
 	for (guint i = 0; !name && i < G_N_ELEMENTS(m->gone); i++) {
 		if (m->gone[i].text && memcmp(&m->gone[i].node_id, peer, sizeof(*peer)) == 0) {
@@ -343,16 +351,10 @@ static char *describe_remote(MeshP2pLink *link, const MeshNodeId *peer, gpointer
 	char *text = NULL;
 
 	g_mutex_lock(&m->lock);
-	GHashTableIter it;
-	gpointer value;
-	g_hash_table_iter_init(&it, m->hosts);
-	while (g_hash_table_iter_next(&it, NULL, &value)) {
-		Host *h = value;
-		if (h->link == link) {
-			h->node_id = *peer;
-			text = g_strdup(h->exit_text);
-			break;
-		}
+	Host *h = find_host_locked(m, NULL, link);
+	if (h) {
+		h->node_id = *peer;
+		text = g_strdup(h->exit_text);
 	}
 	g_mutex_unlock(&m->lock);
 	return text ? text : describe_peer(peer, m);

@@ -555,27 +555,13 @@ static void sshd_start(void)
 	g_free(auth);
 }
 
-static void remove_tree(const char *dir)
-{
-	GDir *d = g_dir_open(dir, 0, NULL);
-	const char *name;
-	while (d && (name = g_dir_read_name(d))) {
-		char *path = g_build_filename(dir, name, NULL);
-		unlink(path);
-		g_free(path);
-	}
-	if (d)
-		g_dir_close(d);
-	rmdir(dir);
-}
-
 static void sshd_stop(void)
 {
 	ck_assert_int_eq(kill(sshd.pid, SIGTERM), 0);
 	int status = 0;
 	ck_assert_int_eq(waitpid(sshd.pid, &status, 0), sshd.pid);
 	g_thread_join(sshd.log_thread); /* its log ends with it */
-	remove_tree(sshd.dir);
+	run_or_fail((const char *const[]){"rm", "-rf", sshd.dir, NULL});
 	g_free(sshd.dir);
 	g_strfreev(remote_command);
 	remote_command = NULL;
@@ -639,6 +625,15 @@ START_TEST(test_ssh)
 }
 END_TEST
 
+static int run_suite(Suite *s)
+{
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_ENV);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}
+
 static int run_ssh_suite(void)
 {
 	const char *const needed[] = {"/usr/sbin/sshd", "ssh", "ssh-keygen"};
@@ -665,11 +660,7 @@ static int run_ssh_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_ssh);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_ENV);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return run_suite(s);
 }
 
 int main(int argc, char **argv)
@@ -701,9 +692,5 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_remote_third_node_port_fails);
 	tcase_add_test(tc, test_remote_command_fails);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_ENV);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return run_suite(s);
 }
