@@ -409,6 +409,20 @@ START_TEST(test_remote_command_fails)
 }
 END_TEST
 
+/* A corrupt stdio invitation: an error, the variable gone, stdin and stdout left alone. */
+START_TEST(test_corrupt_stdio_invitation)
+{
+	GError *error = NULL;
+	g_setenv(MESH_STDIO_INVITATION, "not base64!", TRUE);
+	int flags = fcntl(1, F_GETFL);
+	ck_assert(!mesh_try_run_host("x", host_main, NULL, &error));
+	ck_assert(g_error_matches(error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_INVITATION));
+	ck_assert(!g_getenv(MESH_STDIO_INVITATION));
+	ck_assert_int_eq(fcntl(1, F_GETFL), flags);
+	g_error_free(error);
+}
+END_TEST
+
 /* The private sshd. */
 
 typedef struct {
@@ -692,5 +706,8 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_remote_third_node_port_fails);
 	tcase_add_test(tc, test_remote_command_fails);
 	suite_add_tcase(s, tc);
+	TCase *host = tcase_create("host-side");
+	tcase_add_test(host, test_corrupt_stdio_invitation);
+	suite_add_tcase(s, host);
 	return run_suite(s);
 }
