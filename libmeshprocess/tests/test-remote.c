@@ -352,6 +352,33 @@ START_TEST(test_remote_fd_fails_port)
 }
 END_TEST
 
+/* An initial message with an fd: it fails at the parent, with the ports it carries. */
+START_TEST(test_remote_initial_fd)
+{
+	MeshSender *rs;
+	MeshReceiver *results;
+	GError *error = NULL;
+	mesh_channel_new(&chantest__text__descriptor, &rs, &results);
+	MeshMessage *initial = mesh_message_new("serve", 5);
+	mesh_message_add_port_take(initial, mesh_sender_into_port(rs));
+	mesh_message_add_fd_take(initial, open("/dev/null", O_RDONLY | O_CLOEXEC));
+	MeshProcessConfig *c = mesh_process_config_new("fd-at-start");
+	mesh_process_config_set_remote_command(c, (const char *const *)remote_command);
+	GPid pid = mesh_launch_host(mesh, c, initial, &error);
+	mesh_process_config_free(c);
+	ck_assert_msg(pid > 0, "%s", error ? error->message : "");
+	/* The results sender went down with the message: its receiver hears of it. */
+	ProtobufCMessage *msg = NULL;
+	ck_assert(!mesh_receiver_recv(results, WAIT_US, &msg, &error));
+	ck_assert_msg(!g_error_matches(error, MESH_ERROR, MESH_ERROR_TIMED_OUT), "%s",
+		      error->message);
+	g_error_free(error);
+	mesh_receiver_free(results);
+	/* The host finds no initial message and exits. */
+	wait_hosts_gone();
+}
+END_TEST
+
 /* A port whose peer is on another host fails at the remote host: it talks to the parent only. */
 START_TEST(test_remote_third_node_port_fails)
 {
@@ -703,6 +730,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_remote_killed);
 	tcase_add_test(tc, test_remote_crash);
 	tcase_add_test(tc, test_remote_fd_fails_port);
+	tcase_add_test(tc, test_remote_initial_fd);
 	tcase_add_test(tc, test_remote_third_node_port_fails);
 	tcase_add_test(tc, test_remote_command_fails);
 	suite_add_tcase(s, tc);
