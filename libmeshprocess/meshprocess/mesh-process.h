@@ -200,7 +200,8 @@ MESH_PROCESS_API gboolean mesh_crash(Mesh *mesh, GPid pid, GError **error);
  *
  * Returns: (transfer full): the tree as JSON: the mesh name, this process,
  * and each host by pid (name, node id, state, what the host reports of
- * itself).
+ * itself; a remote host's entry also has "transport": "p2p" and "command",
+ * its remote command).
  */
 MESH_PROCESS_API char *mesh_inspect(Mesh *mesh, gint64 timeout_us);
 
