@@ -747,7 +747,8 @@ END_TEST
  * One node with a Unix mesh and a point-to-point link at once: U leads a
  * Unix mesh with J and is linked to P. Channels work on both; a receiver
  * from P that U forwards to J needs J to reach P, which only U can: it
- * fails on J instead of hanging (the leader cannot introduce P).
+ * fails on J instead of hanging (the leader cannot introduce P; which of
+ * the failures reaches J first depends on timing).
  */
 START_TEST(test_with_unix_mesh)
 {
@@ -800,7 +801,6 @@ START_TEST(test_with_unix_mesh)
 	mesh_payload_message_free(&c->base);
 	error = recv_error(arrived);
 	ck_assert_int_eq(error->code, MESH_ERROR_NODE_FAILURE);
-	ck_assert_msg(strstr(error->message, "the leader gives no connection"), "%s", error->message);
 	g_error_free(error);
 	ck_assert_int_eq(mesh_p2p_link_get_state(u_link, NULL), MESH_P2P_LINK_OPEN);
 
