@@ -68,6 +68,7 @@ typedef gboolean (*MeshSandboxApplyFunc)(PalSpawn *spawn, gpointer user_data, GE
 MESH_PROCESS_API MeshProcessConfig *mesh_process_config_new(const char *name);
 /** mesh_process_config_free: NULL-safe. */
 MESH_PROCESS_API void mesh_process_config_free(MeshProcessConfig *config);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(MeshProcessConfig, mesh_process_config_free)
 /** mesh_process_config_set_program: the executable (default: this program, with the parent's argv[0]). */
 MESH_PROCESS_API void mesh_process_config_set_program(MeshProcessConfig *config, const char *path);
 /** mesh_process_config_add_arg: an extra argument, before the node name. */
@@ -187,6 +188,7 @@ MESH_PROCESS_API gboolean mesh_shutdown(Mesh *mesh, gint64 deadline_us, GError *
 
 /** mesh_free: shuts down (killing hosts at once) if needed and frees. NULL-safe. */
 MESH_PROCESS_API void mesh_free(Mesh *mesh);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(Mesh, mesh_free)
 
 /* Listening and connecting. */
 

@@ -121,6 +121,7 @@ MESH_PROCESS_API gboolean mesh_worker_registry_check(MeshWorkerRegistry *reg, co
  * Frees the registry, calling each entry's notify. NULL-safe.
  */
 MESH_PROCESS_API void mesh_worker_registry_free(MeshWorkerRegistry *reg);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(MeshWorkerRegistry, mesh_worker_registry_free)
 
 /* The worker's side. */
 
@@ -246,6 +247,7 @@ MESH_PROCESS_API MeshWorkerHandle *mesh_worker_host_launch(MeshWorkerHost *host,
  * Running workers and their handles are unaffected. NULL-safe.
  */
 MESH_PROCESS_API void mesh_worker_host_free(MeshWorkerHost *host);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(MeshWorkerHost, mesh_worker_host_free)
 
 /* The handle. Stop from any thread; read events from one thread at a time. */
 
@@ -309,5 +311,6 @@ MESH_PROCESS_API gboolean mesh_worker_handle_join(MeshWorkerHandle *handle, gint
  * reports as a stop request. NULL-safe.
  */
 MESH_PROCESS_API void mesh_worker_handle_free(MeshWorkerHandle *handle);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(MeshWorkerHandle, mesh_worker_handle_free)
 
 G_END_DECLS

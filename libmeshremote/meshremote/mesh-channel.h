@@ -69,6 +69,7 @@ MESH_REMOTE_API MeshSender *mesh_sender_clone(MeshSender *sender);
 
 /** mesh_sender_free: drops this sender; the receiver is closed once all are gone. NULL-safe. */
 MESH_REMOTE_API void mesh_sender_free(MeshSender *sender);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(MeshSender, mesh_sender_free)
 
 /**
  * mesh_sender_send:
@@ -179,6 +180,7 @@ MESH_REMOTE_API int mesh_receiver_get_fd(MeshReceiver *receiver);
 
 /** mesh_receiver_free: drops the receiver; senders see it closed. NULL-safe. */
 MESH_REMOTE_API void mesh_receiver_free(MeshReceiver *receiver);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(MeshReceiver, mesh_receiver_free)
 
 /**
  * mesh_receiver_into_port:
@@ -236,6 +238,7 @@ MESH_REMOTE_API void mesh_oneshot_send_message(MeshOneshotSender *sender, MeshMe
 
 /** mesh_oneshot_sender_free: drops the sender unsent; the receiver gets MESH_ERROR_CLOSED. */
 MESH_REMOTE_API void mesh_oneshot_sender_free(MeshOneshotSender *sender);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(MeshOneshotSender, mesh_oneshot_sender_free)
 
 /**
  * mesh_oneshot_recv:
@@ -264,6 +267,7 @@ MESH_REMOTE_API gboolean mesh_oneshot_recv_message(MeshOneshotReceiver *receiver
 
 /** mesh_oneshot_receiver_free: NULL-safe. */
 MESH_REMOTE_API void mesh_oneshot_receiver_free(MeshOneshotReceiver *receiver);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(MeshOneshotReceiver, mesh_oneshot_receiver_free)
 
 MESH_REMOTE_API MeshPort *mesh_oneshot_sender_into_port(MeshOneshotSender *sender);
 MESH_REMOTE_API MeshOneshotSender *mesh_oneshot_sender_from_port(
@@ -331,5 +335,6 @@ MESH_REMOTE_API void mesh_rpc_fail(MeshRpc *rpc, const GError *error);
 
 /** mesh_rpc_free: drops the request unanswered. NULL-safe. */
 MESH_REMOTE_API void mesh_rpc_free(MeshRpc *rpc);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(MeshRpc, mesh_rpc_free)
 
 G_END_DECLS

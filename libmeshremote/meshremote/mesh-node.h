@@ -137,6 +137,7 @@ MESH_REMOTE_API MeshNode *mesh_node_ref(MeshNode *node);
  * and every remote node fail with MESH_ERROR_SHUTTING_DOWN.
  */
 MESH_REMOTE_API void mesh_node_unref(MeshNode *node);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(MeshNode, mesh_node_unref)
 
 /** mesh_node_get_id: Returns: (transfer none): the node's id. */
 MESH_REMOTE_API const MeshNodeId *mesh_node_get_id(MeshNode *node);

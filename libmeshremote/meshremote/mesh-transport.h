@@ -232,6 +232,7 @@ MESH_REMOTE_API MeshRemoteNode *mesh_remote_node_ref(MeshRemoteNode *remote);
 
 /** mesh_remote_node_unref: dropping the last handle fails the node ("remote node dropped"). */
 MESH_REMOTE_API void mesh_remote_node_unref(MeshRemoteNode *remote);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(MeshRemoteNode, mesh_remote_node_unref)
 
 /** mesh_remote_node_get_id: Returns: (transfer none): the remote node's id. */
 MESH_REMOTE_API const MeshNodeId *mesh_remote_node_get_id(MeshRemoteNode *remote);
@@ -404,6 +405,7 @@ MESH_REMOTE_API void mesh_io_hook_detach(MeshIoHook *hook);
 MESH_REMOTE_API MeshIoHook *mesh_io_hook_ref(MeshIoHook *hook);
 /** mesh_io_hook_unref: @hook: (nullable). */
 MESH_REMOTE_API void mesh_io_hook_unref(MeshIoHook *hook);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(MeshIoHook, mesh_io_hook_unref)
 
 /**
  * mesh_node_set_io_hook:
