@@ -10,6 +10,9 @@
  *   cc typed-fds.c typed-fds.pb-c.c $(pkg-config --cflags --libs libmeshprocess) -o typed-fds
  *   ./typed-fds
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* memfd_create(), pipe2() */
+#endif
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
