@@ -34,6 +34,7 @@ typedef struct {
 	void (*release)(MeshPayloadObject *object);
 } MeshPayloadObjectClass;
 
+/** MESH_PAYLOAD_OBJECT_CLASS_VERSION: the MeshPayloadObjectClass version this header describes. */
 #define MESH_PAYLOAD_OBJECT_CLASS_VERSION 0
 
 /**

@@ -39,7 +39,9 @@ typedef enum {
 	MESH_PROCESS_ERROR_SHUT_DOWN,
 } MeshProcessError;
 
+/** MESH_PROCESS_ERROR: the error domain of libmeshprocess; codes are MeshProcessError. */
 #define MESH_PROCESS_ERROR (mesh_process_error_quark())
+/** mesh_process_error_quark: Returns: the MESH_PROCESS_ERROR domain. */
 MESH_PROCESS_API GQuark mesh_process_error_quark(void);
 
 /** MESH_WORKER_INVITATION: the environment variable a host's invitation travels in. */
@@ -47,6 +49,7 @@ MESH_PROCESS_API GQuark mesh_process_error_quark(void);
 
 /* Process configuration. */
 
+/** MeshProcessConfig: how to launch one host (mesh_launch_host()). */
 typedef struct MeshProcessConfig MeshProcessConfig;
 
 /**
@@ -89,6 +92,7 @@ MESH_PROCESS_API void mesh_process_config_set_sandbox(MeshProcessConfig *config,
 
 /* The mesh. */
 
+/** Mesh: the coordinator of a mesh of processes, in the parent (mesh_new()). */
 typedef struct Mesh Mesh;
 
 /**
@@ -224,6 +228,12 @@ MESH_PROCESS_API gboolean mesh_listen(Mesh *mesh, const char *path, gboolean all
  */
 MESH_PROCESS_API void mesh_unlisten(Mesh *mesh, const char *path);
 
+/**
+ * MeshConnection:
+ *
+ * A client's connection to a listening mesh (mesh_connect()); ended by
+ * mesh_connection_shutdown().
+ */
 typedef struct MeshConnection MeshConnection;
 
 /**
@@ -282,7 +292,8 @@ typedef gboolean (*MeshHostFunc)(MeshMessage *initial, gpointer user_data, GErro
 /**
  * mesh_try_run_host:
  * @base_name: the process name prefix: the process is renamed
- *     "@base_name-<node name>" (as much as fits in 15 characters)
+ *     "@base_name-NODE", NODE being the node name (as much as fits in 15
+ *     characters)
  * @func: the host's work
  * @user_data: passed to @func
  * @error: a corrupt invitation, a failed join, or @func's error

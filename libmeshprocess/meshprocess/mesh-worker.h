@@ -30,9 +30,13 @@
 
 G_BEGIN_DECLS
 
+/** MeshWorkerRegistry: the workers a runner can start, by name. */
 typedef struct MeshWorkerRegistry MeshWorkerRegistry;
+/** MeshWorkerContext: what a running worker is given: its name and its stop requests (borrowed). */
 typedef struct MeshWorkerContext MeshWorkerContext;
+/** MeshWorkerHost: the parent's side of a worker runner: launches workers in it. */
 typedef struct MeshWorkerHost MeshWorkerHost;
+/** MeshWorkerHandle: the parent's handle on one worker: its events, stop and join. */
 typedef struct MeshWorkerHandle MeshWorkerHandle;
 
 /**

@@ -52,7 +52,9 @@
 
 G_BEGIN_DECLS
 
+/** MeshSender: the sending end of an mpsc channel (a port); senders may be cloned. */
 typedef struct MeshSender MeshSender;
+/** MeshReceiver: the receiving end of an mpsc channel. */
 typedef struct MeshReceiver MeshReceiver;
 
 /**
@@ -222,7 +224,9 @@ MESH_REMOTE_API void mesh_receiver_bridge(MeshReceiver *receiver, MeshSender *se
 
 /* Oneshot. */
 
+/** MeshOneshotSender: the sending end of a one-value channel. */
 typedef struct MeshOneshotSender MeshOneshotSender;
+/** MeshOneshotReceiver: the receiving end of a one-value channel. */
 typedef struct MeshOneshotReceiver MeshOneshotReceiver;
 
 /** mesh_oneshot_new: a one-value channel; @desc NULL for untyped. */
@@ -269,15 +273,30 @@ MESH_REMOTE_API gboolean mesh_oneshot_recv_message(MeshOneshotReceiver *receiver
 MESH_REMOTE_API void mesh_oneshot_receiver_free(MeshOneshotReceiver *receiver);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(MeshOneshotReceiver, mesh_oneshot_receiver_free)
 
+/** mesh_oneshot_sender_into_port: Returns: (transfer full): the sender's port; @sender is taken. */
 MESH_REMOTE_API MeshPort *mesh_oneshot_sender_into_port(MeshOneshotSender *sender);
+/** mesh_oneshot_sender_from_port: Returns: (transfer full): a oneshot sender; @port is taken. */
 MESH_REMOTE_API MeshOneshotSender *mesh_oneshot_sender_from_port(
 	MeshPort *port, const ProtobufCMessageDescriptor *desc);
+/**
+ * mesh_oneshot_receiver_into_port:
+ *
+ * Returns: (transfer full): the receiver's port (holding the value if it
+ * came); @receiver is taken.
+ */
 MESH_REMOTE_API MeshPort *mesh_oneshot_receiver_into_port(MeshOneshotReceiver *receiver);
+/** mesh_oneshot_receiver_from_port: Returns: (transfer full): a receiver; @port is taken. */
 MESH_REMOTE_API MeshOneshotReceiver *mesh_oneshot_receiver_from_port(
 	MeshPort *port, const ProtobufCMessageDescriptor *desc);
 
 /* RPC: a request message whose wire form is {1: input, 2: reply oneshot port}. */
 
+/**
+ * MeshRpc:
+ *
+ * A received request, to answer once (mesh_rpc_complete(), mesh_rpc_fail())
+ * or drop (mesh_rpc_free()).
+ */
 typedef struct MeshRpc MeshRpc;
 
 /**

@@ -52,6 +52,7 @@ G_BEGIN_DECLS
  */
 #ifdef G_OS_WIN32
 typedef void *MeshOsHandle;
+/** MESH_OS_HANDLE_INVALID: no handle. */
 #define MESH_OS_HANDLE_INVALID NULL
 #else
 typedef int MeshOsHandle;
@@ -127,6 +128,7 @@ typedef struct {
 	const MeshTransportCaps *caps;
 } MeshEventSink;
 
+/** MESH_EVENT_SINK_VERSION: the MeshEventSink version this header describes. */
 #define MESH_EVENT_SINK_VERSION 1
 
 /**
@@ -228,6 +230,7 @@ MESH_REMOTE_API void mesh_remote_node_set_features(MeshRemoteNode *remote,
  */
 MESH_REMOTE_API void mesh_remote_node_fail(MeshRemoteNode *remote, const char *reason);
 
+/** mesh_remote_node_ref: Returns: (transfer full): another handle on @remote. */
 MESH_REMOTE_API MeshRemoteNode *mesh_remote_node_ref(MeshRemoteNode *remote);
 
 /** mesh_remote_node_unref: dropping the last handle fails the node ("remote node dropped"). */
@@ -402,6 +405,7 @@ MESH_REMOTE_API gboolean mesh_main_context_iterate_until(GMainContext *context, 
  */
 MESH_REMOTE_API void mesh_io_hook_detach(MeshIoHook *hook);
 
+/** mesh_io_hook_ref: Returns: (transfer full): @hook, with one more reference. */
 MESH_REMOTE_API MeshIoHook *mesh_io_hook_ref(MeshIoHook *hook);
 /** mesh_io_hook_unref: @hook: (nullable). */
 MESH_REMOTE_API void mesh_io_hook_unref(MeshIoHook *hook);
