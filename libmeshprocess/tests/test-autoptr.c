@@ -58,6 +58,7 @@ START_TEST(test_autoptr_channels)
 		g_autoptr(MeshOneshotSender) oneshot_sender = os1;
 		g_autoptr(MeshOneshotReceiver) oneshot_receiver = or2;
 		g_autoptr(MeshSender) none = NULL; /* NULL is left alone */
+		ck_assert(sender && receiver && oneshot_sender && oneshot_receiver && !none);
 	}
 	MeshMessage *msg = NULL;
 	ck_assert(!mesh_receiver_recv_message(r1, 0, &msg, &error));
@@ -85,6 +86,7 @@ START_TEST(test_autoptr_message_and_port)
 		g_autoptr(MeshMessage) msg = mesh_message_new("hello", 5);
 		ck_assert_int_eq(mesh_message_add_fd_take(msg, pipefd[1]), 0);
 		g_autoptr(MeshPort) port = a;
+		ck_assert_ptr_nonnull(port);
 	}
 	/* The message closed the write end; the port's peer sees it closed. */
 	ck_assert_int_eq(read(pipefd[0], &c, 1), 0);
@@ -179,6 +181,7 @@ START_TEST(test_autoptr_nodes)
 		port = mesh_node_add_port(node, &port_id, &remote_id, &peer_port_id);
 		ck_assert_ptr_nonnull(port);
 		g_autoptr(MeshIoHook) hook = mesh_io_hook_new_for_context(context);
+		ck_assert(ref && remote && hook);
 	}
 	/* The last handle on the remote node went: the port fails. */
 	error = port_end(port);
@@ -206,6 +209,7 @@ static void process_round(void)
 		g_autoptr(MeshWorkerRegistry) registry = mesh_worker_registry_new();
 		g_autoptr(MeshWorkerHost) host = mesh_worker_host_new(&runner_port);
 		g_autoptr(MeshWorkerHandle) handle = mesh_worker_host_start(host, "nobody", NULL);
+		ck_assert(config && registry && handle);
 	}
 	/* The host (the launch channel's only sender) is gone. */
 	g_autoptr(MeshReceiver) launches = mesh_receiver_from_port(runner_port, NULL);
