@@ -55,7 +55,7 @@ static int fail(Decoder *d, MeshPayloadErrorCode code, int errnum, const char *f
 	va_start(ap, fmt);
 	vsnprintf(what, sizeof(what), fmt, ap);
 	va_end(ap);
-	return mesh_payload_set_error(d->err, code, errnum, "decoding %s: %s", path, what);
+	return payload_set_error(d->err, code, errnum, "decoding %s: %s", path, what);
 }
 
 static int fail_nomem(Decoder *d)
@@ -103,7 +103,7 @@ static WireReader field_body(const WireField *f)
 	return (WireReader){.p = f->data, .end = f->data + f->size};
 }
 
-bool mesh_payload_utf8_valid(const uint8_t *s, size_t n)
+bool payload_utf8_valid(const uint8_t *s, size_t n)
 {
 	size_t i = 0;
 
@@ -458,7 +458,7 @@ static int decode_scalar(Decoder *d, const ProtobufCFieldDescriptor *f, Protobuf
 	if (expected == WIRE_LEN) {
 		size_t len = field.size;
 		if (f->type == PROTOBUF_C_TYPE_STRING) {
-			if (!mesh_payload_utf8_valid(field.data, len))
+			if (!payload_utf8_valid(field.data, len))
 				return fail(d, MESH_PAYLOAD_ERROR_INVALID_UTF8, -EBADMSG,
 					    "invalid UTF-8");
 			copy = malloc(len + 1);
@@ -523,7 +523,7 @@ static int skip_field(Decoder *d, unsigned wire_type, WireReader *r, size_t res_
 			    "unknown field claims %llu resources",
 			    (unsigned long long)field.n_res);
 	for (size_t i = 0; i < field.n_res; i++)
-		mesh_payload_resource_release(&d->res->items[d->cursor++]);
+		resource_release(&d->res->items[d->cursor++]);
 	return 0;
 }
 

@@ -18,10 +18,10 @@ struct MeshPayloadResources {
 };
 
 /* Makes room for @extra more entries; 0 or -ENOMEM. */
-int mesh_payload_resources_reserve(MeshPayloadResources *res, size_t extra);
+int resources_reserve(MeshPayloadResources *res, size_t extra);
 
 /* Releases one entry's resource and marks it NONE. */
-void mesh_payload_resource_release(MeshPayloadResource *r);
+void resource_release(MeshPayloadResource *r);
 
 /* Whether a field's message type is mesh_payload.Fd / mesh_payload.Port. */
 static inline bool field_is_fd(const ProtobufCFieldDescriptor *f)
@@ -41,8 +41,8 @@ static inline bool field_is_resource(const ProtobufCFieldDescriptor *f)
 }
 
 /* Strict UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF. */
-bool mesh_payload_utf8_valid(const uint8_t *s, size_t n);
+bool payload_utf8_valid(const uint8_t *s, size_t n);
 
 /* Formats into @err (when non-NULL) and returns @errnum. */
-int mesh_payload_set_error(MeshPayloadError *err, MeshPayloadErrorCode code, int errnum,
-			   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+int payload_set_error(MeshPayloadError *err, MeshPayloadErrorCode code, int errnum,
+		      const char *fmt, ...) __attribute__((format(printf, 4, 5)));

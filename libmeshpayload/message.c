@@ -78,12 +78,13 @@ void mesh_payload_message_release_resources(ProtobufCMessage *msg)
 	errno = saved;
 }
 
-void mesh_payload_message_free(ProtobufCMessage *msg)
+ProtobufCMessage *mesh_payload_message_free(ProtobufCMessage *msg)
 {
 	if (!msg)
-		return;
+		return NULL;
 	mesh_payload_message_release_resources(msg);
 	protobuf_c_message_free_unpacked(msg, NULL);
+	return NULL;
 }
 
 ProtobufCMessage *mesh_payload_message_new(const ProtobufCMessageDescriptor *desc)
@@ -170,7 +171,7 @@ int mesh_payload_message_set_string(ProtobufCMessage *msg, const char *field, co
 	int r = settable_field(msg, field, PROTOBUF_C_TYPE_STRING, &f);
 	if (r < 0)
 		return r;
-	if (!value || !mesh_payload_utf8_valid((const uint8_t *)value, strlen(value)))
+	if (!value || !payload_utf8_valid((const uint8_t *)value, strlen(value)))
 		return -EINVAL;
 	char *copy = strdup(value);
 	if (!copy)
@@ -215,8 +216,11 @@ MeshPayload__Fd *mesh_payload_fd_new_take(int fd)
 		return NULL;
 	}
 	MeshPayload__Fd *m = malloc(sizeof(*m));
-	if (!m)
+	if (!m) {
+		close(fd); /* consumed, also on failure */
+		errno = ENOMEM;
 		return NULL;
+	}
 	mesh_payload__fd__init(m);
 	m->fd = fd;
 	return m;
@@ -238,8 +242,11 @@ MeshPayload__Port *mesh_payload_port_new_take(MeshPayloadObject *object)
 		return NULL;
 	}
 	MeshPayload__Port *m = malloc(sizeof(*m));
-	if (!m)
+	if (!m) {
+		mesh_payload_object_release(object); /* consumed, also on failure */
+		errno = ENOMEM;
 		return NULL;
+	}
 	mesh_payload__port__init(m);
 	m->handle = (uint64_t)(uintptr_t)object;
 	return m;

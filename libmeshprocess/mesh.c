@@ -83,6 +83,7 @@ struct Mesh {
 
 MeshProcessConfig *mesh_process_config_new(const char *name)
 {
+	g_return_val_if_fail(name, NULL);
 	MeshProcessConfig *c = g_new0(MeshProcessConfig, 1);
 	c->name = g_strdup(name);
 	c->args = g_ptr_array_new_with_free_func(g_free);
@@ -104,28 +105,33 @@ void mesh_process_config_free(MeshProcessConfig *c)
 
 void mesh_process_config_set_program(MeshProcessConfig *c, const char *path)
 {
+	g_return_if_fail(c);
 	g_free(c->program);
 	c->program = g_strdup(path);
 }
 
 void mesh_process_config_add_arg(MeshProcessConfig *c, const char *arg)
 {
+	g_return_if_fail(c && arg);
 	g_ptr_array_add(c->args, g_strdup(arg));
 }
 
 void mesh_process_config_set_skip_worker_arg(MeshProcessConfig *c, gboolean skip)
 {
+	g_return_if_fail(c);
 	c->skip_worker_arg = skip;
 }
 
 void mesh_process_config_set_env(MeshProcessConfig *c, const char *key, const char *value)
 {
+	g_return_if_fail(c && key && value);
 	g_ptr_array_add(c->env, g_strdup(key));
 	g_ptr_array_add(c->env, g_strdup(value));
 }
 
 void mesh_process_config_set_stderr_path(MeshProcessConfig *c, const char *path)
 {
+	g_return_if_fail(c);
 	g_free(c->stderr_path);
 	c->stderr_path = g_strdup(path);
 }
@@ -133,6 +139,7 @@ void mesh_process_config_set_stderr_path(MeshProcessConfig *c, const char *path)
 void mesh_process_config_set_sandbox(MeshProcessConfig *c, MeshSandboxApplyFunc apply,
 				     gpointer user_data)
 {
+	g_return_if_fail(c);
 	c->sandbox_apply = apply;
 	c->sandbox_data = user_data;
 }
@@ -314,6 +321,8 @@ static char *describe_peer(const MeshNodeId *peer, gpointer data)
 
 Mesh *mesh_new(const char *name, GMainContext *context, GError **error)
 {
+	g_return_val_if_fail(name, NULL);
+	g_return_val_if_fail(error == NULL || *error == NULL, NULL);
 	Mesh *m = g_new0(Mesh, 1);
 
 	m->name = g_strdup(name);
@@ -338,11 +347,13 @@ Mesh *mesh_new(const char *name, GMainContext *context, GError **error)
 
 MeshNode *mesh_get_node(Mesh *m)
 {
+	g_return_val_if_fail(m, NULL);
 	return m->node;
 }
 
 guint mesh_get_host_count(Mesh *m)
 {
+	g_return_val_if_fail(m, 0);
 	g_mutex_lock(&m->lock);
 	guint n = g_hash_table_size(m->hosts);
 	g_mutex_unlock(&m->lock);
@@ -371,11 +382,15 @@ static gboolean host_exited_cb(gint fd, GIOCondition cond, gpointer data)
 		return G_SOURCE_CONTINUE;
 	char *what = describe_status(status);
 	char *text = g_strdup_printf("host %s (pid %d) %s", h->name, (int)h->pid, what);
+	char pid[16];
+	g_snprintf(pid, sizeof(pid), "%d", (int)h->pid);
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
-		g_info("mesh %s: host %s (pid %d) exited successfully", m->name, h->name,
+		debug_log(LOG_FIELDS("MESH_MESH", m->name, "MESH_HOST", h->name, "MESH_PID", pid),
+			  "mesh %s: host %s (pid %d) exited successfully", m->name, h->name,
 			  (int)h->pid);
 	else
-		g_message("mesh %s: host %s (pid %d) abnormal exit: %s", m->name, h->name,
+		debug_log(LOG_FIELDS("MESH_MESH", m->name, "MESH_HOST", h->name, "MESH_PID", pid),
+			  "mesh %s: host %s (pid %d) abnormal exit: %s", m->name, h->name,
 			  (int)h->pid, what);
 	g_free(what);
 
@@ -507,7 +522,10 @@ static gboolean launch_cb(gpointer data)
 	g_hash_table_insert(m->hosts, GINT_TO_POINTER(h->pid), h);
 	g_mutex_unlock(&m->lock);
 	l->pid = h->pid;
-	g_info("mesh %s: launched host %s (pid %d)", m->name, h->name, (int)h->pid);
+	char pid[16];
+	g_snprintf(pid, sizeof(pid), "%d", (int)h->pid);
+	debug_log(LOG_FIELDS("MESH_MESH", m->name, "MESH_HOST", h->name, "MESH_PID", pid),
+		  "mesh %s: launched host %s (pid %d)", m->name, h->name, (int)h->pid);
 out:
 	if (stderr_fd >= 0)
 		close(stderr_fd);
@@ -522,6 +540,12 @@ GPid mesh_launch_host(Mesh *m, const MeshProcessConfig *config, MeshMessage *ini
 	MeshReceiver *requests_recv, *boot_recv;
 	MeshInvitation *inv = NULL;
 
+	if (!m || !config || (error && *error)) {
+		mesh_message_free(initial); /* taken in all cases */
+		g_return_val_if_fail(m && config, 0);
+		g_return_val_if_fail(error == NULL || *error == NULL, 0);
+	}
+	g_return_val_if_fail(initial, 0);
 	if (is_shut_down(m, error)) {
 		mesh_message_free(initial);
 		return 0;
@@ -535,10 +559,10 @@ GPid mesh_launch_host(Mesh *m, const MeshProcessConfig *config, MeshMessage *ini
 		mesh_message_free(initial);
 		return 0;
 	}
-	MeshProcess__HostHello *hello = malloc(sizeof(*hello));
+	MeshProcess__HostHello *hello = g_malloc(sizeof(*hello));
 	mesh_process__host_hello__init(hello);
 	hello->requests = mesh_port_into_field(mesh_receiver_into_port(requests_recv));
-	hello->name = strdup(config->name);
+	hello->name = g_strdup(config->name);
 	mesh_sender_send_message(boot, mesh_message_new_typed_take(&hello->base));
 	mesh_sender_send_message(boot, initial);
 	mesh_sender_free(boot);
@@ -571,6 +595,8 @@ static MeshSender *host_requests(Mesh *m, GPid pid)
 
 gboolean mesh_crash(Mesh *m, GPid pid, GError **error)
 {
+	g_return_val_if_fail(m, FALSE);
+	g_return_val_if_fail(error == NULL || *error == NULL, FALSE);
 	if (pid == getpid()) {
 		g_printerr("mesh %s: crash requested for this process\n", m->name);
 		abort();
@@ -581,10 +607,10 @@ gboolean mesh_crash(Mesh *m, GPid pid, GError **error)
 			    "no host with pid %d", (int)pid);
 		return FALSE;
 	}
-	MeshProcess__HostRequest *req = malloc(sizeof(*req));
+	MeshProcess__HostRequest *req = g_malloc(sizeof(*req));
 	mesh_process__host_request__init(req);
 	req->request_case = MESH_PROCESS__HOST_REQUEST__REQUEST_CRASH;
-	req->crash = malloc(sizeof(*req->crash));
+	req->crash = g_malloc(sizeof(*req->crash));
 	mesh_process__host_crash__init(req->crash);
 	mesh_sender_send(s, &req->base);
 	mesh_sender_free(s);
@@ -627,10 +653,10 @@ char *mesh_inspect(Mesh *m, gint64 timeout_us)
 			continue;
 		MeshOneshotSender *os;
 		mesh_oneshot_new(&mesh_process__inspect_reply__descriptor, &os, &replies[i]);
-		MeshProcess__HostRequest *req = malloc(sizeof(*req));
+		MeshProcess__HostRequest *req = g_malloc(sizeof(*req));
 		mesh_process__host_request__init(req);
 		req->request_case = MESH_PROCESS__HOST_REQUEST__REQUEST_INSPECT;
-		req->inspect = malloc(sizeof(*req->inspect));
+		req->inspect = g_malloc(sizeof(*req->inspect));
 		mesh_process__host_inspect__init(req->inspect);
 		req->inspect->reply = mesh_port_into_field(mesh_oneshot_sender_into_port(os));
 		mesh_sender_send(s, &req->base);
@@ -818,6 +844,8 @@ gboolean mesh_listen(Mesh *m, const char *path, gboolean allow_other_users,
 		     MeshReceiver **ret_receiver, GError **error)
 {
 	ListenReq r = {.mesh = m, .path = path, .allow_other_users = allow_other_users};
+	g_return_val_if_fail(m && path && ret_receiver, FALSE);
+	g_return_val_if_fail(error == NULL || *error == NULL, FALSE);
 	if (is_shut_down(m, error))
 		return FALSE;
 	run_sync(m, listen_cb, &r);
@@ -839,6 +867,7 @@ static void listening_free(Listening *l)
 
 void mesh_unlisten(Mesh *m, const char *path)
 {
+	g_return_if_fail(m && path);
 	g_mutex_lock(&m->lock);
 	Listening *l = g_hash_table_lookup(m->listening, path);
 	if (l)
@@ -858,6 +887,8 @@ MeshConnection *mesh_connect(const char *path, gint64 timeout_us, MeshSender **r
 			     GError **error)
 {
 	MeshPort *port = NULL;
+	g_return_val_if_fail(path && ret_sender, NULL);
+	g_return_val_if_fail(error == NULL || *error == NULL, NULL);
 	MeshUnixNode *u = mesh_unix_node_join_by_path(path, NULL, timeout_us, &port, error);
 	if (!u)
 		return NULL;
@@ -976,7 +1007,10 @@ static gboolean kill_hosts_cb(gpointer data)
 	GList *hosts = g_hash_table_get_values(m->hosts);
 	for (GList *l = hosts; l; l = l->next) {
 		Host *h = l->data;
-		g_warning("mesh %s: killing host %s (pid %d) at the shutdown deadline", m->name,
+		char pid[16];
+		g_snprintf(pid, sizeof(pid), "%d", (int)h->pid);
+		debug_log(LOG_FIELDS("MESH_MESH", m->name, "MESH_HOST", h->name, "MESH_PID", pid),
+			  "mesh %s: killing host %s (pid %d) at the shutdown deadline", m->name,
 			  h->name, (int)h->pid);
 		pal_child_kill(h->child, SIGKILL);
 	}
@@ -990,6 +1024,8 @@ gboolean mesh_shutdown(Mesh *m, gint64 deadline_us, GError **error)
 	gint64 deadline = deadline_us < 0 ? -1 : g_get_monotonic_time() + deadline_us;
 	gboolean clean;
 
+	g_return_val_if_fail(m, FALSE);
+	g_return_val_if_fail(error == NULL || *error == NULL, FALSE);
 	if (!timeout_check(deadline_us, G_STRFUNC, error))
 		return FALSE; /* nothing done */
 

@@ -72,7 +72,10 @@ MESH_PROCESS_API MeshProcessConfig *mesh_process_config_new(const char *name);
 /** mesh_process_config_free: NULL-safe. */
 MESH_PROCESS_API void mesh_process_config_free(MeshProcessConfig *config);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(MeshProcessConfig, mesh_process_config_free)
-/** mesh_process_config_set_program: the executable (default: this program, with the parent's argv[0]). */
+/**
+ * mesh_process_config_set_program: the executable (default: this program,
+ * with the parent's argv[0]); a NULL @path restores the default.
+ */
 MESH_PROCESS_API void mesh_process_config_set_program(MeshProcessConfig *config, const char *path);
 /** mesh_process_config_add_arg: an extra argument, before the node name. */
 MESH_PROCESS_API void mesh_process_config_add_arg(MeshProcessConfig *config, const char *arg);
@@ -82,10 +85,13 @@ MESH_PROCESS_API void mesh_process_config_set_skip_worker_arg(MeshProcessConfig 
 /** mesh_process_config_set_env: an extra environment variable. */
 MESH_PROCESS_API void mesh_process_config_set_env(MeshProcessConfig *config, const char *key,
 						   const char *value);
-/** mesh_process_config_set_stderr_path: the host's stderr goes to this file (appended), not ours. */
+/**
+ * mesh_process_config_set_stderr_path: the host's stderr goes to this file
+ * (appended), not ours; a NULL @path restores ours.
+ */
 MESH_PROCESS_API void mesh_process_config_set_stderr_path(MeshProcessConfig *config,
 							   const char *path);
-/** mesh_process_config_set_sandbox: a sandbox profile's apply step and its data. */
+/** mesh_process_config_set_sandbox: a sandbox profile's apply step (NULL: none) and its data. */
 MESH_PROCESS_API void mesh_process_config_set_sandbox(MeshProcessConfig *config,
 						       MeshSandboxApplyFunc apply,
 						       gpointer user_data);
@@ -128,13 +134,14 @@ MESH_PROCESS_API MeshNode *mesh_get_node(Mesh *mesh);
  * @mesh: a mesh
  * @config: the process configuration (copied)
  * @initial: (transfer full): the first message the host gets; it may carry
- *     ports (channel ends) and fds
- * @error: why not: MESH_PROCESS_ERROR_SHUT_DOWN after mesh_shutdown() (then
- *     @initial is freed, as on every failure), MESH_PROCESS_ERROR_SPAWN, ...
+ *     ports (channel ends) and fds. Taken in all cases: freed on every
+ *     failure, a bad argument (a NULL @mesh or @config) included.
+ * @error: why not: MESH_PROCESS_ERROR_SHUT_DOWN after mesh_shutdown(),
+ *     MESH_PROCESS_ERROR_SPAWN, ...
  *
- * Starts a host process. The invitation travels in the environment variable
- * MESH_WORKER_INVITATION (never in argv) with the socket on fd 3; stdin and
- * stdout are /dev/null; the host gets a parent-death signal (SIGKILL) so it
+ * Consumes @initial, also on failure. Starts a host process. The invitation
+ * travels in the environment variable MESH_WORKER_INVITATION (never in
+ * argv) with the socket on fd 3; stdin and stdout are /dev/null; the host gets a parent-death signal (SIGKILL) so it
  * never outlives this process. It is spawned (and the config's sandbox apply
  * step runs) on a thread that lives as long as the mesh, so the calling
  * thread may exit afterwards. Returns without waiting for the host to join.
@@ -260,11 +267,13 @@ MESH_PROCESS_API MeshConnection *mesh_connect(const char *path, gint64 timeout_u
 
 /**
  * mesh_connection_shutdown:
- * @conn: (transfer full): a connection
+ * @conn: (nullable) (transfer full): a connection; NULL returns TRUE, as a
+ *     free function takes NULL
  * @timeout_us: how long to wait for delivery, -1 forever (another negative
  *     value is a programmer error: a critical, FALSE, and @conn is left alone)
  *
- * Delivers everything sent before, then disconnects and frees @conn.
+ * Consumes @conn, also on failure. Delivers everything sent before, then
+ * disconnects and frees @conn.
  *
  * Returns: TRUE if the server confirmed in time: the connection was still up
  * when the call began, and after our flush and end of stream came the

@@ -131,7 +131,8 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(MeshWorkerRegistry, mesh_worker_registry_free)
 
 /**
  * mesh_worker_context_wait_stop:
- * @ctx: the worker's context
+ * @ctx: the worker's context (NULL is a programming error: a critical, and
+ *     TRUE, so that a worker stops)
  * @timeout_us: microseconds to wait: 0 does not wait, -1 waits forever
  *     (another negative value is a programmer error: a critical, FALSE)
  *
@@ -168,11 +169,13 @@ MESH_PROCESS_API const char *mesh_worker_context_get_name(MeshWorkerContext *ctx
 /**
  * mesh_worker_host_run:
  * @port: (transfer full): the runner port from mesh_worker_host_new(),
- *     typically taken from the host's initial message
+ *     typically taken from the host's initial message; taken in all cases
+ *     (closed on a bad argument)
  * @reg: (transfer none): the workers it can start; it must outlive the call
  * @error: MESH_ERROR_NODE_FAILURE when the last WorkerHost's node failed
  *
- * Upstream's WorkerHostRunner::run(): serves launch requests on the calling
+ * Consumes @port, also on failure. Upstream's WorkerHostRunner::run():
+ * serves launch requests on the calling
  * thread. A request for an unregistered name gets a FAILED event
  * ("unsupported worker NAME"); otherwise a thread "worker-NAME" receives the
  * parameters, sends STARTED, runs the worker's function and sends STOPPED
@@ -207,8 +210,10 @@ MESH_PROCESS_API MeshWorkerHost *mesh_worker_host_clone(MeshWorkerHost *host);
  * @host: a worker host
  * @name: the registered name of the worker
  * @parameters: (nullable) (transfer full): as for mesh_worker_host_launch()
+ *     (freed on a bad argument)
  *
- * Upstream's WorkerHost::start_worker(): sends the launch request and
+ * Consumes @parameters, also on failure. Upstream's
+ * WorkerHost::start_worker(): sends the launch request and
  * returns at once; the worker's first event (STARTED, or FAILED for an
  * unknown name) comes from mesh_worker_handle_next_event(). Never blocks.
  *
@@ -223,15 +228,17 @@ MESH_PROCESS_API MeshWorkerHandle *mesh_worker_host_start(MeshWorkerHost *host,
  * @host: a worker host
  * @name: the registered name of the worker
  * @parameters: (nullable) (transfer full): the worker's parameters, any
- *     untyped or typed message with fds and ports; NULL for none
+ *     untyped or typed message with fds and ports; NULL for none. Taken in
+ *     all cases: freed on every failure, a bad argument included.
  * @timeout_us: how long to wait for the worker's first event, -1 forever
- *     (another negative value: MESH_ERROR_INVALID_ARGUMENT, @parameters freed)
+ *     (another negative value: MESH_ERROR_INVALID_ARGUMENT)
  * @error: MESH_PROCESS_ERROR_FAILED with the worker's (or the runner's)
  *     failure, for instance "unsupported worker NAME"; MESH_ERROR_TIMED_OUT;
  *     MESH_PROCESS_ERROR_FAILED "... dropped ..." if the runner is gone
  *
- * Upstream's WorkerHost::launch_worker(): sends the launch request and
- * waits for the first event. After a timeout the worker, if it ever starts,
+ * Consumes @parameters, also on failure. Upstream's
+ * WorkerHost::launch_worker(): sends the launch request and waits for the
+ * first event. After a timeout the worker, if it ever starts,
  * finds its rpc channel closed, that is, a stop requested.
  *
  * Returns: (transfer full): the handle of the started worker (its STARTED

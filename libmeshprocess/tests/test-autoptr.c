@@ -9,6 +9,7 @@
 #include <check.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -135,7 +136,7 @@ static void close_client(MeshPort *port, gpointer data)
 	mesh_port_close(port);
 }
 
-/* A transport with its thread, an invitation and a listener, in a scope. */
+/* A transport with its thread, an invitation, a listener and a p2p link, in scopes. */
 static void unix_node_round(MeshNode *node)
 {
 	char *dir = g_dir_make_tmp("test-autoptr-XXXXXX", NULL);
@@ -157,6 +158,24 @@ static void unix_node_round(MeshNode *node)
 	/* The invitation was dropped unused: the invited node failed. */
 	error = port_end(kept);
 	ck_assert(g_error_matches(error, MESH_ERROR, MESH_ERROR_NODE_FAILURE));
+	g_error_free(error);
+
+	/* A point-to-point link over a socket whose other end we keep. */
+	int sv[2];
+	char buf[256];
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	mesh_port_new_pair(&kept, &invited);
+	{
+		g_autoptr(MeshP2pLink) link =
+			mesh_p2p_link_new_take(node, sv[0], sv[0], invited, NULL, &error);
+		ck_assert_ptr_nonnull(link);
+	}
+	/* Its fd is closed (after its hello, perhaps), its port too. */
+	while (read(sv[1], buf, sizeof(buf)) > 0)
+		;
+	close(sv[1]);
+	error = port_end(kept);
+	ck_assert_ptr_nonnull(error);
 	g_error_free(error);
 	ck_assert_int_eq(rmdir(dir), 0);
 	g_free(path);

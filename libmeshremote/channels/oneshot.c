@@ -39,7 +39,12 @@ struct MeshOneshotReceiver {
 
 void mesh_oneshot_send_message(MeshOneshotSender *sender, MeshMessage *msg)
 {
-	g_return_if_fail(sender && msg);
+	if (!sender || !msg) {
+		/* Both are taken, as always: a sender without a value is dropped. */
+		mesh_oneshot_sender_free(sender);
+		mesh_message_free(msg);
+		g_return_if_fail(sender && msg);
+	}
 	msg->wrap = MESH_WRAP_FIELD1;
 	port_send(sender->port, msg, TRUE); /* value and close in one event */
 	mesh_port_close(sender->port);      /* already closed: drops the reference */
@@ -48,7 +53,12 @@ void mesh_oneshot_send_message(MeshOneshotSender *sender, MeshMessage *msg)
 
 void mesh_oneshot_send(MeshOneshotSender *sender, ProtobufCMessage *msg)
 {
-	g_return_if_fail(sender && msg);
+	if (!sender || !msg) {
+		/* Both are taken, as always: a sender without a value is dropped. */
+		mesh_oneshot_sender_free(sender);
+		mesh_payload_message_free(msg);
+		g_return_if_fail(sender && msg);
+	}
 	mesh_oneshot_send_message(sender, mesh_message_new_typed_take(msg));
 }
 
@@ -311,7 +321,8 @@ gboolean mesh_oneshot_recv(MeshOneshotReceiver *receiver, gint64 timeout_us,
 {
 	MeshMessage *msg;
 
-	g_return_val_if_fail(receiver && ret_msg, FALSE);
+	g_return_val_if_fail(receiver && ret_msg, FALSE); /* not consumed */
+	g_return_val_if_fail(error == NULL || *error == NULL, FALSE);
 	if (!timeout_check(timeout_us, G_STRFUNC, error))
 		return FALSE; /* not consumed, as after TIMED_OUT */
 	if (!receiver->desc) {
@@ -333,7 +344,8 @@ gboolean mesh_oneshot_recv_message(MeshOneshotReceiver *receiver, gint64 timeout
 {
 	MeshMessage *msg;
 
-	g_return_val_if_fail(receiver && ret_msg, FALSE);
+	g_return_val_if_fail(receiver && ret_msg, FALSE); /* not consumed */
+	g_return_val_if_fail(error == NULL || *error == NULL, FALSE);
 	if (!timeout_check(timeout_us, G_STRFUNC, error))
 		return FALSE; /* not consumed, as after TIMED_OUT */
 	if (!oneshot_wait(receiver, timeout_us, &msg, error))

@@ -77,17 +77,13 @@ static MeshPayloadResources *resources_take_range(MeshPayloadResources *src, siz
 		int r = -EINVAL;
 		switch (src ? mesh_payload_resources_get_kind(src, i) : MESH_PAYLOAD_RESOURCE_NONE) {
 		case MESH_PAYLOAD_RESOURCE_FD: {
-			int fd = mesh_payload_resources_steal_fd(src, i);
-			r = mesh_payload_resources_append_fd_take(res, fd);
-			if (r < 0)
-				close(fd);
+			r = mesh_payload_resources_append_fd_take(
+				res, mesh_payload_resources_steal_fd(src, i));
 			break;
 		}
 		case MESH_PAYLOAD_RESOURCE_PORT: {
-			MeshPayloadObject *o = mesh_payload_resources_steal_port(src, i);
-			r = mesh_payload_resources_append_port_take(res, o);
-			if (r < 0)
-				mesh_payload_object_release(o);
+			r = mesh_payload_resources_append_port_take(
+				res, mesh_payload_resources_steal_port(src, i));
 			break;
 		}
 		default:
@@ -194,7 +190,12 @@ gboolean mesh_rpc_call(MeshSender *sender, ProtobufCMessage *input,
 	MeshMessage *reply;
 	GError *err = NULL;
 
-	g_return_val_if_fail(sender && input && reply_desc && ret_reply, FALSE);
+	if (!sender || !reply_desc || !ret_reply || (error && *error)) {
+		mesh_payload_message_free(input); /* taken in all cases; nothing is sent */
+		g_return_val_if_fail(sender && reply_desc && ret_reply, FALSE);
+		g_return_val_if_fail(error == NULL || *error == NULL, FALSE);
+	}
+	g_return_val_if_fail(input, FALSE);
 	if (!timeout_check(timeout_us, G_STRFUNC, error)) {
 		mesh_payload_message_free(input); /* taken in all cases; nothing is sent */
 		return FALSE;
@@ -306,6 +307,7 @@ gboolean mesh_receiver_recv_rpc(MeshReceiver *receiver, const ProtobufCMessageDe
 	MeshPort *port;
 
 	g_return_val_if_fail(receiver && input_desc && ret_rpc, FALSE);
+	g_return_val_if_fail(error == NULL || *error == NULL, FALSE);
 	if (!timeout_check(timeout_us, G_STRFUNC, error))
 		return FALSE;
 	for (;;) {
@@ -347,7 +349,12 @@ void mesh_rpc_complete(MeshRpc *rpc, ProtobufCMessage *reply)
 {
 	GError *error = NULL;
 
-	g_return_if_fail(rpc && reply);
+	if (!rpc || !reply) {
+		/* Both are taken, as always: a request without a reply is dropped. */
+		mesh_rpc_free(rpc);
+		mesh_payload_message_free(reply);
+		g_return_if_fail(rpc && reply);
+	}
 	/* Ok(R): field 1, written even when empty. */
 	GByteArray *bytes = g_byte_array_new();
 	MeshPayloadResources *res = mesh_payload_resources_new();

@@ -10,6 +10,7 @@ void mesh_uuid_generate(MeshUuid *ret)
 {
 	size_t got = 0;
 
+	g_return_if_fail(ret);
 	while (got < sizeof(ret->bytes)) {
 		ssize_t k = getrandom(ret->bytes + got, sizeof(ret->bytes) - got, 0);
 		if (k < 0) {
@@ -23,6 +24,7 @@ void mesh_uuid_generate(MeshUuid *ret)
 
 gboolean mesh_uuid_is_zero(const MeshUuid *id)
 {
+	g_return_val_if_fail(id, FALSE);
 	for (size_t i = 0; i < sizeof(id->bytes); i++)
 		if (id->bytes[i])
 			return FALSE;
@@ -34,6 +36,7 @@ const char *mesh_uuid_to_string(const MeshUuid *id, char buf[33])
 	static const char hex[] = "0123456789abcdef";
 	size_t i = 0, k = 0;
 
+	g_return_val_if_fail(id && buf, NULL);
 	while (i < 16 && id->bytes[i] == 0)
 		i++;
 	if (i == 16) {

@@ -45,6 +45,7 @@ MeshMessage *message_new_bytes_copy(const void *data, size_t size, MeshPayloadRe
 
 MeshMessage *mesh_message_new(const void *data, size_t size)
 {
+	g_return_val_if_fail(data || size == 0, NULL);
 	return message_new_bytes_copy(data, size, NULL, MESH_WRAP_NONE);
 }
 
@@ -135,6 +136,7 @@ int mesh_message_add_port_take(MeshMessage *msg, MeshPort *port)
 
 const uint8_t *mesh_message_get_data(MeshMessage *msg, size_t *ret_size)
 {
+	g_return_val_if_fail(msg && ret_size, NULL);
 	if (message_ensure_bytes(msg, NULL) < 0) {
 		*ret_size = 0;
 		return NULL;
@@ -146,16 +148,19 @@ const uint8_t *mesh_message_get_data(MeshMessage *msg, size_t *ret_size)
 
 guint mesh_message_get_n_resources(MeshMessage *msg)
 {
+	g_return_val_if_fail(msg, 0);
 	return msg->res ? (guint)mesh_payload_resources_len(msg->res) : 0;
 }
 
 int mesh_message_steal_fd(MeshMessage *msg, guint index)
 {
+	g_return_val_if_fail(msg, -EINVAL);
 	return msg->res ? mesh_payload_resources_steal_fd(msg->res, index) : -EINVAL;
 }
 
 MeshPort *mesh_message_steal_port(MeshMessage *msg, guint index)
 {
+	g_return_val_if_fail(msg, NULL);
 	if (!msg->res)
 		return NULL;
 	return mesh_port_from_object(mesh_payload_resources_steal_port(msg->res, index));
@@ -167,6 +172,11 @@ ProtobufCMessage *mesh_message_into_typed(MeshMessage *msg, const ProtobufCMessa
 	ProtobufCMessage *typed = NULL;
 	MeshPayloadError err;
 
+	if (!desc || (error && *error)) {
+		mesh_message_free(msg); /* consumed, as on any failure */
+		g_return_val_if_fail(desc && (error == NULL || *error == NULL), NULL);
+	}
+	g_return_val_if_fail(msg, NULL);
 	if (msg->typed && msg->typed->descriptor == desc) {
 		typed = msg->typed;
 		msg->typed = NULL;

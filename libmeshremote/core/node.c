@@ -40,6 +40,7 @@ MeshNode *mesh_node_new(void)
 
 MeshNode *mesh_node_new_with_id(const MeshNodeId *id)
 {
+	g_return_val_if_fail(id, NULL);
 	MeshNode *node = g_new0(MeshNode, 1);
 
 	node->ref = 1;
@@ -53,6 +54,7 @@ MeshNode *mesh_node_new_with_id(const MeshNodeId *id)
 
 MeshNode *mesh_node_ref(MeshNode *node)
 {
+	g_return_val_if_fail(node, NULL);
 	g_atomic_int_inc(&node->ref);
 	return node;
 }
@@ -210,24 +212,33 @@ void node_watch_notify(MeshNode *node)
 	g_mutex_unlock(&node->lock);
 }
 
+/*
+ * The ports of @node's table, each referenced (g_list_free_full(ports,
+ * (GDestroyNotify)port_unref) when done): references are taken under the
+ * node's lock, and a port's state is then read under its own (lock order).
+ */
+static GList *node_ref_ports(MeshNode *node)
+{
+	g_mutex_lock(&node->lock);
+	GList *ports = g_hash_table_get_values(node->ports);
+	for (GList *l = ports; l; l = l->next)
+		port_ref(l->data);
+	g_mutex_unlock(&node->lock);
+	return ports;
+}
+
 /* Ports of @node on their way to another node (sending or proxying). */
 static guint count_moving_ports(MeshNode *node, guint *ret_total)
 {
 	guint n = 0;
+	GList *ports = node_ref_ports(node);
 
-	/* References under the node's lock, states under each port's (lock order). */
-	g_mutex_lock(&node->lock);
-	GList *ports = g_hash_table_get_values(node->ports);
-	*ret_total = g_hash_table_size(node->ports);
-	for (GList *l = ports; l; l = l->next)
-		port_ref(l->data);
-	g_mutex_unlock(&node->lock);
+	*ret_total = g_list_length(ports);
 	for (GList *l = ports; l; l = l->next) {
 		PortState s = port_get_state(l->data);
 		n += s == PORT_SENDING || s == PORT_PROXYING;
-		port_unref(l->data);
 	}
-	g_list_free(ports);
+	g_list_free_full(ports, (GDestroyNotify)port_unref);
 	return n;
 }
 
@@ -266,7 +277,7 @@ gboolean mesh_node_wait_idle(MeshNode *node, guint max_ports, gint64 timeout_us)
 gsize mesh_event_get_size(const guint8 *data, gsize size)
 {
 	g_return_val_if_fail(data != NULL || size == 0, 0);
-	return mesh_event_size(data, size);
+	return protocol_event_size(data, size);
 }
 
 void mesh_node_set_connector_caps(MeshNode *node, const MeshTransportCaps *caps)
@@ -277,11 +288,13 @@ void mesh_node_set_connector_caps(MeshNode *node, const MeshTransportCaps *caps)
 
 const MeshNodeId *mesh_node_get_id(MeshNode *node)
 {
+	g_return_val_if_fail(node, NULL);
 	return &node->id;
 }
 
 guint mesh_node_count_ports(MeshNode *node)
 {
+	g_return_val_if_fail(node, 0);
 	g_mutex_lock(&node->lock);
 	guint n = g_hash_table_size(node->ports);
 	g_mutex_unlock(&node->lock);
@@ -300,6 +313,7 @@ guint mesh_node_count_remotes(MeshNode *node)
 
 void mesh_node_set_connector(MeshNode *node, MeshConnectorFunc func, void *user_data)
 {
+	g_return_if_fail(node);
 	g_mutex_lock(&node->lock);
 	node->connector = func;
 	node->connector_data = user_data;
@@ -395,6 +409,7 @@ static void remote_node_free(MeshRemoteNode *remote)
 		packet_free(pk);
 	if (remote->sink.destroy)
 		remote->sink.destroy(remote->sink_data);
+	g_free(remote->fail_reason);
 	g_mutex_clear(&remote->lock);
 	g_free(remote);
 }
@@ -473,9 +488,9 @@ static MeshRemoteNode *node_get_remote_full(MeshNode *node, const MeshNodeId *id
 		}
 		g_mutex_unlock(&node->lock);
 		if (warn)
-			g_warning("mesh: node %s holds %u live remote nodes, the most it takes: "
-				  "%u port%s naming another node refused",
-				  mesh_uuid_to_string(&node->id, (char[33]){0}),
+			debug_log(LOG_FIELDS("MESH_NODE", LOG_ID(&node->id)),
+				  "mesh: node %s holds %u live remote nodes, the most it takes: "
+				  "%u port%s naming another node refused", LOG_ID(&node->id),
 				  MESH_NODE_MAX_REMOTES, refused, refused == 1 ? "" : "s");
 		return NULL;
 	}
@@ -521,16 +536,19 @@ static MeshRemoteNode *node_get_remote_named(MeshNode *node, const MeshNodeId *i
 
 MeshRemoteNode *mesh_node_add_remote(MeshNode *node, const MeshNodeId *id)
 {
+	g_return_val_if_fail(node && id, NULL);
 	return node_get_remote_full(node, id, TRUE, FALSE);
 }
 
 const MeshNodeId *mesh_remote_node_get_id(MeshRemoteNode *remote)
 {
+	g_return_val_if_fail(remote, NULL);
 	return &remote->id;
 }
 
 MeshRemoteNode *mesh_remote_node_ref(MeshRemoteNode *remote)
 {
+	g_return_val_if_fail(remote, NULL);
 	g_atomic_int_inc(&remote->handles);
 	return remote_node_ref_internal(remote);
 }
@@ -571,8 +589,11 @@ static void transmit(const MeshEventSink *sink, void *data, Packet *pk)
 gboolean mesh_remote_node_connect(MeshRemoteNode *remote, const MeshEventSink *sink,
 				  void *user_data)
 {
-	g_return_val_if_fail(remote != NULL && sink != NULL && sink->send != NULL, FALSE);
-
+	if (!remote || !sink || !sink->send) {
+		if (sink && sink->destroy) /* as on any failure */
+			sink->destroy(user_data);
+		g_return_val_if_fail(remote && sink && sink->send, FALSE);
+	}
 	g_mutex_lock(&remote->lock);
 	if (remote->state != REMOTE_QUEUING) {
 		g_mutex_unlock(&remote->lock);
@@ -613,6 +634,7 @@ static void node_fail_remote(MeshRemoteNode *remote, const char *reason)
 		return;
 	}
 	remote->state = REMOTE_FAILED;
+	remote->fail_reason = g_strdup(reason);
 	queued = remote->queued;
 	g_queue_init(&remote->queued);
 	MeshNode *node = remote->node ? node_try_ref(remote->node) : NULL;
@@ -642,11 +664,7 @@ static void node_fail_remote(MeshRemoteNode *remote, const char *reason)
 		return;
 
 	/* Fail every port whose peer or target is on that node. */
-	g_mutex_lock(&node->lock);
-	GList *ports = g_hash_table_get_values(node->ports);
-	for (GList *l = ports; l; l = l->next)
-		port_ref(l->data);
-	g_mutex_unlock(&node->lock);
+	GList *ports = node_ref_ports(node);
 	for (GList *l = ports; l; l = l->next) {
 		MeshPort *p = l->data;
 		Deferred d;
@@ -667,6 +685,7 @@ static void node_fail_remote(MeshRemoteNode *remote, const char *reason)
 
 void mesh_remote_node_fail(MeshRemoteNode *remote, const char *reason)
 {
+	g_return_if_fail(remote && reason);
 	node_fail_remote(remote, reason);
 }
 
@@ -733,7 +752,7 @@ static GError *message_fits(MeshNode *from, MeshRemoteNode *remote, MeshMessage 
 	if (!caps->max_handles)
 		return g_error_new(MESH_ERROR, MESH_ERROR_INVALID_ARGUMENT,
 				   "a message with %zu fds toward a node whose transport "
-				   "carries no fds (such as a point-to-point link): it was "
+				   "carries no fds: it was "
 				   "not sent",
 				   n_fds);
 	gsize max = caps->max_handles(event_size);
@@ -755,13 +774,8 @@ static void fail_sending_port(MeshNode *from, MeshRemoteNode *remote, const Mesh
 			      const GError *error)
 {
 	MeshPort *found = NULL;
+	GList *ports = node_ref_ports(from);
 
-	/* References under the node's lock, states under each port's (lock order). */
-	g_mutex_lock(&from->lock);
-	GList *ports = g_hash_table_get_values(from->ports);
-	for (GList *l = ports; l; l = l->next)
-		port_ref(l->data);
-	g_mutex_unlock(&from->lock);
 	for (GList *l = ports; l; l = l->next) {
 		MeshPort *p = l->data;
 		g_mutex_lock(&p->lock);
@@ -792,14 +806,15 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 	uint8_t meta_buf[512], *meta = NULL;
 
 	if (!from) {
-		g_debug("mesh: event (type %d) for a remote node from a port without a node dropped",
-			ev->type);
+		debug_log(LOG_FIELDS("MESH_PEER", LOG_ID(&remote->id)),
+			  "mesh: event (type %d) for a remote node from a port without a node dropped",
+			  ev->type);
 		goto drop;
 	}
 	if (remote_node_is_failed(remote)) {
 		/* Dropped: its fds are closed, the ports it carries fail. */
 		if (msg) {
-			GError *e = mesh_error_node_failure(
+			GError *e = error_node_failure(
 				&remote->id, "the node the message was sent to failed");
 			Deferred d;
 			deferred_init(&d);
@@ -813,7 +828,8 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 	if (msg) {
 		GError *error = NULL;
 		if (message_wire_framing(msg, head, &head_len, &error) < 0) {
-			g_warning("mesh: message dropped: %s", error->message);
+			debug_log(LOG_FIELDS("MESH_PEER", LOG_ID(&remote->id)),
+				  "mesh: message dropped: %s", error->message);
 			g_error_free(error);
 			goto drop;
 		}
@@ -824,7 +840,8 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 			 * The peer port fails in its place (same seq), and only
 			 * it: the resources are released.
 			 */
-			g_debug("mesh: %s", too_large->message);
+			debug_log(LOG_FIELDS("MESH_PEER", LOG_ID(&remote->id)), "mesh: %s",
+				  too_large->message);
 			/* The ports it carried fail, and so does the port that sent it. */
 			Deferred d;
 			deferred_init(&d);
@@ -853,12 +870,12 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 			cp.node = ev->new_peer.remote->id;
 			cp.port = ev->new_peer.id;
 		}
-		mesh_event_write_change_peer(extra, &cp);
+		protocol_event_write_change_peer(extra, &cp);
 		extra_len = MESH_CHANGE_PEER_DATA_SIZE;
 		h.message_size = (uint32_t)extra_len;
 	} else if (ev->type == MESH_EVENT_FAIL_PORT) {
 		MeshNodeId culprit = mesh_uuid_is_zero(&ev->culprit) ? from->id : ev->culprit;
-		mesh_event_write_fail_port(extra, &culprit);
+		protocol_event_write_fail_port(extra, &culprit);
 		extra_len = MESH_FAIL_PORT_DATA_SIZE;
 		h.message_size = (uint32_t)extra_len;
 	}
@@ -871,7 +888,7 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 	size_t meta_size = MESH_EVENT_HEADER_SIZE +
 			   (size_t)h.resource_count * MESH_RESOURCE_DATA_SIZE + extra_len;
 	meta = meta_size <= sizeof(meta_buf) ? meta_buf : g_malloc(meta_size);
-	mesh_event_write_header(meta, &h);
+	protocol_event_write_header(meta, &h);
 	uint8_t *rec = meta + MESH_EVENT_HEADER_SIZE;
 	if (msg) {
 		pk->fds = h.resource_count ? g_new(int, h.resource_count) : NULL;
@@ -900,7 +917,7 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 					rd.peer_node = from->id;
 				}
 			}
-			mesh_event_write_resource(rec, &rd);
+			protocol_event_write_resource(rec, &rd);
 		}
 	} else if (extra_len) {
 		memcpy(rec, extra, extra_len);
@@ -991,8 +1008,11 @@ static MeshPort *materialize_port(MeshNode *node, const MeshResourceData *rd, De
 			failure = TOO_MANY_REMOTES;
 			culprit = node->id;
 			refused = TRUE;
-		} else if (remote_node_is_failed(z->peer.remote))
-			failure = "the peer's node failed";
+		} else if (remote_node_is_failed(z->peer.remote)) {
+			/* Why, when a connector refused it ("no extra connections"). */
+			failure = z->peer.remote->fail_reason ? z->peer.remote->fail_reason
+							      : "the peer's node failed";
+		}
 	}
 	if ((!failure || refused) && !mesh_uuid_equal(&rd->old_node, &node->id)) {
 		old = node_get_remote_named(node, &rd->old_node);
@@ -1017,7 +1037,7 @@ static MeshPort *materialize_port(MeshNode *node, const MeshResourceData *rd, De
 		peer_addr_defer_clear(&z->peer, d);
 		z->state = PORT_FAILED;
 		z->culprit = culprit;
-		z->error = mesh_error_node_failure(&culprit, failure);
+		z->error = error_node_failure(&culprit, failure);
 	} else if (old && old != z->peer.remote && remote_node_has_ext_moves(old)) {
 		/*
 		 * Until the proxy on the old node has passed on everything (its
@@ -1084,9 +1104,21 @@ void mesh_node_receive_event_full(MeshNode *node, const MeshNodeId *from, const 
 	Event *ev = NULL;
 	char id[33];
 
+	if (!node || !from || (!data && size > 0) || (!fds && n_fds > 0)) {
+		/* Consumed, as always: the fds closed, the memory given back. */
+		for (size_t i = 0; fds && i < n_fds; i++)
+			if (fds[i] >= 0)
+				close(fds[i]);
+		if (data_free)
+			data_free(data_owner);
+		g_return_if_fail(node && from);
+		g_return_if_fail(data || size == 0);
+		g_return_if_fail(fds || n_fds == 0);
+	}
 	deferred_init(&d);
-	if (mesh_event_parse(data, size, &view) < 0) {
-		g_warning("mesh: malformed event of %zu bytes from node %s dropped", size,
+	if (protocol_event_parse(data, size, &view) < 0) {
+		debug_log(LOG_FIELDS("MESH_NODE", LOG_ID(&node->id), "MESH_PEER", LOG_ID(from)),
+			  "mesh: malformed event of %zu bytes from node %s dropped", size,
 			  mesh_uuid_to_string(from, id));
 		goto out;
 	}
@@ -1101,10 +1133,11 @@ void mesh_node_receive_event_full(MeshNode *node, const MeshNodeId *from, const 
 				h->resource_count ? mesh_payload_resources_new() : NULL;
 			for (guint i = 0; i < h->resource_count; i++) {
 				MeshResourceData rd;
-				mesh_event_read_resource(&view, i, &rd);
+				protocol_event_read_resource(&view, i, &rd);
 				if (mesh_uuid_is_zero(&rd.id)) {
 					if (next_fd >= n_fds) {
-						g_warning("mesh: event names more fds than it carries");
+						debug_log(LOG_FIELDS("MESH_PEER", LOG_ID(from)),
+							  "mesh: event names more fds than it carries");
 						mesh_payload_resources_free(res);
 						goto bad;
 					}
@@ -1131,7 +1164,7 @@ void mesh_node_receive_event_full(MeshNode *node, const MeshNodeId *from, const 
 		break;
 	case MESH_EVENT_CHANGE_PEER: {
 		MeshChangePeerData cp;
-		mesh_event_read_change_peer(&view, &cp);
+		protocol_event_read_change_peer(&view, &cp);
 		ev->seq_delta = cp.seq_delta;
 		if (mesh_uuid_equal(&cp.node, &node->id)) {
 			ev->new_peer.local = node_lookup_port(node, &cp.port);
@@ -1153,7 +1186,7 @@ void mesh_node_receive_event_full(MeshNode *node, const MeshNodeId *from, const 
 		break;
 	}
 	case MESH_EVENT_FAIL_PORT:
-		mesh_event_read_fail_port(&view, &ev->culprit);
+		protocol_event_read_fail_port(&view, &ev->culprit);
 		ev->culprit_is_sender = mesh_uuid_equal(&ev->culprit, from);
 		break;
 	case MESH_EVENT_PROXY_DONE:
@@ -1164,12 +1197,14 @@ void mesh_node_receive_event_full(MeshNode *node, const MeshNodeId *from, const 
 	}
 
 	if (next_fd < n_fds)
-		g_warning("mesh: %zu fds more than the event uses closed", n_fds - next_fd);
+		debug_log(LOG_FIELDS("MESH_PEER", LOG_ID(from)),
+			  "mesh: %zu fds more than the event uses closed", n_fds - next_fd);
 
 	MeshPort *dest = node_lookup_port(node, &h->port_id);
 	if (!dest) {
-		g_debug("mesh: event for unknown port %s dropped",
-			mesh_uuid_to_string(&h->port_id, id));
+		debug_log(LOG_FIELDS("MESH_PEER", LOG_ID(from), "MESH_PORT", LOG_ID(&h->port_id)),
+			  "mesh: event for unknown port %s dropped",
+			  mesh_uuid_to_string(&h->port_id, id));
 		goto bad;
 	}
 	deferred_run(&d); /* acknowledge the ports that arrived first */
@@ -1193,9 +1228,10 @@ out:
 MeshPort *mesh_node_add_port(MeshNode *node, const MeshPortId *id, const MeshNodeId *peer_node,
 			     const MeshPortId *peer_port)
 {
-	MeshPort *p = port_new(id);
 	gboolean ok;
 
+	g_return_val_if_fail(node && id && peer_node && peer_port, NULL);
+	MeshPort *p = port_new(id);
 	p->peer.remote = node_get_remote(node, peer_node);
 	p->peer.id = *peer_port;
 	g_mutex_lock(&p->lock);

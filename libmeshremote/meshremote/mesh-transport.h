@@ -185,13 +185,14 @@ MESH_REMOTE_API MeshRemoteNode *mesh_node_add_remote(MeshNode *node, const MeshN
 /**
  * mesh_remote_node_connect:
  * @remote: a handle
- * @sink: how to send events to it (copied, as far as its version goes)
+ * @sink: how to send events to it (copied, as far as its version goes; its
+ *     send must be set)
  * @user_data: passed to @sink
  *
  * Flushes queued events in order.
  *
- * Returns: FALSE if the node was already connected or failed (then
- * @sink's destroy is called at once).
+ * Returns: FALSE if the node was already connected or failed, or on a bad
+ * argument (then @sink's destroy, if any, is called at once).
  */
 MESH_REMOTE_API gboolean mesh_remote_node_connect(MeshRemoteNode *remote, const MeshEventSink *sink,
 						  void *user_data);
@@ -261,14 +262,15 @@ MESH_REMOTE_API MeshPort *mesh_node_add_port(MeshNode *node, const MeshPortId *i
  * mesh_node_receive_event:
  * @node: a node
  * @from: the node the event came from
- * @data: the event's bytes
+ * @data: the event's bytes (NULL only with @size 0)
  * @size: their number
  * @handles: (transfer full): the OS handles that came with it; every one is
- *     consumed
+ *     consumed, also on a bad argument (NULL only with @n_handles 0)
  * @n_handles: their number
  *
- * Feeds one event from a transport. A malformed event is logged (debug,
- * rate-limited) and dropped (its handles closed); it never fails the
+ * Consumes @handles, also on failure. (Every handle in it; the array itself
+ * stays the caller's.) Feeds one event from a transport. A malformed event
+ * is logged (debug, rate-limited) and dropped (its handles closed); it never fails the
  * connection or the process.
  */
 MESH_REMOTE_API void mesh_node_receive_event(MeshNode *node, const MeshNodeId *from,
@@ -280,11 +282,13 @@ MESH_REMOTE_API void mesh_node_receive_event(MeshNode *node, const MeshNodeId *f
  * @data_free: (nullable): when set, the node takes @data's memory over
  *     instead of copying the payload out of it: it keeps pointing into it
  *     (read-only) and calls @data_free(@data_owner) once, when done with it
- *     (at once if it keeps nothing). The transport must not release it.
+ *     (at once if it keeps nothing, or on a bad argument). The transport
+ *     must not release it.
  * @data_owner: passed to @data_free
  *
  * mesh_node_receive_event() for transports that received the event in
- * memory they can hand over (a large event's mapping).
+ * memory they can hand over (a large event's mapping). Consumes @handles,
+ * also on failure, as mesh_node_receive_event() does.
  */
 MESH_REMOTE_API void mesh_node_receive_event_full(MeshNode *node, const MeshNodeId *from,
 						  const uint8_t *data, size_t size,
