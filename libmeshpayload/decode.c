@@ -103,8 +103,7 @@ static WireReader field_body(const WireField *f)
 	return (WireReader){.p = f->data, .end = f->data + f->size};
 }
 
-/* Strict UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF. */
-static bool utf8_valid(const uint8_t *s, size_t n)
+bool payload_utf8_valid(const uint8_t *s, size_t n)
 {
 	size_t i = 0;
 
@@ -459,7 +458,7 @@ static int decode_scalar(Decoder *d, const ProtobufCFieldDescriptor *f, Protobuf
 	if (expected == WIRE_LEN) {
 		size_t len = field.size;
 		if (f->type == PROTOBUF_C_TYPE_STRING) {
-			if (!utf8_valid(field.data, len))
+			if (!payload_utf8_valid(field.data, len))
 				return fail(d, MESH_PAYLOAD_ERROR_INVALID_UTF8, -EBADMSG,
 					    "invalid UTF-8");
 			copy = malloc(len + 1);

@@ -40,6 +40,9 @@ static inline bool field_is_resource(const ProtobufCFieldDescriptor *f)
 	return field_is_fd(f) || field_is_port(f);
 }
 
+/* Strict UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF. */
+bool payload_utf8_valid(const uint8_t *s, size_t n);
+
 /* Formats into @err (when non-NULL) and returns @errnum. */
 int payload_set_error(MeshPayloadError *err, MeshPayloadErrorCode code, int errnum,
 		      const char *fmt, ...) __attribute__((format(printf, 4, 5)));

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Walking the resources a message holds; the message helpers. */
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "meshpayload-private.h"
@@ -84,6 +85,123 @@ ProtobufCMessage *mesh_payload_message_free(ProtobufCMessage *msg)
 	mesh_payload_message_release_resources(msg);
 	protobuf_c_message_free_unpacked(msg, NULL);
 	return NULL;
+}
+
+ProtobufCMessage *mesh_payload_message_new(const ProtobufCMessageDescriptor *desc)
+{
+	if (!desc || desc->magic != PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC) {
+		errno = EINVAL;
+		return NULL;
+	}
+	ProtobufCMessage *msg = calloc(1, desc->sizeof_message);
+	if (!msg)
+		return NULL;
+	protobuf_c_message_init(desc, msg);
+	return msg;
+}
+
+/*
+ * The singular field @name of @msg if it has type @type; before it is set,
+ * a oneof member's case is switched to it (the old member freed).
+ */
+static int settable_field(ProtobufCMessage *msg, const char *name, ProtobufCType type,
+			  const ProtobufCFieldDescriptor **ret_field)
+{
+	if (!msg || !name)
+		return -EINVAL;
+	const ProtobufCFieldDescriptor *f =
+		protobuf_c_message_descriptor_get_field_by_name(msg->descriptor, name);
+	if (!f)
+		return -ENOENT;
+	if (f->type != type || f->label == PROTOBUF_C_LABEL_REPEATED)
+		return -EINVAL;
+	*ret_field = f;
+	return 0;
+}
+
+/* Frees the value of field @f (never a default value), resources included. */
+static void free_value(ProtobufCMessage *msg, const ProtobufCFieldDescriptor *f)
+{
+	void *member = (char *)msg + f->offset;
+
+	if (f->type == PROTOBUF_C_TYPE_STRING) {
+		char *str = *(char **)member;
+		if (str && str != f->default_value && str != protobuf_c_empty_string)
+			free(str);
+		*(char **)member = NULL;
+	} else if (f->type == PROTOBUF_C_TYPE_BYTES) {
+		ProtobufCBinaryData *b = member;
+		const ProtobufCBinaryData *def = f->default_value;
+		if (b->data && (!def || def->data != b->data))
+			free(b->data);
+		b->data = NULL;
+		b->len = 0;
+	} else if (f->type == PROTOBUF_C_TYPE_MESSAGE && *(ProtobufCMessage **)member) {
+		/* An Fd or a Port holds its resource itself. */
+		release_visit(f, (ProtobufCMessage **)member, NULL);
+		protobuf_c_message_free_unpacked(*(ProtobufCMessage **)member, NULL);
+		*(ProtobufCMessage **)member = NULL;
+	}
+}
+
+/* Frees @f's current value, or the set member of its oneof, and marks @f set. */
+static void clear_for_set(ProtobufCMessage *msg, const ProtobufCFieldDescriptor *f)
+{
+	uint32_t *quantifier = (uint32_t *)((char *)msg + f->quantifier_offset);
+
+	if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
+		const ProtobufCMessageDescriptor *desc = msg->descriptor;
+		for (unsigned i = 0; i < desc->n_fields; i++) {
+			const ProtobufCFieldDescriptor *m = &desc->fields[i];
+			if (m->quantifier_offset == f->quantifier_offset && m->id == *quantifier &&
+			    (m->flags & PROTOBUF_C_FIELD_FLAG_ONEOF))
+				free_value(msg, m);
+		}
+		*quantifier = f->id;
+		return;
+	}
+	free_value(msg, f);
+	if (f->label == PROTOBUF_C_LABEL_OPTIONAL && f->type == PROTOBUF_C_TYPE_BYTES)
+		*(protobuf_c_boolean *)quantifier = 1;
+}
+
+int mesh_payload_message_set_string(ProtobufCMessage *msg, const char *field, const char *value)
+{
+	const ProtobufCFieldDescriptor *f;
+	int r = settable_field(msg, field, PROTOBUF_C_TYPE_STRING, &f);
+	if (r < 0)
+		return r;
+	if (!value || !payload_utf8_valid((const uint8_t *)value, strlen(value)))
+		return -EINVAL;
+	char *copy = strdup(value);
+	if (!copy)
+		return -ENOMEM;
+	clear_for_set(msg, f);
+	*(char **)((char *)msg + f->offset) = copy;
+	return 0;
+}
+
+int mesh_payload_message_set_bytes(ProtobufCMessage *msg, const char *field, const void *data,
+				   size_t size)
+{
+	const ProtobufCFieldDescriptor *f;
+	int r = settable_field(msg, field, PROTOBUF_C_TYPE_BYTES, &f);
+	if (r < 0)
+		return r;
+	if (!data && size)
+		return -EINVAL;
+	uint8_t *copy = NULL;
+	if (size) {
+		copy = malloc(size);
+		if (!copy)
+			return -ENOMEM;
+		memcpy(copy, data, size);
+	}
+	clear_for_set(msg, f);
+	ProtobufCBinaryData *b = (ProtobufCBinaryData *)((char *)msg + f->offset);
+	b->data = copy;
+	b->len = size;
+	return 0;
 }
 
 bool mesh_payload_is_resource_type(const ProtobufCMessageDescriptor *desc)

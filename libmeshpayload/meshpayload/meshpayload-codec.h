@@ -189,6 +189,58 @@ MESH_PAYLOAD_API int mesh_payload_decode(const ProtobufCMessageDescriptor *desc,
 MESH_PAYLOAD_API ProtobufCMessage *mesh_payload_message_free(ProtobufCMessage *msg);
 
 /**
+ * mesh_payload_message_new:
+ * @desc: the message type, e.g. &hello__descriptor
+ *
+ * Allocates a message of type @desc the way mesh_payload_message_free()
+ * frees it (malloc(), zeroed) and initializes it with
+ * protobuf_c_message_init() (every field at its default). Set its fields
+ * with mesh_payload_message_set_string() and
+ * mesh_payload_message_set_bytes() (which copy), or directly: a field that
+ * points to memory (a string, bytes, a nested message, an Fd or a Port
+ * made with mesh_payload_fd_new_take() or mesh_payload_port_new_take(), a
+ * repeated field's array) must point to malloc()'d memory the message then
+ * owns, since freeing the message frees it.
+ *
+ * Returns: (transfer full): the message, to mesh_payload_message_free() or
+ * to a call that takes it (e.g. sending it); NULL with errno ENOMEM, or
+ * EINVAL if @desc is not a message descriptor.
+ */
+MESH_PAYLOAD_API ProtobufCMessage *mesh_payload_message_new(const ProtobufCMessageDescriptor *desc);
+
+/**
+ * mesh_payload_message_set_string:
+ * @msg: a message from mesh_payload_message_new() (or malloc'ed likewise)
+ * @field: the name of a string field of @msg's type, not repeated
+ * @value: (transfer none): UTF-8 text, copied
+ *
+ * Sets @field to a copy of @value and frees its previous value. A oneof
+ * member becomes the oneof's case (the previous member, if another, is
+ * freed, with its resources).
+ *
+ * Returns: 0; -ENOENT if @msg's type has no field @field, -EINVAL if it is
+ * not a singular string field or @value is NULL or not valid UTF-8 (a peer
+ * would refuse to decode it), -ENOMEM. On failure @msg is unchanged.
+ */
+MESH_PAYLOAD_API int mesh_payload_message_set_string(ProtobufCMessage *msg, const char *field,
+						     const char *value);
+
+/**
+ * mesh_payload_message_set_bytes:
+ * @msg: a message from mesh_payload_message_new() (or malloc'ed likewise)
+ * @field: the name of a bytes field of @msg's type, not repeated
+ * @data: (transfer none) (nullable): @size bytes, copied (NULL if @size is 0)
+ * @size: their number
+ *
+ * As mesh_payload_message_set_string(), for a bytes field (a proto2
+ * optional one is marked present).
+ *
+ * Returns: 0; -ENOENT, -EINVAL, -ENOMEM as mesh_payload_message_set_string().
+ */
+MESH_PAYLOAD_API int mesh_payload_message_set_bytes(ProtobufCMessage *msg, const char *field,
+						    const void *data, size_t size);
+
+/**
  * mesh_payload_message_release_resources:
  * @msg: a message, which may live on the stack
  *

@@ -35,6 +35,7 @@ typedef struct {
 	void (*release)(MeshPayloadObject *object);
 } MeshPayloadObjectClass;
 
+/** MESH_PAYLOAD_OBJECT_CLASS_VERSION: the MeshPayloadObjectClass version this header describes. */
 #define MESH_PAYLOAD_OBJECT_CLASS_VERSION 0
 
 /**

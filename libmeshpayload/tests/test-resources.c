@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include "payload-test.h"
+#include "test-proto2.pb-c.h"
 
 START_TEST(test_append_take_steal)
 {
@@ -123,6 +124,82 @@ START_TEST(test_fd_and_port_messages)
 }
 END_TEST
 
+/* mesh_payload_message_new() and the copying setters. */
+START_TEST(test_message_builder)
+{
+	int fds_before = count_open_fds();
+	Meshtest__Everything *e =
+		(Meshtest__Everything *)mesh_payload_message_new(&meshtest__everything__descriptor);
+	ck_assert_ptr_nonnull(e);
+	ck_assert_str_eq(e->str, ""); /* initialized: the defaults */
+	ck_assert_int_eq(e->choice_case, MESHTEST__EVERYTHING__CHOICE__NOT_SET);
+
+	char text[] = "héllo";
+	ck_assert_int_eq(mesh_payload_message_set_string(&e->base, "str", text), 0);
+	text[0] = 'j'; /* copied */
+	ck_assert_str_eq(e->str, "héllo");
+	ck_assert_int_eq(mesh_payload_message_set_string(&e->base, "str", "again"), 0);
+	ck_assert_int_eq(mesh_payload_message_set_bytes(&e->base, "by", "\0\1\2", 3), 0);
+	ck_assert_uint_eq(e->by.len, 3);
+	ck_assert_int_eq(memcmp(e->by.data, "\0\1\2", 3), 0);
+	ck_assert_int_eq(mesh_payload_message_set_bytes(&e->base, "by", NULL, 0), 0);
+	ck_assert_uint_eq(e->by.len, 0);
+	ck_assert_int_eq(mesh_payload_message_set_bytes(&e->base, "by", "xy", 2), 0);
+
+	/* Errors leave the message alone. */
+	ck_assert_int_eq(mesh_payload_message_set_string(&e->base, "nope", "x"), -ENOENT);
+	ck_assert_int_eq(mesh_payload_message_set_string(&e->base, "u32", "x"), -EINVAL);
+	ck_assert_int_eq(mesh_payload_message_set_string(&e->base, "r_str", "x"), -EINVAL);
+	ck_assert_int_eq(mesh_payload_message_set_string(&e->base, "by", "x"), -EINVAL);
+	ck_assert_int_eq(mesh_payload_message_set_string(&e->base, "str", "\xff"), -EINVAL);
+	ck_assert_int_eq(mesh_payload_message_set_string(&e->base, "str", NULL), -EINVAL);
+	ck_assert_int_eq(mesh_payload_message_set_bytes(&e->base, "by", NULL, 1), -EINVAL);
+	ck_assert_int_eq(mesh_payload_message_set_string(NULL, "str", "x"), -EINVAL);
+	ck_assert_str_eq(e->str, "again");
+
+	/* A oneof: setting a member frees the one set before, fd included. */
+	e->c_fd = mesh_payload_fd_new_take(open_null());
+	e->choice_case = MESHTEST__EVERYTHING__CHOICE_C_FD;
+	ck_assert_int_eq(count_open_fds(), fds_before + 1);
+	ck_assert_int_eq(mesh_payload_message_set_string(&e->base, "c_str", "chosen"), 0);
+	ck_assert_int_eq(e->choice_case, MESHTEST__EVERYTHING__CHOICE_C_STR);
+	ck_assert_int_eq(count_open_fds(), fds_before);
+	ck_assert_int_eq(mesh_payload_message_set_string(&e->base, "c_str", "twice"), 0);
+
+	/* It encodes and decodes like any message. */
+	MeshPayloadResources *res = mesh_payload_resources_new();
+	uint8_t *bytes;
+	size_t size;
+	ck_assert_int_eq(mesh_payload_encode_alloc(&e->base, &bytes, &size, res, NULL), 0);
+	ProtobufCMessage *out;
+	ck_assert_int_eq(mesh_payload_decode(&meshtest__everything__descriptor, bytes, size, res,
+					     NULL, &out, NULL),
+			 0);
+	Meshtest__Everything *d = (Meshtest__Everything *)out;
+	ck_assert_str_eq(d->str, "again");
+	ck_assert_uint_eq(d->by.len, 2);
+	ck_assert_str_eq(d->c_str, "twice");
+	mesh_payload_message_free(out);
+	mesh_payload_resources_free(res);
+	free(bytes);
+	mesh_payload_message_free(&e->base);
+
+	/* proto2: a default value is replaced, never freed. */
+	Meshtest2__Required *r =
+		(Meshtest2__Required *)mesh_payload_message_new(&meshtest2__required__descriptor);
+	ck_assert_str_eq(r->name, "nobody");
+	ck_assert_int_eq(r->level, 7);
+	ck_assert_int_eq(mesh_payload_message_set_string(&r->base, "name", "somebody"), 0);
+	ck_assert_str_eq(r->name, "somebody");
+	mesh_payload_message_free(&r->base);
+
+	errno = 0;
+	ck_assert_ptr_null(mesh_payload_message_new(NULL));
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_int_eq(count_open_fds(), fds_before);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("libmeshpayload-resources");
@@ -132,6 +209,7 @@ int main(void)
 	tcase_add_test(tc, test_take_consumes_on_failure);
 	tcase_add_test(tc, test_clear_releases_everything);
 	tcase_add_test(tc, test_fd_and_port_messages);
+	tcase_add_test(tc, test_message_builder);
 	suite_add_tcase(s, tc);
 
 	SRunner *sr = srunner_create(s);

@@ -39,7 +39,9 @@ typedef enum {
 	MESH_PROCESS_ERROR_SHUT_DOWN,
 } MeshProcessError;
 
+/** MESH_PROCESS_ERROR: the error domain of libmeshprocess; codes are MeshProcessError. */
 #define MESH_PROCESS_ERROR (mesh_process_error_quark())
+/** mesh_process_error_quark: Returns: the MESH_PROCESS_ERROR domain. */
 MESH_PROCESS_API GQuark mesh_process_error_quark(void);
 
 /** MESH_WORKER_INVITATION: the environment variable a host's invitation travels in. */
@@ -54,6 +56,7 @@ MESH_PROCESS_API GQuark mesh_process_error_quark(void);
 
 /* Process configuration. */
 
+/** MeshProcessConfig: how to launch one host (mesh_launch_host()). */
 typedef struct MeshProcessConfig MeshProcessConfig;
 
 /**
@@ -75,6 +78,7 @@ typedef gboolean (*MeshSandboxApplyFunc)(PalSpawn *spawn, gpointer user_data, GE
 MESH_PROCESS_API MeshProcessConfig *mesh_process_config_new(const char *name);
 /** mesh_process_config_free: NULL-safe. */
 MESH_PROCESS_API void mesh_process_config_free(MeshProcessConfig *config);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(MeshProcessConfig, mesh_process_config_free)
 /**
  * mesh_process_config_set_program: the executable (default: this program,
  * with the parent's argv[0]); a NULL @path restores the default.
@@ -127,6 +131,7 @@ MESH_PROCESS_API void mesh_process_config_set_remote_command(MeshProcessConfig *
 
 /* The mesh. */
 
+/** Mesh: the coordinator of a mesh of processes, in the parent (mesh_new()). */
 typedef struct Mesh Mesh;
 
 /**
@@ -235,6 +240,7 @@ MESH_PROCESS_API gboolean mesh_shutdown(Mesh *mesh, gint64 deadline_us, GError *
 
 /** mesh_free: shuts down (killing hosts at once) if needed and frees. NULL-safe. */
 MESH_PROCESS_API void mesh_free(Mesh *mesh);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(Mesh, mesh_free)
 
 /* Listening and connecting. */
 
@@ -270,6 +276,12 @@ MESH_PROCESS_API gboolean mesh_listen(Mesh *mesh, const char *path, gboolean all
  */
 MESH_PROCESS_API void mesh_unlisten(Mesh *mesh, const char *path);
 
+/**
+ * MeshConnection:
+ *
+ * A client's connection to a listening mesh (mesh_connect()); ended by
+ * mesh_connection_shutdown().
+ */
 typedef struct MeshConnection MeshConnection;
 
 /**
@@ -330,7 +342,8 @@ typedef gboolean (*MeshHostFunc)(MeshMessage *initial, gpointer user_data, GErro
 /**
  * mesh_try_run_host:
  * @base_name: the process name prefix: the process is renamed
- *     "@base_name-<node name>" (as much as fits in 15 characters)
+ *     "@base_name-NODE", NODE being the node name (as much as fits in 15
+ *     characters)
  * @func: the host's work
  * @user_data: passed to @func
  * @error: a corrupt invitation, a failed join, or @func's error

@@ -30,9 +30,13 @@
 
 G_BEGIN_DECLS
 
+/** MeshWorkerRegistry: the workers a runner can start, by name. */
 typedef struct MeshWorkerRegistry MeshWorkerRegistry;
+/** MeshWorkerContext: what a running worker is given: its name and its stop requests (borrowed). */
 typedef struct MeshWorkerContext MeshWorkerContext;
+/** MeshWorkerHost: the parent's side of a worker runner: launches workers in it. */
 typedef struct MeshWorkerHost MeshWorkerHost;
+/** MeshWorkerHandle: the parent's handle on one worker: its events, stop and join. */
 typedef struct MeshWorkerHandle MeshWorkerHandle;
 
 /**
@@ -121,6 +125,7 @@ MESH_PROCESS_API gboolean mesh_worker_registry_check(MeshWorkerRegistry *reg, co
  * Frees the registry, calling each entry's notify. NULL-safe.
  */
 MESH_PROCESS_API void mesh_worker_registry_free(MeshWorkerRegistry *reg);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(MeshWorkerRegistry, mesh_worker_registry_free)
 
 /* The worker's side. */
 
@@ -253,6 +258,7 @@ MESH_PROCESS_API MeshWorkerHandle *mesh_worker_host_launch(MeshWorkerHost *host,
  * Running workers and their handles are unaffected. NULL-safe.
  */
 MESH_PROCESS_API void mesh_worker_host_free(MeshWorkerHost *host);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(MeshWorkerHost, mesh_worker_host_free)
 
 /* The handle. Stop from any thread; read events from one thread at a time. */
 
@@ -316,5 +322,6 @@ MESH_PROCESS_API gboolean mesh_worker_handle_join(MeshWorkerHandle *handle, gint
  * reports as a stop request. NULL-safe.
  */
 MESH_PROCESS_API void mesh_worker_handle_free(MeshWorkerHandle *handle);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(MeshWorkerHandle, mesh_worker_handle_free)
 
 G_END_DECLS

@@ -52,7 +52,9 @@
 
 G_BEGIN_DECLS
 
+/** MeshSender: the sending end of an mpsc channel (a port); senders may be cloned. */
 typedef struct MeshSender MeshSender;
+/** MeshReceiver: the receiving end of an mpsc channel. */
 typedef struct MeshReceiver MeshReceiver;
 
 /**
@@ -69,6 +71,7 @@ MESH_REMOTE_API MeshSender *mesh_sender_clone(MeshSender *sender);
 
 /** mesh_sender_free: drops this sender; the receiver is closed once all are gone. NULL-safe. */
 MESH_REMOTE_API void mesh_sender_free(MeshSender *sender);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(MeshSender, mesh_sender_free)
 
 /**
  * mesh_sender_send:
@@ -195,6 +198,7 @@ MESH_REMOTE_API int mesh_receiver_get_fd(MeshReceiver *receiver);
 
 /** mesh_receiver_free: drops the receiver; senders see it closed. NULL-safe. */
 MESH_REMOTE_API void mesh_receiver_free(MeshReceiver *receiver);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(MeshReceiver, mesh_receiver_free)
 
 /**
  * mesh_receiver_into_port:
@@ -252,7 +256,9 @@ MESH_REMOTE_API void mesh_receiver_bridge(MeshReceiver *receiver, MeshSender *se
 
 /* Oneshot. */
 
+/** MeshOneshotSender: the sending end of a one-value channel. */
 typedef struct MeshOneshotSender MeshOneshotSender;
+/** MeshOneshotReceiver: the receiving end of a one-value channel. */
 typedef struct MeshOneshotReceiver MeshOneshotReceiver;
 
 /** mesh_oneshot_new: a one-value channel; @desc NULL for untyped. */
@@ -283,6 +289,7 @@ MESH_REMOTE_API void mesh_oneshot_send_message(MeshOneshotSender *sender, MeshMe
 
 /** mesh_oneshot_sender_free: drops the sender unsent; the receiver gets MESH_ERROR_CLOSED. */
 MESH_REMOTE_API void mesh_oneshot_sender_free(MeshOneshotSender *sender);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(MeshOneshotSender, mesh_oneshot_sender_free)
 
 /**
  * mesh_oneshot_recv:
@@ -319,6 +326,7 @@ MESH_REMOTE_API gboolean mesh_oneshot_recv_message(MeshOneshotReceiver *receiver
 
 /** mesh_oneshot_receiver_free: NULL-safe. */
 MESH_REMOTE_API void mesh_oneshot_receiver_free(MeshOneshotReceiver *receiver);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(MeshOneshotReceiver, mesh_oneshot_receiver_free)
 
 /**
  * mesh_oneshot_sender_into_port:
@@ -366,6 +374,12 @@ MESH_REMOTE_API MeshOneshotReceiver *mesh_oneshot_receiver_from_port(
 
 /* RPC: a request message whose wire form is {1: input, 2: reply oneshot port}. */
 
+/**
+ * MeshRpc:
+ *
+ * A received request, to answer once (mesh_rpc_complete(), mesh_rpc_fail())
+ * or drop (mesh_rpc_free()).
+ */
 typedef struct MeshRpc MeshRpc;
 
 /**
@@ -437,5 +451,6 @@ MESH_REMOTE_API void mesh_rpc_fail(MeshRpc *rpc, const GError *error);
 
 /** mesh_rpc_free: drops the request unanswered. NULL-safe. */
 MESH_REMOTE_API void mesh_rpc_free(MeshRpc *rpc);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(MeshRpc, mesh_rpc_free)
 
 G_END_DECLS

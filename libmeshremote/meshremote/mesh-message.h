@@ -44,6 +44,7 @@ MESH_REMOTE_API MeshMessage *mesh_message_new_typed_take(ProtobufCMessage *msg);
 
 /** mesh_message_free: releases the message and its resources. NULL-safe. */
 MESH_REMOTE_API void mesh_message_free(MeshMessage *msg);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(MeshMessage, mesh_message_free)
 
 /**
  * mesh_message_add_fd:

@@ -31,7 +31,9 @@ typedef struct {
 	uint8_t bytes[16];
 } MeshUuid;
 
+/** MeshNodeId: a node's id. */
 typedef MeshUuid MeshNodeId;
+/** MeshPortId: a port's id. */
 typedef MeshUuid MeshPortId;
 
 /** mesh_uuid_generate: fills @ret from getrandom(2). */
@@ -105,10 +107,14 @@ typedef enum {
 	MESH_ERROR_MESSAGE_TOO_LARGE,
 } MeshError;
 
+/** MESH_ERROR: the error domain of libmeshremote and of channel calls; codes: MeshError. */
 #define MESH_ERROR (mesh_error_quark())
+/** mesh_error_quark: Returns: the MESH_ERROR domain. */
 MESH_REMOTE_API GQuark mesh_error_quark(void);
 
+/** MeshNode: a node: the ports of one process and the remote nodes it knows. Refcounted. */
 typedef struct MeshNode MeshNode;
+/** MeshRemoteNode: a node's handle on another node, reached through a transport. Refcounted. */
 typedef struct MeshRemoteNode MeshRemoteNode;
 typedef struct MeshPort MeshPort;
 
@@ -127,6 +133,7 @@ MESH_REMOTE_API MeshNode *mesh_node_new(void);
  */
 MESH_REMOTE_API MeshNode *mesh_node_new_with_id(const MeshNodeId *id);
 
+/** mesh_node_ref: Returns: (transfer full): @node, with one more reference. */
 MESH_REMOTE_API MeshNode *mesh_node_ref(MeshNode *node);
 
 /**
@@ -137,6 +144,7 @@ MESH_REMOTE_API MeshNode *mesh_node_ref(MeshNode *node);
  * and every remote node fail with MESH_ERROR_SHUTTING_DOWN.
  */
 MESH_REMOTE_API void mesh_node_unref(MeshNode *node);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(MeshNode, mesh_node_unref)
 
 /** mesh_node_get_id: Returns: (transfer none): the node's id. */
 MESH_REMOTE_API const MeshNodeId *mesh_node_get_id(MeshNode *node);

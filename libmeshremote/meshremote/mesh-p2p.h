@@ -226,5 +226,6 @@ MESH_REMOTE_API gboolean mesh_p2p_link_shutdown(MeshP2pLink *link, gint64 timeou
  * from the link's ended function, nor on its I/O thread.
  */
 MESH_REMOTE_API void mesh_p2p_link_free(MeshP2pLink *link);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(MeshP2pLink, mesh_p2p_link_free)
 
 G_END_DECLS

@@ -34,6 +34,7 @@ MESH_REMOTE_API void mesh_port_new_pair(MeshPort **ret_a, MeshPort **ret_b);
  * Closes this end: the peer receives every earlier message, then "closed".
  */
 MESH_REMOTE_API void mesh_port_close(MeshPort *port);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(MeshPort, mesh_port_close)
 
 /**
  * mesh_port_bridge:

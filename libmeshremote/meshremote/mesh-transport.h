@@ -52,6 +52,7 @@ G_BEGIN_DECLS
  */
 #ifdef G_OS_WIN32
 typedef void *MeshOsHandle;
+/** MESH_OS_HANDLE_INVALID: no handle. */
 #define MESH_OS_HANDLE_INVALID NULL
 #else
 typedef int MeshOsHandle;
@@ -127,6 +128,7 @@ typedef struct {
 	const MeshTransportCaps *caps;
 } MeshEventSink;
 
+/** MESH_EVENT_SINK_VERSION: the MeshEventSink version this header describes. */
 #define MESH_EVENT_SINK_VERSION 1
 
 /**
@@ -229,10 +231,12 @@ MESH_REMOTE_API void mesh_remote_node_set_features(MeshRemoteNode *remote,
  */
 MESH_REMOTE_API void mesh_remote_node_fail(MeshRemoteNode *remote, const char *reason);
 
+/** mesh_remote_node_ref: Returns: (transfer full): another handle on @remote. */
 MESH_REMOTE_API MeshRemoteNode *mesh_remote_node_ref(MeshRemoteNode *remote);
 
 /** mesh_remote_node_unref: dropping the last handle fails the node ("remote node dropped"). */
 MESH_REMOTE_API void mesh_remote_node_unref(MeshRemoteNode *remote);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(MeshRemoteNode, mesh_remote_node_unref)
 
 /** mesh_remote_node_get_id: Returns: (transfer none): the remote node's id. */
 MESH_REMOTE_API const MeshNodeId *mesh_remote_node_get_id(MeshRemoteNode *remote);
@@ -405,9 +409,11 @@ MESH_REMOTE_API gboolean mesh_main_context_iterate_until(GMainContext *context, 
  */
 MESH_REMOTE_API void mesh_io_hook_detach(MeshIoHook *hook);
 
+/** mesh_io_hook_ref: Returns: (transfer full): @hook, with one more reference. */
 MESH_REMOTE_API MeshIoHook *mesh_io_hook_ref(MeshIoHook *hook);
 /** mesh_io_hook_unref: @hook: (nullable). */
 MESH_REMOTE_API void mesh_io_hook_unref(MeshIoHook *hook);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(MeshIoHook, mesh_io_hook_unref)
 
 /**
  * mesh_node_set_io_hook:

@@ -119,6 +119,7 @@ MESH_REMOTE_API int mesh_invitation_steal_fd(MeshInvitation *inv);
  * invited node fail, so the invited port's peer gets an error.
  */
 MESH_REMOTE_API void mesh_invitation_free(MeshInvitation *inv);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(MeshInvitation, mesh_invitation_free)
 
 /**
  * mesh_unix_node_invite:
@@ -246,6 +247,7 @@ MESH_REMOTE_API void mesh_unix_listener_set_handshake_limits(MeshUnixListener *l
  * runs once this returns.
  */
 MESH_REMOTE_API void mesh_unix_listener_free(MeshUnixListener *listener);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(MeshUnixListener, mesh_unix_listener_free)
 
 /**
  * mesh_unix_node_join_by_path:
@@ -325,5 +327,6 @@ MESH_REMOTE_API gboolean mesh_unix_node_shutdown(MeshUnixNode *unode, gint64 tim
  * first) and stops the I/O thread if it owns one.
  */
 MESH_REMOTE_API void mesh_unix_node_free(MeshUnixNode *unode);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(MeshUnixNode, mesh_unix_node_free)
 
 G_END_DECLS

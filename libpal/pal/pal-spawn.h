@@ -42,7 +42,9 @@
 
 PAL_BEGIN_DECLS
 
+/** PalSpawn: a builder for one child process (pal_spawn_new()). */
 typedef struct PalSpawn PalSpawn;
+/** PalChild: a started child: its pid and pidfd (pal_spawn_run()). */
 typedef struct PalChild PalChild;
 
 /**
@@ -148,7 +150,9 @@ PAL_API int pal_spawn_env_clear(PalSpawn *spawn);
  * Returns: 0 or a negative errno.
  */
 PAL_API int pal_spawn_set_stdin(PalSpawn *spawn, PalStdio mode, int fd);
+/** pal_spawn_set_stdout: the child's stdout, as pal_spawn_set_stdin(). */
 PAL_API int pal_spawn_set_stdout(PalSpawn *spawn, PalStdio mode, int fd);
+/** pal_spawn_set_stderr: the child's stderr, as pal_spawn_set_stdin(). */
 PAL_API int pal_spawn_set_stderr(PalSpawn *spawn, PalStdio mode, int fd);
 
 /**
