@@ -14,6 +14,9 @@ void channel_fail_port_later(Deferred *d, MeshPort *port, const char *reason);
  */
 int channel_unwrap(MeshMessage *msg, GError **error);
 
+/* g_main_context_wakeup(@context) after @d runs, when the locks are free. */
+void channel_wake_context_later(Deferred *d, GMainContext *context);
+
 /* Waits on @cond until @deadline (monotonic us), or forever if @deadline < 0. */
 gboolean channel_cond_wait(GCond *cond, GMutex *lock, gint64 deadline);
 
@@ -67,3 +70,5 @@ gboolean rpc_parse_request(MeshMessage *msg, const ProtobufCMessageDescriptor *i
 			   ProtobufCMessage **ret_input, MeshPort **ret_port, GError **error);
 gboolean rpc_parse_reply(MeshMessage *reply, const ProtobufCMessageDescriptor *reply_desc,
 			 ProtobufCMessage **ret_reply, GError **error);
+/* rpc_parse_reply() for untyped calls: R's bytes and resources as a message. */
+gboolean rpc_parse_reply_message(MeshMessage *reply, MeshMessage **ret_reply, GError **error);

@@ -376,6 +376,11 @@ static void wakeup_context(void *data)
 	g_main_context_unref(context);
 }
 
+void channel_wake_context_later(Deferred *d, GMainContext *context)
+{
+	deferred_call(d, wakeup_context, g_main_context_ref(context));
+}
+
 static MeshReceiver *receiver_ref(MeshReceiver *r);
 static void receiver_unref(MeshReceiver *r);
 
@@ -413,7 +418,7 @@ static void receiver_wake_locked(MeshReceiver *r, Deferred *d)
 		r->efd_set = TRUE;
 	}
 	if (r->context)
-		deferred_call(d, wakeup_context, g_main_context_ref(r->context));
+		channel_wake_context_later(d, r->context);
 }
 
 /* After a receive: the eventfd stays readable only while something is there. */
