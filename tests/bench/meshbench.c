@@ -49,6 +49,8 @@
 #include <meshremote/meshremote.h>
 #include <pal/pal.h>
 
+#include "meshbench.pb-c.h"
+
 #define KIB ((size_t)1024)
 #define MIB ((size_t)1024 * 1024)
 #define SYSTEM "mesh"
@@ -553,6 +555,34 @@ static int child_portmove(MeshReceiver *rx)
 	return 0;
 }
 
+/* Answers every Echo rpc with the same bytes and sequence number, until closed. */
+static int child_rpc(MeshReceiver *rx)
+{
+	MeshRpc *rpc;
+	GError *error = NULL;
+
+	while (mesh_receiver_recv_rpc(rx, &meshbench__echo__descriptor, -1, &rpc, &error)) {
+		Meshbench__Echo *in = (Meshbench__Echo *)mesh_rpc_get_input(rpc);
+		Meshbench__Echo *out = malloc(sizeof(*out));
+		CHECK(out != NULL);
+		meshbench__echo__init(out);
+		out->seq = in->seq;
+		out->data.len = in->data.len;
+		out->data.data = malloc(in->data.len ? in->data.len : 1);
+		CHECK(out->data.data != NULL);
+		if (in->data.len)
+			memcpy(out->data.data, in->data.data, in->data.len);
+		child_handled++;
+		if (fault_now("byte") && out->data.len)
+			out->data.data[out->data.len / 2] ^= 0x40;
+		mesh_rpc_complete(rpc, &out->base);
+	}
+	if (!g_error_matches(error, MESH_ERROR, MESH_ERROR_CLOSED))
+		die("child rpc: %s", error->message);
+	g_error_free(error);
+	return 0;
+}
+
 /* meshbench --child MODE SIZE CHECK NODE LEADER PORT LEADER_PORT */
 static int child_main(int argc, char **argv)
 {
@@ -595,6 +625,8 @@ static int child_main(int argc, char **argv)
 		status = child_stream(rx, tx, size);
 	else if (strcmp(mode, "portmove") == 0)
 		status = child_portmove(rx);
+	else if (strcmp(mode, "rpc") == 0)
+		status = child_rpc(rx);
 	else
 		die("child: unknown mode %s", mode);
 
@@ -1055,6 +1087,124 @@ static void bench_inproc_queue(void)
 	g_async_queue_unref(x.q2);
 }
 
+/* ------------------------------------------------ rpc round trips */
+
+/*
+ * rpc_rtt: mesh_rpc_call() (blocking) of a typed Echo of 64 B, the child
+ * answers with the same bytes. rpc_async_rtt: the same request with
+ * mesh_rpc_call_async() from a GMainLoop on a context of this thread (the
+ * transport keeps its own I/O thread), one call at a time: each callback
+ * checks the reply and makes the next call.
+ */
+typedef struct {
+	Peer peer;
+	uint8_t buf[64];
+	GMainContext *context;
+	GMainLoop *loop;
+	uint64_t next, end;
+} RpcCtx;
+
+static ProtobufCMessage *echo_new(RpcCtx *x, uint64_t seq)
+{
+	Meshbench__Echo *e = malloc(sizeof(*e));
+	CHECK(e != NULL);
+	meshbench__echo__init(e);
+	payload_fill(x->buf, sizeof(x->buf), seq);
+	e->seq = seq;
+	e->data.len = sizeof(x->buf);
+	e->data.data = malloc(sizeof(x->buf));
+	CHECK(e->data.data != NULL);
+	memcpy(e->data.data, x->buf, sizeof(x->buf));
+	return &e->base;
+}
+
+static void echo_verify(ProtobufCMessage *reply, const GError *error, uint64_t seq)
+{
+	if (!reply)
+		die("rpc: call %llu: %s", (unsigned long long)seq, error->message);
+	Meshbench__Echo *e = (Meshbench__Echo *)reply;
+	const char *why = payload_verify(e->data.data, e->data.len, 64, seq);
+	if (why || e->seq != seq)
+		die("rpc: reply %llu: %s", (unsigned long long)seq, why ? why : "wrong sequence");
+	mesh_payload_message_free(reply);
+}
+
+static double rpc_rep(void *p, long n)
+{
+	RpcCtx *x = p;
+	double t0 = now_s();
+
+	for (uint64_t i = 0; i < (uint64_t)n; i++) {
+		ProtobufCMessage *reply = NULL;
+		GError *error = NULL;
+		mesh_rpc_call(x->peer.tx, echo_new(x, i), &meshbench__echo__descriptor, 60 * G_USEC_PER_SEC,
+			      &reply, &error);
+		echo_verify(reply, error, i);
+	}
+	return now_s() - t0;
+}
+
+static void rpc_async_call(RpcCtx *x);
+
+static void rpc_async_cb(ProtobufCMessage *reply, const GError *error, gpointer data)
+{
+	RpcCtx *x = data;
+
+	echo_verify(reply, error, x->next);
+	if (++x->next < x->end)
+		rpc_async_call(x);
+	else
+		g_main_loop_quit(x->loop);
+}
+
+static void rpc_async_call(RpcCtx *x)
+{
+	mesh_rpc_call_unref(mesh_rpc_call_async(x->peer.tx, echo_new(x, x->next),
+						&meshbench__echo__descriptor, 60 * G_USEC_PER_SEC,
+						x->context, rpc_async_cb, x, NULL));
+}
+
+static double rpc_async_rep(void *p, long n)
+{
+	RpcCtx *x = p;
+	double t0 = now_s();
+
+	x->next = 0;
+	x->end = (uint64_t)n;
+	rpc_async_call(x);
+	g_main_loop_run(x->loop);
+	return now_s() - t0;
+}
+
+static void bench_rpc(const char *metric, gboolean async)
+{
+	RpcCtx x = {0};
+
+	if (!bench_wanted(metric, SYSTEM))
+		return;
+	peer_start(&x.peer, "rpc", 64);
+	x.context = g_main_context_new();
+	x.loop = g_main_loop_new(x.context, FALSE);
+	bench_run(&(Bench){.metric = metric,
+			   .system = SYSTEM,
+			   .unit = "us",
+			   .kind = BENCH_TIME_PER_OP,
+			   .scale = 1e6,
+			   .rep = async ? rpc_async_rep : rpc_rep,
+			   .ctx = &x,
+			   .max_n = 1000000,
+			   .notes = async ? "mesh_rpc_call_async of a typed 64 B Echo from a GMainLoop "
+					    "on its own context, one call at a time (the callback makes "
+					    "the next); the child answers with mesh_rpc_complete; "
+					    "own-thread MeshUnixNode both sides"
+					  : "mesh_rpc_call (blocking) of a typed 64 B Echo; the child "
+					    "answers with mesh_rpc_complete; own-thread MeshUnixNode "
+					    "both sides"});
+	g_main_loop_unref(x.loop);
+	g_main_context_unref(x.context);
+	peer_stop(&x.peer);
+}
+
 /* ------------------------------------------------ spawn to ready */
 
 /*
@@ -1127,6 +1277,8 @@ int main(int argc, char **argv)
 	bench_rtt("rtt_64B", 64);
 	bench_rtt("rtt_4KiB", 4 * KIB);
 	bench_rtt("rtt_64KiB", 64 * KIB);
+	bench_rpc("rpc_rtt", FALSE);
+	bench_rpc("rpc_async_rtt", TRUE);
 	bench_stream("stream_64B_msgs_per_s", 64);
 	bench_stream("stream_1MiB_GB_per_s", MIB);
 	bench_fdpass();
