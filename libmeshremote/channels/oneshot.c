@@ -8,7 +8,6 @@
  * the end) under the receiver's own lock, taken under the port lock.
  */
 #include <errno.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "channel-private.h"
@@ -241,18 +240,7 @@ static void oneshot_receiver_unref(MeshOneshotReceiver *r)
  */
 static void oneshot_receiver_destroy(MeshOneshotReceiver *r)
 {
-	g_mutex_lock(&r->lock);
-	GSource *source = r->source;
-	GMainContext *context = r->context;
-	r->source = NULL;
-	r->context = NULL;
-	g_mutex_unlock(&r->lock);
-	if (source) {
-		g_source_destroy(source);
-		g_source_unref(source);
-	}
-	if (context)
-		g_main_context_unref(context);
+	channel_swap_source(&r->lock, &r->source, &r->context, NULL, NULL);
 	oneshot_receiver_unref(r);
 }
 
@@ -454,8 +442,7 @@ void mesh_oneshot_receiver_set_callback(MeshOneshotReceiver *receiver, GMainCont
 					MeshOneshotReceiverFunc func, gpointer user_data,
 					GDestroyNotify notify)
 {
-	GSource *source = NULL, *old;
-	GMainContext *old_context;
+	GSource *source = NULL;
 
 	g_return_if_fail(receiver);
 	if (!context)
@@ -463,22 +450,11 @@ void mesh_oneshot_receiver_set_callback(MeshOneshotReceiver *receiver, GMainCont
 	if (func) {
 		source = g_source_new(&oneshot_source_funcs, sizeof(OneshotSource));
 		((OneshotSource *)source)->recv = oneshot_receiver_ref(receiver);
-		g_source_set_name(source, "MeshOneshotReceiver");
-		g_source_set_callback(source, G_SOURCE_FUNC(func), user_data, notify);
-		g_source_attach(source, context);
+		channel_source_attach(source, "MeshOneshotReceiver", context, G_SOURCE_FUNC(func),
+				      user_data, notify);
 	}
-	g_mutex_lock(&receiver->lock);
-	old = receiver->source;
-	old_context = receiver->context;
-	receiver->source = source;
-	receiver->context = source ? g_main_context_ref(context) : NULL;
-	g_mutex_unlock(&receiver->lock);
-	if (old) {
-		g_source_destroy(old);
-		g_source_unref(old);
-	}
-	if (old_context)
-		g_main_context_unref(old_context);
+	channel_swap_source(&receiver->lock, &receiver->source, &receiver->context, source,
+			    context);
 	if (!func && notify)
 		notify(user_data);
 }
@@ -488,17 +464,11 @@ int mesh_oneshot_receiver_get_fd(MeshOneshotReceiver *receiver)
 	g_return_val_if_fail(receiver, -EINVAL);
 	g_mutex_lock(&receiver->lock);
 	if (receiver->efd < 0) {
-		receiver->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		receiver->efd = channel_eventfd_new(receiver->state != ONESHOT_WAITING);
 		if (receiver->efd < 0) {
-			int e = -errno;
+			int e = receiver->efd;
 			g_mutex_unlock(&receiver->lock);
-			g_warning("eventfd: %s", g_strerror(-e));
 			return e;
-		}
-		if (receiver->state != ONESHOT_WAITING) {
-			uint64_t one = 1;
-			if (write(receiver->efd, &one, sizeof(one)) != sizeof(one))
-				g_debug("oneshot eventfd write: %s", g_strerror(errno));
 		}
 	}
 	int fd = receiver->efd;

@@ -2723,24 +2723,22 @@ int main(void)
 	tcase_add_loop_test(tc, test_chan_blocking_on_own_context, 0, 2);
 	suite_add_tcase(s, tc);
 
-	/* Asynchronous calls from a GMainLoop; the transport on its own thread. */
-	tc = tcase_create("rpc-async");
-	tcase_set_timeout(tc, 60);
-	tcase_add_checked_fixture(tc, parent_setup, parent_teardown);
-	tcase_add_test(tc, test_oneshot_callback_and_fd);
-	tcase_add_test(tc, test_rpc_async_many);
-	tcase_add_test(tc, test_rpc_async_host_dies);
-	tcase_add_test(tc, test_rpc_async_cancel);
-	suite_add_tcase(s, tc);
-
-	/* The same with the transport on the loop's own context: nothing may block. */
-	tc = tcase_create("rpc-async-caller-context");
-	tcase_set_timeout(tc, 60);
-	tcase_add_checked_fixture(tc, parent_setup_default_context, parent_teardown);
-	tcase_add_test(tc, test_rpc_async_many);
-	tcase_add_test(tc, test_rpc_async_host_dies);
-	tcase_add_test(tc, test_rpc_async_cancel);
-	suite_add_tcase(s, tc);
+	/*
+	 * Asynchronous calls from a GMainLoop: the transport on its own thread,
+	 * then on the loop's own context (nothing may block).
+	 */
+	for (int own = 0; own < 2; own++) {
+		tc = tcase_create(own ? "rpc-async-caller-context" : "rpc-async");
+		tcase_set_timeout(tc, 60);
+		tcase_add_checked_fixture(tc, own ? parent_setup_default_context : parent_setup,
+					  parent_teardown);
+		if (!own)
+			tcase_add_test(tc, test_oneshot_callback_and_fd);
+		tcase_add_test(tc, test_rpc_async_many);
+		tcase_add_test(tc, test_rpc_async_host_dies);
+		tcase_add_test(tc, test_rpc_async_cancel);
+		suite_add_tcase(s, tc);
+	}
 
 	/* Faults: peers that die under load, bad messages. */
 	tc = tcase_create("faults");
