@@ -449,6 +449,8 @@ static MeshRpcCall *call_start(MeshOneshotReceiver *orx, GError *error, gint64 t
 		call_fail_later(c, error);
 		return c;
 	}
+	/* The context may finish the call as soon as a source is attached: not before both are. */
+	g_mutex_lock(&c->lock);
 	if (timeout_us >= 0) {
 		/* A ready time in us (a GLib timeout has ms resolution). */
 		c->deadline = g_source_new(&deadline_funcs, sizeof(GSource));
@@ -458,9 +460,9 @@ static MeshRpcCall *call_start(MeshOneshotReceiver *orx, GError *error, gint64 t
 				      call_unref_notify);
 		g_source_attach(c->deadline, c->context);
 	}
-	/* Last: from here the context may finish the call. */
 	mesh_oneshot_receiver_set_callback(orx, c->context, call_on_reply, mesh_rpc_call_ref(c),
 					   call_unref_notify);
+	g_mutex_unlock(&c->lock);
 	return c;
 }
 
