@@ -197,9 +197,10 @@ typedef void (*MeshInspectFunc)(char *json, gpointer user_data);
  * @callback runs on @context (never inside this call) once every host
  * answered or failed, or when @timeout_us passed (a host that did not
  * answer reports "no value within the timeout", as with mesh_inspect()).
- * The inspect needs no more of @mesh once this returns: freeing the mesh
- * meanwhile ends it early, the hosts reporting their failure (with a
- * timeout of -1, a host that neither answers nor fails keeps it waiting).
+ * The inspect needs no more of @mesh once this returns: the mesh may be
+ * freed meanwhile, and the callback still runs, each host with its report
+ * or the failure that ended the wait (with a timeout of -1, a host that
+ * neither answers nor fails keeps it waiting).
  * Any thread.
  */
 MESH_PROCESS_API void mesh_inspect_async(Mesh *mesh, gint64 timeout_us, GMainContext *context,

@@ -497,6 +497,40 @@ START_TEST(test_async_calls_from_main_loop)
 }
 END_TEST
 
+/*
+ * An inspect still in flight when the mesh is freed: the callback runs
+ * once, later, on its context, with every host listed (its report, or the
+ * failure that ended the wait).
+ */
+static void inspect_after_free_cb(char *json, gpointer data)
+{
+	char **out = data;
+
+	ck_assert_ptr_null(*out);
+	*out = json;
+}
+
+START_TEST(test_inspect_async_outlives_mesh)
+{
+	GError *error = NULL;
+	Mesh *mesh = mesh_new("gone", NULL, &error);
+	char *json = NULL;
+
+	ck_assert_msg(mesh, "%s", error ? error->message : "");
+	Host h = launch(mesh, "hold");
+	char *pid = g_strdup_printf("\"pid\":%d,\"name\":\"hold\"", (int)h.pid);
+	mesh_inspect_async(mesh, -1, NULL, inspect_after_free_cb, &json, NULL);
+	host_close(&h);
+	mesh_free(mesh); /* kills the host if it is still there */
+	ck_assert_ptr_null(json); /* never inside the calls */
+	while (!json)
+		g_main_context_iteration(NULL, TRUE); /* bounded by the test's timeout */
+	ck_assert_msg(strstr(json, pid) && strstr(json, "\"report\":{"), "%s", json);
+	g_free(pid);
+	g_free(json);
+}
+END_TEST
+
 int main(int argc, char **argv)
 {
 	GError *error = NULL;
@@ -513,6 +547,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_host_outlives_launching_thread);
 	tcase_add_test(tc, test_other_thread_waits_for_the_loop);
 	tcase_add_loop_test(tc, test_async_calls_from_main_loop, 0, 2);
+	tcase_add_test(tc, test_inspect_async_outlives_mesh);
 	suite_add_tcase(s, tc);
 
 	SRunner *sr = srunner_create(s);
