@@ -407,7 +407,8 @@ typedef void (*MeshRpcMessageCallback)(MeshMessage *reply, const GError *error,
  * MESH_ERROR_CANCELLED. It never runs inside mesh_rpc_call_async() or
  * mesh_rpc_call_cancel(), even for an error known at once; it may free
  * @sender, make other calls, and cancel or unref any call. The call keeps a
- * reference on @context until @callback has run. Any thread.
+ * reference on @context until @callback has run and the handle is dropped.
+ * Any thread.
  *
  * Returns: (transfer full): the call, to cancel it; drop it with
  * mesh_rpc_call_unref() whenever it is no longer wanted (at once for a
