@@ -45,6 +45,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <glib-unix.h>
 #include <glib.h>
 #include <meshremote/meshremote.h>
 #include <pal/pal.h>
@@ -703,13 +704,23 @@ static void expect_no_ports(const char *what)
 {
 	guint n = 0;
 
-	for (int i = 0; i < 500 && (n = mesh_node_count_ports(the_node)) != 0; i++)
+	for (int i = 0; i < 500 && (n = mesh_node_count_ports(the_node)) != 0; i++) {
+		/* A transport on this thread's context (rpc_async_rtt_on_context) needs it run. */
+		GMainContext *ctx = g_main_context_get_thread_default();
+		while (ctx && g_main_context_iteration(ctx, FALSE))
+			;
 		g_usleep(10000);
+	}
 	if (n == 0)
 		return;
 	if (opt_check)
 		die("%s: %u ports left in the parent's node after the child exited", what, n);
 	fprintf(stderr, "meshbench: warning: %s: %u ports left in the parent's node\n", what, n);
+}
+
+static gboolean child_exited(gint fd, GIOCondition condition, gpointer data)
+{
+	return G_SOURCE_CONTINUE; /* wakes the iteration; the caller reaps */
 }
 
 /* Drops the parent's sender; the child answers by closing its own, exits 0. */
@@ -722,7 +733,19 @@ static void peer_stop(Peer *p)
 	if (extra)
 		die("%s child: a message after the end", p->mode);
 	mesh_receiver_free(p->rx);
-	CHECK(pal_child_wait(p->process, &status) == 0);
+	GMainContext *ctx = g_main_context_get_thread_default();
+	if (ctx) {
+		/* The transport runs here: the child's shutdown waits for this side's. */
+		GSource *exited = g_unix_fd_source_new(pal_child_get_pidfd(p->process), G_IO_IN);
+		g_source_set_callback(exited, G_SOURCE_FUNC(child_exited), NULL, NULL);
+		g_source_attach(exited, ctx);
+		while (pal_child_try_wait(p->process, &status) != 0)
+			g_main_context_iteration(ctx, TRUE);
+		g_source_destroy(exited);
+		g_source_unref(exited);
+	} else {
+		CHECK(pal_child_wait(p->process, &status) == 0);
+	}
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
 		die("%s child failed (status 0x%x)", p->mode, status);
 	pal_child_free(p->process);
@@ -1176,15 +1199,27 @@ static double rpc_async_rep(void *p, long n)
 	return now_s() - t0;
 }
 
-static void bench_rpc(const char *metric, gboolean async)
+/*
+ * @on_context: the parent's node and transport for this measurement run on
+ * the loop's context (mesh_unix_node_new(node, context)), as a GLib
+ * program's do: no thread between the socket and the callback.
+ */
+static void bench_rpc(const char *metric, gboolean async, gboolean on_context)
 {
 	RpcCtx x = {0};
+	MeshNode *node = the_node;
+	MeshUnixNode *unode = the_unode;
 
 	if (!bench_wanted(metric, SYSTEM))
 		return;
-	peer_start(&x.peer, "rpc", 64);
 	x.context = g_main_context_new();
 	x.loop = g_main_loop_new(x.context, FALSE);
+	if (on_context) {
+		g_main_context_push_thread_default(x.context);
+		the_node = mesh_node_new();
+		the_unode = mesh_unix_node_new(the_node, x.context);
+	}
+	peer_start(&x.peer, "rpc", 64);
 	bench_run(&(Bench){.metric = metric,
 			   .system = SYSTEM,
 			   .unit = "us",
@@ -1193,16 +1228,28 @@ static void bench_rpc(const char *metric, gboolean async)
 			   .rep = async ? rpc_async_rep : rpc_rep,
 			   .ctx = &x,
 			   .max_n = 1000000,
-			   .notes = async ? "mesh_rpc_call_async of a typed 64 B Echo from a GMainLoop "
-					    "on its own context, one call at a time (the callback makes "
-					    "the next); the child answers with mesh_rpc_complete; "
-					    "own-thread MeshUnixNode both sides"
-					  : "mesh_rpc_call (blocking) of a typed 64 B Echo; the child "
-					    "answers with mesh_rpc_complete; own-thread MeshUnixNode "
-					    "both sides"});
+			   .notes = !async ? "mesh_rpc_call (blocking) of a typed 64 B Echo; the child "
+					     "answers with mesh_rpc_complete; own-thread MeshUnixNode "
+					     "both sides"
+				    : on_context
+					    ? "as rpc_async_rtt, the parent's MeshUnixNode on the "
+					      "loop's context (no I/O thread in the parent)"
+					    : "mesh_rpc_call_async of a typed 64 B Echo from a GMainLoop "
+					      "on its own context, one call at a time (the callback makes "
+					      "the next); the child answers with mesh_rpc_complete; "
+					      "own-thread MeshUnixNode both sides"});
+	peer_stop(&x.peer);
+	if (on_context) {
+		if (!mesh_unix_node_shutdown(the_unode, SHUTDOWN_TIMEOUT_US))
+			fprintf(stderr, "meshbench: shutdown was not clean\n");
+		mesh_unix_node_free(the_unode);
+		mesh_node_unref(the_node);
+		g_main_context_pop_thread_default(x.context);
+		the_node = node;
+		the_unode = unode;
+	}
 	g_main_loop_unref(x.loop);
 	g_main_context_unref(x.context);
-	peer_stop(&x.peer);
 }
 
 /* ------------------------------------------------ spawn to ready */
@@ -1277,8 +1324,9 @@ int main(int argc, char **argv)
 	bench_rtt("rtt_64B", 64);
 	bench_rtt("rtt_4KiB", 4 * KIB);
 	bench_rtt("rtt_64KiB", 64 * KIB);
-	bench_rpc("rpc_rtt", FALSE);
-	bench_rpc("rpc_async_rtt", TRUE);
+	bench_rpc("rpc_rtt", FALSE, FALSE);
+	bench_rpc("rpc_async_rtt", TRUE, FALSE);
+	bench_rpc("rpc_async_rtt_on_context", TRUE, TRUE);
 	bench_stream("stream_64B_msgs_per_s", 64);
 	bench_stream("stream_1MiB_GB_per_s", MIB);
 	bench_fdpass();

@@ -104,7 +104,7 @@ for m in ('rtt_64B', 'rtt_4KiB', 'rtt_64KiB'):
             met(mesh / raw <= 1.5), met(z is not None and d is not None and mesh < z and mesh < d))
     row(m + ' (us)', mesh, 'seqpacket', raw, pl or '', pv, ratio(mesh, raw), ratio(mesh, pv), t)
 
-for m in ('rpc_rtt', 'rpc_async_rtt'):
+for m in ('rpc_rtt', 'rpc_async_rtt', 'rpc_async_rtt_on_context'):
     mesh, rtt = L.get((m, 'mesh')), L.get(('rtt_64B', 'mesh'))
     pr = ratio(mesh, rtt)
     rows.append('| %s (us) | %s | | | %s | | (no target) |' % (
