@@ -30,6 +30,7 @@ struct MeshProcessConfig {
 	char *stderr_path;
 	MeshSandboxApplyFunc sandbox_apply;
 	gpointer sandbox_data;
+	char **remote; /* the remote command, or NULL */
 };
 
 typedef struct {
@@ -40,6 +41,11 @@ typedef struct {
 	PalChild *child;
 	MeshSender *requests; /* HostRequest; NULL once shutting down */
 	GSource *watch;
+	/* A remote host: its link, the command, and once the command exited: */
+	MeshP2pLink *link;
+	char *remote;
+	char *exit_text; /* how it ended, while the link drains */
+	GSource *drain;  /* removes the host when the link ends, or at its deadline */
 } Host;
 
 typedef struct {
@@ -100,6 +106,7 @@ void mesh_process_config_free(MeshProcessConfig *c)
 	g_ptr_array_free(c->args, TRUE);
 	g_ptr_array_free(c->env, TRUE);
 	g_free(c->stderr_path);
+	g_strfreev(c->remote);
 	g_free(c);
 }
 
@@ -142,6 +149,13 @@ void mesh_process_config_set_sandbox(MeshProcessConfig *c, MeshSandboxApplyFunc 
 	g_return_if_fail(c);
 	c->sandbox_apply = apply;
 	c->sandbox_data = user_data;
+}
+
+void mesh_process_config_set_remote_command(MeshProcessConfig *c, const char *const *argv)
+{
+	g_return_if_fail(c != NULL && (!argv || argv[0]));
+	g_strfreev(c->remote);
+	c->remote = g_strdupv((char **)argv);
 }
 
 /* Running things on the coordinator's context. */
@@ -257,13 +271,34 @@ static void host_free(Host *h)
 		g_source_destroy(h->watch);
 		g_source_unref(h->watch);
 	}
+	if (h->drain) {
+		g_source_destroy(h->drain);
+		g_source_unref(h->drain);
+	}
 	mesh_sender_free(h->requests);
+	mesh_p2p_link_free(h->link);
 	pal_child_free(h->child);
+	g_free(h->remote);
+	g_free(h->exit_text);
 	g_free(h->name);
 	g_free(h);
 }
 
 static char *describe_status(int status);
+
+/* The host whose link is @link, or (@link NULL) whose node is @peer. Under m->lock. */
+static Host *find_host_locked(Mesh *m, const MeshNodeId *peer, MeshP2pLink *link)
+{
+	GHashTableIter it;
+	gpointer value;
+	g_hash_table_iter_init(&it, m->hosts);
+	while (g_hash_table_iter_next(&it, NULL, &value)) {
+		Host *h = value;
+		if (link ? h->link == link : memcmp(&h->node_id, peer, sizeof(*peer)) == 0)
+			return h;
+	}
+	return NULL;
+}
 
 /*
  * Names a host whose connection ended, with how it ended when that is
@@ -278,17 +313,11 @@ static char *describe_peer(const MeshNodeId *peer, gpointer data)
 	int pidfd = -1;
 
 	g_mutex_lock(&m->lock);
-	GHashTableIter it;
-	gpointer value;
-	g_hash_table_iter_init(&it, m->hosts);
-	while (g_hash_table_iter_next(&it, NULL, &value)) {
-		Host *h = value;
-		if (memcmp(&h->node_id, peer, sizeof(*peer)) == 0) {
-			name = g_strdup(h->name);
-			pid = h->pid;
-			pidfd = fcntl(pal_child_get_pidfd(h->child), F_DUPFD_CLOEXEC, 3);
-			break;
-		}
+	Host *h = find_host_locked(m, peer, NULL);
+	if (h) {
+		name = g_strdup(h->name);
+		pid = h->pid;
+		pidfd = fcntl(pal_child_get_pidfd(h->child), F_DUPFD_CLOEXEC, 3);
 	}
 	for (guint i = 0; !name && i < G_N_ELEMENTS(m->gone); i++) {
 		if (m->gone[i].text && memcmp(&m->gone[i].node_id, peer, sizeof(*peer)) == 0) {
@@ -317,6 +346,25 @@ static char *describe_peer(const MeshNodeId *peer, gpointer data)
 	g_free(how);
 	g_free(name);
 	return out;
+}
+
+/*
+ * Names a remote host whose link ended (its describer): records the node id
+ * its hello gave, for describe_peer() and inspect.
+ */
+static char *describe_remote(MeshP2pLink *link, const MeshNodeId *peer, gpointer data)
+{
+	Mesh *m = data;
+	char *text = NULL;
+
+	g_mutex_lock(&m->lock);
+	Host *h = find_host_locked(m, NULL, link);
+	if (h) {
+		h->node_id = *peer;
+		text = g_strdup(h->exit_text);
+	}
+	g_mutex_unlock(&m->lock);
+	return text ? text : describe_peer(peer, m);
 }
 
 Mesh *mesh_new(const char *name, GMainContext *context, GError **error)
@@ -372,6 +420,67 @@ static char *describe_status(int status)
 	return g_strdup_printf("ended with wait status %#x", status);
 }
 
+/* Removes an exited host (@text, taken: how it ended, for describe_peer()). Its context. */
+static void host_gone(Host *h, char *text)
+{
+	Mesh *m = h->mesh;
+
+	/*
+	 * Freed after unlocking: closing its request channel may end the
+	 * connection, whose describer (describe_peer) takes m->lock.
+	 */
+	g_mutex_lock(&m->lock);
+	if (h->link)
+		mesh_p2p_link_get_peer_id(h->link, &h->node_id);
+	g_hash_table_steal(m->hosts, GINT_TO_POINTER(h->pid));
+	guint slot = m->gone_next++ % G_N_ELEMENTS(m->gone);
+	g_free(m->gone[slot].text);
+	m->gone[slot].node_id = h->node_id;
+	m->gone[slot].text = text;
+	g_cond_broadcast(&m->cond);
+	g_mutex_unlock(&m->lock);
+	host_free(h);
+}
+
+/* How long a remote host's link may go on after its command exited. */
+#define REMOTE_DRAIN_MS 5000
+
+static gboolean host_gone_cb(gpointer data)
+{
+	Host *h = data;
+	Mesh *m = h->mesh;
+
+	g_mutex_lock(&m->lock);
+	char *text = g_steal_pointer(&h->exit_text);
+	g_mutex_unlock(&m->lock);
+	g_source_unref(h->drain);
+	h->drain = NULL; /* destroyed by returning G_SOURCE_REMOVE */
+	host_gone(h, text);
+	return G_SOURCE_REMOVE;
+}
+
+/*
+ * A remote host's link ended (on the coordinator's context). After its
+ * command exited: the host goes now. Before: a failed link leaves the
+ * command nothing to carry, so it is killed (its exit removes the host); a
+ * clean end of stream is the host closing its side, and its exit follows.
+ */
+static void link_ended_cb(MeshP2pLink *link, const GError *error, gpointer data)
+{
+	Host *h = data;
+
+	if (h->drain) {
+		/* Not host_gone() here: the link may not be freed from this function. */
+		g_source_set_ready_time(h->drain, 0);
+		return;
+	}
+	if (error) {
+		g_message("mesh %s: the link to host %s (pid %d) failed: %s; killing %s",
+			  h->mesh->name, h->name, (int)h->pid, error->message, h->remote);
+		pal_child_kill(h->child, SIGKILL);
+	}
+}
+
 static gboolean host_exited_cb(gint fd, GIOCondition cond, gpointer data)
 {
 	Host *h = data;
@@ -382,29 +491,36 @@ static gboolean host_exited_cb(gint fd, GIOCondition cond, gpointer data)
 		return G_SOURCE_CONTINUE;
 	char *what = describe_status(status);
 	char *text = g_strdup_printf("host %s (pid %d) %s", h->name, (int)h->pid, what);
+	char pid[16];
+	g_snprintf(pid, sizeof(pid), "%d", (int)h->pid);
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
-		g_info("mesh %s: host %s (pid %d) exited successfully", m->name, h->name,
+		debug_log(LOG_FIELDS("MESH_MESH", m->name, "MESH_HOST", h->name, "MESH_PID", pid),
+			  "mesh %s: host %s (pid %d) exited successfully", m->name, h->name,
 			  (int)h->pid);
 	else
-		g_message("mesh %s: host %s (pid %d) abnormal exit: %s", m->name, h->name,
+		debug_log(LOG_FIELDS("MESH_MESH", m->name, "MESH_HOST", h->name, "MESH_PID", pid),
+			  "mesh %s: host %s (pid %d) abnormal exit: %s", m->name, h->name,
 			  (int)h->pid, what);
 	g_free(what);
 
 	g_source_unref(h->watch);
 	h->watch = NULL;
-	/*
-	 * Freed after unlocking: closing its request channel may end the
-	 * connection, whose describer (describe_peer) takes m->lock.
-	 */
-	g_mutex_lock(&m->lock);
-	g_hash_table_steal(m->hosts, GINT_TO_POINTER(h->pid));
-	guint slot = m->gone_next++ % G_N_ELEMENTS(m->gone);
-	g_free(m->gone[slot].text);
-	m->gone[slot].node_id = h->node_id;
-	m->gone[slot].text = text;
-	g_cond_broadcast(&m->cond);
-	g_mutex_unlock(&m->lock);
-	host_free(h);
+	if (h->link && mesh_p2p_link_get_state(h->link, NULL) <= MESH_P2P_LINK_OPEN) {
+		/*
+		 * A remote host's command exited: what it wrote before is still
+		 * in the socket, the end of stream after it. The host goes when
+		 * the link has read it all (link_ended_cb), or at a deadline (a
+		 * process the command left behind may hold the stream open).
+		 */
+		g_mutex_lock(&m->lock);
+		h->exit_text = text;
+		g_mutex_unlock(&m->lock);
+		h->drain = g_timeout_source_new(REMOTE_DRAIN_MS);
+		g_source_set_callback(h->drain, host_gone_cb, h, NULL);
+		g_source_attach(h->drain, m->context);
+		return G_SOURCE_REMOVE;
+	}
+	host_gone(h, text);
 	return G_SOURCE_REMOVE;
 }
 
@@ -422,60 +538,119 @@ static gboolean is_shut_down(Mesh *m, GError **error)
 	return down;
 }
 
+/* @inv NULL: a stdio invitation (MESH_STDIO_INVITATION), the name alone. */
 static char *encode_env_invitation(const char *node_name, MeshInvitation *inv)
 {
 	MeshNodeId ln, rn;
 	MeshPortId lp, rp;
-	mesh_invitation_get_address(inv, &ln, &lp, &rn, &rp);
-
 	MeshProcess__InvitationAddress addr = MESH_PROCESS__INVITATION_ADDRESS__INIT;
-	addr.local_addr = process_address_new(&ln, &lp);
-	addr.remote_addr = process_address_new(&rn, &rp);
 	MeshProcess__EnvInvitation env = MESH_PROCESS__ENV_INVITATION__INIT;
 	env.node_name = (char *)node_name;
-	env.address = &addr;
-	env.socket_fd = 3;
+	if (inv) {
+		mesh_invitation_get_address(inv, &ln, &lp, &rn, &rp);
+		addr.local_addr = process_address_new(&ln, &lp);
+		addr.remote_addr = process_address_new(&rn, &rp);
+		env.address = &addr;
+		env.socket_fd = 3;
+	}
 
 	size_t size = protobuf_c_message_get_packed_size(&env.base);
 	uint8_t *buf = g_malloc(size);
 	protobuf_c_message_pack(&env.base, buf);
 	char *b64 = g_base64_encode(buf, size);
 	g_free(buf);
-	protobuf_c_message_free_unpacked(&addr.local_addr->base, NULL);
-	protobuf_c_message_free_unpacked(&addr.remote_addr->base, NULL);
+	if (inv) {
+		protobuf_c_message_free_unpacked(&addr.local_addr->base, NULL);
+		protobuf_c_message_free_unpacked(&addr.remote_addr->base, NULL);
+	}
 	return b64;
 }
 
 typedef struct {
 	Mesh *mesh;
 	const MeshProcessConfig *config;
-	MeshInvitation *inv;
+	MeshInvitation *inv;  /* a local host */
+	MeshPort *boot_port;  /* a remote host: the link's port (taken) */
 	MeshSender *requests;
 	GError *error;
 	GPid pid;
 } Launch;
+
+/* Appends @word to @spawn quoted for the remote shell. */
+static void add_quoted(PalSpawn *spawn, const char *word)
+{
+	char *q = g_shell_quote(word);
+	pal_spawn_add_arg(spawn, q);
+	g_free(q);
+}
+
+/*
+ * A remote host's spawn: the remote command, then the host's command line
+ * as quoted words (`env MESH_STDIO_INVITATION=... KEY=VALUE ... PROGRAM
+ * ARGS ... NAME`). Its stdin and stdout are set by the caller.
+ */
+static PalSpawn *remote_spawn_new(const MeshProcessConfig *c)
+{
+	PalSpawn *spawn = pal_spawn_new(c->remote[0]);
+	for (guint i = 1; c->remote[i]; i++)
+		pal_spawn_add_arg(spawn, c->remote[i]);
+	add_quoted(spawn, "env");
+	char *inv = encode_env_invitation(c->name, NULL);
+	char *assign = g_strdup_printf("%s=%s", MESH_STDIO_INVITATION, inv);
+	add_quoted(spawn, assign);
+	g_free(assign);
+	g_free(inv);
+	for (guint i = 0; i + 1 < c->env->len; i += 2) {
+		assign = g_strdup_printf("%s=%s", (char *)c->env->pdata[i],
+					 (char *)c->env->pdata[i + 1]);
+		add_quoted(spawn, assign);
+		g_free(assign);
+	}
+	char *self = c->program ? NULL : g_file_read_link("/proc/self/exe", NULL);
+	add_quoted(spawn, c->program ? c->program : self ? self : "/proc/self/exe");
+	g_free(self);
+	for (guint i = 0; i < c->args->len; i++)
+		add_quoted(spawn, c->args->pdata[i]);
+	if (!c->skip_worker_arg)
+		add_quoted(spawn, c->name);
+	return spawn;
+}
 
 static gboolean launch_cb(gpointer data)
 {
 	Launch *l = data;
 	Mesh *m = l->mesh;
 	const MeshProcessConfig *c = l->config;
-	PalSpawn *spawn = pal_spawn_new(c->program ? c->program : "/proc/self/exe");
+	PalSpawn *spawn;
 	PalChild *child = NULL;
-	int stderr_fd = -1, r;
+	int stderr_fd = -1, r, link_fds[2] = {-1, -1};
 
-	pal_spawn_set_arg0(spawn, c->program ? c->program : m->argv0);
-	for (guint i = 0; i < c->args->len; i++)
-		pal_spawn_add_arg(spawn, c->args->pdata[i]);
-	if (!c->skip_worker_arg)
-		pal_spawn_add_arg(spawn, c->name);
-	char *env = encode_env_invitation(c->name, l->inv);
-	pal_spawn_env_set(spawn, MESH_WORKER_INVITATION, env);
-	g_free(env);
-	for (guint i = 0; i + 1 < c->env->len; i += 2)
-		pal_spawn_env_set(spawn, c->env->pdata[i], c->env->pdata[i + 1]);
-	pal_spawn_set_stdin(spawn, PAL_STDIO_NULL, -1);
-	pal_spawn_set_stdout(spawn, PAL_STDIO_NULL, -1);
+	if (c->remote) {
+		spawn = remote_spawn_new(c);
+		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, link_fds) < 0) {
+			g_set_error(&l->error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_SPAWN,
+				    "cannot start host %s: socketpair: %s", c->name,
+				    g_strerror(errno));
+			goto out;
+		}
+		pal_spawn_set_stdin(spawn, PAL_STDIO_FD, link_fds[1]);
+		pal_spawn_set_stdout(spawn, PAL_STDIO_FD, link_fds[1]);
+	} else {
+		spawn = pal_spawn_new(c->program ? c->program : "/proc/self/exe");
+		pal_spawn_set_arg0(spawn, c->program ? c->program : m->argv0);
+		for (guint i = 0; i < c->args->len; i++)
+			pal_spawn_add_arg(spawn, c->args->pdata[i]);
+		if (!c->skip_worker_arg)
+			pal_spawn_add_arg(spawn, c->name);
+		char *env = encode_env_invitation(c->name, l->inv);
+		pal_spawn_env_set(spawn, MESH_WORKER_INVITATION, env);
+		g_free(env);
+		for (guint i = 0; i + 1 < c->env->len; i += 2)
+			pal_spawn_env_set(spawn, c->env->pdata[i], c->env->pdata[i + 1]);
+		pal_spawn_set_stdin(spawn, PAL_STDIO_NULL, -1);
+		pal_spawn_set_stdout(spawn, PAL_STDIO_NULL, -1);
+		pal_spawn_dup_fd(spawn, mesh_invitation_get_fd(l->inv), 3);
+	}
 	if (c->stderr_path) {
 		stderr_fd = open(c->stderr_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 		if (stderr_fd < 0) {
@@ -485,7 +660,6 @@ static gboolean launch_cb(gpointer data)
 		}
 		pal_spawn_set_stderr(spawn, PAL_STDIO_FD, stderr_fd);
 	}
-	pal_spawn_dup_fd(spawn, mesh_invitation_get_fd(l->inv), 3);
 	pal_spawn_set_parent_death_signal(spawn, SIGKILL);
 	if (c->sandbox_apply && !c->sandbox_apply(spawn, c->sandbox_data, &l->error))
 		goto out;
@@ -495,8 +669,10 @@ static gboolean launch_cb(gpointer data)
 		const char *step = pal_spawn_get_failed_step(spawn);
 		g_set_error(&l->error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_SPAWN,
 			    "cannot start host %s (%s): %s%s%s", c->name,
-			    c->program ? c->program : "this program", step ? step : "",
-			    step ? ": " : "", g_strerror(-r));
+			    c->remote ? c->remote[0]
+			    : c->program ? c->program
+					 : "this program",
+			    step ? step : "", step ? ": " : "", g_strerror(-r));
 		goto out;
 	}
 
@@ -507,7 +683,29 @@ static gboolean launch_cb(gpointer data)
 	h->child = child;
 	h->requests = l->requests;
 	l->requests = NULL;
-	mesh_invitation_get_address(l->inv, &h->node_id, NULL, NULL, NULL);
+	if (c->remote) {
+		close(link_fds[1]);
+		link_fds[1] = -1;
+		/* Its node id comes with its hello (describe_remote() records it). */
+		h->remote = g_strjoinv(" ", c->remote);
+		h->link = mesh_p2p_link_new_take(m->node, link_fds[0], link_fds[0],
+						 g_steal_pointer(&l->boot_port), m->context,
+						 &l->error);
+		link_fds[0] = -1;
+		if (!h->link) {
+			g_prefix_error(&l->error, "host %s: ", c->name);
+			l->error->domain = MESH_PROCESS_ERROR;
+			l->error->code = MESH_PROCESS_ERROR_SPAWN;
+			pal_child_kill(child, SIGKILL);
+			pal_child_wait(child, NULL);
+			host_free(h);
+			goto out;
+		}
+		mesh_p2p_link_set_peer_describer(h->link, describe_remote, m, NULL);
+		mesh_p2p_link_set_ended_func(h->link, link_ended_cb, h, NULL);
+	} else {
+		mesh_invitation_get_address(l->inv, &h->node_id, NULL, NULL, NULL);
+	}
 	int pidfd = pal_child_get_pidfd(child);
 	if (pidfd >= 0) {
 		h->watch = g_unix_fd_source_new(pidfd, G_IO_IN);
@@ -518,10 +716,17 @@ static gboolean launch_cb(gpointer data)
 	g_hash_table_insert(m->hosts, GINT_TO_POINTER(h->pid), h);
 	g_mutex_unlock(&m->lock);
 	l->pid = h->pid;
-	g_info("mesh %s: launched host %s (pid %d)", m->name, h->name, (int)h->pid);
+	char pid[16];
+	g_snprintf(pid, sizeof(pid), "%d", (int)h->pid);
+	debug_log(LOG_FIELDS("MESH_MESH", m->name, "MESH_HOST", h->name, "MESH_PID", pid),
+		  "mesh %s: launched host %s (pid %d)", m->name, h->name, (int)h->pid);
 out:
 	if (stderr_fd >= 0)
 		close(stderr_fd);
+	for (int i = 0; i < 2; i++)
+		if (link_fds[i] >= 0)
+			close(link_fds[i]);
+	mesh_port_close(g_steal_pointer(&l->boot_port));
 	pal_spawn_free(spawn);
 	return G_SOURCE_REMOVE;
 }
@@ -545,17 +750,21 @@ GPid mesh_launch_host(Mesh *m, const MeshProcessConfig *config, MeshMessage *ini
 	}
 	mesh_channel_new(&mesh_process__host_request__descriptor, &requests, &requests_recv);
 	mesh_channel_new(NULL, &boot, &boot_recv);
-	if (!mesh_unix_node_invite(m->unode, mesh_receiver_into_port(boot_recv), 0, &inv, error)) {
+	MeshPort *boot_port = NULL;
+	if (config->remote) {
+		boot_port = mesh_receiver_into_port(boot_recv); /* the link's, once spawned */
+	} else if (!mesh_unix_node_invite(m->unode, mesh_receiver_into_port(boot_recv), 0, &inv,
+					  error)) {
 		mesh_sender_free(boot);
 		mesh_sender_free(requests);
 		mesh_receiver_free(requests_recv);
 		mesh_message_free(initial);
 		return 0;
 	}
-	MeshProcess__HostHello *hello = malloc(sizeof(*hello));
+	MeshProcess__HostHello *hello = g_malloc(sizeof(*hello));
 	mesh_process__host_hello__init(hello);
 	hello->requests = mesh_port_into_field(mesh_receiver_into_port(requests_recv));
-	hello->name = strdup(config->name);
+	hello->name = g_strdup(config->name);
 	mesh_sender_send_message(boot, mesh_message_new_typed_take(&hello->base));
 	mesh_sender_send_message(boot, initial);
 	mesh_sender_free(boot);
@@ -564,7 +773,11 @@ GPid mesh_launch_host(Mesh *m, const MeshProcessConfig *config, MeshMessage *ini
 	 * Spawn from a thread that lives as long as the mesh, never from the
 	 * caller's: the parent-death signal follows the spawning thread.
 	 */
-	Launch l = {.mesh = m, .config = config, .inv = inv, .requests = requests};
+	Launch l = {.mesh = m,
+		    .config = config,
+		    .inv = inv,
+		    .boot_port = boot_port,
+		    .requests = requests};
 	run_on_long_lived_thread(m, launch_cb, &l);
 	mesh_invitation_free(inv); /* the child has its copy of the socket */
 	mesh_sender_free(l.requests);
@@ -600,10 +813,10 @@ gboolean mesh_crash(Mesh *m, GPid pid, GError **error)
 			    "no host with pid %d", (int)pid);
 		return FALSE;
 	}
-	MeshProcess__HostRequest *req = malloc(sizeof(*req));
+	MeshProcess__HostRequest *req = g_malloc(sizeof(*req));
 	mesh_process__host_request__init(req);
 	req->request_case = MESH_PROCESS__HOST_REQUEST__REQUEST_CRASH;
-	req->crash = malloc(sizeof(*req->crash));
+	req->crash = g_malloc(sizeof(*req->crash));
 	mesh_process__host_crash__init(req->crash);
 	mesh_sender_send(s, &req->base);
 	mesh_sender_free(s);
@@ -622,6 +835,7 @@ typedef struct {
 	GPid pid;
 	char *name;
 	MeshNodeId node_id;
+	char *remote; /* a remote host's command, or NULL */
 	MeshOneshotReceiver *reply; /* NULL once taken, or no request channel */
 	char *report;               /* the host's JSON, or {"error": ...} */
 } InspectHost;
@@ -670,10 +884,13 @@ static Inspect *inspect_begin(Mesh *m)
 	guint i = 0;
 	for (GList *l = hosts; l; l = l->next, i++) {
 		Host *h = l->data;
+		if (h->link)
+			mesh_p2p_link_get_peer_id(h->link, &h->node_id); /* once its hello came */
 		in->hosts[i].in = in;
 		in->hosts[i].pid = h->pid;
 		in->hosts[i].name = g_strdup(h->name);
 		in->hosts[i].node_id = h->node_id;
+		in->hosts[i].remote = g_strdup(h->remote);
 	}
 	g_mutex_unlock(&m->lock);
 	g_list_free(hosts);
@@ -687,10 +904,10 @@ static Inspect *inspect_begin(Mesh *m)
 		}
 		MeshOneshotSender *os;
 		mesh_oneshot_new(&mesh_process__inspect_reply__descriptor, &os, &ih->reply);
-		MeshProcess__HostRequest *req = malloc(sizeof(*req));
+		MeshProcess__HostRequest *req = g_malloc(sizeof(*req));
 		mesh_process__host_request__init(req);
 		req->request_case = MESH_PROCESS__HOST_REQUEST__REQUEST_INSPECT;
-		req->inspect = malloc(sizeof(*req->inspect));
+		req->inspect = g_malloc(sizeof(*req->inspect));
 		mesh_process__host_inspect__init(req->inspect);
 		req->inspect->reply = mesh_port_into_field(mesh_oneshot_sender_into_port(os));
 		mesh_sender_send(s, &req->base);
@@ -738,9 +955,16 @@ static char *inspect_end(Inspect *in)
 			g_string_append_c(in->out, ',');
 		g_string_append_printf(in->out, "{\"pid\":%d,\"name\":", (int)ih->pid);
 		process_json_string(in->out, ih->name);
-		g_string_append_printf(in->out, ",\"node\":\"%s\",\"report\":%s}",
-				       mesh_uuid_to_string(&ih->node_id, id), ih->report);
+		g_string_append_printf(in->out, ",\"node\":\"%s\",",
+				       mesh_uuid_to_string(&ih->node_id, id));
+		if (ih->remote) {
+			g_string_append(in->out, "\"transport\":\"p2p\",\"command\":");
+			process_json_string(in->out, ih->remote);
+			g_string_append_c(in->out, ',');
+		}
+		g_string_append_printf(in->out, "\"report\":%s}", ih->report);
 		g_free(ih->name);
+		g_free(ih->remote);
 		g_free(ih->report);
 	}
 	g_string_append(in->out, "]}");
@@ -1152,7 +1376,10 @@ static gboolean kill_hosts_cb(gpointer data)
 	GList *hosts = g_hash_table_get_values(m->hosts);
 	for (GList *l = hosts; l; l = l->next) {
 		Host *h = l->data;
-		g_warning("mesh %s: killing host %s (pid %d) at the shutdown deadline", m->name,
+		char pid[16];
+		g_snprintf(pid, sizeof(pid), "%d", (int)h->pid);
+		debug_log(LOG_FIELDS("MESH_MESH", m->name, "MESH_HOST", h->name, "MESH_PID", pid),
+			  "mesh %s: killing host %s (pid %d) at the shutdown deadline", m->name,
 			  h->name, (int)h->pid);
 		pal_child_kill(h->child, SIGKILL);
 	}

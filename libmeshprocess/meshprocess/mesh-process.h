@@ -45,6 +45,13 @@ MESH_PROCESS_API GQuark mesh_process_error_quark(void);
 /** MESH_WORKER_INVITATION: the environment variable a host's invitation travels in. */
 #define MESH_WORKER_INVITATION "MESH_WORKER_INVITATION"
 
+/**
+ * MESH_STDIO_INVITATION: the environment variable that tells a host started
+ * through a remote command (mesh_process_config_set_remote_command()) that
+ * its stdin and stdout are its link to the parent.
+ */
+#define MESH_STDIO_INVITATION "MESH_STDIO_INVITATION"
+
 /* Process configuration. */
 
 typedef struct MeshProcessConfig MeshProcessConfig;
@@ -92,6 +99,32 @@ MESH_PROCESS_API void mesh_process_config_set_sandbox(MeshProcessConfig *config,
 						       MeshSandboxApplyFunc apply,
 						       gpointer user_data);
 
+/**
+ * mesh_process_config_set_remote_command:
+ * @config: a config
+ * @argv: (nullable) (array zero-terminated=1): a command (copied) run here
+ *     whose stdin and stdout carry the host's link, e.g. {"ssh", "-p",
+ *     "2222", "user@otherhost", NULL}; NULL: the host runs here (the default)
+ *
+ * A remote host (doc/libmeshprocess.md, "Remote hosts"): mesh_launch_host()
+ * runs @argv with the host's command line appended as words quoted for a
+ * POSIX shell (g_shell_quote()), as ssh wants its remote command: ssh joins
+ * them with spaces and the remote user's shell runs them. That command line
+ * is `env MESH_STDIO_INVITATION=... [KEY=VALUE ...] PROGRAM [ARGS ...]
+ * [NAME]`: the config's environment variables travel in it (ssh passes no
+ * environment), and PROGRAM is the config's program, or else the absolute
+ * path of this program, which must then exist at the same path on the
+ * other machine. The host's mesh_try_run_host() finds the invitation and
+ * joins over its stdin and stdout (a MeshP2pLink: no fds cross).
+ *
+ * The local command gets the parent-death signal, the config's stderr file
+ * and its sandbox apply step; its pid is the host's pid for every function
+ * of the mesh. Trust comes from the command: ssh authenticates and
+ * encrypts; nothing in the link does.
+ */
+MESH_PROCESS_API void mesh_process_config_set_remote_command(MeshProcessConfig *config,
+							      const char *const *argv);
+
 /* The mesh. */
 
 typedef struct Mesh Mesh;
@@ -134,14 +167,21 @@ MESH_PROCESS_API MeshNode *mesh_get_node(Mesh *mesh);
  * @error: why not: MESH_PROCESS_ERROR_SHUT_DOWN after mesh_shutdown(),
  *     MESH_PROCESS_ERROR_SPAWN, ...
  *
- * Starts a host process. The invitation travels in the environment variable
- * MESH_WORKER_INVITATION (never in argv) with the socket on fd 3; stdin and
- * stdout are /dev/null; the host gets a parent-death signal (SIGKILL) so it
+ * Consumes @initial, also on failure. Starts a host process. The invitation
+ * travels in the environment variable MESH_WORKER_INVITATION (never in
+ * argv) with the socket on fd 3; stdin and stdout are /dev/null; the host gets a parent-death signal (SIGKILL) so it
  * never outlives this process. It is spawned (and the config's sandbox apply
  * step runs) on a thread that lives as long as the mesh, so the calling
  * thread may exit afterwards. Returns without waiting for the host to join.
  *
- * Returns: the host's pid, or 0 with @error set.
+ * With a remote command (mesh_process_config_set_remote_command()) that
+ * command is spawned instead, with a socket as its stdin and stdout, and the
+ * host joins over it: @initial and every message to the host must carry no
+ * fds (the sending port fails at once), and ports whose peers are on other
+ * hosts fail at the remote host (a remote host talks to the parent only).
+ *
+ * Returns: the host's pid (the local command's, for a remote host), or 0
+ * with @error set.
  */
 MESH_PROCESS_API GPid mesh_launch_host(Mesh *mesh, const MeshProcessConfig *config,
 				       MeshMessage *initial, GError **error);
@@ -167,7 +207,8 @@ MESH_PROCESS_API gboolean mesh_crash(Mesh *mesh, GPid pid, GError **error);
  *
  * Returns: (transfer full): the tree as JSON: the mesh name, this process,
  * and each host by pid (name, node id, state, what the host reports of
- * itself).
+ * itself; a remote host's entry also has "transport": "p2p" and "command",
+ * its remote command).
  */
 MESH_PROCESS_API char *mesh_inspect(Mesh *mesh, gint64 timeout_us);
 
@@ -296,7 +337,8 @@ MESH_PROCESS_API MeshConnection *mesh_connect(const char *path, gint64 timeout_u
  * @timeout_us: how long to wait for delivery, -1 forever (another negative
  *     value is a programmer error: a critical, FALSE, and @conn is left alone)
  *
- * Delivers everything sent before, then disconnects and frees @conn.
+ * Consumes @conn, also on failure. Delivers everything sent before, then
+ * disconnects and frees @conn.
  *
  * Returns: TRUE if the server confirmed in time: the connection was still up
  * when the call began, and after our flush and end of stream came the
@@ -329,12 +371,17 @@ typedef gboolean (*MeshHostFunc)(MeshMessage *initial, gpointer user_data, GErro
  * @user_data: passed to @func
  * @error: a corrupt invitation, a failed join, or @func's error
  *
- * Call first thing in main(). Without MESH_WORKER_INVITATION in the
- * environment it returns TRUE at once: this is not a host. Otherwise it
- * removes the variable, takes fd 3 (making it close-on-exec), joins the mesh,
- * receives the initial message and runs @func; when @func returns TRUE or the
- * parent goes away, it shuts the node down and exits the process with 0. It
- * returns only on error (FALSE).
+ * Call first thing in main(). Without MESH_WORKER_INVITATION or
+ * MESH_STDIO_INVITATION in the environment it returns TRUE at once: this is
+ * not a host. Otherwise it removes the variable, takes fd 3 (making it
+ * close-on-exec), joins the mesh, receives the initial message and runs
+ * @func; when @func returns TRUE or the parent goes away, it shuts the node
+ * down and exits the process with 0. It returns only on error (FALSE).
+ *
+ * With MESH_STDIO_INVITATION (a remote host) it takes fds 0 and 1 as its
+ * link to the parent instead, then points fd 0 at /dev/null and fd 1 at
+ * stderr: @func must not write to the stdout it had (a stray printf() goes
+ * to stderr).
  *
  * Returns: TRUE if not a host; FALSE with @error set.
  */

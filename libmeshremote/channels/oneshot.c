@@ -102,7 +102,7 @@ static void oneshot_wake_locked(MeshOneshotReceiver *r, Deferred *d)
 	if (r->efd >= 0) {
 		uint64_t one = 1; /* once: the outcome never goes away until consumed */
 		if (write(r->efd, &one, sizeof(one)) != sizeof(one))
-			g_debug("oneshot eventfd write: %s", g_strerror(errno));
+			debug_log(NULL, "oneshot eventfd write: %s", g_strerror(errno));
 	}
 	if (r->context)
 		channel_wake_context_later(d, r->context);
