@@ -823,17 +823,55 @@ gboolean mesh_crash(Mesh *m, GPid pid, GError **error)
 	return TRUE;
 }
 
-char *mesh_inspect(Mesh *m, gint64 timeout_us)
+/*
+ * An inspect in progress: the parent's part of the JSON, then each host's
+ * request sent with a oneshot for its report. The sync and async forms
+ * share it; it no longer needs the mesh once begun.
+ */
+typedef struct Inspect Inspect;
+
+typedef struct {
+	Inspect *in;
+	GPid pid;
+	char *name;
+	MeshNodeId node_id;
+	char *remote; /* a remote host's command, or NULL */
+	MeshOneshotReceiver *reply; /* NULL once taken, or no request channel */
+	char *report;               /* the host's JSON, or {"error": ...} */
+} InspectHost;
+
+struct Inspect {
+	GString *out;
+	InspectHost *hosts;
+	guint n, n_left;
+	/* Async: on the context only. */
+	GMainContext *context;
+	gint64 deadline; /* monotonic us, -1 none */
+	GSource *deadline_source;
+	MeshInspectFunc callback;
+	gpointer user_data;
+	GDestroyNotify notify;
+};
+
+static char *inspect_error_json(const char *message)
 {
-	g_return_val_if_fail(m && timeout_us >= -1, NULL);
-	GString *out = g_string_new("{\"mesh\":");
+	GString *e = g_string_new("{\"error\":");
+	process_json_string(e, message);
+	g_string_append_c(e, '}');
+	return g_string_free(e, FALSE);
+}
+
+static Inspect *inspect_begin(Mesh *m)
+{
+	Inspect *in = g_new0(Inspect, 1);
 	char id[33];
 	guint64 rss;
 	guint threads;
 
-	process_json_string(out, m->name);
+	in->out = g_string_new("{\"mesh\":");
+	process_json_string(in->out, m->name);
 	process_self_stats(&rss, &threads);
-	g_string_append_printf(out, ",\"parent\":{\"pid\":%d,\"node\":\"%s\",\"rss_kib\":%" G_GUINT64_FORMAT
+	g_string_append_printf(in->out, ",\"parent\":{\"pid\":%d,\"node\":\"%s\",\"rss_kib\":%" G_GUINT64_FORMAT
 				    ",\"threads\":%u,\"remote_nodes\":%u},\"hosts\":[",
 			       (int)getpid(), mesh_uuid_to_string(mesh_node_get_id(m->node), id), rss,
 			       threads, mesh_node_count_remotes(m->node));
@@ -841,27 +879,31 @@ char *mesh_inspect(Mesh *m, gint64 timeout_us)
 	/* Ask every host at once, then collect. */
 	g_mutex_lock(&m->lock);
 	GList *hosts = g_hash_table_get_values(m->hosts);
-	GPtrArray *entries = g_ptr_array_new();
-	for (GList *l = hosts; l; l = l->next) {
+	in->n = g_list_length(hosts);
+	in->hosts = g_new0(InspectHost, in->n ? in->n : 1);
+	guint i = 0;
+	for (GList *l = hosts; l; l = l->next, i++) {
 		Host *h = l->data;
 		if (h->link)
 			mesh_p2p_link_get_peer_id(h->link, &h->node_id); /* once its hello came */
-		g_ptr_array_add(entries, GINT_TO_POINTER(h->pid));
-		g_ptr_array_add(entries, g_strdup(h->name));
-		g_ptr_array_add(entries, g_memdup2(&h->node_id, sizeof(h->node_id)));
-		g_ptr_array_add(entries, g_strdup(h->remote));
+		in->hosts[i].in = in;
+		in->hosts[i].pid = h->pid;
+		in->hosts[i].name = g_strdup(h->name);
+		in->hosts[i].node_id = h->node_id;
+		in->hosts[i].remote = g_strdup(h->remote);
 	}
 	g_mutex_unlock(&m->lock);
 	g_list_free(hosts);
 
-	guint n = entries->len / 4;
-	MeshOneshotReceiver **replies = g_new0(MeshOneshotReceiver *, n ? n : 1);
-	for (guint i = 0; i < n; i++) {
-		MeshSender *s = host_requests(m, GPOINTER_TO_INT(entries->pdata[4 * i]));
-		if (!s)
+	for (i = 0; i < in->n; i++) {
+		InspectHost *ih = &in->hosts[i];
+		MeshSender *s = host_requests(m, ih->pid);
+		if (!s) {
+			ih->report = inspect_error_json("no request channel");
 			continue;
+		}
 		MeshOneshotSender *os;
-		mesh_oneshot_new(&mesh_process__inspect_reply__descriptor, &os, &replies[i]);
+		mesh_oneshot_new(&mesh_process__inspect_reply__descriptor, &os, &ih->reply);
 		MeshProcess__HostRequest *req = g_malloc(sizeof(*req));
 		mesh_process__host_request__init(req);
 		req->request_case = MESH_PROCESS__HOST_REQUEST__REQUEST_INSPECT;
@@ -870,48 +912,159 @@ char *mesh_inspect(Mesh *m, gint64 timeout_us)
 		req->inspect->reply = mesh_port_into_field(mesh_oneshot_sender_into_port(os));
 		mesh_sender_send(s, &req->base);
 		mesh_sender_free(s);
+		in->n_left++;
 	}
-	gint64 deadline = timeout_us < 0 ? -1 : g_get_monotonic_time() + timeout_us;
-	for (guint i = 0; i < n; i++) {
+	return in;
+}
+
+/* Host @ih's report, waiting up to @timeout_us (0: only if it is there). */
+static void inspect_take(InspectHost *ih, gint64 timeout_us)
+{
+	ProtobufCMessage *reply = NULL;
+	GError *error = NULL;
+
+	if (!ih->reply)
+		return;
+	if (mesh_oneshot_recv(ih->reply, timeout_us, &reply, &error)) {
+		ih->report = g_strdup(((MeshProcess__InspectReply *)reply)->json);
+		mesh_payload_message_free(reply);
+	} else {
+		/* A timeout (or nothing yet) did not consume the receiver; a final error did. */
+		if (g_error_matches(error, MESH_ERROR, MESH_ERROR_TIMED_OUT) ||
+		    g_error_matches(error, MESH_ERROR, MESH_ERROR_EMPTY))
+			mesh_oneshot_receiver_free(ih->reply);
+		ih->report = inspect_error_json(error->message);
+		g_error_free(error);
+	}
+	ih->reply = NULL;
+	ih->in->n_left--;
+}
+
+/* The JSON (transfer full); frees @in. Hosts still waited for report a timeout. */
+static char *inspect_end(Inspect *in)
+{
+	char id[33];
+
+	for (guint i = 0; i < in->n; i++) {
+		InspectHost *ih = &in->hosts[i];
+		if (ih->reply) {
+			mesh_oneshot_receiver_free(ih->reply); /* a late report is dropped */
+			ih->report = inspect_error_json("no value within the timeout");
+		}
 		if (i)
-			g_string_append_c(out, ',');
-		g_string_append_printf(out, "{\"pid\":%d,\"name\":",
-				       GPOINTER_TO_INT(entries->pdata[4 * i]));
-		process_json_string(out, entries->pdata[4 * i + 1]);
-		g_string_append_printf(out, ",\"node\":\"%s\",",
-				       mesh_uuid_to_string(entries->pdata[4 * i + 2], id));
-		if (entries->pdata[4 * i + 3]) {
-			g_string_append(out, "\"transport\":\"p2p\",\"command\":");
-			process_json_string(out, entries->pdata[4 * i + 3]);
-			g_string_append_c(out, ',');
+			g_string_append_c(in->out, ',');
+		g_string_append_printf(in->out, "{\"pid\":%d,\"name\":", (int)ih->pid);
+		process_json_string(in->out, ih->name);
+		g_string_append_printf(in->out, ",\"node\":\"%s\",",
+				       mesh_uuid_to_string(&ih->node_id, id));
+		if (ih->remote) {
+			g_string_append(in->out, "\"transport\":\"p2p\",\"command\":");
+			process_json_string(in->out, ih->remote);
+			g_string_append_c(in->out, ',');
 		}
-		g_string_append(out, "\"report\":");
-		ProtobufCMessage *reply = NULL;
-		GError *error = NULL;
-		gint64 left = deadline < 0 ? -1 : MAX(deadline - g_get_monotonic_time(), 0);
-		if (replies[i] && mesh_oneshot_recv(replies[i], left, &reply, &error)) {
-			g_string_append(out, ((MeshProcess__InspectReply *)reply)->json);
-			mesh_payload_message_free(reply);
-			replies[i] = NULL;
-		} else {
-			/* A final error consumed the receiver; a timeout did not. */
-			if (error && !g_error_matches(error, MESH_ERROR, MESH_ERROR_TIMED_OUT))
-				replies[i] = NULL;
-			g_string_append(out, "{\"error\":");
-			process_json_string(out, error ? error->message : "no request channel");
-			g_string_append_c(out, '}');
-		}
-		g_clear_error(&error);
-		mesh_oneshot_receiver_free(replies[i]);
-		g_string_append_c(out, '}');
-		g_free(entries->pdata[4 * i + 1]);
-		g_free(entries->pdata[4 * i + 2]);
-		g_free(entries->pdata[4 * i + 3]);
+		g_string_append_printf(in->out, "\"report\":%s}", ih->report);
+		g_free(ih->name);
+		g_free(ih->remote);
+		g_free(ih->report);
 	}
-	g_string_append(out, "]}");
-	g_free(replies);
-	g_ptr_array_free(entries, TRUE);
-	return g_string_free(out, FALSE);
+	g_string_append(in->out, "]}");
+	char *json = g_string_free(in->out, FALSE);
+	if (in->context)
+		g_main_context_unref(in->context);
+	g_free(in->hosts);
+	g_free(in);
+	return json;
+}
+
+char *mesh_inspect(Mesh *m, gint64 timeout_us)
+{
+	g_return_val_if_fail(m && timeout_us >= -1, NULL);
+	Inspect *in = inspect_begin(m);
+	gint64 deadline = timeout_us < 0 ? -1 : g_get_monotonic_time() + timeout_us;
+	for (guint i = 0; i < in->n; i++)
+		inspect_take(&in->hosts[i], deadline < 0 ? -1
+							 : MAX(deadline - g_get_monotonic_time(), 0));
+	return inspect_end(in);
+}
+
+/* Async: everything below runs on the callback's context. */
+
+static void inspect_finish(Inspect *in)
+{
+	MeshInspectFunc callback = in->callback;
+	gpointer user_data = in->user_data;
+	GDestroyNotify notify = in->notify;
+
+	if (in->deadline_source) {
+		g_source_destroy(in->deadline_source);
+		g_source_unref(in->deadline_source);
+	}
+	/* Freeing a receiver whose callback runs now is fine: nothing runs after it. */
+	callback(inspect_end(in), user_data);
+	if (notify)
+		notify(user_data);
+}
+
+static void inspect_on_report(MeshOneshotReceiver *reply, gpointer data)
+{
+	InspectHost *ih = data;
+	Inspect *in = ih->in;
+
+	inspect_take(ih, 0);
+	if (in->n_left == 0)
+		inspect_finish(in);
+}
+
+static gboolean inspect_on_deadline(gpointer data)
+{
+	inspect_finish(data);
+	return G_SOURCE_REMOVE;
+}
+
+static gboolean inspect_start(gpointer data)
+{
+	Inspect *in = data;
+
+	if (in->n_left == 0) {
+		inspect_finish(in);
+		return G_SOURCE_REMOVE;
+	}
+	for (guint i = 0; i < in->n; i++)
+		if (in->hosts[i].reply)
+			mesh_oneshot_receiver_set_callback(in->hosts[i].reply, in->context,
+							   inspect_on_report, &in->hosts[i], NULL);
+	if (in->deadline >= 0) {
+		gint64 left_us = MAX(in->deadline - g_get_monotonic_time(), 0);
+		in->deadline_source =
+			g_timeout_source_new((guint)MIN((left_us + 999) / 1000, G_MAXUINT));
+		g_source_set_name(in->deadline_source, "mesh_inspect_async deadline");
+		g_source_set_callback(in->deadline_source, inspect_on_deadline, in, NULL);
+		g_source_attach(in->deadline_source, in->context);
+	}
+	return G_SOURCE_REMOVE;
+}
+
+void mesh_inspect_async(Mesh *m, gint64 timeout_us, GMainContext *context,
+			MeshInspectFunc callback, gpointer user_data, GDestroyNotify notify)
+{
+	if (!m || timeout_us < -1 || !callback) {
+		if (notify)
+			notify(user_data);
+		g_return_if_fail(m && timeout_us >= -1 && callback);
+	}
+	Inspect *in = inspect_begin(m);
+	in->deadline = timeout_us < 0 ? -1 : g_get_monotonic_time() + timeout_us;
+	in->context = g_main_context_ref(context ? context : g_main_context_default());
+	in->callback = callback;
+	in->user_data = user_data;
+	in->notify = notify;
+	/* The rest on the context, never inside this call. */
+	GSource *start = g_idle_source_new();
+	g_source_set_name(start, "mesh_inspect_async");
+	g_source_set_priority(start, G_PRIORITY_DEFAULT);
+	g_source_set_callback(start, inspect_start, in, NULL);
+	g_source_attach(start, in->context);
+	g_source_unref(start);
 }
 
 /* Listening. */

@@ -218,6 +218,42 @@ MESH_PROCESS_API gboolean mesh_crash(Mesh *mesh, GPid pid, GError **error);
 MESH_PROCESS_API char *mesh_inspect(Mesh *mesh, gint64 timeout_us);
 
 /**
+ * MeshInspectFunc:
+ * @json: (transfer full): the tree, as mesh_inspect() returns it (g_free())
+ * @user_data: the data given to mesh_inspect_async()
+ *
+ * The outcome of mesh_inspect_async().
+ */
+typedef void (*MeshInspectFunc)(char *json, gpointer user_data);
+
+/**
+ * mesh_inspect_async:
+ * @mesh: a mesh
+ * @timeout_us: how long to wait for the hosts' own reports, -1 forever
+ *     (another negative value is a programmer error: a critical, and
+ *     @callback never runs)
+ * @context: (nullable): where @callback runs, NULL for the global default
+ *     context
+ * @callback: called once with the tree
+ * @user_data: passed to @callback
+ * @notify: (nullable): frees @user_data right after @callback returned (or
+ *     at once on a bad argument)
+ *
+ * mesh_inspect() without blocking: asks every host at once and returns;
+ * @callback runs on @context (never inside this call) once every host
+ * answered or failed, or when @timeout_us passed (a host that did not
+ * answer reports "no value within the timeout", as with mesh_inspect()).
+ * The inspect needs no more of @mesh once this returns: the mesh may be
+ * freed meanwhile, and the callback still runs, each host with its report
+ * or the failure that ended the wait (with a timeout of -1, a host that
+ * neither answers nor fails keeps it waiting).
+ * Any thread.
+ */
+MESH_PROCESS_API void mesh_inspect_async(Mesh *mesh, gint64 timeout_us, GMainContext *context,
+					 MeshInspectFunc callback, gpointer user_data,
+					 GDestroyNotify notify);
+
+/**
  * mesh_get_host_count: Returns: hosts still running.
  */
 MESH_PROCESS_API guint mesh_get_host_count(Mesh *mesh);

@@ -111,6 +111,37 @@ ARGS_CASE(crash_error_set)
 
 ARGS_CASE(inspect_null) { ARGS_EXPECT(!mesh_inspect(NULL, -1)); }
 ARGS_CASE(inspect_bad_timeout) { ARGS_EXPECT(!mesh_inspect(mesh_new_ok(), -5)); }
+static void inspect_never_cb(char *json, gpointer data)
+{
+	ARGS_EXPECT(!"a callback after a bad argument");
+}
+
+static void inspect_count_notify(gpointer data)
+{
+	(*(int *)data)++;
+}
+
+ARGS_CASE(inspect_async_null)
+{
+	int notified = 0;
+	mesh_inspect_async(NULL, -1, NULL, inspect_never_cb, &notified, inspect_count_notify);
+	ARGS_EXPECT(notified == 1);
+}
+
+ARGS_CASE(inspect_async_bad_timeout)
+{
+	int notified = 0;
+	mesh_inspect_async(mesh_new_ok(), -5, NULL, inspect_never_cb, &notified,
+			   inspect_count_notify);
+	ARGS_EXPECT(notified == 1);
+	while (g_main_context_iteration(NULL, FALSE))
+		;
+}
+
+ARGS_CASE(inspect_async_null_callback)
+{
+	mesh_inspect_async(mesh_new_ok(), -1, NULL, NULL, NULL, NULL);
+}
 ARGS_CASE(get_host_count_null) { ARGS_EXPECT(mesh_get_host_count(NULL) == 0); }
 ARGS_CASE(shutdown_null) { ARGS_EXPECT(!mesh_shutdown(NULL, -1, NULL)); }
 
@@ -355,6 +386,9 @@ static const ArgsCase cases[] = {
 	ARGS_ENTRY(crash_error_set),
 	ARGS_ENTRY(inspect_null),
 	ARGS_ENTRY(inspect_bad_timeout),
+	ARGS_ENTRY(inspect_async_null),
+	ARGS_ENTRY(inspect_async_bad_timeout),
+	ARGS_ENTRY(inspect_async_null_callback),
 	ARGS_ENTRY(get_host_count_null),
 	ARGS_ENTRY(shutdown_null),
 	ARGS_ENTRY(shutdown_error_set),

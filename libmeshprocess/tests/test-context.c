@@ -59,6 +59,13 @@ static gboolean host_main(MeshMessage *initial, gpointer data, GError **error)
 			send_text(results, text);
 			g_free(text);
 		}
+	} else if (strcmp(scenario, "hold") == 0) {
+		/* Keeps every rpc unanswered until the requests end (or a crash). */
+		GPtrArray *held = g_ptr_array_new_with_free_func((GDestroyNotify)mesh_rpc_free);
+		MeshRpc *rpc;
+		while (mesh_receiver_recv_rpc(requests, &chantest__add__descriptor, -1, &rpc, NULL))
+			g_ptr_array_add(held, rpc);
+		g_ptr_array_free(held, TRUE);
 	} else if (strcmp(scenario, "echo") == 0) {
 		MeshMessage *msg;
 		while (mesh_receiver_recv_message(requests, -1, &msg, NULL))
@@ -375,6 +382,155 @@ START_TEST(test_host_outlives_launching_thread)
 }
 END_TEST
 
+/*
+ * A GMainLoop program with no threads of its own: concurrent async rpcs to
+ * a host that answers and to one that holds them, an async inspect, and a
+ * crash of the holding host from the inspect's callback: every call's
+ * callback runs once (the held ones with the failure naming the host), all
+ * without blocking the loop. _i: 0 the mesh on the loop's own (default)
+ * context, 1 the mesh on its own thread.
+ */
+typedef struct {
+	Mesh *mesh;
+	Host *serve, *hold;
+	GMainLoop *loop;
+	guint n_calls, n_done, n_failed, n_inspects;
+	char *hold_pid; /* "pid N" */
+} AsyncMain;
+
+enum { ASYNC_N = 200 };
+
+static void async_maybe_quit(AsyncMain *am)
+{
+	if (am->n_done == am->n_calls && am->n_inspects == 2)
+		g_main_loop_quit(am->loop);
+}
+
+static void async_sum_cb(ProtobufCMessage *reply, const GError *error, gpointer data)
+{
+	AsyncMain *am = data;
+
+	ck_assert_msg(reply, "rpc: %s", error ? error->message : "");
+	ck_assert_uint_eq(((Chantest__Sum *)reply)->v, 42);
+	protobuf_c_message_free_unpacked(reply, NULL);
+	am->n_done++;
+	async_maybe_quit(am);
+}
+
+static void async_held_cb(ProtobufCMessage *reply, const GError *error, gpointer data)
+{
+	AsyncMain *am = data;
+
+	ck_assert_ptr_null(reply);
+	ck_assert_msg(g_error_matches(error, MESH_ERROR, MESH_ERROR_NODE_FAILURE), "%s",
+		      error->message);
+	/* The culprit is named: the host's name and pid. */
+	ck_assert_msg(strstr(error->message, am->hold_pid) && strstr(error->message, "hold"),
+		      "%s", error->message);
+	am->n_failed++;
+	am->n_done++;
+	async_maybe_quit(am);
+}
+
+static void async_inspect_cb(char *json, gpointer data)
+{
+	AsyncMain *am = data;
+	char *serve = g_strdup_printf("\"pid\":%d,\"name\":\"serve\"", (int)am->serve->pid);
+	char *hold = g_strdup_printf("\"pid\":%d,\"name\":\"hold\"", (int)am->hold->pid);
+
+	ck_assert_msg(strstr(json, serve), "%s", json);
+	if (++am->n_inspects == 1) {
+		ck_assert_msg(strstr(json, hold), "%s", json);
+		/* Both hosts answer (the holding one serves inspect on its own). */
+		ck_assert_msg(!strstr(json, "\"error\""), "%s", json);
+		ck_assert(mesh_crash(am->mesh, am->hold->pid, NULL));
+		/* Another inspect while the crash goes on: it never blocks either. */
+		mesh_inspect_async(am->mesh, WAIT_US, NULL, async_inspect_cb, am, NULL);
+	}
+	g_free(serve);
+	g_free(hold);
+	g_free(json);
+	async_maybe_quit(am);
+}
+
+static gboolean async_start_cb(gpointer data)
+{
+	AsyncMain *am = data;
+
+	for (guint i = 0; i < ASYNC_N; i++) {
+		mesh_rpc_call_unref(mesh_rpc_call_async(am->serve->requests, add_new(i, 42 - i),
+							&chantest__sum__descriptor, WAIT_US, NULL,
+							async_sum_cb, am, NULL));
+		mesh_rpc_call_unref(mesh_rpc_call_async(am->hold->requests, add_new(i, 1),
+							&chantest__sum__descriptor, -1, NULL,
+							async_held_cb, am, NULL));
+		am->n_calls += 2;
+	}
+	mesh_inspect_async(am->mesh, WAIT_US, NULL, async_inspect_cb, am, NULL);
+	return G_SOURCE_REMOVE;
+}
+
+START_TEST(test_async_calls_from_main_loop)
+{
+	GError *error = NULL;
+	Mesh *mesh = mesh_new("async", _i == 0 ? g_main_context_default() : NULL, &error);
+
+	ck_assert_msg(mesh, "%s", error ? error->message : "");
+	Host serve = launch(mesh, "serve");
+	Host hold = launch(mesh, "hold");
+	AsyncMain am = {.mesh = mesh, .serve = &serve, .hold = &hold,
+			.loop = g_main_loop_new(NULL, FALSE),
+			.hold_pid = g_strdup_printf("pid %d", (int)hold.pid)};
+
+	g_idle_add(async_start_cb, &am);
+	g_main_loop_run(am.loop); /* bounded by the test's timeout */
+	ck_assert_uint_eq(am.n_done, 2 * ASYNC_N);
+	ck_assert_uint_eq(am.n_failed, ASYNC_N);
+	g_main_loop_unref(am.loop);
+	g_free(am.hold_pid);
+
+	host_close(&serve);
+	host_close(&hold);
+	mesh_shutdown(mesh, WAIT_US, NULL); /* the crashed host did not exit by itself */
+	ck_assert_uint_eq(mesh_get_host_count(mesh), 0);
+	mesh_free(mesh);
+}
+END_TEST
+
+/*
+ * An inspect still in flight when the mesh is freed: the callback runs
+ * once, later, on its context, with every host listed (its report, or the
+ * failure that ended the wait).
+ */
+static void inspect_after_free_cb(char *json, gpointer data)
+{
+	char **out = data;
+
+	ck_assert_ptr_null(*out);
+	*out = json;
+}
+
+START_TEST(test_inspect_async_outlives_mesh)
+{
+	GError *error = NULL;
+	Mesh *mesh = mesh_new("gone", NULL, &error);
+	char *json = NULL;
+
+	ck_assert_msg(mesh, "%s", error ? error->message : "");
+	Host h = launch(mesh, "hold");
+	char *pid = g_strdup_printf("\"pid\":%d,\"name\":\"hold\"", (int)h.pid);
+	mesh_inspect_async(mesh, -1, NULL, inspect_after_free_cb, &json, NULL);
+	host_close(&h);
+	mesh_free(mesh); /* kills the host if it is still there */
+	ck_assert_ptr_null(json); /* never inside the calls */
+	while (!json)
+		g_main_context_iteration(NULL, TRUE); /* bounded by the test's timeout */
+	ck_assert_msg(strstr(json, pid) && strstr(json, "\"report\":{"), "%s", json);
+	g_free(pid);
+	g_free(json);
+}
+END_TEST
+
 int main(int argc, char **argv)
 {
 	GError *error = NULL;
@@ -390,6 +546,8 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_blocking_calls_on_default_context);
 	tcase_add_test(tc, test_host_outlives_launching_thread);
 	tcase_add_test(tc, test_other_thread_waits_for_the_loop);
+	tcase_add_loop_test(tc, test_async_calls_from_main_loop, 0, 2);
+	tcase_add_test(tc, test_inspect_async_outlives_mesh);
 	suite_add_tcase(s, tc);
 
 	SRunner *sr = srunner_create(s);

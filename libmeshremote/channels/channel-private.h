@@ -14,6 +14,23 @@ void channel_fail_port_later(Deferred *d, MeshPort *port, const char *reason);
  */
 int channel_unwrap(MeshMessage *msg, GError **error);
 
+/* g_main_context_wakeup(@context) after @d runs, when the locks are free. */
+void channel_wake_context_later(Deferred *d, GMainContext *context);
+
+/*
+ * Receiver callbacks (mpsc and oneshot): names @source, sets its callback
+ * and attaches it; then puts it (or NULL to remove) in *@slot with a
+ * reference on @context in *@slot_context, under @lock, and destroys the
+ * source it replaces (outside the lock: its notify may run there).
+ */
+void channel_source_attach(GSource *source, const char *name, GMainContext *context,
+			   GSourceFunc func, gpointer user_data, GDestroyNotify notify);
+void channel_swap_source(GMutex *lock, GSource **slot, GMainContext **slot_context,
+			 GSource *source, GMainContext *context);
+
+/* A receiver's eventfd (close-on-exec, nonblocking), readable if @ready; or a negative errno. */
+int channel_eventfd_new(gboolean ready);
+
 /* Waits on @cond until @deadline (monotonic us), or forever if @deadline < 0. */
 gboolean channel_cond_wait(GCond *cond, GMutex *lock, gint64 deadline);
 
@@ -67,3 +84,5 @@ gboolean rpc_parse_request(MeshMessage *msg, const ProtobufCMessageDescriptor *i
 			   ProtobufCMessage **ret_input, MeshPort **ret_port, GError **error);
 gboolean rpc_parse_reply(MeshMessage *reply, const ProtobufCMessageDescriptor *reply_desc,
 			 ProtobufCMessage **ret_reply, GError **error);
+/* rpc_parse_reply() for untyped calls: R's bytes and resources as a message. */
+gboolean rpc_parse_reply_message(MeshMessage *reply, MeshMessage **ret_reply, GError **error);

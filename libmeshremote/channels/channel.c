@@ -376,6 +376,11 @@ static void wakeup_context(void *data)
 	g_main_context_unref(context);
 }
 
+void channel_wake_context_later(Deferred *d, GMainContext *context)
+{
+	deferred_call(d, wakeup_context, g_main_context_ref(context));
+}
+
 static MeshReceiver *receiver_ref(MeshReceiver *r);
 static void receiver_unref(MeshReceiver *r);
 
@@ -413,7 +418,7 @@ static void receiver_wake_locked(MeshReceiver *r, Deferred *d)
 		r->efd_set = TRUE;
 	}
 	if (r->context)
-		deferred_call(d, wakeup_context, g_main_context_ref(r->context));
+		channel_wake_context_later(d, r->context);
 }
 
 /* After a receive: the eventfd stays readable only while something is there. */
@@ -949,11 +954,46 @@ static GSourceFuncs receiver_source_funcs = {
 	.finalize = receiver_source_finalize,
 };
 
+void channel_source_attach(GSource *source, const char *name, GMainContext *context,
+			   GSourceFunc func, gpointer user_data, GDestroyNotify notify)
+{
+	g_source_set_name(source, name);
+	g_source_set_callback(source, func, user_data, notify);
+	g_source_attach(source, context);
+}
+
+void channel_swap_source(GMutex *lock, GSource **slot, GMainContext **slot_context,
+			 GSource *source, GMainContext *context)
+{
+	g_mutex_lock(lock);
+	GSource *old = *slot;
+	GMainContext *old_context = *slot_context;
+	*slot = source;
+	*slot_context = source ? g_main_context_ref(context) : NULL;
+	g_mutex_unlock(lock);
+	if (old) {
+		g_source_destroy(old);
+		g_source_unref(old);
+	}
+	if (old_context)
+		g_main_context_unref(old_context);
+}
+
+int channel_eventfd_new(gboolean ready)
+{
+	int efd = eventfd(ready ? 1 : 0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (efd < 0) {
+		int e = -errno;
+		debug_log(NULL, "eventfd: %s", g_strerror(-e));
+		return e;
+	}
+	return efd;
+}
+
 void mesh_receiver_set_callback(MeshReceiver *receiver, GMainContext *context,
 				MeshReceiverFunc func, gpointer user_data, GDestroyNotify notify)
 {
-	GSource *source = NULL, *old;
-	GMainContext *old_context;
+	GSource *source = NULL;
 
 	g_return_if_fail(receiver);
 	if (!context)
@@ -961,22 +1001,11 @@ void mesh_receiver_set_callback(MeshReceiver *receiver, GMainContext *context,
 	if (func) {
 		source = g_source_new(&receiver_source_funcs, sizeof(ReceiverSource));
 		((ReceiverSource *)source)->recv = receiver_ref(receiver);
-		g_source_set_name(source, "MeshReceiver");
-		g_source_set_callback(source, G_SOURCE_FUNC(func), user_data, notify);
-		g_source_attach(source, context);
+		channel_source_attach(source, "MeshReceiver", context, G_SOURCE_FUNC(func),
+				      user_data, notify);
 	}
-	g_mutex_lock(&receiver->lock);
-	old = receiver->source;
-	old_context = receiver->context;
-	receiver->source = source;
-	receiver->context = source ? g_main_context_ref(context) : NULL;
-	g_mutex_unlock(&receiver->lock);
-	if (old) {
-		g_source_destroy(old);
-		g_source_unref(old);
-	}
-	if (old_context)
-		g_main_context_unref(old_context);
+	channel_swap_source(&receiver->lock, &receiver->source, &receiver->context, source,
+			    context);
 	if (!func && notify)
 		notify(user_data);
 }
@@ -986,18 +1015,14 @@ int mesh_receiver_get_fd(MeshReceiver *receiver)
 	g_return_val_if_fail(receiver, -EINVAL);
 	g_mutex_lock(&receiver->lock);
 	if (receiver->efd < 0) {
-		receiver->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		gboolean ready = receiver->len || receiver->n_open == 0;
+		receiver->efd = channel_eventfd_new(ready);
 		if (receiver->efd < 0) {
-			int e = -errno;
+			int e = receiver->efd;
 			g_mutex_unlock(&receiver->lock);
-			debug_log(NULL, "eventfd: %s", g_strerror(-e));
 			return e;
 		}
-		if (receiver->len || receiver->n_open == 0) {
-			uint64_t one = 1;
-			if (write(receiver->efd, &one, sizeof(one)) == sizeof(one))
-				receiver->efd_set = TRUE;
-		}
+		receiver->efd_set = ready;
 	}
 	int fd = receiver->efd;
 	g_mutex_unlock(&receiver->lock);

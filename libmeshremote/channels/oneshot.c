@@ -7,6 +7,9 @@
  * The receiver sets a handler on its port that keeps the first value (or
  * the end) under the receiver's own lock, taken under the port lock.
  */
+#include <errno.h>
+#include <unistd.h>
+
 #include "channel-private.h"
 
 struct MeshOneshotSender {
@@ -23,6 +26,7 @@ typedef enum {
 } OneshotState;
 
 struct MeshOneshotReceiver {
+	gint ref; /* the owner's, and one per callback source (its memory, not its port) */
 	GMutex lock;
 	GCond cond;
 	MeshPort *port;
@@ -33,6 +37,9 @@ struct MeshOneshotReceiver {
 	GError *error; /* FAILED, CORRUPT */
 	guint n_waiters;
 	IoWaiters io; /* threads running the transport's I/O while they wait */
+	int efd;      /* mesh_oneshot_receiver_get_fd(), -1 until asked for */
+	GSource *source;       /* mesh_oneshot_receiver_set_callback() */
+	GMainContext *context; /* where it runs, while one is set */
 };
 
 /* Sender. */
@@ -90,8 +97,15 @@ MeshOneshotSender *mesh_oneshot_sender_from_port(MeshPort *port,
 
 /* Receiver: handler hooks, called with the port locked. */
 
-static void oneshot_wake_locked(MeshOneshotReceiver *r)
+static void oneshot_wake_locked(MeshOneshotReceiver *r, Deferred *d)
 {
+	if (r->efd >= 0) {
+		uint64_t one = 1; /* once: the outcome never goes away until consumed */
+		if (write(r->efd, &one, sizeof(one)) != sizeof(one))
+			debug_log(NULL, "oneshot eventfd write: %s", g_strerror(errno));
+	}
+	if (r->context)
+		channel_wake_context_later(d, r->context);
 	if (r->n_waiters)
 		g_cond_broadcast(&r->cond);
 	MeshIoHook *hook = io_waiters_wake_locked(&r->io);
@@ -116,7 +130,7 @@ static void oneshot_on_message(MeshPort *port, void *data, MeshMessage *msg, Def
 	if (r->state == ONESHOT_WAITING && !error) {
 		r->value = msg;
 		r->state = ONESHOT_VALUE;
-		oneshot_wake_locked(r);
+		oneshot_wake_locked(r, d);
 	} else if (r->state == ONESHOT_WAITING || r->state == ONESHOT_VALUE) {
 		/* A second message, or a malformed one: the value is discarded. */
 		if (!error)
@@ -129,7 +143,7 @@ static void oneshot_on_message(MeshPort *port, void *data, MeshMessage *msg, Def
 		r->state = ONESHOT_CORRUPT;
 		r->error = error;
 		error = NULL;
-		oneshot_wake_locked(r);
+		oneshot_wake_locked(r, d);
 		channel_fail_port_later(d, port, r->error->message);
 	} else {
 		deferred_release_message(d, msg);
@@ -147,7 +161,7 @@ static void oneshot_on_close(MeshPort *port, void *data, Deferred *d)
 	g_mutex_lock(&r->lock);
 	if (r->state == ONESHOT_WAITING) {
 		r->state = ONESHOT_CLOSED;
-		oneshot_wake_locked(r);
+		oneshot_wake_locked(r, d);
 	}
 	g_mutex_unlock(&r->lock);
 }
@@ -161,7 +175,7 @@ static void oneshot_on_fail(MeshPort *port, void *data, const GError *error, Def
 		/* Failure may overtake nothing here: a value already kept stays. */
 		r->state = ONESHOT_FAILED;
 		r->error = g_error_copy(error);
-		oneshot_wake_locked(r);
+		oneshot_wake_locked(r, d);
 	}
 	g_mutex_unlock(&r->lock);
 }
@@ -182,6 +196,8 @@ MeshOneshotReceiver *mesh_oneshot_receiver_from_port(MeshPort *port,
 	g_cond_init(&r->cond);
 	r->port = port;
 	r->desc = desc;
+	r->ref = 1;
+	r->efd = -1;
 	r->state = ONESHOT_WAITING;
 	port_set_handler(port, &oneshot_handler, r);
 	return r;
@@ -198,14 +214,34 @@ void mesh_oneshot_new(const ProtobufCMessageDescriptor *desc, MeshOneshotSender 
 	*ret_receiver = mesh_oneshot_receiver_from_port(b, desc);
 }
 
-/* Frees the receiver state; the port was already closed or handed out. */
-static void oneshot_receiver_destroy(MeshOneshotReceiver *r)
+static MeshOneshotReceiver *oneshot_receiver_ref(MeshOneshotReceiver *r)
 {
+	g_atomic_int_inc(&r->ref);
+	return r;
+}
+
+static void oneshot_receiver_unref(MeshOneshotReceiver *r)
+{
+	if (!g_atomic_int_dec_and_test(&r->ref))
+		return;
 	mesh_message_free(r->value);
 	g_clear_error(&r->error);
+	if (r->efd >= 0)
+		close(r->efd);
 	g_cond_clear(&r->cond);
 	g_mutex_clear(&r->lock);
 	g_free(r);
+}
+
+/*
+ * Frees the receiver state; the port was already closed or handed out, so
+ * no handler runs. The callback source goes (its notify after a running
+ * dispatch returns); a source being dispatched keeps the memory.
+ */
+static void oneshot_receiver_destroy(MeshOneshotReceiver *r)
+{
+	channel_swap_source(&r->lock, &r->source, &r->context, NULL, NULL);
+	oneshot_receiver_unref(r);
 }
 
 void mesh_oneshot_receiver_free(MeshOneshotReceiver *receiver)
@@ -357,4 +393,85 @@ gboolean mesh_oneshot_recv_message(MeshOneshotReceiver *receiver, gint64 timeout
 	msg->wrap = MESH_WRAP_NONE;
 	*ret_msg = msg;
 	return TRUE;
+}
+
+/* Callbacks: a GSource ready once the outcome (value or end) is there. */
+
+typedef struct {
+	GSource base;
+	MeshOneshotReceiver *recv; /* strong (its memory) */
+} OneshotSource;
+
+static gboolean oneshot_source_ready(GSource *source)
+{
+	MeshOneshotReceiver *r = ((OneshotSource *)source)->recv;
+
+	g_mutex_lock(&r->lock);
+	gboolean ready = r->state != ONESHOT_WAITING;
+	g_mutex_unlock(&r->lock);
+	return ready;
+}
+
+static gboolean oneshot_source_prepare(GSource *source, gint *timeout)
+{
+	*timeout = -1;
+	return oneshot_source_ready(source);
+}
+
+static gboolean oneshot_source_dispatch(GSource *source, GSourceFunc callback, gpointer user_data)
+{
+	if (callback)
+		((MeshOneshotReceiverFunc)(void (*)(void))callback)(
+			((OneshotSource *)source)->recv, user_data);
+	return G_SOURCE_CONTINUE;
+}
+
+static void oneshot_source_finalize(GSource *source)
+{
+	oneshot_receiver_unref(((OneshotSource *)source)->recv);
+}
+
+static GSourceFuncs oneshot_source_funcs = {
+	.prepare = oneshot_source_prepare,
+	.check = oneshot_source_ready,
+	.dispatch = oneshot_source_dispatch,
+	.finalize = oneshot_source_finalize,
+};
+
+void mesh_oneshot_receiver_set_callback(MeshOneshotReceiver *receiver, GMainContext *context,
+					MeshOneshotReceiverFunc func, gpointer user_data,
+					GDestroyNotify notify)
+{
+	GSource *source = NULL;
+
+	g_return_if_fail(receiver);
+	if (!context)
+		context = g_main_context_default();
+	if (func) {
+		source = g_source_new(&oneshot_source_funcs, sizeof(OneshotSource));
+		((OneshotSource *)source)->recv = oneshot_receiver_ref(receiver);
+		channel_source_attach(source, "MeshOneshotReceiver", context, G_SOURCE_FUNC(func),
+				      user_data, notify);
+	}
+	channel_swap_source(&receiver->lock, &receiver->source, &receiver->context, source,
+			    context);
+	if (!func && notify)
+		notify(user_data);
+}
+
+int mesh_oneshot_receiver_get_fd(MeshOneshotReceiver *receiver)
+{
+	g_return_val_if_fail(receiver, -EINVAL);
+	g_mutex_lock(&receiver->lock);
+	if (receiver->efd < 0) {
+		receiver->efd = channel_eventfd_new(receiver->state != ONESHOT_WAITING);
+		if (receiver->efd < 0) {
+			int e = receiver->efd;
+			g_mutex_unlock(&receiver->lock);
+			return e;
+		}
+	}
+	int fd = receiver->efd;
+	g_mutex_unlock(&receiver->lock);
+	return fd;
 }

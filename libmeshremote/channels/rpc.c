@@ -181,11 +181,66 @@ static char *remote_error_parse(const uint8_t *data, size_t size)
 
 /* Client. */
 
+/*
+ * Sends {1: input, 2: reply port}, the input already in @bytes and @res
+ * (both taken); returns the receiver of the reply.
+ */
+static MeshOneshotReceiver *rpc_send_request(MeshSender *sender, GByteArray *bytes,
+					     MeshPayloadResources *res)
+{
+	MeshOneshotSender *os;
+	MeshOneshotReceiver *orx;
+
+	mesh_oneshot_new(NULL, &os, &orx);
+	uint8_t key = WIRE_KEY1(2, WIRE_RESOURCE);
+	g_byte_array_append(bytes, &key, 1);
+	mesh_payload_resources_append_port_take(res,
+						mesh_port_as_object(mesh_oneshot_sender_into_port(os)));
+	mesh_sender_send_message(sender, message_from_bytes(bytes, res));
+	return orx;
+}
+
+/* Encodes a typed input (taken) as field 1 and sends the request. */
+static MeshOneshotReceiver *rpc_send_typed(MeshSender *sender, ProtobufCMessage *input,
+					   GError **error)
+{
+	GByteArray *bytes = g_byte_array_new();
+	MeshPayloadResources *res = mesh_payload_resources_new();
+	if (!encode_field(bytes, 1, input, res, FALSE, error)) {
+		g_byte_array_free(bytes, TRUE);
+		mesh_payload_resources_free(res);
+		return NULL;
+	}
+	return rpc_send_request(sender, bytes, res);
+}
+
+/* Puts an untyped input's bytes (taken) as field 1 and sends the request. */
+static MeshOneshotReceiver *rpc_send_message(MeshSender *sender, MeshMessage *input,
+					     GError **error)
+{
+	if (message_ensure_bytes(input, error) < 0) {
+		mesh_message_free(input);
+		return NULL;
+	}
+	size_t size, n_res = mesh_message_get_n_resources(input);
+	const uint8_t *data = mesh_message_get_data(input, &size);
+	MeshPayloadResources *res = resources_take_range(input->res, 0, n_res);
+	if (!res) {
+		g_set_error(error, MESH_ERROR, MESH_ERROR_CORRUPTION, "missing resource");
+		mesh_message_free(input);
+		return NULL;
+	}
+	GByteArray *bytes = g_byte_array_new();
+	if (size || n_res)
+		put_message_field(bytes, 1, data, size, n_res);
+	mesh_message_free(input);
+	return rpc_send_request(sender, bytes, res);
+}
+
 gboolean mesh_rpc_call(MeshSender *sender, ProtobufCMessage *input,
 		       const ProtobufCMessageDescriptor *reply_desc, gint64 timeout_us,
 		       ProtobufCMessage **ret_reply, GError **error)
 {
-	MeshOneshotSender *os;
 	MeshOneshotReceiver *orx;
 	MeshMessage *reply;
 	GError *err = NULL;
@@ -201,21 +256,9 @@ gboolean mesh_rpc_call(MeshSender *sender, ProtobufCMessage *input,
 		return FALSE;
 	}
 
-	/* {1: input, 2: reply port} */
-	GByteArray *bytes = g_byte_array_new();
-	MeshPayloadResources *res = mesh_payload_resources_new();
-	if (!encode_field(bytes, 1, input, res, FALSE, error)) {
-		g_byte_array_free(bytes, TRUE);
-		mesh_payload_resources_free(res);
+	orx = rpc_send_typed(sender, input, error);
+	if (!orx)
 		return FALSE;
-	}
-	mesh_oneshot_new(NULL, &os, &orx);
-	uint8_t key = WIRE_KEY1(2, WIRE_RESOURCE);
-	g_byte_array_append(bytes, &key, 1);
-	mesh_payload_resources_append_port_take(res,
-						mesh_port_as_object(mesh_oneshot_sender_into_port(os)));
-	mesh_sender_send_message(sender, message_from_bytes(bytes, res));
-
 	if (!mesh_oneshot_recv_message(orx, timeout_us, &reply, &err)) {
 		if (g_error_matches(err, MESH_ERROR, MESH_ERROR_EMPTY) ||
 		    g_error_matches(err, MESH_ERROR, MESH_ERROR_TIMED_OUT))
@@ -227,8 +270,261 @@ gboolean mesh_rpc_call(MeshSender *sender, ProtobufCMessage *input,
 	return rpc_parse_reply(reply, reply_desc, ret_reply, error);
 }
 
-gboolean rpc_parse_reply(MeshMessage *reply, const ProtobufCMessageDescriptor *reply_desc,
-			 ProtobufCMessage **ret_reply, GError **error)
+/* Asynchronous calls: the reply oneshot's callback, a deadline, a cancel. */
+
+struct MeshRpcCall {
+	gint ref; /* the caller's, and one per source that may finish the call */
+	GMutex lock;
+	GMainContext *context; /* strong */
+	/* Under lock: */
+	gboolean finished;  /* the outcome is decided: the callback runs or ran */
+	gboolean cancelled; /* mesh_rpc_call_cancel() came first */
+	MeshOneshotReceiver *orx; /* the reply's, until finished */
+	GSource *deadline;        /* strong, until finished */
+	/* Set at the start; then used on the context only: */
+	const ProtobufCMessageDescriptor *reply_desc; /* NULL: untyped */
+	MeshRpcCallback callback;
+	MeshRpcMessageCallback message_callback;
+	gpointer user_data;
+	GDestroyNotify notify;
+};
+
+MeshRpcCall *mesh_rpc_call_ref(MeshRpcCall *call)
+{
+	g_return_val_if_fail(call, NULL);
+	g_atomic_int_inc(&call->ref);
+	return call;
+}
+
+void mesh_rpc_call_unref(MeshRpcCall *call)
+{
+	if (!call || !g_atomic_int_dec_and_test(&call->ref))
+		return;
+	/* Every source that could finish it held a reference: it finished. */
+	g_main_context_unref(call->context);
+	g_mutex_clear(&call->lock);
+	g_free(call);
+}
+
+static void call_unref_notify(gpointer data)
+{
+	mesh_rpc_call_unref(data);
+}
+
+/*
+ * Decides the outcome, on the call's context: the reply (@why NULL, the
+ * oneshot is ready) or @why (taken); a cancel that came first wins. Then
+ * runs the callback, once.
+ */
+static void call_finish(MeshRpcCall *c, GError *why)
+{
+	g_mutex_lock(&c->lock);
+	if (c->finished) {
+		g_mutex_unlock(&c->lock);
+		g_clear_error(&why);
+		return;
+	}
+	c->finished = TRUE;
+	if (c->cancelled) {
+		g_clear_error(&why);
+		why = g_error_new(MESH_ERROR, MESH_ERROR_CANCELLED, "the rpc call was cancelled");
+	}
+	MeshOneshotReceiver *orx = c->orx;
+	GSource *deadline = c->deadline;
+	c->orx = NULL;
+	c->deadline = NULL;
+	g_mutex_unlock(&c->lock);
+
+	if (deadline) {
+		g_source_destroy(deadline);
+		g_source_unref(deadline);
+	}
+	MeshMessage *reply = NULL;
+	ProtobufCMessage *typed = NULL;
+	if (why) {
+		/* Closes the reply port: a late reply is dropped. */
+		mesh_oneshot_receiver_free(orx);
+	} else if (mesh_oneshot_recv_message(orx, 0, &reply, &why)) {
+		MeshMessage *value = reply;
+		reply = NULL;
+		if (c->reply_desc ? !rpc_parse_reply(value, c->reply_desc, &typed, &why)
+				  : !rpc_parse_reply_message(value, &reply, &why)) {
+			typed = NULL;
+			reply = NULL;
+		}
+	} else if (g_error_matches(why, MESH_ERROR, MESH_ERROR_EMPTY)) {
+		mesh_oneshot_receiver_free(orx); /* not consumed (not reached: it was ready) */
+	}
+	if (c->reply_desc)
+		c->callback(typed, why, c->user_data);
+	else
+		c->message_callback(reply, why, c->user_data);
+	if (c->notify)
+		c->notify(c->user_data);
+	c->user_data = NULL;
+	g_clear_error(&why);
+}
+
+static void call_on_reply(MeshOneshotReceiver *orx, gpointer data)
+{
+	call_finish(data, NULL);
+}
+
+static gboolean call_on_deadline(gpointer data)
+{
+	call_finish(data, g_error_new(MESH_ERROR, MESH_ERROR_TIMED_OUT,
+				      "no rpc reply within the timeout"));
+	return G_SOURCE_REMOVE;
+}
+
+typedef struct {
+	MeshRpcCall *call;
+	GError *error; /* NULL: cancelled */
+} CallFail;
+
+static gboolean call_on_fail(gpointer data)
+{
+	CallFail *f = data;
+	call_finish(f->call, f->error ? f->error
+				      : g_error_new(MESH_ERROR, MESH_ERROR_CANCELLED,
+						    "the rpc call was cancelled"));
+	f->error = NULL;
+	return G_SOURCE_REMOVE;
+}
+
+static void call_fail_free(gpointer data)
+{
+	CallFail *f = data;
+	mesh_rpc_call_unref(f->call);
+	g_clear_error(&f->error);
+	g_free(f);
+}
+
+/* call_finish(@error) from an idle source on the context: never inside the caller's call. */
+static void call_fail_later(MeshRpcCall *c, GError *error)
+{
+	CallFail *f = g_new(CallFail, 1);
+	f->call = mesh_rpc_call_ref(c);
+	f->error = error;
+	GSource *source = g_idle_source_new();
+	g_source_set_name(source, "MeshRpcCall fail");
+	g_source_set_priority(source, G_PRIORITY_DEFAULT);
+	g_source_set_callback(source, call_on_fail, f, call_fail_free);
+	g_source_attach(source, c->context);
+	g_source_unref(source);
+}
+
+static gboolean deadline_dispatch(GSource *source, GSourceFunc callback, gpointer user_data)
+{
+	return callback ? callback(user_data) : G_SOURCE_REMOVE;
+}
+
+/* A ready time and a callback: nothing else. */
+static GSourceFuncs deadline_funcs = {
+	.dispatch = deadline_dispatch,
+};
+
+/* The call around a request sent (@orx) or not (@error). */
+static MeshRpcCall *call_start(MeshOneshotReceiver *orx, GError *error, gint64 timeout_us,
+			       GMainContext *context, const ProtobufCMessageDescriptor *reply_desc,
+			       MeshRpcCallback callback, MeshRpcMessageCallback message_callback,
+			       gpointer user_data, GDestroyNotify notify)
+{
+	MeshRpcCall *c = g_new0(MeshRpcCall, 1);
+
+	c->ref = 1;
+	g_mutex_init(&c->lock);
+	c->context = g_main_context_ref(context ? context : g_main_context_default());
+	c->reply_desc = reply_desc;
+	c->callback = callback;
+	c->message_callback = message_callback;
+	c->user_data = user_data;
+	c->notify = notify;
+	c->orx = orx;
+	if (!orx) {
+		call_fail_later(c, error);
+		return c;
+	}
+	/* The context may finish the call as soon as a source is attached: not before both are. */
+	g_mutex_lock(&c->lock);
+	if (timeout_us >= 0) {
+		/* A ready time in us (a GLib timeout has ms resolution). */
+		c->deadline = g_source_new(&deadline_funcs, sizeof(GSource));
+		g_source_set_name(c->deadline, "MeshRpcCall deadline");
+		g_source_set_ready_time(c->deadline, g_get_monotonic_time() + timeout_us);
+		g_source_set_callback(c->deadline, call_on_deadline, mesh_rpc_call_ref(c),
+				      call_unref_notify);
+		g_source_attach(c->deadline, c->context);
+	}
+	mesh_oneshot_receiver_set_callback(orx, c->context, call_on_reply, mesh_rpc_call_ref(c),
+					   call_unref_notify);
+	g_mutex_unlock(&c->lock);
+	return c;
+}
+
+MeshRpcCall *mesh_rpc_call_async(MeshSender *sender, ProtobufCMessage *input,
+				 const ProtobufCMessageDescriptor *reply_desc, gint64 timeout_us,
+				 GMainContext *context, MeshRpcCallback callback,
+				 gpointer user_data, GDestroyNotify notify)
+{
+	GError *error = NULL;
+	MeshOneshotReceiver *orx = NULL;
+
+	if (!sender || !input || !reply_desc || !callback) {
+		/* Taken in all cases; nothing is sent and nothing is called back. */
+		mesh_payload_message_free(input);
+		if (notify)
+			notify(user_data);
+		g_return_val_if_fail(sender && input && reply_desc && callback, NULL);
+	}
+	if (!timeout_check(timeout_us, G_STRFUNC, &error))
+		mesh_payload_message_free(input);
+	else
+		orx = rpc_send_typed(sender, input, &error);
+	return call_start(orx, error, timeout_us, context, reply_desc, callback, NULL, user_data,
+			  notify);
+}
+
+MeshRpcCall *mesh_rpc_call_message_async(MeshSender *sender, MeshMessage *input,
+					 gint64 timeout_us, GMainContext *context,
+					 MeshRpcMessageCallback callback, gpointer user_data,
+					 GDestroyNotify notify)
+{
+	GError *error = NULL;
+	MeshOneshotReceiver *orx = NULL;
+
+	if (!sender || !input || !callback) {
+		mesh_message_free(input);
+		if (notify)
+			notify(user_data);
+		g_return_val_if_fail(sender && input && callback, NULL);
+	}
+	if (!timeout_check(timeout_us, G_STRFUNC, &error))
+		mesh_message_free(input);
+	else
+		orx = rpc_send_message(sender, input, &error);
+	return call_start(orx, error, timeout_us, context, NULL, NULL, callback, user_data,
+			  notify);
+}
+
+void mesh_rpc_call_cancel(MeshRpcCall *call)
+{
+	g_return_if_fail(call);
+	g_mutex_lock(&call->lock);
+	gboolean now = !call->finished && !call->cancelled;
+	call->cancelled = TRUE;
+	g_mutex_unlock(&call->lock);
+	if (now)
+		call_fail_later(call, NULL);
+}
+
+/*
+ * Reads Result<R, RemoteError> (@reply taken): the Ok variant decoded as
+ * @reply_desc into *@ret_typed, or (@reply_desc NULL) its bytes and
+ * resources as *@ret_msg.
+ */
+static gboolean parse_reply(MeshMessage *reply, const ProtobufCMessageDescriptor *reply_desc,
+			    ProtobufCMessage **ret_typed, MeshMessage **ret_msg, GError **error)
 {
 	/* Result<R, RemoteError>: the last variant present wins. */
 	size_t size;
@@ -244,9 +540,20 @@ gboolean rpc_parse_reply(MeshMessage *reply, const ProtobufCMessageDescriptor *r
 	gboolean ok = FALSE;
 	if (r < 0) {
 		g_set_error(error, MESH_ERROR, MESH_ERROR_CORRUPTION, "malformed rpc reply");
+	} else if (variant.wire.number == 1 && reply_desc) {
+		*ret_typed = decode_field(reply_desc, &variant, reply->res, error);
+		ok = *ret_typed != NULL;
 	} else if (variant.wire.number == 1) {
-		*ret_reply = decode_field(reply_desc, &variant, reply->res, error);
-		ok = *ret_reply != NULL;
+		MeshPayloadResources *res = resources_take_range(reply->res, variant.res_first,
+								 (size_t)variant.wire.n_res);
+		if (res) {
+			*ret_msg = message_new_bytes_take(g_memdup2(variant.wire.data,
+								    variant.wire.size),
+							  variant.wire.size, res, MESH_WRAP_NONE);
+			ok = TRUE;
+		} else {
+			g_set_error(error, MESH_ERROR, MESH_ERROR_CORRUPTION, "missing resource");
+		}
 	} else if (variant.wire.number == 2) {
 		char *chain = remote_error_parse(variant.wire.data, variant.wire.size);
 		g_set_error(error, MESH_ERROR, MESH_ERROR_REMOTE, "%s", chain);
@@ -257,6 +564,17 @@ gboolean rpc_parse_reply(MeshMessage *reply, const ProtobufCMessageDescriptor *r
 	}
 	mesh_message_free(reply);
 	return ok;
+}
+
+gboolean rpc_parse_reply(MeshMessage *reply, const ProtobufCMessageDescriptor *reply_desc,
+			 ProtobufCMessage **ret_reply, GError **error)
+{
+	return parse_reply(reply, reply_desc, ret_reply, NULL, error);
+}
+
+gboolean rpc_parse_reply_message(MeshMessage *reply, MeshMessage **ret_reply, GError **error)
+{
+	return parse_reply(reply, NULL, NULL, ret_reply, error);
 }
 
 /* Server. */

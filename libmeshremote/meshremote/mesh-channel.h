@@ -28,7 +28,9 @@
  *
  * Threads: senders may be used from any thread concurrently. A receiver is
  * used from one thread at a time; its callback runs on the GMainContext given
- * to mesh_receiver_set_callback(), never under a library lock.
+ * to mesh_receiver_set_callback() (or mesh_oneshot_receiver_set_callback()),
+ * never under a library lock. mesh_rpc_call_async() never blocks: it calls
+ * back on a chosen GMainContext.
  *
  * Blocking receives (mesh_receiver_recv(), mesh_oneshot_recv(),
  * mesh_rpc_call()) may be made on any thread. When the transport runs on a
@@ -329,6 +331,48 @@ MESH_REMOTE_API void mesh_oneshot_receiver_free(MeshOneshotReceiver *receiver);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(MeshOneshotReceiver, mesh_oneshot_receiver_free)
 
 /**
+ * MeshOneshotReceiverFunc:
+ * @receiver: the receiver
+ * @user_data: the callback's data
+ *
+ * Called on the chosen GMainContext once the outcome is there (the value,
+ * or an end: closed, failed, corrupt); receive it with
+ * mesh_oneshot_recv() or mesh_oneshot_recv_message() with a timeout of 0,
+ * which consumes @receiver (its callback source goes with it). Called
+ * again at every iteration of the context while it is not received.
+ */
+typedef void (*MeshOneshotReceiverFunc)(MeshOneshotReceiver *receiver, gpointer user_data);
+
+/**
+ * mesh_oneshot_receiver_set_callback:
+ * @receiver: a receiver
+ * @context: (nullable): where the callback runs, NULL for the global default
+ * @func: (nullable): the callback; NULL removes it
+ * @user_data: passed to @func
+ * @notify: (nullable): frees @user_data when the callback is replaced or
+ *     removed, or the receiver consumed, freed or converted to a port (after
+ *     a running dispatch returns)
+ *
+ * As mesh_receiver_set_callback(). The callback never runs under a library
+ * lock; the receiver holds a reference on @context while a callback is set.
+ * May be called from any thread, while the receiver is used from one.
+ */
+MESH_REMOTE_API void mesh_oneshot_receiver_set_callback(MeshOneshotReceiver *receiver,
+							GMainContext *context,
+							MeshOneshotReceiverFunc func,
+							gpointer user_data, GDestroyNotify notify);
+
+/**
+ * mesh_oneshot_receiver_get_fd:
+ * @receiver: a receiver
+ *
+ * Returns: (transfer none): an eventfd (close-on-exec, nonblocking, made on
+ * the first call) that polls readable once the outcome is there, until the
+ * receiver is consumed or freed, which closes it; or a negative errno.
+ */
+MESH_REMOTE_API int mesh_oneshot_receiver_get_fd(MeshOneshotReceiver *receiver);
+
+/**
  * mesh_oneshot_sender_into_port:
  * @sender: (transfer full): a oneshot sender
  *
@@ -405,6 +449,128 @@ MESH_REMOTE_API gboolean mesh_rpc_call(MeshSender *sender, ProtobufCMessage *inp
 				       const ProtobufCMessageDescriptor *reply_desc,
 				       gint64 timeout_us, ProtobufCMessage **ret_reply,
 				       GError **error);
+
+/* Asynchronous rpc calls. */
+
+typedef struct MeshRpcCall MeshRpcCall;
+
+/**
+ * MeshRpcCallback:
+ * @reply: (transfer full) (nullable): the reply (free it with
+ *     mesh_payload_message_free()), NULL on error
+ * @error: (transfer none) (nullable): why there is no reply (as for
+ *     mesh_rpc_call(), plus MESH_ERROR_TIMED_OUT and MESH_ERROR_CANCELLED);
+ *     valid during the callback (g_error_copy() it to keep it)
+ * @user_data: the call's data
+ *
+ * The outcome of mesh_rpc_call_async(): exactly one of @reply and @error
+ * is set.
+ */
+typedef void (*MeshRpcCallback)(ProtobufCMessage *reply, const GError *error,
+				gpointer user_data);
+
+/**
+ * MeshRpcMessageCallback:
+ * @reply: (transfer full) (nullable): the reply's encoded bytes and
+ *     resources (as mesh_receiver_recv_message() gives a message), NULL on
+ *     error
+ * @error: (transfer none) (nullable): as for #MeshRpcCallback
+ * @user_data: the call's data
+ *
+ * The outcome of mesh_rpc_call_message_async().
+ */
+typedef void (*MeshRpcMessageCallback)(MeshMessage *reply, const GError *error,
+				       gpointer user_data);
+
+/**
+ * mesh_rpc_call_async:
+ * @sender: an rpc sender (created with mesh_channel_new(NULL, ...))
+ * @input: (transfer full): the request, taken in all cases
+ * @reply_desc: the reply's type
+ * @timeout_us: the deadline, from now: -1 none; 0 or more: the call fails
+ *     with MESH_ERROR_TIMED_OUT unless the reply came within it (a late
+ *     reply is dropped); any other negative value fails the call with
+ *     MESH_ERROR_INVALID_ARGUMENT (nothing is sent)
+ * @context: (nullable): where @callback runs, NULL for the global default
+ *     context
+ * @callback: called once with the reply or the error
+ * @user_data: passed to @callback
+ * @notify: (nullable): frees @user_data right after @callback returned
+ *
+ * Consumes @input, also on failure.
+ *
+ * Sends the request (at once, on the calling thread: the call never
+ * blocks) and returns. @callback then runs exactly once, on @context, with
+ * the reply or the error: MESH_ERROR_CLOSED (the server dropped the request,
+ * or the channel's receiver was already gone), MESH_ERROR_NODE_FAILURE (its
+ * node failed: the message names it), MESH_ERROR_REMOTE (the server's error
+ * chain), MESH_ERROR_CORRUPTION, MESH_ERROR_TIMED_OUT or
+ * MESH_ERROR_CANCELLED. It never runs inside mesh_rpc_call_async() or
+ * mesh_rpc_call_cancel(), even for an error known at once; it may free
+ * @sender, make other calls, and cancel or unref any call. The call keeps a
+ * reference on @context until @callback has run and the handle is dropped.
+ * Any thread.
+ *
+ * Returns: (transfer full): the call, to cancel it; drop it with
+ * mesh_rpc_call_unref() whenever it is no longer wanted (at once for a
+ * call that will not be cancelled): that does not cancel the call. NULL for
+ * a bad argument (a critical; @input and @user_data, with @notify, are
+ * freed and @callback never runs).
+ */
+MESH_REMOTE_API MeshRpcCall *mesh_rpc_call_async(MeshSender *sender, ProtobufCMessage *input,
+						 const ProtobufCMessageDescriptor *reply_desc,
+						 gint64 timeout_us, GMainContext *context,
+						 MeshRpcCallback callback, gpointer user_data,
+						 GDestroyNotify notify);
+
+/**
+ * mesh_rpc_call_message_async:
+ * @sender: an rpc sender
+ * @input: (transfer full): the request's encoded bytes and resources (what
+ *     libmeshpayload encodes for the server's input type), taken in all
+ *     cases
+ * @timeout_us: as for mesh_rpc_call_async()
+ * @context: (nullable): as for mesh_rpc_call_async()
+ * @callback: called once with the reply's bytes and resources, or the error
+ * @user_data: passed to @callback
+ * @notify: (nullable): frees @user_data right after @callback returned
+ *
+ * Consumes @input, also on failure.
+ *
+ * The untyped mesh_rpc_call_async(): the same request and reply on the wire.
+ *
+ * Returns: (transfer full): as mesh_rpc_call_async().
+ */
+MESH_REMOTE_API MeshRpcCall *mesh_rpc_call_message_async(MeshSender *sender, MeshMessage *input,
+							 gint64 timeout_us,
+							 GMainContext *context,
+							 MeshRpcMessageCallback callback,
+							 gpointer user_data,
+							 GDestroyNotify notify);
+
+/**
+ * mesh_rpc_call_cancel:
+ * @call: a call
+ *
+ * Cancels @call if its outcome is not decided yet: the callback then runs
+ * (once, on its context, never inside this function) with
+ * MESH_ERROR_CANCELLED, even if the reply is there but not dispatched (it
+ * is dropped; the server may still handle the request). The outcome is
+ * decided on the context when the callback is about to run: a cancel made
+ * on the context's thread before the callback always wins; one from
+ * another thread wins unless the callback is on its way. After that, or a
+ * second time, it does nothing. Any thread.
+ */
+MESH_REMOTE_API void mesh_rpc_call_cancel(MeshRpcCall *call);
+
+/** mesh_rpc_call_ref: Returns: (transfer full): @call, with one more reference. */
+MESH_REMOTE_API MeshRpcCall *mesh_rpc_call_ref(MeshRpcCall *call);
+
+/**
+ * mesh_rpc_call_unref: drops a reference; the call goes on (it is not
+ * cancelled). NULL-safe. Any thread.
+ */
+MESH_REMOTE_API void mesh_rpc_call_unref(MeshRpcCall *call);
 
 /**
  * mesh_receiver_recv_rpc:

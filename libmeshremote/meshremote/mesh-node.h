@@ -88,6 +88,8 @@ MESH_REMOTE_API gboolean mesh_uuid_equal(gconstpointer a, gconstpointer b);
  *     data with its framing, 4096 resources) was not sent to another node:
  *     the port that sent it fails with this (the message says which limit),
  *     and so do the ports it carried
+ * @MESH_ERROR_CANCELLED: an asynchronous call was cancelled
+ *     (mesh_rpc_call_cancel()) before its callback ran
  *
  * Error codes of domain MESH_ERROR. This enum may be extended.
  */
@@ -105,6 +107,7 @@ typedef enum {
 	MESH_ERROR_UNAVAILABLE,
 	MESH_ERROR_PERMISSION_DENIED,
 	MESH_ERROR_MESSAGE_TOO_LARGE,
+	MESH_ERROR_CANCELLED,
 } MeshError;
 
 /** MESH_ERROR: the error domain of libmeshremote and of channel calls; codes: MeshError. */

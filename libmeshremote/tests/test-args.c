@@ -299,6 +299,69 @@ ARGS_CASE(rpc_call_null_desc) { rpc_call_bad(BAD_DESC); }
 ARGS_CASE(rpc_call_null_ret) { rpc_call_bad(BAD_REPLY); }
 ARGS_CASE(rpc_call_error_set) { rpc_call_bad(BAD_CALL_ERROR); }
 
+static void never_cb(ProtobufCMessage *reply, const GError *error, gpointer data)
+{
+	ARGS_EXPECT(!"a callback after a bad argument");
+}
+
+static void never_message_cb(MeshMessage *reply, const GError *error, gpointer data)
+{
+	ARGS_EXPECT(!"a callback after a bad argument");
+}
+
+static void count_notify(gpointer data)
+{
+	(*(int *)data)++;
+}
+
+/* mesh_rpc_call_async() with the argument @bad bad: input and user data freed, no callback. */
+static void rpc_call_async_bad(int bad)
+{
+	MeshSender *s;
+	MeshReceiver *rr;
+	int r = -1, notified = 0;
+	mesh_channel_new(NULL, &s, &rr);
+	ARGS_EXPECT(!mesh_rpc_call_async(bad == BAD_SENDER ? NULL : s,
+					 bad == BAD_INPUT ? NULL : typed_with_fd(&r),
+					 bad == BAD_DESC ? NULL : desc, -1, NULL,
+					 bad == BAD_REPLY ? NULL : never_cb, &notified, count_notify));
+	ARGS_EXPECT(notified == 1);
+	ARGS_EXPECT(r < 0 || args_pipe_closed(r));
+	while (g_main_context_iteration(NULL, FALSE))
+		;
+}
+
+ARGS_CASE(rpc_call_async_null_sender) { rpc_call_async_bad(BAD_SENDER); }
+ARGS_CASE(rpc_call_async_null_input) { rpc_call_async_bad(BAD_INPUT); }
+ARGS_CASE(rpc_call_async_null_desc) { rpc_call_async_bad(BAD_DESC); }
+ARGS_CASE(rpc_call_async_null_callback) { rpc_call_async_bad(BAD_REPLY); }
+
+ARGS_CASE(rpc_call_message_async_null_sender)
+{
+	int notified = 0;
+	ARGS_EXPECT(!mesh_rpc_call_message_async(NULL, mesh_message_new("x", 1), -1, NULL,
+						 never_message_cb, &notified, count_notify));
+	ARGS_EXPECT(notified == 1);
+}
+
+ARGS_CASE(rpc_call_message_async_null_callback)
+{
+	MeshSender *s;
+	MeshReceiver *rr;
+	mesh_channel_new(NULL, &s, &rr);
+	ARGS_EXPECT(!mesh_rpc_call_message_async(s, mesh_message_new("x", 1), -1, NULL, NULL,
+						 NULL, NULL));
+}
+
+ARGS_CASE(rpc_call_cancel_null) { mesh_rpc_call_cancel(NULL); }
+ARGS_CASE(rpc_call_ref_null) { ARGS_EXPECT(!mesh_rpc_call_ref(NULL)); }
+ARGS_CASE(rpc_call_unref_null) { mesh_rpc_call_unref(NULL); }
+ARGS_CASE(oneshot_receiver_set_callback_null)
+{
+	mesh_oneshot_receiver_set_callback(NULL, NULL, NULL, NULL, NULL);
+}
+ARGS_CASE(oneshot_receiver_get_fd_null) { ARGS_EXPECT(mesh_oneshot_receiver_get_fd(NULL) < 0); }
+
 ARGS_CASE(receiver_recv_rpc_null_receiver)
 {
 	MeshRpc *rpc = NULL;
@@ -857,6 +920,17 @@ static const ArgsCase cases[] = {
 	ARGS_ENTRY(rpc_call_null_desc),
 	ARGS_ENTRY(rpc_call_null_ret),
 	ARGS_ENTRY(rpc_call_error_set),
+	ARGS_ENTRY(rpc_call_async_null_sender),
+	ARGS_ENTRY(rpc_call_async_null_input),
+	ARGS_ENTRY(rpc_call_async_null_desc),
+	ARGS_ENTRY(rpc_call_async_null_callback),
+	ARGS_ENTRY(rpc_call_message_async_null_sender),
+	ARGS_ENTRY(rpc_call_message_async_null_callback),
+	ARGS_ENTRY(rpc_call_cancel_null),
+	ARGS_ENTRY(rpc_call_ref_null),
+	ARGS_ENTRY_QUIET(rpc_call_unref_null),
+	ARGS_ENTRY(oneshot_receiver_set_callback_null),
+	ARGS_ENTRY(oneshot_receiver_get_fd_null),
 	ARGS_ENTRY(receiver_recv_rpc_null_receiver),
 	ARGS_ENTRY(receiver_recv_rpc_null_desc),
 	ARGS_ENTRY(receiver_recv_rpc_null_ret),

@@ -1547,6 +1547,79 @@ START_TEST(test_rpc)
 }
 END_TEST
 
+/*
+ * Async calls whose deadline passes at once (timeout 0), made on this
+ * thread while another thread runs the callbacks' context: the deadline
+ * may fire before the call returns, and must not finish the call before
+ * it is set up (each callback once, TIMED_OUT; ASan sees the rest).
+ */
+typedef struct {
+	GMainContext *context;
+	GMainLoop *loop;
+	GMutex lock;
+	GCond cond;
+	guint n_timed_out, n_other;
+} DeadlineRace;
+
+static void deadline_race_cb(ProtobufCMessage *reply, const GError *error, gpointer data)
+{
+	DeadlineRace *d = data;
+
+	mesh_payload_message_free(reply);
+	g_mutex_lock(&d->lock);
+	if (g_error_matches(error, MESH_ERROR, MESH_ERROR_TIMED_OUT))
+		d->n_timed_out++;
+	else
+		d->n_other++;
+	g_cond_signal(&d->cond);
+	g_mutex_unlock(&d->lock);
+}
+
+static gpointer deadline_race_loop(gpointer data)
+{
+	DeadlineRace *d = data;
+
+	g_main_context_push_thread_default(d->context);
+	g_main_loop_run(d->loop);
+	g_main_context_pop_thread_default(d->context);
+	return NULL;
+}
+
+static gboolean deadline_race_quit(gpointer data)
+{
+	g_main_loop_quit(((DeadlineRace *)data)->loop);
+	return G_SOURCE_REMOVE;
+}
+
+START_TEST(test_rpc_async_deadline_race)
+{
+	enum { N = 3000 };
+	DeadlineRace d = {.context = g_main_context_new()};
+	MeshSender *s;
+	MeshReceiver *r; /* never answers */
+
+	d.loop = g_main_loop_new(d.context, FALSE);
+	mesh_channel_new(NULL, &s, &r);
+	GThread *t = g_thread_new("loop", deadline_race_loop, &d);
+	for (guint i = 0; i < N; i++)
+		mesh_rpc_call_unref(mesh_rpc_call_async(s, &add_new(i, 1)->base,
+							&chantest__sum__descriptor, 0, d.context,
+							deadline_race_cb, &d, NULL));
+	g_mutex_lock(&d.lock);
+	while (d.n_timed_out + d.n_other < N)
+		g_cond_wait(&d.cond, &d.lock); /* bounded by the test's timeout */
+	g_mutex_unlock(&d.lock);
+	g_main_context_invoke(d.context, deadline_race_quit, &d);
+	g_thread_join(t);
+	ck_assert_uint_eq(d.n_timed_out, N);
+	ck_assert_uint_eq(d.n_other, 0);
+	mesh_sender_free(s);
+	mesh_receiver_free(r);
+	g_main_loop_unref(d.loop);
+	g_main_context_unref(d.context);
+}
+END_TEST
+
 START_TEST(test_rpc_bytes)
 {
 	MeshSender *s;
@@ -2177,6 +2250,7 @@ int main(void)
 	TCase *rpc = tcase_create("rpc");
 	tcase_add_test(rpc, test_rpc);
 	tcase_add_test(rpc, test_rpc_bytes);
+	tcase_add_test(rpc, test_rpc_async_deadline_race);
 	suite_add_tcase(s, rpc);
 
 	TCase *net = tcase_create("net");

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <glib-unix.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -21,6 +22,7 @@
 #include <pal/pal.h>
 
 #include "log-count.h"
+#include "test-channel.pb-c.h"
 #include "unix-leader-private.h"
 #include "unix-test.h"
 
@@ -1921,6 +1923,460 @@ START_TEST(test_chan_free_node_while_blocked)
 END_TEST
 
 /*
+ * Asynchronous calls from a plain GMainLoop on the default context, to an
+ * rpc server in a child ("rpc", run_rpc() in unix-test-child.c). The
+ * transport runs its own I/O thread ("rpc-async") or the default context
+ * itself ("rpc-async-caller-context"): then nothing may block the loop.
+ */
+
+typedef struct AsyncRun AsyncRun;
+
+/* One call: what it expects, and how often its callback and notify ran. */
+typedef struct {
+	AsyncRun *run;
+	guint a, b;
+	int expect; /* -1: the sum; else a MESH_ERROR code */
+	guint n_callbacks, n_notified;
+	MeshRpcCall *handle; /* kept by the tests that cancel */
+	gboolean cancelled;  /* mesh_rpc_call_cancel() returned, on the loop's thread */
+	int got;             /* -1: the sum; else the error code */
+} AsyncCall;
+
+struct AsyncRun {
+	GMainLoop *loop;
+	AsyncCall *calls;
+	guint n_calls, n_done;
+	MeshSender *sender;     /* freed inside the first callback, if free_in_callback */
+	gboolean free_in_callback;
+	const char *node_id;    /* set: every error must name this node */
+	gboolean allow_cancel;  /* a call may end with the reply or CANCELLED */
+	GMutex lock;            /* n_done_shared, for a thread that waits on the loop */
+	GCond cond;
+	guint n_done_shared;
+};
+
+static MeshSender *rpc_child_new(Child **ret_child)
+{
+	MeshSender *s;
+	MeshReceiver *r;
+
+	*ret_child = spawn_child("rpc", NULL);
+	mesh_channel_new(NULL, &s, &r);
+	MeshMessage *msg = mesh_message_new(NULL, 0);
+	mesh_message_add_port_take(msg, mesh_receiver_into_port(r));
+	port_send((*ret_child)->port, msg, FALSE);
+	return s;
+}
+
+static ProtobufCMessage *add_input(guint a, guint b)
+{
+	Chantest__Add *add = malloc(sizeof(*add));
+	chantest__add__init(add);
+	add->a = a;
+	add->b = b;
+	return &add->base;
+}
+
+static void async_outcome(AsyncCall *ac, guint sum, gboolean have_reply, const GError *error)
+{
+	AsyncRun *run = ac->run;
+
+	ck_assert_uint_eq(++ac->n_callbacks, 1);
+	ck_assert_uint_eq(ac->n_notified, 0);
+	ck_assert(have_reply != (error != NULL));
+	ac->got = have_reply ? -1 : error->code;
+	if (have_reply) {
+		ck_assert_uint_eq(sum, ac->a + ac->b);
+	} else {
+		ck_assert(error->domain == MESH_ERROR);
+		if (error->code == MESH_ERROR_REMOTE)
+			ck_assert_str_eq(error->message, "outer: inner");
+		if (error->code == MESH_ERROR_NODE_FAILURE && run->node_id)
+			ck_assert_msg(strstr(error->message, run->node_id), "%s", error->message);
+	}
+	if (ac->cancelled)
+		ck_assert_int_eq(ac->got, MESH_ERROR_CANCELLED);
+	else if (run->allow_cancel && ac->got == MESH_ERROR_CANCELLED)
+		; /* cancelled from another thread */
+	else
+		ck_assert_msg(ac->got == ac->expect, "call %u (a %u): expected %d, got %d (%s)",
+			      (guint)(ac - run->calls), ac->a, ac->expect, ac->got,
+			      error ? error->message : "a reply");
+	if (run->free_in_callback && run->sender) {
+		/* The calls already made go on without it. */
+		mesh_sender_free(run->sender);
+		run->sender = NULL;
+	}
+	g_mutex_lock(&run->lock);
+	run->n_done_shared = run->n_done + 1;
+	g_cond_signal(&run->cond);
+	g_mutex_unlock(&run->lock);
+	if (++run->n_done == run->n_calls)
+		g_main_loop_quit(run->loop);
+}
+
+static void async_cb(ProtobufCMessage *reply, const GError *error, gpointer user_data)
+{
+	async_outcome(user_data, reply ? ((Chantest__Sum *)reply)->v : 0, reply != NULL, error);
+	mesh_payload_message_free(reply);
+}
+
+static void async_message_cb(MeshMessage *reply, const GError *error, gpointer user_data)
+{
+	ProtobufCMessage *sum = NULL;
+
+	if (reply)
+		ck_assert_ptr_nonnull(sum = mesh_message_into_typed(reply, &chantest__sum__descriptor,
+								     NULL));
+	async_outcome(user_data, sum ? ((Chantest__Sum *)sum)->v : 0, reply != NULL, error);
+	mesh_payload_message_free(sum);
+}
+
+static void async_notify(gpointer user_data)
+{
+	AsyncCall *ac = user_data;
+	ck_assert_uint_eq(ac->n_callbacks, 1); /* right after the callback */
+	ac->n_notified++;
+}
+
+static AsyncRun *async_run_new(guint n)
+{
+	AsyncRun *run = g_new0(AsyncRun, 1);
+	run->loop = g_main_loop_new(NULL, FALSE);
+	g_mutex_init(&run->lock);
+	g_cond_init(&run->cond);
+	run->calls = g_new0(AsyncCall, n);
+	run->n_calls = n;
+	for (guint i = 0; i < n; i++)
+		run->calls[i].run = run;
+	return run;
+}
+
+/* Makes call @i (typed, or untyped when @i is odd and @mix) with @timeout_us. */
+static void async_call(AsyncRun *run, guint i, guint a, guint b, int expect, gint64 timeout_us,
+		       gboolean keep, gboolean mix)
+{
+	AsyncCall *ac = &run->calls[i];
+	MeshRpcCall *call;
+
+	ac->a = a;
+	ac->b = b;
+	ac->expect = expect;
+	if (mix && i % 2)
+		call = mesh_rpc_call_message_async(run->sender,
+						   mesh_message_new_typed_take(add_input(a, b)),
+						   timeout_us, NULL, async_message_cb, ac, async_notify);
+	else
+		call = mesh_rpc_call_async(run->sender, add_input(a, b), &chantest__sum__descriptor,
+					   timeout_us, NULL, async_cb, ac, async_notify);
+	ck_assert_ptr_nonnull(call);
+	ck_assert_uint_eq(ac->n_callbacks, 0); /* never inside the call */
+	if (keep)
+		ac->handle = call;
+	else
+		mesh_rpc_call_unref(call);
+}
+
+/* Runs the loop until every callback ran; each ran once and was notified. */
+static void async_run_finish(AsyncRun *run)
+{
+	if (run->n_done < run->n_calls)
+		g_main_loop_run(run->loop); /* bounded by the test's timeout */
+	for (guint i = 0; i < run->n_calls; i++) {
+		ck_assert_uint_eq(run->calls[i].n_callbacks, 1);
+		ck_assert_uint_eq(run->calls[i].n_notified, 1);
+		/* After the callback: cancel does nothing more. */
+		if (run->calls[i].handle)
+			mesh_rpc_call_cancel(run->calls[i].handle);
+		mesh_rpc_call_unref(run->calls[i].handle);
+	}
+	g_main_context_iteration(NULL, FALSE);
+	for (guint i = 0; i < run->n_calls; i++)
+		ck_assert_uint_eq(run->calls[i].n_callbacks, 1);
+	mesh_sender_free(run->sender);
+	g_main_loop_unref(run->loop);
+	g_mutex_clear(&run->lock);
+	g_cond_clear(&run->cond);
+	g_free(run->calls);
+	g_free(run);
+}
+
+/* Waits for the child's exit running the default context (the transport may be on it). */
+static int child_finish_on_context(Child *c)
+{
+	gboolean exited = FALSE;
+
+	ck_assert_int_ge(pal_child_get_pidfd(c->process), 0);
+	guint id = g_unix_fd_add(pal_child_get_pidfd(c->process), G_IO_IN, child_exited_cb,
+				 &exited);
+	while (!exited)
+		g_main_context_iteration(NULL, TRUE); /* bounded by the test's timeout */
+	(void)id;
+	return child_finish(c);
+}
+
+static void release_cb(ProtobufCMessage *reply, const GError *error, gpointer user_data)
+{
+	ck_assert_msg(reply, "%s", error ? error->message : "?");
+	ck_assert_uint_eq(((Chantest__Sum *)reply)->v, UNIX_TEST_RPC_RELEASE);
+	mesh_payload_message_free(reply);
+	g_main_loop_quit(user_data);
+}
+
+/*
+ * Many concurrent calls, typed and untyped: replies, remote errors and
+ * dropped requests; the sender is freed inside the first callback, with
+ * every other call in flight. The child then sees its requests end.
+ */
+START_TEST(test_rpc_async_many)
+{
+	enum { N = 2000 };
+	Child *c;
+	AsyncRun *run = async_run_new(N);
+
+	run->sender = rpc_child_new(&c);
+	run->free_in_callback = TRUE;
+	for (guint i = 0; i < N; i++) {
+		if (i % 10 == 3)
+			async_call(run, i, UNIX_TEST_RPC_FAIL, 0, MESH_ERROR_REMOTE, -1, FALSE, TRUE);
+		else if (i % 10 == 7)
+			async_call(run, i, UNIX_TEST_RPC_DROP, 0, MESH_ERROR_CLOSED, -1, FALSE, TRUE);
+		else
+			async_call(run, i, i, 7, -1, i % 3 ? -1 : 60 * G_USEC_PER_SEC, FALSE, TRUE);
+	}
+	async_run_finish(run);
+	ck_assert_int_eq(child_finish_on_context(c), 0);
+}
+END_TEST
+
+/*
+ * The server's process dies with calls in flight: each callback runs once,
+ * with the failure naming the node; a call with a deadline gets the failure
+ * too, not the deadline.
+ */
+START_TEST(test_rpc_async_host_dies)
+{
+	enum { N = 300 };
+	Child *c;
+	AsyncRun *run = async_run_new(N + 1);
+	char id[33];
+
+	run->sender = rpc_child_new(&c);
+	run->node_id = mesh_uuid_to_string(&c->id, id);
+	for (guint i = 0; i < N; i++)
+		async_call(run, i, UNIX_TEST_RPC_HOLD, i, MESH_ERROR_NODE_FAILURE,
+			   i % 2 ? -1 : 600 * G_USEC_PER_SEC, FALSE, TRUE);
+	async_call(run, N, UNIX_TEST_RPC_DIE, 0, MESH_ERROR_NODE_FAILURE, -1, FALSE, FALSE);
+	async_run_finish(run);
+	int status = child_finish_on_context(c);
+	ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+}
+END_TEST
+
+/*
+ * Cancellation: before the reply (the server holds the request); inside
+ * another call's callback (whatever came, the cancelled one gets
+ * CANCELLED: its callback had not started); and a thread that cancels
+ * while the loop takes the replies, racing them (each callback once, with
+ * the reply or CANCELLED). A deadline that passes gives TIMED_OUT, a bad
+ * one INVALID_ARGUMENT, never inside the call.
+ */
+typedef struct {
+	AsyncRun *run;
+	guint first, n;
+} Canceller;
+
+static gpointer canceller_thread(gpointer data)
+{
+	Canceller *k = data;
+
+	/* Once the loop is busy with the race's replies. */
+	g_mutex_lock(&k->run->lock);
+	while (k->run->n_done_shared < k->first + k->n / 8)
+		g_cond_wait(&k->run->cond, &k->run->lock);
+	g_mutex_unlock(&k->run->lock);
+	for (guint i = k->first; i < k->first + k->n; i += 2)
+		mesh_rpc_call_cancel(k->run->calls[i].handle);
+	return NULL;
+}
+
+static void cancel_next_cb(ProtobufCMessage *reply, const GError *error, gpointer user_data)
+{
+	AsyncCall *ac = user_data;
+	AsyncCall *next = ac + 1;
+
+	/* The next call's reply may be here already: its callback has not run. */
+	mesh_rpc_call_cancel(next->handle);
+	next->cancelled = TRUE;
+	async_cb(reply, error, user_data);
+}
+
+START_TEST(test_rpc_async_cancel)
+{
+	enum { RACE = 1000, PAIRS = 50 };
+	guint n = 3 + 2 * PAIRS + RACE, i = 0;
+	Child *c;
+	AsyncRun *run = async_run_new(n);
+
+	run->sender = rpc_child_new(&c);
+	run->allow_cancel = TRUE;
+
+	/* Held by the server: cancelled before any reply. */
+	async_call(run, i, UNIX_TEST_RPC_HOLD, 0, MESH_ERROR_CANCELLED, -1, TRUE, FALSE);
+	mesh_rpc_call_cancel(run->calls[i].handle);
+	mesh_rpc_call_cancel(run->calls[i].handle); /* a second time: nothing */
+	run->calls[i].cancelled = TRUE;
+	ck_assert_uint_eq(run->calls[i].n_callbacks, 0); /* never inside the cancel */
+	i++;
+	/* A deadline that passes (the request is held), and a bad one. */
+	async_call(run, i++, UNIX_TEST_RPC_HOLD, 1, MESH_ERROR_TIMED_OUT, 1000, FALSE, FALSE);
+	async_call(run, i++, 5, 5, MESH_ERROR_INVALID_ARGUMENT, -5, FALSE, FALSE);
+
+	/* Pairs: the first's callback cancels the second. */
+	for (guint p = 0; p < PAIRS; p++, i += 2) {
+		AsyncCall *ac = &run->calls[i];
+		ac->a = p;
+		ac->b = 1;
+		ac->expect = -1;
+		mesh_rpc_call_unref(mesh_rpc_call_async(run->sender, add_input(p, 1),
+							&chantest__sum__descriptor, -1, NULL,
+							cancel_next_cb, ac, async_notify));
+		async_call(run, i + 1, p, 2, MESH_ERROR_CANCELLED, -1, TRUE, p % 2);
+	}
+
+	/* The race. */
+	Canceller k = {.run = run, .first = i, .n = RACE};
+	for (guint j = 0; j < RACE; j++, i++)
+		async_call(run, i, j, 3, -1, -1, TRUE, j % 2);
+	GThread *t = g_thread_new("canceller", canceller_thread, &k);
+	g_main_loop_run(run->loop);
+	g_thread_join(t);
+
+	guint n_cancelled = 0;
+	for (guint j = k.first; j < k.first + RACE; j++) {
+		ck_assert(run->calls[j].got == -1 ||
+			  (run->calls[j].got == MESH_ERROR_CANCELLED && (j - k.first) % 2 == 0));
+		n_cancelled += run->calls[j].got == MESH_ERROR_CANCELLED;
+	}
+	g_debug("race: %u of %u cancelled", n_cancelled, RACE / 2);
+	/* The held requests are answered now: those replies are dropped. */
+	ck_assert_uint_eq(run->n_done, run->n_calls);
+	mesh_rpc_call_unref(mesh_rpc_call_async(run->sender, add_input(UNIX_TEST_RPC_RELEASE, 0),
+						&chantest__sum__descriptor, -1, NULL, release_cb,
+						run->loop, NULL));
+	g_main_loop_run(run->loop);
+	async_run_finish(run);
+	ck_assert_int_eq(child_finish_on_context(c), 0);
+}
+END_TEST
+
+/* A oneshot's outcome through its callback, or its fd, from a "chan" child. */
+typedef struct {
+	GMainLoop *loop;
+	guint n_callbacks, n_notified;
+	char text[32];
+	int code; /* -1: a value */
+} OneshotWait;
+
+static void oneshot_take(MeshOneshotReceiver *orx, OneshotWait *w)
+{
+	MeshMessage *value = NULL;
+	GError *error = NULL;
+
+	if (mesh_oneshot_recv_message(orx, 0, &value, &error)) {
+		size_t size;
+		const uint8_t *data = mesh_message_get_data(value, &size);
+		size = MIN(size, sizeof(w->text) - 1);
+		memcpy(w->text, data, size);
+		w->text[size] = '\0';
+		w->code = -1;
+		mesh_message_free(value);
+	} else {
+		ck_assert(!g_error_matches(error, MESH_ERROR, MESH_ERROR_EMPTY));
+		w->code = error->code;
+		g_error_free(error);
+	}
+}
+
+static void oneshot_cb(MeshOneshotReceiver *orx, gpointer data)
+{
+	OneshotWait *w = data;
+
+	ck_assert_uint_eq(++w->n_callbacks, 1);
+	oneshot_take(orx, w); /* consumes @orx: no second callback */
+	g_main_loop_quit(w->loop);
+}
+
+static void oneshot_notify(gpointer data)
+{
+	((OneshotWait *)data)->n_notified++;
+}
+
+/* Sends "@word @n" with a oneshot sender attached; returns its receiver. */
+static MeshOneshotReceiver *chan_oneshot(ChanChild *cc, const char *word, guint n)
+{
+	MeshOneshotSender *os;
+	MeshOneshotReceiver *orx;
+	char text[32];
+
+	mesh_oneshot_new(NULL, &os, &orx);
+	g_snprintf(text, sizeof(text), "%s %u", word, n);
+	MeshMessage *cmd = mesh_message_new(text, strlen(text));
+	mesh_message_add_port_take(cmd, mesh_oneshot_sender_into_port(os));
+	mesh_sender_send_message(cc->commands, cmd);
+	return orx;
+}
+
+START_TEST(test_oneshot_callback_and_fd)
+{
+	ChanChild *cc = chan_child_new(FALSE, NULL);
+	OneshotWait w = {.loop = g_main_loop_new(NULL, FALSE)};
+
+	/* The value, on the default context. */
+	MeshOneshotReceiver *orx = chan_oneshot(cc, "o", 5);
+	mesh_oneshot_receiver_set_callback(orx, NULL, oneshot_cb, &w, oneshot_notify);
+	g_main_loop_run(w.loop);
+	ck_assert_int_eq(w.code, -1);
+	ck_assert_str_eq(w.text, "o 5");
+	ck_assert_uint_eq(w.n_notified, 1); /* consumed: the callback is gone */
+
+	/* The end: the child closes a oneshot sender that came with "p". */
+	w.n_callbacks = w.n_notified = 0;
+	orx = chan_oneshot(cc, "p", 6);
+	mesh_oneshot_receiver_set_callback(orx, NULL, oneshot_cb, &w, oneshot_notify);
+	g_main_loop_run(w.loop);
+	ck_assert_int_eq(w.code, MESH_ERROR_CLOSED);
+	ck_assert_uint_eq(w.n_notified, 1);
+	expect_text(cc->replies, "p", 6);
+
+	/* The fd: readable once the value is there; closed with the receiver. */
+	orx = chan_oneshot(cc, "o", 7);
+	int fd = mesh_oneshot_receiver_get_fd(orx);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(mesh_oneshot_receiver_get_fd(orx), fd);
+	ck_assert(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+	struct pollfd pfd = {.fd = fd, .events = POLLIN};
+	ck_assert_int_eq(poll(&pfd, 1, -1), 1); /* bounded by the test's timeout */
+	oneshot_take(orx, &w);
+	ck_assert_int_eq(w.code, -1);
+	ck_assert_str_eq(w.text, "o 7");
+	ck_assert_int_eq(fcntl(fd, F_GETFD), -1);
+
+	/* A callback replaced, then removed: each notify once; then freed. */
+	w.n_notified = 0;
+	orx = chan_oneshot(cc, "o", 8);
+	mesh_oneshot_receiver_set_callback(orx, NULL, oneshot_cb, &w, oneshot_notify);
+	mesh_oneshot_receiver_set_callback(orx, NULL, oneshot_cb, &w, oneshot_notify);
+	ck_assert_uint_eq(w.n_notified, 1);
+	mesh_oneshot_receiver_free(orx);
+	ck_assert_uint_eq(w.n_notified, 2);
+
+	g_main_loop_unref(w.loop);
+	chan_child_finish(cc);
+}
+END_TEST
+
+/*
  * A peer dies while messages are queued to it: the sending thread comes
  * back, every later send is refused, and the port fails naming the node.
  * The flood gets the socket full and the queue long (the I/O context
@@ -2325,6 +2781,23 @@ int main(void)
 	tcase_add_checked_fixture(tc, parent_setup_default_context, parent_teardown);
 	tcase_add_loop_test(tc, test_chan_blocking_on_own_context, 0, 2);
 	suite_add_tcase(s, tc);
+
+	/*
+	 * Asynchronous calls from a GMainLoop: the transport on its own thread,
+	 * then on the loop's own context (nothing may block).
+	 */
+	for (int own = 0; own < 2; own++) {
+		tc = tcase_create(own ? "rpc-async-caller-context" : "rpc-async");
+		tcase_set_timeout(tc, 60);
+		tcase_add_checked_fixture(tc, own ? parent_setup_default_context : parent_setup,
+					  parent_teardown);
+		if (!own)
+			tcase_add_test(tc, test_oneshot_callback_and_fd);
+		tcase_add_test(tc, test_rpc_async_many);
+		tcase_add_test(tc, test_rpc_async_host_dies);
+		tcase_add_test(tc, test_rpc_async_cancel);
+		suite_add_tcase(s, tc);
+	}
 
 	/* Faults: peers that die under load, bad messages. */
 	tc = tcase_create("faults");

@@ -21,6 +21,8 @@
  *             report on the bootstrap port: "closed A,B,..", "failed",
  *             "noport" (no Z came, its carrier failed) or "timeout"
  *   drain     receive and drop every message until closed or failed
+ *   rpc       the first message carries the receiver of an rpc channel:
+ *             serve chantest Add requests (see run_rpc()) until closed
  *   chan      the first message carries four channel ends (UNIX_TEST_CHAN_*):
  *             a receiver of commands, read with blocking receives, and three
  *             senders; see run_chan() for the commands. Ends when every
@@ -29,8 +31,10 @@
  * the mesh with the invitation whose socket is fd 3.
  * Or: unix-test-child bypath PATH SCENARIO [N]: join through a listener.
  */
+#include <signal.h>
 #include <unistd.h>
 
+#include "test-channel.pb-c.h"
 #include "unix-test.h"
 
 static int run_echo(TestRecv *r, MeshPort *port)
@@ -308,6 +312,75 @@ static int run_chan(TestRecv *r, MeshPort *bootstrap)
 	return status;
 }
 
+/*
+ * Serves chantest Add requests with blocking receives, in order:
+ *   a = UNIX_TEST_RPC_FAIL     fail with "outer: inner"
+ *   a = UNIX_TEST_RPC_DROP     drop the request (its caller: closed)
+ *   a = UNIX_TEST_RPC_HOLD     keep it unanswered
+ *   a = UNIX_TEST_RPC_DIE      SIGKILL this process (held requests in flight)
+ *   a = UNIX_TEST_RPC_RELEASE  answer the held ones (Sum 0), then this one
+ *   otherwise                  reply Sum{a + b}
+ */
+static int run_rpc(TestRecv *r)
+{
+	MeshPort *port = wait_port(r);
+	GPtrArray *held = g_ptr_array_new();
+	GError *error = NULL;
+	MeshRpc *rpc;
+	int status = 0;
+
+	if (!port)
+		return 3;
+	MeshReceiver *requests = mesh_receiver_from_port(port, NULL);
+	while (mesh_receiver_recv_rpc(requests, &chantest__add__descriptor, -1, &rpc, &error)) {
+		Chantest__Add *add = (Chantest__Add *)mesh_rpc_get_input(rpc);
+		Chantest__Sum *sum = malloc(sizeof(*sum));
+		chantest__sum__init(sum);
+		switch (add->a) {
+		case UNIX_TEST_RPC_FAIL:
+			g_set_error(&error, MESH_ERROR, MESH_ERROR_REMOTE, "outer: inner");
+			mesh_rpc_fail(rpc, error);
+			g_clear_error(&error);
+			free(sum);
+			break;
+		case UNIX_TEST_RPC_DROP:
+			mesh_rpc_free(rpc);
+			free(sum);
+			break;
+		case UNIX_TEST_RPC_HOLD:
+			g_ptr_array_add(held, rpc);
+			free(sum);
+			break;
+		case UNIX_TEST_RPC_DIE:
+			kill(getpid(), SIGKILL);
+			break;
+		case UNIX_TEST_RPC_RELEASE:
+			for (guint i = 0; i < held->len; i++) {
+				Chantest__Sum *zero = malloc(sizeof(*zero));
+				chantest__sum__init(zero);
+				mesh_rpc_complete(held->pdata[i], &zero->base);
+			}
+			g_ptr_array_set_size(held, 0);
+			sum->v = add->a + add->b;
+			mesh_rpc_complete(rpc, &sum->base);
+			break;
+		default:
+			sum->v = add->a + add->b;
+			mesh_rpc_complete(rpc, &sum->base);
+			break;
+		}
+	}
+	if (!g_error_matches(error, MESH_ERROR, MESH_ERROR_CLOSED)) {
+		fprintf(stderr, "child: rpc requests: %s\n", error->message);
+		status = 20;
+	}
+	g_clear_error(&error);
+	g_ptr_array_set_free_func(held, (GDestroyNotify)mesh_rpc_free);
+	g_ptr_array_free(held, TRUE);
+	mesh_receiver_free(requests);
+	return status;
+}
+
 int main(int argc, char **argv)
 {
 	MeshNodeId me, parent;
@@ -410,6 +483,8 @@ run:;
 		}
 	} else if (strcmp(scenario, "chan") == 0) {
 		status = run_chan(r, port);
+	} else if (strcmp(scenario, "rpc") == 0) {
+		status = run_rpc(r);
 	} else if (strcmp(scenario, "mover") == 0) {
 		status = run_mover(r, port);
 	} else if (strcmp(scenario, "owner") == 0) {

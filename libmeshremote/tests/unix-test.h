@@ -20,6 +20,15 @@ enum {
 	UNIX_TEST_CHAN_PORTS,
 };
 
+/* The "rpc" scenario: what the child does with an Add request, by its a. */
+enum {
+	UNIX_TEST_RPC_FAIL = 1000000,
+	UNIX_TEST_RPC_DROP,
+	UNIX_TEST_RPC_HOLD,
+	UNIX_TEST_RPC_DIE,
+	UNIX_TEST_RPC_RELEASE,
+};
+
 /* A blocking receive on a raw port, for tests: a handler feeds a queue. */
 typedef struct {
 	GAsyncQueue *queue; /* MeshMessage *, or a RecvEnd sentinel */

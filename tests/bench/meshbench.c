@@ -48,9 +48,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <glib-unix.h>
 #include <glib.h>
 #include <meshremote/meshremote.h>
 #include <pal/pal.h>
+
+#include "meshbench.pb-c.h"
 
 #define KIB ((size_t)1024)
 #define MIB ((size_t)1024 * 1024)
@@ -566,6 +569,34 @@ static int child_portmove(MeshReceiver *rx)
 	return 0;
 }
 
+/* Answers every Echo rpc with the same bytes and sequence number, until closed. */
+static int child_rpc(MeshReceiver *rx)
+{
+	MeshRpc *rpc;
+	GError *error = NULL;
+
+	while (mesh_receiver_recv_rpc(rx, &meshbench__echo__descriptor, -1, &rpc, &error)) {
+		Meshbench__Echo *in = (Meshbench__Echo *)mesh_rpc_get_input(rpc);
+		Meshbench__Echo *out = malloc(sizeof(*out));
+		CHECK(out != NULL);
+		meshbench__echo__init(out);
+		out->seq = in->seq;
+		out->data.len = in->data.len;
+		out->data.data = malloc(in->data.len ? in->data.len : 1);
+		CHECK(out->data.data != NULL);
+		if (in->data.len)
+			memcpy(out->data.data, in->data.data, in->data.len);
+		child_handled++;
+		if (fault_now("byte") && out->data.len)
+			out->data.data[out->data.len / 2] ^= 0x40;
+		mesh_rpc_complete(rpc, &out->base);
+	}
+	if (!g_error_matches(error, MESH_ERROR, MESH_ERROR_CLOSED))
+		die("child rpc: %s", error->message);
+	g_error_free(error);
+	return 0;
+}
+
 /* meshbench --child MODE SIZE CHECK NODE LEADER PORT LEADER_PORT */
 /*
  * The child's side of a measurement, whatever the transport: the first
@@ -589,6 +620,8 @@ static int child_run(MeshReceiver *rx, const char *mode, size_t size)
 		status = child_stream(rx, tx, size);
 	else if (strcmp(mode, "portmove") == 0)
 		status = child_portmove(rx);
+	else if (strcmp(mode, "rpc") == 0)
+		status = child_rpc(rx);
 	else
 		die("child: unknown mode %s", mode);
 	mesh_sender_free(tx);
@@ -781,13 +814,23 @@ static void expect_no_ports(const char *what)
 {
 	guint n = 0;
 
-	for (int i = 0; i < 500 && (n = mesh_node_count_ports(the_node)) != 0; i++)
+	for (int i = 0; i < 500 && (n = mesh_node_count_ports(the_node)) != 0; i++) {
+		/* A transport on this thread's context (rpc_async_rtt_on_context) needs it run. */
+		GMainContext *ctx = g_main_context_get_thread_default();
+		while (ctx && g_main_context_iteration(ctx, FALSE))
+			;
 		g_usleep(10000);
+	}
 	if (n == 0)
 		return;
 	if (opt_check)
 		die("%s: %u ports left in the parent's node after the child exited", what, n);
 	fprintf(stderr, "meshbench: warning: %s: %u ports left in the parent's node\n", what, n);
+}
+
+static gboolean child_exited(gint fd, GIOCondition condition, gpointer data)
+{
+	return G_SOURCE_CONTINUE; /* wakes the iteration; the caller reaps */
 }
 
 /* Drops the parent's sender; the child answers by closing its own, exits 0. */
@@ -800,7 +843,19 @@ static void peer_stop(Peer *p)
 	if (extra)
 		die("%s child: a message after the end", p->mode);
 	mesh_receiver_free(p->rx);
-	CHECK(pal_child_wait(p->process, &status) == 0);
+	GMainContext *ctx = g_main_context_get_thread_default();
+	if (ctx) {
+		/* The transport runs here: the child's shutdown waits for this side's. */
+		GSource *exited = g_unix_fd_source_new(pal_child_get_pidfd(p->process), G_IO_IN);
+		g_source_set_callback(exited, G_SOURCE_FUNC(child_exited), NULL, NULL);
+		g_source_attach(exited, ctx);
+		while (pal_child_try_wait(p->process, &status) != 0)
+			g_main_context_iteration(ctx, TRUE);
+		g_source_destroy(exited);
+		g_source_unref(exited);
+	} else {
+		CHECK(pal_child_wait(p->process, &status) == 0);
+	}
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
 		die("%s child failed (status 0x%x)", p->mode, status);
 	pal_child_free(p->process);
@@ -1347,6 +1402,148 @@ static void bench_inproc_queue(void)
 	g_async_queue_unref(x.q2);
 }
 
+/* ------------------------------------------------ rpc round trips */
+
+/*
+ * rpc_rtt: mesh_rpc_call() (blocking) of a typed Echo of 64 B, the child
+ * answers with the same bytes. rpc_async_rtt: the same request with
+ * mesh_rpc_call_async() from a GMainLoop on a context of this thread (the
+ * transport keeps its own I/O thread), one call at a time: each callback
+ * checks the reply and makes the next call.
+ */
+typedef struct {
+	Peer peer;
+	uint8_t buf[64];
+	GMainContext *context;
+	GMainLoop *loop;
+	uint64_t next, end;
+} RpcCtx;
+
+static ProtobufCMessage *echo_new(RpcCtx *x, uint64_t seq)
+{
+	Meshbench__Echo *e = malloc(sizeof(*e));
+	CHECK(e != NULL);
+	meshbench__echo__init(e);
+	payload_fill(x->buf, sizeof(x->buf), seq);
+	e->seq = seq;
+	e->data.len = sizeof(x->buf);
+	e->data.data = malloc(sizeof(x->buf));
+	CHECK(e->data.data != NULL);
+	memcpy(e->data.data, x->buf, sizeof(x->buf));
+	return &e->base;
+}
+
+static void echo_verify(ProtobufCMessage *reply, const GError *error, uint64_t seq)
+{
+	if (!reply)
+		die("rpc: call %llu: %s", (unsigned long long)seq, error->message);
+	Meshbench__Echo *e = (Meshbench__Echo *)reply;
+	const char *why = payload_verify(e->data.data, e->data.len, 64, seq);
+	if (why || e->seq != seq)
+		die("rpc: reply %llu: %s", (unsigned long long)seq, why ? why : "wrong sequence");
+	mesh_payload_message_free(reply);
+}
+
+static double rpc_rep(void *p, long n)
+{
+	RpcCtx *x = p;
+	double t0 = now_s();
+
+	for (uint64_t i = 0; i < (uint64_t)n; i++) {
+		ProtobufCMessage *reply = NULL;
+		GError *error = NULL;
+		mesh_rpc_call(x->peer.tx, echo_new(x, i), &meshbench__echo__descriptor, 60 * G_USEC_PER_SEC,
+			      &reply, &error);
+		echo_verify(reply, error, i);
+	}
+	return now_s() - t0;
+}
+
+static void rpc_async_call(RpcCtx *x);
+
+static void rpc_async_cb(ProtobufCMessage *reply, const GError *error, gpointer data)
+{
+	RpcCtx *x = data;
+
+	echo_verify(reply, error, x->next);
+	if (++x->next < x->end)
+		rpc_async_call(x);
+	else
+		g_main_loop_quit(x->loop);
+}
+
+static void rpc_async_call(RpcCtx *x)
+{
+	mesh_rpc_call_unref(mesh_rpc_call_async(x->peer.tx, echo_new(x, x->next),
+						&meshbench__echo__descriptor, 60 * G_USEC_PER_SEC,
+						x->context, rpc_async_cb, x, NULL));
+}
+
+static double rpc_async_rep(void *p, long n)
+{
+	RpcCtx *x = p;
+	double t0 = now_s();
+
+	x->next = 0;
+	x->end = (uint64_t)n;
+	rpc_async_call(x);
+	g_main_loop_run(x->loop);
+	return now_s() - t0;
+}
+
+/*
+ * @on_context: the parent's node and transport for this measurement run on
+ * the loop's context (mesh_unix_node_new(node, context)), as a GLib
+ * program's do: no thread between the socket and the callback.
+ */
+static void bench_rpc(const char *metric, gboolean async, gboolean on_context)
+{
+	RpcCtx x = {0};
+	MeshNode *node = the_node;
+	MeshUnixNode *unode = the_unode;
+
+	if (!bench_wanted(metric, SYSTEM))
+		return;
+	x.context = g_main_context_new();
+	x.loop = g_main_loop_new(x.context, FALSE);
+	if (on_context) {
+		g_main_context_push_thread_default(x.context);
+		the_node = mesh_node_new();
+		the_unode = mesh_unix_node_new(the_node, x.context);
+	}
+	peer_start(&x.peer, "rpc", 64);
+	bench_run(&(Bench){.metric = metric,
+			   .system = SYSTEM,
+			   .unit = "us",
+			   .kind = BENCH_TIME_PER_OP,
+			   .scale = 1e6,
+			   .rep = async ? rpc_async_rep : rpc_rep,
+			   .ctx = &x,
+			   .max_n = 1000000,
+			   .notes = !async ? "mesh_rpc_call (blocking) of a typed 64 B Echo; the child "
+					     "answers with mesh_rpc_complete; own-thread MeshUnixNode "
+					     "both sides"
+				    : on_context
+					    ? "as rpc_async_rtt, the parent's MeshUnixNode on the "
+					      "loop's context (no I/O thread in the parent)"
+					    : "mesh_rpc_call_async of a typed 64 B Echo from a GMainLoop "
+					      "on its own context, one call at a time (the callback makes "
+					      "the next); the child answers with mesh_rpc_complete; "
+					      "own-thread MeshUnixNode both sides"});
+	peer_stop(&x.peer);
+	if (on_context) {
+		if (!mesh_unix_node_shutdown(the_unode, SHUTDOWN_TIMEOUT_US))
+			fprintf(stderr, "meshbench: shutdown was not clean\n");
+		mesh_unix_node_free(the_unode);
+		mesh_node_unref(the_node);
+		g_main_context_pop_thread_default(x.context);
+		the_node = node;
+		the_unode = unode;
+	}
+	g_main_loop_unref(x.loop);
+	g_main_context_unref(x.context);
+}
+
 /* ------------------------------------------------ spawn to ready */
 
 /*
@@ -1421,6 +1618,9 @@ int main(int argc, char **argv)
 	bench_rtt("rtt_64B", 64);
 	bench_rtt("rtt_4KiB", 4 * KIB);
 	bench_rtt("rtt_64KiB", 64 * KIB);
+	bench_rpc("rpc_rtt", FALSE, FALSE);
+	bench_rpc("rpc_async_rtt", TRUE, FALSE);
+	bench_rpc("rpc_async_rtt_on_context", TRUE, TRUE);
 	bench_stream("stream_64B_msgs_per_s", 64);
 	bench_stream("stream_1MiB_GB_per_s", MIB);
 	bench_fdpass();

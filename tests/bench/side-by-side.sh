@@ -28,7 +28,7 @@ doc=${DOC:-$root/doc/performance.md}
 mkdir -p "$out"
 
 echo "== latencies, BENCH_PIN=same ==" >&2
-BENCH_PIN=same BENCH_LIB_CMD="$meshctl bench rtt_ inproc port_move spawn_" \
+BENCH_PIN=same BENCH_LIB_CMD="$meshctl bench rtt_ rpc_ inproc port_move spawn_" \
 	"$peers/run" rtt_ spawn_ > "$out/lat.tsv.new"
 mv "$out/lat.tsv.new" "$out/lat.tsv"
 
@@ -103,6 +103,12 @@ for m in ('rtt_64B', 'rtt_4KiB', 'rtt_64KiB'):
         t = '<= 1.5x raw: %s; below ZeroMQ and GDBus: %s' % (
             met(mesh / raw <= 1.5), met(z is not None and d is not None and mesh < z and mesh < d))
     row(m + ' (us)', mesh, 'seqpacket', raw, pl or '', pv, ratio(mesh, raw), ratio(mesh, pv), t)
+
+for m in ('rpc_rtt', 'rpc_async_rtt', 'rpc_async_rtt_on_context'):
+    mesh, rtt = L.get((m, 'mesh')), L.get(('rtt_64B', 'mesh'))
+    pr = ratio(mesh, rtt)
+    rows.append('| %s (us) | %s | | | %s | | (no target) |' % (
+        m, g(mesh), (r(pr) + ' rtt_64B') if pr is not None else '-'))
 
 m = 'rtt_fd_pass'
 mesh, raw = L.get((m, 'mesh')), L.get((m, 'socketpair-seqpacket'))
