@@ -452,6 +452,10 @@ MESH_REMOTE_API gboolean mesh_rpc_call(MeshSender *sender, ProtobufCMessage *inp
 
 /* Asynchronous rpc calls. */
 
+/**
+ * MeshRpcCall: an asynchronous rpc call in flight (mesh_rpc_call_async()),
+ * reference-counted; cancel it with mesh_rpc_call_cancel().
+ */
 typedef struct MeshRpcCall MeshRpcCall;
 
 /**
@@ -571,6 +575,7 @@ MESH_REMOTE_API MeshRpcCall *mesh_rpc_call_ref(MeshRpcCall *call);
  * cancelled). NULL-safe. Any thread.
  */
 MESH_REMOTE_API void mesh_rpc_call_unref(MeshRpcCall *call);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(MeshRpcCall, mesh_rpc_call_unref)
 
 /**
  * mesh_receiver_recv_rpc:
