@@ -25,6 +25,16 @@ rpc-errors)
   expect 'size: remote error: config service: store lookup: no such key "size"'
   expect 'shutdown: every host exited'
   ;;
+async-service)
+  out=$("$1")
+  echo "$out"
+  expect 'worker 1 answered 10 calls, sum of squares 1330'
+  expect "worker 0's calls before its crash: some failed with it"
+  expect 'the relaunched worker answered 20 calls, sum of squares 2870'
+  expect 'inspect: 2 workers running'
+  expect 'shutdown: every host exited'
+  expect 'the loop kept running: yes'
+  ;;
 listen)
   service=$1
   client=$2
