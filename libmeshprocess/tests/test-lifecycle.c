@@ -16,32 +16,12 @@
 
 #include <meshprocess/meshprocess.h>
 
-#include "test-channel.pb-c.h"
+#include "test-host.h"
 
 /* Bound of every blocking call; the test timeout is far above it. */
 #define WAIT_US (20 * G_USEC_PER_SEC)
 
 /* Host side. */
-
-static void send_text(MeshSender *s, const char *text)
-{
-	mesh_sender_send_message(s, mesh_message_new(text, strlen(text)));
-}
-
-static char *message_text(MeshMessage *msg)
-{
-	size_t size;
-	const uint8_t *data = mesh_message_get_data(msg, &size);
-	return g_strndup((const char *)data, size);
-}
-
-static ProtobufCMessage *sum_new(guint32 v)
-{
-	Chantest__Sum *m = malloc(sizeof(*m));
-	chantest__sum__init(m);
-	m->v = v;
-	return &m->base;
-}
 
 static gboolean host_main(MeshMessage *initial, gpointer data, GError **error)
 {
@@ -76,71 +56,9 @@ static gboolean host_main(MeshMessage *initial, gpointer data, GError **error)
 
 /* Parent side. */
 
-typedef struct {
-	MeshSender *requests;
-	MeshReceiver *results;
-	GPid pid;
-} Host;
-
-static Host launch_with(Mesh *mesh, MeshProcessConfig *c, const char *scenario)
-{
-	MeshSender *qs, *rs;
-	MeshReceiver *qr, *rr;
-	GError *error = NULL;
-	Host h = {0};
-
-	mesh_channel_new(NULL, &qs, &qr);
-	mesh_channel_new(NULL, &rs, &rr);
-	MeshMessage *initial = mesh_message_new(scenario, strlen(scenario));
-	mesh_message_add_port_take(initial, mesh_receiver_into_port(qr));
-	mesh_message_add_port_take(initial, mesh_sender_into_port(rs));
-	h.pid = mesh_launch_host(mesh, c, initial, &error);
-	ck_assert_msg(h.pid > 0, "%s", error ? error->message : "");
-	h.requests = qs;
-	h.results = rr;
-	return h;
-}
-
-static void host_close(Host *h)
-{
-	mesh_sender_free(h->requests);
-	mesh_receiver_free(h->results);
-	h->requests = NULL;
-	h->results = NULL;
-}
-
 static void assert_ready(Host *h)
 {
-	MeshMessage *msg = NULL;
-	GError *error = NULL;
-
-	ck_assert_msg(mesh_receiver_recv_message(h->results, WAIT_US, &msg, &error),
-		      "no message: %s", error ? error->message : "");
-	char *text = message_text(msg);
-	ck_assert_str_eq(text, "ready");
-	g_free(text);
-	mesh_message_free(msg);
-}
-
-static ProtobufCMessage *add_new(guint32 a, guint32 b)
-{
-	Chantest__Add *m = malloc(sizeof(*m));
-	chantest__add__init(m);
-	m->a = a;
-	m->b = b;
-	return &m->base;
-}
-
-static void assert_rpc(Host *h, guint32 a, guint32 b)
-{
-	ProtobufCMessage *reply = NULL;
-	GError *error = NULL;
-
-	ck_assert_msg(mesh_rpc_call(h->requests, add_new(a, b), &chantest__sum__descriptor,
-				    WAIT_US, &reply, &error),
-		      "rpc: %s", error ? error->message : "");
-	ck_assert_uint_eq(((Chantest__Sum *)reply)->v, a + b);
-	protobuf_c_message_free_unpacked(reply, NULL);
+	assert_text(h->results, WAIT_US, "ready");
 }
 
 /* What an exit callback saw. */
@@ -165,7 +83,6 @@ typedef struct {
 	/* Relaunch. */
 	MeshProcessConfig *config;
 	Host relaunched;
-	GError *relaunch_error;
 } Record;
 
 static void exit_free(gpointer data)
@@ -188,7 +105,6 @@ static void record_free(Record *r)
 {
 	g_ptr_array_free(r->exits, TRUE);
 	g_clear_error(&r->error);
-	g_clear_error(&r->relaunch_error);
 	g_free(r);
 }
 
@@ -257,7 +173,7 @@ START_TEST(test_exit_status_and_signal)
 	ck_assert_msg(mesh, "%s", error ? error->message : "");
 	MeshProcessConfig *c = config_with_callback("worker", ctx, r);
 
-	Host killed = launch_with(mesh, c, "wait");
+	Host killed = host_launch(mesh, c, "wait");
 	assert_ready(&killed);
 	ck_assert_int_eq(kill(killed.pid, SIGKILL), 0);
 	wait_exits(ctx, r, 1);
@@ -273,7 +189,7 @@ START_TEST(test_exit_status_and_signal)
 	ck_assert_ptr_eq(e->thread, g_thread_self());
 	ck_assert_int_eq(mesh_get_host_state(mesh, killed.pid), MESH_HOST_STATE_CRASHED);
 
-	Host crashed = launch_with(mesh, c, "wait");
+	Host crashed = host_launch(mesh, c, "wait");
 	assert_ready(&crashed);
 	ck_assert(mesh_crash(mesh, crashed.pid, NULL));
 	wait_exits(ctx, r, 2);
@@ -284,7 +200,7 @@ START_TEST(test_exit_status_and_signal)
 	ck_assert(!e->exit.expected);
 	ck_assert_int_eq(e->state, MESH_HOST_STATE_CRASHED);
 
-	Host three = launch_with(mesh, c, "exit3");
+	Host three = host_launch(mesh, c, "exit3");
 	wait_exits(ctx, r, 3);
 	e = find_exit(r, three.pid);
 	ck_assert(!e->exit.signaled);
@@ -294,7 +210,7 @@ START_TEST(test_exit_status_and_signal)
 	ck_assert_str_eq(e->exit.description, "exited with status 3");
 	ck_assert_int_eq(e->state, MESH_HOST_STATE_CRASHED);
 
-	Host done = launch_with(mesh, c, "done");
+	Host done = host_launch(mesh, c, "done");
 	wait_exits(ctx, r, 4);
 	e = find_exit(r, done.pid);
 	ck_assert(!e->exit.signaled);
@@ -303,8 +219,8 @@ START_TEST(test_exit_status_and_signal)
 	ck_assert_int_eq(e->state, MESH_HOST_STATE_EXITED);
 
 	/* Stopped by the mesh: expected, status 0. */
-	Host a = launch_with(mesh, c, "wait");
-	Host b = launch_with(mesh, c, "wait");
+	Host a = host_launch(mesh, c, "wait");
+	Host b = host_launch(mesh, c, "wait");
 	assert_ready(&a);
 	assert_ready(&b);
 	ck_assert_msg(mesh_shutdown(mesh, WAIT_US, &error), "%s", error ? error->message : "");
@@ -347,16 +263,8 @@ static void relaunch_on_crash(Mesh *mesh, const char *name, GPid pid, const Mesh
 	record_exit(mesh, name, pid, exit, data);
 	if (exit->expected)
 		return;
-	MeshSender *qs, *rs;
-	MeshReceiver *qr, *rr;
-	mesh_channel_new(NULL, &qs, &qr);
-	mesh_channel_new(NULL, &rs, &rr);
-	MeshMessage *initial = mesh_message_new("serve", 5);
-	mesh_message_add_port_take(initial, mesh_receiver_into_port(qr));
-	mesh_message_add_port_take(initial, mesh_sender_into_port(rs));
-	r->relaunched.pid = mesh_launch_host(mesh, r->config, initial, &r->relaunch_error);
-	r->relaunched.requests = qs;
-	r->relaunched.results = rr;
+	/* A new host with the same config: the same name and callback. */
+	r->relaunched = host_launch(mesh, r->config, "serve");
 }
 
 /*
@@ -375,9 +283,9 @@ static void check_relaunch(gboolean mesh_on_default)
 	r->config = mesh_process_config_new("worker");
 	mesh_process_config_set_exit_callback(r->config, NULL, relaunch_on_crash, r,
 					      record_notify);
-	Host h = launch_with(mesh, r->config, "serve");
+	Host h = host_launch(mesh, r->config, "serve");
 	assert_ready(&h);
-	assert_rpc(&h, 1, 2);
+	assert_rpc(&h, 1, 2, WAIT_US);
 
 	for (int round = 0; round < 3; round++) {
 		GPid old = h.pid;
@@ -386,8 +294,7 @@ static void check_relaunch(gboolean mesh_on_default)
 		else
 			ck_assert_int_eq(kill(old, SIGKILL), 0);
 		wait_exits(ctx, r, round + 1);
-		ck_assert_msg(r->relaunched.pid > 0, "relaunch: %s",
-			      r->relaunch_error ? r->relaunch_error->message : "");
+		ck_assert_int_gt(r->relaunched.pid, 0);
 		ck_assert_int_ne(r->relaunched.pid, old);
 		ck_assert_int_eq(mesh_get_host_state(mesh, old), MESH_HOST_STATE_CRASHED);
 		host_close(&h);
@@ -395,7 +302,7 @@ static void check_relaunch(gboolean mesh_on_default)
 		memset(&r->relaunched, 0, sizeof(r->relaunched));
 		/* The new host, with the same name, serves. */
 		assert_ready(&h);
-		assert_rpc(&h, 20, round);
+		assert_rpc(&h, 20, round, WAIT_US);
 		ck_assert_uint_eq(mesh_get_host_count(mesh), 1);
 		char *json = mesh_inspect(mesh, WAIT_US);
 		char *entry = g_strdup_printf("\"pid\":%d,\"name\":\"worker\",\"state\":", (int)h.pid);
@@ -474,8 +381,8 @@ START_TEST(test_state_and_async_shutdown)
 
 	ck_assert_msg(mesh, "%s", error ? error->message : "");
 	MeshProcessConfig *c = config_with_callback("worker", NULL, r);
-	Host h = launch_with(mesh, c, "wait");
-	Host held = launch_with(mesh, c, "wait");
+	Host h = host_launch(mesh, c, "wait");
+	Host held = host_launch(mesh, c, "wait");
 	ck_assert_int_eq(mesh_get_host_state(mesh, h.pid), MESH_HOST_STATE_STARTING);
 	char *json = mesh_inspect(mesh, 0);
 	ck_assert_msg(strstr(json, "\"state\":\"starting\""), "%s", json);
@@ -557,7 +464,7 @@ START_TEST(test_async_shutdown_deadline)
 
 	ck_assert_msg(mesh, "%s", error ? error->message : "");
 	MeshProcessConfig *c = config_with_callback("stubborn", NULL, r);
-	Host h = launch_with(mesh, c, "wait");
+	Host h = host_launch(mesh, c, "wait");
 	assert_ready(&h);
 	ck_assert_int_eq(kill(h.pid, SIGSTOP), 0);
 	r->free_in_callback = TRUE;
@@ -580,7 +487,7 @@ START_TEST(test_async_shutdown_deadline)
 	mesh = mesh_new("freed", ctx, &error);
 	ck_assert_msg(mesh, "%s", error ? error->message : "");
 	Record *r2 = record_new();
-	h = launch_with(mesh, c, "wait");
+	h = host_launch(mesh, c, "wait");
 	assert_ready(&h);
 	ck_assert_int_eq(kill(h.pid, SIGSTOP), 0);
 	mesh_shutdown_async(mesh, -1, NULL, on_shutdown, r2, record_notify);
