@@ -506,6 +506,48 @@ START_TEST(test_async_shutdown_deadline)
 }
 END_TEST
 
+static void free_mesh_on_exit(Mesh *mesh, const char *name, GPid pid, const MeshHostExit *exit,
+			      gpointer data)
+{
+	record_exit(mesh, name, pid, exit, data);
+	mesh_free(mesh);
+}
+
+/*
+ * The exit callback frees the mesh, which still has a running host (killed
+ * by mesh_free(), so it calls nothing): with the mesh on its own thread, and
+ * on the default context that runs the callback.
+ */
+START_TEST(test_free_in_exit_callback)
+{
+	GMainContext *ctx = g_main_context_default();
+
+	for (int own = 0; own < 2; own++) {
+		GError *error = NULL;
+		Mesh *mesh = mesh_new("freed", own ? NULL : ctx, &error);
+		Record *r = record_new();
+
+		ck_assert_msg(mesh, "%s", error ? error->message : "");
+		MeshProcessConfig *c = mesh_process_config_new("worker");
+		mesh_process_config_set_exit_callback(c, NULL, free_mesh_on_exit, r, record_notify);
+		Host other = host_launch(mesh, c, "wait");
+		assert_ready(&other);
+		Host h = host_launch(mesh, c, "exit3");
+		wait_exits(ctx, r, 1);
+		ck_assert_int_eq(find_exit(r, h.pid)->exit.status, 3);
+		ck_assert_int_eq(kill(other.pid, 0), -1); /* mesh_free() killed it */
+		for (int i = 0; i < 10; i++)
+			g_main_context_iteration(ctx, FALSE);
+		ck_assert_uint_eq(r->exits->len, 1);
+		mesh_process_config_free(c);
+		ck_assert_int_eq(r->notified, 1);
+		host_close(&h);
+		host_close(&other);
+		record_free(r);
+	}
+}
+END_TEST
+
 int main(int argc, char **argv)
 {
 	GError *error = NULL;
@@ -522,6 +564,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_relaunch_from_callback);
 	tcase_add_test(tc, test_state_and_async_shutdown);
 	tcase_add_test(tc, test_async_shutdown_deadline);
+	tcase_add_test(tc, test_free_in_exit_callback);
 	suite_add_tcase(s, tc);
 
 	SRunner *sr = srunner_create(s);
