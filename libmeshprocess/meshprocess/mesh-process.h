@@ -252,7 +252,10 @@ MESH_PROCESS_API MeshNode *mesh_get_node(Mesh *mesh);
  * stdout are /dev/null; the host gets a parent-death signal (SIGKILL) so it
  * never outlives this process. It is spawned (and the config's sandbox apply
  * step runs) on a thread that lives as long as the mesh, so the calling
- * thread may exit afterwards. Returns without waiting for the host to join.
+ * thread may exit afterwards. Returns without waiting for the host to join:
+ * the host is MESH_HOST_STATE_STARTING until it has (mesh_get_host_state()),
+ * and @config's exit callback, if any, is called when it exits. May be
+ * called from that callback (a relaunch).
  *
  * Returns: the host's pid, or 0 with @error set.
  */
