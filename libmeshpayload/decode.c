@@ -55,7 +55,7 @@ static int fail(Decoder *d, MeshPayloadErrorCode code, int errnum, const char *f
 	va_start(ap, fmt);
 	vsnprintf(what, sizeof(what), fmt, ap);
 	va_end(ap);
-	return mesh_payload_set_error(d->err, code, errnum, "decoding %s: %s", path, what);
+	return payload_set_error(d->err, code, errnum, "decoding %s: %s", path, what);
 }
 
 static int fail_nomem(Decoder *d)
@@ -524,7 +524,7 @@ static int skip_field(Decoder *d, unsigned wire_type, WireReader *r, size_t res_
 			    "unknown field claims %llu resources",
 			    (unsigned long long)field.n_res);
 	for (size_t i = 0; i < field.n_res; i++)
-		mesh_payload_resource_release(&d->res->items[d->cursor++]);
+		resource_release(&d->res->items[d->cursor++]);
 	return 0;
 }
 

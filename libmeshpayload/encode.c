@@ -162,8 +162,8 @@ static bool field_present(const ProtobufCFieldDescriptor *f, const ProtobufCMess
 static int bad_resource(Encoder *e, const ProtobufCFieldDescriptor *f, const char *what)
 {
 	if (e->r == 0)
-		e->r = mesh_payload_set_error(e->err, MESH_PAYLOAD_ERROR_BAD_RESOURCE, -EINVAL,
-					      "encoding field %s: %s", f->name, what);
+		e->r = payload_set_error(e->err, MESH_PAYLOAD_ERROR_BAD_RESOURCE, -EINVAL,
+					 "encoding field %s: %s", f->name, what);
 	return 0;
 }
 
@@ -374,10 +374,10 @@ static int encode_sized(ProtobufCMessage *msg, size_t n, uint8_t *out, size_t si
 		return 0;
 	}
 	/* Reserve first: the write pass then cannot fail halfway. */
-	r = mesh_payload_resources_reserve(res, n);
+	r = resources_reserve(res, n);
 	if (r < 0)
-		return mesh_payload_set_error(ret_error, MESH_PAYLOAD_ERROR_NO_MEMORY, r,
-					      "encoding %s: out of memory", msg->descriptor->name);
+		return payload_set_error(ret_error, MESH_PAYLOAD_ERROR_NO_MEMORY, r,
+					 "encoding %s: out of memory", msg->descriptor->name);
 	Encoder e = {.res = res, .err = ret_error};
 	size_t written = message_body_write(&e, msg, out);
 	if (written != size)
@@ -398,9 +398,9 @@ int mesh_payload_encode(ProtobufCMessage *msg, uint8_t *out, size_t size,
 	if (r < 0)
 		return r;
 	if (expected != size)
-		return mesh_payload_set_error(ret_error, MESH_PAYLOAD_ERROR_BUFFER_SIZE, -EINVAL,
-					      "encoding %s: buffer of %zu bytes, need %zu",
-					      msg->descriptor->name, size, expected);
+		return payload_set_error(ret_error, MESH_PAYLOAD_ERROR_BUFFER_SIZE, -EINVAL,
+					 "encoding %s: buffer of %zu bytes, need %zu",
+					 msg->descriptor->name, size, expected);
 	return encode_sized(msg, n, out, size, res, ret_error);
 }
 
@@ -421,9 +421,9 @@ int mesh_payload_encode_alloc(ProtobufCMessage *msg, uint8_t **ret_data, size_t 
 	if (size > 0) {
 		data = malloc(size);
 		if (!data)
-			return mesh_payload_set_error(ret_error, MESH_PAYLOAD_ERROR_NO_MEMORY,
-						      -ENOMEM, "encoding %s: out of memory",
-						      msg->descriptor->name);
+			return payload_set_error(ret_error, MESH_PAYLOAD_ERROR_NO_MEMORY,
+						 -ENOMEM, "encoding %s: out of memory",
+						 msg->descriptor->name);
 	}
 	r = encode_sized(msg, n, data, size, res, ret_error);
 	if (r < 0) {

@@ -18,10 +18,10 @@ struct MeshPayloadResources {
 };
 
 /* Makes room for @extra more entries; 0 or -ENOMEM. */
-int mesh_payload_resources_reserve(MeshPayloadResources *res, size_t extra);
+int resources_reserve(MeshPayloadResources *res, size_t extra);
 
 /* Releases one entry's resource and marks it NONE. */
-void mesh_payload_resource_release(MeshPayloadResource *r);
+void resource_release(MeshPayloadResource *r);
 
 /* Whether a field's message type is mesh_payload.Fd / mesh_payload.Port. */
 static inline bool field_is_fd(const ProtobufCFieldDescriptor *f)
@@ -41,5 +41,5 @@ static inline bool field_is_resource(const ProtobufCFieldDescriptor *f)
 }
 
 /* Formats into @err (when non-NULL) and returns @errnum. */
-int mesh_payload_set_error(MeshPayloadError *err, MeshPayloadErrorCode code, int errnum,
-			   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+int payload_set_error(MeshPayloadError *err, MeshPayloadErrorCode code, int errnum,
+		      const char *fmt, ...) __attribute__((format(printf, 4, 5)));

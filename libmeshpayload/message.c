@@ -77,12 +77,13 @@ void mesh_payload_message_release_resources(ProtobufCMessage *msg)
 	errno = saved;
 }
 
-void mesh_payload_message_free(ProtobufCMessage *msg)
+ProtobufCMessage *mesh_payload_message_free(ProtobufCMessage *msg)
 {
 	if (!msg)
-		return;
+		return NULL;
 	mesh_payload_message_release_resources(msg);
 	protobuf_c_message_free_unpacked(msg, NULL);
+	return NULL;
 }
 
 bool mesh_payload_is_resource_type(const ProtobufCMessageDescriptor *desc)
@@ -97,8 +98,11 @@ MeshPayload__Fd *mesh_payload_fd_new_take(int fd)
 		return NULL;
 	}
 	MeshPayload__Fd *m = malloc(sizeof(*m));
-	if (!m)
+	if (!m) {
+		close(fd); /* consumed, also on failure */
+		errno = ENOMEM;
 		return NULL;
+	}
 	mesh_payload__fd__init(m);
 	m->fd = fd;
 	return m;
@@ -120,8 +124,11 @@ MeshPayload__Port *mesh_payload_port_new_take(MeshPayloadObject *object)
 		return NULL;
 	}
 	MeshPayload__Port *m = malloc(sizeof(*m));
-	if (!m)
+	if (!m) {
+		mesh_payload_object_release(object); /* consumed, also on failure */
+		errno = ENOMEM;
 		return NULL;
+	}
 	mesh_payload__port__init(m);
 	m->handle = (uint64_t)(uintptr_t)object;
 	return m;

@@ -18,7 +18,7 @@ MeshPayloadResources *mesh_payload_resources_new(void)
 	return calloc(1, sizeof(MeshPayloadResources));
 }
 
-void mesh_payload_resource_release(MeshPayloadResource *r)
+void resource_release(MeshPayloadResource *r)
 {
 	switch (r->kind) {
 	case MESH_PAYLOAD_RESOURCE_FD:
@@ -39,7 +39,7 @@ void mesh_payload_resources_clear(MeshPayloadResources *res)
 		return;
 	int saved = errno;
 	for (size_t i = 0; i < res->len; i++)
-		mesh_payload_resource_release(&res->items[i]);
+		resource_release(&res->items[i]);
 	res->len = 0;
 	errno = saved;
 }
@@ -59,7 +59,7 @@ size_t mesh_payload_resources_len(const MeshPayloadResources *res)
 	return res ? res->len : 0;
 }
 
-int mesh_payload_resources_reserve(MeshPayloadResources *res, size_t extra)
+int resources_reserve(MeshPayloadResources *res, size_t extra)
 {
 	if (extra <= res->cap - res->len)
 		return 0;
@@ -80,9 +80,11 @@ int mesh_payload_resources_append_fd_take(MeshPayloadResources *res, int fd)
 {
 	if (fd < 0)
 		return -EBADF;
-	int r = mesh_payload_resources_reserve(res, 1);
-	if (r < 0)
+	int r = res ? resources_reserve(res, 1) : -EINVAL;
+	if (r < 0) {
+		close(fd); /* consumed, also on failure */
 		return r;
+	}
 	res->items[res->len] = (MeshPayloadResource){.kind = MESH_PAYLOAD_RESOURCE_FD, .fd = fd};
 	return (int)res->len++;
 }
@@ -94,19 +96,18 @@ int mesh_payload_resources_append_fd(MeshPayloadResources *res, int fd)
 	int dup = fcntl(fd, F_DUPFD_CLOEXEC, 3);
 	if (dup < 0)
 		return -errno;
-	int r = mesh_payload_resources_append_fd_take(res, dup);
-	if (r < 0)
-		close(dup);
-	return r;
+	return mesh_payload_resources_append_fd_take(res, dup);
 }
 
 int mesh_payload_resources_append_port_take(MeshPayloadResources *res, MeshPayloadObject *object)
 {
 	if (!object)
 		return -EINVAL;
-	int r = mesh_payload_resources_reserve(res, 1);
-	if (r < 0)
+	int r = res ? resources_reserve(res, 1) : -EINVAL;
+	if (r < 0) {
+		mesh_payload_object_release(object); /* consumed, also on failure */
 		return r;
+	}
 	res->items[res->len] =
 		(MeshPayloadResource){.kind = MESH_PAYLOAD_RESOURCE_PORT, .object = object};
 	return (int)res->len++;
@@ -150,8 +151,8 @@ MeshPayloadObject *mesh_payload_resources_steal_port(MeshPayloadResources *res, 
 	return object;
 }
 
-int mesh_payload_set_error(MeshPayloadError *err, MeshPayloadErrorCode code, int errnum,
-			   const char *fmt, ...)
+int payload_set_error(MeshPayloadError *err, MeshPayloadErrorCode code, int errnum,
+		      const char *fmt, ...)
 {
 	if (err) {
 		va_list ap;

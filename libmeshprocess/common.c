@@ -8,9 +8,9 @@ G_DEFINE_QUARK(mesh-process-error-quark, mesh_process_error)
 
 static MeshProcess__Uuid *uuid_new(const MeshUuid *id)
 {
-	MeshProcess__Uuid *u = malloc(sizeof(*u));
+	MeshProcess__Uuid *u = g_malloc(sizeof(*u));
 	mesh_process__uuid__init(u);
-	u->value.data = malloc(16);
+	u->value.data = g_malloc(16);
 	memcpy(u->value.data, id->bytes, 16);
 	u->value.len = 16;
 	return u;
@@ -26,7 +26,7 @@ static gboolean uuid_read(const MeshProcess__Uuid *u, MeshUuid *ret)
 
 MeshProcess__NodeId *process_node_id_new(const MeshUuid *id)
 {
-	MeshProcess__NodeId *n = malloc(sizeof(*n));
+	MeshProcess__NodeId *n = g_malloc(sizeof(*n));
 	mesh_process__node_id__init(n);
 	n->id = uuid_new(id);
 	return n;
@@ -39,10 +39,10 @@ gboolean process_node_id_read(const MeshProcess__NodeId *n, MeshUuid *ret)
 
 MeshProcess__Address *process_address_new(const MeshNodeId *node, const MeshPortId *port)
 {
-	MeshProcess__Address *a = malloc(sizeof(*a));
+	MeshProcess__Address *a = g_malloc(sizeof(*a));
 	mesh_process__address__init(a);
 	a->node = process_node_id_new(node);
-	a->port = malloc(sizeof(*a->port));
+	a->port = g_malloc(sizeof(*a->port));
 	mesh_process__port_id__init(a->port);
 	a->port->id = uuid_new(port);
 	return a;

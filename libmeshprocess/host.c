@@ -105,14 +105,14 @@ static void requests_cb(MeshReceiver *r, gpointer data)
 			abort();
 		}
 		if (req->request_case == MESH_PROCESS__HOST_REQUEST__REQUEST_INSPECT) {
-			MeshPort *p = mesh_port_take_from_field(req->inspect->reply);
+			MeshPort *p = mesh_port_steal_from_field(req->inspect->reply);
 			if (p) {
 				MeshOneshotSender *reply = mesh_oneshot_sender_from_port(
 					p, &mesh_process__inspect_reply__descriptor);
-				MeshProcess__InspectReply *ir = malloc(sizeof(*ir));
+				MeshProcess__InspectReply *ir = g_malloc(sizeof(*ir));
 				mesh_process__inspect_reply__init(ir);
 				char *json = inspect_self(s);
-				ir->json = strdup(json);
+				ir->json = g_strdup(json);
 				g_free(json);
 				mesh_oneshot_send(reply, &ir->base);
 			}
@@ -230,8 +230,8 @@ gboolean mesh_try_run_host(const char *base_name, MeshHostFunc func, gpointer us
 	mesh_receiver_free(boot);
 	MeshProcess__HostHello *hello = (MeshProcess__HostHello *)mesh_message_into_typed(
 		first, &mesh_process__host_hello__descriptor, error);
-	MeshPort *req_port = hello ? mesh_port_take_from_field(hello->requests) : NULL;
-	MeshPort *events_port = hello ? mesh_port_take_from_field(hello->events) : NULL;
+	MeshPort *req_port = hello ? mesh_port_steal_from_field(hello->requests) : NULL;
+	MeshPort *events_port = hello ? mesh_port_steal_from_field(hello->events) : NULL;
 	if (hello)
 		mesh_payload_message_free(&hello->base);
 	if (events_port) {
@@ -239,10 +239,10 @@ gboolean mesh_try_run_host(const char *base_name, MeshHostFunc func, gpointer us
 		MeshSender *events =
 			mesh_sender_from_port(events_port, &mesh_process__host_event__descriptor);
 		if (req_port) {
-			MeshProcess__HostEvent *ev = malloc(sizeof(*ev));
+			MeshProcess__HostEvent *ev = g_malloc(sizeof(*ev));
 			mesh_process__host_event__init(ev);
 			ev->event_case = MESH_PROCESS__HOST_EVENT__EVENT_JOINED;
-			ev->joined = malloc(sizeof(*ev->joined));
+			ev->joined = g_malloc(sizeof(*ev->joined));
 			mesh_process__host_joined__init(ev->joined);
 			mesh_sender_send(events, &ev->base);
 		}

@@ -605,15 +605,19 @@ static gboolean host_exited_cb(gint fd, GIOCondition cond, gpointer data)
 		return G_SOURCE_CONTINUE;
 	char *what = describe_status(status);
 	char *text = g_strdup_printf("host %s (pid %d) %s", h->name, (int)h->pid, what);
+	char pid[16];
+	g_snprintf(pid, sizeof(pid), "%d", (int)h->pid);
 	g_mutex_lock(&m->lock);
 	gboolean killed = h->killed;
 	g_mutex_unlock(&m->lock);
 	host_exit_fill(&exit, status, killed, what);
 	if (exit.expected)
-		g_info("mesh %s: host %s (pid %d) %s", m->name, h->name, (int)h->pid,
-		       WIFEXITED(status) ? "exited successfully" : "killed by the mesh");
+		debug_log(LOG_FIELDS("MESH_MESH", m->name, "MESH_HOST", h->name, "MESH_PID", pid),
+			  "mesh %s: host %s (pid %d) %s", m->name, h->name, (int)h->pid,
+			  WIFEXITED(status) ? "exited successfully" : "killed by the mesh");
 	else
-		g_message("mesh %s: host %s (pid %d) abnormal exit: %s", m->name, h->name,
+		debug_log(LOG_FIELDS("MESH_MESH", m->name, "MESH_HOST", h->name, "MESH_PID", pid),
+			  "mesh %s: host %s (pid %d) abnormal exit: %s", m->name, h->name,
 			  (int)h->pid, what);
 
 	g_source_unref(h->watch);
@@ -782,7 +786,10 @@ static gboolean launch_cb(gpointer data)
 	g_hash_table_insert(m->hosts, GINT_TO_POINTER(h->pid), h);
 	g_mutex_unlock(&m->lock);
 	l->pid = h->pid;
-	g_info("mesh %s: launched host %s (pid %d)", m->name, h->name, (int)h->pid);
+	char pid[16];
+	g_snprintf(pid, sizeof(pid), "%d", (int)h->pid);
+	debug_log(LOG_FIELDS("MESH_MESH", m->name, "MESH_HOST", h->name, "MESH_PID", pid),
+		  "mesh %s: launched host %s (pid %d)", m->name, h->name, (int)h->pid);
 out:
 	if (stderr_fd >= 0)
 		close(stderr_fd);
@@ -816,10 +823,10 @@ GPid mesh_launch_host(Mesh *m, const MeshProcessConfig *config, MeshMessage *ini
 		mesh_message_free(initial);
 		return 0;
 	}
-	MeshProcess__HostHello *hello = malloc(sizeof(*hello));
+	MeshProcess__HostHello *hello = g_malloc(sizeof(*hello));
 	mesh_process__host_hello__init(hello);
 	hello->requests = mesh_port_into_field(mesh_receiver_into_port(requests_recv));
-	hello->name = strdup(config->name);
+	hello->name = g_strdup(config->name);
 	mesh_channel_new(&mesh_process__host_event__descriptor, &events, &events_recv);
 	hello->events = mesh_port_into_field(mesh_sender_into_port(events));
 	mesh_sender_send_message(boot, mesh_message_new_typed_take(&hello->base));
@@ -871,10 +878,10 @@ gboolean mesh_crash(Mesh *m, GPid pid, GError **error)
 			    "no host with pid %d", (int)pid);
 		return FALSE;
 	}
-	MeshProcess__HostRequest *req = malloc(sizeof(*req));
+	MeshProcess__HostRequest *req = g_malloc(sizeof(*req));
 	mesh_process__host_request__init(req);
 	req->request_case = MESH_PROCESS__HOST_REQUEST__REQUEST_CRASH;
-	req->crash = malloc(sizeof(*req->crash));
+	req->crash = g_malloc(sizeof(*req->crash));
 	mesh_process__host_crash__init(req->crash);
 	mesh_sender_send(s, &req->base);
 	mesh_sender_free(s);
@@ -918,10 +925,10 @@ char *mesh_inspect(Mesh *m, gint64 timeout_us)
 			continue;
 		MeshOneshotSender *os;
 		mesh_oneshot_new(&mesh_process__inspect_reply__descriptor, &os, &replies[i]);
-		MeshProcess__HostRequest *req = malloc(sizeof(*req));
+		MeshProcess__HostRequest *req = g_malloc(sizeof(*req));
 		mesh_process__host_request__init(req);
 		req->request_case = MESH_PROCESS__HOST_REQUEST__REQUEST_INSPECT;
-		req->inspect = malloc(sizeof(*req->inspect));
+		req->inspect = g_malloc(sizeof(*req->inspect));
 		mesh_process__host_inspect__init(req->inspect);
 		req->inspect->reply = mesh_port_into_field(mesh_oneshot_sender_into_port(os));
 		mesh_sender_send(s, &req->base);
@@ -1275,7 +1282,10 @@ static gboolean kill_hosts_cb(gpointer data)
 	GList *hosts = g_hash_table_get_values(m->hosts);
 	for (GList *l = hosts; l; l = l->next) {
 		Host *h = l->data;
-		g_warning("mesh %s: killing host %s (pid %d) at the shutdown deadline", m->name,
+		char pid[16];
+		g_snprintf(pid, sizeof(pid), "%d", (int)h->pid);
+		debug_log(LOG_FIELDS("MESH_MESH", m->name, "MESH_HOST", h->name, "MESH_PID", pid),
+			  "mesh %s: killing host %s (pid %d) at the shutdown deadline", m->name,
 			  h->name, (int)h->pid);
 		h->killed = TRUE;
 		h->state = MESH_HOST_STATE_STOPPING;

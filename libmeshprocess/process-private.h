@@ -3,6 +3,14 @@
 
 #include <meshprocess/meshprocess.h>
 
+#include "log-private.h" /* libmeshremote's, built here under this domain */
+
+/*
+ * Protobuf-c messages are built with g_malloc() and g_strdup() and freed by
+ * protobuf-c with free(): libmeshremote/remote-private.h says why that is
+ * sound.
+ */
+
 #include "process.pb-c.h"
 #include "timeout-private.h" /* libmeshremote's: the same timeout rule */
 

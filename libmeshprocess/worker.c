@@ -84,26 +84,26 @@ void mesh_worker_registry_free(MeshWorkerRegistry *reg)
 static MeshWorker__WorkerEvent *event_new(MeshWorker__WorkerEvent__EventCase which,
 					  const char *message)
 {
-	MeshWorker__WorkerEvent *ev = malloc(sizeof(*ev));
+	MeshWorker__WorkerEvent *ev = g_malloc(sizeof(*ev));
 	mesh_worker__worker_event__init(ev);
 	ev->event_case = which;
 	if (which == MESH_WORKER__WORKER_EVENT__EVENT_STARTED) {
-		ev->started = malloc(sizeof(*ev->started));
+		ev->started = g_malloc(sizeof(*ev->started));
 		mesh_worker__worker_started__init(ev->started);
 	} else if (which == MESH_WORKER__WORKER_EVENT__EVENT_STOPPED) {
-		ev->stopped = malloc(sizeof(*ev->stopped));
+		ev->stopped = g_malloc(sizeof(*ev->stopped));
 		mesh_worker__worker_stopped__init(ev->stopped);
 	} else {
 		/* As mesh_rpc_fail(): the message split at ": " is the chain. */
 		char **chain = g_strsplit(message ? message : "", ": ", -1);
-		MeshWorker__WorkerErrorChain *c = malloc(sizeof(*c));
+		MeshWorker__WorkerErrorChain *c = g_malloc(sizeof(*c));
 		mesh_worker__worker_error_chain__init(c);
 		c->n_messages = g_strv_length(chain);
-		c->messages = malloc(MAX(c->n_messages, 1) * sizeof(char *));
+		c->messages = g_malloc_n(MAX(c->n_messages, 1), sizeof(char *));
 		for (size_t i = 0; i < c->n_messages; i++)
-			c->messages[i] = strdup(chain[i]);
+			c->messages[i] = g_strdup(chain[i]);
 		g_strfreev(chain);
-		ev->failed = malloc(sizeof(*ev->failed));
+		ev->failed = g_malloc(sizeof(*ev->failed));
 		mesh_worker__worker_remote_error__init(ev->failed);
 		ev->failed->error = c;
 	}
@@ -155,12 +155,14 @@ gboolean mesh_worker_context_wait_stop(MeshWorkerContext *ctx, gint64 timeout_us
 				return FALSE;
 			}
 			if (g_error_matches(error, MESH_ERROR, MESH_ERROR_CORRUPTION)) {
-				g_debug("worker %s: a corrupt rpc: %s", ctx->name, error->message);
+				debug_log(LOG_FIELDS("MESH_WORKER", ctx->name),
+					  "worker %s: a corrupt rpc: %s", ctx->name, error->message);
 				g_error_free(error);
 				continue;
 			}
 			/* Closed (every handle freed) or failed (the parent is gone). */
-			g_debug("worker %s: rpc channel ended: %s", ctx->name, error->message);
+			debug_log(LOG_FIELDS("MESH_WORKER", ctx->name),
+				  "worker %s: rpc channel ended: %s", ctx->name, error->message);
 			g_error_free(error);
 			ctx->stop = TRUE;
 			break;
@@ -169,7 +171,8 @@ gboolean mesh_worker_context_wait_stop(MeshWorkerContext *ctx, gint64 timeout_us
 		if (rpc->rpc_case == MESH_WORKER__WORKER_RPC__RPC_STOP)
 			ctx->stop = TRUE;
 		else
-			g_debug("worker %s: ignoring an unsupported rpc", ctx->name);
+			debug_log(LOG_FIELDS("MESH_WORKER", ctx->name),
+				  "worker %s: ignoring an unsupported rpc", ctx->name);
 		mesh_payload_message_free(msg);
 	}
 	return TRUE;
@@ -263,18 +266,19 @@ static void start_worker(MeshWorkerRegistry *reg, MeshWorker__WorkerHostLaunchRe
 	MeshWorker__WorkerLaunchRequest *r = req->request;
 	GError *error = NULL;
 
-	MeshPort *events_port = r ? mesh_port_take_from_field(r->events) : NULL;
+	MeshPort *events_port = r ? mesh_port_steal_from_field(r->events) : NULL;
 	if (!events_port) {
-		g_debug("worker runner: a launch request for %s without an event channel, dropped",
-			req->name);
+		debug_log(LOG_FIELDS("MESH_WORKER", req->name),
+			  "worker runner: a launch request for %s without an event channel, dropped",
+			  req->name);
 		return;
 	}
 	MeshSender *events = mesh_sender_from_port(events_port, &mesh_worker__worker_event__descriptor);
-	MeshPort *rpc_port = mesh_port_take_from_field(r->rpc);
+	MeshPort *rpc_port = mesh_port_steal_from_field(r->rpc);
 	MeshPort *params_port = NULL;
 	MeshWorker__WorkerLaunchType *lt = r->launch_type;
 	if (lt && lt->type_case == MESH_WORKER__WORKER_LAUNCH_TYPE__TYPE_NEW_WORKER)
-		params_port = mesh_port_take_from_field(lt->new_worker->parameters);
+		params_port = mesh_port_steal_from_field(lt->new_worker->parameters);
 
 	WorkerEntry *entry = registry_lookup(reg, req->name, &error);
 	if (entry && (!lt || lt->type_case != MESH_WORKER__WORKER_LAUNCH_TYPE__TYPE_NEW_WORKER))
@@ -306,7 +310,7 @@ static void start_worker(MeshWorkerRegistry *reg, MeshWorker__WorkerHostLaunchRe
 		w->events = NULL;
 		worker_run_free(w);
 	}
-	g_debug("worker runner: %s", error->message);
+	debug_log(NULL, "worker runner: %s", error->message);
 	send_event(events, MESH_WORKER__WORKER_EVENT__EVENT_FAILED, error->message);
 	g_error_free(error);
 	mesh_sender_free(events);
@@ -331,7 +335,8 @@ gboolean mesh_worker_host_run(MeshPort *port, MeshWorkerRegistry *reg, GError **
 		ProtobufCMessage *msg = NULL;
 		if (!mesh_receiver_recv(launch, -1, &msg, &local)) {
 			if (g_error_matches(local, MESH_ERROR, MESH_ERROR_CORRUPTION)) {
-				g_debug("worker runner: a corrupt launch request: %s", local->message);
+				debug_log(NULL, "worker runner: a corrupt launch request: %s",
+					  local->message);
 				g_clear_error(&local);
 				continue;
 			}
@@ -409,17 +414,17 @@ MeshWorkerHandle *mesh_worker_host_start(MeshWorkerHost *host, const char *name,
 	mesh_oneshot_new(NULL, &params_tx, &params_rx);
 	mesh_oneshot_send_message(params_tx, parameters ? parameters : mesh_message_new(NULL, 0));
 
-	MeshWorker__WorkerHostLaunchRequest *req = malloc(sizeof(*req));
+	MeshWorker__WorkerHostLaunchRequest *req = g_malloc(sizeof(*req));
 	mesh_worker__worker_host_launch_request__init(req);
-	req->name = strdup(name);
-	req->request = malloc(sizeof(*req->request));
+	req->name = g_strdup(name);
+	req->request = g_malloc(sizeof(*req->request));
 	mesh_worker__worker_launch_request__init(req->request);
 	req->request->rpc = mesh_port_into_field(mesh_receiver_into_port(rpc_rx));
 	req->request->events = mesh_port_into_field(mesh_sender_into_port(events_tx));
-	MeshWorker__WorkerLaunchType *lt = malloc(sizeof(*lt));
+	MeshWorker__WorkerLaunchType *lt = g_malloc(sizeof(*lt));
 	mesh_worker__worker_launch_type__init(lt);
 	lt->type_case = MESH_WORKER__WORKER_LAUNCH_TYPE__TYPE_NEW_WORKER;
-	lt->new_worker = malloc(sizeof(*lt->new_worker));
+	lt->new_worker = g_malloc(sizeof(*lt->new_worker));
 	mesh_worker__worker_launch_new__init(lt->new_worker);
 	lt->new_worker->parameters = mesh_port_into_field(mesh_oneshot_receiver_into_port(params_rx));
 	req->request->launch_type = lt;
@@ -482,10 +487,10 @@ const char *mesh_worker_handle_get_name(MeshWorkerHandle *handle)
 void mesh_worker_handle_stop(MeshWorkerHandle *handle)
 {
 	g_return_if_fail(handle);
-	MeshWorker__WorkerRpc *rpc = malloc(sizeof(*rpc));
+	MeshWorker__WorkerRpc *rpc = g_malloc(sizeof(*rpc));
 	mesh_worker__worker_rpc__init(rpc);
 	rpc->rpc_case = MESH_WORKER__WORKER_RPC__RPC_STOP;
-	rpc->stop = malloc(sizeof(*rpc->stop));
+	rpc->stop = g_malloc(sizeof(*rpc->stop));
 	mesh_worker__worker_stop__init(rpc->stop);
 	mesh_sender_send(handle->rpc, &rpc->base);
 }

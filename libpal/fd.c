@@ -94,16 +94,18 @@ PAL_API int pal_fd_array_append_take(PalFdArray *array, int fd)
 {
 	int r;
 
-	if (!array)
-		return -EINVAL;
 	if (fd < 0)
-		return -EBADF;
-	if (array->len >= INT_MAX)
-		return -ENOSPC;
-
-	r = fd_array_reserve(array, 1);
-	if (r < 0)
+		return array ? -EBADF : -EINVAL;
+	if (!array)
+		r = -EINVAL;
+	else if (array->len >= INT_MAX)
+		r = -ENOSPC;
+	else
+		r = fd_array_reserve(array, 1);
+	if (r < 0) {
+		close(fd); /* consumed, also on failure */
 		return r;
+	}
 
 	array->fds[array->len] = fd;
 	return (int)array->len++;
@@ -266,9 +268,9 @@ static ssize_t take_received_fds(const struct msghdr *msg, ssize_t n, PalFdArray
 	return n;
 }
 
-ssize_t pal_recv_with_fds_control(int sock, struct iovec *iov, size_t n_iov,
-				  PalFdArray *fds, size_t max_fds, int flags,
-				  size_t control_len)
+ssize_t recv_with_fds_control(int sock, struct iovec *iov, size_t n_iov,
+			      PalFdArray *fds, size_t max_fds, int flags,
+			      size_t control_len)
 {
 	PalFdControl control;
 	struct msghdr msg = {
@@ -339,7 +341,7 @@ PAL_API ssize_t pal_recv_many_with_fds(int sock, PalRecvPacket *packets, size_t 
 PAL_API ssize_t pal_recv_with_fds(int sock, struct iovec *iov, size_t n_iov,
 				  PalFdArray *fds, size_t max_fds, int flags)
 {
-	return pal_recv_with_fds_control(sock, iov, n_iov, fds, max_fds, flags, 0);
+	return recv_with_fds_control(sock, iov, n_iov, fds, max_fds, flags, 0);
 }
 
 PAL_API int pal_fd_set_cloexec(int fd, bool cloexec)

@@ -6,11 +6,11 @@
 #pragma once
 
 /**
- * pal_spawn_refused_clone_flags:
+ * spawn_refused_clone_flags:
  *
  * clone() flags that pal_spawn_run() treats as refused with EINVAL, so that
  * tests can run the fallbacks taken on kernels or under tools (valgrind)
  * that refuse them: CLONE_PIDFD (then pidfd_open()) and CLONE_VM (then a
  * fork-like child). 0 outside tests.
  */
-extern int pal_spawn_refused_clone_flags;
+extern int spawn_refused_clone_flags;

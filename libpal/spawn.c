@@ -953,11 +953,11 @@ static int pidfd_open_fallback(pid_t pid)
 	return fd < 0 ? -1 : (int)fd;
 }
 
-int pal_spawn_refused_clone_flags;
+int spawn_refused_clone_flags;
 
 static pid_t do_clone(struct spawn_ctx *ctx, void *stack_top, int flags, int *pidfd)
 {
-	if (flags & pal_spawn_refused_clone_flags) {
+	if (flags & spawn_refused_clone_flags) {
 		errno = EINVAL;
 		return -1;
 	}

@@ -183,8 +183,10 @@ MESH_PAYLOAD_API int mesh_payload_decode(const ProtobufCMessageDescriptor *desc,
  *
  * Releases every resource @msg holds (fds closed, ports released), then
  * frees it with protobuf_c_message_free_unpacked().
+ *
+ * Returns: NULL.
  */
-MESH_PAYLOAD_API void mesh_payload_message_free(ProtobufCMessage *msg);
+MESH_PAYLOAD_API ProtobufCMessage *mesh_payload_message_free(ProtobufCMessage *msg);
 
 /**
  * mesh_payload_message_release_resources:
@@ -197,10 +199,12 @@ MESH_PAYLOAD_API void mesh_payload_message_release_resources(ProtobufCMessage *m
 
 /**
  * mesh_payload_fd_new_take:
- * @fd: an fd >= 0; ownership moves into the new message on success
+ * @fd: an fd >= 0
+ *
+ * Consumes @fd, also on failure. (It is then closed.)
  *
  * Returns: (transfer full): a heap MeshPayload__Fd holding @fd, or NULL
- * (errno set).
+ * (errno set: EBADF for a negative fd, ENOMEM).
  */
 MESH_PAYLOAD_API MeshPayload__Fd *mesh_payload_fd_new_take(int fd);
 
@@ -214,9 +218,12 @@ MESH_PAYLOAD_API int mesh_payload_fd_steal(MeshPayload__Fd *fd_msg);
 
 /**
  * mesh_payload_port_new_take:
- * @object: (transfer full): an object; ownership moves in on success
+ * @object: (transfer full): an object
  *
- * Returns: (transfer full): a heap MeshPayload__Port, or NULL (errno set).
+ * Consumes @object, also on failure. (It is then released.)
+ *
+ * Returns: (transfer full): a heap MeshPayload__Port, or NULL (errno set:
+ * EINVAL for a NULL @object, ENOMEM).
  */
 MESH_PAYLOAD_API MeshPayload__Port *mesh_payload_port_new_take(MeshPayloadObject *object);
 

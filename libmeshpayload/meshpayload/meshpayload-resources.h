@@ -7,7 +7,8 @@
  * only moves such pointers and releases the ones nobody took.
  *
  * Ownership: a MeshPayloadResources owns every entry in it; `_take` calls
- * move ownership in (only on success), `_steal` calls move it out.
+ * move ownership in, also on failure (the fd or object is then released),
+ * `_steal` calls move it out.
  * Threads: not locked; one thread at a time.
  */
 #pragma once
@@ -96,9 +97,12 @@ MESH_PAYLOAD_API size_t mesh_payload_resources_len(const MeshPayloadResources *r
 /**
  * mesh_payload_resources_append_fd_take:
  * @res: a list
- * @fd: an fd >= 0; ownership moves to @res on success
+ * @fd: an fd >= 0
  *
- * Returns: the new entry's index, or a negative errno.
+ * Consumes @fd, also on failure. (It is then closed.)
+ *
+ * Returns: the new entry's index, or a negative errno: -EBADF for a
+ * negative fd, -EINVAL for a NULL @res, -ENOMEM.
  */
 MESH_PAYLOAD_API int mesh_payload_resources_append_fd_take(MeshPayloadResources *res, int fd);
 
@@ -114,9 +118,12 @@ MESH_PAYLOAD_API int mesh_payload_resources_append_fd(MeshPayloadResources *res,
 /**
  * mesh_payload_resources_append_port_take:
  * @res: a list
- * @object: (transfer full): an object; ownership moves to @res on success
+ * @object: (transfer full): an object
  *
- * Returns: the new entry's index, or a negative errno.
+ * Consumes @object, also on failure. (It is then released.)
+ *
+ * Returns: the new entry's index, or a negative errno: -EINVAL for a NULL
+ * @object or @res, -ENOMEM.
  */
 MESH_PAYLOAD_API int mesh_payload_resources_append_port_take(MeshPayloadResources *res,
 							     MeshPayloadObject *object);

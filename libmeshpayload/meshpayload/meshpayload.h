@@ -13,6 +13,8 @@
  * <meshpayload/resource.proto> (mesh_payload.Fd, mesh_payload.Port).
  *
  * Error model: negative errno, with an optional MeshPayloadError for detail.
+ * Ownership: `_take` moves a resource in, also on failure (it is then
+ * released), `_steal` moves it out; `_free` accepts NULL and returns NULL.
  * Threads: no global state; objects are used from one thread at a time.
  */
 #pragma once

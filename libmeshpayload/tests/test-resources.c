@@ -52,6 +52,26 @@ START_TEST(test_append_take_steal)
 	close(fd);
 	ck_assert_int_eq(count_open_fds(), fds_before);
 	ck_assert_ptr_null(mesh_payload_resources_free(NULL));
+	ck_assert_ptr_null(mesh_payload_message_free(NULL));
+}
+END_TEST
+
+/* A `_take` consumes what it is given also when it fails. */
+START_TEST(test_take_consumes_on_failure)
+{
+	int fds_before = count_open_fds();
+	TestObject obj;
+	test_object_init(&obj, 1);
+
+	ck_assert_int_eq(mesh_payload_resources_append_fd_take(NULL, open_null()), -EINVAL);
+	ck_assert_int_eq(count_open_fds(), fds_before);
+	ck_assert_int_eq(mesh_payload_resources_append_port_take(NULL, &obj.base), -EINVAL);
+	ck_assert_int_eq(obj.released, 1);
+	/* append_fd's duplicate is the library's own: closed as well. */
+	int fd = open_null();
+	ck_assert_int_eq(mesh_payload_resources_append_fd(NULL, fd), -EINVAL);
+	close(fd);
+	ck_assert_int_eq(count_open_fds(), fds_before);
 }
 END_TEST
 
@@ -109,6 +129,7 @@ int main(void)
 	TCase *tc = tcase_create("resources");
 
 	tcase_add_test(tc, test_append_take_steal);
+	tcase_add_test(tc, test_take_consumes_on_failure);
 	tcase_add_test(tc, test_clear_releases_everything);
 	tcase_add_test(tc, test_fd_and_port_messages);
 	suite_add_tcase(s, tc);

@@ -277,8 +277,8 @@ static gboolean host_scale(const char *name, MeshReceiver *inbox, MeshSender *re
 gboolean meshctl_bench_host(Meshctl__Setup *setup, GError **error)
 {
 	const char *name = setup->name ? setup->name : "bench";
-	MeshPort *commands = mesh_port_take_from_field(setup->commands);
-	MeshPort *reports_port = mesh_port_take_from_field(setup->reports);
+	MeshPort *commands = mesh_port_steal_from_field(setup->commands);
+	MeshPort *reports_port = mesh_port_steal_from_field(setup->reports);
 	if (!commands || !reports_port) {
 		mesh_port_close(commands);
 		mesh_port_close(reports_port);

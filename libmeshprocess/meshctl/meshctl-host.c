@@ -119,7 +119,7 @@ static void peer_cb(MeshReceiver *receiver, gpointer data)
 		g_error_free(error);
 	} else {
 		Meshctl__Greeting *g = (Meshctl__Greeting *)msg;
-		MeshPort *reply = mesh_port_take_from_field(g->reply);
+		MeshPort *reply = mesh_port_steal_from_field(g->reply);
 		if (reply) {
 			MeshOneshotSender *os =
 				mesh_oneshot_sender_from_port(reply, &meshctl__greeting__descriptor);
@@ -135,7 +135,7 @@ static void peer_cb(MeshReceiver *receiver, gpointer data)
 
 static void introduce(Worker *w, Meshctl__Introduce *intro)
 {
-	MeshPort *port = mesh_port_take_from_field(intro->port);
+	MeshPort *port = mesh_port_steal_from_field(intro->port);
 	if (!port) {
 		report_peer(w, intro->peer, 0, "introduction without a port");
 		return;
@@ -287,9 +287,9 @@ static void rpc_cb(MeshReceiver *receiver, gpointer data)
 
 static gboolean run_worker(Worker *w, Meshctl__Setup *setup, GError **error)
 {
-	MeshPort *commands = mesh_port_take_from_field(setup->commands);
-	MeshPort *reports = mesh_port_take_from_field(setup->reports);
-	MeshPort *rpc = mesh_port_take_from_field(setup->rpc);
+	MeshPort *commands = mesh_port_steal_from_field(setup->commands);
+	MeshPort *reports = mesh_port_steal_from_field(setup->reports);
+	MeshPort *rpc = mesh_port_steal_from_field(setup->rpc);
 
 	if (!commands || !reports || !rpc) {
 		mesh_port_close(commands);

@@ -68,6 +68,23 @@ static void log_handler(const char *domain, GLogLevelFlags level, const char *me
 		domain ? " " : "", what, message);
 }
 
+/* The libraries' structured lines (their debug output) go the same way. */
+static GLogWriterOutput log_writer(GLogLevelFlags level, const GLogField *fields, gsize n_fields,
+				   gpointer data)
+{
+	const char *domain = NULL, *message = NULL;
+	for (gsize i = 0; i < n_fields; i++) {
+		if (fields[i].length != -1)
+			continue;
+		if (strcmp(fields[i].key, "GLIB_DOMAIN") == 0)
+			domain = fields[i].value;
+		else if (strcmp(fields[i].key, "MESSAGE") == 0)
+			message = fields[i].value;
+	}
+	log_handler(domain, level, message ? message : "", data);
+	return G_LOG_WRITER_HANDLED;
+}
+
 static void print_usage(FILE *out)
 {
 	fprintf(out,
@@ -124,6 +141,7 @@ int main(int argc, char **argv)
 
 	meshctl_verbose = getenv("MESHCTL_VERBOSE") != NULL;
 	g_log_set_default_handler(log_handler, NULL);
+	g_log_set_writer_func(log_writer, NULL, NULL);
 
 	/* A launched host runs its work here and never returns. */
 	if (getenv(MESH_WORKER_INVITATION)) {

@@ -247,9 +247,9 @@ MESH_PROCESS_API MeshNode *mesh_get_node(Mesh *mesh);
  * @error: why not: MESH_PROCESS_ERROR_SHUT_DOWN after mesh_shutdown(),
  *     MESH_PROCESS_ERROR_SPAWN, ...
  *
- * Starts a host process. The invitation travels in the environment variable
- * MESH_WORKER_INVITATION (never in argv) with the socket on fd 3; stdin and
- * stdout are /dev/null; the host gets a parent-death signal (SIGKILL) so it
+ * Consumes @initial, also on failure. Starts a host process. The invitation
+ * travels in the environment variable MESH_WORKER_INVITATION (never in
+ * argv) with the socket on fd 3; stdin and stdout are /dev/null; the host gets a parent-death signal (SIGKILL) so it
  * never outlives this process. It is spawned (and the config's sandbox apply
  * step runs) on a thread that lives as long as the mesh, so the calling
  * thread may exit afterwards. Returns without waiting for the host to join:
@@ -430,7 +430,8 @@ MESH_PROCESS_API MeshConnection *mesh_connect(const char *path, gint64 timeout_u
  * @timeout_us: how long to wait for delivery, -1 forever (another negative
  *     value is a programmer error: a critical, FALSE, and @conn is left alone)
  *
- * Delivers everything sent before, then disconnects and frees @conn.
+ * Consumes @conn, also on failure. Delivers everything sent before, then
+ * disconnects and frees @conn.
  *
  * Returns: TRUE if the server confirmed in time: the connection was still up
  * when the call began, and after our flush and end of stream came the

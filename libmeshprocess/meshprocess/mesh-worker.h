@@ -169,7 +169,8 @@ MESH_PROCESS_API const char *mesh_worker_context_get_name(MeshWorkerContext *ctx
  * @reg: (transfer none): the workers it can start; it must outlive the call
  * @error: MESH_ERROR_NODE_FAILURE when the last WorkerHost's node failed
  *
- * Upstream's WorkerHostRunner::run(): serves launch requests on the calling
+ * Consumes @port, also on failure. Upstream's WorkerHostRunner::run():
+ * serves launch requests on the calling
  * thread. A request for an unregistered name gets a FAILED event
  * ("unsupported worker NAME"); otherwise a thread "worker-NAME" receives the
  * parameters, sends STARTED, runs the worker's function and sends STOPPED
@@ -206,7 +207,8 @@ MESH_PROCESS_API MeshWorkerHost *mesh_worker_host_clone(MeshWorkerHost *host);
  * @parameters: (nullable) (transfer full): as for mesh_worker_host_launch()
  *     (freed on a bad argument)
  *
- * Upstream's WorkerHost::start_worker(): sends the launch request and
+ * Consumes @parameters, also on failure. Upstream's
+ * WorkerHost::start_worker(): sends the launch request and
  * returns at once; the worker's first event (STARTED, or FAILED for an
  * unknown name) comes from mesh_worker_handle_next_event(). Never blocks.
  *
@@ -224,13 +226,14 @@ MESH_PROCESS_API MeshWorkerHandle *mesh_worker_host_start(MeshWorkerHost *host,
  *     untyped or typed message with fds and ports; NULL for none. Taken in
  *     all cases: freed on every failure, a bad argument included.
  * @timeout_us: how long to wait for the worker's first event, -1 forever
- *     (another negative value: MESH_ERROR_INVALID_ARGUMENT, @parameters freed)
+ *     (another negative value: MESH_ERROR_INVALID_ARGUMENT)
  * @error: MESH_PROCESS_ERROR_FAILED with the worker's (or the runner's)
  *     failure, for instance "unsupported worker NAME"; MESH_ERROR_TIMED_OUT;
  *     MESH_PROCESS_ERROR_FAILED "... dropped ..." if the runner is gone
  *
- * Upstream's WorkerHost::launch_worker(): sends the launch request and
- * waits for the first event. After a timeout the worker, if it ever starts,
+ * Consumes @parameters, also on failure. Upstream's
+ * WorkerHost::launch_worker(): sends the launch request and waits for the
+ * first event. After a timeout the worker, if it ever starts,
  * finds its rpc channel closed, that is, a stop requested.
  *
  * Returns: (transfer full): the handle of the started worker (its STARTED

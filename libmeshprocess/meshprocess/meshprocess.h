@@ -9,6 +9,10 @@
  * mesh_connect()). A host program calls mesh_try_run_host() first thing in
  * main().
  *
+ * Ownership: as in libmeshremote: an argument documented (transfer full) is
+ * consumed also on failure ("Consumes @ARG, also on failure."); `_free`
+ * accepts NULL and returns void.
+ *
  * Errors: GError, domain MESH_PROCESS_ERROR (and MESH_ERROR from
  * libmeshremote). Threads: every function may be called from any thread;
  * the coordinator runs on its own thread unless a GMainContext is given.

@@ -17,6 +17,8 @@
 
 #include <meshprocess/meshprocess.h>
 
+#include "../../libmeshremote/tests/log-count.h"
+
 #define WAIT_US (20 * G_USEC_PER_SEC)
 
 static void send_text(MeshSender *s, const char *text)
@@ -588,24 +590,11 @@ START_TEST(test_remote_two_workers)
 }
 END_TEST
 
-/* The coordinator's logs of host exits. */
-static gint clean_exits, abnormal_exits;
-
-static void exit_log_handler(const char *domain, GLogLevelFlags level, const char *message,
-			     gpointer data)
-{
-	if (strstr(message, "exited successfully"))
-		g_atomic_int_inc(&clean_exits);
-	else if (strstr(message, "abnormal exit"))
-		g_atomic_int_inc(&abnormal_exits);
-	else
-		g_log_default_handler(domain, level, message, data);
-}
-
 START_TEST(test_remote_host_exits_clean)
 {
-	guint id = g_log_set_handler("MeshProcess", G_LOG_LEVEL_INFO | G_LOG_LEVEL_MESSAGE,
-				     exit_log_handler, NULL);
+	/* The coordinator's debug lines of host exits. */
+	int clean_exits = log_count_watch("exited successfully");
+	int abnormal_exits = log_count_watch("abnormal exit");
 	RemoteHost rh = launch_runner_host("workers");
 	MeshWorkerHandle *h = launch_ok(rh.host, "wait", NULL);
 
@@ -621,12 +610,13 @@ START_TEST(test_remote_host_exits_clean)
 	mesh_worker_handle_free(h);
 	assert_text(rh.done, "runner done");
 	wait_hosts_gone();
-	ck_assert_int_eq(g_atomic_int_get(&clean_exits), 1);
-	ck_assert_int_eq(g_atomic_int_get(&abnormal_exits), 0);
+	ck_assert_int_eq(log_count_get(clean_exits), 1);
+	ck_assert_int_eq(log_count_get(abnormal_exits), 0);
 	GError *error = NULL;
 	ck_assert_msg(mesh_shutdown(mesh, WAIT_US, &error), "%s", error ? error->message : "");
 	mesh_receiver_free(rh.done);
-	g_log_remove_handler("MeshProcess", id);
+	log_count_stop(clean_exits);
+	log_count_stop(abnormal_exits);
 }
 END_TEST
 

@@ -409,7 +409,7 @@ static void receiver_wake_locked(MeshReceiver *r, Deferred *d)
 	if (r->efd >= 0 && !r->efd_set) {
 		uint64_t one = 1;
 		if (write(r->efd, &one, sizeof(one)) != sizeof(one))
-			g_debug("channel eventfd write: %s", g_strerror(errno));
+			debug_log(NULL, "channel eventfd write: %s", g_strerror(errno));
 		r->efd_set = TRUE;
 	}
 	if (r->context)
@@ -422,7 +422,7 @@ static void receiver_update_fd_locked(MeshReceiver *r)
 	if (r->efd >= 0 && r->efd_set && r->len == 0 && r->n_open > 0) {
 		uint64_t v;
 		if (read(r->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-			g_debug("channel eventfd read: %s", g_strerror(errno));
+			debug_log(NULL, "channel eventfd read: %s", g_strerror(errno));
 		r->efd_set = FALSE;
 	}
 }
@@ -455,8 +455,8 @@ static void entry_mark_closed_locked(MeshReceiver *r, SenderEntry *e, const GErr
 		r->failure = g_error_copy(error);
 	} else {
 		if (error && !e->corrupted)
-			g_debug("channel sender failed, ignored (others remain): %s",
-				error->message);
+			debug_log(NULL, "channel sender failed, ignored (others remain): %s",
+				  error->message);
 		/*
 		 * Let go of it now, not at the next receive: senders that an
 		 * outside client makes and drops (a listener's) must not pile
@@ -762,31 +762,10 @@ static void receiver_cut_off(MeshReceiver *r, SenderEntry *e, const char *reason
 	deferred_run(&d);
 }
 
-/*
- * Peer faults are logged at debug level, at most once a second (with the
- * count of those not logged): a hostile sender cannot flood the log.
- */
+/* Peer faults: at debug level, rate-limited (log-private.h). */
 static void log_dropped(const char *what, const GError *error)
 {
-	static gint64 last_us;
-	static guint suppressed;
-	static GMutex lock;
-	gint64 now = g_get_monotonic_time();
-	guint n = 0;
-	gboolean log = FALSE;
-
-	g_mutex_lock(&lock);
-	if (now - last_us >= G_USEC_PER_SEC) {
-		log = TRUE;
-		n = suppressed;
-		suppressed = 0;
-		last_us = now;
-	} else {
-		suppressed++;
-	}
-	g_mutex_unlock(&lock);
-	if (log)
-		g_debug("channel: %s dropped (%u more not logged): %s", what, n, error->message);
+	debug_log(NULL, "channel: %s dropped: %s", what, error->message);
 }
 
 void receiver_drop_message(MeshReceiver *r, const char *what, const GError *error)
@@ -1011,7 +990,7 @@ int mesh_receiver_get_fd(MeshReceiver *receiver)
 		if (receiver->efd < 0) {
 			int e = -errno;
 			g_mutex_unlock(&receiver->lock);
-			g_warning("eventfd: %s", g_strerror(-e));
+			debug_log(NULL, "eventfd: %s", g_strerror(-e));
 			return e;
 		}
 		if (receiver->len || receiver->n_open == 0) {
@@ -1140,8 +1119,8 @@ MeshPort *mesh_receiver_into_port(MeshReceiver *receiver)
 			port_send(a, it->msg, FALSE);
 			it->msg = NULL;
 		} else {
-			g_debug("channel: a corruption report is not forwarded: %s",
-				it->error->message);
+			debug_log(NULL, "channel: a corruption report is not forwarded: %s",
+				  it->error->message);
 		}
 	}
 	release_items(items);

@@ -77,17 +77,13 @@ static MeshPayloadResources *resources_take_range(MeshPayloadResources *src, siz
 		int r = -EINVAL;
 		switch (src ? mesh_payload_resources_get_kind(src, i) : MESH_PAYLOAD_RESOURCE_NONE) {
 		case MESH_PAYLOAD_RESOURCE_FD: {
-			int fd = mesh_payload_resources_steal_fd(src, i);
-			r = mesh_payload_resources_append_fd_take(res, fd);
-			if (r < 0)
-				close(fd);
+			r = mesh_payload_resources_append_fd_take(
+				res, mesh_payload_resources_steal_fd(src, i));
 			break;
 		}
 		case MESH_PAYLOAD_RESOURCE_PORT: {
-			MeshPayloadObject *o = mesh_payload_resources_steal_port(src, i);
-			r = mesh_payload_resources_append_port_take(res, o);
-			if (r < 0)
-				mesh_payload_object_release(o);
+			r = mesh_payload_resources_append_port_take(
+				res, mesh_payload_resources_steal_port(src, i));
 			break;
 		}
 		default:

@@ -4,7 +4,7 @@
 
 G_DEFINE_QUARK(mesh-error-quark, mesh_error)
 
-GError *mesh_error_node_failure(const MeshNodeId *node, const char *reason)
+GError *error_node_failure(const MeshNodeId *node, const char *reason)
 {
 	char id[33];
 

@@ -277,7 +277,7 @@ gboolean mesh_node_wait_idle(MeshNode *node, guint max_ports, gint64 timeout_us)
 gsize mesh_event_get_size(const guint8 *data, gsize size)
 {
 	g_return_val_if_fail(data != NULL || size == 0, 0);
-	return mesh_event_size(data, size);
+	return protocol_event_size(data, size);
 }
 
 void mesh_node_set_connector_caps(MeshNode *node, const MeshTransportCaps *caps)
@@ -409,6 +409,7 @@ static void remote_node_free(MeshRemoteNode *remote)
 		packet_free(pk);
 	if (remote->sink.destroy)
 		remote->sink.destroy(remote->sink_data);
+	g_free(remote->fail_reason);
 	g_mutex_clear(&remote->lock);
 	g_free(remote);
 }
@@ -487,9 +488,9 @@ static MeshRemoteNode *node_get_remote_full(MeshNode *node, const MeshNodeId *id
 		}
 		g_mutex_unlock(&node->lock);
 		if (warn)
-			g_warning("mesh: node %s holds %u live remote nodes, the most it takes: "
-				  "%u port%s naming another node refused",
-				  mesh_uuid_to_string(&node->id, (char[33]){0}),
+			debug_log(LOG_FIELDS("MESH_NODE", LOG_ID(&node->id)),
+				  "mesh: node %s holds %u live remote nodes, the most it takes: "
+				  "%u port%s naming another node refused", LOG_ID(&node->id),
 				  MESH_NODE_MAX_REMOTES, refused, refused == 1 ? "" : "s");
 		return NULL;
 	}
@@ -633,6 +634,7 @@ static void node_fail_remote(MeshRemoteNode *remote, const char *reason)
 		return;
 	}
 	remote->state = REMOTE_FAILED;
+	remote->fail_reason = g_strdup(reason);
 	queued = remote->queued;
 	g_queue_init(&remote->queued);
 	MeshNode *node = remote->node ? node_try_ref(remote->node) : NULL;
@@ -750,7 +752,7 @@ static GError *message_fits(MeshNode *from, MeshRemoteNode *remote, MeshMessage 
 	if (!caps->max_handles)
 		return g_error_new(MESH_ERROR, MESH_ERROR_INVALID_ARGUMENT,
 				   "a message with %zu fds toward a node whose transport "
-				   "carries no fds (such as a point-to-point link): it was "
+				   "carries no fds: it was "
 				   "not sent",
 				   n_fds);
 	gsize max = caps->max_handles(event_size);
@@ -804,14 +806,15 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 	uint8_t meta_buf[512], *meta = NULL;
 
 	if (!from) {
-		g_debug("mesh: event (type %d) for a remote node from a port without a node dropped",
-			ev->type);
+		debug_log(LOG_FIELDS("MESH_PEER", LOG_ID(&remote->id)),
+			  "mesh: event (type %d) for a remote node from a port without a node dropped",
+			  ev->type);
 		goto drop;
 	}
 	if (remote_node_is_failed(remote)) {
 		/* Dropped: its fds are closed, the ports it carries fail. */
 		if (msg) {
-			GError *e = mesh_error_node_failure(
+			GError *e = error_node_failure(
 				&remote->id, "the node the message was sent to failed");
 			Deferred d;
 			deferred_init(&d);
@@ -825,7 +828,8 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 	if (msg) {
 		GError *error = NULL;
 		if (message_wire_framing(msg, head, &head_len, &error) < 0) {
-			g_warning("mesh: message dropped: %s", error->message);
+			debug_log(LOG_FIELDS("MESH_PEER", LOG_ID(&remote->id)),
+				  "mesh: message dropped: %s", error->message);
 			g_error_free(error);
 			goto drop;
 		}
@@ -836,7 +840,8 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 			 * The peer port fails in its place (same seq), and only
 			 * it: the resources are released.
 			 */
-			g_debug("mesh: %s", too_large->message);
+			debug_log(LOG_FIELDS("MESH_PEER", LOG_ID(&remote->id)), "mesh: %s",
+				  too_large->message);
 			/* The ports it carried fail, and so does the port that sent it. */
 			Deferred d;
 			deferred_init(&d);
@@ -865,12 +870,12 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 			cp.node = ev->new_peer.remote->id;
 			cp.port = ev->new_peer.id;
 		}
-		mesh_event_write_change_peer(extra, &cp);
+		protocol_event_write_change_peer(extra, &cp);
 		extra_len = MESH_CHANGE_PEER_DATA_SIZE;
 		h.message_size = (uint32_t)extra_len;
 	} else if (ev->type == MESH_EVENT_FAIL_PORT) {
 		MeshNodeId culprit = mesh_uuid_is_zero(&ev->culprit) ? from->id : ev->culprit;
-		mesh_event_write_fail_port(extra, &culprit);
+		protocol_event_write_fail_port(extra, &culprit);
 		extra_len = MESH_FAIL_PORT_DATA_SIZE;
 		h.message_size = (uint32_t)extra_len;
 	}
@@ -883,7 +888,7 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 	size_t meta_size = MESH_EVENT_HEADER_SIZE +
 			   (size_t)h.resource_count * MESH_RESOURCE_DATA_SIZE + extra_len;
 	meta = meta_size <= sizeof(meta_buf) ? meta_buf : g_malloc(meta_size);
-	mesh_event_write_header(meta, &h);
+	protocol_event_write_header(meta, &h);
 	uint8_t *rec = meta + MESH_EVENT_HEADER_SIZE;
 	if (msg) {
 		pk->fds = h.resource_count ? g_new(int, h.resource_count) : NULL;
@@ -912,7 +917,7 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 					rd.peer_node = from->id;
 				}
 			}
-			mesh_event_write_resource(rec, &rd);
+			protocol_event_write_resource(rec, &rd);
 		}
 	} else if (extra_len) {
 		memcpy(rec, extra, extra_len);
@@ -1003,8 +1008,11 @@ static MeshPort *materialize_port(MeshNode *node, const MeshResourceData *rd, De
 			failure = TOO_MANY_REMOTES;
 			culprit = node->id;
 			refused = TRUE;
-		} else if (remote_node_is_failed(z->peer.remote))
-			failure = "the peer's node failed";
+		} else if (remote_node_is_failed(z->peer.remote)) {
+			/* Why, when a connector refused it ("no extra connections"). */
+			failure = z->peer.remote->fail_reason ? z->peer.remote->fail_reason
+							      : "the peer's node failed";
+		}
 	}
 	if ((!failure || refused) && !mesh_uuid_equal(&rd->old_node, &node->id)) {
 		old = node_get_remote_named(node, &rd->old_node);
@@ -1029,7 +1037,7 @@ static MeshPort *materialize_port(MeshNode *node, const MeshResourceData *rd, De
 		peer_addr_defer_clear(&z->peer, d);
 		z->state = PORT_FAILED;
 		z->culprit = culprit;
-		z->error = mesh_error_node_failure(&culprit, failure);
+		z->error = error_node_failure(&culprit, failure);
 	} else if (old && old != z->peer.remote && remote_node_has_ext_moves(old)) {
 		/*
 		 * Until the proxy on the old node has passed on everything (its
@@ -1108,8 +1116,9 @@ void mesh_node_receive_event_full(MeshNode *node, const MeshNodeId *from, const 
 		g_return_if_fail(fds || n_fds == 0);
 	}
 	deferred_init(&d);
-	if (mesh_event_parse(data, size, &view) < 0) {
-		g_warning("mesh: malformed event of %zu bytes from node %s dropped", size,
+	if (protocol_event_parse(data, size, &view) < 0) {
+		debug_log(LOG_FIELDS("MESH_NODE", LOG_ID(&node->id), "MESH_PEER", LOG_ID(from)),
+			  "mesh: malformed event of %zu bytes from node %s dropped", size,
 			  mesh_uuid_to_string(from, id));
 		goto out;
 	}
@@ -1124,10 +1133,11 @@ void mesh_node_receive_event_full(MeshNode *node, const MeshNodeId *from, const 
 				h->resource_count ? mesh_payload_resources_new() : NULL;
 			for (guint i = 0; i < h->resource_count; i++) {
 				MeshResourceData rd;
-				mesh_event_read_resource(&view, i, &rd);
+				protocol_event_read_resource(&view, i, &rd);
 				if (mesh_uuid_is_zero(&rd.id)) {
 					if (next_fd >= n_fds) {
-						g_warning("mesh: event names more fds than it carries");
+						debug_log(LOG_FIELDS("MESH_PEER", LOG_ID(from)),
+							  "mesh: event names more fds than it carries");
 						mesh_payload_resources_free(res);
 						goto bad;
 					}
@@ -1154,7 +1164,7 @@ void mesh_node_receive_event_full(MeshNode *node, const MeshNodeId *from, const 
 		break;
 	case MESH_EVENT_CHANGE_PEER: {
 		MeshChangePeerData cp;
-		mesh_event_read_change_peer(&view, &cp);
+		protocol_event_read_change_peer(&view, &cp);
 		ev->seq_delta = cp.seq_delta;
 		if (mesh_uuid_equal(&cp.node, &node->id)) {
 			ev->new_peer.local = node_lookup_port(node, &cp.port);
@@ -1176,7 +1186,7 @@ void mesh_node_receive_event_full(MeshNode *node, const MeshNodeId *from, const 
 		break;
 	}
 	case MESH_EVENT_FAIL_PORT:
-		mesh_event_read_fail_port(&view, &ev->culprit);
+		protocol_event_read_fail_port(&view, &ev->culprit);
 		ev->culprit_is_sender = mesh_uuid_equal(&ev->culprit, from);
 		break;
 	case MESH_EVENT_PROXY_DONE:
@@ -1187,12 +1197,14 @@ void mesh_node_receive_event_full(MeshNode *node, const MeshNodeId *from, const 
 	}
 
 	if (next_fd < n_fds)
-		g_warning("mesh: %zu fds more than the event uses closed", n_fds - next_fd);
+		debug_log(LOG_FIELDS("MESH_PEER", LOG_ID(from)),
+			  "mesh: %zu fds more than the event uses closed", n_fds - next_fd);
 
 	MeshPort *dest = node_lookup_port(node, &h->port_id);
 	if (!dest) {
-		g_debug("mesh: event for unknown port %s dropped",
-			mesh_uuid_to_string(&h->port_id, id));
+		debug_log(LOG_FIELDS("MESH_PEER", LOG_ID(from), "MESH_PORT", LOG_ID(&h->port_id)),
+			  "mesh: event for unknown port %s dropped",
+			  mesh_uuid_to_string(&h->port_id, id));
 		goto bad;
 	}
 	deferred_run(&d); /* acknowledge the ports that arrived first */

@@ -59,7 +59,7 @@ static void message_free_failing(MeshMessage *msg, const MeshNodeId *culprit,
 	lost_to = saved;
 }
 
-static const MeshPayloadObjectClass mesh_port_class = {
+static const MeshPayloadObjectClass port_class = {
 	.version = MESH_PAYLOAD_OBJECT_CLASS_VERSION,
 	.name = "MeshPort",
 	.release = port_object_release,
@@ -69,7 +69,7 @@ MeshPort *port_new(const MeshPortId *id)
 {
 	MeshPort *p = g_new0(MeshPort, 1);
 
-	p->object.klass = &mesh_port_class;
+	p->object.klass = &port_class;
 	p->ref = 1;
 	g_mutex_init(&p->lock);
 	if (id)
@@ -123,7 +123,7 @@ MeshPort *mesh_port_from_object(MeshPayloadObject *object)
 {
 	if (!object)
 		return NULL;
-	if (object->klass != &mesh_port_class) {
+	if (object->klass != &port_class) {
 		mesh_payload_object_release(object);
 		return NULL;
 	}
@@ -136,7 +136,7 @@ MeshPayload__Port *mesh_port_into_field(MeshPort *port)
 	return mesh_payload_port_new_take(&port->object);
 }
 
-MeshPort *mesh_port_take_from_field(MeshPayload__Port *field)
+MeshPort *mesh_port_steal_from_field(MeshPayload__Port *field)
 {
 	return field ? mesh_port_from_object(mesh_payload_port_steal(field)) : NULL;
 }
@@ -327,7 +327,7 @@ void port_fail_locked(MeshPort *p, const MeshNodeId *culprit, const char *reason
 	MeshNodeId blamed = {{0}};
 	if (culprit)
 		blamed = *culprit;
-	port_fail_error_locked(p, culprit, mesh_error_node_failure(&blamed, reason), reason, d);
+	port_fail_error_locked(p, culprit, error_node_failure(&blamed, reason), reason, d);
 }
 
 void port_fail_error_locked(MeshPort *p, const MeshNodeId *culprit, GError *error,
@@ -345,7 +345,9 @@ void port_fail_error_locked(MeshPort *p, const MeshNodeId *culprit, GError *erro
 	p->state = PORT_FAILED;
 	p->culprit = blamed;
 	p->error = error;
-	g_debug("port failed: %s", p->error->message);
+	debug_log(LOG_FIELDS("MESH_NODE", p->node ? LOG_ID(&p->node->id) : NULL, "MESH_PORT",
+			     LOG_ID(&p->id)),
+		  "port failed: %s", p->error->message);
 	if (p->handler && !p->local_closed)
 		p->handler->fail(p, p->handler_data, p->error, d);
 
@@ -371,7 +373,9 @@ void port_fail_error_locked(MeshPort *p, const MeshNodeId *culprit, GError *erro
 
 static void port_protocol_error(MeshPort *p, const char *what, Deferred *d)
 {
-	g_warning("mesh port protocol error: %s", what);
+	debug_log(LOG_FIELDS("MESH_NODE", p->node ? LOG_ID(&p->node->id) : NULL, "MESH_PORT",
+			     LOG_ID(&p->id)),
+		  "mesh port protocol error: %s", what);
 	port_fail_locked(p, p->node ? &p->node->id : NULL, what, d);
 }
 
@@ -384,7 +388,8 @@ static void port_done_locked(MeshPort *p, Deferred *d)
 	peer_addr_defer_clear(&p->peer, d);
 	peer_addr_defer_clear(&p->target, d);
 	if (p->heap->len) {
-		g_debug("mesh port: %u events after the end dropped", p->heap->len);
+		debug_log(LOG_FIELDS("MESH_PORT", LOG_ID(&p->id)),
+			  "mesh port: %u events after the end dropped", p->heap->len);
 		heap_discard_all(p, d);
 	}
 }

@@ -82,21 +82,21 @@ typedef struct {
  * must have their fixed size, and only MESSAGE may carry resources.
  * Returns 0 or -EBADMSG.
  */
-int mesh_event_parse(const uint8_t *data, size_t size, MeshEventView *ret);
+int protocol_event_parse(const uint8_t *data, size_t size, MeshEventView *ret);
 
 /*
  * The exact size of the event at @data from its header, or 0 if @size is too
  * short for a header or the header's counts exceed the bounds. Large events
  * arrive in page-rounded memfds; the rest is padding.
  */
-size_t mesh_event_size(const uint8_t *data, size_t size);
+size_t protocol_event_size(const uint8_t *data, size_t size);
 
-void mesh_event_read_resource(const MeshEventView *view, size_t index, MeshResourceData *ret);
-void mesh_event_read_change_peer(const MeshEventView *view, MeshChangePeerData *ret);
-void mesh_event_read_fail_port(const MeshEventView *view, MeshNodeId *ret);
+void protocol_event_read_resource(const MeshEventView *view, size_t index, MeshResourceData *ret);
+void protocol_event_read_change_peer(const MeshEventView *view, MeshChangePeerData *ret);
+void protocol_event_read_fail_port(const MeshEventView *view, MeshNodeId *ret);
 
 /* Writers: @out must have room for the fixed sizes above. */
-void mesh_event_write_header(uint8_t *out, const MeshEventHeader *header);
-void mesh_event_write_resource(uint8_t *out, const MeshResourceData *resource);
-void mesh_event_write_change_peer(uint8_t *out, const MeshChangePeerData *data);
-void mesh_event_write_fail_port(uint8_t *out, const MeshNodeId *node);
+void protocol_event_write_header(uint8_t *out, const MeshEventHeader *header);
+void protocol_event_write_resource(uint8_t *out, const MeshResourceData *resource);
+void protocol_event_write_change_peer(uint8_t *out, const MeshChangePeerData *data);
+void protocol_event_write_fail_port(uint8_t *out, const MeshNodeId *node);

@@ -26,7 +26,7 @@ static uint64_t get_le64(const uint8_t *p)
 	return (uint64_t)get_le32(p) | (uint64_t)get_le32(p + 4) << 32;
 }
 
-int mesh_event_parse(const uint8_t *data, size_t size, MeshEventView *ret)
+int protocol_event_parse(const uint8_t *data, size_t size, MeshEventView *ret)
 {
 	MeshEventHeader h;
 
@@ -78,7 +78,7 @@ int mesh_event_parse(const uint8_t *data, size_t size, MeshEventView *ret)
 	return 0;
 }
 
-size_t mesh_event_size(const uint8_t *data, size_t size)
+size_t protocol_event_size(const uint8_t *data, size_t size)
 {
 	if (size < MESH_EVENT_HEADER_SIZE)
 		return 0;
@@ -88,7 +88,7 @@ size_t mesh_event_size(const uint8_t *data, size_t size)
 	return MESH_EVENT_HEADER_SIZE + (size_t)count * MESH_RESOURCE_DATA_SIZE + message_size;
 }
 
-void mesh_event_read_resource(const MeshEventView *view, size_t index, MeshResourceData *ret)
+void protocol_event_read_resource(const MeshEventView *view, size_t index, MeshResourceData *ret)
 {
 	const uint8_t *p = view->resources + index * MESH_RESOURCE_DATA_SIZE;
 
@@ -100,19 +100,19 @@ void mesh_event_read_resource(const MeshEventView *view, size_t index, MeshResou
 	memcpy(ret->peer_port.bytes, p + 80, 16);
 }
 
-void mesh_event_read_change_peer(const MeshEventView *view, MeshChangePeerData *ret)
+void protocol_event_read_change_peer(const MeshEventView *view, MeshChangePeerData *ret)
 {
 	memcpy(ret->node.bytes, view->payload, 16);
 	memcpy(ret->port.bytes, view->payload + 16, 16);
 	ret->seq_delta = get_le64(view->payload + 32);
 }
 
-void mesh_event_read_fail_port(const MeshEventView *view, MeshNodeId *ret)
+void protocol_event_read_fail_port(const MeshEventView *view, MeshNodeId *ret)
 {
 	memcpy(ret->bytes, view->payload, 16);
 }
 
-void mesh_event_write_header(uint8_t *out, const MeshEventHeader *h)
+void protocol_event_write_header(uint8_t *out, const MeshEventHeader *h)
 {
 	memcpy(out, h->port_id.bytes, 16);
 	out[16] = h->type;
@@ -123,7 +123,7 @@ void mesh_event_write_header(uint8_t *out, const MeshEventHeader *h)
 	put_le32(out + 36, h->message_size);
 }
 
-void mesh_event_write_resource(uint8_t *out, const MeshResourceData *r)
+void protocol_event_write_resource(uint8_t *out, const MeshResourceData *r)
 {
 	memcpy(out, r->id.bytes, 16);
 	put_le64(out + 16, r->next_local_seq);
@@ -134,7 +134,7 @@ void mesh_event_write_resource(uint8_t *out, const MeshResourceData *r)
 	memcpy(out + 80, r->peer_port.bytes, 16);
 }
 
-void mesh_event_write_change_peer(uint8_t *out, const MeshChangePeerData *d)
+void protocol_event_write_change_peer(uint8_t *out, const MeshChangePeerData *d)
 {
 	memcpy(out, d->node.bytes, 16);
 	memcpy(out + 16, d->port.bytes, 16);
@@ -142,7 +142,7 @@ void mesh_event_write_change_peer(uint8_t *out, const MeshChangePeerData *d)
 	memset(out + 40, 0, 8);
 }
 
-void mesh_event_write_fail_port(uint8_t *out, const MeshNodeId *node)
+void protocol_event_write_fail_port(uint8_t *out, const MeshNodeId *node)
 {
 	memcpy(out, node->bytes, 16);
 }

@@ -8,6 +8,14 @@
  * for another port, a message to release, a wakeup) is collected in a
  * Deferred while locked and carried out after unlocking, so handlers and
  * callbacks never run under a lock they do not own.
+ *
+ * Allocation: as everywhere with GLib, g_malloc() and g_new() abort when
+ * memory runs out, so their results are not checked. That includes the
+ * protobuf-c messages that libmeshremote and libmeshprocess build (and their
+ * strings, g_strdup()), although protobuf_c_message_free_unpacked() (through
+ * mesh_payload_message_free()) frees them with the system allocator's
+ * free(): since GLib 2.46 g_malloc() is malloc() (the build requires 2.72),
+ * so memory from either may be freed by the other.
  */
 #pragma once
 
@@ -15,6 +23,7 @@
 
 #define MESHREMOTE_COMPILATION 1
 #include "meshremote/meshremote.h"
+#include "log-private.h"
 #include "protocol-private.h"
 #include "timeout-private.h"
 
@@ -238,6 +247,7 @@ struct MeshRemoteNode {
 	MeshNode *node; /* weak: set while in its table (cleared when it leaves or the node goes) */
 	MeshNodeId id;
 	RemoteState state;
+	char *fail_reason; /* FAILED: the reason it failed with (immutable once set) */
 	GQueue queued; /* Packet * while QUEUING */
 	MeshEventSink sink;
 	void *sink_data;
@@ -360,7 +370,7 @@ MeshRemoteNode *remote_node_ref_internal(MeshRemoteNode *remote);
 /* Returns: (transfer full) (nullable): the local node @remote belongs to. */
 MeshNode *remote_node_get_local(MeshRemoteNode *remote);
 void remote_node_unref_internal(MeshRemoteNode *remote);
-GError *mesh_error_node_failure(const MeshNodeId *node, const char *reason);
+GError *error_node_failure(const MeshNodeId *node, const char *reason);
 
 /* message.c */
 MeshMessage *message_new_bytes_take(uint8_t *data, size_t size, MeshPayloadResources *res,

@@ -75,6 +75,8 @@ MESH_REMOTE_API void mesh_sender_free(MeshSender *sender);
  * @sender: a typed sender
  * @msg: (transfer full): a heap message of the channel's type, taken in all
  *     cases (freed if @sender is NULL)
+ *
+ * Consumes @msg, also on failure.
  */
 MESH_REMOTE_API void mesh_sender_send(MeshSender *sender, ProtobufCMessage *msg);
 
@@ -83,6 +85,8 @@ MESH_REMOTE_API void mesh_sender_send(MeshSender *sender, ProtobufCMessage *msg)
  * @sender: a sender (untyped, or typed: the bytes must decode as its type)
  * @msg: (transfer full): the message, taken in all cases (freed if @sender is
  *     NULL)
+ *
+ * Consumes @msg, also on failure.
  */
 MESH_REMOTE_API void mesh_sender_send_message(MeshSender *sender, MeshMessage *msg);
 
@@ -93,12 +97,22 @@ MESH_REMOTE_API gboolean mesh_sender_is_closed(MeshSender *sender);
  * mesh_sender_into_port:
  * @sender: (transfer full): a sender
  *
+ * Consumes @sender, also on failure.
+ *
  * Returns: (transfer full): a port to send inside a message; the other side
  * makes a sender of it with mesh_sender_from_port().
  */
 MESH_REMOTE_API MeshPort *mesh_sender_into_port(MeshSender *sender);
 
-/** mesh_sender_from_port: Returns: (transfer full): a sender; @port is taken. */
+/**
+ * mesh_sender_from_port:
+ * @port: (transfer full): a port from mesh_sender_into_port()
+ * @desc: (nullable): the message type, NULL for untyped
+ *
+ * Consumes @port, also on failure.
+ *
+ * Returns: (transfer full): a sender.
+ */
 MESH_REMOTE_API MeshSender *mesh_sender_from_port(MeshPort *port,
 						  const ProtobufCMessageDescriptor *desc);
 
@@ -186,6 +200,8 @@ MESH_REMOTE_API void mesh_receiver_free(MeshReceiver *receiver);
  * mesh_receiver_into_port:
  * @receiver: (transfer full): a receiver
  *
+ * Consumes @receiver, also on failure.
+ *
  * Returns: (transfer full): a port standing for the receiver. It holds
  * every message the receiver held, in order, and every sender (local ones
  * keep sending into it); once they are all gone it reads "closed". Make a
@@ -193,7 +209,15 @@ MESH_REMOTE_API void mesh_receiver_free(MeshReceiver *receiver);
  */
 MESH_REMOTE_API MeshPort *mesh_receiver_into_port(MeshReceiver *receiver);
 
-/** mesh_receiver_from_port: Returns: (transfer full): a receiver; @port is taken. */
+/**
+ * mesh_receiver_from_port:
+ * @port: (transfer full): a port from mesh_receiver_into_port()
+ * @desc: (nullable): the message type, NULL for untyped
+ *
+ * Consumes @port, also on failure.
+ *
+ * Returns: (transfer full): a receiver.
+ */
 MESH_REMOTE_API MeshReceiver *mesh_receiver_from_port(MeshPort *port,
 						      const ProtobufCMessageDescriptor *desc);
 
@@ -201,6 +225,8 @@ MESH_REMOTE_API MeshReceiver *mesh_receiver_from_port(MeshPort *port,
  * mesh_sender_bridge:
  * @sender: (transfer full): a sender of one channel
  * @receiver: (transfer full): the receiver of another channel of the same type
+ *
+ * Consumes @sender, also on failure. Consumes @receiver, also on failure.
  *
  * Joins the two channels (upstream Sender::bridge): what @receiver holds,
  * and everything its senders send from now on, goes to @sender's receiver;
@@ -216,6 +242,8 @@ MESH_REMOTE_API void mesh_sender_bridge(MeshSender *sender, MeshReceiver *receiv
  * mesh_receiver_bridge:
  * @receiver: (transfer full): the receiver of one channel
  * @sender: (transfer full): a sender of another channel of the same type
+ *
+ * Consumes @receiver, also on failure. Consumes @sender, also on failure.
  *
  * Upstream Receiver::bridge: mesh_sender_bridge(@sender, @receiver) (both
  * taken in all cases).
@@ -233,13 +261,24 @@ MESH_REMOTE_API void mesh_oneshot_new(const ProtobufCMessageDescriptor *desc,
 				      MeshOneshotReceiver **ret_receiver);
 
 /**
- * mesh_oneshot_send: sends the value and consumes the sender (@msg taken).
- * Both are taken in all cases: if one is NULL, the other is freed (a sender
- * freed unsent: its receiver gets MESH_ERROR_CLOSED).
+ * mesh_oneshot_send:
+ * @sender: (transfer full): a typed oneshot sender
+ * @msg: (transfer full): a heap message of the channel's type
+ *
+ * Sends the value. Consumes @sender, also on failure. Consumes @msg, also
+ * on failure. If one is NULL, the other is freed (a sender freed unsent:
+ * its receiver gets MESH_ERROR_CLOSED).
  */
 MESH_REMOTE_API void mesh_oneshot_send(MeshOneshotSender *sender, ProtobufCMessage *msg);
 
-/** mesh_oneshot_send_message: untyped mesh_oneshot_send() (both taken in all cases). */
+/**
+ * mesh_oneshot_send_message:
+ * @sender: (transfer full): a oneshot sender
+ * @msg: (transfer full): the message
+ *
+ * Untyped mesh_oneshot_send(). Consumes @sender, also on failure. Consumes
+ * @msg, also on failure.
+ */
 MESH_REMOTE_API void mesh_oneshot_send_message(MeshOneshotSender *sender, MeshMessage *msg);
 
 /** mesh_oneshot_sender_free: drops the sender unsent; the receiver gets MESH_ERROR_CLOSED. */
@@ -247,8 +286,9 @@ MESH_REMOTE_API void mesh_oneshot_sender_free(MeshOneshotSender *sender);
 
 /**
  * mesh_oneshot_recv:
- * @receiver: a receiver, consumed when a value or a final error was
- *     returned; not on MESH_ERROR_EMPTY / MESH_ERROR_TIMED_OUT /
+ * @receiver: a receiver. Exception to the ownership rule: @receiver is
+ *     consumed when a value or a final error was returned; not on
+ *     MESH_ERROR_EMPTY / MESH_ERROR_TIMED_OUT /
  *     MESH_ERROR_INVALID_ARGUMENT, after which the caller still owns it (and
  *     frees it if it does not try again); nor on a bad argument (a NULL
  *     @ret_msg, an error already set).
@@ -266,7 +306,13 @@ MESH_REMOTE_API void mesh_oneshot_sender_free(MeshOneshotSender *sender);
 MESH_REMOTE_API gboolean mesh_oneshot_recv(MeshOneshotReceiver *receiver, gint64 timeout_us,
 					   ProtobufCMessage **ret_msg, GError **error);
 
-/** mesh_oneshot_recv_message: untyped mesh_oneshot_recv(). */
+/**
+ * mesh_oneshot_recv_message:
+ *
+ * Untyped mesh_oneshot_recv(). Exception to the ownership rule: as
+ * mesh_oneshot_recv(), @receiver is consumed only when a value or a final
+ * error was returned.
+ */
 MESH_REMOTE_API gboolean mesh_oneshot_recv_message(MeshOneshotReceiver *receiver,
 						   gint64 timeout_us, MeshMessage **ret_msg,
 						   GError **error);
@@ -274,10 +320,47 @@ MESH_REMOTE_API gboolean mesh_oneshot_recv_message(MeshOneshotReceiver *receiver
 /** mesh_oneshot_receiver_free: NULL-safe. */
 MESH_REMOTE_API void mesh_oneshot_receiver_free(MeshOneshotReceiver *receiver);
 
+/**
+ * mesh_oneshot_sender_into_port:
+ * @sender: (transfer full): a oneshot sender
+ *
+ * Consumes @sender, also on failure.
+ *
+ * Returns: (transfer full): a port to send inside a message.
+ */
 MESH_REMOTE_API MeshPort *mesh_oneshot_sender_into_port(MeshOneshotSender *sender);
+
+/**
+ * mesh_oneshot_sender_from_port:
+ * @port: (transfer full): a port from mesh_oneshot_sender_into_port()
+ * @desc: (nullable): the value's type, NULL for untyped
+ *
+ * Consumes @port, also on failure.
+ *
+ * Returns: (transfer full): a oneshot sender.
+ */
 MESH_REMOTE_API MeshOneshotSender *mesh_oneshot_sender_from_port(
 	MeshPort *port, const ProtobufCMessageDescriptor *desc);
+
+/**
+ * mesh_oneshot_receiver_into_port:
+ * @receiver: (transfer full): a oneshot receiver
+ *
+ * Consumes @receiver, also on failure.
+ *
+ * Returns: (transfer full): a port to send inside a message.
+ */
 MESH_REMOTE_API MeshPort *mesh_oneshot_receiver_into_port(MeshOneshotReceiver *receiver);
+
+/**
+ * mesh_oneshot_receiver_from_port:
+ * @port: (transfer full): a port from mesh_oneshot_receiver_into_port()
+ * @desc: (nullable): the value's type, NULL for untyped
+ *
+ * Consumes @port, also on failure.
+ *
+ * Returns: (transfer full): a oneshot receiver.
+ */
 MESH_REMOTE_API MeshOneshotReceiver *mesh_oneshot_receiver_from_port(
 	MeshPort *port, const ProtobufCMessageDescriptor *desc);
 
@@ -292,13 +375,15 @@ typedef struct MeshRpc MeshRpc;
  *     failure, a bad argument included)
  * @reply_desc: the reply's type
  * @timeout_us: as for mesh_receiver_recv(); a bad one fails before anything
- *     is sent (@input is freed)
+ *     is sent
  * @ret_reply: (out) (transfer full): the reply
  * @error: MESH_ERROR_CLOSED if the server dropped the request (or the
  *     channel's receiver was already gone when the call was made),
  *     MESH_ERROR_NODE_FAILURE if its node failed while the call was waiting,
  *     MESH_ERROR_REMOTE with the
  *     server's error chain (joined by ": ") for a failed failable call
+ *
+ * Consumes @input, also on failure.
  *
  * Returns: TRUE with a reply.
  */
@@ -330,8 +415,12 @@ MESH_REMOTE_API gboolean mesh_receiver_recv_rpc(MeshReceiver *receiver,
 MESH_REMOTE_API ProtobufCMessage *mesh_rpc_get_input(MeshRpc *rpc);
 
 /**
- * mesh_rpc_complete: replies with @reply (taken) and frees @rpc. Both are
- * taken in all cases: if one is NULL, the other is freed (a request freed
+ * mesh_rpc_complete:
+ * @rpc: (transfer full): a request
+ * @reply: (transfer full): the reply, of the caller's reply type
+ *
+ * Replies with @reply. Consumes @rpc, also on failure. Consumes @reply, also
+ * on failure. If one is NULL, the other is freed (a request freed
  * unanswered: its caller gets MESH_ERROR_CLOSED).
  */
 MESH_REMOTE_API void mesh_rpc_complete(MeshRpc *rpc, ProtobufCMessage *reply);
@@ -341,6 +430,8 @@ MESH_REMOTE_API void mesh_rpc_complete(MeshRpc *rpc, ProtobufCMessage *reply);
  * @rpc: (transfer full): a request
  * @error: (nullable): the error; its message, split at ": ", becomes the
  *     remote error chain (NULL: an empty chain)
+ *
+ * Consumes @rpc, also on failure.
  */
 MESH_REMOTE_API void mesh_rpc_fail(MeshRpc *rpc, const GError *error);
 

@@ -4,8 +4,8 @@
  * typed protobuf-c message that is encoded only if it must cross to another
  * node. In-process delivery passes the object itself.
  *
- * Ownership: every `_take` moves ownership in; a message owns its resources
- * and releases them when freed (fds closed, ports closed).
+ * Ownership: every `_take` moves ownership in, also on failure; a message
+ * owns its resources and releases them when freed (fds closed, ports closed).
  * Threads: a message is used by one thread at a time.
  */
 #pragma once
@@ -35,6 +35,8 @@ MESH_REMOTE_API MeshMessage *mesh_message_new(const void *data, size_t size);
  * mesh_message_new_typed_take:
  * @msg: (transfer full): a heap message (freed with mesh_payload_message_free())
  *
+ * Consumes @msg, also on failure.
+ *
  * Returns: (transfer full): a message holding @msg; it is encoded only if it
  * crosses to another node or is received as another type.
  */
@@ -56,11 +58,12 @@ MESH_REMOTE_API int mesh_message_add_fd(MeshMessage *msg, int fd);
 /**
  * mesh_message_add_fd_take:
  * @msg: an untyped message
- * @fd: an open fd, taken on success
+ * @fd: an open fd
  *
- * Like mesh_message_add_fd() but takes @fd instead of a duplicate. An fd
- * that is not open (fcntl(F_GETFD) fails: closed, or never opened) is
- * refused with -EBADF and nothing is added or taken. (An fd closed behind
+ * Like mesh_message_add_fd() but takes @fd instead of a duplicate.
+ * Consumes @fd, also on failure. An fd that is not open (fcntl(F_GETFD)
+ * fails: closed, or never opened) is refused with -EBADF and nothing is
+ * added or closed. (An fd closed behind
  * the message's back later is caught when the message is sent to another
  * node: the receiving port fails in its place.)
  *
@@ -68,7 +71,15 @@ MESH_REMOTE_API int mesh_message_add_fd(MeshMessage *msg, int fd);
  */
 MESH_REMOTE_API int mesh_message_add_fd_take(MeshMessage *msg, int fd);
 
-/** mesh_message_add_port_take: appends a port (taken on success). Returns: the index or a negative errno. */
+/**
+ * mesh_message_add_port_take:
+ * @msg: an untyped message
+ * @port: (transfer full): a port
+ *
+ * Appends @port. Consumes @port, also on failure.
+ *
+ * Returns: the resource index, or a negative errno.
+ */
 MESH_REMOTE_API int mesh_message_add_port_take(MeshMessage *msg, MeshPort *port);
 
 /**
@@ -98,6 +109,8 @@ MESH_REMOTE_API MeshPort *mesh_message_steal_port(MeshMessage *msg, guint index)
  *     failure, a bad argument included)
  * @desc: the wanted type
  * @error: MESH_ERROR_CORRUPTION when it does not decode
+ *
+ * Consumes @msg, also on failure.
  *
  * Returns: (transfer full): the typed message (the original object when it
  * was sent as @desc in process, otherwise decoded), to free with

@@ -40,6 +40,8 @@ MESH_REMOTE_API void mesh_port_close(MeshPort *port);
  * @a: (transfer full): a port
  * @b: (transfer full): another port
  *
+ * Consumes @a, also on failure. Consumes @b, also on failure.
+ *
  * Joins @a's peer and @b's peer directly; messages queued at @a and @b are
  * forwarded first, in order. If @a's peer already closed, @b's peer gets
  * what was queued at @a, then "closed" (and the other way round).
@@ -63,6 +65,8 @@ MESH_REMOTE_API MeshPayloadObject *mesh_port_as_object(MeshPort *port);
  * @object: (nullable) (transfer full): an object from a decoded
  *     `mesh_payload.Port` field
  *
+ * Consumes @object, also on failure.
+ *
  * Returns: (transfer full) (nullable): the port, or NULL (and @object is
  * released) if it is not a MeshPort; NULL for a NULL @object.
  */
@@ -72,18 +76,23 @@ MESH_REMOTE_API MeshPort *mesh_port_from_object(MeshPayloadObject *object);
  * mesh_port_into_field:
  * @port: (transfer full): a port
  *
+ * Consumes @port, also on failure.
+ *
  * Returns: (transfer full): a heap `mesh_payload.Port` field holding @port,
  * to put in a typed message (which then owns the port).
  */
 MESH_REMOTE_API MeshPayload__Port *mesh_port_into_field(MeshPort *port);
 
 /**
- * mesh_port_take_from_field:
+ * mesh_port_steal_from_field:
  * @field: (nullable): a `mesh_payload.Port` field of a received message
+ *
+ * Moves the port out of @field to the caller (a `_steal`, like
+ * mesh_payload_port_steal()).
  *
  * Returns: (transfer full) (nullable): the port the field held (the field is
  * left empty), or NULL if it held none or no MeshPort.
  */
-MESH_REMOTE_API MeshPort *mesh_port_take_from_field(MeshPayload__Port *field);
+MESH_REMOTE_API MeshPort *mesh_port_steal_from_field(MeshPayload__Port *field);
 
 G_END_DECLS

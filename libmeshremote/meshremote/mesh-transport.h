@@ -264,8 +264,9 @@ MESH_REMOTE_API MeshPort *mesh_node_add_port(MeshNode *node, const MeshPortId *i
  *     consumed, also on a bad argument (NULL only with @n_handles 0)
  * @n_handles: their number
  *
- * Feeds one event from a transport. A malformed event is logged (debug,
- * rate-limited) and dropped (its handles closed); it never fails the
+ * Consumes @handles, also on failure. (Every handle in it; the array itself
+ * stays the caller's.) Feeds one event from a transport. A malformed event
+ * is logged (debug, rate-limited) and dropped (its handles closed); it never fails the
  * connection or the process.
  */
 MESH_REMOTE_API void mesh_node_receive_event(MeshNode *node, const MeshNodeId *from,
@@ -282,7 +283,8 @@ MESH_REMOTE_API void mesh_node_receive_event(MeshNode *node, const MeshNodeId *f
  * @data_owner: passed to @data_free
  *
  * mesh_node_receive_event() for transports that received the event in
- * memory they can hand over (a large event's mapping).
+ * memory they can hand over (a large event's mapping). Consumes @handles,
+ * also on failure, as mesh_node_receive_event() does.
  */
 MESH_REMOTE_API void mesh_node_receive_event_full(MeshNode *node, const MeshNodeId *from,
 						  const uint8_t *data, size_t size,

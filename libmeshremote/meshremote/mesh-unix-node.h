@@ -61,10 +61,10 @@ MESH_REMOTE_API MeshNode *mesh_unix_node_get_node(MeshUnixNode *unode);
  * mesh_unix_node_connect_take:
  * @unode: a transport
  * @peer: the node at the other end of @fd
- * @fd: (transfer full): a connected SOCK_SEQPACKET socket, taken in all cases
+ * @fd: (transfer full): a connected SOCK_SEQPACKET socket
  * @error: why not
  *
- * Uses @fd as the connection to @peer. When the connection ends (EOF, an
+ * Consumes @fd, also on failure. Uses @fd as the connection to @peer. When the connection ends (EOF, an
  * error, a malformed packet), every port that depends on @peer fails with an
  * error naming it.
  *
@@ -88,7 +88,7 @@ typedef struct MeshInvitation MeshInvitation;
  * @fd: (transfer full): the socket, taken in all cases (closed if an id is
  *     NULL)
  *
- * Rebuilds an invitation that travelled by other means (an environment
+ * Consumes @fd, also on failure. Rebuilds an invitation that travelled by other means (an environment
  * variable and an inherited fd).
  *
  * Returns: (transfer full): the invitation.
@@ -126,11 +126,11 @@ MESH_REMOTE_API void mesh_invitation_free(MeshInvitation *inv);
  * @port: (transfer full): the port the joiner will get the peer of, taken in
  *     all cases (closed on any failure, a bad argument included)
  * @timeout_us: how long a follower waits for its leader's answer (-1: forever;
- *     another negative value: MESH_ERROR_INVALID_ARGUMENT, @port is closed)
+ *     another negative value: MESH_ERROR_INVALID_ARGUMENT)
  * @ret_invitation: (out) (transfer full): the invitation
  * @error: why not
  *
- * Invites a new process into the mesh. The leader makes the socketpair and
+ * Consumes @port, also on failure. Invites a new process into the mesh. The leader makes the socketpair and
  * the new node's id; a follower asks its leader over the mesh. Must not be
  * called on the I/O context's thread of a follower.
  *
@@ -151,7 +151,8 @@ MESH_REMOTE_API gboolean mesh_unix_node_invite(MeshUnixNode *unode, MeshPort *po
  *     that was invited
  * @error: why not
  *
- * Joins a mesh: makes a node with the invitation's id that follows the
+ * Consumes @invitation, also on failure. Joins a mesh: makes a node with
+ * the invitation's id that follows the
  * inviting leader (which then introduces it to any node it must reach).
  * The invitation's socket is checked first, before the node makes any fd
  * of its own: if it is not an open SOCK_SEQPACKET socket (an inherited fd

@@ -8,6 +8,12 @@
  * exactly-once delivery preserved across any number of moves. Channels
  * (mpsc, oneshot, rpc) are what applications use; they are built on ports.
  *
+ * Ownership: an argument documented (transfer full), or the fd or object of
+ * a `_take` function, is consumed also on failure ("Consumes @ARG, also on
+ * failure."); `_steal` moves ownership out; `_free`, `_unref` and `_close`
+ * accept NULL and return void. Exceptions say "Exception to the ownership
+ * rule:".
+ *
  * Errors: GError (domain MESH_ERROR). Threads: every object may be used from
  * any thread unless its header says otherwise; no callback ever runs while a
  * library lock is held.
@@ -29,5 +35,6 @@
 #include <meshremote/mesh-port.h>
 #include <meshremote/mesh-channel.h>
 #include <meshremote/mesh-unix-node.h>
+#include <meshremote/mesh-p2p.h>
 
 #undef __MESHREMOTE_H_INSIDE__

@@ -526,6 +526,30 @@ ARGS_CASE(io_hook_ref_null) { ARGS_EXPECT(!mesh_io_hook_ref(NULL)); }
 ARGS_CASE(io_hook_unref_null) { mesh_io_hook_unref(NULL); }
 ARGS_CASE(node_set_io_hook_null) { mesh_node_set_io_hook(NULL, NULL); }
 
+ARGS_CASE(p2p_link_get_node_null) { ARGS_EXPECT(!mesh_p2p_link_get_node(NULL)); }
+ARGS_CASE(p2p_link_get_peer_id_null)
+{
+	MeshNodeId id;
+	ARGS_EXPECT(!mesh_p2p_link_get_peer_id(NULL, &id));
+}
+ARGS_CASE(p2p_link_get_state_null)
+{
+	ARGS_EXPECT(mesh_p2p_link_get_state(NULL, NULL) == MESH_P2P_LINK_FAILED);
+}
+ARGS_CASE(p2p_link_set_ended_func_null) { mesh_p2p_link_set_ended_func(NULL, NULL, NULL, NULL); }
+ARGS_CASE(p2p_link_set_send_limit_null) { mesh_p2p_link_set_send_limit(NULL, 1, 0); }
+ARGS_CASE(p2p_link_shutdown_null) { ARGS_EXPECT(!mesh_p2p_link_shutdown(NULL, 0)); }
+ARGS_CASE(p2p_link_free_null) { mesh_p2p_link_free(NULL); }
+/* A bad fd or no port is a runtime error: the fds and the port are taken. */
+ARGS_CASE(p2p_link_new_take_bad_fd)
+{
+	GError *error = NULL;
+	MeshPort *a, *b;
+	mesh_port_new_pair(&a, &b);
+	ARGS_EXPECT(!mesh_p2p_link_new_take(NULL, -1, -1, a, NULL, &error));
+	ARGS_EXPECT(g_error_matches(error, MESH_ERROR, MESH_ERROR_INVALID_ARGUMENT));
+}
+
 ARGS_CASE(remote_node_ref_null) { ARGS_EXPECT(!mesh_remote_node_ref(NULL)); }
 ARGS_CASE(remote_node_unref_null) { mesh_remote_node_unref(NULL); }
 ARGS_CASE(remote_node_get_id_null) { ARGS_EXPECT(!mesh_remote_node_get_id(NULL)); }
@@ -620,7 +644,7 @@ ARGS_CASE(port_as_object_null) { ARGS_EXPECT(!mesh_port_as_object(NULL)); }
 /* Allowed: what a field that holds no port gives. */
 ARGS_CASE(port_from_object_null) { ARGS_EXPECT(!mesh_port_from_object(NULL)); }
 ARGS_CASE(port_into_field_null) { ARGS_EXPECT(!mesh_port_into_field(NULL)); }
-ARGS_CASE(port_take_from_field_null) { ARGS_EXPECT(!mesh_port_take_from_field(NULL)); }
+ARGS_CASE(port_steal_from_field_null) { ARGS_EXPECT(!mesh_port_steal_from_field(NULL)); }
 
 /* The Unix node. */
 
@@ -871,6 +895,14 @@ static const ArgsCase cases[] = {
 	ARGS_ENTRY(node_count_remotes_null),
 	ARGS_ENTRY(node_set_connector_null),
 	ARGS_ENTRY(node_set_connector_caps_null),
+	ARGS_ENTRY(p2p_link_get_node_null),
+	ARGS_ENTRY(p2p_link_get_peer_id_null),
+	ARGS_ENTRY(p2p_link_get_state_null),
+	ARGS_ENTRY(p2p_link_set_ended_func_null),
+	ARGS_ENTRY(p2p_link_set_send_limit_null),
+	ARGS_ENTRY(p2p_link_shutdown_null),
+	ARGS_ENTRY_QUIET(p2p_link_free_null),
+	ARGS_ENTRY_QUIET(p2p_link_new_take_bad_fd),
 	ARGS_ENTRY(remote_node_set_features_null),
 	ARGS_ENTRY(event_get_size_null),
 	ARGS_ENTRY(node_wait_idle_null),
@@ -914,7 +946,7 @@ static const ArgsCase cases[] = {
 	ARGS_ENTRY(port_as_object_null),
 	ARGS_ENTRY_QUIET(port_from_object_null),
 	ARGS_ENTRY(port_into_field_null),
-	ARGS_ENTRY_QUIET(port_take_from_field_null),
+	ARGS_ENTRY_QUIET(port_steal_from_field_null),
 	ARGS_ENTRY(unix_node_new_null),
 	ARGS_ENTRY(unix_node_get_node_null),
 	ARGS_ENTRY(unix_node_connect_take_null_unode),

@@ -1654,7 +1654,7 @@ static void assert_next_payload(TestNet *net, const char *hex, guint n_res)
 	g_mutex_lock(&net->lock);
 	ck_assert_uint_ge(net->packets->len, 1);
 	TestPacket *pk = net->packets->pdata[0];
-	ck_assert_int_eq(mesh_event_parse(pk->data, pk->size, &view), 0);
+	ck_assert_int_eq(protocol_event_parse(pk->data, pk->size, &view), 0);
 	ck_assert_uint_eq(view.header.resource_count, n_res);
 	assert_bytes(view.payload, view.header.message_size, hex);
 	g_mutex_unlock(&net->lock);
@@ -1979,7 +1979,7 @@ START_TEST(test_net_rpc_and_oneshot)
 		g_mutex_lock(&net->lock);
 		MeshEventView view;
 		TestPacket *pk = net->packets->pdata[0];
-		ck_assert_int_eq(mesh_event_parse(pk->data, pk->size, &view), 0);
+		ck_assert_int_eq(protocol_event_parse(pk->data, pk->size, &view), 0);
 		ck_assert_uint_eq(view.header.flags, MESH_EVENT_FLAG_MESSAGE | MESH_EVENT_FLAG_CLOSE);
 		g_mutex_unlock(&net->lock);
 		test_net_pump(net);

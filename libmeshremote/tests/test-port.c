@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
+#include "log-count.h"
 #include "test-net.h"
 
 static guint32 test_seed; /* 0: in order; otherwise reorder with this seed */
@@ -932,16 +933,6 @@ START_TEST(test_send_on_failed_port_fails_carried_ports)
 }
 END_TEST
 
-/* Counts the warnings that the remote-node cap refused a node. */
-static void count_cap_warnings(const gchar *domain, GLogLevelFlags level, const gchar *message,
-			       gpointer data)
-{
-	if (strstr(message, "live remote nodes"))
-		g_atomic_int_inc((gint *)data);
-	else
-		g_log_default_handler(domain, level, message, NULL);
-}
-
 /*
  * Node 0 sends node 1 one event of @n moved ports, each naming a new node
  * as its peer's (@peer_node: that one instead). Returns: the message's
@@ -958,7 +949,7 @@ static GPtrArray *receive_ports_naming_nodes(TestNet *net, MeshPort *to, guint64
 	MeshEventHeader h = {.type = MESH_EVENT_MESSAGE, .flags = MESH_EVENT_FLAG_MESSAGE,
 			     .seq = seq, .resource_count = n};
 	h.port_id = to->id;
-	mesh_event_write_header(buf, &h);
+	protocol_event_write_header(buf, &h);
 	for (guint i = 0; i < n; i++) {
 		MeshResourceData rd = {.old_node = *from};
 		mesh_uuid_generate(&rd.id);
@@ -968,9 +959,9 @@ static GPtrArray *receive_ports_naming_nodes(TestNet *net, MeshPort *to, guint64
 		else
 			mesh_uuid_generate(&rd.peer_node);
 		mesh_uuid_generate(&rd.peer_port);
-		mesh_event_write_resource(buf + MESH_EVENT_HEADER_SIZE +
-						  (size_t)i * MESH_RESOURCE_DATA_SIZE,
-					  &rd);
+		protocol_event_write_resource(buf + MESH_EVENT_HEADER_SIZE +
+						      (size_t)i * MESH_RESOURCE_DATA_SIZE,
+					      &rd);
 	}
 	mesh_node_receive_event(net->nodes[1], from, buf, size, NULL, 0);
 	g_free(buf);
@@ -1029,8 +1020,8 @@ static void close_ports(TestNet *net, GPtrArray *ports)
  * A peer that names ever new nodes (in the records of moved ports) makes
  * the node create a remote node for each. The node keeps one only while
  * something refers to it, so MESH_NODE_MAX_REMOTES bounds the live ones:
- * past it, such ports arrive failed (and a warning says so, not once per
- * port); once they are closed, the node takes as many again.
+ * past it, such ports arrive failed (and a debug line says so, not once
+ * per port); once they are closed, the node takes as many again.
  */
 START_TEST(test_named_nodes_bounded)
 {
@@ -1042,9 +1033,7 @@ START_TEST(test_named_nodes_bounded)
 	GPtrArray *held = g_ptr_array_new();
 	mesh_node_set_connector(node, hold_connector, held);
 	guint baseline = mesh_node_count_remotes(node);
-	gint warnings = 0;
-	guint handler = g_log_set_handler("MeshRemote", G_LOG_LEVEL_WARNING, count_cap_warnings,
-					  &warnings);
+	int cap_lines = log_count_watch("live remote nodes");
 	guint refused;
 
 	/* 6000 live at once: the ports past the cap arrive failed. */
@@ -1054,7 +1043,7 @@ START_TEST(test_named_nodes_bounded)
 	GPtrArray *second = receive_ports_naming_nodes(net, p2, 2, PER_EVENT, NULL, &refused, NULL);
 	ck_assert_uint_eq(mesh_node_count_remotes(node), MESH_NODE_MAX_REMOTES);
 	ck_assert_uint_eq(refused, 2 * PER_EVENT - (MESH_NODE_MAX_REMOTES - baseline));
-	ck_assert_int_eq(g_atomic_int_get(&warnings), 1);
+	ck_assert_int_eq(log_count_get(cap_lines), 1);
 
 	/* Their nodes fail; closed, the ports no longer hold them. */
 	fail_held(held);
@@ -1069,7 +1058,7 @@ START_TEST(test_named_nodes_bounded)
 		close_ports(net, more);
 		ck_assert_uint_eq(mesh_node_count_remotes(node), baseline);
 	}
-	g_log_remove_handler("MeshRemote", handler);
+	log_count_stop(cap_lines);
 	mesh_node_set_connector(node, NULL, NULL);
 	g_ptr_array_free(held, TRUE);
 
@@ -1104,9 +1093,7 @@ START_TEST(test_refused_port_fails_its_sender)
 	GPtrArray *held = g_ptr_array_new();
 	mesh_node_set_connector(node, hold_connector, held);
 	guint refused;
-	gint warnings = 0;
-	guint handler = g_log_set_handler("MeshRemote", G_LOG_LEVEL_WARNING, count_cap_warnings,
-					  &warnings);
+	int cap_lines = log_count_watch("live remote nodes");
 
 	/* Node 1 is full. */
 	GPtrArray *live = receive_ports_naming_nodes(
@@ -1143,8 +1130,8 @@ START_TEST(test_refused_port_fails_its_sender)
 	ck_assert_msg(strstr(error->message, id1), "%s", error->message);
 	g_clear_error(&error);
 	ck_assert_int_gt(g_atomic_int_get(&sent_to_z), 0);
-	ck_assert_int_eq(g_atomic_int_get(&warnings), 1);
-	g_log_remove_handler("MeshRemote", handler);
+	ck_assert_int_eq(log_count_get(cap_lines), 1);
+	log_count_stop(cap_lines);
 
 	port_unref(watch);
 	mesh_port_close(x);
@@ -1509,9 +1496,9 @@ START_TEST(test_hostile_events)
 	MeshEventHeader h = {.type = MESH_EVENT_MESSAGE, .flags = MESH_EVENT_FLAG_MESSAGE,
 			     .seq = 1, .resource_count = 1};
 	h.port_id = p2->id;
-	mesh_event_write_header(buf, &h);
+	protocol_event_write_header(buf, &h);
 	MeshResourceData rd = {0};
-	mesh_event_write_resource(buf + MESH_EVENT_HEADER_SIZE, &rd);
+	protocol_event_write_resource(buf + MESH_EVENT_HEADER_SIZE, &rd);
 	mesh_node_receive_event(node, from, buf, MESH_EVENT_HEADER_SIZE + MESH_RESOURCE_DATA_SIZE,
 				NULL, 0);
 	/* A duplicate sequence number fails only that port. */
@@ -1521,7 +1508,7 @@ START_TEST(test_hostile_events)
 	h.resource_count = 0;
 	h.flags = MESH_EVENT_FLAG_MESSAGE;
 	h.seq = 1;
-	mesh_event_write_header(buf, &h);
+	protocol_event_write_header(buf, &h);
 	mesh_node_receive_event(node, from, buf, MESH_EVENT_HEADER_SIZE, NULL, 0);
 	expect_state(p2, PORT_RECV_FAILED);
 	mesh_port_close(p1);
@@ -1539,7 +1526,7 @@ START_TEST(test_hostile_events)
 	h.port_id = p2->id;
 	for (int i = 0; i < 3; i++) {
 		h.seq = i < 2 ? 3 : 2;
-		mesh_event_write_header(buf, &h);
+		protocol_event_write_header(buf, &h);
 		mesh_node_receive_event(node, from, buf, MESH_EVENT_HEADER_SIZE, NULL, 0);
 	}
 	expect_state(p2, PORT_RECV_MESSAGE); /* 2 */
@@ -1552,7 +1539,7 @@ START_TEST(test_hostile_events)
 	test_net_port_pair(net, 0, 1, &p1, &p2);
 	h.port_id = p2->id;
 	h.seq = 2 + (guint64)PORT_REORDER_WINDOW + 1;
-	mesh_event_write_header(buf, &h);
+	protocol_event_write_header(buf, &h);
 	mesh_node_receive_event(node, from, buf, MESH_EVENT_HEADER_SIZE, NULL, 0);
 	expect_state(p2, PORT_RECV_FAILED);
 	mesh_port_close(p1);

@@ -129,10 +129,10 @@ static GByteArray *event_build(const MeshPortId *port, guint64 seq, const void *
 		.message_size = (uint32_t)size,
 	};
 	g_byte_array_set_size(ev, MESH_EVENT_HEADER_SIZE + n_fds * MESH_RESOURCE_DATA_SIZE);
-	mesh_event_write_header(ev->data, &h);
+	protocol_event_write_header(ev->data, &h);
 	for (guint i = 0; i < n_fds; i++) {
 		MeshResourceData rd = {0};
-		mesh_event_write_resource(
+		protocol_event_write_resource(
 			ev->data + MESH_EVENT_HEADER_SIZE + i * MESH_RESOURCE_DATA_SIZE, &rd);
 	}
 	g_byte_array_append(ev, payload, (guint)size);
@@ -161,7 +161,7 @@ static void hello_build(uint8_t out[HELLO_SIZE], guint16 flags)
 	memcpy(h.port_id.bytes, hello_port, 16);
 	memset(out, 0, PACKET_HEADER);
 	out[0] = PACKET_EVENT;
-	mesh_event_write_header(out + PACKET_HEADER, &h);
+	protocol_event_write_header(out + PACKET_HEADER, &h);
 	uint8_t *p = out + PACKET_HEADER + MESH_EVENT_HEADER_SIZE;
 	p[0] = 'M';
 	p[1] = 'C';
@@ -459,7 +459,7 @@ static void expect_hello(Rig *r, guint16 flags)
 static MeshEventView check_message_event(Rig *r, const uint8_t *ev, size_t size)
 {
 	MeshEventView view;
-	ck_assert_int_eq(mesh_event_parse(ev, size, &view), 0);
+	ck_assert_int_eq(protocol_event_parse(ev, size, &view), 0);
 	ck_assert(memcmp(view.header.port_id.bytes, r->theirs.bytes, 16) == 0);
 	ck_assert_int_eq(view.header.type, MESH_EVENT_MESSAGE);
 	ck_assert_int_eq(view.header.flags, MESH_EVENT_FLAG_MESSAGE);

@@ -85,11 +85,15 @@ static int mode_bypath(const char *path)
  * The server's log: only the listener's reports of dropped clients (debug
  * included), not one line per client: nobody reads the pipe until the end.
  */
-static void server_log(const gchar *domain, GLogLevelFlags level, const gchar *message,
-		       gpointer data)
+static GLogWriterOutput server_log(GLogLevelFlags level, const GLogField *fields,
+				   gsize n_fields, gpointer data)
 {
-	if (strstr(message, "client(s) dropped"))
-		fprintf(stderr, "%s\n", message);
+	for (gsize i = 0; i < n_fields; i++) {
+		if (strcmp(fields[i].key, "MESSAGE") == 0 && fields[i].length == -1 &&
+		    strstr(fields[i].value, "client(s) dropped"))
+			fprintf(stderr, "%s\n", (const char *)fields[i].value);
+	}
+	return G_LOG_WRITER_HANDLED;
 }
 
 static void welcome_client(MeshPort *port, gpointer data)
@@ -108,7 +112,7 @@ static int mode_server(char **argv)
 	struct rlimit rl = {(rlim_t)atoi(argv[3]), (rlim_t)atoi(argv[3])};
 	if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
 		return 10;
-	g_log_set_default_handler(server_log, NULL);
+	g_log_set_writer_func(server_log, NULL, NULL);
 	MeshNode *node = mesh_node_new();
 	MeshUnixNode *u = mesh_unix_node_new(node, NULL);
 	GError *error = NULL;
@@ -294,7 +298,7 @@ static gpointer dead_leader_listener(gpointer data)
 	mesh_uuid_generate(&pa);
 	mesh_uuid_generate(&pb);
 	ProtobufCMessage *msg =
-		mesh_invitation_to_message(mesh_invitation_new_take(&a, &pa, &b, &pb, sv[1]));
+		unix_invitation_to_message(mesh_invitation_new_take(&a, &pa, &b, &pb, sv[1]));
 	MeshPayloadResources *res = mesh_payload_resources_new();
 	uint8_t *data_ = NULL;
 	size_t size = 0;

@@ -20,6 +20,7 @@
 
 #include <pal/pal.h>
 
+#include "log-count.h"
 #include "unix-leader-private.h"
 #include "unix-test.h"
 
@@ -335,28 +336,41 @@ START_TEST(test_child_killed)
 }
 END_TEST
 
+/*
+ * A raw peer connected to the parent's node: returns the socket the test
+ * writes its packets to by hand; @ret_mine: a port of the parent's whose
+ * peer is on it, @ret_port that port.
+ */
+static int raw_peer_new(MeshPortId *ret_mine, MeshPort **ret_port)
+{
+	int sv[2];
+	MeshNodeId evil;
+	MeshPortId theirs;
+	mesh_uuid_generate(&evil);
+	mesh_uuid_generate(ret_mine);
+	mesh_uuid_generate(&theirs);
+	ck_assert_int_eq(pal_socketpair(SOCK_SEQPACKET, sv), 0);
+	ck_assert(mesh_unix_node_connect_take(parent.unode, &evil, sv[0], NULL));
+	*ret_port = mesh_node_add_port(parent.node, ret_mine, &evil, &theirs);
+	return sv[1];
+}
+
 /* A raw peer: the test writes packets by hand on the other end. */
 static void hostile_case(gboolean (*attack)(int sock, const MeshPortId *port))
 {
 	Child *good = spawn_child("echo", NULL);
 	int before = count_fds();
-	int sv[2];
-	MeshNodeId evil;
-	MeshPortId mine, theirs;
-	mesh_uuid_generate(&evil);
-	mesh_uuid_generate(&mine);
-	mesh_uuid_generate(&theirs);
-	ck_assert_int_eq(pal_socketpair(SOCK_SEQPACKET, sv), 0);
-	ck_assert(mesh_unix_node_connect_take(parent.unode, &evil, sv[0], NULL));
-	MeshPort *p = mesh_node_add_port(parent.node, &mine, &evil, &theirs);
+	MeshPortId mine;
+	MeshPort *p;
+	int sock = raw_peer_new(&mine, &p);
 	TestRecv *r = test_recv_new(p);
 
-	gboolean delivers = attack(sv[1], &mine);
+	gboolean delivers = attack(sock, &mine);
 	if (delivers)
 		expect_bytes(r, "abc", 3);
 	MeshMessage *end = test_recv_wait(r, 10000);
 	ck_assert_msg(test_recv_is_end(end, RECV_END_FAILED), "the connection was not ended");
-	close(sv[1]);
+	close(sock);
 	test_recv_free(r);
 	mesh_port_close(p);
 
@@ -427,16 +441,16 @@ static gboolean attack_unknown_port_then_garbage(int sock, const MeshPortId *por
 	MeshEventHeader h = {.type = MESH_EVENT_MESSAGE, .flags = MESH_EVENT_FLAG_MESSAGE,
 			     .seq = 1, .message_size = 3};
 	mesh_uuid_generate(&h.port_id);
-	mesh_event_write_header(pkt + 8, &h);
+	protocol_event_write_header(pkt + 8, &h);
 	memcpy(pkt + 8 + MESH_EVENT_HEADER_SIZE, "abc", 3);
 	ck_assert_int_eq(send(sock, pkt, sizeof(pkt), 0), sizeof(pkt));
 	/* ...so is a truncated event for our port (the connection stays)... */
 	h.port_id = *port;
-	mesh_event_write_header(pkt + 8, &h);
+	protocol_event_write_header(pkt + 8, &h);
 	ck_assert_int_eq(send(sock, pkt, sizeof(pkt) - 2, 0), sizeof(pkt) - 2);
 	/* ...and one for our port is delivered; then an unknown packet type ends it. */
 	h.port_id = *port;
-	mesh_event_write_header(pkt + 8, &h);
+	protocol_event_write_header(pkt + 8, &h);
 	ck_assert_int_eq(send(sock, pkt, sizeof(pkt), 0), sizeof(pkt));
 	ck_assert_int_eq(send(sock, "\x09\0\0\0\0\0\0\0", 8, 0), 8);
 	return TRUE;
@@ -475,6 +489,50 @@ END_TEST
 START_TEST(test_hostile_unknown_port)
 {
 	hostile_case(attack_unknown_port_then_garbage);
+}
+END_TEST
+
+/*
+ * A peer that sends malformed events without end cannot flood the log: the
+ * node drops each, and logs them at debug level, at most LOG_BURST lines a
+ * second plus one that says how many were left out (log-private.h).
+ */
+START_TEST(test_hostile_flood_not_logged_each)
+{
+	enum { N = 3000 };
+	MeshPortId mine;
+	MeshPort *p;
+	int sock = raw_peer_new(&mine, &p);
+	TestRecv *r = test_recv_new(p);
+	int lines = log_count_watch("malformed event");
+
+	uint8_t pkt[8 + MESH_EVENT_HEADER_SIZE + 3] = {1};
+	MeshEventHeader h = {.port_id = mine, .type = MESH_EVENT_MESSAGE,
+			     .flags = MESH_EVENT_FLAG_MESSAGE, .seq = 1, .message_size = 3};
+	protocol_event_write_header(pkt + 8, &h);
+	memcpy(pkt + 8 + MESH_EVENT_HEADER_SIZE, "abc", 3);
+	gint64 start = g_get_monotonic_time();
+	/* Truncated events: each is dropped, the connection stays. */
+	for (int i = 0; i < N; i++)
+		ck_assert_int_eq(send(sock, pkt, sizeof(pkt) - 2, 0), sizeof(pkt) - 2);
+	/* A good one after them: once it is here, all of them were read. */
+	ck_assert_int_eq(send(sock, pkt, sizeof(pkt), 0), sizeof(pkt));
+	expect_bytes(r, "abc", 3);
+	gint64 seconds = (g_get_monotonic_time() - start) / G_USEC_PER_SEC;
+
+	/* Windows of a second each, at least a second apart, from the first line. */
+	gint logged = log_count_get(lines);
+	ck_assert_int_gt(logged, 0);
+	ck_assert_msg(logged <= (LOG_BURST + 1) * (seconds + 1),
+		      "%d lines for %d malformed events in %" G_GINT64_FORMAT " s", logged, N,
+		      seconds);
+	log_count_stop(lines);
+
+	close(sock);
+	MeshMessage *end = test_recv_wait(r, 10000);
+	ck_assert(test_recv_is_end(end, RECV_END_FAILED));
+	test_recv_free(r);
+	mesh_port_close(p);
 }
 END_TEST
 
@@ -2233,6 +2291,7 @@ int main(void)
 	tcase_add_test(tc, test_hostile_empty_memfd);
 	tcase_add_test(tc, test_hostile_65_fds);
 	tcase_add_test(tc, test_hostile_unknown_port);
+	tcase_add_test(tc, test_hostile_flood_not_logged_each);
 	tcase_add_test(tc, test_not_seqpacket);
 	tcase_add_test(tc, test_join_echo);
 	tcase_add_test(tc, test_port_from_child_to_child);

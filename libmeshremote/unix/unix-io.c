@@ -238,9 +238,14 @@ static gboolean io_lend_locked(UnixIo *io)
 				now - since >= LEND_IDLE_US)) {
 			if (g_main_context_acquire(io->context))
 				break;
-			/* A borrower about to poll, or an invoked function: look again soon. */
-			g_cond_wait_until(&io->cond, &io->lock, now + 50);
-			continue;
+			/*
+			 * Held: by a borrower that came in after the read of
+			 * poller (it signals on return when reclaim or stopping is
+			 * set), or by a thread that runs a function on the context
+			 * (unix_io_released() signals). Wait for that signal; the
+			 * context is in use, so the idle time starts again.
+			 */
+			since = now;
 		}
 		g_cond_wait_until(&io->cond, &io->lock, since + LEND_IDLE_US);
 	}
@@ -310,6 +315,13 @@ void unix_io_reclaim(UnixIo *io)
 		g_cond_broadcast(&io->cond);
 	}
 	g_mutex_unlock(&io->lock);
+}
+
+void unix_io_released(UnixIo *io)
+{
+	/* Lock and signal only while lent: the I/O thread waits only then. */
+	if (io && g_atomic_int_get(&io->lent))
+		io_signal(io);
 }
 
 void unix_io_disable_lending(UnixIo *io)

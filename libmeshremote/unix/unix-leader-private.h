@@ -9,8 +9,8 @@
 #include "unix-node-private.h"
 
 /* unix-leader.c */
-ProtobufCMessage *mesh_invitation_to_message(MeshInvitation *inv);
-MeshInvitation *mesh_invitation_from_message(ProtobufCMessage *msg, GError **error);
+ProtobufCMessage *unix_invitation_to_message(MeshInvitation *inv);
+MeshInvitation *unix_invitation_from_message(ProtobufCMessage *msg, GError **error);
 void unix_leader_start(MeshUnixNode *u);
 /* Installs the node's connector; call before the node can receive anything. */
 void unix_connector_install(MeshUnixNode *u);

@@ -41,9 +41,9 @@ struct MeshInvitation {
 
 static MeshUnix__Uuid *uuid_msg_new(const MeshUuid *id)
 {
-	MeshUnix__Uuid *u = malloc(sizeof(*u));
+	MeshUnix__Uuid *u = g_malloc(sizeof(*u));
 	mesh_unix__uuid__init(u);
-	u->value.data = malloc(16);
+	u->value.data = g_malloc(16);
 	memcpy(u->value.data, id->bytes, 16);
 	u->value.len = 16;
 	return u;
@@ -51,7 +51,7 @@ static MeshUnix__Uuid *uuid_msg_new(const MeshUuid *id)
 
 MeshUnix__NodeId *unix_node_id_new(const MeshUuid *id)
 {
-	MeshUnix__NodeId *n = malloc(sizeof(*n));
+	MeshUnix__NodeId *n = g_malloc(sizeof(*n));
 	mesh_unix__node_id__init(n);
 	n->id = uuid_msg_new(id);
 	return n;
@@ -59,7 +59,7 @@ MeshUnix__NodeId *unix_node_id_new(const MeshUuid *id)
 
 MeshUnix__PortId *unix_port_id_new(const MeshUuid *id)
 {
-	MeshUnix__PortId *p = malloc(sizeof(*p));
+	MeshUnix__PortId *p = g_malloc(sizeof(*p));
 	mesh_unix__port_id__init(p);
 	p->id = uuid_msg_new(id);
 	return p;
@@ -85,17 +85,11 @@ static gboolean port_id_read(const MeshUnix__PortId *p, MeshUuid *ret)
 
 static MeshUnix__Address *address_new(const MeshNodeId *node, const MeshPortId *port)
 {
-	MeshUnix__Address *a = malloc(sizeof(*a));
+	MeshUnix__Address *a = g_malloc(sizeof(*a));
 	mesh_unix__address__init(a);
 	a->node = unix_node_id_new(node);
 	a->port = unix_port_id_new(port);
 	return a;
-}
-
-static char *id_string(const MeshUuid *id)
-{
-	char buf[33];
-	return g_strdup(mesh_uuid_to_string(id, buf));
 }
 
 /* Invitations. */
@@ -158,11 +152,11 @@ void mesh_invitation_get_address(const MeshInvitation *inv, MeshNodeId *ret_loca
 		*ret_remote_port = inv->remote_port;
 }
 
-ProtobufCMessage *mesh_invitation_to_message(MeshInvitation *inv)
+ProtobufCMessage *unix_invitation_to_message(MeshInvitation *inv)
 {
-	MeshUnix__Invitation *m = malloc(sizeof(*m));
+	MeshUnix__Invitation *m = g_malloc(sizeof(*m));
 	mesh_unix__invitation__init(m);
-	m->address = malloc(sizeof(*m->address));
+	m->address = g_malloc(sizeof(*m->address));
 	mesh_unix__invitation_address__init(m->address);
 	m->address->local_addr = address_new(&inv->local_node, &inv->local_port);
 	m->address->remote_addr = address_new(&inv->remote_node, &inv->remote_port);
@@ -172,7 +166,7 @@ ProtobufCMessage *mesh_invitation_to_message(MeshInvitation *inv)
 	return &m->base;
 }
 
-MeshInvitation *mesh_invitation_from_message(ProtobufCMessage *msg, GError **error)
+MeshInvitation *unix_invitation_from_message(ProtobufCMessage *msg, GError **error)
 {
 	MeshUnix__Invitation *m = (MeshUnix__Invitation *)msg;
 	MeshInvitation *inv = NULL;
@@ -202,7 +196,8 @@ static void follower_handle(MeshUnixNode *u, MeshUnix__FollowerRequest *req)
 
 	if (req->request_case != MESH_UNIX__FOLLOWER_REQUEST__REQUEST_CONNECT ||
 	    !node_id_read(c->node, &id)) {
-		g_warning("mesh: malformed request from the leader ignored");
+		debug_log(LOG_FIELDS("MESH_NODE", LOG_ID(mesh_node_get_id(u->node))),
+			  "mesh: malformed request from the leader ignored");
 		return;
 	}
 	g_mutex_lock(&u->lock);
@@ -215,13 +210,13 @@ static void follower_handle(MeshUnixNode *u, MeshUnix__FollowerRequest *req)
 	if (fd >= 0) {
 		GError *error = NULL;
 		if (!mesh_unix_node_connect_take(u, &id, fd, &error)) {
-			g_debug("mesh: introduction: %s", error->message);
+			debug_log(LOG_FIELDS("MESH_NODE", LOG_ID(mesh_node_get_id(u->node)), "MESH_PEER", LOG_ID(&id)),
+				  "mesh: introduction: %s", error->message);
 			g_error_free(error);
 		}
 	} else if (pending) {
-		char *s = id_string(&id);
-		g_debug("mesh: the leader gives no connection to node %s", s);
-		g_free(s);
+		debug_log(LOG_FIELDS("MESH_NODE", LOG_ID(mesh_node_get_id(u->node)), "MESH_PEER", LOG_ID(&id)),
+			  "mesh: the leader gives no connection to node %s", LOG_ID(&id));
 		mesh_remote_node_fail(pending,
 				      "the leader gives no connection to it (unknown, gone or failed)");
 	}
@@ -240,7 +235,8 @@ static void from_leader_cb(MeshReceiver *r, gpointer data)
 	}
 	if (!g_error_matches(error, MESH_ERROR, MESH_ERROR_EMPTY)) {
 		/* The leader is gone: nobody will answer the pending requests. */
-		g_debug("mesh: the leader channel ended: %s", error->message);
+		debug_log(LOG_FIELDS("MESH_NODE", LOG_ID(mesh_node_get_id(u->node))),
+			  "mesh: the leader channel ended: %s", error->message);
 		mesh_receiver_set_callback(r, NULL, NULL, NULL, NULL);
 		g_mutex_lock(&u->lock);
 		GHashTable *pending = u->pending;
@@ -274,10 +270,10 @@ static void send_leader_request(MeshUnixNode *u, MeshUnix__LeaderRequest *req)
 
 static MeshUnix__LeaderRequest *leader_connect_new(const MeshNodeId *id)
 {
-	MeshUnix__LeaderRequest *req = malloc(sizeof(*req));
+	MeshUnix__LeaderRequest *req = g_malloc(sizeof(*req));
 	mesh_unix__leader_request__init(req);
 	req->request_case = MESH_UNIX__LEADER_REQUEST__REQUEST_CONNECT;
-	req->connect = malloc(sizeof(*req->connect));
+	req->connect = g_malloc(sizeof(*req->connect));
 	mesh_unix__leader_connect__init(req->connect);
 	req->connect->node = unix_node_id_new(id);
 	return req;
@@ -347,10 +343,10 @@ static void follower_free(Follower *f)
 
 static MeshUnix__FollowerRequest *follower_connect_new(const MeshNodeId *node, int fd)
 {
-	MeshUnix__FollowerRequest *req = malloc(sizeof(*req));
+	MeshUnix__FollowerRequest *req = g_malloc(sizeof(*req));
 	mesh_unix__follower_request__init(req);
 	req->request_case = MESH_UNIX__FOLLOWER_REQUEST__REQUEST_CONNECT;
-	req->connect = malloc(sizeof(*req->connect));
+	req->connect = g_malloc(sizeof(*req->connect));
 	mesh_unix__follower_connect__init(req->connect);
 	req->connect->node = unix_node_id_new(node);
 	if (fd >= 0)
@@ -401,7 +397,8 @@ static void leader_connect(Leader *l, Follower *from, const MeshNodeId *target)
 
 	int sv[2] = {-1, -1};
 	if (to && pal_socketpair(SOCK_SEQPACKET, sv) < 0) {
-		g_warning("mesh: cannot make a socketpair for an introduction");
+		debug_log(LOG_FIELDS("MESH_PEER", LOG_ID(&from->id)),
+			  "mesh: cannot make a socketpair for an introduction: %s", g_strerror(errno));
 		to = NULL;
 	}
 	if (to)
@@ -453,15 +450,15 @@ static void leader_handle(Follower *f, MeshUnix__LeaderRequest *req)
 			leader_connect(u->leader, f, &target);
 		break;
 	case MESH_UNIX__LEADER_REQUEST__REQUEST_INVITE: {
-		MeshPort *port = mesh_port_take_from_field(req->invite->port);
-		MeshPort *reply_port = mesh_port_take_from_field(req->invite->reply);
+		MeshPort *port = mesh_port_steal_from_field(req->invite->port);
+		MeshPort *reply_port = mesh_port_steal_from_field(req->invite->reply);
 		MeshInvitation *inv = NULL;
 		if (port && reply_port && leader_invite(u, port, &inv, NULL)) {
 			port = NULL;
 			MeshSender *reply =
 				mesh_sender_from_port(reply_port, &mesh_unix__invitation__descriptor);
 			reply_port = NULL;
-			mesh_sender_send(reply, mesh_invitation_to_message(inv));
+			mesh_sender_send(reply, unix_invitation_to_message(inv));
 			mesh_sender_free(reply);
 		}
 		mesh_port_close(port);
@@ -469,7 +466,7 @@ static void leader_handle(Follower *f, MeshUnix__LeaderRequest *req)
 		break;
 	}
 	default:
-		g_warning("mesh: malformed leader request ignored");
+		debug_log(LOG_FIELDS("MESH_PEER", LOG_ID(&f->id)), "mesh: malformed leader request ignored");
 		break;
 	}
 }
@@ -614,7 +611,7 @@ static gboolean leader_invite(MeshUnixNode *u, MeshPort *user_port, MeshInvitati
 	MeshPort *q = mesh_node_add_port(u->node, &our_port, &joiner, &joiner_port);
 	MeshOneshotSender *init =
 		mesh_oneshot_sender_from_port(q, &mesh_unix__initial_message__descriptor);
-	MeshUnix__InitialMessage *im = malloc(sizeof(*im));
+	MeshUnix__InitialMessage *im = g_malloc(sizeof(*im));
 	mesh_unix__initial_message__init(im);
 	im->leader_send = mesh_port_into_field(mesh_sender_into_port(ls));
 	im->follower_recv = mesh_port_into_field(mesh_receiver_into_port(fr));
@@ -647,10 +644,10 @@ gboolean mesh_unix_node_invite(MeshUnixNode *u, MeshPort *port, gint64 timeout_u
 	MeshSender *rs;
 	MeshReceiver *rr;
 	mesh_channel_new(&mesh_unix__invitation__descriptor, &rs, &rr);
-	MeshUnix__LeaderRequest *req = malloc(sizeof(*req));
+	MeshUnix__LeaderRequest *req = g_malloc(sizeof(*req));
 	mesh_unix__leader_request__init(req);
 	req->request_case = MESH_UNIX__LEADER_REQUEST__REQUEST_INVITE;
-	req->invite = malloc(sizeof(*req->invite));
+	req->invite = g_malloc(sizeof(*req->invite));
 	mesh_unix__leader_invite__init(req->invite);
 	req->invite->port = mesh_port_into_field(port);
 	req->invite->reply = mesh_port_into_field(mesh_sender_into_port(rs));
@@ -661,7 +658,7 @@ gboolean mesh_unix_node_invite(MeshUnixNode *u, MeshPort *port, gint64 timeout_u
 	mesh_receiver_free(rr);
 	if (!ok)
 		return FALSE;
-	*ret_invitation = mesh_invitation_from_message(msg, error);
+	*ret_invitation = unix_invitation_from_message(msg, error);
 	return *ret_invitation != NULL;
 }
 
@@ -747,9 +744,9 @@ MeshUnixNode *mesh_unix_node_join(MeshInvitation *inv, GMainContext *context, gi
 		return NULL;
 	}
 	MeshUnix__InitialMessage *im = (MeshUnix__InitialMessage *)msg;
-	MeshPort *ls = mesh_port_take_from_field(im->leader_send);
-	MeshPort *fr = mesh_port_take_from_field(im->follower_recv);
-	MeshPort *user = mesh_port_take_from_field(im->user_port);
+	MeshPort *ls = mesh_port_steal_from_field(im->leader_send);
+	MeshPort *fr = mesh_port_steal_from_field(im->follower_recv);
+	MeshPort *user = mesh_port_steal_from_field(im->user_port);
 	mesh_payload_message_free(msg);
 	if (!ls || !fr || !user) {
 		mesh_port_close(ls);

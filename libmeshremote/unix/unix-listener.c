@@ -83,7 +83,7 @@ static uint32_t get_le32(const uint8_t *p)
 /* Sends one invitation frame without blocking; FALSE if the client cannot take it. */
 static gboolean send_invitation(int client, MeshInvitation *inv)
 {
-	ProtobufCMessage *msg = mesh_invitation_to_message(inv);
+	ProtobufCMessage *msg = unix_invitation_to_message(inv);
 	MeshPayloadResources *res = mesh_payload_resources_new();
 	uint8_t *data = NULL;
 	size_t size = 0;
@@ -127,7 +127,7 @@ static void report_dropped(MeshUnixListener *l, const char *why)
 	l->dropped++;
 	if (l->last_log && now - l->last_log < LOG_INTERVAL_US)
 		return;
-	g_debug("mesh: %s: %u client(s) dropped (last: %s)", l->path, l->dropped, why);
+	debug_log(NULL, "mesh: %s: %u client(s) dropped (last: %s)", l->path, l->dropped, why);
 	l->dropped = 0;
 	l->last_log = now;
 }
@@ -231,7 +231,8 @@ static gboolean listener_accept_cb(gint fd, GIOCondition cond, gpointer data)
 				continue;
 			}
 			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-				g_warning("mesh: accept on %s: %s", l->path, g_strerror(errno));
+				debug_log(NULL, "mesh: accept on %s: %s", l->path,
+					  g_strerror(errno));
 			break;
 		}
 		if (l->allowed_uid != (uid_t)-1) {
@@ -535,7 +536,7 @@ MeshUnixNode *mesh_unix_node_join_by_path(const char *path, GMainContext *contex
 			g_set_error(error, MESH_ERROR, MESH_ERROR_CORRUPTION,
 				    "cannot decode the invitation: %s", perr.message);
 		} else {
-			MeshInvitation *inv = mesh_invitation_from_message(msg, error);
+			MeshInvitation *inv = unix_invitation_from_message(msg, error);
 			if (inv)
 				u = mesh_unix_node_join(inv, context, timeout_us, ret_port, error);
 		}

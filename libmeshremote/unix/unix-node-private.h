@@ -8,6 +8,7 @@
 #pragma once
 
 #include "meshremote/meshremote.h"
+#include "log-private.h"
 #include "timeout-private.h"
 #include "unix-protocol.pb-c.h"
 
@@ -48,6 +49,18 @@ UnixIo *unix_io_start(GMainContext *context);
 MeshIoHook *unix_io_get_hook(UnixIo *io);
 /* If the context is lent and nobody polls it, has the I/O thread take it back now. */
 void unix_io_reclaim(UnixIo *io);
+/*
+ * A thread that is neither the I/O thread nor a borrower released the
+ * context (@io may be NULL): the I/O thread, which may wait to take it
+ * back, looks again.
+ */
+void unix_io_released(UnixIo *io);
+/*
+ * A thread that is neither the I/O thread nor a borrower released the
+ * context (@io may be NULL): the I/O thread, which may wait to take it
+ * back, looks again.
+ */
+void unix_io_released(UnixIo *io);
 /* Ends lending; returns once the I/O thread owns its context again. */
 void unix_io_disable_lending(UnixIo *io);
 /* Ends the thread and drops the transport's reference. */

@@ -332,8 +332,8 @@ static size_t iov_gather(uint8_t *dst, const struct iovec *iov, size_t n_iov)
 	return off;
 }
 
-/* Writes the pieces into a new sealed memfd (a large event). Returns the fd or -errno. */
-static int large_event_memfd(const struct iovec *iov, size_t n_iov, size_t size)
+/* Writes the pieces into a new memfd. Returns the fd or -errno. */
+static int large_event_write(const struct iovec *iov, size_t n_iov, size_t size)
 {
 	size_t mapped = (size + 4095) & ~(size_t)4095;
 	int memfd = pal_memfd_create("mesh", mapped);
@@ -352,19 +352,37 @@ static int large_event_memfd(const struct iovec *iov, size_t n_iov, size_t size)
 			off += k;
 		}
 	}
-	/*
-	 * F_SEAL_WRITE fails with EBUSY while the kernel still holds page
-	 * references from the write (it waits a while, then gives up): try
-	 * again before giving up on the connection.
-	 */
-	int r;
-	for (int attempt = 0; (r = pal_memfd_seal(memfd)) == -EBUSY && attempt < 20; attempt++)
-		g_usleep(1000);
-	if (r < 0) {
-		close(memfd);
-		return r;
-	}
 	return memfd;
+}
+
+/*
+ * Writes the pieces into a new sealed memfd (a large event). Returns the fd
+ * or -errno.
+ *
+ * F_SEAL_WRITE fails with EBUSY while the file has a writable shared
+ * mapping, or while a page has a reference beyond the page cache's and the
+ * mappings' (a pin by direct or asynchronous I/O, a page in a CPU's batch
+ * for the LRU, one isolated for compaction or reclaim). The memfd is never
+ * mapped or pinned here: it is written with pwrite(), so the only such
+ * references are the kernel's own, passing ones, and the kernel waits for
+ * those itself (it drains every CPU's batch, then checks again for about
+ * 150 ms). Should a page stay referenced past that, no timer here would know
+ * when it is let go: the event goes once more into a fresh memfd, whose
+ * pages are new, and a second refusal ends the connection.
+ */
+static int large_event_memfd(const struct iovec *iov, size_t n_iov, size_t size)
+{
+	int r = -EBUSY;
+	for (int attempt = 0; attempt < 2 && r == -EBUSY; attempt++) {
+		int memfd = large_event_write(iov, n_iov, size);
+		if (memfd < 0)
+			return memfd;
+		r = pal_memfd_seal(memfd);
+		if (r == 0)
+			return memfd;
+		close(memfd);
+	}
+	return r;
 }
 
 /*
@@ -554,7 +572,9 @@ static void sink_send(void *user_data, const struct iovec *iov, size_t n_iov, co
 		/* Out of line: a sealed memfd holds the event; the packet has no body. */
 		memfd = large_event_memfd(iov, n_iov, size);
 		if (memfd < 0) {
-			g_warning("mesh: cannot send a %zu-byte event in a memfd: %s", size,
+			debug_log(LOG_FIELDS("MESH_NODE", LOG_ID(mesh_node_get_id(c->owner->node)), "MESH_PEER",
+					     LOG_ID(&c->peer)),
+				  "mesh: cannot send a %zu-byte event in a memfd: %s", size,
 				  g_strerror(-memfd));
 			conn_end_async(c, "cannot send a large event");
 			return;
@@ -893,8 +913,9 @@ static void conn_end(UnixConn *c, const char *reason)
 	char *who = describe ? describe(&c->peer, describe_data) : NULL;
 	char *full = who ? g_strdup_printf("%s: %s", who, why) : g_strdup(why);
 	if (reason)
-		g_message("mesh: connection to node %s ended: %s",
-			  mesh_uuid_to_string(&c->peer, (char[33]){0}), full);
+		debug_log(LOG_FIELDS("MESH_NODE", LOG_ID(mesh_node_get_id(owner->node)), "MESH_PEER",
+				     LOG_ID(&c->peer)),
+			  "mesh: connection to node %s ended: %s", LOG_ID(&c->peer), full);
 	mesh_remote_node_fail(c->remote, full);
 	g_free(full);
 	g_free(who);
@@ -1154,7 +1175,8 @@ gboolean mesh_unix_node_connect_take(MeshUnixNode *u, const MeshNodeId *peer, in
 		uint8_t hello[HELLO_SIZE];
 		hello_build(hello, hello_flags);
 		if (send(fd, hello, sizeof(hello), MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
-			g_debug("mesh: batch hello not sent: %s", g_strerror(errno));
+			debug_log(LOG_FIELDS("MESH_PEER", LOG_ID(&c->peer)),
+				  "mesh: batch hello not sent: %s", g_strerror(errno));
 	}
 	if (!mesh_remote_node_connect(c->remote, &unix_sink, conn_ref(c))) {
 		/* The sink's destroy already dropped its reference. */
@@ -1225,6 +1247,8 @@ void unix_run_sync(MeshUnixNode *u, GSourceFunc func, gpointer data)
 	if (g_main_context_acquire(u->context)) {
 		func(data);
 		g_main_context_release(u->context);
+		/* The I/O thread may wait to take its lent context back. */
+		unix_io_released(u->io);
 		return;
 	}
 	SyncCall s = {.func = func, .data = data};

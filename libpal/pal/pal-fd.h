@@ -65,10 +65,12 @@ PAL_API int pal_fd_array_append(PalFdArray *array, int fd);
 /**
  * pal_fd_array_append_take:
  * @array: an array
- * @fd: an fd; ownership moves to @array on success
+ * @fd: an fd
  *
- * Returns: the index of the new entry, or a negative errno (then the caller
- * still owns @fd). -EBADF for a negative fd.
+ * Consumes @fd, also on failure. (It is then closed.)
+ *
+ * Returns: the index of the new entry, or a negative errno. -EBADF for a
+ * negative fd.
  */
 PAL_API int pal_fd_array_append_take(PalFdArray *array, int fd);
 

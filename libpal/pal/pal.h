@@ -7,8 +7,10 @@
  * parameters are named `ret_*`, come last and are not written on failure.
  *
  * Fd ownership is in the names: `_take` moves ownership of an fd into the
- * callee (only on success); everything else borrows or duplicates with
- * F_DUPFD_CLOEXEC. Every fd libpal creates is close-on-exec.
+ * callee, also on failure (the fd is then closed); `_steal` moves it out to
+ * the caller; everything else borrows or duplicates with F_DUPFD_CLOEXEC.
+ * `_free` accepts NULL and returns NULL. Every fd libpal creates is
+ * close-on-exec.
  *
  * Threads: an object may be used from one thread at a time; distinct objects
  * are independent. Functions that take only fds are thread-safe.

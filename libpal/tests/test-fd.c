@@ -2,7 +2,7 @@
 /*
  * Tests of pal-fd.h: the fd array, SCM_RIGHTS send/receive over real
  * socketpairs, and the flag helpers. Linked with fd.c's object, so that the
- * internal pal_recv_with_fds_control() can force a real MSG_CTRUNC.
+ * internal recv_with_fds_control() can force a real MSG_CTRUNC.
  */
 #include <check.h>
 #include <errno.h>
@@ -123,6 +123,21 @@ START_TEST(test_array_append_get_steal)
 	pal_close_fd(a);
 	fd_snapshot(after, sizeof(after));
 	ck_assert_str_eq(before, after);
+}
+END_TEST
+
+/* A `_take` consumes its fd also when it fails: the caller never closes it. */
+START_TEST(test_array_append_take_consumes_on_failure)
+{
+	int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pal_fd_array_append_take(NULL, fd), -EINVAL);
+	errno = 0;
+	ck_assert_int_eq(fcntl(fd, F_GETFD), -1);
+	ck_assert_int_eq(errno, EBADF);
+	/* Nothing to consume: a negative fd is refused as before. */
+	ck_assert_int_eq(pal_fd_array_append_take(NULL, -1), -EINVAL);
 }
 END_TEST
 
@@ -345,7 +360,7 @@ static void assert_recv_rejects(int sock, size_t buf_len, size_t max_fds, bool w
 	}
 	fd_snapshot(before, sizeof(before));
 
-	ck_assert_int_eq(pal_recv_with_fds_control(sock, &iov, 1, array, max_fds, 0, control_len),
+	ck_assert_int_eq(recv_with_fds_control(sock, &iov, 1, array, max_fds, 0, control_len),
 			 expect);
 
 	fd_snapshot(after, sizeof(after));
@@ -913,6 +928,7 @@ static Suite *fd_suite(void)
 
 	tc = tcase_create("array");
 	tcase_add_test(tc, test_array_append_get_steal);
+	tcase_add_test(tc, test_array_append_take_consumes_on_failure);
 	tcase_add_test(tc, test_array_grows);
 	suite_add_tcase(s, tc);
 

@@ -1604,7 +1604,7 @@ int main(void)
 
 #ifdef PAL_TEST_FALLBACK
 	/* Everything again, as on a system that refuses both flags. */
-	pal_spawn_refused_clone_flags = CLONE_PIDFD | CLONE_VM;
+	spawn_refused_clone_flags = CLONE_PIDFD | CLONE_VM;
 #endif
 	sr = srunner_create(spawn_suite());
 	int failed;

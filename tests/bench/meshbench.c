@@ -39,7 +39,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -484,7 +487,17 @@ typedef struct {
 	MeshSender *tx;   /* to the child (the invitation's port) */
 	MeshReceiver *rx; /* from the child */
 	const char *mode;
+	MeshP2pLink *link; /* p2p: the parent's end of the link */
 } Peer;
+
+/*
+ * The transport the next measurements use: the Unix node (system "mesh"),
+ * or a point-to-point link over a socketpair or TCP loopback (systems
+ * "mesh-p2p-socketpair", "mesh-p2p-tcp").
+ */
+typedef enum { VIA_UNIX, VIA_P2P_SOCKETPAIR, VIA_P2P_TCP } Via;
+static Via via = VIA_UNIX;
+static const char *via_system[] = {SYSTEM, "mesh-p2p-socketpair", "mesh-p2p-tcp"};
 
 static int child_echo(MeshReceiver *rx, MeshSender *tx)
 {
@@ -554,6 +567,61 @@ static int child_portmove(MeshReceiver *rx)
 }
 
 /* meshbench --child MODE SIZE CHECK NODE LEADER PORT LEADER_PORT */
+/*
+ * The child's side of a measurement, whatever the transport: the first
+ * message on @rx (taken) carries the sender of the channel back; then
+ * @mode runs. Returns its status.
+ */
+static int child_run(MeshReceiver *rx, const char *mode, size_t size)
+{
+	MeshMessage *setup = recv_or_die(rx, "child setup", FALSE);
+	MeshPort *back;
+	if (mesh_message_get_n_resources(setup) != 1 || !(back = mesh_message_steal_port(setup, 0)))
+		die("child: the setup message carries no port");
+	mesh_message_free(setup);
+	MeshSender *tx = mesh_sender_from_port(back, NULL);
+	mesh_sender_send_message(tx, mesh_message_new("ready", 5));
+
+	int status;
+	if (strcmp(mode, "echo") == 0)
+		status = child_echo(rx, tx);
+	else if (strcmp(mode, "stream") == 0)
+		status = child_stream(rx, tx, size);
+	else if (strcmp(mode, "portmove") == 0)
+		status = child_portmove(rx);
+	else
+		die("child: unknown mode %s", mode);
+	mesh_sender_free(tx);
+	mesh_receiver_free(rx);
+	return status;
+}
+
+/* The child of a p2p measurement: the link's stream is fd 3. */
+static int child_main_p2p(int argc, char **argv)
+{
+	GError *error = NULL;
+
+	if (argc != 5)
+		die("usage: meshbench --child-p2p MODE SIZE CHECK");
+	const char *mode = argv[2];
+	size_t size = strtoull(argv[3], NULL, 10);
+	opt_check = strcmp(argv[4], "1") == 0;
+	bench_pin(1);
+
+	MeshSender *first;
+	MeshReceiver *rx;
+	mesh_channel_new(NULL, &first, &rx);
+	MeshP2pLink *link = mesh_p2p_link_new_take(NULL, 3, 3, mesh_sender_into_port(first), NULL,
+						   &error);
+	if (!link)
+		die("child: p2p link: %s", error->message);
+	int status = child_run(rx, mode, size);
+	if (!mesh_p2p_link_shutdown(link, SHUTDOWN_TIMEOUT_US))
+		fprintf(stderr, "meshbench child: p2p shutdown was not clean\n");
+	mesh_p2p_link_free(link);
+	return status;
+}
+
 static int child_main(int argc, char **argv)
 {
 	MeshNodeId me, leader;
@@ -577,29 +645,7 @@ static int child_main(int argc, char **argv)
 	if (!unode)
 		die("child: join failed: %s", error->message);
 	MeshNode *node = mesh_node_ref(mesh_unix_node_get_node(unode));
-	MeshReceiver *rx = mesh_receiver_from_port(port, NULL);
-
-	/* The first message carries the sender of the channel back. */
-	MeshMessage *setup = recv_or_die(rx, "child setup", FALSE);
-	MeshPort *back;
-	if (mesh_message_get_n_resources(setup) != 1 || !(back = mesh_message_steal_port(setup, 0)))
-		die("child: the setup message carries no port");
-	mesh_message_free(setup);
-	MeshSender *tx = mesh_sender_from_port(back, NULL);
-	mesh_sender_send_message(tx, mesh_message_new("ready", 5));
-
-	int status;
-	if (strcmp(mode, "echo") == 0)
-		status = child_echo(rx, tx);
-	else if (strcmp(mode, "stream") == 0)
-		status = child_stream(rx, tx, size);
-	else if (strcmp(mode, "portmove") == 0)
-		status = child_portmove(rx);
-	else
-		die("child: unknown mode %s", mode);
-
-	mesh_sender_free(tx);
-	mesh_receiver_free(rx);
+	int status = child_run(mesh_receiver_from_port(port, NULL), mode, size);
 	if (!mesh_unix_node_shutdown(unode, SHUTDOWN_TIMEOUT_US))
 		fprintf(stderr, "meshbench child: shutdown was not clean\n");
 	mesh_unix_node_free(unode);
@@ -607,16 +653,102 @@ static int child_main(int argc, char **argv)
 	return status;
 }
 
+/* Starts /proc/self/exe with @args and @fd as its fd 3. */
+static void peer_spawn(Peer *p, const char **args, int fd)
+{
+	PalSpawn *spawn = pal_spawn_new("/proc/self/exe");
+	CHECK(spawn != NULL);
+	CHECK(pal_spawn_set_arg0(spawn, "meshbench") == 0);
+	CHECK(pal_spawn_add_args(spawn, args) == 0);
+	CHECK(pal_spawn_dup_fd(spawn, fd, 3) == 0);
+	CHECK(pal_spawn_set_stdin(spawn, PAL_STDIO_NULL, -1) == 0);
+	CHECK(pal_spawn_set_stdout(spawn, PAL_STDIO_NULL, -1) == 0);
+	CHECK(pal_spawn_set_parent_death_signal(spawn, SIGKILL) == 0);
+	int r = pal_spawn_run(spawn, &p->process);
+	if (r < 0)
+		die("spawn (%s): %s", pal_spawn_get_failed_step(spawn) ?: "?", g_strerror(-r));
+	pal_spawn_free(spawn);
+}
+
+/* Moves the sender of the channel back to the child (p->tx is set); waits for "ready". */
+static void peer_handshake(Peer *p)
+{
+	MeshSender *back;
+	mesh_channel_new(NULL, &back, &p->rx);
+	MeshMessage *setup = mesh_message_new("setup", 5);
+	CHECK(mesh_message_add_port_take(setup, mesh_sender_into_port(back)) >= 0);
+	mesh_sender_send_message(p->tx, setup);
+
+	MeshMessage *ready = recv_or_die(p->rx, "waiting for the child", FALSE);
+	size_t got;
+	const uint8_t *data = mesh_message_get_data(ready, &got);
+	if (got != 5 || memcmp(data, "ready", 5) != 0)
+		die("the child's first message is not \"ready\"");
+	mesh_message_free(ready);
+}
+
+/* A connected TCP loopback pair (127.0.0.1, an ephemeral port). */
+static void tcp_pair(int *a, int *b)
+{
+	struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(addr);
+	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	CHECK(lfd >= 0);
+	CHECK(bind(lfd, (struct sockaddr *)&addr, sizeof(addr)) == 0);
+	CHECK(listen(lfd, 1) == 0);
+	CHECK(getsockname(lfd, (struct sockaddr *)&addr, &len) == 0);
+	*a = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	CHECK(*a >= 0 && connect(*a, (struct sockaddr *)&addr, sizeof(addr)) == 0);
+	*b = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	CHECK(*b >= 0);
+	close(lfd);
+}
+
+/* The child over a p2p link (own-thread links, own nodes, both sides). */
+static void peer_start_p2p(Peer *p, const char *mode, size_t size)
+{
+	GError *error = NULL;
+	char size_s[32];
+	int ours, theirs;
+
+	memset(p, 0, sizeof(*p));
+	p->mode = mode;
+	if (via == VIA_P2P_TCP) {
+		tcp_pair(&ours, &theirs);
+	} else {
+		int sv[2];
+		CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+		ours = sv[0];
+		theirs = sv[1];
+	}
+	snprintf(size_s, sizeof(size_s), "%zu", size);
+	const char *args[] = {"--child-p2p", mode, size_s, opt_check ? "1" : "0", NULL};
+	peer_spawn(p, args, theirs);
+	close(theirs);
+
+	MeshReceiver *first;
+	mesh_channel_new(NULL, &p->tx, &first);
+	p->link = mesh_p2p_link_new_take(NULL, ours, ours, mesh_receiver_into_port(first), NULL,
+					 &error);
+	if (!p->link)
+		die("p2p link: %s", error->message);
+	peer_handshake(p);
+}
+
 /* Invites a child into the parent's mesh and waits until it is ready. */
 static void peer_start(Peer *p, const char *mode, size_t size)
 {
+	if (via != VIA_UNIX) {
+		peer_start_p2p(p, mode, size);
+		return;
+	}
 	MeshPort *mine, *theirs;
 	MeshInvitation *inv = NULL;
 	MeshNodeId ln, rn;
 	MeshPortId lp, rp;
 	GError *error = NULL;
 	char ids[4][33], size_s[32];
-	int r;
 
 	memset(p, 0, sizeof(*p));
 	p->mode = mode;
@@ -630,36 +762,14 @@ static void peer_start(Peer *p, const char *mode, size_t size)
 	id_to_hex(&rp, ids[3]);
 	snprintf(size_s, sizeof(size_s), "%zu", size);
 
-	PalSpawn *spawn = pal_spawn_new("/proc/self/exe");
-	CHECK(spawn != NULL);
 	const char *args[] = {"--child", mode,   size_s, opt_check ? "1" : "0",
 			      ids[0],    ids[1], ids[2], ids[3],
 			      NULL};
-	CHECK(pal_spawn_set_arg0(spawn, "meshbench") == 0);
-	CHECK(pal_spawn_add_args(spawn, args) == 0);
-	CHECK(pal_spawn_dup_fd(spawn, mesh_invitation_get_fd(inv), 3) == 0);
-	CHECK(pal_spawn_set_stdin(spawn, PAL_STDIO_NULL, -1) == 0);
-	CHECK(pal_spawn_set_stdout(spawn, PAL_STDIO_NULL, -1) == 0);
-	CHECK(pal_spawn_set_parent_death_signal(spawn, SIGKILL) == 0);
-	r = pal_spawn_run(spawn, &p->process);
-	if (r < 0)
-		die("spawn (%s): %s", pal_spawn_get_failed_step(spawn) ?: "?", g_strerror(-r));
-	pal_spawn_free(spawn);
+	peer_spawn(p, args, mesh_invitation_get_fd(inv));
 	mesh_invitation_free(inv); /* the child has its copy of the socket */
 
 	p->tx = mesh_sender_from_port(mine, NULL);
-	MeshSender *back;
-	mesh_channel_new(NULL, &back, &p->rx);
-	MeshMessage *setup = mesh_message_new("setup", 5);
-	CHECK(mesh_message_add_port_take(setup, mesh_sender_into_port(back)) >= 0);
-	mesh_sender_send_message(p->tx, setup);
-
-	MeshMessage *ready = recv_or_die(p->rx, "waiting for the child", FALSE);
-	size_t got;
-	const uint8_t *data = mesh_message_get_data(ready, &got);
-	if (got != 5 || memcmp(data, "ready", 5) != 0)
-		die("the child's first message is not \"ready\"");
-	mesh_message_free(ready);
+	peer_handshake(p);
 }
 
 /*
@@ -694,6 +804,10 @@ static void peer_stop(Peer *p)
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
 		die("%s child failed (status 0x%x)", p->mode, status);
 	pal_child_free(p->process);
+	if (p->link) {
+		mesh_p2p_link_shutdown(p->link, SHUTDOWN_TIMEOUT_US);
+		mesh_p2p_link_free(p->link);
+	}
 	expect_no_ports(p->mode);
 }
 
@@ -733,10 +847,16 @@ static void bench_rtt(const char *metric, size_t size)
 	RttCtx x = {.size = size, .fd = -1};
 	char notes[512];
 
-	if (!bench_wanted(metric, SYSTEM))
+	if (!bench_wanted(metric, via_system[via]))
 		return;
 	x.buf = g_malloc0(size);
 	peer_start(&x.peer, "echo", size);
+	if (via != VIA_UNIX)
+		snprintf(notes, sizeof(notes),
+			 "untyped mpsc channel each way over a MeshP2pLink (%s; own-thread links "
+			 "both sides); as system mesh otherwise",
+			 via == VIA_P2P_TCP ? "TCP loopback, TCP_NODELAY" : "AF_UNIX stream socketpair");
+	else
 	snprintf(notes, sizeof(notes),
 		 "untyped mpsc channel each way (parent->child: the invitation's port; "
 		 "child->parent: a sender moved to the child), mesh_message_new per request, "
@@ -747,7 +867,7 @@ static void bench_rtt(const char *metric, size_t size)
 			   "C nodes; a new sealed memfd per event with MESH_UNIX_POOL=0)"
 			 : "");
 	bench_run(&(Bench){.metric = metric,
-			   .system = SYSTEM,
+			   .system = via_system[via],
 			   .unit = "us",
 			   .kind = BENCH_TIME_PER_OP,
 			   .scale = 1e6,
@@ -849,13 +969,13 @@ static void bench_stream(const char *metric, size_t size)
 	RttCtx x = {.size = size, .fd = -1};
 	gboolean bulk = size >= MIB;
 
-	if (!bench_wanted(metric, SYSTEM))
+	if (!bench_wanted(metric, via_system[via]))
 		return;
 	x.buf = g_malloc0(size);
 	peer_start(&x.peer, "stream", size);
 	bench_run(&(Bench){
 		.metric = metric,
-		.system = SYSTEM,
+		.system = via_system[via],
 		.unit = bulk ? "GB/s" : "msgs/s",
 		.kind = BENCH_RATE,
 		.scale = bulk ? (double)size / 1e9 : 1.0,
@@ -864,7 +984,11 @@ static void bench_stream(const char *metric, size_t size)
 		/* The sender never blocks: a batch is queued whole (memfds for
 		 * 1 MiB), so bound it. */
 		.max_n = bulk ? 1024 : 10000000,
-		.notes = bulk ? "one mesh_sender_send_message (mesh_message_new copy) per message; "
+		.notes = via != VIA_UNIX ? "one mesh_sender_send_message (mesh_message_new copy) per "
+					   "message over a MeshP2pLink (framed in the stream, copied "
+					   "into the link's queue when the socket is full); child "
+					   "checks each message; end ack"
+			 : bulk ? "one mesh_sender_send_message (mesh_message_new copy) per message; "
 				"each event out of line (a reused pool buffer between C nodes, or a "
 				"sealed memfd when none is free); child checks each message in its "
 				"buffer; end ack"
@@ -873,6 +997,174 @@ static void bench_stream(const char *metric, size_t size)
 				"end ack"});
 	peer_stop(&x.peer);
 	g_free(x.buf);
+}
+
+
+/* ------------------------------------------------ raw TCP loopback */
+
+/* Reads exactly @size bytes; FALSE at end of stream before any. */
+static gboolean read_full(int fd, void *buf, size_t size)
+{
+	size_t off = 0;
+	while (off < size) {
+		ssize_t r = read(fd, (uint8_t *)buf + off, size - off);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r == 0 && off == 0)
+			return FALSE;
+		if (r <= 0)
+			die("raw tcp: read: %s", r == 0 ? "end of stream" : g_strerror(errno));
+		off += (size_t)r;
+	}
+	return TRUE;
+}
+
+static void write_full(int fd, const void *buf, size_t size)
+{
+	size_t off = 0;
+	while (off < size) {
+		ssize_t w = write(fd, (const uint8_t *)buf + off, size - off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			die("raw tcp: write: %s", g_strerror(errno));
+		off += (size_t)w;
+	}
+}
+
+typedef struct {
+	int fd;
+	size_t size;
+	uint8_t *buf;
+} RawCtx;
+
+/*
+ * A raw TCP worker (fork, no exec: the buffer is allocated before, the child
+ * only reads and writes): echo mode sends every @size-byte message back;
+ * stream mode reads a u64 count, then that many messages, and acks the count.
+ */
+static pid_t raw_worker(int fd, int other, uint8_t *buf, size_t size, gboolean echo)
+{
+	pid_t pid = fork();
+	CHECK(pid >= 0);
+	if (pid != 0)
+		return pid;
+	close(other);
+	if (echo) {
+		while (read_full(fd, buf, size))
+			write_full(fd, buf, size);
+	} else {
+		uint64_t n;
+		while (read_full(fd, &n, sizeof(n))) {
+			for (uint64_t i = 0; i < n; i++) {
+				read_full(fd, buf, size);
+				if (opt_check && payload_verify(buf, size, size, i))
+					_exit(2);
+			}
+			write_full(fd, &n, sizeof(n));
+		}
+	}
+	_exit(0);
+}
+
+static void raw_reap(pid_t pid, const char *what)
+{
+	int status;
+	CHECK(waitpid(pid, &status, 0) == pid);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		die("%s worker failed (status 0x%x)", what, status);
+}
+
+static double raw_rtt_rep(void *p, long n)
+{
+	RawCtx *x = p;
+	double t0 = now_s();
+
+	for (uint64_t i = 0; i < (uint64_t)n; i++) {
+		payload_fill(x->buf, x->size, i);
+		write_full(x->fd, x->buf, x->size);
+		if (!read_full(x->fd, x->buf, x->size))
+			die("raw tcp rtt: the worker closed");
+		const char *why = payload_verify(x->buf, x->size, x->size, i);
+		if (why)
+			die("raw tcp rtt: reply %llu: %s", (unsigned long long)i, why);
+	}
+	return now_s() - t0;
+}
+
+static void bench_raw_tcp_rtt(void)
+{
+	RawCtx x = {.size = 64};
+	int a, b;
+
+	if (!bench_wanted("rtt_64B", "raw-tcp-loopback"))
+		return;
+	tcp_pair(&a, &b);
+	int one = 1;
+	CHECK(setsockopt(a, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) == 0);
+	CHECK(setsockopt(b, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) == 0);
+	x.buf = g_malloc0(x.size);
+	pid_t pid = raw_worker(b, a, x.buf, x.size, TRUE);
+	close(b);
+	x.fd = a;
+	bench_run(&(Bench){.metric = "rtt_64B",
+			   .system = "raw-tcp-loopback",
+			   .unit = "us",
+			   .kind = BENCH_TIME_PER_OP,
+			   .scale = 1e6,
+			   .rep = raw_rtt_rep,
+			   .ctx = &x,
+			   .max_n = 1000000,
+			   .notes = "TCP over 127.0.0.1, TCP_NODELAY, blocking write + read of 64 B "
+				    "each way (fork, no exec)"});
+	close(a);
+	raw_reap(pid, "raw tcp rtt");
+	g_free(x.buf);
+}
+
+static double raw_stream_rep(void *p, long n)
+{
+	RawCtx *x = p;
+	uint64_t count = (uint64_t)n, ack = 0;
+	double t0 = now_s();
+
+	write_full(x->fd, &count, sizeof(count));
+	for (uint64_t i = 0; i < count; i++) {
+		payload_fill(x->buf, x->size, i);
+		write_full(x->fd, x->buf, x->size);
+	}
+	if (!read_full(x->fd, &ack, sizeof(ack)) || ack != count)
+		die("raw tcp stream: bad end acknowledgement");
+	return now_s() - t0;
+}
+
+static void bench_raw_tcp_stream(void)
+{
+	RawCtx x = {.size = MIB};
+	int a, b;
+
+	if (!bench_wanted("stream_1MiB_GB_per_s", "raw-tcp-loopback"))
+		return;
+	tcp_pair(&a, &b);
+	x.buf = g_malloc0(x.size);
+	uint8_t *worker_buf = g_malloc0(x.size);
+	pid_t pid = raw_worker(b, a, worker_buf, x.size, FALSE);
+	close(b);
+	x.fd = a;
+	bench_run(&(Bench){.metric = "stream_1MiB_GB_per_s",
+			   .system = "raw-tcp-loopback",
+			   .unit = "GB/s",
+			   .kind = BENCH_RATE,
+			   .scale = (double)MIB / 1e9,
+			   .rep = raw_stream_rep,
+			   .ctx = &x,
+			   .max_n = 4096,
+			   .notes = "TCP over 127.0.0.1, one blocking write of 1 MiB per message, "
+				    "receiver reads each into its buffer; end ack (fork, no exec)"});
+	close(a);
+	raw_reap(pid, "raw tcp stream");
+	g_free(x.buf);
+	g_free(worker_buf);
 }
 
 /* ------------------------------------------------ port moves */
@@ -1119,6 +1411,8 @@ int main(int argc, char **argv)
 {
 	if (argc > 1 && strcmp(argv[1], "--child") == 0)
 		return child_main(argc, argv);
+	if (argc > 1 && strcmp(argv[1], "--child-p2p") == 0)
+		return child_main_p2p(argc, argv);
 
 	bench_init(argc, argv);
 	the_node = mesh_node_new();
@@ -1135,6 +1429,14 @@ int main(int argc, char **argv)
 	bench_inproc_mesh();
 	bench_portmove();
 	bench_spawn();
+	/* The point-to-point transport, beside raw TCP loopback in the same run. */
+	bench_raw_tcp_rtt();
+	bench_raw_tcp_stream();
+	for (via = VIA_P2P_SOCKETPAIR; via <= VIA_P2P_TCP; via++) {
+		bench_rtt("rtt_64B", 64);
+		bench_stream("stream_1MiB_GB_per_s", MIB);
+	}
+	via = VIA_UNIX;
 
 	if (!mesh_unix_node_shutdown(the_unode, SHUTDOWN_TIMEOUT_US))
 		fprintf(stderr, "meshbench: shutdown was not clean\n");

@@ -155,6 +155,16 @@ for n in sorted({int(s[5:]) for (mm, s) in T if mm == 'scale_hosts_ms' and s.sta
     rows.append('| scale_hosts_ms, %d hosts all-to-all | %s | | | %s per host | | (no target; parent VmRSS %s KiB) |' % (
         n, g(v), g(v / n), prss.group(1) if prss else '?'))
 
+# The point-to-point link (doc/libmeshremote-p2p.md) beside raw TCP loopback.
+for m, d, unit in (('rtt_64B', L, ' (us)'), ('stream_1MiB_GB_per_s', T, '')):
+    raw = d.get((m, 'raw-tcp-loopback'))
+    for sysname, label in (('mesh-p2p-socketpair', 'p2p socketpair'), ('mesh-p2p-tcp', 'p2p TCP')):
+        v = d.get((m, sysname))
+        if v is not None:
+            row('%s, %s%s' % (m, label, unit), v, 'TCP loopback', raw, 'Unix node',
+                d.get((m, 'mesh')), ratio(v, raw), ratio(v, d.get((m, 'mesh'))),
+                '(no target)')
+
 today = datetime.date.today().isoformat()
 table = '\n'.join([
     '<!-- table:begin (written by tests/bench/side-by-side.sh; do not edit by hand) -->',
