@@ -3,7 +3,9 @@
  * The host side (upstream try_run_mesh_host, reference 5.3): join with the
  * invitation from the environment and fd 3, receive the initial message, run
  * the host's work while serving the parent's inspect and crash requests, and
- * exit when the work is done or the parent goes away.
+ * exit when the work is done or the parent goes away. A remote host
+ * (MESH_STDIO_INVITATION) joins over its stdin and stdout instead, as one
+ * end of a point-to-point link.
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -16,7 +18,9 @@
 #include "process-private.h"
 
 typedef struct {
-	MeshUnixNode *unode;
+	MeshUnixNode *unode; /* a local host */
+	MeshP2pLink *link;   /* a remote host */
+	MeshNode *node;      /* either's */
 	char *name;
 	MeshReceiver *requests;
 } HostState;
@@ -30,7 +34,10 @@ static _Noreturn void host_exit(HostState *s, int status)
 		for (;;)
 			pause();
 	/* Deliver what was sent, then go. */
-	mesh_unix_node_shutdown(s->unode, 5 * G_USEC_PER_SEC);
+	if (s->unode)
+		mesh_unix_node_shutdown(s->unode, 5 * G_USEC_PER_SEC);
+	else
+		mesh_p2p_link_shutdown(s->link, 5 * G_USEC_PER_SEC);
 	_exit(status);
 }
 
@@ -39,6 +46,7 @@ static void host_state_free(HostState *s)
 {
 	if (s->unode)
 		mesh_unix_node_free(s->unode);
+	mesh_p2p_link_free(s->link);
 	g_free(s->name);
 	g_free(s);
 }
@@ -64,7 +72,7 @@ static char *inspect_self(HostState *s)
 	process_self_stats(&rss, &threads);
 	g_string_append_printf(out, "%d,\"name\":", (int)getpid());
 	process_json_string(out, s->name);
-	MeshNode *node = mesh_unix_node_get_node(s->unode);
+	MeshNode *node = s->node;
 	g_string_append_printf(out, ",\"node\":\"%s\",\"rss_kib\":%" G_GUINT64_FORMAT
 				    ",\"threads\":%u,\"remote_nodes\":%u,\"rlimits\":{",
 			       mesh_uuid_to_string(mesh_node_get_id(node), id), rss, threads,
@@ -152,23 +160,89 @@ static gboolean decode_env(const char *b64, MeshProcess__EnvInvitation **ret, GE
 	return TRUE;
 }
 
+/* Takes @var's value out of the environment (not for our own children) and decodes it. */
+static gboolean take_env(const char *var, MeshProcess__EnvInvitation **ret, GError **error)
+{
+	char *copy = g_strdup(getenv(var));
+	unsetenv(var);
+	gboolean ok = decode_env(copy, ret, error);
+	g_free(copy);
+	return ok;
+}
+
+static void set_process_name(const char *base_name, const char *name)
+{
+	char comm[16];
+	snprintf(comm, sizeof(comm), "%s-%s", base_name, name);
+	prctl(PR_SET_NAME, comm, 0, 0, 0);
+}
+
+static gboolean run_host(HostState *s, MeshPort *port, MeshHostFunc func, gpointer user_data,
+			 GError **error);
+
+/*
+ * A remote host: fds 0 and 1 are the link to the parent. The link gets
+ * copies; fd 0 then reads /dev/null and fd 1 goes to stderr, so that a
+ * stray printf() cannot corrupt the stream.
+ */
+static gboolean run_stdio_host(const char *base_name, MeshHostFunc func, gpointer user_data,
+			       GError **error)
+{
+	MeshProcess__EnvInvitation *env = NULL;
+
+	if (!take_env(MESH_STDIO_INVITATION, &env, error))
+		return FALSE;
+	int in_fd = fcntl(0, F_DUPFD_CLOEXEC, 3);
+	int out_fd = in_fd >= 0 ? fcntl(1, F_DUPFD_CLOEXEC, 3) : -1;
+	int null_fd = out_fd >= 0 ? open("/dev/null", O_RDONLY | O_CLOEXEC) : -1;
+	if (null_fd < 0 || dup2(null_fd, 0) < 0 || dup2(2, 1) < 0) {
+		g_set_error(error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_INVITATION,
+			    "a stdio invitation, but stdin and stdout cannot be taken: %s",
+			    g_strerror(errno));
+		if (in_fd >= 0)
+			close(in_fd);
+		if (out_fd >= 0)
+			close(out_fd);
+		if (null_fd >= 0)
+			close(null_fd);
+		mesh_payload_message_free(&env->base);
+		return FALSE;
+	}
+	close(null_fd);
+
+	HostState *s = g_new0(HostState, 1);
+	s->name = g_strdup(env->node_name && *env->node_name ? env->node_name : "host");
+	mesh_payload_message_free(&env->base);
+	set_process_name(base_name, s->name);
+
+	/* The parent's first messages arrive on @port's peer, as on a Unix join. */
+	MeshPort *link_port, *port;
+	mesh_port_new_pair(&link_port, &port);
+	s->link = mesh_p2p_link_new_take(NULL, in_fd, out_fd, link_port, NULL, error);
+	if (!s->link) {
+		g_prefix_error(error, "joining the parent over stdin and stdout: ");
+		mesh_port_close(port);
+		host_state_free(s);
+		return FALSE;
+	}
+	s->node = mesh_p2p_link_get_node(s->link);
+	return run_host(s, port, func, user_data, error);
+}
+
 gboolean mesh_try_run_host(const char *base_name, MeshHostFunc func, gpointer user_data,
 			   GError **error)
 {
-	const char *value = getenv(MESH_WORKER_INVITATION);
 	MeshProcess__EnvInvitation *env = NULL;
 	MeshNodeId ln, rn;
 	MeshPortId lp, rp;
 
 	g_return_val_if_fail(base_name && func, FALSE);
 	g_return_val_if_fail(error == NULL || *error == NULL, FALSE);
-	if (!value)
+	if (getenv(MESH_STDIO_INVITATION))
+		return run_stdio_host(base_name, func, user_data, error);
+	if (!getenv(MESH_WORKER_INVITATION))
 		return TRUE;
-	char *copy = g_strdup(value);
-	unsetenv(MESH_WORKER_INVITATION); /* not for our own children */
-	gboolean ok = decode_env(copy, &env, error);
-	g_free(copy);
-	if (!ok)
+	if (!take_env(MESH_WORKER_INVITATION, &env, error))
 		return FALSE;
 	if (!env->address || !process_address_read(env->address->local_addr, &ln, &lp) ||
 	    !process_address_read(env->address->remote_addr, &rn, &rp)) {
@@ -204,9 +278,7 @@ gboolean mesh_try_run_host(const char *base_name, MeshHostFunc func, gpointer us
 	s->name = g_strdup(env->node_name && *env->node_name ? env->node_name : "host");
 	mesh_payload_message_free(&env->base);
 
-	char comm[16];
-	snprintf(comm, sizeof(comm), "%s-%s", base_name, s->name);
-	prctl(PR_SET_NAME, comm, 0, 0, 0);
+	set_process_name(base_name, s->name);
 
 	MeshPort *port = NULL;
 	MeshInvitation *inv = mesh_invitation_new_take(&ln, &lp, &rn, &rp, fd);
@@ -215,7 +287,14 @@ gboolean mesh_try_run_host(const char *base_name, MeshHostFunc func, gpointer us
 		host_state_free(s); /* the error says "joining the mesh" */
 		return FALSE;
 	}
+	s->node = mesh_unix_node_get_node(s->unode);
+	return run_host(s, port, func, user_data, error);
+}
 
+/* Joined: the bootstrap channel's end is @port (taken). */
+static gboolean run_host(HostState *s, MeshPort *port, MeshHostFunc func, gpointer user_data,
+			 GError **error)
+{
 	/* The bootstrap channel: our request channel, then the initial message. */
 	MeshReceiver *boot = mesh_receiver_from_port(port, NULL);
 	MeshMessage *first = NULL, *initial = NULL;

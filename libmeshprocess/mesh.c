@@ -61,6 +61,7 @@ struct MeshProcessConfig {
 	MeshSandboxApplyFunc sandbox_apply;
 	gpointer sandbox_data;
 	ExitHandler *on_exit;
+	char **remote; /* the remote command, or NULL */
 };
 
 typedef struct {
@@ -75,6 +76,12 @@ typedef struct {
 	MeshHostState state; /* under mesh->lock */
 	gboolean killed;     /* by the mesh (shutdown deadline, mesh_free) */
 	ExitHandler *on_exit;
+	MeshHostExit exit; /* once reaped; its description is owned */
+	/* A remote host: its link, the command, and once the command exited: */
+	MeshP2pLink *link;
+	char *remote;
+	char *exit_text; /* how it ended, while the link drains */
+	GSource *drain;  /* removes the host when the link ends, or at its deadline */
 } Host;
 
 typedef struct {
@@ -143,6 +150,7 @@ void mesh_process_config_free(MeshProcessConfig *c)
 	g_ptr_array_free(c->env, TRUE);
 	g_free(c->stderr_path);
 	exit_handler_unref(c->on_exit);
+	g_strfreev(c->remote);
 	g_free(c);
 }
 
@@ -210,6 +218,13 @@ void mesh_process_config_set_exit_callback(MeshProcessConfig *c, GMainContext *c
 	e->data = user_data;
 	e->notify = notify;
 	c->on_exit = e;
+}
+
+void mesh_process_config_set_remote_command(MeshProcessConfig *c, const char *const *argv)
+{
+	g_return_if_fail(c != NULL && (!argv || argv[0]));
+	g_strfreev(c->remote);
+	c->remote = g_strdupv((char **)argv);
 }
 
 /* Running things on the coordinator's context. */
@@ -327,8 +342,16 @@ static void host_free(Host *h)
 	}
 	mesh_receiver_free(h->events);
 	exit_handler_unref(h->on_exit);
+	if (h->drain) {
+		g_source_destroy(h->drain);
+		g_source_unref(h->drain);
+	}
 	mesh_sender_free(h->requests);
+	mesh_p2p_link_free(h->link);
 	pal_child_free(h->child);
+	g_free(h->remote);
+	g_free(h->exit_text);
+	g_free((char *)h->exit.description);
 	g_free(h->name);
 	g_free(h);
 }
@@ -409,6 +432,20 @@ static void drop_pending(Mesh *m)
 	g_ptr_array_free(pending, TRUE);
 }
 
+/* The host whose link is @link, or (@link NULL) whose node is @peer. Under m->lock. */
+static Host *find_host_locked(Mesh *m, const MeshNodeId *peer, MeshP2pLink *link)
+{
+	GHashTableIter it;
+	gpointer value;
+	g_hash_table_iter_init(&it, m->hosts);
+	while (g_hash_table_iter_next(&it, NULL, &value)) {
+		Host *h = value;
+		if (link ? h->link == link : memcmp(&h->node_id, peer, sizeof(*peer)) == 0)
+			return h;
+	}
+	return NULL;
+}
+
 /*
  * Names a host whose connection ended, with how it ended when that is
  * already known (the kernel closes the sockets just before the process
@@ -422,17 +459,11 @@ static char *describe_peer(const MeshNodeId *peer, gpointer data)
 	int pidfd = -1;
 
 	g_mutex_lock(&m->lock);
-	GHashTableIter it;
-	gpointer value;
-	g_hash_table_iter_init(&it, m->hosts);
-	while (g_hash_table_iter_next(&it, NULL, &value)) {
-		Host *h = value;
-		if (memcmp(&h->node_id, peer, sizeof(*peer)) == 0) {
-			name = g_strdup(h->name);
-			pid = h->pid;
-			pidfd = fcntl(pal_child_get_pidfd(h->child), F_DUPFD_CLOEXEC, 3);
-			break;
-		}
+	Host *h = find_host_locked(m, peer, NULL);
+	if (h) {
+		name = g_strdup(h->name);
+		pid = h->pid;
+		pidfd = fcntl(pal_child_get_pidfd(h->child), F_DUPFD_CLOEXEC, 3);
 	}
 	for (guint i = 0; !name && i < G_N_ELEMENTS(m->gone); i++) {
 		if (m->gone[i].text && memcmp(&m->gone[i].node_id, peer, sizeof(*peer)) == 0) {
@@ -461,6 +492,25 @@ static char *describe_peer(const MeshNodeId *peer, gpointer data)
 	g_free(how);
 	g_free(name);
 	return out;
+}
+
+/*
+ * Names a remote host whose link ended (its describer): records the node id
+ * its hello gave, for describe_peer() and inspect.
+ */
+static char *describe_remote(MeshP2pLink *link, const MeshNodeId *peer, gpointer data)
+{
+	Mesh *m = data;
+	char *text = NULL;
+
+	g_mutex_lock(&m->lock);
+	Host *h = find_host_locked(m, NULL, link);
+	if (h) {
+		h->node_id = *peer;
+		text = g_strdup(h->exit_text);
+	}
+	g_mutex_unlock(&m->lock);
+	return text ? text : describe_peer(peer, m);
 }
 
 Mesh *mesh_new(const char *name, GMainContext *context, GError **error)
@@ -594,6 +644,86 @@ static void host_exit_fill(MeshHostExit *e, int status, gboolean killed, char *d
 	}
 }
 
+/*
+ * Removes an exited host (@text, taken: how it ended, for describe_peer();
+ * h->exit: how its process ended) and posts its exit callback. Its context.
+ * A local host goes when it is reaped; a remote one once its link drained
+ * (host_exited_cb), so that its state, the host count and the callback
+ * change together, after everything it sent arrived.
+ */
+static void host_gone(Host *h, char *text)
+{
+	Mesh *m = h->mesh;
+
+	/*
+	 * Freed after unlocking: closing its request channel may end the
+	 * connection, whose describer (describe_peer) takes m->lock.
+	 */
+	g_mutex_lock(&m->lock);
+	if (h->link)
+		mesh_p2p_link_get_peer_id(h->link, &h->node_id);
+	g_hash_table_steal(m->hosts, GINT_TO_POINTER(h->pid));
+	h->state = h->exit.expected ? MESH_HOST_STATE_EXITED : MESH_HOST_STATE_CRASHED;
+	guint slot = m->gone_next++ % G_N_ELEMENTS(m->gone);
+	g_free(m->gone[slot].text);
+	m->gone[slot].node_id = h->node_id;
+	m->gone[slot].text = text;
+	m->gone[slot].pid = h->pid;
+	m->gone[slot].state = h->state;
+	if (h->on_exit && !m->freeing) {
+		/* Before the broadcast: it runs before a shutdown's callback. */
+		Pending *p = g_new0(Pending, 1);
+		p->on_exit = exit_handler_ref(h->on_exit);
+		p->name = g_strdup(h->name);
+		p->pid = h->pid;
+		p->exit = h->exit;
+		h->exit.description = NULL; /* the callback's now */
+		post_locked(m, h->on_exit->context, p);
+	}
+	g_cond_broadcast(&m->cond);
+	g_mutex_unlock(&m->lock);
+	host_free(h);
+}
+
+/* How long a remote host's link may go on after its command exited. */
+#define REMOTE_DRAIN_MS 5000
+
+static gboolean host_gone_cb(gpointer data)
+{
+	Host *h = data;
+	Mesh *m = h->mesh;
+
+	g_mutex_lock(&m->lock);
+	char *text = g_steal_pointer(&h->exit_text);
+	g_mutex_unlock(&m->lock);
+	g_source_unref(h->drain);
+	h->drain = NULL; /* destroyed by returning G_SOURCE_REMOVE */
+	host_gone(h, text);
+	return G_SOURCE_REMOVE;
+}
+
+/*
+ * A remote host's link ended (on the coordinator's context). After its
+ * command exited: the host goes now. Before: a failed link leaves the
+ * command nothing to carry, so it is killed (its exit removes the host); a
+ * clean end of stream is the host closing its side, and its exit follows.
+ */
+static void link_ended_cb(MeshP2pLink *link, const GError *error, gpointer data)
+{
+	Host *h = data;
+
+	if (h->drain) {
+		/* Not host_gone() here: the link may not be freed from this function. */
+		g_source_set_ready_time(h->drain, 0);
+		return;
+	}
+	if (error) {
+		g_message("mesh %s: the link to host %s (pid %d) failed: %s; killing %s",
+			  h->mesh->name, h->name, (int)h->pid, error->message, h->remote);
+		pal_child_kill(h->child, SIGKILL);
+	}
+}
+
 static gboolean host_exited_cb(gint fd, GIOCondition cond, gpointer data)
 {
 	Host *h = data;
@@ -622,33 +752,24 @@ static gboolean host_exited_cb(gint fd, GIOCondition cond, gpointer data)
 
 	g_source_unref(h->watch);
 	h->watch = NULL;
-	/*
-	 * Freed after unlocking: closing its request channel may end the
-	 * connection, whose describer (describe_peer) takes m->lock.
-	 */
-	g_mutex_lock(&m->lock);
-	g_hash_table_steal(m->hosts, GINT_TO_POINTER(h->pid));
-	h->state = exit.expected ? MESH_HOST_STATE_EXITED : MESH_HOST_STATE_CRASHED;
-	guint slot = m->gone_next++ % G_N_ELEMENTS(m->gone);
-	g_free(m->gone[slot].text);
-	m->gone[slot].node_id = h->node_id;
-	m->gone[slot].text = text;
-	m->gone[slot].pid = h->pid;
-	m->gone[slot].state = h->state;
-	if (h->on_exit && !m->freeing) {
-		/* Before the broadcast: it runs before a shutdown's callback. */
-		Pending *p = g_new0(Pending, 1);
-		p->on_exit = exit_handler_ref(h->on_exit);
-		p->name = g_strdup(h->name);
-		p->pid = h->pid;
-		p->exit = exit;
-		post_locked(m, h->on_exit->context, p);
-	} else {
-		g_free(what);
+	if (h->link && mesh_p2p_link_get_state(h->link, NULL) <= MESH_P2P_LINK_OPEN) {
+		/*
+		 * A remote host's command exited: what it wrote before is still
+		 * in the socket, the end of stream after it. The host goes when
+		 * the link has read it all (link_ended_cb), or at a deadline (a
+		 * process the command left behind may hold the stream open).
+		 */
+		g_mutex_lock(&m->lock);
+		h->exit_text = text;
+		h->exit = exit;
+		g_mutex_unlock(&m->lock);
+		h->drain = g_timeout_source_new(REMOTE_DRAIN_MS);
+		g_source_set_callback(h->drain, host_gone_cb, h, NULL);
+		g_source_attach(h->drain, m->context);
+		return G_SOURCE_REMOVE;
 	}
-	g_cond_broadcast(&m->cond);
-	g_mutex_unlock(&m->lock);
-	host_free(h);
+	h->exit = exit;
+	host_gone(h, text);
 	return G_SOURCE_REMOVE;
 }
 
@@ -666,34 +787,39 @@ static gboolean is_shut_down(Mesh *m, GError **error)
 	return down;
 }
 
+/* @inv NULL: a stdio invitation (MESH_STDIO_INVITATION), the name alone. */
 static char *encode_env_invitation(const char *node_name, MeshInvitation *inv)
 {
 	MeshNodeId ln, rn;
 	MeshPortId lp, rp;
-	mesh_invitation_get_address(inv, &ln, &lp, &rn, &rp);
-
 	MeshProcess__InvitationAddress addr = MESH_PROCESS__INVITATION_ADDRESS__INIT;
-	addr.local_addr = process_address_new(&ln, &lp);
-	addr.remote_addr = process_address_new(&rn, &rp);
 	MeshProcess__EnvInvitation env = MESH_PROCESS__ENV_INVITATION__INIT;
 	env.node_name = (char *)node_name;
-	env.address = &addr;
-	env.socket_fd = 3;
+	if (inv) {
+		mesh_invitation_get_address(inv, &ln, &lp, &rn, &rp);
+		addr.local_addr = process_address_new(&ln, &lp);
+		addr.remote_addr = process_address_new(&rn, &rp);
+		env.address = &addr;
+		env.socket_fd = 3;
+	}
 
 	size_t size = protobuf_c_message_get_packed_size(&env.base);
 	uint8_t *buf = g_malloc(size);
 	protobuf_c_message_pack(&env.base, buf);
 	char *b64 = g_base64_encode(buf, size);
 	g_free(buf);
-	protobuf_c_message_free_unpacked(&addr.local_addr->base, NULL);
-	protobuf_c_message_free_unpacked(&addr.remote_addr->base, NULL);
+	if (inv) {
+		protobuf_c_message_free_unpacked(&addr.local_addr->base, NULL);
+		protobuf_c_message_free_unpacked(&addr.remote_addr->base, NULL);
+	}
 	return b64;
 }
 
 typedef struct {
 	Mesh *mesh;
 	const MeshProcessConfig *config;
-	MeshInvitation *inv;
+	MeshInvitation *inv;  /* a local host */
+	MeshPort *boot_port;  /* a remote host: the link's port (taken) */
 	MeshSender *requests;
 	MeshReceiver *events;
 	GError *error;
@@ -718,27 +844,81 @@ static void host_events_cb(MeshReceiver *r, gpointer data)
 	}
 }
 
+/* Appends @word to @spawn quoted for the remote shell. */
+static void add_quoted(PalSpawn *spawn, const char *word)
+{
+	char *q = g_shell_quote(word);
+	pal_spawn_add_arg(spawn, q);
+	g_free(q);
+}
+
+/*
+ * A remote host's spawn: the remote command, then the host's command line
+ * as quoted words (`env MESH_STDIO_INVITATION=... KEY=VALUE ... PROGRAM
+ * ARGS ... NAME`). Its stdin and stdout are set by the caller.
+ */
+static PalSpawn *remote_spawn_new(const MeshProcessConfig *c)
+{
+	PalSpawn *spawn = pal_spawn_new(c->remote[0]);
+	for (guint i = 1; c->remote[i]; i++)
+		pal_spawn_add_arg(spawn, c->remote[i]);
+	add_quoted(spawn, "env");
+	char *inv = encode_env_invitation(c->name, NULL);
+	char *assign = g_strdup_printf("%s=%s", MESH_STDIO_INVITATION, inv);
+	add_quoted(spawn, assign);
+	g_free(assign);
+	g_free(inv);
+	for (guint i = 0; i + 1 < c->env->len; i += 2) {
+		assign = g_strdup_printf("%s=%s", (char *)c->env->pdata[i],
+					 (char *)c->env->pdata[i + 1]);
+		add_quoted(spawn, assign);
+		g_free(assign);
+	}
+	char *self = c->program ? NULL : g_file_read_link("/proc/self/exe", NULL);
+	add_quoted(spawn, c->program ? c->program : self ? self : "/proc/self/exe");
+	g_free(self);
+	for (guint i = 0; i < c->args->len; i++)
+		add_quoted(spawn, c->args->pdata[i]);
+	if (!c->skip_worker_arg)
+		add_quoted(spawn, c->name);
+	return spawn;
+}
+
 static gboolean launch_cb(gpointer data)
 {
 	Launch *l = data;
 	Mesh *m = l->mesh;
 	const MeshProcessConfig *c = l->config;
-	PalSpawn *spawn = pal_spawn_new(c->program ? c->program : "/proc/self/exe");
+	PalSpawn *spawn;
 	PalChild *child = NULL;
-	int stderr_fd = -1, r;
+	int stderr_fd = -1, r, link_fds[2] = {-1, -1};
 
-	pal_spawn_set_arg0(spawn, c->program ? c->program : m->argv0);
-	for (guint i = 0; i < c->args->len; i++)
-		pal_spawn_add_arg(spawn, c->args->pdata[i]);
-	if (!c->skip_worker_arg)
-		pal_spawn_add_arg(spawn, c->name);
-	char *env = encode_env_invitation(c->name, l->inv);
-	pal_spawn_env_set(spawn, MESH_WORKER_INVITATION, env);
-	g_free(env);
-	for (guint i = 0; i + 1 < c->env->len; i += 2)
-		pal_spawn_env_set(spawn, c->env->pdata[i], c->env->pdata[i + 1]);
-	pal_spawn_set_stdin(spawn, PAL_STDIO_NULL, -1);
-	pal_spawn_set_stdout(spawn, PAL_STDIO_NULL, -1);
+	if (c->remote) {
+		spawn = remote_spawn_new(c);
+		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, link_fds) < 0) {
+			g_set_error(&l->error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_SPAWN,
+				    "cannot start host %s: socketpair: %s", c->name,
+				    g_strerror(errno));
+			goto out;
+		}
+		pal_spawn_set_stdin(spawn, PAL_STDIO_FD, link_fds[1]);
+		pal_spawn_set_stdout(spawn, PAL_STDIO_FD, link_fds[1]);
+	} else {
+		spawn = pal_spawn_new(c->program ? c->program : "/proc/self/exe");
+		pal_spawn_set_arg0(spawn, c->program ? c->program : m->argv0);
+		for (guint i = 0; i < c->args->len; i++)
+			pal_spawn_add_arg(spawn, c->args->pdata[i]);
+		if (!c->skip_worker_arg)
+			pal_spawn_add_arg(spawn, c->name);
+		char *env = encode_env_invitation(c->name, l->inv);
+		pal_spawn_env_set(spawn, MESH_WORKER_INVITATION, env);
+		g_free(env);
+		for (guint i = 0; i + 1 < c->env->len; i += 2)
+			pal_spawn_env_set(spawn, c->env->pdata[i], c->env->pdata[i + 1]);
+		pal_spawn_set_stdin(spawn, PAL_STDIO_NULL, -1);
+		pal_spawn_set_stdout(spawn, PAL_STDIO_NULL, -1);
+		pal_spawn_dup_fd(spawn, mesh_invitation_get_fd(l->inv), 3);
+	}
 	if (c->stderr_path) {
 		stderr_fd = open(c->stderr_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 		if (stderr_fd < 0) {
@@ -748,7 +928,6 @@ static gboolean launch_cb(gpointer data)
 		}
 		pal_spawn_set_stderr(spawn, PAL_STDIO_FD, stderr_fd);
 	}
-	pal_spawn_dup_fd(spawn, mesh_invitation_get_fd(l->inv), 3);
 	pal_spawn_set_parent_death_signal(spawn, SIGKILL);
 	if (c->sandbox_apply && !c->sandbox_apply(spawn, c->sandbox_data, &l->error))
 		goto out;
@@ -758,8 +937,10 @@ static gboolean launch_cb(gpointer data)
 		const char *step = pal_spawn_get_failed_step(spawn);
 		g_set_error(&l->error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_SPAWN,
 			    "cannot start host %s (%s): %s%s%s", c->name,
-			    c->program ? c->program : "this program", step ? step : "",
-			    step ? ": " : "", g_strerror(-r));
+			    c->remote ? c->remote[0]
+			    : c->program ? c->program
+					 : "this program",
+			    step ? step : "", step ? ": " : "", g_strerror(-r));
 		goto out;
 	}
 
@@ -770,12 +951,34 @@ static gboolean launch_cb(gpointer data)
 	h->child = child;
 	h->requests = l->requests;
 	l->requests = NULL;
+	if (c->remote) {
+		close(link_fds[1]);
+		link_fds[1] = -1;
+		/* Its node id comes with its hello (describe_remote() records it). */
+		h->remote = g_strjoinv(" ", c->remote);
+		h->link = mesh_p2p_link_new_take(m->node, link_fds[0], link_fds[0],
+						 g_steal_pointer(&l->boot_port), m->context,
+						 &l->error);
+		link_fds[0] = -1;
+		if (!h->link) {
+			g_prefix_error(&l->error, "host %s: ", c->name);
+			l->error->domain = MESH_PROCESS_ERROR;
+			l->error->code = MESH_PROCESS_ERROR_SPAWN;
+			pal_child_kill(child, SIGKILL);
+			pal_child_wait(child, NULL);
+			host_free(h);
+			goto out;
+		}
+		mesh_p2p_link_set_peer_describer(h->link, describe_remote, m, NULL);
+		mesh_p2p_link_set_ended_func(h->link, link_ended_cb, h, NULL);
+	} else {
+		mesh_invitation_get_address(l->inv, &h->node_id, NULL, NULL, NULL);
+	}
 	h->events = l->events;
 	l->events = NULL;
 	h->state = MESH_HOST_STATE_STARTING;
 	h->on_exit = exit_handler_ref(c->on_exit);
 	mesh_receiver_set_callback(h->events, m->context, host_events_cb, h, NULL);
-	mesh_invitation_get_address(l->inv, &h->node_id, NULL, NULL, NULL);
 	int pidfd = pal_child_get_pidfd(child);
 	if (pidfd >= 0) {
 		h->watch = g_unix_fd_source_new(pidfd, G_IO_IN);
@@ -793,6 +996,10 @@ static gboolean launch_cb(gpointer data)
 out:
 	if (stderr_fd >= 0)
 		close(stderr_fd);
+	for (int i = 0; i < 2; i++)
+		if (link_fds[i] >= 0)
+			close(link_fds[i]);
+	mesh_port_close(g_steal_pointer(&l->boot_port));
 	pal_spawn_free(spawn);
 	return G_SOURCE_REMOVE;
 }
@@ -816,7 +1023,11 @@ GPid mesh_launch_host(Mesh *m, const MeshProcessConfig *config, MeshMessage *ini
 	}
 	mesh_channel_new(&mesh_process__host_request__descriptor, &requests, &requests_recv);
 	mesh_channel_new(NULL, &boot, &boot_recv);
-	if (!mesh_unix_node_invite(m->unode, mesh_receiver_into_port(boot_recv), 0, &inv, error)) {
+	MeshPort *boot_port = NULL;
+	if (config->remote) {
+		boot_port = mesh_receiver_into_port(boot_recv); /* the link's, once spawned */
+	} else if (!mesh_unix_node_invite(m->unode, mesh_receiver_into_port(boot_recv), 0, &inv,
+					  error)) {
 		mesh_sender_free(boot);
 		mesh_sender_free(requests);
 		mesh_receiver_free(requests_recv);
@@ -840,6 +1051,7 @@ GPid mesh_launch_host(Mesh *m, const MeshProcessConfig *config, MeshMessage *ini
 	Launch l = {.mesh = m,
 		    .config = config,
 		    .inv = inv,
+		    .boot_port = boot_port,
 		    .requests = requests,
 		    .events = events_recv};
 	run_on_long_lived_thread(m, launch_cb, &l);
@@ -888,6 +1100,9 @@ gboolean mesh_crash(Mesh *m, GPid pid, GError **error)
 	return TRUE;
 }
 
+/* mesh_inspect()'s entries: pid, name, node id, state, remote command (or NULL). */
+#define ENTRY 5
+
 char *mesh_inspect(Mesh *m, gint64 timeout_us)
 {
 	g_return_val_if_fail(m && timeout_us >= -1, NULL);
@@ -909,18 +1124,21 @@ char *mesh_inspect(Mesh *m, gint64 timeout_us)
 	GPtrArray *entries = g_ptr_array_new();
 	for (GList *l = hosts; l; l = l->next) {
 		Host *h = l->data;
+		if (h->link)
+			mesh_p2p_link_get_peer_id(h->link, &h->node_id); /* once its hello came */
 		g_ptr_array_add(entries, GINT_TO_POINTER(h->pid));
 		g_ptr_array_add(entries, g_strdup(h->name));
 		g_ptr_array_add(entries, g_memdup2(&h->node_id, sizeof(h->node_id)));
 		g_ptr_array_add(entries, (gpointer)mesh_host_state_to_string(h->state));
+		g_ptr_array_add(entries, g_strdup(h->remote));
 	}
 	g_mutex_unlock(&m->lock);
 	g_list_free(hosts);
 
-	guint n = entries->len / 4;
+	guint n = entries->len / ENTRY;
 	MeshOneshotReceiver **replies = g_new0(MeshOneshotReceiver *, n ? n : 1);
 	for (guint i = 0; i < n; i++) {
-		MeshSender *s = host_requests(m, GPOINTER_TO_INT(entries->pdata[4 * i]));
+		MeshSender *s = host_requests(m, GPOINTER_TO_INT(entries->pdata[ENTRY * i]));
 		if (!s)
 			continue;
 		MeshOneshotSender *os;
@@ -939,11 +1157,17 @@ char *mesh_inspect(Mesh *m, gint64 timeout_us)
 		if (i)
 			g_string_append_c(out, ',');
 		g_string_append_printf(out, "{\"pid\":%d,\"name\":",
-				       GPOINTER_TO_INT(entries->pdata[4 * i]));
-		process_json_string(out, entries->pdata[4 * i + 1]);
-		g_string_append_printf(out, ",\"state\":\"%s\",\"node\":\"%s\",\"report\":",
-				       (const char *)entries->pdata[4 * i + 3],
-				       mesh_uuid_to_string(entries->pdata[4 * i + 2], id));
+				       GPOINTER_TO_INT(entries->pdata[ENTRY * i]));
+		process_json_string(out, entries->pdata[ENTRY * i + 1]);
+		g_string_append_printf(out, ",\"state\":\"%s\",\"node\":\"%s\",",
+				       (const char *)entries->pdata[ENTRY * i + 3],
+				       mesh_uuid_to_string(entries->pdata[ENTRY * i + 2], id));
+		if (entries->pdata[ENTRY * i + 4]) {
+			g_string_append(out, "\"transport\":\"p2p\",\"command\":");
+			process_json_string(out, entries->pdata[ENTRY * i + 4]);
+			g_string_append_c(out, ',');
+		}
+		g_string_append(out, "\"report\":");
 		ProtobufCMessage *reply = NULL;
 		GError *error = NULL;
 		gint64 left = deadline < 0 ? -1 : MAX(deadline - g_get_monotonic_time(), 0);
@@ -962,8 +1186,9 @@ char *mesh_inspect(Mesh *m, gint64 timeout_us)
 		g_clear_error(&error);
 		mesh_oneshot_receiver_free(replies[i]);
 		g_string_append_c(out, '}');
-		g_free(entries->pdata[4 * i + 1]);
-		g_free(entries->pdata[4 * i + 2]);
+		g_free(entries->pdata[ENTRY * i + 1]);
+		g_free(entries->pdata[ENTRY * i + 2]);
+		g_free(entries->pdata[ENTRY * i + 4]);
 	}
 	g_string_append(out, "]}");
 	g_free(replies);

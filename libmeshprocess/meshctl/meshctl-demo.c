@@ -22,6 +22,10 @@
  *  7. inspect: mesh_inspect()'s tree;
  *  8. shutdown: mesh_shutdown(); every host exits by itself.
  *
+ * With --ssh DEST (or --remote COMMAND) worker-3 runs through ssh (or the
+ * command): it takes part in every step but the port move and the crash,
+ * which need two hosts that talk directly.
+ *
  * With --serve SOCKET the demo serves inspect requests on SOCKET between
  * steps 7 and 8, as `meshctl serve SOCKET` does with its own hosts.
  */
@@ -41,6 +45,9 @@ typedef struct {
 	MeshSender *commands; /* Command */
 	MeshSender *rpc;      /* untyped: RpcRequest calls */
 	guint work_done;
+	/* A remote host: its pid is the local command's; this is its own, once it says. */
+	gboolean remote;
+	guint32 own_pid;
 } DemoHost;
 
 typedef struct {
@@ -50,6 +57,7 @@ typedef struct {
 	guint n_hosts;
 	MeshReceiver *reports; /* Report, from every host */
 	gboolean json;
+	char **remote;         /* worker-3's command (--ssh, --remote), or NULL */
 	GString *out;          /* the --json object */
 	const char *step;      /* what failed, when something did */
 } Demo;
@@ -114,6 +122,19 @@ static const char *error_code_name(const GError *e)
 	if (e->domain == MESH_ERROR && e->code >= 0 && (gsize)e->code < G_N_ELEMENTS(names))
 		return names[e->code];
 	return g_quark_to_string(e->domain);
+}
+
+/*
+ * Whether @pid, which a host says is its own, is @h's. A remote host's own
+ * pid (on the other machine) is learned from the first thing it says.
+ */
+static gboolean is_pid_of(DemoHost *h, guint32 pid)
+{
+	if (!h->remote)
+		return pid == (guint32)h->pid;
+	if (!h->own_pid)
+		h->own_pid = pid;
+	return pid == h->own_pid;
 }
 
 /* Messages. */
@@ -186,7 +207,7 @@ static gboolean call(DemoHost *h, CallKind kind, gint64 a, gint64 b, gint64 time
 			   error))
 		return FALSE;
 	Meshctl__RpcReply *r = (Meshctl__RpcReply *)reply;
-	gboolean ok = r->pid == (guint32)h->pid && g_strcmp0(r->worker, h->name) == 0;
+	gboolean ok = is_pid_of(h, r->pid) && g_strcmp0(r->worker, h->name) == 0;
 	if (!ok)
 		g_set_error(error, MESHCTL_ERROR, 0,
 			    "the answer came from %s (pid %u), not %s (pid %d)", r->worker, r->pid,
@@ -249,6 +270,11 @@ static gboolean launch_hosts(Demo *d, guint n, GError **error)
 		MeshProcessConfig *config = mesh_process_config_new(h->name);
 		if (meshctl_verbose)
 			mesh_process_config_set_env(config, "MESHCTL_VERBOSE", "1");
+		if (d->remote && i == 2) {
+			mesh_process_config_set_remote_command(config,
+							       (const char *const *)d->remote);
+			h->remote = TRUE;
+		}
 		h->pid = mesh_launch_host(d->mesh, config, mesh_message_new_typed_take(&setup->base),
 					  error);
 		mesh_process_config_free(config);
@@ -275,15 +301,27 @@ static void show_launch(Demo *d)
 			jopen(d->out, NULL, '{');
 			jstr(d->out, "name", d->hosts[i].name);
 			jint(d->out, "pid", d->hosts[i].pid);
+			if (d->hosts[i].remote) {
+				char *command = g_strjoinv(" ", d->remote);
+				jstr(d->out, "remote_command", command);
+				g_free(command);
+			}
 			g_string_append_c(d->out, '}');
 		}
 		g_string_append_c(d->out, ']');
 		return;
 	}
 	GString *s = g_string_new(NULL);
-	for (guint i = 0; i < d->n_hosts; i++)
-		g_string_append_printf(s, "%s%s (pid %d)", i ? ", " : "", d->hosts[i].name,
+	for (guint i = 0; i < d->n_hosts; i++) {
+		g_string_append_printf(s, "%s%s (pid %d", i ? ", " : "", d->hosts[i].name,
 				       (int)d->hosts[i].pid);
+		if (d->hosts[i].remote) {
+			char *command = g_strjoinv(" ", d->remote);
+			g_string_append_printf(s, ", through \"%s\"", command);
+			g_free(command);
+		}
+		g_string_append_c(s, ')');
+	}
 	say(d, "launched %u hosts: %s\n", d->n_hosts, s->str);
 	g_string_free(s, TRUE);
 }
@@ -340,7 +378,7 @@ static gboolean run_work(Demo *d, DemoHost **targets, guint n_targets, guint fir
 		const char *text = w->seq < first + n && w->seq >= first
 					   ? sentences[w->seq % G_N_ELEMENTS(sentences)]
 					   : NULL;
-		gboolean ok = text && !seen[w->seq] && h && w->pid == (guint32)h->pid &&
+		gboolean ok = text && !seen[w->seq] && h && is_pid_of(h, w->pid) &&
 			      w->words == count_words(text) &&
 			      h == targets[(w->seq - first) % n_targets];
 		if (!ok) {
@@ -867,6 +905,8 @@ int meshctl_demo(int argc, char **argv)
 {
 	gboolean json = FALSE;
 	char *serve_path = NULL;
+	char *ssh_dest = NULL, *remote = NULL;
+	char **remote_argv = NULL;
 	char **rest = NULL;
 	const GOptionEntry entries[] = {
 		{"json", 0, 0, G_OPTION_ARG_NONE, &json, "Print the summary as one JSON object", NULL},
@@ -874,6 +914,13 @@ int meshctl_demo(int argc, char **argv)
 		 "Before shutting down, serve inspect requests on SOCKET until \"meshctl stop\" or "
 		 "SIGTERM",
 		 "SOCKET"},
+		{"ssh", 0, 0, G_OPTION_ARG_STRING, &ssh_dest,
+		 "Run worker-3 on DEST through ssh (meshctl must be at this same path there)",
+		 "DEST"},
+		{"remote", 0, 0, G_OPTION_ARG_STRING, &remote,
+		 "Run worker-3 through COMMAND (split as a shell would), e.g. \"ssh -p 2222 "
+		 "host\"; its stdin and stdout carry the link",
+		 "COMMAND"},
 		{"verbose", 'v', 0, G_OPTION_ARG_NONE, &meshctl_verbose,
 		 "Show the libraries' messages (on stderr)", NULL},
 		{G_OPTION_REMAINING, 0, 0, G_OPTION_ARG_STRING_ARRAY, &rest, NULL, NULL},
@@ -891,14 +938,25 @@ int meshctl_demo(int argc, char **argv)
 		entries);
 	if (!parse(ctx, &argc, &argv))
 		return 2;
-	if (rest && rest[0]) {
-		fprintf(stderr, "meshctl: demo takes no arguments (see meshctl help demo)\n");
+	GError *parse_error = NULL;
+	if (ssh_dest)
+		remote_argv = g_strdupv((char *[]){"ssh", ssh_dest, NULL});
+	else if (remote && !g_shell_parse_argv(remote, NULL, &remote_argv, &parse_error))
+		fprintf(stderr, "meshctl: --remote: %s\n", parse_error->message);
+	if ((rest && rest[0]) || (ssh_dest && remote) || parse_error) {
+		if (!parse_error)
+			fprintf(stderr, "meshctl: demo takes no arguments, and --ssh or --remote "
+					"(see meshctl help demo)\n");
+		g_clear_error(&parse_error);
 		g_strfreev(rest);
+		g_strfreev(remote_argv);
+		g_free(ssh_dest);
+		g_free(remote);
 		g_free(serve_path);
 		return 2;
 	}
 
-	Demo d = {.mesh_name = "demo", .json = json};
+	Demo d = {.mesh_name = "demo", .json = json, .remote = remote_argv};
 	GError *error = NULL;
 	gboolean ok = FALSE;
 	if (json)
@@ -976,6 +1034,9 @@ out:
 	demo_free(&d);
 	g_free(serve_path);
 	g_strfreev(rest);
+	g_strfreev(remote_argv);
+	g_free(ssh_dest);
+	g_free(remote);
 	return ok ? 0 : 1;
 }
 

@@ -45,6 +45,13 @@ MESH_PROCESS_API GQuark mesh_process_error_quark(void);
 /** MESH_WORKER_INVITATION: the environment variable a host's invitation travels in. */
 #define MESH_WORKER_INVITATION "MESH_WORKER_INVITATION"
 
+/**
+ * MESH_STDIO_INVITATION: the environment variable that tells a host started
+ * through a remote command (mesh_process_config_set_remote_command()) that
+ * its stdin and stdout are its link to the parent.
+ */
+#define MESH_STDIO_INVITATION "MESH_STDIO_INVITATION"
+
 /* Process configuration. */
 
 typedef struct MeshProcessConfig MeshProcessConfig;
@@ -92,6 +99,32 @@ MESH_PROCESS_API void mesh_process_config_set_sandbox(MeshProcessConfig *config,
 						       MeshSandboxApplyFunc apply,
 						       gpointer user_data);
 
+/**
+ * mesh_process_config_set_remote_command:
+ * @config: a config
+ * @argv: (nullable) (array zero-terminated=1): a command (copied) run here
+ *     whose stdin and stdout carry the host's link, e.g. {"ssh", "-p",
+ *     "2222", "user@otherhost", NULL}; NULL: the host runs here (the default)
+ *
+ * A remote host (doc/libmeshprocess.md, "Remote hosts"): mesh_launch_host()
+ * runs @argv with the host's command line appended as words quoted for a
+ * POSIX shell (g_shell_quote()), as ssh wants its remote command: ssh joins
+ * them with spaces and the remote user's shell runs them. That command line
+ * is `env MESH_STDIO_INVITATION=... [KEY=VALUE ...] PROGRAM [ARGS ...]
+ * [NAME]`: the config's environment variables travel in it (ssh passes no
+ * environment), and PROGRAM is the config's program, or else the absolute
+ * path of this program, which must then exist at the same path on the
+ * other machine. The host's mesh_try_run_host() finds the invitation and
+ * joins over its stdin and stdout (a MeshP2pLink: no fds cross).
+ *
+ * The local command gets the parent-death signal, the config's stderr file
+ * and its sandbox apply step; its pid is the host's pid for every function
+ * of the mesh. Trust comes from the command: ssh authenticates and
+ * encrypts; nothing in the link does.
+ */
+MESH_PROCESS_API void mesh_process_config_set_remote_command(MeshProcessConfig *config,
+							      const char *const *argv);
+
 /* The mesh. */
 
 typedef struct Mesh Mesh;
@@ -106,7 +139,7 @@ typedef struct Mesh Mesh;
  * @MESH_HOST_STATE_RUNNING: it joined the mesh and received its initial
  *     message: its work runs
  * @MESH_HOST_STATE_STOPPING: the mesh asked it to exit (mesh_shutdown(),
- *     mesh_free()) or killed it at the shutdown deadline; not reaped yet
+ *     mesh_free()) or killed it at the shutdown deadline; not gone yet
  * @MESH_HOST_STATE_EXITED: gone as the mesh expected (see
  *     MeshHostExit.expected)
  * @MESH_HOST_STATE_CRASHED: gone unexpectedly: a non-zero exit status, or a
@@ -114,8 +147,11 @@ typedef struct Mesh Mesh;
  *
  * A host's state as the coordinator sees it. The change to RUNNING is
  * processed on the mesh's context, the change to EXITED or CRASHED when the
- * coordinator reaps the host (on that context too): a host may be running (or
- * gone) a moment before its state says so. This enum may be extended.
+ * host is gone (on that context too): a local host when the coordinator
+ * reaps it, a remote one (mesh_process_config_set_remote_command()) once its
+ * local command was reaped and its link drained (at most 5 s later). A host
+ * may be running (or gone) a moment before its state says so. This enum may
+ * be extended.
  */
 typedef enum {
 	MESH_HOST_STATE_UNKNOWN,
@@ -153,7 +189,8 @@ MESH_PROCESS_API const char *mesh_host_state_to_string(MeshHostState state);
  *     (the words of the errors that name a gone host)
  *
  * How a host ended. Passed to a #MeshHostExitFunc and valid during the call
- * only. The library fills it; it may gain fields at the end.
+ * only. The library fills it; it may gain fields at the end. For a remote
+ * host it is how its local command (ssh) ended.
  */
 typedef struct {
 	gboolean signaled;
@@ -168,12 +205,14 @@ typedef struct {
  * MeshHostExitFunc:
  * @mesh: the mesh the host belonged to
  * @name: the host's name (its config's)
- * @pid: the host's pid (reaped: it may name another process already)
+ * @pid: the host's pid (reaped: it may name another process already; a
+ *     remote host's is its local command's)
  * @exit: how it ended
  * @user_data: the data given to mesh_process_config_set_exit_callback()
  *
  * Called once per host launched with the config, on the chosen context,
- * after the host was reaped (mesh_get_host_state() says EXITED or CRASHED),
+ * after the host is gone (mesh_get_host_state() says EXITED or CRASHED;
+ * a remote host after its link drained, see #MeshHostState),
  * with no library lock held: it may call any function of @mesh, also
  * mesh_launch_host() to relaunch the host (a new host, a new pid, the same
  * name if the same config) and mesh_free() on @mesh.
@@ -257,7 +296,14 @@ MESH_PROCESS_API MeshNode *mesh_get_node(Mesh *mesh);
  * and @config's exit callback, if any, is called when it exits. May be
  * called from that callback (a relaunch).
  *
- * Returns: the host's pid, or 0 with @error set.
+ * With a remote command (mesh_process_config_set_remote_command()) that
+ * command is spawned instead, with a socket as its stdin and stdout, and the
+ * host joins over it: @initial and every message to the host must carry no
+ * fds (the sending port fails at once), and ports whose peers are on other
+ * hosts fail at the remote host (a remote host talks to the parent only).
+ *
+ * Returns: the host's pid (the local command's, for a remote host), or 0
+ * with @error set.
  */
 MESH_PROCESS_API GPid mesh_launch_host(Mesh *mesh, const MeshProcessConfig *config,
 				       MeshMessage *initial, GError **error);
@@ -283,7 +329,8 @@ MESH_PROCESS_API gboolean mesh_crash(Mesh *mesh, GPid pid, GError **error);
  *
  * Returns: (transfer full): the tree as JSON: the mesh name, this process,
  * and each host by pid (name, node id, state, what the host reports of
- * itself).
+ * itself; a remote host's entry also has "transport": "p2p" and "command",
+ * its remote command).
  */
 MESH_PROCESS_API char *mesh_inspect(Mesh *mesh, gint64 timeout_us);
 
@@ -464,12 +511,17 @@ typedef gboolean (*MeshHostFunc)(MeshMessage *initial, gpointer user_data, GErro
  * @user_data: passed to @func
  * @error: a corrupt invitation, a failed join, or @func's error
  *
- * Call first thing in main(). Without MESH_WORKER_INVITATION in the
- * environment it returns TRUE at once: this is not a host. Otherwise it
- * removes the variable, takes fd 3 (making it close-on-exec), joins the mesh,
- * receives the initial message and runs @func; when @func returns TRUE or the
- * parent goes away, it shuts the node down and exits the process with 0. It
- * returns only on error (FALSE).
+ * Call first thing in main(). Without MESH_WORKER_INVITATION or
+ * MESH_STDIO_INVITATION in the environment it returns TRUE at once: this is
+ * not a host. Otherwise it removes the variable, takes fd 3 (making it
+ * close-on-exec), joins the mesh, receives the initial message and runs
+ * @func; when @func returns TRUE or the parent goes away, it shuts the node
+ * down and exits the process with 0. It returns only on error (FALSE).
+ *
+ * With MESH_STDIO_INVITATION (a remote host) it takes fds 0 and 1 as its
+ * link to the parent instead, then points fd 0 at /dev/null and fd 1 at
+ * stderr: @func must not write to the stdout it had (a stray printf() goes
+ * to stderr).
  *
  * Returns: TRUE if not a host; FALSE with @error set.
  */

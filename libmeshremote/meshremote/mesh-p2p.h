@@ -147,6 +147,39 @@ MESH_REMOTE_API void mesh_p2p_link_set_ended_func(MeshP2pLink *link, MeshP2pLink
 						  gpointer user_data, GDestroyNotify notify);
 
 /**
+ * MeshP2pPeerDescribeFunc:
+ * @link: the link
+ * @peer: the peer's node id
+ * @user_data: the data given with the function
+ *
+ * Called once, when a link whose peer's hello had come ends, on the thread
+ * that ends it (the I/O context, a sender that gives up on a peer not
+ * reading, mesh_p2p_link_shutdown() or mesh_p2p_link_free()), with no
+ * library lock held.
+ *
+ * Returns: (transfer full) (nullable): words naming the peer for the
+ * errors its ports get, e.g. "host worker-1 (pid 4242) exited with status
+ * 255"; they go before the reason ("WORDS: REASON").
+ */
+typedef char *(*MeshP2pPeerDescribeFunc)(MeshP2pLink *link, const MeshNodeId *peer,
+					 gpointer user_data);
+
+/**
+ * mesh_p2p_link_set_peer_describer:
+ * @link: a link
+ * @func: (nullable): names the peer when the link ends
+ * @user_data: passed to @func
+ * @notify: (nullable): releases @user_data when replaced or the link is freed
+ *
+ * Lets the layer above name the culprit in the errors that ports get (as
+ * mesh_unix_node_set_peer_describer() does for the Unix transport). Any
+ * thread.
+ */
+MESH_REMOTE_API void mesh_p2p_link_set_peer_describer(MeshP2pLink *link,
+						      MeshP2pPeerDescribeFunc func,
+						      gpointer user_data, GDestroyNotify notify);
+
+/**
  * mesh_p2p_link_set_send_limit:
  * @link: a link
  * @max_queued: bytes queued toward the peer above which a sender waits

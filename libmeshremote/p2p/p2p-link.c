@@ -87,6 +87,10 @@ struct MeshP2pLink {
 	GDestroyNotify ended_notify;
 	gboolean ended_reported;
 	GSource *report_source;
+
+	MeshP2pPeerDescribeFunc describe_func;
+	gpointer describe_data;
+	GDestroyNotify describe_notify;
 };
 
 static MeshP2pLink *link_ref(MeshP2pLink *l)
@@ -167,8 +171,19 @@ static void link_end_full(MeshP2pLink *l, GError *error, const char *why)
 	MeshPort *user_port = g_steal_pointer(&l->user_port);
 	const char *what = error ? error->message : "the point-to-point link ended (end of stream)";
 	char *reason = g_strdup(why ? why : what);
+	MeshP2pPeerDescribeFunc describe = remote ? l->describe_func : NULL;
+	gpointer describe_data = l->describe_data;
+	MeshNodeId peer = l->peer;
 	g_cond_broadcast(&l->cond);
 	g_mutex_unlock(&l->lock);
+
+	char *who = describe ? describe(l, &peer, describe_data) : NULL;
+	if (who) {
+		char *full = g_strdup_printf("%s: %s", who, reason);
+		g_free(reason);
+		g_free(who);
+		reason = full;
+	}
 
 	g_debug("mesh: p2p link ended: %s", reason);
 	if (remote) {
@@ -788,6 +803,21 @@ void mesh_p2p_link_set_ended_func(MeshP2pLink *l, MeshP2pLinkEndedFunc func, gpo
 	report_ended(l);
 }
 
+void mesh_p2p_link_set_peer_describer(MeshP2pLink *l, MeshP2pPeerDescribeFunc func,
+				      gpointer user_data, GDestroyNotify notify)
+{
+	g_return_if_fail(l != NULL);
+	g_mutex_lock(&l->lock);
+	GDestroyNotify old_notify = l->describe_notify;
+	gpointer old_data = l->describe_data;
+	l->describe_func = func;
+	l->describe_data = user_data;
+	l->describe_notify = notify;
+	g_mutex_unlock(&l->lock);
+	if (old_notify)
+		old_notify(old_data);
+}
+
 void mesh_p2p_link_set_send_limit(MeshP2pLink *l, gsize max_queued, gint64 timeout_us)
 {
 	g_return_if_fail(l != NULL && timeout_us >= 0);
@@ -867,6 +897,10 @@ void mesh_p2p_link_free(MeshP2pLink *l)
 	gpointer data = l->ended_data;
 	l->ended_func = NULL;
 	l->ended_notify = NULL;
+	GDestroyNotify describe_notify = l->describe_notify;
+	gpointer describe_data = l->describe_data;
+	l->describe_func = NULL;
+	l->describe_notify = NULL;
 	g_mutex_unlock(&l->lock);
 	if (report) {
 		g_source_destroy(report);
@@ -874,6 +908,8 @@ void mesh_p2p_link_free(MeshP2pLink *l)
 	}
 	if (notify)
 		notify(data);
+	if (describe_notify)
+		describe_notify(describe_data);
 	/* The fds close when no dispatch runs any more (the source's finalize). */
 	g_source_destroy(l->source);
 	g_source_unref(l->source);
