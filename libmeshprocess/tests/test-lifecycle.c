@@ -548,6 +548,140 @@ START_TEST(test_free_in_exit_callback)
 }
 END_TEST
 
+/* ssh's part for a remote host: a shell that runs the words it is given as one command line. */
+static const char *const local_ssh[] = {"sh", "-c", "exec sh -c \"exec $*\"", "sh", NULL};
+
+/* Until @pid is RUNNING (the mesh on its own thread processes the join). */
+static void wait_running(Mesh *mesh, GPid pid)
+{
+	MeshHostState state;
+	while ((state = mesh_get_host_state(mesh, pid)) == MESH_HOST_STATE_STARTING)
+		g_usleep(1000);
+	ck_assert_int_eq(state, MESH_HOST_STATE_RUNNING);
+}
+
+/*
+ * A remote host (mesh_process_config_set_remote_command(), over a local
+ * command that plays ssh's part) has a local host's lifecycle: RUNNING once
+ * its HostEvent.joined came over the link (inspect says so, with its
+ * transport); killed from outside (the command's pid), its exit callback
+ * says a crash with SIGKILL, once, after it left the mesh's table, and the
+ * callback relaunches it (remote again, serving); mesh_shutdown_async()
+ * stops the new one: expected, status 0, EXITED, before the shutdown's
+ * callback.
+ */
+START_TEST(test_remote_lifecycle)
+{
+	GMainContext *ctx = g_main_context_new();
+	GError *error = NULL;
+	Mesh *mesh = mesh_new("remote-life", NULL, &error);
+	Record *r = record_new();
+
+	ck_assert_msg(mesh, "%s", error ? error->message : "");
+	r->config = mesh_process_config_new("far");
+	mesh_process_config_set_remote_command(r->config, local_ssh);
+	mesh_process_config_set_exit_callback(r->config, ctx, relaunch_on_crash, r,
+					      record_notify);
+	Host h = host_launch(mesh, r->config, "serve");
+	assert_ready(&h);
+	wait_running(mesh, h.pid);
+	char *json = mesh_inspect(mesh, WAIT_US);
+	char *entry = g_strdup_printf("\"pid\":%d,\"name\":\"far\",\"state\":\"running\",", (int)h.pid);
+	ck_assert_msg(strstr(json, entry), "%s", json);
+	ck_assert_msg(strstr(json, "\"transport\":\"p2p\""), "%s", json);
+	ck_assert_msg(!strstr(json, "\"error\""), "%s", json);
+	g_free(entry);
+	g_free(json);
+
+	ck_assert_int_eq(kill(h.pid, SIGKILL), 0);
+	wait_exits(ctx, r, 1);
+	Exit *e = find_exit(r, h.pid);
+	ck_assert_str_eq(e->name, "far");
+	ck_assert(e->exit.signaled);
+	ck_assert_int_eq(e->exit.signal, SIGKILL);
+	ck_assert_str_eq(e->exit.signal_name, "SIGKILL");
+	ck_assert(!e->exit.expected);
+	ck_assert_int_eq(e->state, MESH_HOST_STATE_CRASHED);
+	ck_assert_uint_eq(e->hosts_left, 0); /* gone from the table before its callback */
+	ck_assert_int_eq(mesh_get_host_state(mesh, h.pid), MESH_HOST_STATE_CRASHED);
+
+	/* Relaunched from the callback: remote again, and it serves. */
+	ck_assert_int_gt(r->relaunched.pid, 0);
+	host_close(&h);
+	h = r->relaunched;
+	memset(&r->relaunched, 0, sizeof(r->relaunched));
+	assert_ready(&h);
+	assert_rpc(&h, 40, 2, WAIT_US);
+	wait_running(mesh, h.pid);
+	json = mesh_inspect(mesh, WAIT_US);
+	entry = g_strdup_printf("\"pid\":%d,\"name\":\"far\",\"state\":\"running\",", (int)h.pid);
+	ck_assert_msg(strstr(json, entry), "%s", json);
+	ck_assert_msg(strstr(json, "\"transport\":\"p2p\""), "%s", json);
+	g_free(entry);
+	g_free(json);
+
+	mesh_shutdown_async(mesh, WAIT_US, ctx, on_shutdown, r, NULL);
+	ck_assert_int_eq(mesh_get_host_state(mesh, h.pid), MESH_HOST_STATE_STOPPING);
+	while (!r->shut)
+		g_main_context_iteration(ctx, TRUE);
+	ck_assert_msg(r->clean, "%s", r->error ? r->error->message : "");
+	ck_assert_uint_eq(r->exits_before_shutdown, 2);
+	e = find_exit(r, h.pid);
+	ck_assert(!e->exit.signaled);
+	ck_assert_int_eq(e->exit.status, 0);
+	ck_assert(e->exit.expected);
+	ck_assert_int_eq(e->state, MESH_HOST_STATE_EXITED);
+	ck_assert_int_eq(r->relaunched.pid, 0); /* expected: not relaunched */
+	ck_assert_uint_eq(mesh_get_host_count(mesh), 0);
+	host_close(&h);
+	mesh_free(mesh);
+	ck_assert_uint_eq(r->exits->len, 2); /* once each */
+	mesh_process_config_free(r->config);
+	ck_assert_int_eq(r->notified, 1);
+	record_free(r);
+	g_main_context_unref(ctx);
+}
+END_TEST
+
+/*
+ * A remote host that ignores the shutdown (its command stopped with
+ * SIGSTOP): the mesh kills the command at the deadline, and the exit says
+ * SIGKILL, expected.
+ */
+START_TEST(test_remote_shutdown_deadline)
+{
+	GMainContext *ctx = g_main_context_new();
+	GError *error = NULL;
+	Mesh *mesh = mesh_new("remote-deadline", NULL, &error);
+	Record *r = record_new();
+
+	ck_assert_msg(mesh, "%s", error ? error->message : "");
+	MeshProcessConfig *c = config_with_callback("far-stubborn", ctx, r);
+	mesh_process_config_set_remote_command(c, local_ssh);
+	Host h = host_launch(mesh, c, "wait");
+	assert_ready(&h);
+	wait_running(mesh, h.pid);
+	ck_assert_int_eq(kill(h.pid, SIGSTOP), 0);
+	ck_assert(!mesh_shutdown(mesh, G_USEC_PER_SEC / 2, &error));
+	ck_assert(g_error_matches(error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_TIMED_OUT));
+	g_clear_error(&error);
+	ck_assert_uint_eq(mesh_get_host_count(mesh), 0);
+	wait_exits(ctx, r, 1);
+	Exit *e = find_exit(r, h.pid);
+	ck_assert(e->exit.signaled);
+	ck_assert_str_eq(e->exit.signal_name, "SIGKILL");
+	ck_assert(e->exit.expected);
+	ck_assert_int_eq(e->state, MESH_HOST_STATE_EXITED);
+	host_close(&h);
+	mesh_free(mesh);
+	mesh_process_config_free(c);
+	ck_assert_uint_eq(r->exits->len, 1);
+	ck_assert_int_eq(r->notified, 1);
+	record_free(r);
+	g_main_context_unref(ctx);
+}
+END_TEST
+
 int main(int argc, char **argv)
 {
 	GError *error = NULL;
@@ -565,6 +699,8 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_state_and_async_shutdown);
 	tcase_add_test(tc, test_async_shutdown_deadline);
 	tcase_add_test(tc, test_free_in_exit_callback);
+	tcase_add_test(tc, test_remote_lifecycle);
+	tcase_add_test(tc, test_remote_shutdown_deadline);
 	suite_add_tcase(s, tc);
 
 	SRunner *sr = srunner_create(s);
