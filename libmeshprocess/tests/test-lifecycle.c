@@ -149,6 +149,15 @@ static Exit *find_exit(Record *r, GPid pid)
 	return NULL;
 }
 
+/* A mesh on @ctx (NULL: its own thread), or the test fails. */
+static Mesh *mesh_new_ok(const char *name, GMainContext *ctx)
+{
+	GError *error = NULL;
+	Mesh *mesh = mesh_new(name, ctx, &error);
+	ck_assert_msg(mesh, "%s", error ? error->message : "");
+	return mesh;
+}
+
 static MeshProcessConfig *config_with_callback(const char *name, GMainContext *ctx, Record *r)
 {
 	MeshProcessConfig *c = mesh_process_config_new(name);
@@ -167,10 +176,9 @@ START_TEST(test_exit_status_and_signal)
 {
 	GMainContext *ctx = g_main_context_new();
 	GError *error = NULL;
-	Mesh *mesh = mesh_new("exits", NULL, &error);
+	Mesh *mesh = mesh_new_ok("exits", NULL);
 	Record *r = record_new();
 
-	ck_assert_msg(mesh, "%s", error ? error->message : "");
 	MeshProcessConfig *c = config_with_callback("worker", ctx, r);
 
 	Host killed = host_launch(mesh, c, "wait");
@@ -276,10 +284,9 @@ static void check_relaunch(gboolean mesh_on_default)
 {
 	GMainContext *ctx = g_main_context_default();
 	GError *error = NULL;
-	Mesh *mesh = mesh_new("relaunch", mesh_on_default ? ctx : NULL, &error);
+	Mesh *mesh = mesh_new_ok("relaunch", mesh_on_default ? ctx : NULL);
 	Record *r = record_new();
 
-	ck_assert_msg(mesh, "%s", error ? error->message : "");
 	r->config = mesh_process_config_new("worker");
 	mesh_process_config_set_exit_callback(r->config, NULL, relaunch_on_crash, r,
 					      record_notify);
@@ -375,11 +382,9 @@ START_TEST(test_state_and_async_shutdown)
 {
 	GMainContext *ctx = g_main_context_default();
 	GMainLoop *loop = g_main_loop_new(ctx, FALSE);
-	GError *error = NULL;
-	Mesh *mesh = mesh_new("states", ctx, &error);
+	Mesh *mesh = mesh_new_ok("states", ctx);
 	Record *r = record_new();
 
-	ck_assert_msg(mesh, "%s", error ? error->message : "");
 	MeshProcessConfig *c = config_with_callback("worker", NULL, r);
 	Host h = host_launch(mesh, c, "wait");
 	Host held = host_launch(mesh, c, "wait");
@@ -456,11 +461,9 @@ END_TEST
 START_TEST(test_async_shutdown_deadline)
 {
 	GMainContext *ctx = g_main_context_default();
-	GError *error = NULL;
-	Mesh *mesh = mesh_new("deadline", ctx, &error);
+	Mesh *mesh = mesh_new_ok("deadline", ctx);
 	Record *r = record_new();
 
-	ck_assert_msg(mesh, "%s", error ? error->message : "");
 	MeshProcessConfig *c = config_with_callback("stubborn", NULL, r);
 	Host h = host_launch(mesh, c, "wait");
 	assert_ready(&h);
@@ -482,8 +485,7 @@ START_TEST(test_async_shutdown_deadline)
 	host_close(&h);
 
 	/* Freed while the shutdown waits (no deadline). */
-	mesh = mesh_new("freed", ctx, &error);
-	ck_assert_msg(mesh, "%s", error ? error->message : "");
+	mesh = mesh_new_ok("freed", ctx);
 	Record *r2 = record_new();
 	h = host_launch(mesh, c, "wait");
 	assert_ready(&h);
@@ -523,11 +525,9 @@ START_TEST(test_free_in_exit_callback)
 	GMainContext *ctx = g_main_context_default();
 
 	for (int own = 0; own < 2; own++) {
-		GError *error = NULL;
-		Mesh *mesh = mesh_new("freed", own ? NULL : ctx, &error);
+		Mesh *mesh = mesh_new_ok("freed", own ? NULL : ctx);
 		Record *r = record_new();
 
-		ck_assert_msg(mesh, "%s", error ? error->message : "");
 		MeshProcessConfig *c = mesh_process_config_new("worker");
 		mesh_process_config_set_exit_callback(c, NULL, free_mesh_on_exit, r, record_notify);
 		Host other = host_launch(mesh, c, "wait");
@@ -573,11 +573,9 @@ static void wait_running(Mesh *mesh, GPid pid)
 START_TEST(test_remote_lifecycle)
 {
 	GMainContext *ctx = g_main_context_new();
-	GError *error = NULL;
-	Mesh *mesh = mesh_new("remote-life", NULL, &error);
+	Mesh *mesh = mesh_new_ok("remote-life", NULL);
 	Record *r = record_new();
 
-	ck_assert_msg(mesh, "%s", error ? error->message : "");
 	r->config = mesh_process_config_new("far");
 	mesh_process_config_set_remote_command(r->config, local_ssh);
 	mesh_process_config_set_exit_callback(r->config, ctx, relaunch_on_crash, r,
@@ -652,10 +650,9 @@ START_TEST(test_remote_shutdown_deadline)
 {
 	GMainContext *ctx = g_main_context_new();
 	GError *error = NULL;
-	Mesh *mesh = mesh_new("remote-deadline", NULL, &error);
+	Mesh *mesh = mesh_new_ok("remote-deadline", NULL);
 	Record *r = record_new();
 
-	ck_assert_msg(mesh, "%s", error ? error->message : "");
 	MeshProcessConfig *c = config_with_callback("far-stubborn", ctx, r);
 	mesh_process_config_set_remote_command(c, local_ssh);
 	Host h = host_launch(mesh, c, "wait");
