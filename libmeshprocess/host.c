@@ -310,8 +310,23 @@ static gboolean run_host(HostState *s, MeshPort *port, MeshHostFunc func, gpoint
 	MeshProcess__HostHello *hello = (MeshProcess__HostHello *)mesh_message_into_typed(
 		first, &mesh_process__host_hello__descriptor, error);
 	MeshPort *req_port = hello ? mesh_port_steal_from_field(hello->requests) : NULL;
+	MeshPort *events_port = hello ? mesh_port_steal_from_field(hello->events) : NULL;
 	if (hello)
 		mesh_payload_message_free(&hello->base);
+	if (events_port) {
+		/* Tell the parent we joined (its state for us becomes "running"). */
+		MeshSender *events =
+			mesh_sender_from_port(events_port, &mesh_process__host_event__descriptor);
+		if (req_port) {
+			MeshProcess__HostEvent *ev = g_malloc(sizeof(*ev));
+			mesh_process__host_event__init(ev);
+			ev->event_case = MESH_PROCESS__HOST_EVENT__EVENT_JOINED;
+			ev->joined = g_malloc(sizeof(*ev->joined));
+			mesh_process__host_joined__init(ev->joined);
+			mesh_sender_send(events, &ev->base);
+		}
+		mesh_sender_free(events);
+	}
 	if (!req_port) {
 		mesh_message_free(initial);
 		if (error && !*error)

@@ -21,6 +21,36 @@
 
 #include "process-private.h"
 
+/*
+ * A config's exit callback, shared by the config and every host launched
+ * with it (and each exit on its way to the callback): @notify runs when the
+ * last of them lets go.
+ */
+typedef struct {
+	gint ref;
+	GMainContext *context;
+	MeshHostExitFunc func;
+	gpointer data;
+	GDestroyNotify notify;
+} ExitHandler;
+
+static ExitHandler *exit_handler_ref(ExitHandler *e)
+{
+	if (e)
+		g_atomic_int_inc(&e->ref);
+	return e;
+}
+
+static void exit_handler_unref(ExitHandler *e)
+{
+	if (!e || !g_atomic_int_dec_and_test(&e->ref))
+		return;
+	if (e->notify)
+		e->notify(e->data);
+	g_main_context_unref(e->context);
+	g_free(e);
+}
+
 struct MeshProcessConfig {
 	char *name;
 	char *program;
@@ -30,6 +60,7 @@ struct MeshProcessConfig {
 	char *stderr_path;
 	MeshSandboxApplyFunc sandbox_apply;
 	gpointer sandbox_data;
+	ExitHandler *on_exit;
 	char **remote; /* the remote command, or NULL */
 };
 
@@ -40,7 +71,12 @@ typedef struct {
 	MeshNodeId node_id;
 	PalChild *child;
 	MeshSender *requests; /* HostRequest; NULL once shutting down */
+	MeshReceiver *events; /* HostEvent: "joined" */
 	GSource *watch;
+	MeshHostState state; /* under mesh->lock */
+	gboolean killed;     /* by the mesh (shutdown deadline, mesh_free) */
+	ExitHandler *on_exit;
+	MeshHostExit exit; /* once reaped; its description is owned */
 	/* A remote host: its link, the command, and once the command exited: */
 	MeshP2pLink *link;
 	char *remote;
@@ -74,6 +110,11 @@ struct Mesh {
 	GHashTable *listening; /* path -> Listening * */
 	char *argv0;
 	gboolean shut_down;
+	/* mesh_shutdown_async()'s thread; hurry: mesh_free() wants it to end */
+	GThread *shutdown_thread;
+	gboolean shutdown_done, hurry;
+	gboolean freeing;  /* mesh_free() began: no more callbacks */
+	GPtrArray *pending; /* GSource * of callbacks not run yet (Pending) */
 	/*
 	 * The last hosts that exited, for describe_peer(): a connection can
 	 * end after its host was reaped (then its ports must still name it).
@@ -81,6 +122,8 @@ struct Mesh {
 	struct {
 		MeshNodeId node_id;
 		char *text;
+		GPid pid;
+		MeshHostState state;
 	} gone[16];
 	guint gone_next;
 };
@@ -106,6 +149,7 @@ void mesh_process_config_free(MeshProcessConfig *c)
 	g_ptr_array_free(c->args, TRUE);
 	g_ptr_array_free(c->env, TRUE);
 	g_free(c->stderr_path);
+	exit_handler_unref(c->on_exit);
 	g_strfreev(c->remote);
 	g_free(c);
 }
@@ -149,6 +193,31 @@ void mesh_process_config_set_sandbox(MeshProcessConfig *c, MeshSandboxApplyFunc 
 	g_return_if_fail(c);
 	c->sandbox_apply = apply;
 	c->sandbox_data = user_data;
+}
+
+void mesh_process_config_set_exit_callback(MeshProcessConfig *c, GMainContext *context,
+					   MeshHostExitFunc func, gpointer user_data,
+					   GDestroyNotify notify)
+{
+	if (!c) {
+		if (notify)
+			notify(user_data); /* taken in all cases */
+		g_return_if_fail(c);
+	}
+	exit_handler_unref(c->on_exit);
+	c->on_exit = NULL;
+	if (!func) {
+		if (notify)
+			notify(user_data);
+		return;
+	}
+	ExitHandler *e = g_new0(ExitHandler, 1);
+	e->ref = 1;
+	e->context = g_main_context_ref(context ? context : g_main_context_default());
+	e->func = func;
+	e->data = user_data;
+	e->notify = notify;
+	c->on_exit = e;
 }
 
 void mesh_process_config_set_remote_command(MeshProcessConfig *c, const char *const *argv)
@@ -271,6 +340,8 @@ static void host_free(Host *h)
 		g_source_destroy(h->watch);
 		g_source_unref(h->watch);
 	}
+	mesh_receiver_free(h->events);
+	exit_handler_unref(h->on_exit);
 	if (h->drain) {
 		g_source_destroy(h->drain);
 		g_source_unref(h->drain);
@@ -280,11 +351,86 @@ static void host_free(Host *h)
 	pal_child_free(h->child);
 	g_free(h->remote);
 	g_free(h->exit_text);
+	g_free((char *)h->exit.description);
 	g_free(h->name);
 	g_free(h);
 }
 
 static char *describe_status(int status);
+
+/* Callbacks to the caller: host exits, the end of mesh_shutdown_async(). */
+
+typedef struct {
+	Mesh *mesh;
+	GSource *source; /* m->pending holds the reference */
+	/* A host's exit. */
+	ExitHandler *on_exit;
+	char *name;
+	GPid pid;
+	MeshHostExit exit;
+	/* The end of mesh_shutdown_async(). */
+	MeshShutdownFunc done;
+	gpointer data;
+	GDestroyNotify notify;
+	gboolean clean;
+	GError *error;
+} Pending;
+
+static void pending_free(gpointer data)
+{
+	Pending *p = data;
+	exit_handler_unref(p->on_exit);
+	g_free(p->name);
+	g_free((char *)p->exit.description);
+	if (p->notify)
+		p->notify(p->data);
+	g_clear_error(&p->error);
+	g_free(p);
+}
+
+static gboolean pending_dispatch(gpointer data)
+{
+	Pending *p = data;
+	Mesh *m = p->mesh;
+
+	/* Not once mesh_free() began; a callback may free the mesh. */
+	g_mutex_lock(&m->lock);
+	gboolean run = !m->freeing && g_ptr_array_remove_fast(m->pending, p->source);
+	g_mutex_unlock(&m->lock);
+	if (!run)
+		return G_SOURCE_REMOVE;
+	if (p->on_exit)
+		p->on_exit->func(m, p->name, p->pid, &p->exit, p->on_exit->data);
+	else if (p->done)
+		p->done(m, p->clean, p->error, p->data);
+	return G_SOURCE_REMOVE;
+}
+
+/* Runs @p's callback from an idle source of @context, with no lock held. Under m->lock. */
+static void post_locked(Mesh *m, GMainContext *context, Pending *p)
+{
+	GSource *source = g_idle_source_new();
+
+	p->mesh = m;
+	p->source = source;
+	g_source_set_priority(source, G_PRIORITY_DEFAULT);
+	g_source_set_name(source, "MeshCallback");
+	g_source_set_callback(source, pending_dispatch, p, pending_free);
+	g_ptr_array_add(m->pending, source);
+	g_source_attach(source, context);
+}
+
+/* mesh_free(): callbacks not run yet never run (their user data is freed). */
+static void drop_pending(Mesh *m)
+{
+	g_mutex_lock(&m->lock);
+	GPtrArray *pending = m->pending;
+	m->pending = g_ptr_array_new_with_free_func((GDestroyNotify)g_source_unref);
+	g_mutex_unlock(&m->lock);
+	for (guint i = 0; i < pending->len; i++)
+		g_source_destroy(pending->pdata[i]);
+	g_ptr_array_free(pending, TRUE);
+}
 
 /* The host whose link is @link, or (@link NULL) whose node is @peer. Under m->lock. */
 static Host *find_host_locked(Mesh *m, const MeshNodeId *peer, MeshP2pLink *link)
@@ -380,6 +526,7 @@ Mesh *mesh_new(const char *name, GMainContext *context, GError **error)
 	g_cond_init(&m->cond);
 	m->hosts = g_hash_table_new_full(NULL, NULL, NULL, (GDestroyNotify)host_free);
 	m->listening = g_hash_table_new(g_str_hash, g_str_equal);
+	m->pending = g_ptr_array_new_with_free_func((GDestroyNotify)g_source_unref);
 	if (context) {
 		m->context = g_main_context_ref(context);
 	} else {
@@ -397,6 +544,40 @@ MeshNode *mesh_get_node(Mesh *m)
 {
 	g_return_val_if_fail(m, NULL);
 	return m->node;
+}
+
+static const char *const state_names[] = {
+	[MESH_HOST_STATE_UNKNOWN] = "unknown",	[MESH_HOST_STATE_STARTING] = "starting",
+	[MESH_HOST_STATE_RUNNING] = "running",	[MESH_HOST_STATE_STOPPING] = "stopping",
+	[MESH_HOST_STATE_EXITED] = "exited",	[MESH_HOST_STATE_CRASHED] = "crashed",
+};
+
+const char *mesh_host_state_to_string(MeshHostState state)
+{
+	if ((guint)state >= G_N_ELEMENTS(state_names))
+		return "unknown";
+	return state_names[state];
+}
+
+MeshHostState mesh_get_host_state(Mesh *m, GPid pid)
+{
+	MeshHostState state = MESH_HOST_STATE_UNKNOWN;
+
+	g_return_val_if_fail(m, MESH_HOST_STATE_UNKNOWN);
+	g_mutex_lock(&m->lock);
+	Host *h = g_hash_table_lookup(m->hosts, GINT_TO_POINTER(pid));
+	if (h)
+		state = h->state;
+	/* The newest exit first. */
+	for (guint i = 1; !h && i <= G_N_ELEMENTS(m->gone) && i <= m->gone_next; i++) {
+		guint slot = (m->gone_next - i) % G_N_ELEMENTS(m->gone);
+		if (m->gone[slot].pid == pid) {
+			state = m->gone[slot].state;
+			break;
+		}
+	}
+	g_mutex_unlock(&m->lock);
+	return state;
 }
 
 guint mesh_get_host_count(Mesh *m)
@@ -420,7 +601,56 @@ static char *describe_status(int status)
 	return g_strdup_printf("ended with wait status %#x", status);
 }
 
-/* Removes an exited host (@text, taken: how it ended, for describe_peer()). Its context. */
+/* "SIGKILL" for 9, NULL for a signal without a standard name. */
+static const char *signal_name(int sig)
+{
+	static const struct {
+		int sig;
+		const char *name;
+	} names[] = {
+		{SIGHUP, "SIGHUP"},   {SIGINT, "SIGINT"},	  {SIGQUIT, "SIGQUIT"},
+		{SIGILL, "SIGILL"},   {SIGTRAP, "SIGTRAP"},   {SIGABRT, "SIGABRT"},
+		{SIGBUS, "SIGBUS"},   {SIGFPE, "SIGFPE"},	  {SIGKILL, "SIGKILL"},
+		{SIGUSR1, "SIGUSR1"}, {SIGSEGV, "SIGSEGV"},   {SIGUSR2, "SIGUSR2"},
+		{SIGPIPE, "SIGPIPE"}, {SIGALRM, "SIGALRM"},   {SIGTERM, "SIGTERM"},
+		{SIGCHLD, "SIGCHLD"}, {SIGCONT, "SIGCONT"},   {SIGSTOP, "SIGSTOP"},
+		{SIGTSTP, "SIGTSTP"}, {SIGTTIN, "SIGTTIN"},   {SIGTTOU, "SIGTTOU"},
+		{SIGURG, "SIGURG"},   {SIGXCPU, "SIGXCPU"},   {SIGXFSZ, "SIGXFSZ"},
+		{SIGVTALRM, "SIGVTALRM"}, {SIGPROF, "SIGPROF"}, {SIGWINCH, "SIGWINCH"},
+		{SIGIO, "SIGIO"},     {SIGSYS, "SIGSYS"},
+	};
+	for (size_t i = 0; i < G_N_ELEMENTS(names); i++)
+		if (names[i].sig == sig)
+			return names[i].name;
+	return NULL;
+}
+
+/*
+ * How a host ended: expected if it exited 0, or died of the SIGKILL the mesh
+ * sent it (@killed); anything else is a crash. Takes @description.
+ */
+static void host_exit_fill(MeshHostExit *e, int status, gboolean killed, char *description)
+{
+	memset(e, 0, sizeof(*e));
+	e->description = description;
+	if (WIFSIGNALED(status)) {
+		e->signaled = TRUE;
+		e->signal = WTERMSIG(status);
+		e->signal_name = signal_name(e->signal);
+		e->expected = killed && e->signal == SIGKILL;
+	} else {
+		e->status = WIFEXITED(status) ? WEXITSTATUS(status) : 0;
+		e->expected = WIFEXITED(status) && e->status == 0;
+	}
+}
+
+/*
+ * Removes an exited host (@text, taken: how it ended, for describe_peer();
+ * h->exit: how its process ended) and posts its exit callback. Its context.
+ * A local host goes when it is reaped; a remote one once its link drained
+ * (host_exited_cb), so that its state, the host count and the callback
+ * change together, after everything it sent arrived.
+ */
 static void host_gone(Host *h, char *text)
 {
 	Mesh *m = h->mesh;
@@ -433,10 +663,23 @@ static void host_gone(Host *h, char *text)
 	if (h->link)
 		mesh_p2p_link_get_peer_id(h->link, &h->node_id);
 	g_hash_table_steal(m->hosts, GINT_TO_POINTER(h->pid));
+	h->state = h->exit.expected ? MESH_HOST_STATE_EXITED : MESH_HOST_STATE_CRASHED;
 	guint slot = m->gone_next++ % G_N_ELEMENTS(m->gone);
 	g_free(m->gone[slot].text);
 	m->gone[slot].node_id = h->node_id;
 	m->gone[slot].text = text;
+	m->gone[slot].pid = h->pid;
+	m->gone[slot].state = h->state;
+	if (h->on_exit && !m->freeing) {
+		/* Before the broadcast: it runs before a shutdown's callback. */
+		Pending *p = g_new0(Pending, 1);
+		p->on_exit = exit_handler_ref(h->on_exit);
+		p->name = g_strdup(h->name);
+		p->pid = h->pid;
+		p->exit = h->exit;
+		h->exit.description = NULL; /* the callback's now */
+		post_locked(m, h->on_exit->context, p);
+	}
 	g_cond_broadcast(&m->cond);
 	g_mutex_unlock(&m->lock);
 	host_free(h);
@@ -486,6 +729,7 @@ static gboolean host_exited_cb(gint fd, GIOCondition cond, gpointer data)
 	Host *h = data;
 	Mesh *m = h->mesh;
 	int status = 0;
+	MeshHostExit exit;
 
 	if (pal_child_try_wait(h->child, &status) != 0)
 		return G_SOURCE_CONTINUE;
@@ -493,15 +737,18 @@ static gboolean host_exited_cb(gint fd, GIOCondition cond, gpointer data)
 	char *text = g_strdup_printf("host %s (pid %d) %s", h->name, (int)h->pid, what);
 	char pid[16];
 	g_snprintf(pid, sizeof(pid), "%d", (int)h->pid);
-	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+	g_mutex_lock(&m->lock);
+	gboolean killed = h->killed;
+	g_mutex_unlock(&m->lock);
+	host_exit_fill(&exit, status, killed, what);
+	if (exit.expected)
 		debug_log(LOG_FIELDS("MESH_MESH", m->name, "MESH_HOST", h->name, "MESH_PID", pid),
-			  "mesh %s: host %s (pid %d) exited successfully", m->name, h->name,
-			  (int)h->pid);
+			  "mesh %s: host %s (pid %d) %s", m->name, h->name, (int)h->pid,
+			  WIFEXITED(status) ? "exited successfully" : "killed by the mesh");
 	else
 		debug_log(LOG_FIELDS("MESH_MESH", m->name, "MESH_HOST", h->name, "MESH_PID", pid),
 			  "mesh %s: host %s (pid %d) abnormal exit: %s", m->name, h->name,
 			  (int)h->pid, what);
-	g_free(what);
 
 	g_source_unref(h->watch);
 	h->watch = NULL;
@@ -514,12 +761,14 @@ static gboolean host_exited_cb(gint fd, GIOCondition cond, gpointer data)
 		 */
 		g_mutex_lock(&m->lock);
 		h->exit_text = text;
+		h->exit = exit;
 		g_mutex_unlock(&m->lock);
 		h->drain = g_timeout_source_new(REMOTE_DRAIN_MS);
 		g_source_set_callback(h->drain, host_gone_cb, h, NULL);
 		g_source_attach(h->drain, m->context);
 		return G_SOURCE_REMOVE;
 	}
+	h->exit = exit;
 	host_gone(h, text);
 	return G_SOURCE_REMOVE;
 }
@@ -572,9 +821,28 @@ typedef struct {
 	MeshInvitation *inv;  /* a local host */
 	MeshPort *boot_port;  /* a remote host: the link's port (taken) */
 	MeshSender *requests;
+	MeshReceiver *events;
 	GError *error;
 	GPid pid;
 } Launch;
+
+/* The host's events, on the mesh's context: "joined" makes it RUNNING. */
+static void host_events_cb(MeshReceiver *r, gpointer data)
+{
+	Host *h = data;
+	ProtobufCMessage *msg;
+
+	while (mesh_receiver_recv(r, 0, &msg, NULL)) {
+		MeshProcess__HostEvent *ev = (MeshProcess__HostEvent *)msg;
+		if (ev->event_case == MESH_PROCESS__HOST_EVENT__EVENT_JOINED) {
+			g_mutex_lock(&h->mesh->lock);
+			if (h->state == MESH_HOST_STATE_STARTING)
+				h->state = MESH_HOST_STATE_RUNNING;
+			g_mutex_unlock(&h->mesh->lock);
+		}
+		mesh_payload_message_free(msg);
+	}
+}
 
 /* Appends @word to @spawn quoted for the remote shell. */
 static void add_quoted(PalSpawn *spawn, const char *word)
@@ -706,6 +974,11 @@ static gboolean launch_cb(gpointer data)
 	} else {
 		mesh_invitation_get_address(l->inv, &h->node_id, NULL, NULL, NULL);
 	}
+	h->events = l->events;
+	l->events = NULL;
+	h->state = MESH_HOST_STATE_STARTING;
+	h->on_exit = exit_handler_ref(c->on_exit);
+	mesh_receiver_set_callback(h->events, m->context, host_events_cb, h, NULL);
 	int pidfd = pal_child_get_pidfd(child);
 	if (pidfd >= 0) {
 		h->watch = g_unix_fd_source_new(pidfd, G_IO_IN);
@@ -734,8 +1007,8 @@ out:
 GPid mesh_launch_host(Mesh *m, const MeshProcessConfig *config, MeshMessage *initial,
 		      GError **error)
 {
-	MeshSender *requests, *boot;
-	MeshReceiver *requests_recv, *boot_recv;
+	MeshSender *requests, *boot, *events;
+	MeshReceiver *requests_recv, *boot_recv, *events_recv;
 	MeshInvitation *inv = NULL;
 
 	if (!m || !config || (error && *error)) {
@@ -765,6 +1038,8 @@ GPid mesh_launch_host(Mesh *m, const MeshProcessConfig *config, MeshMessage *ini
 	mesh_process__host_hello__init(hello);
 	hello->requests = mesh_port_into_field(mesh_receiver_into_port(requests_recv));
 	hello->name = g_strdup(config->name);
+	mesh_channel_new(&mesh_process__host_event__descriptor, &events, &events_recv);
+	hello->events = mesh_port_into_field(mesh_sender_into_port(events));
 	mesh_sender_send_message(boot, mesh_message_new_typed_take(&hello->base));
 	mesh_sender_send_message(boot, initial);
 	mesh_sender_free(boot);
@@ -777,10 +1052,12 @@ GPid mesh_launch_host(Mesh *m, const MeshProcessConfig *config, MeshMessage *ini
 		    .config = config,
 		    .inv = inv,
 		    .boot_port = boot_port,
-		    .requests = requests};
+		    .requests = requests,
+		    .events = events_recv};
 	run_on_long_lived_thread(m, launch_cb, &l);
 	mesh_invitation_free(inv); /* the child has its copy of the socket */
 	mesh_sender_free(l.requests);
+	mesh_receiver_free(l.events);
 	if (l.error) {
 		g_propagate_error(error, l.error);
 		return 0;
@@ -836,6 +1113,7 @@ typedef struct {
 	char *name;
 	MeshNodeId node_id;
 	char *remote; /* a remote host's command, or NULL */
+	const char *state; /* static */
 	MeshOneshotReceiver *reply; /* NULL once taken, or no request channel */
 	char *report;               /* the host's JSON, or {"error": ...} */
 } InspectHost;
@@ -891,6 +1169,7 @@ static Inspect *inspect_begin(Mesh *m)
 		in->hosts[i].name = g_strdup(h->name);
 		in->hosts[i].node_id = h->node_id;
 		in->hosts[i].remote = g_strdup(h->remote);
+		in->hosts[i].state = mesh_host_state_to_string(h->state);
 	}
 	g_mutex_unlock(&m->lock);
 	g_list_free(hosts);
@@ -955,7 +1234,7 @@ static char *inspect_end(Inspect *in)
 			g_string_append_c(in->out, ',');
 		g_string_append_printf(in->out, "{\"pid\":%d,\"name\":", (int)ih->pid);
 		process_json_string(in->out, ih->name);
-		g_string_append_printf(in->out, ",\"node\":\"%s\",",
+		g_string_append_printf(in->out, ",\"state\":\"%s\",\"node\":\"%s\",", ih->state,
 				       mesh_uuid_to_string(&ih->node_id, id));
 		if (ih->remote) {
 			g_string_append(in->out, "\"transport\":\"p2p\",\"command\":");
@@ -1291,6 +1570,7 @@ static gboolean close_requests_cb(gpointer data)
 		Host *h = l->data;
 		MeshSender *s = h->requests;
 		h->requests = NULL;
+		h->state = MESH_HOST_STATE_STOPPING;
 		mesh_sender_free(s); /* the host sees its request channel close and exits */
 	}
 	g_mutex_unlock(&m->lock);
@@ -1336,13 +1616,14 @@ static gboolean context_acquire_if_ours(Mesh *m)
  * thread's and nobody runs now, iterate it here: nobody else would.
  * Otherwise its owner, or the coordinator's thread, does.
  */
-static gboolean wait_hosts(Mesh *m, gint64 deadline)
+static gboolean wait_hosts(Mesh *m, gint64 deadline, gboolean interruptible)
 {
 	GSource *timer = NULL;
 	gboolean expired = FALSE;
 
 	g_mutex_lock(&m->lock);
-	while (g_hash_table_size(m->hosts) > 0 && !expired) {
+	/* mesh_free() during mesh_shutdown_async() ends the first wait (hurry). */
+	while (g_hash_table_size(m->hosts) > 0 && !expired && !(interruptible && m->hurry)) {
 		if (!m->thread && context_acquire_if_ours(m)) {
 			g_mutex_unlock(&m->lock);
 			if (deadline >= 0 && !timer) {
@@ -1381,6 +1662,8 @@ static gboolean kill_hosts_cb(gpointer data)
 		debug_log(LOG_FIELDS("MESH_MESH", m->name, "MESH_HOST", h->name, "MESH_PID", pid),
 			  "mesh %s: killing host %s (pid %d) at the shutdown deadline", m->name,
 			  h->name, (int)h->pid);
+		h->killed = TRUE;
+		h->state = MESH_HOST_STATE_STOPPING;
 		pal_child_kill(h->child, SIGKILL);
 	}
 	g_mutex_unlock(&m->lock);
@@ -1388,27 +1671,29 @@ static gboolean kill_hosts_cb(gpointer data)
 	return G_SOURCE_REMOVE;
 }
 
-gboolean mesh_shutdown(Mesh *m, gint64 deadline_us, GError **error)
+/*
+ * The start of a shutdown: no more launches, every host's request channel
+ * closed. FALSE if it began before.
+ */
+static gboolean shutdown_begin(Mesh *m)
 {
-	gint64 deadline = deadline_us < 0 ? -1 : g_get_monotonic_time() + deadline_us;
-	gboolean clean;
-
-	g_return_val_if_fail(m, FALSE);
-	g_return_val_if_fail(error == NULL || *error == NULL, FALSE);
-	if (!timeout_check(deadline_us, G_STRFUNC, error))
-		return FALSE; /* nothing done */
-
 	g_mutex_lock(&m->lock);
 	gboolean again = m->shut_down;
 	m->shut_down = TRUE;
 	g_mutex_unlock(&m->lock);
 	if (again)
-		return TRUE;
+		return FALSE;
 	run_sync(m, close_requests_cb, m);
-	clean = wait_hosts(m, deadline);
+	return TRUE;
+}
+
+/* The rest: wait for the hosts, kill them at @deadline, shut the node down. */
+static gboolean shutdown_finish(Mesh *m, gint64 deadline, GError **error)
+{
+	gboolean clean = wait_hosts(m, deadline, TRUE);
 	if (!clean) {
 		run_sync(m, kill_hosts_cb, m);
-		wait_hosts(m, g_get_monotonic_time() + 10 * G_USEC_PER_SEC);
+		wait_hosts(m, g_get_monotonic_time() + 10 * G_USEC_PER_SEC, FALSE);
 		g_set_error(error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_TIMED_OUT,
 			    "hosts still running at the shutdown deadline were killed");
 	}
@@ -1419,6 +1704,108 @@ gboolean mesh_shutdown(Mesh *m, gint64 deadline_us, GError **error)
 	g_list_free_full(listening, (GDestroyNotify)listening_free);
 	mesh_unix_node_shutdown(m->unode, 2 * G_USEC_PER_SEC);
 	return clean;
+}
+
+gboolean mesh_shutdown(Mesh *m, gint64 deadline_us, GError **error)
+{
+	gint64 deadline = deadline_us < 0 ? -1 : g_get_monotonic_time() + deadline_us;
+
+	g_return_val_if_fail(m, FALSE);
+	g_return_val_if_fail(error == NULL || *error == NULL, FALSE);
+	if (!timeout_check(deadline_us, G_STRFUNC, error))
+		return FALSE; /* nothing done */
+	if (!shutdown_begin(m))
+		return TRUE;
+	return shutdown_finish(m, deadline, error);
+}
+
+typedef struct {
+	Mesh *mesh;
+	gint64 deadline;
+	GMainContext *context;
+	Pending *done; /* the callback, posted at the end */
+} ShutdownJob;
+
+/*
+ * mesh_shutdown_async()'s thread: the blocking part of mesh_shutdown() on
+ * a thread that is not the context's (so it waits for the context's owner,
+ * never iterating the context itself), then the callback on its context.
+ */
+static gpointer shutdown_thread(gpointer data)
+{
+	ShutdownJob *job = data;
+	Mesh *m = job->mesh;
+
+	job->done->clean = shutdown_finish(m, job->deadline, &job->done->error);
+	g_mutex_lock(&m->lock);
+	post_locked(m, job->context, job->done);
+	m->shutdown_done = TRUE;
+	g_cond_broadcast(&m->cond);
+	g_mutex_unlock(&m->lock);
+	g_main_context_wakeup(m->context); /* a mesh_free() that iterates it */
+	g_main_context_unref(job->context);
+	g_free(job);
+	return NULL;
+}
+
+void mesh_shutdown_async(Mesh *m, gint64 deadline_us, GMainContext *context,
+			 MeshShutdownFunc func, gpointer user_data, GDestroyNotify notify)
+{
+	if (!m || deadline_us < -1) {
+		if (notify)
+			notify(user_data); /* taken in all cases */
+		g_return_if_fail(m);
+		g_return_if_fail(deadline_us >= -1);
+	}
+	Pending *done = g_new0(Pending, 1);
+	done->done = func;
+	done->data = user_data;
+	done->notify = notify;
+	if (!context)
+		context = g_main_context_default();
+	if (!shutdown_begin(m)) {
+		done->clean = TRUE;
+		g_mutex_lock(&m->lock);
+		post_locked(m, context, done);
+		g_mutex_unlock(&m->lock);
+		return;
+	}
+	ShutdownJob *job = g_new0(ShutdownJob, 1);
+	job->mesh = m;
+	job->deadline = deadline_us < 0 ? -1 : g_get_monotonic_time() + deadline_us;
+	job->context = g_main_context_ref(context);
+	job->done = done;
+	/* Locked: a mesh_free() in the callback must find the thread to join. */
+	g_mutex_lock(&m->lock);
+	m->shutdown_thread = g_thread_new("mesh-shutdown", shutdown_thread, job);
+	g_mutex_unlock(&m->lock);
+}
+
+/*
+ * mesh_free() during mesh_shutdown_async(): hurry its wait (the hosts are
+ * killed at once) and wait for its end, iterating a caller's context if this
+ * thread may (it needs the context: the hosts' exits, the node's I/O).
+ */
+static void finish_async_shutdown(Mesh *m)
+{
+	g_mutex_lock(&m->lock);
+	GThread *t = m->shutdown_thread;
+	m->shutdown_thread = NULL;
+	m->hurry = TRUE;
+	g_cond_broadcast(&m->cond);
+	while (t && !m->shutdown_done) {
+		if (!m->thread && context_acquire_if_ours(m)) {
+			g_mutex_unlock(&m->lock);
+			g_main_context_iteration(m->context, TRUE);
+			g_main_context_release(m->context);
+			g_mutex_lock(&m->lock);
+		} else {
+			g_cond_wait(&m->cond, &m->lock);
+		}
+	}
+	g_mutex_unlock(&m->lock);
+	if (t)
+		g_thread_join(t);
 }
 
 static gboolean quit_cb(gpointer data)
@@ -1442,6 +1829,10 @@ void mesh_free(Mesh *m)
 {
 	if (!m)
 		return;
+	g_mutex_lock(&m->lock);
+	m->freeing = TRUE; /* no callback runs from here on */
+	g_mutex_unlock(&m->lock);
+	finish_async_shutdown(m);
 	mesh_shutdown(m, 0, NULL); /* at once, unless it was shut down already */
 	run_sync(m, drop_hosts_cb, m);
 	mesh_unix_node_free(m->unode);
@@ -1457,6 +1848,8 @@ void mesh_free(Mesh *m)
 		g_thread_join(m->spawner);
 		g_async_queue_unref(m->spawn_jobs);
 	}
+	drop_pending(m);
+	g_ptr_array_free(m->pending, TRUE);
 	g_main_context_unref(m->context);
 	g_hash_table_destroy(m->hosts);
 	g_hash_table_destroy(m->listening);

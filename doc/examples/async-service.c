@@ -109,14 +109,14 @@ static gboolean launch(Service *s, guint i, GError **error)
 }
 
 /* A worker exited: a crash is relaunched, on the same config. */
-static void worker_exited(Mesh *mesh, const char *name, GPid pid, const MeshHostExit *exit,
+static void worker_exited(Mesh *mesh, const char *name, GPid pid, const MeshHostExit *how,
 			  gpointer data)
 {
 	Service *s = data;
 
-	if (exit->expected)
+	if (how->expected)
 		return; /* stopped by the shutdown */
-	printf("%s crashed (%s): relaunching\n", name, exit->description);
+	printf("%s crashed (%s): relaunching\n", name, how->description);
 	g_autoptr(GError) error = NULL;
 	mesh_sender_free(s->workers[0]);
 	s->workers[0] = NULL;

@@ -29,17 +29,22 @@ static const TreeChars *tree_chars(void)
 	return g_get_charset(NULL) ? &utf8 : &ascii;
 }
 
-/* "pid 42 (node 3f.., rss 5120 KiB, 4 threads)" from an inspect entry. */
+/*
+ * "pid 42 (running, node 3f.., rss 5120 KiB, 4 threads)" from an inspect
+ * entry (a host's state, when the entry has one).
+ */
 static char *describe_process(const MeshctlJson *entry, const MeshctlJson *report)
 {
 	GString *s = g_string_new(NULL);
 	const char *pid = meshctl_json_get_text(entry, "pid");
+	const char *state = meshctl_json_get_text(entry, "state");
 	const char *node = meshctl_json_get_text(entry, "node");
 	const char *rss = meshctl_json_get_text(report, "rss_kib");
 	const char *threads = meshctl_json_get_text(report, "threads");
 	const char *error = meshctl_json_get_text(report, "error");
 
-	g_string_append_printf(s, "pid %s (node %s", pid ? pid : "?", node ? node : "?");
+	g_string_append_printf(s, "pid %s (%s%snode %s", pid ? pid : "?", state ? state : "",
+			       state ? ", " : "", node ? node : "?");
 	if (rss)
 		g_string_append_printf(s, ", rss %s KiB", rss);
 	if (threads)

@@ -41,8 +41,8 @@ check "^  worker-1 got: \"hello worker-1, this is worker-2 \(pid $p2\)\"$"
 check "^  worker-2 got: \"hello worker-2, this is worker-1 \(pid $p1\)\"$"
 check "^crash: worker-2 \(pid $p2\) crashed with a call in flight; its caller got: .*host worker-2 \(pid $p2\)"
 check "^crash: a new call to worker-2 failed at once: MESH_ERROR_(CLOSED|NODE_FAILURE): "
-check "worker-1 pid $p1 \(node [0-9a-f]+, rss [0-9]+ KiB, [0-9]+ threads?\)$"
-check "worker-3 pid $p3 \(node [0-9a-f]+, rss [0-9]+ KiB, [0-9]+ threads?\)$"
+check "worker-1 pid $p1 \(running, node [0-9a-f]+, rss [0-9]+ KiB, [0-9]+ threads?\)$"
+check "worker-3 pid $p3 \(running, node [0-9a-f]+, rss [0-9]+ KiB, [0-9]+ threads?\)$"
 if echo "$out" | grep -q "worker-2 pid"; then
 	fail "the crashed host is still in the tree"
 fi

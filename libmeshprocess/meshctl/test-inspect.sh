@@ -81,7 +81,7 @@ echo "$tree" | grep -Eq "parent pid $server \(node [0-9a-f]+, rss [0-9]+ KiB, [0
 	fail "no parent line with pid $server"
 hosts=
 for w in worker-1 worker-2 worker-3; do
-	line=$(echo "$tree" | grep -E " $w pid [0-9]+ \(node [0-9a-f]+, rss [0-9]+ KiB, [0-9]+ threads?\)$") ||
+	line=$(echo "$tree" | grep -E " $w pid [0-9]+ \(running, node [0-9a-f]+, rss [0-9]+ KiB, [0-9]+ threads?\)$") ||
 		fail "no line for $w"
 	hosts="$hosts $(echo "$line" | sed 's/.* pid \([0-9]*\) .*/\1/')"
 done

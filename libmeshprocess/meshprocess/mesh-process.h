@@ -134,6 +134,125 @@ MESH_PROCESS_API void mesh_process_config_set_remote_command(MeshProcessConfig *
 /** Mesh: the coordinator of a mesh of processes, in the parent (mesh_new()). */
 typedef struct Mesh Mesh;
 
+/* Host lifecycle. */
+
+/**
+ * MeshHostState:
+ * @MESH_HOST_STATE_UNKNOWN: not a host of this mesh: never launched by it, or
+ *     it exited longer ago than the mesh remembers (the last 16 exits)
+ * @MESH_HOST_STATE_STARTING: spawned; it has not joined the mesh yet
+ * @MESH_HOST_STATE_RUNNING: it joined the mesh and received its initial
+ *     message: its work runs
+ * @MESH_HOST_STATE_STOPPING: the mesh asked it to exit (mesh_shutdown(),
+ *     mesh_free()) or killed it at the shutdown deadline; not gone yet
+ * @MESH_HOST_STATE_EXITED: gone as the mesh expected (see
+ *     MeshHostExit.expected)
+ * @MESH_HOST_STATE_CRASHED: gone unexpectedly: a non-zero exit status, or a
+ *     signal the mesh did not send (mesh_crash() included)
+ *
+ * A host's state as the coordinator sees it. The change to RUNNING is
+ * processed on the mesh's context, the change to EXITED or CRASHED when the
+ * host is gone (on that context too): a local host when the coordinator
+ * reaps it, a remote one (mesh_process_config_set_remote_command()) once its
+ * local command was reaped and its link drained (at most 5 s later). A host
+ * may be running (or gone) a moment before its state says so. This enum may
+ * be extended.
+ */
+typedef enum {
+	MESH_HOST_STATE_UNKNOWN,
+	MESH_HOST_STATE_STARTING,
+	MESH_HOST_STATE_RUNNING,
+	MESH_HOST_STATE_STOPPING,
+	MESH_HOST_STATE_EXITED,
+	MESH_HOST_STATE_CRASHED,
+} MeshHostState;
+
+/**
+ * mesh_host_state_to_string:
+ * @state: a state
+ *
+ * Returns: (transfer none): its name as inspect reports it: "unknown",
+ * "starting", "running", "stopping", "exited" or "crashed"; "unknown" for a
+ * value out of range.
+ */
+MESH_PROCESS_API const char *mesh_host_state_to_string(MeshHostState state);
+
+/**
+ * MeshHostExit:
+ * @signaled: TRUE if a signal ended the host (@signal, @signal_name); FALSE
+ *     if it exited (@status)
+ * @status: the exit status (0-255) when !@signaled, else 0
+ * @signal: the signal's number when @signaled, else 0
+ * @signal_name: (nullable): "SIGKILL", "SIGABRT", ... when @signaled (NULL
+ *     for a signal without a standard name, or when !@signaled)
+ * @expected: TRUE if the mesh expected the exit: the host exited with status
+ *     0 (its work returned TRUE, or mesh_shutdown() closed it down), or the
+ *     mesh killed it (at a shutdown deadline, or in mesh_free()). FALSE for a
+ *     crash: a non-zero status, or a signal the mesh did not send, the abort
+ *     of mesh_crash() included. A service relaunches when FALSE.
+ * @description: "exited with status 3", "killed by signal 9 (Killed)", ...
+ *     (the words of the errors that name a gone host)
+ *
+ * How a host ended. Passed to a #MeshHostExitFunc and valid during the call
+ * only. The library fills it; it may gain fields at the end. For a remote
+ * host it is how its local command (ssh) ended.
+ */
+typedef struct {
+	gboolean signaled;
+	int status;
+	int signal;
+	const char *signal_name;
+	gboolean expected;
+	const char *description;
+} MeshHostExit;
+
+/**
+ * MeshHostExitFunc:
+ * @mesh: the mesh the host belonged to
+ * @name: the host's name (its config's)
+ * @pid: the host's pid (reaped: it may name another process already; a
+ *     remote host's is its local command's)
+ * @exit: how it ended
+ * @user_data: the data given to mesh_process_config_set_exit_callback()
+ *
+ * Called once per host launched with the config, on the chosen context,
+ * after the host is gone (mesh_get_host_state() says EXITED or CRASHED;
+ * a remote host after its link drained, see #MeshHostState),
+ * with no library lock held: it may call any function of @mesh, also
+ * mesh_launch_host() to relaunch the host (a new host, a new pid, the same
+ * name if the same config) and mesh_free() on @mesh.
+ */
+typedef void (*MeshHostExitFunc)(Mesh *mesh, const char *name, GPid pid,
+				 const MeshHostExit *exit, gpointer user_data);
+
+/**
+ * mesh_process_config_set_exit_callback:
+ * @config: a config
+ * @context: (nullable): where @func runs, NULL for the global default context
+ *     (which somebody must run)
+ * @func: (nullable): called when a host launched with @config exits; NULL
+ *     removes the callback
+ * @user_data: passed to @func
+ * @notify: (nullable): frees @user_data once nothing can call @func any
+ *     more: @config was freed or given another callback, and every host
+ *     launched with it ran its callback (or its mesh was freed); on any
+ *     thread
+ *
+ * Every host mesh_launch_host() launches with @config (later relaunches
+ * included) calls @func once when it exits. Hosts launched before this call
+ * keep the callback they were launched with. The callback of an exit that
+ * has not run yet when mesh_free() is called never runs; mesh_free() waits
+ * for no callback, so one running on another thread must not race it. With
+ * the callback on the context of mesh_shutdown()'s caller, the exits of the
+ * hosts it stops run before mesh_shutdown_async()'s callback (and, on the
+ * thread that runs that context, inside the blocking mesh_shutdown()).
+ */
+MESH_PROCESS_API void mesh_process_config_set_exit_callback(MeshProcessConfig *config,
+							     GMainContext *context,
+							     MeshHostExitFunc func,
+							     gpointer user_data,
+							     GDestroyNotify notify);
+
 /**
  * mesh_new:
  * @name: the mesh's name (for logs and inspect)
@@ -177,7 +296,10 @@ MESH_PROCESS_API MeshNode *mesh_get_node(Mesh *mesh);
  * argv) with the socket on fd 3; stdin and stdout are /dev/null; the host gets a parent-death signal (SIGKILL) so it
  * never outlives this process. It is spawned (and the config's sandbox apply
  * step runs) on a thread that lives as long as the mesh, so the calling
- * thread may exit afterwards. Returns without waiting for the host to join.
+ * thread may exit afterwards. Returns without waiting for the host to join:
+ * the host is MESH_HOST_STATE_STARTING until it has (mesh_get_host_state()),
+ * and @config's exit callback, if any, is called when it exits. May be
+ * called from that callback (a relaunch).
  *
  * With a remote command (mesh_process_config_set_remote_command()) that
  * command is spawned instead, with a socket as its stdin and stdout, and the
@@ -259,6 +381,19 @@ MESH_PROCESS_API void mesh_inspect_async(Mesh *mesh, gint64 timeout_us, GMainCon
 MESH_PROCESS_API guint mesh_get_host_count(Mesh *mesh);
 
 /**
+ * mesh_get_host_state:
+ * @mesh: a mesh
+ * @pid: a pid mesh_launch_host() returned
+ *
+ * Any thread. A host that exited is remembered among the last 16 exits (a
+ * pid reused by a later host of this mesh names the later one).
+ *
+ * Returns: the host's state; MESH_HOST_STATE_UNKNOWN for a pid this mesh does
+ * not know (or no longer remembers).
+ */
+MESH_PROCESS_API MeshHostState mesh_get_host_state(Mesh *mesh, GPid pid);
+
+/**
  * mesh_shutdown:
  * @mesh: a mesh
  * @deadline_us: how long to wait for the hosts to exit, -1 forever; after it,
@@ -273,6 +408,47 @@ MESH_PROCESS_API guint mesh_get_host_count(Mesh *mesh);
  * Returns: TRUE if every host exited by itself in time.
  */
 MESH_PROCESS_API gboolean mesh_shutdown(Mesh *mesh, gint64 deadline_us, GError **error);
+
+/**
+ * MeshShutdownFunc:
+ * @mesh: the mesh
+ * @clean: TRUE if every host exited by itself in time (mesh_shutdown()'s
+ *     result)
+ * @error: (nullable): why not: MESH_PROCESS_ERROR_TIMED_OUT when hosts had to
+ *     be killed at the deadline; NULL when @clean
+ * @user_data: the data given to mesh_shutdown_async()
+ *
+ * The end of mesh_shutdown_async(), with no library lock held. It may call
+ * mesh_free() on @mesh.
+ */
+typedef void (*MeshShutdownFunc)(Mesh *mesh, gboolean clean, const GError *error,
+				 gpointer user_data);
+
+/**
+ * mesh_shutdown_async:
+ * @mesh: a mesh
+ * @deadline_us: as for mesh_shutdown(): -1 forever (another negative value
+ *     is a programmer error: a critical, @notify runs, and nothing is done)
+ * @context: (nullable): where @func runs, NULL for the global default context
+ * @func: (nullable): called once when every host is gone (after the
+ *     deadline, killed) and the node shut down
+ * @user_data: passed to @func
+ * @notify: (nullable): frees @user_data after @func ran, or when @func will
+ *     never run (mesh_free() before it ran, or a bad argument)
+ *
+ * mesh_shutdown() without blocking: before it returns, every host's request
+ * channel is closed (each host is then MESH_HOST_STATE_STOPPING and
+ * mesh_launch_host() fails with MESH_PROCESS_ERROR_SHUT_DOWN); the wait for
+ * the hosts, the kill at the deadline and the node's shutdown run on a thread
+ * of the library, which on a caller's context needs that context to run (its
+ * I/O and the hosts' exits are processed there, as always). A second call,
+ * or one after mesh_shutdown(), calls @func with @clean TRUE at once (from
+ * @context). mesh_free() during the shutdown kills the remaining hosts at
+ * once, waits for the shutdown to end, and drops @func.
+ */
+MESH_PROCESS_API void mesh_shutdown_async(Mesh *mesh, gint64 deadline_us, GMainContext *context,
+					  MeshShutdownFunc func, gpointer user_data,
+					  GDestroyNotify notify);
 
 /** mesh_free: shuts down (killing hosts at once) if needed and frees. NULL-safe. */
 MESH_PROCESS_API void mesh_free(Mesh *mesh);

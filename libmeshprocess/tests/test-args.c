@@ -69,6 +69,39 @@ static gboolean sandbox_apply(PalSpawn *spawn, gpointer data, GError **error)
 ARGS_CASE(config_set_sandbox_null) { mesh_process_config_set_sandbox(NULL, sandbox_apply, NULL); }
 ARGS_CASE(config_set_sandbox_none) { mesh_process_config_set_sandbox(config_new(), NULL, NULL); }
 
+static void exit_func(Mesh *mesh, const char *name, GPid pid, const MeshHostExit *exit,
+		      gpointer data)
+{
+}
+
+/* A GDestroyNotify that closes the write end of a pipe (the user data). */
+static void close_fd_notify(gpointer data)
+{
+	close(GPOINTER_TO_INT(data));
+}
+
+/* The user data is released as on any failure: taken in all cases. */
+ARGS_CASE(config_set_exit_callback_null)
+{
+	int w, r = args_pipe(&w);
+	mesh_process_config_set_exit_callback(NULL, NULL, exit_func, GINT_TO_POINTER(w),
+					      close_fd_notify);
+	ARGS_EXPECT(args_pipe_closed(r));
+}
+
+ARGS_CASE(config_set_exit_callback_none)
+{
+	int w, r = args_pipe(&w);
+	mesh_process_config_set_exit_callback(config_new(), NULL, NULL, GINT_TO_POINTER(w),
+					      close_fd_notify);
+	ARGS_EXPECT(args_pipe_closed(r));
+}
+
+ARGS_CASE(host_state_to_string_out_of_range)
+{
+	ARGS_EXPECT(strcmp(mesh_host_state_to_string((MeshHostState)99), "unknown") == 0);
+}
+
 /* The mesh. */
 
 ARGS_CASE(mesh_new_null_name) { ARGS_EXPECT(!mesh_new(NULL, NULL, NULL)); }
@@ -143,6 +176,35 @@ ARGS_CASE(inspect_async_null_callback)
 	mesh_inspect_async(mesh_new_ok(), -1, NULL, NULL, NULL, NULL);
 }
 ARGS_CASE(get_host_count_null) { ARGS_EXPECT(mesh_get_host_count(NULL) == 0); }
+
+ARGS_CASE(get_host_state_null)
+{
+	ARGS_EXPECT(mesh_get_host_state(NULL, 1) == MESH_HOST_STATE_UNKNOWN);
+}
+
+static void shutdown_func(Mesh *mesh, gboolean clean, const GError *error, gpointer data)
+{
+}
+
+ARGS_CASE(shutdown_async_null)
+{
+	int w, r = args_pipe(&w);
+	mesh_shutdown_async(NULL, -1, NULL, shutdown_func, GINT_TO_POINTER(w), close_fd_notify);
+	ARGS_EXPECT(args_pipe_closed(r));
+}
+
+ARGS_CASE(shutdown_async_bad_deadline)
+{
+	int w, r = args_pipe(&w);
+	Mesh *m = mesh_new_ok();
+	mesh_shutdown_async(m, -5, NULL, shutdown_func, GINT_TO_POINTER(w), close_fd_notify);
+	ARGS_EXPECT(args_pipe_closed(r));
+	/* Nothing was done: the mesh still launches. */
+	MeshProcessConfig *c = mesh_process_config_new("args");
+	mesh_process_config_set_program(c, "/bin/true");
+	GPid pid = mesh_launch_host(m, c, mesh_message_new("x", 1), NULL);
+	ARGS_EXPECT(pid > 0);
+}
 ARGS_CASE(shutdown_null) { ARGS_EXPECT(!mesh_shutdown(NULL, -1, NULL)); }
 
 ARGS_CASE(shutdown_error_set)
@@ -375,6 +437,9 @@ static const ArgsCase cases[] = {
 	ARGS_ENTRY_QUIET(config_set_stderr_path_default),
 	ARGS_ENTRY(config_set_sandbox_null),
 	ARGS_ENTRY_QUIET(config_set_sandbox_none),
+	ARGS_ENTRY(config_set_exit_callback_null),
+	ARGS_ENTRY_QUIET(config_set_exit_callback_none),
+	ARGS_ENTRY_QUIET(host_state_to_string_out_of_range),
 	ARGS_ENTRY(mesh_new_null_name),
 	ARGS_ENTRY(mesh_new_error_set),
 	ARGS_ENTRY(get_node_null),
@@ -390,6 +455,9 @@ static const ArgsCase cases[] = {
 	ARGS_ENTRY(inspect_async_bad_timeout),
 	ARGS_ENTRY(inspect_async_null_callback),
 	ARGS_ENTRY(get_host_count_null),
+	ARGS_ENTRY(get_host_state_null),
+	ARGS_ENTRY(shutdown_async_null),
+	ARGS_ENTRY(shutdown_async_bad_deadline),
 	ARGS_ENTRY(shutdown_null),
 	ARGS_ENTRY(shutdown_error_set),
 	ARGS_ENTRY_QUIET(mesh_free_null),

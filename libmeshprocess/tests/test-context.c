@@ -15,32 +15,12 @@
 
 #include <meshprocess/meshprocess.h>
 
-#include "test-channel.pb-c.h"
+#include "test-host.h"
 
 /* Bound of every blocking call; the test timeout is far above it. */
 #define WAIT_US (20 * G_USEC_PER_SEC)
 
 /* Host side. */
-
-static void send_text(MeshSender *s, const char *text)
-{
-	mesh_sender_send_message(s, mesh_message_new(text, strlen(text)));
-}
-
-static char *message_text(MeshMessage *msg)
-{
-	size_t size;
-	const uint8_t *data = mesh_message_get_data(msg, &size);
-	return g_strndup((const char *)data, size);
-}
-
-static ProtobufCMessage *sum_new(guint32 v)
-{
-	Chantest__Sum *m = malloc(sizeof(*m));
-	chantest__sum__init(m);
-	m->v = v;
-	return &m->base;
-}
 
 static gboolean host_main(MeshMessage *initial, gpointer data, GError **error)
 {
@@ -80,71 +60,12 @@ static gboolean host_main(MeshMessage *initial, gpointer data, GError **error)
 
 /* Parent side. */
 
-typedef struct {
-	MeshSender *requests;
-	MeshReceiver *results;
-	GPid pid;
-} Host;
-
 static Host launch(Mesh *mesh, const char *scenario)
 {
-	MeshSender *qs, *rs;
-	MeshReceiver *qr, *rr;
-	GError *error = NULL;
-	Host h = {0};
-
-	mesh_channel_new(NULL, &qs, &qr);
-	mesh_channel_new(NULL, &rs, &rr);
-	MeshMessage *initial = mesh_message_new(scenario, strlen(scenario));
-	mesh_message_add_port_take(initial, mesh_receiver_into_port(qr));
-	mesh_message_add_port_take(initial, mesh_sender_into_port(rs));
 	MeshProcessConfig *c = mesh_process_config_new(scenario);
-	h.pid = mesh_launch_host(mesh, c, initial, &error);
-	ck_assert_msg(h.pid > 0, "%s", error ? error->message : "");
+	Host h = host_launch(mesh, c, scenario);
 	mesh_process_config_free(c);
-	h.requests = qs;
-	h.results = rr;
 	return h;
-}
-
-static void host_close(Host *h)
-{
-	mesh_sender_free(h->requests);
-	mesh_receiver_free(h->results);
-}
-
-static ProtobufCMessage *add_new(guint32 a, guint32 b)
-{
-	Chantest__Add *m = malloc(sizeof(*m));
-	chantest__add__init(m);
-	m->a = a;
-	m->b = b;
-	return &m->base;
-}
-
-static void assert_text(MeshReceiver *r, gint64 timeout_us, const char *expected)
-{
-	MeshMessage *msg = NULL;
-	GError *error = NULL;
-
-	ck_assert_msg(mesh_receiver_recv_message(r, timeout_us, &msg, &error), "no message: %s",
-		      error ? error->message : "");
-	char *text = message_text(msg);
-	ck_assert_str_eq(text, expected);
-	g_free(text);
-	mesh_message_free(msg);
-}
-
-static void assert_rpc(Host *h, guint32 a, guint32 b, gint64 timeout_us)
-{
-	ProtobufCMessage *reply = NULL;
-	GError *error = NULL;
-
-	ck_assert_msg(mesh_rpc_call(h->requests, add_new(a, b), &chantest__sum__descriptor,
-				    timeout_us, &reply, &error),
-		      "rpc: %s", error ? error->message : "");
-	ck_assert_uint_eq(((Chantest__Sum *)reply)->v, a + b);
-	protobuf_c_message_free_unpacked(reply, NULL);
 }
 
 static void assert_inspect(Mesh *mesh, Host *h)
