@@ -158,7 +158,7 @@ static gboolean tick(gpointer data)
 	return G_SOURCE_CONTINUE;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	g_autoptr(GError) error = NULL;
 
@@ -177,6 +177,10 @@ int main(void)
 		return 1;
 	}
 	s.config = mesh_process_config_new("worker");
+	/* This program is the worker; by its path, so that it also runs under valgrind. */
+	char *self = realpath(argv[0], NULL);
+	mesh_process_config_set_program(s.config, self);
+	free(self);
 	mesh_process_config_set_exit_callback(s.config, NULL, worker_exited, &s, NULL);
 	for (guint i = 0; i < 2; i++) {
 		if (!launch(&s, i, &error)) {
