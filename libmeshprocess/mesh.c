@@ -440,7 +440,7 @@ static Host *find_host_locked(Mesh *m, const MeshNodeId *peer, MeshP2pLink *link
 	g_hash_table_iter_init(&it, m->hosts);
 	while (g_hash_table_iter_next(&it, NULL, &value)) {
 		Host *h = value;
-		if (link ? h->link == link : memcmp(&h->node_id, peer, sizeof(*peer)) == 0)
+		if (link ? h->link == link : mesh_uuid_equal(&h->node_id, peer))
 			return h;
 	}
 	return NULL;
