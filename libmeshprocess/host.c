@@ -15,7 +15,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "process-private.h"
+#include "startup-private.h"
 
 typedef struct {
 	MeshUnixNode *unode; /* a local host */
@@ -112,8 +112,9 @@ static void requests_cb(MeshReceiver *r, gpointer data)
 			g_printerr("host %s: crash requested by the parent\n", s->name);
 			abort();
 		}
-		if (req->request_case == MESH_PROCESS__HOST_REQUEST__REQUEST_INSPECT) {
-			MeshPort *p = mesh_port_steal_from_field(req->inspect->reply);
+		if (req->request_case == MESH_PROCESS__HOST_REQUEST__REQUEST_INSPECT_JSON) {
+			/* A C parent's: the report as JSON. */
+			MeshPort *p = mesh_port_steal_from_field(req->inspect_json->reply);
 			if (p) {
 				MeshOneshotSender *reply = mesh_oneshot_sender_from_port(
 					p, &mesh_process__inspect_reply__descriptor);
@@ -123,6 +124,20 @@ static void requests_cb(MeshReceiver *r, gpointer data)
 				ir->json = g_strdup(json);
 				g_free(json);
 				mesh_oneshot_send(reply, &ir->base);
+			}
+		}
+		if (req->request_case == MESH_PROCESS__HOST_REQUEST__REQUEST_INSPECT &&
+		    req->inspect->inner) {
+			/* Upstream's Deferred: the same report as an InternalNode. */
+			MeshProcess__InspectDeferredInner *in = req->inspect->inner;
+			MeshPort *p = mesh_port_steal_from_field(in->node);
+			if (p) {
+				MeshOneshotSender *reply = mesh_oneshot_sender_from_port(
+					p, &mesh_process__inspect_node__descriptor);
+				char *json = inspect_self(s);
+				MeshProcess__InspectNode *node = process_inspect_respond(json, in);
+				g_free(json);
+				mesh_oneshot_send(reply, &node->base);
 			}
 		}
 		mesh_payload_message_free(msg);
@@ -295,45 +310,38 @@ gboolean mesh_try_run_host(const char *base_name, MeshHostFunc func, gpointer us
 static gboolean run_host(HostState *s, MeshPort *port, MeshHostFunc func, gpointer user_data,
 			 GError **error)
 {
-	/* The bootstrap channel: our request channel, then the initial message. */
-	MeshReceiver *boot = mesh_receiver_from_port(port, NULL);
+	/*
+	 * The bootstrap channel is a oneshot of upstream's InitialMessage: our
+	 * request channel and the initial message, and from a C parent its
+	 * events channel.
+	 */
+	MeshOneshotReceiver *boot = mesh_oneshot_receiver_from_port(port, NULL);
 	MeshMessage *first = NULL, *initial = NULL;
-	if (!mesh_receiver_recv_message(boot, 30 * G_USEC_PER_SEC, &first, error) ||
-	    !mesh_receiver_recv_message(boot, 30 * G_USEC_PER_SEC, &initial, error)) {
-		mesh_message_free(first);
-		mesh_receiver_free(boot);
-		g_prefix_error(error, "failed to receive initial message: ");
+	GError *err = NULL;
+	if (!mesh_oneshot_recv_message(boot, 30 * G_USEC_PER_SEC, &first, &err)) {
+		/* A timeout leaves the receiver ours; a final error consumed it. */
+		if (g_error_matches(err, MESH_ERROR, MESH_ERROR_TIMED_OUT))
+			mesh_oneshot_receiver_free(boot);
+		g_propagate_prefixed_error(error, err, "failed to receive initial message: ");
 		host_state_free(s);
 		return FALSE;
 	}
-	mesh_receiver_free(boot);
-	MeshProcess__HostHello *hello = (MeshProcess__HostHello *)mesh_message_into_typed(
-		first, &mesh_process__host_hello__descriptor, error);
-	MeshPort *req_port = hello ? mesh_port_steal_from_field(hello->requests) : NULL;
-	MeshPort *events_port = hello ? mesh_port_steal_from_field(hello->events) : NULL;
-	if (hello)
-		mesh_payload_message_free(&hello->base);
+	MeshPort *req_port = NULL, *events_port = NULL;
+	if (!process_initial_message_parse(first, &req_port, &initial, &events_port, error)) {
+		host_state_free(s);
+		return FALSE;
+	}
 	if (events_port) {
 		/* Tell the parent we joined (its state for us becomes "running"). */
 		MeshSender *events =
 			mesh_sender_from_port(events_port, &mesh_process__host_event__descriptor);
-		if (req_port) {
-			MeshProcess__HostEvent *ev = g_malloc(sizeof(*ev));
-			mesh_process__host_event__init(ev);
-			ev->event_case = MESH_PROCESS__HOST_EVENT__EVENT_JOINED;
-			ev->joined = g_malloc(sizeof(*ev->joined));
-			mesh_process__host_joined__init(ev->joined);
-			mesh_sender_send(events, &ev->base);
-		}
+		MeshProcess__HostEvent *ev = g_malloc(sizeof(*ev));
+		mesh_process__host_event__init(ev);
+		ev->event_case = MESH_PROCESS__HOST_EVENT__EVENT_JOINED;
+		ev->joined = g_malloc(sizeof(*ev->joined));
+		mesh_process__host_joined__init(ev->joined);
+		mesh_sender_send(events, &ev->base);
 		mesh_sender_free(events);
-	}
-	if (!req_port) {
-		mesh_message_free(initial);
-		if (error && !*error)
-			g_set_error(error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_INVITATION,
-				    "malformed initial message");
-		host_state_free(s);
-		return FALSE;
 	}
 	s->requests = mesh_receiver_from_port(req_port, &mesh_process__host_request__descriptor);
 

@@ -19,7 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "process-private.h"
+#include "startup-private.h"
 
 /*
  * A config's exit callback, shared by the config and every host launched
@@ -71,7 +71,9 @@ typedef struct {
 	MeshNodeId node_id;
 	PalChild *child;
 	MeshSender *requests; /* HostRequest; NULL once shutting down */
-	MeshReceiver *events; /* HostEvent: "joined" */
+	MeshReceiver *events; /* HostEvent: "joined" (NULL: none asked for) */
+	gboolean c_host;      /* it said it joined: a C host (under mesh->lock) */
+	MeshOneshotReceiver *probe; /* an upstream host's first inspect (on the context) */
 	GSource *watch;
 	MeshHostState state; /* under mesh->lock */
 	gboolean killed;     /* by the mesh (shutdown deadline, mesh_free) */
@@ -341,6 +343,7 @@ static void host_free(Host *h)
 		g_source_unref(h->watch);
 	}
 	mesh_receiver_free(h->events);
+	mesh_oneshot_receiver_free(h->probe);
 	exit_handler_unref(h->on_exit);
 	if (h->drain) {
 		g_source_destroy(h->drain);
@@ -826,22 +829,85 @@ typedef struct {
 	GPid pid;
 } Launch;
 
+/*
+ * MESH_PROCESS_EXT=0: the host startup on upstream's wire alone (no events
+ * channel in the InitialMessage), as a Rust host would see it.
+ */
+static gboolean host_ext_enabled(void)
+{
+	const char *v = getenv("MESH_PROCESS_EXT");
+	return !v || strcmp(v, "0") != 0;
+}
+
+/* An upstream host's answer to its first inspect: it joined and serves requests. */
+static void probe_cb(MeshOneshotReceiver *r, gpointer data)
+{
+	Host *h = data;
+	ProtobufCMessage *node = NULL;
+	GError *error = NULL;
+
+	if (!mesh_oneshot_recv(r, 0, &node, &error) &&
+	    (g_error_matches(error, MESH_ERROR, MESH_ERROR_EMPTY) ||
+	     g_error_matches(error, MESH_ERROR, MESH_ERROR_TIMED_OUT))) {
+		g_error_free(error);
+		return; /* not yet; the receiver is still ours */
+	}
+	h->probe = NULL; /* consumed by the value or the final error */
+	if (node) {
+		g_mutex_lock(&h->mesh->lock);
+		if (h->state == MESH_HOST_STATE_STARTING)
+			h->state = MESH_HOST_STATE_RUNNING;
+		g_mutex_unlock(&h->mesh->lock);
+		mesh_payload_message_free(node);
+	}
+	g_clear_error(&error);
+}
+
+/*
+ * A host that does not say it joined (an upstream one) is RUNNING once it
+ * answers an inspect of depth 0 (upstream's host serves requests once it
+ * has its initial message).
+ */
+static void host_probe(Host *h, MeshSender *requests)
+{
+	MeshOneshotSender *os;
+	mesh_oneshot_new(&mesh_process__inspect_node__descriptor, &os, &h->probe);
+	MeshProcess__HostRequest *req =
+		process_inspect_request_new(mesh_oneshot_sender_into_port(os), 0);
+	mesh_sender_send(requests, &req->base);
+	mesh_oneshot_receiver_set_callback(h->probe, h->mesh->context, probe_cb, h, NULL);
+}
+
 /* The host's events, on the mesh's context: "joined" makes it RUNNING. */
 static void host_events_cb(MeshReceiver *r, gpointer data)
 {
 	Host *h = data;
 	ProtobufCMessage *msg;
+	GError *error = NULL;
 
-	while (mesh_receiver_recv(r, 0, &msg, NULL)) {
+	while (mesh_receiver_recv(r, 0, &msg, &error)) {
 		MeshProcess__HostEvent *ev = (MeshProcess__HostEvent *)msg;
 		if (ev->event_case == MESH_PROCESS__HOST_EVENT__EVENT_JOINED) {
 			g_mutex_lock(&h->mesh->lock);
+			h->c_host = TRUE;
 			if (h->state == MESH_HOST_STATE_STARTING)
 				h->state = MESH_HOST_STATE_RUNNING;
 			g_mutex_unlock(&h->mesh->lock);
 		}
 		mesh_payload_message_free(msg);
 	}
+	if (!g_error_matches(error, MESH_ERROR, MESH_ERROR_EMPTY)) {
+		/* The channel ended: an upstream host drops it unread. */
+		mesh_receiver_set_callback(r, NULL, NULL, NULL, NULL);
+		g_mutex_lock(&h->mesh->lock);
+		gboolean c_host = h->c_host;
+		MeshSender *requests = h->requests ? mesh_sender_clone(h->requests) : NULL;
+		g_mutex_unlock(&h->mesh->lock);
+		if (!c_host && requests && !h->probe)
+			host_probe(h, requests);
+		mesh_sender_free(requests);
+	}
+	g_clear_error(&error);
 }
 
 /* Appends @word to @spawn quoted for the remote shell. */
@@ -978,7 +1044,10 @@ static gboolean launch_cb(gpointer data)
 	l->events = NULL;
 	h->state = MESH_HOST_STATE_STARTING;
 	h->on_exit = exit_handler_ref(c->on_exit);
-	mesh_receiver_set_callback(h->events, m->context, host_events_cb, h, NULL);
+	if (h->events)
+		mesh_receiver_set_callback(h->events, m->context, host_events_cb, h, NULL);
+	else
+		host_probe(h, h->requests); /* not in the table yet: nothing frees it */
 	int pidfd = pal_child_get_pidfd(child);
 	if (pidfd >= 0) {
 		h->watch = g_unix_fd_source_new(pidfd, G_IO_IN);
@@ -1007,8 +1076,10 @@ out:
 GPid mesh_launch_host(Mesh *m, const MeshProcessConfig *config, MeshMessage *initial,
 		      GError **error)
 {
-	MeshSender *requests, *boot, *events;
-	MeshReceiver *requests_recv, *boot_recv, *events_recv;
+	MeshSender *requests, *events;
+	MeshReceiver *requests_recv, *events_recv;
+	MeshOneshotSender *boot;
+	MeshOneshotReceiver *boot_recv;
 	MeshInvitation *inv = NULL;
 
 	if (!m || !config || (error && *error)) {
@@ -1022,28 +1093,32 @@ GPid mesh_launch_host(Mesh *m, const MeshProcessConfig *config, MeshMessage *ini
 		return 0;
 	}
 	mesh_channel_new(&mesh_process__host_request__descriptor, &requests, &requests_recv);
-	mesh_channel_new(NULL, &boot, &boot_recv);
+	mesh_oneshot_new(NULL, &boot, &boot_recv);
 	MeshPort *boot_port = NULL;
 	if (config->remote) {
-		boot_port = mesh_receiver_into_port(boot_recv); /* the link's, once spawned */
-	} else if (!mesh_unix_node_invite(m->unode, mesh_receiver_into_port(boot_recv), 0, &inv,
-					  error)) {
-		mesh_sender_free(boot);
+		boot_port = mesh_oneshot_receiver_into_port(boot_recv); /* the link's, once spawned */
+	} else if (!mesh_unix_node_invite(m->unode, mesh_oneshot_receiver_into_port(boot_recv), 0,
+					  &inv, error)) {
+		mesh_oneshot_sender_free(boot);
 		mesh_sender_free(requests);
 		mesh_receiver_free(requests_recv);
 		mesh_message_free(initial);
 		return 0;
 	}
-	MeshProcess__HostHello *hello = g_malloc(sizeof(*hello));
-	mesh_process__host_hello__init(hello);
-	hello->requests = mesh_port_into_field(mesh_receiver_into_port(requests_recv));
-	hello->name = g_strdup(config->name);
-	mesh_channel_new(&mesh_process__host_event__descriptor, &events, &events_recv);
-	hello->events = mesh_port_into_field(mesh_sender_into_port(events));
-	mesh_sender_send_message(boot, mesh_message_new_typed_take(&hello->base));
-	mesh_sender_send_message(boot, initial);
-	mesh_sender_free(boot);
-
+	/*
+	 * Upstream's startup: one oneshot with the InitialMessage (our events
+	 * channel in field 3 unless MESH_PROCESS_EXT=0).
+	 */
+	MeshPort *events_port = NULL;
+	events = NULL;
+	events_recv = NULL;
+	if (host_ext_enabled()) {
+		mesh_channel_new(&mesh_process__host_event__descriptor, &events, &events_recv);
+		events_port = mesh_sender_into_port(events);
+	}
+	mesh_oneshot_send_message(boot, process_initial_message_new(
+						mesh_receiver_into_port(requests_recv), initial,
+						events_port));
 	/*
 	 * Spawn from a thread that lives as long as the mesh, never from the
 	 * caller's: the parent-death signal follows the spawning thread.
@@ -1114,6 +1189,7 @@ typedef struct {
 	MeshNodeId node_id;
 	char *remote; /* a remote host's command, or NULL */
 	const char *state; /* static */
+	gboolean deferred; /* asked with upstream's Deferred: the reply is an InternalNode */
 	MeshOneshotReceiver *reply; /* NULL once taken, or no request channel */
 	char *report;               /* the host's JSON, or {"error": ...} */
 } InspectHost;
@@ -1130,6 +1206,9 @@ struct Inspect {
 	gpointer user_data;
 	GDestroyNotify notify;
 };
+
+/* How deep an upstream host's tree is asked for. */
+#define INSPECT_DEPTH 64
 
 static char *inspect_error_json(const char *message)
 {
@@ -1170,6 +1249,7 @@ static Inspect *inspect_begin(Mesh *m)
 		in->hosts[i].node_id = h->node_id;
 		in->hosts[i].remote = g_strdup(h->remote);
 		in->hosts[i].state = mesh_host_state_to_string(h->state);
+		in->hosts[i].deferred = !h->c_host;
 	}
 	g_mutex_unlock(&m->lock);
 	g_list_free(hosts);
@@ -1181,14 +1261,26 @@ static Inspect *inspect_begin(Mesh *m)
 			ih->report = inspect_error_json("no request channel");
 			continue;
 		}
+		/*
+		 * A C host gets our JSON request; any other (or one not joined
+		 * yet) upstream's Deferred, whose InternalNode we turn into JSON.
+		 */
 		MeshOneshotSender *os;
-		mesh_oneshot_new(&mesh_process__inspect_reply__descriptor, &os, &ih->reply);
-		MeshProcess__HostRequest *req = g_malloc(sizeof(*req));
-		mesh_process__host_request__init(req);
-		req->request_case = MESH_PROCESS__HOST_REQUEST__REQUEST_INSPECT;
-		req->inspect = g_malloc(sizeof(*req->inspect));
-		mesh_process__host_inspect__init(req->inspect);
-		req->inspect->reply = mesh_port_into_field(mesh_oneshot_sender_into_port(os));
+		MeshProcess__HostRequest *req;
+		if (ih->deferred) {
+			mesh_oneshot_new(&mesh_process__inspect_node__descriptor, &os, &ih->reply);
+			req = process_inspect_request_new(mesh_oneshot_sender_into_port(os),
+							  INSPECT_DEPTH);
+		} else {
+			mesh_oneshot_new(&mesh_process__inspect_reply__descriptor, &os, &ih->reply);
+			req = g_malloc(sizeof(*req));
+			mesh_process__host_request__init(req);
+			req->request_case = MESH_PROCESS__HOST_REQUEST__REQUEST_INSPECT_JSON;
+			req->inspect_json = g_malloc(sizeof(*req->inspect_json));
+			mesh_process__host_inspect_json__init(req->inspect_json);
+			req->inspect_json->reply =
+				mesh_port_into_field(mesh_oneshot_sender_into_port(os));
+		}
 		mesh_sender_send(s, &req->base);
 		mesh_sender_free(s);
 		in->n_left++;
@@ -1205,7 +1297,10 @@ static void inspect_take(InspectHost *ih, gint64 timeout_us)
 	if (!ih->reply)
 		return;
 	if (mesh_oneshot_recv(ih->reply, timeout_us, &reply, &error)) {
-		ih->report = g_strdup(((MeshProcess__InspectReply *)reply)->json);
+		if (ih->deferred)
+			ih->report = process_inspect_node_to_json((MeshProcess__InspectNode *)reply);
+		else
+			ih->report = g_strdup(((MeshProcess__InspectReply *)reply)->json);
 		mesh_payload_message_free(reply);
 	} else {
 		/* A timeout (or nothing yet) did not consume the receiver; a final error did. */

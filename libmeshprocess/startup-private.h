@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include "process-private.h"
+
+/* SensitivityLevel's variants (their field numbers). */
+enum {
+	PROCESS_SENSITIVITY_SAFE = 1,
+	PROCESS_SENSITIVITY_UNSPECIFIED = 2,
+	PROCESS_SENSITIVITY_SENSITIVE = 3,
+};
+
+/*
+ * Upstream's InitialMessage<T> {1 requests, 2 init_message: T} plus our
+ * field 3 (the events port, NULL to leave it out, as for an upstream
+ * host). @init is T, a message; its bytes become field 2 and its resources
+ * follow @requests. Consumes @requests, @init and @events.
+ */
+MeshMessage *process_initial_message_new(MeshPort *requests, MeshMessage *init,
+					 MeshPort *events);
+
+/*
+ * Parses an InitialMessage (taken). Unknown fields are skipped and their
+ * resources released, as upstream's decoder does; a missing field 2 is an
+ * empty message. @ret_events (nullable) gets NULL without field 3. Errors:
+ * MESH_PROCESS_ERROR_INVITATION.
+ */
+gboolean process_initial_message_parse(MeshMessage *msg, MeshPort **ret_requests,
+				       MeshMessage **ret_init, MeshPort **ret_events,
+				       GError **error);
+
+/*
+ * HostRequest::Inspect(Deferred) for the whole tree down to @depth, at the
+ * highest sensitivity (the parent may see all of its hosts), the reply to
+ * go to @node (taken), a OneshotSender<InternalNode>'s port.
+ */
+MeshProcess__HostRequest *process_inspect_request_new(MeshPort *node, guint64 depth);
+
+/*
+ * The InternalNode that answers @req for a host whose report is @json
+ * (host.c's inspect_self()): objects and arrays become directories (an
+ * array's entries are named 0, 1, ...), null is "unevaluated", numbers are
+ * Unsigned, Signed or Double values. Path, depth, update and number format
+ * follow upstream's Request/Response.
+ */
+MeshProcess__InspectNode *process_inspect_respond(const char *json,
+						  const MeshProcess__InspectDeferredInner *req);
+
+/* An InternalNode as JSON (transfer full), for the parent's report. */
+char *process_inspect_node_to_json(const MeshProcess__InspectNode *node);
