@@ -291,12 +291,14 @@ gboolean mesh_try_run_host(const char *base_name, MeshHostFunc func, gpointer us
 
 	HostState *s = g_new0(HostState, 1);
 	s->name = g_strdup(env->node_name && *env->node_name ? env->node_name : "host");
+	guint extensions = env->c_extensions; /* 0 from an upstream parent */
 	mesh_payload_message_free(&env->base);
 
 	set_process_name(base_name, s->name);
 
 	MeshPort *port = NULL;
 	MeshInvitation *inv = mesh_invitation_new_take(&ln, &lp, &rn, &rp, fd);
+	mesh_invitation_set_extensions(inv, extensions);
 	s->unode = mesh_unix_node_join(inv, NULL, 30 * G_USEC_PER_SEC, &port, error);
 	if (!s->unode) {
 		host_state_free(s); /* the error says "joining the mesh" */

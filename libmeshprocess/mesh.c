@@ -804,6 +804,7 @@ static char *encode_env_invitation(const char *node_name, MeshInvitation *inv)
 		addr.remote_addr = process_address_new(&rn, &rp);
 		env.address = &addr;
 		env.socket_fd = 3;
+		env.c_extensions = mesh_invitation_get_extensions(inv);
 	}
 
 	size_t size = protobuf_c_message_get_packed_size(&env.base);

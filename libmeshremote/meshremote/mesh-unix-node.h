@@ -105,6 +105,32 @@ MESH_REMOTE_API void mesh_invitation_get_address(const MeshInvitation *inv,
 						 MeshNodeId *ret_remote_node,
 						 MeshPortId *ret_remote_port);
 
+/**
+ * mesh_invitation_get_extensions:
+ * @inv: an invitation
+ *
+ * The extensions beyond upstream's wire that the inviting leader, a C node,
+ * reads (its hello's flags; doc/libmeshremote-unix.md, "Extensions between
+ * C nodes"); 0 when it reads none, and in an invitation from an upstream
+ * leader. A joiner given non-zero extensions says its own hello first on
+ * the connection; with 0 it speaks upstream's wire only. An invitation that
+ * travels by other means (an environment variable) carries them along with
+ * mesh_invitation_set_extensions().
+ *
+ * Returns: the flags.
+ */
+MESH_REMOTE_API guint mesh_invitation_get_extensions(const MeshInvitation *inv);
+
+/**
+ * mesh_invitation_set_extensions:
+ * @inv: an invitation
+ * @extensions: what mesh_invitation_get_extensions() returned for it where
+ *     it was made (0 for an invitation of an upstream leader)
+ *
+ * Sets the extensions a rebuilt invitation carries.
+ */
+MESH_REMOTE_API void mesh_invitation_set_extensions(MeshInvitation *inv, guint extensions);
+
 /** mesh_invitation_get_fd: Returns: (transfer none): the socket, -1 once stolen. */
 MESH_REMOTE_API int mesh_invitation_get_fd(const MeshInvitation *inv);
 

@@ -81,6 +81,10 @@ static Child *spawn_joiner(const char *scenario, const char *arg)
 	const char *args[] = {"join", ids[0], ids[1], ids[2], ids[3], scenario, arg, NULL};
 	pal_spawn_add_args(spawn, args);
 	pal_spawn_dup_fd(spawn, mesh_invitation_get_fd(inv), 3);
+	/* The invitation's extensions travel with it, as libmeshprocess's do. */
+	char ext[16];
+	g_snprintf(ext, sizeof(ext), "%u", mesh_invitation_get_extensions(inv));
+	pal_spawn_env_set(spawn, "UNIX_TEST_EXTENSIONS", ext);
 	pal_spawn_set_parent_death_signal(spawn, SIGKILL);
 	ck_assert_int_eq(pal_spawn_run(spawn, &c->process), 0);
 	pal_spawn_free(spawn);

@@ -416,6 +416,9 @@ int main(int argc, char **argv)
 	}
 	if (joined) {
 		MeshInvitation *inv = mesh_invitation_new_take(&me, &my_port, &parent, &parent_port, 3);
+		const char *ext = getenv("UNIX_TEST_EXTENSIONS");
+		if (ext)
+			mesh_invitation_set_extensions(inv, (guint)strtoul(ext, NULL, 10));
 		unode = mesh_unix_node_join(inv, NULL, 20 * G_USEC_PER_SEC, &port, &error);
 		if (!unode) {
 			fprintf(stderr, "child: %s\n", error->message);

@@ -35,6 +35,7 @@ struct MeshInvitation {
 	MeshNodeId remote_node;
 	MeshPortId remote_port;
 	int fd;
+	guint extensions; /* the inviting C leader's hello flags; 0: none, or upstream */
 };
 
 /* Protocol helpers. */
@@ -123,6 +124,18 @@ void mesh_invitation_free(MeshInvitation *inv)
 	g_free(inv);
 }
 
+guint mesh_invitation_get_extensions(const MeshInvitation *inv)
+{
+	g_return_val_if_fail(inv, 0);
+	return inv->extensions;
+}
+
+void mesh_invitation_set_extensions(MeshInvitation *inv, guint extensions)
+{
+	g_return_if_fail(inv);
+	inv->extensions = extensions;
+}
+
 int mesh_invitation_get_fd(const MeshInvitation *inv)
 {
 	g_return_val_if_fail(inv, -1);
@@ -162,6 +175,7 @@ ProtobufCMessage *unix_invitation_to_message(MeshInvitation *inv)
 	m->address->remote_addr = address_new(&inv->remote_node, &inv->remote_port);
 	if (inv->fd >= 0)
 		m->fd = mesh_payload_fd_new_take(mesh_invitation_steal_fd(inv));
+	m->c_features = inv->extensions;
 	mesh_invitation_free(inv);
 	return &m->base;
 }
@@ -182,6 +196,7 @@ MeshInvitation *unix_invitation_from_message(ProtobufCMessage *msg, GError **err
 		g_set_error(error, MESH_ERROR, MESH_ERROR_CORRUPTION, "malformed invitation");
 	} else {
 		inv = mesh_invitation_new_take(&ln, &lp, &rn, &rp, mesh_payload_fd_steal(m->fd));
+		inv->extensions = m->c_features;
 	}
 	mesh_payload_message_free(msg);
 	return inv;
@@ -209,7 +224,8 @@ static void follower_handle(MeshUnixNode *u, MeshUnix__FollowerRequest *req)
 	int fd = c->fd ? mesh_payload_fd_steal(c->fd) : -1;
 	if (fd >= 0) {
 		GError *error = NULL;
-		if (!mesh_unix_node_connect_take(u, &id, fd, &error)) {
+		/* Hellos only between C nodes, as the leader says. */
+		if (!unix_node_connect_take(u, &id, fd, c->c_nodes, -1, &error)) {
 			debug_log(LOG_FIELDS("MESH_NODE", LOG_ID(mesh_node_get_id(u->node)), "MESH_PEER", LOG_ID(&id)),
 				  "mesh: introduction: %s", error->message);
 			g_error_free(error);
@@ -341,7 +357,8 @@ static void follower_free(Follower *f)
 	g_free(f);
 }
 
-static MeshUnix__FollowerRequest *follower_connect_new(const MeshNodeId *node, int fd)
+static MeshUnix__FollowerRequest *follower_connect_new(const MeshNodeId *node, int fd,
+							gboolean c_nodes)
 {
 	MeshUnix__FollowerRequest *req = g_malloc(sizeof(*req));
 	mesh_unix__follower_request__init(req);
@@ -351,6 +368,7 @@ static MeshUnix__FollowerRequest *follower_connect_new(const MeshNodeId *node, i
 	req->connect->node = unix_node_id_new(node);
 	if (fd >= 0)
 		req->connect->fd = mesh_payload_fd_new_take(fd);
+	req->connect->c_nodes = c_nodes;
 	return req;
 }
 
@@ -391,7 +409,7 @@ static void leader_connect(Leader *l, Follower *from, const MeshNodeId *target)
 		 * fails its request. When both asked at once, the one asking
 		 * second got its socket first, in order, and this is moot.
 		 */
-		mesh_sender_send(from->to_follower, &follower_connect_new(target, -1)->base);
+		mesh_sender_send(from->to_follower, &follower_connect_new(target, -1, FALSE)->base);
 		return;
 	}
 
@@ -401,9 +419,16 @@ static void leader_connect(Leader *l, Follower *from, const MeshNodeId *target)
 			  "mesh: cannot make a socketpair for an introduction: %s", g_strerror(errno));
 		to = NULL;
 	}
+	/*
+	 * Both ends C nodes (each sent us its hello, or is us): they may say
+	 * hello on their socket. Otherwise the upstream wire.
+	 */
+	gboolean c_nodes = to && unix_node_peer_is_c(from->owner, &from->id) &&
+			   unix_node_peer_is_c(from->owner, target);
 	if (to)
-		mesh_sender_send(to->to_follower, &follower_connect_new(&from->id, sv[0])->base);
-	mesh_sender_send(from->to_follower, &follower_connect_new(target, sv[1])->base);
+		mesh_sender_send(to->to_follower,
+				 &follower_connect_new(&from->id, sv[0], c_nodes)->base);
+	mesh_sender_send(from->to_follower, &follower_connect_new(target, sv[1], c_nodes)->base);
 }
 
 /*
@@ -596,7 +621,8 @@ static gboolean leader_invite(MeshUnixNode *u, MeshPort *user_port, MeshInvitati
 	mesh_uuid_generate(&joiner);
 	mesh_uuid_generate(&joiner_port);
 	mesh_uuid_generate(&our_port);
-	if (!mesh_unix_node_connect_take(u, &joiner, sv[0], error)) {
+	/* No hello: the joiner says its own first if it is a C node (it has ours). */
+	if (!unix_node_connect_take(u, &joiner, sv[0], FALSE, -1, error)) {
 		close(sv[1]);
 		mesh_port_close(user_port);
 		return FALSE;
@@ -621,6 +647,7 @@ static gboolean leader_invite(MeshUnixNode *u, MeshPort *user_port, MeshInvitati
 	leader_add_follower(u, &joiner, lr, fs);
 	*ret = mesh_invitation_new_take(&joiner, &joiner_port, mesh_node_get_id(u->node),
 					&our_port, sv[1]);
+	(*ret)->extensions = unix_hello_flags();
 	return TRUE;
 }
 
@@ -720,8 +747,10 @@ MeshUnixNode *mesh_unix_node_join(MeshInvitation *inv, GMainContext *context, gi
 					 &inv->remote_port);
 	u->joined = TRUE;
 	u->leader_node = inv->remote_node;
-	gboolean connected = mesh_unix_node_connect_take(u, &inv->remote_node,
-							 mesh_invitation_steal_fd(inv), error);
+	/* A C leader named its extensions: say our hello first, and use them. */
+	gboolean connected = unix_node_connect_take(
+		u, &inv->remote_node, mesh_invitation_steal_fd(inv), inv->extensions != 0,
+		inv->extensions ? (int)inv->extensions : -1, error);
 	mesh_remote_node_unref(leader);
 	mesh_invitation_free(inv);
 	if (!connected) {

@@ -111,6 +111,18 @@ const uint8_t *unix_rx_pool_copy(UnixRxPool *p, guint32 id, size_t size,
  * or follow (mesh_unix_node_new(), mesh_unix_node_join()).
  */
 MeshUnixNode *unix_node_new(MeshNode *node, GMainContext *context);
+/*
+ * mesh_unix_node_connect_take() with the hello's rules (unix-node.c, "The
+ * hello"): @send_hello sends ours first (when any extension is on);
+ * @peer_hello > 0 is what the peer reads, known from its invitation (then
+ * its hello is not awaited), -1 or 0 unknown.
+ */
+gboolean unix_node_connect_take(MeshUnixNode *u, const MeshNodeId *peer, int fd,
+				gboolean send_hello, int peer_hello, GError **error);
+/* Our hello's flags: 0 when every extension is off (the upstream wire). */
+guint unix_hello_flags(void);
+/* Whether @peer is this node or a connected C node (its hello came, or its invitation said). */
+gboolean unix_node_peer_is_c(MeshUnixNode *u, const MeshNodeId *peer);
 /* Ends the connection to @peer, if any (from any thread; no lock held). */
 void unix_node_cut(MeshUnixNode *u, const MeshNodeId *peer, const char *reason);
 

@@ -78,6 +78,7 @@ struct UnixConn {
 	gboolean confirmed; /* it ended with the peer's end of stream after ours */
 	gboolean flushing; /* a thread sends queued packets (outside the lock) */
 	gboolean peer_batches; /* the peer said it reads PACKET_BATCH */
+	gboolean peer_is_c;    /* its hello came, or the invitation named its flags */
 	gint peer_pools;       /* atomic (read unlocked by senders): ... and PACKET_POOL_EVENT */
 	UnixTxPool *tx_pool;   /* under lock, made on first use */
 	UnixRxPool *rx_pool;   /* the receive path's (one dispatcher at a time) */
@@ -387,12 +388,16 @@ static int large_event_memfd(const struct iovec *iov, size_t n_iov, size_t size)
 
 /*
  * The hello: an EVENT packet whose event is a MESSAGE to a port id that no
- * node has, so that upstream drops it as an event for an unknown port; a C
- * node reads its payload ("MC", then u16 LE flags) as what the peer reads
- * beyond upstream. Each side sends it first on every connection, unless
- * MESH_UNIX_BATCH=0, MESH_UNIX_POOL=0 and MESH_UNIX_EXT_MOVES=0 (the
- * upstream wire). HELLO_MOVES: the node reads and sends
- * MESH_EVENT_PROXY_DONE (port.c: a port moved in fails with the mover).
+ * node has; a C node reads its payload ("MC", then u16 LE flags) as what
+ * the peer reads beyond upstream. It goes first on a connection, and only
+ * to a peer known to be a C node (upstream logs an event to an unknown port
+ * as a node event failure): a joiner whose invitation carries the leader's
+ * flags sends it (the leader learns from it), both ends of an introduction
+ * the leader marked as between C nodes send it, and so does
+ * mesh_unix_node_connect_take(). None with MESH_UNIX_BATCH=0,
+ * MESH_UNIX_POOL=0 and MESH_UNIX_EXT_MOVES=0 (the upstream wire).
+ * HELLO_MOVES: the node reads and sends MESH_EVENT_PROXY_DONE (port.c: a
+ * port moved in fails with the mover).
  */
 #define HELLO_BATCH 0x1
 #define HELLO_POOL 0x2
@@ -448,6 +453,26 @@ static void hello_build(uint8_t out[HELLO_SIZE], guint16 flags)
 	payload[1] = 'C';
 	payload[2] = flags & 0xff;
 	payload[3] = flags >> 8;
+}
+
+guint unix_hello_flags(void)
+{
+	return (unix_batching_enabled() ? HELLO_BATCH : 0) | (unix_pooling_enabled() ? HELLO_POOL : 0) |
+	       (unix_ext_moves_enabled() ? HELLO_MOVES : 0);
+}
+
+/* What the peer reads, from its hello or its invitation: @c locked. */
+static void conn_apply_hello_locked(UnixConn *c, guint hello)
+{
+	c->peer_is_c = TRUE;
+	c->peer_batches = unix_batching_enabled() && (hello & HELLO_BATCH);
+	g_atomic_int_set(&c->peer_pools, unix_pooling_enabled() && (hello & HELLO_POOL));
+	/* Before any event of the peer: the hello comes first. */
+	if (!c->ended && c->remote)
+		mesh_remote_node_set_features(c->remote, unix_ext_moves_enabled() &&
+								 (hello & HELLO_MOVES)
+							 ? MESH_REMOTE_FEATURE_PROXY_DONE
+							 : 0);
 }
 
 /* The peer's hello flags, or -1 if the packet is no hello. */
@@ -804,15 +829,7 @@ static const char *conn_handle_packet(UnixConn *c, const uint8_t *buf, size_t si
 		int hello = n_fds == 0 ? hello_parse(buf, size) : -1;
 		if (hello >= 0) {
 			g_mutex_lock(&c->lock);
-			c->peer_batches = unix_batching_enabled() && (hello & HELLO_BATCH);
-			g_atomic_int_set(&c->peer_pools,
-					 unix_pooling_enabled() && (hello & HELLO_POOL));
-			/* Before any event of the peer: the hello comes first. */
-			if (!c->ended && c->remote)
-				mesh_remote_node_set_features(
-					c->remote, unix_ext_moves_enabled() && (hello & HELLO_MOVES)
-							   ? MESH_REMOTE_FEATURE_PROXY_DONE
-							   : 0);
+			conn_apply_hello_locked(c, (guint)hello);
 			g_mutex_unlock(&c->lock);
 			return NULL;
 		}
@@ -1136,15 +1153,21 @@ MeshNode *mesh_unix_node_get_node(MeshUnixNode *u)
 gboolean mesh_unix_node_connect_take(MeshUnixNode *u, const MeshNodeId *peer, int fd,
 				     GError **error)
 {
-	int type = 0;
-	socklen_t len = sizeof(type);
-
 	if (!u || !peer || (error && *error)) {
 		if (fd >= 0)
 			close(fd); /* taken in all cases */
 		g_return_val_if_fail(u && peer, FALSE);
 		g_return_val_if_fail(error == NULL || *error == NULL, FALSE);
 	}
+	return unix_node_connect_take(u, peer, fd, TRUE, -1, error);
+}
+
+gboolean unix_node_connect_take(MeshUnixNode *u, const MeshNodeId *peer, int fd,
+				gboolean send_hello, int peer_hello, GError **error)
+{
+	int type = 0;
+	socklen_t len = sizeof(type);
+
 	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_SEQPACKET) {
 		close(fd);
 		g_set_error(error, MESH_ERROR, MESH_ERROR_INVALID_ARGUMENT,
@@ -1163,14 +1186,15 @@ gboolean mesh_unix_node_connect_take(MeshUnixNode *u, const MeshNodeId *peer, in
 	g_queue_init(&c->pending);
 	c->remote = mesh_node_add_remote(u->node, peer);
 
+	if (peer_hello > 0)
+		conn_apply_hello_locked(c, (guint)peer_hello); /* not shared yet */
+
 	g_mutex_lock(&u->lock);
 	g_ptr_array_add(u->conns, c);
 	g_mutex_unlock(&u->lock);
 
-	guint16 hello_flags = (unix_batching_enabled() ? HELLO_BATCH : 0) |
-			      (unix_pooling_enabled() ? HELLO_POOL : 0) |
-			      (unix_ext_moves_enabled() ? HELLO_MOVES : 0);
-	if (hello_flags) {
+	guint16 hello_flags = (guint16)unix_hello_flags();
+	if (hello_flags && send_hello) {
 		/* First on the socket, before any event: what the peer may send us. */
 		uint8_t hello[HELLO_SIZE];
 		hello_build(hello, hello_flags);
@@ -1447,4 +1471,26 @@ void unix_node_cut(MeshUnixNode *u, const MeshNodeId *peer, const char *reason)
 		conn_end_async(found, reason);
 		conn_unref(found);
 	}
+}
+
+gboolean unix_node_peer_is_c(MeshUnixNode *u, const MeshNodeId *peer)
+{
+	UnixConn *found = NULL;
+
+	if (mesh_uuid_equal(peer, mesh_node_get_id(u->node)))
+		return TRUE; /* the leader as its own follower */
+	g_mutex_lock(&u->lock);
+	for (guint i = 0; i < u->conns->len && !found; i++) {
+		UnixConn *c = u->conns->pdata[i];
+		if (mesh_uuid_equal(&c->peer, peer))
+			found = conn_ref(c);
+	}
+	g_mutex_unlock(&u->lock);
+	if (!found)
+		return FALSE;
+	g_mutex_lock(&found->lock);
+	gboolean is_c = found->peer_is_c && !found->ended;
+	g_mutex_unlock(&found->lock);
+	conn_unref(found);
+	return is_c;
 }
