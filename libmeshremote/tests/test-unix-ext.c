@@ -250,6 +250,7 @@ typedef struct {
 	Inbox *inbox;
 	int sock;         /* the fake node's end */
 	guint64 next_seq; /* of the next message the fake node sends to the port */
+	MeshPort *keep;   /* rig_new_invited(): the invited port's peer, kept open */
 } Rig;
 
 /* @sndbuf: if not 0, the SO_SNDBUF of the node's end (how soon it fills). */
@@ -287,6 +288,8 @@ static void rig_free(Rig *r)
 {
 	inbox_free(r->inbox);
 	mesh_port_close(r->port);
+	if (r->keep)
+		mesh_port_close(r->keep);
 	/* The fake node's end of stream: the node ends the connection too. */
 	shutdown(r->sock, SHUT_WR);
 	mesh_unix_node_shutdown(r->unode, 5 * G_USEC_PER_SEC);
@@ -845,6 +848,116 @@ START_TEST(test_streak)
 }
 END_TEST
 
+/*
+ * A rig whose connection comes from an invitation (the node leads, the
+ * fake node is the joiner): the invitation carries the leader's
+ * extensions, the leader says no hello, and its first packet, the
+ * InitialMessage, is a plain EVENT to the joiner's port (checked here).
+ * @c_joiner: the fake node then says a C joiner's hello; otherwise it plays
+ * an upstream joiner, which says nothing.
+ */
+static Rig *rig_new_invited(gboolean c_joiner)
+{
+	Rig *r = g_new0(Rig, 1);
+	MeshPort *invited;
+	MeshInvitation *inv = NULL;
+	MeshPortId joiner_port;
+	MeshEventView view;
+	Packet pk;
+
+	r->node = mesh_node_new();
+	r->unode = mesh_unix_node_new(r->node, NULL);
+	mesh_port_new_pair(&r->keep, &invited);
+	ck_assert(mesh_unix_node_invite(r->unode, invited, -1, &inv, NULL));
+	ck_assert_uint_eq(mesh_invitation_get_extensions(inv),
+			  HELLO_BATCH | HELLO_POOL | HELLO_MOVES);
+	mesh_invitation_get_address(inv, &r->peer, &joiner_port, NULL, NULL);
+	r->sock = mesh_invitation_steal_fd(inv);
+	mesh_invitation_free(inv);
+
+	peer_recv(r, &pk);
+	ck_assert_int_eq(pk.type, PACKET_EVENT);
+	ck_assert_int_eq(protocol_event_parse(pk.body, pk.body_size, &view), 0);
+	ck_assert_msg(memcmp(view.header.port_id.bytes, joiner_port.bytes, 16) == 0,
+		      "the leader's first packet is not its initial message (a hello?)");
+	packet_clear(&pk);
+	if (c_joiner)
+		peer_send_hello(r, HELLO_BATCH | HELLO_POOL | HELLO_MOVES);
+
+	mesh_uuid_generate(&r->mine);
+	mesh_uuid_generate(&r->theirs);
+	r->port = mesh_node_add_port(r->node, &r->mine, &r->peer, &r->theirs);
+	ck_assert_ptr_nonnull(r->port);
+	r->inbox = inbox_new(r->port);
+	r->next_seq = 1;
+	return r;
+}
+
+/*
+ * A one-way stream of @n short events and one large event to the fake
+ * joiner; returns how many BATCH packets came. Every packet is checked:
+ * EVENT or BATCH for the stream, then LARGE_EVENT or POOL_EVENT for the
+ * large one (@pooled says which).
+ */
+static guint invited_stream(Rig *r, guint n, gboolean pooled)
+{
+	rig_sync(r); /* the node has read whatever the fake node said first */
+	Reader rd = {
+		.sock = r->sock,
+		.want = n,
+		.deadline = g_get_monotonic_time() + (gint64)wait_ms() * 1000,
+		.packets = g_ptr_array_new_with_free_func(packet_free),
+	};
+	GThread *reader = g_thread_new("fake-joiner-reader", reader_run, &rd);
+	node_send_numbered(r, 1, n, 0);
+	g_thread_join(reader);
+	GArray *seqs = g_array_new(FALSE, FALSE, sizeof(guint64));
+	guint batches = 0;
+	for (guint i = 0; i < rd.packets->len; i++) {
+		const Packet *pk = rd.packets->pdata[i];
+		collect_numbered(r, pk, seqs); /* EVENT or BATCH, to our port only */
+		batches += pk->type == PACKET_BATCH;
+	}
+	check_seqs(seqs, n);
+	g_array_unref(seqs);
+	g_ptr_array_unref(rd.packets);
+
+	uint8_t *payload = g_malloc(LARGE_PAYLOAD);
+	fill_pattern(payload, LARGE_PAYLOAD, 1);
+	ck_assert(port_send(r->port, mesh_message_new(payload, LARGE_PAYLOAD), FALSE));
+	g_free(payload);
+	Packet pk;
+	peer_recv(r, &pk);
+	ck_assert_int_eq(pk.type, pooled ? PACKET_POOL_EVENT : PACKET_LARGE_EVENT);
+	packet_clear(&pk);
+	return batches;
+}
+
+/*
+ * An upstream joiner (it says no hello): the C leader sends it upstream's
+ * packets only, no hello, no batch even for a one-way stream that a C peer
+ * would get batched, and a large event in a fresh memfd, not a pool buffer.
+ */
+START_TEST(test_invited_upstream_joiner)
+{
+	Rig *r = rig_new_invited(FALSE);
+	ck_assert_uint_eq(invited_stream(r, 200, FALSE), 0);
+	/* Nothing else came (a hello, a pool release...). */
+	Packet pk;
+	ck_assert_int_eq(packet_recv(r->sock, &pk, 100), 0);
+	rig_free(r);
+}
+END_TEST
+
+/* A C joiner's hello (sent first, as mesh_unix_node_join() does): the extensions are on. */
+START_TEST(test_invited_c_joiner)
+{
+	Rig *r = rig_new_invited(TRUE);
+	ck_assert_uint_ge(invited_stream(r, 200, TRUE), 1);
+	rig_free(r);
+}
+END_TEST
+
 /* A read-only mapping of the fake node's view of one of the node's pool buffers. */
 typedef struct {
 	guint32 id;
@@ -1390,6 +1503,8 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_batch_send);
 	tcase_add_test(tc, test_batch_send_not_announced);
 	tcase_add_test(tc, test_streak);
+	tcase_add_test(tc, test_invited_upstream_joiner);
+	tcase_add_test(tc, test_invited_c_joiner);
 	tcase_add_test(tc, test_pool_send);
 	tcase_add_test(tc, test_pool_sizes_cycle);
 	tcase_add_test(tc, test_pool_ids_bounded);
