@@ -752,6 +752,8 @@ ARGS_CASE(invitation_get_address_null)
 }
 
 ARGS_CASE(invitation_get_fd_null) { ARGS_EXPECT(mesh_invitation_get_fd(NULL) == -1); }
+ARGS_CASE(invitation_get_extensions_null) { ARGS_EXPECT(mesh_invitation_get_extensions(NULL) == 0); }
+ARGS_CASE(invitation_set_extensions_null) { mesh_invitation_set_extensions(NULL, 1); }
 ARGS_CASE(invitation_steal_fd_null) { ARGS_EXPECT(mesh_invitation_steal_fd(NULL) == -1); }
 ARGS_CASE(invitation_free_null) { mesh_invitation_free(NULL); }
 
@@ -1032,6 +1034,8 @@ static const ArgsCase cases[] = {
 	ARGS_ENTRY(invitation_new_take_null_remote_port),
 	ARGS_ENTRY(invitation_get_address_null),
 	ARGS_ENTRY(invitation_get_fd_null),
+	ARGS_ENTRY(invitation_get_extensions_null),
+	ARGS_ENTRY(invitation_set_extensions_null),
 	ARGS_ENTRY(invitation_steal_fd_null),
 	ARGS_ENTRY_QUIET(invitation_free_null),
 	ARGS_ENTRY(unix_node_invite_null_unode),
