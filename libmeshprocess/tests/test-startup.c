@@ -121,6 +121,7 @@ START_TEST(test_initial_message_bytes)
 	mesh_message_free(m);
 
 	/* Ours: field 3, the events port, after the others (1f). */
+	mesh_port_close(b);
 	mesh_port_new_pair(&a, &b);
 	m = process_initial_message_new(a, message_of("08 05"), c);
 	assert_message_bytes(m, "0f 12 02 08 05 1f");
@@ -129,6 +130,7 @@ START_TEST(test_initial_message_bytes)
 
 	/* T = (port, 5u32): wire type 6 with its resource count: 16 01 03 0f 10 05. */
 	MeshPort *e, *f;
+	mesh_port_close(b);
 	mesh_port_new_pair(&a, &b);
 	mesh_port_new_pair(&e, &f);
 	MeshMessage *t = message_of("0f 10 05");
@@ -260,6 +262,7 @@ START_TEST(test_request_bytes)
 	 */
 	mesh_port_new_pair(&a, &b);
 	m = typed(&process_inspect_request_new(a, 64)->base);
+	mesh_port_close(b);
 	assert_message_bytes(m, "0e 01 12 0e 01 0f 18 40 27 2a 02 1a 00 32 02 12 00 3a 02 0a 00");
 	ck_assert_uint_eq(mesh_message_get_n_resources(m), 1);
 	mesh_message_free(m);
