@@ -69,7 +69,7 @@ static const uint8_t hello_port[16] = "mesh-c:hello:v1";
 #define STREAK_SNDBUF (200 << 10)
 
 #define SWITCHES_CHILD_ARG "--switches-child"
-#define SWITCHES_CHILD_TESTS 4
+#define SWITCHES_CHILD_TESTS 5
 
 /* Waits for what must come: generous, and more so under valgrind. */
 static guint wait_ms(void)
@@ -856,7 +856,7 @@ END_TEST
  * @c_joiner: the fake node then says a C joiner's hello; otherwise it plays
  * an upstream joiner, which says nothing.
  */
-static Rig *rig_new_invited(gboolean c_joiner)
+static Rig *rig_new_invited_full(gboolean c_joiner, guint extensions)
 {
 	Rig *r = g_new0(Rig, 1);
 	MeshPort *invited;
@@ -869,8 +869,7 @@ static Rig *rig_new_invited(gboolean c_joiner)
 	r->unode = mesh_unix_node_new(r->node, NULL);
 	mesh_port_new_pair(&r->keep, &invited);
 	ck_assert(mesh_unix_node_invite(r->unode, invited, -1, &inv, NULL));
-	ck_assert_uint_eq(mesh_invitation_get_extensions(inv),
-			  HELLO_BATCH | HELLO_POOL | HELLO_MOVES);
+	ck_assert_uint_eq(mesh_invitation_get_extensions(inv), extensions);
 	mesh_invitation_get_address(inv, &r->peer, &joiner_port, NULL, NULL);
 	r->sock = mesh_invitation_steal_fd(inv);
 	mesh_invitation_free(inv);
@@ -891,6 +890,11 @@ static Rig *rig_new_invited(gboolean c_joiner)
 	r->inbox = inbox_new(r->port);
 	r->next_seq = 1;
 	return r;
+}
+
+static Rig *rig_new_invited(gboolean c_joiner)
+{
+	return rig_new_invited_full(c_joiner, HELLO_BATCH | HELLO_POOL | HELLO_MOVES);
 }
 
 /*
@@ -1358,6 +1362,20 @@ START_TEST(test_off_no_hello)
 }
 END_TEST
 
+/*
+ * Every extension off: an invitation carries none (a C joiner then says no
+ * hello), and even a joiner that says one gets upstream's packets only.
+ */
+START_TEST(test_off_invited)
+{
+	Rig *r = rig_new_invited_full(TRUE, 0);
+	ck_assert_uint_eq(invited_stream(r, 200, FALSE), 0);
+	Packet pk;
+	ck_assert_int_eq(packet_recv(r->sock, &pk, 100), 0);
+	rig_free(r);
+}
+END_TEST
+
 START_TEST(test_off_upstream_sends)
 {
 	Rig *r = rig_new_full(FLOOD_SNDBUF);
@@ -1440,6 +1458,7 @@ static int switches_child_main(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_off_no_hello);
 	tcase_add_test(tc, test_off_upstream_sends);
+	tcase_add_test(tc, test_off_invited);
 	tcase_add_test(tc, test_off_batch_unknown);
 	tcase_add_test(tc, test_off_pool_unknown);
 	suite_add_tcase(s, tc);
