@@ -674,6 +674,10 @@ static int child_main(int argc, char **argv)
 	bench_pin(1);
 
 	MeshInvitation *inv = mesh_invitation_new_take(&me, &my_port, &leader, &leader_port, 3);
+	/* The leader's extensions: without them the child speaks upstream's wire. */
+	const char *ext = getenv("MESHBENCH_EXTENSIONS");
+	if (ext)
+		mesh_invitation_set_extensions(inv, (guint)strtoul(ext, NULL, 10));
 	MeshUnixNode *unode = mesh_unix_node_join(inv, NULL, CHILD_JOIN_TIMEOUT_US, &port, &error);
 	if (!unode)
 		die("child: join failed: %s", error->message);
@@ -687,13 +691,17 @@ static int child_main(int argc, char **argv)
 }
 
 /* Starts /proc/self/exe with @args and @fd as its fd 3. */
-static void peer_spawn(Peer *p, const char **args, int fd)
+/* @extensions: the invitation's (mesh_invitation_get_extensions()), carried in the environment. */
+static void peer_spawn(Peer *p, const char **args, int fd, guint extensions)
 {
+	char ext[16];
 	PalSpawn *spawn = pal_spawn_new("/proc/self/exe");
 	CHECK(spawn != NULL);
 	CHECK(pal_spawn_set_arg0(spawn, "meshbench") == 0);
 	CHECK(pal_spawn_add_args(spawn, args) == 0);
 	CHECK(pal_spawn_dup_fd(spawn, fd, 3) == 0);
+	g_snprintf(ext, sizeof(ext), "%u", extensions);
+	CHECK(pal_spawn_env_set(spawn, "MESHBENCH_EXTENSIONS", ext) == 0);
 	CHECK(pal_spawn_set_stdin(spawn, PAL_STDIO_NULL, -1) == 0);
 	CHECK(pal_spawn_set_stdout(spawn, PAL_STDIO_NULL, -1) == 0);
 	CHECK(pal_spawn_set_parent_death_signal(spawn, SIGKILL) == 0);
@@ -757,7 +765,7 @@ static void peer_start_p2p(Peer *p, const char *mode, size_t size)
 	}
 	snprintf(size_s, sizeof(size_s), "%zu", size);
 	const char *args[] = {"--child-p2p", mode, size_s, opt_check ? "1" : "0", NULL};
-	peer_spawn(p, args, theirs);
+	peer_spawn(p, args, theirs, 0); /* a p2p link: no invitation */
 	close(theirs);
 
 	MeshReceiver *first;
@@ -798,7 +806,7 @@ static void peer_start(Peer *p, const char *mode, size_t size)
 	const char *args[] = {"--child", mode,   size_s, opt_check ? "1" : "0",
 			      ids[0],    ids[1], ids[2], ids[3],
 			      NULL};
-	peer_spawn(p, args, mesh_invitation_get_fd(inv));
+	peer_spawn(p, args, mesh_invitation_get_fd(inv), mesh_invitation_get_extensions(inv));
 	mesh_invitation_free(inv); /* the child has its copy of the socket */
 
 	p->tx = mesh_sender_from_port(mine, NULL);
