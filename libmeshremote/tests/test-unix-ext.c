@@ -30,6 +30,7 @@
 #include <pal/pal.h>
 
 #include "remote-private.h"
+#include "unix-node-private.h" /* unix_node_peer_is_c(): what the leader's introductions go by */
 #include "unix-test.h"
 
 /* Packets: an 8-byte header (the type, then 7 zero bytes) and a body. */
@@ -946,6 +947,8 @@ START_TEST(test_invited_upstream_joiner)
 {
 	Rig *r = rig_new_invited(FALSE);
 	ck_assert_uint_eq(invited_stream(r, 200, FALSE), 0);
+	/* Not a C node to the leader: its introductions to it say no hello. */
+	ck_assert(!unix_node_peer_is_c(r->unode, &r->peer));
 	/* Nothing else came (a hello, a pool release...). */
 	Packet pk;
 	ck_assert_int_eq(packet_recv(r->sock, &pk, 100), 0);
@@ -958,6 +961,8 @@ START_TEST(test_invited_c_joiner)
 {
 	Rig *r = rig_new_invited(TRUE);
 	ck_assert_uint_ge(invited_stream(r, 200, TRUE), 1);
+	ck_assert(unix_node_peer_is_c(r->unode, &r->peer));
+	ck_assert(unix_node_peer_is_c(r->unode, mesh_node_get_id(r->node))); /* itself */
 	rig_free(r);
 }
 END_TEST
