@@ -967,6 +967,82 @@ START_TEST(test_invited_c_joiner)
 }
 END_TEST
 
+/* A follower of @leader, joined in process; @extensions 0 plays an upstream joiner's wire. */
+static MeshUnixNode *join_follower(MeshUnixNode *leader, gboolean keep_extensions,
+				   MeshPort **ret_user)
+{
+	MeshPort *invited, *port = NULL;
+	MeshInvitation *inv = NULL;
+	GError *error = NULL;
+	mesh_port_new_pair(ret_user, &invited);
+	ck_assert(mesh_unix_node_invite(leader, invited, -1, &inv, NULL));
+	if (!keep_extensions)
+		mesh_invitation_set_extensions(inv, 0); /* as from an upstream leader: no hello */
+	MeshUnixNode *u = mesh_unix_node_join(inv, NULL, 10 * G_USEC_PER_SEC, &port, &error);
+	ck_assert_msg(u, "%s", error ? error->message : "");
+	mesh_port_close(port);
+	return u;
+}
+
+/* A message from @a to a new port on @b (the leader introduces them); waits for it. */
+static void introduce(MeshUnixNode *a, MeshUnixNode *b)
+{
+	MeshNode *an = mesh_unix_node_get_node(a), *bn = mesh_unix_node_get_node(b);
+	MeshPortId pa, pb;
+	mesh_uuid_generate(&pa);
+	mesh_uuid_generate(&pb);
+	MeshPort *in_b = mesh_node_add_port(bn, &pb, mesh_node_get_id(an), &pa);
+	Inbox *inbox = inbox_new(in_b);
+	MeshPort *from_a = mesh_node_add_port(an, &pa, mesh_node_get_id(bn), &pb);
+	ck_assert(port_send(from_a, mesh_message_new("hi", 2), FALSE));
+	InboxItem *item = g_async_queue_timeout_pop(inbox->queue, (guint64)wait_ms() * 1000);
+	ck_assert_msg(item && item->msg, "the introduced node's message did not arrive");
+	inbox_item_free(item);
+	inbox_free(inbox);
+	mesh_port_close(from_a);
+	mesh_port_close(in_b);
+}
+
+/*
+ * Introductions: two C followers (each said its hello to the leader) get a
+ * socket marked as between C nodes and say their hellos on it; a C follower
+ * and one that speaks upstream's wire (no hello to the leader) do not: no
+ * hello either way, so neither takes the other for a C node.
+ */
+START_TEST(test_introductions)
+{
+	MeshNode *ln = mesh_node_new();
+	MeshUnixNode *leader = mesh_unix_node_new(ln, NULL);
+	MeshPort *uj, *uk, *uu;
+	MeshUnixNode *j = join_follower(leader, TRUE, &uj);
+	MeshUnixNode *k = join_follower(leader, TRUE, &uk);
+	MeshUnixNode *up = join_follower(leader, FALSE, &uu);
+	const MeshNodeId *jid = mesh_node_get_id(mesh_unix_node_get_node(j));
+	const MeshNodeId *kid = mesh_node_get_id(mesh_unix_node_get_node(k));
+	const MeshNodeId *upid = mesh_node_get_id(mesh_unix_node_get_node(up));
+
+	introduce(j, k);
+	ck_assert(unix_node_peer_is_c(j, kid));
+	ck_assert(unix_node_peer_is_c(k, jid));
+
+	introduce(j, up);
+	ck_assert(!unix_node_peer_is_c(j, upid));
+	ck_assert(!unix_node_peer_is_c(up, jid));
+	/* The leader: J said its hello, the other did not. */
+	ck_assert(unix_node_peer_is_c(leader, jid));
+	ck_assert(!unix_node_peer_is_c(leader, upid));
+
+	mesh_port_close(uj);
+	mesh_port_close(uk);
+	mesh_port_close(uu);
+	mesh_unix_node_free(j);
+	mesh_unix_node_free(k);
+	mesh_unix_node_free(up);
+	mesh_unix_node_free(leader);
+	mesh_node_unref(ln);
+}
+END_TEST
+
 /* A read-only mapping of the fake node's view of one of the node's pool buffers. */
 typedef struct {
 	guint32 id;
@@ -1529,6 +1605,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_streak);
 	tcase_add_test(tc, test_invited_upstream_joiner);
 	tcase_add_test(tc, test_invited_c_joiner);
+	tcase_add_test(tc, test_introductions);
 	tcase_add_test(tc, test_pool_send);
 	tcase_add_test(tc, test_pool_sizes_cycle);
 	tcase_add_test(tc, test_pool_ids_bounded);
