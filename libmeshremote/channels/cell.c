@@ -28,7 +28,10 @@ static gboolean value_encode(ProtobufCMessage *value, uint8_t **ret_data, size_t
 
 	if (mesh_payload_count_resources(value) != 0)
 		return FALSE;
-	if (mesh_payload_encode_alloc(value, ret_data, ret_size, NULL, &err) < 0) {
+	MeshPayloadResources *res = mesh_payload_resources_new();
+	int r = mesh_payload_encode_alloc(value, ret_data, ret_size, res, &err);
+	mesh_payload_resources_free(res);
+	if (r < 0) {
 		g_critical("mesh cell: cannot encode the value: %s", err.message);
 		return FALSE;
 	}
