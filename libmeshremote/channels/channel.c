@@ -593,6 +593,56 @@ MeshReceiver *mesh_receiver_from_port(MeshPort *port, const ProtobufCMessageDesc
 	return r;
 }
 
+MeshReceiver *mesh_receiver_new(const ProtobufCMessageDescriptor *desc)
+{
+	return receiver_new(desc);
+}
+
+MeshSender *mesh_receiver_new_sender(MeshReceiver *receiver)
+{
+	MeshReceiver *r = receiver;
+	MeshPort *a, *b;
+	gboolean prune = FALSE;
+
+	g_return_val_if_fail(receiver, NULL);
+	mesh_port_new_pair(&a, &b);
+	SenderEntry *e = entry_new(r, b);
+	entry_ref(e); /* held while attached, as in mesh_receiver_from_port() */
+	g_rec_mutex_lock(&r->attach_lock);
+	g_mutex_lock(&r->lock);
+	/*
+	 * The channel reopens (upstream Receiver::sender()): an end already
+	 * reported is forgotten, and a failed last sender let go.
+	 */
+	if (r->failure) {
+		for (guint i = 0; i < r->entries->len; i++)
+			((SenderEntry *)r->entries->pdata[i])->failed = FALSE;
+		g_clear_error(&r->failure);
+		prune = TRUE;
+	}
+	r->terminal_reported = FALSE;
+	g_ptr_array_add(r->entries, e);
+	r->n_open++;
+	receiver_update_fd_locked(r);
+	g_mutex_unlock(&r->lock);
+	e->attached = TRUE;
+	port_set_handler(b, &entry_handler, e);
+	g_rec_mutex_unlock(&r->attach_lock);
+	entry_unref(e);
+	if (prune)
+		receiver_prune(r);
+	return sender_new(a, r->desc);
+}
+
+gboolean mesh_receiver_is_terminated(MeshReceiver *receiver)
+{
+	g_return_val_if_fail(receiver, TRUE);
+	g_mutex_lock(&receiver->lock);
+	gboolean t = receiver->terminal_reported && receiver_terminal_locked(receiver);
+	g_mutex_unlock(&receiver->lock);
+	return t;
+}
+
 void mesh_channel_new(const ProtobufCMessageDescriptor *desc, MeshSender **ret_sender,
 		      MeshReceiver **ret_receiver)
 {

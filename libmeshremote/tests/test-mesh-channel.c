@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Cell and Pipe (upstream mesh_channel cell.rs and pipe.rs tests), in
- * process and across real processes joined by Unix nodes: this program is
- * also the child (main() runs the mode named by argv[1]).
+ * The rest of upstream mesh_channel: Cell and Pipe (cell.rs and pipe.rs
+ * tests), Receiver::new() / sender(), is_terminated, OneshotSender::
+ * is_closed, pending calls and the non-failable Rpc; in process and across
+ * real processes joined by Unix nodes: this program is also the child
+ * (main() runs the mode named by argv[1]).
  */
 #include <check.h>
 #include <poll.h>
@@ -620,6 +622,231 @@ START_TEST(test_pipe_callbacks_and_fds)
 }
 END_TEST
 
+/* Receivers that mint senders, is_terminated, OneshotSender::is_closed. */
+
+static void expect_code(gboolean ok, GError *error, MeshError code)
+{
+	ck_assert(!ok);
+	ck_assert_msg(g_error_matches(error, MESH_ERROR, code), "expected error %d, got %s", code,
+		      error ? error->message : "(none)");
+	g_error_free(error);
+}
+
+static ProtobufCMessage *recv_typed(MeshReceiver *r, gint64 timeout_us, GError **error)
+{
+	ProtobufCMessage *m = NULL;
+	return mesh_receiver_recv(r, timeout_us, &m, error) ? m : NULL;
+}
+
+/* upstream Receiver::new(), sender(), is_terminated */
+START_TEST(test_receiver_new)
+{
+	MeshReceiver *r = mesh_receiver_new(&chantest__text__descriptor);
+	GError *error = NULL;
+
+	ck_assert(!mesh_receiver_is_terminated(r));
+	ck_assert_ptr_null(recv_typed(r, 0, &error));
+	expect_code(FALSE, error, MESH_ERROR_CLOSED);
+	error = NULL;
+	ck_assert(mesh_receiver_is_terminated(r));
+
+	/* A sender reopens it. */
+	MeshSender *s = mesh_receiver_new_sender(r);
+	ck_assert(!mesh_receiver_is_terminated(r));
+	ck_assert_ptr_null(recv_typed(r, 0, &error));
+	expect_code(FALSE, error, MESH_ERROR_EMPTY);
+	error = NULL;
+	MeshSender *s2 = mesh_sender_clone(s);
+	mesh_sender_send(s, text_new("one"));
+	mesh_sender_send(s2, text_new("two"));
+	mesh_sender_free(s);
+	ProtobufCMessage *m = recv_typed(r, WAIT_US, NULL);
+	ck_assert_str_eq(((Chantest__Text *)m)->text, "one");
+	mesh_payload_message_free(m);
+	m = recv_typed(r, WAIT_US, NULL);
+	ck_assert_str_eq(((Chantest__Text *)m)->text, "two");
+	mesh_payload_message_free(m);
+	ck_assert(!mesh_receiver_is_terminated(r));
+	mesh_sender_free(s2);
+	ck_assert(!mesh_receiver_is_terminated(r)); /* not reported yet */
+	ck_assert_ptr_null(recv_typed(r, WAIT_US, &error));
+	expect_code(FALSE, error, MESH_ERROR_CLOSED);
+	error = NULL;
+	ck_assert(mesh_receiver_is_terminated(r));
+
+	/* Reopened after a failure too: the old failure is forgotten. */
+	MeshPort *a, *b;
+	mesh_port_new_pair(&a, &b);
+	mesh_receiver_bridge(r, mesh_sender_from_port(b, &chantest__text__descriptor));
+	MeshReceiver *r2 = mesh_receiver_from_port(a, &chantest__text__descriptor);
+	s = mesh_receiver_new_sender(r2);
+	mesh_sender_send(s, text_new("three"));
+	m = recv_typed(r2, WAIT_US, NULL);
+	ck_assert_str_eq(((Chantest__Text *)m)->text, "three");
+	mesh_payload_message_free(m);
+	int fd = mesh_receiver_get_fd(r2);
+	struct pollfd pfd = {.fd = fd, .events = POLLIN};
+	ck_assert_int_eq(poll(&pfd, 1, 0), 0);
+	mesh_sender_free(s);
+	ck_assert_int_eq(poll(&pfd, 1, 1000), 1);
+	ck_assert_ptr_null(recv_typed(r2, WAIT_US, &error));
+	expect_code(FALSE, error, MESH_ERROR_CLOSED);
+	error = NULL;
+	/* The readable fd of an ended receiver clears when a sender reopens it. */
+	s = mesh_receiver_new_sender(r2);
+	ck_assert_int_eq(poll(&pfd, 1, 0), 0);
+	mesh_sender_free(s);
+	mesh_receiver_free(r2);
+}
+END_TEST
+
+START_TEST(test_oneshot_sender_is_closed)
+{
+	MeshOneshotSender *os;
+	MeshOneshotReceiver *orx;
+	mesh_oneshot_new(&chantest__text__descriptor, &os, &orx);
+	ck_assert(!mesh_oneshot_sender_is_closed(os));
+	/* Moved into a port and back: still open. */
+	os = mesh_oneshot_sender_from_port(mesh_oneshot_sender_into_port(os),
+					   &chantest__text__descriptor);
+	ck_assert(!mesh_oneshot_sender_is_closed(os));
+	mesh_oneshot_receiver_free(orx);
+	ck_assert(mesh_oneshot_sender_is_closed(os));
+	mesh_oneshot_send(os, text_new("nobody"));
+}
+END_TEST
+
+/* Pending calls and the non-failable form. */
+
+typedef struct {
+	MeshReceiver *requests;
+	guint n;
+} Server;
+
+/* Serves @n requests (Add): a == 1 plain reply, 2 failable Ok, 3 failure, 4 dropped. */
+static gpointer serve(gpointer data)
+{
+	Server *sv = data;
+	for (guint i = 0; i < sv->n; i++) {
+		MeshRpc *rpc = NULL;
+		if (!mesh_receiver_recv_rpc(sv->requests, &chantest__add__descriptor, WAIT_US, &rpc,
+					    NULL))
+			return NULL;
+		Chantest__Add *in = (Chantest__Add *)mesh_rpc_get_input(rpc);
+		guint sum = in->a + in->b;
+		switch (in->a) {
+		case 1:
+			mesh_rpc_complete_infallible(rpc, sum_new(sum));
+			break;
+		case 2:
+			mesh_rpc_complete(rpc, sum_new(sum));
+			break;
+		case 3: {
+			GError *e = g_error_new(MESH_ERROR, MESH_ERROR_REMOTE, "bad: worse");
+			mesh_rpc_fail(rpc, e);
+			g_error_free(e);
+			break;
+		}
+		default:
+			mesh_rpc_free(rpc);
+			break;
+		}
+	}
+	return NULL;
+}
+
+static ProtobufCMessage *add_new(guint a, guint b)
+{
+	Chantest__Add *m = malloc(sizeof(*m));
+	chantest__add__init(m);
+	m->a = a;
+	m->b = b;
+	return &m->base;
+}
+
+static void expect_wait_error(MeshRpcPending *p, gint64 timeout_us, MeshError code)
+{
+	ProtobufCMessage *reply = NULL;
+	GError *error = NULL;
+	gboolean ok = mesh_rpc_pending_wait(p, timeout_us, &reply, &error);
+	expect_code(ok, error, code);
+}
+
+static void expect_sum(MeshRpcPending *p, guint v)
+{
+	ProtobufCMessage *reply = NULL;
+	GError *error = NULL;
+	ck_assert_msg(mesh_rpc_pending_wait(p, WAIT_US, &reply, &error), "%s",
+		      error ? error->message : "");
+	ck_assert_ptr_eq(reply->descriptor, &chantest__sum__descriptor);
+	ck_assert_uint_eq(((Chantest__Sum *)reply)->v, v);
+	mesh_payload_message_free(reply);
+}
+
+/* Checks the pending calls of the "rpc" server (serve() or the child). */
+static void check_pending_calls(MeshSender *s)
+{
+	GError *error = NULL;
+	ProtobufCMessage *reply = NULL;
+
+	MeshRpcPending *plain = mesh_rpc_send_infallible(s, add_new(1, 10), &chantest__sum__descriptor,
+							 NULL);
+	MeshRpcPending *ok = mesh_rpc_send(s, add_new(2, 20), &chantest__sum__descriptor, NULL);
+	MeshRpcPending *bad = mesh_rpc_send(s, add_new(3, 30), &chantest__sum__descriptor, NULL);
+	MeshRpcPending *dropped = mesh_rpc_send_infallible(s, add_new(4, 40),
+							   &chantest__sum__descriptor, NULL);
+	ck_assert(plain && ok && bad && dropped);
+	/* Waited for later, in any order. */
+	expect_wait_error(bad, WAIT_US, MESH_ERROR_REMOTE);
+	expect_sum(ok, 22);
+	expect_sum(plain, 11);
+	expect_wait_error(dropped, WAIT_US, MESH_ERROR_CLOSED);
+	/* The outcome is returned once. */
+	expect_wait_error(plain, 0, MESH_ERROR_INVALID_ARGUMENT);
+	mesh_rpc_pending_free(plain);
+	mesh_rpc_pending_free(ok);
+	mesh_rpc_pending_free(bad);
+	mesh_rpc_pending_free(dropped);
+	/* The blocking non-failable call. */
+	ck_assert(mesh_rpc_call_infallible(s, add_new(1, 2), &chantest__sum__descriptor, WAIT_US,
+					   &reply, NULL));
+	ck_assert_uint_eq(((Chantest__Sum *)reply)->v, 3);
+	mesh_payload_message_free(reply);
+	/* A failable caller cannot read a plain reply; nor the other way round. */
+	ck_assert(!mesh_rpc_call(s, add_new(1, 2), &chantest__sum__descriptor, WAIT_US, &reply,
+				 &error));
+	ck_assert_msg(g_error_matches(error, MESH_ERROR, MESH_ERROR_CORRUPTION), "%s",
+		      error->message);
+	g_clear_error(&error);
+}
+
+START_TEST(test_rpc_pending_and_infallible)
+{
+	MeshSender *s;
+	Server sv = {NULL, 6};
+	mesh_channel_new(NULL, &s, &sv.requests);
+	GThread *t = g_thread_new("server", serve, &sv);
+	check_pending_calls(s);
+	g_thread_join(t);
+
+	/* Not there yet: EMPTY, TIMED_OUT, and the call can still be waited for. */
+	MeshRpcPending *p = mesh_rpc_send_infallible(s, add_new(1, 5), &chantest__sum__descriptor,
+						     NULL);
+	expect_wait_error(p, 0, MESH_ERROR_EMPTY);
+	expect_wait_error(p, 1000, MESH_ERROR_TIMED_OUT);
+	sv.n = 1;
+	serve(&sv);
+	expect_sum(p, 6);
+	mesh_rpc_pending_free(p);
+	/* Freed unanswered: the server's reply goes nowhere. */
+	p = mesh_rpc_send(s, add_new(2, 5), &chantest__sum__descriptor, NULL);
+	mesh_rpc_pending_free(p);
+	serve(&sv);
+	mesh_sender_free(s);
+	mesh_receiver_free(sv.requests);
+}
+END_TEST
+
 /* Across real processes: a child joined over a Unix node. */
 
 typedef struct {
@@ -978,6 +1205,78 @@ START_TEST(test_pair_moved_back)
 }
 END_TEST
 
+/*
+ * rpc: the child makes a receiver without senders, mints one and sends it
+ * here, then serves the calls of check_pending_calls(). It then gets a
+ * oneshot sender and reports when it sees it closed, and reports its
+ * receiver terminated once our sender is gone.
+ */
+START_TEST(test_rpc_across_processes)
+{
+	Proc *c = proc_start("rpc");
+	c->recv = test_recv_new(c->port);
+	MeshMessage *m = expect_message(c->recv);
+	MeshSender *s = mesh_sender_from_port(mesh_message_steal_port(m, 0), NULL);
+	mesh_message_free(m);
+	check_pending_calls(s);
+
+	MeshOneshotSender *os;
+	MeshOneshotReceiver *orx;
+	mesh_oneshot_new(&chantest__text__descriptor, &os, &orx);
+	m = mesh_message_new("os", 2);
+	mesh_message_add_port_take(m, mesh_oneshot_sender_into_port(os));
+	port_send(c->port, m, FALSE);
+	expect_line(c->recv, "open");
+	mesh_oneshot_receiver_free(orx);
+	expect_line(c->recv, "closed");
+	mesh_sender_free(s);
+	expect_line(c->recv, "terminated");
+	ck_assert_int_eq(proc_finish(c), 0);
+}
+END_TEST
+
+static int child_rpc(TestRecv *rq, MeshPort *port)
+{
+	Server sv = {mesh_receiver_new(NULL), 6};
+	GError *error = NULL;
+	MeshMessage *m;
+
+	if (mesh_receiver_recv_message(sv.requests, 0, &m, &error) ||
+	    !g_error_matches(error, MESH_ERROR, MESH_ERROR_CLOSED) ||
+	    !mesh_receiver_is_terminated(sv.requests))
+		return child_fail(2, __LINE__);
+	g_clear_error(&error);
+	m = mesh_message_new("s", 1);
+	mesh_message_add_port_take(m, mesh_sender_into_port(mesh_receiver_new_sender(sv.requests)));
+	port_send(port, m, FALSE);
+	serve(&sv);
+	if (mesh_receiver_is_terminated(sv.requests))
+		return child_fail(3, __LINE__);
+
+	m = test_recv_wait(rq, 20000);
+	if (!test_recv_is_message(m))
+		return child_fail(4, __LINE__);
+	MeshOneshotSender *os = mesh_oneshot_sender_from_port(mesh_message_steal_port(m, 0),
+							      &chantest__text__descriptor);
+	mesh_message_free(m);
+	port_send_bytes(port, mesh_oneshot_sender_is_closed(os) ? "closed" : "open");
+	for (int i = 0; i < 2000 && !mesh_oneshot_sender_is_closed(os); i++)
+		g_usleep(5000);
+	port_send_bytes(port, mesh_oneshot_sender_is_closed(os) ? "closed" : "open");
+	mesh_oneshot_sender_free(os);
+
+	if (mesh_receiver_recv_message(sv.requests, WAIT_US, &m, &error)) {
+		mesh_message_free(m);
+		return child_fail(5, __LINE__);
+	}
+	gboolean closed = g_error_matches(error, MESH_ERROR, MESH_ERROR_CLOSED);
+	g_clear_error(&error);
+	port_send_bytes(port, closed && mesh_receiver_is_terminated(sv.requests) ? "terminated"
+										: "not-terminated");
+	mesh_receiver_free(sv.requests);
+	return 0;
+}
+
 static int child_main(char **argv)
 {
 	MeshNodeId me, parent;
@@ -1000,6 +1299,8 @@ static int child_main(char **argv)
 		status = child_cell(r, port);
 	else if (strcmp(argv[5], "pipe") == 0)
 		status = child_pipe(r, port);
+	else if (strcmp(argv[5], "rpc") == 0)
+		status = child_rpc(r, port);
 	else if (strcmp(argv[5], "pairback") == 0)
 		status = child_pairback(port);
 	else if (strcmp(argv[5], "pipefail") == 0)
@@ -1018,7 +1319,7 @@ int main(int argc, char **argv)
 		return child_main(argv + 1);
 	self_exe = g_file_read_link("/proc/self/exe", NULL);
 
-	Suite *s = suite_create("libmeshremote-cell-pipe");
+	Suite *s = suite_create("libmeshremote-mesh-channel");
 	TCase *cell = tcase_create("cell");
 	tcase_set_timeout(cell, 60);
 	tcase_add_test(cell, test_cell);
@@ -1041,6 +1342,13 @@ int main(int argc, char **argv)
 	tcase_add_test(pipe, test_pipe_callbacks_and_fds);
 	suite_add_tcase(s, pipe);
 
+	TCase *more = tcase_create("receiver-rpc");
+	tcase_set_timeout(more, 60);
+	tcase_add_test(more, test_receiver_new);
+	tcase_add_test(more, test_oneshot_sender_is_closed);
+	tcase_add_test(more, test_rpc_pending_and_infallible);
+	suite_add_tcase(s, more);
+
 	TCase *procs = tcase_create("processes");
 	tcase_set_timeout(procs, 120);
 	if (g_strcmp0(getenv("MESH_TEST_KNOWN_BUGS"), "1") == 0)
@@ -1048,6 +1356,7 @@ int main(int argc, char **argv)
 	tcase_add_test(procs, test_cell_across_processes);
 	tcase_add_test(procs, test_pipe_across_processes);
 	tcase_add_test(procs, test_pipe_node_failure);
+	tcase_add_test(procs, test_rpc_across_processes);
 	suite_add_tcase(s, procs);
 
 	SRunner *sr = srunner_create(s);
