@@ -303,12 +303,15 @@ gboolean mesh_cell_updater_set(MeshCellUpdater *updater, ProtobufCMessage *value
 	MeshIoHook *hook = NULL;
 	MeshPort *wait_port = NULL;
 
-	if (!updater || !value || (error && *error) || value->descriptor != updater->desc ||
-	    !timeout_check(timeout_us, G_STRFUNC, error)) {
-		mesh_payload_message_free(value);
+	if (!updater || !value || (error && *error) || value->descriptor != updater->desc) {
+		gboolean same_type = updater && value && value->descriptor == updater->desc;
+		mesh_payload_message_free(value); /* taken in all cases */
 		g_return_val_if_fail(updater && value && (error == NULL || *error == NULL), FALSE);
-		g_return_val_if_fail(value->descriptor == updater->desc, FALSE);
-		return FALSE; /* a bad timeout: error set */
+		g_return_val_if_fail(same_type, FALSE);
+	}
+	if (!timeout_check(timeout_us, G_STRFUNC, error)) {
+		mesh_payload_message_free(value);
+		return FALSE;
 	}
 	if (!value_encode(value, &data, &size)) {
 		mesh_payload_message_free(value);
