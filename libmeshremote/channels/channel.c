@@ -843,6 +843,8 @@ static gboolean receiver_skip_corrupt(MeshReceiver *r, GError *error)
 	gboolean others = r->n_open > 0 || r->len > 0;
 	if (others)
 		r->n_dropped++;
+	else
+		r->terminal_reported = TRUE; /* the error ends the stream (upstream is_terminated) */
 	g_mutex_unlock(&r->lock);
 	if (others)
 		log_dropped("a message that does not decode (its sender is cut off)", error);

@@ -230,9 +230,10 @@ MESH_REMOTE_API MeshSender *mesh_receiver_new_sender(MeshReceiver *receiver);
  * mesh_receiver_is_terminated:
  * @receiver: a receiver
  *
- * Returns: whether the receiver reported its end (MESH_ERROR_CLOSED or the
- * last sender's failure, from a receive or to its callback) and nothing
- * can come any more (upstream FusedStream::is_terminated()). Any thread.
+ * Returns: whether the receiver reported its end (MESH_ERROR_CLOSED, the
+ * last sender's failure, or the MESH_ERROR_CORRUPTION that cut off the
+ * last sender; from a receive, or to its callback) and nothing can come any
+ * more (upstream FusedStream::is_terminated()). Any thread.
  */
 MESH_REMOTE_API gboolean mesh_receiver_is_terminated(MeshReceiver *receiver);
 
