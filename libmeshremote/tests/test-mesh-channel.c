@@ -622,6 +622,121 @@ START_TEST(test_pipe_callbacks_and_fds)
 }
 END_TEST
 
+/* Bytes of a raw message as a hex string (bytes form; typed ones encoded). */
+static void expect_raw(TestRecv *r, const char *hex)
+{
+	MeshMessage *msg = test_recv_wait(r, 10000);
+	ck_assert_msg(test_recv_is_message(msg), "no message for %s", hex);
+	size_t size;
+	const uint8_t *data = mesh_message_get_data(msg, &size);
+	check_bytes(g_bytes_new(data, size), hex);
+	mesh_message_free(msg);
+}
+
+/*
+ * A raw port plays upstream's end of each protocol, byte for byte: a
+ * WritePipe (raw data messages, then QuotaMessage back), a CellUpdater
+ * (UpdateMessage, then Updated back) and the updater's side of a clone.
+ */
+START_TEST(test_wire_against_raw_ports)
+{
+	MeshPort *a, *b;
+	GError *error = NULL;
+	uint8_t buf[40000];
+
+	/* The writer: data is the raw payload; 32768 bytes read give credit back. */
+	mesh_port_new_pair(&a, &b);
+	TestRecv *ra = test_recv_new(a);
+	MeshChannels__PipeRead *m = g_new(MeshChannels__PipeRead, 1);
+	mesh_channels__pipe_read__init(m);
+	m->port = mesh_port_into_field(b);
+	m->quota_bytes = 65536;
+	m->quota_messages = 64;
+	MeshReadPipe *r = mesh_read_pipe_from_message(mesh_message_new_typed_take(&m->base), NULL);
+	port_send_bytes(a, "hello");
+	ck_assert_int_eq(mesh_read_pipe_read(r, buf, sizeof(buf), WAIT_US, NULL), 5);
+	ck_assert(memcmp(buf, "hello", 5) == 0);
+	memset(buf, 'x', sizeof(buf));
+	port_send(a, mesh_message_new(buf, 32763), FALSE);
+	ck_assert_int_eq(mesh_read_pipe_read(r, buf, sizeof(buf), WAIT_US, NULL), 32763);
+	expect_raw(ra, "08 80 80 02 10 02"); /* QuotaMessage{bytes: 32768, messages: 2} */
+	mesh_read_pipe_free(r);
+	ck_assert(test_recv_is_end(test_recv_wait(ra, 10000), RECV_END_CLOSED));
+	test_recv_free(ra);
+	mesh_port_close(a);
+
+	/* The reader: a write is one raw message; credit comes as QuotaMessage bytes. */
+	mesh_port_new_pair(&a, &b);
+	ra = test_recv_new(a);
+	MeshChannels__PipeWrite *wm = g_new(MeshChannels__PipeWrite, 1);
+	mesh_channels__pipe_write__init(wm);
+	wm->port = mesh_port_into_field(b);
+	MeshWritePipe *w = mesh_write_pipe_from_message(mesh_message_new_typed_take(&wm->base), NULL);
+	ck_assert_int_eq(mesh_write_pipe_write(w, "x", 1, 0, &error), -1); /* no credit yet */
+	g_clear_error(&error);
+	MeshMessage *q = mesh_message_new("\x08\x03\x10\x01", 4); /* {bytes: 3, messages: 1} */
+	port_send(a, q, FALSE);
+	ck_assert_int_eq(mesh_write_pipe_write(w, "abcdef", 6, WAIT_US, NULL), 3);
+	expect_raw(ra, "61 62 63");
+	ck_assert_int_eq(mesh_write_pipe_write(w, "d", 1, 0, &error), -1);
+	g_clear_error(&error);
+	/* Credit that does not parse fails the writer (upstream: the port fails). */
+	port_send_bytes(a, "\xff");
+	ck_assert_int_eq(mesh_write_pipe_write(w, "d", 1, WAIT_US, &error), -1);
+	ck_assert_msg(g_error_matches(error, MESH_ERROR, MESH_ERROR_CORRUPTION), "%s",
+		      error->message);
+	g_clear_error(&error);
+	mesh_write_pipe_free(w);
+	test_recv_free(ra);
+	mesh_port_close(a);
+
+	/* The cell: an UpdateMessage {value: Sum{5}, id: 1}, answered Updated(1). */
+	mesh_port_new_pair(&a, &b);
+	ra = test_recv_new(a);
+	MeshChannels__CellEncoded *ce = g_new(MeshChannels__CellEncoded, 1);
+	mesh_channels__cell_encoded__init(ce);
+	ce->port = mesh_port_into_field(b);
+	MeshCell *c = mesh_cell_from_message(mesh_message_new_typed_take(&ce->base),
+					     &chantest__sum__descriptor, &error);
+	ck_assert_msg(c, "%s", error ? error->message : "");
+	ck_assert_uint_eq(cell_sum(c), 0);
+	port_send(a, mesh_message_new("\x0a\x02\x08\x05\x10\x01", 6), FALSE);
+	ck_assert(mesh_cell_wait_next(c, WAIT_US, NULL));
+	ck_assert_uint_eq(cell_sum(c), 5);
+	expect_raw(ra, "0a 02 08 01");
+	/* An older id changes nothing and is not answered. */
+	port_send(a, mesh_message_new("\x0a\x02\x08\x07\x10\x01", 6), FALSE);
+	/* A clone: NewPort(1, port) on the updater's side, with one resource. */
+	MeshCell *clone = mesh_cell_clone(c);
+	MeshMessage *np = test_recv_wait(ra, 10000);
+	ck_assert(test_recv_is_message(np));
+	size_t size;
+	const uint8_t *data = mesh_message_get_data(np, &size);
+	check_bytes(g_bytes_new(data, size), "16 01 03 08 01 17");
+	MeshPort *clone_port = mesh_message_steal_port(np, 0);
+	ck_assert_ptr_nonnull(clone_port);
+	mesh_message_free(np);
+	ck_assert_uint_eq(cell_sum(c), 5);
+	ck_assert(!mesh_cell_wait_next(c, 0, NULL));
+	/* The updater's value reaches the clone through its port. */
+	TestRecv *rc = test_recv_new(clone_port);
+	port_send(clone_port, mesh_message_new("\x0a\x02\x08\x09\x10\x02", 6), FALSE);
+	ck_assert(mesh_cell_wait_next(clone, WAIT_US, NULL));
+	ck_assert_uint_eq(cell_sum(clone), 9);
+	expect_raw(rc, "0a 02 08 02");
+	/* A value that is not the cell's type fails the port; the value stays. */
+	port_send(a, mesh_message_new("\x0a\x02\x0a\x05\x10\x03", 6), FALSE);
+	ck_assert(test_recv_is_end(test_recv_wait(ra, 10000), RECV_END_FAILED));
+	ck_assert_uint_eq(cell_sum(c), 5);
+	test_recv_free(rc);
+	test_recv_free(ra);
+	mesh_port_close(clone_port);
+	mesh_port_close(a);
+	mesh_cell_free(clone);
+	mesh_cell_free(c);
+}
+END_TEST
+
 /* Receivers that mint senders, is_terminated, OneshotSender::is_closed. */
 
 static void expect_code(gboolean ok, GError *error, MeshError code)
@@ -1352,6 +1467,7 @@ int main(int argc, char **argv)
 	tcase_add_test(pipe, test_pipe_close);
 	tcase_add_test(pipe, test_over_quota);
 	tcase_add_test(pipe, test_pipe_callbacks_and_fds);
+	tcase_add_test(pipe, test_wire_against_raw_ports);
 	suite_add_tcase(s, pipe);
 
 	TCase *more = tcase_create("receiver-rpc");
