@@ -972,7 +972,7 @@ typedef struct {
 	TestRecv *recv;
 } Proc;
 
-static Proc *proc_start(const char *mode)
+static Proc *proc_start_on(const char *mode, GMainContext *context)
 {
 	Proc *c = g_new0(Proc, 1);
 	MeshPort *theirs;
@@ -982,7 +982,7 @@ static Proc *proc_start(const char *mode)
 	char ids[4][33];
 
 	c->node = mesh_node_new();
-	c->unode = mesh_unix_node_new(c->node, NULL);
+	c->unode = mesh_unix_node_new(c->node, context);
 	mesh_port_new_pair(&c->port, &theirs);
 	ck_assert(mesh_unix_node_invite(c->unode, theirs, -1, &inv, NULL));
 	mesh_invitation_get_address(inv, &ln, &lp, &rn, &rp);
@@ -999,6 +999,12 @@ static Proc *proc_start(const char *mode)
 	pal_spawn_free(spawn);
 	mesh_invitation_free(inv);
 	return c;
+}
+
+/* The parent's transport on its own thread. */
+static Proc *proc_start(const char *mode)
+{
+	return proc_start_on(mode, NULL);
 }
 
 /* Waits for the child (bounded); returns its wait status. The parent's node goes on. */
@@ -1404,6 +1410,70 @@ static int child_rpc(TestRecv *rq, MeshPort *port)
 	return 0;
 }
 
+/*
+ * feed: the parent's transport runs on a GMainContext of this thread that
+ * nobody else runs. The child writes through a pipe and sets a cell; the
+ * parent's blocking reads and waits run the context themselves.
+ */
+START_TEST(test_blocking_on_caller_context)
+{
+	GMainContext *ctx = g_main_context_new();
+	g_main_context_push_thread_default(ctx);
+	Proc *c = proc_start_on("feed", ctx);
+	c->recv = test_recv_new(c->port);
+	MeshReadPipe *r;
+	MeshWritePipe *w;
+	GError *error = NULL;
+	mesh_pipe_new(&r, &w);
+	port_send(c->port, mesh_write_pipe_into_message(w), FALSE);
+	/* The raw port's handler queues without the context: wait by running it. */
+	MeshMessage *m = NULL;
+	for (int i = 0; i < 2000 && !(m = g_async_queue_try_pop(c->recv->queue)); i++)
+		g_main_context_iteration(ctx, FALSE), g_usleep(1000);
+	ck_assert(test_recv_is_message(m));
+	MeshCell *cell = mesh_cell_from_message(m, &chantest__sum__descriptor, &error);
+	ck_assert_msg(cell, "%s", error ? error->message : "");
+	GByteArray *got = read_to_end(r);
+	ck_assert_uint_eq(got->len, 5 * 65536);
+	for (guint i = 0; i < got->len; i++)
+		ck_assert_uint_eq(got->data[i], (uint8_t)(i / 65536 + 1));
+	g_byte_array_unref(got);
+	while (cell_sum(cell) != 5)
+		ck_assert(mesh_cell_wait_next(cell, WAIT_US, NULL));
+	mesh_cell_free(cell);
+	mesh_read_pipe_free(r);
+	/* The child exits once its last set was acknowledged: run the context meanwhile. */
+	int status = -1;
+	for (int i = 0; i < 4000 && pal_child_try_wait(c->process, &status) != 0; i++)
+		g_main_context_iteration(ctx, FALSE), g_usleep(1000);
+	ck_assert_int_eq(proc_wait(c), 0);
+	proc_free(c);
+	g_main_context_pop_thread_default(ctx);
+	g_main_context_unref(ctx);
+}
+END_TEST
+
+static int child_feed(TestRecv *rq, MeshPort *port)
+{
+	MeshMessage *msg = test_recv_wait(rq, 20000);
+	if (!test_recv_is_message(msg))
+		return child_fail(2, __LINE__);
+	MeshWritePipe *w = mesh_write_pipe_from_message(msg, NULL);
+	MeshCellUpdater *u = mesh_cell_updater_new(sum_new(0));
+	port_send(port, mesh_cell_into_message(mesh_cell_updater_new_cell(u)), FALSE);
+	static uint8_t chunk[65536];
+	for (guint i = 1; i <= 5; i++) {
+		memset(chunk, (int)i, sizeof(chunk));
+		if (!w || !mesh_write_pipe_write_all(w, chunk, sizeof(chunk), WAIT_US, NULL))
+			return child_fail(3, __LINE__);
+		if (!mesh_cell_updater_set(u, sum_new(i), WAIT_US, NULL))
+			return child_fail(4, __LINE__);
+	}
+	mesh_write_pipe_free(w);
+	mesh_cell_updater_free(u);
+	return 0;
+}
+
 static int child_main(char **argv)
 {
 	MeshNodeId me, parent;
@@ -1426,6 +1496,8 @@ static int child_main(char **argv)
 		status = child_cell(r, port);
 	else if (strcmp(argv[5], "pipe") == 0)
 		status = child_pipe(r, port);
+	else if (strcmp(argv[5], "feed") == 0)
+		status = child_feed(r, port);
 	else if (strcmp(argv[5], "rpc") == 0)
 		status = child_rpc(r, port);
 	else if (strcmp(argv[5], "pairback") == 0)
@@ -1484,6 +1556,7 @@ int main(int argc, char **argv)
 	tcase_add_test(procs, test_pipe_across_processes);
 	tcase_add_test(procs, test_pipe_node_failure);
 	tcase_add_test(procs, test_rpc_across_processes);
+	tcase_add_test(procs, test_blocking_on_caller_context);
 	suite_add_tcase(s, procs);
 
 	SRunner *sr = srunner_create(s);
