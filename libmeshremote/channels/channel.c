@@ -52,6 +52,7 @@ struct MeshReceiver {
 	GError *failure;    /* the last sender failed: the end, once the queue is read */
 	gboolean gone;      /* freed or converted: accepts nothing more */
 	gboolean terminal_reported;
+	gboolean corrupt_end_reported; /* the last sender's corruption error was returned */
 	guint64 n_dropped; /* messages dropped as corrupt (mesh_receiver_get_n_dropped()) */
 	guint n_waiters;  /* threads in a GCond wait */
 	IoWaiters io;        /* threads running the transport's I/O (io_hook) */
@@ -621,6 +622,7 @@ MeshSender *mesh_receiver_new_sender(MeshReceiver *receiver)
 		prune = TRUE;
 	}
 	r->terminal_reported = FALSE;
+	r->corrupt_end_reported = FALSE;
 	g_ptr_array_add(r->entries, e);
 	r->n_open++;
 	receiver_update_fd_locked(r);
@@ -638,7 +640,8 @@ gboolean mesh_receiver_is_terminated(MeshReceiver *receiver)
 {
 	g_return_val_if_fail(receiver, TRUE);
 	g_mutex_lock(&receiver->lock);
-	gboolean t = receiver->terminal_reported && receiver_terminal_locked(receiver);
+	gboolean t = (receiver->terminal_reported || receiver->corrupt_end_reported) &&
+		     receiver_terminal_locked(receiver);
 	g_mutex_unlock(&receiver->lock);
 	return t;
 }
@@ -844,7 +847,7 @@ static gboolean receiver_skip_corrupt(MeshReceiver *r, GError *error)
 	if (others)
 		r->n_dropped++;
 	else
-		r->terminal_reported = TRUE; /* the error ends the stream (upstream is_terminated) */
+		r->corrupt_end_reported = TRUE; /* the error ends the stream (upstream is_terminated) */
 	g_mutex_unlock(&r->lock);
 	if (others)
 		log_dropped("a message that does not decode (its sender is cut off)", error);
