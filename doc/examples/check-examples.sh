@@ -25,6 +25,13 @@ rpc-errors)
   expect 'size: remote error: config service: store lookup: no such key "size"'
   expect 'shutdown: every host exited'
   ;;
+cell-pipe)
+  out=$("$1")
+  echo "$out"
+  expect 'sent 204800 bytes (sum 26112000)'
+  expect 'the host read 204800 bytes (sum 26112000); settings now level 3, mode "fast"; saw them change while reading'
+  expect 'shutdown: every host exited'
+  ;;
 async-service)
   out=$("$1")
   echo "$out"

@@ -52,6 +52,7 @@ struct MeshReceiver {
 	GError *failure;    /* the last sender failed: the end, once the queue is read */
 	gboolean gone;      /* freed or converted: accepts nothing more */
 	gboolean terminal_reported;
+	gboolean corrupt_end_reported; /* the last sender's corruption error was returned */
 	guint64 n_dropped; /* messages dropped as corrupt (mesh_receiver_get_n_dropped()) */
 	guint n_waiters;  /* threads in a GCond wait */
 	IoWaiters io;        /* threads running the transport's I/O (io_hook) */
@@ -593,6 +594,58 @@ MeshReceiver *mesh_receiver_from_port(MeshPort *port, const ProtobufCMessageDesc
 	return r;
 }
 
+MeshReceiver *mesh_receiver_new(const ProtobufCMessageDescriptor *desc)
+{
+	return receiver_new(desc);
+}
+
+MeshSender *mesh_receiver_new_sender(MeshReceiver *receiver)
+{
+	MeshReceiver *r = receiver;
+	MeshPort *a, *b;
+	gboolean prune = FALSE;
+
+	g_return_val_if_fail(receiver, NULL);
+	mesh_port_new_pair(&a, &b);
+	SenderEntry *e = entry_new(r, b);
+	entry_ref(e); /* held while attached, as in mesh_receiver_from_port() */
+	g_rec_mutex_lock(&r->attach_lock);
+	g_mutex_lock(&r->lock);
+	/*
+	 * The channel reopens (upstream Receiver::sender()): an end already
+	 * reported is forgotten, and a failed last sender let go.
+	 */
+	if (r->failure) {
+		for (guint i = 0; i < r->entries->len; i++)
+			((SenderEntry *)r->entries->pdata[i])->failed = FALSE;
+		g_clear_error(&r->failure);
+		prune = TRUE;
+	}
+	r->terminal_reported = FALSE;
+	r->corrupt_end_reported = FALSE;
+	g_ptr_array_add(r->entries, e);
+	r->n_open++;
+	receiver_update_fd_locked(r);
+	g_mutex_unlock(&r->lock);
+	e->attached = TRUE;
+	port_set_handler(b, &entry_handler, e);
+	g_rec_mutex_unlock(&r->attach_lock);
+	entry_unref(e);
+	if (prune)
+		receiver_prune(r);
+	return sender_new(a, r->desc);
+}
+
+gboolean mesh_receiver_is_terminated(MeshReceiver *receiver)
+{
+	g_return_val_if_fail(receiver, TRUE);
+	g_mutex_lock(&receiver->lock);
+	gboolean t = (receiver->terminal_reported || receiver->corrupt_end_reported) &&
+		     receiver_terminal_locked(receiver);
+	g_mutex_unlock(&receiver->lock);
+	return t;
+}
+
 void mesh_channel_new(const ProtobufCMessageDescriptor *desc, MeshSender **ret_sender,
 		      MeshReceiver **ret_receiver)
 {
@@ -793,6 +846,8 @@ static gboolean receiver_skip_corrupt(MeshReceiver *r, GError *error)
 	gboolean others = r->n_open > 0 || r->len > 0;
 	if (others)
 		r->n_dropped++;
+	else
+		r->corrupt_end_reported = TRUE; /* the error ends the stream (upstream is_terminated) */
 	g_mutex_unlock(&r->lock);
 	if (others)
 		log_dropped("a message that does not decode (its sender is cut off)", error);

@@ -77,6 +77,13 @@ void mesh_oneshot_sender_free(MeshOneshotSender *sender)
 	g_free(sender);
 }
 
+gboolean mesh_oneshot_sender_is_closed(MeshOneshotSender *sender)
+{
+	g_return_val_if_fail(sender, TRUE);
+	PortState s = port_get_state(sender->port);
+	return s == PORT_DONE || s == PORT_FAILED;
+}
+
 MeshPort *mesh_oneshot_sender_into_port(MeshOneshotSender *sender)
 {
 	g_return_val_if_fail(sender, NULL);

@@ -270,6 +270,105 @@ gboolean mesh_rpc_call(MeshSender *sender, ProtobufCMessage *input,
 	return rpc_parse_reply(reply, reply_desc, ret_reply, error);
 }
 
+/* Pending calls: sent now, the reply waited for later (upstream PendingRpc). */
+
+struct MeshRpcPending {
+	MeshOneshotReceiver *orx; /* NULL once the outcome was returned */
+	const ProtobufCMessageDescriptor *reply_desc;
+	gboolean failable; /* the reply is Result<R, RemoteError>, else R */
+};
+
+static MeshRpcPending *pending_send(MeshSender *sender, ProtobufCMessage *input,
+				    const ProtobufCMessageDescriptor *reply_desc, gboolean failable,
+				    GError **error)
+{
+	if (!sender || !reply_desc || (error && *error)) {
+		mesh_payload_message_free(input); /* taken in all cases; nothing is sent */
+		g_return_val_if_fail(sender && reply_desc, NULL);
+		g_return_val_if_fail(error == NULL || *error == NULL, NULL);
+	}
+	g_return_val_if_fail(input, NULL);
+	MeshOneshotReceiver *orx = rpc_send_typed(sender, input, error);
+	if (!orx)
+		return NULL;
+	MeshRpcPending *p = g_new0(MeshRpcPending, 1);
+	p->orx = orx;
+	p->reply_desc = reply_desc;
+	p->failable = failable;
+	return p;
+}
+
+MeshRpcPending *mesh_rpc_send(MeshSender *sender, ProtobufCMessage *input,
+			      const ProtobufCMessageDescriptor *reply_desc, GError **error)
+{
+	return pending_send(sender, input, reply_desc, TRUE, error);
+}
+
+MeshRpcPending *mesh_rpc_send_infallible(MeshSender *sender, ProtobufCMessage *input,
+					 const ProtobufCMessageDescriptor *reply_desc,
+					 GError **error)
+{
+	return pending_send(sender, input, reply_desc, FALSE, error);
+}
+
+gboolean mesh_rpc_pending_wait(MeshRpcPending *pending, gint64 timeout_us,
+			       ProtobufCMessage **ret_reply, GError **error)
+{
+	MeshMessage *reply;
+	GError *err = NULL;
+
+	g_return_val_if_fail(pending && ret_reply, FALSE);
+	g_return_val_if_fail(error == NULL || *error == NULL, FALSE);
+	if (!timeout_check(timeout_us, G_STRFUNC, error))
+		return FALSE;
+	if (!pending->orx) {
+		g_set_error(error, MESH_ERROR, MESH_ERROR_INVALID_ARGUMENT,
+			    "mesh_rpc_pending_wait(): the outcome was already returned");
+		return FALSE;
+	}
+	if (!mesh_oneshot_recv_message(pending->orx, timeout_us, &reply, &err)) {
+		/* Consumed unless it is only not there yet. */
+		if (!g_error_matches(err, MESH_ERROR, MESH_ERROR_EMPTY) &&
+		    !g_error_matches(err, MESH_ERROR, MESH_ERROR_TIMED_OUT))
+			pending->orx = NULL;
+		g_propagate_error(error, err);
+		return FALSE;
+	}
+	pending->orx = NULL;
+	if (pending->failable)
+		return rpc_parse_reply(reply, pending->reply_desc, ret_reply, error);
+	*ret_reply = mesh_message_into_typed(reply, pending->reply_desc, error);
+	return *ret_reply != NULL;
+}
+
+void mesh_rpc_pending_free(MeshRpcPending *pending)
+{
+	if (!pending)
+		return;
+	mesh_oneshot_receiver_free(pending->orx); /* a late reply is dropped */
+	g_free(pending);
+}
+
+gboolean mesh_rpc_call_infallible(MeshSender *sender, ProtobufCMessage *input,
+				  const ProtobufCMessageDescriptor *reply_desc, gint64 timeout_us,
+				  ProtobufCMessage **ret_reply, GError **error)
+{
+	if (!ret_reply || (error && *error)) {
+		mesh_payload_message_free(input); /* taken in all cases; nothing is sent */
+		g_return_val_if_fail(ret_reply && (error == NULL || *error == NULL), FALSE);
+	}
+	if (!timeout_check(timeout_us, G_STRFUNC, error)) {
+		mesh_payload_message_free(input);
+		return FALSE;
+	}
+	MeshRpcPending *p = pending_send(sender, input, reply_desc, FALSE, error);
+	if (!p)
+		return FALSE;
+	gboolean ok = mesh_rpc_pending_wait(p, timeout_us, ret_reply, error);
+	mesh_rpc_pending_free(p);
+	return ok;
+}
+
 /* Asynchronous calls: the reply oneshot's callback, a deadline, a cancel. */
 
 struct MeshRpcCall {
@@ -686,6 +785,20 @@ void mesh_rpc_complete(MeshRpc *rpc, ProtobufCMessage *reply)
 		return;
 	}
 	rpc_reply(rpc, bytes, res);
+}
+
+void mesh_rpc_complete_infallible(MeshRpc *rpc, ProtobufCMessage *reply)
+{
+	if (!rpc || !reply) {
+		/* Both are taken, as always: a request without a reply is dropped. */
+		mesh_rpc_free(rpc);
+		mesh_payload_message_free(reply);
+		g_return_if_fail(rpc && reply);
+	}
+	/* Rpc<I, R>: the oneshot's value is R itself. */
+	mesh_oneshot_send(rpc->reply, reply);
+	rpc->reply = NULL;
+	mesh_rpc_free(rpc);
 }
 
 void mesh_rpc_fail(MeshRpc *rpc, const GError *error)

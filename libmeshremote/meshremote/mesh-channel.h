@@ -203,6 +203,41 @@ MESH_REMOTE_API void mesh_receiver_free(MeshReceiver *receiver);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(MeshReceiver, mesh_receiver_free)
 
 /**
+ * mesh_receiver_new:
+ * @desc: (nullable): the message type, NULL for untyped (MeshMessage)
+ *
+ * A receiver without senders (upstream Receiver::new()): it reads
+ * MESH_ERROR_CLOSED until mesh_receiver_new_sender() makes one.
+ *
+ * Returns: (transfer full): the receiver.
+ */
+MESH_REMOTE_API MeshReceiver *mesh_receiver_new(const ProtobufCMessageDescriptor *desc);
+
+/**
+ * mesh_receiver_new_sender:
+ * @receiver: a receiver
+ *
+ * Makes a sender into @receiver (upstream Receiver::sender()). A receiver
+ * that had ended (every sender gone, its end reported or not) reopens: it
+ * waits for this sender's messages again, and a failure of the last sender
+ * before is forgotten. Used from the receiver's thread.
+ *
+ * Returns: (transfer full): the sender.
+ */
+MESH_REMOTE_API MeshSender *mesh_receiver_new_sender(MeshReceiver *receiver);
+
+/**
+ * mesh_receiver_is_terminated:
+ * @receiver: a receiver
+ *
+ * Returns: whether the receiver reported its end (MESH_ERROR_CLOSED, the
+ * last sender's failure, or the MESH_ERROR_CORRUPTION that cut off the
+ * last sender; from a receive, or to its callback) and nothing can come any
+ * more (upstream FusedStream::is_terminated()). Any thread.
+ */
+MESH_REMOTE_API gboolean mesh_receiver_is_terminated(MeshReceiver *receiver);
+
+/**
  * mesh_receiver_into_port:
  * @receiver: (transfer full): a receiver
  *
@@ -292,6 +327,16 @@ MESH_REMOTE_API void mesh_oneshot_send_message(MeshOneshotSender *sender, MeshMe
 /** mesh_oneshot_sender_free: drops the sender unsent; the receiver gets MESH_ERROR_CLOSED. */
 MESH_REMOTE_API void mesh_oneshot_sender_free(MeshOneshotSender *sender);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(MeshOneshotSender, mesh_oneshot_sender_free)
+
+/**
+ * mesh_oneshot_sender_is_closed:
+ * @sender: a oneshot sender
+ *
+ * Returns: whether the receiver is known to be gone (freed, or its node
+ * failed): a value sent now would be dropped (upstream
+ * OneshotSender::is_closed()). Any thread.
+ */
+MESH_REMOTE_API gboolean mesh_oneshot_sender_is_closed(MeshOneshotSender *sender);
 
 /**
  * mesh_oneshot_recv:
@@ -620,8 +665,108 @@ MESH_REMOTE_API void mesh_rpc_complete(MeshRpc *rpc, ProtobufCMessage *reply);
  */
 MESH_REMOTE_API void mesh_rpc_fail(MeshRpc *rpc, const GError *error);
 
+/**
+ * mesh_rpc_complete_infallible:
+ * @rpc: (transfer full): a request from a caller that expects a plain reply
+ *     (mesh_rpc_call_infallible(), mesh_rpc_send_infallible(); upstream
+ *     `Rpc<I, R>`, not `FailableRpc`)
+ * @reply: (transfer full): the reply, of the caller's reply type
+ *
+ * Replies with @reply itself, not wrapped in a result (upstream
+ * Rpc::complete()). Consumes @rpc, also on failure. Consumes @reply, also
+ * on failure. If one is NULL, the other is freed.
+ */
+MESH_REMOTE_API void mesh_rpc_complete_infallible(MeshRpc *rpc, ProtobufCMessage *reply);
+
 /** mesh_rpc_free: drops the request unanswered. NULL-safe. */
 MESH_REMOTE_API void mesh_rpc_free(MeshRpc *rpc);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(MeshRpc, mesh_rpc_free)
+
+/* Rpc calls whose reply is waited for later, and the non-failable form. */
+
+/**
+ * MeshRpcPending: an rpc request sent, whose reply is waited for later
+ * (upstream PendingRpc / PendingFailableRpc). Used by one thread at a time.
+ */
+typedef struct MeshRpcPending MeshRpcPending;
+
+/**
+ * mesh_rpc_send:
+ * @sender: an rpc sender (created with mesh_channel_new(NULL, ...))
+ * @input: (transfer full): the request, taken in all cases
+ * @reply_desc: the reply's type
+ * @error: why nothing was sent
+ *
+ * Consumes @input, also on failure. Sends a failable request (as
+ * mesh_rpc_call(): the server answers with mesh_rpc_complete() or
+ * mesh_rpc_fail()) and returns at once; wait for the reply with
+ * mesh_rpc_pending_wait().
+ *
+ * Returns: (transfer full): the pending call, or NULL.
+ */
+MESH_REMOTE_API MeshRpcPending *mesh_rpc_send(MeshSender *sender, ProtobufCMessage *input,
+					      const ProtobufCMessageDescriptor *reply_desc,
+					      GError **error);
+
+/**
+ * mesh_rpc_send_infallible:
+ * @sender: an rpc sender
+ * @input: (transfer full): the request, taken in all cases
+ * @reply_desc: the reply's type
+ * @error: why nothing was sent
+ *
+ * Consumes @input, also on failure. mesh_rpc_send() for upstream's
+ * non-failable `Rpc<I, R>`: the reply is R itself, which the server sends
+ * with mesh_rpc_complete_infallible().
+ *
+ * Returns: (transfer full): the pending call, or NULL.
+ */
+MESH_REMOTE_API MeshRpcPending *mesh_rpc_send_infallible(MeshSender *sender,
+							 ProtobufCMessage *input,
+							 const ProtobufCMessageDescriptor *reply_desc,
+							 GError **error);
+
+/**
+ * mesh_rpc_pending_wait:
+ * @pending: a pending call
+ * @timeout_us: 0 does not wait, -1 waits forever; any other negative value
+ *     fails at once with MESH_ERROR_INVALID_ARGUMENT
+ * @ret_reply: (out) (transfer full): the reply
+ * @error: as for mesh_rpc_call() (MESH_ERROR_REMOTE only for a failable
+ *     call), MESH_ERROR_EMPTY or MESH_ERROR_TIMED_OUT while the reply is
+ *     not there (wait again later), MESH_ERROR_INVALID_ARGUMENT once the
+ *     outcome was returned
+ *
+ * Waits for the reply; any thread, but one at a time. The outcome (a reply
+ * or a final error) is returned once; @pending is not consumed.
+ *
+ * Returns: TRUE with a reply.
+ */
+MESH_REMOTE_API gboolean mesh_rpc_pending_wait(MeshRpcPending *pending, gint64 timeout_us,
+					       ProtobufCMessage **ret_reply, GError **error);
+
+/** mesh_rpc_pending_free: drops the call; a reply that comes later is dropped. NULL-safe. */
+MESH_REMOTE_API void mesh_rpc_pending_free(MeshRpcPending *pending);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(MeshRpcPending, mesh_rpc_pending_free)
+
+/**
+ * mesh_rpc_call_infallible:
+ * @sender: an rpc sender
+ * @input: (transfer full): the request, taken in all cases
+ * @reply_desc: the reply's type
+ * @timeout_us: as for mesh_rpc_call()
+ * @ret_reply: (out) (transfer full): the reply
+ * @error: as for mesh_rpc_call(), without MESH_ERROR_REMOTE
+ *
+ * Consumes @input, also on failure. mesh_rpc_call() for upstream's
+ * non-failable `Rpc<I, R>` (mesh_rpc_send_infallible() and
+ * mesh_rpc_pending_wait()).
+ *
+ * Returns: TRUE with a reply.
+ */
+MESH_REMOTE_API gboolean mesh_rpc_call_infallible(MeshSender *sender, ProtobufCMessage *input,
+						  const ProtobufCMessageDescriptor *reply_desc,
+						  gint64 timeout_us, ProtobufCMessage **ret_reply,
+						  GError **error);
 
 G_END_DECLS

@@ -36,5 +36,7 @@
 #include <meshremote/mesh-channel.h>
 #include <meshremote/mesh-unix-node.h>
 #include <meshremote/mesh-p2p.h>
+#include <meshremote/mesh-pipe.h>
+#include <meshremote/mesh-cell.h>
 
 #undef __MESHREMOTE_H_INSIDE__

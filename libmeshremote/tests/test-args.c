@@ -416,6 +416,200 @@ ARGS_CASE(rpc_fail_null_rpc)
 ARGS_CASE(rpc_fail_null_error) { mesh_rpc_fail(rpc_new(), NULL); }
 ARGS_CASE(rpc_free_null) { mesh_rpc_free(NULL); }
 
+/* Receivers that mint senders, pending and non-failable rpc. */
+
+ARGS_CASE(receiver_new_sender_null) { ARGS_EXPECT(!mesh_receiver_new_sender(NULL)); }
+ARGS_CASE(receiver_is_terminated_null) { ARGS_EXPECT(mesh_receiver_is_terminated(NULL)); }
+ARGS_CASE(oneshot_sender_is_closed_null) { ARGS_EXPECT(mesh_oneshot_sender_is_closed(NULL)); }
+
+ARGS_CASE(rpc_complete_infallible_null_rpc)
+{
+	int r;
+	mesh_rpc_complete_infallible(NULL, typed_with_fd(&r));
+	ARGS_EXPECT(args_pipe_closed(r));
+}
+
+ARGS_CASE(rpc_complete_infallible_null_reply) { mesh_rpc_complete_infallible(rpc_new(), NULL); }
+
+static void rpc_send_bad(gboolean infallible, int bad)
+{
+	int r;
+	MeshSender *s;
+	MeshReceiver *rx;
+	GError *e = bad == BAD_CALL_ERROR ? args_error_set() : NULL;
+	mesh_channel_new(NULL, &s, &rx);
+	MeshSender *use = bad == BAD_SENDER ? NULL : s;
+	const ProtobufCMessageDescriptor *d = bad == BAD_DESC ? NULL : desc;
+	ProtobufCMessage *in = bad == BAD_INPUT ? NULL : typed_with_fd(&r);
+	MeshRpcPending *p = infallible ? mesh_rpc_send_infallible(use, in, d, &e)
+				       : mesh_rpc_send(use, in, d, &e);
+	ARGS_EXPECT(p == NULL);
+	if (bad != BAD_INPUT)
+		ARGS_EXPECT(args_pipe_closed(r)); /* taken, and nothing sent */
+	MeshMessage *m = NULL;
+	ARGS_EXPECT(!mesh_receiver_recv_message(rx, 0, &m, NULL)); /* nothing was sent */
+	g_clear_error(&e);
+	mesh_sender_free(s);
+	mesh_receiver_free(rx);
+}
+
+ARGS_CASE(rpc_send_null_sender) { rpc_send_bad(FALSE, BAD_SENDER); }
+ARGS_CASE(rpc_send_null_input) { rpc_send_bad(FALSE, BAD_INPUT); }
+ARGS_CASE(rpc_send_null_desc) { rpc_send_bad(FALSE, BAD_DESC); }
+ARGS_CASE(rpc_send_error_set) { rpc_send_bad(FALSE, BAD_CALL_ERROR); }
+ARGS_CASE(rpc_send_infallible_null_sender) { rpc_send_bad(TRUE, BAD_SENDER); }
+ARGS_CASE(rpc_send_infallible_null_desc) { rpc_send_bad(TRUE, BAD_DESC); }
+
+ARGS_CASE(rpc_call_infallible_null_sender)
+{
+	int r;
+	ProtobufCMessage *reply = NULL;
+	ARGS_EXPECT(!mesh_rpc_call_infallible(NULL, typed_with_fd(&r), desc, 0, &reply, NULL));
+	ARGS_EXPECT(args_pipe_closed(r));
+}
+
+ARGS_CASE(rpc_call_infallible_null_ret)
+{
+	int r;
+	MeshSender *s;
+	MeshReceiver *rx;
+	mesh_channel_new(NULL, &s, &rx);
+	ARGS_EXPECT(!mesh_rpc_call_infallible(s, typed_with_fd(&r), desc, 0, NULL, NULL));
+	ARGS_EXPECT(args_pipe_closed(r));
+	mesh_sender_free(s);
+	mesh_receiver_free(rx);
+}
+
+ARGS_CASE(rpc_pending_wait_null)
+{
+	ProtobufCMessage *reply = NULL;
+	ARGS_EXPECT(!mesh_rpc_pending_wait(NULL, 0, &reply, NULL));
+}
+
+ARGS_CASE(rpc_pending_free_null) { mesh_rpc_pending_free(NULL); }
+
+/* Pipes and cells. */
+
+ARGS_CASE(pipe_new_no_read)
+{
+	MeshWritePipe *w = NULL;
+	mesh_pipe_new(NULL, &w);
+	ARGS_EXPECT(w == NULL);
+}
+
+ARGS_CASE(read_pipe_read_null)
+{
+	char buf[4];
+	ARGS_EXPECT(mesh_read_pipe_read(NULL, buf, sizeof(buf), 0, NULL) == -1);
+}
+
+ARGS_CASE(read_pipe_read_error_set)
+{
+	MeshReadPipe *r;
+	MeshWritePipe *w;
+	char buf[4];
+	GError *e = args_error_set();
+	mesh_pipe_new(&r, &w);
+	ARGS_EXPECT(mesh_read_pipe_read(r, buf, sizeof(buf), 0, &e) == -1);
+	g_clear_error(&e);
+	mesh_read_pipe_free(r);
+	mesh_write_pipe_free(w);
+}
+
+ARGS_CASE(read_pipe_get_fd_null) { ARGS_EXPECT(mesh_read_pipe_get_fd(NULL) < 0); }
+ARGS_CASE(read_pipe_set_callback_null) { mesh_read_pipe_set_callback(NULL, NULL, NULL, NULL, NULL); }
+ARGS_CASE(read_pipe_free_null) { mesh_read_pipe_free(NULL); }
+ARGS_CASE(read_pipe_into_message_null) { ARGS_EXPECT(!mesh_read_pipe_into_message(NULL)); }
+
+ARGS_CASE(read_pipe_from_message_error_set)
+{
+	int r;
+	GError *e = args_error_set();
+	ARGS_EXPECT(!mesh_read_pipe_from_message(message_with_fd(&r), &e));
+	ARGS_EXPECT(args_pipe_closed(r));
+	g_clear_error(&e);
+}
+
+ARGS_CASE(write_pipe_write_null) { ARGS_EXPECT(mesh_write_pipe_write(NULL, "x", 1, 0, NULL) == -1); }
+ARGS_CASE(write_pipe_write_all_null) { ARGS_EXPECT(!mesh_write_pipe_write_all(NULL, "x", 1, 0, NULL)); }
+
+ARGS_CASE(write_pipe_write_bad_timeout)
+{
+	MeshReadPipe *r;
+	MeshWritePipe *w;
+	GError *e = NULL;
+	mesh_pipe_new(&r, &w);
+	ARGS_EXPECT(mesh_write_pipe_write(w, "x", 1, -5, &e) == -1);
+	ARGS_EXPECT(g_error_matches(e, MESH_ERROR, MESH_ERROR_INVALID_ARGUMENT));
+	g_clear_error(&e);
+	mesh_read_pipe_free(r);
+	mesh_write_pipe_free(w);
+}
+
+ARGS_CASE(write_pipe_get_fd_null) { ARGS_EXPECT(mesh_write_pipe_get_fd(NULL) < 0); }
+ARGS_CASE(write_pipe_set_callback_null) { mesh_write_pipe_set_callback(NULL, NULL, NULL, NULL, NULL); }
+ARGS_CASE(write_pipe_free_null) { mesh_write_pipe_free(NULL); }
+ARGS_CASE(write_pipe_into_message_null) { ARGS_EXPECT(!mesh_write_pipe_into_message(NULL)); }
+
+ARGS_CASE(write_pipe_from_message_null) { ARGS_EXPECT(!mesh_write_pipe_from_message(NULL, NULL)); }
+
+ARGS_CASE(cell_updater_new_null) { ARGS_EXPECT(!mesh_cell_updater_new(NULL)); }
+
+/* A value holding resources is refused, and released. */
+ARGS_CASE(cell_updater_new_resources)
+{
+	int r;
+	ARGS_EXPECT(!mesh_cell_updater_new(typed_with_fd(&r)));
+	ARGS_EXPECT(args_pipe_closed(r));
+}
+
+ARGS_CASE(cell_new_no_updater)
+{
+	int r;
+	MeshCell *c = NULL;
+	mesh_cell_new(typed_with_fd(&r), NULL, &c);
+	ARGS_EXPECT(c == NULL && args_pipe_closed(r));
+}
+
+ARGS_CASE(cell_updater_new_cell_null) { ARGS_EXPECT(!mesh_cell_updater_new_cell(NULL)); }
+ARGS_CASE(cell_updater_get_null) { ARGS_EXPECT(!mesh_cell_updater_get(NULL)); }
+
+ARGS_CASE(cell_updater_set_null)
+{
+	int r;
+	ARGS_EXPECT(!mesh_cell_updater_set(NULL, typed_with_fd(&r), 0, NULL));
+	ARGS_EXPECT(args_pipe_closed(r));
+}
+
+/* A value of another type than the updater's: refused, and released. */
+ARGS_CASE(cell_updater_set_other_type)
+{
+	int r;
+	Chantest__Sum *v = malloc(sizeof(*v));
+	chantest__sum__init(v);
+	MeshCellUpdater *u = mesh_cell_updater_new(&v->base);
+	ARGS_EXPECT(!mesh_cell_updater_set(u, typed_with_fd(&r), 0, NULL));
+	ARGS_EXPECT(args_pipe_closed(r));
+	mesh_cell_updater_free(u);
+}
+
+ARGS_CASE(cell_updater_count_cells_null) { ARGS_EXPECT(mesh_cell_updater_count_cells(NULL) == 0); }
+ARGS_CASE(cell_updater_free_null) { mesh_cell_updater_free(NULL); }
+ARGS_CASE(cell_get_null) { ARGS_EXPECT(!mesh_cell_get(NULL)); }
+ARGS_CASE(cell_wait_next_null) { ARGS_EXPECT(!mesh_cell_wait_next(NULL, 0, NULL)); }
+ARGS_CASE(cell_set_callback_null) { mesh_cell_set_callback(NULL, NULL, NULL, NULL, NULL); }
+ARGS_CASE(cell_get_fd_null) { ARGS_EXPECT(mesh_cell_get_fd(NULL) < 0); }
+ARGS_CASE(cell_clone_null) { ARGS_EXPECT(!mesh_cell_clone(NULL)); }
+ARGS_CASE(cell_free_null) { mesh_cell_free(NULL); }
+ARGS_CASE(cell_into_message_null) { ARGS_EXPECT(!mesh_cell_into_message(NULL)); }
+
+ARGS_CASE(cell_from_message_null_desc)
+{
+	int r;
+	ARGS_EXPECT(!mesh_cell_from_message(message_with_fd(&r), NULL, NULL));
+	ARGS_EXPECT(args_pipe_closed(r));
+}
+
 /* Messages. */
 
 ARGS_CASE(message_new_null_data) { ARGS_EXPECT(!mesh_message_new(NULL, 5)); }
@@ -938,6 +1132,54 @@ static const ArgsCase cases[] = {
 	ARGS_ENTRY(receiver_recv_rpc_null_ret),
 	ARGS_ENTRY(receiver_recv_rpc_error_set),
 	ARGS_ENTRY(rpc_get_input_null),
+	ARGS_ENTRY(receiver_new_sender_null),
+	ARGS_ENTRY(receiver_is_terminated_null),
+	ARGS_ENTRY(oneshot_sender_is_closed_null),
+	ARGS_ENTRY(rpc_complete_infallible_null_rpc),
+	ARGS_ENTRY(rpc_complete_infallible_null_reply),
+	ARGS_ENTRY(rpc_send_null_sender),
+	ARGS_ENTRY(rpc_send_null_input),
+	ARGS_ENTRY(rpc_send_null_desc),
+	ARGS_ENTRY(rpc_send_error_set),
+	ARGS_ENTRY(rpc_send_infallible_null_sender),
+	ARGS_ENTRY(rpc_send_infallible_null_desc),
+	ARGS_ENTRY(rpc_call_infallible_null_sender),
+	ARGS_ENTRY(rpc_call_infallible_null_ret),
+	ARGS_ENTRY(rpc_pending_wait_null),
+	ARGS_ENTRY_QUIET(rpc_pending_free_null),
+	ARGS_ENTRY(pipe_new_no_read),
+	ARGS_ENTRY(read_pipe_read_null),
+	ARGS_ENTRY(read_pipe_read_error_set),
+	ARGS_ENTRY(read_pipe_get_fd_null),
+	ARGS_ENTRY(read_pipe_set_callback_null),
+	ARGS_ENTRY_QUIET(read_pipe_free_null),
+	ARGS_ENTRY(read_pipe_into_message_null),
+	ARGS_ENTRY(read_pipe_from_message_error_set),
+	ARGS_ENTRY(write_pipe_write_null),
+	ARGS_ENTRY(write_pipe_write_all_null),
+	ARGS_ENTRY_QUIET(write_pipe_write_bad_timeout),
+	ARGS_ENTRY(write_pipe_get_fd_null),
+	ARGS_ENTRY(write_pipe_set_callback_null),
+	ARGS_ENTRY_QUIET(write_pipe_free_null),
+	ARGS_ENTRY(write_pipe_into_message_null),
+	ARGS_ENTRY(write_pipe_from_message_null),
+	ARGS_ENTRY(cell_updater_new_null),
+	ARGS_ENTRY(cell_updater_new_resources),
+	ARGS_ENTRY(cell_new_no_updater),
+	ARGS_ENTRY(cell_updater_new_cell_null),
+	ARGS_ENTRY(cell_updater_get_null),
+	ARGS_ENTRY(cell_updater_set_null),
+	ARGS_ENTRY(cell_updater_set_other_type),
+	ARGS_ENTRY(cell_updater_count_cells_null),
+	ARGS_ENTRY_QUIET(cell_updater_free_null),
+	ARGS_ENTRY(cell_get_null),
+	ARGS_ENTRY(cell_wait_next_null),
+	ARGS_ENTRY(cell_set_callback_null),
+	ARGS_ENTRY(cell_get_fd_null),
+	ARGS_ENTRY(cell_clone_null),
+	ARGS_ENTRY_QUIET(cell_free_null),
+	ARGS_ENTRY(cell_into_message_null),
+	ARGS_ENTRY(cell_from_message_null_desc),
 	ARGS_ENTRY(rpc_complete_null_rpc),
 	ARGS_ENTRY(rpc_complete_null_reply),
 	ARGS_ENTRY(rpc_fail_null_rpc),

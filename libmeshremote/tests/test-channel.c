@@ -706,7 +706,8 @@ START_TEST(test_message_corruption)
 	ck_assert_msg(g_error_matches(error, MESH_ERROR, MESH_ERROR_CORRUPTION), "%s",
 		      error->message);
 	g_clear_error(&error);
-	/* The receiver is terminated: the sender sees it closed. */
+	/* The receiver is terminated (upstream is_terminated()): the sender sees it closed. */
+	ck_assert(mesh_receiver_is_terminated(r));
 	ck_assert(mesh_sender_is_closed(s));
 	expect_error(r, 0, MESH_ERROR_CLOSED);
 	mesh_sender_free(s);
