@@ -36,5 +36,6 @@
 #include <meshremote/mesh-channel.h>
 #include <meshremote/mesh-unix-node.h>
 #include <meshremote/mesh-p2p.h>
+#include <meshremote/mesh-cancel.h>
 
 #undef __MESHREMOTE_H_INSIDE__
