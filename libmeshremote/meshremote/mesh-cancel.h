@@ -314,4 +314,60 @@ MESH_REMOTE_API void mesh_cancel_cancel(MeshCancel *cancel);
 MESH_REMOTE_API void mesh_cancel_free(MeshCancel *cancel);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(MeshCancel, mesh_cancel_free)
 
+/* Asynchronous rpc calls that a cancel context ends. */
+
+/**
+ * mesh_rpc_call_async_with_cancel:
+ * @sender: an rpc sender (created with mesh_channel_new(NULL, ...))
+ * @input: (transfer full): the request, taken in all cases
+ * @reply_desc: the reply's type
+ * @cancel_ctx: (transfer none): the call's context, cloned (the caller
+ *     keeps @cancel_ctx)
+ * @context: (nullable): where @callback runs, NULL for the global default
+ * @callback: called once with the reply or the error
+ * @user_data: passed to @callback
+ * @notify: (nullable): frees @user_data right after @callback returned
+ *
+ * Consumes @input, also on failure.
+ *
+ * mesh_rpc_call_async() without a timeout, ended by @cancel_ctx instead: when
+ * it is cancelled (here or in another process) the call completes with
+ * MESH_ERROR_CANCELLED, when its deadline passes with MESH_ERROR_TIMED_OUT
+ * ("deadline exceeded"), unless the reply came first; a late reply is
+ * dropped. An already cancelled context completes the call at the next
+ * iteration of @context (the request is sent all the same: the server may
+ * still handle it). mesh_rpc_call_cancel() works as for any call. Any
+ * thread; @cancel_ctx is only read (cloned) here.
+ *
+ * Returns: (transfer full): the call, as mesh_rpc_call_async(); NULL for a
+ * bad argument (a critical; @input and @user_data, with @notify, are
+ * freed and @callback never runs).
+ */
+MESH_REMOTE_API MeshRpcCall *mesh_rpc_call_async_with_cancel(
+	MeshSender *sender, ProtobufCMessage *input, const ProtobufCMessageDescriptor *reply_desc,
+	MeshCancelContext *cancel_ctx, GMainContext *context, MeshRpcCallback callback,
+	gpointer user_data, GDestroyNotify notify);
+
+/**
+ * mesh_rpc_call_message_async_with_cancel:
+ * @sender: an rpc sender
+ * @input: (transfer full): the request's encoded bytes and resources, taken
+ *     in all cases
+ * @cancel_ctx: (transfer none): the call's context, cloned
+ * @context: (nullable): as for mesh_rpc_call_async_with_cancel()
+ * @callback: called once with the reply's bytes and resources, or the error
+ * @user_data: passed to @callback
+ * @notify: (nullable): frees @user_data right after @callback returned
+ *
+ * Consumes @input, also on failure.
+ *
+ * The untyped mesh_rpc_call_async_with_cancel().
+ *
+ * Returns: (transfer full): as mesh_rpc_call_async_with_cancel().
+ */
+MESH_REMOTE_API MeshRpcCall *mesh_rpc_call_message_async_with_cancel(
+	MeshSender *sender, MeshMessage *input, MeshCancelContext *cancel_ctx,
+	GMainContext *context, MeshRpcMessageCallback callback, gpointer user_data,
+	GDestroyNotify notify);
+
 G_END_DECLS

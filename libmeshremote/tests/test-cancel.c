@@ -724,6 +724,128 @@ START_TEST(test_cross_owner_exits)
 }
 END_TEST
 
+/* Async rpc calls ended by a cancel context, against a server in another process. */
+typedef struct {
+	int calls;
+	GError *error;
+	gint64 seconds; /* the reply's */
+} Outcome;
+
+static void on_rpc_done(ProtobufCMessage *reply, const GError *error, gpointer data)
+{
+	Outcome *o = data;
+	o->calls++;
+	if (error)
+		o->error = g_error_copy(error);
+	else
+		o->seconds = ((MeshPayload__Timestamp *)reply)->seconds;
+	mesh_payload_message_free(reply);
+}
+
+static gboolean flag_set(gpointer data)
+{
+	*(gboolean *)data = TRUE;
+	return G_SOURCE_REMOVE;
+}
+
+/* Runs @mc until @o has an outcome or @ms passed; returns whether it has one. */
+static gboolean run_until_done(GMainContext *mc, Outcome *o, guint ms)
+{
+	gboolean expired = FALSE;
+	GSource *t = g_timeout_source_new(ms);
+	g_source_set_callback(t, flag_set, &expired, NULL);
+	g_source_attach(t, mc);
+	while (!o->calls && !expired)
+		g_main_context_iteration(mc, TRUE);
+	g_source_destroy(t);
+	g_source_unref(t);
+	return o->calls > 0;
+}
+
+static MeshRpcCall *call_ts(MeshSender *rs, gint64 seconds, MeshCancelContext *ctx,
+			    GMainContext *mc, Outcome *o)
+{
+	MeshPayload__Timestamp *in = (MeshPayload__Timestamp *)mesh_payload_message_new(
+		&mesh_payload__timestamp__descriptor);
+	in->seconds = seconds;
+	return mesh_rpc_call_async_with_cancel(rs, &in->base, &mesh_payload__timestamp__descriptor,
+					       ctx, mc, on_rpc_done, o, NULL);
+}
+
+START_TEST(test_cross_rpc_with_cancel)
+{
+	Child *c = spawn_child("rpc");
+	MeshSender *rs;
+	MeshReceiver *rr;
+	mesh_channel_new(NULL, &rs, &rr);
+	MeshMessage *msg = mesh_message_new(NULL, 0);
+	mesh_message_add_port_take(msg, mesh_receiver_into_port(rr));
+	mesh_sender_send_message(c->to_child, msg);
+	GMainContext *mc = g_main_context_new();
+	MeshCancelContext *root = mesh_cancel_context_new();
+
+	/* Cancelled by its owner while the server holds the request. */
+	MeshCancel *cancel = NULL;
+	MeshCancelContext *ctx = mesh_cancel_context_with_cancel(root, &cancel);
+	Outcome o1 = {0};
+	mesh_rpc_call_unref(call_ts(rs, 2, ctx, mc, &o1));
+	mesh_cancel_context_free(ctx); /* the call keeps its own clone */
+	ck_assert(!run_until_done(mc, &o1, 200));
+	mesh_cancel_cancel(cancel);
+	ck_assert(run_until_done(mc, &o1, 20000));
+	ck_assert_msg(g_error_matches(o1.error, MESH_ERROR, MESH_ERROR_CANCELLED), "%s",
+		      o1.error ? o1.error->message : "a reply");
+	mesh_cancel_free(cancel);
+
+	/* Its deadline passes: MESH_ERROR_TIMED_OUT, not before the deadline. */
+	gint64 t0 = now_us();
+	ctx = mesh_cancel_context_with_timeout(root, 150000);
+	Outcome o2 = {0};
+	mesh_rpc_call_unref(call_ts(rs, 2, ctx, mc, &o2));
+	ck_assert(run_until_done(mc, &o2, 20000));
+	ck_assert(g_error_matches(o2.error, MESH_ERROR, MESH_ERROR_TIMED_OUT));
+	ck_assert_str_eq(o2.error->message, "deadline exceeded");
+	ck_assert_int_ge(now_us() - t0, 150000);
+	mesh_cancel_context_free(ctx);
+
+	/* The reply comes first: a later cancel changes nothing. */
+	ctx = mesh_cancel_context_with_cancel(root, &cancel);
+	Outcome o3 = {0};
+	MeshRpcCall *call = call_ts(rs, 1, ctx, mc, &o3);
+	ck_assert(run_until_done(mc, &o3, 20000));
+	ck_assert_ptr_null(o3.error);
+	ck_assert_int_eq(o3.seconds, 1);
+	mesh_cancel_cancel(cancel);
+	for (int i = 0; i < 5; i++)
+		g_main_context_iteration(mc, FALSE);
+	ck_assert_int_eq(o3.calls, 1);
+	mesh_rpc_call_unref(call);
+	mesh_cancel_free(cancel);
+	mesh_cancel_context_free(ctx);
+
+	/* Already cancelled: completes at the next iteration, never inside the call. */
+	ctx = mesh_cancel_context_with_cancel(root, &cancel);
+	mesh_cancel_cancel(cancel);
+	Outcome o4 = {0};
+	mesh_rpc_call_unref(call_ts(rs, 2, ctx, mc, &o4));
+	ck_assert_int_eq(o4.calls, 0);
+	ck_assert(run_until_done(mc, &o4, 20000));
+	ck_assert(g_error_matches(o4.error, MESH_ERROR, MESH_ERROR_CANCELLED));
+	mesh_cancel_free(cancel);
+	mesh_cancel_context_free(ctx);
+
+	g_clear_error(&o1.error);
+	g_clear_error(&o2.error);
+	g_clear_error(&o4.error);
+	mesh_sender_free(rs);
+	mesh_cancel_context_free(root);
+	ck_assert_int_eq(child_finish(c), 0);
+	while (g_main_context_iteration(mc, FALSE))
+		;
+	g_main_context_unref(mc);
+}
+END_TEST
+
 /* The child. */
 
 static void on_cancel_report(MeshCancelContext *ctx, MeshCancelReason reason, gpointer data)
@@ -821,6 +943,29 @@ static int child_main(int argc, char **argv)
 		mesh_cancel_context_free(u);
 		mesh_cancel_free(mine);
 		mesh_cancel_context_free(ctx);
+	} else if (strcmp(scenario, "rpc") == 0) {
+		/* Serve Timestamp -> Timestamp: seconds 1 answered, others held until the end. */
+		MeshMessage *m = NULL;
+		if (!mesh_receiver_recv_message(in, 20 * G_USEC_PER_SEC, &m, NULL))
+			return 3;
+		MeshReceiver *rr = mesh_receiver_from_port(mesh_message_steal_port(m, 0), NULL);
+		mesh_message_free(m);
+		GPtrArray *held = g_ptr_array_new_with_free_func((GDestroyNotify)mesh_rpc_free);
+		MeshRpc *rpc;
+		while (mesh_receiver_recv_rpc(rr, &mesh_payload__timestamp__descriptor,
+					      30 * G_USEC_PER_SEC, &rpc, NULL)) {
+			MeshPayload__Timestamp *t = (MeshPayload__Timestamp *)mesh_rpc_get_input(rpc);
+			if (t->seconds != 1) {
+				g_ptr_array_add(held, rpc);
+				continue;
+			}
+			MeshPayload__Timestamp *r = (MeshPayload__Timestamp *)mesh_payload_message_new(
+				&mesh_payload__timestamp__descriptor);
+			r->seconds = 1;
+			mesh_rpc_complete(rpc, &r->base);
+		}
+		g_ptr_array_free(held, TRUE);
+		mesh_receiver_free(rr);
 	} else {
 		status = 125;
 	}
@@ -863,6 +1008,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tp, test_cross_cancel_by_child);
 	tcase_add_test(tp, test_cross_chain);
 	tcase_add_test(tp, test_cross_owner_exits);
+	tcase_add_test(tp, test_cross_rpc_with_cancel);
 	suite_add_tcase(s, tp);
 
 	SRunner *sr = srunner_create(s);
