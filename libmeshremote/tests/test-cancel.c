@@ -846,6 +846,55 @@ START_TEST(test_cross_rpc_with_cancel)
 }
 END_TEST
 
+/* libmeshpayload's well-known types from another process: an Any, and Durations. */
+static ProtobufCMessage *recv_typed(MeshReceiver *r, const ProtobufCMessageDescriptor *d,
+				   GError **error)
+{
+	MeshMessage *msg = NULL;
+	if (!mesh_receiver_recv_message(r, 20 * G_USEC_PER_SEC, &msg, error))
+		return NULL;
+	return mesh_message_into_typed(msg, d, error);
+}
+
+START_TEST(test_cross_wellknown)
+{
+	Child *c = spawn_child("wellknown");
+	GError *error = NULL;
+
+	/* An Any holding a Timestamp 1.5 s before the epoch. */
+	MeshPayload__Any *any =
+		(MeshPayload__Any *)recv_typed(c->from_child, &mesh_payload__any__descriptor, &error);
+	ck_assert_msg(any, "%s", error ? error->message : "");
+	ck_assert_str_eq(any->type_url, "type.googleapis.com/google.protobuf.Timestamp");
+	ck_assert(mesh_payload_any_is(any, &mesh_payload__timestamp__descriptor));
+	ProtobufCMessage *t = NULL;
+	ck_assert_int_eq(mesh_payload_any_unpack(any, &mesh_payload__timestamp__descriptor, NULL,
+						 &t, NULL),
+			 0);
+	int64_t ns = 0;
+	ck_assert_int_eq(mesh_payload_timestamp_to_unix_ns((MeshPayload__Timestamp *)t, &ns), 0);
+	ck_assert_int_eq(ns, -1500000000);
+	mesh_payload_message_free(t);
+	mesh_payload_message_free(&any->base);
+
+	/* A negative Duration (the peer's encoder does not check): refused here. */
+	ck_assert_ptr_null(recv_typed(c->from_child, &mesh_payload__duration__descriptor, &error));
+	ck_assert_msg(error && strstr(error->message, "duration out of range"), "%s",
+		      error ? error->message : "decoded");
+	g_clear_error(&error);
+
+	/* A valid one. */
+	MeshPayload__Duration *d = (MeshPayload__Duration *)recv_typed(
+		c->from_child, &mesh_payload__duration__descriptor, &error);
+	ck_assert_ptr_nonnull(d);
+	uint64_t dns = 0;
+	ck_assert_int_eq(mesh_payload_duration_to_ns(d, &dns), 0);
+	ck_assert_uint_eq(dns, 1500000000);
+	mesh_payload_message_free(&d->base);
+	ck_assert_int_eq(child_finish(c), 0);
+}
+END_TEST
+
 /* The child. */
 
 static void on_cancel_report(MeshCancelContext *ctx, MeshCancelReason reason, gpointer data)
@@ -966,6 +1015,23 @@ static int child_main(int argc, char **argv)
 		}
 		g_ptr_array_free(held, TRUE);
 		mesh_receiver_free(rr);
+	} else if (strcmp(scenario, "wellknown") == 0) {
+		MeshPayload__Timestamp ts;
+		mesh_payload_timestamp_from_unix_ns(-1500000000, &ts);
+		MeshPayload__Any *any = NULL;
+		if (mesh_payload_any_pack(&ts.base, &any, NULL) != 0)
+			return 7;
+		mesh_sender_send_message(out, mesh_message_new_typed_take(&any->base));
+		MeshPayload__Duration *bad = (MeshPayload__Duration *)mesh_payload_message_new(
+			&mesh_payload__duration__descriptor);
+		bad->seconds = -1;
+		mesh_sender_send_message(out, mesh_message_new_typed_take(&bad->base));
+		MeshPayload__Duration *good = (MeshPayload__Duration *)mesh_payload_message_new(
+			&mesh_payload__duration__descriptor);
+		mesh_payload_duration_from_ns(1500000000, good);
+		mesh_sender_send_message(out, mesh_message_new_typed_take(&good->base));
+		/* Until the parent is done. */
+		g_free(recv_text(in, 20 * G_USEC_PER_SEC));
 	} else {
 		status = 125;
 	}
@@ -1009,6 +1075,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tp, test_cross_chain);
 	tcase_add_test(tp, test_cross_owner_exits);
 	tcase_add_test(tp, test_cross_rpc_with_cancel);
+	tcase_add_test(tp, test_cross_wellknown);
 	suite_add_tcase(s, tp);
 
 	SRunner *sr = srunner_create(s);
