@@ -94,19 +94,23 @@ void mesh_deadline_sub(const MeshDeadline *deadline, guint64 ns, MeshDeadline *r
 
 	g_return_if_fail(deadline && ret);
 	d = *deadline;
-	gint64 s = (gint64)MIN(ns / NS_PER_SEC, (guint64)G_MAXINT64);
+	gint64 s = (gint64)(ns / NS_PER_SEC), sec;
 	gint32 n = (gint32)(ns % NS_PER_SEC);
-	/* Saturate at the epoch: before now, it makes no difference (upstream). */
-	if (d.wall_sec < s || (d.wall_sec == s && d.wall_nsec < n) ||
-	    __builtin_sub_overflow(d.wall_sec, s, &d.wall_sec)) {
+	/*
+	 * Times before the epoch are fine (a SystemTime may be one); only an
+	 * overflow saturates, to the epoch, as upstream.
+	 */
+	gboolean overflow = __builtin_sub_overflow(d.wall_sec, s, &sec);
+	d.wall_nsec -= n;
+	if (!overflow && d.wall_nsec < 0) {
+		d.wall_nsec += NS_PER_SEC;
+		overflow = __builtin_sub_overflow(sec, 1, &sec);
+	}
+	if (overflow) {
 		d.wall_sec = 0;
 		d.wall_nsec = 0;
 	} else {
-		d.wall_nsec -= n;
-		if (d.wall_nsec < 0) {
-			d.wall_nsec += NS_PER_SEC;
-			d.wall_sec--;
-		}
+		d.wall_sec = sec;
 	}
 	if (d.has_monotonic &&
 	    (ns > (guint64)G_MAXINT64 || d.monotonic_ns < (gint64)ns))

@@ -93,8 +93,9 @@ MESH_REMOTE_API gboolean mesh_deadline_add(const MeshDeadline *deadline, guint64
  * mesh_deadline_sub:
  * @deadline: a deadline
  * @ns: nanoseconds to subtract
- * @ret: (out caller-allocates): @deadline - @ns, saturating at the epoch
- *     (may be @deadline)
+ * @ret: (out caller-allocates): @deadline - @ns (may be @deadline); before
+ *     the epoch is fine, a wall-clock time that would overflow becomes the
+ *     epoch (upstream); a monotonic time below zero is dropped
  */
 MESH_REMOTE_API void mesh_deadline_sub(const MeshDeadline *deadline, guint64 ns,
 				       MeshDeadline *ret);

@@ -254,8 +254,12 @@ START_TEST(test_encode_deadline)
 	ck_assert_int_lt(mesh_deadline_compare(&a, &b), 0);
 	b.has_monotonic = FALSE;
 	ck_assert_int_gt(mesh_deadline_compare(&a, &b), 0);
-	/* Subtracting saturates at the epoch. */
-	mesh_deadline_sub(&after, G_MAXUINT64, &d);
+	/* Subtracting goes before the epoch; only an overflow saturates at it. */
+	mesh_deadline_sub(&after, 2000000000, &d);
+	ck_assert_int_eq(d.wall_sec, -1);
+	ck_assert_int_eq(d.wall_nsec, 500000000);
+	MeshDeadline early = {.wall_sec = G_MININT64 + 1};
+	mesh_deadline_sub(&early, 2000000000, &d);
 	ck_assert_int_eq(d.wall_sec, 0);
 	ck_assert_int_eq(d.wall_nsec, 0);
 	MeshDeadline far = {.wall_sec = G_MAXINT64 - 1};
