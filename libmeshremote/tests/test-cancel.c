@@ -486,7 +486,7 @@ START_TEST(test_wire_form)
 	mesh_payload_message_free(m);
 	ck_assert_ptr_nonnull(back);
 	ck_assert(!cancelled(back));
-	mesh_cancel_cancel(cancel);
+	mesh_cancel_free(cancel);
 	ck_assert(cancelled(back));
 	mesh_cancel_context_free(back);
 	mesh_payload_resources_free(res);
