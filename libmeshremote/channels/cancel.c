@@ -831,6 +831,14 @@ MeshCancelContext *mesh_cancel_context_with_cancel(MeshCancelContext *ctx,
 	return n;
 }
 
+guint cancel_count_ports(MeshCancel *cancel)
+{
+	g_mutex_lock(&cancel->lock);
+	guint n = cancel->ports->len;
+	g_mutex_unlock(&cancel->lock);
+	return n;
+}
+
 void mesh_cancel_cancel(MeshCancel *cancel)
 {
 	g_return_if_fail(cancel);

@@ -16,6 +16,7 @@
 
 #include <pal/pal.h>
 
+#include "channel-private.h"
 #include "unix-test.h"
 
 static char *self_exe;
@@ -425,6 +426,56 @@ START_TEST(test_callback_frees_context)
 	g_main_context_iteration(mc, FALSE);
 	ck_assert_int_eq(calls, 1);
 	g_main_context_unref(mc);
+	mesh_cancel_free(cancel);
+	mesh_cancel_context_free(root);
+}
+END_TEST
+
+/*
+ * Upstream's garbage collection: the Cancel adopts a port per clone and lets
+ * it go when the clone is freed, so many short-lived clones do not pile up.
+ * And a cancel from another thread while clones are being made reaches all.
+ */
+static gpointer clone_churn(gpointer data)
+{
+	MeshCancelContext *ctx = data;
+	GPtrArray *kept = g_ptr_array_new();
+	for (int i = 0; i < 2000; i++) {
+		MeshCancelContext *c = mesh_cancel_context_clone(ctx);
+		if (i % 10 == 0)
+			g_ptr_array_add(kept, c);
+		else
+			mesh_cancel_context_free(c);
+	}
+	return kept;
+}
+
+START_TEST(test_clones_collected_and_cancelled)
+{
+	MeshCancelContext *root = mesh_cancel_context_new();
+	MeshCancel *cancel = NULL;
+	MeshCancelContext *ctx = mesh_cancel_context_with_cancel(root, &cancel);
+
+	for (int i = 0; i < 1000; i++)
+		mesh_cancel_context_free(mesh_cancel_context_clone(ctx));
+	/* Only the context's own port is left (collection runs as the clones end). */
+	ck_assert_uint_eq(cancel_count_ports(cancel), 1);
+
+	MeshCancelContext *other = mesh_cancel_context_clone(ctx);
+	GThread *t = g_thread_new("churn", clone_churn, other);
+	g_usleep(2000);
+	mesh_cancel_cancel(cancel);
+	GPtrArray *kept = g_thread_join(t);
+	ck_assert_uint_eq(kept->len, 200);
+	for (guint i = 0; i < kept->len; i++) {
+		ck_assert(mesh_cancel_context_wait(kept->pdata[i], 20 * G_USEC_PER_SEC, NULL, NULL));
+		mesh_cancel_context_free(kept->pdata[i]);
+	}
+	g_ptr_array_free(kept, TRUE);
+	ck_assert(cancelled(other) && cancelled(ctx));
+	ck_assert_uint_eq(cancel_count_ports(cancel), 0);
+	mesh_cancel_context_free(other);
+	mesh_cancel_context_free(ctx);
 	mesh_cancel_free(cancel);
 	mesh_cancel_context_free(root);
 }
@@ -1067,6 +1118,7 @@ int main(int argc, char **argv)
 	tcase_add_loop_test(tc, test_wait_forms_see_cancel, 0, 3);
 	tcase_add_test(tc, test_drop_cancel_and_children);
 	tcase_add_test(tc, test_callback_frees_context);
+	tcase_add_test(tc, test_clones_collected_and_cancelled);
 	tcase_add_test(tc, test_wire_form);
 	suite_add_tcase(s, tc);
 
