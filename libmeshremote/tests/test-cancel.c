@@ -611,11 +611,30 @@ static void parent_setup(void)
 	punode = mesh_unix_node_new(pnode, NULL);
 }
 
+static GMainContext *pcontext;
+
 static void parent_teardown(void)
 {
 	mesh_unix_node_shutdown(punode, 5 * G_USEC_PER_SEC);
 	mesh_unix_node_free(punode);
 	mesh_node_unref(pnode);
+	if (pcontext) {
+		g_main_context_pop_thread_default(pcontext);
+		g_main_context_unref(pcontext);
+		pcontext = NULL;
+	}
+}
+
+/*
+ * The transport on this thread's own GMainContext, which nobody else runs:
+ * a blocking wait here must run it (or it would wait for nothing).
+ */
+static void parent_setup_on_context(void)
+{
+	pcontext = g_main_context_new();
+	g_main_context_push_thread_default(pcontext);
+	pnode = mesh_node_new();
+	punode = mesh_unix_node_new(pnode, pcontext);
 }
 
 static Child *spawn_child(const char *scenario)
@@ -1133,6 +1152,13 @@ int main(int argc, char **argv)
 	tcase_add_test(tp, test_cross_rpc_with_cancel);
 	tcase_add_test(tp, test_cross_wellknown);
 	suite_add_tcase(s, tp);
+
+	TCase *tx = tcase_create("processes-on-context");
+	tcase_set_timeout(tx, 120);
+	tcase_add_checked_fixture(tx, parent_setup_on_context, parent_teardown);
+	tcase_add_test(tx, test_cross_cancel_by_child);
+	tcase_add_test(tx, test_cross_owner_exits);
+	suite_add_tcase(s, tx);
 
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_ENV);
