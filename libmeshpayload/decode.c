@@ -602,6 +602,10 @@ static int decode_fields(Decoder *d, ProtobufCMessage *m, WireReader *r, size_t 
 			 "%zu resources not consumed", res_end - d->cursor);
 	if (k >= 0 && fresh)
 		k = check_required(d, desc, seen);
+	/* Upstream's Duration decoder refuses what a Rust Duration cannot hold. */
+	if (k >= 0 && desc == &mesh_payload__duration__descriptor &&
+	    !mesh_payload_duration_is_valid((const MeshPayload__Duration *)m))
+		k = fail(d, MESH_PAYLOAD_ERROR_DURATION_RANGE, -EBADMSG, "duration out of range");
 	if (seen != seen_small)
 		free(seen);
 	return k < 0 ? k : 0;

@@ -186,6 +186,8 @@ const char *mesh_payload_error_code_to_string(MeshPayloadErrorCode code)
 		[MESH_PAYLOAD_ERROR_BAD_RESOURCE] = "bad resource",
 		[MESH_PAYLOAD_ERROR_BUFFER_SIZE] = "buffer size mismatch",
 		[MESH_PAYLOAD_ERROR_NO_MEMORY] = "out of memory",
+		[MESH_PAYLOAD_ERROR_DURATION_RANGE] = "duration out of range",
+		[MESH_PAYLOAD_ERROR_TYPE_MISMATCH] = "type mismatch",
 	};
 	if ((size_t)code < sizeof(names) / sizeof(names[0]) && names[code])
 		return names[code];

@@ -4,7 +4,9 @@
  *
  * Input: one control byte, then the message. The control byte picks how many
  * fds (bits 0-2) and ports (bits 3-4) come with the message and which type it
- * is decoded as (bit 5: meshtest.Everything or meshtest.Plain). Checks:
+ * is decoded as (bit 5: meshtest.Everything or meshtest.Plain; bit 6:
+ * test.Job instead, the well-known types Timestamp, Duration and Any, whose
+ * Duration range check and Any payload are also exercised). Checks:
  * - no crash, no leak (LeakSanitizer), no leaked fd, every port released once;
  * - what decodes re-encodes, and that encoding decodes and re-encodes to the
  *   same bytes;
@@ -14,6 +16,7 @@
  *   differ: protobuf-c 1.4 replaces a repeated occurrence of a message field
  *   where protobuf and upstream mesh merge it, as we do.)
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +25,7 @@
 
 #include <meshpayload/meshpayload.h>
 
+#include "test-any.pb-c.h"
 #include "test-messages.pb-c.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -83,6 +87,29 @@ static void roundtrip(ProtobufCMessage *msg)
 	free(again);
 }
 
+/* What decoded holds valid well-known values; the Any's payload decodes or fails cleanly. */
+static void check_job(Test__Job *job)
+{
+	if (job->budget)
+		check(mesh_payload_duration_is_valid(job->budget), "a decoded Duration is out of range");
+	if (job->start) {
+		struct timespec ts;
+		int r = mesh_payload_timestamp_to_timespec(job->start, &ts);
+		check(r == 0 || r == -ERANGE, "timestamp conversion failed oddly");
+	}
+	if (job->detail) {
+		ProtobufCMessage *inner = NULL;
+		MeshPayloadError err;
+		int r = mesh_payload_any_unpack(job->detail, &test__message__descriptor, NULL, &inner,
+						&err);
+		check((r == 0) == (inner != NULL), "Any unpack result and message disagree");
+		if (r == 0)
+			check(mesh_payload_any_is(job->detail, &test__message__descriptor),
+			      "unpacked an Any of another type");
+		mesh_payload_message_free(inner);
+	}
+}
+
 static void differential(const uint8_t *data, size_t size, ProtobufCMessage *ours)
 {
 	size_t a = protobuf_c_message_get_packed_size(ours);
@@ -123,9 +150,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 
 	unsigned n_fds = data[0] & 7, n_ports = (data[0] >> 3) & 3;
-	bool plain = data[0] & 0x20;
+	bool plain = data[0] & 0x20, job = data[0] & 0x40;
 	const ProtobufCMessageDescriptor *desc =
-		plain ? &meshtest__plain__descriptor : &meshtest__everything__descriptor;
+		job     ? &test__job__descriptor
+		: plain ? &meshtest__plain__descriptor
+			: &meshtest__everything__descriptor;
 	data++, size--;
 
 	MeshPayloadResources *res = mesh_payload_resources_new();
@@ -152,8 +181,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check(mesh_payload_resources_len(res) == 0, "resources left in the list");
 	if (r == 0) {
 		roundtrip(msg);
-		if (plain)
+		if (plain && !job)
 			differential(data, size, msg);
+		if (job)
+			check_job((Test__Job *)msg);
 		mesh_payload_message_free(msg);
 	} else {
 		check(msg == NULL && err.code != MESH_PAYLOAD_ERROR_NONE, "error without a code");

@@ -70,6 +70,8 @@ typedef enum {
 	MESH_PAYLOAD_ERROR_BAD_RESOURCE,     /* encode: an Fd < 0 or a NULL port */
 	MESH_PAYLOAD_ERROR_BUFFER_SIZE,      /* encode: output size does not match */
 	MESH_PAYLOAD_ERROR_NO_MEMORY,
+	MESH_PAYLOAD_ERROR_DURATION_RANGE,   /* a Duration < 0 or nanos out of [0, 1e9) */
+	MESH_PAYLOAD_ERROR_TYPE_MISMATCH,    /* an Any holds another type */
 } MeshPayloadErrorCode;
 
 /**

@@ -24,5 +24,6 @@
 #include <meshpayload/meshpayload-macros.h>
 #include <meshpayload/meshpayload-resources.h>
 #include <meshpayload/meshpayload-codec.h>
+#include <meshpayload/meshpayload-wellknown.h>
 
 #undef __MESHPAYLOAD_H_INSIDE__

@@ -86,3 +86,6 @@ gboolean rpc_parse_reply(MeshMessage *reply, const ProtobufCMessageDescriptor *r
 			 ProtobufCMessage **ret_reply, GError **error);
 /* rpc_parse_reply() for untyped calls: R's bytes and resources as a message. */
 gboolean rpc_parse_reply_message(MeshMessage *reply, MeshMessage **ret_reply, GError **error);
+
+/* cancel.c, for tests: how many ports @cancel watches (ended ones are collected). */
+guint cancel_count_ports(MeshCancel *cancel);

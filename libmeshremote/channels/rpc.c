@@ -380,6 +380,7 @@ struct MeshRpcCall {
 	gboolean cancelled; /* mesh_rpc_call_cancel() came first */
 	MeshOneshotReceiver *orx; /* the reply's, until finished */
 	GSource *deadline;        /* strong, until finished */
+	MeshCancelContext *cancel_ctx; /* a clone of the caller's, until finished */
 	/* Set at the start; then used on the context only: */
 	const ProtobufCMessageDescriptor *reply_desc; /* NULL: untyped */
 	MeshRpcCallback callback;
@@ -430,9 +431,14 @@ static void call_finish(MeshRpcCall *c, GError *why)
 	}
 	MeshOneshotReceiver *orx = c->orx;
 	GSource *deadline = c->deadline;
+	MeshCancelContext *cancel_ctx = c->cancel_ctx;
 	c->orx = NULL;
 	c->deadline = NULL;
+	c->cancel_ctx = NULL;
 	g_mutex_unlock(&c->lock);
+
+	/* Its callback goes with it (this may be that callback: it may free its context). */
+	mesh_cancel_context_free(cancel_ctx);
 
 	if (deadline) {
 		g_source_destroy(deadline);
@@ -523,9 +529,24 @@ static GSourceFuncs deadline_funcs = {
 	.dispatch = deadline_dispatch,
 };
 
-/* The call around a request sent (@orx) or not (@error). */
+/* The caller's cancel context was cancelled, or its deadline passed (upstream's mapping). */
+static void call_on_cancel(MeshCancelContext *ctx, MeshCancelReason reason, gpointer data)
+{
+	if (reason == MESH_CANCEL_REASON_DEADLINE_EXCEEDED)
+		call_finish(data, g_error_new(MESH_ERROR, MESH_ERROR_TIMED_OUT,
+					      "deadline exceeded"));
+	else
+		call_finish(data, g_error_new(MESH_ERROR, MESH_ERROR_CANCELLED,
+					      "the rpc call's cancel context was cancelled"));
+}
+
+/*
+ * The call around a request sent (@orx) or not (@error); @cancel_ctx
+ * (borrowed, nullable) is cloned and watched on the call's context.
+ */
 static MeshRpcCall *call_start(MeshOneshotReceiver *orx, GError *error, gint64 timeout_us,
-			       GMainContext *context, const ProtobufCMessageDescriptor *reply_desc,
+			       MeshCancelContext *cancel_ctx, GMainContext *context,
+			       const ProtobufCMessageDescriptor *reply_desc,
 			       MeshRpcCallback callback, MeshRpcMessageCallback message_callback,
 			       gpointer user_data, GDestroyNotify notify)
 {
@@ -555,6 +576,11 @@ static MeshRpcCall *call_start(MeshOneshotReceiver *orx, GError *error, gint64 t
 				      call_unref_notify);
 		g_source_attach(c->deadline, c->context);
 	}
+	if (cancel_ctx) {
+		c->cancel_ctx = mesh_cancel_context_clone(cancel_ctx);
+		mesh_cancel_context_set_callback(c->cancel_ctx, c->context, call_on_cancel,
+						 mesh_rpc_call_ref(c), call_unref_notify);
+	}
 	mesh_oneshot_receiver_set_callback(orx, c->context, call_on_reply, mesh_rpc_call_ref(c),
 					   call_unref_notify);
 	g_mutex_unlock(&c->lock);
@@ -580,8 +606,8 @@ MeshRpcCall *mesh_rpc_call_async(MeshSender *sender, ProtobufCMessage *input,
 		mesh_payload_message_free(input);
 	else
 		orx = rpc_send_typed(sender, input, &error);
-	return call_start(orx, error, timeout_us, context, reply_desc, callback, NULL, user_data,
-			  notify);
+	return call_start(orx, error, timeout_us, NULL, context, reply_desc, callback, NULL,
+			  user_data, notify);
 }
 
 MeshRpcCall *mesh_rpc_call_message_async(MeshSender *sender, MeshMessage *input,
@@ -602,7 +628,45 @@ MeshRpcCall *mesh_rpc_call_message_async(MeshSender *sender, MeshMessage *input,
 		mesh_message_free(input);
 	else
 		orx = rpc_send_message(sender, input, &error);
-	return call_start(orx, error, timeout_us, context, NULL, NULL, callback, user_data,
+	return call_start(orx, error, timeout_us, NULL, context, NULL, NULL, callback, user_data,
+			  notify);
+}
+
+MeshRpcCall *mesh_rpc_call_async_with_cancel(MeshSender *sender, ProtobufCMessage *input,
+					     const ProtobufCMessageDescriptor *reply_desc,
+					     MeshCancelContext *cancel_ctx, GMainContext *context,
+					     MeshRpcCallback callback, gpointer user_data,
+					     GDestroyNotify notify)
+{
+	GError *error = NULL;
+
+	if (!sender || !input || !reply_desc || !cancel_ctx || !callback) {
+		mesh_payload_message_free(input);
+		if (notify)
+			notify(user_data);
+		g_return_val_if_fail(sender && input && reply_desc && cancel_ctx && callback, NULL);
+	}
+	MeshOneshotReceiver *orx = rpc_send_typed(sender, input, &error);
+	return call_start(orx, error, -1, cancel_ctx, context, reply_desc, callback, NULL,
+			  user_data, notify);
+}
+
+MeshRpcCall *mesh_rpc_call_message_async_with_cancel(MeshSender *sender, MeshMessage *input,
+						     MeshCancelContext *cancel_ctx,
+						     GMainContext *context,
+						     MeshRpcMessageCallback callback,
+						     gpointer user_data, GDestroyNotify notify)
+{
+	GError *error = NULL;
+
+	if (!sender || !input || !cancel_ctx || !callback) {
+		mesh_message_free(input);
+		if (notify)
+			notify(user_data);
+		g_return_val_if_fail(sender && input && cancel_ctx && callback, NULL);
+	}
+	MeshOneshotReceiver *orx = rpc_send_message(sender, input, &error);
+	return call_start(orx, error, -1, cancel_ctx, context, NULL, NULL, callback, user_data,
 			  notify);
 }
 

@@ -38,5 +38,6 @@
 #include <meshremote/mesh-p2p.h>
 #include <meshremote/mesh-pipe.h>
 #include <meshremote/mesh-cell.h>
+#include <meshremote/mesh-cancel.h>
 
 #undef __MESHREMOTE_H_INSIDE__

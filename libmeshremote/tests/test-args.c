@@ -1064,6 +1064,99 @@ ARGS_CASE(unix_node_shutdown_bad_timeout)
 }
 ARGS_CASE(unix_node_free_null) { mesh_unix_node_free(NULL); }
 
+/* Cancel contexts (mesh-cancel.h). */
+
+ARGS_CASE(cancel_context_clone_null) { ARGS_EXPECT(!mesh_cancel_context_clone(NULL)); }
+ARGS_CASE(cancel_context_with_cancel_null)
+{
+	MeshCancel *c = NULL;
+	ARGS_EXPECT(!mesh_cancel_context_with_cancel(NULL, &c) && !c);
+}
+ARGS_CASE(cancel_context_with_cancel_no_ret)
+{
+	MeshCancelContext *ctx = mesh_cancel_context_new();
+	ARGS_EXPECT(!mesh_cancel_context_with_cancel(ctx, NULL));
+	mesh_cancel_context_free(ctx);
+}
+ARGS_CASE(cancel_context_with_deadline_null)
+{
+	MeshCancelContext *ctx = mesh_cancel_context_new();
+	ARGS_EXPECT(!mesh_cancel_context_with_deadline(ctx, NULL));
+	mesh_cancel_context_free(ctx);
+}
+ARGS_CASE(cancel_context_with_timeout_bad)
+{
+	MeshCancelContext *ctx = mesh_cancel_context_new();
+	ARGS_EXPECT(!mesh_cancel_context_with_timeout(ctx, -2));
+	mesh_cancel_context_free(ctx);
+}
+ARGS_CASE(cancel_context_wait_bad_timeout)
+{
+	MeshCancelContext *ctx = mesh_cancel_context_new();
+	GError *e = NULL;
+	ARGS_EXPECT(!mesh_cancel_context_wait(ctx, -2, NULL, &e));
+	ARGS_EXPECT(g_error_matches(e, MESH_ERROR, MESH_ERROR_INVALID_ARGUMENT));
+	g_clear_error(&e);
+	mesh_cancel_context_free(ctx);
+}
+ARGS_CASE(cancel_context_wait_null) { ARGS_EXPECT(!mesh_cancel_context_wait(NULL, 0, NULL, NULL)); }
+ARGS_CASE(cancel_context_wait_error_set)
+{
+	MeshCancelContext *ctx = mesh_cancel_context_new();
+	GError *e = args_error_set();
+	ARGS_EXPECT(!mesh_cancel_context_wait(ctx, 0, NULL, &e));
+	g_clear_error(&e);
+	mesh_cancel_context_free(ctx);
+}
+ARGS_CASE(cancel_context_is_cancelled_null) { ARGS_EXPECT(!mesh_cancel_context_is_cancelled(NULL, NULL)); }
+ARGS_CASE(cancel_context_get_fd_null) { ARGS_EXPECT(mesh_cancel_context_get_fd(NULL) < 0); }
+ARGS_CASE(cancel_context_set_callback_null)
+{
+
+	mesh_cancel_context_set_callback(NULL, NULL, NULL, NULL, NULL);
+}
+ARGS_CASE(cancel_context_into_field_null) { ARGS_EXPECT(!mesh_cancel_context_into_field(NULL)); }
+ARGS_CASE(cancel_cancel_null) { mesh_cancel_cancel(NULL); }
+ARGS_CASE(cancel_context_free_null) { mesh_cancel_context_free(NULL); }
+ARGS_CASE(cancel_free_null) { mesh_cancel_free(NULL); }
+ARGS_CASE(deadline_now_null) { mesh_deadline_now(NULL); }
+
+/* mesh_rpc_call_async_with_cancel() with the argument @bad bad (BAD_REPLY: no context). */
+static void rpc_call_async_with_cancel_bad(int bad)
+{
+	MeshSender *s;
+	MeshReceiver *rr;
+	int r = -1, notified = 0;
+	MeshCancelContext *ctx = mesh_cancel_context_new();
+	mesh_channel_new(NULL, &s, &rr);
+	ARGS_EXPECT(!mesh_rpc_call_async_with_cancel(bad == BAD_SENDER ? NULL : s,
+						     bad == BAD_INPUT ? NULL : typed_with_fd(&r),
+						     bad == BAD_DESC ? NULL : desc,
+						     bad == BAD_REPLY ? NULL : ctx, NULL, never_cb,
+						     &notified, count_notify));
+	ARGS_EXPECT(notified == 1);
+	ARGS_EXPECT(r < 0 || args_pipe_closed(r));
+	mesh_cancel_context_free(ctx);
+	while (g_main_context_iteration(NULL, FALSE))
+		;
+}
+
+ARGS_CASE(rpc_call_async_with_cancel_null_sender) { rpc_call_async_with_cancel_bad(BAD_SENDER); }
+ARGS_CASE(rpc_call_async_with_cancel_null_input) { rpc_call_async_with_cancel_bad(BAD_INPUT); }
+ARGS_CASE(rpc_call_async_with_cancel_null_desc) { rpc_call_async_with_cancel_bad(BAD_DESC); }
+ARGS_CASE(rpc_call_async_with_cancel_null_ctx) { rpc_call_async_with_cancel_bad(BAD_REPLY); }
+ARGS_CASE(rpc_call_message_async_with_cancel_null_ctx)
+{
+	MeshSender *s;
+	MeshReceiver *rr;
+	int notified = 0;
+	mesh_channel_new(NULL, &s, &rr);
+	ARGS_EXPECT(!mesh_rpc_call_message_async_with_cancel(s, mesh_message_new("x", 1), NULL, NULL,
+							     never_message_cb, &notified,
+							     count_notify));
+	ARGS_EXPECT(notified == 1);
+}
+
 static const ArgsCase cases[] = {
 	ARGS_ENTRY(channel_new_no_sender),
 	ARGS_ENTRY(channel_new_no_receiver),
@@ -1303,6 +1396,27 @@ static const ArgsCase cases[] = {
 	ARGS_ENTRY(unix_node_shutdown_null),
 	ARGS_ENTRY(unix_node_shutdown_bad_timeout),
 	ARGS_ENTRY_QUIET(unix_node_free_null),
+	ARGS_ENTRY(cancel_context_clone_null),
+	ARGS_ENTRY(cancel_context_with_cancel_null),
+	ARGS_ENTRY(cancel_context_with_cancel_no_ret),
+	ARGS_ENTRY(cancel_context_with_deadline_null),
+	ARGS_ENTRY(cancel_context_with_timeout_bad),
+	ARGS_ENTRY_QUIET(cancel_context_wait_bad_timeout),
+	ARGS_ENTRY(cancel_context_wait_null),
+	ARGS_ENTRY(cancel_context_wait_error_set),
+	ARGS_ENTRY(cancel_context_is_cancelled_null),
+	ARGS_ENTRY(cancel_context_get_fd_null),
+	ARGS_ENTRY(cancel_context_set_callback_null),
+	ARGS_ENTRY(cancel_context_into_field_null),
+	ARGS_ENTRY(cancel_cancel_null),
+	ARGS_ENTRY_QUIET(cancel_context_free_null),
+	ARGS_ENTRY_QUIET(cancel_free_null),
+	ARGS_ENTRY(deadline_now_null),
+	ARGS_ENTRY(rpc_call_async_with_cancel_null_sender),
+	ARGS_ENTRY(rpc_call_async_with_cancel_null_input),
+	ARGS_ENTRY(rpc_call_async_with_cancel_null_desc),
+	ARGS_ENTRY(rpc_call_async_with_cancel_null_ctx),
+	ARGS_ENTRY(rpc_call_message_async_with_cancel_null_ctx),
 };
 
 int main(void)

@@ -646,6 +646,37 @@ static int child_rpc(MeshReceiver *rx)
 	return 0;
 }
 
+/*
+ * Each message carries a cancel context (mesh_remote.CancelContext): say
+ * "got", wait until it is cancelled, say "cancelled".
+ */
+static int child_cancel(MeshReceiver *rx, MeshSender *tx)
+{
+	MeshMessage *msg;
+	GError *error = NULL;
+
+	while ((msg = recv_or_die(rx, "child cancel", TRUE))) {
+		ProtobufCMessage *f =
+			mesh_message_into_typed(msg, &mesh_remote__cancel_context__descriptor, &error);
+		if (!f)
+			die("child cancel: %s", error->message);
+		MeshCancelContext *ctx =
+			mesh_cancel_context_from_field((MeshRemote__CancelContext *)f, &error);
+		mesh_payload_message_free(f);
+		if (!ctx)
+			die("child cancel: %s", error->message);
+		mesh_sender_send_message(tx, mesh_message_new("got", 3));
+		MeshCancelReason reason;
+		if (!mesh_cancel_context_wait(ctx, -1, &reason, &error))
+			die("child cancel: %s", error->message);
+		if (reason != MESH_CANCEL_REASON_CANCELLED)
+			die("child cancel: %s", mesh_cancel_reason_to_string(reason));
+		mesh_cancel_context_free(ctx);
+		mesh_sender_send_message(tx, mesh_message_new("cancelled", 9));
+	}
+	return 0;
+}
+
 /* meshbench --child MODE SIZE CHECK NODE LEADER PORT LEADER_PORT */
 /*
  * The child's side of a measurement, whatever the transport: the first
@@ -673,6 +704,8 @@ static int child_run(MeshReceiver *rx, const char *mode, size_t size)
 		status = child_pipe(rx, tx, size);
 	else if (strcmp(mode, "rpc") == 0)
 		status = child_rpc(rx);
+	else if (strcmp(mode, "cancel") == 0)
+		status = child_cancel(rx, tx);
 	else
 		die("child: unknown mode %s", mode);
 	mesh_sender_free(tx);
@@ -1396,6 +1429,64 @@ static void bench_portmove(void)
 	g_free(x.buf);
 }
 
+/* ------------------------------------------------ cancellation */
+
+static void expect_reply(Peer *p, const char *want)
+{
+	MeshMessage *reply = recv_or_die(p->rx, "cancel", FALSE);
+	size_t got;
+	const uint8_t *data = mesh_message_get_data(reply, &got);
+	if (got != strlen(want) || memcmp(data, want, got) != 0)
+		die("cancel: expected \"%s\", got %zu bytes", want, got);
+	mesh_message_free(reply);
+}
+
+/* Only the cancel -> observed -> reply part of each op is timed. */
+static double cancel_rep(void *p, long n)
+{
+	RttCtx *x = p;
+	MeshCancelContext *root = mesh_cancel_context_new();
+	double total = 0;
+
+	for (long i = 0; i < n; i++) {
+		MeshCancel *cancel = NULL;
+		MeshCancelContext *ctx = mesh_cancel_context_with_cancel(root, &cancel);
+		MeshRemote__CancelContext *f = mesh_cancel_context_into_field(ctx);
+		mesh_sender_send_message(x->peer.tx, mesh_message_new_typed_take(&f->base));
+		expect_reply(&x->peer, "got");
+		double t0 = now_s();
+		mesh_cancel_cancel(cancel);
+		expect_reply(&x->peer, "cancelled");
+		total += now_s() - t0;
+		mesh_cancel_free(cancel);
+	}
+	mesh_cancel_context_free(root);
+	return total;
+}
+
+static void bench_cancel(void)
+{
+	RttCtx x = {.size = 0, .fd = -1};
+
+	if (!bench_wanted("cancel_rtt", SYSTEM))
+		return;
+	peer_start(&x.peer, "cancel", 0);
+	bench_run(&(Bench){.metric = "cancel_rtt",
+			   .system = SYSTEM,
+			   .unit = "us",
+			   .kind = BENCH_TIME_PER_OP,
+			   .scale = 1e6,
+			   .rep = cancel_rep,
+			   .ctx = &x,
+			   .max_n = 1000000,
+			   .notes = "per op (untimed): a MeshCancelContext with a MeshCancel sent "
+				    "to the child, which says \"got\" and blocks in "
+				    "mesh_cancel_context_wait(); timed: mesh_cancel_cancel() here "
+				    "(closes the context's peer port) until the child's "
+				    "\"cancelled\" message is received here"});
+	peer_stop(&x.peer);
+}
+
 /* ------------------------------------------------ in process */
 
 typedef struct {
@@ -1750,6 +1841,7 @@ int main(int argc, char **argv)
 	bench_inproc_queue();
 	bench_inproc_mesh();
 	bench_portmove();
+	bench_cancel();
 	bench_spawn();
 	/* The point-to-point transport, beside raw TCP loopback in the same run. */
 	bench_raw_tcp_rtt();
