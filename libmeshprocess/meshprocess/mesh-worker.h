@@ -455,7 +455,9 @@ MESH_PROCESS_API gboolean mesh_worker_handle_join(MeshWorkerHandle *handle, gint
  * (mesh_worker_context_send_state()). Returns at once; the handle's next
  * event is STARTED (the new instance runs; the old one's last events are
  * not seen) or RESTART_FAILED (the old instance runs on, and the handle
- * talks to it again). Thread rules as for mesh_worker_handle_stop().
+ * talks to it again). It replaces the handle's channels: call it from the
+ * thread that reads the handle's events, while no other thread uses the
+ * handle.
  */
 MESH_PROCESS_API void mesh_worker_handle_restart(MeshWorkerHandle *handle, MeshWorkerHost *host);
 
