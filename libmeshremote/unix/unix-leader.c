@@ -905,6 +905,7 @@ static void leader_resign(MeshUnixNode *u, const MeshNodeId *new_id, MeshSender 
 		g_ptr_array_add(entries, follower_entry_take(i->data));
 	g_list_free(followers);
 	followers_send(sink, entries);
+	mesh_sender_free(sink);
 }
 
 static void offer_drop(MeshUnixNode *u, MeshReceiver *r)
