@@ -90,6 +90,9 @@ static Ctl *ctl_invite(MeshPort **ret_mine)
 	return ctl_join_invitation(inv);
 }
 
+static void ctl_send(Ctl *c, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+static void ctl(Ctl *c, const char *want, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
+
 static void ctl_send(Ctl *c, const char *fmt, ...)
 {
 	va_list ap;
