@@ -164,6 +164,8 @@ static MeshWorkerRegistry *registry_build(void)
 	mesh_worker_registry_add(reg, "poll", poll_worker, NULL, NULL);
 	mesh_worker_registry_add(reg, "params", params_worker, NULL, NULL);
 	mesh_worker_registry_add_restartable(reg, "counter", counter_worker, NULL, NULL);
+	/* Restartable, but it stops without handing anything over. */
+	mesh_worker_registry_add_restartable(reg, "quitter", wait_worker, NULL, NULL);
 	return reg;
 }
 
@@ -832,6 +834,33 @@ START_TEST(test_remote_restart_failed)
 	g_free(want);
 	g_free(json);
 	mesh_worker_handle_stop(h);
+	assert_event(h, MESH_WORKER_EVENT_STOPPED, NULL);
+	assert_event(h, MESH_WORKER_EVENT_END, NULL);
+	mesh_worker_handle_free(h);
+
+	/* The new runner would restart "wait", but the old instance cannot give a state. */
+	MeshWorkerRegistry *other = mesh_worker_registry_new();
+	mesh_worker_registry_add_restartable(other, "wait", counter_worker, NULL, NULL);
+	LocalRunner r2 = {0};
+	MeshWorkerHost *willing = local_runner_start_with(&r2, other);
+	h = launch_ok(rh.host, "wait", NULL);
+	mesh_worker_handle_restart(h, willing);
+	assert_event(h, MESH_WORKER_EVENT_RESTART_FAILED, "worker wait does not support restart");
+	json = inspect_ok(h);
+	ck_assert_msg(strstr(json, "\"restarted\":false"), "%s", json);
+	g_free(json);
+	mesh_worker_handle_stop(h);
+	assert_event(h, MESH_WORKER_EVENT_STOPPED, NULL);
+	assert_event(h, MESH_WORKER_EVENT_END, NULL);
+	mesh_worker_handle_free(h);
+	mesh_worker_host_free(willing);
+	local_runner_join(&r2);
+
+	/* A restartable worker that stops without its state: RESTART_FAILED, its STOPPED. */
+	h = launch_ok(rh.host, "quitter", NULL);
+	mesh_worker_handle_restart(h, rh.host);
+	assert_event(h, MESH_WORKER_EVENT_RESTART_FAILED,
+		     "worker quitter stopped without handing over its state");
 	assert_event(h, MESH_WORKER_EVENT_STOPPED, NULL);
 	assert_event(h, MESH_WORKER_EVENT_END, NULL);
 	mesh_worker_handle_free(h);
