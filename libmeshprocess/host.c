@@ -96,7 +96,9 @@ static char *inspect_self(HostState *s)
 		else
 			g_string_append_printf(out, "%llu]", (unsigned long long)rl.rlim_max);
 	}
-	g_string_append(out, "}}");
+	char *workers = worker_inspect_all();
+	g_string_append_printf(out, "},\"workers\":%s}", workers);
+	g_free(workers);
 	return g_string_free(out, FALSE);
 }
 

@@ -23,4 +23,5 @@ gboolean process_address_read(const MeshProcess__Address *a, MeshNodeId *ret_nod
 void process_json_string(GString *out, const char *s);
 /* RSS in KiB and thread count of the calling process. */
 void process_self_stats(guint64 *ret_rss_kib, guint *ret_threads);
-
+/* worker.c: a JSON array of this process's running workers (the host's inspect). */
+char *worker_inspect_all(void);

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /**
  * Workers: named units of work that run on threads of a host process.
- * Upstream's mesh_worker (reference 5.6), without restart.
+ * Upstream's mesh_worker (reference 5.6): launch, stop, restart (hot
+ * upgrade, possibly into another host), inspect, and local workers.
  *
  * The host registers worker functions by name in a MeshWorkerRegistry and
  * serves launch requests with mesh_worker_host_run(); the parent keeps the
@@ -47,14 +48,19 @@ typedef struct MeshWorkerHandle MeshWorkerHandle;
  *     start, or the event channel failed (its message says which)
  * @MESH_WORKER_EVENT_END: the end of the stream: the event channel closed
  *     (after STOPPED or FAILED, or because the host dropped the worker)
+ * @MESH_WORKER_EVENT_RESTART_FAILED: a mesh_worker_handle_restart() did not
+ *     happen (its message says why); the old instance still runs and the
+ *     handle talks to it
  *
- * What mesh_worker_handle_next_event() reports.
+ * What mesh_worker_handle_next_event() reports. After a restart the next
+ * event is STARTED (the new instance runs) or RESTART_FAILED.
  */
 typedef enum {
 	MESH_WORKER_EVENT_STARTED,
 	MESH_WORKER_EVENT_STOPPED,
 	MESH_WORKER_EVENT_FAILED,
 	MESH_WORKER_EVENT_END,
+	MESH_WORKER_EVENT_RESTART_FAILED,
 } MeshWorkerEvent;
 
 /**
@@ -74,11 +80,43 @@ typedef enum {
  * mesh_worker_context_wait_stop() or mesh_worker_context_should_stop() says
  * a stop was requested; it may also return on its own at any time.
  *
+ * A worker registered with mesh_worker_registry_add_restartable() may be
+ * asked for its state (mesh_worker_context_restart_requested()); a new
+ * instance that begins from such a state gets it as @parameters, and
+ * mesh_worker_context_is_restart() says so.
+ *
  * Returns: TRUE when done (the handle gets STOPPED), FALSE with @error set
  * (the handle gets FAILED with @error's message).
  */
 typedef gboolean (*MeshWorkerRunFunc)(MeshMessage *parameters, MeshWorkerContext *ctx,
 				      gpointer user_data, GError **error);
+
+/**
+ * MeshWorkerLocalFunc:
+ * @parameters: what was given to mesh_worker_launch_local(), never encoded
+ *     (owned by the launch: freed with its notify after the function returns)
+ * @ctx: (transfer none): as for #MeshWorkerRunFunc
+ * @error: why the worker failed
+ *
+ * A local worker's body (mesh_worker_launch_local()).
+ *
+ * Returns: TRUE when done (STOPPED), FALSE with @error set (FAILED).
+ */
+typedef gboolean (*MeshWorkerLocalFunc)(gpointer parameters, MeshWorkerContext *ctx,
+					GError **error);
+
+/**
+ * MeshWorkerInspectFunc:
+ * @ctx: (transfer none): the worker's context
+ * @user_data: given to mesh_worker_context_set_inspect()
+ *
+ * Called on the worker's thread, inside mesh_worker_context_wait_stop(),
+ * when the worker is inspected.
+ *
+ * Returns: (transfer full) (nullable): a JSON value describing the worker
+ * (g_free()), put in the inspect answer as "worker"; NULL for null.
+ */
+typedef char *(*MeshWorkerInspectFunc)(MeshWorkerContext *ctx, gpointer user_data);
 
 /* The registry: which workers a runner can start. */
 
@@ -104,6 +142,28 @@ MESH_PROCESS_API MeshWorkerRegistry *mesh_worker_registry_new(void);
 MESH_PROCESS_API void mesh_worker_registry_add(MeshWorkerRegistry *reg, const char *name,
 					       MeshWorkerRunFunc func, gpointer user_data,
 					       GDestroyNotify notify);
+
+/**
+ * mesh_worker_registry_add_restartable:
+ * @reg: a registry
+ * @name: the worker's name (copied)
+ * @func: the worker's body; it hands its state over on a restart request
+ *     (mesh_worker_context_send_state()) and begins from one when
+ *     mesh_worker_context_is_restart() says so
+ * @user_data: passed to @func
+ * @notify: (nullable): as for mesh_worker_registry_add()
+ *
+ * As mesh_worker_registry_add(), for a worker that supports restart
+ * (upstream's Worker::restart()). A worker added with
+ * mesh_worker_registry_add() answers a restart request with the error
+ * "worker NAME does not support restart" and keeps running, and a restart
+ * into a runner where its name is not restartable fails likewise.
+ */
+MESH_PROCESS_API void mesh_worker_registry_add_restartable(MeshWorkerRegistry *reg,
+							   const char *name,
+							   MeshWorkerRunFunc func,
+							   gpointer user_data,
+							   GDestroyNotify notify);
 
 /**
  * mesh_worker_registry_check:
@@ -138,8 +198,12 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(MeshWorkerRegistry, mesh_worker_registry_free)
  *
  * Waits until a stop is requested: mesh_worker_handle_stop() was called, or
  * the rpc channel closed (every handle of this worker was freed) or failed
- * (the parent's node went away). Once TRUE, it stays TRUE. Requests other
- * than stop (from an upstream parent: restart, inspect) are dropped.
+ * (the parent's node went away), or, for a restartable worker, a restart
+ * asks for its state (mesh_worker_context_restart_requested()). Once TRUE,
+ * it stays TRUE (unless the worker refuses the restart). Inspect requests
+ * are answered here, on the worker's thread (mesh_worker_context_set_inspect());
+ * a restart request to a worker that does not support it is answered with
+ * an error here too, and the worker goes on.
  *
  * Returns: TRUE if a stop was requested, FALSE on timeout.
  */
@@ -163,6 +227,72 @@ MESH_PROCESS_API int mesh_worker_context_get_fd(MeshWorkerContext *ctx);
 
 /** mesh_worker_context_get_name: Returns: (transfer none): the worker's name. */
 MESH_PROCESS_API const char *mesh_worker_context_get_name(MeshWorkerContext *ctx);
+
+/**
+ * mesh_worker_context_is_restart:
+ * @ctx: the worker's context
+ *
+ * Returns: TRUE if this instance began from a previous instance's state
+ * (the function's parameters are that state), FALSE if from parameters.
+ */
+MESH_PROCESS_API gboolean mesh_worker_context_is_restart(MeshWorkerContext *ctx);
+
+/**
+ * mesh_worker_context_restart_requested:
+ * @ctx: the worker's context
+ *
+ * After mesh_worker_context_wait_stop() returned TRUE: whether the stop is
+ * a restart (upstream's WorkerRpc::Restart). The worker then calls
+ * mesh_worker_context_send_state() and returns TRUE (its new instance
+ * runs on), or mesh_worker_context_refuse_restart() and goes on. A worker
+ * that returns without either fails the restart ("worker NAME stopped
+ * without handing over its state"); its handle then reads RESTART_FAILED,
+ * then this instance's STOPPED.
+ *
+ * Returns: TRUE while a restart waits for the worker's answer.
+ */
+MESH_PROCESS_API gboolean mesh_worker_context_restart_requested(MeshWorkerContext *ctx);
+
+/**
+ * mesh_worker_context_send_state:
+ * @ctx: the worker's context, with a restart requested
+ * @state: (nullable) (transfer full): the state for the new instance, any
+ *     message with fds and ports (NULL: an empty one)
+ *
+ * Consumes @state, also on failure. Answers the restart: the new instance
+ * is built with @state. The worker should return soon after: its handle
+ * now talks to the new instance, and its own last events go nowhere.
+ *
+ * Returns: TRUE; FALSE (a critical) if no restart was requested.
+ */
+MESH_PROCESS_API gboolean mesh_worker_context_send_state(MeshWorkerContext *ctx,
+							 MeshMessage *state);
+
+/**
+ * mesh_worker_context_refuse_restart:
+ * @ctx: the worker's context, with a restart requested
+ * @reason: the error the handle reads with RESTART_FAILED
+ *
+ * Answers the restart with an error: the handle gets RESTART_FAILED and
+ * talks to this instance again, which goes on running
+ * (mesh_worker_context_wait_stop() waits again).
+ */
+MESH_PROCESS_API void mesh_worker_context_refuse_restart(MeshWorkerContext *ctx,
+							 const char *reason);
+
+/**
+ * mesh_worker_context_set_inspect:
+ * @ctx: the worker's context
+ * @func: (nullable): what the worker says of itself when inspected
+ * @user_data: passed to @func (the worker owns it; it must live until the
+ *     worker returns or sets another)
+ *
+ * Without it an inspect answer still names the worker, its pid and whether
+ * it was restarted, with "worker": null.
+ */
+MESH_PROCESS_API void mesh_worker_context_set_inspect(MeshWorkerContext *ctx,
+						      MeshWorkerInspectFunc func,
+						      gpointer user_data);
 
 /* The runner: the host's side. */
 
@@ -313,6 +443,66 @@ MESH_PROCESS_API gboolean mesh_worker_handle_next_event(MeshWorkerHandle *handle
  */
 MESH_PROCESS_API gboolean mesh_worker_handle_join(MeshWorkerHandle *handle, gint64 timeout_us,
 						  GError **error);
+
+/**
+ * mesh_worker_handle_restart:
+ * @handle: a worker's handle
+ * @host: (transfer none): the runner to start the new instance in: the same
+ *     one, or one in another host process (a hot upgrade)
+ *
+ * Upstream's WorkerHandle::restart(): the handle takes fresh channels and
+ * asks @host to start the worker's name from the running instance's state
+ * (mesh_worker_context_send_state()). Returns at once; the handle's next
+ * event is STARTED (the new instance runs; the old one's last events are
+ * not seen) or RESTART_FAILED (the old instance runs on, and the handle
+ * talks to it again). It replaces the handle's channels: call it from the
+ * thread that reads the handle's events, while no other thread uses the
+ * handle.
+ */
+MESH_PROCESS_API void mesh_worker_handle_restart(MeshWorkerHandle *handle, MeshWorkerHost *host);
+
+/**
+ * mesh_worker_handle_inspect:
+ * @handle: a worker's handle
+ * @timeout_us: how long to wait for the answer, -1 forever (another negative
+ *     value: MESH_ERROR_INVALID_ARGUMENT)
+ * @error: MESH_ERROR_TIMED_OUT (the worker did not call
+ *     mesh_worker_context_wait_stop() in time), MESH_ERROR_CLOSED (it ended)
+ *     or MESH_ERROR_NODE_FAILURE, prefixed "inspecting worker NAME: "
+ *
+ * Upstream's WorkerRpc::Inspect: the worker answers on its thread.
+ *
+ * Returns: (transfer full): a JSON object: {"name", "pid", "restarted",
+ * "worker": what its #MeshWorkerInspectFunc said, or null}; NULL with
+ * @error set.
+ */
+MESH_PROCESS_API char *mesh_worker_handle_inspect(MeshWorkerHandle *handle, gint64 timeout_us,
+						  GError **error);
+
+/**
+ * mesh_worker_launch_local:
+ * @name: the worker's name (for its thread, "worker-NAME", and inspect)
+ * @func: the worker's body
+ * @parameters: (nullable): passed to @func as they are: any pointer, never
+ *     encoded (upstream: a local worker's parameters need not be
+ *     MeshPayload)
+ * @parameters_free: (nullable): frees @parameters once @func returned,
+ *     before the last event is sent (or at once on failure)
+ * @error: MESH_PROCESS_ERROR... when the thread cannot start
+ *
+ * Upstream's launch_local_worker(): runs the worker on a new thread of
+ * this process, with no runner, no host and no mesh. Consumes @parameters
+ * (through @parameters_free), also on failure. As upstream, no STARTED
+ * event comes: the handle's events are STOPPED or FAILED, then END; stop,
+ * join and inspect work as for any handle; a restart request is refused.
+ *
+ * Returns: (transfer full): the handle, or NULL with @error set.
+ */
+MESH_PROCESS_API MeshWorkerHandle *mesh_worker_launch_local(const char *name,
+							    MeshWorkerLocalFunc func,
+							    gpointer parameters,
+							    GDestroyNotify parameters_free,
+							    GError **error);
 
 /**
  * mesh_worker_handle_free:

@@ -385,6 +385,46 @@ ARGS_CASE(host_launch_error_set) { host_launch_bad(FALSE, FALSE, TRUE); }
 ARGS_CASE(host_free_null) { mesh_worker_host_free(NULL); }
 ARGS_CASE(handle_get_name_null) { ARGS_EXPECT(!mesh_worker_handle_get_name(NULL)); }
 ARGS_CASE(handle_stop_null) { mesh_worker_handle_stop(NULL); }
+ARGS_CASE(handle_restart_null_handle) { mesh_worker_handle_restart(NULL, host_new()); }
+ARGS_CASE(handle_inspect_null) { ARGS_EXPECT(!mesh_worker_handle_inspect(NULL, 0, NULL)); }
+ARGS_CASE(registry_add_restartable_null) { mesh_worker_registry_add_restartable(NULL, "w", NULL, NULL, NULL); }
+ARGS_CASE(context_is_restart_null) { ARGS_EXPECT(!mesh_worker_context_is_restart(NULL)); }
+ARGS_CASE(context_restart_requested_null) { ARGS_EXPECT(!mesh_worker_context_restart_requested(NULL)); }
+ARGS_CASE(context_refuse_restart_null) { mesh_worker_context_refuse_restart(NULL, "no"); }
+ARGS_CASE(context_set_inspect_null) { mesh_worker_context_set_inspect(NULL, NULL, NULL); }
+
+/* mesh_worker_context_send_state() with no context: @state is freed. */
+ARGS_CASE(context_send_state_null)
+{
+	int r;
+	ARGS_EXPECT(!mesh_worker_context_send_state(NULL, message_with_fd(&r)));
+	ARGS_EXPECT(args_pipe_closed(r));
+}
+
+static gboolean local_nothing(gpointer p, MeshWorkerContext *ctx, GError **error)
+{
+	return TRUE;
+}
+
+static void close_fd(gpointer p)
+{
+	close(GPOINTER_TO_INT(p));
+}
+
+/* mesh_worker_launch_local() with a bad argument: @parameters are freed. */
+static void launch_local_bad(gboolean null_name, gboolean null_func, gboolean error_set)
+{
+	int w;
+	int r = args_pipe(&w);
+	GError *e = error_set ? args_error_set() : NULL;
+	ARGS_EXPECT(!mesh_worker_launch_local(null_name ? NULL : "w", null_func ? NULL : local_nothing,
+					      GINT_TO_POINTER(w), close_fd, &e));
+	ARGS_EXPECT(args_pipe_closed(r));
+}
+
+ARGS_CASE(launch_local_null_name) { launch_local_bad(TRUE, FALSE, FALSE); }
+ARGS_CASE(launch_local_null_func) { launch_local_bad(FALSE, TRUE, FALSE); }
+ARGS_CASE(launch_local_error_set) { launch_local_bad(FALSE, FALSE, TRUE); }
 
 ARGS_CASE(handle_next_event_null_handle)
 {
@@ -499,6 +539,17 @@ static const ArgsCase cases[] = {
 	ARGS_ENTRY_QUIET(host_free_null),
 	ARGS_ENTRY(handle_get_name_null),
 	ARGS_ENTRY(handle_stop_null),
+	ARGS_ENTRY(handle_restart_null_handle),
+	ARGS_ENTRY(handle_inspect_null),
+	ARGS_ENTRY(registry_add_restartable_null),
+	ARGS_ENTRY(context_is_restart_null),
+	ARGS_ENTRY(context_restart_requested_null),
+	ARGS_ENTRY(context_refuse_restart_null),
+	ARGS_ENTRY(context_set_inspect_null),
+	ARGS_ENTRY(context_send_state_null),
+	ARGS_ENTRY(launch_local_null_name),
+	ARGS_ENTRY(launch_local_null_func),
+	ARGS_ENTRY(launch_local_error_set),
 	ARGS_ENTRY(handle_next_event_null_handle),
 	ARGS_ENTRY(handle_next_event_null_ret),
 	ARGS_ENTRY(handle_next_event_error_set),

@@ -114,6 +114,40 @@ static gboolean params_worker(MeshMessage *params, MeshWorkerContext *ctx, gpoin
 	return TRUE;
 }
 
+/*
+ * Restartable. Parameters (or the state of a restart): a number N as text.
+ * Inspect says {"value":N}. On a restart request it hands N over, unless N
+ * is negative: then it refuses and goes on.
+ */
+static char *counter_inspect(MeshWorkerContext *ctx, gpointer data)
+{
+	return g_strdup_printf("{\"value\":%d}", *(int *)data);
+}
+
+static gboolean counter_worker(MeshMessage *params, MeshWorkerContext *ctx, gpointer data,
+			       GError **error)
+{
+	char *text = message_text(params);
+	int value = atoi(text);
+	g_free(text);
+	mesh_message_free(params);
+	mesh_worker_context_set_inspect(ctx, counter_inspect, &value);
+	for (;;) {
+		while (!mesh_worker_context_wait_stop(ctx, 100 * 1000))
+			;
+		if (!mesh_worker_context_restart_requested(ctx))
+			return TRUE;
+		if (value < 0) {
+			mesh_worker_context_refuse_restart(ctx, "counter refuses: negative");
+			continue;
+		}
+		char *state = g_strdup_printf("%d", value);
+		mesh_worker_context_send_state(ctx, mesh_message_new(state, strlen(state)));
+		g_free(state);
+		return TRUE;
+	}
+}
+
 static gint notified;
 
 static void count_notify(gpointer data)
@@ -129,6 +163,9 @@ static MeshWorkerRegistry *registry_build(void)
 	mesh_worker_registry_add(reg, "quick", quick_worker, NULL, NULL);
 	mesh_worker_registry_add(reg, "poll", poll_worker, NULL, NULL);
 	mesh_worker_registry_add(reg, "params", params_worker, NULL, NULL);
+	mesh_worker_registry_add_restartable(reg, "counter", counter_worker, NULL, NULL);
+	/* Restartable, but it stops without handing anything over. */
+	mesh_worker_registry_add_restartable(reg, "quitter", wait_worker, NULL, NULL);
 	return reg;
 }
 
@@ -287,6 +324,14 @@ static gpointer local_runner_thread(gpointer data)
 	r->ok = mesh_worker_host_run(r->port, r->reg, NULL);
 	g_atomic_int_set(&r->done, 1);
 	return NULL;
+}
+
+static MeshWorkerHost *local_runner_start_with(LocalRunner *r, MeshWorkerRegistry *reg)
+{
+	MeshWorkerHost *host = mesh_worker_host_new(&r->port);
+	r->reg = reg;
+	r->thread = g_thread_new("runner", local_runner_thread, r);
+	return host;
 }
 
 static MeshWorkerHost *local_runner_start(LocalRunner *r)
@@ -658,6 +703,289 @@ START_TEST(test_remote_host_crash)
 }
 END_TEST
 
+static char *inspect_ok(MeshWorkerHandle *h)
+{
+	GError *error = NULL;
+	char *json = mesh_worker_handle_inspect(h, WAIT_US, &error);
+	ck_assert_msg(json != NULL, "%s", error ? error->message : "");
+	return json;
+}
+
+/* The inspect answer of a counter: its pid, whether restarted, its value. */
+static void assert_counter(MeshWorkerHandle *h, int pid, gboolean restarted, int value)
+{
+	char *json = inspect_ok(h);
+	char *want = g_strdup_printf("{\"name\":\"counter\",\"pid\":%d,\"restarted\":%s,"
+				     "\"worker\":{\"value\":%d}}",
+				     pid, restarted ? "true" : "false", value);
+	ck_assert_str_eq(json, want);
+	g_free(want);
+	g_free(json);
+}
+
+static MeshMessage *number(int n)
+{
+	char *text = g_strdup_printf("%d", n);
+	MeshMessage *msg = mesh_message_new(text, strlen(text));
+	g_free(text);
+	return msg;
+}
+
+/* upstream worker.rs test_launch_worker_remote_restart_worker (its "remote" runner is in process) */
+START_TEST(test_local_restart)
+{
+	LocalRunner r = {0};
+	MeshWorkerHost *host = local_runner_start(&r);
+	MeshWorkerHandle *h = launch_ok(host, "counter", number(7));
+	assert_counter(h, getpid(), FALSE, 7);
+	mesh_worker_handle_restart(h, host);
+	assert_event(h, MESH_WORKER_EVENT_STARTED, NULL);
+	assert_counter(h, getpid(), TRUE, 7);
+	mesh_worker_handle_stop(h);
+	assert_event(h, MESH_WORKER_EVENT_STOPPED, NULL);
+	assert_event(h, MESH_WORKER_EVENT_END, NULL);
+	mesh_worker_handle_free(h);
+	mesh_worker_host_free(host);
+	local_runner_join(&r);
+}
+END_TEST
+
+/* The same across processes: the worker in a host, restarted on that host. */
+START_TEST(test_remote_restart_same_host)
+{
+	RemoteHost rh = launch_runner_host("workers");
+	MeshWorkerHandle *h = launch_ok(rh.host, "counter", number(41));
+	assert_counter(h, rh.pid, FALSE, 41);
+	mesh_worker_handle_restart(h, rh.host);
+	assert_event(h, MESH_WORKER_EVENT_STARTED, NULL);
+	assert_counter(h, rh.pid, TRUE, 41);
+	/* Again: a restarted instance restarts too. */
+	mesh_worker_handle_restart(h, rh.host);
+	assert_event(h, MESH_WORKER_EVENT_STARTED, NULL);
+	assert_counter(h, rh.pid, TRUE, 41);
+	mesh_worker_handle_stop(h);
+	assert_event(h, MESH_WORKER_EVENT_STOPPED, NULL);
+	assert_event(h, MESH_WORKER_EVENT_END, NULL);
+	mesh_worker_handle_free(h);
+	mesh_worker_host_free(rh.host);
+	assert_text(rh.done, "runner done");
+	mesh_receiver_free(rh.done);
+	wait_hosts_gone();
+}
+END_TEST
+
+/* A hot upgrade: the state moves to a newly launched host process. */
+START_TEST(test_remote_restart_new_host)
+{
+	RemoteHost a = launch_runner_host("old");
+	MeshWorkerHandle *h = launch_ok(a.host, "counter", number(5));
+	assert_counter(h, a.pid, FALSE, 5);
+	RemoteHost b = launch_runner_host("new");
+	mesh_worker_handle_restart(h, b.host);
+	assert_event(h, MESH_WORKER_EVENT_STARTED, NULL);
+	assert_counter(h, b.pid, TRUE, 5);
+	/* The old host's runner has no worker left: it ends once its host is freed. */
+	mesh_worker_host_free(a.host);
+	assert_text(a.done, "runner done");
+	mesh_receiver_free(a.done);
+	mesh_worker_handle_stop(h);
+	assert_event(h, MESH_WORKER_EVENT_STOPPED, NULL);
+	assert_event(h, MESH_WORKER_EVENT_END, NULL);
+	mesh_worker_handle_free(h);
+	mesh_worker_host_free(b.host);
+	assert_text(b.done, "runner done");
+	mesh_receiver_free(b.done);
+	wait_hosts_gone();
+}
+END_TEST
+
+/* RestartFailed, and the old instance keeps running, as upstream. */
+START_TEST(test_remote_restart_failed)
+{
+	RemoteHost rh = launch_runner_host("workers");
+
+	/* The worker refuses: RESTART_FAILED with its reason; it goes on. */
+	MeshWorkerHandle *h = launch_ok(rh.host, "counter", number(-1));
+	mesh_worker_handle_restart(h, rh.host);
+	assert_event(h, MESH_WORKER_EVENT_RESTART_FAILED, "counter refuses: negative");
+	assert_counter(h, rh.pid, FALSE, -1);
+
+	/* The new runner does not know the name (an empty registry here). */
+	LocalRunner r = {0};
+	MeshWorkerHost *empty = local_runner_start_with(&r, mesh_worker_registry_new());
+	mesh_worker_handle_restart(h, empty);
+	assert_event(h, MESH_WORKER_EVENT_RESTART_FAILED, "unsupported worker counter");
+	assert_counter(h, rh.pid, FALSE, -1);
+	mesh_worker_handle_stop(h);
+	assert_event(h, MESH_WORKER_EVENT_STOPPED, NULL);
+	assert_event(h, MESH_WORKER_EVENT_END, NULL);
+	mesh_worker_handle_free(h);
+	mesh_worker_host_free(empty);
+	local_runner_join(&r);
+
+	/* A worker that does not support restart answers so itself, and goes on. */
+	h = launch_ok(rh.host, "wait", NULL);
+	mesh_worker_handle_restart(h, rh.host);
+	assert_event(h, MESH_WORKER_EVENT_RESTART_FAILED, "worker wait does not support restart");
+	char *json = inspect_ok(h);
+	char *want = g_strdup_printf("{\"name\":\"wait\",\"pid\":%d,\"restarted\":false,"
+				     "\"worker\":null}", (int)rh.pid);
+	ck_assert_str_eq(json, want);
+	g_free(want);
+	g_free(json);
+	mesh_worker_handle_stop(h);
+	assert_event(h, MESH_WORKER_EVENT_STOPPED, NULL);
+	assert_event(h, MESH_WORKER_EVENT_END, NULL);
+	mesh_worker_handle_free(h);
+
+	/* The new runner would restart "wait", but the old instance cannot give a state. */
+	MeshWorkerRegistry *other = mesh_worker_registry_new();
+	mesh_worker_registry_add_restartable(other, "wait", counter_worker, NULL, NULL);
+	LocalRunner r2 = {0};
+	MeshWorkerHost *willing = local_runner_start_with(&r2, other);
+	h = launch_ok(rh.host, "wait", NULL);
+	mesh_worker_handle_restart(h, willing);
+	assert_event(h, MESH_WORKER_EVENT_RESTART_FAILED, "worker wait does not support restart");
+	json = inspect_ok(h);
+	ck_assert_msg(strstr(json, "\"restarted\":false"), "%s", json);
+	g_free(json);
+	mesh_worker_handle_stop(h);
+	assert_event(h, MESH_WORKER_EVENT_STOPPED, NULL);
+	assert_event(h, MESH_WORKER_EVENT_END, NULL);
+	mesh_worker_handle_free(h);
+	mesh_worker_host_free(willing);
+	local_runner_join(&r2);
+
+	/* A restartable worker that stops without its state: RESTART_FAILED, its STOPPED. */
+	h = launch_ok(rh.host, "quitter", NULL);
+	mesh_worker_handle_restart(h, rh.host);
+	assert_event(h, MESH_WORKER_EVENT_RESTART_FAILED,
+		     "worker quitter stopped without handing over its state");
+	assert_event(h, MESH_WORKER_EVENT_STOPPED, NULL);
+	assert_event(h, MESH_WORKER_EVENT_END, NULL);
+	mesh_worker_handle_free(h);
+
+	/* The old worker is gone already: RESTART_FAILED, then the end. */
+	h = launch_ok(rh.host, "counter", number(1));
+	mesh_worker_handle_stop(h);
+	assert_event(h, MESH_WORKER_EVENT_STOPPED, NULL);
+	mesh_worker_handle_restart(h, rh.host);
+	assert_event(h, MESH_WORKER_EVENT_RESTART_FAILED,
+		     "worker counter: asking the running worker for its state: ");
+	assert_event(h, MESH_WORKER_EVENT_END, NULL);
+	mesh_worker_handle_free(h);
+
+	mesh_worker_host_free(rh.host);
+	assert_text(rh.done, "runner done");
+	mesh_receiver_free(rh.done);
+	wait_hosts_gone();
+}
+END_TEST
+
+/* Workers show in the mesh's inspect tree, in their host's entry. */
+START_TEST(test_remote_inspect_mesh)
+{
+	RemoteHost rh = launch_runner_host("workers");
+	MeshWorkerHandle *h = launch_ok(rh.host, "counter", number(9));
+	char *json = mesh_inspect(mesh, WAIT_US);
+	ck_assert_msg(strstr(json, "\"workers\":[{\"name\":\"counter\",\"restarted\":false,"),
+		      "%s", json);
+	g_free(json);
+	mesh_worker_handle_restart(h, rh.host);
+	assert_event(h, MESH_WORKER_EVENT_STARTED, NULL);
+	json = mesh_inspect(mesh, WAIT_US);
+	ck_assert_msg(strstr(json, "\"workers\":[{\"name\":\"counter\",\"restarted\":true,"),
+		      "%s", json);
+	g_free(json);
+	mesh_worker_handle_stop(h);
+	assert_event(h, MESH_WORKER_EVENT_STOPPED, NULL);
+	mesh_worker_handle_free(h);
+	json = mesh_inspect(mesh, WAIT_US);
+	ck_assert_msg(strstr(json, "\"workers\":[]"), "%s", json);
+	g_free(json);
+	mesh_worker_host_free(rh.host);
+	assert_text(rh.done, "runner done");
+	mesh_receiver_free(rh.done);
+	wait_hosts_gone();
+}
+END_TEST
+
+/* Local workers: parameters that cannot be encoded (a function pointer). */
+typedef gboolean (*LocalParam)(GError **error);
+
+static gboolean local_ok(GError **error)
+{
+	return TRUE;
+}
+
+static gboolean local_fails(GError **error)
+{
+	g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_FAILED, "local parameters said no");
+	return FALSE;
+}
+
+static gboolean local_worker(gpointer parameters, MeshWorkerContext *ctx, GError **error)
+{
+	LocalParam f = (LocalParam)parameters;
+	return f(error);
+}
+
+static gint local_freed;
+
+static void local_free(gpointer p)
+{
+	g_atomic_int_inc(&local_freed);
+}
+
+static gboolean local_waiter(gpointer parameters, MeshWorkerContext *ctx, GError **error)
+{
+	mesh_worker_context_set_inspect(ctx, counter_inspect, parameters);
+	while (!mesh_worker_context_wait_stop(ctx, 100 * 1000))
+		;
+	return TRUE;
+}
+
+/* upstream worker.rs test_launch_local_no_mesh */
+START_TEST(test_launch_local_no_mesh)
+{
+	GError *error = NULL;
+	local_freed = 0;
+	MeshWorkerHandle *h =
+		mesh_worker_launch_local("local", local_worker, (gpointer)local_ok, local_free, &error);
+	ck_assert_msg(h != NULL, "%s", error ? error->message : "");
+	ck_assert_msg(mesh_worker_handle_join(h, WAIT_US, &error), "%s",
+		      error ? error->message : "");
+	mesh_worker_handle_free(h);
+	ck_assert_int_eq(g_atomic_int_get(&local_freed), 1);
+
+	h = mesh_worker_launch_local("local", local_worker, (gpointer)local_fails, NULL, &error);
+	ck_assert(!mesh_worker_handle_join(h, WAIT_US, &error));
+	ck_assert_str_eq(error->message, "local parameters said no");
+	g_clear_error(&error);
+	mesh_worker_handle_free(h);
+
+	/* Stop, inspect and a refused restart, as for any worker; no STARTED. */
+	int value = 3;
+	h = mesh_worker_launch_local("local", local_waiter, &value, NULL, &error);
+	char *json = inspect_ok(h);
+	char *want = g_strdup_printf("{\"name\":\"local\",\"pid\":%d,\"restarted\":false,"
+				     "\"worker\":{\"value\":3}}", (int)getpid());
+	ck_assert_str_eq(json, want);
+	g_free(want);
+	g_free(json);
+	LocalRunner r = {0};
+	MeshWorkerHost *host = local_runner_start(&r);
+	mesh_worker_handle_restart(h, host);
+	assert_event(h, MESH_WORKER_EVENT_RESTART_FAILED, "unsupported worker local");
+	mesh_worker_handle_stop(h);
+	assert_event(h, MESH_WORKER_EVENT_STOPPED, NULL);
+	assert_event(h, MESH_WORKER_EVENT_END, NULL);
+	mesh_worker_handle_free(h);
+	mesh_worker_host_free(host);
+	local_runner_join(&r);
+}
+END_TEST
+
 int main(int argc, char **argv)
 {
 	GError *error = NULL;
@@ -675,6 +1003,8 @@ int main(int argc, char **argv)
 	tcase_add_test(local, test_local_runner);
 	tcase_add_test(local, test_local_runner_waits_for_workers);
 	tcase_add_test(local, test_no_runner);
+	tcase_add_test(local, test_local_restart);
+	tcase_add_test(local, test_launch_local_no_mesh);
 	suite_add_tcase(s, local);
 	TCase *remote = tcase_create("remote");
 	tcase_set_timeout(remote, 120);
@@ -687,6 +1017,10 @@ int main(int argc, char **argv)
 	tcase_add_test(remote, test_remote_host_exits_clean);
 	tcase_add_test(remote, test_remote_drop_handle_and_host);
 	tcase_add_test(remote, test_remote_host_crash);
+	tcase_add_test(remote, test_remote_restart_same_host);
+	tcase_add_test(remote, test_remote_restart_new_host);
+	tcase_add_test(remote, test_remote_restart_failed);
+	tcase_add_test(remote, test_remote_inspect_mesh);
 	suite_add_tcase(s, remote);
 
 	SRunner *sr = srunner_create(s);

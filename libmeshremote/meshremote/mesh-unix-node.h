@@ -355,4 +355,56 @@ MESH_REMOTE_API gboolean mesh_unix_node_shutdown(MeshUnixNode *unode, gint64 tim
 MESH_REMOTE_API void mesh_unix_node_free(MeshUnixNode *unode);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(MeshUnixNode, mesh_unix_node_free)
 
+/**
+ * mesh_unix_node_offer_leadership:
+ * @unode: a transport
+ *
+ * Upstream's UnixNode::offer_leadership(): an offer to hand this node's
+ * leadership to another node of the mesh. Send the port to that node (in a
+ * message) and pass it to mesh_unix_node_accept_leadership() there. When
+ * the acceptance arrives, this node connects every follower to the new
+ * leader, then sends it every follower's channels; its own requests (new
+ * invitations, introductions) go to the new leader from then on. The mesh
+ * keeps working when this node goes away afterwards; until the new leader
+ * has the followers, their requests wait in their channels.
+ *
+ * An offer from a node that does not lead (or no longer) is honoured by
+ * nobody: its acceptor never leads. An acceptance from a node that is not
+ * a follower of this leader is ignored (debug log), and this node keeps
+ * leading. Upstream's LeadershipOffer message is {1: this port}.
+ * Any thread.
+ *
+ * Returns: (transfer full): the offer: the sending end of a channel.
+ */
+MESH_REMOTE_API MeshPort *mesh_unix_node_offer_leadership(MeshUnixNode *unode);
+
+/**
+ * mesh_unix_node_accept_leadership:
+ * @unode: a transport that does not lead
+ * @offer: (transfer full): a port from mesh_unix_node_offer_leadership(),
+ *     received from the leader
+ * @error: MESH_ERROR_INVALID_ARGUMENT if @unode leads already or accepted
+ *     an offer before; MESH_ERROR_CLOSED after its shutdown began
+ *
+ * Consumes @offer, also on failure. Upstream's
+ * UnixNode::accept_leadership(): sends this node's acceptance on @offer
+ * and returns at once; the node leads once the followers arrive
+ * (mesh_unix_node_is_leader() then says so). Any thread.
+ *
+ * Returns: TRUE if the acceptance was sent.
+ */
+MESH_REMOTE_API gboolean mesh_unix_node_accept_leadership(MeshUnixNode *unode, MeshPort *offer,
+							  GError **error);
+
+/**
+ * mesh_unix_node_is_leader:
+ * @unode: a transport
+ *
+ * Any thread.
+ *
+ * Returns: TRUE if @unode leads now: made by mesh_unix_node_new() and
+ * not resigned, or it accepted a leadership and received its followers.
+ */
+MESH_REMOTE_API gboolean mesh_unix_node_is_leader(MeshUnixNode *unode);
+
 G_END_DECLS

@@ -973,6 +973,26 @@ ARGS_CASE(unix_node_invite_null_port)
 	ARGS_EXPECT(!mesh_unix_node_invite(unode_new(), NULL, -1, &inv, NULL) && !inv);
 }
 
+ARGS_CASE(unix_node_offer_leadership_null) { ARGS_EXPECT(!mesh_unix_node_offer_leadership(NULL)); }
+ARGS_CASE(unix_node_is_leader_null) { ARGS_EXPECT(!mesh_unix_node_is_leader(NULL)); }
+
+/* mesh_unix_node_accept_leadership() with a bad argument: @offer is closed. */
+static void accept_bad(gboolean null_unode, gboolean error_set)
+{
+	MeshSender *s;
+	GError *e = error_set ? args_error_set() : NULL;
+	ARGS_EXPECT(!mesh_unix_node_accept_leadership(null_unode ? NULL : unode_new(),
+						      port_watched(&s), &e));
+	ARGS_EXPECT(mesh_sender_is_closed(s));
+}
+
+ARGS_CASE(unix_node_accept_leadership_null_unode) { accept_bad(TRUE, FALSE); }
+ARGS_CASE(unix_node_accept_leadership_error_set) { accept_bad(FALSE, TRUE); }
+ARGS_CASE(unix_node_accept_leadership_null_offer)
+{
+	ARGS_EXPECT(!mesh_unix_node_accept_leadership(unode_new(), NULL, NULL));
+}
+
 ARGS_CASE(unix_node_join_null_invitation)
 {
 	MeshPort *port = NULL;
@@ -1375,6 +1395,11 @@ static const ArgsCase cases[] = {
 	ARGS_ENTRY_QUIET(invitation_free_null),
 	ARGS_ENTRY(unix_node_invite_null_unode),
 	ARGS_ENTRY(unix_node_invite_null_port),
+	ARGS_ENTRY(unix_node_offer_leadership_null),
+	ARGS_ENTRY(unix_node_is_leader_null),
+	ARGS_ENTRY(unix_node_accept_leadership_null_unode),
+	ARGS_ENTRY(unix_node_accept_leadership_error_set),
+	ARGS_ENTRY(unix_node_accept_leadership_null_offer),
 	ARGS_ENTRY(unix_node_invite_null_ret),
 	ARGS_ENTRY(unix_node_invite_error_set),
 	ARGS_ENTRY(unix_node_join_null_invitation),

@@ -19,3 +19,5 @@ void unix_follower_start(MeshUnixNode *u, MeshSender *to_leader, MeshReceiver *f
 void unix_leader_stop(MeshUnixNode *u);
 /* The pairs of followers the leader introduced (tests): only live ones are kept. */
 guint unix_leader_count_pairs(MeshUnixNode *u);
+/* Whether this node leads now (any thread). */
+gboolean unix_leader_is_active(MeshUnixNode *u);

@@ -27,7 +27,18 @@ struct Leader {
 	GMutex lock;
 	GHashTable *followers;  /* MeshNodeId * -> Follower * */
 	GHashTable *introduced; /* "a:b" (a < b): pairs already given a socket */
+	/*
+	 * Handoff. Active: this node leads now. Not active: it accepted an
+	 * offer and waits for the followers, or it resigned. An invitation
+	 * made here holds @invite_lock throughout, and the handoff takes it, so
+	 * a new follower is never left behind (lock order: invite_lock, lock).
+	 */
+	GMutex invite_lock;
+	gboolean active;
+	GSList *offers;         /* MeshReceiver * of LeadershipAccept: our offers */
+	MeshReceiver *incoming; /* Followers, once this node accepted an offer */
 };
+
 
 struct MeshInvitation {
 	MeshNodeId local_node;
@@ -478,8 +489,14 @@ static void leader_handle(Follower *f, MeshUnix__LeaderRequest *req)
 		MeshPort *port = mesh_port_steal_from_field(req->invite->port);
 		MeshPort *reply_port = mesh_port_steal_from_field(req->invite->reply);
 		MeshInvitation *inv = NULL;
-		if (port && reply_port && leader_invite(u, port, &inv, NULL)) {
-			port = NULL;
+		g_mutex_lock(&u->leader->invite_lock);
+		gboolean invited = FALSE;
+		if (port && reply_port) {
+			invited = leader_invite(u, port, &inv, NULL);
+			port = NULL; /* taken in all cases */
+		}
+		g_mutex_unlock(&u->leader->invite_lock);
+		if (invited) {
 			MeshSender *reply =
 				mesh_sender_from_port(reply_port, &mesh_unix__invitation__descriptor);
 			reply_port = NULL;
@@ -558,11 +575,15 @@ void unix_leader_start(MeshUnixNode *u)
 	g_mutex_init(&u->leader->lock);
 	u->leader->followers = g_hash_table_new(mesh_uuid_hash, mesh_uuid_equal);
 	u->leader->introduced = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+	g_mutex_init(&u->leader->invite_lock);
+	u->leader->active = TRUE;
 	mesh_channel_new(&mesh_unix__leader_request__descriptor, &ls, &lr);
 	mesh_channel_new(&mesh_unix__follower_request__descriptor, &fs, &fr);
 	leader_add_follower(u, mesh_node_get_id(u->node), lr, fs);
 	unix_follower_start(u, ls, fr);
 }
+
+static void leader_stop_handoff(Leader *l);
 
 void unix_leader_stop(MeshUnixNode *u)
 {
@@ -579,6 +600,13 @@ void unix_leader_stop(MeshUnixNode *u)
 
 	if (from_leader) {
 		mesh_receiver_set_callback(from_leader, NULL, NULL, NULL, NULL);
+		/* Whether a leader still answers (for a clean shutdown's verdict). */
+		ProtobufCMessage *msg = NULL;
+		GError *error = NULL;
+		u->leader_channel_up = mesh_receiver_recv(from_leader, 0, &msg, &error) ||
+				       g_error_matches(error, MESH_ERROR, MESH_ERROR_EMPTY);
+		mesh_payload_message_free(msg);
+		g_clear_error(&error);
 		mesh_receiver_free(from_leader);
 	}
 	mesh_sender_free(to_leader);
@@ -597,9 +625,11 @@ void unix_leader_stop(MeshUnixNode *u)
 		g_hash_table_steal_all(u->leader->followers);
 		g_mutex_unlock(&u->leader->lock);
 		g_list_free_full(followers, (GDestroyNotify)follower_free);
+		leader_stop_handoff(u->leader);
 		g_hash_table_destroy(u->leader->followers);
 		g_hash_table_destroy(u->leader->introduced);
 		g_mutex_clear(&u->leader->lock);
+		g_mutex_clear(&u->leader->invite_lock);
 		g_free(u->leader);
 		u->leader = NULL;
 	}
@@ -664,8 +694,19 @@ gboolean mesh_unix_node_invite(MeshUnixNode *u, MeshPort *port, gint64 timeout_u
 		mesh_port_close(port); /* taken in all cases */
 		return FALSE;
 	}
-	if (u->leader)
-		return leader_invite(u, port, ret_invitation, error);
+	g_mutex_lock(&u->lock);
+	Leader *l = u->leader_stopped ? NULL : u->leader;
+	g_mutex_unlock(&u->lock);
+	if (l) {
+		/* Held until the new follower is in the table: a handoff takes it along. */
+		g_mutex_lock(&l->invite_lock);
+		if (unix_leader_is_active(u)) {
+			gboolean ok = leader_invite(u, port, ret_invitation, error);
+			g_mutex_unlock(&l->invite_lock);
+			return ok;
+		}
+		g_mutex_unlock(&l->invite_lock);
+	}
 
 	/* Ask the leader, over the mesh. */
 	MeshSender *rs;
@@ -790,4 +831,296 @@ MeshUnixNode *mesh_unix_node_join(MeshInvitation *inv, GMainContext *context, gi
 			    mesh_receiver_from_port(fr, &mesh_unix__follower_request__descriptor));
 	*ret_port = user;
 	return u;
+}
+
+/*
+ * Leadership handoff (upstream offer_leadership / accept_leadership). The
+ * leader answers an acceptance on one of its offers by connecting every
+ * follower to the new leader (one socketpair each, unless the pair is known
+ * to be connected already), then sending it every follower's two channel
+ * ends in one Followers message. The ports move; the followers keep their
+ * own ends and never learn that their leader changed.
+ */
+
+gboolean unix_leader_is_active(MeshUnixNode *u)
+{
+	g_mutex_lock(&u->lock);
+	Leader *l = u->leader;
+	g_mutex_unlock(&u->lock);
+	if (!l)
+		return FALSE;
+	g_mutex_lock(&l->lock);
+	gboolean active = l->active;
+	g_mutex_unlock(&l->lock);
+	return active;
+}
+
+static MeshUnix__FollowerEntry *follower_entry_take(Follower *f)
+{
+	MeshUnix__FollowerEntry *e = g_malloc(sizeof(*e));
+	mesh_unix__follower_entry__init(e);
+	e->node = unix_node_id_new(&f->id);
+	mesh_receiver_set_callback(f->requests, NULL, NULL, NULL, NULL);
+	e->requests = mesh_port_into_field(mesh_receiver_into_port(f->requests));
+	e->to_follower = mesh_port_into_field(mesh_sender_into_port(f->to_follower));
+	g_free(f);
+	return e;
+}
+
+static void followers_send(MeshSender *sink, GPtrArray *entries)
+{
+	MeshUnix__Followers *m = g_malloc(sizeof(*m));
+	mesh_unix__followers__init(m);
+	m->n_list = entries->len;
+	m->list = (MeshUnix__FollowerEntry **)g_ptr_array_free(entries, FALSE);
+	mesh_sender_send(sink, &m->base);
+}
+
+/* Sends @a and @b each a socket to the other (FollowerRequest::Connect). */
+static gboolean leader_pair(Follower *a, Follower *b)
+{
+	int sv[2];
+	if (pal_socketpair(SOCK_SEQPACKET, sv) < 0) {
+		debug_log(LOG_FIELDS("MESH_PEER", LOG_ID(&a->id)),
+			  "mesh: cannot connect a follower to the new leader: %s", g_strerror(errno));
+		return FALSE;
+	}
+	mesh_sender_send(a->to_follower, &follower_connect_new(&b->id, sv[0])->base);
+	mesh_sender_send(b->to_follower, &follower_connect_new(&a->id, sv[1])->base);
+	return TRUE;
+}
+
+static void leader_resign(MeshUnixNode *u, const MeshNodeId *new_id, MeshSender *sink)
+{
+	Leader *l = u->leader;
+	char id[33];
+
+	g_mutex_lock(&l->invite_lock);
+	g_mutex_lock(&l->lock);
+	Follower *nl = l->active ? g_hash_table_lookup(l->followers, new_id) : NULL;
+	if (!nl) {
+		g_mutex_unlock(&l->lock);
+		g_mutex_unlock(&l->invite_lock);
+		debug_log(LOG_FIELDS("MESH_PEER", LOG_ID(new_id)),
+			  "mesh: leadership accepted by %s, not a follower (or we do not lead): "
+			  "we keep leading", mesh_uuid_to_string(new_id, id));
+		mesh_sender_free(sink);
+		return;
+	}
+	l->active = FALSE;
+	GList *followers = g_hash_table_get_values(l->followers);
+	g_hash_table_steal_all(l->followers);
+	GPtrArray *connect = g_ptr_array_new();
+	for (GList *i = followers; i; i = i->next) {
+		Follower *f = i->data;
+		char *key = pair_key(&f->id, new_id);
+		/* We are connected to every follower; the new leader to those we introduced. */
+		if (f != nl && !mesh_uuid_equal(&f->id, mesh_node_get_id(u->node)) &&
+		    !g_hash_table_contains(l->introduced, key))
+			g_ptr_array_add(connect, f);
+		g_free(key);
+	}
+	g_hash_table_remove_all(l->introduced);
+	g_mutex_unlock(&l->lock);
+	g_mutex_unlock(&l->invite_lock);
+
+	debug_log(LOG_FIELDS("MESH_PEER", LOG_ID(new_id)), "mesh: handing the leadership to %s",
+		  mesh_uuid_to_string(new_id, id));
+	for (guint i = 0; i < connect->len; i++)
+		leader_pair(connect->pdata[i], nl);
+	g_ptr_array_free(connect, TRUE);
+	GPtrArray *entries = g_ptr_array_new();
+	for (GList *i = followers; i; i = i->next)
+		g_ptr_array_add(entries, follower_entry_take(i->data));
+	g_list_free(followers);
+	followers_send(sink, entries);
+	mesh_sender_free(sink);
+}
+
+static void offer_drop(MeshUnixNode *u, MeshReceiver *r)
+{
+	Leader *l = u->leader;
+	mesh_receiver_set_callback(r, NULL, NULL, NULL, NULL);
+	g_mutex_lock(&l->lock);
+	l->offers = g_slist_remove(l->offers, r);
+	g_mutex_unlock(&l->lock);
+	mesh_receiver_free(r);
+}
+
+/* An acceptance on one of our offers (the I/O context, as every leader callback). */
+static void offer_cb(MeshReceiver *r, gpointer data)
+{
+	MeshUnixNode *u = data;
+	ProtobufCMessage *msg = NULL;
+	GError *error = NULL;
+
+	if (!mesh_receiver_recv(r, 0, &msg, &error)) {
+		if (!g_error_matches(error, MESH_ERROR, MESH_ERROR_EMPTY))
+			offer_drop(u, r); /* the offer was dropped unaccepted */
+		g_error_free(error);
+		return;
+	}
+	/* One offer, one acceptance: later ones find the channel closed. */
+	offer_drop(u, r);
+	MeshUnix__LeadershipAccept *a = (MeshUnix__LeadershipAccept *)msg;
+	MeshNodeId id;
+	MeshPort *sink = mesh_port_steal_from_field(a->followers);
+	if (sink && node_id_read(a->node, &id))
+		leader_resign(u, &id, mesh_sender_from_port(sink, &mesh_unix__followers__descriptor));
+	else
+		mesh_port_close(sink);
+	mesh_payload_message_free(msg);
+}
+
+MeshPort *mesh_unix_node_offer_leadership(MeshUnixNode *u)
+{
+	MeshSender *s;
+	MeshReceiver *r;
+
+	g_return_val_if_fail(u, NULL);
+	mesh_channel_new(&mesh_unix__leadership_accept__descriptor, &s, &r);
+	g_mutex_lock(&u->lock);
+	Leader *l = u->leader_stopped ? NULL : u->leader;
+	g_mutex_unlock(&u->lock);
+	gboolean kept = FALSE;
+	if (l) {
+		g_mutex_lock(&l->lock);
+		if (l->active) {
+			l->offers = g_slist_prepend(l->offers, r);
+			kept = TRUE;
+		}
+		g_mutex_unlock(&l->lock);
+	}
+	if (kept)
+		mesh_receiver_set_callback(r, u->context, offer_cb, u, NULL);
+	else
+		mesh_receiver_free(r); /* not the leader: an offer nobody honours */
+	return mesh_sender_into_port(s);
+}
+
+/* The followers an accepted offer brings (the I/O context). */
+static void incoming_cb(MeshReceiver *r, gpointer data)
+{
+	MeshUnixNode *u = data;
+	Leader *l = u->leader;
+	ProtobufCMessage *msg;
+	GError *error = NULL;
+
+	while (mesh_receiver_recv(r, 0, &msg, &error)) {
+		MeshUnix__Followers *m = (MeshUnix__Followers *)msg;
+		for (size_t i = 0; i < m->n_list; i++) {
+			MeshUnix__FollowerEntry *e = m->list[i];
+			MeshNodeId id;
+			MeshPort *rp = mesh_port_steal_from_field(e->requests);
+			MeshPort *sp = mesh_port_steal_from_field(e->to_follower);
+			if (!rp || !sp || !node_id_read(e->node, &id)) {
+				mesh_port_close(rp);
+				mesh_port_close(sp);
+				continue;
+			}
+			leader_add_follower(
+				u, &id, mesh_receiver_from_port(rp, &mesh_unix__leader_request__descriptor),
+				mesh_sender_from_port(sp, &mesh_unix__follower_request__descriptor));
+		}
+		g_mutex_lock(&l->lock);
+		if (!l->active)
+			debug_log(LOG_FIELDS("MESH_NODE", LOG_ID(mesh_node_get_id(u->node))),
+				  "mesh: leadership accepted: %u followers",
+				  g_hash_table_size(l->followers));
+		l->active = TRUE;
+		g_mutex_unlock(&l->lock);
+		mesh_payload_message_free(msg);
+	}
+	if (!g_error_matches(error, MESH_ERROR, MESH_ERROR_EMPTY)) {
+		/* The old leader is done with us (or withdrew: then we never lead). */
+		debug_log(LOG_FIELDS("MESH_NODE", LOG_ID(mesh_node_get_id(u->node))),
+			  "mesh: leadership offer channel ended: %s", error->message);
+		mesh_receiver_set_callback(r, NULL, NULL, NULL, NULL);
+		g_mutex_lock(&l->lock);
+		l->incoming = NULL;
+		g_mutex_unlock(&l->lock);
+		mesh_receiver_free(r);
+	}
+	g_clear_error(&error);
+}
+
+gboolean mesh_unix_node_accept_leadership(MeshUnixNode *u, MeshPort *offer, GError **error)
+{
+	if (!u || (error && *error)) {
+		mesh_port_close(offer); /* taken in all cases */
+		g_return_val_if_fail(u, FALSE);
+		g_return_val_if_fail(error == NULL || *error == NULL, FALSE);
+	}
+	g_return_val_if_fail(offer, FALSE);
+
+	g_mutex_lock(&u->lock);
+	if (u->leader_stopped) {
+		g_mutex_unlock(&u->lock);
+		mesh_port_close(offer);
+		g_set_error(error, MESH_ERROR, MESH_ERROR_CLOSED, "the node is shutting down");
+		return FALSE;
+	}
+	if (!u->leader) {
+		Leader *l = g_new0(Leader, 1);
+		g_mutex_init(&l->lock);
+		g_mutex_init(&l->invite_lock);
+		l->followers = g_hash_table_new(mesh_uuid_hash, mesh_uuid_equal);
+		l->introduced = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+		u->leader = l;
+	}
+	Leader *l = u->leader;
+	g_mutex_unlock(&u->lock);
+
+	MeshSender *fs;
+	MeshReceiver *fr;
+	g_mutex_lock(&l->lock);
+	gboolean busy = l->active || l->incoming;
+	if (!busy) {
+		mesh_channel_new(&mesh_unix__followers__descriptor, &fs, &fr);
+		l->incoming = fr;
+	}
+	g_mutex_unlock(&l->lock);
+	if (busy) {
+		mesh_port_close(offer);
+		g_set_error(error, MESH_ERROR, MESH_ERROR_INVALID_ARGUMENT,
+			    "this node leads already (or has accepted an offer)");
+		return FALSE;
+	}
+	mesh_receiver_set_callback(fr, u->context, incoming_cb, u, NULL);
+
+	MeshSender *to_offer = mesh_sender_from_port(offer, &mesh_unix__leadership_accept__descriptor);
+	MeshUnix__LeadershipAccept *a = g_malloc(sizeof(*a));
+	mesh_unix__leadership_accept__init(a);
+	a->node = unix_node_id_new(mesh_node_get_id(u->node));
+	a->followers = mesh_port_into_field(mesh_sender_into_port(fs));
+	mesh_sender_send(to_offer, &a->base);
+	mesh_sender_free(to_offer);
+	return TRUE;
+}
+
+gboolean mesh_unix_node_is_leader(MeshUnixNode *u)
+{
+	g_return_val_if_fail(u, FALSE);
+	return unix_leader_is_active(u);
+}
+
+/* unix_leader_stop(), the I/O context: the handoff's channels go too. */
+static void leader_stop_handoff(Leader *l)
+{
+	g_mutex_lock(&l->lock);
+	GSList *offers = l->offers;
+	MeshReceiver *incoming = l->incoming;
+	l->offers = NULL;
+	l->incoming = NULL;
+	l->active = FALSE;
+	g_mutex_unlock(&l->lock);
+	for (GSList *i = offers; i; i = i->next) {
+		mesh_receiver_set_callback(i->data, NULL, NULL, NULL, NULL);
+		mesh_receiver_free(i->data);
+	}
+	g_slist_free(offers);
+	if (incoming) {
+		mesh_receiver_set_callback(incoming, NULL, NULL, NULL, NULL);
+		mesh_receiver_free(incoming);
+	}
 }

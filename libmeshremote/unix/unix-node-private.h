@@ -31,6 +31,7 @@ struct MeshUnixNode {
 	MeshReceiver *from_leader; /* FollowerRequest */
 	GHashTable *pending;       /* MeshNodeId * -> MeshRemoteNode * awaiting a socket */
 	gboolean leader_stopped;   /* shut down: no more introductions */
+	gboolean leader_channel_up; /* at the stop: a leader (maybe a new one) still answered */
 	Leader *leader;            /* non-NULL on the leader */
 	gboolean joined;           /* made by mesh_unix_node_join(): it follows leader_node */
 	MeshNodeId leader_node;

@@ -1370,7 +1370,8 @@ gboolean mesh_unix_node_shutdown(MeshUnixNode *u, gint64 timeout_us)
 		g_mutex_unlock(&c->lock);
 		schedule_write(c);
 	}
-	if (!leader_up)
+	/* After a handoff the leader is another node; its channel tells. */
+	if (!leader_up && !u->leader_channel_up)
 		clean = FALSE;
 
 	/* 3. Wait for every peer's end of stream. */
