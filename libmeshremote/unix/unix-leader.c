@@ -885,8 +885,11 @@ static gboolean leader_pair(Follower *a, Follower *b)
 			  "mesh: cannot connect a follower to the new leader: %s", g_strerror(errno));
 		return FALSE;
 	}
-	mesh_sender_send(a->to_follower, &follower_connect_new(&b->id, sv[0])->base);
-	mesh_sender_send(b->to_follower, &follower_connect_new(&a->id, sv[1])->base);
+	/* As in leader_connect(): hello only when both ends are known C nodes. */
+	gboolean c_nodes = unix_node_peer_is_c(a->owner, &a->id) &&
+			   unix_node_peer_is_c(a->owner, &b->id);
+	mesh_sender_send(a->to_follower, &follower_connect_new(&b->id, sv[0], c_nodes)->base);
+	mesh_sender_send(b->to_follower, &follower_connect_new(&a->id, sv[1], c_nodes)->base);
 	return TRUE;
 }
 
