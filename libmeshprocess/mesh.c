@@ -58,8 +58,9 @@ struct MeshProcessConfig {
 	gboolean skip_worker_arg;
 	GPtrArray *env; /* key, value, key, value ... */
 	char *stderr_path;
-	MeshSandboxApplyFunc sandbox_apply;
-	gpointer sandbox_data;
+	PalSandbox *sandbox;
+	MeshSpawnHookFunc spawn_hook;
+	gpointer spawn_hook_data;
 	ExitHandler *on_exit;
 	char **remote; /* the remote command, or NULL */
 };
@@ -75,6 +76,7 @@ typedef struct {
 	GSource *watch;
 	MeshHostState state; /* under mesh->lock */
 	gboolean killed;     /* by the mesh (shutdown deadline, mesh_free) */
+	gboolean sandboxed;  /* launched with a sandbox profile */
 	ExitHandler *on_exit;
 	MeshHostExit exit; /* once reaped; its description is owned */
 	/* A remote host: its link, the command, and once the command exited: */
@@ -149,6 +151,7 @@ void mesh_process_config_free(MeshProcessConfig *c)
 	g_ptr_array_free(c->args, TRUE);
 	g_ptr_array_free(c->env, TRUE);
 	g_free(c->stderr_path);
+	pal_sandbox_unref(c->sandbox);
 	exit_handler_unref(c->on_exit);
 	g_strfreev(c->remote);
 	g_free(c);
@@ -187,12 +190,21 @@ void mesh_process_config_set_stderr_path(MeshProcessConfig *c, const char *path)
 	c->stderr_path = g_strdup(path);
 }
 
-void mesh_process_config_set_sandbox(MeshProcessConfig *c, MeshSandboxApplyFunc apply,
-				     gpointer user_data)
+void mesh_process_config_set_sandbox(MeshProcessConfig *c, PalSandbox *profile)
 {
 	g_return_if_fail(c);
-	c->sandbox_apply = apply;
-	c->sandbox_data = user_data;
+	if (profile)
+		pal_sandbox_ref(profile);
+	pal_sandbox_unref(c->sandbox);
+	c->sandbox = profile;
+}
+
+void mesh_process_config_set_spawn_hook(MeshProcessConfig *c, MeshSpawnHookFunc func,
+					gpointer user_data)
+{
+	g_return_if_fail(c);
+	c->spawn_hook = func;
+	c->spawn_hook_data = user_data;
 }
 
 void mesh_process_config_set_exit_callback(MeshProcessConfig *c, GMainContext *context,
@@ -356,7 +368,7 @@ static void host_free(Host *h)
 	g_free(h);
 }
 
-static char *describe_status(int status);
+static char *describe_status(int status, gboolean sandboxed);
 
 /* Callbacks to the caller: host exits, the end of mesh_shutdown_async(). */
 
@@ -457,12 +469,14 @@ static char *describe_peer(const MeshNodeId *peer, gpointer data)
 	char *name = NULL, *how = NULL;
 	GPid pid = 0;
 	int pidfd = -1;
+	gboolean sandboxed = FALSE;
 
 	g_mutex_lock(&m->lock);
 	Host *h = find_host_locked(m, peer, NULL);
 	if (h) {
 		name = g_strdup(h->name);
 		pid = h->pid;
+		sandboxed = h->sandboxed;
 		pidfd = fcntl(pal_child_get_pidfd(h->child), F_DUPFD_CLOEXEC, 3);
 	}
 	for (guint i = 0; !name && i < G_N_ELEMENTS(m->gone); i++) {
@@ -483,7 +497,7 @@ static char *describe_peer(const MeshNodeId *peer, gpointer data)
 		    info.si_pid != 0) {
 			int status = info.si_code == CLD_EXITED ? W_EXITCODE(info.si_status, 0)
 								 : info.si_status;
-			how = describe_status(status);
+			how = describe_status(status, sandboxed);
 		}
 		close(pidfd);
 	}
@@ -591,8 +605,13 @@ guint mesh_get_host_count(Mesh *m)
 
 /* Child exits. */
 
-static char *describe_status(int status)
+/* @sandboxed: the host had a profile (MESH_HOST_EXIT_SANDBOX says why it exited). */
+static char *describe_status(int status, gboolean sandboxed)
 {
+	if (WIFEXITED(status) && sandboxed && WEXITSTATUS(status) == MESH_HOST_EXIT_SANDBOX)
+		return g_strdup_printf("exited with status %d: its sandbox could not be "
+				       "finalized (its stderr says why)",
+				       WEXITSTATUS(status));
 	if (WIFEXITED(status))
 		return g_strdup_printf("exited with status %d", WEXITSTATUS(status));
 	if (WIFSIGNALED(status))
@@ -733,7 +752,7 @@ static gboolean host_exited_cb(gint fd, GIOCondition cond, gpointer data)
 
 	if (pal_child_try_wait(h->child, &status) != 0)
 		return G_SOURCE_CONTINUE;
-	char *what = describe_status(status);
+	char *what = describe_status(status, h->sandboxed);
 	char *text = g_strdup_printf("host %s (pid %d) %s", h->name, (int)h->pid, what);
 	char pid[16];
 	g_snprintf(pid, sizeof(pid), "%d", (int)h->pid);
@@ -787,14 +806,18 @@ static gboolean is_shut_down(Mesh *m, GError **error)
 	return down;
 }
 
-/* @inv NULL: a stdio invitation (MESH_STDIO_INVITATION), the name alone. */
-static char *encode_env_invitation(const char *node_name, MeshInvitation *inv)
+/*
+ * @inv NULL: a stdio invitation (MESH_STDIO_INVITATION), the name alone.
+ * @sandboxed: the host must be sandboxed before it joins.
+ */
+static char *encode_env_invitation(const char *node_name, MeshInvitation *inv, gboolean sandboxed)
 {
 	MeshNodeId ln, rn;
 	MeshPortId lp, rp;
 	MeshProcess__InvitationAddress addr = MESH_PROCESS__INVITATION_ADDRESS__INIT;
 	MeshProcess__EnvInvitation env = MESH_PROCESS__ENV_INVITATION__INIT;
 	env.node_name = (char *)node_name;
+	env.sandboxed = sandboxed;
 	if (inv) {
 		mesh_invitation_get_address(inv, &ln, &lp, &rn, &rp);
 		addr.local_addr = process_address_new(&ln, &lp);
@@ -863,7 +886,7 @@ static PalSpawn *remote_spawn_new(const MeshProcessConfig *c)
 	for (guint i = 1; c->remote[i]; i++)
 		pal_spawn_add_arg(spawn, c->remote[i]);
 	add_quoted(spawn, "env");
-	char *inv = encode_env_invitation(c->name, NULL);
+	char *inv = encode_env_invitation(c->name, NULL, c->sandbox != NULL);
 	char *assign = g_strdup_printf("%s=%s", MESH_STDIO_INVITATION, inv);
 	add_quoted(spawn, assign);
 	g_free(assign);
@@ -910,7 +933,7 @@ static gboolean launch_cb(gpointer data)
 			pal_spawn_add_arg(spawn, c->args->pdata[i]);
 		if (!c->skip_worker_arg)
 			pal_spawn_add_arg(spawn, c->name);
-		char *env = encode_env_invitation(c->name, l->inv);
+		char *env = encode_env_invitation(c->name, l->inv, c->sandbox != NULL);
 		pal_spawn_env_set(spawn, MESH_WORKER_INVITATION, env);
 		g_free(env);
 		for (guint i = 0; i + 1 < c->env->len; i += 2)
@@ -929,12 +952,23 @@ static gboolean launch_cb(gpointer data)
 		pal_spawn_set_stderr(spawn, PAL_STDIO_FD, stderr_fd);
 	}
 	pal_spawn_set_parent_death_signal(spawn, SIGKILL);
-	if (c->sandbox_apply && !c->sandbox_apply(spawn, c->sandbox_data, &l->error))
+	if (c->sandbox && !c->remote) {
+		r = pal_sandbox_apply(c->sandbox, spawn);
+		if (r < 0) {
+			const char *step = pal_sandbox_get_failed_step(c->sandbox);
+			g_set_error(&l->error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_SPAWN,
+				    "cannot start host %s: sandbox: %s%s%s", c->name,
+				    step ? step : "", step ? ": " : "", g_strerror(-r));
+			goto out;
+		}
+	}
+	if (c->spawn_hook && !c->spawn_hook(spawn, c->spawn_hook_data, &l->error))
 		goto out;
 
 	r = pal_spawn_run(spawn, &child);
 	if (r < 0) {
 		const char *step = pal_spawn_get_failed_step(spawn);
+		/* A step of the profile's (pal_sandbox_apply()) names itself "sandbox: ...". */
 		g_set_error(&l->error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_SPAWN,
 			    "cannot start host %s (%s): %s%s%s", c->name,
 			    c->remote ? c->remote[0]
@@ -949,6 +983,7 @@ static gboolean launch_cb(gpointer data)
 	h->name = g_strdup(c->name);
 	h->pid = pal_child_get_pid(child);
 	h->child = child;
+	h->sandboxed = c->sandbox != NULL;
 	h->requests = l->requests;
 	l->requests = NULL;
 	if (c->remote) {
@@ -1148,7 +1183,7 @@ static Inspect *inspect_begin(Mesh *m)
 
 	in->out = g_string_new("{\"mesh\":");
 	process_json_string(in->out, m->name);
-	process_self_stats(&rss, &threads);
+	process_self_stats(-1, &rss, &threads);
 	g_string_append_printf(in->out, ",\"parent\":{\"pid\":%d,\"node\":\"%s\",\"rss_kib\":%" G_GUINT64_FORMAT
 				    ",\"threads\":%u,\"remote_nodes\":%u},\"hosts\":[",
 			       (int)getpid(), mesh_uuid_to_string(mesh_node_get_id(m->node), id), rss,

@@ -17,6 +17,8 @@
 
 #include <meshprocess/meshprocess.h>
 
+#include "test-sandbox-env.h"
+
 #include "../../libmeshremote/tests/log-count.h"
 
 #define WAIT_US (20 * G_USEC_PER_SEC)
