@@ -28,6 +28,33 @@ typedef struct {
 	int status_fd; /* /proc/self/status, opened before the sandbox, or -1 */
 } HostState;
 
+/* This host's pid as its parent sees it (host_enter_sandbox()); 0: getpid()'s. */
+static pid_t outer_pid;
+
+GPid mesh_host_get_pid(void)
+{
+	return outer_pid > 0 ? outer_pid : getpid();
+}
+
+/*
+ * The pid in the first PID namespace /proc shows (the parent's: the host's
+ * PID namespace, if any, keeps its parent's /proc), from the NSpid line of
+ * @status_fd (/proc/self/status); 0 if it has none.
+ */
+static pid_t read_outer_pid(int status_fd)
+{
+	char buf[4096];
+	ssize_t n = status_fd >= 0 ? pread(status_fd, buf, sizeof(buf) - 1, 0) : -1;
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	const char *line = strstr(buf, "\nNSpid:");
+	if (!line)
+		return 0;
+	guint64 pid = g_ascii_strtoull(line + strlen("\nNSpid:"), NULL, 10);
+	return pid > 0 && pid < G_MAXINT ? (pid_t)pid : 0;
+}
+
 static _Noreturn void host_exit(HostState *s, int status)
 {
 	static gint exiting;
@@ -109,7 +136,7 @@ static char *inspect_self(HostState *s)
 	guint threads;
 	char id[33];
 	process_self_stats(s->status_fd, &rss, &threads);
-	g_string_append_printf(out, "%d,\"name\":", (int)getpid());
+	g_string_append_printf(out, "%d,\"name\":", (int)mesh_host_get_pid());
 	process_json_string(out, s->name);
 	MeshNode *node = s->node;
 	g_string_append_printf(out, ",\"node\":\"%s\",\"rss_kib\":%" G_GUINT64_FORMAT
@@ -151,6 +178,17 @@ static void requests_cb(MeshReceiver *r, gpointer data)
 		MeshProcess__HostRequest *req = (MeshProcess__HostRequest *)msg;
 		if (req->request_case == MESH_PROCESS__HOST_REQUEST__REQUEST_CRASH) {
 			g_printerr("host %s: crash requested by the parent\n", s->name);
+			if (getpid() == 1) {
+				/*
+				 * Pid 1 of a PID namespace (a sandbox's): the kernel
+				 * ignores the SIGABRT of abort() there, only a fault
+				 * ends it.
+				 */
+				g_printerr("host %s: pid 1 of its PID namespace cannot "
+					   "abort: trapping instead (SIGILL)\n",
+					   s->name);
+				__builtin_trap();
+			}
 			abort();
 		}
 		if (req->request_case == MESH_PROCESS__HOST_REQUEST__REQUEST_INSPECT) {
@@ -237,6 +275,7 @@ static void host_enter_sandbox(HostState *s, gboolean sandboxed)
 
 	/* Before Landlock closes the file system: inspect reads this. */
 	s->status_fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+	outer_pid = read_outer_pid(s->status_fd);
 	int r = pal_sandbox_new_from_env(&sb);
 	if (r < 0) {
 		step = "environment";

@@ -635,4 +635,18 @@ typedef gboolean (*MeshHostFunc)(MeshMessage *initial, gpointer user_data, GErro
 MESH_PROCESS_API gboolean mesh_try_run_host(const char *base_name, MeshHostFunc func,
 					    gpointer user_data, GError **error);
 
+/**
+ * mesh_host_get_pid:
+ *
+ * The calling host's pid as its parent sees it: the pid mesh_launch_host()
+ * returned, which inspect and the errors naming the host use. In a sandbox
+ * with a PID namespace (the default profile's) getpid() is 1 and this is
+ * the pid outside; otherwise, a remote host, or a process that is not a
+ * host, it is getpid(). Known once mesh_try_run_host() has taken the
+ * invitation (from the host function on). Any thread.
+ *
+ * Returns: a pid.
+ */
+MESH_PROCESS_API GPid mesh_host_get_pid(void);
+
 G_END_DECLS
