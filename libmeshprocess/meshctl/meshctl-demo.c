@@ -1055,6 +1055,7 @@ out:
 
 int meshctl_serve(int argc, char **argv)
 {
+	gboolean no_sandbox = FALSE;
 	int n_hosts = 3;
 	char *name = NULL;
 	char **rest = NULL;
@@ -1063,6 +1064,8 @@ int meshctl_serve(int argc, char **argv)
 		 "N"},
 		{"name", 0, 0, G_OPTION_ARG_STRING, &name, "The mesh's name (default \"serve\")",
 		 "NAME"},
+		{"no-sandbox", 0, 0, G_OPTION_ARG_NONE, &no_sandbox,
+		 "Run the hosts unsandboxed (default: libpal's default sandbox profile)", NULL},
 		{"verbose", 'v', 0, G_OPTION_ARG_NONE, &meshctl_verbose,
 		 "Show the libraries' messages (on stderr)", NULL},
 		{G_OPTION_REMAINING, 0, 0, G_OPTION_ARG_FILENAME_ARRAY, &rest, NULL, NULL},
@@ -1087,7 +1090,8 @@ int meshctl_serve(int argc, char **argv)
 		return 2;
 	}
 
-	Demo d = {.mesh_name = name ? name : "serve"};
+	Demo d = {.mesh_name = name ? name : "serve",
+		  .sandbox = no_sandbox ? NULL : pal_sandbox_new()};
 	GError *error = NULL;
 	gboolean ok = FALSE;
 	const char *path = rest[0];

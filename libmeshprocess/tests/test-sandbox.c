@@ -380,6 +380,10 @@ START_TEST(test_sandboxed_host_serves)
 		      json);
 	ck_assert_msg(strstr(json, "\"seccomp\":\"kill\""), "%s", json);
 	ck_assert_msg(!strstr(json, "\"landlock_abi\":0"), "%s", json);
+	/* Its own pid, as we know it, though getpid() is 1 in its PID namespace. */
+	char *own = g_strdup_printf("\"report\":{\"pid\":%d,", (int)h.pid);
+	ck_assert_msg(strstr(json, own), "%s", json);
+	g_free(own);
 	/* The host's own rss came through its sandbox (a file opened before). */
 	ck_assert_msg(!strstr(json, "\"rss_kib\":0,"), "%s", json);
 	g_free(json);
@@ -485,6 +489,34 @@ START_TEST(test_forbidden_syscall_kills)
 	g_clear_error(&error);
 	g_free(named);
 	g_free(want);
+	host_close(&h);
+	mesh_process_config_free(c);
+	mesh_free(mesh);
+	exited_clear(&x);
+}
+END_TEST
+
+/*
+ * mesh_crash() on a host that is pid 1 of its PID namespace: SIGABRT cannot
+ * end it there, so it traps; the exit says SIGILL.
+ */
+START_TEST(test_crash_in_pid_namespace)
+{
+	become(_i);
+	Mesh *mesh = mesh_new_ok();
+	Exited x = {.ctx = g_main_context_new()};
+	MeshProcessConfig *c = sandboxed_config("worker-3", NULL);
+	mesh_process_config_set_exit_callback(c, x.ctx, on_exit_cb, &x, NULL);
+	Host h = launch(mesh, c, "serve");
+	send_text(h.work, "up");
+	char *t = recv_text(h.results);
+	g_free(t);
+	GError *error = NULL;
+	ck_assert_msg(mesh_crash(mesh, h.pid, &error), "%s", error ? error->message : "");
+	wait_exit(&x);
+	ck_assert(x.exit.signaled);
+	ck_assert_str_eq(x.exit.signal_name, "SIGILL");
+	ck_assert(!x.exit.expected);
 	host_close(&h);
 	mesh_process_config_free(c);
 	mesh_free(mesh);
@@ -607,6 +639,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_unsandboxed_probe_differs);
 	tcase_add_loop_test(tc, test_no_fd_leaks, 0, 2);
 	tcase_add_loop_test(tc, test_forbidden_syscall_kills, 0, 2);
+	tcase_add_loop_test(tc, test_crash_in_pid_namespace, 0, 2);
 	tcase_add_loop_test(tc, test_finalize_failure, 0, 2);
 	tcase_add_loop_test(tc, test_finalize_early, 0, 2);
 	tcase_add_loop_test(tc, test_remote_host_finalizes, 0, 2);
