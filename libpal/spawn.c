@@ -35,6 +35,7 @@
 
 #include <pal/pal.h>
 
+#include "sandbox-private.h"
 #include "spawn-private.h"
 
 #ifndef CLONE_PIDFD
@@ -157,6 +158,9 @@ struct PalSpawn {
 	bool has_gid;
 	uid_t uid;
 	gid_t gid;
+
+	PalSandbox *sandbox;
+	struct spawn_sandbox sandbox_spec;
 
 	const char *failed_step;
 };
@@ -286,6 +290,7 @@ PAL_API PalSpawn *pal_spawn_free(PalSpawn *spawn)
 	env_ops_clear(spawn);
 	free(spawn->fd_maps);
 	free(spawn->hooks);
+	pal_sandbox_unref(spawn->sandbox);
 	free(spawn);
 	return NULL;
 }
@@ -522,6 +527,15 @@ PAL_API int pal_spawn_add_hook(PalSpawn *spawn, PalSpawnStage stage, PalSpawnHoo
 		.func = func,
 		.user_data = user_data,
 	};
+	return 0;
+}
+
+int spawn_set_sandbox(PalSpawn *spawn, PalSandbox *sandbox, const struct spawn_sandbox *spec)
+{
+	pal_sandbox_unref(spawn->sandbox);
+	spawn->sandbox = pal_sandbox_ref(sandbox);
+	if (sandbox)
+		spawn->sandbox_spec = *spec;
 	return 0;
 }
 
