@@ -116,8 +116,12 @@ static char *probe(void)
 	const char *outside = try_read("/etc/passwd");
 	const char *allowed = try_read(g_getenv("MESH_TEST_ALLOWED"));
 
-	/* A program that exists: if exec worked, this host would be gone. */
-	char *argv[] = {(char *)"/bin/sh", (char *)"-c", (char *)"exit 0", NULL};
+	/*
+	 * A program that exists: if exec worked, this host would be gone (the
+	 * unsandboxed test passes a missing one instead).
+	 */
+	const char *prog = g_getenv("MESH_TEST_EXEC") ? g_getenv("MESH_TEST_EXEC") : "/bin/sh";
+	char *argv[] = {(char *)prog, (char *)"-c", (char *)"exit 0", NULL};
 	execve(argv[0], argv, environ);
 	const char *exec = errno_name(errno);
 
@@ -426,12 +430,13 @@ START_TEST(test_unsandboxed_probe_differs)
 	Mesh *mesh = mesh_new_ok();
 	MeshProcessConfig *c = mesh_process_config_new("prober");
 	mesh_process_config_set_env(c, "MESH_TEST_ALLOWED", path);
+	mesh_process_config_set_env(c, "MESH_TEST_EXEC", "/nonexistent/mesh-test");
 	mesh_process_config_set_sandbox(c, NULL);
 	Host h = launch(mesh, c, "probe");
 	char *t = recv_text(h.results);
 	ck_assert_msg(g_str_has_prefix(t, "outside=ok ") || g_str_has_prefix(t, "outside=readable "),
 		      "%s", t);
-	ck_assert_msg(strstr(t, " inet=ok ") && strstr(t, " nnp=0 "), "%s", t);
+	ck_assert_msg(strstr(t, " exec=ENOENT inet=ok ") && strstr(t, " nnp=0 "), "%s", t);
 	g_free(t);
 	host_close(&h);
 	mesh_process_config_free(c);
