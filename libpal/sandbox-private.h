@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/resource.h>
 #include <sys/types.h>
 
@@ -19,9 +20,13 @@
 /* The longest encoded value pal_sandbox_new_from_env() accepts. */
 #define SANDBOX_MAX_ENV (256 * 1024)
 
+/* The limit as prlimit64() takes it, whatever the libc's rlim_t. */
 struct sandbox_rlimit {
 	int resource;
-	struct rlimit limit;
+	struct {
+		uint64_t rlim_cur;
+		uint64_t rlim_max;
+	} limit;
 };
 
 /*
