@@ -87,7 +87,7 @@ static gboolean host_main(MeshMessage *initial, gpointer data, GError **error)
 		/* Resource 0 is a raw port to another host: greet it, report its greeting. */
 		MeshReceiver *peer_in = work;
 		MeshSender *peer_out = mesh_sender_from_port(mesh_message_steal_port(initial, 2), NULL);
-		char *hello = g_strdup_printf("hello from %d", (int)getpid());
+		char *hello = g_strdup_printf("hello from %d", (int)mesh_host_get_pid());
 		send_text(peer_out, hello);
 		g_free(hello);
 		MeshMessage *msg;
@@ -401,7 +401,9 @@ START_TEST(test_crash_names_the_host)
 	char *pid = g_strdup_printf("pid %d", (int)h.pid);
 	ck_assert_msg(strstr(error->message, "host wait") && strstr(error->message, pid),
 		      "error does not name the host: %s", error->message);
-	ck_assert_msg(strstr(error->message, "signal 6"), "no exit status: %s", error->message);
+	char *sig = g_strdup_printf("signal %d", test_crash_signal());
+	ck_assert_msg(strstr(error->message, sig), "no exit status: %s", error->message);
+	g_free(sig);
 	g_free(pid);
 	g_error_free(error);
 	host_close(&h);

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <meshprocess/meshprocess.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,4 +44,14 @@ static G_GNUC_UNUSED MeshProcessConfig *test_config_unsandboxed(MeshProcessConfi
 {
 	mesh_process_config_set_sandbox(c, NULL);
 	return c;
+}
+
+/*
+ * The signal mesh_crash() ends a host with: SIGABRT, or SIGILL for a host
+ * that is pid 1 of its PID namespace (the default profile's), where the
+ * kernel ignores abort()'s SIGABRT and libmeshprocess traps instead.
+ */
+static G_GNUC_UNUSED int test_crash_signal(void)
+{
+	return test_sandboxed() ? SIGILL : SIGABRT;
 }
