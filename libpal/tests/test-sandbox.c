@@ -20,11 +20,14 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <sched.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -326,9 +329,12 @@ START_TEST(test_default_profile)
 {
 	_cleanup_(pal_sandbox_unrefp) PalSandbox *sb = pal_sandbox_new();
 	struct run before, run;
-	char line[256];
+	char line[256], dir[64];
 	unsigned ns;
 
+
+	/* The parent's /tmp is not empty; the child's private one is. */
+	make_dir(dir, sizeof(dir));
 	ck_assert_int_eq(run_child(NULL, &before, "ns", "caps"), 0);
 	/* Default profile as it comes, with a parent-death signal (pid 1: getppid() is 0). */
 	ck_assert_int_eq(run_child_opts(sb, &(struct run_opts){ .pdeathsig = SIGKILL, .dup_src = -1 },
@@ -371,6 +377,91 @@ START_TEST(test_default_profile)
 			ck_assert_msg((a[i] != b[i]) == !!(ns & bits[i]), "namespace %d: %llu vs %llu", i,
 				      a[i], b[i]);
 	}
+	remove_dir(dir);
+}
+END_TEST
+
+/*
+ * In the child: has the spawning process killed (its thread reads fd 10's
+ * other end) and waits until it is gone (fd 11 is a pipe whose write end
+ * only the spawner held).
+ */
+static int kill_spawner_hook(void *user_data)
+{
+	struct pollfd pfd = { .fd = 11, .events = POLLIN };
+
+	(void)user_data;
+	if (syscall(SYS_write, 10, "x", 1) != 1)
+		return -EIO;
+	while (syscall(SYS_poll, &pfd, 1, -1) < 0 && errno == EINTR)
+		;
+	return 0;
+}
+
+static void *killer_thread(void *arg)
+{
+	char c;
+
+	if (read(*(int *)arg, &c, 1) == 1)
+		kill(getpid(), SIGKILL);
+	return NULL;
+}
+
+/*
+ * In a new PID namespace getppid() is 0, so the parent-death check cannot
+ * compare it: a spawner that dies before the signal is armed must still
+ * stop the child before exec.
+ */
+START_TEST(test_pid_ns_parent_dies)
+{
+	char dir[64], marker[96];
+	pid_t mid, pid;
+	int status;
+
+	make_dir(dir, sizeof(dir));
+	snprintf(marker, sizeof(marker), "%s/marker", dir);
+	ck_assert_int_eq(prctl(PR_SET_CHILD_SUBREAPER, 1L, 0L, 0L, 0L), 0);
+
+	mid = fork();
+	ck_assert_int_ge(mid, 0);
+	if (mid == 0) {
+		PalSandbox *sb = pal_sandbox_new_empty();
+		PalSpawn *spawn = pal_spawn_new(PAL_SANDBOX_CHILD);
+		PalChild *child = NULL;
+		int kill_pipe[2], alive_pipe[2];
+		pthread_t thread;
+
+		if (pipe2(kill_pipe, O_CLOEXEC) < 0 || pipe2(alive_pipe, O_CLOEXEC) < 0 ||
+		    pthread_create(&thread, NULL, killer_thread, &kill_pipe[0]) != 0)
+			_exit(2);
+		if (!sb || !spawn ||
+		    pal_sandbox_set_namespaces(sb, PAL_SANDBOX_NS_PID, true) < 0 ||
+		    pal_sandbox_apply(sb, spawn) < 0 || pal_spawn_add_arg(spawn, "open") < 0 ||
+		    pal_spawn_add_arg(spawn, marker) < 0 || pal_spawn_add_arg(spawn, "w") < 0 ||
+		    pal_spawn_dup_fd(spawn, kill_pipe[1], 10) < 0 ||
+		    pal_spawn_dup_fd(spawn, alive_pipe[0], 11) < 0 ||
+		    pal_spawn_set_parent_death_signal(spawn, SIGKILL) < 0 ||
+		    pal_spawn_add_hook(spawn, PAL_SPAWN_STAGE_BEFORE_CREDENTIALS, kill_spawner_hook,
+				       NULL) < 0)
+			_exit(2);
+		pal_spawn_run(spawn, &child);
+		_exit(3); /* not reached: the hook killed us */
+	}
+
+	/* The middle process, then the orphaned child (reparented to us). */
+	for (int i = 0; i < 2; i++) {
+		pid = waitpid(-1, &status, 0);
+		ck_assert_int_gt(pid, 0);
+		if (pid == mid)
+			ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+				      "middle process: status %#x", status);
+		else
+			ck_assert_msg(!WIFEXITED(status) || WEXITSTATUS(status) == 127,
+				      "orphan: status %#x", status);
+	}
+	ck_assert_msg(access(marker, F_OK) < 0, "the orphan exec'd its program");
+	prctl(PR_SET_CHILD_SUBREAPER, 0L, 0L, 0L, 0L);
+	remove_dir(dir);
 }
 END_TEST
 
@@ -713,6 +804,7 @@ static Suite *sandbox_suite(void)
 	tcase_add_test(tc, test_seccomp_allow_syscall);
 	tcase_add_test(tc, test_default_profile);
 	tcase_add_test(tc, test_namespaces_best_effort_refused);
+	tcase_add_test(tc, test_pid_ns_parent_dies);
 	tcase_add_test(tc, test_rlimits_fds);
 	tcase_add_test(tc, test_threads_refused);
 	tcase_add_test(tc, test_malformed_env);
