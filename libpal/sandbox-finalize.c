@@ -293,6 +293,8 @@ static const char *const default_syscalls[] = {
 	/* threads (clone is below) */
 	"rseq", "set_tid_address", "sched_yield", "sched_getaffinity", "sched_getattr",
 	"sched_getparam", "sched_getscheduler", "gettid", "exit",
+	/* GLib's thread pool copies scheduler settings to new threads by tid */
+	"sched_setattr",
 	/* signals */
 	"rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "sigreturn", "sigaltstack",
 	"rt_sigtimedwait", "rt_sigpending", "rt_sigsuspend", "restart_syscall",
@@ -378,8 +380,6 @@ static int build_filter(scmp_filter_ctx ctx, const PalSandbox *sandbox)
 		r = add_rule(ctx, sandbox, "kill", SCMP_ACT_ALLOW, 1, &self);
 	if (r == 0)
 		r = add_rule(ctx, sandbox, "tgkill", SCMP_ACT_ALLOW, 1, &self);
-	if (r == 0)
-		r = add_rule(ctx, sandbox, "sched_setattr", SCMP_ACT_ALLOW, 1, &sched_self);
 	/* Its own limits only (pid 0). */
 	if (r == 0)
 		r = add_rule(ctx, sandbox, "prlimit64", SCMP_ACT_ALLOW, 1, &sched_self);
