@@ -117,11 +117,14 @@ static int parse_uint(const char *s, size_t len, unsigned max, unsigned *ret)
 	if (len == 0 || len > 10 || (len > 1 && s[0] == '0'))
 		return -EINVAL;
 	for (size_t i = 0; i < len; i++) {
+		unsigned d;
+
 		if (s[i] < '0' || s[i] > '9')
 			return -EINVAL;
-		if (v > (max - (unsigned)(s[i] - '0')) / 10)
+		d = (unsigned)(s[i] - '0');
+		if (d > max || v > (max - d) / 10)
 			return -EINVAL;
-		v = v * 10 + (unsigned)(s[i] - '0');
+		v = v * 10 + d;
 	}
 	*ret = v;
 	return 0;
