@@ -121,9 +121,9 @@ static void inspect_sandbox(GString *out)
 		first = FALSE;
 	}
 	g_string_append_printf(out,
-			       "],\"no_new_privs\":%s,\"capabilities_dropped\":%s,"
-			       "\"landlock_abi\":%d,\"seccomp\":\"%s\"}",
-			       st.no_new_privs ? "true" : "false",
+			       "],\"private_tmp\":%s,\"no_new_privs\":%s,"
+			       "\"capabilities_dropped\":%s,\"landlock_abi\":%d,\"seccomp\":\"%s\"}",
+			       st.private_tmp ? "true" : "false", st.no_new_privs ? "true" : "false",
 			       st.capabilities_dropped ? "true" : "false", st.landlock_abi,
 			       (unsigned)st.seccomp < G_N_ELEMENTS(seccomp) ? seccomp[st.seccomp]
 									 : "unknown");

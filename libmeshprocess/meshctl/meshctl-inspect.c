@@ -57,8 +57,8 @@ static char *describe_process(const MeshctlJson *entry, const MeshctlJson *repor
 }
 
 /*
- * "sandbox: namespaces mount net ipc pid, no_new_privs, capabilities
- * dropped, Landlock ABI 6, seccomp kill" from a host's report, or NULL when
+ * "sandbox: namespaces mount net pid ipc, private /tmp, no_new_privs,
+ * capabilities dropped, Landlock ABI 7, seccomp kill" from a host's report, or NULL when
  * it is not sandboxed (no finalized profile).
  */
 static char *describe_sandbox(const MeshctlJson *report)
@@ -79,6 +79,9 @@ static char *describe_sandbox(const MeshctlJson *report)
 	}
 	if (!n)
 		g_string_append(s, " none");
+	MeshctlJson *tmp = meshctl_json_get(sb, "private_tmp");
+	if (tmp && tmp->type == MESHCTL_JSON_BOOL && tmp->boolean)
+		g_string_append(s, ", private /tmp");
 	MeshctlJson *nnp = meshctl_json_get(sb, "no_new_privs");
 	if (nnp && nnp->type == MESHCTL_JSON_BOOL && nnp->boolean)
 		g_string_append(s, ", no_new_privs");
