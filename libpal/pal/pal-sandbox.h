@@ -354,7 +354,8 @@ PAL_API int pal_sandbox_new_from_env(PalSandbox **ret_sandbox);
  * thread): otherwise -EBUSY at "threads". A step that fails leaves the
  * earlier ones in place.
  *
- * Returns: 0 or a negative errno; see pal_sandbox_get_failed_step().
+ * Returns: 0, -EALREADY when this process already finalized a profile, or
+ * a negative errno; see pal_sandbox_get_failed_step().
  */
 PAL_API int pal_sandbox_finalize(PalSandbox *sandbox);
 
