@@ -835,6 +835,16 @@ CHILD_CODE static void child_sandbox(const struct spawn_ctx *ctx, int status_fd)
 		    syscall(SYS_mount, "tmpfs", "/tmp", "tmpfs", (unsigned long)(MS_NOSUID | MS_NODEV),
 			    "mode=1777") < 0)
 			child_fail(status_fd, STEP_PRIVATE_TMP, errno);
+		/*
+		 * A /proc of the new PID namespace, so that pids in it match
+		 * getpid() (LeakSanitizer, for one, ptrace()s the tids it
+		 * lists). Best effort: the kernel refuses it in a user
+		 * namespace when parts of /proc are hidden by overmounts (in
+		 * containers); the parent's /proc then stays.
+		 */
+		if (ctx->granted_ns & CLONE_NEWPID)
+			syscall(SYS_mount, "proc", "/proc", "proc",
+				(unsigned long)(MS_NOSUID | MS_NODEV | MS_NOEXEC), NULL);
 	}
 
 	for (size_t i = 0; i < sb->n_rlimits; i++)

@@ -175,7 +175,8 @@ PAL_DEFINE_CLEANUP_FUNC(PalSandbox, pal_sandbox_unref)
  * and SIGSTOP. A parent-death signal other than SIGKILL is therefore ignored
  * unless the child handles it; the child also reaps the orphans in its
  * namespace, and when it exits every process in the namespace is killed.
- * /proc still shows the parent's PID namespace.
+ * With %PAL_SANDBOX_NS_MOUNT too, /proc is remounted for the new PID
+ * namespace where the kernel allows it (see doc/libpal.md).
  *
  * Returns: 0 or -EINVAL.
  */
@@ -354,7 +355,8 @@ PAL_API int pal_sandbox_new_from_env(PalSandbox **ret_sandbox);
  * thread): otherwise -EBUSY at "threads". A step that fails leaves the
  * earlier ones in place.
  *
- * Returns: 0 or a negative errno; see pal_sandbox_get_failed_step().
+ * Returns: 0, -EALREADY when this process already finalized a profile, or
+ * a negative errno; see pal_sandbox_get_failed_step().
  */
 PAL_API int pal_sandbox_finalize(PalSandbox *sandbox);
 
