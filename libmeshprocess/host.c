@@ -28,31 +28,12 @@ typedef struct {
 	int status_fd; /* /proc/self/status, opened before the sandbox, or -1 */
 } HostState;
 
-/* This host's pid as its parent sees it (host_enter_sandbox()); 0: getpid()'s. */
+/* This host's pid as its parent sees it (its HostHello); 0: getpid()'s. */
 static pid_t outer_pid;
 
 GPid mesh_host_get_pid(void)
 {
 	return outer_pid > 0 ? outer_pid : getpid();
-}
-
-/*
- * The pid in the first PID namespace /proc shows (the parent's: the host's
- * PID namespace, if any, keeps its parent's /proc), from the NSpid line of
- * @status_fd (/proc/self/status); 0 if it has none.
- */
-static pid_t read_outer_pid(int status_fd)
-{
-	char buf[4096];
-	ssize_t n = status_fd >= 0 ? pread(status_fd, buf, sizeof(buf) - 1, 0) : -1;
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
-	const char *line = strstr(buf, "\nNSpid:");
-	if (!line)
-		return 0;
-	guint64 pid = g_ascii_strtoull(line + strlen("\nNSpid:"), NULL, 10);
-	return pid > 0 && pid < G_MAXINT ? (pid_t)pid : 0;
 }
 
 static _Noreturn void host_exit(HostState *s, int status)
@@ -275,7 +256,6 @@ static void host_enter_sandbox(HostState *s, gboolean sandboxed)
 
 	/* Before Landlock closes the file system: inspect reads this. */
 	s->status_fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
-	outer_pid = read_outer_pid(s->status_fd);
 	int r = pal_sandbox_new_from_env(&sb);
 	if (r < 0) {
 		step = "environment";
@@ -450,6 +430,8 @@ static gboolean run_host(HostState *s, MeshPort *port, MeshHostFunc func, gpoint
 		first, &mesh_process__host_hello__descriptor, error);
 	MeshPort *req_port = hello ? mesh_port_steal_from_field(hello->requests) : NULL;
 	MeshPort *events_port = hello ? mesh_port_steal_from_field(hello->events) : NULL;
+	if (hello && hello->pid > 0 && hello->pid <= G_MAXINT)
+		outer_pid = (pid_t)hello->pid; /* before any thread of ours reads it */
 	if (hello)
 		mesh_payload_message_free(&hello->base);
 	if (events_port) {

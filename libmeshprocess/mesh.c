@@ -1158,9 +1158,6 @@ GPid mesh_launch_host(Mesh *m, const MeshProcessConfig *config, MeshMessage *ini
 	hello->name = g_strdup(config->name);
 	mesh_channel_new(&mesh_process__host_event__descriptor, &events, &events_recv);
 	hello->events = mesh_port_into_field(mesh_sender_into_port(events));
-	mesh_sender_send_message(boot, mesh_message_new_typed_take(&hello->base));
-	mesh_sender_send_message(boot, initial);
-	mesh_sender_free(boot);
 
 	/*
 	 * Spawn from a thread that lives as long as the mesh, never from the
@@ -1177,9 +1174,21 @@ GPid mesh_launch_host(Mesh *m, const MeshProcessConfig *config, MeshMessage *ini
 	mesh_sender_free(l.requests);
 	mesh_receiver_free(l.events);
 	if (l.error) {
+		mesh_payload_message_free(&hello->base);
+		mesh_message_free(initial);
+		mesh_sender_free(boot);
 		g_propagate_error(error, l.error);
 		return 0;
 	}
+	/*
+	 * Sent once spawned, so that the hello can carry the pid (the host
+	 * reads nothing before it joined): in a PID namespace the host cannot
+	 * learn it itself.
+	 */
+	hello->pid = config->remote ? 0 : (uint32_t)l.pid;
+	mesh_sender_send_message(boot, mesh_message_new_typed_take(&hello->base));
+	mesh_sender_send_message(boot, initial);
+	mesh_sender_free(boot);
 	return l.pid;
 }
 

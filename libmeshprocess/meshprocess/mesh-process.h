@@ -639,11 +639,12 @@ MESH_PROCESS_API gboolean mesh_try_run_host(const char *base_name, MeshHostFunc 
  * mesh_host_get_pid:
  *
  * The calling host's pid as its parent sees it: the pid mesh_launch_host()
- * returned, which inspect and the errors naming the host use. In a sandbox
- * with a PID namespace (the default profile's) getpid() is 1 and this is
- * the pid outside; otherwise, a remote host, or a process that is not a
- * host, it is getpid(). Known once mesh_try_run_host() has taken the
- * invitation (from the host function on). Any thread.
+ * returned, which inspect and the errors naming the host use (the parent
+ * sends it with the host's first message). In a sandbox with a PID
+ * namespace (the default profile's) getpid() is 1 and this is the pid
+ * outside; for a remote host (its own pid, on its machine), a process that
+ * is not a host, or before the host function runs, it is getpid(). Any
+ * thread.
  *
  * Returns: a pid.
  */
