@@ -988,6 +988,17 @@ static PalSpawn *remote_spawn_new(const MeshProcessConfig *c, GError **error)
 	return spawn;
 }
 
+/* A step of a sandbox profile's spawn part (pal_sandbox_apply()), as pal_spawn names it. */
+static gboolean is_sandbox_step(const char *step)
+{
+	static const char *const steps[] = {"namespaces", "userns_map", "private_tmp", "rlimit",
+					    "bounding_set"};
+	for (size_t i = 0; step && i < G_N_ELEMENTS(steps); i++)
+		if (strcmp(step, steps[i]) == 0)
+			return TRUE;
+	return FALSE;
+}
+
 static gboolean launch_cb(gpointer data)
 {
 	Launch *l = data;
@@ -1051,12 +1062,12 @@ static gboolean launch_cb(gpointer data)
 	r = pal_spawn_run(spawn, &child);
 	if (r < 0) {
 		const char *step = pal_spawn_get_failed_step(spawn);
-		/* A step of the profile's (pal_sandbox_apply()) names itself "sandbox: ...". */
 		g_set_error(&l->error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_SPAWN,
-			    "cannot start host %s (%s): %s%s%s", c->name,
+			    "cannot start host %s (%s): %s%s%s%s", c->name,
 			    c->remote ? c->remote[0]
 			    : c->program ? c->program
 					 : "this program",
+			    c->sandbox && !c->remote && is_sandbox_step(step) ? "sandbox: " : "",
 			    step ? step : "", step ? ": " : "", g_strerror(-r));
 		goto out;
 	}

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -582,6 +583,49 @@ START_TEST(test_finalize_failure)
 END_TEST
 
 /*
+ * A profile whose spawn part fails: mesh_launch_host() fails naming the
+ * sandbox and the step. As root: a uid change with a user namespace
+ * (pal_sandbox_apply() refuses it); as uid 65534: raising a hard rlimit.
+ */
+START_TEST(test_spawn_step_failure)
+{
+	uid_t uid = become(_i);
+	Mesh *mesh = mesh_new_ok();
+	MeshProcessConfig *c = mesh_process_config_new("refused");
+	PalSandbox *sb = pal_sandbox_new();
+	const char *want;
+	if (uid == 0) {
+		ck_assert_int_eq(pal_sandbox_set_namespaces(sb, PAL_SANDBOX_NS_USER, true), 0);
+		ck_assert_int_eq(pal_sandbox_set_uid(sb, 1234), 0);
+		want = "cannot start host refused: sandbox: ";
+	} else {
+		struct rlimit rl;
+		ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+		if (rl.rlim_max == RLIM_INFINITY) {
+			pal_sandbox_unref(sb);
+			mesh_process_config_free(c);
+			mesh_free(mesh);
+			return; /* nothing to raise */
+		}
+		ck_assert_int_eq(pal_sandbox_set_rlimit(sb, RLIMIT_NOFILE, rl.rlim_cur, rl.rlim_max + 1),
+				 0);
+		want = "cannot start host refused (this program): sandbox: rlimit: ";
+	}
+	mesh_process_config_set_sandbox(c, sb);
+	pal_sandbox_unref(sb);
+	GError *error = NULL;
+	GPid pid = mesh_launch_host(mesh, c, mesh_message_new("serve", 5), &error);
+	ck_assert_int_eq(pid, 0);
+	ck_assert_msg(g_error_matches(error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_SPAWN) &&
+			      g_str_has_prefix(error->message, want),
+		      "%s", error ? error->message : "no error");
+	g_clear_error(&error);
+	mesh_process_config_free(c);
+	mesh_free(mesh);
+}
+END_TEST
+
+/*
  * "Finalizing later": the host program reads a file, finalizes the profile
  * itself, then calls mesh_try_run_host(), which does not finalize again.
  */
@@ -663,6 +707,7 @@ int main(int argc, char **argv)
 	tcase_add_loop_test(tc, test_crash_in_pid_namespace, 0, 2);
 	tcase_add_loop_test(tc, test_finalize_failure, 0, 2);
 	tcase_add_loop_test(tc, test_finalize_early, 0, 2);
+	tcase_add_loop_test(tc, test_spawn_step_failure, 0, 2);
 	tcase_add_loop_test(tc, test_remote_host_finalizes, 0, 2);
 	suite_add_tcase(s, tc);
 
