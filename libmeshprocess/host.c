@@ -28,12 +28,13 @@ typedef struct {
 	int status_fd; /* /proc/self/status, opened before the sandbox, or -1 */
 } HostState;
 
-/* This host's pid as its parent sees it (its HostHello); 0: getpid()'s. */
-static pid_t outer_pid;
+/* This host's pid as its parent sees it (its HostHello); 0: getpid()'s. Atomic. */
+static gint outer_pid;
 
 GPid mesh_host_get_pid(void)
 {
-	return outer_pid > 0 ? outer_pid : getpid();
+	gint pid = g_atomic_int_get(&outer_pid);
+	return pid > 0 ? pid : getpid();
 }
 
 static _Noreturn void host_exit(HostState *s, int status)
@@ -286,7 +287,7 @@ static void host_enter_sandbox(HostState *s, gboolean sandboxed)
 
 /*
  * A remote host: fds 0 and 1 are the link to the parent. The link gets
- * copies; fd 0 then reads /dev/null and fd 1 goes to stderr, so that a
+ * copies; fd 0 then reads an empty pipe and fd 1 goes to stderr, so that a
  * stray printf() cannot corrupt the stream.
  */
 static gboolean run_stdio_host(const char *base_name, MeshHostFunc func, gpointer user_data,
@@ -431,7 +432,7 @@ static gboolean run_host(HostState *s, MeshPort *port, MeshHostFunc func, gpoint
 	MeshPort *req_port = hello ? mesh_port_steal_from_field(hello->requests) : NULL;
 	MeshPort *events_port = hello ? mesh_port_steal_from_field(hello->events) : NULL;
 	if (hello && hello->pid > 0 && hello->pid <= G_MAXINT)
-		outer_pid = (pid_t)hello->pid; /* before any thread of ours reads it */
+		g_atomic_int_set(&outer_pid, (gint)hello->pid);
 	if (hello)
 		mesh_payload_message_free(&hello->base);
 	if (events_port) {

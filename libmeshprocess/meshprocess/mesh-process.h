@@ -626,9 +626,9 @@ typedef gboolean (*MeshHostFunc)(MeshMessage *initial, gpointer user_data, GErro
  * #MESH_HOST_EXIT_SANDBOX without joining.
  *
  * With MESH_STDIO_INVITATION (a remote host) it takes fds 0 and 1 as its
- * link to the parent instead, then points fd 0 at /dev/null and fd 1 at
- * stderr: @func must not write to the stdout it had (a stray printf() goes
- * to stderr).
+ * link to the parent instead, then points fd 0 at an empty pipe (it reads
+ * as /dev/null does) and fd 1 at stderr: @func must not write to the
+ * stdout it had (a stray printf() goes to stderr).
  *
  * Returns: TRUE if not a host; FALSE with @error set.
  */
