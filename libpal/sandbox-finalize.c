@@ -476,7 +476,7 @@ PAL_API int pal_sandbox_finalize(PalSandbox *sandbox)
 	sandbox->failed_step = NULL;
 	pal_sandbox_get_status(&st);
 	if (st.finalized)
-		return fail(sandbox, &st, "threads", -EALREADY);
+		return fail(sandbox, &st, "finalize", -EALREADY);
 
 	r = step_threads();
 	if (r < 0)

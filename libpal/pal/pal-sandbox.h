@@ -324,8 +324,8 @@ PAL_API int pal_sandbox_apply(PalSandbox *sandbox, PalSpawn *spawn);
  * @sandbox: a profile
  *
  * Returns: (transfer none): after a failed pal_sandbox_finalize(), the step
- * that failed ("threads", "no_new_privs", "capabilities", "landlock",
- * "seccomp"), otherwise NULL. Spawn-time failures are named by
+ * that failed ("finalize" for -EALREADY, "threads", "no_new_privs",
+ * "capabilities", "landlock", "seccomp"), otherwise NULL. Spawn-time failures are named by
  * pal_spawn_get_failed_step() ("namespaces", "userns_map", "private_tmp",
  * "rlimit", "bounding_set").
  */

@@ -59,6 +59,7 @@ struct run_opts {
 	bool has_uid;
 	uid_t uid;
 	int pdeathsig;
+	bool fork_mode;
 	int dup_src; /* mapped to fd 5 when >= 0 */
 	const char *env_key; /* set in the child's environment */
 	const char *env_value;
@@ -94,6 +95,8 @@ static int run_child_opts(PalSandbox *sandbox, const struct run_opts *opts, stru
 	}
 	if (opts && opts->pdeathsig)
 		ck_assert_int_eq(pal_spawn_set_parent_death_signal(spawn, opts->pdeathsig), 0);
+	if (opts && opts->fork_mode)
+		ck_assert_int_eq(pal_spawn_set_vfork(spawn, false), 0);
 	if (opts && opts->dup_src >= 0)
 		ck_assert_int_eq(pal_spawn_dup_fd(spawn, opts->dup_src, 5), 0);
 
@@ -481,6 +484,30 @@ START_TEST(test_pid_ns_parent_dies)
 }
 END_TEST
 
+/* The same in fork mode (no CLONE_VM): the granted namespaces reach the child too. */
+START_TEST(test_fork_mode)
+{
+	_cleanup_(pal_sandbox_unrefp) PalSandbox *sb = default_profile();
+	struct run run;
+	char line[256];
+	unsigned ns;
+
+	ck_assert_int_eq(run_child_opts(sb, &(struct run_opts){ .fork_mode = true, .dup_src = -1,
+								.pdeathsig = SIGKILL },
+					&run, "from-env", "pid", "finalize", "status", "finalize",
+					NULL), 0);
+	assert_exited(&run, 0);
+	assert_line(&run, "pid 1");
+	ns = PAL_SANDBOX_NS_MOUNT | PAL_SANDBOX_NS_NET | PAL_SANDBOX_NS_IPC | PAL_SANDBOX_NS_PID |
+	     (geteuid() != 0 ? PAL_SANDBOX_NS_USER : 0);
+	snprintf(line, sizeof(line), "status ns=%u tmp=1 nnp=1 caps=1 ll=%d sc=%d fin=1", ns,
+		 kernel_landlock_abi(), have_seccomp());
+	assert_line(&run, line);
+	/* Once is enough; a second finalize says so. */
+	assert_line(&run, "finalize EALREADY finalize");
+}
+END_TEST
+
 START_TEST(test_namespaces_best_effort_refused)
 {
 	_cleanup_(pal_sandbox_unrefp) PalSandbox *sb = pal_sandbox_new_empty();
@@ -818,6 +845,7 @@ static Suite *sandbox_suite(void)
 	tcase_add_test(tc, test_seccomp_log);
 	tcase_add_test(tc, test_seccomp_allow_syscall);
 	tcase_add_test(tc, test_default_profile);
+	tcase_add_test(tc, test_fork_mode);
 	tcase_add_test(tc, test_namespaces_best_effort_refused);
 	tcase_add_test(tc, test_pid_ns_parent_dies);
 	tcase_add_test(tc, test_rlimits_fds);
