@@ -603,6 +603,8 @@ START_TEST(test_decoder_table)
 		"v=1",
 		"v=2;nnp=1;caps=1;tmp=1;ll=1;llmin=0;sc=1",
 		"nnp=1;v=1;caps=1;tmp=1;ll=1;llmin=0;sc=1",
+		"p=1:2f;v=1;nnp=1;caps=1;tmp=1;ll=1;llmin=0;sc=1",
+		"s=read;v=1;nnp=1;caps=1;tmp=1;ll=1;llmin=0;sc=1",
 		"v=1;nnp=1;caps=1;tmp=1;ll=1;llmin=0;sc=1;",
 		"v=1;nnp=1;caps=1;tmp=1;ll=1;llmin=0;sc=1;;",
 		"v=1;nnp=1;nnp=1;caps=1;tmp=1;ll=1;llmin=0;sc=1",
