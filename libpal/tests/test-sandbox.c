@@ -578,6 +578,38 @@ START_TEST(test_threads_refused)
 }
 END_TEST
 
+/*
+ * finalize_early before the threads, finalize after: the thread started in
+ * between inherited the per-thread steps, and the seccomp filter covers it.
+ */
+START_TEST(test_finalize_early)
+{
+	_cleanup_(pal_sandbox_unrefp) PalSandbox *sb = default_profile();
+	struct run run;
+
+	ck_assert_int_eq(run_child(sb, &run, "from-env", "worker", "finalize-early", "finalize",
+				   "status"), 0);
+	assert_line(&run, "finalize-early EBUSY threads");
+	assert_line(&run, "finalize EBUSY threads");
+	ck_assert_msg(strstr(run.out, " nnp=0 caps=0 ll=0 sc=0 fin=0\n"), "%s", run.out);
+
+	ck_assert_int_eq(run_child(sb, &run, "from-env", "finalize-early", "worker", "finalize",
+				   "worker-caps", "worker-open", "/etc/passwd", "finalize-early",
+				   "worker-forbidden"), 0);
+	assert_line(&run, "finalize-early ok");
+	assert_line(&run, "finalize ok");
+	assert_line(&run, "worker-caps eff=0 prm=0");
+	if (kernel_landlock_abi() > 0)
+		assert_line(&run, "worker-open /etc/passwd EACCES");
+	assert_line(&run, "finalize-early EALREADY finalize");
+	if (have_seccomp()) {
+		ck_assert_msg(WIFSIGNALED(run.status) && WTERMSIG(run.status) == SIGSYS,
+			      "status %#x, output:\n%s", run.status, run.out);
+		assert_no_line(&run, "worker-forbidden returned");
+	}
+}
+END_TEST
+
 START_TEST(test_malformed_env)
 {
 	struct run run;
@@ -852,6 +884,7 @@ static Suite *sandbox_suite(void)
 	tcase_add_test(tc, test_pid_ns_parent_dies);
 	tcase_add_test(tc, test_rlimits_fds);
 	tcase_add_test(tc, test_threads_refused);
+	tcase_add_test(tc, test_finalize_early);
 	tcase_add_test(tc, test_malformed_env);
 	tcase_add_test(tc, test_decoder_table);
 	tcase_add_test(tc, test_decoder_mutations);
