@@ -177,6 +177,9 @@ static int parse_field(PalSandbox *sandbox, const char *key, size_t klen, const 
 	unsigned v;
 	int k;
 
+	/* The version comes first: fields of another version mean other things. */
+	if (!seen[KEY_V] && !(klen == 1 && key[0] == 'v'))
+		return -EINVAL;
 	if (klen == 1 && key[0] == 'p')
 		return parse_path(sandbox, val, vlen);
 	if (klen == 1 && key[0] == 's')
@@ -188,9 +191,6 @@ static int parse_field(PalSandbox *sandbox, const char *key, size_t klen, const 
 	if (k == _KEY_SCALARS || seen[k])
 		return -EINVAL;
 	seen[k] = true;
-	/* The version comes first: fields of another version mean other things. */
-	if (k != KEY_V && !seen[KEY_V])
-		return -EINVAL;
 
 	if (k == KEY_G) {
 		unsigned flags = 0;

@@ -466,6 +466,57 @@ static int fail(PalSandbox *sandbox, PalSandboxStatus *st, const char *step, int
 	return r;
 }
 
+/* Set once pal_sandbox_finalize_early() has run the per-thread steps. */
+static bool per_thread_done;
+
+/* The per-thread steps; the caller checked that there is one thread. */
+static int finalize_per_thread(PalSandbox *sandbox, PalSandboxStatus *st)
+{
+	int r;
+
+	if (sandbox->no_new_privs) {
+		if (prctl(PR_SET_NO_NEW_PRIVS, 1L, 0L, 0L, 0L) < 0)
+			return fail(sandbox, st, "no_new_privs", -errno);
+		st->no_new_privs = true;
+	}
+
+	if (sandbox->drop_capabilities) {
+		r = step_capabilities();
+		if (r < 0)
+			return fail(sandbox, st, "capabilities", r);
+		st->capabilities_dropped = true;
+	}
+
+	if (sandbox->landlock) {
+		r = step_landlock(sandbox);
+		if (r < 0)
+			return fail(sandbox, st, "landlock", r);
+		st->landlock_abi = r;
+	}
+
+	__atomic_store_n(&per_thread_done, true, __ATOMIC_RELEASE);
+	sandbox_status_update(st);
+	return 0;
+}
+
+PAL_API int pal_sandbox_finalize_early(PalSandbox *sandbox)
+{
+	PalSandboxStatus st;
+	int r;
+
+	if (!sandbox)
+		return -EINVAL;
+	sandbox->failed_step = NULL;
+	pal_sandbox_get_status(&st);
+	if (st.finalized || __atomic_load_n(&per_thread_done, __ATOMIC_ACQUIRE))
+		return fail(sandbox, &st, "finalize", -EALREADY);
+
+	r = step_threads();
+	if (r < 0)
+		return fail(sandbox, &st, "threads", r);
+	return finalize_per_thread(sandbox, &st);
+}
+
 PAL_API int pal_sandbox_finalize(PalSandbox *sandbox)
 {
 	PalSandboxStatus st;
@@ -476,32 +527,22 @@ PAL_API int pal_sandbox_finalize(PalSandbox *sandbox)
 	sandbox->failed_step = NULL;
 	pal_sandbox_get_status(&st);
 	if (st.finalized)
-		return fail(sandbox, &st, "threads", -EALREADY);
+		return fail(sandbox, &st, "finalize", -EALREADY);
 
-	r = step_threads();
-	if (r < 0)
-		return fail(sandbox, &st, "threads", r);
-
-	if (sandbox->no_new_privs) {
-		if (prctl(PR_SET_NO_NEW_PRIVS, 1L, 0L, 0L, 0L) < 0)
-			return fail(sandbox, &st, "no_new_privs", -errno);
-		st.no_new_privs = true;
-	}
-
-	if (sandbox->drop_capabilities) {
-		r = step_capabilities();
+	/*
+	 * After pal_sandbox_finalize_early() every thread descends from one
+	 * that ran the per-thread steps, and inherited them.
+	 */
+	if (!__atomic_load_n(&per_thread_done, __ATOMIC_ACQUIRE)) {
+		r = step_threads();
 		if (r < 0)
-			return fail(sandbox, &st, "capabilities", r);
-		st.capabilities_dropped = true;
-	}
-
-	if (sandbox->landlock) {
-		r = step_landlock(sandbox);
+			return fail(sandbox, &st, "threads", r);
+		r = finalize_per_thread(sandbox, &st);
 		if (r < 0)
-			return fail(sandbox, &st, "landlock", r);
-		st.landlock_abi = r;
+			return r;
 	}
 
+	/* TSYNC: one filter for every thread, or none. */
 	if (sandbox->seccomp != PAL_SANDBOX_SECCOMP_OFF) {
 		r = step_seccomp(sandbox);
 		if (r < 0)

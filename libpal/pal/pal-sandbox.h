@@ -324,8 +324,8 @@ PAL_API int pal_sandbox_apply(PalSandbox *sandbox, PalSpawn *spawn);
  * @sandbox: a profile
  *
  * Returns: (transfer none): after a failed pal_sandbox_finalize(), the step
- * that failed ("threads", "no_new_privs", "capabilities", "landlock",
- * "seccomp"), otherwise NULL. Spawn-time failures are named by
+ * that failed ("finalize" for -EALREADY, "threads", "no_new_privs",
+ * "capabilities", "landlock", "seccomp"), otherwise NULL. Spawn-time failures are named by
  * pal_spawn_get_failed_step() ("namespaces", "userns_map", "private_tmp",
  * "rlimit", "bounding_set").
  */
@@ -352,13 +352,32 @@ PAL_API int pal_sandbox_new_from_env(PalSandbox **ret_sandbox);
  * Enters the finalize part in the calling process: no_new_privs,
  * capabilities, Landlock, seccomp, in that order. Irreversible. Must run
  * while the process has a single thread (capabilities and Landlock apply per
- * thread): otherwise -EBUSY at "threads". A step that fails leaves the
- * earlier ones in place.
+ * thread): otherwise -EBUSY at "threads", unless pal_sandbox_finalize_early()
+ * ran those steps before any other thread was started (then only seccomp
+ * is left, for every thread). A step that fails leaves the earlier ones in
+ * place.
  *
  * Returns: 0, -EALREADY when this process already finalized a profile, or
  * a negative errno; see pal_sandbox_get_failed_step().
  */
 PAL_API int pal_sandbox_finalize(PalSandbox *sandbox);
+
+/**
+ * pal_sandbox_finalize_early:
+ * @sandbox: a profile
+ *
+ * Runs the per-thread steps of pal_sandbox_finalize() now: no_new_privs,
+ * capabilities, Landlock. Like it, it must run while the process has a
+ * single thread (-EBUSY at "threads"). Threads started afterwards inherit
+ * these steps, so a later pal_sandbox_finalize() may run with several
+ * threads: it adds only the seccomp filter, which covers every thread
+ * (SECCOMP_FILTER_FLAG_TSYNC). For programs that start threads during
+ * their setup (an I/O thread, GLib's workers) and finalize after it.
+ *
+ * Returns: 0, -EALREADY when this process already ran it or finalized, or
+ * a negative errno; see pal_sandbox_get_failed_step().
+ */
+PAL_API int pal_sandbox_finalize_early(PalSandbox *sandbox);
 
 /**
  * pal_sandbox_get_status:

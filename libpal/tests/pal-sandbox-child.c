@@ -7,6 +7,12 @@
  *
  *   from-env          "from-env ok|none|ERRNO"
  *   finalize          "finalize ok" or "finalize ERRNO STEP"
+ *   finalize-early    "finalize-early ok" or "finalize-early ERRNO STEP"
+ *   worker            starts a thread that runs the worker-* commands
+ *   worker-open PATH  the worker opens PATH: "worker-open PATH ok|ERRNO"
+ *   worker-caps       "worker-caps eff=HEX prm=HEX" of the worker thread
+ *   worker-forbidden  the worker calls personality(0xffffffff):
+ *                     "worker-forbidden returned" unless killed
  *   status            "status ns=N tmp=B nnp=B caps=B ll=N sc=N fin=B"
  *   env NAME          "env NAME=VALUE" or "env NAME unset"
  *   ns                "ns user=INO mnt=INO net=INO pid=INO ipc=INO uts=INO"
@@ -117,6 +123,49 @@ static void *thread_main(void *arg)
 	return arg;
 }
 
+static int worker_cmd[2], worker_done[2];
+static const char *worker_path;
+
+static void *worker_main(void *arg)
+{
+	char c;
+
+	while (read(worker_cmd[0], &c, 1) == 1) {
+		if (c == 'o') {
+			int fd = open(worker_path, O_RDONLY | O_CLOEXEC);
+
+			printf("worker-open %s %s\n", worker_path, fd < 0 ? errname(errno) : "ok");
+			if (fd >= 0)
+				close(fd);
+		} else if (c == 'c') {
+			struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
+			struct __user_cap_data_struct d[2] = { 0 };
+
+			syscall(SYS_capget, &hdr, d);
+			printf("worker-caps eff=%llx prm=%llx\n",
+			       (unsigned long long)d[1].effective << 32 | d[0].effective,
+			       (unsigned long long)d[1].permitted << 32 | d[0].permitted);
+		} else if (c == 'f') {
+			syscall(SYS_personality, 0xffffffffUL);
+			printf("worker-forbidden returned\n");
+		}
+		fflush(stdout);
+		if (write(worker_done[1], "x", 1) != 1)
+			break;
+	}
+	return arg;
+}
+
+static void worker_run(char c)
+{
+	char done;
+
+	if (write(worker_cmd[1], &c, 1) != 1 || read(worker_done[0], &done, 1) != 1) {
+		fprintf(stderr, "pal-sandbox-child: no worker\n");
+		exit(123);
+	}
+}
+
 static void *thread_stay(void *arg)
 {
 	for (;;)
@@ -144,6 +193,30 @@ int main(int argc, char **argv)
 				       pal_sandbox_get_failed_step(sandbox) ?: "-");
 			else
 				printf("finalize ok\n");
+		} else if (strcmp(cmd, "finalize-early") == 0) {
+			int r = pal_sandbox_finalize_early(sandbox);
+
+			if (r < 0)
+				printf("finalize-early %s %s\n", errname(-r),
+				       pal_sandbox_get_failed_step(sandbox) ?: "-");
+			else
+				printf("finalize-early ok\n");
+		} else if (strcmp(cmd, "worker") == 0) {
+			pthread_t t;
+
+			if (pipe(worker_cmd) < 0 || pipe(worker_done) < 0 ||
+			    pthread_create(&t, NULL, worker_main, NULL) != 0) {
+				printf("worker %s\n", errname(errno));
+				continue;
+			}
+			printf("worker ok\n");
+		} else if (strcmp(cmd, "worker-open") == 0) {
+			worker_path = need_arg(argv, ++i, argc);
+			worker_run('o');
+		} else if (strcmp(cmd, "worker-caps") == 0) {
+			worker_run('c');
+		} else if (strcmp(cmd, "worker-forbidden") == 0) {
+			worker_run('f');
 		} else if (strcmp(cmd, "status") == 0) {
 			PalSandboxStatus st;
 
