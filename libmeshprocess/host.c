@@ -7,9 +7,11 @@
  * (MESH_STDIO_INVITATION) joins over its stdin and stdout instead, as one
  * end of a point-to-point link.
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -23,7 +25,17 @@ typedef struct {
 	MeshNode *node;      /* either's */
 	char *name;
 	MeshReceiver *requests;
+	int status_fd; /* /proc/self/status, opened before the sandbox, or -1 */
 } HostState;
+
+/* This host's pid as its parent sees it (field 4 of the InitialMessage); 0: getpid()'s. Atomic. */
+static gint outer_pid;
+
+GPid mesh_host_get_pid(void)
+{
+	gint pid = g_atomic_int_get(&outer_pid);
+	return pid > 0 ? pid : getpid();
+}
 
 static _Noreturn void host_exit(HostState *s, int status)
 {
@@ -32,7 +44,7 @@ static _Noreturn void host_exit(HostState *s, int status)
 	/* Once: the work may end while the parent closes us down. */
 	if (!g_atomic_int_compare_and_exchange(&exiting, 0, 1))
 		for (;;)
-			pause();
+			g_usleep(G_USEC_PER_SEC); /* not pause(): sandboxes may not allow it */
 	/* Deliver what was sent, then go. */
 	if (s->unode)
 		mesh_unix_node_shutdown(s->unode, 5 * G_USEC_PER_SEC);
@@ -47,6 +59,8 @@ static void host_state_free(HostState *s)
 	if (s->unode)
 		mesh_unix_node_free(s->unode);
 	mesh_p2p_link_free(s->link);
+	if (s->status_fd >= 0)
+		close(s->status_fd);
 	g_free(s->name);
 	g_free(s);
 }
@@ -63,14 +77,48 @@ static gpointer exit_thread(gpointer data)
 	return NULL;
 }
 
+/* The "sandbox" node of a host's inspect: what pal_sandbox_get_status() says. */
+static void inspect_sandbox(GString *out)
+{
+	static const struct {
+		unsigned flag;
+		const char *name;
+	} namespaces[] = {
+		{PAL_SANDBOX_NS_USER, "user"}, {PAL_SANDBOX_NS_MOUNT, "mount"},
+		{PAL_SANDBOX_NS_NET, "net"},   {PAL_SANDBOX_NS_PID, "pid"},
+		{PAL_SANDBOX_NS_IPC, "ipc"},   {PAL_SANDBOX_NS_UTS, "uts"},
+	};
+	static const char *const seccomp[] = {"off", "kill", "log"};
+	PalSandboxStatus st;
+
+	memset(&st, 0, sizeof(st));
+	pal_sandbox_get_status(&st);
+	g_string_append_printf(out, "{\"finalized\":%s,\"namespaces\":[",
+			       st.finalized ? "true" : "false");
+	gboolean first = TRUE;
+	for (size_t i = 0; i < G_N_ELEMENTS(namespaces); i++) {
+		if (!(st.namespaces & namespaces[i].flag))
+			continue;
+		g_string_append_printf(out, "%s\"%s\"", first ? "" : ",", namespaces[i].name);
+		first = FALSE;
+	}
+	g_string_append_printf(out,
+			       "],\"private_tmp\":%s,\"no_new_privs\":%s,"
+			       "\"capabilities_dropped\":%s,\"landlock_abi\":%d,\"seccomp\":\"%s\"}",
+			       st.private_tmp ? "true" : "false", st.no_new_privs ? "true" : "false",
+			       st.capabilities_dropped ? "true" : "false", st.landlock_abi,
+			       (unsigned)st.seccomp < G_N_ELEMENTS(seccomp) ? seccomp[st.seccomp]
+									 : "unknown");
+}
+
 static char *inspect_self(HostState *s)
 {
 	GString *out = g_string_new("{\"pid\":");
 	guint64 rss;
 	guint threads;
 	char id[33];
-	process_self_stats(&rss, &threads);
-	g_string_append_printf(out, "%d,\"name\":", (int)getpid());
+	process_self_stats(s->status_fd, &rss, &threads);
+	g_string_append_printf(out, "%d,\"name\":", (int)mesh_host_get_pid());
 	process_json_string(out, s->name);
 	MeshNode *node = s->node;
 	g_string_append_printf(out, ",\"node\":\"%s\",\"rss_kib\":%" G_GUINT64_FORMAT
@@ -97,8 +145,10 @@ static char *inspect_self(HostState *s)
 			g_string_append_printf(out, "%llu]", (unsigned long long)rl.rlim_max);
 	}
 	char *workers = worker_inspect_all();
-	g_string_append_printf(out, "},\"workers\":%s}", workers);
+	g_string_append_printf(out, "},\"workers\":%s,\"sandbox\":", workers);
 	g_free(workers);
+	inspect_sandbox(out);
+	g_string_append_c(out, '}');
 	return g_string_free(out, FALSE);
 }
 
@@ -112,6 +162,17 @@ static void requests_cb(MeshReceiver *r, gpointer data)
 		MeshProcess__HostRequest *req = (MeshProcess__HostRequest *)msg;
 		if (req->request_case == MESH_PROCESS__HOST_REQUEST__REQUEST_CRASH) {
 			g_printerr("host %s: crash requested by the parent\n", s->name);
+			if (getpid() == 1) {
+				/*
+				 * Pid 1 of a PID namespace (a sandbox's): the kernel
+				 * ignores the SIGABRT of abort() there, only a fault
+				 * ends it.
+				 */
+				g_printerr("host %s: pid 1 of its PID namespace cannot "
+					   "abort: trapping instead (SIGILL)\n",
+					   s->name);
+				__builtin_trap();
+			}
 			abort();
 		}
 		if (req->request_case == MESH_PROCESS__HOST_REQUEST__REQUEST_INSPECT_JSON) {
@@ -198,8 +259,52 @@ static gboolean run_host(HostState *s, MeshPort *port, MeshHostFunc func, gpoint
 			 GError **error);
 
 /*
+ * Enters the sandbox the parent asked for (@sandboxed, from the invitation):
+ * the finalize part of its profile, from PAL_SANDBOX. Called while the
+ * process has one thread and before a byte from the mesh is read. A
+ * program that finalized the profile itself took the variable already
+ * (pal_sandbox_new_from_env()); its status says it is finalized. Failing,
+ * the host says why on stderr and exits with MESH_HOST_EXIT_SANDBOX: it
+ * never runs weaker than its parent asked.
+ */
+static void host_enter_sandbox(HostState *s, gboolean sandboxed)
+{
+	PalSandbox *sb = NULL;
+	const char *step = NULL, *why = NULL;
+
+	/* Before Landlock closes the file system: inspect reads this. */
+	s->status_fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+	int r = pal_sandbox_new_from_env(&sb);
+	if (r < 0) {
+		step = "environment";
+	} else if (sb) {
+		r = pal_sandbox_finalize(sb);
+		if (r < 0)
+			step = pal_sandbox_get_failed_step(sb);
+		if (r < 0 && !step)
+			step = "finalize";
+	} else if (sandboxed) {
+		PalSandboxStatus st;
+		memset(&st, 0, sizeof(st));
+		pal_sandbox_get_status(&st);
+		if (!st.finalized) {
+			step = "environment";
+			why = "the parent asked for a sandbox, but " PAL_SANDBOX_ENV " is not set";
+		}
+	}
+	if (!step) {
+		pal_sandbox_unref(sb);
+		return;
+	}
+	/* No GLib here: its messages may want files the sandbox half closed. */
+	fprintf(stderr, "host %s: sandbox: %s: %s\n", s->name, step, why ? why : strerror(-r));
+	fflush(stderr);
+	_exit(MESH_HOST_EXIT_SANDBOX);
+}
+
+/*
  * A remote host: fds 0 and 1 are the link to the parent. The link gets
- * copies; fd 0 then reads /dev/null and fd 1 goes to stderr, so that a
+ * copies; fd 0 then reads an empty pipe and fd 1 goes to stderr, so that a
  * stray printf() cannot corrupt the stream.
  */
 static gboolean run_stdio_host(const char *base_name, MeshHostFunc func, gpointer user_data,
@@ -211,7 +316,15 @@ static gboolean run_stdio_host(const char *base_name, MeshHostFunc func, gpointe
 		return FALSE;
 	int in_fd = fcntl(0, F_DUPFD_CLOEXEC, 3);
 	int out_fd = in_fd >= 0 ? fcntl(1, F_DUPFD_CLOEXEC, 3) : -1;
-	int null_fd = out_fd >= 0 ? open("/dev/null", O_RDONLY | O_CLOEXEC) : -1;
+	/*
+	 * The read end of a pipe whose write end is closed reads as /dev/null
+	 * does, without a file: a program may have entered its sandbox
+	 * (Landlock) before this call.
+	 */
+	int empty[2] = {-1, -1};
+	int null_fd = out_fd >= 0 && pipe2(empty, O_CLOEXEC) == 0 ? empty[0] : -1;
+	if (empty[1] >= 0)
+		close(empty[1]);
 	if (null_fd < 0 || dup2(null_fd, 0) < 0 || dup2(2, 1) < 0) {
 		g_set_error(error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_INVITATION,
 			    "a stdio invitation, but stdin and stdout cannot be taken: %s",
@@ -228,9 +341,12 @@ static gboolean run_stdio_host(const char *base_name, MeshHostFunc func, gpointe
 	close(null_fd);
 
 	HostState *s = g_new0(HostState, 1);
+	s->status_fd = -1;
 	s->name = g_strdup(env->node_name && *env->node_name ? env->node_name : "host");
+	gboolean sandboxed = env->sandboxed;
 	mesh_payload_message_free(&env->base);
 	set_process_name(base_name, s->name);
+	host_enter_sandbox(s, sandboxed);
 
 	/* The parent's first messages arrive on @port's peer, as on a Unix join. */
 	MeshPort *link_port, *port;
@@ -292,11 +408,15 @@ gboolean mesh_try_run_host(const char *base_name, MeshHostFunc func, gpointer us
 	}
 
 	HostState *s = g_new0(HostState, 1);
+	s->status_fd = -1;
 	s->name = g_strdup(env->node_name && *env->node_name ? env->node_name : "host");
 	guint extensions = env->c_extensions; /* 0 from an upstream parent */
+	gboolean sandboxed = env->sandboxed;
 	mesh_payload_message_free(&env->base);
 
 	set_process_name(base_name, s->name);
+	/* One thread still, and nothing read from the mesh yet: the join runs sandboxed. */
+	host_enter_sandbox(s, sandboxed);
 
 	MeshPort *port = NULL;
 	MeshInvitation *inv = mesh_invitation_new_take(&ln, &lp, &rn, &rp, fd);
@@ -331,10 +451,13 @@ static gboolean run_host(HostState *s, MeshPort *port, MeshHostFunc func, gpoint
 		return FALSE;
 	}
 	MeshPort *req_port = NULL, *events_port = NULL;
-	if (!process_initial_message_parse(first, &req_port, &initial, &events_port, error)) {
+	guint32 pid = 0;
+	if (!process_initial_message_parse(first, &req_port, &initial, &events_port, &pid, error)) {
 		host_state_free(s);
 		return FALSE;
 	}
+	if (pid > 0)
+		g_atomic_int_set(&outer_pid, (gint)pid);
 	if (events_port) {
 		/* Tell the parent we joined (its state for us becomes "running"). */
 		MeshSender *events =

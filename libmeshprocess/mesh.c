@@ -7,6 +7,7 @@
  * by default) or under mesh->lock; public calls from other threads hand work
  * to the context and wait.
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <glib-unix.h>
 #include <poll.h>
@@ -58,8 +59,9 @@ struct MeshProcessConfig {
 	gboolean skip_worker_arg;
 	GPtrArray *env; /* key, value, key, value ... */
 	char *stderr_path;
-	MeshSandboxApplyFunc sandbox_apply;
-	gpointer sandbox_data;
+	PalSandbox *sandbox;
+	MeshSpawnHookFunc spawn_hook;
+	gpointer spawn_hook_data;
 	ExitHandler *on_exit;
 	char **remote; /* the remote command, or NULL */
 };
@@ -77,6 +79,7 @@ typedef struct {
 	GSource *watch;
 	MeshHostState state; /* under mesh->lock */
 	gboolean killed;     /* by the mesh (shutdown deadline, mesh_free) */
+	gboolean sandboxed;  /* launched with a sandbox profile */
 	ExitHandler *on_exit;
 	MeshHostExit exit; /* once reaped; its description is owned */
 	/* A remote host: its link, the command, and once the command exited: */
@@ -151,6 +154,7 @@ void mesh_process_config_free(MeshProcessConfig *c)
 	g_ptr_array_free(c->args, TRUE);
 	g_ptr_array_free(c->env, TRUE);
 	g_free(c->stderr_path);
+	pal_sandbox_unref(c->sandbox);
 	exit_handler_unref(c->on_exit);
 	g_strfreev(c->remote);
 	g_free(c);
@@ -189,12 +193,21 @@ void mesh_process_config_set_stderr_path(MeshProcessConfig *c, const char *path)
 	c->stderr_path = g_strdup(path);
 }
 
-void mesh_process_config_set_sandbox(MeshProcessConfig *c, MeshSandboxApplyFunc apply,
-				     gpointer user_data)
+void mesh_process_config_set_sandbox(MeshProcessConfig *c, PalSandbox *profile)
 {
 	g_return_if_fail(c);
-	c->sandbox_apply = apply;
-	c->sandbox_data = user_data;
+	if (profile)
+		pal_sandbox_ref(profile);
+	pal_sandbox_unref(c->sandbox);
+	c->sandbox = profile;
+}
+
+void mesh_process_config_set_spawn_hook(MeshProcessConfig *c, MeshSpawnHookFunc func,
+					gpointer user_data)
+{
+	g_return_if_fail(c);
+	c->spawn_hook = func;
+	c->spawn_hook_data = user_data;
 }
 
 void mesh_process_config_set_exit_callback(MeshProcessConfig *c, GMainContext *context,
@@ -359,7 +372,7 @@ static void host_free(Host *h)
 	g_free(h);
 }
 
-static char *describe_status(int status);
+static char *describe_status(int status, gboolean sandboxed);
 
 /* Callbacks to the caller: host exits, the end of mesh_shutdown_async(). */
 
@@ -460,12 +473,14 @@ static char *describe_peer(const MeshNodeId *peer, gpointer data)
 	char *name = NULL, *how = NULL;
 	GPid pid = 0;
 	int pidfd = -1;
+	gboolean sandboxed = FALSE;
 
 	g_mutex_lock(&m->lock);
 	Host *h = find_host_locked(m, peer, NULL);
 	if (h) {
 		name = g_strdup(h->name);
 		pid = h->pid;
+		sandboxed = h->sandboxed;
 		pidfd = fcntl(pal_child_get_pidfd(h->child), F_DUPFD_CLOEXEC, 3);
 	}
 	for (guint i = 0; !name && i < G_N_ELEMENTS(m->gone); i++) {
@@ -486,7 +501,7 @@ static char *describe_peer(const MeshNodeId *peer, gpointer data)
 		    info.si_pid != 0) {
 			int status = info.si_code == CLD_EXITED ? W_EXITCODE(info.si_status, 0)
 								 : info.si_status;
-			how = describe_status(status);
+			how = describe_status(status, sandboxed);
 		}
 		close(pidfd);
 	}
@@ -594,8 +609,13 @@ guint mesh_get_host_count(Mesh *m)
 
 /* Child exits. */
 
-static char *describe_status(int status)
+/* @sandboxed: the host had a profile (MESH_HOST_EXIT_SANDBOX says why it exited). */
+static char *describe_status(int status, gboolean sandboxed)
 {
+	if (WIFEXITED(status) && sandboxed && WEXITSTATUS(status) == MESH_HOST_EXIT_SANDBOX)
+		return g_strdup_printf("exited with status %d: its sandbox could not be "
+				       "finalized (its stderr says why)",
+				       WEXITSTATUS(status));
 	if (WIFEXITED(status))
 		return g_strdup_printf("exited with status %d", WEXITSTATUS(status));
 	if (WIFSIGNALED(status))
@@ -736,7 +756,7 @@ static gboolean host_exited_cb(gint fd, GIOCondition cond, gpointer data)
 
 	if (pal_child_try_wait(h->child, &status) != 0)
 		return G_SOURCE_CONTINUE;
-	char *what = describe_status(status);
+	char *what = describe_status(status, h->sandboxed);
 	char *text = g_strdup_printf("host %s (pid %d) %s", h->name, (int)h->pid, what);
 	char pid[16];
 	g_snprintf(pid, sizeof(pid), "%d", (int)h->pid);
@@ -790,14 +810,18 @@ static gboolean is_shut_down(Mesh *m, GError **error)
 	return down;
 }
 
-/* @inv NULL: a stdio invitation (MESH_STDIO_INVITATION), the name alone. */
-static char *encode_env_invitation(const char *node_name, MeshInvitation *inv)
+/*
+ * @inv NULL: a stdio invitation (MESH_STDIO_INVITATION), the name alone.
+ * @sandboxed: the host must be sandboxed before it joins.
+ */
+static char *encode_env_invitation(const char *node_name, MeshInvitation *inv, gboolean sandboxed)
 {
 	MeshNodeId ln, rn;
 	MeshPortId lp, rp;
 	MeshProcess__InvitationAddress addr = MESH_PROCESS__INVITATION_ADDRESS__INIT;
 	MeshProcess__EnvInvitation env = MESH_PROCESS__ENV_INVITATION__INIT;
 	env.node_name = (char *)node_name;
+	env.sandboxed = sandboxed;
 	if (inv) {
 		mesh_invitation_get_address(inv, &ln, &lp, &rn, &rp);
 		addr.local_addr = process_address_new(&ln, &lp);
@@ -920,21 +944,101 @@ static void add_quoted(PalSpawn *spawn, const char *word)
 }
 
 /*
- * A remote host's spawn: the remote command, then the host's command line
- * as quoted words (`env MESH_STDIO_INVITATION=... KEY=VALUE ... PROGRAM
- * ARGS ... NAME`). Its stdin and stdout are set by the caller.
+ * The finalize part of @sb encoded as PAL_SANDBOX's value, for a remote
+ * host's environment words. libpal offers no encoder of its own
+ * (pal_sandbox_apply() puts the value into a spawn's environment only), so
+ * a scratch `env`, spawned with the profile applied and its stdout on a
+ * pipe, prints it. Returns NULL with @error set.
  */
-static PalSpawn *remote_spawn_new(const MeshProcessConfig *c)
+static char *remote_sandbox_value(PalSandbox *sb, const char *name, GError **error)
+{
+	PalSpawn *spawn = pal_spawn_new("env");
+	PalChild *child = NULL;
+	GString *out = g_string_new(NULL);
+	int p[2] = {-1, -1}, r = spawn ? 0 : -errno, status = 0;
+	const char *step = "env";
+
+	if (r == 0 && pipe2(p, O_CLOEXEC) < 0)
+		r = -errno;
+	if (r == 0) {
+		pal_spawn_set_stdin(spawn, PAL_STDIO_NULL, -1);
+		pal_spawn_set_stdout(spawn, PAL_STDIO_FD, p[1]);
+		pal_spawn_set_parent_death_signal(spawn, SIGKILL);
+		r = pal_sandbox_apply(sb, spawn);
+		step = "apply";
+	}
+	if (r == 0) {
+		r = pal_spawn_run(spawn, &child);
+		step = pal_spawn_get_failed_step(spawn);
+	}
+	if (p[1] >= 0)
+		close(p[1]);
+	if (r == 0) {
+		char buf[4096];
+		ssize_t n;
+		while (out->len < 1024 * 1024 && (n = read(p[0], buf, sizeof(buf))) != 0) {
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0)
+				break;
+			g_string_append_len(out, buf, n);
+		}
+		pal_child_wait(child, &status);
+	}
+	if (p[0] >= 0)
+		close(p[0]);
+	pal_child_free(child);
+	pal_spawn_free(spawn);
+
+	char *value = NULL;
+	for (char *line = out->str; r == 0 && line && *line;) {
+		char *end = strchr(line, '\n');
+		if (end)
+			*end = '\0';
+		if (g_str_has_prefix(line, PAL_SANDBOX_ENV "=")) {
+			value = g_strdup(line + strlen(PAL_SANDBOX_ENV "="));
+			break;
+		}
+		line = end ? end + 1 : NULL;
+	}
+	g_string_free(out, TRUE);
+	if (!value)
+		g_set_error(error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_SPAWN,
+			    "cannot start host %s: sandbox: encoding its profile: %s%s%s", name,
+			    step ? step : "", step ? ": " : "",
+			    r < 0 ? g_strerror(-r) : "no " PAL_SANDBOX_ENV " in its environment");
+	return value;
+}
+
+/*
+ * A remote host's spawn: the remote command, then the host's command line
+ * as quoted words (`env MESH_STDIO_INVITATION=... [PAL_SANDBOX=...]
+ * KEY=VALUE ... PROGRAM ARGS ... NAME`). Its stdin and stdout are set by
+ * the caller. NULL with @error set when the profile cannot be encoded.
+ */
+static PalSpawn *remote_spawn_new(const MeshProcessConfig *c, GError **error)
 {
 	PalSpawn *spawn = pal_spawn_new(c->remote[0]);
 	for (guint i = 1; c->remote[i]; i++)
 		pal_spawn_add_arg(spawn, c->remote[i]);
 	add_quoted(spawn, "env");
-	char *inv = encode_env_invitation(c->name, NULL);
+	char *inv = encode_env_invitation(c->name, NULL, c->sandbox != NULL);
 	char *assign = g_strdup_printf("%s=%s", MESH_STDIO_INVITATION, inv);
 	add_quoted(spawn, assign);
 	g_free(assign);
 	g_free(inv);
+	if (c->sandbox) {
+		/* The finalize part only: the spawn part would apply to ssh here. */
+		char *value = remote_sandbox_value(c->sandbox, c->name, error);
+		if (!value) {
+			pal_spawn_free(spawn);
+			return NULL;
+		}
+		assign = g_strdup_printf("%s=%s", PAL_SANDBOX_ENV, value);
+		add_quoted(spawn, assign);
+		g_free(assign);
+		g_free(value);
+	}
 	for (guint i = 0; i + 1 < c->env->len; i += 2) {
 		assign = g_strdup_printf("%s=%s", (char *)c->env->pdata[i],
 					 (char *)c->env->pdata[i + 1]);
@@ -951,6 +1055,17 @@ static PalSpawn *remote_spawn_new(const MeshProcessConfig *c)
 	return spawn;
 }
 
+/* A step of a sandbox profile's spawn part (pal_sandbox_apply()), as pal_spawn names it. */
+static gboolean is_sandbox_step(const char *step)
+{
+	static const char *const steps[] = {"namespaces", "userns_map", "private_tmp", "rlimit",
+					    "bounding_set"};
+	for (size_t i = 0; step && i < G_N_ELEMENTS(steps); i++)
+		if (strcmp(step, steps[i]) == 0)
+			return TRUE;
+	return FALSE;
+}
+
 static gboolean launch_cb(gpointer data)
 {
 	Launch *l = data;
@@ -961,7 +1076,9 @@ static gboolean launch_cb(gpointer data)
 	int stderr_fd = -1, r, link_fds[2] = {-1, -1};
 
 	if (c->remote) {
-		spawn = remote_spawn_new(c);
+		spawn = remote_spawn_new(c, &l->error);
+		if (!spawn)
+			goto out;
 		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, link_fds) < 0) {
 			g_set_error(&l->error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_SPAWN,
 				    "cannot start host %s: socketpair: %s", c->name,
@@ -977,7 +1094,7 @@ static gboolean launch_cb(gpointer data)
 			pal_spawn_add_arg(spawn, c->args->pdata[i]);
 		if (!c->skip_worker_arg)
 			pal_spawn_add_arg(spawn, c->name);
-		char *env = encode_env_invitation(c->name, l->inv);
+		char *env = encode_env_invitation(c->name, l->inv, c->sandbox != NULL);
 		pal_spawn_env_set(spawn, MESH_WORKER_INVITATION, env);
 		g_free(env);
 		for (guint i = 0; i + 1 < c->env->len; i += 2)
@@ -996,17 +1113,28 @@ static gboolean launch_cb(gpointer data)
 		pal_spawn_set_stderr(spawn, PAL_STDIO_FD, stderr_fd);
 	}
 	pal_spawn_set_parent_death_signal(spawn, SIGKILL);
-	if (c->sandbox_apply && !c->sandbox_apply(spawn, c->sandbox_data, &l->error))
+	if (c->sandbox && !c->remote) {
+		r = pal_sandbox_apply(c->sandbox, spawn);
+		if (r < 0) {
+			const char *step = pal_sandbox_get_failed_step(c->sandbox);
+			g_set_error(&l->error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_SPAWN,
+				    "cannot start host %s: sandbox: %s%s%s", c->name,
+				    step ? step : "", step ? ": " : "", g_strerror(-r));
+			goto out;
+		}
+	}
+	if (c->spawn_hook && !c->spawn_hook(spawn, c->spawn_hook_data, &l->error))
 		goto out;
 
 	r = pal_spawn_run(spawn, &child);
 	if (r < 0) {
 		const char *step = pal_spawn_get_failed_step(spawn);
 		g_set_error(&l->error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_SPAWN,
-			    "cannot start host %s (%s): %s%s%s", c->name,
+			    "cannot start host %s (%s): %s%s%s%s", c->name,
 			    c->remote ? c->remote[0]
 			    : c->program ? c->program
 					 : "this program",
+			    c->sandbox && !c->remote && is_sandbox_step(step) ? "sandbox: " : "",
 			    step ? step : "", step ? ": " : "", g_strerror(-r));
 		goto out;
 	}
@@ -1016,6 +1144,7 @@ static gboolean launch_cb(gpointer data)
 	h->name = g_strdup(c->name);
 	h->pid = pal_child_get_pid(child);
 	h->child = child;
+	h->sandboxed = c->sandbox != NULL;
 	h->requests = l->requests;
 	l->requests = NULL;
 	if (c->remote) {
@@ -1108,7 +1237,10 @@ GPid mesh_launch_host(Mesh *m, const MeshProcessConfig *config, MeshMessage *ini
 	}
 	/*
 	 * Upstream's startup: one oneshot with the InitialMessage (our events
-	 * channel in field 3 unless MESH_PROCESS_EXT=0).
+	 * channel in field 3 unless MESH_PROCESS_EXT=0, and then the host's pid
+	 * in field 4). Sent once spawned so that it can carry the pid: in a
+	 * PID namespace the host cannot learn it itself (and it reads nothing
+	 * before it joined).
 	 */
 	MeshPort *events_port = NULL;
 	events = NULL;
@@ -1117,9 +1249,7 @@ GPid mesh_launch_host(Mesh *m, const MeshProcessConfig *config, MeshMessage *ini
 		mesh_channel_new(&mesh_process__host_event__descriptor, &events, &events_recv);
 		events_port = mesh_sender_into_port(events);
 	}
-	mesh_oneshot_send_message(boot, process_initial_message_new(
-						mesh_receiver_into_port(requests_recv), initial,
-						events_port));
+	MeshPort *requests_port = mesh_receiver_into_port(requests_recv);
 	/*
 	 * Spawn from a thread that lives as long as the mesh, never from the
 	 * caller's: the parent-death signal follows the spawning thread.
@@ -1135,9 +1265,16 @@ GPid mesh_launch_host(Mesh *m, const MeshProcessConfig *config, MeshMessage *ini
 	mesh_sender_free(l.requests);
 	mesh_receiver_free(l.events);
 	if (l.error) {
+		mesh_port_close(requests_port);
+		mesh_port_close(events_port);
+		mesh_message_free(initial);
+		mesh_oneshot_sender_free(boot);
 		g_propagate_error(error, l.error);
 		return 0;
 	}
+	mesh_oneshot_send_message(boot, process_initial_message_new(
+						requests_port, initial, events_port,
+						config->remote ? 0 : (guint32)l.pid));
 	return l.pid;
 }
 
@@ -1228,7 +1365,7 @@ static Inspect *inspect_begin(Mesh *m)
 
 	in->out = g_string_new("{\"mesh\":");
 	process_json_string(in->out, m->name);
-	process_self_stats(&rss, &threads);
+	process_self_stats(-1, &rss, &threads);
 	g_string_append_printf(in->out, ",\"parent\":{\"pid\":%d,\"node\":\"%s\",\"rss_kib\":%" G_GUINT64_FORMAT
 				    ",\"threads\":%u,\"remote_nodes\":%u},\"hosts\":[",
 			       (int)getpid(), mesh_uuid_to_string(mesh_node_get_id(m->node), id), rss,

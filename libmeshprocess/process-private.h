@@ -21,7 +21,11 @@ gboolean process_address_read(const MeshProcess__Address *a, MeshNodeId *ret_nod
 			      MeshPortId *ret_port);
 /* A JSON string literal for @s, appended to @out. */
 void process_json_string(GString *out, const char *s);
-/* RSS in KiB and thread count of the calling process. */
-void process_self_stats(guint64 *ret_rss_kib, guint *ret_threads);
+/*
+ * RSS in KiB and thread count of the calling process, from @status_fd (an
+ * open /proc/self/status: a sandboxed host opens it before Landlock shuts
+ * the file system) or, with -1, from /proc/self/status opened now.
+ */
+void process_self_stats(int status_fd, guint64 *ret_rss_kib, guint *ret_threads);
 /* worker.c: a JSON array of this process's running workers (the host's inspect). */
 char *worker_inspect_all(void);

@@ -13,21 +13,24 @@ enum {
 /*
  * Upstream's InitialMessage<T> {1 requests, 2 init_message: T} plus our
  * field 3 (the events port, NULL to leave it out, as for an upstream
- * host). @init is T, a message; its bytes become field 2 and its resources
- * follow @requests. Consumes @requests, @init and @events.
+ * host) and field 4 (@pid, the host's pid as the parent sees it, varint:
+ * in a PID namespace the host's getpid() is 1; written only with @events
+ * and when not 0). @init is T, a message; its bytes become field 2 and its
+ * resources follow @requests. Consumes @requests, @init and @events.
  */
 MeshMessage *process_initial_message_new(MeshPort *requests, MeshMessage *init,
-					 MeshPort *events);
+					 MeshPort *events, guint32 pid);
 
 /*
  * Parses an InitialMessage (taken). Unknown fields are skipped and their
  * resources released, as upstream's decoder does; a missing field 2 is an
  * empty message. @ret_events (nullable) gets NULL without field 3. Errors:
- * MESH_PROCESS_ERROR_INVITATION.
+ * MESH_PROCESS_ERROR_INVITATION. @ret_pid (nullable) gets field 4, 0
+ * without it.
  */
 gboolean process_initial_message_parse(MeshMessage *msg, MeshPort **ret_requests,
 				       MeshMessage **ret_init, MeshPort **ret_events,
-				       GError **error);
+				       guint32 *ret_pid, GError **error);
 
 /*
  * HostRequest::Inspect(Deferred) for the whole tree down to @depth, at the

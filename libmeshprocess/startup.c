@@ -17,6 +17,7 @@ enum {
 	INIT_REQUESTS = 1,
 	INIT_MESSAGE = 2,
 	INIT_EVENTS = 3,
+	INIT_PID = 4,
 };
 
 /* Moves every resource of @from, in order, to the end of @to. */
@@ -35,7 +36,8 @@ static void move_resources(MeshMessage *to, MeshMessage *from)
 	}
 }
 
-MeshMessage *process_initial_message_new(MeshPort *requests, MeshMessage *init, MeshPort *events)
+MeshMessage *process_initial_message_new(MeshPort *requests, MeshMessage *init, MeshPort *events,
+					 guint32 pid)
 {
 	size_t size;
 	const uint8_t *data = mesh_message_get_data(init, &size);
@@ -65,6 +67,13 @@ MeshMessage *process_initial_message_new(MeshPort *requests, MeshMessage *init, 
 	if (events) {
 		uint8_t key = WIRE_KEY1(INIT_EVENTS, WIRE_RESOURCE);
 		g_byte_array_append(bytes, &key, 1);
+		if (pid) {
+			uint8_t tail[12];
+			size_t n = 0;
+			tail[n++] = WIRE_KEY1(INIT_PID, WIRE_VARINT);
+			n += wire_put_varint(tail + n, pid);
+			g_byte_array_append(bytes, tail, (guint)n);
+		}
 	}
 	MeshMessage *msg = mesh_message_new(bytes->data, bytes->len);
 	g_byte_array_free(bytes, TRUE);
@@ -78,7 +87,7 @@ MeshMessage *process_initial_message_new(MeshPort *requests, MeshMessage *init, 
 
 gboolean process_initial_message_parse(MeshMessage *msg, MeshPort **ret_requests,
 				       MeshMessage **ret_init, MeshPort **ret_events,
-				       GError **error)
+				       guint32 *ret_pid, GError **error)
 {
 	size_t size;
 	const uint8_t *data = mesh_message_get_data(msg, &size);
@@ -88,6 +97,7 @@ gboolean process_initial_message_parse(MeshMessage *msg, MeshPort **ret_requests
 	MeshMessage *init = mesh_message_new(NULL, 0);
 	MeshPort *requests = NULL, *events = NULL;
 	guint next = 0; /* the next resource in field order */
+	guint64 pid = 0;
 	const char *bad = NULL;
 
 	while (!bad && wire_remaining(&r)) {
@@ -131,8 +141,10 @@ gboolean process_initial_message_parse(MeshMessage *msg, MeshPort **ret_requests
 				}
 				mesh_message_add_fd_take(init, fd);
 			}
+		} else if (number == INIT_PID && wt == WIRE_VARINT) {
+			pid = f.value <= G_MAXINT ? f.value : 0; /* not a pid: ignored */
 		} else if (number == INIT_REQUESTS || number == INIT_MESSAGE ||
-			   number == INIT_EVENTS) {
+			   number == INIT_EVENTS || number == INIT_PID) {
 			bad = "a field of the wrong wire type";
 		}
 		/* Other fields are skipped; their resources are released with @msg. */
@@ -161,6 +173,8 @@ gboolean process_initial_message_parse(MeshMessage *msg, MeshPort **ret_requests
 		*ret_events = events;
 	else
 		mesh_port_close(events);
+	if (ret_pid)
+		*ret_pid = (guint32)pid;
 	return TRUE;
 }
 

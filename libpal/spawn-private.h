@@ -14,3 +14,11 @@
  * fork-like child). 0 outside tests.
  */
 extern int spawn_refused_clone_flags;
+
+/**
+ * spawn_refused_ns_flags:
+ *
+ * CLONE_NEW* flags that pal_spawn_run() treats as refused with EPERM, as an
+ * unprivileged process without user namespaces sees them. 0 outside tests.
+ */
+extern int spawn_refused_ns_flags;

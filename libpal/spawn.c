@@ -26,7 +26,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -35,6 +37,7 @@
 
 #include <pal/pal.h>
 
+#include "sandbox-private.h"
 #include "spawn-private.h"
 
 #ifndef CLONE_PIDFD
@@ -87,6 +90,11 @@ enum spawn_step {
 	STEP_DUP_FD,
 	STEP_CLOSE_FDS,
 	STEP_HOOK,
+	STEP_NAMESPACES,
+	STEP_USERNS_MAP,
+	STEP_PRIVATE_TMP,
+	STEP_RLIMIT,
+	STEP_BOUNDING_SET,
 	STEP_SETGROUPS,
 	STEP_SETRESGID,
 	STEP_SETRESUID,
@@ -102,6 +110,11 @@ static const char *const step_names[_STEP_MAX] = {
 	[STEP_DUP_FD] = "dup_fd",
 	[STEP_CLOSE_FDS] = "close_fds",
 	[STEP_HOOK] = "hook",
+	[STEP_NAMESPACES] = "namespaces",
+	[STEP_USERNS_MAP] = "userns_map",
+	[STEP_PRIVATE_TMP] = "private_tmp",
+	[STEP_RLIMIT] = "rlimit",
+	[STEP_BOUNDING_SET] = "bounding_set",
 	[STEP_SETGROUPS] = "setgroups",
 	[STEP_SETRESGID] = "setresgid",
 	[STEP_SETRESUID] = "setresuid",
@@ -158,6 +171,9 @@ struct PalSpawn {
 	uid_t uid;
 	gid_t gid;
 
+	PalSandbox *sandbox;
+	struct spawn_sandbox sandbox_spec;
+
 	const char *failed_step;
 };
 
@@ -200,7 +216,14 @@ struct spawn_ctx {
 	const struct spawn_hook *hooks;
 	size_t n_hooks;
 
+	/* The sandbox's spawn-time part, or NULL. */
+	const struct spawn_sandbox *sandbox;
+	int granted_ns; /* CLONE_NEW* flags of this attempt */
+	uid_t map_uid; /* the spawner's euid and egid, for the user ns maps */
+	gid_t map_gid;
+
 	int status_fd;
+	int status_read_fd; /* the parent's end, closed first thing */
 };
 
 /* Parent-side allocations of one pal_spawn_run(). */
@@ -214,6 +237,7 @@ struct spawn_prep {
 	int null_fd;
 	void *stack;
 	size_t stack_size;
+	char *report_slot; /* 8 hex digits in envp: the granted clone flags */
 };
 
 /* Grows *@array to hold @n + 1 elements of @size bytes. */
@@ -286,6 +310,7 @@ PAL_API PalSpawn *pal_spawn_free(PalSpawn *spawn)
 	env_ops_clear(spawn);
 	free(spawn->fd_maps);
 	free(spawn->hooks);
+	pal_sandbox_unref(spawn->sandbox);
 	free(spawn);
 	return NULL;
 }
@@ -525,6 +550,15 @@ PAL_API int pal_spawn_add_hook(PalSpawn *spawn, PalSpawnStage stage, PalSpawnHoo
 	return 0;
 }
 
+int spawn_set_sandbox(PalSpawn *spawn, PalSandbox *sandbox, const struct spawn_sandbox *spec)
+{
+	pal_sandbox_unref(spawn->sandbox);
+	spawn->sandbox = pal_sandbox_ref(sandbox);
+	if (sandbox)
+		spawn->sandbox_spec = *spec;
+	return 0;
+}
+
 PAL_API const char *pal_spawn_get_failed_step(const PalSpawn *spawn)
 {
 	return spawn ? spawn->failed_step : NULL;
@@ -703,14 +737,134 @@ CHILD_CODE static bool child_has_hooks(const struct spawn_ctx *ctx, PalSpawnStag
 /*
  * Arms the parent-death signal, then checks that the parent is still the
  * one that spawned us: if it died before the signal was armed, nobody will
- * send it, so the spawn fails here instead.
+ * send it, so the spawn fails here instead. In a new PID namespace
+ * getppid() is 0 (the parent is outside it); there the parent is alive as
+ * long as the read end of the status pipe, which only it holds, is open:
+ * the write end polls POLLERR once it is closed.
  */
 CHILD_CODE static void child_arm_pdeathsig(const struct spawn_ctx *ctx, int status_fd)
 {
 	if (syscall(SYS_prctl, PR_SET_PDEATHSIG, (unsigned long)ctx->pdeathsig, 0UL, 0UL, 0UL) < 0)
 		child_fail(status_fd, STEP_PDEATHSIG, errno);
-	if (syscall(SYS_getppid) != ctx->parent_pid)
+	if (ctx->granted_ns & CLONE_NEWPID) {
+		struct pollfd pfd = { .fd = status_fd, .events = POLLOUT };
+
+		if (syscall(SYS_ppoll, &pfd, 1UL, &(struct timespec){ 0 }, NULL, 0UL) < 0)
+			child_fail(status_fd, STEP_PDEATHSIG, errno);
+		if (pfd.revents & POLLERR)
+			child_fail(status_fd, STEP_PDEATHSIG, ESRCH);
+	} else if (syscall(SYS_getppid) != ctx->parent_pid) {
 		child_fail(status_fd, STEP_PDEATHSIG, ESRCH);
+	}
+}
+
+/* Writes @v in decimal at @p; returns the end. */
+CHILD_CODE static char *child_fmt_uint(char *p, unsigned long v)
+{
+	char tmp[24];
+	size_t n = 0;
+
+	do {
+		tmp[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	while (n > 0)
+		*p++ = tmp[--n];
+	return p;
+}
+
+CHILD_CODE static int child_write_file(const char *path, const char *data, size_t len)
+{
+	long fd = syscall(SYS_openat, AT_FDCWD, path, O_WRONLY | O_CLOEXEC);
+	long n;
+	int err;
+
+	if (fd < 0)
+		return -errno;
+	do {
+		n = syscall(SYS_write, (int)fd, data, len);
+	} while (n < 0 && errno == EINTR);
+	err = n < 0 ? errno : (size_t)n != len ? EIO : 0;
+	syscall(SYS_close, (int)fd);
+	return -err;
+}
+
+/* "ID ID 1": the only mapping an unprivileged writer may set up. */
+CHILD_CODE static int child_write_id_map(const char *path, unsigned long id)
+{
+	char buf[64], *p = buf;
+
+	p = child_fmt_uint(p, id);
+	*p++ = ' ';
+	p = child_fmt_uint(p, id);
+	*p++ = ' ';
+	*p++ = '1';
+	*p++ = '\n';
+	return child_write_file(path, buf, (size_t)(p - buf));
+}
+
+/*
+ * The sandbox's spawn-time part, after fd setup and before the
+ * credentials: in a new user namespace the child has every capability
+ * there but is mapped to nothing, so the maps come first (setgroups denied:
+ * required for an unprivileged gid_map); then the mounts, the rlimits and
+ * the bounding set (while CAP_SETPCAP is still there).
+ */
+CHILD_CODE static void child_sandbox(const struct spawn_ctx *ctx, int status_fd)
+{
+	const struct spawn_sandbox *sb = ctx->sandbox;
+	int r;
+
+	if (ctx->granted_ns & CLONE_NEWUSER) {
+		r = child_write_file("/proc/self/setgroups", "deny", 4);
+		if (r == -ENOENT) /* before Linux 3.19 */
+			r = 0;
+		if (r == 0)
+			r = child_write_id_map("/proc/self/uid_map", ctx->map_uid);
+		if (r == 0)
+			r = child_write_id_map("/proc/self/gid_map", ctx->map_gid);
+		if (r < 0)
+			child_fail(status_fd, STEP_USERNS_MAP, -r);
+	}
+
+	if (ctx->granted_ns & CLONE_NEWNS) {
+		/* Nothing mounted here propagates back to the parent's namespace. */
+		if (syscall(SYS_mount, NULL, "/", NULL, (unsigned long)(MS_REC | MS_SLAVE), NULL) < 0)
+			child_fail(status_fd, STEP_PRIVATE_TMP, errno);
+		if (sb->private_tmp &&
+		    syscall(SYS_mount, "tmpfs", "/tmp", "tmpfs", (unsigned long)(MS_NOSUID | MS_NODEV),
+			    "mode=1777") < 0)
+			child_fail(status_fd, STEP_PRIVATE_TMP, errno);
+		/*
+		 * A /proc of the new PID namespace, so that pids in it match
+		 * getpid() (LeakSanitizer, for one, ptrace()s the tids it
+		 * lists). Best effort: the kernel refuses it in a user
+		 * namespace when parts of /proc are hidden by overmounts (in
+		 * containers); the parent's /proc then stays.
+		 */
+		if (ctx->granted_ns & CLONE_NEWPID)
+			syscall(SYS_mount, "proc", "/proc", "proc",
+				(unsigned long)(MS_NOSUID | MS_NODEV | MS_NOEXEC), NULL);
+	}
+
+	for (size_t i = 0; i < sb->n_rlimits; i++)
+		if (syscall(SYS_prlimit64, 0, sb->rlimits[i].resource, &sb->rlimits[i].limit, NULL) < 0)
+			child_fail(status_fd, STEP_RLIMIT, errno);
+
+	if (sb->drop_bounding_set) {
+		for (unsigned long cap = 0; cap < 64; cap++) {
+			long has = syscall(SYS_prctl, PR_CAPBSET_READ, cap, 0UL, 0UL, 0UL);
+
+			if (has < 0)
+				break; /* past the last capability */
+			if (has == 0 || syscall(SYS_prctl, PR_CAPBSET_DROP, cap, 0UL, 0UL, 0UL) == 0)
+				continue;
+			/* No CAP_SETPCAP: finalize checks what is left. */
+			if (errno == EPERM)
+				break;
+			child_fail(status_fd, STEP_BOUNDING_SET, errno);
+		}
+	}
 }
 
 CHILD_CODE static int spawn_child_main(void *data)
@@ -718,6 +872,9 @@ CHILD_CODE static int spawn_child_main(void *data)
 	struct spawn_ctx *ctx = data;
 	int status_fd = ctx->status_fd;
 	int r;
+
+	if (ctx->status_read_fd >= 0)
+		syscall(SYS_close, ctx->status_read_fd);
 
 	r = child_reset_signals();
 	if (r < 0)
@@ -736,13 +893,18 @@ CHILD_CODE static int spawn_child_main(void *data)
 			child_fail(status_fd, STEP_CLOSE_FDS, -r);
 	}
 
+	if (ctx->sandbox)
+		child_sandbox(ctx, status_fd);
+
 	child_run_hooks(ctx, PAL_SPAWN_STAGE_BEFORE_CREDENTIALS, status_fd);
 
 	/* Raw syscalls: glibc's wrappers would signal the parent's threads. */
 	if (ctx->has_gid) {
 		gid_t gid = ctx->gid;
 
-		if (syscall(SYS_geteuid) == 0 && syscall(PAL_SYS_setgroups, 1, &gid) < 0)
+		/* In a new user namespace setgroups() is denied (and not needed). */
+		if (!(ctx->granted_ns & CLONE_NEWUSER) && syscall(SYS_geteuid) == 0 &&
+		    syscall(PAL_SYS_setgroups, 1, &gid) < 0)
 			child_fail(status_fd, STEP_SETGROUPS, errno);
 		if (syscall(PAL_SYS_setresgid, gid, gid, gid) < 0)
 			child_fail(status_fd, STEP_SETRESGID, errno);
@@ -954,9 +1116,14 @@ static int pidfd_open_fallback(pid_t pid)
 }
 
 int spawn_refused_clone_flags;
+int spawn_refused_ns_flags;
 
 static pid_t do_clone(struct spawn_ctx *ctx, void *stack_top, int flags, int *pidfd)
 {
+	if (flags & spawn_refused_ns_flags) {
+		errno = EPERM;
+		return -1;
+	}
 	if (flags & spawn_refused_clone_flags) {
 		errno = EINVAL;
 		return -1;
@@ -970,9 +1137,10 @@ static pid_t do_clone(struct spawn_ctx *ctx, void *stack_top, int flags, int *pi
  * CLONE_VFORK is dropped when refused, falling back to a fork-like child,
  * and never asked for under ThreadSanitizer.
  */
-static pid_t spawn_clone(struct spawn_ctx *ctx, void *stack_top, bool vfork, int *ret_pidfd)
+static pid_t spawn_clone(struct spawn_ctx *ctx, void *stack_top, bool vfork, int ns_flags,
+			 int *ret_pidfd)
 {
-	int flags = SIGCHLD | (vfork && !PAL_SPAWN_TSAN ? CLONE_VM | CLONE_VFORK : 0);
+	int flags = SIGCHLD | ns_flags | (vfork && !PAL_SPAWN_TSAN ? CLONE_VM | CLONE_VFORK : 0);
 	int pidfd = -1;
 	pid_t pid;
 
@@ -999,6 +1167,97 @@ static pid_t spawn_clone(struct spawn_ctx *ctx, void *stack_top, bool vfork, int
 	return pid;
 }
 
+static bool ns_refusal(int err)
+{
+	return err == EPERM || err == EINVAL || err == ENOSPC || err == EUSERS;
+}
+
+/* Writes @flags as 8 hex digits at @slot, the child's record of them. */
+static void report_ns(char *slot, int flags)
+{
+	static const char hex[] = "0123456789abcdef";
+
+	if (!slot)
+		return;
+	for (int i = 7; i >= 0; i--) {
+		slot[i] = hex[flags & 0xf];
+		flags = (int)((unsigned)flags >> 4);
+	}
+}
+
+/*
+ * clone()s the child in the sandbox's namespaces: first all of them, then
+ * without one best-effort namespace at a time (in the order below, least
+ * useful first), then with the required ones only. A refusal (EPERM,
+ * EINVAL, ENOSPC, EUSERS) moves on to the next set; the granted set is
+ * written to the child's environment before each attempt.
+ */
+static pid_t spawn_clone_ns(struct spawn_ctx *ctx, void *stack_top, bool vfork,
+			    const struct spawn_prep *prep, int *ret_pidfd, bool *ret_ns_refused)
+{
+	static const int drop_order[] = { CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWPID,
+					  CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWUSER };
+	int required = ctx->sandbox ? ctx->sandbox->ns_required : 0;
+	int optional = ctx->sandbox ? ctx->sandbox->ns_optional & ~required : 0;
+	int candidates[2 + sizeof(drop_order) / sizeof(drop_order[0])];
+	size_t n = 0;
+	pid_t pid = -EINVAL;
+
+	candidates[n++] = required | optional;
+	if (optional) {
+		for (size_t i = 0; i < sizeof(drop_order) / sizeof(drop_order[0]); i++)
+			if ((optional & drop_order[i]) && optional != drop_order[i])
+				candidates[n++] = (required | optional) & ~drop_order[i];
+		candidates[n++] = required;
+	}
+
+	*ret_ns_refused = false;
+	for (size_t i = 0; i < n; i++) {
+		ctx->granted_ns = candidates[i];
+		report_ns(prep->report_slot, candidates[i]);
+		pid = spawn_clone(ctx, stack_top, vfork, candidates[i], ret_pidfd);
+		if (pid >= 0 || candidates[i] == 0 || !ns_refusal((int)-pid))
+			return pid;
+	}
+	*ret_ns_refused = true;
+	return pid;
+}
+
+/*
+ * Appends ";g=00000000" to the sandbox's variable in envp and keeps where
+ * the digits are; the variable may be gone (unset after the sandbox was
+ * applied): then nothing is reported.
+ */
+static int add_report_slot(const PalSpawn *spawn, struct spawn_prep *prep)
+{
+	static const char suffix[] = ";g=00000000";
+	const char *key = spawn->sandbox_spec.report_env;
+	size_t klen;
+
+	if (!spawn->sandbox || !key)
+		return 0;
+	klen = strlen(key);
+	for (char **e = prep->envp; *e; e++) {
+		size_t len;
+		char *s;
+
+		if (strncmp(*e, key, klen) != 0 || (*e)[klen] != '=')
+			continue;
+		len = strlen(*e);
+		s = malloc(len + sizeof(suffix));
+		if (!s)
+			return -ENOMEM;
+		memcpy(s, *e, len);
+		memcpy(s + len, suffix, sizeof(suffix));
+		/* build_envp() left one slot free in env_strings. */
+		prep->env_strings[prep->n_env_strings++] = s;
+		*e = s;
+		prep->report_slot = s + len + 3;
+		return 0;
+	}
+	return 0;
+}
+
 static void reap(pid_t pid)
 {
 	int status;
@@ -1017,6 +1276,7 @@ PAL_API int pal_spawn_run(PalSpawn *spawn, PalChild **ret_child)
 	sigset_t all, old;
 	void *stack_top = NULL;
 	int pidfd = -1, r;
+	bool ns_refused;
 	ssize_t n;
 	pid_t pid;
 
@@ -1031,6 +1291,8 @@ PAL_API int pal_spawn_run(PalSpawn *spawn, PalChild **ret_child)
 	r = build_argv(spawn, &prep);
 	if (r >= 0)
 		r = build_envp(spawn, &prep);
+	if (r >= 0)
+		r = add_report_slot(spawn, &prep);
 	if (r >= 0)
 		r = build_fd_ops(spawn, &prep, &ctx);
 	if (r >= 0)
@@ -1057,19 +1319,25 @@ PAL_API int pal_spawn_run(PalSpawn *spawn, PalChild **ret_child)
 	ctx.gid = spawn->gid;
 	ctx.hooks = spawn->hooks;
 	ctx.n_hooks = spawn->n_hooks;
+	ctx.sandbox = spawn->sandbox ? &spawn->sandbox_spec : NULL;
+	ctx.map_uid = geteuid();
+	ctx.map_gid = getegid();
 	ctx.status_fd = pipe_fds[1];
+	ctx.status_read_fd = pipe_fds[0];
 
 	/* No handler may run in the child before it has reset them. */
 	sigfillset(&all);
 	r = -pthread_sigmask(SIG_SETMASK, &all, &old);
 	if (r < 0)
 		goto out;
-	pid = spawn_clone(&ctx, stack_top, spawn->vfork, &pidfd);
+	pid = spawn_clone_ns(&ctx, stack_top, spawn->vfork, &prep, &pidfd, &ns_refused);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 
 	pipe_fds[1] = pal_close_fd(pipe_fds[1]);
 	if (pid < 0) {
 		r = pid;
+		if (ns_refused)
+			spawn->failed_step = step_names[STEP_NAMESPACES];
 		goto out;
 	}
 

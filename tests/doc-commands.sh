@@ -15,7 +15,9 @@ builddir=$2
 prefix=$3
 blocks="python3 $root/tests/doc-blocks.py"
 
-work=$(mktemp -d)
+# Not under /tmp: doc/sandbox.md's example runs sandboxed hosts, whose
+# private /tmp would hide the installed libraries and the run directory.
+work=$(mktemp -d -p /var/tmp)
 trap 'rm -rf "$work"' EXIT
 . "$root/tests/consumer/install-destdir.sh"
 

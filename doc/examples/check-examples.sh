@@ -42,6 +42,19 @@ async-service)
   expect 'shutdown: every host exited'
   expect 'the loop kept running: yes'
   ;;
+sandboxed-worker)
+  out=$("$1")
+  echo "$out"
+  expect 'worker-1: open /etc/passwd: Permission denied'
+  expect 'worker-1: socket(AF_INET): Address family not supported by protocol'
+  expect 'worker-1: execv /bin/true: Operation not permitted'
+  expect 'worker-1: poem.txt: 5 words'
+  expect 'worker-1: list.txt: 3 words'
+  expect 'worker-2: calling swapoff(2)'
+  expect 'channel failed: .*host worker-2 (pid [0-9]*) killed by signal 31 (Bad system call).*'
+  expect 'worker-2 exited: SIGSYS, killed by signal 31 (Bad system call)'
+  expect 'shutdown: every host exited'
+  ;;
 listen)
   service=$1
   client=$2

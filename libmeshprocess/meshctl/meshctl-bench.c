@@ -56,6 +56,7 @@ static const char *const meshbench_keys[] = {
 	"rtt_64B/mesh", "rtt_4KiB/mesh", "rtt_64KiB/mesh", "stream_64B_msgs_per_s/mesh",
 	"stream_1MiB_GB_per_s/mesh", "rtt_fd_pass/mesh", "inproc_rtt/gasyncqueue",
 	"inproc_rtt/mesh", "port_move_first_reply_us/mesh", "spawn_to_ready_ms/mesh",
+	"spawn_to_ready_sandboxed_ms/mesh",
 	"rpc_rtt/mesh", "rpc_async_rtt/mesh", "rpc_async_rtt_on_context/mesh",
 };
 

@@ -26,6 +26,11 @@
  * command): it takes part in every step but the port move and the crash,
  * which need two hosts that talk directly.
  *
+ * The workers run in libpal's default sandbox profile (doc/sandbox.md:
+ * namespaces, no_new_privs, no capabilities, Landlock without paths,
+ * seccomp); the inspect step shows it per host. --no-sandbox launches them
+ * unsandboxed.
+ *
  * With --serve SOCKET the demo serves inspect requests on SOCKET between
  * steps 7 and 8, as `meshctl serve SOCKET` does with its own hosts.
  */
@@ -58,6 +63,7 @@ typedef struct {
 	MeshReceiver *reports; /* Report, from every host */
 	gboolean json;
 	char **remote;         /* worker-3's command (--ssh, --remote), or NULL */
+	PalSandbox *sandbox;   /* the workers' profile; NULL with --no-sandbox */
 	GString *out;          /* the --json object */
 	const char *step;      /* what failed, when something did */
 } Demo;
@@ -270,6 +276,7 @@ static gboolean launch_hosts(Demo *d, guint n, GError **error)
 		MeshProcessConfig *config = mesh_process_config_new(h->name);
 		if (meshctl_verbose)
 			mesh_process_config_set_env(config, "MESHCTL_VERBOSE", "1");
+		mesh_process_config_set_sandbox(config, d->sandbox);
 		if (d->remote && i == 2) {
 			mesh_process_config_set_remote_command(config,
 							       (const char *const *)d->remote);
@@ -756,6 +763,7 @@ static void demo_free(Demo *d)
 	g_free(d->hosts);
 	mesh_receiver_free(d->reports);
 	mesh_free(d->mesh);
+	pal_sandbox_unref(d->sandbox);
 	if (d->out)
 		g_string_free(d->out, TRUE);
 }
@@ -903,7 +911,7 @@ static gboolean parse(GOptionContext *ctx, int *argc, char ***argv)
 
 int meshctl_demo(int argc, char **argv)
 {
-	gboolean json = FALSE;
+	gboolean json = FALSE, no_sandbox = FALSE;
 	char *serve_path = NULL;
 	char *ssh_dest = NULL, *remote = NULL;
 	char **remote_argv = NULL;
@@ -921,6 +929,8 @@ int meshctl_demo(int argc, char **argv)
 		 "Run worker-3 through COMMAND (split as a shell would), e.g. \"ssh -p 2222 "
 		 "host\"; its stdin and stdout carry the link",
 		 "COMMAND"},
+		{"no-sandbox", 0, 0, G_OPTION_ARG_NONE, &no_sandbox,
+		 "Run the workers unsandboxed (default: libpal's default sandbox profile)", NULL},
 		{"verbose", 'v', 0, G_OPTION_ARG_NONE, &meshctl_verbose,
 		 "Show the libraries' messages (on stderr)", NULL},
 		{G_OPTION_REMAINING, 0, 0, G_OPTION_ARG_STRING_ARRAY, &rest, NULL, NULL},
@@ -956,7 +966,10 @@ int meshctl_demo(int argc, char **argv)
 		return 2;
 	}
 
-	Demo d = {.mesh_name = "demo", .json = json, .remote = remote_argv};
+	Demo d = {.mesh_name = "demo",
+		  .json = json,
+		  .remote = remote_argv,
+		  .sandbox = no_sandbox ? NULL : pal_sandbox_new()};
 	GError *error = NULL;
 	gboolean ok = FALSE;
 	if (json)
@@ -1042,6 +1055,7 @@ out:
 
 int meshctl_serve(int argc, char **argv)
 {
+	gboolean no_sandbox = FALSE;
 	int n_hosts = 3;
 	char *name = NULL;
 	char **rest = NULL;
@@ -1050,6 +1064,8 @@ int meshctl_serve(int argc, char **argv)
 		 "N"},
 		{"name", 0, 0, G_OPTION_ARG_STRING, &name, "The mesh's name (default \"serve\")",
 		 "NAME"},
+		{"no-sandbox", 0, 0, G_OPTION_ARG_NONE, &no_sandbox,
+		 "Run the hosts unsandboxed (default: libpal's default sandbox profile)", NULL},
 		{"verbose", 'v', 0, G_OPTION_ARG_NONE, &meshctl_verbose,
 		 "Show the libraries' messages (on stderr)", NULL},
 		{G_OPTION_REMAINING, 0, 0, G_OPTION_ARG_FILENAME_ARRAY, &rest, NULL, NULL},
@@ -1074,7 +1090,8 @@ int meshctl_serve(int argc, char **argv)
 		return 2;
 	}
 
-	Demo d = {.mesh_name = name ? name : "serve"};
+	Demo d = {.mesh_name = name ? name : "serve",
+		  .sandbox = no_sandbox ? NULL : pal_sandbox_new()};
 	GError *error = NULL;
 	gboolean ok = FALSE;
 	const char *path = rest[0];

@@ -70,8 +70,9 @@ static Meshctl__Greeting *greeting_new(Worker *w, const char *peer)
 	Meshctl__Greeting *g = malloc(sizeof(*g));
 	meshctl__greeting__init(g);
 	g->from = strdup(w->name);
-	g->pid = (guint32)getpid();
-	char *text = g_strdup_printf("hello %s, this is %s (pid %d)", peer, w->name, (int)getpid());
+	g->pid = (guint32)mesh_host_get_pid();
+	char *text = g_strdup_printf("hello %s, this is %s (pid %d)", peer, w->name,
+				     (int)mesh_host_get_pid());
 	g->text = strdup(text);
 	g_free(text);
 	return g;
@@ -99,7 +100,7 @@ static void do_work(Worker *w, const Meshctl__WorkItem *item)
 	r->work->seq = item->seq;
 	r->work->words = count_words(item->text ? item->text : "");
 	r->work->worker = strdup(w->name);
-	r->work->pid = (guint32)getpid();
+	r->work->pid = (guint32)mesh_host_get_pid();
 	report(w, r);
 }
 
@@ -230,7 +231,7 @@ static void rpc_reply(Worker *w, MeshRpc *rpc, gint64 value)
 	meshctl__rpc_reply__init(r);
 	r->value = value;
 	r->worker = strdup(w->name);
-	r->pid = (guint32)getpid();
+	r->pid = (guint32)mesh_host_get_pid();
 	mesh_rpc_complete(rpc, &r->base);
 }
 

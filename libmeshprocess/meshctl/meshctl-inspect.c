@@ -56,6 +56,48 @@ static char *describe_process(const MeshctlJson *entry, const MeshctlJson *repor
 	return g_string_free(s, FALSE);
 }
 
+/*
+ * "sandbox: namespaces mount net pid ipc, private /tmp, no_new_privs,
+ * capabilities dropped, Landlock ABI 7, seccomp kill" from a host's report, or NULL when
+ * it is not sandboxed (no finalized profile).
+ */
+static char *describe_sandbox(const MeshctlJson *report)
+{
+	MeshctlJson *sb = meshctl_json_get(report, "sandbox");
+	MeshctlJson *finalized = meshctl_json_get(sb, "finalized");
+	if (!finalized || finalized->type != MESHCTL_JSON_BOOL || !finalized->boolean)
+		return NULL;
+	GString *s = g_string_new("sandbox: namespaces");
+	MeshctlJson *ns = meshctl_json_get(sb, "namespaces");
+	guint n = 0;
+	for (guint i = 0; ns && ns->type == MESHCTL_JSON_ARRAY && i < ns->items->len; i++) {
+		MeshctlJson *item = ns->items->pdata[i];
+		if (item->type == MESHCTL_JSON_STRING) {
+			g_string_append_printf(s, " %s", item->text);
+			n++;
+		}
+	}
+	if (!n)
+		g_string_append(s, " none");
+	MeshctlJson *tmp = meshctl_json_get(sb, "private_tmp");
+	if (tmp && tmp->type == MESHCTL_JSON_BOOL && tmp->boolean)
+		g_string_append(s, ", private /tmp");
+	MeshctlJson *nnp = meshctl_json_get(sb, "no_new_privs");
+	if (nnp && nnp->type == MESHCTL_JSON_BOOL && nnp->boolean)
+		g_string_append(s, ", no_new_privs");
+	MeshctlJson *caps = meshctl_json_get(sb, "capabilities_dropped");
+	if (caps && caps->type == MESHCTL_JSON_BOOL && caps->boolean)
+		g_string_append(s, ", capabilities dropped");
+	const char *abi = meshctl_json_get_text(sb, "landlock_abi");
+	if (abi && strcmp(abi, "0") != 0)
+		g_string_append_printf(s, ", Landlock ABI %s", abi);
+	else
+		g_string_append(s, ", no Landlock");
+	const char *seccomp = meshctl_json_get_text(sb, "seccomp");
+	g_string_append_printf(s, ", seccomp %s", seccomp ? seccomp : "?");
+	return g_string_free(s, FALSE);
+}
+
 static int compare_hosts(gconstpointer a, gconstpointer b)
 {
 	const char *na = meshctl_json_get_text(*(MeshctlJson *const *)a, "name");
@@ -90,10 +132,16 @@ gboolean meshctl_print_tree(FILE *out, const char *json, const char *indent, GEr
 	for (guint i = 0; i < sorted->len; i++) {
 		MeshctlJson *h = sorted->pdata[i];
 		const char *hname = meshctl_json_get_text(h, "name");
-		char *d = describe_process(h, meshctl_json_get(h, "report"));
-		fprintf(out, "%s   %s%s %s\n", indent, i + 1 == sorted->len ? tc->last : tc->branch,
+		MeshctlJson *report = meshctl_json_get(h, "report");
+		char *d = describe_process(h, report);
+		gboolean last = i + 1 == sorted->len;
+		fprintf(out, "%s   %s%s %s\n", indent, last ? tc->last : tc->branch,
 			hname ? hname : "?", d);
 		g_free(d);
+		char *sb = describe_sandbox(report);
+		if (sb)
+			fprintf(out, "%s   %s%s%s\n", indent, last ? "   " : tc->pipe, tc->last, sb);
+		g_free(sb);
 	}
 	g_ptr_array_free(sorted, TRUE);
 	meshctl_json_free(tree);

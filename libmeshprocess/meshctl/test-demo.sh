@@ -46,6 +46,19 @@ check "worker-3 pid $p3 \(running, node [0-9a-f]+, rss [0-9]+ KiB, [0-9]+ thread
 if echo "$out" | grep -q "worker-2 pid"; then
 	fail "the crashed host is still in the tree"
 fi
+# The workers are sandboxed (doc/sandbox.md): a sandbox line under each.
+n=$(echo "$out" | grep -Ec -- "sandbox: namespaces [a-z ]+, private /tmp, no_new_privs, capabilities dropped, Landlock ABI [0-9]+, seccomp kill$" || true)
+[ "$n" -eq 2 ] || fail "expected 2 sandbox lines in the tree, got $n"
+# worker-2, pid 1 of its PID namespace, trapped rather than aborted.
+check "^crash: worker-2 \(pid $p2\) crashed with a call in flight; its caller got: .*killed by signal 4 "
+
+# --no-sandbox: the same story, unsandboxed hosts, no sandbox lines.
+plain=$("$meshctl" demo --no-sandbox) || fail "meshctl demo --no-sandbox exited with status $?"
+echo "$plain" | grep -q '^demo: ok$' || fail "meshctl demo --no-sandbox: $plain"
+if echo "$plain" | grep -q "sandbox:"; then
+	fail "sandbox lines with --no-sandbox"
+fi
+echo "$plain" | grep -q "killed by signal 6 (Aborted)" || fail "no abort with --no-sandbox"
 
 # The same facts as one JSON object.
 json=$("$meshctl" demo --json) || fail "meshctl demo --json exited with status $?"
@@ -74,6 +87,9 @@ assert tree["mesh"] == "demo" and tree["parent"]["pid"] == d["parent_pid"]
 assert sorted(h["name"] for h in tree["hosts"]) == ["worker-1", "worker-3"]
 for h in tree["hosts"]:
     assert h["report"]["pid"] == h["pid"] and h["report"]["rss_kib"] > 0, h
+    sb = h["report"]["sandbox"]
+    assert sb["finalized"] and sb["no_new_privs"] and sb["seccomp"] == "kill", h
+    assert "net" in sb["namespaces"] and "pid" in sb["namespaces"], h
 assert d["shutdown"]["clean"] is True and d["shutdown"]["left"] == 0
 print("json: ok")
 ' || fail "meshctl demo --json: unexpected content"

@@ -14,7 +14,9 @@ srcroot=$2
 bindir=$3
 libdir=$4
 
-work=$(mktemp -d)
+# Not under /tmp: the demo's hosts run sandboxed with a private /tmp
+# (doc/sandbox.md) and would not find the moved program's libraries there.
+work=$(mktemp -d -p /var/tmp)
 trap 'rm -rf "$work"' EXIT
 
 meson install -C "$builddir" --destdir "$work/dest" --no-rebuild --quiet >"$work/install.log" 2>&1 ||

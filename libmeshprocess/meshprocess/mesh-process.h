@@ -60,19 +60,30 @@ MESH_PROCESS_API GQuark mesh_process_error_quark(void);
 typedef struct MeshProcessConfig MeshProcessConfig;
 
 /**
- * MeshSandboxApplyFunc:
+ * MeshSpawnHookFunc:
  * @spawn: the builder of the host's process, before it starts
- * @user_data: the profile's data
- * @error: why the profile cannot be applied
+ * @user_data: the data given to mesh_process_config_set_spawn_hook()
+ * @error: why the host cannot be started
  *
- * A sandbox profile's apply step: runs in the parent, just before spawning,
- * and may set uid/gid, add child-side hooks (seccomp, landlock, namespaces),
- * or switch vfork off. The child may finish its sandbox itself later (the
- * "finalize" step is the host program's own code).
+ * A custom spawn step: runs in the parent, on the mesh's spawning thread,
+ * just before the host is spawned and after the config's sandbox profile
+ * (mesh_process_config_set_sandbox()) was applied to @spawn. It may set
+ * uid/gid, add child-side hooks (pal_spawn_add_hook()), set environment
+ * variables or switch vfork off.
  *
  * Returns: FALSE with @error set to refuse the launch.
  */
-typedef gboolean (*MeshSandboxApplyFunc)(PalSpawn *spawn, gpointer user_data, GError **error);
+typedef gboolean (*MeshSpawnHookFunc)(PalSpawn *spawn, gpointer user_data, GError **error);
+
+/**
+ * MESH_HOST_EXIT_SANDBOX:
+ *
+ * The exit status of a host whose sandbox could not be finalized
+ * (mesh_try_run_host(), doc/sandbox.md): it says why on its stderr first,
+ * and the parent's description of its exit names the sandbox. A host
+ * program should not use this status for its own failures.
+ */
+#define MESH_HOST_EXIT_SANDBOX 121
 
 /** mesh_process_config_new: Returns: (transfer full): a config for a host named @name. */
 MESH_PROCESS_API MeshProcessConfig *mesh_process_config_new(const char *name);
@@ -98,10 +109,44 @@ MESH_PROCESS_API void mesh_process_config_set_env(MeshProcessConfig *config, con
  */
 MESH_PROCESS_API void mesh_process_config_set_stderr_path(MeshProcessConfig *config,
 							   const char *path);
-/** mesh_process_config_set_sandbox: a sandbox profile's apply step (NULL: none) and its data. */
+/**
+ * mesh_process_config_set_sandbox:
+ * @config: a config
+ * @profile: (nullable): a sandbox profile (a ref is taken); NULL: the host
+ *     runs unsandboxed (the default)
+ *
+ * Every host launched with @config runs in @profile (doc/sandbox.md): its
+ * spawn part (namespaces, uid/gid, rlimits, a private /tmp) is applied to
+ * the host's spawn with pal_sandbox_apply() on the mesh's spawning thread
+ * (a failure fails mesh_launch_host() with MESH_PROCESS_ERROR_SPAWN and a
+ * message "sandbox: STEP: ..."), and its finalize part (no_new_privs,
+ * capabilities, Landlock, seccomp) travels to the host in its environment,
+ * where mesh_try_run_host() finalizes it before the host joins the mesh. A
+ * host that cannot finalize it exits with #MESH_HOST_EXIT_SANDBOX. The
+ * profile is not copied: changing it later changes later launches.
+ *
+ * With a remote command (mesh_process_config_set_remote_command()) only the
+ * finalize part is used: it travels among the remote command's environment
+ * words; the spawn part is not applied to the local command (new
+ * namespaces would cut ssh off its network).
+ */
 MESH_PROCESS_API void mesh_process_config_set_sandbox(MeshProcessConfig *config,
-						       MeshSandboxApplyFunc apply,
-						       gpointer user_data);
+						       PalSandbox *profile);
+
+/**
+ * mesh_process_config_set_spawn_hook:
+ * @config: a config
+ * @func: (nullable): a custom spawn step (#MeshSpawnHookFunc), run after
+ *     the sandbox profile's spawn part; NULL: none
+ * @user_data: passed to @func; must stay valid while hosts may be launched
+ *     with @config (copies of it included)
+ *
+ * A hook for what a sandbox profile does not cover. For a remote host it
+ * runs on the local command's spawn.
+ */
+MESH_PROCESS_API void mesh_process_config_set_spawn_hook(MeshProcessConfig *config,
+							  MeshSpawnHookFunc func,
+							  gpointer user_data);
 
 /**
  * mesh_process_config_set_remote_command:
@@ -122,7 +167,8 @@ MESH_PROCESS_API void mesh_process_config_set_sandbox(MeshProcessConfig *config,
  * joins over its stdin and stdout (a MeshP2pLink: no fds cross).
  *
  * The local command gets the parent-death signal, the config's stderr file
- * and its sandbox apply step; its pid is the host's pid for every function
+ * and its spawn hook; a sandbox profile's finalize part travels among the
+ * environment words (mesh_process_config_set_sandbox()); its pid is the host's pid for every function
  * of the mesh. Trust comes from the command: ssh authenticates and
  * encrypts; nothing in the link does.
  */
@@ -294,8 +340,8 @@ MESH_PROCESS_API MeshNode *mesh_get_node(Mesh *mesh);
  * Consumes @initial, also on failure. Starts a host process. The invitation
  * travels in the environment variable MESH_WORKER_INVITATION (never in
  * argv) with the socket on fd 3; stdin and stdout are /dev/null; the host gets a parent-death signal (SIGKILL) so it
- * never outlives this process. It is spawned (and the config's sandbox apply
- * step runs) on a thread that lives as long as the mesh, so the calling
+ * never outlives this process. It is spawned (and the config's sandbox
+ * profile and spawn hook are applied) on a thread that lives as long as the mesh, so the calling
  * thread may exit afterwards. Returns without waiting for the host to join:
  * the host is MESH_HOST_STATE_STARTING until it has (mesh_get_host_state()),
  * and @config's exit callback, if any, is called when it exits. May be
@@ -560,21 +606,48 @@ typedef gboolean (*MeshHostFunc)(MeshMessage *initial, gpointer user_data, GErro
  * @user_data: passed to @func
  * @error: a corrupt invitation, a failed join, or @func's error
  *
- * Call first thing in main(). Without MESH_WORKER_INVITATION or
- * MESH_STDIO_INVITATION in the environment it returns TRUE at once: this is
- * not a host. Otherwise it removes the variable, takes fd 3 (making it
- * close-on-exec), joins the mesh, receives the initial message and runs
- * @func; when @func returns TRUE or the parent goes away, it shuts the node
- * down and exits the process with 0. It returns only on error (FALSE).
+ * Call first thing in main(), before the program starts a thread. Without
+ * MESH_WORKER_INVITATION or MESH_STDIO_INVITATION in the environment it
+ * returns TRUE at once: this is not a host. Otherwise it removes the
+ * variable, takes fd 3 (making it close-on-exec), enters the host's sandbox
+ * if its config had one, joins the mesh, receives the initial message and
+ * runs @func; when @func returns TRUE or the parent goes away, it shuts the
+ * node down and exits the process with 0. It returns only on error (FALSE).
+ *
+ * The sandbox (mesh_process_config_set_sandbox()): the profile's finalize
+ * part, from the environment (pal_sandbox_new_from_env()), is finalized
+ * (pal_sandbox_finalize()) while the process has one thread and before a
+ * byte from the mesh is read, so the join already runs sandboxed. A
+ * program that needs files or privileges for its own setup first does that
+ * setup, finalizes the profile itself, and then calls mesh_try_run_host(),
+ * which sees it finalized (doc/sandbox.md, "Finalizing later"). When the
+ * sandbox cannot be finalized, or the parent asked for one and the
+ * environment has none, the host says why on stderr and exits with
+ * #MESH_HOST_EXIT_SANDBOX without joining.
  *
  * With MESH_STDIO_INVITATION (a remote host) it takes fds 0 and 1 as its
- * link to the parent instead, then points fd 0 at /dev/null and fd 1 at
- * stderr: @func must not write to the stdout it had (a stray printf() goes
- * to stderr).
+ * link to the parent instead, then points fd 0 at an empty pipe (it reads
+ * as /dev/null does) and fd 1 at stderr: @func must not write to the
+ * stdout it had (a stray printf() goes to stderr).
  *
  * Returns: TRUE if not a host; FALSE with @error set.
  */
 MESH_PROCESS_API gboolean mesh_try_run_host(const char *base_name, MeshHostFunc func,
 					    gpointer user_data, GError **error);
+
+/**
+ * mesh_host_get_pid:
+ *
+ * The calling host's pid as its parent sees it: the pid mesh_launch_host()
+ * returned, which inspect and the errors naming the host use (the parent
+ * sends it with the host's first message). In a sandbox with a PID
+ * namespace (the default profile's) getpid() is 1 and this is the pid
+ * outside; for a remote host (its own pid, on its machine), a process that
+ * is not a host, or before the host function runs, it is getpid(). Any
+ * thread.
+ *
+ * Returns: a pid.
+ */
+MESH_PROCESS_API GPid mesh_host_get_pid(void);
 
 G_END_DECLS

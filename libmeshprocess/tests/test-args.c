@@ -61,13 +61,15 @@ ARGS_CASE(config_set_stderr_path_default)
 	mesh_process_config_set_stderr_path(config_new(), NULL);
 }
 
-static gboolean sandbox_apply(PalSpawn *spawn, gpointer data, GError **error)
+static gboolean spawn_hook(PalSpawn *spawn, gpointer data, GError **error)
 {
 	return TRUE;
 }
 
-ARGS_CASE(config_set_sandbox_null) { mesh_process_config_set_sandbox(NULL, sandbox_apply, NULL); }
-ARGS_CASE(config_set_sandbox_none) { mesh_process_config_set_sandbox(config_new(), NULL, NULL); }
+ARGS_CASE(config_set_spawn_hook_null) { mesh_process_config_set_spawn_hook(NULL, spawn_hook, NULL); }
+ARGS_CASE(config_set_spawn_hook_none) { mesh_process_config_set_spawn_hook(config_new(), NULL, NULL); }
+ARGS_CASE(config_set_sandbox_null) { mesh_process_config_set_sandbox(NULL, NULL); }
+ARGS_CASE(config_set_sandbox_none) { mesh_process_config_set_sandbox(config_new(), NULL); }
 
 static void exit_func(Mesh *mesh, const char *name, GPid pid, const MeshHostExit *exit,
 		      gpointer data)
@@ -475,6 +477,8 @@ static const ArgsCase cases[] = {
 	ARGS_ENTRY(config_set_env_null_value),
 	ARGS_ENTRY(config_set_stderr_path_null),
 	ARGS_ENTRY_QUIET(config_set_stderr_path_default),
+	ARGS_ENTRY(config_set_spawn_hook_null),
+	ARGS_ENTRY_QUIET(config_set_spawn_hook_none),
 	ARGS_ENTRY(config_set_sandbox_null),
 	ARGS_ENTRY_QUIET(config_set_sandbox_none),
 	ARGS_ENTRY(config_set_exit_callback_null),

@@ -16,6 +16,7 @@
 #include <meshprocess/meshprocess.h>
 
 #include "test-host.h"
+#include "test-sandbox-env.h"
 
 /* Bound of every blocking call; the test timeout is far above it. */
 #define WAIT_US (20 * G_USEC_PER_SEC)

@@ -19,6 +19,8 @@
 
 #include <meshprocess/meshprocess.h>
 
+#include "test-sandbox-env.h"
+
 #define WAIT_S 20
 
 static char *self_exe;

@@ -30,6 +30,8 @@
 
 #include <meshprocess/meshprocess.h>
 
+#include "test-sandbox-env.h"
+
 #include "test-channel.pb-c.h"
 
 #define WAIT_US (20 * G_USEC_PER_SEC)

@@ -115,7 +115,7 @@ START_TEST(test_initial_message_bytes)
 	mesh_port_new_pair(&a, &b);
 	mesh_port_new_pair(&c, &d);
 
-	MeshMessage *m = process_initial_message_new(a, message_of("08 05"), NULL);
+	MeshMessage *m = process_initial_message_new(a, message_of("08 05"), NULL, 0);
 	assert_message_bytes(m, "0f 12 02 08 05");
 	ck_assert_uint_eq(mesh_message_get_n_resources(m), 1);
 	mesh_message_free(m);
@@ -123,7 +123,7 @@ START_TEST(test_initial_message_bytes)
 	/* Ours: field 3, the events port, after the others (1f). */
 	mesh_port_close(b);
 	mesh_port_new_pair(&a, &b);
-	m = process_initial_message_new(a, message_of("08 05"), c);
+	m = process_initial_message_new(a, message_of("08 05"), c, 0);
 	assert_message_bytes(m, "0f 12 02 08 05 1f");
 	ck_assert_uint_eq(mesh_message_get_n_resources(m), 2);
 	mesh_message_free(m);
@@ -135,7 +135,7 @@ START_TEST(test_initial_message_bytes)
 	mesh_port_new_pair(&e, &f);
 	MeshMessage *t = message_of("0f 10 05");
 	mesh_message_add_port_take(t, e);
-	m = process_initial_message_new(a, t, NULL);
+	m = process_initial_message_new(a, t, NULL, 0);
 	assert_message_bytes(m, "0f 16 01 03 0f 10 05");
 	ck_assert_uint_eq(mesh_message_get_n_resources(m), 2);
 	/* The requests port first, then T's, in field order. */
@@ -148,7 +148,7 @@ START_TEST(test_initial_message_bytes)
 
 	/* An empty T is left out, as upstream leaves out an empty nested message. */
 	mesh_port_new_pair(&a, &c);
-	m = process_initial_message_new(a, mesh_message_new(NULL, 0), NULL);
+	m = process_initial_message_new(a, mesh_message_new(NULL, 0), NULL, 0);
 	assert_message_bytes(m, "0f");
 	mesh_message_free(m);
 	mesh_port_close(b);
@@ -174,7 +174,7 @@ START_TEST(test_initial_message_parse)
 		mesh_port_new_pair(&p[i], &peer[i]);
 		mesh_message_add_port_take(m, p[i]);
 	}
-	ck_assert(process_initial_message_parse(m, &req, &init, &events, &error));
+	ck_assert(process_initial_message_parse(m, &req, &init, &events, NULL, &error));
 	ck_assert_ptr_eq(req, p[0]);
 	ck_assert_ptr_null(events);
 	assert_message_bytes(init, "0f 10 05 18 07");
@@ -200,7 +200,7 @@ START_TEST(test_initial_message_parse)
 		mesh_port_new_pair(&p[i], &peer[i]);
 		mesh_message_add_port_take(m, p[i]);
 	}
-	ck_assert(process_initial_message_parse(m, &req, &init, &events, &error));
+	ck_assert(process_initial_message_parse(m, &req, &init, &events, NULL, &error));
 	ck_assert_ptr_eq(req, p[0]);
 	ck_assert_ptr_eq(events, p[1]);
 	assert_message_bytes(init, "");
@@ -216,7 +216,7 @@ START_TEST(test_initial_message_parse)
 		m = message_of(bad[i]);
 		mesh_port_new_pair(&p[0], &peer[0]);
 		mesh_message_add_port_take(m, p[0]);
-		ck_assert_msg(!process_initial_message_parse(m, &req, &init, &events, &error), "%s",
+		ck_assert_msg(!process_initial_message_parse(m, &req, &init, &events, NULL, &error), "%s",
 			      bad[i]);
 		ck_assert(g_error_matches(error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_INVITATION));
 		g_clear_error(&error);

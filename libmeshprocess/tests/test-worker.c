@@ -17,6 +17,8 @@
 
 #include <meshprocess/meshprocess.h>
 
+#include "test-sandbox-env.h"
+
 #include "../../libmeshremote/tests/log-count.h"
 
 #define WAIT_US (20 * G_USEC_PER_SEC)
@@ -100,7 +102,7 @@ static gboolean params_worker(MeshMessage *params, MeshWorkerContext *ctx, gpoin
 	close(fd);
 	char thread[32] = "";
 	prctl(PR_GET_NAME, thread, 0, 0, 0);
-	char *text = g_strdup_printf("got %s in %s pid %d%s", tag, thread, (int)getpid(),
+	char *text = g_strdup_printf("got %s in %s pid %d%s", tag, thread, (int)mesh_host_get_pid(),
 				     wrote ? "" : " (write failed)");
 	send_text(reports, text);
 	g_free(text);

@@ -7,7 +7,9 @@
  * CLONE_VM | CLONE_VFORK, like posix_spawn; fork-like when
  * pal_spawn_set_vfork() turns that off). The child does only
  * async-signal-safe work, in this order: reset signal dispositions and mask,
- * setsid, fd remapping (stdio included), close every other fd, hooks of
+ * setsid, fd remapping (stdio included), close every other fd, the spawn-time
+ * part of a sandbox profile (pal_sandbox_apply(): user namespace maps, private
+ * /tmp, rlimits, bounding set; its namespaces are clone() flags), hooks of
  * %PAL_SPAWN_STAGE_BEFORE_CREDENTIALS, setgroups/setresgid, setresuid,
  * parent-death signal, hooks of %PAL_SPAWN_STAGE_BEFORE_EXEC (then the
  * parent-death signal again if one of them cleared it), execve (execvpe when
@@ -25,7 +27,8 @@
  * child exits, not only the process. Spawn from a long-lived thread. The
  * kernel clears it when the child's credentials change, so the child arms it
  * after the last credential change, and checks then that its parent is still
- * the process that spawned it.
+ * the process that spawned it (in a new PID namespace, where getppid() is 0,
+ * through the status pipe: see doc/libpal.md).
  *
  * Threads: a PalSpawn or PalChild is used from one thread at a time.
  * pal_spawn_run() blocks every signal in the calling thread while the child

@@ -23,5 +23,6 @@
 #include <pal/pal-fd.h>
 #include <pal/pal-memfd.h>
 #include <pal/pal-spawn.h>
+#include <pal/pal-sandbox.h>
 
 #undef __PAL_H_INSIDE__

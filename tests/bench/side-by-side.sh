@@ -134,6 +134,15 @@ pv = L.get((m, 'posix_spawn-gio-child'))
 row(m, mesh, 'posix_spawn', raw, 'GIO child', pv, ratio(mesh, raw), ratio(mesh, pv),
     '<= 1.3x posix_spawn: ' + met(ratio(mesh, raw) is not None and ratio(mesh, raw) <= 1.3))
 
+# The same spawn in libpal's default sandbox profile (doc/sandbox.md), beside
+# the unsandboxed mesh figure of the same run.
+m = 'spawn_to_ready_sandboxed_ms'
+mesh, plain = L.get((m, 'mesh')), L.get(('spawn_to_ready_ms', 'mesh'))
+if mesh is not None:
+    row(m, mesh, 'posix_spawn', L.get(('spawn_to_ready_ms', 'posix_spawn')), 'mesh unsandboxed',
+        plain, ratio(mesh, L.get(('spawn_to_ready_ms', 'posix_spawn'))), ratio(mesh, plain),
+        '(no target)')
+
 m = 'inproc_rtt'
 mesh, raw = L.get((m, 'mesh')), L.get((m, 'gasyncqueue'))
 row(m + ' (us)', mesh, 'GAsyncQueue', raw, '', None, ratio(mesh, raw), None,
