@@ -143,8 +143,9 @@ gboolean process_initial_message_parse(MeshMessage *msg, MeshPort **ret_requests
 			}
 		} else if (number == INIT_PID && wt == WIRE_VARINT) {
 			pid = f.value <= G_MAXINT ? f.value : 0; /* not a pid: ignored */
+			/* field 4 of another wire type: unknown, skipped below */
 		} else if (number == INIT_REQUESTS || number == INIT_MESSAGE ||
-			   number == INIT_EVENTS || number == INIT_PID) {
+			   number == INIT_EVENTS) {
 			bad = "a field of the wrong wire type";
 		}
 		/* Other fields are skipped; their resources are released with @msg. */

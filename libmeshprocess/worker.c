@@ -233,8 +233,9 @@ static char *context_inspect(MeshWorkerContext *ctx)
 {
 	GString *out = g_string_new("{\"name\":");
 	process_json_string(out, ctx->name);
-	g_string_append_printf(out, ",\"pid\":%d,\"restarted\":%s,\"worker\":", (int)getpid(),
-			       ctx->restarted ? "true" : "false");
+	/* mesh_host_get_pid(): in a sandbox's PID namespace getpid() is 1. */
+	g_string_append_printf(out, ",\"pid\":%d,\"restarted\":%s,\"worker\":",
+			       (int)mesh_host_get_pid(), ctx->restarted ? "true" : "false");
 	char *own = ctx->inspect ? ctx->inspect(ctx, ctx->inspect_data) : NULL;
 	g_string_append(out, own ? own : "null");
 	g_free(own);

@@ -34,6 +34,7 @@
 #include <pal/pal.h>
 
 #include "startup-private.h"
+#include "wire-private.h"
 
 #define WAIT_US (30 * G_USEC_PER_SEC)
 
@@ -501,12 +502,18 @@ static int fake_upstream_host(void)
 	if (!unode)
 		return 12;
 
-	/* InitialMessage: 0f | 12 02 08 05 (T = (5u32,)) | 1f, C's events port, dropped here. */
+	/*
+	 * InitialMessage: 0f | 12 02 08 05 (T = (5u32,)) | 1f, C's events port,
+	 * dropped here | 20 varint, C's field 4, our pid (an upstream decoder
+	 * skips both).
+	 */
 	MeshOneshotReceiver *boot = mesh_oneshot_receiver_from_port(port, NULL);
 	MeshMessage *im = NULL;
 	if (!mesh_oneshot_recv_message(boot, WAIT_US, &im, &error))
 		return 13;
-	GByteArray *want = bytes_of("0f 12 02 08 05 1f");
+	GByteArray *want = bytes_of("0f 12 02 08 05 1f 20");
+	guint8 pid_varint[10];
+	g_byte_array_append(want, pid_varint, (guint)wire_put_varint(pid_varint, (uint64_t)getpid()));
 	size_t n;
 	const guint8 *data = mesh_message_get_data(im, &n);
 	if (n != want->len || memcmp(data, want->data, n) != 0 ||
