@@ -71,13 +71,13 @@ static void buf_printf(struct buf *b, const char *fmt, ...)
 	buf_add(b, tmp, (size_t)n);
 }
 
-char *sandbox_encode(const PalSandbox *sandbox)
+char *sandbox_encode(const PalSandbox *sandbox, bool private_tmp)
 {
 	static const char hex[] = "0123456789abcdef";
 	struct buf b = { 0 };
 
 	buf_printf(&b, "v=1;nnp=%d;caps=%d;tmp=%d;ll=%d;llmin=%d;sc=%d", sandbox->no_new_privs,
-		   sandbox->drop_capabilities, sandbox->private_tmp, sandbox->landlock,
+		   sandbox->drop_capabilities, private_tmp, sandbox->landlock,
 		   sandbox->landlock_min_abi, (int)sandbox->seccomp);
 	for (size_t i = 0; i < sandbox->n_paths; i++) {
 		const char *path = sandbox->paths[i].path;

@@ -54,8 +54,18 @@ struct spawn_sandbox {
  */
 int spawn_set_sandbox(PalSpawn *spawn, PalSandbox *sandbox, const struct spawn_sandbox *spec);
 
+/*
+ * spawn_loads_from_tmp:
+ * Whether @spawn's program (resolved through PATH when it has no slash,
+ * symlinks followed), or a directory of the LD_LIBRARY_PATH the child will
+ * get, lies under /tmp: a private /tmp mounted before the exec would hide
+ * them from the exec and the dynamic loader.
+ */
+bool spawn_loads_from_tmp(const PalSpawn *spawn);
+
 /* Encoding of the finalize part (sandbox-env.c). */
-char *sandbox_encode(const PalSandbox *sandbox);
+/* @private_tmp: what the child gets (the profile's, or false when it cannot have it). */
+char *sandbox_encode(const PalSandbox *sandbox, bool private_tmp);
 /* Decodes @value (NUL-terminated); -EINVAL when malformed. */
 int sandbox_decode(const char *value, PalSandbox **ret_sandbox, int *ret_granted_clone_flags);
 

@@ -336,7 +336,12 @@ PAL_API int pal_sandbox_apply(PalSandbox *sandbox, PalSpawn *spawn)
 
 	spec.ns_required = sandbox_ns_to_clone(required);
 	spec.ns_optional = sandbox_ns_to_clone(optional);
-	spec.private_tmp = sandbox->private_tmp;
+	/*
+	 * Best effort, like the namespaces: a program that lives under /tmp
+	 * (or loads its libraries from there) cannot be exec'd once a fresh
+	 * /tmp covers it, so it gets none, and its status says so.
+	 */
+	spec.private_tmp = sandbox->private_tmp && !spawn_loads_from_tmp(spawn);
 	/*
 	 * Dropping the bounding set needs CAP_SETPCAP, which a child that
 	 * leaves root (or gets its capabilities only inside a new user
@@ -348,7 +353,7 @@ PAL_API int pal_sandbox_apply(PalSandbox *sandbox, PalSpawn *spawn)
 	spec.n_rlimits = sandbox->n_rlimits;
 	memcpy(spec.rlimits, sandbox->rlimits, sizeof(spec.rlimits));
 
-	encoded = sandbox_encode(sandbox);
+	encoded = sandbox_encode(sandbox, spec.private_tmp);
 	if (!encoded)
 		return -ENOMEM;
 	r = pal_spawn_env_set(spawn, PAL_SANDBOX_ENV, encoded);

@@ -550,6 +550,71 @@ PAL_API int pal_spawn_add_hook(PalSpawn *spawn, PalSpawnStage stage, PalSpawnHoo
 	return 0;
 }
 
+/* Whether @path, made absolute and with symlinks resolved where it exists, is /tmp or below. */
+static bool path_under_tmp(const char *path)
+{
+	char *real = realpath(path, NULL);
+	const char *p = real ? real : path;
+	bool under = strncmp(p, "/tmp", 4) == 0 && (p[4] == '\0' || p[4] == '/');
+
+	free(real);
+	return under;
+}
+
+bool spawn_loads_from_tmp(const PalSpawn *spawn)
+{
+	const char *lib_path = NULL;
+	bool found = false;
+
+	if (strchr(spawn->program, '/')) {
+		if (path_under_tmp(spawn->program))
+			return true;
+	} else {
+		/* execvpe's search, with the parent's PATH (the child's default). */
+		const char *path = getenv("PATH");
+
+		for (const char *dir = path ? path : "/bin:/usr/bin"; *dir && !found;) {
+			size_t len = strcspn(dir, ":");
+			char *cand = malloc(len + strlen(spawn->program) + 2);
+
+			if (!cand)
+				return false;
+			memcpy(cand, dir, len);
+			cand[len] = '/';
+			strcpy(cand + len + 1, spawn->program);
+			if (len > 0 && access(cand, X_OK) == 0) {
+				found = true;
+				if (path_under_tmp(cand)) {
+					free(cand);
+					return true;
+				}
+			}
+			free(cand);
+			dir += len + (dir[len] == ':');
+		}
+	}
+
+	/* The child's LD_LIBRARY_PATH: the last set or unset wins, else the parent's. */
+	if (!spawn->env_clear)
+		lib_path = getenv("LD_LIBRARY_PATH");
+	for (size_t i = 0; i < spawn->n_env_ops; i++)
+		if (strcmp(spawn->env_ops[i].key, "LD_LIBRARY_PATH") == 0)
+			lib_path = spawn->env_ops[i].value;
+	for (const char *dir = lib_path; dir && *dir;) {
+		size_t len = strcspn(dir, ":");
+		char *one = strndup(dir, len);
+
+		if (!one)
+			return false;
+		found = len > 0 && path_under_tmp(one);
+		free(one);
+		if (found)
+			return true;
+		dir += len + (dir[len] == ':');
+	}
+	return false;
+}
+
 int spawn_set_sandbox(PalSpawn *spawn, PalSandbox *sandbox, const struct spawn_sandbox *spec)
 {
 	pal_sandbox_unref(spawn->sandbox);

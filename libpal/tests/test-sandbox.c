@@ -63,12 +63,13 @@ struct run_opts {
 	int dup_src; /* mapped to fd 5 when >= 0 */
 	const char *env_key; /* set in the child's environment */
 	const char *env_value;
+	const char *program; /* NULL: PAL_SANDBOX_CHILD */
 };
 
 /* Runs pal-sandbox-child with @sandbox (may be NULL) and NULL-terminated args. */
 static int run_child_opts(PalSandbox *sandbox, const struct run_opts *opts, struct run *run, ...)
 {
-	PalSpawn *spawn = pal_spawn_new(PAL_SANDBOX_CHILD);
+	PalSpawn *spawn = pal_spawn_new(opts && opts->program ? opts->program : PAL_SANDBOX_CHILD);
 	PalChild *child = NULL;
 	int pipe_fds[2];
 	size_t len = 0;
@@ -176,6 +177,40 @@ static PalSandbox *default_profile(void)
 	if (!have_seccomp())
 		ck_assert_int_eq(pal_sandbox_set_seccomp(sb, PAL_SANDBOX_SECCOMP_OFF), 0);
 	return sb;
+}
+
+/* Whether @path (symlinks resolved) is /tmp or below. */
+static bool under_tmp(const char *path)
+{
+	char *real = realpath(path, NULL);
+	const char *p = real ? real : path;
+	bool under = strncmp(p, "/tmp", 4) == 0 && (p[4] == '\0' || p[4] == '/');
+
+	free(real);
+	return under;
+}
+
+/*
+ * Whether the child program or a directory of LD_LIBRARY_PATH is under
+ * /tmp (a build tree there): libpal then gives the child no private /tmp.
+ */
+static bool child_loads_from_tmp(void)
+{
+	const char *lib = getenv("LD_LIBRARY_PATH");
+
+	if (under_tmp(PAL_SANDBOX_CHILD))
+		return true;
+	while (lib && *lib) {
+		size_t len = strcspn(lib, ":");
+		char *one = strndup(lib, len);
+		bool under = len > 0 && under_tmp(one);
+
+		free(one);
+		if (under)
+			return true;
+		lib += len + (lib[len] == ':');
+	}
+	return false;
 }
 
 /* A fresh directory under /tmp with a file "f" in it. */
@@ -342,6 +377,40 @@ START_TEST(test_seccomp_allow_syscall)
 }
 END_TEST
 
+/*
+ * A program that lives under /tmp gets no private /tmp (it could not be
+ * exec'd through it), and its status says so; the rest of the profile holds.
+ */
+START_TEST(test_program_under_tmp)
+{
+	_cleanup_(pal_sandbox_unrefp) PalSandbox *sb = default_profile();
+	struct run run;
+	char dir[64], copy[PATH_MAX], cmd[2 * PATH_MAX + 16], want[128];
+
+	make_dir(dir, sizeof(dir));
+	snprintf(copy, sizeof(copy), "%s/pal-sandbox-child", dir);
+	snprintf(cmd, sizeof(cmd), "cp '%s' '%s'", PAL_SANDBOX_CHILD, copy);
+	ck_assert_int_eq(system(cmd), 0);
+	/* The copy finds libpal through LD_LIBRARY_PATH: the build's libpal/. */
+	char libdir[PATH_MAX];
+	snprintf(libdir, sizeof(libdir), "%s", PAL_SANDBOX_CHILD);
+	*strrchr(libdir, '/') = '\0';
+	*strrchr(libdir, '/') = '\0';
+	ck_assert_int_eq(run_child_opts(sb, &(struct run_opts){ .dup_src = -1, .program = copy,
+								.env_key = "LD_LIBRARY_PATH",
+								.env_value = libdir },
+					&run, "from-env", "ls", dir, "finalize", "status", NULL),
+			 0);
+	assert_exited(&run, 0);
+	assert_line(&run, "finalize ok");
+	ck_assert_msg(strstr(run.out, " tmp=0 nnp=1 caps=1 "), "%s", run.out);
+	/* Its /tmp is the parent's: the directory it was started from is there. */
+	snprintf(want, sizeof(want), "ls %s 2", dir);
+	assert_line(&run, want);
+	remove_dir(dir);
+}
+END_TEST
+
 START_TEST(test_default_profile)
 {
 	_cleanup_(pal_sandbox_unrefp) PalSandbox *sb = default_profile();
@@ -360,7 +429,8 @@ START_TEST(test_default_profile)
 					"socket", "inet", "thread", "exec", "/bin/true", NULL), 0);
 	assert_exited(&run, 0);
 	assert_line(&run, "pid 1");
-	assert_line(&run, "ls /tmp 0");
+	if (!child_loads_from_tmp())
+		assert_line(&run, "ls /tmp 0");
 	assert_line(&run, "finalize ok");
 	assert_line(&run, "caps eff=0 prm=0 inh=0 bnd=0 amb=0");
 	assert_line(&run, "nnp 1");
@@ -375,8 +445,8 @@ START_TEST(test_default_profile)
 	ns = PAL_SANDBOX_NS_MOUNT | PAL_SANDBOX_NS_NET | PAL_SANDBOX_NS_IPC | PAL_SANDBOX_NS_PID;
 	if (geteuid() != 0)
 		ns |= PAL_SANDBOX_NS_USER;
-	snprintf(line, sizeof(line), "status ns=%u tmp=1 nnp=1 caps=1 ll=%d sc=%d fin=1", ns,
-		 kernel_landlock_abi(), have_seccomp());
+	snprintf(line, sizeof(line), "status ns=%u tmp=%d nnp=1 caps=1 ll=%d sc=%d fin=1", ns,
+		 !child_loads_from_tmp(), kernel_landlock_abi(), have_seccomp());
 	assert_line(&run, line);
 
 	/* Every namespace asked for differs from the parent's, the others do not. */
@@ -500,8 +570,8 @@ START_TEST(test_fork_mode)
 	assert_line(&run, "pid 1");
 	ns = PAL_SANDBOX_NS_MOUNT | PAL_SANDBOX_NS_NET | PAL_SANDBOX_NS_IPC | PAL_SANDBOX_NS_PID |
 	     (geteuid() != 0 ? PAL_SANDBOX_NS_USER : 0);
-	snprintf(line, sizeof(line), "status ns=%u tmp=1 nnp=1 caps=1 ll=%d sc=%d fin=1", ns,
-		 kernel_landlock_abi(), have_seccomp());
+	snprintf(line, sizeof(line), "status ns=%u tmp=%d nnp=1 caps=1 ll=%d sc=%d fin=1", ns,
+		 !child_loads_from_tmp(), kernel_landlock_abi(), have_seccomp());
 	assert_line(&run, line);
 	/* Once is enough; a second finalize says so. */
 	assert_line(&run, "finalize EALREADY finalize");
@@ -698,7 +768,7 @@ START_TEST(test_decoder_table)
 	ck_assert_uint_eq(sb->n_syscalls, 1);
 	ck_assert_int_eq(granted, CLONE_NEWUSER | CLONE_NEWNS);
 	{
-		char *enc = sandbox_encode(sb);
+		char *enc = sandbox_encode(sb, sb->private_tmp);
 
 		ck_assert_str_eq(enc, "v=1;nnp=1;caps=0;tmp=1;ll=1;llmin=3;sc=2;p=3:2f746d70;s=inotify_init1");
 		free(enc);
@@ -879,6 +949,7 @@ static Suite *sandbox_suite(void)
 	tcase_add_test(tc, test_seccomp_log);
 	tcase_add_test(tc, test_seccomp_allow_syscall);
 	tcase_add_test(tc, test_default_profile);
+	tcase_add_test(tc, test_program_under_tmp);
 	tcase_add_test(tc, test_fork_mode);
 	tcase_add_test(tc, test_namespaces_best_effort_refused);
 	tcase_add_test(tc, test_pid_ns_parent_dies);
