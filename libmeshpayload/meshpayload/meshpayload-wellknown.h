@@ -62,7 +62,7 @@ MESH_PAYLOAD_API int mesh_payload_timestamp_to_timespec(const MeshPayload__Times
  * @ns: nanoseconds since the Unix epoch, negative before it
  * @ret: (out caller-allocates): the timestamp (initialized here)
  *
- * Upstream's From<SystemTime>: -1.5 s gives {-2, 500000000}.
+ * Upstream's From&lt;SystemTime&gt;: -1.5 s gives {-2, 500000000}.
  */
 MESH_PAYLOAD_API void mesh_payload_timestamp_from_unix_ns(int64_t ns, MeshPayload__Timestamp *ret);
 

@@ -33,9 +33,9 @@
 
 G_BEGIN_DECLS
 
-/** MeshCell: a value kept up to date by its updater (upstream Cell<T>). */
+/** MeshCell: a value kept up to date by its updater (upstream Cell&lt;T&gt;). */
 typedef struct MeshCell MeshCell;
-/** MeshCellUpdater: the owner of a value and of the cells that follow it (upstream CellUpdater<T>). */
+/** MeshCellUpdater: the owner of a value and of the cells that follow it (upstream CellUpdater&lt;T&gt;). */
 typedef struct MeshCellUpdater MeshCellUpdater;
 
 /**
