@@ -94,6 +94,13 @@ START_TEST(test_upstream_vectors)
 	st.y = 104824;
 	st.z = "alphabet";
 	check_encoding(&st.base, "08 05 10 f8 b2 06 1a 08 61 6c 70 68 61 62 65 74");
+
+	/* Upstream table/mod.rs test_derived_macro: Foo {a: 1, b: 2, x: "hi"}. */
+	Meshtest__Struct hi = MESHTEST__STRUCT__INIT;
+	hi.x = 1;
+	hi.y = 2;
+	hi.z = "hi";
+	check_encoding(&hi.base, "08 01 10 02 1a 02 68 69");
 	/* An optional present with its zero value is written (upstream's Some(0)). */
 	Meshtest__Struct some = MESHTEST__STRUCT__INIT;
 	some.maybe_w_case = MESHTEST__STRUCT__MAYBE_W_W;
