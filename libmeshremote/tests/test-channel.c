@@ -1454,6 +1454,32 @@ START_TEST(test_oneshot_blocking)
 }
 END_TEST
 
+/*
+ * upstream oneshot.rs test_oneshot_message_corruption, its waiting half: a
+ * receiver already blocked is woken by the corrupt value and fails.
+ */
+START_TEST(test_oneshot_message_corruption_wakes)
+{
+	MeshOneshotReceiver *r;
+	ProtobufCMessage *m = NULL;
+	GError *error = NULL;
+	MeshPort *a, *b;
+	DelayedSend ds = {.delay_us = 20000};
+
+	mesh_port_new_pair(&a, &b);
+	ds.sender = mesh_oneshot_sender_from_port(a, NULL);
+	r = mesh_oneshot_receiver_from_port(b, &chantest__number__descriptor);
+	GThread *t = g_thread_new("oneshot", delayed_send, &ds);
+	gint64 start = g_get_monotonic_time();
+	ck_assert(!mesh_oneshot_recv(r, WAIT_US, &m, &error));
+	ck_assert_msg(g_error_matches(error, MESH_ERROR, MESH_ERROR_CORRUPTION), "%s",
+		      error->message);
+	ck_assert(g_get_monotonic_time() - start < WAIT_US);
+	g_error_free(error);
+	g_thread_join(t);
+}
+END_TEST
+
 /* RPC. */
 
 typedef struct {
@@ -2245,6 +2271,7 @@ int main(void)
 	tcase_add_test(oneshot, test_oneshot_convert_closed);
 	tcase_add_test(oneshot, test_oneshot_extra_messages);
 	tcase_add_test(oneshot, test_oneshot_message_corruption);
+	tcase_add_test(oneshot, test_oneshot_message_corruption_wakes);
 	tcase_add_test(oneshot, test_oneshot_blocking);
 	suite_add_tcase(s, oneshot);
 

@@ -1571,6 +1571,65 @@ typedef struct {
 	int count;
 } SenderThread;
 
+/* upstream local_node.rs test_async: a send from another thread, across nodes. */
+static gpointer send_abc_thread(gpointer data)
+{
+	port_send_bytes(data, "abc");
+	return NULL;
+}
+
+START_TEST(test_async)
+{
+	TestNet *net = test_net_new(2, test_seed);
+	MeshPort *p1, *p2;
+	test_net_port_pair(net, 0, 1, &p1, &p2);
+	GThread *t = g_thread_new("send", send_abc_thread, p1);
+	MeshMessage *msg = NULL;
+	PortRecv r;
+	while ((r = port_try_recv(p2, &msg, NULL)) == PORT_RECV_EMPTY)
+		if (!test_net_step(net))
+			g_thread_yield();
+	g_thread_join(t);
+	ck_assert_int_eq(r, PORT_RECV_MESSAGE);
+	size_t size;
+	const uint8_t *data = mesh_message_get_data(msg, &size);
+	ck_assert(size == 3 && memcmp(data, "abc", 3) == 0);
+	mesh_message_free(msg);
+	mesh_port_close(p1);
+	mesh_port_close(p2);
+	test_net_pump(net);
+	assert_tables_empty(net);
+	test_net_free(net);
+}
+END_TEST
+
+/* upstream local_node.rs test_async_close: the far end dropped by another thread. */
+static gpointer close_thread(gpointer data)
+{
+	mesh_port_close(data);
+	return NULL;
+}
+
+START_TEST(test_async_close)
+{
+	TestNet *net = test_net_new(2, test_seed);
+	MeshPort *p1, *p2;
+	test_net_port_pair(net, 0, 1, &p1, &p2);
+	GThread *t = g_thread_new("close", close_thread, p1);
+	MeshMessage *msg = NULL;
+	PortRecv r;
+	while ((r = port_try_recv(p2, &msg, NULL)) == PORT_RECV_EMPTY)
+		if (!test_net_step(net))
+			g_thread_yield();
+	g_thread_join(t);
+	ck_assert_int_eq(r, PORT_RECV_CLOSED);
+	mesh_port_close(p2);
+	test_net_pump(net);
+	assert_tables_empty(net);
+	test_net_free(net);
+}
+END_TEST
+
 static gpointer sender_thread(gpointer data)
 {
 	SenderThread *t = data;
@@ -1746,6 +1805,8 @@ int main(void)
 	tcase_add_test(tc, test_failed_node_remembered);
 	tcase_add_test(tc, test_over_limits_across_nodes);
 	tcase_add_test(tc, test_concurrent_senders_across_nodes);
+	tcase_add_test(tc, test_async);
+	tcase_add_test(tc, test_async_close);
 	tcase_add_test(tc, test_move_mover_crashes);
 	tcase_add_test(tc, test_bridge_node_crashes);
 	tcase_add_test(tc, test_ports_lost_with_failure);

@@ -283,6 +283,31 @@ START_TEST(test_join_leader_closes_early)
 }
 END_TEST
 
+/*
+ * Sends @inv on @client the way upstream's send_payload() frames a payload:
+ * a header of two little-endian u32 (data length, fd count), the protobuf
+ * data, and the fds as SCM_RIGHTS, in one sendmsg(). Consumes @inv.
+ */
+static void send_upstream_frame(int client, MeshInvitation *inv)
+{
+	ProtobufCMessage *msg = unix_invitation_to_message(inv);
+	MeshPayloadResources *res = mesh_payload_resources_new();
+	uint8_t *data_ = NULL;
+	size_t size = 0;
+	ck_assert_int_eq(mesh_payload_encode_alloc(msg, &data_, &size, res, NULL), 0);
+	uint8_t header[8] = {0};
+	for (int i = 0; i < 4; i++) {
+		header[i] = (uint8_t)(size >> (8 * i));
+		header[4 + i] = (uint8_t)(mesh_payload_resources_len(res) >> (8 * i));
+	}
+	int fd = mesh_payload_resources_peek_fd(res, 0);
+	struct iovec iov[2] = {{header, 8}, {data_, size}};
+	ck_assert_int_eq(pal_send_with_fds(client, iov, 2, &fd, 1, 0), (ssize_t)(8 + size));
+	g_free(data_);
+	mesh_payload_resources_free(res);
+	mesh_payload_message_free(msg);
+}
+
 /* A fake listener: hands out an invitation whose leader end is already closed. */
 static gpointer dead_leader_listener(gpointer data)
 {
@@ -297,26 +322,72 @@ static gpointer dead_leader_listener(gpointer data)
 	mesh_uuid_generate(&b);
 	mesh_uuid_generate(&pa);
 	mesh_uuid_generate(&pb);
-	ProtobufCMessage *msg =
-		unix_invitation_to_message(mesh_invitation_new_take(&a, &pa, &b, &pb, sv[1]));
-	MeshPayloadResources *res = mesh_payload_resources_new();
-	uint8_t *data_ = NULL;
-	size_t size = 0;
-	ck_assert_int_eq(mesh_payload_encode_alloc(msg, &data_, &size, res, NULL), 0);
-	uint8_t header[8] = {0};
-	for (int i = 0; i < 4; i++) {
-		header[i] = (uint8_t)(size >> (8 * i));
-		header[4 + i] = (uint8_t)(mesh_payload_resources_len(res) >> (8 * i));
-	}
-	int fd = mesh_payload_resources_peek_fd(res, 0);
-	struct iovec iov[2] = {{header, 8}, {data_, size}};
-	pal_send_with_fds(client, iov, 2, &fd, 1, 0);
-	g_free(data_);
-	mesh_payload_resources_free(res);
-	mesh_payload_message_free(msg);
+	send_upstream_frame(client, mesh_invitation_new_take(&a, &pa, &b, &pb, sv[1]));
 	close(client);
 	return NULL;
 }
+
+typedef struct {
+	int server;
+	MeshInvitation *inv;
+} FrameListener;
+
+/* A listener played by hand: one client gets @inv in upstream's frame. */
+static gpointer frame_listener(gpointer data)
+{
+	FrameListener *fl = data;
+	int client = accept4(fl->server, NULL, NULL, SOCK_CLOEXEC);
+	ck_assert_int_ge(client, 0);
+	send_upstream_frame(client, fl->inv);
+	close(client);
+	return NULL;
+}
+
+/*
+ * upstream unix_listener.rs test_send_recv_simple_payload: a payload framed
+ * as upstream's send_payload() frames it, over a Unix stream, decodes on the
+ * other side to the same value. Here the payload is the one a listener
+ * sends, a live invitation (with its fd): the C joiner in a child process
+ * reads the frame, joins with it, and gets the leader's "welcome".
+ */
+START_TEST(test_send_recv_simple_payload)
+{
+	char *dir = g_dir_make_tmp("mesh-listen-XXXXXX", NULL);
+	char *path = g_build_filename(dir, "frame.sock", NULL);
+	MeshNode *node = mesh_node_new();
+	MeshUnixNode *u = mesh_unix_node_new(node, NULL);
+	MeshPort *x, *y;
+	FrameListener fl = {0};
+	mesh_port_new_pair(&x, &y);
+	ck_assert(mesh_unix_node_invite(u, x, -1, &fl.inv, NULL));
+
+	struct sockaddr_un addr = {.sun_family = AF_UNIX};
+	g_strlcpy(addr.sun_path, path, sizeof(addr.sun_path));
+	fl.server = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_eq(bind(fl.server, (struct sockaddr *)&addr, sizeof(addr)), 0);
+	ck_assert_int_eq(listen(fl.server, 4), 0);
+	GThread *t = g_thread_new("frame-listener", frame_listener, &fl);
+	ck_assert(port_send_bytes(y, "welcome"));
+	const char *args[] = {"bypath", path, NULL};
+	Proc p = proc_start(args, -1, FALSE);
+	char *err = NULL;
+	int status = proc_finish(&p, &err);
+	g_thread_join(t);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x, stderr: %s",
+		      status, err);
+	g_free(err);
+
+	close(fl.server);
+	unlink(path);
+	mesh_port_close(y);
+	mesh_unix_node_shutdown(u, G_USEC_PER_SEC); /* the child is gone: no verdict */
+	mesh_unix_node_free(u);
+	mesh_node_unref(node);
+	rmdir(dir);
+	g_free(path);
+	g_free(dir);
+}
+END_TEST
 
 /* mesh_connect()'s path: a server that dies mid-handshake is a clear error, not a crash. */
 START_TEST(test_join_by_path_leader_dead)
@@ -510,6 +581,7 @@ int main(int argc, char **argv)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_join_leader_closes_early);
 	tcase_add_test(tc, test_join_by_path_leader_dead);
+	tcase_add_test(tc, test_send_recv_simple_payload);
 	tcase_add_test(tc, test_join_without_fd3);
 	suite_add_tcase(s, tc);
 	TCase *tc2 = tcase_create("listen");

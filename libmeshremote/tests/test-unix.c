@@ -10,6 +10,7 @@
 #include <glib-unix.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -246,6 +247,76 @@ START_TEST(test_fds_and_no_leak)
 	close(pipefd[1]);
 	ck_assert_int_eq(count_fds(), before);
 
+	child_close_port(c);
+	ck_assert_int_eq(child_finish(c), 0);
+}
+END_TEST
+
+/*
+ * upstream alpc_node.rs test_socket, on Unix: one end of a socketpair goes
+ * to a child process and back; what is written on the other end, read to
+ * its end through the copy that travelled, is "abc".
+ */
+START_TEST(test_socket_fd)
+{
+	Child *c = spawn_child("echo", NULL);
+	int sv[2];
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	MeshMessage *msg = mesh_message_new("socket", 6);
+	ck_assert_int_eq(mesh_message_add_fd_take(msg, sv[1]), 0);
+	port_send(c->port, msg, FALSE);
+	msg = expect_message(c->recv);
+	ck_assert_uint_eq(mesh_message_get_n_resources(msg), 1);
+	int s2 = mesh_message_steal_fd(msg, 0);
+	mesh_message_free(msg);
+	ck_assert_int_ge(s2, 0);
+	ck_assert_int_eq(write(sv[0], "abc", 3), 3);
+	close(sv[0]);
+	char buf[8];
+	size_t got = 0;
+	ssize_t n;
+	while ((n = read(s2, buf + got, sizeof(buf) - got)) > 0)
+		got += (size_t)n;
+	ck_assert_int_eq(n, 0); /* end of stream: no other copy of sv[0] was left open */
+	ck_assert_uint_eq(got, 3);
+	ck_assert_mem_eq(buf, "abc", 3);
+	close(s2);
+	child_close_port(c);
+	ck_assert_int_eq(child_finish(c), 0);
+}
+END_TEST
+
+/*
+ * upstream alpc_node.rs test_handle, on Unix: an eventfd goes to a child
+ * process and back; signalled through the original, it is seen through
+ * the copy.
+ */
+START_TEST(test_event_fd)
+{
+	Child *c = spawn_child("echo", NULL);
+	int e = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	ck_assert_int_ge(e, 0);
+	MeshMessage *msg = mesh_message_new("event", 5);
+	ck_assert_int_eq(mesh_message_add_fd(msg, e), 0);
+	port_send(c->port, msg, FALSE);
+	msg = expect_message(c->recv);
+	ck_assert_uint_eq(mesh_message_get_n_resources(msg), 1);
+	int e2 = mesh_message_steal_fd(msg, 0);
+	mesh_message_free(msg);
+	ck_assert_int_ge(e2, 0);
+	ck_assert_int_ne(e2, e);
+	uint64_t v;
+	ck_assert_int_eq(read(e2, &v, sizeof(v)), -1); /* not signalled yet */
+	ck_assert_int_eq(errno, EAGAIN);
+	v = 1;
+	ck_assert_int_eq(write(e, &v, sizeof(v)), (ssize_t)sizeof(v));
+	struct pollfd pfd = {.fd = e2, .events = POLLIN};
+	ck_assert_int_eq(poll(&pfd, 1, 10000), 1);
+	v = 0;
+	ck_assert_int_eq(read(e2, &v, sizeof(v)), (ssize_t)sizeof(v));
+	ck_assert_uint_eq(v, 1);
+	close(e2);
+	close(e);
 	child_close_port(c);
 	ck_assert_int_eq(child_finish(c), 0);
 }
@@ -2741,6 +2812,8 @@ int main(void)
 	tcase_add_test(tc, test_message_sizes);
 	tcase_add_test(tc, test_huge_message);
 	tcase_add_test(tc, test_fds_and_no_leak);
+	tcase_add_test(tc, test_socket_fd);
+	tcase_add_test(tc, test_event_fd);
 	tcase_add_test(tc, test_port_to_child);
 	tcase_add_test(tc, test_shutdown_delivers);
 	tcase_add_test(tc, test_100k_messages);
