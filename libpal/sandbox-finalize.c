@@ -288,16 +288,24 @@ static const char *const default_syscalls[] = {
 	"epoll_create", "epoll_create1", "epoll_ctl", "epoll_wait", "epoll_pwait",
 	"epoll_pwait2", "futex", "futex_waitv", "set_robust_list", "get_robust_list",
 	"timerfd_create", "timerfd_settime", "timerfd_gettime", "nanosleep", "clock_nanosleep",
-	/* time */
+	"pause", "ppoll_time64", "pselect6_time64", "futex_time64", "timerfd_settime64",
+	"timerfd_gettime64", "clock_nanosleep_time64", "recvmmsg_time64",
+	/* timers and time (alarm(), interval and POSIX timers of this process only) */
 	"clock_gettime", "clock_getres", "gettimeofday", "time", "clock_gettime64",
+	"clock_getres_time64", "alarm", "setitimer", "getitimer", "times", "timer_create",
+	"timer_settime", "timer_gettime", "timer_getoverrun", "timer_delete",
+	"timer_settime64", "timer_gettime64",
 	/* threads (clone is below) */
 	"rseq", "set_tid_address", "sched_yield", "sched_getaffinity", "sched_getattr",
-	"sched_getparam", "sched_getscheduler", "gettid", "exit",
+	"sched_getparam", "sched_getscheduler", "sched_get_priority_min",
+	"sched_get_priority_max", "getcpu", "gettid", "exit",
 	/* GLib's thread pool copies scheduler settings to new threads by tid */
 	"sched_setattr",
 	/* signals */
 	"rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "sigreturn", "sigaltstack",
-	"rt_sigtimedwait", "rt_sigpending", "rt_sigsuspend", "restart_syscall",
+	"rt_sigtimedwait", "rt_sigtimedwait_time64", "rt_sigpending", "rt_sigsuspend",
+	"sigsuspend", "sigpending", "sigprocmask", "sigaction", "signalfd", "signalfd4",
+	"restart_syscall",
 	/* process */
 	"exit_group", "getpid", "getppid", "getuid", "geteuid", "getgid", "getegid", "getresuid",
 	"getresgid", "getgroups", "getuid32", "geteuid32", "getgid32", "getegid32",
