@@ -54,7 +54,10 @@ struct spawn_sandbox {
  */
 int spawn_set_sandbox(PalSpawn *spawn, PalSandbox *sandbox, const struct spawn_sandbox *spec);
 
-/* Encoding of the finalize part (sandbox-env.c). */
+/*
+ * Encoding of the finalize part (sandbox-env.c): a malloc()ed string, or
+ * NULL with errno ENOMEM or E2BIG (longer than SANDBOX_MAX_ENV).
+ */
 char *sandbox_encode(const PalSandbox *sandbox);
 /* Decodes @value (NUL-terminated); -EINVAL when malformed. */
 int sandbox_decode(const char *value, PalSandbox **ret_sandbox, int *ret_granted_clone_flags);

@@ -380,6 +380,10 @@ static gboolean host_main(MeshMessage *initial, gpointer data, GError **error)
 		char *text = probe();
 		send_text(results, text);
 		g_free(text);
+		/* Stays for an inspect until the parent closes its end. */
+		MeshMessage *end = NULL;
+		mesh_receiver_recv_message(work, WAIT_US, &end, NULL);
+		mesh_message_free(end);
 	} else if (strcmp(scenario, "early") == 0) {
 		PalSandboxStatus st;
 		pal_sandbox_get_status(&st);
@@ -927,6 +931,12 @@ START_TEST(test_remote_host_finalizes)
 					   : "outside=EACCES allowed=ok exec=EPERM "
 					     "inet=EAFNOSUPPORT unix=ok nnp=1 bset_admin=1");
 	g_free(t);
+	/* Its inspect claims no namespace and no private /tmp: it got none. */
+	char *json = mesh_inspect(mesh, WAIT_US);
+	ck_assert_msg(strstr(json, "\"sandbox\":{\"finalized\":true,\"namespaces\":[],"
+				   "\"private_tmp\":false,\"no_new_privs\":true,"),
+		      "%s", json);
+	g_free(json);
 	host_close(&h);
 	mesh_process_config_free(c);
 	mesh_free(mesh);

@@ -247,6 +247,63 @@ START_TEST(test_landlock_paths)
 }
 END_TEST
 
+/*
+ * pal_sandbox_to_env(): the value, put into a child's environment by hand
+ * (no pal_sandbox_apply()), finalizes there as the profile says and claims
+ * no namespaces; a profile too long to decode is refused on both paths.
+ */
+START_TEST(test_to_env)
+{
+	_cleanup_(pal_sandbox_unrefp) PalSandbox *sb = default_profile();
+	_cleanup_(pal_sandbox_unrefp) PalSandbox *big = pal_sandbox_new_empty();
+	char ro[64], ro_f[80], line[256], *value = (char *)"unset", *bad = (char *)"unset";
+	struct run_opts opts = { .dup_src = -1, .env_key = PAL_SANDBOX_ENV };
+	struct run run;
+
+	make_dir(ro, sizeof(ro));
+	snprintf(ro_f, sizeof(ro_f), "%s/f", ro);
+	ck_assert_int_eq(pal_sandbox_allow_path(sb, ro, PAL_SANDBOX_FS_READ), 0);
+	ck_assert_int_eq(pal_sandbox_to_env(sb, &value), 0);
+	ck_assert_msg(!strstr(value, ";g="), "%s", value);
+	opts.env_value = value;
+	ck_assert_int_eq(run_child_opts(NULL, &opts, &run, "from-env", "finalize", "open", ro_f,
+					"r", "open", "/etc/passwd", "r", "socket", "inet", "nnp",
+					"status", NULL),
+			 0);
+	assert_exited(&run, 0);
+	assert_line(&run, "from-env ok");
+	assert_line(&run, "finalize ok");
+	snprintf(line, sizeof(line), "open %s ok", ro_f);
+	assert_line(&run, line);
+	if (kernel_landlock_abi())
+		assert_line(&run, "open /etc/passwd EACCES");
+	if (have_seccomp())
+		assert_line(&run, "socket inet EAFNOSUPPORT");
+	assert_line(&run, "nnp 1");
+	ck_assert_msg(strstr(run.out, "\nstatus ns=0 tmp=0 nnp=1 caps=1 "), "%s", run.out);
+	free(value);
+	remove_dir(ro);
+
+	/* 80 paths of 4000 bytes: 640 KB encoded, the decoder takes 256 KiB. */
+	char path[4001];
+	memset(path, 'a', sizeof(path) - 1);
+	path[0] = '/';
+	path[sizeof(path) - 1] = '\0';
+	for (int i = 0; i < 80; i++) {
+		path[1] = (char)('A' + i % 26);
+		path[2] = (char)('A' + i / 26);
+		ck_assert_int_eq(pal_sandbox_allow_path(big, path, PAL_SANDBOX_FS_READ), 0);
+	}
+	ck_assert_int_eq(pal_sandbox_to_env(big, &bad), -E2BIG);
+	ck_assert_ptr_null(bad);
+	PalSpawn *spawn = pal_spawn_new(PAL_SANDBOX_CHILD);
+	ck_assert_int_eq(pal_sandbox_apply(big, spawn), -E2BIG);
+	pal_spawn_free(spawn);
+	ck_assert_int_eq(pal_sandbox_to_env(NULL, &bad), -EINVAL);
+	ck_assert_int_eq(pal_sandbox_to_env(sb, NULL), -EINVAL);
+}
+END_TEST
+
 START_TEST(test_landlock_required_abi)
 {
 	_cleanup_(pal_sandbox_unrefp) PalSandbox *sb = pal_sandbox_new_empty();
@@ -874,6 +931,7 @@ static Suite *sandbox_suite(void)
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_landlock_paths);
 	tcase_add_test(tc, test_landlock_required_abi);
+	tcase_add_test(tc, test_to_env);
 	tcase_add_test(tc, test_seccomp_exec_socket);
 	tcase_add_test(tc, test_seccomp_kill);
 	tcase_add_test(tc, test_seccomp_log);
