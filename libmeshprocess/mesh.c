@@ -1014,7 +1014,7 @@ static PalSpawn *remote_spawn_new(const MeshProcessConfig *c, GError **error)
 static gboolean is_sandbox_step(const char *step)
 {
 	static const char *const steps[] = {"namespaces", "userns_map", "private_tmp", "rlimit",
-					    "bounding_set"};
+					    "bounding_set", "dumpable"};
 	for (size_t i = 0; step && i < G_N_ELEMENTS(steps); i++)
 		if (strcmp(step, steps[i]) == 0)
 			return TRUE;
@@ -1085,12 +1085,17 @@ static gboolean launch_cb(gpointer data)
 	if (r < 0) {
 		const char *step = pal_spawn_get_failed_step(spawn);
 		g_set_error(&l->error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_SPAWN,
-			    "cannot start host %s (%s): %s%s%s%s", c->name,
+			    "cannot start host %s (%s): %s%s%s%s%s", c->name,
 			    c->remote ? c->remote[0]
 			    : c->program ? c->program
 					 : "this program",
 			    c->sandbox && !c->remote && is_sandbox_step(step) ? "sandbox: " : "",
-			    step ? step : "", step ? ": " : "", g_strerror(-r));
+			    step ? step : "", step ? ": " : "", g_strerror(-r),
+			    g_strcmp0(step, "dumpable") == 0
+				    ? " (this process is not dumpable, as after a uid change: "
+				      "a host cannot write its user namespace's maps; see "
+				      "doc/sandbox.md)"
+				    : "");
 		goto out;
 	}
 

@@ -523,8 +523,9 @@ static uid_t become(int iteration)
 		ck_assert_int_eq(setresuid(65534, 65534, 65534), 0);
 		/*
 		 * A uid change leaves the process non-dumpable: its children's
-		 * /proc files stay root's, and libpal could not write the user
-		 * namespace's maps. A user who never was root has no such flag.
+		 * /proc files stay root's, so libpal leaves the user namespace
+		 * out (and with it the others; test_non_dumpable_parent). A
+		 * user who never was root has no such flag: be one here.
 		 */
 		ck_assert_int_eq(prctl(PR_SET_DUMPABLE, 1, 0, 0, 0), 0);
 	}
@@ -686,6 +687,56 @@ START_TEST(test_sandboxed_host_waits)
 	mesh_process_config_free(c);
 	mesh_free(mesh);
 	exited_clear(&x);
+}
+END_TEST
+
+/*
+ * A parent that left root is not dumpable: its children cannot open their
+ * own user namespace's maps (root owns them). The default profile's
+ * best-effort namespaces are then left out, said in inspect, and the host
+ * runs; a profile that requires the user namespace fails naming the cause.
+ */
+START_TEST(test_non_dumpable_parent)
+{
+	if (geteuid() != 0)
+		return; /* only a uid change makes a process non-dumpable here */
+	if (g_strcmp0(g_getenv("CK_FORK"), "no") == 0)
+		return;
+	ck_assert_int_eq(setgroups(0, NULL), 0);
+	ck_assert_int_eq(setresgid(65534, 65534, 65534), 0);
+	ck_assert_int_eq(setresuid(65534, 65534, 65534), 0);
+	ck_assert_int_eq(prctl(PR_GET_DUMPABLE, 0, 0, 0, 0), 0);
+
+	Mesh *mesh = mesh_new_ok();
+	MeshProcessConfig *c = sandboxed_config("worker-1", NULL);
+	Host h = launch(mesh, c, "serve");
+	send_text(h.work, "m");
+	char *t = recv_text(h.results);
+	ck_assert_str_eq(t, "m");
+	g_free(t);
+	char *json = mesh_inspect(mesh, WAIT_US);
+	ck_assert_msg(strstr(json, "\"sandbox\":{\"finalized\":true,\"namespaces\":[],"
+				   "\"private_tmp\":false,\"no_new_privs\":true,"
+				   "\"capabilities_dropped\":true,"),
+		      "%s", json);
+	g_free(json);
+	host_close(&h);
+	mesh_process_config_free(c);
+
+	c = mesh_process_config_new("worker-2");
+	PalSandbox *sb = pal_sandbox_new();
+	ck_assert_int_eq(pal_sandbox_set_namespaces(sb, PAL_SANDBOX_NS_USER, true), 0);
+	mesh_process_config_set_sandbox(c, sb);
+	pal_sandbox_unref(sb);
+	GError *error = NULL;
+	MeshMessage *initial = mesh_message_new("serve", 5);
+	ck_assert_int_le(mesh_launch_host(mesh, c, initial, &error), 0);
+	ck_assert_msg(error && strstr(error->message, "sandbox: dumpable: ") &&
+			      strstr(error->message, "not dumpable"),
+		      "%s", error ? error->message : "no error");
+	g_clear_error(&error);
+	mesh_process_config_free(c);
+	mesh_free(mesh);
 }
 END_TEST
 
@@ -966,6 +1017,7 @@ int main(int argc, char **argv)
 	tcase_add_loop_test(tc, test_sandboxed_host_confined, 0, 2);
 	tcase_add_test(tc, test_unsandboxed_probe_differs);
 	tcase_add_loop_test(tc, test_sandboxed_host_waits, 0, 3);
+	tcase_add_test(tc, test_non_dumpable_parent);
 	tcase_add_loop_test(tc, test_no_fd_leaks, 0, 2);
 	tcase_add_loop_test(tc, test_forbidden_syscall_kills, 0, 2);
 	tcase_add_loop_test(tc, test_crash_in_pid_namespace, 0, 2);

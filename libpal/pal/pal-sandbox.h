@@ -345,8 +345,8 @@ PAL_API int pal_sandbox_to_env(const PalSandbox *sandbox, char **ret_value);
  * Returns: (transfer none): after a failed pal_sandbox_finalize(), the step
  * that failed ("finalize" for -EALREADY, "threads", "no_new_privs",
  * "capabilities", "landlock", "seccomp"), otherwise NULL. Spawn-time failures are named by
- * pal_spawn_get_failed_step() ("namespaces", "userns_map", "private_tmp",
- * "rlimit", "bounding_set").
+ * pal_spawn_get_failed_step() ("namespaces", "dumpable", "userns_map",
+ * "private_tmp", "rlimit", "bounding_set").
  */
 PAL_API const char *pal_sandbox_get_failed_step(const PalSandbox *sandbox);
 
