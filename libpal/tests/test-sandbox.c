@@ -18,6 +18,7 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
 #include <sched.h>
 #include <poll.h>
@@ -873,6 +874,39 @@ START_TEST(test_root_to_nobody)
 }
 END_TEST
 
+/*
+ * A spawner that left root is not dumpable: the user namespace (and, so
+ * unprivileged, every namespace) is left out when best effort; required,
+ * the spawn fails at "dumpable" before any clone().
+ */
+START_TEST(test_non_dumpable_spawner)
+{
+	_cleanup_(pal_sandbox_unrefp) PalSandbox *sb = default_profile();
+	struct run run;
+	char line[128];
+
+	if (getenv("CK_FORK") && strcmp(getenv("CK_FORK"), "no") == 0)
+		return; /* the uid change would outlive the test */
+	ck_assert_int_eq(setgroups(0, NULL), 0);
+	ck_assert_int_eq(setresgid(NOBODY, NOBODY, NOBODY), 0);
+	ck_assert_int_eq(setresuid(NOBODY, NOBODY, NOBODY), 0);
+	ck_assert_int_eq(prctl(PR_GET_DUMPABLE, 0, 0, 0, 0), 0);
+	ck_assert_int_eq(run_child(sb, &run, "from-env", "finalize", "status"), 0);
+	assert_exited(&run, 0);
+	snprintf(line, sizeof(line), "status ns=0 tmp=0 nnp=1 caps=1 ll=%d sc=%d fin=1",
+		 kernel_landlock_abi(), have_seccomp() ? 1 : 0);
+	assert_line(&run, line);
+
+	ck_assert_int_eq(pal_sandbox_set_namespaces(sb, PAL_SANDBOX_NS_USER, true), 0);
+	PalSpawn *spawn = pal_spawn_new(PAL_SANDBOX_CHILD);
+	PalChild *child = NULL;
+	ck_assert_int_eq(pal_sandbox_apply(sb, spawn), 0);
+	ck_assert_int_eq(pal_spawn_run(spawn, &child), -EPERM);
+	ck_assert_str_eq(pal_spawn_get_failed_step(spawn), "dumpable");
+	pal_spawn_free(spawn);
+}
+END_TEST
+
 /* Capabilities of a root child: there before finalize, gone after. */
 START_TEST(test_root_capabilities)
 {
@@ -959,6 +993,7 @@ static Suite *root_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_no_new_privs_setuid);
 	tcase_add_test(tc, test_root_to_nobody);
+	tcase_add_test(tc, test_non_dumpable_spawner);
 	tcase_add_test(tc, test_root_capabilities);
 	tcase_add_test(tc, test_unprivileged);
 	suite_add_tcase(s, tc);
