@@ -62,6 +62,7 @@ struct run_opts {
 	int pdeathsig;
 	bool fork_mode;
 	int dup_src; /* mapped to fd 5 when >= 0 */
+	bool stderr_too;     /* the child's stderr into the output too */
 	const char *env_key; /* set in the child's environment */
 	const char *env_value;
 };
@@ -86,6 +87,8 @@ static int run_child_opts(PalSandbox *sandbox, const struct run_opts *opts, stru
 
 	ck_assert_int_eq(pipe2(pipe_fds, O_CLOEXEC), 0);
 	ck_assert_int_eq(pal_spawn_set_stdout(spawn, PAL_STDIO_FD, pipe_fds[1]), 0);
+	if (opts && opts->stderr_too)
+		ck_assert_int_eq(pal_spawn_set_stderr(spawn, PAL_STDIO_FD, pipe_fds[1]), 0);
 	if (opts && opts->env_key)
 		ck_assert_int_eq(pal_spawn_env_set(spawn, opts->env_key, opts->env_value), 0);
 	if (sandbox)
@@ -302,6 +305,28 @@ START_TEST(test_to_env)
 	pal_spawn_free(spawn);
 	ck_assert_int_eq(pal_sandbox_to_env(NULL, &bad), -EINVAL);
 	ck_assert_int_eq(pal_sandbox_to_env(sb, NULL), -EINVAL);
+}
+END_TEST
+
+/*
+ * ThreadSanitizer builds: a race in a sandboxed child is reported with its
+ * source lines (the runtime reads /proc/self/maps and the loaded files),
+ * and nothing on the way kills it. Other builds: nothing to check.
+ */
+START_TEST(test_tsan_report)
+{
+#if defined(__SANITIZE_THREAD__)
+	_cleanup_(pal_sandbox_unrefp) PalSandbox *sb = default_profile();
+	struct run_opts opts = { .dup_src = -1, .stderr_too = true };
+	struct run run;
+
+	ck_assert_int_eq(run_child_opts(sb, &opts, &run, "from-env", "finalize", "race", NULL), 0);
+	assert_line(&run, "finalize ok");
+	ck_assert_msg(strstr(run.out, "WARNING: ThreadSanitizer: data race"), "%s", run.out);
+	ck_assert_msg(strstr(run.out, "pal-sandbox-child.c:"), "unsymbolized: %s", run.out);
+	/* An exit (66 with halt_on_error=1), not SIGSYS. */
+	ck_assert_msg(WIFEXITED(run.status), "%s", run.out);
+#endif
 }
 END_TEST
 
@@ -966,6 +991,7 @@ static Suite *sandbox_suite(void)
 	tcase_add_test(tc, test_landlock_paths);
 	tcase_add_test(tc, test_landlock_required_abi);
 	tcase_add_test(tc, test_to_env);
+	tcase_add_test(tc, test_tsan_report);
 	tcase_add_test(tc, test_seccomp_exec_socket);
 	tcase_add_test(tc, test_seccomp_kill);
 	tcase_add_test(tc, test_seccomp_log);
