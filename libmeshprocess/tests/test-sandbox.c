@@ -24,9 +24,11 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#ifdef MESH_TEST_HAVE_GIO
 #include <gio/gio.h>
 #include <gio/gunixfdlist.h>
 #include <gio/gunixfdmessage.h>
+#endif
 #include <glib-unix.h>
 #include <sched.h>
 #include <sys/time.h>
@@ -192,6 +194,9 @@ static gboolean on_timeout(gpointer data)
 /* GSocket + GUnixFDList over a socketpair: a pipe's write end, then a byte through it. */
 static const char *socket_fd_roundtrip(void)
 {
+#ifndef MESH_TEST_HAVE_GIO
+	return "skipped"; /* no gio to link here (see meson.build) */
+#else
 	int sv[2], p[2];
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0 || pipe2(p, O_CLOEXEC) < 0)
 		return errno_name(errno);
@@ -232,6 +237,7 @@ static const char *socket_fd_roundtrip(void)
 	g_object_unref(b);
 	close(p[0]);
 	return res;
+#endif
 }
 
 /* Each wait in turn; a syscall off the allow-list kills the host before its answer. */
@@ -652,9 +658,14 @@ START_TEST(test_sandboxed_host_confined)
 }
 END_TEST
 
+#ifdef MESH_TEST_HAVE_GIO
+#define GSOCKET_OK "gsocket=ok"
+#else
+#define GSOCKET_OK "gsocket=skipped"
+#endif
 #define WAITS_OK                                                                              \
 	"waits pause=ok sigsuspend=ok sigtimedwait=ok sleeps=ok timers=ok cond=ok pool=ok "   \
-	"mainloop=ok gsocket=ok"
+	"mainloop=ok " GSOCKET_OK
 
 /*
  * A sandboxed host waits as programs do: pause() woken by a signal,
