@@ -945,69 +945,24 @@ static void add_quoted(PalSpawn *spawn, const char *word)
 
 /*
  * The finalize part of @sb encoded as PAL_SANDBOX's value, for a remote
- * host's environment words. libpal offers no encoder of its own
- * (pal_sandbox_apply() puts the value into a spawn's environment only), so
- * a scratch `env`, spawned with the profile applied and its stdout on a
- * pipe, prints it. Returns NULL with @error set.
+ * host's environment words (pal_sandbox_to_env(): no namespaces, the spawn
+ * part is not applied). Returns NULL with @error set.
  */
 static char *remote_sandbox_value(PalSandbox *sb, const char *name, GError **error)
 {
-	PalSpawn *spawn = pal_spawn_new("env");
-	PalChild *child = NULL;
-	GString *out = g_string_new(NULL);
-	int p[2] = {-1, -1}, r = spawn ? 0 : -errno, status = 0;
-	const char *step = "env";
-
-	if (r == 0 && pipe2(p, O_CLOEXEC) < 0)
-		r = -errno;
-	if (r == 0) {
-		pal_spawn_set_stdin(spawn, PAL_STDIO_NULL, -1);
-		pal_spawn_set_stdout(spawn, PAL_STDIO_FD, p[1]);
-		pal_spawn_set_parent_death_signal(spawn, SIGKILL);
-		r = pal_sandbox_apply(sb, spawn);
-		step = "apply";
-	}
-	if (r == 0) {
-		r = pal_spawn_run(spawn, &child);
-		step = pal_spawn_get_failed_step(spawn);
-	}
-	if (p[1] >= 0)
-		close(p[1]);
-	if (r == 0) {
-		char buf[4096];
-		ssize_t n;
-		while (out->len < 1024 * 1024 && (n = read(p[0], buf, sizeof(buf))) != 0) {
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n < 0)
-				break;
-			g_string_append_len(out, buf, n);
-		}
-		pal_child_wait(child, &status);
-	}
-	if (p[0] >= 0)
-		close(p[0]);
-	pal_child_free(child);
-	pal_spawn_free(spawn);
-
 	char *value = NULL;
-	for (char *line = out->str; r == 0 && line && *line;) {
-		char *end = strchr(line, '\n');
-		if (end)
-			*end = '\0';
-		if (g_str_has_prefix(line, PAL_SANDBOX_ENV "=")) {
-			value = g_strdup(line + strlen(PAL_SANDBOX_ENV "="));
-			break;
-		}
-		line = end ? end + 1 : NULL;
-	}
-	g_string_free(out, TRUE);
-	if (!value)
+	int r = pal_sandbox_to_env(sb, &value);
+
+	if (r < 0) {
 		g_set_error(error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_SPAWN,
-			    "cannot start host %s: sandbox: encoding its profile: %s%s%s", name,
-			    step ? step : "", step ? ": " : "",
-			    r < 0 ? g_strerror(-r) : "no " PAL_SANDBOX_ENV " in its environment");
-	return value;
+			    "cannot start host %s: sandbox: encoding its profile: %s", name,
+			    g_strerror(-r));
+		return NULL;
+	}
+	/* g_free()able, as the callers expect. */
+	char *copy = g_strdup(value);
+	free(value);
+	return copy;
 }
 
 /*
@@ -1059,7 +1014,7 @@ static PalSpawn *remote_spawn_new(const MeshProcessConfig *c, GError **error)
 static gboolean is_sandbox_step(const char *step)
 {
 	static const char *const steps[] = {"namespaces", "userns_map", "private_tmp", "rlimit",
-					    "bounding_set"};
+					    "bounding_set", "dumpable"};
 	for (size_t i = 0; step && i < G_N_ELEMENTS(steps); i++)
 		if (strcmp(step, steps[i]) == 0)
 			return TRUE;
@@ -1130,12 +1085,17 @@ static gboolean launch_cb(gpointer data)
 	if (r < 0) {
 		const char *step = pal_spawn_get_failed_step(spawn);
 		g_set_error(&l->error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_SPAWN,
-			    "cannot start host %s (%s): %s%s%s%s", c->name,
+			    "cannot start host %s (%s): %s%s%s%s%s", c->name,
 			    c->remote ? c->remote[0]
 			    : c->program ? c->program
 					 : "this program",
 			    c->sandbox && !c->remote && is_sandbox_step(step) ? "sandbox: " : "",
-			    step ? step : "", step ? ": " : "", g_strerror(-r));
+			    step ? step : "", step ? ": " : "", g_strerror(-r),
+			    g_strcmp0(step, "dumpable") == 0
+				    ? " (this process is not dumpable, as after a uid change: "
+				      "a host cannot write its user namespace's maps; see "
+				      "doc/sandbox.md)"
+				    : "");
 		goto out;
 	}
 

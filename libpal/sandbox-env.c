@@ -95,6 +95,7 @@ char *sandbox_encode(const PalSandbox *sandbox, bool private_tmp)
 	}
 	if (b.failed || b.len > SANDBOX_MAX_ENV) {
 		free(b.data);
+		errno = b.failed ? ENOMEM : E2BIG;
 		return NULL;
 	}
 	return b.data;

@@ -6,6 +6,8 @@
  * libseccomp when libpal is built with it.
  */
 #include <dirent.h>
+#include <link.h>
+#include <limits.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/capability.h>
@@ -40,6 +42,17 @@
 #endif
 #ifndef PAL_SANDBOX_ASAN
 #define PAL_SANDBOX_ASAN 0
+#endif
+/* ThreadSanitizer symbolizes its reports in process: /proc/self/maps, the loaded files. */
+#if defined(__SANITIZE_THREAD__)
+#define PAL_SANDBOX_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define PAL_SANDBOX_TSAN 1
+#endif
+#endif
+#ifndef PAL_SANDBOX_TSAN
+#define PAL_SANDBOX_TSAN 0
 #endif
 
 /* ---- Landlock ---------------------------------------------------------- */
@@ -153,6 +166,42 @@ out:
 	return r;
 }
 
+#if PAL_SANDBOX_TSAN
+struct tsan_paths {
+	int ruleset;
+	uint64_t handled;
+	int r;
+};
+
+/* Read access to one loaded object's file (the program's has no name here). */
+static int tsan_add_object(struct dl_phdr_info *info, size_t size, void *data)
+{
+	struct tsan_paths *t = data;
+	char exe[PATH_MAX];
+	const char *path = info->dlpi_name;
+
+	(void)size;
+	if (!path || !path[0]) {
+		ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+
+		if (n <= 0)
+			return 0;
+		exe[n] = '\0';
+		path = exe;
+	}
+	if (path[0] != '/' || t->r < 0)
+		return 0;
+	/* A vanished file (ENOENT) is not worth failing the sandbox for. */
+	int r = landlock_add_path(t->ruleset,
+				  &(struct sandbox_path){ .path = (char *)path,
+							  .access = PAL_SANDBOX_FS_READ },
+				  t->handled);
+	if (r < 0 && r != -ENOENT)
+		t->r = r;
+	return 0;
+}
+#endif
+
 /* Returns the ABI enforced (0: none) or a negative errno. */
 static int step_landlock(const PalSandbox *sandbox)
 {
@@ -188,12 +237,23 @@ static int step_landlock(const PalSandbox *sandbox)
 		return -errno;
 	for (size_t i = 0; r == 0 && i < sandbox->n_paths; i++)
 		r = landlock_add_path(ruleset, &sandbox->paths[i], attr.handled_access_fs);
-#if PAL_SANDBOX_ASAN
-	/* LeakSanitizer reads /proc/self/maps and the task list at exit. */
+#if PAL_SANDBOX_ASAN || PAL_SANDBOX_TSAN
+	/*
+	 * LeakSanitizer reads /proc/self/maps and the task list at exit;
+	 * ThreadSanitizer reads /proc/self/maps to symbolize a report.
+	 */
 	if (r == 0)
 		r = landlock_add_path(ruleset, &(struct sandbox_path){ .path = "/proc",
 								 .access = PAL_SANDBOX_FS_READ },
 				      attr.handled_access_fs);
+#endif
+#if PAL_SANDBOX_TSAN
+	if (r == 0) {
+		struct tsan_paths t = { ruleset, attr.handled_access_fs, 0 };
+
+		dl_iterate_phdr(tsan_add_object, &t);
+		r = t.r;
+	}
 #endif
 	if (r == 0 && syscall(__NR_landlock_restrict_self, ruleset, 0U) < 0)
 		r = -errno;
@@ -288,16 +348,24 @@ static const char *const default_syscalls[] = {
 	"epoll_create", "epoll_create1", "epoll_ctl", "epoll_wait", "epoll_pwait",
 	"epoll_pwait2", "futex", "futex_waitv", "set_robust_list", "get_robust_list",
 	"timerfd_create", "timerfd_settime", "timerfd_gettime", "nanosleep", "clock_nanosleep",
-	/* time */
+	"pause", "ppoll_time64", "pselect6_time64", "futex_time64", "timerfd_settime64",
+	"timerfd_gettime64", "clock_nanosleep_time64", "recvmmsg_time64",
+	/* timers and time (alarm(), interval and POSIX timers of this process only) */
 	"clock_gettime", "clock_getres", "gettimeofday", "time", "clock_gettime64",
+	"clock_getres_time64", "alarm", "setitimer", "getitimer", "times", "timer_create",
+	"timer_settime", "timer_gettime", "timer_getoverrun", "timer_delete",
+	"timer_settime64", "timer_gettime64",
 	/* threads (clone is below) */
 	"rseq", "set_tid_address", "sched_yield", "sched_getaffinity", "sched_getattr",
-	"sched_getparam", "sched_getscheduler", "gettid", "exit",
+	"sched_getparam", "sched_getscheduler", "sched_get_priority_min",
+	"sched_get_priority_max", "getcpu", "gettid", "exit",
 	/* GLib's thread pool copies scheduler settings to new threads by tid */
 	"sched_setattr",
 	/* signals */
 	"rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "sigreturn", "sigaltstack",
-	"rt_sigtimedwait", "rt_sigpending", "rt_sigsuspend", "restart_syscall",
+	"rt_sigtimedwait", "rt_sigtimedwait_time64", "rt_sigpending", "rt_sigsuspend",
+	"sigsuspend", "sigpending", "sigprocmask", "sigaction", "signalfd", "signalfd4",
+	"restart_syscall",
 	/* process */
 	"exit_group", "getpid", "getppid", "getuid", "geteuid", "getgid", "getegid", "getresuid",
 	"getresgid", "getgroups", "getuid32", "geteuid32", "getgid32", "getegid32",

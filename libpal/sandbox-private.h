@@ -63,8 +63,12 @@ int spawn_set_sandbox(PalSpawn *spawn, PalSandbox *sandbox, const struct spawn_s
  */
 bool spawn_loads_from_tmp(const PalSpawn *spawn);
 
-/* Encoding of the finalize part (sandbox-env.c). */
-/* @private_tmp: what the child gets (the profile's, or false when it cannot have it). */
+/*
+ * Encoding of the finalize part (sandbox-env.c): a malloc()ed string, or
+ * NULL with errno ENOMEM or E2BIG (longer than SANDBOX_MAX_ENV).
+ * @private_tmp: what the child gets (the profile's, or false when it
+ * cannot have it).
+ */
 char *sandbox_encode(const PalSandbox *sandbox, bool private_tmp);
 /* Decodes @value (NUL-terminated); -EINVAL when malformed. */
 int sandbox_decode(const char *value, PalSandbox **ret_sandbox, int *ret_granted_clone_flags);

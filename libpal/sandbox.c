@@ -355,7 +355,7 @@ PAL_API int pal_sandbox_apply(PalSandbox *sandbox, PalSpawn *spawn)
 
 	encoded = sandbox_encode(sandbox, spec.private_tmp);
 	if (!encoded)
-		return -ENOMEM;
+		return -errno;
 	r = pal_spawn_env_set(spawn, PAL_SANDBOX_ENV, encoded);
 	free(encoded);
 	if (r < 0)
@@ -367,6 +367,17 @@ PAL_API int pal_sandbox_apply(PalSandbox *sandbox, PalSpawn *spawn)
 		pal_spawn_set_gid(spawn, sandbox->gid);
 	pal_spawn_set_close_other_fds(spawn, true);
 	return spawn_set_sandbox(spawn, sandbox, &spec);
+}
+
+PAL_API int pal_sandbox_to_env(const PalSandbox *sandbox, char **ret_value)
+{
+	if (ret_value)
+		*ret_value = NULL;
+	if (!sandbox || !ret_value)
+		return -EINVAL;
+	/* No spawn part here, so no private /tmp: the status says so. */
+	*ret_value = sandbox_encode(sandbox, false);
+	return *ret_value ? 0 : -errno;
 }
 
 /* ---- status ------------------------------------------------------------ */

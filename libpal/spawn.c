@@ -100,6 +100,7 @@ enum spawn_step {
 	STEP_SETRESUID,
 	STEP_PDEATHSIG,
 	STEP_EXEC,
+	STEP_DUMPABLE,
 	_STEP_MAX,
 };
 
@@ -119,6 +120,7 @@ static const char *const step_names[_STEP_MAX] = {
 	[STEP_SETRESGID] = "setresgid",
 	[STEP_SETRESUID] = "setresuid",
 	[STEP_EXEC] = "exec",
+	[STEP_DUMPABLE] = "dumpable",
 };
 
 /* What a failing child writes to the status pipe. */
@@ -1232,6 +1234,22 @@ static pid_t spawn_clone(struct spawn_ctx *ctx, void *stack_top, bool vfork, int
 	return pid;
 }
 
+/*
+ * Whether a child in a new user namespace can write its maps. A process
+ * that is not dumpable (after a uid change, or PR_SET_DUMPABLE 0) passes
+ * that on to the child, whose /proc/self files then belong to root: only a
+ * root child opens its uid_map. The child cannot make itself dumpable for
+ * the open: it shares the spawner's memory (vfork mode: the flag is the
+ * memory's, the spawner would be dumpable too) or holds a copy of it and
+ * of every fd of the spawner, and any process of the same uid could attach
+ * to it in that window and keep it (ptrace checks dumpability at attach):
+ * what the kernel's flag protects. So libpal leaves the user namespace out.
+ */
+static bool userns_maps_writable(void)
+{
+	return geteuid() == 0 || prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) == 1;
+}
+
 static bool ns_refusal(int err)
 {
 	return err == EPERM || err == EINVAL || err == ENOSPC || err == EUSERS;
@@ -1268,6 +1286,9 @@ static pid_t spawn_clone_ns(struct spawn_ctx *ctx, void *stack_top, bool vfork,
 	size_t n = 0;
 	pid_t pid = -EINVAL;
 
+	/* Refused as the kernel would refuse it (pal_spawn_run() fails a required one). */
+	if ((optional & CLONE_NEWUSER) && !userns_maps_writable())
+		optional &= ~CLONE_NEWUSER;
 	candidates[n++] = required | optional;
 	if (optional) {
 		for (size_t i = 0; i < sizeof(drop_order) / sizeof(drop_order[0]); i++)
@@ -1389,6 +1410,12 @@ PAL_API int pal_spawn_run(PalSpawn *spawn, PalChild **ret_child)
 	ctx.map_gid = getegid();
 	ctx.status_fd = pipe_fds[1];
 	ctx.status_read_fd = pipe_fds[0];
+
+	if (ctx.sandbox && (ctx.sandbox->ns_required & CLONE_NEWUSER) && !userns_maps_writable()) {
+		r = -EPERM;
+		spawn->failed_step = step_names[STEP_DUMPABLE];
+		goto out;
+	}
 
 	/* No handler may run in the child before it has reset them. */
 	sigfillset(&all);

@@ -24,6 +24,17 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#ifdef MESH_TEST_HAVE_GIO
+#include <gio/gio.h>
+#include <gio/gunixfdlist.h>
+#include <gio/gunixfdmessage.h>
+#endif
+#include <glib-unix.h>
+#include <sched.h>
+#include <sys/time.h>
+#include <sys/times.h>
+#include <time.h>
+
 #include <meshprocess/meshprocess.h>
 
 #define WAIT_US (30 * G_USEC_PER_SEC)
@@ -140,6 +151,212 @@ static char *probe(void)
 			       outside, allowed, exec, inet, unix_, nnp, bset);
 }
 
+/* ---- "waits": what a sleeping or waiting program commonly calls ---- */
+
+static volatile sig_atomic_t usr1_seen;
+static volatile gint pause_done;
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+	usr1_seen = 1;
+}
+
+/* Signals this process until pause() returned (a signal before pause() is lost). */
+static gpointer poke_main(gpointer data)
+{
+	(void)data;
+	while (!g_atomic_int_get(&pause_done)) {
+		g_usleep(5000);
+		kill(getpid(), SIGUSR1);
+	}
+	return NULL;
+}
+
+static void pool_func(gpointer item, gpointer data)
+{
+	g_usleep(1000);
+	g_atomic_int_add((gint *)data, GPOINTER_TO_INT(item));
+}
+
+static gboolean on_hup(gpointer data)
+{
+	g_main_loop_quit(data);
+	return G_SOURCE_REMOVE;
+}
+
+static gboolean on_timeout(gpointer data)
+{
+	*(gboolean *)data = TRUE;
+	return G_SOURCE_REMOVE;
+}
+
+/* GSocket + GUnixFDList over a socketpair: a pipe's write end, then a byte through it. */
+static const char *socket_fd_roundtrip(void)
+{
+#ifndef MESH_TEST_HAVE_GIO
+	return "skipped"; /* no gio to link here (see meson.build) */
+#else
+	int sv[2], p[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0 || pipe2(p, O_CLOEXEC) < 0)
+		return errno_name(errno);
+	GSocket *a = g_socket_new_from_fd(sv[0], NULL), *b = g_socket_new_from_fd(sv[1], NULL);
+	if (!a || !b)
+		return "gsocket";
+	GUnixFDList *list = g_unix_fd_list_new();
+	g_unix_fd_list_append(list, p[1], NULL);
+	close(p[1]);
+	GSocketControlMessage *cm = g_unix_fd_message_new_with_fd_list(list);
+	GOutputVector out = {"x", 1};
+	const char *res = "ok";
+	if (g_socket_send_message(a, NULL, &out, 1, &cm, 1, 0, NULL, NULL) != 1)
+		res = "send";
+	char c = 0;
+	GInputVector in = {&c, 1};
+	GSocketControlMessage **msgs = NULL;
+	int n = 0;
+	if (!g_socket_condition_timed_wait(b, G_IO_IN, G_USEC_PER_SEC, NULL, NULL) ||
+	    g_socket_receive_message(b, NULL, &in, 1, &msgs, &n, NULL, NULL, NULL) != 1 || n != 1)
+		res = "receive";
+	for (int i = 0; i < n; i++) {
+		if (strcmp(res, "ok") == 0 && G_IS_UNIX_FD_MESSAGE(msgs[i])) {
+			gint nfds = 0;
+			gint *fds = g_unix_fd_message_steal_fds(G_UNIX_FD_MESSAGE(msgs[i]), &nfds);
+			if (nfds != 1 || write(fds[0], "y", 1) != 1 || read(p[0], &c, 1) != 1 || c != 'y')
+				res = "fd";
+			for (int j = 0; j < nfds; j++)
+				close(fds[j]);
+			g_free(fds);
+		}
+		g_object_unref(msgs[i]);
+	}
+	g_free(msgs);
+	g_object_unref(cm);
+	g_object_unref(list);
+	g_object_unref(a);
+	g_object_unref(b);
+	close(p[0]);
+	return res;
+#endif
+}
+
+/* Each wait in turn; a syscall off the allow-list kills the host before its answer. */
+static char *waits(void)
+{
+	GString *s = g_string_new("waits");
+	struct sigaction sa = {.sa_handler = on_usr1};
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGUSR1, &sa, NULL);
+
+	/* pause() woken by a signal from another thread. */
+	GThread *poker = g_thread_new("poker", poke_main, NULL);
+	int r = pause();
+	g_atomic_int_set(&pause_done, 1);
+	g_thread_join(poker);
+	g_string_append_printf(s, " pause=%s", r == -1 && errno == EINTR && usr1_seen ? "ok" : "no");
+
+	/* sigsuspend() with the signal pending. */
+	sigset_t block, old, empty;
+	sigemptyset(&block);
+	sigaddset(&block, SIGUSR1);
+	sigaddset(&block, SIGUSR2);
+	sigprocmask(SIG_BLOCK, &block, &old);
+	usr1_seen = 0;
+	raise(SIGUSR1);
+	sigemptyset(&empty);
+	r = sigsuspend(&empty);
+	g_string_append_printf(s, " sigsuspend=%s", r == -1 && usr1_seen ? "ok" : "no");
+
+	/* sigtimedwait(): one pending, then a timeout. */
+	sigset_t usr2;
+	sigemptyset(&usr2);
+	sigaddset(&usr2, SIGUSR2);
+	struct timespec ten_ms = {0, 10 * 1000 * 1000};
+	raise(SIGUSR2);
+	int got = sigtimedwait(&usr2, NULL, &ten_ms);
+	int again = sigtimedwait(&usr2, NULL, &ten_ms);
+	g_string_append_printf(s, " sigtimedwait=%s",
+			       got == SIGUSR2 && again == -1 && errno == EAGAIN ? "ok" : "no");
+	sigprocmask(SIG_SETMASK, &old, NULL);
+
+	/* Sleeps and the clock. */
+	gint64 t0 = g_get_monotonic_time();
+	struct timespec ts = {0, 1000 * 1000};
+	nanosleep(&ts, NULL);
+	clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, NULL);
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_nsec += 1000 * 1000;
+	if (ts.tv_nsec >= 1000 * 1000 * 1000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000 * 1000 * 1000;
+	}
+	clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+	g_usleep(1000);
+	sched_yield();
+	g_string_append_printf(s, " sleeps=%s", g_get_monotonic_time() - t0 >= 3000 ? "ok" : "no");
+
+	/* An alarm set and cleared, an interval timer read, the process's times. */
+	struct itimerval itv;
+	struct tms tms;
+	struct rusage ru;
+	g_string_append_printf(s, " timers=%s",
+			       alarm(100) == 0 && alarm(0) > 0 && getitimer(ITIMER_REAL, &itv) == 0 &&
+					       times(&tms) != (clock_t)-1 &&
+					       getrusage(RUSAGE_SELF, &ru) == 0 &&
+					       getrusage(RUSAGE_THREAD, &ru) == 0
+				       ? "ok"
+				       : "no");
+
+	/* A timed condition wait that times out, a mutex, g_getenv(). */
+	GMutex m;
+	GCond c;
+	g_mutex_init(&m);
+	g_cond_init(&c);
+	g_mutex_lock(&m);
+	t0 = g_get_monotonic_time();
+	gboolean signalled = g_cond_wait_until(&c, &m, t0 + 20000);
+	g_mutex_unlock(&m);
+	g_cond_clear(&c);
+	g_mutex_clear(&m);
+	g_string_append_printf(s, " cond=%s",
+			       !signalled && g_get_monotonic_time() - t0 >= 20000 && g_getenv("PATH")
+				       ? "ok"
+				       : "no");
+
+	/* GLib's thread pool. */
+	gint sum = 0;
+	GThreadPool *pool = g_thread_pool_new(pool_func, &sum, 3, FALSE, NULL);
+	for (int i = 1; i <= 8; i++)
+		g_thread_pool_push(pool, GINT_TO_POINTER(i), NULL);
+	g_thread_pool_free(pool, FALSE, TRUE);
+	g_string_append_printf(s, " pool=%s", g_atomic_int_get(&sum) == 36 ? "ok" : "no");
+
+	/* A main loop: a timeout, then a Unix signal source (GLib's worker thread). */
+	GMainContext *ctx = g_main_context_new();
+	g_main_context_push_thread_default(ctx);
+	GMainLoop *loop = g_main_loop_new(ctx, FALSE);
+	gboolean timed_out = FALSE;
+	GSource *src = g_timeout_source_new(5);
+	g_source_set_callback(src, on_timeout, &timed_out, NULL);
+	g_source_attach(src, ctx);
+	g_source_unref(src);
+	while (!timed_out)
+		g_main_context_iteration(ctx, TRUE);
+	src = g_unix_signal_source_new(SIGHUP);
+	g_source_set_callback(src, on_hup, loop, NULL);
+	g_source_attach(src, ctx);
+	g_source_unref(src);
+	raise(SIGHUP);
+	g_main_loop_run(loop);
+	g_main_loop_unref(loop);
+	g_main_context_pop_thread_default(ctx);
+	g_main_context_unref(ctx);
+	g_string_append(s, " mainloop=ok");
+
+	g_string_append_printf(s, " gsocket=%s", socket_fd_roundtrip());
+	return g_string_free(s, FALSE);
+}
+
 static gboolean host_main(MeshMessage *initial, gpointer data, GError **error)
 {
 	char *scenario = message_text(initial);
@@ -161,10 +378,18 @@ static gboolean host_main(MeshMessage *initial, gpointer data, GError **error)
 		}
 	} else if (strcmp(scenario, "fds") == 0) {
 		send_text(results, fds_at_start ? fds_at_start : "none");
+	} else if (strcmp(scenario, "waits") == 0) {
+		char *text = waits();
+		send_text(results, text);
+		g_free(text);
 	} else if (strcmp(scenario, "probe") == 0) {
 		char *text = probe();
 		send_text(results, text);
 		g_free(text);
+		/* Stays for an inspect until the parent closes its end. */
+		MeshMessage *end = NULL;
+		mesh_receiver_recv_message(work, WAIT_US, &end, NULL);
+		mesh_message_free(end);
 	} else if (strcmp(scenario, "early") == 0) {
 		PalSandboxStatus st;
 		pal_sandbox_get_status(&st);
@@ -304,8 +529,9 @@ static uid_t become(int iteration)
 		ck_assert_int_eq(setresuid(65534, 65534, 65534), 0);
 		/*
 		 * A uid change leaves the process non-dumpable: its children's
-		 * /proc files stay root's, and libpal could not write the user
-		 * namespace's maps. A user who never was root has no such flag.
+		 * /proc files stay root's, so libpal leaves the user namespace
+		 * out (and with it the others; test_non_dumpable_parent). A
+		 * user who never was root has no such flag: be one here.
 		 */
 		ck_assert_int_eq(prctl(PR_SET_DUMPABLE, 1, 0, 0, 0), 0);
 	}
@@ -429,6 +655,106 @@ START_TEST(test_sandboxed_host_confined)
 	mesh_process_config_free(c);
 	mesh_free(mesh);
 	allowed_file_free(path, dir);
+}
+END_TEST
+
+#ifdef MESH_TEST_HAVE_GIO
+#define GSOCKET_OK "gsocket=ok"
+#else
+#define GSOCKET_OK "gsocket=skipped"
+#endif
+#define WAITS_OK                                                                              \
+	"waits pause=ok sigsuspend=ok sigtimedwait=ok sleeps=ok timers=ok cond=ok pool=ok "   \
+	"mainloop=ok " GSOCKET_OK
+
+/*
+ * A sandboxed host waits as programs do: pause() woken by a signal,
+ * sigsuspend(), sigtimedwait(), sleeps, alarms, a timed GCond, GLib's thread
+ * pool, a main loop with a Unix signal source, GSocket with a GUnixFDList.
+ * Iteration 2 runs the same unsandboxed (the answer the sandbox must keep).
+ */
+START_TEST(test_sandboxed_host_waits)
+{
+	if (_i < 2)
+		become(_i);
+	Mesh *mesh = mesh_new_ok();
+	Exited x = {.ctx = g_main_context_new()};
+	MeshProcessConfig *c = _i < 2 ? sandboxed_config("sleeper", NULL)
+				      : mesh_process_config_new("sleeper");
+	mesh_process_config_set_exit_callback(c, x.ctx, on_exit_cb, &x, NULL);
+	Host h = launch(mesh, c, "waits");
+	MeshMessage *msg = NULL;
+	GError *error = NULL;
+	if (!mesh_receiver_recv_message(h.results, WAIT_US, &msg, &error)) {
+		wait_exit(&x);
+		ck_abort_msg("no answer: %s; the host %s", error ? error->message : "",
+			     x.exit.description);
+	}
+	char *t = message_text(msg);
+	mesh_message_free(msg);
+	ck_assert_str_eq(t, WAITS_OK);
+	g_free(t);
+	host_close(&h);
+	mesh_process_config_free(c);
+	mesh_free(mesh);
+	exited_clear(&x);
+}
+END_TEST
+
+/*
+ * A parent that left root is not dumpable: its children cannot open their
+ * own user namespace's maps (root owns them). The default profile's
+ * best-effort namespaces are then left out, said in inspect, and the host
+ * runs; a profile that requires the user namespace fails naming the cause.
+ */
+START_TEST(test_non_dumpable_parent)
+{
+	if (geteuid() != 0)
+		return; /* only a uid change makes a process non-dumpable here */
+	if (g_strcmp0(g_getenv("CK_FORK"), "no") == 0)
+		return;
+	ck_assert_int_eq(setgroups(0, NULL), 0);
+	ck_assert_int_eq(setresgid(65534, 65534, 65534), 0);
+	ck_assert_int_eq(setresuid(65534, 65534, 65534), 0);
+	ck_assert_int_eq(prctl(PR_GET_DUMPABLE, 0, 0, 0, 0), 0);
+
+	Mesh *mesh = mesh_new_ok();
+	MeshProcessConfig *c = sandboxed_config("worker-1", NULL);
+	Host h = launch(mesh, c, "serve");
+	send_text(h.work, "m");
+	char *t = recv_text(h.results);
+	ck_assert_str_eq(t, "m");
+	g_free(t);
+	char *json = mesh_inspect(mesh, WAIT_US);
+	/*
+	 * An empty list; a host inspected while still "starting" shows its
+	 * lists as {} (seen under ASan): either says "none".
+	 */
+	ck_assert_msg(strstr(json, "\"sandbox\":{\"finalized\":true,\"namespaces\":[],"
+				   "\"private_tmp\":false,\"no_new_privs\":true,"
+				   "\"capabilities_dropped\":true,") ||
+			      strstr(json, "\"sandbox\":{\"finalized\":true,\"namespaces\":{},"
+					   "\"private_tmp\":false,\"no_new_privs\":true,"
+					   "\"capabilities_dropped\":true,"),
+		      "%s", json);
+	g_free(json);
+	host_close(&h);
+	mesh_process_config_free(c);
+
+	c = mesh_process_config_new("worker-2");
+	PalSandbox *sb = pal_sandbox_new();
+	ck_assert_int_eq(pal_sandbox_set_namespaces(sb, PAL_SANDBOX_NS_USER, true), 0);
+	mesh_process_config_set_sandbox(c, sb);
+	pal_sandbox_unref(sb);
+	GError *error = NULL;
+	MeshMessage *initial = mesh_message_new("serve", 5);
+	ck_assert_int_le(mesh_launch_host(mesh, c, initial, &error), 0);
+	ck_assert_msg(error && strstr(error->message, "sandbox: dumpable: ") &&
+			      strstr(error->message, "not dumpable"),
+		      "%s", error ? error->message : "no error");
+	g_clear_error(&error);
+	mesh_process_config_free(c);
+	mesh_free(mesh);
 }
 END_TEST
 
@@ -674,6 +1000,14 @@ START_TEST(test_remote_host_finalizes)
 					   : "outside=EACCES allowed=ok exec=EPERM "
 					     "inet=EAFNOSUPPORT unix=ok nnp=1 bset_admin=1");
 	g_free(t);
+	/* Its inspect claims no namespace and no private /tmp: it got none. */
+	char *json = mesh_inspect(mesh, WAIT_US);
+	ck_assert_msg(strstr(json, "\"sandbox\":{\"finalized\":true,\"namespaces\":[],"
+				   "\"private_tmp\":false,\"no_new_privs\":true,") ||
+			      strstr(json, "\"sandbox\":{\"finalized\":true,\"namespaces\":{},"
+					   "\"private_tmp\":false,\"no_new_privs\":true,"),
+		      "%s", json);
+	g_free(json);
 	host_close(&h);
 	mesh_process_config_free(c);
 	mesh_free(mesh);
@@ -702,6 +1036,8 @@ int main(int argc, char **argv)
 	tcase_add_loop_test(tc, test_sandboxed_host_serves, 0, 2);
 	tcase_add_loop_test(tc, test_sandboxed_host_confined, 0, 2);
 	tcase_add_test(tc, test_unsandboxed_probe_differs);
+	tcase_add_loop_test(tc, test_sandboxed_host_waits, 0, 3);
+	tcase_add_test(tc, test_non_dumpable_parent);
 	tcase_add_loop_test(tc, test_no_fd_leaks, 0, 2);
 	tcase_add_loop_test(tc, test_forbidden_syscall_kills, 0, 2);
 	tcase_add_loop_test(tc, test_crash_in_pid_namespace, 0, 2);

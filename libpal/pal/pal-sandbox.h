@@ -314,10 +314,29 @@ PAL_API int pal_sandbox_allow_syscall(PalSandbox *sandbox, const char *name);
  * reference to @sandbox. Applying a second profile to the same builder
  * replaces the first.
  *
- * Returns: 0, -EINVAL (a uid change together with a user namespace), or
- * -ENOMEM.
+ * Returns: 0, -EINVAL (a uid change together with a user namespace),
+ * -E2BIG (the encoded finalize part is longer than 256 KiB), or -ENOMEM.
  */
 PAL_API int pal_sandbox_apply(PalSandbox *sandbox, PalSpawn *spawn);
+
+/**
+ * pal_sandbox_to_env:
+ * @sandbox: a profile
+ * @ret_value: (out) (transfer full): the encoded finalize part, free() it
+ *
+ * Encodes the finalize part of @sandbox as the value of %PAL_SANDBOX_ENV,
+ * for a child that gets its environment some other way than
+ * pal_sandbox_apply() (a remote command's `env NAME=VALUE` words, a
+ * service manager's unit). The value carries no namespaces: the child's
+ * pal_sandbox_get_status() then reports none, which is true of a child
+ * not spawned with pal_sandbox_apply(). The spawn part (namespaces,
+ * uid/gid, rlimits, private /tmp) is not in it. Thread-safe with respect
+ * to other readers of @sandbox.
+ *
+ * Returns: 0, -EINVAL (@sandbox or @ret_value NULL), -E2BIG (longer than
+ * the decoder accepts, 256 KiB) or -ENOMEM. *@ret_value is NULL on failure.
+ */
+PAL_API int pal_sandbox_to_env(const PalSandbox *sandbox, char **ret_value);
 
 /**
  * pal_sandbox_get_failed_step:
@@ -326,8 +345,8 @@ PAL_API int pal_sandbox_apply(PalSandbox *sandbox, PalSpawn *spawn);
  * Returns: (transfer none): after a failed pal_sandbox_finalize(), the step
  * that failed ("finalize" for -EALREADY, "threads", "no_new_privs",
  * "capabilities", "landlock", "seccomp"), otherwise NULL. Spawn-time failures are named by
- * pal_spawn_get_failed_step() ("namespaces", "userns_map", "private_tmp",
- * "rlimit", "bounding_set").
+ * pal_spawn_get_failed_step() ("namespaces", "dumpable", "userns_map",
+ * "private_tmp", "rlimit", "bounding_set").
  */
 PAL_API const char *pal_sandbox_get_failed_step(const PalSandbox *sandbox);
 

@@ -30,6 +30,8 @@
  *                     "forbidden returned" unless killed
  *   thread            starts and joins a thread: "thread ok" or "thread ERRNO"
  *   thread-live       starts a thread that stays: "thread-live ok" or "... ERRNO"
+ *   race              a thread and main write a global unlocked (a data race
+ *                     for ThreadSanitizer to report): "race N"
  *   exit N            exit with status N
  */
 #include <dirent.h>
@@ -120,6 +122,14 @@ static void list_fds(void)
 
 static void *thread_main(void *arg)
 {
+	return arg;
+}
+
+static int racy;
+
+static void *race_main(void *arg)
+{
+	racy++;
 	return arg;
 }
 
@@ -330,6 +340,14 @@ int main(int argc, char **argv)
 			if (r == 0)
 				r = pthread_join(t, NULL);
 			printf("thread %s\n", r ? errname(r) : "ok");
+		} else if (strcmp(cmd, "race") == 0) {
+			pthread_t t;
+
+			if (pthread_create(&t, NULL, race_main, NULL) == 0) {
+				racy++;
+				pthread_join(t, NULL);
+			}
+			printf("race %d\n", racy);
 		} else if (strcmp(cmd, "thread-live") == 0) {
 			pthread_t t;
 			int r = pthread_create(&t, NULL, thread_stay, NULL);

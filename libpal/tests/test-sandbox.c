@@ -18,6 +18,7 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
 #include <sched.h>
 #include <poll.h>
@@ -61,6 +62,7 @@ struct run_opts {
 	int pdeathsig;
 	bool fork_mode;
 	int dup_src; /* mapped to fd 5 when >= 0 */
+	bool stderr_too;     /* the child's stderr into the output too */
 	const char *env_key; /* set in the child's environment */
 	const char *env_value;
 	const char *program; /* NULL: PAL_SANDBOX_CHILD */
@@ -86,6 +88,8 @@ static int run_child_opts(PalSandbox *sandbox, const struct run_opts *opts, stru
 
 	ck_assert_int_eq(pipe2(pipe_fds, O_CLOEXEC), 0);
 	ck_assert_int_eq(pal_spawn_set_stdout(spawn, PAL_STDIO_FD, pipe_fds[1]), 0);
+	if (opts && opts->stderr_too)
+		ck_assert_int_eq(pal_spawn_set_stderr(spawn, PAL_STDIO_FD, pipe_fds[1]), 0);
 	if (opts && opts->env_key)
 		ck_assert_int_eq(pal_spawn_env_set(spawn, opts->env_key, opts->env_value), 0);
 	if (sandbox)
@@ -279,6 +283,85 @@ START_TEST(test_landlock_paths)
 	assert_line(&run, line);
 	remove_dir(ro);
 	remove_dir(rw);
+}
+END_TEST
+
+/*
+ * pal_sandbox_to_env(): the value, put into a child's environment by hand
+ * (no pal_sandbox_apply()), finalizes there as the profile says and claims
+ * no namespaces; a profile too long to decode is refused on both paths.
+ */
+START_TEST(test_to_env)
+{
+	_cleanup_(pal_sandbox_unrefp) PalSandbox *sb = default_profile();
+	_cleanup_(pal_sandbox_unrefp) PalSandbox *big = pal_sandbox_new_empty();
+	char ro[64], ro_f[80], line[256], *value = (char *)"unset", *bad = (char *)"unset";
+	struct run_opts opts = { .dup_src = -1, .env_key = PAL_SANDBOX_ENV };
+	struct run run;
+
+	make_dir(ro, sizeof(ro));
+	snprintf(ro_f, sizeof(ro_f), "%s/f", ro);
+	ck_assert_int_eq(pal_sandbox_allow_path(sb, ro, PAL_SANDBOX_FS_READ), 0);
+	ck_assert_int_eq(pal_sandbox_to_env(sb, &value), 0);
+	ck_assert_msg(!strstr(value, ";g="), "%s", value);
+	opts.env_value = value;
+	ck_assert_int_eq(run_child_opts(NULL, &opts, &run, "from-env", "finalize", "open", ro_f,
+					"r", "open", "/etc/passwd", "r", "socket", "inet", "nnp",
+					"status", NULL),
+			 0);
+	assert_exited(&run, 0);
+	assert_line(&run, "from-env ok");
+	assert_line(&run, "finalize ok");
+	snprintf(line, sizeof(line), "open %s ok", ro_f);
+	assert_line(&run, line);
+	if (kernel_landlock_abi())
+		assert_line(&run, "open /etc/passwd EACCES");
+	if (have_seccomp())
+		assert_line(&run, "socket inet EAFNOSUPPORT");
+	assert_line(&run, "nnp 1");
+	ck_assert_msg(strstr(run.out, "\nstatus ns=0 tmp=0 nnp=1 caps=1 "), "%s", run.out);
+	free(value);
+	remove_dir(ro);
+
+	/* 80 paths of 4000 bytes: 640 KB encoded, the decoder takes 256 KiB. */
+	char path[4001];
+	memset(path, 'a', sizeof(path) - 1);
+	path[0] = '/';
+	path[sizeof(path) - 1] = '\0';
+	for (int i = 0; i < 80; i++) {
+		path[1] = (char)('A' + i % 26);
+		path[2] = (char)('A' + i / 26);
+		ck_assert_int_eq(pal_sandbox_allow_path(big, path, PAL_SANDBOX_FS_READ), 0);
+	}
+	ck_assert_int_eq(pal_sandbox_to_env(big, &bad), -E2BIG);
+	ck_assert_ptr_null(bad);
+	PalSpawn *spawn = pal_spawn_new(PAL_SANDBOX_CHILD);
+	ck_assert_int_eq(pal_sandbox_apply(big, spawn), -E2BIG);
+	pal_spawn_free(spawn);
+	ck_assert_int_eq(pal_sandbox_to_env(NULL, &bad), -EINVAL);
+	ck_assert_int_eq(pal_sandbox_to_env(sb, NULL), -EINVAL);
+}
+END_TEST
+
+/*
+ * ThreadSanitizer builds: a race in a sandboxed child is reported with its
+ * source lines (the runtime reads /proc/self/maps and the loaded files),
+ * and nothing on the way kills it. Other builds: nothing to check.
+ */
+START_TEST(test_tsan_report)
+{
+#if defined(__SANITIZE_THREAD__)
+	_cleanup_(pal_sandbox_unrefp) PalSandbox *sb = default_profile();
+	struct run_opts opts = { .dup_src = -1, .stderr_too = true };
+	struct run run;
+
+	ck_assert_int_eq(run_child_opts(sb, &opts, &run, "from-env", "finalize", "race", NULL), 0);
+	assert_line(&run, "finalize ok");
+	ck_assert_msg(strstr(run.out, "WARNING: ThreadSanitizer: data race"), "%s", run.out);
+	ck_assert_msg(strstr(run.out, "pal-sandbox-child.c:"), "unsymbolized: %s", run.out);
+	/* An exit (66 with halt_on_error=1), not SIGSYS. */
+	ck_assert_msg(WIFEXITED(run.status), "%s", run.out);
+#endif
 }
 END_TEST
 
@@ -886,6 +969,39 @@ START_TEST(test_root_to_nobody)
 }
 END_TEST
 
+/*
+ * A spawner that left root is not dumpable: the user namespace (and, so
+ * unprivileged, every namespace) is left out when best effort; required,
+ * the spawn fails at "dumpable" before any clone().
+ */
+START_TEST(test_non_dumpable_spawner)
+{
+	_cleanup_(pal_sandbox_unrefp) PalSandbox *sb = default_profile();
+	struct run run;
+	char line[128];
+
+	if (getenv("CK_FORK") && strcmp(getenv("CK_FORK"), "no") == 0)
+		return; /* the uid change would outlive the test */
+	ck_assert_int_eq(setgroups(0, NULL), 0);
+	ck_assert_int_eq(setresgid(NOBODY, NOBODY, NOBODY), 0);
+	ck_assert_int_eq(setresuid(NOBODY, NOBODY, NOBODY), 0);
+	ck_assert_int_eq(prctl(PR_GET_DUMPABLE, 0, 0, 0, 0), 0);
+	ck_assert_int_eq(run_child(sb, &run, "from-env", "finalize", "status"), 0);
+	assert_exited(&run, 0);
+	snprintf(line, sizeof(line), "status ns=0 tmp=0 nnp=1 caps=1 ll=%d sc=%d fin=1",
+		 kernel_landlock_abi(), have_seccomp() ? 1 : 0);
+	assert_line(&run, line);
+
+	ck_assert_int_eq(pal_sandbox_set_namespaces(sb, PAL_SANDBOX_NS_USER, true), 0);
+	PalSpawn *spawn = pal_spawn_new(PAL_SANDBOX_CHILD);
+	PalChild *child = NULL;
+	ck_assert_int_eq(pal_sandbox_apply(sb, spawn), 0);
+	ck_assert_int_eq(pal_spawn_run(spawn, &child), -EPERM);
+	ck_assert_str_eq(pal_spawn_get_failed_step(spawn), "dumpable");
+	pal_spawn_free(spawn);
+}
+END_TEST
+
 /* Capabilities of a root child: there before finalize, gone after. */
 START_TEST(test_root_capabilities)
 {
@@ -944,6 +1060,8 @@ static Suite *sandbox_suite(void)
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_landlock_paths);
 	tcase_add_test(tc, test_landlock_required_abi);
+	tcase_add_test(tc, test_to_env);
+	tcase_add_test(tc, test_tsan_report);
 	tcase_add_test(tc, test_seccomp_exec_socket);
 	tcase_add_test(tc, test_seccomp_kill);
 	tcase_add_test(tc, test_seccomp_log);
@@ -972,6 +1090,7 @@ static Suite *root_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_no_new_privs_setuid);
 	tcase_add_test(tc, test_root_to_nobody);
+	tcase_add_test(tc, test_non_dumpable_spawner);
 	tcase_add_test(tc, test_root_capabilities);
 	tcase_add_test(tc, test_unprivileged);
 	suite_add_tcase(s, tc);
