@@ -1021,7 +1021,12 @@ START_TEST(test_introductions)
 	const MeshNodeId *kid = mesh_node_get_id(mesh_unix_node_get_node(k));
 	const MeshNodeId *upid = mesh_node_get_id(mesh_unix_node_get_node(up));
 
+	/*
+	 * Both ways: a message from k reaching j proves that j read k's hello
+	 * (the first thing on k's end); one way alone leaves j's view racing.
+	 */
 	introduce(j, k);
+	introduce(k, j);
 	ck_assert(unix_node_peer_is_c(j, kid));
 	ck_assert(unix_node_peer_is_c(k, jid));
 
