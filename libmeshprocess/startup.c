@@ -666,6 +666,31 @@ static void error_to_json(GString *out, const MeshProcess__InspectError *e)
 	g_string_append_c(out, '}');
 }
 
+/* Whether @e is left out of the report (an ignored node). */
+static gboolean entry_ignored(const MeshProcess__InspectEntry *e)
+{
+	return e->node && e->node->node_case == MESH_PROCESS__INSPECT_NODE__NODE_IGNORED;
+}
+
+/*
+ * Whether @d is an array in disguise: its entries are named 0, 1, ... in
+ * order, as process_inspect_respond() names an array's (and upstream's
+ * inspect names a sequence's). An empty directory stays an object.
+ */
+static gboolean dir_is_array(const MeshProcess__InspectDir *d)
+{
+	guint n = 0;
+	for (size_t i = 0; d && i < d->n_entries; i++) {
+		if (entry_ignored(d->entries[i]))
+			continue;
+		char want[16];
+		g_snprintf(want, sizeof(want), "%u", n++);
+		if (!d->entries[i]->name || strcmp(d->entries[i]->name, want) != 0)
+			return FALSE;
+	}
+	return n > 0;
+}
+
 static void node_to_json(GString *out, const MeshProcess__InspectNode *n, int depth)
 {
 	if (!n || depth > 64) {
@@ -686,21 +711,23 @@ static void node_to_json(GString *out, const MeshProcess__InspectNode *n, int de
 	case MESH_PROCESS__INSPECT_NODE__NODE_DIR_RESOLVED: {
 		const MeshProcess__InspectDir *d =
 			n->node_case == MESH_PROCESS__INSPECT_NODE__NODE_DIR ? n->dir : n->dir_resolved;
-		g_string_append_c(out, '{');
+		gboolean array = dir_is_array(d);
+		g_string_append_c(out, array ? '[' : '{');
 		gboolean first = TRUE;
 		for (size_t i = 0; d && i < d->n_entries; i++) {
 			const MeshProcess__InspectEntry *e = d->entries[i];
-			if (e->node &&
-			    e->node->node_case == MESH_PROCESS__INSPECT_NODE__NODE_IGNORED)
+			if (entry_ignored(e))
 				continue;
 			if (!first)
 				g_string_append_c(out, ',');
 			first = FALSE;
-			process_json_string(out, e->name);
-			g_string_append_c(out, ':');
+			if (!array) {
+				process_json_string(out, e->name);
+				g_string_append_c(out, ':');
+			}
 			node_to_json(out, e->node, depth + 1);
 		}
-		g_string_append_c(out, '}');
+		g_string_append_c(out, array ? ']' : '}');
 		break;
 	}
 	case MESH_PROCESS__INSPECT_NODE__NODE_DEFERRED:

@@ -351,12 +351,12 @@ START_TEST(test_inspect_respond_bytes)
 			  "2a 13 0a 11 0a 03 70 69 64 12 06 12 04 0a 02 1a 00 1a 02 0a 00");
 	mesh_payload_message_free(&in->base);
 
-	/* The whole tree back as JSON: an array is a directory of 0, 1, ...; null unevaluated. */
+	/* The whole tree back as JSON: a directory of 0, 1, ... is an array again; null unevaluated. */
 	in = deferred_of("18 10 27");
 	MeshProcess__InspectNode *node = process_inspect_respond(json, in);
 	char *text = process_inspect_node_to_json(node);
 	ck_assert_str_eq(text,
-			 "{\"pid\":42,\"name\":\"h\",\"rlimits\":{\"nofile\":{\"0\":1024,\"1\":null}}}");
+			 "{\"pid\":42,\"name\":\"h\",\"rlimits\":{\"nofile\":[1024,null]}}");
 	g_free(text);
 	mesh_payload_message_free(&node->base);
 	mesh_payload_message_free(&in->base);
@@ -648,7 +648,7 @@ START_TEST(test_upstream_only_switch)
 	char *json = mesh_inspect(mesh, WAIT_US);
 	char *pid_field = g_strdup_printf("\"report\":{\"pid\":%d,\"name\":\"chost\"", (int)pid);
 	ck_assert_msg(strstr(json, pid_field), "%s", json);
-	ck_assert_msg(strstr(json, "\"nofile\":{\"0\":"), "%s", json);
+	ck_assert_msg(strstr(json, "\"nofile\":["), "%s", json);
 	g_free(pid_field);
 	g_free(json);
 

@@ -953,9 +953,9 @@ START_TEST(test_root_to_nobody)
 	assert_line(&run, "ids 65534 65534 65534 65534");
 	assert_line(&run, "finalize ok");
 	assert_line(&run, "caps eff=0 prm=0 inh=0 bnd=0 amb=0");
-	snprintf(line, sizeof(line), "status ns=%u tmp=1 nnp=1 caps=1 ll=%d sc=%d fin=1",
+	snprintf(line, sizeof(line), "status ns=%u tmp=%d nnp=1 caps=1 ll=%d sc=%d fin=1",
 		 PAL_SANDBOX_NS_MOUNT | PAL_SANDBOX_NS_NET | PAL_SANDBOX_NS_IPC | PAL_SANDBOX_NS_PID,
-		 kernel_landlock_abi(), have_seccomp() ? 1 : 0);
+		 !child_loads_from_tmp(), kernel_landlock_abi(), have_seccomp() ? 1 : 0);
 	assert_line(&run, line);
 
 	/* A user namespace keeps the spawner's ids: asking for another uid is refused. */
