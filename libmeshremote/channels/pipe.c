@@ -27,8 +27,6 @@ struct MeshReadPipe {
 	gsize buffered;  /* unread bytes */
 	guint32 consumed_bytes;    /* read since the last credit given back */
 	guint32 consumed_messages; /* received since the last credit given back */
-	gboolean closed;
-	GError *failed;
 };
 
 struct MeshWritePipe {
@@ -38,8 +36,6 @@ struct MeshWritePipe {
 	/* Under w.lock: */
 	guint32 remaining_bytes;
 	guint32 remaining_messages;
-	gboolean closed;
-	GError *failed;
 };
 
 /* Reader. */
@@ -47,7 +43,7 @@ struct MeshWritePipe {
 static gboolean read_pipe_ready_locked(gpointer owner)
 {
 	MeshReadPipe *p = owner;
-	return p->buffered > 0 || p->closed || p->failed;
+	return p->buffered > 0 || p->w.closed || p->w.failed;
 }
 
 static gpointer read_pipe_ref(gpointer owner)
@@ -63,7 +59,6 @@ static void read_pipe_unref(gpointer owner)
 	if (!g_atomic_int_dec_and_test(&p->ref))
 		return;
 	g_queue_clear_full(&p->data, (GDestroyNotify)mesh_message_free);
-	g_clear_error(&p->failed);
 	waitable_clear(&p->w);
 	g_free(p);
 }
@@ -75,26 +70,27 @@ static const WaitableClass read_pipe_class = {
 	.unref = read_pipe_unref,
 };
 
+/* @data is the pipe's Waitable (the close and fail handlers are waitable's). */
 static void read_pipe_on_message(MeshPort *port, void *data, MeshMessage *msg, Deferred *d)
 {
-	MeshReadPipe *p = data;
+	MeshReadPipe *p = ((Waitable *)data)->owner;
 	GError *error = NULL;
 
 	/* The payload is the bytes (a typed message sent in process: its encoding). */
 	int r = message_ensure_bytes(msg, &error);
 	g_mutex_lock(&p->w.lock);
-	if (p->failed || r < 0) {
-		if (!p->failed)
-			p->failed = error;
+	if (p->w.failed || r < 0) {
+		if (!p->w.failed)
+			p->w.failed = error;
 		else
 			g_clear_error(&error);
 		deferred_release_message(d, msg);
-		channel_fail_port_later(d, port, p->failed->message);
+		channel_fail_port_later(d, port, p->w.failed->message);
 	} else if (msg->size + p->buffered + p->consumed_bytes > p->quota_bytes) {
-		p->failed = g_error_new(MESH_ERROR, MESH_ERROR_CORRUPTION,
+		p->w.failed = g_error_new(MESH_ERROR, MESH_ERROR_CORRUPTION,
 					"pipe: received message beyond quota");
 		deferred_release_message(d, msg);
-		channel_fail_port_later(d, port, p->failed->message);
+		channel_fail_port_later(d, port, p->w.failed->message);
 	} else {
 		/* Upstream keeps the bytes only: resources that came along are dropped. */
 		if (msg->res && mesh_payload_resources_len(msg->res)) {
@@ -115,31 +111,10 @@ static void read_pipe_on_message(MeshPort *port, void *data, MeshMessage *msg, D
 	g_mutex_unlock(&p->w.lock);
 }
 
-static void read_pipe_on_close(MeshPort *port, void *data, Deferred *d)
-{
-	MeshReadPipe *p = data;
-
-	g_mutex_lock(&p->w.lock);
-	p->closed = TRUE;
-	waitable_changed_locked(&p->w, d);
-	g_mutex_unlock(&p->w.lock);
-}
-
-static void read_pipe_on_fail(MeshPort *port, void *data, const GError *error, Deferred *d)
-{
-	MeshReadPipe *p = data;
-
-	g_mutex_lock(&p->w.lock);
-	if (!p->failed)
-		p->failed = g_error_copy(error);
-	waitable_changed_locked(&p->w, d);
-	g_mutex_unlock(&p->w.lock);
-}
-
 static const PortHandler read_pipe_handler = {
 	.message = read_pipe_on_message,
-	.close = read_pipe_on_close,
-	.fail = read_pipe_on_fail,
+	.close = waitable_on_port_close,
+	.fail = waitable_on_port_fail,
 };
 
 static MeshReadPipe *read_pipe_new(MeshPort *port, guint32 quota_bytes, guint32 quota_messages)
@@ -152,7 +127,7 @@ static MeshReadPipe *read_pipe_new(MeshPort *port, guint32 quota_bytes, guint32 
 	p->quota_bytes = quota_bytes;
 	p->quota_messages = quota_messages;
 	g_queue_init(&p->data);
-	port_set_handler(port, &read_pipe_handler, p);
+	port_set_handler(port, &read_pipe_handler, &p->w);
 	return p;
 }
 
@@ -192,8 +167,8 @@ gssize mesh_read_pipe_read(MeshReadPipe *pipe, void *buf, gsize size, gint64 tim
 	mesh_io_hook_unref(hook);
 	if (pipe->buffered == 0) {
 		gssize r = 0;
-		if (pipe->failed) {
-			g_propagate_error(error, g_error_copy(pipe->failed));
+		if (pipe->w.failed) {
+			g_propagate_error(error, g_error_copy(pipe->w.failed));
 			r = -1;
 		}
 		g_mutex_unlock(&pipe->w.lock);
@@ -264,9 +239,9 @@ MeshMessage *mesh_read_pipe_into_message(MeshReadPipe *pipe)
 	g_mutex_lock(&pipe->w.lock);
 	guint32 credit_bytes = pipe->consumed_bytes, credit_messages = pipe->consumed_messages;
 	gsize buffered = pipe->buffered;
-	gboolean closed = pipe->closed;
-	GError *failed = pipe->failed;
-	pipe->failed = NULL;
+	gboolean closed = pipe->w.closed;
+	GError *failed = pipe->w.failed;
+	pipe->w.failed = NULL;
 	uint8_t *data = buffered ? g_malloc(buffered) : NULL;
 	gsize off = pipe->head_off, k = 0;
 	MeshMessage *msg;
@@ -343,7 +318,7 @@ MeshReadPipe *mesh_read_pipe_from_message(MeshMessage *msg, GError **error)
 static gboolean write_pipe_ready_locked(gpointer owner)
 {
 	MeshWritePipe *p = owner;
-	return (p->remaining_bytes > 0 && p->remaining_messages > 0) || p->closed || p->failed;
+	return (p->remaining_bytes > 0 && p->remaining_messages > 0) || p->w.closed || p->w.failed;
 }
 
 static gpointer write_pipe_ref(gpointer owner)
@@ -358,7 +333,6 @@ static void write_pipe_unref(gpointer owner)
 	MeshWritePipe *p = owner;
 	if (!g_atomic_int_dec_and_test(&p->ref))
 		return;
-	g_clear_error(&p->failed);
 	waitable_clear(&p->w);
 	g_free(p);
 }
@@ -370,14 +344,15 @@ static const WaitableClass write_pipe_class = {
 	.unref = write_pipe_unref,
 };
 
+/* @data is the pipe's Waitable, as for the reader. */
 static void write_pipe_on_message(MeshPort *port, void *data, MeshMessage *msg, Deferred *d)
 {
-	MeshWritePipe *p = data;
+	MeshWritePipe *p = ((Waitable *)data)->owner;
 	GError *error = NULL;
 	MeshChannels__PipeQuota *q = NULL;
 
 	g_mutex_lock(&p->w.lock);
-	if (p->failed) {
+	if (p->w.failed) {
 		deferred_release_message(d, msg);
 		g_mutex_unlock(&p->w.lock);
 		return;
@@ -388,12 +363,12 @@ static void write_pipe_on_message(MeshPort *port, void *data, MeshMessage *msg, 
 		msg, &mesh_channels__pipe_quota__descriptor, &error);
 	g_mutex_lock(&p->w.lock);
 	if (!q) {
-		if (!p->failed)
-			p->failed = error;
+		if (!p->w.failed)
+			p->w.failed = error;
 		else
 			g_error_free(error);
-		channel_fail_port_later(d, port, p->failed->message);
-	} else if (!p->failed) {
+		channel_fail_port_later(d, port, p->w.failed->message);
+	} else if (!p->w.failed) {
 		/* Saturated: a peer cannot make the credit wrap around. */
 		p->remaining_bytes = (guint32)MIN((guint64)p->remaining_bytes + q->bytes, G_MAXUINT32);
 		p->remaining_messages =
@@ -404,31 +379,10 @@ static void write_pipe_on_message(MeshPort *port, void *data, MeshMessage *msg, 
 	mesh_payload_message_free(q ? &q->base : NULL);
 }
 
-static void write_pipe_on_close(MeshPort *port, void *data, Deferred *d)
-{
-	MeshWritePipe *p = data;
-
-	g_mutex_lock(&p->w.lock);
-	p->closed = TRUE;
-	waitable_changed_locked(&p->w, d);
-	g_mutex_unlock(&p->w.lock);
-}
-
-static void write_pipe_on_fail(MeshPort *port, void *data, const GError *error, Deferred *d)
-{
-	MeshWritePipe *p = data;
-
-	g_mutex_lock(&p->w.lock);
-	if (!p->failed)
-		p->failed = g_error_copy(error);
-	waitable_changed_locked(&p->w, d);
-	g_mutex_unlock(&p->w.lock);
-}
-
 static const PortHandler write_pipe_handler = {
 	.message = write_pipe_on_message,
-	.close = write_pipe_on_close,
-	.fail = write_pipe_on_fail,
+	.close = waitable_on_port_close,
+	.fail = waitable_on_port_fail,
 };
 
 static MeshWritePipe *write_pipe_new(MeshPort *port, guint32 bytes, guint32 messages)
@@ -440,9 +394,9 @@ static MeshWritePipe *write_pipe_new(MeshPort *port, guint32 bytes, guint32 mess
 	p->port = port;
 	p->remaining_bytes = bytes;
 	p->remaining_messages = messages;
-	p->closed = port == NULL;
+	p->w.closed = port == NULL;
 	if (port)
-		port_set_handler(port, &write_pipe_handler, p);
+		port_set_handler(port, &write_pipe_handler, &p->w);
 	return p;
 }
 
@@ -468,12 +422,12 @@ static gssize write_pipe_write_once(MeshWritePipe *pipe, const void *buf, gsize 
 		waitable_set_timeout_error(error, timeout_us, "pipe write");
 		return -1;
 	}
-	if (pipe->failed) {
-		g_propagate_error(error, g_error_copy(pipe->failed));
+	if (pipe->w.failed) {
+		g_propagate_error(error, g_error_copy(pipe->w.failed));
 		g_mutex_unlock(&pipe->w.lock);
 		return -1;
 	}
-	if (pipe->closed) {
+	if (pipe->w.closed) {
 		g_mutex_unlock(&pipe->w.lock);
 		g_set_error(error, MESH_ERROR, MESH_ERROR_CLOSED, "pipe write: the reader is gone");
 		return -1;
@@ -565,7 +519,7 @@ MeshMessage *mesh_write_pipe_into_message(MeshWritePipe *pipe)
 		port_set_handler(port, NULL, NULL); /* no hook runs after this */
 		g_mutex_lock(&pipe->w.lock);
 		guint32 bytes = pipe->remaining_bytes, messages = pipe->remaining_messages;
-		gboolean ended = pipe->closed || pipe->failed;
+		gboolean ended = pipe->w.closed || pipe->w.failed;
 		g_mutex_unlock(&pipe->w.lock);
 		if (!ended && (bytes || messages)) {
 			/*

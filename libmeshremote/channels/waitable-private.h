@@ -39,9 +39,20 @@ struct Waitable {
 	gboolean efd_set;
 	GSource *source;
 	GMainContext *context;
+	/* How the owner's port ended: closed, or failed (the first error). */
+	gboolean closed;
+	GError *failed;
 };
 
 void waitable_init(Waitable *w, const WaitableClass *cls, gpointer owner);
+
+/*
+ * Port handlers for an owner whose port's end is all it records: they set
+ * @closed, or @failed (first error kept), and wake the waiters. @data is
+ * the owner's Waitable.
+ */
+void waitable_on_port_close(MeshPort *port, void *data, Deferred *d);
+void waitable_on_port_fail(MeshPort *port, void *data, const GError *error, Deferred *d);
 /* After the last reference: closes the eventfd. The source must be gone. */
 void waitable_clear(Waitable *w);
 

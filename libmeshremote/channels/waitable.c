@@ -15,8 +15,30 @@ void waitable_init(Waitable *w, const WaitableClass *cls, gpointer owner)
 	w->efd = -1;
 }
 
+void waitable_on_port_close(MeshPort *port, void *data, Deferred *d)
+{
+	Waitable *w = data;
+
+	g_mutex_lock(&w->lock);
+	w->closed = TRUE;
+	waitable_changed_locked(w, d);
+	g_mutex_unlock(&w->lock);
+}
+
+void waitable_on_port_fail(MeshPort *port, void *data, const GError *error, Deferred *d)
+{
+	Waitable *w = data;
+
+	g_mutex_lock(&w->lock);
+	if (!w->failed)
+		w->failed = g_error_copy(error);
+	waitable_changed_locked(w, d);
+	g_mutex_unlock(&w->lock);
+}
+
 void waitable_clear(Waitable *w)
 {
+	g_clear_error(&w->failed);
 	g_warn_if_fail(w->source == NULL);
 	if (w->efd >= 0)
 		close(w->efd);
