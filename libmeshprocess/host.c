@@ -257,6 +257,10 @@ static void set_process_name(const char *base_name, const char *name)
 
 static gboolean run_host(HostState *s, MeshPort *port, MeshHostFunc func, gpointer user_data,
 			 GError **error);
+static gboolean run_host_with(HostState *s, MeshMessage *first, MeshHostFunc func,
+			      gpointer user_data, GError **error);
+static gboolean run_spare(HostState *s, MeshPort *port, MeshHostFunc func, gpointer user_data,
+			  GError **error);
 
 /*
  * Enters the sandbox the parent asked for (@sandboxed, from the invitation):
@@ -412,6 +416,7 @@ gboolean mesh_try_run_host(const char *base_name, MeshHostFunc func, gpointer us
 	s->name = g_strdup(env->node_name && *env->node_name ? env->node_name : "host");
 	guint extensions = env->c_extensions; /* 0 from an upstream parent */
 	gboolean sandboxed = env->sandboxed;
+	gboolean spare = env->spare;
 	mesh_payload_message_free(&env->base);
 
 	set_process_name(base_name, s->name);
@@ -427,7 +432,57 @@ gboolean mesh_try_run_host(const char *base_name, MeshHostFunc func, gpointer us
 		return FALSE;
 	}
 	s->node = mesh_unix_node_get_node(s->unode);
+	if (spare)
+		return run_spare(s, port, func, user_data, error);
 	return run_host(s, port, func, user_data, error);
+}
+
+/*
+ * A spare host (mesh_prestart_hosts()): joined, it waits for as long as it
+ * takes. The bootstrap port then carries, as an untyped channel, a hello
+ * with a oneshot sender that we answer at once (the parent counts us ready),
+ * and at hand-out the InitialMessage. The parent dropping the channel
+ * before that (its shutdown, a pool removed) ends us quietly.
+ */
+static gboolean run_spare(HostState *s, MeshPort *port, MeshHostFunc func, gpointer user_data,
+			  GError **error)
+{
+	MeshReceiver *boot = mesh_receiver_from_port(port, NULL);
+	MeshMessage *msg = NULL;
+	GError *err = NULL;
+
+	if (!mesh_receiver_recv_message(boot, -1, &msg, &err))
+		goto ended;
+	if (mesh_message_get_n_resources(msg) != 1) {
+		mesh_message_free(msg);
+		mesh_receiver_free(boot);
+		g_set_error(error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_INVITATION,
+			    "a spare's hello must carry one port");
+		host_state_free(s);
+		return FALSE;
+	}
+	MeshPort *ready_port = mesh_message_steal_port(msg, 0);
+	mesh_message_free(msg);
+	if (!ready_port) {
+		mesh_receiver_free(boot);
+		g_set_error(error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_INVITATION,
+			    "a spare's hello must carry a port");
+		host_state_free(s);
+		return FALSE;
+	}
+	MeshOneshotSender *ready = mesh_oneshot_sender_from_port(ready_port, NULL);
+	mesh_oneshot_send_message(ready, mesh_message_new(NULL, 0));
+	if (!mesh_receiver_recv_message(boot, -1, &msg, &err))
+		goto ended;
+	mesh_receiver_free(boot);
+	return run_host_with(s, msg, func, user_data, error);
+
+ended:
+	/* Never handed out: the parent let us go (or went away). */
+	g_debug("spare host %s: ended before its hand-out: %s", s->name, err->message);
+	g_error_free(err);
+	mesh_receiver_free(boot);
+	host_exit(s, 0);
 }
 
 /* Joined: the bootstrap channel's end is @port (taken). */
@@ -440,7 +495,7 @@ static gboolean run_host(HostState *s, MeshPort *port, MeshHostFunc func, gpoint
 	 * events channel.
 	 */
 	MeshOneshotReceiver *boot = mesh_oneshot_receiver_from_port(port, NULL);
-	MeshMessage *first = NULL, *initial = NULL;
+	MeshMessage *first = NULL;
 	GError *err = NULL;
 	if (!mesh_oneshot_recv_message(boot, 30 * G_USEC_PER_SEC, &first, &err)) {
 		/* A timeout leaves the receiver ours; a final error consumed it. */
@@ -450,6 +505,14 @@ static gboolean run_host(HostState *s, MeshPort *port, MeshHostFunc func, gpoint
 		host_state_free(s);
 		return FALSE;
 	}
+	return run_host_with(s, first, func, user_data, error);
+}
+
+/* @first (taken) is the InitialMessage. */
+static gboolean run_host_with(HostState *s, MeshMessage *first, MeshHostFunc func,
+			      gpointer user_data, GError **error)
+{
+	MeshMessage *initial = NULL;
 	MeshPort *req_port = NULL, *events_port = NULL;
 	guint32 pid = 0;
 	if (!process_initial_message_parse(first, &req_port, &initial, &events_port, &pid, error)) {

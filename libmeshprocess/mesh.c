@@ -66,6 +66,19 @@ struct MeshProcessConfig {
 	char **remote; /* the remote command, or NULL */
 };
 
+/*
+ * Spare hosts of one configuration (mesh_prestart_hosts()): @config is a
+ * snapshot, and a spare is handed out only to a launch with an equal one.
+ */
+typedef struct {
+	MeshProcessConfig *config;
+	guint want;
+	guint failures; /* spares in a row that died before they were ready */
+} SparePool;
+
+/* After this many spares in a row died unready, a pool stops refilling. */
+#define SPARE_MAX_FAILURES 3
+
 typedef struct {
 	Mesh *mesh;
 	char *name;
@@ -87,6 +100,12 @@ typedef struct {
 	char *remote;
 	char *exit_text; /* how it ended, while the link drains */
 	GSource *drain;  /* removes the host when the link ends, or at its deadline */
+	/* A spare (mesh_prestart_hosts()) until handed out; under mesh->lock: */
+	gboolean spare;
+	SparePool *pool;           /* its pool; NULL once the pool was removed */
+	MeshSender *spare_boot;    /* the bootstrap channel, for the InitialMessage */
+	MeshOneshotReceiver *spare_ready; /* the answer to its hello (on the context) */
+	gboolean ready;            /* it answered: joined and waiting */
 } Host;
 
 typedef struct {
@@ -111,7 +130,10 @@ struct Mesh {
 	long creator; /* the thread that made the mesh (its tid) */
 	GMutex lock;
 	GCond cond;
-	GHashTable *hosts;     /* GPid -> Host * */
+	GHashTable *hosts;     /* GPid -> Host * (spares included) */
+	GPtrArray *pools;      /* SparePool * */
+	guint n_spares;        /* hosts in the table that are spares */
+	GSource *refill;       /* an idle that starts missing spares, or NULL */
 	GHashTable *listening; /* path -> Listening * */
 	char *argv0;
 	gboolean shut_down;
@@ -242,6 +264,52 @@ void mesh_process_config_set_remote_command(MeshProcessConfig *c, const char *co
 	c->remote = g_strdupv((char **)argv);
 }
 
+/* A snapshot of @c for a spare pool: everything a spawn uses (not the exit callback). */
+static MeshProcessConfig *config_copy(const MeshProcessConfig *c)
+{
+	MeshProcessConfig *n = mesh_process_config_new(c->name);
+	n->program = g_strdup(c->program);
+	for (guint i = 0; i < c->args->len; i++)
+		g_ptr_array_add(n->args, g_strdup(c->args->pdata[i]));
+	n->skip_worker_arg = c->skip_worker_arg;
+	for (guint i = 0; i < c->env->len; i++)
+		g_ptr_array_add(n->env, g_strdup(c->env->pdata[i]));
+	n->stderr_path = g_strdup(c->stderr_path);
+	n->sandbox = c->sandbox ? pal_sandbox_ref(c->sandbox) : NULL;
+	n->spawn_hook = c->spawn_hook;
+	n->spawn_hook_data = c->spawn_hook_data;
+	return n;
+}
+
+static gboolean strv_equal(GPtrArray *a, GPtrArray *b)
+{
+	if (a->len != b->len)
+		return FALSE;
+	for (guint i = 0; i < a->len; i++)
+		if (strcmp(a->pdata[i], b->pdata[i]) != 0)
+			return FALSE;
+	return TRUE;
+}
+
+/*
+ * Would @a spawn the same process as @b: same name, program, arguments,
+ * environment, stderr, sandbox profile (the same object) and spawn hook.
+ */
+static gboolean config_spawns_same(const MeshProcessConfig *a, const MeshProcessConfig *b)
+{
+	return strcmp(a->name, b->name) == 0 && g_strcmp0(a->program, b->program) == 0 &&
+	       strv_equal(a->args, b->args) && a->skip_worker_arg == b->skip_worker_arg &&
+	       strv_equal(a->env, b->env) && g_strcmp0(a->stderr_path, b->stderr_path) == 0 &&
+	       a->sandbox == b->sandbox && a->spawn_hook == b->spawn_hook &&
+	       a->spawn_hook_data == b->spawn_hook_data && !a->remote && !b->remote;
+}
+
+static void spare_pool_free(SparePool *p)
+{
+	mesh_process_config_free(p->config);
+	g_free(p);
+}
+
 /* Running things on the coordinator's context. */
 
 typedef struct {
@@ -363,6 +431,8 @@ static void host_free(Host *h)
 		g_source_unref(h->drain);
 	}
 	mesh_sender_free(h->requests);
+	mesh_sender_free(h->spare_boot);
+	mesh_oneshot_receiver_free(h->spare_ready);
 	mesh_p2p_link_free(h->link);
 	pal_child_free(h->child);
 	g_free(h->remote);
@@ -373,6 +443,7 @@ static void host_free(Host *h)
 }
 
 static char *describe_status(int status, gboolean sandboxed);
+static void spares_refill_locked(Mesh *m);
 
 /* Callbacks to the caller: host exits, the end of mesh_shutdown_async(). */
 
@@ -545,6 +616,7 @@ Mesh *mesh_new(const char *name, GMainContext *context, GError **error)
 	m->hosts = g_hash_table_new_full(NULL, NULL, NULL, (GDestroyNotify)host_free);
 	m->listening = g_hash_table_new(g_str_hash, g_str_equal);
 	m->pending = g_ptr_array_new_with_free_func((GDestroyNotify)g_source_unref);
+	m->pools = g_ptr_array_new_with_free_func((GDestroyNotify)spare_pool_free);
 	if (context) {
 		m->context = g_main_context_ref(context);
 	} else {
@@ -602,7 +674,7 @@ guint mesh_get_host_count(Mesh *m)
 {
 	g_return_val_if_fail(m, 0);
 	g_mutex_lock(&m->lock);
-	guint n = g_hash_table_size(m->hosts);
+	guint n = g_hash_table_size(m->hosts) - m->n_spares;
 	g_mutex_unlock(&m->lock);
 	return n;
 }
@@ -687,6 +759,16 @@ static void host_gone(Host *h, char *text)
 		mesh_p2p_link_get_peer_id(h->link, &h->node_id);
 	g_hash_table_steal(m->hosts, GINT_TO_POINTER(h->pid));
 	h->state = h->exit.expected ? MESH_HOST_STATE_EXITED : MESH_HOST_STATE_CRASHED;
+	if (h->spare) {
+		/* Never handed out: replaced (unless spares of its config keep dying unready). */
+		m->n_spares--;
+		if (h->pool && !h->ready && ++h->pool->failures == SPARE_MAX_FAILURES)
+			g_message("mesh %s: %u spare hosts %s in a row exited before they were "
+				  "ready; not starting more until the next mesh_prestart_hosts()",
+				  m->name, SPARE_MAX_FAILURES, h->name);
+		if (h->pool)
+			spares_refill_locked(m);
+	}
 	guint slot = m->gone_next++ % G_N_ELEMENTS(m->gone);
 	g_free(m->gone[slot].text);
 	m->gone[slot].node_id = h->node_id;
@@ -814,7 +896,8 @@ static gboolean is_shut_down(Mesh *m, GError **error)
  * @inv NULL: a stdio invitation (MESH_STDIO_INVITATION), the name alone.
  * @sandboxed: the host must be sandboxed before it joins.
  */
-static char *encode_env_invitation(const char *node_name, MeshInvitation *inv, gboolean sandboxed)
+static char *encode_env_invitation(const char *node_name, MeshInvitation *inv, gboolean sandboxed,
+				   gboolean spare)
 {
 	MeshNodeId ln, rn;
 	MeshPortId lp, rp;
@@ -822,6 +905,7 @@ static char *encode_env_invitation(const char *node_name, MeshInvitation *inv, g
 	MeshProcess__EnvInvitation env = MESH_PROCESS__ENV_INVITATION__INIT;
 	env.node_name = (char *)node_name;
 	env.sandboxed = sandboxed;
+	env.spare = spare;
 	if (inv) {
 		mesh_invitation_get_address(inv, &ln, &lp, &rn, &rp);
 		addr.local_addr = process_address_new(&ln, &lp);
@@ -852,6 +936,11 @@ typedef struct {
 	MeshReceiver *events;
 	GError *error;
 	GPid pid;
+	/* A spare of @pool: its bootstrap channel (taken) and the hello's answer (taken). */
+	gboolean spare;
+	SparePool *pool;
+	MeshSender *spare_boot;
+	MeshOneshotReceiver *spare_ready;
 } Launch;
 
 /*
@@ -935,6 +1024,32 @@ static void host_events_cb(MeshReceiver *r, gpointer data)
 	g_clear_error(&error);
 }
 
+/* A spare answered its hello: it joined and waits for its hand-out. */
+static void spare_ready_cb(MeshOneshotReceiver *r, gpointer data)
+{
+	Host *h = data;
+	MeshMessage *msg = NULL;
+	GError *error = NULL;
+
+	if (!mesh_oneshot_recv_message(r, 0, &msg, &error) &&
+	    (g_error_matches(error, MESH_ERROR, MESH_ERROR_EMPTY) ||
+	     g_error_matches(error, MESH_ERROR, MESH_ERROR_TIMED_OUT))) {
+		g_error_free(error);
+		return; /* not yet */
+	}
+	g_mutex_lock(&h->mesh->lock);
+	h->spare_ready = NULL; /* consumed by the value or the final error */
+	if (msg) {
+		h->ready = TRUE;
+		if (h->pool)
+			h->pool->failures = 0;
+	}
+	g_cond_broadcast(&h->mesh->cond);
+	g_mutex_unlock(&h->mesh->lock);
+	mesh_message_free(msg);
+	g_clear_error(&error); /* it died: its exit removes it */
+}
+
 /* Appends @word to @spawn quoted for the remote shell. */
 static void add_quoted(PalSpawn *spawn, const char *word)
 {
@@ -977,7 +1092,7 @@ static PalSpawn *remote_spawn_new(const MeshProcessConfig *c, GError **error)
 	for (guint i = 1; c->remote[i]; i++)
 		pal_spawn_add_arg(spawn, c->remote[i]);
 	add_quoted(spawn, "env");
-	char *inv = encode_env_invitation(c->name, NULL, c->sandbox != NULL);
+	char *inv = encode_env_invitation(c->name, NULL, c->sandbox != NULL, FALSE);
 	char *assign = g_strdup_printf("%s=%s", MESH_STDIO_INVITATION, inv);
 	add_quoted(spawn, assign);
 	g_free(assign);
@@ -1049,7 +1164,7 @@ static gboolean launch_cb(gpointer data)
 			pal_spawn_add_arg(spawn, c->args->pdata[i]);
 		if (!c->skip_worker_arg)
 			pal_spawn_add_arg(spawn, c->name);
-		char *env = encode_env_invitation(c->name, l->inv, c->sandbox != NULL);
+		char *env = encode_env_invitation(c->name, l->inv, c->sandbox != NULL, l->spare);
 		pal_spawn_env_set(spawn, MESH_WORKER_INVITATION, env);
 		g_free(env);
 		for (guint i = 0; i + 1 < c->env->len; i += 2)
@@ -1133,20 +1248,40 @@ static gboolean launch_cb(gpointer data)
 	h->events = l->events;
 	l->events = NULL;
 	h->state = MESH_HOST_STATE_STARTING;
-	h->on_exit = exit_handler_ref(c->on_exit);
-	if (h->events)
-		mesh_receiver_set_callback(h->events, m->context, host_events_cb, h, NULL);
-	else
-		host_probe(h, h->requests); /* not in the table yet: nothing frees it */
+	if (l->spare) {
+		/* No exit callback, requests or events until handed out (spare_hand_out()). */
+		h->spare = TRUE;
+		h->pool = l->pool;
+		h->spare_boot = g_steal_pointer(&l->spare_boot);
+		h->spare_ready = g_steal_pointer(&l->spare_ready);
+		mesh_oneshot_receiver_set_callback(h->spare_ready, m->context, spare_ready_cb, h,
+						   NULL);
+	} else {
+		h->on_exit = exit_handler_ref(c->on_exit);
+		if (h->events)
+			mesh_receiver_set_callback(h->events, m->context, host_events_cb, h, NULL);
+		else
+			host_probe(h, h->requests); /* not in the table yet: nothing frees it */
+	}
 	int pidfd = pal_child_get_pidfd(child);
 	if (pidfd >= 0) {
 		h->watch = g_unix_fd_source_new(pidfd, G_IO_IN);
 		g_source_set_callback(h->watch, G_SOURCE_FUNC(host_exited_cb), h, NULL);
 		g_source_attach(h->watch, m->context);
 	}
+	MeshSender *retired = NULL;
 	g_mutex_lock(&m->lock);
 	g_hash_table_insert(m->hosts, GINT_TO_POINTER(h->pid), h);
+	if (h->spare) {
+		m->n_spares++;
+		/* Its pool went, or the mesh shut down, while it was spawned: it ends. */
+		if (m->shut_down || !g_ptr_array_find(m->pools, h->pool, NULL)) {
+			h->pool = NULL;
+			retired = g_steal_pointer(&h->spare_boot);
+		}
+	}
 	g_mutex_unlock(&m->lock);
+	mesh_sender_free(retired);
 	l->pid = h->pid;
 	char pid[16];
 	g_snprintf(pid, sizeof(pid), "%d", (int)h->pid);
@@ -1161,6 +1296,272 @@ out:
 	mesh_port_close(g_steal_pointer(&l->boot_port));
 	pal_spawn_free(spawn);
 	return G_SOURCE_REMOVE;
+}
+
+/* Spare hosts. */
+
+static SparePool *find_pool_locked(Mesh *m, const MeshProcessConfig *config)
+{
+	for (guint i = 0; i < m->pools->len; i++) {
+		SparePool *p = m->pools->pdata[i];
+		if (config_spawns_same(p->config, config))
+			return p;
+	}
+	return NULL;
+}
+
+static guint count_spares_locked(Mesh *m, SparePool *pool)
+{
+	GHashTableIter it;
+	gpointer value;
+	guint n = 0;
+
+	g_hash_table_iter_init(&it, m->hosts);
+	while (g_hash_table_iter_next(&it, NULL, &value)) {
+		Host *h = value;
+		if (h->spare && h->pool == pool)
+			n++;
+	}
+	return n;
+}
+
+/* A pool that wants one more spare (and may have it), or NULL. */
+static SparePool *pool_short_locked(Mesh *m)
+{
+	if (m->shut_down || m->freeing)
+		return NULL;
+	for (guint i = 0; i < m->pools->len; i++) {
+		SparePool *p = m->pools->pdata[i];
+		if (p->failures < SPARE_MAX_FAILURES && count_spares_locked(m, p) < p->want)
+			return p;
+	}
+	return NULL;
+}
+
+/*
+ * Starts a spare of @pool with @config (a snapshot of the pool's, taken
+ * under the lock: the pool may go meanwhile). It joins, answers its hello
+ * (spare_ready_cb) and waits for the InitialMessage.
+ */
+static gboolean spare_start(Mesh *m, SparePool *pool, const MeshProcessConfig *config,
+			    GError **error)
+{
+	MeshPort *mine, *theirs;
+	MeshInvitation *inv = NULL;
+	MeshOneshotSender *ready;
+	MeshOneshotReceiver *ready_recv;
+
+	mesh_port_new_pair(&mine, &theirs);
+	if (!mesh_unix_node_invite(m->unode, theirs, 0, &inv, error)) {
+		mesh_port_close(mine);
+		return FALSE;
+	}
+	MeshSender *boot = mesh_sender_from_port(mine, NULL);
+	mesh_oneshot_new(NULL, &ready, &ready_recv);
+	MeshMessage *hello = mesh_message_new(NULL, 0);
+	mesh_message_add_port_take(hello, mesh_oneshot_sender_into_port(ready));
+	mesh_sender_send_message(boot, hello); /* waits in the port until the spare joined */
+	Launch l = {.mesh = m,
+		    .config = config,
+		    .inv = inv,
+		    .spare = TRUE,
+		    .pool = pool,
+		    .spare_boot = boot,
+		    .spare_ready = ready_recv};
+	run_on_long_lived_thread(m, launch_cb, &l);
+	mesh_invitation_free(inv);
+	mesh_sender_free(l.spare_boot);
+	mesh_oneshot_receiver_free(l.spare_ready);
+	if (l.error) {
+		g_propagate_error(error, l.error);
+		return FALSE;
+	}
+	return TRUE;
+}
+
+/* On the mesh's context: starts the spares the pools miss. */
+static gboolean refill_cb(gpointer data)
+{
+	Mesh *m = data;
+
+	for (;;) {
+		g_mutex_lock(&m->lock);
+		SparePool *pool = pool_short_locked(m);
+		MeshProcessConfig *c = pool ? config_copy(pool->config) : NULL;
+		if (!pool)
+			g_source_unref(g_steal_pointer(&m->refill)); /* a later need makes another */
+		g_mutex_unlock(&m->lock);
+		if (!pool)
+			return G_SOURCE_REMOVE;
+		GError *error = NULL;
+		if (!spare_start(m, pool, c, &error)) {
+			g_message("mesh %s: cannot start a spare host %s: %s", m->name, c->name,
+				  error->message);
+			g_error_free(error);
+			g_mutex_lock(&m->lock);
+			if (g_ptr_array_find(m->pools, pool, NULL))
+				pool->failures++;
+			g_mutex_unlock(&m->lock);
+		}
+		mesh_process_config_free(c);
+	}
+}
+
+/* Starts missing spares soon, on the mesh's context (at idle priority). */
+static void spares_refill_locked(Mesh *m)
+{
+	if (m->refill || !pool_short_locked(m))
+		return;
+	m->refill = g_idle_source_new();
+	g_source_set_callback(m->refill, refill_cb, m, NULL);
+	g_source_attach(m->refill, m->context);
+}
+
+/* FALSE once @h exited (its exit may not have been handled yet). */
+static gboolean spare_alive(Host *h)
+{
+	struct pollfd p = {.fd = pal_child_get_pidfd(h->child), .events = POLLIN};
+	return p.fd < 0 || poll(&p, 1, 0) == 0;
+}
+
+/*
+ * Hands a living spare of @config's pool out, preferring one that is ready,
+ * sending it its InitialMessage with @initial (taken when a spare was
+ * found). Returns: its pid, 0 without one (@initial untouched).
+ */
+static GPid spare_hand_out(Mesh *m, const MeshProcessConfig *config, MeshMessage *initial)
+{
+	GHashTableIter it;
+	gpointer value;
+	Host *best = NULL;
+
+	if (!host_ext_enabled())
+		return 0; /* without the events channel, a launch needs host_probe() */
+	g_mutex_lock(&m->lock);
+	SparePool *pool = m->shut_down ? NULL : find_pool_locked(m, config);
+	if (pool) {
+		g_hash_table_iter_init(&it, m->hosts);
+		while (g_hash_table_iter_next(&it, NULL, &value)) {
+			Host *h = value;
+			if (!h->spare || h->pool != pool || !h->spare_boot || !spare_alive(h))
+				continue;
+			if (!best || (h->ready && !best->ready))
+				best = h;
+			if (best->ready)
+				break;
+		}
+	}
+	if (!best) {
+		g_mutex_unlock(&m->lock);
+		return 0;
+	}
+	MeshSender *requests, *events;
+	MeshReceiver *requests_recv, *events_recv;
+	mesh_channel_new(&mesh_process__host_request__descriptor, &requests, &requests_recv);
+	mesh_channel_new(&mesh_process__host_event__descriptor, &events, &events_recv);
+	Host *h = best;
+	h->spare = FALSE;
+	h->pool = NULL;
+	m->n_spares--;
+	MeshSender *boot = g_steal_pointer(&h->spare_boot);
+	h->requests = requests;
+	h->events = events_recv;
+	h->on_exit = exit_handler_ref(config->on_exit);
+	mesh_receiver_set_callback(h->events, m->context, host_events_cb, h, NULL);
+	GPid pid = h->pid;
+	spares_refill_locked(m);
+	g_mutex_unlock(&m->lock);
+
+	mesh_sender_send_message(boot, process_initial_message_new(
+					       mesh_receiver_into_port(requests_recv), initial,
+					       mesh_sender_into_port(events), (guint32)pid));
+	mesh_sender_free(boot);
+	char pid_s[16];
+	g_snprintf(pid_s, sizeof(pid_s), "%d", (int)pid);
+	debug_log(LOG_FIELDS("MESH_MESH", m->name, "MESH_HOST", config->name, "MESH_PID", pid_s),
+		  "mesh %s: handed out spare host %s (pid %d)", m->name, config->name, (int)pid);
+	return pid;
+}
+
+gboolean mesh_prestart_hosts(Mesh *m, const MeshProcessConfig *config, guint n, GError **error)
+{
+	GPtrArray *retired = g_ptr_array_new_with_free_func((GDestroyNotify)mesh_sender_free);
+	GHashTableIter it;
+	gpointer value;
+
+	g_return_val_if_fail(m && config, FALSE);
+	g_return_val_if_fail(error == NULL || *error == NULL, FALSE);
+	if (config->remote) {
+		g_set_error(error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_FAILED,
+			    "host %s: a remote host cannot have spares", config->name);
+		g_ptr_array_free(retired, TRUE);
+		return FALSE;
+	}
+	if (is_shut_down(m, error)) {
+		g_ptr_array_free(retired, TRUE);
+		return FALSE;
+	}
+	g_mutex_lock(&m->lock);
+	SparePool *pool = find_pool_locked(m, config);
+	if (!pool && n > 0) {
+		pool = g_new0(SparePool, 1);
+		pool->config = config_copy(config);
+		g_ptr_array_add(m->pools, pool);
+	}
+	if (pool) {
+		pool->want = n;
+		pool->failures = 0;
+		/* Fewer wanted: the extra ones (those not ready first) end. */
+		guint have = count_spares_locked(m, pool);
+		for (int pass = 0; pass < 2 && have > n; pass++) {
+			g_hash_table_iter_init(&it, m->hosts);
+			while (have > n && g_hash_table_iter_next(&it, NULL, &value)) {
+				Host *h = value;
+				if (!h->spare || h->pool != pool || (pass == 0 && h->ready))
+					continue;
+				h->pool = NULL;
+				if (h->spare_boot)
+					g_ptr_array_add(retired, g_steal_pointer(&h->spare_boot));
+				have--;
+			}
+		}
+		if (n == 0)
+			g_ptr_array_remove_fast(m->pools, pool);
+	}
+	g_mutex_unlock(&m->lock);
+	g_ptr_array_free(retired, TRUE); /* unlocked: closing may end a connection */
+
+	for (;;) {
+		g_mutex_lock(&m->lock);
+		pool = m->shut_down ? NULL : find_pool_locked(m, config);
+		gboolean need = pool && count_spares_locked(m, pool) < pool->want;
+		MeshProcessConfig *c = need ? config_copy(pool->config) : NULL;
+		g_mutex_unlock(&m->lock);
+		if (!need)
+			return TRUE;
+		gboolean ok = spare_start(m, pool, c, error);
+		mesh_process_config_free(c);
+		if (!ok)
+			return FALSE;
+	}
+}
+
+guint mesh_get_spare_count(Mesh *m, gboolean ready)
+{
+	GHashTableIter it;
+	gpointer value;
+	guint n = 0;
+
+	g_return_val_if_fail(m, 0);
+	g_mutex_lock(&m->lock);
+	g_hash_table_iter_init(&it, m->hosts);
+	while (g_hash_table_iter_next(&it, NULL, &value)) {
+		Host *h = value;
+		if (h->spare && h->pool && (!ready || h->ready))
+			n++;
+	}
+	g_mutex_unlock(&m->lock);
+	return n;
 }
 
 GPid mesh_launch_host(Mesh *m, const MeshProcessConfig *config, MeshMessage *initial,
@@ -1181,6 +1582,11 @@ GPid mesh_launch_host(Mesh *m, const MeshProcessConfig *config, MeshMessage *ini
 	if (is_shut_down(m, error)) {
 		mesh_message_free(initial);
 		return 0;
+	}
+	if (!config->remote) {
+		GPid pid = spare_hand_out(m, config, initial);
+		if (pid)
+			return pid;
 	}
 	mesh_channel_new(&mesh_process__host_request__descriptor, &requests, &requests_recv);
 	mesh_oneshot_new(NULL, &boot, &boot_recv);
@@ -1288,6 +1694,7 @@ typedef struct {
 	char *remote; /* a remote host's command, or NULL */
 	const char *state; /* static */
 	gboolean deferred; /* asked with upstream's Deferred: the reply is an InternalNode */
+	gboolean spare;    /* a spare host: not asked (it serves no requests yet) */
 	MeshOneshotReceiver *reply; /* NULL once taken, or no request channel */
 	char *report;               /* the host's JSON, or {"error": ...} */
 } InspectHost;
@@ -1348,12 +1755,20 @@ static Inspect *inspect_begin(Mesh *m)
 		in->hosts[i].remote = g_strdup(h->remote);
 		in->hosts[i].state = mesh_host_state_to_string(h->state);
 		in->hosts[i].deferred = !h->c_host;
+		if (h->spare) {
+			in->hosts[i].spare = TRUE;
+			in->hosts[i].state = "spare";
+			in->hosts[i].report = g_strdup_printf("{\"ready\":%s}",
+							      h->ready ? "true" : "false");
+		}
 	}
 	g_mutex_unlock(&m->lock);
 	g_list_free(hosts);
 
 	for (i = 0; i < in->n; i++) {
 		InspectHost *ih = &in->hosts[i];
+		if (ih->spare)
+			continue;
 		MeshSender *s = host_requests(m, ih->pid);
 		if (!s) {
 			ih->report = inspect_error_json("no request channel");
@@ -1429,6 +1844,8 @@ static char *inspect_end(Inspect *in)
 		process_json_string(in->out, ih->name);
 		g_string_append_printf(in->out, ",\"state\":\"%s\",\"node\":\"%s\",", ih->state,
 				       mesh_uuid_to_string(&ih->node_id, id));
+		if (ih->spare)
+			g_string_append(in->out, "\"spare\":true,");
 		if (ih->remote) {
 			g_string_append(in->out, "\"transport\":\"p2p\",\"command\":");
 			process_json_string(in->out, ih->remote);
@@ -1765,6 +2182,9 @@ static gboolean close_requests_cb(gpointer data)
 		h->requests = NULL;
 		h->state = MESH_HOST_STATE_STOPPING;
 		mesh_sender_free(s); /* the host sees its request channel close and exits */
+		/* A spare sees its bootstrap channel close and exits. */
+		h->pool = NULL;
+		mesh_sender_free(g_steal_pointer(&h->spare_boot));
 	}
 	g_mutex_unlock(&m->lock);
 	g_list_free(hosts);
@@ -2028,6 +2448,12 @@ void mesh_free(Mesh *m)
 	finish_async_shutdown(m);
 	mesh_shutdown(m, 0, NULL); /* at once, unless it was shut down already */
 	run_sync(m, drop_hosts_cb, m);
+	g_mutex_lock(&m->lock);
+	if (m->refill) {
+		g_source_destroy(m->refill);
+		g_source_unref(g_steal_pointer(&m->refill));
+	}
+	g_mutex_unlock(&m->lock);
 	mesh_unix_node_free(m->unode);
 	mesh_node_unref(m->node);
 	if (m->thread) {
@@ -2045,6 +2471,7 @@ void mesh_free(Mesh *m)
 	g_ptr_array_free(m->pending, TRUE);
 	g_main_context_unref(m->context);
 	g_hash_table_destroy(m->hosts);
+	g_ptr_array_free(m->pools, TRUE);
 	g_hash_table_destroy(m->listening);
 	for (guint i = 0; i < G_N_ELEMENTS(m->gone); i++)
 		g_free(m->gone[i].text);

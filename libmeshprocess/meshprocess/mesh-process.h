@@ -360,6 +360,55 @@ MESH_PROCESS_API GPid mesh_launch_host(Mesh *mesh, const MeshProcessConfig *conf
 				       MeshMessage *initial, GError **error);
 
 /**
+ * mesh_prestart_hosts:
+ * @mesh: a mesh
+ * @config: the process configuration (copied: a snapshot of it now)
+ * @n: how many spare hosts of @config to keep; 0 ends them
+ * @error: MESH_PROCESS_ERROR_SHUT_DOWN after mesh_shutdown(),
+ *     MESH_PROCESS_ERROR_SPAWN when a spare cannot be started,
+ *     MESH_PROCESS_ERROR_FAILED for a config with a remote command
+ *
+ * Keeps @n spare hosts of @config started and joined before they are asked
+ * for: mesh_launch_host() with a config that spawns the same process (the
+ * same name, program, arguments, environment, stderr path, sandbox profile
+ * object and spawn hook; the exit callback may differ, and is the launching
+ * config's) hands one out instead of spawning, and the host then receives
+ * its pid and the initial message as a fresh one would. A spare is spawned
+ * exactly as mesh_launch_host() spawns (same sandbox, environment and fds)
+ * and joins in its sandbox; it waits for its hand-out without a timeout. A
+ * config changed after this call spawns fresh hosts (its snapshot no longer
+ * matches). Each hand-out, and each spare that dies while it waits (never
+ * handed out), starts a replacement in the background on the mesh's
+ * context; after 3 spares in a row died before they were ready, the pool
+ * stops refilling until the next call. Calling again for an equal config
+ * changes @n (extra spares end).
+ *
+ * Spares are hosts of the mesh that mesh_get_host_count() does not count:
+ * mesh_inspect() lists them with "state": "spare", mesh_shutdown() ends them
+ * (they exit 0 when their bootstrap channel closes) and waits for them, and
+ * they get the parent-death signal as every host does. A spare's exit calls
+ * no exit callback. Not with a remote command. Starts the missing spares
+ * before it returns, without waiting for them to join
+ * (mesh_get_spare_count()). Any thread.
+ *
+ * Returns: TRUE if the missing spares were started.
+ */
+MESH_PROCESS_API gboolean mesh_prestart_hosts(Mesh *mesh, const MeshProcessConfig *config, guint n,
+					      GError **error);
+
+/**
+ * mesh_get_spare_count:
+ * @mesh: a mesh
+ * @ready: count only the spares that joined and wait for their hand-out
+ *
+ * Any thread.
+ *
+ * Returns: the spare hosts of every config (mesh_prestart_hosts()) not
+ * handed out yet, those ended by a smaller count or at shutdown excepted.
+ */
+MESH_PROCESS_API guint mesh_get_spare_count(Mesh *mesh, gboolean ready);
+
+/**
  * mesh_crash:
  * @mesh: a mesh
  * @pid: a host's pid, or this process's own pid (which aborts this process)

@@ -1,0 +1,330 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Spare hosts (mesh_prestart_hosts()) across real processes: a handed-out
+ * spare is the pre-started process (its pid), runs the host function with
+ * its name and initial message, and is replaced; a dead spare is never
+ * handed out; a config that changed spawns fresh; shutdown and mesh_free()
+ * end the spares, reap them and leave no fd behind; a spare's exit calls no
+ * exit callback. This program is also the host (test-host.h's scenarios).
+ */
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <poll.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <meshprocess/meshprocess.h>
+
+#include "test-host.h"
+
+#define WAIT_US (20 * G_USEC_PER_SEC)
+
+/* Host side. */
+
+static gboolean host_main(MeshMessage *initial, gpointer data, GError **error)
+{
+	char *scenario = message_text(initial);
+	MeshReceiver *requests = mesh_receiver_from_port(mesh_message_steal_port(initial, 0), NULL);
+	MeshSender *results = mesh_sender_from_port(mesh_message_steal_port(initial, 1), NULL);
+
+	if (strcmp(scenario, "whoami") == 0) {
+		/* "COMM PID": the process name (from the node name) and mesh_host_get_pid(). */
+		char comm[17] = "";
+		prctl(PR_GET_NAME, comm);
+		char *text = g_strdup_printf("%s %d", comm, (int)mesh_host_get_pid());
+		send_text(results, text);
+		g_free(text);
+		MeshMessage *msg;
+		while (mesh_receiver_recv_message(requests, -1, &msg, NULL))
+			mesh_message_free(msg); /* until the parent closes us down */
+	}
+	mesh_receiver_free(requests);
+	mesh_sender_free(results);
+	mesh_message_free(initial);
+	g_free(scenario);
+	return TRUE;
+}
+
+/* Parent side. */
+
+/* Open fds, once GLib's and the libraries' own lazily made ones exist (a mesh made and freed). */
+static guint count_fds(void)
+{
+	static gboolean warm;
+	if (!warm) {
+		mesh_free(mesh_new("warm-up", NULL, NULL));
+		warm = TRUE;
+	}
+	guint n = 0;
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		char path[300], target[300] = "";
+		snprintf(path, sizeof(path), "/proc/self/fd/%s", e->d_name);
+		if (readlink(path, target, sizeof(target) - 1) > 0 && getenv("SPARE_FDS"))
+			fprintf(stderr, "fd %s %s\n", e->d_name, target);
+		n++;
+	}
+	closedir(d);
+	return n;
+}
+
+static gboolean process_gone(GPid pid)
+{
+	return kill(pid, 0) < 0 && errno == ESRCH;
+}
+
+/* Waits for @n ready spares (mesh_get_spare_count()). */
+static void wait_spares(Mesh *mesh, guint n)
+{
+	gint64 end = g_get_monotonic_time() + WAIT_US;
+	while (mesh_get_spare_count(mesh, TRUE) != n) {
+		ck_assert_msg(g_get_monotonic_time() < end, "%u ready spares, not %u",
+			      mesh_get_spare_count(mesh, TRUE), n);
+		g_usleep(2000);
+	}
+}
+
+/* The pid of the one spare inspect lists. */
+static GPid spare_pid(Mesh *mesh)
+{
+	char *json = mesh_inspect(mesh, WAIT_US);
+	GRegex *re = g_regex_new("\"pid\":(\\d+),\"name\":\"[^\"]*\",\"state\":\"spare\",", 0, 0,
+				 NULL);
+	GMatchInfo *mi = NULL;
+	ck_assert_msg(g_regex_match(re, json, 0, &mi), "no spare in %s", json);
+	char *pid = g_match_info_fetch(mi, 1);
+	GPid ret = (GPid)atoi(pid);
+	ck_assert_msg(strstr(json, "\"spare\":true,"), "%s", json);
+	g_match_info_next(mi, NULL);
+	ck_assert_msg(!g_match_info_matches(mi), "more than one spare: %s", json);
+	g_free(pid);
+	g_match_info_free(mi);
+	g_regex_unref(re);
+	g_free(json);
+	return ret;
+}
+
+static MeshProcessConfig *config_new(const char *name)
+{
+	MeshProcessConfig *c = mesh_process_config_new(name);
+	mesh_process_config_set_env(c, "SPARE_TEST", "1");
+	return c;
+}
+
+/* A "whoami" host: its answer names @name and says its pid is @pid. */
+static Host launch_whoami(Mesh *mesh, const MeshProcessConfig *c, const char *comm)
+{
+	Host h = host_launch(mesh, c, "whoami");
+	char *expected = g_strdup_printf("%s %d", comm, (int)h.pid);
+	assert_text(h.results, WAIT_US, expected);
+	g_free(expected);
+	return h;
+}
+
+static void count_exit(Mesh *mesh, const char *name, GPid pid, const MeshHostExit *exit,
+		       gpointer data)
+{
+	g_atomic_int_inc((gint *)data);
+}
+
+/*
+ * The spare is handed out: the same pid, its name, the host function with
+ * the initial message; another spare takes its place; hosts and spares are
+ * counted apart; shutdown ends and reaps them all, no fd left.
+ */
+START_TEST(test_spare_handed_out)
+{
+	GError *error = NULL;
+	guint fds = count_fds();
+	Mesh *mesh = mesh_new("spares", NULL, &error);
+	ck_assert_ptr_nonnull(mesh);
+	MeshProcessConfig *c = config_new("w1");
+	gint exits = 0;
+	mesh_process_config_set_exit_callback(c, NULL, count_exit, &exits, NULL);
+
+	ck_assert_msg(mesh_prestart_hosts(mesh, c, 1, &error), "%s",
+		      error ? error->message : "");
+	wait_spares(mesh, 1);
+	ck_assert_uint_eq(mesh_get_host_count(mesh), 0);
+	GPid pre = spare_pid(mesh);
+
+	Host h = launch_whoami(mesh, c, "spt-w1");
+	ck_assert_int_eq(h.pid, pre);
+	ck_assert_uint_eq(mesh_get_host_count(mesh), 1);
+	/* Replaced in the background. */
+	wait_spares(mesh, 1);
+	GPid next = spare_pid(mesh);
+	ck_assert_int_ne(next, pre);
+	ck_assert(!process_gone(next));
+	char *json = mesh_inspect(mesh, WAIT_US);
+	char *entry = g_strdup_printf("\"pid\":%d,\"name\":\"w1\",\"state\":\"running\"", (int)pre);
+	ck_assert_msg(strstr(json, entry), "%s", json);
+	g_free(entry);
+	g_free(json);
+
+	/* A second launch takes the new spare. */
+	Host h2 = launch_whoami(mesh, c, "spt-w1");
+	ck_assert_int_eq(h2.pid, next);
+
+	ck_assert_msg(mesh_shutdown(mesh, WAIT_US, &error), "%s", error ? error->message : "");
+	ck_assert_uint_eq(mesh_get_spare_count(mesh, FALSE), 0);
+	ck_assert(process_gone(pre));
+	ck_assert(process_gone(next));
+	host_close(&h);
+	host_close(&h2);
+	/* The exit callbacks wait on the default context: two hosts, the spare none. */
+	while (g_main_context_iteration(NULL, FALSE))
+		;
+	ck_assert_int_eq(exits, 2);
+	mesh_free(mesh);
+	mesh_process_config_free(c);
+	ck_assert_uint_eq(count_fds(), fds);
+}
+END_TEST
+
+/* A spare that died while it waited is not handed out, and is replaced. */
+START_TEST(test_dead_spare_not_handed_out)
+{
+	GError *error = NULL;
+	Mesh *mesh = mesh_new("dead", NULL, &error);
+	MeshProcessConfig *c = config_new("w2");
+
+	ck_assert(mesh_prestart_hosts(mesh, c, 1, &error));
+	wait_spares(mesh, 1);
+	GPid dead = spare_pid(mesh);
+	struct pollfd pfd = {.fd = (int)syscall(SYS_pidfd_open, dead, 0), .events = POLLIN};
+	ck_assert_int_ge(pfd.fd, 0);
+	ck_assert_int_eq(kill(dead, SIGKILL), 0);
+	/* Dead (every thread gone, reaped or not) before the launch. */
+	ck_assert_int_eq(poll(&pfd, 1, 20000), 1);
+	close(pfd.fd);
+	Host h = launch_whoami(mesh, c, "spt-w2");
+	ck_assert_int_ne(h.pid, dead);
+	/* Its replacement comes (one for the dead one; the launch spawned fresh or took it). */
+	wait_spares(mesh, 1);
+	ck_assert_int_ne(spare_pid(mesh), dead);
+	host_close(&h);
+	ck_assert(mesh_shutdown(mesh, WAIT_US, NULL));
+	mesh_free(mesh);
+	mesh_process_config_free(c);
+}
+END_TEST
+
+/*
+ * A spare is handed out to an equal config (another object), never to one
+ * that changed since mesh_prestart_hosts(); 0 ends the spares.
+ */
+START_TEST(test_config_mismatch_spawns_fresh)
+{
+	GError *error = NULL;
+	Mesh *mesh = mesh_new("mismatch", NULL, &error);
+	MeshProcessConfig *c = config_new("w3");
+
+	ck_assert(mesh_prestart_hosts(mesh, c, 1, &error));
+	wait_spares(mesh, 1);
+	GPid pre = spare_pid(mesh);
+
+	mesh_process_config_set_env(c, "SPARE_TEST_CHANGED", "1");
+	Host fresh = launch_whoami(mesh, c, "spt-w3");
+	ck_assert_int_ne(fresh.pid, pre);
+	ck_assert_uint_eq(mesh_get_spare_count(mesh, TRUE), 1);
+	MeshProcessConfig *other = mesh_process_config_new("w3x");
+	mesh_process_config_set_env(other, "SPARE_TEST", "1");
+	Host fresh2 = launch_whoami(mesh, other, "spt-w3x");
+	ck_assert_int_ne(fresh2.pid, pre);
+
+	MeshProcessConfig *same = config_new("w3");
+	Host spare = launch_whoami(mesh, same, "spt-w3");
+	ck_assert_int_eq(spare.pid, pre);
+	wait_spares(mesh, 1);
+	GPid next = spare_pid(mesh);
+
+	/* 0: the pool goes, its spare ends by itself (status 0), nothing replaces it. */
+	ck_assert(mesh_prestart_hosts(mesh, same, 0, &error));
+	ck_assert_uint_eq(mesh_get_spare_count(mesh, FALSE), 0);
+	gint64 end = g_get_monotonic_time() + WAIT_US;
+	while (!process_gone(next) && g_get_monotonic_time() < end)
+		g_usleep(2000);
+	ck_assert(process_gone(next));
+	ck_assert_uint_eq(mesh_get_host_count(mesh), 3);
+
+	host_close(&fresh);
+	host_close(&fresh2);
+	host_close(&spare);
+	ck_assert(mesh_shutdown(mesh, WAIT_US, NULL));
+	mesh_free(mesh);
+	mesh_process_config_free(c);
+	mesh_process_config_free(other);
+	mesh_process_config_free(same);
+}
+END_TEST
+
+/* mesh_free() without a shutdown ends the spares too; a remote config has none. */
+START_TEST(test_free_reaps_spares)
+{
+	GError *error = NULL;
+	guint fds = count_fds();
+	Mesh *mesh = mesh_new("free", NULL, &error);
+	MeshProcessConfig *c = config_new("w4");
+
+	ck_assert(mesh_prestart_hosts(mesh, c, 2, &error));
+	ck_assert_uint_eq(mesh_get_spare_count(mesh, FALSE), 2);
+	wait_spares(mesh, 2);
+	char *json = mesh_inspect(mesh, WAIT_US);
+	GPid pids[2];
+	const char *p = json;
+	for (int i = 0; i < 2; i++) {
+		p = strstr(p, "\"pid\":");
+		ck_assert_ptr_nonnull(p);
+		p = strstr(p + 1, "\"pid\":"); /* the first is the parent's */
+		ck_assert_ptr_nonnull(p);
+		pids[i] = atoi(p + 6);
+	}
+	g_free(json);
+
+	MeshProcessConfig *remote = config_new("w4r");
+	const char *argv[] = {"/bin/true", NULL};
+	mesh_process_config_set_remote_command(remote, argv);
+	ck_assert(!mesh_prestart_hosts(mesh, remote, 1, &error));
+	ck_assert(g_error_matches(error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_FAILED));
+	g_clear_error(&error);
+	mesh_process_config_free(remote);
+
+	mesh_free(mesh);
+	for (int i = 0; i < 2; i++)
+		ck_assert_msg(process_gone(pids[i]), "pid %d", (int)pids[i]);
+	mesh_process_config_free(c);
+	ck_assert_uint_eq(count_fds(), fds);
+}
+END_TEST
+
+int main(int argc, char **argv)
+{
+	GError *error = NULL;
+
+	if (!mesh_try_run_host("spt", host_main, NULL, &error)) {
+		fprintf(stderr, "host: %s\n", error->message);
+		return 3;
+	}
+
+	Suite *s = suite_create("libmeshprocess-spare");
+	TCase *tc = tcase_create("spare");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_spare_handed_out);
+	tcase_add_test(tc, test_dead_spare_not_handed_out);
+	tcase_add_test(tc, test_config_mismatch_spawns_fresh);
+	tcase_add_test(tc, test_free_reaps_spares);
+	suite_add_tcase(s, tc);
+
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_ENV);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}
