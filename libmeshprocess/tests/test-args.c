@@ -136,6 +136,17 @@ ARGS_CASE(launch_host_null_initial)
 	ARGS_EXPECT(mesh_launch_host(mesh_new_ok(), config_new(), NULL, NULL) == 0);
 }
 
+ARGS_CASE(prestart_hosts_null_mesh) { ARGS_EXPECT(!mesh_prestart_hosts(NULL, config_new(), 1, NULL)); }
+ARGS_CASE(prestart_hosts_null_config) { ARGS_EXPECT(!mesh_prestart_hosts(mesh_new_ok(), NULL, 1, NULL)); }
+
+ARGS_CASE(prestart_hosts_error_set)
+{
+	GError *e = args_error_set();
+	ARGS_EXPECT(!mesh_prestart_hosts(mesh_new_ok(), config_new(), 1, &e));
+}
+
+ARGS_CASE(get_spare_count_null) { ARGS_EXPECT(mesh_get_spare_count(NULL, FALSE) == 0); }
+
 ARGS_CASE(crash_null) { ARGS_EXPECT(!mesh_crash(NULL, 1, NULL)); }
 
 ARGS_CASE(crash_error_set)
@@ -491,6 +502,10 @@ static const ArgsCase cases[] = {
 	ARGS_ENTRY(launch_host_null_config),
 	ARGS_ENTRY(launch_host_error_set),
 	ARGS_ENTRY(launch_host_null_initial),
+	ARGS_ENTRY(prestart_hosts_null_mesh),
+	ARGS_ENTRY(prestart_hosts_null_config),
+	ARGS_ENTRY(prestart_hosts_error_set),
+	ARGS_ENTRY(get_spare_count_null),
 	ARGS_ENTRY(crash_null),
 	ARGS_ENTRY(crash_error_set),
 	ARGS_ENTRY(inspect_null),
