@@ -1407,12 +1407,20 @@ static gboolean refill_cb(gpointer data)
 	}
 }
 
+/*
+ * How long after a hand-out (or a spare's death) its replacement is
+ * spawned: a spawn costs a few ms of CPU, which the host just handed out
+ * would otherwise compete with for its first work.
+ */
+#define SPARE_REFILL_DELAY_MS 20
+
 /* Starts missing spares soon, on the mesh's context (at idle priority). */
 static void spares_refill_locked(Mesh *m)
 {
 	if (m->refill || !pool_short_locked(m))
 		return;
-	m->refill = g_idle_source_new();
+	m->refill = g_timeout_source_new(SPARE_REFILL_DELAY_MS);
+	g_source_set_priority(m->refill, G_PRIORITY_DEFAULT_IDLE);
 	g_source_set_callback(m->refill, refill_cb, m, NULL);
 	g_source_attach(m->refill, m->context);
 }

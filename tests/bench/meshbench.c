@@ -50,6 +50,7 @@
 
 #include <glib-unix.h>
 #include <glib.h>
+#include <meshprocess/meshprocess.h>
 #include <meshremote/meshremote.h>
 #include <pal/pal.h>
 
@@ -1845,6 +1846,122 @@ static void bench_spawn(const char *metric, gboolean sandboxed)
 	spawn_sandbox = pal_sandbox_unref(spawn_sandbox);
 }
 
+/*
+ * A host of libmeshprocess (mesh_launch_host()), fresh or a spare handed out
+ * (mesh_prestart_hosts()): the initial message carries a sender, the host
+ * answers on it at once and returns (it exits). The clock runs from
+ * mesh_launch_host() to that answer.
+ */
+static gboolean bench_host_main(MeshMessage *initial, gpointer user_data, GError **error)
+{
+	MeshSender *reply = mesh_sender_from_port(mesh_message_steal_port(initial, 0), NULL);
+	mesh_sender_send_message(reply, mesh_message_new("ready", 5));
+	mesh_sender_free(reply);
+	mesh_message_free(initial);
+	return TRUE;
+}
+
+static void host_ready_once(Mesh *mesh, const MeshProcessConfig *config, double *ret_s)
+{
+	MeshSender *tx;
+	MeshReceiver *rx;
+	MeshMessage *msg = NULL;
+	GError *error = NULL;
+	size_t size;
+
+	mesh_channel_new(NULL, &tx, &rx);
+	MeshMessage *initial = mesh_message_new(NULL, 0);
+	mesh_message_add_port_take(initial, mesh_sender_into_port(tx));
+	double t = now_s();
+	if (!mesh_launch_host(mesh, config, initial, &error))
+		die("launch: %s", error->message);
+	if (!mesh_receiver_recv_message(rx, 10 * G_USEC_PER_SEC, &msg, &error))
+		die("the host did not answer: %s", error->message);
+	*ret_s = now_s() - t;
+	const uint8_t *data = mesh_message_get_data(msg, &size);
+	if (size != 5 || memcmp(data, "ready", 5) != 0)
+		die("the host's answer is wrong");
+	mesh_message_free(msg);
+	mesh_receiver_free(rx);
+	/* Quiet before the next one: the host exited and was reaped, the spare is back. */
+	for (int i = 0; mesh_get_host_count(mesh) != 0; i++) {
+		if (i > 10000)
+			die("a host did not exit");
+		g_usleep(200);
+	}
+}
+
+static void wait_spare(Mesh *mesh)
+{
+	for (int i = 0; mesh_get_spare_count(mesh, TRUE) != 1; i++) {
+		if (i > 50000)
+			die("no spare host became ready");
+		g_usleep(200);
+	}
+}
+
+static void bench_host_spawn(const char *metric, gboolean spare)
+{
+	int max = env_int("BENCH_SPAWNS", 100), n = 0;
+	double *v, t0, med;
+	char notes[768];
+	GError *error = NULL;
+
+	if (!bench_wanted(metric, SYSTEM))
+		return;
+	if (max < 10)
+		max = 10;
+	Mesh *mesh = mesh_new("meshbench", NULL, &error);
+	if (!mesh)
+		die("mesh_new: %s", error->message);
+	MeshProcessConfig *config = mesh_process_config_new("bench-host");
+	mesh_process_config_set_skip_worker_arg(config, TRUE);
+	if (spare && !mesh_prestart_hosts(mesh, config, 1, &error))
+		die("mesh_prestart_hosts: %s", error->message);
+	if (!opt_check) {
+		fprintf(stderr, "meshbench: %s/%s ...\n", metric, SYSTEM);
+		watchdog((unsigned)(opt_max_s * 4) + 20, metric);
+	}
+	v = g_new(double, max);
+	int warm = opt_check ? 0 : 3; /* page cache, dynamic loader */
+	t0 = now_s();
+	for (int i = 0; i < warm + max; i++) {
+		if (opt_check && i == 2)
+			break;
+		if (i >= warm + 10 && now_s() - t0 >= opt_max_s)
+			break;
+		if (spare)
+			wait_spare(mesh);
+		double t;
+		host_ready_once(mesh, config, &t);
+		if (i >= warm)
+			v[n++] = t;
+	}
+	if (!mesh_shutdown(mesh, 10 * G_USEC_PER_SEC, &error))
+		die("mesh_shutdown: %s", error->message);
+	mesh_free(mesh);
+	mesh_process_config_free(config);
+	if (opt_check) {
+		fprintf(stderr, "meshbench: check %s/%-*s ok\n", metric,
+			(int)(39 - strlen(metric)), SYSTEM);
+		n_checked++;
+		g_free(v);
+		return;
+	}
+	med = median(v, (size_t)n);
+	snprintf(notes, sizeof(notes),
+		 "median of %d launches (p10 %.3f, p90 %.3f ms); libmeshprocess: mesh_launch_host() "
+		 "of this program (no sandbox), clock stops at the host function's first message "
+		 "on a sender in the initial message%s",
+		 n, v[n / 10] * 1e3, v[n - 1 - n / 10] * 1e3,
+		 spare ? "; a spare host handed out (mesh_prestart_hosts(config, 1), joined and "
+			 "waiting before the clock starts; refilled between launches)"
+		       : "; a fresh host (spawn, join, InitialMessage)");
+	bench_emit(metric, SYSTEM, med * 1e3, "ms", notes);
+	watchdog(0, "");
+	g_free(v);
+}
+
 /* ------------------------------------------------ main */
 
 int main(int argc, char **argv)
@@ -1853,6 +1970,11 @@ int main(int argc, char **argv)
 		return child_main(argc, argv);
 	if (argc > 1 && strcmp(argv[1], "--child-p2p") == 0)
 		return child_main_p2p(argc, argv);
+	GError *host_error = NULL;
+	if (!mesh_try_run_host("meshbench", bench_host_main, NULL, &host_error)) {
+		fprintf(stderr, "meshbench host: %s\n", host_error->message);
+		return 1;
+	}
 
 	bench_init(argc, argv);
 	the_node = mesh_node_new();
@@ -1875,6 +1997,8 @@ int main(int argc, char **argv)
 	bench_cancel();
 	bench_spawn("spawn_to_ready_ms", FALSE);
 	bench_spawn("spawn_to_ready_sandboxed_ms", TRUE);
+	bench_host_spawn("spawn_to_ready_host_ms", FALSE);
+	bench_host_spawn("spawn_to_ready_spare_ms", TRUE);
 	/* The point-to-point transport, beside raw TCP loopback in the same run. */
 	bench_raw_tcp_rtt();
 	bench_raw_tcp_stream();
