@@ -88,6 +88,47 @@ __attribute__((noreturn, format(printf, 1, 2))) static void die(const char *fmt,
 			    g_strerror(errno));                                           \
 	} while (0)
 
+/*
+ * MESHBENCH_STAMPS=FILE (bench only): spawn_to_ready_ms's parts. Each spawn
+ * appends a line "P t0 t_spawned t_ready" (the parent: before the invite,
+ * after pal_spawn_run(), at the child's first message) and the child one
+ * "C t_main t_join t_joined" (main() entered, the join starts, the join
+ * returned); CLOCK_MONOTONIC in ns, the same clock in both processes.
+ * tests/bench/spawn-parts.py pairs them and prints the medians (filter
+ * on one spawn row: both write their lines).
+ */
+static double stamps_ns[3];
+
+static double stamp_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e9 + ts.tv_nsec;
+}
+
+/* The stamps file, opened once (a sandboxed child: before its sandbox), or -1. */
+static int stamps_fd = -2;
+
+static void stamps_open(void)
+{
+	const char *path = getenv("MESHBENCH_STAMPS");
+	if (stamps_fd == -2)
+		stamps_fd = path && *path ? open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600)
+					  : -1;
+}
+
+static void stamps_write(char who)
+{
+	stamps_open();
+	if (stamps_fd < 0)
+		return;
+	char line[128];
+	int n = snprintf(line, sizeof(line), "%c %.0f %.0f %.0f\n", who, stamps_ns[0], stamps_ns[1],
+			 stamps_ns[2]);
+	if (write(stamps_fd, line, (size_t)n) != n)
+		fprintf(stderr, "meshbench: cannot write the stamps\n");
+}
+
 static double now_s(void)
 {
 	struct timespec ts;
@@ -760,6 +801,8 @@ static int child_main(int argc, char **argv)
 	MeshPort *port = NULL;
 	GError *error = NULL;
 
+	stamps_ns[0] = stamp_now_ns();
+	stamps_open();
 	if (argc != 9 || !id_from_hex(argv[5], &me) || !id_from_hex(argv[6], &leader) ||
 	    !id_from_hex(argv[7], &my_port) || !id_from_hex(argv[8], &leader_port))
 		die("usage: meshbench --child MODE SIZE CHECK NODE LEADER PORT LEADER_PORT");
@@ -777,9 +820,13 @@ static int child_main(int argc, char **argv)
 	const char *ext = getenv("MESHBENCH_EXTENSIONS");
 	if (ext)
 		mesh_invitation_set_extensions(inv, (guint)strtoul(ext, NULL, 10));
+	stamps_ns[1] = stamp_now_ns();
 	MeshUnixNode *unode = mesh_unix_node_join(inv, NULL, CHILD_JOIN_TIMEOUT_US, &port, &error);
 	if (!unode)
 		die("child: join failed: %s", error->message);
+	stamps_ns[2] = stamp_now_ns();
+	if (strcmp(mode, "echo") == 0 && size == 64)
+		stamps_write('C');
 	MeshNode *node = mesh_node_ref(mesh_unix_node_get_node(unode));
 	int status = child_run(mesh_receiver_from_port(port, NULL), mode, size);
 	if (!mesh_unix_node_shutdown(unode, SHUTDOWN_TIMEOUT_US))
@@ -901,6 +948,7 @@ static void peer_start(Peer *p, const char *mode, size_t size)
 
 	memset(p, 0, sizeof(*p));
 	p->mode = mode;
+	stamps_ns[0] = stamp_now_ns();
 	mesh_port_new_pair(&mine, &theirs);
 	if (!mesh_unix_node_invite(the_unode, theirs, -1, &inv, &error))
 		die("invite: %s", error->message);
@@ -916,9 +964,11 @@ static void peer_start(Peer *p, const char *mode, size_t size)
 			      NULL};
 	peer_spawn(p, args, mesh_invitation_get_fd(inv), mesh_invitation_get_extensions(inv));
 	mesh_invitation_free(inv); /* the child has its copy of the socket */
+	stamps_ns[1] = stamp_now_ns();
 
 	p->tx = mesh_sender_from_port(mine, NULL);
 	peer_handshake(p);
+	stamps_ns[2] = stamp_now_ns();
 }
 
 /*
@@ -1828,6 +1878,7 @@ static void bench_spawn(const char *metric, gboolean sandboxed)
 		double t = now_s();
 		peer_start(&peer, "echo", 64);
 		v[n++] = now_s() - t;
+		stamps_write('P'); /* run one of the two rows at a time for spawn-parts.py */
 		peer_stop(&peer);
 	}
 	med = median(v, (size_t)n);
