@@ -21,6 +21,7 @@
 #include <meshprocess/meshprocess.h>
 
 #include "test-host.h"
+#include "test-sandbox-env.h"
 
 #define WAIT_US (20 * G_USEC_PER_SEC)
 
@@ -110,9 +111,19 @@ static GPid spare_pid(Mesh *mesh)
 	return ret;
 }
 
+/*
+ * A config of this test. Sandboxed (MESH_TEST_SANDBOX=default), each gets
+ * one shared default profile: spares match the same profile object.
+ */
 static MeshProcessConfig *config_new(const char *name)
 {
-	MeshProcessConfig *c = mesh_process_config_new(name);
+	static PalSandbox *profile;
+	MeshProcessConfig *c = (mesh_process_config_new)(name);
+	if (test_sandboxed()) {
+		if (!profile)
+			profile = pal_sandbox_new();
+		mesh_process_config_set_sandbox(c, profile);
+	}
 	mesh_process_config_set_env(c, "SPARE_TEST", "1");
 	return c;
 }
@@ -165,6 +176,9 @@ START_TEST(test_spare_handed_out)
 	char *json = mesh_inspect(mesh, WAIT_US);
 	char *entry = g_strdup_printf("\"pid\":%d,\"name\":\"w1\",\"state\":\"running\"", (int)pre);
 	ck_assert_msg(strstr(json, entry), "%s", json);
+	/* Sandboxed as a fresh host would be: it finalized the profile before it joined. */
+	if (test_sandboxed())
+		ck_assert_msg(strstr(json, "\"finalized\":true"), "%s", json);
 	g_free(entry);
 	g_free(json);
 
