@@ -318,6 +318,42 @@ START_TEST(test_free_reaps_spares)
 }
 END_TEST
 
+/*
+ * A mesh on the caller's context (the default one, this thread): the
+ * spare's readiness and its replacement run when this thread iterates it;
+ * spawns happen on the mesh's spawner thread.
+ */
+START_TEST(test_spare_on_caller_context)
+{
+	GError *error = NULL;
+	GMainContext *ctx = g_main_context_default();
+	Mesh *mesh = mesh_new("ctx", ctx, &error);
+	MeshProcessConfig *c = config_new("w5");
+	gint64 end = g_get_monotonic_time() + WAIT_US;
+
+	ck_assert(mesh_prestart_hosts(mesh, c, 1, &error));
+	while (mesh_get_spare_count(mesh, TRUE) != 1) {
+		ck_assert(g_get_monotonic_time() < end);
+		g_main_context_iteration(ctx, FALSE);
+		g_usleep(1000);
+	}
+	GPid pre = spare_pid(mesh);
+	Host h = launch_whoami(mesh, c, "spt-w5");
+	ck_assert_int_eq(h.pid, pre);
+	while (mesh_get_spare_count(mesh, TRUE) != 1) {
+		ck_assert(g_get_monotonic_time() < end);
+		g_main_context_iteration(ctx, FALSE);
+		g_usleep(1000);
+	}
+	ck_assert_int_ne(spare_pid(mesh), pre);
+	host_close(&h);
+	ck_assert(mesh_shutdown(mesh, WAIT_US, NULL));
+	ck_assert_uint_eq(mesh_get_spare_count(mesh, FALSE), 0);
+	mesh_free(mesh);
+	mesh_process_config_free(c);
+}
+END_TEST
+
 int main(int argc, char **argv)
 {
 	GError *error = NULL;
@@ -334,6 +370,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_dead_spare_not_handed_out);
 	tcase_add_test(tc, test_config_mismatch_spawns_fresh);
 	tcase_add_test(tc, test_free_reaps_spares);
+	tcase_add_test(tc, test_spare_on_caller_context);
 	suite_add_tcase(s, tc);
 
 	SRunner *sr = srunner_create(s);
