@@ -202,27 +202,41 @@ START_TEST(test_spare_handed_out)
 }
 END_TEST
 
-/* A spare that died while it waited is not handed out, and is replaced. */
+/*
+ * A spare that died while it waited is not handed out, and is replaced. The
+ * mesh is on this thread's context, not iterated between the kill and the
+ * launch: the exit is not handled yet, the dead spare is still in the mesh.
+ */
 START_TEST(test_dead_spare_not_handed_out)
 {
 	GError *error = NULL;
-	Mesh *mesh = mesh_new("dead", NULL, &error);
+	GMainContext *ctx = g_main_context_default();
+	Mesh *mesh = mesh_new("dead", ctx, &error);
 	MeshProcessConfig *c = config_new("w2");
+	gint64 end = g_get_monotonic_time() + WAIT_US;
 
 	ck_assert(mesh_prestart_hosts(mesh, c, 1, &error));
-	wait_spares(mesh, 1);
+	while (mesh_get_spare_count(mesh, TRUE) != 1) {
+		ck_assert(g_get_monotonic_time() < end);
+		g_main_context_iteration(ctx, FALSE);
+		g_usleep(1000);
+	}
 	GPid dead = spare_pid(mesh);
 	struct pollfd pfd = {.fd = (int)syscall(SYS_pidfd_open, dead, 0), .events = POLLIN};
 	ck_assert_int_ge(pfd.fd, 0);
 	ck_assert_int_eq(kill(dead, SIGKILL), 0);
-	/* Dead (every thread gone, reaped or not) before the launch. */
+	/* Dead (every thread gone), not reaped: nobody iterated the mesh's context. */
 	ck_assert_int_eq(poll(&pfd, 1, 20000), 1);
 	close(pfd.fd);
+	ck_assert_uint_eq(mesh_get_spare_count(mesh, TRUE), 1);
 	Host h = launch_whoami(mesh, c, "spt-w2");
 	ck_assert_int_ne(h.pid, dead);
-	/* Its replacement comes (one for the dead one; the launch spawned fresh or took it). */
-	wait_spares(mesh, 1);
-	ck_assert_int_ne(spare_pid(mesh), dead);
+	/* Its replacement comes once the exit is handled. */
+	while (mesh_get_spare_count(mesh, TRUE) != 1 || spare_pid(mesh) == dead) {
+		ck_assert(g_get_monotonic_time() < end);
+		g_main_context_iteration(ctx, FALSE);
+		g_usleep(1000);
+	}
 	host_close(&h);
 	ck_assert(mesh_shutdown(mesh, WAIT_US, NULL));
 	mesh_free(mesh);
