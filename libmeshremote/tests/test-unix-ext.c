@@ -10,7 +10,7 @@
  * here from the doc, not taken from the library, on purpose.
  *
  * Run as "test-unix-ext --switches-child" with MESH_UNIX_BATCH=0,
- * MESH_UNIX_POOL=0 and MESH_UNIX_EXT_MOVES=0 in its environment, the binary
+ * MESH_UNIX_POOL=0, MESH_UNIX_EXT_MOVES=0 and MESH_UNIX_RING=0 in its environment, the binary
  * runs instead the checks of a process with every extension off (the switches are read once per
  * process, hence a process of its own); test_switches starts it so.
  */
@@ -50,6 +50,8 @@
 #define HELLO_BATCH 0x1
 #define HELLO_POOL 0x2
 #define HELLO_MOVES 0x4 /* reads and sends PROXY_DONE */
+#define HELLO_RING 0x8  /* reads small events from a shared-memory ring */
+#define HELLO_ALL (HELLO_BATCH | HELLO_POOL | HELLO_MOVES | HELLO_RING)
 #define HELLO_SIZE (PACKET_HEADER + MESH_EVENT_HEADER_SIZE + 4)
 static const uint8_t hello_port[16] = "mesh-c:hello:v1";
 /* Events sent at once before a one-way stream goes through the queue. */
@@ -586,7 +588,7 @@ START_TEST(test_hello_first)
 	Rig *r = rig_new();
 	/* Sent before the hello is read: it must still come second. */
 	node_send_numbered(r, 1, 1, 0);
-	expect_hello(r, HELLO_BATCH | HELLO_POOL | HELLO_MOVES);
+	expect_hello(r, HELLO_ALL);
 
 	Packet pk;
 	peer_recv(r, &pk);
@@ -602,7 +604,7 @@ START_TEST(test_batch_receive)
 	warm_up();
 	int before = count_fds();
 	Rig *r = rig_new();
-	expect_hello(r, HELLO_BATCH | HELLO_POOL | HELLO_MOVES);
+	expect_hello(r, HELLO_ALL);
 	peer_send_hello(r, HELLO_BATCH | HELLO_POOL);
 
 	int pipefd[2];
@@ -719,7 +721,7 @@ START_TEST(test_batch_hostile)
 	warm_up();
 	int before = count_fds();
 	Rig *r = rig_new();
-	expect_hello(r, HELLO_BATCH | HELLO_POOL | HELLO_MOVES);
+	expect_hello(r, HELLO_ALL);
 	peer_send_hello(r, HELLO_BATCH | HELLO_POOL);
 	rig_sync(r);
 	send_bad_batch(r, how);
@@ -732,7 +734,7 @@ END_TEST
 START_TEST(test_batch_send)
 {
 	Rig *r = rig_new_full(FLOOD_SNDBUF);
-	expect_hello(r, HELLO_BATCH | HELLO_POOL | HELLO_MOVES);
+	expect_hello(r, HELLO_ALL);
 	peer_send_hello(r, HELLO_BATCH);
 	rig_sync(r);
 	guint batches = flood(r, 2000);
@@ -746,7 +748,7 @@ START_TEST(test_batch_send_not_announced)
 	/* An upstream peer (no hello), then a C peer that reads pool events only. */
 	for (int variant = 0; variant < 2; variant++) {
 		Rig *r = rig_new_full(FLOOD_SNDBUF);
-		expect_hello(r, HELLO_BATCH | HELLO_POOL | HELLO_MOVES);
+		expect_hello(r, HELLO_ALL);
 		if (variant == 1) {
 			peer_send_hello(r, HELLO_POOL);
 			rig_sync(r);
@@ -815,7 +817,7 @@ START_TEST(test_streak)
 {
 	enum { N = 200 };
 	Rig *r = rig_new_full(STREAK_SNDBUF);
-	expect_hello(r, HELLO_BATCH | HELLO_POOL | HELLO_MOVES);
+	expect_hello(r, HELLO_ALL);
 	peer_send_hello(r, HELLO_BATCH);
 	/* The last packet from the fake node: the streak counts from here. */
 	rig_sync(r);
@@ -895,7 +897,7 @@ static Rig *rig_new_invited_full(gboolean c_joiner, guint extensions)
 
 static Rig *rig_new_invited(gboolean c_joiner)
 {
-	return rig_new_invited_full(c_joiner, HELLO_BATCH | HELLO_POOL | HELLO_MOVES);
+	return rig_new_invited_full(c_joiner, HELLO_ALL);
 }
 
 /*
@@ -1067,7 +1069,7 @@ START_TEST(test_pool_send)
 	PeerBuf bufs[TX_POOL_BUFS] = {{0}};
 	Rig *r = rig_new();
 
-	expect_hello(r, HELLO_BATCH | HELLO_POOL | HELLO_MOVES);
+	expect_hello(r, HELLO_ALL);
 	peer_send_hello(r, HELLO_POOL);
 	rig_sync(r);
 	for (guint i = 1; i <= N; i++) {
@@ -1158,7 +1160,7 @@ START_TEST(test_pool_ids_bounded)
 	Rig *r = rig_new();
 	GHashTable *ids = g_hash_table_new(g_direct_hash, g_direct_equal);
 
-	expect_hello(r, HELLO_BATCH | HELLO_POOL | HELLO_MOVES);
+	expect_hello(r, HELLO_ALL);
 	peer_send_hello(r, HELLO_POOL);
 	rig_sync(r);
 	/* 64 KiB to 8 MiB classes: 8 events each, every one a new buffer. */
@@ -1293,7 +1295,7 @@ START_TEST(test_pool_receive)
 	uint8_t *a = g_malloc(SIZE), *b = g_malloc(SIZE);
 	Rig *r = rig_new();
 
-	expect_hello(r, HELLO_BATCH | HELLO_POOL | HELLO_MOVES);
+	expect_hello(r, HELLO_ALL);
 	peer_send_hello(r, HELLO_POOL);
 	fill_pattern(a, SIZE, 1);
 	fill_pattern(b, SIZE, 2);
@@ -1419,7 +1421,7 @@ START_TEST(test_pool_hostile)
 	warm_up();
 	int before = count_fds();
 	Rig *r = rig_new();
-	expect_hello(r, HELLO_BATCH | HELLO_POOL | HELLO_MOVES);
+	expect_hello(r, HELLO_ALL);
 	peer_send_hello(r, HELLO_BATCH | HELLO_POOL);
 	rig_sync(r);
 	send_bad_pool(r, how);
@@ -1534,9 +1536,10 @@ static int switches_child_main(void)
 {
 	if (g_strcmp0(g_getenv("MESH_UNIX_BATCH"), "0") != 0 ||
 	    g_strcmp0(g_getenv("MESH_UNIX_POOL"), "0") != 0 ||
-	    g_strcmp0(g_getenv("MESH_UNIX_EXT_MOVES"), "0") != 0) {
+	    g_strcmp0(g_getenv("MESH_UNIX_EXT_MOVES"), "0") != 0 ||
+	    g_strcmp0(g_getenv("MESH_UNIX_RING"), "0") != 0) {
 		fprintf(stderr, "switches child: MESH_UNIX_BATCH=0 MESH_UNIX_POOL=0 "
-				"MESH_UNIX_EXT_MOVES=0 expected\n");
+				"MESH_UNIX_EXT_MOVES=0 MESH_UNIX_RING=0 expected\n");
 		return 2;
 	}
 	Suite *s = suite_create("libmeshremote-unix-ext-off");
@@ -1568,6 +1571,7 @@ START_TEST(test_switches)
 	env = g_environ_setenv(env, "MESH_UNIX_BATCH", "0", TRUE);
 	env = g_environ_setenv(env, "MESH_UNIX_POOL", "0", TRUE);
 	env = g_environ_setenv(env, "MESH_UNIX_EXT_MOVES", "0", TRUE);
+	env = g_environ_setenv(env, "MESH_UNIX_RING", "0", TRUE);
 	/* A filter for the parent's tests would leave the child nothing to run. */
 	static const char *const filters[] = {"CK_RUN_SUITE", "CK_RUN_CASE", "CK_INCLUDE_TAGS",
 					      "CK_EXCLUDE_TAGS"};
