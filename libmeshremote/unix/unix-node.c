@@ -107,6 +107,7 @@ struct UnixConn {
 	gboolean rx_ring_on;  /* the peer's setup came: its socket packets carry stamps */
 	guint32 rx_sock_seq;  /* socket packets of the peer taken since (and with) its setup */
 	GSource *ring_source;
+	gint ring_wake_due; /* atomic: a stream's deferred wake-up is scheduled */
 	GSource *source;
 	gpointer fd_tag;
 };
@@ -594,6 +595,16 @@ static gboolean out_packet_append(OutPacket *pk, const struct iovec *iov, size_t
 	return TRUE;
 }
 
+/* A stream's deferred wake-up of the peer's ring consumer (on the I/O context). */
+static gboolean ring_wake_cb(gpointer data)
+{
+	UnixConn *c = data;
+
+	g_atomic_int_set(&c->ring_wake_due, 0);
+	unix_tx_ring_wake(c->tx_ring);
+	return G_SOURCE_REMOVE;
+}
+
 /* MeshEventSink.send: on the caller's thread; the event is the concatenation of @iov. */
 static void sink_send(void *user_data, const struct iovec *iov, size_t n_iov, const int *fds,
 		      size_t n_fds)
@@ -686,11 +697,22 @@ static void sink_send(void *user_data, const struct iovec *iov, size_t n_iov, co
 		/* Through shared memory when it has room; the socket otherwise. */
 		const char *why = NULL;
 		int wrote = unix_tx_ring_write(c->tx_ring, iov, n_iov, size, c->tx_sock_seq, &why);
-		if (wrote != 0) {
-			if (wrote < 0)
-				conn_break_locked(c, why);
+		if (wrote < 0) {
+			conn_break_locked(c, why);
 			g_mutex_unlock(&c->lock);
-			if (wrote > 0)
+			return;
+		}
+		if (wrote > 0) {
+			/*
+			 * A one-way stream: the I/O context wakes the peer once for
+			 * what gathered meanwhile (as batches do on the socket),
+			 * not once per event.
+			 */
+			gboolean defer = g_atomic_int_add(&c->streak, 1) >= STREAM_STREAK;
+			if (defer && g_atomic_int_compare_and_exchange(&c->ring_wake_due, 0, 1))
+				conn_schedule(c, ring_wake_cb, conn_ref(c), (GDestroyNotify)conn_unref);
+			g_mutex_unlock(&c->lock);
+			if (!defer)
 				unix_tx_ring_wake(c->tx_ring);
 			return;
 		}
@@ -1033,6 +1055,8 @@ static const char *conn_ring_drain(UnixConn *c, gboolean to_stamp, guint32 stamp
 			return reason;
 		if (k == 0)
 			return to_stamp ? "socket packet ahead of its shared-memory ring entries" : NULL;
+		if (n == 0)
+			g_atomic_int_set(&c->streak, 0); /* the peer talks back: no stream */
 		mesh_node_receive_event(c->owner->node, &c->peer, buf, size, NULL, 0);
 	}
 	return NULL;
