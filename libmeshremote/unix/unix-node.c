@@ -445,9 +445,24 @@ static int large_event_memfd(const struct iovec *iov, size_t n_iov, size_t size)
  * flags sends it (the leader learns from it), both ends of an introduction
  * the leader marked as between C nodes send it, and so does
  * mesh_unix_node_connect_take(). None with MESH_UNIX_BATCH=0,
- * MESH_UNIX_POOL=0 and MESH_UNIX_EXT_MOVES=0 (the upstream wire).
+ * MESH_UNIX_POOL=0, MESH_UNIX_EXT_MOVES=0 and MESH_UNIX_RING=0 (the
+ * upstream wire).
  * HELLO_MOVES: the node reads and sends MESH_EVENT_PROXY_DONE (port.c: a
  * port moved in fails with the mover).
+ *
+ * The shared-memory ring (HELLO_RING, unix-ring.c; off with
+ * MESH_UNIX_RING=0): a side that knows the peer reads rings (its hello or
+ * invitation) sends PACKET_RING_SETUP with its own ring (it produces) and
+ * the eventfd it polls for the peer's (it consumes); it also sends its
+ * setup on receipt of the peer's, and writes its ring once the peer's
+ * setup came. Small events without fds go into the ring when it has room,
+ * everything else on the socket. The connection's order stays whole in
+ * both directions between the two paths: from our setup on, every socket
+ * packet carries the ring's write position (header bytes 4-7), and the
+ * reader delivers the entries before it first; every entry carries its
+ * gate, the socket packets sent before it, and waits for them. (The
+ * ports' sequence numbers would reorder one port's events, not events of
+ * different ports, nor events for a port whose carrier has not arrived.)
  */
 #define HELLO_BATCH 0x1
 #define HELLO_POOL 0x2
