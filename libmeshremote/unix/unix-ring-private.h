@@ -36,6 +36,8 @@ guint32 unix_tx_ring_pos(UnixTxRing *r);
  */
 int unix_tx_ring_write(UnixTxRing *r, const struct iovec *iov, size_t n_iov, size_t size,
 		       guint32 gate, const char **ret_reason);
+/* Whether the last write left over half of the ring unread (under the writer's lock). */
+gboolean unix_tx_ring_half_full(UnixTxRing *r);
 /* After writes: wakes the consumer if it said it sleeps. */
 void unix_tx_ring_wake(UnixTxRing *r);
 

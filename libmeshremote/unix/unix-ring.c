@@ -50,6 +50,7 @@ struct UnixTxRing {
 	int wake_fd; /* the consumer's eventfd, -1 until it sent it */
 	uint8_t *map;
 	uint64_t tail; /* ours: the shared copy is only published */
+	uint64_t used; /* bytes unread at the last write, as the consumer's head said */
 };
 
 struct UnixRxRing {
@@ -155,8 +156,14 @@ int unix_tx_ring_write(UnixTxRing *r, const struct iovec *iov, size_t n_iov, siz
 		pos += iov[i].iov_len;
 	}
 	r->tail += need;
+	r->used = used + need;
 	__atomic_store_n(word64(r->map, RING_TAIL_OFF), r->tail, __ATOMIC_RELEASE);
 	return 1;
+}
+
+gboolean unix_tx_ring_half_full(UnixTxRing *r)
+{
+	return r->used > UNIX_RING_DATA_SIZE / 2;
 }
 
 void unix_tx_ring_wake(UnixTxRing *r)
