@@ -722,10 +722,11 @@ static void sink_send(void *user_data, const struct iovec *iov, size_t n_iov, co
 			 * A one-way stream: the I/O context wakes the peer once for
 			 * what gathered meanwhile (as batches do on the socket),
 			 * not once per event; at once when the ring fills up, so
-			 * that a late I/O thread does not stall the stream.
+			 * that a late I/O thread does not stall the stream, and on
+			 * a caller's context, which may not run soon.
 			 */
 			gboolean defer = g_atomic_int_add(&c->streak, 1) >= STREAM_STREAK &&
-					 !unix_tx_ring_half_full(c->tx_ring);
+					 c->owner->io && !unix_tx_ring_half_full(c->tx_ring);
 			if (defer && g_atomic_int_compare_and_exchange(&c->ring_wake_due, 0, 1))
 				conn_schedule(c, ring_wake_cb, conn_ref(c), (GDestroyNotify)conn_unref);
 			g_mutex_unlock(&c->lock);
