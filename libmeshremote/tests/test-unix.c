@@ -419,6 +419,7 @@ START_TEST(test_ring_interleaved)
 	uint8_t *large = g_malloc(LARGE);
 	MeshPort *kept[PORTS] = {0};
 	TestRecv *kept_recv[PORTS] = {0};
+	MeshPort *back[PORTS] = {0};
 	guint n_ports = 0;
 	char text[32];
 
@@ -481,6 +482,7 @@ START_TEST(test_ring_interleaved)
 				expect_bytes(rx, text, strlen(text));
 			}
 			kept_recv[ports_back] = rx;
+			back[ports_back] = x;
 			ports_back++;
 			mesh_message_free(msg);
 			continue;
@@ -494,6 +496,7 @@ START_TEST(test_ring_interleaved)
 	ck_assert_uint_eq(ports_back, n_ports);
 	for (guint k = 0; k < n_ports; k++) {
 		test_recv_free(kept_recv[k]);
+		mesh_port_close(back[k]);
 		mesh_port_close(kept[k]);
 	}
 	g_free(large);
