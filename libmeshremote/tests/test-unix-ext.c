@@ -10,7 +10,7 @@
  * here from the doc, not taken from the library, on purpose.
  *
  * Run as "test-unix-ext --switches-child" with MESH_UNIX_BATCH=0,
- * MESH_UNIX_POOL=0 and MESH_UNIX_EXT_MOVES=0 in its environment, the binary
+ * MESH_UNIX_POOL=0, MESH_UNIX_EXT_MOVES=0 and MESH_UNIX_RING=0 in its environment, the binary
  * runs instead the checks of a process with every extension off (the switches are read once per
  * process, hence a process of its own); test_switches starts it so.
  */
@@ -21,7 +21,9 @@
 #include <poll.h>
 #include <stdio.h>
 #include <sys/ioctl.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -50,6 +52,8 @@
 #define HELLO_BATCH 0x1
 #define HELLO_POOL 0x2
 #define HELLO_MOVES 0x4 /* reads and sends PROXY_DONE */
+#define HELLO_RING 0x8  /* reads small events from a shared-memory ring */
+#define HELLO_ALL (HELLO_BATCH | HELLO_POOL | HELLO_MOVES | HELLO_RING)
 #define HELLO_SIZE (PACKET_HEADER + MESH_EVENT_HEADER_SIZE + 4)
 static const uint8_t hello_port[16] = "mesh-c:hello:v1";
 /* Events sent at once before a one-way stream goes through the queue. */
@@ -586,7 +590,7 @@ START_TEST(test_hello_first)
 	Rig *r = rig_new();
 	/* Sent before the hello is read: it must still come second. */
 	node_send_numbered(r, 1, 1, 0);
-	expect_hello(r, HELLO_BATCH | HELLO_POOL | HELLO_MOVES);
+	expect_hello(r, HELLO_ALL);
 
 	Packet pk;
 	peer_recv(r, &pk);
@@ -602,7 +606,7 @@ START_TEST(test_batch_receive)
 	warm_up();
 	int before = count_fds();
 	Rig *r = rig_new();
-	expect_hello(r, HELLO_BATCH | HELLO_POOL | HELLO_MOVES);
+	expect_hello(r, HELLO_ALL);
 	peer_send_hello(r, HELLO_BATCH | HELLO_POOL);
 
 	int pipefd[2];
@@ -719,7 +723,7 @@ START_TEST(test_batch_hostile)
 	warm_up();
 	int before = count_fds();
 	Rig *r = rig_new();
-	expect_hello(r, HELLO_BATCH | HELLO_POOL | HELLO_MOVES);
+	expect_hello(r, HELLO_ALL);
 	peer_send_hello(r, HELLO_BATCH | HELLO_POOL);
 	rig_sync(r);
 	send_bad_batch(r, how);
@@ -732,7 +736,7 @@ END_TEST
 START_TEST(test_batch_send)
 {
 	Rig *r = rig_new_full(FLOOD_SNDBUF);
-	expect_hello(r, HELLO_BATCH | HELLO_POOL | HELLO_MOVES);
+	expect_hello(r, HELLO_ALL);
 	peer_send_hello(r, HELLO_BATCH);
 	rig_sync(r);
 	guint batches = flood(r, 2000);
@@ -746,7 +750,7 @@ START_TEST(test_batch_send_not_announced)
 	/* An upstream peer (no hello), then a C peer that reads pool events only. */
 	for (int variant = 0; variant < 2; variant++) {
 		Rig *r = rig_new_full(FLOOD_SNDBUF);
-		expect_hello(r, HELLO_BATCH | HELLO_POOL | HELLO_MOVES);
+		expect_hello(r, HELLO_ALL);
 		if (variant == 1) {
 			peer_send_hello(r, HELLO_POOL);
 			rig_sync(r);
@@ -815,7 +819,7 @@ START_TEST(test_streak)
 {
 	enum { N = 200 };
 	Rig *r = rig_new_full(STREAK_SNDBUF);
-	expect_hello(r, HELLO_BATCH | HELLO_POOL | HELLO_MOVES);
+	expect_hello(r, HELLO_ALL);
 	peer_send_hello(r, HELLO_BATCH);
 	/* The last packet from the fake node: the streak counts from here. */
 	rig_sync(r);
@@ -895,7 +899,7 @@ static Rig *rig_new_invited_full(gboolean c_joiner, guint extensions)
 
 static Rig *rig_new_invited(gboolean c_joiner)
 {
-	return rig_new_invited_full(c_joiner, HELLO_BATCH | HELLO_POOL | HELLO_MOVES);
+	return rig_new_invited_full(c_joiner, HELLO_ALL);
 }
 
 /*
@@ -1067,7 +1071,7 @@ START_TEST(test_pool_send)
 	PeerBuf bufs[TX_POOL_BUFS] = {{0}};
 	Rig *r = rig_new();
 
-	expect_hello(r, HELLO_BATCH | HELLO_POOL | HELLO_MOVES);
+	expect_hello(r, HELLO_ALL);
 	peer_send_hello(r, HELLO_POOL);
 	rig_sync(r);
 	for (guint i = 1; i <= N; i++) {
@@ -1158,7 +1162,7 @@ START_TEST(test_pool_ids_bounded)
 	Rig *r = rig_new();
 	GHashTable *ids = g_hash_table_new(g_direct_hash, g_direct_equal);
 
-	expect_hello(r, HELLO_BATCH | HELLO_POOL | HELLO_MOVES);
+	expect_hello(r, HELLO_ALL);
 	peer_send_hello(r, HELLO_POOL);
 	rig_sync(r);
 	/* 64 KiB to 8 MiB classes: 8 events each, every one a new buffer. */
@@ -1293,7 +1297,7 @@ START_TEST(test_pool_receive)
 	uint8_t *a = g_malloc(SIZE), *b = g_malloc(SIZE);
 	Rig *r = rig_new();
 
-	expect_hello(r, HELLO_BATCH | HELLO_POOL | HELLO_MOVES);
+	expect_hello(r, HELLO_ALL);
 	peer_send_hello(r, HELLO_POOL);
 	fill_pattern(a, SIZE, 1);
 	fill_pattern(b, SIZE, 2);
@@ -1419,7 +1423,7 @@ START_TEST(test_pool_hostile)
 	warm_up();
 	int before = count_fds();
 	Rig *r = rig_new();
-	expect_hello(r, HELLO_BATCH | HELLO_POOL | HELLO_MOVES);
+	expect_hello(r, HELLO_ALL);
 	peer_send_hello(r, HELLO_BATCH | HELLO_POOL);
 	rig_sync(r);
 	send_bad_pool(r, how);
@@ -1429,6 +1433,572 @@ START_TEST(test_pool_hostile)
 }
 END_TEST
 
+
+/*
+ * The shared-memory ring (HELLO_RING), as the doc spells it: RING_SETUP
+ * (type 0x83, body u32 LE data size, u32 0; fds: the sender's ring memfd,
+ * the eventfd it polls for the peer's ring); a ring is a 4 KiB header page
+ * (tail u64 at 64, head u64 at 128, armed u32 at 136) and RING_DATA bytes
+ * of entries (u32 LE size, u32 LE gate, payload padded to 8). Once a
+ * side's setup went, its socket packets carry its ring's write position in
+ * header bytes 4-7.
+ */
+#define PACKET_RING_SETUP 0x83
+#define RING_DATA (128u << 10)
+#define RING_MAP (4096u + RING_DATA)
+#define RING_TAIL 64
+#define RING_HEAD 128
+#define RING_ARMED 136
+
+typedef struct {
+	int memfd;
+	uint8_t *map;
+	guint64 pos; /* the fake's own index: tail (its ring) or head (the node's) */
+} FakeRing;
+
+typedef struct {
+	Rig *r;
+	FakeRing tx;  /* the fake node's ring, the node reads it */
+	FakeRing rx;  /* the node's ring, mapped from its setup */
+	int node_efd; /* the node's eventfd: the fake writes it to wake the node */
+	int fake_efd; /* ours: the node writes it */
+	guint32 sock_sent; /* the fake's socket packets since its setup (the gate) */
+} RingRig;
+
+static guint64 *ring_word(uint8_t *map, size_t off)
+{
+	return (guint64 *)(map + off);
+}
+
+static int ring_memfd_new(int seals)
+{
+	int fd = memfd_create("fake-ring", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(ftruncate(fd, RING_MAP), 0);
+	if (seals)
+		ck_assert_int_eq(fcntl(fd, F_ADD_SEALS, seals), 0);
+	return fd;
+}
+
+/* A packet of the fake node stamped with its ring's write position. */
+static void ring_peer_send(RingRig *rr, guint8 type, const void *body, size_t size,
+			   const int *fds, size_t n_fds, guint32 stamp)
+{
+	uint8_t header[PACKET_HEADER] = {type};
+	guint32 le = GUINT32_TO_LE(stamp);
+	memcpy(header + 4, &le, 4);
+	struct iovec iov[2] = {{header, PACKET_HEADER}, {(void *)body, size}};
+	ssize_t sent = pal_send_with_fds(rr->r->sock, iov, size ? 2 : 1, fds, n_fds, 0);
+	ck_assert_int_eq(sent, (ssize_t)(PACKET_HEADER + size));
+	rr->sock_sent++;
+}
+
+static void ring_setup_body(uint8_t body[8], guint32 size)
+{
+	guint32 le = GUINT32_TO_LE(size);
+	memset(body, 0, 8);
+	memcpy(body, &le, 4);
+}
+
+/* The node's next packet (its header's stamp not checked). */
+static void ring_node_recv(RingRig *rr, Packet *pk)
+{
+	int got = packet_recv(rr->r->sock, pk, wait_ms());
+	ck_assert_msg(got == 1, got ? "the node ended the connection" : "no packet from the node");
+}
+
+/*
+ * A rig whose fake node reads rings: the node's setup is checked and
+ * mapped; with @send_setup, the fake node sends its own.
+ */
+static RingRig *ring_rig_new(gboolean send_setup)
+{
+	RingRig *rr = g_new0(RingRig, 1);
+	Packet pk;
+	struct stat st;
+
+	rr->r = rig_new();
+	expect_hello(rr->r, HELLO_ALL);
+	peer_send_hello(rr->r, HELLO_ALL);
+	ring_node_recv(rr, &pk);
+	ck_assert_int_eq(pk.type, PACKET_RING_SETUP);
+	ck_assert_uint_eq(pk.body_size, 8);
+	ck_assert_uint_eq(get_le32(pk.body), RING_DATA);
+	ck_assert_uint_eq(get_le32(pk.body + 4), 0);
+	ck_assert_uint_eq(pal_fd_array_len(pk.fds), 2);
+	ck_assert_uint_eq(get_le32(pk.data + 4), 0); /* its stamp: the ring is empty */
+	rr->rx.memfd = pal_fd_array_steal(pk.fds, 0);
+	rr->node_efd = pal_fd_array_steal(pk.fds, 1);
+	packet_clear(&pk);
+	int seals = fcntl(rr->rx.memfd, F_GET_SEALS);
+	ck_assert_int_eq(seals & (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL),
+			 F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+	ck_assert_int_eq(fstat(rr->rx.memfd, &st), 0);
+	ck_assert_int_eq(st.st_size, RING_MAP);
+	rr->rx.map = mmap(NULL, RING_MAP, PROT_READ | PROT_WRITE, MAP_SHARED, rr->rx.memfd, 0);
+	ck_assert(rr->rx.map != MAP_FAILED);
+
+	rr->tx.memfd = ring_memfd_new(F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+	rr->tx.map = mmap(NULL, RING_MAP, PROT_READ | PROT_WRITE, MAP_SHARED, rr->tx.memfd, 0);
+	ck_assert(rr->tx.map != MAP_FAILED);
+	rr->fake_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	ck_assert_int_ge(rr->fake_efd, 0);
+	if (send_setup) {
+		uint8_t body[8];
+		ring_setup_body(body, RING_DATA);
+		int fds[2] = {rr->tx.memfd, rr->fake_efd};
+		ring_peer_send(rr, PACKET_RING_SETUP, body, 8, fds, 2, 0);
+	}
+	return rr;
+}
+
+static void ring_rig_free(RingRig *rr)
+{
+	Rig *r = rr->r;
+	munmap(rr->tx.map, RING_MAP);
+	munmap(rr->rx.map, RING_MAP);
+	close(rr->tx.memfd);
+	close(rr->rx.memfd);
+	close(rr->node_efd);
+	close(rr->fake_efd);
+	g_free(rr);
+	rig_free(r);
+}
+
+/* Raw: an entry header and payload at the fake's tail, not published. */
+static void fake_ring_put(RingRig *rr, guint32 size_field, guint32 gate, const void *data,
+			  size_t size)
+{
+	uint8_t *d = rr->tx.map + 4096;
+	guint32 h[2] = {GUINT32_TO_LE(size_field), GUINT32_TO_LE(gate)};
+	memcpy(d + (rr->tx.pos % RING_DATA), h, 8);
+	guint64 pos = rr->tx.pos + 8;
+	for (size_t i = 0; i < size; i++, pos++)
+		d[pos % RING_DATA] = ((const uint8_t *)data)[i];
+	rr->tx.pos += 8 + ((size + 7) & ~(size_t)7);
+}
+
+static void fake_ring_publish(RingRig *rr)
+{
+	__atomic_store_n(ring_word(rr->tx.map, RING_TAIL), rr->tx.pos, __ATOMIC_RELEASE);
+	guint64 one = 1;
+	ck_assert_int_eq(write(rr->node_efd, &one, 8), 8);
+}
+
+/* A numbered message to the node's port through the fake's ring, gated on the socket packets so far. */
+static void fake_ring_send(RingRig *rr, const char *text)
+{
+	GByteArray *ev = event_build(&rr->r->mine, rr->r->next_seq++, text, strlen(text), 0);
+	fake_ring_put(rr, ev->len, rr->sock_sent, ev->data, ev->len);
+	g_byte_array_unref(ev);
+}
+
+static void expect_text(Rig *r, const char *text, size_t n_fds)
+{
+	MeshMessage *msg = expect_message(r);
+	check_payload(msg, text, strlen(text));
+	ck_assert_uint_eq(mesh_message_get_n_resources(msg), n_fds);
+	mesh_message_free(msg);
+}
+
+/*
+ * The node reads the fake's ring, in the order the fake sent on both
+ * paths: an entry gated on a socket packet waits for it even when it is
+ * written first, and a socket packet waits for the entries before it.
+ */
+START_TEST(test_ring_receive)
+{
+	warm_up();
+	int before = count_fds();
+	RingRig *rr = ring_rig_new(TRUE);
+	Rig *r = rr->r;
+
+	fake_ring_send(rr, "r1");
+	fake_ring_send(rr, "r2");
+	fake_ring_publish(rr);
+	expect_text(r, "r1", 0);
+	expect_text(r, "r2", 0);
+
+	/* r3 in the ring, then s4 on the socket (after r3), then r5 gated after s4. */
+	fake_ring_send(rr, "r3");
+	guint32 stamp = (guint32)rr->tx.pos;
+	guint32 gate_after = rr->sock_sent + 1;
+	GByteArray *ev5 = event_build(&r->mine, 5, "r5", 2, 0);
+	GByteArray *ev4 = event_build(&r->mine, 4, "s4", 2, 1);
+	r->next_seq = 6;
+	fake_ring_put(rr, ev5->len, gate_after, ev5->data, ev5->len);
+	/* Both entries visible before the socket packet: r5 must still wait for s4. */
+	fake_ring_publish(rr);
+	expect_text(r, "r3", 0);
+	g_usleep(20 * 1000);
+	ck_assert_ptr_null(g_async_queue_try_pop(r->inbox->queue));
+	int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	ring_peer_send(rr, PACKET_EVENT, ev4->data, ev4->len, &fd, 1, stamp);
+	close(fd);
+	expect_text(r, "s4", 1);
+	expect_text(r, "r5", 0);
+	g_byte_array_unref(ev4);
+	g_byte_array_unref(ev5);
+
+	/*
+	 * Entries written but not yet woken for: the socket packet after them
+	 * drains them first. It goes to a second port, whose sequence numbers
+	 * cannot put it after the first port's: only the stamp orders them
+	 * (as it orders a message that carries a port before the events to
+	 * that port).
+	 */
+	MeshPortId mine2, theirs2;
+	mesh_uuid_generate(&mine2);
+	mesh_uuid_generate(&theirs2);
+	MeshPort *p2 = mesh_node_add_port(r->node, &mine2, &r->peer, &theirs2);
+	Inbox in2 = {r->inbox->queue, p2};
+	port_set_handler(p2, &inbox_handler, &in2);
+	for (int i = 0; i < 50; i++) {
+		char t[16];
+		snprintf(t, sizeof(t), "w%d", i);
+		fake_ring_send(rr, t);
+	}
+	__atomic_store_n(ring_word(rr->tx.map, RING_TAIL), rr->tx.pos, __ATOMIC_RELEASE);
+	GByteArray *ev_after = event_build(&mine2, 1, "after", 5, 0);
+	ring_peer_send(rr, PACKET_EVENT, ev_after->data, ev_after->len, NULL, 0, (guint32)rr->tx.pos);
+	g_byte_array_unref(ev_after);
+	for (int i = 0; i < 50; i++) {
+		char t[16];
+		snprintf(t, sizeof(t), "w%d", i);
+		expect_text(r, t, 0);
+	}
+	expect_text(r, "after", 0);
+	port_set_handler(p2, NULL, NULL);
+	mesh_port_close(p2);
+	/* The node consumed all: its head is the fake's tail. */
+	ck_assert_uint_eq(__atomic_load_n(ring_word(rr->tx.map, RING_HEAD), __ATOMIC_ACQUIRE),
+			  rr->tx.pos);
+	ring_rig_free(rr);
+	wait_fds_back_to(before);
+}
+END_TEST
+
+/* One entry of the node's ring, copied out: its event; NULL if there is none. */
+static GByteArray *fake_ring_take(RingRig *rr, guint32 *ret_gate)
+{
+	guint64 tail = __atomic_load_n(ring_word(rr->rx.map, RING_TAIL), __ATOMIC_ACQUIRE);
+	if (tail == rr->rx.pos)
+		return NULL;
+	const uint8_t *d = rr->rx.map + 4096;
+	guint32 size = get_le32(d + rr->rx.pos % RING_DATA);
+	*ret_gate = get_le32(d + rr->rx.pos % RING_DATA + 4);
+	ck_assert(size > 0 && size <= 16376);
+	GByteArray *ev = g_byte_array_sized_new(size);
+	for (guint32 i = 0; i < size; i++) {
+		uint8_t b = d[(rr->rx.pos + 8 + i) % RING_DATA];
+		g_byte_array_append(ev, &b, 1);
+	}
+	rr->rx.pos += 8 + ((size + 7) & ~7u);
+	__atomic_store_n(ring_word(rr->rx.map, RING_HEAD), rr->rx.pos, __ATOMIC_RELEASE);
+	return ev;
+}
+
+static gboolean eventfd_fired(int efd)
+{
+	guint64 v;
+	return read(efd, &v, 8) == 8;
+}
+
+/*
+ * The node writes small events to its ring once the fake's setup came,
+ * events with fds and large ones to the socket stamped with the ring's
+ * position, and writes the eventfd only when the fake said it sleeps.
+ */
+START_TEST(test_ring_send)
+{
+	warm_up();
+	int before = count_fds();
+	RingRig *rr = ring_rig_new(TRUE);
+	Rig *r = rr->r;
+	guint32 gate;
+	Packet pk;
+
+	rig_sync(r); /* the node has the fake's setup */
+	/* Not armed: no wake-up. */
+	__atomic_store_n((guint32 *)(rr->tx.map + RING_ARMED), 0, __ATOMIC_SEQ_CST);
+	node_send_numbered(r, 1, 1, 0);
+	GByteArray *ev = fake_ring_take(rr, &gate);
+	ck_assert_ptr_nonnull(ev);
+	ck_assert_uint_eq(check_numbered_event(r, ev->data, ev->len), 1);
+	ck_assert_uint_eq(gate, 1); /* after its setup packet */
+	g_byte_array_unref(ev);
+	ck_assert(!eventfd_fired(rr->fake_efd));
+	/* Armed (the fake's ring setup names its eventfd): one wake-up, armed cleared. */
+	guint32 *armed = (guint32 *)(rr->rx.map + RING_ARMED);
+	__atomic_store_n(armed, 1, __ATOMIC_SEQ_CST);
+	node_send_numbered(r, 2, 2, 0);
+	ck_assert(eventfd_fired(rr->fake_efd));
+	ck_assert_uint_eq(__atomic_load_n(armed, __ATOMIC_SEQ_CST), 0);
+	node_send_numbered(r, 3, 3, 0);
+	ck_assert(!eventfd_fired(rr->fake_efd));
+
+	/* An fd goes by the socket, stamped after entries 2 and 3; 5 goes after it. */
+	int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	MeshMessage *m = mesh_message_new("fd", 2);
+	mesh_message_add_fd_take(m, fd);
+	ck_assert(port_send(r->port, m, FALSE));
+	node_send_numbered(r, 5, 5, 0);
+	guint64 ring_after3 = 0;
+	for (int want = 2; want <= 3; want++) {
+		ev = fake_ring_take(rr, &gate);
+		ck_assert_ptr_nonnull(ev);
+		ck_assert_uint_eq(check_numbered_event(r, ev->data, ev->len), (guint64)want);
+		ck_assert_uint_eq(gate, 1);
+		g_byte_array_unref(ev);
+	}
+	ring_after3 = rr->rx.pos;
+	ring_node_recv(rr, &pk);
+	ck_assert_int_eq(pk.type, PACKET_EVENT);
+	ck_assert_uint_eq(get_le32(pk.data + 4), (guint32)ring_after3);
+	ck_assert_uint_eq(pal_fd_array_len(pk.fds), 1);
+	packet_clear(&pk);
+	ev = fake_ring_take(rr, &gate);
+	ck_assert_ptr_nonnull(ev);
+	ck_assert_uint_eq(check_numbered_event(r, ev->data, ev->len), 5);
+	ck_assert_uint_eq(gate, 2); /* after the fd's packet */
+	g_byte_array_unref(ev);
+
+	/* A full ring: the rest goes by the socket, in order. */
+	guint n = 0, sent = 6;
+	for (; rr->rx.pos + RING_DATA > __atomic_load_n(ring_word(rr->rx.map, RING_TAIL),
+							  __ATOMIC_ACQUIRE) + 247;
+	     sent++)
+		node_send_numbered(r, sent, sent, FLOOD_MESSAGE);
+	node_send_numbered(r, sent, sent + 4, FLOOD_MESSAGE);
+	sent += 5;
+	GArray *seqs = g_array_new(FALSE, FALSE, sizeof(guint64));
+	for (guint64 s = 1; s <= 5; s++)
+		g_array_append_val(seqs, s);
+	while ((ev = fake_ring_take(rr, &gate))) {
+		guint64 s = check_numbered_event(r, ev->data, ev->len);
+		g_array_append_val(seqs, s);
+		g_byte_array_unref(ev);
+		n++;
+	}
+	while (seqs->len < sent - 1) {
+		ring_node_recv(rr, &pk);
+		ck_assert_uint_eq(get_le32(pk.data + 4), (guint32)rr->rx.pos);
+		memset(pk.data + 4, 0, 4); /* the stamp checked: the rest as before */
+		collect_numbered(r, &pk, seqs);
+		packet_clear(&pk);
+	}
+	check_seqs(seqs, sent - 1);
+	ck_assert_uint_gt(n, 100);
+	ring_rig_free(rr);
+	wait_fds_back_to(before);
+	g_array_unref(seqs);
+}
+END_TEST
+
+typedef enum {
+	BAD_RING_TAIL_RANGE,
+	BAD_RING_TAIL_ODD,
+	BAD_RING_SIZE_ZERO,
+	BAD_RING_SIZE_HUGE,
+	BAD_RING_SIZE_PAST_TAIL,
+	BAD_RING_STAMP_AHEAD,
+	BAD_RING_STAMP_FAR,
+	BAD_RING_ACROSS_STAMP,
+	BAD_RING_SECOND_SETUP,
+	BAD_RING_UNSEALED,
+	BAD_RING_NOT_EVENTFD,
+	BAD_RING_PARAMS,
+	BAD_RING_SETUP_FDS,
+	BAD_RING_HEAD,
+} BadRing;
+
+static const char *const bad_ring_reasons[] = {
+	[BAD_RING_TAIL_RANGE] = "ring with its write position out of range",
+	[BAD_RING_TAIL_ODD] = "ring with its write position out of range",
+	[BAD_RING_SIZE_ZERO] = "ring entry of a bad size",
+	[BAD_RING_SIZE_HUGE] = "ring entry of a bad size",
+	[BAD_RING_SIZE_PAST_TAIL] = "ring entry of a bad size",
+	[BAD_RING_STAMP_AHEAD] = "socket packet ahead of its shared-memory ring entries",
+	[BAD_RING_STAMP_FAR] = "socket packet stamped out of the shared-memory ring's range",
+	/* Or, when the ring's source took the entry first, "stamped out of ...range". */
+	[BAD_RING_ACROSS_STAMP] = "socket packet",
+	[BAD_RING_SECOND_SETUP] = "a second ring setup",
+	[BAD_RING_UNSEALED] = "ring in a memfd that is not sealed",
+	[BAD_RING_NOT_EVENTFD] = "ring setup without an eventfd",
+	[BAD_RING_PARAMS] = "ring setup with unknown parameters",
+	[BAD_RING_SETUP_FDS] = "ring setup of a bad size",
+	[BAD_RING_HEAD] = "ring with its read position out of range",
+};
+
+/*
+ * A peer that writes garbage into its ring, its setup or the node's ring:
+ * the connection fails naming the node and the reason, the process goes
+ * on, and every fd and mapping goes with the connection.
+ */
+START_TEST(test_ring_hostile)
+{
+	BadRing how = (BadRing)_i;
+	gboolean setup = how != BAD_RING_UNSEALED && how != BAD_RING_NOT_EVENTFD &&
+			 how != BAD_RING_PARAMS && how != BAD_RING_SETUP_FDS;
+
+	warm_up();
+	int before = count_fds();
+	RingRig *rr = ring_rig_new(setup);
+	Rig *r = rr->r;
+	uint8_t body[8];
+	int fd = -1;
+	if (setup) {
+		fake_ring_send(rr, "ok");
+		fake_ring_publish(rr);
+		expect_text(r, "ok", 0);
+	}
+	GByteArray *ev = event_build(&r->mine, r->next_seq, "x", 1, 0);
+	switch (how) {
+	case BAD_RING_TAIL_RANGE:
+		rr->tx.pos += RING_DATA + 8;
+		fake_ring_publish(rr);
+		break;
+	case BAD_RING_TAIL_ODD:
+		rr->tx.pos += 3;
+		fake_ring_publish(rr);
+		break;
+	case BAD_RING_SIZE_ZERO:
+		fake_ring_put(rr, 0, 1, NULL, 0);
+		fake_ring_publish(rr);
+		break;
+	case BAD_RING_SIZE_HUGE:
+		fake_ring_put(rr, 0xfffffff0u, 1, ev->data, ev->len);
+		fake_ring_publish(rr);
+		break;
+	case BAD_RING_SIZE_PAST_TAIL:
+		fake_ring_put(rr, 4096, 1, ev->data, ev->len);
+		fake_ring_publish(rr);
+		break;
+	case BAD_RING_STAMP_AHEAD:
+		ring_peer_send(rr, PACKET_EVENT, ev->data, ev->len, NULL, 0, (guint32)rr->tx.pos + 64);
+		break;
+	case BAD_RING_STAMP_FAR:
+		ring_peer_send(rr, PACKET_EVENT, ev->data, ev->len, NULL, 0, (guint32)rr->tx.pos + (1u << 30));
+		break;
+	case BAD_RING_ACROSS_STAMP: {
+		guint32 stamp = (guint32)rr->tx.pos + 8;
+		fake_ring_put(rr, ev->len, 1, ev->data, ev->len);
+		__atomic_store_n(ring_word(rr->tx.map, RING_TAIL), rr->tx.pos, __ATOMIC_RELEASE);
+		ring_peer_send(rr, PACKET_EVENT, ev->data, ev->len, NULL, 0, stamp);
+		break;
+	}
+	case BAD_RING_SECOND_SETUP: {
+		int fds[2] = {rr->tx.memfd, rr->fake_efd};
+		ring_setup_body(body, RING_DATA);
+		ring_peer_send(rr, PACKET_RING_SETUP, body, 8, fds, 2, (guint32)rr->tx.pos);
+		break;
+	}
+	case BAD_RING_UNSEALED: {
+		fd = ring_memfd_new(0);
+		int fds[2] = {fd, rr->fake_efd};
+		ring_setup_body(body, RING_DATA);
+		ring_peer_send(rr, PACKET_RING_SETUP, body, 8, fds, 2, 0);
+		break;
+	}
+	case BAD_RING_NOT_EVENTFD: {
+		int p[2];
+		ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+		int fds[2] = {rr->tx.memfd, p[1]};
+		ring_setup_body(body, RING_DATA);
+		ring_peer_send(rr, PACKET_RING_SETUP, body, 8, fds, 2, 0);
+		close(p[0]);
+		close(p[1]);
+		break;
+	}
+	case BAD_RING_PARAMS: {
+		int fds[2] = {rr->tx.memfd, rr->fake_efd};
+		ring_setup_body(body, 4096);
+		ring_peer_send(rr, PACKET_RING_SETUP, body, 8, fds, 2, 0);
+		break;
+	}
+	case BAD_RING_SETUP_FDS:
+		ring_setup_body(body, RING_DATA);
+		ring_peer_send(rr, PACKET_RING_SETUP, body, 8, &rr->tx.memfd, 1, 0);
+		break;
+	case BAD_RING_HEAD:
+		/* The node's ring: its read position past its write position. */
+		__atomic_store_n(ring_word(rr->rx.map, RING_HEAD), (guint64)1 << 40, __ATOMIC_RELEASE);
+		node_send_numbered(r, 1, 1, 0);
+		break;
+	}
+	g_byte_array_unref(ev);
+	if (how == BAD_RING_ACROSS_STAMP) {
+		/* The entry may have been delivered before the packet came. */
+		InboxItem *item = inbox_wait(r);
+		if (item->msg)
+			inbox_item_free(item);
+		else
+			g_async_queue_push_front(r->inbox->queue, item);
+	}
+	expect_failure(r, bad_ring_reasons[how]);
+	if (fd >= 0)
+		close(fd);
+	ring_rig_free(rr);
+	wait_fds_back_to(before);
+}
+END_TEST
+
+static gint64 cpu_us(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return (gint64)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * G_USEC_PER_SEC +
+	       ru.ru_utime.tv_usec + ru.ru_stime.tv_usec;
+}
+
+/*
+ * No polling: an idle ring costs no CPU, nor does an entry that waits for
+ * a socket packet that never comes (a hostile gate), nor a flood of
+ * wake-ups for nothing; and a garbage event in a well-formed entry is
+ * dropped like one on the socket, the connection going on.
+ */
+START_TEST(test_ring_idle)
+{
+	RingRig *rr = ring_rig_new(TRUE);
+	Rig *r = rr->r;
+	guint64 one = 1;
+
+	rig_sync(r);
+	gint64 cpu = cpu_us();
+	g_usleep(300 * 1000);
+	gint64 idle = cpu_us() - cpu;
+	GByteArray *ev = event_build(&r->mine, 99, "late", 4, 0);
+	guint64 gated_at = rr->tx.pos;
+	fake_ring_put(rr, ev->len, 1000, ev->data, ev->len);
+	g_byte_array_unref(ev);
+	fake_ring_publish(rr);
+	for (int i = 0; i < 100; i++)
+		ck_assert_int_eq(write(rr->node_efd, &one, 8), 8);
+	cpu = cpu_us();
+	g_usleep(300 * 1000);
+	gint64 stalled = cpu_us() - cpu;
+	ck_assert_msg(idle < 30000 && stalled < 30000, "CPU while idle: %" G_GINT64_FORMAT
+		      " us, while stalled: %" G_GINT64_FORMAT " us", idle, stalled);
+	ck_assert_ptr_null(g_async_queue_try_pop(r->inbox->queue));
+	/* The entry was never consumed. */
+	ck_assert_uint_eq(__atomic_load_n(ring_word(rr->tx.map, RING_HEAD), __ATOMIC_ACQUIRE), gated_at);
+	ring_rig_free(rr);
+}
+END_TEST
+
+START_TEST(test_ring_garbage_event)
+{
+	RingRig *rr = ring_rig_new(TRUE);
+	Rig *r = rr->r;
+	static const uint8_t junk[64] = {0xff, 0xee, 0xdd};
+
+	fake_ring_put(rr, sizeof(junk), 1, junk, sizeof(junk));
+	fake_ring_send(rr, "fine");
+	fake_ring_publish(rr);
+	expect_text(r, "fine", 0);
+	ring_rig_free(rr);
+}
+END_TEST
 /*
  * The switches (run in a process started with MESH_UNIX_BATCH=0,
  * MESH_UNIX_POOL=0 and MESH_UNIX_EXT_MOVES=0): the upstream wire, whatever
@@ -1534,9 +2104,10 @@ static int switches_child_main(void)
 {
 	if (g_strcmp0(g_getenv("MESH_UNIX_BATCH"), "0") != 0 ||
 	    g_strcmp0(g_getenv("MESH_UNIX_POOL"), "0") != 0 ||
-	    g_strcmp0(g_getenv("MESH_UNIX_EXT_MOVES"), "0") != 0) {
+	    g_strcmp0(g_getenv("MESH_UNIX_EXT_MOVES"), "0") != 0 ||
+	    g_strcmp0(g_getenv("MESH_UNIX_RING"), "0") != 0) {
 		fprintf(stderr, "switches child: MESH_UNIX_BATCH=0 MESH_UNIX_POOL=0 "
-				"MESH_UNIX_EXT_MOVES=0 expected\n");
+				"MESH_UNIX_EXT_MOVES=0 MESH_UNIX_RING=0 expected\n");
 		return 2;
 	}
 	Suite *s = suite_create("libmeshremote-unix-ext-off");
@@ -1568,6 +2139,7 @@ START_TEST(test_switches)
 	env = g_environ_setenv(env, "MESH_UNIX_BATCH", "0", TRUE);
 	env = g_environ_setenv(env, "MESH_UNIX_POOL", "0", TRUE);
 	env = g_environ_setenv(env, "MESH_UNIX_EXT_MOVES", "0", TRUE);
+	env = g_environ_setenv(env, "MESH_UNIX_RING", "0", TRUE);
 	/* A filter for the parent's tests would leave the child nothing to run. */
 	static const char *const filters[] = {"CK_RUN_SUITE", "CK_RUN_CASE", "CK_INCLUDE_TAGS",
 					      "CK_EXCLUDE_TAGS"};
@@ -1616,6 +2188,11 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_pool_ids_bounded);
 	tcase_add_test(tc, test_pool_receive);
 	tcase_add_loop_test(tc, test_pool_hostile, 0, BAD_POOL_UNKNOWN_FLAG + 1);
+	tcase_add_test(tc, test_ring_receive);
+	tcase_add_test(tc, test_ring_send);
+	tcase_add_loop_test(tc, test_ring_hostile, 0, BAD_RING_HEAD + 1);
+	tcase_add_test(tc, test_ring_idle);
+	tcase_add_test(tc, test_ring_garbage_event);
 	tcase_add_test(tc, test_switches);
 	suite_add_tcase(s, tc);
 

@@ -386,6 +386,130 @@ START_TEST(test_100k_messages)
 }
 END_TEST
 
+
+static void fill_bytes(uint8_t *buf, size_t size, guint salt)
+{
+	for (size_t i = 0; i < size; i++)
+		buf[i] = (uint8_t)(i * 31 + salt);
+}
+
+/* Whether this process maps a shared-memory ring (memfd "mesh-ring"). */
+static gboolean maps_ring(void)
+{
+	char *maps = NULL;
+	ck_assert(g_file_get_contents("/proc/self/maps", &maps, NULL, NULL));
+	gboolean found = strstr(maps, "memfd:mesh-ring") != NULL;
+	g_free(maps);
+	return found;
+}
+
+/*
+ * Small events through the shared-memory ring (both ways: the child echoes),
+ * interleaved with what must use the socket: large events, events with fds,
+ * events carrying ports, with traffic on the moved ports right behind the
+ * messages that carry them (those events name a port that exists only once
+ * its carrier arrived: sequence numbers cannot reorder them). Everything
+ * comes back in order; with MESH_UNIX_RING=0 the same over the socket alone.
+ */
+START_TEST(test_ring_interleaved)
+{
+	enum { N = 600, LARGE = 40000, PORTS = 8 };
+	Child *c = spawn_child("echo", NULL);
+	gboolean ring = g_strcmp0(g_getenv("MESH_UNIX_RING"), "0") != 0;
+	uint8_t *large = g_malloc(LARGE);
+	MeshPort *kept[PORTS] = {0};
+	TestRecv *kept_recv[PORTS] = {0};
+	MeshPort *back[PORTS] = {0};
+	guint n_ports = 0;
+	char text[32];
+
+	port_send_bytes(c->port, "warm up");
+	expect_bytes(c->recv, "warm up", 7);
+	ck_assert_msg(maps_ring() == ring, "ring mapped: %d, expected %d", maps_ring(), ring);
+	int before = count_fds();
+
+	for (guint i = 0; i < N; i++) {
+		MeshMessage *msg;
+		if (i % 13 == 5) {
+			fill_bytes(large, LARGE, i);
+			msg = mesh_message_new(large, LARGE);
+		} else if (i % 17 == 3) {
+			snprintf(text, sizeof(text), "fd%u", i);
+			msg = mesh_message_new(text, strlen(text));
+			mesh_message_add_fd_take(msg, open("/dev/null", O_RDONLY | O_CLOEXEC));
+		} else if (i % 71 == 9 && n_ports < PORTS) {
+			MeshPort *x, *y;
+			mesh_port_new_pair(&x, &y);
+			/* With an fd: the carrier takes the socket. */
+			msg = mesh_message_new("port", 4);
+			mesh_message_add_port_take(msg, x);
+			mesh_message_add_fd_take(msg, open("/dev/null", O_RDONLY | O_CLOEXEC));
+			port_send(c->port, msg, FALSE);
+			/* Right behind it, through the ring: events for x, wherever it is. */
+			for (int k = 0; k < 5; k++) {
+				snprintf(text, sizeof(text), "y%u.%d", n_ports, k);
+				port_send_bytes(y, text);
+			}
+			kept[n_ports++] = y;
+			continue;
+		} else {
+			snprintf(text, sizeof(text), "s%u", i);
+			msg = mesh_message_new(text, strlen(text));
+		}
+		port_send(c->port, msg, FALSE);
+	}
+	guint ports_back = 0;
+	for (guint i = 0; i < N; i++) {
+		MeshMessage *msg = expect_message(c->recv);
+		size_t size;
+		const uint8_t *data = mesh_message_get_data(msg, &size);
+		if (i % 13 == 5) {
+			fill_bytes(large, LARGE, i);
+			ck_assert_uint_eq(size, LARGE);
+			ck_assert(memcmp(data, large, LARGE) == 0);
+		} else if (i % 17 == 3) {
+			snprintf(text, sizeof(text), "fd%u", i);
+			ck_assert_uint_eq(size, strlen(text));
+			ck_assert(memcmp(data, text, size) == 0);
+			ck_assert_uint_eq(mesh_message_get_n_resources(msg), 1);
+		} else if (i % 71 == 9 && ports_back < n_ports) {
+			ck_assert_uint_eq(size, 4);
+			MeshPort *x = mesh_message_steal_port(msg, 0);
+			ck_assert_ptr_nonnull(x);
+			TestRecv *rx = test_recv_new(x);
+			for (int k = 0; k < 5; k++) {
+				snprintf(text, sizeof(text), "y%u.%d", ports_back, k);
+				expect_bytes(rx, text, strlen(text));
+			}
+			kept_recv[ports_back] = rx;
+			back[ports_back] = x;
+			ports_back++;
+			mesh_message_free(msg);
+			continue;
+		} else {
+			snprintf(text, sizeof(text), "s%u", i);
+			ck_assert_msg(size == strlen(text) && memcmp(data, text, size) == 0,
+				      "message %u out of order", i);
+		}
+		mesh_message_free(msg);
+	}
+	ck_assert_uint_eq(ports_back, n_ports);
+	for (guint k = 0; k < n_ports; k++) {
+		test_recv_free(kept_recv[k]);
+		mesh_port_close(back[k]);
+		mesh_port_close(kept[k]);
+	}
+	g_free(large);
+	child_close_port(c);
+	ck_assert_int_eq(child_finish(c), 0);
+	/* The connection's ring and eventfds went with it. */
+	for (int i = 0; i < 400 && (count_fds() > before || maps_ring()); i++)
+		g_usleep(5000);
+	ck_assert(!maps_ring());
+	ck_assert_int_le(count_fds(), before);
+}
+END_TEST
+
 START_TEST(test_child_killed)
 {
 	Child *c = spawn_child("echo", NULL);
@@ -2818,6 +2942,7 @@ int main(void)
 	tcase_add_test(tc, test_shutdown_delivers);
 	tcase_add_test(tc, test_100k_messages);
 	tcase_add_test(tc, test_child_killed);
+	tcase_add_test(tc, test_ring_interleaved);
 	tcase_add_test(tc, test_hostile_garbage);
 	tcase_add_test(tc, test_hostile_short);
 	tcase_add_test(tc, test_hostile_unsealed_memfd);

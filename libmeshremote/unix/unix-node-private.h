@@ -75,6 +75,8 @@ void unix_rx_free(UnixRx *rx);
 gboolean unix_batching_enabled(void);
 /* FALSE when MESH_UNIX_POOL=0: large events always go in a new sealed memfd. */
 gboolean unix_pooling_enabled(void);
+/* FALSE when MESH_UNIX_RING=0: no shared-memory ring (HELLO_RING) either way. */
+gboolean unix_ring_enabled(void);
 /* MESH_UNIX_EXT_MOVES (default on): the PROXY_DONE extension (HELLO_MOVES). */
 gboolean unix_ext_moves_enabled(void);
 

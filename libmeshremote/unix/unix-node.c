@@ -15,7 +15,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <sys/stat.h>
+
 #include "unix-node-private.h"
+#include "unix-ring-private.h"
 
 #define PACKET_HEADER_SIZE 8
 #define PACKET_EVENT 1
@@ -41,6 +44,14 @@
 #define POOL_RELEASE_BODY 8
 #define POOL_NEW 0x1
 /*
+ * Beyond upstream too (unix-ring.c, "The shared-memory ring" below): each
+ * side's ring, sent once. Body: u32 LE ring data size, u32 LE zero; fds:
+ * the sender's ring memfd (it produces), then the eventfd it polls for the
+ * peer's ring (it consumes).
+ */
+#define PACKET_RING_SETUP 0x83
+#define RING_SETUP_BODY 8
+/*
  * A one-way stream: after this many events sent with no packet back from
  * the peer, sends to a peer that reads batches queue for the I/O context,
  * which sends what gathered meanwhile as batches (one wakeup per batch, not
@@ -51,6 +62,8 @@
 /* Packets per recvmmsg(), and recvmmsg() calls per dispatch before other sources run. */
 #define RX_BATCH 16
 #define RX_ROUNDS 1
+/* Ring entries per dispatch before other sources run. */
+#define RING_BUDGET 64
 
 typedef struct {
 	uint8_t header[PACKET_HEADER_SIZE];
@@ -83,6 +96,18 @@ struct UnixConn {
 	UnixTxPool *tx_pool;   /* under lock, made on first use */
 	UnixRxPool *rx_pool;   /* the receive path's (one dispatcher at a time) */
 	gint streak; /* atomic: events sent since a packet last came from the peer */
+	/* The shared-memory ring (HELLO_RING); under lock: */
+	gboolean peer_rings;     /* the peer said it reads rings */
+	gboolean ring_setup_sent; /* ours went: socket packets carry stamps from then on */
+	gboolean ring_tx_on;     /* the peer's setup came: small events may go by the ring */
+	UnixTxRing *tx_ring;
+	guint32 tx_sock_seq; /* socket packets sent since (and with) our setup */
+	/* The receive side's (the I/O context's): */
+	UnixRxRing *rx_ring;  /* made with our setup (its eventfd), mapped at the peer's */
+	gboolean rx_ring_on;  /* the peer's setup came: its socket packets carry stamps */
+	guint32 rx_sock_seq;  /* socket packets of the peer taken since (and with) its setup */
+	GSource *ring_source;
+	gint ring_wake_due; /* atomic: a stream's deferred wake-up is scheduled */
 	GSource *source;
 	gpointer fd_tag;
 };
@@ -117,6 +142,8 @@ static void conn_unref(UnixConn *c)
 		close(c->fd);
 	unix_tx_pool_free(c->tx_pool);
 	unix_rx_pool_free(c->rx_pool);
+	unix_tx_ring_free(c->tx_ring);
+	unix_rx_ring_free(c->rx_ring);
 	g_mutex_clear(&c->lock);
 	g_free(c);
 }
@@ -278,6 +305,27 @@ static void conn_enqueue_unlock(UnixConn *c, OutPacket *pk)
 		schedule_write(c);
 }
 
+/*
+ * Once our ring setup went, every socket packet carries the ring's write
+ * position at its place in the stream (header bytes 4-7, u32 LE), so that
+ * the peer delivers the ring's entries before it up to there. Sets the
+ * bytes only; conn_count_packet_locked() counts the packet once it is sent
+ * or queued as a packet of its own. Locked.
+ */
+static void conn_stamp_locked(UnixConn *c, uint8_t *header)
+{
+	if (!c->ring_setup_sent)
+		return;
+	guint32 pos = GUINT32_TO_LE(unix_tx_ring_pos(c->tx_ring));
+	memcpy(header + 4, &pos, 4);
+}
+
+static void conn_count_packet_locked(UnixConn *c)
+{
+	if (c->ring_setup_sent)
+		c->tx_sock_seq++;
+}
+
 /* Sends a small packet without fds from the transport itself (any thread, unlocked). */
 static void conn_send_control(UnixConn *c, uint8_t type, const uint8_t *body, size_t size)
 {
@@ -289,6 +337,8 @@ static void conn_send_control(UnixConn *c, uint8_t type, const uint8_t *body, si
 		return;
 	}
 	int r = -EAGAIN;
+	conn_stamp_locked(c, header);
+	conn_count_packet_locked(c);
 	if (c->pending.length == 0 && !c->flushing)
 		r = packet_send(c->fd, header, body, size, NULL, 0);
 	if (r == -EAGAIN) {
@@ -395,13 +445,29 @@ static int large_event_memfd(const struct iovec *iov, size_t n_iov, size_t size)
  * flags sends it (the leader learns from it), both ends of an introduction
  * the leader marked as between C nodes send it, and so does
  * mesh_unix_node_connect_take(). None with MESH_UNIX_BATCH=0,
- * MESH_UNIX_POOL=0 and MESH_UNIX_EXT_MOVES=0 (the upstream wire).
+ * MESH_UNIX_POOL=0, MESH_UNIX_EXT_MOVES=0 and MESH_UNIX_RING=0 (the
+ * upstream wire).
  * HELLO_MOVES: the node reads and sends MESH_EVENT_PROXY_DONE (port.c: a
  * port moved in fails with the mover).
+ *
+ * The shared-memory ring (HELLO_RING, unix-ring.c; off with
+ * MESH_UNIX_RING=0): a side that knows the peer reads rings (its hello or
+ * invitation) sends PACKET_RING_SETUP with its own ring (it produces) and
+ * the eventfd it polls for the peer's (it consumes); it also sends its
+ * setup on receipt of the peer's, and writes its ring once the peer's
+ * setup came. Small events without fds go into the ring when it has room,
+ * everything else on the socket. The connection's order stays whole in
+ * both directions between the two paths: from our setup on, every socket
+ * packet carries the ring's write position (header bytes 4-7), and the
+ * reader delivers the entries before it first; every entry carries its
+ * gate, the socket packets sent before it, and waits for them. (The
+ * ports' sequence numbers would reorder one port's events, not events of
+ * different ports, nor events for a port whose carrier has not arrived.)
  */
 #define HELLO_BATCH 0x1
 #define HELLO_POOL 0x2
 #define HELLO_MOVES 0x4
+#define HELLO_RING 0x8
 static const uint8_t hello_port[16] = "mesh-c:hello:v1";
 #define HELLO_PAYLOAD 4
 #define HELLO_EVENT_HEADER 40 /* upstream's event header (protocol.rs) */
@@ -426,6 +492,12 @@ gboolean unix_pooling_enabled(void)
 {
 	static gint enabled = -1;
 	return env_switch("MESH_UNIX_POOL", &enabled);
+}
+
+gboolean unix_ring_enabled(void)
+{
+	static gint enabled = -1;
+	return env_switch("MESH_UNIX_RING", &enabled);
 }
 
 gboolean unix_ext_moves_enabled(void)
@@ -458,7 +530,7 @@ static void hello_build(uint8_t out[HELLO_SIZE], guint16 flags)
 guint unix_hello_flags(void)
 {
 	return (unix_batching_enabled() ? HELLO_BATCH : 0) | (unix_pooling_enabled() ? HELLO_POOL : 0) |
-	       (unix_ext_moves_enabled() ? HELLO_MOVES : 0);
+	       (unix_ext_moves_enabled() ? HELLO_MOVES : 0) | (unix_ring_enabled() ? HELLO_RING : 0);
 }
 
 /* What the peer reads, from its hello or its invitation: @c locked. */
@@ -467,6 +539,7 @@ static void conn_apply_hello_locked(UnixConn *c, guint hello)
 	c->peer_is_c = TRUE;
 	c->peer_batches = unix_batching_enabled() && (hello & HELLO_BATCH);
 	g_atomic_int_set(&c->peer_pools, unix_pooling_enabled() && (hello & HELLO_POOL));
+	c->peer_rings = unix_ring_enabled() && (hello & HELLO_RING);
 	/* Before any event of the peer: the hello comes first. */
 	if (!c->ended && c->remote)
 		mesh_remote_node_set_features(c->remote, unix_ext_moves_enabled() &&
@@ -535,6 +608,16 @@ static gboolean out_packet_append(OutPacket *pk, const struct iovec *iov, size_t
 	for (size_t i = 0; i < n_fds; i++)
 		pk->fds[pk->n_fds++] = dups[i];
 	return TRUE;
+}
+
+/* A stream's deferred wake-up of the peer's ring consumer (on the I/O context). */
+static gboolean ring_wake_cb(gpointer data)
+{
+	UnixConn *c = data;
+
+	g_atomic_int_set(&c->ring_wake_due, 0);
+	unix_tx_ring_wake(c->tx_ring);
+	return G_SOURCE_REMOVE;
 }
 
 /* MeshEventSink.send: on the caller's thread; the event is the concatenation of @iov. */
@@ -625,12 +708,42 @@ static void sink_send(void *user_data, const struct iovec *iov, size_t n_iov, co
 	}
 	int r = -EAGAIN;
 	gboolean small = header[0] == PACKET_EVENT;
+	if (small && n_fds == 0 && c->ring_tx_on && size <= UNIX_RING_MAX_ENTRY) {
+		/* Through shared memory when it has room; the socket otherwise. */
+		const char *why = NULL;
+		int wrote = unix_tx_ring_write(c->tx_ring, iov, n_iov, size, c->tx_sock_seq, &why);
+		if (wrote < 0) {
+			conn_break_locked(c, why);
+			g_mutex_unlock(&c->lock);
+			return;
+		}
+		if (wrote > 0) {
+			/*
+			 * A one-way stream: the I/O context wakes the peer once for
+			 * what gathered meanwhile (as batches do on the socket),
+			 * not once per event; at once when the ring fills up, so
+			 * that a late I/O thread does not stall the stream, and on
+			 * a caller's context, which may not run soon.
+			 */
+			gboolean defer = g_atomic_int_add(&c->streak, 1) >= STREAM_STREAK &&
+					 c->owner->io && !unix_tx_ring_half_full(c->tx_ring);
+			if (defer && g_atomic_int_compare_and_exchange(&c->ring_wake_due, 0, 1))
+				conn_schedule(c, ring_wake_cb, conn_ref(c), (GDestroyNotify)conn_unref);
+			g_mutex_unlock(&c->lock);
+			if (!defer)
+				unix_tx_ring_wake(c->tx_ring);
+			return;
+		}
+	}
+	conn_stamp_locked(c, header);
 	gboolean streaming = c->peer_batches && small &&
 			     g_atomic_int_add(&c->streak, 1) >= STREAM_STREAK;
 	if (c->pending.length == 0 && !c->flushing && !streaming)
 		r = packet_sendv(c->fd, header, iov, n_iov, all_fds, total_fds);
-	if (r == -EAGAIN && small && c->peer_batches && c->pending.length > 0 &&
-	    out_packet_append(g_queue_peek_tail(&c->pending), iov, n_iov, size, fds, n_fds)) {
+	OutPacket *tail_pk = g_queue_peek_tail(&c->pending);
+	if (r == -EAGAIN && small && c->peer_batches && tail_pk &&
+	    memcmp(tail_pk->header + 4, header + 4, 4) == 0 &&
+	    out_packet_append(tail_pk, iov, n_iov, size, fds, n_fds)) {
 		/* Under load: one packet carries many events (the flush is scheduled). */
 		g_mutex_unlock(&c->lock);
 	} else if (r == -EAGAIN) {
@@ -655,8 +768,10 @@ static void sink_send(void *user_data, const struct iovec *iov, size_t n_iov, co
 			pk->n_fds = i + 1;
 		}
 		memfd = -1; /* now the packet's */
+		conn_count_packet_locked(c);
 		conn_enqueue_unlock(c, pk);
 	} else {
+		conn_count_packet_locked(c);
 		if (r < 0)
 			conn_break_locked(c, g_strerror(-r));
 		g_mutex_unlock(&c->lock);
@@ -815,6 +930,156 @@ static const char *conn_handle_pool_event(UnixConn *c, const uint8_t *body, size
 	return NULL;
 }
 
+/*
+ * Sends a packet of the transport's own with fds (borrowed: duplicated when
+ * it waits in the queue), at once or through the queue. Locked; @header
+ * stamped and counted by the caller.
+ */
+static void conn_send_locked(UnixConn *c, const uint8_t *header, const uint8_t *body, size_t size,
+			     const int *fds, size_t n_fds)
+{
+	int r = -EAGAIN;
+	if (c->pending.length == 0 && !c->flushing)
+		r = packet_send(c->fd, header, body, size, fds, n_fds);
+	if (r == -EAGAIN) {
+		OutPacket *pk = g_new0(OutPacket, 1);
+		memcpy(pk->header, header, PACKET_HEADER_SIZE);
+		pk->body = g_memdup2(body, size);
+		pk->body_size = size;
+		for (size_t i = 0; i < n_fds; i++) {
+			pk->fds[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
+			if (pk->fds[i] < 0) {
+				out_packet_free(pk);
+				conn_break_locked(c, "cannot duplicate an fd");
+				return;
+			}
+			pk->n_fds = i + 1;
+		}
+		g_queue_push_tail(&c->pending, pk);
+		if (!c->write_wanted) {
+			c->write_wanted = TRUE;
+			/* Never at once: the lock is held. */
+			conn_schedule(c, conn_write_source_cb, conn_ref(c), (GDestroyNotify)conn_unref);
+		}
+	} else if (r < 0) {
+		conn_break_locked(c, g_strerror(-r));
+	}
+}
+
+/*
+ * The shared-memory ring (HELLO_RING): makes our ring and sends it, with
+ * the eventfd we poll for the peer's, once we know the peer reads rings.
+ * Locked. Without memory for it, no ring: the peer's setup is then
+ * ignored, and neither side writes a ring.
+ */
+static void conn_ring_setup_locked(UnixConn *c)
+{
+	if (!unix_ring_enabled() || c->ring_setup_sent || c->ended || c->broken || c->send_closed)
+		return;
+	UnixTxRing *tx = unix_tx_ring_new();
+	UnixRxRing *rx = tx ? unix_rx_ring_new() : NULL;
+	if (!rx) {
+		debug_log(LOG_FIELDS("MESH_NODE", LOG_ID(mesh_node_get_id(c->owner->node)), "MESH_PEER",
+				     LOG_ID(&c->peer)),
+			  "mesh: no shared-memory ring: %s", g_strerror(errno));
+		unix_tx_ring_free(tx);
+		return;
+	}
+	c->tx_ring = tx;
+	c->rx_ring = rx;
+	uint8_t header[PACKET_HEADER_SIZE] = {PACKET_RING_SETUP};
+	uint8_t body[RING_SETUP_BODY] = {0};
+	guint32 le = GUINT32_TO_LE((guint32)UNIX_RING_DATA_SIZE);
+	memcpy(body, &le, 4);
+	int fds[2] = {unix_tx_ring_get_memfd(tx), unix_rx_ring_get_eventfd(rx)};
+	c->ring_setup_sent = TRUE;
+	conn_stamp_locked(c, header);
+	conn_count_packet_locked(c);
+	conn_send_locked(c, header, body, sizeof(body), fds, 2);
+}
+
+static void ring_source_attach(UnixConn *c);
+
+/* The peer's PACKET_RING_SETUP: map its ring, wake it through its eventfd. */
+static const char *conn_handle_ring_setup(UnixConn *c, const uint8_t *body, size_t size,
+					  PalFdArray *fds)
+{
+	guint32 ring_size, zero;
+	struct stat st;
+
+	if (!unix_ring_enabled())
+		return "unknown packet type";
+	if (size != RING_SETUP_BODY || pal_fd_array_len(fds) != 2)
+		return "ring setup of a bad size";
+	if (c->rx_ring_on)
+		return "a second ring setup";
+	memcpy(&ring_size, body, 4);
+	memcpy(&zero, body + 4, 4);
+	if (GUINT32_FROM_LE(ring_size) != UNIX_RING_DATA_SIZE || zero)
+		return "ring setup with unknown parameters";
+	const int *f = pal_fd_array_peek_data(fds);
+	/*
+	 * Its wake-up fd must be an anonymous inode (an eventfd): a pipe or a
+	 * socket could block our writes or raise SIGPIPE.
+	 */
+	if (fstat(f[1], &st) < 0 || (st.st_mode & S_IFMT) != 0)
+		return "ring setup without an eventfd";
+	g_mutex_lock(&c->lock);
+	conn_ring_setup_locked(c);
+	if (!c->ring_setup_sent || c->ended) {
+		g_mutex_unlock(&c->lock);
+		return NULL;
+	}
+	const char *reason = unix_rx_ring_map(c->rx_ring, f[0]);
+	if (reason) {
+		g_mutex_unlock(&c->lock);
+		return reason;
+	}
+	int efd = pal_fd_array_steal(fds, 1);
+	int fl = fcntl(efd, F_GETFL);
+	if (fl >= 0)
+		fcntl(efd, F_SETFL, fl | O_NONBLOCK);
+	unix_tx_ring_set_wake_take(c->tx_ring, efd);
+	c->ring_tx_on = TRUE;
+	c->rx_ring_on = TRUE;
+	c->rx_sock_seq = 1; /* this packet */
+	g_mutex_unlock(&c->lock);
+	ring_source_attach(c);
+	return NULL;
+}
+
+/*
+ * Delivers the peer's ring entries in order: those before the socket
+ * packet stamped @stamp (@to_stamp: all of them must be there), or those
+ * deliverable now, at most @budget. NULL, or why the connection must end.
+ */
+static const char *conn_ring_drain(UnixConn *c, gboolean to_stamp, guint32 stamp, guint budget)
+{
+	uint8_t buf[UNIX_RING_MAX_ENTRY];
+
+	for (guint n = 0; to_stamp || n < budget; n++) {
+		size_t max = UNIX_RING_DATA_SIZE, size = 0;
+		const char *reason = NULL;
+		if (to_stamp) {
+			guint32 dist = stamp - unix_rx_ring_pos(c->rx_ring);
+			if (dist == 0)
+				return NULL;
+			if (dist > UNIX_RING_DATA_SIZE)
+				return "socket packet stamped out of the shared-memory ring's range";
+			max = dist;
+		}
+		int k = unix_rx_ring_next(c->rx_ring, c->rx_sock_seq, max, buf, &size, &reason);
+		if (k < 0)
+			return reason;
+		if (k == 0)
+			return to_stamp ? "socket packet ahead of its shared-memory ring entries" : NULL;
+		if (n == 0)
+			g_atomic_int_set(&c->streak, 0); /* the peer talks back: no stream */
+		mesh_node_receive_event(c->owner->node, &c->peer, buf, size, NULL, 0);
+	}
+	return NULL;
+}
+
 /* Handles one received packet. Returns NULL or why the connection must end. */
 static const char *conn_handle_packet(UnixConn *c, const uint8_t *buf, size_t size,
 				      PalFdArray *fds)
@@ -830,6 +1095,8 @@ static const char *conn_handle_packet(UnixConn *c, const uint8_t *buf, size_t si
 		if (hello >= 0) {
 			g_mutex_lock(&c->lock);
 			conn_apply_hello_locked(c, (guint)hello);
+			if (c->peer_rings)
+				conn_ring_setup_locked(c);
 			g_mutex_unlock(&c->lock);
 			return NULL;
 		}
@@ -842,6 +1109,9 @@ static const char *conn_handle_packet(UnixConn *c, const uint8_t *buf, size_t si
 					size - PACKET_HEADER_SIZE, moved, n_fds);
 		return NULL;
 	}
+	case PACKET_RING_SETUP:
+		return conn_handle_ring_setup(c, buf + PACKET_HEADER_SIZE, size - PACKET_HEADER_SIZE,
+					      fds);
 	case PACKET_BATCH:
 		return conn_handle_batch(c, buf + PACKET_HEADER_SIZE, size - PACKET_HEADER_SIZE, fds);
 	case PACKET_POOL_EVENT:
@@ -914,13 +1184,19 @@ static void conn_end(UnixConn *c, const char *reason)
 		c->write_shut = TRUE;
 	}
 	GSource *source = c->source;
+	GSource *ring_source = c->ring_source;
 	c->source = NULL;
 	c->fd_tag = NULL;
+	c->ring_source = NULL;
 	g_mutex_unlock(&c->lock);
 
 	if (source) {
 		g_source_destroy(source);
 		g_source_unref(source);
+	}
+	if (ring_source) {
+		g_source_destroy(ring_source);
+		g_source_unref(ring_source);
 	}
 	const char *why = reason ? reason : "remote node disconnected";
 	g_mutex_lock(&owner->lock);
@@ -1062,7 +1338,16 @@ static gboolean conn_dispatch(gint fd, GIOCondition cond, gpointer data)
 				end = TRUE;
 				reason = recv_error_reason(r);
 			} else {
-				reason = conn_handle_packet(c, rx->iov[i].iov_base, (size_t)r, rx->fds[i]);
+				const uint8_t *pkt = rx->iov[i].iov_base;
+				if (c->rx_ring_on && r >= PACKET_HEADER_SIZE) {
+					/* The ring's entries sent before this packet go first. */
+					guint32 stamp;
+					memcpy(&stamp, pkt + 4, 4);
+					reason = conn_ring_drain(c, TRUE, GUINT32_FROM_LE(stamp), 0);
+					c->rx_sock_seq++;
+				}
+				if (!reason)
+					reason = conn_handle_packet(c, pkt, (size_t)r, rx->fds[i]);
 				end = reason != NULL;
 			}
 			pal_fd_array_clear(rx->fds[i]);
@@ -1071,6 +1356,14 @@ static gboolean conn_dispatch(gint fd, GIOCondition cond, gpointer data)
 			break;
 	}
 	rx_release(c->owner, rx);
+	/*
+	 * Ring entries that waited for these packets; at the peer's end of
+	 * stream, all that it wrote before it.
+	 */
+	if (c->rx_ring_on && !reason)
+		reason = conn_ring_drain(c, FALSE, 0, end ? G_MAXUINT : RING_BUDGET);
+	if (reason)
+		end = TRUE;
 	if (end)
 		conn_end(c, reason);
 	conn_unref(c);
@@ -1098,6 +1391,78 @@ static GSourceFuncs conn_source_funcs = {
 	.dispatch = conn_source_dispatch,
 	.finalize = conn_source_finalize,
 };
+
+/*
+ * The peer's ring on the I/O context: ready when an entry is there (none:
+ * it says it sleeps, then polls the eventfd the peer writes). Whoever
+ * iterates the context runs it, a borrowing receiver too.
+ */
+typedef struct {
+	GSource base;
+	UnixConn *conn;
+	gpointer tag;
+} RingSource;
+
+static gboolean ring_source_prepare(GSource *source, gint *timeout)
+{
+	UnixConn *c = ((RingSource *)source)->conn;
+
+	*timeout = -1;
+	if (unix_rx_ring_ready(c->rx_ring, c->rx_sock_seq))
+		return TRUE;
+	if (!unix_rx_ring_arm(c->rx_ring, c->rx_sock_seq))
+		return FALSE;
+	unix_rx_ring_disarm(c->rx_ring);
+	return TRUE;
+}
+
+static gboolean ring_source_check(GSource *source)
+{
+	RingSource *rs = (RingSource *)source;
+	UnixConn *c = rs->conn;
+
+	if (g_source_query_unix_fd(source, rs->tag) & G_IO_IN)
+		unix_rx_ring_ack_wake(c->rx_ring);
+	return unix_rx_ring_ready(c->rx_ring, c->rx_sock_seq);
+}
+
+static gboolean ring_source_dispatch(GSource *source, GSourceFunc callback, gpointer data)
+{
+	UnixConn *c = ((RingSource *)source)->conn;
+
+	unix_rx_ring_disarm(c->rx_ring);
+	conn_ref(c);
+	const char *reason = conn_ring_drain(c, FALSE, 0, RING_BUDGET);
+	if (reason)
+		conn_end(c, reason);
+	conn_unref(c);
+	return reason ? G_SOURCE_REMOVE : G_SOURCE_CONTINUE;
+}
+
+static GSourceFuncs ring_source_funcs = {
+	.prepare = ring_source_prepare,
+	.check = ring_source_check,
+	.dispatch = ring_source_dispatch,
+	.finalize = conn_source_finalize,
+};
+
+/* On the I/O context, once the peer's ring is mapped. */
+static void ring_source_attach(UnixConn *c)
+{
+	RingSource *rs = (RingSource *)g_source_new(&ring_source_funcs, sizeof(RingSource));
+	rs->conn = conn_ref(c);
+	rs->tag = g_source_add_unix_fd(&rs->base, unix_rx_ring_get_eventfd(c->rx_ring), G_IO_IN);
+	g_source_set_can_recurse(&rs->base, TRUE);
+	g_mutex_lock(&c->lock);
+	gboolean ended = c->ended;
+	if (!ended)
+		c->ring_source = &rs->base;
+	g_mutex_unlock(&c->lock);
+	if (!ended)
+		g_source_attach(&rs->base, c->owner->context);
+	else
+		g_source_unref(&rs->base);
+}
 
 static gboolean attach_cb(gpointer data)
 {
@@ -1202,6 +1567,11 @@ gboolean unix_node_connect_take(MeshUnixNode *u, const MeshNodeId *peer, int fd,
 			debug_log(LOG_FIELDS("MESH_PEER", LOG_ID(&c->peer)),
 				  "mesh: batch hello not sent: %s", g_strerror(errno));
 	}
+	/* After the hello: the peer (known from its invitation) reads rings. */
+	g_mutex_lock(&c->lock);
+	if (c->peer_rings && send_hello)
+		conn_ring_setup_locked(c);
+	g_mutex_unlock(&c->lock);
 	if (!mesh_remote_node_connect(c->remote, &unix_sink, conn_ref(c))) {
 		/* The sink's destroy already dropped its reference. */
 		g_mutex_lock(&c->lock);
