@@ -64,6 +64,7 @@ typedef struct SiPort {
 	/* SI_SERVER */
 	WCHAR pipe_name[160];
 	HANDLE first_instance;
+	HANDLE name_claim; /* a named mutex: Wine ignores FILE_FLAG_FIRST_PIPE_INSTANCE */
 	HANDLE stop;
 	HANDLE listener;
 	/* SI_CLIENT and SI_COMM: one connection */
@@ -381,11 +382,25 @@ static NTSTATUS NTAPI si_create_port(HANDLE *port, OBJECT_ATTRIBUTES *oa,
 	if (!root_ok(oa))
 		return MESH_STATUS_INVALID_PARAMETER;
 	pipe_name(name, 160, oa);
+	WCHAR claim_name[200];
+	HANDLE claim;
+
+	_snwprintf(claim_name, 200, L"Local\\%ls", name + 9);
+	claim = CreateMutexW(NULL, FALSE, claim_name);
+	if (!claim)
+		return MESH_STATUS_INVALID_PARAMETER;
+	if (GetLastError() == ERROR_ALREADY_EXISTS) {
+		CloseHandle(claim);
+		return MESH_STATUS_OBJECT_NAME_COLLISION;
+	}
 	inst = make_instance(name, TRUE);
-	if (inst == INVALID_HANDLE_VALUE)
+	if (inst == INVALID_HANDLE_VALUE) {
+		CloseHandle(claim);
 		return GetLastError() == ERROR_ACCESS_DENIED ? MESH_STATUS_OBJECT_NAME_COLLISION
 							      : MESH_STATUS_INVALID_PARAMETER;
+	}
 	p = port_new(SI_SERVER, attr ? attr->MaxMessageLength : 0);
+	p->name_claim = claim;
 	wcscpy(p->pipe_name, name);
 	p->first_instance = inst;
 	p->stop = CreateEventW(NULL, TRUE, FALSE, NULL);
@@ -909,6 +924,7 @@ static BOOL WINAPI si_close(HANDLE h)
 		WaitForSingleObject(p->listener, INFINITE);
 		CloseHandle(p->listener);
 		CloseHandle(p->stop);
+		CloseHandle(p->name_claim);
 		/* Connections whose comm port is still open keep running until
 		 * it is closed; pending ones are refused by closing them. */
 		while ((m = p->head)) {
