@@ -17,14 +17,14 @@
 #define ALPC_MAX_CLIENTS 60u
 
 /*
- * mesh_alpc_node_new_full: mesh_alpc_node_new() (@directory NULL: a new
+ * alpc_node_new_full: mesh_alpc_node_new() (@directory NULL: a new
  * anonymous directory, @secret NULL: a new secret, @id NULL: a new id) or
  * mesh_alpc_node_join(), with the calls of @api instead of ntdll's.
  * Consumes @directory, also on failure.
  */
-MeshAlpcNode *mesh_alpc_node_new_full(const MeshAlpcNtApi *api, HANDLE directory,
+MeshAlpcNode *alpc_node_new_full(const MeshAlpcNtApi *api, HANDLE directory,
 				      const MeshNodeId *id, const guint8 *secret,
 				      GError **error);
 
 /* Constant-time equality of two secrets. */
-gboolean mesh_alpc_secret_equal(const guint8 *a, const guint8 *b);
+gboolean alpc_secret_equal(const guint8 *a, const guint8 *b);

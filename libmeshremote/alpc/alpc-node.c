@@ -44,7 +44,6 @@
  */
 #include "alpc-node-private.h"
 
-#include <bcrypt.h>
 #include <string.h>
 
 #define PACKET_EVENT 1
@@ -117,7 +116,7 @@ static char *status_message(const char *call, NTSTATUS status)
 	return g_strdup_printf("%s failed: NTSTATUS 0x%08lx", call, (unsigned long)status);
 }
 
-gboolean mesh_alpc_secret_equal(const guint8 *a, const guint8 *b)
+gboolean alpc_secret_equal(const guint8 *a, const guint8 *b)
 {
 	volatile guint8 diff = 0;
 
@@ -670,7 +669,7 @@ static void on_connection_request(MeshAlpcNode *a, MeshPortMessage *msg)
 	if (ok) {
 		memcpy(id.bytes, data, 16);
 		/* Every check runs, so the time does not tell which failed. */
-		ok = mesh_alpc_secret_equal(data + 16, a->secret) & !mesh_uuid_is_zero(&id) &
+		ok = alpc_secret_equal(data + 16, a->secret) & !mesh_uuid_is_zero(&id) &
 		     !mesh_uuid_equal(&id, mesh_node_get_id(a->node));
 	}
 	if (!ok) {
@@ -791,7 +790,7 @@ static gpointer recv_main(gpointer data)
 
 /* ---- life -------------------------------------------------------------- */
 
-MeshAlpcNode *mesh_alpc_node_new_full(const MeshAlpcNtApi *api, HANDLE directory,
+MeshAlpcNode *alpc_node_new_full(const MeshAlpcNtApi *api, HANDLE directory,
 				      const MeshNodeId *id, const guint8 *secret,
 				      GError **error)
 {
@@ -837,11 +836,17 @@ MeshAlpcNode *mesh_alpc_node_new_full(const MeshAlpcNtApi *api, HANDLE directory
 	a->api = api;
 	a->node = mesh_node_new_with_id(id);
 	a->directory = directory;
-	if (secret)
+	if (secret) {
 		memcpy(a->secret, secret, MESH_ALPC_SECRET_SIZE);
-	else
-		g_assert(BCryptGenRandom(NULL, a->secret, sizeof(a->secret),
-					 BCRYPT_USE_SYSTEM_PREFERRED_RNG) == 0);
+	} else {
+		/* 256 bits from the OS random source, as node and port ids. */
+		MeshUuid r[2];
+
+		mesh_uuid_generate(&r[0]);
+		mesh_uuid_generate(&r[1]);
+		memcpy(a->secret, r, MESH_ALPC_SECRET_SIZE);
+		SecureZeroMemory(r, sizeof(r));
+	}
 	a->server = port_ref_new(api, server);
 	a->stop = CreateEventW(NULL, TRUE, FALSE, NULL);
 	a->wake = CreateEventW(NULL, FALSE, FALSE, NULL);
@@ -860,7 +865,7 @@ MeshAlpcNode *mesh_alpc_node_new_full(const MeshAlpcNtApi *api, HANDLE directory
 MeshAlpcNode *mesh_alpc_node_new(GError **error)
 {
 	const char *missing = NULL;
-	const MeshAlpcNtApi *api = mesh_alpc_nt_api_ntdll(&missing);
+	const MeshAlpcNtApi *api = alpc_nt_api_ntdll(&missing);
 
 	g_return_val_if_fail(error == NULL || *error == NULL, NULL);
 	if (!api) {
@@ -868,7 +873,7 @@ MeshAlpcNode *mesh_alpc_node_new(GError **error)
 			    "ntdll has no %s (no ALPC here: Wine has none)", missing);
 		return NULL;
 	}
-	return mesh_alpc_node_new_full(api, NULL, NULL, NULL, error);
+	return alpc_node_new_full(api, NULL, NULL, NULL, error);
 }
 
 MeshAlpcNode *mesh_alpc_node_join(MeshOsHandle directory, const MeshNodeId *id,
@@ -882,14 +887,14 @@ MeshAlpcNode *mesh_alpc_node_join(MeshOsHandle directory, const MeshNodeId *id,
 			CloseHandle(directory);
 		g_return_val_if_fail(directory && id && secret, NULL);
 	}
-	api = mesh_alpc_nt_api_ntdll(&missing);
+	api = alpc_nt_api_ntdll(&missing);
 	if (!api) {
 		CloseHandle(directory);
 		g_set_error(error, MESH_ERROR, MESH_ERROR_UNAVAILABLE,
 			    "ntdll has no %s (no ALPC here: Wine has none)", missing);
 		return NULL;
 	}
-	return mesh_alpc_node_new_full(api, directory, id, secret, error);
+	return alpc_node_new_full(api, directory, id, secret, error);
 }
 
 MeshNode *mesh_alpc_node_get_node(MeshAlpcNode *alpc)

@@ -2,7 +2,7 @@
 /*
  * The NT ALPC calls the ALPC node uses, as a table of function pointers.
  *
- * The library fills the table from ntdll (mesh_alpc_nt_api_ntdll()); the
+ * The library fills the table from ntdll (alpc_nt_api_ntdll()); the
  * tests fill it with a stand-in built on named pipes
  * (tests/alpc-standin.c), because Wine has no ALPC. Nothing here needs GLib
  * so that the stand-in and its tests build without it.
@@ -262,8 +262,8 @@ typedef struct {
 } MeshAlpcNtApi;
 
 /*
- * mesh_alpc_nt_api_ntdll: the table resolved from ntdll with GetProcAddress,
+ * alpc_nt_api_ntdll: the table resolved from ntdll with GetProcAddress,
  * once. Returns NULL (and sets *missing to the first name not found) where
  * ntdll lacks one of them, as Wine's does.
  */
-const MeshAlpcNtApi *mesh_alpc_nt_api_ntdll(const char **missing);
+const MeshAlpcNtApi *alpc_nt_api_ntdll(const char **missing);

@@ -45,7 +45,7 @@ static BOOL CALLBACK resolve(INIT_ONCE *once, void *param, void **ctx)
 	return TRUE;
 }
 
-const MeshAlpcNtApi *mesh_alpc_nt_api_ntdll(const char **missing)
+const MeshAlpcNtApi *alpc_nt_api_ntdll(const char **missing)
 {
 	InitOnceExecuteOnce(&ntdll_once, resolve, NULL, NULL);
 	if (missing)

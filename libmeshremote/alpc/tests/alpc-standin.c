@@ -556,7 +556,7 @@ static NTSTATUS si_send(SiPort *p, ULONG flags, MeshPortMessage *msg,
 					    : msg->MessageId;
 	f.data_len = (uint32_t)msg->u1.s1.DataLength;
 	if (attr && (attr->ValidAttributes & MESH_ALPC_MESSAGE_HANDLE_ATTRIBUTE)) {
-		MeshAlpcHandleAttr *ha = mesh_alpc_standin_api()->get_message_attribute(
+		MeshAlpcHandleAttr *ha = alpc_standin_api()->get_message_attribute(
 			attr, MESH_ALPC_MESSAGE_HANDLE_ATTRIBUTE);
 		MeshAlpcHandleAttr32 one = { 0 };
 		const MeshAlpcHandleAttr32 *list = &one;
@@ -581,7 +581,7 @@ static NTSTATUS si_send(SiPort *p, ULONG flags, MeshPortMessage *msg,
 	}
 	f.n_handles = n;
 	if (attr && (attr->ValidAttributes & MESH_ALPC_MESSAGE_VIEW_ATTRIBUTE)) {
-		MeshAlpcDataViewAttr *va = mesh_alpc_standin_api()->get_message_attribute(
+		MeshAlpcDataViewAttr *va = alpc_standin_api()->get_message_attribute(
 			attr, MESH_ALPC_MESSAGE_VIEW_ATTRIBUTE);
 		SiView *v = view_find(p->event, va->ViewBase, FALSE);
 		HANDLE h;
@@ -617,7 +617,7 @@ static NTSTATUS si_receive(SiPort *p, MeshPortMessage *out, SIZE_T *buffer_len,
 {
 	DWORD ms = INFINITE;
 	SiMsg *m;
-	const MeshAlpcNtApi *api = mesh_alpc_standin_api();
+	const MeshAlpcNtApi *api = alpc_standin_api();
 
 	if (timeout)
 		ms = timeout->QuadPart == 0 ? 0 : (DWORD)(-timeout->QuadPart / 10000);
@@ -964,12 +964,12 @@ static const MeshAlpcNtApi standin_api = {
 	.close = si_close,
 };
 
-const MeshAlpcNtApi *mesh_alpc_standin_api(void)
+const MeshAlpcNtApi *alpc_standin_api(void)
 {
 	return &standin_api;
 }
 
-void mesh_alpc_standin_counts(long *sections, long *views, long *unclaimed_handles)
+void alpc_standin_counts(long *sections, long *views, long *unclaimed_handles)
 {
 	long ns = 0, nv = 0;
 

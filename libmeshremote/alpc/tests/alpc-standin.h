@@ -17,8 +17,8 @@
 #include "../alpc-nt-private.h"
 
 /* The stand-in's table (process-wide state; any thread). */
-const MeshAlpcNtApi *mesh_alpc_standin_api(void);
+const MeshAlpcNtApi *alpc_standin_api(void);
 
 /* For lifetime tests: live port sections, section views (sent or received,
  * not yet deleted), and handles received but neither queried nor closed. */
-void mesh_alpc_standin_counts(long *sections, long *views, long *unclaimed_handles);
+void alpc_standin_counts(long *sections, long *views, long *unclaimed_handles);

@@ -298,7 +298,7 @@ static void test_cross_process(const char *self, HANDLE dir)
 		CHECK(!NT_SUCCESS(api->query_information_message(
 			server, &m.h, MESH_ALPC_MESSAGE_HANDLE_INFORMATION, &info, sizeof(info), NULL)));
 	}
-	mesh_alpc_standin_counts(&sections, &views, &unclaimed);
+	alpc_standin_counts(&sections, &views, &unclaimed);
 	CHECK(unclaimed == 0);
 
 	/* The large one: a read-only view with the child's bytes. */
@@ -314,12 +314,12 @@ static void test_cross_process(const char *self, HANDLE dir)
 	CHECK(same);
 	MEMORY_BASIC_INFORMATION mbi;
 	CHECK(VirtualQuery(va->ViewBase, &mbi, sizeof(mbi)) && mbi.Protect == PAGE_READONLY);
-	mesh_alpc_standin_counts(&sections, &views, &unclaimed);
+	alpc_standin_counts(&sections, &views, &unclaimed);
 	CHECK(views == 1 && sections == 0);
 	void *base = va->ViewBase;
 	CHECK(NT_SUCCESS(api->delete_section_view(server, 0, base)));
 	CHECK(!NT_SUCCESS(api->delete_section_view(server, 0, base)));
-	mesh_alpc_standin_counts(&sections, &views, &unclaimed);
+	alpc_standin_counts(&sections, &views, &unclaimed);
 	CHECK(views == 0);
 
 	/* Only the exact maximum arrived; then the request. */
@@ -402,7 +402,7 @@ int main(int argc, char **argv)
 	OBJECT_ATTRIBUTES doa = { .Length = sizeof(doa) };
 	char ns[64];
 
-	api = mesh_alpc_standin_api();
+	api = alpc_standin_api();
 	if (argc >= 4 && strcmp(argv[1], "child") == 0)
 		return child((HANDLE)(uintptr_t)strtoull(argv[2], NULL, 10),
 			     (HANDLE)(uintptr_t)strtoull(argv[3], NULL, 10));
