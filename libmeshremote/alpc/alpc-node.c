@@ -406,9 +406,14 @@ static void do_connect(MeshAlpcNode *a, MeshRemoteNode *remote)
 	c->remote = remote;
 	c->port = port;
 	g_mutex_init(&c->lock);
+	if (!mesh_remote_node_connect(remote, &alpc_sink, client_ref(c))) {
+		/* Failed meanwhile (its sink is destroyed already): not kept. */
+		client_close(c);
+		mesh_remote_node_unref(c->remote);
+		client_unref(c);
+		return;
+	}
 	g_ptr_array_add(a->clients, c);
-	if (!mesh_remote_node_connect(remote, &alpc_sink, client_ref(c)))
-		client_close(c); /* failed meanwhile: its PORT_CLOSED is not awaited */
 }
 
 /* Connect thread: something arrived on a client port. FALSE: it is done. */
@@ -540,6 +545,10 @@ static gpointer connect_main(gpointer data)
 		r = WaitForMultipleObjects(n, waits, FALSE, ms);
 		if (r == WAIT_OBJECT_0)
 			break;
+		if (r == WAIT_FAILED) {
+			g_warning("ALPC: waiting on the client ports failed: %lu", GetLastError());
+			break;
+		}
 		if (r >= WAIT_OBJECT_0 + 2 && r < WAIT_OBJECT_0 + n) {
 			guint i = r - WAIT_OBJECT_0 - 2;
 
@@ -963,7 +972,6 @@ void mesh_alpc_node_free(MeshAlpcNode *alpc)
 {
 	if (!alpc)
 		return;
-	alpc->flush_deadline = 0;
 	if (!alpc->shut_down)
 		mesh_alpc_node_shutdown(alpc, 0);
 	port_ref_unref(alpc->server);
