@@ -28,3 +28,8 @@ MeshAlpcNode *alpc_node_new_full(const MeshAlpcNtApi *api, HANDLE directory,
 
 /* Constant-time equality of two secrets. */
 gboolean alpc_secret_equal(const guint8 *a, const guint8 *b);
+
+/* Sends one event (the concatenation of @iov) with @handles (borrowed) on
+ * the client port @port, framed as the wire says (alpc-node.c). */
+NTSTATUS alpc_send_event(const MeshAlpcNtApi *api, HANDLE port, const struct iovec *iov,
+			 size_t n_iov, const MeshOsHandle *handles, size_t n_handles);

@@ -245,7 +245,7 @@ static void gather(guint8 *dst, const struct iovec *iov, size_t n_iov)
 }
 
 /* Sends one event on @port; returns the failing status. */
-static NTSTATUS send_event(const MeshAlpcNtApi *api, HANDLE port, const struct iovec *iov,
+NTSTATUS alpc_send_event(const MeshAlpcNtApi *api, HANDLE port, const struct iovec *iov,
 			   size_t n_iov, const MeshOsHandle *handles, size_t n_handles)
 {
 	gsize size = 0;
@@ -330,7 +330,7 @@ static void sink_send(void *user_data, const struct iovec *iov, size_t n_iov,
 		g_mutex_unlock(&c->lock);
 		return;
 	}
-	status = send_event(c->owner->api, c->port, iov, n_iov, handles, n_handles);
+	status = alpc_send_event(c->owner->api, c->port, iov, n_iov, handles, n_handles);
 	g_mutex_unlock(&c->lock);
 	if (!NT_SUCCESS(status))
 		queue_item(c->owner, ITEM_FAIL, mesh_remote_node_ref(c->remote),

@@ -309,6 +309,303 @@ START_TEST(test_flush_at_shutdown)
 }
 END_TEST
 
+
+/* ---- the wire, with a raw stand-in peer ---------------------------------- */
+
+typedef struct {
+	MeshPortMessage h;
+	guint8 data[ALPC_MAX_MESSAGE];
+} RawMsg;
+
+static void name_attributes(OBJECT_ATTRIBUTES *oa, UNICODE_STRING *us, wchar_t name[40],
+			    HANDLE dir, const char *ascii)
+{
+	gsize n = strlen(ascii);
+
+	for (gsize i = 0; i <= n; i++)
+		name[i] = (wchar_t)ascii[i];
+	us->Buffer = name;
+	us->Length = (USHORT)(n * sizeof(wchar_t));
+	us->MaximumLength = us->Length;
+	memset(oa, 0, sizeof(*oa));
+	oa->Length = sizeof(*oa);
+	oa->RootDirectory = dir;
+	oa->ObjectName = us;
+}
+
+static void raw_port_attr(MeshAlpcPortAttributes *pa)
+{
+	memset(pa, 0, sizeof(*pa));
+	pa->Flags = MESH_ALPC_PORFLG_WAITABLE_PORT;
+	pa->MaxMessageLength = ALPC_MAX_MESSAGE + sizeof(MeshPortMessage);
+}
+
+/* Connects to @name with @data as the connection data. */
+static NTSTATUS raw_connect(HANDLE dir, const char *name, const guint8 *data, gsize len,
+			    HANDLE *ret)
+{
+	const MeshAlpcNtApi *api = alpc_standin_api();
+	OBJECT_ATTRIBUTES oa;
+	UNICODE_STRING us;
+	wchar_t wname[40];
+	MeshAlpcPortAttributes pa;
+	RawMsg cm = { 0 };
+
+	name_attributes(&oa, &us, wname, dir, name);
+	raw_port_attr(&pa);
+	cm.h.u1.s1.DataLength = (int16_t)len;
+	cm.h.u1.s1.TotalLength = (int16_t)(len + sizeof(cm.h));
+	memcpy(cm.data, data, len);
+	*ret = NULL;
+	return api->connect_port_ex(ret, &oa, NULL, &pa, 0, NULL, &cm.h, NULL, NULL, NULL, NULL);
+}
+
+static NTSTATUS raw_recv(HANDLE port, RawMsg *m, MeshAlpcMessageAttributes *a)
+{
+	SIZE_T len = sizeof(*m);
+	LARGE_INTEGER t = { .QuadPart = -10LL * 1000 * 10000 };
+
+	return alpc_standin_api()->send_wait_receive_port(port, 0, NULL, NULL, &m->h, &len, a,
+							  &t);
+}
+
+static NTSTATUS raw_datagram(HANDLE port, const void *data, gsize len,
+			     MeshAlpcMessageAttributes *a)
+{
+	RawMsg m = { 0 };
+
+	m.h.u1.s1.DataLength = (int16_t)len;
+	m.h.u1.s1.TotalLength = (int16_t)(len + sizeof(m.h));
+	memcpy(m.data, data, len);
+	return alpc_standin_api()->send_wait_receive_port(port, MESH_ALPC_MSGFLG_RELEASE_MESSAGE,
+							  &m.h, a, NULL, NULL, NULL, NULL);
+}
+
+static MeshAlpcMessageAttributes *raw_attributes(ULONG flags)
+{
+	const MeshAlpcNtApi *api = alpc_standin_api();
+	ULONG need = 0;
+	MeshAlpcMessageAttributes *a;
+
+	api->initialize_message_attribute(flags, NULL, 0, &need);
+	a = g_malloc0(need);
+	ck_assert(NT_SUCCESS(api->initialize_message_attribute(flags, a, need, &need)));
+	return a;
+}
+
+typedef struct {
+	HANDLE dir;
+	HANDLE client;
+	NTSTATUS status;
+} RawConnect;
+
+static gpointer raw_connect_thread(gpointer data)
+{
+	RawConnect *rc = data;
+
+	rc->status = raw_connect(rc->dir, "raw", (const guint8 *)"", 0, &rc->client);
+	return NULL;
+}
+
+/* What the node puts on the wire: the packet header, the event, the
+ * handles in the handle attribute (usable duplicates), and a large event
+ * in a secure view whose section the sender does not keep. */
+START_TEST(test_wire_send)
+{
+	const MeshAlpcNtApi *api = alpc_standin_api();
+	Pair p = { 0 };
+	OBJECT_ATTRIBUTES oa;
+	UNICODE_STRING us;
+	wchar_t wname[40];
+	MeshAlpcPortAttributes pa;
+	HANDLE server = NULL, comm = NULL, ev;
+	RawConnect rc = { 0 };
+	GThread *t;
+	RawMsg m;
+	g_autofree MeshAlpcMessageAttributes *a = raw_attributes(
+		MESH_ALPC_MESSAGE_CONTEXT_ATTRIBUTE | MESH_ALPC_MESSAGE_HANDLE_ATTRIBUTE |
+		MESH_ALPC_MESSAGE_VIEW_ATTRIBUTE);
+	struct iovec iov[2] = { { (void *)"ab", 2 }, { (void *)"c", 1 } };
+	MeshOsHandle hs[3];
+	long sections, views, unclaimed;
+
+	if (real_alpc())
+		return;
+	pair_init(&p); /* for the directory and the namespace */
+	name_attributes(&oa, &us, wname, p.dir, "raw");
+	raw_port_attr(&pa);
+	ck_assert(NT_SUCCESS(api->create_port(&server, &oa, &pa)));
+	rc.dir = p.dir;
+	t = g_thread_new("raw-connect", raw_connect_thread, &rc);
+	ck_assert(NT_SUCCESS(raw_recv(server, &m, a)));
+	ck_assert(NT_SUCCESS(api->accept_connect_port(&comm, server, 0, NULL, &pa, (void *)1,
+						      &m.h, NULL, TRUE)));
+	g_thread_join(t);
+	ck_assert(NT_SUCCESS(rc.status));
+
+	/* Three handles (indirect), then one (direct). */
+	ev = CreateEventW(NULL, TRUE, FALSE, NULL);
+	hs[0] = hs[1] = hs[2] = ev;
+	ck_assert(NT_SUCCESS(alpc_send_event(api, rc.client, iov, 2, hs, 3)));
+	ck_assert(NT_SUCCESS(raw_recv(server, &m, a)));
+	ck_assert_int_eq(m.h.u1.s1.DataLength, ALPC_PACKET_HEADER_SIZE + 3);
+	ck_assert_int_eq(m.data[0], 1);
+	for (int i = 1; i < 8; i++)
+		ck_assert_int_eq(m.data[i], 0);
+	ck_assert(memcmp(m.data + 8, "abc", 3) == 0);
+	ck_assert(a->ValidAttributes & MESH_ALPC_MESSAGE_HANDLE_ATTRIBUTE);
+	ck_assert_uint_eq(((MeshAlpcHandleAttr *)api->get_message_attribute(
+				   a, MESH_ALPC_MESSAGE_HANDLE_ATTRIBUTE))->u3.HandleCount, 3);
+	for (ULONG i = 0; i < 3; i++) {
+		MeshAlpcMessageHandleInformation info = { .Index = i };
+		HANDLE dup;
+
+		ck_assert(NT_SUCCESS(api->query_information_message(
+			server, &m.h, MESH_ALPC_MESSAGE_HANDLE_INFORMATION, &info, sizeof(info),
+			NULL)));
+		dup = (HANDLE)(uintptr_t)info.Handle;
+		ck_assert(dup != ev);
+		if (i == 1)
+			ck_assert(SetEvent(dup)); /* the original sees it: one object */
+		CloseHandle(dup);
+	}
+	ck_assert(WaitForSingleObject(ev, 0) == WAIT_OBJECT_0);
+	ResetEvent(ev);
+	ck_assert(NT_SUCCESS(alpc_send_event(api, rc.client, iov, 1, hs, 1)));
+	ck_assert(NT_SUCCESS(raw_recv(server, &m, a)));
+	ck_assert_uint_eq(((MeshAlpcHandleAttr *)api->get_message_attribute(
+				   a, MESH_ALPC_MESSAGE_HANDLE_ATTRIBUTE))->u3.HandleCount, 1);
+	{
+		MeshAlpcMessageHandleInformation info = { .Index = 0 };
+
+		ck_assert(NT_SUCCESS(api->query_information_message(
+			server, &m.h, MESH_ALPC_MESSAGE_HANDLE_INFORMATION, &info, sizeof(info),
+			NULL)));
+		ck_assert(SetEvent((HANDLE)(uintptr_t)info.Handle));
+		CloseHandle((HANDLE)(uintptr_t)info.Handle);
+		ck_assert(WaitForSingleObject(ev, 0) == WAIT_OBJECT_0);
+	}
+
+	/* Large: the header alone in the message, the event in a secure view. */
+	{
+		gsize size = ALPC_MAX_SMALL_EVENT + 1;
+		g_autofree guint8 *big = g_malloc(size);
+		struct iovec one = { big, size };
+		MeshAlpcDataViewAttr *va;
+
+		for (gsize i = 0; i < size; i++)
+			big[i] = (guint8)(i ^ 0x5a);
+		ck_assert(NT_SUCCESS(alpc_send_event(api, rc.client, &one, 1, NULL, 0)));
+		alpc_standin_counts(&sections, &views, &unclaimed);
+		ck_assert_int_eq(sections, 0); /* the sender's went after the send */
+		ck_assert(NT_SUCCESS(raw_recv(server, &m, a)));
+		ck_assert_int_eq(m.h.u1.s1.DataLength, ALPC_PACKET_HEADER_SIZE);
+		ck_assert_int_eq(m.data[0], 3);
+		ck_assert(!(a->ValidAttributes & MESH_ALPC_MESSAGE_HANDLE_ATTRIBUTE));
+		ck_assert(a->ValidAttributes & MESH_ALPC_MESSAGE_VIEW_ATTRIBUTE);
+		va = api->get_message_attribute(a, MESH_ALPC_MESSAGE_VIEW_ATTRIBUTE);
+		ck_assert(va->Flags & MESH_ALPC_VIEWFLG_SECURED_ACCESS);
+		ck_assert_uint_ge(va->ViewSize, size);
+		ck_assert(memcmp(va->ViewBase, big, size) == 0);
+		ck_assert(NT_SUCCESS(api->delete_section_view(server, 0, va->ViewBase)));
+		alpc_standin_counts(&sections, &views, &unclaimed);
+		ck_assert_int_eq(views, 0);
+	}
+	CloseHandle(ev);
+	api->close(rc.client);
+	api->close(comm);
+	api->close(server);
+	pair_clear(&p);
+}
+END_TEST
+
+/* What a peer sends is checked: bad connection data is refused, bad
+ * datagrams are dropped (their handles taken and closed) without failing
+ * the connection or the node. */
+START_TEST(test_wire_bounds)
+{
+	const MeshAlpcNtApi *api = alpc_standin_api();
+	Pair p = { 0 };
+	char a_name[33];
+	guint8 data[64];
+	const MeshNodeId *a_id;
+	MeshNodeId rnd;
+	HANDLE client = NULL, ev;
+	long sections, views, unclaimed;
+	g_autofree MeshAlpcMessageAttributes *attr =
+		raw_attributes(MESH_ALPC_MESSAGE_HANDLE_ATTRIBUTE);
+	MeshAlpcHandleAttr *ha;
+
+	if (real_alpc())
+		return;
+	pair_init(&p);
+	a_id = mesh_node_get_id(mesh_alpc_node_get_node(p.a));
+	mesh_uuid_to_string(a_id, a_name);
+	mesh_uuid_generate(&rnd);
+	memcpy(data, rnd.bytes, 16);
+	memcpy(data + 16, p.secret, 32);
+
+	/* One byte short, one byte long. */
+	ck_assert_int_eq(raw_connect(p.dir, a_name, data, 47, &client),
+			 MESH_STATUS_PORT_CONNECTION_REFUSED);
+	ck_assert_int_eq(raw_connect(p.dir, a_name, data, 49, &client),
+			 MESH_STATUS_PORT_CONNECTION_REFUSED);
+	/* The wrong secret, in its last bit and its first. */
+	data[47] ^= 1;
+	ck_assert_int_eq(raw_connect(p.dir, a_name, data, 48, &client),
+			 MESH_STATUS_PORT_CONNECTION_REFUSED);
+	data[47] ^= 1;
+	data[16] ^= 0x80;
+	ck_assert_int_eq(raw_connect(p.dir, a_name, data, 48, &client),
+			 MESH_STATUS_PORT_CONNECTION_REFUSED);
+	data[16] ^= 0x80;
+	/* A zero id; the node's own id. */
+	memset(data, 0, 16);
+	ck_assert_int_eq(raw_connect(p.dir, a_name, data, 48, &client),
+			 MESH_STATUS_PORT_CONNECTION_REFUSED);
+	memcpy(data, a_id->bytes, 16);
+	ck_assert_int_eq(raw_connect(p.dir, a_name, data, 48, &client),
+			 MESH_STATUS_PORT_CONNECTION_REFUSED);
+	/* Right: accepted. */
+	memcpy(data, rnd.bytes, 16);
+	ck_assert(NT_SUCCESS(raw_connect(p.dir, a_name, data, 48, &client)));
+
+	/* Garbage datagrams, one with a handle. */
+	ev = CreateEventW(NULL, TRUE, FALSE, NULL);
+	ha = api->get_message_attribute(attr, MESH_ALPC_MESSAGE_HANDLE_ATTRIBUTE);
+	ha->Flags = MESH_ALPC_HANDLEFLG_DUPLICATE_SAME_ACCESS;
+	ha->u2.Handle = ev;
+	attr->ValidAttributes = MESH_ALPC_MESSAGE_HANDLE_ATTRIBUTE;
+	ck_assert(NT_SUCCESS(raw_datagram(client, "\x01\x00\x00", 3, attr)));	/* short */
+	ck_assert(NT_SUCCESS(raw_datagram(client, "\x09\0\0\0\0\0\0\0xx", 10, attr))); /* type */
+	ck_assert(NT_SUCCESS(raw_datagram(client, "\x03\0\0\0\0\0\0\0", 8, NULL)));	/* no view */
+	ck_assert(NT_SUCCESS(raw_datagram(client, "\x01\0\0\0\0\0\0\0garbage!", 16, attr)));
+	CloseHandle(ev);
+
+	/* The node still works, over a real connection from b. */
+	{
+		MeshSender *send;
+		MeshReceiver *recv;
+
+		channel_between(p.b, p.a, &send, &recv);
+		mesh_sender_send_message(send, mesh_message_new("ok", 2));
+		mesh_message_free(recv_one(recv));
+		mesh_sender_free(send);
+		mesh_receiver_free(recv);
+	}
+	/* Every handle was taken from the messages (and closed with them). */
+	for (int i = 0; i < 100; i++) {
+		alpc_standin_counts(&sections, &views, &unclaimed);
+		if (unclaimed == 0)
+			break;
+		g_usleep(20000);
+	}
+	ck_assert_int_eq(unclaimed, 0);
+	api->close(client);
+	pair_clear(&p);
+}
+END_TEST
+
 /* The real ntdll under Wine has no ALPC: the node says so instead of
  * crashing on an unimplemented function. */
 START_TEST(test_no_alpc)
@@ -336,6 +633,8 @@ static Suite *alpc_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_secret_compare);
 	tcase_add_test(tc, test_no_alpc);
+	tcase_add_test(tc, test_wire_send);
+	tcase_add_test(tc, test_wire_bounds);
 	tcase_add_test(tc, test_framing);
 	tcase_add_test(tc, test_section_lifetime);
 	tcase_add_test(tc, test_wrong_secret);
