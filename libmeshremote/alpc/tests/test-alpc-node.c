@@ -7,6 +7,7 @@
  * failure on disconnection, the flush), not real ALPC.
  */
 #include <check.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "alpc-node-private.h"
@@ -606,6 +607,116 @@ START_TEST(test_wire_bounds)
 }
 END_TEST
 
+/* ---- across processes ----------------------------------------------------- */
+
+static const char *self_path;
+
+static void hex_decode(const char *hex, guint8 *out, gsize n)
+{
+	for (gsize i = 0; i < n; i++) {
+		char b[3] = { hex[2 * i], hex[2 * i + 1], 0 };
+
+		out[i] = (guint8)strtoul(b, NULL, 16);
+	}
+}
+
+static char *hex_encode(const guint8 *in, gsize n)
+{
+	char *out = g_malloc(2 * n + 1);
+
+	for (gsize i = 0; i < n; i++)
+		g_snprintf(out + 2 * i, 3, "%02x", in[i]);
+	return out;
+}
+
+/* The child: joins the mesh, sends "hi" to the parent's port, then waits to
+ * be killed. argv: child DIR ID SECRET PARENT_NODE PARENT_PORT OWN_PORT */
+static int child_main(char **argv)
+{
+	HANDLE dir = (HANDLE)(uintptr_t)g_ascii_strtoull(argv[2], NULL, 10);
+	MeshNodeId id, parent;
+	MeshPortId parent_port, own_port;
+	guint8 secret[MESH_ALPC_SECRET_SIZE];
+	g_autoptr(GError) error = NULL;
+	MeshAlpcNode *n;
+	MeshSender *send;
+
+	hex_decode(argv[3], id.bytes, 16);
+	hex_decode(argv[4], secret, sizeof(secret));
+	hex_decode(argv[5], parent.bytes, 16);
+	hex_decode(argv[6], parent_port.bytes, 16);
+	hex_decode(argv[7], own_port.bytes, 16);
+	n = alpc_node_new_full(test_api(), dir, &id, secret, &error);
+	if (!n) {
+		g_printerr("child: %s\n", error->message);
+		return 2;
+	}
+	send = mesh_sender_from_port(
+		mesh_node_add_port(mesh_alpc_node_get_node(n), &own_port, &parent, &parent_port),
+		NULL);
+	mesh_sender_send_message(send, mesh_message_new("hi", 2));
+	Sleep(INFINITE);
+	return 0;
+}
+
+/* A peer process that is killed: the port that depends on it fails, and
+ * the error names its node. */
+START_TEST(test_killed_peer)
+{
+	Pair p = { 0 };
+	MeshNodeId child_id;
+	MeshPortId pp, cp;
+	MeshReceiver *recv;
+	MeshMessage *msg = NULL;
+	g_autoptr(GError) error = NULL;
+	char id_hex[33];
+	g_autofree char *secret_hex = NULL, *parent_hex = NULL, *pp_hex = NULL, *cp_hex = NULL;
+	g_autofree char *cmd = NULL;
+	STARTUPINFOA si = { .cb = sizeof(si) };
+	PROCESS_INFORMATION pi;
+	MeshNode *na;
+
+	pair_init(&p);
+	na = mesh_alpc_node_get_node(p.a);
+	mesh_uuid_generate(&child_id);
+	mesh_uuid_generate(&pp);
+	mesh_uuid_generate(&cp);
+	recv = mesh_receiver_from_port(mesh_node_add_port(na, &pp, &child_id, &cp), NULL);
+	mesh_uuid_to_string(&child_id, id_hex);
+	secret_hex = hex_encode(p.secret, sizeof(p.secret));
+	parent_hex = hex_encode(mesh_node_get_id(na)->bytes, 16);
+	pp_hex = hex_encode(pp.bytes, 16);
+	cp_hex = hex_encode(cp.bytes, 16);
+	ck_assert(SetHandleInformation(p.dir, HANDLE_FLAG_INHERIT, HANDLE_FLAG_INHERIT));
+	cmd = g_strdup_printf("\"%s\" child %llu %s %s %s %s %s", self_path,
+			      (unsigned long long)(uintptr_t)p.dir, id_hex, secret_hex, parent_hex,
+			      pp_hex, cp_hex);
+	ck_assert(CreateProcessA(NULL, cmd, NULL, NULL, TRUE, 0, NULL, NULL, &si, &pi));
+	SetHandleInformation(p.dir, HANDLE_FLAG_INHERIT, 0);
+	CloseHandle(pi.hThread);
+
+	msg = recv_one(recv);
+	{
+		size_t size;
+		const guint8 *d = mesh_message_get_data(msg, &size);
+
+		ck_assert(size == 2 && memcmp(d, "hi", 2) == 0);
+	}
+	mesh_message_free(msg);
+	msg = NULL;
+	ck_assert(TerminateProcess(pi.hProcess, 9));
+	WaitForSingleObject(pi.hProcess, 10000);
+	CloseHandle(pi.hProcess);
+	ck_assert(!mesh_receiver_recv_message(recv, 20 * G_USEC_PER_SEC, &msg, &error));
+	ck_assert_msg(g_error_matches(error, MESH_ERROR, MESH_ERROR_NODE_FAILURE), "%s",
+		      error->message);
+	ck_assert_msg(strstr(error->message, id_hex), "%s does not name %s", error->message,
+		      id_hex);
+	mesh_receiver_free(recv);
+	pair_clear(&p);
+}
+END_TEST
+
 /* The real ntdll under Wine has no ALPC: the node says so instead of
  * crashing on an unimplemented function. */
 START_TEST(test_no_alpc)
@@ -640,15 +751,20 @@ static Suite *alpc_suite(void)
 	tcase_add_test(tc, test_wrong_secret);
 	tcase_add_test(tc, test_peer_disconnect);
 	tcase_add_test(tc, test_flush_at_shutdown);
+	tcase_add_test(tc, test_killed_peer);
 	suite_add_tcase(s, tc);
 	return s;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-	SRunner *sr = srunner_create(alpc_suite());
+	SRunner *sr;
 	int failed;
 
+	self_path = argv[0];
+	if (argc == 8 && strcmp(argv[1], "child") == 0)
+		return child_main(argv);
+	sr = srunner_create(alpc_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
