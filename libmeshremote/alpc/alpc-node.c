@@ -399,6 +399,42 @@ static void do_connect(MeshAlpcNode *a, MeshRemoteNode *remote)
 		mesh_remote_node_unref(remote);
 		return;
 	}
+	/* As upstream: nothing is sent before the server's answer arrived (a
+	 * rejected connection fails this receive; CANCELED: the server went
+	 * after accepting, which PORT_CLOSED reports next). */
+	{
+		struct {
+			MeshPortMessage h;
+			guint8 data[ALPC_MAX_MESSAGE];
+		} m;
+		SIZE_T len = sizeof(m);
+		LARGE_INTEGER t = { .QuadPart = -30LL * 1000 * 10000 }; /* 30 s */
+		int type;
+
+		status = a->api->send_wait_receive_port(port, 0, NULL, NULL, &m.h, &len, NULL, &t);
+		type = m.h.u2.s2.Type & 0xff;
+		if (status == MESH_STATUS_TIMEOUT || !NT_SUCCESS(status) ||
+		    (type != MESH_LPC_CONNECTION_REPLY && type != MESH_LPC_CANCELED)) {
+			g_autofree char *why =
+				NT_SUCCESS(status) && status != MESH_STATUS_TIMEOUT
+					? g_strdup_printf("unexpected ALPC message type %d", type)
+					: status_message("the ALPC connection reply", status);
+
+			a->api->close(port);
+			mesh_remote_node_fail(remote, why);
+			mesh_remote_node_unref(remote);
+			return;
+		}
+		if (m.h.u2.s2.Type & MESH_LPC_CONTINUATION_REQUIRED) {
+			MeshPortMessage reply = { 0 };
+
+			reply.u1.s1.TotalLength = sizeof(reply);
+			reply.MessageId = m.h.MessageId;
+			reply.u4.CallbackId = m.h.u4.CallbackId;
+			a->api->send_wait_receive_port(port, MESH_ALPC_MSGFLG_RELEASE_MESSAGE, &reply,
+						       NULL, NULL, NULL, NULL, NULL);
+		}
+	}
 	c = g_new0(Client, 1);
 	c->ref = 1;
 	c->owner = a;
