@@ -411,6 +411,7 @@ static void do_connect(MeshAlpcNode *a, MeshRemoteNode *remote)
 		LARGE_INTEGER t = { .QuadPart = -30LL * 1000 * 10000 }; /* 30 s */
 		int type;
 
+		memset(&m.h, 0, sizeof(m.h));
 		status = a->api->send_wait_receive_port(port, 0, NULL, NULL, &m.h, &len, NULL, &t);
 		type = m.h.u2.s2.Type & 0xff;
 		if (status == MESH_STATUS_TIMEOUT || !NT_SUCCESS(status) ||
