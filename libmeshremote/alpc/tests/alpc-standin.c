@@ -61,6 +61,8 @@ typedef struct SiPort {
 	SiMsg *head, *tail;
 	SiMsg *last; /* the last message received, for handle queries */
 	SIZE_T max_message;
+	BOOL dead; /* closed: a server port's struct stays (readers may still
+		    * push to it), its queue takes nothing more */
 	/* SI_SERVER */
 	WCHAR pipe_name[160];
 	HANDLE first_instance;
@@ -131,9 +133,23 @@ static SiPort *port_new(SiKind kind, SIZE_T max_message)
 	return p;
 }
 
+static void msg_free(SiMsg *m);
+
 static void port_push(SiPort *p, SiMsg *m)
 {
 	AcquireSRWLockExclusive(&p->lock);
+	if (p->dead) {
+		ReleaseSRWLockExclusive(&p->lock);
+		if (m->conn && (m->type & 0xff) == MESH_LPC_CONNECTION_REQUEST) {
+			CloseHandle(m->conn->pipe); /* refused: the client sees the end */
+			if (m->conn->peer_process)
+				CloseHandle(m->conn->peer_process);
+			CloseHandle(m->conn->decided);
+			free(m->conn);
+		}
+		msg_free(m);
+		return;
+	}
 	if (p->tail)
 		p->tail->next = m;
 	else
@@ -920,6 +936,9 @@ static BOOL WINAPI si_close(HANDLE h)
 	if (!p)
 		return CloseHandle(h);
 	if (p->kind == SI_SERVER) {
+		AcquireSRWLockExclusive(&p->lock);
+		p->dead = TRUE;
+		ReleaseSRWLockExclusive(&p->lock);
 		SetEvent(p->stop);
 		WaitForSingleObject(p->listener, INFINITE);
 		CloseHandle(p->listener);
@@ -933,7 +952,8 @@ static BOOL WINAPI si_close(HANDLE h)
 				conn_close(m->conn);
 			msg_free(m);
 		}
-		if (p->last && p->last->conn)
+		if (p->last && p->last->conn &&
+		    (p->last->type & 0xff) == MESH_LPC_CONNECTION_REQUEST)
 			conn_close(p->last->conn);
 	} else {
 		conn_close(p->conn);
@@ -943,6 +963,13 @@ static BOOL WINAPI si_close(HANDLE h)
 		}
 	}
 	msg_free(p->last);
+	p->last = NULL;
+	p->head = p->tail = NULL;
+	if (p->kind == SI_SERVER) {
+		/* Kept (leaked, test-only): readers of connections whose comm port
+		 * is still open, and pending connects, may still push to it. */
+		return TRUE;
+	}
 	CloseHandle(p->event);
 	free(p);
 	return TRUE;
