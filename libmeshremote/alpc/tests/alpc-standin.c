@@ -81,6 +81,7 @@ typedef struct SiConn {
 	HANDLE reader;
 	SRWLOCK write_lock;
 	volatile LONG closed;
+	HANDLE stop; /* set by conn_close: I/O in progress gives up */
 	struct SiConn *next_conn; /* the server's list */
 	volatile LONG accepted;
 	HANDLE decided; /* set by accept/reject */
@@ -174,7 +175,7 @@ static void msg_free(SiMsg *m)
 	free(m);
 }
 
-static BOOL io_all(HANDLE pipe, void *buf, DWORD len, BOOL write)
+static BOOL io_all(HANDLE pipe, HANDLE stop, void *buf, DWORD len, BOOL write)
 {
 	OVERLAPPED ov = { 0 };
 	BOOL ok = TRUE;
@@ -185,8 +186,18 @@ static BOOL io_all(HANDLE pipe, void *buf, DWORD len, BOOL write)
 
 		ResetEvent(ov.hEvent);
 		ok = write ? WriteFile(pipe, buf, len, NULL, &ov) : ReadFile(pipe, buf, len, NULL, &ov);
-		if (!ok && GetLastError() == ERROR_IO_PENDING)
+		if (!ok && GetLastError() == ERROR_IO_PENDING) {
+			HANDLE waits[2] = { ov.hEvent, stop };
+
 			ok = TRUE;
+			if (stop && WaitForMultipleObjects(2, waits, FALSE, INFINITE) ==
+					    WAIT_OBJECT_0 + 1) {
+				CancelIoEx(pipe, &ov);
+				GetOverlappedResult(pipe, &ov, &done, TRUE);
+				ok = FALSE;
+				break;
+			}
+		}
 		if (ok)
 			ok = GetOverlappedResult(pipe, &ov, &done, TRUE);
 		if (ok && done == 0)
@@ -213,7 +224,7 @@ static BOOL conn_write(SiConn *c, const SiFrame *f, const HANDLE *handles, const
 	if (f->data_len)
 		memcpy(buf + sizeof(*f) + f->n_handles * 8, data, f->data_len);
 	AcquireSRWLockExclusive(&c->write_lock);
-	ok = !c->closed && io_all(c->pipe, buf, (DWORD)n, TRUE);
+	ok = !c->closed && io_all(c->pipe, c->stop, buf, (DWORD)n, TRUE);
 	ReleaseSRWLockExclusive(&c->write_lock);
 	free(buf);
 	return ok;
@@ -224,7 +235,7 @@ static SiMsg *conn_read(SiConn *c, SiFrame *f)
 {
 	SiMsg *m;
 
-	if (!io_all(c->pipe, f, sizeof(*f), FALSE))
+	if (!io_all(c->pipe, c->stop, f, sizeof(*f), FALSE))
 		return NULL;
 	if (f->data_len > SI_MAX_DATA || f->n_handles > SI_MAX_HANDLES)
 		return NULL;
@@ -233,7 +244,7 @@ static SiMsg *conn_read(SiConn *c, SiFrame *f)
 	for (uint32_t i = 0; i < f->n_handles; i++) {
 		uint64_t v;
 
-		if (!io_all(c->pipe, &v, 8, FALSE)) {
+		if (!io_all(c->pipe, c->stop, &v, 8, FALSE)) {
 			m->n_handles = i;
 			msg_free(m);
 			return NULL;
@@ -244,7 +255,7 @@ static SiMsg *conn_read(SiConn *c, SiFrame *f)
 	m->view_section = (HANDLE)(uintptr_t)f->view_handle;
 	m->view_size = (SIZE_T)f->view_size;
 	m->data_len = f->data_len;
-	if (f->data_len && !io_all(c->pipe, m->data, f->data_len, FALSE)) {
+	if (f->data_len && !io_all(c->pipe, c->stop, m->data, f->data_len, FALSE)) {
 		msg_free(m);
 		return NULL;
 	}
@@ -356,6 +367,7 @@ static DWORD WINAPI listener_main(void *arg)
 
 			c->queue_port = p;
 			c->pipe = inst;
+			c->stop = CreateEventW(NULL, TRUE, FALSE, NULL);
 			InitializeSRWLock(&c->write_lock);
 			c->decided = CreateEventW(NULL, TRUE, FALSE, NULL);
 			CloseHandle(CreateThread(NULL, 0, pending_main, c, 0, NULL));
@@ -460,6 +472,7 @@ static NTSTATUS NTAPI si_connect_port_ex(HANDLE *port, OBJECT_ATTRIBUTES *conn_o
 	}
 	c = calloc(1, sizeof(*c));
 	c->pipe = pipe;
+	c->stop = CreateEventW(NULL, TRUE, FALSE, NULL);
 	InitializeSRWLock(&c->write_lock);
 	f.kind = SI_CONNECT;
 	f.pid = GetCurrentProcessId();
@@ -907,9 +920,7 @@ static void conn_close(SiConn *c)
 	if (!c)
 		return;
 	InterlockedExchange(&c->closed, 1);
-	AcquireSRWLockExclusive(&c->write_lock);
-	CancelIoEx(c->pipe, NULL);
-	ReleaseSRWLockExclusive(&c->write_lock);
+	SetEvent(c->stop);
 	if (c->reader) {
 		WaitForSingleObject(c->reader, INFINITE);
 		CloseHandle(c->reader);
@@ -919,6 +930,7 @@ static void conn_close(SiConn *c)
 		CloseHandle(c->peer_process);
 	if (c->decided)
 		CloseHandle(c->decided);
+	CloseHandle(c->stop);
 	free(c);
 }
 
