@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: MIT */
+/* The ALPC node's internals for its white-box tests. */
+#pragma once
+
+#include <meshremote/mesh-alpc-node.h>
+
+#include "alpc-nt-private.h"
+
+/* The largest ALPC message (data, after PORT_MESSAGE), as upstream's. */
+#define ALPC_MAX_MESSAGE 0x1000u
+/* The packet header ahead of every event (upstream's PacketHeader). */
+#define ALPC_PACKET_HEADER_SIZE 8u
+#define ALPC_MAX_SMALL_EVENT (ALPC_MAX_MESSAGE - ALPC_PACKET_HEADER_SIZE)
+/* Handles one event carries (the stand-in's bound too). */
+#define ALPC_MAX_HANDLES 64u
+/* Outgoing connections a node waits on (WaitForMultipleObjects). */
+#define ALPC_MAX_CLIENTS 60u
+
+/*
+ * alpc_node_new_full: mesh_alpc_node_new() (@directory NULL: a new
+ * anonymous directory, @secret NULL: a new secret, @id NULL: a new id) or
+ * mesh_alpc_node_join(), with the calls of @api instead of ntdll's.
+ * Consumes @directory, also on failure.
+ */
+MeshAlpcNode *alpc_node_new_full(const MeshAlpcNtApi *api, HANDLE directory,
+				      const MeshNodeId *id, const guint8 *secret,
+				      GError **error);
+
+/* Constant-time equality of two secrets. */
+gboolean alpc_secret_equal(const guint8 *a, const guint8 *b);
+
+/* Sends one event (the concatenation of @iov) with @handles (borrowed) on
+ * the client port @port, framed as the wire says (alpc-node.c). */
+NTSTATUS alpc_send_event(const MeshAlpcNtApi *api, HANDLE port, const struct iovec *iov,
+			 size_t n_iov, const MeshOsHandle *handles, size_t n_handles);

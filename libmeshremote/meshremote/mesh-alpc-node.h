@@ -1,0 +1,109 @@
+/* SPDX-License-Identifier: MIT */
+/**
+ * The ALPC node (Windows only): a node whose events travel over Windows
+ * ALPC, after upstream's mesh_remote::alpc_node. Each node has one waitable
+ * server port, named by its node id, in an object directory that only the
+ * mesh holds a handle to; a node sends to another over one client
+ * connection to that node's server port, presenting {its node id, the
+ * mesh's 256-bit secret}, which the server checks in constant time. OS
+ * handles travel in the ALPC handle attribute; events over 4 KiB travel in
+ * secure section views. A closed port fails the ports that depend on the
+ * node at its other end.
+ *
+ * Status: see doc/windows.md, "The ALPC node". Its logic is tested under
+ * Wine against a test stand-in of the NtAlpc calls; it has not run against
+ * real ALPC.
+ */
+#pragma once
+
+#include <meshremote/meshremote.h>
+
+#ifdef G_OS_WIN32
+
+G_BEGIN_DECLS
+
+/** MeshAlpcNode: an ALPC node; owned by its creator, one thread at a time. */
+typedef struct MeshAlpcNode MeshAlpcNode;
+
+/** MESH_ALPC_SECRET_SIZE: the size of a mesh secret, in bytes (256 bits). */
+#define MESH_ALPC_SECRET_SIZE 32
+
+/**
+ * mesh_alpc_node_new:
+ * @error: where a failure goes (MESH_ERROR_UNAVAILABLE: no ALPC in ntdll,
+ *     or a call failed; the message names the call and its NTSTATUS)
+ *
+ * Makes a node in a new mesh: a new anonymous object directory, a new
+ * secret from the OS random source, a new node id. Its threads (a receive
+ * thread and a connect thread) run until mesh_alpc_node_shutdown().
+ *
+ * Returns: (transfer full) (nullable): the node, or NULL with @error set.
+ */
+MESH_REMOTE_API MeshAlpcNode *mesh_alpc_node_new(GError **error);
+
+/**
+ * mesh_alpc_node_join:
+ * @directory: (transfer full): the mesh's directory handle (inherited or
+ *     duplicated from an inviter). Consumes @directory, also on failure.
+ * @id: the new node's id, as the inviter chose it
+ * @secret: the mesh secret (MESH_ALPC_SECRET_SIZE bytes; copied)
+ * @error: as for mesh_alpc_node_new()
+ *
+ * Makes a node in an existing mesh. The inviter bootstraps ports to it
+ * with mesh_node_add_port() on both sides.
+ *
+ * Returns: (transfer full) (nullable): the node, or NULL with @error set.
+ */
+MESH_REMOTE_API MeshAlpcNode *mesh_alpc_node_join(MeshOsHandle directory, const MeshNodeId *id,
+						  const guint8 *secret, GError **error);
+
+/** mesh_alpc_node_get_node: Returns: (transfer none): the node's MeshNode. Any thread. */
+MESH_REMOTE_API MeshNode *mesh_alpc_node_get_node(MeshAlpcNode *alpc);
+
+/**
+ * mesh_alpc_node_get_directory:
+ * @alpc: a node
+ *
+ * Returns: (transfer none): the mesh's directory handle, for an invitation
+ * (duplicate it; the node keeps its own until freed).
+ */
+MESH_REMOTE_API MeshOsHandle mesh_alpc_node_get_directory(MeshAlpcNode *alpc);
+
+/**
+ * mesh_alpc_node_get_secret:
+ * @alpc: a node
+ * @secret: (out caller-allocates): MESH_ALPC_SECRET_SIZE bytes
+ *
+ * Copies the mesh secret, for an invitation.
+ */
+MESH_REMOTE_API void mesh_alpc_node_get_secret(MeshAlpcNode *alpc, guint8 *secret);
+
+/**
+ * mesh_alpc_node_shutdown:
+ * @alpc: a node
+ * @timeout_us: how long to wait for moves in flight and for the flush,
+ *     -1 without limit
+ *
+ * Graceful shutdown: waits for moves in flight (mesh_node_wait_idle()),
+ * then flushes every outgoing connection (a request each; the other node
+ * replies once it has received everything sent before it), then closes
+ * the ports and stops the threads. Ports on other nodes then fail, naming
+ * this node. Not from the node's own threads. Idempotent.
+ *
+ * Returns: FALSE if the timeout cut the wait or a flush short.
+ */
+MESH_REMOTE_API gboolean mesh_alpc_node_shutdown(MeshAlpcNode *alpc, gint64 timeout_us);
+
+/**
+ * mesh_alpc_node_free:
+ * @alpc: (nullable): a node
+ *
+ * Shuts down without waiting (if mesh_alpc_node_shutdown() did not run)
+ * and frees @alpc and its directory handle. Received events whose memory
+ * the node still holds stay valid until released.
+ */
+MESH_REMOTE_API void mesh_alpc_node_free(MeshAlpcNode *alpc);
+
+G_END_DECLS
+
+#endif /* G_OS_WIN32 */
