@@ -1225,12 +1225,29 @@ static int child_pipe(TestRecv *rq, MeshPort *port)
 
 	MeshWritePipe *w;
 	mesh_pipe_new(&r, &w);
-	port_send(port, mesh_read_pipe_into_message(r), FALSE);
-	/* Nobody has read yet: at most the quota goes out without waiting. */
+	/*
+	 * Nobody can read yet (the reader is still here): at most the quota
+	 * goes out without waiting. Checked before the reader leaves: once
+	 * the parent has it, its credit may come back between any two writes.
+	 */
 	gssize first = mesh_write_pipe_write(w, all->data, all->len, 0, NULL);
 	gssize second = mesh_write_pipe_write(w, all->data + first, all->len - first, 0, NULL);
 	gboolean held = first == MESH_PIPE_QUOTA_BYTES && second < 0;
-	if (!mesh_write_pipe_write_all(w, all->data + first, all->len - first, WAIT_US, NULL))
+	if (first <= 0)
+		return 5;
+	gsize off = (gsize)first;
+	/* The reader moves with the quota's bytes in it, while this writes on. */
+	port_send(port, mesh_read_pipe_into_message(r), FALSE);
+	/*
+	 * Wait for the parent's first credit: a write then sends part of the
+	 * rest, and the stream goes on from where it stopped (not from
+	 * @first again: that sent the credit's bytes twice).
+	 */
+	gssize third = mesh_write_pipe_write(w, all->data + off, all->len - off, WAIT_US, NULL);
+	if (third <= 0)
+		return 5;
+	off += (gsize)third;
+	if (!mesh_write_pipe_write_all(w, all->data + off, all->len - off, WAIT_US, NULL))
 		return 5;
 	mesh_write_pipe_free(w);
 	g_byte_array_unref(all);
