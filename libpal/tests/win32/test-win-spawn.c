@@ -469,6 +469,77 @@ START_TEST(test_job_kills_tree)
 }
 END_TEST
 
+/*
+ * The --job-parent mode of this program: starts the test child in a job,
+ * the child starts a grandchild, prints "pids CHILD GRANDCHILD" and waits to
+ * be killed. Plain checks: this runs outside Check.
+ */
+static int job_parent(void)
+{
+	PalSpawn *spawn = pal_spawn_new(child_path);
+	PalChild *child = NULL;
+	HANDLE r, w;
+	char line[64];
+	size_t len = 0;
+	DWORD n, grand_pid;
+	char c;
+
+	if (!spawn || !CreatePipe(&r, &w, NULL, 0) || pal_spawn_add_arg(spawn, "grandchild") < 0 ||
+	    pal_spawn_add_arg(spawn, "sleep") < 0 || pal_spawn_add_arg(spawn, "600000") < 0 ||
+	    pal_spawn_set_job(spawn, true) < 0 || pal_spawn_set_stdout(spawn, PAL_STDIO_HANDLE, w) < 0 ||
+	    pal_spawn_run(spawn, &child) < 0)
+		return 2;
+	CloseHandle(w);
+	while (len < sizeof(line) - 1 && ReadFile(r, &c, 1, &n, NULL) && n == 1 && c != '\n')
+		line[len++] = c;
+	line[len] = 0;
+	if (sscanf(line, "grandchild %lu", &grand_pid) != 1)
+		return 3;
+	printf("pids %lu %lu\n", pal_child_get_pid(child), grand_pid);
+	fflush(stdout);
+	Sleep(INFINITE);
+	return 4;
+}
+
+/* The parent dies (TerminateProcess, no cleanup): its job goes, and with it the tree. */
+START_TEST(test_parent_death_kills_job)
+{
+	wchar_t self[MAX_PATH + 1];
+	char self8[MAX_PATH * 3], line[64];
+	PalSpawn *spawn;
+	PalChild *parent = NULL;
+	HANDLE out_r, out_w, child, grand;
+	DWORD child_pid, grand_pid, n = GetModuleFileNameW(NULL, self, MAX_PATH);
+
+	ck_assert(n > 0 && n < MAX_PATH);
+	self[n] = 0;
+	ck_assert_int_gt(WideCharToMultiByte(CP_UTF8, 0, self, -1, self8, sizeof(self8), NULL, NULL), 0);
+	new_pipe(&out_r, &out_w);
+	spawn = pal_spawn_new(self8);
+	ck_assert_int_eq(pal_spawn_add_arg(spawn, "--job-parent"), 0);
+	ck_assert_int_eq(pal_spawn_set_stdout(spawn, PAL_STDIO_HANDLE, out_w), 0);
+	ck_assert_int_eq(pal_spawn_run(spawn, &parent), 0);
+	CloseHandle(out_w);
+	read_line(out_r, line, sizeof(line));
+	ck_assert_int_eq(sscanf(line, "pids %lu %lu", &child_pid, &grand_pid), 2);
+	child = OpenProcess(SYNCHRONIZE, FALSE, child_pid);
+	grand = OpenProcess(SYNCHRONIZE, FALSE, grand_pid);
+	ck_assert_ptr_nonnull(child);
+	ck_assert_ptr_nonnull(grand);
+	ck_assert(!process_exited_within(child, 200));
+
+	ck_assert_int_eq(pal_child_kill(parent, 9), 0);
+	ck_assert_int_eq(pal_child_wait(parent, NULL), 0);
+	ck_assert(process_exited_within(child, 10000));
+	ck_assert(process_exited_within(grand, 10000));
+	CloseHandle(child);
+	CloseHandle(grand);
+	CloseHandle(out_r);
+	pal_child_free(parent);
+	pal_spawn_free(spawn);
+}
+END_TEST
+
 START_TEST(test_missing_program)
 {
 	char path[MAX_PATH * 3 + 32];
@@ -796,6 +867,7 @@ static Suite *win_suite(void)
 	tcase_add_test(tc, test_stdio);
 	tcase_add_loop_test(tc, test_handle_list, 0, 2);
 	tcase_add_loop_test(tc, test_job_kills_tree, 0, 4);
+	tcase_add_test(tc, test_parent_death_kills_job);
 	tcase_add_test(tc, test_missing_program);
 	tcase_add_test(tc, test_search_path);
 	tcase_add_test(tc, test_cwd);
@@ -813,12 +885,14 @@ static Suite *win_suite(void)
 	return s;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	SRunner *sr;
 	int failed;
 
 	find_child();
+	if (argc == 2 && strcmp(argv[1], "--job-parent") == 0)
+		return job_parent();
 	sr = srunner_create(win_suite());
 	srunner_run_all(sr, CK_ENV);
 	failed = srunner_ntests_failed(sr);
