@@ -43,10 +43,13 @@ PAL_API int pal_section_create(size_t size, HANDLE *ret_section);
 /**
  * pal_section_get_size:
  * @section: a section handle with SECTION_QUERY access, borrowed
- * @ret_size: (out): its size in bytes (as created, not rounded to pages)
+ * @ret_size: (out): its size in bytes as the kernel reports it: at least
+ *     the size it was created with, possibly rounded up to whole pages
+ *     (Wine 8 reports 12288 for a section of 10000 bytes)
  *
- * Asks the kernel (NtQuerySection()), so a receiver learns the real size
- * rather than trusting a peer's word.
+ * Asks the kernel (NtQuerySection()), so a receiver learns how much it may
+ * map rather than trusting a peer's word; the size of the payload inside is
+ * the sender's to say, and to check against this.
  *
  * Returns: 0 or a negative Win32 error code.
  */
