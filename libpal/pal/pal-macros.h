@@ -13,8 +13,19 @@
  *
  * Marks a libpal symbol as exported. The library is built with hidden
  * visibility; only declarations carrying this macro are part of the ABI.
+ * On Windows it is `__declspec(dllexport)` while libpal itself is compiled
+ * and `__declspec(dllimport)` for its users (define PAL_STATIC when linking
+ * a static libpal).
  */
+#if defined(_WIN32) && defined(PAL_COMPILATION)
+#define PAL_API __declspec(dllexport)
+#elif defined(_WIN32) && !defined(PAL_STATIC)
+#define PAL_API __declspec(dllimport)
+#elif defined(_WIN32)
+#define PAL_API
+#else
 #define PAL_API __attribute__((visibility("default")))
+#endif
 
 #ifdef __cplusplus
 #define PAL_BEGIN_DECLS extern "C" {

@@ -1,6 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /**
  * libpal: process spawning and fd plumbing for Linux, in plain C (libc only).
+ * On Windows (_WIN32) the same concepts with Windows names where they
+ * differ: pal-handle.h, pal-section.h and pal-spawn-win32.h replace the
+ * fd, memfd, spawn and sandbox headers (doc/windows.md, "libpal on
+ * Windows"); there, errors are negative Win32 error codes (-(int)GetLastError()).
  *
  * Error model: functions return 0 (or a non-negative value) on success and a
  * negative errno on failure; constructors return NULL and set errno. Out
@@ -20,9 +24,15 @@
 #define __PAL_H_INSIDE__
 
 #include <pal/pal-macros.h>
+#ifdef _WIN32
+#include <pal/pal-handle.h>
+#include <pal/pal-section.h>
+#include <pal/pal-spawn-win32.h>
+#else
 #include <pal/pal-fd.h>
 #include <pal/pal-memfd.h>
 #include <pal/pal-spawn.h>
 #include <pal/pal-sandbox.h>
+#endif
 
 #undef __PAL_H_INSIDE__
