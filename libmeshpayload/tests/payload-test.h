@@ -5,6 +5,10 @@
 #include <check.h>
 #include <dirent.h>
 #include <fcntl.h>
+#ifdef _WIN32
+#include <io.h>
+#include <windows.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,9 +43,49 @@ static inline void test_object_init(TestObject *o, int id)
 	o->released = 0;
 }
 
+#ifdef _WIN32
+/* On Windows the fds are the C runtime's descriptors, each over a HANDLE. */
+static inline bool fd_is_open(int fd)
+{
+	return _get_osfhandle(fd) != -1;
+}
+
+/* Whether a child created with inheritance would get @fd's HANDLE. */
+static inline bool fd_is_inheritable(int fd)
+{
+	DWORD flags = 0;
+	ck_assert(GetHandleInformation((HANDLE)_get_osfhandle(fd), &flags));
+	return (flags & HANDLE_FLAG_INHERIT) != 0;
+}
+
+/* Number of open fds of this process: the C runtime has at most 2048. */
+static inline int count_open_fds(void)
+{
+	int n = 0;
+
+	for (int fd = 0; fd < 2048; fd++)
+		n += fd_is_open(fd);
+	return n;
+}
+
+/* A fresh non-inheritable fd to NUL. */
+static inline int open_null(void)
+{
+	int fd = open("NUL", O_RDONLY | O_NOINHERIT);
+	ck_assert_int_ge(fd, 0);
+	return fd;
+}
+#else
 static inline bool fd_is_open(int fd)
 {
 	return fcntl(fd, F_GETFD) >= 0;
+}
+
+static inline bool fd_is_inheritable(int fd)
+{
+	int flags = fcntl(fd, F_GETFD);
+	ck_assert_int_ge(flags, 0);
+	return (flags & FD_CLOEXEC) == 0;
 }
 
 /* Number of open fds of this process. */
@@ -66,6 +110,7 @@ static inline int open_null(void)
 	ck_assert_int_ge(fd, 0);
 	return fd;
 }
+#endif
 
 /* Parses "0a 02 68 69" into @out (at most 256 bytes); returns the length. */
 static inline size_t parse_hex(const char *hex, uint8_t *out)

@@ -28,7 +28,7 @@ START_TEST(test_append_take_steal)
 	ck_assert_int_eq(fstat(dup, &a), 0);
 	ck_assert_int_eq(fstat(other, &b), 0);
 	ck_assert(a.st_ino == b.st_ino && a.st_dev == b.st_dev);
-	ck_assert_int_eq(fcntl(dup, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
+	ck_assert(!fd_is_inheritable(dup));
 	close(other);
 
 	ck_assert_uint_eq(mesh_payload_resources_len(res), 3);
