@@ -7,4 +7,9 @@
 # carries no such mark, so its descriptors and functions are listed here.
 set -eu
 echo EXPORTS
-"$1" --defined-only -g --format=posix "$2" | awk 'NF >= 2 && $2 ~ /^[TDRB]$/ { print "    " $1 }' | sort -u
+# Data (the descriptors) is marked DATA: the import library then holds only
+# __imp_NAME, and the linker's auto-import makes a user's plain reference
+# point at the DLL's object, not at a code thunk of that name.
+"$1" --defined-only -g --format=posix "$2" |
+	awk 'NF >= 2 && $2 == "T" { print "    " $1 }
+	     NF >= 2 && $2 ~ /^[DRB]$/ { print "    " $1 " DATA" }' | sort -u

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <meshpayload/meshpayload.h>
@@ -58,6 +59,17 @@ static inline bool fd_is_inheritable(int fd)
 	return (flags & HANDLE_FLAG_INHERIT) != 0;
 }
 
+/* Whether @a and @b are open on the same kernel object. */
+static inline bool fds_same_file(int a, int b)
+{
+	/* Windows 10's kernelbase has it; mingw's kernel32 import library not. */
+	typedef BOOL(WINAPI * CompareFn)(HANDLE, HANDLE);
+	CompareFn compare = (CompareFn)(void (*)(void))GetProcAddress(
+		GetModuleHandleW(L"kernelbase.dll"), "CompareObjectHandles");
+	ck_assert_msg(compare != NULL, "no CompareObjectHandles");
+	return compare((HANDLE)_get_osfhandle(a), (HANDLE)_get_osfhandle(b));
+}
+
 /* Number of open fds of this process: the C runtime has at most 2048. */
 static inline int count_open_fds(void)
 {
@@ -86,6 +98,15 @@ static inline bool fd_is_inheritable(int fd)
 	int flags = fcntl(fd, F_GETFD);
 	ck_assert_int_ge(flags, 0);
 	return (flags & FD_CLOEXEC) == 0;
+}
+
+/* Whether @a and @b are open on the same file. */
+static inline bool fds_same_file(int a, int b)
+{
+	struct stat sa, sb;
+	ck_assert_int_eq(fstat(a, &sa), 0);
+	ck_assert_int_eq(fstat(b, &sb), 0);
+	return sa.st_ino == sb.st_ino && sa.st_dev == sb.st_dev;
 }
 
 /* Number of open fds of this process. */
