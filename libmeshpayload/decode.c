@@ -37,7 +37,7 @@ static int decode_fields(Decoder *d, ProtobufCMessage *m, WireReader *r, size_t 
 			 bool fresh);
 
 static int fail(Decoder *d, MeshPayloadErrorCode code, int errnum, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+	__attribute__((format(PAYLOAD_PRINTF_FORMAT, 4, 5)));
 
 static int fail(Decoder *d, MeshPayloadErrorCode code, int errnum, const char *fmt, ...)
 {

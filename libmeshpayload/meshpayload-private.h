@@ -3,6 +3,14 @@
 
 #include <meshpayload/meshpayload.h>
 
+/* The printf format archetype: mingw's C runtime functions (which _GNU_SOURCE
+ * selects, with %zu) are not the Microsoft ones that `printf` means there. */
+#ifdef __MINGW_PRINTF_FORMAT
+#define PAYLOAD_PRINTF_FORMAT __MINGW_PRINTF_FORMAT
+#else
+#define PAYLOAD_PRINTF_FORMAT printf
+#endif
+
 typedef struct {
 	MeshPayloadResourceKind kind;
 	union {
@@ -45,4 +53,4 @@ bool payload_utf8_valid(const uint8_t *s, size_t n);
 
 /* Formats into @err (when non-NULL) and returns @errnum. */
 int payload_set_error(MeshPayloadError *err, MeshPayloadErrorCode code, int errnum,
-		      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+		      const char *fmt, ...) __attribute__((format(PAYLOAD_PRINTF_FORMAT, 4, 5)));

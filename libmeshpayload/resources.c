@@ -1,5 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 #include <fcntl.h>
+#ifdef _WIN32
+#include <io.h>
+#include <windows.h>
+#endif
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,13 +93,29 @@ int mesh_payload_resources_append_fd_take(MeshPayloadResources *res, int fd)
 	return (int)res->len++;
 }
 
+/* A close-on-exec duplicate of @fd, or a negative errno. On Windows @fd is
+ * a C runtime descriptor, which no child inherits unless it is told to. */
+static int fd_dup_cloexec(int fd)
+{
+#ifdef _WIN32
+	int dup = _dup(fd);
+	if (dup >= 0 && !SetHandleInformation((HANDLE)_get_osfhandle(dup), HANDLE_FLAG_INHERIT, 0)) {
+		_close(dup);
+		return -EBADF;
+	}
+#else
+	int dup = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+#endif
+	return dup < 0 ? -errno : dup;
+}
+
 int mesh_payload_resources_append_fd(MeshPayloadResources *res, int fd)
 {
 	if (fd < 0)
 		return -EBADF;
-	int dup = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	int dup = fd_dup_cloexec(fd);
 	if (dup < 0)
-		return -errno;
+		return dup;
 	return mesh_payload_resources_append_fd_take(res, dup);
 }
 

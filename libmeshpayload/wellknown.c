@@ -9,6 +9,25 @@
 
 #include "meshpayload-private.h"
 
+#ifdef _WIN32
+#include <windows.h>
+
+/* The wall clock as a timespec: FILETIME counts 100 ns from 1601. */
+static void realtime_now(struct timespec *ts)
+{
+	FILETIME ft;
+	GetSystemTimePreciseAsFileTime(&ft);
+	uint64_t t = ((uint64_t)ft.dwHighDateTime << 32 | ft.dwLowDateTime) - 116444736000000000ULL;
+	ts->tv_sec = (time_t)(t / 10000000);
+	ts->tv_nsec = (long)(t % 10000000) * 100;
+}
+#else
+static void realtime_now(struct timespec *ts)
+{
+	clock_gettime(CLOCK_REALTIME, ts);
+}
+#endif
+
 #define NANOS MESH_PAYLOAD_NANOS_PER_SEC
 
 int mesh_payload_timestamp_from_timespec(const struct timespec *ts, MeshPayload__Timestamp *ret)
@@ -72,7 +91,7 @@ void mesh_payload_timestamp_now(MeshPayload__Timestamp *ret)
 
 	if (!ret)
 		return;
-	clock_gettime(CLOCK_REALTIME, &ts);
+	realtime_now(&ts);
 	mesh_payload_timestamp_from_timespec(&ts, ret);
 }
 

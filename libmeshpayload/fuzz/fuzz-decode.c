@@ -142,8 +142,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	MeshPayloadLimits limits = {.max_size = 1 << 20, .max_depth = 32, .max_resources = 16};
 
 	if (null_fd < 0) {
+#ifdef _WIN32
+		null_fd = open("NUL", O_RDONLY | O_NOINHERIT);
+#else
 		null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-		check(null_fd >= 0, "cannot open /dev/null");
+#endif
+		check(null_fd >= 0, "cannot open the null device");
 	}
 	int lowest_free_fd = probe_lowest_free_fd();
 	if (size < 1)

@@ -10,9 +10,20 @@
 /**
  * MESH_PAYLOAD_API:
  *
- * Marks an exported libmeshpayload symbol; everything else is hidden.
+ * Marks an exported libmeshpayload symbol; everything else is hidden. On
+ * Windows it is `__declspec(dllexport)` while the DLL is built and
+ * `__declspec(dllimport)` for its users: a DLL with no dllexport at all
+ * would export every global symbol, the static protobuf-c runtime's too.
  */
+#if defined(_WIN32) || defined(__CYGWIN__)
+#ifdef MESHPAYLOAD_COMPILATION
+#define MESH_PAYLOAD_API __declspec(dllexport)
+#else
+#define MESH_PAYLOAD_API __declspec(dllimport)
+#endif
+#else
 #define MESH_PAYLOAD_API __attribute__((visibility("default")))
+#endif
 
 #ifdef __cplusplus
 #define MESH_PAYLOAD_BEGIN_DECLS extern "C" {

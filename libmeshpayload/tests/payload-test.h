@@ -5,9 +5,14 @@
 #include <check.h>
 #include <dirent.h>
 #include <fcntl.h>
+#ifdef _WIN32
+#include <io.h>
+#include <windows.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <meshpayload/meshpayload.h>
@@ -39,9 +44,69 @@ static inline void test_object_init(TestObject *o, int id)
 	o->released = 0;
 }
 
+#ifdef _WIN32
+/* On Windows the fds are the C runtime's descriptors, each over a HANDLE. */
+static inline bool fd_is_open(int fd)
+{
+	return _get_osfhandle(fd) != -1;
+}
+
+/* Whether a child created with inheritance would get @fd's HANDLE. */
+static inline bool fd_is_inheritable(int fd)
+{
+	DWORD flags = 0;
+	ck_assert(GetHandleInformation((HANDLE)_get_osfhandle(fd), &flags));
+	return (flags & HANDLE_FLAG_INHERIT) != 0;
+}
+
+/* Whether @a and @b are open on the same kernel object. */
+static inline bool fds_same_file(int a, int b)
+{
+	/* Windows 10's kernelbase has it; mingw's kernel32 import library not. */
+	typedef BOOL(WINAPI * CompareFn)(HANDLE, HANDLE);
+	CompareFn compare = (CompareFn)(void (*)(void))GetProcAddress(
+		GetModuleHandleW(L"kernelbase.dll"), "CompareObjectHandles");
+	ck_assert_msg(compare != NULL, "no CompareObjectHandles");
+	return compare((HANDLE)_get_osfhandle(a), (HANDLE)_get_osfhandle(b));
+}
+
+/* Number of open fds of this process: the C runtime has at most 2048. */
+static inline int count_open_fds(void)
+{
+	int n = 0;
+
+	for (int fd = 0; fd < 2048; fd++)
+		n += fd_is_open(fd);
+	return n;
+}
+
+/* A fresh non-inheritable fd to NUL. */
+static inline int open_null(void)
+{
+	int fd = open("NUL", O_RDONLY | O_NOINHERIT);
+	ck_assert_int_ge(fd, 0);
+	return fd;
+}
+#else
 static inline bool fd_is_open(int fd)
 {
 	return fcntl(fd, F_GETFD) >= 0;
+}
+
+static inline bool fd_is_inheritable(int fd)
+{
+	int flags = fcntl(fd, F_GETFD);
+	ck_assert_int_ge(flags, 0);
+	return (flags & FD_CLOEXEC) == 0;
+}
+
+/* Whether @a and @b are open on the same file. */
+static inline bool fds_same_file(int a, int b)
+{
+	struct stat sa, sb;
+	ck_assert_int_eq(fstat(a, &sa), 0);
+	ck_assert_int_eq(fstat(b, &sb), 0);
+	return sa.st_ino == sb.st_ino && sa.st_dev == sb.st_dev;
 }
 
 /* Number of open fds of this process. */
@@ -66,6 +131,7 @@ static inline int open_null(void)
 	ck_assert_int_ge(fd, 0);
 	return fd;
 }
+#endif
 
 /* Parses "0a 02 68 69" into @out (at most 256 bytes); returns the length. */
 static inline size_t parse_hex(const char *hex, uint8_t *out)

@@ -1,7 +1,5 @@
 /* SPDX-License-Identifier: MIT */
 /* The MeshPayloadResources list: ownership in, out and on release. */
-#include <sys/stat.h>
-
 #include "payload-test.h"
 #include "test-proto2.pb-c.h"
 
@@ -24,11 +22,8 @@ START_TEST(test_append_take_steal)
 	ck_assert_int_eq(idx, 2);
 	int dup = mesh_payload_resources_peek_fd(res, 2);
 	ck_assert_int_ne(dup, other);
-	struct stat a, b;
-	ck_assert_int_eq(fstat(dup, &a), 0);
-	ck_assert_int_eq(fstat(other, &b), 0);
-	ck_assert(a.st_ino == b.st_ino && a.st_dev == b.st_dev);
-	ck_assert_int_eq(fcntl(dup, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
+	ck_assert(fds_same_file(dup, other));
+	ck_assert(!fd_is_inheritable(dup));
 	close(other);
 
 	ck_assert_uint_eq(mesh_payload_resources_len(res), 3);

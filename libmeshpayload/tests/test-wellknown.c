@@ -50,9 +50,18 @@ static void check_roundtrip_ns(int64_t ns)
 
 static int64_t now_ns(void)
 {
+#ifdef _WIN32
+	/* Not the library's clock (GetSystemTimePreciseAsFileTime): the coarse
+	 * one, never ahead of it. FILETIME counts 100 ns from 1601. */
+	FILETIME ft;
+	GetSystemTimeAsFileTime(&ft);
+	uint64_t t = (uint64_t)ft.dwHighDateTime << 32 | ft.dwLowDateTime;
+	return (int64_t)(t - 116444736000000000ULL) * 100;
+#else
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * MESH_PAYLOAD_NANOS_PER_SEC + ts.tv_nsec;
+#endif
 }
 
 /* Upstream time.rs test_timestamp_system_time. */

@@ -15,7 +15,25 @@
 
 #include <glib.h>
 #include <stdint.h>
+#ifdef _WIN32
+#ifndef MESH_HAVE_STRUCT_IOVEC
+/**
+ * MESH_HAVE_STRUCT_IOVEC:
+ *
+ * Windows has no <sys/uio.h>: there this header defines struct iovec, the
+ * transport interface's scatter list, with POSIX's layout. A program that
+ * defines its own struct iovec defines MESH_HAVE_STRUCT_IOVEC before it
+ * includes <meshremote/meshremote.h>.
+ */
+#define MESH_HAVE_STRUCT_IOVEC 1
+struct iovec {
+	void *iov_base;
+	size_t iov_len;
+};
+#endif
+#else
 #include <sys/uio.h>
+#endif
 
 G_BEGIN_DECLS
 

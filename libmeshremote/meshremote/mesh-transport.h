@@ -37,9 +37,8 @@
 
 #include <glib.h>
 #include <stdint.h>
-#include <sys/uio.h>
 
-#include <meshremote/mesh-node.h>
+#include <meshremote/mesh-node.h> /* struct iovec */
 
 G_BEGIN_DECLS
 

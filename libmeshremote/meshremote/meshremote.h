@@ -34,8 +34,10 @@
 #include <meshremote/mesh-message.h>
 #include <meshremote/mesh-port.h>
 #include <meshremote/mesh-channel.h>
+#ifndef _WIN32 /* the Unix transports; the ALPC node: <meshremote/mesh-alpc-node.h> */
 #include <meshremote/mesh-unix-node.h>
 #include <meshremote/mesh-p2p.h>
+#endif
 #include <meshremote/mesh-pipe.h>
 #include <meshremote/mesh-cell.h>
 #include <meshremote/mesh-cancel.h>
