@@ -1008,6 +1008,19 @@ static void introduce(MeshUnixNode *a, MeshUnixNode *b)
 }
 
 /*
+ * Waits until @leader has read the hello of its follower @id. Joining does
+ * not wait for it: the joiner's hello is first on its socket, but the
+ * leader reads that socket when its I/O thread gets to it.
+ */
+static void wait_hello_read(MeshUnixNode *leader, const MeshNodeId *id)
+{
+	gint64 deadline = g_get_monotonic_time() + (gint64)wait_ms() * 1000;
+	while (!unix_node_peer_is_c(leader, id) && g_get_monotonic_time() < deadline)
+		g_usleep(1000);
+	ck_assert_msg(unix_node_peer_is_c(leader, id), "the leader did not read the follower's hello");
+}
+
+/*
  * Introductions: two C followers (each said its hello to the leader) get a
  * socket marked as between C nodes and say their hellos on it; a C follower
  * and one that speaks upstream's wire (no hello to the leader) do not: no
@@ -1025,6 +1038,15 @@ START_TEST(test_introductions)
 	const MeshNodeId *kid = mesh_node_get_id(mesh_unix_node_get_node(k));
 	const MeshNodeId *upid = mesh_node_get_id(mesh_unix_node_get_node(up));
 
+	/*
+	 * The leader marks the pair's socket as between C nodes by what it
+	 * knows when a request naming them comes: j's request (behind j's
+	 * hello on j's socket) can be read before k's hello on k's socket,
+	 * and j and k then speak upstream's wire with each other (the safe
+	 * choice for a node whose hello the leader has not seen).
+	 */
+	wait_hello_read(leader, jid);
+	wait_hello_read(leader, kid);
 	/*
 	 * Both ways: a message from k reaching j proves that j read k's hello
 	 * (the first thing on k's end); one way alone leaves j's view racing.
