@@ -32,7 +32,7 @@
 #include <pal/pal.h>
 
 #include "remote-private.h"
-#include "unix-node-private.h" /* unix_node_peer_is_c(): what the leader's introductions go by */
+#include "unix-leader-private.h" /* unix_connector_cb(); unix_node_peer_is_c(): what the leader's introductions go by */
 #include "unix-test.h"
 
 /* Packets: an 8-byte header (the type, then 7 zero bytes) and a body. */
@@ -1069,6 +1069,100 @@ START_TEST(test_introductions)
 	mesh_unix_node_free(j);
 	mesh_unix_node_free(k);
 	mesh_unix_node_free(up);
+	mesh_unix_node_free(leader);
+	mesh_node_unref(ln);
+}
+END_TEST
+
+/* test_introduced_while_asking: j's connector, held open until k's introduction connected j. */
+typedef struct {
+	MeshUnixNode *j, *k;
+	MeshPortId pj, pk;
+	MeshPort *in_k; /* k's port to j's, made inside the window */
+} AskWindow;
+
+static gboolean pending_empty(MeshUnixNode *u)
+{
+	g_mutex_lock(&u->lock);
+	gboolean empty = g_hash_table_size(u->pending) == 0;
+	g_mutex_unlock(&u->lock);
+	return empty;
+}
+
+static void connector_in_window(MeshNode *node, MeshRemoteNode *remote, void *data)
+{
+	AskWindow *w = data;
+	const MeshNodeId *kid = mesh_node_get_id(mesh_unix_node_get_node(w->k));
+
+	if (mesh_uuid_equal(mesh_remote_node_get_id(remote), kid) && !w->in_k) {
+		/*
+		 * j's remote node for k is in j's table, its request not made
+		 * yet: k asks for j now, and the leader's answer connects j's
+		 * remote node before j's own request goes.
+		 */
+		w->in_k = mesh_node_add_port(mesh_unix_node_get_node(w->k), &w->pk, mesh_node_get_id(node),
+					     &w->pj);
+		gint64 deadline = g_get_monotonic_time() + (gint64)wait_ms() * 1000;
+		while (!unix_node_peer_is_c(w->j, kid) && g_get_monotonic_time() < deadline)
+			g_usleep(1000);
+		ck_assert_msg(unix_node_peer_is_c(w->j, kid), "k's introduction did not connect j");
+	}
+	unix_connector_cb(node, remote, w->j);
+}
+
+/*
+ * A follower asks the leader for a node that an introduction connected
+ * meanwhile (the other node asked first, and its answer came between the
+ * remote node's making and the connector's call): the leader answers the
+ * second request with no socket, as for a pair it connected already, and
+ * the follower keeps the connection it has.
+ */
+START_TEST(test_introduced_while_asking)
+{
+	MeshNode *ln = mesh_node_new();
+	MeshUnixNode *leader = mesh_unix_node_new(ln, NULL);
+	MeshPort *uj, *uk;
+	MeshUnixNode *j = join_follower(leader, TRUE, &uj);
+	MeshUnixNode *k = join_follower(leader, TRUE, &uk);
+	MeshNode *jn = mesh_unix_node_get_node(j);
+	const MeshNodeId *jid = mesh_node_get_id(jn);
+	const MeshNodeId *kid = mesh_node_get_id(mesh_unix_node_get_node(k));
+	AskWindow w = {.j = j, .k = k};
+
+	wait_hello_read(leader, jid);
+	wait_hello_read(leader, kid);
+	mesh_uuid_generate(&w.pj);
+	mesh_uuid_generate(&w.pk);
+	mesh_node_set_connector(jn, connector_in_window, &w);
+	MeshPort *in_j = mesh_node_add_port(jn, &w.pj, kid, &w.pk);
+	ck_assert(w.in_k);
+	/* The leader's answer to j's request came (nothing pending). */
+	gint64 deadline = g_get_monotonic_time() + (gint64)wait_ms() * 1000;
+	while (!pending_empty(j) && g_get_monotonic_time() < deadline)
+		g_usleep(1000);
+	ck_assert(pending_empty(j));
+
+	Inbox *at_j = inbox_new(in_j), *at_k = inbox_new(w.in_k);
+	ck_assert(port_send(in_j, mesh_message_new("to k", 4), FALSE));
+	ck_assert(port_send(w.in_k, mesh_message_new("to j", 4), FALSE));
+	Inbox *inboxes[] = {at_k, at_j};
+	for (guint i = 0; i < G_N_ELEMENTS(inboxes); i++) {
+		InboxItem *item =
+			g_async_queue_timeout_pop(inboxes[i]->queue, (guint64)wait_ms() * 1000);
+		ck_assert_msg(item && item->msg, "%s: %s", i == 0 ? "j to k" : "k to j",
+			      item && item->failure ? item->failure : "nothing arrived");
+		inbox_item_free(item);
+	}
+	ck_assert(unix_node_peer_is_c(j, kid));
+
+	inbox_free(at_j);
+	inbox_free(at_k);
+	mesh_port_close(in_j);
+	mesh_port_close(w.in_k);
+	mesh_port_close(uj);
+	mesh_port_close(uk);
+	mesh_unix_node_free(j);
+	mesh_unix_node_free(k);
 	mesh_unix_node_free(leader);
 	mesh_node_unref(ln);
 }
@@ -2205,6 +2299,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_invited_upstream_joiner);
 	tcase_add_test(tc, test_invited_c_joiner);
 	tcase_add_test(tc, test_introductions);
+	tcase_add_test(tc, test_introduced_while_asking);
 	tcase_add_test(tc, test_pool_send);
 	tcase_add_test(tc, test_pool_sizes_cycle);
 	tcase_add_test(tc, test_pool_ids_bounded);

@@ -14,6 +14,8 @@ MeshInvitation *unix_invitation_from_message(ProtobufCMessage *msg, GError **err
 void unix_leader_start(MeshUnixNode *u);
 /* Installs the node's connector; call before the node can receive anything. */
 void unix_connector_install(MeshUnixNode *u);
+/* The connector unix_connector_install() sets (@data: the MeshUnixNode), for tests that wrap it. */
+void unix_connector_cb(MeshNode *node, MeshRemoteNode *remote, void *data);
 /* Starts following: takes the two channel ends from an InitialMessage. */
 void unix_follower_start(MeshUnixNode *u, MeshSender *to_leader, MeshReceiver *from_leader);
 void unix_leader_stop(MeshUnixNode *u);

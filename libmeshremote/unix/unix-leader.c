@@ -215,6 +215,28 @@ MeshInvitation *unix_invitation_from_message(ProtobufCMessage *msg, GError **err
 
 /* The follower side. */
 
+/*
+ * Fails @remote (a pending request's), unless a socket connected it
+ * meanwhile: when both nodes of a pair ask for each other, the other's
+ * introduction can connect ours between the making of the remote node and
+ * the connector's call, whose request the leader then answers with no
+ * socket (the pair has one). Consumes @remote.
+ */
+static void pending_fail(MeshUnixNode *u, MeshRemoteNode *remote, const char *reason)
+{
+	const MeshNodeId *id = mesh_remote_node_get_id(remote);
+
+	if (unix_node_is_connected(u, id)) {
+		debug_log(LOG_FIELDS("MESH_NODE", LOG_ID(mesh_node_get_id(u->node)), "MESH_PEER", LOG_ID(id)),
+			  "mesh: node %s is connected already (%s)", LOG_ID(id), reason);
+	} else {
+		debug_log(LOG_FIELDS("MESH_NODE", LOG_ID(mesh_node_get_id(u->node)), "MESH_PEER", LOG_ID(id)),
+			  "mesh: no connection to node %s: %s", LOG_ID(id), reason);
+		mesh_remote_node_fail(remote, reason);
+	}
+	mesh_remote_node_unref(remote);
+}
+
 static void follower_handle(MeshUnixNode *u, MeshUnix__FollowerRequest *req)
 {
 	MeshNodeId id;
@@ -242,10 +264,9 @@ static void follower_handle(MeshUnixNode *u, MeshUnix__FollowerRequest *req)
 			g_error_free(error);
 		}
 	} else if (pending) {
-		debug_log(LOG_FIELDS("MESH_NODE", LOG_ID(mesh_node_get_id(u->node)), "MESH_PEER", LOG_ID(&id)),
-			  "mesh: the leader gives no connection to node %s", LOG_ID(&id));
-		mesh_remote_node_fail(pending,
-				      "the leader gives no connection to it (unknown, gone or failed)");
+		pending_fail(u, pending,
+			     "the leader gives no connection to it (unknown, gone or failed)");
+		return;
 	}
 	mesh_remote_node_unref(pending);
 }
@@ -273,10 +294,8 @@ static void from_leader_cb(MeshReceiver *r, gpointer data)
 		GHashTableIter it;
 		gpointer value;
 		g_hash_table_iter_init(&it, pending);
-		while (g_hash_table_iter_next(&it, NULL, &value)) {
-			mesh_remote_node_fail(value, "the leader is gone");
-			mesh_remote_node_unref(value);
-		}
+		while (g_hash_table_iter_next(&it, NULL, &value))
+			pending_fail(u, value, "the leader is gone");
 		g_hash_table_destroy(pending);
 	}
 	g_clear_error(&error);
@@ -311,7 +330,7 @@ static MeshUnix__LeaderRequest *leader_connect_new(const MeshNodeId *id)
  * know. It is installed before the node can receive anything; requests made
  * before the node follows a leader are sent when it starts following.
  */
-static void connector_cb(MeshNode *node, MeshRemoteNode *remote, void *data)
+void unix_connector_cb(MeshNode *node, MeshRemoteNode *remote, void *data)
 {
 	MeshUnixNode *u = data;
 	const MeshNodeId *id = mesh_remote_node_get_id(remote);
@@ -336,7 +355,7 @@ static void connector_cb(MeshNode *node, MeshRemoteNode *remote, void *data)
 void unix_connector_install(MeshUnixNode *u)
 {
 	u->stop_roles = unix_leader_stop;
-	mesh_node_set_connector(u->node, connector_cb, u);
+	mesh_node_set_connector(u->node, unix_connector_cb, u);
 }
 
 void unix_follower_start(MeshUnixNode *u, MeshSender *to_leader, MeshReceiver *from_leader)
@@ -613,10 +632,8 @@ void unix_leader_stop(MeshUnixNode *u)
 	GHashTableIter it;
 	gpointer value;
 	g_hash_table_iter_init(&it, pending);
-	while (g_hash_table_iter_next(&it, NULL, &value)) {
-		mesh_remote_node_fail(value, "mesh is shutting down");
-		mesh_remote_node_unref(value);
-	}
+	while (g_hash_table_iter_next(&it, NULL, &value))
+		pending_fail(u, value, "mesh is shutting down");
 	g_hash_table_destroy(pending);
 
 	if (u->leader) {

@@ -126,6 +126,8 @@ gboolean unix_node_connect_take(MeshUnixNode *u, const MeshNodeId *peer, int fd,
 guint unix_hello_flags(void);
 /* Whether @peer is this node or a connected C node (its hello came, or its invitation said). */
 gboolean unix_node_peer_is_c(MeshUnixNode *u, const MeshNodeId *peer);
+/* Whether a connection to @peer is up (not ended); any thread, no lock held. */
+gboolean unix_node_is_connected(MeshUnixNode *u, const MeshNodeId *peer);
 /* Ends the connection to @peer, if any (from any thread; no lock held). */
 void unix_node_cut(MeshUnixNode *u, const MeshNodeId *peer, const char *reason);
 

@@ -1827,7 +1827,8 @@ void mesh_unix_node_set_peer_describer(MeshUnixNode *u, MeshPeerDescribeFunc fun
 	g_mutex_unlock(&u->lock);
 }
 
-void unix_node_cut(MeshUnixNode *u, const MeshNodeId *peer, const char *reason)
+/* Returns: (transfer full) (nullable): the connection to @peer in u->conns. */
+static UnixConn *conn_find(MeshUnixNode *u, const MeshNodeId *peer)
 {
 	UnixConn *found = NULL;
 
@@ -1838,25 +1839,37 @@ void unix_node_cut(MeshUnixNode *u, const MeshNodeId *peer, const char *reason)
 			found = conn_ref(c);
 	}
 	g_mutex_unlock(&u->lock);
+	return found;
+}
+
+void unix_node_cut(MeshUnixNode *u, const MeshNodeId *peer, const char *reason)
+{
+	UnixConn *found = conn_find(u, peer);
+
 	if (found) {
 		conn_end_async(found, reason);
 		conn_unref(found);
 	}
 }
 
+gboolean unix_node_is_connected(MeshUnixNode *u, const MeshNodeId *peer)
+{
+	UnixConn *found = conn_find(u, peer);
+
+	if (!found)
+		return FALSE;
+	g_mutex_lock(&found->lock);
+	gboolean up = !found->ended;
+	g_mutex_unlock(&found->lock);
+	conn_unref(found);
+	return up;
+}
+
 gboolean unix_node_peer_is_c(MeshUnixNode *u, const MeshNodeId *peer)
 {
-	UnixConn *found = NULL;
-
 	if (mesh_uuid_equal(peer, mesh_node_get_id(u->node)))
 		return TRUE; /* the leader as its own follower */
-	g_mutex_lock(&u->lock);
-	for (guint i = 0; i < u->conns->len && !found; i++) {
-		UnixConn *c = u->conns->pdata[i];
-		if (mesh_uuid_equal(&c->peer, peer))
-			found = conn_ref(c);
-	}
-	g_mutex_unlock(&u->lock);
+	UnixConn *found = conn_find(u, peer);
 	if (!found)
 		return FALSE;
 	g_mutex_lock(&found->lock);
