@@ -10,19 +10,8 @@
  * (peer 0x22.. on A). Checks: no crash, no leak (LeakSanitizer), no fd left
  * open after everything is torn down.
  */
-#include <fcntl.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <unistd.h>
+#include "fuzz-common.h"
 
-#include "remote-private.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static void ignore_log(const gchar *domain, GLogLevelFlags level, const gchar *message,
-		       gpointer user_data)
-{
-}
 
 static void sink_send(void *user_data, const struct iovec *iov, size_t n_iov, const int *fds,
 		      size_t n_fds)
@@ -32,23 +21,10 @@ static void sink_send(void *user_data, const struct iovec *iov, size_t n_iov, co
 
 static const MeshEventSink sink = {.send = sink_send};
 
-static int probe_lowest_free_fd(void)
-{
-	int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		abort();
-	close(fd);
-	return fd;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static gboolean init;
-	if (!init) {
-		g_log_set_handler("MeshRemote", G_LOG_LEVEL_MASK, ignore_log, NULL);
-		init = TRUE;
-	}
-	int lowest = probe_lowest_free_fd();
+	fuzz_quiet_logs();
+	int lowest = fuzz_lowest_free_fd();
 
 	MeshNode *b = mesh_node_new();
 	MeshNodeId a_id;
@@ -87,9 +63,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	mesh_remote_node_unref(a);
 	mesh_node_unref(b);
 
-	if (probe_lowest_free_fd() != lowest) {
-		fprintf(stderr, "fuzz-event: an fd leaked\n");
-		abort();
-	}
+	fuzz_check_fds("fuzz-event", lowest);
 	return 0;
 }

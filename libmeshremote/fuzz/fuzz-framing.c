@@ -17,22 +17,11 @@
  * given away closed in the end; a failure has an error; and what unwraps
  * frames back (message_wire_framing()) to the same field and body.
  */
-#include <fcntl.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <unistd.h>
-
-#include "remote-private.h"
+#include "fuzz-common.h"
 #include "test-messages.pb-c.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define MAX_PORTS 4
-
-static void ignore_log(const gchar *domain, GLogLevelFlags level, const gchar *message,
-		       gpointer user_data)
-{
-}
 
 static void check(gboolean ok, const char *what)
 {
@@ -40,14 +29,6 @@ static void check(gboolean ok, const char *what)
 		fprintf(stderr, "fuzz-framing: %s\n", what);
 		abort();
 	}
-}
-
-static int probe_lowest_free_fd(void)
-{
-	int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	check(fd >= 0, "cannot open /dev/null");
-	close(fd);
-	return fd;
 }
 
 /*
@@ -72,14 +53,10 @@ static void check_reframes(MeshMessage *msg, const uint8_t *data, size_t size)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static gboolean init;
-	if (!init) {
-		g_log_set_handler("MeshRemote", G_LOG_LEVEL_MASK, ignore_log, NULL);
-		init = TRUE;
-	}
+	fuzz_quiet_logs();
 	if (size < 1)
 		return 0;
-	int lowest = probe_lowest_free_fd();
+	int lowest = fuzz_lowest_free_fd();
 
 	uint8_t control = data[0];
 	unsigned n_fds = control & 7, n_ports = (control >> 3) & 3, extra = control >> 7;
@@ -136,6 +113,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		      "a port given away was not closed");
 		mesh_port_close(peers[i]);
 	}
-	check(probe_lowest_free_fd() == lowest, "an fd leaked");
+	check(fuzz_lowest_free_fd() == lowest, "an fd leaked");
 	return 0;
 }

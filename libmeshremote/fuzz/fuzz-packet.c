@@ -14,31 +14,8 @@
  * a fixed id (0x11 x16) peered with port 0x21.. on the fuzzed peer node
  * (0xaa x16), so events can reach it. Checks: no crash, no leak, no fd left.
  */
-#include <fcntl.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <sys/socket.h>
-#include <unistd.h>
+#include "fuzz-common.h"
 
-#include <pal/pal.h>
-
-#include "remote-private.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static void ignore_log(const gchar *domain, GLogLevelFlags level, const gchar *message,
-		       gpointer user_data)
-{
-}
-
-static int probe_lowest_free_fd(void)
-{
-	int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		abort();
-	close(fd);
-	return fd;
-}
 
 static void send_packet(int sock, uint8_t control, const uint8_t *bytes, size_t len)
 {
@@ -85,28 +62,13 @@ static void send_packet(int sock, uint8_t control, const uint8_t *bytes, size_t 
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static gboolean init;
-	if (!init) {
-		g_log_set_handler("MeshRemote", G_LOG_LEVEL_MASK, ignore_log, NULL);
-		init = TRUE;
-	}
-	int lowest = probe_lowest_free_fd();
+	fuzz_quiet_logs();
+	int lowest = fuzz_lowest_free_fd();
 
-	GMainContext *ctx = g_main_context_new();
-	MeshNode *node = mesh_node_new();
-	MeshUnixNode *u = mesh_unix_node_new(node, ctx);
-	MeshNodeId peer;
-	MeshPortId mine, theirs;
-	memset(peer.bytes, 0xaa, 16);
-	memset(mine.bytes, 0x11, 16);
-	memset(theirs.bytes, 0x21, 16);
-	MeshRemoteNode *h = mesh_node_add_remote(node, &peer);
-	MeshPort *port = mesh_node_add_port(node, &mine, &peer, &theirs);
-	int sv[2];
-	if (pal_socketpair(SOCK_SEQPACKET, sv) < 0)
-		abort();
-	mesh_unix_node_connect_take(u, &peer, sv[0], NULL);
-	mesh_remote_node_unref(h);
+	FuzzUnixPeer f;
+	fuzz_unix_peer_init(&f);
+	GMainContext *ctx = f.ctx;
+	int sock = f.sock;
 
 	const uint8_t *p = data, *end = data + size;
 	while (end - p >= 3) {
@@ -115,27 +77,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		p += 3;
 		if (len > (size_t)(end - p))
 			len = (size_t)(end - p);
-		send_packet(sv[1], control, p, len);
+		send_packet(sock, control, p, len);
 		p += len;
 		while (g_main_context_iteration(ctx, FALSE))
 			;
 	}
-	shutdown(sv[1], SHUT_WR);
-	MeshMessage *msg;
-	while (port_try_recv(port, &msg, NULL) == PORT_RECV_MESSAGE)
-		mesh_message_free(msg);
-	mesh_port_close(port);
-	mesh_unix_node_shutdown(u, 2 * G_USEC_PER_SEC);
-	mesh_unix_node_free(u);
-	mesh_node_unref(node);
-	close(sv[1]);
+	fuzz_unix_peer_finish(&f);
 	while (g_main_context_iteration(ctx, FALSE))
 		;
-	g_main_context_unref(ctx);
-
-	if (probe_lowest_free_fd() != lowest) {
-		fprintf(stderr, "fuzz-packet: an fd leaked\n");
-		abort();
-	}
+	fuzz_unix_peer_free_context(&f);
+	fuzz_check_fds("fuzz-packet", lowest);
 	return 0;
 }

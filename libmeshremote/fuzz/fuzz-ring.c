@@ -19,40 +19,16 @@
  * no crash, no fd left, and no spin: the context goes idle after each
  * operation within a bounded number of iterations.
  */
-#include <fcntl.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
-#include <pal/pal.h>
-
-#include "remote-private.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#include "fuzz-common.h"
 
 #define RING_DATA (128u << 10)
 #define RING_MAP (4096u + RING_DATA)
 #define HELLO_RING_ALL 0xf
 /* Iterations after one operation before the context must be idle. */
 #define MAX_ITERATIONS 10000
-
-static void ignore_log(const gchar *domain, GLogLevelFlags level, const gchar *message,
-		       gpointer user_data)
-{
-}
-
-static int probe_lowest_free_fd(void)
-{
-	int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		abort();
-	close(fd);
-	return fd;
-}
 
 static void send_stamped(int sock, uint8_t type, guint32 stamp, const void *body, size_t len,
 			 const int *fds, size_t n_fds)
@@ -100,29 +76,14 @@ static void ring_write(uint8_t *d, guint64 pos, const uint8_t *src, size_t n)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static gboolean init;
-	if (!init) {
-		g_log_set_handler("MeshRemote", G_LOG_LEVEL_MASK, ignore_log, NULL);
-		init = TRUE;
-	}
-	int lowest = probe_lowest_free_fd();
+	fuzz_quiet_logs();
+	int lowest = fuzz_lowest_free_fd();
 
-	GMainContext *ctx = g_main_context_new();
-	MeshNode *node = mesh_node_new();
-	MeshUnixNode *u = mesh_unix_node_new(node, ctx);
-	MeshNodeId peer;
-	MeshPortId mine, theirs;
-	memset(peer.bytes, 0xaa, 16);
-	memset(mine.bytes, 0x11, 16);
-	memset(theirs.bytes, 0x21, 16);
-	MeshRemoteNode *h = mesh_node_add_remote(node, &peer);
-	MeshPort *port = mesh_node_add_port(node, &mine, &peer, &theirs);
-	int sv[2];
-	if (pal_socketpair(SOCK_SEQPACKET, sv) < 0)
-		abort();
-	mesh_unix_node_connect_take(u, &peer, sv[0], NULL);
-	mesh_remote_node_unref(h);
-	send_hello(sv[1]);
+	FuzzUnixPeer f;
+	fuzz_unix_peer_init(&f);
+	GMainContext *ctx = f.ctx;
+	int sock = f.sock;
+	send_hello(sock);
 	run_idle(ctx);
 
 	/* The node's hello, then its ring setup: keep its eventfd and ring. */
@@ -132,7 +93,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		uint8_t buf[256];
 		PalFdArray *fds = pal_fd_array_new();
 		struct iovec iov = {buf, sizeof(buf)};
-		ssize_t r = pal_recv_with_fds(sv[1], &iov, 1, fds, 4, MSG_DONTWAIT);
+		ssize_t r = pal_recv_with_fds(sock, &iov, 1, fds, 4, MSG_DONTWAIT);
 		if (r >= 8 && buf[0] == 0x83 && pal_fd_array_len(fds) == 2) {
 			int memfd = pal_fd_array_steal(fds, 0);
 			node_efd = pal_fd_array_steal(fds, 1);
@@ -156,7 +117,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	uint8_t setup[8] = {0, 0, 2, 0}; /* 128 KiB */
 	int sfds[2] = {memfd, efd};
-	send_stamped(sv[1], 0x83, 0, setup, sizeof(setup), sfds, 2);
+	send_stamped(sock, 0x83, 0, setup, sizeof(setup), sfds, 2);
 	run_idle(ctx);
 
 	guint64 tail = 0;
@@ -182,7 +143,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			size_t n = len;
 			if (len > 0 && bytes[0] == 'E') {
 				MeshEventHeader eh = {
-					.port_id = mine,
+					.port_id = f.port_id,
 					.type = MESH_EVENT_MESSAGE,
 					.flags = MESH_EVENT_FLAG_MESSAGE,
 					.seq = seq++,
@@ -205,7 +166,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				break;
 			break;
 		case 3:
-			send_stamped(sv[1], 1, (guint32)(tail + arg - 0x8000), bytes, len, NULL, 0);
+			send_stamped(sock, 1, (guint32)(tail + arg - 0x8000), bytes, len, NULL, 0);
 			break;
 		case 4:
 			if (node_ring)
@@ -213,7 +174,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 						 __ATOMIC_RELEASE);
 			break;
 		case 5:
-			port_send(port, mesh_message_new(bytes, len), FALSE);
+			port_send(f.port, mesh_message_new(bytes, len), FALSE);
 			break;
 		case 6:
 			if (node_efd >= 0 && write(node_efd, &one, 8) < 0)
@@ -226,28 +187,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			uint8_t buf[64];
 			PalFdArray *fds = pal_fd_array_new();
 			struct iovec iov = {buf, sizeof(buf)};
-			ssize_t r = pal_recv_with_fds(sv[1], &iov, 1, fds, 64, MSG_DONTWAIT);
+			ssize_t r = pal_recv_with_fds(sock, &iov, 1, fds, 64, MSG_DONTWAIT);
 			pal_fd_array_free(fds);
 			if (r <= 0)
 				break;
 		}
 	}
-	shutdown(sv[1], SHUT_WR);
-	MeshMessage *msg;
-	int got = 0;
-	while (port_try_recv(port, &msg, NULL) == PORT_RECV_MESSAGE) {
-		mesh_message_free(msg);
-		got++;
-	}
+	int got = fuzz_unix_peer_finish(&f);
 	if (getenv("FUZZ_RING_DEBUG"))
 		fprintf(stderr, "fuzz-ring: setup %d, %d messages\n", node_efd >= 0, got);
-	mesh_port_close(port);
-	mesh_unix_node_shutdown(u, 2 * G_USEC_PER_SEC);
-	mesh_unix_node_free(u);
-	mesh_node_unref(node);
-	close(sv[1]);
 	run_idle(ctx);
-	g_main_context_unref(ctx);
+	fuzz_unix_peer_free_context(&f);
 	munmap(ring, RING_MAP);
 	if (node_ring)
 		munmap(node_ring, RING_MAP);
@@ -256,9 +206,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (node_efd >= 0)
 		close(node_efd);
 
-	if (probe_lowest_free_fd() != lowest) {
-		fprintf(stderr, "fuzz-ring: an fd leaked\n");
-		abort();
-	}
+	fuzz_check_fds("fuzz-ring", lowest);
 	return 0;
 }
