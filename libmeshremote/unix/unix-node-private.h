@@ -56,12 +56,6 @@ void unix_io_reclaim(UnixIo *io);
  * back, looks again.
  */
 void unix_io_released(UnixIo *io);
-/*
- * A thread that is neither the I/O thread nor a borrower released the
- * context (@io may be NULL): the I/O thread, which may wait to take it
- * back, looks again.
- */
-void unix_io_released(UnixIo *io);
 /* Ends lending; returns once the I/O thread owns its context again. */
 void unix_io_disable_lending(UnixIo *io);
 /* Ends the thread and drops the transport's reference. */

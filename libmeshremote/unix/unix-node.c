@@ -1019,8 +1019,10 @@ static const char *conn_handle_ring_setup(UnixConn *c, const uint8_t *body, size
 		return "ring setup with unknown parameters";
 	const int *f = pal_fd_array_peek_data(fds);
 	/*
-	 * Its wake-up fd must be an anonymous inode (an eventfd): a pipe or a
-	 * socket could block our writes or raise SIGPIPE.
+	 * Its wake-up fd must be an anonymous inode: a pipe or a socket could
+	 * block our writes or raise SIGPIPE. Another anonymous inode than an
+	 * eventfd (a timerfd, an epoll fd) only refuses the write: the peer
+	 * then sleeps through its own ring, which harms nobody else.
 	 */
 	if (fstat(f[1], &st) < 0 || (st.st_mode & S_IFMT) != 0)
 		return "ring setup without an eventfd";

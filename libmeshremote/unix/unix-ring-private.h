@@ -67,6 +67,7 @@ gboolean unix_rx_ring_ready(UnixRxRing *r, guint32 claimed);
  * meanwhile (then the consumer must not sleep).
  */
 gboolean unix_rx_ring_arm(UnixRxRing *r, guint32 claimed);
-/* Awake: no wake-ups needed; reads the eventfd's count away. */
+/* Awake: the producer need not write the eventfd. */
 void unix_rx_ring_disarm(UnixRxRing *r);
+/* Reads the eventfd's count away (it was readable). */
 void unix_rx_ring_ack_wake(UnixRxRing *r);
