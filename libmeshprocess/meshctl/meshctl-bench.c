@@ -18,6 +18,8 @@
  *                           message through each, and reports "done" once it
  *                           has sent its own and received all N-1 others'.
  *                           N from MESHCTL_BENCH_SCALE (default 1,8,32,64).
+ *     scale_intro_us/mesh-N the same runs' all-to-all part (from all hosts
+ *                           "ready", joined, until all "done") per host pair.
  *
  * Hosts are this executable re-run by mesh_launch_host() with a Setup whose
  * role is "bench-idle" or "bench-scale" (meshctl_bench_host()). Every
@@ -229,6 +231,9 @@ static gboolean host_scale(const char *name, MeshReceiver *inbox, MeshSender *re
 	guint8 *seen = g_new0(guint8, n);
 	guint hellos = 0;
 	gboolean roster_done = FALSE, ok = TRUE;
+
+	/* Joined and waiting: the parent starts the all-to-all once all are. */
+	mesh_sender_send_message(reports, bench_msg(TAG_READY, idx, 0, n));
 
 	while (ok && !(roster_done && hellos == n - 1)) {
 		MeshMessage *msg = NULL;
@@ -469,8 +474,49 @@ static gboolean bench_host_rss(GError **error)
 	return ok;
 }
 
-/* One all-to-all start of @n hosts; the time in ms in @ret_ms. */
-static gboolean scale_once(guint n, double *ret_ms, long *ret_parent_rss, GError **error)
+/*
+ * Waits for one report with @tag from each of the @n hosts (checked: tag,
+ * index, no duplicates, @count); FALSE with @error otherwise.
+ */
+static gboolean scale_wait_all(Bench *b, guint32 tag, guint32 count, const char *what,
+			       GError **error)
+{
+	guint n = b->n;
+	guint8 *seen = g_new0(guint8, n);
+	gboolean ok = TRUE;
+
+	for (guint got = 0; ok && got < n; got++) {
+		MeshMessage *msg = NULL;
+		BenchMsg m;
+		if (!mesh_receiver_recv_message(b->reports, BENCH_WAIT_US, &msg, error)) {
+			g_prefix_error(error, "%u of %u hosts %s: ", got, n, what);
+			ok = FALSE;
+		} else if (!read_msg(msg, &m, error)) {
+			ok = FALSE;
+		} else if (m.tag != tag || m.from >= n || seen[m.from] || m.count != count ||
+			   m.n != n) {
+			g_set_error(error, MESHCTL_ERROR, 0,
+				    "bad %s report (tag %x from %u count %u n %u)", what, m.tag,
+				    m.from, m.count, m.n);
+			ok = FALSE;
+		} else {
+			seen[m.from] = 1;
+		}
+		if (msg)
+			mesh_message_free(msg);
+	}
+	g_free(seen);
+	return ok;
+}
+
+/*
+ * One all-to-all start of @n hosts: in @ret_ms the time in ms from before
+ * the first launch until all are done; in @ret_intro_ms the all-to-all
+ * part alone, from all hosts ready (joined, waiting for their roster) until
+ * all are done.
+ */
+static gboolean scale_once(guint n, double *ret_ms, double *ret_intro_ms, long *ret_parent_rss,
+			   GError **error)
 {
 	Bench b = {0};
 	b.mesh = mesh_new("meshctl-bench-scale", NULL, error);
@@ -478,6 +524,8 @@ static gboolean scale_once(guint n, double *ret_ms, long *ret_parent_rss, GError
 		return FALSE;
 	gint64 t0 = now_us();
 	gboolean ok = bench_launch(&b, "bench-scale", n, error);
+	ok = ok && scale_wait_all(&b, TAG_READY, 0, "ready", error);
+	gint64 t1 = now_us();
 	/* Each host's roster: a sender into every other host's inbox. */
 	for (guint i = 0; ok && i < n; i++) {
 		MeshMessage *roster = bench_msg(TAG_ROSTER, 0, n - 1, n);
@@ -487,30 +535,11 @@ static gboolean scale_once(guint n, double *ret_ms, long *ret_parent_rss, GError
 					roster, mesh_sender_into_port(mesh_sender_clone(b.inbox[j])));
 		mesh_sender_send_message(b.inbox[i], roster);
 	}
-	guint8 *done = g_new0(guint8, n);
-	for (guint got = 0; ok && got < n; got++) {
-		MeshMessage *msg = NULL;
-		BenchMsg m;
-		if (!mesh_receiver_recv_message(b.reports, BENCH_WAIT_US, &msg, error)) {
-			g_prefix_error(error, "%u of %u hosts done: ", got, n);
-			ok = FALSE;
-		} else if (!read_msg(msg, &m, error)) {
-			ok = FALSE;
-		} else if (m.tag != TAG_DONE || m.from >= n || done[m.from] || m.count != n - 1 ||
-			   m.n != n) {
-			g_set_error(error, MESHCTL_ERROR, 0,
-				    "bad done report (tag %x from %u count %u n %u)", m.tag, m.from,
-				    m.count, m.n);
-			ok = FALSE;
-		} else {
-			done[m.from] = 1;
-		}
-		if (msg)
-			mesh_message_free(msg);
-	}
-	*ret_ms = (now_us() - t0) / 1000.0;
+	ok = ok && scale_wait_all(&b, TAG_DONE, n - 1, "done", error);
+	gint64 t2 = now_us();
+	*ret_ms = (t2 - t0) / 1000.0;
+	*ret_intro_ms = (t2 - t1) / 1000.0;
 	*ret_parent_rss = proc_status_kib(0, "VmRSS");
-	g_free(done);
 	return bench_end(&b, ok, error);
 }
 
@@ -531,19 +560,20 @@ static gboolean bench_scale(GError **error)
 			break;
 		}
 		char *system = g_strdup_printf("mesh-%ld", n);
-		if (!wanted2("scale_hosts_ms", system)) {
+		if (!wanted2("scale_hosts_ms", system) && !wanted2("scale_intro_us", system)) {
 			g_free(system);
 			continue;
 		}
 		alarm(opt_max_ms / 1000 * 4 + 120);
-		double warm, *v = g_new0(double, opt_reps);
+		double warm, warm_intro, *v = g_new0(double, opt_reps);
+		double *intro = g_new0(double, opt_reps);
 		long parent_rss = 0, parent_max = 0;
-		ok = scale_once((guint)n, &warm, &parent_rss, error); /* warm-up */
+		ok = scale_once((guint)n, &warm, &warm_intro, &parent_rss, error); /* warm-up */
 		gint64 start = now_us();
 		int reps = 0;
 		while (ok && reps < opt_reps &&
 		       (reps < 3 || now_us() - start < (gint64)opt_max_ms * 1000)) {
-			ok = scale_once((guint)n, &v[reps], &parent_rss, error);
+			ok = scale_once((guint)n, &v[reps], &intro[reps], &parent_rss, error);
 			if (ok)
 				reps++;
 			parent_max = MAX(parent_max, parent_rss);
@@ -557,13 +587,29 @@ static gboolean bench_scale(GError **error)
 				"parent VmRSS %ld KiB (VmHWM %ld KiB)",
 				reps, v[0], v[reps - 1], n, n, parent_max,
 				proc_status_kib(0, "VmHWM"));
-			emit("scale_hosts_ms", system, med, "ms", notes);
+			if (wanted2("scale_hosts_ms", system))
+				emit("scale_hosts_ms", system, med, "ms", notes);
 			g_free(notes);
+			if (n > 1 && wanted2("scale_intro_us", system)) {
+				/* Per connected pair: n(n-1)/2 introductions. */
+				double pairs = n * (n - 1) / 2.0;
+				for (int i = 0; i < reps; i++)
+					intro[i] = intro[i] * 1000.0 / pairs;
+				med = median(intro, reps);
+				notes = g_strdup_printf(
+					"median of %d reps x 1 (range %.3g-%.3g); the all-to-all part of "
+					"scale_hosts_ms/%s (from all %ld hosts joined until all done) "
+					"divided by its %.0f host pairs",
+					reps, intro[0], intro[reps - 1], system, n, pairs);
+				emit("scale_intro_us", system, med, "us", notes);
+				g_free(notes);
+			}
 		} else {
 			g_prefix_error(error, "scale_hosts_ms/%s: ", system);
 		}
 		alarm(0);
 		g_free(v);
+		g_free(intro);
 		g_free(system);
 	}
 	g_strfreev(ns);

@@ -33,7 +33,7 @@ BENCH_PIN=same BENCH_LIB_CMD="$meshctl bench rtt_ rpc_ inproc port_move spawn_" 
 mv "$out/lat.tsv.new" "$out/lat.tsv"
 
 echo "== throughputs and hosts, unpinned ==" >&2
-BENCH_PIN=none BENCH_LIB_CMD="$meshctl bench stream_ host_rss scale_hosts" \
+BENCH_PIN=none BENCH_LIB_CMD="$meshctl bench stream_ host_rss scale_hosts scale_intro" \
 	"$peers/run" stream_ > "$out/thr.tsv.new"
 mv "$out/thr.tsv.new" "$out/thr.tsv"
 
@@ -169,6 +169,10 @@ for n in sorted({int(s[5:]) for (mm, s) in T if mm == 'scale_hosts_ms' and s.sta
     prss = re.search(r'parent VmRSS (\d+) KiB', TN[('scale_hosts_ms', 'mesh-%d' % n)])
     rows.append('| scale_hosts_ms, %d hosts all-to-all | %s | | | %s per host | | (no target; parent VmRSS %s KiB) |' % (
         n, g(v), g(v / n), prss.group(1) if prss else '?'))
+    iv = T.get(('scale_intro_us', 'mesh-%d' % n))
+    if iv is not None:
+        rows.append('| scale_intro_us, %d hosts (one pair introduced) | %s | | | | | (no target: no growth worse than linear per pair) |' % (
+            n, g(iv)))
 
 # The point-to-point link (doc/libmeshremote-p2p.md) beside raw TCP loopback.
 for m, d, unit in (('rtt_64B', L, ' (us)'), ('stream_1MiB_GB_per_s', T, '')):
