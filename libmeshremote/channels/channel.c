@@ -717,12 +717,16 @@ static MeshIoHook *receiver_find_io_hook(MeshReceiver *r)
 
 /*
  * Takes the next item. FALSE with @error for nothing (EMPTY, TIMED_OUT,
- * CLOSED, NODE_FAILURE) or a corruption marker.
+ * CLOSED, NODE_FAILURE) or a corruption marker. *@deadline is -1 until a
+ * wait of @timeout_us begins (no clock read when an item is ready), then
+ * the wait's end: a caller that pops again passes it back, so that the
+ * whole receive keeps one deadline.
  */
-static gboolean receiver_pop(MeshReceiver *r, gint64 timeout_us, Item *ret, GError **error)
+static gboolean receiver_pop(MeshReceiver *r, gint64 timeout_us, gint64 *deadline_inout,
+			     Item *ret, GError **error)
 {
-	gint64 deadline = -1; /* computed when a wait begins: no clock read when ready */
-	gboolean expired = FALSE;
+	gint64 deadline = *deadline_inout;
+	gboolean expired = timeout_us > 0 && deadline >= 0 && g_get_monotonic_time() >= deadline;
 	gboolean hook_looked_up = FALSE, io_refused = FALSE;
 
 	g_mutex_lock(&r->lock);
@@ -757,7 +761,7 @@ static gboolean receiver_pop(MeshReceiver *r, gint64 timeout_us, Item *ret, GErr
 			return FALSE;
 		}
 		if (timeout_us > 0 && deadline < 0)
-			deadline = channel_deadline(timeout_us);
+			*deadline_inout = deadline = channel_deadline(timeout_us);
 		if (!r->io_hook && !hook_looked_up) {
 			hook_looked_up = TRUE;
 			g_mutex_unlock(&r->lock);
@@ -854,15 +858,6 @@ static gboolean receiver_skip_corrupt(MeshReceiver *r, GError *error)
 	return others;
 }
 
-/* What is left of a timeout that began at @start_us. */
-static gint64 timeout_left(gint64 timeout_us, gint64 start_us)
-{
-	if (timeout_us <= 0)
-		return timeout_us;
-	gint64 left = timeout_us - (g_get_monotonic_time() - start_us);
-	return left > 0 ? left : 1; /* still a wait: TIMED_OUT, not EMPTY */
-}
-
 /*
  * Takes the next message, in bytes form if @typed_desc is NULL, else
  * decoded as @typed_desc: corrupt ones are skipped while other senders
@@ -872,12 +867,12 @@ static gboolean receiver_recv_next(MeshReceiver *r, gint64 timeout_us,
 				   const ProtobufCMessageDescriptor *typed_desc,
 				   ProtobufCMessage **ret_typed, MeshMessage **ret_msg, GError **error)
 {
-	gint64 start_us = timeout_us > 0 ? g_get_monotonic_time() : 0;
+	gint64 deadline = -1; /* set by the first pop that waits */
 	Item it;
 
 	for (;;) {
 		GError *err = NULL;
-		if (!receiver_pop(r, timeout_left(timeout_us, start_us), &it, &err)) {
+		if (!receiver_pop(r, timeout_us, &deadline, &it, &err)) {
 			/* A corruption marker: its sender was cut off when it came. */
 			if (g_error_matches(err, MESH_ERROR, MESH_ERROR_CORRUPTION) &&
 			    receiver_skip_corrupt(r, err)) {
