@@ -153,9 +153,12 @@ MESH_REMOTE_API void mesh_p2p_link_set_ended_func(MeshP2pLink *link, MeshP2pLink
  * @user_data: the data given with the function
  *
  * Called once, when a link whose peer's hello had come ends, on the thread
- * that ends it (the I/O context, a sender that gives up on a peer not
- * reading, mesh_p2p_link_shutdown() or mesh_p2p_link_free()), with no
- * library lock held.
+ * that ends it (the I/O context, mesh_p2p_link_shutdown() or
+ * mesh_p2p_link_free()), with no library lock held. Never inside a send: a
+ * send that finds the stream broken or gives up on a peer not reading marks
+ * the link failed (mesh_p2p_link_get_state() says so at once) and leaves
+ * the rest (failing the peer's ports, this call) to the I/O context, so a
+ * sender may hold locks this function takes.
  *
  * Returns: (transfer full) (nullable): words naming the peer for the
  * errors its ports get, e.g. "host worker-1 (pid 4242) exited with status

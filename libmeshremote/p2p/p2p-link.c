@@ -74,6 +74,11 @@ struct MeshP2pLink {
 	MeshNodeId peer;
 	MeshRemoteNode *remote;
 	GError *error;
+	/*
+	 * A failure met on a sender's thread, ended on the I/O context
+	 * (fail_later_locked()): no more sending meanwhile.
+	 */
+	GError *fail_pending;
 
 	GQueue out; /* OutChunk *, the first the hello */
 	size_t queued;
@@ -108,6 +113,7 @@ static void link_unref(MeshP2pLink *l)
 		g_free(c);
 	p2p_reader_clear(&l->reader);
 	g_clear_error(&l->error);
+	g_clear_error(&l->fail_pending);
 	g_main_context_unref(l->context);
 	mesh_node_unref(l->node);
 	g_cond_clear(&l->cond);
@@ -204,30 +210,66 @@ static void link_end(MeshP2pLink *l, GError *error)
 }
 
 /*
+ * The link's error for a failure (@cause, not taken): it names the peer once
+ * its hello came (MESH_ERROR_NODE_FAILURE), else it is @cause. Locked.
+ */
+static GError *link_error_locked(MeshP2pLink *l, const GError *cause)
+{
+	char id[33];
+
+	if (!l->have_peer)
+		return g_error_copy(cause);
+	return g_error_new(MESH_ERROR, MESH_ERROR_NODE_FAILURE,
+			   "communication with node %s failed: %s",
+			   mesh_uuid_to_string(&l->peer, id), cause->message);
+}
+
+/*
  * A failure (@cause taken): the link's error names the peer once its hello
  * came (MESH_ERROR_NODE_FAILURE); the ports get @cause's message as the
  * reason their node failed.
  */
 static void link_fail(MeshP2pLink *l, GError *cause)
 {
-	MeshNodeId peer;
-	gboolean have_peer;
+	g_mutex_lock(&l->lock);
+	GError *error = link_error_locked(l, cause);
+	g_mutex_unlock(&l->lock);
+	link_end_full(l, error, cause->message);
+	g_error_free(cause);
+}
+
+static gboolean fail_later_cb(gpointer data)
+{
+	MeshP2pLink *l = data;
 
 	g_mutex_lock(&l->lock);
-	have_peer = l->have_peer;
-	peer = l->peer;
+	GError *error = g_steal_pointer(&l->fail_pending);
 	g_mutex_unlock(&l->lock);
-	if (!have_peer) {
-		link_end(l, cause);
+	if (error)
+		link_fail(l, error);
+	return G_SOURCE_REMOVE;
+}
+
+/*
+ * A failure (@error taken) met while sending: sending stops now, and the
+ * link fails on its I/O context. Failing it here would fail the remote
+ * node, its ports and call the describer on the sender's stack, inside
+ * whatever the sender holds (its own locks: a describer that takes one of
+ * them deadlocks). Locked.
+ */
+static void fail_later_locked(MeshP2pLink *l, GError *error)
+{
+	if (link_ended_locked(l) || l->fail_pending) {
+		g_error_free(error);
 		return;
 	}
-	char id[33];
-	link_end_full(l,
-		      g_error_new(MESH_ERROR, MESH_ERROR_NODE_FAILURE,
-				  "communication with node %s failed: %s",
-				  mesh_uuid_to_string(&peer, id), cause->message),
-		      cause->message);
-	g_error_free(cause);
+	l->fail_pending = error;
+	g_cond_broadcast(&l->cond); /* senders waiting for room */
+	GSource *s = g_idle_source_new();
+	g_source_set_priority(s, G_PRIORITY_DEFAULT);
+	g_source_set_callback(s, fail_later_cb, link_ref(l), (GDestroyNotify)link_unref);
+	g_source_attach(s, l->context);
+	g_source_unref(s);
 }
 
 static gboolean report_cb(gpointer data)
@@ -352,11 +394,11 @@ static void link_sink_send(void *data, const struct iovec *iov, size_t n_iov,
 	guint64 head = GUINT64_TO_LE((guint64)size);
 
 	g_mutex_lock(&l->lock);
-	if (l->queued >= l->limit && !link_ended_locked(l)) {
+	if (l->queued >= l->limit && !link_ended_locked(l) && !l->fail_pending) {
 		/* Backpressure: the peer does not keep up. */
 		if (!on_io_thread(l) && l->timeout_us > 0) {
 			gint64 deadline = g_get_monotonic_time() + l->timeout_us;
-			while (l->queued >= l->limit && !link_ended_locked(l) &&
+			while (l->queued >= l->limit && !link_ended_locked(l) && !l->fail_pending &&
 			       wait_step_locked(l, deadline))
 				;
 		}
@@ -366,12 +408,12 @@ static void link_sink_send(void *data, const struct iovec *iov, size_t n_iov,
 			g_set_error(&error, MESH_ERROR, MESH_ERROR_NODE_FAILURE,
 				    "peer not reading: %zu bytes queued (limit %zu)", l->queued,
 				    (size_t)l->limit);
+			fail_later_locked(l, error);
 			g_mutex_unlock(&l->lock);
-			link_fail(l, error);
 			return;
 		}
 	}
-	if (link_ended_locked(l) || l->out_closing || l->out_fd < 0) {
+	if (link_ended_locked(l) || l->fail_pending || l->out_closing || l->out_fd < 0) {
 		g_mutex_unlock(&l->lock);
 		return;
 	}
@@ -390,8 +432,8 @@ static void link_sink_send(void *data, const struct iovec *iov, size_t n_iov,
 		if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
 			g_set_error(&error, MESH_ERROR, MESH_ERROR_NODE_FAILURE,
 				    "failed to send data: %s", g_strerror(errno));
+			fail_later_locked(l, error);
 			g_mutex_unlock(&l->lock);
-			link_fail(l, error);
 			return;
 		}
 		written = w > 0 ? (size_t)w : 0;
@@ -783,6 +825,12 @@ MeshP2pLinkState mesh_p2p_link_get_state(MeshP2pLink *l, GError **error)
 	MeshP2pLinkState state = l->state;
 	if (state == MESH_P2P_LINK_FAILED && error)
 		*error = g_error_copy(l->error);
+	if (!link_ended_locked(l) && l->fail_pending) {
+		/* Failed already; the I/O context ends it soon (fail_later_locked()). */
+		state = MESH_P2P_LINK_FAILED;
+		if (error)
+			*error = link_error_locked(l, l->fail_pending);
+	}
 	g_mutex_unlock(&l->lock);
 	return state;
 }

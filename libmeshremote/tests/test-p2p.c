@@ -463,6 +463,67 @@ START_TEST(test_peer_killed)
 }
 END_TEST
 
+/* The sender's lock in test_send_failure_deferred: the describer takes it. */
+static GMutex sender_lock;
+static gint described;
+static gint described_inside_send;
+
+static char *describe_locking(MeshP2pLink *link, const MeshNodeId *peer, gpointer data)
+{
+	/* Inside the send, on the sending thread, the lock is this thread's. */
+	if (!g_mutex_trylock(&sender_lock)) {
+		g_atomic_int_inc(&described_inside_send);
+	} else {
+		g_mutex_unlock(&sender_lock);
+	}
+	g_atomic_int_inc(&described);
+	return g_strdup("the echo child");
+}
+
+/*
+ * A send that meets a dead peer (EPIPE, before the I/O context saw the end)
+ * fails the link on the I/O context, not on the sender's stack: a sender
+ * that holds a lock its describer takes (libmeshprocess's Mesh cloned a
+ * host's request sender under its lock, and the describer takes it) must
+ * not deadlock. The link reports the failure at once; the ports learn it
+ * from the I/O context, with the describer's words.
+ */
+START_TEST(test_send_failure_deferred)
+{
+	Echo e;
+	echo_start(&e, LINK_SOCKETPAIR_CONTEXT);
+	g_atomic_int_set(&described, 0);
+	g_atomic_int_set(&described_inside_send, 0);
+	mesh_p2p_link_set_peer_describer(e.link, describe_locking, NULL, NULL);
+	kill(e.pid, SIGKILL);
+	ck_assert_int_eq(child_wait(e.pid), 128 + SIGKILL);
+
+	/* Nobody iterates the link's context: the send is the first to see it. */
+	g_mutex_lock(&sender_lock);
+	send_cmd(e.cmds, "echo", NULL);
+	g_mutex_unlock(&sender_lock);
+	int inside = g_atomic_int_get(&described_inside_send);
+	ck_assert_msg(inside == 0, "the describer ran inside the send");
+	GError *error = NULL;
+	ck_assert_int_eq(mesh_p2p_link_get_state(e.link, &error), MESH_P2P_LINK_FAILED);
+	ck_assert_msg(g_error_matches(error, MESH_ERROR, MESH_ERROR_NODE_FAILURE), "%s",
+		      error->message);
+	g_clear_error(&error);
+	/* Further sends are dropped, not written. */
+	send_cmd(e.cmds, "echo", NULL);
+
+	error = recv_error(e.replies); /* iterates the context: the failure runs there */
+	ck_assert_int_eq(error->code, MESH_ERROR_NODE_FAILURE);
+	ck_assert_msg(strstr(error->message, "the echo child") != NULL, "%s", error->message);
+	g_error_free(error);
+	int n_described = g_atomic_int_get(&described);
+	ck_assert_int_eq(n_described, 1);
+	inside = g_atomic_int_get(&described_inside_send);
+	ck_assert_msg(inside == 0, "the describer ran inside a send");
+	echo_finish(&e, -1);
+}
+END_TEST
+
 static void ended_cb(MeshP2pLink *link, const GError *error, gpointer data)
 {
 	g_async_queue_push(data, g_strdup(error ? error->message : "clean"));
@@ -865,6 +926,7 @@ int main(int argc, char **argv)
 	tcase_add_loop_test(tp, test_echo_across, 0, LINK_N_KINDS);
 	tcase_add_loop_test(tp, test_peer_killed, 0, LINK_N_KINDS);
 	tcase_add_loop_test(tp, test_slow_reader, 0, LINK_N_KINDS);
+	tcase_add_test(tp, test_send_failure_deferred);
 	tcase_add_loop_test(tp, test_fd_message_fails_port, 0, LINK_N_KINDS);
 	suite_add_tcase(s, tp);
 
