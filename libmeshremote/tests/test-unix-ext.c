@@ -2102,6 +2102,42 @@ START_TEST(test_ring_idle)
 }
 END_TEST
 
+/*
+ * A thread blocked in a receive polls the node's sockets itself (unix-io.c
+ * lends it the I/O context); meanwhile the I/O thread sleeps: while nothing
+ * arrives nothing wakes (it woke every LEND_IDLE_US, 1000 times a second,
+ * for as long as the borrower polled: 400 switches in this wait).
+ */
+START_TEST(test_blocked_receiver_idle)
+{
+	Rig *r = rig_new();
+	MeshPortId id, peer_id;
+	mesh_uuid_generate(&id);
+	mesh_uuid_generate(&peer_id);
+	MeshPort *port = mesh_node_add_port(r->node, &id, &r->peer, &peer_id);
+	ck_assert_ptr_nonnull(port);
+	MeshReceiver *rx = mesh_receiver_from_port(port, NULL);
+	MeshMessage *msg = NULL;
+	GError *error = NULL;
+
+	/* The first wait has the I/O thread lend its context. */
+	ck_assert(!mesh_receiver_recv_message(rx, 50 * 1000, &msg, &error));
+	g_clear_error(&error);
+	struct rusage before, after;
+	getrusage(RUSAGE_SELF, &before);
+	ck_assert(!mesh_receiver_recv_message(rx, 400 * 1000, &msg, &error));
+	getrusage(RUSAGE_SELF, &after);
+	ck_assert_msg(g_error_matches(error, MESH_ERROR, MESH_ERROR_TIMED_OUT), "%s",
+		      error->message);
+	g_clear_error(&error);
+	long switches = after.ru_nvcsw - before.ru_nvcsw;
+	ck_assert_msg(switches < 40, "%ld voluntary context switches in a 400 ms idle receive",
+		      switches);
+	mesh_receiver_free(rx);
+	rig_free(r);
+}
+END_TEST
+
 START_TEST(test_ring_garbage_event)
 {
 	RingRig *rr = ring_rig_new(TRUE);
@@ -2309,6 +2345,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_ring_send);
 	tcase_add_loop_test(tc, test_ring_hostile, 0, BAD_RING_HEAD + 1);
 	tcase_add_test(tc, test_ring_idle);
+	tcase_add_test(tc, test_blocked_receiver_idle);
 	tcase_add_test(tc, test_ring_garbage_event);
 	tcase_add_test(tc, test_switches);
 	suite_add_tcase(s, tc);

@@ -41,6 +41,8 @@ struct UnixIo {
 	gint reclaim;      /* the I/O thread must poll again as soon as it can */
 	GThread *poller;   /* the borrower polling now, set by compare-and-swap */
 	gint returns;      /* counts borrowers' returns (the I/O thread watches it change) */
+	gint polls;        /* counts borrowers' polls begun */
+	gint parked;       /* the I/O thread waits with no timeout for the poller's return */
 	/* Under lock: */
 	gboolean started;
 	gboolean quit;
@@ -118,11 +120,15 @@ static gboolean io_try_borrow(UnixIo *io, gint64 deadline, gboolean *ret_expired
 	}
 	tls_borrowed = io;
 	tls_foreign = FALSE;
+	g_atomic_int_inc(&io->polls);
 	*ret_expired = io_iterate(io, deadline);
 	tls_borrowed = NULL;
 	g_atomic_int_inc(&io->returns);
 	g_main_context_release(io->context);
 	g_atomic_pointer_set(&io->poller, NULL);
+	/* Read after poller's store (both sequentially consistent): see io_lend_locked(). */
+	if (g_atomic_int_get(&io->parked))
+		io_signal(io);
 	if (tls_foreign) {
 		/*
 		 * It delivered to others (a callback consumer, another thread):
@@ -212,13 +218,19 @@ static void io_finalize(void *data)
 
 /*
  * Lends the context until it is to be taken back; returns owning it, or
- * FALSE at quit. Locked. Borrowers only count their returns (no clock, no
- * signal on the hot path): the context is idle when a whole LEND_IDLE_US
- * passed with no return and no poller.
+ * FALSE at quit. Locked. Borrowers only count their polls and returns (no
+ * clock, no signal on the hot path): the context is idle when a whole
+ * LEND_IDLE_US passed with no return and no poller. A poll that lasts a
+ * whole LEND_IDLE_US (a receiver that waits for a message that does not
+ * come) parks the I/O thread with no timeout: the borrower signals when it
+ * returns, so an idle wait wakes nobody. A poller that stores NULL and then
+ * reads parked, against this thread that sets parked and then reads the
+ * poller, cannot both miss the other's store.
  */
 static gboolean io_lend_locked(UnixIo *io)
 {
 	gint seen = g_atomic_int_get(&io->returns);
+	gint seen_polls = g_atomic_int_get(&io->polls);
 	gint64 since = g_get_monotonic_time();
 
 	g_main_context_release(io->context);
@@ -229,10 +241,23 @@ static gboolean io_lend_locked(UnixIo *io)
 			return FALSE;
 		gint64 now = g_get_monotonic_time();
 		gint returns = g_atomic_int_get(&io->returns);
+		gint polls = g_atomic_int_get(&io->polls);
 		gboolean polled = g_atomic_pointer_get(&io->poller) != NULL;
-		if (returns != seen || polled) {
+		if (returns != seen || polls != seen_polls) {
+			/* A borrower came or went: the idle time starts again. */
 			seen = returns;
+			seen_polls = polls;
 			since = now;
+		} else if (polled && now - since >= LEND_IDLE_US) {
+			/*
+			 * One poll all along: wait for its return, which signals
+			 * (parked, or reclaim and stopping set).
+			 */
+			g_atomic_int_set(&io->parked, TRUE);
+			if (g_atomic_pointer_get(&io->poller) != NULL)
+				g_cond_wait(&io->cond, &io->lock);
+			g_atomic_int_set(&io->parked, FALSE);
+			continue;
 		}
 		if (!polled && (g_atomic_int_get(&io->reclaim) || io->disabled ||
 				now - since >= LEND_IDLE_US)) {
