@@ -264,7 +264,11 @@ void mesh_process_config_set_remote_command(MeshProcessConfig *c, const char *co
 	c->remote = g_strdupv((char **)argv);
 }
 
-/* A snapshot of @c for a spare pool: everything a spawn uses (not the exit callback). */
+/*
+ * A snapshot of @c for a spare pool: everything a spawn uses (not the exit
+ * callback), the sandbox profile as a copy: the caller may change its own
+ * profile object afterwards, and a spare must stay isolated as it asked then.
+ */
 static MeshProcessConfig *config_copy(const MeshProcessConfig *c)
 {
 	MeshProcessConfig *n = mesh_process_config_new(c->name);
@@ -275,7 +279,11 @@ static MeshProcessConfig *config_copy(const MeshProcessConfig *c)
 	for (guint i = 0; i < c->env->len; i++)
 		g_ptr_array_add(n->env, g_strdup(c->env->pdata[i]));
 	n->stderr_path = g_strdup(c->stderr_path);
-	n->sandbox = c->sandbox ? pal_sandbox_ref(c->sandbox) : NULL;
+	if (c->sandbox) {
+		n->sandbox = pal_sandbox_copy(c->sandbox);
+		if (!n->sandbox)
+			g_error("mesh: copying a sandbox profile: %s", g_strerror(errno));
+	}
 	n->spawn_hook = c->spawn_hook;
 	n->spawn_hook_data = c->spawn_hook_data;
 	return n;
@@ -293,14 +301,15 @@ static gboolean strv_equal(GPtrArray *a, GPtrArray *b)
 
 /*
  * Would @a spawn the same process as @b: same name, program, arguments,
- * environment, stderr, sandbox profile (the same object) and spawn hook.
+ * environment, stderr, sandbox profile (equal steps: pal_sandbox_equal())
+ * and spawn hook.
  */
 static gboolean config_spawns_same(const MeshProcessConfig *a, const MeshProcessConfig *b)
 {
 	return strcmp(a->name, b->name) == 0 && g_strcmp0(a->program, b->program) == 0 &&
 	       strv_equal(a->args, b->args) && a->skip_worker_arg == b->skip_worker_arg &&
 	       strv_equal(a->env, b->env) && g_strcmp0(a->stderr_path, b->stderr_path) == 0 &&
-	       a->sandbox == b->sandbox && a->spawn_hook == b->spawn_hook &&
+	       pal_sandbox_equal(a->sandbox, b->sandbox) && a->spawn_hook == b->spawn_hook &&
 	       a->spawn_hook_data == b->spawn_hook_data && !a->remote && !b->remote;
 }
 

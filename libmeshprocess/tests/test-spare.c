@@ -80,13 +80,36 @@ static gboolean process_gone(GPid pid)
 	return kill(pid, 0) < 0 && errno == ESRCH;
 }
 
-/* Waits for @n ready spares (mesh_get_spare_count()). */
-static void wait_spares(Mesh *mesh, guint n)
+static GPid spare_pid(Mesh *mesh);
+
+/*
+ * Waits for @n ready spares (mesh_get_spare_count()), iterating @ctx (a
+ * mesh on the caller's context: nobody else runs it) if not NULL. With
+ * @not_pid, also until the one spare is another process than @not_pid.
+ */
+static void wait_spares_on(Mesh *mesh, GMainContext *ctx, guint n, GPid not_pid)
 {
 	gint64 end = g_get_monotonic_time() + WAIT_US;
-	while (mesh_get_spare_count(mesh, TRUE) != n) {
+	while (mesh_get_spare_count(mesh, TRUE) != n || (not_pid && spare_pid(mesh) == not_pid)) {
 		ck_assert_msg(g_get_monotonic_time() < end, "%u ready spares, not %u",
 			      mesh_get_spare_count(mesh, TRUE), n);
+		if (ctx)
+			g_main_context_iteration(ctx, FALSE);
+		g_usleep(1000);
+	}
+}
+
+static void wait_spares(Mesh *mesh, guint n)
+{
+	wait_spares_on(mesh, NULL, n, 0);
+}
+
+/* Waits until @pid is gone (reaped by the mesh). */
+static void wait_gone(GPid pid)
+{
+	gint64 end = g_get_monotonic_time() + WAIT_US;
+	while (!process_gone(pid)) {
+		ck_assert_msg(g_get_monotonic_time() < end, "pid %d still there", (int)pid);
 		g_usleep(2000);
 	}
 }
@@ -113,17 +136,11 @@ static GPid spare_pid(Mesh *mesh)
 
 /*
  * A config of this test. Sandboxed (MESH_TEST_SANDBOX=default), each gets
- * one shared default profile: spares match the same profile object.
+ * a profile of its own, all equal: spares match equal profiles.
  */
 static MeshProcessConfig *config_new(const char *name)
 {
-	static PalSandbox *profile;
-	MeshProcessConfig *c = (mesh_process_config_new)(name);
-	if (test_sandboxed()) {
-		if (!profile)
-			profile = pal_sandbox_new();
-		mesh_process_config_set_sandbox(c, profile);
-	}
+	MeshProcessConfig *c = test_config_new(name);
 	mesh_process_config_set_env(c, "SPARE_TEST", "1");
 	return c;
 }
@@ -213,14 +230,9 @@ START_TEST(test_dead_spare_not_handed_out)
 	GMainContext *ctx = g_main_context_default();
 	Mesh *mesh = mesh_new("dead", ctx, &error);
 	MeshProcessConfig *c = config_new("w2");
-	gint64 end = g_get_monotonic_time() + WAIT_US;
 
 	ck_assert(mesh_prestart_hosts(mesh, c, 1, &error));
-	while (mesh_get_spare_count(mesh, TRUE) != 1) {
-		ck_assert(g_get_monotonic_time() < end);
-		g_main_context_iteration(ctx, FALSE);
-		g_usleep(1000);
-	}
+	wait_spares_on(mesh, ctx, 1, 0);
 	GPid dead = spare_pid(mesh);
 	struct pollfd pfd = {.fd = (int)syscall(SYS_pidfd_open, dead, 0), .events = POLLIN};
 	ck_assert_int_ge(pfd.fd, 0);
@@ -232,11 +244,7 @@ START_TEST(test_dead_spare_not_handed_out)
 	Host h = launch_whoami(mesh, c, "spt-w2");
 	ck_assert_int_ne(h.pid, dead);
 	/* Its replacement comes once the exit is handled. */
-	while (mesh_get_spare_count(mesh, TRUE) != 1 || spare_pid(mesh) == dead) {
-		ck_assert(g_get_monotonic_time() < end);
-		g_main_context_iteration(ctx, FALSE);
-		g_usleep(1000);
-	}
+	wait_spares_on(mesh, ctx, 1, dead);
 	host_close(&h);
 	ck_assert(mesh_shutdown(mesh, WAIT_US, NULL));
 	mesh_free(mesh);
@@ -276,10 +284,7 @@ START_TEST(test_config_mismatch_spawns_fresh)
 	/* 0: the pool goes, its spare ends by itself (status 0), nothing replaces it. */
 	ck_assert(mesh_prestart_hosts(mesh, same, 0, &error));
 	ck_assert_uint_eq(mesh_get_spare_count(mesh, FALSE), 0);
-	gint64 end = g_get_monotonic_time() + WAIT_US;
-	while (!process_gone(next) && g_get_monotonic_time() < end)
-		g_usleep(2000);
-	ck_assert(process_gone(next));
+	wait_gone(next);
 	ck_assert_uint_eq(mesh_get_host_count(mesh), 3);
 
 	host_close(&fresh);
@@ -290,6 +295,68 @@ START_TEST(test_config_mismatch_spawns_fresh)
 	mesh_process_config_free(c);
 	mesh_process_config_free(other);
 	mesh_process_config_free(same);
+}
+END_TEST
+
+/* The part of mesh_inspect()'s JSON about host @pid (up to the next host's "state"). */
+static char *inspect_host(Mesh *mesh, GPid pid)
+{
+	char *json = mesh_inspect(mesh, WAIT_US);
+	char *key = g_strdup_printf("{\"pid\":%d,\"name\":", (int)pid);
+	const char *start = strstr(json, key);
+	ck_assert_msg(start, "no host %d in %s", (int)pid, json);
+	const char *end = strstr(strstr(start, "\"state\":") + 1, "\"state\":");
+	char *part = end ? g_strndup(start, end - start) : g_strdup(start);
+	g_free(key);
+	g_free(json);
+	return part;
+}
+
+/*
+ * The sandbox profile is matched by what it asks for, as it was at
+ * mesh_prestart_hosts(): a profile object changed afterwards spawns a
+ * fresh host isolated as it now asks (never the spare started with the
+ * weaker profile); another object with the first profile's steps takes
+ * the spare.
+ */
+START_TEST(test_profile_changed_spawns_fresh)
+{
+	GError *error = NULL;
+	Mesh *mesh = mesh_new("profile", NULL, &error);
+	MeshProcessConfig *c = config_new("w6");
+	PalSandbox *profile = pal_sandbox_new_empty();
+	mesh_process_config_set_sandbox(c, profile);
+
+	ck_assert(mesh_prestart_hosts(mesh, c, 1, &error));
+	wait_spares(mesh, 1);
+	GPid pre = spare_pid(mesh);
+
+	/* Stricter now: the spare, spawned without it, must not be handed out. */
+	ck_assert_int_eq(pal_sandbox_set_no_new_privs(profile, TRUE), 0);
+	Host fresh = launch_whoami(mesh, c, "spt-w6");
+	ck_assert_int_ne(fresh.pid, pre);
+	char *part = inspect_host(mesh, fresh.pid);
+	ck_assert_msg(strstr(part, "\"no_new_privs\":true"), "%s", part);
+	g_free(part);
+
+	/* An equal profile, another object: the spare. */
+	MeshProcessConfig *same = config_new("w6");
+	PalSandbox *equal = pal_sandbox_new_empty();
+	mesh_process_config_set_sandbox(same, equal);
+	Host spare = launch_whoami(mesh, same, "spt-w6");
+	ck_assert_int_eq(spare.pid, pre);
+	part = inspect_host(mesh, spare.pid);
+	ck_assert_msg(strstr(part, "\"no_new_privs\":false"), "%s", part);
+	g_free(part);
+
+	host_close(&fresh);
+	host_close(&spare);
+	ck_assert(mesh_shutdown(mesh, WAIT_US, NULL));
+	mesh_free(mesh);
+	mesh_process_config_free(c);
+	mesh_process_config_free(same);
+	pal_sandbox_unref(profile);
+	pal_sandbox_unref(equal);
 }
 END_TEST
 
@@ -343,23 +410,13 @@ START_TEST(test_spare_on_caller_context)
 	GMainContext *ctx = g_main_context_default();
 	Mesh *mesh = mesh_new("ctx", ctx, &error);
 	MeshProcessConfig *c = config_new("w5");
-	gint64 end = g_get_monotonic_time() + WAIT_US;
 
 	ck_assert(mesh_prestart_hosts(mesh, c, 1, &error));
-	while (mesh_get_spare_count(mesh, TRUE) != 1) {
-		ck_assert(g_get_monotonic_time() < end);
-		g_main_context_iteration(ctx, FALSE);
-		g_usleep(1000);
-	}
+	wait_spares_on(mesh, ctx, 1, 0);
 	GPid pre = spare_pid(mesh);
 	Host h = launch_whoami(mesh, c, "spt-w5");
 	ck_assert_int_eq(h.pid, pre);
-	while (mesh_get_spare_count(mesh, TRUE) != 1) {
-		ck_assert(g_get_monotonic_time() < end);
-		g_main_context_iteration(ctx, FALSE);
-		g_usleep(1000);
-	}
-	ck_assert_int_ne(spare_pid(mesh), pre);
+	wait_spares_on(mesh, ctx, 1, pre);
 	host_close(&h);
 	ck_assert(mesh_shutdown(mesh, WAIT_US, NULL));
 	ck_assert_uint_eq(mesh_get_spare_count(mesh, FALSE), 0);
@@ -383,6 +440,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_spare_handed_out);
 	tcase_add_test(tc, test_dead_spare_not_handed_out);
 	tcase_add_test(tc, test_config_mismatch_spawns_fresh);
+	tcase_add_test(tc, test_profile_changed_spawns_fresh);
 	tcase_add_test(tc, test_free_reaps_spares);
 	tcase_add_test(tc, test_spare_on_caller_context);
 	suite_add_tcase(s, tc);
