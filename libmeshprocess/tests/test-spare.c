@@ -3,9 +3,10 @@
  * Spare hosts (mesh_prestart_hosts()) across real processes: a handed-out
  * spare is the pre-started process (its pid), runs the host function with
  * its name and initial message, and is replaced; a dead spare is never
- * handed out; a config that changed spawns fresh; shutdown and mesh_free()
- * end the spares, reap them and leave no fd behind; a spare's exit calls no
- * exit callback. This program is also the host (test-host.h's scenarios).
+ * handed out; a config that changed (its sandbox profile object included)
+ * spawns fresh; spares that cannot join stop the pool after 3; shutdown and
+ * mesh_free() end the spares, reap them and leave no fd behind; a spare's
+ * exit calls no exit callback. This program is also the host (test-host.h's scenarios).
  */
 #include <check.h>
 #include <dirent.h>
@@ -360,6 +361,61 @@ START_TEST(test_profile_changed_spawns_fresh)
 }
 END_TEST
 
+static gboolean count_spawn(PalSpawn *spawn, gpointer data, GError **error)
+{
+	g_atomic_int_inc((gint *)data);
+	return TRUE;
+}
+
+/*
+ * Spares that cannot join (a profile no kernel can finalize) die before
+ * they are ready: after 3 the pool stops spawning; a launch then spawns a
+ * fresh host that fails the same way and calls the exit callback; nothing
+ * is left behind: no process, no fd.
+ */
+START_TEST(test_spare_join_fails)
+{
+	GError *error = NULL;
+	guint fds = count_fds();
+	Mesh *mesh = mesh_new("nojoin", NULL, &error);
+	MeshProcessConfig *c = config_new("w7");
+	PalSandbox *sb = pal_sandbox_new_empty();
+	ck_assert_int_eq(pal_sandbox_require_landlock_abi(sb, 1000), 0);
+	mesh_process_config_set_sandbox(c, sb);
+	pal_sandbox_unref(sb);
+	mesh_process_config_set_stderr_path(c, "/dev/null");
+	gint spawns = 0, exits = 0;
+	mesh_process_config_set_spawn_hook(c, count_spawn, &spawns);
+
+	ck_assert(mesh_prestart_hosts(mesh, c, 1, &error));
+	gint64 end = g_get_monotonic_time() + WAIT_US;
+	while (g_atomic_int_get(&spawns) < 3 || mesh_get_spare_count(mesh, FALSE) > 0) {
+		ck_assert_msg(g_get_monotonic_time() < end, "%d spawns, %u spares",
+			      g_atomic_int_get(&spawns), mesh_get_spare_count(mesh, FALSE));
+		g_usleep(2000);
+	}
+	ck_assert_int_eq(g_atomic_int_get(&spawns), 3);
+
+	/* No spare: a fresh host, whose failure the caller hears of. */
+	mesh_process_config_set_exit_callback(c, NULL, count_exit, &exits, NULL);
+	Host h = host_launch(mesh, c, "whoami");
+	ck_assert_int_eq(g_atomic_int_get(&spawns), 4);
+	wait_gone(h.pid);
+	while (g_atomic_int_get(&exits) == 0) {
+		ck_assert(g_get_monotonic_time() < end);
+		g_main_context_iteration(NULL, FALSE);
+		g_usleep(1000);
+	}
+	ck_assert_uint_eq(mesh_get_host_count(mesh), 0);
+	ck_assert(mesh_shutdown(mesh, WAIT_US, NULL));
+	ck_assert_int_eq(g_atomic_int_get(&spawns), 4);
+	host_close(&h);
+	mesh_free(mesh);
+	mesh_process_config_free(c);
+	ck_assert_uint_eq(count_fds(), fds);
+}
+END_TEST
+
 /* mesh_free() without a shutdown ends the spares too; a remote config has none. */
 START_TEST(test_free_reaps_spares)
 {
@@ -441,6 +497,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_dead_spare_not_handed_out);
 	tcase_add_test(tc, test_config_mismatch_spawns_fresh);
 	tcase_add_test(tc, test_profile_changed_spawns_fresh);
+	tcase_add_test(tc, test_spare_join_fails);
 	tcase_add_test(tc, test_free_reaps_spares);
 	tcase_add_test(tc, test_spare_on_caller_context);
 	suite_add_tcase(s, tc);
