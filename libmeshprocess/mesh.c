@@ -103,8 +103,9 @@ typedef struct {
 	/* A spare (mesh_prestart_hosts()) until handed out; under mesh->lock: */
 	gboolean spare;
 	SparePool *pool;           /* its pool; NULL once the pool was removed */
-	MeshSender *spare_boot;    /* the bootstrap channel, for the InitialMessage */
+	MeshSender *spare_boot;    /* the bootstrap channel, for the hand-out */
 	MeshOneshotReceiver *spare_ready; /* the answer to its hello (on the context) */
+	MeshSender *spare_requests; /* its request channel (in the hello); h->requests once handed out */
 	gboolean ready;            /* it answered: joined and waiting */
 } Host;
 
@@ -442,6 +443,7 @@ static void host_free(Host *h)
 	mesh_sender_free(h->requests);
 	mesh_sender_free(h->spare_boot);
 	mesh_oneshot_receiver_free(h->spare_ready);
+	mesh_sender_free(h->spare_requests);
 	mesh_p2p_link_free(h->link);
 	pal_child_free(h->child);
 	g_free(h->remote);
@@ -945,11 +947,12 @@ typedef struct {
 	MeshReceiver *events;
 	GError *error;
 	GPid pid;
-	/* A spare of @pool: its bootstrap channel (taken) and the hello's answer (taken). */
+	/* A spare of @pool: its bootstrap channel, the hello's answer, its requests (taken). */
 	gboolean spare;
 	SparePool *pool;
 	MeshSender *spare_boot;
 	MeshOneshotReceiver *spare_ready;
+	MeshSender *spare_requests;
 } Launch;
 
 /*
@@ -1052,6 +1055,9 @@ static void spare_ready_cb(MeshOneshotReceiver *r, gpointer data)
 		h->ready = TRUE;
 		if (h->pool)
 			h->pool->failures = 0;
+		/* Handed out before it was ready: it runs the host function now. */
+		if (!h->spare && h->state == MESH_HOST_STATE_STARTING)
+			h->state = MESH_HOST_STATE_RUNNING;
 	}
 	g_cond_broadcast(&h->mesh->cond);
 	g_mutex_unlock(&h->mesh->lock);
@@ -1263,6 +1269,7 @@ static gboolean launch_cb(gpointer data)
 		h->pool = l->pool;
 		h->spare_boot = g_steal_pointer(&l->spare_boot);
 		h->spare_ready = g_steal_pointer(&l->spare_ready);
+		h->spare_requests = g_steal_pointer(&l->spare_requests);
 		mesh_oneshot_receiver_set_callback(h->spare_ready, m->context, spare_ready_cb, h,
 						   NULL);
 	} else {
@@ -1367,8 +1374,16 @@ static gboolean spare_start(Mesh *m, SparePool *pool, const MeshProcessConfig *c
 	}
 	MeshSender *boot = mesh_sender_from_port(mine, NULL);
 	mesh_oneshot_new(NULL, &ready, &ready_recv);
+	/*
+	 * The hello: the oneshot for its answer, and its request channel. Its
+	 * ports move now, while it waits, not at the hand-out.
+	 */
+	MeshSender *requests;
+	MeshReceiver *requests_recv;
+	mesh_channel_new(&mesh_process__host_request__descriptor, &requests, &requests_recv);
 	MeshMessage *hello = mesh_message_new(NULL, 0);
 	mesh_message_add_port_take(hello, mesh_oneshot_sender_into_port(ready));
+	mesh_message_add_port_take(hello, mesh_receiver_into_port(requests_recv));
 	mesh_sender_send_message(boot, hello); /* waits in the port until the spare joined */
 	Launch l = {.mesh = m,
 		    .config = config,
@@ -1376,11 +1391,13 @@ static gboolean spare_start(Mesh *m, SparePool *pool, const MeshProcessConfig *c
 		    .spare = TRUE,
 		    .pool = pool,
 		    .spare_boot = boot,
-		    .spare_ready = ready_recv};
+		    .spare_ready = ready_recv,
+		    .spare_requests = requests};
 	run_on_long_lived_thread(m, launch_cb, &l);
 	mesh_invitation_free(inv);
 	mesh_sender_free(l.spare_boot);
 	mesh_oneshot_receiver_free(l.spare_ready);
+	mesh_sender_free(l.spare_requests);
 	if (l.error) {
 		g_propagate_error(error, l.error);
 		return FALSE;
@@ -1472,27 +1489,30 @@ static GPid spare_hand_out(Mesh *m, const MeshProcessConfig *config, MeshMessage
 		g_mutex_unlock(&m->lock);
 		return 0;
 	}
-	MeshSender *requests, *events;
-	MeshReceiver *requests_recv, *events_recv;
-	mesh_channel_new(&mesh_process__host_request__descriptor, &requests, &requests_recv);
-	mesh_channel_new(&mesh_process__host_event__descriptor, &events, &events_recv);
+	/*
+	 * It has its request channel (the hello's) and is a C host: the
+	 * hand-out is one message, the caller's initial message and the pid,
+	 * with no port of ours to move and no "joined" event to wait for.
+	 */
 	Host *h = best;
 	h->spare = FALSE;
 	h->pool = NULL;
 	m->n_spares--;
 	MeshSender *boot = g_steal_pointer(&h->spare_boot);
-	h->requests = requests;
-	h->events = events_recv;
+	h->requests = g_steal_pointer(&h->spare_requests);
+	h->c_host = TRUE;
+	if (h->ready)
+		h->state = MESH_HOST_STATE_RUNNING; /* else once it answers (spare_ready_cb) */
 	h->on_exit = exit_handler_ref(config->on_exit);
-	mesh_receiver_set_callback(h->events, m->context, host_events_cb, h, NULL);
 	GPid pid = h->pid;
-	spares_refill_locked(m);
 	g_mutex_unlock(&m->lock);
 
-	mesh_sender_send_message(boot, process_initial_message_new(
-					       mesh_receiver_into_port(requests_recv), initial,
-					       mesh_sender_into_port(events), (guint32)pid));
+	mesh_sender_send_message(boot, process_initial_message_new(NULL, initial, NULL, (guint32)pid));
 	mesh_sender_free(boot);
+	/* After the send: scheduling the refill wakes the mesh's context. */
+	g_mutex_lock(&m->lock);
+	spares_refill_locked(m);
+	g_mutex_unlock(&m->lock);
 	char pid_s[16];
 	g_snprintf(pid_s, sizeof(pid_s), "%d", (int)pid);
 	debug_log(LOG_FIELDS("MESH_MESH", m->name, "MESH_HOST", config->name, "MESH_PID", pid_s),
@@ -2202,6 +2222,7 @@ static gboolean close_requests_cb(gpointer data)
 		/* A spare sees its bootstrap channel close and exits. */
 		h->pool = NULL;
 		mesh_sender_free(g_steal_pointer(&h->spare_boot));
+		mesh_sender_free(g_steal_pointer(&h->spare_requests));
 	}
 	g_mutex_unlock(&m->lock);
 	g_list_free(hosts);

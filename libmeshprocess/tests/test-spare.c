@@ -367,6 +367,69 @@ static gboolean count_spawn(PalSpawn *spawn, gpointer data, GError **error)
 	return TRUE;
 }
 
+static void note_signaled(Mesh *mesh, const char *name, GPid pid, const MeshHostExit *exit,
+			  gpointer data)
+{
+	g_atomic_int_set((gint *)data, exit->signaled ? 1 : 2);
+}
+
+/*
+ * A spare serves the requests of the channel that came in its hello once
+ * it is handed out, also when it is handed out before the parent saw it
+ * ready (a mesh on this thread's context, not iterated between the
+ * prestart and the launch): inspect gets its report, mesh_crash() ends it
+ * by a signal. A spare not handed out takes no request.
+ */
+START_TEST(test_spare_serves_requests)
+{
+	GError *error = NULL;
+	GMainContext *ctx = g_main_context_default();
+	Mesh *mesh = mesh_new("requests", ctx, &error);
+	MeshProcessConfig *c = config_new("w8");
+	gint ended = 0, spawns = 0;
+	mesh_process_config_set_exit_callback(c, NULL, note_signaled, &ended, NULL);
+	mesh_process_config_set_spawn_hook(c, count_spawn, &spawns);
+
+	/* Nothing iterated the context: its answer to the hello is not handled. */
+	ck_assert(mesh_prestart_hosts(mesh, c, 1, &error));
+	ck_assert_uint_eq(mesh_get_spare_count(mesh, TRUE), 0);
+	Host h = host_launch(mesh, c, "whoami");
+	ck_assert_int_eq(g_atomic_int_get(&spawns), 1); /* the spare's: handed out */
+	char *expected = g_strdup_printf("spt-w8 %d", (int)h.pid);
+	assert_text(h.results, WAIT_US, expected);
+	g_free(expected);
+	GPid pre = h.pid;
+	gint64 end = g_get_monotonic_time() + WAIT_US;
+	while (mesh_get_host_state(mesh, h.pid) != MESH_HOST_STATE_RUNNING) {
+		ck_assert(g_get_monotonic_time() < end);
+		g_main_context_iteration(ctx, FALSE);
+		g_usleep(1000);
+	}
+	char *part = inspect_host(mesh, h.pid);
+	ck_assert_msg(strstr(part, "\"threads\":"), "no report: %s", part);
+	g_free(part);
+
+	wait_spares_on(mesh, ctx, 1, pre);
+	GPid next = spare_pid(mesh);
+	ck_assert(!mesh_crash(mesh, next, &error));
+	ck_assert(g_error_matches(error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_NO_SUCH_HOST));
+	g_clear_error(&error);
+
+	ck_assert_msg(mesh_crash(mesh, h.pid, &error), "%s", error ? error->message : "");
+	while (g_atomic_int_get(&ended) == 0) {
+		ck_assert(g_get_monotonic_time() < end);
+		g_main_context_iteration(ctx, FALSE);
+		g_usleep(1000);
+	}
+	ck_assert_int_eq(g_atomic_int_get(&ended), 1);
+	ck_assert(!process_gone(next));
+	host_close(&h);
+	ck_assert(mesh_shutdown(mesh, WAIT_US, NULL));
+	mesh_free(mesh);
+	mesh_process_config_free(c);
+}
+END_TEST
+
 /*
  * Spares that cannot join (a profile no kernel can finalize) die before
  * they are ready: after 3 the pool stops spawning; a launch then spawns a
@@ -377,7 +440,9 @@ START_TEST(test_spare_join_fails)
 {
 	GError *error = NULL;
 	guint fds = count_fds();
-	Mesh *mesh = mesh_new("nojoin", NULL, &error);
+	/* On this thread's context: no spare is spawned while the test looks. */
+	GMainContext *ctx = g_main_context_default();
+	Mesh *mesh = mesh_new("nojoin", ctx, &error);
 	MeshProcessConfig *c = config_new("w7");
 	PalSandbox *sb = pal_sandbox_new_empty();
 	ck_assert_int_eq(pal_sandbox_require_landlock_abi(sb, 1000), 0);
@@ -392,7 +457,8 @@ START_TEST(test_spare_join_fails)
 	while (g_atomic_int_get(&spawns) < 3 || mesh_get_spare_count(mesh, FALSE) > 0) {
 		ck_assert_msg(g_get_monotonic_time() < end, "%d spawns, %u spares",
 			      g_atomic_int_get(&spawns), mesh_get_spare_count(mesh, FALSE));
-		g_usleep(2000);
+		g_main_context_iteration(ctx, FALSE);
+		g_usleep(1000);
 	}
 	ck_assert_int_eq(g_atomic_int_get(&spawns), 3);
 
@@ -400,12 +466,12 @@ START_TEST(test_spare_join_fails)
 	mesh_process_config_set_exit_callback(c, NULL, count_exit, &exits, NULL);
 	Host h = host_launch(mesh, c, "whoami");
 	ck_assert_int_eq(g_atomic_int_get(&spawns), 4);
-	wait_gone(h.pid);
 	while (g_atomic_int_get(&exits) == 0) {
 		ck_assert(g_get_monotonic_time() < end);
-		g_main_context_iteration(NULL, FALSE);
+		g_main_context_iteration(ctx, FALSE);
 		g_usleep(1000);
 	}
+	ck_assert(process_gone(h.pid));
 	ck_assert_uint_eq(mesh_get_host_count(mesh), 0);
 	ck_assert(mesh_shutdown(mesh, WAIT_US, NULL));
 	ck_assert_int_eq(g_atomic_int_get(&spawns), 4);
@@ -498,6 +564,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_config_mismatch_spawns_fresh);
 	tcase_add_test(tc, test_profile_changed_spawns_fresh);
 	tcase_add_test(tc, test_spare_join_fails);
+	tcase_add_test(tc, test_spare_serves_requests);
 	tcase_add_test(tc, test_free_reaps_spares);
 	tcase_add_test(tc, test_spare_on_caller_context);
 	suite_add_tcase(s, tc);
