@@ -73,10 +73,18 @@ struct MeshProcessConfig {
 typedef struct {
 	MeshProcessConfig *config;
 	guint want;
-	guint failures; /* spares in a row that died before they were ready */
+	/*
+	 * Spares in a row that died while they waited (ready or not) or could
+	 * not be spawned; a hand-out or mesh_prestart_hosts() resets it.
+	 */
+	guint failures;
 } SparePool;
 
-/* After this many spares in a row died unready, a pool stops refilling. */
+/*
+ * After this many spares in a row died before their hand-out, a pool stops
+ * refilling: a spare that dies after it was ready (a crash while it waits,
+ * a killer) would otherwise cost a spawn every SPARE_REFILL_DELAY_MS.
+ */
 #define SPARE_MAX_FAILURES 3
 
 typedef struct {
@@ -771,11 +779,11 @@ static void host_gone(Host *h, char *text)
 	g_hash_table_steal(m->hosts, GINT_TO_POINTER(h->pid));
 	h->state = h->exit.expected ? MESH_HOST_STATE_EXITED : MESH_HOST_STATE_CRASHED;
 	if (h->spare) {
-		/* Never handed out: replaced (unless spares of its config keep dying unready). */
+		/* Never handed out: replaced (unless spares of its config keep dying). */
 		m->n_spares--;
-		if (h->pool && !h->ready && ++h->pool->failures == SPARE_MAX_FAILURES)
+		if (h->pool && ++h->pool->failures == SPARE_MAX_FAILURES)
 			g_message("mesh %s: %u spare hosts %s in a row exited before they were "
-				  "ready; not starting more until the next mesh_prestart_hosts()",
+				  "handed out; not starting more until the next mesh_prestart_hosts()",
 				  m->name, SPARE_MAX_FAILURES, h->name);
 		if (h->pool)
 			spares_refill_locked(m);
@@ -1053,8 +1061,6 @@ static void spare_ready_cb(MeshOneshotReceiver *r, gpointer data)
 	h->spare_ready = NULL; /* consumed by the value or the final error */
 	if (msg) {
 		h->ready = TRUE;
-		if (h->pool)
-			h->pool->failures = 0;
 		/* Handed out before it was ready: it runs the host function now. */
 		if (!h->spare && h->state == MESH_HOST_STATE_STARTING)
 			h->state = MESH_HOST_STATE_RUNNING;
@@ -1495,6 +1501,7 @@ static GPid spare_hand_out(Mesh *m, const MeshProcessConfig *config, MeshMessage
 	 * with no port of ours to move and no "joined" event to wait for.
 	 */
 	Host *h = best;
+	pool->failures = 0;
 	h->spare = FALSE;
 	h->pool = NULL;
 	m->n_spares--;

@@ -380,8 +380,9 @@ MESH_PROCESS_API GPid mesh_launch_host(Mesh *mesh, const MeshProcessConfig *conf
  * config changed after this call spawns fresh hosts (its snapshot no longer
  * matches). Each hand-out, and each spare that dies while it waits (never
  * handed out), starts a replacement in the background on the mesh's
- * context; after 3 spares in a row died before they were ready, the pool
- * stops refilling until the next call. Calling again for an equal config
+ * context; after 3 spares in a row died before a hand-out (ready or not:
+ * a spare that cannot join, or crashes or is killed while it waits), the
+ * pool stops refilling until the next call. Calling again for an equal config
  * changes @n (extra spares end).
  *
  * Spares are hosts of the mesh that mesh_get_host_count() does not count:

@@ -4,7 +4,8 @@
  * spare is the pre-started process (its pid), runs the host function with
  * its name and initial message, and is replaced; a dead spare is never
  * handed out; a config that changed (its sandbox profile object included)
- * spawns fresh; spares that cannot join stop the pool after 3; shutdown and
+ * spawns fresh; spares that cannot join, or keep dying while they wait, stop
+ * the pool after 3; the hello's request channel is served; shutdown and
  * mesh_free() end the spares, reap them and leave no fd behind; a spare's
  * exit calls no exit callback. This program is also the host (test-host.h's scenarios).
  */
@@ -482,6 +483,58 @@ START_TEST(test_spare_join_fails)
 }
 END_TEST
 
+static void count_gave_up(const gchar *domain, GLogLevelFlags level, const gchar *message,
+			  gpointer data)
+{
+	if (strstr(message, "in a row"))
+		g_atomic_int_inc((gint *)data);
+	else
+		g_log_default_handler(domain, level, message, NULL);
+}
+
+/*
+ * Spares that keep dying while they wait, ready or not, stop their pool
+ * after 3 in a row (else each death costs a spawn 20 ms later, for ever).
+ * The mesh is on this thread's context: each death is handled when the
+ * test iterates it.
+ */
+START_TEST(test_spare_deaths_stop_pool)
+{
+	GError *error = NULL;
+	GMainContext *ctx = g_main_context_default();
+	Mesh *mesh = mesh_new("deaths", ctx, &error);
+	MeshProcessConfig *c = config_new("w9");
+	gint gave_up = 0;
+	guint handler = g_log_set_handler("MeshProcess", G_LOG_LEVEL_MESSAGE, count_gave_up,
+					  &gave_up);
+
+	ck_assert(mesh_prestart_hosts(mesh, c, 1, &error));
+	GPid dead = 0;
+	for (int i = 0; i < 3; i++) {
+		wait_spares_on(mesh, ctx, 1, dead);
+		dead = spare_pid(mesh);
+		ck_assert_int_eq(g_atomic_int_get(&gave_up), 0);
+		ck_assert_int_eq(kill(dead, SIGKILL), 0);
+		gint64 end = g_get_monotonic_time() + WAIT_US;
+		while (mesh_get_host_state(mesh, dead) != MESH_HOST_STATE_CRASHED) {
+			ck_assert(g_get_monotonic_time() < end);
+			g_main_context_iteration(ctx, FALSE);
+			g_usleep(1000);
+		}
+	}
+	ck_assert_int_eq(g_atomic_int_get(&gave_up), 1);
+	ck_assert_uint_eq(mesh_get_spare_count(mesh, FALSE), 0);
+
+	/* A new call starts again. */
+	ck_assert(mesh_prestart_hosts(mesh, c, 1, &error));
+	wait_spares_on(mesh, ctx, 1, dead);
+	g_log_remove_handler("MeshProcess", handler);
+	ck_assert(mesh_shutdown(mesh, WAIT_US, NULL));
+	mesh_free(mesh);
+	mesh_process_config_free(c);
+}
+END_TEST
+
 /* mesh_free() without a shutdown ends the spares too; a remote config has none. */
 START_TEST(test_free_reaps_spares)
 {
@@ -565,6 +618,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_profile_changed_spawns_fresh);
 	tcase_add_test(tc, test_spare_join_fails);
 	tcase_add_test(tc, test_spare_serves_requests);
+	tcase_add_test(tc, test_spare_deaths_stop_pool);
 	tcase_add_test(tc, test_free_reaps_spares);
 	tcase_add_test(tc, test_spare_on_caller_context);
 	suite_add_tcase(s, tc);
