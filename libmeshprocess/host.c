@@ -26,7 +26,6 @@ typedef struct {
 	char *name;
 	MeshReceiver *requests;
 	int status_fd; /* /proc/self/status, opened before the sandbox, or -1 */
-	GMainContext *requests_ctx; /* a spare's, with its thread running already, or NULL */
 } HostState;
 
 /* This host's pid as its parent sees it (field 4 of the InitialMessage); 0: getpid()'s. Atomic. */
@@ -441,9 +440,11 @@ gboolean mesh_try_run_host(const char *base_name, MeshHostFunc func, gpointer us
 /*
  * A spare host (mesh_prestart_hosts()): joined, it waits for as long as it
  * takes. The bootstrap port then carries, as an untyped channel, a hello
- * with a oneshot sender that we answer at once (the parent counts us ready),
- * and at hand-out the InitialMessage. The parent dropping the channel
- * before that (its shutdown, a pool removed) ends us quietly.
+ * with a oneshot sender that we answer at once (the parent counts us ready)
+ * and our request channel, which we serve from then on; at hand-out an
+ * InitialMessage without a request channel (field 1) or events (field 3):
+ * the caller's message and our pid. The parent dropping the channel before
+ * that (its shutdown, a pool removed) ends us quietly.
  */
 static gboolean run_spare(HostState *s, MeshPort *port, MeshHostFunc func, gpointer user_data,
 			  GError **error)
@@ -454,27 +455,26 @@ static gboolean run_spare(HostState *s, MeshPort *port, MeshHostFunc func, gpoin
 
 	if (!mesh_receiver_recv_message(boot, -1, &msg, &err))
 		goto ended;
-	if (mesh_message_get_n_resources(msg) != 1) {
-		mesh_message_free(msg);
-		mesh_receiver_free(boot);
-		g_set_error(error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_INVITATION,
-			    "a spare's hello must carry one port");
-		host_state_free(s);
-		return FALSE;
+	MeshPort *ready_port = NULL, *req_port = NULL;
+	if (mesh_message_get_n_resources(msg) == 2) {
+		ready_port = mesh_message_steal_port(msg, 0);
+		req_port = mesh_message_steal_port(msg, 1);
 	}
-	MeshPort *ready_port = mesh_message_steal_port(msg, 0);
 	mesh_message_free(msg);
-	if (!ready_port) {
+	if (!ready_port || !req_port) {
+		mesh_port_close(ready_port);
+		mesh_port_close(req_port);
 		mesh_receiver_free(boot);
 		g_set_error(error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_INVITATION,
-			    "a spare's hello must carry a port");
+			    "a spare's hello must carry two ports");
 		host_state_free(s);
 		return FALSE;
 	}
 	/* What a host makes after its InitialMessage, made now: the hand-out is quicker. */
-	s->requests_ctx = g_main_context_new();
-	g_thread_unref(g_thread_new("mesh-host-requests", run_loop,
-				    g_main_loop_new(s->requests_ctx, FALSE)));
+	s->requests = mesh_receiver_from_port(req_port, &mesh_process__host_request__descriptor);
+	GMainContext *ctx = g_main_context_new();
+	mesh_receiver_set_callback(s->requests, ctx, requests_cb, s, NULL);
+	g_thread_unref(g_thread_new("mesh-host-requests", run_loop, g_main_loop_new(ctx, FALSE)));
 	MeshOneshotSender *ready = mesh_oneshot_sender_from_port(ready_port, NULL);
 	mesh_oneshot_send_message(ready, mesh_message_new(NULL, 0));
 	if (!mesh_receiver_recv_message(boot, -1, &msg, &err))
@@ -520,10 +520,16 @@ static gboolean run_host_with(HostState *s, MeshMessage *first, MeshHostFunc fun
 	MeshMessage *initial = NULL;
 	MeshPort *req_port = NULL, *events_port = NULL;
 	guint32 pid = 0;
-	if (!process_initial_message_parse(first, &req_port, &initial, &events_port, &pid, error)) {
-		host_state_free(s);
+	/* A spare's request channel came with its hello. */
+	if (!process_initial_message_parse(first, s->requests != NULL, &req_port, &initial,
+					   &events_port, &pid, error)) {
+		/* A spare's request thread runs with @s: it stays, the process ends soon. */
+		if (!s->requests)
+			host_state_free(s);
 		return FALSE;
 	}
+	if (s->requests)
+		mesh_port_close(g_steal_pointer(&req_port));
 	if (pid > 0)
 		g_atomic_int_set(&outer_pid, (gint)pid);
 	if (events_port) {
@@ -538,12 +544,10 @@ static gboolean run_host_with(HostState *s, MeshMessage *first, MeshHostFunc fun
 		mesh_sender_send(events, &ev->base);
 		mesh_sender_free(events);
 	}
-	s->requests = mesh_receiver_from_port(req_port, &mesh_process__host_request__descriptor);
-
-	/* Serve requests on a context of our own while the work runs here. */
-	if (s->requests_ctx) {
-		mesh_receiver_set_callback(s->requests, s->requests_ctx, requests_cb, s, NULL);
-	} else {
+	/* Serve requests on a context of our own while the work runs here (a spare does already). */
+	if (req_port) {
+		s->requests =
+			mesh_receiver_from_port(req_port, &mesh_process__host_request__descriptor);
 		GMainContext *ctx = g_main_context_new();
 		mesh_receiver_set_callback(s->requests, ctx, requests_cb, s, NULL);
 		g_thread_unref(

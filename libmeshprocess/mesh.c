@@ -73,10 +73,18 @@ struct MeshProcessConfig {
 typedef struct {
 	MeshProcessConfig *config;
 	guint want;
-	guint failures; /* spares in a row that died before they were ready */
+	/*
+	 * Spares in a row that died while they waited (ready or not) or could
+	 * not be spawned; a hand-out or mesh_prestart_hosts() resets it.
+	 */
+	guint failures;
 } SparePool;
 
-/* After this many spares in a row died unready, a pool stops refilling. */
+/*
+ * After this many spares in a row died before their hand-out, a pool stops
+ * refilling: a spare that dies after it was ready (a crash while it waits,
+ * a killer) would otherwise cost a spawn every SPARE_REFILL_DELAY_MS.
+ */
 #define SPARE_MAX_FAILURES 3
 
 typedef struct {
@@ -103,8 +111,9 @@ typedef struct {
 	/* A spare (mesh_prestart_hosts()) until handed out; under mesh->lock: */
 	gboolean spare;
 	SparePool *pool;           /* its pool; NULL once the pool was removed */
-	MeshSender *spare_boot;    /* the bootstrap channel, for the InitialMessage */
+	MeshSender *spare_boot;    /* the bootstrap channel, for the hand-out */
 	MeshOneshotReceiver *spare_ready; /* the answer to its hello (on the context) */
+	MeshSender *spare_requests; /* its request channel (in the hello); h->requests once handed out */
 	gboolean ready;            /* it answered: joined and waiting */
 } Host;
 
@@ -264,7 +273,11 @@ void mesh_process_config_set_remote_command(MeshProcessConfig *c, const char *co
 	c->remote = g_strdupv((char **)argv);
 }
 
-/* A snapshot of @c for a spare pool: everything a spawn uses (not the exit callback). */
+/*
+ * A snapshot of @c for a spare pool: everything a spawn uses (not the exit
+ * callback), the sandbox profile as a copy: the caller may change its own
+ * profile object afterwards, and a spare must stay isolated as it asked then.
+ */
 static MeshProcessConfig *config_copy(const MeshProcessConfig *c)
 {
 	MeshProcessConfig *n = mesh_process_config_new(c->name);
@@ -275,7 +288,11 @@ static MeshProcessConfig *config_copy(const MeshProcessConfig *c)
 	for (guint i = 0; i < c->env->len; i++)
 		g_ptr_array_add(n->env, g_strdup(c->env->pdata[i]));
 	n->stderr_path = g_strdup(c->stderr_path);
-	n->sandbox = c->sandbox ? pal_sandbox_ref(c->sandbox) : NULL;
+	if (c->sandbox) {
+		n->sandbox = pal_sandbox_copy(c->sandbox);
+		if (!n->sandbox)
+			g_error("mesh: copying a sandbox profile: %s", g_strerror(errno));
+	}
 	n->spawn_hook = c->spawn_hook;
 	n->spawn_hook_data = c->spawn_hook_data;
 	return n;
@@ -293,14 +310,15 @@ static gboolean strv_equal(GPtrArray *a, GPtrArray *b)
 
 /*
  * Would @a spawn the same process as @b: same name, program, arguments,
- * environment, stderr, sandbox profile (the same object) and spawn hook.
+ * environment, stderr, sandbox profile (equal steps: pal_sandbox_equal())
+ * and spawn hook.
  */
 static gboolean config_spawns_same(const MeshProcessConfig *a, const MeshProcessConfig *b)
 {
 	return strcmp(a->name, b->name) == 0 && g_strcmp0(a->program, b->program) == 0 &&
 	       strv_equal(a->args, b->args) && a->skip_worker_arg == b->skip_worker_arg &&
 	       strv_equal(a->env, b->env) && g_strcmp0(a->stderr_path, b->stderr_path) == 0 &&
-	       a->sandbox == b->sandbox && a->spawn_hook == b->spawn_hook &&
+	       pal_sandbox_equal(a->sandbox, b->sandbox) && a->spawn_hook == b->spawn_hook &&
 	       a->spawn_hook_data == b->spawn_hook_data && !a->remote && !b->remote;
 }
 
@@ -433,6 +451,7 @@ static void host_free(Host *h)
 	mesh_sender_free(h->requests);
 	mesh_sender_free(h->spare_boot);
 	mesh_oneshot_receiver_free(h->spare_ready);
+	mesh_sender_free(h->spare_requests);
 	mesh_p2p_link_free(h->link);
 	pal_child_free(h->child);
 	g_free(h->remote);
@@ -760,11 +779,11 @@ static void host_gone(Host *h, char *text)
 	g_hash_table_steal(m->hosts, GINT_TO_POINTER(h->pid));
 	h->state = h->exit.expected ? MESH_HOST_STATE_EXITED : MESH_HOST_STATE_CRASHED;
 	if (h->spare) {
-		/* Never handed out: replaced (unless spares of its config keep dying unready). */
+		/* Never handed out: replaced (unless spares of its config keep dying). */
 		m->n_spares--;
-		if (h->pool && !h->ready && ++h->pool->failures == SPARE_MAX_FAILURES)
+		if (h->pool && ++h->pool->failures == SPARE_MAX_FAILURES)
 			g_message("mesh %s: %u spare hosts %s in a row exited before they were "
-				  "ready; not starting more until the next mesh_prestart_hosts()",
+				  "handed out; not starting more until the next mesh_prestart_hosts()",
 				  m->name, SPARE_MAX_FAILURES, h->name);
 		if (h->pool)
 			spares_refill_locked(m);
@@ -936,11 +955,12 @@ typedef struct {
 	MeshReceiver *events;
 	GError *error;
 	GPid pid;
-	/* A spare of @pool: its bootstrap channel (taken) and the hello's answer (taken). */
+	/* A spare of @pool: its bootstrap channel, the hello's answer, its requests (taken). */
 	gboolean spare;
 	SparePool *pool;
 	MeshSender *spare_boot;
 	MeshOneshotReceiver *spare_ready;
+	MeshSender *spare_requests;
 } Launch;
 
 /*
@@ -1041,8 +1061,9 @@ static void spare_ready_cb(MeshOneshotReceiver *r, gpointer data)
 	h->spare_ready = NULL; /* consumed by the value or the final error */
 	if (msg) {
 		h->ready = TRUE;
-		if (h->pool)
-			h->pool->failures = 0;
+		/* Handed out before it was ready: it runs the host function now. */
+		if (!h->spare && h->state == MESH_HOST_STATE_STARTING)
+			h->state = MESH_HOST_STATE_RUNNING;
 	}
 	g_cond_broadcast(&h->mesh->cond);
 	g_mutex_unlock(&h->mesh->lock);
@@ -1254,6 +1275,7 @@ static gboolean launch_cb(gpointer data)
 		h->pool = l->pool;
 		h->spare_boot = g_steal_pointer(&l->spare_boot);
 		h->spare_ready = g_steal_pointer(&l->spare_ready);
+		h->spare_requests = g_steal_pointer(&l->spare_requests);
 		mesh_oneshot_receiver_set_callback(h->spare_ready, m->context, spare_ready_cb, h,
 						   NULL);
 	} else {
@@ -1358,8 +1380,16 @@ static gboolean spare_start(Mesh *m, SparePool *pool, const MeshProcessConfig *c
 	}
 	MeshSender *boot = mesh_sender_from_port(mine, NULL);
 	mesh_oneshot_new(NULL, &ready, &ready_recv);
+	/*
+	 * The hello: the oneshot for its answer, and its request channel. Its
+	 * ports move now, while it waits, not at the hand-out.
+	 */
+	MeshSender *requests;
+	MeshReceiver *requests_recv;
+	mesh_channel_new(&mesh_process__host_request__descriptor, &requests, &requests_recv);
 	MeshMessage *hello = mesh_message_new(NULL, 0);
 	mesh_message_add_port_take(hello, mesh_oneshot_sender_into_port(ready));
+	mesh_message_add_port_take(hello, mesh_receiver_into_port(requests_recv));
 	mesh_sender_send_message(boot, hello); /* waits in the port until the spare joined */
 	Launch l = {.mesh = m,
 		    .config = config,
@@ -1367,11 +1397,13 @@ static gboolean spare_start(Mesh *m, SparePool *pool, const MeshProcessConfig *c
 		    .spare = TRUE,
 		    .pool = pool,
 		    .spare_boot = boot,
-		    .spare_ready = ready_recv};
+		    .spare_ready = ready_recv,
+		    .spare_requests = requests};
 	run_on_long_lived_thread(m, launch_cb, &l);
 	mesh_invitation_free(inv);
 	mesh_sender_free(l.spare_boot);
 	mesh_oneshot_receiver_free(l.spare_ready);
+	mesh_sender_free(l.spare_requests);
 	if (l.error) {
 		g_propagate_error(error, l.error);
 		return FALSE;
@@ -1463,27 +1495,31 @@ static GPid spare_hand_out(Mesh *m, const MeshProcessConfig *config, MeshMessage
 		g_mutex_unlock(&m->lock);
 		return 0;
 	}
-	MeshSender *requests, *events;
-	MeshReceiver *requests_recv, *events_recv;
-	mesh_channel_new(&mesh_process__host_request__descriptor, &requests, &requests_recv);
-	mesh_channel_new(&mesh_process__host_event__descriptor, &events, &events_recv);
+	/*
+	 * It has its request channel (the hello's) and is a C host: the
+	 * hand-out is one message, the caller's initial message and the pid,
+	 * with no port of ours to move and no "joined" event to wait for.
+	 */
 	Host *h = best;
+	pool->failures = 0;
 	h->spare = FALSE;
 	h->pool = NULL;
 	m->n_spares--;
 	MeshSender *boot = g_steal_pointer(&h->spare_boot);
-	h->requests = requests;
-	h->events = events_recv;
+	h->requests = g_steal_pointer(&h->spare_requests);
+	h->c_host = TRUE;
+	if (h->ready)
+		h->state = MESH_HOST_STATE_RUNNING; /* else once it answers (spare_ready_cb) */
 	h->on_exit = exit_handler_ref(config->on_exit);
-	mesh_receiver_set_callback(h->events, m->context, host_events_cb, h, NULL);
 	GPid pid = h->pid;
-	spares_refill_locked(m);
 	g_mutex_unlock(&m->lock);
 
-	mesh_sender_send_message(boot, process_initial_message_new(
-					       mesh_receiver_into_port(requests_recv), initial,
-					       mesh_sender_into_port(events), (guint32)pid));
+	mesh_sender_send_message(boot, process_initial_message_new(NULL, initial, NULL, (guint32)pid));
 	mesh_sender_free(boot);
+	/* After the send: scheduling the refill wakes the mesh's context. */
+	g_mutex_lock(&m->lock);
+	spares_refill_locked(m);
+	g_mutex_unlock(&m->lock);
 	char pid_s[16];
 	g_snprintf(pid_s, sizeof(pid_s), "%d", (int)pid);
 	debug_log(LOG_FIELDS("MESH_MESH", m->name, "MESH_HOST", config->name, "MESH_PID", pid_s),
@@ -2193,6 +2229,7 @@ static gboolean close_requests_cb(gpointer data)
 		/* A spare sees its bootstrap channel close and exits. */
 		h->pool = NULL;
 		mesh_sender_free(g_steal_pointer(&h->spare_boot));
+		mesh_sender_free(g_steal_pointer(&h->spare_requests));
 	}
 	g_mutex_unlock(&m->lock);
 	g_list_free(hosts);

@@ -15,8 +15,11 @@ enum {
  * field 3 (the events port, NULL to leave it out, as for an upstream
  * host) and field 4 (@pid, the host's pid as the parent sees it, varint:
  * in a PID namespace the host's getpid() is 1; written only with @events
- * and when not 0). @init is T, a message; its bytes become field 2 and its
- * resources follow @requests. Consumes @requests, @init and @events.
+ * or without @requests, and when not 0). @init is T, a message; its bytes
+ * become field 2 and its resources follow @requests. @requests NULL
+ * leaves field 1 out: a spare's hand-out (the spare got its request
+ * channel in its hello), never for an upstream host. Consumes @requests,
+ * @init and @events.
  */
 MeshMessage *process_initial_message_new(MeshPort *requests, MeshMessage *init,
 					 MeshPort *events, guint32 pid);
@@ -24,11 +27,13 @@ MeshMessage *process_initial_message_new(MeshPort *requests, MeshMessage *init,
 /*
  * Parses an InitialMessage (taken). Unknown fields are skipped and their
  * resources released, as upstream's decoder does; a missing field 2 is an
- * empty message. @ret_events (nullable) gets NULL without field 3. Errors:
+ * empty message. A missing field 1 is an error unless @requests_optional
+ * (a spare's hand-out), which sets *@ret_requests to NULL. @ret_events (nullable) gets NULL without field 3. Errors:
  * MESH_PROCESS_ERROR_INVITATION. @ret_pid (nullable) gets field 4, 0
  * without it.
  */
-gboolean process_initial_message_parse(MeshMessage *msg, MeshPort **ret_requests,
+gboolean process_initial_message_parse(MeshMessage *msg, gboolean requests_optional,
+				       MeshPort **ret_requests,
 				       MeshMessage **ret_init, MeshPort **ret_events,
 				       guint32 *ret_pid, GError **error);
 

@@ -52,7 +52,8 @@ MeshMessage *process_initial_message_new(MeshPort *requests, MeshMessage *init, 
 	 * resource count when it holds resources; left out when empty, as
 	 * upstream leaves out an empty nested message), then our events port.
 	 */
-	head[k++] = WIRE_KEY1(INIT_REQUESTS, WIRE_RESOURCE);
+	if (requests)
+		head[k++] = WIRE_KEY1(INIT_REQUESTS, WIRE_RESOURCE);
 	if (size || n_res) {
 		if (n_res) {
 			head[k++] = WIRE_KEY1(INIT_MESSAGE, WIRE_MESH_MESSAGE);
@@ -67,17 +68,18 @@ MeshMessage *process_initial_message_new(MeshPort *requests, MeshMessage *init, 
 	if (events) {
 		uint8_t key = WIRE_KEY1(INIT_EVENTS, WIRE_RESOURCE);
 		g_byte_array_append(bytes, &key, 1);
-		if (pid) {
-			uint8_t tail[12];
-			size_t n = 0;
-			tail[n++] = WIRE_KEY1(INIT_PID, WIRE_VARINT);
-			n += wire_put_varint(tail + n, pid);
-			g_byte_array_append(bytes, tail, (guint)n);
-		}
+	}
+	if (pid && (events || !requests)) {
+		uint8_t tail[12];
+		size_t n = 0;
+		tail[n++] = WIRE_KEY1(INIT_PID, WIRE_VARINT);
+		n += wire_put_varint(tail + n, pid);
+		g_byte_array_append(bytes, tail, (guint)n);
 	}
 	MeshMessage *msg = mesh_message_new(bytes->data, bytes->len);
 	g_byte_array_free(bytes, TRUE);
-	mesh_message_add_port_take(msg, requests);
+	if (requests)
+		mesh_message_add_port_take(msg, requests);
 	move_resources(msg, init);
 	mesh_message_free(init);
 	if (events)
@@ -85,7 +87,8 @@ MeshMessage *process_initial_message_new(MeshPort *requests, MeshMessage *init, 
 	return msg;
 }
 
-gboolean process_initial_message_parse(MeshMessage *msg, MeshPort **ret_requests,
+gboolean process_initial_message_parse(MeshMessage *msg, gboolean requests_optional,
+				       MeshPort **ret_requests,
 				       MeshMessage **ret_init, MeshPort **ret_events,
 				       guint32 *ret_pid, GError **error)
 {
@@ -150,7 +153,7 @@ gboolean process_initial_message_parse(MeshMessage *msg, MeshPort **ret_requests
 		}
 		/* Other fields are skipped; their resources are released with @msg. */
 	}
-	if (!bad && !requests)
+	if (!bad && !requests && !requests_optional)
 		bad = "no request channel";
 	if (bad) {
 		g_set_error(error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_INVITATION,

@@ -107,6 +107,81 @@ PAL_API PalSandbox *pal_sandbox_unref(PalSandbox *sandbox)
 	return NULL;
 }
 
+PAL_API PalSandbox *pal_sandbox_copy(const PalSandbox *sandbox)
+{
+	PalSandbox *copy;
+
+	if (!sandbox) {
+		errno = EINVAL;
+		return NULL;
+	}
+	copy = sandbox_alloc();
+	if (!copy)
+		return NULL;
+	copy->ns_required = sandbox->ns_required;
+	copy->ns_optional = sandbox->ns_optional;
+	copy->private_tmp = sandbox->private_tmp;
+	copy->n_rlimits = sandbox->n_rlimits;
+	memcpy(copy->rlimits, sandbox->rlimits, sizeof(copy->rlimits));
+	copy->has_uid = sandbox->has_uid;
+	copy->has_gid = sandbox->has_gid;
+	copy->uid = sandbox->uid;
+	copy->gid = sandbox->gid;
+	copy->no_new_privs = sandbox->no_new_privs;
+	copy->drop_capabilities = sandbox->drop_capabilities;
+	copy->landlock = sandbox->landlock;
+	copy->landlock_min_abi = sandbox->landlock_min_abi;
+	copy->seccomp = sandbox->seccomp;
+	for (size_t i = 0; i < sandbox->n_paths; i++) {
+		const struct sandbox_path *p = &sandbox->paths[i];
+		int r = sandbox_add_path(copy, p->path, strlen(p->path), p->access);
+		if (r < 0) {
+			pal_sandbox_unref(copy);
+			errno = -r;
+			return NULL;
+		}
+	}
+	for (size_t i = 0; i < sandbox->n_syscalls; i++) {
+		int r = sandbox_add_syscall(copy, sandbox->syscalls[i], strlen(sandbox->syscalls[i]));
+		if (r < 0) {
+			pal_sandbox_unref(copy);
+			errno = -r;
+			return NULL;
+		}
+	}
+	return copy;
+}
+
+PAL_API bool pal_sandbox_equal(const PalSandbox *a, const PalSandbox *b)
+{
+	if (a == b)
+		return true;
+	if (!a || !b)
+		return false;
+	if (a->ns_required != b->ns_required || a->ns_optional != b->ns_optional ||
+	    a->private_tmp != b->private_tmp || a->n_rlimits != b->n_rlimits ||
+	    a->has_uid != b->has_uid || a->has_gid != b->has_gid ||
+	    (a->has_uid && a->uid != b->uid) || (a->has_gid && a->gid != b->gid) ||
+	    a->no_new_privs != b->no_new_privs || a->drop_capabilities != b->drop_capabilities ||
+	    a->landlock != b->landlock || a->landlock_min_abi != b->landlock_min_abi ||
+	    a->seccomp != b->seccomp || a->n_paths != b->n_paths ||
+	    a->n_syscalls != b->n_syscalls)
+		return false;
+	for (size_t i = 0; i < a->n_rlimits; i++)
+		if (a->rlimits[i].resource != b->rlimits[i].resource ||
+		    a->rlimits[i].limit.rlim_cur != b->rlimits[i].limit.rlim_cur ||
+		    a->rlimits[i].limit.rlim_max != b->rlimits[i].limit.rlim_max)
+			return false;
+	for (size_t i = 0; i < a->n_paths; i++)
+		if (a->paths[i].access != b->paths[i].access ||
+		    strcmp(a->paths[i].path, b->paths[i].path) != 0)
+			return false;
+	for (size_t i = 0; i < a->n_syscalls; i++)
+		if (strcmp(a->syscalls[i], b->syscalls[i]) != 0)
+			return false;
+	return true;
+}
+
 PAL_API int pal_sandbox_set_namespaces(PalSandbox *sandbox, unsigned namespaces, bool required)
 {
 	if (!sandbox || (namespaces & ~(unsigned)NS_ALL))

@@ -370,17 +370,19 @@ MESH_PROCESS_API GPid mesh_launch_host(Mesh *mesh, const MeshProcessConfig *conf
  *
  * Keeps @n spare hosts of @config started and joined before they are asked
  * for: mesh_launch_host() with a config that spawns the same process (the
- * same name, program, arguments, environment, stderr path, sandbox profile
- * object and spawn hook; the exit callback may differ, and is the launching
- * config's) hands one out instead of spawning, and the host then receives
+ * same name, program, arguments, environment, stderr path, an equal sandbox
+ * profile (pal_sandbox_equal() with a copy taken here: a profile object
+ * changed afterwards no longer matches) and spawn hook; the exit callback
+ * may differ, and is the launching config's) hands one out instead of spawning, and the host then receives
  * its pid and the initial message as a fresh one would. A spare is spawned
  * exactly as mesh_launch_host() spawns (same sandbox, environment and fds)
  * and joins in its sandbox; it waits for its hand-out without a timeout. A
  * config changed after this call spawns fresh hosts (its snapshot no longer
  * matches). Each hand-out, and each spare that dies while it waits (never
  * handed out), starts a replacement in the background on the mesh's
- * context; after 3 spares in a row died before they were ready, the pool
- * stops refilling until the next call. Calling again for an equal config
+ * context; after 3 spares in a row died before a hand-out (ready or not:
+ * a spare that cannot join, or crashes or is killed while it waits), the
+ * pool stops refilling until the next call. Calling again for an equal config
  * changes @n (extra spares end).
  *
  * Spares are hosts of the mesh that mesh_get_host_count() does not count:

@@ -3,9 +3,11 @@
  * Spare hosts (mesh_prestart_hosts()) across real processes: a handed-out
  * spare is the pre-started process (its pid), runs the host function with
  * its name and initial message, and is replaced; a dead spare is never
- * handed out; a config that changed spawns fresh; shutdown and mesh_free()
- * end the spares, reap them and leave no fd behind; a spare's exit calls no
- * exit callback. This program is also the host (test-host.h's scenarios).
+ * handed out; a config that changed (its sandbox profile object included)
+ * spawns fresh; spares that cannot join, or keep dying while they wait, stop
+ * the pool after 3; the hello's request channel is served; shutdown and
+ * mesh_free() end the spares, reap them and leave no fd behind; a spare's
+ * exit calls no exit callback. This program is also the host (test-host.h's scenarios).
  */
 #include <check.h>
 #include <dirent.h>
@@ -80,13 +82,36 @@ static gboolean process_gone(GPid pid)
 	return kill(pid, 0) < 0 && errno == ESRCH;
 }
 
-/* Waits for @n ready spares (mesh_get_spare_count()). */
-static void wait_spares(Mesh *mesh, guint n)
+static GPid spare_pid(Mesh *mesh);
+
+/*
+ * Waits for @n ready spares (mesh_get_spare_count()), iterating @ctx (a
+ * mesh on the caller's context: nobody else runs it) if not NULL. With
+ * @not_pid, also until the one spare is another process than @not_pid.
+ */
+static void wait_spares_on(Mesh *mesh, GMainContext *ctx, guint n, GPid not_pid)
 {
 	gint64 end = g_get_monotonic_time() + WAIT_US;
-	while (mesh_get_spare_count(mesh, TRUE) != n) {
+	while (mesh_get_spare_count(mesh, TRUE) != n || (not_pid && spare_pid(mesh) == not_pid)) {
 		ck_assert_msg(g_get_monotonic_time() < end, "%u ready spares, not %u",
 			      mesh_get_spare_count(mesh, TRUE), n);
+		if (ctx)
+			g_main_context_iteration(ctx, FALSE);
+		g_usleep(1000);
+	}
+}
+
+static void wait_spares(Mesh *mesh, guint n)
+{
+	wait_spares_on(mesh, NULL, n, 0);
+}
+
+/* Waits until @pid is gone (reaped by the mesh). */
+static void wait_gone(GPid pid)
+{
+	gint64 end = g_get_monotonic_time() + WAIT_US;
+	while (!process_gone(pid)) {
+		ck_assert_msg(g_get_monotonic_time() < end, "pid %d still there", (int)pid);
 		g_usleep(2000);
 	}
 }
@@ -113,17 +138,11 @@ static GPid spare_pid(Mesh *mesh)
 
 /*
  * A config of this test. Sandboxed (MESH_TEST_SANDBOX=default), each gets
- * one shared default profile: spares match the same profile object.
+ * a profile of its own, all equal: spares match equal profiles.
  */
 static MeshProcessConfig *config_new(const char *name)
 {
-	static PalSandbox *profile;
-	MeshProcessConfig *c = (mesh_process_config_new)(name);
-	if (test_sandboxed()) {
-		if (!profile)
-			profile = pal_sandbox_new();
-		mesh_process_config_set_sandbox(c, profile);
-	}
+	MeshProcessConfig *c = test_config_new(name);
 	mesh_process_config_set_env(c, "SPARE_TEST", "1");
 	return c;
 }
@@ -213,14 +232,9 @@ START_TEST(test_dead_spare_not_handed_out)
 	GMainContext *ctx = g_main_context_default();
 	Mesh *mesh = mesh_new("dead", ctx, &error);
 	MeshProcessConfig *c = config_new("w2");
-	gint64 end = g_get_monotonic_time() + WAIT_US;
 
 	ck_assert(mesh_prestart_hosts(mesh, c, 1, &error));
-	while (mesh_get_spare_count(mesh, TRUE) != 1) {
-		ck_assert(g_get_monotonic_time() < end);
-		g_main_context_iteration(ctx, FALSE);
-		g_usleep(1000);
-	}
+	wait_spares_on(mesh, ctx, 1, 0);
 	GPid dead = spare_pid(mesh);
 	struct pollfd pfd = {.fd = (int)syscall(SYS_pidfd_open, dead, 0), .events = POLLIN};
 	ck_assert_int_ge(pfd.fd, 0);
@@ -232,11 +246,7 @@ START_TEST(test_dead_spare_not_handed_out)
 	Host h = launch_whoami(mesh, c, "spt-w2");
 	ck_assert_int_ne(h.pid, dead);
 	/* Its replacement comes once the exit is handled. */
-	while (mesh_get_spare_count(mesh, TRUE) != 1 || spare_pid(mesh) == dead) {
-		ck_assert(g_get_monotonic_time() < end);
-		g_main_context_iteration(ctx, FALSE);
-		g_usleep(1000);
-	}
+	wait_spares_on(mesh, ctx, 1, dead);
 	host_close(&h);
 	ck_assert(mesh_shutdown(mesh, WAIT_US, NULL));
 	mesh_free(mesh);
@@ -276,10 +286,7 @@ START_TEST(test_config_mismatch_spawns_fresh)
 	/* 0: the pool goes, its spare ends by itself (status 0), nothing replaces it. */
 	ck_assert(mesh_prestart_hosts(mesh, same, 0, &error));
 	ck_assert_uint_eq(mesh_get_spare_count(mesh, FALSE), 0);
-	gint64 end = g_get_monotonic_time() + WAIT_US;
-	while (!process_gone(next) && g_get_monotonic_time() < end)
-		g_usleep(2000);
-	ck_assert(process_gone(next));
+	wait_gone(next);
 	ck_assert_uint_eq(mesh_get_host_count(mesh), 3);
 
 	host_close(&fresh);
@@ -290,6 +297,241 @@ START_TEST(test_config_mismatch_spawns_fresh)
 	mesh_process_config_free(c);
 	mesh_process_config_free(other);
 	mesh_process_config_free(same);
+}
+END_TEST
+
+/* The part of mesh_inspect()'s JSON about host @pid (up to the next host's "state"). */
+static char *inspect_host(Mesh *mesh, GPid pid)
+{
+	char *json = mesh_inspect(mesh, WAIT_US);
+	char *key = g_strdup_printf("{\"pid\":%d,\"name\":", (int)pid);
+	const char *start = strstr(json, key);
+	ck_assert_msg(start, "no host %d in %s", (int)pid, json);
+	const char *end = strstr(strstr(start, "\"state\":") + 1, "\"state\":");
+	char *part = end ? g_strndup(start, end - start) : g_strdup(start);
+	g_free(key);
+	g_free(json);
+	return part;
+}
+
+/*
+ * The sandbox profile is matched by what it asks for, as it was at
+ * mesh_prestart_hosts(): a profile object changed afterwards spawns a
+ * fresh host isolated as it now asks (never the spare started with the
+ * weaker profile); another object with the first profile's steps takes
+ * the spare.
+ */
+START_TEST(test_profile_changed_spawns_fresh)
+{
+	GError *error = NULL;
+	Mesh *mesh = mesh_new("profile", NULL, &error);
+	MeshProcessConfig *c = config_new("w6");
+	PalSandbox *profile = pal_sandbox_new_empty();
+	mesh_process_config_set_sandbox(c, profile);
+
+	ck_assert(mesh_prestart_hosts(mesh, c, 1, &error));
+	wait_spares(mesh, 1);
+	GPid pre = spare_pid(mesh);
+
+	/* Stricter now: the spare, spawned without it, must not be handed out. */
+	ck_assert_int_eq(pal_sandbox_set_no_new_privs(profile, TRUE), 0);
+	Host fresh = launch_whoami(mesh, c, "spt-w6");
+	ck_assert_int_ne(fresh.pid, pre);
+	char *part = inspect_host(mesh, fresh.pid);
+	ck_assert_msg(strstr(part, "\"no_new_privs\":true"), "%s", part);
+	g_free(part);
+
+	/* An equal profile, another object: the spare. */
+	MeshProcessConfig *same = config_new("w6");
+	PalSandbox *equal = pal_sandbox_new_empty();
+	mesh_process_config_set_sandbox(same, equal);
+	Host spare = launch_whoami(mesh, same, "spt-w6");
+	ck_assert_int_eq(spare.pid, pre);
+	part = inspect_host(mesh, spare.pid);
+	ck_assert_msg(strstr(part, "\"no_new_privs\":false"), "%s", part);
+	g_free(part);
+
+	host_close(&fresh);
+	host_close(&spare);
+	ck_assert(mesh_shutdown(mesh, WAIT_US, NULL));
+	mesh_free(mesh);
+	mesh_process_config_free(c);
+	mesh_process_config_free(same);
+	pal_sandbox_unref(profile);
+	pal_sandbox_unref(equal);
+}
+END_TEST
+
+static gboolean count_spawn(PalSpawn *spawn, gpointer data, GError **error)
+{
+	g_atomic_int_inc((gint *)data);
+	return TRUE;
+}
+
+static void note_signaled(Mesh *mesh, const char *name, GPid pid, const MeshHostExit *exit,
+			  gpointer data)
+{
+	g_atomic_int_set((gint *)data, exit->signaled ? 1 : 2);
+}
+
+/*
+ * A spare serves the requests of the channel that came in its hello once
+ * it is handed out, also when it is handed out before the parent saw it
+ * ready (a mesh on this thread's context, not iterated between the
+ * prestart and the launch): inspect gets its report, mesh_crash() ends it
+ * by a signal. A spare not handed out takes no request.
+ */
+START_TEST(test_spare_serves_requests)
+{
+	GError *error = NULL;
+	GMainContext *ctx = g_main_context_default();
+	Mesh *mesh = mesh_new("requests", ctx, &error);
+	MeshProcessConfig *c = config_new("w8");
+	gint ended = 0, spawns = 0;
+	mesh_process_config_set_exit_callback(c, NULL, note_signaled, &ended, NULL);
+	mesh_process_config_set_spawn_hook(c, count_spawn, &spawns);
+
+	/* Nothing iterated the context: its answer to the hello is not handled. */
+	ck_assert(mesh_prestart_hosts(mesh, c, 1, &error));
+	ck_assert_uint_eq(mesh_get_spare_count(mesh, TRUE), 0);
+	Host h = host_launch(mesh, c, "whoami");
+	ck_assert_int_eq(g_atomic_int_get(&spawns), 1); /* the spare's: handed out */
+	char *expected = g_strdup_printf("spt-w8 %d", (int)h.pid);
+	assert_text(h.results, WAIT_US, expected);
+	g_free(expected);
+	GPid pre = h.pid;
+	gint64 end = g_get_monotonic_time() + WAIT_US;
+	while (mesh_get_host_state(mesh, h.pid) != MESH_HOST_STATE_RUNNING) {
+		ck_assert(g_get_monotonic_time() < end);
+		g_main_context_iteration(ctx, FALSE);
+		g_usleep(1000);
+	}
+	char *part = inspect_host(mesh, h.pid);
+	ck_assert_msg(strstr(part, "\"threads\":"), "no report: %s", part);
+	g_free(part);
+
+	wait_spares_on(mesh, ctx, 1, pre);
+	GPid next = spare_pid(mesh);
+	ck_assert(!mesh_crash(mesh, next, &error));
+	ck_assert(g_error_matches(error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_NO_SUCH_HOST));
+	g_clear_error(&error);
+
+	ck_assert_msg(mesh_crash(mesh, h.pid, &error), "%s", error ? error->message : "");
+	while (g_atomic_int_get(&ended) == 0) {
+		ck_assert(g_get_monotonic_time() < end);
+		g_main_context_iteration(ctx, FALSE);
+		g_usleep(1000);
+	}
+	ck_assert_int_eq(g_atomic_int_get(&ended), 1);
+	ck_assert(!process_gone(next));
+	host_close(&h);
+	ck_assert(mesh_shutdown(mesh, WAIT_US, NULL));
+	mesh_free(mesh);
+	mesh_process_config_free(c);
+}
+END_TEST
+
+/*
+ * Spares that cannot join (a profile no kernel can finalize) die before
+ * they are ready: after 3 the pool stops spawning; a launch then spawns a
+ * fresh host that fails the same way and calls the exit callback; nothing
+ * is left behind: no process, no fd.
+ */
+START_TEST(test_spare_join_fails)
+{
+	GError *error = NULL;
+	guint fds = count_fds();
+	/* On this thread's context: no spare is spawned while the test looks. */
+	GMainContext *ctx = g_main_context_default();
+	Mesh *mesh = mesh_new("nojoin", ctx, &error);
+	MeshProcessConfig *c = config_new("w7");
+	PalSandbox *sb = pal_sandbox_new_empty();
+	ck_assert_int_eq(pal_sandbox_require_landlock_abi(sb, 1000), 0);
+	mesh_process_config_set_sandbox(c, sb);
+	pal_sandbox_unref(sb);
+	mesh_process_config_set_stderr_path(c, "/dev/null");
+	gint spawns = 0, exits = 0;
+	mesh_process_config_set_spawn_hook(c, count_spawn, &spawns);
+
+	ck_assert(mesh_prestart_hosts(mesh, c, 1, &error));
+	gint64 end = g_get_monotonic_time() + WAIT_US;
+	while (g_atomic_int_get(&spawns) < 3 || mesh_get_spare_count(mesh, FALSE) > 0) {
+		ck_assert_msg(g_get_monotonic_time() < end, "%d spawns, %u spares",
+			      g_atomic_int_get(&spawns), mesh_get_spare_count(mesh, FALSE));
+		g_main_context_iteration(ctx, FALSE);
+		g_usleep(1000);
+	}
+	ck_assert_int_eq(g_atomic_int_get(&spawns), 3);
+
+	/* No spare: a fresh host, whose failure the caller hears of. */
+	mesh_process_config_set_exit_callback(c, NULL, count_exit, &exits, NULL);
+	Host h = host_launch(mesh, c, "whoami");
+	ck_assert_int_eq(g_atomic_int_get(&spawns), 4);
+	while (g_atomic_int_get(&exits) == 0) {
+		ck_assert(g_get_monotonic_time() < end);
+		g_main_context_iteration(ctx, FALSE);
+		g_usleep(1000);
+	}
+	ck_assert(process_gone(h.pid));
+	ck_assert_uint_eq(mesh_get_host_count(mesh), 0);
+	ck_assert(mesh_shutdown(mesh, WAIT_US, NULL));
+	ck_assert_int_eq(g_atomic_int_get(&spawns), 4);
+	host_close(&h);
+	mesh_free(mesh);
+	mesh_process_config_free(c);
+	ck_assert_uint_eq(count_fds(), fds);
+}
+END_TEST
+
+static void count_gave_up(const gchar *domain, GLogLevelFlags level, const gchar *message,
+			  gpointer data)
+{
+	if (strstr(message, "in a row"))
+		g_atomic_int_inc((gint *)data);
+	else
+		g_log_default_handler(domain, level, message, NULL);
+}
+
+/*
+ * Spares that keep dying while they wait, ready or not, stop their pool
+ * after 3 in a row (else each death costs a spawn 20 ms later, for ever).
+ * The mesh is on this thread's context: each death is handled when the
+ * test iterates it.
+ */
+START_TEST(test_spare_deaths_stop_pool)
+{
+	GError *error = NULL;
+	GMainContext *ctx = g_main_context_default();
+	Mesh *mesh = mesh_new("deaths", ctx, &error);
+	MeshProcessConfig *c = config_new("w9");
+	gint gave_up = 0;
+	guint handler = g_log_set_handler("MeshProcess", G_LOG_LEVEL_MESSAGE, count_gave_up,
+					  &gave_up);
+
+	ck_assert(mesh_prestart_hosts(mesh, c, 1, &error));
+	GPid dead = 0;
+	for (int i = 0; i < 3; i++) {
+		wait_spares_on(mesh, ctx, 1, dead);
+		dead = spare_pid(mesh);
+		ck_assert_int_eq(g_atomic_int_get(&gave_up), 0);
+		ck_assert_int_eq(kill(dead, SIGKILL), 0);
+		gint64 end = g_get_monotonic_time() + WAIT_US;
+		while (mesh_get_host_state(mesh, dead) != MESH_HOST_STATE_CRASHED) {
+			ck_assert(g_get_monotonic_time() < end);
+			g_main_context_iteration(ctx, FALSE);
+			g_usleep(1000);
+		}
+	}
+	ck_assert_int_eq(g_atomic_int_get(&gave_up), 1);
+	ck_assert_uint_eq(mesh_get_spare_count(mesh, FALSE), 0);
+
+	/* A new call starts again. */
+	ck_assert(mesh_prestart_hosts(mesh, c, 1, &error));
+	wait_spares_on(mesh, ctx, 1, dead);
+	g_log_remove_handler("MeshProcess", handler);
+	ck_assert(mesh_shutdown(mesh, WAIT_US, NULL));
+	mesh_free(mesh);
+	mesh_process_config_free(c);
 }
 END_TEST
 
@@ -343,23 +585,13 @@ START_TEST(test_spare_on_caller_context)
 	GMainContext *ctx = g_main_context_default();
 	Mesh *mesh = mesh_new("ctx", ctx, &error);
 	MeshProcessConfig *c = config_new("w5");
-	gint64 end = g_get_monotonic_time() + WAIT_US;
 
 	ck_assert(mesh_prestart_hosts(mesh, c, 1, &error));
-	while (mesh_get_spare_count(mesh, TRUE) != 1) {
-		ck_assert(g_get_monotonic_time() < end);
-		g_main_context_iteration(ctx, FALSE);
-		g_usleep(1000);
-	}
+	wait_spares_on(mesh, ctx, 1, 0);
 	GPid pre = spare_pid(mesh);
 	Host h = launch_whoami(mesh, c, "spt-w5");
 	ck_assert_int_eq(h.pid, pre);
-	while (mesh_get_spare_count(mesh, TRUE) != 1) {
-		ck_assert(g_get_monotonic_time() < end);
-		g_main_context_iteration(ctx, FALSE);
-		g_usleep(1000);
-	}
-	ck_assert_int_ne(spare_pid(mesh), pre);
+	wait_spares_on(mesh, ctx, 1, pre);
 	host_close(&h);
 	ck_assert(mesh_shutdown(mesh, WAIT_US, NULL));
 	ck_assert_uint_eq(mesh_get_spare_count(mesh, FALSE), 0);
@@ -383,6 +615,10 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_spare_handed_out);
 	tcase_add_test(tc, test_dead_spare_not_handed_out);
 	tcase_add_test(tc, test_config_mismatch_spawns_fresh);
+	tcase_add_test(tc, test_profile_changed_spawns_fresh);
+	tcase_add_test(tc, test_spare_join_fails);
+	tcase_add_test(tc, test_spare_serves_requests);
+	tcase_add_test(tc, test_spare_deaths_stop_pool);
 	tcase_add_test(tc, test_free_reaps_spares);
 	tcase_add_test(tc, test_spare_on_caller_context);
 	suite_add_tcase(s, tc);

@@ -175,7 +175,7 @@ START_TEST(test_initial_message_parse)
 		mesh_port_new_pair(&p[i], &peer[i]);
 		mesh_message_add_port_take(m, p[i]);
 	}
-	ck_assert(process_initial_message_parse(m, &req, &init, &events, NULL, &error));
+	ck_assert(process_initial_message_parse(m, FALSE, &req, &init, &events, NULL, &error));
 	ck_assert_ptr_eq(req, p[0]);
 	ck_assert_ptr_null(events);
 	assert_message_bytes(init, "0f 10 05 18 07");
@@ -201,7 +201,7 @@ START_TEST(test_initial_message_parse)
 		mesh_port_new_pair(&p[i], &peer[i]);
 		mesh_message_add_port_take(m, p[i]);
 	}
-	ck_assert(process_initial_message_parse(m, &req, &init, &events, NULL, &error));
+	ck_assert(process_initial_message_parse(m, FALSE, &req, &init, &events, NULL, &error));
 	ck_assert_ptr_eq(req, p[0]);
 	ck_assert_ptr_eq(events, p[1]);
 	assert_message_bytes(init, "");
@@ -217,7 +217,7 @@ START_TEST(test_initial_message_parse)
 		m = message_of(bad[i]);
 		mesh_port_new_pair(&p[0], &peer[0]);
 		mesh_message_add_port_take(m, p[0]);
-		ck_assert_msg(!process_initial_message_parse(m, &req, &init, &events, NULL, &error), "%s",
+		ck_assert_msg(!process_initial_message_parse(m, FALSE, &req, &init, &events, NULL, &error), "%s",
 			      bad[i]);
 		ck_assert(g_error_matches(error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_INVITATION));
 		g_clear_error(&error);

@@ -153,6 +153,33 @@ PAL_API PalSandbox *pal_sandbox_unref(PalSandbox *sandbox);
 PAL_DEFINE_CLEANUP_FUNC(PalSandbox, pal_sandbox_unref)
 
 /**
+ * pal_sandbox_copy:
+ * @sandbox: a profile
+ *
+ * A new profile with the same steps as @sandbox (both parts), independent
+ * of it: later changes to either leave the other as it is. Not the failed
+ * step. Thread-safe with respect to other readers of @sandbox.
+ *
+ * Returns: (transfer full): the copy, or NULL with errno set (EINVAL for a
+ * NULL @sandbox, ENOMEM).
+ */
+PAL_API PalSandbox *pal_sandbox_copy(const PalSandbox *sandbox);
+
+/**
+ * pal_sandbox_equal:
+ * @a: (nullable): a profile
+ * @b: (nullable): a profile
+ *
+ * Whether @a and @b ask for the same steps, in both parts: a child spawned
+ * with one is isolated exactly as with the other. Paths and system calls
+ * compare in the order they were added. Two NULLs are equal. Thread-safe
+ * with respect to other readers.
+ *
+ * Returns: true if equal.
+ */
+PAL_API bool pal_sandbox_equal(const PalSandbox *a, const PalSandbox *b);
+
+/**
  * pal_sandbox_set_namespaces:
  * @sandbox: a profile
  * @namespaces: a mask of #PalSandboxNamespaces

@@ -291,6 +291,44 @@ END_TEST
  * (no pal_sandbox_apply()), finalizes there as the profile says and claims
  * no namespaces; a profile too long to decode is refused on both paths.
  */
+/* A copy asks for what its original did, and stays so when either changes. */
+START_TEST(test_copy_equal)
+{
+	_cleanup_(pal_sandbox_unrefp) PalSandbox *sb = pal_sandbox_new();
+	ck_assert_int_eq(pal_sandbox_allow_path(sb, "/usr", PAL_SANDBOX_FS_READ), 0);
+	ck_assert_int_eq(pal_sandbox_allow_syscall(sb, "pause"), 0);
+	ck_assert_int_eq(pal_sandbox_set_rlimit(sb, RLIMIT_NOFILE, 64, 64), 0);
+	_cleanup_(pal_sandbox_unrefp) PalSandbox *copy = pal_sandbox_copy(sb);
+	ck_assert_ptr_nonnull(copy);
+	ck_assert(copy != sb);
+	ck_assert(pal_sandbox_equal(sb, copy));
+	ck_assert(pal_sandbox_equal(NULL, NULL));
+	ck_assert(!pal_sandbox_equal(sb, NULL));
+
+	/* Each step changed on one side makes them differ; the copy is unchanged. */
+	_cleanup_(pal_sandbox_unrefp) PalSandbox *a = pal_sandbox_copy(copy);
+	ck_assert_int_eq(pal_sandbox_allow_path(a, "/etc", PAL_SANDBOX_FS_READ), 0);
+	ck_assert(!pal_sandbox_equal(a, copy));
+	_cleanup_(pal_sandbox_unrefp) PalSandbox *b = pal_sandbox_copy(copy);
+	ck_assert_int_eq(pal_sandbox_set_rlimit(b, RLIMIT_NOFILE, 64, 128), 0);
+	ck_assert(!pal_sandbox_equal(b, copy));
+	_cleanup_(pal_sandbox_unrefp) PalSandbox *c = pal_sandbox_copy(copy);
+	ck_assert_int_eq(pal_sandbox_set_seccomp(c, PAL_SANDBOX_SECCOMP_LOG), 0);
+	ck_assert(!pal_sandbox_equal(c, copy));
+	_cleanup_(pal_sandbox_unrefp) PalSandbox *d = pal_sandbox_copy(copy);
+	ck_assert_int_eq(pal_sandbox_set_namespaces(d, PAL_SANDBOX_NS_UTS, false), 0);
+	ck_assert(!pal_sandbox_equal(d, copy));
+	_cleanup_(pal_sandbox_unrefp) PalSandbox *e = pal_sandbox_copy(copy);
+	ck_assert_int_eq(pal_sandbox_allow_syscall(e, "getpid"), 0);
+	ck_assert(!pal_sandbox_equal(e, copy));
+	ck_assert(pal_sandbox_equal(sb, copy));
+	ck_assert_int_eq(pal_sandbox_set_no_new_privs(sb, false), 0);
+	ck_assert(!pal_sandbox_equal(sb, copy));
+	ck_assert_ptr_null(pal_sandbox_copy(NULL));
+	ck_assert_int_eq(errno, EINVAL);
+}
+END_TEST
+
 START_TEST(test_to_env)
 {
 	_cleanup_(pal_sandbox_unrefp) PalSandbox *sb = default_profile();
@@ -1060,6 +1098,7 @@ static Suite *sandbox_suite(void)
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_landlock_paths);
 	tcase_add_test(tc, test_landlock_required_abi);
+	tcase_add_test(tc, test_copy_equal);
 	tcase_add_test(tc, test_to_env);
 	tcase_add_test(tc, test_tsan_report);
 	tcase_add_test(tc, test_seccomp_exec_socket);
