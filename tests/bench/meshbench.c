@@ -355,9 +355,17 @@ static gboolean bench_wanted(const char *metric, const char *system)
 	if (nfilters == 0)
 		return TRUE;
 	snprintf(key, sizeof(key), "%s/%s", metric, system);
-	for (int i = 0; i < nfilters; i++)
-		if (strstr(key, filters[i]))
+	for (int i = 0; i < nfilters; i++) {
+		size_t len = strlen(filters[i]);
+
+		/* "metric/system$": that measurement only. */
+		if (len > 0 && filters[i][len - 1] == '$') {
+			if (strlen(key) == len - 1 && strncmp(key, filters[i], len - 1) == 0)
+				return TRUE;
+		} else if (strstr(key, filters[i])) {
 			return TRUE;
+		}
+	}
 	return FALSE;
 }
 
