@@ -49,6 +49,21 @@ MeshMessage *mesh_message_new(const void *data, size_t size)
 	return message_new_bytes_copy(data, size, NULL, MESH_WRAP_NONE);
 }
 
+MeshMessage *mesh_message_new_from_bytes(GBytes *bytes)
+{
+	g_return_val_if_fail(bytes != NULL, NULL);
+	gsize size;
+	const void *data = g_bytes_get_data(bytes, &size);
+	MeshMessage *msg = message_new_bytes_take(NULL, size, NULL, MESH_WRAP_NONE);
+	if (size) {
+		/* Read-only, like a mapping: released with the message. */
+		msg->data = (uint8_t *)data;
+		msg->data_free = (GDestroyNotify)g_bytes_unref;
+		msg->data_owner = g_bytes_ref(bytes);
+	}
+	return msg;
+}
+
 MeshMessage *mesh_message_new_typed_take(ProtobufCMessage *typed)
 {
 	g_return_val_if_fail(typed != NULL, NULL);

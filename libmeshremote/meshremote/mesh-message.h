@@ -32,6 +32,21 @@ typedef struct MeshPort MeshPort;
 MESH_REMOTE_API MeshMessage *mesh_message_new(const void *data, size_t size);
 
 /**
+ * mesh_message_new_from_bytes:
+ * @bytes: the message's bytes, not copied (the message takes a reference)
+ *
+ * An untyped message without resources whose bytes are @bytes: the copy
+ * mesh_message_new() makes is skipped. The message holds its reference
+ * until it is freed: sent to another process, the transport writes or
+ * copies the bytes out during the send (a large one into shared memory
+ * once) and drops it; sent within the process, the receiver's message
+ * holds it. @bytes, like any GBytes, must not change meanwhile. Any thread.
+ *
+ * Returns: (transfer full): the message.
+ */
+MESH_REMOTE_API MeshMessage *mesh_message_new_from_bytes(GBytes *bytes);
+
+/**
  * mesh_message_new_typed_take:
  * @msg: (transfer full): a heap message (freed with mesh_payload_message_free())
  *

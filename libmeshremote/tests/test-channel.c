@@ -219,6 +219,46 @@ END_TEST
  * Only -1 means "forever": another negative timeout is an argument error at
  * once (it used to block forever), on every receive and rpc call.
  */
+static void note_freed(gpointer data)
+{
+	*(gboolean *)data = TRUE;
+}
+
+/* A GBytes message is not copied: in process the receiver gets the very bytes. */
+START_TEST(test_from_bytes)
+{
+	static const char text[] = "not copied";
+	MeshSender *s;
+	MeshReceiver *r;
+	MeshMessage *m = NULL;
+	size_t size;
+	gboolean freed = FALSE;
+
+	mesh_channel_new(NULL, &s, &r);
+	GBytes *bytes = g_bytes_new_with_free_func(text, sizeof(text), note_freed, &freed);
+	mesh_sender_send_message(s, mesh_message_new_from_bytes(bytes));
+	g_bytes_unref(bytes);
+	ck_assert(!freed); /* the queued message holds it */
+	ck_assert(mesh_receiver_recv_message(r, 0, &m, NULL));
+	const uint8_t *data = mesh_message_get_data(m, &size);
+	ck_assert_uint_eq(size, sizeof(text));
+	ck_assert_ptr_eq(data, text);
+	mesh_message_free(m);
+	ck_assert(freed);
+
+	/* Empty bytes: an empty message. */
+	bytes = g_bytes_new(NULL, 0);
+	mesh_sender_send_message(s, mesh_message_new_from_bytes(bytes));
+	g_bytes_unref(bytes);
+	ck_assert(mesh_receiver_recv_message(r, 0, &m, NULL));
+	mesh_message_get_data(m, &size);
+	ck_assert_uint_eq(size, 0);
+	mesh_message_free(m);
+	mesh_sender_free(s);
+	mesh_receiver_free(r);
+}
+END_TEST
+
 START_TEST(test_negative_timeout)
 {
 	MeshSender *s, *su;
@@ -2233,6 +2273,7 @@ int main(void)
 	tcase_add_test(mpsc, test_basic);
 	tcase_add_test(mpsc, test_in_process_no_encoding);
 	tcase_add_test(mpsc, test_untyped);
+	tcase_add_test(mpsc, test_from_bytes);
 	tcase_add_test(mpsc, test_negative_timeout);
 	tcase_add_test(mpsc, test_clone);
 	tcase_add_test(mpsc, test_convert_sender_port);

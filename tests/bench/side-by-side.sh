@@ -127,6 +127,11 @@ mesh, raw = T.get((m, 'mesh')), T.get((m, 'socketpair-stream'))
 pl, pv = best(T, m, [('zmq-ipc', 'ZeroMQ')], True)
 row(m, mesh, 'stream', raw, pl or '', pv, ratio(mesh, raw), ratio(mesh, pv),
     '>= 0.7x stream: ' + met(ratio(mesh, raw) is not None and ratio(mesh, raw) >= 0.7))
+mb = T.get((m, 'mesh-bytes'))
+if mb is not None:
+    row(m + ' (mesh_message_new_from_bytes)', mb, 'stream', raw, pl or '', pv, ratio(mb, raw),
+        ratio(mb, pv), '(issue 15: >= 1.0x stream: ' +
+        met(ratio(mb, raw) is not None and ratio(mb, raw) >= 1.0) + ')')
 
 m = 'spawn_to_ready_ms'
 mesh, raw = L.get((m, 'mesh')), L.get((m, 'posix_spawn'))
