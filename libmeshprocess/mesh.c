@@ -137,6 +137,12 @@ struct Mesh {
 	GThread *spawner;
 	GAsyncQueue *spawn_jobs; /* Sync * */
 	long creator; /* the thread that made the mesh (its tid) */
+	/*
+	 * Held, before lock, while a host's request sender is cloned (a send,
+	 * which waits while a remote host's link is full): whoever takes a
+	 * request sender away takes it too, so the clone needs no lock more.
+	 */
+	GMutex requests_lock;
 	GMutex lock;
 	GCond cond;
 	GHashTable *hosts;     /* GPid -> Host * (spares included) */
@@ -448,7 +454,11 @@ static void host_free(Host *h)
 		g_source_destroy(h->drain);
 		g_source_unref(h->drain);
 	}
-	mesh_sender_free(h->requests);
+	/* A clone of it may be under way (host_requests()): it ends first. */
+	g_mutex_lock(&h->mesh->requests_lock);
+	MeshSender *requests = g_steal_pointer(&h->requests);
+	g_mutex_unlock(&h->mesh->requests_lock);
+	mesh_sender_free(requests);
 	mesh_sender_free(h->spare_boot);
 	mesh_oneshot_receiver_free(h->spare_ready);
 	mesh_sender_free(h->spare_requests);
@@ -630,6 +640,7 @@ Mesh *mesh_new(const char *name, GMainContext *context, GError **error)
 	m->name = g_strdup(name);
 	m->creator = syscall(SYS_gettid);
 	m->argv0 = read_argv0();
+	g_mutex_init(&m->requests_lock);
 	g_mutex_init(&m->lock);
 	g_cond_init(&m->cond);
 	m->hosts = g_hash_table_new_full(NULL, NULL, NULL, (GDestroyNotify)host_free);
@@ -1033,10 +1044,14 @@ static void host_events_cb(MeshReceiver *r, gpointer data)
 	if (!g_error_matches(error, MESH_ERROR, MESH_ERROR_EMPTY)) {
 		/* The channel ended: an upstream host drops it unread. */
 		mesh_receiver_set_callback(r, NULL, NULL, NULL, NULL);
+		g_mutex_lock(&h->mesh->requests_lock);
 		g_mutex_lock(&h->mesh->lock);
 		gboolean c_host = h->c_host;
-		MeshSender *requests = h->requests ? mesh_sender_clone(h->requests) : NULL;
+		MeshSender *own = h->requests;
 		g_mutex_unlock(&h->mesh->lock);
+		/* Not under the mesh's lock: the send may wait (requests_lock). */
+		MeshSender *requests = own ? mesh_sender_clone(own) : NULL;
+		g_mutex_unlock(&h->mesh->requests_lock);
 		if (!c_host && requests && !h->probe)
 			host_probe(h, requests);
 		mesh_sender_free(requests);
@@ -1692,10 +1707,18 @@ GPid mesh_launch_host(Mesh *m, const MeshProcessConfig *config, MeshMessage *ini
 
 static MeshSender *host_requests(Mesh *m, GPid pid)
 {
+	g_mutex_lock(&m->requests_lock);
 	g_mutex_lock(&m->lock);
 	Host *h = g_hash_table_lookup(m->hosts, GINT_TO_POINTER(pid));
-	MeshSender *s = h && h->requests ? mesh_sender_clone(h->requests) : NULL;
+	MeshSender *own = h ? h->requests : NULL;
 	g_mutex_unlock(&m->lock);
+	/*
+	 * The clone sends, and a send waits while a remote host's link is full
+	 * (doc/libmeshremote-p2p.md): never under the mesh's lock, which every
+	 * call and the host's own callbacks take.
+	 */
+	MeshSender *s = own ? mesh_sender_clone(own) : NULL;
+	g_mutex_unlock(&m->requests_lock);
 	return s;
 }
 
@@ -2218,21 +2241,27 @@ gboolean mesh_connection_shutdown(MeshConnection *c, gint64 timeout_us)
 static gboolean close_requests_cb(gpointer data)
 {
 	Mesh *m = data;
+	GPtrArray *senders = g_ptr_array_new_with_free_func((GDestroyNotify)mesh_sender_free);
+	g_mutex_lock(&m->requests_lock);
 	g_mutex_lock(&m->lock);
 	GList *hosts = g_hash_table_get_values(m->hosts);
 	for (GList *l = hosts; l; l = l->next) {
 		Host *h = l->data;
-		MeshSender *s = h->requests;
-		h->requests = NULL;
+		if (h->requests) /* the host sees its request channel close and exits */
+			g_ptr_array_add(senders, g_steal_pointer(&h->requests));
 		h->state = MESH_HOST_STATE_STOPPING;
-		mesh_sender_free(s); /* the host sees its request channel close and exits */
 		/* A spare sees its bootstrap channel close and exits. */
 		h->pool = NULL;
-		mesh_sender_free(g_steal_pointer(&h->spare_boot));
-		mesh_sender_free(g_steal_pointer(&h->spare_requests));
+		if (h->spare_boot)
+			g_ptr_array_add(senders, g_steal_pointer(&h->spare_boot));
+		if (h->spare_requests)
+			g_ptr_array_add(senders, g_steal_pointer(&h->spare_requests));
 	}
 	g_mutex_unlock(&m->lock);
+	g_mutex_unlock(&m->requests_lock);
 	g_list_free(hosts);
+	/* The closes are sends, which may wait: no lock held. */
+	g_ptr_array_unref(senders);
 	return G_SOURCE_REMOVE;
 }
 
@@ -2521,6 +2550,7 @@ void mesh_free(Mesh *m)
 	for (guint i = 0; i < G_N_ELEMENTS(m->gone); i++)
 		g_free(m->gone[i].text);
 	g_mutex_clear(&m->lock);
+	g_mutex_clear(&m->requests_lock);
 	g_cond_clear(&m->cond);
 	g_free(m->argv0);
 	g_free(m->name);

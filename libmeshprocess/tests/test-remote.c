@@ -317,6 +317,77 @@ START_TEST(test_remote_killed)
 }
 END_TEST
 
+/* test_remote_stalled_link: a thread that fills the host's link. */
+typedef struct {
+	MeshSender *work;
+	gint sent;      /* sends that returned */
+	gint crash_done; /* mesh_crash() returned */
+	GPid pid;
+} Stall;
+
+static gpointer flood_thread(gpointer data)
+{
+	Stall *st = data;
+	char *big = g_malloc(1024 * 1024 + 1);
+	memset(big, 'x', 1024 * 1024);
+	big[1024 * 1024] = '\0';
+	/* 1 MiB items until the link's queue is full and a send waits (64 MiB). */
+	for (int i = 0; i < 100 && !mesh_sender_is_closed(st->work); i++) {
+		send_work(st->work, big, NULL);
+		g_atomic_int_inc(&st->sent);
+	}
+	g_free(big);
+	return NULL;
+}
+
+static gpointer crash_thread(gpointer data)
+{
+	Stall *st = data;
+	mesh_crash(mesh, st->pid, NULL); /* its request's send waits on the full link */
+	g_atomic_int_set(&st->crash_done, 1);
+	return NULL;
+}
+
+/*
+ * A request to a remote host whose link is full (the host stopped reading)
+ * waits for room, up to the link's timeout (30 s): the mesh's other calls
+ * must not wait with it. The request's sender was cloned under the mesh's
+ * lock, so mesh_get_host_count() waited until the link gave up.
+ */
+START_TEST(test_remote_stalled_link)
+{
+	Host h = launch("stalled", "serve");
+	send_work(h.work, "before", NULL);
+	g_free(recv_result(h.results, NULL));
+	ck_assert_int_eq(kill(h.pid, SIGSTOP), 0);
+	Stall st = {.work = h.work, .pid = h.pid};
+	GThread *flood = g_thread_new("flood", flood_thread, &st);
+	/* Until the sends stop returning: the link's queue is at its limit. */
+	int last = -1, still = 0;
+	while (still < 30) {
+		int now = g_atomic_int_get(&st.sent);
+		still = now == last ? still + 1 : 0;
+		last = now;
+		g_usleep(20 * 1000);
+	}
+	ck_assert_int_ge(last, 60);
+	GThread *crash = g_thread_new("crash", crash_thread, &st);
+	g_usleep(200 * 1000); /* into its send's wait */
+	guint n = mesh_get_host_count(mesh);
+	int crash_done = g_atomic_int_get(&st.crash_done);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_msg(!crash_done, "mesh_get_host_count() waited for the request's send");
+	/* The end: the host dies, its link ends and the waiting sends return. */
+	kill(h.pid, SIGKILL);
+	kill(h.pid, SIGCONT);
+	g_thread_join(crash);
+	g_thread_join(flood);
+	expect_failure_naming(&h, "stalled");
+	host_close(&h);
+	wait_hosts_gone();
+}
+END_TEST
+
 START_TEST(test_remote_crash)
 {
 	Host h = launch("crasher", "wait");
@@ -730,6 +801,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_remote_echo_and_close);
 	tcase_add_test(tc, test_remote_inspect_and_shutdown);
 	tcase_add_test(tc, test_remote_killed);
+	tcase_add_test(tc, test_remote_stalled_link);
 	tcase_add_test(tc, test_remote_crash);
 	tcase_add_test(tc, test_remote_fd_fails_port);
 	tcase_add_test(tc, test_remote_initial_fd);
