@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The OS calls of core/ and channels/ (os-private.h): Linux, then Windows. */
 #include <errno.h>
+#include <glib.h>
 
 #ifdef G_OS_WIN32
 #include <io.h>
