@@ -155,7 +155,7 @@ guint mesh_message_get_n_resources(MeshMessage *msg)
 int mesh_message_steal_fd(MeshMessage *msg, guint index)
 {
 	g_return_val_if_fail(msg, -EINVAL);
-	return msg->res ? mesh_payload_resources_steal_fd(msg->res, index) : -EINVAL;
+	return msg->res ? os_resource_steal_fd(msg->res, index) : -EINVAL;
 }
 
 #ifdef G_OS_WIN32

@@ -50,6 +50,10 @@ MeshOsHandle os_resource_steal(MeshPayloadResources *res, size_t i);
 int os_resource_append_take(MeshPayloadResources *res, MeshOsHandle h);
 /* Moves entry @i of @src, an OS resource, to the end of @dst as it is: the index, or a negative errno. */
 int os_resource_move(MeshPayloadResources *dst, MeshPayloadResources *src, size_t i);
+/* Entry @i as an fd (the entry becomes NONE), or -EINVAL. Windows: a HANDLE
+ * entry comes wrapped in a new C runtime descriptor (_open_osfhandle(): a
+ * file, pipe or console; else -EINVAL and the entry stays). */
+int os_resource_steal_fd(MeshPayloadResources *res, size_t i);
 /* Whether @fd is an open fd (Windows: C runtime descriptor). */
 gboolean os_fd_is_open(int fd);
 

@@ -89,6 +89,11 @@ int os_resource_append_take(MeshPayloadResources *res, MeshOsHandle h)
 	return mesh_payload_resources_append_fd_take(res, h);
 }
 
+int os_resource_steal_fd(MeshPayloadResources *res, size_t i)
+{
+	return mesh_payload_resources_steal_fd(res, i);
+}
+
 int os_resource_move(MeshPayloadResources *dst, MeshPayloadResources *src, size_t i)
 {
 	if (mesh_payload_resources_get_kind(src, i) != MESH_PAYLOAD_RESOURCE_FD)
@@ -255,6 +260,18 @@ MeshOsHandle os_resource_steal(MeshPayloadResources *res, size_t i)
 int os_resource_append_take(MeshPayloadResources *res, MeshOsHandle h)
 {
 	return mesh_payload_resources_append_handle_take(res, h);
+}
+
+int os_resource_steal_fd(MeshPayloadResources *res, size_t i)
+{
+	HANDLE h = mesh_payload_resources_peek_handle(res, i);
+	if (!h)
+		return mesh_payload_resources_steal_fd(res, i);
+	int fd = _open_osfhandle((intptr_t)h, 0);
+	if (fd < 0)
+		return -EINVAL;
+	mesh_payload_resources_steal_handle(res, i); /* the descriptor owns it now */
+	return fd;
 }
 
 int os_resource_move(MeshPayloadResources *dst, MeshPayloadResources *src, size_t i)

@@ -109,7 +109,9 @@ MESH_REMOTE_API MeshPort *mesh_message_steal_port(MeshMessage *msg, guint index)
  * Windows: OS resources travel between nodes as HANDLEs. The fd functions
  * above take C runtime descriptors there (checked with _get_osfhandle());
  * a descriptor's handle leaves as a duplicate when the message goes to
- * another node, and arrives as a HANDLE: mesh_message_steal_handle().
+ * another node, and arrives as a HANDLE: mesh_message_steal_handle(), or
+ * mesh_message_steal_fd(), which wraps a file's, pipe's or console's
+ * handle in a new descriptor (_open_osfhandle()) and refuses others.
  */
 
 /**

@@ -9,7 +9,7 @@
 #pragma once
 
 #include <check.h>
-#ifdef G_OS_WIN32
+#ifdef _WIN32
 #include <windows.h>
 #else
 #include <fcntl.h>

@@ -6,9 +6,43 @@
  */
 #include <stdio.h>
 #include <sys/stat.h>
+#ifdef _WIN32
+#include <fcntl.h>
+#include <io.h>
+#endif
 
 #include "log-count.h"
 #include "test-net.h"
+
+#ifdef G_OS_WIN32
+/* Windows (under Wine): fds are C runtime descriptors, OS resources HANDLEs. */
+#define pipe2(fds, flags) _pipe(fds, 4096, _O_BINARY | _O_NOINHERIT)
+
+static gboolean fd_is_open(int fd)
+{
+	return _get_osfhandle(fd) != (intptr_t)INVALID_HANDLE_VALUE;
+}
+
+/* An OS resource for a node to consume. */
+static MeshOsHandle test_resource_new(void)
+{
+	HANDLE h = CreateEventW(NULL, TRUE, FALSE, NULL);
+	ck_assert(h != NULL);
+	return h;
+}
+#else
+static gboolean fd_is_open(int fd)
+{
+	return fcntl(fd, F_GETFD) >= 0;
+}
+
+static MeshOsHandle test_resource_new(void)
+{
+	int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	ck_assert_int_ge(fd, 0);
+	return fd;
+}
+#endif
 
 static guint32 test_seed; /* 0: in order; otherwise reorder with this seed */
 
@@ -1070,8 +1104,8 @@ START_TEST(test_named_nodes_bounded)
 }
 END_TEST
 
-static void discard_send(void *user_data, const struct iovec *iov, size_t n_iov, const int *fds,
-			 size_t n_fds)
+static void discard_send(void *user_data, const struct iovec *iov, size_t n_iov,
+			 const MeshOsHandle *fds, size_t n_fds)
 {
 	g_atomic_int_inc((gint *)user_data);
 }
@@ -1454,7 +1488,7 @@ START_TEST(test_fd_across_nodes)
 	ck_assert_int_ge(mesh_message_add_fd_take(msg, pipefd[1]), 0);
 	port_send(p1, msg, FALSE);
 	test_net_pump(net);
-	ck_assert_int_eq(fcntl(pipefd[1], F_GETFD), -1); /* moved out, closed here */
+	ck_assert(!fd_is_open(pipefd[1])); /* moved out, closed here */
 
 	msg = NULL;
 	ck_assert_int_eq(port_try_recv(p2, &msg, NULL), PORT_RECV_MESSAGE);
@@ -1481,16 +1515,16 @@ START_TEST(test_hostile_events)
 	MeshNode *node = net->nodes[1];
 	const MeshNodeId *from = mesh_node_get_id(net->nodes[0]);
 	uint8_t buf[256] = {0};
-	int fds[2];
+	MeshOsHandle fds[2];
 
 	/* Garbage, truncations, a bad type, fds without resources, an unknown port. */
 	for (size_t size = 0; size < sizeof(buf); size += 7) {
 		for (int i = 0; i < 2; i++)
-			fds[i] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+			fds[i] = test_resource_new();
 		memset(buf, (int)size, sizeof(buf));
 		mesh_node_receive_event(node, from, buf, size, fds, 2);
-		ck_assert_int_eq(fcntl(fds[0], F_GETFD), -1);
-		ck_assert_int_eq(fcntl(fds[1], F_GETFD), -1);
+		ck_assert(!os_handle_is_open(fds[0]));
+		ck_assert(!os_handle_is_open(fds[1]));
 	}
 	/* A message naming an fd it does not carry. */
 	MeshEventHeader h = {.type = MESH_EVENT_MESSAGE, .flags = MESH_EVENT_FLAG_MESSAGE,
