@@ -17,6 +17,10 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#ifdef _WIN32
+#include <io.h>
+#endif
+
 #include "meshpayload-private.h"
 #include "wire-private.h"
 
@@ -310,6 +314,18 @@ static int decode_resource(Decoder *d, const ProtobufCFieldDescriptor *f, Protob
 	if (d->cursor >= res_end)
 		return fail(d, MESH_PAYLOAD_ERROR_MISSING_RESOURCE, -EBADMSG, "missing resource");
 	MeshPayloadResource *entry = &d->res->items[d->cursor];
+#ifdef _WIN32
+	/* What arrived through a node is a HANDLE: an Fd field wants a C runtime
+	 * descriptor, which wraps it if it is a file, pipe or console. */
+	if (is_fd && entry->kind == MESH_PAYLOAD_RESOURCE_HANDLE) {
+		int fd = _open_osfhandle((intptr_t)entry->handle, 0);
+		if (fd < 0)
+			return fail(d, MESH_PAYLOAD_ERROR_WRONG_RESOURCE_KIND, -EBADMSG,
+				    "a handle that no C runtime descriptor can hold");
+		entry->kind = MESH_PAYLOAD_RESOURCE_FD;
+		entry->fd = fd;
+	}
+#endif
 	if (entry->kind != kind)
 		return fail(d, MESH_PAYLOAD_ERROR_WRONG_RESOURCE_KIND, -EBADMSG,
 			    "expected %s resource", is_fd ? "an fd" : "a port");

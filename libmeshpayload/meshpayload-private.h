@@ -16,6 +16,7 @@ typedef struct {
 	union {
 		int fd;
 		MeshPayloadObject *object;
+		void *handle; /* Windows */
 	};
 } MeshPayloadResource;
 

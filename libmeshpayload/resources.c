@@ -33,6 +33,11 @@ void resource_release(MeshPayloadResource *r)
 		break;
 	case MESH_PAYLOAD_RESOURCE_NONE:
 		break;
+#ifdef _WIN32
+	case MESH_PAYLOAD_RESOURCE_HANDLE:
+		CloseHandle(r->handle);
+		break;
+#endif
 	}
 	r->kind = MESH_PAYLOAD_RESOURCE_NONE;
 }
@@ -170,6 +175,49 @@ MeshPayloadObject *mesh_payload_resources_steal_port(MeshPayloadResources *res, 
 		res->items[index].kind = MESH_PAYLOAD_RESOURCE_NONE;
 	return object;
 }
+
+#ifdef _WIN32
+int mesh_payload_resources_append_handle_take(MeshPayloadResources *res, void *handle)
+{
+	if (!handle || handle == INVALID_HANDLE_VALUE)
+		return -EBADF;
+	int r = res ? resources_reserve(res, 1) : -EINVAL;
+	if (r < 0) {
+		CloseHandle(handle); /* consumed, also on failure */
+		return r;
+	}
+	res->items[res->len] =
+		(MeshPayloadResource){.kind = MESH_PAYLOAD_RESOURCE_HANDLE, .handle = handle};
+	return (int)res->len++;
+}
+
+int mesh_payload_resources_append_handle(MeshPayloadResources *res, void *handle)
+{
+	HANDLE dup;
+
+	if (!handle || handle == INVALID_HANDLE_VALUE)
+		return -EBADF;
+	if (!DuplicateHandle(GetCurrentProcess(), handle, GetCurrentProcess(), &dup, 0, FALSE,
+			     DUPLICATE_SAME_ACCESS))
+		return -EBADF;
+	return mesh_payload_resources_append_handle_take(res, dup);
+}
+
+void *mesh_payload_resources_peek_handle(const MeshPayloadResources *res, size_t index)
+{
+	if (mesh_payload_resources_get_kind(res, index) != MESH_PAYLOAD_RESOURCE_HANDLE)
+		return NULL;
+	return res->items[index].handle;
+}
+
+void *mesh_payload_resources_steal_handle(MeshPayloadResources *res, size_t index)
+{
+	void *handle = mesh_payload_resources_peek_handle(res, index);
+	if (handle)
+		res->items[index].kind = MESH_PAYLOAD_RESOURCE_NONE;
+	return handle;
+}
+#endif
 
 int payload_set_error(MeshPayloadError *err, MeshPayloadErrorCode code, int errnum,
 		      const char *fmt, ...)

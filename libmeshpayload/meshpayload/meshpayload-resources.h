@@ -61,11 +61,19 @@ MESH_PAYLOAD_API void mesh_payload_object_release(MeshPayloadObject *object);
  * @MESH_PAYLOAD_RESOURCE_NONE: an entry whose resource was stolen
  * @MESH_PAYLOAD_RESOURCE_FD: a file descriptor
  * @MESH_PAYLOAD_RESOURCE_PORT: a MeshPayloadObject
+ * @MESH_PAYLOAD_RESOURCE_HANDLE: (Windows only) a HANDLE
+ *
+ * On Windows an fd is a C runtime descriptor. libmeshremote carries OS
+ * resources there as HANDLEs (which a descriptor cannot wrap in general: an
+ * event, a section, a process): what arrives in a message is a HANDLE entry.
  */
 typedef enum {
 	MESH_PAYLOAD_RESOURCE_NONE,
 	MESH_PAYLOAD_RESOURCE_FD,
 	MESH_PAYLOAD_RESOURCE_PORT,
+#ifdef _WIN32
+	MESH_PAYLOAD_RESOURCE_HANDLE,
+#endif
 } MeshPayloadResourceKind;
 
 /**
@@ -160,5 +168,48 @@ MESH_PAYLOAD_API int mesh_payload_resources_steal_fd(MeshPayloadResources *res, 
  */
 MESH_PAYLOAD_API MeshPayloadObject *mesh_payload_resources_steal_port(MeshPayloadResources *res,
 								       size_t index);
+
+#ifdef _WIN32
+/**
+ * mesh_payload_resources_append_handle_take:
+ * @res: a list
+ * @handle: (transfer full): a HANDLE (not NULL or INVALID_HANDLE_VALUE)
+ *
+ * Windows only. Consumes @handle, also on failure. (It is then closed.)
+ *
+ * Returns: the new entry's index, or a negative errno: -EBADF for NULL or
+ * INVALID_HANDLE_VALUE, -EINVAL for a NULL @res, -ENOMEM.
+ */
+MESH_PAYLOAD_API int mesh_payload_resources_append_handle_take(MeshPayloadResources *res,
+							       void *handle);
+
+/**
+ * mesh_payload_resources_append_handle:
+ * @res: a list
+ * @handle: a HANDLE, borrowed: a non-inheritable duplicate
+ *     (DuplicateHandle(), same access) is appended
+ *
+ * Windows only. Returns: the new entry's index, or a negative errno
+ * (-EBADF when @handle cannot be duplicated).
+ */
+MESH_PAYLOAD_API int mesh_payload_resources_append_handle(MeshPayloadResources *res,
+							  void *handle);
+
+/**
+ * mesh_payload_resources_peek_handle:
+ * Windows only. Returns: (transfer none): the HANDLE of entry @index, or
+ * NULL if it is not a HANDLE entry.
+ */
+MESH_PAYLOAD_API void *mesh_payload_resources_peek_handle(const MeshPayloadResources *res,
+							  size_t index);
+
+/**
+ * mesh_payload_resources_steal_handle:
+ * Windows only. Returns: (transfer full): the HANDLE of entry @index (the
+ * entry becomes NONE), or NULL if it is not a HANDLE entry.
+ */
+MESH_PAYLOAD_API void *mesh_payload_resources_steal_handle(MeshPayloadResources *res,
+							   size_t index);
+#endif
 
 MESH_PAYLOAD_END_DECLS

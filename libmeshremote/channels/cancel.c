@@ -13,7 +13,8 @@
  *
  * Deadlines need no thread (upstream runs one, "deadline"): a blocking wait
  * sleeps until the earlier of its timeout and the deadline, the fd is a
- * timerfd armed at the deadline (or at once on a cancel), and the callback
+ * timerfd (Windows: the handle is a waitable timer, os-private.h) armed at
+ * the deadline (or at once on a cancel), and the callback
  * source sets its timeout from the deadline.
  *
  * Locks: a context's lock is taken under one of its ports' locks (the
@@ -21,22 +22,13 @@
  * taken.
  */
 #include <errno.h>
-#include <sys/timerfd.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "channel-private.h"
+#include "os-private.h"
 
 #define NS_PER_SEC G_GINT64_CONSTANT(1000000000)
 
 /* Deadlines. */
-
-static gint64 clock_ns(clockid_t clock)
-{
-	struct timespec ts;
-	clock_gettime(clock, &ts);
-	return (gint64)ts.tv_sec * NS_PER_SEC + ts.tv_nsec;
-}
 
 const char *mesh_cancel_reason_to_string(MeshCancelReason reason)
 {
@@ -52,14 +44,12 @@ const char *mesh_cancel_reason_to_string(MeshCancelReason reason)
 
 void mesh_deadline_now(MeshDeadline *ret)
 {
-	struct timespec ts;
-
 	g_return_if_fail(ret);
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ret->wall_sec = ts.tv_sec;
-	ret->wall_nsec = (gint32)ts.tv_nsec;
+	gint64 now = os_realtime_ns();
+	ret->wall_sec = now / NS_PER_SEC;
+	ret->wall_nsec = (gint32)(now % NS_PER_SEC);
 	ret->has_monotonic = TRUE;
-	ret->monotonic_ns = clock_ns(CLOCK_MONOTONIC);
+	ret->monotonic_ns = os_monotonic_ns();
 }
 
 gboolean mesh_deadline_add(const MeshDeadline *deadline, guint64 ns, MeshDeadline *ret)
@@ -153,8 +143,8 @@ void mesh_deadline_from_timestamp(const MeshPayload__Timestamp *timestamp, MeshD
 static gint64 deadline_remaining_ns(const MeshDeadline *d)
 {
 	if (d->has_monotonic)
-		return d->monotonic_ns - clock_ns(CLOCK_MONOTONIC);
-	gint64 now = clock_ns(CLOCK_REALTIME), sec = d->wall_sec;
+		return d->monotonic_ns - os_monotonic_ns();
+	gint64 now = os_realtime_ns(), sec = d->wall_sec;
 	/* Far away either way: saturate rather than overflow. */
 	if (sec > G_MAXINT64 / NS_PER_SEC - 1)
 		return G_MAXINT64;
@@ -195,16 +185,15 @@ struct MeshCancelContext {
 	MeshCancelReason reason; /* NONE until seen cancelled; then fixed */
 	guint n_waiters;
 	IoWaiters io;
-	int tfd;               /* mesh_cancel_context_get_fd(), -1 until asked for */
+	OsTimer tfd;           /* mesh_cancel_context_get_fd() (Windows: _get_handle()), NONE until asked for */
+	gboolean tfd_realtime; /* its deadlines are wall-clock times */
 	GSource *source;       /* mesh_cancel_context_set_callback() */
 	GMainContext *context; /* where it runs, while one is set */
 };
 
 static void ctx_arm_now_locked(MeshCancelContext *c)
 {
-	struct itimerspec its = {.it_value = {.tv_sec = 0, .tv_nsec = 1}};
-	if (timerfd_settime(c->tfd, 0, &its, NULL) < 0)
-		debug_log(NULL, "cancel timerfd: %s", g_strerror(errno));
+	os_timer_arm_at(c->tfd, c->tfd_realtime, 0); /* passed: at once */
 }
 
 /* Sees the deadline; returns the reason, NONE if not cancelled. */
@@ -222,7 +211,7 @@ static void ctx_on_event(MeshCancelContext *c, Deferred *d)
 	g_mutex_lock(&c->lock);
 	if (c->reason == MESH_CANCEL_REASON_NONE) {
 		c->reason = MESH_CANCEL_REASON_CANCELLED;
-		if (c->tfd >= 0)
+		if (c->tfd != OS_EVENT_NONE)
 			ctx_arm_now_locked(c);
 		if (c->context)
 			channel_wake_context_later(d, c->context);
@@ -268,7 +257,7 @@ static MeshCancelContext *ctx_alloc(void)
 	g_mutex_init(&c->lock);
 	g_cond_init(&c->cond);
 	c->ports = g_ptr_array_new();
-	c->tfd = -1;
+	c->tfd = OS_EVENT_NONE;
 	return c;
 }
 
@@ -282,8 +271,7 @@ static void ctx_unref(MeshCancelContext *c)
 {
 	if (!g_atomic_int_dec_and_test(&c->ref))
 		return;
-	if (c->tfd >= 0)
-		close(c->tfd);
+	os_handle_close(c->tfd);
 	g_ptr_array_free(c->ports, TRUE);
 	g_cond_clear(&c->cond);
 	g_mutex_clear(&c->lock);
@@ -450,43 +438,50 @@ static void ctx_arm_locked(MeshCancelContext *c)
 	}
 	if (!c->has_deadline)
 		return;
-	struct itimerspec its = {{0, 0}, {0, 0}};
-	if (c->deadline.has_monotonic) {
-		its.it_value.tv_sec = (time_t)(c->deadline.monotonic_ns / NS_PER_SEC);
-		its.it_value.tv_nsec = (long)(c->deadline.monotonic_ns % NS_PER_SEC);
-	} else if (c->deadline.wall_sec >= 0) {
-		its.it_value.tv_sec = (time_t)c->deadline.wall_sec;
-		its.it_value.tv_nsec = c->deadline.wall_nsec;
-	}
-	/* Zero would disarm: a deadline at (or before) the clock's origin has passed. */
-	if (its.it_value.tv_sec <= 0 && its.it_value.tv_nsec <= 0)
-		its.it_value.tv_nsec = 1;
-	if (timerfd_settime(c->tfd, TFD_TIMER_ABSTIME, &its, NULL) < 0)
-		debug_log(NULL, "cancel timerfd: %s", g_strerror(errno));
+	gint64 ns = 0; /* at or before the clock's origin: passed */
+	if (c->deadline.has_monotonic)
+		ns = c->deadline.monotonic_ns;
+	else if (c->deadline.wall_sec > G_MAXINT64 / NS_PER_SEC - 1)
+		ns = G_MAXINT64; /* past the year 2262: never */
+	else if (c->deadline.wall_sec >= 0)
+		ns = c->deadline.wall_sec * NS_PER_SEC + c->deadline.wall_nsec;
+	os_timer_arm_at(c->tfd, c->tfd_realtime, ns);
 }
 
+/* The context's timer, made and armed on the first call; NONE and *@ret_errno on failure. */
+static OsTimer ctx_get_timer(MeshCancelContext *ctx, int *ret_errno)
+{
+	g_mutex_lock(&ctx->lock);
+	if (ctx->tfd == OS_EVENT_NONE) {
+		gboolean realtime = ctx->has_deadline && !ctx->deadline.has_monotonic;
+		ctx->tfd = os_timer_new(realtime, ret_errno);
+		if (ctx->tfd != OS_EVENT_NONE) {
+			ctx->tfd_realtime = realtime;
+			ctx_poll_locked(ctx);
+			ctx_arm_locked(ctx);
+		}
+	}
+	OsTimer t = ctx->tfd;
+	g_mutex_unlock(&ctx->lock);
+	return t;
+}
+
+#ifdef G_OS_WIN32
+MeshOsHandle mesh_cancel_context_get_handle(MeshCancelContext *ctx)
+{
+	int e;
+	g_return_val_if_fail(ctx, MESH_OS_HANDLE_INVALID);
+	return ctx_get_timer(ctx, &e);
+}
+#else
 int mesh_cancel_context_get_fd(MeshCancelContext *ctx)
 {
+	int e = -EIO;
 	g_return_val_if_fail(ctx, -EINVAL);
-	g_mutex_lock(&ctx->lock);
-	if (ctx->tfd < 0) {
-		clockid_t clock = ctx->has_deadline && !ctx->deadline.has_monotonic
-					  ? CLOCK_REALTIME
-					  : CLOCK_MONOTONIC;
-		ctx->tfd = timerfd_create(clock, TFD_CLOEXEC | TFD_NONBLOCK);
-		if (ctx->tfd < 0) {
-			int e = -errno;
-			g_mutex_unlock(&ctx->lock);
-			debug_log(NULL, "timerfd_create: %s", g_strerror(-e));
-			return e;
-		}
-		ctx_poll_locked(ctx);
-		ctx_arm_locked(ctx);
-	}
-	int fd = ctx->tfd;
-	g_mutex_unlock(&ctx->lock);
-	return fd;
+	OsTimer t = ctx_get_timer(ctx, &e);
+	return t != OS_EVENT_NONE ? t : e;
 }
+#endif
 
 /* Callbacks: a GSource ready once cancelled, with its timeout at the deadline. */
 

@@ -571,11 +571,19 @@ void mesh_cell_set_callback(MeshCell *cell, GMainContext *context, MeshCellFunc 
 			      notify);
 }
 
+#ifdef G_OS_WIN32
+MeshOsHandle mesh_cell_get_handle(MeshCell *cell)
+{
+	g_return_val_if_fail(cell, MESH_OS_HANDLE_INVALID);
+	return waitable_get_handle(&cell->w);
+}
+#else
 int mesh_cell_get_fd(MeshCell *cell)
 {
 	g_return_val_if_fail(cell, -EINVAL);
 	return waitable_get_fd(&cell->w);
 }
+#endif
 
 MeshCell *mesh_cell_clone(MeshCell *cell)
 {

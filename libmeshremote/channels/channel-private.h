@@ -28,8 +28,6 @@ void channel_source_attach(GSource *source, const char *name, GMainContext *cont
 void channel_swap_source(GMutex *lock, GSource **slot, GMainContext **slot_context,
 			 GSource *source, GMainContext *context);
 
-/* A receiver's eventfd (close-on-exec, nonblocking), readable if @ready; or a negative errno. */
-int channel_eventfd_new(gboolean ready);
 
 /* Waits on @cond until @deadline (monotonic us), or forever if @deadline < 0. */
 gboolean channel_cond_wait(GCond *cond, GMutex *lock, gint64 deadline);

@@ -17,10 +17,9 @@
  * when the receiver is freed or converted to a port.
  */
 #include <errno.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
 #include "channel-private.h"
+#include "os-private.h"
 
 struct MeshSender {
 	MeshPort *port;
@@ -57,7 +56,7 @@ struct MeshReceiver {
 	guint n_waiters;  /* threads in a GCond wait */
 	IoWaiters io;        /* threads running the transport's I/O (io_hook) */
 	MeshIoHook *io_hook; /* strong, looked up on the first blocking wait */
-	int efd;
+	OsEvent efd; /* mesh_receiver_get_fd() (Windows: _get_handle()); NONE until asked for */
 	gboolean efd_set;
 	GSource *source;
 	GMainContext *context; /* where the callback runs, while one is set */
@@ -275,8 +274,7 @@ static void receiver_unref(MeshReceiver *r)
 	g_free(r->items);
 	g_ptr_array_free(r->entries, TRUE);
 	g_clear_error(&r->failure);
-	if (r->efd >= 0)
-		close(r->efd);
+	os_handle_close(r->efd);
 	if (r->context)
 		g_main_context_unref(r->context);
 	mesh_io_hook_unref(r->io_hook);
@@ -296,7 +294,7 @@ static MeshReceiver *receiver_new(const ProtobufCMessageDescriptor *desc)
 	g_rec_mutex_init(&r->attach_lock);
 	r->desc = desc;
 	r->entries = g_ptr_array_new();
-	r->efd = -1;
+	r->efd = OS_EVENT_NONE;
 	return r;
 }
 
@@ -412,10 +410,8 @@ static void receiver_wake_locked(MeshReceiver *r, Deferred *d)
 	MeshIoHook *hook = io_waiters_wake_locked(&r->io);
 	if (hook)
 		deferred_call(d, io_wakeup_cb, hook);
-	if (r->efd >= 0 && !r->efd_set) {
-		uint64_t one = 1;
-		if (write(r->efd, &one, sizeof(one)) != sizeof(one))
-			debug_log(NULL, "channel eventfd write: %s", g_strerror(errno));
+	if (r->efd != OS_EVENT_NONE && !r->efd_set) {
+		os_event_set(r->efd);
 		r->efd_set = TRUE;
 	}
 	if (r->context)
@@ -425,10 +421,8 @@ static void receiver_wake_locked(MeshReceiver *r, Deferred *d)
 /* After a receive: the eventfd stays readable only while something is there. */
 static void receiver_update_fd_locked(MeshReceiver *r)
 {
-	if (r->efd >= 0 && r->efd_set && r->len == 0 && r->n_open > 0) {
-		uint64_t v;
-		if (read(r->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-			debug_log(NULL, "channel eventfd read: %s", g_strerror(errno));
+	if (r->efd != OS_EVENT_NONE && r->efd_set && r->len == 0 && r->n_open > 0) {
+		os_event_clear(r->efd);
 		r->efd_set = FALSE;
 	}
 }
@@ -1029,17 +1023,6 @@ void channel_swap_source(GMutex *lock, GSource **slot, GMainContext **slot_conte
 		g_main_context_unref(old_context);
 }
 
-int channel_eventfd_new(gboolean ready)
-{
-	int efd = eventfd(ready ? 1 : 0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (efd < 0) {
-		int e = -errno;
-		debug_log(NULL, "eventfd: %s", g_strerror(-e));
-		return e;
-	}
-	return efd;
-}
-
 void mesh_receiver_set_callback(MeshReceiver *receiver, GMainContext *context,
 				MeshReceiverFunc func, gpointer user_data, GDestroyNotify notify)
 {
@@ -1060,24 +1043,36 @@ void mesh_receiver_set_callback(MeshReceiver *receiver, GMainContext *context,
 		notify(user_data);
 }
 
-int mesh_receiver_get_fd(MeshReceiver *receiver)
+/* The receiver's event, made on the first call; NONE and *@ret_errno on failure. */
+static OsEvent receiver_get_event(MeshReceiver *receiver, int *ret_errno)
 {
-	g_return_val_if_fail(receiver, -EINVAL);
 	g_mutex_lock(&receiver->lock);
-	if (receiver->efd < 0) {
+	if (receiver->efd == OS_EVENT_NONE) {
 		gboolean ready = receiver->len || receiver->n_open == 0;
-		receiver->efd = channel_eventfd_new(ready);
-		if (receiver->efd < 0) {
-			int e = receiver->efd;
-			g_mutex_unlock(&receiver->lock);
-			return e;
-		}
+		receiver->efd = os_event_new(ready, ret_errno);
 		receiver->efd_set = ready;
 	}
-	int fd = receiver->efd;
+	OsEvent ev = receiver->efd;
 	g_mutex_unlock(&receiver->lock);
-	return fd;
+	return ev;
 }
+
+#ifdef G_OS_WIN32
+MeshOsHandle mesh_receiver_get_handle(MeshReceiver *receiver)
+{
+	int e;
+	g_return_val_if_fail(receiver, MESH_OS_HANDLE_INVALID);
+	return receiver_get_event(receiver, &e);
+}
+#else
+int mesh_receiver_get_fd(MeshReceiver *receiver)
+{
+	int e = -EIO;
+	g_return_val_if_fail(receiver, -EINVAL);
+	OsEvent ev = receiver_get_event(receiver, &e);
+	return ev != OS_EVENT_NONE ? ev : e;
+}
+#endif
 
 /*
  * Detaches every sender port from the receiver, which then accepts nothing

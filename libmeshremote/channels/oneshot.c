@@ -8,9 +8,9 @@
  * the end) under the receiver's own lock, taken under the port lock.
  */
 #include <errno.h>
-#include <unistd.h>
 
 #include "channel-private.h"
+#include "os-private.h"
 
 struct MeshOneshotSender {
 	MeshPort *port;
@@ -37,7 +37,7 @@ struct MeshOneshotReceiver {
 	GError *error; /* FAILED, CORRUPT */
 	guint n_waiters;
 	IoWaiters io; /* threads running the transport's I/O while they wait */
-	int efd;      /* mesh_oneshot_receiver_get_fd(), -1 until asked for */
+	OsEvent efd;  /* mesh_oneshot_receiver_get_fd() (Windows: _get_handle()), NONE until asked for */
 	GSource *source;       /* mesh_oneshot_receiver_set_callback() */
 	GMainContext *context; /* where it runs, while one is set */
 };
@@ -106,11 +106,8 @@ MeshOneshotSender *mesh_oneshot_sender_from_port(MeshPort *port,
 
 static void oneshot_wake_locked(MeshOneshotReceiver *r, Deferred *d)
 {
-	if (r->efd >= 0) {
-		uint64_t one = 1; /* once: the outcome never goes away until consumed */
-		if (write(r->efd, &one, sizeof(one)) != sizeof(one))
-			debug_log(NULL, "oneshot eventfd write: %s", g_strerror(errno));
-	}
+	if (r->efd != OS_EVENT_NONE)
+		os_event_set(r->efd); /* once: the outcome never goes away until consumed */
 	if (r->context)
 		channel_wake_context_later(d, r->context);
 	if (r->n_waiters)
@@ -204,7 +201,7 @@ MeshOneshotReceiver *mesh_oneshot_receiver_from_port(MeshPort *port,
 	r->port = port;
 	r->desc = desc;
 	r->ref = 1;
-	r->efd = -1;
+	r->efd = OS_EVENT_NONE;
 	r->state = ONESHOT_WAITING;
 	port_set_handler(port, &oneshot_handler, r);
 	return r;
@@ -233,8 +230,7 @@ static void oneshot_receiver_unref(MeshOneshotReceiver *r)
 		return;
 	mesh_message_free(r->value);
 	g_clear_error(&r->error);
-	if (r->efd >= 0)
-		close(r->efd);
+	os_handle_close(r->efd);
 	g_cond_clear(&r->cond);
 	g_mutex_clear(&r->lock);
 	g_free(r);
@@ -466,19 +462,30 @@ void mesh_oneshot_receiver_set_callback(MeshOneshotReceiver *receiver, GMainCont
 		notify(user_data);
 }
 
+/* The receiver's event, made on the first call; NONE and *@ret_errno on failure. */
+static OsEvent oneshot_get_event(MeshOneshotReceiver *receiver, int *ret_errno)
+{
+	g_mutex_lock(&receiver->lock);
+	if (receiver->efd == OS_EVENT_NONE)
+		receiver->efd = os_event_new(receiver->state != ONESHOT_WAITING, ret_errno);
+	OsEvent ev = receiver->efd;
+	g_mutex_unlock(&receiver->lock);
+	return ev;
+}
+
+#ifdef G_OS_WIN32
+MeshOsHandle mesh_oneshot_receiver_get_handle(MeshOneshotReceiver *receiver)
+{
+	int e;
+	g_return_val_if_fail(receiver, MESH_OS_HANDLE_INVALID);
+	return oneshot_get_event(receiver, &e);
+}
+#else
 int mesh_oneshot_receiver_get_fd(MeshOneshotReceiver *receiver)
 {
+	int e = -EIO;
 	g_return_val_if_fail(receiver, -EINVAL);
-	g_mutex_lock(&receiver->lock);
-	if (receiver->efd < 0) {
-		receiver->efd = channel_eventfd_new(receiver->state != ONESHOT_WAITING);
-		if (receiver->efd < 0) {
-			int e = receiver->efd;
-			g_mutex_unlock(&receiver->lock);
-			return e;
-		}
-	}
-	int fd = receiver->efd;
-	g_mutex_unlock(&receiver->lock);
-	return fd;
+	OsEvent ev = oneshot_get_event(receiver, &e);
+	return ev != OS_EVENT_NONE ? ev : e;
 }
+#endif

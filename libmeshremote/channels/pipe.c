@@ -209,11 +209,19 @@ void mesh_read_pipe_set_callback(MeshReadPipe *pipe, GMainContext *context, Mesh
 			      notify);
 }
 
+#ifdef G_OS_WIN32
+MeshOsHandle mesh_read_pipe_get_handle(MeshReadPipe *pipe)
+{
+	g_return_val_if_fail(pipe, MESH_OS_HANDLE_INVALID);
+	return waitable_get_handle(&pipe->w);
+}
+#else
 int mesh_read_pipe_get_fd(MeshReadPipe *pipe)
 {
 	g_return_val_if_fail(pipe, -EINVAL);
 	return waitable_get_fd(&pipe->w);
 }
+#endif
 
 static void read_pipe_destroy(MeshReadPipe *pipe)
 {
@@ -488,11 +496,19 @@ void mesh_write_pipe_set_callback(MeshWritePipe *pipe, GMainContext *context,
 			      notify);
 }
 
+#ifdef G_OS_WIN32
+MeshOsHandle mesh_write_pipe_get_handle(MeshWritePipe *pipe)
+{
+	g_return_val_if_fail(pipe, MESH_OS_HANDLE_INVALID);
+	return waitable_get_handle(&pipe->w);
+}
+#else
 int mesh_write_pipe_get_fd(MeshWritePipe *pipe)
 {
 	g_return_val_if_fail(pipe, -EINVAL);
 	return waitable_get_fd(&pipe->w);
 }
+#endif
 
 static void write_pipe_destroy(MeshWritePipe *pipe)
 {

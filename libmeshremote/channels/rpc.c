@@ -13,9 +13,9 @@
  * 6). See doc/libmeshremote-channels.md for the exact bytes.
  */
 #include <stdlib.h>
-#include <unistd.h>
 
 #include "channel-private.h"
+#include "os-private.h"
 #include "wire-private.h"
 
 struct MeshRpc {
@@ -76,17 +76,14 @@ static MeshPayloadResources *resources_take_range(MeshPayloadResources *src, siz
 	for (size_t i = first; i < first + count; i++) {
 		int r = -EINVAL;
 		switch (src ? mesh_payload_resources_get_kind(src, i) : MESH_PAYLOAD_RESOURCE_NONE) {
-		case MESH_PAYLOAD_RESOURCE_FD: {
-			r = mesh_payload_resources_append_fd_take(
-				res, mesh_payload_resources_steal_fd(src, i));
-			break;
-		}
 		case MESH_PAYLOAD_RESOURCE_PORT: {
 			r = mesh_payload_resources_append_port_take(
 				res, mesh_payload_resources_steal_port(src, i));
 			break;
 		}
 		default:
+			if (src)
+				r = os_resource_move(res, src, i); /* an fd (Windows: or a HANDLE) */
 			break;
 		}
 		if (r < 0) {

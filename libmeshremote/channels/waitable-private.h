@@ -35,7 +35,7 @@ struct Waitable {
 	/* Under lock: */
 	guint n_waiters;
 	IoWaiters io;
-	int efd;
+	MeshOsHandle efd; /* an OsEvent (os-private.h): eventfd, Windows event */
 	gboolean efd_set;
 	GSource *source;
 	GMainContext *context;
@@ -72,8 +72,26 @@ void waitable_changed_locked(Waitable *w, Deferred *d);
  */
 gboolean waitable_wait_locked(Waitable *w, MeshPort *port, gint64 deadline, MeshIoHook **hook);
 
-/* The eventfd, made on the first call; or a negative errno. Any thread. */
-int waitable_get_fd(Waitable *w);
+/* The event (eventfd; Windows: event HANDLE), made on the first call;
+ * MESH_OS_HANDLE_INVALID and *@ret_errno (a negative errno) on failure. Any thread. */
+MeshOsHandle waitable_get_event(Waitable *w, int *ret_errno);
+
+#ifdef G_OS_WIN32
+/* What the public mesh_*_get_handle() return: the event or NULL. */
+static inline MeshOsHandle waitable_get_handle(Waitable *w)
+{
+	int e;
+	return waitable_get_event(w, &e);
+}
+#else
+/* What the public mesh_*_get_fd() return: the eventfd or a negative errno. */
+static inline int waitable_get_fd(Waitable *w)
+{
+	int e = -EIO;
+	MeshOsHandle fd = waitable_get_event(w, &e);
+	return fd >= 0 ? fd : e;
+}
+#endif
 
 /* Sets (func non-NULL) or removes the callback. Any thread. */
 void waitable_set_callback(Waitable *w, GMainContext *context, WaitableFunc func,

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* Waiting on a channel object whose port handler changes its state (waitable-private.h). */
 #include <errno.h>
-#include <unistd.h>
 
+#include "os-private.h"
 #include "waitable-private.h"
 
 void waitable_init(Waitable *w, const WaitableClass *cls, gpointer owner)
@@ -12,7 +12,7 @@ void waitable_init(Waitable *w, const WaitableClass *cls, gpointer owner)
 	g_cond_init(&w->cond);
 	w->cls = cls;
 	w->owner = owner;
-	w->efd = -1;
+	w->efd = OS_EVENT_NONE;
 }
 
 void waitable_on_port_close(MeshPort *port, void *data, Deferred *d)
@@ -40,8 +40,7 @@ void waitable_clear(Waitable *w)
 {
 	g_clear_error(&w->failed);
 	g_warn_if_fail(w->source == NULL);
-	if (w->efd >= 0)
-		close(w->efd);
+	os_handle_close(w->efd);
 	if (w->context)
 		g_main_context_unref(w->context);
 	g_cond_clear(&w->cond);
@@ -52,11 +51,11 @@ void waitable_changed_locked(Waitable *w, Deferred *d)
 {
 	gboolean ready = w->cls->ready_locked(w->owner);
 
-	if (w->efd >= 0 && ready != w->efd_set) {
-		uint64_t v = 1;
-		ssize_t n = ready ? write(w->efd, &v, sizeof(v)) : read(w->efd, &v, sizeof(v));
-		if (n < 0 && errno != EAGAIN)
-			debug_log(NULL, "channel eventfd: %s", g_strerror(errno));
+	if (w->efd != OS_EVENT_NONE && ready != w->efd_set) {
+		if (ready)
+			os_event_set(w->efd);
+		else
+			os_event_clear(w->efd);
 		w->efd_set = ready;
 	}
 	if (!ready)
@@ -110,22 +109,17 @@ gboolean waitable_wait_locked(Waitable *w, MeshPort *port, gint64 deadline, Mesh
 	return TRUE;
 }
 
-int waitable_get_fd(Waitable *w)
+MeshOsHandle waitable_get_event(Waitable *w, int *ret_errno)
 {
 	g_mutex_lock(&w->lock);
-	if (w->efd < 0) {
+	if (w->efd == MESH_OS_HANDLE_INVALID) {
 		gboolean ready = w->cls->ready_locked(w->owner);
-		w->efd = channel_eventfd_new(ready);
-		if (w->efd < 0) {
-			int e = w->efd;
-			g_mutex_unlock(&w->lock);
-			return e;
-		}
+		w->efd = os_event_new(ready, ret_errno);
 		w->efd_set = ready;
 	}
-	int fd = w->efd;
+	MeshOsHandle ev = w->efd;
 	g_mutex_unlock(&w->lock);
-	return fd;
+	return ev;
 }
 
 typedef struct {

@@ -14,15 +14,14 @@
  * (MeshIoHook.wakeup), which ends the iteration's poll.
  */
 #include <errno.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
+#include "os-private.h"
 #include "remote-private.h"
 
 typedef struct {
 	MeshIoHook *hook; /* weak: the hook owns this */
 	GMainContext *context;
-	long creator; /* the thread that made the transport (its tid) */
+	guint64 creator; /* the thread that made the transport (os_thread_id()) */
 } ContextIo;
 
 /*
@@ -39,11 +38,11 @@ static gboolean context_io_acquire_if_ours(ContextIo *c)
 {
 	if (g_main_context_is_owner(c->context))
 		return g_main_context_acquire(c->context);
-	long self = syscall(SYS_gettid);
+	guint64 self = os_thread_id();
 	GMainContext *own = g_main_context_get_thread_default();
 	gboolean ours = self == c->creator ||
 			(own ? own == c->context
-			     : c->context == g_main_context_default() && self == (long)getpid());
+			     : c->context == g_main_context_default() && os_thread_is_main(self));
 	return ours && g_main_context_acquire(c->context);
 }
 
@@ -173,7 +172,7 @@ MeshIoHook *mesh_io_hook_new_for_context(GMainContext *context)
 
 	c->hook = mesh_io_hook_new(&context_funcs, c);
 	c->context = g_main_context_ref(context);
-	c->creator = syscall(SYS_gettid);
+	c->creator = os_thread_id();
 	g_mutex_lock(&registry_lock);
 	if (!registry)
 		registry = g_ptr_array_new();

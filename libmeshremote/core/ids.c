@@ -1,25 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /* Node and port ids: random 16-byte uuids, their text form and hashing. */
-#include <errno.h>
 #include <string.h>
-#include <sys/random.h>
 
+#include "os-private.h"
 #include "remote-private.h"
 
 void mesh_uuid_generate(MeshUuid *ret)
 {
-	size_t got = 0;
-
 	g_return_if_fail(ret);
-	while (got < sizeof(ret->bytes)) {
-		ssize_t k = getrandom(ret->bytes + got, sizeof(ret->bytes) - got, 0);
-		if (k < 0) {
-			if (errno == EINTR)
-				continue;
-			g_error("getrandom failed: %s", g_strerror(errno));
-		}
-		got += (size_t)k;
-	}
+	os_random(ret->bytes, sizeof(ret->bytes));
 }
 
 gboolean mesh_uuid_is_zero(const MeshUuid *id)

@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* MeshMessage: typed (unencoded) or bytes + resources, and channel framing. */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "os-private.h"
 #include "remote-private.h"
 #include "wire-private.h"
 
@@ -129,7 +129,7 @@ int mesh_message_add_fd_take(MeshMessage *msg, int fd)
 {
 	g_return_val_if_fail(msg && !msg->typed, -EINVAL);
 	/* Not open: refused now, not when a transport cannot send it. */
-	if (fd < 0 || fcntl(fd, F_GETFD) < 0)
+	if (!os_fd_is_open(fd))
 		return -EBADF;
 	return mesh_payload_resources_append_fd_take(message_res(msg), fd);
 }
@@ -170,8 +170,32 @@ guint mesh_message_get_n_resources(MeshMessage *msg)
 int mesh_message_steal_fd(MeshMessage *msg, guint index)
 {
 	g_return_val_if_fail(msg, -EINVAL);
-	return msg->res ? mesh_payload_resources_steal_fd(msg->res, index) : -EINVAL;
+	return msg->res ? os_resource_steal_fd(msg->res, index) : -EINVAL;
 }
+
+#ifdef G_OS_WIN32
+int mesh_message_add_handle(MeshMessage *msg, MeshOsHandle handle)
+{
+	g_return_val_if_fail(msg && !msg->typed, -EINVAL);
+	return mesh_payload_resources_append_handle(message_res(msg), handle);
+}
+
+int mesh_message_add_handle_take(MeshMessage *msg, MeshOsHandle handle)
+{
+	g_return_val_if_fail(msg && !msg->typed, -EINVAL);
+	/* Not valid: refused now, not when a transport cannot send it. */
+	if (!os_handle_is_open(handle))
+		return -EBADF;
+	return mesh_payload_resources_append_handle_take(message_res(msg), handle);
+}
+
+MeshOsHandle mesh_message_steal_handle(MeshMessage *msg, guint index)
+{
+	g_return_val_if_fail(msg, MESH_OS_HANDLE_INVALID);
+	return msg->res ? mesh_payload_resources_steal_handle(msg->res, index)
+			: MESH_OS_HANDLE_INVALID;
+}
+#endif
 
 MeshPort *mesh_message_steal_port(MeshMessage *msg, guint index)
 {

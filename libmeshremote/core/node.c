@@ -4,22 +4,20 @@
  * other nodes (ports inside messages start moving here) and decoding of
  * events that arrive (ports inside messages are created here).
  */
-#include <fcntl.h>
-#include <unistd.h>
-
+#include "os-private.h"
 #include "remote-private.h"
 
 typedef struct {
 	uint8_t *data;
 	size_t size;
-	int *fds;
+	MeshOsHandle *fds; /* OS resources: fds, HANDLEs on Windows */
 	size_t n_fds;
 } Packet;
 
 static void packet_clear(Packet *pk)
 {
 	for (size_t i = 0; i < pk->n_fds; i++)
-		close(pk->fds[i]);
+		os_handle_close(pk->fds[i]);
 	g_free(pk->fds);
 	g_free(pk->data);
 }
@@ -724,14 +722,14 @@ static GError *message_fits(MeshNode *from, MeshRemoteNode *remote, MeshMessage 
 				   MESH_EVENT_MAX_RESOURCES);
 	size_t n_fds = 0;
 	for (size_t i = 0; i < n_res; i++) {
-		int fd = mesh_payload_resources_peek_fd(msg->res, i);
-		if (fd == -EINVAL)
+		gboolean open;
+		if (!os_resource_peek(msg->res, i, &open))
 			continue; /* a port, or an empty slot */
-		if (fd < 0 || fcntl(fd, F_GETFD) < 0)
+		if (!open)
 			return g_error_new(MESH_ERROR, MESH_ERROR_INVALID_ARGUMENT,
-					   "a message with an fd that is not open (resource %zu, "
-					   "fd %d): it was not sent",
-					   i, fd);
+					   "a message with an fd that is not open (resource %zu): "
+					   "it was not sent",
+					   i);
 		n_fds++;
 	}
 
@@ -891,12 +889,12 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 	protocol_event_write_header(meta, &h);
 	uint8_t *rec = meta + MESH_EVENT_HEADER_SIZE;
 	if (msg) {
-		pk->fds = h.resource_count ? g_new(int, h.resource_count) : NULL;
+		pk->fds = h.resource_count ? g_new(MeshOsHandle, h.resource_count) : NULL;
 		for (guint i = 0; i < h.resource_count; i++, rec += MESH_RESOURCE_DATA_SIZE) {
 			MeshResourceData rd = {0};
-			if (mesh_payload_resources_get_kind(msg->res, i) == MESH_PAYLOAD_RESOURCE_FD) {
+			if (os_resource_peek(msg->res, i, NULL)) {
 				/* Ours to keep until sent: steal it from the message. */
-				pk->fds[pk->n_fds++] = mesh_payload_resources_steal_fd(msg->res, i);
+				pk->fds[pk->n_fds++] = os_resource_steal(msg->res, i);
 			} else {
 				MeshPort *x = mesh_port_from_object(
 					mesh_payload_resources_steal_port(msg->res, i));
@@ -1089,13 +1087,13 @@ static MeshPort *materialize_port(MeshNode *node, const MeshResourceData *rd, De
 }
 
 void mesh_node_receive_event(MeshNode *node, const MeshNodeId *from, const uint8_t *data,
-			     size_t size, int *fds, size_t n_fds)
+			     size_t size, MeshOsHandle *fds, size_t n_fds)
 {
 	mesh_node_receive_event_full(node, from, data, size, fds, n_fds, NULL, NULL);
 }
 
 void mesh_node_receive_event_full(MeshNode *node, const MeshNodeId *from, const uint8_t *data,
-				  size_t size, int *fds, size_t n_fds, GDestroyNotify data_free,
+				  size_t size, MeshOsHandle *fds, size_t n_fds, GDestroyNotify data_free,
 				  gpointer data_owner)
 {
 	MeshEventView view;
@@ -1107,8 +1105,7 @@ void mesh_node_receive_event_full(MeshNode *node, const MeshNodeId *from, const 
 	if (!node || !from || (!data && size > 0) || (!fds && n_fds > 0)) {
 		/* Consumed, as always: the fds closed, the memory given back. */
 		for (size_t i = 0; fds && i < n_fds; i++)
-			if (fds[i] >= 0)
-				close(fds[i]);
+			os_handle_close(fds[i]);
 		if (data_free)
 			data_free(data_owner);
 		g_return_if_fail(node && from);
@@ -1141,8 +1138,8 @@ void mesh_node_receive_event_full(MeshNode *node, const MeshNodeId *from, const 
 						mesh_payload_resources_free(res);
 						goto bad;
 					}
-					mesh_payload_resources_append_fd_take(res, fds[next_fd]);
-					fds[next_fd++] = -1;
+					os_resource_append_take(res, fds[next_fd]);
+					fds[next_fd++] = MESH_OS_HANDLE_INVALID;
 				} else {
 					MeshPort *z = materialize_port(node, &rd, &d);
 					mesh_payload_resources_append_port_take(res, &z->object);
@@ -1218,8 +1215,7 @@ bad:
 	ev = NULL;
 out:
 	for (size_t i = 0; i < n_fds; i++)
-		if (fds[i] >= 0)
-			close(fds[i]);
+		os_handle_close(fds[i]);
 	deferred_run(&d);
 	if (data_free) /* not handed to a message */
 		data_free(data_owner);

@@ -229,6 +229,7 @@ MESH_REMOTE_API gboolean mesh_cancel_context_is_cancelled(MeshCancelContext *ctx
 MESH_REMOTE_API gboolean mesh_cancel_context_wait(MeshCancelContext *ctx, gint64 timeout_us,
 						  MeshCancelReason *ret_reason, GError **error);
 
+#ifndef G_OS_WIN32
 /**
  * mesh_cancel_context_get_fd:
  * @ctx: a context
@@ -241,6 +242,23 @@ MESH_REMOTE_API gboolean mesh_cancel_context_wait(MeshCancelContext *ctx, gint64
  * for the reason.
  */
 MESH_REMOTE_API int mesh_cancel_context_get_fd(MeshCancelContext *ctx);
+#else
+/**
+ * mesh_cancel_context_get_handle:
+ * @ctx: a context
+ *
+ * Windows only: the counterpart of mesh_cancel_context_get_fd(), which
+ * Windows does not have.
+ *
+ * Returns: (transfer none): a manual-reset waitable timer HANDLE (not
+ * inheritable, made on the first call) that is signalled once @ctx is
+ * cancelled or its deadline passed, until @ctx is freed, which closes it;
+ * NULL if it cannot be made. A deadline with monotonic time is armed
+ * relative to now (Windows has no absolute monotonic due time), one
+ * without at its wall-clock time.
+ */
+MESH_REMOTE_API MeshOsHandle mesh_cancel_context_get_handle(MeshCancelContext *ctx);
+#endif
 
 /**
  * MeshCancelFunc:

@@ -162,6 +162,7 @@ MESH_REMOTE_API void mesh_cell_set_callback(MeshCell *cell, GMainContext *contex
 					    MeshCellFunc func, gpointer user_data,
 					    GDestroyNotify notify);
 
+#ifndef G_OS_WIN32
 /**
  * mesh_cell_get_fd:
  * @cell: a cell
@@ -172,6 +173,21 @@ MESH_REMOTE_API void mesh_cell_set_callback(MeshCell *cell, GMainContext *contex
  * observes it); or a negative errno.
  */
 MESH_REMOTE_API int mesh_cell_get_fd(MeshCell *cell);
+#else
+/**
+ * mesh_cell_get_handle:
+ * @cell: a cell
+ *
+ * Windows only: the counterpart of mesh_cell_get_fd(), which
+ * Windows does not have.
+ *
+ * Returns: (transfer none): a manual-reset event HANDLE (not inheritable,
+ * made on the first call) that is signalled when the fd would poll
+ * readable, for WaitForMultipleObjects() and loops other than GLib's; it
+ * lives as long as the fd would. NULL if it cannot be made.
+ */
+MESH_REMOTE_API MeshOsHandle mesh_cell_get_handle(MeshCell *cell);
+#endif
 
 /**
  * mesh_cell_clone:

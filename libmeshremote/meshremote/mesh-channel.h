@@ -189,6 +189,7 @@ MESH_REMOTE_API void mesh_receiver_set_callback(MeshReceiver *receiver, GMainCon
 						MeshReceiverFunc func, gpointer user_data,
 						GDestroyNotify notify);
 
+#ifndef G_OS_WIN32
 /**
  * mesh_receiver_get_fd:
  * @receiver: a receiver
@@ -197,6 +198,21 @@ MESH_REMOTE_API void mesh_receiver_set_callback(MeshReceiver *receiver, GMainCon
  * received, for event loops other than GLib's.
  */
 MESH_REMOTE_API int mesh_receiver_get_fd(MeshReceiver *receiver);
+#else
+/**
+ * mesh_receiver_get_handle:
+ * @receiver: a receiver
+ *
+ * Windows only: the counterpart of mesh_receiver_get_fd(), which
+ * Windows does not have.
+ *
+ * Returns: (transfer none): a manual-reset event HANDLE (not inheritable,
+ * made on the first call) that is signalled when the fd would poll
+ * readable, for WaitForMultipleObjects() and loops other than GLib's; it
+ * lives as long as the fd would. NULL if it cannot be made.
+ */
+MESH_REMOTE_API MeshOsHandle mesh_receiver_get_handle(MeshReceiver *receiver);
+#endif
 
 /** mesh_receiver_free: drops the receiver; senders see it closed. NULL-safe. */
 MESH_REMOTE_API void mesh_receiver_free(MeshReceiver *receiver);
@@ -407,6 +423,7 @@ MESH_REMOTE_API void mesh_oneshot_receiver_set_callback(MeshOneshotReceiver *rec
 							MeshOneshotReceiverFunc func,
 							gpointer user_data, GDestroyNotify notify);
 
+#ifndef G_OS_WIN32
 /**
  * mesh_oneshot_receiver_get_fd:
  * @receiver: a receiver
@@ -416,6 +433,21 @@ MESH_REMOTE_API void mesh_oneshot_receiver_set_callback(MeshOneshotReceiver *rec
  * receiver is consumed or freed, which closes it; or a negative errno.
  */
 MESH_REMOTE_API int mesh_oneshot_receiver_get_fd(MeshOneshotReceiver *receiver);
+#else
+/**
+ * mesh_oneshot_receiver_get_handle:
+ * @receiver: a receiver
+ *
+ * Windows only: the counterpart of mesh_oneshot_receiver_get_fd(), which
+ * Windows does not have.
+ *
+ * Returns: (transfer none): a manual-reset event HANDLE (not inheritable,
+ * made on the first call) that is signalled when the fd would poll
+ * readable, for WaitForMultipleObjects() and loops other than GLib's; it
+ * lives as long as the fd would. NULL if it cannot be made.
+ */
+MESH_REMOTE_API MeshOsHandle mesh_oneshot_receiver_get_handle(MeshOneshotReceiver *receiver);
+#endif
 
 /**
  * mesh_oneshot_sender_into_port:

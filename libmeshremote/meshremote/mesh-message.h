@@ -119,6 +119,54 @@ MESH_REMOTE_API int mesh_message_steal_fd(MeshMessage *msg, guint index);
 /** mesh_message_steal_port: Returns: (transfer full) (nullable): the port at @index. */
 MESH_REMOTE_API MeshPort *mesh_message_steal_port(MeshMessage *msg, guint index);
 
+#ifdef G_OS_WIN32
+/*
+ * Windows: OS resources travel between nodes as HANDLEs. The fd functions
+ * above take C runtime descriptors there (checked with _get_osfhandle());
+ * a descriptor's handle leaves as a duplicate when the message goes to
+ * another node, and arrives as a HANDLE: mesh_message_steal_handle(), or
+ * mesh_message_steal_fd(), which wraps a file's, pipe's or console's
+ * handle in a new descriptor (_open_osfhandle()) and refuses others.
+ */
+
+/**
+ * mesh_message_add_handle:
+ * @msg: an untyped message
+ * @handle: a HANDLE, duplicated (DuplicateHandle(), same access, not
+ *     inheritable)
+ *
+ * Windows only: the counterpart of mesh_message_add_fd().
+ *
+ * Returns: the resource index, or a negative errno: -EBADF if @handle is
+ * not a valid handle (nothing is added).
+ */
+MESH_REMOTE_API int mesh_message_add_handle(MeshMessage *msg, MeshOsHandle handle);
+
+/**
+ * mesh_message_add_handle_take:
+ * @msg: an untyped message
+ * @handle: a valid HANDLE
+ *
+ * Windows only: the counterpart of mesh_message_add_fd_take(). Consumes
+ * @handle, also on failure. A handle that is not valid
+ * (GetHandleInformation() fails) is refused with -EBADF and nothing is added
+ * or closed.
+ *
+ * Returns: the resource index, or a negative errno.
+ */
+MESH_REMOTE_API int mesh_message_add_handle_take(MeshMessage *msg, MeshOsHandle handle);
+
+/**
+ * mesh_message_steal_handle:
+ *
+ * Windows only: the counterpart of mesh_message_steal_fd().
+ *
+ * Returns: (transfer full): the HANDLE at @index, or NULL if that resource
+ * is no HANDLE (a port, a C runtime descriptor, or stolen already).
+ */
+MESH_REMOTE_API MeshOsHandle mesh_message_steal_handle(MeshMessage *msg, guint index);
+#endif
+
 /**
  * mesh_message_into_typed:
  * @msg: (transfer full): a message, taken in all cases (freed on any

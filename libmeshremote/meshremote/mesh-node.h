@@ -37,7 +37,23 @@ struct iovec {
 
 G_BEGIN_DECLS
 
+/**
+ * MESH_REMOTE_API:
+ *
+ * Marks an exported libmeshremote symbol; everything else is hidden. On
+ * Windows it is `__declspec(dllexport)` while the DLL is built (and in the
+ * white-box tests, which link the library's objects) and
+ * `__declspec(dllimport)` for its users.
+ */
+#if defined(_WIN32) || defined(__CYGWIN__)
+#ifdef MESHREMOTE_COMPILATION
+#define MESH_REMOTE_API __declspec(dllexport)
+#else
+#define MESH_REMOTE_API __declspec(dllimport)
+#endif
+#else
 #define MESH_REMOTE_API __attribute__((visibility("default")))
+#endif
 
 /**
  * MeshUuid:
@@ -54,7 +70,7 @@ typedef MeshUuid MeshNodeId;
 /** MeshPortId: a port's id. */
 typedef MeshUuid MeshPortId;
 
-/** mesh_uuid_generate: fills @ret from getrandom(2). */
+/** mesh_uuid_generate: fills @ret from the OS random source (getrandom(2); Windows: BCryptGenRandom()). */
 MESH_REMOTE_API void mesh_uuid_generate(MeshUuid *ret);
 
 /** mesh_uuid_is_zero: Returns: whether all 16 bytes are zero. */

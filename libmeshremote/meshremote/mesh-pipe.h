@@ -98,6 +98,7 @@ MESH_REMOTE_API void mesh_read_pipe_set_callback(MeshReadPipe *pipe, GMainContex
 						 MeshReadPipeFunc func, gpointer user_data,
 						 GDestroyNotify notify);
 
+#ifndef G_OS_WIN32
 /**
  * mesh_read_pipe_get_fd:
  * @pipe: a reading end
@@ -107,6 +108,21 @@ MESH_REMOTE_API void mesh_read_pipe_set_callback(MeshReadPipe *pipe, GMainContex
  * the end is freed or moved; or a negative errno.
  */
 MESH_REMOTE_API int mesh_read_pipe_get_fd(MeshReadPipe *pipe);
+#else
+/**
+ * mesh_read_pipe_get_handle:
+ * @pipe: a reading end
+ *
+ * Windows only: the counterpart of mesh_read_pipe_get_fd(), which
+ * Windows does not have.
+ *
+ * Returns: (transfer none): a manual-reset event HANDLE (not inheritable,
+ * made on the first call) that is signalled when the fd would poll
+ * readable, for WaitForMultipleObjects() and loops other than GLib's; it
+ * lives as long as the fd would. NULL if it cannot be made.
+ */
+MESH_REMOTE_API MeshOsHandle mesh_read_pipe_get_handle(MeshReadPipe *pipe);
+#endif
 
 /** mesh_read_pipe_free: closes the reading end: writes fail with MESH_ERROR_CLOSED. NULL-safe. */
 MESH_REMOTE_API void mesh_read_pipe_free(MeshReadPipe *pipe);
@@ -196,6 +212,7 @@ MESH_REMOTE_API void mesh_write_pipe_set_callback(MeshWritePipe *pipe, GMainCont
 						  MeshWritePipeFunc func, gpointer user_data,
 						  GDestroyNotify notify);
 
+#ifndef G_OS_WIN32
 /**
  * mesh_write_pipe_get_fd:
  * @pipe: a writing end
@@ -205,6 +222,21 @@ MESH_REMOTE_API void mesh_write_pipe_set_callback(MeshWritePipe *pipe, GMainCont
  * negative errno.
  */
 MESH_REMOTE_API int mesh_write_pipe_get_fd(MeshWritePipe *pipe);
+#else
+/**
+ * mesh_write_pipe_get_handle:
+ * @pipe: a writing end
+ *
+ * Windows only: the counterpart of mesh_write_pipe_get_fd(), which
+ * Windows does not have.
+ *
+ * Returns: (transfer none): a manual-reset event HANDLE (not inheritable,
+ * made on the first call) that is signalled when the fd would poll
+ * readable, for WaitForMultipleObjects() and loops other than GLib's; it
+ * lives as long as the fd would. NULL if it cannot be made.
+ */
+MESH_REMOTE_API MeshOsHandle mesh_write_pipe_get_handle(MeshWritePipe *pipe);
+#endif
 
 /** mesh_write_pipe_free: closes the writing end: the reader reads the rest, then 0. NULL-safe. */
 MESH_REMOTE_API void mesh_write_pipe_free(MeshWritePipe *pipe);

@@ -45,9 +45,8 @@ G_BEGIN_DECLS
 /**
  * MeshOsHandle:
  *
- * An OS resource a message carries: a file descriptor on Unix (a HANDLE on
- * Windows, where the library is not built yet). MESH_OS_HANDLE_INVALID is
- * none.
+ * An OS resource a message carries: a file descriptor on Unix, a HANDLE on
+ * Windows. MESH_OS_HANDLE_INVALID is none.
  */
 #ifdef G_OS_WIN32
 typedef void *MeshOsHandle;

@@ -4,14 +4,31 @@
  * process and across nodes joined by the in-memory transport, plus the
  * channel payload bytes on the wire (reference 3.9), threads and callbacks.
  */
-#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#ifdef _WIN32
+#include <fcntl.h>
+#include <io.h>
+#else
+#include <poll.h>
+#endif
 
 #include "test-channel.pb-c.h"
 #include "test-net.h"
+
+#ifdef G_OS_WIN32
+/* Windows (under Wine): fds are C runtime descriptors, not inherited. */
+#define pipe2(fds, flags) _pipe(fds, 4096, _O_BINARY | _O_NOINHERIT)
+#define dup_cloexec(fd) _dup(fd)
+#define DEV_NULL "NUL"
+#define O_CLOEXEC _O_NOINHERIT
+#define alarm(seconds) ((void)0) /* no SIGALRM: the test's timeout bounds a hang */
+#else
+#define DEV_NULL "/dev/null"
+#define dup_cloexec(fd) fcntl(fd, F_DUPFD_CLOEXEC, 3)
+#endif
 
 #define WAIT_US (10 * G_USEC_PER_SEC) /* a bound for every blocking wait */
 
@@ -88,6 +105,27 @@ static MeshPort *with_port_steal(ProtobufCMessage *m)
 	return port;
 }
 
+#ifdef G_OS_WIN32
+static bool fd_is_open(int fd)
+{
+	return _get_osfhandle(fd) != (intptr_t)INVALID_HANDLE_VALUE;
+}
+
+/* Windows: a receiver's pollable object is an event HANDLE, signalled when ready. */
+static bool fd_readable(MeshOsHandle h)
+{
+	return WaitForSingleObject(h, 0) == WAIT_OBJECT_0;
+}
+
+/* Whether fds @a and @b are the same pipe end (CompareObjectHandles: Windows 10's kernelbase). */
+static bool same_file(int a, int b)
+{
+	BOOL(WINAPI * compare)(HANDLE, HANDLE) = (BOOL(WINAPI *)(HANDLE, HANDLE))(void *)GetProcAddress(
+		GetModuleHandleW(L"kernelbase.dll"), "CompareObjectHandles");
+	ck_assert_msg(compare != NULL, "no CompareObjectHandles");
+	return compare((HANDLE)_get_osfhandle(a), (HANDLE)_get_osfhandle(b));
+}
+#else
 static bool fd_is_open(int fd)
 {
 	return fcntl(fd, F_GETFD) >= 0;
@@ -98,6 +136,15 @@ static bool fd_readable(int fd)
 	struct pollfd p = {.fd = fd, .events = POLLIN};
 	return poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
 }
+
+static bool same_file(int a, int b)
+{
+	struct stat sa, sb;
+	ck_assert_int_eq(fstat(a, &sa), 0);
+	ck_assert_int_eq(fstat(b, &sb), 0);
+	return sa.st_ino == sb.st_ino && sa.st_dev == sb.st_dev;
+}
+#endif
 
 static void assert_bytes(const uint8_t *data, size_t size, const char *hex)
 {
@@ -500,22 +547,19 @@ START_TEST(test_send_fd)
 	MeshReceiver *r;
 	ProtobufCMessage *m = NULL;
 	int fds[2];
-	struct stat a, b;
 
 	ck_assert_int_eq(pipe2(fds, O_CLOEXEC), 0);
 	mesh_channel_new(&chantest__with_fd__descriptor, &s, &r);
 	Chantest__WithFd *out = malloc(sizeof(*out));
 	chantest__with_fd__init(out);
 	out->name = strdup("pipe");
-	out->fd = mesh_payload_fd_new_take(fcntl(fds[1], F_DUPFD_CLOEXEC, 3));
+	out->fd = mesh_payload_fd_new_take(dup_cloexec(fds[1]));
 	mesh_sender_send(s, &out->base);
 	ck_assert(mesh_receiver_recv(r, 0, &m, NULL));
 	int got = mesh_payload_fd_steal(((Chantest__WithFd *)m)->fd);
 	mesh_payload_message_free(m);
 	ck_assert_int_ge(got, 0);
-	ck_assert_int_eq(fstat(got, &a), 0);
-	ck_assert_int_eq(fstat(fds[1], &b), 0);
-	ck_assert(a.st_ino == b.st_ino && a.st_dev == b.st_dev);
+	ck_assert(same_file(got, fds[1]));
 	ck_assert_int_eq(write(got, "x", 1), 1);
 	char c = 0;
 	ck_assert_int_eq(read(fds[0], &c, 1), 1);
@@ -978,10 +1022,21 @@ START_TEST(test_poll_fd)
 	MeshReceiver *r;
 
 	mesh_channel_new(&chantest__text__descriptor, &s, &r);
+#ifdef G_OS_WIN32
+	/* Windows: a manual-reset event, not inheritable. */
+	MeshOsHandle fd = mesh_receiver_get_handle(r);
+	DWORD flags;
+	ck_assert(fd != NULL);
+	ck_assert(mesh_receiver_get_handle(r) == fd);
+	ck_assert(GetHandleInformation(fd, &flags));
+	ck_assert_uint_eq(flags & HANDLE_FLAG_INHERIT, 0);
+#define mesh_receiver_get_fd mesh_receiver_get_handle
+#else
 	int fd = mesh_receiver_get_fd(r);
 	ck_assert_int_ge(fd, 0);
 	ck_assert_int_eq(mesh_receiver_get_fd(r), fd);
 	ck_assert_int_eq(fcntl(fd, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
+#endif
 	ck_assert(!fd_readable(fd));
 	send_text(s, "one");
 	send_text(s, "two");
@@ -1004,6 +1059,7 @@ START_TEST(test_poll_fd)
 	ck_assert(!fd_readable(fd));
 	mesh_sender_free(s);
 	mesh_receiver_free(r);
+#undef mesh_receiver_get_fd
 }
 END_TEST
 
@@ -1712,7 +1768,7 @@ START_TEST(test_rpc_bytes)
 	/* An input with an fd: wire type 6 with its resource count. */
 	Chantest__WithFd *wf = malloc(sizeof(*wf));
 	chantest__with_fd__init(wf);
-	wf->fd = mesh_payload_fd_new_take(open("/dev/null", O_RDONLY | O_CLOEXEC));
+	wf->fd = mesh_payload_fd_new_take(open(DEV_NULL, O_RDONLY | O_CLOEXEC));
 	mesh_rpc_call(s, &wf->base, &chantest__sum__descriptor, 0, &reply, NULL);
 	ck_assert(mesh_receiver_recv_message(r, 0, &m, NULL));
 	data = mesh_message_get_data(m, &size);
@@ -1861,9 +1917,8 @@ START_TEST(test_net_fd_and_corruption)
 	ProtobufCMessage *m = NULL;
 	GError *error = NULL;
 	int fds[2];
-	struct stat a, b;
 
-	/* An fd through a channel across nodes: the same pipe. */
+	/* An fd through a channel across nodes (Windows: a HANDLE between them): the same pipe. */
 	test_net_port_pair(net, 0, 1, &p0, &p1);
 	MeshSender *s = mesh_sender_from_port(p1, &chantest__with_fd__descriptor);
 	MeshReceiver *r = mesh_receiver_from_port(p0, &chantest__with_fd__descriptor);
@@ -1877,9 +1932,13 @@ START_TEST(test_net_fd_and_corruption)
 	ck_assert(mesh_receiver_recv(r, 0, &m, NULL));
 	int got = mesh_payload_fd_steal(((Chantest__WithFd *)m)->fd);
 	mesh_payload_message_free(m);
+	ck_assert_int_ge(got, 0);
+#ifndef G_OS_WIN32
+	struct stat a, b;
 	ck_assert_int_eq(fstat(got, &a), 0);
 	ck_assert_int_eq(fstat(fds[0], &b), 0);
 	ck_assert(a.st_dev == b.st_dev); /* the pipe's two ends share a device */
+#endif
 	ck_assert_int_eq(write(got, "y", 1), 1);
 	char c = 0;
 	ck_assert_int_eq(read(fds[0], &c, 1), 1);
@@ -2077,7 +2136,7 @@ START_TEST(test_net_rpc_and_oneshot)
 	/* An input holding an fd: wire type 6 inside wire type 6. */
 	Chantest__WithFd *wf = malloc(sizeof(*wf));
 	chantest__with_fd__init(wf);
-	wf->fd = mesh_payload_fd_new_take(open("/dev/null", O_RDONLY | O_CLOEXEC));
+	wf->fd = mesh_payload_fd_new_take(open(DEV_NULL, O_RDONLY | O_CLOEXEC));
 	ck_assert(!mesh_rpc_call(s, &wf->base, &chantest__sum__descriptor, 0, &reply, NULL));
 	assert_next_payload(net, "0e 02 05 0e 01 01 17 17", 2);
 	test_net_pump(net);

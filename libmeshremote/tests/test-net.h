@@ -9,9 +9,14 @@
 #pragma once
 
 #include <check.h>
+#ifdef _WIN32
+#include <windows.h>
+#else
 #include <fcntl.h>
 #include <unistd.h>
+#endif
 
+#include "os-private.h"
 #include "remote-private.h"
 
 #define TEST_NET_MAX 4
@@ -27,7 +32,7 @@ typedef struct {
 	guint from, to;
 	uint8_t *data;
 	size_t size;
-	int *fds;
+	MeshOsHandle *fds;
 	size_t n_fds;
 } TestPacket;
 
@@ -43,8 +48,23 @@ struct TestNet {
 	gboolean upstream; /* the nodes speak no C extension */
 };
 
+/* A duplicate the packet owns, as a transport keeps what it sends. */
+static inline MeshOsHandle test_os_dup(MeshOsHandle h)
+{
+#ifdef G_OS_WIN32
+	HANDLE dup = NULL;
+	ck_assert(DuplicateHandle(GetCurrentProcess(), h, GetCurrentProcess(), &dup, 0, FALSE,
+				  DUPLICATE_SAME_ACCESS));
+	return dup;
+#else
+	int dup = fcntl(h, F_DUPFD_CLOEXEC, 3);
+	ck_assert_int_ge(dup, 0);
+	return dup;
+#endif
+}
+
 static void test_link_send(void *user_data, const struct iovec *iov, size_t n_iov,
-			   const int *fds, size_t n_fds)
+			   const MeshOsHandle *fds, size_t n_fds)
 {
 	TestLink *link = user_data;
 	TestPacket *pk = g_new0(TestPacket, 1);
@@ -58,11 +78,9 @@ static void test_link_send(void *user_data, const struct iovec *iov, size_t n_io
 		memcpy(pk->data + off, iov[i].iov_base, iov[i].iov_len);
 		off += iov[i].iov_len;
 	}
-	pk->fds = g_new(int, n_fds ? n_fds : 1);
-	for (size_t i = 0; i < n_fds; i++) {
-		pk->fds[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
-		ck_assert_int_ge(pk->fds[i], 0);
-	}
+	pk->fds = g_new(MeshOsHandle, n_fds ? n_fds : 1);
+	for (size_t i = 0; i < n_fds; i++)
+		pk->fds[i] = test_os_dup(fds[i]);
 	pk->n_fds = n_fds;
 	g_mutex_lock(&link->net->lock);
 	g_ptr_array_add(link->net->packets, pk);
@@ -77,8 +95,7 @@ static const MeshEventSink test_link_sink = {
 static void test_packet_free(TestPacket *pk)
 {
 	for (size_t i = 0; i < pk->n_fds; i++)
-		if (pk->fds[i] >= 0)
-			close(pk->fds[i]);
+		os_handle_close(pk->fds[i]);
 	g_free(pk->fds);
 	g_free(pk->data);
 	g_free(pk);

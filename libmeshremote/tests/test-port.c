@@ -6,9 +6,43 @@
  */
 #include <stdio.h>
 #include <sys/stat.h>
+#ifdef _WIN32
+#include <fcntl.h>
+#include <io.h>
+#endif
 
 #include "log-count.h"
 #include "test-net.h"
+
+#ifdef G_OS_WIN32
+/* Windows (under Wine): fds are C runtime descriptors, OS resources HANDLEs. */
+#define pipe2(fds, flags) _pipe(fds, 4096, _O_BINARY | _O_NOINHERIT)
+
+static gboolean fd_is_open(int fd)
+{
+	return _get_osfhandle(fd) != (intptr_t)INVALID_HANDLE_VALUE;
+}
+
+/* An OS resource for a node to consume. */
+static MeshOsHandle test_resource_new(void)
+{
+	HANDLE h = CreateEventW(NULL, TRUE, FALSE, NULL);
+	ck_assert(h != NULL);
+	return h;
+}
+#else
+static gboolean fd_is_open(int fd)
+{
+	return fcntl(fd, F_GETFD) >= 0;
+}
+
+static MeshOsHandle test_resource_new(void)
+{
+	int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	ck_assert_int_ge(fd, 0);
+	return fd;
+}
+#endif
 
 static guint32 test_seed; /* 0: in order; otherwise reorder with this seed */
 
@@ -1070,8 +1104,8 @@ START_TEST(test_named_nodes_bounded)
 }
 END_TEST
 
-static void discard_send(void *user_data, const struct iovec *iov, size_t n_iov, const int *fds,
-			 size_t n_fds)
+static void discard_send(void *user_data, const struct iovec *iov, size_t n_iov,
+			 const MeshOsHandle *fds, size_t n_fds)
 {
 	g_atomic_int_inc((gint *)user_data);
 }
@@ -1454,7 +1488,7 @@ START_TEST(test_fd_across_nodes)
 	ck_assert_int_ge(mesh_message_add_fd_take(msg, pipefd[1]), 0);
 	port_send(p1, msg, FALSE);
 	test_net_pump(net);
-	ck_assert_int_eq(fcntl(pipefd[1], F_GETFD), -1); /* moved out, closed here */
+	ck_assert(!fd_is_open(pipefd[1])); /* moved out, closed here */
 
 	msg = NULL;
 	ck_assert_int_eq(port_try_recv(p2, &msg, NULL), PORT_RECV_MESSAGE);
@@ -1481,16 +1515,16 @@ START_TEST(test_hostile_events)
 	MeshNode *node = net->nodes[1];
 	const MeshNodeId *from = mesh_node_get_id(net->nodes[0]);
 	uint8_t buf[256] = {0};
-	int fds[2];
+	MeshOsHandle fds[2];
 
 	/* Garbage, truncations, a bad type, fds without resources, an unknown port. */
 	for (size_t size = 0; size < sizeof(buf); size += 7) {
 		for (int i = 0; i < 2; i++)
-			fds[i] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+			fds[i] = test_resource_new();
 		memset(buf, (int)size, sizeof(buf));
 		mesh_node_receive_event(node, from, buf, size, fds, 2);
-		ck_assert_int_eq(fcntl(fds[0], F_GETFD), -1);
-		ck_assert_int_eq(fcntl(fds[1], F_GETFD), -1);
+		ck_assert(!os_handle_is_open(fds[0]));
+		ck_assert(!os_handle_is_open(fds[1]));
 	}
 	/* A message naming an fd it does not carry. */
 	MeshEventHeader h = {.type = MESH_EVENT_MESSAGE, .flags = MESH_EVENT_FLAG_MESSAGE,
@@ -1750,6 +1784,105 @@ START_TEST(test_connector)
 }
 END_TEST
 
+#ifdef G_OS_WIN32
+/*
+ * Windows: OS resources travel between nodes as HANDLEs. An event (which no
+ * C runtime descriptor can hold) goes across nodes and arrives as a usable
+ * duplicate; a descriptor's handle leaves as a duplicate (the descriptor is
+ * closed at the sender) and comes back as a descriptor from
+ * mesh_message_steal_fd(); an invalid handle is refused at once.
+ */
+START_TEST(test_handles_across_nodes)
+{
+	TestNet *net = test_net_new(2, test_seed);
+	MeshPort *p1, *p2;
+	test_net_port_pair(net, 0, 1, &p1, &p2);
+	HANDLE ev = CreateEventW(NULL, TRUE, FALSE, NULL);
+	int pipefd[2];
+	ck_assert(ev != NULL);
+	ck_assert_int_eq(_pipe(pipefd, 4096, _O_BINARY | _O_NOINHERIT), 0);
+
+	MeshMessage *msg = mesh_message_new("h", 1);
+	ck_assert_int_eq(mesh_message_add_handle_take(msg, NULL), -EBADF);
+	ck_assert_int_eq(mesh_message_add_handle_take(msg, INVALID_HANDLE_VALUE), -EBADF);
+	ck_assert_int_eq(mesh_message_add_handle(msg, ev), 0);  /* a duplicate */
+	ck_assert_int_eq(mesh_message_add_fd_take(msg, pipefd[1]), 1);
+	ck_assert_int_eq(mesh_message_add_handle_take(msg, CreateEventW(NULL, TRUE, TRUE, NULL)), 2);
+	port_send(p1, msg, FALSE);
+	test_net_pump(net);
+	ck_assert(!fd_is_open(pipefd[1])); /* its handle left as a duplicate */
+
+	msg = NULL;
+	ck_assert_int_eq(port_try_recv(p2, &msg, NULL), PORT_RECV_MESSAGE);
+	ck_assert_uint_eq(mesh_message_get_n_resources(msg), 3);
+	/* An event is no file: no descriptor for it, and the entry stays. */
+	ck_assert_int_eq(mesh_message_steal_fd(msg, 0), -EINVAL);
+	HANDLE got = mesh_message_steal_handle(msg, 0);
+	ck_assert(got != NULL && got != ev);
+	ck_assert(mesh_message_steal_handle(msg, 0) == NULL); /* stolen already */
+	DWORD flags;
+	ck_assert(GetHandleInformation(got, &flags));
+	ck_assert_uint_eq(flags & HANDLE_FLAG_INHERIT, 0);
+	ck_assert_uint_eq(WaitForSingleObject(ev, 0), WAIT_TIMEOUT);
+	ck_assert(SetEvent(got)); /* the same event */
+	ck_assert_uint_eq(WaitForSingleObject(ev, 0), WAIT_OBJECT_0);
+	CloseHandle(got);
+
+	int w = mesh_message_steal_fd(msg, 1); /* the pipe's handle, as a descriptor */
+	ck_assert_int_ge(w, 0);
+	ck_assert_int_eq(write(w, "x", 1), 1);
+	char c = 0;
+	ck_assert_int_eq(read(pipefd[0], &c, 1), 1);
+	ck_assert_int_eq(c, 'x');
+	close(w);
+	close(pipefd[0]);
+
+	HANDLE set = mesh_message_steal_handle(msg, 2);
+	ck_assert_uint_eq(WaitForSingleObject(set, 0), WAIT_OBJECT_0);
+	CloseHandle(set);
+	mesh_message_free(msg);
+	CloseHandle(ev);
+	mesh_port_close(p1);
+	mesh_port_close(p2);
+	test_net_free(net);
+}
+END_TEST
+
+/* Windows: a cancel context's handle is a waitable timer, signalled once the
+ * deadline passed or at the cancel. */
+START_TEST(test_cancel_handle)
+{
+	MeshCancel *cancel = NULL;
+	MeshCancelContext *root = mesh_cancel_context_new();
+	MeshCancelContext *ctx = mesh_cancel_context_with_cancel(root, &cancel);
+	HANDLE h = mesh_cancel_context_get_handle(ctx);
+	ck_assert(h != NULL);
+	ck_assert(mesh_cancel_context_get_handle(ctx) == h);
+	ck_assert_uint_eq(WaitForSingleObject(h, 0), WAIT_TIMEOUT);
+	mesh_cancel_cancel(cancel);
+	ck_assert_uint_eq(WaitForSingleObject(h, 10000), WAIT_OBJECT_0);
+	mesh_cancel_free(cancel);
+	mesh_cancel_context_free(ctx);
+
+	/* A deadline 50 ms away (monotonic), one long passed (wall clock only). */
+	MeshCancelContext *soon = mesh_cancel_context_with_timeout(root, 50 * 1000);
+	h = mesh_cancel_context_get_handle(soon);
+	ck_assert_uint_eq(WaitForSingleObject(h, 10000), WAIT_OBJECT_0);
+	MeshCancelReason reason = MESH_CANCEL_REASON_NONE;
+	ck_assert(mesh_cancel_context_is_cancelled(soon, &reason));
+	ck_assert_int_eq(reason, MESH_CANCEL_REASON_DEADLINE_EXCEEDED);
+	mesh_cancel_context_free(soon);
+
+	MeshDeadline past = {.wall_sec = 1000};
+	MeshCancelContext *late = mesh_cancel_context_with_deadline(root, &past);
+	ck_assert_uint_eq(WaitForSingleObject(mesh_cancel_context_get_handle(late), 10000),
+			  WAIT_OBJECT_0);
+	mesh_cancel_context_free(late);
+	mesh_cancel_context_free(root);
+}
+END_TEST
+#endif
+
 static void add_moving_tests(TCase *tc)
 {
 	tcase_add_test(tc, test_remote);
@@ -1811,6 +1944,13 @@ int main(void)
 	tcase_add_test(tc, test_bridge_node_crashes);
 	tcase_add_test(tc, test_ports_lost_with_failure);
 	suite_add_tcase(s, tc);
+
+#ifdef G_OS_WIN32
+	TCase *win = tcase_create("win32");
+	tcase_add_test(win, test_handles_across_nodes);
+	tcase_add_test(win, test_cancel_handle);
+	suite_add_tcase(s, win);
+#endif
 
 	/* The same scenarios with the transport delivering in random order. */
 	TCase *reorder = tcase_create("reorder");
