@@ -44,6 +44,25 @@ typedef struct MeshUnixNode MeshUnixNode;
 #define MESH_UNIX_MAX_FDS_PER_PACKET 64
 
 /**
+ * MESH_UNIX_DEFAULT_SEND_LIMIT:
+ *
+ * Bytes queued on one connection (events its peer has not read yet) beyond
+ * which a send waits (64 MiB). See mesh_unix_node_set_send_limit().
+ */
+#define MESH_UNIX_DEFAULT_SEND_LIMIT (64u << 20)
+
+/**
+ * MESH_UNIX_DEFAULT_SEND_TIMEOUT_US:
+ *
+ * How long a send waits for room before the connection fails (30 s). See
+ * mesh_unix_node_set_send_limit().
+ */
+#define MESH_UNIX_DEFAULT_SEND_TIMEOUT_US (30 * G_USEC_PER_SEC)
+
+/** MESH_UNIX_MIN_SEND_LIMIT: the smallest limit mesh_unix_node_set_send_limit() takes (64 KiB). */
+#define MESH_UNIX_MIN_SEND_LIMIT (64u * 1024)
+
+/**
  * mesh_unix_node_new:
  * @node: (transfer none): the node this transport serves (referenced)
  * @context: (nullable): the context to do I/O on; NULL starts a thread with
@@ -319,6 +338,28 @@ typedef char *(*MeshPeerDescribeFunc)(const MeshNodeId *peer, gpointer user_data
 MESH_REMOTE_API void mesh_unix_node_set_peer_describer(MeshUnixNode *unode,
 						       MeshPeerDescribeFunc func,
 						       gpointer user_data);
+
+/**
+ * mesh_unix_node_set_send_limit:
+ * @unode: a node
+ * @max_queued: bytes one connection may hold for a peer that does not read
+ *     (raised to MESH_UNIX_MIN_SEND_LIMIT)
+ * @timeout_us: how long a send waits for room; 0: it does not wait
+ *
+ * Bounds what a peer that stops reading (stopped, hung, hostile) can make
+ * this process hold. Events that the socket does not take at once are
+ * queued; while @max_queued bytes or more are queued on a connection, a send
+ * on another thread than the one running the node's I/O waits until the
+ * queue goes below it, up to @timeout_us; then the connection fails, its
+ * peer's ports with "peer not reading: N bytes queued (limit M)". A send on
+ * the thread that runs the I/O never waits: it queues up to twice
+ * @max_queued, then fails the connection the same way. Small events in the
+ * shared-memory ring and the pool's buffers are bounded on their own.
+ * Defaults: MESH_UNIX_DEFAULT_SEND_LIMIT, MESH_UNIX_DEFAULT_SEND_TIMEOUT_US.
+ * Any thread.
+ */
+MESH_REMOTE_API void mesh_unix_node_set_send_limit(MeshUnixNode *unode, gsize max_queued,
+						   gint64 timeout_us);
 
 /**
  * mesh_unix_node_shutdown:

@@ -854,6 +854,57 @@ START_TEST(test_streak)
 END_TEST
 
 /*
+ * A peer that does not read: once the connection holds the send limit, a
+ * send waits for room, then the connection fails "peer not reading",
+ * naming it; what this process holds for it stays bounded (the queue grew
+ * without bound).
+ */
+START_TEST(test_send_limit_stalled)
+{
+	enum { N = 4000 };
+	Rig *r = rig_new_full(FLOOD_SNDBUF);
+	expect_hello(r, HELLO_ALL);
+	mesh_unix_node_set_send_limit(r->unode, MESH_UNIX_MIN_SEND_LIMIT, 100 * 1000);
+	/* 800 KB: far more than the socket's buffer and the limit together. */
+	for (guint i = 1; i <= N; i++) {
+		char text[FLOOD_MESSAGE];
+		size_t len = numbered_text(text, i, FLOOD_MESSAGE);
+		if (!port_send(r->port, mesh_message_new(text, len), FALSE))
+			break; /* the port failed meanwhile */
+	}
+	expect_failure(r, "peer not reading");
+	rig_free(r);
+}
+END_TEST
+
+/* A peer that reads, slower than the sender: the sender waits, nothing is lost or reordered. */
+START_TEST(test_send_limit_reader)
+{
+	enum { N = 4000 };
+	Rig *r = rig_new_full(FLOOD_SNDBUF);
+	expect_hello(r, HELLO_ALL);
+	mesh_unix_node_set_send_limit(r->unode, MESH_UNIX_MIN_SEND_LIMIT, 30 * G_USEC_PER_SEC);
+	Reader rd = {
+		.sock = r->sock,
+		.want = N,
+		.deadline = g_get_monotonic_time() + (gint64)wait_ms() * 1000,
+		.packets = g_ptr_array_new_with_free_func(packet_free),
+	};
+	GThread *reader = g_thread_new("fake-node-reader", reader_run, &rd);
+	node_send_numbered(r, 1, N, FLOOD_MESSAGE);
+	g_thread_join(reader);
+	GArray *seqs = g_array_new(FALSE, FALSE, sizeof(guint64));
+	for (guint i = 0; i < rd.packets->len; i++)
+		collect_numbered(r, rd.packets->pdata[i], seqs);
+	check_seqs(seqs, N);
+	g_array_unref(seqs);
+	g_ptr_array_unref(rd.packets);
+	ck_assert_ptr_null(g_async_queue_try_pop(r->inbox->queue)); /* no failure */
+	rig_free(r);
+}
+END_TEST
+
+/*
  * A rig whose connection comes from an invitation (the node leads, the
  * fake node is the joiner): the invitation carries the leader's
  * extensions, the leader says no hello, and its first packet, the
@@ -2346,6 +2397,8 @@ int main(int argc, char **argv)
 	tcase_add_loop_test(tc, test_ring_hostile, 0, BAD_RING_HEAD + 1);
 	tcase_add_test(tc, test_ring_idle);
 	tcase_add_test(tc, test_blocked_receiver_idle);
+	tcase_add_test(tc, test_send_limit_stalled);
+	tcase_add_test(tc, test_send_limit_reader);
 	tcase_add_test(tc, test_ring_garbage_event);
 	tcase_add_test(tc, test_switches);
 	suite_add_tcase(s, tc);

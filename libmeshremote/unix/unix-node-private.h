@@ -23,6 +23,9 @@ struct MeshUnixNode {
 	MeshIoHook *context_hook; /* on a caller's context: iterates it for blocked receives */
 	GMutex lock;
 	GCond cond;
+	/* mesh_unix_node_set_send_limit(); read by senders under a connection's lock */
+	size_t send_limit;
+	gint64 send_timeout_us;
 	GPtrArray *conns; /* UnixConn * (strong) */
 	UnixRx *rx;       /* receive buffers, made by the first dispatch; the context owner's */
 

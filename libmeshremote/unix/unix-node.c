@@ -71,7 +71,14 @@ typedef struct {
 	size_t body_size;
 	int fds[MESH_UNIX_MAX_FDS_PER_PACKET]; /* owned */
 	size_t n_fds;
+	size_t large_size; /* a large event's size (its memfd is fds[0]) */
 } OutPacket;
+
+/* What a queued packet holds, for the connection's send limit. */
+static size_t out_packet_cost(const OutPacket *pk)
+{
+	return pk->body_size + pk->large_size;
+}
 
 typedef struct UnixConn UnixConn;
 
@@ -83,6 +90,9 @@ struct UnixConn {
 	int fd;
 	GMutex lock; /* the send side and the fd's life */
 	GQueue pending;
+	size_t pending_bytes; /* out_packet_cost() of the queue */
+	GCond room;           /* senders that wait for pending_bytes to go below the limit */
+	guint room_waiters;
 	gboolean write_wanted; /* the I/O context watches for POLLOUT */
 	gboolean send_closed;  /* no more sends: flush, then SHUT_WR */
 	gboolean write_shut;
@@ -144,6 +154,7 @@ static void conn_unref(UnixConn *c)
 	unix_rx_pool_free(c->rx_pool);
 	unix_tx_ring_free(c->tx_ring);
 	unix_rx_ring_free(c->rx_ring);
+	g_cond_clear(&c->room);
 	g_mutex_clear(&c->lock);
 	g_free(c);
 }
@@ -214,6 +225,7 @@ static void conn_break_locked(UnixConn *c, const char *reason)
 	if (c->broken || c->ended)
 		return;
 	c->broken = TRUE;
+	g_cond_broadcast(&c->room); /* nothing will be sent: waiting senders give up */
 	conn_end_async(c, reason);
 }
 
@@ -234,9 +246,15 @@ static void conn_flush_locked(UnixConn *c)
 	while (!c->ended && !c->broken && (pk = g_queue_pop_head(&c->pending))) {
 		g_mutex_unlock(&c->lock);
 		int r = packet_send(c->fd, pk->header, pk->body, pk->body_size, pk->fds, pk->n_fds);
+		size_t cost = out_packet_cost(pk);
 		if (r != -EAGAIN)
 			out_packet_free(pk);
 		g_mutex_lock(&c->lock);
+		if (r != -EAGAIN) {
+			c->pending_bytes -= MIN(cost, c->pending_bytes);
+			if (c->room_waiters && c->pending_bytes < c->owner->send_limit)
+				g_cond_broadcast(&c->room);
+		}
 		if (r == -EAGAIN) {
 			g_queue_push_head(&c->pending, pk);
 			break;
@@ -298,6 +316,7 @@ static void schedule_write(UnixConn *c)
 static void conn_enqueue_unlock(UnixConn *c, OutPacket *pk)
 {
 	g_queue_push_tail(&c->pending, pk);
+	c->pending_bytes += out_packet_cost(pk);
 	gboolean schedule = !c->write_wanted;
 	c->write_wanted = TRUE;
 	g_mutex_unlock(&c->lock);
@@ -621,6 +640,40 @@ static gboolean ring_wake_cb(gpointer data)
 }
 
 /* MeshEventSink.send: on the caller's thread; the event is the concatenation of @iov. */
+/*
+ * The queue holds the send limit or more (a peer that does not read):
+ * waits for room, up to the node's send timeout. A thread that runs the I/O
+ * context (the I/O thread, a borrower, a dispatch on a caller's context)
+ * never waits, since it is the one that writes the queue out: it may queue
+ * up to twice the limit. On a caller's context that nobody runs, a thread
+ * that may run it iterates it meanwhile. FALSE: no room (the connection is
+ * then to break), TRUE also when it ended meanwhile. Locked.
+ */
+static gboolean conn_wait_room_locked(UnixConn *c)
+{
+	MeshUnixNode *u = c->owner;
+
+	if (g_main_context_is_owner(u->context))
+		return c->pending_bytes < 2 * u->send_limit;
+	if (u->send_timeout_us <= 0)
+		return FALSE;
+	gint64 deadline = g_get_monotonic_time() + u->send_timeout_us;
+	gboolean in_time = TRUE;
+	while (in_time && c->pending_bytes >= u->send_limit && !c->ended && !c->broken) {
+		if (!u->io && u->context_hook && mesh_io_hook_acquire_context(u->context_hook)) {
+			g_mutex_unlock(&c->lock);
+			in_time = !mesh_main_context_iterate_until(u->context, deadline);
+			g_main_context_release(u->context);
+			g_mutex_lock(&c->lock);
+			continue;
+		}
+		c->room_waiters++;
+		in_time = g_cond_wait_until(&c->room, &c->lock, deadline);
+		c->room_waiters--;
+	}
+	return c->pending_bytes < u->send_limit || c->ended || c->broken;
+}
+
 static void sink_send(void *user_data, const struct iovec *iov, size_t n_iov, const int *fds,
 		      size_t n_fds)
 {
@@ -735,22 +788,37 @@ static void sink_send(void *user_data, const struct iovec *iov, size_t n_iov, co
 			return;
 		}
 	}
+	if (c->pending_bytes >= c->owner->send_limit && !conn_wait_room_locked(c)) {
+		char *why = g_strdup_printf("peer not reading: %zu bytes queued (limit %zu)",
+					    c->pending_bytes, c->owner->send_limit);
+		conn_break_locked(c, why);
+		g_free(why);
+	}
+	if (c->ended || c->broken) {
+		g_mutex_unlock(&c->lock);
+		if (memfd >= 0)
+			close(memfd);
+		return;
+	}
 	conn_stamp_locked(c, header);
 	gboolean streaming = c->peer_batches && small &&
 			     g_atomic_int_add(&c->streak, 1) >= STREAM_STREAK;
 	if (c->pending.length == 0 && !c->flushing && !streaming)
 		r = packet_sendv(c->fd, header, iov, n_iov, all_fds, total_fds);
 	OutPacket *tail_pk = g_queue_peek_tail(&c->pending);
+	size_t tail_cost = tail_pk ? out_packet_cost(tail_pk) : 0;
 	if (r == -EAGAIN && small && c->peer_batches && tail_pk &&
 	    memcmp(tail_pk->header + 4, header + 4, 4) == 0 &&
 	    out_packet_append(tail_pk, iov, n_iov, size, fds, n_fds)) {
 		/* Under load: one packet carries many events (the flush is scheduled). */
+		c->pending_bytes += out_packet_cost(tail_pk) - tail_cost;
 		g_mutex_unlock(&c->lock);
 	} else if (r == -EAGAIN) {
 		/* Queue a copy; the I/O context sends it when the socket drains. */
 		OutPacket *pk = g_new0(OutPacket, 1);
 		memcpy(pk->header, header, PACKET_HEADER_SIZE);
 		size_t body_size = memfd >= 0 ? 0 : size;
+		pk->large_size = memfd >= 0 ? size : 0;
 		pk->body = body_size ? g_malloc(body_size) : NULL;
 		if (body_size)
 			iov_gather(pk->body, iov, n_iov);
@@ -956,6 +1024,7 @@ static void conn_send_locked(UnixConn *c, const uint8_t *header, const uint8_t *
 			pk->n_fds = i + 1;
 		}
 		g_queue_push_tail(&c->pending, pk);
+		c->pending_bytes += out_packet_cost(pk);
 		if (!c->write_wanted) {
 			c->write_wanted = TRUE;
 			/* Never at once: the lock is held. */
@@ -1180,6 +1249,7 @@ static void conn_end(UnixConn *c, const char *reason)
 		return;
 	}
 	c->ended = TRUE;
+	g_cond_broadcast(&c->room);
 	c->confirmed = reason == NULL && c->write_shut;
 	if (!c->write_shut) {
 		shutdown(c->fd, SHUT_WR);
@@ -1497,6 +1567,8 @@ MeshUnixNode *unix_node_new(MeshNode *node, GMainContext *context)
 	u->pending = g_hash_table_new(mesh_uuid_hash, mesh_uuid_equal);
 	g_mutex_init(&u->lock);
 	g_cond_init(&u->cond);
+	u->send_limit = MESH_UNIX_DEFAULT_SEND_LIMIT;
+	u->send_timeout_us = MESH_UNIX_DEFAULT_SEND_TIMEOUT_US;
 	u->conns = g_ptr_array_new();
 	if (context) {
 		/* A thread that blocks in a receive where the context runs iterates it. */
@@ -1550,6 +1622,7 @@ gboolean unix_node_connect_take(MeshUnixNode *u, const MeshNodeId *peer, int fd,
 	c->peer = *peer;
 	c->fd = fd;
 	g_mutex_init(&c->lock);
+	g_cond_init(&c->room);
 	g_queue_init(&c->pending);
 	c->remote = mesh_node_add_remote(u->node, peer);
 
@@ -1879,4 +1952,25 @@ gboolean unix_node_peer_is_c(MeshUnixNode *u, const MeshNodeId *peer)
 	g_mutex_unlock(&found->lock);
 	conn_unref(found);
 	return is_c;
+}
+
+void mesh_unix_node_set_send_limit(MeshUnixNode *u, gsize max_queued, gint64 timeout_us)
+{
+	g_return_if_fail(u != NULL);
+	max_queued = MAX(max_queued, MESH_UNIX_MIN_SEND_LIMIT);
+	/* Under every connection's lock, which is where senders read them. */
+	g_mutex_lock(&u->lock);
+	GPtrArray *conns = g_ptr_array_copy(u->conns, conn_copy, NULL);
+	g_mutex_unlock(&u->lock);
+	for (guint i = 0; i < conns->len; i++)
+		g_mutex_lock(&((UnixConn *)conns->pdata[i])->lock);
+	u->send_limit = max_queued;
+	u->send_timeout_us = timeout_us;
+	for (guint i = 0; i < conns->len; i++) {
+		UnixConn *c = conns->pdata[i];
+		g_cond_broadcast(&c->room); /* a larger limit may make room */
+		g_mutex_unlock(&c->lock);
+		conn_unref(c);
+	}
+	g_ptr_array_unref(conns);
 }
