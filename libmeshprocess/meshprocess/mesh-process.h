@@ -11,7 +11,27 @@
 
 G_BEGIN_DECLS
 
+/*
+ * MESH_PROCESS_API: marks an exported symbol. On Windows,
+ * __declspec(dllexport) while libmeshprocess is built and dllimport for
+ * its users (hidden visibility means nothing to a DLL).
+ */
+#if defined(G_OS_WIN32) && defined(MESHPROCESS_COMPILATION)
+#define MESH_PROCESS_API __declspec(dllexport)
+#elif defined(G_OS_WIN32)
+#define MESH_PROCESS_API __declspec(dllimport)
+#else
 #define MESH_PROCESS_API __attribute__((visibility("default")))
+#endif
+
+#ifdef G_OS_WIN32
+/*
+ * No sandbox on Windows (libpal has none there): the type exists for
+ * mesh_process_config_set_sandbox(), whose profile makes a launch fail
+ * with MESH_PROCESS_ERROR_UNSUPPORTED.
+ */
+typedef struct PalSandbox PalSandbox;
+#endif
 
 /**
  * MeshProcessError:
@@ -25,6 +45,8 @@ G_BEGIN_DECLS
  *     the path already
  * @MESH_PROCESS_ERROR_SHUT_DOWN: the mesh is shut down (mesh_shutdown() was
  *     called): no more launches or listeners
+ * @MESH_PROCESS_ERROR_UNSUPPORTED: not available on this platform (on
+ *     Windows: sandboxes, spare, remote hosts, listen/connect; doc/windows.md)
  *
  * This enum may be extended.
  */
@@ -37,6 +59,7 @@ typedef enum {
 	MESH_PROCESS_ERROR_TIMED_OUT,
 	MESH_PROCESS_ERROR_ADDRESS_IN_USE,
 	MESH_PROCESS_ERROR_SHUT_DOWN,
+	MESH_PROCESS_ERROR_UNSUPPORTED,
 } MeshProcessError;
 
 /** MESH_PROCESS_ERROR: the error domain of libmeshprocess; codes are MeshProcessError. */
