@@ -175,7 +175,7 @@ MESH_PAYLOAD_API MeshPayloadObject *mesh_payload_resources_steal_port(MeshPayloa
  * @res: a list
  * @handle: (transfer full): a HANDLE (not NULL or INVALID_HANDLE_VALUE)
  *
- * Windows only. Consumes @handle, also on failure (CloseHandle()).
+ * Windows only. Consumes @handle, also on failure. (It is then closed.)
  *
  * Returns: the new entry's index, or a negative errno: -EBADF for NULL or
  * INVALID_HANDLE_VALUE, -EINVAL for a NULL @res, -ENOMEM.

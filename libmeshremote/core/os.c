@@ -326,8 +326,8 @@ OsTimer os_timer_new(gboolean realtime, int *ret_errno)
 	return t;
 }
 
-/* 100 ns units between 1601-01-01 (FILETIME) and 1970-01-01. */
-#define FILETIME_UNIX_EPOCH G_GINT64_CONSTANT(116444736000000000)
+/* 1970-01-01 as a FILETIME (100 ns units since 1601-01-01). */
+#define FILETIME_OF_1970 G_GINT64_CONSTANT(116444736000000000)
 
 void os_timer_arm_at(OsTimer t, gboolean realtime, gint64 ns)
 {
@@ -335,7 +335,7 @@ void os_timer_arm_at(OsTimer t, gboolean realtime, gint64 ns)
 
 	if (realtime) {
 		/* Absolute: a FILETIME (positive), which follows the wall clock. */
-		due.QuadPart = FILETIME_UNIX_EPOCH + (ns > 0 ? ns / 100 : 0);
+		due.QuadPart = FILETIME_OF_1970 + (ns > 0 ? ns / 100 : 0);
 		if (due.QuadPart <= 0)
 			due.QuadPart = 1;
 	} else {
@@ -360,7 +360,7 @@ gint64 os_realtime_ns(void)
 {
 	FILETIME ft;
 	GetSystemTimePreciseAsFileTime(&ft);
-	gint64 t = ((gint64)ft.dwHighDateTime << 32 | ft.dwLowDateTime) - FILETIME_UNIX_EPOCH;
+	gint64 t = ((gint64)ft.dwHighDateTime << 32 | ft.dwLowDateTime) - FILETIME_OF_1970;
 	return t * 100;
 }
 

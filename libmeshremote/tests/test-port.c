@@ -1784,6 +1784,105 @@ START_TEST(test_connector)
 }
 END_TEST
 
+#ifdef G_OS_WIN32
+/*
+ * Windows: OS resources travel between nodes as HANDLEs. An event (which no
+ * C runtime descriptor can hold) goes across nodes and arrives as a usable
+ * duplicate; a descriptor's handle leaves as a duplicate (the descriptor is
+ * closed at the sender) and comes back as a descriptor from
+ * mesh_message_steal_fd(); an invalid handle is refused at once.
+ */
+START_TEST(test_handles_across_nodes)
+{
+	TestNet *net = test_net_new(2, test_seed);
+	MeshPort *p1, *p2;
+	test_net_port_pair(net, 0, 1, &p1, &p2);
+	HANDLE ev = CreateEventW(NULL, TRUE, FALSE, NULL);
+	int pipefd[2];
+	ck_assert(ev != NULL);
+	ck_assert_int_eq(_pipe(pipefd, 4096, _O_BINARY | _O_NOINHERIT), 0);
+
+	MeshMessage *msg = mesh_message_new("h", 1);
+	ck_assert_int_eq(mesh_message_add_handle_take(msg, NULL), -EBADF);
+	ck_assert_int_eq(mesh_message_add_handle_take(msg, INVALID_HANDLE_VALUE), -EBADF);
+	ck_assert_int_eq(mesh_message_add_handle(msg, ev), 0);  /* a duplicate */
+	ck_assert_int_eq(mesh_message_add_fd_take(msg, pipefd[1]), 1);
+	ck_assert_int_eq(mesh_message_add_handle_take(msg, CreateEventW(NULL, TRUE, TRUE, NULL)), 2);
+	port_send(p1, msg, FALSE);
+	test_net_pump(net);
+	ck_assert(!fd_is_open(pipefd[1])); /* its handle left as a duplicate */
+
+	msg = NULL;
+	ck_assert_int_eq(port_try_recv(p2, &msg, NULL), PORT_RECV_MESSAGE);
+	ck_assert_uint_eq(mesh_message_get_n_resources(msg), 3);
+	/* An event is no file: no descriptor for it, and the entry stays. */
+	ck_assert_int_eq(mesh_message_steal_fd(msg, 0), -EINVAL);
+	HANDLE got = mesh_message_steal_handle(msg, 0);
+	ck_assert(got != NULL && got != ev);
+	ck_assert(mesh_message_steal_handle(msg, 0) == NULL); /* stolen already */
+	DWORD flags;
+	ck_assert(GetHandleInformation(got, &flags));
+	ck_assert_uint_eq(flags & HANDLE_FLAG_INHERIT, 0);
+	ck_assert_uint_eq(WaitForSingleObject(ev, 0), WAIT_TIMEOUT);
+	ck_assert(SetEvent(got)); /* the same event */
+	ck_assert_uint_eq(WaitForSingleObject(ev, 0), WAIT_OBJECT_0);
+	CloseHandle(got);
+
+	int w = mesh_message_steal_fd(msg, 1); /* the pipe's handle, as a descriptor */
+	ck_assert_int_ge(w, 0);
+	ck_assert_int_eq(write(w, "x", 1), 1);
+	char c = 0;
+	ck_assert_int_eq(read(pipefd[0], &c, 1), 1);
+	ck_assert_int_eq(c, 'x');
+	close(w);
+	close(pipefd[0]);
+
+	HANDLE set = mesh_message_steal_handle(msg, 2);
+	ck_assert_uint_eq(WaitForSingleObject(set, 0), WAIT_OBJECT_0);
+	CloseHandle(set);
+	mesh_message_free(msg);
+	CloseHandle(ev);
+	mesh_port_close(p1);
+	mesh_port_close(p2);
+	test_net_free(net);
+}
+END_TEST
+
+/* Windows: a cancel context's handle is a waitable timer, signalled once the
+ * deadline passed or at the cancel. */
+START_TEST(test_cancel_handle)
+{
+	MeshCancel *cancel = NULL;
+	MeshCancelContext *root = mesh_cancel_context_new();
+	MeshCancelContext *ctx = mesh_cancel_context_with_cancel(root, &cancel);
+	HANDLE h = mesh_cancel_context_get_handle(ctx);
+	ck_assert(h != NULL);
+	ck_assert(mesh_cancel_context_get_handle(ctx) == h);
+	ck_assert_uint_eq(WaitForSingleObject(h, 0), WAIT_TIMEOUT);
+	mesh_cancel_cancel(cancel);
+	ck_assert_uint_eq(WaitForSingleObject(h, 10000), WAIT_OBJECT_0);
+	mesh_cancel_free(cancel);
+	mesh_cancel_context_free(ctx);
+
+	/* A deadline 50 ms away (monotonic), one long passed (wall clock only). */
+	MeshCancelContext *soon = mesh_cancel_context_with_timeout(root, 50 * 1000);
+	h = mesh_cancel_context_get_handle(soon);
+	ck_assert_uint_eq(WaitForSingleObject(h, 10000), WAIT_OBJECT_0);
+	MeshCancelReason reason = MESH_CANCEL_REASON_NONE;
+	ck_assert(mesh_cancel_context_is_cancelled(soon, &reason));
+	ck_assert_int_eq(reason, MESH_CANCEL_REASON_DEADLINE_EXCEEDED);
+	mesh_cancel_context_free(soon);
+
+	MeshDeadline past = {.wall_sec = 1000};
+	MeshCancelContext *late = mesh_cancel_context_with_deadline(root, &past);
+	ck_assert_uint_eq(WaitForSingleObject(mesh_cancel_context_get_handle(late), 10000),
+			  WAIT_OBJECT_0);
+	mesh_cancel_context_free(late);
+	mesh_cancel_context_free(root);
+}
+END_TEST
+#endif
+
 static void add_moving_tests(TCase *tc)
 {
 	tcase_add_test(tc, test_remote);
@@ -1845,6 +1944,13 @@ int main(void)
 	tcase_add_test(tc, test_bridge_node_crashes);
 	tcase_add_test(tc, test_ports_lost_with_failure);
 	suite_add_tcase(s, tc);
+
+#ifdef G_OS_WIN32
+	TCase *win = tcase_create("win32");
+	tcase_add_test(win, test_handles_across_nodes);
+	tcase_add_test(win, test_cancel_handle);
+	suite_add_tcase(s, win);
+#endif
 
 	/* The same scenarios with the transport delivering in random order. */
 	TCase *reorder = tcase_create("reorder");

@@ -629,8 +629,9 @@ static char *hex_encode(const guint8 *in, gsize n)
 	return out;
 }
 
-/* The child: joins the mesh, sends "hi" to the parent's port, then waits to
- * be killed. argv: child DIR ID SECRET PARENT_NODE PARENT_PORT OWN_PORT */
+/* The child: joins the mesh, signals READY (its server port exists), sends
+ * "hi" to the parent's port, then waits to be killed.
+ * argv: child DIR ID SECRET PARENT_NODE PARENT_PORT OWN_PORT READY */
 static int child_main(char **argv)
 {
 	HANDLE dir = (HANDLE)(uintptr_t)g_ascii_strtoull(argv[2], NULL, 10);
@@ -651,6 +652,7 @@ static int child_main(char **argv)
 		g_printerr("child: %s\n", error->message);
 		return 2;
 	}
+	SetEvent((HANDLE)(uintptr_t)g_ascii_strtoull(argv[8], NULL, 10));
 	send = mesh_sender_from_port(
 		mesh_node_add_port(mesh_alpc_node_get_node(n), &own_port, &parent, &parent_port),
 		NULL);
@@ -675,25 +677,42 @@ START_TEST(test_killed_peer)
 	STARTUPINFOA si = { .cb = sizeof(si) };
 	PROCESS_INFORMATION pi;
 	MeshNode *na;
+	SECURITY_ATTRIBUTES inherit = { .nLength = sizeof(inherit), .bInheritHandle = TRUE };
+	HANDLE ready = CreateEventW(&inherit, TRUE, FALSE, NULL);
+	/* The child dies with this process even if a check below fails. */
+	HANDLE job = CreateJobObjectW(NULL, NULL);
+	JOBOBJECT_EXTENDED_LIMIT_INFORMATION limit = {
+		.BasicLimitInformation.LimitFlags = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE
+	};
 
+	ck_assert(ready && job);
+	ck_assert(SetInformationJobObject(job, JobObjectExtendedLimitInformation, &limit,
+					  sizeof(limit)));
 	pair_init(&p);
 	na = mesh_alpc_node_get_node(p.a);
 	mesh_uuid_generate(&child_id);
 	mesh_uuid_generate(&pp);
 	mesh_uuid_generate(&cp);
-	recv = mesh_receiver_from_port(mesh_node_add_port(na, &pp, &child_id, &cp), NULL);
 	mesh_uuid_to_string(&child_id, id_hex);
 	secret_hex = hex_encode(p.secret, sizeof(p.secret));
 	parent_hex = hex_encode(mesh_node_get_id(na)->bytes, 16);
 	pp_hex = hex_encode(pp.bytes, 16);
 	cp_hex = hex_encode(cp.bytes, 16);
 	ck_assert(SetHandleInformation(p.dir, HANDLE_FLAG_INHERIT, HANDLE_FLAG_INHERIT));
-	cmd = g_strdup_printf("\"%s\" child %llu %s %s %s %s %s", self_path,
+	cmd = g_strdup_printf("\"%s\" child %llu %s %s %s %s %s %llu", self_path,
 			      (unsigned long long)(uintptr_t)p.dir, id_hex, secret_hex, parent_hex,
-			      pp_hex, cp_hex);
-	ck_assert(CreateProcessA(NULL, cmd, NULL, NULL, TRUE, 0, NULL, NULL, &si, &pi));
+			      pp_hex, cp_hex, (unsigned long long)(uintptr_t)ready);
+	ck_assert(CreateProcessA(NULL, cmd, NULL, NULL, TRUE, CREATE_SUSPENDED, NULL, NULL, &si,
+				 &pi));
 	SetHandleInformation(p.dir, HANDLE_FLAG_INHERIT, 0);
+	ck_assert(AssignProcessToJobObject(job, pi.hProcess));
+	ResumeThread(pi.hThread);
 	CloseHandle(pi.hThread);
+	/* The parent's port names the child's node: its node connects to the
+	 * child's server port at once, which must exist by then. */
+	ck_assert_int_eq(WaitForSingleObject(ready, 30000), WAIT_OBJECT_0);
+	CloseHandle(ready);
+	recv = mesh_receiver_from_port(mesh_node_add_port(na, &pp, &child_id, &cp), NULL);
 
 	msg = recv_one(recv);
 	{
@@ -714,6 +733,7 @@ START_TEST(test_killed_peer)
 		      id_hex);
 	mesh_receiver_free(recv);
 	pair_clear(&p);
+	CloseHandle(job);
 }
 END_TEST
 
@@ -762,7 +782,7 @@ int main(int argc, char **argv)
 	int failed;
 
 	self_path = argv[0];
-	if (argc == 8 && strcmp(argv[1], "child") == 0)
+	if (argc == 9 && strcmp(argv[1], "child") == 0)
 		return child_main(argv);
 	sr = srunner_create(alpc_suite());
 	srunner_run_all(sr, CK_NORMAL);
