@@ -238,19 +238,8 @@ gboolean mesh_try_run_host(const char *base_name, MeshHostFunc func, gpointer us
 	}
 	s->node = mesh_alpc_node_get_node(s->alpc);
 
-	/*
-	 * The bootstrap channel runs to the parent: its first and only message,
-	 * our hello, carries the oneshot sender of upstream's InitialMessage.
-	 * The parent sends nothing before it (mesh-win32.c, host_hello_cb()).
-	 */
-	MeshOneshotSender *init_send;
-	MeshOneshotReceiver *boot;
-	mesh_oneshot_new(NULL, &init_send, &boot);
-	MeshMessage *hello = mesh_message_new(NULL, 0);
-	mesh_message_add_port_take(hello, mesh_oneshot_sender_into_port(init_send));
-	MeshSender *to_parent = mesh_sender_from_port(port, NULL);
-	mesh_sender_send_message(to_parent, hello);
-	mesh_sender_free(to_parent);
+	/* The bootstrap channel: a oneshot of upstream's InitialMessage. */
+	MeshOneshotReceiver *boot = mesh_oneshot_receiver_from_port(port, NULL);
 	MeshMessage *first = NULL;
 	GError *err = NULL;
 	if (!mesh_oneshot_recv_message(boot, 30 * G_USEC_PER_SEC, &first, &err)) {

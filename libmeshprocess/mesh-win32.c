@@ -194,11 +194,6 @@ typedef struct {
 	PalChild *child;
 	MeshSender *requests; /* HostRequest; NULL once stopping */
 	MeshReceiver *events; /* HostEvent */
-	/* Until the host's hello (on the context): the bootstrap and what follows it. */
-	MeshReceiver *boot;
-	MeshMessage *initial;        /* the caller's, sent in the InitialMessage */
-	MeshPort *requests_port;     /* the host's ends of its channels */
-	MeshPort *events_port;
 	GSource *watch;
 	MeshHostState state; /* under mesh->lock */
 	gboolean killed;
@@ -281,47 +276,6 @@ static void host_events_cb(MeshReceiver *r, gpointer data)
 	g_clear_error(&error);
 }
 
-/*
- * On the context: the host's hello on the bootstrap channel, a message
- * carrying one port, a oneshot sender the host made. The InitialMessage
- * goes there: our node connects to the host's port only now that the host
- * has one (the ALPC node has no invitation objects that would wait for
- * it: a connection to a port not made yet fails the node).
- */
-static void host_hello_cb(MeshReceiver *r, gpointer data)
-{
-	Host *h = data;
-	MeshMessage *msg = NULL;
-	GError *error = NULL;
-
-	g_printerr("DEBUG hello cb\n");
-	if (!mesh_receiver_recv_message(r, 0, &msg, &error)) {
-		g_printerr("DEBUG hello err %s\n", error->message);
-		if (!g_error_matches(error, MESH_ERROR, MESH_ERROR_EMPTY)) {
-			g_debug("host %s (pid %lu): bootstrap ended before its hello: %s", h->name,
-				(unsigned long)h->pid, error->message);
-			mesh_receiver_set_callback(r, NULL, NULL, NULL, NULL);
-		}
-		g_clear_error(&error);
-		return;
-	}
-	mesh_receiver_set_callback(r, NULL, NULL, NULL, NULL); /* one hello */
-	MeshPort *reply = mesh_message_get_n_resources(msg) == 1 ? mesh_message_steal_port(msg, 0)
-								   : NULL;
-	mesh_message_free(msg);
-	if (!reply) {
-		/* Not our host's: it gets no InitialMessage and times out. */
-		g_warning("host %s (pid %lu): a hello without a port", h->name,
-			  (unsigned long)h->pid);
-		return;
-	}
-	MeshOneshotSender *init = mesh_oneshot_sender_from_port(reply, NULL);
-	mesh_oneshot_send_message(init, process_initial_message_new(
-						g_steal_pointer(&h->requests_port),
-						g_steal_pointer(&h->initial),
-						g_steal_pointer(&h->events_port), (guint32)h->pid));
-}
-
 typedef struct {
 	ExitHandler *handler;
 	Mesh *mesh;
@@ -392,11 +346,8 @@ static void host_exited_cb(GPid process, gint status, gpointer data)
 	}
 	mesh_sender_free(requests);
 	mesh_receiver_free(h->events);
-	mesh_receiver_free(h->boot);
-	/* Never sent if the host went before its hello. */
-	mesh_message_free(h->initial);
-	mesh_port_close(h->requests_port);
-	mesh_port_close(h->events_port);
+	/* A host that went before it joined: what waits for it fails now. */
+	mesh_alpc_node_cancel_invite(m->alpc, &h->node_id, "the host exited before it joined");
 	g_source_destroy(h->watch);
 	g_source_unref(h->watch);
 	pal_child_free(h->child); /* closes the job: a descendant left behind dies */
@@ -540,6 +491,8 @@ GPid mesh_launch_host(Mesh *m, const MeshProcessConfig *config, MeshMessage *ini
 	char *text = process_win_invitation_encode(&inv);
 	memset(inv.secret, 0, sizeof(inv.secret));
 
+	/* Nothing connects to the host's node before it connected to us. */
+	mesh_alpc_node_invite(m->alpc, &inv.host_node);
 	MeshPort *boot_port = mesh_node_add_port(m->node, &inv.parent_port, &inv.host_node,
 						 &inv.host_port);
 	PalChild *child = spawn_host(config, text, dir, error);
@@ -547,6 +500,7 @@ GPid mesh_launch_host(Mesh *m, const MeshProcessConfig *config, MeshMessage *ini
 	g_free(text);
 	pal_handle_close(dir); /* the host has its own copy */
 	if (!child) {
+		mesh_alpc_node_cancel_invite(m->alpc, &inv.host_node, "the host did not start");
 		mesh_port_close(boot_port);
 		mesh_message_free(initial);
 		return 0;
@@ -565,10 +519,6 @@ GPid mesh_launch_host(Mesh *m, const MeshProcessConfig *config, MeshMessage *ini
 	MeshReceiver *requests_recv;
 	mesh_channel_new(&mesh_process__host_request__descriptor, &h->requests, &requests_recv);
 	mesh_channel_new(&mesh_process__host_event__descriptor, &events, &h->events);
-	h->requests_port = mesh_receiver_into_port(requests_recv);
-	h->events_port = mesh_sender_into_port(events);
-	h->initial = initial;
-	h->boot = mesh_receiver_from_port(boot_port, NULL);
 
 	g_mutex_lock(&m->lock);
 	g_hash_table_insert(m->hosts, GUINT_TO_POINTER(h->pid), h);
@@ -577,8 +527,17 @@ GPid mesh_launch_host(Mesh *m, const MeshProcessConfig *config, MeshMessage *ini
 	g_source_set_callback(h->watch, (GSourceFunc)(void (*)(void))host_exited_cb, h, NULL);
 	g_source_attach(h->watch, m->context);
 	mesh_receiver_set_callback(h->events, m->context, host_events_cb, h, NULL);
-	mesh_receiver_set_callback(h->boot, m->context, host_hello_cb, h, NULL);
 	g_mutex_unlock(&m->lock);
+
+	/*
+	 * Upstream's startup: one oneshot with the InitialMessage (our events
+	 * channel in field 3, the host's pid in field 4). It waits in our node
+	 * until the host has joined and connected to us (the invitation).
+	 */
+	MeshOneshotSender *boot = mesh_oneshot_sender_from_port(boot_port, NULL);
+	mesh_oneshot_send_message(boot, process_initial_message_new(
+						mesh_receiver_into_port(requests_recv), initial,
+						mesh_sender_into_port(events), (guint32)h->pid));
 	return GUINT_TO_POINTER(h->pid);
 }
 
@@ -854,6 +813,12 @@ void mesh_shutdown_async(Mesh *m, gint64 deadline_us, GMainContext *context,
 	g_thread_unref(g_thread_new("mesh-shutdown", shutdown_thread, c));
 }
 
+static gboolean quit_cb(gpointer data)
+{
+	g_main_loop_quit(data);
+	return G_SOURCE_REMOVE;
+}
+
 void mesh_free(Mesh *m)
 {
 	if (!m)
@@ -864,7 +829,11 @@ void mesh_free(Mesh *m)
 	while (g_hash_table_size(m->hosts) > 0)
 		g_cond_wait(&m->cond, &m->lock);
 	g_mutex_unlock(&m->lock);
-	g_main_loop_quit(m->loop);
+	/* On the loop's thread: a quit before g_main_loop_run() began would be lost. */
+	GSource *quit = g_idle_source_new();
+	g_source_set_callback(quit, quit_cb, m->loop, NULL);
+	g_source_attach(quit, m->context);
+	g_source_unref(quit);
 	g_thread_join(m->thread);
 	/* Exit callbacks that have not run never will (as on Linux). */
 	g_mutex_lock(&m->lock);

@@ -28,6 +28,13 @@ static MeshAlpcNode *standin_node(HANDLE directory, const MeshNodeId *id, const 
 	return alpc_node_new_full(alpc_standin_api(), directory, id, secret, error);
 }
 
+static char *self_path(void)
+{
+	wchar_t path[MAX_PATH * 4];
+	DWORD n = GetModuleFileNameW(NULL, path, G_N_ELEMENTS(path));
+	return g_utf16_to_utf8((const gunichar2 *)path, n, NULL, NULL, NULL);
+}
+
 /* Host work, chosen by the initial message's data. */
 
 /*
@@ -78,6 +85,34 @@ static gboolean host_wait(MeshMessage *initial)
 	return TRUE;
 }
 
+/*
+ * "orphan": starts a grandchild (this program, "sleep": no mesh, no handle
+ * of ours; only its job can end it), writes "G <pid>" on stdout (the test's
+ * pipe, inherited through the middle process), and waits.
+ */
+static gboolean host_orphan(MeshMessage *initial)
+{
+	mesh_message_free(initial);
+	char *self = self_path();
+	char *cmd = g_strdup_printf("\"%s\" sleep", self);
+	wchar_t *wcmd = (wchar_t *)g_utf8_to_utf16(cmd, -1, NULL, NULL, NULL);
+	STARTUPINFOW si = { .cb = sizeof(si) };
+	PROCESS_INFORMATION pi;
+	if (!CreateProcessW(NULL, wcmd, NULL, NULL, FALSE, 0, NULL, NULL, &si, &pi)) {
+		g_printerr("host: CreateProcessW: %lu\n", GetLastError());
+		return FALSE;
+	}
+	printf("G %lu\n", (unsigned long)pi.dwProcessId);
+	fflush(stdout);
+	CloseHandle(pi.hThread);
+	CloseHandle(pi.hProcess);
+	g_free(wcmd);
+	g_free(cmd);
+	g_free(self);
+	Sleep(INFINITE);
+	return TRUE;
+}
+
 static gboolean host_main(MeshMessage *initial, gpointer user_data, GError **error)
 {
 	gsize size;
@@ -86,16 +121,11 @@ static gboolean host_main(MeshMessage *initial, gpointer user_data, GError **err
 		return host_echo(initial);
 	if (size == 4 && memcmp(mode, "wait", 4) == 0)
 		return host_wait(initial);
+	if (size == 6 && memcmp(mode, "orphan", 6) == 0)
+		return host_orphan(initial);
 	g_set_error(error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_FAILED, "unknown host mode");
 	mesh_message_free(initial);
 	return FALSE;
-}
-
-static char *self_path(void)
-{
-	wchar_t path[MAX_PATH * 4];
-	DWORD n = GetModuleFileNameW(NULL, path, G_N_ELEMENTS(path));
-	return g_utf16_to_utf8((const gunichar2 *)path, n, NULL, NULL, NULL);
 }
 
 /* Do @a and @b name one object? (CompareObjectHandles: Windows 10's kernelbase; Wine has it.) */
@@ -176,7 +206,8 @@ START_TEST(test_launch_echo)
 	msg = recv_one(from_host);
 	assert_data(msg, "echo:ev");
 	ck_assert_int_eq(mesh_message_get_n_resources(msg), 1);
-	HANDLE back = mesh_message_steal_handle(msg, 0);
+	HANDLE back = NULL;
+	back = mesh_message_steal_handle(msg, 0);
 	mesh_message_free(msg);
 	ck_assert(back != NULL && back != ev);
 	ck_assert(same_object(back, ev));
@@ -351,24 +382,37 @@ START_TEST(test_host_dies_with_parent)
 	g_free(cmd);
 	g_free(self);
 
-	char buf[64] = { 0 };
+	/* "H <host pid>" from the middle process, "G <grandchild pid>" from its host. */
+	char buf[256] = { 0 };
 	DWORD got = 0, total = 0;
-	while (total < sizeof(buf) - 1 && !memchr(buf, '\n', total) &&
-	       ReadFile(rd, buf + total, sizeof(buf) - 1 - total, &got, NULL) && got > 0)
+	DWORD host_pid = 0, grandchild_pid = 0;
+	while ((!host_pid || !grandchild_pid) && total < sizeof(buf) - 1 &&
+	       ReadFile(rd, buf + total, sizeof(buf) - 1 - total, &got, NULL) && got > 0) {
 		total += got;
-	ck_assert_msg(memchr(buf, '\n', total), "the middle process wrote '%s'", buf);
-	DWORD host_pid = (DWORD)strtoul(buf, NULL, 10);
-	ck_assert(host_pid != 0);
+		const char *h = strstr(buf, "H "), *g = strstr(buf, "G ");
+		if (h && strchr(h, '\n'))
+			host_pid = (DWORD)strtoul(h + 2, NULL, 10);
+		if (g && strchr(g, '\n'))
+			grandchild_pid = (DWORD)strtoul(g + 2, NULL, 10);
+	}
+	ck_assert_msg(host_pid && grandchild_pid, "the middle process and its host wrote '%s'",
+		      buf);
 	HANDLE host = OpenProcess(SYNCHRONIZE | PROCESS_QUERY_LIMITED_INFORMATION, FALSE, host_pid);
-	ck_assert_msg(host, "host %lu: %lu", (unsigned long)host_pid, GetLastError());
+	HANDLE grandchild = OpenProcess(SYNCHRONIZE, FALSE, grandchild_pid);
+	ck_assert_msg(host && grandchild, "open: %lu", GetLastError());
 	ck_assert_int_eq(WaitForSingleObject(host, 0), WAIT_TIMEOUT); /* running */
+	ck_assert_int_eq(WaitForSingleObject(grandchild, 0), WAIT_TIMEOUT);
 
 	ck_assert(TerminateProcess(pi.hProcess, 9));
 	ck_assert_int_eq(WaitForSingleObject(pi.hProcess, INFINITE), WAIT_OBJECT_0);
+	/*
+	 * The host might also leave by itself (its parent's node went), but
+	 * the grandchild has nothing to do with the mesh: only the job's
+	 * kill-on-close ends it.
+	 */
 	ck_assert_int_eq(WaitForSingleObject(host, INFINITE), WAIT_OBJECT_0);
-	DWORD code = 0;
-	ck_assert(GetExitCodeProcess(host, &code));
-	ck_assert_int_ne(code, 0); /* killed by the job (TerminateJobObject-like), not exited */
+	ck_assert_int_eq(WaitForSingleObject(grandchild, INFINITE), WAIT_OBJECT_0);
+	CloseHandle(grandchild);
 	CloseHandle(host);
 	CloseHandle(pi.hProcess);
 	CloseHandle(rd);
@@ -385,12 +429,12 @@ static int parent_main(void)
 		return 2;
 	}
 	MeshProcessConfig *config = mesh_process_config_new("orphan");
-	GPid pid = mesh_launch_host(mesh, config, mesh_message_new("wait", 4), &error);
+	GPid pid = mesh_launch_host(mesh, config, mesh_message_new("orphan", 6), &error);
 	if (!pid) {
 		g_printerr("middle: %s\n", error->message);
 		return 2;
 	}
-	printf("%u\n", GPOINTER_TO_UINT(pid));
+	printf("H %u\n", GPOINTER_TO_UINT(pid));
 	fflush(stdout);
 	Sleep(INFINITE);
 	return 0;
@@ -398,6 +442,10 @@ static int parent_main(void)
 
 int main(int argc, char **argv)
 {
+	if (argc > 1 && strcmp(argv[1], "sleep") == 0) { /* host_orphan()'s grandchild */
+		Sleep(INFINITE);
+		return 0;
+	}
 	/* TEST-ONLY: every node of this program, parent or host, on the stand-in. */
 	process_alpc_node_hook = standin_node;
 	GError *error = NULL;
@@ -413,15 +461,24 @@ int main(int argc, char **argv)
 	if (argc > 1 && strcmp(argv[1], "parent") == 0)
 		return parent_main();
 
+	/* One case per test: CK_RUN_CASE=echo runs one. */
 	Suite *s = suite_create("win-launch");
-	TCase *tc = tcase_create("launch");
-	tcase_set_timeout(tc, 120);
-	tcase_add_test(tc, test_launch_echo);
-	tcase_add_test(tc, test_shutdown_ends_host);
-	tcase_add_test(tc, test_unsupported);
-	tcase_add_test(tc, test_join_bad_handle);
-	tcase_add_test(tc, test_host_dies_with_parent);
-	suite_add_tcase(s, tc);
+	const struct {
+		const char *name;
+		const TTest *test;
+	} cases[] = {
+		{ "echo", test_launch_echo },
+		{ "shutdown", test_shutdown_ends_host },
+		{ "unsupported", test_unsupported },
+		{ "bad-handle", test_join_bad_handle },
+		{ "parent-death", test_host_dies_with_parent },
+	};
+	for (gsize i = 0; i < G_N_ELEMENTS(cases); i++) {
+		TCase *tc = tcase_create(cases[i].name);
+		tcase_set_timeout(tc, 120);
+		tcase_add_test(tc, cases[i].test);
+		suite_add_tcase(s, tc);
+	}
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
 	int failed = srunner_ntests_failed(sr);
