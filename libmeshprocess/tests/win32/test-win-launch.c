@@ -279,6 +279,27 @@ START_TEST(test_shutdown_ends_host)
 }
 END_TEST
 
+/*
+ * The library's own path (no hook): under Wine, whose ntdll has no ALPC,
+ * mesh_new() fails and says so; where ALPC exists this checks nothing.
+ */
+START_TEST(test_no_alpc)
+{
+	if (GetProcAddress(GetModuleHandleW(L"ntdll.dll"), "NtAlpcCreatePort"))
+		return; /* real Windows */
+	ProcessAlpcNodeFunc saved = process_alpc_node_hook;
+	process_alpc_node_hook = NULL;
+	GError *error = NULL;
+	Mesh *mesh = mesh_new("no-alpc", NULL, &error);
+	process_alpc_node_hook = saved;
+	ck_assert(mesh == NULL);
+	ck_assert_msg(g_error_matches(error, MESH_ERROR, MESH_ERROR_UNAVAILABLE), "%s",
+		      error->message);
+	ck_assert_msg(strstr(error->message, "NtAlpc"), "%s", error->message);
+	g_error_free(error);
+}
+END_TEST
+
 /* The Linux-only parts say so. */
 START_TEST(test_unsupported)
 {
@@ -446,8 +467,12 @@ int main(int argc, char **argv)
 		Sleep(INFINITE);
 		return 0;
 	}
-	/* TEST-ONLY: every node of this program, parent or host, on the stand-in. */
-	process_alpc_node_hook = standin_node;
+	/*
+	 * TEST-ONLY: every node of this program, parent or host, on the
+	 * stand-in; with MESH_ALPC_TEST_REAL=1 (on Windows) on real ALPC.
+	 */
+	if (!g_getenv("MESH_ALPC_TEST_REAL"))
+		process_alpc_node_hook = standin_node;
 	GError *error = NULL;
 	if (!mesh_try_run_host("test-win-launch", host_main, NULL, &error)) {
 		g_printerr("host: %s\n", error->message);
@@ -470,6 +495,7 @@ int main(int argc, char **argv)
 		{ "echo", test_launch_echo },
 		{ "shutdown", test_shutdown_ends_host },
 		{ "unsupported", test_unsupported },
+		{ "no-alpc", test_no_alpc },
 		{ "bad-handle", test_join_bad_handle },
 		{ "parent-death", test_host_dies_with_parent },
 	};
