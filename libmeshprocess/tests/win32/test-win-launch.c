@@ -280,6 +280,51 @@ START_TEST(test_shutdown_ends_host)
 END_TEST
 
 /*
+ * A host that exits before it joins (here not a mesh program at all): the
+ * ports its InitialMessage carried fail, saying why, and its exit is a
+ * crash with its code.
+ */
+START_TEST(test_exit_before_join)
+{
+	GError *error = NULL;
+	Mesh *mesh = mesh_new("wine-early-exit", NULL, &error);
+	ck_assert_msg(mesh, "%s", error ? error->message : "");
+	MeshProcessConfig *config = mesh_process_config_new("not-a-host");
+	mesh_process_config_set_program(config, "cmd");
+	mesh_process_config_add_arg(config, "/c");
+	mesh_process_config_add_arg(config, "exit 3");
+	mesh_process_config_set_skip_worker_arg(config, TRUE);
+	MeshHostExit exit = { .status = -1 };
+	GMainContext *ctx = g_main_context_new();
+	mesh_process_config_set_exit_callback(config, ctx, on_exit_cb, &exit, NULL);
+	MeshSender *send;
+	MeshReceiver *recv;
+	mesh_channel_new(NULL, &send, &recv);
+	MeshMessage *initial = mesh_message_new("echo", 4);
+	mesh_message_add_port_take(initial, mesh_sender_into_port(send));
+	GPid pid = mesh_launch_host(mesh, config, initial, &error);
+	ck_assert_msg(pid, "%s", error ? error->message : "");
+
+	MeshMessage *msg = NULL;
+	ck_assert(!mesh_receiver_recv_message(recv, -1, &msg, &error));
+	ck_assert_msg(g_error_matches(error, MESH_ERROR, MESH_ERROR_NODE_FAILURE), "%s",
+		      error->message);
+	ck_assert_msg(strstr(error->message, "the host exited before it joined"), "%s",
+		      error->message);
+	g_clear_error(&error);
+	while (exit.status < 0)
+		g_main_context_iteration(ctx, TRUE);
+	ck_assert_int_eq(exit.status, 3);
+	ck_assert(!exit.expected);
+	ck_assert_int_eq(mesh_get_host_state(mesh, pid), MESH_HOST_STATE_CRASHED);
+	mesh_receiver_free(recv);
+	mesh_process_config_free(config);
+	mesh_free(mesh);
+	g_main_context_unref(ctx);
+}
+END_TEST
+
+/*
  * The library's own path (no hook): under Wine, whose ntdll has no ALPC,
  * mesh_new() fails and says so; where ALPC exists this checks nothing.
  */
@@ -496,6 +541,7 @@ int main(int argc, char **argv)
 		{ "shutdown", test_shutdown_ends_host },
 		{ "unsupported", test_unsupported },
 		{ "no-alpc", test_no_alpc },
+		{ "exit-before-join", test_exit_before_join },
 		{ "bad-handle", test_join_bad_handle },
 		{ "parent-death", test_host_dies_with_parent },
 	};
