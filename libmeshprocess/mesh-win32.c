@@ -520,7 +520,13 @@ GPid mesh_launch_host(Mesh *m, const MeshProcessConfig *config, MeshMessage *ini
 	mesh_channel_new(&mesh_process__host_request__descriptor, &h->requests, &requests_recv);
 	mesh_channel_new(&mesh_process__host_event__descriptor, &events, &h->events);
 
+	MeshSender *late = NULL;
 	g_mutex_lock(&m->lock);
+	if (m->shut_down) {
+		/* A shutdown began during the spawn: this host stops at once too. */
+		late = g_steal_pointer(&h->requests);
+		h->state = MESH_HOST_STATE_STOPPING;
+	}
 	g_hash_table_insert(m->hosts, GUINT_TO_POINTER(h->pid), h);
 	/* Attached under the lock: the exit cannot be processed before the insert. */
 	h->watch = g_child_watch_source_new(pal_child_get_process_handle(child));
@@ -528,6 +534,7 @@ GPid mesh_launch_host(Mesh *m, const MeshProcessConfig *config, MeshMessage *ini
 	g_source_attach(h->watch, m->context);
 	mesh_receiver_set_callback(h->events, m->context, host_events_cb, h, NULL);
 	g_mutex_unlock(&m->lock);
+	mesh_sender_free(late);
 
 	/*
 	 * Upstream's startup: one oneshot with the InitialMessage (our events
