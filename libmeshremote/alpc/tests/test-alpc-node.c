@@ -144,6 +144,50 @@ START_TEST(test_framing)
 }
 END_TEST
 
+/* Nodes whose ids start with zero bytes (whose text form,
+ * mesh_uuid_to_string(), is shorter than 32 digits) still find each other's
+ * ports by name, both ways. */
+START_TEST(test_leading_zero_ids)
+{
+	OBJECT_ATTRIBUTES oa = { .Length = sizeof(oa) };
+	g_autoptr(GError) error = NULL;
+	MeshNodeId ia = { { 0 } }, ib = { { 0 } };
+	guint8 secret[MESH_ALPC_SECRET_SIZE] = { 7 };
+	char ns[64];
+	HANDLE dir;
+	MeshSender *s1, *s2;
+	MeshReceiver *r1, *r2;
+
+	g_snprintf(ns, sizeof(ns), "z%lu-%lu", GetCurrentProcessId(), GetTickCount());
+	SetEnvironmentVariableA("MESH_ALPC_STANDIN_NS", ns);
+	ck_assert(NT_SUCCESS(test_api()->create_directory_object(
+		&dir, STANDARD_RIGHTS_REQUIRED | 0xF, &oa)));
+	ia.bytes[1] = 0x0a; /* 29 digits */
+	ia.bytes[15] = 1;
+	ib.bytes[0] = 0x05; /* 31 digits */
+	ib.bytes[15] = 2;
+	MeshAlpcNode *a = alpc_node_new_full(test_api(), dup_handle(dir), &ia, secret, &error);
+	ck_assert_msg(a, "%s", error ? error->message : "?");
+	MeshAlpcNode *b = alpc_node_new_full(test_api(), dup_handle(dir), &ib, secret, &error);
+	ck_assert_msg(b, "%s", error ? error->message : "?");
+	channel_between(a, b, &s1, &r1);
+	channel_between(b, a, &s2, &r2);
+	mesh_sender_send_message(s1, mesh_message_new("ab", 2));
+	mesh_sender_send_message(s2, mesh_message_new("ba", 2));
+	mesh_message_free(recv_one(r1));
+	mesh_message_free(recv_one(r2));
+	mesh_sender_free(s1);
+	mesh_sender_free(s2);
+	mesh_receiver_free(r1);
+	mesh_receiver_free(r2);
+	mesh_alpc_node_shutdown(a, 5 * G_USEC_PER_SEC);
+	mesh_alpc_node_shutdown(b, 5 * G_USEC_PER_SEC);
+	mesh_alpc_node_free(a);
+	mesh_alpc_node_free(b);
+	CloseHandle(dir);
+}
+END_TEST
+
 /* A large event's sections: the sender's is gone once sent, the
  * receiver's view lives exactly as long as the message that points into it. */
 START_TEST(test_section_lifetime)
@@ -673,6 +717,7 @@ START_TEST(test_killed_peer)
 	g_autoptr(GError) error = NULL;
 	char id_hex[33];
 	g_autofree char *secret_hex = NULL, *parent_hex = NULL, *pp_hex = NULL, *cp_hex = NULL;
+	g_autofree char *child_hex = NULL;
 	g_autofree char *cmd = NULL;
 	STARTUPINFOA si = { .cb = sizeof(si) };
 	PROCESS_INFORMATION pi;
@@ -695,12 +740,15 @@ START_TEST(test_killed_peer)
 	mesh_uuid_generate(&cp);
 	mesh_uuid_to_string(&child_id, id_hex);
 	secret_hex = hex_encode(p.secret, sizeof(p.secret));
+	/* All 32 digits: id_hex (mesh_uuid_to_string()) drops leading zeros,
+	 * and the child decodes 32. */
+	child_hex = hex_encode(child_id.bytes, 16);
 	parent_hex = hex_encode(mesh_node_get_id(na)->bytes, 16);
 	pp_hex = hex_encode(pp.bytes, 16);
 	cp_hex = hex_encode(cp.bytes, 16);
 	ck_assert(SetHandleInformation(p.dir, HANDLE_FLAG_INHERIT, HANDLE_FLAG_INHERIT));
 	cmd = g_strdup_printf("\"%s\" child %llu %s %s %s %s %s %llu", self_path,
-			      (unsigned long long)(uintptr_t)p.dir, id_hex, secret_hex, parent_hex,
+			      (unsigned long long)(uintptr_t)p.dir, child_hex, secret_hex, parent_hex,
 			      pp_hex, cp_hex, (unsigned long long)(uintptr_t)ready);
 	ck_assert(CreateProcessA(NULL, cmd, NULL, NULL, TRUE, CREATE_SUSPENDED, NULL, NULL, &si,
 				 &pi));
@@ -771,6 +819,7 @@ static Suite *alpc_suite(void)
 	tcase_add_test(tc, test_wrong_secret);
 	tcase_add_test(tc, test_peer_disconnect);
 	tcase_add_test(tc, test_flush_at_shutdown);
+	tcase_add_test(tc, test_leading_zero_ids);
 	tcase_add_test(tc, test_killed_peer);
 	suite_add_tcase(s, tc);
 	return s;
