@@ -280,6 +280,55 @@ START_TEST(test_shutdown_ends_host)
 END_TEST
 
 /*
+ * mesh_crash(): the host's request channel carries the crash request and
+ * the host aborts; its exit is a crash (abort()'s exit code 3). A pid that
+ * is not a host's is MESH_PROCESS_ERROR_NO_SUCH_HOST.
+ */
+START_TEST(test_crash)
+{
+	GError *error = NULL;
+	Mesh *mesh = mesh_new("wine-crash", NULL, &error);
+	ck_assert_msg(mesh, "%s", error ? error->message : "");
+	MeshProcessConfig *config = mesh_process_config_new("crasher");
+	MeshHostExit exit = { .status = -1 };
+	GMainContext *ctx = g_main_context_new();
+	mesh_process_config_set_exit_callback(config, ctx, on_exit_cb, &exit, NULL);
+	MeshSender *to_host, *from_host_send;
+	MeshReceiver *to_host_recv, *from_host;
+	mesh_channel_new(NULL, &to_host, &to_host_recv);
+	mesh_channel_new(NULL, &from_host_send, &from_host);
+	MeshMessage *initial = mesh_message_new("echo", 4);
+	mesh_message_add_port_take(initial, mesh_receiver_into_port(to_host_recv));
+	mesh_message_add_port_take(initial, mesh_sender_into_port(from_host_send));
+	GPid pid = mesh_launch_host(mesh, config, initial, &error);
+	ck_assert_msg(pid, "%s", error ? error->message : "");
+	/* Joined (it answered): its request channel is up. */
+	mesh_sender_send_message(to_host, mesh_message_new("x", 1));
+	mesh_message_free(recv_one(from_host));
+
+	ck_assert(!mesh_crash(mesh, GUINT_TO_POINTER(GetCurrentProcessId() + 4), &error));
+	ck_assert(g_error_matches(error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_NO_SUCH_HOST));
+	g_clear_error(&error);
+	ck_assert_msg(mesh_crash(mesh, pid, &error), "%s", error ? error->message : "");
+	while (exit.status < 0)
+		g_main_context_iteration(ctx, TRUE);
+	ck_assert_int_eq(exit.status, 3);
+	ck_assert(!exit.expected);
+	ck_assert_int_eq(mesh_get_host_state(mesh, pid), MESH_HOST_STATE_CRASHED);
+	MeshMessage *msg = NULL;
+	ck_assert(!mesh_receiver_recv_message(from_host, -1, &msg, &error));
+	ck_assert_msg(g_error_matches(error, MESH_ERROR, MESH_ERROR_NODE_FAILURE), "%s",
+		      error->message);
+	g_clear_error(&error);
+	mesh_sender_free(to_host);
+	mesh_receiver_free(from_host);
+	mesh_process_config_free(config);
+	mesh_free(mesh);
+	g_main_context_unref(ctx);
+}
+END_TEST
+
+/*
  * A host that exits before it joins (here not a mesh program at all): the
  * ports its InitialMessage carried fail, saying why, and its exit is a
  * crash with its code.
@@ -542,6 +591,7 @@ int main(int argc, char **argv)
 		{ "unsupported", test_unsupported },
 		{ "no-alpc", test_no_alpc },
 		{ "exit-before-join", test_exit_before_join },
+		{ "crash", test_crash },
 		{ "bad-handle", test_join_bad_handle },
 		{ "parent-death", test_host_dies_with_parent },
 	};
