@@ -14,6 +14,17 @@
 #include "process.pb-c.h"
 #include "timeout-private.h" /* libmeshremote's: the same timeout rule */
 
+/*
+ * A GPid as a number (JSON, logs): Linux's is the pid; on Windows, where
+ * GLib's GPid is a HANDLE type, libmeshprocess's GPids carry the process
+ * id (GUINT_TO_POINTER(), mesh-win32.c).
+ */
+#ifdef G_OS_WIN32
+#define PROCESS_PID_VALUE(pid) ((long)GPOINTER_TO_UINT(pid))
+#else
+#define PROCESS_PID_VALUE(pid) ((long)(pid))
+#endif
+
 MeshProcess__NodeId *process_node_id_new(const MeshUuid *id);
 gboolean process_node_id_read(const MeshProcess__NodeId *n, MeshUuid *ret);
 MeshProcess__Address *process_address_new(const MeshNodeId *node, const MeshPortId *port);

@@ -234,8 +234,9 @@ static char *context_inspect(MeshWorkerContext *ctx)
 	GString *out = g_string_new("{\"name\":");
 	process_json_string(out, ctx->name);
 	/* mesh_host_get_pid(): in a sandbox's PID namespace getpid() is 1. */
-	g_string_append_printf(out, ",\"pid\":%d,\"restarted\":%s,\"worker\":",
-			       (int)mesh_host_get_pid(), ctx->restarted ? "true" : "false");
+	g_string_append_printf(out, ",\"pid\":%ld,\"restarted\":%s,\"worker\":",
+			       PROCESS_PID_VALUE(mesh_host_get_pid()),
+			       ctx->restarted ? "true" : "false");
 	char *own = ctx->inspect ? ctx->inspect(ctx, ctx->inspect_data) : NULL;
 	g_string_append(out, own ? own : "null");
 	g_free(own);
@@ -328,11 +329,19 @@ gboolean mesh_worker_context_should_stop(MeshWorkerContext *ctx)
 	return mesh_worker_context_wait_stop(ctx, 0);
 }
 
+#ifndef G_OS_WIN32
 int mesh_worker_context_get_fd(MeshWorkerContext *ctx)
 {
 	g_return_val_if_fail(ctx, -1);
 	return mesh_receiver_get_fd(ctx->rpc);
 }
+#else
+MeshOsHandle mesh_worker_context_get_handle(MeshWorkerContext *ctx)
+{
+	g_return_val_if_fail(ctx, NULL);
+	return mesh_receiver_get_handle(ctx->rpc);
+}
+#endif
 
 const char *mesh_worker_context_get_name(MeshWorkerContext *ctx)
 {

@@ -11,7 +11,27 @@
 
 G_BEGIN_DECLS
 
+/*
+ * MESH_PROCESS_API: marks an exported symbol. On Windows,
+ * __declspec(dllexport) while libmeshprocess is built and dllimport for
+ * its users (hidden visibility means nothing to a DLL).
+ */
+#if defined(G_OS_WIN32) && defined(MESHPROCESS_COMPILATION)
+#define MESH_PROCESS_API __declspec(dllexport)
+#elif defined(G_OS_WIN32)
+#define MESH_PROCESS_API __declspec(dllimport)
+#else
 #define MESH_PROCESS_API __attribute__((visibility("default")))
+#endif
+
+#ifdef G_OS_WIN32
+/*
+ * No sandbox on Windows (libpal has none there): the type exists for
+ * mesh_process_config_set_sandbox(), whose profile makes a launch fail
+ * with MESH_PROCESS_ERROR_UNSUPPORTED.
+ */
+typedef struct PalSandbox PalSandbox;
+#endif
 
 /**
  * MeshProcessError:
@@ -25,6 +45,8 @@ G_BEGIN_DECLS
  *     the path already
  * @MESH_PROCESS_ERROR_SHUT_DOWN: the mesh is shut down (mesh_shutdown() was
  *     called): no more launches or listeners
+ * @MESH_PROCESS_ERROR_UNSUPPORTED: not available on this platform (on
+ *     Windows: sandboxes, spare, remote hosts, listen/connect; doc/windows.md)
  *
  * This enum may be extended.
  */
@@ -37,6 +59,7 @@ typedef enum {
 	MESH_PROCESS_ERROR_TIMED_OUT,
 	MESH_PROCESS_ERROR_ADDRESS_IN_USE,
 	MESH_PROCESS_ERROR_SHUT_DOWN,
+	MESH_PROCESS_ERROR_UNSUPPORTED,
 } MeshProcessError;
 
 /** MESH_PROCESS_ERROR: the error domain of libmeshprocess; codes are MeshProcessError. */
@@ -125,6 +148,9 @@ MESH_PROCESS_API void mesh_process_config_set_stderr_path(MeshProcessConfig *con
  * host that cannot finalize it exits with #MESH_HOST_EXIT_SANDBOX. The
  * profile is not copied: changing it later changes later launches.
  *
+ * Windows has no sandbox: there a non-NULL @profile makes
+ * mesh_launch_host() fail with MESH_PROCESS_ERROR_UNSUPPORTED.
+ *
  * With a remote command (mesh_process_config_set_remote_command()) only the
  * finalize part is used: it travels among the remote command's environment
  * words; the spawn part is not applied to the local command (new
@@ -142,7 +168,8 @@ MESH_PROCESS_API void mesh_process_config_set_sandbox(MeshProcessConfig *config,
  *     with @config (copies of it included)
  *
  * A hook for what a sandbox profile does not cover. For a remote host it
- * runs on the local command's spawn.
+ * runs on the local command's spawn. On Windows @func gets libpal's
+ * Windows builder (pal-spawn-win32.h).
  */
 MESH_PROCESS_API void mesh_process_config_set_spawn_hook(MeshProcessConfig *config,
 							  MeshSpawnHookFunc func,
@@ -171,6 +198,9 @@ MESH_PROCESS_API void mesh_process_config_set_spawn_hook(MeshProcessConfig *conf
  * environment words (mesh_process_config_set_sandbox()); its pid is the host's pid for every function
  * of the mesh. Trust comes from the command: ssh authenticates and
  * encrypts; nothing in the link does.
+ *
+ * Linux only: on Windows a launch with a remote command fails with
+ * MESH_PROCESS_ERROR_UNSUPPORTED.
  */
 MESH_PROCESS_API void mesh_process_config_set_remote_command(MeshProcessConfig *config,
 							      const char *const *argv);
@@ -353,6 +383,12 @@ MESH_PROCESS_API MeshNode *mesh_get_node(Mesh *mesh);
  * fds (the sending port fails at once), and ports whose peers are on other
  * hosts fail at the remote host (a remote host talks to the parent only).
  *
+ * On Windows (doc/windows.md) the host is started in a job with
+ * kill-on-close, inheriting only its stdio and a duplicate of the mesh's
+ * ALPC directory handle, and the GPid returned carries its process id
+ * (GUINT_TO_POINTER()), not a process handle, as every GPid of
+ * libmeshprocess there.
+ *
  * Returns: the host's pid (the local command's, for a remote host), or 0
  * with @error set.
  */
@@ -366,7 +402,8 @@ MESH_PROCESS_API GPid mesh_launch_host(Mesh *mesh, const MeshProcessConfig *conf
  * @n: how many spare hosts of @config to keep; 0 ends them
  * @error: MESH_PROCESS_ERROR_SHUT_DOWN after mesh_shutdown(),
  *     MESH_PROCESS_ERROR_SPAWN when a spare cannot be started,
- *     MESH_PROCESS_ERROR_FAILED for a config with a remote command
+ *     MESH_PROCESS_ERROR_FAILED for a config with a remote command,
+ *     MESH_PROCESS_ERROR_UNSUPPORTED on Windows (with @n > 0)
  *
  * Keeps @n spare hosts of @config started and joined before they are asked
  * for: mesh_launch_host() with a config that spawns the same process (the

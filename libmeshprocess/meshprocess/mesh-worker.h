@@ -213,6 +213,7 @@ MESH_PROCESS_API gboolean mesh_worker_context_wait_stop(MeshWorkerContext *ctx,
 /** mesh_worker_context_should_stop: Returns: mesh_worker_context_wait_stop(@ctx, 0). */
 MESH_PROCESS_API gboolean mesh_worker_context_should_stop(MeshWorkerContext *ctx);
 
+#ifndef G_OS_WIN32
 /**
  * mesh_worker_context_get_fd:
  * @ctx: the worker's context
@@ -224,6 +225,20 @@ MESH_PROCESS_API gboolean mesh_worker_context_should_stop(MeshWorkerContext *ctx
  * rpc channel has ended; valid until the worker's function returns.
  */
 MESH_PROCESS_API int mesh_worker_context_get_fd(MeshWorkerContext *ctx);
+#else
+/**
+ * mesh_worker_context_get_handle:
+ * @ctx: the worker's context
+ *
+ * Windows only: the counterpart of mesh_worker_context_get_fd() (a
+ * manual-reset event, mesh_receiver_get_handle()'s): wait on it and call
+ * mesh_worker_context_should_stop() when it is signalled.
+ *
+ * Returns: (transfer none): the event; valid until the worker's function
+ * returns. NULL if it cannot be made.
+ */
+MESH_PROCESS_API MeshOsHandle mesh_worker_context_get_handle(MeshWorkerContext *ctx);
+#endif
 
 /** mesh_worker_context_get_name: Returns: (transfer none): the worker's name. */
 MESH_PROCESS_API const char *mesh_worker_context_get_name(MeshWorkerContext *ctx);

@@ -104,6 +104,12 @@ struct MeshAlpcNode {
 	GQueue items;		 /* Item*, for the connect thread */
 	GPtrArray *clients;	 /* Client*, owned by the connect thread's list */
 	GHashTable *server_conns; /* context -> ServerConn*, recv thread only */
+	/*
+	 * Invited nodes that have not connected to us yet (under @lock):
+	 * MeshNodeId* (owned) -> the remote node whose connect waits for them
+	 * (parked by the connector), or NULL.
+	 */
+	GHashTable *invited;
 	uintptr_t next_context;
 	gboolean flush;	   /* the connect thread flushes, then ends */
 	gint64 flush_deadline;
@@ -604,8 +610,43 @@ static gpointer connect_main(gpointer data)
 
 static void connector(MeshNode *node, MeshRemoteNode *remote, void *user_data)
 {
+	MeshAlpcNode *a = user_data;
+	MeshRemoteNode *old = NULL;
+	gpointer key, value;
+
 	(void)node;
-	queue_item(user_data, ITEM_CONNECT, remote, NULL);
+	g_mutex_lock(&a->lock);
+	if (g_hash_table_lookup_extended(a->invited, mesh_remote_node_get_id(remote), &key,
+					 &value)) {
+		/* Its port may not exist yet: connect once it has connected to us. */
+		old = value;
+		g_hash_table_steal(a->invited, key);
+		g_hash_table_insert(a->invited, key, remote);
+		remote = NULL;
+	}
+	g_mutex_unlock(&a->lock);
+	if (old)
+		queue_item(a, ITEM_FAIL, old, g_strdup("replaced while waiting for an invited node"));
+	if (remote)
+		queue_item(a, ITEM_CONNECT, remote, NULL);
+}
+
+/* The invited node @id connected to us: its port exists, so connect to it. */
+static void invite_taken(MeshAlpcNode *a, const MeshNodeId *id)
+{
+	gpointer key, value = NULL;
+	gboolean found;
+
+	g_mutex_lock(&a->lock);
+	found = g_hash_table_lookup_extended(a->invited, id, &key, &value);
+	if (found)
+		g_hash_table_steal(a->invited, key);
+	g_mutex_unlock(&a->lock);
+	if (!found)
+		return;
+	g_free(key);
+	if (value)
+		queue_item(a, ITEM_CONNECT, value, NULL);
 }
 
 /* ---- incoming ---------------------------------------------------------- */
@@ -738,6 +779,7 @@ static void on_connection_request(MeshAlpcNode *a, MeshPortMessage *msg)
 	/* A handle on the node, so that the connection's end fails it. */
 	s->remote = mesh_node_add_remote(a->node, &id);
 	g_hash_table_insert(a->server_conns, (gpointer)a->next_context, s);
+	invite_taken(a, &id);
 }
 
 static void server_conn_close(MeshAlpcNode *a, uintptr_t context, const char *why)
@@ -900,6 +942,7 @@ MeshAlpcNode *alpc_node_new_full(const MeshAlpcNtApi *api, HANDLE directory,
 	g_queue_init(&a->items);
 	a->clients = g_ptr_array_new();
 	a->server_conns = g_hash_table_new(NULL, NULL);
+	a->invited = g_hash_table_new_full(mesh_uuid_hash, mesh_uuid_equal, g_free, NULL);
 	a->flush_ok = TRUE;
 	mesh_node_set_connector_caps(a->node, &alpc_caps);
 	mesh_node_set_connector(a->node, connector, a);
@@ -941,6 +984,33 @@ MeshAlpcNode *mesh_alpc_node_join(MeshOsHandle directory, const MeshNodeId *id,
 		return NULL;
 	}
 	return alpc_node_new_full(api, directory, id, secret, error);
+}
+
+void mesh_alpc_node_invite(MeshAlpcNode *alpc, const MeshNodeId *id)
+{
+	g_return_if_fail(alpc && id);
+	g_mutex_lock(&alpc->lock);
+	if (!alpc->shut_down && !g_hash_table_contains(alpc->invited, id))
+		g_hash_table_insert(alpc->invited, g_memdup2(id, sizeof(*id)), NULL);
+	g_mutex_unlock(&alpc->lock);
+}
+
+void mesh_alpc_node_cancel_invite(MeshAlpcNode *alpc, const MeshNodeId *id, const char *reason)
+{
+	gpointer key, value = NULL;
+	gboolean found;
+
+	g_return_if_fail(alpc && id && reason);
+	g_mutex_lock(&alpc->lock);
+	found = g_hash_table_lookup_extended(alpc->invited, id, &key, &value);
+	if (found)
+		g_hash_table_steal(alpc->invited, key);
+	g_mutex_unlock(&alpc->lock);
+	if (!found)
+		return;
+	g_free(key);
+	if (value)
+		queue_item(alpc, ITEM_FAIL, value, g_strdup(reason));
 }
 
 MeshNode *mesh_alpc_node_get_node(MeshAlpcNode *alpc)
@@ -994,6 +1064,26 @@ gboolean mesh_alpc_node_shutdown(MeshAlpcNode *alpc, gint64 timeout_us)
 		for (guint i = 0; i < keys->len; i++)
 			server_conn_close(alpc, (uintptr_t)keys->pdata[i], NULL);
 	}
+	/* Connects that waited for an invited node that never came. */
+	{
+		GHashTableIter it;
+		gpointer value;
+
+		g_mutex_lock(&alpc->lock);
+		g_hash_table_iter_init(&it, alpc->invited);
+		while (g_hash_table_iter_next(&it, NULL, &value)) {
+			if (value) {
+				Item *item = g_new0(Item, 1);
+
+				item->kind = ITEM_FAIL;
+				item->remote = value;
+				item->reason = g_strdup("node shut down before the invited node joined");
+				g_queue_push_tail(&alpc->items, item);
+			}
+			g_hash_table_iter_remove(&it);
+		}
+		g_mutex_unlock(&alpc->lock);
+	}
 	/* Connects queued after the connect thread ended. */
 	for (Item *it; (it = g_queue_pop_head(&alpc->items));) {
 		mesh_remote_node_fail(it->remote, it->reason ? it->reason : "node shut down");
@@ -1017,6 +1107,7 @@ void mesh_alpc_node_free(MeshAlpcNode *alpc)
 	CloseHandle(alpc->directory);
 	g_ptr_array_unref(alpc->clients);
 	g_hash_table_unref(alpc->server_conns);
+	g_hash_table_unref(alpc->invited);
 	g_mutex_clear(&alpc->lock);
 	mesh_node_unref(alpc->node);
 	SecureZeroMemory(alpc->secret, sizeof(alpc->secret));

@@ -57,6 +57,37 @@ MESH_REMOTE_API MeshAlpcNode *mesh_alpc_node_new(GError **error);
 MESH_REMOTE_API MeshAlpcNode *mesh_alpc_node_join(MeshOsHandle directory, const MeshNodeId *id,
 						  const guint8 *secret, GError **error);
 
+/**
+ * mesh_alpc_node_invite:
+ * @alpc: a node
+ * @id: the id of a node that will join the mesh (mesh_alpc_node_join(),
+ *     in a process @alpc's owner starts) and connect to @alpc
+ *
+ * Until the node @id has connected to @alpc, @alpc does not connect to it:
+ * its server port may not exist yet, and a connection to a missing port
+ * fails the node. Events for it queue meanwhile. So an inviter can
+ * bootstrap its ports to the new node (mesh_node_add_port()) and send on
+ * them before the new node exists, as upstream's AlpcNode::invite allows;
+ * the new node connects as soon as it makes its side of the bootstrap
+ * port. mesh_alpc_node_cancel_invite() ends the wait if it never comes.
+ * Any thread; no effect after shutdown or for an id invited already.
+ */
+MESH_REMOTE_API void mesh_alpc_node_invite(MeshAlpcNode *alpc, const MeshNodeId *id);
+
+/**
+ * mesh_alpc_node_cancel_invite:
+ * @alpc: a node
+ * @id: an invited node's id
+ * @reason: why (the failure of the ports that wait for it, e.g. "the
+ *     host exited before it joined")
+ *
+ * Ends an invitation the node @id never took: the connection that waited
+ * for it fails @id with @reason. No effect once @id has connected (its
+ * port closing fails it then) or for an id not invited. Any thread.
+ */
+MESH_REMOTE_API void mesh_alpc_node_cancel_invite(MeshAlpcNode *alpc, const MeshNodeId *id,
+						  const char *reason);
+
 /** mesh_alpc_node_get_node: Returns: (transfer none): the node's MeshNode. Any thread. */
 MESH_REMOTE_API MeshNode *mesh_alpc_node_get_node(MeshAlpcNode *alpc);
 

@@ -1,0 +1,208 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The Windows host invitation's encoding (invitation-private.h): a round
+ * trip, and every bad or hostile value refused with a message naming it.
+ * Plain C: runs on Linux and under Wine.
+ */
+#include <check.h>
+#include <string.h>
+
+#include "invitation-private.h"
+
+static void fill(ProcessWinInvitation *inv)
+{
+	memset(inv, 0, sizeof(*inv));
+	inv->node_name = "worker-1";
+	mesh_uuid_generate(&inv->host_node);
+	mesh_uuid_generate(&inv->host_port);
+	mesh_uuid_generate(&inv->parent_node);
+	mesh_uuid_generate(&inv->parent_port);
+	inv->directory = 0x1a4;
+	for (int i = 0; i < PROCESS_WIN_SECRET_SIZE; i++)
+		inv->secret[i] = (guint8)(i * 7 + 1);
+}
+
+/* Base64 of a hand-made WinInvitation from @inv with the given overrides. */
+static char *encode_raw(const ProcessWinInvitation *inv, const guint8 *secret, gsize secret_len,
+			gboolean with_address, const guint8 *node_id, gsize node_id_len)
+{
+	MeshProcess__WinInvitation w;
+	MeshProcess__InvitationAddress addr;
+	mesh_process__win_invitation__init(&w);
+	mesh_process__invitation_address__init(&addr);
+	addr.local_addr = process_address_new(&inv->host_node, &inv->host_port);
+	addr.remote_addr = process_address_new(&inv->parent_node, &inv->parent_port);
+	if (node_id) {
+		memcpy(addr.local_addr->node->id->value.data, node_id, MIN(node_id_len, 16));
+		addr.local_addr->node->id->value.len = node_id_len;
+	}
+	w.node_name = inv->node_name;
+	w.address = with_address ? &addr : NULL;
+	w.directory_handle = inv->directory;
+	w.secret.data = (guint8 *)secret;
+	w.secret.len = secret_len;
+	gsize size = mesh_process__win_invitation__get_packed_size(&w);
+	guint8 *bytes = g_malloc(size + 1);
+	mesh_process__win_invitation__pack(&w, bytes);
+	char *text = g_base64_encode(bytes, size);
+	g_free(bytes);
+	mesh_process__address__free_unpacked(addr.local_addr, NULL);
+	mesh_process__address__free_unpacked(addr.remote_addr, NULL);
+	return text;
+}
+
+static void assert_refused(const char *text, const char *words)
+{
+	ProcessWinInvitation out = { 0 };
+	GError *error = NULL;
+	ck_assert(!process_win_invitation_decode(text, &out, &error));
+	ck_assert(error);
+	ck_assert_msg(g_error_matches(error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_INVITATION),
+		      "%s", error->message);
+	ck_assert_msg(strstr(error->message, words), "'%s' does not say '%s'", error->message,
+		      words);
+	ck_assert(out.node_name == NULL);
+	g_error_free(error);
+}
+
+START_TEST(test_round_trip)
+{
+	ProcessWinInvitation inv, out = { 0 };
+	GError *error = NULL;
+	fill(&inv);
+	char *text = process_win_invitation_encode(&inv);
+	ck_assert(strlen(text) <= PROCESS_WIN_INVITATION_MAX);
+	ck_assert_msg(process_win_invitation_decode(text, &out, &error), "%s",
+		      error ? error->message : "");
+	ck_assert_str_eq(out.node_name, "worker-1");
+	ck_assert(mesh_uuid_equal(&out.host_node, &inv.host_node));
+	ck_assert(mesh_uuid_equal(&out.host_port, &inv.host_port));
+	ck_assert(mesh_uuid_equal(&out.parent_node, &inv.parent_node));
+	ck_assert(mesh_uuid_equal(&out.parent_port, &inv.parent_port));
+	ck_assert(out.directory == 0x1a4);
+	ck_assert(memcmp(out.secret, inv.secret, PROCESS_WIN_SECRET_SIZE) == 0);
+	process_win_invitation_clear(&out);
+	ck_assert(out.node_name == NULL);
+	guint8 zero[PROCESS_WIN_SECRET_SIZE] = { 0 };
+	ck_assert(memcmp(out.secret, zero, sizeof(zero)) == 0);
+	process_win_invitation_clear(NULL);
+	g_free(text);
+
+	/* The largest handle value a kernel hands out (32-bit significant). */
+	inv.directory = 0xfffffffc;
+	text = process_win_invitation_encode(&inv);
+	ck_assert(process_win_invitation_decode(text, &out, &error));
+	ck_assert(out.directory == 0xfffffffc);
+	process_win_invitation_clear(&out);
+	g_free(text);
+}
+END_TEST
+
+START_TEST(test_bad_text)
+{
+	assert_refused(NULL, "empty");
+	assert_refused("", "empty");
+	assert_refused("abc", "not base64");          /* length */
+	assert_refused("ab$d", "not base64");         /* alphabet */
+	assert_refused("a=bc", "not base64");         /* padding inside */
+	assert_refused("a===", "not base64");         /* three pads */
+	assert_refused("YWJj ZGVm", "not base64");    /* white space */
+	char *huge = g_strnfill(PROCESS_WIN_INVITATION_MAX + 4, 'A');
+	assert_refused(huge, "longer than 1024");
+	g_free(huge);
+	/* Base64 of bytes that are not a WinInvitation (a truncated varint). */
+	assert_refused("GP8=", "not a WinInvitation");
+	/* Valid base64 of an empty message: no name. */
+	assert_refused("AA==", "not a WinInvitation");
+}
+END_TEST
+
+START_TEST(test_bad_fields)
+{
+	ProcessWinInvitation inv;
+	guint8 secret[64];
+	memset(secret, 0x5a, sizeof(secret));
+	char *t;
+
+	fill(&inv);
+	inv.node_name = "";
+	t = process_win_invitation_encode(&inv);
+	assert_refused(t, "node name");
+	g_free(t);
+	inv.node_name = "a\nb";
+	t = process_win_invitation_encode(&inv);
+	assert_refused(t, "node name");
+	g_free(t);
+	inv.node_name = "\xff\xfe"; /* refused by the protobuf decoder already */
+	t = process_win_invitation_encode(&inv);
+	assert_refused(t, "invalid UTF-8");
+	g_free(t);
+	char *long_name = g_strnfill(PROCESS_WIN_NAME_MAX + 1, 'n');
+	inv.node_name = long_name;
+	t = process_win_invitation_encode(&inv);
+	assert_refused(t, "node name");
+	g_free(t);
+	g_free(long_name);
+
+	fill(&inv);
+	t = encode_raw(&inv, secret, 32, FALSE, NULL, 0);
+	assert_refused(t, "address");
+	g_free(t);
+	guint8 id15[15] = { 1 };
+	t = encode_raw(&inv, secret, 32, TRUE, id15, sizeof(id15));
+	assert_refused(t, "address");
+	g_free(t);
+
+	fill(&inv);
+	memset(&inv.host_port, 0, sizeof(inv.host_port));
+	t = process_win_invitation_encode(&inv);
+	assert_refused(t, "id is zero");
+	g_free(t);
+	fill(&inv);
+	inv.host_node = inv.parent_node;
+	t = process_win_invitation_encode(&inv);
+	assert_refused(t, "the parent's");
+	g_free(t);
+
+	static const guint64 bad_handles[] = { 0, 0x1a5, 0x1a6, 0x100000000ull,
+					       G_MAXUINT64, /* INVALID_HANDLE_VALUE, -1 */
+					       G_MAXUINT64 - 1 /* the current thread's pseudo-handle */ };
+	for (gsize i = 0; i < G_N_ELEMENTS(bad_handles); i++) {
+		fill(&inv);
+		inv.directory = bad_handles[i];
+		t = process_win_invitation_encode(&inv);
+		assert_refused(t, "directory handle");
+		g_free(t);
+	}
+
+	fill(&inv);
+	t = encode_raw(&inv, secret, 31, TRUE, NULL, 0);
+	assert_refused(t, "the secret is 31 bytes");
+	g_free(t);
+	t = encode_raw(&inv, secret, 33, TRUE, NULL, 0);
+	assert_refused(t, "the secret is 33 bytes");
+	g_free(t);
+	t = encode_raw(&inv, secret, 0, TRUE, NULL, 0);
+	assert_refused(t, "the secret is 0 bytes");
+	g_free(t);
+	memset(inv.secret, 0, sizeof(inv.secret));
+	t = process_win_invitation_encode(&inv);
+	assert_refused(t, "all zero");
+	g_free(t);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("invitation");
+	TCase *tc = tcase_create("core");
+	tcase_add_test(tc, test_round_trip);
+	tcase_add_test(tc, test_bad_text);
+	tcase_add_test(tc, test_bad_fields);
+	suite_add_tcase(s, tc);
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}
