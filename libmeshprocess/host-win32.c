@@ -252,7 +252,8 @@ gboolean mesh_try_run_host(const char *base_name, MeshHostFunc func, gpointer us
 	MeshMessage *initial = NULL;
 	MeshPort *req_port = NULL, *events_port = NULL;
 	guint32 pid = 0;
-	if (!process_initial_message_parse(first, &req_port, &initial, &events_port, &pid, error)) {
+	if (!process_initial_message_parse(first, FALSE, &req_port, &initial, &events_port,
+					   &pid, error)) {
 		host_state_free(s);
 		return FALSE;
 	}
