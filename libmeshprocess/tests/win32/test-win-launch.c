@@ -163,6 +163,55 @@ static void on_exit_cb(Mesh *mesh, const char *name, GPid pid, const MeshHostExi
 	copy->description = NULL;
 }
 
+/* An "echo" host launched on its own mesh, with an exit callback on its own context. */
+typedef struct {
+	Mesh *mesh;
+	MeshProcessConfig *config;
+	GMainContext *ctx;
+	MeshHostExit exit;
+	MeshSender *to_host;
+	MeshReceiver *from_host;
+	GPid pid;
+} EchoHost;
+
+static void echo_host_launch(EchoHost *h, const char *mesh_name, const char *host_name)
+{
+	GError *error = NULL;
+	MeshSender *from_host_send;
+	MeshReceiver *to_host_recv;
+
+	memset(h, 0, sizeof(*h));
+	h->exit.status = -1;
+	h->mesh = mesh_new(mesh_name, NULL, &error);
+	ck_assert_msg(h->mesh, "%s", error ? error->message : "");
+	h->config = mesh_process_config_new(host_name);
+	h->ctx = g_main_context_new();
+	mesh_process_config_set_exit_callback(h->config, h->ctx, on_exit_cb, &h->exit, NULL);
+	mesh_channel_new(NULL, &h->to_host, &to_host_recv);
+	mesh_channel_new(NULL, &from_host_send, &h->from_host);
+	MeshMessage *initial = mesh_message_new("echo", 4);
+	mesh_message_add_port_take(initial, mesh_receiver_into_port(to_host_recv));
+	mesh_message_add_port_take(initial, mesh_sender_into_port(from_host_send));
+	h->pid = mesh_launch_host(h->mesh, h->config, initial, &error);
+	ck_assert_msg(h->pid, "%s", error ? error->message : "");
+}
+
+/* Waits for the exit callback. */
+static void echo_host_wait_exit(EchoHost *h)
+{
+	while (h->exit.status < 0)
+		g_main_context_iteration(h->ctx, TRUE);
+}
+
+static void echo_host_free(EchoHost *h)
+{
+	mesh_sender_free(h->to_host);
+	mesh_receiver_free(h->from_host);
+	mesh_process_config_free(h->config);
+	mesh_free(h->mesh);
+	g_main_context_unref(h->ctx);
+}
+
 /*
  * A real host process launched with mesh_launch_host(): messages both
  * ways on a channel the initial message carried, an event handle there
@@ -172,22 +221,12 @@ static void on_exit_cb(Mesh *mesh, const char *name, GPid pid, const MeshHostExi
 START_TEST(test_launch_echo)
 {
 	GError *error = NULL;
-	Mesh *mesh = mesh_new("wine-launch", NULL, &error);
-	ck_assert_msg(mesh, "%s", error ? error->message : "");
-	MeshProcessConfig *config = mesh_process_config_new("echo-host");
-	MeshHostExit exit = { .status = -1 };
-	GMainContext *ctx = g_main_context_new();
-	mesh_process_config_set_exit_callback(config, ctx, on_exit_cb, &exit, NULL);
-
-	MeshSender *to_host, *from_host_send;
-	MeshReceiver *to_host_recv, *from_host;
-	mesh_channel_new(NULL, &to_host, &to_host_recv);
-	mesh_channel_new(NULL, &from_host_send, &from_host);
-	MeshMessage *initial = mesh_message_new("echo", 4);
-	mesh_message_add_port_take(initial, mesh_receiver_into_port(to_host_recv));
-	mesh_message_add_port_take(initial, mesh_sender_into_port(from_host_send));
-	GPid pid = mesh_launch_host(mesh, config, initial, &error);
-	ck_assert_msg(pid, "%s", error ? error->message : "");
+	EchoHost h;
+	echo_host_launch(&h, "wine-launch", "echo-host");
+	Mesh *mesh = h.mesh;
+	MeshSender *to_host = h.to_host;
+	MeshReceiver *from_host = h.from_host;
+	GPid pid = h.pid;
 	ck_assert_int_ne(GPOINTER_TO_UINT(pid), GetCurrentProcessId());
 	ck_assert_int_eq(mesh_get_host_count(mesh), 1);
 
@@ -231,20 +270,15 @@ START_TEST(test_launch_echo)
 
 	/* Its work returns: it exits 0 by itself. */
 	mesh_sender_send_message(to_host, mesh_message_new("bye", 3));
-	while (exit.status < 0)
-		g_main_context_iteration(ctx, TRUE);
-	ck_assert_int_eq(exit.status, 0);
-	ck_assert(exit.expected);
+	echo_host_wait_exit(&h);
+	ck_assert_int_eq(h.exit.status, 0);
+	ck_assert(h.exit.expected);
 	ck_assert_int_eq(mesh_get_host_state(mesh, pid), MESH_HOST_STATE_EXITED);
 	ck_assert_int_eq(mesh_get_host_count(mesh), 0);
 
 	ck_assert_msg(mesh_shutdown(mesh, 10 * G_USEC_PER_SEC, &error), "%s",
 		      error ? error->message : "");
-	mesh_sender_free(to_host);
-	mesh_receiver_free(from_host);
-	mesh_process_config_free(config);
-	mesh_free(mesh);
-	g_main_context_unref(ctx);
+	echo_host_free(&h);
 }
 END_TEST
 
@@ -287,21 +321,12 @@ END_TEST
 START_TEST(test_crash)
 {
 	GError *error = NULL;
-	Mesh *mesh = mesh_new("wine-crash", NULL, &error);
-	ck_assert_msg(mesh, "%s", error ? error->message : "");
-	MeshProcessConfig *config = mesh_process_config_new("crasher");
-	MeshHostExit exit = { .status = -1 };
-	GMainContext *ctx = g_main_context_new();
-	mesh_process_config_set_exit_callback(config, ctx, on_exit_cb, &exit, NULL);
-	MeshSender *to_host, *from_host_send;
-	MeshReceiver *to_host_recv, *from_host;
-	mesh_channel_new(NULL, &to_host, &to_host_recv);
-	mesh_channel_new(NULL, &from_host_send, &from_host);
-	MeshMessage *initial = mesh_message_new("echo", 4);
-	mesh_message_add_port_take(initial, mesh_receiver_into_port(to_host_recv));
-	mesh_message_add_port_take(initial, mesh_sender_into_port(from_host_send));
-	GPid pid = mesh_launch_host(mesh, config, initial, &error);
-	ck_assert_msg(pid, "%s", error ? error->message : "");
+	EchoHost h;
+	echo_host_launch(&h, "wine-crash", "crasher");
+	Mesh *mesh = h.mesh;
+	MeshSender *to_host = h.to_host;
+	MeshReceiver *from_host = h.from_host;
+	GPid pid = h.pid;
 	/* Joined (it answered): its request channel is up. */
 	mesh_sender_send_message(to_host, mesh_message_new("x", 1));
 	mesh_message_free(recv_one(from_host));
@@ -310,21 +335,16 @@ START_TEST(test_crash)
 	ck_assert(g_error_matches(error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_NO_SUCH_HOST));
 	g_clear_error(&error);
 	ck_assert_msg(mesh_crash(mesh, pid, &error), "%s", error ? error->message : "");
-	while (exit.status < 0)
-		g_main_context_iteration(ctx, TRUE);
-	ck_assert_int_eq(exit.status, 3);
-	ck_assert(!exit.expected);
+	echo_host_wait_exit(&h);
+	ck_assert_int_eq(h.exit.status, 3);
+	ck_assert(!h.exit.expected);
 	ck_assert_int_eq(mesh_get_host_state(mesh, pid), MESH_HOST_STATE_CRASHED);
 	MeshMessage *msg = NULL;
 	ck_assert(!mesh_receiver_recv_message(from_host, -1, &msg, &error));
 	ck_assert_msg(g_error_matches(error, MESH_ERROR, MESH_ERROR_NODE_FAILURE), "%s",
 		      error->message);
 	g_clear_error(&error);
-	mesh_sender_free(to_host);
-	mesh_receiver_free(from_host);
-	mesh_process_config_free(config);
-	mesh_free(mesh);
-	g_main_context_unref(ctx);
+	echo_host_free(&h);
 }
 END_TEST
 
