@@ -4,7 +4,7 @@
  * test-alpc-wire: runs the real ALPC node code (alpc-node.c) with the real
  * GLib under Wine before libmeshremote's core builds for Windows. It keeps
  * the interface's contract (events queued until a sink connects and then
- * flushed in order, the connector called for an unknown node, handles
+ * flushed in order, sends during the flush queued behind it, the connector called for an unknown node, handles
  * consumed by receive, data_free called once) and records what the
  * transport hands it. It decodes no events.
  */
@@ -19,6 +19,7 @@ struct MeshRemoteNode {
 	MeshEventSink sink;
 	void *sink_data;
 	gboolean connected, failed;
+	gboolean flushing; /* connect is sending the queue: sends still queue */
 	GPtrArray *queued; /* GBytes */
 };
 
@@ -31,6 +32,8 @@ struct MeshNode {
 	GHashTable *remotes; /* id -> MeshRemoteNode (borrowed; the node keeps one ref) */
 	GAsyncQueue *events; /* FakeEvent* */
 	GAsyncQueue *failures; /* char* "<id>: reason" */
+	FakeConnectHook connect_hook;
+	void *connect_hook_data;
 };
 
 void mesh_uuid_generate(MeshUuid *ret)
@@ -144,27 +147,47 @@ MeshRemoteNode *mesh_node_add_remote(MeshNode *node, const MeshNodeId *id)
 gboolean mesh_remote_node_connect(MeshRemoteNode *remote, const MeshEventSink *sink,
 				  void *user_data)
 {
-	g_autoptr(GPtrArray) queued = NULL;
-
 	g_mutex_lock(&remote->node->lock);
-	if (remote->connected || remote->failed) {
+	if (remote->connected || remote->failed || remote->flushing) {
 		g_mutex_unlock(&remote->node->lock);
 		if (sink->destroy)
 			sink->destroy(user_data);
 		return FALSE;
 	}
-	remote->connected = TRUE;
 	remote->sink = *sink;
 	remote->sink_data = user_data;
-	queued = remote->queued;
-	remote->queued = g_ptr_array_new_with_free_func((GDestroyNotify)g_bytes_unref);
+	/*
+	 * Events sent while the queue is flushed are queued behind it (not
+	 * sent straight to the sink, which could overtake the queue): the
+	 * remote counts as connected only once its queue is empty.
+	 */
+	remote->flushing = TRUE;
+	FakeConnectHook hook = remote->node->connect_hook;
+	void *hook_data = remote->node->connect_hook_data;
 	g_mutex_unlock(&remote->node->lock);
-	for (guint i = 0; i < queued->len; i++) {
-		gsize size;
-		const void *data = g_bytes_get_data(queued->pdata[i], &size);
-		struct iovec iov = { (void *)data, size };
+	if (hook)
+		hook(remote->node, &remote->id, hook_data);
+	for (;;) {
+		g_autoptr(GPtrArray) queued = NULL;
 
-		sink->send(user_data, &iov, 1, NULL, 0);
+		g_mutex_lock(&remote->node->lock);
+		if (remote->queued->len == 0 || remote->failed) {
+			g_ptr_array_set_size(remote->queued, 0);
+			remote->flushing = FALSE;
+			remote->connected = TRUE;
+			g_mutex_unlock(&remote->node->lock);
+			break;
+		}
+		queued = remote->queued;
+		remote->queued = g_ptr_array_new_with_free_func((GDestroyNotify)g_bytes_unref);
+		g_mutex_unlock(&remote->node->lock);
+		for (guint i = 0; i < queued->len; i++) {
+			gsize size;
+			const void *data = g_bytes_get_data(queued->pdata[i], &size);
+			struct iovec iov = { (void *)data, size };
+
+			sink->send(user_data, &iov, 1, NULL, 0);
+		}
 	}
 	return TRUE;
 }
@@ -276,6 +299,14 @@ void fake_node_send(MeshNode *node, const MeshNodeId *to, const void *data, gsiz
 		r->sink.send(r->sink_data, &iov, 1, handles, n_handles);
 	}
 	mesh_remote_node_unref(r);
+}
+
+void fake_node_set_connect_hook(MeshNode *node, FakeConnectHook hook, void *data)
+{
+	g_mutex_lock(&node->lock);
+	node->connect_hook = hook;
+	node->connect_hook_data = data;
+	g_mutex_unlock(&node->lock);
 }
 
 FakeEvent *fake_node_next_event(MeshNode *node, gint64 timeout_us)
