@@ -6,14 +6,18 @@
  * under Wine; only Windows launches with them (mesh-win32.c, host-win32.c).
  *
  * Encoding: the standard base64 (with padding) of the protobuf message
- * mesh_process.WinInvitation (process.proto). Decoding refuses, with
+ * mesh_process.WinInvitation (process.proto), which is upstream's
+ * mesh_process Invitation under cfg(windows) byte for byte:
+ *   1 node_name, 2 credentials { 1 address (InvitationAddress),
+ *   2 mesh_secret (32 bytes) }, 3 directory_handle (varint).
+ * Decoding refuses, with
  * MESH_PROCESS_ERROR_INVITATION and a message naming the field:
  * - a value longer than PROCESS_WIN_INVITATION_MAX characters, empty, or
  *   with a character outside the base64 alphabet or a bad length/padding;
  * - bytes that are not a WinInvitation;
  * - a node name that is empty, longer than PROCESS_WIN_NAME_MAX bytes,
  *   not UTF-8, or holding a control character;
- * - a missing address, an id that is not 16 bytes or is all zero, the
+ * - missing credentials, a missing address, an id that is not 16 bytes or is all zero, the
  *   host's node id equal to the parent's;
  * - a directory handle of 0, not a multiple of 4, or not below 2^32
  *   (kernel handle values are 32-bit significant and their two low bits

@@ -12,17 +12,20 @@ static void set_id(MeshProcess__Address **slot, const MeshUuid *node, const Mesh
 char *process_win_invitation_encode(const ProcessWinInvitation *inv)
 {
 	MeshProcess__WinInvitation w;
+	MeshProcess__AlpcInvitationCredentials cred;
 	MeshProcess__InvitationAddress addr;
 
 	mesh_process__win_invitation__init(&w);
+	mesh_process__alpc_invitation_credentials__init(&cred);
 	mesh_process__invitation_address__init(&addr);
 	set_id(&addr.local_addr, &inv->host_node, &inv->host_port);
 	set_id(&addr.remote_addr, &inv->parent_node, &inv->parent_port);
 	w.node_name = inv->node_name;
-	w.address = &addr;
+	w.credentials = &cred;
+	cred.address = &addr;
+	cred.mesh_secret.data = (guint8 *)inv->secret;
+	cred.mesh_secret.len = PROCESS_WIN_SECRET_SIZE;
 	w.directory_handle = inv->directory;
-	w.secret.data = (guint8 *)inv->secret;
-	w.secret.len = PROCESS_WIN_SECRET_SIZE;
 
 	gsize size = mesh_process__win_invitation__get_packed_size(&w);
 	guint8 *bytes = g_malloc(size ? size : 1);
@@ -106,14 +109,17 @@ gboolean process_win_invitation_decode(const char *text, ProcessWinInvitation *r
 		return FALSE;
 	}
 	MeshProcess__WinInvitation *w = (MeshProcess__WinInvitation *)msg;
+	MeshProcess__AlpcInvitationCredentials *c = w->credentials;
 	ProcessWinInvitation inv = { 0 };
 	gboolean ok = FALSE;
 
 	if (!name_ok(w->node_name)) {
 		fail(error, "the node name is empty, too long, not UTF-8 or has a control character");
-	} else if (!w->address ||
-		   !process_address_read(w->address->local_addr, &inv.host_node, &inv.host_port) ||
-		   !process_address_read(w->address->remote_addr, &inv.parent_node,
+	} else if (!c) {
+		fail(error, "missing credentials (address and secret)");
+	} else if (!c->address ||
+		   !process_address_read(c->address->local_addr, &inv.host_node, &inv.host_port) ||
+		   !process_address_read(c->address->remote_addr, &inv.parent_node,
 					 &inv.parent_port)) {
 		fail(error, "missing or malformed address (each id must be 16 bytes)");
 	} else if (mesh_uuid_is_zero(&inv.host_node) || mesh_uuid_is_zero(&inv.host_port) ||
@@ -128,12 +134,12 @@ gboolean process_win_invitation_decode(const char *text, ProcessWinInvitation *r
 			    ": directory handle 0x%" G_GINT64_MODIFIER "x is not a handle value "
 			    "(nonzero, a multiple of 4, below 2^32)",
 			    (guint64)w->directory_handle);
-	} else if (w->secret.len != PROCESS_WIN_SECRET_SIZE) {
+	} else if (c->mesh_secret.len != PROCESS_WIN_SECRET_SIZE) {
 		g_set_error(error, MESH_PROCESS_ERROR, MESH_PROCESS_ERROR_INVITATION,
 			    "invalid " MESH_WORKER_INVITATION ": the secret is %" G_GSIZE_FORMAT
 			    " bytes, not %d",
-			    (gsize)w->secret.len, PROCESS_WIN_SECRET_SIZE);
-	} else if (!nonzero(w->secret.data, w->secret.len)) {
+			    (gsize)c->mesh_secret.len, PROCESS_WIN_SECRET_SIZE);
+	} else if (!nonzero(c->mesh_secret.data, c->mesh_secret.len)) {
 		fail(error, "the secret is all zero");
 	} else {
 		ok = TRUE;
@@ -141,11 +147,11 @@ gboolean process_win_invitation_decode(const char *text, ProcessWinInvitation *r
 	if (ok) {
 		inv.node_name = g_strdup(w->node_name);
 		inv.directory = w->directory_handle;
-		memcpy(inv.secret, w->secret.data, PROCESS_WIN_SECRET_SIZE);
+		memcpy(inv.secret, c->mesh_secret.data, PROCESS_WIN_SECRET_SIZE);
 		*ret = inv;
 	}
-	if (w->secret.data)
-		memset(w->secret.data, 0, w->secret.len);
+	if (c && c->mesh_secret.data)
+		memset(c->mesh_secret.data, 0, c->mesh_secret.len);
 	mesh_payload_message_free(msg);
 	return ok;
 }

@@ -24,11 +24,14 @@ static void fill(ProcessWinInvitation *inv)
 
 /* Base64 of a hand-made WinInvitation from @inv with the given overrides. */
 static char *encode_raw(const ProcessWinInvitation *inv, const guint8 *secret, gsize secret_len,
-			gboolean with_address, const guint8 *node_id, gsize node_id_len)
+			gboolean with_address, const guint8 *node_id, gsize node_id_len,
+			gboolean with_credentials)
 {
 	MeshProcess__WinInvitation w;
+	MeshProcess__AlpcInvitationCredentials cred;
 	MeshProcess__InvitationAddress addr;
 	mesh_process__win_invitation__init(&w);
+	mesh_process__alpc_invitation_credentials__init(&cred);
 	mesh_process__invitation_address__init(&addr);
 	addr.local_addr = process_address_new(&inv->host_node, &inv->host_port);
 	addr.remote_addr = process_address_new(&inv->parent_node, &inv->parent_port);
@@ -37,10 +40,11 @@ static char *encode_raw(const ProcessWinInvitation *inv, const guint8 *secret, g
 		addr.local_addr->node->id->value.len = node_id_len;
 	}
 	w.node_name = inv->node_name;
-	w.address = with_address ? &addr : NULL;
+	w.credentials = with_credentials ? &cred : NULL;
+	cred.address = with_address ? &addr : NULL;
+	cred.mesh_secret.data = (guint8 *)secret;
+	cred.mesh_secret.len = secret_len;
 	w.directory_handle = inv->directory;
-	w.secret.data = (guint8 *)secret;
-	w.secret.len = secret_len;
 	gsize size = mesh_process__win_invitation__get_packed_size(&w);
 	guint8 *bytes = g_malloc(size + 1);
 	mesh_process__win_invitation__pack(&w, bytes);
@@ -98,6 +102,100 @@ START_TEST(test_round_trip)
 }
 END_TEST
 
+/* Fixed ids for the byte-exact check: id @tag's byte i is tag + i. */
+static void fixed_id(MeshUuid *id, guint8 tag)
+{
+	for (int i = 0; i < 16; i++)
+		id->bytes[i] = (guint8)(tag + i);
+}
+
+static void append(GByteArray *a, const guint8 *bytes, gsize n)
+{
+	g_byte_array_append(a, bytes, (guint)n);
+}
+
+/* mesh_node's Address { 1 node: NodeId { 1 Uuid { 1 [u8; 16] } },
+ * 2 port: PortId { 1 Uuid { 1 [u8; 16] } } } as the field @key. */
+static void append_address(GByteArray *a, guint8 key, const MeshUuid *node, const MeshUuid *port)
+{
+	static const guint8 id_head[] = { 0x0a, 0x14, 0x0a, 0x12, 0x0a, 0x10 };
+	const guint8 head[] = { key, 0x2c }; /* 2 + 20 + 2 + 20 */
+	append(a, head, sizeof(head));
+	append(a, id_head, sizeof(id_head)); /* 1 node: NodeId(Uuid([u8; 16])) */
+	append(a, node->bytes, 16);
+	static const guint8 port_head[] = { 0x12, 0x14, 0x0a, 0x12, 0x0a, 0x10 };
+	append(a, port_head, sizeof(port_head)); /* 2 port: PortId(Uuid([u8; 16])) */
+	append(a, port->bytes, 16);
+}
+
+/*
+ * Upstream's Windows invitation, built by hand from its Rust types
+ * (microsoft/openvmm: mesh_process lib.rs `struct Invitation` under
+ * cfg(windows), mesh_remote alpc_node.rs `InvitationCredentials` and
+ * `MeshSecret`, mesh_node common.rs `Address`/`NodeId`/`PortId`/`Uuid`;
+ * mesh_derive numbers fields from 1 in declaration order; [u8; 16] is
+ * packed bytes; MeshSecret is transparent over ZeroCopyEncoding, a bytes
+ * field; usize a varint):
+ *   1 node_name "worker-1"
+ *   2 credentials (128 bytes) {
+ *     1 address: InvitationAddress (92 bytes) {
+ *       1 local_addr (the host's), 2 remote_addr (the parent's) }
+ *     2 mesh_secret: 32 bytes }
+ *   3 directory_handle 0x1a4
+ * Ours must be these bytes exactly, and these must decode.
+ */
+START_TEST(test_upstream_bytes)
+{
+	ProcessWinInvitation inv, out = { 0 };
+	GError *error = NULL;
+	fill(&inv);
+	fixed_id(&inv.host_node, 0x10);
+	fixed_id(&inv.host_port, 0x20);
+	fixed_id(&inv.parent_node, 0x30);
+	fixed_id(&inv.parent_port, 0x40);
+
+	GByteArray *want = g_byte_array_new();
+	static const guint8 name[] = { 0x0a, 0x08, 'w', 'o', 'r', 'k', 'e', 'r', '-', '1' };
+	append(want, name, sizeof(name));
+	static const guint8 cred[] = { 0x12, 0x80, 0x01, /* 2 credentials, 128 bytes */
+				       0x0a, 0x5c };	  /* 1 address, 92 bytes */
+	append(want, cred, sizeof(cred));
+	append_address(want, 0x0a, &inv.host_node, &inv.host_port);
+	append_address(want, 0x12, &inv.parent_node, &inv.parent_port);
+	static const guint8 secret_head[] = { 0x12, 0x20 }; /* 2 mesh_secret, 32 bytes */
+	append(want, secret_head, sizeof(secret_head));
+	append(want, inv.secret, PROCESS_WIN_SECRET_SIZE);
+	static const guint8 dir[] = { 0x18, 0xa4, 0x03 }; /* 3 directory_handle, varint */
+	append(want, dir, sizeof(dir));
+	ck_assert_uint_eq(want->len, 144);
+
+	char *text = process_win_invitation_encode(&inv);
+	gsize size = 0;
+	guchar *got = g_base64_decode(text, &size);
+	ck_assert_uint_eq(size, want->len);
+	for (gsize i = 0; i < size; i++)
+		ck_assert_msg(got[i] == want->data[i], "byte %zu is 0x%02x, upstream's 0x%02x",
+			      (size_t)i, got[i], want->data[i]);
+	g_free(got);
+	g_free(text);
+
+	/* What a Rust parent sends decodes to the same. */
+	text = g_base64_encode(want->data, want->len);
+	ck_assert_msg(process_win_invitation_decode(text, &out, &error), "%s",
+		      error ? error->message : "");
+	ck_assert_str_eq(out.node_name, "worker-1");
+	ck_assert(mesh_uuid_equal(&out.host_node, &inv.host_node));
+	ck_assert(mesh_uuid_equal(&out.host_port, &inv.host_port));
+	ck_assert(mesh_uuid_equal(&out.parent_node, &inv.parent_node));
+	ck_assert(mesh_uuid_equal(&out.parent_port, &inv.parent_port));
+	ck_assert(out.directory == 0x1a4);
+	ck_assert(memcmp(out.secret, inv.secret, PROCESS_WIN_SECRET_SIZE) == 0);
+	process_win_invitation_clear(&out);
+	g_free(text);
+	g_byte_array_unref(want);
+}
+END_TEST
+
 START_TEST(test_bad_text)
 {
 	assert_refused(NULL, "empty");
@@ -145,12 +243,15 @@ START_TEST(test_bad_fields)
 	g_free(long_name);
 
 	fill(&inv);
-	t = encode_raw(&inv, secret, 32, FALSE, NULL, 0);
+	t = encode_raw(&inv, secret, 32, FALSE, NULL, 0, TRUE);
 	assert_refused(t, "address");
 	g_free(t);
 	guint8 id15[15] = { 1 };
-	t = encode_raw(&inv, secret, 32, TRUE, id15, sizeof(id15));
+	t = encode_raw(&inv, secret, 32, TRUE, id15, sizeof(id15), TRUE);
 	assert_refused(t, "address");
+	g_free(t);
+	t = encode_raw(&inv, secret, 32, TRUE, NULL, 0, FALSE);
+	assert_refused(t, "missing credentials");
 	g_free(t);
 
 	fill(&inv);
@@ -176,13 +277,13 @@ START_TEST(test_bad_fields)
 	}
 
 	fill(&inv);
-	t = encode_raw(&inv, secret, 31, TRUE, NULL, 0);
+	t = encode_raw(&inv, secret, 31, TRUE, NULL, 0, TRUE);
 	assert_refused(t, "the secret is 31 bytes");
 	g_free(t);
-	t = encode_raw(&inv, secret, 33, TRUE, NULL, 0);
+	t = encode_raw(&inv, secret, 33, TRUE, NULL, 0, TRUE);
 	assert_refused(t, "the secret is 33 bytes");
 	g_free(t);
-	t = encode_raw(&inv, secret, 0, TRUE, NULL, 0);
+	t = encode_raw(&inv, secret, 0, TRUE, NULL, 0, TRUE);
 	assert_refused(t, "the secret is 0 bytes");
 	g_free(t);
 	memset(inv.secret, 0, sizeof(inv.secret));
@@ -197,6 +298,7 @@ int main(void)
 	Suite *s = suite_create("invitation");
 	TCase *tc = tcase_create("core");
 	tcase_add_test(tc, test_round_trip);
+	tcase_add_test(tc, test_upstream_bytes);
 	tcase_add_test(tc, test_bad_text);
 	tcase_add_test(tc, test_bad_fields);
 	suite_add_tcase(s, tc);
