@@ -26,6 +26,16 @@ MeshAlpcNode *alpc_node_new_full(const MeshAlpcNtApi *api, HANDLE directory,
 				      const MeshNodeId *id, const guint8 *secret,
 				      GError **error);
 
+/*
+ * The name of @id's server port in the mesh's directory, as upstream's
+ * node_path() makes it (format!("{:?}", NodeId)): "N-" and the id as a
+ * big-endian 128-bit number in lowercase hex without leading zeros ("N-0"
+ * for the zero id). Writes it NUL-terminated to @name; returns its length
+ * in characters (3 to 34).
+ */
+#define ALPC_PORT_NAME_MAX 35
+gsize alpc_port_name(const MeshNodeId *id, wchar_t name[ALPC_PORT_NAME_MAX]);
+
 /* Constant-time equality of two secrets. */
 gboolean alpc_secret_equal(const guint8 *a, const guint8 *b);
 

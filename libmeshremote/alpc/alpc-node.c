@@ -9,7 +9,9 @@
  *
  * - Names. A mesh shares one object directory (anonymous; its handle is
  *   passed to every node). Each node creates one waitable server port in
- *   it named by its node id: 32 lowercase hex digits (mesh_uuid_to_string).
+ *   it named by its node id as upstream's node_path() does: "N-" and the
+ *   id as a big-endian u128 in lowercase hex, leading zeros dropped
+ *   (alpc_port_name()).
  * - Connection. To send to node B, node A connects to B's port (one client
  *   connection per direction: B sends to A over its own connection to A's
  *   port). The connection message's data is exactly 48 bytes:
@@ -158,18 +160,37 @@ static void view_hold_free(gpointer data)
 	g_free(v);
 }
 
-/* The port name: the node id in hex, in the mesh's directory. */
-static void port_attributes(OBJECT_ATTRIBUTES *oa, UNICODE_STRING *us, wchar_t name[33],
-			    HANDLE directory, const MeshNodeId *id)
+gsize alpc_port_name(const MeshNodeId *id, wchar_t name[ALPC_PORT_NAME_MAX])
 {
-	char hex[33];
+	static const char hex[] = "0123456789abcdef";
+	gsize k = 0;
+	gboolean lead = TRUE;
 
-	mesh_uuid_to_string(id, hex);
-	for (int i = 0; i < 33; i++)
-		name[i] = (wchar_t)hex[i];
+	name[k++] = L'N';
+	name[k++] = L'-';
+	for (int i = 0; i < 32; i++) {
+		guint8 b = id->bytes[i / 2];
+		guint8 digit = (i % 2) ? (b & 0xf) : (b >> 4);
+
+		if (lead && digit == 0 && i < 31)
+			continue;
+		lead = FALSE;
+		name[k++] = (wchar_t)hex[digit];
+	}
+	name[k] = 0;
+	return k;
+}
+
+/* The port name (alpc_port_name()), in the mesh's directory. */
+static void port_attributes(OBJECT_ATTRIBUTES *oa, UNICODE_STRING *us,
+			    wchar_t name[ALPC_PORT_NAME_MAX], HANDLE directory,
+			    const MeshNodeId *id)
+{
+	gsize len = alpc_port_name(id, name);
+
 	us->Buffer = name;
-	us->Length = 32 * sizeof(wchar_t);
-	us->MaximumLength = 33 * sizeof(wchar_t);
+	us->Length = (USHORT)(len * sizeof(wchar_t));
+	us->MaximumLength = (USHORT)((len + 1) * sizeof(wchar_t));
 	memset(oa, 0, sizeof(*oa));
 	oa->Length = sizeof(*oa);
 	oa->RootDirectory = directory;
@@ -373,7 +394,7 @@ static void do_connect(MeshAlpcNode *a, MeshRemoteNode *remote)
 	const MeshNodeId *peer = mesh_remote_node_get_id(remote);
 	OBJECT_ATTRIBUTES oa;
 	UNICODE_STRING us;
-	wchar_t name[33];
+	wchar_t name[ALPC_PORT_NAME_MAX];
 	MeshAlpcPortAttributes pa;
 	struct {
 		MeshPortMessage h;
@@ -886,7 +907,7 @@ MeshAlpcNode *alpc_node_new_full(const MeshAlpcNtApi *api, HANDLE directory,
 	MeshNodeId new_id;
 	OBJECT_ATTRIBUTES oa;
 	UNICODE_STRING us;
-	wchar_t name[33];
+	wchar_t name[ALPC_PORT_NAME_MAX];
 	MeshAlpcPortAttributes pa;
 	HANDLE server = NULL;
 	NTSTATUS status;

@@ -444,6 +444,96 @@ static MeshAlpcMessageAttributes *raw_attributes(ULONG flags)
 	return a;
 }
 
+/*
+ * Port names as upstream's node_path() makes them (format!("{:?}", NodeId):
+ * "N-" and the id as a big-endian u128 in {:x}, no leading zeros): the
+ * names below are written out by hand from that rule. A client that knows
+ * only the upstream name (here a raw connect, with test_api(): the real
+ * calls under MESH_ALPC_TEST_REAL) reaches the node's server port.
+ */
+static NTSTATUS connect_by_name(HANDLE dir, const char *name, const MeshNodeId *from,
+				const guint8 *secret, HANDLE *ret)
+{
+	OBJECT_ATTRIBUTES oa;
+	UNICODE_STRING us;
+	wchar_t wname[40];
+	MeshAlpcPortAttributes pa;
+	RawMsg cm = { 0 };
+
+	name_attributes(&oa, &us, wname, dir, name);
+	raw_port_attr(&pa);
+	memcpy(cm.data, from->bytes, 16);
+	memcpy(cm.data + 16, secret, MESH_ALPC_SECRET_SIZE);
+	cm.h.u1.s1.DataLength = 48;
+	cm.h.u1.s1.TotalLength = (int16_t)(48 + sizeof(cm.h));
+	*ret = NULL;
+	return test_api()->connect_port_ex(ret, &oa, NULL, &pa, 0, NULL, &cm.h, NULL, NULL,
+					   NULL, NULL);
+}
+
+static void check_name(const MeshNodeId *id, const char *want)
+{
+	wchar_t name[ALPC_PORT_NAME_MAX];
+	gsize len = alpc_port_name(id, name);
+	char got[ALPC_PORT_NAME_MAX];
+
+	for (gsize i = 0; i <= len; i++)
+		got[i] = (char)name[i];
+	ck_assert_uint_eq(len, strlen(want));
+	ck_assert_str_eq(got, want);
+}
+
+START_TEST(test_upstream_port_names)
+{
+	OBJECT_ATTRIBUTES oa = { .Length = sizeof(oa) };
+	g_autoptr(GError) error = NULL;
+	MeshNodeId zero = { { 0 } }, one = { { 0 } }, ia = { { 0 } }, full, client_id;
+	guint8 secret[MESH_ALPC_SECRET_SIZE];
+	char ns[64];
+	HANDLE dir, client = NULL;
+
+	one.bytes[15] = 1;
+	ia.bytes[1] = 0x0a;
+	ia.bytes[15] = 1;
+	for (int i = 0; i < 16; i++)
+		full.bytes[i] = (guint8)(0xf0 - i * 0x11);
+	check_name(&zero, "N-0");
+	check_name(&one, "N-1");
+	check_name(&ia, "N-a0000000000000000000000000001");
+	check_name(&full, "N-f0dfcebdac9b8a7968574635241302f1");
+
+	g_snprintf(ns, sizeof(ns), "n%lu-%lu", GetCurrentProcessId(), GetTickCount());
+	SetEnvironmentVariableA("MESH_ALPC_STANDIN_NS", ns);
+	ck_assert(NT_SUCCESS(test_api()->create_directory_object(
+		&dir, STANDARD_RIGHTS_REQUIRED | 0xF, &oa)));
+	for (gsize i = 0; i < sizeof(secret); i++)
+		secret[i] = (guint8)(i + 1);
+	mesh_uuid_generate(&client_id);
+	MeshAlpcNode *a = alpc_node_new_full(test_api(), dup_handle(dir), &ia, secret, &error);
+	ck_assert_msg(a, "%s", error ? error->message : "?");
+	MeshAlpcNode *b = alpc_node_new_full(test_api(), dup_handle(dir), &full, secret, &error);
+	ck_assert_msg(b, "%s", error ? error->message : "?");
+	ck_assert_msg(NT_SUCCESS(connect_by_name(dir, "N-a0000000000000000000000000001",
+						 &client_id, secret, &client)),
+		      "no port under upstream's name of a leading-zero id");
+	test_api()->close(client);
+	ck_assert_msg(NT_SUCCESS(connect_by_name(dir, "N-f0dfcebdac9b8a7968574635241302f1",
+						 &client_id, secret, &client)),
+		      "no port under upstream's name of a full id");
+	test_api()->close(client);
+	/* Not under the bare hex (no "N-"), nor with the leading zeros kept. */
+	ck_assert(!NT_SUCCESS(connect_by_name(dir, "f0dfcebdac9b8a7968574635241302f1",
+					      &client_id, secret, &client)));
+	ck_assert(!NT_SUCCESS(connect_by_name(dir, "N-000a0000000000000000000000000001",
+					      &client_id, secret, &client)));
+	mesh_alpc_node_shutdown(a, 5 * G_USEC_PER_SEC);
+	mesh_alpc_node_shutdown(b, 5 * G_USEC_PER_SEC);
+	mesh_alpc_node_free(a);
+	mesh_alpc_node_free(b);
+	CloseHandle(dir);
+}
+END_TEST
+
 typedef struct {
 	HANDLE dir;
 	HANDLE client;
@@ -577,7 +667,7 @@ START_TEST(test_wire_bounds)
 {
 	const MeshAlpcNtApi *api = alpc_standin_api();
 	Pair p = { 0 };
-	char a_name[33];
+	char a_name[40];
 	guint8 data[64];
 	const MeshNodeId *a_id;
 	MeshNodeId rnd;
@@ -591,7 +681,9 @@ START_TEST(test_wire_bounds)
 		return;
 	pair_init(&p);
 	a_id = mesh_node_get_id(mesh_alpc_node_get_node(p.a));
-	mesh_uuid_to_string(a_id, a_name);
+	a_name[0] = 'N';
+	a_name[1] = '-';
+	mesh_uuid_to_string(a_id, a_name + 2);
 	mesh_uuid_generate(&rnd);
 	memcpy(data, rnd.bytes, 16);
 	memcpy(data + 16, p.secret, 32);
@@ -826,6 +918,7 @@ static Suite *alpc_suite(void)
 	tcase_add_test(tc, test_peer_disconnect);
 	tcase_add_test(tc, test_flush_at_shutdown);
 	tcase_add_test(tc, test_leading_zero_ids);
+	tcase_add_test(tc, test_upstream_port_names);
 	tcase_add_test(tc, test_killed_peer);
 	suite_add_tcase(s, tc);
 	return s;
