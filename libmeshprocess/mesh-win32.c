@@ -11,11 +11,12 @@
  * the bootstrap port pair is made on both sides with mesh_node_add_port().
  *
  * What Linux has and this does not: sandbox profiles, spare hosts, remote
- * hosts, listen/connect, the host's inspect report beyond its name, pid and
- * state; those calls fail with MESH_PROCESS_ERROR_UNSUPPORTED (or return an
- * empty result where they cannot fail). The coordinator always runs on a
- * thread of its own; a @context given to mesh_new() is not used (exit
- * callbacks run on their config's context, as on Linux). A GPid here
+ * hosts, listen/connect; those calls fail with MESH_PROCESS_ERROR_UNSUPPORTED
+ * (or return an empty result where they cannot fail). mesh_inspect() asks
+ * every host for its report, as on Linux, but has no "parent" stats
+ * entry. The coordinator always runs on a thread of its own; a @context
+ * given to mesh_new() is not used (exit callbacks run on their config's
+ * context, as on Linux). A GPid here
  * carries the process id (GUINT_TO_POINTER()), not a process handle.
  */
 #include <windows.h>
@@ -587,35 +588,138 @@ gboolean mesh_crash(Mesh *m, GPid pid, GError **error)
 	return TRUE;
 }
 
-static void inspect_host(gpointer key, gpointer value, gpointer data)
+/* One host of an inspect: what the parent knows, and the host's answer. */
+typedef struct {
+	DWORD pid;
+	char *name;
+	MeshNodeId node_id;
+	const char *state;
+	MeshOneshotReceiver *reply; /* InspectReply; NULL once taken */
+	char *report;		    /* JSON */
+} InspectHost;
+
+static char *inspect_error_json(const char *message)
 {
-	Host *h = value;
-	GString *out = data;
-	char id[33];
-	if (out->str[out->len - 1] != '[')
-		g_string_append_c(out, ',');
-	g_string_append_printf(out, "{\"pid\":%lu,\"name\":", (unsigned long)h->pid);
-	process_json_string(out, h->name);
-	g_string_append_printf(out, ",\"node\":\"%s\",\"state\":\"%s\",\"transport\":\"alpc\"}",
-			       mesh_uuid_to_string(&h->node_id, id),
-			       mesh_host_state_to_string(h->state));
+	GString *e = g_string_new("{\"error\":");
+	process_json_string(e, message);
+	g_string_append_c(e, '}');
+	return g_string_free(e, FALSE);
+}
+
+/* An inspect under way: needs nothing of the mesh once begun. */
+typedef struct {
+	char *mesh_name;
+	gint64 deadline; /* monotonic, -1: none */
+	GArray *hosts;	 /* InspectHost */
+} Inspect;
+
+/*
+ * Asks every host with a request channel for its report (the C host's
+ * HostInspectJson: every host on Windows is a C host) at once.
+ */
+static Inspect *inspect_begin(Mesh *m, gint64 timeout_us)
+{
+	Inspect *in = g_new0(Inspect, 1);
+	GPtrArray *senders = g_ptr_array_new();
+	GHashTableIter it;
+	gpointer value;
+
+	in->mesh_name = g_strdup(m->name);
+	in->deadline = timeout_us < 0 ? -1 : g_get_monotonic_time() + timeout_us;
+	in->hosts = g_array_new(FALSE, TRUE, sizeof(InspectHost));
+	g_mutex_lock(&m->lock);
+	g_hash_table_iter_init(&it, m->hosts);
+	while (g_hash_table_iter_next(&it, NULL, &value)) {
+		Host *h = value;
+		InspectHost ih = { .pid = h->pid, .name = g_strdup(h->name),
+				   .node_id = h->node_id,
+				   .state = mesh_host_state_to_string(h->state) };
+		g_array_append_val(in->hosts, ih);
+		g_ptr_array_add(senders, h->requests ? mesh_sender_clone(h->requests) : NULL);
+	}
+	g_mutex_unlock(&m->lock);
+
+	for (guint i = 0; i < in->hosts->len; i++) {
+		InspectHost *ih = &g_array_index(in->hosts, InspectHost, i);
+		MeshSender *s = senders->pdata[i];
+		if (!s) {
+			ih->report = inspect_error_json("no request channel");
+			continue;
+		}
+		MeshOneshotSender *os;
+		mesh_oneshot_new(&mesh_process__inspect_reply__descriptor, &os, &ih->reply);
+		MeshProcess__HostRequest *req = g_malloc(sizeof(*req));
+		mesh_process__host_request__init(req);
+		req->request_case = MESH_PROCESS__HOST_REQUEST__REQUEST_INSPECT_JSON;
+		req->inspect_json = g_malloc(sizeof(*req->inspect_json));
+		mesh_process__host_inspect_json__init(req->inspect_json);
+		req->inspect_json->reply = mesh_port_into_field(mesh_oneshot_sender_into_port(os));
+		mesh_sender_send(s, &req->base);
+		mesh_sender_free(s);
+	}
+	g_ptr_array_free(senders, TRUE);
+	return in;
+}
+
+/* Waits for the answers (until the deadline) and writes the JSON; frees @in. */
+static char *inspect_end(Inspect *in)
+{
+	GString *out = g_string_new("{\"mesh\":");
+	process_json_string(out, in->mesh_name);
+	g_string_append_printf(out, ",\"pid\":%lu,\"hosts\":[", (unsigned long)GetCurrentProcessId());
+	for (guint i = 0; i < in->hosts->len; i++) {
+		InspectHost *ih = &g_array_index(in->hosts, InspectHost, i);
+		char id[33];
+		if (ih->reply) {
+			ProtobufCMessage *reply = NULL;
+			GError *error = NULL;
+			gint64 left = in->deadline < 0
+					      ? -1
+					      : MAX(in->deadline - g_get_monotonic_time(), 0);
+			if (mesh_oneshot_recv(ih->reply, left, &reply, &error)) {
+				ih->report = g_strdup(((MeshProcess__InspectReply *)reply)->json);
+				mesh_payload_message_free(reply);
+			} else {
+				/* A timeout did not consume the receiver; a final error did. */
+				if (g_error_matches(error, MESH_ERROR, MESH_ERROR_TIMED_OUT) ||
+				    g_error_matches(error, MESH_ERROR, MESH_ERROR_EMPTY)) {
+					mesh_oneshot_receiver_free(ih->reply);
+					ih->report = inspect_error_json("no value within the timeout");
+				} else {
+					ih->report = inspect_error_json(error->message);
+				}
+				g_error_free(error);
+			}
+			ih->reply = NULL;
+		}
+		if (i)
+			g_string_append_c(out, ',');
+		g_string_append_printf(out, "{\"pid\":%lu,\"name\":", (unsigned long)ih->pid);
+		process_json_string(out, ih->name);
+		g_string_append_printf(out,
+				       ",\"node\":\"%s\",\"state\":\"%s\",\"transport\":\"alpc\","
+				       "\"report\":%s}",
+				       mesh_uuid_to_string(&ih->node_id, id), ih->state, ih->report);
+		g_free(ih->name);
+		g_free(ih->report);
+	}
+	g_string_append(out, "]}");
+	g_array_free(in->hosts, TRUE);
+	g_free(in->mesh_name);
+	g_free(in);
+	return g_string_free(out, FALSE);
 }
 
 char *mesh_inspect(Mesh *m, gint64 timeout_us)
 {
 	g_return_val_if_fail(m, NULL);
 	g_return_val_if_fail(timeout_us >= -1, NULL);
-	GString *out = g_string_new("{\"mesh\":");
-	process_json_string(out, m->name);
-	g_string_append_printf(out, ",\"pid\":%lu,\"hosts\":[", (unsigned long)GetCurrentProcessId());
-	g_mutex_lock(&m->lock);
-	g_hash_table_foreach(m->hosts, inspect_host, out);
-	g_mutex_unlock(&m->lock);
-	g_string_append(out, "]}");
-	return g_string_free(out, FALSE);
+	return inspect_end(inspect_begin(m, timeout_us));
 }
 
 typedef struct {
+	Inspect *inspect;
+	GMainContext *context;
 	char *json;
 	MeshInspectFunc callback;
 	gpointer data;
@@ -634,8 +738,21 @@ static void inspect_call_free(gpointer data)
 	InspectCall *c = data;
 	if (c->notify)
 		c->notify(c->data);
+	g_main_context_unref(c->context);
 	g_free(c->json);
 	g_free(c);
+}
+
+/* The wait for the hosts' answers, off the caller's thread. */
+static gpointer inspect_thread(gpointer data)
+{
+	InspectCall *c = data;
+	c->json = inspect_end(g_steal_pointer(&c->inspect));
+	GSource *s = g_idle_source_new();
+	g_source_set_callback(s, inspect_call_cb, c, inspect_call_free);
+	g_source_attach(s, c->context);
+	g_source_unref(s);
+	return NULL;
 }
 
 void mesh_inspect_async(Mesh *m, gint64 timeout_us, GMainContext *context,
@@ -647,14 +764,12 @@ void mesh_inspect_async(Mesh *m, gint64 timeout_us, GMainContext *context,
 		g_return_if_fail(m && callback && timeout_us >= -1);
 	}
 	InspectCall *c = g_new0(InspectCall, 1);
-	c->json = mesh_inspect(m, timeout_us);
+	c->inspect = inspect_begin(m, timeout_us);
+	c->context = g_main_context_ref(context ? context : g_main_context_default());
 	c->callback = callback;
 	c->data = user_data;
 	c->notify = notify;
-	GSource *s = g_idle_source_new();
-	g_source_set_callback(s, inspect_call_cb, c, inspect_call_free);
-	g_source_attach(s, context ? context : g_main_context_default());
-	g_source_unref(s);
+	g_thread_unref(g_thread_new("mesh-inspect", inspect_thread, c));
 }
 
 guint mesh_get_host_count(Mesh *m)

@@ -282,6 +282,54 @@ START_TEST(test_launch_echo)
 }
 END_TEST
 
+static void on_inspect(char *json, gpointer user_data)
+{
+	char **out = user_data;
+	*out = json;
+}
+
+/*
+ * mesh_inspect() of a launched host carries the host's own answer to the
+ * inspect request (host-win32.c's inspect_self(): its name, its pid as it
+ * sees it, its RSS and workers), and so does mesh_inspect_async().
+ */
+START_TEST(test_inspect_host)
+{
+	GError *error = NULL;
+	EchoHost h;
+	echo_host_launch(&h, "wine-inspect", "inspected");
+	mesh_sender_send_message(h.to_host, mesh_message_new("hello", 5));
+	mesh_message_free(recv_one(h.from_host)); /* joined and working */
+
+	char *want = g_strdup_printf("\"report\":{\"name\":\"inspected\",\"pid\":%u,\"rss_kib\":",
+				     GPOINTER_TO_UINT(h.pid));
+	char *json = mesh_inspect(h.mesh, 30 * G_USEC_PER_SEC);
+	ck_assert_msg(json && strstr(json, want), "%s has no %s", json, want);
+	ck_assert_msg(strstr(json, "\"workers\":"), "%s", json);
+	ck_assert_msg(strstr(json, "\"transport\":\"alpc\""), "%s", json);
+	g_free(json);
+
+	char *async_json = NULL;
+	mesh_inspect_async(h.mesh, 30 * G_USEC_PER_SEC, h.ctx, on_inspect, &async_json, NULL);
+	while (!async_json)
+		g_main_context_iteration(h.ctx, TRUE);
+	ck_assert_msg(strstr(async_json, want), "%s has no %s", async_json, want);
+	g_free(async_json);
+	g_free(want);
+
+	mesh_sender_send_message(h.to_host, mesh_message_new("bye", 3));
+	echo_host_wait_exit(&h);
+	ck_assert_int_eq(h.exit.status, 0);
+	/* No host: nothing to ask. */
+	json = mesh_inspect(h.mesh, 0);
+	ck_assert_msg(strstr(json, "\"hosts\":[]"), "%s", json);
+	g_free(json);
+	ck_assert_msg(mesh_shutdown(h.mesh, 10 * G_USEC_PER_SEC, &error), "%s",
+		      error ? error->message : "");
+	echo_host_free(&h);
+}
+END_TEST
+
 /*
  * mesh_shutdown() closes a waiting host's request channel: the host exits
  * 0 by itself; the mesh is clean. Then launches are refused.
@@ -607,6 +655,7 @@ int main(int argc, char **argv)
 		const TTest *test;
 	} cases[] = {
 		{ "echo", test_launch_echo },
+		{ "inspect", test_inspect_host },
 		{ "shutdown", test_shutdown_ends_host },
 		{ "unsupported", test_unsupported },
 		{ "no-alpc", test_no_alpc },
