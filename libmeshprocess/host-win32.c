@@ -201,8 +201,21 @@ gboolean process_win_host_join(const char *text, MeshAlpcNode **ret_alpc, MeshPo
 		process_win_invitation_clear(&inv);
 		return FALSE;
 	}
-	MeshPort *port = mesh_node_add_port(mesh_alpc_node_get_node(alpc), &inv.host_port,
+	MeshPort *boot = mesh_node_add_port(mesh_alpc_node_get_node(alpc), &inv.host_port,
 					    &inv.parent_node, &inv.parent_port);
+	/*
+	 * Upstream's AlpcNode::join(): the bootstrap port carries one
+	 * AlpcInitialMessage with the port the parent bridges to its end of
+	 * the startup channel; ours is that port's peer.
+	 */
+	MeshPort *port, *user_port;
+	mesh_port_new_pair(&port, &user_port);
+	MeshProcess__AlpcInitialMessage *im = g_malloc(sizeof(*im));
+	mesh_process__alpc_initial_message__init(im);
+	im->user_port = mesh_port_into_field(user_port);
+	mesh_oneshot_send(mesh_oneshot_sender_from_port(
+				  boot, &mesh_process__alpc_initial_message__descriptor),
+			  &im->base);
 	*ret_alpc = alpc;
 	*ret_port = port;
 	*ret_name = g_steal_pointer(&inv.node_name);

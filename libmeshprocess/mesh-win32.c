@@ -195,6 +195,14 @@ typedef struct {
 	PalChild *child;
 	MeshSender *requests; /* HostRequest; NULL once stopping */
 	MeshReceiver *events; /* HostEvent */
+	/*
+	 * Until the host joined: the bootstrap port, where its
+	 * AlpcInitialMessage comes, and our end of the startup channel (the
+	 * InitialMessage waits in it), which is bridged with the message's
+	 * port (upstream's wait_for_invite()). Coordinator thread only.
+	 */
+	MeshReceiver *boot;
+	MeshPort *start;
 	GSource *watch;
 	MeshHostState state; /* under mesh->lock */
 	gboolean killed;
@@ -347,6 +355,15 @@ static void host_exited_cb(GPid process, gint status, gpointer data)
 	}
 	mesh_sender_free(requests);
 	mesh_receiver_free(h->events);
+	if (h->boot) {
+		/*
+		 * It went before it joined: the startup channel goes to its node
+		 * (upstream bridges the bootstrap port so), whose ports fail
+		 * with the invitation's cancel below.
+		 */
+		mesh_port_bridge(mesh_receiver_into_port(g_steal_pointer(&h->boot)),
+				 g_steal_pointer(&h->start));
+	}
 	/* A host that went before it joined: what waits for it fails now. */
 	mesh_alpc_node_cancel_invite(m->alpc, &h->node_id, "the host exited before it joined");
 	g_source_destroy(h->watch);
@@ -449,6 +466,39 @@ static PalChild *spawn_host(const MeshProcessConfig *config, const char *invitat
 	return r < 0 ? NULL : child;
 }
 
+/*
+ * On the coordinator's context: the host's AlpcInitialMessage (it joined):
+ * its port is bridged with our end of the startup channel. A failed
+ * bootstrap port (its node failed) is bridged instead, which fails the
+ * startup channel's ports as upstream's wait_for_invite() does.
+ */
+static void host_boot_cb(MeshReceiver *r, gpointer data)
+{
+	Host *h = data;
+	ProtobufCMessage *msg = NULL;
+	GError *error = NULL;
+
+	if (mesh_receiver_recv(r, 0, &msg, &error)) {
+		MeshProcess__AlpcInitialMessage *im = (MeshProcess__AlpcInitialMessage *)msg;
+		MeshPort *user_port = mesh_port_steal_from_field(im->user_port);
+		mesh_payload_message_free(msg);
+		if (!user_port)
+			g_warning("mesh %s: host %s's initial message has no port", h->mesh->name,
+				  h->name);
+		/* NULL closes the startup channel: the host fails its startup. */
+		mesh_port_bridge(user_port, g_steal_pointer(&h->start));
+		mesh_receiver_free(g_steal_pointer(&h->boot)); /* also in its callback */
+		return;
+	}
+	if (g_error_matches(error, MESH_ERROR, MESH_ERROR_EMPTY)) {
+		g_error_free(error);
+		return;
+	}
+	g_error_free(error);
+	mesh_port_bridge(mesh_receiver_into_port(g_steal_pointer(&h->boot)),
+			 g_steal_pointer(&h->start));
+}
+
 GPid mesh_launch_host(Mesh *m, const MeshProcessConfig *config, MeshMessage *initial,
 		      GError **error)
 {
@@ -534,6 +584,11 @@ GPid mesh_launch_host(Mesh *m, const MeshProcessConfig *config, MeshMessage *ini
 	g_source_set_callback(h->watch, (GSourceFunc)(void (*)(void))host_exited_cb, h, NULL);
 	g_source_attach(h->watch, m->context);
 	mesh_receiver_set_callback(h->events, m->context, host_events_cb, h, NULL);
+	/* The startup channel: its InitialMessage waits at h->start. */
+	MeshPort *start_send;
+	mesh_port_new_pair(&start_send, &h->start);
+	h->boot = mesh_receiver_from_port(boot_port, &mesh_process__alpc_initial_message__descriptor);
+	mesh_receiver_set_callback(h->boot, m->context, host_boot_cb, h, NULL);
 	g_mutex_unlock(&m->lock);
 	mesh_sender_free(late);
 
@@ -542,7 +597,7 @@ GPid mesh_launch_host(Mesh *m, const MeshProcessConfig *config, MeshMessage *ini
 	 * channel in field 3, the host's pid in field 4). It waits in our node
 	 * until the host has joined and connected to us (the invitation).
 	 */
-	MeshOneshotSender *boot = mesh_oneshot_sender_from_port(boot_port, NULL);
+	MeshOneshotSender *boot = mesh_oneshot_sender_from_port(start_send, NULL);
 	mesh_oneshot_send_message(boot, process_initial_message_new(
 						mesh_receiver_into_port(requests_recv), initial,
 						mesh_sender_into_port(events), (guint32)h->pid));

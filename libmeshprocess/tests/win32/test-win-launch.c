@@ -538,6 +538,75 @@ START_TEST(test_join_bad_handle)
 END_TEST
 
 /*
+ * The host's join as upstream's parent sees it (mesh_remote alpc_node.rs:
+ * AlpcNode::join() sends InitialMessage { 1 user_port: Port } on the
+ * bootstrap port; the inviter's wait_for_invite() bridges user_port to the
+ * channel that carries mesh_process's InitialMessage). Here the parent is
+ * played by hand, in this process, on the stand-in: its bootstrap port
+ * gets one message with exactly one port and nothing else, and what is
+ * sent into that port is what the host receives on the port the join
+ * returned.
+ */
+START_TEST(test_join_as_upstream)
+{
+	GError *error = NULL;
+	MeshAlpcNode *parent = standin_node(NULL, NULL, NULL, &error);
+	ck_assert_msg(parent, "%s", error ? error->message : "");
+	ProcessWinInvitation inv = { 0 };
+	inv.node_name = "h";
+	mesh_uuid_generate(&inv.host_node);
+	mesh_uuid_generate(&inv.host_port);
+	inv.parent_node = *mesh_node_get_id(mesh_alpc_node_get_node(parent));
+	mesh_uuid_generate(&inv.parent_port);
+	mesh_alpc_node_get_secret(parent, inv.secret);
+	HANDLE dir = NULL;
+	ck_assert(DuplicateHandle(GetCurrentProcess(), mesh_alpc_node_get_directory(parent),
+				  GetCurrentProcess(), &dir, 0, FALSE, DUPLICATE_SAME_ACCESS));
+	inv.directory = (guint64)(uintptr_t)dir;
+	mesh_alpc_node_invite(parent, &inv.host_node);
+	MeshPort *boot = mesh_node_add_port(mesh_alpc_node_get_node(parent), &inv.parent_port,
+					    &inv.host_node, &inv.host_port);
+	char *text = process_win_invitation_encode(&inv);
+
+	MeshAlpcNode *host = NULL;
+	MeshPort *host_port = NULL;
+	char *name = NULL;
+	ck_assert_msg(process_win_host_join(text, &host, &host_port, &name, &error), "%s",
+		      error ? error->message : "");
+	g_free(text);
+
+	/* Upstream's alpc_node::InitialMessage: field 1, one port. */
+	MeshOneshotReceiver *r = mesh_oneshot_receiver_from_port(boot, NULL);
+	MeshMessage *im = NULL;
+	ck_assert_msg(mesh_oneshot_recv_message(r, 30 * G_USEC_PER_SEC, &im, &error),
+		      "no initial message from the joined host: %s", error ? error->message : "");
+	ck_assert_int_eq(mesh_message_get_n_resources(im), 1);
+	ProtobufCMessage *decoded =
+		mesh_message_into_typed(im, &mesh_process__alpc_initial_message__descriptor, &error);
+	ck_assert_msg(decoded, "%s", error ? error->message : "");
+	MeshProcess__AlpcInitialMessage *aim = (MeshProcess__AlpcInitialMessage *)decoded;
+	MeshPort *user_port = mesh_port_steal_from_field(aim->user_port);
+	ck_assert(user_port);
+	mesh_payload_message_free(decoded);
+
+	/* What goes into it (upstream's bridge) is the host's startup message. */
+	MeshOneshotSender *start = mesh_oneshot_sender_from_port(user_port, NULL);
+	mesh_oneshot_send_message(start, mesh_message_new("start", 5));
+	MeshOneshotReceiver *hr = mesh_oneshot_receiver_from_port(host_port, NULL);
+	MeshMessage *got = NULL;
+	ck_assert_msg(mesh_oneshot_recv_message(hr, 30 * G_USEC_PER_SEC, &got, &error), "%s",
+		      error ? error->message : "");
+	assert_data(got, "start");
+	mesh_message_free(got);
+	g_free(name);
+	mesh_alpc_node_shutdown(host, 5 * G_USEC_PER_SEC);
+	mesh_alpc_node_free(host);
+	mesh_alpc_node_shutdown(parent, 5 * G_USEC_PER_SEC);
+	mesh_alpc_node_free(parent);
+}
+END_TEST
+
+/*
  * A host dies with its parent: a middle process (this program, "parent")
  * makes a mesh and launches a waiting host, writes its pid, and is then
  * killed with TerminateProcess() (no cleanup runs in it). The host's job,
@@ -662,6 +731,7 @@ int main(int argc, char **argv)
 		{ "exit-before-join", test_exit_before_join },
 		{ "crash", test_crash },
 		{ "bad-handle", test_join_bad_handle },
+		{ "join-as-upstream", test_join_as_upstream },
 		{ "parent-death", test_host_dies_with_parent },
 	};
 	for (gsize i = 0; i < G_N_ELEMENTS(cases); i++) {
