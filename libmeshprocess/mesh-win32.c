@@ -346,7 +346,7 @@ static void host_boot_cb(MeshReceiver *r, gpointer data)
 				  h->name);
 		/* NULL closes the startup channel: the host fails its startup. */
 		mesh_port_bridge(user_port, g_steal_pointer(&h->start));
-		mesh_receiver_free(g_steal_pointer(&h->boot)); /* also in its callback */
+		mesh_receiver_free(g_steal_pointer(&h->boot)); /* allowed in its own callback */
 		return;
 	}
 	if (g_error_matches(error, MESH_ERROR, MESH_ERROR_EMPTY)) {
