@@ -508,9 +508,19 @@ typedef struct {
 	char *name;
 	MeshNodeId node_id;
 	const char *state;
-	MeshOneshotReceiver *reply; /* InspectReply; NULL once taken */
+	/*
+	 * Not known as a C host (it has not said it joined: a Rust host, or
+	 * one not joined yet): asked with upstream's Inspect(Deferred), as
+	 * mesh.c does; a C host gets HostInspectJson, which a Rust host would
+	 * fail its request channel on.
+	 */
+	gboolean deferred;
+	MeshOneshotReceiver *reply; /* InspectReply or InspectNode; NULL once taken */
 	char *report;		    /* JSON */
 } InspectHost;
+
+/* How deep a deferred inspect asks (mesh.c's INSPECT_DEPTH). */
+#define INSPECT_DEPTH 64
 
 static char *inspect_error_json(const char *message)
 {
@@ -527,10 +537,7 @@ typedef struct {
 	GArray *hosts;	 /* InspectHost */
 } Inspect;
 
-/*
- * Asks every host with a request channel for its report (the C host's
- * HostInspectJson: every host on Windows is a C host) at once.
- */
+/* Asks every host with a request channel for its report, at once. */
 static Inspect *inspect_begin(Mesh *m, gint64 timeout_us)
 {
 	Inspect *in = g_new0(Inspect, 1);
@@ -547,7 +554,8 @@ static Inspect *inspect_begin(Mesh *m, gint64 timeout_us)
 		Host *h = value;
 		InspectHost ih = { .pid = h->pid, .name = g_strdup(h->name),
 				   .node_id = h->node_id,
-				   .state = mesh_host_state_to_string(h->state) };
+				   .state = mesh_host_state_to_string(h->state),
+				   .deferred = h->state != MESH_HOST_STATE_RUNNING };
 		g_array_append_val(in->hosts, ih);
 		g_ptr_array_add(senders, h->requests ? mesh_sender_clone(h->requests) : NULL);
 	}
@@ -561,13 +569,21 @@ static Inspect *inspect_begin(Mesh *m, gint64 timeout_us)
 			continue;
 		}
 		MeshOneshotSender *os;
-		mesh_oneshot_new(&mesh_process__inspect_reply__descriptor, &os, &ih->reply);
-		MeshProcess__HostRequest *req = g_malloc(sizeof(*req));
-		mesh_process__host_request__init(req);
-		req->request_case = MESH_PROCESS__HOST_REQUEST__REQUEST_INSPECT_JSON;
-		req->inspect_json = g_malloc(sizeof(*req->inspect_json));
-		mesh_process__host_inspect_json__init(req->inspect_json);
-		req->inspect_json->reply = mesh_port_into_field(mesh_oneshot_sender_into_port(os));
+		MeshProcess__HostRequest *req;
+		if (ih->deferred) {
+			mesh_oneshot_new(&mesh_process__inspect_node__descriptor, &os, &ih->reply);
+			req = process_inspect_request_new(mesh_oneshot_sender_into_port(os),
+							  INSPECT_DEPTH);
+		} else {
+			mesh_oneshot_new(&mesh_process__inspect_reply__descriptor, &os, &ih->reply);
+			req = g_malloc(sizeof(*req));
+			mesh_process__host_request__init(req);
+			req->request_case = MESH_PROCESS__HOST_REQUEST__REQUEST_INSPECT_JSON;
+			req->inspect_json = g_malloc(sizeof(*req->inspect_json));
+			mesh_process__host_inspect_json__init(req->inspect_json);
+			req->inspect_json->reply =
+				mesh_port_into_field(mesh_oneshot_sender_into_port(os));
+		}
 		mesh_sender_send(s, &req->base);
 		mesh_sender_free(s);
 	}
@@ -591,7 +607,12 @@ static char *inspect_end(Inspect *in)
 					      ? -1
 					      : MAX(in->deadline - g_get_monotonic_time(), 0);
 			if (mesh_oneshot_recv(ih->reply, left, &reply, &error)) {
-				ih->report = g_strdup(((MeshProcess__InspectReply *)reply)->json);
+				if (ih->deferred)
+					ih->report = process_inspect_node_to_json(
+						(MeshProcess__InspectNode *)reply);
+				else
+					ih->report = g_strdup(
+						((MeshProcess__InspectReply *)reply)->json);
 				mesh_payload_message_free(reply);
 			} else {
 				/* A timeout did not consume the receiver; a final error did. */

@@ -291,19 +291,33 @@ static void on_inspect(char *json, gpointer user_data)
 /*
  * mesh_inspect() of a launched host carries the host's own answer to the
  * inspect request (host-win32.c's inspect_self(): its name, its pid as it
- * sees it, its RSS and workers), and so does mesh_inspect_async().
+ * sees it, its RSS and workers), asked as upstream asks before the host
+ * said it joined and as a C host once it did, and so does
+ * mesh_inspect_async().
  */
 START_TEST(test_inspect_host)
 {
 	GError *error = NULL;
 	EchoHost h;
 	echo_host_launch(&h, "wine-inspect", "inspected");
-	mesh_sender_send_message(h.to_host, mesh_message_new("hello", 5));
-	mesh_message_free(recv_one(h.from_host)); /* joined and working */
-
 	char *want = g_strdup_printf("\"report\":{\"name\":\"inspected\",\"pid\":%u,\"rss_kib\":",
 				     GPOINTER_TO_UINT(h.pid));
+
+	/*
+	 * Right after the launch the host has not said it joined ("starting"):
+	 * it is asked as upstream asks (Inspect(Deferred)), answers once it
+	 * joined, and its InternalNode reads as the same JSON.
+	 */
 	char *json = mesh_inspect(h.mesh, 30 * G_USEC_PER_SEC);
+	ck_assert_msg(json && strstr(json, want), "%s has no %s", json, want);
+	g_free(json);
+
+	mesh_sender_send_message(h.to_host, mesh_message_new("hello", 5));
+	mesh_message_free(recv_one(h.from_host)); /* joined and working */
+	/* Said it joined: a C host, asked for its JSON (HostInspectJson). */
+	while (mesh_get_host_state(h.mesh, h.pid) != MESH_HOST_STATE_RUNNING)
+		g_usleep(10000);
+	json = mesh_inspect(h.mesh, 30 * G_USEC_PER_SEC);
 	ck_assert_msg(json && strstr(json, want), "%s has no %s", json, want);
 	ck_assert_msg(strstr(json, "\"workers\":"), "%s", json);
 	ck_assert_msg(strstr(json, "\"transport\":\"alpc\""), "%s", json);
