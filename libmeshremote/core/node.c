@@ -1221,6 +1221,125 @@ out:
 		data_free(data_owner);
 }
 
+/*
+ * A run of consecutive messages to one port, without handles or ports in
+ * them (mesh_node_receive_events()): delivered under one lock of the port,
+ * their deferred effects (wake-ups, sends of a proxy) run after the last.
+ */
+#define EVENT_RUN_MAX 64
+
+typedef struct {
+	MeshPort *port; /* (owned): the port of the run, kept while the port stays */
+	guint n;
+	Event *events[EVENT_RUN_MAX];
+} EventRun;
+
+/* Events of a run whose port left the table meanwhile: one at a time, as they came. */
+static void event_run_deliver_rest(MeshNode *node, const MeshNodeId *from,
+				   const MeshPortId *port_id, Event **events, guint n)
+{
+	char id[33];
+
+	for (guint i = 0; i < n; i++) {
+		MeshPort *dest = node_lookup_port(node, port_id);
+		if (dest) {
+			port_deliver(dest, events[i]);
+			port_unref(dest);
+			continue;
+		}
+		debug_log(LOG_FIELDS("MESH_PEER", LOG_ID(from), "MESH_PORT", LOG_ID(port_id)),
+			  "mesh: event for unknown port %s dropped", mesh_uuid_to_string(port_id, id));
+		Deferred d;
+		deferred_init(&d);
+		event_discard(events[i], &d);
+		deferred_run(&d);
+	}
+}
+
+static void event_run_flush(MeshNode *node, const MeshNodeId *from, EventRun *run)
+{
+	Deferred d;
+	guint i = 0;
+
+	if (!run->n)
+		return;
+	deferred_init(&d);
+	g_mutex_lock(&run->port->lock);
+	/*
+	 * Each event reaches the port only while it is the one in the table
+	 * under its id (an earlier one may have ended it), exactly as if each
+	 * had been looked up on its own.
+	 */
+	for (; i < run->n && run->port->node == node; i++)
+		port_receive_locked(run->port, run->events[i], &d);
+	g_mutex_unlock(&run->port->lock);
+	deferred_run(&d);
+	event_run_deliver_rest(node, from, &run->port->id, run->events + i, run->n - i);
+	run->n = 0;
+}
+
+static void event_run_end(MeshNode *node, const MeshNodeId *from, EventRun *run)
+{
+	event_run_flush(node, from, run);
+	port_unref(run->port);
+	run->port = NULL;
+}
+
+/*
+ * Adds the event in @data to @run if it is a message without resources to
+ * a port of @node (flushing the run first if it was for another port).
+ * FALSE if it is anything else: nothing was done with it.
+ */
+static gboolean event_run_add(MeshNode *node, const MeshNodeId *from, EventRun *run,
+			      const MeshEventData *e)
+{
+	MeshEventView view;
+
+	if (e->n_handles || (!e->data && e->size) || protocol_event_parse(e->data, e->size, &view) < 0)
+		return FALSE;
+	const MeshEventHeader *h = &view.header;
+	if (h->type != MESH_EVENT_MESSAGE || h->resource_count)
+		return FALSE;
+	if (!run->port || !mesh_uuid_equal(&run->port->id, &h->port_id)) {
+		event_run_end(node, from, run);
+		run->port = node_lookup_port(node, &h->port_id);
+		if (!run->port)
+			return FALSE; /* logged by the single path */
+	}
+	Event *ev = event_new(h->type, h->flags, h->seq);
+	if (h->flags & MESH_EVENT_FLAG_MESSAGE)
+		ev->message = message_new_bytes_copy(view.payload, h->message_size, NULL,
+						     MESH_WRAP_WIRE);
+	run->events[run->n++] = ev;
+	if (run->n == EVENT_RUN_MAX)
+		event_run_flush(node, from, run);
+	return TRUE;
+}
+
+void mesh_node_receive_events(MeshNode *node, const MeshNodeId *from, const MeshEventData *events,
+			      size_t n_events)
+{
+	EventRun run = {0};
+
+	if (!node || !from || (!events && n_events)) {
+		/* Consumed, as always: the handles closed. */
+		for (size_t i = 0; events && i < n_events; i++)
+			for (size_t j = 0; events[i].handles && j < events[i].n_handles; j++)
+				os_handle_close(events[i].handles[j]);
+		g_return_if_fail(node && from);
+		g_return_if_fail(events || n_events == 0);
+	}
+	for (size_t i = 0; i < n_events; i++) {
+		const MeshEventData *e = &events[i];
+		if (event_run_add(node, from, &run, e))
+			continue;
+		/* Anything else ends the run first: the order of effects is the arrival's. */
+		event_run_end(node, from, &run);
+		mesh_node_receive_event(node, from, e->data, e->size, e->handles, e->n_handles);
+	}
+	event_run_end(node, from, &run);
+}
+
 MeshPort *mesh_node_add_port(MeshNode *node, const MeshPortId *id, const MeshNodeId *peer_node,
 			     const MeshPortId *peer_port)
 {
