@@ -32,9 +32,19 @@ static GMutex depot_lock;
 static guint depot_n;
 static void *depot[SMALL_DEPOT_MAX][SMALL_MAGAZINE];
 
+/*
+ * The thread's cache: read through a TLS variable (g_private_get() costs a
+ * pthread_getspecific() per block); the GPrivate only frees it at thread
+ * exit, and then forgets it, so that a later destructor that frees a
+ * block makes a new one (freed in turn) instead of using a freed cache.
+ */
+static __thread SmallCache *small_cache_tls;
+
 static void small_cache_free(gpointer data)
 {
 	SmallCache *c = data;
+	if (small_cache_tls == c)
+		small_cache_tls = NULL;
 	for (guint i = 0; i < c->n; i++)
 		g_free(c->blocks[i]);
 	g_free(c);
@@ -44,10 +54,11 @@ static GPrivate small_cache_key = G_PRIVATE_INIT(small_cache_free);
 
 static SmallCache *small_cache(void)
 {
-	SmallCache *c = g_private_get(&small_cache_key);
-	if (!c) {
+	SmallCache *c = small_cache_tls;
+	if (G_UNLIKELY(!c)) {
 		c = g_new0(SmallCache, 1);
 		g_private_set(&small_cache_key, c);
+		small_cache_tls = c;
 	}
 	return c;
 }
