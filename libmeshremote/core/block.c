@@ -38,7 +38,12 @@ static void *depot[SMALL_DEPOT_MAX][SMALL_MAGAZINE];
  * exit, and then forgets it, so that a later destructor that frees a
  * block makes a new one (freed in turn) instead of using a freed cache.
  */
+#if defined(__GNUC__) && defined(__ELF__)
+/* Initial-exec: a plain load, not a __tls_get_addr() call (8 bytes of static TLS). */
+static __thread SmallCache *small_cache_tls __attribute__((tls_model("initial-exec")));
+#else
 static __thread SmallCache *small_cache_tls;
+#endif
 
 static void small_cache_free(gpointer data)
 {

@@ -809,7 +809,12 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 			  ev->type);
 		goto drop;
 	}
-	if (remote_node_is_failed(remote)) {
+	/*
+	 * A message with nothing in it but bytes needs no early look (a lock):
+	 * to a node that failed it is dropped below all the same.
+	 */
+	gboolean plain = msg && !msg->res && !msg->typed;
+	if (!plain && remote_node_is_failed(remote)) {
 		/* Dropped: its fds are closed, the ports it carries fail. */
 		if (msg) {
 			GError *e = error_node_failure(
@@ -833,6 +838,11 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 		}
 		size_t n_res = mesh_message_get_n_resources(msg);
 		GError *too_large = message_fits(from, remote, msg, head_len + msg->size);
+		if (too_large && plain && remote_node_is_failed(remote)) {
+			/* As the early look would have: dropped, no blame. */
+			g_error_free(too_large);
+			goto drop;
+		}
 		if (too_large) {
 			/*
 			 * The peer port fails in its place (same seq), and only
