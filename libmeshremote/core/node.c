@@ -961,12 +961,11 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 	case REMOTE_ACTIVE: {
 		MeshEventSink sink = remote->sink;
 		void *data = remote->sink_data;
-		remote_node_ref_internal(remote);
+		/* No reference of its own: the caller's keeps @remote until we return. */
 		remote->sending++;
 		g_mutex_unlock(&remote->lock);
 		sink.send(data, iov, n_iov, pk->fds, pk->n_fds);
 		remote_send_done(remote);
-		remote_node_unref_internal(remote);
 		break;
 	}
 	default:
