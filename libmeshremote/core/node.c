@@ -809,7 +809,12 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 			  ev->type);
 		goto drop;
 	}
-	if (remote_node_is_failed(remote)) {
+	/*
+	 * A message with nothing in it but bytes needs no early look (a lock):
+	 * to a node that failed it is dropped below all the same.
+	 */
+	gboolean plain = msg && !msg->res && !msg->typed;
+	if (!plain && remote_node_is_failed(remote)) {
 		/* Dropped: its fds are closed, the ports it carries fail. */
 		if (msg) {
 			GError *e = error_node_failure(
@@ -833,6 +838,11 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 		}
 		size_t n_res = mesh_message_get_n_resources(msg);
 		GError *too_large = message_fits(from, remote, msg, head_len + msg->size);
+		if (too_large && plain && remote_node_is_failed(remote)) {
+			/* As the early look would have: dropped, no blame. */
+			g_error_free(too_large);
+			goto drop;
+		}
 		if (too_large) {
 			/*
 			 * The peer port fails in its place (same seq), and only
@@ -951,12 +961,11 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 	case REMOTE_ACTIVE: {
 		MeshEventSink sink = remote->sink;
 		void *data = remote->sink_data;
-		remote_node_ref_internal(remote);
+		/* No reference of its own: the caller's keeps @remote until we return. */
 		remote->sending++;
 		g_mutex_unlock(&remote->lock);
 		sink.send(data, iov, n_iov, pk->fds, pk->n_fds);
 		remote_send_done(remote);
-		remote_node_unref_internal(remote);
 		break;
 	}
 	default:
@@ -1219,6 +1228,125 @@ out:
 	deferred_run(&d);
 	if (data_free) /* not handed to a message */
 		data_free(data_owner);
+}
+
+/*
+ * A run of consecutive messages to one port, without handles or ports in
+ * them (mesh_node_receive_events()): delivered under one lock of the port,
+ * their deferred effects (wake-ups, sends of a proxy) run after the last.
+ */
+#define EVENT_RUN_MAX 64
+
+typedef struct {
+	MeshPort *port; /* (owned): the port of the run, kept while the port stays */
+	guint n;
+	Event *events[EVENT_RUN_MAX];
+} EventRun;
+
+/* Events of a run whose port left the table meanwhile: one at a time, as they came. */
+static void event_run_deliver_rest(MeshNode *node, const MeshNodeId *from,
+				   const MeshPortId *port_id, Event **events, guint n)
+{
+	char id[33];
+
+	for (guint i = 0; i < n; i++) {
+		MeshPort *dest = node_lookup_port(node, port_id);
+		if (dest) {
+			port_deliver(dest, events[i]);
+			port_unref(dest);
+			continue;
+		}
+		debug_log(LOG_FIELDS("MESH_PEER", LOG_ID(from), "MESH_PORT", LOG_ID(port_id)),
+			  "mesh: event for unknown port %s dropped", mesh_uuid_to_string(port_id, id));
+		Deferred d;
+		deferred_init(&d);
+		event_discard(events[i], &d);
+		deferred_run(&d);
+	}
+}
+
+static void event_run_flush(MeshNode *node, const MeshNodeId *from, EventRun *run)
+{
+	Deferred d;
+	guint i = 0;
+
+	if (!run->n)
+		return;
+	deferred_init(&d);
+	g_mutex_lock(&run->port->lock);
+	/*
+	 * Each event reaches the port only while it is the one in the table
+	 * under its id (an earlier one may have ended it), exactly as if each
+	 * had been looked up on its own.
+	 */
+	for (; i < run->n && run->port->node == node; i++)
+		port_receive_locked(run->port, run->events[i], &d);
+	g_mutex_unlock(&run->port->lock);
+	deferred_run(&d);
+	event_run_deliver_rest(node, from, &run->port->id, run->events + i, run->n - i);
+	run->n = 0;
+}
+
+static void event_run_end(MeshNode *node, const MeshNodeId *from, EventRun *run)
+{
+	event_run_flush(node, from, run);
+	port_unref(run->port);
+	run->port = NULL;
+}
+
+/*
+ * Adds the event in @data to @run if it is a message without resources to
+ * a port of @node (flushing the run first if it was for another port).
+ * FALSE if it is anything else: nothing was done with it.
+ */
+static gboolean event_run_add(MeshNode *node, const MeshNodeId *from, EventRun *run,
+			      const MeshEventData *e)
+{
+	MeshEventView view;
+
+	if (e->n_handles || (!e->data && e->size) || protocol_event_parse(e->data, e->size, &view) < 0)
+		return FALSE;
+	const MeshEventHeader *h = &view.header;
+	if (h->type != MESH_EVENT_MESSAGE || h->resource_count)
+		return FALSE;
+	if (!run->port || !mesh_uuid_equal(&run->port->id, &h->port_id)) {
+		event_run_end(node, from, run);
+		run->port = node_lookup_port(node, &h->port_id);
+		if (!run->port)
+			return FALSE; /* logged by the single path */
+	}
+	Event *ev = event_new(h->type, h->flags, h->seq);
+	if (h->flags & MESH_EVENT_FLAG_MESSAGE)
+		ev->message = message_new_bytes_copy(view.payload, h->message_size, NULL,
+						     MESH_WRAP_WIRE);
+	run->events[run->n++] = ev;
+	if (run->n == EVENT_RUN_MAX)
+		event_run_flush(node, from, run);
+	return TRUE;
+}
+
+void mesh_node_receive_events(MeshNode *node, const MeshNodeId *from, const MeshEventData *events,
+			      size_t n_events)
+{
+	EventRun run = {0};
+
+	if (!node || !from || (!events && n_events)) {
+		/* Consumed, as always: the handles closed. */
+		for (size_t i = 0; events && i < n_events; i++)
+			for (size_t j = 0; events[i].handles && j < events[i].n_handles; j++)
+				os_handle_close(events[i].handles[j]);
+		g_return_if_fail(node && from);
+		g_return_if_fail(events || n_events == 0);
+	}
+	for (size_t i = 0; i < n_events; i++) {
+		const MeshEventData *e = &events[i];
+		if (event_run_add(node, from, &run, e))
+			continue;
+		/* Anything else ends the run first: the order of effects is the arrival's. */
+		event_run_end(node, from, &run);
+		mesh_node_receive_event(node, from, e->data, e->size, e->handles, e->n_handles);
+	}
+	event_run_end(node, from, &run);
 }
 
 MeshPort *mesh_node_add_port(MeshNode *node, const MeshPortId *id, const MeshNodeId *peer_node,

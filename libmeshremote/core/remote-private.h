@@ -356,6 +356,7 @@ gboolean port_send_bytes(MeshPort *port, const char *text);
 /* The shortest interval between two warnings that the remote-node cap refused one. */
 #define MESH_NODE_CAP_WARN_INTERVAL (10 * G_USEC_PER_SEC)
 MeshRemoteNode *node_get_remote(MeshNode *node, const MeshNodeId *id);
+/* Takes @ev; @remote is a reference the caller holds until this returns. */
 void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPortId *dest,
 			    Event *ev);
 gboolean remote_node_is_failed(MeshRemoteNode *remote);

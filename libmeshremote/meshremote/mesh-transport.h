@@ -294,6 +294,45 @@ MESH_REMOTE_API void mesh_node_receive_event_full(MeshNode *node, const MeshNode
 						  GDestroyNotify data_free, gpointer data_owner);
 
 /**
+ * MeshEventData:
+ * @data: an event's bytes (NULL only with @size 0)
+ * @size: their number
+ * @handles: (transfer full) (nullable): the OS handles that came with it
+ * @n_handles: their number
+ *
+ * One event of a batch for mesh_node_receive_events(). The array of handles
+ * stays the caller's; every handle in it is consumed.
+ */
+typedef struct {
+	const uint8_t *data;
+	size_t size;
+	MeshOsHandle *handles;
+	size_t n_handles;
+} MeshEventData;
+
+/**
+ * mesh_node_receive_events:
+ * @node: a node
+ * @from: the node the events came from
+ * @events: the events, in the order they arrived
+ * @n_events: their number
+ *
+ * mesh_node_receive_event() for each of @events in turn, for transports
+ * that receive several at once (a packet of batched events, a drain of
+ * shared memory): the same checks, the same effects in the same order.
+ * Consecutive messages to one port without handles or ports in them are
+ * handed to it together (one look-up of the port, one lock, the wake-ups
+ * and callbacks they cause after the last), which is what a stream of
+ * small messages costs the receiver. As for mesh_node_receive_event(),
+ * the bytes must be memory the peer cannot change meanwhile (copied out of
+ * shared memory first): they are checked, then read again. The node keeps
+ * no pointer into them; the caller may reuse them on return. Consumes
+ * every handle, also on failure.
+ */
+MESH_REMOTE_API void mesh_node_receive_events(MeshNode *node, const MeshNodeId *from,
+					      const MeshEventData *events, size_t n_events);
+
+/**
  * mesh_node_wait_idle:
  * @node: a node
  * @timeout_us: -1 without limit, 0 to only look, else microseconds

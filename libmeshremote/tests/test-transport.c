@@ -84,6 +84,70 @@ static guint net_pump(Net *net)
 	}
 }
 
+/*
+ * As net_pump(), but what is queued goes in batches (mesh_node_receive_events()),
+ * each the longest run of packets between the same two nodes, as a transport
+ * that receives many packets at once hands them over.
+ */
+static guint net_pump_batches(Net *net, gboolean once)
+{
+	guint n = 0;
+
+	for (;;) {
+		GPtrArray *batch = g_ptr_array_new();
+		Packet *pk;
+		g_mutex_lock(&net->lock);
+		while ((pk = g_queue_peek_head(&net->packets))) {
+			Packet *first = batch->len ? batch->pdata[0] : NULL;
+			if (first && (first->from != pk->from || first->to != pk->to))
+				break;
+			g_ptr_array_add(batch, g_queue_pop_head(&net->packets));
+		}
+		g_mutex_unlock(&net->lock);
+		if (!batch->len) {
+			g_ptr_array_free(batch, TRUE);
+			return n;
+		}
+		MeshEventData *events = g_new(MeshEventData, batch->len);
+		for (guint i = 0; i < batch->len; i++) {
+			pk = batch->pdata[i];
+			events[i] = (MeshEventData){pk->data, pk->size, pk->fds, pk->n_fds};
+		}
+		pk = batch->pdata[0];
+		mesh_node_receive_events(net->nodes[pk->to], mesh_node_get_id(net->nodes[pk->from]),
+					 events, batch->len);
+		for (guint i = 0; i < batch->len; i++) {
+			pk = batch->pdata[i];
+			g_free(pk->fds);
+			g_free(pk->data);
+			g_free(pk);
+		}
+		n += batch->len;
+		g_free(events);
+		g_ptr_array_free(batch, TRUE);
+		if (once)
+			return n;
+	}
+}
+
+static guint net_pump_batched(Net *net)
+{
+	return net_pump_batches(net, FALSE);
+}
+
+/* Queues a copy of the @index-th queued packet (no fds) at the end. */
+static void net_repeat_packet(Net *net, guint index)
+{
+	g_mutex_lock(&net->lock);
+	Packet *pk = g_queue_peek_nth(&net->packets, index);
+	ck_assert(pk && pk->n_fds == 0);
+	Packet *copy = g_memdup2(pk, sizeof(*pk));
+	copy->data = g_memdup2(pk->data, pk->size ? pk->size : 1);
+	copy->fds = g_new(int, 1);
+	g_queue_push_tail(&net->packets, copy);
+	g_mutex_unlock(&net->lock);
+}
+
 /* The hook: a blocked receiver delivers the queue itself, or waits for a packet. */
 static gboolean hook_run_once(void *user_data, gint64 deadline, gboolean *ret_expired)
 {
@@ -437,6 +501,157 @@ START_TEST(test_event_get_size)
 }
 END_TEST
 
+static void expect_text(MeshReceiver *r, const char *text)
+{
+	MeshMessage *got = NULL;
+	GError *error = NULL;
+	size_t size;
+
+	ck_assert_msg(mesh_receiver_recv_message(r, 0, &got, &error), "expected %s: %s", text,
+		      error ? error->message : "");
+	const char *data = (const char *)mesh_message_get_data(got, &size);
+	ck_assert_msg(size == strlen(text) && memcmp(data, text, size) == 0, "expected %s, got %.*s",
+		      text, (int)size, data);
+	mesh_message_free(got);
+}
+
+static void send_text(MeshSender *s, const char *text)
+{
+	mesh_sender_send_message(s, mesh_message_new(text, strlen(text)));
+}
+
+/*
+ * A batch that moves a port in its middle: the messages before and after
+ * it, to one port, arrive in order around it; what was sent to the moving
+ * port before, during and after the move arrives in order at its new home.
+ */
+START_TEST(test_receive_events_move_in_batch)
+{
+	Net *net = net_new(NULL, FALSE);
+	MeshPort *a, *b, *x, *y;
+	MeshMessage *got = NULL;
+
+	net_port_pair(net, &a, &b);
+	mesh_port_new_pair(&x, &y);
+	MeshSender *s = mesh_sender_from_port(a, NULL);
+	MeshReceiver *r = mesh_receiver_from_port(b, NULL);
+	MeshSender *xs = mesh_sender_from_port(x, NULL);
+	send_text(xs, "x0");
+	send_text(xs, "x1");
+	send_text(s, "1");
+	send_text(s, "2");
+	MeshMessage *carrier = mesh_message_new(NULL, 0);
+	ck_assert_int_ge(mesh_message_add_port_take(carrier, y), 0);
+	mesh_sender_send_message(s, carrier);
+	send_text(s, "3");
+	send_text(s, "4");
+	send_text(xs, "x2"); /* to a port on its way */
+	/* The five events go to node 1 in one batch: two runs and the move. */
+	ck_assert_uint_eq(net_pump_batches(net, TRUE), 5);
+	expect_text(r, "1");
+	expect_text(r, "2");
+	ck_assert(mesh_receiver_recv_message(r, 0, &got, NULL));
+	MeshPort *moved = mesh_message_steal_port(got, 0);
+	ck_assert_ptr_nonnull(moved);
+	mesh_message_free(got);
+	MeshReceiver *ry = mesh_receiver_from_port(moved, NULL);
+	expect_text(r, "3");
+	expect_text(r, "4");
+	send_text(xs, "x3"); /* maybe before the move completes, maybe after */
+	while (net_pump_batched(net))
+		;
+	expect_text(ry, "x0");
+	expect_text(ry, "x1");
+	expect_text(ry, "x2");
+	expect_text(ry, "x3");
+	send_text(xs, "x4"); /* straight to node 1 now */
+	while (net_pump_batched(net))
+		;
+	expect_text(ry, "x4");
+	ck_assert(!mesh_receiver_recv_message(r, 0, &got, NULL));
+	ck_assert(!mesh_receiver_recv_message(ry, 0, &got, NULL));
+	mesh_receiver_free(ry);
+	mesh_sender_free(xs);
+	mesh_receiver_free(r);
+	mesh_sender_free(s);
+	net_free(net);
+}
+END_TEST
+
+/*
+ * Events of one run after the one that ended or failed the port: what each
+ * would get alone (the port is no longer in the table: dropped), in a
+ * batch as one by one.
+ */
+static void run_after_end(gboolean batched, gboolean close)
+{
+	Net *net = net_new(NULL, FALSE);
+	MeshPort *a, *b;
+	MeshMessage *got = NULL;
+	GError *error = NULL;
+
+	net_port_pair(net, &a, &b);
+	MeshSender *s = mesh_sender_from_port(a, NULL);
+	MeshReceiver *r = mesh_receiver_from_port(b, NULL);
+	send_text(s, "1");
+	send_text(s, "2");
+	if (close) {
+		/* 1, 2, close, then 2 again: the port ended, the copy is dropped. */
+		mesh_sender_free(s);
+		s = NULL;
+		net_repeat_packet(net, 1);
+	} else {
+		/* 1, 2, 2 again (a protocol error), 3: the port failed, 3 is dropped. */
+		net_repeat_packet(net, 1);
+		send_text(s, "3");
+	}
+	/* The four events (and the answer to the close) */
+	ck_assert_uint_ge(batched ? net_pump_batched(net) : net_pump(net), 4);
+	expect_text(r, "1");
+	expect_text(r, "2");
+	ck_assert(!mesh_receiver_recv_message(r, 0, &got, &error));
+	ck_assert_ptr_null(got);
+	if (close) {
+		ck_assert_msg(g_error_matches(error, MESH_ERROR, MESH_ERROR_CLOSED), "%s",
+			      error->message);
+	} else {
+		ck_assert_msg(g_error_matches(error, MESH_ERROR, MESH_ERROR_NODE_FAILURE), "%s",
+			      error->message);
+		ck_assert_msg(strstr(error->message, "duplicate sequence number"), "%s",
+			      error->message);
+	}
+	g_error_free(error);
+	mesh_receiver_free(r);
+	mesh_sender_free(s);
+	net_free(net);
+}
+
+START_TEST(test_receive_events_after_end)
+{
+	for (int batched = 0; batched <= 1; batched++) {
+		run_after_end(batched, TRUE);
+		run_after_end(batched, FALSE);
+	}
+}
+END_TEST
+
+/* Bad arguments: every handle is consumed, as mesh_node_receive_event() does. */
+START_TEST(test_receive_events_bad_args)
+{
+	MeshNode *node = mesh_node_new();
+	int fds[2] = {dup(STDERR_FILENO), dup(STDERR_FILENO)};
+	MeshEventData ev = {(const uint8_t *)"junk", 4, fds, 2};
+
+	ck_assert_int_ge(fds[0], 0);
+	ck_assert_int_ge(fds[1], 0);
+	/* A malformed event: dropped, its fds closed. */
+	mesh_node_receive_events(node, mesh_node_get_id(node), &ev, 1);
+	ck_assert_int_eq(fcntl(fds[0], F_GETFD), -1);
+	ck_assert_int_eq(fcntl(fds[1], F_GETFD), -1);
+	mesh_node_unref(node);
+}
+END_TEST
+
 static Suite *transport_suite(void)
 {
 	Suite *s = suite_create("transport");
@@ -452,6 +667,9 @@ static Suite *transport_suite(void)
 	tcase_add_test(tc, test_hook_blocked_receiver);
 	tcase_add_test(tc, test_wait_idle);
 	tcase_add_test(tc, test_event_get_size);
+	tcase_add_test(tc, test_receive_events_move_in_batch);
+	tcase_add_test(tc, test_receive_events_after_end);
+	tcase_add_test(tc, test_receive_events_bad_args);
 	suite_add_tcase(s, tc);
 	return s;
 }

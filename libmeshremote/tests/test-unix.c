@@ -510,6 +510,78 @@ START_TEST(test_ring_interleaved)
 }
 END_TEST
 
+/*
+ * A one-way stream long enough to travel in batches (ring drains, batch
+ * packets: the node hands their messages to a port in runs), with ports
+ * carried in the middle of it through the same path (no fd: in the ring or
+ * a batch like the rest) and traffic on each moved port right behind its
+ * carrier. The child echoes all: the stream, the carriers and what
+ * followed them come back in order, both ways through runs.
+ */
+START_TEST(test_stream_runs_with_moves)
+{
+	enum { N = 4000, EVERY = 97, PORTS = 40, BEHIND = 5 };
+	Child *c = spawn_child("echo", NULL);
+	MeshPort *kept[PORTS] = {0};
+	MeshPort *back[PORTS] = {0};
+	TestRecv *back_recv[PORTS] = {0};
+	guint n_ports = 0, ports_back = 0;
+	char text[32];
+
+	for (guint i = 0; i < N; i++) {
+		if (i % EVERY == EVERY / 2 && n_ports < PORTS) {
+			MeshPort *x, *y;
+			mesh_port_new_pair(&x, &y);
+			MeshMessage *msg = mesh_message_new("port", 4);
+			mesh_message_add_port_take(msg, x);
+			port_send(c->port, msg, FALSE);
+			for (int k = 0; k < BEHIND; k++) {
+				snprintf(text, sizeof(text), "y%u.%d", n_ports, k);
+				port_send_bytes(y, text);
+			}
+			kept[n_ports++] = y;
+			continue;
+		}
+		snprintf(text, sizeof(text), "s%u", i);
+		port_send_bytes(c->port, text);
+	}
+	for (guint i = 0; i < N; i++) {
+		MeshMessage *msg = expect_message(c->recv);
+		size_t size;
+		const uint8_t *data = mesh_message_get_data(msg, &size);
+		if (i % EVERY == EVERY / 2 && ports_back < n_ports) {
+			ck_assert_uint_eq(size, 4);
+			MeshPort *x = mesh_message_steal_port(msg, 0);
+			ck_assert_ptr_nonnull(x);
+			back_recv[ports_back] = test_recv_new(x);
+			back[ports_back++] = x;
+		} else {
+			snprintf(text, sizeof(text), "s%u", i);
+			ck_assert_msg(size == strlen(text) && memcmp(data, text, size) == 0,
+				      "message %u out of order", i);
+		}
+		mesh_message_free(msg);
+	}
+	ck_assert_uint_eq(ports_back, n_ports);
+	for (guint k = 0; k < n_ports; k++) {
+		for (int j = 0; j < BEHIND; j++) {
+			snprintf(text, sizeof(text), "y%u.%d", k, j);
+			expect_bytes(back_recv[k], text, strlen(text));
+		}
+		/* And the other way, once the port is home again. */
+		port_send_bytes(back[k], "back");
+		TestRecv *ry = test_recv_new(kept[k]);
+		expect_bytes(ry, "back", 4);
+		test_recv_free(ry);
+		test_recv_free(back_recv[k]);
+		mesh_port_close(back[k]);
+		mesh_port_close(kept[k]);
+	}
+	child_close_port(c);
+	ck_assert_int_eq(child_finish(c), 0);
+}
+END_TEST
+
 START_TEST(test_child_killed)
 {
 	Child *c = spawn_child("echo", NULL);
@@ -2943,6 +3015,7 @@ int main(void)
 	tcase_add_test(tc, test_100k_messages);
 	tcase_add_test(tc, test_child_killed);
 	tcase_add_test(tc, test_ring_interleaved);
+	tcase_add_test(tc, test_stream_runs_with_moves);
 	tcase_add_test(tc, test_hostile_garbage);
 	tcase_add_test(tc, test_hostile_short);
 	tcase_add_test(tc, test_hostile_unsealed_memfd);

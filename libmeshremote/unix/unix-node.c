@@ -64,6 +64,9 @@
 #define RX_ROUNDS 1
 /* Ring entries per dispatch before other sources run. */
 #define RING_BUDGET 64
+/* Events handed to the node at once (mesh_node_receive_events()). */
+#define RING_DELIVER_RUN 64
+#define BATCH_DELIVER_RUN 64
 
 typedef struct {
 	uint8_t header[PACKET_HEADER_SIZE];
@@ -900,6 +903,8 @@ static const char *conn_handle_batch(UnixConn *c, const uint8_t *body, size_t si
 
 	if (!unix_batching_enabled())
 		return "unknown packet type";
+	if (n_fds > MESH_UNIX_MAX_FDS_PER_PACKET)
+		return "batch with too many fds";
 	while (off < size) {
 		uint32_t len;
 		uint16_t nf;
@@ -923,6 +928,10 @@ static const char *conn_handle_batch(UnixConn *c, const uint8_t *body, size_t si
 	if (n_events == 0 || fds_used != n_fds)
 		return "batch with fds left over, or empty";
 
+	/* Handed over in runs: the node delivers a run of messages to a port at once. */
+	MeshEventData events[BATCH_DELIVER_RUN];
+	int moved[MESH_UNIX_MAX_FDS_PER_PACKET]; /* every fd of the packet at most */
+	size_t n = 0;
 	off = 0;
 	fds_used = 0;
 	while (off < size) {
@@ -933,13 +942,17 @@ static const char *conn_handle_batch(UnixConn *c, const uint8_t *body, size_t si
 		len = GUINT32_FROM_LE(len);
 		nf = GUINT16_FROM_LE(nf);
 		off += BATCH_ENTRY_HEADER;
-		int moved[MESH_UNIX_MAX_FDS_PER_PACKET];
 		for (size_t i = 0; i < nf; i++)
-			moved[i] = pal_fd_array_steal(fds, fds_used + i);
-		mesh_node_receive_event(c->owner->node, &c->peer, body + off, len, moved, nf);
+			moved[fds_used + i] = pal_fd_array_steal(fds, fds_used + i);
+		events[n++] = (MeshEventData){body + off, len, moved + fds_used, nf};
+		if (n == BATCH_DELIVER_RUN) {
+			mesh_node_receive_events(c->owner->node, &c->peer, events, n);
+			n = 0;
+		}
 		off += len;
 		fds_used += nf;
 	}
+	mesh_node_receive_events(c->owner->node, &c->peer, events, n);
 	return NULL;
 }
 
@@ -1126,29 +1139,48 @@ static const char *conn_handle_ring_setup(UnixConn *c, const uint8_t *body, size
  */
 static const char *conn_ring_drain(UnixConn *c, gboolean to_stamp, guint32 stamp, guint budget)
 {
-	uint8_t buf[UNIX_RING_MAX_ENTRY];
+	/*
+	 * Entries are copied out into @buf and handed to the node in runs (it
+	 * delivers a run of messages to a port at once), before the buffer
+	 * could not take one more of the largest, and before any return.
+	 */
+	uint8_t buf[2 * UNIX_RING_MAX_ENTRY];
+	MeshEventData events[RING_DELIVER_RUN];
+	size_t used = 0, n_events = 0;
+	const char *reason = NULL;
 
 	for (guint n = 0; to_stamp || n < budget; n++) {
 		size_t max = UNIX_RING_DATA_SIZE, size = 0;
-		const char *reason = NULL;
 		if (to_stamp) {
 			guint32 dist = stamp - unix_rx_ring_pos(c->rx_ring);
 			if (dist == 0)
-				return NULL;
-			if (dist > UNIX_RING_DATA_SIZE)
-				return "socket packet stamped out of the shared-memory ring's range";
+				break;
+			if (dist > UNIX_RING_DATA_SIZE) {
+				reason = "socket packet stamped out of the shared-memory ring's range";
+				break;
+			}
 			max = dist;
 		}
-		int k = unix_rx_ring_next(c->rx_ring, c->rx_sock_seq, max, buf, &size, &reason);
+		if (sizeof(buf) - used < UNIX_RING_MAX_ENTRY || n_events == RING_DELIVER_RUN) {
+			mesh_node_receive_events(c->owner->node, &c->peer, events, n_events);
+			used = n_events = 0;
+		}
+		int k = unix_rx_ring_next(c->rx_ring, c->rx_sock_seq, max, buf + used, &size, &reason);
 		if (k < 0)
-			return reason;
-		if (k == 0)
-			return to_stamp ? "socket packet ahead of its shared-memory ring entries" : NULL;
+			break;
+		if (k == 0) {
+			if (to_stamp)
+				reason = "socket packet ahead of its shared-memory ring entries";
+			break;
+		}
 		if (n == 0)
 			g_atomic_int_set(&c->streak, 0); /* the peer talks back: no stream */
-		mesh_node_receive_event(c->owner->node, &c->peer, buf, size, NULL, 0);
+		events[n_events++] = (MeshEventData){buf + used, size, NULL, 0};
+		used += (size + 7) & ~(size_t)7;
 	}
-	return NULL;
+	/* What came before a corrupt entry is delivered; the connection then ends. */
+	mesh_node_receive_events(c->owner->node, &c->peer, events, n_events);
+	return reason;
 }
 
 /* Handles one received packet. Returns NULL or why the connection must end. */
