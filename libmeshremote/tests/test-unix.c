@@ -834,6 +834,27 @@ START_TEST(test_join_echo)
 }
 END_TEST
 
+/*
+ * A joined child sends at once and never receives: its I/O thread starts
+ * with the context lent to the join, and no receive borrows it after, so
+ * when the ring and the socket fill up the queued sends are flushed only
+ * once that thread takes the context back. All arrive, in order.
+ */
+START_TEST(test_join_count_without_receive)
+{
+	enum { N = 100000 };
+	Child *c = spawn_joiner("count", "100000");
+	char text[16];
+	for (int i = 0; i < N; i++) {
+		snprintf(text, sizeof(text), "%d", i);
+		expect_bytes(c->recv, text, strlen(text));
+	}
+	MeshMessage *end = test_recv_wait(c->recv, 20000);
+	ck_assert(test_recv_is_end(end, RECV_END_CLOSED));
+	ck_assert_int_eq(child_finish(c), 0);
+}
+END_TEST
+
 START_TEST(test_port_from_child_to_child)
 {
 	/*
@@ -3025,6 +3046,7 @@ int main(void)
 	tcase_add_test(tc, test_hostile_flood_not_logged_each);
 	tcase_add_test(tc, test_not_seqpacket);
 	tcase_add_test(tc, test_join_echo);
+	tcase_add_test(tc, test_join_count_without_receive);
 	tcase_add_test(tc, test_port_from_child_to_child);
 	tcase_add_test(tc, test_failed_pair_not_reintroduced);
 	tcase_add_test(tc, test_dropped_invitation);

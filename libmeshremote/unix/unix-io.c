@@ -19,6 +19,12 @@
  * LEND_IDLE_US more latency right after a blocking receive. One thread
  * polls at a time; a second waiter waits as before, after a reclaim.
  *
+ * A joining node's thread starts with its context lent (unix_io_start()):
+ * the join receives the leader's initial message on the calling thread at
+ * once, so it neither waits for the new thread to run and take the
+ * context nor wakes it to lend it back; the thread takes the context as
+ * after any blocking receive.
+ *
  * Locks: io->lock, then the context's own lock (inside GLib). No port or
  * channel lock is held while a borrower polls.
  */
@@ -225,15 +231,17 @@ static void io_finalize(void *data)
  * come) parks the I/O thread with no timeout: the borrower signals when it
  * returns, so an idle wait wakes nobody. A poller that stores NULL and then
  * reads parked, against this thread that sets parked and then reads the
- * poller, cannot both miss the other's store.
+ * poller, cannot both miss the other's store. @owned: the thread owns the
+ * context now (FALSE: it starts lent, unix_io_start()).
  */
-static gboolean io_lend_locked(UnixIo *io)
+static gboolean io_lend_locked(UnixIo *io, gboolean owned)
 {
 	gint seen = g_atomic_int_get(&io->returns);
 	gint seen_polls = g_atomic_int_get(&io->polls);
 	gint64 since = g_get_monotonic_time();
 
-	g_main_context_release(io->context);
+	if (owned)
+		g_main_context_release(io->context);
 	g_atomic_int_set(&io->lent, TRUE);
 	g_cond_broadcast(&io->cond);
 	for (;;) {
@@ -286,15 +294,20 @@ static gpointer io_thread(gpointer data)
 	UnixIo *io = data;
 	gboolean owned;
 
-	/* Not made the thread default: that would acquire it a second time. */
-	owned = g_main_context_acquire(io->context);
-	g_assert(owned);
 	g_mutex_lock(&io->lock);
-	io->started = TRUE;
-	g_cond_broadcast(&io->cond);
+	if (g_atomic_int_get(&io->lent)) {
+		/* Started lent: the context is taken when no borrower wants it. */
+		owned = io_lend_locked(io, FALSE);
+	} else {
+		/* Not made the thread default: that would acquire it a second time. */
+		owned = g_main_context_acquire(io->context);
+		g_assert(owned);
+		io->started = TRUE;
+		g_cond_broadcast(&io->cond);
+	}
 	while (!io->quit) {
 		if (io->lend_wanted && !io->disabled) {
-			owned = io_lend_locked(io);
+			owned = io_lend_locked(io, TRUE);
 			continue;
 		}
 		g_mutex_unlock(&io->lock);
@@ -307,7 +320,7 @@ static gpointer io_thread(gpointer data)
 	return NULL;
 }
 
-UnixIo *unix_io_start(GMainContext *context)
+UnixIo *unix_io_start(GMainContext *context, gboolean lent)
 {
 	UnixIo *io = g_new0(UnixIo, 1);
 
@@ -315,7 +328,14 @@ UnixIo *unix_io_start(GMainContext *context)
 	io->context = g_main_context_ref(context);
 	g_mutex_init(&io->lock);
 	g_cond_init(&io->cond);
+	/*
+	 * Lent: nobody owns the context until a borrower or the thread takes
+	 * it (unix_run_sync() and g_main_context_invoke() work either way).
+	 */
+	g_atomic_int_set(&io->lent, lent);
 	io->thread = g_thread_new("mesh-io", io_thread, io);
+	if (lent)
+		return io;
 	/* Owned from now on: unix_run_sync() from other threads must invoke. */
 	g_mutex_lock(&io->lock);
 	while (!io->started)

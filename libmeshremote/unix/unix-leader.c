@@ -578,7 +578,7 @@ static void leader_add_follower(MeshUnixNode *u, const MeshNodeId *id, MeshRecei
 MeshUnixNode *mesh_unix_node_new(MeshNode *node, GMainContext *context)
 {
 	g_return_val_if_fail(node != NULL, NULL);
-	MeshUnixNode *u = unix_node_new(node, context);
+	MeshUnixNode *u = unix_node_new(node, context, FALSE);
 
 	unix_connector_install(u);
 	unix_leader_start(u);
@@ -792,7 +792,8 @@ MeshUnixNode *mesh_unix_node_join(MeshInvitation *inv, GMainContext *context, gi
 		return NULL;
 	}
 	MeshNode *node = mesh_node_new_with_id(&inv->local_node);
-	MeshUnixNode *u = unix_node_new(node, context);
+	/* Lent from the start: the join receives on this thread right away. */
+	MeshUnixNode *u = unix_node_new(node, context, TRUE);
 	unix_connector_install(u);
 	mesh_node_unref(node);
 

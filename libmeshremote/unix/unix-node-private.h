@@ -47,8 +47,14 @@ struct MeshUnixNode {
 	void (*stop_roles)(MeshUnixNode *u);
 };
 
-/* unix-io.c: the own I/O thread, which lends its context to blocked receivers. */
-UnixIo *unix_io_start(GMainContext *context);
+/*
+ * unix-io.c: the own I/O thread, which lends its context to blocked
+ * receivers. @lent: the thread starts with its context lent, as if a
+ * receiver had asked for it (a join, which blocks in a receive at once):
+ * the caller neither waits for the thread to run nor wakes it, and the
+ * thread takes the context once no borrower polled for a while.
+ */
+UnixIo *unix_io_start(GMainContext *context, gboolean lent);
 /* Returns: (transfer none): the hook to set on the node. */
 MeshIoHook *unix_io_get_hook(UnixIo *io);
 /* If the context is lent and nobody polls it, has the I/O thread take it back now. */
@@ -108,9 +114,10 @@ const uint8_t *unix_rx_pool_copy(UnixRxPool *p, guint32 id, size_t size,
 
 /*
  * unix-node.c: the transport without a role; the leader layer makes it lead
- * or follow (mesh_unix_node_new(), mesh_unix_node_join()).
+ * or follow (mesh_unix_node_new(), mesh_unix_node_join()). @joining: an own
+ * I/O thread starts with its context lent (unix_io_start()).
  */
-MeshUnixNode *unix_node_new(MeshNode *node, GMainContext *context);
+MeshUnixNode *unix_node_new(MeshNode *node, GMainContext *context, gboolean joining);
 /*
  * mesh_unix_node_connect_take() with the hello's rules (unix-node.c, "The
  * hello"): @send_hello sends ours first (when any extension is on);

@@ -1590,7 +1590,7 @@ static gboolean attach_cb(gpointer data)
 	return G_SOURCE_REMOVE;
 }
 
-MeshUnixNode *unix_node_new(MeshNode *node, GMainContext *context)
+MeshUnixNode *unix_node_new(MeshNode *node, GMainContext *context, gboolean joining)
 {
 	MeshUnixNode *u = g_new0(MeshUnixNode, 1);
 
@@ -1609,7 +1609,7 @@ MeshUnixNode *unix_node_new(MeshNode *node, GMainContext *context)
 		mesh_node_set_io_hook(node, u->context_hook);
 	} else {
 		u->context = g_main_context_new();
-		u->io = unix_io_start(u->context);
+		u->io = unix_io_start(u->context, joining);
 		mesh_node_set_io_hook(node, unix_io_get_hook(u->io));
 	}
 	return u;
