@@ -16,6 +16,7 @@ MeshMessage *message_new_bytes_take(uint8_t *data, size_t size, MeshPayloadResou
 	msg->size = size;
 	msg->res = res;
 	msg->wrap = wrap;
+	msg->fds_private = res == NULL;
 	return msg;
 }
 
@@ -40,6 +41,7 @@ MeshMessage *message_new_bytes_copy(const void *data, size_t size, MeshPayloadRe
 	msg->size = size;
 	msg->res = res;
 	msg->wrap = wrap;
+	msg->fds_private = res == NULL;
 	return msg;
 }
 
@@ -131,6 +133,7 @@ int mesh_message_add_fd_take(MeshMessage *msg, int fd)
 	/* Not open: refused now, not when a transport cannot send it. */
 	if (!os_fd_is_open(fd))
 		return -EBADF;
+	msg->fds_private = FALSE; /* the caller knows this fd's number */
 	return mesh_payload_resources_append_fd_take(message_res(msg), fd);
 }
 
@@ -186,6 +189,7 @@ int mesh_message_add_handle_take(MeshMessage *msg, MeshOsHandle handle)
 	/* Not valid: refused now, not when a transport cannot send it. */
 	if (!os_handle_is_open(handle))
 		return -EBADF;
+	msg->fds_private = FALSE; /* the caller knows this handle */
 	return mesh_payload_resources_append_handle_take(message_res(msg), handle);
 }
 

@@ -705,7 +705,8 @@ static MeshNodeId name_local_port(MeshPort *p, MeshNode *from)
  * another node: NULL, or why not. Over the receiver's limits, its seq would
  * never come and the ports it moves would hang; an fd that is not open, or
  * more fds than the transport carries in one event, would end the whole
- * connection. Cheap without resources (the send fast path).
+ * connection. Cheap without resources (the send fast path); only fds the
+ * application handed over are checked with a system call (fds_private).
  */
 static GError *message_fits(MeshNode *from, MeshRemoteNode *remote, MeshMessage *msg,
 			    size_t size)
@@ -722,8 +723,8 @@ static GError *message_fits(MeshNode *from, MeshRemoteNode *remote, MeshMessage 
 				   MESH_EVENT_MAX_RESOURCES);
 	size_t n_fds = 0;
 	for (size_t i = 0; i < n_res; i++) {
-		gboolean open;
-		if (!os_resource_peek(msg->res, i, &open))
+		gboolean open = TRUE;
+		if (!os_resource_peek(msg->res, i, msg->fds_private ? NULL : &open))
 			continue; /* a port, or an empty slot */
 		if (!open)
 			return g_error_new(MESH_ERROR, MESH_ERROR_INVALID_ARGUMENT,
@@ -1166,6 +1167,8 @@ void mesh_node_receive_event_full(MeshNode *node, const MeshNodeId *from, const 
 				ev->message = message_new_bytes_copy(view.payload, h->message_size,
 								     res, MESH_WRAP_WIRE);
 			}
+			/* Its fds are the node's, taken from the transport. */
+			ev->message->fds_private = TRUE;
 		}
 		break;
 	case MESH_EVENT_CHANGE_PEER: {

@@ -78,6 +78,14 @@ struct MeshMessage {
 	MeshPayloadResources *res;
 	MeshWrap wrap;
 	gboolean small_block; /* allocated with small_block_alloc() */
+	/*
+	 * Every fd in res is one this library made: mesh_message_add_fd()'s
+	 * duplicate, or one a transport received. The application never had
+	 * its number (the API only steals fds out), so it cannot have closed
+	 * it: message_fits() skips the F_GETFD check. Cleared by an fd the
+	 * application hands over (_take, a typed message's fds).
+	 */
+	gboolean fds_private;
 };
 
 typedef struct Deferred Deferred;

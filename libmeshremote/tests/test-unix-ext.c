@@ -1616,6 +1616,7 @@ END_TEST
 #define RING_TAIL 64
 #define RING_HEAD 128
 #define RING_ARMED 136
+#define RING_SOCK_SENT 192 /* u32: socket packets the ring's writer has sent (a hint) */
 
 typedef struct {
 	int memfd;
@@ -2189,6 +2190,67 @@ START_TEST(test_blocked_receiver_idle)
 }
 END_TEST
 
+static guint32 ring_sock_sent(FakeRing *ring)
+{
+	return __atomic_load_n((guint32 *)(ring->map + RING_SOCK_SENT), __ATOMIC_ACQUIRE);
+}
+
+/*
+ * The count of socket packets in a ring's header: the node publishes its
+ * own once they are in the socket (its setup is the first); the fake's
+ * lets the node read without a poll, and a count that lies (packets that
+ * are not there) is dropped after one read that finds none: no spin, and
+ * the connection goes on.
+ */
+START_TEST(test_ring_sock_count)
+{
+	RingRig *rr = ring_rig_new(TRUE);
+	Rig *r = rr->r;
+	Packet pk;
+
+	rig_sync(r);
+	ck_assert_uint_eq(ring_sock_sent(&rr->rx), 1);
+	int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	MeshMessage *m = mesh_message_new("fd", 2);
+	mesh_message_add_fd_take(m, fd);
+	ck_assert(port_send(r->port, m, FALSE));
+	ring_node_recv(rr, &pk);
+	ck_assert_uint_eq(pal_fd_array_len(pk.fds), 1);
+	packet_clear(&pk);
+	/* Stored after its sendmsg() returned: the packet may come first. */
+	gint64 deadline = g_get_monotonic_time() + wait_ms() * 1000;
+	while (ring_sock_sent(&rr->rx) != 2 && g_get_monotonic_time() < deadline)
+		g_usleep(1000);
+	ck_assert_uint_eq(ring_sock_sent(&rr->rx), 2);
+
+	/* The fake's count, true: the packet is delivered (with or without a poll). */
+	guint32 *count = (guint32 *)(rr->tx.map + RING_SOCK_SENT);
+	GByteArray *ev = event_build(&r->mine, r->next_seq++, "s1", 2, 0);
+	ring_peer_send(rr, PACKET_EVENT, ev->data, ev->len, NULL, 0, (guint32)rr->tx.pos);
+	g_byte_array_unref(ev);
+	__atomic_store_n(count, rr->sock_sent, __ATOMIC_RELEASE);
+	expect_text(r, "s1", 0);
+
+	/* Five packets that never come, and a wake-up for the node to look. */
+	__atomic_store_n(count, rr->sock_sent + 5, __ATOMIC_RELEASE);
+	guint64 one = 1;
+	ck_assert_int_eq(write(rr->node_efd, &one, 8), 8);
+	rig_sync(r);
+	gint64 cpu = cpu_us();
+	g_usleep(300 * 1000);
+	gint64 used = cpu_us() - cpu;
+	ck_assert_msg(used < 30000, "CPU with a count that lies: %" G_GINT64_FORMAT " us", used);
+	ev = event_build(&r->mine, r->next_seq++, "s2", 2, 0);
+	ring_peer_send(rr, PACKET_EVENT, ev->data, ev->len, NULL, 0, (guint32)rr->tx.pos);
+	g_byte_array_unref(ev);
+	expect_text(r, "s2", 0);
+	fake_ring_send(rr, "r3");
+	fake_ring_publish(rr);
+	expect_text(r, "r3", 0);
+	ring_rig_free(rr);
+}
+END_TEST
+
 START_TEST(test_ring_garbage_event)
 {
 	RingRig *rr = ring_rig_new(TRUE);
@@ -2400,6 +2462,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_send_limit_stalled);
 	tcase_add_test(tc, test_send_limit_reader);
 	tcase_add_test(tc, test_ring_garbage_event);
+	tcase_add_test(tc, test_ring_sock_count);
 	tcase_add_test(tc, test_switches);
 	suite_add_tcase(s, tc);
 

@@ -2925,7 +2925,12 @@ static MeshMessage *message_with_fds(guint n_fds, size_t size)
 	return msg;
 }
 
-typedef enum { TOO_MANY_FDS, TOO_MANY_WITH_MEMFD, FD_CLOSED_AFTER_ADD } BadMessage;
+typedef enum {
+	TOO_MANY_FDS,
+	TOO_MANY_WITH_MEMFD,
+	FD_CLOSED_AFTER_ADD,
+	FD_CLOSED_AFTER_ADD_TO_RECEIVED
+} BadMessage;
 
 /*
  * A message the transport cannot carry, on one port of a connection: that
@@ -2967,6 +2972,21 @@ static void bad_message_case(BadMessage kind)
 		close(pipefd[1]);
 		break;
 	}
+	case FD_CLOSED_AFTER_ADD_TO_RECEIVED: {
+		/*
+		 * A received message's fds are the node's own and go unchecked;
+		 * one the application adds to it is checked as any other.
+		 */
+		port_send(y, message_with_fds(1, 10), FALSE);
+		msg = expect_message(ry);
+		ck_assert_uint_eq(mesh_message_get_n_resources(msg), 1);
+		int pipefd[2];
+		ck_assert_int_eq(pipe2(pipefd, O_CLOEXEC), 0);
+		ck_assert_int_eq(mesh_message_add_fd_take(msg, pipefd[0]), 1);
+		close(pipefd[0]); /* behind the message's back */
+		close(pipefd[1]);
+		break;
+	}
 	}
 	ck_assert(port_send(c->port, msg, FALSE));
 	ck_assert_int_eq(count_fds(), before);
@@ -2996,6 +3016,12 @@ END_TEST
 START_TEST(test_closed_fd_fails_the_port)
 {
 	bad_message_case(FD_CLOSED_AFTER_ADD);
+}
+END_TEST
+
+START_TEST(test_closed_fd_in_received_fails_the_port)
+{
+	bad_message_case(FD_CLOSED_AFTER_ADD_TO_RECEIVED);
 }
 END_TEST
 
@@ -3107,6 +3133,7 @@ int main(void)
 	tcase_add_test(tc, test_too_many_fds_fails_the_port);
 	tcase_add_test(tc, test_too_many_fds_with_memfd_fails_the_port);
 	tcase_add_test(tc, test_closed_fd_fails_the_port);
+	tcase_add_test(tc, test_closed_fd_in_received_fails_the_port);
 	tcase_add_test(tc, test_add_closed_fd);
 	suite_add_tcase(s, tc);
 

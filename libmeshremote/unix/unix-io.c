@@ -34,6 +34,8 @@
 
 /* How long the I/O thread leaves its context to a borrower that is away. */
 #define LEND_IDLE_US 1000
+/* Iterations in a row that may leave the poll out (io_iterate()). */
+#define MAX_SKIPPED_POLLS 4
 
 struct UnixIo {
 	MeshIoHook *hook; /* owns this: the last reference frees it */
@@ -57,6 +59,7 @@ struct UnixIo {
 	/* The poller's: */
 	GPollFD *fds;
 	gint n_fds;
+	gint skipped_polls; /* io_iterate()s in a row that dispatched without a poll */
 };
 
 /* The transport this thread borrows the I/O of right now, if any. */
@@ -74,13 +77,19 @@ static void io_foreign_delivery(void *data)
 /*
  * One prepare/query/poll/check/dispatch of the owned context, with a
  * deadline. TRUE if the poll ended at @deadline.
+ *
+ * When a source is ready already at prepare (a ring entry there), the
+ * poll would return at once: it is left out, which saves a system call per
+ * message on a round trip, but at most MAX_SKIPPED_POLLS times in a row, so
+ * that the fds (the sockets, the context's wake-up) are looked at however
+ * busy the ring is. Their readiness is not lost meanwhile (level-triggered).
  */
 static gboolean io_iterate(UnixIo *io, gint64 deadline)
 {
 	gint max_priority, timeout, n;
 	gboolean ours = FALSE;
 
-	g_main_context_prepare(io->context, &max_priority);
+	gboolean ready = g_main_context_prepare(io->context, &max_priority);
 	while ((n = g_main_context_query(io->context, max_priority, &timeout, io->fds,
 					 io->n_fds)) > io->n_fds) {
 		io->n_fds = n;
@@ -96,10 +105,16 @@ static gboolean io_iterate(UnixIo *io, gint64 deadline)
 			ours = TRUE;
 		}
 	}
-	GPollFunc poll_func = g_main_context_get_poll_func(io->context);
-	int r = poll_func(io->fds, n, timeout);
-	if (r < 0 && errno != EINTR)
-		g_warning("mesh: poll: %s", g_strerror(errno));
+	int r = 1;
+	if (ready && timeout == 0 && io->skipped_polls < MAX_SKIPPED_POLLS) {
+		io->skipped_polls++; /* the fds' revents stay 0 (query cleared them) */
+	} else {
+		io->skipped_polls = 0;
+		GPollFunc poll_func = g_main_context_get_poll_func(io->context);
+		r = poll_func(io->fds, n, timeout);
+		if (r < 0 && errno != EINTR)
+			g_warning("mesh: poll: %s", g_strerror(errno));
+	}
 	g_main_context_check(io->context, max_priority, io->fds, n);
 	g_main_context_dispatch(io->context);
 	return past || (r == 0 && ours);

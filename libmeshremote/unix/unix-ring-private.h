@@ -40,6 +40,11 @@ int unix_tx_ring_write(UnixTxRing *r, const struct iovec *iov, size_t n_iov, siz
 gboolean unix_tx_ring_half_full(UnixTxRing *r);
 /* After writes: wakes the consumer if it said it sleeps. */
 void unix_tx_ring_wake(UnixTxRing *r);
+/*
+ * Publishes how many socket packets the producer has written to the
+ * socket (stamped ones, the setup's included), once they all are there.
+ */
+void unix_tx_ring_set_sock_sent(UnixTxRing *r, guint32 sent);
 
 /* A consumer side with its own eventfd (close-on-exec), or NULL with errno set. */
 UnixRxRing *unix_rx_ring_new(void);
@@ -71,3 +76,8 @@ gboolean unix_rx_ring_arm(UnixRxRing *r, guint32 claimed);
 void unix_rx_ring_disarm(UnixRxRing *r);
 /* Reads the eventfd's count away (it was readable). */
 void unix_rx_ring_ack_wake(UnixRxRing *r);
+/*
+ * The producer's count of socket packets written (0 before the mapping):
+ * a hint only, since the peer may write anything there.
+ */
+guint32 unix_rx_ring_sock_sent(UnixRxRing *r);

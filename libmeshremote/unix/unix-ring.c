@@ -7,7 +7,9 @@
  * shrinking and growing (so that no mapping can fault) and against further
  * seals. Layout: a 4 KiB header page (the producer's tail at 64, the
  * consumer's head at 128 and its "armed" word at 136, each a byte count
- * since the start), then UNIX_RING_DATA_SIZE bytes of entries. An entry is
+ * since the start; at 192 the producer's count of socket packets it has
+ * written, u32, a hint that lets the consumer read the socket without a
+ * poll), then UNIX_RING_DATA_SIZE bytes of entries. An entry is
  * an 8-byte header (u32 LE payload size, u32 LE gate: the socket packets
  * the producer had sent before it) and the payload, padded to 8 bytes; a
  * header never wraps (every offset is a multiple of 8), a payload may.
@@ -38,6 +40,7 @@
 #define RING_TAIL_OFF 64
 #define RING_HEAD_OFF 128
 #define RING_ARMED_OFF 136
+#define RING_SOCK_SENT_OFF 192
 #define RING_MAP_SIZE (RING_HEADER_PAGE + UNIX_RING_DATA_SIZE)
 #define RING_MASK (UNIX_RING_DATA_SIZE - 1)
 #define ENTRY_HEADER 8
@@ -320,6 +323,18 @@ void unix_rx_ring_disarm(UnixRxRing *r)
 {
 	if (r->map)
 		__atomic_store_n(armed_word(r->map), 0, __ATOMIC_RELAXED);
+}
+
+void unix_tx_ring_set_sock_sent(UnixTxRing *r, guint32 sent)
+{
+	__atomic_store_n((uint32_t *)(r->map + RING_SOCK_SENT_OFF), sent, __ATOMIC_RELEASE);
+}
+
+guint32 unix_rx_ring_sock_sent(UnixRxRing *r)
+{
+	if (!r->map)
+		return 0;
+	return __atomic_load_n((uint32_t *)(r->map + RING_SOCK_SENT_OFF), __ATOMIC_ACQUIRE);
 }
 
 void unix_rx_ring_ack_wake(UnixRxRing *r)
