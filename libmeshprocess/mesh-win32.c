@@ -519,17 +519,6 @@ typedef struct {
 	char *report;		    /* JSON */
 } InspectHost;
 
-/* How deep a deferred inspect asks (mesh.c's INSPECT_DEPTH). */
-#define INSPECT_DEPTH 64
-
-static char *inspect_error_json(const char *message)
-{
-	GString *e = g_string_new("{\"error\":");
-	process_json_string(e, message);
-	g_string_append_c(e, '}');
-	return g_string_free(e, FALSE);
-}
-
 /* An inspect under way: needs nothing of the mesh once begun. */
 typedef struct {
 	char *mesh_name;
@@ -565,26 +554,10 @@ static Inspect *inspect_begin(Mesh *m, gint64 timeout_us)
 		InspectHost *ih = &g_array_index(in->hosts, InspectHost, i);
 		MeshSender *s = senders->pdata[i];
 		if (!s) {
-			ih->report = inspect_error_json("no request channel");
+			ih->report = process_inspect_error_json("no request channel");
 			continue;
 		}
-		MeshOneshotSender *os;
-		MeshProcess__HostRequest *req;
-		if (ih->deferred) {
-			mesh_oneshot_new(&mesh_process__inspect_node__descriptor, &os, &ih->reply);
-			req = process_inspect_request_new(mesh_oneshot_sender_into_port(os),
-							  INSPECT_DEPTH);
-		} else {
-			mesh_oneshot_new(&mesh_process__inspect_reply__descriptor, &os, &ih->reply);
-			req = g_malloc(sizeof(*req));
-			mesh_process__host_request__init(req);
-			req->request_case = MESH_PROCESS__HOST_REQUEST__REQUEST_INSPECT_JSON;
-			req->inspect_json = g_malloc(sizeof(*req->inspect_json));
-			mesh_process__host_inspect_json__init(req->inspect_json);
-			req->inspect_json->reply =
-				mesh_port_into_field(mesh_oneshot_sender_into_port(os));
-		}
-		mesh_sender_send(s, &req->base);
+		ih->reply = process_inspect_ask(s, ih->deferred);
 		mesh_sender_free(s);
 	}
 	g_ptr_array_free(senders, TRUE);
@@ -619,9 +592,9 @@ static char *inspect_end(Inspect *in)
 				if (g_error_matches(error, MESH_ERROR, MESH_ERROR_TIMED_OUT) ||
 				    g_error_matches(error, MESH_ERROR, MESH_ERROR_EMPTY)) {
 					mesh_oneshot_receiver_free(ih->reply);
-					ih->report = inspect_error_json("no value within the timeout");
+					ih->report = process_inspect_error_json("no value within the timeout");
 				} else {
-					ih->report = inspect_error_json(error->message);
+					ih->report = process_inspect_error_json(error->message);
 				}
 				g_error_free(error);
 			}

@@ -1628,17 +1628,6 @@ struct Inspect {
 	GDestroyNotify notify;
 };
 
-/* How deep an upstream host's tree is asked for. */
-#define INSPECT_DEPTH 64
-
-static char *inspect_error_json(const char *message)
-{
-	GString *e = g_string_new("{\"error\":");
-	process_json_string(e, message);
-	g_string_append_c(e, '}');
-	return g_string_free(e, FALSE);
-}
-
 static Inspect *inspect_begin(Mesh *m)
 {
 	Inspect *in = g_new0(Inspect, 1);
@@ -1687,30 +1676,14 @@ static Inspect *inspect_begin(Mesh *m)
 			continue;
 		MeshSender *s = host_requests(m, ih->pid);
 		if (!s) {
-			ih->report = inspect_error_json("no request channel");
+			ih->report = process_inspect_error_json("no request channel");
 			continue;
 		}
 		/*
 		 * A C host gets our JSON request; any other (or one not joined
 		 * yet) upstream's Deferred, whose InternalNode we turn into JSON.
 		 */
-		MeshOneshotSender *os;
-		MeshProcess__HostRequest *req;
-		if (ih->deferred) {
-			mesh_oneshot_new(&mesh_process__inspect_node__descriptor, &os, &ih->reply);
-			req = process_inspect_request_new(mesh_oneshot_sender_into_port(os),
-							  INSPECT_DEPTH);
-		} else {
-			mesh_oneshot_new(&mesh_process__inspect_reply__descriptor, &os, &ih->reply);
-			req = g_malloc(sizeof(*req));
-			mesh_process__host_request__init(req);
-			req->request_case = MESH_PROCESS__HOST_REQUEST__REQUEST_INSPECT_JSON;
-			req->inspect_json = g_malloc(sizeof(*req->inspect_json));
-			mesh_process__host_inspect_json__init(req->inspect_json);
-			req->inspect_json->reply =
-				mesh_port_into_field(mesh_oneshot_sender_into_port(os));
-		}
-		mesh_sender_send(s, &req->base);
+		ih->reply = process_inspect_ask(s, ih->deferred);
 		mesh_sender_free(s);
 		in->n_left++;
 	}
@@ -1736,7 +1709,7 @@ static void inspect_take(InspectHost *ih, gint64 timeout_us)
 		if (g_error_matches(error, MESH_ERROR, MESH_ERROR_TIMED_OUT) ||
 		    g_error_matches(error, MESH_ERROR, MESH_ERROR_EMPTY))
 			mesh_oneshot_receiver_free(ih->reply);
-		ih->report = inspect_error_json(error->message);
+		ih->report = process_inspect_error_json(error->message);
 		g_error_free(error);
 	}
 	ih->reply = NULL;
@@ -1752,7 +1725,7 @@ static char *inspect_end(Inspect *in)
 		InspectHost *ih = &in->hosts[i];
 		if (ih->reply) {
 			mesh_oneshot_receiver_free(ih->reply); /* a late report is dropped */
-			ih->report = inspect_error_json("no value within the timeout");
+			ih->report = process_inspect_error_json("no value within the timeout");
 		}
 		if (i)
 			g_string_append_c(in->out, ',');

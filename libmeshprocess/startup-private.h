@@ -44,6 +44,22 @@ gboolean process_initial_message_parse(MeshMessage *msg, gboolean requests_optio
  */
 MeshProcess__HostRequest *process_inspect_request_new(MeshPort *node, guint64 depth);
 
+/* How deep an inspect asks a host that is not known as a C host. */
+#define PROCESS_INSPECT_DEPTH 64
+
+/*
+ * Asks a host for its report on @requests (borrowed): a C host (@deferred
+ * FALSE) with our HostInspectJson, any other (a Rust host, or one not
+ * joined yet) with upstream's Inspect(Deferred) down to
+ * PROCESS_INSPECT_DEPTH, since our request would fail a Rust host's
+ * request channel. Returns (transfer full) where the answer comes: an
+ * InspectReply, or an InspectNode when @deferred.
+ */
+MeshOneshotReceiver *process_inspect_ask(MeshSender *requests, gboolean deferred);
+
+/* {"error": @message} (transfer full), a host's report when it gave none. */
+char *process_inspect_error_json(const char *message);
+
 /*
  * The InternalNode that answers @req for a host whose report is @json
  * (host.c's inspect_self()): objects and arrays become directories (an

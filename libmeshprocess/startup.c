@@ -230,6 +230,37 @@ MeshProcess__HostRequest *process_inspect_request_new(MeshPort *node, guint64 de
 	return req;
 }
 
+MeshOneshotReceiver *process_inspect_ask(MeshSender *requests, gboolean deferred)
+{
+	MeshOneshotSender *os;
+	MeshOneshotReceiver *reply;
+	MeshProcess__HostRequest *req;
+
+	if (deferred) {
+		mesh_oneshot_new(&mesh_process__inspect_node__descriptor, &os, &reply);
+		req = process_inspect_request_new(mesh_oneshot_sender_into_port(os),
+						  PROCESS_INSPECT_DEPTH);
+	} else {
+		mesh_oneshot_new(&mesh_process__inspect_reply__descriptor, &os, &reply);
+		req = g_malloc(sizeof(*req));
+		mesh_process__host_request__init(req);
+		req->request_case = MESH_PROCESS__HOST_REQUEST__REQUEST_INSPECT_JSON;
+		req->inspect_json = g_malloc(sizeof(*req->inspect_json));
+		mesh_process__host_inspect_json__init(req->inspect_json);
+		req->inspect_json->reply = mesh_port_into_field(mesh_oneshot_sender_into_port(os));
+	}
+	mesh_sender_send(requests, &req->base);
+	return reply;
+}
+
+char *process_inspect_error_json(const char *message)
+{
+	GString *e = g_string_new("{\"error\":");
+	process_json_string(e, message);
+	g_string_append_c(e, '}');
+	return g_string_free(e, FALSE);
+}
+
 /* A tree parsed from the host's own JSON report (inspect_self() in host.c). */
 typedef enum {
 	JNULL,
