@@ -561,14 +561,24 @@ void mesh_remote_node_unref(MeshRemoteNode *remote)
 }
 
 /* A send outside the lock ended; the last one releases a failed node's sink. */
+/*
+ * A send outside the lock ended. Without the lock (a stream makes one per
+ * event): the count drops atomically, and only the last send looks at
+ * release_pending. node_fail_remote() sets that before it reads the count,
+ * the send drops the count before it reads the flag (both sequentially
+ * consistent), so at least one of them sees the other; whichever takes the
+ * flag back (an exchange, under the lock) releases the sink, once.
+ */
 static void remote_send_done(MeshRemoteNode *remote)
 {
 	MeshEventSink sink = {0};
 	void *data = NULL;
 
+	if (!g_atomic_int_dec_and_test(&remote->sending) ||
+	    !g_atomic_int_get(&remote->release_pending))
+		return;
 	g_mutex_lock(&remote->lock);
-	if (--remote->sending == 0 && remote->release_pending) {
-		remote->release_pending = FALSE;
+	if (g_atomic_int_compare_and_exchange(&remote->release_pending, TRUE, FALSE)) {
 		sink = remote->released_sink;
 		data = remote->released_data;
 	}
@@ -612,7 +622,7 @@ gboolean mesh_remote_node_connect(MeshRemoteNode *remote, const MeshEventSink *s
 	GQueue queued = remote->queued;
 	g_queue_init(&remote->queued);
 	remote->state = REMOTE_ACTIVE;
-	remote->sending++;
+	g_atomic_int_inc(&remote->sending);
 	g_mutex_unlock(&remote->lock);
 
 	Packet *pk;
@@ -644,12 +654,13 @@ static void node_fail_remote(MeshRemoteNode *remote, const char *reason)
 	void *sink_data = remote->sink_data;
 	memset(&remote->sink, 0, sizeof(remote->sink));
 	remote->sink_data = NULL;
-	if (remote->sending > 0) {
-		remote->release_pending = TRUE;
-		remote->released_sink = sink;
-		remote->released_data = sink_data;
-		sink.destroy = NULL;
-	}
+	/* See remote_send_done(): the flag first, then the count. */
+	remote->released_sink = sink;
+	remote->released_data = sink_data;
+	g_atomic_int_set(&remote->release_pending, TRUE);
+	if (g_atomic_int_get(&remote->sending) > 0 ||
+	    !g_atomic_int_compare_and_exchange(&remote->release_pending, TRUE, FALSE))
+		sink.destroy = NULL; /* the last send releases it */
 	g_mutex_unlock(&remote->lock);
 
 	if (sink.destroy)
@@ -963,7 +974,7 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 		MeshEventSink sink = remote->sink;
 		void *data = remote->sink_data;
 		/* No reference of its own: the caller's keeps @remote until we return. */
-		remote->sending++;
+		g_atomic_int_inc(&remote->sending);
 		g_mutex_unlock(&remote->lock);
 		sink.send(data, iov, n_iov, pk->fds, pk->n_fds);
 		remote_send_done(remote);

@@ -261,9 +261,13 @@ struct MeshRemoteNode {
 	void *sink_data;
 	/* Atomic: what the connection carries, set once it is connected. */
 	const MeshTransportCaps *caps;
-	/* Sends running outside the lock; the sink is released after the last. */
-	int sending;
-	gboolean release_pending;
+	/*
+	 * Sends running outside the lock (atomic: raised under the lock while
+	 * ACTIVE, dropped without it); the sink is released after the last.
+	 * release_pending (atomic) is set under the lock; see remote_send_done().
+	 */
+	gint sending;
+	gint release_pending;
 	MeshEventSink released_sink;
 	void *released_data;
 	/* MeshRemoteFeatures (atomic): what the transport says the node reads. */

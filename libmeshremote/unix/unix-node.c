@@ -650,6 +650,19 @@ static gboolean out_packet_append(OutPacket *pk, const struct iovec *iov, size_t
 	return TRUE;
 }
 
+/*
+ * One more event sent: TRUE if STREAM_STREAK or more went before it since
+ * the peer last sent a packet (a one-way stream). The count stops there,
+ * so that a long stream makes no locked add per event (nor overflows it);
+ * a packet from the peer resets it on the I/O thread.
+ */
+static gboolean conn_streak_step(UnixConn *c)
+{
+	if (g_atomic_int_get(&c->streak) >= STREAM_STREAK)
+		return TRUE;
+	return g_atomic_int_add(&c->streak, 1) >= STREAM_STREAK;
+}
+
 /* A stream's deferred wake-up of the peer's ring consumer (on the I/O context). */
 static gboolean ring_wake_cb(gpointer data)
 {
@@ -799,9 +812,15 @@ static void sink_send(void *user_data, const struct iovec *iov, size_t n_iov, co
 			 * that a late I/O thread does not stall the stream, and on
 			 * a caller's context, which may not run soon.
 			 */
-			gboolean defer = g_atomic_int_add(&c->streak, 1) >= STREAM_STREAK &&
-					 c->owner->io && !unix_tx_ring_half_full(c->tx_ring);
-			if (defer && g_atomic_int_compare_and_exchange(&c->ring_wake_due, 0, 1))
+			gboolean defer = conn_streak_step(c) && c->owner->io &&
+					 !unix_tx_ring_half_full(c->tx_ring);
+			/*
+			 * Read before the exchange: while a wake-up is due (most
+			 * of a stream) the I/O thread owns that word's line, and
+			 * a locked exchange per event bounced it between the two.
+			 */
+			if (defer && !g_atomic_int_get(&c->ring_wake_due) &&
+			    g_atomic_int_compare_and_exchange(&c->ring_wake_due, 0, 1))
 				conn_schedule(c, ring_wake_cb, conn_ref(c), (GDestroyNotify)conn_unref);
 			g_mutex_unlock(&c->lock);
 			if (!defer)
@@ -822,8 +841,7 @@ static void sink_send(void *user_data, const struct iovec *iov, size_t n_iov, co
 		return;
 	}
 	conn_stamp_locked(c, header);
-	gboolean streaming = c->peer_batches && small &&
-			     g_atomic_int_add(&c->streak, 1) >= STREAM_STREAK;
+	gboolean streaming = c->peer_batches && small && conn_streak_step(c);
 	if (c->pending.length == 0 && !c->flushing && !streaming)
 		r = packet_sendv(c->fd, header, iov, n_iov, all_fds, total_fds);
 	OutPacket *tail_pk = g_queue_peek_tail(&c->pending);
