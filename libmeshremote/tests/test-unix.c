@@ -357,11 +357,11 @@ START_TEST(test_port_to_child)
 }
 END_TEST
 
-START_TEST(test_shutdown_delivers)
+/* A "count" child's messages "0" .. "@n - 1", in order, then its close and exit 0. */
+static void expect_count(Child *c, int n)
 {
-	Child *c = spawn_child("count", "1000");
 	char text[16];
-	for (int i = 0; i < 1000; i++) {
+	for (int i = 0; i < n; i++) {
 		snprintf(text, sizeof(text), "%d", i);
 		expect_bytes(c->recv, text, strlen(text));
 	}
@@ -369,20 +369,19 @@ START_TEST(test_shutdown_delivers)
 	ck_assert(test_recv_is_end(end, RECV_END_CLOSED));
 	ck_assert_int_eq(child_finish(c), 0);
 }
+
+START_TEST(test_shutdown_delivers)
+{
+	Child *c = spawn_child("count", "1000");
+	expect_count(c, 1000);
+}
 END_TEST
 
 START_TEST(test_100k_messages)
 {
 	enum { N = 100000 };
 	Child *c = spawn_child("count", "100000");
-	char text[16];
-	for (int i = 0; i < N; i++) {
-		snprintf(text, sizeof(text), "%d", i);
-		expect_bytes(c->recv, text, strlen(text));
-	}
-	MeshMessage *end = test_recv_wait(c->recv, 20000);
-	ck_assert(test_recv_is_end(end, RECV_END_CLOSED));
-	ck_assert_int_eq(child_finish(c), 0);
+	expect_count(c, N);
 }
 END_TEST
 
@@ -844,14 +843,7 @@ START_TEST(test_join_count_without_receive)
 {
 	enum { N = 100000 };
 	Child *c = spawn_joiner("count", "100000");
-	char text[16];
-	for (int i = 0; i < N; i++) {
-		snprintf(text, sizeof(text), "%d", i);
-		expect_bytes(c->recv, text, strlen(text));
-	}
-	MeshMessage *end = test_recv_wait(c->recv, 20000);
-	ck_assert(test_recv_is_end(end, RECV_END_CLOSED));
-	ck_assert_int_eq(child_finish(c), 0);
+	expect_count(c, N);
 }
 END_TEST
 
