@@ -560,7 +560,6 @@ void mesh_remote_node_unref(MeshRemoteNode *remote)
 	remote_node_unref_internal(remote);
 }
 
-/* A send outside the lock ended; the last one releases a failed node's sink. */
 /*
  * A send outside the lock ended. Without the lock (a stream makes one per
  * event): the count drops atomically, and only the last send looks at

@@ -356,7 +356,7 @@ static void conn_count_packet_locked(UnixConn *c)
 /*
  * Once every counted packet is in the socket (none queued or in flight),
  * tells the peer how many through our ring's header: its reader then takes
- * them without a poll (conn_hint_ready()). Locked.
+ * them without a poll (conn_hinted()). Locked.
  */
 static void conn_note_sent_locked(UnixConn *c)
 {
