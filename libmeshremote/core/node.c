@@ -6,6 +6,7 @@
  */
 #include "os-private.h"
 #include "remote-private.h"
+#include "sink-steps-private.h"
 
 typedef struct {
 	uint8_t *data;
@@ -573,9 +574,13 @@ static void remote_send_done(MeshRemoteNode *remote)
 	MeshEventSink sink = {0};
 	void *data = NULL;
 
-	if (!g_atomic_int_dec_and_test(&remote->sending) ||
-	    !g_atomic_int_get(&remote->release_pending))
+	SINK_STEP(remote, SINK_STEP_SEND_DECREMENT);
+	if (!g_atomic_int_dec_and_test(&remote->sending))
 		return;
+	SINK_STEP(remote, SINK_STEP_SEND_READ_FLAG);
+	if (!g_atomic_int_get(&remote->release_pending))
+		return;
+	SINK_STEP(remote, SINK_STEP_SEND_LOCK);
 	g_mutex_lock(&remote->lock);
 	if (g_atomic_int_compare_and_exchange(&remote->release_pending, TRUE, FALSE)) {
 		sink = remote->released_sink;
@@ -656,7 +661,9 @@ static void node_fail_remote(MeshRemoteNode *remote, const char *reason)
 	/* See remote_send_done(): the flag first, then the count. */
 	remote->released_sink = sink;
 	remote->released_data = sink_data;
+	SINK_STEP(remote, SINK_STEP_FAIL_SET_FLAG);
 	g_atomic_int_set(&remote->release_pending, TRUE);
+	SINK_STEP(remote, SINK_STEP_FAIL_READ_COUNT);
 	if (g_atomic_int_get(&remote->sending) > 0 ||
 	    !g_atomic_int_compare_and_exchange(&remote->release_pending, TRUE, FALSE))
 		sink.destroy = NULL; /* the last send releases it */
