@@ -369,6 +369,33 @@ END_TEST
 
 /*
  * Two sends: the first drops the count to 0 and stops before it reads the
+ * flag; the second starts (the count is 1 again) and is in send() when the
+ * node fails (the failure leaves the release to the sends). The first then
+ * sees the flag, but a send still runs: the second must release, after it.
+ */
+START_TEST(test_send_starts_after_last_decrement)
+{
+	Actor first = {.name = "first send", .run = run_send, .port = world.ports[0]};
+	Actor second = {.name = "second send", .run = run_send, .port = world.ports[1]};
+
+	actor_start(&first, SINK_STEP_SEND_READ_FLAG);
+	actor_start(&second, STEP_IN_SEND);
+	run_fail(NULL);
+	ck_assert_uint_eq(releases(), 0);
+	actor_open(&first);
+	actor_join(&first);
+	g_mutex_lock(&world.lock);
+	ck_assert_uint_eq(world.released_in_send, 0);
+	g_mutex_unlock(&world.lock);
+	ck_assert_uint_eq(releases(), 0);
+	actor_open(&second);
+	actor_join(&second);
+	expect_released_once_by(&second, 2);
+}
+END_TEST
+
+/*
+ * Two sends: the first drops the count to 0 and stops before it reads the
  * flag; the second starts (the count is 1 again), is in send() when the node
  * fails, and ends first: it releases; the first must not release again.
  */
@@ -418,6 +445,7 @@ int main(void)
 	tcase_add_test(tc, test_fail_after_send);
 	tcase_add_test(tc, test_send_ends_before_fail_sets_flag);
 	tcase_add_test(tc, test_send_ends_between_fail_flag_and_count);
+	tcase_add_test(tc, test_send_starts_after_last_decrement);
 	tcase_add_test(tc, test_send_started_after_last_decrement_ends_first);
 	tcase_add_test(tc, test_fail_during_two_sends);
 	suite_add_tcase(s, tc);
