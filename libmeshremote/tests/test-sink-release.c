@@ -68,6 +68,9 @@ static struct {
 
 static GPrivate current_actor;
 
+/* The two senders (on world.ports[0] and [1]) and the failure, made by setup(). */
+static Actor senders[2], failure;
+
 /* The calling thread reached @step: stops there while its gate says so. */
 static void actor_step(int step)
 {
@@ -202,6 +205,13 @@ static void actor_join(Actor *a)
 	a->thread = NULL;
 }
 
+/* Opens @a's gate and waits for it to end. */
+static void actor_finish(Actor *a)
+{
+	actor_open(a);
+	actor_join(a);
+}
+
 static gboolean actor_seen(Actor *a, int step)
 {
 	g_mutex_lock(&world.lock);
@@ -236,7 +246,10 @@ static void setup(void)
 		mesh_uuid_generate(&peer);
 		world.ports[i] = mesh_node_add_port(world.node, &id, &world.remote_id, &peer);
 		ck_assert_ptr_nonnull(world.ports[i]);
+		senders[i] = (Actor){.name = i ? "second send" : "first send", .run = run_send,
+				     .port = world.ports[i]};
 	}
+	failure = (Actor){.name = "failure", .run = run_fail};
 }
 
 /*
@@ -268,43 +281,40 @@ static void expect_released_once_by(Actor *by, guint sends)
 /* The failure while the send is in the transport's send(): the send releases. */
 START_TEST(test_fail_during_send)
 {
-	Actor send = {.name = "send", .run = run_send, .port = world.ports[0]};
+	Actor *send = &senders[0];
 
-	actor_start(&send, STEP_IN_SEND);
+	actor_start(send, STEP_IN_SEND);
 	run_fail(NULL);
 	ck_assert_uint_eq(releases(), 0);
-	actor_open(&send);
-	actor_join(&send);
-	ck_assert(actor_seen(&send, SINK_STEP_SEND_LOCK));
-	expect_released_once_by(&send, 1);
+	actor_finish(send);
+	ck_assert(actor_seen(send, SINK_STEP_SEND_LOCK));
+	expect_released_once_by(send, 1);
 }
 END_TEST
 
 /* The failure after send() returned, before the count drops: the send releases. */
 START_TEST(test_fail_before_decrement)
 {
-	Actor send = {.name = "send", .run = run_send, .port = world.ports[0]};
+	Actor *send = &senders[0];
 
-	actor_start(&send, SINK_STEP_SEND_DECREMENT);
+	actor_start(send, SINK_STEP_SEND_DECREMENT);
 	run_fail(NULL);
 	ck_assert_uint_eq(releases(), 0);
-	actor_open(&send);
-	actor_join(&send);
-	expect_released_once_by(&send, 1);
+	actor_finish(send);
+	expect_released_once_by(send, 1);
 }
 END_TEST
 
 /* The failure after the count dropped to 0, before the send reads the flag: the failure releases. */
 START_TEST(test_fail_between_decrement_and_flag)
 {
-	Actor send = {.name = "send", .run = run_send, .port = world.ports[0]};
+	Actor *send = &senders[0];
 
-	actor_start(&send, SINK_STEP_SEND_READ_FLAG);
+	actor_start(send, SINK_STEP_SEND_READ_FLAG);
 	run_fail(NULL);
 	ck_assert_uint_eq(releases(), 1);
-	actor_open(&send);
-	actor_join(&send);
-	ck_assert(!actor_seen(&send, SINK_STEP_SEND_LOCK)); /* the flag was taken back */
+	actor_finish(send);
+	ck_assert(!actor_seen(send, SINK_STEP_SEND_LOCK)); /* the flag was taken back */
 	expect_released_once_by(NULL, 1);
 }
 END_TEST
@@ -312,12 +322,12 @@ END_TEST
 /* The failure after the send ended: the failure releases. */
 START_TEST(test_fail_after_send)
 {
-	Actor send = {.name = "send", .run = run_send, .port = world.ports[0]};
+	Actor *send = &senders[0];
 
-	actor_start(&send, -1);
-	actor_join(&send);
-	ck_assert(actor_seen(&send, SINK_STEP_SEND_READ_FLAG));
-	ck_assert(!actor_seen(&send, SINK_STEP_SEND_LOCK));
+	actor_start(send, -1);
+	actor_join(send);
+	ck_assert(actor_seen(send, SINK_STEP_SEND_READ_FLAG));
+	ck_assert(!actor_seen(send, SINK_STEP_SEND_LOCK));
 	ck_assert_uint_eq(releases(), 0);
 	run_fail(NULL);
 	expect_released_once_by(NULL, 1);
@@ -330,18 +340,16 @@ END_TEST
  */
 START_TEST(test_send_ends_before_fail_sets_flag)
 {
-	Actor send = {.name = "send", .run = run_send, .port = world.ports[0]};
-	Actor fail = {.name = "fail", .run = run_fail};
+	Actor *send = &senders[0];
+	Actor *fail = &failure;
 
-	actor_start(&send, STEP_IN_SEND);
-	actor_start(&fail, SINK_STEP_FAIL_SET_FLAG);
-	actor_open(&send);
-	actor_join(&send);
-	ck_assert(!actor_seen(&send, SINK_STEP_SEND_LOCK));
+	actor_start(send, STEP_IN_SEND);
+	actor_start(fail, SINK_STEP_FAIL_SET_FLAG);
+	actor_finish(send);
+	ck_assert(!actor_seen(send, SINK_STEP_SEND_LOCK));
 	ck_assert_uint_eq(releases(), 0);
-	actor_open(&fail);
-	actor_join(&fail);
-	expect_released_once_by(&fail, 1);
+	actor_finish(fail);
+	expect_released_once_by(fail, 1);
 }
 END_TEST
 
@@ -351,19 +359,18 @@ END_TEST
  */
 START_TEST(test_send_ends_between_fail_flag_and_count)
 {
-	Actor send = {.name = "send", .run = run_send, .port = world.ports[0]};
-	Actor fail = {.name = "fail", .run = run_fail};
+	Actor *send = &senders[0];
+	Actor *fail = &failure;
 
-	actor_start(&send, STEP_IN_SEND);
-	actor_start(&fail, SINK_STEP_FAIL_READ_COUNT);
-	actor_open(&send);
+	actor_start(send, STEP_IN_SEND);
+	actor_start(fail, SINK_STEP_FAIL_READ_COUNT);
+	actor_open(send);
 	/* It saw the flag and goes for the lock, which the failure holds. */
-	ck_assert(actor_wait_step_or_end(&send, SINK_STEP_SEND_LOCK));
+	ck_assert(actor_wait_step_or_end(send, SINK_STEP_SEND_LOCK));
 	ck_assert_uint_eq(releases(), 0);
-	actor_open(&fail);
-	actor_join(&fail);
-	actor_join(&send);
-	expect_released_once_by(&fail, 1);
+	actor_finish(fail);
+	actor_join(send);
+	expect_released_once_by(fail, 1);
 }
 END_TEST
 
@@ -375,22 +382,20 @@ END_TEST
  */
 START_TEST(test_send_starts_after_last_decrement)
 {
-	Actor first = {.name = "first send", .run = run_send, .port = world.ports[0]};
-	Actor second = {.name = "second send", .run = run_send, .port = world.ports[1]};
+	Actor *first = &senders[0];
+	Actor *second = &senders[1];
 
-	actor_start(&first, SINK_STEP_SEND_READ_FLAG);
-	actor_start(&second, STEP_IN_SEND);
+	actor_start(first, SINK_STEP_SEND_READ_FLAG);
+	actor_start(second, STEP_IN_SEND);
 	run_fail(NULL);
 	ck_assert_uint_eq(releases(), 0);
-	actor_open(&first);
-	actor_join(&first);
+	actor_finish(first);
 	g_mutex_lock(&world.lock);
 	ck_assert_uint_eq(world.released_in_send, 0);
 	g_mutex_unlock(&world.lock);
 	ck_assert_uint_eq(releases(), 0);
-	actor_open(&second);
-	actor_join(&second);
-	expect_released_once_by(&second, 2);
+	actor_finish(second);
+	expect_released_once_by(second, 2);
 }
 END_TEST
 
@@ -401,36 +406,32 @@ END_TEST
  */
 START_TEST(test_send_started_after_last_decrement_ends_first)
 {
-	Actor first = {.name = "first send", .run = run_send, .port = world.ports[0]};
-	Actor second = {.name = "second send", .run = run_send, .port = world.ports[1]};
+	Actor *first = &senders[0];
+	Actor *second = &senders[1];
 
-	actor_start(&first, SINK_STEP_SEND_READ_FLAG);
-	actor_start(&second, STEP_IN_SEND);
+	actor_start(first, SINK_STEP_SEND_READ_FLAG);
+	actor_start(second, STEP_IN_SEND);
 	run_fail(NULL);
-	actor_open(&second);
-	actor_join(&second);
+	actor_finish(second);
 	ck_assert_uint_eq(releases(), 1);
-	actor_open(&first);
-	actor_join(&first);
-	expect_released_once_by(&second, 2);
+	actor_finish(first);
+	expect_released_once_by(second, 2);
 }
 END_TEST
 
 /* Two sends in send() at the failure: the one that ends last releases. */
 START_TEST(test_fail_during_two_sends)
 {
-	Actor first = {.name = "first send", .run = run_send, .port = world.ports[0]};
-	Actor second = {.name = "second send", .run = run_send, .port = world.ports[1]};
+	Actor *first = &senders[0];
+	Actor *second = &senders[1];
 
-	actor_start(&first, STEP_IN_SEND);
-	actor_start(&second, STEP_IN_SEND);
+	actor_start(first, STEP_IN_SEND);
+	actor_start(second, STEP_IN_SEND);
 	run_fail(NULL);
-	actor_open(&second);
-	actor_join(&second);
+	actor_finish(second);
 	ck_assert_uint_eq(releases(), 0);
-	actor_open(&first);
-	actor_join(&first);
-	expect_released_once_by(&first, 2);
+	actor_finish(first);
+	expect_released_once_by(first, 2);
 }
 END_TEST
 
