@@ -69,6 +69,22 @@ static void assert_refused(const char *text, const char *words)
 	g_error_free(error);
 }
 
+/* @text decodes into @out, the same as @inv (fill()'s name and directory). */
+static void expect_decodes_to(const char *text, const ProcessWinInvitation *inv,
+			      ProcessWinInvitation *out)
+{
+	GError *error = NULL;
+	ck_assert_msg(process_win_invitation_decode(text, out, &error), "%s",
+		      error ? error->message : "");
+	ck_assert_str_eq(out->node_name, "worker-1");
+	ck_assert(mesh_uuid_equal(&out->host_node, &inv->host_node));
+	ck_assert(mesh_uuid_equal(&out->host_port, &inv->host_port));
+	ck_assert(mesh_uuid_equal(&out->parent_node, &inv->parent_node));
+	ck_assert(mesh_uuid_equal(&out->parent_port, &inv->parent_port));
+	ck_assert(out->directory == 0x1a4);
+	ck_assert(memcmp(out->secret, inv->secret, PROCESS_WIN_SECRET_SIZE) == 0);
+}
+
 START_TEST(test_round_trip)
 {
 	ProcessWinInvitation inv, out = { 0 };
@@ -76,15 +92,7 @@ START_TEST(test_round_trip)
 	fill(&inv);
 	char *text = process_win_invitation_encode(&inv);
 	ck_assert(strlen(text) <= PROCESS_WIN_INVITATION_MAX);
-	ck_assert_msg(process_win_invitation_decode(text, &out, &error), "%s",
-		      error ? error->message : "");
-	ck_assert_str_eq(out.node_name, "worker-1");
-	ck_assert(mesh_uuid_equal(&out.host_node, &inv.host_node));
-	ck_assert(mesh_uuid_equal(&out.host_port, &inv.host_port));
-	ck_assert(mesh_uuid_equal(&out.parent_node, &inv.parent_node));
-	ck_assert(mesh_uuid_equal(&out.parent_port, &inv.parent_port));
-	ck_assert(out.directory == 0x1a4);
-	ck_assert(memcmp(out.secret, inv.secret, PROCESS_WIN_SECRET_SIZE) == 0);
+	expect_decodes_to(text, &inv, &out);
 	process_win_invitation_clear(&out);
 	ck_assert(out.node_name == NULL);
 	guint8 zero[PROCESS_WIN_SECRET_SIZE] = { 0 };
@@ -147,7 +155,6 @@ static void append_address(GByteArray *a, guint8 key, const MeshUuid *node, cons
 START_TEST(test_upstream_bytes)
 {
 	ProcessWinInvitation inv, out = { 0 };
-	GError *error = NULL;
 	fill(&inv);
 	fixed_id(&inv.host_node, 0x10);
 	fixed_id(&inv.host_port, 0x20);
@@ -181,15 +188,7 @@ START_TEST(test_upstream_bytes)
 
 	/* What a Rust parent sends decodes to the same. */
 	text = g_base64_encode(want->data, want->len);
-	ck_assert_msg(process_win_invitation_decode(text, &out, &error), "%s",
-		      error ? error->message : "");
-	ck_assert_str_eq(out.node_name, "worker-1");
-	ck_assert(mesh_uuid_equal(&out.host_node, &inv.host_node));
-	ck_assert(mesh_uuid_equal(&out.host_port, &inv.host_port));
-	ck_assert(mesh_uuid_equal(&out.parent_node, &inv.parent_node));
-	ck_assert(mesh_uuid_equal(&out.parent_port, &inv.parent_port));
-	ck_assert(out.directory == 0x1a4);
-	ck_assert(memcmp(out.secret, inv.secret, PROCESS_WIN_SECRET_SIZE) == 0);
+	expect_decodes_to(text, &inv, &out);
 	process_win_invitation_clear(&out);
 	g_free(text);
 	g_byte_array_unref(want);

@@ -6,6 +6,7 @@
  */
 #include "os-private.h"
 #include "remote-private.h"
+#include "sink-steps-private.h"
 
 typedef struct {
 	uint8_t *data;
@@ -562,22 +563,31 @@ void mesh_remote_node_unref(MeshRemoteNode *remote)
 
 /*
  * A send outside the lock ended. Without the lock (a stream makes one per
- * event): the count drops atomically, and only the last send looks at
- * release_pending. node_fail_remote() sets that before it reads the count,
- * the send drops the count before it reads the flag (both sequentially
- * consistent), so at least one of them sees the other; whichever takes the
- * flag back (an exchange, under the lock) releases the sink, once.
+ * event): the count drops atomically, and only a send that drops it to 0
+ * looks at release_pending. node_fail_remote() sets that before it reads
+ * the count, the send drops the count before it reads the flag (both
+ * sequentially consistent), so at least one of them sees the other;
+ * whichever takes the flag back (an exchange, under the lock) releases the
+ * sink, once. The flag seen, the send looks at the count again under the
+ * lock: another send may have started after its drop to 0 and before the
+ * failure, and still run (then the last of those releases). None starts
+ * once the node failed (the count rises only under the lock, while ACTIVE).
  */
 static void remote_send_done(MeshRemoteNode *remote)
 {
 	MeshEventSink sink = {0};
 	void *data = NULL;
 
-	if (!g_atomic_int_dec_and_test(&remote->sending) ||
-	    !g_atomic_int_get(&remote->release_pending))
+	SINK_STEP(remote, SINK_STEP_SEND_DECREMENT);
+	if (!g_atomic_int_dec_and_test(&remote->sending))
 		return;
+	SINK_STEP(remote, SINK_STEP_SEND_READ_FLAG);
+	if (!g_atomic_int_get(&remote->release_pending))
+		return;
+	SINK_STEP(remote, SINK_STEP_SEND_LOCK);
 	g_mutex_lock(&remote->lock);
-	if (g_atomic_int_compare_and_exchange(&remote->release_pending, TRUE, FALSE)) {
+	if (g_atomic_int_get(&remote->sending) == 0 &&
+	    g_atomic_int_compare_and_exchange(&remote->release_pending, TRUE, FALSE)) {
 		sink = remote->released_sink;
 		data = remote->released_data;
 	}
@@ -656,7 +666,9 @@ static void node_fail_remote(MeshRemoteNode *remote, const char *reason)
 	/* See remote_send_done(): the flag first, then the count. */
 	remote->released_sink = sink;
 	remote->released_data = sink_data;
+	SINK_STEP(remote, SINK_STEP_FAIL_SET_FLAG);
 	g_atomic_int_set(&remote->release_pending, TRUE);
+	SINK_STEP(remote, SINK_STEP_FAIL_READ_COUNT);
 	if (g_atomic_int_get(&remote->sending) > 0 ||
 	    !g_atomic_int_compare_and_exchange(&remote->release_pending, TRUE, FALSE))
 		sink.destroy = NULL; /* the last send releases it */

@@ -256,6 +256,16 @@ static void net_port_pair(Net *net, MeshPort **ret_a, MeshPort **ret_b)
 	ck_assert(*ret_a && *ret_b);
 }
 
+/* A sender on node 0 and its receiver on node 1, over net_port_pair()'s ports. */
+static void net_channel(Net *net, MeshSender **ret_s, MeshReceiver **ret_r)
+{
+	MeshPort *a, *b;
+
+	net_port_pair(net, &a, &b);
+	*ret_s = mesh_sender_from_port(a, NULL);
+	*ret_r = mesh_receiver_from_port(b, NULL);
+}
+
 static MeshMessage *message_with_fds(gsize size, guint n_fds)
 {
 	guint8 *data = g_malloc0(size ? size : 1);
@@ -275,15 +285,15 @@ static MeshMessage *message_with_fds(gsize size, guint n_fds)
 static GError *send_rejected(const MeshTransportCaps *caps, MeshMessage *msg)
 {
 	Net *net = net_new(caps, FALSE);
-	MeshPort *a, *b, *x, *kept;
+	MeshPort *x, *kept;
 	GError *error = NULL, *sender_error = NULL;
 	MeshMessage *got = NULL;
+	MeshSender *s;
+	MeshReceiver *r;
 
-	net_port_pair(net, &a, &b);
+	net_channel(net, &s, &r);
 	mesh_port_new_pair(&x, &kept);
 	ck_assert_int_ge(mesh_message_add_port_take(msg, x), 0);
-	MeshSender *s = mesh_sender_from_port(a, NULL);
-	MeshReceiver *r = mesh_receiver_from_port(b, NULL);
 	MeshReceiver *k = mesh_receiver_from_port(kept, NULL);
 	mesh_sender_send_message(s, msg);
 	mesh_sender_send_message(s, message_with_fds(8, 0));
@@ -339,13 +349,12 @@ END_TEST
 START_TEST(test_caps_within)
 {
 	Net *net = net_new(&caps_small, FALSE);
-	MeshPort *a, *b;
 	GError *error = NULL;
 	MeshMessage *got = NULL;
+	MeshSender *s;
+	MeshReceiver *r;
 
-	net_port_pair(net, &a, &b);
-	MeshSender *s = mesh_sender_from_port(a, NULL);
-	MeshReceiver *r = mesh_receiver_from_port(b, NULL);
+	net_channel(net, &s, &r);
 	mesh_sender_send_message(s, message_with_fds(100, 2));
 	net_pump(net);
 	ck_assert_msg(mesh_receiver_recv_message(r, 0, &got, &error), "%s",
@@ -368,12 +377,11 @@ END_TEST
 START_TEST(test_caps_version0)
 {
 	Net *net = net_new(NULL, FALSE);
-	MeshPort *a, *b;
 	MeshMessage *got = NULL;
+	MeshSender *s;
+	MeshReceiver *r;
 
-	net_port_pair(net, &a, &b);
-	MeshSender *s = mesh_sender_from_port(a, NULL);
-	MeshReceiver *r = mesh_receiver_from_port(b, NULL);
+	net_channel(net, &s, &r);
 	mesh_sender_send_message(s, message_with_fds(4, 5));
 	net_pump(net);
 	ck_assert(mesh_receiver_recv_message(r, 0, &got, NULL));
@@ -430,13 +438,12 @@ static gpointer send_later(gpointer data)
 START_TEST(test_hook_blocked_receiver)
 {
 	Net *net = net_new(NULL, TRUE);
-	MeshPort *a, *b;
 	MeshMessage *got = NULL;
 	GError *error = NULL;
+	MeshSender *s;
+	MeshReceiver *r;
 
-	net_port_pair(net, &a, &b);
-	MeshSender *s = mesh_sender_from_port(a, NULL);
-	MeshReceiver *r = mesh_receiver_from_port(b, NULL);
+	net_channel(net, &s, &r);
 	/* Nothing but the hook delivers: without it, this receive never ends. */
 	GThread *t = g_thread_new("sender", send_later, s);
 	ck_assert_msg(mesh_receiver_recv_message(r, -1, &got, &error), "%s",
@@ -528,13 +535,13 @@ static void send_text(MeshSender *s, const char *text)
 START_TEST(test_receive_events_move_in_batch)
 {
 	Net *net = net_new(NULL, FALSE);
-	MeshPort *a, *b, *x, *y;
+	MeshPort *x, *y;
 	MeshMessage *got = NULL;
+	MeshSender *s;
+	MeshReceiver *r;
 
-	net_port_pair(net, &a, &b);
+	net_channel(net, &s, &r);
 	mesh_port_new_pair(&x, &y);
-	MeshSender *s = mesh_sender_from_port(a, NULL);
-	MeshReceiver *r = mesh_receiver_from_port(b, NULL);
 	MeshSender *xs = mesh_sender_from_port(x, NULL);
 	send_text(xs, "x0");
 	send_text(xs, "x1");
@@ -586,13 +593,12 @@ END_TEST
 static void run_after_end(gboolean batched, gboolean close)
 {
 	Net *net = net_new(NULL, FALSE);
-	MeshPort *a, *b;
 	MeshMessage *got = NULL;
 	GError *error = NULL;
+	MeshSender *s;
+	MeshReceiver *r;
 
-	net_port_pair(net, &a, &b);
-	MeshSender *s = mesh_sender_from_port(a, NULL);
-	MeshReceiver *r = mesh_receiver_from_port(b, NULL);
+	net_channel(net, &s, &r);
 	send_text(s, "1");
 	send_text(s, "2");
 	if (close) {

@@ -49,14 +49,32 @@ static HANDLE dup_handle(HANDLE h)
 	return out;
 }
 
-static MeshAlpcNode *node_new(HANDLE dir, const guint8 *secret)
+/* A node in @dir (a duplicate of it is the node's), with @id (NULL: a random one). */
+static MeshAlpcNode *node_new(HANDLE dir, const MeshNodeId *id, const guint8 *secret)
 {
 	g_autoptr(GError) error = NULL;
-	MeshAlpcNode *n = alpc_node_new_full(test_api(), dup_handle(dir), NULL,
+	MeshAlpcNode *n = alpc_node_new_full(test_api(), dup_handle(dir), id,
 						  secret, &error);
 
 	ck_assert_msg(n, "%s", error ? error->message : "?");
 	return n;
+}
+
+/*
+ * The directory of a test's server ports, in a namespace of the stand-in's
+ * of its own (@prefix, the process and the time: no other test's names).
+ */
+static HANDLE test_directory(const char *prefix)
+{
+	OBJECT_ATTRIBUTES oa = { .Length = sizeof(oa) };
+	char ns[64];
+	HANDLE dir;
+
+	g_snprintf(ns, sizeof(ns), "%s%lu-%lu", prefix, GetCurrentProcessId(), GetTickCount());
+	SetEnvironmentVariableA("MESH_ALPC_STANDIN_NS", ns);
+	ck_assert(NT_SUCCESS(test_api()->create_directory_object(
+		&dir, STANDARD_RIGHTS_REQUIRED | 0xF, &oa)));
+	return dir;
 }
 
 /* A channel from a to b, bootstrapped with mesh_node_add_port() on both. */
@@ -76,17 +94,11 @@ static void channel_between(MeshAlpcNode *a, MeshAlpcNode *b, MeshSender **ret_s
 
 static void pair_init(Pair *p)
 {
-	OBJECT_ATTRIBUTES oa = { .Length = sizeof(oa) };
-	char ns[64];
-
-	g_snprintf(ns, sizeof(ns), "n%lu-%lu", GetCurrentProcessId(), GetTickCount());
-	SetEnvironmentVariableA("MESH_ALPC_STANDIN_NS", ns);
-	ck_assert(NT_SUCCESS(test_api()->create_directory_object(
-		&p->dir, STANDARD_RIGHTS_REQUIRED | 0xF, &oa)));
+	p->dir = test_directory("n");
 	mesh_uuid_generate((MeshUuid *)p->secret);
 	mesh_uuid_generate((MeshUuid *)(p->secret + 16));
-	p->a = node_new(p->dir, p->secret);
-	p->b = node_new(p->dir, p->secret);
+	p->a = node_new(p->dir, NULL, p->secret);
+	p->b = node_new(p->dir, NULL, p->secret);
 	channel_between(p->a, p->b, &p->send, &p->recv);
 }
 
@@ -149,27 +161,18 @@ END_TEST
  * ports by name, both ways. */
 START_TEST(test_leading_zero_ids)
 {
-	OBJECT_ATTRIBUTES oa = { .Length = sizeof(oa) };
-	g_autoptr(GError) error = NULL;
 	MeshNodeId ia = { { 0 } }, ib = { { 0 } };
 	guint8 secret[MESH_ALPC_SECRET_SIZE] = { 7 };
-	char ns[64];
-	HANDLE dir;
 	MeshSender *s1, *s2;
 	MeshReceiver *r1, *r2;
 
-	g_snprintf(ns, sizeof(ns), "z%lu-%lu", GetCurrentProcessId(), GetTickCount());
-	SetEnvironmentVariableA("MESH_ALPC_STANDIN_NS", ns);
-	ck_assert(NT_SUCCESS(test_api()->create_directory_object(
-		&dir, STANDARD_RIGHTS_REQUIRED | 0xF, &oa)));
+	HANDLE dir = test_directory("z");
 	ia.bytes[1] = 0x0a; /* 29 digits */
 	ia.bytes[15] = 1;
 	ib.bytes[0] = 0x05; /* 31 digits */
 	ib.bytes[15] = 2;
-	MeshAlpcNode *a = alpc_node_new_full(test_api(), dup_handle(dir), &ia, secret, &error);
-	ck_assert_msg(a, "%s", error ? error->message : "?");
-	MeshAlpcNode *b = alpc_node_new_full(test_api(), dup_handle(dir), &ib, secret, &error);
-	ck_assert_msg(b, "%s", error ? error->message : "?");
+	MeshAlpcNode *a = node_new(dir, &ia, secret);
+	MeshAlpcNode *b = node_new(dir, &ib, secret);
 	channel_between(a, b, &s1, &r1);
 	channel_between(b, a, &s2, &r2);
 	mesh_sender_send_message(s1, mesh_message_new("ab", 2));
@@ -266,7 +269,7 @@ START_TEST(test_wrong_secret)
 	pair_init(&p);
 	memcpy(wrong, p.secret, sizeof(wrong));
 	wrong[31] ^= 1;
-	c = node_new(p.dir, wrong);
+	c = node_new(p.dir, NULL, wrong);
 	channel_between(c, p.b, &send, &recv);
 	mesh_sender_send_message(send, mesh_message_new("x", 1));
 	ck_assert(!mesh_receiver_recv_message(recv, 2 * G_USEC_PER_SEC, &msg, &error));
@@ -391,11 +394,10 @@ static void raw_port_attr(MeshAlpcPortAttributes *pa)
 	pa->MaxMessageLength = ALPC_MAX_MESSAGE + sizeof(MeshPortMessage);
 }
 
-/* Connects to @name with @data as the connection data. */
-static NTSTATUS raw_connect(HANDLE dir, const char *name, const guint8 *data, gsize len,
-			    HANDLE *ret)
+/* Connects to @name in @dir through @api with @data as the connection data. */
+static NTSTATUS api_connect(const MeshAlpcNtApi *api, HANDLE dir, const char *name,
+			    const guint8 *data, gsize len, HANDLE *ret)
 {
-	const MeshAlpcNtApi *api = alpc_standin_api();
 	OBJECT_ATTRIBUTES oa;
 	UNICODE_STRING us;
 	wchar_t wname[40];
@@ -409,6 +411,13 @@ static NTSTATUS raw_connect(HANDLE dir, const char *name, const guint8 *data, gs
 	memcpy(cm.data, data, len);
 	*ret = NULL;
 	return api->connect_port_ex(ret, &oa, NULL, &pa, 0, NULL, &cm.h, NULL, NULL, NULL, NULL);
+}
+
+/* Connects to @name with @data as the connection data (the stand-in's calls). */
+static NTSTATUS raw_connect(HANDLE dir, const char *name, const guint8 *data, gsize len,
+			    HANDLE *ret)
+{
+	return api_connect(alpc_standin_api(), dir, name, data, len, ret);
 }
 
 static NTSTATUS raw_recv(HANDLE port, RawMsg *m, MeshAlpcMessageAttributes *a)
@@ -454,21 +463,11 @@ static MeshAlpcMessageAttributes *raw_attributes(ULONG flags)
 static NTSTATUS connect_by_name(HANDLE dir, const char *name, const MeshNodeId *from,
 				const guint8 *secret, HANDLE *ret)
 {
-	OBJECT_ATTRIBUTES oa;
-	UNICODE_STRING us;
-	wchar_t wname[40];
-	MeshAlpcPortAttributes pa;
-	RawMsg cm = { 0 };
+	guint8 data[16 + MESH_ALPC_SECRET_SIZE];
 
-	name_attributes(&oa, &us, wname, dir, name);
-	raw_port_attr(&pa);
-	memcpy(cm.data, from->bytes, 16);
-	memcpy(cm.data + 16, secret, MESH_ALPC_SECRET_SIZE);
-	cm.h.u1.s1.DataLength = 48;
-	cm.h.u1.s1.TotalLength = (int16_t)(48 + sizeof(cm.h));
-	*ret = NULL;
-	return test_api()->connect_port_ex(ret, &oa, NULL, &pa, 0, NULL, &cm.h, NULL, NULL,
-					   NULL, NULL);
+	memcpy(data, from->bytes, 16);
+	memcpy(data + 16, secret, MESH_ALPC_SECRET_SIZE);
+	return api_connect(test_api(), dir, name, data, sizeof(data), ret);
 }
 
 static void check_name(const MeshNodeId *id, const char *want)
@@ -485,12 +484,9 @@ static void check_name(const MeshNodeId *id, const char *want)
 
 START_TEST(test_upstream_port_names)
 {
-	OBJECT_ATTRIBUTES oa = { .Length = sizeof(oa) };
-	g_autoptr(GError) error = NULL;
 	MeshNodeId zero = { { 0 } }, one = { { 0 } }, ia = { { 0 } }, full, client_id;
 	guint8 secret[MESH_ALPC_SECRET_SIZE];
-	char ns[64];
-	HANDLE dir, client = NULL;
+	HANDLE client = NULL;
 
 	one.bytes[15] = 1;
 	ia.bytes[1] = 0x0a;
@@ -502,17 +498,12 @@ START_TEST(test_upstream_port_names)
 	check_name(&ia, "N-a0000000000000000000000000001");
 	check_name(&full, "N-f0dfcebdac9b8a7968574635241302f1");
 
-	g_snprintf(ns, sizeof(ns), "n%lu-%lu", GetCurrentProcessId(), GetTickCount());
-	SetEnvironmentVariableA("MESH_ALPC_STANDIN_NS", ns);
-	ck_assert(NT_SUCCESS(test_api()->create_directory_object(
-		&dir, STANDARD_RIGHTS_REQUIRED | 0xF, &oa)));
+	HANDLE dir = test_directory("n");
 	for (gsize i = 0; i < sizeof(secret); i++)
 		secret[i] = (guint8)(i + 1);
 	mesh_uuid_generate(&client_id);
-	MeshAlpcNode *a = alpc_node_new_full(test_api(), dup_handle(dir), &ia, secret, &error);
-	ck_assert_msg(a, "%s", error ? error->message : "?");
-	MeshAlpcNode *b = alpc_node_new_full(test_api(), dup_handle(dir), &full, secret, &error);
-	ck_assert_msg(b, "%s", error ? error->message : "?");
+	MeshAlpcNode *a = node_new(dir, &ia, secret);
+	MeshAlpcNode *b = node_new(dir, &full, secret);
 	ck_assert_msg(NT_SUCCESS(connect_by_name(dir, "N-a0000000000000000000000000001",
 						 &client_id, secret, &client)),
 		      "no port under upstream's name of a leading-zero id");
