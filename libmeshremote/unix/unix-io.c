@@ -167,16 +167,21 @@ static void ep_reset(UnixIo *io)
 		close(fresh);
 }
 
-/* Makes the set hold ep_want[0..n) (sorted, one per fd), from ep_regs. */
-static gboolean ep_sync(UnixIo *io, gint n)
+/*
+ * Makes the set hold ep_want[0..n) (sorted, one per fd), from ep_regs.
+ * FALSE: epoll refused one of them. *@ret_closed: an fd that left was
+ * closed already, and its file may live on in another process (the
+ * caller starts a new set).
+ */
+static gboolean ep_sync(UnixIo *io, gint n, gboolean *ret_closed)
 {
 	EpReg *old = io->ep_regs, *want = io->ep_want;
 	gint i = 0, j = 0;
 
 	while (i < io->n_ep_regs || j < n) {
 		if (j == n || (i < io->n_ep_regs && old[i].fd < want[j].fd)) {
-			/* Fails if it is closed: then the kernel dropped it, or the serial tells. */
-			epoll_ctl(io->epfd, EPOLL_CTL_DEL, old[i++].fd, NULL);
+			if (epoll_ctl(io->epfd, EPOLL_CTL_DEL, old[i++].fd, NULL) < 0)
+				*ret_closed = TRUE;
 			continue;
 		}
 		EpReg *w = &want[j++];
@@ -249,7 +254,8 @@ static gboolean ep_update(UnixIo *io, const GPollFD *fds, gint n)
 	for (gint i = 0; i < n; i++)
 		io->ep_seen[i].revents = 0;
 	io->n_ep_seen = n;
-	io->ep_plain = !ep_sync(io, u);
+	gboolean closed = FALSE;
+	io->ep_plain = !ep_sync(io, u, &closed);
 	if (io->ep_plain) {
 		/* Half made: the next array that epoll can take starts afresh. */
 		ep_reset(io);
@@ -260,6 +266,11 @@ static gboolean ep_update(UnixIo *io, const GPollFD *fds, gint n)
 	io->ep_regs = io->ep_want;
 	io->ep_want = t;
 	io->n_ep_regs = u;
+	if (closed) {
+		/* A new set rather than waiting for the stale one to report. */
+		ep_reset(io);
+		return ep_update(io, fds, n);
+	}
 	return TRUE;
 }
 
