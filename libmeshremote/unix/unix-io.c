@@ -25,6 +25,10 @@
  * context nor wakes it to lend it back; the thread takes the context as
  * after any blocking receive.
  *
+ * Whoever iterates the context (the thread or a borrower, io_iterate())
+ * waits in epoll_wait() on a set that mirrors GLib's poll array, with the
+ * rings' eventfds edge-triggered (io_poll(), "The poll" below).
+ *
  * Locks: io->lock, then the context's own lock (inside GLib). No port or
  * channel lock is held while a borrower polls.
  */
