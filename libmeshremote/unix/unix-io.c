@@ -25,10 +25,19 @@
  * context nor wakes it to lend it back; the thread takes the context as
  * after any blocking receive.
  *
+ * Whoever iterates the context (the thread or a borrower, io_iterate())
+ * waits in epoll_wait() on a set that mirrors GLib's poll array, with the
+ * rings' eventfds edge-triggered (io_poll(), "The poll" below).
+ *
  * Locks: io->lock, then the context's own lock (inside GLib). No port or
  * channel lock is held while a borrower polls.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
 
 #include "unix-node-private.h"
 
@@ -36,6 +45,13 @@
 #define LEND_IDLE_US 1000
 /* Iterations in a row that may leave the poll out (io_iterate()). */
 #define MAX_SKIPPED_POLLS 4
+
+/* One fd in the epoll set; the serial tells a stale registration's events. */
+typedef struct {
+	int fd;
+	guint32 events; /* EPOLL* */
+	guint32 serial;
+} EpReg;
 
 struct UnixIo {
 	MeshIoHook *hook; /* owns this: the last reference frees it */
@@ -60,8 +76,30 @@ struct UnixIo {
 	GPollFD *fds;
 	gint n_fds;
 	gint skipped_polls; /* io_iterate()s in a row that dispatched without a poll */
+	/* The epoll set the poller waits on (io_poll()); the poller's: */
+	int epfd;          /* -1: none (not made yet, or dropped after an error) */
+	gboolean ep_off;   /* epoll_create1() failed: plain poll() for good */
+	gboolean ep_valid; /* the set holds exactly ep_regs, made from ep_seen */
+	gboolean ep_plain; /* epoll refused an fd of ep_seen (a regular file): plain poll() */
+	EpReg *ep_regs;    /* registered fds, sorted by fd */
+	gint n_ep_regs;
+	EpReg *ep_want;    /* ep_regs' successor while it is made; both ep_cap long */
+	gint ep_cap;
+	GArray *ep_again;  /* the poller's copies of attached and edge_fds */
+	GArray *ep_edges;
+	GPollFD *ep_seen; /* the array the set was made from (revents 0) */
+	gint n_ep_seen;
+	guint32 ep_serial; /* the last registration's serial */
+	struct epoll_event *ep_evs;
+	gint n_ep_evs;
+	/* Under lock; ep_dirty (atomic) says they changed: */
+	gint ep_dirty;
+	GArray *attached;  /* fds (re)attached since the last poll: registered again */
+	GArray *edge_fds;  /* the rings' eventfds: edge-triggered, never read */
 };
 
+/* The UnixIo whose epoll set gave the revents being checked now. */
+static __thread UnixIo *tls_edge_polled;
 /* The transport this thread borrows the I/O of right now, if any. */
 static __thread UnixIo *tls_borrowed;
 /* Set by io_foreign_delivery() while borrowing. */
@@ -72,6 +110,249 @@ static void io_foreign_delivery(void *data)
 {
 	if (tls_borrowed == data)
 		tls_foreign = TRUE;
+}
+
+/*
+ * The poll: an epoll set that mirrors the array of fds GLib makes at each
+ * iteration, instead of poll() over that array. The set changes only when
+ * the array does, so a wait is one epoll_wait() whatever the number of
+ * connections; and the rings' eventfds are edge-triggered: a write of the
+ * peer wakes the poller once, and nobody reads the eventfd afterwards (its
+ * count only grows; a write wakes an edge-triggered waiter however high it
+ * is). With poll(), each wake-up through a ring cost a poll() and a read().
+ *
+ * The array alone cannot say that an fd number now names another file (a
+ * connection ended and its socket's number came back for a new one): a
+ * source with an fd is attached to the context only after
+ * unix_io_fd_attached() noted that fd, which has it registered again.
+ * A registration that outlives its fd (closed while another process keeps
+ * the file, as the peer keeps our ring's eventfd) can still report: each
+ * registration carries a serial, and an event whose serial is not the
+ * fd's current one makes a new set. Anything epoll refuses (a regular
+ * file) makes that array's waits a plain poll().
+ */
+static int ep_reg_cmp(const void *a, const void *b)
+{
+	int x = ((const EpReg *)a)->fd, y = ((const EpReg *)b)->fd;
+	return (x > y) - (x < y);
+}
+
+static EpReg *ep_find(UnixIo *io, int fd)
+{
+	EpReg key = {.fd = fd};
+	return bsearch(&key, io->ep_regs, (size_t)io->n_ep_regs, sizeof(EpReg), ep_reg_cmp);
+}
+
+static gboolean fd_listed(GArray *a, int fd)
+{
+	for (guint i = 0; i < a->len; i++)
+		if (g_array_index(a, int, i) == fd)
+			return TRUE;
+	return FALSE;
+}
+
+/*
+ * Starts an empty set under the same number (a number that came and went
+ * behind a caller's back would confuse one that checks its own closed fd).
+ */
+static void ep_reset(UnixIo *io)
+{
+	io->n_ep_regs = 0;
+	io->n_ep_seen = -1; /* made again at the next poll */
+	if (io->epfd < 0)
+		return;
+	int fresh = epoll_create1(EPOLL_CLOEXEC);
+	if (fresh < 0 || dup3(fresh, io->epfd, O_CLOEXEC) < 0) {
+		close(io->epfd);
+		io->epfd = -1;
+		io->ep_off = TRUE;
+	}
+	if (fresh >= 0)
+		close(fresh);
+}
+
+/*
+ * Makes the set hold ep_want[0..n) (sorted, one per fd), from ep_regs.
+ * FALSE: epoll refused one of them. *@ret_closed: an fd that left was
+ * closed already, and its file may live on in another process (the
+ * caller starts a new set).
+ */
+static gboolean ep_sync(UnixIo *io, gint n, gboolean *ret_closed)
+{
+	EpReg *old = io->ep_regs, *want = io->ep_want;
+	gint i = 0, j = 0;
+
+	while (i < io->n_ep_regs || j < n) {
+		if (j == n || (i < io->n_ep_regs && old[i].fd < want[j].fd)) {
+			if (epoll_ctl(io->epfd, EPOLL_CTL_DEL, old[i++].fd, NULL) < 0)
+				*ret_closed = TRUE;
+			continue;
+		}
+		EpReg *w = &want[j++];
+		gboolean had = i < io->n_ep_regs && old[i].fd == w->fd;
+		if (had && old[i].events == w->events && !fd_listed(io->ep_again, w->fd)) {
+			w->serial = old[i++].serial;
+			continue;
+		}
+		if (had)
+			i++;
+		w->serial = ++io->ep_serial;
+		struct epoll_event ev = {
+			.events = w->events,
+			.data.u64 = ((guint64)w->serial << 32) | (guint32)w->fd,
+		};
+		/* By the file the number names now: ENOENT if it is another one. */
+		int r = had ? epoll_ctl(io->epfd, EPOLL_CTL_MOD, w->fd, &ev) : -1;
+		if (!had || (r < 0 && errno == ENOENT)) {
+			r = epoll_ctl(io->epfd, EPOLL_CTL_ADD, w->fd, &ev);
+			if (r < 0 && errno == EEXIST)
+				r = epoll_ctl(io->epfd, EPOLL_CTL_MOD, w->fd, &ev);
+		}
+		if (r < 0)
+			return FALSE;
+	}
+	return TRUE;
+}
+
+/* The set for @fds: FALSE if only a plain poll() can wait on them. */
+static gboolean ep_update(UnixIo *io, const GPollFD *fds, gint n)
+{
+	g_mutex_lock(&io->lock);
+	g_atomic_int_set(&io->ep_dirty, FALSE);
+	g_array_set_size(io->ep_again, 0);
+	g_array_append_vals(io->ep_again, io->attached->data, io->attached->len);
+	g_array_set_size(io->attached, 0);
+	g_array_set_size(io->ep_edges, 0);
+	g_array_append_vals(io->ep_edges, io->edge_fds->data, io->edge_fds->len);
+	g_mutex_unlock(&io->lock);
+
+	if (io->ep_cap < MAX(n, 1)) {
+		io->ep_cap = MAX(n, 1);
+		io->ep_regs = g_renew(EpReg, io->ep_regs, n);
+		io->ep_want = g_renew(EpReg, io->ep_want, n);
+		io->ep_evs = g_renew(struct epoll_event, io->ep_evs, n);
+		io->ep_seen = g_renew(GPollFD, io->ep_seen, n);
+	}
+	gint m = 0;
+	for (gint i = 0; i < n; i++) {
+		if (fds[i].fd < 0)
+			continue;
+		io->ep_want[m++] = (EpReg){
+			.fd = fds[i].fd,
+			.events = fds[i].events & (EPOLLIN | EPOLLPRI | EPOLLOUT),
+		};
+	}
+	qsort(io->ep_want, (size_t)m, sizeof(EpReg), ep_reg_cmp);
+	gint u = 0;
+	for (gint i = 0; i < m; i++) {
+		if (u > 0 && io->ep_want[u - 1].fd == io->ep_want[i].fd)
+			io->ep_want[u - 1].events |= io->ep_want[i].events;
+		else
+			io->ep_want[u++] = io->ep_want[i];
+	}
+	for (gint i = 0; i < u; i++)
+		if (fd_listed(io->ep_edges, io->ep_want[i].fd))
+			io->ep_want[i].events |= EPOLLET;
+
+	memcpy(io->ep_seen, fds, sizeof(GPollFD) * (size_t)n);
+	for (gint i = 0; i < n; i++)
+		io->ep_seen[i].revents = 0;
+	io->n_ep_seen = n;
+	gboolean closed = FALSE;
+	io->ep_plain = !ep_sync(io, u, &closed);
+	if (io->ep_plain) {
+		/* Half made: the next array that epoll can take starts afresh. */
+		ep_reset(io);
+		io->n_ep_seen = n;
+		return FALSE;
+	}
+	EpReg *t = io->ep_regs;
+	io->ep_regs = io->ep_want;
+	io->ep_want = t;
+	io->n_ep_regs = u;
+	if (closed) {
+		/* A new set rather than waiting for the stale one to report. */
+		ep_reset(io);
+		return ep_update(io, fds, n);
+	}
+	return TRUE;
+}
+
+/* What io_iterate() polls with: the context's fds through the epoll set. */
+static int io_poll(UnixIo *io, GPollFD *fds, gint n, gint timeout)
+{
+	if (io->ep_off)
+		return g_poll(fds, (guint)n, timeout);
+	if (g_atomic_int_get(&io->ep_dirty) || n != io->n_ep_seen ||
+	    memcmp(fds, io->ep_seen, sizeof(GPollFD) * (size_t)n) != 0) {
+		if (!ep_update(io, fds, n))
+			return g_poll(fds, (guint)n, timeout);
+	} else if (io->ep_plain) {
+		return g_poll(fds, (guint)n, timeout);
+	}
+	int k = epoll_wait(io->epfd, io->ep_evs, MAX(io->n_ep_regs, 1), timeout);
+	if (k <= 0)
+		return k;
+	gboolean stale = FALSE;
+	int ready = 0;
+	for (int e = 0; e < k; e++) {
+		guint64 d = io->ep_evs[e].data.u64;
+		int fd = (int)(guint32)d;
+		EpReg *reg = ep_find(io, fd);
+		if (!reg || reg->serial != (guint32)(d >> 32)) {
+			stale = TRUE;
+			continue;
+		}
+		gushort got = io->ep_evs[e].events & (G_IO_IN | G_IO_PRI | G_IO_OUT | G_IO_ERR | G_IO_HUP);
+		for (gint i = 0; i < n; i++) {
+			if (fds[i].fd != fd)
+				continue;
+			gushort r = got & (fds[i].events | G_IO_ERR | G_IO_HUP);
+			ready += r && !fds[i].revents;
+			fds[i].revents |= r;
+		}
+	}
+	if (stale)
+		ep_reset(io);
+	tls_edge_polled = io;
+	/* Not 0 for events nobody asked for: that would read as a timeout. */
+	return MAX(ready, 1);
+}
+
+gboolean unix_io_edge_polled(UnixIo *io, int fd)
+{
+	if (!io || tls_edge_polled != io)
+		return FALSE;
+	EpReg *reg = ep_find(io, fd);
+	return reg && (reg->events & EPOLLET);
+}
+
+void unix_io_fd_attached(UnixIo *io, int fd)
+{
+	if (!io || fd < 0)
+		return;
+	g_mutex_lock(&io->lock);
+	g_array_append_val(io->attached, fd);
+	g_atomic_int_set(&io->ep_dirty, TRUE);
+	g_mutex_unlock(&io->lock);
+}
+
+void unix_io_set_edge_fd(UnixIo *io, int fd, gboolean edge)
+{
+	if (!io || fd < 0)
+		return;
+	g_mutex_lock(&io->lock);
+	for (guint i = 0; i < io->edge_fds->len; i++) {
+		if (g_array_index(io->edge_fds, int, i) == fd) {
+			g_array_remove_index_fast(io->edge_fds, i);
+			break;
+		}
+	}
+	if (edge)
+		g_array_append_val(io->edge_fds, fd);
+	g_array_append_val(io->attached, fd);
+	g_atomic_int_set(&io->ep_dirty, TRUE);
+	g_mutex_unlock(&io->lock);
 }
 
 /*
@@ -110,12 +391,12 @@ static gboolean io_iterate(UnixIo *io, gint64 deadline)
 		io->skipped_polls++; /* the fds' revents stay 0 (query cleared them) */
 	} else {
 		io->skipped_polls = 0;
-		GPollFunc poll_func = g_main_context_get_poll_func(io->context);
-		r = poll_func(io->fds, n, timeout);
+		r = io_poll(io, io->fds, n, timeout);
 		if (r < 0 && errno != EINTR)
 			g_warning("mesh: poll: %s", g_strerror(errno));
 	}
 	g_main_context_check(io->context, max_priority, io->fds, n);
+	tls_edge_polled = NULL;
 	g_main_context_dispatch(io->context);
 	return past || (r == 0 && ours);
 }
@@ -232,6 +513,16 @@ static void io_finalize(void *data)
 
 	g_main_context_unref(io->context);
 	g_free(io->fds);
+	if (io->epfd >= 0)
+		close(io->epfd);
+	g_free(io->ep_regs);
+	g_free(io->ep_want);
+	g_free(io->ep_seen);
+	g_free(io->ep_evs);
+	g_array_unref(io->ep_again);
+	g_array_unref(io->ep_edges);
+	g_array_unref(io->attached);
+	g_array_unref(io->edge_fds);
 	g_cond_clear(&io->cond);
 	g_mutex_clear(&io->lock);
 	g_free(io);
@@ -326,7 +617,7 @@ static gpointer io_thread(gpointer data)
 			continue;
 		}
 		g_mutex_unlock(&io->lock);
-		g_main_context_iteration(io->context, TRUE);
+		io_iterate(io, -1);
 		g_mutex_lock(&io->lock);
 	}
 	g_mutex_unlock(&io->lock);
@@ -341,6 +632,13 @@ UnixIo *unix_io_start(GMainContext *context, gboolean lent)
 
 	io->hook = mesh_io_hook_new(&io_funcs, io);
 	io->context = g_main_context_ref(context);
+	io->epfd = epoll_create1(EPOLL_CLOEXEC);
+	io->ep_off = io->epfd < 0; /* then plain poll() */
+	io->n_ep_seen = -1;
+	io->attached = g_array_new(FALSE, FALSE, sizeof(int));
+	io->edge_fds = g_array_new(FALSE, FALSE, sizeof(int));
+	io->ep_again = g_array_new(FALSE, FALSE, sizeof(int));
+	io->ep_edges = g_array_new(FALSE, FALSE, sizeof(int));
 	g_mutex_init(&io->lock);
 	g_cond_init(&io->cond);
 	/*
@@ -406,5 +704,10 @@ void unix_io_stop(UnixIo *io)
 	g_main_context_wakeup(io->context);
 	g_thread_join(io->thread);
 	io->thread = NULL;
+	/* Nobody polls any more (no lending after quit): the hook may outlive this. */
+	if (io->epfd >= 0)
+		close(io->epfd);
+	io->epfd = -1;
+	io->ep_off = TRUE;
 	mesh_io_hook_unref(io->hook);
 }

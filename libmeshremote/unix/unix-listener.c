@@ -190,6 +190,7 @@ static void handshake_start(MeshUnixListener *l, int client, const MeshNodeId *j
 	h->link.data = h;
 	h->watch = g_unix_fd_source_new(client, G_IO_IN | G_IO_HUP | G_IO_ERR);
 	g_source_set_callback(h->watch, G_SOURCE_FUNC(handshake_client_cb), h, NULL);
+	unix_io_fd_attached(l->owner->io, client);
 	g_source_attach(h->watch, l->owner->context);
 	if (l->timeout_us >= 0) {
 		h->timer = g_timeout_source_new((guint)MIN(l->timeout_us / 1000, G_MAXUINT));
@@ -282,6 +283,7 @@ static gboolean listener_accept_cb(gint fd, GIOCondition cond, gpointer data)
 static gboolean listener_attach_cb(gpointer data)
 {
 	MeshUnixListener *l = data;
+	unix_io_fd_attached(l->owner->io, l->fd);
 	g_source_attach(l->source, l->owner->context);
 	return G_SOURCE_REMOVE;
 }

@@ -69,6 +69,25 @@ void unix_io_released(UnixIo *io);
 void unix_io_disable_lending(UnixIo *io);
 /* Ends the thread and drops the transport's reference. */
 void unix_io_stop(UnixIo *io);
+/*
+ * The I/O thread waits on an epoll set (unix-io.c): before a source with
+ * an fd is attached to the I/O context (or an fd added to one), its fd is
+ * noted here, so that a number that names a new file is registered again.
+ * Any thread; @io may be NULL (a caller's context: nothing to do).
+ */
+void unix_io_fd_attached(UnixIo *io, int fd);
+/*
+ * A ring's eventfd (@edge TRUE, before its source is attached; FALSE when
+ * the source goes): waited on edge-triggered, so that a wake-up needs no
+ * read. Any thread; @io may be NULL.
+ */
+void unix_io_set_edge_fd(UnixIo *io, int fd, gboolean edge);
+/*
+ * In a source's check, on the polling thread: TRUE if @fd's revents came
+ * from the edge-triggered epoll set (then it must not be read: nothing
+ * needs resetting), FALSE after a plain poll() (read it, as before).
+ */
+gboolean unix_io_edge_polled(UnixIo *io, int fd);
 
 /* Runs @func(@data) on the I/O context and waits for it (or at once, there). */
 void unix_run_sync(MeshUnixNode *u, GSourceFunc func, gpointer data);

@@ -1341,6 +1341,7 @@ static void conn_end(UnixConn *c, const char *reason)
 	if (ring_source) {
 		g_source_destroy(ring_source);
 		g_source_unref(ring_source);
+		unix_io_set_edge_fd(owner->io, unix_rx_ring_get_eventfd(c->rx_ring), FALSE);
 	}
 	const char *why = reason ? reason : "remote node disconnected";
 	g_mutex_lock(&owner->lock);
@@ -1614,7 +1615,9 @@ static gboolean ring_source_check(GSource *source)
 	RingSource *rs = (RingSource *)source;
 	UnixConn *c = rs->conn;
 
-	if (g_source_query_unix_fd(source, rs->tag) & G_IO_IN)
+	/* From the epoll set the eventfd is edge-triggered: nothing to reset. */
+	if ((g_source_query_unix_fd(source, rs->tag) & G_IO_IN) &&
+	    !unix_io_edge_polled(c->owner->io, unix_rx_ring_get_eventfd(c->rx_ring)))
 		unix_rx_ring_ack_wake(c->rx_ring);
 	return unix_rx_ring_ready(c->rx_ring, c->rx_sock_seq);
 }
@@ -1648,8 +1651,10 @@ static void ring_source_attach(UnixConn *c)
 	g_source_set_can_recurse(&rs->base, TRUE);
 	g_mutex_lock(&c->lock);
 	gboolean ended = c->ended;
-	if (!ended)
+	if (!ended) {
 		c->ring_source = &rs->base;
+		unix_io_set_edge_fd(c->owner->io, unix_rx_ring_get_eventfd(c->rx_ring), TRUE);
+	}
 	g_mutex_unlock(&c->lock);
 	if (!ended)
 		g_source_attach(&rs->base, c->owner->context);
@@ -1670,6 +1675,7 @@ static gboolean attach_cb(gpointer data)
 		c->fd_tag = cs->tag;
 		/* Not blocked around each dispatch: saves two wakeups per packet. */
 		g_source_set_can_recurse(c->source, TRUE);
+		unix_io_fd_attached(c->owner->io, c->fd);
 		g_source_attach(c->source, c->owner->context);
 		conn_flush_locked(c);
 		conn_update_interest_locked(c);
