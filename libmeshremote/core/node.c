@@ -444,12 +444,10 @@ MeshNode *remote_node_get_local(MeshRemoteNode *remote)
 	return node;
 }
 
+/* No lock: FAILED is the last state, and a send that races the failure is dropped later. */
 gboolean remote_node_is_failed(MeshRemoteNode *remote)
 {
-	g_mutex_lock(&remote->lock);
-	gboolean failed = remote->state == REMOTE_FAILED;
-	g_mutex_unlock(&remote->lock);
-	return failed;
+	return g_atomic_int_get(&remote->state) == REMOTE_FAILED;
 }
 
 void mesh_remote_node_set_features(MeshRemoteNode *remote, MeshRemoteFeatures features)
@@ -503,7 +501,7 @@ static MeshRemoteNode *node_get_remote_full(MeshNode *node, const MeshNodeId *id
 		g_hash_table_insert(node->remotes, &remote->id, remote);
 		if (node->failed && g_hash_table_contains(node->failed, id)) {
 			/* Failed before it was forgotten: it stays failed, nobody connects. */
-			remote->state = REMOTE_FAILED;
+			g_atomic_int_set(&remote->state, REMOTE_FAILED);
 		} else if (node->connector && !as_handle) {
 			connector = node->connector;
 			connector_data = node->connector_data;
@@ -620,7 +618,7 @@ gboolean mesh_remote_node_connect(MeshRemoteNode *remote, const MeshEventSink *s
 	/* Flush in order; packets sent meanwhile may overtake (seq absorbs it). */
 	GQueue queued = remote->queued;
 	g_queue_init(&remote->queued);
-	remote->state = REMOTE_ACTIVE;
+	g_atomic_int_set(&remote->state, REMOTE_ACTIVE);
 	g_atomic_int_inc(&remote->sending);
 	g_mutex_unlock(&remote->lock);
 
@@ -640,7 +638,7 @@ static void node_fail_remote(MeshRemoteNode *remote, const char *reason)
 		g_mutex_unlock(&remote->lock);
 		return;
 	}
-	remote->state = REMOTE_FAILED;
+	g_atomic_int_set(&remote->state, REMOTE_FAILED);
 	remote->fail_reason = g_strdup(reason);
 	queued = remote->queued;
 	g_queue_init(&remote->queued);
@@ -820,12 +818,7 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 			  ev->type);
 		goto drop;
 	}
-	/*
-	 * A message with nothing in it but bytes needs no early look (a lock):
-	 * to a node that failed it is dropped below all the same.
-	 */
-	gboolean plain = msg && !msg->res && !msg->typed;
-	if (!plain && remote_node_is_failed(remote)) {
+	if (remote_node_is_failed(remote)) {
 		/* Dropped: its fds are closed, the ports it carries fail. */
 		if (msg) {
 			GError *e = error_node_failure(
@@ -849,11 +842,6 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 		}
 		size_t n_res = mesh_message_get_n_resources(msg);
 		GError *too_large = message_fits(from, remote, msg, head_len + msg->size);
-		if (too_large && plain && remote_node_is_failed(remote)) {
-			/* As the early look would have: dropped, no blame. */
-			g_error_free(too_large);
-			goto drop;
-		}
 		if (too_large) {
 			/*
 			 * The peer port fails in its place (same seq), and only

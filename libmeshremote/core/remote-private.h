@@ -254,7 +254,7 @@ struct MeshRemoteNode {
 	GMutex lock;
 	MeshNode *node; /* weak: set while in its table (cleared when it leaves or the node goes) */
 	MeshNodeId id;
-	RemoteState state;
+	gint state; /* RemoteState: changed under the lock; read without it atomically */
 	char *fail_reason; /* FAILED: the reason it failed with (immutable once set) */
 	GQueue queued; /* Packet * while QUEUING */
 	MeshEventSink sink;
