@@ -12,12 +12,19 @@ typedef struct {
 	size_t size;
 	MeshOsHandle *fds; /* OS resources: fds, HANDLEs on Windows */
 	size_t n_fds;
+	guint64 borrowed; /* bit i: fds[i] is the application's (never in a queued packet) */
 } Packet;
+
+static gboolean packet_fd_borrowed(const Packet *pk, size_t i)
+{
+	return i < 64 && (pk->borrowed & (G_GUINT64_CONSTANT(1) << i));
+}
 
 static void packet_clear(Packet *pk)
 {
 	for (size_t i = 0; i < pk->n_fds; i++)
-		os_handle_close(pk->fds[i]);
+		if (!packet_fd_borrowed(pk, i))
+			os_handle_close(pk->fds[i]);
 	g_free(pk->fds);
 	g_free(pk->data);
 }
@@ -842,6 +849,18 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 		}
 		size_t n_res = mesh_message_get_n_resources(msg);
 		GError *too_large = message_fits(from, remote, msg, head_len + msg->size);
+		/*
+		 * Borrowed fds go to the transport in this call, which keeps
+		 * duplicates of what it queues. A node not connected yet keeps
+		 * the packet itself: its fds are owned first. (ACTIVE never
+		 * turns back into QUEUING.)
+		 */
+		if (!too_large && msg->borrowed &&
+		    g_atomic_int_get(&remote->state) == REMOTE_QUEUING) {
+			int r = message_own_fds(msg);
+			if (r < 0)
+				too_large = message_own_fds_error(r);
+		}
 		if (too_large) {
 			/*
 			 * The peer port fails in its place (same seq), and only
@@ -903,6 +922,8 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 			MeshResourceData rd = {0};
 			if (os_resource_peek(msg->res, i, NULL)) {
 				/* Ours to keep until sent: steal it from the message. */
+				if (i < 64 && (msg->borrowed & (G_GUINT64_CONSTANT(1) << i)))
+					pk->borrowed |= G_GUINT64_CONSTANT(1) << pk->n_fds;
 				pk->fds[pk->n_fds++] = os_resource_steal(msg->res, i);
 			} else {
 				MeshPort *x = mesh_port_from_object(
@@ -926,6 +947,7 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 			}
 			protocol_event_write_resource(rec, &rd);
 		}
+		msg->borrowed = 0; /* all in the packet now */
 	} else if (extra_len) {
 		memcpy(rec, extra, extra_len);
 	}
@@ -942,7 +964,8 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 	g_mutex_lock(&remote->lock);
 	switch (remote->state) {
 	case REMOTE_QUEUING: {
-		/* Kept until the node connects: one owned copy. */
+		/* Kept until the node connects: one owned copy (its fds owned above). */
+		g_assert(pk->borrowed == 0);
 		size_t total = 0;
 		for (size_t i = 0; i < n_iov; i++)
 			total += iov[i].iov_len;
