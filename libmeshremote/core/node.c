@@ -1123,34 +1123,22 @@ void mesh_node_receive_event(MeshNode *node, const MeshNodeId *from, const uint8
 	mesh_node_receive_event_full(node, from, data, size, fds, n_fds, NULL, NULL);
 }
 
-void mesh_node_receive_event_full(MeshNode *node, const MeshNodeId *from, const uint8_t *data,
-				  size_t size, MeshOsHandle *fds, size_t n_fds, GDestroyNotify data_free,
-				  gpointer data_owner)
+/*
+ * Delivers an event parsed already (@view points into memory that
+ * @data_free, if set, gives back). Consumes @fds and the memory, as
+ * mesh_node_receive_event_full() does.
+ */
+static void node_receive_view(MeshNode *node, const MeshNodeId *from, const MeshEventView *view,
+			      MeshOsHandle *fds, size_t n_fds, GDestroyNotify data_free,
+			      gpointer data_owner)
 {
-	MeshEventView view;
 	Deferred d;
 	size_t next_fd = 0;
 	Event *ev = NULL;
 	char id[33];
 
-	if (!node || !from || (!data && size > 0) || (!fds && n_fds > 0)) {
-		/* Consumed, as always: the fds closed, the memory given back. */
-		for (size_t i = 0; fds && i < n_fds; i++)
-			os_handle_close(fds[i]);
-		if (data_free)
-			data_free(data_owner);
-		g_return_if_fail(node && from);
-		g_return_if_fail(data || size == 0);
-		g_return_if_fail(fds || n_fds == 0);
-	}
 	deferred_init(&d);
-	if (protocol_event_parse(data, size, &view) < 0) {
-		debug_log(LOG_FIELDS("MESH_NODE", LOG_ID(&node->id), "MESH_PEER", LOG_ID(from)),
-			  "mesh: malformed event of %zu bytes from node %s dropped", size,
-			  mesh_uuid_to_string(from, id));
-		goto out;
-	}
-	const MeshEventHeader *h = &view.header;
+	const MeshEventHeader *h = &view->header;
 	ev = event_new(h->type, h->flags, h->seq);
 
 	switch (h->type) {
@@ -1161,7 +1149,7 @@ void mesh_node_receive_event_full(MeshNode *node, const MeshNodeId *from, const 
 				h->resource_count ? mesh_payload_resources_new() : NULL;
 			for (guint i = 0; i < h->resource_count; i++) {
 				MeshResourceData rd;
-				protocol_event_read_resource(&view, i, &rd);
+				protocol_event_read_resource(view, i, &rd);
 				if (mesh_uuid_is_zero(&rd.id)) {
 					if (next_fd >= n_fds) {
 						debug_log(LOG_FIELDS("MESH_PEER", LOG_ID(from)),
@@ -1178,14 +1166,14 @@ void mesh_node_receive_event_full(MeshNode *node, const MeshNodeId *from, const 
 			}
 			if (data_free && h->message_size) {
 				/* The payload stays where it is (a mapping); the message owns it. */
-				ev->message = message_new_bytes_take((uint8_t *)view.payload,
+				ev->message = message_new_bytes_take((uint8_t *)view->payload,
 								     h->message_size, res,
 								     MESH_WRAP_WIRE);
 				ev->message->data_free = data_free;
 				ev->message->data_owner = data_owner;
 				data_free = NULL;
 			} else {
-				ev->message = message_new_bytes_copy(view.payload, h->message_size,
+				ev->message = message_new_bytes_copy(view->payload, h->message_size,
 								     res, MESH_WRAP_WIRE);
 			}
 			/* Its fds are the node's, taken from the transport. */
@@ -1194,7 +1182,7 @@ void mesh_node_receive_event_full(MeshNode *node, const MeshNodeId *from, const 
 		break;
 	case MESH_EVENT_CHANGE_PEER: {
 		MeshChangePeerData cp;
-		protocol_event_read_change_peer(&view, &cp);
+		protocol_event_read_change_peer(view, &cp);
 		ev->seq_delta = cp.seq_delta;
 		if (mesh_uuid_equal(&cp.node, &node->id)) {
 			ev->new_peer.local = node_lookup_port(node, &cp.port);
@@ -1216,7 +1204,7 @@ void mesh_node_receive_event_full(MeshNode *node, const MeshNodeId *from, const 
 		break;
 	}
 	case MESH_EVENT_FAIL_PORT:
-		protocol_event_read_fail_port(&view, &ev->culprit);
+		protocol_event_read_fail_port(view, &ev->culprit);
 		ev->culprit_is_sender = mesh_uuid_equal(&ev->culprit, from);
 		break;
 	case MESH_EVENT_PROXY_DONE:
@@ -1252,6 +1240,36 @@ out:
 	deferred_run(&d);
 	if (data_free) /* not handed to a message */
 		data_free(data_owner);
+}
+
+void mesh_node_receive_event_full(MeshNode *node, const MeshNodeId *from, const uint8_t *data,
+				  size_t size, MeshOsHandle *fds, size_t n_fds, GDestroyNotify data_free,
+				  gpointer data_owner)
+{
+	MeshEventView view;
+	char id[33];
+
+	if (!node || !from || (!data && size > 0) || (!fds && n_fds > 0)) {
+		/* Consumed, as always: the fds closed, the memory given back. */
+		for (size_t i = 0; fds && i < n_fds; i++)
+			os_handle_close(fds[i]);
+		if (data_free)
+			data_free(data_owner);
+		g_return_if_fail(node && from);
+		g_return_if_fail(data || size == 0);
+		g_return_if_fail(fds || n_fds == 0);
+	}
+	if (protocol_event_parse(data, size, &view) < 0) {
+		debug_log(LOG_FIELDS("MESH_NODE", LOG_ID(&node->id), "MESH_PEER", LOG_ID(from)),
+			  "mesh: malformed event of %zu bytes from node %s dropped", size,
+			  mesh_uuid_to_string(from, id));
+		for (size_t i = 0; i < n_fds; i++)
+			os_handle_close(fds[i]);
+		if (data_free)
+			data_free(data_owner);
+		return;
+	}
+	node_receive_view(node, from, &view, fds, n_fds, data_free, data_owner);
 }
 
 /*
@@ -1319,18 +1337,17 @@ static void event_run_end(MeshNode *node, const MeshNodeId *from, EventRun *run)
 }
 
 /*
- * Adds the event in @data to @run if it is a message without resources to
- * a port of @node (flushing the run first if it was for another port).
+ * Adds the event @e (parsed: @view) to @run if it is a message without
+ * resources to a port of @node (flushing the run first if it was for
+ * another port).
  * FALSE if it is anything else: nothing was done with it.
  */
 static gboolean event_run_add(MeshNode *node, const MeshNodeId *from, EventRun *run,
-			      const MeshEventData *e)
+			      const MeshEventData *e, const MeshEventView *view)
 {
-	MeshEventView view;
-
-	if (e->n_handles || (!e->data && e->size) || protocol_event_parse(e->data, e->size, &view) < 0)
+	if (e->n_handles)
 		return FALSE;
-	const MeshEventHeader *h = &view.header;
+	const MeshEventHeader *h = &view->header;
 	if (h->type != MESH_EVENT_MESSAGE || h->resource_count)
 		return FALSE;
 	if (!run->port || !mesh_uuid_equal(&run->port->id, &h->port_id)) {
@@ -1341,7 +1358,7 @@ static gboolean event_run_add(MeshNode *node, const MeshNodeId *from, EventRun *
 	}
 	Event *ev = event_new(h->type, h->flags, h->seq);
 	if (h->flags & MESH_EVENT_FLAG_MESSAGE)
-		ev->message = message_new_bytes_copy(view.payload, h->message_size, NULL,
+		ev->message = message_new_bytes_copy(view->payload, h->message_size, NULL,
 						     MESH_WRAP_WIRE);
 	run->events[run->n++] = ev;
 	if (run->n == EVENT_RUN_MAX)
@@ -1364,11 +1381,19 @@ void mesh_node_receive_events(MeshNode *node, const MeshNodeId *from, const Mesh
 	}
 	for (size_t i = 0; i < n_events; i++) {
 		const MeshEventData *e = &events[i];
-		if (event_run_add(node, from, &run, e))
+		/* Parsed once: what does not join the run is delivered from the same view. */
+		MeshEventView view;
+		gboolean parsed = (e->data || !e->size) && (e->handles || !e->n_handles) &&
+				  protocol_event_parse(e->data, e->size, &view) >= 0;
+		if (parsed && event_run_add(node, from, &run, e, &view))
 			continue;
 		/* Anything else ends the run first: the order of effects is the arrival's. */
 		event_run_end(node, from, &run);
-		mesh_node_receive_event(node, from, e->data, e->size, e->handles, e->n_handles);
+		if (parsed)
+			node_receive_view(node, from, &view, e->handles, e->n_handles, NULL, NULL);
+		else /* malformed, or a bad argument: logged and consumed there */
+			mesh_node_receive_event(node, from, e->data, e->size, e->handles,
+						e->n_handles);
 	}
 	event_run_end(node, from, &run);
 }
