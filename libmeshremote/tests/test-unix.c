@@ -3225,6 +3225,36 @@ START_TEST(test_borrowed_fd_before_connect)
 }
 END_TEST
 
+START_TEST(test_borrowed_fd_failed_node)
+{
+	/* Sent toward a node that failed: dropped, and the caller's fd stays open. */
+	MeshNodeId gone;
+	MeshPortId mine, theirs;
+	mesh_uuid_generate(&gone);
+	mesh_uuid_generate(&mine);
+	mesh_uuid_generate(&theirs);
+	MeshRemoteNode *h = mesh_node_add_remote(parent.node, &gone);
+	MeshPort *p = mesh_node_add_port(parent.node, &mine, &gone, &theirs);
+	ck_assert_ptr_nonnull(p);
+	int before = count_fds();
+	struct stat st;
+	int fd = new_memfd(&st);
+	MeshMessage *msg = mesh_message_new("fd", 2);
+	ck_assert_int_eq(mesh_message_add_fd_borrowed(msg, fd), 0);
+	port_send(p, msg, FALSE); /* queued for the node, with a duplicate */
+	mesh_remote_node_fail(h, "test: gone");
+	msg = mesh_message_new("fd", 2);
+	ck_assert_int_eq(mesh_message_add_fd_borrowed(msg, fd), 0);
+	port_send(p, msg, FALSE); /* the port failed with its node */
+	ck_assert_int_ge(fcntl(fd, F_GETFD), 0);
+	ck_assert_int_eq(count_fds_of(&st), 1);
+	close(fd);
+	ck_assert_int_eq(count_fds(), before);
+	mesh_port_close(p);
+	mesh_remote_node_unref(h);
+}
+END_TEST
+
 START_TEST(test_borrowed_fd_local_port)
 {
 	/* To a port in this process: the message lives on in its queue. */
@@ -3341,6 +3371,7 @@ int main(void)
 	tcase_add_test(tc, test_borrowed_fd_backlog);
 	tcase_add_test(tc, test_borrowed_fd_before_connect);
 	tcase_add_test(tc, test_borrowed_fd_local_port);
+	tcase_add_test(tc, test_borrowed_fd_failed_node);
 	suite_add_tcase(s, tc);
 
 	SRunner *sr = srunner_create(s);
