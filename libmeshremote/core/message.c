@@ -92,24 +92,26 @@ static void message_data_release(MeshMessage *msg)
 /* Takes the borrowed fds out of the list unclosed: they are the application's. */
 static void message_drop_borrowed(MeshMessage *msg)
 {
-	for (guint64 b = msg->borrowed; b; b &= b - 1)
-		(void)mesh_payload_resources_steal_fd(msg->res, (size_t)__builtin_ctzll(b));
-	msg->borrowed = 0;
+	for (size_t i = 0; i < 64 && msg->borrowed; i++) {
+		if (msg->borrowed & (G_GUINT64_CONSTANT(1) << i))
+			(void)mesh_payload_resources_steal_fd(msg->res, i);
+		msg->borrowed &= ~(G_GUINT64_CONSTANT(1) << i);
+	}
 }
 
 int message_own_fds(MeshMessage *msg)
 {
 #ifndef G_OS_WIN32 /* elsewhere nothing is borrowed */
-	while (msg->borrowed) {
-		size_t i = (size_t)__builtin_ctzll(msg->borrowed);
-		int fd = mesh_payload_resources_peek_fd(msg->res, i);
+	for (size_t i = 0; i < 64 && msg->borrowed; i++) {
+		guint64 bit = G_GUINT64_CONSTANT(1) << i;
+		int fd = msg->borrowed & bit ? mesh_payload_resources_peek_fd(msg->res, i) : -1;
 		if (fd >= 0) {
 			int dup = fcntl(fd, F_DUPFD_CLOEXEC, 3);
 			if (dup < 0)
 				return -errno;
 			(void)mesh_payload_resources_replace_fd(msg->res, i, dup);
 		}
-		msg->borrowed &= msg->borrowed - 1;
+		msg->borrowed &= ~bit;
 	}
 #endif
 	return 0;
