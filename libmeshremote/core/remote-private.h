@@ -83,7 +83,9 @@ struct MeshMessage {
 	 * duplicate, or one a transport received. The application never had
 	 * its number (the API only steals fds out), so it cannot have closed
 	 * it: message_fits() skips the F_GETFD check. Cleared by an fd the
-	 * application hands over (_take, a typed message's fds).
+	 * application hands over (_take, a typed message's fds); a lent one
+	 * (borrowed below) leaves it: checked when added, and the caller
+	 * keeps it open until the send returns.
 	 */
 	gboolean fds_private;
 	/*
