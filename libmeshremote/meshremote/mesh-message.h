@@ -106,9 +106,11 @@ MESH_REMOTE_API int mesh_message_add_fd_take(MeshMessage *msg, int fd);
  * packet queued behind others or for a node not connected yet, delivery to
  * a port in this process, a message taken apart by an RPC call or
  * mesh_message_into_typed(). mesh_message_steal_fd() on this entry returns
- * a duplicate. Freeing @msg unsent leaves @fd open. A send that cannot
- * duplicate when it must (EMFILE) does not send: the peer port fails as for
- * a message over the limits. Windows, and a message with 64 resources
+ * a duplicate. Freeing @msg unsent leaves @fd open. When the node cannot
+ * make a duplicate it needs (EMFILE), the message is not sent: the ports
+ * fail as for a message over the limits (a transport that cannot duplicate
+ * for its queue ends the connection, as for any fd). Only untyped messages
+ * lend: a typed message's fds are its own. Windows, and a message with 64 resources
  * already: @fd is duplicated at once, as by mesh_message_add_fd().
  * Same thread rules as the message.
  *
