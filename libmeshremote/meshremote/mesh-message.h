@@ -110,8 +110,8 @@ MESH_REMOTE_API int mesh_message_add_fd_take(MeshMessage *msg, int fd);
  * make a duplicate it needs (EMFILE), the message is not sent: the ports
  * fail as for a message over the limits (a transport that cannot duplicate
  * for its queue ends the connection, as for any fd). Only untyped messages
- * lend: a typed message's fds are its own. Windows, and a message with 64 resources
- * already: @fd is duplicated at once, as by mesh_message_add_fd().
+ * lend: a typed message's fds are its own. Windows, and a message with 64
+ * resources already: @fd is duplicated at once, as by mesh_message_add_fd().
  * Same thread rules as the message.
  *
  * Returns: the resource index, or a negative errno: -EBADF if @fd is not
