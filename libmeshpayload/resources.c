@@ -168,6 +168,16 @@ int mesh_payload_resources_steal_fd(MeshPayloadResources *res, size_t index)
 	return fd;
 }
 
+int mesh_payload_resources_replace_fd(MeshPayloadResources *res, size_t index, int fd)
+{
+	if (fd < 0)
+		return -EBADF;
+	int old = mesh_payload_resources_peek_fd(res, index);
+	if (old >= 0)
+		res->items[index].fd = fd;
+	return old;
+}
+
 MeshPayloadObject *mesh_payload_resources_steal_port(MeshPayloadResources *res, size_t index)
 {
 	MeshPayloadObject *object = mesh_payload_resources_peek_port(res, index);

@@ -162,6 +162,22 @@ mesh_payload_resources_peek_port(const MeshPayloadResources *res, size_t index);
 MESH_PAYLOAD_API int mesh_payload_resources_steal_fd(MeshPayloadResources *res, size_t index);
 
 /**
+ * mesh_payload_resources_replace_fd:
+ * @res: a list
+ * @index: an entry that holds an fd
+ * @fd: an fd >= 0, taken on success only
+ *
+ * Puts @fd in entry @index in place of the fd it held, which is handed back
+ * (not closed): the entry keeps its place in the list. On failure nothing
+ * changes and @fd stays the caller's.
+ *
+ * Returns: (transfer full): the entry's previous fd, or a negative errno:
+ * -EBADF for a negative @fd, -EINVAL if entry @index is not an fd.
+ */
+MESH_PAYLOAD_API int mesh_payload_resources_replace_fd(MeshPayloadResources *res, size_t index,
+						       int fd);
+
+/**
  * mesh_payload_resources_steal_port:
  * Returns: (transfer full): the object of entry @index (the entry becomes
  * NONE), or NULL if it is not a port.

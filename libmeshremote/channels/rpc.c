@@ -219,6 +219,14 @@ static MeshOneshotReceiver *rpc_send_message(MeshSender *sender, MeshMessage *in
 		mesh_message_free(input);
 		return NULL;
 	}
+	/* Its resources move to the request, which the call may keep: owned fds. */
+	int own = message_own_fds(input);
+	if (own < 0) {
+		g_set_error(error, MESH_ERROR, MESH_ERROR_INVALID_ARGUMENT,
+			    "cannot duplicate a borrowed fd: %s", g_strerror(-own));
+		mesh_message_free(input);
+		return NULL;
+	}
 	size_t size, n_res = mesh_message_get_n_resources(input);
 	const uint8_t *data = mesh_message_get_data(input, &size);
 	MeshPayloadResources *res = resources_take_range(input->res, 0, n_res);

@@ -138,14 +138,40 @@ void deferred_call(Deferred *d, void (*func)(void *), void *data)
 	g_array_append_val(d->calls_more, c);
 }
 
+/*
+ * A message for a port in this process lives on past the send: it owns
+ * its fds. One whose borrowed fd cannot be duplicated is not delivered:
+ * the port fails in its place (and tells its peer, the sender), the ports
+ * it carries fail.
+ */
+static gboolean outgoing_own_fds(Outgoing *o)
+{
+	MeshMessage *msg = o->event->message;
+	int r = msg && msg->borrowed ? message_own_fds(msg) : 0;
+	if (r >= 0)
+		return TRUE;
+	GError *e = message_own_fds_error(r);
+	Deferred d;
+	deferred_init(&d);
+	port_fail_message_ports(msg, NULL, e, &d);
+	o->event->message = NULL;
+	deferred_run(&d);
+	port_fail_error(o->to.local, NULL, e, e->message);
+	g_error_free(e);
+	event_free(o->event);
+	return FALSE;
+}
+
 static void outgoing_run(Outgoing *o)
 {
-	if (o->to.local)
-		port_deliver(o->to.local, o->event);
-	else if (o->to.remote)
+	if (o->to.local) {
+		if (outgoing_own_fds(o))
+			port_deliver(o->to.local, o->event);
+	} else if (o->to.remote) {
 		remote_node_send_event(o->to.remote, o->from, &o->to.id, o->event);
-	else
+	} else {
 		event_free(o->event);
+	}
 	peer_addr_clear(&o->to);
 	if (o->from)
 		mesh_node_unref(o->from);

@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* MeshMessage: typed (unencoded) or bytes + resources, and channel framing. */
 #include <errno.h>
+#ifndef _WIN32
+#include <fcntl.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 
@@ -86,10 +89,48 @@ static void message_data_release(MeshMessage *msg)
 	msg->data_owner = NULL;
 }
 
+/* Takes the borrowed fds out of the list unclosed: they are the application's. */
+static void message_drop_borrowed(MeshMessage *msg)
+{
+	for (size_t i = 0; i < 64 && msg->borrowed; i++) {
+		if (msg->borrowed & (G_GUINT64_CONSTANT(1) << i))
+			(void)mesh_payload_resources_steal_fd(msg->res, i);
+		msg->borrowed &= ~(G_GUINT64_CONSTANT(1) << i);
+	}
+}
+
+int message_own_fds(MeshMessage *msg)
+{
+#ifndef G_OS_WIN32 /* elsewhere nothing is borrowed */
+	for (size_t i = 0; i < 64 && msg->borrowed; i++) {
+		guint64 bit = G_GUINT64_CONSTANT(1) << i;
+		int fd = msg->borrowed & bit ? mesh_payload_resources_peek_fd(msg->res, i) : -1;
+		if (fd >= 0) {
+			int dup = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+			if (dup < 0)
+				return -errno;
+			(void)mesh_payload_resources_replace_fd(msg->res, i, dup);
+		}
+		msg->borrowed &= ~bit;
+	}
+#endif
+	return 0;
+}
+
+GError *message_own_fds_error(int r)
+{
+	return g_error_new(MESH_ERROR, MESH_ERROR_INVALID_ARGUMENT,
+			   "a message with a borrowed fd that cannot be duplicated (%s): "
+			   "it was not sent",
+			   g_strerror(-r));
+}
+
 void mesh_message_free(MeshMessage *msg)
 {
 	if (!msg)
 		return;
+	if (msg->borrowed)
+		message_drop_borrowed(msg);
 	mesh_payload_message_free(msg->typed);
 	message_data_release(msg);
 	mesh_payload_resources_free(msg->res);
@@ -146,6 +187,30 @@ int mesh_message_add_fd(MeshMessage *msg, int fd)
 	return mesh_payload_resources_append_fd(message_res(msg), fd);
 }
 
+int mesh_message_add_fd_borrowed(MeshMessage *msg, int fd)
+{
+	g_return_val_if_fail(msg && !msg->typed, -EINVAL);
+	if (fd < 0)
+		return -EBADF;
+#ifdef G_OS_WIN32
+	/* A descriptor's handle leaves as a duplicate anyway (os_resource_steal()). */
+	return mesh_message_add_fd(msg, fd);
+#else
+	size_t index = mesh_message_get_n_resources(msg);
+	if (index >= 64)
+		return mesh_message_add_fd(msg, fd); /* past the mask: lent as a duplicate */
+	/* Not open: refused now, as add_fd's duplicate would be. */
+	if (!os_fd_is_open(fd))
+		return -EBADF;
+	int r = mesh_payload_resources_append_fd_take(message_res(msg), fd);
+	if (r < 0) /* only ENOMEM, which closed the caller's fd: as GLib does */
+		g_error("mesh_message_add_fd_borrowed: %s", g_strerror(-r));
+	/* fds_private stays: checked just now, and the caller keeps it open. */
+	msg->borrowed |= G_GUINT64_CONSTANT(1) << r;
+	return r;
+#endif
+}
+
 int mesh_message_add_port_take(MeshMessage *msg, MeshPort *port)
 {
 	g_return_val_if_fail(msg && !msg->typed && port, -EINVAL);
@@ -173,6 +238,15 @@ guint mesh_message_get_n_resources(MeshMessage *msg)
 int mesh_message_steal_fd(MeshMessage *msg, guint index)
 {
 	g_return_val_if_fail(msg, -EINVAL);
+#ifndef G_OS_WIN32
+	if (index < 64 && (msg->borrowed & (G_GUINT64_CONSTANT(1) << index))) {
+		/* The caller's own fd: what it steals is a duplicate. */
+		int fd = mesh_payload_resources_steal_fd(msg->res, index);
+		msg->borrowed &= ~(G_GUINT64_CONSTANT(1) << index);
+		int dup = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+		return dup < 0 ? -errno : dup;
+	}
+#endif
 	return msg->res ? os_resource_steal_fd(msg->res, index) : -EINVAL;
 }
 
@@ -227,6 +301,14 @@ ProtobufCMessage *mesh_message_into_typed(MeshMessage *msg, const ProtobufCMessa
 		return typed;
 	}
 	if (message_ensure_bytes(msg, error) < 0) {
+		mesh_message_free(msg);
+		return NULL;
+	}
+	/* The decoded message owns its fds. */
+	int own = message_own_fds(msg);
+	if (own < 0) {
+		g_set_error(error, MESH_ERROR, MESH_ERROR_INVALID_ARGUMENT,
+			    "cannot duplicate a borrowed fd: %s", g_strerror(-own));
 		mesh_message_free(msg);
 		return NULL;
 	}

@@ -13,12 +13,19 @@ typedef struct {
 	size_t size;
 	MeshOsHandle *fds; /* OS resources: fds, HANDLEs on Windows */
 	size_t n_fds;
+	guint64 borrowed; /* bit i: fds[i] is the application's (never in a queued packet) */
 } Packet;
+
+static gboolean packet_fd_borrowed(const Packet *pk, size_t i)
+{
+	return i < 64 && (pk->borrowed & (G_GUINT64_CONSTANT(1) << i));
+}
 
 static void packet_clear(Packet *pk)
 {
 	for (size_t i = 0; i < pk->n_fds; i++)
-		os_handle_close(pk->fds[i]);
+		if (!packet_fd_borrowed(pk, i))
+			os_handle_close(pk->fds[i]);
 	g_free(pk->fds);
 	g_free(pk->data);
 }
@@ -445,12 +452,10 @@ MeshNode *remote_node_get_local(MeshRemoteNode *remote)
 	return node;
 }
 
+/* No lock: FAILED is the last state, and a send that races the failure is dropped later. */
 gboolean remote_node_is_failed(MeshRemoteNode *remote)
 {
-	g_mutex_lock(&remote->lock);
-	gboolean failed = remote->state == REMOTE_FAILED;
-	g_mutex_unlock(&remote->lock);
-	return failed;
+	return g_atomic_int_get(&remote->state) == REMOTE_FAILED;
 }
 
 void mesh_remote_node_set_features(MeshRemoteNode *remote, MeshRemoteFeatures features)
@@ -504,7 +509,7 @@ static MeshRemoteNode *node_get_remote_full(MeshNode *node, const MeshNodeId *id
 		g_hash_table_insert(node->remotes, &remote->id, remote);
 		if (node->failed && g_hash_table_contains(node->failed, id)) {
 			/* Failed before it was forgotten: it stays failed, nobody connects. */
-			remote->state = REMOTE_FAILED;
+			g_atomic_int_set(&remote->state, REMOTE_FAILED);
 		} else if (node->connector && !as_handle) {
 			connector = node->connector;
 			connector_data = node->connector_data;
@@ -630,7 +635,7 @@ gboolean mesh_remote_node_connect(MeshRemoteNode *remote, const MeshEventSink *s
 	/* Flush in order; packets sent meanwhile may overtake (seq absorbs it). */
 	GQueue queued = remote->queued;
 	g_queue_init(&remote->queued);
-	remote->state = REMOTE_ACTIVE;
+	g_atomic_int_set(&remote->state, REMOTE_ACTIVE);
 	g_atomic_int_inc(&remote->sending);
 	g_mutex_unlock(&remote->lock);
 
@@ -650,7 +655,7 @@ static void node_fail_remote(MeshRemoteNode *remote, const char *reason)
 		g_mutex_unlock(&remote->lock);
 		return;
 	}
-	remote->state = REMOTE_FAILED;
+	g_atomic_int_set(&remote->state, REMOTE_FAILED);
 	remote->fail_reason = g_strdup(reason);
 	queued = remote->queued;
 	g_queue_init(&remote->queued);
@@ -832,12 +837,7 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 			  ev->type);
 		goto drop;
 	}
-	/*
-	 * A message with nothing in it but bytes needs no early look (a lock):
-	 * to a node that failed it is dropped below all the same.
-	 */
-	gboolean plain = msg && !msg->res && !msg->typed;
-	if (!plain && remote_node_is_failed(remote)) {
+	if (remote_node_is_failed(remote)) {
 		/* Dropped: its fds are closed, the ports it carries fail. */
 		if (msg) {
 			GError *e = error_node_failure(
@@ -861,10 +861,17 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 		}
 		size_t n_res = mesh_message_get_n_resources(msg);
 		GError *too_large = message_fits(from, remote, msg, head_len + msg->size);
-		if (too_large && plain && remote_node_is_failed(remote)) {
-			/* As the early look would have: dropped, no blame. */
-			g_error_free(too_large);
-			goto drop;
+		/*
+		 * Borrowed fds go to the transport in this call, which keeps
+		 * duplicates of what it queues. A node not connected yet keeps
+		 * the packet itself: its fds are owned first. (ACTIVE never
+		 * turns back into QUEUING.)
+		 */
+		if (!too_large && msg->borrowed &&
+		    g_atomic_int_get(&remote->state) == REMOTE_QUEUING) {
+			int r = message_own_fds(msg);
+			if (r < 0)
+				too_large = message_own_fds_error(r);
 		}
 		if (too_large) {
 			/*
@@ -927,6 +934,8 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 			MeshResourceData rd = {0};
 			if (os_resource_peek(msg->res, i, NULL)) {
 				/* Ours to keep until sent: steal it from the message. */
+				if (i < 64 && (msg->borrowed & (G_GUINT64_CONSTANT(1) << i)))
+					pk->borrowed |= G_GUINT64_CONSTANT(1) << pk->n_fds;
 				pk->fds[pk->n_fds++] = os_resource_steal(msg->res, i);
 			} else {
 				MeshPort *x = mesh_port_from_object(
@@ -950,6 +959,7 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 			}
 			protocol_event_write_resource(rec, &rd);
 		}
+		msg->borrowed = 0; /* all in the packet now */
 	} else if (extra_len) {
 		memcpy(rec, extra, extra_len);
 	}
@@ -966,7 +976,8 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 	g_mutex_lock(&remote->lock);
 	switch (remote->state) {
 	case REMOTE_QUEUING: {
-		/* Kept until the node connects: one owned copy. */
+		/* Kept until the node connects: one owned copy (its fds owned above). */
+		g_assert(pk->borrowed == 0);
 		size_t total = 0;
 		for (size_t i = 0; i < n_iov; i++)
 			total += iov[i].iov_len;
@@ -1124,34 +1135,22 @@ void mesh_node_receive_event(MeshNode *node, const MeshNodeId *from, const uint8
 	mesh_node_receive_event_full(node, from, data, size, fds, n_fds, NULL, NULL);
 }
 
-void mesh_node_receive_event_full(MeshNode *node, const MeshNodeId *from, const uint8_t *data,
-				  size_t size, MeshOsHandle *fds, size_t n_fds, GDestroyNotify data_free,
-				  gpointer data_owner)
+/*
+ * Delivers an event parsed already (@view points into memory that
+ * @data_free, if set, gives back). Consumes @fds and the memory, as
+ * mesh_node_receive_event_full() does.
+ */
+static void node_receive_view(MeshNode *node, const MeshNodeId *from, const MeshEventView *view,
+			      MeshOsHandle *fds, size_t n_fds, GDestroyNotify data_free,
+			      gpointer data_owner)
 {
-	MeshEventView view;
 	Deferred d;
 	size_t next_fd = 0;
 	Event *ev = NULL;
 	char id[33];
 
-	if (!node || !from || (!data && size > 0) || (!fds && n_fds > 0)) {
-		/* Consumed, as always: the fds closed, the memory given back. */
-		for (size_t i = 0; fds && i < n_fds; i++)
-			os_handle_close(fds[i]);
-		if (data_free)
-			data_free(data_owner);
-		g_return_if_fail(node && from);
-		g_return_if_fail(data || size == 0);
-		g_return_if_fail(fds || n_fds == 0);
-	}
 	deferred_init(&d);
-	if (protocol_event_parse(data, size, &view) < 0) {
-		debug_log(LOG_FIELDS("MESH_NODE", LOG_ID(&node->id), "MESH_PEER", LOG_ID(from)),
-			  "mesh: malformed event of %zu bytes from node %s dropped", size,
-			  mesh_uuid_to_string(from, id));
-		goto out;
-	}
-	const MeshEventHeader *h = &view.header;
+	const MeshEventHeader *h = &view->header;
 	ev = event_new(h->type, h->flags, h->seq);
 
 	switch (h->type) {
@@ -1162,7 +1161,7 @@ void mesh_node_receive_event_full(MeshNode *node, const MeshNodeId *from, const 
 				h->resource_count ? mesh_payload_resources_new() : NULL;
 			for (guint i = 0; i < h->resource_count; i++) {
 				MeshResourceData rd;
-				protocol_event_read_resource(&view, i, &rd);
+				protocol_event_read_resource(view, i, &rd);
 				if (mesh_uuid_is_zero(&rd.id)) {
 					if (next_fd >= n_fds) {
 						debug_log(LOG_FIELDS("MESH_PEER", LOG_ID(from)),
@@ -1179,14 +1178,14 @@ void mesh_node_receive_event_full(MeshNode *node, const MeshNodeId *from, const 
 			}
 			if (data_free && h->message_size) {
 				/* The payload stays where it is (a mapping); the message owns it. */
-				ev->message = message_new_bytes_take((uint8_t *)view.payload,
+				ev->message = message_new_bytes_take((uint8_t *)view->payload,
 								     h->message_size, res,
 								     MESH_WRAP_WIRE);
 				ev->message->data_free = data_free;
 				ev->message->data_owner = data_owner;
 				data_free = NULL;
 			} else {
-				ev->message = message_new_bytes_copy(view.payload, h->message_size,
+				ev->message = message_new_bytes_copy(view->payload, h->message_size,
 								     res, MESH_WRAP_WIRE);
 			}
 			/* Its fds are the node's, taken from the transport. */
@@ -1195,7 +1194,7 @@ void mesh_node_receive_event_full(MeshNode *node, const MeshNodeId *from, const 
 		break;
 	case MESH_EVENT_CHANGE_PEER: {
 		MeshChangePeerData cp;
-		protocol_event_read_change_peer(&view, &cp);
+		protocol_event_read_change_peer(view, &cp);
 		ev->seq_delta = cp.seq_delta;
 		if (mesh_uuid_equal(&cp.node, &node->id)) {
 			ev->new_peer.local = node_lookup_port(node, &cp.port);
@@ -1217,7 +1216,7 @@ void mesh_node_receive_event_full(MeshNode *node, const MeshNodeId *from, const 
 		break;
 	}
 	case MESH_EVENT_FAIL_PORT:
-		protocol_event_read_fail_port(&view, &ev->culprit);
+		protocol_event_read_fail_port(view, &ev->culprit);
 		ev->culprit_is_sender = mesh_uuid_equal(&ev->culprit, from);
 		break;
 	case MESH_EVENT_PROXY_DONE:
@@ -1253,6 +1252,36 @@ out:
 	deferred_run(&d);
 	if (data_free) /* not handed to a message */
 		data_free(data_owner);
+}
+
+void mesh_node_receive_event_full(MeshNode *node, const MeshNodeId *from, const uint8_t *data,
+				  size_t size, MeshOsHandle *fds, size_t n_fds, GDestroyNotify data_free,
+				  gpointer data_owner)
+{
+	MeshEventView view;
+	char id[33];
+
+	if (!node || !from || (!data && size > 0) || (!fds && n_fds > 0)) {
+		/* Consumed, as always: the fds closed, the memory given back. */
+		for (size_t i = 0; fds && i < n_fds; i++)
+			os_handle_close(fds[i]);
+		if (data_free)
+			data_free(data_owner);
+		g_return_if_fail(node && from);
+		g_return_if_fail(data || size == 0);
+		g_return_if_fail(fds || n_fds == 0);
+	}
+	if (protocol_event_parse(data, size, &view) < 0) {
+		debug_log(LOG_FIELDS("MESH_NODE", LOG_ID(&node->id), "MESH_PEER", LOG_ID(from)),
+			  "mesh: malformed event of %zu bytes from node %s dropped", size,
+			  mesh_uuid_to_string(from, id));
+		for (size_t i = 0; i < n_fds; i++)
+			os_handle_close(fds[i]);
+		if (data_free)
+			data_free(data_owner);
+		return;
+	}
+	node_receive_view(node, from, &view, fds, n_fds, data_free, data_owner);
 }
 
 /*
@@ -1320,18 +1349,17 @@ static void event_run_end(MeshNode *node, const MeshNodeId *from, EventRun *run)
 }
 
 /*
- * Adds the event in @data to @run if it is a message without resources to
- * a port of @node (flushing the run first if it was for another port).
+ * Adds the event @e (parsed: @view) to @run if it is a message without
+ * resources to a port of @node (flushing the run first if it was for
+ * another port).
  * FALSE if it is anything else: nothing was done with it.
  */
 static gboolean event_run_add(MeshNode *node, const MeshNodeId *from, EventRun *run,
-			      const MeshEventData *e)
+			      const MeshEventData *e, const MeshEventView *view)
 {
-	MeshEventView view;
-
-	if (e->n_handles || (!e->data && e->size) || protocol_event_parse(e->data, e->size, &view) < 0)
+	if (e->n_handles)
 		return FALSE;
-	const MeshEventHeader *h = &view.header;
+	const MeshEventHeader *h = &view->header;
 	if (h->type != MESH_EVENT_MESSAGE || h->resource_count)
 		return FALSE;
 	if (!run->port || !mesh_uuid_equal(&run->port->id, &h->port_id)) {
@@ -1342,7 +1370,7 @@ static gboolean event_run_add(MeshNode *node, const MeshNodeId *from, EventRun *
 	}
 	Event *ev = event_new(h->type, h->flags, h->seq);
 	if (h->flags & MESH_EVENT_FLAG_MESSAGE)
-		ev->message = message_new_bytes_copy(view.payload, h->message_size, NULL,
+		ev->message = message_new_bytes_copy(view->payload, h->message_size, NULL,
 						     MESH_WRAP_WIRE);
 	run->events[run->n++] = ev;
 	if (run->n == EVENT_RUN_MAX)
@@ -1365,11 +1393,19 @@ void mesh_node_receive_events(MeshNode *node, const MeshNodeId *from, const Mesh
 	}
 	for (size_t i = 0; i < n_events; i++) {
 		const MeshEventData *e = &events[i];
-		if (event_run_add(node, from, &run, e))
+		/* Parsed once: what does not join the run is delivered from the same view. */
+		MeshEventView view;
+		gboolean parsed = (e->data || !e->size) && (e->handles || !e->n_handles) &&
+				  protocol_event_parse(e->data, e->size, &view) >= 0;
+		if (parsed && event_run_add(node, from, &run, e, &view))
 			continue;
 		/* Anything else ends the run first: the order of effects is the arrival's. */
 		event_run_end(node, from, &run);
-		mesh_node_receive_event(node, from, e->data, e->size, e->handles, e->n_handles);
+		if (parsed)
+			node_receive_view(node, from, &view, e->handles, e->n_handles, NULL, NULL);
+		else /* malformed, or a bad argument: logged and consumed there */
+			mesh_node_receive_event(node, from, e->data, e->size, e->handles,
+						e->n_handles);
 	}
 	event_run_end(node, from, &run);
 }

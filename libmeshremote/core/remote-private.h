@@ -83,9 +83,20 @@ struct MeshMessage {
 	 * duplicate, or one a transport received. The application never had
 	 * its number (the API only steals fds out), so it cannot have closed
 	 * it: message_fits() skips the F_GETFD check. Cleared by an fd the
-	 * application hands over (_take, a typed message's fds).
+	 * application hands over (_take, a typed message's fds); a lent one
+	 * (borrowed below) leaves it: checked when added, and the caller
+	 * keeps it open until the send returns.
 	 */
 	gboolean fds_private;
+	/*
+	 * Bit i: resource i is an fd the application lends
+	 * (mesh_message_add_fd_borrowed()): its number, not ours to close. A
+	 * send to another node passes it to the transport in the sending
+	 * call (which duplicates what it keeps); everything else that keeps
+	 * the message or its fds past that call owns them first
+	 * (message_own_fds()); mesh_message_free() leaves them open.
+	 */
+	guint64 borrowed;
 };
 
 typedef struct Deferred Deferred;
@@ -254,7 +265,7 @@ struct MeshRemoteNode {
 	GMutex lock;
 	MeshNode *node; /* weak: set while in its table (cleared when it leaves or the node goes) */
 	MeshNodeId id;
-	RemoteState state;
+	gint state; /* RemoteState: changed under the lock; read without it atomically */
 	char *fail_reason; /* FAILED: the reason it failed with (immutable once set) */
 	GQueue queued; /* Packet * while QUEUING */
 	MeshEventSink sink;
@@ -391,6 +402,14 @@ MeshMessage *message_new_bytes_take(uint8_t *data, size_t size, MeshPayloadResou
 /* A copy of @data in the message's own allocation (read-only, as data_free is set). */
 MeshMessage *message_new_bytes_copy(const void *data, size_t size, MeshPayloadResources *res,
 				    MeshWrap wrap);
+/*
+ * Replaces every borrowed fd of @msg with a close-on-exec duplicate that the
+ * message owns. 0, or a negative errno (EMFILE...): the fds not duplicated
+ * stay borrowed (freeing the message leaves them open).
+ */
+int message_own_fds(MeshMessage *msg);
+/* Mesh's own error for message_own_fds() failing on a message being sent. */
+GError *message_own_fds_error(int r);
 /* Encodes a typed message into bytes form (resources move to msg->res). */
 int message_ensure_bytes(MeshMessage *msg, GError **error);
 /*

@@ -88,6 +88,38 @@ MESH_REMOTE_API int mesh_message_add_fd(MeshMessage *msg, int fd);
 MESH_REMOTE_API int mesh_message_add_fd_take(MeshMessage *msg, int fd);
 
 /**
+ * mesh_message_add_fd_borrowed:
+ * @msg: an untyped message
+ * @fd: an open fd, lent: it stays the caller's
+ *
+ * Like mesh_message_add_fd() without the duplicate: @msg refers to the
+ * caller's @fd. The caller promises that @fd stays open, and names the same
+ * file, until @msg is consumed: until the send that takes @msg returns
+ * (mesh_sender_send_message(), mesh_oneshot_send_message(), an RPC
+ * call's), or
+ * mesh_message_free() or mesh_message_into_typed() returns. After that the
+ * caller may close @fd: the library never uses its number again. A send to
+ * another process passes @fd to the transport in the sending thread (on an
+ * idle connection the kernel takes it in the send's sendmsg(): no
+ * duplicate, no close); whatever has to keep the message or its fds longer
+ * keeps a duplicate (F_DUPFD_CLOEXEC) made before the send returns: a
+ * packet queued behind others or for a node not connected yet, delivery to
+ * a port in this process, a message taken apart by an RPC call or
+ * mesh_message_into_typed(). mesh_message_steal_fd() on this entry returns
+ * a duplicate. Freeing @msg unsent leaves @fd open. When the node cannot
+ * make a duplicate it needs (EMFILE), the message is not sent: the ports
+ * fail as for a message over the limits (a transport that cannot duplicate
+ * for its queue ends the connection, as for any fd). Only untyped messages
+ * lend: a typed message's fds are its own. Windows, and a message with 64
+ * resources already: @fd is duplicated at once, as by mesh_message_add_fd().
+ * Same thread rules as the message.
+ *
+ * Returns: the resource index, or a negative errno: -EBADF if @fd is not
+ * an open fd (fcntl(F_GETFD) fails; nothing is added).
+ */
+MESH_REMOTE_API int mesh_message_add_fd_borrowed(MeshMessage *msg, int fd);
+
+/**
  * mesh_message_add_port_take:
  * @msg: an untyped message
  * @port: (transfer full): a port

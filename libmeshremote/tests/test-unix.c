@@ -93,7 +93,11 @@ static Child *spawn_joiner(const char *scenario, const char *arg)
 	return c;
 }
 
-static Child *spawn_child(const char *scenario, const char *arg)
+/* Called with the child's port before its connection exists (events queue). */
+typedef void (*BeforeConnect)(Child *c, void *data);
+
+static Child *spawn_child_full(const char *scenario, const char *arg, BeforeConnect before,
+			       void *data)
 {
 	Child *c = g_new0(Child, 1);
 	MeshPortId my_port, child_port;
@@ -106,6 +110,8 @@ static Child *spawn_child(const char *scenario, const char *arg)
 	ck_assert_int_eq(pal_socketpair(SOCK_SEQPACKET, sv), 0);
 	MeshRemoteNode *h = mesh_node_add_remote(parent.node, &c->id);
 	c->port = mesh_node_add_port(parent.node, &my_port, &c->id, &child_port);
+	if (before)
+		before(c, data);
 	ck_assert(mesh_unix_node_connect_take(parent.unode, &c->id, sv[0], NULL));
 	mesh_remote_node_unref(h);
 	ck_assert_ptr_nonnull(c->port);
@@ -124,6 +130,11 @@ static Child *spawn_child(const char *scenario, const char *arg)
 	pal_spawn_free(spawn);
 	close(sv[1]);
 	return c;
+}
+
+static Child *spawn_child(const char *scenario, const char *arg)
+{
+	return spawn_child_full(scenario, arg, NULL, NULL);
 }
 
 /* Closes the parent's end of the child's bootstrap port. */
@@ -3037,6 +3048,235 @@ START_TEST(test_add_closed_fd)
 }
 END_TEST
 
+
+/* ------------------------------------------------ borrowed fds */
+
+static gboolean same_file(int fd, const struct stat *want)
+{
+	struct stat st;
+	return fstat(fd, &st) == 0 && st.st_ino == want->st_ino && st.st_dev == want->st_dev;
+}
+
+/* How many of this process's fds are the file @st. */
+static int count_fds_of(const struct stat *st)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		int fd = e->d_name[0] == '.' ? -1 : atoi(e->d_name);
+		n += fd >= 0 && fd != dirfd(d) && same_file(fd, st);
+	}
+	closedir(d);
+	return n;
+}
+
+/* A new memfd and its identity. */
+static int new_memfd(struct stat *st)
+{
+	int fd = memfd_create("borrowed", MFD_CLOEXEC);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(fstat(fd, st), 0);
+	return fd;
+}
+
+/*
+ * Closes the caller's @fd, as it may once the send returned, and opens
+ * another file under the same number: a library that still used the
+ * number would send that file, or fail on it.
+ */
+static int close_and_reuse(int fd)
+{
+	close(fd);
+	int other = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	ck_assert_int_eq(other, fd);
+	return other;
+}
+
+/* The next message from @r carries exactly one fd, the file @want. */
+static void expect_fd_message(TestRecv *r, const struct stat *want)
+{
+	MeshMessage *msg = expect_message(r);
+	ck_assert_uint_eq(mesh_message_get_n_resources(msg), 1);
+	int fd = mesh_message_steal_fd(msg, 0);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_msg(same_file(fd, want), "the fd that arrived is another file");
+	close(fd);
+	mesh_message_free(msg);
+}
+
+START_TEST(test_borrowed_fd)
+{
+	/* Idle connection: the fast path. The library never closes the caller's fd. */
+	Child *c = spawn_child("echo", NULL);
+	port_send_bytes(c->port, "warm up");
+	expect_bytes(c->recv, "warm up", 7);
+	int before = count_fds();
+	struct stat st;
+	int fd = new_memfd(&st);
+
+	for (int i = 0; i < 3; i++) {
+		MeshMessage *msg = mesh_message_new("fd", 2);
+		ck_assert_int_eq(mesh_message_add_fd_borrowed(msg, fd), 0);
+		port_send(c->port, msg, FALSE);
+		ck_assert_int_ge(fcntl(fd, F_GETFD), 0);
+		expect_fd_message(c->recv, &st);
+	}
+	/* Freed unsent: still open. Stolen back: a duplicate. */
+	MeshMessage *msg = mesh_message_new("x", 1);
+	ck_assert_int_eq(mesh_message_add_fd_borrowed(msg, fd), 0);
+	mesh_message_free(msg);
+	ck_assert_int_ge(fcntl(fd, F_GETFD), 0);
+	msg = mesh_message_new("x", 1);
+	ck_assert_int_eq(mesh_message_add_fd_borrowed(msg, fd), 0);
+	int dup = mesh_message_steal_fd(msg, 0);
+	ck_assert_int_ge(dup, 0);
+	ck_assert_int_ne(dup, fd);
+	ck_assert(same_file(dup, &st));
+	ck_assert_int_ge(fcntl(dup, F_GETFD) & FD_CLOEXEC, 1);
+	close(dup);
+	mesh_message_free(msg);
+	ck_assert_int_ge(fcntl(fd, F_GETFD), 0);
+	close(fd);
+	ck_assert_int_eq(count_fds(), before);
+
+	/* Bad fds are refused as add_fd refuses them; nothing is added. */
+	msg = mesh_message_new("x", 1);
+	ck_assert_int_eq(mesh_message_add_fd_borrowed(msg, -1), -EBADF);
+	ck_assert_int_eq(mesh_message_add_fd_borrowed(msg, fd), -EBADF); /* closed */
+	ck_assert_uint_eq(mesh_message_get_n_resources(msg), 0);
+	mesh_message_free(msg);
+
+	child_close_port(c);
+	ck_assert_int_eq(child_finish(c), 0);
+}
+END_TEST
+
+START_TEST(test_borrowed_fd_backlog)
+{
+	/*
+	 * The child stops reading: the connection queues what it cannot
+	 * write. A borrowed fd in a queued packet must be the transport's
+	 * duplicate: the caller closes its fd, and its number is reused, as
+	 * soon as the send returns.
+	 */
+	Child *c = spawn_child("echo", NULL);
+	port_send_bytes(c->port, "warm up");
+	expect_bytes(c->recv, "warm up", 7);
+	int before = count_fds();
+	struct stat fill_st, st;
+	int fill = new_memfd(&fill_st);
+	guint n_fill = 0;
+
+	ck_assert_int_eq(pal_child_kill(c->process, SIGSTOP), 0);
+	/* Until a packet waits in the queue (it holds a duplicate: one more fd). */
+	while (count_fds() <= before + 1) {
+		ck_assert_uint_lt(n_fill, 4096);
+		MeshMessage *msg = mesh_message_new("fill", 4);
+		ck_assert_int_eq(mesh_message_add_fd_borrowed(msg, fill), 0);
+		port_send(c->port, msg, FALSE);
+		n_fill++;
+	}
+	int fd = new_memfd(&st);
+	MeshMessage *msg = mesh_message_new("fd", 2);
+	ck_assert_int_eq(mesh_message_add_fd_borrowed(msg, fd), 0);
+	port_send(c->port, msg, FALSE);
+	int other = close_and_reuse(fd);
+	ck_assert_int_eq(pal_child_kill(c->process, SIGCONT), 0);
+
+	for (guint i = 0; i < n_fill; i++)
+		expect_fd_message(c->recv, &fill_st);
+	expect_fd_message(c->recv, &st);
+	close(other);
+	close(fill);
+	ck_assert_int_eq(count_fds(), before);
+
+	child_close_port(c);
+	ck_assert_int_eq(child_finish(c), 0);
+}
+END_TEST
+
+typedef struct {
+	struct stat st;
+	int reused; /* the number the borrowed fd had, now another file */
+} BeforeConnectSend;
+
+static void send_borrowed_before_connect(Child *c, void *data)
+{
+	BeforeConnectSend *b = data;
+	int fd = new_memfd(&b->st);
+	MeshMessage *msg = mesh_message_new("fd", 2);
+	ck_assert_int_eq(mesh_message_add_fd_borrowed(msg, fd), 0);
+	port_send(c->port, msg, FALSE);
+	b->reused = close_and_reuse(fd);
+}
+
+START_TEST(test_borrowed_fd_before_connect)
+{
+	/* Sent while the node is not connected: the packet waits, with its own fd. */
+	BeforeConnectSend b;
+	Child *c = spawn_child_full("echo", NULL, send_borrowed_before_connect, &b);
+	expect_fd_message(c->recv, &b.st);
+	close(b.reused);
+	/* The queued packet's duplicate went with it. */
+	ck_assert_int_eq(count_fds_of(&b.st), 0);
+	child_close_port(c);
+	ck_assert_int_eq(child_finish(c), 0);
+}
+END_TEST
+
+START_TEST(test_borrowed_fd_failed_node)
+{
+	/* Sent toward a node that failed: dropped, and the caller's fd stays open. */
+	MeshNodeId gone;
+	MeshPortId mine, theirs;
+	mesh_uuid_generate(&gone);
+	mesh_uuid_generate(&mine);
+	mesh_uuid_generate(&theirs);
+	MeshRemoteNode *h = mesh_node_add_remote(parent.node, &gone);
+	MeshPort *p = mesh_node_add_port(parent.node, &mine, &gone, &theirs);
+	ck_assert_ptr_nonnull(p);
+	int before = count_fds();
+	struct stat st;
+	int fd = new_memfd(&st);
+	MeshMessage *msg = mesh_message_new("fd", 2);
+	ck_assert_int_eq(mesh_message_add_fd_borrowed(msg, fd), 0);
+	port_send(p, msg, FALSE); /* queued for the node, with a duplicate */
+	mesh_remote_node_fail(h, "test: gone");
+	msg = mesh_message_new("fd", 2);
+	ck_assert_int_eq(mesh_message_add_fd_borrowed(msg, fd), 0);
+	port_send(p, msg, FALSE); /* the port failed with its node */
+	ck_assert_int_ge(fcntl(fd, F_GETFD), 0);
+	ck_assert_int_eq(count_fds_of(&st), 1);
+	close(fd);
+	ck_assert_int_eq(count_fds(), before);
+	mesh_port_close(p);
+	mesh_remote_node_unref(h);
+}
+END_TEST
+
+START_TEST(test_borrowed_fd_local_port)
+{
+	/* To a port in this process: the message lives on in its queue. */
+	MeshPort *a, *b;
+	mesh_port_new_pair(&a, &b);
+	TestRecv *r = test_recv_new(b);
+	int before = count_fds();
+	struct stat st;
+	int fd = new_memfd(&st);
+	MeshMessage *msg = mesh_message_new("fd", 2);
+	ck_assert_int_eq(mesh_message_add_fd_borrowed(msg, fd), 0);
+	port_send(a, msg, FALSE);
+	int other = close_and_reuse(fd);
+	expect_fd_message(r, &st);
+	close(other);
+	ck_assert_int_eq(count_fds(), before);
+	test_recv_free(r);
+	mesh_port_close(a);
+	mesh_port_close(b);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("libmeshremote-unix");
@@ -3127,6 +3367,11 @@ int main(void)
 	tcase_add_test(tc, test_closed_fd_fails_the_port);
 	tcase_add_test(tc, test_closed_fd_in_received_fails_the_port);
 	tcase_add_test(tc, test_add_closed_fd);
+	tcase_add_test(tc, test_borrowed_fd);
+	tcase_add_test(tc, test_borrowed_fd_backlog);
+	tcase_add_test(tc, test_borrowed_fd_before_connect);
+	tcase_add_test(tc, test_borrowed_fd_local_port);
+	tcase_add_test(tc, test_borrowed_fd_failed_node);
 	suite_add_tcase(s, tc);
 
 	SRunner *sr = srunner_create(s);

@@ -1049,6 +1049,7 @@ typedef struct {
 	int fd;           /* rtt_fd_pass: the memfd sent every time */
 	struct stat fd_st; /* ... and its identity */
 	gboolean from_bytes; /* streams: mesh_message_new_from_bytes(), a new buffer each */
+	gboolean borrow;     /* rtt_fd_pass: mesh_message_add_fd_borrowed(), no dup */
 } RttCtx;
 
 static double rtt_rep(void *p, long n)
@@ -1117,7 +1118,8 @@ static double fdpass_rep(void *p, long n)
 	for (uint64_t i = 0; i < (uint64_t)n; i++) {
 		payload_fill(x->buf, x->size, i);
 		MeshMessage *msg = mesh_message_new(x->buf, x->size);
-		CHECK(mesh_message_add_fd(msg, x->fd) == 0);
+		CHECK((x->borrow ? mesh_message_add_fd_borrowed(msg, x->fd)
+				 : mesh_message_add_fd(msg, x->fd)) == 0);
 		mesh_sender_send_message(x->peer.tx, msg);
 		MeshMessage *reply = recv_or_die(x->peer.rx, "rtt_fd_pass", FALSE);
 		size_t got;
@@ -1150,11 +1152,12 @@ static double fdpass_rep(void *p, long n)
 	return now_s() - t0;
 }
 
-static void bench_fdpass(void)
+static void bench_fdpass(gboolean borrow)
 {
-	RttCtx x = {.size = 64};
+	RttCtx x = {.size = 64, .borrow = borrow};
+	const char *system = borrow ? "mesh-borrow" : SYSTEM;
 
-	if (!bench_wanted("rtt_fd_pass", SYSTEM))
+	if (!bench_wanted("rtt_fd_pass", system))
 		return;
 	x.buf = g_malloc0(x.size);
 	x.fd = memfd_create("meshbench", MFD_CLOEXEC);
@@ -1162,17 +1165,22 @@ static void bench_fdpass(void)
 	CHECK(fstat(x.fd, &x.fd_st) == 0);
 	peer_start(&x.peer, "echo", x.size);
 	bench_run(&(Bench){.metric = "rtt_fd_pass",
-			   .system = SYSTEM,
+			   .system = system,
 			   .unit = "us",
 			   .kind = BENCH_TIME_PER_OP,
 			   .scale = 1e6,
 			   .rep = fdpass_rep,
 			   .ctx = &x,
 			   .max_n = 1000000,
-			   .notes = "64B + 1 fd each way: parent adds its memfd (mesh_message_add_fd, "
-				    "a dup), child re-sends the message with the fd it got, parent "
-				    "closes it (checks its inode on a repetition's first and last "
-				    "round trip); untyped channels"});
+			   .notes = borrow
+					     ? "as rtt_fd_pass/mesh, but the parent lends its memfd "
+					       "(mesh_message_add_fd_borrowed: an F_GETFD check, no dup "
+					       "and no close of a duplicate)"
+					     : "64B + 1 fd each way: parent adds its memfd "
+					       "(mesh_message_add_fd, a dup), child re-sends the message "
+					       "with the fd it got, parent closes it (checks its inode on "
+					       "a repetition's first and last round trip); untyped "
+					       "channels"});
 	peer_stop(&x.peer);
 	close(x.fd);
 	g_free(x.buf);
@@ -2071,7 +2079,8 @@ int main(int argc, char **argv)
 	bench_stream("stream_1MiB_GB_per_s", MIB, FALSE);
 	bench_stream("stream_1MiB_GB_per_s", MIB, TRUE);
 	bench_pipe_stream();
-	bench_fdpass();
+	bench_fdpass(FALSE);
+	bench_fdpass(TRUE);
 	/* The reference first: the run script's ratios are against the first row. */
 	bench_inproc_queue();
 	bench_inproc_mesh();

@@ -115,6 +115,11 @@ mesh, raw = L.get((m, 'mesh')), L.get((m, 'socketpair-seqpacket'))
 pv = L.get((m, 'gdbus-p2p'))
 row(m + ' (us)', mesh, 'seqpacket', raw, 'GDBus', pv, ratio(mesh, raw), ratio(mesh, pv),
     '<= 1.5x raw: ' + met(ratio(mesh, raw) is not None and ratio(mesh, raw) <= 1.5))
+mb = L.get((m, 'mesh-borrow'))
+if mb is not None:
+    row(m + ' (mesh_message_add_fd_borrowed) (us)', mb, 'seqpacket', raw, 'GDBus', pv,
+        ratio(mb, raw), ratio(mb, pv),
+        '(issue 15: <= 1.3x raw: ' + met(ratio(mb, raw) is not None and ratio(mb, raw) <= 1.3) + ')')
 
 m = 'stream_64B_msgs_per_s'
 mesh, raw = T.get((m, 'mesh')), T.get((m, 'socketpair-seqpacket'))
