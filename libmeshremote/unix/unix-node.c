@@ -236,6 +236,16 @@ static void conn_break_locked(UnixConn *c, const char *reason)
 static void conn_note_sent_locked(UnixConn *c);
 
 /*
+ * Publishes our ring's entries written so far (see "The ring's tail" at
+ * sink_send()). Locked.
+ */
+static void conn_ring_publish_locked(UnixConn *c)
+{
+	if (c->tx_ring)
+		unix_tx_ring_publish(c->tx_ring);
+}
+
+/*
  * Sends what is queued; then, once closed for sending, half-closes. Locked;
  * the lock is let go around each sendmsg(), so that senders keep queueing
  * (and batching) meanwhile; while c->flushing, they do not send directly,
@@ -274,6 +284,7 @@ static void conn_flush_locked(UnixConn *c)
 	if (!c->broken)
 		conn_note_sent_locked(c);
 	if (c->pending.length == 0 && c->send_closed && !c->write_shut && !c->broken) {
+		conn_ring_publish_locked(c);
 		shutdown(c->fd, SHUT_WR);
 		c->write_shut = TRUE;
 	}
@@ -343,6 +354,8 @@ static void conn_stamp_locked(UnixConn *c, uint8_t *header)
 {
 	if (!c->ring_setup_sent)
 		return;
+	/* The peer takes every entry before the stamp when it reads the packet. */
+	unix_tx_ring_publish(c->tx_ring);
 	guint32 pos = GUINT32_TO_LE(unix_tx_ring_pos(c->tx_ring));
 	memcpy(header + 4, &pos, 4);
 }
@@ -668,7 +681,14 @@ static gboolean ring_wake_cb(gpointer data)
 {
 	UnixConn *c = data;
 
+	/*
+	 * Cleared before the lock: a sender that still sees it set (under the
+	 * lock) wrote before this publication, which then covers its entry.
+	 */
 	g_atomic_int_set(&c->ring_wake_due, 0);
+	g_mutex_lock(&c->lock);
+	unix_tx_ring_publish(c->tx_ring);
+	g_mutex_unlock(&c->lock);
 	unix_tx_ring_wake(c->tx_ring);
 	return G_SOURCE_REMOVE;
 }
@@ -806,6 +826,31 @@ static void sink_send(void *user_data, const struct iovec *iov, size_t n_iov, co
 		}
 		if (wrote > 0) {
 			/*
+			 * The ring's tail: a write leaves its entry unpublished
+			 * (unix_tx_ring_write() publishes by itself only every
+			 * UNIX_RING_PUBLISH_STRIDE bytes), since a store to the
+			 * shared tail per event, on a line the consumer on the
+			 * other CPU keeps reading, cost the stream more than the
+			 * entry itself. Whatever leaves entries unpublished
+			 * guarantees a later publication, under c->lock:
+			 * - not deferred (a round trip, the ring past half, a
+			 *   caller's context): published below, before the
+			 *   wake-up, as before (tail store, fence, armed);
+			 * - deferred: ring_wake_due is set, by us or by a sender
+			 *   before us, and ring_wake_cb() clears it and then
+			 *   publishes under the lock before it wakes the peer: a
+			 *   sender that still reads it set wrote before that;
+			 * - a socket packet's stamp publishes first
+			 *   (conn_stamp_locked()), so the peer never reads a
+			 *   stamp past the tail it sees;
+			 * - the half-close (conn_flush_locked(), conn_end())
+			 *   publishes before SHUT_WR: the peer drains the ring at
+			 *   the end of stream, and the wake-up may never run once
+			 *   the connection ended.
+			 * A process that dies loses at most a stride's worth of
+			 * a stream, as a stream on the socket loses its queued
+			 * batch.
+			 *
 			 * A one-way stream: the I/O context wakes the peer once for
 			 * what gathered meanwhile (as batches do on the socket),
 			 * not once per event; at once when the ring fills up, so
@@ -822,6 +867,8 @@ static void sink_send(void *user_data, const struct iovec *iov, size_t n_iov, co
 			if (defer && !g_atomic_int_get(&c->ring_wake_due) &&
 			    g_atomic_int_compare_and_exchange(&c->ring_wake_due, 0, 1))
 				conn_schedule(c, ring_wake_cb, conn_ref(c), (GDestroyNotify)conn_unref);
+			if (!defer)
+				unix_tx_ring_publish(c->tx_ring);
 			g_mutex_unlock(&c->lock);
 			if (!defer)
 				unix_tx_ring_wake(c->tx_ring);
@@ -1324,6 +1371,7 @@ static void conn_end(UnixConn *c, const char *reason)
 	g_cond_broadcast(&c->room);
 	c->confirmed = reason == NULL && c->write_shut;
 	if (!c->write_shut) {
+		conn_ring_publish_locked(c);
 		shutdown(c->fd, SHUT_WR);
 		c->write_shut = TRUE;
 	}

@@ -52,7 +52,8 @@ struct UnixTxRing {
 	int memfd;
 	int wake_fd; /* the consumer's eventfd, -1 until it sent it */
 	uint8_t *map;
-	uint64_t tail; /* ours: the shared copy is only published */
+	uint64_t tail;      /* ours: the end of what we wrote */
+	uint64_t published; /* the shared tail: what the consumer may read */
 	uint64_t used; /* bytes unread at the last write, as the consumer's head said */
 };
 
@@ -61,6 +62,16 @@ struct UnixRxRing {
 	uint8_t *map; /* NULL until the producer's memfd came */
 	uint64_t head; /* ours: never read back from the shared memory */
 };
+
+size_t unix_ring_publish_stride(void)
+{
+	static size_t v;
+	if (!v) {
+		const char *e = g_getenv("MESH_RING_STRIDE");
+		v = e ? (size_t)g_ascii_strtoull(e, NULL, 10) : 4096;
+	}
+	return v;
+}
 
 static uint64_t *word64(uint8_t *map, size_t off)
 {
@@ -160,8 +171,17 @@ int unix_tx_ring_write(UnixTxRing *r, const struct iovec *iov, size_t n_iov, siz
 	}
 	r->tail += need;
 	r->used = used + need;
-	__atomic_store_n(word64(r->map, RING_TAIL_OFF), r->tail, __ATOMIC_RELEASE);
+	if (r->tail - r->published >= UNIX_RING_PUBLISH_STRIDE)
+		unix_tx_ring_publish(r);
 	return 1;
+}
+
+void unix_tx_ring_publish(UnixTxRing *r)
+{
+	if (r->published == r->tail)
+		return;
+	r->published = r->tail;
+	__atomic_store_n(word64(r->map, RING_TAIL_OFF), r->tail, __ATOMIC_RELEASE);
 }
 
 gboolean unix_tx_ring_half_full(UnixTxRing *r)
