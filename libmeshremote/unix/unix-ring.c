@@ -20,6 +20,15 @@
  * only if it was set does it write the eventfd. Either the consumer sees
  * the new tail or the producer sees armed (Dekker), so no entry sleeps.
  *
+ * Publishing: the producer's tail is private (r->tail); the shared one is
+ * stored only by unix_tx_ring_publish(), by a write once
+ * UNIX_RING_PUBLISH_STRIDE bytes wait unpublished, and otherwise when the
+ * writer says so (unix-node.c, "The ring's tail": before every wake-up, a
+ * socket packet's stamp and the half-close). Every publication is made
+ * under the writer's lock, so the shared tail only grows; a stream stores
+ * it once per run of events instead of once per event, on a line the
+ * consumer keeps reading.
+ *
  * Hostile peers: both words the other side writes are read once into a
  * local and bounded; an entry is copied out to private memory before its
  * size is trusted further. A corrupt ring yields a reason, never a fault,
@@ -62,16 +71,6 @@ struct UnixRxRing {
 	uint8_t *map; /* NULL until the producer's memfd came */
 	uint64_t head; /* ours: never read back from the shared memory */
 };
-
-size_t unix_ring_publish_stride(void)
-{
-	static size_t v;
-	if (!v) {
-		const char *e = g_getenv("MESH_RING_STRIDE");
-		v = e ? (size_t)g_ascii_strtoull(e, NULL, 10) : 4096;
-	}
-	return v;
-}
 
 static uint64_t *word64(uint8_t *map, size_t off)
 {
