@@ -17,7 +17,7 @@
 #define UNIX_RING_MAX_ENTRY ((size_t)16376)
 /*
  * Unpublished bytes after which a write publishes the tail by itself (a
- * stream then stores it once per 4 KiB, 56 events of 64 bytes, besides its
+ * stream then stores it once per 4 KiB, a few dozen small events, besides its
  * wake-ups): the consumer sees a long run before the wake-up comes.
  */
 #define UNIX_RING_PUBLISH_STRIDE ((size_t)4096)
