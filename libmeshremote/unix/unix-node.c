@@ -682,13 +682,16 @@ static gboolean ring_wake_cb(gpointer data)
 	UnixConn *c = data;
 
 	/*
-	 * Cleared before the lock: a sender that still sees it set (under the
-	 * lock) wrote before this publication, which then covers its entry.
+	 * Cleared, a full fence, then the tail read (Dekker with sink_send(),
+	 * which writes, fences, then reads the flag): a sender that still
+	 * sees it set wrote before the read, which publishes its entry; one
+	 * that sees it clear schedules another wake-up. Without c->lock: a
+	 * stream's sender holds it most of the time, and a wake-up that
+	 * slept on it cost the sender a futex wake-up per run of events.
 	 */
 	g_atomic_int_set(&c->ring_wake_due, 0);
-	g_mutex_lock(&c->lock);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	unix_tx_ring_publish(c->tx_ring);
-	g_mutex_unlock(&c->lock);
 	unix_tx_ring_wake(c->tx_ring);
 	return G_SOURCE_REMOVE;
 }
@@ -832,14 +835,16 @@ static void sink_send(void *user_data, const struct iovec *iov, size_t n_iov, co
 			 * shared tail per event, on a line the consumer on the
 			 * other CPU keeps reading, cost the stream more than the
 			 * entry itself. Whatever leaves entries unpublished
-			 * guarantees a later publication, under c->lock:
+			 * guarantees a later publication:
 			 * - not deferred (a round trip, the ring past half, a
 			 *   caller's context): published below, before the
 			 *   wake-up, as before (tail store, fence, armed);
 			 * - deferred: ring_wake_due is set, by us or by a sender
-			 *   before us, and ring_wake_cb() clears it and then
-			 *   publishes under the lock before it wakes the peer: a
-			 *   sender that still reads it set wrote before that;
+			 *   before us, and ring_wake_cb() clears it, fences and
+			 *   then publishes (the ring's own lock orders
+			 *   publications) before it wakes the peer: a sender that
+			 *   still reads it set after its write and fence wrote
+			 *   before that publication read the tail;
 			 * - a socket packet's stamp publishes first
 			 *   (conn_stamp_locked()), so the peer never reads a
 			 *   stamp past the tail it sees;
@@ -863,7 +868,12 @@ static void sink_send(void *user_data, const struct iovec *iov, size_t n_iov, co
 			 * Read before the exchange: while a wake-up is due (most
 			 * of a stream) the I/O thread owns that word's line, and
 			 * a locked exchange per event bounced it between the two.
+			 * The fence orders the entry before that read (see
+			 * ring_wake_cb()); the unlock below would drain the same
+			 * stores anyway.
 			 */
+			if (defer)
+				__atomic_thread_fence(__ATOMIC_SEQ_CST);
 			if (defer && !g_atomic_int_get(&c->ring_wake_due) &&
 			    g_atomic_int_compare_and_exchange(&c->ring_wake_due, 0, 1))
 				conn_schedule(c, ring_wake_cb, conn_ref(c), (GDestroyNotify)conn_unref);

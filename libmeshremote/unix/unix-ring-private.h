@@ -52,7 +52,9 @@ int unix_tx_ring_write(UnixTxRing *r, const struct iovec *iov, size_t n_iov, siz
 		       guint32 gate, const char **ret_reason);
 /*
  * Makes every entry written so far visible to the consumer (a release
- * store of the shared tail), without a wake-up. Under the writer's lock.
+ * store of the shared tail), without a wake-up. Any thread: what a writer
+ * on another thread wrote is covered if its write happened before (or it
+ * issued a full fence after its write and then saw this caller's signal).
  */
 void unix_tx_ring_publish(UnixTxRing *r);
 /* Whether the last write left over half of the ring unread (under the writer's lock). */
