@@ -2190,121 +2190,6 @@ START_TEST(test_blocked_receiver_idle)
 }
 END_TEST
 
-/* A port handler that holds the node's I/O thread until the test lets it go. */
-typedef struct {
-	GMutex lock;
-	GCond cond;
-	gboolean entered, released;
-	MeshMessage *msg;
-} IoHold;
-
-static void hold_message(MeshPort *port, void *data, MeshMessage *msg, Deferred *d)
-{
-	IoHold *h = data;
-	g_mutex_lock(&h->lock);
-	h->msg = msg;
-	h->entered = TRUE;
-	g_cond_broadcast(&h->cond);
-	while (!h->released)
-		g_cond_wait(&h->cond, &h->lock);
-	g_mutex_unlock(&h->lock);
-}
-
-static const PortHandler hold_handler = {.message = hold_message};
-
-/* The node's numbered entries the fake can read now, in order from @next; how many. */
-static guint fake_ring_take_numbered(RingRig *rr, guint64 next)
-{
-	GByteArray *ev;
-	guint32 gate;
-	guint n = 0;
-
-	while ((ev = fake_ring_take(rr, &gate))) {
-		ck_assert_uint_eq(check_numbered_event(rr->r, ev->data, ev->len), next + n);
-		g_byte_array_unref(ev);
-		n++;
-	}
-	return n;
-}
-
-/*
- * A stream's entries are published late: the node publishes its ring's
- * tail when its I/O context runs the deferred wake-up, not per event. While
- * that context is held, the stream's first events (before it counts as a
- * stream) are visible and the rest are not; a socket packet sent then
- * publishes them all first (its stamp never points past the tail the peer
- * sees), and what follows the release arrives complete and in order.
- */
-START_TEST(test_ring_publish_late)
-{
-	warm_up();
-	RingRig *rr = ring_rig_new(TRUE);
-	Rig *r = rr->r;
-	IoHold hold = {0};
-	Packet pk;
-
-	rig_sync(r);
-	/* Hold the I/O thread in a handler of a second port (a packet from the fake ends any streak). */
-	MeshPortId mine2, theirs2;
-	mesh_uuid_generate(&mine2);
-	mesh_uuid_generate(&theirs2);
-	MeshPort *p2 = mesh_node_add_port(r->node, &mine2, &r->peer, &theirs2);
-	port_set_handler(p2, &hold_handler, &hold);
-	GByteArray *ev = event_build(&mine2, 1, "hold", 4, 0);
-	ring_peer_send(rr, PACKET_EVENT, ev->data, ev->len, NULL, 0, (guint32)rr->tx.pos);
-	g_byte_array_unref(ev);
-	g_mutex_lock(&hold.lock);
-	while (!hold.entered)
-		g_cond_wait(&hold.cond, &hold.lock);
-	g_mutex_unlock(&hold.lock);
-
-	/* 40 short events: a stream from the 17th on, well within a stride. */
-	node_send_numbered(r, 1, 40, 0);
-	guint seen = fake_ring_take_numbered(rr, 1);
-	ck_assert_uint_ge(seen, 1);
-	ck_assert_msg(seen < 40, "the stream's tail was published per event (%u seen)", seen);
-
-	/* An fd goes by the socket (queued for the held I/O thread): its stamp publishes the rest. */
-	int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	MeshMessage *m = mesh_message_new("fd", 2);
-	mesh_message_add_fd_take(m, fd);
-	ck_assert(port_send(r->port, m, FALSE));
-	ck_assert_uint_eq(seen + fake_ring_take_numbered(rr, seen + 1), 40);
-	guint64 after40 = rr->rx.pos;
-	node_send_numbered(r, 42, 300, 0);
-
-	g_mutex_lock(&hold.lock);
-	hold.released = TRUE;
-	g_cond_broadcast(&hold.cond);
-	g_mutex_unlock(&hold.lock);
-
-	ring_node_recv(rr, &pk);
-	ck_assert_int_eq(pk.type, PACKET_EVENT);
-	ck_assert_uint_eq(get_le32(pk.data + 4), (guint32)after40);
-	ck_assert_uint_eq(pal_fd_array_len(pk.fds), 1);
-	packet_clear(&pk);
-	/* 42..300 in order once the deferred wake-up publishes them (armed: it writes the eventfd). */
-	guint64 next = 42;
-	guint32 *armed = (guint32 *)(rr->rx.map + RING_ARMED);
-	while (next <= 300) {
-		__atomic_store_n(armed, 1, __ATOMIC_SEQ_CST);
-		guint n = fake_ring_take_numbered(rr, next);
-		if (n == 0) {
-			struct pollfd pfd = {rr->fake_efd, POLLIN, 0};
-			ck_assert_msg(poll(&pfd, 1, (int)wait_ms()) == 1, "entries %" G_GUINT64_FORMAT
-				      "..300 never published", next);
-			ck_assert(eventfd_fired(rr->fake_efd));
-		}
-		next += n;
-	}
-	ck_assert_ptr_nonnull(hold.msg);
-	mesh_message_free(hold.msg);
-	port_set_handler(p2, NULL, NULL);
-	mesh_port_close(p2);
-	ring_rig_free(rr);
-}
-END_TEST
-
 static guint32 ring_sock_sent(FakeRing *ring)
 {
 	return __atomic_load_n((guint32 *)(ring->map + RING_SOCK_SENT), __ATOMIC_ACQUIRE);
@@ -2573,7 +2458,6 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_ring_send);
 	tcase_add_loop_test(tc, test_ring_hostile, 0, BAD_RING_HEAD + 1);
 	tcase_add_test(tc, test_ring_idle);
-	tcase_add_test(tc, test_ring_publish_late);
 	tcase_add_test(tc, test_blocked_receiver_idle);
 	tcase_add_test(tc, test_send_limit_stalled);
 	tcase_add_test(tc, test_send_limit_reader);

@@ -236,16 +236,6 @@ static void conn_break_locked(UnixConn *c, const char *reason)
 static void conn_note_sent_locked(UnixConn *c);
 
 /*
- * Publishes our ring's entries written so far (see "The ring's tail" at
- * sink_send()). Locked.
- */
-static void conn_ring_publish_locked(UnixConn *c)
-{
-	if (c->tx_ring)
-		unix_tx_ring_publish(c->tx_ring);
-}
-
-/*
  * Sends what is queued; then, once closed for sending, half-closes. Locked;
  * the lock is let go around each sendmsg(), so that senders keep queueing
  * (and batching) meanwhile; while c->flushing, they do not send directly,
@@ -284,7 +274,6 @@ static void conn_flush_locked(UnixConn *c)
 	if (!c->broken)
 		conn_note_sent_locked(c);
 	if (c->pending.length == 0 && c->send_closed && !c->write_shut && !c->broken) {
-		conn_ring_publish_locked(c);
 		shutdown(c->fd, SHUT_WR);
 		c->write_shut = TRUE;
 	}
@@ -354,8 +343,6 @@ static void conn_stamp_locked(UnixConn *c, uint8_t *header)
 {
 	if (!c->ring_setup_sent)
 		return;
-	/* The peer takes every entry before the stamp when it reads the packet. */
-	unix_tx_ring_publish(c->tx_ring);
 	guint32 pos = GUINT32_TO_LE(unix_tx_ring_pos(c->tx_ring));
 	memcpy(header + 4, &pos, 4);
 }
@@ -681,17 +668,7 @@ static gboolean ring_wake_cb(gpointer data)
 {
 	UnixConn *c = data;
 
-	/*
-	 * Cleared, a full fence, then the tail read (Dekker with sink_send(),
-	 * which writes, fences, then reads the flag): a sender that still
-	 * sees it set wrote before the read, which publishes its entry; one
-	 * that sees it clear schedules another wake-up. Without c->lock: a
-	 * stream's sender holds it most of the time, and a wake-up that
-	 * slept on it cost the sender a futex wake-up per run of events.
-	 */
 	g_atomic_int_set(&c->ring_wake_due, 0);
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	unix_tx_ring_publish(c->tx_ring);
 	unix_tx_ring_wake(c->tx_ring);
 	return G_SOURCE_REMOVE;
 }
@@ -829,33 +806,6 @@ static void sink_send(void *user_data, const struct iovec *iov, size_t n_iov, co
 		}
 		if (wrote > 0) {
 			/*
-			 * The ring's tail: a write leaves its entry unpublished
-			 * (unix_tx_ring_write() publishes by itself only every
-			 * UNIX_RING_PUBLISH_STRIDE bytes), since a store to the
-			 * shared tail per event, on a line the consumer on the
-			 * other CPU keeps reading, cost the stream more than the
-			 * entry itself. Whatever leaves entries unpublished
-			 * guarantees a later publication:
-			 * - not deferred (a round trip, the ring past half, a
-			 *   caller's context): published below, before the
-			 *   wake-up, as before (tail store, fence, armed);
-			 * - deferred: ring_wake_due is set, by us or by a sender
-			 *   before us, and ring_wake_cb() clears it, fences and
-			 *   then publishes (the ring's own lock orders
-			 *   publications) before it wakes the peer: a sender that
-			 *   still reads it set after its write and fence wrote
-			 *   before that publication read the tail;
-			 * - a socket packet's stamp publishes first
-			 *   (conn_stamp_locked()), so the peer never reads a
-			 *   stamp past the tail it sees;
-			 * - the half-close (conn_flush_locked(), conn_end())
-			 *   publishes before SHUT_WR: the peer drains the ring at
-			 *   the end of stream, and the wake-up may never run once
-			 *   the connection ended.
-			 * A process that dies loses at most a stride's worth of
-			 * a stream, as a stream on the socket loses its queued
-			 * batch.
-			 *
 			 * A one-way stream: the I/O context wakes the peer once for
 			 * what gathered meanwhile (as batches do on the socket),
 			 * not once per event; at once when the ring fills up, so
@@ -868,17 +818,10 @@ static void sink_send(void *user_data, const struct iovec *iov, size_t n_iov, co
 			 * Read before the exchange: while a wake-up is due (most
 			 * of a stream) the I/O thread owns that word's line, and
 			 * a locked exchange per event bounced it between the two.
-			 * The fence orders the entry before that read (see
-			 * ring_wake_cb()); the unlock below would drain the same
-			 * stores anyway.
 			 */
-			if (defer)
-				__atomic_thread_fence(__ATOMIC_SEQ_CST);
 			if (defer && !g_atomic_int_get(&c->ring_wake_due) &&
 			    g_atomic_int_compare_and_exchange(&c->ring_wake_due, 0, 1))
 				conn_schedule(c, ring_wake_cb, conn_ref(c), (GDestroyNotify)conn_unref);
-			if (!defer)
-				unix_tx_ring_publish(c->tx_ring);
 			g_mutex_unlock(&c->lock);
 			if (!defer)
 				unix_tx_ring_wake(c->tx_ring);
@@ -1381,7 +1324,6 @@ static void conn_end(UnixConn *c, const char *reason)
 	g_cond_broadcast(&c->room);
 	c->confirmed = reason == NULL && c->write_shut;
 	if (!c->write_shut) {
-		conn_ring_publish_locked(c);
 		shutdown(c->fd, SHUT_WR);
 		c->write_shut = TRUE;
 	}

@@ -15,12 +15,6 @@
 /* Bytes of entries a ring holds, and the largest entry's payload. */
 #define UNIX_RING_DATA_SIZE ((size_t)128 << 10)
 #define UNIX_RING_MAX_ENTRY ((size_t)16376)
-/*
- * Unpublished bytes after which a write publishes the tail by itself (a
- * stream then stores it once per 4 KiB, a few dozen small events, besides its
- * wake-ups): the consumer sees a long run before the wake-up comes.
- */
-#define UNIX_RING_PUBLISH_STRIDE ((size_t)4096)
 
 typedef struct UnixTxRing UnixTxRing;
 typedef struct UnixRxRing UnixRxRing;
@@ -32,37 +26,19 @@ void unix_tx_ring_free(UnixTxRing *r);
 int unix_tx_ring_get_memfd(UnixTxRing *r);
 /* The consumer's eventfd (taken), written when it sleeps. */
 void unix_tx_ring_set_wake_take(UnixTxRing *r, int eventfd);
-/*
- * The low 32 bits of the write position (a socket packet's stamp): the
- * consumer needs every entry before it, so publish them first
- * (unix_tx_ring_publish()).
- */
+/* The low 32 bits of the write position (a socket packet's stamp). */
 guint32 unix_tx_ring_pos(UnixTxRing *r);
 /*
  * Writes one entry (the concatenation of @iov, @size bytes) that the
  * consumer delivers once it has taken @gate socket packets. Returns 1, 0
  * when there is no room, -1 with @ret_reason when the consumer's head is
- * out of range (a corrupt ring). The entry is published (the consumer
- * may see it) only once UNIX_RING_PUBLISH_STRIDE bytes wait unpublished
- * or at the next unix_tx_ring_publish(): the writer must publish before
- * anything else lets the consumer expect it (a wake-up, a stamp, the end
- * of the stream).
+ * out of range (a corrupt ring).
  */
 int unix_tx_ring_write(UnixTxRing *r, const struct iovec *iov, size_t n_iov, size_t size,
 		       guint32 gate, const char **ret_reason);
-/*
- * Makes every entry written so far visible to the consumer (a release
- * store of the shared tail), without a wake-up. Any thread: what a writer
- * on another thread wrote is covered if its write happened before (or it
- * issued a full fence after its write and then saw this caller's signal).
- */
-void unix_tx_ring_publish(UnixTxRing *r);
 /* Whether the last write left over half of the ring unread (under the writer's lock). */
 gboolean unix_tx_ring_half_full(UnixTxRing *r);
-/*
- * After writes and unix_tx_ring_publish(): wakes the consumer if it said it
- * sleeps (it sees what was published before the call). Any thread.
- */
+/* After writes: wakes the consumer if it said it sleeps. */
 void unix_tx_ring_wake(UnixTxRing *r);
 /*
  * Publishes how many socket packets the producer has written to the

@@ -20,16 +20,6 @@
  * only if it was set does it write the eventfd. Either the consumer sees
  * the new tail or the producer sees armed (Dekker), so no entry sleeps.
  *
- * Publishing: the producer's tail is private (r->tail); the shared one is
- * stored only by unix_tx_ring_publish(), by a write once
- * UNIX_RING_PUBLISH_STRIDE bytes wait unpublished, and otherwise when the
- * writer says so (unix-node.c, "The ring's tail": before every wake-up, a
- * socket packet's stamp and the half-close), from any thread: the
- * stream's deferred wake-up publishes on the I/O thread without the
- * writer's lock. Publications take a lock of their own, so the shared
- * tail only grows; a stream stores it once per run of events instead of
- * once per event, on a line the consumer keeps reading.
- *
  * Hostile peers: both words the other side writes are read once into a
  * local and bounded; an entry is copied out to private memory before its
  * size is trusted further. A corrupt ring yields a reason, never a fault,
@@ -62,9 +52,7 @@ struct UnixTxRing {
 	int memfd;
 	int wake_fd; /* the consumer's eventfd, -1 until it sent it */
 	uint8_t *map;
-	uint64_t tail; /* ours: the end of what we wrote (atomic: publishers read it) */
-	GMutex pub_lock; /* orders publications: the shared tail never goes back */
-	uint64_t published; /* under pub_lock (atomic: the writer reads it as a hint) */
+	uint64_t tail; /* ours: the shared copy is only published */
 	uint64_t used; /* bytes unread at the last write, as the consumer's head said */
 };
 
@@ -108,7 +96,6 @@ UnixTxRing *unix_tx_ring_new(void)
 	r->memfd = fd;
 	r->wake_fd = -1;
 	r->map = map;
-	g_mutex_init(&r->pub_lock);
 	return r;
 }
 
@@ -116,7 +103,6 @@ void unix_tx_ring_free(UnixTxRing *r)
 {
 	if (!r)
 		return;
-	g_mutex_clear(&r->pub_lock);
 	munmap(r->map, RING_MAP_SIZE);
 	close(r->memfd);
 	if (r->wake_fd >= 0)
@@ -172,28 +158,10 @@ int unix_tx_ring_write(UnixTxRing *r, const struct iovec *iov, size_t n_iov, siz
 		ring_put(data, pos, iov[i].iov_base, iov[i].iov_len);
 		pos += iov[i].iov_len;
 	}
-	/* Release: a publisher on another thread reads it, then the entry. */
-	__atomic_store_n(&r->tail, r->tail + need, __ATOMIC_RELEASE);
+	r->tail += need;
 	r->used = used + need;
-	if (r->tail - __atomic_load_n(&r->published, __ATOMIC_RELAXED) >= UNIX_RING_PUBLISH_STRIDE)
-		unix_tx_ring_publish(r);
+	__atomic_store_n(word64(r->map, RING_TAIL_OFF), r->tail, __ATOMIC_RELEASE);
 	return 1;
-}
-
-void unix_tx_ring_publish(UnixTxRing *r)
-{
-	/*
-	 * Any thread. Under pub_lock, each publication reads the tail as it
-	 * is then, never older than one an earlier publication stored: the
-	 * shared tail only grows, whichever thread publishes last.
-	 */
-	g_mutex_lock(&r->pub_lock);
-	uint64_t tail = __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
-	if (tail != r->published) {
-		__atomic_store_n(&r->published, tail, __ATOMIC_RELAXED);
-		__atomic_store_n(word64(r->map, RING_TAIL_OFF), tail, __ATOMIC_RELEASE);
-	}
-	g_mutex_unlock(&r->pub_lock);
 }
 
 gboolean unix_tx_ring_half_full(UnixTxRing *r)
