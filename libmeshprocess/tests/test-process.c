@@ -119,7 +119,11 @@ static gboolean host_main(MeshMessage *initial, gpointer data, GError **error)
 		/*
 		 * Resource 2 sends to another host: FLOOD_N messages to it, "half"
 		 * on the results halfway, "flooded I" once the sends stop (all
-		 * sent, or the receiver is known gone); then wait for the work to end.
+		 * sent, or the receiver is known gone); then wait for the work to
+		 * end. The sender stays open until then: closed, it would end the
+		 * other host's work, and a receiver fast enough to drain all of it
+		 * before the test kills it would exit on its own (its results
+		 * "closed", not failed).
 		 */
 		MeshSender *to = mesh_sender_from_port(mesh_message_steal_port(initial, 2), NULL);
 		char text[32];
@@ -134,10 +138,10 @@ static gboolean host_main(MeshMessage *initial, gpointer data, GError **error)
 		}
 		snprintf(text, sizeof(text), "flooded %u", i);
 		send_text(results, text);
-		mesh_sender_free(to);
 		MeshMessage *msg;
 		while (mesh_receiver_recv_message(work, -1, &msg, NULL))
 			mesh_message_free(msg);
+		mesh_sender_free(to);
 	} else if (strcmp(scenario, "why") == 0) {
 		/* Receives until an error, and reports it. */
 		MeshMessage *msg;
