@@ -52,7 +52,11 @@ static int mode_client(const char *path)
 	mesh_sender_send_message(s, mesh_message_new(text, strlen(text)));
 	g_free(text);
 	mesh_sender_free(s);
-	return mesh_connection_shutdown(c, 10 * G_USEC_PER_SEC) ? 0 : 2;
+	if (!mesh_connection_shutdown(c, 10 * G_USEC_PER_SEC)) {
+		fprintf(stderr, "client: its shutdown did not complete in 10 s\n");
+		return 2;
+	}
+	return 0;
 }
 
 /*
@@ -143,7 +147,11 @@ static int one_client(const char *path, guint mode, guint i)
 		raise(SIGKILL);
 	}
 	mesh_sender_free(s);
-	return mesh_connection_shutdown(c, 10 * G_USEC_PER_SEC) ? 0 : 2;
+	if (!mesh_connection_shutdown(c, 10 * G_USEC_PER_SEC)) {
+		fprintf(stderr, "client %u: its shutdown did not complete in 10 s\n", i);
+		return 2;
+	}
+	return 0;
 }
 
 /*
@@ -172,8 +180,10 @@ static int mode_clients(const char *path, int n)
 			return 11;
 		running--;
 		gboolean killed = WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
-		if (!killed && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+		if (!killed && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+			fprintf(stderr, "a client (pid %d) ended with status %#x\n", (int)pid, status);
 			failed++;
+		}
 	}
 	printf("done %d\n", failed);
 	fflush(stdout);
@@ -770,7 +780,17 @@ START_TEST(test_listen_clients_come_and_go)
 	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "clients: status %#x",
 		      status);
 	char *line = proc_read_line(&p);
-	ck_assert_str_eq(line, "done 0");
+	if (strcmp(line, "done 0") != 0) {
+		/* The clients have all ended: their stderr is whole. */
+		GString *err = g_string_new(NULL);
+		char buf[512];
+		ssize_t k;
+		alarm(WAIT_S);
+		while ((k = read(p.err, buf, sizeof(buf))) > 0)
+			g_string_append_len(err, buf, k);
+		alarm(0);
+		ck_abort_msg("clients said \"%s\"; their stderr: %s", line, err->str);
+	}
 	g_free(line);
 	/* At least every "send" client's message came. */
 	ck_assert_uint_ge(received, n / 5);
