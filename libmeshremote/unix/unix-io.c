@@ -92,6 +92,12 @@ struct UnixIo {
 	guint32 ep_serial; /* the last registration's serial */
 	struct epoll_event *ep_evs;
 	gint n_ep_evs;
+	/*
+	 * Held around the set's epoll_ctl() calls and around the close of an
+	 * fd that may be in the set (unix_io_lock_fds()): the poller never
+	 * names a number another thread is closing.
+	 */
+	GMutex ep_lock;
 	/* Under lock; ep_dirty (atomic) says they changed: */
 	gint ep_dirty;
 	GArray *attached;  /* fds (re)attached since the last poll: registered again */
@@ -259,7 +265,9 @@ static gboolean ep_update(UnixIo *io, const GPollFD *fds, gint n)
 		io->ep_seen[i].revents = 0;
 	io->n_ep_seen = n;
 	gboolean closed = FALSE;
+	g_mutex_lock(&io->ep_lock);
 	io->ep_plain = !ep_sync(io, u, &closed);
+	g_mutex_unlock(&io->ep_lock);
 	if (io->ep_plain) {
 		/* Half made: the next array that epoll can take starts afresh. */
 		ep_reset(io);
@@ -325,6 +333,18 @@ gboolean unix_io_edge_polled(UnixIo *io, int fd)
 		return FALSE;
 	EpReg *reg = ep_find(io, fd);
 	return reg && (reg->events & EPOLLET);
+}
+
+void unix_io_lock_fds(UnixIo *io)
+{
+	if (io)
+		g_mutex_lock(&io->ep_lock);
+}
+
+void unix_io_unlock_fds(UnixIo *io)
+{
+	if (io)
+		g_mutex_unlock(&io->ep_lock);
 }
 
 void unix_io_fd_attached(UnixIo *io, int fd)
@@ -525,6 +545,7 @@ static void io_finalize(void *data)
 	g_array_unref(io->edge_fds);
 	g_cond_clear(&io->cond);
 	g_mutex_clear(&io->lock);
+	g_mutex_clear(&io->ep_lock);
 	g_free(io);
 }
 
@@ -640,6 +661,7 @@ UnixIo *unix_io_start(GMainContext *context, gboolean lent)
 	io->ep_again = g_array_new(FALSE, FALSE, sizeof(int));
 	io->ep_edges = g_array_new(FALSE, FALSE, sizeof(int));
 	g_mutex_init(&io->lock);
+	g_mutex_init(&io->ep_lock);
 	g_cond_init(&io->cond);
 	/*
 	 * Lent: nobody owns the context until a borrower or the thread takes

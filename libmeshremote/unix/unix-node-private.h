@@ -77,6 +77,15 @@ void unix_io_stop(UnixIo *io);
  */
 void unix_io_fd_attached(UnixIo *io, int fd);
 /*
+ * Around the close of an fd a source on the I/O context watched, on a
+ * thread that does not own the context (a connection's last reference):
+ * the poller does not name the number in an epoll_ctl() meanwhile (it may
+ * still have it in this iteration's array). @io may be NULL; the caller
+ * keeps @io alive (a reference on its hook).
+ */
+void unix_io_lock_fds(UnixIo *io);
+void unix_io_unlock_fds(UnixIo *io);
+/*
  * A ring's eventfd (@edge TRUE, before its source is attached; FALSE when
  * the source goes): waited on edge-triggered, so that a wake-up needs no
  * read. Any thread; @io may be NULL.

@@ -88,6 +88,9 @@ typedef struct UnixConn UnixConn;
 struct UnixConn {
 	gint ref;
 	MeshUnixNode *owner; /* weak: the owner cuts every connection before it goes */
+	/* The owner's I/O thread (NULL on a caller's context), alive by a reference on its hook. */
+	UnixIo *io;
+	MeshIoHook *io_hook;
 	MeshRemoteNode *remote;
 	MeshNodeId peer;
 	int fd;
@@ -152,12 +155,16 @@ static void conn_unref(UnixConn *c)
 	OutPacket *pk;
 	while ((pk = g_queue_pop_head(&c->pending)))
 		out_packet_free(pk);
+	/* Its socket and ring eventfd may still be in the poller's array: see unix_io_lock_fds(). */
+	unix_io_lock_fds(c->io);
 	if (c->fd >= 0)
 		close(c->fd);
+	unix_rx_ring_free(c->rx_ring);
+	unix_io_unlock_fds(c->io);
 	unix_tx_pool_free(c->tx_pool);
 	unix_rx_pool_free(c->rx_pool);
 	unix_tx_ring_free(c->tx_ring);
-	unix_rx_ring_free(c->rx_ring);
+	mesh_io_hook_unref(c->io_hook);
 	g_cond_clear(&c->room);
 	g_mutex_clear(&c->lock);
 	g_free(c);
@@ -1746,6 +1753,10 @@ gboolean unix_node_connect_take(MeshUnixNode *u, const MeshNodeId *peer, int fd,
 	UnixConn *c = g_new0(UnixConn, 1);
 	c->ref = 1; /* the owner's list */
 	c->owner = u;
+	if (u->io) {
+		c->io = u->io;
+		c->io_hook = mesh_io_hook_ref(unix_io_get_hook(u->io));
+	}
 	c->peer = *peer;
 	c->fd = fd;
 	g_mutex_init(&c->lock);
