@@ -130,6 +130,17 @@ static void watch_detach(Watch *w)
 	w->source = NULL;
 }
 
+/*
+ * Closes a watched fd from the test's thread, as the transport does
+ * (unix_io_lock_fds()): the poller may still name it in this iteration.
+ */
+static void close_watched(IoRig *rig, int fd)
+{
+	unix_io_lock_fds(rig->io);
+	close(fd);
+	unix_io_unlock_fds(rig->io);
+}
+
 static void write_byte(int fd)
 {
 	ck_assert_int_eq(write(fd, "x", 1), 1);
@@ -201,7 +212,7 @@ START_TEST(test_fd_number_reused)
 
 	watch_detach(&b);
 	close(p1[1]);
-	close(p2[0]);
+	close_watched(rig, p2[0]);
 	close(p2[1]);
 	io_rig_free(rig);
 }
@@ -274,7 +285,7 @@ START_TEST(test_stale_registration)
 		write_byte(p[1]);
 		ck_assert(wait_for(&after.fired, 1));
 		watch_detach(&after);
-		close(p[0]);
+		close_watched(rig, p[0]);
 		close(p[1]);
 	}
 	close(peer);
@@ -309,7 +320,7 @@ START_TEST(test_edge_without_read)
 	ck_assert_int_eq(count, 5);
 	watch_detach(&ring);
 	unix_io_set_edge_fd(rig->io, efd, FALSE);
-	close(efd);
+	close_watched(rig, efd);
 	io_rig_free(rig);
 }
 END_TEST
@@ -330,7 +341,7 @@ START_TEST(test_epoll_refuses)
 	watch_attach(rig, &file, mfd, FALSE, TRUE);
 	ck_assert_msg(wait_for(&file.fired, 3), "the memfd's source never ran");
 	watch_detach(&file);
-	close(mfd);
+	close_watched(rig, mfd);
 
 	ck_assert_int_eq(pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
 	watch_attach(rig, &pipe_w, p[0], TRUE, TRUE);
@@ -340,7 +351,7 @@ START_TEST(test_epoll_refuses)
 	write_byte(p[1]);
 	ck_assert(wait_for(&pipe_w.fired, 1));
 	watch_detach(&pipe_w);
-	close(p[0]);
+	close_watched(rig, p[0]);
 	close(p[1]);
 	io_rig_free(rig);
 }

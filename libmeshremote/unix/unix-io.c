@@ -164,7 +164,6 @@ static gboolean fd_listed(GArray *a, int fd)
 static void ep_reset(UnixIo *io)
 {
 	io->n_ep_regs = 0;
-	io->n_ep_seen = -1; /* made again at the next poll */
 	if (io->epfd < 0)
 		return;
 	int fresh = epoll_create1(EPOLL_CLOEXEC);
@@ -177,23 +176,41 @@ static void ep_reset(UnixIo *io)
 		close(fresh);
 }
 
+/* TRUE if an fd of the set is not in ep_want[0..n) (both sorted). */
+static gboolean ep_some_left(UnixIo *io, gint n)
+{
+	gint j = 0;
+	for (gint i = 0; i < io->n_ep_regs; i++) {
+		while (j < n && io->ep_want[j].fd < io->ep_regs[i].fd)
+			j++;
+		if (j == n || io->ep_want[j].fd != io->ep_regs[i].fd)
+			return TRUE;
+	}
+	return FALSE;
+}
+
 /*
  * Makes the set hold ep_want[0..n) (sorted, one per fd), from ep_regs.
- * FALSE: epoll refused one of them. *@ret_closed: an fd that left was
- * closed already, and its file may live on in another process (the
- * caller starts a new set).
+ * FALSE: epoll refused one of them. An fd that left the array is never
+ * named (EPOLL_CTL_DEL): its number may be closed, and another thread may
+ * have opened or be closing a file under it by now; a new set is made
+ * instead, which also drops a registration that outlived its fd (closed
+ * while the peer keeps the file, as it keeps our ring's eventfd). Only
+ * fds of this iteration's array are named, with ep_lock held (their
+ * closes from other threads take it too: unix_io_lock_fds()).
  */
-static gboolean ep_sync(UnixIo *io, gint n, gboolean *ret_closed)
+static gboolean ep_sync(UnixIo *io, gint n)
 {
 	EpReg *old = io->ep_regs, *want = io->ep_want;
 	gint i = 0, j = 0;
 
-	while (i < io->n_ep_regs || j < n) {
-		if (j == n || (i < io->n_ep_regs && old[i].fd < want[j].fd)) {
-			if (epoll_ctl(io->epfd, EPOLL_CTL_DEL, old[i++].fd, NULL) < 0)
-				*ret_closed = TRUE;
-			continue;
-		}
+	if (ep_some_left(io, n))
+		ep_reset(io);
+	if (io->epfd < 0)
+		return FALSE;
+	while (j < n) {
+		while (i < io->n_ep_regs && old[i].fd < want[j].fd)
+			i++; /* not reached: none left (above) */
 		EpReg *w = &want[j++];
 		gboolean had = i < io->n_ep_regs && old[i].fd == w->fd;
 		if (had && old[i].events == w->events && !fd_listed(io->ep_again, w->fd)) {
@@ -264,9 +281,8 @@ static gboolean ep_update(UnixIo *io, const GPollFD *fds, gint n)
 	for (gint i = 0; i < n; i++)
 		io->ep_seen[i].revents = 0;
 	io->n_ep_seen = n;
-	gboolean closed = FALSE;
 	g_mutex_lock(&io->ep_lock);
-	io->ep_plain = !ep_sync(io, u, &closed);
+	io->ep_plain = !ep_sync(io, u);
 	g_mutex_unlock(&io->ep_lock);
 	if (io->ep_plain) {
 		/* Half made: the next array that epoll can take starts afresh. */
@@ -278,11 +294,6 @@ static gboolean ep_update(UnixIo *io, const GPollFD *fds, gint n)
 	io->ep_regs = io->ep_want;
 	io->ep_want = t;
 	io->n_ep_regs = u;
-	if (closed) {
-		/* A new set rather than waiting for the stale one to report. */
-		ep_reset(io);
-		return ep_update(io, fds, n);
-	}
 	return TRUE;
 }
 
@@ -320,8 +331,10 @@ static int io_poll(UnixIo *io, GPollFD *fds, gint n, gint timeout)
 			fds[i].revents |= r;
 		}
 	}
-	if (stale)
+	if (stale) {
 		ep_reset(io);
+		io->n_ep_seen = -1; /* made again at the next poll */
+	}
 	tls_edge_polled = io;
 	/* Not 0 for events nobody asked for: that would read as a timeout. */
 	return MAX(ready, 1);
