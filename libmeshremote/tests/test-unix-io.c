@@ -137,6 +137,7 @@ static void watch_detach(Watch *w)
 static void close_watched(IoRig *rig, int fd)
 {
 	unix_io_lock_fds(rig->io);
+	unix_io_forget_fd(rig->io, fd);
 	close(fd);
 	unix_io_unlock_fds(rig->io);
 }

@@ -176,41 +176,26 @@ static void ep_reset(UnixIo *io)
 		close(fresh);
 }
 
-/* TRUE if an fd of the set is not in ep_want[0..n) (both sorted). */
-static gboolean ep_some_left(UnixIo *io, gint n)
-{
-	gint j = 0;
-	for (gint i = 0; i < io->n_ep_regs; i++) {
-		while (j < n && io->ep_want[j].fd < io->ep_regs[i].fd)
-			j++;
-		if (j == n || io->ep_want[j].fd != io->ep_regs[i].fd)
-			return TRUE;
-	}
-	return FALSE;
-}
-
 /*
  * Makes the set hold ep_want[0..n) (sorted, one per fd), from ep_regs.
- * FALSE: epoll refused one of them. An fd that left the array is never
- * named (EPOLL_CTL_DEL): its number may be closed, and another thread may
- * have opened or be closing a file under it by now; a new set is made
- * instead, which also drops a registration that outlived its fd (closed
- * while the peer keeps the file, as it keeps our ring's eventfd). Only
- * fds of this iteration's array are named, with ep_lock held (their
- * closes from other threads take it too: unix_io_lock_fds()).
+ * FALSE: epoll refused one of them. An fd that left the array is not named
+ * here (its number may be closed, and another thread may have opened a
+ * file under it by now): whoever closes a watched fd takes it out of the
+ * set first (unix_io_forget_fd()); one that stays open and reports later
+ * is a stale registration, which io_poll() drops with a new set. Only fds
+ * of this iteration's array are named, with ep_lock held (their closes
+ * take it too). The caller holds ep_lock.
  */
 static gboolean ep_sync(UnixIo *io, gint n)
 {
 	EpReg *old = io->ep_regs, *want = io->ep_want;
 	gint i = 0, j = 0;
 
-	if (ep_some_left(io, n))
-		ep_reset(io);
 	if (io->epfd < 0)
 		return FALSE;
 	while (j < n) {
 		while (i < io->n_ep_regs && old[i].fd < want[j].fd)
-			i++; /* not reached: none left (above) */
+			i++; /* left the array: dropped */
 		EpReg *w = &want[j++];
 		gboolean had = i < io->n_ep_regs && old[i].fd == w->fd;
 		if (had && old[i].events == w->events && !fd_listed(io->ep_again, w->fd)) {
@@ -283,13 +268,11 @@ static gboolean ep_update(UnixIo *io, const GPollFD *fds, gint n)
 	io->n_ep_seen = n;
 	g_mutex_lock(&io->ep_lock);
 	io->ep_plain = !ep_sync(io, u);
+	if (io->ep_plain)
+		ep_reset(io); /* half made: the next array epoll can take starts afresh */
 	g_mutex_unlock(&io->ep_lock);
-	if (io->ep_plain) {
-		/* Half made: the next array that epoll can take starts afresh. */
-		ep_reset(io);
-		io->n_ep_seen = n;
+	if (io->ep_plain)
 		return FALSE;
-	}
 	EpReg *t = io->ep_regs;
 	io->ep_regs = io->ep_want;
 	io->ep_want = t;
@@ -332,7 +315,9 @@ static int io_poll(UnixIo *io, GPollFD *fds, gint n, gint timeout)
 		}
 	}
 	if (stale) {
+		g_mutex_lock(&io->ep_lock);
 		ep_reset(io);
+		g_mutex_unlock(&io->ep_lock);
 		io->n_ep_seen = -1; /* made again at the next poll */
 	}
 	tls_edge_polled = io;
@@ -358,6 +343,13 @@ void unix_io_unlock_fds(UnixIo *io)
 {
 	if (io)
 		g_mutex_unlock(&io->ep_lock);
+}
+
+void unix_io_forget_fd(UnixIo *io, int fd)
+{
+	/* Not in the set (never, or not any more): ENOENT, nothing to do. */
+	if (io && io->epfd >= 0 && fd >= 0)
+		epoll_ctl(io->epfd, EPOLL_CTL_DEL, fd, NULL);
 }
 
 void unix_io_fd_attached(UnixIo *io, int fd)
@@ -740,9 +732,11 @@ void unix_io_stop(UnixIo *io)
 	g_thread_join(io->thread);
 	io->thread = NULL;
 	/* Nobody polls any more (no lending after quit): the hook may outlive this. */
+	g_mutex_lock(&io->ep_lock);
 	if (io->epfd >= 0)
 		close(io->epfd);
 	io->epfd = -1;
 	io->ep_off = TRUE;
+	g_mutex_unlock(&io->ep_lock);
 	mesh_io_hook_unref(io->hook);
 }

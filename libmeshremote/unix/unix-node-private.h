@@ -77,14 +77,17 @@ void unix_io_stop(UnixIo *io);
  */
 void unix_io_fd_attached(UnixIo *io, int fd);
 /*
- * Around the close of an fd a source on the I/O context watched, on a
- * thread that does not own the context (a connection's last reference):
- * the poller does not name the number in an epoll_ctl() meanwhile (it may
- * still have it in this iteration's array). @io may be NULL; the caller
- * keeps @io alive (a reference on its hook).
+ * Around the close of an fd that a source on the I/O context watched (a
+ * connection's socket and ring eventfd, the listener's fds), on any
+ * thread: unix_io_forget_fd() takes it out of the epoll set while its
+ * number still names it, and the poller names no number meanwhile (it may
+ * still have this one in its array). @io may be NULL; the caller keeps
+ * @io alive (a reference on its hook, or the I/O context's own thread).
  */
 void unix_io_lock_fds(UnixIo *io);
 void unix_io_unlock_fds(UnixIo *io);
+/* Between unix_io_lock_fds() and unix_io_unlock_fds(), before close(@fd). */
+void unix_io_forget_fd(UnixIo *io, int fd);
 /*
  * A ring's eventfd (@edge TRUE, before its source is attached; FALSE when
  * the source goes): waited on edge-triggered, so that a wake-up needs no

@@ -157,6 +157,9 @@ static void conn_unref(UnixConn *c)
 		out_packet_free(pk);
 	/* Its socket and ring eventfd may still be in the poller's array: see unix_io_lock_fds(). */
 	unix_io_lock_fds(c->io);
+	unix_io_forget_fd(c->io, c->fd);
+	if (c->rx_ring)
+		unix_io_forget_fd(c->io, unix_rx_ring_get_eventfd(c->rx_ring));
 	if (c->fd >= 0)
 		close(c->fd);
 	unix_rx_ring_free(c->rx_ring);
