@@ -107,6 +107,9 @@ static SiSection *si_sections;
 static SiView *si_views;
 static volatile LONG si_next_id;
 static volatile LONG si_unclaimed;
+/* alpc_standin_hold_connect(), under si_lock. */
+static WCHAR si_hold_name[64];
+static HANDLE si_hold_held, si_hold_release;
 
 static SiPort *port_find(HANDLE h)
 {
@@ -461,6 +464,23 @@ static NTSTATUS NTAPI si_connect_port_ex(HANDLE *port, OBJECT_ATTRIBUTES *conn_o
 	if (!root_ok(conn_oa))
 		return MESH_STATUS_INVALID_PARAMETER;
 	pipe_name(name, 160, conn_oa);
+	{
+		HANDLE held = NULL, release = NULL;
+		const UNICODE_STRING *us = conn_oa->ObjectName;
+
+		AcquireSRWLockExclusive(&si_lock);
+		if (si_hold_held && us->Length / 2 == wcslen(si_hold_name) &&
+		    wcsncmp(us->Buffer, si_hold_name, us->Length / 2) == 0) {
+			held = si_hold_held;
+			release = si_hold_release;
+			si_hold_held = si_hold_release = NULL;
+		}
+		ReleaseSRWLockExclusive(&si_lock);
+		if (held) {
+			SetEvent(held);
+			WaitForSingleObject(release, INFINITE);
+		}
+	}
 	for (int tries = 0;; tries++) {
 		pipe = CreateFileW(name, GENERIC_READ | GENERIC_WRITE, 0, NULL, OPEN_EXISTING,
 				   FILE_FLAG_OVERLAPPED, NULL);
@@ -1021,4 +1041,17 @@ void alpc_standin_counts(long *sections, long *views, long *unclaimed_handles)
 	*sections = ns;
 	*views = nv;
 	*unclaimed_handles = si_unclaimed;
+}
+
+void alpc_standin_hold_connect(const wchar_t *name, HANDLE held, HANDLE release)
+{
+	AcquireSRWLockExclusive(&si_lock);
+	si_hold_name[0] = 0;
+	si_hold_held = si_hold_release = NULL;
+	if (name && wcslen(name) < 64) {
+		wcscpy(si_hold_name, name);
+		si_hold_held = held;
+		si_hold_release = release;
+	}
+	ReleaseSRWLockExclusive(&si_lock);
 }
