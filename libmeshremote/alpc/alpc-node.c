@@ -1085,6 +1085,14 @@ gboolean mesh_alpc_node_shutdown(MeshAlpcNode *alpc, gint64 timeout_us)
 		for (guint i = 0; i < keys->len; i++)
 			server_conn_close(alpc, (uintptr_t)keys->pdata[i], NULL);
 	}
+	/*
+	 * Nobody serves the server port any more: close it (once no received
+	 * view needs it), so that a connect to this node is refused instead of
+	 * waiting for an answer that never comes (which would hang the
+	 * connecting node's shutdown, joining its connect thread).
+	 */
+	port_ref_unref(alpc->server);
+	alpc->server = NULL;
 	/* Connects that waited for an invited node that never came. */
 	{
 		GHashTableIter it;

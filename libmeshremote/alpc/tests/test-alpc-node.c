@@ -364,6 +364,93 @@ START_TEST(test_flush_at_shutdown)
 END_TEST
 
 
+static void raw_port_attr(MeshAlpcPortAttributes *pa);
+
+/*
+ * A shut-down node's server port is closed: its name is free again, so a
+ * connect to it is refused rather than queued on a port nobody serves.
+ */
+START_TEST(test_port_closed_at_shutdown)
+{
+	Pair p = { 0 };
+	OBJECT_ATTRIBUTES oa;
+	UNICODE_STRING us;
+	wchar_t name[ALPC_PORT_NAME_MAX];
+	MeshAlpcPortAttributes pa;
+	HANDLE port = NULL;
+	gsize len;
+	NTSTATUS status;
+
+	pair_init(&p);
+	mesh_sender_free(p.send);
+	p.send = NULL;
+	ck_assert(mesh_alpc_node_shutdown(p.a, 20 * G_USEC_PER_SEC));
+	len = alpc_port_name(mesh_node_get_id(mesh_alpc_node_get_node(p.a)), name);
+	us.Buffer = name;
+	us.Length = (USHORT)(len * sizeof(wchar_t));
+	us.MaximumLength = (USHORT)((len + 1) * sizeof(wchar_t));
+	memset(&oa, 0, sizeof(oa));
+	oa.Length = sizeof(oa);
+	oa.RootDirectory = p.dir;
+	oa.ObjectName = &us;
+	raw_port_attr(&pa);
+	/* Before mesh_alpc_node_free(): the name is free at the shutdown. */
+	status = test_api()->create_port(&port, &oa, &pa);
+	ck_assert_msg(NT_SUCCESS(status), "the shut-down node's port is still open: 0x%08lx",
+		      (unsigned long)status);
+	test_api()->close(port);
+	pair_clear(&p);
+}
+END_TEST
+
+/*
+ * A connect in progress while its target shuts down: b's connect to a is
+ * held (by the stand-in) until a's shutdown has returned, then goes on.
+ * It must be refused, not left waiting for an answer from a's port, which
+ * nobody serves any more: b's shutdown (which joins b's connect thread)
+ * returns, and b's port that names a fails. On the old code a's server port
+ * stayed open until mesh_alpc_node_free() and b's shutdown hung there.
+ */
+START_TEST(test_connect_to_shut_down_node)
+{
+	HANDLE dir, held, release;
+	guint8 secret[MESH_ALPC_SECRET_SIZE];
+	wchar_t name[ALPC_PORT_NAME_MAX];
+	MeshAlpcNode *a, *b;
+	MeshSender *send;
+	MeshReceiver *recv;
+	MeshMessage *msg = NULL;
+	g_autoptr(GError) error = NULL;
+
+	if (real_alpc())
+		return;
+	dir = test_directory("n");
+	mesh_uuid_generate((MeshUuid *)secret);
+	mesh_uuid_generate((MeshUuid *)(secret + 16));
+	a = node_new(dir, NULL, secret);
+	b = node_new(dir, NULL, secret);
+	held = CreateEventW(NULL, TRUE, FALSE, NULL);
+	release = CreateEventW(NULL, TRUE, FALSE, NULL);
+	alpc_port_name(mesh_node_get_id(mesh_alpc_node_get_node(a)), name);
+	alpc_standin_hold_connect(name, held, release);
+	/* b's port names a: b's connect thread connects to a, and is held. */
+	channel_between(a, b, &send, &recv);
+	ck_assert(WaitForSingleObject(held, INFINITE) == WAIT_OBJECT_0);
+	mesh_sender_free(send);
+	mesh_alpc_node_shutdown(a, 20 * G_USEC_PER_SEC);
+	SetEvent(release);
+	mesh_alpc_node_shutdown(b, 20 * G_USEC_PER_SEC);
+	ck_assert(!mesh_receiver_recv_message(recv, 20 * G_USEC_PER_SEC, &msg, &error));
+	ck_assert(error);
+	mesh_receiver_free(recv);
+	mesh_alpc_node_free(a);
+	mesh_alpc_node_free(b);
+	CloseHandle(held);
+	CloseHandle(release);
+	CloseHandle(dir);
+}
+END_TEST
+
 /* ---- the wire, with a raw stand-in peer ---------------------------------- */
 
 typedef struct {
@@ -908,6 +995,8 @@ static Suite *alpc_suite(void)
 	tcase_add_test(tc, test_wrong_secret);
 	tcase_add_test(tc, test_peer_disconnect);
 	tcase_add_test(tc, test_flush_at_shutdown);
+	tcase_add_test(tc, test_port_closed_at_shutdown);
+	tcase_add_test(tc, test_connect_to_shut_down_node);
 	tcase_add_test(tc, test_leading_zero_ids);
 	tcase_add_test(tc, test_upstream_port_names);
 	tcase_add_test(tc, test_killed_peer);
