@@ -85,6 +85,8 @@ typedef struct SiConn {
 	struct SiConn *next_conn; /* the server's list */
 	volatile LONG accepted;
 	HANDLE decided; /* set by accept/reject */
+	ULONGLONG deadline; /* a connect's answer: read by then (0: no limit) */
+	BOOL timed_out;
 } SiConn;
 
 typedef struct SiSection {
@@ -178,7 +180,12 @@ static void msg_free(SiMsg *m)
 	free(m);
 }
 
-static BOOL io_all(HANDLE pipe, HANDLE stop, void *buf, DWORD len, BOOL write)
+/*
+ * Reads or writes all of @buf; FALSE at the end of the pipe, when @stop is
+ * set, or at @deadline (GetTickCount64(), 0: none; then *@timed_out).
+ */
+static BOOL io_all_until(HANDLE pipe, HANDLE stop, void *buf, DWORD len, BOOL write,
+			 ULONGLONG deadline, BOOL *timed_out)
 {
 	OVERLAPPED ov = { 0 };
 	BOOL ok = TRUE;
@@ -191,10 +198,20 @@ static BOOL io_all(HANDLE pipe, HANDLE stop, void *buf, DWORD len, BOOL write)
 		ok = write ? WriteFile(pipe, buf, len, NULL, &ov) : ReadFile(pipe, buf, len, NULL, &ov);
 		if (!ok && GetLastError() == ERROR_IO_PENDING) {
 			HANDLE waits[2] = { ov.hEvent, stop };
+			DWORD ms = INFINITE, r;
 
 			ok = TRUE;
-			if (stop && WaitForMultipleObjects(2, waits, FALSE, INFINITE) ==
-					    WAIT_OBJECT_0 + 1) {
+			if (deadline) {
+				ULONGLONG now = GetTickCount64();
+
+				ms = now >= deadline ? 0
+				     : deadline - now > 0x7fffffffULL ? 0x7fffffffUL
+									 : (DWORD)(deadline - now);
+			}
+			r = WaitForMultipleObjects(stop ? 2 : 1, waits, FALSE, ms);
+			if (r == WAIT_TIMEOUT && timed_out)
+				*timed_out = TRUE;
+			if (r == WAIT_OBJECT_0 + 1 || r == WAIT_TIMEOUT) {
 				CancelIoEx(pipe, &ov);
 				GetOverlappedResult(pipe, &ov, &done, TRUE);
 				ok = FALSE;
@@ -210,6 +227,11 @@ static BOOL io_all(HANDLE pipe, HANDLE stop, void *buf, DWORD len, BOOL write)
 	}
 	CloseHandle(ov.hEvent);
 	return ok;
+}
+
+static BOOL io_all(HANDLE pipe, HANDLE stop, void *buf, DWORD len, BOOL write)
+{
+	return io_all_until(pipe, stop, buf, len, write, 0, NULL);
 }
 
 static BOOL conn_write(SiConn *c, const SiFrame *f, const HANDLE *handles, const void *data)
@@ -238,7 +260,7 @@ static SiMsg *conn_read(SiConn *c, SiFrame *f)
 {
 	SiMsg *m;
 
-	if (!io_all(c->pipe, c->stop, f, sizeof(*f), FALSE))
+	if (!io_all_until(c->pipe, c->stop, f, sizeof(*f), FALSE, c->deadline, &c->timed_out))
 		return NULL;
 	if (f->data_len > SI_MAX_DATA || f->n_handles > SI_MAX_HANDLES)
 		return NULL;
@@ -460,7 +482,6 @@ static NTSTATUS NTAPI si_connect_port_ex(HANDLE *port, OBJECT_ATTRIBUTES *conn_o
 	(void)buffer_len;
 	(void)out_attr;
 	(void)in_attr;
-	(void)timeout;
 	if (!root_ok(conn_oa))
 		return MESH_STATUS_INVALID_PARAMETER;
 	pipe_name(name, 160, conn_oa);
@@ -494,15 +515,23 @@ static NTSTATUS NTAPI si_connect_port_ex(HANDLE *port, OBJECT_ATTRIBUTES *conn_o
 	c->pipe = pipe;
 	c->stop = CreateEventW(NULL, TRUE, FALSE, NULL);
 	InitializeSRWLock(&c->write_lock);
+	/* A relative timeout (negative, in 100 ns) bounds the wait for the
+	 * server's answer; then the request is withdrawn (the pipe closed). */
+	if (timeout && timeout->QuadPart < 0)
+		c->deadline = GetTickCount64() + (ULONGLONG)(-timeout->QuadPart / 10000) + 1;
 	f.kind = SI_CONNECT;
 	f.pid = GetCurrentProcessId();
 	f.data_len = conn_msg ? (uint32_t)conn_msg->u1.s1.DataLength : 0;
 	if (!conn_write(c, &f, NULL, conn_msg ? (void *)(conn_msg + 1) : NULL) ||
 	    !(m = conn_read(c, &f))) {
+		BOOL timed_out = c->timed_out;
+
 		CloseHandle(pipe);
+		CloseHandle(c->stop);
 		free(c);
-		return MESH_STATUS_PORT_CONNECTION_REFUSED;
+		return timed_out ? MESH_STATUS_TIMEOUT : MESH_STATUS_PORT_CONNECTION_REFUSED;
 	}
+	c->deadline = 0;
 	msg_free(m);
 	if (f.kind != SI_ACCEPT) {
 		CloseHandle(pipe);

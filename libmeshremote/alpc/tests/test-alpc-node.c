@@ -366,6 +366,22 @@ END_TEST
 
 static void raw_port_attr(MeshAlpcPortAttributes *pa);
 
+/* @oa names @id's server port (alpc_port_name()) in @dir. */
+static void node_port_attributes(OBJECT_ATTRIBUTES *oa, UNICODE_STRING *us,
+				 wchar_t name[ALPC_PORT_NAME_MAX], HANDLE dir,
+				 const MeshNodeId *id)
+{
+	gsize len = alpc_port_name(id, name);
+
+	us->Buffer = name;
+	us->Length = (USHORT)(len * sizeof(wchar_t));
+	us->MaximumLength = (USHORT)((len + 1) * sizeof(wchar_t));
+	memset(oa, 0, sizeof(*oa));
+	oa->Length = sizeof(*oa);
+	oa->RootDirectory = dir;
+	oa->ObjectName = us;
+}
+
 /*
  * A shut-down node's server port is closed: its name is free again, so a
  * connect to it is refused rather than queued on a port nobody serves.
@@ -378,21 +394,13 @@ START_TEST(test_port_closed_at_shutdown)
 	wchar_t name[ALPC_PORT_NAME_MAX];
 	MeshAlpcPortAttributes pa;
 	HANDLE port = NULL;
-	gsize len;
 	NTSTATUS status;
 
 	pair_init(&p);
 	mesh_sender_free(p.send);
 	p.send = NULL;
 	ck_assert(mesh_alpc_node_shutdown(p.a, 20 * G_USEC_PER_SEC));
-	len = alpc_port_name(mesh_node_get_id(mesh_alpc_node_get_node(p.a)), name);
-	us.Buffer = name;
-	us.Length = (USHORT)(len * sizeof(wchar_t));
-	us.MaximumLength = (USHORT)((len + 1) * sizeof(wchar_t));
-	memset(&oa, 0, sizeof(oa));
-	oa.Length = sizeof(oa);
-	oa.RootDirectory = p.dir;
-	oa.ObjectName = &us;
+	node_port_attributes(&oa, &us, name, p.dir, mesh_node_get_id(mesh_alpc_node_get_node(p.a)));
 	raw_port_attr(&pa);
 	/* Before mesh_alpc_node_free(): the name is free at the shutdown. */
 	status = test_api()->create_port(&port, &oa, &pa);
@@ -447,6 +455,57 @@ START_TEST(test_connect_to_shut_down_node)
 	mesh_alpc_node_free(b);
 	CloseHandle(held);
 	CloseHandle(release);
+	CloseHandle(dir);
+}
+END_TEST
+
+/*
+ * A connect to a server port that exists but that nobody serves (a node
+ * that hangs; here a bare stand-in port under a node's name) ends at the
+ * connect's timeout: the remote node fails with NtAlpcConnectPortEx's
+ * STATUS_TIMEOUT, and the node's shutdown, which joins its connect thread,
+ * returns. On the old code the connect waited without a limit.
+ */
+START_TEST(test_connect_unanswered)
+{
+	HANDLE dir, server = NULL;
+	guint8 secret[MESH_ALPC_SECRET_SIZE];
+	wchar_t name[ALPC_PORT_NAME_MAX];
+	OBJECT_ATTRIBUTES oa;
+	UNICODE_STRING us;
+	MeshAlpcPortAttributes pa;
+	MeshNodeId silent;
+	MeshPortId local, remote;
+	MeshAlpcNode *b;
+	MeshReceiver *recv;
+	MeshMessage *msg = NULL;
+	g_autoptr(GError) error = NULL;
+
+	if (real_alpc())
+		return;
+	dir = test_directory("n");
+	mesh_uuid_generate((MeshUuid *)secret);
+	mesh_uuid_generate((MeshUuid *)(secret + 16));
+	mesh_uuid_generate(&silent);
+	node_port_attributes(&oa, &us, name, dir, &silent);
+	raw_port_attr(&pa);
+	ck_assert(NT_SUCCESS(alpc_standin_api()->create_port(&server, &oa, &pa)));
+	b = node_new(dir, NULL, secret);
+	alpc_node_set_connect_timeout(b, 200 * 1000);
+	mesh_uuid_generate(&local);
+	mesh_uuid_generate(&remote);
+	/* A port naming the silent node: b connects to its server port. */
+	recv = mesh_receiver_from_port(
+		mesh_node_add_port(mesh_alpc_node_get_node(b), &local, &silent, &remote), NULL);
+	ck_assert(!mesh_receiver_recv_message(recv, 20 * G_USEC_PER_SEC, &msg, &error));
+	ck_assert(error);
+	ck_assert_msg(g_error_matches(error, MESH_ERROR, MESH_ERROR_NODE_FAILURE) &&
+			      strstr(error->message, "0x00000102"),
+		      "%s", error->message);
+	mesh_receiver_free(recv);
+	mesh_alpc_node_shutdown(b, 20 * G_USEC_PER_SEC);
+	mesh_alpc_node_free(b);
+	alpc_standin_api()->close(server);
 	CloseHandle(dir);
 }
 END_TEST
@@ -997,6 +1056,7 @@ static Suite *alpc_suite(void)
 	tcase_add_test(tc, test_flush_at_shutdown);
 	tcase_add_test(tc, test_port_closed_at_shutdown);
 	tcase_add_test(tc, test_connect_to_shut_down_node);
+	tcase_add_test(tc, test_connect_unanswered);
 	tcase_add_test(tc, test_leading_zero_ids);
 	tcase_add_test(tc, test_upstream_port_names);
 	tcase_add_test(tc, test_killed_peer);
