@@ -932,6 +932,9 @@ static int child_main(char **argv)
 		return 2;
 	}
 	SetEvent((HANDLE)(uintptr_t)g_ascii_strtoull(argv[8], NULL, 10));
+	/* Not before the parent's port exists: an event for a port a node does
+	 * not have (yet) is dropped. */
+	WaitForSingleObject((HANDLE)(uintptr_t)g_ascii_strtoull(argv[9], NULL, 10), INFINITE);
 	send = mesh_sender_from_port(
 		mesh_node_add_port(mesh_alpc_node_get_node(n), &own_port, &parent, &parent_port),
 		NULL);
@@ -959,13 +962,14 @@ START_TEST(test_killed_peer)
 	MeshNode *na;
 	SECURITY_ATTRIBUTES inherit = { .nLength = sizeof(inherit), .bInheritHandle = TRUE };
 	HANDLE ready = CreateEventW(&inherit, TRUE, FALSE, NULL);
+	HANDLE go = CreateEventW(&inherit, TRUE, FALSE, NULL);
 	/* The child dies with this process even if a check below fails. */
 	HANDLE job = CreateJobObjectW(NULL, NULL);
 	JOBOBJECT_EXTENDED_LIMIT_INFORMATION limit = {
 		.BasicLimitInformation.LimitFlags = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE
 	};
 
-	ck_assert(ready && job);
+	ck_assert(ready && go && job);
 	ck_assert(SetInformationJobObject(job, JobObjectExtendedLimitInformation, &limit,
 					  sizeof(limit)));
 	pair_init(&p);
@@ -982,9 +986,10 @@ START_TEST(test_killed_peer)
 	pp_hex = hex_encode(pp.bytes, 16);
 	cp_hex = hex_encode(cp.bytes, 16);
 	ck_assert(SetHandleInformation(p.dir, HANDLE_FLAG_INHERIT, HANDLE_FLAG_INHERIT));
-	cmd = g_strdup_printf("\"%s\" child %llu %s %s %s %s %s %llu", self_path,
+	cmd = g_strdup_printf("\"%s\" child %llu %s %s %s %s %s %llu %llu", self_path,
 			      (unsigned long long)(uintptr_t)p.dir, child_hex, secret_hex, parent_hex,
-			      pp_hex, cp_hex, (unsigned long long)(uintptr_t)ready);
+			      pp_hex, cp_hex, (unsigned long long)(uintptr_t)ready,
+			      (unsigned long long)(uintptr_t)go);
 	ck_assert(CreateProcessA(NULL, cmd, NULL, NULL, TRUE, CREATE_SUSPENDED, NULL, NULL, &si,
 				 &pi));
 	SetHandleInformation(p.dir, HANDLE_FLAG_INHERIT, 0);
@@ -996,6 +1001,9 @@ START_TEST(test_killed_peer)
 	ck_assert_int_eq(WaitForSingleObject(ready, 30000), WAIT_OBJECT_0);
 	CloseHandle(ready);
 	recv = mesh_receiver_from_port(mesh_node_add_port(na, &pp, &child_id, &cp), NULL);
+	/* The child sends once the port its event is for exists here. */
+	SetEvent(go);
+	CloseHandle(go);
 
 	msg = recv_one(recv);
 	{
@@ -1070,7 +1078,7 @@ int main(int argc, char **argv)
 	int failed;
 
 	self_path = argv[0];
-	if (argc == 9 && strcmp(argv[1], "child") == 0)
+	if (argc == 10 && strcmp(argv[1], "child") == 0)
 		return child_main(argv);
 	sr = srunner_create(alpc_suite());
 	srunner_run_all(sr, CK_NORMAL);
