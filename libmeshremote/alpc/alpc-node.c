@@ -34,15 +34,19 @@
  * - Failure. When a connection's port closes at either end, the node at
  *   its other end fails (mesh_remote_node_fail(), naming it): B sees
  *   PORT_CLOSED on its server port, A on its client port; a send that
- *   fails fails the node too.
+ *   fails fails the node too. A node's server port closes at its shutdown
+ *   (once no received view needs it): a connect to it is then refused,
+ *   failing the node connected to; a connect that gets no answer within
+ *   ALPC_CONNECT_TIMEOUT_US fails it too.
  * - Flush. At shutdown A sends a request (an empty message that needs a
  *   reply) on each client connection; B replies (empty) when it receives
  *   it, after everything sent before it; A then closes the connection.
  *
  * Threads: a receive thread waits on the server port; a connect thread
- * makes connections (NtAlpcConnectPortEx blocks until the server answers)
- * and waits on the client ports for PORT_CLOSED and flush replies. Sends
- * run on the caller's thread (a datagram does not block).
+ * makes connections (NtAlpcConnectPortEx blocks until the server answers,
+ * at most ALPC_CONNECT_TIMEOUT_US) and waits on the client ports for
+ * PORT_CLOSED and flush replies. Sends run on the caller's thread (a
+ * datagram does not block).
  */
 #include "alpc-node-private.h"
 
