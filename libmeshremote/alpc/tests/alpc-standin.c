@@ -462,6 +462,20 @@ static NTSTATUS NTAPI si_create_port(HANDLE *port, OBJECT_ATTRIBUTES *oa,
 	return MESH_STATUS_SUCCESS;
 }
 
+/* Whether a live server port claims the pipe name @name (si_create_port()). */
+static BOOL name_claimed(const WCHAR *name)
+{
+	WCHAR claim_name[200];
+	HANDLE claim;
+
+	_snwprintf(claim_name, 200, L"Local\\%ls", name + 9);
+	claim = OpenMutexW(SYNCHRONIZE, FALSE, claim_name);
+	if (!claim)
+		return FALSE;
+	CloseHandle(claim);
+	return TRUE;
+}
+
 static NTSTATUS NTAPI si_connect_port_ex(HANDLE *port, OBJECT_ATTRIBUTES *conn_oa,
 					 OBJECT_ATTRIBUTES *client_oa,
 					 MeshAlpcPortAttributes *attr, ULONG flags, void *server_sd,
@@ -502,14 +516,29 @@ static NTSTATUS NTAPI si_connect_port_ex(HANDLE *port, OBJECT_ATTRIBUTES *conn_o
 			WaitForSingleObject(release, INFINITE);
 		}
 	}
-	for (int tries = 0;; tries++) {
+	/*
+	 * Every instance busy: wait for the listener's next one. No instance
+	 * at all while the port's name is claimed: the port exists, between
+	 * two instances (its last one went with a refused connect before the
+	 * listener made the next). Both end when the port is closed.
+	 */
+	for (ULONGLONG give_up = GetTickCount64() + 10000;;) {
+		DWORD err;
+
 		pipe = CreateFileW(name, GENERIC_READ | GENERIC_WRITE, 0, NULL, OPEN_EXISTING,
 				   FILE_FLAG_OVERLAPPED, NULL);
 		if (pipe != INVALID_HANDLE_VALUE)
 			break;
-		if (GetLastError() != ERROR_PIPE_BUSY || tries > 50)
+		err = GetLastError();
+		if (GetTickCount64() > give_up)
 			return MESH_STATUS_OBJECT_NAME_NOT_FOUND;
-		WaitNamedPipeW(name, 100);
+		if (err == ERROR_PIPE_BUSY) {
+			WaitNamedPipeW(name, 100);
+		} else if (err == ERROR_FILE_NOT_FOUND && name_claimed(name)) {
+			Sleep(10);
+		} else {
+			return MESH_STATUS_OBJECT_NAME_NOT_FOUND;
+		}
 	}
 	c = calloc(1, sizeof(*c));
 	c->pipe = pipe;
