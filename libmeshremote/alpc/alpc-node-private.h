@@ -27,6 +27,13 @@ MeshAlpcNode *alpc_node_new_full(const MeshAlpcNtApi *api, HANDLE directory,
 				      GError **error);
 
 /*
+ * How long @a's connects wait for the server's answer (NtAlpcConnectPortEx's
+ * timeout; 30 s unless set): then the remote node fails. For tests; call it
+ * before anything makes @a connect.
+ */
+void alpc_node_set_connect_timeout(MeshAlpcNode *a, gint64 timeout_us);
+
+/*
  * The name of @id's server port in the mesh's directory, as upstream's
  * node_path() makes it (format!("{:?}", NodeId)): "N-" and the id as a
  * big-endian 128-bit number in lowercase hex without leading zeros ("N-0"

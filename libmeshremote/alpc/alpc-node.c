@@ -34,15 +34,19 @@
  * - Failure. When a connection's port closes at either end, the node at
  *   its other end fails (mesh_remote_node_fail(), naming it): B sees
  *   PORT_CLOSED on its server port, A on its client port; a send that
- *   fails fails the node too.
+ *   fails fails the node too. A node's server port closes at its shutdown
+ *   (once no received view needs it): a connect to it is then refused,
+ *   failing the node connected to; a connect that gets no answer within
+ *   ALPC_CONNECT_TIMEOUT_US fails it too.
  * - Flush. At shutdown A sends a request (an empty message that needs a
  *   reply) on each client connection; B replies (empty) when it receives
  *   it, after everything sent before it; A then closes the connection.
  *
  * Threads: a receive thread waits on the server port; a connect thread
- * makes connections (NtAlpcConnectPortEx blocks until the server answers)
- * and waits on the client ports for PORT_CLOSED and flush replies. Sends
- * run on the caller's thread (a datagram does not block).
+ * makes connections (NtAlpcConnectPortEx blocks until the server answers,
+ * at most ALPC_CONNECT_TIMEOUT_US) and waits on the client ports for
+ * PORT_CLOSED and flush replies. Sends run on the caller's thread (a
+ * datagram does not block).
  */
 #include "alpc-node-private.h"
 
@@ -117,7 +121,11 @@ struct MeshAlpcNode {
 	gint64 flush_deadline;
 	gboolean flush_ok;
 	gboolean shut_down;
+	gint64 connect_timeout_us; /* a connect's wait for the server's answer */
 };
+
+/* How long a connect waits for the server to answer (then the peer fails). */
+#define ALPC_CONNECT_TIMEOUT_US (30 * G_USEC_PER_SEC)
 
 static char *status_message(const char *call, NTSTATUS status)
 {
@@ -401,6 +409,7 @@ static void do_connect(MeshAlpcNode *a, MeshRemoteNode *remote)
 		guint8 data[CONNECTION_DATA_SIZE];
 	} cm;
 	HANDLE port = NULL;
+	LARGE_INTEGER timeout;
 	NTSTATUS status;
 	Client *c;
 
@@ -416,10 +425,19 @@ static void do_connect(MeshAlpcNode *a, MeshRemoteNode *remote)
 	cm.h.u1.s1.TotalLength = sizeof(cm);
 	memcpy(cm.data, mesh_node_get_id(a->node)->bytes, 16);
 	memcpy(cm.data + 16, a->secret, MESH_ALPC_SECRET_SIZE);
+	/*
+	 * Bounded: a server port that exists but is not served (its node hung,
+	 * or shut down while a received view keeps its port open) never
+	 * answers, and this thread must end for the node's shutdown to return.
+	 * MESH_STATUS_TIMEOUT is a success code: checked apart.
+	 */
+	timeout.QuadPart = -(a->connect_timeout_us * 10);
 	status = a->api->connect_port_ex(&port, &oa, NULL, &pa, 0, NULL, &cm.h, NULL, NULL, NULL,
-					 NULL);
+					 &timeout);
 	SecureZeroMemory(cm.data, sizeof(cm.data));
-	if (!NT_SUCCESS(status)) {
+	if (status == MESH_STATUS_TIMEOUT || !NT_SUCCESS(status)) {
+		if (status == MESH_STATUS_TIMEOUT && port)
+			a->api->close(port);
 		g_autofree char *why = status_message("NtAlpcConnectPortEx", status);
 
 		mesh_remote_node_fail(remote, why);
@@ -965,11 +983,18 @@ MeshAlpcNode *alpc_node_new_full(const MeshAlpcNtApi *api, HANDLE directory,
 	a->server_conns = g_hash_table_new(NULL, NULL);
 	a->invited = g_hash_table_new_full(mesh_uuid_hash, mesh_uuid_equal, g_free, NULL);
 	a->flush_ok = TRUE;
+	a->connect_timeout_us = ALPC_CONNECT_TIMEOUT_US;
 	mesh_node_set_connector_caps(a->node, &alpc_caps);
 	mesh_node_set_connector(a->node, connector, a);
 	a->recv_thread = g_thread_new("mesh-alpc-recv", recv_main, a);
 	a->connect_thread = g_thread_new("mesh-alpc-connect", connect_main, a);
 	return a;
+}
+
+void alpc_node_set_connect_timeout(MeshAlpcNode *a, gint64 timeout_us)
+{
+	g_return_if_fail(a && timeout_us > 0);
+	a->connect_timeout_us = timeout_us;
 }
 
 MeshAlpcNode *mesh_alpc_node_new(GError **error)
@@ -1085,6 +1110,14 @@ gboolean mesh_alpc_node_shutdown(MeshAlpcNode *alpc, gint64 timeout_us)
 		for (guint i = 0; i < keys->len; i++)
 			server_conn_close(alpc, (uintptr_t)keys->pdata[i], NULL);
 	}
+	/*
+	 * Nobody serves the server port any more: close it (once no received
+	 * view needs it), so that a connect to this node is refused instead of
+	 * waiting for an answer that never comes (which would hang the
+	 * connecting node's shutdown, joining its connect thread).
+	 */
+	port_ref_unref(alpc->server);
+	alpc->server = NULL;
 	/* Connects that waited for an invited node that never came. */
 	{
 		GHashTableIter it;

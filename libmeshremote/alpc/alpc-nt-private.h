@@ -196,7 +196,10 @@ _Static_assert(sizeof(MeshAlpcSecurityAttr) == 24, "ALPC_SECURITY_ATTR");
  *   client port; a CONNECTION_REPLY message is then queued on it) or
  *   rejects (MESH_STATUS_PORT_CONNECTION_REFUSED). The connection message's
  *   data reaches the server in its CONNECTION_REQUEST message. No such
- *   port: MESH_STATUS_OBJECT_NAME_NOT_FOUND.
+ *   port: MESH_STATUS_OBJECT_NAME_NOT_FOUND. With a (relative) timeout:
+ *   MESH_STATUS_TIMEOUT (a success code) and no port if the server has not
+ *   answered by then. A server port closed while the connect waits
+ *   refuses it.
  * - accept_connect_port: answers a CONNECTION_REQUEST (by its MessageId);
  *   when accepting, PortContext comes back in the context attribute of
  *   every later message of that connection on the server port.

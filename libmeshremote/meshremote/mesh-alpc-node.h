@@ -119,7 +119,11 @@ MESH_REMOTE_API void mesh_alpc_node_get_secret(MeshAlpcNode *alpc, guint8 *secre
  * then flushes every outgoing connection (a request each; the other node
  * replies once it has received everything sent before it), then closes
  * the ports and stops the threads. Ports on other nodes then fail, naming
- * this node. Not from the node's own threads. Idempotent.
+ * this node. The node's server port closes here (or, if a received large
+ * message is still held, when the last one is freed): a node connecting
+ * to it from then on is refused and fails this node. A connect of this node
+ * still in progress (waiting for the other node's answer, at most 30 s)
+ * is waited for. Not from the node's own threads. Idempotent.
  *
  * Returns: FALSE if the timeout cut the wait or a flush short.
  */

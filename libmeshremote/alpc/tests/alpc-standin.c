@@ -85,6 +85,8 @@ typedef struct SiConn {
 	struct SiConn *next_conn; /* the server's list */
 	volatile LONG accepted;
 	HANDLE decided; /* set by accept/reject */
+	ULONGLONG deadline; /* a connect's answer: read by then (0: no limit) */
+	BOOL timed_out;
 } SiConn;
 
 typedef struct SiSection {
@@ -107,6 +109,9 @@ static SiSection *si_sections;
 static SiView *si_views;
 static volatile LONG si_next_id;
 static volatile LONG si_unclaimed;
+/* alpc_standin_hold_connect(), under si_lock. */
+static WCHAR si_hold_name[64];
+static HANDLE si_hold_held, si_hold_release;
 
 static SiPort *port_find(HANDLE h)
 {
@@ -175,7 +180,12 @@ static void msg_free(SiMsg *m)
 	free(m);
 }
 
-static BOOL io_all(HANDLE pipe, HANDLE stop, void *buf, DWORD len, BOOL write)
+/*
+ * Reads or writes all of @buf; FALSE at the end of the pipe, when @stop is
+ * set, or at @deadline (GetTickCount64(), 0: none; then *@timed_out).
+ */
+static BOOL io_all_until(HANDLE pipe, HANDLE stop, void *buf, DWORD len, BOOL write,
+			 ULONGLONG deadline, BOOL *timed_out)
 {
 	OVERLAPPED ov = { 0 };
 	BOOL ok = TRUE;
@@ -188,10 +198,20 @@ static BOOL io_all(HANDLE pipe, HANDLE stop, void *buf, DWORD len, BOOL write)
 		ok = write ? WriteFile(pipe, buf, len, NULL, &ov) : ReadFile(pipe, buf, len, NULL, &ov);
 		if (!ok && GetLastError() == ERROR_IO_PENDING) {
 			HANDLE waits[2] = { ov.hEvent, stop };
+			DWORD ms = INFINITE, r;
 
 			ok = TRUE;
-			if (stop && WaitForMultipleObjects(2, waits, FALSE, INFINITE) ==
-					    WAIT_OBJECT_0 + 1) {
+			if (deadline) {
+				ULONGLONG now = GetTickCount64();
+
+				ms = now >= deadline ? 0
+				     : deadline - now > 0x7fffffffULL ? 0x7fffffffUL
+									 : (DWORD)(deadline - now);
+			}
+			r = WaitForMultipleObjects(stop ? 2 : 1, waits, FALSE, ms);
+			if (r == WAIT_TIMEOUT && timed_out)
+				*timed_out = TRUE;
+			if (r == WAIT_OBJECT_0 + 1 || r == WAIT_TIMEOUT) {
 				CancelIoEx(pipe, &ov);
 				GetOverlappedResult(pipe, &ov, &done, TRUE);
 				ok = FALSE;
@@ -207,6 +227,11 @@ static BOOL io_all(HANDLE pipe, HANDLE stop, void *buf, DWORD len, BOOL write)
 	}
 	CloseHandle(ov.hEvent);
 	return ok;
+}
+
+static BOOL io_all(HANDLE pipe, HANDLE stop, void *buf, DWORD len, BOOL write)
+{
+	return io_all_until(pipe, stop, buf, len, write, 0, NULL);
 }
 
 static BOOL conn_write(SiConn *c, const SiFrame *f, const HANDLE *handles, const void *data)
@@ -235,7 +260,7 @@ static SiMsg *conn_read(SiConn *c, SiFrame *f)
 {
 	SiMsg *m;
 
-	if (!io_all(c->pipe, c->stop, f, sizeof(*f), FALSE))
+	if (!io_all_until(c->pipe, c->stop, f, sizeof(*f), FALSE, c->deadline, &c->timed_out))
 		return NULL;
 	if (f->data_len > SI_MAX_DATA || f->n_handles > SI_MAX_HANDLES)
 		return NULL;
@@ -437,6 +462,20 @@ static NTSTATUS NTAPI si_create_port(HANDLE *port, OBJECT_ATTRIBUTES *oa,
 	return MESH_STATUS_SUCCESS;
 }
 
+/* Whether a live server port claims the pipe name @name (si_create_port()). */
+static BOOL name_claimed(const WCHAR *name)
+{
+	WCHAR claim_name[200];
+	HANDLE claim;
+
+	_snwprintf(claim_name, 200, L"Local\\%ls", name + 9);
+	claim = OpenMutexW(SYNCHRONIZE, FALSE, claim_name);
+	if (!claim)
+		return FALSE;
+	CloseHandle(claim);
+	return TRUE;
+}
+
 static NTSTATUS NTAPI si_connect_port_ex(HANDLE *port, OBJECT_ATTRIBUTES *conn_oa,
 					 OBJECT_ATTRIBUTES *client_oa,
 					 MeshAlpcPortAttributes *attr, ULONG flags, void *server_sd,
@@ -457,32 +496,71 @@ static NTSTATUS NTAPI si_connect_port_ex(HANDLE *port, OBJECT_ATTRIBUTES *conn_o
 	(void)buffer_len;
 	(void)out_attr;
 	(void)in_attr;
-	(void)timeout;
 	if (!root_ok(conn_oa))
 		return MESH_STATUS_INVALID_PARAMETER;
 	pipe_name(name, 160, conn_oa);
-	for (int tries = 0;; tries++) {
+	{
+		HANDLE held = NULL, release = NULL;
+		const UNICODE_STRING *us = conn_oa->ObjectName;
+
+		AcquireSRWLockExclusive(&si_lock);
+		if (si_hold_held && us->Length / 2 == wcslen(si_hold_name) &&
+		    wcsncmp(us->Buffer, si_hold_name, us->Length / 2) == 0) {
+			held = si_hold_held;
+			release = si_hold_release;
+			si_hold_held = si_hold_release = NULL;
+		}
+		ReleaseSRWLockExclusive(&si_lock);
+		if (held) {
+			SetEvent(held);
+			WaitForSingleObject(release, INFINITE);
+		}
+	}
+	/*
+	 * Every instance busy: wait for the listener's next one. No instance
+	 * at all while the port's name is claimed: the port exists, between
+	 * two instances (its last one went with a refused connect before the
+	 * listener made the next). Both end when the port is closed.
+	 */
+	for (ULONGLONG give_up = GetTickCount64() + 10000;;) {
+		DWORD err;
+
 		pipe = CreateFileW(name, GENERIC_READ | GENERIC_WRITE, 0, NULL, OPEN_EXISTING,
 				   FILE_FLAG_OVERLAPPED, NULL);
 		if (pipe != INVALID_HANDLE_VALUE)
 			break;
-		if (GetLastError() != ERROR_PIPE_BUSY || tries > 50)
+		err = GetLastError();
+		if (GetTickCount64() > give_up)
 			return MESH_STATUS_OBJECT_NAME_NOT_FOUND;
-		WaitNamedPipeW(name, 100);
+		if (err == ERROR_PIPE_BUSY) {
+			WaitNamedPipeW(name, 100);
+		} else if (err == ERROR_FILE_NOT_FOUND && name_claimed(name)) {
+			Sleep(10);
+		} else {
+			return MESH_STATUS_OBJECT_NAME_NOT_FOUND;
+		}
 	}
 	c = calloc(1, sizeof(*c));
 	c->pipe = pipe;
 	c->stop = CreateEventW(NULL, TRUE, FALSE, NULL);
 	InitializeSRWLock(&c->write_lock);
+	/* A relative timeout (negative, in 100 ns) bounds the wait for the
+	 * server's answer; then the request is withdrawn (the pipe closed). */
+	if (timeout && timeout->QuadPart < 0)
+		c->deadline = GetTickCount64() + (ULONGLONG)(-timeout->QuadPart / 10000) + 1;
 	f.kind = SI_CONNECT;
 	f.pid = GetCurrentProcessId();
 	f.data_len = conn_msg ? (uint32_t)conn_msg->u1.s1.DataLength : 0;
 	if (!conn_write(c, &f, NULL, conn_msg ? (void *)(conn_msg + 1) : NULL) ||
 	    !(m = conn_read(c, &f))) {
+		BOOL timed_out = c->timed_out;
+
 		CloseHandle(pipe);
+		CloseHandle(c->stop);
 		free(c);
-		return MESH_STATUS_PORT_CONNECTION_REFUSED;
+		return timed_out ? MESH_STATUS_TIMEOUT : MESH_STATUS_PORT_CONNECTION_REFUSED;
 	}
+	c->deadline = 0;
 	msg_free(m);
 	if (f.kind != SI_ACCEPT) {
 		CloseHandle(pipe);
@@ -1021,4 +1099,17 @@ void alpc_standin_counts(long *sections, long *views, long *unclaimed_handles)
 	*sections = ns;
 	*views = nv;
 	*unclaimed_handles = si_unclaimed;
+}
+
+void alpc_standin_hold_connect(const wchar_t *name, HANDLE held, HANDLE release)
+{
+	AcquireSRWLockExclusive(&si_lock);
+	si_hold_name[0] = 0;
+	si_hold_held = si_hold_release = NULL;
+	if (name && wcslen(name) < 64) {
+		wcscpy(si_hold_name, name);
+		si_hold_held = held;
+		si_hold_release = release;
+	}
+	ReleaseSRWLockExclusive(&si_lock);
 }

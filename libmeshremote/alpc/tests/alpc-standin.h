@@ -22,3 +22,11 @@ const MeshAlpcNtApi *alpc_standin_api(void);
 /* For lifetime tests: live port sections, section views (sent or received,
  * not yet deleted), and handles received but neither queried nor closed. */
 void alpc_standin_counts(long *sections, long *views, long *unclaimed_handles);
+
+/*
+ * For tests that force a moment: the next connect (NtAlpcConnectPortEx) to
+ * the port named @name (in any directory; NULL: none) sets @held and then
+ * waits for @release before it goes on (the hook is then disarmed). Neither
+ * handle is taken; both stay the caller's and must outlive the connect.
+ */
+void alpc_standin_hold_connect(const wchar_t *name, HANDLE held, HANDLE release);

@@ -364,6 +364,152 @@ START_TEST(test_flush_at_shutdown)
 END_TEST
 
 
+static void raw_port_attr(MeshAlpcPortAttributes *pa);
+
+/* @oa names @id's server port (alpc_port_name()) in @dir. */
+static void node_port_attributes(OBJECT_ATTRIBUTES *oa, UNICODE_STRING *us,
+				 wchar_t name[ALPC_PORT_NAME_MAX], HANDLE dir,
+				 const MeshNodeId *id)
+{
+	gsize len = alpc_port_name(id, name);
+
+	us->Buffer = name;
+	us->Length = (USHORT)(len * sizeof(wchar_t));
+	us->MaximumLength = (USHORT)((len + 1) * sizeof(wchar_t));
+	memset(oa, 0, sizeof(*oa));
+	oa->Length = sizeof(*oa);
+	oa->RootDirectory = dir;
+	oa->ObjectName = us;
+}
+
+/*
+ * A shut-down node's server port is closed: its name is free again, so a
+ * connect to it is refused rather than queued on a port nobody serves.
+ */
+START_TEST(test_port_closed_at_shutdown)
+{
+	Pair p = { 0 };
+	OBJECT_ATTRIBUTES oa;
+	UNICODE_STRING us;
+	wchar_t name[ALPC_PORT_NAME_MAX];
+	MeshAlpcPortAttributes pa;
+	HANDLE port = NULL;
+	NTSTATUS status;
+
+	pair_init(&p);
+	mesh_sender_free(p.send);
+	p.send = NULL;
+	ck_assert(mesh_alpc_node_shutdown(p.a, 20 * G_USEC_PER_SEC));
+	node_port_attributes(&oa, &us, name, p.dir, mesh_node_get_id(mesh_alpc_node_get_node(p.a)));
+	raw_port_attr(&pa);
+	/* Before mesh_alpc_node_free(): the name is free at the shutdown. */
+	status = test_api()->create_port(&port, &oa, &pa);
+	ck_assert_msg(NT_SUCCESS(status), "the shut-down node's port is still open: 0x%08lx",
+		      (unsigned long)status);
+	test_api()->close(port);
+	pair_clear(&p);
+}
+END_TEST
+
+/*
+ * A connect in progress while its target shuts down: b's connect to a is
+ * held (by the stand-in) until a's shutdown has returned, then goes on.
+ * It must be refused, not left waiting for an answer from a's port, which
+ * nobody serves any more: b's shutdown (which joins b's connect thread)
+ * returns, and b's port that names a fails. On the old code a's server port
+ * stayed open until mesh_alpc_node_free() and b's shutdown hung there.
+ */
+START_TEST(test_connect_to_shut_down_node)
+{
+	HANDLE dir, held, release;
+	guint8 secret[MESH_ALPC_SECRET_SIZE];
+	wchar_t name[ALPC_PORT_NAME_MAX];
+	MeshAlpcNode *a, *b;
+	MeshSender *send;
+	MeshReceiver *recv;
+	MeshMessage *msg = NULL;
+	g_autoptr(GError) error = NULL;
+
+	if (real_alpc())
+		return;
+	dir = test_directory("n");
+	mesh_uuid_generate((MeshUuid *)secret);
+	mesh_uuid_generate((MeshUuid *)(secret + 16));
+	a = node_new(dir, NULL, secret);
+	b = node_new(dir, NULL, secret);
+	held = CreateEventW(NULL, TRUE, FALSE, NULL);
+	release = CreateEventW(NULL, TRUE, FALSE, NULL);
+	alpc_port_name(mesh_node_get_id(mesh_alpc_node_get_node(a)), name);
+	alpc_standin_hold_connect(name, held, release);
+	/* b's port names a: b's connect thread connects to a, and is held. */
+	channel_between(a, b, &send, &recv);
+	ck_assert(WaitForSingleObject(held, INFINITE) == WAIT_OBJECT_0);
+	mesh_sender_free(send);
+	mesh_alpc_node_shutdown(a, 20 * G_USEC_PER_SEC);
+	SetEvent(release);
+	mesh_alpc_node_shutdown(b, 20 * G_USEC_PER_SEC);
+	ck_assert(!mesh_receiver_recv_message(recv, 20 * G_USEC_PER_SEC, &msg, &error));
+	ck_assert(error);
+	mesh_receiver_free(recv);
+	mesh_alpc_node_free(a);
+	mesh_alpc_node_free(b);
+	CloseHandle(held);
+	CloseHandle(release);
+	CloseHandle(dir);
+}
+END_TEST
+
+/*
+ * A connect to a server port that exists but that nobody serves (a node
+ * that hangs; here a bare stand-in port under a node's name) ends at the
+ * connect's timeout: the remote node fails with NtAlpcConnectPortEx's
+ * STATUS_TIMEOUT, and the node's shutdown, which joins its connect thread,
+ * returns. On the old code the connect waited without a limit.
+ */
+START_TEST(test_connect_unanswered)
+{
+	HANDLE dir, server = NULL;
+	guint8 secret[MESH_ALPC_SECRET_SIZE];
+	wchar_t name[ALPC_PORT_NAME_MAX];
+	OBJECT_ATTRIBUTES oa;
+	UNICODE_STRING us;
+	MeshAlpcPortAttributes pa;
+	MeshNodeId silent;
+	MeshPortId local, remote;
+	MeshAlpcNode *b;
+	MeshReceiver *recv;
+	MeshMessage *msg = NULL;
+	g_autoptr(GError) error = NULL;
+
+	if (real_alpc())
+		return;
+	dir = test_directory("n");
+	mesh_uuid_generate((MeshUuid *)secret);
+	mesh_uuid_generate((MeshUuid *)(secret + 16));
+	mesh_uuid_generate(&silent);
+	node_port_attributes(&oa, &us, name, dir, &silent);
+	raw_port_attr(&pa);
+	ck_assert(NT_SUCCESS(alpc_standin_api()->create_port(&server, &oa, &pa)));
+	b = node_new(dir, NULL, secret);
+	alpc_node_set_connect_timeout(b, 200 * 1000);
+	mesh_uuid_generate(&local);
+	mesh_uuid_generate(&remote);
+	/* A port naming the silent node: b connects to its server port. */
+	recv = mesh_receiver_from_port(
+		mesh_node_add_port(mesh_alpc_node_get_node(b), &local, &silent, &remote), NULL);
+	ck_assert(!mesh_receiver_recv_message(recv, 20 * G_USEC_PER_SEC, &msg, &error));
+	ck_assert(error);
+	ck_assert_msg(g_error_matches(error, MESH_ERROR, MESH_ERROR_NODE_FAILURE) &&
+			      strstr(error->message, "0x00000102"),
+		      "%s", error->message);
+	mesh_receiver_free(recv);
+	mesh_alpc_node_shutdown(b, 20 * G_USEC_PER_SEC);
+	mesh_alpc_node_free(b);
+	alpc_standin_api()->close(server);
+	CloseHandle(dir);
+}
+END_TEST
+
 /* ---- the wire, with a raw stand-in peer ---------------------------------- */
 
 typedef struct {
@@ -786,6 +932,9 @@ static int child_main(char **argv)
 		return 2;
 	}
 	SetEvent((HANDLE)(uintptr_t)g_ascii_strtoull(argv[8], NULL, 10));
+	/* Not before the parent's port exists: an event for a port a node does
+	 * not have (yet) is dropped. */
+	WaitForSingleObject((HANDLE)(uintptr_t)g_ascii_strtoull(argv[9], NULL, 10), INFINITE);
 	send = mesh_sender_from_port(
 		mesh_node_add_port(mesh_alpc_node_get_node(n), &own_port, &parent, &parent_port),
 		NULL);
@@ -813,13 +962,14 @@ START_TEST(test_killed_peer)
 	MeshNode *na;
 	SECURITY_ATTRIBUTES inherit = { .nLength = sizeof(inherit), .bInheritHandle = TRUE };
 	HANDLE ready = CreateEventW(&inherit, TRUE, FALSE, NULL);
+	HANDLE go = CreateEventW(&inherit, TRUE, FALSE, NULL);
 	/* The child dies with this process even if a check below fails. */
 	HANDLE job = CreateJobObjectW(NULL, NULL);
 	JOBOBJECT_EXTENDED_LIMIT_INFORMATION limit = {
 		.BasicLimitInformation.LimitFlags = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE
 	};
 
-	ck_assert(ready && job);
+	ck_assert(ready && go && job);
 	ck_assert(SetInformationJobObject(job, JobObjectExtendedLimitInformation, &limit,
 					  sizeof(limit)));
 	pair_init(&p);
@@ -836,9 +986,10 @@ START_TEST(test_killed_peer)
 	pp_hex = hex_encode(pp.bytes, 16);
 	cp_hex = hex_encode(cp.bytes, 16);
 	ck_assert(SetHandleInformation(p.dir, HANDLE_FLAG_INHERIT, HANDLE_FLAG_INHERIT));
-	cmd = g_strdup_printf("\"%s\" child %llu %s %s %s %s %s %llu", self_path,
+	cmd = g_strdup_printf("\"%s\" child %llu %s %s %s %s %s %llu %llu", self_path,
 			      (unsigned long long)(uintptr_t)p.dir, child_hex, secret_hex, parent_hex,
-			      pp_hex, cp_hex, (unsigned long long)(uintptr_t)ready);
+			      pp_hex, cp_hex, (unsigned long long)(uintptr_t)ready,
+			      (unsigned long long)(uintptr_t)go);
 	ck_assert(CreateProcessA(NULL, cmd, NULL, NULL, TRUE, CREATE_SUSPENDED, NULL, NULL, &si,
 				 &pi));
 	SetHandleInformation(p.dir, HANDLE_FLAG_INHERIT, 0);
@@ -850,6 +1001,9 @@ START_TEST(test_killed_peer)
 	ck_assert_int_eq(WaitForSingleObject(ready, 30000), WAIT_OBJECT_0);
 	CloseHandle(ready);
 	recv = mesh_receiver_from_port(mesh_node_add_port(na, &pp, &child_id, &cp), NULL);
+	/* The child sends once the port its event is for exists here. */
+	SetEvent(go);
+	CloseHandle(go);
 
 	msg = recv_one(recv);
 	{
@@ -908,6 +1062,9 @@ static Suite *alpc_suite(void)
 	tcase_add_test(tc, test_wrong_secret);
 	tcase_add_test(tc, test_peer_disconnect);
 	tcase_add_test(tc, test_flush_at_shutdown);
+	tcase_add_test(tc, test_port_closed_at_shutdown);
+	tcase_add_test(tc, test_connect_to_shut_down_node);
+	tcase_add_test(tc, test_connect_unanswered);
 	tcase_add_test(tc, test_leading_zero_ids);
 	tcase_add_test(tc, test_upstream_port_names);
 	tcase_add_test(tc, test_killed_peer);
@@ -921,7 +1078,7 @@ int main(int argc, char **argv)
 	int failed;
 
 	self_path = argv[0];
-	if (argc == 9 && strcmp(argv[1], "child") == 0)
+	if (argc == 10 && strcmp(argv[1], "child") == 0)
 		return child_main(argv);
 	sr = srunner_create(alpc_suite());
 	srunner_run_all(sr, CK_NORMAL);
