@@ -3089,7 +3089,13 @@ static int close_and_reuse(int fd)
 {
 	close(fd);
 	int other = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	ck_assert_int_eq(other, fd);
+	ck_assert_int_ge(other, 0);
+	if (other != fd) {
+		/* A lower number came free meanwhile (a queued packet's duplicate sent): take @fd's. */
+		ck_assert_int_eq(dup3(other, fd, O_CLOEXEC), fd);
+		close(other);
+		other = fd;
+	}
 	return other;
 }
 
