@@ -131,10 +131,13 @@ static void io_foreign_delivery(void *data)
  * connection ended and its socket's number came back for a new one): a
  * source with an fd is attached to the context only after
  * unix_io_fd_attached() noted that fd, which has it registered again.
- * A registration that outlives its fd (closed while another process keeps
- * the file, as the peer keeps our ring's eventfd) can still report: each
- * registration carries a serial, and an event whose serial is not the
- * fd's current one makes a new set. Anything epoll refuses (a regular
+ * A watched fd is taken out of the set and closed under ep_lock
+ * (unix_io_forget_fd()), which the poller holds around its epoll_ctl()
+ * calls: it never names a number another thread is closing, nor one that
+ * left its array. A registration that outlives its fd anyway (closed
+ * while another process keeps the file, as the peer keeps our ring's
+ * eventfd) can still report: each registration carries a serial, and an
+ * event whose serial is not the fd's current one makes a new set. Anything epoll refuses (a regular
  * file) makes that array's waits a plain poll().
  */
 static int ep_reg_cmp(const void *a, const void *b)
