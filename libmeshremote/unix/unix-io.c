@@ -239,10 +239,10 @@ static gboolean ep_update(UnixIo *io, const GPollFD *fds, gint n)
 
 	if (io->ep_cap < MAX(n, 1)) {
 		io->ep_cap = MAX(n, 1);
-		io->ep_regs = g_renew(EpReg, io->ep_regs, n);
-		io->ep_want = g_renew(EpReg, io->ep_want, n);
-		io->ep_evs = g_renew(struct epoll_event, io->ep_evs, n);
-		io->ep_seen = g_renew(GPollFD, io->ep_seen, n);
+		io->ep_regs = g_renew(EpReg, io->ep_regs, io->ep_cap);
+		io->ep_want = g_renew(EpReg, io->ep_want, io->ep_cap);
+		io->ep_evs = g_renew(struct epoll_event, io->ep_evs, io->ep_cap);
+		io->ep_seen = g_renew(GPollFD, io->ep_seen, io->ep_cap);
 	}
 	gint m = 0;
 	for (gint i = 0; i < n; i++) {
