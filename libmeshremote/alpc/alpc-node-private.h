@@ -42,6 +42,9 @@ void alpc_node_set_connect_timeout(MeshAlpcNode *a, gint64 timeout_us);
  */
 #define ALPC_PORT_NAME_MAX 35
 gsize alpc_port_name(const MeshNodeId *id, wchar_t name[ALPC_PORT_NAME_MAX]);
+/* Fills @oa (with @us and @name, which it points to) to name @id's server port in @directory. */
+void alpc_port_attributes(OBJECT_ATTRIBUTES *oa, UNICODE_STRING *us,
+			  wchar_t name[ALPC_PORT_NAME_MAX], HANDLE directory, const MeshNodeId *id);
 
 /* Constant-time equality of two secrets. */
 gboolean alpc_secret_equal(const guint8 *a, const guint8 *b);

@@ -189,10 +189,8 @@ gsize alpc_port_name(const MeshNodeId *id, wchar_t name[ALPC_PORT_NAME_MAX])
 	return k;
 }
 
-/* The port name (alpc_port_name()), in the mesh's directory. */
-static void port_attributes(OBJECT_ATTRIBUTES *oa, UNICODE_STRING *us,
-			    wchar_t name[ALPC_PORT_NAME_MAX], HANDLE directory,
-			    const MeshNodeId *id)
+void alpc_port_attributes(OBJECT_ATTRIBUTES *oa, UNICODE_STRING *us,
+			  wchar_t name[ALPC_PORT_NAME_MAX], HANDLE directory, const MeshNodeId *id)
 {
 	gsize len = alpc_port_name(id, name);
 
@@ -418,7 +416,7 @@ static void do_connect(MeshAlpcNode *a, MeshRemoteNode *remote)
 		mesh_remote_node_unref(remote);
 		return;
 	}
-	port_attributes(&oa, &us, name, a->directory, peer);
+	alpc_port_attributes(&oa, &us, name, a->directory, peer);
 	port_config(&pa);
 	memset(&cm, 0, sizeof(cm));
 	cm.h.u1.s1.DataLength = CONNECTION_DATA_SIZE;
@@ -945,7 +943,7 @@ MeshAlpcNode *alpc_node_new_full(const MeshAlpcNtApi *api, HANDLE directory,
 		mesh_uuid_generate(&new_id);
 		id = &new_id;
 	}
-	port_attributes(&oa, &us, name, directory, id);
+	alpc_port_attributes(&oa, &us, name, directory, id);
 	port_config(&pa);
 	status = api->create_port(&server, &oa, &pa);
 	if (!NT_SUCCESS(status)) {

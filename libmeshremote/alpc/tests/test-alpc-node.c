@@ -363,23 +363,14 @@ START_TEST(test_flush_at_shutdown)
 }
 END_TEST
 
-
 static void raw_port_attr(MeshAlpcPortAttributes *pa);
 
-/* @oa names @id's server port (alpc_port_name()) in @dir. */
-static void node_port_attributes(OBJECT_ATTRIBUTES *oa, UNICODE_STRING *us,
-				 wchar_t name[ALPC_PORT_NAME_MAX], HANDLE dir,
-				 const MeshNodeId *id)
+/* A random mesh secret. */
+static void new_secret(guint8 secret[MESH_ALPC_SECRET_SIZE])
 {
-	gsize len = alpc_port_name(id, name);
-
-	us->Buffer = name;
-	us->Length = (USHORT)(len * sizeof(wchar_t));
-	us->MaximumLength = (USHORT)((len + 1) * sizeof(wchar_t));
-	memset(oa, 0, sizeof(*oa));
-	oa->Length = sizeof(*oa);
-	oa->RootDirectory = dir;
-	oa->ObjectName = us;
+	G_STATIC_ASSERT(MESH_ALPC_SECRET_SIZE == 32);
+	mesh_uuid_generate((MeshUuid *)secret);
+	mesh_uuid_generate((MeshUuid *)(secret + 16));
 }
 
 /*
@@ -400,7 +391,7 @@ START_TEST(test_port_closed_at_shutdown)
 	mesh_sender_free(p.send);
 	p.send = NULL;
 	ck_assert(mesh_alpc_node_shutdown(p.a, 20 * G_USEC_PER_SEC));
-	node_port_attributes(&oa, &us, name, p.dir, mesh_node_get_id(mesh_alpc_node_get_node(p.a)));
+	alpc_port_attributes(&oa, &us, name, p.dir, mesh_node_get_id(mesh_alpc_node_get_node(p.a)));
 	raw_port_attr(&pa);
 	/* Before mesh_alpc_node_free(): the name is free at the shutdown. */
 	status = test_api()->create_port(&port, &oa, &pa);
@@ -433,8 +424,7 @@ START_TEST(test_connect_to_shut_down_node)
 	if (real_alpc())
 		return;
 	dir = test_directory("n");
-	mesh_uuid_generate((MeshUuid *)secret);
-	mesh_uuid_generate((MeshUuid *)(secret + 16));
+	new_secret(secret);
 	a = node_new(dir, NULL, secret);
 	b = node_new(dir, NULL, secret);
 	held = CreateEventW(NULL, TRUE, FALSE, NULL);
@@ -484,10 +474,9 @@ START_TEST(test_connect_unanswered)
 	if (real_alpc())
 		return;
 	dir = test_directory("n");
-	mesh_uuid_generate((MeshUuid *)secret);
-	mesh_uuid_generate((MeshUuid *)(secret + 16));
+	new_secret(secret);
 	mesh_uuid_generate(&silent);
-	node_port_attributes(&oa, &us, name, dir, &silent);
+	alpc_port_attributes(&oa, &us, name, dir, &silent);
 	raw_port_attr(&pa);
 	ck_assert(NT_SUCCESS(alpc_standin_api()->create_port(&server, &oa, &pa)));
 	b = node_new(dir, NULL, secret);
