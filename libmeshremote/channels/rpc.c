@@ -222,8 +222,7 @@ static MeshOneshotReceiver *rpc_send_message(MeshSender *sender, MeshMessage *in
 	/* Its resources move to the request, which the call may keep: owned fds. */
 	int own = message_own_fds(input);
 	if (own < 0) {
-		g_set_error(error, MESH_ERROR, MESH_ERROR_INVALID_ARGUMENT,
-			    "cannot duplicate a borrowed fd: %s", g_strerror(-own));
+		g_propagate_error(error, message_own_fds_error(own));
 		mesh_message_free(input);
 		return NULL;
 	}

@@ -120,8 +120,7 @@ int message_own_fds(MeshMessage *msg)
 GError *message_own_fds_error(int r)
 {
 	return g_error_new(MESH_ERROR, MESH_ERROR_INVALID_ARGUMENT,
-			   "a message with a borrowed fd that cannot be duplicated (%s): "
-			   "it was not sent",
+			   "a borrowed fd of the message could not be duplicated: %s",
 			   g_strerror(-r));
 }
 
@@ -307,8 +306,7 @@ ProtobufCMessage *mesh_message_into_typed(MeshMessage *msg, const ProtobufCMessa
 	/* The decoded message owns its fds. */
 	int own = message_own_fds(msg);
 	if (own < 0) {
-		g_set_error(error, MESH_ERROR, MESH_ERROR_INVALID_ARGUMENT,
-			    "cannot duplicate a borrowed fd: %s", g_strerror(-own));
+		g_propagate_error(error, message_own_fds_error(own));
 		mesh_message_free(msg);
 		return NULL;
 	}

@@ -408,7 +408,7 @@ MeshMessage *message_new_bytes_copy(const void *data, size_t size, MeshPayloadRe
  * stay borrowed (freeing the message leaves them open).
  */
 int message_own_fds(MeshMessage *msg);
-/* Mesh's own error for message_own_fds() failing on a message being sent. */
+/* The error for message_own_fds() failing (a send, an rpc call, mesh_message_into_typed()). */
 GError *message_own_fds_error(int r);
 /* Encodes a typed message into bytes form (resources move to msg->res). */
 int message_ensure_bytes(MeshMessage *msg, GError **error);
