@@ -130,18 +130,6 @@ static void watch_detach(Watch *w)
 	w->source = NULL;
 }
 
-/*
- * Closes a watched fd from the test's thread, as the transport does
- * (unix_io_lock_fds()): the poller may still name it in this iteration.
- */
-static void close_watched(IoRig *rig, int fd)
-{
-	unix_io_lock_fds(rig->io);
-	unix_io_forget_fd(rig->io, fd);
-	close(fd);
-	unix_io_unlock_fds(rig->io);
-}
-
 static void write_byte(int fd)
 {
 	ck_assert_int_eq(write(fd, "x", 1), 1);
@@ -213,7 +201,7 @@ START_TEST(test_fd_number_reused)
 
 	watch_detach(&b);
 	close(p1[1]);
-	close_watched(rig, p2[0]);
+	unix_io_close_fd(rig->io, p2[0]);
 	close(p2[1]);
 	io_rig_free(rig);
 }
@@ -286,7 +274,7 @@ START_TEST(test_stale_registration)
 		write_byte(p[1]);
 		ck_assert(wait_for(&after.fired, 1));
 		watch_detach(&after);
-		close_watched(rig, p[0]);
+		unix_io_close_fd(rig->io, p[0]);
 		close(p[1]);
 	}
 	close(peer);
@@ -321,7 +309,7 @@ START_TEST(test_edge_without_read)
 	ck_assert_int_eq(count, 5);
 	watch_detach(&ring);
 	unix_io_set_edge_fd(rig->io, efd, FALSE);
-	close_watched(rig, efd);
+	unix_io_close_fd(rig->io, efd);
 	io_rig_free(rig);
 }
 END_TEST
@@ -342,7 +330,7 @@ START_TEST(test_epoll_refuses)
 	watch_attach(rig, &file, mfd, FALSE, TRUE);
 	ck_assert_msg(wait_for(&file.fired, 3), "the memfd's source never ran");
 	watch_detach(&file);
-	close_watched(rig, mfd);
+	unix_io_close_fd(rig->io, mfd);
 
 	ck_assert_int_eq(pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
 	watch_attach(rig, &pipe_w, p[0], TRUE, TRUE);
@@ -352,7 +340,7 @@ START_TEST(test_epoll_refuses)
 	write_byte(p[1]);
 	ck_assert(wait_for(&pipe_w.fired, 1));
 	watch_detach(&pipe_w);
-	close_watched(rig, p[0]);
+	unix_io_close_fd(rig->io, p[0]);
 	close(p[1]);
 	io_rig_free(rig);
 }

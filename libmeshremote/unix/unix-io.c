@@ -355,6 +355,14 @@ void unix_io_forget_fd(UnixIo *io, int fd)
 		epoll_ctl(io->epfd, EPOLL_CTL_DEL, fd, NULL);
 }
 
+void unix_io_close_fd(UnixIo *io, int fd)
+{
+	unix_io_lock_fds(io);
+	unix_io_forget_fd(io, fd);
+	close(fd);
+	unix_io_unlock_fds(io);
+}
+
 void unix_io_fd_attached(UnixIo *io, int fd)
 {
 	if (!io || fd < 0)

@@ -147,10 +147,7 @@ static void handshake_end_full(Handshake *h, const char *why, gboolean cut)
 		g_source_destroy(h->timer);
 		g_source_unref(h->timer);
 	}
-	unix_io_lock_fds(l->owner->io);
-	unix_io_forget_fd(l->owner->io, h->client);
-	close(h->client);
-	unix_io_unlock_fds(l->owner->io);
+	unix_io_close_fd(l->owner->io, h->client);
 	if (why && cut) {
 		/* Its invitation may still sit unread in the client's socket: void it. */
 		unix_node_cut(l->owner, &h->joiner, why);
@@ -361,10 +358,7 @@ void mesh_unix_listener_free(MeshUnixListener *l)
 	/* On the I/O context: no callback can be running once this returns. */
 	unix_run_sync(l->owner, listener_detach_cb, l);
 	g_source_unref(l->source);
-	unix_io_lock_fds(l->owner->io);
-	unix_io_forget_fd(l->owner->io, l->fd);
-	close(l->fd);
-	unix_io_unlock_fds(l->owner->io);
+	unix_io_close_fd(l->owner->io, l->fd);
 	if (l->reserve_fd >= 0)
 		close(l->reserve_fd);
 	/* Only our own socket file: another server may have taken the path since. */

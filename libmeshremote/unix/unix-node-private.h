@@ -88,6 +88,8 @@ void unix_io_lock_fds(UnixIo *io);
 void unix_io_unlock_fds(UnixIo *io);
 /* Between unix_io_lock_fds() and unix_io_unlock_fds(), before close(@fd). */
 void unix_io_forget_fd(UnixIo *io, int fd);
+/* The three around one fd: takes it out of the set and closes it. */
+void unix_io_close_fd(UnixIo *io, int fd);
 /*
  * A ring's eventfd (@edge TRUE, before its source is attached; FALSE when
  * the source goes): waited on edge-triggered, so that a wake-up needs no
