@@ -978,6 +978,13 @@ START_TEST(test_mover_killed)
 {
 	guint n_failed = 0, n_closed = 0;
 
+	/* Without PROXY_DONE the hole is upstream's, and documented (doc/libmeshremote.md,
+	 * "A mover that dies mid-move"): the new owner may wait for ever. */
+	if (g_strcmp0(g_getenv("MESH_UNIX_EXT_MOVES"), "0") == 0) {
+		printf("test_mover_killed: skipped, MESH_UNIX_EXT_MOVES=0 (upstream's moves)\n");
+		return;
+	}
+
 	for (guint i = 0; i < 20; i++) {
 		Child *a = spawn_joiner("mover", NULL);
 		Child *b = spawn_joiner("owner", NULL);
