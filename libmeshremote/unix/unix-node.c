@@ -128,6 +128,7 @@ struct UnixConn {
 	gboolean ring_tx_on;     /* the peer's setup came: small events may go by the ring */
 	gboolean peer_ring_room; /* the peer wakes us when it made room: a full ring waits */
 	size_t ring_queued;      /* bytes of PACKET_RING_QUEUED entries not yet in the ring */
+	guint64 ring_queue_end;  /* while ring_queued: the ring's position after the last one */
 	gint ring_room_wait;     /* atomic: queued entries wait for the peer's wake-up */
 	UnixTxRing *tx_ring;
 	guint32 tx_sock_seq; /* socket packets sent since (and with) our setup */
@@ -268,56 +269,67 @@ static gboolean conn_is_ring_queued(const OutPacket *pk)
  * has room (HELLO_RING_ROOM). TRUE once none is at the head; FALSE when
  * they wait for the peer's wake-up (c->ring_room_wait: the ring source
  * runs the flush again) or the ring is corrupt (the connection breaks).
- * Locked.
+ * Locked, with c->flushing set by the caller: the lock is let go while
+ * entries are copied, so that senders keep appending meanwhile (after
+ * what is being copied; nobody else writes the ring while entries are
+ * queued, and stamps then come from c->ring_queue_end).
  */
 static gboolean conn_ring_flush_locked(UnixConn *c)
 {
 	OutPacket *pk;
-	gboolean wrote = FALSE, done = TRUE, looked = FALSE;
+	gboolean wrote = FALSE, done = TRUE;
 
-	while (done && conn_is_ring_queued(pk = g_queue_peek_head(&c->pending))) {
-		while (pk->ring_done < pk->body_size) {
+	while (done && !c->ended && !c->broken &&
+	       conn_is_ring_queued(pk = g_queue_peek_head(&c->pending))) {
+		size_t pos = pk->ring_done, end = pk->body_size;
+		gboolean looked = FALSE, wait = FALSE;
+		const char *why = NULL;
+		g_mutex_unlock(&c->lock);
+		while (pos < end) {
 			guint32 h[2];
-			memcpy(h, pk->body + pk->ring_done, sizeof(h));
+			memcpy(h, pk->body + pos, sizeof(h));
 			size_t size = GUINT32_FROM_LE(h[0]);
-			size_t need = 8 + ((size + 7) & ~(size_t)7);
-			struct iovec iov = {pk->body + pk->ring_done + 8, size};
-			const char *why = NULL;
+			struct iovec iov = {pk->body + pos + 8, size};
 			int k = unix_tx_ring_write(c->tx_ring, &iov, 1, size, GUINT32_FROM_LE(h[1]), &why);
-			if (k < 0) {
-				conn_break_locked(c, why);
-				done = FALSE;
+			if (k < 0)
 				break;
-			}
 			if (k == 0) {
-				/* Once per flush: a head that moves back and forth cannot keep us here. */
+				/* Once per entry: a head that moves back and forth cannot keep us here. */
 				if (!looked && unix_tx_ring_want_room(c->tx_ring, size)) {
 					looked = TRUE;
 					continue;
 				}
-				g_atomic_int_set(&c->ring_room_wait, 1);
-				done = FALSE;
+				wait = TRUE;
 				break;
 			}
 			looked = FALSE;
-			wrote = TRUE;
-			pk->ring_done += need;
-			c->ring_queued -= MIN(need, c->ring_queued);
-			c->pending_bytes -= MIN(need, c->pending_bytes);
+			pos += 8 + ((size + 7) & ~(size_t)7);
 		}
-		if (done) {
+		if (pos > pk->ring_done)
+			unix_tx_ring_wake(c->tx_ring);
+		g_mutex_lock(&c->lock);
+		size_t n = pos - pk->ring_done;
+		wrote = wrote || n > 0;
+		pk->ring_done = pos;
+		c->ring_queued -= MIN(n, c->ring_queued);
+		c->pending_bytes -= MIN(n, c->pending_bytes);
+		if (why) {
+			conn_break_locked(c, why);
+			done = FALSE;
+		} else if (wait) {
+			g_atomic_int_set(&c->ring_room_wait, 1);
+			done = FALSE;
+		} else if (pk->ring_done == pk->body_size) {
+			/* Appended to while the lock was let go: another round. */
 			g_queue_pop_head(&c->pending);
 			out_packet_free(pk);
 		}
 	}
 	if (done)
 		g_atomic_int_set(&c->ring_room_wait, 0);
-	if (wrote) {
-		unix_tx_ring_wake(c->tx_ring);
-		if (c->room_waiters && c->pending_bytes < c->owner->send_limit)
-			g_cond_broadcast(&c->room);
-	}
-	return done;
+	if (wrote && c->room_waiters && c->pending_bytes < c->owner->send_limit)
+		g_cond_broadcast(&c->room);
+	return done && !c->ended && !c->broken;
 }
 
 /*
@@ -440,7 +452,8 @@ static void conn_stamp_locked(UnixConn *c, uint8_t *header)
 	if (!c->ring_setup_sent)
 		return;
 	/* Where the ring will be once the entries queued before it are written. */
-	guint32 pos = GUINT32_TO_LE(unix_tx_ring_pos(c->tx_ring) + (guint32)c->ring_queued);
+	guint32 pos = GUINT32_TO_LE(c->ring_queued ? (guint32)c->ring_queue_end
+						   : unix_tx_ring_pos(c->tx_ring));
 	memcpy(header + 4, &pos, 4);
 }
 
@@ -884,23 +897,28 @@ static void conn_ring_queue_unlock(UnixConn *c, const struct iovec *iov, size_t 
 	memcpy(p, h, sizeof(h));
 	size_t got = iov_gather(p + 8, iov, n_iov);
 	memset(p + 8 + got, 0, need - 8 - got);
+	if (c->ring_queued == 0)
+		c->ring_queue_end = unix_tx_ring_pos(c->tx_ring);
 	pk->body_size += need;
 	c->ring_queued += need;
+	c->ring_queue_end += need;
 	c->pending_bytes += need;
 	/*
 	 * Written at once unless the entries wait for the peer's wake-up or a
 	 * flush is under way (it looks at the queue again); then socket packets
 	 * that were behind them are for the I/O context.
 	 */
-	if (!c->flushing && !g_atomic_int_get(&c->ring_room_wait) &&
-	    conn_is_ring_queued(g_queue_peek_head(&c->pending)) && conn_ring_flush_locked(c) &&
-	    c->pending.length > 0 && !c->write_wanted && !c->broken) {
-		c->write_wanted = TRUE;
+	if (c->flushing || g_atomic_int_get(&c->ring_room_wait) ||
+	    !conn_is_ring_queued(g_queue_peek_head(&c->pending))) {
 		g_mutex_unlock(&c->lock);
-		schedule_write(c);
 		return;
 	}
+	c->flushing = TRUE;
+	gboolean rest = conn_ring_flush_locked(c) && c->pending.length > 0;
+	c->flushing = FALSE;
 	g_mutex_unlock(&c->lock);
+	if (rest)
+		schedule_write(c);
 }
 
 /* MeshEventSink.send: on the caller's thread; the event is the concatenation of @iov. */
