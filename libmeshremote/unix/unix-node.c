@@ -1363,6 +1363,16 @@ static const char *conn_handle_ring_setup(UnixConn *c, const uint8_t *body, size
 }
 
 /*
+ * The peer waits for room in its ring (HELLO_RING_ROOM) and we drained
+ * enough: its eventfd for our ring wakes it. On the I/O context.
+ */
+static void conn_ring_room_check(UnixConn *c)
+{
+	if (unix_ring_room_enabled() && unix_rx_ring_room_wanted(c->rx_ring))
+		unix_tx_ring_kick(c->tx_ring);
+}
+
+/*
  * Delivers the peer's ring entries in order: those before the socket
  * packet stamped @stamp (@to_stamp: all of them must be there), or those
  * deliverable now, at most @budget. NULL, or why the connection must end.
@@ -1410,9 +1420,8 @@ static const char *conn_ring_drain(UnixConn *c, gboolean to_stamp, guint32 stamp
 	}
 	/* What came before a corrupt entry is delivered; the connection then ends. */
 	mesh_node_receive_events(c->owner->node, &c->peer, events, n_events);
-	/* The peer waits for room (HELLO_RING_ROOM): its eventfd for our ring wakes it. */
-	if (unix_ring_room_enabled() && unix_rx_ring_room_wanted(c->rx_ring))
-		unix_tx_ring_kick(c->tx_ring);
+	/* The peer waits for room (HELLO_RING_ROOM; a hint here, see ring_source_prepare()). */
+	conn_ring_room_check(c);
 	return reason;
 }
 
@@ -1797,8 +1806,11 @@ static gboolean ring_source_prepare(GSource *source, gint *timeout)
 	*timeout = -1;
 	if (unix_rx_ring_ready(c->rx_ring, c->rx_sock_seq))
 		return TRUE;
-	if (!unix_rx_ring_arm(c->rx_ring, c->rx_sock_seq))
+	if (!unix_rx_ring_arm(c->rx_ring, c->rx_sock_seq)) {
+		/* After the arm's fence: a producer that waits for room is seen here. */
+		conn_ring_room_check(c);
 		return FALSE;
+	}
 	unix_rx_ring_disarm(c->rx_ring);
 	return TRUE;
 }

@@ -83,9 +83,11 @@ gboolean unix_rx_ring_arm(UnixRxRing *r, guint32 claimed);
 /* Awake: the producer need not write the eventfd. */
 void unix_rx_ring_disarm(UnixRxRing *r);
 /*
- * After a drain: TRUE once if the producer said it waits for room and at
- * most half of the ring is unread (the word is cleared); the caller then
- * wakes the producer (unix_tx_ring_kick() of the reverse ring).
+ * TRUE once if the producer said it waits for room and at most half of the
+ * ring is unread (the word is cleared); the caller then wakes the producer
+ * (unix_tx_ring_kick() of the reverse ring). No fence of its own: it counts
+ * (Dekker) only after the full fence of unix_rx_ring_arm(), which the
+ * consumer issues before every sleep; after a drain it is a hint.
  */
 gboolean unix_rx_ring_room_wanted(UnixRxRing *r);
 /* Reads the eventfd's count away (it was readable). */

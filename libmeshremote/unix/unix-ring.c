@@ -23,11 +23,15 @@
  *
  * Room (HELLO_RING_ROOM): a producer that found the ring full sets "room
  * wanted", issues a full fence and looks at the consumer's head again
- * before it waits; the consumer, after a drain that left at most half the
- * ring unread, issues a full fence and exchanges "room wanted" with 0: only
- * if it was set does it write the producer's eventfd (the one the producer
- * polls for the consumer's own ring). The same Dekker pair: either the
- * producer sees the new head or the consumer sees the word.
+ * before it waits; the consumer, when at most half the ring is unread
+ * (after a drain, and after its fence before it sleeps), exchanges "room
+ * wanted" with 0: only if it was set does it write the producer's eventfd
+ * (the one the producer polls for the consumer's own ring). The same Dekker pair: either the
+ * producer sees the new head or the consumer sees the word. The
+ * consumer's fence is the one it issues anyway before it sleeps (after
+ * setting *armed*), so that round trips pay nothing more: it looks at the
+ * word after that fence, and after each drain without one (a hint that
+ * wakes a streaming producer without waiting for the consumer to sleep).
  *
  * Hostile peers: both words the other side writes are read once into a
  * local and bounded; an entry is copied out to private memory before its
@@ -367,11 +371,8 @@ void unix_rx_ring_disarm(UnixRxRing *r)
 
 gboolean unix_rx_ring_room_wanted(UnixRxRing *r)
 {
-	if (!r->map)
-		return FALSE;
-	/* Our head's store before the read of the word (the producer fences the other way). */
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	if (!__atomic_load_n(room_word(r->map), __ATOMIC_RELAXED))
+	/* No fence of its own: see the header (the arm's fence, or a hint). */
+	if (!r->map || !__atomic_load_n(room_word(r->map), __ATOMIC_RELAXED))
 		return FALSE;
 	/* Over half unread: the next drain looks again (a bad tail: wake it anyway). */
 	uint64_t tail = __atomic_load_n(word64(r->map, RING_TAIL_OFF), __ATOMIC_ACQUIRE);
