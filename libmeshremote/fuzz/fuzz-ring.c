@@ -3,9 +3,7 @@
  * Fuzz target for the shared-memory ring between C nodes (unix-ring.c,
  * HELLO_RING): a MeshUnixNode on a context this function iterates reads
  * the ring of a peer that the input plays, and writes its own ring, whose
- * head the input may corrupt too (and waits for room in it: the peer's
- * hello also has HELLO_RING_ROOM, and op 6 is then its wake-up). The peer
- * says a hello with HELLO_RING,
+ * head the input may corrupt too. The peer says a hello with HELLO_RING,
  * takes the node's ring setup and sends its own; then the input is a
  * sequence of operations, each [op: 1 byte][arg: 2 bytes LE][len: 1 byte]
  * [len bytes]:
@@ -28,7 +26,7 @@
 
 #define RING_DATA (128u << 10)
 #define RING_MAP (4096u + RING_DATA)
-#define HELLO_RING_ALL 0x1f /* flag 16 too: a full ring of the node waits for room */
+#define HELLO_RING_ALL 0xf
 /* Iterations after one operation before the context must be idle. */
 #define MAX_ITERATIONS 10000
 

@@ -353,9 +353,8 @@ MESH_REMOTE_API void mesh_unix_node_set_peer_describer(MeshUnixNode *unode,
  * queue goes below it, up to @timeout_us; then the connection fails, its
  * peer's ports with "peer not reading: N bytes queued (limit M)". A send on
  * the thread that runs the I/O never waits: it queues up to twice
- * @max_queued, then fails the connection the same way. Small events that
- * wait for room in the shared-memory ring count as queued; the ring itself
- * and the pool's buffers are bounded on their own.
+ * @max_queued, then fails the connection the same way. Small events in the
+ * shared-memory ring and the pool's buffers are bounded on their own.
  * Defaults: MESH_UNIX_DEFAULT_SEND_LIMIT, MESH_UNIX_DEFAULT_SEND_TIMEOUT_US.
  * Any thread.
  */

@@ -53,8 +53,7 @@
 #define HELLO_POOL 0x2
 #define HELLO_MOVES 0x4 /* reads and sends PROXY_DONE */
 #define HELLO_RING 0x8  /* reads small events from a shared-memory ring */
-#define HELLO_RING_ROOM 0x10 /* wakes a producer that waits for room in its ring */
-#define HELLO_ALL (HELLO_BATCH | HELLO_POOL | HELLO_MOVES | HELLO_RING | HELLO_RING_ROOM)
+#define HELLO_ALL (HELLO_BATCH | HELLO_POOL | HELLO_MOVES | HELLO_RING)
 #define HELLO_SIZE (PACKET_HEADER + MESH_EVENT_HEADER_SIZE + 4)
 static const uint8_t hello_port[16] = "mesh-c:hello:v1";
 /* Events sent at once before a one-way stream goes through the queue. */
@@ -1618,7 +1617,6 @@ END_TEST
 #define RING_HEAD 128
 #define RING_ARMED 136
 #define RING_SOCK_SENT 192 /* u32: socket packets the ring's writer has sent (a hint) */
-#define RING_ROOM 200      /* u32: the writer waits for room (HELLO_RING_ROOM) */
 
 typedef struct {
 	int memfd;
@@ -1679,11 +1677,9 @@ static void ring_node_recv(RingRig *rr, Packet *pk)
 
 /*
  * A rig whose fake node reads rings: the node's setup is checked and
- * mapped; with @send_setup, the fake node sends its own. @hello: the fake's
- * hello flags (with HELLO_RING_ROOM, the node waits for room in its ring
- * once it is full, and the fake must wake it).
+ * mapped; with @send_setup, the fake node sends its own.
  */
-static RingRig *ring_rig_new_full(gboolean send_setup, guint16 hello)
+static RingRig *ring_rig_new(gboolean send_setup)
 {
 	RingRig *rr = g_new0(RingRig, 1);
 	Packet pk;
@@ -1691,7 +1687,7 @@ static RingRig *ring_rig_new_full(gboolean send_setup, guint16 hello)
 
 	rr->r = rig_new();
 	expect_hello(rr->r, HELLO_ALL);
-	peer_send_hello(rr->r, hello);
+	peer_send_hello(rr->r, HELLO_ALL);
 	ring_node_recv(rr, &pk);
 	ck_assert_int_eq(pk.type, PACKET_RING_SETUP);
 	ck_assert_uint_eq(pk.body_size, 8);
@@ -1722,12 +1718,6 @@ static RingRig *ring_rig_new_full(gboolean send_setup, guint16 hello)
 		ring_peer_send(rr, PACKET_RING_SETUP, body, 8, fds, 2, 0);
 	}
 	return rr;
-}
-
-/* A fake that never wakes the node for room: a full ring spills to the socket. */
-static RingRig *ring_rig_new(gboolean send_setup)
-{
-	return ring_rig_new_full(send_setup, HELLO_ALL & ~HELLO_RING_ROOM);
 }
 
 static void ring_rig_free(RingRig *rr)
@@ -1970,105 +1960,6 @@ START_TEST(test_ring_send)
 	ring_rig_free(rr);
 	wait_fds_back_to(before);
 	g_array_unref(seqs);
-}
-END_TEST
-
-/*
- * HELLO_RING_ROOM: a full ring makes the node wait for room instead of
- * spilling to the socket. It says so in the ring's "room wanted" word; the
- * fake drains, clears the word and writes the node's eventfd, as the doc
- * spells it; the node goes on writing the ring. An event with an fd sent
- * after the stream takes the socket, stamped after every entry before it.
- */
-START_TEST(test_ring_room)
-{
-	enum { N = 1500 };
-	warm_up();
-	int before = count_fds();
-	RingRig *rr = ring_rig_new_full(TRUE, HELLO_ALL);
-	Rig *r = rr->r;
-	guint32 *room = (guint32 *)(rr->rx.map + RING_ROOM);
-	guint32 *armed = (guint32 *)(rr->rx.map + RING_ARMED);
-	guint32 gate;
-	Packet pk;
-
-	rig_sync(r); /* the node has the fake's setup */
-	/* Far more than the ring holds (about 520 of these). */
-	node_send_numbered(r, 1, N, FLOOD_MESSAGE);
-	MeshMessage *m = mesh_message_new("fd", 2);
-	mesh_message_add_fd_take(m, open("/dev/null", O_RDONLY | O_CLOEXEC));
-	ck_assert(port_send(r->port, m, FALSE));
-	/* Nothing spilled to the socket: the node waits, and said so. */
-	ck_assert_uint_eq(__atomic_load_n(room, __ATOMIC_SEQ_CST), 1);
-	ck_assert_int_eq(packet_recv(r->sock, &pk, 0), 0);
-
-	GArray *seqs = g_array_new(FALSE, FALSE, sizeof(guint64));
-	guint wakes = 0;
-	while (seqs->len < N) {
-		GByteArray *ev = fake_ring_take(rr, &gate);
-		if (ev) {
-			guint64 s = check_numbered_event(r, ev->data, ev->len);
-			ck_assert_uint_eq(gate, 1); /* after its setup packet only */
-			g_array_append_val(seqs, s);
-			g_byte_array_unref(ev);
-			continue;
-		}
-		/* Drained: wake the node if it waits (Dekker: head stored, fence, word). */
-		__atomic_thread_fence(__ATOMIC_SEQ_CST);
-		if (__atomic_exchange_n(room, 0, __ATOMIC_SEQ_CST)) {
-			guint64 one = 1;
-			ck_assert_int_eq(write(rr->node_efd, &one, 8), 8);
-			wakes++;
-		}
-		/* Then sleep until the node writes more (armed, fence, look again). */
-		__atomic_store_n(armed, 1, __ATOMIC_SEQ_CST);
-		if (__atomic_load_n(ring_word(rr->rx.map, RING_TAIL), __ATOMIC_SEQ_CST) != rr->rx.pos)
-			continue;
-		struct pollfd pfd = {rr->fake_efd, POLLIN, 0};
-		ck_assert_msg(poll(&pfd, 1, (int)wait_ms()) == 1,
-			      "the node wrote no more after %u of %u (%u wake-ups)", seqs->len, N,
-			      wakes);
-		eventfd_fired(rr->fake_efd);
-	}
-	check_seqs(seqs, N);
-	ck_assert_uint_ge(wakes, 1);
-	/* The fd's packet, stamped after all of them. */
-	ring_node_recv(rr, &pk);
-	ck_assert_int_eq(pk.type, PACKET_EVENT);
-	ck_assert_uint_eq(get_le32(pk.data + 4), (guint32)rr->rx.pos);
-	ck_assert_uint_eq(pal_fd_array_len(pk.fds), 1);
-	packet_clear(&pk);
-	g_array_unref(seqs);
-	ring_rig_free(rr);
-	wait_fds_back_to(before);
-}
-END_TEST
-
-/*
- * A peer that announced HELLO_RING_ROOM and never makes room: what waits
- * for the ring counts against the send limit like a socket queue, and the
- * connection fails past it ("peer not reading"), with no hang.
- */
-START_TEST(test_ring_room_never)
-{
-	warm_up();
-	int before = count_fds();
-	RingRig *rr = ring_rig_new_full(TRUE, HELLO_ALL);
-	Rig *r = rr->r;
-	char text[FLOOD_MESSAGE];
-
-	rig_sync(r);
-	mesh_unix_node_set_send_limit(r->unode, MESH_UNIX_MIN_SEND_LIMIT, 0);
-	/* 128 KiB of ring and 64 KiB of queue hold under 800 of these. */
-	for (guint i = 1; i <= 2000; i++) {
-		size_t len = numbered_text(text, i, FLOOD_MESSAGE);
-		port_send(r->port, mesh_message_new(text, len), FALSE);
-	}
-	ck_assert_uint_eq(__atomic_load_n((guint32 *)(rr->rx.map + RING_ROOM), __ATOMIC_SEQ_CST),
-			  1);
-	expect_failure(r, "peer not reading");
-	ring_rig_free(rr);
-	wait_fds_back_to(before);
 }
 END_TEST
 
@@ -2565,8 +2456,6 @@ int main(int argc, char **argv)
 	tcase_add_loop_test(tc, test_pool_hostile, 0, BAD_POOL_UNKNOWN_FLAG + 1);
 	tcase_add_test(tc, test_ring_receive);
 	tcase_add_test(tc, test_ring_send);
-	tcase_add_test(tc, test_ring_room);
-	tcase_add_test(tc, test_ring_room_never);
 	tcase_add_loop_test(tc, test_ring_hostile, 0, BAD_RING_HEAD + 1);
 	tcase_add_test(tc, test_ring_idle);
 	tcase_add_test(tc, test_blocked_receiver_idle);

@@ -594,16 +594,15 @@ END_TEST
 
 /*
  * A one-way stream of 64-byte events many times the ring's size (128 KiB),
- * every 97th with an fd (those take the socket): with the ring on, a full
- * ring makes the sender wait for room (HELLO_RING_ROOM) instead of
- * spilling to the socket, and the echoing child wakes it once it drained
- * half of it. @stopped: the child is stopped (SIGSTOP) for the whole
- * stream and continued only after the last send, so that the ring fills
- * for certain and every later event waits in the sender's queue (a child
- * that never wakes the sender leaves the test hanging). Everything comes
- * back, in order, with its fds.
+ * every 97th with an fd (those take the socket, stamped with the ring's
+ * position): with the ring on, the ring fills and the rest spills to the
+ * socket (entries gated on the socket packets before them), both ways
+ * since the child echoes. @stopped: the child is stopped (SIGSTOP) for the
+ * whole stream and continued only after the last send, so that the ring
+ * fills for certain and the socket and the sender's queue hold the rest.
+ * Everything comes back, in order, with its fds.
  */
-static void ring_room_stream(gboolean stopped)
+static void ring_full_stream(gboolean stopped)
 {
 	enum { N = 30000, FD_EVERY = 97, SIZE = 64 };
 	Child *c = spawn_child("echo", NULL);
@@ -638,15 +637,15 @@ static void ring_room_stream(gboolean stopped)
 	ck_assert_int_eq(child_finish(c), 0);
 }
 
-START_TEST(test_ring_room_stream)
+START_TEST(test_ring_full_stream)
 {
-	ring_room_stream(FALSE);
+	ring_full_stream(FALSE);
 }
 END_TEST
 
-START_TEST(test_ring_room_stopped_consumer)
+START_TEST(test_ring_full_stopped_consumer)
 {
-	ring_room_stream(TRUE);
+	ring_full_stream(TRUE);
 }
 END_TEST
 
@@ -654,11 +653,11 @@ typedef struct {
 	MeshPort *port;
 	guint n;
 	gint done; /* atomic: every send returned */
-} RoomSender;
+} FullSender;
 
-static gpointer room_sender_thread(gpointer data)
+static gpointer full_sender_thread(gpointer data)
 {
-	RoomSender *rs = data;
+	FullSender *rs = data;
 	char text[65];
 	for (guint i = 0; i < rs->n; i++) {
 		g_snprintf(text, sizeof(text), "%-63u|", i);
@@ -670,14 +669,14 @@ static gpointer room_sender_thread(gpointer data)
 
 /*
  * A consumer killed while the producer waits: the child is stopped, a
- * thread streams far more than the ring and the send limit (64 KiB, with a
- * send timeout far beyond the test's) hold, so it waits, for room in the
- * ring and then for the queue to go below the limit; the child is killed.
- * The waiting send returns, the thread ends, the port fails: no hang, and
- * the queue never grew past the limit meanwhile (the thread was still
- * waiting when the child died).
+ * thread streams far more than the ring, the socket and the send limit
+ * (64 KiB, with a send timeout far beyond the test's) hold, so it waits
+ * for the queue to go below the limit; the child is killed. The waiting
+ * send returns, the thread ends, the port fails: no hang, and the queue
+ * never grew past the limit meanwhile (the thread was still waiting when
+ * the child died).
  */
-START_TEST(test_ring_room_consumer_killed)
+START_TEST(test_ring_full_consumer_killed)
 {
 	enum { N = 200000 };
 	Child *c = spawn_child("echo", NULL);
@@ -686,8 +685,8 @@ START_TEST(test_ring_room_consumer_killed)
 	mesh_unix_node_set_send_limit(parent.unode, MESH_UNIX_MIN_SEND_LIMIT,
 				      (gint64)3600 * G_USEC_PER_SEC);
 	ck_assert_int_eq(pal_child_kill(c->process, SIGSTOP), 0);
-	RoomSender rs = {c->port, N, 0};
-	GThread *t = g_thread_new("room-sender", room_sender_thread, &rs);
+	FullSender rs = {c->port, N, 0};
+	GThread *t = g_thread_new("full-sender", full_sender_thread, &rs);
 	/* Not a bound on anything: time for the thread to get to its wait. */
 	g_usleep(300 * 1000);
 	ck_assert_msg(!g_atomic_int_get(&rs.done), "all %u sends returned with the consumer stopped",
@@ -3410,9 +3409,9 @@ int main(void)
 	tcase_add_test(tc, test_child_killed);
 	tcase_add_test(tc, test_ring_interleaved);
 	tcase_add_test(tc, test_stream_runs_with_moves);
-	tcase_add_test(tc, test_ring_room_stream);
-	tcase_add_test(tc, test_ring_room_stopped_consumer);
-	tcase_add_test(tc, test_ring_room_consumer_killed);
+	tcase_add_test(tc, test_ring_full_stream);
+	tcase_add_test(tc, test_ring_full_stopped_consumer);
+	tcase_add_test(tc, test_ring_full_consumer_killed);
 	tcase_add_test(tc, test_hostile_garbage);
 	tcase_add_test(tc, test_hostile_short);
 	tcase_add_test(tc, test_hostile_unsealed_memfd);

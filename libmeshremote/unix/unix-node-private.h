@@ -113,11 +113,6 @@ gboolean unix_batching_enabled(void);
 gboolean unix_pooling_enabled(void);
 /* FALSE when MESH_UNIX_RING=0: no shared-memory ring (HELLO_RING) either way. */
 gboolean unix_ring_enabled(void);
-/*
- * FALSE when MESH_UNIX_RING_ROOM=0 or the ring is off: no HELLO_RING_ROOM,
- * a full ring spills to the socket either way.
- */
-gboolean unix_ring_room_enabled(void);
 /* MESH_UNIX_EXT_MOVES (default on): the PROXY_DONE extension (HELLO_MOVES). */
 gboolean unix_ext_moves_enabled(void);
 

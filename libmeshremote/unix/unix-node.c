@@ -52,15 +52,6 @@
 #define PACKET_RING_SETUP 0x83
 #define RING_SETUP_BODY 8
 /*
- * Not a packet: a run of small events queued in order for the ring
- * (HELLO_RING_ROOM), in the ring's own entry format (u32 LE size, u32 LE
- * gate, the payload padded to 8 bytes), written into the ring as it makes
- * room. It holds the connection's queue like a packet, so that later
- * socket packets wait behind it.
- */
-#define PACKET_RING_QUEUED 0xff
-#define RING_QUEUED_CHUNK ((size_t)64 << 10)
-/*
  * A one-way stream: after this many events sent with no packet back from
  * the peer, sends to a peer that reads batches queue for the I/O context,
  * which sends what gathered meanwhile as batches (one wakeup per batch, not
@@ -84,7 +75,6 @@ typedef struct {
 	int fds[MESH_UNIX_MAX_FDS_PER_PACKET]; /* owned */
 	size_t n_fds;
 	size_t large_size; /* a large event's size (its memfd is fds[0]) */
-	size_t ring_done;  /* PACKET_RING_QUEUED: the body's bytes already in the ring */
 } OutPacket;
 
 /* What a queued packet holds, for the connection's send limit. */
@@ -126,10 +116,6 @@ struct UnixConn {
 	gboolean peer_rings;     /* the peer said it reads rings */
 	gboolean ring_setup_sent; /* ours went: socket packets carry stamps from then on */
 	gboolean ring_tx_on;     /* the peer's setup came: small events may go by the ring */
-	gboolean peer_ring_room; /* the peer wakes us when it made room: a full ring waits */
-	size_t ring_queued;      /* bytes of PACKET_RING_QUEUED entries not yet in the ring */
-	guint64 ring_queue_end;  /* while ring_queued: the ring's position after the last one */
-	gint ring_room_wait;     /* atomic: queued entries wait for the peer's wake-up */
 	UnixTxRing *tx_ring;
 	guint32 tx_sock_seq; /* socket packets sent since (and with) our setup */
 	/* The receive side's (the I/O context's): */
@@ -259,79 +245,6 @@ static void conn_break_locked(UnixConn *c, const char *reason)
 
 static void conn_note_sent_locked(UnixConn *c);
 
-static gboolean conn_is_ring_queued(const OutPacket *pk)
-{
-	return pk && pk->header[0] == PACKET_RING_QUEUED;
-}
-
-/*
- * Writes the ring entries at the head of the queue into the ring while it
- * has room (HELLO_RING_ROOM). TRUE once none is at the head; FALSE when
- * they wait for the peer's wake-up (c->ring_room_wait: the ring source
- * runs the flush again) or the ring is corrupt (the connection breaks).
- * Locked, with c->flushing set by the caller: the lock is let go while
- * entries are copied, so that senders keep appending meanwhile (after
- * what is being copied; nobody else writes the ring while entries are
- * queued, and stamps then come from c->ring_queue_end).
- */
-static gboolean conn_ring_flush_locked(UnixConn *c)
-{
-	OutPacket *pk;
-	gboolean wrote = FALSE, done = TRUE;
-
-	while (done && !c->ended && !c->broken &&
-	       conn_is_ring_queued(pk = g_queue_peek_head(&c->pending))) {
-		size_t pos = pk->ring_done, end = pk->body_size;
-		gboolean looked = FALSE, wait = FALSE;
-		const char *why = NULL;
-		g_mutex_unlock(&c->lock);
-		while (pos < end) {
-			guint32 h[2];
-			memcpy(h, pk->body + pos, sizeof(h));
-			size_t size = GUINT32_FROM_LE(h[0]);
-			struct iovec iov = {pk->body + pos + 8, size};
-			int k = unix_tx_ring_write(c->tx_ring, &iov, 1, size, GUINT32_FROM_LE(h[1]), &why);
-			if (k < 0)
-				break;
-			if (k == 0) {
-				/* Once per entry: a head that moves back and forth cannot keep us here. */
-				if (!looked && unix_tx_ring_want_room(c->tx_ring, size)) {
-					looked = TRUE;
-					continue;
-				}
-				wait = TRUE;
-				break;
-			}
-			looked = FALSE;
-			pos += 8 + ((size + 7) & ~(size_t)7);
-		}
-		if (pos > pk->ring_done)
-			unix_tx_ring_wake(c->tx_ring);
-		g_mutex_lock(&c->lock);
-		size_t n = pos - pk->ring_done;
-		wrote = wrote || n > 0;
-		pk->ring_done = pos;
-		c->ring_queued -= MIN(n, c->ring_queued);
-		c->pending_bytes -= MIN(n, c->pending_bytes);
-		if (why) {
-			conn_break_locked(c, why);
-			done = FALSE;
-		} else if (wait) {
-			g_atomic_int_set(&c->ring_room_wait, 1);
-			done = FALSE;
-		} else if (pk->ring_done == pk->body_size) {
-			/* Appended to while the lock was let go: another round. */
-			g_queue_pop_head(&c->pending);
-			out_packet_free(pk);
-		}
-	}
-	if (done)
-		g_atomic_int_set(&c->ring_room_wait, 0);
-	if (wrote && c->room_waiters && c->pending_bytes < c->owner->send_limit)
-		g_cond_broadcast(&c->room);
-	return done && !c->ended && !c->broken;
-}
-
 /*
  * Sends what is queued; then, once closed for sending, half-closes. Locked;
  * the lock is let go around each sendmsg(), so that senders keep queueing
@@ -346,13 +259,7 @@ static void conn_flush_locked(UnixConn *c)
 	if (c->flushing)
 		return; /* the thread that flushes looks at the queue again before it stops */
 	c->flushing = TRUE;
-	while (!c->ended && !c->broken && (pk = g_queue_peek_head(&c->pending))) {
-		if (conn_is_ring_queued(pk)) {
-			if (!conn_ring_flush_locked(c))
-				break;
-			continue;
-		}
-		g_queue_pop_head(&c->pending);
+	while (!c->ended && !c->broken && (pk = g_queue_pop_head(&c->pending))) {
 		g_mutex_unlock(&c->lock);
 		int r = packet_send(c->fd, pk->header, pk->body, pk->body_size, pk->fds, pk->n_fds);
 		size_t cost = out_packet_cost(pk);
@@ -385,18 +292,13 @@ static void conn_flush_locked(UnixConn *c)
 static void conn_update_interest_locked(UnixConn *c)
 {
 	GIOCondition want = G_IO_IN | G_IO_HUP | G_IO_ERR;
-	/*
-	 * Broken: what is queued is never sent (no wakeups for it until the
-	 * end). Ring entries at the head wait for the peer's wake-up, not for
-	 * the socket: the ring source flushes then.
-	 */
-	gboolean ring_wait = conn_is_ring_queued(g_queue_peek_head(&c->pending)) && !c->broken;
-	gboolean out = c->pending.length > 0 && !c->broken && !ring_wait;
+	/* Broken: what is queued is never sent (no wakeups for it until the end). */
+	gboolean out = c->pending.length > 0 && !c->broken;
 	if (out)
 		want |= G_IO_OUT;
 	if (c->source && c->fd_tag)
 		g_source_modify_unix_fd(c->source, c->fd_tag, want);
-	c->write_wanted = out || ring_wait;
+	c->write_wanted = out;
 }
 
 static gboolean conn_write_source_cb(gpointer data)
@@ -451,9 +353,7 @@ static void conn_stamp_locked(UnixConn *c, uint8_t *header)
 {
 	if (!c->ring_setup_sent)
 		return;
-	/* Where the ring will be once the entries queued before it are written. */
-	guint32 pos = GUINT32_TO_LE(c->ring_queued ? (guint32)c->ring_queue_end
-						   : unix_tx_ring_pos(c->tx_ring));
+	guint32 pos = GUINT32_TO_LE(unix_tx_ring_pos(c->tx_ring));
 	memcpy(header + 4, &pos, 4);
 }
 
@@ -618,7 +518,6 @@ static int large_event_memfd(const struct iovec *iov, size_t n_iov, size_t size)
 #define HELLO_POOL 0x2
 #define HELLO_MOVES 0x4
 #define HELLO_RING 0x8
-#define HELLO_RING_ROOM 0x10
 static const uint8_t hello_port[16] = "mesh-c:hello:v1";
 #define HELLO_PAYLOAD 4
 #define HELLO_EVENT_HEADER 40 /* upstream's event header (protocol.rs) */
@@ -651,12 +550,6 @@ gboolean unix_ring_enabled(void)
 	return env_switch("MESH_UNIX_RING", &enabled);
 }
 
-gboolean unix_ring_room_enabled(void)
-{
-	static gint enabled = -1;
-	return unix_ring_enabled() && env_switch("MESH_UNIX_RING_ROOM", &enabled);
-}
-
 gboolean unix_ext_moves_enabled(void)
 {
 	static gint enabled = -1;
@@ -687,8 +580,7 @@ static void hello_build(uint8_t out[HELLO_SIZE], guint16 flags)
 guint unix_hello_flags(void)
 {
 	return (unix_batching_enabled() ? HELLO_BATCH : 0) | (unix_pooling_enabled() ? HELLO_POOL : 0) |
-	       (unix_ext_moves_enabled() ? HELLO_MOVES : 0) | (unix_ring_enabled() ? HELLO_RING : 0) |
-	       (unix_ring_room_enabled() ? HELLO_RING_ROOM : 0);
+	       (unix_ext_moves_enabled() ? HELLO_MOVES : 0) | (unix_ring_enabled() ? HELLO_RING : 0);
 }
 
 /* What the peer reads, from its hello or its invitation: @c locked. */
@@ -698,7 +590,6 @@ static void conn_apply_hello_locked(UnixConn *c, guint hello)
 	c->peer_batches = unix_batching_enabled() && (hello & HELLO_BATCH);
 	g_atomic_int_set(&c->peer_pools, unix_pooling_enabled() && (hello & HELLO_POOL));
 	c->peer_rings = unix_ring_enabled() && (hello & HELLO_RING);
-	c->peer_ring_room = unix_ring_room_enabled() && (hello & HELLO_RING_ROOM);
 	/* Before any event of the peer: the hello comes first. */
 	if (!c->ended && c->remote)
 		mesh_remote_node_set_features(c->remote, unix_ext_moves_enabled() &&
@@ -792,6 +683,7 @@ static gboolean ring_wake_cb(gpointer data)
 	return G_SOURCE_REMOVE;
 }
 
+/* MeshEventSink.send: on the caller's thread; the event is the concatenation of @iov. */
 /*
  * The queue holds the send limit or more (a peer that does not read):
  * waits for room, up to the node's send timeout. A thread that runs the I/O
@@ -826,102 +718,6 @@ static gboolean conn_wait_room_locked(UnixConn *c)
 	return c->pending_bytes < u->send_limit || c->ended || c->broken;
 }
 
-/*
- * Writes a small event into the ring if it has room: TRUE, unlocked (also
- * when the ring was corrupt and the connection breaks); FALSE, still
- * locked, when there is no room. Locked.
- */
-static gboolean conn_ring_try_unlock(UnixConn *c, const struct iovec *iov, size_t n_iov,
-				     size_t size)
-{
-	const char *why = NULL;
-	int wrote = unix_tx_ring_write(c->tx_ring, iov, n_iov, size, c->tx_sock_seq, &why);
-	if (wrote < 0) {
-		conn_break_locked(c, why);
-		g_mutex_unlock(&c->lock);
-		return TRUE;
-	}
-	if (wrote == 0)
-		return FALSE;
-	/*
-	 * A one-way stream: the I/O context wakes the peer once for what
-	 * gathered meanwhile (as batches do on the socket), not once per event;
-	 * at once when the ring fills up, so that a late I/O thread does not
-	 * stall the stream, and on a caller's context, which may not run soon.
-	 */
-	gboolean defer = conn_streak_step(c) && c->owner->io && !unix_tx_ring_half_full(c->tx_ring);
-	/*
-	 * Read before the exchange: while a wake-up is due (most of a stream)
-	 * the I/O thread owns that word's line, and a locked exchange per event
-	 * bounced it between the two.
-	 */
-	if (defer && !g_atomic_int_get(&c->ring_wake_due) &&
-	    g_atomic_int_compare_and_exchange(&c->ring_wake_due, 0, 1))
-		conn_schedule(c, ring_wake_cb, conn_ref(c), (GDestroyNotify)conn_unref);
-	g_mutex_unlock(&c->lock);
-	if (!defer)
-		unix_tx_ring_wake(c->tx_ring);
-	return TRUE;
-}
-
-/*
- * The ring is full, or entries wait for it (HELLO_RING_ROOM): appends the
- * event to the queue's ring entries in order, under the send limit like a
- * socket packet, and writes what fits. Locked; returns unlocked.
- */
-static void conn_ring_queue_unlock(UnixConn *c, const struct iovec *iov, size_t n_iov, size_t size)
-{
-	if (c->pending_bytes >= c->owner->send_limit && !conn_wait_room_locked(c)) {
-		char *why = g_strdup_printf("peer not reading: %zu bytes queued (limit %zu)",
-					    c->pending_bytes, c->owner->send_limit);
-		conn_break_locked(c, why);
-		g_free(why);
-	}
-	if (c->ended || c->broken) {
-		g_mutex_unlock(&c->lock);
-		return;
-	}
-	/* The wait let the lock go: the queued entries may all be in the ring by now. */
-	if (c->ring_queued == 0 && conn_ring_try_unlock(c, iov, n_iov, size))
-		return;
-	size_t need = 8 + ((size + 7) & ~(size_t)7);
-	OutPacket *pk = g_queue_peek_tail(&c->pending);
-	if (!conn_is_ring_queued(pk) || pk->body_size + need > RING_QUEUED_CHUNK) {
-		pk = g_new0(OutPacket, 1);
-		pk->header[0] = PACKET_RING_QUEUED;
-		pk->body = g_malloc(RING_QUEUED_CHUNK);
-		g_queue_push_tail(&c->pending, pk);
-	}
-	guint32 h[2] = {GUINT32_TO_LE((guint32)size), GUINT32_TO_LE(c->tx_sock_seq)};
-	uint8_t *p = pk->body + pk->body_size;
-	memcpy(p, h, sizeof(h));
-	size_t got = iov_gather(p + 8, iov, n_iov);
-	memset(p + 8 + got, 0, need - 8 - got);
-	if (c->ring_queued == 0)
-		c->ring_queue_end = unix_tx_ring_pos(c->tx_ring);
-	pk->body_size += need;
-	c->ring_queued += need;
-	c->ring_queue_end += need;
-	c->pending_bytes += need;
-	/*
-	 * Written at once unless the entries wait for the peer's wake-up or a
-	 * flush is under way (it looks at the queue again); then socket packets
-	 * that were behind them are for the I/O context.
-	 */
-	if (c->flushing || g_atomic_int_get(&c->ring_room_wait) ||
-	    !conn_is_ring_queued(g_queue_peek_head(&c->pending))) {
-		g_mutex_unlock(&c->lock);
-		return;
-	}
-	c->flushing = TRUE;
-	gboolean rest = conn_ring_flush_locked(c) && c->pending.length > 0;
-	c->flushing = FALSE;
-	g_mutex_unlock(&c->lock);
-	if (rest)
-		schedule_write(c);
-}
-
-/* MeshEventSink.send: on the caller's thread; the event is the concatenation of @iov. */
 static void sink_send(void *user_data, const struct iovec *iov, size_t n_iov, const int *fds,
 		      size_t n_fds)
 {
@@ -1009,14 +805,38 @@ static void sink_send(void *user_data, const struct iovec *iov, size_t n_iov, co
 	}
 	int r = -EAGAIN;
 	gboolean small = header[0] == PACKET_EVENT;
-	gboolean ring_ok = small && n_fds == 0 && c->ring_tx_on && size <= UNIX_RING_MAX_ENTRY;
-	/* Through shared memory when it has room (and no entry waits for it). */
-	if (ring_ok && c->ring_queued == 0 && conn_ring_try_unlock(c, iov, n_iov, size))
-		return;
-	if (ring_ok && c->peer_ring_room) {
-		/* Full: the event waits in order for room, the peer wakes us. */
-		conn_ring_queue_unlock(c, iov, n_iov, size);
-		return;
+	if (small && n_fds == 0 && c->ring_tx_on && size <= UNIX_RING_MAX_ENTRY) {
+		/* Through shared memory when it has room; the socket otherwise. */
+		const char *why = NULL;
+		int wrote = unix_tx_ring_write(c->tx_ring, iov, n_iov, size, c->tx_sock_seq, &why);
+		if (wrote < 0) {
+			conn_break_locked(c, why);
+			g_mutex_unlock(&c->lock);
+			return;
+		}
+		if (wrote > 0) {
+			/*
+			 * A one-way stream: the I/O context wakes the peer once for
+			 * what gathered meanwhile (as batches do on the socket),
+			 * not once per event; at once when the ring fills up, so
+			 * that a late I/O thread does not stall the stream, and on
+			 * a caller's context, which may not run soon.
+			 */
+			gboolean defer = conn_streak_step(c) && c->owner->io &&
+					 !unix_tx_ring_half_full(c->tx_ring);
+			/*
+			 * Read before the exchange: while a wake-up is due (most
+			 * of a stream) the I/O thread owns that word's line, and
+			 * a locked exchange per event bounced it between the two.
+			 */
+			if (defer && !g_atomic_int_get(&c->ring_wake_due) &&
+			    g_atomic_int_compare_and_exchange(&c->ring_wake_due, 0, 1))
+				conn_schedule(c, ring_wake_cb, conn_ref(c), (GDestroyNotify)conn_unref);
+			g_mutex_unlock(&c->lock);
+			if (!defer)
+				unix_tx_ring_wake(c->tx_ring);
+			return;
+		}
 	}
 	if (c->pending_bytes >= c->owner->send_limit && !conn_wait_room_locked(c)) {
 		char *why = g_strdup_printf("peer not reading: %zu bytes queued (limit %zu)",
@@ -1363,16 +1183,6 @@ static const char *conn_handle_ring_setup(UnixConn *c, const uint8_t *body, size
 }
 
 /*
- * The peer waits for room in its ring (HELLO_RING_ROOM) and we drained
- * enough: its eventfd for our ring wakes it. On the I/O context.
- */
-static void conn_ring_room_check(UnixConn *c)
-{
-	if (unix_ring_room_enabled() && unix_rx_ring_room_wanted(c->rx_ring))
-		unix_tx_ring_kick(c->tx_ring);
-}
-
-/*
  * Delivers the peer's ring entries in order: those before the socket
  * packet stamped @stamp (@to_stamp: all of them must be there), or those
  * deliverable now, at most @budget. NULL, or why the connection must end.
@@ -1420,8 +1230,6 @@ static const char *conn_ring_drain(UnixConn *c, gboolean to_stamp, guint32 stamp
 	}
 	/* What came before a corrupt entry is delivered; the connection then ends. */
 	mesh_node_receive_events(c->owner->node, &c->peer, events, n_events);
-	/* The peer waits for room (HELLO_RING_ROOM; a hint here, see ring_source_prepare()). */
-	conn_ring_room_check(c);
 	return reason;
 }
 
@@ -1806,11 +1614,8 @@ static gboolean ring_source_prepare(GSource *source, gint *timeout)
 	*timeout = -1;
 	if (unix_rx_ring_ready(c->rx_ring, c->rx_sock_seq))
 		return TRUE;
-	if (!unix_rx_ring_arm(c->rx_ring, c->rx_sock_seq)) {
-		/* After the arm's fence: a producer that waits for room is seen here. */
-		conn_ring_room_check(c);
+	if (!unix_rx_ring_arm(c->rx_ring, c->rx_sock_seq))
 		return FALSE;
-	}
 	unix_rx_ring_disarm(c->rx_ring);
 	return TRUE;
 }
@@ -1821,12 +1626,10 @@ static gboolean ring_source_check(GSource *source)
 	UnixConn *c = rs->conn;
 
 	/* From the epoll set the eventfd is edge-triggered: nothing to reset. */
-	gboolean woken = (g_source_query_unix_fd(source, rs->tag) & G_IO_IN) != 0;
-	if (woken && !unix_io_edge_polled(c->owner->io, unix_rx_ring_get_eventfd(c->rx_ring)))
+	if ((g_source_query_unix_fd(source, rs->tag) & G_IO_IN) &&
+	    !unix_io_edge_polled(c->owner->io, unix_rx_ring_get_eventfd(c->rx_ring)))
 		unix_rx_ring_ack_wake(c->rx_ring);
-	/* The peer also writes it when it made room in our ring (HELLO_RING_ROOM). */
-	return unix_rx_ring_ready(c->rx_ring, c->rx_sock_seq) ||
-	       (woken && g_atomic_int_get(&c->ring_room_wait));
+	return unix_rx_ring_ready(c->rx_ring, c->rx_sock_seq);
 }
 
 static gboolean ring_source_dispatch(GSource *source, GSourceFunc callback, gpointer data)
@@ -1835,15 +1638,6 @@ static gboolean ring_source_dispatch(GSource *source, GSourceFunc callback, gpoi
 
 	unix_rx_ring_disarm(c->rx_ring);
 	conn_ref(c);
-	if (g_atomic_int_get(&c->ring_room_wait)) {
-		/* Our entries that waited for room in the peer's ring, and what queued behind them. */
-		g_mutex_lock(&c->lock);
-		if (!c->ended) {
-			conn_flush_locked(c);
-			conn_update_interest_locked(c);
-		}
-		g_mutex_unlock(&c->lock);
-	}
 	const char *reason = conn_ring_drain(c, FALSE, 0, RING_BUDGET);
 	if (reason)
 		conn_end(c, reason);

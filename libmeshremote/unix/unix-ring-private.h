@@ -41,14 +41,6 @@ gboolean unix_tx_ring_half_full(UnixTxRing *r);
 /* After writes: wakes the consumer if it said it sleeps. */
 void unix_tx_ring_wake(UnixTxRing *r);
 /*
- * The ring had no room for an entry of @size bytes: says "room wanted",
- * then looks at the consumer's head again. TRUE if it fits now (the word
- * is cleared); FALSE: the consumer writes our eventfd once it made room.
- */
-gboolean unix_tx_ring_want_room(UnixTxRing *r, size_t size);
-/* Writes the consumer's eventfd (the consumer side wakes its producer with it). */
-void unix_tx_ring_kick(UnixTxRing *r);
-/*
  * Publishes how many socket packets the producer has written to the
  * socket (stamped ones, the setup's included), once they all are there.
  */
@@ -82,14 +74,6 @@ gboolean unix_rx_ring_ready(UnixRxRing *r, guint32 claimed);
 gboolean unix_rx_ring_arm(UnixRxRing *r, guint32 claimed);
 /* Awake: the producer need not write the eventfd. */
 void unix_rx_ring_disarm(UnixRxRing *r);
-/*
- * TRUE once if the producer said it waits for room and at most half of the
- * ring is unread (the word is cleared); the caller then wakes the producer
- * (unix_tx_ring_kick() of the reverse ring). No fence of its own: it counts
- * (Dekker) only after the full fence of unix_rx_ring_arm(), which the
- * consumer issues before every sleep; after a drain it is a hint.
- */
-gboolean unix_rx_ring_room_wanted(UnixRxRing *r);
 /* Reads the eventfd's count away (it was readable). */
 void unix_rx_ring_ack_wake(UnixRxRing *r);
 /*

@@ -9,8 +9,7 @@
  * consumer's head at 128 and its "armed" word at 136, each a byte count
  * since the start; at 192 the producer's count of socket packets it has
  * written, u32, a hint that lets the consumer read the socket without a
- * poll; at 200 the producer's "room wanted" word, u32), then
- * UNIX_RING_DATA_SIZE bytes of entries. An entry is
+ * poll), then UNIX_RING_DATA_SIZE bytes of entries. An entry is
  * an 8-byte header (u32 LE payload size, u32 LE gate: the socket packets
  * the producer had sent before it) and the payload, padded to 8 bytes; a
  * header never wraps (every offset is a multiple of 8), a payload may.
@@ -20,18 +19,6 @@
  * publishes the tail, issues a full fence, and exchanges armed with 0:
  * only if it was set does it write the eventfd. Either the consumer sees
  * the new tail or the producer sees armed (Dekker), so no entry sleeps.
- *
- * Room (HELLO_RING_ROOM): a producer that found the ring full sets "room
- * wanted", issues a full fence and looks at the consumer's head again
- * before it waits; the consumer, when at most half the ring is unread
- * (after a drain, and after its fence before it sleeps), exchanges "room
- * wanted" with 0: only if it was set does it write the producer's eventfd
- * (the one the producer polls for the consumer's own ring). The same Dekker pair: either the
- * producer sees the new head or the consumer sees the word. The
- * consumer's fence is the one it issues anyway before it sleeps (after
- * setting *armed*), so that round trips pay nothing more: it looks at the
- * word after that fence, and after each drain without one (a hint that
- * wakes a streaming producer without waiting for the consumer to sleep).
  *
  * Hostile peers: both words the other side writes are read once into a
  * local and bounded; an entry is copied out to private memory before its
@@ -54,7 +41,6 @@
 #define RING_HEAD_OFF 128
 #define RING_ARMED_OFF 136
 #define RING_SOCK_SENT_OFF 192
-#define RING_ROOM_OFF 200
 #define RING_MAP_SIZE (RING_HEADER_PAGE + UNIX_RING_DATA_SIZE)
 #define RING_MASK (UNIX_RING_DATA_SIZE - 1)
 #define ENTRY_HEADER 8
@@ -84,11 +70,6 @@ static uint64_t *word64(uint8_t *map, size_t off)
 static uint32_t *armed_word(uint8_t *map)
 {
 	return (uint32_t *)(map + RING_ARMED_OFF);
-}
-
-static uint32_t *room_word(uint8_t *map)
-{
-	return (uint32_t *)(map + RING_ROOM_OFF);
 }
 
 UnixTxRing *unix_tx_ring_new(void)
@@ -198,31 +179,6 @@ void unix_tx_ring_wake(UnixTxRing *r)
 		return;
 	uint64_t one = 1;
 	/* Non-blocking (made so on receipt): a full count needs no second wake-up. */
-	ssize_t k = write(r->wake_fd, &one, sizeof(one));
-	(void)k;
-}
-
-gboolean unix_tx_ring_want_room(UnixTxRing *r, size_t size)
-{
-	__atomic_store_n(room_word(r->map), 1, __ATOMIC_RELAXED);
-	/* The word's store before the read of the head (the consumer fences the other way). */
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	uint64_t head = __atomic_load_n(word64(r->map, RING_HEAD_OFF), __ATOMIC_ACQUIRE);
-	uint64_t used = r->tail - head;
-	/* A bad head is "room": the write that follows finds it and fails. */
-	if (used > UNIX_RING_DATA_SIZE || (used & 7) ||
-	    UNIX_RING_DATA_SIZE - used >= ENTRY_HEADER + PAD8(size)) {
-		__atomic_store_n(room_word(r->map), 0, __ATOMIC_RELAXED);
-		return TRUE;
-	}
-	return FALSE;
-}
-
-void unix_tx_ring_kick(UnixTxRing *r)
-{
-	if (r->wake_fd < 0)
-		return;
-	uint64_t one = 1;
 	ssize_t k = write(r->wake_fd, &one, sizeof(one));
 	(void)k;
 }
@@ -367,19 +323,6 @@ void unix_rx_ring_disarm(UnixRxRing *r)
 {
 	if (r->map)
 		__atomic_store_n(armed_word(r->map), 0, __ATOMIC_RELAXED);
-}
-
-gboolean unix_rx_ring_room_wanted(UnixRxRing *r)
-{
-	/* No fence of its own: see the header (the arm's fence, or a hint). */
-	if (!r->map || !__atomic_load_n(room_word(r->map), __ATOMIC_RELAXED))
-		return FALSE;
-	/* Over half unread: the next drain looks again (a bad tail: wake it anyway). */
-	uint64_t tail = __atomic_load_n(word64(r->map, RING_TAIL_OFF), __ATOMIC_ACQUIRE);
-	uint64_t avail = tail - r->head;
-	if (avail > UNIX_RING_DATA_SIZE / 2 && avail <= UNIX_RING_DATA_SIZE)
-		return FALSE;
-	return __atomic_exchange_n(room_word(r->map), 0, __ATOMIC_SEQ_CST) != 0;
 }
 
 void unix_tx_ring_set_sock_sent(UnixTxRing *r, guint32 sent)
