@@ -592,6 +592,117 @@ START_TEST(test_stream_runs_with_moves)
 }
 END_TEST
 
+/*
+ * A one-way stream of 64-byte events many times the ring's size (128 KiB),
+ * every 97th with an fd (those take the socket, stamped with the ring's
+ * position): with the ring on, the ring fills and the rest spills to the
+ * socket (entries gated on the socket packets before them), both ways
+ * since the child echoes. @stopped: the child is stopped (SIGSTOP) for the
+ * whole stream and continued only after the last send, so that the ring
+ * fills for certain and the socket and the sender's queue hold the rest.
+ * Everything comes back, in order, with its fds.
+ */
+static void ring_full_stream(gboolean stopped)
+{
+	enum { N = 30000, FD_EVERY = 97, SIZE = 64 };
+	Child *c = spawn_child("echo", NULL);
+	gboolean ring = g_strcmp0(g_getenv("MESH_UNIX_RING"), "0") != 0;
+	char text[SIZE + 1];
+
+	port_send_bytes(c->port, "warm up");
+	expect_bytes(c->recv, "warm up", 7);
+	ck_assert_msg(maps_ring() == ring, "ring mapped: %d, expected %d", maps_ring(), ring);
+	if (stopped)
+		ck_assert_int_eq(pal_child_kill(c->process, SIGSTOP), 0);
+	for (guint i = 0; i < N; i++) {
+		g_snprintf(text, sizeof(text), "%-63u|", i);
+		MeshMessage *msg = mesh_message_new(text, SIZE);
+		if (i % FD_EVERY == 1)
+			mesh_message_add_fd_take(msg, open("/dev/null", O_RDONLY | O_CLOEXEC));
+		port_send(c->port, msg, FALSE);
+	}
+	if (stopped)
+		ck_assert_int_eq(pal_child_kill(c->process, SIGCONT), 0);
+	for (guint i = 0; i < N; i++) {
+		MeshMessage *msg = expect_message(c->recv);
+		size_t size;
+		const uint8_t *data = mesh_message_get_data(msg, &size);
+		g_snprintf(text, sizeof(text), "%-63u|", i);
+		ck_assert_msg(size == SIZE && memcmp(data, text, SIZE) == 0, "message %u out of order",
+			      i);
+		ck_assert_uint_eq(mesh_message_get_n_resources(msg), i % FD_EVERY == 1);
+		mesh_message_free(msg);
+	}
+	child_close_port(c);
+	ck_assert_int_eq(child_finish(c), 0);
+}
+
+START_TEST(test_ring_full_stream)
+{
+	ring_full_stream(FALSE);
+}
+END_TEST
+
+START_TEST(test_ring_full_stopped_consumer)
+{
+	ring_full_stream(TRUE);
+}
+END_TEST
+
+typedef struct {
+	MeshPort *port;
+	guint n;
+	gint done; /* atomic: every send returned */
+} FullSender;
+
+static gpointer full_sender_thread(gpointer data)
+{
+	FullSender *rs = data;
+	char text[65];
+	for (guint i = 0; i < rs->n; i++) {
+		g_snprintf(text, sizeof(text), "%-63u|", i);
+		port_send(rs->port, mesh_message_new(text, 64), FALSE);
+	}
+	g_atomic_int_set(&rs->done, 1);
+	return NULL;
+}
+
+/*
+ * A consumer killed while the producer waits: the child is stopped, a
+ * thread streams far more than the ring, the socket and the send limit
+ * (64 KiB, with a send timeout far beyond the test's) hold, so it waits
+ * for the queue to go below the limit; the child is killed. The waiting
+ * send returns, the thread ends, the port fails: no hang, and the queue
+ * never grew past the limit meanwhile (the thread was still waiting when
+ * the child died).
+ */
+START_TEST(test_ring_full_consumer_killed)
+{
+	enum { N = 200000 };
+	Child *c = spawn_child("echo", NULL);
+	port_send_bytes(c->port, "warm up");
+	expect_bytes(c->recv, "warm up", 7);
+	mesh_unix_node_set_send_limit(parent.unode, MESH_UNIX_MIN_SEND_LIMIT,
+				      (gint64)3600 * G_USEC_PER_SEC);
+	ck_assert_int_eq(pal_child_kill(c->process, SIGSTOP), 0);
+	FullSender rs = {c->port, N, 0};
+	GThread *t = g_thread_new("full-sender", full_sender_thread, &rs);
+	/* Not a bound on anything: time for the thread to get to its wait. */
+	g_usleep(300 * 1000);
+	ck_assert_msg(!g_atomic_int_get(&rs.done), "all %u sends returned with the consumer stopped",
+		      N);
+	ck_assert_int_eq(pal_child_kill(c->process, SIGKILL), 0);
+	g_thread_join(t);
+	/* Echoes the child made before the stop took hold, if any, come first. */
+	MeshMessage *end;
+	while (test_recv_is_message(end = test_recv_wait(c->recv, 60000)))
+		mesh_message_free(end);
+	ck_assert_msg(test_recv_is_end(end, RECV_END_FAILED), "the port did not fail");
+	int status = child_finish(c);
+	ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+}
+END_TEST
+
 START_TEST(test_child_killed)
 {
 	Child *c = spawn_child("echo", NULL);
@@ -3308,6 +3419,9 @@ int main(void)
 	tcase_add_test(tc, test_child_killed);
 	tcase_add_test(tc, test_ring_interleaved);
 	tcase_add_test(tc, test_stream_runs_with_moves);
+	tcase_add_test(tc, test_ring_full_stream);
+	tcase_add_test(tc, test_ring_full_stopped_consumer);
+	tcase_add_test(tc, test_ring_full_consumer_killed);
 	tcase_add_test(tc, test_hostile_garbage);
 	tcase_add_test(tc, test_hostile_short);
 	tcase_add_test(tc, test_hostile_unsealed_memfd);
