@@ -1935,8 +1935,12 @@ START_TEST(test_ring_send)
 	guint n = 0, sent = 6;
 	for (; rr->rx.pos + RING_DATA > __atomic_load_n(ring_word(rr->rx.map, RING_TAIL),
 							  __ATOMIC_ACQUIRE) + 247;
-	     sent++)
+	     sent++) {
 		node_send_numbered(r, sent, sent, FLOOD_MESSAGE);
+		/* The fake talks back: no one-way stream, which would take the socket. */
+		if (sent % 8 == 0)
+			rig_sync(r);
+	}
 	node_send_numbered(r, sent, sent + 4, FLOOD_MESSAGE);
 	sent += 5;
 	GArray *seqs = g_array_new(FALSE, FALSE, sizeof(guint64));
@@ -1960,6 +1964,54 @@ START_TEST(test_ring_send)
 	ring_rig_free(rr);
 	wait_fds_back_to(before);
 	g_array_unref(seqs);
+}
+END_TEST
+
+/*
+ * A one-way stream: its first STREAM_STREAK events go through the ring,
+ * the rest in the socket's batches, stamped after them; once the peer
+ * talks back the ring carries the next event, gated after those packets.
+ */
+START_TEST(test_ring_stream_to_socket)
+{
+	enum { N = 40 };
+	RingRig *rr = ring_rig_new(TRUE);
+	Rig *r = rr->r;
+	guint32 gate;
+	Packet pk;
+
+	rig_sync(r); /* the node has the fake's setup; the streak counts from here */
+	node_send_numbered(r, 1, N, 0);
+	GArray *seqs = g_array_new(FALSE, FALSE, sizeof(guint64));
+	GByteArray *ev;
+	while ((ev = fake_ring_take(rr, &gate))) {
+		guint64 s = check_numbered_event(r, ev->data, ev->len);
+		g_array_append_val(seqs, s);
+		ck_assert_uint_eq(gate, 1); /* after its setup packet */
+		g_byte_array_unref(ev);
+	}
+	ck_assert_uint_eq(seqs->len, STREAM_STREAK);
+	guint packets = 0;
+	while (seqs->len < N) {
+		ring_node_recv(rr, &pk);
+		ck_assert_uint_eq(get_le32(pk.data + 4), (guint32)rr->rx.pos);
+		memset(pk.data + 4, 0, 4); /* the stamp checked: the rest as before */
+		collect_numbered(r, &pk, seqs);
+		packet_clear(&pk);
+		packets++;
+	}
+	check_seqs(seqs, N);
+	ck_assert_ptr_null(fake_ring_take(rr, &gate));
+
+	rig_sync(r); /* a packet from the peer ends the stream */
+	node_send_numbered(r, N + 1, N + 1, 0);
+	ev = fake_ring_take(rr, &gate);
+	ck_assert_msg(ev != NULL, "after the peer talked, the next event is not on the ring");
+	ck_assert_uint_eq(check_numbered_event(r, ev->data, ev->len), N + 1);
+	ck_assert_uint_eq(gate, 1 + packets);
+	g_byte_array_unref(ev);
+	g_array_unref(seqs);
+	ring_rig_free(rr);
 }
 END_TEST
 
@@ -2463,6 +2515,7 @@ int main(int argc, char **argv)
 	tcase_add_loop_test(tc, test_pool_hostile, 0, BAD_POOL_UNKNOWN_FLAG + 1);
 	tcase_add_test(tc, test_ring_receive);
 	tcase_add_test(tc, test_ring_send);
+	tcase_add_test(tc, test_ring_stream_to_socket);
 	tcase_add_loop_test(tc, test_ring_hostile, 0, BAD_RING_HEAD + 1);
 	tcase_add_test(tc, test_ring_idle);
 	tcase_add_test(tc, test_blocked_receiver_idle);

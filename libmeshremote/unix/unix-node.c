@@ -805,8 +805,16 @@ static void sink_send(void *user_data, const struct iovec *iov, size_t n_iov, co
 	}
 	int r = -EAGAIN;
 	gboolean small = header[0] == PACKET_EVENT;
-	if (small && n_fds == 0 && c->ring_tx_on && size <= UNIX_RING_MAX_ENTRY) {
-		/* Through shared memory when it has room; the socket otherwise. */
+	/*
+	 * Through shared memory when it has room; the socket otherwise. A
+	 * one-way stream past its first STREAM_STREAK events takes the
+	 * socket's batches (to a peer that reads them): they reach the reader
+	 * in one wake-up per flush, where the ring woke it once per run it
+	 * caught up with (doc/performance.md, "stream_64B, round 7"). The
+	 * ring's stamps keep the order across the switch, both ways.
+	 */
+	if (small && n_fds == 0 && c->ring_tx_on && size <= UNIX_RING_MAX_ENTRY &&
+	    !(c->peer_batches && g_atomic_int_get(&c->streak) >= STREAM_STREAK)) {
 		const char *why = NULL;
 		int wrote = unix_tx_ring_write(c->tx_ring, iov, n_iov, size, c->tx_sock_seq, &why);
 		if (wrote < 0) {
