@@ -811,10 +811,13 @@ static void sink_send(void *user_data, const struct iovec *iov, size_t n_iov, co
 	 * socket's batches (to a peer that reads them): they reach the reader
 	 * in one wake-up per flush, where the ring woke it once per run it
 	 * caught up with (doc/performance.md, "stream_64B, round 7"). The
-	 * ring's stamps keep the order across the switch, both ways.
+	 * ring's stamps keep the order across the switch, both ways. Not on a
+	 * caller's context, which flushes batches only when it runs: there
+	 * the ring wakes the reader at once.
 	 */
 	if (small && n_fds == 0 && c->ring_tx_on && size <= UNIX_RING_MAX_ENTRY &&
-	    !(c->peer_batches && g_atomic_int_get(&c->streak) >= STREAM_STREAK)) {
+	    !(c->peer_batches && c->owner->io &&
+	      g_atomic_int_get(&c->streak) >= STREAM_STREAK)) {
 		const char *why = NULL;
 		int wrote = unix_tx_ring_write(c->tx_ring, iov, n_iov, size, c->tx_sock_seq, &why);
 		if (wrote < 0) {
