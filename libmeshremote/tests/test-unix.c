@@ -3011,7 +3011,7 @@ static void bad_message_case(BadMessage kind)
 			port_send(y, msg, FALSE);
 			n_fill++;
 		}
-		/* fall through */
+		G_GNUC_FALLTHROUGH;
 	case BORROWED_FD_CLOSED: {
 		/*
 		 * Lent, then closed: the add does not look (no system call);
