@@ -119,10 +119,10 @@ MESH_REMOTE_API int mesh_message_add_fd_take(MeshMessage *msg, int fd);
  * send the message: the sending port fails with MESH_ERROR_INVALID_ARGUMENT
  * ("a message with an fd that is not open"), as do the ports the message
  * carries, and the peer port fails in its place; the connection and its
- * other ports go on. The Unix node finds it in the send's sendmsg() (or
- * its duplicate for a queued packet); with a transport that cannot report
- * it (a version 1 MeshEventSink) the node checks it with fcntl(F_GETFD)
- * before sending. Where a duplicate is made instead (a node not connected
+ * other ports go on. The Unix node finds it in the send's sendmsg() (a
+ * packet it queues or sends out of line: with fcntl(F_GETFD) first); with
+ * a transport that cannot report it (a MeshEventSink without try_send) the
+ * node checks it with fcntl(F_GETFD) before sending. Where a duplicate is made instead (a node not connected
  * yet, a local port, an RPC call, mesh_message_into_typed(),
  * mesh_message_steal_fd()), that fails with EBADF as described above.
  *

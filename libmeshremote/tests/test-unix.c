@@ -2962,6 +2962,7 @@ static void bad_message_case(BadMessage kind)
 	int before = count_fds();
 	int lent = -1; /* BORROWED_FD_CLOSED*: an open fd the message borrows too */
 	int fill = -1; /* BORROWED_FD_CLOSED_QUEUED: lent by the messages that fill the socket */
+	MeshPort *moved = NULL, *moved_peer = NULL; /* BORROWED_FD_CLOSED*: a port in the message */
 	guint n_fill = 0;
 	switch (kind) {
 	case TOO_MANY_FDS:
@@ -3028,10 +3029,22 @@ static void bad_message_case(BadMessage kind)
 		ck_assert_int_eq(mesh_message_add_fd_borrowed(msg, lent), 0);
 		ck_assert_int_eq(mesh_message_add_fd_borrowed(msg, pipefd[1]), 1);
 		ck_assert_int_eq(mesh_message_add_fd_take(msg, pipefd[0]), 2);
+		/* A port in it is moved before the send: it fails too. */
+		mesh_port_new_pair(&moved, &moved_peer);
+		ck_assert_int_eq(mesh_message_add_port_take(msg, moved), 3);
 		break;
 	}
 	}
 	ck_assert(port_send(c->port, msg, FALSE));
+	if (lent >= 0) {
+		MeshMessage *none = NULL;
+		GError *error = NULL;
+		ck_assert_int_eq(port_try_recv(moved_peer, &none, &error), PORT_RECV_FAILED);
+		ck_assert_msg(strstr(error->message, "fd that is not open") != NULL, "%s",
+			      error->message);
+		g_error_free(error);
+		mesh_port_close(moved_peer);
+	}
 	if (lent >= 0) {
 		/* The sending port failed at once, saying why; the lent fd stays open. */
 		MeshMessage *none = NULL;
