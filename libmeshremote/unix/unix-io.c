@@ -595,8 +595,11 @@ static void io_finalize(void *data)
  * clock, no signal on the hot path): the context is idle when a whole
  * LEND_IDLE_US passed with no return and no poller. A poll that lasts a
  * whole LEND_IDLE_US (a receiver that waits for a message that does not
- * come) parks the I/O thread with no timeout: the borrower signals when it
- * returns, so an idle wait wakes nobody. A poller that stores NULL and then
+ * come) parks the I/O thread until the poller returns, or until the
+ * poller's deadline, which it then signals with a wake-up of the context
+ * (a poll that waits for a deadline over WATCHED_DEADLINE_MS away has no
+ * timeout of its own): the borrower signals when it returns, so an idle
+ * wait with no deadline wakes nobody. A poller that stores NULL and then
  * reads parked, against this thread that sets parked and then reads the
  * poller, cannot both miss the other's store. @owned: the thread owns the
  * context now (FALSE: it starts lent, unix_io_start()).
