@@ -102,6 +102,17 @@ static void message_drop_borrowed(MeshMessage *msg)
 int message_own_fds(MeshMessage *msg)
 {
 #ifndef G_OS_WIN32 /* elsewhere nothing is borrowed */
+	/*
+	 * All looked at first (the add does not): a duplicate made in the
+	 * loop below could take the number of a lent fd that is closed, and
+	 * the next duplicate would copy the wrong file.
+	 */
+	for (size_t i = 0; i < 64 && (msg->borrowed >> i); i++) {
+		guint64 bit = G_GUINT64_CONSTANT(1) << i;
+		if ((msg->borrowed & bit) &&
+		    !os_fd_is_open(mesh_payload_resources_peek_fd(msg->res, i)))
+			return -EBADF;
+	}
 	for (size_t i = 0; i < 64 && msg->borrowed; i++) {
 		guint64 bit = G_GUINT64_CONSTANT(1) << i;
 		int fd = msg->borrowed & bit ? mesh_payload_resources_peek_fd(msg->res, i) : -1;
@@ -198,13 +209,15 @@ int mesh_message_add_fd_borrowed(MeshMessage *msg, int fd)
 	size_t index = mesh_message_get_n_resources(msg);
 	if (index >= 64)
 		return mesh_message_add_fd(msg, fd); /* past the mask: lent as a duplicate */
-	/* Not open: refused now, as add_fd's duplicate would be. */
-	if (!os_fd_is_open(fd))
-		return -EBADF;
+	/*
+	 * Not checked here: an fd that is not open is found where it is used
+	 * (the send's sendmsg() or message_fits(), or a duplicate), which
+	 * fails the sending port; a check here was a system call per send.
+	 */
 	int r = mesh_payload_resources_append_fd_take(message_res(msg), fd);
 	if (r < 0) /* only ENOMEM, which closed the caller's fd: as GLib does */
 		g_error("mesh_message_add_fd_borrowed: %s", g_strerror(-r));
-	/* fds_private stays: checked just now, and the caller keeps it open. */
+	/* fds_private stays: a lent fd is checked apart (the borrowed bit). */
 	msg->borrowed |= G_GUINT64_CONSTANT(1) << r;
 	return r;
 #endif

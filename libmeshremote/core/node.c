@@ -628,9 +628,11 @@ gboolean mesh_remote_node_connect(MeshRemoteNode *remote, const MeshEventSink *s
 		.send = sink->send,
 		.destroy = sink->destroy,
 		.caps = sink->version >= 1 ? sink->caps : NULL,
+		.try_send = sink->version >= 2 ? sink->try_send : NULL,
 	};
 	g_atomic_pointer_set(&remote->caps,
 			     remote->sink.caps ? remote->sink.caps : &unlimited_caps);
+	g_atomic_int_set(&remote->sink_checks, remote->sink.try_send != NULL);
 	remote->sink_data = user_data;
 	/* Flush in order; packets sent meanwhile may overtake (seq absorbs it). */
 	GQueue queued = remote->queued;
@@ -733,7 +735,9 @@ static MeshNodeId name_local_port(MeshPort *p, MeshNode *from)
  * never come and the ports it moves would hang; an fd that is not open, or
  * more fds than the transport carries in one event, would end the whole
  * connection. Cheap without resources (the send fast path); only fds the
- * application handed over are checked with a system call (fds_private).
+ * application handed over are checked with a system call (fds_private),
+ * and lent ones (mesh_message_add_fd_borrowed()) only for a sink that
+ * cannot report them itself (try_send: remote_node_send_event()).
  */
 static GError *message_fits(MeshNode *from, MeshRemoteNode *remote, MeshMessage *msg,
 			    size_t size)
@@ -749,9 +753,17 @@ static GError *message_fits(MeshNode *from, MeshRemoteNode *remote, MeshMessage 
 				   size, n_res, MESH_EVENT_MAX_MESSAGE_SIZE,
 				   MESH_EVENT_MAX_RESOURCES);
 	size_t n_fds = 0;
+	/*
+	 * A sink with try_send reports a lent fd that is not open itself;
+	 * otherwise (a version 1 sink, a node not connected yet) it is checked
+	 * here.
+	 */
+	gboolean lent_checked = msg->borrowed && g_atomic_int_get(&remote->sink_checks);
 	for (size_t i = 0; i < n_res; i++) {
 		gboolean open = TRUE;
-		if (!os_resource_peek(msg->res, i, msg->fds_private ? NULL : &open))
+		gboolean lent = i < 64 && (msg->borrowed & (G_GUINT64_CONSTANT(1) << i));
+		gboolean check = lent ? !lent_checked : !msg->fds_private;
+		if (!os_resource_peek(msg->res, i, check ? &open : NULL))
 			continue; /* a port, or an empty slot */
 		if (!open)
 			return g_error_new(MESH_ERROR, MESH_ERROR_INVALID_ARGUMENT,
@@ -830,6 +842,7 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 	Packet local = {0}, *pk = &local;
 	GPtrArray *moved = NULL; /* ports moved into this packet */
 	uint8_t meta_buf[512], *meta = NULL;
+	gboolean refused = FALSE; /* the sink found a lent fd that is not open */
 
 	if (!from) {
 		debug_log(LOG_FIELDS("MESH_PEER", LOG_ID(&remote->id)),
@@ -998,7 +1011,10 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 		/* No reference of its own: the caller's keeps @remote until we return. */
 		g_atomic_int_inc(&remote->sending);
 		g_mutex_unlock(&remote->lock);
-		sink.send(data, iov, n_iov, pk->fds, pk->n_fds);
+		if (sink.try_send)
+			refused = sink.try_send(data, iov, n_iov, pk->fds, pk->n_fds) == -EBADF;
+		else
+			sink.send(data, iov, n_iov, pk->fds, pk->n_fds);
 		remote_send_done(remote);
 		break;
 	}
@@ -1011,6 +1027,24 @@ void remote_node_send_event(MeshRemoteNode *remote, MeshNode *from, const MeshPo
 		break;
 	}
 drop:
+	if (refused) {
+		/*
+		 * A lent fd was not open (the sink sent nothing): as
+		 * message_fits() would have said. The ports moved into the
+		 * packet, and the port that sent it, fail; the peer port fails
+		 * in its place (same seq).
+		 */
+		GError *e = g_error_new(MESH_ERROR, MESH_ERROR_INVALID_ARGUMENT,
+					"a message with an fd that is not open: it was not sent");
+		debug_log(LOG_FIELDS("MESH_PEER", LOG_ID(&remote->id)), "mesh: %s", e->message);
+		for (guint i = 0; moved && i < moved->len; i++)
+			port_fail_culprit(moved->pdata[i], &from->id, e->message);
+		fail_sending_port(from, remote, dest, e);
+		g_error_free(e);
+		Event *fail = event_new(MESH_EVENT_FAIL_PORT, 0, ev->seq);
+		fail->culprit = from->id;
+		remote_node_send_event(remote, from, dest, fail);
+	}
 	if (meta != meta_buf)
 		g_free(meta);
 	if (moved)

@@ -84,8 +84,8 @@ struct MeshMessage {
 	 * its number (the API only steals fds out), so it cannot have closed
 	 * it: message_fits() skips the F_GETFD check. Cleared by an fd the
 	 * application hands over (_take, a typed message's fds); a lent one
-	 * (borrowed below) leaves it: checked when added, and the caller
-	 * keeps it open until the send returns.
+	 * (borrowed below) leaves it: message_fits() checks lent fds on their
+	 * own, unless the sink reports a closed one itself (try_send).
 	 */
 	gboolean fds_private;
 	/*
@@ -272,6 +272,11 @@ struct MeshRemoteNode {
 	void *sink_data;
 	/* Atomic: what the connection carries, set once it is connected. */
 	const MeshTransportCaps *caps;
+	/*
+	 * Atomic: the sink has try_send (it reports an fd that is not open
+	 * instead of ending the connection), set once it is connected.
+	 */
+	gint sink_checks;
 	/*
 	 * Sends running outside the lock (atomic: raised under the lock while
 	 * ACTIVE, dropped without it); the sink is released after the last.

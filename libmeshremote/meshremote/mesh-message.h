@@ -114,8 +114,20 @@ MESH_REMOTE_API int mesh_message_add_fd_take(MeshMessage *msg, int fd);
  * resources already: @fd is duplicated at once, as by mesh_message_add_fd().
  * Same thread rules as the message.
  *
- * Returns: the resource index, or a negative errno: -EBADF if @fd is not
- * an open fd (fcntl(F_GETFD) fails; nothing is added).
+ * An @fd that is not open is not looked at here (that would be a system
+ * call per send) but where it is used. A send to another node does not
+ * send the message: the sending port fails with MESH_ERROR_INVALID_ARGUMENT
+ * ("a message with an fd that is not open"), as do the ports the message
+ * carries, and the peer port fails in its place; the connection and its
+ * other ports go on. The Unix node finds it in the send's sendmsg() (a
+ * packet it queues or sends out of line: with fcntl(F_GETFD) first); with
+ * a transport that cannot report it (a MeshEventSink without try_send) the
+ * node checks it with fcntl(F_GETFD) before sending. Where a duplicate is made instead (a node not connected
+ * yet, a local port, an RPC call, mesh_message_into_typed(),
+ * mesh_message_steal_fd()), that fails with EBADF as described above.
+ *
+ * Returns: the resource index, or a negative errno: -EBADF if @fd is
+ * negative (nothing is added).
  */
 MESH_REMOTE_API int mesh_message_add_fd_borrowed(MeshMessage *msg, int fd);
 

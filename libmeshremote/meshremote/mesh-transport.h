@@ -103,8 +103,9 @@ typedef struct {
 
 /**
  * MeshEventSink:
- * @version: 0 or 1 (MESH_EVENT_SINK_VERSION); a version 0 sink has no
- *     @caps (it carries any number of handles)
+ * @version: 0, 1 or 2 (MESH_EVENT_SINK_VERSION); a version 0 sink has no
+ *     @caps (it carries any number of handles), a version 1 sink no
+ *     @try_send
  * @send: transmits one event: the concatenation of the @n_iov buffers of
  *     @iov (at most 4) and @n_handles OS handles (all borrowed: the
  *     transport copies or duplicates what it keeps). Called from any thread,
@@ -114,6 +115,14 @@ typedef struct {
  *     (failed or dropped) and no send() runs any more
  * @caps: (nullable): what the connection carries (version 1); NULL as for
  *     version 0
+ * @try_send: (nullable): as @send, but a handle that is not open is
+ *     reported instead of sent (version 2): returns -EBADF having sent
+ *     nothing and kept nothing, 0 otherwise (sent, queued, or the
+ *     connection ends as after @send). When it is there the node calls it
+ *     instead of @send, and leaves out its own check of the handles lent by
+ *     mesh_message_add_fd_borrowed() (a system call per handle per send):
+ *     an fd closed meanwhile fails the sending port with
+ *     MESH_ERROR_INVALID_ARGUMENT, as it does for a sink without it.
  *
  * What a transport gives a node for each connection.
  */
@@ -124,10 +133,13 @@ typedef struct {
 	void (*destroy)(void *user_data);
 	/* version 1: */
 	const MeshTransportCaps *caps;
+	/* version 2: */
+	int (*try_send)(void *user_data, const struct iovec *iov, size_t n_iov,
+			const MeshOsHandle *handles, size_t n_handles);
 } MeshEventSink;
 
 /** MESH_EVENT_SINK_VERSION: the MeshEventSink version this header describes. */
-#define MESH_EVENT_SINK_VERSION 1
+#define MESH_EVENT_SINK_VERSION 2
 
 /**
  * MeshConnectorFunc:

@@ -324,6 +324,24 @@ START_TEST(test_caps_no_fds)
 }
 END_TEST
 
+START_TEST(test_lent_closed_fd_without_try_send)
+{
+	/*
+	 * A sink without try_send cannot report a lent fd that is not open:
+	 * the node checks it before the send, and the port fails.
+	 */
+	int pipefd[2];
+	ck_assert_int_eq(pipe(pipefd), 0);
+	close(pipefd[0]);
+	close(pipefd[1]);
+	MeshMessage *msg = message_with_fds(16, 0);
+	ck_assert_int_eq(mesh_message_add_fd_borrowed(msg, pipefd[0]), 0);
+	GError *error = send_rejected(&caps_two_fds, msg);
+	ck_assert_msg(strstr(error->message, "fd that is not open"), "%s", error->message);
+	g_error_free(error);
+}
+END_TEST
+
 START_TEST(test_caps_too_many_fds)
 {
 	GError *error = send_rejected(&caps_two_fds, message_with_fds(16, 3));
@@ -665,6 +683,7 @@ static Suite *transport_suite(void)
 
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_caps_no_fds);
+	tcase_add_test(tc, test_lent_closed_fd_without_try_send);
 	tcase_add_test(tc, test_caps_too_many_fds);
 	tcase_add_test(tc, test_caps_event_too_large);
 	tcase_add_test(tc, test_caps_within);

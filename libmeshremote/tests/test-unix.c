@@ -3050,7 +3050,9 @@ typedef enum {
 	TOO_MANY_FDS,
 	TOO_MANY_WITH_MEMFD,
 	FD_CLOSED_AFTER_ADD,
-	FD_CLOSED_AFTER_ADD_TO_RECEIVED
+	FD_CLOSED_AFTER_ADD_TO_RECEIVED,
+	BORROWED_FD_CLOSED,
+	BORROWED_FD_CLOSED_QUEUED
 } BadMessage;
 
 /*
@@ -3076,6 +3078,10 @@ static void bad_message_case(BadMessage kind)
 	mesh_message_free(msg);
 
 	int before = count_fds();
+	int lent = -1; /* BORROWED_FD_CLOSED*: an open fd the message borrows too */
+	int fill = -1; /* BORROWED_FD_CLOSED_QUEUED: lent by the messages that fill the socket */
+	MeshPort *moved = NULL, *moved_peer = NULL; /* BORROWED_FD_CLOSED*: a port in the message */
+	guint n_fill = 0;
 	switch (kind) {
 	case TOO_MANY_FDS:
 		msg = message_with_fds(MESH_UNIX_MAX_FDS_PER_PACKET + 1, 10);
@@ -3108,8 +3114,76 @@ static void bad_message_case(BadMessage kind)
 		close(pipefd[1]);
 		break;
 	}
+	case BORROWED_FD_CLOSED_QUEUED:
+		/*
+		 * The child stops reading: until a packet waits in the queue
+		 * (with a duplicate of @fill: one more fd), then as below, but
+		 * what finds the closed fd is the duplicate for the queue.
+		 */
+		fill = memfd_create("fill", MFD_CLOEXEC);
+		ck_assert_int_ge(fill, 0);
+		ck_assert_int_eq(pal_child_kill(c->process, SIGSTOP), 0);
+		while (count_fds() <= before + 2) {
+			ck_assert_uint_lt(n_fill, 4096);
+			msg = mesh_message_new("fill", 4);
+			ck_assert_int_eq(mesh_message_add_fd_borrowed(msg, fill), 0);
+			port_send(y, msg, FALSE);
+			n_fill++;
+		}
+		G_GNUC_FALLTHROUGH;
+	case BORROWED_FD_CLOSED: {
+		/*
+		 * Lent, then closed: the add does not look (no system call);
+		 * the send's sendmsg() finds it, on an idle connection, in
+		 * this thread. Next to an open fd, and to an fd the message
+		 * owns, which is closed with the message.
+		 */
+		lent = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		ck_assert_int_ge(lent, 0);
+		int pipefd[2];
+		ck_assert_int_eq(pipe2(pipefd, O_CLOEXEC), 0);
+		close(pipefd[1]);
+		msg = mesh_message_new("x", 1);
+		ck_assert_int_eq(mesh_message_add_fd_borrowed(msg, lent), 0);
+		ck_assert_int_eq(mesh_message_add_fd_borrowed(msg, pipefd[1]), 1);
+		ck_assert_int_eq(mesh_message_add_fd_take(msg, pipefd[0]), 2);
+		/* A port in it is moved before the send: it fails too. */
+		mesh_port_new_pair(&moved, &moved_peer);
+		ck_assert_int_eq(mesh_message_add_port_take(msg, moved), 3);
+		break;
+	}
 	}
 	ck_assert(port_send(c->port, msg, FALSE));
+	if (lent >= 0) {
+		MeshMessage *none = NULL;
+		GError *error = NULL;
+		ck_assert_int_eq(port_try_recv(moved_peer, &none, &error), PORT_RECV_FAILED);
+		ck_assert_msg(strstr(error->message, "fd that is not open") != NULL, "%s",
+			      error->message);
+		g_error_free(error);
+		mesh_port_close(moved_peer);
+	}
+	if (lent >= 0) {
+		/* The sending port failed at once, saying why; the lent fd stays open. */
+		MeshMessage *none = NULL;
+		GError *error = NULL;
+		ck_assert_int_eq(port_try_recv(c->port, &none, &error), PORT_RECV_FAILED);
+		ck_assert(g_error_matches(error, MESH_ERROR, MESH_ERROR_INVALID_ARGUMENT));
+		ck_assert_msg(strstr(error->message, "fd that is not open") != NULL, "%s",
+			      error->message);
+		g_error_free(error);
+		ck_assert_int_eq(close(lent), 0);
+	}
+	if (fill >= 0) {
+		/* The connection goes on: everything queued arrives. */
+		ck_assert_int_eq(pal_child_kill(c->process, SIGCONT), 0);
+		for (guint i = 0; i < n_fill; i++) {
+			msg = expect_message(ry);
+			ck_assert_uint_eq(mesh_message_get_n_resources(msg), 1);
+			mesh_message_free(msg);
+		}
+		close(fill);
+	}
 	ck_assert_int_eq(count_fds(), before);
 
 	/* The other port on the same connection goes on. */
@@ -3143,6 +3217,18 @@ END_TEST
 START_TEST(test_closed_fd_in_received_fails_the_port)
 {
 	bad_message_case(FD_CLOSED_AFTER_ADD_TO_RECEIVED);
+}
+END_TEST
+
+START_TEST(test_borrowed_closed_fd_fails_the_port)
+{
+	bad_message_case(BORROWED_FD_CLOSED);
+}
+END_TEST
+
+START_TEST(test_borrowed_closed_fd_queued_fails_the_port)
+{
+	bad_message_case(BORROWED_FD_CLOSED_QUEUED);
 }
 END_TEST
 
@@ -3264,12 +3350,19 @@ START_TEST(test_borrowed_fd)
 	close(fd);
 	ck_assert_int_eq(count_fds(), before);
 
-	/* Bad fds are refused as add_fd refuses them; nothing is added. */
+	/*
+	 * A negative fd is refused; a closed one is not looked at until the
+	 * message is used (test_borrowed_closed_fd_fails_the_port): stealing
+	 * it fails as its duplicate does, and freeing closes nothing.
+	 */
 	msg = mesh_message_new("x", 1);
 	ck_assert_int_eq(mesh_message_add_fd_borrowed(msg, -1), -EBADF);
-	ck_assert_int_eq(mesh_message_add_fd_borrowed(msg, fd), -EBADF); /* closed */
 	ck_assert_uint_eq(mesh_message_get_n_resources(msg), 0);
+	ck_assert_int_eq(mesh_message_add_fd_borrowed(msg, fd), 0); /* closed */
+	ck_assert_int_eq(mesh_message_steal_fd(msg, 0), -EBADF);
+	ck_assert_int_eq(mesh_message_add_fd_borrowed(msg, fd), 1);
 	mesh_message_free(msg);
+	ck_assert_int_eq(count_fds(), before);
 
 	child_close_port(c);
 	ck_assert_int_eq(child_finish(c), 0);
@@ -3395,6 +3488,29 @@ START_TEST(test_borrowed_fd_local_port)
 	expect_fd_message(r, &st);
 	close(other);
 	ck_assert_int_eq(count_fds(), before);
+
+	/*
+	 * A lent fd that is closed, after an open one: not delivered (the
+	 * open one's duplicate must not take the closed one's number and
+	 * stand in for it); the port fails, saying why.
+	 */
+	fd = new_memfd(&st);
+	int pipefd[2];
+	ck_assert_int_eq(pipe2(pipefd, O_CLOEXEC), 0);
+	close(pipefd[0]);
+	close(pipefd[1]);
+	msg = mesh_message_new("fd", 2);
+	ck_assert_int_eq(mesh_message_add_fd_borrowed(msg, fd), 0);
+	ck_assert_int_eq(mesh_message_add_fd_borrowed(msg, pipefd[0]), 1);
+	port_send(a, msg, FALSE);
+	MeshMessage *none = NULL;
+	GError *error = NULL;
+	ck_assert_int_eq(port_try_recv(a, &none, &error), PORT_RECV_FAILED);
+	ck_assert_msg(strstr(error->message, "could not be duplicated") != NULL, "%s",
+		      error->message);
+	g_error_free(error);
+	close(fd);
+	ck_assert_int_eq(count_fds(), before);
 	test_recv_free(r);
 	mesh_port_close(a);
 	mesh_port_close(b);
@@ -3493,6 +3609,8 @@ int main(void)
 	tcase_add_test(tc, test_too_many_fds_with_memfd_fails_the_port);
 	tcase_add_test(tc, test_closed_fd_fails_the_port);
 	tcase_add_test(tc, test_closed_fd_in_received_fails_the_port);
+	tcase_add_test(tc, test_borrowed_closed_fd_fails_the_port);
+	tcase_add_test(tc, test_borrowed_closed_fd_queued_fails_the_port);
 	tcase_add_test(tc, test_add_closed_fd);
 	tcase_add_test(tc, test_borrowed_fd);
 	tcase_add_test(tc, test_borrowed_fd_backlog);

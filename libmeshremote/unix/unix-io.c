@@ -45,6 +45,12 @@
 #define LEND_IDLE_US 1000
 /* Iterations in a row that may leave the poll out (io_iterate()). */
 #define MAX_SKIPPED_POLLS 4
+/*
+ * A borrower whose deadline is further than this waits with no timeout:
+ * the I/O thread watches the deadline (io_lend_locked()), so that a wait
+ * arms no kernel timer (about 1 us per round trip on this VM).
+ */
+#define WATCHED_DEADLINE_MS 10
 
 /* One fd in the epoll set; the serial tells a stale registration's events. */
 typedef struct {
@@ -66,7 +72,14 @@ struct UnixIo {
 	GThread *poller;   /* the borrower polling now, set by compare-and-swap */
 	gint returns;      /* counts borrowers' returns (the I/O thread watches it change) */
 	gint polls;        /* counts borrowers' polls begun */
-	gint parked;       /* the I/O thread waits with no timeout for the poller's return */
+	gint parked;       /* the I/O thread waits for the poller's return (or its deadline) */
+	/*
+	 * The poller's deadline (-1: none), set before it polls; read by the
+	 * I/O thread when it parks. __atomic, sequentially consistent: the
+	 * poller stores it and then reads parked, the I/O thread sets parked
+	 * and then reads it, so one of them sees the other.
+	 */
+	gint64 poll_deadline;
 	/* Under lock: */
 	gboolean started;
 	gboolean quit;
@@ -401,7 +414,7 @@ void unix_io_set_edge_fd(UnixIo *io, int fd, gboolean edge)
  * that the fds (the sockets, the context's wake-up) are looked at however
  * busy the ring is. Their readiness is not lost meanwhile (level-triggered).
  */
-static gboolean io_iterate(UnixIo *io, gint64 deadline)
+static gboolean io_iterate(UnixIo *io, gint64 deadline, gboolean watched)
 {
 	gint max_priority, timeout, n;
 	gboolean ours = FALSE;
@@ -422,6 +435,10 @@ static gboolean io_iterate(UnixIo *io, gint64 deadline)
 			ours = TRUE;
 		}
 	}
+	/* Watched by the I/O thread: it wakes the context at the deadline. */
+	gboolean unbounded = watched && ours && timeout > WATCHED_DEADLINE_MS;
+	if (unbounded)
+		timeout = -1;
 	int r = 1;
 	if (ready && timeout == 0 && io->skipped_polls < MAX_SKIPPED_POLLS) {
 		io->skipped_polls++; /* the fds' revents stay 0 (query cleared them) */
@@ -434,7 +451,7 @@ static gboolean io_iterate(UnixIo *io, gint64 deadline)
 	g_main_context_check(io->context, max_priority, io->fds, n);
 	tls_edge_polled = NULL;
 	g_main_context_dispatch(io->context);
-	return past || (r == 0 && ours);
+	return past || (r == 0 && ours && !unbounded);
 }
 
 static void io_signal(UnixIo *io)
@@ -458,8 +475,15 @@ static gboolean io_try_borrow(UnixIo *io, gint64 deadline, gboolean *ret_expired
 	}
 	tls_borrowed = io;
 	tls_foreign = FALSE;
+	/*
+	 * Before the poll: a parked I/O thread (it read the deadline of an
+	 * earlier poller, or none) looks at it again.
+	 */
+	__atomic_store_n(&io->poll_deadline, deadline, __ATOMIC_SEQ_CST);
+	if (g_atomic_int_get(&io->parked))
+		io_signal(io);
 	g_atomic_int_inc(&io->polls);
-	*ret_expired = io_iterate(io, deadline);
+	*ret_expired = io_iterate(io, deadline, TRUE);
 	tls_borrowed = NULL;
 	g_atomic_int_inc(&io->returns);
 	g_main_context_release(io->context);
@@ -571,8 +595,11 @@ static void io_finalize(void *data)
  * clock, no signal on the hot path): the context is idle when a whole
  * LEND_IDLE_US passed with no return and no poller. A poll that lasts a
  * whole LEND_IDLE_US (a receiver that waits for a message that does not
- * come) parks the I/O thread with no timeout: the borrower signals when it
- * returns, so an idle wait wakes nobody. A poller that stores NULL and then
+ * come) parks the I/O thread until the poller returns, or until the
+ * poller's deadline, which it then signals with a wake-up of the context
+ * (a poll that waits for a deadline over WATCHED_DEADLINE_MS away has no
+ * timeout of its own): the borrower signals when it returns, so an idle
+ * wait with no deadline wakes nobody. A poller that stores NULL and then
  * reads parked, against this thread that sets parked and then reads the
  * poller, cannot both miss the other's store. @owned: the thread owns the
  * context now (FALSE: it starts lent, unix_io_start()).
@@ -602,11 +629,23 @@ static gboolean io_lend_locked(UnixIo *io, gboolean owned)
 		} else if (polled && now - since >= LEND_IDLE_US) {
 			/*
 			 * One poll all along: wait for its return, which signals
-			 * (parked, or reclaim and stopping set).
+			 * (parked, or reclaim and stopping set), or for its
+			 * deadline, which the poll does not watch (io_iterate():
+			 * WATCHED_DEADLINE_MS): then wake the context, once per
+			 * LEND_IDLE_US until the poller returns.
 			 */
 			g_atomic_int_set(&io->parked, TRUE);
-			if (g_atomic_pointer_get(&io->poller) != NULL)
-				g_cond_wait(&io->cond, &io->lock);
+			if (g_atomic_pointer_get(&io->poller) != NULL) {
+				gint64 dl = __atomic_load_n(&io->poll_deadline, __ATOMIC_SEQ_CST);
+				if (dl < 0) {
+					g_cond_wait(&io->cond, &io->lock);
+				} else if (dl > now) {
+					g_cond_wait_until(&io->cond, &io->lock, dl);
+				} else {
+					g_main_context_wakeup(io->context);
+					g_cond_wait_until(&io->cond, &io->lock, now + LEND_IDLE_US);
+				}
+			}
 			g_atomic_int_set(&io->parked, FALSE);
 			continue;
 		}
@@ -654,7 +693,7 @@ static gpointer io_thread(gpointer data)
 			continue;
 		}
 		g_mutex_unlock(&io->lock);
-		io_iterate(io, -1);
+		io_iterate(io, -1, FALSE);
 		g_mutex_lock(&io->lock);
 	}
 	g_mutex_unlock(&io->lock);
@@ -672,6 +711,7 @@ UnixIo *unix_io_start(GMainContext *context, gboolean lent)
 	io->epfd = epoll_create1(EPOLL_CLOEXEC);
 	io->ep_off = io->epfd < 0; /* then plain poll() */
 	io->n_ep_seen = -1;
+	io->poll_deadline = -1;
 	io->attached = g_array_new(FALSE, FALSE, sizeof(int));
 	io->edge_fds = g_array_new(FALSE, FALSE, sizeof(int));
 	io->ep_again = g_array_new(FALSE, FALSE, sizeof(int));

@@ -718,17 +718,34 @@ static gboolean conn_wait_room_locked(UnixConn *c)
 	return c->pending_bytes < u->send_limit || c->ended || c->broken;
 }
 
-static void sink_send(void *user_data, const struct iovec *iov, size_t n_iov, const int *fds,
-		      size_t n_fds)
+/* Whether each of @fds is open (a failed send's slow path). */
+static gboolean fds_all_open(const int *fds, size_t n_fds)
 {
-	UnixConn *c = user_data;
+	for (size_t i = 0; i < n_fds; i++)
+		if (fcntl(fds[i], F_GETFD) < 0)
+			return FALSE;
+	return TRUE;
+}
+
+/*
+ * MeshEventSink.send and .try_send (@report): with @report, an fd of @fds
+ * that is not open is reported (-EBADF, nothing sent, nothing kept)
+ * instead of ending the connection. On the fast path that costs nothing:
+ * the sendmsg() fails with EBADF before it sends anything, and only then
+ * are the fds looked at. An event out of line (a pool buffer or a memfd
+ * is written first), and one that is queued (its fds duplicated), has its
+ * fds checked before that work.
+ */
+static int sink_send_full(UnixConn *c, const struct iovec *iov, size_t n_iov, const int *fds,
+			  size_t n_fds, gboolean report)
+{
 	uint8_t header[PACKET_HEADER_SIZE] = {PACKET_EVENT};
 	int memfd = -1;
 	size_t size = 0;
 
 	if (n_iov > SINK_MAX_IOV) {
 		conn_end_async(c, "an event in too many pieces");
-		return;
+		return 0;
 	}
 	for (size_t i = 0; i < n_iov; i++)
 		size += iov[i].iov_len;
@@ -741,8 +758,10 @@ static void sink_send(void *user_data, const struct iovec *iov, size_t n_iov, co
 		g_warning("mesh: an event with %zu fds exceeds %d per packet", n_fds,
 			  MESH_UNIX_MAX_FDS_PER_PACKET);
 		conn_end_async(c, "too many fds in one event");
-		return;
+		return 0;
 	}
+	if (report && size > MAX_SMALL_EVENT_SIZE && !fds_all_open(fds, n_fds))
+		return -EBADF;
 	uint8_t pool_body[POOL_EVENT_BODY];
 	struct iovec pool_iov = {pool_body, sizeof(pool_body)};
 	int lead_fd = -1; /* borrowed: a pool buffer's memfd, sent with its first use */
@@ -782,7 +801,7 @@ static void sink_send(void *user_data, const struct iovec *iov, size_t n_iov, co
 				  "mesh: cannot send a %zu-byte event in a memfd: %s", size,
 				  g_strerror(-memfd));
 			conn_end_async(c, "cannot send a large event");
-			return;
+			return 0;
 		}
 		header[0] = PACKET_LARGE_EVENT;
 		n_iov = 0;
@@ -801,7 +820,7 @@ static void sink_send(void *user_data, const struct iovec *iov, size_t n_iov, co
 		g_mutex_unlock(&c->lock);
 		if (memfd >= 0)
 			close(memfd);
-		return;
+		return 0;
 	}
 	int r = -EAGAIN;
 	gboolean small = header[0] == PACKET_EVENT;
@@ -823,7 +842,7 @@ static void sink_send(void *user_data, const struct iovec *iov, size_t n_iov, co
 		if (wrote < 0) {
 			conn_break_locked(c, why);
 			g_mutex_unlock(&c->lock);
-			return;
+			return 0;
 		}
 		if (wrote > 0) {
 			/*
@@ -846,7 +865,7 @@ static void sink_send(void *user_data, const struct iovec *iov, size_t n_iov, co
 			g_mutex_unlock(&c->lock);
 			if (!defer)
 				unix_tx_ring_wake(c->tx_ring);
-			return;
+			return 0;
 		}
 	}
 	if (c->pending_bytes >= c->owner->send_limit && !conn_wait_room_locked(c)) {
@@ -859,12 +878,22 @@ static void sink_send(void *user_data, const struct iovec *iov, size_t n_iov, co
 		g_mutex_unlock(&c->lock);
 		if (memfd >= 0)
 			close(memfd);
-		return;
+		return 0;
 	}
 	conn_stamp_locked(c, header);
 	gboolean streaming = c->peer_batches && small && conn_streak_step(c);
 	if (c->pending.length == 0 && !c->flushing && !streaming)
 		r = packet_sendv(c->fd, header, iov, n_iov, all_fds, total_fds);
+	if (r == -EAGAIN && report && n_fds && !buf && !fds_all_open(fds, n_fds)) {
+		/*
+		 * Queued, the fds are duplicated one by one: a duplicate may
+		 * take a closed fd's number and hide it. Looked at first.
+		 */
+		g_mutex_unlock(&c->lock);
+		if (memfd >= 0)
+			close(memfd);
+		return -EBADF;
+	}
 	OutPacket *tail_pk = g_queue_peek_tail(&c->pending);
 	size_t tail_cost = tail_pk ? out_packet_cost(tail_pk) : 0;
 	if (r == -EAGAIN && small && c->peer_batches && tail_pk &&
@@ -887,17 +916,33 @@ static void sink_send(void *user_data, const struct iovec *iov, size_t n_iov, co
 			pk->fds[i] = (memfd >= 0 && i == 0) ? memfd
 							    : fcntl(all_fds[i], F_DUPFD_CLOEXEC, 3);
 			if (pk->fds[i] < 0) {
+				int err = errno;
 				pk->n_fds = i;
 				out_packet_free(pk);
+				if (report && err == EBADF && !buf) {
+					g_mutex_unlock(&c->lock);
+					return -EBADF; /* the memfd, if any, went with pk */
+				}
 				conn_break_locked(c, "cannot duplicate an fd");
 				g_mutex_unlock(&c->lock);
-				return;
+				return 0;
 			}
 			pk->n_fds = i + 1;
 		}
 		memfd = -1; /* now the packet's */
 		conn_count_packet_locked(c);
 		conn_enqueue_unlock(c, pk);
+	} else if (r == -EBADF && report && !buf && n_fds && !fds_all_open(fds, n_fds)) {
+		/*
+		 * Nothing went: the kernel checks the fds before it queues.
+		 * (A pool buffer, announced to the peer with its first use,
+		 * cannot be taken back: then the connection ends, as without
+		 * @report; its fds were checked before it was taken.)
+		 */
+		g_mutex_unlock(&c->lock);
+		if (memfd >= 0)
+			close(memfd);
+		return -EBADF;
 	} else {
 		conn_count_packet_locked(c);
 		if (r < 0)
@@ -908,7 +953,21 @@ static void sink_send(void *user_data, const struct iovec *iov, size_t n_iov, co
 	}
 	if (memfd >= 0)
 		close(memfd);
+	return 0;
 }
+
+static void sink_send(void *user_data, const struct iovec *iov, size_t n_iov, const int *fds,
+		      size_t n_fds)
+{
+	(void)sink_send_full(user_data, iov, n_iov, fds, n_fds, FALSE);
+}
+
+static int sink_try_send(void *user_data, const struct iovec *iov, size_t n_iov, const int *fds,
+			 size_t n_fds)
+{
+	return sink_send_full(user_data, iov, n_iov, fds, n_fds, TRUE);
+}
+
 
 /* MeshEventSink.destroy: the remote node is gone; stop sending, half-close. */
 static void sink_destroy(void *user_data)
@@ -939,6 +998,7 @@ static const MeshEventSink unix_sink = {
 	.send = sink_send,
 	.destroy = sink_destroy,
 	.caps = &unix_caps,
+	.try_send = sink_try_send,
 };
 
 typedef struct {

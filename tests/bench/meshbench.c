@@ -1174,7 +1174,7 @@ static void bench_fdpass(gboolean borrow)
 			   .max_n = 1000000,
 			   .notes = borrow
 					     ? "as rtt_fd_pass/mesh, but the parent lends its memfd "
-					       "(mesh_message_add_fd_borrowed: an F_GETFD check, no dup "
+					       "(mesh_message_add_fd_borrowed: no system call, no dup "
 					       "and no close of a duplicate)"
 					     : "64B + 1 fd each way: parent adds its memfd "
 					       "(mesh_message_add_fd, a dup), child re-sends the message "
