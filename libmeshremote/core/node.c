@@ -233,17 +233,20 @@ static GList *node_ref_ports(MeshNode *node)
 	return ports;
 }
 
-/* Ports of @node on their way to another node (sending or proxying). */
+/*
+ * Ports of @node in a move not complete (port_is_moving()): on their way to
+ * another node, or moved in and still depending on the node they came from.
+ * A node that left before the latter would fail the proxy forwarding to it
+ * (its target's node gone), and that failure overtakes what the port sent.
+ */
 static guint count_moving_ports(MeshNode *node, guint *ret_total)
 {
 	guint n = 0;
 	GList *ports = node_ref_ports(node);
 
 	*ret_total = g_list_length(ports);
-	for (GList *l = ports; l; l = l->next) {
-		PortState s = port_get_state(l->data);
-		n += s == PORT_SENDING || s == PORT_PROXYING;
-	}
+	for (GList *l = ports; l; l = l->next)
+		n += port_is_moving(l->data);
 	g_list_free_full(ports, (GDestroyNotify)port_unref);
 	return n;
 }

@@ -277,12 +277,17 @@ static void handler_message(MeshPort *p, MeshMessage *msg, Deferred *d)
 		g_queue_push_tail(&p->queue, msg);
 }
 
-/* The move that brought the port here is complete: its old node no longer matters. */
+/*
+ * The move that brought the port here is complete: its old node no longer
+ * matters. A graceful shutdown waits for that (port_is_moving()): tell it.
+ */
 static void port_end_move_locked(MeshPort *p, Deferred *d)
 {
 	if (p->move_from) {
 		deferred_unref_remote(d, p->move_from);
 		p->move_from = NULL;
+		if (p->node)
+			node_watch_notify(p->node); /* lock order: port, then node */
 	}
 	p->move_done_seq = 0;
 }
@@ -761,6 +766,15 @@ PortState port_get_state(MeshPort *p)
 	PortState s = p->state;
 	g_mutex_unlock(&p->lock);
 	return s;
+}
+
+gboolean port_is_moving(MeshPort *p)
+{
+	g_mutex_lock(&p->lock);
+	gboolean moving = p->state == PORT_SENDING || p->state == PORT_PROXYING ||
+			  (p->state == PORT_PEERED && p->move_from);
+	g_mutex_unlock(&p->lock);
+	return moving;
 }
 
 PortRecv port_try_recv(MeshPort *p, MeshMessage **ret_msg, GError **error)

@@ -355,6 +355,13 @@ void port_disassociate_locked(MeshPort *port, Deferred *d);
 void port_encode_for_move(MeshPort *port, MeshNode *from, MeshRemoteNode *remote,
 			  MeshResourceData *rd);
 PortState port_get_state(MeshPort *port);
+/*
+ * Whether @port is part of a move that has not completed: on its way to
+ * another node (sending, proxying), or moved in and still depending on the
+ * node it came from (move_from: its PROXY_DONE, or what comes before it,
+ * has not arrived). A graceful shutdown waits until no port is either.
+ */
+gboolean port_is_moving(MeshPort *port);
 /* Fails @port explicitly (tests, protocol errors found by channels). */
 void port_fail(MeshPort *port, const char *reason);
 /* port_fail() blaming @culprit (NULL or zero: a local failure). */

@@ -351,8 +351,13 @@ MESH_REMOTE_API void mesh_node_receive_events(MeshNode *node, const MeshNodeId *
  *
  * For a graceful shutdown: waits until no port of @node is on its way to
  * another node (no move in flight: everything a moved port sent is handed
- * over) and at most @max_ports ports remain in its table. The wait ends
- * when a port leaves the table, not on a timer. On a caller's context, run
+ * over), no port moved into @node still depends on the node it came from
+ * (its move's PROXY_DONE, between nodes that have the
+ * MESH_REMOTE_FEATURE_PROXY_DONE feature, has not arrived: until it does,
+ * that node still forwards to this one, and would fail the port's peer if
+ * this node left), and at most @max_ports ports remain in its table. The
+ * wait ends when a port leaves the table or a move into it completes, not
+ * on a timer. On a caller's context, run
  * it where the transport's I/O runs (see MeshIoHook), or from another
  * thread.
  *

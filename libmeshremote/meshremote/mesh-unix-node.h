@@ -368,8 +368,10 @@ MESH_REMOTE_API void mesh_unix_node_set_send_limit(MeshUnixNode *unode, gsize ma
  *     value is a programmer error: a critical, and FALSE at once)
  *
  * Graceful shutdown: waits (within @timeout_us) until no port is being
- * moved and no introduction is pending (each wait ends on its event: a port
- * leaving the node's table, an answer of the leader), then flushes every
+ * moved, out of this node or into it (a port moved in waits until the node
+ * it came from no longer forwards to it), and no introduction is pending
+ * (each wait ends on its event: a port leaving the node's table, a move
+ * completing, an answer of the leader), then flushes every
  * connection and half-closes it (shutdown(SHUT_WR)),
  * so everything sent before reaches the peer, and waits for each peer's end
  * of stream. Connections left after the timeout are cut.

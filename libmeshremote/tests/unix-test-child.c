@@ -113,6 +113,36 @@ static int run_sink(TestRecv *r, int n)
 	return status;
 }
 
+/* Says "ready", then reads a port it is given: "done", then its close. */
+static int run_reader(TestRecv *r, MeshPort *bootstrap)
+{
+	port_send_bytes(bootstrap, "ready");
+	MeshPort *p = wait_port(r);
+	if (!p)
+		return 3;
+	TestRecv *rp = test_recv_new(p);
+	int status = 0;
+	MeshMessage *msg = test_recv_wait(rp, 60000);
+	if (!test_recv_is_message(msg)) {
+		status = 4;
+	} else {
+		size_t size;
+		const uint8_t *data = mesh_message_get_data(msg, &size);
+		status = size == 4 && memcmp(data, "done", 4) == 0 ? 0 : 6;
+		mesh_message_free(msg);
+	}
+	if (status == 0) {
+		msg = test_recv_wait(rp, 60000);
+		if (!test_recv_is_end(msg, RECV_END_CLOSED))
+			status = 5;
+		if (test_recv_is_message(msg))
+			mesh_message_free(msg);
+	}
+	test_recv_free(rp);
+	mesh_port_close(p);
+	return status;
+}
+
 static int run_mover(TestRecv *r, MeshPort *bootstrap)
 {
 	port_send_bytes(bootstrap, "ready");
@@ -477,6 +507,8 @@ run:;
 		status = run_origin(r, port, atoi(scenario_arg));
 	} else if (strcmp(scenario, "sink") == 0 && scenario_arg) {
 		status = run_sink(r, atoi(scenario_arg));
+	} else if (strcmp(scenario, "reader") == 0) {
+		status = run_reader(r, port);
 	} else if (strcmp(scenario, "drain") == 0) {
 		for (;;) {
 			MeshMessage *msg = test_recv_wait(r, 60000);
