@@ -1103,6 +1103,48 @@ START_TEST(test_peer_exits_mid_move)
 }
 END_TEST
 
+/*
+ * As test_peer_exits_mid_move, but B is killed holding y, which it did not
+ * close: x, on its way to the stopped C, holds no close of its peer, so it
+ * still fails with B's node, and C reads the failure (never a hang or a
+ * clean close).
+ */
+START_TEST(test_peer_killed_mid_move)
+{
+	guint remotes_before = mesh_node_count_remotes(parent.node);
+	Child *b = spawn_joiner("sink", "2");
+	Child *c = spawn_joiner("reader", "fail");
+	mesh_message_free(expect_message(c->recv)); /* "ready" */
+
+	MeshPort *x, *y;
+	mesh_port_new_pair(&x, &y);
+	MeshMessage *msg = mesh_message_new(NULL, 0);
+	mesh_message_add_port_take(msg, y);
+	port_send(b->port, msg, FALSE);
+	ck_assert_int_eq(pal_child_kill(c->process, SIGSTOP), 0);
+	/* B waits for a "1" that never comes: y stays open. */
+	port_send_bytes(x, "0");
+	msg = mesh_message_new(NULL, 0);
+	mesh_message_add_port_take(msg, x);
+	port_send(c->port, msg, FALSE);
+
+	ck_assert_int_eq(pal_child_kill(b->process, SIGKILL), 0);
+	MeshMessage *end = test_recv_wait(b->recv, 20000);
+	ck_assert(test_recv_is_end(end, RECV_END_FAILED));
+	ck_assert_int_eq(pal_child_kill(c->process, SIGCONT), 0);
+	int status = child_finish(b);
+	ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	ck_assert_int_eq(child_finish(c), 0);
+
+	for (int i = 0; i < 1000 && (unix_leader_count_pairs(parent.unode) > 0 ||
+				     mesh_node_count_remotes(parent.node) > remotes_before);
+	     i++)
+		g_usleep(10000);
+	ck_assert_uint_eq(unix_leader_count_pairs(parent.unode), 0);
+	ck_assert_uint_eq(mesh_node_count_remotes(parent.node), remotes_before);
+}
+END_TEST
+
 /* A follower of the parent's mesh in this process. */
 static MeshUnixNode *join_here(MeshPort **ret_theirs)
 {
@@ -3654,14 +3696,21 @@ int main(void)
 	tcase_add_test(tc, test_join_count_without_receive);
 	tcase_add_test(tc, test_port_from_child_to_child);
 	tcase_add_test(tc, test_sink_exits_mid_move);
-	if (g_getenv("MESH_TEST_KNOWN_HOLES"))
-		tcase_add_test(tc, test_peer_exits_mid_move);
 	tcase_add_test(tc, test_failed_pair_not_reintroduced);
 	tcase_add_test(tc, test_dropped_invitation);
 	tcase_add_test(tc, test_mover_killed);
 	tcase_add_test(tc, test_listener);
 	tcase_add_test(tc, test_caller_context);
 	tcase_add_test(tc, test_listener_limits);
+	suite_add_tcase(s, tc);
+
+	/* A port on its way between nodes while its peer's node ends. */
+	tc = tcase_create("mid-move");
+	tcase_set_timeout(tc, 120);
+	tcase_add_checked_fixture(tc, parent_setup, parent_teardown);
+	if (g_getenv("MESH_TEST_KNOWN_HOLES"))
+		tcase_add_test(tc, test_peer_exits_mid_move);
+	tcase_add_test(tc, test_peer_killed_mid_move);
 	suite_add_tcase(s, tc);
 
 	/* Channels with blocking receives: the I/O thread lends its context. */
