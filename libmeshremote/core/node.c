@@ -693,18 +693,18 @@ static void node_fail_remote(MeshRemoteNode *remote, const char *reason)
 	if (!node)
 		return;
 
-	/* Fail every port whose peer or target is on that node. */
+	/*
+	 * Fail every port whose peer or target is on that node, or whose move
+	 * from there had not completed (events may be lost), except a port on
+	 * its way that already holds its peer's close.
+	 */
 	GList *ports = node_ref_ports(node);
 	for (GList *l = ports; l; l = l->next) {
 		MeshPort *p = l->data;
 		Deferred d;
 		deferred_init(&d);
 		g_mutex_lock(&p->lock);
-		if (p->peer.remote == remote || p->target.remote == remote)
-			port_fail_locked(p, &remote->id, reason, &d);
-		else if (p->move_from == remote)
-			/* Its move from there had not completed: events may be lost. */
-			port_fail_locked(p, &remote->id, reason, &d);
+		port_remote_failed_locked(p, remote, reason, &d);
 		g_mutex_unlock(&p->lock);
 		deferred_run(&d);
 		port_unref(p);

@@ -1051,18 +1051,17 @@ START_TEST(test_sink_exits_mid_move)
 END_TEST
 
 /*
- * The other side of a move, a hole NOT closed yet (so this test is only
- * registered with MESH_TEST_KNOWN_HOLES set; it fails about 7 runs in 8):
- * this node sends port x to child C while x's peer y is on child B, which
- * answers "done" on y, closes it and shuts down. C is stopped, so x is
- * still on its way (it holds B's "done" and close for C) when B's
- * connection ends after B's graceful shutdown: x fails with it (its peer's
- * node is gone) and C gets x failed instead of "done" and the close. B's
- * shutdown waiting for its close's answer closes it, but makes every
- * shutdown wait for the peers of its closed ports (test-p2p's children
- * then wait out their timeout: the parent runs no I/O in child_wait());
- * the other way is for x to go on without a peer whose close it already
- * holds (doc/libmeshremote.md, "Graceful shutdown").
+ * The other side of a move: this node sends port x to child C while x's
+ * peer y is on child B, which answers "done" on y, closes it and shuts
+ * down. C is stopped, so x is still on its way (it holds B's "done" and
+ * close for C) when B's connection ends after B's graceful shutdown. x
+ * failed with it (its peer's node was gone; about 7 runs in 8) and C got x
+ * failed instead of "done" and the close. B's shutdown waiting for its
+ * close's answer would cover it, but makes every shutdown wait for the
+ * peers of its closed ports (test-p2p's children then wait out their
+ * timeout: the parent runs no I/O in child_wait()); instead x goes on
+ * without a peer whose close it already holds (doc/libmeshremote.md,
+ * "Close and failure"). test_peer_killed_mid_move is the other case.
  */
 START_TEST(test_peer_exits_mid_move)
 {
@@ -3708,8 +3707,7 @@ int main(void)
 	tc = tcase_create("mid-move");
 	tcase_set_timeout(tc, 120);
 	tcase_add_checked_fixture(tc, parent_setup, parent_teardown);
-	if (g_getenv("MESH_TEST_KNOWN_HOLES"))
-		tcase_add_test(tc, test_peer_exits_mid_move);
+	tcase_add_test(tc, test_peer_exits_mid_move);
 	tcase_add_test(tc, test_peer_killed_mid_move);
 	suite_add_tcase(s, tc);
 
