@@ -294,8 +294,14 @@ static void port_end_move_locked(MeshPort *p, Deferred *d)
 
 static void port_check_move_locked(MeshPort *p, Deferred *d)
 {
-	if (p->move_from && p->move_done_seq && p->next_peer_seq >= p->move_done_seq)
+	if (p->move_from && p->move_done_seq && p->next_peer_seq >= p->move_done_seq) {
 		port_end_move_locked(p, d);
+		if (p->peer_gone && p->state == PORT_PEERED && p->peer.remote) {
+			/* Its peer's node failed; the close did not come through the move. */
+			MeshNodeId culprit = p->peer.remote->id;
+			port_fail_locked(p, &culprit, "the peer's node failed", d);
+		}
+	}
 }
 
 typedef struct {
@@ -441,6 +447,7 @@ static void process_peered(MeshPort *p, Event *ev, Deferred *d)
 		}
 		PeerAddr old = p->peer;
 		p->peer = ev->new_peer;
+		p->peer_gone = FALSE; /* it was the old peer's node that failed */
 		memset(&ev->new_peer, 0, sizeof(ev->new_peer));
 		if ((ev->flags & MESH_EVENT_FLAG_FORWARDS) && old.remote && !p->move_from &&
 		    old.remote != p->peer.remote) {
@@ -573,6 +580,17 @@ void port_remote_failed_locked(MeshPort *p, MeshRemoteNode *remote, const char *
 	if (p->peer.remote != remote && p->move_from != remote && p->target.remote != remote &&
 	    (!held || closed != remote))
 		return;
+	if (p->state == PORT_PEERED && p->peer.remote == remote && p->move_from &&
+	    p->move_from != remote) {
+		/*
+		 * Moved in, and the old node has not forwarded all yet: the
+		 * peer's close may still come through it. Fails once the move
+		 * ends without it (port_check_move_locked()), or with the old
+		 * node's or the proxy's failure.
+		 */
+		p->peer_gone = TRUE;
+		return;
+	}
 	if (p->target.remote == remote || !held) {
 		port_fail_locked(p, &remote->id, reason, d);
 		return;

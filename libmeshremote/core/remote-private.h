@@ -142,6 +142,8 @@ struct MeshPort {
 	/*
 	 * SENDING: the peer's node failed after everything up to the peer's
 	 * close was here: the move goes on, and ends once that is forwarded.
+	 * PEERED with move_from: the peer's node failed; the port fails when
+	 * its move ends, unless the peer's close came through the move.
 	 */
 	gboolean peer_gone;
 };

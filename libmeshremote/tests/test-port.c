@@ -719,12 +719,15 @@ static guint discard_between(TestNet *net, guint i, guint j)
 /*
  * Node 0 moves port X (peer Y on node 1) to node 2 while Y says "done" and
  * closes; after @steps packets node 1's link to node 0 ends (node 1 left;
- * node 2 does not know yet). If every packet from node 1 reached node 0, X
- * held Y's close: the new home Z reads "done", then "closed", never a
- * failure (X sending or proxying when the link ended). Otherwise Z reads
- * that or fails, never waits. FALSE once the move completed within @steps.
+ * node 2 does not know yet, or, @everywhere, its link to node 2 ends at the
+ * same time). If every packet from node 1 arrived, X held Y's close: the
+ * new home Z reads "done", then "closed", never a failure (X sending or
+ * proxying when the link ended; with @everywhere, Z waits for the move to
+ * end before it fails). Otherwise Z reads that or fails, never waits.
+ * FALSE once the move completed within @steps.
  */
-static gboolean move_while_peer_leaves(guint steps, guint32 seed, gboolean upstream)
+static gboolean move_while_peer_leaves(guint steps, guint32 seed, gboolean upstream,
+				       gboolean everywhere)
 {
 	TestNet *net = test_net_new_full(3, seed, upstream);
 	MeshPort *x, *y, *c0, *c2;
@@ -744,6 +747,11 @@ static gboolean move_while_peer_leaves(guint steps, guint32 seed, gboolean upstr
 	}
 	guint lost = discard_between(net, 0, 1);
 	test_net_disconnect(net, 0, 1);
+	if (everywhere) {
+		/* Node 2's link ends too, maybe before X forwarded the close. */
+		lost += discard_between(net, 2, 1);
+		test_net_disconnect(net, 2, 1);
+	}
 	test_net_pump(net);
 
 	MeshMessage *msg = NULL;
@@ -781,11 +789,14 @@ static gboolean move_while_peer_leaves(guint steps, guint32 seed, gboolean upstr
 
 START_TEST(test_move_peer_leaves)
 {
-	for (int upstream = 0; upstream < 2; upstream++) {
-		for (guint steps = 0; move_while_peer_leaves(steps, 0, upstream); steps++)
+	for (int mode = 0; mode < 3; mode++) {
+		/* Node 1's link to node 0 ends; or to both, between C nodes. */
+		gboolean upstream = mode == 1, everywhere = mode == 2;
+		for (guint steps = 0; move_while_peer_leaves(steps, 0, upstream, everywhere); steps++)
 			;
 		for (guint32 seed = 1; seed < 40; seed++)
-			for (guint steps = 0; move_while_peer_leaves(steps, seed, upstream); steps++)
+			for (guint steps = 0;
+			     move_while_peer_leaves(steps, seed, upstream, everywhere); steps++)
 				;
 	}
 }
@@ -1073,6 +1084,13 @@ static GPtrArray *receive_ports_naming_nodes(TestNet *net, MeshPort *to, guint64
 {
 	const MeshNodeId *from = mesh_node_get_id(net->nodes[0]);
 	size_t size = MESH_EVENT_HEADER_SIZE + (size_t)n * MESH_RESOURCE_DATA_SIZE;
+	/*
+	 * The made-up ports name node 0 as their old home, where no proxy
+	 * will send them PROXY_DONE: node 0 speaks upstream's moves to node 1
+	 * from now on, or a port whose peer's node failed would wait for that
+	 * move to end (port_remote_failed_locked()).
+	 */
+	mesh_remote_node_set_features(net->handles[1][0], 0);
 	uint8_t *buf = g_malloc0(size);
 	MeshEventHeader h = {.type = MESH_EVENT_MESSAGE, .flags = MESH_EVENT_FLAG_MESSAGE,
 			     .seq = seq, .resource_count = n};
