@@ -701,11 +701,11 @@ void port_receive_locked(MeshPort *p, Event *ev, Deferred *d)
 	switch (ev->type) {
 	case MESH_EVENT_FAIL_PORT: {
 		MeshRemoteNode *closed = NULL;
-		if (!ev->culprit_is_sender && port_holds_peer_close_locked(p, &closed) && closed &&
-		    remote_node_is_failed(closed) && mesh_uuid_equal(&ev->culprit, &closed->id)) {
+		if (!ev->culprit_is_sender && port_holds_peer_close_locked(p, &closed)) {
 			/*
-			 * A proxy on the way to the peer failed with the peer's
-			 * node, after the peer's close came: nothing was lost.
+			 * A node failed on the way to the peer (a proxy there
+			 * failed with it) after the peer's close came: nothing
+			 * was lost, and no acknowledgement comes that way.
 			 */
 			port_peer_gone_locked(p, d);
 			event_discard(ev, d);
