@@ -440,14 +440,21 @@ static void process_peered(MeshPort *p, Event *ev, Deferred *d)
 			p->next_local_seq -= ev->seq_delta;
 			break;
 		}
-		if (ev->new_peer.remote && remote_node_is_failed(ev->new_peer.remote)) {
+		/*
+		 * A new peer whose node failed may have closed, the close on
+		 * its way through the move into this node: then the port fails
+		 * only when that move ends without it (port_check_move_locked()).
+		 */
+		gboolean new_peer_failed =
+			ev->new_peer.remote && remote_node_is_failed(ev->new_peer.remote);
+		if (new_peer_failed && !(p->move_from && p->move_from != ev->new_peer.remote)) {
 			port_fail_locked(p, &ev->new_peer.remote->id, "the new peer's node failed",
 					 d);
 			break;
 		}
 		PeerAddr old = p->peer;
 		p->peer = ev->new_peer;
-		p->peer_gone = FALSE; /* it was the old peer's node that failed */
+		p->peer_gone = new_peer_failed; /* not the old peer's node's failure */
 		memset(&ev->new_peer, 0, sizeof(ev->new_peer));
 		if ((ev->flags & MESH_EVENT_FLAG_FORWARDS) && old.remote && !p->move_from &&
 		    old.remote != p->peer.remote) {
