@@ -693,18 +693,18 @@ static void node_fail_remote(MeshRemoteNode *remote, const char *reason)
 	if (!node)
 		return;
 
-	/* Fail every port whose peer or target is on that node. */
+	/*
+	 * Fail every port whose peer or target is on that node, or whose move
+	 * from there had not completed (events may be lost), except a port on
+	 * its way that already holds its peer's close.
+	 */
 	GList *ports = node_ref_ports(node);
 	for (GList *l = ports; l; l = l->next) {
 		MeshPort *p = l->data;
 		Deferred d;
 		deferred_init(&d);
 		g_mutex_lock(&p->lock);
-		if (p->peer.remote == remote || p->target.remote == remote)
-			port_fail_locked(p, &remote->id, reason, &d);
-		else if (p->move_from == remote)
-			/* Its move from there had not completed: events may be lost. */
-			port_fail_locked(p, &remote->id, reason, &d);
+		port_remote_failed_locked(p, remote, reason, &d);
 		g_mutex_unlock(&p->lock);
 		deferred_run(&d);
 		port_unref(p);
@@ -1069,6 +1069,7 @@ static MeshPort *materialize_port(MeshNode *node, const MeshResourceData *rd, De
 	MeshNodeId culprit = rd->peer_node;
 	MeshRemoteNode *old = NULL;
 	gboolean refused = FALSE; /* for MESH_NODE_MAX_REMOTES */
+	const char *peer_failed = NULL;
 
 	z->next_local_seq = rd->next_local_seq;
 	if (mesh_uuid_is_zero(&rd->peer_port)) {
@@ -1088,12 +1089,22 @@ static MeshPort *materialize_port(MeshNode *node, const MeshResourceData *rd, De
 			refused = TRUE;
 		} else if (remote_node_is_failed(z->peer.remote)) {
 			/* Why, when a connector refused it ("no extra connections"). */
-			failure = z->peer.remote->fail_reason ? z->peer.remote->fail_reason
-							      : "the peer's node failed";
+			peer_failed = z->peer.remote->fail_reason ? z->peer.remote->fail_reason
+								  : "the peer's node failed";
 		}
 	}
-	if ((!failure || refused) && !mesh_uuid_equal(&rd->old_node, &node->id)) {
+	if (!failure && !mesh_uuid_equal(&rd->old_node, &node->id))
 		old = node_get_remote_named(node, &rd->old_node);
+	if (peer_failed &&
+	    !(old && old != z->peer.remote && remote_node_has_ext_moves(old) &&
+	      !remote_node_is_failed(old))) {
+		failure = peer_failed;
+		remote_node_unref_internal(old);
+		old = NULL;
+	}
+	if ((!failure || refused) && !mesh_uuid_equal(&rd->old_node, &node->id)) {
+		if (!old)
+			old = node_get_remote_named(node, &rd->old_node);
 		if (!old) {
 			failure = TOO_MANY_REMOTES;
 			culprit = node->id;
@@ -1125,6 +1136,12 @@ static MeshPort *materialize_port(MeshNode *node, const MeshResourceData *rd, De
 		 * Checked after entering the table, against a failure meanwhile.
 		 */
 		z->move_from = remote_node_ref_internal(old);
+		/*
+		 * A peer whose node failed may have closed, and its close be
+		 * on its way through the old node: the port fails when the move
+		 * ends without it (port_remote_failed_locked()).
+		 */
+		z->peer_gone = peer_failed != NULL;
 		if (remote_node_is_failed(old))
 			port_fail_locked(z, &rd->old_node, "the sending node failed during the move",
 					 d);

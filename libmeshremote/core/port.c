@@ -294,8 +294,14 @@ static void port_end_move_locked(MeshPort *p, Deferred *d)
 
 static void port_check_move_locked(MeshPort *p, Deferred *d)
 {
-	if (p->move_from && p->move_done_seq && p->next_peer_seq >= p->move_done_seq)
+	if (p->move_from && p->move_done_seq && p->next_peer_seq >= p->move_done_seq) {
 		port_end_move_locked(p, d);
+		if (p->peer_gone && p->state == PORT_PEERED && p->peer.remote) {
+			/* Its peer's node failed; the close did not come through the move. */
+			MeshNodeId culprit = p->peer.remote->id;
+			port_fail_locked(p, &culprit, "the peer's node failed", d);
+		}
+	}
 }
 
 typedef struct {
@@ -434,13 +440,21 @@ static void process_peered(MeshPort *p, Event *ev, Deferred *d)
 			p->next_local_seq -= ev->seq_delta;
 			break;
 		}
-		if (ev->new_peer.remote && remote_node_is_failed(ev->new_peer.remote)) {
+		/*
+		 * A new peer whose node failed may have closed, the close on
+		 * its way through the move into this node: then the port fails
+		 * only when that move ends without it (port_check_move_locked()).
+		 */
+		gboolean new_peer_failed =
+			ev->new_peer.remote && remote_node_is_failed(ev->new_peer.remote);
+		if (new_peer_failed && !(p->move_from && p->move_from != ev->new_peer.remote)) {
 			port_fail_locked(p, &ev->new_peer.remote->id, "the new peer's node failed",
 					 d);
 			break;
 		}
 		PeerAddr old = p->peer;
 		p->peer = ev->new_peer;
+		p->peer_gone = new_peer_failed; /* not the old peer's node's failure */
 		memset(&ev->new_peer, 0, sizeof(ev->new_peer));
 		if ((ev->flags & MESH_EVENT_FLAG_FORWARDS) && old.remote && !p->move_from &&
 		    old.remote != p->peer.remote) {
@@ -477,18 +491,28 @@ static void process_peered(MeshPort *p, Event *ev, Deferred *d)
 	event_discard(ev, d);
 }
 
+/*
+ * Everything from the peer came through: the proxy ends, and tells the new
+ * home, if it reads it, from which seq on it no longer depends on us.
+ */
+static void port_finish_proxy_locked(MeshPort *p, Deferred *d)
+{
+	if (p->target.remote && remote_node_has_ext_moves(p->target.remote))
+		deferred_event(d, &p->target, event_new(MESH_EVENT_PROXY_DONE, 0, p->forward_seq),
+			       p->node);
+	port_done_locked(p, d);
+}
+
+static gboolean event_is_close(const Event *ev)
+{
+	return ev->type == MESH_EVENT_MESSAGE && (ev->flags & MESH_EVENT_FLAG_CLOSE);
+}
+
 static void process_proxying(MeshPort *p, Event *ev, Deferred *d)
 {
 	if (ev->type == MESH_EVENT_ACK_CHANGE_PEER) {
-		/*
-		 * Everything from the peer came through: tell the new home, if
-		 * it reads it, from which seq on it no longer depends on us.
-		 */
-		if (p->target.remote && remote_node_has_ext_moves(p->target.remote))
-			deferred_event(d, &p->target, event_new(MESH_EVENT_PROXY_DONE, 0, p->forward_seq),
-				       p->node);
 		event_discard(ev, d);
-		port_done_locked(p, d);
+		port_finish_proxy_locked(p, d);
 		return;
 	}
 	if (ev->type == MESH_EVENT_CHANGE_PEER) {
@@ -497,8 +521,93 @@ static void process_proxying(MeshPort *p, Event *ev, Deferred *d)
 		peer_addr_copy(&p->peer, &ev->new_peer);
 		peer_addr_defer_clear(&old, d);
 	}
+	if (event_is_close(ev))
+		p->peer_close_passed = TRUE;
 	ev->seq = p->forward_seq++;
 	deferred_event(d, &p->target, ev, p->node);
+}
+
+static int event_seq_compare(const void *a, const void *b)
+{
+	guint64 x = (*(Event *const *)a)->seq, y = (*(Event *const *)b)->seq;
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * Whether the port on its way holds everything its peer will send: its
+ * close and every event before it (forwarded while PROXYING; in the heap
+ * while SENDING, where nothing is taken from it). *ret_closed is the node
+ * of the peer that closed: a CHANGE_PEER waiting in the heap names it, or
+ * the current peer's. Only when a node fails: a walk of the heap is fine.
+ */
+static gboolean port_holds_peer_close_locked(MeshPort *p, MeshRemoteNode **ret_closed)
+{
+	*ret_closed = p->peer.remote;
+	if (p->state == PORT_PROXYING)
+		return p->peer_close_passed;
+	if (p->state != PORT_SENDING || !p->heap->len)
+		return FALSE;
+	Event **evs = g_memdup2(p->heap->pdata, p->heap->len * sizeof(Event *));
+	qsort(evs, p->heap->len, sizeof(Event *), event_seq_compare);
+	guint64 want = p->next_peer_seq;
+	gboolean held = FALSE;
+	for (guint i = 0; i < p->heap->len && !held; i++) {
+		if (evs[i]->seq < want)
+			continue; /* a duplicate: the protocol error comes later */
+		if (evs[i]->seq != want)
+			break; /* a gap */
+		if (evs[i]->type == MESH_EVENT_CHANGE_PEER)
+			*ret_closed = evs[i]->new_peer.remote;
+		held = event_is_close(evs[i]);
+		want++;
+	}
+	g_free(evs);
+	return held;
+}
+
+/*
+ * The node of the peer whose close the port holds failed: it goes on as a
+ * port whose peer closed, forwards what it holds and the close, and ends
+ * as if the peer had acknowledged its CHANGE_PEER.
+ */
+static void port_peer_gone_locked(MeshPort *p, Deferred *d)
+{
+	if (p->state == PORT_PROXYING)
+		port_finish_proxy_locked(p, d);
+	else
+		p->peer_gone = TRUE;
+}
+
+void port_remote_failed_locked(MeshPort *p, MeshRemoteNode *remote, const char *reason,
+			       Deferred *d)
+{
+	MeshRemoteNode *closed = NULL;
+	gboolean held = port_holds_peer_close_locked(p, &closed);
+
+	if (p->peer.remote != remote && p->move_from != remote && p->target.remote != remote &&
+	    (!held || closed != remote))
+		return;
+	if (p->state == PORT_PEERED && p->peer.remote == remote && p->move_from &&
+	    p->move_from != remote) {
+		/*
+		 * Moved in, and the old node has not forwarded all yet: the
+		 * peer's close may still come through it. Fails once the move
+		 * ends without it (port_check_move_locked()), or with the old
+		 * node's or the proxy's failure.
+		 */
+		p->peer_gone = TRUE;
+		return;
+	}
+	if (p->target.remote == remote || !held) {
+		port_fail_locked(p, &remote->id, reason, d);
+		return;
+	}
+	/* Nothing more can come from the peer: its node no longer matters. */
+	if (p->move_from == remote)
+		port_end_move_locked(p, d);
+	/* Nobody there acknowledges a CHANGE_PEER: it ends without that. */
+	if (closed == remote || p->peer.remote == remote)
+		port_peer_gone_locked(p, d);
 }
 
 /*
@@ -560,8 +669,15 @@ static void start_proxy(MeshPort *p, guint64 first_seq, guint64 change_seq, gboo
 	}
 	Event *ev;
 	while ((ev = heap_take_next(p, d))) {
+		if (event_is_close(ev))
+			p->peer_close_passed = TRUE;
 		ev->seq = p->forward_seq++;
 		deferred_event(d, &p->target, ev, p->node);
+	}
+	if (p->peer_gone && p->state == PORT_PROXYING) {
+		/* Its close is forwarded; its node is gone: no CHANGE_PEER. */
+		port_finish_proxy_locked(p, d);
+		return;
 	}
 	/*
 	 * A bridge: the new peer's messages reach our peer through the other
@@ -590,7 +706,18 @@ void port_receive_locked(MeshPort *p, Event *ev, Deferred *d)
 		return;
 	}
 	switch (ev->type) {
-	case MESH_EVENT_FAIL_PORT:
+	case MESH_EVENT_FAIL_PORT: {
+		MeshRemoteNode *closed = NULL;
+		if (!ev->culprit_is_sender && port_holds_peer_close_locked(p, &closed)) {
+			/*
+			 * A node failed on the way to the peer (a proxy there
+			 * failed with it) after the peer's close came: nothing
+			 * was lost, and no acknowledgement comes that way.
+			 */
+			port_peer_gone_locked(p, d);
+			event_discard(ev, d);
+			return;
+		}
 		if (ev->culprit_is_sender) {
 			/* Not a node failure: that node, still up, failed the port. */
 			char id[33];
@@ -607,6 +734,7 @@ void port_receive_locked(MeshPort *p, Event *ev, Deferred *d)
 		}
 		event_discard(ev, d);
 		return;
+	}
 	case MESH_EVENT_ACK_PORT:
 		if (p->state == PORT_SENDING)
 			start_proxy(p, 1, p->change_peer_seq, FALSE, d);

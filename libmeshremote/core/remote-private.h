@@ -138,6 +138,14 @@ struct MeshPort {
 	 */
 	MeshRemoteNode *move_from;
 	guint64 move_done_seq; /* from PROXY_DONE: done once next_peer_seq reaches it (0: unknown) */
+	gboolean peer_close_passed; /* PROXYING: the peer's close went on to the target */
+	/*
+	 * SENDING: the peer's node failed after everything up to the peer's
+	 * close was here: the move goes on, and ends once that is forwarded.
+	 * PEERED with move_from: the peer's node failed; the port fails when
+	 * its move ends, unless the peer's close came through the move.
+	 */
+	gboolean peer_gone;
 };
 
 typedef struct {
@@ -329,6 +337,17 @@ void port_deliver(MeshPort *port, Event *ev);
 void port_receive_locked(MeshPort *port, Event *ev, Deferred *d);
 void port_fail_locked(MeshPort *port, const MeshNodeId *culprit, const char *reason,
 		      Deferred *d);
+/*
+ * @remote failed: @port fails if its peer, its target or the node it moved
+ * in from (move_from) is there, unless it is on its way (SENDING,
+ * PROXYING), its target is elsewhere and it already holds its peer's close
+ * and everything before it: then it goes on as a port whose peer closed
+ * (its move ends without the peer's acknowledgement if the peer that
+ * closed, maybe named by a CHANGE_PEER it holds, or the peer it would
+ * send its own CHANGE_PEER to was on @remote).
+ */
+void port_remote_failed_locked(MeshPort *port, MeshRemoteNode *remote, const char *reason,
+			       Deferred *d);
 /*
  * Fails @port with @error (taken) instead of a node failure built from
  * @culprit and @reason; @reason goes with the FAIL_PORT its peer gets.

@@ -1051,18 +1051,17 @@ START_TEST(test_sink_exits_mid_move)
 END_TEST
 
 /*
- * The other side of a move, a hole NOT closed yet (so this test is only
- * registered with MESH_TEST_KNOWN_HOLES set; it fails about 7 runs in 8):
- * this node sends port x to child C while x's peer y is on child B, which
- * answers "done" on y, closes it and shuts down. C is stopped, so x is
- * still on its way (it holds B's "done" and close for C) when B's
- * connection ends after B's graceful shutdown: x fails with it (its peer's
- * node is gone) and C gets x failed instead of "done" and the close. B's
- * shutdown waiting for its close's answer closes it, but makes every
- * shutdown wait for the peers of its closed ports (test-p2p's children
- * then wait out their timeout: the parent runs no I/O in child_wait());
- * the other way is for x to go on without a peer whose close it already
- * holds (doc/libmeshremote.md, "Graceful shutdown").
+ * The other side of a move: this node sends port x to child C while x's
+ * peer y is on child B, which answers "done" on y, closes it and shuts
+ * down. C is stopped, so x is still on its way (it holds B's "done" and
+ * close for C) when B's connection ends after B's graceful shutdown. x
+ * failed with it (its peer's node was gone; about 7 runs in 8) and C got x
+ * failed instead of "done" and the close. B's shutdown waiting for its
+ * close's answer would cover it, but makes every shutdown wait for the
+ * peers of its closed ports (test-p2p's children then wait out their
+ * timeout: the parent runs no I/O in child_wait()); instead x goes on
+ * without a peer whose close it already holds (doc/libmeshremote.md,
+ * "Close and failure"). test_peer_killed_mid_move is the other case.
  */
 START_TEST(test_peer_exits_mid_move)
 {
@@ -1092,6 +1091,48 @@ START_TEST(test_peer_exits_mid_move)
 		g_usleep(10000);
 	ck_assert_int_eq(pal_child_kill(c->process, SIGCONT), 0);
 	ck_assert_int_eq(child_finish(b), 0);
+	ck_assert_int_eq(child_finish(c), 0);
+
+	for (int i = 0; i < 1000 && (unix_leader_count_pairs(parent.unode) > 0 ||
+				     mesh_node_count_remotes(parent.node) > remotes_before);
+	     i++)
+		g_usleep(10000);
+	ck_assert_uint_eq(unix_leader_count_pairs(parent.unode), 0);
+	ck_assert_uint_eq(mesh_node_count_remotes(parent.node), remotes_before);
+}
+END_TEST
+
+/*
+ * As test_peer_exits_mid_move, but B is killed holding y, which it did not
+ * close: x, on its way to the stopped C, holds no close of its peer, so it
+ * still fails with B's node, and C reads the failure (never a hang or a
+ * clean close).
+ */
+START_TEST(test_peer_killed_mid_move)
+{
+	guint remotes_before = mesh_node_count_remotes(parent.node);
+	Child *b = spawn_joiner("sink", "2");
+	Child *c = spawn_joiner("reader", "fail");
+	mesh_message_free(expect_message(c->recv)); /* "ready" */
+
+	MeshPort *x, *y;
+	mesh_port_new_pair(&x, &y);
+	MeshMessage *msg = mesh_message_new(NULL, 0);
+	mesh_message_add_port_take(msg, y);
+	port_send(b->port, msg, FALSE);
+	ck_assert_int_eq(pal_child_kill(c->process, SIGSTOP), 0);
+	/* B waits for a "1" that never comes: y stays open. */
+	port_send_bytes(x, "0");
+	msg = mesh_message_new(NULL, 0);
+	mesh_message_add_port_take(msg, x);
+	port_send(c->port, msg, FALSE);
+
+	ck_assert_int_eq(pal_child_kill(b->process, SIGKILL), 0);
+	MeshMessage *end = test_recv_wait(b->recv, 20000);
+	ck_assert(test_recv_is_end(end, RECV_END_FAILED));
+	ck_assert_int_eq(pal_child_kill(c->process, SIGCONT), 0);
+	int status = child_finish(b);
+	ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
 	ck_assert_int_eq(child_finish(c), 0);
 
 	for (int i = 0; i < 1000 && (unix_leader_count_pairs(parent.unode) > 0 ||
@@ -3654,14 +3695,20 @@ int main(void)
 	tcase_add_test(tc, test_join_count_without_receive);
 	tcase_add_test(tc, test_port_from_child_to_child);
 	tcase_add_test(tc, test_sink_exits_mid_move);
-	if (g_getenv("MESH_TEST_KNOWN_HOLES"))
-		tcase_add_test(tc, test_peer_exits_mid_move);
 	tcase_add_test(tc, test_failed_pair_not_reintroduced);
 	tcase_add_test(tc, test_dropped_invitation);
 	tcase_add_test(tc, test_mover_killed);
 	tcase_add_test(tc, test_listener);
 	tcase_add_test(tc, test_caller_context);
 	tcase_add_test(tc, test_listener_limits);
+	suite_add_tcase(s, tc);
+
+	/* A port on its way between nodes while its peer's node ends. */
+	tc = tcase_create("mid-move");
+	tcase_set_timeout(tc, 120);
+	tcase_add_checked_fixture(tc, parent_setup, parent_teardown);
+	tcase_add_test(tc, test_peer_exits_mid_move);
+	tcase_add_test(tc, test_peer_killed_mid_move);
 	suite_add_tcase(s, tc);
 
 	/* Channels with blocking receives: the I/O thread lends its context. */

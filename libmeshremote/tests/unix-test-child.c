@@ -113,8 +113,11 @@ static int run_sink(TestRecv *r, int n)
 	return status;
 }
 
-/* Says "ready", then reads a port it is given: "done", then its close. */
-static int run_reader(TestRecv *r, MeshPort *bootstrap)
+/*
+ * Says "ready", then reads a port it is given: "done", then its close; or,
+ * with @expect_fail, only the port's failure.
+ */
+static int run_reader(TestRecv *r, MeshPort *bootstrap, gboolean expect_fail)
 {
 	port_send_bytes(bootstrap, "ready");
 	MeshPort *p = wait_port(r);
@@ -123,6 +126,14 @@ static int run_reader(TestRecv *r, MeshPort *bootstrap)
 	TestRecv *rp = test_recv_new(p);
 	int status = 0;
 	MeshMessage *msg = test_recv_wait(rp, 60000);
+	if (expect_fail) {
+		status = test_recv_is_end(msg, RECV_END_FAILED) ? 0 : 10;
+		if (test_recv_is_message(msg))
+			mesh_message_free(msg);
+		test_recv_free(rp);
+		mesh_port_close(p);
+		return status;
+	}
 	if (!test_recv_is_message(msg)) {
 		status = 4;
 	} else {
@@ -508,7 +519,7 @@ run:;
 	} else if (strcmp(scenario, "sink") == 0 && scenario_arg) {
 		status = run_sink(r, atoi(scenario_arg));
 	} else if (strcmp(scenario, "reader") == 0) {
-		status = run_reader(r, port);
+		status = run_reader(r, port, scenario_arg && strcmp(scenario_arg, "fail") == 0);
 	} else if (strcmp(scenario, "drain") == 0) {
 		for (;;) {
 			MeshMessage *msg = test_recv_wait(r, 60000);
