@@ -969,6 +969,17 @@ START_TEST(test_join_count_without_receive)
 }
 END_TEST
 
+/* The children gone: the leader forgets their pairs, the node the children (10 s at most). */
+static void expect_children_forgotten(guint remotes_before)
+{
+	for (int i = 0; i < 1000 && (unix_leader_count_pairs(parent.unode) > 0 ||
+				     mesh_node_count_remotes(parent.node) > remotes_before);
+	     i++)
+		g_usleep(10000);
+	ck_assert_uint_eq(unix_leader_count_pairs(parent.unode), 0);
+	ck_assert_uint_eq(mesh_node_count_remotes(parent.node), remotes_before);
+}
+
 START_TEST(test_port_from_child_to_child)
 {
 	/*
@@ -990,12 +1001,7 @@ START_TEST(test_port_from_child_to_child)
 	ck_assert_int_eq(child_finish(a), 0);
 
 	/* Both gone: the leader forgets their pair, the node forgets them. */
-	for (int i = 0; i < 1000 && (unix_leader_count_pairs(parent.unode) > 0 ||
-				     mesh_node_count_remotes(parent.node) > remotes_before);
-	     i++)
-		g_usleep(10000);
-	ck_assert_uint_eq(unix_leader_count_pairs(parent.unode), 0);
-	ck_assert_uint_eq(mesh_node_count_remotes(parent.node), remotes_before);
+	expect_children_forgotten(remotes_before);
 }
 END_TEST
 
@@ -1041,12 +1047,7 @@ START_TEST(test_sink_exits_mid_move)
 	ck_assert_int_eq(child_finish(b), 0);
 	ck_assert_int_eq(child_finish(a), 0);
 
-	for (int i = 0; i < 1000 && (unix_leader_count_pairs(parent.unode) > 0 ||
-				     mesh_node_count_remotes(parent.node) > remotes_before);
-	     i++)
-		g_usleep(10000);
-	ck_assert_uint_eq(unix_leader_count_pairs(parent.unode), 0);
-	ck_assert_uint_eq(mesh_node_count_remotes(parent.node), remotes_before);
+	expect_children_forgotten(remotes_before);
 }
 END_TEST
 
@@ -1093,12 +1094,7 @@ START_TEST(test_peer_exits_mid_move)
 	ck_assert_int_eq(child_finish(b), 0);
 	ck_assert_int_eq(child_finish(c), 0);
 
-	for (int i = 0; i < 1000 && (unix_leader_count_pairs(parent.unode) > 0 ||
-				     mesh_node_count_remotes(parent.node) > remotes_before);
-	     i++)
-		g_usleep(10000);
-	ck_assert_uint_eq(unix_leader_count_pairs(parent.unode), 0);
-	ck_assert_uint_eq(mesh_node_count_remotes(parent.node), remotes_before);
+	expect_children_forgotten(remotes_before);
 }
 END_TEST
 
@@ -1135,12 +1131,7 @@ START_TEST(test_peer_killed_mid_move)
 	ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
 	ck_assert_int_eq(child_finish(c), 0);
 
-	for (int i = 0; i < 1000 && (unix_leader_count_pairs(parent.unode) > 0 ||
-				     mesh_node_count_remotes(parent.node) > remotes_before);
-	     i++)
-		g_usleep(10000);
-	ck_assert_uint_eq(unix_leader_count_pairs(parent.unode), 0);
-	ck_assert_uint_eq(mesh_node_count_remotes(parent.node), remotes_before);
+	expect_children_forgotten(remotes_before);
 }
 END_TEST
 
