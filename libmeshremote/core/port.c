@@ -582,10 +582,17 @@ void port_remote_failed_locked(MeshPort *p, MeshRemoteNode *remote, const char *
 			       Deferred *d)
 {
 	MeshRemoteNode *closed = NULL;
-	gboolean held = port_holds_peer_close_locked(p, &closed);
+	gboolean named = p->peer.remote == remote || p->move_from == remote ||
+			 p->target.remote == remote;
 
-	if (p->peer.remote != remote && p->move_from != remote && p->target.remote != remote &&
-	    (!held || closed != remote))
+	/*
+	 * Only a CHANGE_PEER in a sending port's heap can name another node:
+	 * the walk of the heap is for those, not for every port of the node.
+	 */
+	if (!named && (p->state != PORT_SENDING || !p->heap->len))
+		return;
+	gboolean held = port_holds_peer_close_locked(p, &closed);
+	if (!named && (!held || closed != remote))
 		return;
 	if (p->state == PORT_PEERED && p->peer.remote == remote && p->move_from &&
 	    p->move_from != remote) {
