@@ -256,16 +256,39 @@ typedef struct {
 	int sock;         /* the fake node's end */
 	guint64 next_seq; /* of the next message the fake node sends to the port */
 	MeshPort *keep;   /* rig_new_invited(): the invited port's peer, kept open */
+	GMainLoop *loop;  /* rig_new_on_context(): the caller's context, run by loop_thread */
+	GThread *loop_thread;
 } Rig;
 
-/* @sndbuf: if not 0, the SO_SNDBUF of the node's end (how soon it fills). */
-static Rig *rig_new_full(int sndbuf)
+static gpointer loop_run(gpointer data)
+{
+	GMainLoop *loop = data;
+	g_main_context_push_thread_default(g_main_loop_get_context(loop));
+	g_main_loop_run(loop);
+	g_main_context_pop_thread_default(g_main_loop_get_context(loop));
+	return NULL;
+}
+
+/*
+ * @sndbuf: if not 0, the SO_SNDBUF of the node's end (how soon it fills).
+ * @on_context: the node runs on a caller's GMainContext (run by a thread
+ * of the rig) instead of its own I/O thread.
+ */
+static Rig *rig_new_in(int sndbuf, gboolean on_context)
 {
 	Rig *r = g_new0(Rig, 1);
 	int sv[2];
 
 	r->node = mesh_node_new();
-	r->unode = mesh_unix_node_new(r->node, NULL);
+	if (on_context) {
+		GMainContext *ctx = g_main_context_new();
+		r->loop = g_main_loop_new(ctx, FALSE);
+		g_main_context_unref(ctx);
+		r->loop_thread = g_thread_new("rig-context", loop_run, r->loop);
+		r->unode = mesh_unix_node_new(r->node, ctx);
+	} else {
+		r->unode = mesh_unix_node_new(r->node, NULL);
+	}
 	mesh_uuid_generate(&r->peer);
 	mesh_uuid_generate(&r->mine);
 	mesh_uuid_generate(&r->theirs);
@@ -282,6 +305,11 @@ static Rig *rig_new_full(int sndbuf)
 	r->sock = sv[1];
 	r->next_seq = 1;
 	return r;
+}
+
+static Rig *rig_new_full(int sndbuf)
+{
+	return rig_new_in(sndbuf, FALSE);
 }
 
 static Rig *rig_new(void)
@@ -301,6 +329,11 @@ static void rig_free(Rig *r)
 	mesh_unix_node_free(r->unode);
 	mesh_node_unref(r->node);
 	close(r->sock);
+	if (r->loop) {
+		g_main_loop_quit(r->loop);
+		g_thread_join(r->loop_thread);
+		g_main_loop_unref(r->loop);
+	}
 	g_free(r);
 }
 
@@ -1679,13 +1712,13 @@ static void ring_node_recv(RingRig *rr, Packet *pk)
  * A rig whose fake node reads rings: the node's setup is checked and
  * mapped; with @send_setup, the fake node sends its own.
  */
-static RingRig *ring_rig_new(gboolean send_setup)
+static RingRig *ring_rig_new_in(gboolean send_setup, gboolean on_context)
 {
 	RingRig *rr = g_new0(RingRig, 1);
 	Packet pk;
 	struct stat st;
 
-	rr->r = rig_new();
+	rr->r = rig_new_in(0, on_context);
 	expect_hello(rr->r, HELLO_ALL);
 	peer_send_hello(rr->r, HELLO_ALL);
 	ring_node_recv(rr, &pk);
@@ -1718,6 +1751,11 @@ static RingRig *ring_rig_new(gboolean send_setup)
 		ring_peer_send(rr, PACKET_RING_SETUP, body, 8, fds, 2, 0);
 	}
 	return rr;
+}
+
+static RingRig *ring_rig_new(gboolean send_setup)
+{
+	return ring_rig_new_in(send_setup, FALSE);
 }
 
 static void ring_rig_free(RingRig *rr)
@@ -2010,6 +2048,34 @@ START_TEST(test_ring_stream_to_socket)
 	ck_assert_uint_eq(check_numbered_event(r, ev->data, ev->len), N + 1);
 	ck_assert_uint_eq(gate, 1 + packets);
 	g_byte_array_unref(ev);
+	g_array_unref(seqs);
+	ring_rig_free(rr);
+}
+END_TEST
+
+/*
+ * The same stream from a node on a caller's context stays on the ring:
+ * that context flushes the socket's batches only when it runs, while the
+ * ring wakes the reader at once.
+ */
+START_TEST(test_ring_stream_on_context)
+{
+	enum { N = 40 };
+	RingRig *rr = ring_rig_new_in(TRUE, TRUE);
+	Rig *r = rr->r;
+	guint32 gate;
+
+	rig_sync(r);
+	node_send_numbered(r, 1, N, 0);
+	GArray *seqs = g_array_new(FALSE, FALSE, sizeof(guint64));
+	GByteArray *ev;
+	while ((ev = fake_ring_take(rr, &gate))) {
+		g_array_append_val(seqs, (guint64){check_numbered_event(r, ev->data, ev->len)});
+		ck_assert_uint_eq(gate, 1); /* no socket packet came between */
+		g_byte_array_unref(ev);
+	}
+	ck_assert_msg(seqs->len == N, "%u of %d events on the ring", seqs->len, (int)N);
+	check_seqs(seqs, N);
 	g_array_unref(seqs);
 	ring_rig_free(rr);
 }
@@ -2516,6 +2582,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_ring_receive);
 	tcase_add_test(tc, test_ring_send);
 	tcase_add_test(tc, test_ring_stream_to_socket);
+	tcase_add_test(tc, test_ring_stream_on_context);
 	tcase_add_loop_test(tc, test_ring_hostile, 0, BAD_RING_HEAD + 1);
 	tcase_add_test(tc, test_ring_idle);
 	tcase_add_test(tc, test_blocked_receiver_idle);
